@@ -1,0 +1,229 @@
+//! `table=ATTLOG` lines: one punch per line (`protocol.md` §4.1).
+//!
+//! `PIN \t Time \t Status \t Verify [\t Workcode [\t Reserved ...]]`. Firmware sends 7 to 12+
+//! columns, trailing TABs and empty work codes; only the first four columns are required, every
+//! column after the work code is kept verbatim in [`AttLogRecord::extra`].
+
+use nom::bytes::complete::take_till;
+use nom::{IResult, Parser};
+
+use crate::reject::RejectReason;
+use crate::time::LocalDateTime;
+
+/// Longest PIN accepted. Devices use up to ~24 characters; national-ID PINs are ~20 digits.
+pub const MAX_PIN_LEN: usize = 64;
+/// Longest work code accepted.
+pub const MAX_WORK_CODE_LEN: usize = 64;
+/// Longest ATTLOG line accepted: the widest documented layout, with base64 `ExtendData`, is far
+/// shorter; anything longer is not a punch.
+pub const MAX_LINE_LEN: usize = 8 * 1024;
+
+/// One punch, borrowing from the request body.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttLogRecord<'a> {
+    /// User id on the device: a string, leading zeros significant.
+    pub pin: &'a str,
+    /// The time exactly as sent (19 bytes; `T` separator kept if the device used it).
+    pub time_raw: &'a str,
+    /// The same time, validated.
+    pub time: LocalDateTime,
+    /// Punch state code as sent: `0`–`255` (255 = no state) or a legacy letter such as `I`.
+    pub state: &'a str,
+    /// Verification mode code (1 fingerprint, 4 card, 15 face, 25 palm, ...).
+    pub verify: u16,
+    /// Work code as sent; often empty or `0`.
+    pub work_code: &'a str,
+    /// Every column after the work code, TABs included, exactly as sent (may be empty).
+    pub extra: &'a str,
+}
+
+impl<'a> AttLogRecord<'a> {
+    /// Column `index` (0-based over the whole line) if present, e.g. 7 = MaskFlag, 8 = Temperature
+    /// on firmware that sends them.
+    pub fn column(&self, index: usize) -> Option<&'a str> {
+        if index < 5 {
+            return None;
+        }
+        self.extra.split('\t').nth(index - 5)
+    }
+
+    /// MaskFlag column (index 7) when the device sent one.
+    pub fn mask_flag(&self) -> Option<u8> {
+        self.column(7).and_then(|v| v.parse().ok())
+    }
+
+    /// Temperature column (index 8) when the device measured one (`0` and `255` mean none).
+    pub fn temperature(&self) -> Option<f64> {
+        let value: f64 = self.column(8)?.trim().parse().ok()?;
+        (value.is_finite() && value > 0.0 && value != 255.0).then_some(value)
+    }
+}
+
+fn field(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    take_till(|b| b == b'\t').parse(input)
+}
+
+/// Consumes the TAB after a field; `None` when the line ended instead.
+fn tab(input: &[u8]) -> Option<&[u8]> {
+    input.strip_prefix(b"\t")
+}
+
+fn has_control(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
+}
+
+fn as_str(bytes: &[u8]) -> &str {
+    // Only called on sub-slices of a line already validated as UTF-8 and split at ASCII TABs,
+    // so this cannot fail; fall back to "" rather than panic.
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+fn state_code(raw: &[u8]) -> Result<(), RejectReason> {
+    match raw {
+        [b] if b.is_ascii_alphabetic() => Ok(()),
+        _ if !raw.is_empty() && raw.len() <= 3 && raw.iter().all(u8::is_ascii_digit) => {
+            let value: u32 = raw.iter().fold(0, |acc, &b| acc * 10 + u32::from(b - b'0'));
+            if value <= 255 { Ok(()) } else { Err(RejectReason::BadState) }
+        }
+        _ => Err(RejectReason::BadState),
+    }
+}
+
+fn verify_code(raw: &[u8]) -> Result<u16, RejectReason> {
+    if raw.is_empty() || raw.len() > 5 || !raw.iter().all(u8::is_ascii_digit) {
+        return Err(RejectReason::BadVerify);
+    }
+    let value: u32 = raw.iter().fold(0, |acc, &b| acc * 10 + u32::from(b - b'0'));
+    u16::try_from(value).map_err(|_| RejectReason::BadVerify)
+}
+
+/// Parses one ATTLOG line (without its terminator).
+pub fn parse_attlog_line(line: &[u8]) -> Result<AttLogRecord<'_>, RejectReason> {
+    if line.len() > MAX_LINE_LEN {
+        return Err(RejectReason::FieldTooLong);
+    }
+    let text = std::str::from_utf8(line).map_err(|_| RejectReason::InvalidUtf8)?;
+    let input = text.as_bytes();
+    let parse_error = |_| RejectReason::TooFewFields;
+
+    let (rest, pin) = field(input).map_err(parse_error)?;
+    if pin.is_empty() {
+        return Err(RejectReason::EmptyPin);
+    }
+    if pin.len() > MAX_PIN_LEN {
+        return Err(RejectReason::FieldTooLong);
+    }
+    if has_control(pin) {
+        return Err(RejectReason::ControlCharacter);
+    }
+    let rest = tab(rest).ok_or(RejectReason::TooFewFields)?;
+    let (rest, time_raw) = field(rest).map_err(parse_error)?;
+    let time = LocalDateTime::parse(time_raw).ok_or(RejectReason::BadTime)?;
+    let rest = tab(rest).ok_or(RejectReason::TooFewFields)?;
+    let (rest, state) = field(rest).map_err(parse_error)?;
+    state_code(state)?;
+    let rest = tab(rest).ok_or(RejectReason::TooFewFields)?;
+    let (rest, verify) = field(rest).map_err(parse_error)?;
+    let verify = verify_code(verify)?;
+    let (work_code, extra): (&[u8], &[u8]) = match tab(rest) {
+        None => (b"", b""),
+        Some(rest) => {
+            let (rest, work_code) = field(rest).map_err(parse_error)?;
+            (work_code, tab(rest).unwrap_or(b""))
+        }
+    };
+    if work_code.len() > MAX_WORK_CODE_LEN {
+        return Err(RejectReason::FieldTooLong);
+    }
+    if has_control(work_code) || extra.iter().any(|&b| b != b'\t' && (b < 0x20 || b == 0x7f)) {
+        return Err(RejectReason::ControlCharacter);
+    }
+    Ok(AttLogRecord {
+        pin: as_str(pin),
+        time_raw: as_str(time_raw),
+        time,
+        state: as_str(state),
+        verify,
+        work_code: as_str(work_code),
+        extra: as_str(extra),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (line, Ok((pin, time, state, verify, work_code, extra)) | Err(reason))
+    type Expected = Result<(&'static str, &'static str, &'static str, u16, &'static str, &'static str), RejectReason>;
+
+    fn check(line: &[u8], want: Expected) {
+        let got = parse_attlog_line(line)
+            .map(|r| (r.pin, r.time_raw, r.state, r.verify, r.work_code, r.extra));
+        assert_eq!(got, want, "line {:?}", String::from_utf8_lossy(line));
+    }
+
+    #[test]
+    fn known_answers() {
+        use RejectReason::*;
+        let cases: &[(&[u8], Expected)] = &[
+            // documented 7-column layout
+            (b"1452\t2015-07-30 15:16:28\t0\t1\t0\t0\t0", Ok(("1452", "2015-07-30 15:16:28", "0", 1, "0", "0\t0"))),
+            // empty work code and trailing TAB (BOCK200961014, Paraguay unit)
+            (b"1\t2024-07-28 01:25:24\t0\t1\t\t0\t0\t", Ok(("1", "2024-07-28 01:25:24", "0", 1, "", "0\t0\t"))),
+            // 11 columns with a per-record sequence number (MB10-VL)
+            (b"46\t2025-01-29 06:58:48\t0\t15\t0\t0\t0\t0\t0\t0\t10881", Ok(("46", "2025-01-29 06:58:48", "0", 15, "0", "0\t0\t0\t0\t0\t10881"))),
+            // 255 in column 8, trailing empty column (ZAM180)
+            (b"9999\t2026-08-12 08:53:23\t0\t15\t0\t0\t0\t255\t0\t0\t", Ok(("9999", "2026-08-12 08:53:23", "0", 15, "0", "0\t0\t255\t0\t0\t"))),
+            // state 255 = no state selected
+            (b"2\t2026-09-28 10:47:39\t255\t15\t0\t0\t0", Ok(("2", "2026-09-28 10:47:39", "255", 15, "0", "0\t0"))),
+            // leading zeros are significant
+            (b"016\t2026-01-01 08:00:00\t1\t4", Ok(("016", "2026-01-01 08:00:00", "1", 4, "", ""))),
+            // legacy letter state, T separator
+            (b"7\t2026-01-01T08:00:00\tI\t1\t5", Ok(("7", "2026-01-01T08:00:00", "I", 1, "5", ""))),
+            // alphanumeric PIN and work code
+            (b"A-12\t2026-01-01 08:00:00\t0\t1\tWC7\t0", Ok(("A-12", "2026-01-01 08:00:00", "0", 1, "WC7", "0"))),
+            // hostile rows
+            (b"THIS IS NOT A PUNCH", Err(TooFewFields)),
+            (b"1\t2026-13-45 99:99:99\t0\t1\t0", Err(BadTime)),
+            (b"1\t2026-01-01 08:00:00\tX1\t1\t0", Err(BadState)),
+            (b"1\t2026-01-01 08:00:00\t256\t1\t0", Err(BadState)),
+            (b"1\t2026-01-01 08:00:00\t\t1\t0", Err(BadState)),
+            (b"1\t2026-01-01 08:00:00\t0\tface\t0", Err(BadVerify)),
+            (b"1\t2026-01-01 08:00:00\t0\t99999999", Err(BadVerify)),
+            (b"1\t2026-01-01 08:00:00", Err(TooFewFields)),
+            (b"1\t2026-01-01 08:00:00\t0", Err(TooFewFields)),
+            (b"1\t2026-01-01 08:0", Err(BadTime)),
+            (b"\t2026-01-01 08:00:00\t0\t1\t0", Err(EmptyPin)),
+            (b"\t\t\t", Err(EmptyPin)),
+            (b"1\t2026-01-01 08:00:00\t0\t1\t0\xff\xfe", Err(InvalidUtf8)),
+            (b"1\t2026-01-01 08:00:00\t0\t1\t0\x00garbage", Err(ControlCharacter)),
+            (b"1\x01\t2026-01-01 08:00:00\t0\t1", Err(ControlCharacter)),
+        ];
+        for (line, want) in cases {
+            check(line, *want);
+        }
+    }
+
+    #[test]
+    fn huge_fields_are_rejected() {
+        let mut pin = vec![b'9'; MAX_PIN_LEN + 1];
+        pin.extend_from_slice(b"\t2026-01-01 08:00:00\t0\t1");
+        check(&pin, Err(RejectReason::FieldTooLong));
+        let mut line = b"1\t2026-01-01 08:00:00\t0\t1\t".to_vec();
+        line.extend(std::iter::repeat_n(b'0', MAX_LINE_LEN));
+        check(&line, Err(RejectReason::FieldTooLong));
+    }
+
+    #[test]
+    fn optional_columns() {
+        let r = parse_attlog_line(b"5\t2026-01-01 08:00:00\t0\t15\t0\t0\t0\t1\t36.6\t0").unwrap();
+        assert_eq!(r.mask_flag(), Some(1));
+        assert_eq!(r.temperature(), Some(36.6));
+        assert_eq!(r.column(9), Some("0"));
+        assert_eq!(r.column(10), None);
+        let r = parse_attlog_line(b"5\t2026-01-01 08:00:00\t0\t15\t0\t0\t0\t255\t255").unwrap();
+        assert_eq!(r.temperature(), None);
+        let r = parse_attlog_line(b"5\t2026-01-01 08:00:00\t0\t15").unwrap();
+        assert_eq!((r.mask_flag(), r.temperature()), (None, None));
+    }
+}
