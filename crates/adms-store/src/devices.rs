@@ -1,0 +1,305 @@
+//! Terminals: registration on first contact, facts from handshakes, INFO and option dumps, and
+//! batched activity updates (polls are not written one by one).
+
+use sqlx::FromRow;
+
+use crate::{Store, StoreError, now_micros};
+
+/// Whether a device's data is released to ERPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    Approved,
+    /// Stored, but held from the API and delivery until an operator approves the device.
+    Pending,
+}
+
+impl Approval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Approved => "approved",
+            Approval::Pending => "pending",
+        }
+    }
+
+    fn parse(s: &str) -> Approval {
+        if s == "pending" { Approval::Pending } else { Approval::Approved }
+    }
+}
+
+/// A terminal as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub id: i64,
+    pub sn: String,
+    pub alias: String,
+    pub approval: Approval,
+    pub protocol_family: String,
+    pub push_version: String,
+    pub language: String,
+    pub time_zone: Option<String>,
+    pub text_encoding: Option<String>,
+    pub attlog_stamp: String,
+    pub operlog_stamp: String,
+    pub attphoto_stamp: String,
+    pub biodata_stamp: String,
+    pub registry_code: String,
+    pub last_seq: i64,
+}
+
+#[derive(FromRow)]
+struct DeviceRecord {
+    id: i64,
+    sn: String,
+    alias: String,
+    approval: String,
+    protocol_family: String,
+    push_version: String,
+    language: String,
+    time_zone: Option<String>,
+    text_encoding: Option<String>,
+    attlog_stamp: String,
+    operlog_stamp: String,
+    attphoto_stamp: String,
+    biodata_stamp: String,
+    registry_code: String,
+    last_seq: i64,
+}
+
+impl From<DeviceRecord> for Device {
+    fn from(r: DeviceRecord) -> Device {
+        Device {
+            id: r.id,
+            sn: r.sn,
+            alias: r.alias,
+            approval: Approval::parse(&r.approval),
+            protocol_family: r.protocol_family,
+            push_version: r.push_version,
+            language: r.language,
+            time_zone: r.time_zone,
+            text_encoding: r.text_encoding,
+            attlog_stamp: r.attlog_stamp,
+            operlog_stamp: r.operlog_stamp,
+            attphoto_stamp: r.attphoto_stamp,
+            biodata_stamp: r.biodata_stamp,
+            registry_code: r.registry_code,
+            last_seq: r.last_seq,
+        }
+    }
+}
+
+const DEVICE_COLUMNS_BY_SN: &str = "SELECT id, sn, alias, approval, protocol_family, push_version, language, time_zone, \
+     text_encoding, attlog_stamp, operlog_stamp, attphoto_stamp, biodata_stamp, registry_code, last_seq \
+     FROM devices WHERE sn = ?";
+
+/// What is known about a device at its first request.
+#[derive(Debug, Clone, Default)]
+pub struct NewDevice<'a> {
+    pub sn: &'a str,
+    pub approval: Option<Approval>,
+    pub protocol_family: &'a str,
+    pub ip_address: &'a str,
+}
+
+/// Facts from an attendance or Security PUSH handshake.
+#[derive(Debug, Clone, Default)]
+pub struct HandshakeUpdate<'a> {
+    pub push_version: &'a str,
+    pub language: &'a str,
+    pub device_type: &'a str,
+    pub protocol_family: &'a str,
+    pub ip_address: &'a str,
+}
+
+/// Facts from `INFO=`, an options dump or an INFO command result. `None` leaves a value as is.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceInfoUpdate {
+    pub model: Option<String>,
+    pub firmware: Option<String>,
+    pub firmware_push_version: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_count: Option<i64>,
+    pub fp_count: Option<i64>,
+    pub face_count: Option<i64>,
+    pub palm_count: Option<i64>,
+    pub transaction_count: Option<i64>,
+    pub fp_algorithm: Option<String>,
+    pub face_algorithm: Option<String>,
+}
+
+/// Last activity of a device, flushed in batches.
+#[derive(Debug, Clone)]
+pub struct DeviceActivity {
+    pub device_id: i64,
+    pub at_micros: i64,
+    pub ip_address: String,
+}
+
+impl Store {
+    pub async fn device_by_sn(&self, sn: &str) -> Result<Option<Device>, StoreError> {
+        let row: Option<DeviceRecord> =
+            sqlx::query_as(DEVICE_COLUMNS_BY_SN).bind(sn).fetch_optional(self.pool()).await?;
+        Ok(row.map(Device::from))
+    }
+
+    /// Registers a device on first contact, or returns the existing one (another replica or
+    /// request may have registered it concurrently).
+    pub async fn register_device(&self, new: &NewDevice<'_>) -> Result<Device, StoreError> {
+        let approval = new.approval.unwrap_or(Approval::Approved);
+        sqlx::query(
+            "INSERT INTO devices (sn, approval, protocol_family, ip_address, first_seen_at, last_activity_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sn) DO NOTHING",
+        )
+        .bind(new.sn)
+        .bind(approval.as_str())
+        .bind(new.protocol_family)
+        .bind(new.ip_address)
+        .bind(now_micros())
+        .bind(now_micros())
+        .execute(self.pool())
+        .await?;
+        self.device_by_sn(new.sn).await?.ok_or(StoreError::NotFound)
+    }
+
+    pub async fn record_handshake(&self, device_id: i64, h: &HandshakeUpdate<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE devices SET push_version = ?, language = ?, device_type = ?, protocol_family = ?, \
+             ip_address = ?, last_handshake_at = ?, last_activity_at = ? WHERE id = ?",
+        )
+        .bind(h.push_version)
+        .bind(h.language)
+        .bind(h.device_type)
+        .bind(h.protocol_family)
+        .bind(h.ip_address)
+        .bind(now_micros())
+        .bind(now_micros())
+        .bind(device_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn update_device_info(&self, device_id: i64, u: &DeviceInfoUpdate) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE devices SET model = COALESCE(?, model), firmware = COALESCE(?, firmware), \
+             firmware_push_version = COALESCE(?, firmware_push_version), ip_address = COALESCE(?, ip_address), \
+             user_count = COALESCE(?, user_count), fp_count = COALESCE(?, fp_count), \
+             face_count = COALESCE(?, face_count), palm_count = COALESCE(?, palm_count), \
+             transaction_count = COALESCE(?, transaction_count), fp_algorithm = COALESCE(?, fp_algorithm), \
+             face_algorithm = COALESCE(?, face_algorithm) WHERE id = ?",
+        )
+        .bind(&u.model)
+        .bind(&u.firmware)
+        .bind(&u.firmware_push_version)
+        .bind(&u.ip_address)
+        .bind(u.user_count)
+        .bind(u.fp_count)
+        .bind(u.face_count)
+        .bind(u.palm_count)
+        .bind(u.transaction_count)
+        .bind(&u.fp_algorithm)
+        .bind(&u.face_algorithm)
+        .bind(device_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Stores an options dump (every key, as sent) in one transaction.
+    pub async fn save_device_options(&self, device_id: i64, options: &[(String, String)]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let now = now_micros();
+        for (key, value) in options {
+            sqlx::query(
+                "INSERT INTO device_options (device_id, key, value, updated_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(device_id)
+            .bind(key)
+            .bind(value)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn device_options(&self, device_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT key, value FROM device_options WHERE device_id = ? ORDER BY key")
+            .bind(device_id)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Records the stamp a device reported for a table (`attlog`, `operlog`, `attphoto`, `biodata`).
+    pub async fn set_stamp(&self, device_id: i64, table: &str, stamp: &str) -> Result<(), StoreError> {
+        let sql = match table {
+            "attlog" => "UPDATE devices SET attlog_stamp = ? WHERE id = ?",
+            "operlog" => "UPDATE devices SET operlog_stamp = ? WHERE id = ?",
+            "attphoto" => "UPDATE devices SET attphoto_stamp = ? WHERE id = ?",
+            "biodata" => "UPDATE devices SET biodata_stamp = ? WHERE id = ?",
+            _ => return Ok(()),
+        };
+        sqlx::query(sql).bind(stamp).bind(device_id).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    pub async fn set_registry_code(&self, device_id: i64, code: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET registry_code = ? WHERE id = ?").bind(code).bind(device_id).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Writes the last activity of many devices in one transaction (polls are kept in memory and
+    /// flushed periodically, so a heartbeat costs no write).
+    pub async fn record_activity(&self, activity: &[DeviceActivity]) -> Result<(), StoreError> {
+        if activity.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for a in activity {
+            sqlx::query(
+                "UPDATE devices SET last_activity_at = MAX(COALESCE(last_activity_at, 0), ?), \
+                 ip_address = CASE WHEN ? = '' THEN ip_address ELSE ? END WHERE id = ?",
+            )
+            .bind(a.at_micros)
+            .bind(&a.ip_address)
+            .bind(&a.ip_address)
+            .bind(a.device_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Approves a pending device; returns false when no device has that SN.
+    pub async fn set_approval(&self, sn: &str, approval: Approval) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE devices SET approval = ? WHERE sn = ?")
+            .bind(approval.as_str())
+            .bind(sn)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Sets per-device settings an operator controls (`None` leaves a value unchanged).
+    pub async fn configure_device(
+        &self,
+        sn: &str,
+        alias: Option<&str>,
+        time_zone: Option<&str>,
+        text_encoding: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE devices SET alias = COALESCE(?, alias), time_zone = COALESCE(?, time_zone), \
+             text_encoding = COALESCE(?, text_encoding) WHERE sn = ?",
+        )
+        .bind(alias)
+        .bind(time_zone)
+        .bind(text_encoding)
+        .bind(sn)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,18 @@
+/// What can go wrong in the store, named for what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0} (expected sqlite://PATH)")]
+    UnsupportedUrl(String),
+    #[error("cannot create directory {0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("the punch writer has stopped")]
+    WriterStopped,
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+}

@@ -1,0 +1,138 @@
+//! Durable storage for adms-bridge: the only crate that contains SQL.
+//!
+//! SQLite is the embedded default (WAL, `synchronous=FULL`, writes under `BEGIN IMMEDIATE`).
+//! The hot path, punches, goes through [`PunchWriter`]: concurrent device uploads are coalesced
+//! into one transaction and each caller is answered only after that transaction committed, so a
+//! device never gets `OK` for rows that are not durable. Everything else a device sends is
+//! written by the caller's own short transaction.
+
+mod auth;
+mod devices;
+mod error;
+mod punches;
+mod queries;
+mod uploads;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, SqlitePool};
+
+pub use auth::{ApiToken, ApiUser, TokenKind};
+pub use devices::{Approval, Device, DeviceActivity, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
+pub use error::StoreError;
+pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine};
+pub use queries::{Page, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow};
+pub use uploads::{
+    AccessEvent, AttPhotoUpload, BiometricTemplate, CommandResultRow, DeviceRecord, OperationLog, OperlogBatch,
+    RawUpload, UserPhoto, UserRow,
+};
+
+/// Current time as Unix microseconds, the unit of every `*_at` column.
+pub fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Tunables for opening the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections for readers and short writers (the punch writer has its own).
+    pub max_connections: u32,
+    /// How long a writer waits for SQLite's write lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { max_connections: 8, busy_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Handle to the database, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    punch_writer: PunchWriter,
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path` or `sqlite::memory:`),
+    /// runs the embedded migrations and starts the punch writer.
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        }
+        create_parent_dir(url)?;
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: in WAL mode NORMAL may lose the last commits on power loss; a device is told
+            // OK only once its rows survive that.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(options.busy_timeout)
+            .statement_cache_capacity(256)
+            .disable_statement_logging();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .min_connections(1)
+            .connect_with(connect.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let writer_conn = connect.connect().await?;
+        let punch_writer = PunchWriter::start(writer_conn);
+        Ok(Store { pool, punch_writer })
+    }
+
+    /// The punch writer (group commit).
+    pub fn punch_writer(&self) -> &PunchWriter {
+        &self.punch_writer
+    }
+
+    /// Closes the pool. Punch batches already queued are still written: the writer task ends
+    /// once every handle to it is dropped.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Runs `sql` inside `BEGIN IMMEDIATE` ... `COMMIT` on a pool connection.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn create_parent_dir(url: &str) -> Result<(), StoreError> {
+    let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Io(parent.display().to_string(), e))?;
+    }
+    Ok(())
+}
+
+/// A database URL with any password removed, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// SHA-256 of some bytes; used for de-duplication keys and token hashes.
+pub fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}

@@ -1,0 +1,247 @@
+//! The punch hot path: group commit.
+//!
+//! Each device request becomes one [`PunchBatch`]. A single writer task owns a dedicated SQLite
+//! connection; it takes every batch that is waiting, writes them all in **one** `BEGIN IMMEDIATE`
+//! transaction, commits, and only then answers each caller. Requests arriving during a commit
+//! wait for the next one, so under load one fsync covers many devices' requests, and no device
+//! is answered before its rows are durable.
+//!
+//! Punches travel to SQLite as one JSON array bound as a single parameter and unpacked with
+//! `json_each`, so a group of any size is a handful of static, fully parameterised statements.
+//! De-duplication is by the natural key (device, PIN, local time, state, verify, work code): a
+//! re-sent punch inserts nothing and keeps its id and `seq`. `seq` is assigned in the same
+//! statement from the device's `last_seq`, in upload order, without gaps.
+
+use std::collections::HashSet;
+
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{StoreError, now_micros, sha256};
+
+/// Rows per INSERT statement, to bound the size of one JSON parameter.
+const ROWS_PER_STATEMENT: usize = 2_000;
+/// Batches per transaction at most.
+const BATCHES_PER_GROUP: usize = 256;
+
+/// One punch ready to store; built by the server from a parsed ATTLOG line.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NewPunch {
+    pub pin: String,
+    /// Canonical `YYYY-MM-DD HH:MM:SS` device wall-clock time.
+    pub local_time: String,
+    pub state: String,
+    pub verify: u16,
+    pub work_code: String,
+    pub extra: String,
+    /// The zone the local time was read in (IANA name or fixed offset).
+    pub time_zone: Option<String>,
+    /// The UTC instant (Unix seconds) when the zone is known.
+    pub utc_time: Option<i64>,
+    pub mask_flag: Option<u8>,
+    pub temperature: Option<f64>,
+    /// The line exactly as received.
+    pub raw_line: String,
+}
+
+/// A line that could not be parsed: kept raw with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedLine {
+    pub table: &'static str,
+    pub line_no: u32,
+    pub raw: Vec<u8>,
+    pub reason: &'static str,
+}
+
+/// Everything one device request contributes to the punch tables.
+#[derive(Debug, Clone, Default)]
+pub struct PunchBatch {
+    pub device_id: i64,
+    pub punches: Vec<NewPunch>,
+    pub rejected: Vec<RejectedLine>,
+    /// New ATTLOG stamp to record, when the device reported a different one.
+    pub attlog_stamp: Option<String>,
+    /// Receive time, Unix microseconds.
+    pub received_at: i64,
+}
+
+struct Job {
+    batch: PunchBatch,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Handle to the writer task. Cloning shares the task; it ends when every handle is dropped,
+/// after writing what was queued.
+#[derive(Debug, Clone)]
+pub struct PunchWriter {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("device_id", &self.batch.device_id).finish()
+    }
+}
+
+impl PunchWriter {
+    pub(crate) fn start(conn: SqliteConnection) -> PunchWriter {
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(run(conn, rx));
+        PunchWriter { tx }
+    }
+
+    /// Stores a batch; returns once it is committed (or failed).
+    pub async fn write(&self, batch: PunchBatch) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.tx.send(Job { batch, done }).await.map_err(|_| StoreError::WriterStopped)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Conflict(message)),
+            Err(_) => Err(StoreError::WriterStopped),
+        }
+    }
+}
+
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(BATCHES_PER_GROUP);
+    while rx.recv_many(&mut jobs, BATCHES_PER_GROUP).await > 0 {
+        let batches: Vec<&PunchBatch> = jobs.iter().map(|j| &j.batch).collect();
+        match write_group(&mut conn, &batches).await {
+            Ok(inserted) => {
+                tracing::debug!(batches = jobs.len(), inserted, "punch group committed");
+                for job in jobs.drain(..) {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                // One bad batch must not fail its neighbours: retry each on its own, so only
+                // the culprit's device gets an error (and resends).
+                tracing::warn!(%error, batches = jobs.len(), "punch group failed; retrying batches one by one");
+                for job in jobs.drain(..) {
+                    let result = write_group(&mut conn, &[&job.batch]).await.map(|_| ()).map_err(|e| {
+                        tracing::error!(device_id = job.batch.device_id, error = %e, "punch batch failed");
+                        e.to_string()
+                    });
+                    let _ = job.done.send(result);
+                }
+            }
+        }
+    }
+    let _ = conn.close().await;
+}
+
+/// Key of a punch for de-duplication inside one group.
+type NaturalKey<'a> = (i64, &'a str, &'a str, &'a str, u16, &'a str);
+
+/// Writes every batch in one transaction; returns the number of new punch rows.
+async fn write_group(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut seen: HashSet<NaturalKey<'_>> = HashSet::new();
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut devices: Vec<i64> = Vec::new();
+    let mut inserted = 0;
+    for batch in batches {
+        if !devices.contains(&batch.device_id) {
+            devices.push(batch.device_id);
+        }
+        for p in &batch.punches {
+            let key = (batch.device_id, p.pin.as_str(), p.local_time.as_str(), p.state.as_str(), p.verify, p.work_code.as_str());
+            if !seen.insert(key) {
+                continue;
+            }
+            rows.push(serde_json::json!([
+                batch.device_id,
+                p.pin,
+                p.local_time,
+                p.state,
+                p.verify,
+                p.work_code,
+                p.extra,
+                p.time_zone,
+                p.utc_time,
+                p.mask_flag,
+                p.temperature,
+                p.raw_line,
+                batch.received_at,
+            ]));
+        }
+    }
+    let devices_json = serde_json::to_string(&devices).unwrap_or_else(|_| "[]".into());
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
+        inserted += sqlx::query(INSERT_PUNCHES).bind(json).execute(&mut *tx).await?.rows_affected();
+        sqlx::query(
+            "UPDATE devices SET last_seq = COALESCE((SELECT MAX(seq) FROM punches WHERE device_id = devices.id), 0) \
+             WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&devices_json)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for batch in batches {
+        for r in &batch.rejected {
+            insert_rejected(&mut tx, batch.device_id, r, batch.received_at).await?;
+        }
+        if let Some(stamp) = &batch.attlog_stamp {
+            sqlx::query("UPDATE devices SET attlog_stamp = ? WHERE id = ?")
+                .bind(stamp)
+                .bind(batch.device_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// New punches only (the natural key decides), `seq` continuing the device's `last_seq` in
+/// upload order, ids ascending in the same order.
+const INSERT_PUNCHES: &str = "\
+INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, utc_time, \
+                     mask_flag, temperature, raw_line, received_at)
+SELECT n.device_id, d.last_seq + row_number() OVER (PARTITION BY n.device_id ORDER BY n.ord),
+       n.pin, n.local_time, n.state, n.verify, n.work_code, n.extra, n.time_zone, n.utc_time,
+       n.mask_flag, n.temperature, n.raw_line, n.received_at
+FROM (SELECT j.key AS ord, j.value ->> 0 AS device_id, j.value ->> 1 AS pin, j.value ->> 2 AS local_time,
+             j.value ->> 3 AS state, j.value ->> 4 AS verify, j.value ->> 5 AS work_code, j.value ->> 6 AS extra,
+             j.value ->> 7 AS time_zone, j.value ->> 8 AS utc_time, j.value ->> 9 AS mask_flag,
+             j.value ->> 10 AS temperature, j.value ->> 11 AS raw_line, j.value ->> 12 AS received_at
+      FROM json_each(?) AS j) AS n
+JOIN devices AS d ON d.id = n.device_id
+WHERE NOT EXISTS (SELECT 1 FROM punches AS p
+                  WHERE p.device_id = n.device_id AND p.pin = n.pin AND p.local_time = n.local_time
+                    AND p.state = n.state AND p.verify = n.verify AND p.work_code = n.work_code)
+ORDER BY n.ord
+ON CONFLICT DO NOTHING";
+
+/// Stores a rejected line; a re-sent identical line only bumps its counter.
+pub(crate) async fn insert_rejected(
+    conn: &mut SqliteConnection,
+    device_id: i64,
+    r: &RejectedLine,
+    received_at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO rejected_lines (device_id, table_name, line_no, raw, raw_sha256, reason, first_seen_at, last_seen_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (device_id, table_name, raw_sha256) DO UPDATE SET seen_count = seen_count + 1, \
+         last_seen_at = excluded.last_seen_at",
+    )
+    .bind(device_id)
+    .bind(r.table)
+    .bind(i64::from(r.line_no))
+    .bind(&r.raw)
+    .bind(sha256(&r.raw))
+    .bind(r.reason)
+    .bind(received_at)
+    .bind(received_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl PunchBatch {
+    pub fn new(device_id: i64) -> PunchBatch {
+        PunchBatch { device_id, received_at: now_micros(), ..PunchBatch::default() }
+    }
+}

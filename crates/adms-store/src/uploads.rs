@@ -1,0 +1,363 @@
+//! Everything else a device uploads: OPERLOG/BIODATA records, attendance photos, access events,
+//! command results and raw bodies. Each request is one transaction; re-sent data is
+//! de-duplicated by natural keys or content hashes.
+
+use crate::punches::{RejectedLine, insert_rejected};
+use crate::{Store, StoreError, sha256};
+
+/// `OPLOG` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationLog {
+    pub op_code: i64,
+    pub operator: String,
+    pub local_time: String,
+    pub objects: [String; 4],
+    pub raw_line: Vec<u8>,
+}
+
+/// `USER` line, decoded with the device's encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub pin: String,
+    pub name: String,
+    /// Set when the name bytes did not decode cleanly: the original bytes.
+    pub name_raw: Option<Vec<u8>>,
+    pub privilege: Option<i64>,
+    pub password: String,
+    pub card: String,
+    pub group: String,
+    pub time_zones: String,
+    pub verify: Option<i64>,
+    pub vice_card: String,
+    pub raw_line: Vec<u8>,
+}
+
+/// `FP` / `FACE` / `FVEIN` / `BIODATA` template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BiometricTemplate {
+    pub pin: String,
+    pub record_kind: &'static str,
+    pub bio_type: i64,
+    pub no: i64,
+    pub index: i64,
+    pub valid: Option<i64>,
+    pub duress: Option<i64>,
+    pub major_ver: Option<i64>,
+    pub minor_ver: Option<i64>,
+    pub format: String,
+    pub size: Option<i64>,
+    pub template: String,
+}
+
+/// `USERPIC` / `BIOPHOTO`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPhoto {
+    pub pin: String,
+    pub record_kind: &'static str,
+    pub photo_type: i64,
+    pub file_name: String,
+    pub size: Option<i64>,
+    pub content: String,
+    pub url: String,
+}
+
+/// A line of a kind not modelled yet, kept raw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub kind: String,
+    pub raw_line: Vec<u8>,
+}
+
+/// Everything one OPERLOG/BIODATA request carries.
+#[derive(Debug, Clone, Default)]
+pub struct OperlogBatch {
+    pub device_id: i64,
+    pub table: &'static str,
+    pub oplogs: Vec<OperationLog>,
+    pub users: Vec<UserRow>,
+    pub templates: Vec<BiometricTemplate>,
+    pub photos: Vec<UserPhoto>,
+    pub others: Vec<DeviceRecord>,
+    pub rejected: Vec<RejectedLine>,
+    pub operlog_stamp: Option<String>,
+    pub received_at: i64,
+}
+
+/// An attendance photo.
+#[derive(Debug, Clone)]
+pub struct AttPhotoUpload {
+    pub device_id: i64,
+    pub file_name: String,
+    pub pin: Option<String>,
+    pub local_time: Option<String>,
+    pub image: Vec<u8>,
+    pub received_at: i64,
+}
+
+/// An `rtlog` access event.
+#[derive(Debug, Clone)]
+pub struct AccessEvent {
+    pub local_time: String,
+    pub pin: String,
+    pub card_no: String,
+    pub door: Option<i64>,
+    pub event_code: Option<i64>,
+    pub in_out: Option<i64>,
+    pub verify_type: String,
+    pub raw_line: Vec<u8>,
+}
+
+/// A result posted to `/iclock/devicecmd`.
+#[derive(Debug, Clone)]
+pub struct CommandResultRow {
+    pub command_id: String,
+    pub return_code: Option<i64>,
+    pub cmd: String,
+    pub head: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// A whole request body kept as received.
+#[derive(Debug, Clone)]
+pub struct RawUpload<'a> {
+    pub device_id: Option<i64>,
+    pub sn: &'a str,
+    pub endpoint: &'a str,
+    pub table: &'a str,
+    pub query: &'a str,
+    pub body: &'a [u8],
+    pub received_at: i64,
+}
+
+impl Store {
+    /// Stores one OPERLOG/BIODATA request in one transaction.
+    pub async fn store_operlog(&self, b: &OperlogBatch) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let now = b.received_at;
+        for o in &b.oplogs {
+            sqlx::query(
+                "INSERT INTO operation_logs (device_id, op_code, operator, local_time, obj1, obj2, obj3, obj4, raw_line, received_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(b.device_id)
+            .bind(o.op_code)
+            .bind(&o.operator)
+            .bind(&o.local_time)
+            .bind(&o.objects[0])
+            .bind(&o.objects[1])
+            .bind(&o.objects[2])
+            .bind(&o.objects[3])
+            .bind(&o.raw_line)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for u in &b.users {
+            sqlx::query(
+                "INSERT INTO device_users (device_id, pin, name, name_raw, privilege, password, card, group_no, time_zones, \
+                 verify, vice_card, raw_line, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (device_id, pin) DO UPDATE SET name = excluded.name, name_raw = excluded.name_raw, \
+                 privilege = excluded.privilege, password = excluded.password, card = excluded.card, \
+                 group_no = excluded.group_no, time_zones = excluded.time_zones, verify = excluded.verify, \
+                 vice_card = excluded.vice_card, raw_line = excluded.raw_line, updated_at = excluded.updated_at",
+            )
+            .bind(b.device_id)
+            .bind(&u.pin)
+            .bind(&u.name)
+            .bind(&u.name_raw)
+            .bind(u.privilege)
+            .bind(&u.password)
+            .bind(&u.card)
+            .bind(&u.group)
+            .bind(&u.time_zones)
+            .bind(u.verify)
+            .bind(&u.vice_card)
+            .bind(&u.raw_line)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for t in &b.templates {
+            sqlx::query(
+                "INSERT INTO biometric_templates (device_id, pin, bio_type, bio_no, bio_index, record_kind, valid, duress, \
+                 major_ver, minor_ver, format, size, template, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (device_id, pin, bio_type, bio_no, bio_index) DO UPDATE SET record_kind = excluded.record_kind, \
+                 valid = excluded.valid, duress = excluded.duress, major_ver = excluded.major_ver, \
+                 minor_ver = excluded.minor_ver, format = excluded.format, size = excluded.size, \
+                 template = excluded.template, updated_at = excluded.updated_at",
+            )
+            .bind(b.device_id)
+            .bind(&t.pin)
+            .bind(t.bio_type)
+            .bind(t.no)
+            .bind(t.index)
+            .bind(t.record_kind)
+            .bind(t.valid)
+            .bind(t.duress)
+            .bind(t.major_ver)
+            .bind(t.minor_ver)
+            .bind(&t.format)
+            .bind(t.size)
+            .bind(&t.template)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for p in &b.photos {
+            sqlx::query(
+                "INSERT INTO user_photos (device_id, pin, record_kind, photo_type, file_name, size, content, url, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, pin, record_kind, photo_type) DO UPDATE SET \
+                 file_name = excluded.file_name, size = excluded.size, content = excluded.content, url = excluded.url, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(b.device_id)
+            .bind(&p.pin)
+            .bind(p.record_kind)
+            .bind(p.photo_type)
+            .bind(&p.file_name)
+            .bind(p.size)
+            .bind(&p.content)
+            .bind(&p.url)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for o in &b.others {
+            sqlx::query(
+                "INSERT INTO device_records (device_id, table_name, kind, raw_line, raw_sha256, received_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(b.device_id)
+            .bind(b.table)
+            .bind(&o.kind)
+            .bind(&o.raw_line)
+            .bind(sha256(&o.raw_line))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for r in &b.rejected {
+            insert_rejected(&mut tx, b.device_id, r, now).await?;
+        }
+        if let Some(stamp) = &b.operlog_stamp {
+            let sql = if b.table == "BIODATA" {
+                "UPDATE devices SET biodata_stamp = ? WHERE id = ?"
+            } else {
+                "UPDATE devices SET operlog_stamp = ? WHERE id = ?"
+            };
+            sqlx::query(sql).bind(stamp).bind(b.device_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores an attendance photo and links it to the punch it belongs to, when stored.
+    pub async fn store_att_photo(&self, p: &AttPhotoUpload) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO att_photos (device_id, file_name, pin, local_time, punch_id, image, received_at) \
+             VALUES (?, ?, ?, ?, (SELECT id FROM punches WHERE device_id = ? AND pin = ? AND local_time = ? ORDER BY id LIMIT 1), ?, ?) \
+             ON CONFLICT (device_id, file_name) DO UPDATE SET image = excluded.image, \
+             punch_id = COALESCE(att_photos.punch_id, excluded.punch_id)",
+        )
+        .bind(p.device_id)
+        .bind(&p.file_name)
+        .bind(&p.pin)
+        .bind(&p.local_time)
+        .bind(p.device_id)
+        .bind(&p.pin)
+        .bind(&p.local_time)
+        .bind(&p.image)
+        .bind(p.received_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores `rtlog` events and rejected lines of one request.
+    pub async fn store_access_events(
+        &self,
+        device_id: i64,
+        events: &[AccessEvent],
+        rejected: &[RejectedLine],
+        received_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO access_events (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, \
+                 raw_line, raw_sha256, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(device_id)
+            .bind(&e.local_time)
+            .bind(&e.pin)
+            .bind(&e.card_no)
+            .bind(e.door)
+            .bind(e.event_code)
+            .bind(e.in_out)
+            .bind(&e.verify_type)
+            .bind(&e.raw_line)
+            .bind(sha256(&e.raw_line))
+            .bind(received_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for r in rejected {
+            insert_rejected(&mut tx, device_id, r, received_at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores command results of one devicecmd request (duplicates of a re-sent body are ignored).
+    pub async fn store_command_results(
+        &self,
+        device_id: i64,
+        results: &[CommandResultRow],
+        rejected: &[RejectedLine],
+        received_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for r in results {
+            sqlx::query(
+                "INSERT INTO command_results (device_id, command_id, return_code, cmd, head, payload, received_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(device_id)
+            .bind(&r.command_id)
+            .bind(r.return_code)
+            .bind(&r.cmd)
+            .bind(&r.head)
+            .bind(&r.payload)
+            .bind(received_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for r in rejected {
+            insert_rejected(&mut tx, device_id, r, received_at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keeps a whole body as received (unknown tables, rtstate, registry bodies, ...).
+    pub async fn store_raw_upload(&self, u: &RawUpload<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO raw_uploads (device_id, sn, endpoint, table_name, query, body, body_sha256, received_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sn, endpoint, table_name, body_sha256) \
+             DO UPDATE SET seen_count = seen_count + 1",
+        )
+        .bind(u.device_id)
+        .bind(u.sn)
+        .bind(u.endpoint)
+        .bind(u.table)
+        .bind(u.query)
+        .bind(u.body)
+        .bind(sha256(u.body))
+        .bind(u.received_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
