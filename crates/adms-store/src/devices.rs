@@ -22,7 +22,11 @@ impl Approval {
     }
 
     fn parse(s: &str) -> Approval {
-        if s == "pending" { Approval::Pending } else { Approval::Approved }
+        if s == "pending" {
+            Approval::Pending
+        } else {
+            Approval::Approved
+        }
     }
 }
 
@@ -136,8 +140,10 @@ pub struct DeviceActivity {
 
 impl Store {
     pub async fn device_by_sn(&self, sn: &str) -> Result<Option<Device>, StoreError> {
-        let row: Option<DeviceRecord> =
-            sqlx::query_as(DEVICE_COLUMNS_BY_SN).bind(sn).fetch_optional(self.pool()).await?;
+        let row: Option<DeviceRecord> = sqlx::query_as(DEVICE_COLUMNS_BY_SN)
+            .bind(sn)
+            .fetch_optional(self.pool())
+            .await?;
         Ok(row.map(Device::from))
     }
 
@@ -160,7 +166,11 @@ impl Store {
         self.device_by_sn(new.sn).await?.ok_or(StoreError::NotFound)
     }
 
-    pub async fn record_handshake(&self, device_id: i64, h: &HandshakeUpdate<'_>) -> Result<(), StoreError> {
+    pub async fn record_handshake(
+        &self,
+        device_id: i64,
+        h: &HandshakeUpdate<'_>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE devices SET push_version = ?, language = ?, device_type = ?, protocol_family = ?, \
              ip_address = ?, last_handshake_at = ?, last_activity_at = ? WHERE id = ?",
@@ -178,7 +188,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn update_device_info(&self, device_id: i64, u: &DeviceInfoUpdate) -> Result<(), StoreError> {
+    pub async fn update_device_info(
+        &self,
+        device_id: i64,
+        u: &DeviceInfoUpdate,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE devices SET model = COALESCE(?, model), firmware = COALESCE(?, firmware), \
              firmware_push_version = COALESCE(?, firmware_push_version), ip_address = COALESCE(?, ip_address), \
@@ -205,7 +219,11 @@ impl Store {
     }
 
     /// Stores an options dump (every key, as sent) in one transaction.
-    pub async fn save_device_options(&self, device_id: i64, options: &[(String, String)]) -> Result<(), StoreError> {
+    pub async fn save_device_options(
+        &self,
+        device_id: i64,
+        options: &[(String, String)],
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let now = now_micros();
         for (key, value) in options {
@@ -224,15 +242,27 @@ impl Store {
         Ok(())
     }
 
-    pub async fn device_options(&self, device_id: i64) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT key, value FROM device_options WHERE device_id = ? ORDER BY key")
+    pub async fn device_options(
+        &self,
+        device_id: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as(
+                "SELECT key, value FROM device_options WHERE device_id = ? ORDER BY key",
+            )
             .bind(device_id)
             .fetch_all(self.pool())
-            .await?)
+            .await?,
+        )
     }
 
     /// Records the stamp a device reported for a table (`attlog`, `operlog`, `attphoto`, `biodata`).
-    pub async fn set_stamp(&self, device_id: i64, table: &str, stamp: &str) -> Result<(), StoreError> {
+    pub async fn set_stamp(
+        &self,
+        device_id: i64,
+        table: &str,
+        stamp: &str,
+    ) -> Result<(), StoreError> {
         let sql = match table {
             "attlog" => "UPDATE devices SET attlog_stamp = ? WHERE id = ?",
             "operlog" => "UPDATE devices SET operlog_stamp = ? WHERE id = ?",
@@ -240,12 +270,20 @@ impl Store {
             "biodata" => "UPDATE devices SET biodata_stamp = ? WHERE id = ?",
             _ => return Ok(()),
         };
-        sqlx::query(sql).bind(stamp).bind(device_id).execute(self.pool()).await?;
+        sqlx::query(sql)
+            .bind(stamp)
+            .bind(device_id)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
     pub async fn set_registry_code(&self, device_id: i64, code: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE devices SET registry_code = ? WHERE id = ?").bind(code).bind(device_id).execute(self.pool()).await?;
+        sqlx::query("UPDATE devices SET registry_code = ? WHERE id = ?")
+            .bind(code)
+            .bind(device_id)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 

@@ -79,7 +79,9 @@ pub struct PunchWriter {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("device_id", &self.batch.device_id).finish()
+        f.debug_struct("Job")
+            .field("device_id", &self.batch.device_id)
+            .finish()
     }
 }
 
@@ -93,7 +95,10 @@ impl PunchWriter {
     /// Stores a batch; returns once it is committed (or failed).
     pub async fn write(&self, batch: PunchBatch) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.tx.send(Job { batch, done }).await.map_err(|_| StoreError::WriterStopped)?;
+        self.tx
+            .send(Job { batch, done })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(StoreError::Conflict(message)),
@@ -134,7 +139,10 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
 type NaturalKey<'a> = (i64, &'a str, &'a str, &'a str, u16, &'a str);
 
 /// Writes every batch in one transaction; returns the number of new punch rows.
-async fn write_group(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
+async fn write_group(
+    conn: &mut SqliteConnection,
+    batches: &[&PunchBatch],
+) -> Result<u64, StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut seen: HashSet<NaturalKey<'_>> = HashSet::new();
     let mut rows: Vec<serde_json::Value> = Vec::new();
@@ -145,7 +153,14 @@ async fn write_group(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
             devices.push(batch.device_id);
         }
         for p in &batch.punches {
-            let key = (batch.device_id, p.pin.as_str(), p.local_time.as_str(), p.state.as_str(), p.verify, p.work_code.as_str());
+            let key = (
+                batch.device_id,
+                p.pin.as_str(),
+                p.local_time.as_str(),
+                p.state.as_str(),
+                p.verify,
+                p.work_code.as_str(),
+            );
             if !seen.insert(key) {
                 continue;
             }
@@ -169,7 +184,11 @@ async fn write_group(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
     let devices_json = serde_json::to_string(&devices).unwrap_or_else(|_| "[]".into());
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
-        inserted += sqlx::query(INSERT_PUNCHES).bind(json).execute(&mut *tx).await?.rows_affected();
+        inserted += sqlx::query(INSERT_PUNCHES)
+            .bind(json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         sqlx::query(
             "UPDATE devices SET last_seq = COALESCE((SELECT MAX(seq) FROM punches WHERE device_id = devices.id), 0) \
              WHERE id IN (SELECT value FROM json_each(?))",
@@ -242,6 +261,10 @@ pub(crate) async fn insert_rejected(
 
 impl PunchBatch {
     pub fn new(device_id: i64) -> PunchBatch {
-        PunchBatch { device_id, received_at: now_micros(), ..PunchBatch::default() }
+        PunchBatch {
+            device_id,
+            received_at: now_micros(),
+            ..PunchBatch::default()
+        }
     }
 }

@@ -102,7 +102,9 @@ impl TransactionOrder {
             TransactionOrder::PunchTimeAsc => transactions_select!("p.local_time ASC, p.id ASC"),
             TransactionOrder::PunchTimeDesc => transactions_select!("p.local_time DESC, p.id DESC"),
             TransactionOrder::UploadTimeAsc => transactions_select!("p.received_at ASC, p.id ASC"),
-            TransactionOrder::UploadTimeDesc => transactions_select!("p.received_at DESC, p.id DESC"),
+            TransactionOrder::UploadTimeDesc => {
+                transactions_select!("p.received_at DESC, p.id DESC")
+            }
         }
     }
 }
@@ -198,7 +200,11 @@ impl Store {
     }
 
     /// Total matches and one page of terminals, by id.
-    pub async fn list_terminals(&self, f: &TerminalFilter, page: Page) -> Result<(i64, Vec<TerminalRow>), StoreError> {
+    pub async fn list_terminals(
+        &self,
+        f: &TerminalFilter,
+        page: Page,
+    ) -> Result<(i64, Vec<TerminalRow>), StoreError> {
         let count: i64 = sqlx::query_scalar(COUNT_TERMINALS)
             .bind(&f.sn)
             .bind(&f.alias)
@@ -229,3 +235,44 @@ const SELECT_TERMINALS: &str = concat!(
     terminals_where!(),
     " ORDER BY id ASC LIMIT ?6 OFFSET ?7"
 );
+
+/// A rejected line as operators see it.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct RejectedLineRow {
+    pub id: i64,
+    pub sn: String,
+    pub table_name: String,
+    pub line_no: i64,
+    pub raw: Vec<u8>,
+    pub reason: String,
+    pub seen_count: i64,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+}
+
+impl Store {
+    /// Rejected lines, newest first, optionally for one device.
+    pub async fn list_rejected_lines(
+        &self,
+        sn: Option<&str>,
+        page: Page,
+    ) -> Result<(i64, Vec<RejectedLineRow>), StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE (?1 IS NULL OR d.sn = ?1)",
+        )
+        .bind(sn)
+        .fetch_one(self.pool())
+        .await?;
+        let rows = sqlx::query_as(
+            "SELECT r.id, d.sn, r.table_name, r.line_no, r.raw, r.reason, r.seen_count, r.first_seen_at, r.last_seen_at \
+             FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE (?1 IS NULL OR d.sn = ?1) \
+             ORDER BY r.id DESC LIMIT ?2 OFFSET ?3",
+        )
+        .bind(sn)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(self.pool())
+        .await?;
+        Ok((count, rows))
+    }
+}

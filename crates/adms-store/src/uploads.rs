@@ -245,7 +245,11 @@ impl Store {
             } else {
                 "UPDATE devices SET operlog_stamp = ? WHERE id = ?"
             };
-            sqlx::query(sql).bind(stamp).bind(b.device_id).execute(&mut *tx).await?;
+            sqlx::query(sql)
+                .bind(stamp)
+                .bind(b.device_id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -1,0 +1,130 @@
+//! The ERP side: a ZKBio Time-compatible REST API (`/api-token-auth/`, `/iclock/api/...`) and
+//! the native `/api/v1/` routes.
+//!
+//! Shapes, status codes and error bodies follow ZKBio Time / Django REST Framework, because
+//! existing integrations parse them literally (see `biotime_api.md` in the reference notes).
+
+pub mod auth;
+mod labels;
+mod native;
+mod pagination;
+mod terminals;
+mod transactions;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use serde_json::json;
+
+use crate::app::SharedState;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/api-token-auth", post(auth::token_login))
+        .route("/jwt-api-token-auth", post(auth::jwt_login))
+        .route("/api/docs", get(docs))
+        .route("/iclock/api/transactions", get(transactions::list))
+        .route("/iclock/api/transactions/{id}", get(transactions::detail))
+        .route("/iclock/api/terminals", get(terminals::list))
+        .route("/iclock/api/terminals/{id}", get(terminals::detail))
+        .route("/api/v1/devices/{sn}", patch(native::update_device))
+        .route("/api/v1/rejected-lines", get(native::rejected_lines))
+}
+
+/// Errors of the API, answered with Django REST Framework's bodies.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("invalid page")]
+    InvalidPage,
+    #[error("bad request")]
+    BadRequest(serde_json::Value),
+    #[error("storage: {0}")]
+    Store(#[from] adms_store::StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::Unauthorized(detail) => {
+                let mut response = (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({ "detail": detail })),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+                return response;
+            }
+            ApiError::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),
+            ApiError::InvalidPage => (StatusCode::NOT_FOUND, json!({ "detail": "Invalid page." })),
+            ApiError::BadRequest(body) => (StatusCode::BAD_REQUEST, body),
+            ApiError::Store(error) => {
+                tracing::error!(%error, "API storage error");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "detail": "Storage unavailable, retry later." }),
+                )
+            }
+            ApiError::Internal(error) => {
+                tracing::error!(%error, "API internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({ "detail": "A server error occurred." }),
+                )
+            }
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+/// ZKBio Time answers unknown paths with 200 and a small HTML page; clients probe routes that way.
+pub fn not_found_page() -> Response {
+    Html("<!DOCTYPE html><html><head><title>Page not found</title></head><body><h1>Page not found</h1></body></html>")
+        .into_response()
+}
+
+/// 405 with DRF's body.
+pub async fn method_not_allowed(method: Method) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(json!({ "detail": format!("Method \"{method}\" not allowed.") })),
+    )
+        .into_response()
+}
+
+/// Public API docs page; its title names the emulated version (clients sniff it).
+async fn docs(headers: HeaderMap) -> Response {
+    let wants_json_only = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.contains("application/json") && !a.contains("html") && !a.contains("*/*")
+        });
+    if wants_json_only {
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            axum::Json(json!({ "detail": "Could not satisfy the request Accept header." })),
+        )
+            .into_response();
+    }
+    Html(concat!(
+        "<!DOCTYPE html><html><head><title>BioTime 9.5 API DOCS</title></head><body>",
+        "<h1>BioTime 9.5 API DOCS</h1>",
+        "<p>Served by adms-bridge ",
+        env!("CARGO_PKG_VERSION"),
+        ", a ZKBio Time-compatible subset.</p><ul>",
+        "<li>POST /api-token-auth/ and /jwt-api-token-auth/ {username, password}</li>",
+        "<li>GET /iclock/api/transactions/ (start_time, end_time, emp_code, terminal_sn, terminal_alias, ",
+        "upload_time__gte, upload_time__lte, ordering, page, page_size)</li>",
+        "<li>GET /iclock/api/terminals/</li></ul></body></html>"
+    ))
+    .into_response()
+}

@@ -1,0 +1,199 @@
+//! DRF-style paging: `page` (1-based), `page_size` or `limit` (default 10, at most 999,999),
+//! and the `{count, next, previous, msg, code, data}` envelope with absolute links built from
+//! the request's own host, keeping every query parameter.
+
+use axum::http::{HeaderMap, Uri, header};
+use serde::Serialize;
+
+use super::ApiError;
+
+pub const DEFAULT_PAGE_SIZE: i64 = 10;
+pub const MAX_PAGE_SIZE: i64 = 999_999;
+
+/// Query parameters in order, percent- and `+`-decoded, empty keys (`&&`) dropped.
+#[derive(Debug, Clone, Default)]
+pub struct QueryParams(pub Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn parse(raw: Option<&str>) -> QueryParams {
+        QueryParams(
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// Last non-empty value of `key` (Django's `QueryDict.get`), trimmed.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, v)| k == key && !v.trim().is_empty())
+            .map(|(_, v)| v.trim())
+    }
+}
+
+/// A requested page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub page: i64,
+    pub size: i64,
+}
+
+impl PageRequest {
+    pub fn from_params(params: &QueryParams) -> Result<PageRequest, ApiError> {
+        let page = match params.get("page") {
+            None => 1,
+            Some(p) => p
+                .parse::<i64>()
+                .ok()
+                .filter(|p| *p >= 1)
+                .ok_or(ApiError::InvalidPage)?,
+        };
+        let size = params
+            .get("page_size")
+            .or_else(|| params.get("limit"))
+            .and_then(|s| s.parse::<i64>().ok())
+            .filter(|s| *s >= 1)
+            .map_or(DEFAULT_PAGE_SIZE, |s| s.min(MAX_PAGE_SIZE));
+        Ok(PageRequest { page, size })
+    }
+
+    pub fn store_page(&self) -> adms_store::Page {
+        adms_store::Page {
+            offset: (self.page - 1).saturating_mul(self.size),
+            limit: self.size,
+        }
+    }
+
+    /// A page past the end is DRF's 404 "Invalid page." (page 1 always exists).
+    pub fn check(&self, count: i64) -> Result<(), ApiError> {
+        if self.page > 1 && (self.page - 1).saturating_mul(self.size) >= count {
+            return Err(ApiError::InvalidPage);
+        }
+        Ok(())
+    }
+}
+
+/// The list envelope.
+#[derive(Debug, Serialize)]
+pub struct Envelope<T: Serialize> {
+    pub count: i64,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+    pub msg: &'static str,
+    pub code: i32,
+    pub data: Vec<T>,
+}
+
+fn base_url(headers: &HeaderMap, uri: &Uri) -> String {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or(v).trim())
+    };
+    let scheme = header("x-forwarded-proto")
+        .filter(|s| *s == "http" || *s == "https")
+        .unwrap_or("http");
+    let host = header("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    format!(
+        "{scheme}://{host}{}",
+        uri.path_and_query().map_or("/", |p| p.path())
+    )
+}
+
+fn link(base: &str, params: &QueryParams, page: Option<i64>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    let mut placed = false;
+    for (k, v) in &params.0 {
+        if k == "page" {
+            if let (Some(p), false) = (page, placed) {
+                query.append_pair("page", &p.to_string());
+                placed = true;
+            }
+            continue;
+        }
+        query.append_pair(k, v);
+    }
+    if let (Some(p), false) = (page, placed) {
+        query.append_pair("page", &p.to_string());
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{query}")
+    }
+}
+
+pub fn envelope<T: Serialize>(
+    headers: &HeaderMap,
+    uri: &Uri,
+    params: &QueryParams,
+    page: PageRequest,
+    count: i64,
+    data: Vec<T>,
+) -> Envelope<T> {
+    let base = base_url(headers, uri);
+    let next = (page.page.saturating_mul(page.size) < count)
+        .then(|| link(&base, params, Some(page.page + 1)));
+    let previous =
+        (page.page > 1).then(|| link(&base, params, (page.page > 2).then_some(page.page - 1)));
+    Envelope {
+        count,
+        next,
+        previous,
+        msg: "",
+        code: 0,
+        data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_keep_parameters_and_drop_page_one() {
+        let params = QueryParams::parse(Some("start_time=2026-01-01+08:00:00&&page=2&page_size=5"));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "erp.local:8081".parse().unwrap());
+        let uri: Uri = "/iclock/api/transactions/?x".parse().unwrap();
+        let page = PageRequest::from_params(&params).unwrap();
+        assert_eq!(page, PageRequest { page: 2, size: 5 });
+        let e = envelope::<()>(&headers, &uri, &params, page, 11, vec![]);
+        assert_eq!(
+            e.next.as_deref(),
+            Some(
+                "http://erp.local:8081/iclock/api/transactions/?start_time=2026-01-01+08%3A00%3A00&page=3&page_size=5"
+            )
+        );
+        assert_eq!(
+            e.previous.as_deref(),
+            Some(
+                "http://erp.local:8081/iclock/api/transactions/?start_time=2026-01-01+08%3A00%3A00&page_size=5"
+            )
+        );
+        let e = envelope::<()>(
+            &headers,
+            &uri,
+            &params,
+            PageRequest { page: 3, size: 5 },
+            11,
+            vec![],
+        );
+        assert_eq!(e.next, None);
+        assert!(PageRequest::from_params(&QueryParams::parse(Some("page=x"))).is_err());
+        assert_eq!(
+            PageRequest::from_params(&QueryParams::parse(Some("limit=100000000")))
+                .unwrap()
+                .size,
+            MAX_PAGE_SIZE
+        );
+    }
+}

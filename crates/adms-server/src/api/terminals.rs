@@ -1,0 +1,149 @@
+//! `GET /iclock/api/terminals/`: devices in ZKBio Time 9.x's terminal shape.
+
+use axum::Json;
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::HeaderMap;
+use serde::Serialize;
+
+use adms_store::{TerminalFilter, TerminalRow, now_micros};
+
+use super::ApiError;
+use super::auth::Authenticated;
+use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use crate::app::SharedState;
+
+#[derive(Debug, Serialize)]
+pub struct Area {
+    id: i64,
+    area_code: &'static str,
+    area_name: &'static str,
+}
+
+const DEFAULT_AREA: Area = Area {
+    id: 1,
+    area_code: "1",
+    area_name: "Not Authorized",
+};
+
+/// ZKBio Time 9.x terminal record.
+#[derive(Debug, Serialize)]
+pub struct Terminal {
+    id: i64,
+    sn: String,
+    ip_address: String,
+    alias: String,
+    terminal_name: String,
+    fw_ver: String,
+    push_ver: String,
+    state: &'static str,
+    terminal_tz: i32,
+    area: Area,
+    last_activity: Option<String>,
+    user_count: Option<i64>,
+    fp_count: Option<i64>,
+    face_count: Option<i64>,
+    palm_count: Option<i64>,
+    transaction_count: Option<i64>,
+    push_time: Option<String>,
+    transfer_time: String,
+    transfer_interval: u32,
+    is_attendance: i32,
+    area_name: &'static str,
+}
+
+impl Terminal {
+    fn from_row(r: TerminalRow, state: &SharedState) -> Terminal {
+        // This process may have seen the device more recently than the last activity flush.
+        let seen_here = state.devices.get(&r.sn).map_or(0, |e| e.last_seen());
+        let last = r.last_activity_at.unwrap_or(0).max(seen_here);
+        let offline_after = i64::try_from(state.config.offline_after_secs())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
+        let online = last > 0 && now_micros().saturating_sub(last) <= offline_after;
+        let zone = r
+            .time_zone
+            .as_deref()
+            .and_then(crate::zones::parse_zone)
+            .unwrap_or_else(|| state.default_zone.clone());
+        let last_activity = (last > 0).then(|| state.display_zone.format_micros(last));
+        Terminal {
+            id: r.id,
+            terminal_name: if r.model.is_empty() {
+                r.sn.clone()
+            } else {
+                r.model
+            },
+            sn: r.sn,
+            ip_address: r.ip_address,
+            alias: r.alias,
+            fw_ver: r.firmware,
+            push_ver: r.push_version,
+            state: if online { "1" } else { "0" },
+            terminal_tz: adms_protocol::time::handshake_time_zone(zone.offset_now()),
+            area: DEFAULT_AREA,
+            push_time: last_activity.clone(),
+            last_activity,
+            user_count: r.user_count,
+            fp_count: r.fp_count,
+            face_count: r.face_count,
+            palm_count: r.palm_count,
+            transaction_count: r.transaction_count.or(Some(r.stored_punches)),
+            transfer_time: state.config.trans_times.clone(),
+            transfer_interval: state.config.trans_interval_min,
+            is_attendance: 1,
+            area_name: DEFAULT_AREA.area_name,
+        }
+    }
+}
+
+pub async fn list(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Envelope<Terminal>>, ApiError> {
+    let params = QueryParams::parse(raw.as_deref());
+    let page = PageRequest::from_params(&params)?;
+    let filter = TerminalFilter {
+        sn: params.get("sn").map(str::to_owned),
+        alias: params.get("alias").map(str::to_owned),
+        sn_icontains: params.get("sn_icontains").map(str::to_owned),
+        alias_icontains: params.get("alias_icontains").map(str::to_owned),
+        id: None,
+    };
+    let (count, rows) = state
+        .store
+        .list_terminals(&filter, page.store_page())
+        .await?;
+    page.check(count)?;
+    let data = rows
+        .into_iter()
+        .map(|r| Terminal::from_row(r, &state))
+        .collect();
+    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+}
+
+pub async fn detail(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Terminal>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let filter = TerminalFilter {
+        id: Some(id),
+        ..TerminalFilter::default()
+    };
+    let (_, rows) = state
+        .store
+        .list_terminals(
+            &filter,
+            adms_store::Page {
+                offset: 0,
+                limit: 1,
+            },
+        )
+        .await?;
+    let row = rows.into_iter().next().ok_or(ApiError::NotFound)?;
+    Ok(Json(Terminal::from_row(row, &state)))
+}

@@ -1,0 +1,169 @@
+//! `GET /iclock/api/transactions/`: punches in ZKBio Time 9.x's record shape.
+
+use axum::Json;
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::HeaderMap;
+use serde::Serialize;
+use serde_json::json;
+
+use adms_protocol::LocalDateTime;
+use adms_store::{TransactionFilter, TransactionOrder, TransactionRow};
+
+use super::auth::Authenticated;
+use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::{ApiError, labels};
+use crate::app::SharedState;
+
+/// ZKBio Time 9.x transaction record; every key always present, in this order.
+#[derive(Debug, Serialize)]
+pub struct Transaction {
+    id: i64,
+    emp: Option<i64>,
+    emp_code: String,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    department: Option<String>,
+    position: Option<String>,
+    punch_time: String,
+    punch_state: String,
+    punch_state_display: &'static str,
+    verify_type: i64,
+    verify_type_display: &'static str,
+    work_code: String,
+    gps_location: String,
+    area_alias: Option<String>,
+    terminal_sn: String,
+    temperature: f64,
+    is_mask: &'static str,
+    terminal_alias: String,
+    upload_time: String,
+    longitude: Option<f64>,
+    latitude: Option<f64>,
+}
+
+impl Transaction {
+    fn from_row(r: TransactionRow, state: &SharedState) -> Transaction {
+        Transaction {
+            id: r.id,
+            emp: None,
+            punch_state_display: labels::punch_state(&r.punch_state),
+            verify_type_display: labels::verify_type(r.verify_type),
+            emp_code: r.emp_code,
+            first_name: r.employee_name.filter(|n| !n.is_empty()),
+            last_name: None,
+            department: None,
+            position: None,
+            punch_time: r.punch_time,
+            punch_state: r.punch_state,
+            verify_type: r.verify_type,
+            work_code: r.work_code,
+            gps_location: String::new(),
+            area_alias: None,
+            terminal_sn: r.terminal_sn,
+            temperature: r.temperature.unwrap_or(0.0),
+            is_mask: if r.mask_flag == Some(1) { "Yes" } else { "-" },
+            terminal_alias: r.terminal_alias,
+            upload_time: state.display_zone.format_micros(r.upload_time),
+            longitude: None,
+            latitude: None,
+        }
+    }
+}
+
+/// Parses `YYYY-MM-DD[ HH:MM[:SS]]` (space, `T`, `+` or `%20`); a bare date means the start of
+/// the day, or its last second when `end_of_day` (so `end_time=2026-01-31` includes that day).
+pub fn parse_filter_time(value: &str, end_of_day: bool) -> Option<LocalDateTime> {
+    let v = value.trim();
+    let text = match v.len() {
+        10 => format!("{v} {}", if end_of_day { "23:59:59" } else { "00:00:00" }),
+        16 => format!("{v}:00"),
+        n if n >= 19 => v[..19].to_owned(),
+        _ => return None,
+    };
+    LocalDateTime::parse(text.as_bytes())
+}
+
+fn time_param(
+    params: &QueryParams,
+    key: &'static str,
+    end_of_day: bool,
+) -> Result<Option<LocalDateTime>, ApiError> {
+    match params.get(key) {
+        None => Ok(None),
+        Some(v) => parse_filter_time(v, end_of_day)
+            .map(Some)
+            .ok_or_else(|| ApiError::BadRequest(json!({ key: ["Enter a valid date/time."] }))),
+    }
+}
+
+fn order(params: &QueryParams) -> TransactionOrder {
+    match params
+        .get("ordering")
+        .map(|o| o.trim_start_matches('+').trim())
+    {
+        Some("id") => TransactionOrder::IdAsc,
+        Some("-id") => TransactionOrder::IdDesc,
+        Some("punch_time") => TransactionOrder::PunchTimeAsc,
+        Some("-punch_time") => TransactionOrder::PunchTimeDesc,
+        Some("upload_time") => TransactionOrder::UploadTimeAsc,
+        Some("-upload_time") => TransactionOrder::UploadTimeDesc,
+        _ => TransactionOrder::IdAsc,
+    }
+}
+
+pub async fn list(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Envelope<Transaction>>, ApiError> {
+    let params = QueryParams::parse(raw.as_deref());
+    let page = PageRequest::from_params(&params)?;
+    let zone = &state.display_zone;
+    let upload_gte =
+        time_param(&params, "upload_time__gte", false)?.and_then(|t| zone.micros_of(&t));
+    let upload_lte = time_param(&params, "upload_time__lte", true)?
+        .and_then(|t| zone.micros_of(&t).map(|m| m + 999_999));
+    let start = time_param(&params, "start_time", false)?.or(time_param(
+        &params,
+        "punch_time__gte",
+        false,
+    )?);
+    let end =
+        time_param(&params, "end_time", true)?.or(time_param(&params, "punch_time__lte", true)?);
+    let filter = TransactionFilter {
+        start_time: start.map(|t| t.to_string()),
+        end_time: end.map(|t| t.to_string()),
+        emp_code: params.get("emp_code").map(str::to_owned),
+        terminal_sn: params.get("terminal_sn").map(str::to_owned),
+        terminal_alias: params.get("terminal_alias").map(str::to_owned),
+        upload_time_gte: upload_gte,
+        upload_time_lte: upload_lte,
+        order: order(&params),
+    };
+    let (count, rows) = state
+        .store
+        .list_transactions(&filter, page.store_page())
+        .await?;
+    page.check(count)?;
+    let data = rows
+        .into_iter()
+        .map(|r| Transaction::from_row(r, &state))
+        .collect();
+    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+}
+
+pub async fn detail(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Transaction>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let row = state
+        .store
+        .transaction_by_id(id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(Transaction::from_row(row, &state)))
+}

@@ -1,0 +1,171 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `ADMS_*` environment
+//! variables, then command-line flags. Validated once at start so a bad value fails the boot
+//! with a message naming the key, never the first request.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// What to do with a serial number seen for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownDevicePolicy {
+    /// Accept and release its data at once (single-site default).
+    Auto,
+    /// Accept and store everything, but hold it from the API until an operator approves it.
+    Pending,
+}
+
+/// Every setting of the server.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (created if missing).
+    pub database_url: String,
+    /// Bootstrap API account, created or updated at start.
+    pub admin_user: Option<String>,
+    pub admin_password: Option<String>,
+    /// Default device time zone: an IANA name, a fixed offset like `+05:30`, or `auto` (the
+    /// server's zone). Devices are told this zone in the handshake, so their clocks follow it.
+    pub time_zone: String,
+    /// Policy for unknown serial numbers.
+    pub unknown_devices: UnknownDevicePolicy,
+    /// Seconds between device polls (`Delay`).
+    pub delay_secs: u32,
+    /// Seconds between reconnects after a network error (`ErrorDelay`).
+    pub error_delay_secs: u32,
+    /// Minutes between the device's checks for new data (`TransInterval`).
+    pub trans_interval_min: u32,
+    /// Fixed daily upload times (`TransTimes`).
+    pub trans_times: String,
+    /// Push each punch as it happens (`Realtime`).
+    pub realtime: bool,
+    /// A device is offline after this many seconds without a request (default 3 x delay, at
+    /// least 30 s).
+    pub offline_after_secs: Option<u64>,
+    /// Largest accepted request body (bytes). Devices send up to ~2 MB; backlogs arrive in
+    /// 128-line posts.
+    pub max_body_bytes: usize,
+    /// Whole-request timeout (slow clients get 408).
+    pub request_timeout_secs: u64,
+    /// Lifetime of login session tokens and JWTs.
+    pub session_ttl_secs: u64,
+    /// `ServerName` sent to devices.
+    pub server_name: String,
+    /// How often in-memory device activity is written to the database.
+    pub activity_flush_secs: u64,
+    /// Log filter (`info`, `adms_server=debug`, ...); `RUST_LOG` wins when set.
+    pub log: String,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            database_url: "sqlite://data/adms-bridge.db".into(),
+            admin_user: None,
+            admin_password: None,
+            time_zone: "auto".into(),
+            unknown_devices: UnknownDevicePolicy::Auto,
+            delay_secs: 10,
+            error_delay_secs: 30,
+            trans_interval_min: 1,
+            trans_times: "00:00;14:05".into(),
+            realtime: true,
+            offline_after_secs: None,
+            max_body_bytes: 32 * 1024 * 1024,
+            request_timeout_secs: 120,
+            session_ttl_secs: 8 * 3600,
+            server_name: "adms-bridge".into(),
+            activity_flush_secs: 5,
+            log: "info".into(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &adms_store::redact_url(&self.database_url))
+            .field("admin_user", &self.admin_user)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "***"),
+            )
+            .field("time_zone", &self.time_zone)
+            .field("unknown_devices", &self.unknown_devices)
+            .field("delay_secs", &self.delay_secs)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads defaults, the file (if given), then `ADMS_*` variables.
+    pub fn load(file: Option<&PathBuf>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Only the documented variables; unrelated ADMS_* variables (e.g. ADMS_CONFIG) are not keys.
+        figment = figment.merge(Env::prefixed("ADMS_").ignore(&["config"]));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        Ok(config)
+    }
+
+    /// Checks values that would otherwise fail at the first request.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            key,
+            message: message.to_owned(),
+        };
+        if crate::zones::parse_zone(&self.time_zone).is_none() {
+            return Err(invalid(
+                "time_zone",
+                "not an IANA zone name, a ±HH:MM offset or `auto`",
+            ));
+        }
+        if self.delay_secs == 0 || self.delay_secs > 3600 {
+            return Err(invalid("delay_secs", "must be 1 to 3600"));
+        }
+        if self.max_body_bytes < 64 * 1024 {
+            return Err(invalid("max_body_bytes", "must be at least 65536"));
+        }
+        if self.session_ttl_secs < 60 {
+            return Err(invalid("session_ttl_secs", "must be at least 60"));
+        }
+        if self.admin_user.is_some() != self.admin_password.is_some() {
+            return Err(invalid(
+                "admin_password",
+                "ADMS_ADMIN_USER and ADMS_ADMIN_PASSWORD go together",
+            ));
+        }
+        if self.trans_times.contains(['\n', '\r']) || self.server_name.contains(['\n', '\r']) {
+            return Err(invalid("trans_times", "must be one line"));
+        }
+        Ok(())
+    }
+
+    pub fn offline_after_secs(&self) -> u64 {
+        self.offline_after_secs
+            .unwrap_or((u64::from(self.delay_secs) * 3).max(30))
+    }
+}

@@ -1,0 +1,189 @@
+//! Handshakes and configuration: attendance `GET cdata?options=all`, Security PUSH
+//! `registry` / `push` / `rtdata`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+
+use adms_protocol::options::parse_options;
+use adms_protocol::reply::{self, ServerSettings, Stamps};
+use adms_store::{HandshakeUpdate, RawUpload, now_micros};
+
+use super::{DeviceCtx, DeviceError, ok};
+use crate::app::SharedState;
+
+/// The push protocol version we implement (`protocol.md` §1).
+pub const PUSH_PROTOCOL_VERSION: &str = "2.4.1";
+
+fn settings<'a>(state: &'a SharedState, server_version: &'a str) -> ServerSettings<'a> {
+    let c = &state.config;
+    ServerSettings {
+        error_delay_secs: c.error_delay_secs,
+        delay_secs: c.delay_secs,
+        trans_times: &c.trans_times,
+        trans_interval_min: c.trans_interval_min,
+        realtime: c.realtime,
+        server_version,
+        server_name: &c.server_name,
+        push_protocol_version: PUSH_PROTOCOL_VERSION,
+    }
+}
+
+fn server_version() -> String {
+    format!(
+        "{PUSH_PROTOCOL_VERSION} adms-bridge-{}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// `GET /iclock/cdata`: the handshake (and the rare `table=RemoteAtt` lookup).
+pub async fn cdata_get(
+    State(state): State<SharedState>,
+    ctx: DeviceCtx,
+) -> Result<Response, DeviceError> {
+    let q = ctx.query();
+    if q.table
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("RemoteAtt"))
+    {
+        // Remote attendance: the device asks for a user it lacks; the roster is not served yet.
+        return Ok(ok("NONE"));
+    }
+    let family = match q.device_type.as_deref() {
+        Some(t) if t.trim().eq_ignore_ascii_case("acc") => "acc",
+        _ => "att",
+    };
+    let update = HandshakeUpdate {
+        push_version: q.pushver.as_deref().unwrap_or(""),
+        language: q.language.as_deref().unwrap_or(""),
+        device_type: q.device_type.as_deref().unwrap_or(""),
+        protocol_family: family,
+        ip_address: &ctx.ip,
+    };
+    state
+        .store
+        .record_handshake(ctx.entry.id(), &update)
+        .await?;
+    ctx.entry.update(|d| {
+        d.push_version = update.push_version.to_owned();
+        d.language = update.language.to_owned();
+        d.protocol_family = family.to_owned();
+    });
+    let device = ctx.entry.snapshot();
+    let zone = state.zone_for(&device);
+    let version = server_version();
+    let settings = settings(&state, &version);
+    tracing::info!(
+        pushver = update.push_version,
+        language = update.language,
+        family,
+        "handshake"
+    );
+    if family == "acc" {
+        // Security PUSH: a bare OK asks the device to register (POST /iclock/registry).
+        if device.registry_code.is_empty() {
+            return Ok(ok("OK"));
+        }
+        return Ok(ok(reply::security_push_config(
+            &device.registry_code,
+            &session_id(&device.sn),
+            &settings,
+            true,
+        )));
+    }
+    let stamps = Stamps {
+        attlog: &device.attlog_stamp,
+        operlog: &device.operlog_stamp,
+        attphoto: &device.attphoto_stamp,
+        biodata: &device.biodata_stamp,
+    };
+    Ok(ok(reply::handshake(
+        &device.sn,
+        stamps,
+        &settings,
+        zone.offset_now(),
+    )))
+}
+
+fn session_id(sn: &str) -> String {
+    let digest = adms_store::sha256(format!("adms-bridge-session:{sn}").as_bytes());
+    hex::encode(&digest[..16])
+}
+
+/// `POST /iclock/registry`: Security PUSH registration. Stores the parameters and answers a
+/// registry code (kept, so a re-registration gets the same one).
+pub async fn registry(
+    State(state): State<SharedState>,
+    ctx: DeviceCtx,
+    body: Bytes,
+) -> Result<Response, DeviceError> {
+    let options: Vec<(String, String)> = parse_options(&body)
+        .into_iter()
+        .filter(|p| !p.key.is_empty())
+        .map(|p| {
+            (
+                p.key_str().to_owned(),
+                String::from_utf8_lossy(p.value).into_owned(),
+            )
+        })
+        .collect();
+    let device_id = ctx.entry.id();
+    state
+        .store
+        .store_raw_upload(&RawUpload {
+            device_id: Some(device_id),
+            sn: &ctx.sn,
+            endpoint: "registry",
+            table: "registry",
+            query: &ctx.query,
+            body: &body,
+            received_at: now_micros(),
+        })
+        .await?;
+    if !options.is_empty() {
+        state.store.save_device_options(device_id, &options).await?;
+        state
+            .store
+            .update_device_info(device_id, &super::upload::info_from_options(&options))
+            .await?;
+    }
+    let mut code = ctx.entry.snapshot().registry_code;
+    if code.is_empty() {
+        code = hex::encode(rand::random::<[u8; 8]>());
+        state.store.set_registry_code(device_id, &code).await?;
+        ctx.entry.update(|d| d.registry_code.clone_from(&code));
+        tracing::info!("access device registered");
+    }
+    Ok(ok(reply::registry_code(&code)))
+}
+
+/// `GET|POST /iclock/push`: Security PUSH configuration download.
+pub async fn push_config(
+    State(state): State<SharedState>,
+    ctx: DeviceCtx,
+) -> Result<Response, DeviceError> {
+    let device = ctx.entry.snapshot();
+    let version = server_version();
+    Ok(ok(reply::security_push_config(
+        &device.registry_code,
+        &session_id(&device.sn),
+        &settings(&state, &version),
+        false,
+    )))
+}
+
+/// `GET /iclock/rtdata?type=time`: Security PUSH clock sync.
+pub async fn rtdata(
+    State(state): State<SharedState>,
+    ctx: DeviceCtx,
+) -> Result<Response, DeviceError> {
+    let q = ctx.query();
+    if q.kind
+        .as_deref()
+        .is_some_and(|k| k.eq_ignore_ascii_case("time"))
+    {
+        let zone = state.zone_for(&ctx.entry.snapshot());
+        return Ok(ok(reply::rtdata_time(zone.now_local(), zone.offset_now())));
+    }
+    Ok(ok("OK"))
+}

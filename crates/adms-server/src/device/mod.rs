@@ -1,0 +1,169 @@
+//! The device side: `/iclock/*` as ZKTeco push firmware expects it.
+//!
+//! Every reply is `text/plain` with an exact length and a GMT `Date` header (the terminal sets
+//! its clock from it). Paths are normalised before routing (`.aspx`, doubled and trailing
+//! slashes, case), see [`crate::app::normalize_path`].
+
+mod handshake;
+mod poll;
+pub mod registry;
+mod upload;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+
+use adms_protocol::query::DeviceQuery;
+use adms_store::{Approval, StoreError};
+
+use crate::app::SharedState;
+use crate::config::UnknownDevicePolicy;
+use registry::DeviceEntry;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route(
+            "/iclock/cdata",
+            get(handshake::cdata_get).post(upload::cdata_post),
+        )
+        .route("/iclock/edata", post(upload::cdata_post))
+        .route(
+            "/iclock/getrequest",
+            get(poll::getrequest).post(poll::getrequest),
+        )
+        .route("/iclock/devicecmd", post(poll::devicecmd).get(poll::ping))
+        .route("/iclock/ping", get(poll::ping).post(poll::ping))
+        .route(
+            "/iclock/registry",
+            post(handshake::registry).get(handshake::registry),
+        )
+        .route(
+            "/iclock/push",
+            get(handshake::push_config).post(handshake::push_config),
+        )
+        .route(
+            "/iclock/rtdata",
+            get(handshake::rtdata).post(handshake::rtdata),
+        )
+        .route("/iclock/querydata", post(upload::querydata).get(poll::ping))
+        .route("/iclock/fdata", post(upload::fdata))
+        .route("/iclock/exchange", any(upload::other))
+        .route("/iclock/{*rest}", any(upload::other))
+}
+
+/// A plain-text device reply with the headers firmware needs.
+pub fn reply(status: StatusCode, body: impl Into<String>) -> Response {
+    let body: String = body.into();
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+    {
+        headers.insert(header::DATE, date);
+    }
+    response
+}
+
+pub fn ok(body: impl Into<String>) -> Response {
+    reply(StatusCode::OK, body)
+}
+
+/// Why a device request failed. Client errors are answered 4xx and logged with the SN; storage
+/// errors are answered 503 so the device keeps the data and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("storage unavailable: {0}")]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IntoResponse for DeviceError {
+    fn into_response(self) -> Response {
+        match self {
+            DeviceError::BadRequest(message) => {
+                tracing::warn!(%message, "bad device request");
+                reply(StatusCode::BAD_REQUEST, format!("ERROR: {message}"))
+            }
+            DeviceError::Store(error) => {
+                tracing::error!(%error, "device request not stored; the device will resend");
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ERROR: storage unavailable, retry later",
+                )
+            }
+            DeviceError::Internal(message) => {
+                tracing::error!(%message, "device request failed");
+                reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ERROR: internal error, retry later",
+                )
+            }
+        }
+    }
+}
+
+/// An identified device request: validated SN, the device entry (registered on first contact),
+/// the raw query and the peer address.
+#[derive(Debug)]
+pub struct DeviceCtx {
+    pub entry: Arc<DeviceEntry>,
+    pub sn: String,
+    pub query: String,
+    pub ip: String,
+}
+
+impl DeviceCtx {
+    pub fn query(&self) -> DeviceQuery<'_> {
+        DeviceQuery::parse(&self.query)
+    }
+}
+
+impl FromRequestParts<SharedState> for DeviceCtx {
+    type Rejection = DeviceError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default().to_owned();
+        let q = DeviceQuery::parse(&query);
+        let sn = q
+            .serial()
+            .map_err(|e| DeviceError::BadRequest(e.to_string()))?
+            .to_owned();
+        let family = match q.device_type.as_deref() {
+            Some(t) if t.trim().eq_ignore_ascii_case("acc") => "acc",
+            _ => "att",
+        };
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_default();
+        let policy = match state.config.unknown_devices {
+            UnknownDevicePolicy::Auto => Approval::Approved,
+            UnknownDevicePolicy::Pending => Approval::Pending,
+        };
+        drop(q);
+        let entry = state
+            .devices
+            .resolve(&state.store, &sn, &ip, family, policy)
+            .await?;
+        entry.touch(&ip);
+        Ok(DeviceCtx {
+            entry,
+            sn,
+            query,
+            ip,
+        })
+    }
+}

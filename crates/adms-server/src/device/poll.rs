@@ -1,0 +1,106 @@
+//! Heartbeats and command results: `getrequest`, `ping`, `devicecmd`.
+//!
+//! A poll is answered from memory: the device entry is cached and its activity is flushed in
+//! batches, so the only database write on this path is an `INFO=` value that changed.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+
+use adms_protocol::devicecmd::parse_command_results;
+use adms_protocol::info::parse_info;
+use adms_store::{CommandResultRow, DeviceInfoUpdate, RejectedLine, now_micros};
+
+use super::upload::{info_from_options, owned_options};
+use super::{DeviceCtx, DeviceError, ok};
+use crate::app::SharedState;
+
+/// `GET /iclock/getrequest`: heartbeat and command poll. Commands come with the command queue;
+/// until then the answer is always `OK`.
+pub async fn getrequest(
+    State(state): State<SharedState>,
+    ctx: DeviceCtx,
+) -> Result<Response, DeviceError> {
+    let q = ctx.query();
+    if let Some(info) = q.info.as_deref()
+        && ctx.entry.info_changed(info)
+    {
+        let i = parse_info(info);
+        let update = DeviceInfoUpdate {
+            firmware: i.firmware.map(str::to_owned),
+            ip_address: i.ip_address.map(str::to_owned),
+            user_count: i.user_count,
+            fp_count: i.fp_count,
+            face_count: i.face_count,
+            transaction_count: i.attlog_count,
+            fp_algorithm: i.fp_algorithm.map(str::to_owned),
+            face_algorithm: i.face_algorithm.map(str::to_owned),
+            ..DeviceInfoUpdate::default()
+        };
+        state
+            .store
+            .update_device_info(ctx.entry.id(), &update)
+            .await?;
+        tracing::debug!(info, "device INFO recorded");
+    }
+    Ok(ok("OK"))
+}
+
+/// `GET /iclock/ping`: keep-alive during long uploads.
+pub async fn ping(_ctx: DeviceCtx) -> Response {
+    ok("OK")
+}
+
+/// `POST /iclock/devicecmd`: command results, one or many per body. Stored (re-sent bodies
+/// add nothing) and always answered `OK`, even for unknown ids, so the device does not repeat.
+pub async fn devicecmd(
+    State(state): State<SharedState>,
+    ctx: DeviceCtx,
+    body: Bytes,
+) -> Result<Response, DeviceError> {
+    let mut results = Vec::new();
+    let mut rejected = Vec::new();
+    let device_id = ctx.entry.id();
+    for item in parse_command_results(&body) {
+        match item {
+            Ok(r) => {
+                if r.cmd.eq_ignore_ascii_case("INFO") && !r.payload.is_empty() {
+                    let options = owned_options(r.payload);
+                    if !options.is_empty() {
+                        state.store.save_device_options(device_id, &options).await?;
+                        state
+                            .store
+                            .update_device_info(device_id, &info_from_options(&options))
+                            .await?;
+                    }
+                }
+                results.push(CommandResultRow {
+                    command_id: r.id.to_owned(),
+                    return_code: r.return_code,
+                    cmd: r.cmd.to_owned(),
+                    head: r.head.to_vec(),
+                    payload: r.payload.to_vec(),
+                });
+            }
+            Err(r) => rejected.push(RejectedLine {
+                table: "devicecmd",
+                line_no: r.line.number,
+                raw: r.line.bytes.to_vec(),
+                reason: r.reason.code(),
+            }),
+        }
+    }
+    if !rejected.is_empty() {
+        tracing::warn!(
+            results = results.len(),
+            rejected = rejected.len(),
+            "devicecmd lines rejected and kept raw"
+        );
+    }
+    state
+        .store
+        .store_command_results(device_id, &results, &rejected, now_micros())
+        .await?;
+    tracing::debug!(results = results.len(), "command results stored");
+    Ok(ok("OK"))
+}

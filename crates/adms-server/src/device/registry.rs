@@ -1,0 +1,168 @@
+//! The in-memory view of known devices, so a heartbeat poll costs no database round trip.
+//!
+//! Each entry holds the stored [`Device`] plus activity observed by this process (last request
+//! time, peer IP). Activity is written to the database in batches by [`flush_activity`]; the
+//! terminals API overlays the in-memory value, so "online" is exact on this replica.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use adms_store::{Approval, Device, DeviceActivity, NewDevice, Store, StoreError, now_micros};
+
+/// A known device and what this process saw of it.
+#[derive(Debug)]
+pub struct DeviceEntry {
+    device: RwLock<Device>,
+    last_seen: AtomicI64,
+    flushed: AtomicI64,
+    ip: Mutex<String>,
+    /// Hash of the last `INFO=` value stored, so unchanged INFO costs no write.
+    info_hash: AtomicU64,
+}
+
+impl DeviceEntry {
+    pub fn snapshot(&self) -> Device {
+        self.device
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn id(&self) -> i64 {
+        self.device
+            .read()
+            .map_or_else(|p| p.into_inner().id, |d| d.id)
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Device)) {
+        match self.device.write() {
+            Ok(mut d) => f(&mut d),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// Notes a request from this device.
+    pub fn touch(&self, ip: &str) {
+        self.last_seen.store(now_micros(), Ordering::Relaxed);
+        let mut current = self.ip.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_str() != ip {
+            ip.clone_into(&mut current);
+        }
+    }
+
+    pub fn last_seen(&self) -> i64 {
+        self.last_seen.load(Ordering::Relaxed)
+    }
+
+    /// True when `info` differs from the last INFO value recorded.
+    pub fn info_changed(&self, info: &str) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        info.hash(&mut h);
+        let hash = h.finish();
+        self.info_hash.swap(hash, Ordering::Relaxed) != hash
+    }
+}
+
+/// All devices this process has seen, by serial number.
+#[derive(Debug, Default)]
+pub struct DeviceRegistry {
+    by_sn: RwLock<HashMap<String, Arc<DeviceEntry>>>,
+}
+
+impl DeviceRegistry {
+    /// The entry for `sn`, loading or registering the device on first contact.
+    pub async fn resolve(
+        &self,
+        store: &Store,
+        sn: &str,
+        ip: &str,
+        family: &str,
+        policy: Approval,
+    ) -> Result<Arc<DeviceEntry>, StoreError> {
+        if let Some(entry) = self.get(sn) {
+            return Ok(entry);
+        }
+        let device = match store.device_by_sn(sn).await? {
+            Some(d) => d,
+            None => {
+                let d = store
+                    .register_device(&NewDevice {
+                        sn,
+                        approval: Some(policy),
+                        protocol_family: family,
+                        ip_address: ip,
+                    })
+                    .await?;
+                tracing::info!(
+                    sn,
+                    approval = d.approval.as_str(),
+                    ip,
+                    "device registered on first contact"
+                );
+                d
+            }
+        };
+        let entry = Arc::new(DeviceEntry {
+            device: RwLock::new(device),
+            last_seen: AtomicI64::new(0),
+            flushed: AtomicI64::new(0),
+            ip: Mutex::new(String::new()),
+            info_hash: AtomicU64::new(0),
+        });
+        let mut map = self.by_sn.write().unwrap_or_else(|p| p.into_inner());
+        Ok(map.entry(sn.to_owned()).or_insert(entry).clone())
+    }
+
+    pub fn get(&self, sn: &str) -> Option<Arc<DeviceEntry>> {
+        self.by_sn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sn)
+            .cloned()
+    }
+
+    /// Drops a cached device so the next request reloads it (after an operator change).
+    pub fn invalidate(&self, sn: &str) {
+        self.by_sn
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sn);
+    }
+
+    /// Activity not yet written to the database.
+    fn pending_activity(&self) -> Vec<(Arc<DeviceEntry>, DeviceActivity)> {
+        let map = self.by_sn.read().unwrap_or_else(|p| p.into_inner());
+        map.values()
+            .filter_map(|e| {
+                let seen = e.last_seen();
+                (seen > e.flushed.load(Ordering::Relaxed)).then(|| {
+                    let ip = e.ip.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    (
+                        e.clone(),
+                        DeviceActivity {
+                            device_id: e.id(),
+                            at_micros: seen,
+                            ip_address: ip,
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Writes pending activity in one transaction.
+pub async fn flush_activity(registry: &DeviceRegistry, store: &Store) -> Result<usize, StoreError> {
+    let pending = registry.pending_activity();
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<DeviceActivity> = pending.iter().map(|(_, a)| a.clone()).collect();
+    store.record_activity(&rows).await?;
+    for (entry, a) in &pending {
+        entry.flushed.fetch_max(a.at_micros, Ordering::Relaxed);
+    }
+    Ok(rows.len())
+}

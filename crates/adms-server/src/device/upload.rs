@@ -1,0 +1,485 @@
+//! Uploads: `POST /iclock/cdata` by table, `fdata`, `querydata`, and everything else.
+//!
+//! Every handler answers only after its transaction committed. Lines that do not parse are
+//! stored raw with the reason and counted; they never fail the rest of the batch, and the device
+//! is still answered so it does not resend forever.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::response::Response;
+
+use adms_protocol::attphoto::parse_att_photo;
+use adms_protocol::operlog::{OperLogRecord, parse_operlog_line};
+use adms_protocol::options::parse_options;
+use adms_protocol::reply::ok_count;
+use adms_protocol::rtlog::parse_rtlog_line;
+use adms_protocol::text::TextEncoding;
+use adms_protocol::{Rejected, UploadTable, parse_attlog_line, parse_lines};
+use adms_store::{
+    AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceInfoUpdate, DeviceRecord, NewPunch,
+    OperationLog, OperlogBatch, PunchBatch, RawUpload, RejectedLine, UserPhoto, UserRow,
+    now_micros,
+};
+
+use super::{DeviceCtx, DeviceError, ok};
+use crate::app::SharedState;
+use crate::zones::Zone;
+
+/// Bodies above this size are parsed on the blocking pool, off the async workers.
+const INLINE_PARSE_LIMIT: usize = 256 * 1024;
+
+fn rejected_line(table: &'static str, r: &Rejected<'_>) -> RejectedLine {
+    RejectedLine {
+        table,
+        line_no: r.line.number,
+        raw: r.line.bytes.to_vec(),
+        reason: r.reason.code(),
+    }
+}
+
+/// A stamp worth recording: short printable ASCII (it is echoed back in the handshake).
+fn clean_stamp(stamp: Option<&str>) -> Option<&str> {
+    stamp
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+/// `POST /iclock/cdata` (and `/iclock/edata`).
+pub async fn cdata_post(
+    State(state): State<SharedState>,
+    ctx: DeviceCtx,
+    body: Bytes,
+) -> Result<Response, DeviceError> {
+    let q = ctx.query();
+    let table = UploadTable::from_query(q.table.as_deref(), q.op_stamp.is_some());
+    let stamp = clean_stamp(q.stamp.as_deref().or(q.op_stamp.as_deref())).map(str::to_owned);
+    let table_name = q.table_name.as_deref().map(str::to_owned);
+    drop(q);
+    match table {
+        UploadTable::AttLog => attlog(&state, &ctx, body, stamp).await,
+        UploadTable::OperLog
+        | UploadTable::BioData
+        | UploadTable::ErrorLog
+        | UploadTable::IdCard => operlog(&state, &ctx, table, body, stamp).await,
+        UploadTable::AttPhoto => att_photo(&state, &ctx, &body).await,
+        UploadTable::Options => options(&state, &ctx, &body).await,
+        UploadTable::RtLog => rtlog(&state, &ctx, &body).await,
+        UploadTable::TableData => {
+            store_raw(&state, &ctx, "cdata", table.as_str(), &body).await?;
+            let lines = adms_protocol::lines(&body).count();
+            Ok(ok(format!(
+                "{}={lines}",
+                sanitize_table_name(table_name.as_deref())
+            )))
+        }
+        UploadTable::RtState | UploadTable::Other => {
+            let name = ctx
+                .query()
+                .table
+                .as_deref()
+                .map_or_else(|| table.as_str().to_owned(), str::to_owned);
+            store_raw(&state, &ctx, "cdata", &name, &body).await?;
+            if table == UploadTable::Other {
+                tracing::info!(table = %name, bytes = body.len(), "unknown table stored raw");
+            }
+            Ok(ok("OK"))
+        }
+    }
+}
+
+fn sanitize_table_name(name: Option<&str>) -> String {
+    name.unwrap_or("tabledata")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect()
+}
+
+async fn store_raw(
+    state: &SharedState,
+    ctx: &DeviceCtx,
+    endpoint: &str,
+    table: &str,
+    body: &[u8],
+) -> Result<(), DeviceError> {
+    let table: String = table.chars().take(64).collect();
+    state
+        .store
+        .store_raw_upload(&RawUpload {
+            device_id: Some(ctx.entry.id()),
+            sn: &ctx.sn,
+            endpoint,
+            table: &table,
+            query: &ctx.query,
+            body,
+            received_at: now_micros(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Parses an ATTLOG body into one batch: punches with their UTC instant, and rejected lines.
+pub fn build_punch_batch(body: &[u8], device_id: i64, zone: &Zone) -> (PunchBatch, usize) {
+    let mut batch = PunchBatch::new(device_id);
+    for item in parse_lines(body, parse_attlog_line) {
+        match item {
+            Ok((line, r)) => batch.punches.push(NewPunch {
+                pin: r.pin.to_owned(),
+                local_time: r.time.to_string(),
+                state: r.state.to_owned(),
+                verify: r.verify,
+                work_code: r.work_code.to_owned(),
+                extra: r.extra.to_owned(),
+                time_zone: Some(zone.name.clone()),
+                utc_time: zone.to_utc(&r.time),
+                mask_flag: r.mask_flag(),
+                temperature: r.temperature(),
+                raw_line: String::from_utf8_lossy(line.bytes).into_owned(),
+            }),
+            Err(rejected) => batch.rejected.push(rejected_line("ATTLOG", &rejected)),
+        }
+    }
+    let accepted = batch.punches.len();
+    (batch, accepted)
+}
+
+async fn attlog(
+    state: &SharedState,
+    ctx: &DeviceCtx,
+    body: Bytes,
+    stamp: Option<String>,
+) -> Result<Response, DeviceError> {
+    let device = ctx.entry.snapshot();
+    let zone = state.zone_for(&device);
+    let (mut batch, accepted) = if body.len() > INLINE_PARSE_LIMIT {
+        let device_id = device.id;
+        tokio::task::spawn_blocking(move || build_punch_batch(&body, device_id, &zone))
+            .await
+            .map_err(|e| DeviceError::Internal(e.to_string()))?
+    } else {
+        build_punch_batch(&body, device.id, &zone)
+    };
+    let new_stamp = stamp.filter(|s| *s != device.attlog_stamp);
+    batch.attlog_stamp.clone_from(&new_stamp);
+    let rejected = batch.rejected.len();
+    if let Some(first) = batch.rejected.first() {
+        tracing::warn!(
+            accepted,
+            rejected,
+            first_reason = first.reason,
+            first_line = first.line_no,
+            "ATTLOG lines rejected and kept raw"
+        );
+    }
+    state.store.punch_writer().write(batch).await?;
+    if let Some(stamp) = new_stamp {
+        ctx.entry.update(|d| d.attlog_stamp = stamp);
+    }
+    tracing::debug!(accepted, rejected, "ATTLOG stored");
+    Ok(ok(ok_count(accepted)))
+}
+
+fn text_encoding(device: &adms_store::Device) -> TextEncoding {
+    device
+        .text_encoding
+        .as_deref()
+        .and_then(TextEncoding::for_label)
+        .unwrap_or_else(|| TextEncoding::for_language(Some(device.language.as_str())))
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Parses an OPERLOG/BIODATA body into owned rows.
+pub fn build_operlog_batch(
+    body: &[u8],
+    device: &adms_store::Device,
+    table: UploadTable,
+) -> (OperlogBatch, usize) {
+    let encoding = text_encoding(device);
+    let table_name = table.as_str();
+    let mut b = OperlogBatch {
+        device_id: device.id,
+        table: table_name,
+        received_at: now_micros(),
+        ..Default::default()
+    };
+    let mut accepted = 0;
+    for item in parse_lines(body, parse_operlog_line) {
+        let (line, record) = match item {
+            Ok(ok) => ok,
+            Err(rejected) => {
+                b.rejected.push(rejected_line(table_name, &rejected));
+                continue;
+            }
+        };
+        accepted += 1;
+        match record {
+            OperLogRecord::OpLog(o) => b.oplogs.push(OperationLog {
+                op_code: i64::from(o.op_code),
+                operator: o.operator.to_owned(),
+                local_time: o.time.to_string(),
+                objects: o.objects.map(lossy),
+                raw_line: line.bytes.to_vec(),
+            }),
+            OperLogRecord::User(u) => {
+                let decoded = encoding.decode(u.name);
+                b.users.push(UserRow {
+                    pin: u.pin.to_owned(),
+                    name: decoded.text.into_owned(),
+                    name_raw: (!decoded.lossless).then(|| u.name.to_vec()),
+                    privilege: u.privilege,
+                    password: lossy(u.password),
+                    card: lossy(u.card),
+                    group: lossy(u.group),
+                    time_zones: lossy(u.time_zone),
+                    verify: u.verify,
+                    vice_card: lossy(u.vice_card),
+                    raw_line: line.bytes.to_vec(),
+                });
+            }
+            OperLogRecord::Biometric(t) => b.templates.push(BiometricTemplate {
+                pin: t.pin.to_owned(),
+                record_kind: t.kind.as_str(),
+                bio_type: t.bio_type,
+                no: t.no,
+                index: t.index,
+                valid: t.valid,
+                duress: t.duress,
+                major_ver: t.major_ver,
+                minor_ver: t.minor_ver,
+                format: t.format.to_owned(),
+                size: t.size,
+                template: t.template.to_owned(),
+            }),
+            OperLogRecord::Photo(p) => b.photos.push(UserPhoto {
+                pin: p.pin.to_owned(),
+                record_kind: p.kind.as_str(),
+                photo_type: p.photo_type,
+                file_name: p.file_name.to_owned(),
+                size: p.size,
+                content: p.content.to_owned(),
+                url: p.url.to_owned(),
+            }),
+            OperLogRecord::Other { kind, .. } => b.others.push(DeviceRecord {
+                kind: kind.to_owned(),
+                raw_line: line.bytes.to_vec(),
+            }),
+        }
+    }
+    (b, accepted)
+}
+
+async fn operlog(
+    state: &SharedState,
+    ctx: &DeviceCtx,
+    table: UploadTable,
+    body: Bytes,
+    stamp: Option<String>,
+) -> Result<Response, DeviceError> {
+    let device = ctx.entry.snapshot();
+    let current = if table == UploadTable::BioData {
+        device.biodata_stamp.clone()
+    } else {
+        device.operlog_stamp.clone()
+    };
+    let (mut batch, accepted) = if body.len() > INLINE_PARSE_LIMIT {
+        let d = device.clone();
+        tokio::task::spawn_blocking(move || build_operlog_batch(&body, &d, table))
+            .await
+            .map_err(|e| DeviceError::Internal(e.to_string()))?
+    } else {
+        build_operlog_batch(&body, &device, table)
+    };
+    let new_stamp = stamp.filter(|s| *s != current);
+    batch.operlog_stamp.clone_from(&new_stamp);
+    if !batch.rejected.is_empty() {
+        tracing::warn!(
+            table = table.as_str(),
+            accepted,
+            rejected = batch.rejected.len(),
+            "lines rejected and kept raw"
+        );
+    }
+    state.store.store_operlog(&batch).await?;
+    if let Some(stamp) = new_stamp {
+        ctx.entry.update(|d| {
+            if table == UploadTable::BioData {
+                d.biodata_stamp = stamp;
+            } else {
+                d.operlog_stamp = stamp;
+            }
+        });
+    }
+    Ok(ok(ok_count(accepted)))
+}
+
+async fn att_photo(
+    state: &SharedState,
+    ctx: &DeviceCtx,
+    body: &[u8],
+) -> Result<Response, DeviceError> {
+    match parse_att_photo(body) {
+        Ok(photo) => {
+            let (time, pin) = photo.time_and_pin().map_or((None, None), |(t, p)| {
+                (Some(t.to_string()), p.map(str::to_owned))
+            });
+            state
+                .store
+                .store_att_photo(&AttPhotoUpload {
+                    device_id: ctx.entry.id(),
+                    file_name: photo.file_name.chars().take(255).collect(),
+                    pin,
+                    local_time: time,
+                    image: photo.image.to_vec(),
+                    received_at: now_micros(),
+                })
+                .await?;
+        }
+        Err(reason) => {
+            tracing::warn!(
+                reason = reason.code(),
+                bytes = body.len(),
+                "attendance photo not understood; stored raw"
+            );
+            store_raw(state, ctx, "cdata", "ATTPHOTO", body).await?;
+        }
+    }
+    Ok(ok("OK"))
+}
+
+/// Device facts carried by an options dump or an INFO result.
+pub fn info_from_options(options: &[(String, String)]) -> DeviceInfoUpdate {
+    let get = |k: &str| {
+        options
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.clone())
+    };
+    let count = |k: &str| get(k).and_then(|v| v.trim().parse::<i64>().ok());
+    DeviceInfoUpdate {
+        model: get("~DeviceName"),
+        firmware: get("FWVersion").or_else(|| get("FirmVer")),
+        firmware_push_version: get("PushVersion"),
+        ip_address: get("IPAddress"),
+        user_count: count("UserCount"),
+        fp_count: count("FPCount"),
+        face_count: count("FaceCount"),
+        palm_count: count("PvCount"),
+        transaction_count: count("TransactionCount"),
+        fp_algorithm: get("FPVersion"),
+        face_algorithm: get("FaceVersion"),
+    }
+}
+
+/// Owned `(key, value)` pairs of an options dump; text before the first key is dropped here but
+/// the whole body is also stored raw by the callers that need it.
+pub fn owned_options(body: &[u8]) -> Vec<(String, String)> {
+    parse_options(body)
+        .into_iter()
+        .filter(|p| !p.key.is_empty())
+        .map(|p| (p.key_str().to_owned(), lossy(p.value)))
+        .collect()
+}
+
+async fn options(
+    state: &SharedState,
+    ctx: &DeviceCtx,
+    body: &[u8],
+) -> Result<Response, DeviceError> {
+    let options = owned_options(body);
+    let device_id = ctx.entry.id();
+    store_raw(state, ctx, "cdata", "options", body).await?;
+    if !options.is_empty() {
+        state.store.save_device_options(device_id, &options).await?;
+        state
+            .store
+            .update_device_info(device_id, &info_from_options(&options))
+            .await?;
+    }
+    Ok(ok("OK"))
+}
+
+async fn rtlog(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Response, DeviceError> {
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    for item in parse_lines(body, parse_rtlog_line) {
+        match item {
+            Ok((line, e)) => events.push(AccessEvent {
+                local_time: e.time.to_string(),
+                pin: e.pin.to_owned(),
+                card_no: e.card_no.to_owned(),
+                door: e.door,
+                event_code: e.event,
+                in_out: e.in_out,
+                verify_type: e.verify_type.to_owned(),
+                raw_line: line.bytes.to_vec(),
+            }),
+            Err(r) => rejected.push(rejected_line("rtlog", &r)),
+        }
+    }
+    state
+        .store
+        .store_access_events(ctx.entry.id(), &events, &rejected, now_micros())
+        .await?;
+    Ok(ok("OK"))
+}
+
+/// `POST /iclock/fdata`: attendance photo by the other route.
+pub async fn fdata(
+    State(state): State<SharedState>,
+    ctx: DeviceCtx,
+    body: Bytes,
+) -> Result<Response, DeviceError> {
+    att_photo(&state, &ctx, &body).await
+}
+
+/// `POST /iclock/querydata`: answers to queries; stored raw until the command queue reads them.
+pub async fn querydata(
+    State(state): State<SharedState>,
+    ctx: DeviceCtx,
+    body: Bytes,
+) -> Result<Response, DeviceError> {
+    let q = ctx.query();
+    let kind = q.kind.as_deref().unwrap_or("").to_owned();
+    let table_name = q.table_name.as_deref().map(str::to_owned);
+    drop(q);
+    store_raw(&state, &ctx, "querydata", &kind, &body).await?;
+    if kind.eq_ignore_ascii_case("tabledata") {
+        let lines = adms_protocol::lines(&body).count();
+        return Ok(ok(format!(
+            "{}={lines}",
+            sanitize_table_name(table_name.as_deref())
+        )));
+    }
+    Ok(ok("OK"))
+}
+
+/// Any other `/iclock/...` request: kept raw when it identifies a device, answered `OK`.
+pub async fn other(
+    State(state): State<SharedState>,
+    uri: OriginalUri,
+    ctx: Result<DeviceCtx, DeviceError>,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    if path.starts_with("/iclock/api/") || path == "/iclock/api" {
+        return crate::api::not_found_page();
+    }
+    match ctx {
+        Ok(ctx) => {
+            let endpoint: String = path
+                .trim_start_matches("/iclock/")
+                .chars()
+                .take(64)
+                .collect();
+            if let Err(e) = store_raw(&state, &ctx, &endpoint, "", &body).await {
+                return axum::response::IntoResponse::into_response(e);
+            }
+            tracing::info!(path = %path, bytes = body.len(), "unrecognised device request stored raw");
+        }
+        Err(_) => tracing::info!(path = %path, "unrecognised request without a serial number"),
+    }
+    ok("OK")
+}

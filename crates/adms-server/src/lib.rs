@@ -1,0 +1,16 @@
+//! adms-bridge server: the only crate that knows HTTP.
+//!
+//! - [`device`]: `/iclock/*`, the ZKTeco push protocol.
+//! - [`api`]: the ZKBio Time-compatible REST API and native `/api/v1/` routes.
+//! - [`app`]: state, router, middleware, startup and graceful shutdown.
+//! - [`config`]: layered configuration, validated at start.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod device;
+pub mod telemetry;
+pub mod zones;
+
+pub use app::{AppState, Application, SharedState, StartupError};
+pub use config::Config;

@@ -1,0 +1,171 @@
+//! `adms-bridge`: the command line. Errors are reported with `anyhow` here and nowhere else.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use adms_server::api::auth::new_token;
+use adms_server::{Application, Config, telemetry};
+use adms_store::{Approval, Store, StoreOptions, TokenKind, sha256};
+
+/// A server for ZKTeco ADMS / iClock push terminals with a ZKBio Time-compatible API.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file (every key is optional).
+    #[arg(long, global = true, env = "ADMS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL (`sqlite://PATH`).
+    #[arg(long, global = true, env = "ADMS_DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on (`127.0.0.1:0` picks a free port and prints it).
+        #[arg(long, env = "ADMS_LISTEN")]
+        listen: Option<SocketAddr>,
+    },
+    /// Long-lived API keys for integrations (work as `Authorization: Token <key>`).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Device administration.
+    Device {
+        #[command(subcommand)]
+        action: DeviceAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Create a key; it is printed once and stored only as a hash.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by id or name.
+    Revoke { id_or_name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceAction {
+    /// Release a pending device's data.
+    Approve { sn: String },
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_ref())?;
+    if let Some(url) = &cli.database_url {
+        config.database_url.clone_from(url);
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = load_config(&cli)?;
+    telemetry::init(&config.log, &config.log_format);
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            let app = Application::build(config)
+                .await
+                .context("starting adms-bridge")?;
+            let addr = app.local_addr()?;
+            let mut stdout = std::io::stdout();
+            writeln!(stdout, "listening on http://{addr}")?;
+            stdout.flush()?;
+            tracing::info!(%addr, "adms-bridge started");
+            app.run_until_stopped(shutdown_signal()).await?;
+        }
+        Command::Token { action } => {
+            config.validate()?;
+            let store = Store::open(&config.database_url, StoreOptions::default()).await?;
+            let mut stdout = std::io::stdout();
+            match action {
+                TokenAction::Create { name } => {
+                    anyhow::ensure!(
+                        !name.trim().is_empty() && name.len() <= 100,
+                        "--name must be 1 to 100 characters"
+                    );
+                    let token = new_token();
+                    let id = store
+                        .create_token(
+                            TokenKind::Integration,
+                            None,
+                            &name,
+                            &sha256(token.as_bytes()),
+                            None,
+                        )
+                        .await?;
+                    writeln!(stdout, "{token}")?;
+                    eprintln!("integration key #{id} '{name}' created; it is shown only once");
+                }
+                TokenAction::List => {
+                    for t in store.list_tokens().await? {
+                        let state = if t.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        writeln!(stdout, "{}\t{}\t{}", t.id, t.name, state)?;
+                    }
+                }
+                TokenAction::Revoke { id_or_name } => {
+                    let n = store.revoke_token(&id_or_name).await?;
+                    anyhow::ensure!(
+                        n > 0,
+                        "no active integration key with id or name '{id_or_name}'"
+                    );
+                    writeln!(stdout, "revoked {n}")?;
+                }
+            }
+            store.close().await;
+        }
+        Command::Device {
+            action: DeviceAction::Approve { sn },
+        } => {
+            let store = Store::open(&config.database_url, StoreOptions::default()).await?;
+            anyhow::ensure!(
+                store.set_approval(&sn, Approval::Approved).await?,
+                "no device with SN '{sn}'"
+            );
+            writeln!(std::io::stdout(), "approved {sn}")?;
+            store.close().await;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
