@@ -1,0 +1,226 @@
+//! Test harness: the real `adms-bridge` binary on 127.0.0.1:0 with a temp SQLite file, a raw
+//! HTTP/1.1 client for byte-exact device requests, and a JSON client for the API.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "correct horse";
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub dir: PathBuf,
+}
+
+impl Server {
+    /// Starts the binary with its database in `dir`.
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let db = format!("sqlite://{}/adms.db", dir.display());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .env("ADMS_DATABASE_URL", &db)
+            .env("ADMS_ADMIN_USER", ADMIN_USER)
+            .env("ADMS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("ADMS_TIME_ZONE", "UTC")
+            .env("RUST_LOG", "warn")
+            .env_remove("ADMS_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn adms-bridge");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
+        Server { child, addr, dir: dir.to_owned() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("adms.db")
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A raw HTTP response.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends exactly `head` (request line + headers, CRLF separated, without the blank line) and
+/// `body`, as old firmware does (`Connection: close`), and reads the whole response.
+pub async fn raw_request(addr: &str, head: &str, body: &[u8]) -> RawResponse {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut request = head.as_bytes().to_vec();
+    request.extend_from_slice(format!("\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
+    request.extend_from_slice(body);
+    stream.write_all(&request).await.expect("write");
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.expect("read");
+    parse_response(&out)
+}
+
+pub fn parse_response(bytes: &[u8]) -> RawResponse {
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
+        .collect();
+    RawResponse { status, headers, body: bytes[split + 4..].to_vec() }
+}
+
+/// A device: GET/POST with the headers ZKTeco firmware sends.
+pub struct Device<'a> {
+    pub server: &'a Server,
+    pub sn: String,
+}
+
+impl Device<'_> {
+    pub async fn get(&self, path_and_query: &str) -> RawResponse {
+        let head = format!("GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nUser-Agent: iClock Proxy/1.09\r\nAccept: */*", self.server.addr);
+        raw_request(&self.server.addr, &head, b"").await
+    }
+
+    pub async fn post(&self, path_and_query: &str, body: &[u8]) -> RawResponse {
+        let head = format!(
+            "POST {path_and_query} HTTP/1.1\r\nHost: {}\r\nUser-Agent: iClock Proxy/1.09\r\nAccept: */*\r\nContent-Type: text/plain",
+            self.server.addr
+        );
+        raw_request(&self.server.addr, &head, body).await
+    }
+
+    pub async fn handshake(&self) -> RawResponse {
+        self.get(&format!("/iclock/cdata?SN={}&options=all&pushver=2.4.1&language=69", self.sn)).await
+    }
+
+    pub async fn attlog(&self, body: &[u8]) -> RawResponse {
+        self.post(&format!("/iclock/cdata?SN={}&table=ATTLOG&Stamp=9999", self.sn), body).await
+    }
+}
+
+/// API client logged in with a session token.
+pub struct Api {
+    pub client: reqwest::Client,
+    pub server_addr: String,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn login(server: &Server) -> Api {
+        let client = reqwest::Client::new();
+        let response: serde_json::Value = client
+            .post(server.url("/api-token-auth/"))
+            .json(&serde_json::json!({ "username": ADMIN_USER, "password": ADMIN_PASSWORD }))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("login json");
+        let token = response["token"].as_str().expect("token").to_owned();
+        Api { client, server_addr: server.addr.clone(), token }
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .client
+            .get(format!("http://{}{}", self.server_addr, path))
+            .header("Authorization", format!("Token {}", self.token))
+            .send()
+            .await
+            .expect("api get");
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("json")
+    }
+
+    /// Every transaction (one big page), ascending id.
+    pub async fn transactions(&self, query: &str) -> Vec<serde_json::Value> {
+        let page = self.get(&format!("/iclock/api/transactions/?page_size=999999&{query}")).await;
+        page["data"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// The fixtures directory of the repository.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+/// The shared captures, when the reference material sits beside the checkout.
+pub fn shared_captures() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/captures");
+    dir.is_dir().then_some(dir)
+}
+
+/// Rows in a table, read straight from the SQLite file.
+pub async fn count_rows(db: &Path, table: &str) -> i64 {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
+    let sql = match table {
+        "punches" => "SELECT COUNT(*) FROM punches",
+        "rejected_lines" => "SELECT COUNT(*) FROM rejected_lines",
+        "operation_logs" => "SELECT COUNT(*) FROM operation_logs",
+        "device_users" => "SELECT COUNT(*) FROM device_users",
+        "biometric_templates" => "SELECT COUNT(*) FROM biometric_templates",
+        "user_photos" => "SELECT COUNT(*) FROM user_photos",
+        "device_records" => "SELECT COUNT(*) FROM device_records",
+        "device_options" => "SELECT COUNT(*) FROM device_options",
+        "command_results" => "SELECT COUNT(*) FROM command_results",
+        "access_events" => "SELECT COUNT(*) FROM access_events",
+        "raw_uploads" => "SELECT COUNT(*) FROM raw_uploads",
+        "att_photos" => "SELECT COUNT(*) FROM att_photos",
+        other => panic!("unknown table {other}"),
+    };
+    sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("count")
+}
