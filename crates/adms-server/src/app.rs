@@ -189,7 +189,8 @@ fn request_span(request: &Request) -> tracing::Span {
             .find(|(k, _)| k.eq_ignore_ascii_case("sn"))
             .map(|(_, v)| v.into_owned())
     });
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), sn = sn.as_deref().unwrap_or(""))
+    // WARN level so the span (and its SN) is present whenever warnings and errors are logged.
+    tracing::warn_span!("request", method = %request.method(), path = %request.uri().path(), sn = sn.as_deref().unwrap_or(""))
 }
 
 /// Rewrites the path before routing: doubled slashes collapsed, trailing slash and `.aspx`
