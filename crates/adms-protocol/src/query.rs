@@ -34,7 +34,9 @@ pub struct DeviceQuery<'a> {
 pub enum QueryError {
     #[error("the SN parameter is missing")]
     MissingSn,
-    #[error("the SN parameter is empty, too long or contains characters a serial number cannot have")]
+    #[error(
+        "the SN parameter is empty, too long or contains characters a serial number cannot have"
+    )]
     InvalidSn,
 }
 
@@ -43,23 +45,28 @@ impl<'a> DeviceQuery<'a> {
     pub fn parse(query: &'a str) -> DeviceQuery<'a> {
         let mut q = DeviceQuery::default();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            let slot = match key.to_ascii_lowercase().as_str() {
-                "sn" => &mut q.sn,
-                "options" => &mut q.options,
-                "pushver" => &mut q.pushver,
-                "language" => &mut q.language,
-                "devicetype" => &mut q.device_type,
-                "pushoptionsflag" => &mut q.push_options_flag,
-                "table" => &mut q.table,
-                "stamp" => &mut q.stamp,
-                "opstamp" => &mut q.op_stamp,
-                "info" => &mut q.info,
-                "type" => &mut q.kind,
-                "tablename" => &mut q.table_name,
-                "count" => &mut q.count,
-                "cmdid" => &mut q.cmd_id,
-                "pin" => &mut q.pin,
-                _ => continue,
+            const NAMES: [&str; 15] = [
+                "sn", "options", "pushver", "language", "devicetype", "pushoptionsflag", "table", "stamp", "opstamp",
+                "info", "type", "tablename", "count", "cmdid", "pin",
+            ];
+            // Case-insensitive without allocating: this runs on every poll.
+            let Some(index) = NAMES.iter().position(|n| n.eq_ignore_ascii_case(&key)) else { continue };
+            let slot = match index {
+                0 => &mut q.sn,
+                1 => &mut q.options,
+                2 => &mut q.pushver,
+                3 => &mut q.language,
+                4 => &mut q.device_type,
+                5 => &mut q.push_options_flag,
+                6 => &mut q.table,
+                7 => &mut q.stamp,
+                8 => &mut q.op_stamp,
+                9 => &mut q.info,
+                10 => &mut q.kind,
+                11 => &mut q.table_name,
+                12 => &mut q.count,
+                13 => &mut q.cmd_id,
+                _ => &mut q.pin,
             };
             if slot.is_none() {
                 *slot = Some(value);
@@ -90,28 +97,51 @@ mod tests {
 
     #[test]
     fn parses_handshake_and_upload_queries() {
-        let q = DeviceQuery::parse("SN=CKJF201960996&options=all&language=69&pushver=2.4.1&PushOptionsFlag=1&DeviceType=middle%20east");
+        let q = DeviceQuery::parse(
+            "SN=CKJF201960996&options=all&language=69&pushver=2.4.1&PushOptionsFlag=1&DeviceType=middle%20east",
+        );
         assert_eq!(q.serial(), Ok("CKJF201960996"));
         assert!(q.is_handshake());
         assert_eq!(q.pushver.as_deref(), Some("2.4.1"));
         assert_eq!(q.device_type.as_deref(), Some("middle east"));
         let q = DeviceQuery::parse("SN=X&table=ATTLOG&Stamp=9999&unknown=1");
-        assert_eq!((q.table.as_deref(), q.stamp.as_deref()), (Some("ATTLOG"), Some("9999")));
+        assert_eq!(
+            (q.table.as_deref(), q.stamp.as_deref()),
+            (Some("ATTLOG"), Some("9999"))
+        );
         assert!(!q.is_handshake());
         let q = DeviceQuery::parse("SN=X&INFO=Ver%208.0.4.3-20230217,12,30");
         assert_eq!(q.info.as_deref(), Some("Ver 8.0.4.3-20230217,12,30"));
         let q = DeviceQuery::parse("SN=X&type=tabledata&type=other&&tablename=user");
-        assert_eq!((q.kind.as_deref(), q.table_name.as_deref()), (Some("tabledata"), Some("user")));
+        assert_eq!(
+            (q.kind.as_deref(), q.table_name.as_deref()),
+            (Some("tabledata"), Some("user"))
+        );
     }
 
     #[test]
     fn serial_validation() {
-        assert_eq!(DeviceQuery::parse("table=ATTLOG").serial(), Err(QueryError::MissingSn));
-        assert_eq!(DeviceQuery::parse("SN=").serial(), Err(QueryError::InvalidSn));
-        assert_eq!(DeviceQuery::parse("SN=a%20b").serial(), Err(QueryError::InvalidSn));
-        assert_eq!(DeviceQuery::parse("SN=a%0Ab").serial(), Err(QueryError::InvalidSn));
+        assert_eq!(
+            DeviceQuery::parse("table=ATTLOG").serial(),
+            Err(QueryError::MissingSn)
+        );
+        assert_eq!(
+            DeviceQuery::parse("SN=").serial(),
+            Err(QueryError::InvalidSn)
+        );
+        assert_eq!(
+            DeviceQuery::parse("SN=a%20b").serial(),
+            Err(QueryError::InvalidSn)
+        );
+        assert_eq!(
+            DeviceQuery::parse("SN=a%0Ab").serial(),
+            Err(QueryError::InvalidSn)
+        );
         let long = format!("SN={}", "A".repeat(MAX_SN_LEN + 1));
-        assert_eq!(DeviceQuery::parse(&long).serial(), Err(QueryError::InvalidSn));
+        assert_eq!(
+            DeviceQuery::parse(&long).serial(),
+            Err(QueryError::InvalidSn)
+        );
         assert_eq!(DeviceQuery::parse("sn=abc").serial(), Ok("abc"));
     }
 }

@@ -184,11 +184,8 @@ pub fn router(state: SharedState) -> Router {
 
 /// One span per request, carrying the device serial when there is one.
 fn request_span(request: &Request) -> tracing::Span {
-    let sn = request.uri().query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k.eq_ignore_ascii_case("sn"))
-            .map(|(_, v)| v.into_owned())
-    });
+    let query = request.uri().query().unwrap_or_default();
+    let sn = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k.eq_ignore_ascii_case("sn")).map(|(_, v)| v);
     // WARN level so the span (and its SN) is present whenever warnings and errors are logged.
     tracing::warn_span!("request", method = %request.method(), path = %request.uri().path(), sn = sn.as_deref().unwrap_or(""))
 }

@@ -135,6 +135,23 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     let _ = conn.close().await;
 }
 
+/// One punch as a JSON array element, in the column order `INSERT_PUNCHES` reads.
+type PunchRow<'a> = (
+    i64,
+    &'a str,
+    &'a str,
+    &'a str,
+    u16,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<i64>,
+    Option<u8>,
+    Option<f64>,
+    &'a str,
+    i64,
+);
+
 /// Key of a punch for de-duplication inside one group.
 type NaturalKey<'a> = (i64, &'a str, &'a str, &'a str, u16, &'a str);
 
@@ -145,7 +162,7 @@ async fn write_group(
 ) -> Result<u64, StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut seen: HashSet<NaturalKey<'_>> = HashSet::new();
-    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut rows: Vec<PunchRow<'_>> = Vec::new();
     let mut devices: Vec<i64> = Vec::new();
     let mut inserted = 0;
     for batch in batches {
@@ -164,21 +181,21 @@ async fn write_group(
             if !seen.insert(key) {
                 continue;
             }
-            rows.push(serde_json::json!([
+            rows.push((
                 batch.device_id,
-                p.pin,
-                p.local_time,
-                p.state,
+                p.pin.as_str(),
+                p.local_time.as_str(),
+                p.state.as_str(),
                 p.verify,
-                p.work_code,
-                p.extra,
-                p.time_zone,
+                p.work_code.as_str(),
+                p.extra.as_str(),
+                p.time_zone.as_deref(),
                 p.utc_time,
                 p.mask_flag,
                 p.temperature,
-                p.raw_line,
+                p.raw_line.as_str(),
                 batch.received_at,
-            ]));
+            ));
         }
     }
     let devices_json = serde_json::to_string(&devices).unwrap_or_else(|_| "[]".into());
