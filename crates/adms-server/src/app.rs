@@ -46,11 +46,7 @@ pub type SharedState = Arc<AppState>;
 impl AppState {
     /// The zone a device's wall-clock times are read in.
     pub fn zone_for(&self, device: &Device) -> Zone {
-        device
-            .time_zone
-            .as_deref()
-            .and_then(parse_zone)
-            .unwrap_or_else(|| self.default_zone.clone())
+        device.time_zone.as_deref().and_then(parse_zone).unwrap_or_else(|| self.default_zone.clone())
     }
 }
 
@@ -77,8 +73,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         config.validate()?;
-        let zone = parse_zone(&config.time_zone)
-            .ok_or_else(|| StartupError::Other("bad time_zone".into()))?;
+        let zone = parse_zone(&config.time_zone).ok_or_else(|| StartupError::Other("bad time_zone".into()))?;
         let store = Store::open(&config.database_url, StoreOptions::default()).await?;
         if let (Some(user), Some(password)) = (&config.admin_user, &config.admin_password) {
             let password = password.clone();
@@ -90,9 +85,7 @@ impl Application {
             tracing::info!(user = %user, "admin account ready");
         }
         let auth = AuthState::load(&store).await?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| StartupError::Bind(config.listen, e))?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| StartupError::Bind(config.listen, e))?;
         let state = Arc::new(AppState {
             store,
             devices: DeviceRegistry::default(),
@@ -113,10 +106,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves; then finishes in-flight requests and flushes activity.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let flush_every = Duration::from_secs(state.config.activity_flush_secs.max(1));
         let background = tokio::spawn(background_tasks(state.clone(), flush_every));
@@ -166,20 +156,26 @@ pub fn router(state: SharedState) -> Router {
         .fallback(|| async { crate::api::not_found_page() })
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(axum::middleware::map_response(log_refusals))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-        ]))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             (StatusCode::INTERNAL_SERVER_ERROR, "ERROR: internal error").into_response()
         }))
         .with_state(state)
+}
+
+/// Refusals produced by middleware (body limit, timeout) get a log line in the request span,
+/// so an operator sees which device sends oversized or stalled uploads.
+async fn log_refusals(response: axum::response::Response) -> axum::response::Response {
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => tracing::warn!("request body over max_body_bytes refused with 413"),
+        StatusCode::REQUEST_TIMEOUT => tracing::warn!("request not completed within request_timeout_secs: 408"),
+        _ => {}
+    }
+    response
 }
 
 /// One span per request, carrying the device serial when there is one.
@@ -215,9 +211,7 @@ pub fn normalize_path(mut request: Request) -> Request {
     if lower.starts_with("/iclock/") && !lower.starts_with("/iclock/api/") {
         normalized = lower;
     }
-    request
-        .extensions_mut()
-        .insert(OriginalUri(original.clone()));
+    request.extensions_mut().insert(OriginalUri(original.clone()));
     if normalized != path {
         let rebuilt = match original.query() {
             Some(q) => format!("{normalized}?{q}"),
@@ -245,10 +239,7 @@ mod tests {
             ("/api-token-auth/", "/api-token-auth"),
         ];
         for (input, want) in cases {
-            let request = Request::builder()
-                .uri(input)
-                .body(axum::body::Body::empty())
-                .unwrap();
+            let request = Request::builder().uri(input).body(axum::body::Body::empty()).unwrap();
             assert_eq!(normalize_path(request).uri().to_string(), want, "{input}");
         }
     }

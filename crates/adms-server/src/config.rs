@@ -97,10 +97,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("database_url", &adms_store::redact_url(&self.database_url))
             .field("admin_user", &self.admin_user)
-            .field(
-                "admin_password",
-                &self.admin_password.as_ref().map(|_| "***"),
-            )
+            .field("admin_password", &self.admin_password.as_ref().map(|_| "***"))
             .field("time_zone", &self.time_zone)
             .field("unknown_devices", &self.unknown_devices)
             .field("delay_secs", &self.delay_secs)
@@ -133,15 +130,9 @@ impl Config {
 
     /// Checks values that would otherwise fail at the first request.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| ConfigError::Invalid {
-            key,
-            message: message.to_owned(),
-        };
+        let invalid = |key, message: &str| ConfigError::Invalid { key, message: message.to_owned() };
         if crate::zones::parse_zone(&self.time_zone).is_none() {
-            return Err(invalid(
-                "time_zone",
-                "not an IANA zone name, a ±HH:MM offset or `auto`",
-            ));
+            return Err(invalid("time_zone", "not an IANA zone name, a ±HH:MM offset or `auto`"));
         }
         if self.delay_secs == 0 || self.delay_secs > 3600 {
             return Err(invalid("delay_secs", "must be 1 to 3600"));
@@ -153,10 +144,7 @@ impl Config {
             return Err(invalid("session_ttl_secs", "must be at least 60"));
         }
         if self.admin_user.is_some() != self.admin_password.is_some() {
-            return Err(invalid(
-                "admin_password",
-                "ADMS_ADMIN_USER and ADMS_ADMIN_PASSWORD go together",
-            ));
+            return Err(invalid("admin_password", "ADMS_ADMIN_USER and ADMS_ADMIN_PASSWORD go together"));
         }
         if self.trans_times.contains(['\n', '\r']) || self.server_name.contains(['\n', '\r']) {
             return Err(invalid("trans_times", "must be one line"));
@@ -165,7 +153,6 @@ impl Config {
     }
 
     pub fn offline_after_secs(&self) -> u64 {
-        self.offline_after_secs
-            .unwrap_or((u64::from(self.delay_secs) * 3).max(30))
+        self.offline_after_secs.unwrap_or((u64::from(self.delay_secs) * 3).max(30))
     }
 }

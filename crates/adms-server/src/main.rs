@@ -82,9 +82,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
-            let app = Application::build(config)
-                .await
-                .context("starting adms-bridge")?;
+            let app = Application::build(config).await.context("starting adms-bridge")?;
             let addr = app.local_addr()?;
             let mut stdout = std::io::stdout();
             writeln!(stdout, "listening on http://{addr}")?;
@@ -98,52 +96,31 @@ async fn main() -> anyhow::Result<()> {
             let mut stdout = std::io::stdout();
             match action {
                 TokenAction::Create { name } => {
-                    anyhow::ensure!(
-                        !name.trim().is_empty() && name.len() <= 100,
-                        "--name must be 1 to 100 characters"
-                    );
+                    anyhow::ensure!(!name.trim().is_empty() && name.len() <= 100, "--name must be 1 to 100 characters");
                     let token = new_token();
                     let id = store
-                        .create_token(
-                            TokenKind::Integration,
-                            None,
-                            &name,
-                            &sha256(token.as_bytes()),
-                            None,
-                        )
+                        .create_token(TokenKind::Integration, None, &name, &sha256(token.as_bytes()), None)
                         .await?;
                     writeln!(stdout, "{token}")?;
                     eprintln!("integration key #{id} '{name}' created; it is shown only once");
                 }
                 TokenAction::List => {
                     for t in store.list_tokens().await? {
-                        let state = if t.revoked_at.is_some() {
-                            "revoked"
-                        } else {
-                            "active"
-                        };
+                        let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
                         writeln!(stdout, "{}\t{}\t{}", t.id, t.name, state)?;
                     }
                 }
                 TokenAction::Revoke { id_or_name } => {
                     let n = store.revoke_token(&id_or_name).await?;
-                    anyhow::ensure!(
-                        n > 0,
-                        "no active integration key with id or name '{id_or_name}'"
-                    );
+                    anyhow::ensure!(n > 0, "no active integration key with id or name '{id_or_name}'");
                     writeln!(stdout, "revoked {n}")?;
                 }
             }
             store.close().await;
         }
-        Command::Device {
-            action: DeviceAction::Approve { sn },
-        } => {
+        Command::Device { action: DeviceAction::Approve { sn } } => {
             let store = Store::open(&config.database_url, StoreOptions::default()).await?;
-            anyhow::ensure!(
-                store.set_approval(&sn, Approval::Approved).await?,
-                "no device with SN '{sn}'"
-            );
+            anyhow::ensure!(store.set_approval(&sn, Approval::Approved).await?, "no device with SN '{sn}'");
             writeln!(std::io::stdout(), "approved {sn}")?;
             store.close().await;
         }

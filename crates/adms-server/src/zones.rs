@@ -17,21 +17,13 @@ pub fn parse_zone(text: &str) -> Option<Zone> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("auto") {
         let tz = TimeZone::try_system().unwrap_or(TimeZone::UTC);
-        let name = tz
-            .iana_name()
-            .map_or_else(|| "UTC".to_owned(), str::to_owned);
+        let name = tz.iana_name().map_or_else(|| "UTC".to_owned(), str::to_owned);
         return Some(Zone { name, tz });
     }
     if let Some(offset) = parse_offset(text) {
-        return Some(Zone {
-            name: text.to_owned(),
-            tz: TimeZone::fixed(offset),
-        });
+        return Some(Zone { name: text.to_owned(), tz: TimeZone::fixed(offset) });
     }
-    TimeZone::get(text).ok().map(|tz| Zone {
-        name: text.to_owned(),
-        tz,
-    })
+    TimeZone::get(text).ok().map(|tz| Zone { name: text.to_owned(), tz })
 }
 
 fn parse_offset(text: &str) -> Option<Offset> {
@@ -120,9 +112,6 @@ mod tests {
         assert!(parse_zone("Mars/Olympus").is_none());
         assert!(parse_zone("+25:00").is_none());
         assert!(parse_zone("auto").is_some());
-        assert_eq!(
-            utc.format_micros(1_774_751_400_000_000),
-            "2026-03-29 02:30:00"
-        );
+        assert_eq!(utc.format_micros(1_774_751_400_000_000), "2026-03-29 02:30:00");
     }
 }

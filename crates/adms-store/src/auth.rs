@@ -45,11 +45,7 @@ pub struct ApiToken {
 
 impl Store {
     /// Creates the account or replaces its password hash.
-    pub async fn upsert_user(
-        &self,
-        username: &str,
-        password_hash: &str,
-    ) -> Result<i64, StoreError> {
+    pub async fn upsert_user(&self, username: &str, password_hash: &str) -> Result<i64, StoreError> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_users (username, password_hash, created_at) VALUES (?, ?, ?) \
              ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash RETURNING id",
@@ -63,21 +59,17 @@ impl Store {
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<ApiUser>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT id, username, password_hash FROM api_users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(self.pool())
-                .await?,
-        )
+        Ok(sqlx::query_as("SELECT id, username, password_hash FROM api_users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(self.pool())
+            .await?)
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<ApiUser>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT id, username, password_hash FROM api_users WHERE id = ?")
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?,
-        )
+        Ok(sqlx::query_as("SELECT id, username, password_hash FROM api_users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?)
     }
 
     /// Stores a new token by its digest.
@@ -105,11 +97,7 @@ impl Store {
     }
 
     /// The live (not revoked, not expired) token with this digest.
-    pub async fn live_token(
-        &self,
-        token_sha256: &[u8],
-        now: i64,
-    ) -> Result<Option<ApiToken>, StoreError> {
+    pub async fn live_token(&self, token_sha256: &[u8], now: i64) -> Result<Option<ApiToken>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, kind, user_id, name, created_at, expires_at, revoked_at, last_used_at FROM api_tokens \
              WHERE token_sha256 = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
@@ -154,24 +142,16 @@ impl Store {
     }
 
     /// A server-wide secret shared by replicas, created on first use.
-    pub async fn shared_secret(
-        &self,
-        key: &str,
-        generate: impl FnOnce() -> Vec<u8>,
-    ) -> Result<Vec<u8>, StoreError> {
+    pub async fn shared_secret(&self, key: &str, generate: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let candidate = generate();
-        sqlx::query(
-            "INSERT INTO server_settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(&candidate)
-        .execute(self.pool())
-        .await?;
-        Ok(
-            sqlx::query_scalar("SELECT value FROM server_settings WHERE key = ?")
-                .bind(key)
-                .fetch_one(self.pool())
-                .await?,
-        )
+        sqlx::query("INSERT INTO server_settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(&candidate)
+            .execute(self.pool())
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = ?")
+            .bind(key)
+            .fetch_one(self.pool())
+            .await?)
     }
 }

@@ -1,8 +1,9 @@
 //! Terminals: registration on first contact, facts from handshakes, INFO and option dumps, and
 //! batched activity updates (polls are not written one by one).
 
-use sqlx::FromRow;
+use sqlx::{FromRow, SqliteConnection};
 
+use crate::uploads::{RawUpload, insert_raw_in};
 use crate::{Store, StoreError, now_micros};
 
 /// Whether a device's data is released to ERPs.
@@ -22,11 +23,7 @@ impl Approval {
     }
 
     fn parse(s: &str) -> Approval {
-        if s == "pending" {
-            Approval::Pending
-        } else {
-            Approval::Approved
-        }
+        if s == "pending" { Approval::Pending } else { Approval::Approved }
     }
 }
 
@@ -138,12 +135,84 @@ pub struct DeviceActivity {
     pub ip_address: String,
 }
 
+/// What a device told about itself in one request.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFacts {
+    /// Option dump (`key=value` as sent).
+    pub options: Vec<(String, String)>,
+    /// Counts and versions derived from it.
+    pub info: Option<DeviceInfoUpdate>,
+    /// A Security PUSH registry code to keep.
+    pub registry_code: Option<String>,
+}
+
+impl DeviceFacts {
+    pub fn is_empty(&self) -> bool {
+        self.options.is_empty() && self.info.is_none() && self.registry_code.is_none()
+    }
+}
+
+pub(crate) async fn store_facts_in(
+    conn: &mut SqliteConnection,
+    device_id: i64,
+    facts: &DeviceFacts,
+) -> Result<(), StoreError> {
+    let now = now_micros();
+    for (key, value) in &facts.options {
+        sqlx::query(
+            "INSERT INTO device_options (device_id, key, value, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(device_id)
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(info) = &facts.info {
+        update_info_in(conn, device_id, info).await?;
+    }
+    if let Some(code) = &facts.registry_code {
+        sqlx::query("UPDATE devices SET registry_code = ? WHERE id = ?")
+            .bind(code)
+            .bind(device_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn update_info_in(conn: &mut SqliteConnection, device_id: i64, u: &DeviceInfoUpdate) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE devices SET model = COALESCE(?, model), firmware = COALESCE(?, firmware), \
+         firmware_push_version = COALESCE(?, firmware_push_version), ip_address = COALESCE(?, ip_address), \
+         user_count = COALESCE(?, user_count), fp_count = COALESCE(?, fp_count), \
+         face_count = COALESCE(?, face_count), palm_count = COALESCE(?, palm_count), \
+         transaction_count = COALESCE(?, transaction_count), fp_algorithm = COALESCE(?, fp_algorithm), \
+         face_algorithm = COALESCE(?, face_algorithm) WHERE id = ?",
+    )
+    .bind(&u.model)
+    .bind(&u.firmware)
+    .bind(&u.firmware_push_version)
+    .bind(&u.ip_address)
+    .bind(u.user_count)
+    .bind(u.fp_count)
+    .bind(u.face_count)
+    .bind(u.palm_count)
+    .bind(u.transaction_count)
+    .bind(&u.fp_algorithm)
+    .bind(&u.face_algorithm)
+    .bind(device_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     pub async fn device_by_sn(&self, sn: &str) -> Result<Option<Device>, StoreError> {
-        let row: Option<DeviceRecord> = sqlx::query_as(DEVICE_COLUMNS_BY_SN)
-            .bind(sn)
-            .fetch_optional(self.pool())
-            .await?;
+        let row: Option<DeviceRecord> =
+            sqlx::query_as(DEVICE_COLUMNS_BY_SN).bind(sn).fetch_optional(self.pool()).await?;
         Ok(row.map(Device::from))
     }
 
@@ -166,11 +235,7 @@ impl Store {
         self.device_by_sn(new.sn).await?.ok_or(StoreError::NotFound)
     }
 
-    pub async fn record_handshake(
-        &self,
-        device_id: i64,
-        h: &HandshakeUpdate<'_>,
-    ) -> Result<(), StoreError> {
+    pub async fn record_handshake(&self, device_id: i64, h: &HandshakeUpdate<'_>) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE devices SET push_version = ?, language = ?, device_type = ?, protocol_family = ?, \
              ip_address = ?, last_handshake_at = ?, last_activity_at = ? WHERE id = ?",
@@ -188,81 +253,38 @@ impl Store {
         Ok(())
     }
 
-    pub async fn update_device_info(
-        &self,
-        device_id: i64,
-        u: &DeviceInfoUpdate,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE devices SET model = COALESCE(?, model), firmware = COALESCE(?, firmware), \
-             firmware_push_version = COALESCE(?, firmware_push_version), ip_address = COALESCE(?, ip_address), \
-             user_count = COALESCE(?, user_count), fp_count = COALESCE(?, fp_count), \
-             face_count = COALESCE(?, face_count), palm_count = COALESCE(?, palm_count), \
-             transaction_count = COALESCE(?, transaction_count), fp_algorithm = COALESCE(?, fp_algorithm), \
-             face_algorithm = COALESCE(?, face_algorithm) WHERE id = ?",
-        )
-        .bind(&u.model)
-        .bind(&u.firmware)
-        .bind(&u.firmware_push_version)
-        .bind(&u.ip_address)
-        .bind(u.user_count)
-        .bind(u.fp_count)
-        .bind(u.face_count)
-        .bind(u.palm_count)
-        .bind(u.transaction_count)
-        .bind(&u.fp_algorithm)
-        .bind(&u.face_algorithm)
-        .bind(device_id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+    /// Records device facts from `INFO=` (one statement).
+    pub async fn update_device_info(&self, device_id: i64, u: &DeviceInfoUpdate) -> Result<(), StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        update_info_in(&mut conn, device_id, u).await
     }
 
-    /// Stores an options dump (every key, as sent) in one transaction.
-    pub async fn save_device_options(
+    /// Stores what a device told about itself in one request (options dump, counts, registry
+    /// code) and, optionally, the raw body, in one transaction.
+    pub async fn store_device_facts(
         &self,
         device_id: i64,
-        options: &[(String, String)],
+        raw: Option<&RawUpload<'_>>,
+        facts: &DeviceFacts,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        let now = now_micros();
-        for (key, value) in options {
-            sqlx::query(
-                "INSERT INTO device_options (device_id, key, value, updated_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            )
-            .bind(device_id)
-            .bind(key)
-            .bind(value)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        if let Some(raw) = raw {
+            insert_raw_in(&mut tx, raw).await?;
         }
+        store_facts_in(&mut tx, device_id, facts).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    pub async fn device_options(
-        &self,
-        device_id: i64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(
-            sqlx::query_as(
-                "SELECT key, value FROM device_options WHERE device_id = ? ORDER BY key",
-            )
+    pub async fn device_options(&self, device_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT key, value FROM device_options WHERE device_id = ? ORDER BY key")
             .bind(device_id)
             .fetch_all(self.pool())
-            .await?,
-        )
+            .await?)
     }
 
     /// Records the stamp a device reported for a table (`attlog`, `operlog`, `attphoto`, `biodata`).
-    pub async fn set_stamp(
-        &self,
-        device_id: i64,
-        table: &str,
-        stamp: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn set_stamp(&self, device_id: i64, table: &str, stamp: &str) -> Result<(), StoreError> {
         let sql = match table {
             "attlog" => "UPDATE devices SET attlog_stamp = ? WHERE id = ?",
             "operlog" => "UPDATE devices SET operlog_stamp = ? WHERE id = ?",
@@ -270,20 +292,7 @@ impl Store {
             "biodata" => "UPDATE devices SET biodata_stamp = ? WHERE id = ?",
             _ => return Ok(()),
         };
-        sqlx::query(sql)
-            .bind(stamp)
-            .bind(device_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    pub async fn set_registry_code(&self, device_id: i64, code: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE devices SET registry_code = ? WHERE id = ?")
-            .bind(code)
-            .bind(device_id)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(sql).bind(stamp).bind(device_id).execute(self.pool()).await?;
         Ok(())
     }
 

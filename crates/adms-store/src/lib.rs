@@ -21,23 +21,20 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, SqlitePool};
 
 pub use auth::{ApiToken, ApiUser, TokenKind};
-pub use devices::{Approval, Device, DeviceActivity, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
+pub use devices::{Approval, Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::StoreError;
 pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine};
 pub use queries::{
-    Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder,
-    TransactionRow,
+    Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,
 };
 pub use uploads::{
-    AccessEvent, AttPhotoUpload, BiometricTemplate, CommandResultRow, DeviceRecord, OperationLog,
-    OperlogBatch, RawUpload, UserPhoto, UserRow,
+    AccessEvent, AttPhotoUpload, BiometricTemplate, CommandResultRow, DeviceRecord, OperationLog, OperlogBatch,
+    RawUpload, UserPhoto, UserRow,
 };
 
 /// Current time as Unix microseconds, the unit of every `*_at` column.
 pub fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// Tunables for opening the store.
@@ -51,10 +48,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions {
-            max_connections: 8,
-            busy_timeout: Duration::from_secs(10),
-        }
+        StoreOptions { max_connections: 8, busy_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -110,9 +104,7 @@ impl Store {
     }
 
     /// Runs `sql` inside `BEGIN IMMEDIATE` ... `COMMIT` on a pool connection.
-    pub(crate) async fn begin(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
@@ -123,12 +115,8 @@ fn create_parent_dir(url: &str) -> Result<(), StoreError> {
     if path.is_empty() || path.starts_with(':') {
         return Ok(());
     }
-    if let Some(parent) = Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::Io(parent.display().to_string(), e))?;
+    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Io(parent.display().to_string(), e))?;
     }
     Ok(())
 }

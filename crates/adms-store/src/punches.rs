@@ -79,9 +79,7 @@ pub struct PunchWriter {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("device_id", &self.batch.device_id)
-            .finish()
+        f.debug_struct("Job").field("device_id", &self.batch.device_id).finish()
     }
 }
 
@@ -95,10 +93,7 @@ impl PunchWriter {
     /// Stores a batch; returns once it is committed (or failed).
     pub async fn write(&self, batch: PunchBatch) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Job { batch, done })
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
+        self.tx.send(Job { batch, done }).await.map_err(|_| StoreError::WriterStopped)?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(StoreError::Conflict(message)),
@@ -156,10 +151,7 @@ type PunchRow<'a> = (
 type NaturalKey<'a> = (i64, &'a str, &'a str, &'a str, u16, &'a str);
 
 /// Writes every batch in one transaction; returns the number of new punch rows.
-async fn write_group(
-    conn: &mut SqliteConnection,
-    batches: &[&PunchBatch],
-) -> Result<u64, StoreError> {
+async fn write_group(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut seen: HashSet<NaturalKey<'_>> = HashSet::new();
     let mut rows: Vec<PunchRow<'_>> = Vec::new();
@@ -201,11 +193,7 @@ async fn write_group(
     let devices_json = serde_json::to_string(&devices).unwrap_or_else(|_| "[]".into());
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
-        inserted += sqlx::query(INSERT_PUNCHES)
-            .bind(json)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        inserted += sqlx::query(INSERT_PUNCHES).bind(json).execute(&mut *tx).await?.rows_affected();
         sqlx::query(
             "UPDATE devices SET last_seq = COALESCE((SELECT MAX(seq) FROM punches WHERE device_id = devices.id), 0) \
              WHERE id IN (SELECT value FROM json_each(?))",
@@ -278,10 +266,6 @@ pub(crate) async fn insert_rejected(
 
 impl PunchBatch {
     pub fn new(device_id: i64) -> PunchBatch {
-        PunchBatch {
-            device_id,
-            received_at: now_micros(),
-            ..PunchBatch::default()
-        }
+        PunchBatch { device_id, received_at: now_micros(), ..PunchBatch::default() }
     }
 }

@@ -89,10 +89,8 @@ macro_rules! transactions_where {
     };
 }
 
-const COUNT_TRANSACTIONS: &str = concat!(
-    "SELECT COUNT(*) FROM punches AS p JOIN devices AS d ON d.id = p.device_id ",
-    transactions_where!()
-);
+const COUNT_TRANSACTIONS: &str =
+    concat!("SELECT COUNT(*) FROM punches AS p JOIN devices AS d ON d.id = p.device_id ", transactions_where!());
 
 impl TransactionOrder {
     fn select(self) -> &'static str {
@@ -200,11 +198,7 @@ impl Store {
     }
 
     /// Total matches and one page of terminals, by id.
-    pub async fn list_terminals(
-        &self,
-        f: &TerminalFilter,
-        page: Page,
-    ) -> Result<(i64, Vec<TerminalRow>), StoreError> {
+    pub async fn list_terminals(&self, f: &TerminalFilter, page: Page) -> Result<(i64, Vec<TerminalRow>), StoreError> {
         let count: i64 = sqlx::query_scalar(COUNT_TERMINALS)
             .bind(&f.sn)
             .bind(&f.alias)

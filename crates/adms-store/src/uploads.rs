@@ -2,6 +2,9 @@
 //! command results and raw bodies. Each request is one transaction; re-sent data is
 //! de-duplicated by natural keys or content hashes.
 
+use sqlx::SqliteConnection;
+
+use crate::devices::{DeviceFacts, store_facts_in};
 use crate::punches::{RejectedLine, insert_rejected};
 use crate::{Store, StoreError, sha256};
 
@@ -245,11 +248,7 @@ impl Store {
             } else {
                 "UPDATE devices SET operlog_stamp = ? WHERE id = ?"
             };
-            sqlx::query(sql)
-                .bind(stamp)
-                .bind(b.device_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(sql).bind(stamp).bind(b.device_id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -320,9 +319,11 @@ impl Store {
         device_id: i64,
         results: &[CommandResultRow],
         rejected: &[RejectedLine],
+        facts: &DeviceFacts,
         received_at: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        store_facts_in(&mut tx, device_id, facts).await?;
         for r in results {
             sqlx::query(
                 "INSERT INTO command_results (device_id, command_id, return_code, cmd, head, payload, received_at) \
@@ -347,21 +348,26 @@ impl Store {
 
     /// Keeps a whole body as received (unknown tables, rtstate, registry bodies, ...).
     pub async fn store_raw_upload(&self, u: &RawUpload<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO raw_uploads (device_id, sn, endpoint, table_name, query, body, body_sha256, received_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sn, endpoint, table_name, body_sha256) \
-             DO UPDATE SET seen_count = seen_count + 1",
-        )
-        .bind(u.device_id)
-        .bind(u.sn)
-        .bind(u.endpoint)
-        .bind(u.table)
-        .bind(u.query)
-        .bind(u.body)
-        .bind(sha256(u.body))
-        .bind(u.received_at)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let mut conn = self.pool().acquire().await?;
+        insert_raw_in(&mut conn, u).await
     }
+}
+
+pub(crate) async fn insert_raw_in(conn: &mut SqliteConnection, u: &RawUpload<'_>) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO raw_uploads (device_id, sn, endpoint, table_name, query, body, body_sha256, received_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sn, endpoint, table_name, body_sha256) \
+         DO UPDATE SET seen_count = seen_count + 1",
+    )
+    .bind(u.device_id)
+    .bind(u.sn)
+    .bind(u.endpoint)
+    .bind(u.table)
+    .bind(u.query)
+    .bind(u.body)
+    .bind(sha256(u.body))
+    .bind(u.received_at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -57,9 +57,7 @@ impl std::fmt::Debug for AuthState {
 impl AuthState {
     /// Loads the JWT signing key shared by every replica (created on first start).
     pub async fn load(store: &Store) -> Result<AuthState, StoreError> {
-        let key = store
-            .shared_secret("jwt_hs256_key", || rand::random::<[u8; 32]>().to_vec())
-            .await?;
+        let key = store.shared_secret("jwt_hs256_key", || rand::random::<[u8; 32]>().to_vec()).await?;
         Ok(AuthState {
             encoding: EncodingKey::from_secret(&key),
             decoding: DecodingKey::from_secret(&key),
@@ -70,16 +68,11 @@ impl AuthState {
 
 /// Hashes a password for storage (argon2id, random salt).
 pub fn hash_password(password: &str) -> Result<String, String> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
-    Argon2::default()
-        .verify_password(password.as_bytes(), hash)
-        .is_ok()
+    Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
 }
 
 /// A new random token (40 hex characters, the shape ZKBio Time clients store).
@@ -146,23 +139,12 @@ async fn read_credentials(request: Request) -> Result<(String, String), ApiError
             .map_err(|_| ApiError::BadRequest(json!({ "detail": "Request body too large." })))?;
         let trimmed = bytes.trim_ascii_start();
         if content_type.contains("json") || trimmed.starts_with(b"{") {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::BadRequest(json!({ "detail": format!("JSON parse error - {e}") }))
-            })?
+            serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::BadRequest(json!({ "detail": format!("JSON parse error - {e}") })))?
         } else {
-            let pairs: Vec<(String, String)> =
-                serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
-            let get = |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| Value::String(v.clone()))
-            };
-            LoginBody {
-                username: get("username"),
-                password: get("password"),
-                email: get("email"),
-            }
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+            let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| Value::String(v.clone()));
+            LoginBody { username: get("username"), password: get("password"), email: get("email") }
         }
     };
     let username = as_text(body.username).or_else(|| as_text(body.email));
@@ -181,9 +163,7 @@ async fn read_credentials(request: Request) -> Result<(String, String), ApiError
 }
 
 fn bad_login() -> ApiError {
-    ApiError::BadRequest(
-        json!({ "non_field_errors": ["Unable to log in with provided credentials."] }),
-    )
+    ApiError::BadRequest(json!({ "non_field_errors": ["Unable to log in with provided credentials."] }))
 }
 
 /// Checks a username and password; `None` when they do not match an account.
@@ -203,45 +183,27 @@ async fn check_password(
 }
 
 /// `POST /api-token-auth/`
-pub async fn token_login(
-    State(state): State<SharedState>,
-    request: Request,
-) -> Result<Json<Value>, ApiError> {
+pub async fn token_login(State(state): State<SharedState>, request: Request) -> Result<Json<Value>, ApiError> {
     let (username, password) = read_credentials(request).await?;
-    let user = check_password(&state.store, &username, password)
-        .await?
-        .ok_or_else(bad_login)?;
+    let user = check_password(&state.store, &username, password).await?.ok_or_else(bad_login)?;
     let token = new_token();
     let expires = now_micros().saturating_add(ttl_micros(&state));
     state
         .store
-        .create_token(
-            TokenKind::Session,
-            Some(user.id),
-            "login",
-            &sha256(token.as_bytes()),
-            Some(expires),
-        )
+        .create_token(TokenKind::Session, Some(user.id), "login", &sha256(token.as_bytes()), Some(expires))
         .await?;
     tracing::info!(user = %user.username, "session token issued");
     Ok(Json(json!({ "token": token })))
 }
 
 fn ttl_micros(state: &SharedState) -> i64 {
-    i64::try_from(state.config.session_ttl_secs)
-        .unwrap_or(i64::MAX / 1_000_000)
-        .saturating_mul(1_000_000)
+    i64::try_from(state.config.session_ttl_secs).unwrap_or(i64::MAX / 1_000_000).saturating_mul(1_000_000)
 }
 
 /// `POST /jwt-api-token-auth/`
-pub async fn jwt_login(
-    State(state): State<SharedState>,
-    request: Request,
-) -> Result<Json<Value>, ApiError> {
+pub async fn jwt_login(State(state): State<SharedState>, request: Request) -> Result<Json<Value>, ApiError> {
     let (username, password) = read_credentials(request).await?;
-    let user = check_password(&state.store, &username, password)
-        .await?
-        .ok_or_else(bad_login)?;
+    let user = check_password(&state.store, &username, password).await?.ok_or_else(bad_login)?;
     let now = now_micros() / 1_000_000;
     let claims = Claims {
         token_type: "access".into(),
@@ -253,12 +215,8 @@ pub async fn jwt_login(
         orig_iat: now,
         jti: hex::encode(rand::random::<[u8; 16]>()),
     };
-    let token = jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &state.auth.encoding,
-    )
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &state.auth.encoding)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(user = %user.username, "JWT issued");
     Ok(Json(json!({ "token": token })))
 }
@@ -267,10 +225,7 @@ fn verify_jwt(state: &SharedState, token: &str) -> Result<Principal, ApiError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 0;
     match jsonwebtoken::decode::<Claims>(token, &state.auth.decoding, &validation) {
-        Ok(data) => Ok(Principal {
-            user_id: Some(data.claims.user_id),
-            name: data.claims.username,
-        }),
+        Ok(data) => Ok(Principal { user_id: Some(data.claims.user_id), name: data.claims.username }),
         Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
             Err(ApiError::Unauthorized("Signature has expired."))
         }
@@ -282,29 +237,16 @@ async fn verify_token(state: &SharedState, token: &str) -> Result<Principal, Api
     if token.matches('.').count() == 2 {
         return verify_jwt(state, token);
     }
-    let row = state
-        .store
-        .live_token(&sha256(token.as_bytes()), now_micros())
-        .await?;
+    let row = state.store.live_token(&sha256(token.as_bytes()), now_micros()).await?;
     match row {
         Some(t) if t.kind == "session" => {
             let name = match t.user_id {
-                Some(id) => state
-                    .store
-                    .user_by_id(id)
-                    .await?
-                    .map_or_else(|| "unknown".into(), |u| u.username),
+                Some(id) => state.store.user_by_id(id).await?.map_or_else(|| "unknown".into(), |u| u.username),
                 None => "unknown".into(),
             };
-            Ok(Principal {
-                user_id: t.user_id,
-                name,
-            })
+            Ok(Principal { user_id: t.user_id, name })
         }
-        Some(t) => Ok(Principal {
-            user_id: None,
-            name: t.name,
-        }),
+        Some(t) => Ok(Principal { user_id: None, name: t.name }),
         None => Err(ApiError::Unauthorized("Invalid token.")),
     }
 }
@@ -312,34 +254,18 @@ async fn verify_token(state: &SharedState, token: &str) -> Result<Principal, Api
 async fn verify_basic(state: &SharedState, encoded: &str) -> Result<Principal, ApiError> {
     let cache_key = sha256(format!("basic:{encoded}").as_bytes());
     let now = now_micros();
-    if let Some((principal, until)) = state
-        .auth
-        .basic_cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&cache_key)
+    if let Some((principal, until)) = state.auth.basic_cache.lock().unwrap_or_else(|p| p.into_inner()).get(&cache_key)
         && *until > now
     {
         return Ok(principal.clone());
     }
     let invalid = || ApiError::Unauthorized("Invalid username/password.");
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| invalid())?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| invalid())?;
     let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
     let (username, password) = decoded.split_once(':').ok_or_else(invalid)?;
-    let user = check_password(&state.store, username, password.to_owned())
-        .await?
-        .ok_or_else(invalid)?;
-    let principal = Principal {
-        user_id: Some(user.id),
-        name: user.username,
-    };
-    let mut cache = state
-        .auth
-        .basic_cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let user = check_password(&state.store, username, password.to_owned()).await?.ok_or_else(invalid)?;
+    let principal = Principal { user_id: Some(user.id), name: user.username };
+    let mut cache = state.auth.basic_cache.lock().unwrap_or_else(|p| p.into_inner());
     if cache.len() > 10_000 {
         cache.retain(|_, (_, until)| *until > now);
     }
@@ -350,21 +276,15 @@ async fn verify_basic(state: &SharedState, encoded: &str) -> Result<Principal, A
 impl FromRequestParts<SharedState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &SharedState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
         let not_provided = ApiError::Unauthorized("Authentication credentials were not provided.");
-        let Some(value) = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return Err(not_provided);
         };
-        let (scheme, credentials) = value.trim().split_once(' ').ok_or(ApiError::Unauthorized(
-            "Invalid token header. No credentials provided.",
-        ))?;
+        let (scheme, credentials) = value
+            .trim()
+            .split_once(' ')
+            .ok_or(ApiError::Unauthorized("Invalid token header. No credentials provided."))?;
         let credentials = credentials.trim();
         let principal = match scheme.to_ascii_lowercase().as_str() {
             "token" | "bearer" => verify_token(state, credentials).await?,

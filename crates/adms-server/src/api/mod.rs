@@ -53,14 +53,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
             ApiError::Unauthorized(detail) => {
-                let mut response = (
-                    StatusCode::UNAUTHORIZED,
-                    axum::Json(json!({ "detail": detail })),
-                )
-                    .into_response();
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+                let mut response = (StatusCode::UNAUTHORIZED, axum::Json(json!({ "detail": detail }))).into_response();
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
                 return response;
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),
@@ -68,17 +62,11 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(body) => (StatusCode::BAD_REQUEST, body),
             ApiError::Store(error) => {
                 tracing::error!(%error, "API storage error");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!({ "detail": "Storage unavailable, retry later." }),
-                )
+                (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": "Storage unavailable, retry later." }))
             }
             ApiError::Internal(error) => {
                 tracing::error!(%error, "API internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({ "detail": "A server error occurred." }),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, json!({ "detail": "A server error occurred." }))
             }
         };
         (status, axum::Json(body)).into_response()
@@ -93,10 +81,7 @@ pub fn not_found_page() -> Response {
 
 /// 405 with DRF's body.
 pub async fn method_not_allowed(method: Method) -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(json!({ "detail": format!("Method \"{method}\" not allowed.") })),
-    )
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(json!({ "detail": format!("Method \"{method}\" not allowed.") })))
         .into_response()
 }
 
@@ -105,9 +90,7 @@ async fn docs(headers: HeaderMap) -> Response {
     let wants_json_only = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| {
-            a.contains("application/json") && !a.contains("html") && !a.contains("*/*")
-        });
+        .is_some_and(|a| a.contains("application/json") && !a.contains("html") && !a.contains("*/*"));
     if wants_json_only {
         return (
             StatusCode::NOT_ACCEPTABLE,

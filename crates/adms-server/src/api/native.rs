@@ -33,15 +33,11 @@ pub async fn update_device(
     Path(sn): Path<String>,
     Json(update): Json<DeviceUpdate>,
 ) -> Result<Json<Value>, ApiError> {
-    let field_error =
-        |field: &str, message: &str| ApiError::BadRequest(json!({ field: [message] }));
+    let field_error = |field: &str, message: &str| ApiError::BadRequest(json!({ field: [message] }));
     if let Some(tz) = &update.time_zone
         && parse_zone(tz).is_none()
     {
-        return Err(field_error(
-            "time_zone",
-            "Unknown time zone (IANA name or ±HH:MM).",
-        ));
+        return Err(field_error("time_zone", "Unknown time zone (IANA name or ±HH:MM)."));
     }
     if let Some(enc) = &update.text_encoding
         && TextEncoding::for_label(enc).is_none()
@@ -58,20 +54,12 @@ pub async fn update_device(
         Some("approved") => Some(Approval::Approved),
         Some("pending") => Some(Approval::Pending),
         Some(_) => {
-            return Err(field_error(
-                "approval",
-                "Must be \"approved\" or \"pending\".",
-            ));
+            return Err(field_error("approval", "Must be \"approved\" or \"pending\"."));
         }
     };
     let found = state
         .store
-        .configure_device(
-            &sn,
-            update.alias.as_deref(),
-            update.time_zone.as_deref(),
-            update.text_encoding.as_deref(),
-        )
+        .configure_device(&sn, update.alias.as_deref(), update.time_zone.as_deref(), update.text_encoding.as_deref())
         .await?;
     if !found {
         return Err(ApiError::NotFound);
@@ -81,11 +69,7 @@ pub async fn update_device(
     }
     state.devices.invalidate(&sn);
     tracing::info!(sn = %sn, by = %who.name, ?update, "device settings changed");
-    let device = state
-        .store
-        .device_by_sn(&sn)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let device = state.store.device_by_sn(&sn).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(json!({
         "sn": device.sn,
         "alias": device.alias,
@@ -119,10 +103,7 @@ pub async fn rejected_lines(
 ) -> Result<Json<Envelope<RejectedLine>>, ApiError> {
     let params = QueryParams::parse(raw.as_deref());
     let page = PageRequest::from_params(&params)?;
-    let (count, rows) = state
-        .store
-        .list_rejected_lines(params.get("sn"), page.store_page())
-        .await?;
+    let (count, rows) = state.store.list_rejected_lines(params.get("sn"), page.store_page()).await?;
     page.check(count)?;
     let zone = &state.display_zone;
     let data = rows

@@ -26,11 +26,7 @@ impl QueryParams {
 
     /// Last non-empty value of `key` (Django's `QueryDict.get`), trimmed.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, v)| k == key && !v.trim().is_empty())
-            .map(|(_, v)| v.trim())
+        self.0.iter().rev().find(|(k, v)| k == key && !v.trim().is_empty()).map(|(_, v)| v.trim())
     }
 }
 
@@ -45,11 +41,7 @@ impl PageRequest {
     pub fn from_params(params: &QueryParams) -> Result<PageRequest, ApiError> {
         let page = match params.get("page") {
             None => 1,
-            Some(p) => p
-                .parse::<i64>()
-                .ok()
-                .filter(|p| *p >= 1)
-                .ok_or(ApiError::InvalidPage)?,
+            Some(p) => p.parse::<i64>().ok().filter(|p| *p >= 1).ok_or(ApiError::InvalidPage)?,
         };
         let size = params
             .get("page_size")
@@ -61,10 +53,7 @@ impl PageRequest {
     }
 
     pub fn store_page(&self) -> adms_store::Page {
-        adms_store::Page {
-            offset: (self.page - 1).saturating_mul(self.size),
-            limit: self.size,
-        }
+        adms_store::Page { offset: (self.page - 1).saturating_mul(self.size), limit: self.size }
     }
 
     /// A page past the end is DRF's 404 "Invalid page." (page 1 always exists).
@@ -88,23 +77,14 @@ pub struct Envelope<T: Serialize> {
 }
 
 fn base_url(headers: &HeaderMap, uri: &Uri) -> String {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').next().unwrap_or(v).trim())
-    };
-    let scheme = header("x-forwarded-proto")
-        .filter(|s| *s == "http" || *s == "https")
-        .unwrap_or("http");
+    let header =
+        |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next().unwrap_or(v).trim());
+    let scheme = header("x-forwarded-proto").filter(|s| *s == "http" || *s == "https").unwrap_or("http");
     let host = header("x-forwarded-host")
         .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or("localhost");
-    format!(
-        "{scheme}://{host}{}",
-        uri.path_and_query().map_or("/", |p| p.path())
-    )
+    format!("{scheme}://{host}{}", uri.path_and_query().map_or("/", |p| p.path()))
 }
 
 fn link(base: &str, params: &QueryParams, page: Option<i64>) -> String {
@@ -124,11 +104,7 @@ fn link(base: &str, params: &QueryParams, page: Option<i64>) -> String {
         query.append_pair("page", &p.to_string());
     }
     let query = query.finish();
-    if query.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{query}")
-    }
+    if query.is_empty() { base.to_owned() } else { format!("{base}?{query}") }
 }
 
 pub fn envelope<T: Serialize>(
@@ -140,18 +116,9 @@ pub fn envelope<T: Serialize>(
     data: Vec<T>,
 ) -> Envelope<T> {
     let base = base_url(headers, uri);
-    let next = (page.page.saturating_mul(page.size) < count)
-        .then(|| link(&base, params, Some(page.page + 1)));
-    let previous =
-        (page.page > 1).then(|| link(&base, params, (page.page > 2).then_some(page.page - 1)));
-    Envelope {
-        count,
-        next,
-        previous,
-        msg: "",
-        code: 0,
-        data,
-    }
+    let next = (page.page.saturating_mul(page.size) < count).then(|| link(&base, params, Some(page.page + 1)));
+    let previous = (page.page > 1).then(|| link(&base, params, (page.page > 2).then_some(page.page - 1)));
+    Envelope { count, next, previous, msg: "", code: 0, data }
 }
 
 #[cfg(test)]
@@ -175,25 +142,11 @@ mod tests {
         );
         assert_eq!(
             e.previous.as_deref(),
-            Some(
-                "http://erp.local:8081/iclock/api/transactions/?start_time=2026-01-01+08%3A00%3A00&page_size=5"
-            )
+            Some("http://erp.local:8081/iclock/api/transactions/?start_time=2026-01-01+08%3A00%3A00&page_size=5")
         );
-        let e = envelope::<()>(
-            &headers,
-            &uri,
-            &params,
-            PageRequest { page: 3, size: 5 },
-            11,
-            vec![],
-        );
+        let e = envelope::<()>(&headers, &uri, &params, PageRequest { page: 3, size: 5 }, 11, vec![]);
         assert_eq!(e.next, None);
         assert!(PageRequest::from_params(&QueryParams::parse(Some("page=x"))).is_err());
-        assert_eq!(
-            PageRequest::from_params(&QueryParams::parse(Some("limit=100000000")))
-                .unwrap()
-                .size,
-            MAX_PAGE_SIZE
-        );
+        assert_eq!(PageRequest::from_params(&QueryParams::parse(Some("limit=100000000"))).unwrap().size, MAX_PAGE_SIZE);
     }
 }

@@ -19,11 +19,7 @@ pub struct Area {
     area_name: &'static str,
 }
 
-const DEFAULT_AREA: Area = Area {
-    id: 1,
-    area_code: "1",
-    area_name: "Not Authorized",
-};
+const DEFAULT_AREA: Area = Area { id: 1, area_code: "1", area_name: "Not Authorized" };
 
 /// ZKBio Time 9.x terminal record.
 #[derive(Debug, Serialize)]
@@ -56,23 +52,15 @@ impl Terminal {
         // This process may have seen the device more recently than the last activity flush.
         let seen_here = state.devices.get(&r.sn).map_or(0, |e| e.last_seen());
         let last = r.last_activity_at.unwrap_or(0).max(seen_here);
-        let offline_after = i64::try_from(state.config.offline_after_secs())
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1_000_000);
+        let offline_after =
+            i64::try_from(state.config.offline_after_secs()).unwrap_or(i64::MAX).saturating_mul(1_000_000);
         let online = last > 0 && now_micros().saturating_sub(last) <= offline_after;
-        let zone = r
-            .time_zone
-            .as_deref()
-            .and_then(crate::zones::parse_zone)
-            .unwrap_or_else(|| state.default_zone.clone());
+        let zone =
+            r.time_zone.as_deref().and_then(crate::zones::parse_zone).unwrap_or_else(|| state.default_zone.clone());
         let last_activity = (last > 0).then(|| state.display_zone.format_micros(last));
         Terminal {
             id: r.id,
-            terminal_name: if r.model.is_empty() {
-                r.sn.clone()
-            } else {
-                r.model
-            },
+            terminal_name: if r.model.is_empty() { r.sn.clone() } else { r.model },
             sn: r.sn,
             ip_address: r.ip_address,
             alias: r.alias,
@@ -112,15 +100,9 @@ pub async fn list(
         alias_icontains: params.get("alias_icontains").map(str::to_owned),
         id: None,
     };
-    let (count, rows) = state
-        .store
-        .list_terminals(&filter, page.store_page())
-        .await?;
+    let (count, rows) = state.store.list_terminals(&filter, page.store_page()).await?;
     page.check(count)?;
-    let data = rows
-        .into_iter()
-        .map(|r| Terminal::from_row(r, &state))
-        .collect();
+    let data = rows.into_iter().map(|r| Terminal::from_row(r, &state)).collect();
     Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
 }
 
@@ -130,20 +112,8 @@ pub async fn detail(
     Path(id): Path<String>,
 ) -> Result<Json<Terminal>, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-    let filter = TerminalFilter {
-        id: Some(id),
-        ..TerminalFilter::default()
-    };
-    let (_, rows) = state
-        .store
-        .list_terminals(
-            &filter,
-            adms_store::Page {
-                offset: 0,
-                limit: 1,
-            },
-        )
-        .await?;
+    let filter = TerminalFilter { id: Some(id), ..TerminalFilter::default() };
+    let (_, rows) = state.store.list_terminals(&filter, adms_store::Page { offset: 0, limit: 1 }).await?;
     let row = rows.into_iter().next().ok_or(ApiError::NotFound)?;
     Ok(Json(Terminal::from_row(row, &state)))
 }

@@ -83,11 +83,7 @@ pub fn parse_filter_time(value: &str, end_of_day: bool) -> Option<LocalDateTime>
     LocalDateTime::parse(text.as_bytes())
 }
 
-fn time_param(
-    params: &QueryParams,
-    key: &'static str,
-    end_of_day: bool,
-) -> Result<Option<LocalDateTime>, ApiError> {
+fn time_param(params: &QueryParams, key: &'static str, end_of_day: bool) -> Result<Option<LocalDateTime>, ApiError> {
     match params.get(key) {
         None => Ok(None),
         Some(v) => parse_filter_time(v, end_of_day)
@@ -97,10 +93,7 @@ fn time_param(
 }
 
 fn order(params: &QueryParams) -> TransactionOrder {
-    match params
-        .get("ordering")
-        .map(|o| o.trim_start_matches('+').trim())
-    {
+    match params.get("ordering").map(|o| o.trim_start_matches('+').trim()) {
         Some("id") => TransactionOrder::IdAsc,
         Some("-id") => TransactionOrder::IdDesc,
         Some("punch_time") => TransactionOrder::PunchTimeAsc,
@@ -121,17 +114,11 @@ pub async fn list(
     let params = QueryParams::parse(raw.as_deref());
     let page = PageRequest::from_params(&params)?;
     let zone = &state.display_zone;
-    let upload_gte =
-        time_param(&params, "upload_time__gte", false)?.and_then(|t| zone.micros_of(&t));
-    let upload_lte = time_param(&params, "upload_time__lte", true)?
-        .and_then(|t| zone.micros_of(&t).map(|m| m + 999_999));
-    let start = time_param(&params, "start_time", false)?.or(time_param(
-        &params,
-        "punch_time__gte",
-        false,
-    )?);
-    let end =
-        time_param(&params, "end_time", true)?.or(time_param(&params, "punch_time__lte", true)?);
+    let upload_gte = time_param(&params, "upload_time__gte", false)?.and_then(|t| zone.micros_of(&t));
+    let upload_lte =
+        time_param(&params, "upload_time__lte", true)?.and_then(|t| zone.micros_of(&t).map(|m| m + 999_999));
+    let start = time_param(&params, "start_time", false)?.or(time_param(&params, "punch_time__gte", false)?);
+    let end = time_param(&params, "end_time", true)?.or(time_param(&params, "punch_time__lte", true)?);
     let filter = TransactionFilter {
         start_time: start.map(|t| t.to_string()),
         end_time: end.map(|t| t.to_string()),
@@ -142,15 +129,9 @@ pub async fn list(
         upload_time_lte: upload_lte,
         order: order(&params),
     };
-    let (count, rows) = state
-        .store
-        .list_transactions(&filter, page.store_page())
-        .await?;
+    let (count, rows) = state.store.list_transactions(&filter, page.store_page()).await?;
     page.check(count)?;
-    let data = rows
-        .into_iter()
-        .map(|r| Transaction::from_row(r, &state))
-        .collect();
+    let data = rows.into_iter().map(|r| Transaction::from_row(r, &state)).collect();
     Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
 }
 
@@ -160,10 +141,6 @@ pub async fn detail(
     Path(id): Path<String>,
 ) -> Result<Json<Transaction>, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-    let row = state
-        .store
-        .transaction_by_id(id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let row = state.store.transaction_by_id(id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(Transaction::from_row(row, &state)))
 }

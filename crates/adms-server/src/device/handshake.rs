@@ -5,9 +5,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 
-use adms_protocol::options::parse_options;
 use adms_protocol::reply::{self, ServerSettings, Stamps};
-use adms_store::{HandshakeUpdate, RawUpload, now_micros};
+use adms_store::{DeviceFacts, HandshakeUpdate, RawUpload, now_micros};
 
 use super::{DeviceCtx, DeviceError, ok};
 use crate::app::SharedState;
@@ -30,22 +29,13 @@ fn settings<'a>(state: &'a SharedState, server_version: &'a str) -> ServerSettin
 }
 
 fn server_version() -> String {
-    format!(
-        "{PUSH_PROTOCOL_VERSION} adms-bridge-{}",
-        env!("CARGO_PKG_VERSION")
-    )
+    format!("{PUSH_PROTOCOL_VERSION} adms-bridge-{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// `GET /iclock/cdata`: the handshake (and the rare `table=RemoteAtt` lookup).
-pub async fn cdata_get(
-    State(state): State<SharedState>,
-    ctx: DeviceCtx,
-) -> Result<Response, DeviceError> {
+pub async fn cdata_get(State(state): State<SharedState>, ctx: DeviceCtx) -> Result<Response, DeviceError> {
     let q = ctx.query();
-    if q.table
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case("RemoteAtt"))
-    {
+    if q.table.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("RemoteAtt")) {
         // Remote attendance: the device asks for a user it lacks; the roster is not served yet.
         return Ok(ok("NONE"));
     }
@@ -60,10 +50,7 @@ pub async fn cdata_get(
         protocol_family: family,
         ip_address: &ctx.ip,
     };
-    state
-        .store
-        .record_handshake(ctx.entry.id(), &update)
-        .await?;
+    state.store.record_handshake(ctx.entry.id(), &update).await?;
     ctx.entry.update(|d| {
         d.push_version = update.push_version.to_owned();
         d.language = update.language.to_owned();
@@ -73,23 +60,13 @@ pub async fn cdata_get(
     let zone = state.zone_for(&device);
     let version = server_version();
     let settings = settings(&state, &version);
-    tracing::info!(
-        pushver = update.push_version,
-        language = update.language,
-        family,
-        "handshake"
-    );
+    tracing::info!(pushver = update.push_version, language = update.language, family, "handshake");
     if family == "acc" {
         // Security PUSH: a bare OK asks the device to register (POST /iclock/registry).
         if device.registry_code.is_empty() {
             return Ok(ok("OK"));
         }
-        return Ok(ok(reply::security_push_config(
-            &device.registry_code,
-            &session_id(&device.sn),
-            &settings,
-            true,
-        )));
+        return Ok(ok(reply::security_push_config(&device.registry_code, &session_id(&device.sn), &settings, true)));
     }
     let stamps = Stamps {
         attlog: &device.attlog_stamp,
@@ -97,12 +74,7 @@ pub async fn cdata_get(
         attphoto: &device.attphoto_stamp,
         biodata: &device.biodata_stamp,
     };
-    Ok(ok(reply::handshake(
-        &device.sn,
-        stamps,
-        &settings,
-        zone.offset_now(),
-    )))
+    Ok(ok(reply::handshake(&device.sn, stamps, &settings, zone.offset_now())))
 }
 
 fn session_id(sn: &str) -> String {
@@ -112,45 +84,29 @@ fn session_id(sn: &str) -> String {
 
 /// `POST /iclock/registry`: Security PUSH registration. Stores the parameters and answers a
 /// registry code (kept, so a re-registration gets the same one).
-pub async fn registry(
-    State(state): State<SharedState>,
-    ctx: DeviceCtx,
-    body: Bytes,
-) -> Result<Response, DeviceError> {
-    let options: Vec<(String, String)> = parse_options(&body)
-        .into_iter()
-        .filter(|p| !p.key.is_empty())
-        .map(|p| {
-            (
-                p.key_str().to_owned(),
-                String::from_utf8_lossy(p.value).into_owned(),
-            )
-        })
-        .collect();
-    let device_id = ctx.entry.id();
-    state
-        .store
-        .store_raw_upload(&RawUpload {
-            device_id: Some(device_id),
-            sn: &ctx.sn,
-            endpoint: "registry",
-            table: "registry",
-            query: &ctx.query,
-            body: &body,
-            received_at: now_micros(),
-        })
-        .await?;
-    if !options.is_empty() {
-        state.store.save_device_options(device_id, &options).await?;
-        state
-            .store
-            .update_device_info(device_id, &super::upload::info_from_options(&options))
-            .await?;
-    }
+pub async fn registry(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
+    let options = super::upload::owned_options(&body);
     let mut code = ctx.entry.snapshot().registry_code;
-    if code.is_empty() {
-        code = hex::encode(rand::random::<[u8; 8]>());
-        state.store.set_registry_code(device_id, &code).await?;
+    let new_code = code.is_empty().then(|| hex::encode(rand::random::<[u8; 8]>()));
+    if let Some(c) = &new_code {
+        code.clone_from(c);
+    }
+    let facts = DeviceFacts {
+        info: (!options.is_empty()).then(|| super::upload::info_from_options(&options)),
+        options,
+        registry_code: new_code.clone(),
+    };
+    let raw = RawUpload {
+        device_id: Some(ctx.entry.id()),
+        sn: &ctx.sn,
+        endpoint: "registry",
+        table: "registry",
+        query: &ctx.query,
+        body: &body,
+        received_at: now_micros(),
+    };
+    state.store.store_device_facts(ctx.entry.id(), Some(&raw), &facts).await?;
+    if new_code.is_some() {
         ctx.entry.update(|d| d.registry_code.clone_from(&code));
         tracing::info!("access device registered");
     }
@@ -158,10 +114,7 @@ pub async fn registry(
 }
 
 /// `GET|POST /iclock/push`: Security PUSH configuration download.
-pub async fn push_config(
-    State(state): State<SharedState>,
-    ctx: DeviceCtx,
-) -> Result<Response, DeviceError> {
+pub async fn push_config(State(state): State<SharedState>, ctx: DeviceCtx) -> Result<Response, DeviceError> {
     let device = ctx.entry.snapshot();
     let version = server_version();
     Ok(ok(reply::security_push_config(
@@ -173,15 +126,9 @@ pub async fn push_config(
 }
 
 /// `GET /iclock/rtdata?type=time`: Security PUSH clock sync.
-pub async fn rtdata(
-    State(state): State<SharedState>,
-    ctx: DeviceCtx,
-) -> Result<Response, DeviceError> {
+pub async fn rtdata(State(state): State<SharedState>, ctx: DeviceCtx) -> Result<Response, DeviceError> {
     let q = ctx.query();
-    if q.kind
-        .as_deref()
-        .is_some_and(|k| k.eq_ignore_ascii_case("time"))
-    {
+    if q.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("time")) {
         let zone = state.zone_for(&ctx.entry.snapshot());
         return Ok(ok(reply::rtdata_time(zone.now_local(), zone.offset_now())));
     }

@@ -28,29 +28,14 @@ use registry::DeviceEntry;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
-        .route(
-            "/iclock/cdata",
-            get(handshake::cdata_get).post(upload::cdata_post),
-        )
+        .route("/iclock/cdata", get(handshake::cdata_get).post(upload::cdata_post))
         .route("/iclock/edata", post(upload::cdata_post))
-        .route(
-            "/iclock/getrequest",
-            get(poll::getrequest).post(poll::getrequest),
-        )
+        .route("/iclock/getrequest", get(poll::getrequest).post(poll::getrequest))
         .route("/iclock/devicecmd", post(poll::devicecmd).get(poll::ping))
         .route("/iclock/ping", get(poll::ping).post(poll::ping))
-        .route(
-            "/iclock/registry",
-            post(handshake::registry).get(handshake::registry),
-        )
-        .route(
-            "/iclock/push",
-            get(handshake::push_config).post(handshake::push_config),
-        )
-        .route(
-            "/iclock/rtdata",
-            get(handshake::rtdata).post(handshake::rtdata),
-        )
+        .route("/iclock/registry", post(handshake::registry).get(handshake::registry))
+        .route("/iclock/push", get(handshake::push_config).post(handshake::push_config))
+        .route("/iclock/rtdata", get(handshake::rtdata).post(handshake::rtdata))
         .route("/iclock/querydata", post(upload::querydata).get(poll::ping))
         .route("/iclock/fdata", post(upload::fdata))
         .route("/iclock/exchange", any(upload::other))
@@ -63,8 +48,7 @@ pub fn reply(status: StatusCode, body: impl Into<String>) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
-    {
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
         headers.insert(header::DATE, date);
     }
     response
@@ -95,17 +79,11 @@ impl IntoResponse for DeviceError {
             }
             DeviceError::Store(error) => {
                 tracing::error!(%error, "device request not stored; the device will resend");
-                reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ERROR: storage unavailable, retry later",
-                )
+                reply(StatusCode::SERVICE_UNAVAILABLE, "ERROR: storage unavailable, retry later")
             }
             DeviceError::Internal(message) => {
                 tracing::error!(%message, "device request failed");
-                reply(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "ERROR: internal error, retry later",
-                )
+                reply(StatusCode::INTERNAL_SERVER_ERROR, "ERROR: internal error, retry later")
             }
         }
     }
@@ -130,16 +108,10 @@ impl DeviceCtx {
 impl FromRequestParts<SharedState> for DeviceCtx {
     type Rejection = DeviceError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &SharedState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default().to_owned();
         let q = DeviceQuery::parse(&query);
-        let sn = q
-            .serial()
-            .map_err(|e| DeviceError::BadRequest(e.to_string()))?
-            .to_owned();
+        let sn = q.serial().map_err(|e| DeviceError::BadRequest(e.to_string()))?.to_owned();
         let family = match q.device_type.as_deref() {
             Some(t) if t.trim().eq_ignore_ascii_case("acc") => "acc",
             _ => "att",
@@ -154,16 +126,8 @@ impl FromRequestParts<SharedState> for DeviceCtx {
             UnknownDevicePolicy::Pending => Approval::Pending,
         };
         drop(q);
-        let entry = state
-            .devices
-            .resolve(&state.store, &sn, &ip, family, policy)
-            .await?;
+        let entry = state.devices.resolve(&state.store, &sn, &ip, family, policy).await?;
         entry.touch(&ip);
-        Ok(DeviceCtx {
-            entry,
-            sn,
-            query,
-            ip,
-        })
+        Ok(DeviceCtx { entry, sn, query, ip })
     }
 }

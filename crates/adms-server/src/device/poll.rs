@@ -9,7 +9,7 @@ use axum::response::Response;
 
 use adms_protocol::devicecmd::parse_command_results;
 use adms_protocol::info::parse_info;
-use adms_store::{CommandResultRow, DeviceInfoUpdate, RejectedLine, now_micros};
+use adms_store::{CommandResultRow, DeviceFacts, DeviceInfoUpdate, RejectedLine, now_micros};
 
 use super::upload::{info_from_options, owned_options};
 use super::{DeviceCtx, DeviceError, ok};
@@ -17,10 +17,7 @@ use crate::app::SharedState;
 
 /// `GET /iclock/getrequest`: heartbeat and command poll. Commands come with the command queue;
 /// until then the answer is always `OK`.
-pub async fn getrequest(
-    State(state): State<SharedState>,
-    ctx: DeviceCtx,
-) -> Result<Response, DeviceError> {
+pub async fn getrequest(State(state): State<SharedState>, ctx: DeviceCtx) -> Result<Response, DeviceError> {
     let q = ctx.query();
     if let Some(info) = q.info.as_deref()
         && ctx.entry.info_changed(info)
@@ -37,10 +34,7 @@ pub async fn getrequest(
             face_algorithm: i.face_algorithm.map(str::to_owned),
             ..DeviceInfoUpdate::default()
         };
-        state
-            .store
-            .update_device_info(ctx.entry.id(), &update)
-            .await?;
+        state.store.update_device_info(ctx.entry.id(), &update).await?;
         tracing::debug!(info, "device INFO recorded");
     }
     Ok(ok("OK"))
@@ -53,13 +47,10 @@ pub async fn ping(_ctx: DeviceCtx) -> Response {
 
 /// `POST /iclock/devicecmd`: command results, one or many per body. Stored (re-sent bodies
 /// add nothing) and always answered `OK`, even for unknown ids, so the device does not repeat.
-pub async fn devicecmd(
-    State(state): State<SharedState>,
-    ctx: DeviceCtx,
-    body: Bytes,
-) -> Result<Response, DeviceError> {
+pub async fn devicecmd(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
     let mut results = Vec::new();
     let mut rejected = Vec::new();
+    let mut facts = DeviceFacts::default();
     let device_id = ctx.entry.id();
     for item in parse_command_results(&body) {
         match item {
@@ -67,11 +58,8 @@ pub async fn devicecmd(
                 if r.cmd.eq_ignore_ascii_case("INFO") && !r.payload.is_empty() {
                     let options = owned_options(r.payload);
                     if !options.is_empty() {
-                        state.store.save_device_options(device_id, &options).await?;
-                        state
-                            .store
-                            .update_device_info(device_id, &info_from_options(&options))
-                            .await?;
+                        facts.info = Some(info_from_options(&options));
+                        facts.options.extend(options);
                     }
                 }
                 results.push(CommandResultRow {
@@ -91,16 +79,9 @@ pub async fn devicecmd(
         }
     }
     if !rejected.is_empty() {
-        tracing::warn!(
-            results = results.len(),
-            rejected = rejected.len(),
-            "devicecmd lines rejected and kept raw"
-        );
+        tracing::warn!(results = results.len(), rejected = rejected.len(), "devicecmd lines rejected and kept raw");
     }
-    state
-        .store
-        .store_command_results(device_id, &results, &rejected, now_micros())
-        .await?;
+    state.store.store_command_results(device_id, &results, &rejected, &facts, now_micros()).await?;
     tracing::debug!(results = results.len(), "command results stored");
     Ok(ok("OK"))
 }

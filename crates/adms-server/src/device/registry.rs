@@ -23,16 +23,11 @@ pub struct DeviceEntry {
 
 impl DeviceEntry {
     pub fn snapshot(&self) -> Device {
-        self.device
-            .read()
-            .map(|d| d.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.device.read().map(|d| d.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     pub fn id(&self) -> i64 {
-        self.device
-            .read()
-            .map_or_else(|p| p.into_inner().id, |d| d.id)
+        self.device.read().map_or_else(|p| p.into_inner().id, |d| d.id)
     }
 
     pub fn update(&self, f: impl FnOnce(&mut Device)) {
@@ -88,19 +83,9 @@ impl DeviceRegistry {
             Some(d) => d,
             None => {
                 let d = store
-                    .register_device(&NewDevice {
-                        sn,
-                        approval: Some(policy),
-                        protocol_family: family,
-                        ip_address: ip,
-                    })
+                    .register_device(&NewDevice { sn, approval: Some(policy), protocol_family: family, ip_address: ip })
                     .await?;
-                tracing::info!(
-                    sn,
-                    approval = d.approval.as_str(),
-                    ip,
-                    "device registered on first contact"
-                );
+                tracing::info!(sn, approval = d.approval.as_str(), ip, "device registered on first contact");
                 d
             }
         };
@@ -116,19 +101,12 @@ impl DeviceRegistry {
     }
 
     pub fn get(&self, sn: &str) -> Option<Arc<DeviceEntry>> {
-        self.by_sn
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sn)
-            .cloned()
+        self.by_sn.read().unwrap_or_else(|p| p.into_inner()).get(sn).cloned()
     }
 
     /// Drops a cached device so the next request reloads it (after an operator change).
     pub fn invalidate(&self, sn: &str) {
-        self.by_sn
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(sn);
+        self.by_sn.write().unwrap_or_else(|p| p.into_inner()).remove(sn);
     }
 
     /// Activity not yet written to the database.
@@ -139,14 +117,7 @@ impl DeviceRegistry {
                 let seen = e.last_seen();
                 (seen > e.flushed.load(Ordering::Relaxed)).then(|| {
                     let ip = e.ip.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                    (
-                        e.clone(),
-                        DeviceActivity {
-                            device_id: e.id(),
-                            at_micros: seen,
-                            ip_address: ip,
-                        },
-                    )
+                    (e.clone(), DeviceActivity { device_id: e.id(), at_micros: seen, ip_address: ip })
                 })
             })
             .collect()

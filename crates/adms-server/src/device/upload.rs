@@ -16,9 +16,8 @@ use adms_protocol::rtlog::parse_rtlog_line;
 use adms_protocol::text::TextEncoding;
 use adms_protocol::{Rejected, UploadTable, parse_attlog_line, parse_lines};
 use adms_store::{
-    AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceInfoUpdate, DeviceRecord, NewPunch,
-    OperationLog, OperlogBatch, PunchBatch, RawUpload, RejectedLine, UserPhoto, UserRow,
-    now_micros,
+    AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceFacts, DeviceInfoUpdate, DeviceRecord, NewPunch,
+    OperationLog, OperlogBatch, PunchBatch, RawUpload, RejectedLine, UserPhoto, UserRow, now_micros,
 };
 
 use super::{DeviceCtx, DeviceError, ok};
@@ -29,19 +28,12 @@ use crate::zones::Zone;
 const INLINE_PARSE_LIMIT: usize = 256 * 1024;
 
 fn rejected_line(table: &'static str, r: &Rejected<'_>) -> RejectedLine {
-    RejectedLine {
-        table,
-        line_no: r.line.number,
-        raw: r.line.bytes.to_vec(),
-        reason: r.reason.code(),
-    }
+    RejectedLine { table, line_no: r.line.number, raw: r.line.bytes.to_vec(), reason: r.reason.code() }
 }
 
 /// A stamp worth recording: short printable ASCII (it is echoed back in the handshake).
 fn clean_stamp(stamp: Option<&str>) -> Option<&str> {
-    stamp
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_graphic()))
+    stamp.map(str::trim).filter(|s| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// `POST /iclock/cdata` (and `/iclock/edata`).
@@ -57,27 +49,19 @@ pub async fn cdata_post(
     drop(q);
     match table {
         UploadTable::AttLog => attlog(&state, &ctx, body, stamp).await,
-        UploadTable::OperLog
-        | UploadTable::BioData
-        | UploadTable::ErrorLog
-        | UploadTable::IdCard => operlog(&state, &ctx, table, body, stamp).await,
+        UploadTable::OperLog | UploadTable::BioData | UploadTable::ErrorLog | UploadTable::IdCard => {
+            operlog(&state, &ctx, table, body, stamp).await
+        }
         UploadTable::AttPhoto => att_photo(&state, &ctx, &body).await,
         UploadTable::Options => options(&state, &ctx, &body).await,
         UploadTable::RtLog => rtlog(&state, &ctx, &body).await,
         UploadTable::TableData => {
             store_raw(&state, &ctx, "cdata", table.as_str(), &body).await?;
             let lines = adms_protocol::lines(&body).count();
-            Ok(ok(format!(
-                "{}={lines}",
-                sanitize_table_name(table_name.as_deref())
-            )))
+            Ok(ok(format!("{}={lines}", sanitize_table_name(table_name.as_deref()))))
         }
         UploadTable::RtState | UploadTable::Other => {
-            let name = ctx
-                .query()
-                .table
-                .as_deref()
-                .map_or_else(|| table.as_str().to_owned(), str::to_owned);
+            let name = ctx.query().table.as_deref().map_or_else(|| table.as_str().to_owned(), str::to_owned);
             store_raw(&state, &ctx, "cdata", &name, &body).await?;
             if table == UploadTable::Other {
                 tracing::info!(table = %name, bytes = body.len(), "unknown table stored raw");
@@ -88,11 +72,7 @@ pub async fn cdata_post(
 }
 
 fn sanitize_table_name(name: Option<&str>) -> String {
-    name.unwrap_or("tabledata")
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(32)
-        .collect()
+    name.unwrap_or("tabledata").chars().filter(char::is_ascii_alphanumeric).take(32).collect()
 }
 
 async fn store_raw(
@@ -192,19 +172,11 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// Parses an OPERLOG/BIODATA body into owned rows.
-pub fn build_operlog_batch(
-    body: &[u8],
-    device: &adms_store::Device,
-    table: UploadTable,
-) -> (OperlogBatch, usize) {
+pub fn build_operlog_batch(body: &[u8], device: &adms_store::Device, table: UploadTable) -> (OperlogBatch, usize) {
     let encoding = text_encoding(device);
     let table_name = table.as_str();
-    let mut b = OperlogBatch {
-        device_id: device.id,
-        table: table_name,
-        received_at: now_micros(),
-        ..Default::default()
-    };
+    let mut b =
+        OperlogBatch { device_id: device.id, table: table_name, received_at: now_micros(), ..Default::default() };
     let mut accepted = 0;
     for item in parse_lines(body, parse_operlog_line) {
         let (line, record) = match item {
@@ -262,10 +234,9 @@ pub fn build_operlog_batch(
                 content: p.content.to_owned(),
                 url: p.url.to_owned(),
             }),
-            OperLogRecord::Other { kind, .. } => b.others.push(DeviceRecord {
-                kind: kind.to_owned(),
-                raw_line: line.bytes.to_vec(),
-            }),
+            OperLogRecord::Other { kind, .. } => {
+                b.others.push(DeviceRecord { kind: kind.to_owned(), raw_line: line.bytes.to_vec() })
+            }
         }
     }
     (b, accepted)
@@ -279,11 +250,8 @@ async fn operlog(
     stamp: Option<String>,
 ) -> Result<Response, DeviceError> {
     let device = ctx.entry.snapshot();
-    let current = if table == UploadTable::BioData {
-        device.biodata_stamp.clone()
-    } else {
-        device.operlog_stamp.clone()
-    };
+    let current =
+        if table == UploadTable::BioData { device.biodata_stamp.clone() } else { device.operlog_stamp.clone() };
     let (mut batch, accepted) = if body.len() > INLINE_PARSE_LIMIT {
         let d = device.clone();
         tokio::task::spawn_blocking(move || build_operlog_batch(&body, &d, table))
@@ -315,16 +283,11 @@ async fn operlog(
     Ok(ok(ok_count(accepted)))
 }
 
-async fn att_photo(
-    state: &SharedState,
-    ctx: &DeviceCtx,
-    body: &[u8],
-) -> Result<Response, DeviceError> {
+async fn att_photo(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Response, DeviceError> {
     match parse_att_photo(body) {
         Ok(photo) => {
-            let (time, pin) = photo.time_and_pin().map_or((None, None), |(t, p)| {
-                (Some(t.to_string()), p.map(str::to_owned))
-            });
+            let (time, pin) =
+                photo.time_and_pin().map_or((None, None), |(t, p)| (Some(t.to_string()), p.map(str::to_owned)));
             state
                 .store
                 .store_att_photo(&AttPhotoUpload {
@@ -338,11 +301,7 @@ async fn att_photo(
                 .await?;
         }
         Err(reason) => {
-            tracing::warn!(
-                reason = reason.code(),
-                bytes = body.len(),
-                "attendance photo not understood; stored raw"
-            );
+            tracing::warn!(reason = reason.code(), bytes = body.len(), "attendance photo not understood; stored raw");
             store_raw(state, ctx, "cdata", "ATTPHOTO", body).await?;
         }
     }
@@ -351,12 +310,7 @@ async fn att_photo(
 
 /// Device facts carried by an options dump or an INFO result.
 pub fn info_from_options(options: &[(String, String)]) -> DeviceInfoUpdate {
-    let get = |k: &str| {
-        options
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v.clone())
-    };
+    let get = |k: &str| options.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
     let count = |k: &str| get(k).and_then(|v| v.trim().parse::<i64>().ok());
     DeviceInfoUpdate {
         model: get("~DeviceName"),
@@ -383,21 +337,19 @@ pub fn owned_options(body: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn options(
-    state: &SharedState,
-    ctx: &DeviceCtx,
-    body: &[u8],
-) -> Result<Response, DeviceError> {
+async fn options(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Response, DeviceError> {
     let options = owned_options(body);
-    let device_id = ctx.entry.id();
-    store_raw(state, ctx, "cdata", "options", body).await?;
-    if !options.is_empty() {
-        state.store.save_device_options(device_id, &options).await?;
-        state
-            .store
-            .update_device_info(device_id, &info_from_options(&options))
-            .await?;
-    }
+    let facts = DeviceFacts { info: Some(info_from_options(&options)), options, registry_code: None };
+    let raw = RawUpload {
+        device_id: Some(ctx.entry.id()),
+        sn: &ctx.sn,
+        endpoint: "cdata",
+        table: "options",
+        query: &ctx.query,
+        body,
+        received_at: now_micros(),
+    };
+    state.store.store_device_facts(ctx.entry.id(), Some(&raw), &facts).await?;
     Ok(ok("OK"))
 }
 
@@ -419,28 +371,17 @@ async fn rtlog(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Resp
             Err(r) => rejected.push(rejected_line("rtlog", &r)),
         }
     }
-    state
-        .store
-        .store_access_events(ctx.entry.id(), &events, &rejected, now_micros())
-        .await?;
+    state.store.store_access_events(ctx.entry.id(), &events, &rejected, now_micros()).await?;
     Ok(ok("OK"))
 }
 
 /// `POST /iclock/fdata`: attendance photo by the other route.
-pub async fn fdata(
-    State(state): State<SharedState>,
-    ctx: DeviceCtx,
-    body: Bytes,
-) -> Result<Response, DeviceError> {
+pub async fn fdata(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
     att_photo(&state, &ctx, &body).await
 }
 
 /// `POST /iclock/querydata`: answers to queries; stored raw until the command queue reads them.
-pub async fn querydata(
-    State(state): State<SharedState>,
-    ctx: DeviceCtx,
-    body: Bytes,
-) -> Result<Response, DeviceError> {
+pub async fn querydata(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
     let q = ctx.query();
     let kind = q.kind.as_deref().unwrap_or("").to_owned();
     let table_name = q.table_name.as_deref().map(str::to_owned);
@@ -448,10 +389,7 @@ pub async fn querydata(
     store_raw(&state, &ctx, "querydata", &kind, &body).await?;
     if kind.eq_ignore_ascii_case("tabledata") {
         let lines = adms_protocol::lines(&body).count();
-        return Ok(ok(format!(
-            "{}={lines}",
-            sanitize_table_name(table_name.as_deref())
-        )));
+        return Ok(ok(format!("{}={lines}", sanitize_table_name(table_name.as_deref()))));
     }
     Ok(ok("OK"))
 }
@@ -469,11 +407,7 @@ pub async fn other(
     }
     match ctx {
         Ok(ctx) => {
-            let endpoint: String = path
-                .trim_start_matches("/iclock/")
-                .chars()
-                .take(64)
-                .collect();
+            let endpoint: String = path.trim_start_matches("/iclock/").chars().take(64).collect();
             if let Err(e) = store_raw(&state, &ctx, &endpoint, "", &body).await {
                 return axum::response::IntoResponse::into_response(e);
             }
