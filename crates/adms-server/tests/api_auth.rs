@@ -18,14 +18,28 @@ async fn login_bodies_schemes_and_errors() {
     let url = |p: &str| server.url(p);
 
     // JSON, form-encoded and multipart logins all work; each gives a different session token.
-    let (s, json_login) =
-        status_and_json(client.post(url("/api-token-auth/")).json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD})).send().await.unwrap()).await;
+    let (s, json_login) = status_and_json(
+        client
+            .post(url("/api-token-auth/"))
+            .json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 200);
     let token = json_login["token"].as_str().unwrap().to_owned();
     assert_eq!(token.len(), 40);
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
-    let (s, form_login) =
-        status_and_json(client.post(url("/api-token-auth")).form(&[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)]).send().await.unwrap()).await;
+    let (s, form_login) = status_and_json(
+        client
+            .post(url("/api-token-auth"))
+            .form(&[("username", ADMIN_USER), ("password", ADMIN_PASSWORD)])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_ne!(form_login["token"], json_login["token"], "several sessions per user");
     let form = reqwest::multipart::Form::new().text("username", ADMIN_USER).text("password", ADMIN_PASSWORD);
@@ -33,19 +47,44 @@ async fn login_bodies_schemes_and_errors() {
     assert_eq!(s, 200);
     // Cloud-style body: email stands in for username, company ignored.
     let (s, _) = status_and_json(
-        client.post(url("/jwt-api-token-auth/")).json(&json!({"company": "x", "email": ADMIN_USER, "password": ADMIN_PASSWORD})).send().await.unwrap(),
+        client
+            .post(url("/jwt-api-token-auth/"))
+            .json(&json!({"company": "x", "email": ADMIN_USER, "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(s, 200);
 
     // Wrong credentials: 400 with DRF's body; missing fields: 400 per field.
-    let (s, body) = status_and_json(client.post(url("/api-token-auth/")).json(&json!({"username": ADMIN_USER, "password": "nope"})).send().await.unwrap()).await;
+    let (s, body) = status_and_json(
+        client
+            .post(url("/api-token-auth/"))
+            .json(&json!({"username": ADMIN_USER, "password": "nope"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s, body), (400, json!({"non_field_errors": ["Unable to log in with provided credentials."]})));
-    let (s, body) = status_and_json(client.post(url("/jwt-api-token-auth/")).json(&json!({})).send().await.unwrap()).await;
-    assert_eq!((s, body), (400, json!({"username": ["This field is required."], "password": ["This field is required."]})));
+    let (s, body) =
+        status_and_json(client.post(url("/jwt-api-token-auth/")).json(&json!({})).send().await.unwrap()).await;
+    assert_eq!(
+        (s, body),
+        (400, json!({"username": ["This field is required."], "password": ["This field is required."]}))
+    );
 
     // Every scheme, any case.
-    let (s, jwt) = status_and_json(client.post(url("/jwt-api-token-auth/")).json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD})).send().await.unwrap()).await;
+    let (s, jwt) = status_and_json(
+        client
+            .post(url("/jwt-api-token-auth/"))
+            .json(&json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 200);
     let jwt = jwt["token"].as_str().unwrap().to_owned();
     let claims = decode_claims(&jwt);
@@ -165,14 +204,21 @@ async fn zkbio_compatible_surface_paging_filters_and_unknown_paths() {
 
     let client = &api.client;
     let auth = format!("Token {}", api.token);
-    let r = client.get(server.url("/iclock/api/transactions/?page=9")).header("Authorization", &auth).send().await.unwrap();
+    let r =
+        client.get(server.url("/iclock/api/transactions/?page=9")).header("Authorization", &auth).send().await.unwrap();
     assert_eq!(status_and_json(r).await, (404, json!({"detail": "Invalid page."})));
-    let r = client.get(server.url("/iclock/api/transactions/?start_time=yesterday")).header("Authorization", &auth).send().await.unwrap();
+    let r = client
+        .get(server.url("/iclock/api/transactions/?start_time=yesterday"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status_and_json(r).await.0, 400);
     let r = client.get(server.url("/iclock/api/transactions/3/")).header("Authorization", &auth).send().await.unwrap();
     let (s, one) = status_and_json(r).await;
     assert_eq!((s, one["id"].as_i64()), (200, Some(3)));
-    let r = client.get(server.url("/iclock/api/transactions/999/")).header("Authorization", &auth).send().await.unwrap();
+    let r =
+        client.get(server.url("/iclock/api/transactions/999/")).header("Authorization", &auth).send().await.unwrap();
     assert_eq!(status_and_json(r).await, (404, json!({"detail": "Not found."})));
     let r = client.post(server.url("/iclock/api/transactions/")).header("Authorization", &auth).send().await.unwrap();
     assert_eq!(status_and_json(r).await, (405, json!({"detail": "Method \"POST\" not allowed."})));

@@ -40,30 +40,43 @@ enum Kind {
 
 fn classify(name: &str) -> Option<Kind> {
     let n = name.to_ascii_lowercase();
-    if n.ends_with(".tsv") || n.contains("_head") || n.contains("response") || n.contains("reply") || n.contains("documented") || n.contains("command_accepted") || n.contains("params_table") {
+    if n.ends_with(".tsv")
+        || n.contains("_head")
+        || n.contains("response")
+        || n.contains("reply")
+        || n.contains("documented")
+        || n.contains("command_accepted")
+        || n.contains("params_table")
+    {
         return None;
     }
-    Some(if n.contains("request_line") || n.contains("query_strings") || n.contains("info_lines") || n.contains("get_line") {
-        Kind::RequestLines
-    } else if n.contains("attlog") {
-        Kind::AttLog
-    } else if n.contains("biodata") {
-        Kind::BioData
-    } else if n.contains("operlog") || n.contains("oplog") {
-        Kind::OperLog
-    } else if n.contains("registry_body") {
-        Kind::Registry
-    } else if n.contains("options_body") {
-        Kind::Options
-    } else if n.contains("devicecmd") || n.contains("ack") {
-        Kind::DeviceCmd
-    } else if n.contains("rtlog") {
-        Kind::RtLog
-    } else if n.contains("user_table") {
-        Kind::TableData
-    } else {
-        return None;
-    })
+    Some(
+        if n.contains("request_line")
+            || n.contains("query_strings")
+            || n.contains("info_lines")
+            || n.contains("get_line")
+        {
+            Kind::RequestLines
+        } else if n.contains("attlog") {
+            Kind::AttLog
+        } else if n.contains("biodata") {
+            Kind::BioData
+        } else if n.contains("operlog") || n.contains("oplog") {
+            Kind::OperLog
+        } else if n.contains("registry_body") {
+            Kind::Registry
+        } else if n.contains("options_body") {
+            Kind::Options
+        } else if n.contains("devicecmd") || n.contains("ack") {
+            Kind::DeviceCmd
+        } else if n.contains("rtlog") {
+            Kind::RtLog
+        } else if n.contains("user_table") {
+            Kind::TableData
+        } else {
+            return None;
+        },
+    )
 }
 
 async fn snapshot(db: &Path) -> Vec<i64> {
@@ -118,7 +131,11 @@ async fn every_capture_ingests_without_loss_or_duplicates() {
                     if target.is_empty() {
                         continue;
                     }
-                    let target = if target.starts_with('/') { target.to_owned() } else { format!("/iclock/getrequest?{target}") };
+                    let target = if target.starts_with('/') {
+                        target.to_owned()
+                    } else {
+                        format!("/iclock/getrequest?{target}")
+                    };
                     let r = dev.get(&target).await;
                     assert!(r.status == 200 || r.status == 400, "{name}: {target} -> {}", r.status);
                 }

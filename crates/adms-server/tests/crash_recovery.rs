@@ -12,6 +12,9 @@ use tokio::sync::Mutex;
 
 const DEVICES: usize = 8;
 
+/// (device number, ATTLOG body) of every batch a device sent.
+type SentBatch = (usize, Vec<u8>);
+
 fn batch(device: usize, n: usize) -> (Vec<u8>, Vec<String>) {
     let mut body = Vec::new();
     let mut keys = Vec::new();
@@ -32,7 +35,7 @@ async fn sigkill_mid_upload_loses_nothing_acknowledged_and_resends_do_not_duplic
     let mut server = Server::start(dir.path(), &[]);
     let addr = server.addr.clone();
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let sent: Arc<Mutex<Vec<(usize, Vec<u8>)>>> = Arc::default();
+    let sent: Arc<Mutex<Vec<SentBatch>>> = Arc::default();
 
     let mut tasks = Vec::new();
     for device in 0..DEVICES {
@@ -46,7 +49,8 @@ async fn sigkill_mid_upload_loses_nothing_acknowledged_and_resends_do_not_duplic
                 let head = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain");
                 // A connection error or a cut response means "not acknowledged": stop like a
                 // device that will resend later.
-                let Ok(Ok(response)) = tokio::time::timeout(Duration::from_secs(5), try_request(&addr, &head, &body)).await
+                let Ok(Ok(response)) =
+                    tokio::time::timeout(Duration::from_secs(5), try_request(&addr, &head, &body)).await
                 else {
                     return;
                 };
@@ -111,12 +115,11 @@ async fn open(server: &Server) -> sqlx::SqliteConnection {
 
 async fn stored_keys(server: &Server) -> BTreeSet<String> {
     let mut conn = open(server).await;
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT d.sn, p.pin, p.local_time FROM punches p JOIN devices d ON d.id = p.device_id",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT d.sn, p.pin, p.local_time FROM punches p JOIN devices d ON d.id = p.device_id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     rows.into_iter().map(|(sn, pin, time)| format!("{}|{pin}|{time}", sn.trim_start_matches("KILL"))).collect()
 }
 

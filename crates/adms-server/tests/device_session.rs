@@ -23,7 +23,9 @@ async fn scripted_session_then_erp_reads_every_punch_once() {
     assert!(text.starts_with("GET OPTION FROM: CKJF0000001\n"), "{text}");
     assert!(text.contains("\nTimeZone=330\n"));
     assert!(text.contains("\nATTLOGStamp=0\n") && !text.contains("None"));
-    assert!(text.contains("\nPushProtVer=2.4.1\n") && text.contains("\nRealtime=1\n") && text.contains("\nEncrypt=0\n"));
+    assert!(
+        text.contains("\nPushProtVer=2.4.1\n") && text.contains("\nRealtime=1\n") && text.contains("\nEncrypt=0\n")
+    );
 
     // Options dump with commas inside values and no trailing newline.
     let r = dev
@@ -43,7 +45,8 @@ async fn scripted_session_then_erp_reads_every_punch_once() {
     // state 255, a PIN with leading zeros, and one impossible date.
     let attlog = b"1452\t2026-11-20 08:00:00\t0\t1\t0\t0\t0\n016\t2026-11-20 08:01:00\t0\t1\t\t0\t0\t\r\n46\t2026-11-20 08:02:00\t1\t15\t0\t0\t0\t0\t0\t0\t10881\n9999\t2026-11-20 08:03:00\t255\t15\t0\t0\t0\t255\t0\t0\t\n7\t2026-13-45 99:99:99\t0\t1\t0\n";
     // no Content-Type at all, as some firmware sends
-    let head = format!("POST /iclock/cdata.aspx?SN=CKJF0000001&table=attlog&Stamp=9999 HTTP/1.1\r\nHost: {}", server.addr);
+    let head =
+        format!("POST /iclock/cdata.aspx?SN=CKJF0000001&table=attlog&Stamp=9999 HTTP/1.1\r\nHost: {}", server.addr);
     let r = raw_request(&server.addr, &head, attlog).await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK: 4"));
     assert!(r.header("date").is_some());
@@ -55,7 +58,8 @@ async fn scripted_session_then_erp_reads_every_punch_once() {
     assert_eq!(count_rows(&server.db_path(), "rejected_lines").await, 2, "one ATTLOG + one OPERLOG line kept raw");
 
     // Polls: first with INFO, then plain; slash and .aspx variants.
-    let r = dev.get("/iclock/getrequest?SN=CKJF0000001&INFO=ZAM170-NF-Ver1.1.27,3,2,4,192.168.1.201,10,7,15,1,11").await;
+    let r =
+        dev.get("/iclock/getrequest?SN=CKJF0000001&INFO=ZAM170-NF-Ver1.1.27,3,2,4,192.168.1.201,10,7,15,1,11").await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
     for path in ["/iclock/getrequest.aspx?SN=CKJF0000001", "//iclock/getrequest/?SN=CKJF0000001"] {
         let r = dev.get(path).await;
@@ -184,7 +188,9 @@ async fn security_push_device_registers_and_uploads_access_events() {
     let dev = Device { server: &server, sn: "ACC-1".into() };
     let r = dev.get("/iclock/cdata?SN=ACC-1&options=all&pushver=3.1.2&DeviceType=acc").await;
     assert_eq!(r.text(), "OK", "unregistered access device is asked to register");
-    let r = dev.post("/iclock/registry?SN=ACC-1", b"DeviceType=acc,~DeviceName=inBIO460,FirmVer=AC Ver 5.7.6,MachineType=10").await;
+    let r = dev
+        .post("/iclock/registry?SN=ACC-1", b"DeviceType=acc,~DeviceName=inBIO460,FirmVer=AC Ver 5.7.6,MachineType=10")
+        .await;
     let code = r.text();
     assert!(code.starts_with("RegistryCode=") && code.len() > 13, "{code}");
     let r = dev.get("/iclock/cdata?SN=ACC-1&options=all&pushver=3.1.2&DeviceType=acc").await;

@@ -1,15 +1,11 @@
 //! The store against a real SQLite file: group commit, de-duplication, gapless seq.
 
-use adms_store::{
-    NewDevice, NewPunch, Page, PunchBatch, RejectedLine, Store, StoreOptions, TransactionFilter,
-};
+use adms_store::{NewDevice, NewPunch, Page, PunchBatch, RejectedLine, Store, StoreOptions, TransactionFilter};
 
 async fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/nested/test.db", dir.path().display());
-    let store = Store::open(&url, StoreOptions::default())
-        .await
-        .expect("open");
+    let store = Store::open(&url, StoreOptions::default()).await.expect("open");
     (dir, store)
 }
 
@@ -32,32 +28,10 @@ fn punch(pin: &str, time: &str) -> NewPunch {
 #[tokio::test]
 async fn concurrent_batches_dedupe_and_get_gapless_seq() {
     let (_dir, store) = open().await;
-    let a = store
-        .register_device(&NewDevice {
-            sn: "A1",
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let b = store
-        .register_device(&NewDevice {
-            sn: "B2",
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let a = store.register_device(&NewDevice { sn: "A1", ..Default::default() }).await.unwrap();
+    let b = store.register_device(&NewDevice { sn: "B2", ..Default::default() }).await.unwrap();
     // Same registration twice returns the same device.
-    assert_eq!(
-        store
-            .register_device(&NewDevice {
-                sn: "A1",
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .id,
-        a.id
-    );
+    assert_eq!(store.register_device(&NewDevice { sn: "A1", ..Default::default() }).await.unwrap().id, a.id);
 
     let mut tasks = Vec::new();
     for i in 0..40 {
@@ -67,12 +41,8 @@ async fn concurrent_batches_dedupe_and_get_gapless_seq() {
             let mut batch = PunchBatch::new(device_id);
             // every batch repeats punch 0 and adds a distinct one, plus an in-batch duplicate
             batch.punches.push(punch("1", "2026-01-01 08:00:00"));
-            batch
-                .punches
-                .push(punch("2", &format!("2026-01-01 09:{:02}:00", i)));
-            batch
-                .punches
-                .push(punch("2", &format!("2026-01-01 09:{:02}:00", i)));
+            batch.punches.push(punch("2", &format!("2026-01-01 09:{:02}:00", i)));
+            batch.punches.push(punch("2", &format!("2026-01-01 09:{:02}:00", i)));
             batch.rejected.push(RejectedLine {
                 table: "ATTLOG",
                 line_no: 9,
@@ -85,24 +55,12 @@ async fn concurrent_batches_dedupe_and_get_gapless_seq() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    let (count, rows) = store
-        .list_transactions(
-            &TransactionFilter::default(),
-            Page {
-                offset: 0,
-                limit: 1000,
-            },
-        )
-        .await
-        .unwrap();
+    let (count, rows) =
+        store.list_transactions(&TransactionFilter::default(), Page { offset: 0, limit: 1000 }).await.unwrap();
     // per device: punch "1" once + 20 distinct "2" punches
     assert_eq!(count, 42);
     for sn in ["A1", "B2"] {
-        let mut seqs: Vec<i64> = rows
-            .iter()
-            .filter(|r| r.terminal_sn == sn)
-            .map(|r| r.seq)
-            .collect();
+        let mut seqs: Vec<i64> = rows.iter().filter(|r| r.terminal_sn == sn).map(|r| r.seq).collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=21).collect::<Vec<_>>(), "gapless seq for {sn}");
     }
@@ -115,16 +73,8 @@ async fn concurrent_batches_dedupe_and_get_gapless_seq() {
     let mut again = PunchBatch::new(a.id);
     again.punches.push(punch("1", "2026-01-01 08:00:00"));
     store.punch_writer().write(again).await.unwrap();
-    let (count2, rows2) = store
-        .list_transactions(
-            &TransactionFilter::default(),
-            Page {
-                offset: 0,
-                limit: 1000,
-            },
-        )
-        .await
-        .unwrap();
+    let (count2, rows2) =
+        store.list_transactions(&TransactionFilter::default(), Page { offset: 0, limit: 1000 }).await.unwrap();
     assert_eq!(count2, count);
     assert_eq!(rows2, rows);
 }
@@ -132,62 +82,26 @@ async fn concurrent_batches_dedupe_and_get_gapless_seq() {
 #[tokio::test]
 async fn filters_and_pending_devices() {
     let (_dir, store) = open().await;
-    let a = store
-        .register_device(&NewDevice {
-            sn: "A1",
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let a = store.register_device(&NewDevice { sn: "A1", ..Default::default() }).await.unwrap();
     let p = store
-        .register_device(&NewDevice {
-            sn: "P1",
-            approval: Some(adms_store::Approval::Pending),
-            ..Default::default()
-        })
+        .register_device(&NewDevice { sn: "P1", approval: Some(adms_store::Approval::Pending), ..Default::default() })
         .await
         .unwrap();
-    for (dev, pin, t) in [
-        (a.id, "7", "2026-01-01 08:00:00"),
-        (a.id, "8", "2026-01-02 08:00:00"),
-        (p.id, "7", "2026-01-01 08:00:00"),
-    ] {
+    for (dev, pin, t) in
+        [(a.id, "7", "2026-01-01 08:00:00"), (a.id, "8", "2026-01-02 08:00:00"), (p.id, "7", "2026-01-01 08:00:00")]
+    {
         let mut batch = PunchBatch::new(dev);
         batch.punches.push(punch(pin, t));
         store.punch_writer().write(batch).await.unwrap();
     }
-    let page = Page {
-        offset: 0,
-        limit: 10,
-    };
-    let all = store
-        .list_transactions(&TransactionFilter::default(), page)
-        .await
-        .unwrap();
+    let page = Page { offset: 0, limit: 10 };
+    let all = store.list_transactions(&TransactionFilter::default(), page).await.unwrap();
     assert_eq!(all.0, 2, "pending device held back");
-    let f = TransactionFilter {
-        emp_code: Some("7".into()),
-        ..Default::default()
-    };
+    let f = TransactionFilter { emp_code: Some("7".into()), ..Default::default() };
     assert_eq!(store.list_transactions(&f, page).await.unwrap().0, 1);
-    let f = TransactionFilter {
-        start_time: Some("2026-01-02 00:00:00".into()),
-        ..Default::default()
-    };
+    let f = TransactionFilter { start_time: Some("2026-01-02 00:00:00".into()), ..Default::default() };
     let (n, rows) = store.list_transactions(&f, page).await.unwrap();
     assert_eq!((n, rows[0].emp_code.as_str()), (1, "8"));
-    assert!(
-        store
-            .set_approval("P1", adms_store::Approval::Approved)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        store
-            .list_transactions(&TransactionFilter::default(), page)
-            .await
-            .unwrap()
-            .0,
-        3
-    );
+    assert!(store.set_approval("P1", adms_store::Approval::Approved).await.unwrap());
+    assert_eq!(store.list_transactions(&TransactionFilter::default(), page).await.unwrap().0, 3);
 }

@@ -41,7 +41,11 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read listening line");
-        let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
         Server { child, addr, dir: dir.to_owned() }
     }
 
@@ -115,9 +119,8 @@ pub fn parse_response(bytes: &[u8]) -> RawResponse {
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
-        .collect();
+    let headers =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))).collect();
     RawResponse { status, headers, body: bytes[split + 4..].to_vec() }
 }
 
@@ -129,7 +132,10 @@ pub struct Device<'a> {
 
 impl Device<'_> {
     pub async fn get(&self, path_and_query: &str) -> RawResponse {
-        let head = format!("GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nUser-Agent: iClock Proxy/1.09\r\nAccept: */*", self.server.addr);
+        let head = format!(
+            "GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nUser-Agent: iClock Proxy/1.09\r\nAccept: */*",
+            self.server.addr
+        );
         raw_request(&self.server.addr, &head, b"").await
     }
 
@@ -206,7 +212,8 @@ pub fn shared_captures() -> Option<PathBuf> {
 /// Rows in a table, read straight from the SQLite file.
 pub async fn count_rows(db: &Path, table: &str) -> i64 {
     use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
+    let mut conn =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
     let sql = match table {
         "punches" => "SELECT COUNT(*) FROM punches",
         "rejected_lines" => "SELECT COUNT(*) FROM rejected_lines",
