@@ -192,6 +192,10 @@ fn request_span(request: &Request) -> tracing::Span {
 pub fn normalize_path(mut request: Request) -> Request {
     let original = request.uri().clone();
     let path = original.path();
+    request.extensions_mut().insert(OriginalUri(original.clone()));
+    if is_normal(path) {
+        return request;
+    }
     let mut normalized = String::with_capacity(path.len());
     let mut previous_slash = false;
     for c in path.chars() {
@@ -204,14 +208,13 @@ pub fn normalize_path(mut request: Request) -> Request {
     while normalized.len() > 1 && normalized.ends_with('/') {
         normalized.pop();
     }
-    if normalized.len() > 5 && normalized[normalized.len() - 5..].eq_ignore_ascii_case(".aspx") {
+    if normalized.len() > 5 && normalized.as_bytes()[normalized.len() - 5..].eq_ignore_ascii_case(b".aspx") {
         normalized.truncate(normalized.len() - 5);
     }
     let lower = normalized.to_ascii_lowercase();
     if lower.starts_with("/iclock/") && !lower.starts_with("/iclock/api/") {
         normalized = lower;
     }
-    request.extensions_mut().insert(OriginalUri(original.clone()));
     if normalized != path {
         let rebuilt = match original.query() {
             Some(q) => format!("{normalized}?{q}"),
@@ -222,6 +225,17 @@ pub fn normalize_path(mut request: Request) -> Request {
         }
     }
     request
+}
+
+/// The common case, checked without allocating: no `//`, no trailing `/`, no `.aspx`, and a
+/// device path already in lower case.
+fn is_normal(path: &str) -> bool {
+    let b = path.as_bytes();
+    let device_path = b.len() >= 8 && b[..8].eq_ignore_ascii_case(b"/iclock/") && !b[8..].starts_with(b"api/");
+    !path.contains("//")
+        && (b.len() == 1 || !path.ends_with('/'))
+        && !(b.len() > 5 && b[b.len() - 5..].eq_ignore_ascii_case(b".aspx"))
+        && !(device_path && b.iter().any(u8::is_ascii_uppercase))
 }
 
 #[cfg(test)]
@@ -237,6 +251,9 @@ mod tests {
             ("/iclock/api/transactions/", "/iclock/api/transactions"),
             ("/", "/"),
             ("/api-token-auth/", "/api-token-auth"),
+            ("/iclock/getrequest?SN=1", "/iclock/getrequest?SN=1"),
+            ("/iclock/api/Transactions", "/iclock/api/Transactions"),
+            ("/att/api/firstLastReport/", "/att/api/firstLastReport"),
         ];
         for (input, want) in cases {
             let request = Request::builder().uri(input).body(axum::body::Body::empty()).unwrap();
