@@ -157,8 +157,7 @@ mod tests {
     type Expected = Result<(&'static str, &'static str, &'static str, u16, &'static str, &'static str), RejectReason>;
 
     fn check(line: &[u8], want: Expected) {
-        let got = parse_attlog_line(line)
-            .map(|r| (r.pin, r.time_raw, r.state, r.verify, r.work_code, r.extra));
+        let got = parse_attlog_line(line).map(|r| (r.pin, r.time_raw, r.state, r.verify, r.work_code, r.extra));
         assert_eq!(got, want, "line {:?}", String::from_utf8_lossy(line));
     }
 
@@ -171,9 +170,15 @@ mod tests {
             // empty work code and trailing TAB (BOCK200961014, Paraguay unit)
             (b"1\t2024-07-28 01:25:24\t0\t1\t\t0\t0\t", Ok(("1", "2024-07-28 01:25:24", "0", 1, "", "0\t0\t"))),
             // 11 columns with a per-record sequence number (MB10-VL)
-            (b"46\t2025-01-29 06:58:48\t0\t15\t0\t0\t0\t0\t0\t0\t10881", Ok(("46", "2025-01-29 06:58:48", "0", 15, "0", "0\t0\t0\t0\t0\t10881"))),
+            (
+                b"46\t2025-01-29 06:58:48\t0\t15\t0\t0\t0\t0\t0\t0\t10881",
+                Ok(("46", "2025-01-29 06:58:48", "0", 15, "0", "0\t0\t0\t0\t0\t10881")),
+            ),
             // 255 in column 8, trailing empty column (ZAM180)
-            (b"9999\t2026-08-12 08:53:23\t0\t15\t0\t0\t0\t255\t0\t0\t", Ok(("9999", "2026-08-12 08:53:23", "0", 15, "0", "0\t0\t255\t0\t0\t"))),
+            (
+                b"9999\t2026-08-12 08:53:23\t0\t15\t0\t0\t0\t255\t0\t0\t",
+                Ok(("9999", "2026-08-12 08:53:23", "0", 15, "0", "0\t0\t255\t0\t0\t")),
+            ),
             // state 255 = no state selected
             (b"2\t2026-09-28 10:47:39\t255\t15\t0\t0\t0", Ok(("2", "2026-09-28 10:47:39", "255", 15, "0", "0\t0"))),
             // leading zeros are significant

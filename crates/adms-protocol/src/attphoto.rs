@@ -30,7 +30,12 @@ impl<'a> AttPhoto<'a> {
         }
         let text = format!(
             "{}-{}-{} {}:{}:{}",
-            &stamp[0..4], &stamp[4..6], &stamp[6..8], &stamp[8..10], &stamp[10..12], &stamp[12..14]
+            &stamp[0..4],
+            &stamp[4..6],
+            &stamp[6..8],
+            &stamp[8..10],
+            &stamp[10..12],
+            &stamp[12..14]
         );
         LocalDateTime::parse(text.as_bytes()).map(|t| (t, pin))
     }
@@ -43,7 +48,9 @@ pub fn parse_att_photo(body: &[u8]) -> Result<AttPhoto<'_>, RejectReason> {
     let mut photo = AttPhoto { file_name: "", sn: "", size: None, cmd: "", image: &body[nul + 1..] };
     for line in header.split('\n') {
         let line = line.trim_end_matches('\r');
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         match key.trim().to_ascii_lowercase().as_str() {
             "pin" => photo.file_name = value.trim(),
             "sn" => photo.sn = value.trim(),

@@ -67,10 +67,7 @@ pub fn parse_command_results(body: &[u8]) -> Vec<Result<CommandResult<'_>, Rejec
         let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
         if !starts_with_key(line, b"ID=") {
             if !line.trim_ascii().is_empty() {
-                out.push(Err(Rejected {
-                    line: Line { number, bytes: line },
-                    reason: RejectReason::NotACommandResult,
-                }));
+                out.push(Err(Rejected { line: Line { number, bytes: line }, reason: RejectReason::NotACommandResult }));
             }
             i += 1;
             continue;

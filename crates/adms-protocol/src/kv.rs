@@ -21,11 +21,9 @@ impl<'a> KvFields<'a> {
 
     /// Every `(key, value)` pair in order; a segment without `=` yields an empty value.
     pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        self.raw.split(|&b| b == b'\t').filter(|s| !s.is_empty()).map(|segment| {
-            match memchr::memchr(b'=', segment) {
-                Some(i) => (trim(&segment[..i]), &segment[i + 1..]),
-                None => (trim(segment), &[][..]),
-            }
+        self.raw.split(|&b| b == b'\t').filter(|s| !s.is_empty()).map(|segment| match memchr::memchr(b'=', segment) {
+            Some(i) => (trim(&segment[..i]), &segment[i + 1..]),
+            None => (trim(segment), &[][..]),
         })
     }
 

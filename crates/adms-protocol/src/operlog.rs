@@ -17,7 +17,10 @@ pub enum OperLogRecord<'a> {
     Biometric(BiometricRecord<'a>),
     Photo(PhotoRecord<'a>),
     /// `IDCARD`, `WORKCODE`, `ERRORLOG` and any kind not modelled yet.
-    Other { kind: &'a str, fields: KvFields<'a> },
+    Other {
+        kind: &'a str,
+        fields: KvFields<'a>,
+    },
 }
 
 /// `OPLOG <op>\t<operator>\t<time>\t<obj1>\t<obj2>\t<obj3>\t<obj4>`.
@@ -156,10 +159,8 @@ fn text<'a>(fields: &KvFields<'a>, key: &str) -> Result<&'a str, RejectReason> {
 fn parse_oplog(rest: &[u8]) -> Result<OpLogRecord<'_>, RejectReason> {
     let mut columns = rest.split(|&b| b == b'\t');
     let op_code = columns.next().ok_or(RejectReason::TooFewFields)?;
-    let op_code = std::str::from_utf8(op_code.trim_ascii())
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(RejectReason::BadNumber)?;
+    let op_code =
+        std::str::from_utf8(op_code.trim_ascii()).ok().and_then(|s| s.parse().ok()).ok_or(RejectReason::BadNumber)?;
     let operator = columns.next().ok_or(RejectReason::TooFewFields)?;
     let operator = std::str::from_utf8(operator).map_err(|_| RejectReason::InvalidUtf8)?;
     let time = columns.next().ok_or(RejectReason::TooFewFields)?;
@@ -177,10 +178,9 @@ fn parse_biometric(kind: BiometricKind, fields: KvFields<'_>) -> Result<Biometri
         BiometricKind::Fingerprint => (1, fields.get_int("FID")?.unwrap_or(0)),
         BiometricKind::Face => (2, fields.get_int("FID")?.unwrap_or(0)),
         BiometricKind::FingerVein => (7, fields.get_int("FID")?.unwrap_or(0)),
-        BiometricKind::BioData => (
-            fields.get_int("Type")?.ok_or(RejectReason::MissingKey)?,
-            fields.get_int("No")?.unwrap_or(0),
-        ),
+        BiometricKind::BioData => {
+            (fields.get_int("Type")?.ok_or(RejectReason::MissingKey)?, fields.get_int("No")?.unwrap_or(0))
+        }
     };
     Ok(BiometricRecord {
         kind,
@@ -297,7 +297,8 @@ mod tests {
             panic!()
         };
         assert_eq!((b.kind, b.pin, b.bio_type, b.no, b.template), (BiometricKind::Fingerprint, "1", 1, 6, "ocoAAA=="));
-        let line = b"BIODATA Pin=5\tNo=0\tIndex=3\tValid=1\tDuress=0\tType=8\tMajorVer=12\tMinorVer=0\tFormat=0\tTmp=QUJD";
+        let line =
+            b"BIODATA Pin=5\tNo=0\tIndex=3\tValid=1\tDuress=0\tType=8\tMajorVer=12\tMinorVer=0\tFormat=0\tTmp=QUJD";
         let OperLogRecord::Biometric(b) = parse_operlog_line(line).unwrap() else { panic!() };
         assert_eq!((b.bio_type, b.index, b.major_ver, b.template), (8, 3, Some(12), "QUJD"));
         assert_eq!(parse_operlog_line(b"BIODATA Pin=5\tNo=0"), Err(RejectReason::MissingKey));

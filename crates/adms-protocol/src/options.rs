@@ -102,7 +102,10 @@ mod tests {
             owned(&[("", "garbage"), ("FingerFunOn", "1"), ("FaceFunOn", "1")])
         );
         assert_eq!(pairs(b""), owned(&[]));
-        assert_eq!(pairs(b"MultiBioDataSupport=0:1:0:0:0:0:0:0:1:1"), owned(&[("MultiBioDataSupport", "0:1:0:0:0:0:0:0:1:1")]));
+        assert_eq!(
+            pairs(b"MultiBioDataSupport=0:1:0:0:0:0:0:0:1:1"),
+            owned(&[("MultiBioDataSupport", "0:1:0:0:0:0:0:0:1:1")])
+        );
         assert_eq!(pairs(b"MinorVer =0,x=a=b"), owned(&[("MinorVer", "0"), ("x", "a=b")]));
     }
 }

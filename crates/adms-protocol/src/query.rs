@@ -34,9 +34,7 @@ pub struct DeviceQuery<'a> {
 pub enum QueryError {
     #[error("the SN parameter is missing")]
     MissingSn,
-    #[error(
-        "the SN parameter is empty, too long or contains characters a serial number cannot have"
-    )]
+    #[error("the SN parameter is empty, too long or contains characters a serial number cannot have")]
     InvalidSn,
 }
 
@@ -46,8 +44,21 @@ impl<'a> DeviceQuery<'a> {
         let mut q = DeviceQuery::default();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             const NAMES: [&str; 15] = [
-                "sn", "options", "pushver", "language", "devicetype", "pushoptionsflag", "table", "stamp", "opstamp",
-                "info", "type", "tablename", "count", "cmdid", "pin",
+                "sn",
+                "options",
+                "pushver",
+                "language",
+                "devicetype",
+                "pushoptionsflag",
+                "table",
+                "stamp",
+                "opstamp",
+                "info",
+                "type",
+                "tablename",
+                "count",
+                "cmdid",
+                "pin",
             ];
             // Case-insensitive without allocating: this runs on every poll.
             let Some(index) = NAMES.iter().position(|n| n.eq_ignore_ascii_case(&key)) else { continue };
@@ -105,43 +116,22 @@ mod tests {
         assert_eq!(q.pushver.as_deref(), Some("2.4.1"));
         assert_eq!(q.device_type.as_deref(), Some("middle east"));
         let q = DeviceQuery::parse("SN=X&table=ATTLOG&Stamp=9999&unknown=1");
-        assert_eq!(
-            (q.table.as_deref(), q.stamp.as_deref()),
-            (Some("ATTLOG"), Some("9999"))
-        );
+        assert_eq!((q.table.as_deref(), q.stamp.as_deref()), (Some("ATTLOG"), Some("9999")));
         assert!(!q.is_handshake());
         let q = DeviceQuery::parse("SN=X&INFO=Ver%208.0.4.3-20230217,12,30");
         assert_eq!(q.info.as_deref(), Some("Ver 8.0.4.3-20230217,12,30"));
         let q = DeviceQuery::parse("SN=X&type=tabledata&type=other&&tablename=user");
-        assert_eq!(
-            (q.kind.as_deref(), q.table_name.as_deref()),
-            (Some("tabledata"), Some("user"))
-        );
+        assert_eq!((q.kind.as_deref(), q.table_name.as_deref()), (Some("tabledata"), Some("user")));
     }
 
     #[test]
     fn serial_validation() {
-        assert_eq!(
-            DeviceQuery::parse("table=ATTLOG").serial(),
-            Err(QueryError::MissingSn)
-        );
-        assert_eq!(
-            DeviceQuery::parse("SN=").serial(),
-            Err(QueryError::InvalidSn)
-        );
-        assert_eq!(
-            DeviceQuery::parse("SN=a%20b").serial(),
-            Err(QueryError::InvalidSn)
-        );
-        assert_eq!(
-            DeviceQuery::parse("SN=a%0Ab").serial(),
-            Err(QueryError::InvalidSn)
-        );
+        assert_eq!(DeviceQuery::parse("table=ATTLOG").serial(), Err(QueryError::MissingSn));
+        assert_eq!(DeviceQuery::parse("SN=").serial(), Err(QueryError::InvalidSn));
+        assert_eq!(DeviceQuery::parse("SN=a%20b").serial(), Err(QueryError::InvalidSn));
+        assert_eq!(DeviceQuery::parse("SN=a%0Ab").serial(), Err(QueryError::InvalidSn));
         let long = format!("SN={}", "A".repeat(MAX_SN_LEN + 1));
-        assert_eq!(
-            DeviceQuery::parse(&long).serial(),
-            Err(QueryError::InvalidSn)
-        );
+        assert_eq!(DeviceQuery::parse(&long).serial(), Err(QueryError::InvalidSn));
         assert_eq!(DeviceQuery::parse("sn=abc").serial(), Ok("abc"));
     }
 }

@@ -8,8 +8,7 @@ use std::fmt::Write as _;
 use crate::time::{LocalDateTime, handshake_time_zone, offset_hhmm};
 
 /// The upload flags we ask for (TransFlag format II, `protocol.md` §3.1): every table.
-pub const TRANS_FLAG_ALL: &str =
-    "TransData AttLog\tOpLog\tAttPhoto\tEnrollUser\tChgUser\tEnrollFP\tChgFP\tFPImag\tFACE\tUserPic\tWORKCODE\tBioPhoto";
+pub const TRANS_FLAG_ALL: &str = "TransData AttLog\tOpLog\tAttPhoto\tEnrollUser\tChgUser\tEnrollFP\tChgFP\tFPImag\tFACE\tUserPic\tWORKCODE\tBioPhoto";
 
 /// Template kinds we accept (`MultiBioDataSupport`, one slot per BIODATA type 0-9): fingerprint,
 /// NIR face, finger vein, palm and visible-light face. Everything is stored as received.
@@ -89,7 +88,12 @@ pub fn handshake(sn: &str, stamps: Stamps<'_>, settings: &ServerSettings<'_>, ut
 
 /// Security PUSH settings block: the answer to `/iclock/push` and, with `registry=ok` first, to
 /// the handshake of a registered access device (`protocol.md` §3.14, §3.15).
-pub fn security_push_config(registry_code: &str, session_id: &str, settings: &ServerSettings<'_>, registered_handshake: bool) -> String {
+pub fn security_push_config(
+    registry_code: &str,
+    session_id: &str,
+    settings: &ServerSettings<'_>,
+    registered_handshake: bool,
+) -> String {
     let mut out = String::with_capacity(320);
     if registered_handshake {
         out.push_str("registry=ok\n");

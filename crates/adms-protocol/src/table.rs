@@ -36,10 +36,7 @@ impl UploadTable {
             ("ERRORLOG", UploadTable::ErrorLog),
             ("IDCARD", UploadTable::IdCard),
         ];
-        NAMES
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(table.trim()))
-            .map_or(UploadTable::Other, |&(_, t)| t)
+        NAMES.iter().find(|(name, _)| name.eq_ignore_ascii_case(table.trim())).map_or(UploadTable::Other, |&(_, t)| t)
     }
 
     /// Canonical name, as stored.

@@ -24,7 +24,7 @@ impl LocalDateTime {
     /// Parses `YYYY-MM-DD hh:mm:ss` (or with `T` as the separator) and checks the calendar.
     pub fn parse(input: &[u8]) -> Option<LocalDateTime> {
         match date_time(input) {
-            Ok((rest, value)) if rest.is_empty() => Some(value),
+            Ok(([], value)) => Some(value),
             _ => None,
         }
     }
@@ -44,13 +44,9 @@ impl LocalDateTime {
     /// Seconds since 2000-01-01 00:00:00 in ZKTeco's "old encoded time", used by Security PUSH
     /// `DateTime=` values (`protocol.md` §3.16): every month counts 31 days.
     pub fn zk_encoded(&self) -> i64 {
-        let days = (i64::from(self.year) - 2000) * 12 * 31
-            + (i64::from(self.month) - 1) * 31
-            + (i64::from(self.day) - 1);
-        days * 86_400
-            + i64::from(self.hour) * 3600
-            + i64::from(self.minute) * 60
-            + i64::from(self.second)
+        let days =
+            (i64::from(self.year) - 2000) * 12 * 31 + (i64::from(self.month) - 1) * 31 + (i64::from(self.day) - 1);
+        days * 86_400 + i64::from(self.hour) * 3600 + i64::from(self.minute) * 60 + i64::from(self.second)
     }
 }
 
@@ -76,10 +72,7 @@ fn digits(n: usize) -> impl Fn(&[u8]) -> IResult<&[u8], u16> {
         let mut value: u16 = 0;
         for &b in raw {
             if !b.is_ascii_digit() {
-                return Err(nom::Err::Error(nom::error::Error::new(
-                    input,
-                    nom::error::ErrorKind::Digit,
-                )));
+                return Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Digit)));
             }
             value = value * 10 + u16::from(b - b'0');
         }
@@ -156,11 +149,7 @@ fn days_in_month(year: u16, month: u8) -> u8 {
 /// and ±12 h or more) in minutes, which is what fixed the 2:30 shift reported in the field.
 pub fn handshake_time_zone(offset_seconds: i32) -> i32 {
     let minutes = offset_seconds / 60;
-    if minutes % 60 == 0 && (minutes / 60).abs() < 12 {
-        minutes / 60
-    } else {
-        minutes
-    }
+    if minutes % 60 == 0 && (minutes / 60).abs() < 12 { minutes / 60 } else { minutes }
 }
 
 /// `+hhmm` / `-hhmm` form used by Security PUSH (`ServerTZ=+0800`).
