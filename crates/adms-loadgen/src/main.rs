@@ -1,0 +1,96 @@
+//! `adms-loadgen`: the benchmarks behind BENCHMARKS.md.
+//!
+//! Every scenario runs the real release `adms-bridge` binary as a separate process on loopback,
+//! with a fresh SQLite file (WAL, `synchronous=FULL`), and drives it from keep-alive HTTP/1.1
+//! connections that write requests byte for byte as firmware does. Each figure is printed beside
+//! its yardstick measured in the same run:
+//!
+//! - `ingest`: ATTLOG uploads of N lines from C connections (one device each) → punches/s
+//!   acknowledged, and rows found in the database afterwards vs rows sent;
+//! - `limit`: the same rows written straight into the same schema through `adms-store`, one
+//!   128-row transaction at a time, no HTTP → punches/s;
+//! - `poll`: `GET /iclock/getrequest` from C connections cycling over D device SNs → req/s;
+//! - `trivial`: the same GET against an axum handler that only answers `OK` → req/s.
+//!
+//! Build and run with `cargo build --release -p adms-server -p adms-loadgen &&
+//! target/release/adms-loadgen all`.
+
+mod http;
+mod scenarios;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks for adms-bridge (see BENCHMARKS.md)")]
+struct Cli {
+    /// The adms-bridge binary to measure (default: beside this one).
+    #[arg(long, global = true)]
+    server_bin: Option<PathBuf>,
+    /// Measured seconds per scenario (after a warm-up of a fifth of that).
+    #[arg(long, global = true, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent connections.
+    #[arg(long, global = true, default_value_t = 16)]
+    conns: usize,
+    #[command(subcommand)]
+    command: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// End-to-end ATTLOG ingest for each upload size.
+    Ingest {
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 128])]
+        lines: Vec<usize>,
+    },
+    /// Direct inserts through adms-store in transactions of this many rows.
+    Limit {
+        #[arg(long, default_value_t = 128)]
+        rows_per_tx: usize,
+    },
+    /// Heartbeat polls over many device SNs.
+    Poll {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+    },
+    /// A trivial axum server answering `OK`, driven like `poll`.
+    Trivial,
+    /// Everything above, printed as the BENCHMARKS.md table.
+    All,
+    /// (internal) serve the trivial handler and print `listening on http://ADDR`.
+    #[command(hide = true)]
+    TrivialServer,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Scenario::TrivialServer = cli.command {
+        return runtime.block_on(scenarios::serve_trivial());
+    }
+    let server_bin = match cli.server_bin {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("adms-bridge"),
+    };
+    anyhow::ensure!(server_bin.is_file(), "no server binary at {} (build adms-server first)", server_bin.display());
+    let run = scenarios::Run { server_bin, duration: Duration::from_secs(cli.seconds), conns: cli.conns };
+    runtime.block_on(async move {
+        match cli.command {
+            Scenario::Ingest { lines } => {
+                for n in lines {
+                    println!("{}", run.ingest(n).await.with_context(|| format!("ingest {n} lines"))?);
+                }
+            }
+            Scenario::Limit { rows_per_tx } => println!("{}", run.limit(rows_per_tx).await?),
+            Scenario::Poll { devices } => println!("{}", run.poll(devices).await?),
+            Scenario::Trivial => println!("{}", run.trivial().await?),
+            Scenario::All => run.all().await?,
+            Scenario::TrivialServer => unreachable!("handled above"),
+        }
+        anyhow::Ok(())
+    })
+}

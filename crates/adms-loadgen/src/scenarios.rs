@@ -1,0 +1,452 @@
+//! The scenarios: each starts what it measures, warms up, measures for a fixed time, and checks
+//! what it measured (every reply exact, every acknowledged row in the database).
+
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use adms_store::{NewDevice, NewPunch, PunchBatch, Store, StoreOptions};
+use anyhow::{Context, bail, ensure};
+use sqlx::ConnectOptions;
+
+use crate::http::{self, Connection};
+
+/// Shared settings of one benchmark run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub server_bin: PathBuf,
+    pub duration: Duration,
+    pub conns: usize,
+}
+
+/// One measured figure.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub name: String,
+    /// Punches/s or requests/s, over the measured window.
+    pub rate: f64,
+    pub unit: &'static str,
+    /// For ingest: rows acknowledged to devices over the whole run, and rows found afterwards.
+    pub acknowledged: Option<u64>,
+    pub stored: Option<u64>,
+}
+
+impl fmt::Display for Figure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:<44} {:>10.0} {}", self.name, self.rate, self.unit)?;
+        if let (Some(sent), Some(stored)) = (self.acknowledged, self.stored) {
+            write!(f, "   (acknowledged {sent}, stored {stored})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What every connection task reports.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    /// Units (punches or requests) completed inside the measured window.
+    measured: u64,
+    /// Units completed over the whole run, warm-up included.
+    total: u64,
+}
+
+impl Run {
+    fn warm_up(&self) -> Duration {
+        self.duration / 5
+    }
+
+    /// ATTLOG uploads of `lines` lines from `conns` devices, one keep-alive connection each.
+    pub async fn ingest(&self, lines: usize) -> anyhow::Result<Figure> {
+        let dir = tempfile::tempdir()?;
+        let server = ServerProcess::start(&self.server_bin, dir.path())?;
+        let addr = Arc::new(server.addr.clone());
+        let clock = Clock::new(self.warm_up(), self.duration);
+        let mut tasks = Vec::new();
+        for device in 0..self.conns {
+            let addr = Arc::clone(&addr);
+            tasks.push(tokio::spawn(async move {
+                let sn = format!("BENCH{device:04}");
+                let mut conn = Connection::open(&addr).await?;
+                let mut request = Vec::new();
+                http::get(&mut request, &addr, &format!("/iclock/cdata?SN={sn}&options=all&pushver=2.4.1"));
+                let r = conn.send(&request).await?;
+                ensure!(r.status == 200, "handshake answered {}", r.status);
+                let path = format!("/iclock/cdata?SN={sn}&table=ATTLOG&Stamp=9999");
+                let expected = format!("OK: {lines}");
+                let mut body = Vec::with_capacity(lines * 40);
+                let mut next_punch = 0u64;
+                let mut tally = Tally::default();
+                while !clock.finished() {
+                    body.clear();
+                    for _ in 0..lines {
+                        attlog_line(&mut body, next_punch);
+                        next_punch += 1;
+                    }
+                    http::post(&mut request, &addr, &path, &body);
+                    let r = conn.send(&request).await?;
+                    ensure!(
+                        r.status == 200 && r.body == expected.as_bytes(),
+                        "device {sn} got {} {:?}",
+                        r.status,
+                        String::from_utf8_lossy(r.body)
+                    );
+                    tally.total += lines as u64;
+                    if clock.measuring() {
+                        tally.measured += lines as u64;
+                    }
+                }
+                Ok(tally)
+            }));
+        }
+        let tally = join(tasks).await?;
+        let db = server.stop()?;
+        let stored = count_punches(&db).await?;
+        ensure!(stored == tally.total, "acknowledged {} punches but {stored} are stored", tally.total);
+        Ok(Figure {
+            name: format!("ingest, {lines}-line uploads, {} conns", self.conns),
+            rate: tally.measured as f64 / self.duration.as_secs_f64(),
+            unit: "punches/s",
+            acknowledged: Some(tally.total),
+            stored: Some(stored),
+        })
+    }
+
+    /// The same rows straight into the same schema through adms-store: one transaction of
+    /// `rows_per_tx` rows at a time, no HTTP, no concurrency (so no group commit).
+    pub async fn limit(&self, rows_per_tx: usize) -> anyhow::Result<Figure> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}/limit.db", dir.path().display());
+        let store = Store::open(&url, StoreOptions::default()).await?;
+        let device = store
+            .register_device(&NewDevice { sn: "LIMIT0001", protocol_family: "attendance", ..NewDevice::default() })
+            .await?;
+        let clock = Clock::new(self.warm_up(), self.duration);
+        let mut tally = Tally::default();
+        let mut next_punch = 0u64;
+        let mut line = Vec::new();
+        while !clock.finished() {
+            let mut batch = PunchBatch::new(device.id);
+            for _ in 0..rows_per_tx {
+                let secs = BASE_EPOCH + next_punch as i64;
+                line.clear();
+                attlog_line(&mut line, next_punch);
+                let raw = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+                let mut fields = raw.split('\t');
+                batch.punches.push(NewPunch {
+                    pin: fields.next().unwrap_or_default().to_owned(),
+                    local_time: fields.next().unwrap_or_default().to_owned(),
+                    state: "0".into(),
+                    verify: 1,
+                    work_code: "0".into(),
+                    extra: "0\t0".into(),
+                    time_zone: Some("UTC".into()),
+                    utc_time: Some(secs),
+                    mask_flag: None,
+                    temperature: None,
+                    raw_line: raw,
+                });
+                next_punch += 1;
+            }
+            store.punch_writer().write(batch).await?;
+            tally.total += rows_per_tx as u64;
+            if clock.measuring() {
+                tally.measured += rows_per_tx as u64;
+            }
+        }
+        store.close().await;
+        let stored = count_punches(&dir.path().join("limit.db")).await?;
+        ensure!(stored == tally.total, "wrote {} punches but {stored} are stored", tally.total);
+        Ok(Figure {
+            name: format!("limit: adms-store, {rows_per_tx}-row transactions"),
+            rate: tally.measured as f64 / self.duration.as_secs_f64(),
+            unit: "punches/s",
+            acknowledged: Some(tally.total),
+            stored: Some(stored),
+        })
+    }
+
+    /// `GET /iclock/getrequest` from `conns` connections cycling over `devices` SNs.
+    pub async fn poll(&self, devices: usize) -> anyhow::Result<Figure> {
+        let dir = tempfile::tempdir()?;
+        let server = ServerProcess::start(&self.server_bin, dir.path())?;
+        // First contact registers a device (one commit each); do it before measuring, as a
+        // fleet that has been polling for a while would have.
+        let mut conn = Connection::open(&server.addr).await?;
+        let mut request = Vec::new();
+        for device in 0..devices {
+            http::get(&mut request, &server.addr, &format!("/iclock/getrequest?SN=POLL{device:05}"));
+            let r = conn.send(&request).await?;
+            ensure!(r.status == 200 && r.body == b"OK", "registration poll got {}", r.status);
+        }
+        let figure = self.drive_polls(&server.addr, devices, "getrequest, 1,000 SNs").await?;
+        server.stop()?;
+        Ok(figure)
+    }
+
+    /// The same polls against a handler that does nothing but answer `OK`.
+    pub async fn trivial(&self) -> anyhow::Result<Figure> {
+        let server = ServerProcess::spawn(
+            Command::new(std::env::current_exe()?).arg("trivial-server"),
+            Path::new("/nonexistent"),
+        )?;
+        let figure = self.drive_polls(&server.addr, 1000, "trivial axum handler").await?;
+        server.stop()?;
+        Ok(figure)
+    }
+
+    async fn drive_polls(&self, addr: &str, devices: usize, label: &str) -> anyhow::Result<Figure> {
+        let addr: Arc<str> = Arc::from(addr);
+        let clock = Clock::new(self.warm_up(), self.duration);
+        let mut tasks = Vec::new();
+        for c in 0..self.conns {
+            let addr = Arc::clone(&addr);
+            let conns = self.conns;
+            tasks.push(tokio::spawn(async move {
+                let requests: Vec<Vec<u8>> = (c..devices)
+                    .step_by(conns)
+                    .map(|device| {
+                        let mut r = Vec::new();
+                        http::get(&mut r, &addr, &format!("/iclock/getrequest?SN=POLL{device:05}"));
+                        r
+                    })
+                    .collect();
+                let mut conn = Connection::open(&addr).await?;
+                let mut tally = Tally::default();
+                for request in requests.iter().cycle() {
+                    if clock.finished() {
+                        break;
+                    }
+                    let r = conn.send(request).await?;
+                    ensure!(r.status == 200 && r.body == b"OK", "poll got {}", r.status);
+                    tally.total += 1;
+                    if clock.measuring() {
+                        tally.measured += 1;
+                    }
+                }
+                Ok(tally)
+            }));
+        }
+        let tally = join(tasks).await?;
+        Ok(Figure {
+            name: format!("{label}, {} conns", self.conns),
+            rate: tally.measured as f64 / self.duration.as_secs_f64(),
+            unit: "req/s",
+            acknowledged: None,
+            stored: None,
+        })
+    }
+
+    /// Every scenario, then the table for BENCHMARKS.md.
+    pub async fn all(&self) -> anyhow::Result<()> {
+        let limit = self.limit(128).await?;
+        println!("{limit}");
+        let mut ingest = Vec::new();
+        for lines in [1, 16, 128] {
+            let figure = self.ingest(lines).await?;
+            println!("{figure}");
+            ingest.push(figure);
+        }
+        let poll = self.poll(1000).await?;
+        println!("{poll}");
+        let trivial = self.trivial().await?;
+        println!("{trivial}");
+
+        println!("\n| scenario | rate | vs yardstick | stored / acknowledged |\n|---|---:|---:|---:|");
+        println!(
+            "| {} | {:.0} {} | (yardstick) | {} / {} |",
+            limit.name,
+            limit.rate,
+            limit.unit,
+            stored(&limit),
+            acked(&limit)
+        );
+        for f in &ingest {
+            println!(
+                "| {} | {:.0} {} | {:.0} % of limit | {} / {} |",
+                f.name,
+                f.rate,
+                f.unit,
+                100.0 * f.rate / limit.rate,
+                stored(f),
+                acked(f)
+            );
+        }
+        println!("| {} | {:.0} {} | (yardstick) | |", trivial.name, trivial.rate, trivial.unit);
+        println!(
+            "| {} | {:.0} {} | {:.0} % of trivial | |",
+            poll.name,
+            poll.rate,
+            poll.unit,
+            100.0 * poll.rate / trivial.rate
+        );
+        Ok(())
+    }
+}
+
+fn stored(f: &Figure) -> u64 {
+    f.stored.unwrap_or_default()
+}
+
+fn acked(f: &Figure) -> u64 {
+    f.acknowledged.unwrap_or_default()
+}
+
+/// The warm-up and measured windows, shared by every task of a scenario.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    measure_from: Instant,
+    end: Instant,
+}
+
+impl Clock {
+    fn new(warm_up: Duration, duration: Duration) -> Clock {
+        let measure_from = Instant::now() + warm_up;
+        Clock { measure_from, end: measure_from + duration }
+    }
+
+    fn measuring(&self) -> bool {
+        let now = Instant::now();
+        now >= self.measure_from && now < self.end
+    }
+
+    fn finished(&self) -> bool {
+        Instant::now() >= self.end
+    }
+}
+
+async fn join(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Tally>>>) -> anyhow::Result<Tally> {
+    let mut sum = Tally::default();
+    for task in tasks {
+        let t = task.await??;
+        sum.measured += t.measured;
+        sum.total += t.total;
+    }
+    Ok(sum)
+}
+
+/// 2026-01-01 00:00:00: punch `n` of a device is at this instant plus `n` seconds, so every
+/// line of a run is distinct (and stored) and the natural-key check does real work.
+const BASE_EPOCH: i64 = 1_767_225_600;
+
+/// Appends punch `n` as a 7-column ATTLOG line; PINs cycle over 1,000 employees.
+fn attlog_line(out: &mut Vec<u8>, n: u64) {
+    use std::io::Write;
+    let secs = BASE_EPOCH + n as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let _ = writeln!(
+        out,
+        "{}\t{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}\t0\t1\t0\t0\t0",
+        1 + n % 1000,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+async fn count_punches(db: &Path) -> anyhow::Result<u64> {
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM punches").fetch_one(&mut conn).await?;
+    Ok(u64::try_from(n)?)
+}
+
+/// A server process on 127.0.0.1:0; killed if dropped without `stop`.
+#[derive(Debug)]
+struct ServerProcess {
+    child: Child,
+    addr: String,
+    db: PathBuf,
+}
+
+impl ServerProcess {
+    fn start(bin: &Path, dir: &Path) -> anyhow::Result<ServerProcess> {
+        let db = dir.join("bench.db");
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .env("ADMS_DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env("ADMS_ADMIN_USER", "bench")
+            .env("ADMS_ADMIN_PASSWORD", "bench-password")
+            .env("ADMS_TIME_ZONE", "UTC")
+            .env("ADMS_UNKNOWN_DEVICES", "auto")
+            .env("RUST_LOG", "error")
+            .env_remove("ADMS_CONFIG");
+        ServerProcess::spawn(&mut cmd, &db)
+    }
+
+    fn spawn(cmd: &mut Command, db: &Path) -> anyhow::Result<ServerProcess> {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("spawn server")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
+            let _ = child.kill();
+            bail!("server printed {line:?} instead of its address");
+        };
+        Ok(ServerProcess { addr: addr.to_owned(), child, db: db.to_owned() })
+    }
+
+    /// SIGTERM, wait for a clean exit, and return the database path.
+    fn stop(mut self) -> anyhow::Result<PathBuf> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait()?.is_none() {
+            ensure!(Instant::now() < deadline, "server did not stop within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(self.db.clone())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The yardstick for polls: axum answering `OK` to anything, nothing else.
+pub async fn serve_trivial() -> anyhow::Result<()> {
+    let app = axum::Router::new().fallback(|| async { "OK" });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+        term.recv().await;
+    };
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn punch_lines_are_distinct_valid_times() {
+        let mut out = Vec::new();
+        attlog_line(&mut out, 0);
+        assert_eq!(out, b"1\t2026-01-01 00:00:00\t0\t1\t0\t0\t0\n");
+        out.clear();
+        attlog_line(&mut out, 86_400 * 59 + 3661);
+        assert_eq!(out, b"262\t2026-03-01 01:01:01\t0\t1\t0\t0\t0\n");
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}
