@@ -150,7 +150,7 @@ mod tests {
         let ok = r[1].unwrap();
         assert_eq!((ok.id, ok.return_code, ok.cmd), ("32", Some(0), "Shell"));
         assert_eq!(ok.payload, b"Content=total 0\nline two\n");
-        assert!(matches!(parse_command_results(b"ID=&Return=0")[0], Err(_)));
+        assert!(parse_command_results(b"ID=&Return=0")[0].is_err());
         assert!(parse_command_results(b"").is_empty());
     }
 }

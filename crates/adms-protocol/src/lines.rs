@@ -58,9 +58,12 @@ mod tests {
         lines(body).map(|l| (l.number, l.bytes)).collect()
     }
 
+    /// (body, expected (line number, bytes))
+    type Case<'a> = (&'a [u8], &'a [(u32, &'a [u8])]);
+
     #[test]
     fn frames_lf_crlf_blank_and_missing_final_newline() {
-        let cases: &[(&[u8], &[(u32, &[u8])])] = &[
+        let cases: &[Case<'_>] = &[
             (b"", &[]),
             (b"\n\n", &[]),
             (b"a", &[(1, b"a")]),

@@ -48,8 +48,8 @@ pub fn parse_options(body: &[u8]) -> Vec<OptionPair<'_>> {
             }
             None => match current.as_mut() {
                 _ if segment.trim_ascii().is_empty() => {}
-                // A newline never glues: it only separates.
-                Some((_, _, ve)) if body.get(start.wrapping_sub(1)) == Some(&b',') => *ve = end,
+                // A newline never glues: it only separates, even when blank segments (`\n,`) follow it.
+                Some((_, _, ve)) if !body[*ve..start].contains(&b'\n') => *ve = end,
                 _ => {
                     if let Some((k, vs, ve)) = current.take() {
                         pairs.push(OptionPair { key: k, value: body[vs..ve].trim_ascii() });
