@@ -51,6 +51,9 @@ enum Scenario {
     Limit {
         #[arg(long, default_value_t = 128)]
         rows_per_tx: usize,
+        /// Concurrent writers (devices); more than one lets group commit merge batches.
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
     },
     /// Heartbeat polls over many device SNs.
     Poll {
@@ -68,6 +71,10 @@ enum Scenario {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Off unless asked for (LOADGEN_LOG=adms_store=debug shows group-commit sizes).
+    if let Ok(filter) = std::env::var("LOADGEN_LOG") {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if let Scenario::TrivialServer = cli.command {
         return runtime.block_on(scenarios::serve_trivial());
@@ -85,7 +92,7 @@ fn main() -> anyhow::Result<()> {
                     println!("{}", run.ingest(n).await.with_context(|| format!("ingest {n} lines"))?);
                 }
             }
-            Scenario::Limit { rows_per_tx } => println!("{}", run.limit(rows_per_tx).await?),
+            Scenario::Limit { rows_per_tx, writers } => println!("{}", run.limit(rows_per_tx, writers).await?),
             Scenario::Poll { devices } => println!("{}", run.poll(devices).await?),
             Scenario::Trivial => println!("{}", run.trivial().await?),
             Scenario::All => run.all().await?,

@@ -114,53 +114,48 @@ impl Run {
         })
     }
 
-    /// The same rows straight into the same schema through adms-store: one transaction of
-    /// `rows_per_tx` rows at a time, no HTTP, no concurrency (so no group commit).
-    pub async fn limit(&self, rows_per_tx: usize) -> anyhow::Result<Figure> {
+    /// The same rows straight into the same schema through adms-store, no HTTP: `writers` tasks
+    /// (one device each) each writing one `rows_per_tx`-row batch at a time. With one writer
+    /// every batch is its own transaction; with more, the store's group commit may merge them.
+    pub async fn limit(&self, rows_per_tx: usize, writers: usize) -> anyhow::Result<Figure> {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}/limit.db", dir.path().display());
         let store = Store::open(&url, StoreOptions::default()).await?;
-        let device = store
-            .register_device(&NewDevice { sn: "LIMIT0001", protocol_family: "attendance", ..NewDevice::default() })
-            .await?;
         let clock = Clock::new(self.warm_up(), self.duration);
-        let mut tally = Tally::default();
-        let mut next_punch = 0u64;
-        let mut line = Vec::new();
-        while !clock.finished() {
-            let mut batch = PunchBatch::new(device.id);
-            for _ in 0..rows_per_tx {
-                let secs = BASE_EPOCH + next_punch as i64;
-                line.clear();
-                attlog_line(&mut line, next_punch);
-                let raw = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-                let mut fields = raw.split('\t');
-                batch.punches.push(NewPunch {
-                    pin: fields.next().unwrap_or_default().to_owned(),
-                    local_time: fields.next().unwrap_or_default().to_owned(),
-                    state: "0".into(),
-                    verify: 1,
-                    work_code: "0".into(),
-                    extra: "0\t0".into(),
-                    time_zone: Some("UTC".into()),
-                    utc_time: Some(secs),
-                    mask_flag: None,
-                    temperature: None,
-                    raw_line: raw,
-                });
-                next_punch += 1;
-            }
-            store.punch_writer().write(batch).await?;
-            tally.total += rows_per_tx as u64;
-            if clock.measuring() {
-                tally.measured += rows_per_tx as u64;
-            }
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let sn = format!("LIMIT{w:04}");
+            let device = store
+                .register_device(&NewDevice { sn: &sn, protocol_family: "attendance", ..NewDevice::default() })
+                .await?;
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut next_punch = 0u64;
+                let mut line = Vec::new();
+                while !clock.finished() {
+                    let mut batch = PunchBatch::new(device.id);
+                    for _ in 0..rows_per_tx {
+                        line.clear();
+                        attlog_line(&mut line, next_punch);
+                        batch.punches.push(new_punch(&line, next_punch));
+                        next_punch += 1;
+                    }
+                    store.punch_writer().write(batch).await?;
+                    tally.total += rows_per_tx as u64;
+                    if clock.measuring() {
+                        tally.measured += rows_per_tx as u64;
+                    }
+                }
+                Ok(tally)
+            }));
         }
+        let tally = join(tasks).await?;
         store.close().await;
         let stored = count_punches(&dir.path().join("limit.db")).await?;
         ensure!(stored == tally.total, "wrote {} punches but {stored} are stored", tally.total);
         Ok(Figure {
-            name: format!("limit: adms-store, {rows_per_tx}-row transactions"),
+            name: format!("limit: adms-store, {rows_per_tx}-row batches, {writers} writer(s)"),
             rate: tally.measured as f64 / self.duration.as_secs_f64(),
             unit: "punches/s",
             acknowledged: Some(tally.total),
@@ -241,7 +236,7 @@ impl Run {
 
     /// Every scenario, then the table for BENCHMARKS.md.
     pub async fn all(&self) -> anyhow::Result<()> {
-        let limit = self.limit(128).await?;
+        let limit = self.limit(128, 1).await?;
         println!("{limit}");
         let mut ingest = Vec::new();
         for lines in [1, 16, 128] {
@@ -331,6 +326,25 @@ async fn join(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Tally>>>) -> any
 /// line of a run is distinct (and stored) and the natural-key check does real work.
 const BASE_EPOCH: i64 = 1_767_225_600;
 
+/// The punch the server would build from `line` (punch `n`, zone UTC).
+fn new_punch(line: &[u8], n: u64) -> NewPunch {
+    let raw = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line)).into_owned();
+    let mut fields = raw.split('\t');
+    NewPunch {
+        pin: fields.next().unwrap_or_default().to_owned(),
+        local_time: fields.next().unwrap_or_default().to_owned(),
+        state: "0".into(),
+        verify: 1,
+        work_code: "0".into(),
+        extra: "0\t0".into(),
+        time_zone: Some("UTC".into()),
+        utc_time: Some(BASE_EPOCH + n as i64),
+        mask_flag: None,
+        temperature: None,
+        raw_line: raw,
+    }
+}
+
 /// Appends punch `n` as a 7-column ATTLOG line; PINs cycle over 1,000 employees.
 fn attlog_line(out: &mut Vec<u8>, n: u64) {
     use std::io::Write;
@@ -384,7 +398,7 @@ impl ServerProcess {
             .env("ADMS_ADMIN_PASSWORD", "bench-password")
             .env("ADMS_TIME_ZONE", "UTC")
             .env("ADMS_UNKNOWN_DEVICES", "auto")
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", std::env::var("LOADGEN_SERVER_LOG").unwrap_or_else(|_| "error".into()))
             .env_remove("ADMS_CONFIG");
         ServerProcess::spawn(&mut cmd, &db)
     }

@@ -232,10 +232,11 @@ pub fn normalize_path(mut request: Request) -> Request {
 fn is_normal(path: &str) -> bool {
     let b = path.as_bytes();
     let device_path = b.len() >= 8 && b[..8].eq_ignore_ascii_case(b"/iclock/") && !b[8..].starts_with(b"api/");
-    !path.contains("//")
-        && (b.len() == 1 || !path.ends_with('/'))
-        && !(b.len() > 5 && b[b.len() - 5..].eq_ignore_ascii_case(b".aspx"))
-        && !(device_path && b.iter().any(u8::is_ascii_uppercase))
+    let double_slash = path.contains("//");
+    let trailing_slash = b.len() > 1 && path.ends_with('/');
+    let aspx = b.len() > 5 && b[b.len() - 5..].eq_ignore_ascii_case(b".aspx");
+    let upper_case_device_path = device_path && b.iter().any(u8::is_ascii_uppercase);
+    !(double_slash || trailing_slash || aspx || upper_case_device_path)
 }
 
 #[cfg(test)]

@@ -7,12 +7,16 @@
 //! is answered before its rows are durable.
 //!
 //! Punches travel to SQLite as one JSON array bound as a single parameter and unpacked with
-//! `json_each`, so a group of any size is a handful of static, fully parameterised statements.
+//! `jsonb_each` (each row is then read as JSONB, without re-parsing its text), so a group of any
+//! size is one static, fully parameterised INSERT. A commit waits up to [`GATHER_WINDOW`] for
+//! the devices of the previous group to come back, so steady load commits in full groups.
 //! De-duplication is by the natural key (device, PIN, local time, state, verify, work code): a
 //! re-sent punch inserts nothing and keeps its id and `seq`. `seq` is assigned in the same
-//! statement from the device's `last_seq`, in upload order, without gaps.
+//! statement from the device's `last_seq`, in upload order, without gaps (a trigger advances
+//! `last_seq`).
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +27,8 @@ use crate::{StoreError, now_micros, sha256};
 const ROWS_PER_STATEMENT: usize = 2_000;
 /// Batches per transaction at most.
 const BATCHES_PER_GROUP: usize = 256;
+/// How long a commit may wait for the devices of the previous group to come back.
+const GATHER_WINDOW: Duration = Duration::from_micros(500);
 
 /// One punch ready to store; built by the server from a parsed ATTLOG line.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -104,10 +110,12 @@ impl PunchWriter {
 
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCHES_PER_GROUP);
-    while rx.recv_many(&mut jobs, BATCHES_PER_GROUP).await > 0 {
-        let batches: Vec<&PunchBatch> = jobs.iter().map(|j| &j.batch).collect();
-        match write_group(&mut conn, &batches).await {
+    let mut last_group = 0;
+    while let Some(first) = rx.recv().await {
+        jobs.push(first);
+        match commit_group(&mut conn, &mut rx, &mut jobs, last_group).await {
             Ok(inserted) => {
+                last_group = jobs.len();
                 tracing::debug!(batches = jobs.len(), inserted, "punch group committed");
                 for job in jobs.drain(..) {
                     let _ = job.done.send(Ok(()));
@@ -118,7 +126,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 // the culprit's device gets an error (and resends).
                 tracing::warn!(%error, batches = jobs.len(), "punch group failed; retrying batches one by one");
                 for job in jobs.drain(..) {
-                    let result = write_group(&mut conn, &[&job.batch]).await.map(|_| ()).map_err(|e| {
+                    let result = commit_one(&mut conn, &job.batch).await.map(|_| ()).map_err(|e| {
                         tracing::error!(device_id = job.batch.device_id, error = %e, "punch batch failed");
                         e.to_string()
                     });
@@ -128,6 +136,50 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         }
     }
     let _ = conn.close().await;
+}
+
+/// Opens the transaction, then gathers every batch that is waiting (the first is in `jobs`)
+/// and commits them together. The write lock is taken *before* gathering so that requests
+/// arriving while it is being taken join this commit instead of waiting for the next one.
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    rx: &mut mpsc::Receiver<Job>,
+    jobs: &mut Vec<Job>,
+    last_group: usize,
+) -> Result<u64, StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let gather_until = Instant::now() + GATHER_WINDOW;
+    loop {
+        match rx.try_recv() {
+            Ok(job) if jobs.len() < BATCHES_PER_GROUP => {
+                jobs.push(job);
+                continue;
+            }
+            Ok(job) => {
+                jobs.push(job);
+                break;
+            }
+            Err(_) => {}
+        }
+        // Under steady load the devices answered by the previous commit are already on their
+        // way back; waiting a few microseconds for them turns alternating small and large
+        // groups into full ones. Only when the last group was bigger, so a lone device never waits.
+        if jobs.len() >= last_group || Instant::now() >= gather_until {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let batches: Vec<&PunchBatch> = jobs.iter().map(|j| &j.batch).collect();
+    let inserted = write_batches(&mut tx, &batches).await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+async fn commit_one(conn: &mut SqliteConnection, batch: &PunchBatch) -> Result<u64, StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let inserted = write_batches(&mut tx, &[batch]).await?;
+    tx.commit().await?;
+    Ok(inserted)
 }
 
 /// One punch as a JSON array element, in the column order `INSERT_PUNCHES` reads.
@@ -150,17 +202,12 @@ type PunchRow<'a> = (
 /// Key of a punch for de-duplication inside one group.
 type NaturalKey<'a> = (i64, &'a str, &'a str, &'a str, u16, &'a str);
 
-/// Writes every batch in one transaction; returns the number of new punch rows.
-async fn write_group(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+/// Writes every batch inside the caller's transaction; returns the number of new punch rows.
+async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
     let mut seen: HashSet<NaturalKey<'_>> = HashSet::new();
     let mut rows: Vec<PunchRow<'_>> = Vec::new();
-    let mut devices: Vec<i64> = Vec::new();
     let mut inserted = 0;
     for batch in batches {
-        if !devices.contains(&batch.device_id) {
-            devices.push(batch.device_id);
-        }
         for p in &batch.punches {
             let key = (
                 batch.device_id,
@@ -190,21 +237,13 @@ async fn write_group(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
             ));
         }
     }
-    let devices_json = serde_json::to_string(&devices).unwrap_or_else(|_| "[]".into());
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
         inserted += sqlx::query(INSERT_PUNCHES).bind(json).execute(&mut *tx).await?.rows_affected();
-        sqlx::query(
-            "UPDATE devices SET last_seq = COALESCE((SELECT MAX(seq) FROM punches WHERE device_id = devices.id), 0) \
-             WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(&devices_json)
-        .execute(&mut *tx)
-        .await?;
     }
     for batch in batches {
         for r in &batch.rejected {
-            insert_rejected(&mut tx, batch.device_id, r, batch.received_at).await?;
+            insert_rejected(tx, batch.device_id, r, batch.received_at).await?;
         }
         if let Some(stamp) = &batch.attlog_stamp {
             sqlx::query("UPDATE devices SET attlog_stamp = ? WHERE id = ?")
@@ -214,7 +253,6 @@ async fn write_group(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
                 .await?;
         }
     }
-    tx.commit().await?;
     Ok(inserted)
 }
 
@@ -230,7 +268,7 @@ FROM (SELECT j.key AS ord, j.value ->> 0 AS device_id, j.value ->> 1 AS pin, j.v
              j.value ->> 3 AS state, j.value ->> 4 AS verify, j.value ->> 5 AS work_code, j.value ->> 6 AS extra,
              j.value ->> 7 AS time_zone, j.value ->> 8 AS utc_time, j.value ->> 9 AS mask_flag,
              j.value ->> 10 AS temperature, j.value ->> 11 AS raw_line, j.value ->> 12 AS received_at
-      FROM json_each(?) AS j) AS n
+      FROM jsonb_each(?) AS j) AS n
 JOIN devices AS d ON d.id = n.device_id
 WHERE NOT EXISTS (SELECT 1 FROM punches AS p
                   WHERE p.device_id = n.device_id AND p.pin = n.pin AND p.local_time = n.local_time
