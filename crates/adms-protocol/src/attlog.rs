@@ -4,10 +4,10 @@
 //! columns, trailing TABs and empty work codes; only the first four columns are required, every
 //! column after the work code is kept verbatim in [`AttLogRecord::extra`].
 
-use nom::bytes::complete::take_till;
-use nom::{IResult, Parser};
+use nom::IResult;
 
-use crate::reject::RejectReason;
+use crate::lines::{Line, lines};
+use crate::reject::{RejectReason, Rejected};
 use crate::time::LocalDateTime;
 
 /// Longest PIN accepted. Devices use up to ~24 characters; national-ID PINs are ~20 digits.
@@ -59,8 +59,15 @@ impl<'a> AttLogRecord<'a> {
     }
 }
 
+/// Length of `YYYY-MM-DD hh:mm:ss`.
+const TIME_LEN: usize = 19;
+
+/// The next field: everything up to the next TAB. A plain loop, not memchr: ATTLOG fields are
+/// 1 to 19 bytes, too short for a vector search to pay for its set-up.
+#[inline]
 fn field(input: &[u8]) -> IResult<&[u8], &[u8]> {
-    take_till(|b| b == b'\t').parse(input)
+    let end = input.iter().position(|&b| b == b'\t').unwrap_or(input.len());
+    Ok((&input[end..], &input[..end]))
 }
 
 /// Consumes the TAB after a field; `None` when the line ended instead.
@@ -70,12 +77,6 @@ fn tab(input: &[u8]) -> Option<&[u8]> {
 
 fn has_control(bytes: &[u8]) -> bool {
     bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
-}
-
-fn as_str(bytes: &[u8]) -> &str {
-    // Only called on sub-slices of a line already validated as UTF-8 and split at ASCII TABs,
-    // so this cannot fail; fall back to "" rather than panic.
-    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 fn state_code(raw: &[u8]) -> Result<(), RejectReason> {
@@ -103,7 +104,55 @@ pub fn parse_attlog_line(line: &[u8]) -> Result<AttLogRecord<'_>, RejectReason> 
         return Err(RejectReason::FieldTooLong);
     }
     let text = std::str::from_utf8(line).map_err(|_| RejectReason::InvalidUtf8)?;
+    parse_text_line(text, true)
+}
+
+/// Parses every line of an ATTLOG body, like [`parse_lines`](crate::parse_lines) with
+/// [`parse_attlog_line`], and with the same results, only faster: one pass over the whole body
+/// checks that it is plain printable ASCII (TAB and line ends aside), which is what terminals
+/// send; then no line needs its own UTF-8 or control-character check. Any other body is parsed
+/// line by line.
+pub fn parse_attlog_body(body: &[u8]) -> impl Iterator<Item = Result<(Line<'_>, AttLogRecord<'_>), Rejected<'_>>> {
+    let clean_text = if is_plain_ascii_text(body) { std::str::from_utf8(body).ok() } else { None };
+    lines(body).map(move |line| {
+        let parsed = match clean_text {
+            Some(text) if line.bytes.len() <= MAX_LINE_LEN => {
+                // `line.bytes` is a sub-slice of `body`, so its offset indexes `text` too.
+                let start = line.bytes.as_ptr() as usize - body.as_ptr() as usize;
+                match text.get(start..start + line.bytes.len()) {
+                    Some(line_text) => parse_text_line(line_text, false),
+                    None => parse_attlog_line(line.bytes),
+                }
+            }
+            _ => parse_attlog_line(line.bytes),
+        };
+        match parsed {
+            Ok(record) => Ok((line, record)),
+            Err(reason) => Err(Rejected { line, reason }),
+        }
+    })
+}
+
+/// True when every byte is printable ASCII, TAB or LF, and every CR is part of a CRLF. Written
+/// without early exit so that it compiles to a vector loop.
+fn is_plain_ascii_text(body: &[u8]) -> bool {
+    let printable = body.chunks(64).all(|chunk| {
+        chunk
+            .iter()
+            .fold(true, |ok, &b| ok & (((0x20..0x7f).contains(&b)) | (b == b'\t') | (b == b'\n') | (b == b'\r')))
+    });
+    printable && memchr::memchr_iter(b'\r', body).count() == memchr::memmem::find_iter(body, b"\r\n").count()
+}
+
+/// The field parser over validated text; `check_controls` is false only when the whole body is
+/// already known to be free of control characters.
+fn parse_text_line(text: &str, check_controls: bool) -> Result<AttLogRecord<'_>, RejectReason> {
     let input = text.as_bytes();
+    // Fields are split at ASCII TABs, so every field boundary is a char boundary of `text`.
+    let as_str = |part: &[u8]| {
+        let start = part.as_ptr() as usize - input.as_ptr() as usize;
+        text.get(start..start + part.len()).unwrap_or_default()
+    };
     let parse_error = |_| RejectReason::TooFewFields;
 
     let (rest, pin) = field(input).map_err(parse_error)?;
@@ -113,11 +162,15 @@ pub fn parse_attlog_line(line: &[u8]) -> Result<AttLogRecord<'_>, RejectReason> 
     if pin.len() > MAX_PIN_LEN {
         return Err(RejectReason::FieldTooLong);
     }
-    if has_control(pin) {
+    if check_controls && has_control(pin) {
         return Err(RejectReason::ControlCharacter);
     }
     let rest = tab(rest).ok_or(RejectReason::TooFewFields)?;
-    let (rest, time_raw) = field(rest).map_err(parse_error)?;
+    // The time is 19 bytes on every firmware: look for its TAB there before scanning for it.
+    let (rest, time_raw) = match rest.get(TIME_LEN) {
+        Some(b'\t') => (&rest[TIME_LEN..], &rest[..TIME_LEN]),
+        _ => field(rest).map_err(parse_error)?,
+    };
     let time = LocalDateTime::parse(time_raw).ok_or(RejectReason::BadTime)?;
     let rest = tab(rest).ok_or(RejectReason::TooFewFields)?;
     let (rest, state) = field(rest).map_err(parse_error)?;
@@ -126,16 +179,16 @@ pub fn parse_attlog_line(line: &[u8]) -> Result<AttLogRecord<'_>, RejectReason> 
     let (rest, verify) = field(rest).map_err(parse_error)?;
     let verify = verify_code(verify)?;
     let (work_code, extra): (&[u8], &[u8]) = match tab(rest) {
-        None => (b"", b""),
+        None => (&rest[..0], &rest[..0]),
         Some(rest) => {
             let (rest, work_code) = field(rest).map_err(parse_error)?;
-            (work_code, tab(rest).unwrap_or(b""))
+            (work_code, tab(rest).unwrap_or(&rest[..0]))
         }
     };
     if work_code.len() > MAX_WORK_CODE_LEN {
         return Err(RejectReason::FieldTooLong);
     }
-    if has_control(work_code) || extra.iter().any(|&b| b != b'\t' && (b < 0x20 || b == 0x7f)) {
+    if check_controls && (has_control(work_code) || extra.iter().any(|&b| b != b'\t' && (b < 0x20 || b == 0x7f))) {
         return Err(RejectReason::ControlCharacter);
     }
     Ok(AttLogRecord {

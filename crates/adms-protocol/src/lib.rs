@@ -30,7 +30,7 @@ pub mod time;
 
 mod reject;
 
-pub use attlog::{AttLogRecord, parse_attlog_line};
+pub use attlog::{AttLogRecord, parse_attlog_body, parse_attlog_line};
 pub use lines::{Line, lines};
 pub use reject::{RejectReason, Rejected};
 pub use table::UploadTable;

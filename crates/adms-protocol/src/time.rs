@@ -65,59 +65,31 @@ fn put_digits(out: &mut [u8], mut value: u32) {
     }
 }
 
-/// `n` ASCII digits as a number.
-fn digits(n: usize) -> impl Fn(&[u8]) -> IResult<&[u8], u16> {
-    move |input| {
-        let (rest, raw) = take(n).parse(input)?;
-        let mut value: u16 = 0;
-        for &b in raw {
-            if !b.is_ascii_digit() {
-                return Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Digit)));
-            }
-            value = value * 10 + u16::from(b - b'0');
-        }
-        Ok((rest, value))
-    }
-}
-
-fn byte(expected: u8) -> impl Fn(&[u8]) -> IResult<&[u8], u8> {
-    move |input| match input.first() {
-        Some(&b) if b == expected => Ok((&input[1..], b)),
-        _ => Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Char))),
-    }
-}
-
-fn separator(input: &[u8]) -> IResult<&[u8], u8> {
-    match input.first() {
-        Some(&b) if b == b' ' || b == b'T' => Ok((&input[1..], b)),
-        _ => Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Char))),
-    }
-}
+/// Length of `YYYY-MM-DD hh:mm:ss`.
+const DATE_TIME_LEN: usize = 19;
+/// Positions of the digits in `YYYY-MM-DD hh:mm:ss`.
+const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
 
 /// nom parser for a device date-time; fails on impossible calendar values.
+///
+/// The layout is fixed, so after `take(19)` every check is a comparison at a known position:
+/// this runs once per punch and is most of the cost of an ATTLOG line.
+#[inline]
 pub fn date_time(input: &[u8]) -> IResult<&[u8], LocalDateTime> {
-    let (rest, (year, _, month, _, day, _, hour, _, minute, _, second)) = (
-        digits(4),
-        byte(b'-'),
-        digits(2),
-        byte(b'-'),
-        digits(2),
-        separator,
-        digits(2),
-        byte(b':'),
-        digits(2),
-        byte(b':'),
-        digits(2),
-    )
-        .parse(input)?;
-    let value = LocalDateTime {
-        year,
-        month: month as u8,
-        day: day as u8,
-        hour: hour as u8,
-        minute: minute as u8,
-        second: second as u8,
-    };
+    let fail = || nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Verify));
+    let (rest, raw) = take(DATE_TIME_LEN).parse(input)?;
+    let raw: &[u8; DATE_TIME_LEN] = raw.try_into().map_err(|_| fail())?;
+    let digit = |i: usize| raw[i].wrapping_sub(b'0');
+    let separators =
+        raw[4] == b'-' && raw[7] == b'-' && (raw[10] == b' ' || raw[10] == b'T') && raw[13] == b':' && raw[16] == b':';
+    let non_digits = DIGITS.iter().fold(false, |bad, &i| bad | (digit(i) > 9));
+    if !separators || non_digits {
+        return Err(fail());
+    }
+    let two = |i: usize| digit(i) * 10 + digit(i + 1);
+    let year = u16::from(two(0)) * 100 + u16::from(two(2));
+    let (month, day, hour, minute, second) = (two(5), two(8), two(11), two(14), two(17));
+    let value = LocalDateTime { year, month, day, hour, minute, second };
     if !is_valid(&value) {
         return Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Verify)));
     }

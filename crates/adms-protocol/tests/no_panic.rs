@@ -19,7 +19,9 @@ use adms_protocol::query::{DeviceQuery, MAX_SN_LEN};
 use adms_protocol::rtlog::parse_rtlog_line;
 use adms_protocol::text::TextEncoding;
 use adms_protocol::time::{date_time, handshake_time_zone, offset_hhmm};
-use adms_protocol::{Line, LocalDateTime, RejectReason, Rejected, UploadTable, lines, parse_attlog_line, parse_lines};
+use adms_protocol::{
+    Line, LocalDateTime, RejectReason, Rejected, UploadTable, lines, parse_attlog_body, parse_attlog_line, parse_lines,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -428,6 +430,15 @@ proptest! {
                 }
             }
         }
+    }
+
+    #[test]
+    fn attlog_body_fast_path_agrees_with_line_by_line(body in hostile(ATTLOG_SEEDS)) {
+        // parse_attlog_body skips per-line checks on plain-ASCII bodies; it must never change
+        // an answer, only the speed.
+        let fast: Vec<_> = parse_attlog_body(&body).collect();
+        let slow: Vec<_> = parse_lines(&body, parse_attlog_line).collect();
+        assert_eq!(fast, slow);
     }
 
     #[test]

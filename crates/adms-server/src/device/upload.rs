@@ -14,7 +14,7 @@ use adms_protocol::options::parse_options;
 use adms_protocol::reply::ok_count;
 use adms_protocol::rtlog::parse_rtlog_line;
 use adms_protocol::text::TextEncoding;
-use adms_protocol::{Rejected, UploadTable, parse_attlog_line, parse_lines};
+use adms_protocol::{Rejected, UploadTable, parse_attlog_body, parse_lines};
 use adms_store::{
     AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceFacts, DeviceInfoUpdate, DeviceRecord, NewPunch,
     OperationLog, OperlogBatch, PunchBatch, RawUpload, RejectedLine, UserPhoto, UserRow, now_micros,
@@ -101,7 +101,7 @@ async fn store_raw(
 /// Parses an ATTLOG body into one batch: punches with their UTC instant, and rejected lines.
 pub fn build_punch_batch(body: &[u8], device_id: i64, zone: &Zone) -> (PunchBatch, usize) {
     let mut batch = PunchBatch::new(device_id);
-    for item in parse_lines(body, parse_attlog_line) {
+    for item in parse_attlog_body(body) {
         match item {
             Ok((line, r)) => batch.punches.push(NewPunch {
                 pin: r.pin.to_owned(),
