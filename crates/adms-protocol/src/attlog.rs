@@ -107,23 +107,33 @@ pub fn parse_attlog_line(line: &[u8]) -> Result<AttLogRecord<'_>, RejectReason> 
     parse_text_line(text, true)
 }
 
-/// Parses every line of an ATTLOG body, like [`parse_lines`](crate::parse_lines) with
-/// [`parse_attlog_line`], and with the same results, only faster: one pass over the whole body
-/// checks that it is plain printable ASCII (TAB and line ends aside), which is what terminals
-/// send; then no line needs its own UTF-8 or control-character check. Any other body is parsed
-/// line by line.
+/// Parses every line of an ATTLOG body: the results of [`parse_attlog_line`] for each line
+/// (as [`parse_lines`](crate::parse_lines) gives them), except that a body cut off in transit is
+/// recognised: when the body does not end with a newline and its last line has fewer columns
+/// than the line before it, that line is rejected as [`RejectReason::TruncatedTail`] instead of
+/// being stored with missing or shortened fields (a verify mode `15` cut to `1` would still
+/// parse). It is kept raw and reported like any rejected line (`protocol.md` §4.1).
+///
+/// Faster than line by line: one pass over the whole body checks that it is plain printable
+/// ASCII (TAB and line ends aside), which is what terminals send; then no line needs its own
+/// UTF-8 or control-character check.
 pub fn parse_attlog_body(body: &[u8]) -> impl Iterator<Item = Result<(Line<'_>, AttLogRecord<'_>), Rejected<'_>>> {
     let clean_text = if is_plain_ascii_text(body) { std::str::from_utf8(body).ok() } else { None };
+    // Where the unterminated last line starts, if the body does not end with a newline.
+    let unterminated_tail = (!body.ends_with(b"\n")).then(|| memchr::memrchr(b'\n', body).map_or(0, |i| i + 1));
+    let mut previous_columns = 0;
     lines(body).map(move |line| {
+        let start = line.bytes.as_ptr() as usize - body.as_ptr() as usize;
+        let columns = 1 + memchr::memchr_iter(b'\t', line.bytes).count();
+        let truncated = unterminated_tail == Some(start) && columns < previous_columns;
+        previous_columns = columns;
         let parsed = match clean_text {
-            Some(text) if line.bytes.len() <= MAX_LINE_LEN => {
-                // `line.bytes` is a sub-slice of `body`, so its offset indexes `text` too.
-                let start = line.bytes.as_ptr() as usize - body.as_ptr() as usize;
-                match text.get(start..start + line.bytes.len()) {
-                    Some(line_text) => parse_text_line(line_text, false),
-                    None => parse_attlog_line(line.bytes),
-                }
-            }
+            _ if truncated => Err(RejectReason::TruncatedTail),
+            // `line.bytes` is a sub-slice of `body`, so its offset indexes `text` too.
+            Some(text) if line.bytes.len() <= MAX_LINE_LEN => match text.get(start..start + line.bytes.len()) {
+                Some(line_text) => parse_text_line(line_text, false),
+                None => parse_attlog_line(line.bytes),
+            },
             _ => parse_attlog_line(line.bytes),
         };
         match parsed {
@@ -283,5 +293,22 @@ mod tests {
         assert_eq!(r.temperature(), None);
         let r = parse_attlog_line(b"5\t2026-01-01 08:00:00\t0\t15").unwrap();
         assert_eq!((r.mask_flag(), r.temperature()), (None, None));
+    }
+
+    #[test]
+    fn a_cut_off_last_line_is_rejected_not_guessed() {
+        let reasons = |body: &[u8]| -> Vec<Option<RejectReason>> {
+            parse_attlog_body(body).map(|r| r.err().map(|rejected| rejected.reason)).collect()
+        };
+        let full = b"1\t2026-01-01 08:00:00\t0\t15\t0\t0\t0\n2\t2026-01-01 08:01:00\t0\t15\t0\t0\t0\n";
+        assert_eq!(reasons(full), [None, None]);
+        // cut after the verify column: "15" may have been "1"
+        assert_eq!(reasons(&full[..full.len() - 7]), [None, Some(RejectReason::TruncatedTail)]);
+        // no final newline but as long as its sibling: a whole line
+        assert_eq!(reasons(&full[..full.len() - 1]), [None, None]);
+        // a lone short line has no sibling to compare with
+        assert_eq!(reasons(b"3\t2026-01-01 08:00:00\t0\t1"), [None]);
+        // terminated short lines are firmware layouts, not truncation
+        assert_eq!(reasons(b"1\t2026-01-01 08:00:00\t0\t1\t0\t0\t0\n4\t2026-01-01 08:00:00\t0\t1\n"), [None, None]);
     }
 }

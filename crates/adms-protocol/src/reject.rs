@@ -29,6 +29,8 @@ pub enum RejectReason {
     MissingKey,
     #[error("the line does not start a command result (no ID=)")]
     NotACommandResult,
+    #[error("the body ends without a newline in a line shorter than the one before it: probably cut off")]
+    TruncatedTail,
 }
 
 impl RejectReason {
@@ -47,6 +49,7 @@ impl RejectReason {
             RejectReason::MissingKind => "missing_kind",
             RejectReason::MissingKey => "missing_key",
             RejectReason::NotACommandResult => "not_a_command_result",
+            RejectReason::TruncatedTail => "truncated_tail",
         }
     }
 }

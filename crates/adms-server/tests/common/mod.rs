@@ -215,6 +215,7 @@ pub async fn count_rows(db: &Path, table: &str) -> i64 {
     let mut conn =
         sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
     let sql = match table {
+        "devices" => "SELECT COUNT(*) FROM devices",
         "punches" => "SELECT COUNT(*) FROM punches",
         "rejected_lines" => "SELECT COUNT(*) FROM rejected_lines",
         "operation_logs" => "SELECT COUNT(*) FROM operation_logs",
@@ -230,4 +231,20 @@ pub async fn count_rows(db: &Path, table: &str) -> i64 {
         other => panic!("unknown table {other}"),
     };
     sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("count")
+}
+
+/// One stored device option (from an options dump, a registry body or an INFO result), read
+/// straight from the SQLite file; `None` when the device never sent that key.
+pub async fn device_option(db: &Path, sn: &str, key: &str) -> Option<String> {
+    use sqlx::ConnectOptions;
+    let mut conn =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
+    sqlx::query_scalar(
+        "SELECT o.value FROM device_options AS o JOIN devices AS d ON d.id = o.device_id WHERE d.sn = ? AND o.key = ?",
+    )
+    .bind(sn)
+    .bind(key)
+    .fetch_optional(&mut conn)
+    .await
+    .expect("read option")
 }
