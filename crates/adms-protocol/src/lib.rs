@@ -18,6 +18,7 @@ pub mod attphoto;
 pub mod devicecmd;
 pub mod info;
 pub mod kv;
+pub mod labels;
 pub mod lines;
 pub mod operlog;
 pub mod options;

@@ -9,9 +9,11 @@
 mod auth;
 mod devices;
 mod error;
+pub mod events;
 mod punches;
 mod queries;
 mod uploads;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -15,12 +15,13 @@
 //! statement from the device's `last_seq`, in upload order, without gaps (a trigger advances
 //! `last_seq`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::events::{EventDevice, PunchEvent, punch_event_id};
 use crate::{StoreError, now_micros, sha256};
 
 /// Rows per INSERT statement, to bound the size of one JSON parameter.
@@ -69,6 +70,10 @@ pub struct PunchBatch {
     pub attlog_stamp: Option<String>,
     /// Receive time, Unix microseconds.
     pub received_at: i64,
+    /// The device as webhook events describe it (the SN also derives each punch's event id).
+    pub device_sn: String,
+    pub device_alias: String,
+    pub device_time_zone: String,
 }
 
 struct Job {
@@ -197,16 +202,21 @@ type PunchRow<'a> = (
     Option<f64>,
     &'a str,
     i64,
+    &'a str,
 );
 
 /// Key of a punch for de-duplication inside one group.
 type NaturalKey<'a> = (i64, &'a str, &'a str, &'a str, u16, &'a str);
 
 /// Writes every batch inside the caller's transaction; returns the number of new punch rows.
+///
+/// New punches also get their `attendance.punch` webhook event in the same transaction (and,
+/// through the fan-out trigger, one delivery per matching endpoint), so a device is answered
+/// only once its punches *and* their outbox rows are durable.
 async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
     let mut seen: HashSet<NaturalKey<'_>> = HashSet::new();
-    let mut rows: Vec<PunchRow<'_>> = Vec::new();
-    let mut inserted = 0;
+    let mut event_ids: Vec<String> = Vec::new();
+    let mut sources: Vec<(&PunchBatch, &NewPunch)> = Vec::new();
     for batch in batches {
         for p in &batch.punches {
             let key = (
@@ -220,7 +230,15 @@ async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
             if !seen.insert(key) {
                 continue;
             }
-            rows.push((
+            event_ids.push(punch_event_id(&batch.device_sn, &p.pin, &p.local_time, &p.state, p.verify, &p.work_code));
+            sources.push((batch, p));
+        }
+    }
+    let rows: Vec<PunchRow<'_>> = sources
+        .iter()
+        .zip(&event_ids)
+        .map(|((batch, p), event_id)| {
+            (
                 batch.device_id,
                 p.pin.as_str(),
                 p.local_time.as_str(),
@@ -234,12 +252,46 @@ async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
                 p.temperature,
                 p.raw_line.as_str(),
                 batch.received_at,
-            ));
-        }
-    }
+                event_id.as_str(),
+            )
+        })
+        .collect();
+    let by_event_id: HashMap<&str, usize> = event_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let mut inserted = 0;
+    let created_at = now_micros();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
-        inserted += sqlx::query(INSERT_PUNCHES).bind(json).execute(&mut *tx).await?.rows_affected();
+        let new_rows: Vec<(i64, i64, String)> = sqlx::query_as(INSERT_PUNCHES).bind(json).fetch_all(&mut *tx).await?;
+        inserted += new_rows.len() as u64;
+        let events: Vec<EventRow> = new_rows
+            .iter()
+            .filter_map(|(punch_id, seq, event_id)| {
+                let (batch, p) = sources[*by_event_id.get(event_id.as_str())?];
+                let event = PunchEvent {
+                    event_id,
+                    device: EventDevice {
+                        sn: &batch.device_sn,
+                        alias: &batch.device_alias,
+                        time_zone: &batch.device_time_zone,
+                    },
+                    seq: *seq,
+                    pin: &p.pin,
+                    local_time: &p.local_time,
+                    utc_time: p.utc_time,
+                    state: &p.state,
+                    verify: p.verify,
+                    work_code: &p.work_code,
+                    received_at: batch.received_at,
+                    raw_line: &p.raw_line,
+                };
+                let body = String::from_utf8(event.body()).unwrap_or_default();
+                Some((event_id.clone(), batch.device_id, *punch_id, *seq, event.occurred_at(), created_at, body))
+            })
+            .collect();
+        if !events.is_empty() {
+            let json = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
+            sqlx::query(INSERT_PUNCH_EVENTS).bind(json).execute(&mut *tx).await?;
+        }
     }
     for batch in batches {
         for r in &batch.rejected {
@@ -260,21 +312,39 @@ async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
 /// upload order, ids ascending in the same order.
 const INSERT_PUNCHES: &str = "\
 INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, utc_time, \
-                     mask_flag, temperature, raw_line, received_at)
+                     mask_flag, temperature, raw_line, received_at, event_id)
 SELECT n.device_id, d.last_seq + row_number() OVER (PARTITION BY n.device_id ORDER BY n.ord),
        n.pin, n.local_time, n.state, n.verify, n.work_code, n.extra, n.time_zone, n.utc_time,
-       n.mask_flag, n.temperature, n.raw_line, n.received_at
+       n.mask_flag, n.temperature, n.raw_line, n.received_at, n.event_id
 FROM (SELECT j.key AS ord, j.value ->> 0 AS device_id, j.value ->> 1 AS pin, j.value ->> 2 AS local_time,
              j.value ->> 3 AS state, j.value ->> 4 AS verify, j.value ->> 5 AS work_code, j.value ->> 6 AS extra,
              j.value ->> 7 AS time_zone, j.value ->> 8 AS utc_time, j.value ->> 9 AS mask_flag,
-             j.value ->> 10 AS temperature, j.value ->> 11 AS raw_line, j.value ->> 12 AS received_at
+             j.value ->> 10 AS temperature, j.value ->> 11 AS raw_line, j.value ->> 12 AS received_at,
+             j.value ->> 13 AS event_id
       FROM jsonb_each(?) AS j) AS n
 JOIN devices AS d ON d.id = n.device_id
 WHERE NOT EXISTS (SELECT 1 FROM punches AS p
                   WHERE p.device_id = n.device_id AND p.pin = n.pin AND p.local_time = n.local_time
                     AND p.state = n.state AND p.verify = n.verify AND p.work_code = n.work_code)
 ORDER BY n.ord
-ON CONFLICT DO NOTHING";
+ON CONFLICT DO NOTHING
+RETURNING id, seq, event_id";
+
+/// One `attendance.punch` event as a JSON array element, in the column order
+/// `INSERT_PUNCH_EVENTS` reads.
+type EventRow = (String, i64, i64, i64, i64, i64, String);
+
+/// The events of new punches, only while some endpoint exists to receive them (events for
+/// punches stored before the first endpoint are made by replay). The fan-out trigger adds the
+/// deliveries.
+const INSERT_PUNCH_EVENTS: &str = "\
+INSERT INTO webhook_events (event_id, event_type, device_id, punch_id, seq, occurred_at, created_at, body)
+SELECT j.value ->> 0, 'attendance.punch', j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5,
+       CAST(j.value ->> 6 AS BLOB)
+FROM jsonb_each(?) AS j
+WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)
+ORDER BY j.key
+ON CONFLICT (event_id) DO NOTHING";
 
 /// Stores a rejected line; a re-sent identical line only bumps its counter.
 pub(crate) async fn insert_rejected(

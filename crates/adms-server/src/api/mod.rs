@@ -5,7 +5,6 @@
 //! existing integrations parse them literally (see `biotime_api.md` in the reference notes).
 
 pub mod auth;
-mod labels;
 mod native;
 mod pagination;
 mod terminals;

@@ -11,7 +11,9 @@ use adms_store::{TransactionFilter, TransactionOrder, TransactionRow};
 
 use super::auth::Authenticated;
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
-use super::{ApiError, labels};
+use adms_protocol::labels;
+
+use super::ApiError;
 use crate::app::SharedState;
 
 /// ZKBio Time 9.x transaction record; every key always present, in this order.

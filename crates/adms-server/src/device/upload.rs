@@ -16,7 +16,7 @@ use adms_protocol::rtlog::parse_rtlog_line;
 use adms_protocol::text::TextEncoding;
 use adms_protocol::{Rejected, UploadTable, parse_attlog_body, parse_lines};
 use adms_store::{
-    AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceFacts, DeviceInfoUpdate, DeviceRecord, NewPunch,
+    AccessEvent, AttPhotoUpload, BiometricTemplate, Device, DeviceFacts, DeviceInfoUpdate, DeviceRecord, NewPunch,
     OperationLog, OperlogBatch, PunchBatch, RawUpload, RejectedLine, UserPhoto, UserRow, now_micros,
 };
 
@@ -99,8 +99,11 @@ async fn store_raw(
 }
 
 /// Parses an ATTLOG body into one batch: punches with their UTC instant, and rejected lines.
-pub fn build_punch_batch(body: &[u8], device_id: i64, zone: &Zone) -> (PunchBatch, usize) {
-    let mut batch = PunchBatch::new(device_id);
+pub fn build_punch_batch(body: &[u8], device: &Device, zone: &Zone) -> (PunchBatch, usize) {
+    let mut batch = PunchBatch::new(device.id);
+    batch.device_sn.clone_from(&device.sn);
+    batch.device_alias.clone_from(&device.alias);
+    batch.device_time_zone.clone_from(&zone.name);
     for item in parse_attlog_body(body) {
         match item {
             Ok((line, r)) => batch.punches.push(NewPunch {
@@ -132,12 +135,12 @@ async fn attlog(
     let device = ctx.entry.snapshot();
     let zone = state.zone_for(&device);
     let (mut batch, accepted) = if body.len() > INLINE_PARSE_LIMIT {
-        let device_id = device.id;
-        tokio::task::spawn_blocking(move || build_punch_batch(&body, device_id, &zone))
+        let device = device.clone();
+        tokio::task::spawn_blocking(move || build_punch_batch(&body, &device, &zone))
             .await
             .map_err(|e| DeviceError::Internal(e.to_string()))?
     } else {
-        build_punch_batch(&body, device.id, &zone)
+        build_punch_batch(&body, &device, &zone)
     };
     let new_stamp = stamp.filter(|s| *s != device.attlog_stamp);
     batch.attlog_stamp.clone_from(&new_stamp);

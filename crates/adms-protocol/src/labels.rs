@@ -1,4 +1,5 @@
-//! English display labels, as ZKBio Time's defaults (ERP connectors compare them literally).
+//! English display labels for punch states and verify modes, as ZKBio Time shows them by default
+//! (ERP connectors compare them literally; webhooks carry them beside the codes).
 
 /// `punch_state_display` for a punch state code.
 pub fn punch_state(code: &str) -> &'static str {

@@ -1,0 +1,216 @@
+//! Webhook events: their deterministic ids and canonical JSON bodies.
+//!
+//! A body is built once, when its event row is inserted, and stored; every delivery, retry and
+//! replay sends those stored bytes. Field order is fixed by the structs below, so the same
+//! cause always produces the same bytes.
+
+use adms_protocol::labels;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Event types, as they appear in `type` and in endpoint filters.
+pub mod event_type {
+    pub const ATTENDANCE_PUNCH: &str = "attendance.punch";
+    pub const DEVICE_REGISTERED: &str = "device.registered";
+    pub const DEVICE_ONLINE: &str = "device.online";
+    pub const DEVICE_OFFLINE: &str = "device.offline";
+    pub const USER_ENROLLED: &str = "user.enrolled";
+    pub const USER_UPDATED: &str = "user.updated";
+    pub const COMMAND_COMPLETED: &str = "command.completed";
+    /// Every type an endpoint can subscribe to.
+    pub const ALL: [&str; 7] = [
+        ATTENDANCE_PUNCH,
+        DEVICE_REGISTERED,
+        DEVICE_ONLINE,
+        DEVICE_OFFLINE,
+        USER_ENROLLED,
+        USER_UPDATED,
+        COMMAND_COMPLETED,
+    ];
+}
+
+/// Version of the payload shapes; bumped only for incompatible changes.
+pub const API_VERSION: &str = "1";
+
+/// `evt_` + 32 hex digits of SHA-256 over the parts, separated by a byte no part can contain
+/// (device text with control characters is rejected before it gets here). Contains no `.`,
+/// which Standard Webhooks forbids in ids.
+pub fn event_id(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hash.update([0x1f]);
+        }
+        hash.update(part.as_bytes());
+    }
+    let digest = hash.finalize();
+    format!("evt_{}", hex::encode(&digest[..16]))
+}
+
+/// The id of a punch's event: its natural key with the device SN (not the database id, so a
+/// restored or migrated database derives the same ids).
+pub fn punch_event_id(sn: &str, pin: &str, local_time: &str, state: &str, verify: u16, work_code: &str) -> String {
+    let verify = verify.to_string();
+    event_id(&[event_type::ATTENDANCE_PUNCH, sn, pin, local_time, state, &verify, work_code])
+}
+
+/// RFC 3339 UTC text for Unix microseconds (`2026-11-20T08:00:00Z`, fractions only when present).
+pub fn rfc3339_micros(micros: i64) -> String {
+    jiff::Timestamp::from_microsecond(micros).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// RFC 3339 UTC text for Unix seconds.
+pub fn rfc3339_seconds(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds).map(|t| t.to_string()).unwrap_or_default()
+}
+
+#[derive(Debug, Serialize)]
+struct Envelope<'a, T> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    /// When the event happened (for punches: the punch instant, or the receive time when the
+    /// device's zone is unknown; `data.time_basis` says which).
+    timestamp: String,
+    api_version: &'static str,
+    data: T,
+}
+
+/// The device as events describe it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDevice<'a> {
+    pub sn: &'a str,
+    pub alias: &'a str,
+    /// IANA name or fixed offset the device's local times are read in.
+    pub time_zone: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct Coded<'a, C> {
+    code: C,
+    name: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct PunchData<'a> {
+    device: EventDevice<'a>,
+    seq: i64,
+    pin: &'a str,
+    local_time: &'a str,
+    utc_time: Option<String>,
+    /// `device_clock` when `utc_time` comes from the device time and zone; `received` when the
+    /// zone is unknown and `timestamp` is the receive time.
+    time_basis: &'static str,
+    punch_state: Coded<'a, &'a str>,
+    verify_mode: Coded<'a, u16>,
+    work_code: &'a str,
+    received_at: String,
+    raw: &'a str,
+}
+
+/// What a punch event says.
+#[derive(Debug, Clone)]
+pub struct PunchEvent<'a> {
+    pub event_id: &'a str,
+    pub device: EventDevice<'a>,
+    pub seq: i64,
+    pub pin: &'a str,
+    pub local_time: &'a str,
+    pub utc_time: Option<i64>,
+    pub state: &'a str,
+    pub verify: u16,
+    pub work_code: &'a str,
+    pub received_at: i64,
+    pub raw_line: &'a str,
+}
+
+impl PunchEvent<'_> {
+    /// The instant the event happened, Unix microseconds (the receive time when unknown).
+    pub fn occurred_at(&self) -> i64 {
+        self.utc_time.map_or(self.received_at, |s| s.saturating_mul(1_000_000))
+    }
+
+    /// The canonical body.
+    pub fn body(&self) -> Vec<u8> {
+        let utc_time = self.utc_time.map(rfc3339_seconds);
+        let envelope = Envelope {
+            id: self.event_id,
+            event_type: event_type::ATTENDANCE_PUNCH,
+            timestamp: utc_time.clone().unwrap_or_else(|| rfc3339_micros(self.received_at)),
+            api_version: API_VERSION,
+            data: PunchData {
+                device: self.device.clone(),
+                seq: self.seq,
+                pin: self.pin,
+                local_time: self.local_time,
+                time_basis: if utc_time.is_some() { "device_clock" } else { "received" },
+                utc_time,
+                punch_state: Coded { code: self.state, name: labels::punch_state(self.state) },
+                verify_mode: Coded { code: self.verify, name: labels::verify_type(i64::from(self.verify)) },
+                work_code: self.work_code,
+                received_at: rfc3339_micros(self.received_at),
+                raw: self.raw_line,
+            },
+        };
+        serde_json::to_vec(&envelope).unwrap_or_default()
+    }
+}
+
+/// A device or roster event body: the envelope around any serialisable `data`.
+pub fn event_body<T: Serialize>(event_id: &str, event_type: &str, occurred_at: i64, data: &T) -> Vec<u8> {
+    let envelope =
+        Envelope { id: event_id, event_type, timestamp: rfc3339_micros(occurred_at), api_version: API_VERSION, data };
+    serde_json::to_vec(&envelope).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn punch_ids_follow_the_natural_key_only() {
+        let a = punch_event_id("SN1", "016", "2026-11-20 08:00:00", "0", 1, "");
+        assert_eq!(a, punch_event_id("SN1", "016", "2026-11-20 08:00:00", "0", 1, ""));
+        assert_eq!(a.len(), 4 + 32);
+        assert!(a.starts_with("evt_") && !a.contains('.'));
+        for other in [
+            punch_event_id("SN2", "016", "2026-11-20 08:00:00", "0", 1, ""),
+            punch_event_id("SN1", "16", "2026-11-20 08:00:00", "0", 1, ""),
+            punch_event_id("SN1", "016", "2026-11-20 08:00:01", "0", 1, ""),
+            punch_event_id("SN1", "016", "2026-11-20 08:00:00", "1", 1, ""),
+            punch_event_id("SN1", "016", "2026-11-20 08:00:00", "0", 15, ""),
+            punch_event_id("SN1", "016", "2026-11-20 08:00:00", "0", 1, "0"),
+            // the separator keeps field boundaries: "01"+"6" is not "0"+"16"
+            punch_event_id("SN1", "01", "62026-11-20 08:00:00", "0", 1, ""),
+        ] {
+            assert_ne!(a, other);
+        }
+    }
+
+    #[test]
+    fn punch_body_shape() {
+        let event = PunchEvent {
+            event_id: "evt_x",
+            device: EventDevice { sn: "SN1", alias: "Gate A", time_zone: "+05:30" },
+            seq: 7,
+            pin: "016",
+            local_time: "2026-11-20 08:00:00",
+            utc_time: Some(1_795_141_800),
+            state: "255",
+            verify: 15,
+            work_code: "",
+            received_at: 1_795_141_801_500_000,
+            raw_line: "016\t2026-11-20 08:00:00\t255\t15",
+        };
+        let body = String::from_utf8(event.body()).unwrap();
+        assert_eq!(
+            body,
+            r#"{"id":"evt_x","type":"attendance.punch","timestamp":"2026-11-20T02:30:00Z","api_version":"1","data":{"device":{"sn":"SN1","alias":"Gate A","time_zone":"+05:30"},"seq":7,"pin":"016","local_time":"2026-11-20 08:00:00","utc_time":"2026-11-20T02:30:00Z","time_basis":"device_clock","punch_state":{"code":"255","name":"Unknown"},"verify_mode":{"code":15,"name":"Face"},"work_code":"","received_at":"2026-11-20T02:30:01.5Z","raw":"016\t2026-11-20 08:00:00\t255\t15"}}"#
+        );
+        let unknown_zone = PunchEvent { utc_time: None, ..event };
+        let body: serde_json::Value = serde_json::from_slice(&unknown_zone.body()).unwrap();
+        assert_eq!(body["timestamp"], "2026-11-20T02:30:01.5Z");
+        assert_eq!(body["data"]["time_basis"], "received");
+        assert_eq!(body["data"]["utc_time"], serde_json::Value::Null);
+    }
+}

@@ -1,0 +1,19 @@
+//! Webhook delivery without a database: what the outbox worker needs to send one attempt.
+//!
+//! - [`signing`]: Standard Webhooks `v1` signatures and `whsec_` endpoint secrets.
+//! - [`retry`]: classifying an attempt's result and the 7-day retry schedule.
+//! - [`ssrf`]: the address policy, enforced on IP-literal URLs and inside DNS resolution.
+//! - [`client`]: the HTTP client that sends one signed request and reports what happened.
+//!
+//! Persistence (the outbox, attempts, secrets at rest) belongs to `adms-store`; this crate has no
+//! SQL and keeps no state beyond the client's connection pool.
+
+pub mod client;
+pub mod retry;
+pub mod signing;
+pub mod ssrf;
+
+pub use client::{AttemptReport, ClientBuildError, DeliveryClient, RESPONSE_CAPTURE_LIMIT, WebhookHeaders};
+pub use retry::{AttemptOutcome, FailureKind, RETRY_HORIZON, classify, next_attempt_delay, parse_retry_after};
+pub use signing::{SecretError, WebhookSecret, signature_header, verify};
+pub use ssrf::{AddressPolicy, BlockReason, BlockedAddress, GuardedResolver, ResolveError, UrlError, check_url};
