@@ -21,7 +21,11 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use adms_store::webhooks::EndpointSettings;
 use adms_store::{Device, Store, StoreError, StoreOptions, now_micros};
+use adms_webhooks::{AddressPolicy, Clock, DeliveryClient, Dispatcher, DispatcherConfig, WebhookSecret};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::{AuthState, hash_password};
 use crate::config::Config;
@@ -39,6 +43,17 @@ pub struct AppState {
     /// Zone the API shows server-side times (`upload_time`, `last_activity`) in.
     pub display_zone: Zone,
     pub auth: AuthState,
+    pub webhooks: WebhookRuntime,
+}
+
+/// What the webhook side shares with handlers.
+#[derive(Debug)]
+pub struct WebhookRuntime {
+    /// The dispatcher's clock (movable only with `test_clock`).
+    pub clock: Arc<Clock>,
+    /// Wakes the dispatcher when new deliveries were committed.
+    pub wake: Arc<Notify>,
+    pub address_policy: AddressPolicy,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -85,6 +100,12 @@ impl Application {
             tracing::info!(user = %user, "admin account ready");
         }
         let auth = AuthState::load(&store).await?;
+        let address_policy = config.webhook_address_policy()?;
+        if let Some(url) = &config.webhook_url {
+            ensure_env_endpoint(&store, url, config.webhook_secret.as_deref()).await?;
+        }
+        let webhooks =
+            WebhookRuntime { clock: Arc::new(Clock::default()), wake: Arc::new(Notify::new()), address_policy };
         let listener = TcpListener::bind(config.listen).await.map_err(|e| StartupError::Bind(config.listen, e))?;
         let state = Arc::new(AppState {
             store,
@@ -93,6 +114,7 @@ impl Application {
             default_zone: zone,
             auth,
             config,
+            webhooks,
         });
         Ok(Application { listener, state })
     }
@@ -110,6 +132,8 @@ impl Application {
         let state = self.state.clone();
         let flush_every = Duration::from_secs(state.config.activity_flush_secs.max(1));
         let background = tokio::spawn(background_tasks(state.clone(), flush_every));
+        let stop_dispatcher = CancellationToken::new();
+        let dispatcher = start_dispatcher(&state, stop_dispatcher.clone())?;
         let service = MapRequestLayer::new(normalize_path).layer(router(state.clone()));
         let result = axum::serve(
             self.listener,
@@ -118,6 +142,12 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         background.abort();
+        stop_dispatcher.cancel();
+        // In-flight webhook requests end within their timeout; their attempts are recorded.
+        let drain = Duration::from_secs(state.config.webhook_timeout_secs + 5);
+        if tokio::time::timeout(drain, dispatcher).await.is_err() {
+            tracing::warn!("webhook dispatcher did not stop in time; its leases will expire and be retried");
+        }
         if let Err(error) = flush_activity(&state.devices, &state.store).await {
             tracing::warn!(%error, "final device activity flush failed");
         }
@@ -125,6 +155,70 @@ impl Application {
         tracing::info!("server stopped");
         result
     }
+}
+
+/// Starts the outbox worker on its own task.
+fn start_dispatcher(state: &SharedState, stop: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let config = &state.config;
+    let client = DeliveryClient::new(
+        state.webhooks.address_policy.clone(),
+        Duration::from_secs(5).min(Duration::from_secs(config.webhook_timeout_secs)),
+        Duration::from_secs(config.webhook_timeout_secs),
+        concat!("adms-bridge/", env!("CARGO_PKG_VERSION")),
+    )
+    .map_err(std::io::Error::other)?;
+    let dispatcher = Dispatcher::new(
+        state.store.clone(),
+        client,
+        DispatcherConfig {
+            concurrency: config.webhook_concurrency,
+            // Longer than any request may take, so a live worker never loses its lease.
+            lease: Duration::from_secs(config.webhook_timeout_secs + 30),
+            ..DispatcherConfig::default()
+        },
+        Arc::clone(&state.webhooks.clock),
+        Arc::clone(&state.webhooks.wake),
+    );
+    Ok(tokio::spawn(dispatcher.run(stop)))
+}
+
+/// Creates or updates the endpoint `ADMS_WEBHOOK_URL` manages. A generated secret is printed
+/// once, on stderr (stdout carries only the `listening on` line).
+async fn ensure_env_endpoint(store: &Store, url: &str, secret: Option<&str>) -> Result<(), StartupError> {
+    let settings = EndpointSettings {
+        url,
+        description: "ADMS_WEBHOOK_URL",
+        event_types: None,
+        timeout_ms: 15_000,
+        batch_max: 1,
+        ordered: false,
+    };
+    match store.env_endpoint().await? {
+        None => {
+            let generated = WebhookSecret::generate().to_string();
+            let secret_text = secret.unwrap_or(&generated);
+            let uid = format!("ep_env_{}", hex::encode(rand::random::<[u8; 8]>()));
+            store.create_endpoint(&uid, &settings, "env", secret_text).await?;
+            if secret.is_none() {
+                eprintln!("webhook endpoint {url} created; its signing secret (shown once): {generated}");
+            }
+            tracing::info!(endpoint = %uid, "webhook endpoint from ADMS_WEBHOOK_URL created");
+        }
+        Some(endpoint) => {
+            if endpoint.url != url {
+                store.update_endpoint(&endpoint.uid, &settings).await?;
+                tracing::info!(endpoint = %endpoint.uid, "webhook endpoint URL updated from ADMS_WEBHOOK_URL");
+            }
+            if let Some(secret) = secret
+                && !store.endpoint_has_current_secret(&endpoint.uid, secret).await?
+            {
+                // The old secret stays valid for a day, so receivers can switch without a gap.
+                store.rotate_endpoint_secret(&endpoint.uid, secret, now_micros() + 86_400_000_000).await?;
+                tracing::info!(endpoint = %endpoint.uid, "webhook secret rotated from ADMS_WEBHOOK_SECRET");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn background_tasks(state: SharedState, flush_every: Duration) {
@@ -150,9 +244,11 @@ async fn background_tasks(state: SharedState, flush_every: Duration) {
 /// The router with every route and middleware.
 pub fn router(state: SharedState) -> Router {
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
-    Router::new()
-        .merge(crate::device::routes())
-        .merge(crate::api::routes())
+    let mut routes = Router::new().merge(crate::device::routes()).merge(crate::api::routes());
+    if state.config.test_clock {
+        routes = routes.route("/api/v1/test/clock", axum::routing::post(advance_test_clock));
+    }
+    routes
         .fallback(|| async { crate::api::not_found_page() })
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -165,6 +261,23 @@ pub fn router(state: SharedState) -> Router {
             (StatusCode::INTERNAL_SERVER_ERROR, "ERROR: internal error").into_response()
         }))
         .with_state(state)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ClockAdvance {
+    advance_secs: u64,
+}
+
+/// `POST /api/v1/test/clock {"advance_secs": n}`: only with `test_clock`, for tests that walk
+/// retry schedules of days. Authenticated like every API route.
+async fn advance_test_clock(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+    _who: crate::api::auth::Authenticated,
+    axum::Json(body): axum::Json<ClockAdvance>,
+) -> axum::Json<serde_json::Value> {
+    state.webhooks.clock.advance(Duration::from_secs(body.advance_secs));
+    state.webhooks.wake.notify_one();
+    axum::Json(serde_json::json!({ "now": adms_store::events::rfc3339_micros(state.webhooks.clock.now_micros()) }))
 }
 
 /// Refusals produced by middleware (body limit, timeout) get a log line in the request span,

@@ -63,6 +63,22 @@ pub struct Config {
     pub log: String,
     /// Log format: `text` or `json`.
     pub log_format: String,
+    /// One endpoint that receives every event type, managed from the environment.
+    pub webhook_url: Option<String>,
+    /// Its `whsec_` secret; generated and printed once when absent.
+    pub webhook_secret: Option<String>,
+    /// Allow webhook endpoints on loopback and private networks (the single-site install, where
+    /// the ERP sits on the same network). Cloud metadata addresses stay refused regardless.
+    pub webhook_allow_private: bool,
+    /// CIDR ranges allowed even when otherwise refused, comma-separated.
+    pub webhook_allow_list: String,
+    /// Webhook requests in flight at most.
+    pub webhook_concurrency: usize,
+    /// Whole-request timeout of a webhook attempt.
+    pub webhook_timeout_secs: u64,
+    /// Test switch: the webhook clock can be moved forward through the API, to walk retry
+    /// schedules of days in seconds. Never enable in production.
+    pub test_clock: bool,
 }
 
 impl Default for Config {
@@ -87,6 +103,13 @@ impl Default for Config {
             activity_flush_secs: 5,
             log: "info".into(),
             log_format: "text".into(),
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_allow_private: true,
+            webhook_allow_list: String::new(),
+            webhook_concurrency: 64,
+            webhook_timeout_secs: 15,
+            test_clock: false,
         }
     }
 }
@@ -102,6 +125,9 @@ impl std::fmt::Debug for Config {
             .field("unknown_devices", &self.unknown_devices)
             .field("delay_secs", &self.delay_secs)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("webhook_url", &self.webhook_url)
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "***"))
+            .field("webhook_allow_private", &self.webhook_allow_private)
             .finish_non_exhaustive()
     }
 }
@@ -149,7 +175,41 @@ impl Config {
         if self.trans_times.contains(['\n', '\r']) || self.server_name.contains(['\n', '\r']) {
             return Err(invalid("trans_times", "must be one line"));
         }
+        self.webhook_address_policy()?;
+        if let Some(secret) = &self.webhook_secret
+            && secret.parse::<adms_webhooks::WebhookSecret>().is_err()
+        {
+            return Err(invalid("webhook_secret", "must be whsec_ followed by base64 of 24 to 64 bytes"));
+        }
+        if let Some(url) = &self.webhook_url
+            && adms_webhooks::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(invalid("webhook_url", "must be an http:// or https:// URL"));
+        }
+        if !(1..=120).contains(&self.webhook_timeout_secs) {
+            return Err(invalid("webhook_timeout_secs", "must be 1 to 120"));
+        }
+        if !(1..=4096).contains(&self.webhook_concurrency) {
+            return Err(invalid("webhook_concurrency", "must be 1 to 4096"));
+        }
         Ok(())
+    }
+
+    /// Where webhook requests may go.
+    pub fn webhook_address_policy(&self) -> Result<adms_webhooks::AddressPolicy, ConfigError> {
+        let allow_list = self
+            .webhook_allow_list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|range| {
+                range.parse().map_err(|_| ConfigError::Invalid {
+                    key: "webhook_allow_list",
+                    message: format!("`{range}` is not a CIDR range"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(adms_webhooks::AddressPolicy { allow_private: self.webhook_allow_private, allow_list })
     }
 
     pub fn offline_after_secs(&self) -> u64 {

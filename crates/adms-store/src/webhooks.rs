@@ -255,6 +255,18 @@ impl Store {
         Ok(id.is_some())
     }
 
+    /// Whether `secret` is the endpoint's current (non-expiring) key.
+    pub async fn endpoint_has_current_secret(&self, uid: &str, secret: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM webhook_secrets AS s JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id \
+             WHERE ep.uid = ? AND s.secret = ? AND s.expires_at IS NULL)",
+        )
+        .bind(uid)
+        .bind(secret)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     /// Makes `secret` the endpoint's current key; the keys that were current stay valid until
     /// `old_valid_until` (Unix µs), so receivers can switch without missing a request.
     pub async fn rotate_endpoint_secret(

@@ -56,7 +56,7 @@ pub struct AttemptReport {
 }
 
 impl AttemptReport {
-    fn failed(kind: FailureKind, error: String, started: Instant) -> Self {
+    pub(crate) fn failed(kind: FailureKind, error: String, started: Instant) -> Self {
         Self {
             outcome: AttemptOutcome::Failed { status: None, kind },
             status: None,

@@ -5,15 +5,22 @@
 //! - [`ssrf`]: the address policy, enforced on IP-literal URLs and inside DNS resolution.
 //! - [`client`]: the HTTP client that sends one signed request and reports what happened.
 //!
+//! - [`dispatcher`]: the worker that claims due deliveries from the `adms-store` outbox, sends
+//!   them and records each attempt.
+//!
 //! Persistence (the outbox, attempts, secrets at rest) belongs to `adms-store`; this crate has no
-//! SQL and keeps no state beyond the client's connection pool.
+//! SQL.
 
 pub mod client;
+pub mod dispatcher;
 pub mod retry;
 pub mod signing;
 pub mod ssrf;
 
 pub use client::{AttemptReport, ClientBuildError, DeliveryClient, RESPONSE_CAPTURE_LIMIT, WebhookHeaders};
+pub use dispatcher::{Clock, Dispatcher, DispatcherConfig};
+/// URLs as the client takes them.
+pub use reqwest::Url;
 pub use retry::{AttemptOutcome, FailureKind, RETRY_HORIZON, classify, next_attempt_delay, parse_retry_after};
 pub use signing::{SecretError, WebhookSecret, signature_header, verify};
 pub use ssrf::{AddressPolicy, BlockReason, BlockedAddress, GuardedResolver, ResolveError, UrlError, check_url};

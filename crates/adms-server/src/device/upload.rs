@@ -155,6 +155,8 @@ async fn attlog(
         );
     }
     state.store.punch_writer().write(batch).await?;
+    // New punches may have new deliveries waiting.
+    state.webhooks.wake.notify_one();
     if let Some(stamp) = new_stamp {
         ctx.entry.update(|d| d.attlog_stamp = stamp);
     }

@@ -1,0 +1,245 @@
+//! The outbox worker: claims due deliveries, sends them, records what happened.
+//!
+//! One loop claims deliveries with a lease (a short transaction), hands each to a task that signs
+//! and sends it (no transaction is open during the HTTP call), and a writer task records finished
+//! attempts in batches, one transaction per batch, fenced by each claim's lease token. Leases that
+//! run out (a worker killed mid-request) are returned to the queue by a periodic sweep, so any
+//! number of workers, in any number of processes, can share one database.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use adms_store::Store;
+use adms_store::webhooks::{ClaimedDelivery, Completion, DeliveryOutcome};
+use bytes::Bytes;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{AttemptReport, DeliveryClient, WebhookHeaders};
+use crate::retry::{AttemptOutcome, FailureKind, next_attempt_delay};
+use crate::signing::{WebhookSecret, signature_header};
+
+/// The time the dispatcher schedules by. Production uses the system clock; tests (and the
+/// `ADMS_TEST_CLOCK` switch of the server) can move it forward to walk a 7-day retry schedule in
+/// seconds.
+#[derive(Debug, Default)]
+pub struct Clock {
+    /// Added to the system time, µs.
+    offset_us: AtomicI64,
+}
+
+impl Clock {
+    /// Now, Unix µs.
+    pub fn now_micros(&self) -> i64 {
+        let system = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+        system + self.offset_us.load(Ordering::Relaxed)
+    }
+
+    /// Moves the clock forward (never back: schedules only ever move forward).
+    pub fn advance(&self, by: Duration) {
+        let by = i64::try_from(by.as_micros()).unwrap_or(i64::MAX / 4);
+        self.offset_us.fetch_add(by, Ordering::Relaxed);
+    }
+}
+
+/// Tunables of one dispatcher.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Names this worker in leases and attempts.
+    pub worker: String,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// How long a claim is valid: longer than any request may take.
+    pub lease: Duration,
+    /// How often to look for work when nothing wakes the dispatcher.
+    pub idle_poll: Duration,
+    /// How often to return expired leases to the queue.
+    pub sweep_every: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            worker: format!("adms-bridge-{}", std::process::id()),
+            concurrency: 64,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_secs(1),
+            sweep_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs deliveries until `shutdown`; then waits for the requests in flight and records them.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    store: Store,
+    client: DeliveryClient,
+    config: DispatcherConfig,
+    clock: Arc<Clock>,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        client: DeliveryClient,
+        config: DispatcherConfig,
+        clock: Arc<Clock>,
+        wake: Arc<Notify>,
+    ) -> Dispatcher {
+        Dispatcher { store, client, config, clock, wake }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let (done_tx, done_rx) = mpsc::channel::<Completion>(4096);
+        let writer = tokio::spawn(record_completions(self.store.clone(), done_rx, Arc::clone(&self.wake)));
+        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut last_sweep = i64::MIN;
+        let sweep_every = i64::try_from(self.config.sweep_every.as_micros()).unwrap_or(i64::MAX);
+        let lease = i64::try_from(self.config.lease.as_micros()).unwrap_or(i64::MAX / 4);
+        while !shutdown.is_cancelled() {
+            let now = self.clock.now_micros();
+            if now.saturating_sub(last_sweep) >= sweep_every {
+                last_sweep = now;
+                match self.store.expire_leases(now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(deliveries = n, "webhook leases expired; deliveries requeued"),
+                    Err(error) => tracing::error!(%error, "webhook lease sweep failed"),
+                }
+            }
+            // Wait for a free slot before claiming, so nothing claimed waits for a slot.
+            let Ok(first) = Arc::clone(&permits).acquire_owned().await else { break };
+            let free = permits.available_permits() + 1;
+            let claimed = match self.store.claim_due_deliveries(&self.config.worker, now, lease, free as i64).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::error!(%error, "claiming webhook deliveries failed");
+                    drop(first);
+                    self.idle(&shutdown, self.config.idle_poll).await;
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                drop(first);
+                let wait = match self.store.next_delivery_due_at().await {
+                    Ok(Some(due)) => Duration::from_micros(u64::try_from(due - now).unwrap_or(0)),
+                    _ => self.config.idle_poll,
+                };
+                self.idle(&shutdown, wait.min(self.config.idle_poll)).await;
+                continue;
+            }
+            let mut permit = Some(first);
+            for claim in claimed {
+                let permit = match permit.take() {
+                    Some(p) => p,
+                    None => match Arc::clone(&permits).acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let client = self.client.clone();
+                let clock = Arc::clone(&self.clock);
+                let done = done_tx.clone();
+                let worker = self.config.worker.clone();
+                tokio::spawn(async move {
+                    let completion = deliver(&client, &clock, &worker, claim).await;
+                    let _ = done.send(completion).await;
+                    drop(permit);
+                });
+            }
+        }
+        // Let requests in flight finish (bounded by the client's timeout), then flush.
+        let _ = permits.acquire_many(self.config.concurrency.max(1) as u32).await;
+        drop(done_tx);
+        let _ = writer.await;
+    }
+
+    async fn idle(&self, shutdown: &CancellationToken, wait: Duration) {
+        tokio::select! {
+            () = self.wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// Signs and sends one claimed delivery and decides what comes next.
+async fn deliver(client: &DeliveryClient, clock: &Clock, worker: &str, claim: ClaimedDelivery) -> Completion {
+    let started_at = clock.now_micros();
+    let secrets: Vec<WebhookSecret> = claim.secrets.iter().filter_map(|s| s.parse().ok()).collect();
+    let timestamp = started_at.div_euclid(1_000_000);
+    let headers = WebhookHeaders {
+        id: claim.event_id.clone(),
+        timestamp,
+        signature: signature_header(&secrets, &claim.event_id, timestamp, &claim.body),
+    };
+    let report = match reqwest::Url::parse(&claim.url) {
+        Ok(url) => client.send(&url, &headers, Bytes::from(claim.body.clone())).await,
+        Err(error) => AttemptReport::failed(FailureKind::InvalidRequest, error.to_string(), std::time::Instant::now()),
+    };
+    let outcome = match &report.outcome {
+        AttemptOutcome::Delivered(_) => DeliveryOutcome::Succeeded,
+        AttemptOutcome::Gone => DeliveryOutcome::EndpointGone,
+        other => {
+            let attempts = u32::try_from(claim.attempt_no).unwrap_or(u32::MAX);
+            let elapsed = Duration::from_micros(u64::try_from(started_at - claim.first_attempt_at).unwrap_or(0));
+            match next_attempt_delay(attempts, elapsed, other, rand::random::<f64>()) {
+                Some(wait) => {
+                    DeliveryOutcome::RetryAt(started_at + i64::try_from(wait.as_micros()).unwrap_or(i64::MAX / 4))
+                }
+                None => DeliveryOutcome::Exhausted,
+            }
+        }
+    };
+    let error_kind = match &report.outcome {
+        AttemptOutcome::Failed { kind, .. } => Some(kind.as_str().to_owned()),
+        AttemptOutcome::Throttled { .. } => Some("throttled".to_owned()),
+        AttemptOutcome::Gone => Some("gone".to_owned()),
+        AttemptOutcome::Delivered(_) => None,
+    };
+    tracing::debug!(event_id = %claim.event_id, attempt = claim.attempt_no, status = ?report.status, ?outcome, "webhook attempt");
+    Completion {
+        delivery_id: claim.delivery_id,
+        lease_token: claim.lease_token,
+        attempt_no: claim.attempt_no,
+        worker: worker.to_owned(),
+        started_at,
+        duration_us: i64::try_from(report.duration.as_micros()).unwrap_or(i64::MAX),
+        http_status: report.status.map(i64::from),
+        error_kind,
+        error: report.error,
+        response_body: report.response_body,
+        outcome,
+    }
+}
+
+/// Records finished attempts, many per transaction. A failed write is retried: the attempts
+/// happened, and until recorded their leases keep the deliveries from being sent again early.
+async fn record_completions(store: Store, mut done: mpsc::Receiver<Completion>, wake: Arc<Notify>) {
+    let mut batch = Vec::with_capacity(256);
+    while done.recv_many(&mut batch, 256).await > 0 {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match store.complete_deliveries(&batch).await {
+                Ok(accepted) => {
+                    let fenced = accepted.iter().filter(|a| !**a).count();
+                    if fenced > 0 {
+                        tracing::warn!(fenced, "webhook completions refused: their leases had been taken over");
+                    }
+                    // A success may have re-driven exhausted deliveries; a 410 paused an endpoint.
+                    if batch.iter().any(|c| c.outcome == DeliveryOutcome::Succeeded) {
+                        wake.notify_one();
+                    }
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(%error, attempts = batch.len(), "recording webhook attempts failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
