@@ -17,6 +17,7 @@
 
 mod http;
 mod scenarios;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,7 +63,15 @@ enum Scenario {
     },
     /// A trivial axum server answering `OK`, driven like `poll`.
     Trivial,
-    /// Everything above, printed as the BENCHMARKS.md table.
+    /// Webhook deliveries/s from a backlog (1 and 8 endpoints) and end-to-end latency.
+    Webhooks {
+        #[arg(long, default_value_t = 20_000)]
+        punches: usize,
+        /// Punches/s for the latency run.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+    },
+    /// Everything above but webhooks, printed as the BENCHMARKS.md table.
     All,
     /// (internal) serve the trivial handler and print `listening on http://ADDR`.
     #[command(hide = true)]
@@ -95,6 +104,14 @@ fn main() -> anyhow::Result<()> {
             Scenario::Limit { rows_per_tx, writers } => println!("{}", run.limit(rows_per_tx, writers).await?),
             Scenario::Poll { devices } => println!("{}", run.poll(devices).await?),
             Scenario::Trivial => println!("{}", run.trivial().await?),
+            Scenario::Webhooks { punches, rate } => {
+                for endpoints in [1, 8] {
+                    let (rate, requests) = run.webhook_throughput(endpoints, punches).await?;
+                    println!("webhooks, {punches} punches x {endpoints} endpoint(s): {rate:.0} deliveries/s ({requests} requests)");
+                }
+                let (p50, p99, max, n) = run.webhook_latency(rate, run.duration.as_secs()).await?;
+                println!("webhook latency at {rate} punches/s, device POST -> receiver: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({n} punches)");
+            }
             Scenario::All => run.all().await?,
             Scenario::TrivialServer => unreachable!("handled above"),
         }

@@ -346,7 +346,7 @@ fn new_punch(line: &[u8], n: u64) -> NewPunch {
 }
 
 /// Appends punch `n` as a 7-column ATTLOG line; PINs cycle over 1,000 employees.
-fn attlog_line(out: &mut Vec<u8>, n: u64) {
+pub(crate) fn attlog_line(out: &mut Vec<u8>, n: u64) {
     use std::io::Write;
     let secs = BASE_EPOCH + n as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -382,14 +382,14 @@ async fn count_punches(db: &Path) -> anyhow::Result<u64> {
 
 /// A server process on 127.0.0.1:0; killed if dropped without `stop`.
 #[derive(Debug)]
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     db: PathBuf,
 }
 
 impl ServerProcess {
-    fn start(bin: &Path, dir: &Path) -> anyhow::Result<ServerProcess> {
+    pub(crate) fn start(bin: &Path, dir: &Path) -> anyhow::Result<ServerProcess> {
         let db = dir.join("bench.db");
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
@@ -415,7 +415,7 @@ impl ServerProcess {
     }
 
     /// SIGTERM, wait for a clean exit, and return the database path.
-    fn stop(mut self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<PathBuf> {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.child.try_wait()?.is_none() {

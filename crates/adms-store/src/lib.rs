@@ -13,6 +13,7 @@ pub mod events;
 mod punches;
 mod queries;
 mod uploads;
+pub mod webhook_queries;
 pub mod webhooks;
 
 use std::path::Path;

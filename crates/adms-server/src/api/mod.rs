@@ -9,6 +9,7 @@ mod native;
 mod pagination;
 mod terminals;
 mod transactions;
+mod webhooks;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -29,6 +30,18 @@ pub fn routes() -> Router<SharedState> {
         .route("/iclock/api/terminals/{id}", get(terminals::detail))
         .route("/api/v1/devices/{sn}", patch(native::update_device))
         .route("/api/v1/rejected-lines", get(native::rejected_lines))
+        .route("/api/v1/devices/{sn}/punches", get(webhooks::device_punches))
+        .route("/api/v1/webhooks/endpoints", get(webhooks::list_endpoints).post(webhooks::create_endpoint))
+        .route(
+            "/api/v1/webhooks/endpoints/{uid}",
+            get(webhooks::get_endpoint).patch(webhooks::update_endpoint).delete(webhooks::delete_endpoint),
+        )
+        .route("/api/v1/webhooks/endpoints/{uid}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/api/v1/webhooks/endpoints/{uid}/replay", post(webhooks::replay))
+        .route("/api/v1/webhooks/deliveries", get(webhooks::list_deliveries))
+        .route("/api/v1/webhooks/deliveries/{id}/attempts", get(webhooks::delivery_attempts))
+        .route("/api/v1/webhooks/deliveries/{id}/resend", post(webhooks::resend_delivery))
+        .route("/api/v1/webhooks/backlog", get(webhooks::backlog))
 }
 
 /// Errors of the API, answered with Django REST Framework's bodies.
@@ -42,6 +55,8 @@ pub enum ApiError {
     InvalidPage,
     #[error("bad request")]
     BadRequest(serde_json::Value),
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
     #[error("storage: {0}")]
     Store(#[from] adms_store::StoreError),
     #[error("internal: {0}")]
@@ -59,6 +74,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),
             ApiError::InvalidPage => (StatusCode::NOT_FOUND, json!({ "detail": "Invalid page." })),
             ApiError::BadRequest(body) => (StatusCode::BAD_REQUEST, body),
+            ApiError::Conflict(detail) => (StatusCode::CONFLICT, json!({ "detail": detail })),
             ApiError::Store(error) => {
                 tracing::error!(%error, "API storage error");
                 (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": "Storage unavailable, retry later." }))

@@ -1,0 +1,499 @@
+//! The native webhook API end to end: endpoints (secret shown once, validation, SSRF refusal,
+//! pause/resume, rotation, deletion), deliveries and their attempts, resend, the per-device
+//! punch cursor, and replay to one endpoint without fan-out to the others.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::{Api, Device, Server};
+use serde_json::{Value, json};
+
+const ENDPOINTS: &str = "/api/v1/webhooks/endpoints";
+
+/// What a receiver got: (path, webhook-id, body).
+type Received = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// A receiver on loopback that answers 200 to every POST and records it.
+async fn start_receiver() -> (String, Received) {
+    async fn record(
+        State(received): State<Received>,
+        uri: axum::http::Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> StatusCode {
+        let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        received.lock().unwrap().push((uri.path().to_owned(), id, body));
+        StatusCode::OK
+    }
+    let received: Received = Arc::default();
+    let app = axum::Router::new().fallback(axum::routing::post(record)).with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), received)
+}
+
+/// Polls `check` until it holds, for up to 30 s.
+async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn field_errors(body: &Value, field: &str) -> String {
+    body[field].as_array().map(|m| m.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn endpoints_validation_auth_and_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("ADMS_WEBHOOK_ALLOW_PRIVATE", "false")]);
+    let api = Api::login(&server).await;
+
+    // No token: 401 everywhere.
+    let client = reqwest::Client::new();
+    for (method, path) in [
+        ("GET", ENDPOINTS),
+        ("POST", ENDPOINTS),
+        ("GET", "/api/v1/webhooks/endpoints/ep_x"),
+        ("PATCH", "/api/v1/webhooks/endpoints/ep_x"),
+        ("DELETE", "/api/v1/webhooks/endpoints/ep_x"),
+        ("POST", "/api/v1/webhooks/endpoints/ep_x/rotate-secret"),
+        ("POST", "/api/v1/webhooks/endpoints/ep_x/replay"),
+        ("GET", "/api/v1/webhooks/deliveries"),
+        ("GET", "/api/v1/webhooks/deliveries/1/attempts"),
+        ("POST", "/api/v1/webhooks/deliveries/1/resend"),
+        ("GET", "/api/v1/webhooks/backlog"),
+        ("GET", "/api/v1/devices/SN1/punches"),
+    ] {
+        let response = client.request(method.parse().unwrap(), server.url(path)).json(&json!({})).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body, json!({"detail": "Authentication credentials were not provided."}));
+    }
+
+    // Create: 201, defaults, the secret this once.
+    let (status, created) = api.post_json(ENDPOINTS, &json!({"url": "https://erp.example.com/hooks"})).await;
+    assert_eq!(status, 201, "{created}");
+    let uid = created["id"].as_str().unwrap().to_owned();
+    assert!(uid.starts_with("ep_") && uid.len() == 27, "{uid}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_eq!(created["url"], "https://erp.example.com/hooks");
+    assert_eq!(created["event_types"], Value::Null);
+    assert_eq!(
+        (&created["timeout_ms"], &created["batch_max"], &created["ordered"], &created["paused"]),
+        (&json!(15000), &json!(1), &json!(false), &json!(false))
+    );
+    assert_eq!(created["source"], "api");
+    let (status, second) = api
+        .post_json(
+            ENDPOINTS,
+            &json!({"url": "http://8.8.8.8:8080/in", "description": "payroll", "event_types": ["attendance.punch"],
+                    "timeout_ms": 5000, "batch_max": 50, "ordered": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(second["event_types"], json!(["attendance.punch"]));
+    assert_eq!(
+        (&second["timeout_ms"], &second["batch_max"], &second["ordered"]),
+        (&json!(5000), &json!(50), &json!(true))
+    );
+    assert_ne!(second["secret"], created["secret"]);
+
+    // Never again: not in the list, not in the detail.
+    let (status, list) = api.get_status(ENDPOINTS).await;
+    assert_eq!(status, 200);
+    let list = list["data"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(|e| e.get("secret").is_none()));
+    assert!(!serde_json::to_string(&list).unwrap().contains("whsec_"));
+    let (status, detail) = api.get_status(&format!("{ENDPOINTS}/{uid}")).await;
+    assert_eq!(status, 200);
+    assert!(detail.get("secret").is_none());
+    assert_eq!(detail["id"], uid.as_str());
+
+    // Validation: DRF bodies naming the field.
+    let cases = [
+        (json!({"url": "ftp://erp.example.com/"}), "url", "http and https"),
+        (json!({"url": "not a url"}), "url", "valid URL"),
+        (json!({"url": "http://127.0.0.1:9000/hooks"}), "url", "127.0.0.1"),
+        (json!({"url": "http://169.254.169.254/latest/meta-data/"}), "url", "169.254.169.254"),
+        (json!({"url": "http://[::1]/"}), "url", "::1"),
+        (json!({"url": format!("https://erp.example.com/{}", "a".repeat(2100))}), "url", "2048"),
+        (json!({}), "url", "required"),
+        (json!({"url": null}), "url", "null"),
+        (
+            json!({"url": "https://erp.example.com/", "event_types": ["attendance.punch", "punch.created"]}),
+            "event_types",
+            "punch.created",
+        ),
+        (json!({"url": "https://erp.example.com/", "event_types": []}), "event_types", "empty"),
+        (json!({"url": "https://erp.example.com/", "event_types": "attendance.punch"}), "event_types", "list"),
+        (json!({"url": "https://erp.example.com/", "timeout_ms": 500}), "timeout_ms", "between 1000 and 30000"),
+        (json!({"url": "https://erp.example.com/", "timeout_ms": "5s"}), "timeout_ms", "integer"),
+        (json!({"url": "https://erp.example.com/", "batch_max": 0}), "batch_max", "between 1 and 500"),
+        (json!({"url": "https://erp.example.com/", "batch_max": 501}), "batch_max", "between 1 and 500"),
+        (json!({"url": "https://erp.example.com/", "ordered": "yes"}), "ordered", "boolean"),
+        (json!({"url": "https://erp.example.com/", "secret": "whsec_x"}), "secret", "Unknown field"),
+        (json!({"url": "https://erp.example.com/", "paused": true}), "paused", "Unknown field"),
+    ];
+    for (body, field, message) in cases {
+        let (status, answer) = api.post_json(ENDPOINTS, &body).await;
+        assert_eq!(status, 400, "{body} → {answer}");
+        assert!(field_errors(&answer, field).contains(message), "{body} → {answer}");
+    }
+    let response = api
+        .client
+        .post(server.url(ENDPOINTS))
+        .header("Authorization", format!("Token {}", api.token))
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().starts_with("JSON parse error"), "{body}");
+    let (_, list) = api.get_status(ENDPOINTS).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "nothing invalid was created");
+
+    // PATCH: settings, pause and resume.
+    let path = format!("{ENDPOINTS}/{uid}");
+    let (status, patched) = api.patch_json(&path, &json!({"paused": true})).await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!((&patched["paused"], &patched["paused_reason"]), (&json!(true), &json!("manual")));
+    let (status, patched) = api
+        .patch_json(
+            &path,
+            &json!({"description": "ERP", "event_types": ["device.online", "device.offline"], "timeout_ms": 30000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["description"], "ERP");
+    assert_eq!(patched["event_types"], json!(["device.online", "device.offline"]));
+    assert_eq!(patched["timeout_ms"], 30000);
+    assert_eq!(patched["paused"], true, "settings leave the pause alone");
+    assert_eq!(patched["url"], "https://erp.example.com/hooks");
+    let (status, patched) = api.patch_json(&path, &json!({"paused": false, "event_types": null})).await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!((&patched["paused"], &patched["paused_reason"]), (&json!(false), &Value::Null));
+    assert_eq!(patched["event_types"], Value::Null);
+    assert!(patched.get("secret").is_none());
+    let (status, answer) = api.patch_json(&path, &json!({"url": "http://10.0.0.5/"})).await;
+    assert_eq!(status, 400);
+    assert!(field_errors(&answer, "url").contains("10.0.0.5"), "{answer}");
+    let (status, answer) = api.patch_json(&path, &json!({"paused": "no", "batch_max": 0})).await;
+    assert_eq!(status, 400);
+    assert!(answer.get("paused").is_some() && answer.get("batch_max").is_some(), "{answer}");
+    let (status, answer) = api.patch_json(&format!("{ENDPOINTS}/ep_unknown"), &json!({"paused": true})).await;
+    assert_eq!((status, answer), (404, json!({"detail": "Not found."})));
+
+    // Rotation: a new secret, shown once.
+    let (status, rotated) = api.post_json(&format!("{path}/rotate-secret"), &json!({})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().unwrap();
+    assert!(new_secret.starts_with("whsec_") && new_secret != secret);
+    assert!(rotated["previous_secrets_valid_until"].as_str().unwrap().ends_with('Z'));
+    let (status, rotated) = api.post_json(&format!("{path}/rotate-secret"), &json!({"grace_secs": 0})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let (status, answer) = api.post_json(&format!("{path}/rotate-secret"), &json!({"grace_secs": 604_801})).await;
+    assert_eq!(status, 400);
+    assert!(field_errors(&answer, "grace_secs").contains("604800"), "{answer}");
+    let (status, _) = api.post_json(&format!("{ENDPOINTS}/ep_unknown/rotate-secret"), &json!({})).await;
+    assert_eq!(status, 404);
+
+    // Delivery routes: bad parameters and unknown ids.
+    for (query, field) in
+        [("state=done", "state"), ("limit=0", "limit"), ("limit=501", "limit"), ("before=x", "before")]
+    {
+        let (status, answer) = api.get_status(&format!("/api/v1/webhooks/deliveries?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(answer.get(field).is_some(), "{query} → {answer}");
+    }
+    for path in ["/api/v1/webhooks/deliveries/999/attempts", "/api/v1/webhooks/deliveries/abc/attempts"] {
+        assert_eq!(api.get_status(path).await.0, 404, "{path}");
+    }
+    assert_eq!(api.post_json("/api/v1/webhooks/deliveries/999/resend", &json!({})).await.0, 404);
+    let (status, backlog) = api.get_status("/api/v1/webhooks/backlog").await;
+    assert_eq!(status, 200);
+    assert_eq!(backlog["data"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        backlog["data"][0],
+        json!({"endpoint": uid, "due": 0, "in_flight": 0, "exhausted": 0, "oldest_due_age_secs": null})
+    );
+
+    // Delete: 204, then gone everywhere.
+    let (status, body) = api.delete(&path).await;
+    assert_eq!((status, body), (204, Value::Null));
+    assert_eq!(api.get_status(&path).await.0, 404);
+    assert_eq!(api.delete(&path).await.0, 404);
+    assert_eq!(api.patch_json(&path, &json!({"paused": false})).await.0, 404);
+    let (_, list) = api.get_status(ENDPOINTS).await;
+    let ids: Vec<&str> = list["data"].as_array().unwrap().iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids, vec![second["id"].as_str().unwrap()]);
+}
+
+#[tokio::test]
+async fn deliveries_cursor_resend_and_replay() {
+    let (receiver, received) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Private addresses are allowed by default (the on-site install), so loopback works.
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::login(&server).await;
+    let dev = Device { server: &server, sn: "CQZ7232360001".into() };
+    assert_eq!(dev.handshake().await.status, 200);
+
+    // Three punches before any endpoint exists: stored, no events.
+    let early = b"101\t2026-11-20 08:00:00\t0\t1\t0\t0\t0\n102\t2026-11-20 08:01:00\t0\t15\t0\t0\t0\n103\t2026-11-20 08:02:00\t1\t1\t0\t0\t0\n";
+    assert_eq!(dev.attlog(early).await.text(), "OK: 3");
+
+    let (status, a) = api.post_json(ENDPOINTS, &json!({"url": format!("{receiver}/a")})).await;
+    assert_eq!(status, 201, "{a}");
+    let a_id = a["id"].as_str().unwrap().to_owned();
+
+    // Four more with endpoint A: one delivery each, sent to the receiver.
+    let late = b"104\t2026-11-20 09:00:00\t0\t1\t0\t0\t0\n105\t2026-11-20 09:01:00\t1\t1\t0\t0\t0\n106\t2026-11-20 09:02:00\t0\t4\t5\t0\t0\n107\t2026-11-20 09:03:00\t255\t15\t0\t0\t0\n";
+    assert_eq!(dev.attlog(late).await.text(), "OK: 4");
+    let a_deliveries = format!("/api/v1/webhooks/deliveries?endpoint={a_id}");
+    wait_for("A's deliveries to succeed", || async {
+        let (_, page) = api.get_status(&format!("{a_deliveries}&state=succeeded")).await;
+        page["data"].as_array().is_some_and(|d| d.len() == 4)
+    })
+    .await;
+    let (status, page) = api.get_status(&a_deliveries).await;
+    assert_eq!(status, 200);
+    let a_rows = page["data"].as_array().unwrap().clone();
+    assert_eq!(a_rows.len(), 4);
+    assert_eq!(page["next_before"], Value::Null);
+    let delivery = &a_rows[0];
+    assert_eq!(delivery["endpoint"], a_id.as_str());
+    assert_eq!(delivery["event_type"], "attendance.punch");
+    assert_eq!(delivery["state"], "succeeded");
+    assert_eq!(delivery["next_attempt_at"], Value::Null);
+    assert!(delivery["succeeded_at"].as_str().unwrap().ends_with('Z'));
+    assert!(delivery["created_at"].as_str().unwrap().contains('T'));
+    // Newest first; `before` pages on.
+    let ids: Vec<i64> = a_rows.iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    let (_, first_page) = api.get_status(&format!("{a_deliveries}&limit=3")).await;
+    assert_eq!(first_page["next_before"], ids[2]);
+    let (_, rest) = api.get_status(&format!("{a_deliveries}&limit=3&before={}", ids[2])).await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["data"][0]["id"], ids[3]);
+
+    // Attempts of a delivery.
+    let delivery_id = ids[0];
+    let (status, attempts) = api.get_status(&format!("/api/v1/webhooks/deliveries/{delivery_id}/attempts")).await;
+    assert_eq!(status, 200, "{attempts}");
+    assert_eq!(attempts["delivery_id"], delivery_id);
+    let attempt = &attempts["data"][0];
+    assert_eq!(attempt["attempt_no"], 1);
+    assert_eq!(attempt["http_status"], 200);
+    assert_eq!(attempt["accepted"], true);
+    assert_eq!(attempt["trigger"], "scheduled");
+    assert!(attempt["started_at"].as_str().unwrap().ends_with('Z'));
+    assert!(attempt["duration_ms"].is_number());
+
+    // The cursor: seq 1..7 contiguous, the webhook `data` shape, matching event ids.
+    let cursor = |query: &str| {
+        let path = format!("/api/v1/devices/{}/punches{query}", dev.sn);
+        let api = &api;
+        async move { api.get_status(&path).await }
+    };
+    let (status, all) = cursor("").await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["device_sn"], dev.sn.as_str());
+    let punches = all["data"].as_array().unwrap().clone();
+    let seqs: Vec<i64> = punches.iter().map(|p| p["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    assert_eq!((&all["next_after_seq"], &all["has_more"]), (&json!(7), &json!(false)));
+    let ids: Vec<i64> = punches.iter().map(|p| p["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(
+        punches[1],
+        json!({
+            "id": ids[1],
+            "event_id": punches[1]["event_id"],
+            "seq": 2,
+            "pin": "102",
+            "local_time": "2026-11-20 08:01:00",
+            "utc_time": "2026-11-20T08:01:00Z",
+            "time_basis": "device_clock",
+            "punch_state": {"code": "0", "name": "Check In"},
+            "verify_mode": {"code": 15, "name": "Face"},
+            "work_code": "0",
+            "received_at": punches[1]["received_at"],
+            "raw": "102\t2026-11-20 08:01:00\t0\t15\t0\t0\t0",
+        })
+    );
+    let event_ids: Vec<String> = punches.iter().map(|p| p["event_id"].as_str().unwrap().to_owned()).collect();
+    assert!(event_ids.iter().all(|id| id.starts_with("evt_")));
+    let a_events: HashSet<String> = a_rows.iter().map(|d| d["event_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(a_events, event_ids[3..].iter().cloned().collect(), "A got exactly the punches after it existed");
+    // Each delivered body is the punch as the cursor shows it.
+    {
+        let got = received.lock().unwrap().clone();
+        for (p, id) in punches[3..].iter().zip(&event_ids[3..]) {
+            let (path, _, body) = got.iter().find(|(_, got_id, _)| got_id == id).expect("delivered");
+            assert_eq!(path, "/a");
+            let body: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(body["id"], id.as_str());
+            assert_eq!(body["data"]["device"]["sn"], dev.sn.as_str());
+            for key in [
+                "seq",
+                "pin",
+                "local_time",
+                "utc_time",
+                "time_basis",
+                "punch_state",
+                "verify_mode",
+                "work_code",
+                "received_at",
+                "raw",
+            ] {
+                assert_eq!(body["data"][key], p[key], "{key}");
+            }
+        }
+    }
+    // Paging by seq.
+    let (_, page) = cursor("?after_seq=0&limit=3").await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 3);
+    assert_eq!((&page["next_after_seq"], &page["has_more"]), (&json!(3), &json!(true)));
+    let (_, page) = cursor("?after_seq=3&limit=3").await;
+    let seqs: Vec<i64> = page["data"].as_array().unwrap().iter().map(|p| p["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, vec![4, 5, 6]);
+    let (_, page) = cursor("?after_seq=7").await;
+    assert_eq!((page["data"].as_array().unwrap().len(), &page["next_after_seq"]), (0, &json!(7)));
+    assert_eq!(cursor("?limit=0").await.0, 400);
+    assert_eq!(cursor("?limit=1001").await.0, 400);
+    assert_eq!(cursor("?after_seq=-1").await.0, 400);
+    assert_eq!(api.get_status("/api/v1/devices/NOPE/punches").await.0, 404);
+
+    // Resend a succeeded delivery: 202, sent again with the same id and the same bytes.
+    let resent_event = a_rows[0]["event_id"].as_str().unwrap().to_owned();
+    let (status, answer) =
+        api.post_json(&format!("/api/v1/webhooks/deliveries/{delivery_id}/resend"), &json!({})).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer, json!({"id": delivery_id, "state": "pending"}));
+    wait_for("the resent delivery", || async {
+        received.lock().unwrap().iter().filter(|(_, id, _)| *id == resent_event).count() == 2
+    })
+    .await;
+    {
+        let got = received.lock().unwrap();
+        let bodies: HashSet<&String> = got.iter().filter(|(_, id, _)| *id == resent_event).map(|(_, _, b)| b).collect();
+        assert_eq!(bodies.len(), 1, "same id ⇒ identical body");
+    }
+    wait_for("the resent delivery to succeed again", || async {
+        let (_, attempts) = api.get_status(&format!("/api/v1/webhooks/deliveries/{delivery_id}/attempts")).await;
+        attempts["data"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+
+    // Endpoint B, created after every punch: nothing for it until a replay.
+    let (status, b) = api.post_json(ENDPOINTS, &json!({"url": format!("{receiver}/b")})).await;
+    assert_eq!(status, 201, "{b}");
+    let b_id = b["id"].as_str().unwrap().to_owned();
+    let b_deliveries = format!("/api/v1/webhooks/deliveries?endpoint={b_id}");
+    assert_eq!(api.get_status(&b_deliveries).await.1["data"], json!([]));
+
+    // Replay validation.
+    let replay = format!("{ENDPOINTS}/{b_id}/replay");
+    let cases = [
+        (json!({"from_seq": 1}), "device_sn"),
+        (json!({"device_sn": "NOPE"}), "device_sn"),
+        (json!({"device_sn": dev.sn, "from_seq": 5, "to_seq": 2}), "to_seq"),
+        (json!({"from_time": "2026-11-20T08:00:00Z"}), "from_time"),
+        (json!({"from_time": "yesterday"}), "from_time"),
+        (json!({"from_time": "2026-11-20 10:00:00", "to_time": "2026-11-20 09:00:00"}), "to_time"),
+        (json!({"seq": 1}), "seq"),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = api.post_json(&replay, &body).await;
+        assert_eq!(status, 400, "{body} → {answer}");
+        assert!(answer.get(field).is_some(), "{body} → {answer}");
+    }
+    assert_eq!(api.post_json(&format!("{ENDPOINTS}/ep_unknown/replay"), &json!({})).await.0, 404);
+
+    // Replay every seq of the device to B: 7 events, 3 of them created now.
+    let (status, answer) = api.post_json(&replay, &json!({"device_sn": dev.sn, "from_seq": 1, "to_seq": 7})).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer, json!({"replayed": 7, "events_created": 3}));
+    wait_for("B's deliveries to succeed", || async {
+        let (_, page) = api.get_status(&format!("{b_deliveries}&state=succeeded")).await;
+        page["data"].as_array().is_some_and(|d| d.len() == 7)
+    })
+    .await;
+    let (_, page) = api.get_status(&b_deliveries).await;
+    let b_events: HashSet<String> =
+        page["data"].as_array().unwrap().iter().map(|d| d["event_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(b_events, event_ids.iter().cloned().collect::<HashSet<_>>(), "B got every punch, by its event id");
+    // No fan-out: A still has its four deliveries, and the receiver saw nothing new on /a.
+    let (_, page) = api.get_status(&a_deliveries).await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 4);
+    {
+        let got = received.lock().unwrap();
+        let on_a: Vec<&String> = got.iter().filter(|(path, _, _)| path == "/a").map(|(_, id, _)| id).collect();
+        assert_eq!(on_a.len(), 5, "four deliveries and one resend");
+        assert!(on_a.iter().all(|id| a_events.contains(*id)));
+        // Same id ⇒ identical body, across endpoints too.
+        let mut bodies: HashMap<&String, HashSet<&String>> = HashMap::new();
+        for (_, id, body) in got.iter() {
+            bodies.entry(id).or_default().insert(body);
+        }
+        assert!(bodies.values().all(|b| b.len() == 1));
+        assert_eq!(bodies.len(), 7);
+    }
+
+    // A time-range replay (device-local, bare date = the whole day; inclusive).
+    let (status, answer) =
+        api.post_json(&replay, &json!({"from_time": "2026-11-20 08:01:00", "to_time": "2026-11-20 09:01:00"})).await;
+    assert_eq!((status, answer), (202, json!({"replayed": 4, "events_created": 0})));
+    let (status, answer) = api.post_json(&replay, &json!({"from_time": "2026-11-20", "to_time": "2026-11-20"})).await;
+    assert_eq!((status, answer), (202, json!({"replayed": 7, "events_created": 0})));
+    let (status, answer) = api.post_json(&replay, &json!({"from_time": "2026-11-21"})).await;
+    assert_eq!((status, answer), (202, json!({"replayed": 0, "events_created": 0})));
+    let (_, page) = api.get_status(&a_deliveries).await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 4, "replays to B never reach A");
+
+    // An endpoint that does not take punches cannot be replayed to.
+    let (_, c) =
+        api.post_json(ENDPOINTS, &json!({"url": format!("{receiver}/c"), "event_types": ["device.offline"]})).await;
+    let (status, answer) =
+        api.post_json(&format!("{ENDPOINTS}/{}/replay", c["id"].as_str().unwrap()), &json!({})).await;
+    assert_eq!(status, 400, "{answer}");
+
+    // Backlog per endpoint.
+    let (status, backlog) = api.get_status("/api/v1/webhooks/backlog").await;
+    assert_eq!(status, 200);
+    let rows = backlog["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        for key in ["endpoint", "due", "in_flight", "exhausted", "oldest_due_age_secs"] {
+            assert!(row.get(key).is_some(), "{row}");
+        }
+    }
+
+    // Deleting B cancels what waits for it; a resend of its deliveries is then refused.
+    let (_, page) = api.get_status(&b_deliveries).await;
+    let b_delivery = page["data"][0]["id"].as_i64().unwrap();
+    assert_eq!(api.delete(&format!("{ENDPOINTS}/{b_id}")).await.0, 204);
+    let (status, answer) = api.post_json(&format!("/api/v1/webhooks/deliveries/{b_delivery}/resend"), &json!({})).await;
+    assert_eq!(status, 409, "{answer}");
+}

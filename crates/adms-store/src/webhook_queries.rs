@@ -1,0 +1,411 @@
+//! Reads and operator actions on the webhook outbox for the API: attempts of a delivery, manual
+//! resend, replay of a range of punches to one endpoint, and the per-device punch cursor.
+//!
+//! Punch ids ascend in arrival order and each device's `seq` is assigned in that same order, so
+//! for one device `id` order is `seq` order. The cursor and the replay walk punches by `id` (the
+//! table's own b-tree) and never need an index on `(device_id, seq)`, which would cost the
+//! realtime writer one scattered page per device per commit.
+
+use std::collections::HashSet;
+
+use sqlx::FromRow;
+
+use crate::events::{EventDevice, PunchEvent, punch_event_id};
+use crate::{Store, StoreError};
+
+/// One attempt of a delivery, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct AttemptRow {
+    pub attempt_no: i64,
+    /// `scheduled`, `manual`, `replay` or `lease_expired`.
+    pub trigger_kind: String,
+    pub worker: String,
+    /// Unix µs.
+    pub started_at: i64,
+    pub duration_us: Option<i64>,
+    pub http_status: Option<i64>,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    /// The start of the response body as captured (at most 20 KiB).
+    pub response_body: Option<Vec<u8>>,
+    /// `false` when the completion was fenced out by a newer claim.
+    pub accepted: bool,
+}
+
+/// What a manual resend did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResendOutcome {
+    /// The delivery is pending and due now.
+    Queued,
+    /// No such delivery.
+    NotFound,
+    /// A worker is sending it right now; its attempt decides what happens next.
+    InFlight,
+    /// Its endpoint was deleted; nothing will send it.
+    EndpointDeleted,
+}
+
+/// A stored punch as the reconciliation cursor serves it.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct CursorPunch {
+    pub id: i64,
+    pub seq: i64,
+    pub pin: String,
+    pub local_time: String,
+    pub state: String,
+    pub verify: i64,
+    pub work_code: String,
+    /// Unix seconds, when the device's zone was known.
+    pub utc_time: Option<i64>,
+    pub raw_line: String,
+    /// Unix µs.
+    pub received_at: i64,
+    /// The `attendance.punch` event id (computed for punches stored before events existed).
+    pub event_id: Option<String>,
+}
+
+/// Which punches a replay covers; every bound is inclusive, absent bounds are open.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayRange<'a> {
+    pub device_id: Option<i64>,
+    pub from_seq: Option<i64>,
+    pub to_seq: Option<i64>,
+    /// Device wall-clock time `YYYY-MM-DD HH:MM:SS`, compared as stored.
+    pub from_local_time: Option<&'a str>,
+    pub to_local_time: Option<&'a str>,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    Replayed {
+        /// Punch events in the range, each now queued (or already being sent) to the endpoint.
+        events: u64,
+        /// Of those, events that did not exist yet (punches stored before any endpoint).
+        events_created: u64,
+    },
+    /// No such (live) endpoint.
+    NotFound,
+    /// More punches in the range than allowed in one replay.
+    TooMany(i64),
+}
+
+/// Punches handled per transaction, so a large replay never holds the write lock for long.
+const REPLAY_CHUNK: i64 = 2_000;
+
+/// Punch rows a replay reads; `time_zone` falls back to the device's setting.
+#[derive(Debug, FromRow)]
+struct ReplayPunch {
+    id: i64,
+    device_id: i64,
+    seq: i64,
+    pin: String,
+    local_time: String,
+    state: String,
+    verify: i64,
+    work_code: String,
+    time_zone: Option<String>,
+    utc_time: Option<i64>,
+    raw_line: String,
+    received_at: i64,
+    event_id: Option<String>,
+    sn: String,
+    alias: String,
+}
+
+/// The range filter shared by the replay's count and chunk queries: `?1`/`?2` bound the punch
+/// id (exclusive/inclusive), then device, seq and local-time bounds.
+macro_rules! replay_select {
+    ($columns:literal, $tail:literal) => {
+        concat!(
+            "SELECT ",
+            $columns,
+            " FROM punches AS p JOIN devices AS d ON d.id = p.device_id \
+             WHERE p.id > ?1 AND p.id <= ?2 AND (?3 IS NULL OR p.device_id = ?3) \
+               AND (?4 IS NULL OR p.seq >= ?4) AND (?5 IS NULL OR p.seq <= ?5) \
+               AND (?6 IS NULL OR p.local_time >= ?6) AND (?7 IS NULL OR p.local_time <= ?7) ",
+            $tail
+        )
+    };
+}
+
+impl Store {
+    /// The attempts of a delivery, oldest first; `None` when there is no such delivery.
+    pub async fn delivery_attempts(&self, delivery_id: i64) -> Result<Option<Vec<AttemptRow>>, StoreError> {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = ?)")
+            .bind(delivery_id)
+            .fetch_one(self.pool())
+            .await?;
+        if !exists {
+            return Ok(None);
+        }
+        let rows = sqlx::query_as(
+            "SELECT attempt_no, trigger_kind, worker, started_at, duration_us, http_status, error_kind, error, \
+                    response_body, accepted \
+             FROM webhook_attempts WHERE delivery_id = ? ORDER BY id",
+        )
+        .bind(delivery_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(Some(rows))
+    }
+
+    /// Makes a delivery due at `now` (Unix µs) again. A finished one (`succeeded`, `exhausted`,
+    /// `cancelled`) starts a fresh retry schedule; a pending one keeps its attempt count.
+    pub async fn resend_delivery(&self, delivery_id: i64, now: i64) -> Result<ResendOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        // SQLite evaluates every SET expression against the row as it was before the update.
+        let updated: Option<i64> = sqlx::query_scalar(
+            "UPDATE webhook_deliveries SET \
+                    attempt_count = CASE WHEN state = 'pending' THEN attempt_count ELSE 0 END, \
+                    first_attempt_at = CASE WHEN state = 'pending' THEN first_attempt_at ELSE NULL END, \
+                    state = 'pending', next_attempt_at = ?1, updated_at = ?1 \
+             WHERE id = ?2 AND state <> 'in_flight' \
+               AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE deleted_at IS NULL) \
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(delivery_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = if updated.is_some() {
+            ResendOutcome::Queued
+        } else {
+            let found: Option<(String, Option<i64>)> = sqlx::query_as(
+                "SELECT d.state, ep.deleted_at FROM webhook_deliveries AS d \
+                 JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id WHERE d.id = ?",
+            )
+            .bind(delivery_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match found {
+                None => ResendOutcome::NotFound,
+                Some((_, Some(_))) => ResendOutcome::EndpointDeleted,
+                Some(_) => ResendOutcome::InFlight,
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// A device's punches with `seq > after_seq`, in `seq` order, at most `limit`.
+    pub async fn punches_after_seq(
+        &self,
+        device_id: i64,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<CursorPunch>, StoreError> {
+        // Where to start walking: the punch of the device's last event at or before `after_seq`
+        // (found through the events' (device_id, seq) index); every later seq has a larger id.
+        let start_after: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT punch_id FROM webhook_events \
+                              WHERE device_id = ?1 AND seq <= ?2 AND punch_id IS NOT NULL \
+                              ORDER BY seq DESC LIMIT 1), 0)",
+        )
+        .bind(device_id)
+        .bind(after_seq)
+        .fetch_one(self.pool())
+        .await?;
+        let mut rows: Vec<CursorPunch> = sqlx::query_as(
+            "SELECT id, seq, pin, local_time, state, verify, work_code, utc_time, raw_line, received_at, event_id \
+             FROM punches WHERE id > ?1 AND device_id = ?2 AND seq > ?3 ORDER BY id LIMIT ?4",
+        )
+        .bind(start_after)
+        .bind(device_id)
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        if rows.iter().any(|p| p.event_id.is_none()) {
+            let sn: String = sqlx::query_scalar("SELECT sn FROM devices WHERE id = ?")
+                .bind(device_id)
+                .fetch_one(self.pool())
+                .await?;
+            for p in rows.iter_mut().filter(|p| p.event_id.is_none()) {
+                let verify = u16::try_from(p.verify).unwrap_or_default();
+                p.event_id = Some(punch_event_id(&sn, &p.pin, &p.local_time, &p.state, verify, &p.work_code));
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Sends a range of punches again to one endpoint, due at `now` (Unix µs).
+    ///
+    /// Punches without an event (stored while no endpoint existed) get their `attendance.punch`
+    /// event, built exactly as the punch writer builds it, inserted with `fan_out = 0` so that
+    /// no other endpoint is queued. Then every event in the range gets a delivery to this
+    /// endpoint: a new one, or the existing one made pending and due now with a fresh schedule
+    /// (one being sent right now is left to its worker). The range is fixed at the punches
+    /// stored when the replay starts and worked through in chunks, one short transaction each;
+    /// a replay interrupted half-way can simply be repeated.
+    pub async fn replay_punches(
+        &self,
+        endpoint_uid: &str,
+        range: &ReplayRange<'_>,
+        max_events: i64,
+        now: i64,
+    ) -> Result<ReplayOutcome, StoreError> {
+        if self.endpoint_by_uid(endpoint_uid).await?.is_none() {
+            return Ok(ReplayOutcome::NotFound);
+        }
+        let last_id: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM punches").fetch_one(self.pool()).await?;
+        let count: i64 = sqlx::query_scalar(replay_select!("COUNT(*)", ""))
+            .bind(0_i64)
+            .bind(last_id)
+            .bind(range.device_id)
+            .bind(range.from_seq)
+            .bind(range.to_seq)
+            .bind(range.from_local_time)
+            .bind(range.to_local_time)
+            .fetch_one(self.pool())
+            .await?;
+        if count > max_events {
+            return Ok(ReplayOutcome::TooMany(count));
+        }
+        let mut cursor = 0_i64;
+        let (mut events, mut events_created) = (0_u64, 0_u64);
+        loop {
+            let mut tx = self.begin().await?;
+            let Some(endpoint_id) =
+                sqlx::query_scalar::<_, i64>("SELECT id FROM webhook_endpoints WHERE uid = ? AND deleted_at IS NULL")
+                    .bind(endpoint_uid)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            else {
+                // Deleted while the replay ran: what was queued so far was cancelled with it.
+                return Ok(ReplayOutcome::NotFound);
+            };
+            let punches: Vec<ReplayPunch> = sqlx::query_as(replay_select!(
+                "p.id, p.device_id, p.seq, p.pin, p.local_time, p.state, p.verify, p.work_code, \
+                 COALESCE(p.time_zone, d.time_zone) AS time_zone, p.utc_time, p.raw_line, p.received_at, \
+                 p.event_id, d.sn, d.alias",
+                "ORDER BY p.id LIMIT ?8"
+            ))
+            .bind(cursor)
+            .bind(last_id)
+            .bind(range.device_id)
+            .bind(range.from_seq)
+            .bind(range.to_seq)
+            .bind(range.from_local_time)
+            .bind(range.to_local_time)
+            .bind(REPLAY_CHUNK)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(last) = punches.last() else {
+                tx.commit().await?;
+                break;
+            };
+            cursor = last.id;
+            let full_chunk = punches.len() as i64 == REPLAY_CHUNK;
+            events_created += replay_chunk(&mut tx, &punches, endpoint_id, now).await?;
+            events += punches.len() as u64;
+            tx.commit().await?;
+            if !full_chunk {
+                break;
+            }
+        }
+        Ok(ReplayOutcome::Replayed { events, events_created })
+    }
+}
+
+/// One `attendance.punch` event as a JSON array element, the column order `INSERT_REPLAY_EVENTS`
+/// reads: event id, device id, punch id, seq, occurred at, created at, body.
+type EventRow = (String, i64, i64, i64, i64, i64, String);
+
+/// Events for punches that had none. `fan_out = 0`: the trigger queues nobody; the replay queues
+/// its own endpoint.
+const INSERT_REPLAY_EVENTS: &str = "\
+INSERT INTO webhook_events (event_id, event_type, device_id, punch_id, seq, occurred_at, created_at, body, fan_out)
+SELECT j.value ->> 0, 'attendance.punch', j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5,
+       CAST(j.value ->> 6 AS BLOB), 0
+FROM json_each(?) AS j
+WHERE true
+ORDER BY j.key
+ON CONFLICT (event_id) DO NOTHING";
+
+/// One delivery per listed event to the endpoint: inserted, or an existing one made due now with
+/// a fresh schedule (unless a worker holds it).
+const UPSERT_REPLAY_DELIVERIES: &str = "\
+INSERT INTO webhook_deliveries (event_row, endpoint_id, next_attempt_at, created_at, updated_at)
+SELECT e.id, ?1, ?2, ?2, ?2
+FROM json_each(?3) AS j JOIN webhook_events AS e ON e.event_id = j.value
+WHERE true
+ORDER BY j.key
+ON CONFLICT (event_row, endpoint_id) DO UPDATE SET
+    state = 'pending', next_attempt_at = excluded.next_attempt_at, attempt_count = 0, first_attempt_at = NULL,
+    updated_at = excluded.updated_at
+WHERE webhook_deliveries.state <> 'in_flight'";
+
+/// Creates the missing events of one chunk and queues every event of it; returns how many events
+/// were created.
+async fn replay_chunk(
+    tx: &mut sqlx::SqliteConnection,
+    punches: &[ReplayPunch],
+    endpoint_id: i64,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let event_ids: Vec<String> = punches
+        .iter()
+        .map(|p| {
+            p.event_id.clone().unwrap_or_else(|| {
+                let verify = u16::try_from(p.verify).unwrap_or_default();
+                punch_event_id(&p.sn, &p.pin, &p.local_time, &p.state, verify, &p.work_code)
+            })
+        })
+        .collect();
+    // Punches stored before events existed learn their event id.
+    let unnamed: Vec<(i64, &str)> = punches
+        .iter()
+        .zip(&event_ids)
+        .filter(|(p, _)| p.event_id.is_none())
+        .map(|(p, id)| (p.id, id.as_str()))
+        .collect();
+    if !unnamed.is_empty() {
+        sqlx::query(
+            "UPDATE punches SET event_id = j.value ->> 1 FROM json_each(?) AS j \
+             WHERE punches.id = j.value ->> 0 AND punches.event_id IS NULL",
+        )
+        .bind(serde_json::to_string(&unnamed).unwrap_or_else(|_| "[]".into()))
+        .execute(&mut *tx)
+        .await?;
+    }
+    let ids_json = serde_json::to_string(&event_ids).unwrap_or_else(|_| "[]".into());
+    let existing: HashSet<String> = sqlx::query_scalar(
+        "SELECT j.value FROM json_each(?) AS j WHERE EXISTS (SELECT 1 FROM webhook_events WHERE event_id = j.value)",
+    )
+    .bind(&ids_json)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let missing: Vec<EventRow> = punches
+        .iter()
+        .zip(&event_ids)
+        .filter(|(_, id)| !existing.contains(id.as_str()))
+        .map(|(p, id)| {
+            let event = PunchEvent {
+                event_id: id,
+                device: EventDevice { sn: &p.sn, alias: &p.alias, time_zone: p.time_zone.as_deref().unwrap_or("") },
+                seq: p.seq,
+                pin: &p.pin,
+                local_time: &p.local_time,
+                utc_time: p.utc_time,
+                state: &p.state,
+                verify: u16::try_from(p.verify).unwrap_or_default(),
+                work_code: &p.work_code,
+                received_at: p.received_at,
+                raw_line: &p.raw_line,
+            };
+            let body = String::from_utf8(event.body()).unwrap_or_default();
+            (id.clone(), p.device_id, p.id, p.seq, event.occurred_at(), now, body)
+        })
+        .collect();
+    let mut created = 0;
+    if !missing.is_empty() {
+        let json = serde_json::to_string(&missing).unwrap_or_else(|_| "[]".into());
+        created = sqlx::query(INSERT_REPLAY_EVENTS).bind(json).execute(&mut *tx).await?.rows_affected();
+    }
+    sqlx::query(UPSERT_REPLAY_DELIVERIES).bind(endpoint_id).bind(now).bind(&ids_json).execute(&mut *tx).await?;
+    Ok(created)
+}
