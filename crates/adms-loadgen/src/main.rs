@@ -47,6 +47,9 @@ enum Scenario {
     Ingest {
         #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 128])]
         lines: Vec<usize>,
+        /// Webhook endpoints receiving every punch meanwhile (0 = webhooks off).
+        #[arg(long, default_value_t = 0)]
+        webhook_endpoints: usize,
     },
     /// Direct inserts through adms-store in transactions of this many rows.
     Limit {
@@ -96,9 +99,10 @@ fn main() -> anyhow::Result<()> {
     let run = scenarios::Run { server_bin, duration: Duration::from_secs(cli.seconds), conns: cli.conns };
     runtime.block_on(async move {
         match cli.command {
-            Scenario::Ingest { lines } => {
+            Scenario::Ingest { lines, webhook_endpoints } => {
                 for n in lines {
-                    println!("{}", run.ingest(n).await.with_context(|| format!("ingest {n} lines"))?);
+                    let figure = run.ingest_with_endpoints(n, webhook_endpoints).await;
+                    println!("{}", figure.with_context(|| format!("ingest {n} lines"))?);
                 }
             }
             Scenario::Limit { rows_per_tx, writers } => println!("{}", run.limit(rows_per_tx, writers).await?),

@@ -60,7 +60,17 @@ impl Run {
 
     /// ATTLOG uploads of `lines` lines from `conns` devices, one keep-alive connection each.
     pub async fn ingest(&self, lines: usize) -> anyhow::Result<Figure> {
+        self.ingest_with_endpoints(lines, 0).await
+    }
+
+    /// Ingest while `endpoints` webhook endpoints (a receiver in this process answering 200)
+    /// receive every punch: the outbox rows are written in the ingest transaction and the
+    /// deliveries are sent meanwhile, on the same two cores.
+    pub async fn ingest_with_endpoints(&self, lines: usize, endpoints: usize) -> anyhow::Result<Figure> {
         let dir = tempfile::tempdir()?;
+        if endpoints > 0 {
+            crate::webhooks::prepare_receiver_and_database(dir.path(), endpoints).await?;
+        }
         let server = ServerProcess::start(&self.server_bin, dir.path())?;
         let addr = Arc::new(server.addr.clone());
         let clock = Clock::new(self.warm_up(), self.duration);
@@ -106,7 +116,11 @@ impl Run {
         let stored = count_punches(&db).await?;
         ensure!(stored == tally.total, "acknowledged {} punches but {stored} are stored", tally.total);
         Ok(Figure {
-            name: format!("ingest, {lines}-line uploads, {} conns", self.conns),
+            name: if endpoints == 0 {
+                format!("ingest, {lines}-line uploads, {} conns", self.conns)
+            } else {
+                format!("ingest + {endpoints} webhook endpoint(s), {lines}-line uploads, {} conns", self.conns)
+            },
             rate: tally.measured as f64 / self.duration.as_secs_f64(),
             unit: "punches/s",
             acknowledged: Some(tally.total),

@@ -32,7 +32,10 @@ async fn receive(
 ) -> &'static str {
     let now = Instant::now();
     *arrivals.requests.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-    if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) {
+    // Only punches are measured (device and roster events go to the same endpoints).
+    if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body)
+        && event["type"] == "attendance.punch"
+    {
         let key = format!(
             "{}|{}|{}",
             event["data"]["device"]["sn"].as_str().unwrap_or_default(),
@@ -54,6 +57,13 @@ async fn start_receiver() -> anyhow::Result<(String, Arc<Arrivals>)> {
         let _ = axum::serve(listener, app).await;
     });
     Ok((format!("http://{addr}/hook"), arrivals))
+}
+
+/// Starts a receiver and points `endpoints` endpoints at it; the receiver runs until the process
+/// ends.
+pub async fn prepare_receiver_and_database(dir: &Path, endpoints: usize) -> anyhow::Result<()> {
+    let (base_url, _arrivals) = start_receiver().await?;
+    prepare_database(dir, &base_url, endpoints).await
 }
 
 /// Creates `endpoints` endpoints in a fresh database before the server starts.

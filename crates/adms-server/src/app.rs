@@ -132,6 +132,7 @@ impl Application {
         let state = self.state.clone();
         let flush_every = Duration::from_secs(state.config.activity_flush_secs.max(1));
         let background = tokio::spawn(background_tasks(state.clone(), flush_every));
+        let presence = tokio::spawn(crate::device::presence::run_checks(state.clone()));
         let stop_dispatcher = CancellationToken::new();
         let dispatcher = start_dispatcher(&state, stop_dispatcher.clone())?;
         let service = MapRequestLayer::new(normalize_path).layer(router(state.clone()));
@@ -142,6 +143,7 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         background.abort();
+        presence.abort();
         stop_dispatcher.cancel();
         // In-flight webhook requests end within their timeout; their attempts are recorded.
         let drain = Duration::from_secs(state.config.webhook_timeout_secs + 5);

@@ -189,6 +189,11 @@ impl Config {
         if !(1..=120).contains(&self.webhook_timeout_secs) {
             return Err(invalid("webhook_timeout_secs", "must be 1 to 120"));
         }
+        if self.offline_after_secs() <= self.activity_flush_secs {
+            // Other replicas' activity reaches the database only that often: a shorter threshold
+            // would report devices offline that are polling another replica.
+            return Err(invalid("offline_after_secs", "must be longer than activity_flush_secs"));
+        }
         if !(1..=4096).contains(&self.webhook_concurrency) {
             return Err(invalid("webhook_concurrency", "must be 1 to 4096"));
         }

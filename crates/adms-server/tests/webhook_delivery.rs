@@ -2,6 +2,11 @@
 //! controllable clock (`ADMS_TEST_CLOCK`), SIGKILL. After each scenario the invariants hold:
 //! every punch delivered (by distinct `webhook-id`), same id ⇒ identical body, per-device `seq`
 //! contiguous, every signature valid (checked with the independent `standardwebhooks` crate).
+//!
+//! The scenarios are about punches. The `ADMS_WEBHOOK_URL` endpoint also gets every other event
+//! type (`device.registered`, and `device.offline` once the clock moves past the threshold): the
+//! receivers here acknowledge those without recording them or spending their scripted replies.
+//! They have their own test, `webhook_events.rs`.
 
 mod common;
 
@@ -89,7 +94,15 @@ impl Receiver {
     }
 }
 
+/// True for an `attendance.punch` body: what these scenarios record.
+fn is_punch_event(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|event| event["type"] == "attendance.punch")
+}
+
 async fn receive(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !is_punch_event(&body) {
+        return StatusCode::OK.into_response();
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     state.received.lock().unwrap().push(Received {
         id: header("webhook-id"),
@@ -242,11 +255,13 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
     use sqlx::ConnectOptions;
     let mut db =
         sqlx::sqlite::SqliteConnectOptions::new().filename(server.db_path()).read_only(true).connect().await.unwrap();
-    let (succeeded, min_attempts): (i64, i64) =
-        sqlx::query_as("SELECT COUNT(*), MIN(attempt_count) FROM webhook_deliveries WHERE state = 'succeeded'")
-            .fetch_one(&mut db)
-            .await
-            .unwrap();
+    let (succeeded, min_attempts): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(d.attempt_count) FROM webhook_deliveries AS d \
+         JOIN webhook_events AS e ON e.id = d.event_row WHERE d.state = 'succeeded' AND e.event_type = 'attendance.punch'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
     assert_eq!(succeeded, 10);
     assert!(min_attempts >= 10, "retried through the outage ({min_attempts} attempts)");
 }
@@ -272,4 +287,101 @@ async fn a_server_killed_mid_request_redelivers_the_same_event_after_restart() {
     assert_eq!(received[0].body, received[1].body, "byte-identical body");
     check_invariants(&received, 1);
     receiver.task.abort();
+}
+
+/// A receiver that processes the first request and then drops the connection without answering
+/// (the sender cannot know it was processed), and answers 200 afterwards.
+async fn start_response_losing_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let seen = Arc::clone(&received);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                loop {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Read one whole request: headers, then Content-Length bytes.
+                    let (head_end, length) = loop {
+                        let Ok(n) = stream.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                                .unwrap_or(0);
+                            break (end + 4, length);
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        let Ok(n) = stream.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body = &buf[head_end..head_end + length];
+                    if !is_punch_event(body) {
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                        continue;
+                    }
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let header = |name: &str| {
+                        head.lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                            })
+                            .unwrap_or_default()
+                    };
+                    let first = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(Received {
+                            id: header("webhook-id"),
+                            timestamp: header("webhook-timestamp").parse().unwrap_or(0),
+                            signature: header("webhook-signature"),
+                            body: Bytes::copy_from_slice(body),
+                        });
+                        seen.len() == 1
+                    };
+                    if first {
+                        return; // processed, but the answer is lost
+                    }
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/hook"), received)
+}
+
+#[tokio::test]
+async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
+    let (url, received) = start_response_losing_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &url, &[]);
+    let api = Api::login(&server).await;
+    let dev = Device { server: &server, sn: "HOOK0005".into() };
+    dev.handshake().await;
+    assert_eq!(dev.attlog(&attlog(0, 1)).await.text(), "OK: 1");
+    for _ in 0..200 {
+        if received.lock().unwrap().len() >= 2 {
+            break;
+        }
+        advance(&api, 10).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = received.lock().unwrap().clone();
+    assert!(received.len() >= 2, "redelivered after the lost response");
+    assert_eq!(received[0].id, received[1].id);
+    assert_eq!(received[0].body, received[1].body);
+    check_invariants(&received, 1);
 }

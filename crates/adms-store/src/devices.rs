@@ -3,6 +3,8 @@
 
 use sqlx::{FromRow, SqliteConnection};
 
+use crate::device_events::{NewEvent, insert_event_in};
+use crate::events::{DeviceRegisteredData, EventDevice, device_registered_event_id, event_body, event_type};
 use crate::uploads::{RawUpload, insert_raw_in};
 use crate::{Store, StoreError, now_micros};
 
@@ -99,6 +101,9 @@ pub struct NewDevice<'a> {
     pub approval: Option<Approval>,
     pub protocol_family: &'a str,
     pub ip_address: &'a str,
+    /// The zone its `device.registered` event names: a new device has no zone of its own yet, so
+    /// the server default its times are read in.
+    pub default_time_zone: &'a str,
 }
 
 /// Facts from an attendance or Security PUSH handshake.
@@ -217,22 +222,47 @@ impl Store {
     }
 
     /// Registers a device on first contact, or returns the existing one (another replica or
-    /// request may have registered it concurrently).
+    /// request may have registered it concurrently). The call that inserts the row also emits
+    /// `device.registered`, in the same transaction.
     pub async fn register_device(&self, new: &NewDevice<'_>) -> Result<Device, StoreError> {
         let approval = new.approval.unwrap_or(Approval::Approved);
-        sqlx::query(
-            "INSERT INTO devices (sn, approval, protocol_family, ip_address, first_seen_at, last_activity_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sn) DO NOTHING",
+        let now = now_micros();
+        let mut tx = self.begin().await?;
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO devices (sn, approval, protocol_family, ip_address, first_seen_at, last_activity_at, \
+             presence, presence_changed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'online', ?5) \
+             ON CONFLICT (sn) DO NOTHING RETURNING id",
         )
         .bind(new.sn)
         .bind(approval.as_str())
         .bind(new.protocol_family)
         .bind(new.ip_address)
-        .bind(now_micros())
-        .bind(now_micros())
-        .execute(self.pool())
+        .bind(now)
+        .fetch_optional(&mut *tx)
         .await?;
-        self.device_by_sn(new.sn).await?.ok_or(StoreError::NotFound)
+        if let Some(device_id) = inserted {
+            let event_id = device_registered_event_id(new.sn);
+            let data = DeviceRegisteredData {
+                device: EventDevice { sn: new.sn, alias: "", time_zone: new.default_time_zone },
+                approval: approval.as_str(),
+                protocol_family: new.protocol_family,
+                ip_address: new.ip_address,
+            };
+            let body = event_body(&event_id, event_type::DEVICE_REGISTERED, now, &data);
+            let event = NewEvent {
+                event_id: &event_id,
+                event_type: event_type::DEVICE_REGISTERED,
+                device_id,
+                occurred_at: now,
+                created_at: now,
+                body: &body,
+            };
+            insert_event_in(&mut tx, &event).await?;
+        }
+        let device: Option<DeviceRecord> =
+            sqlx::query_as(DEVICE_COLUMNS_BY_SN).bind(new.sn).fetch_optional(&mut *tx).await?;
+        tx.commit().await?;
+        device.map(Device::from).ok_or(StoreError::NotFound)
     }
 
     pub async fn record_handshake(&self, device_id: i64, h: &HandshakeUpdate<'_>) -> Result<(), StoreError> {

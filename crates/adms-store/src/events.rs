@@ -163,6 +163,81 @@ pub fn event_body<T: Serialize>(event_id: &str, event_type: &str, occurred_at: i
     serde_json::to_vec(&envelope).unwrap_or_default()
 }
 
+/// The id of a device's `device.registered` event: one per serial number, ever.
+pub fn device_registered_event_id(sn: &str) -> String {
+    event_id(&[event_type::DEVICE_REGISTERED, sn])
+}
+
+/// The id of a `device.offline` (`at` = when the device was last seen) or `device.online`
+/// (`at` = when it was seen again) event: one per transition.
+pub fn device_presence_event_id(event_type: &str, sn: &str, at_micros: i64) -> String {
+    event_id(&[event_type, sn, &at_micros.to_string()])
+}
+
+/// The id of a `user.enrolled` event: one per user of a device.
+pub fn user_enrolled_event_id(sn: &str, pin: &str) -> String {
+    event_id(&[event_type::USER_ENROLLED, sn, pin])
+}
+
+/// The id of a `user.updated` event: the user's change count and a digest of its new values, so
+/// the same change processed twice is one event, and a later change back and forth is another.
+pub fn user_updated_event_id(sn: &str, pin: &str, revision: i64, values_sha256_hex: &str) -> String {
+    event_id(&[event_type::USER_UPDATED, sn, pin, &revision.to_string(), values_sha256_hex])
+}
+
+/// Why a device is reported offline.
+pub const OFFLINE_HEARTBEAT_MISSED: &str = "heartbeat_missed";
+
+/// `device.registered`: a serial number seen for the first time.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRegisteredData<'a> {
+    pub device: EventDevice<'a>,
+    /// `approved`, or `pending` (its data, events included, is held until an operator approves it).
+    pub approval: &'a str,
+    /// `att` (attendance push) or `acc` (Security PUSH).
+    pub protocol_family: &'a str,
+    /// The address its first request came from.
+    pub ip_address: &'a str,
+}
+
+/// `device.offline`: no request from the device for `offline_after_secs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceOfflineData<'a> {
+    pub device: EventDevice<'a>,
+    /// The device's last request (RFC 3339).
+    pub last_seen_at: String,
+    pub reason: &'a str,
+    /// Its highest punch `seq` so far: what it uploads after coming back continues from there.
+    pub last_punch_seq: i64,
+}
+
+/// `device.online`: a device reported offline made a request again.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceOnlineData<'a> {
+    pub device: EventDevice<'a>,
+    /// When it was reported offline (the `timestamp` of its `device.offline` event).
+    pub offline_since: String,
+    /// Its first request after that.
+    pub back_at: String,
+    pub last_punch_seq: i64,
+}
+
+/// `user.enrolled` / `user.updated`: a user as the device reported it in an OPERLOG `USER` line.
+/// The password is never sent, only whether one is set.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserData<'a> {
+    pub device: EventDevice<'a>,
+    pub pin: &'a str,
+    /// Decoded in the device's text encoding.
+    pub name: &'a str,
+    pub privilege: Option<i64>,
+    pub card: &'a str,
+    pub group: &'a str,
+    /// The user's access time-zone setting as the device sends it (not a clock zone).
+    pub time_zone: &'a str,
+    pub has_password: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +287,70 @@ mod tests {
         assert_eq!(body["timestamp"], "2026-11-20T02:30:01.5Z");
         assert_eq!(body["data"]["time_basis"], "received");
         assert_eq!(body["data"]["utc_time"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn device_and_roster_body_shapes() {
+        let device = EventDevice { sn: "SN1", alias: "Gate A", time_zone: "+05:30" };
+        let at = 1_795_141_800_000_000;
+        let registered = DeviceRegisteredData {
+            device: device.clone(),
+            approval: "approved",
+            protocol_family: "att",
+            ip_address: "10.0.0.5",
+        };
+        assert_eq!(
+            String::from_utf8(event_body("evt_r", event_type::DEVICE_REGISTERED, at, &registered)).unwrap(),
+            r#"{"id":"evt_r","type":"device.registered","timestamp":"2026-11-20T02:30:00Z","api_version":"1","data":{"device":{"sn":"SN1","alias":"Gate A","time_zone":"+05:30"},"approval":"approved","protocol_family":"att","ip_address":"10.0.0.5"}}"#
+        );
+        let offline = DeviceOfflineData {
+            device: device.clone(),
+            last_seen_at: rfc3339_micros(at - 30_500_000),
+            reason: OFFLINE_HEARTBEAT_MISSED,
+            last_punch_seq: 18234,
+        };
+        assert_eq!(
+            String::from_utf8(event_body("evt_f", event_type::DEVICE_OFFLINE, at, &offline)).unwrap(),
+            r#"{"id":"evt_f","type":"device.offline","timestamp":"2026-11-20T02:30:00Z","api_version":"1","data":{"device":{"sn":"SN1","alias":"Gate A","time_zone":"+05:30"},"last_seen_at":"2026-11-20T02:29:29.5Z","reason":"heartbeat_missed","last_punch_seq":18234}}"#
+        );
+        let online = DeviceOnlineData {
+            device: device.clone(),
+            offline_since: rfc3339_micros(at),
+            back_at: rfc3339_micros(at + 600_000_000),
+            last_punch_seq: 18234,
+        };
+        assert_eq!(
+            String::from_utf8(event_body("evt_n", event_type::DEVICE_ONLINE, at + 600_000_000, &online)).unwrap(),
+            r#"{"id":"evt_n","type":"device.online","timestamp":"2026-11-20T02:40:00Z","api_version":"1","data":{"device":{"sn":"SN1","alias":"Gate A","time_zone":"+05:30"},"offline_since":"2026-11-20T02:30:00Z","back_at":"2026-11-20T02:40:00Z","last_punch_seq":18234}}"#
+        );
+        let user = UserData {
+            device,
+            pin: "016",
+            name: "José",
+            privilege: Some(0),
+            card: "[15CD5B07]",
+            group: "1",
+            time_zone: "0000000100000000",
+            has_password: true,
+        };
+        assert_eq!(
+            String::from_utf8(event_body("evt_u", event_type::USER_ENROLLED, at, &user)).unwrap(),
+            r#"{"id":"evt_u","type":"user.enrolled","timestamp":"2026-11-20T02:30:00Z","api_version":"1","data":{"device":{"sn":"SN1","alias":"Gate A","time_zone":"+05:30"},"pin":"016","name":"José","privilege":0,"card":"[15CD5B07]","group":"1","time_zone":"0000000100000000","has_password":true}}"#
+        );
+    }
+
+    #[test]
+    fn device_and_roster_ids_follow_their_cause() {
+        let registered = device_registered_event_id("SN1");
+        assert_eq!(registered, event_id(&[event_type::DEVICE_REGISTERED, "SN1"]));
+        assert_ne!(registered, device_registered_event_id("SN2"));
+        let offline = device_presence_event_id(event_type::DEVICE_OFFLINE, "SN1", 1);
+        assert_eq!(offline, event_id(&[event_type::DEVICE_OFFLINE, "SN1", "1"]));
+        assert_ne!(offline, device_presence_event_id(event_type::DEVICE_OFFLINE, "SN1", 2));
+        assert_ne!(offline, device_presence_event_id(event_type::DEVICE_ONLINE, "SN1", 1));
+        assert_eq!(user_enrolled_event_id("SN1", "7"), event_id(&[event_type::USER_ENROLLED, "SN1", "7"]));
+        let updated = user_updated_event_id("SN1", "7", 1, "ab");
+        assert_ne!(updated, user_updated_event_id("SN1", "7", 2, "ab"));
+        assert_ne!(updated, user_updated_event_id("SN1", "7", 1, "cd"));
     }
 }

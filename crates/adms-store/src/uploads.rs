@@ -4,9 +4,11 @@
 
 use sqlx::SqliteConnection;
 
+use crate::device_events::{NewEvent, insert_event_in};
 use crate::devices::{DeviceFacts, store_facts_in};
+use crate::events::{EventDevice, UserData, event_body, event_type, user_enrolled_event_id, user_updated_event_id};
 use crate::punches::{RejectedLine, insert_rejected};
-use crate::{Store, StoreError, sha256};
+use crate::{Store, StoreError, now_micros, sha256};
 
 /// `OPLOG` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +86,10 @@ pub struct OperlogBatch {
     pub rejected: Vec<RejectedLine>,
     pub operlog_stamp: Option<String>,
     pub received_at: i64,
+    /// The device as `user.*` events describe it (the SN also derives their ids).
+    pub device_sn: String,
+    pub device_alias: String,
+    pub device_time_zone: String,
 }
 
 /// An attendance photo.
@@ -156,29 +162,7 @@ impl Store {
             .await?;
         }
         for u in &b.users {
-            sqlx::query(
-                "INSERT INTO device_users (device_id, pin, name, name_raw, privilege, password, card, group_no, time_zones, \
-                 verify, vice_card, raw_line, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (device_id, pin) DO UPDATE SET name = excluded.name, name_raw = excluded.name_raw, \
-                 privilege = excluded.privilege, password = excluded.password, card = excluded.card, \
-                 group_no = excluded.group_no, time_zones = excluded.time_zones, verify = excluded.verify, \
-                 vice_card = excluded.vice_card, raw_line = excluded.raw_line, updated_at = excluded.updated_at",
-            )
-            .bind(b.device_id)
-            .bind(&u.pin)
-            .bind(&u.name)
-            .bind(&u.name_raw)
-            .bind(u.privilege)
-            .bind(&u.password)
-            .bind(&u.card)
-            .bind(&u.group)
-            .bind(&u.time_zones)
-            .bind(u.verify)
-            .bind(&u.vice_card)
-            .bind(&u.raw_line)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            upsert_user_in(&mut tx, b, u).await?;
         }
         for t in &b.templates {
             sqlx::query(
@@ -351,6 +335,123 @@ impl Store {
         let mut conn = self.pool().acquire().await?;
         insert_raw_in(&mut conn, u).await
     }
+}
+
+/// A user's fields as stored, to tell a change from a re-sent line.
+#[derive(sqlx::FromRow)]
+struct StoredUser {
+    name: String,
+    name_raw: Option<Vec<u8>>,
+    privilege: Option<i64>,
+    password: String,
+    card: String,
+    group_no: String,
+    time_zones: String,
+    verify: Option<i64>,
+    vice_card: String,
+    revision: i64,
+}
+
+impl StoredUser {
+    fn same_as(&self, u: &UserRow) -> bool {
+        self.name == u.name
+            && self.name_raw == u.name_raw
+            && self.privilege == u.privilege
+            && self.password == u.password
+            && self.card == u.card
+            && self.group_no == u.group
+            && self.time_zones == u.time_zones
+            && self.verify == u.verify
+            && self.vice_card == u.vice_card
+    }
+}
+
+/// Stores one `USER` line and, when it enrols a user or changes a stored field, its
+/// `user.enrolled` / `user.updated` event. An identical re-sent line emits nothing.
+async fn upsert_user_in(conn: &mut SqliteConnection, b: &OperlogBatch, u: &UserRow) -> Result<(), StoreError> {
+    let stored: Option<StoredUser> = sqlx::query_as(
+        "SELECT name, name_raw, privilege, password, card, group_no, time_zones, verify, vice_card, revision \
+         FROM device_users WHERE device_id = ? AND pin = ?",
+    )
+    .bind(b.device_id)
+    .bind(&u.pin)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (change, revision) = match &stored {
+        None => (Some(event_type::USER_ENROLLED), 0),
+        Some(s) if s.same_as(u) => (None, s.revision),
+        Some(s) => (Some(event_type::USER_UPDATED), s.revision + 1),
+    };
+    sqlx::query(
+        "INSERT INTO device_users (device_id, pin, name, name_raw, privilege, password, card, group_no, time_zones, \
+         verify, vice_card, raw_line, updated_at, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (device_id, pin) DO UPDATE SET name = excluded.name, name_raw = excluded.name_raw, \
+         privilege = excluded.privilege, password = excluded.password, card = excluded.card, \
+         group_no = excluded.group_no, time_zones = excluded.time_zones, verify = excluded.verify, \
+         vice_card = excluded.vice_card, raw_line = excluded.raw_line, updated_at = excluded.updated_at, \
+         revision = excluded.revision",
+    )
+    .bind(b.device_id)
+    .bind(&u.pin)
+    .bind(&u.name)
+    .bind(&u.name_raw)
+    .bind(u.privilege)
+    .bind(&u.password)
+    .bind(&u.card)
+    .bind(&u.group)
+    .bind(&u.time_zones)
+    .bind(u.verify)
+    .bind(&u.vice_card)
+    .bind(&u.raw_line)
+    .bind(b.received_at)
+    .bind(revision)
+    .execute(&mut *conn)
+    .await?;
+    let Some(kind) = change else { return Ok(()) };
+    let event_id = if kind == event_type::USER_ENROLLED {
+        user_enrolled_event_id(&b.device_sn, &u.pin)
+    } else {
+        user_updated_event_id(&b.device_sn, &u.pin, revision, &user_values_sha256_hex(u))
+    };
+    let data = UserData {
+        device: EventDevice { sn: &b.device_sn, alias: &b.device_alias, time_zone: &b.device_time_zone },
+        pin: &u.pin,
+        name: &u.name,
+        privilege: u.privilege,
+        card: &u.card,
+        group: &u.group,
+        time_zone: &u.time_zones,
+        has_password: !u.password.is_empty(),
+    };
+    let body = event_body(&event_id, kind, b.received_at, &data);
+    let event = NewEvent {
+        event_id: &event_id,
+        event_type: kind,
+        device_id: b.device_id,
+        occurred_at: b.received_at,
+        created_at: now_micros(),
+        body: &body,
+    };
+    insert_event_in(conn, &event).await?;
+    Ok(())
+}
+
+/// SHA-256 (hex) of a user's stored values, for its `user.updated` id. The password is left
+/// out: device passwords are short PINs, and a digest over one would let anyone holding the
+/// event id guess it; a password-only change still gets its own id through the revision.
+fn user_values_sha256_hex(u: &UserRow) -> String {
+    let values = (
+        &u.name,
+        u.name_raw.as_deref().map(hex::encode),
+        u.privilege,
+        !u.password.is_empty(),
+        &u.card,
+        &u.group,
+        &u.time_zones,
+        u.verify,
+        &u.vice_card,
+    );
+    hex::encode(sha256(serde_json::to_string(&values).unwrap_or_default().as_bytes()))
 }
 
 pub(crate) async fn insert_raw_in(conn: &mut SqliteConnection, u: &RawUpload<'_>) -> Result<(), StoreError> {

@@ -7,6 +7,8 @@
 //! The attempt is counted at claim time, so a delivery that kills its worker every time still
 //! walks its retry schedule to the end.
 
+use std::collections::HashMap;
+
 use sqlx::{FromRow, Row};
 
 use crate::{Store, StoreError, now_micros};
@@ -114,6 +116,10 @@ pub struct EndpointBacklog {
     /// When the oldest due delivery became due (Unix µs).
     pub oldest_due_at: Option<i64>,
 }
+
+/// One completion as a JSON array element: delivery id, lease token, new state,
+/// next_attempt_at, HTTP status, error, succeeded_at.
+type CompletionRow<'a> = (i64, i64, &'a str, Option<i64>, Option<i64>, Option<&'a str>, Option<i64>);
 
 /// A static `SELECT` of every endpoint column followed by `$tail` (a literal).
 macro_rules! endpoint_select {
@@ -315,7 +321,7 @@ impl Store {
         lease: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         let claimed = sqlx::query(
             "UPDATE webhook_deliveries SET state = 'in_flight', lease_token = lease_token + 1, lease_owner = ?1, \
                     lease_expires_at = ?2 + ?3, attempt_count = attempt_count + 1, \
@@ -341,30 +347,37 @@ impl Store {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
+        let ids: Vec<i64> = claimed.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+        let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        let details: Vec<(i64, String, Vec<u8>, i64, String, i64)> = sqlx::query_as(
+            "SELECT d.id, e.event_id, e.body, ep.id, ep.url, ep.timeout_ms FROM webhook_deliveries AS d \
+             JOIN webhook_events AS e ON e.id = d.event_row JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
+             WHERE d.id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&ids_json)
+        .fetch_all(&mut *tx)
+        .await?;
+        let secrets: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT endpoint_id, secret FROM webhook_secrets \
+             WHERE endpoint_id IN (SELECT d.endpoint_id FROM webhook_deliveries AS d \
+                                   WHERE d.id IN (SELECT value FROM json_each(?1))) \
+               AND (expires_at IS NULL OR expires_at > ?2) ORDER BY id DESC",
+        )
+        .bind(&ids_json)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut details: HashMap<i64, (String, Vec<u8>, i64, String, i64)> = details
+            .into_iter()
+            .map(|(id, event_id, body, ep, url, timeout)| (id, (event_id, body, ep, url, timeout)))
+            .collect();
         let mut out = Vec::with_capacity(claimed.len());
         for row in claimed {
-            let event_row: i64 = row.try_get("event_row")?;
-            let endpoint_id: i64 = row.try_get("endpoint_id")?;
-            let (event_id, body): (String, Vec<u8>) =
-                sqlx::query_as("SELECT event_id, body FROM webhook_events WHERE id = ?")
-                    .bind(event_row)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let (url, timeout_ms): (String, i64) =
-                sqlx::query_as("SELECT url, timeout_ms FROM webhook_endpoints WHERE id = ?")
-                    .bind(endpoint_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let secrets: Vec<String> = sqlx::query_scalar(
-                "SELECT secret FROM webhook_secrets WHERE endpoint_id = ? AND (expires_at IS NULL OR expires_at > ?) \
-                 ORDER BY id DESC",
-            )
-            .bind(endpoint_id)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
+            let delivery_id: i64 = row.try_get("id")?;
+            let Some((event_id, body, endpoint_id, url, timeout_ms)) = details.remove(&delivery_id) else { continue };
             out.push(ClaimedDelivery {
-                delivery_id: row.try_get("id")?,
+                delivery_id,
                 lease_token: row.try_get("lease_token")?,
                 attempt_no: row.try_get("attempt_count")?,
                 first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.unwrap_or(now),
@@ -373,10 +386,9 @@ impl Store {
                 endpoint_id,
                 url,
                 timeout_ms,
-                secrets,
+                secrets: secrets.iter().filter(|(ep, _)| *ep == endpoint_id).map(|(_, s)| s.clone()).collect(),
             });
         }
-        tx.commit().await?;
         Ok(out)
     }
 
@@ -385,56 +397,97 @@ impl Store {
     /// attempt is kept, for the record).
     pub async fn complete_deliveries(&self, completions: &[Completion]) -> Result<Vec<bool>, StoreError> {
         let now = now_micros();
-        let mut tx = self.begin().await?;
-        let mut accepted = Vec::with_capacity(completions.len());
-        for c in completions {
-            let (state, next_attempt_at, succeeded_at) = match c.outcome {
-                DeliveryOutcome::Succeeded => ("succeeded", None, Some(now)),
-                DeliveryOutcome::RetryAt(at) => ("pending", Some(at), None),
-                DeliveryOutcome::Exhausted => ("exhausted", None, None),
-                DeliveryOutcome::EndpointGone => ("pending", Some(now), None),
+        let updates: Vec<CompletionRow<'_>> = completions
+            .iter()
+            .map(|c| {
+                let (state, next_attempt_at, succeeded_at) = match c.outcome {
+                    DeliveryOutcome::Succeeded => ("succeeded", None, Some(now)),
+                    DeliveryOutcome::RetryAt(at) => ("pending", Some(at), None),
+                    DeliveryOutcome::Exhausted => ("exhausted", None, None),
+                    DeliveryOutcome::EndpointGone => ("pending", Some(now), None),
+                };
+                (c.delivery_id, c.lease_token, state, next_attempt_at, c.http_status, c.error.as_deref(), succeeded_at)
+            })
+            .collect();
+        let mut tx = self.begin_delivery().await?;
+        // Fenced: only the holder of the current lease token moves the delivery.
+        let applied: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE webhook_deliveries AS d SET state = j.value ->> 2, \
+                    next_attempt_at = COALESCE(j.value ->> 3, d.next_attempt_at), last_status = j.value ->> 4, \
+                    last_error = j.value ->> 5, succeeded_at = COALESCE(j.value ->> 6, d.succeeded_at), \
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2 \
+             FROM jsonb_each(?1) AS j \
+             WHERE d.id = j.value ->> 0 AND d.lease_token = j.value ->> 1 AND d.state = 'in_flight' \
+             RETURNING id, endpoint_id",
+        )
+        .bind(serde_json::to_string(&updates).unwrap_or_else(|_| "[]".into()))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let endpoint_of: HashMap<i64, i64> = applied.into_iter().collect();
+        let accepted: Vec<bool> = completions.iter().map(|c| endpoint_of.contains_key(&c.delivery_id)).collect();
+        let attempts: Vec<_> = completions
+            .iter()
+            .zip(&accepted)
+            .map(|(c, ok)| {
+                (
+                    c.delivery_id,
+                    c.attempt_no,
+                    c.lease_token,
+                    &c.worker,
+                    c.started_at,
+                    c.duration_us,
+                    c.http_status,
+                    c.error_kind.as_deref(),
+                    c.error.as_deref(),
+                    hex::encode(&c.response_body),
+                    *ok,
+                )
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO webhook_attempts (delivery_id, attempt_no, lease_token, trigger_kind, worker, started_at, \
+             duration_us, http_status, error_kind, error, response_body, accepted) \
+             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, 'scheduled', j.value ->> 3, j.value ->> 4, \
+                    j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, unhex(j.value ->> 9), j.value ->> 10 \
+             FROM jsonb_each(?) AS j",
+        )
+        .bind(serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into()))
+        .execute(&mut *tx)
+        .await?;
+        // Per endpoint, once per batch: a success re-drives what was given up on (with a fresh
+        // schedule); a 410 pauses the endpoint.
+        let mut succeeded: Vec<i64> = Vec::new();
+        let mut gone: Vec<i64> = Vec::new();
+        for (c, ok) in completions.iter().zip(&accepted) {
+            let Some(&endpoint_id) = endpoint_of.get(&c.delivery_id).filter(|_| *ok) else { continue };
+            let list = match c.outcome {
+                DeliveryOutcome::Succeeded => &mut succeeded,
+                DeliveryOutcome::EndpointGone => &mut gone,
+                _ => continue,
             };
-            let endpoint_id: Option<i64> = sqlx::query_scalar(
-                "UPDATE webhook_deliveries SET state = ?, next_attempt_at = COALESCE(?, next_attempt_at), \
-                        last_status = ?, last_error = ?, succeeded_at = COALESCE(?, succeeded_at), \
-                        lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
-                 WHERE id = ? AND lease_token = ? AND state = 'in_flight' RETURNING endpoint_id",
-            )
-            .bind(state)
-            .bind(next_attempt_at)
-            .bind(c.http_status)
-            .bind(c.error.as_deref())
-            .bind(succeeded_at)
-            .bind(now)
-            .bind(c.delivery_id)
-            .bind(c.lease_token)
-            .fetch_optional(&mut *tx)
-            .await?;
-            insert_attempt(&mut tx, c, "scheduled", endpoint_id.is_some()).await?;
-            match (endpoint_id, c.outcome) {
-                (Some(endpoint_id), DeliveryOutcome::Succeeded) => {
-                    // The endpoint works again: what was given up on gets another full schedule.
-                    sqlx::query(
-                        "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?, attempt_count = 0, \
-                                first_attempt_at = NULL, updated_at = ? \
-                         WHERE endpoint_id = ? AND state = 'exhausted'",
-                    )
-                    .bind(now)
-                    .bind(now)
-                    .bind(endpoint_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                (Some(endpoint_id), DeliveryOutcome::EndpointGone) => {
-                    sqlx::query("UPDATE webhook_endpoints SET paused_reason = 'gone', updated_at = ? WHERE id = ?")
-                        .bind(now)
-                        .bind(endpoint_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                _ => {}
+            if !list.contains(&endpoint_id) {
+                list.push(endpoint_id);
             }
-            accepted.push(endpoint_id.is_some());
+        }
+        for endpoint_id in succeeded {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?, attempt_count = 0, \
+                        first_attempt_at = NULL, updated_at = ? \
+                 WHERE endpoint_id = ? AND state = 'exhausted'",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(endpoint_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for endpoint_id in gone {
+            sqlx::query("UPDATE webhook_endpoints SET paused_reason = 'gone', updated_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(endpoint_id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(accepted)
@@ -443,7 +496,7 @@ impl Store {
     /// Returns deliveries whose lease ran out to the queue (due now), recording a
     /// `lease_expired` attempt for each. Returns how many.
     pub async fn expire_leases(&self, now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         let expired: Vec<(i64, i64, i64, Option<String>)> = sqlx::query_as(
             "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?1, lease_owner = NULL, \
                     lease_expires_at = NULL, last_error = 'lease expired', updated_at = ?1 \
@@ -519,31 +572,4 @@ impl Store {
         .fetch_all(self.pool())
         .await?)
     }
-}
-
-async fn insert_attempt(
-    tx: &mut sqlx::SqliteConnection,
-    c: &Completion,
-    trigger: &str,
-    accepted: bool,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO webhook_attempts (delivery_id, attempt_no, lease_token, trigger_kind, worker, started_at, \
-         duration_us, http_status, error_kind, error, response_body, accepted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(c.delivery_id)
-    .bind(c.attempt_no)
-    .bind(c.lease_token)
-    .bind(trigger)
-    .bind(&c.worker)
-    .bind(c.started_at)
-    .bind(c.duration_us)
-    .bind(c.http_status)
-    .bind(c.error_kind.as_deref())
-    .bind(c.error.as_deref())
-    .bind(&c.response_body)
-    .bind(accepted)
-    .execute(tx)
-    .await?;
-    Ok(())
 }

@@ -56,6 +56,8 @@ pub struct DispatcherConfig {
     pub idle_poll: Duration,
     /// How often to return expired leases to the queue.
     pub sweep_every: Duration,
+    /// How long to let new deliveries gather after a wake-up before claiming them.
+    pub gather: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -66,6 +68,7 @@ impl Default for DispatcherConfig {
             lease: Duration::from_secs(60),
             idle_poll: Duration::from_secs(1),
             sweep_every: Duration::from_secs(5),
+            gather: Duration::from_millis(5),
         }
     }
 }
@@ -157,7 +160,12 @@ impl Dispatcher {
 
     async fn idle(&self, shutdown: &CancellationToken, wait: Duration) {
         tokio::select! {
-            () = self.wake.notified() => {}
+            () = self.wake.notified() => {
+                // Under realtime load every upload wakes us; a short pause lets the uploads of the
+                // next few milliseconds join one claim instead of each taking the write lock
+                // (and a slot between the punch writer's commits) on its own.
+                tokio::time::sleep(self.config.gather).await;
+            }
             () = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => {}
         }

@@ -6,6 +6,7 @@
 
 mod handshake;
 mod poll;
+pub mod presence;
 pub mod registry;
 mod upload;
 
@@ -20,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 
 use adms_protocol::query::DeviceQuery;
-use adms_store::{Approval, StoreError};
+use adms_store::{Approval, NewDevice, StoreError};
 
 use crate::app::SharedState;
 use crate::config::UnknownDevicePolicy;
@@ -126,8 +127,22 @@ impl FromRequestParts<SharedState> for DeviceCtx {
             UnknownDevicePolicy::Pending => Approval::Pending,
         };
         drop(q);
-        let entry = state.devices.resolve(&state.store, &sn, &ip, family, policy).await?;
-        entry.touch(&ip);
+        let new = NewDevice {
+            sn: &sn,
+            approval: Some(policy),
+            protocol_family: family,
+            ip_address: &ip,
+            default_time_zone: &state.default_zone.name,
+        };
+        let (entry, registered) = state.devices.resolve(&state.store, &new).await?;
+        if registered {
+            state.webhooks.wake.notify_one();
+        }
+        let now = state.webhooks.clock.now_micros();
+        entry.touch(&ip, now);
+        if entry.take_reported_offline() {
+            presence::seen_again(state, &entry, now).await;
+        }
         Ok(DeviceCtx { entry, sn, query, ip })
     }
 }

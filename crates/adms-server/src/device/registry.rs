@@ -5,10 +5,10 @@
 //! terminals API overlays the in-memory value, so "online" is exact on this replica.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use adms_store::{Approval, Device, DeviceActivity, NewDevice, Store, StoreError, now_micros};
+use adms_store::{Device, DeviceActivity, NewDevice, Store, StoreError};
 
 /// A known device and what this process saw of it.
 #[derive(Debug)]
@@ -19,6 +19,9 @@ pub struct DeviceEntry {
     ip: Mutex<String>,
     /// Hash of the last `INFO=` value stored, so unchanged INFO costs no write.
     info_hash: AtomicU64,
+    /// Set while the database says the device is offline (see `device::presence`), so its next
+    /// request brings it back online without a read on every poll.
+    reported_offline: AtomicBool,
 }
 
 impl DeviceEntry {
@@ -37,9 +40,10 @@ impl DeviceEntry {
         }
     }
 
-    /// Notes a request from this device.
-    pub fn touch(&self, ip: &str) {
-        self.last_seen.store(now_micros(), Ordering::Relaxed);
+    /// Notes a request from this device at `now` (Unix µs, the server clock the presence check
+    /// compares with).
+    pub fn touch(&self, ip: &str, now: i64) {
+        self.last_seen.fetch_max(now, Ordering::Relaxed);
         let mut current = self.ip.lock().unwrap_or_else(|p| p.into_inner());
         if current.as_str() != ip {
             ip.clone_into(&mut current);
@@ -48,6 +52,16 @@ impl DeviceEntry {
 
     pub fn last_seen(&self) -> i64 {
         self.last_seen.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the database reports this device offline.
+    pub fn set_reported_offline(&self) {
+        self.reported_offline.store(true, Ordering::Relaxed);
+    }
+
+    /// True once after the device was reported offline (the caller then brings it back).
+    pub fn take_reported_offline(&self) -> bool {
+        self.reported_offline.swap(false, Ordering::Relaxed)
     }
 
     /// True when `info` differs from the last INFO value recorded.
@@ -67,26 +81,24 @@ pub struct DeviceRegistry {
 }
 
 impl DeviceRegistry {
-    /// The entry for `sn`, loading or registering the device on first contact.
-    pub async fn resolve(
-        &self,
-        store: &Store,
-        sn: &str,
-        ip: &str,
-        family: &str,
-        policy: Approval,
-    ) -> Result<Arc<DeviceEntry>, StoreError> {
+    /// The entry for `sn`, loading or registering the device on first contact; `true` when
+    /// this call registered it (a `device.registered` event may be waiting).
+    pub async fn resolve(&self, store: &Store, new: &NewDevice<'_>) -> Result<(Arc<DeviceEntry>, bool), StoreError> {
+        let sn = new.sn;
         if let Some(entry) = self.get(sn) {
-            return Ok(entry);
+            return Ok((entry, false));
         }
-        let device = match store.device_by_sn(sn).await? {
-            Some(d) => d,
+        let (device, registered) = match store.device_by_sn(sn).await? {
+            Some(d) => (d, false),
             None => {
-                let d = store
-                    .register_device(&NewDevice { sn, approval: Some(policy), protocol_family: family, ip_address: ip })
-                    .await?;
-                tracing::info!(sn, approval = d.approval.as_str(), ip, "device registered on first contact");
-                d
+                let d = store.register_device(new).await?;
+                tracing::info!(
+                    sn,
+                    approval = d.approval.as_str(),
+                    ip = new.ip_address,
+                    "device registered on first contact"
+                );
+                (d, true)
             }
         };
         let entry = Arc::new(DeviceEntry {
@@ -95,9 +107,10 @@ impl DeviceRegistry {
             flushed: AtomicI64::new(0),
             ip: Mutex::new(String::new()),
             info_hash: AtomicU64::new(0),
+            reported_offline: AtomicBool::new(false),
         });
         let mut map = self.by_sn.write().unwrap_or_else(|p| p.into_inner());
-        Ok(map.entry(sn.to_owned()).or_insert(entry).clone())
+        Ok((map.entry(sn.to_owned()).or_insert(entry).clone(), registered))
     }
 
     pub fn get(&self, sn: &str) -> Option<Arc<DeviceEntry>> {

@@ -267,6 +267,9 @@ async fn operlog(
     };
     let new_stamp = stamp.filter(|s| *s != current);
     batch.operlog_stamp.clone_from(&new_stamp);
+    batch.device_sn.clone_from(&device.sn);
+    batch.device_alias.clone_from(&device.alias);
+    batch.device_time_zone = state.zone_for(&device).name;
     if !batch.rejected.is_empty() {
         tracing::warn!(
             table = table.as_str(),
@@ -276,6 +279,10 @@ async fn operlog(
         );
     }
     state.store.store_operlog(&batch).await?;
+    if !batch.users.is_empty() {
+        // Roster changes may have new deliveries waiting.
+        state.webhooks.wake.notify_one();
+    }
     if let Some(stamp) = new_stamp {
         ctx.entry.update(|d| {
             if table == UploadTable::BioData {

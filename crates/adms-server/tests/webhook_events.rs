@@ -1,0 +1,189 @@
+//! Device and roster events end to end: the real binary with `ADMS_WEBHOOK_URL`, the test clock
+//! and a 30 s offline threshold, a receiver on loopback. A device's first contact, an OPERLOG
+//! `USER` line, missed heartbeats and the device's return each arrive once, signed, under an id
+//! of their own.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::{Api, Device, Server};
+use serde_json::Value;
+
+const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Received {
+    id: String,
+    timestamp: i64,
+    signature: String,
+    body: Bytes,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    fn event_type(&self) -> String {
+        self.json()["type"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// A receiver on loopback that answers 200 to every request and records it.
+struct Receiver {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        async fn record(
+            State(received): State<Arc<Mutex<Vec<Received>>>>,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> StatusCode {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            received.lock().unwrap().push(Received {
+                id: header("webhook-id"),
+                timestamp: header("webhook-timestamp").parse().unwrap_or(0),
+                signature: header("webhook-signature"),
+                body,
+            });
+            StatusCode::OK
+        }
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let app = axum::Router::new().route("/hook", axum::routing::post(record)).with_state(Arc::clone(&received));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { url: format!("http://{addr}/hook"), received }
+    }
+
+    fn of_type(&self, event_type: &str) -> Vec<Received> {
+        self.received.lock().unwrap().iter().filter(|r| r.event_type() == event_type).cloned().collect()
+    }
+
+    /// Waits (up to 15 s) until `n` requests of `event_type` arrived, and returns them.
+    async fn wait_for(&self, event_type: &str, n: usize) -> Vec<Received> {
+        for _ in 0..300 {
+            let got = self.of_type(event_type);
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {n} {event_type} event(s), got {:?}", self.of_type(event_type));
+    }
+}
+
+async fn advance(api: &Api, secs: u64) {
+    let (status, answer) = api.post_json("/api/v1/test/clock", &serde_json::json!({ "advance_secs": secs })).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// Longer than two presence checks (every 2 s): whatever a check would emit has been sent.
+const QUIET: Duration = Duration::from_millis(4_500);
+
+#[tokio::test]
+async fn registration_roster_and_presence_events_arrive_once_each() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("ADMS_WEBHOOK_URL", receiver.url.as_str()),
+            ("ADMS_WEBHOOK_SECRET", SECRET),
+            ("ADMS_TEST_CLOCK", "true"),
+            ("ADMS_OFFLINE_AFTER_SECS", "30"),
+        ],
+    );
+    let api = Api::login(&server).await;
+    let dev = Device { server: &server, sn: "EVT0001".into() };
+
+    // First contact: device.registered.
+    assert_eq!(dev.handshake().await.status, 200);
+    let registered = receiver.wait_for("device.registered", 1).await;
+    let data = &registered[0].json()["data"];
+    assert_eq!(data["device"], serde_json::json!({"sn": "EVT0001", "alias": "", "time_zone": "UTC"}));
+    assert_eq!((&data["approval"], &data["protocol_family"]), (&"approved".into(), &"att".into()));
+    assert_eq!(data["ip_address"], "127.0.0.1");
+
+    // OPERLOG USER: user.enrolled; the same line again: nothing; a changed name: user.updated.
+    let operlog = |line: &'static str| {
+        let dev = &dev;
+        async move { dev.post(&format!("/iclock/cdata?SN={}&table=OPERLOG&Stamp=1", dev.sn), line.as_bytes()).await }
+    };
+    let ann = "USER PIN=016\tName=Ann\tPri=0\tPasswd=4321\tCard=[15CD5B07]\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n";
+    assert_eq!(operlog(ann).await.text(), "OK: 1");
+    let enrolled = receiver.wait_for("user.enrolled", 1).await;
+    let data = &enrolled[0].json()["data"];
+    assert_eq!((&data["pin"], &data["name"], &data["has_password"]), (&"016".into(), &"Ann".into(), &true.into()));
+    assert!(!String::from_utf8_lossy(&enrolled[0].body).contains("4321"), "the password is never sent");
+    assert_eq!(operlog(ann).await.text(), "OK: 1");
+    let ann_lee = "USER PIN=016\tName=Ann Lee\tPri=0\tPasswd=4321\tCard=[15CD5B07]\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n";
+    assert_eq!(operlog(ann_lee).await.text(), "OK: 1");
+    let updated = receiver.wait_for("user.updated", 1).await;
+    assert_eq!(updated[0].json()["data"]["name"], "Ann Lee");
+
+    // Missed heartbeats: 60 s without a request (threshold 30 s) → device.offline, once.
+    advance(&api, 60).await;
+    let offline = receiver.wait_for("device.offline", 1).await;
+    let data = &offline[0].json()["data"];
+    assert_eq!((&data["reason"], &data["last_punch_seq"]), (&"heartbeat_missed".into(), &0.into()));
+    assert!(data["last_seen_at"].as_str().unwrap().ends_with('Z'));
+    advance(&api, 60).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(receiver.of_type("device.offline").len(), 1, "still offline: no second device.offline");
+    assert!(receiver.of_type("device.online").is_empty());
+
+    // A poll: device.online, once, saying since when it was offline.
+    assert_eq!(dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await.text(), "OK");
+    let online = receiver.wait_for("device.online", 1).await;
+    let data = &online[0].json()["data"];
+    assert_eq!(data["offline_since"], offline[0].json()["timestamp"]);
+    assert_eq!(online[0].json()["timestamp"], data["back_at"]);
+    assert_eq!(data["last_punch_seq"], 0);
+    assert_eq!(dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await.text(), "OK");
+
+    // Silent again: a second transition under a second id.
+    advance(&api, 60).await;
+    let offline = receiver.wait_for("device.offline", 2).await;
+    assert_ne!(offline[0].id, offline[1].id);
+    tokio::time::sleep(QUIET).await;
+
+    let received = receiver.received.lock().unwrap().clone();
+    let types: Vec<String> = received.iter().map(Received::event_type).collect();
+    let count = |t: &str| types.iter().filter(|x| *x == t).count();
+    assert_eq!(
+        [
+            count("device.registered"),
+            count("user.enrolled"),
+            count("user.updated"),
+            count("device.offline"),
+            count("device.online")
+        ],
+        [1, 1, 1, 2, 1],
+        "{types:?}"
+    );
+    assert_eq!(received.len(), 6, "nothing else: {types:?}");
+    let verifier = standardwebhooks::Webhook::new(SECRET).expect("secret");
+    let mut ids: Vec<&str> = Vec::new();
+    for r in &received {
+        let body = r.json();
+        assert_eq!(body["id"], r.id.as_str(), "the body carries the webhook-id");
+        assert_eq!(body["api_version"], "1");
+        assert_eq!(body["data"]["device"]["sn"], "EVT0001");
+        let theirs = verifier.sign(&r.id, r.timestamp, &r.body).expect("library signs");
+        assert!(r.signature.split(' ').any(|s| s == theirs), "signature of {} does not verify", r.id);
+        ids.push(&r.id);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), received.len(), "one id per event, each delivered once");
+}
