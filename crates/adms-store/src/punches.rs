@@ -202,7 +202,7 @@ type PunchRow<'a> = (
     Option<f64>,
     &'a str,
     i64,
-    &'a str,
+    Option<&'a str>,
 );
 
 /// Key of a punch for de-duplication inside one group.
@@ -215,7 +215,13 @@ type NaturalKey<'a> = (i64, &'a str, &'a str, &'a str, u16, &'a str);
 /// only once its punches *and* their outbox rows are durable.
 async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
     let mut seen: HashSet<NaturalKey<'_>> = HashSet::new();
-    let mut event_ids: Vec<String> = Vec::new();
+    // Events are made only while some endpoint exists; asked inside the transaction, so an
+    // endpoint created by another process is either seen here or created after this commit.
+    let webhooks_on: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)")
+            .fetch_one(&mut *tx)
+            .await?;
+    let mut event_ids: Vec<Option<String>> = Vec::new();
     let mut sources: Vec<(&PunchBatch, &NewPunch)> = Vec::new();
     for batch in batches {
         for p in &batch.punches {
@@ -230,7 +236,10 @@ async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
             if !seen.insert(key) {
                 continue;
             }
-            event_ids.push(punch_event_id(&batch.device_sn, &p.pin, &p.local_time, &p.state, p.verify, &p.work_code));
+            event_ids
+                .push(webhooks_on.then(|| {
+                    punch_event_id(&batch.device_sn, &p.pin, &p.local_time, &p.state, p.verify, &p.work_code)
+                }));
             sources.push((batch, p));
         }
     }
@@ -252,16 +261,22 @@ async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
                 p.temperature,
                 p.raw_line.as_str(),
                 batch.received_at,
-                event_id.as_str(),
+                event_id.as_deref(),
             )
         })
         .collect();
-    let by_event_id: HashMap<&str, usize> = event_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let by_event_id: HashMap<&str, usize> =
+        event_ids.iter().enumerate().filter_map(|(i, id)| Some((id.as_deref()?, i))).collect();
     let mut inserted = 0;
     let created_at = now_micros();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
-        let new_rows: Vec<(i64, i64, String)> = sqlx::query_as(INSERT_PUNCHES).bind(json).fetch_all(&mut *tx).await?;
+        if !webhooks_on {
+            inserted += sqlx::query(INSERT_PUNCHES).bind(json).execute(&mut *tx).await?.rows_affected();
+            continue;
+        }
+        let new_rows: Vec<(i64, i64, String)> =
+            sqlx::query_as(INSERT_PUNCHES_RETURNING).bind(json).fetch_all(&mut *tx).await?;
         inserted += new_rows.len() as u64;
         let events: Vec<EventRow> = new_rows
             .iter()
@@ -308,9 +323,11 @@ async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
     Ok(inserted)
 }
 
-/// New punches only (the natural key decides), `seq` continuing the device's `last_seq` in
-/// upload order, ids ascending in the same order.
-const INSERT_PUNCHES: &str = "\
+/// The statement shared by both variants below (see `INSERT_PUNCHES`).
+macro_rules! insert_punches {
+    ($tail:literal) => {
+        concat!(
+            "\
 INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, utc_time, \
                      mask_flag, temperature, raw_line, received_at, event_id)
 SELECT n.device_id, d.last_seq + row_number() OVER (PARTITION BY n.device_id ORDER BY n.ord),
@@ -327,8 +344,17 @@ WHERE NOT EXISTS (SELECT 1 FROM punches AS p
                   WHERE p.device_id = n.device_id AND p.pin = n.pin AND p.local_time = n.local_time
                     AND p.state = n.state AND p.verify = n.verify AND p.work_code = n.work_code)
 ORDER BY n.ord
-ON CONFLICT DO NOTHING
-RETURNING id, seq, event_id";
+ON CONFLICT DO NOTHING",
+            $tail
+        )
+    };
+}
+
+/// New punches only (the natural key decides), `seq` continuing the device's `last_seq` in
+/// upload order, ids ascending in the same order.
+const INSERT_PUNCHES: &str = insert_punches!("");
+/// The same, returning what the new punches' webhook events need.
+const INSERT_PUNCHES_RETURNING: &str = insert_punches!("\nRETURNING id, seq, event_id");
 
 /// One `attendance.punch` event as a JSON array element, in the column order
 /// `INSERT_PUNCH_EVENTS` reads.

@@ -523,11 +523,16 @@ impl Store {
         Ok(expired.len() as u64)
     }
 
-    /// When the next pending delivery becomes due (Unix µs), if any.
+    /// When the next delivery that could be claimed (pending, endpoint active) becomes due
+    /// (Unix µs), if any. A read: it takes no write lock, unlike a claim.
     pub async fn next_delivery_due_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'")
-            .fetch_one(self.pool())
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(d.next_attempt_at) FROM webhook_deliveries AS d \
+             JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
+             WHERE d.state = 'pending' AND ep.paused_reason IS NULL AND ep.deleted_at IS NULL",
+        )
+        .fetch_one(self.pool())
+        .await?)
     }
 
     /// Deliveries, newest first, optionally of one endpoint and/or state.

@@ -111,6 +111,25 @@ impl Dispatcher {
                     Err(error) => tracing::error!(%error, "webhook lease sweep failed"),
                 }
             }
+            // A read first: a claim takes the write lock the punch writer needs, so only claim
+            // when something is due.
+            match self.store.next_delivery_due_at().await {
+                Ok(Some(due)) if due <= now => {}
+                Ok(Some(due)) => {
+                    let wait = Duration::from_micros(u64::try_from(due - now).unwrap_or(0));
+                    self.idle(&shutdown, wait.min(self.config.idle_poll)).await;
+                    continue;
+                }
+                Ok(None) => {
+                    self.idle(&shutdown, self.config.idle_poll).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "reading the webhook queue failed");
+                    self.idle(&shutdown, self.config.idle_poll).await;
+                    continue;
+                }
+            }
             // Wait for a free slot before claiming, so nothing claimed waits for a slot.
             let Ok(first) = Arc::clone(&permits).acquire_owned().await else { break };
             let free = permits.available_permits() + 1;
@@ -124,12 +143,10 @@ impl Dispatcher {
                 }
             };
             if claimed.is_empty() {
+                // Due but not claimable now (a device pending approval, an ordered endpoint
+                // waiting for an earlier seq): look again on the next wake-up or poll.
                 drop(first);
-                let wait = match self.store.next_delivery_due_at().await {
-                    Ok(Some(due)) => Duration::from_micros(u64::try_from(due - now).unwrap_or(0)),
-                    _ => self.config.idle_poll,
-                };
-                self.idle(&shutdown, wait.min(self.config.idle_poll)).await;
+                self.idle(&shutdown, self.config.idle_poll).await;
                 continue;
             }
             let mut permit = Some(first);
