@@ -102,7 +102,7 @@ impl Application {
         let auth = AuthState::load(&store).await?;
         let address_policy = config.webhook_address_policy()?;
         if let Some(url) = &config.webhook_url {
-            ensure_env_endpoint(&store, url, config.webhook_secret.as_deref()).await?;
+            ensure_env_endpoint(&store, url, config.webhook_secret.as_deref(), config.webhook_timeout_secs).await?;
         }
         let webhooks =
             WebhookRuntime { clock: Arc::new(Clock::default()), wake: Arc::new(Notify::new()), address_policy };
@@ -175,7 +175,8 @@ fn start_dispatcher(state: &SharedState, stop: CancellationToken) -> std::io::Re
         DispatcherConfig {
             concurrency: config.webhook_concurrency,
             // Longer than any request may take, so a live worker never loses its lease.
-            lease: Duration::from_secs(config.webhook_timeout_secs + 30),
+            // (endpoints' own timeouts are at most 30 s).
+            lease: Duration::from_secs(config.webhook_timeout_secs.max(30) + 30),
             ..DispatcherConfig::default()
         },
         Arc::clone(&state.webhooks.clock),
@@ -186,12 +187,17 @@ fn start_dispatcher(state: &SharedState, stop: CancellationToken) -> std::io::Re
 
 /// Creates or updates the endpoint `ADMS_WEBHOOK_URL` manages. A generated secret is printed
 /// once, on stderr (stdout carries only the `listening on` line).
-async fn ensure_env_endpoint(store: &Store, url: &str, secret: Option<&str>) -> Result<(), StartupError> {
+async fn ensure_env_endpoint(
+    store: &Store,
+    url: &str,
+    secret: Option<&str>,
+    timeout_secs: u64,
+) -> Result<(), StartupError> {
     let settings = EndpointSettings {
         url,
         description: "ADMS_WEBHOOK_URL",
         event_types: None,
-        timeout_ms: 15_000,
+        timeout_ms: i64::try_from(timeout_secs.saturating_mul(1000)).unwrap_or(15_000),
         batch_max: 1,
         ordered: false,
     };
@@ -207,7 +213,7 @@ async fn ensure_env_endpoint(store: &Store, url: &str, secret: Option<&str>) -> 
             tracing::info!(endpoint = %uid, "webhook endpoint from ADMS_WEBHOOK_URL created");
         }
         Some(endpoint) => {
-            if endpoint.url != url {
+            if endpoint.url != url || endpoint.timeout_ms != settings.timeout_ms {
                 store.update_endpoint(&endpoint.uid, &settings).await?;
                 tracing::info!(endpoint = %endpoint.uid, "webhook endpoint URL updated from ADMS_WEBHOOK_URL");
             }

@@ -278,8 +278,8 @@ async fn a_server_killed_mid_request_redelivers_the_same_event_after_restart() {
     server.kill(); // SIGKILL while the request hangs: the delivery stays leased
     let server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
     let api = Api::login(&server).await;
-    // The lease (timeout + 30 s) runs out; the sweep returns it; it is sent again.
-    advance(&api, 40).await;
+    // The lease (max(timeout, 30 s) + 30 s) runs out; the sweep returns it; it is sent again.
+    advance(&api, 70).await;
     receiver.wait_for_ids(1, Some(&api)).await;
     wait_for_requests(&receiver, 2).await;
     let received = receiver.received();

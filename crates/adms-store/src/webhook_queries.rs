@@ -159,7 +159,7 @@ impl Store {
             "UPDATE webhook_deliveries SET \
                     attempt_count = CASE WHEN state = 'pending' THEN attempt_count ELSE 0 END, \
                     first_attempt_at = CASE WHEN state = 'pending' THEN first_attempt_at ELSE NULL END, \
-                    state = 'pending', next_attempt_at = ?1, updated_at = ?1 \
+                    state = 'pending', next_attempt_at = ?1, updated_at = ?1, trigger_kind = 'manual' \
              WHERE id = ?2 AND state <> 'in_flight' \
                AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE deleted_at IS NULL) \
              RETURNING id",
@@ -327,14 +327,14 @@ ON CONFLICT (event_id) DO NOTHING";
 /// One delivery per listed event to the endpoint: inserted, or an existing one made due now with
 /// a fresh schedule (unless a worker holds it).
 const UPSERT_REPLAY_DELIVERIES: &str = "\
-INSERT INTO webhook_deliveries (event_row, endpoint_id, next_attempt_at, created_at, updated_at)
-SELECT e.id, ?1, ?2, ?2, ?2
+INSERT INTO webhook_deliveries (event_row, endpoint_id, next_attempt_at, created_at, updated_at, trigger_kind)
+SELECT e.id, ?1, ?2, ?2, ?2, 'replay'
 FROM json_each(?3) AS j JOIN webhook_events AS e ON e.event_id = j.value
 WHERE true
 ORDER BY j.key
 ON CONFLICT (event_row, endpoint_id) DO UPDATE SET
     state = 'pending', next_attempt_at = excluded.next_attempt_at, attempt_count = 0, first_attempt_at = NULL,
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at, trigger_kind = 'replay'
 WHERE webhook_deliveries.state <> 'in_flight'";
 
 /// Creates the missing events of one chunk and queues every event of it; returns how many events

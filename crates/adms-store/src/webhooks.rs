@@ -51,6 +51,8 @@ pub struct ClaimedDelivery {
     pub lease_token: i64,
     /// 1 for the first attempt.
     pub attempt_no: i64,
+    /// `scheduled`, `manual` (resend) or `replay`: recorded on the attempt.
+    pub trigger: String,
     /// When the first attempt was claimed (Unix µs): the retry horizon counts from here.
     pub first_attempt_at: i64,
     pub event_id: String,
@@ -80,6 +82,8 @@ pub struct Completion {
     pub delivery_id: i64,
     pub lease_token: i64,
     pub attempt_no: i64,
+    /// From the claim: `scheduled`, `manual` or `replay`.
+    pub trigger: String,
     pub worker: String,
     pub started_at: i64,
     pub duration_us: i64,
@@ -339,7 +343,7 @@ impl Store {
                         WHERE p.endpoint_id = d.endpoint_id AND pe.device_id = e.device_id AND pe.seq < e.seq \
                           AND p.state IN ('pending', 'in_flight', 'exhausted'))) \
                  ORDER BY d.next_attempt_at, d.id LIMIT ?4) \
-             RETURNING id, lease_token, attempt_count, first_attempt_at, event_row, endpoint_id",
+             RETURNING id, lease_token, attempt_count, first_attempt_at, event_row, endpoint_id, trigger_kind",
         )
         .bind(worker)
         .bind(now)
@@ -380,6 +384,7 @@ impl Store {
                 delivery_id,
                 lease_token: row.try_get("lease_token")?,
                 attempt_no: row.try_get("attempt_count")?,
+                trigger: row.try_get("trigger_kind")?,
                 first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.unwrap_or(now),
                 event_id,
                 body,
@@ -415,7 +420,7 @@ impl Store {
             "UPDATE webhook_deliveries AS d SET state = j.value ->> 2, \
                     next_attempt_at = COALESCE(j.value ->> 3, d.next_attempt_at), last_status = j.value ->> 4, \
                     last_error = j.value ->> 5, succeeded_at = COALESCE(j.value ->> 6, d.succeeded_at), \
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2 \
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2, trigger_kind = 'scheduled' \
              FROM jsonb_each(?1) AS j \
              WHERE d.id = j.value ->> 0 AND d.lease_token = j.value ->> 1 AND d.state = 'in_flight' \
              RETURNING id, endpoint_id",
@@ -434,6 +439,7 @@ impl Store {
                     c.delivery_id,
                     c.attempt_no,
                     c.lease_token,
+                    &c.trigger,
                     &c.worker,
                     c.started_at,
                     c.duration_us,
@@ -448,8 +454,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO webhook_attempts (delivery_id, attempt_no, lease_token, trigger_kind, worker, started_at, \
              duration_us, http_status, error_kind, error, response_body, accepted) \
-             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, 'scheduled', j.value ->> 3, j.value ->> 4, \
-                    j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, unhex(j.value ->> 9), j.value ->> 10 \
+             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, \
+                    j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, unhex(j.value ->> 10), j.value ->> 11 \
              FROM jsonb_each(?) AS j",
         )
         .bind(serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into()))

@@ -41,6 +41,7 @@ fn completion(claim: &adms_store::webhooks::ClaimedDelivery, outcome: DeliveryOu
         delivery_id: claim.delivery_id,
         lease_token: claim.lease_token,
         attempt_no: claim.attempt_no,
+        trigger: claim.trigger.clone(),
         worker: "test".into(),
         started_at: now_micros(),
         duration_us: 10,
@@ -157,4 +158,26 @@ async fn rotation_signs_with_both_secrets_until_the_old_one_expires() {
     store.expire_leases(until + 10_000_000).await.unwrap();
     let claim = store.claim_due_deliveries("w", until + 10_000_000, 1_000_000, 10).await.unwrap().remove(0);
     assert_eq!(claim.secrets, ["whsec_new"]);
+}
+
+#[tokio::test]
+async fn a_resend_is_recorded_as_manual_and_its_retries_as_scheduled() {
+    let (_dir, store) = open().await;
+    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
+    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+    let claim = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().remove(0);
+    assert_eq!(claim.trigger, "scheduled");
+    store.complete_deliveries(&[completion(&claim, DeliveryOutcome::Succeeded)]).await.unwrap();
+
+    store.resend_delivery(claim.delivery_id, now_micros()).await.unwrap();
+    let resent = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().remove(0);
+    assert_eq!((resent.trigger.as_str(), resent.attempt_no), ("manual", 1));
+    store.complete_deliveries(&[completion(&resent, DeliveryOutcome::RetryAt(now_micros()))]).await.unwrap();
+    let retry = store.claim_due_deliveries("w", now_micros() + 1, 1_000_000, 10).await.unwrap().remove(0);
+    assert_eq!(retry.trigger, "scheduled");
+
+    let attempts = store.delivery_attempts(claim.delivery_id).await.unwrap().unwrap();
+    let kinds: Vec<&str> = attempts.iter().map(|a| a.trigger_kind.as_str()).collect();
+    assert_eq!(kinds, ["scheduled", "manual"]);
 }

@@ -171,6 +171,7 @@ async fn resend_and_attempts() {
             delivery_id: claim.delivery_id,
             lease_token: claim.lease_token,
             attempt_no: claim.attempt_no,
+            trigger: claim.trigger.clone(),
             worker: "w".into(),
             started_at: now_micros(),
             duration_us: 2_000,

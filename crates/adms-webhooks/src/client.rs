@@ -108,6 +108,18 @@ impl DeliveryClient {
 
     /// POSTs `body` as JSON to `url` with the webhook headers, and reports the outcome.
     pub async fn send(&self, url: &Url, headers: &WebhookHeaders, body: Bytes) -> AttemptReport {
+        self.send_within(url, headers, body, None).await
+    }
+
+    /// [`send`](Self::send), with a whole-attempt timeout of its own (an endpoint's setting)
+    /// instead of the client's.
+    pub async fn send_within(
+        &self,
+        url: &Url,
+        headers: &WebhookHeaders,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> AttemptReport {
         let started = Instant::now();
         if let Err(refused) = check_url(url, &self.policy) {
             let kind = match refused {
@@ -120,7 +132,11 @@ impl DeliveryClient {
             Ok(map) => map,
             Err(error) => return AttemptReport::failed(FailureKind::InvalidRequest, error, started),
         };
-        let response = match self.http.post(url.clone()).headers(header_map).body(body).send().await {
+        let mut request = self.http.post(url.clone()).headers(header_map).body(body);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let response = match request.send().await {
             Ok(response) => response,
             Err(error) => return AttemptReport::failed(failure_kind(&error), describe(error), started),
         };

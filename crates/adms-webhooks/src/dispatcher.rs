@@ -200,7 +200,11 @@ async fn deliver(client: &DeliveryClient, clock: &Clock, worker: &str, claim: Cl
         signature: signature_header(&secrets, &claim.event_id, timestamp, &claim.body),
     };
     let report = match reqwest::Url::parse(&claim.url) {
-        Ok(url) => client.send(&url, &headers, Bytes::from(claim.body.clone())).await,
+        Ok(url) => {
+            let timeout =
+                Duration::from_millis(u64::try_from(claim.timeout_ms).unwrap_or(15_000).clamp(1_000, 120_000));
+            client.send_within(&url, &headers, Bytes::from(claim.body.clone()), Some(timeout)).await
+        }
         Err(error) => AttemptReport::failed(FailureKind::InvalidRequest, error.to_string(), std::time::Instant::now()),
     };
     let outcome = match &report.outcome {
@@ -228,6 +232,7 @@ async fn deliver(client: &DeliveryClient, clock: &Clock, worker: &str, claim: Cl
         delivery_id: claim.delivery_id,
         lease_token: claim.lease_token,
         attempt_no: claim.attempt_no,
+        trigger: claim.trigger.clone(),
         worker: worker.to_owned(),
         started_at,
         duration_us: i64::try_from(report.duration.as_micros()).unwrap_or(i64::MAX),
