@@ -23,7 +23,9 @@ use tower_http::trace::TraceLayer;
 
 use adms_store::webhooks::EndpointSettings;
 use adms_store::{Device, Store, StoreError, StoreOptions, now_micros};
-use adms_webhooks::{AddressPolicy, Clock, DeliveryClient, Dispatcher, DispatcherConfig, WebhookSecret};
+use adms_webhooks::{
+    AddressPolicy, Clock, DeliveryClient, DeliveryMetrics, Dispatcher, DispatcherConfig, EndpointGauge, WebhookSecret,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +56,8 @@ pub struct WebhookRuntime {
     /// Wakes the dispatcher when new deliveries were committed.
     pub wake: Arc<Notify>,
     pub address_policy: AddressPolicy,
+    /// What this process's dispatcher did, for `/metrics`.
+    pub metrics: Arc<DeliveryMetrics>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -104,8 +108,12 @@ impl Application {
         if let Some(url) = &config.webhook_url {
             ensure_env_endpoint(&store, url, config.webhook_secret.as_deref(), config.webhook_timeout_secs).await?;
         }
-        let webhooks =
-            WebhookRuntime { clock: Arc::new(Clock::default()), wake: Arc::new(Notify::new()), address_policy };
+        let webhooks = WebhookRuntime {
+            clock: Arc::new(Clock::default()),
+            wake: Arc::new(Notify::new()),
+            address_policy,
+            metrics: Arc::default(),
+        };
         let listener = TcpListener::bind(config.listen).await.map_err(|e| StartupError::Bind(config.listen, e))?;
         let state = Arc::new(AppState {
             store,
@@ -181,6 +189,7 @@ fn start_dispatcher(state: &SharedState, stop: CancellationToken) -> std::io::Re
         },
         Arc::clone(&state.webhooks.clock),
         Arc::clone(&state.webhooks.wake),
+        Arc::clone(&state.webhooks.metrics),
     );
     Ok(tokio::spawn(dispatcher.run(stop)))
 }
@@ -252,7 +261,10 @@ async fn background_tasks(state: SharedState, flush_every: Duration) {
 /// The router with every route and middleware.
 pub fn router(state: SharedState) -> Router {
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
-    let mut routes = Router::new().merge(crate::device::routes()).merge(crate::api::routes());
+    let mut routes = Router::new()
+        .merge(crate::device::routes())
+        .merge(crate::api::routes())
+        .route("/metrics", axum::routing::get(metrics));
     if state.config.test_clock {
         routes = routes.route("/api/v1/test/clock", axum::routing::post(advance_test_clock));
     }
@@ -269,6 +281,30 @@ pub fn router(state: SharedState) -> Router {
             (StatusCode::INTERNAL_SERVER_ERROR, "ERROR: internal error").into_response()
         }))
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text format, authenticated like every API route (Prometheus sends
+/// `Authorization: Bearer <integration key>`).
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+    _who: crate::api::auth::Authenticated,
+) -> Result<axum::response::Response, crate::api::ApiError> {
+    let now = state.webhooks.clock.now_micros();
+    let backlog = state.store.delivery_backlog(now).await?;
+    let endpoints = state.store.list_endpoints().await?;
+    let gauges: Vec<EndpointGauge> = backlog
+        .into_iter()
+        .map(|b| EndpointGauge {
+            endpoint: b.endpoint_uid,
+            due: b.due,
+            in_flight: b.in_flight,
+            exhausted: b.exhausted,
+            oldest_due_age_secs: b.oldest_due_at.map_or(0.0, |at| (now - at).max(0) as f64 / 1e6),
+        })
+        .collect();
+    let text =
+        state.webhooks.metrics.render(&gauges, |id| endpoints.iter().find(|e| e.id == id).map(|e| e.uid.clone()));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]

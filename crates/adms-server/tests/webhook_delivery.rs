@@ -189,6 +189,33 @@ async fn every_punch_is_delivered_signed_once_per_id_and_reuploads_add_nothing()
     assert_eq!(first["type"], "attendance.punch");
     assert_eq!(first["data"]["device"]["sn"], "HOOK0001");
     assert_eq!(first["data"]["time_basis"], "device_clock");
+
+    // Delivery metrics, Prometheus text, behind auth like every API route.
+    let url = server.url("/metrics");
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 401);
+    let api = Api::login(&server).await;
+    let text = api
+        .client
+        .get(&url)
+        .header("Authorization", format!("Token {}", api.token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+    };
+    // 20 punches and the device's registration.
+    assert!(value("adms_webhook_attempts_total{endpoint=\"ep_env_") >= 20.0, "{text}");
+    assert!(text.contains("outcome=\"delivered\""));
+    assert!(value("adms_webhook_delivery_latency_seconds_count") >= 20.0);
+    assert_eq!(value("adms_webhook_deliveries_due{"), 0.0);
 }
 
 #[tokio::test]

@@ -57,6 +57,8 @@ pub struct ClaimedDelivery {
     pub first_attempt_at: i64,
     pub event_id: String,
     pub body: Vec<u8>,
+    /// When the event was committed (Unix µs): end-to-end latency counts from here.
+    pub event_created_at: i64,
     pub endpoint_id: i64,
     pub url: String,
     pub timeout_ms: i64,
@@ -124,6 +126,10 @@ pub struct EndpointBacklog {
 /// One completion as a JSON array element: delivery id, lease token, new state,
 /// next_attempt_at, HTTP status, error, succeeded_at.
 type CompletionRow<'a> = (i64, i64, &'a str, Option<i64>, Option<i64>, Option<&'a str>, Option<i64>);
+
+/// What a claim reads per delivery: delivery id, event id, body, event created_at, endpoint id,
+/// URL, timeout.
+type ClaimDetail = (i64, String, Vec<u8>, i64, i64, String, i64);
 
 /// A static `SELECT` of every endpoint column followed by `$tail` (a literal).
 macro_rules! endpoint_select {
@@ -353,8 +359,8 @@ impl Store {
         .await?;
         let ids: Vec<i64> = claimed.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
         let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-        let details: Vec<(i64, String, Vec<u8>, i64, String, i64)> = sqlx::query_as(
-            "SELECT d.id, e.event_id, e.body, ep.id, ep.url, ep.timeout_ms FROM webhook_deliveries AS d \
+        let details: Vec<ClaimDetail> = sqlx::query_as(
+            "SELECT d.id, e.event_id, e.body, e.created_at, ep.id, ep.url, ep.timeout_ms FROM webhook_deliveries AS d \
              JOIN webhook_events AS e ON e.id = d.event_row JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
              WHERE d.id IN (SELECT value FROM json_each(?))",
         )
@@ -372,14 +378,15 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut details: HashMap<i64, (String, Vec<u8>, i64, String, i64)> = details
-            .into_iter()
-            .map(|(id, event_id, body, ep, url, timeout)| (id, (event_id, body, ep, url, timeout)))
-            .collect();
+        let mut details: HashMap<i64, ClaimDetail> = details.into_iter().map(|d| (d.0, d)).collect();
         let mut out = Vec::with_capacity(claimed.len());
         for row in claimed {
             let delivery_id: i64 = row.try_get("id")?;
-            let Some((event_id, body, endpoint_id, url, timeout_ms)) = details.remove(&delivery_id) else { continue };
+            let Some((_, event_id, body, event_created_at, endpoint_id, url, timeout_ms)) =
+                details.remove(&delivery_id)
+            else {
+                continue;
+            };
             out.push(ClaimedDelivery {
                 delivery_id,
                 lease_token: row.try_get("lease_token")?,
@@ -388,6 +395,7 @@ impl Store {
                 first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.unwrap_or(now),
                 event_id,
                 body,
+                event_created_at,
                 endpoint_id,
                 url,
                 timeout_ms,

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{AttemptReport, DeliveryClient, WebhookHeaders};
+use crate::metrics::DeliveryMetrics;
 use crate::retry::{AttemptOutcome, FailureKind, next_attempt_delay};
 use crate::signing::{WebhookSecret, signature_header};
 
@@ -81,6 +82,7 @@ pub struct Dispatcher {
     config: DispatcherConfig,
     clock: Arc<Clock>,
     wake: Arc<Notify>,
+    metrics: Arc<DeliveryMetrics>,
 }
 
 impl Dispatcher {
@@ -90,8 +92,9 @@ impl Dispatcher {
         config: DispatcherConfig,
         clock: Arc<Clock>,
         wake: Arc<Notify>,
+        metrics: Arc<DeliveryMetrics>,
     ) -> Dispatcher {
-        Dispatcher { store, client, config, clock, wake }
+        Dispatcher { store, client, config, clock, wake, metrics }
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -162,8 +165,9 @@ impl Dispatcher {
                 let clock = Arc::clone(&self.clock);
                 let done = done_tx.clone();
                 let worker = self.config.worker.clone();
+                let metrics = Arc::clone(&self.metrics);
                 tokio::spawn(async move {
-                    let completion = deliver(&client, &clock, &worker, claim).await;
+                    let completion = deliver(&client, &clock, &worker, &metrics, claim).await;
                     let _ = done.send(completion).await;
                     drop(permit);
                 });
@@ -190,7 +194,13 @@ impl Dispatcher {
 }
 
 /// Signs and sends one claimed delivery and decides what comes next.
-async fn deliver(client: &DeliveryClient, clock: &Clock, worker: &str, claim: ClaimedDelivery) -> Completion {
+async fn deliver(
+    client: &DeliveryClient,
+    clock: &Clock,
+    worker: &str,
+    metrics: &DeliveryMetrics,
+    claim: ClaimedDelivery,
+) -> Completion {
     let started_at = clock.now_micros();
     let secrets: Vec<WebhookSecret> = claim.secrets.iter().filter_map(|s| s.parse().ok()).collect();
     let timestamp = started_at.div_euclid(1_000_000);
@@ -221,12 +231,18 @@ async fn deliver(client: &DeliveryClient, clock: &Clock, worker: &str, claim: Cl
             }
         }
     };
-    let error_kind = match &report.outcome {
-        AttemptOutcome::Failed { kind, .. } => Some(kind.as_str().to_owned()),
-        AttemptOutcome::Throttled { .. } => Some("throttled".to_owned()),
-        AttemptOutcome::Gone => Some("gone".to_owned()),
-        AttemptOutcome::Delivered(_) => None,
+    let outcome_label = match &report.outcome {
+        AttemptOutcome::Failed { kind, .. } => kind.as_str(),
+        AttemptOutcome::Throttled { .. } => "throttled",
+        AttemptOutcome::Gone => "gone",
+        AttemptOutcome::Delivered(_) => "delivered",
     };
+    metrics.record_attempt(claim.endpoint_id, outcome_label);
+    if report.outcome.is_delivered() {
+        // Real time, like the event's commit time (the test clock only moves schedules).
+        metrics.record_latency(adms_store::now_micros() - claim.event_created_at);
+    }
+    let error_kind = (!report.outcome.is_delivered()).then(|| outcome_label.to_owned());
     tracing::debug!(event_id = %claim.event_id, attempt = claim.attempt_no, status = ?report.status, ?outcome, "webhook attempt");
     Completion {
         delivery_id: claim.delivery_id,

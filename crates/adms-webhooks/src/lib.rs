@@ -13,12 +13,14 @@
 
 pub mod client;
 pub mod dispatcher;
+pub mod metrics;
 pub mod retry;
 pub mod signing;
 pub mod ssrf;
 
 pub use client::{AttemptReport, ClientBuildError, DeliveryClient, RESPONSE_CAPTURE_LIMIT, WebhookHeaders};
 pub use dispatcher::{Clock, Dispatcher, DispatcherConfig};
+pub use metrics::{DeliveryMetrics, EndpointGauge};
 /// URLs as the client takes them.
 pub use reqwest::Url;
 pub use retry::{AttemptOutcome, FailureKind, RETRY_HORIZON, classify, next_attempt_delay, parse_retry_after};
