@@ -144,8 +144,14 @@ impl Application {
         let stop_dispatcher = CancellationToken::new();
         let dispatcher = start_dispatcher(&state, stop_dispatcher.clone())?;
         let service = MapRequestLayer::new(normalize_path).layer(router(state.clone()));
+        // Replies are small and each device waits for its own: send them at once (no Nagle).
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "TCP_NODELAY not set");
+            }
+        });
         let result = axum::serve(
-            self.listener,
+            listener,
             axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service),
         )
         .with_graceful_shutdown(shutdown)
