@@ -216,6 +216,19 @@ async fn every_punch_is_delivered_signed_once_per_id_and_reuploads_add_nothing()
     assert!(text.contains("outcome=\"delivered\""));
     assert!(value("adms_webhook_delivery_latency_seconds_count") >= 20.0);
     assert_eq!(value("adms_webhook_deliveries_due{"), 0.0);
+
+    // The event log: the exact bodies that were sent, with their delivery counts.
+    let events = api.get("/api/v1/webhooks/events?type=attendance.punch&device_sn=HOOK0001&limit=500").await;
+    let events = events["data"].as_array().unwrap();
+    assert_eq!(events.len(), 20);
+    for e in events {
+        assert_eq!(e["body"]["id"], e["event_id"]);
+        assert_eq!((e["deliveries"].as_i64(), e["delivered"].as_i64()), (Some(1), Some(1)));
+        let sent = received.iter().find(|r| r.id == e["event_id"].as_str().unwrap()).expect("was delivered");
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&sent.body).unwrap(), e["body"]);
+    }
+    let (status, _) = api.get_status("/api/v1/webhooks/events?type=nonsense").await;
+    assert_eq!(status, 400);
 }
 
 #[tokio::test]

@@ -409,3 +409,46 @@ async fn replay_chunk(
     sqlx::query(UPSERT_REPLAY_DELIVERIES).bind(endpoint_id).bind(now).bind(&ids_json).execute(&mut *tx).await?;
     Ok(created)
 }
+
+/// One row of the event listing: the stored body as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventListRow {
+    pub id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub device_sn: Option<String>,
+    pub seq: Option<i64>,
+    pub occurred_at: i64,
+    pub created_at: i64,
+    pub body: Vec<u8>,
+    /// Deliveries of this event: all, and those succeeded.
+    pub deliveries: i64,
+    pub delivered: i64,
+}
+
+impl Store {
+    /// Events, newest first, optionally of one type and/or device, before `before_id`.
+    pub async fn list_events(
+        &self,
+        event_type: Option<&str>,
+        device_sn: Option<&str>,
+        limit: i64,
+        before_id: Option<i64>,
+    ) -> Result<Vec<EventListRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT e.id, e.event_id, e.event_type, dv.sn AS device_sn, e.seq, e.occurred_at, e.created_at, e.body, \
+                    (SELECT COUNT(*) FROM webhook_deliveries AS d WHERE d.event_row = e.id) AS deliveries, \
+                    (SELECT COUNT(*) FROM webhook_deliveries AS d WHERE d.event_row = e.id AND d.state = 'succeeded') \
+                        AS delivered \
+             FROM webhook_events AS e LEFT JOIN devices AS dv ON dv.id = e.device_id \
+             WHERE (?1 IS NULL OR e.event_type = ?1) AND (?2 IS NULL OR dv.sn = ?2) AND (?4 IS NULL OR e.id < ?4) \
+             ORDER BY e.id DESC LIMIT ?3",
+        )
+        .bind(event_type)
+        .bind(device_sn)
+        .bind(limit)
+        .bind(before_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}

@@ -38,6 +38,7 @@ pub fn routes() -> Router<SharedState> {
         )
         .route("/api/v1/webhooks/endpoints/{uid}/rotate-secret", post(webhooks::rotate_secret))
         .route("/api/v1/webhooks/endpoints/{uid}/replay", post(webhooks::replay))
+        .route("/api/v1/webhooks/events", get(webhooks::list_events))
         .route("/api/v1/webhooks/deliveries", get(webhooks::list_deliveries))
         .route("/api/v1/webhooks/deliveries/{id}/attempts", get(webhooks::delivery_attempts))
         .route("/api/v1/webhooks/deliveries/{id}/resend", post(webhooks::resend_delivery))

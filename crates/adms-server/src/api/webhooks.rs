@@ -335,6 +335,54 @@ impl From<DeliveryRow> for DeliveryView {
 }
 
 #[derive(Debug, Serialize)]
+pub struct EventPage {
+    data: Vec<Value>,
+    /// Pass as `before` for the next (older) page; `null` on the last page.
+    next_before: Option<i64>,
+}
+
+/// `GET /api/v1/webhooks/events?type=&device_sn=&limit=&before=`: events newest first, each with
+/// the exact body that is sent (as JSON) and how many of its deliveries succeeded.
+pub async fn list_events(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<EventPage>, ApiError> {
+    let params = QueryParams::parse(raw.as_deref());
+    let mut errors = FieldErrors::default();
+    let limit = query_int(&params, "limit", &DELIVERY_LIMIT, Some(DEFAULT_DELIVERY_LIMIT), &mut errors);
+    let before = query_int(&params, "before", &(1..=i64::MAX), None, &mut errors);
+    let kind = params.get("type");
+    if let Some(k) = kind
+        && !event_type::ALL.contains(&k)
+    {
+        errors.add("type", format!("\"{k}\" is not a valid choice (one of: {}).", event_type::ALL.join(", ")));
+    }
+    errors.check()?;
+    let limit = limit.unwrap_or(DEFAULT_DELIVERY_LIMIT);
+    let rows = state.store.list_events(kind, params.get("device_sn"), limit, before).await?;
+    let next_before = (rows.len() as i64 == limit).then(|| rows.last().map(|e| e.id)).flatten();
+    let data = rows
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "event_id": e.event_id,
+                "type": e.event_type,
+                "device_sn": e.device_sn,
+                "seq": e.seq,
+                "occurred_at": rfc3339_micros(e.occurred_at),
+                "created_at": rfc3339_micros(e.created_at),
+                "deliveries": e.deliveries,
+                "delivered": e.delivered,
+                "body": serde_json::from_slice::<Value>(&e.body).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(EventPage { data, next_before }))
+}
+
+#[derive(Debug, Serialize)]
 pub struct DeliveryPage {
     data: Vec<DeliveryView>,
     /// Pass as `before` for the next (older) page; `null` on the last page.
