@@ -15,24 +15,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{Api, RawResponse, Server, count_rows, device_option, fixtures};
-
-/// Tables `rows` may count (the ones `common::count_rows` knows).
-const COUNTED_TABLES: [&str; 13] = [
-    "devices",
-    "punches",
-    "rejected_lines",
-    "operation_logs",
-    "device_users",
-    "biometric_templates",
-    "user_photos",
-    "device_records",
-    "device_options",
-    "command_results",
-    "access_events",
-    "raw_uploads",
-    "att_photos",
-];
+use common::{Api, COUNTED_TABLES, RawResponse, Server, count_rows, device_option, fixtures};
 
 /// Headers every scripted request carries unless the script removes them, as ZKTeco firmware
 /// sends them (`Host` is added with the server address). POSTs also get `Content-Type`.

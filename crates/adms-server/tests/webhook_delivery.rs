@@ -19,18 +19,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use common::webhooks::{Received, SECRET};
 use common::{Api, Device, Server};
-
-const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-
-/// One request as the receiver saw it.
-#[derive(Debug, Clone)]
-struct Received {
-    id: String,
-    timestamp: i64,
-    signature: String,
-    body: Bytes,
-}
 
 /// What the receiver answers next; after the script runs out, 200.
 #[derive(Debug, Clone)]
@@ -103,13 +93,7 @@ async fn receive(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, bo
     if !is_punch_event(&body) {
         return StatusCode::OK.into_response();
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    state.received.lock().unwrap().push(Received {
-        id: header("webhook-id"),
-        timestamp: header("webhook-timestamp").parse().unwrap_or(0),
-        signature: header("webhook-signature"),
-        body,
-    });
+    state.received.lock().unwrap().push(Received::from_headers(&headers, body));
     let reply = state.script.lock().unwrap().pop_front();
     match reply {
         None => StatusCode::OK.into_response(),

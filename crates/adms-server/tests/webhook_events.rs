@@ -11,29 +11,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use common::webhooks::{Received, SECRET};
 use common::{Api, Device, Server};
-use serde_json::Value;
-
-const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-
-/// One request as the receiver saw it.
-#[derive(Debug, Clone)]
-struct Received {
-    id: String,
-    timestamp: i64,
-    signature: String,
-    body: Bytes,
-}
-
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-
-    fn event_type(&self) -> String {
-        self.json()["type"].as_str().unwrap_or_default().to_owned()
-    }
-}
 
 /// A receiver on loopback that answers 200 to every request and records it.
 struct Receiver {
@@ -48,13 +27,7 @@ impl Receiver {
             headers: HeaderMap,
             body: Bytes,
         ) -> StatusCode {
-            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-            received.lock().unwrap().push(Received {
-                id: header("webhook-id"),
-                timestamp: header("webhook-timestamp").parse().unwrap_or(0),
-                signature: header("webhook-signature"),
-                body,
-            });
+            received.lock().unwrap().push(Received::from_headers(&headers, body));
             StatusCode::OK
         }
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();

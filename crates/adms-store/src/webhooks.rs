@@ -169,12 +169,7 @@ impl Store {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (?, ?, ?)")
-            .bind(id)
-            .bind(secret)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        insert_secret(&mut tx, id, secret, now).await?;
         tx.commit().await?;
         self.endpoint_by_uid(uid).await?.ok_or_else(|| StoreError::Conflict("endpoint vanished".into()))
     }
@@ -310,12 +305,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (?, ?, ?)")
-            .bind(id)
-            .bind(secret)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        insert_secret(&mut tx, id, secret, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -591,4 +581,20 @@ impl Store {
         .fetch_all(self.pool())
         .await?)
     }
+}
+
+/// A new current signing secret for an endpoint.
+async fn insert_secret(
+    tx: &mut sqlx::SqliteConnection,
+    endpoint_id: i64,
+    secret: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (?, ?, ?)")
+        .bind(endpoint_id)
+        .bind(secret)
+        .bind(now)
+        .execute(tx)
+        .await?;
+    Ok(())
 }

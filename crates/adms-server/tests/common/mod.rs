@@ -2,6 +2,8 @@
 //! HTTP/1.1 client for byte-exact device requests, and a JSON client for the API.
 #![allow(dead_code)]
 
+pub mod webhooks;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -245,6 +247,23 @@ pub fn shared_captures() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/captures");
     dir.is_dir().then_some(dir)
 }
+
+/// Every table `count_rows` can count.
+pub const COUNTED_TABLES: [&str; 13] = [
+    "devices",
+    "punches",
+    "rejected_lines",
+    "operation_logs",
+    "device_users",
+    "biometric_templates",
+    "user_photos",
+    "device_records",
+    "device_options",
+    "command_results",
+    "access_events",
+    "raw_uploads",
+    "att_photos",
+];
 
 /// Rows in a table, read straight from the SQLite file.
 pub async fn count_rows(db: &Path, table: &str) -> i64 {
