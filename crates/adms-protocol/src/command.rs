@@ -178,7 +178,9 @@ pub enum DeviceCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldProblem {
     Empty,
-    TooLong { max: usize },
+    TooLong {
+        max: usize,
+    },
     /// TAB, CR, LF, NUL or another control character: it would split the command.
     ControlCharacter,
     /// Only ASCII letters and digits are allowed.
@@ -617,12 +619,8 @@ mod tests {
         assert!(matches!(bad_pin.encode(), Err(CommandError::InvalidField { field: "pin", .. })));
         let option = DeviceCommand::SetOption { key: "Delay".into(), value: "10\nREBOOT".into() };
         assert!(matches!(option.encode(), Err(CommandError::InvalidField { field: "value", .. })));
-        let template = DeviceCommand::FingerprintUpsert {
-            pin: "1".into(),
-            finger: 0,
-            valid: 1,
-            template: "AAAA\tBBBB".into(),
-        };
+        let template =
+            DeviceCommand::FingerprintUpsert { pin: "1".into(), finger: 0, valid: 1, template: "AAAA\tBBBB".into() };
         assert!(matches!(template.encode(), Err(CommandError::InvalidField { field: "template", .. })));
     }
 
@@ -640,7 +638,10 @@ mod tests {
             r#"{"type":"query_attlog","start_time":"2026-11-20 00:00:00","end_time":"2026-11-20 23:59:59"}"#,
         )
         .unwrap();
-        assert_eq!(cmd.encode().unwrap(), "DATA QUERY ATTLOG StartTime=2026-11-20 00:00:00\tEndTime=2026-11-20 23:59:59");
+        assert_eq!(
+            cmd.encode().unwrap(),
+            "DATA QUERY ATTLOG StartTime=2026-11-20 00:00:00\tEndTime=2026-11-20 23:59:59"
+        );
         assert_eq!(serde_json::to_value(&cmd).unwrap()["type"], "query_attlog");
         assert!(serde_json::from_str::<DeviceCommand>(r#"{"type":"user_delete","pin":"1","extra":1}"#).is_err());
         assert!(serde_json::from_str::<DeviceCommand>(r#"{"type":"shell"}"#).is_err());

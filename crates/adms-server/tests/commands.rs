@@ -56,7 +56,8 @@ async fn result_outcomes(db: &Path, command_id: &str) -> Vec<(String, i64)> {
 }
 
 fn start(dir: &Path, receiver: &Receiver, extra: &[(&str, &str)]) -> Server {
-    let mut env = vec![("ADMS_WEBHOOK_URL", receiver.url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
+    let mut env =
+        vec![("ADMS_WEBHOOK_URL", receiver.url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
     env.extend_from_slice(extra);
     Server::start(dir, &env)
 }
@@ -71,11 +72,18 @@ async fn enqueued_command_reaches_the_next_poll_and_its_result_completes_it() {
     assert_eq!(dev.handshake().await.status, 200);
     assert_eq!(poll(&dev).await, "OK", "nothing queued yet");
 
-    let id = enqueue_ok(&api, "CMD0001", json!({ "type": "user_upsert", "pin": "016", "name": "Ana Lima", "card": "123456" })).await;
+    let id = enqueue_ok(
+        &api,
+        "CMD0001",
+        json!({ "type": "user_upsert", "pin": "016", "name": "Ana Lima", "card": "123456" }),
+    )
+    .await;
     assert_eq!(command(&api, id).await["state"], "queued");
     assert_eq!(
         poll(&dev).await,
-        format!("C:{id}:DATA UPDATE USERINFO PIN=016\tName=Ana Lima\tPri=0\tPasswd=\tCard=123456\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n")
+        format!(
+            "C:{id}:DATA UPDATE USERINFO PIN=016\tName=Ana Lima\tPri=0\tPasswd=\tCard=123456\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n"
+        )
     );
     let sent = command(&api, id).await;
     assert_eq!((sent["state"].as_str(), sent["send_count"].as_i64()), (Some("sent"), Some(1)));
@@ -145,11 +153,14 @@ async fn hostile_and_stray_input_changes_nothing() {
 
     // A TAB or a newline in a value would split the command: refused with the field named.
     for name in ["Eve\tPri=14", "Eve\nC:1:CLEAR DATA", "Eve\r"] {
-        let (status, answer) = enqueue(&api, "CMD0002", json!({ "command": { "type": "user_upsert", "pin": "5", "name": name } })).await;
+        let (status, answer) =
+            enqueue(&api, "CMD0002", json!({ "command": { "type": "user_upsert", "pin": "5", "name": name } })).await;
         assert_eq!(status, 400, "{name:?}: {answer}");
         assert!(answer["command"]["name"][0].as_str().unwrap().contains("control character"), "{answer}");
     }
-    let (status, answer) = enqueue(&api, "CMD0002", json!({ "command": { "type": "set_option", "key": "Delay", "value": "1\nREBOOT" } })).await;
+    let (status, answer) =
+        enqueue(&api, "CMD0002", json!({ "command": { "type": "set_option", "key": "Delay", "value": "1\nREBOOT" } }))
+            .await;
     assert_eq!(status, 400, "{answer}");
     let (status, _) = enqueue(&api, "CMD0002", json!({ "command": { "type": "shell", "cmd": "rm -rf /" } })).await;
     assert_eq!(status, 400, "no such command type");
@@ -166,8 +177,12 @@ async fn hostile_and_stray_input_changes_nothing() {
     assert_eq!(api.get("/api/v1/devices/CMD0002/commands").await["count"], 0);
 
     // De-duplication: the same desired command under one key is queued once.
-    let first = enqueue(&api, "CMD0002", json!({ "command": { "type": "user_delete", "pin": "5" }, "dedupe_key": "user:5" })).await;
-    let again = enqueue(&api, "CMD0002", json!({ "command": { "type": "user_delete", "pin": "5" }, "dedupe_key": "user:5" })).await;
+    let first =
+        enqueue(&api, "CMD0002", json!({ "command": { "type": "user_delete", "pin": "5" }, "dedupe_key": "user:5" }))
+            .await;
+    let again =
+        enqueue(&api, "CMD0002", json!({ "command": { "type": "user_delete", "pin": "5" }, "dedupe_key": "user:5" }))
+            .await;
     assert_eq!((first.0, again.0), (201, 200));
     assert_eq!(again.1["outcome"], "already_queued");
     assert_eq!(first.1["id"], again.1["id"]);
@@ -239,7 +254,9 @@ async fn unanswered_commands_are_resent_then_expire() {
     // The device answers after all: the truth wins, announced under a new event id.
     devicecmd(&dev, &format!("ID={id}&Return=0&CMD=CLEAR_LOG")).await;
     assert_eq!(command(&api, id).await["state"], "succeeded");
-    let late = receiver.wait_for("command.completed", |b| b["data"]["command_id"] == id && b["data"]["state"] == "succeeded").await;
+    let late = receiver
+        .wait_for("command.completed", |b| b["data"]["command_id"] == id && b["data"]["state"] == "succeeded")
+        .await;
     assert_ne!(late.id, event.id);
 
     // A device that never polls: its command expires by the sweep when its lifetime ends.
@@ -299,13 +316,16 @@ async fn zkbio_time_terminal_actions_queue_device_commands() {
 
     // Twice before the device polls: one REBOOT.
     for _ in 0..2 {
-        let (status, answer) = api.post_json("/iclock/api/terminals/reboot/", &json!({ "terminals": [terminal_id] })).await;
+        let (status, answer) =
+            api.post_json("/iclock/api/terminals/reboot/", &json!({ "terminals": [terminal_id] })).await;
         assert_eq!((status, answer), (200, json!({ "detail": "Success." })));
     }
     let reply = poll(&dev).await;
     assert!(reply.starts_with("C:") && reply.ends_with(":REBOOT\n") && reply.matches('\n').count() == 1, "{reply:?}");
 
-    let (status, answer) = api.post_json("/iclock/api/terminals/upload_transaction/", &json!({ "terminals": [terminal_id.to_string()] })).await;
+    let (status, answer) = api
+        .post_json("/iclock/api/terminals/upload_transaction/", &json!({ "terminals": [terminal_id.to_string()] }))
+        .await;
     assert_eq!(status, 200, "{answer}");
     let reply = poll(&dev).await;
     assert!(reply.contains(":DATA QUERY ATTLOG StartTime=2000-01-01 00:00:00\tEndTime="), "{reply:?}");
@@ -313,14 +333,16 @@ async fn zkbio_time_terminal_actions_queue_device_commands() {
     // clear_command drops what is queued and not sent yet.
     let (status, _) = api.post_json("/iclock/api/terminals/clear_all/", &json!({ "terminals": [terminal_id] })).await;
     assert_eq!(status, 200);
-    let (status, _) = api.post_json("/iclock/api/terminals/clear_command/", &json!({ "terminals": [terminal_id] })).await;
+    let (status, _) =
+        api.post_json("/iclock/api/terminals/clear_command/", &json!({ "terminals": [terminal_id] })).await;
     assert_eq!(status, 200);
     assert_eq!(poll(&dev).await, "OK", "CLEAR DATA was cancelled before it was sent");
     let cancelled = api.get("/api/v1/devices/CMD0007/commands?state=cancelled").await;
     assert_eq!(cancelled["data"][0]["kind"], "clear_data");
 
     // An unknown terminal fails the whole batch, as in ZKBio Time.
-    let (status, answer) = api.post_json("/iclock/api/terminals/reboot/", &json!({ "terminals": [terminal_id, 99999] })).await;
+    let (status, answer) =
+        api.post_json("/iclock/api/terminals/reboot/", &json!({ "terminals": [terminal_id, 99999] })).await;
     assert_eq!(status, 400);
     assert_eq!(answer, json!({ "terminals": { "1": ["Invalid pk \"99999\" - object does not exist."] } }));
     assert_eq!(poll(&dev).await, "OK");

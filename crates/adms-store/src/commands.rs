@@ -316,7 +316,10 @@ impl Store {
         let row = command_in(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("command {id} is {}, only a queued command can be cancelled", row.state)));
+            return Err(StoreError::Conflict(format!(
+                "command {id} is {}, only a queued command can be cancelled",
+                row.state
+            )));
         }
         Ok(row)
     }

@@ -38,8 +38,8 @@ pub use queries::{
     Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,
 };
 pub use uploads::{
-    AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceRecord, OperationLog, OperlogBatch,
-    RawUpload, UserPhoto, UserRow,
+    AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceRecord, OperationLog, OperlogBatch, RawUpload, UserPhoto,
+    UserRow,
 };
 
 /// Current time as Unix microseconds, the unit of every `*_at` column.

@@ -64,7 +64,10 @@ pub async fn poll_reply(state: &SharedState, entry: &DeviceEntry) -> Result<Opti
     let bytes = match encoding.encode(&text) {
         Some(bytes) => bytes.into_owned(),
         None => {
-            tracing::warn!(encoding = encoding.name(), "command text not representable in the device encoding; sent as UTF-8");
+            tracing::warn!(
+                encoding = encoding.name(),
+                "command text not representable in the device encoding; sent as UTF-8"
+            );
             text.into_bytes()
         }
     };

@@ -87,7 +87,8 @@ pub async fn devicecmd(State(state): State<SharedState>, ctx: DeviceCtx, body: B
         tracing::warn!(results = results.len(), rejected = rejected.len(), "devicecmd lines rejected and kept raw");
     }
     let now = state.webhooks.clock.now_micros();
-    let outcomes = state.store.store_command_results(device_id, &results, &rejected, &facts, now, &state.commands).await?;
+    let outcomes =
+        state.store.store_command_results(device_id, &results, &rejected, &facts, now, &state.commands).await?;
     let mut applied = 0;
     for (result, outcome) in results.iter().zip(&outcomes) {
         match outcome {
