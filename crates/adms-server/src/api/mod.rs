@@ -5,6 +5,7 @@
 //! existing integrations parse them literally (see `biotime_api.md` in the reference notes).
 
 pub mod auth;
+mod commands;
 mod native;
 mod pagination;
 mod terminals;
@@ -27,8 +28,11 @@ pub fn routes() -> Router<SharedState> {
         .route("/iclock/api/transactions", get(transactions::list))
         .route("/iclock/api/transactions/{id}", get(transactions::detail))
         .route("/iclock/api/terminals", get(terminals::list))
-        .route("/iclock/api/terminals/{id}", get(terminals::detail))
+        .route("/iclock/api/terminals/{id}", get(terminals::detail).post(commands::terminal_action))
         .route("/api/v1/devices/{sn}", patch(native::update_device))
+        .route("/api/v1/devices/{sn}/commands", get(commands::list_commands).post(commands::enqueue_command))
+        .route("/api/v1/commands/{id}", get(commands::get_command))
+        .route("/api/v1/commands/{id}/cancel", post(commands::cancel_command))
         .route("/api/v1/rejected-lines", get(native::rejected_lines))
         .route("/api/v1/devices/{sn}/punches", get(webhooks::device_punches))
         .route("/api/v1/webhooks/endpoints", get(webhooks::list_endpoints).post(webhooks::create_endpoint))
