@@ -85,32 +85,21 @@ impl RosterChange {
         }
     }
 
-    /// A key naming this exact change, for the command queue's de-duplication: the same
-    /// change planned twice gets the same key; a different content gets a different one. The
-    /// content enters as a digest, so the key reveals no password or template.
+    /// The command queue's de-duplication key: it names what the change is *about* (a user,
+    /// one template slot, one template type), not its content. While a command under the key
+    /// is queued, the same command is not queued again, and a different one (the desire changed
+    /// before the device polled: an edit, or a delete after an upsert) supersedes it, so the
+    /// device gets the latest desire once. Keys carry no password or template.
     pub fn dedup_key(&self) -> String {
-        let digest = |parts: &[&str]| -> String {
-            let joined = parts.join("\u{1f}");
-            hex::encode(&crate::sha256(joined.as_bytes())[..12])
-        };
         match self {
-            RosterChange::UpsertUser(u) => {
-                let privilege = u.privilege.to_string();
-                let verify = u.verify.map(|v| v.to_string()).unwrap_or_default();
-                format!("roster:user:{}:{}", u.pin, digest(&[&u.name, &privilege, &u.password, &u.card, &verify]))
+            RosterChange::UpsertUser(u) => format!("roster:user:{}", u.pin),
+            RosterChange::DeleteUser { pin } => format!("roster:user:{pin}"),
+            RosterChange::UpsertTemplate(t) => {
+                format!("roster:template:{}:{}:{}:{}", t.pin, t.key.bio_type, t.key.no, t.key.index)
             }
-            RosterChange::DeleteUser { pin } => format!("roster:user-delete:{pin}"),
-            RosterChange::UpsertTemplate(t) => format!(
-                "roster:template:{}:{}:{}:{}:{}",
-                t.pin,
-                t.key.bio_type,
-                t.key.no,
-                t.key.index,
-                digest(&[&t.record_kind, &t.format, &t.template])
-            ),
             RosterChange::DeleteTemplates { pin, bio_type } => match bio_type {
-                Some(t) => format!("roster:template-delete:{pin}:{t}"),
-                None => format!("roster:template-delete:{pin}:all"),
+                Some(t) => format!("roster:templates:{pin}:{t}"),
+                None => format!("roster:templates:{pin}:all"),
             },
         }
     }
@@ -363,14 +352,22 @@ mod tests {
     }
 
     #[test]
-    fn dedup_keys_follow_content_and_hide_secrets() {
+    fn dedup_keys_name_the_target_and_hide_secrets() {
         let mut a = user("1", "Gus");
         a.password = "4321".into();
         let key = RosterChange::UpsertUser(a.clone()).dedup_key();
-        assert_eq!(key, RosterChange::UpsertUser(a.clone()).dedup_key());
         assert!(!key.contains("4321"));
+        // An edit or a delete of the same user replaces a queued upsert: same key.
         a.password = "1234".into();
-        assert_ne!(key, RosterChange::UpsertUser(a.clone()).dedup_key());
+        assert_eq!(key, RosterChange::UpsertUser(a.clone()).dedup_key());
+        assert_eq!(key, RosterChange::DeleteUser { pin: "1".into() }.dedup_key());
+        assert_ne!(key, RosterChange::DeleteUser { pin: "10".into() }.dedup_key());
+        let t = template("1", 1, 3);
+        assert_ne!(
+            RosterChange::UpsertTemplate(t.clone()).dedup_key(),
+            RosterChange::UpsertTemplate(template("1", 1, 4)).dedup_key()
+        );
+        assert!(!RosterChange::UpsertTemplate(t).dedup_key().contains("tmpl"));
         assert!(!format!("{a:?}").contains("1234"));
     }
 }
