@@ -580,6 +580,25 @@ async fn terminals_belong_to_areas_and_transactions_export_as_csv() {
     assert_eq!((body["area_name"].as_str(), body["alias"].as_str()), (Some("Head office"), Some("Front door")));
     let (status, body) = api.patch_json(&format!("/iclock/api/terminals/{id}/"), &json!({ "area": 999 })).await;
     assert_eq!((status, body), (400, json!({ "area": ["Invalid pk \"999\" - object does not exist."] })));
+    // Transactions carry the roster: employee, names, department, position, terminal area.
+    let ann = api.get("/personnel/api/employees/?emp_code=0042").await["data"][0].clone();
+    let punch = api.transactions("emp_code=0042").await[0].clone();
+    assert_eq!(
+        [
+            &punch["emp"],
+            &punch["first_name"],
+            &punch["last_name"],
+            &punch["department"],
+            &punch["position"],
+            &punch["area_alias"]
+        ],
+        [&ann["id"], &json!("Ann"), &json!("Lee"), &json!("Sales"), &json!("Clerk"), &json!("Head office")]
+    );
+    let stranger = api.transactions("emp_code=7").await[0].clone();
+    assert_eq!(
+        [&stranger["emp"], &stranger["first_name"], &stranger["department"]],
+        [&Value::Null, &Value::Null, &Value::Null]
+    );
     // An area with a terminal in it cannot be deleted.
     assert_eq!(api.delete(&format!("/personnel/api/areas/{area}/")).await.0, 400);
 
