@@ -883,6 +883,14 @@ impl Store {
     /// Users the roster has never heard of are left alone.
     pub async fn plan_device_sync(&self, device_id: i64) -> Result<Vec<(i64, RosterChange)>, StoreError> {
         let mut conn = self.pool().acquire().await?;
+        let approved: Option<String> = sqlx::query_scalar("SELECT approval FROM devices WHERE id = ?")
+            .bind(device_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if approved.as_deref() != Some("approved") {
+            // A pending terminal receives nothing until an operator approves it.
+            return Ok(Vec::new());
+        }
         let wanted_pins: Vec<String> = sqlx::query_scalar(
             "SELECT e.emp_code FROM employees AS e JOIN employee_areas AS ea ON ea.employee_id = e.id \
              WHERE e.deleted_at IS NULL AND e.status = 'active' \
@@ -1178,11 +1186,7 @@ async fn desired_entries(
 pub(crate) async fn reflect_device_user_in(
     conn: &mut SqliteConnection,
     device_id: i64,
-    pin: &str,
-    name: &str,
-    privilege: Option<i64>,
-    password: &str,
-    card: &str,
+    user: &crate::UserRow,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -1194,11 +1198,11 @@ pub(crate) async fn reflect_device_user_in(
          dev_privilege = excluded.dev_privilege, updated_at = excluded.updated_at \
          WHERE employees.erp_managed = 0 AND employees.deleted_at IS NULL",
     )
-    .bind(pin)
-    .bind(name)
-    .bind(password)
-    .bind(card)
-    .bind(privilege.unwrap_or(0))
+    .bind(&user.pin)
+    .bind(&user.name)
+    .bind(&user.password)
+    .bind(&user.card)
+    .bind(user.privilege.unwrap_or(0))
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -1207,7 +1211,7 @@ pub(crate) async fn reflect_device_user_in(
          SELECT e.id, COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = ?2), 1) FROM employees AS e \
          WHERE e.emp_code = ?1 AND e.erp_managed = 0 AND e.deleted_at IS NULL",
     )
-    .bind(pin)
+    .bind(&user.pin)
     .bind(device_id)
     .execute(&mut *conn)
     .await?;

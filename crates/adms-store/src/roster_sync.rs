@@ -258,7 +258,7 @@ mod tests {
     fn new_employee_goes_to_an_empty_device_with_templates_after_the_user() {
         let entry = DesiredEntry { user: user("0042", "Ann"), templates: vec![template("0042", 1, 3)] };
         let device = DeviceState { device_id: 7, ..DeviceState::default() };
-        let plan = plan_device(&device, &desired(&[entry.clone()]), &pins(&["0042"]));
+        let plan = plan_device(&device, &desired(std::slice::from_ref(&entry)), &pins(&["0042"]));
         assert_eq!(
             plan,
             vec![
@@ -274,10 +274,10 @@ mod tests {
         let mut device = DeviceState { device_id: 1, ..DeviceState::default() };
         device.users.insert("7".into(), DeviceUser { verify: Some(0), ..entry.user.clone() });
         device.templates.entry("7".into()).or_default().insert(entry.templates[0].key);
-        assert!(plan_device(&device, &desired(&[entry.clone()]), &pins(&["7"])).is_empty());
+        assert!(plan_device(&device, &desired(std::slice::from_ref(&entry)), &pins(&["7"])).is_empty());
         entry.user.card = "12345".into();
         assert_eq!(
-            plan_device(&device, &desired(&[entry.clone()]), &pins(&["7"])),
+            plan_device(&device, &desired(std::slice::from_ref(&entry)), &pins(&["7"])),
             vec![RosterChange::UpsertUser(entry.user)]
         );
     }
@@ -286,7 +286,7 @@ mod tests {
     fn queued_changes_are_not_planned_again() {
         let entry = DesiredEntry { user: user("5", "Cy"), templates: vec![template("5", 1, 0)] };
         let mut device = DeviceState { device_id: 2, ..DeviceState::default() };
-        let first = plan_device(&device, &desired(&[entry.clone()]), &pins(&["5"]));
+        let first = plan_device(&device, &desired(std::slice::from_ref(&entry)), &pins(&["5"]));
         assert_eq!(first.len(), 2);
         device.pending = first;
         assert!(plan_device(&device, &desired(&[entry]), &pins(&["5"])).is_empty());
@@ -324,7 +324,7 @@ mod tests {
         device.users.insert("3".into(), entry.user.clone());
         device.pending.push(RosterChange::DeleteUser { pin: "3".into() });
         assert_eq!(
-            plan_device(&device, &desired(&[entry.clone()]), &pins(&["3"])),
+            plan_device(&device, &desired(std::slice::from_ref(&entry)), &pins(&["3"])),
             vec![RosterChange::UpsertUser(entry.user)]
         );
     }
@@ -335,7 +335,7 @@ mod tests {
         device.users.insert("100".into(), user("100", "Local admin"));
         device.users.insert("200".into(), user("200", "Moved away"));
         let entry = DesiredEntry { user: user("300", "Fay"), templates: vec![] };
-        let plan = plan_device(&device, &desired(&[entry.clone()]), &pins(&["200", "300"]));
+        let plan = plan_device(&device, &desired(std::slice::from_ref(&entry)), &pins(&["200", "300"]));
         assert_eq!(plan, vec![RosterChange::DeleteUser { pin: "200".into() }, RosterChange::UpsertUser(entry.user)]);
     }
 

@@ -411,8 +411,7 @@ async fn upsert_user_in(conn: &mut SqliteConnection, b: &OperlogBatch, u: &UserR
     let Some(kind) = change else { return Ok(()) };
     // Only a new or changed line reaches the roster: a re-sent old line must not bring back
     // an employee the ERP deleted, nor undo an edit.
-    reflect_device_user_in(conn, b.device_id, &u.pin, &u.name, u.privilege, &u.password, &u.card, b.received_at)
-        .await?;
+    reflect_device_user_in(conn, b.device_id, u, b.received_at).await?;
     let event_id = if kind == event_type::USER_ENROLLED {
         user_enrolled_event_id(&b.device_sn, &u.pin)
     } else {

@@ -14,7 +14,6 @@ use adms_store::StoreError;
 use adms_store::roster::{
     AreaRef, Employee, EmployeeFields, EmployeeFilter, NewResignation, OrgKind, RosterError, RosterRefusal,
 };
-use adms_store::roster_sync::RosterChange;
 
 use super::ApiError;
 use super::auth::Authenticated;
@@ -638,7 +637,7 @@ pub async fn del_bio_template(
     }
     for e in &employees {
         let plan = state.store.delete_employee_templates(e.id, &types).await?;
-        push_roster_changes(&state, plan).await?;
+        crate::roster::push_roster_changes(&state, plan).await?;
     }
     tracing::info!(user = %who.name, employees = employees.len(), ?types, "biometric templates deleted");
     Ok(success())
@@ -661,17 +660,5 @@ pub async fn resync_to_device(
 
 /// Plans and hands over the terminal changes one employee's current record needs.
 pub async fn sync_employee(state: &SharedState, emp_code: &str) -> Result<(), ApiError> {
-    let plan = state.store.plan_employee_sync(emp_code).await?;
-    push_roster_changes(state, plan).await
-}
-
-/// Hands planned roster changes to the device command queue.
-///
-/// The persistent command queue (typed commands, de-duplication keys) is built on another
-/// branch; until it is merged the plan is computed and logged, and not delivered.
-pub async fn push_roster_changes(_state: &SharedState, plan: Vec<(i64, RosterChange)>) -> Result<(), ApiError> {
-    for (device_id, change) in &plan {
-        tracing::info!(device_id, pin = change.pin(), key = %change.dedup_key(), "roster change planned");
-    }
-    Ok(())
+    Ok(crate::roster::sync_employee(state, emp_code).await?)
 }

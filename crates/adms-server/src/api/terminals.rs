@@ -12,7 +12,6 @@ use super::ApiError;
 use super::auth::Authenticated;
 use super::body::{FieldErrors, WriteBody, given, integer, printable, text};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
-use super::personnel::push_roster_changes;
 use crate::app::SharedState;
 
 #[derive(Debug, Serialize)]
@@ -183,8 +182,7 @@ pub async fn update(
     {
         state.store.set_terminal_area(id, area).await?;
         tracing::info!(user = %who.name, sn = %current.sn, area, "terminal moved to another area");
-        let plan = state.store.plan_device_sync(id).await?;
-        push_roster_changes(&state, plan).await?;
+        crate::roster::sync_terminal(&state, id).await?;
     }
     Ok(Json(terminal(&state, id).await?))
 }
