@@ -31,6 +31,24 @@ pub struct Endpoint {
     pub updated_at: i64,
 }
 
+/// A signing secret as stored: the `whsec_` text, or sealed under the operator's master key
+/// (the store does not tell them apart; `adms-webhooks::sealing` does).
+#[derive(Clone, PartialEq, Eq, FromRow)]
+pub struct StoredSecret {
+    pub id: i64,
+    pub endpoint_uid: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("id", &self.id)
+            .field("endpoint_uid", &self.endpoint_uid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What creating or updating an endpoint sets.
 #[derive(Debug, Clone)]
 pub struct EndpointSettings<'a> {
@@ -43,8 +61,9 @@ pub struct EndpointSettings<'a> {
     pub ordered: bool,
 }
 
-/// A delivery claimed by a worker, with everything needed to send it.
-#[derive(Debug, Clone)]
+/// A delivery claimed by a worker, with everything needed to send it. `Debug` leaves out the
+/// secrets and the body.
+#[derive(Clone)]
 pub struct ClaimedDelivery {
     pub delivery_id: i64,
     /// The fencing token the completion must present.
@@ -60,6 +79,8 @@ pub struct ClaimedDelivery {
     /// When the event was committed (Unix µs): end-to-end latency counts from here.
     pub event_created_at: i64,
     pub endpoint_id: i64,
+    /// The endpoint's public id (what a sealed secret is bound to).
+    pub endpoint_uid: String,
     pub url: String,
     pub timeout_ms: i64,
     /// Signing secrets currently valid for the endpoint, newest first, as stored (see
@@ -68,6 +89,19 @@ pub struct ClaimedDelivery {
     /// The batch this delivery travels in (`None`: on its own). A claim returns a batch's members
     /// together, one after the other, in the order they go into its body.
     pub batch_row: Option<i64>,
+}
+
+impl std::fmt::Debug for ClaimedDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedDelivery")
+            .field("delivery_id", &self.delivery_id)
+            .field("lease_token", &self.lease_token)
+            .field("attempt_no", &self.attempt_no)
+            .field("event_id", &self.event_id)
+            .field("endpoint_uid", &self.endpoint_uid)
+            .field("batch_row", &self.batch_row)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What became of a delivery after an attempt.
@@ -134,8 +168,8 @@ pub struct EndpointBacklog {
 type CompletionRow<'a> = (i64, i64, &'a str, Option<i64>, Option<i64>, Option<&'a str>, Option<i64>);
 
 /// What a claim reads per delivery: delivery id, event id, body, event created_at, endpoint id,
-/// URL, timeout, batch row.
-type ClaimDetail = (i64, String, Vec<u8>, i64, i64, String, i64, Option<i64>);
+/// endpoint uid, URL, timeout, batch row.
+type ClaimDetail = (i64, String, Vec<u8>, i64, i64, String, String, i64, Option<i64>);
 
 /// Whether batch bookkeeping is needed at all: an endpoint that batches, or batches still
 /// waiting (an endpoint's `batch_max` lowered to 1 keeps its formed batches together). When
@@ -258,7 +292,8 @@ macro_rules! endpoint_select {
 }
 
 impl Store {
-    /// Creates an endpoint with its first signing secret.
+    /// Creates an endpoint with its first signing secret. Secrets are stored as given: the caller
+    /// seals them first when the operator configured a master key.
     pub async fn create_endpoint(
         &self,
         uid: &str,
@@ -381,16 +416,38 @@ impl Store {
         Ok(id.is_some())
     }
 
-    /// Whether `secret` is the endpoint's current (non-expiring) key.
-    pub async fn endpoint_has_current_secret(&self, uid: &str, secret: &str) -> Result<bool, StoreError> {
+    /// The endpoint's current (non-expiring) keys, as stored.
+    pub async fn current_endpoint_secrets(&self, uid: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM webhook_secrets AS s JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id \
-             WHERE ep.uid = ? AND s.secret = ? AND s.expires_at IS NULL)",
+            "SELECT s.secret FROM webhook_secrets AS s JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id \
+             WHERE ep.uid = ? AND s.expires_at IS NULL ORDER BY s.id DESC",
         )
         .bind(uid)
-        .bind(secret)
-        .fetch_one(self.pool())
+        .fetch_all(self.pool())
         .await?)
+    }
+
+    /// Every stored signing secret (of deleted endpoints and expired ones too), for sealing them
+    /// at rest once a master key is configured.
+    pub async fn stored_secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT s.id, ep.uid AS endpoint_uid, s.secret FROM webhook_secrets AS s \
+             JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id ORDER BY s.id",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Replaces a stored secret's text by another form of the same key (sealed), if it still
+    /// holds `old` (another replica may have sealed it first). `false` when it did not.
+    pub async fn reseal_secret(&self, id: i64, old: &str, new: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE webhook_secrets SET secret = ? WHERE id = ? AND secret = ?")
+            .bind(new)
+            .bind(id)
+            .bind(old)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Makes `secret` the endpoint's current key; the keys that were current stay valid until
@@ -467,7 +524,7 @@ impl Store {
         let ids_json = to_json(&ids);
         // In the order requests are built from: singles, then each batch's members in body order.
         let details: Vec<ClaimDetail> = sqlx::query_as(
-            "SELECT d.id, e.event_id, e.body, e.created_at, ep.id, ep.url, ep.timeout_ms, d.batch_row \
+            "SELECT d.id, e.event_id, e.body, e.created_at, ep.id, ep.uid, ep.url, ep.timeout_ms, d.batch_row \
              FROM webhook_deliveries AS d \
              JOIN webhook_events AS e ON e.id = d.event_row JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
              WHERE d.id IN (SELECT value FROM json_each(?)) \
@@ -490,7 +547,9 @@ impl Store {
         let mut claimed: HashMap<i64, sqlx::sqlite::SqliteRow> =
             claimed.into_iter().map(|r| (r.try_get("id").unwrap_or_default(), r)).collect();
         let mut out = Vec::with_capacity(details.len());
-        for (delivery_id, event_id, body, event_created_at, endpoint_id, url, timeout_ms, batch_row) in details {
+        for (delivery_id, event_id, body, event_created_at, endpoint_id, endpoint_uid, url, timeout_ms, batch_row) in
+            details
+        {
             let Some(row) = claimed.remove(&delivery_id) else { continue };
             out.push(ClaimedDelivery {
                 delivery_id,
@@ -502,6 +561,7 @@ impl Store {
                 body,
                 event_created_at,
                 endpoint_id,
+                endpoint_uid,
                 url,
                 timeout_ms,
                 secrets: secrets.iter().filter(|(ep, _)| *ep == endpoint_id).map(|(_, s)| s.clone()).collect(),

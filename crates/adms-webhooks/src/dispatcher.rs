@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{AttemptReport, DeliveryClient, WebhookHeaders};
 use crate::metrics::DeliveryMetrics;
 use crate::retry::{AttemptOutcome, FailureKind, next_attempt_delay};
+use crate::sealing::{SecretKey, reveal};
 use crate::signing::{WebhookSecret, signature_header};
 use adms_store::events::{batch_body, batch_id};
 
@@ -84,6 +85,8 @@ pub struct Dispatcher {
     clock: Arc<Clock>,
     wake: Arc<Notify>,
     metrics: Arc<DeliveryMetrics>,
+    /// Opens sealed signing secrets, just before signing; `None`: secrets are stored in plaintext.
+    secret_key: Option<Arc<SecretKey>>,
 }
 
 impl Dispatcher {
@@ -95,7 +98,13 @@ impl Dispatcher {
         wake: Arc<Notify>,
         metrics: Arc<DeliveryMetrics>,
     ) -> Dispatcher {
-        Dispatcher { store, client, config, clock, wake, metrics }
+        Dispatcher { store, client, config, clock, wake, metrics, secret_key: None }
+    }
+
+    /// The operator's master key, for endpoints whose secrets are sealed at rest.
+    pub fn with_secret_key(mut self, key: Option<SecretKey>) -> Dispatcher {
+        self.secret_key = key.map(Arc::new);
+        self
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -168,8 +177,9 @@ impl Dispatcher {
                 let done = done_tx.clone();
                 let worker = self.config.worker.clone();
                 let metrics = Arc::clone(&self.metrics);
+                let key = self.secret_key.clone();
                 tokio::spawn(async move {
-                    let completions = deliver(&client, &clock, &worker, &metrics, request).await;
+                    let completions = deliver(&client, &clock, &worker, &metrics, key.as_deref(), request).await;
                     let _ = done.send(completions).await;
                     drop(permit);
                 });
@@ -215,6 +225,7 @@ async fn deliver(
     clock: &Clock,
     worker: &str,
     metrics: &DeliveryMetrics,
+    key: Option<&SecretKey>,
     members: Vec<ClaimedDelivery>,
 ) -> Vec<Completion> {
     let Some(first) = members.first() else { return Vec::new() };
@@ -228,7 +239,19 @@ async fn deliver(
     } else {
         (first.event_id.clone(), first.body.clone(), None)
     };
-    let secrets: Vec<WebhookSecret> = first.secrets.iter().filter_map(|s| s.parse().ok()).collect();
+    // Sealed secrets are opened here, for this one signature, and dropped with it.
+    let mut unusable = None;
+    let secrets: Vec<WebhookSecret> = first
+        .secrets
+        .iter()
+        .filter_map(|stored| match reveal(key, &first.endpoint_uid, stored) {
+            Ok(text) => text.parse().ok(),
+            Err(error) => {
+                unusable = Some(error);
+                None
+            }
+        })
+        .collect();
     let timestamp = started_at.div_euclid(1_000_000);
     let headers = WebhookHeaders {
         signature: signature_header(&secrets, &webhook_id, timestamp, &body),
@@ -236,6 +259,15 @@ async fn deliver(
         timestamp,
     };
     let report = match reqwest::Url::parse(&first.url) {
+        // Never send a request its receiver could not verify.
+        _ if secrets.is_empty() => AttemptReport::failed(
+            FailureKind::InvalidRequest,
+            match unusable {
+                Some(error) => format!("no usable signing secret: {error}"),
+                None => "no usable signing secret".to_owned(),
+            },
+            std::time::Instant::now(),
+        ),
         Ok(url) => {
             let timeout =
                 Duration::from_millis(u64::try_from(first.timeout_ms).unwrap_or(15_000).clamp(1_000, 120_000));

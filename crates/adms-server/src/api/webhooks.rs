@@ -548,7 +548,8 @@ pub async fn create_endpoint(
     };
     let secret = WebhookSecret::generate().to_string();
     let uid = new_endpoint_uid();
-    let endpoint = state.store.create_endpoint(&uid, &settings, "api", &secret).await?;
+    let stored = state.webhooks.conceal(&uid, &secret);
+    let endpoint = state.store.create_endpoint(&uid, &settings, "api", &stored).await?;
     tracing::info!(endpoint = %uid, url = %endpoint.url, by = %who.name, "webhook endpoint created");
     Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint: endpoint.into(), secret })))
 }
@@ -664,7 +665,7 @@ pub async fn rotate_secret(
     let secret = WebhookSecret::generate().to_string();
     // Secrets are checked against the dispatcher's clock.
     let valid_until = state.webhooks.clock.now_micros().saturating_add(grace_secs.saturating_mul(1_000_000));
-    if !state.store.rotate_endpoint_secret(&uid, &secret, valid_until).await? {
+    if !state.store.rotate_endpoint_secret(&uid, &state.webhooks.conceal(&uid, &secret), valid_until).await? {
         return Err(ApiError::NotFound);
     }
     tracing::info!(endpoint = %uid, by = %who.name, grace_secs, "webhook secret rotated");
