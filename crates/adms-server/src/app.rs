@@ -24,7 +24,8 @@ use tower_http::trace::TraceLayer;
 use adms_store::webhooks::EndpointSettings;
 use adms_store::{Device, Store, StoreError, StoreOptions, now_micros};
 use adms_webhooks::{
-    AddressPolicy, Clock, DeliveryClient, DeliveryMetrics, Dispatcher, DispatcherConfig, EndpointGauge, WebhookSecret,
+    AddressPolicy, Clock, DeliveryClient, DeliveryMetrics, Dispatcher, DispatcherConfig, EndpointGauge, SecretKey,
+    WebhookSecret, sealing,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +61,15 @@ pub struct WebhookRuntime {
     pub address_policy: AddressPolicy,
     /// What this process's dispatcher did, for `/metrics`.
     pub metrics: Arc<DeliveryMetrics>,
+    /// Seals new signing secrets at rest (and opens them to sign); `None`: stored as `whsec_` text.
+    pub secret_key: Option<SecretKey>,
+}
+
+impl WebhookRuntime {
+    /// A new signing secret in the form it is stored.
+    pub fn conceal(&self, endpoint_uid: &str, secret: &str) -> String {
+        sealing::conceal(self.secret_key.as_ref(), endpoint_uid, secret)
+    }
 }
 
 pub type SharedState = Arc<AppState>;
@@ -107,14 +117,24 @@ impl Application {
         }
         let auth = AuthState::load(&store).await?;
         let address_policy = config.webhook_address_policy()?;
+        let secret_key = config.secret_key()?;
+        seal_stored_secrets(&store, secret_key.as_ref()).await?;
         if let Some(url) = &config.webhook_url {
-            ensure_env_endpoint(&store, url, config.webhook_secret.as_deref(), config.webhook_timeout_secs).await?;
+            ensure_env_endpoint(
+                &store,
+                secret_key.as_ref(),
+                url,
+                config.webhook_secret.as_deref(),
+                config.webhook_timeout_secs,
+            )
+            .await?;
         }
         let webhooks = WebhookRuntime {
             clock: Arc::new(Clock::default()),
             wake: Arc::new(Notify::new()),
             address_policy,
             metrics: Arc::default(),
+            secret_key,
         };
         let listener = TcpListener::bind(config.listen).await.map_err(|e| StartupError::Bind(config.listen, e))?;
         let commands = config.command_policy(&zone.name);
@@ -202,7 +222,8 @@ fn start_dispatcher(state: &SharedState, stop: CancellationToken) -> std::io::Re
         Arc::clone(&state.webhooks.clock),
         Arc::clone(&state.webhooks.wake),
         Arc::clone(&state.webhooks.metrics),
-    );
+    )
+    .with_secret_key(state.webhooks.secret_key.clone());
     Ok(tokio::spawn(dispatcher.run(stop)))
 }
 
@@ -210,6 +231,7 @@ fn start_dispatcher(state: &SharedState, stop: CancellationToken) -> std::io::Re
 /// once, on stderr (stdout carries only the `listening on` line).
 async fn ensure_env_endpoint(
     store: &Store,
+    key: Option<&SecretKey>,
     url: &str,
     secret: Option<&str>,
     timeout_secs: u64,
@@ -227,7 +249,7 @@ async fn ensure_env_endpoint(
             let generated = WebhookSecret::generate().to_string();
             let secret_text = secret.unwrap_or(&generated);
             let uid = format!("ep_env_{}", hex::encode(rand::random::<[u8; 8]>()));
-            store.create_endpoint(&uid, &settings, "env", secret_text).await?;
+            store.create_endpoint(&uid, &settings, "env", &sealing::conceal(key, &uid, secret_text)).await?;
             if secret.is_none() {
                 eprintln!("webhook endpoint {url} created; its signing secret (shown once): {generated}");
             }
@@ -238,14 +260,48 @@ async fn ensure_env_endpoint(
                 store.update_endpoint(&endpoint.uid, &settings).await?;
                 tracing::info!(endpoint = %endpoint.uid, "webhook endpoint URL updated from ADMS_WEBHOOK_URL");
             }
+            let current = store.current_endpoint_secrets(&endpoint.uid).await?;
+            let is_current = |secret: &str| {
+                current.iter().any(|stored| sealing::reveal(key, &endpoint.uid, stored).is_ok_and(|s| s == secret))
+            };
             if let Some(secret) = secret
-                && !store.endpoint_has_current_secret(&endpoint.uid, secret).await?
+                && !is_current(secret)
             {
                 // The old secret stays valid for a day, so receivers can switch without a gap.
-                store.rotate_endpoint_secret(&endpoint.uid, secret, now_micros() + 86_400_000_000).await?;
+                let sealed = sealing::conceal(key, &endpoint.uid, secret);
+                store.rotate_endpoint_secret(&endpoint.uid, &sealed, now_micros() + 86_400_000_000).await?;
                 tracing::info!(endpoint = %endpoint.uid, "webhook secret rotated from ADMS_WEBHOOK_SECRET");
             }
         }
+    }
+    Ok(())
+}
+
+/// With a master key: seals every secret still stored as plaintext, and checks that every
+/// sealed one opens (a wrong key fails the start, not every delivery). Without one: refuses to
+/// start if any secret is sealed, since nothing could be signed.
+async fn seal_stored_secrets(store: &Store, key: Option<&SecretKey>) -> Result<(), StartupError> {
+    let stored = store.stored_secrets().await?;
+    let mut sealed_now = 0;
+    for row in &stored {
+        match (key, sealing::is_sealed(&row.secret)) {
+            (Some(key), true) => {
+                key.open(&row.endpoint_uid, &row.secret).map_err(|e| StartupError::Other(e.to_string()))?;
+            }
+            (Some(key), false) => {
+                if store.reseal_secret(row.id, &row.secret, &key.seal(&row.endpoint_uid, &row.secret)).await? {
+                    sealed_now += 1;
+                }
+            }
+            (None, true) => return Err(StartupError::Other(sealing::SealError::NoKey.to_string())),
+            (None, false) => {}
+        }
+    }
+    if sealed_now > 0 {
+        tracing::info!(secrets = sealed_now, "webhook signing secrets sealed with ADMS_SECRET_KEY");
+    }
+    if key.is_none() && !stored.is_empty() {
+        tracing::info!("webhook signing secrets are stored unencrypted; set ADMS_SECRET_KEY to seal them at rest");
     }
     Ok(())
 }

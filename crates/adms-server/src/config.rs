@@ -72,6 +72,9 @@ pub struct Config {
     pub webhook_allow_private: bool,
     /// CIDR ranges allowed even when otherwise refused, comma-separated.
     pub webhook_allow_list: String,
+    /// Master key sealing endpoint signing secrets at rest: base64 of 32 bytes. Without it the
+    /// secrets are stored as their `whsec_` text.
+    pub secret_key: Option<String>,
     /// Webhook requests in flight at most.
     pub webhook_concurrency: usize,
     /// Whole-request timeout of a webhook attempt.
@@ -117,6 +120,7 @@ impl Default for Config {
             webhook_secret: None,
             webhook_allow_private: true,
             webhook_allow_list: String::new(),
+            secret_key: None,
             webhook_concurrency: 64,
             webhook_timeout_secs: 15,
             commands_per_poll: 50,
@@ -146,6 +150,7 @@ impl std::fmt::Debug for Config {
             .field("commands_per_poll", &self.commands_per_poll)
             .field("command_resend_secs", &self.command_resend_secs)
             .field("command_ttl_secs", &self.command_ttl_secs)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .finish_non_exhaustive()
     }
 }
@@ -199,6 +204,7 @@ impl Config {
         {
             return Err(invalid("webhook_secret", "must be whsec_ followed by base64 of 24 to 64 bytes"));
         }
+        self.secret_key()?;
         if let Some(url) = &self.webhook_url
             && adms_webhooks::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
         {
@@ -260,6 +266,19 @@ impl Config {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(adms_webhooks::AddressPolicy { allow_private: self.webhook_allow_private, allow_list })
+    }
+
+    /// The master key for secrets at rest, when configured.
+    pub fn secret_key(&self) -> Result<Option<adms_webhooks::SecretKey>, ConfigError> {
+        self.secret_key
+            .as_deref()
+            .map(|text| {
+                text.parse().map_err(|error: adms_webhooks::SealError| ConfigError::Invalid {
+                    key: "secret_key",
+                    message: error.to_string(),
+                })
+            })
+            .transpose()
     }
 
     pub fn offline_after_secs(&self) -> u64 {

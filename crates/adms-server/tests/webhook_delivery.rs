@@ -409,3 +409,52 @@ async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
     assert_eq!(received[0].body, received[1].body);
     check_invariants(&received, 1);
 }
+
+#[tokio::test]
+async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
+    let receiver = Receiver::start("127.0.0.1:0", vec![Reply::Hang, Reply::Status(410)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "1")]);
+    let api = Api::login(&server).await;
+    let dev = Device { server: &server, sn: "HOOK0006".into() };
+    dev.handshake().await;
+    assert_eq!(dev.attlog(&attlog(0, 1)).await.text(), "OK: 1");
+    // Attempt 1 hangs past the 1 s timeout; a timeout waits at least 60 s before the next one.
+    wait_for_requests(&receiver, 1).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    advance(&api, 30).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1, "a timeout is not retried at once");
+    advance(&api, 40).await;
+    wait_for_requests(&receiver, 2).await; // 410
+    let endpoints = api.get("/api/v1/webhooks/endpoints").await;
+    let endpoint = &endpoints["data"][0];
+    for _ in 0..50 {
+        if api.get("/api/v1/webhooks/endpoints").await["data"][0]["paused_reason"] == "gone" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let uid = endpoint["id"].as_str().unwrap().to_owned();
+    let endpoint = api.get(&format!("/api/v1/webhooks/endpoints/{uid}")).await;
+    assert_eq!((endpoint["paused"].as_bool(), endpoint["paused_reason"].as_str()), (Some(true), Some("gone")));
+
+    // Paused: new punches accumulate, nothing is sent, however far the clock moves.
+    assert_eq!(dev.attlog(&attlog(1, 2)).await.text(), "OK: 2");
+    advance(&api, 3600).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 2);
+    let pending = api.get(&format!("/api/v1/webhooks/deliveries?endpoint={uid}&state=pending")).await;
+    let pending_punches =
+        pending["data"].as_array().unwrap().iter().filter(|d| d["event_type"] == "attendance.punch").count();
+    assert_eq!(pending_punches, 3, "the 410'd delivery and the two new ones wait");
+
+    let (status, _) =
+        api.patch_json(&format!("/api/v1/webhooks/endpoints/{uid}"), &serde_json::json!({ "paused": false })).await;
+    assert_eq!(status, 200);
+    receiver.wait_for_ids(3, Some(&api)).await;
+    check_invariants(&receiver.received(), 3);
+    let attempts = |received: &[Received], id: &str| received.iter().filter(|r| r.id == id).count();
+    let received = receiver.received();
+    assert_eq!(attempts(&received, &received[0].id), 3, "timeout, 410, then delivered: one id throughout");
+}

@@ -23,6 +23,8 @@ pub struct AttemptRow {
     /// Unix µs.
     pub started_at: i64,
     pub duration_us: Option<i64>,
+    /// The webhook-id of the batch the attempt carried (`None`: the event alone).
+    pub batch_id: Option<String>,
     pub http_status: Option<i64>,
     pub error_kind: Option<String>,
     pub error: Option<String>,
@@ -140,8 +142,8 @@ impl Store {
             return Ok(None);
         }
         let rows = sqlx::query_as(
-            "SELECT attempt_no, trigger_kind, worker, started_at, duration_us, http_status, error_kind, error, \
-                    response_body, accepted \
+            "SELECT attempt_no, trigger_kind, worker, started_at, duration_us, batch_id, http_status, error_kind, \
+                    error, response_body, accepted \
              FROM webhook_attempts WHERE delivery_id = ? ORDER BY id",
         )
         .bind(delivery_id)
@@ -151,7 +153,9 @@ impl Store {
     }
 
     /// Makes a delivery due at `now` (Unix µs) again. A finished one (`succeeded`, `exhausted`,
-    /// `cancelled`) starts a fresh retry schedule; a pending one keeps its attempt count.
+    /// `cancelled`) starts a fresh retry schedule; a pending one keeps its attempt count. A
+    /// delivery that travelled in a batch leaves it and is batched afresh (under a new batch id:
+    /// the old batch's members, and so its id and body, are no longer the same).
     pub async fn resend_delivery(&self, delivery_id: i64, now: i64) -> Result<ResendOutcome, StoreError> {
         let mut tx = self.begin().await?;
         // SQLite evaluates every SET expression against the row as it was before the update.
@@ -159,7 +163,8 @@ impl Store {
             "UPDATE webhook_deliveries SET \
                     attempt_count = CASE WHEN state = 'pending' THEN attempt_count ELSE 0 END, \
                     first_attempt_at = CASE WHEN state = 'pending' THEN first_attempt_at ELSE NULL END, \
-                    state = 'pending', next_attempt_at = ?1, updated_at = ?1, trigger_kind = 'manual' \
+                    state = 'pending', next_attempt_at = ?1, updated_at = ?1, trigger_kind = 'manual', \
+                    batch_row = NULL \
              WHERE id = ?2 AND state <> 'in_flight' \
                AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE deleted_at IS NULL) \
              RETURNING id",
@@ -334,7 +339,7 @@ WHERE true
 ORDER BY j.key
 ON CONFLICT (event_row, endpoint_id) DO UPDATE SET
     state = 'pending', next_attempt_at = excluded.next_attempt_at, attempt_count = 0, first_attempt_at = NULL,
-    updated_at = excluded.updated_at, trigger_kind = 'replay'
+    updated_at = excluded.updated_at, trigger_kind = 'replay', batch_row = NULL
 WHERE webhook_deliveries.state <> 'in_flight'";
 
 /// Creates the missing events of one chunk and queues every event of it; returns how many events

@@ -31,6 +31,24 @@ pub struct Endpoint {
     pub updated_at: i64,
 }
 
+/// A signing secret as stored: the `whsec_` text, or sealed under the operator's master key
+/// (the store does not tell them apart; `adms-webhooks::sealing` does).
+#[derive(Clone, PartialEq, Eq, FromRow)]
+pub struct StoredSecret {
+    pub id: i64,
+    pub endpoint_uid: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("id", &self.id)
+            .field("endpoint_uid", &self.endpoint_uid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What creating or updating an endpoint sets.
 #[derive(Debug, Clone)]
 pub struct EndpointSettings<'a> {
@@ -43,8 +61,9 @@ pub struct EndpointSettings<'a> {
     pub ordered: bool,
 }
 
-/// A delivery claimed by a worker, with everything needed to send it.
-#[derive(Debug, Clone)]
+/// A delivery claimed by a worker, with everything needed to send it. `Debug` leaves out the
+/// secrets and the body.
+#[derive(Clone)]
 pub struct ClaimedDelivery {
     pub delivery_id: i64,
     /// The fencing token the completion must present.
@@ -60,10 +79,29 @@ pub struct ClaimedDelivery {
     /// When the event was committed (Unix µs): end-to-end latency counts from here.
     pub event_created_at: i64,
     pub endpoint_id: i64,
+    /// The endpoint's public id (what a sealed secret is bound to).
+    pub endpoint_uid: String,
     pub url: String,
     pub timeout_ms: i64,
-    /// Signing secrets currently valid for the endpoint, newest first.
+    /// Signing secrets currently valid for the endpoint, newest first, as stored (see
+    /// [`Store::create_endpoint`]: plaintext `whsec_` text or sealed by the operator's key).
     pub secrets: Vec<String>,
+    /// The batch this delivery travels in (`None`: on its own). A claim returns a batch's members
+    /// together, one after the other, in the order they go into its body.
+    pub batch_row: Option<i64>,
+}
+
+impl std::fmt::Debug for ClaimedDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedDelivery")
+            .field("delivery_id", &self.delivery_id)
+            .field("lease_token", &self.lease_token)
+            .field("attempt_no", &self.attempt_no)
+            .field("event_id", &self.event_id)
+            .field("endpoint_uid", &self.endpoint_uid)
+            .field("batch_row", &self.batch_row)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What became of a delivery after an attempt.
@@ -94,6 +132,8 @@ pub struct Completion {
     pub error: Option<String>,
     pub response_body: Vec<u8>,
     pub outcome: DeliveryOutcome,
+    /// The batch's webhook-id, when the attempt carried a batch.
+    pub batch_id: Option<String>,
 }
 
 /// One row of a delivery listing.
@@ -128,8 +168,117 @@ pub struct EndpointBacklog {
 type CompletionRow<'a> = (i64, i64, &'a str, Option<i64>, Option<i64>, Option<&'a str>, Option<i64>);
 
 /// What a claim reads per delivery: delivery id, event id, body, event created_at, endpoint id,
-/// URL, timeout.
-type ClaimDetail = (i64, String, Vec<u8>, i64, i64, String, i64);
+/// endpoint uid, URL, timeout, batch row.
+type ClaimDetail = (i64, String, Vec<u8>, i64, i64, String, String, i64, Option<i64>);
+
+/// Whether batch bookkeeping is needed at all: an endpoint that batches, or batches still
+/// waiting (an endpoint's `batch_max` lowered to 1 keeps its formed batches together). When
+/// neither, a claim is the single statement of [`CLAIM_SINGLES`].
+const ANY_BATCHING: &str = "\
+SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE batch_max > 1 AND deleted_at IS NULL)
+    OR EXISTS (SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND batch_row IS NOT NULL)";
+
+/// The conditions under which a pending delivery `d` (of endpoint `ep`, event `e`, device `dv`)
+/// may be sent, besides being due: its endpoint is active, its device approved, and on an
+/// ordered endpoint no earlier `seq` of the same device is unfinished, unless that one travels
+/// in the same batch.
+macro_rules! sendable {
+    () => {
+        "ep.paused_reason IS NULL AND ep.deleted_at IS NULL \
+         AND (dv.id IS NULL OR dv.approval = 'approved') \
+         AND (ep.ordered = 0 OR e.seq IS NULL OR NOT EXISTS ( \
+              SELECT 1 FROM webhook_deliveries AS p JOIN webhook_events AS pe ON pe.id = p.event_row \
+              WHERE p.endpoint_id = d.endpoint_id AND pe.device_id = e.device_id AND pe.seq < e.seq \
+                AND p.state IN ('pending', 'in_flight', 'exhausted') \
+                AND (d.batch_row IS NULL OR p.batch_row IS NULL OR p.batch_row <> d.batch_row)))"
+    };
+}
+
+/// The joins every claim query reads a delivery `d` through.
+macro_rules! delivery_joins {
+    () => {
+        "FROM webhook_deliveries AS d \
+         JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
+         JOIN webhook_events AS e ON e.id = d.event_row \
+         LEFT JOIN devices AS dv ON dv.id = e.device_id "
+    };
+}
+
+/// What a claim sets on each delivery it takes: `?1` worker, `?2` now, `?3` lease length.
+macro_rules! claim_update {
+    ($where:literal) => {
+        concat!(
+            "UPDATE webhook_deliveries SET state = 'in_flight', lease_token = lease_token + 1, lease_owner = ?1, \
+                    lease_expires_at = ?2 + ?3, attempt_count = attempt_count + 1, \
+                    first_attempt_at = COALESCE(first_attempt_at, ?2), updated_at = ?2 ",
+            $where,
+            " RETURNING id, lease_token, attempt_count, first_attempt_at, trigger_kind"
+        )
+    };
+}
+
+/// The claim when nothing batches: up to `?4` due deliveries, oldest due first, in one statement.
+const CLAIM_SINGLES: &str = concat!(
+    "UPDATE webhook_deliveries SET state = 'in_flight', lease_token = lease_token + 1, lease_owner = ?1, \
+            lease_expires_at = ?2 + ?3, attempt_count = attempt_count + 1, \
+            first_attempt_at = COALESCE(first_attempt_at, ?2), updated_at = ?2 \
+     WHERE id IN (SELECT d.id ",
+    delivery_joins!(),
+    "WHERE d.state = 'pending' AND d.next_attempt_at <= ?2 AND ",
+    sendable!(),
+    " ORDER BY d.next_attempt_at, d.id LIMIT ?4) \
+     RETURNING id, lease_token, attempt_count, first_attempt_at, trigger_kind"
+);
+
+/// Due deliveries that travel alone (`?1` now, `?2` limit), with their due time.
+const DUE_SINGLES: &str = concat!(
+    "SELECT d.id, d.next_attempt_at ",
+    delivery_joins!(),
+    "WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND d.batch_row IS NULL AND ep.batch_max <= 1 AND ",
+    sendable!(),
+    " ORDER BY d.next_attempt_at, d.id LIMIT ?2"
+);
+
+/// Formed batches whose every waiting member may be sent now (`?1` now, `?2` limit), with the
+/// time the batch became due.
+const DUE_BATCHES: &str = concat!(
+    "SELECT d.batch_row, MAX(d.next_attempt_at) AS due ",
+    delivery_joins!(),
+    "WHERE d.state = 'pending' AND d.batch_row IS NOT NULL \
+     GROUP BY d.batch_row \
+     HAVING MAX(d.next_attempt_at) <= ?1 AND MIN(",
+    sendable!(),
+    ") = 1 ORDER BY due, d.batch_row LIMIT ?2"
+);
+
+/// Due deliveries of batching endpoints not yet in a batch, in the order batches are cut from
+/// them (`?1` now, `?2` batches per endpoint at most). On an ordered endpoint, runs of each
+/// device in `seq` order, none behind an earlier `seq` that already waits in a batch (it would
+/// only wait behind it; an earlier one still unbatched may form its own batch, so nothing is
+/// ever stuck behind a later one); otherwise oldest due first.
+const BATCH_CANDIDATES: &str = concat!(
+    "SELECT id, endpoint_id, batch_max FROM ( \
+         SELECT d.id, d.endpoint_id, ep.batch_max, ep.ordered, e.device_id, \
+                ROW_NUMBER() OVER (PARTITION BY d.endpoint_id, CASE WHEN ep.ordered THEN e.device_id END \
+                                   ORDER BY CASE WHEN ep.ordered THEN e.seq END, d.next_attempt_at, d.id) AS rn ",
+    delivery_joins!(),
+    "WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND d.batch_row IS NULL AND ep.batch_max > 1 \
+           AND ep.paused_reason IS NULL AND ep.deleted_at IS NULL \
+           AND (dv.id IS NULL OR dv.approval = 'approved') \
+           AND (ep.ordered = 0 OR NOT EXISTS ( \
+                SELECT 1 FROM webhook_deliveries AS b JOIN webhook_events AS be ON be.id = b.event_row \
+                WHERE b.state IN ('pending', 'in_flight') AND b.batch_row IS NOT NULL \
+                  AND b.endpoint_id = d.endpoint_id AND be.device_id = e.device_id AND be.seq < e.seq))) \
+     WHERE rn <= CASE WHEN ordered THEN batch_max ELSE ?2 * batch_max END \
+     ORDER BY endpoint_id, CASE WHEN ordered THEN device_id END, rn \
+     LIMIT 20000"
+);
+
+/// Claims the chosen units: deliveries by id (`?4`, JSON array) and whole batches (`?5`).
+const CLAIM_UNITS: &str = claim_update!(
+    "WHERE state = 'pending' AND (id IN (SELECT value FROM json_each(?4)) \
+                                 OR batch_row IN (SELECT value FROM json_each(?5)))"
+);
 
 /// A static `SELECT` of every endpoint column followed by `$tail` (a literal).
 macro_rules! endpoint_select {
@@ -143,7 +292,8 @@ macro_rules! endpoint_select {
 }
 
 impl Store {
-    /// Creates an endpoint with its first signing secret.
+    /// Creates an endpoint with its first signing secret. Secrets are stored as given: the caller
+    /// seals them first when the operator configured a master key.
     pub async fn create_endpoint(
         &self,
         uid: &str,
@@ -266,16 +416,38 @@ impl Store {
         Ok(id.is_some())
     }
 
-    /// Whether `secret` is the endpoint's current (non-expiring) key.
-    pub async fn endpoint_has_current_secret(&self, uid: &str, secret: &str) -> Result<bool, StoreError> {
+    /// The endpoint's current (non-expiring) keys, as stored.
+    pub async fn current_endpoint_secrets(&self, uid: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM webhook_secrets AS s JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id \
-             WHERE ep.uid = ? AND s.secret = ? AND s.expires_at IS NULL)",
+            "SELECT s.secret FROM webhook_secrets AS s JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id \
+             WHERE ep.uid = ? AND s.expires_at IS NULL ORDER BY s.id DESC",
         )
         .bind(uid)
-        .bind(secret)
-        .fetch_one(self.pool())
+        .fetch_all(self.pool())
         .await?)
+    }
+
+    /// Every stored signing secret (of deleted endpoints and expired ones too), for sealing them
+    /// at rest once a master key is configured.
+    pub async fn stored_secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT s.id, ep.uid AS endpoint_uid, s.secret FROM webhook_secrets AS s \
+             JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id ORDER BY s.id",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Replaces a stored secret's text by another form of the same key (sealed), if it still
+    /// holds `old` (another replica may have sealed it first). `false` when it did not.
+    pub async fn reseal_secret(&self, id: i64, old: &str, new: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE webhook_secrets SET secret = ? WHERE id = ? AND secret = ?")
+            .bind(new)
+            .bind(id)
+            .bind(old)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Makes `secret` the endpoint's current key; the keys that were current stay valid until
@@ -322,37 +494,41 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let mut tx = self.begin_delivery().await?;
-        let claimed = sqlx::query(
-            "UPDATE webhook_deliveries SET state = 'in_flight', lease_token = lease_token + 1, lease_owner = ?1, \
-                    lease_expires_at = ?2 + ?3, attempt_count = attempt_count + 1, \
-                    first_attempt_at = COALESCE(first_attempt_at, ?2), updated_at = ?2 \
-             WHERE id IN ( \
-                 SELECT d.id FROM webhook_deliveries AS d \
-                 JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
-                 JOIN webhook_events AS e ON e.id = d.event_row \
-                 LEFT JOIN devices AS dv ON dv.id = e.device_id \
-                 WHERE d.state = 'pending' AND d.next_attempt_at <= ?2 \
-                   AND ep.paused_reason IS NULL AND ep.deleted_at IS NULL \
-                   AND (dv.id IS NULL OR dv.approval = 'approved') \
-                   AND (ep.ordered = 0 OR e.seq IS NULL OR NOT EXISTS ( \
-                        SELECT 1 FROM webhook_deliveries AS p JOIN webhook_events AS pe ON pe.id = p.event_row \
-                        WHERE p.endpoint_id = d.endpoint_id AND pe.device_id = e.device_id AND pe.seq < e.seq \
-                          AND p.state IN ('pending', 'in_flight', 'exhausted'))) \
-                 ORDER BY d.next_attempt_at, d.id LIMIT ?4) \
-             RETURNING id, lease_token, attempt_count, first_attempt_at, event_row, endpoint_id, trigger_kind",
-        )
-        .bind(worker)
-        .bind(now)
-        .bind(lease)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        let batching: bool = sqlx::query_scalar(ANY_BATCHING).fetch_one(&mut *tx).await?;
+        let claimed = if batching {
+            form_batches(&mut tx, now, limit).await?;
+            // One request each: a single delivery or a whole batch; the oldest due go first.
+            let mut units: Vec<(i64, Option<i64>, i64)> = Vec::new();
+            let singles: Vec<(i64, i64)> =
+                sqlx::query_as(DUE_SINGLES).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+            units.extend(singles.into_iter().map(|(id, due)| (due, None, id)));
+            let batches: Vec<(i64, i64)> =
+                sqlx::query_as(DUE_BATCHES).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+            units.extend(batches.into_iter().map(|(batch, due)| (due, Some(batch), batch)));
+            units.sort_unstable();
+            units.truncate(usize::try_from(limit).unwrap_or(0));
+            let single_ids: Vec<i64> = units.iter().filter(|u| u.1.is_none()).map(|u| u.2).collect();
+            let batch_rows: Vec<i64> = units.iter().filter_map(|u| u.1).collect();
+            sqlx::query(CLAIM_UNITS)
+                .bind(worker)
+                .bind(now)
+                .bind(lease)
+                .bind(to_json(&single_ids))
+                .bind(to_json(&batch_rows))
+                .fetch_all(&mut *tx)
+                .await?
+        } else {
+            sqlx::query(CLAIM_SINGLES).bind(worker).bind(now).bind(lease).bind(limit).fetch_all(&mut *tx).await?
+        };
         let ids: Vec<i64> = claimed.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
-        let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        let ids_json = to_json(&ids);
+        // In the order requests are built from: singles, then each batch's members in body order.
         let details: Vec<ClaimDetail> = sqlx::query_as(
-            "SELECT d.id, e.event_id, e.body, e.created_at, ep.id, ep.url, ep.timeout_ms FROM webhook_deliveries AS d \
+            "SELECT d.id, e.event_id, e.body, e.created_at, ep.id, ep.uid, ep.url, ep.timeout_ms, d.batch_row \
+             FROM webhook_deliveries AS d \
              JOIN webhook_events AS e ON e.id = d.event_row JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
-             WHERE d.id IN (SELECT value FROM json_each(?))",
+             WHERE d.id IN (SELECT value FROM json_each(?)) \
+             ORDER BY d.batch_row, e.device_id, e.seq, e.id",
         )
         .bind(&ids_json)
         .fetch_all(&mut *tx)
@@ -368,15 +544,13 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut details: HashMap<i64, ClaimDetail> = details.into_iter().map(|d| (d.0, d)).collect();
-        let mut out = Vec::with_capacity(claimed.len());
-        for row in claimed {
-            let delivery_id: i64 = row.try_get("id")?;
-            let Some((_, event_id, body, event_created_at, endpoint_id, url, timeout_ms)) =
-                details.remove(&delivery_id)
-            else {
-                continue;
-            };
+        let mut claimed: HashMap<i64, sqlx::sqlite::SqliteRow> =
+            claimed.into_iter().map(|r| (r.try_get("id").unwrap_or_default(), r)).collect();
+        let mut out = Vec::with_capacity(details.len());
+        for (delivery_id, event_id, body, event_created_at, endpoint_id, endpoint_uid, url, timeout_ms, batch_row) in
+            details
+        {
+            let Some(row) = claimed.remove(&delivery_id) else { continue };
             out.push(ClaimedDelivery {
                 delivery_id,
                 lease_token: row.try_get("lease_token")?,
@@ -387,9 +561,11 @@ impl Store {
                 body,
                 event_created_at,
                 endpoint_id,
+                endpoint_uid,
                 url,
                 timeout_ms,
                 secrets: secrets.iter().filter(|(ep, _)| *ep == endpoint_id).map(|(_, s)| s.clone()).collect(),
+                batch_row,
             });
         }
         Ok(out)
@@ -446,14 +622,16 @@ impl Store {
                     c.error.as_deref(),
                     hex::encode(&c.response_body),
                     *ok,
+                    c.batch_id.as_deref(),
                 )
             })
             .collect();
         sqlx::query(
             "INSERT INTO webhook_attempts (delivery_id, attempt_no, lease_token, trigger_kind, worker, started_at, \
-             duration_us, http_status, error_kind, error, response_body, accepted) \
+             duration_us, http_status, error_kind, error, response_body, accepted, batch_id) \
              SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, \
-                    j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, unhex(j.value ->> 10), j.value ->> 11 \
+                    j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, unhex(j.value ->> 10), j.value ->> 11, \
+                    j.value ->> 12 \
              FROM jsonb_each(?) AS j",
         )
         .bind(serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into()))
@@ -596,5 +774,50 @@ async fn insert_secret(
         .bind(now)
         .execute(tx)
         .await?;
+    Ok(())
+}
+
+/// A list as a JSON array parameter (for `json_each`).
+fn to_json<T: serde::Serialize>(values: &[T]) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
+}
+
+/// Groups due deliveries of batching endpoints into batches of at most their `batch_max`, at most
+/// `per_endpoint` batches per endpoint (what one claim can send), and freezes each group.
+async fn form_batches(tx: &mut sqlx::SqliteConnection, now: i64, per_endpoint: i64) -> Result<(), StoreError> {
+    let candidates: Vec<(i64, i64, i64)> =
+        sqlx::query_as(BATCH_CANDIDATES).bind(now).bind(per_endpoint).fetch_all(&mut *tx).await?;
+    let mut assignments: Vec<(i64, i64)> = Vec::with_capacity(candidates.len());
+    let mut current: Option<(i64, i64, usize)> = None; // endpoint, batch row, members so far
+    for (delivery_id, endpoint_id, batch_max) in candidates {
+        let full = |members: usize| i64::try_from(members).unwrap_or(i64::MAX) >= batch_max;
+        let batch_row = match current {
+            Some((endpoint, row, members)) if endpoint == endpoint_id && !full(members) => {
+                current = Some((endpoint, row, members + 1));
+                row
+            }
+            _ => {
+                let row: i64 = sqlx::query_scalar(
+                    "INSERT INTO webhook_batches (endpoint_id, created_at) VALUES (?, ?) RETURNING id",
+                )
+                .bind(endpoint_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                current = Some((endpoint_id, row, 1));
+                row
+            }
+        };
+        assignments.push((delivery_id, batch_row));
+    }
+    if !assignments.is_empty() {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET batch_row = j.value ->> 1 FROM json_each(?) AS j \
+             WHERE webhook_deliveries.id = j.value ->> 0",
+        )
+        .bind(to_json(&assignments))
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
 }

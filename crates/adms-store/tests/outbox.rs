@@ -1,7 +1,9 @@
 //! The webhook outbox against a real SQLite file: events and deliveries committed with their
 //! punches, leases with fencing, expiry, exhaustion and re-drive.
 
-use adms_store::webhooks::{Completion, DeliveryOutcome, EndpointSettings};
+use adms_store::events::{batch_body, batch_id};
+use adms_store::webhook_queries::ResendOutcome;
+use adms_store::webhooks::{ClaimedDelivery, Completion, DeliveryOutcome, EndpointSettings};
 use adms_store::{NewDevice, NewPunch, PunchBatch, Store, StoreOptions, now_micros};
 
 async fn open() -> (tempfile::TempDir, Store) {
@@ -50,6 +52,7 @@ fn completion(claim: &adms_store::webhooks::ClaimedDelivery, outcome: DeliveryOu
         error: None,
         response_body: Vec::new(),
         outcome,
+        batch_id: None,
     }
 }
 
@@ -180,4 +183,150 @@ async fn a_resend_is_recorded_as_manual_and_its_retries_as_scheduled() {
     let attempts = store.delivery_attempts(claim.delivery_id).await.unwrap().unwrap();
     let kinds: Vec<&str> = attempts.iter().map(|a| a.trigger_kind.as_str()).collect();
     assert_eq!(kinds, ["scheduled", "manual"]);
+}
+
+/// Groups a claim into requests the way the dispatcher does: consecutive members of one batch.
+fn requests(claims: Vec<ClaimedDelivery>) -> Vec<Vec<ClaimedDelivery>> {
+    let mut out: Vec<Vec<ClaimedDelivery>> = Vec::new();
+    for c in claims {
+        match out.last_mut() {
+            Some(last) if c.batch_row.is_some() && last[0].batch_row == c.batch_row => last.push(c),
+            _ => out.push(vec![c]),
+        }
+    }
+    out
+}
+
+fn seq_of(claim: &ClaimedDelivery) -> i64 {
+    serde_json::from_slice::<serde_json::Value>(&claim.body).unwrap()["data"]["seq"].as_i64().unwrap()
+}
+
+fn event_ids(request: &[ClaimedDelivery]) -> Vec<String> {
+    request.iter().map(|c| c.event_id.clone()).collect()
+}
+
+#[tokio::test]
+async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members() {
+    let (_dir, store) = open().await;
+    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    store.create_endpoint("ep_single", &settings("http://a"), "api", "whsec_a").await.unwrap();
+    store
+        .create_endpoint("ep_batch", &EndpointSettings { batch_max: 3, ..settings("http://b") }, "api", "whsec_b")
+        .await
+        .unwrap();
+    let single = store.endpoint_by_uid("ep_single").await.unwrap().unwrap().id;
+    let pins = ["1", "2", "3", "4", "5", "6", "7"];
+    store.punch_writer().write(batch(dev.id, "SN1", &pins)).await.unwrap();
+
+    // 10 requests at most: the 7 singles and 3 batches (3 + 3 + 1) are exactly that.
+    let now = now_micros();
+    let claimed = requests(store.claim_due_deliveries("w", now, 1_000_000, 10).await.unwrap());
+    assert_eq!(claimed.len(), 10);
+    let (singles, batches): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|r| r[0].batch_row.is_none());
+    assert_eq!(singles.len(), 7);
+    assert!(singles.iter().all(|r| r.len() == 1 && r[0].endpoint_id == single));
+    let mut sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [1, 3, 3]);
+    let mut batched: Vec<String> = batches.iter().flat_map(|r| event_ids(r)).collect();
+    batched.sort();
+    batched.dedup();
+    assert_eq!(batched.len(), 7, "every event in exactly one batch");
+    for request in &batches {
+        let seqs: Vec<i64> = request.iter().map(seq_of).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "members in seq order: {seqs:?}");
+    }
+
+    // The full batch fails; its retry carries the same members in the same order, so the same
+    // webhook-id and byte-identical body.
+    let failed = batches.iter().find(|r| r.len() == 3).unwrap().clone();
+    let body_of = |r: &[ClaimedDelivery]| {
+        let id = batch_id(r.iter().map(|c| c.event_id.as_str()));
+        let body = batch_body(&id, r.iter().map(|c| c.body.as_slice()));
+        (id, body)
+    };
+    let first_send = body_of(&failed);
+    let others: Vec<Completion> = singles
+        .iter()
+        .chain(batches.iter().filter(|r| r[0].batch_row != failed[0].batch_row))
+        .flatten()
+        .map(|c| completion(c, DeliveryOutcome::Succeeded))
+        .collect();
+    assert!(store.complete_deliveries(&others).await.unwrap().iter().all(|ok| *ok));
+    let retry_at = now + 1;
+    let done = store
+        .complete_deliveries(
+            &failed.iter().map(|c| completion(c, DeliveryOutcome::RetryAt(retry_at))).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, [true, true, true]);
+    let retried = requests(store.claim_due_deliveries("w", retry_at, 1_000_000, 10).await.unwrap());
+    assert_eq!(retried.len(), 1, "only the failed batch is due");
+    assert_eq!(event_ids(&retried[0]), event_ids(&failed));
+    assert_eq!(body_of(&retried[0]), first_send, "same id, same bytes");
+    assert!(retried[0].iter().all(|c| c.attempt_no == 2));
+
+    // Its lease runs out and another worker takes the batch: the stale worker is refused for
+    // every member; the new one succeeds for all of them.
+    assert_eq!(store.expire_leases(retry_at + 2_000_000).await.unwrap(), 3);
+    let taken = requests(store.claim_due_deliveries("w2", retry_at + 2_000_000, 1_000_000, 10).await.unwrap());
+    assert_eq!(event_ids(&taken[0]), event_ids(&failed));
+    let stale: Vec<Completion> = retried[0].iter().map(|c| completion(c, DeliveryOutcome::Succeeded)).collect();
+    assert_eq!(store.complete_deliveries(&stale).await.unwrap(), [false, false, false]);
+    let fresh: Vec<Completion> = taken[0]
+        .iter()
+        .map(|c| Completion { batch_id: Some(first_send.0.clone()), ..completion(c, DeliveryOutcome::Succeeded) })
+        .collect();
+    assert_eq!(store.complete_deliveries(&fresh).await.unwrap(), [true, true, true]);
+    let attempts = store.delivery_attempts(failed[0].delivery_id).await.unwrap().unwrap();
+    let accepted: Vec<bool> = attempts.iter().map(|a| a.accepted).collect();
+    assert_eq!(accepted, [true, true, false, true], "1st failure, lease expiry, the stale report, the success");
+    assert_eq!(attempts[3].batch_id.as_deref(), Some(first_send.0.as_str()));
+
+    // A resent member leaves its batch and travels in a new one, under a new id.
+    assert_eq!(store.resend_delivery(failed[1].delivery_id, now_micros()).await.unwrap(), ResendOutcome::Queued);
+    let resent = requests(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap());
+    let resent = resent.iter().find(|r| r.iter().any(|c| c.delivery_id == failed[1].delivery_id)).unwrap();
+    assert_eq!(event_ids(resent), [failed[1].event_id.clone()]);
+    assert_ne!(body_of(resent).0, first_send.0);
+}
+
+#[tokio::test]
+async fn ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches() {
+    let (_dir, store) = open().await;
+    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let ordered = EndpointSettings { batch_max: 2, ordered: true, ..settings("http://b") };
+    store.create_endpoint("ep_b", &ordered, "api", "whsec_b").await.unwrap();
+    store.punch_writer().write(batch(dev.id, "SN1", &["1", "2", "3", "4", "5"])).await.unwrap();
+
+    let mut sent: Vec<i64> = Vec::new();
+    let mut now = now_micros();
+    let mut failed_once = false;
+    for _ in 0..10 {
+        let claimed = requests(store.claim_due_deliveries("w", now, 1_000_000, 10).await.unwrap());
+        if claimed.is_empty() {
+            break;
+        }
+        assert_eq!(claimed.len(), 1, "one batch of the device at a time");
+        let request = &claimed[0];
+        assert!(request.len() <= 2);
+        let seqs: Vec<i64> = request.iter().map(seq_of).collect();
+        // The second batch fails once: nothing behind it may overtake it.
+        let outcome = if seqs[0] == 3 && !failed_once {
+            failed_once = true;
+            DeliveryOutcome::RetryAt(now + 10)
+        } else {
+            sent.extend(&seqs);
+            DeliveryOutcome::Succeeded
+        };
+        let completions: Vec<Completion> = request.iter().map(|c| completion(c, outcome)).collect();
+        store.complete_deliveries(&completions).await.unwrap();
+        if !matches!(outcome, DeliveryOutcome::Succeeded) {
+            assert!(store.claim_due_deliveries("w", now + 5, 1_000_000, 10).await.unwrap().is_empty(), "seq 5 waits");
+        }
+        now += 20;
+    }
+    assert!(failed_once);
+    assert_eq!(sent, [1, 2, 3, 4, 5]);
 }

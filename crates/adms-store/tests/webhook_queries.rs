@@ -180,6 +180,7 @@ async fn resend_and_attempts() {
             error: None,
             response_body: b"thanks".to_vec(),
             outcome: DeliveryOutcome::Succeeded,
+            batch_id: None,
         }])
         .await
         .unwrap();

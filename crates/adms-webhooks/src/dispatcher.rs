@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{AttemptReport, DeliveryClient, WebhookHeaders};
 use crate::metrics::DeliveryMetrics;
 use crate::retry::{AttemptOutcome, FailureKind, next_attempt_delay};
+use crate::sealing::{SecretKey, reveal};
 use crate::signing::{WebhookSecret, signature_header};
+use adms_store::events::{batch_body, batch_id};
 
 /// The time the dispatcher schedules by. Production uses the system clock; tests (and the
 /// `ADMS_TEST_CLOCK` switch of the server) can move it forward to walk a 7-day retry schedule in
@@ -83,6 +85,8 @@ pub struct Dispatcher {
     clock: Arc<Clock>,
     wake: Arc<Notify>,
     metrics: Arc<DeliveryMetrics>,
+    /// Opens sealed signing secrets, just before signing; `None`: secrets are stored in plaintext.
+    secret_key: Option<Arc<SecretKey>>,
 }
 
 impl Dispatcher {
@@ -94,11 +98,18 @@ impl Dispatcher {
         wake: Arc<Notify>,
         metrics: Arc<DeliveryMetrics>,
     ) -> Dispatcher {
-        Dispatcher { store, client, config, clock, wake, metrics }
+        Dispatcher { store, client, config, clock, wake, metrics, secret_key: None }
+    }
+
+    /// The operator's master key, for endpoints whose secrets are sealed at rest.
+    pub fn with_secret_key(mut self, key: Option<SecretKey>) -> Dispatcher {
+        self.secret_key = key.map(Arc::new);
+        self
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
-        let (done_tx, done_rx) = mpsc::channel::<Completion>(4096);
+        // One message per request: a batch's member completions are recorded in one transaction.
+        let (done_tx, done_rx) = mpsc::channel::<Vec<Completion>>(4096);
         let writer = tokio::spawn(record_completions(self.store.clone(), done_rx, Arc::clone(&self.wake)));
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut last_sweep = i64::MIN;
@@ -153,7 +164,7 @@ impl Dispatcher {
                 continue;
             }
             let mut permit = Some(first);
-            for claim in claimed {
+            for request in group_requests(claimed) {
                 let permit = match permit.take() {
                     Some(p) => p,
                     None => match Arc::clone(&permits).acquire_owned().await {
@@ -166,9 +177,10 @@ impl Dispatcher {
                 let done = done_tx.clone();
                 let worker = self.config.worker.clone();
                 let metrics = Arc::clone(&self.metrics);
+                let key = self.secret_key.clone();
                 tokio::spawn(async move {
-                    let completion = deliver(&client, &clock, &worker, &metrics, claim).await;
-                    let _ = done.send(completion).await;
+                    let completions = deliver(&client, &clock, &worker, &metrics, key.as_deref(), request).await;
+                    let _ = done.send(completions).await;
                     drop(permit);
                 });
             }
@@ -193,36 +205,85 @@ impl Dispatcher {
     }
 }
 
-/// Signs and sends one claimed delivery and decides what comes next.
+/// Splits a claim into requests: each delivery alone, and each batch's members (which a claim
+/// returns one after the other, in body order) together.
+fn group_requests(claimed: Vec<ClaimedDelivery>) -> Vec<Vec<ClaimedDelivery>> {
+    let mut requests: Vec<Vec<ClaimedDelivery>> = Vec::with_capacity(claimed.len());
+    for claim in claimed {
+        match requests.last_mut() {
+            Some(last) if claim.batch_row.is_some() && last[0].batch_row == claim.batch_row => last.push(claim),
+            _ => requests.push(vec![claim]),
+        }
+    }
+    requests
+}
+
+/// Signs and sends one request (a delivery alone, or a batch's members) and decides what comes
+/// next for every delivery in it.
 async fn deliver(
     client: &DeliveryClient,
     clock: &Clock,
     worker: &str,
     metrics: &DeliveryMetrics,
-    claim: ClaimedDelivery,
-) -> Completion {
+    key: Option<&SecretKey>,
+    members: Vec<ClaimedDelivery>,
+) -> Vec<Completion> {
+    let Some(first) = members.first() else { return Vec::new() };
     let started_at = clock.now_micros();
-    let secrets: Vec<WebhookSecret> = claim.secrets.iter().filter_map(|s| s.parse().ok()).collect();
+    // A batching endpoint always gets the batch shape, even for a batch of one, so its receiver
+    // parses one shape; the batch's id and body follow from its members.
+    let (webhook_id, body, batch_id) = if first.batch_row.is_some() {
+        let id = batch_id(members.iter().map(|m| m.event_id.as_str()));
+        let body = batch_body(&id, members.iter().map(|m| m.body.as_slice()));
+        (id.clone(), body, Some(id))
+    } else {
+        (first.event_id.clone(), first.body.clone(), None)
+    };
+    // Sealed secrets are opened here, for this one signature, and dropped with it.
+    let mut unusable = None;
+    let secrets: Vec<WebhookSecret> = first
+        .secrets
+        .iter()
+        .filter_map(|stored| match reveal(key, &first.endpoint_uid, stored) {
+            Ok(text) => text.parse().ok(),
+            Err(error) => {
+                unusable = Some(error);
+                None
+            }
+        })
+        .collect();
     let timestamp = started_at.div_euclid(1_000_000);
     let headers = WebhookHeaders {
-        id: claim.event_id.clone(),
+        signature: signature_header(&secrets, &webhook_id, timestamp, &body),
+        id: webhook_id,
         timestamp,
-        signature: signature_header(&secrets, &claim.event_id, timestamp, &claim.body),
     };
-    let report = match reqwest::Url::parse(&claim.url) {
+    let report = match reqwest::Url::parse(&first.url) {
+        // Never send a request its receiver could not verify.
+        _ if secrets.is_empty() => AttemptReport::failed(
+            FailureKind::InvalidRequest,
+            match unusable {
+                Some(error) => format!("no usable signing secret: {error}"),
+                None => "no usable signing secret".to_owned(),
+            },
+            std::time::Instant::now(),
+        ),
         Ok(url) => {
             let timeout =
-                Duration::from_millis(u64::try_from(claim.timeout_ms).unwrap_or(15_000).clamp(1_000, 120_000));
-            client.send_within(&url, &headers, Bytes::from(claim.body.clone()), Some(timeout)).await
+                Duration::from_millis(u64::try_from(first.timeout_ms).unwrap_or(15_000).clamp(1_000, 120_000));
+            client.send_within(&url, &headers, Bytes::from(body), Some(timeout)).await
         }
         Err(error) => AttemptReport::failed(FailureKind::InvalidRequest, error.to_string(), std::time::Instant::now()),
     };
+    // Members complete together; the most advanced member's schedule decides for all.
+    let attempt_no = members.iter().map(|m| m.attempt_no).max().unwrap_or(1);
+    let first_attempt_at = members.iter().map(|m| m.first_attempt_at).min().unwrap_or(started_at);
     let outcome = match &report.outcome {
         AttemptOutcome::Delivered(_) => DeliveryOutcome::Succeeded,
         AttemptOutcome::Gone => DeliveryOutcome::EndpointGone,
         other => {
-            let attempts = u32::try_from(claim.attempt_no).unwrap_or(u32::MAX);
-            let elapsed = Duration::from_micros(u64::try_from(started_at - claim.first_attempt_at).unwrap_or(0));
+            let attempts = u32::try_from(attempt_no).unwrap_or(u32::MAX);
+            let elapsed = Duration::from_micros(u64::try_from(started_at - first_attempt_at).unwrap_or(0));
             match next_attempt_delay(attempts, elapsed, other, rand::random::<f64>()) {
                 Some(wait) => {
                     DeliveryOutcome::RetryAt(started_at + i64::try_from(wait.as_micros()).unwrap_or(i64::MAX / 4))
@@ -237,34 +298,46 @@ async fn deliver(
         AttemptOutcome::Gone => "gone",
         AttemptOutcome::Delivered(_) => "delivered",
     };
-    metrics.record_attempt(claim.endpoint_id, outcome_label);
+    metrics.record_attempt(first.endpoint_id, outcome_label);
     if report.outcome.is_delivered() {
         // Real time, like the event's commit time (the test clock only moves schedules).
-        metrics.record_latency(adms_store::now_micros() - claim.event_created_at);
+        let now = adms_store::now_micros();
+        for member in &members {
+            metrics.record_latency(now - member.event_created_at);
+        }
     }
     let error_kind = (!report.outcome.is_delivered()).then(|| outcome_label.to_owned());
-    tracing::debug!(event_id = %claim.event_id, attempt = claim.attempt_no, status = ?report.status, ?outcome, "webhook attempt");
-    Completion {
-        delivery_id: claim.delivery_id,
-        lease_token: claim.lease_token,
-        attempt_no: claim.attempt_no,
-        trigger: claim.trigger.clone(),
-        worker: worker.to_owned(),
-        started_at,
-        duration_us: i64::try_from(report.duration.as_micros()).unwrap_or(i64::MAX),
-        http_status: report.status.map(i64::from),
-        error_kind,
-        error: report.error,
-        response_body: report.response_body,
-        outcome,
-    }
+    tracing::debug!(webhook_id = %headers.id, events = members.len(), attempt = attempt_no, status = ?report.status, ?outcome, "webhook attempt");
+    let duration_us = i64::try_from(report.duration.as_micros()).unwrap_or(i64::MAX);
+    let mut response_body = Some(report.response_body);
+    members
+        .iter()
+        .map(|member| Completion {
+            delivery_id: member.delivery_id,
+            lease_token: member.lease_token,
+            attempt_no: member.attempt_no,
+            trigger: member.trigger.clone(),
+            worker: worker.to_owned(),
+            started_at,
+            duration_us,
+            http_status: report.status.map(i64::from),
+            error_kind: error_kind.clone(),
+            error: report.error.clone(),
+            // The receiver answered once: its answer is kept on the first member's attempt.
+            response_body: response_body.take().unwrap_or_default(),
+            outcome,
+            batch_id: batch_id.clone(),
+        })
+        .collect()
 }
 
 /// Records finished attempts, many per transaction. A failed write is retried: the attempts
 /// happened, and until recorded their leases keep the deliveries from being sent again early.
-async fn record_completions(store: Store, mut done: mpsc::Receiver<Completion>, wake: Arc<Notify>) {
+async fn record_completions(store: Store, mut done: mpsc::Receiver<Vec<Completion>>, wake: Arc<Notify>) {
+    let mut requests = Vec::with_capacity(256);
     let mut batch = Vec::with_capacity(256);
-    while done.recv_many(&mut batch, 256).await > 0 {
+    while done.recv_many(&mut requests, 256).await > 0 {
+        batch.extend(requests.drain(..).flatten());
         let mut delay = Duration::from_millis(50);
         loop {
             match store.complete_deliveries(&batch).await {

@@ -2,6 +2,7 @@
 //!
 //! - [`signing`]: Standard Webhooks `v1` signatures and `whsec_` endpoint secrets.
 //! - [`retry`]: classifying an attempt's result and the 7-day retry schedule.
+//! - [`sealing`]: endpoint secrets encrypted at rest under the operator's master key.
 //! - [`ssrf`]: the address policy, enforced on IP-literal URLs and inside DNS resolution.
 //! - [`client`]: the HTTP client that sends one signed request and reports what happened.
 //!
@@ -15,6 +16,7 @@ pub mod client;
 pub mod dispatcher;
 pub mod metrics;
 pub mod retry;
+pub mod sealing;
 pub mod signing;
 pub mod ssrf;
 
@@ -24,5 +26,6 @@ pub use metrics::{DeliveryMetrics, EndpointGauge};
 /// URLs as the client takes them.
 pub use reqwest::Url;
 pub use retry::{AttemptOutcome, FailureKind, RETRY_HORIZON, classify, next_attempt_delay, parse_retry_after};
+pub use sealing::{SealError, SecretKey};
 pub use signing::{SecretError, WebhookSecret, signature_header, verify};
 pub use ssrf::{AddressPolicy, BlockReason, BlockedAddress, GuardedResolver, ResolveError, UrlError, check_url};

@@ -396,6 +396,8 @@ pub struct AttemptView {
     worker: String,
     started_at: String,
     duration_ms: Option<f64>,
+    /// The `webhook-id` of the batch this attempt carried; `null` when the event went alone.
+    batch_id: Option<String>,
     http_status: Option<i64>,
     error_kind: Option<String>,
     error: Option<String>,
@@ -428,6 +430,7 @@ impl From<AttemptRow> for AttemptView {
             worker: a.worker,
             started_at: rfc3339_micros(a.started_at),
             duration_ms: a.duration_us.map(|us| us as f64 / 1_000.0),
+            batch_id: a.batch_id,
             http_status: a.http_status,
             error_kind: a.error_kind,
             error: a.error,
@@ -545,7 +548,8 @@ pub async fn create_endpoint(
     };
     let secret = WebhookSecret::generate().to_string();
     let uid = new_endpoint_uid();
-    let endpoint = state.store.create_endpoint(&uid, &settings, "api", &secret).await?;
+    let stored = state.webhooks.conceal(&uid, &secret);
+    let endpoint = state.store.create_endpoint(&uid, &settings, "api", &stored).await?;
     tracing::info!(endpoint = %uid, url = %endpoint.url, by = %who.name, "webhook endpoint created");
     Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint: endpoint.into(), secret })))
 }
@@ -661,7 +665,7 @@ pub async fn rotate_secret(
     let secret = WebhookSecret::generate().to_string();
     // Secrets are checked against the dispatcher's clock.
     let valid_until = state.webhooks.clock.now_micros().saturating_add(grace_secs.saturating_mul(1_000_000));
-    if !state.store.rotate_endpoint_secret(&uid, &secret, valid_until).await? {
+    if !state.store.rotate_endpoint_secret(&uid, &state.webhooks.conceal(&uid, &secret), valid_until).await? {
         return Err(ApiError::NotFound);
     }
     tracing::info!(endpoint = %uid, by = %who.name, grace_secs, "webhook secret rotated");
@@ -925,6 +929,7 @@ mod tests {
             worker: "w".into(),
             started_at: 0,
             duration_us: Some(1_500),
+            batch_id: None,
             http_status: Some(500),
             error_kind: Some("http".into()),
             error: None,

@@ -55,6 +55,11 @@ impl Server {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The process id: the dispatcher names itself `adms-bridge-<pid>` in leases and attempts.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.join("adms.db")
     }

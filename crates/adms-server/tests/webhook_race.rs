@@ -1,0 +1,216 @@
+//! Two `adms-bridge` processes on one SQLite database file (WAL), both dispatching webhooks to
+//! one receiver that records every request and the status it answered.
+//!
+//! Process A's request for the first punch hangs; process B's clock (the test clock; in
+//! production both clocks agree) is moved past A's lease, so B's sweep returns the delivery to
+//! the queue and B sends it again and succeeds. When A's request finally gets its 200, A's
+//! completion is refused: its lease token is stale (an attempt with `accepted = false`). Then a
+//! backlog uploaded through both processes drains with both dispatching, while the receiver
+//! answers every fifth punch request with 500. Afterwards: every punch reached the receiver in a
+//! request it acknowledged, no delivery is `succeeded` without a 2xx for its id, same id ⇒ same
+//! body, every signature valid, `seq` contiguous.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::webhooks::{Received, SECRET};
+use common::{Api, Device, Server};
+use sqlx::ConnectOptions;
+use tokio::sync::Notify;
+
+#[derive(Debug, Default)]
+struct Receiver {
+    /// Punch requests, in arrival order, with the status each was (or will be) answered with.
+    punches: Mutex<Vec<(Received, u16)>>,
+    /// Lets the first punch request, held open, be answered.
+    release: Notify,
+}
+
+async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let received = Received::from_headers(&headers, body);
+    if received.event_type() != "attendance.punch" {
+        return StatusCode::OK; // device events: acknowledged, not part of the scenario
+    }
+    let (ordinal, status) = {
+        let mut punches = receiver.punches.lock().unwrap();
+        let ordinal = punches.len() + 1;
+        let status = if ordinal % 5 == 0 { 500 } else { 200 };
+        punches.push((received, status));
+        (ordinal, status)
+    };
+    if ordinal == 1 {
+        receiver.release.notified().await;
+    }
+    StatusCode::from_u16(status).unwrap()
+}
+
+fn attlog(from: usize, n: usize) -> Vec<u8> {
+    (from..from + n)
+        .map(|i| format!("{}\t2026-11-20 {:02}:{:02}:00\t0\t1\t0\t0\t0\n", 100 + i, 8 + i / 60, i % 60))
+        .collect::<String>()
+        .into_bytes()
+}
+
+async fn advance(api: &Api, secs: u64) {
+    let (status, _) = api.post_json("/api/v1/test/clock", &serde_json::json!({ "advance_secs": secs })).await;
+    assert_eq!(status, 200);
+}
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// (delivery id, event id, state, accepted attempts as (worker, status, accepted)).
+async fn punch_deliveries(db: &std::path::Path) -> Vec<(i64, String, String)> {
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.unwrap();
+    sqlx::query_as(
+        "SELECT d.id, e.event_id, d.state FROM webhook_deliveries AS d JOIN webhook_events AS e ON e.id = d.event_row \
+         WHERE e.event_type = 'attendance.punch' ORDER BY d.id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// Every attempt of a delivery: (worker, trigger, HTTP status, accepted), oldest first.
+async fn attempts(db: &std::path::Path, delivery_id: i64) -> Vec<(String, String, Option<i64>, bool)> {
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.unwrap();
+    sqlx::query_as(
+        "SELECT worker, trigger_kind, http_status, accepted FROM webhook_attempts WHERE delivery_id = ? ORDER BY id",
+    )
+    .bind(delivery_id)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is_refused() {
+    let receiver = Arc::new(Receiver::default());
+    let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(Arc::clone(&receiver));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let env = [
+        ("ADMS_WEBHOOK_URL", url.as_str()),
+        ("ADMS_WEBHOOK_SECRET", SECRET),
+        ("ADMS_TEST_CLOCK", "true"),
+        ("ADMS_WEBHOOK_TIMEOUT_SECS", "30"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let a = Server::start(dir.path(), &env);
+    let api_a = Api::login(&a).await;
+    let dev_a = Device { server: &a, sn: "RACE0001".into() };
+    dev_a.handshake().await;
+    assert_eq!(dev_a.attlog(&attlog(0, 1)).await.text(), "OK: 1");
+    wait_until("A's request to hang", || receiver.punches.lock().unwrap().len() == 1).await;
+
+    // B opens the same file while A holds the lease; its clock is moved past that lease.
+    let b = Server::start(dir.path(), &env);
+    assert_eq!(a.db_path(), b.db_path());
+    let api_b = Api::login(&b).await;
+    advance(&api_b, 70).await;
+    wait_until("B to send the first punch again", || receiver.punches.lock().unwrap().len() >= 2).await;
+    let first_id = receiver.punches.lock().unwrap()[0].0.id.clone();
+    assert_eq!(receiver.punches.lock().unwrap()[1].0.id, first_id, "the same event, re-claimed by B");
+    let deliveries = punch_deliveries(&a.db_path()).await;
+    let first_delivery = deliveries[0].0;
+    for _ in 0..100 {
+        if punch_deliveries(&a.db_path()).await[0].2 == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(punch_deliveries(&a.db_path()).await[0].2, "succeeded", "B's 200 completed it");
+    // The clocks agree again; A's held request is answered 200 now, too late.
+    advance(&api_a, 70).await;
+    receiver.release.notify_one();
+    let worker_a = format!("adms-bridge-{}", a.pid());
+    let worker_b = format!("adms-bridge-{}", b.pid());
+    for _ in 0..100 {
+        if attempts(&a.db_path(), first_delivery).await.iter().any(|t| t.0 == worker_a && !t.3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let history = attempts(&a.db_path(), first_delivery).await;
+    assert!(
+        history
+            .iter()
+            .any(|(w, trigger, status, ok)| *w == worker_a && trigger == "scheduled" && *status == Some(200) && !ok),
+        "A's late 200 is recorded but refused: {history:?}"
+    );
+    assert!(history.iter().any(|(_, trigger, _, ok)| trigger == "lease_expired" && *ok), "{history:?}");
+    assert!(history.iter().any(|(w, _, status, ok)| *w == worker_b && *status == Some(200) && *ok), "{history:?}");
+    assert_eq!(punch_deliveries(&a.db_path()).await[0].2, "succeeded", "the refused report changed nothing");
+
+    // A backlog through both processes (one device, alternating), both dispatching.
+    let dev_b = Device { server: &b, sn: "RACE0001".into() };
+    let total = 1 + 8 * 25;
+    for chunk in 0..8 {
+        let device = if chunk % 2 == 0 { &dev_a } else { &dev_b };
+        assert_eq!(device.attlog(&attlog(1 + chunk * 25, 25)).await.text(), "OK: 25");
+    }
+    let acknowledged = || -> BTreeSet<String> {
+        let punches = receiver.punches.lock().unwrap();
+        punches.iter().filter(|(_, status)| *status == 200).map(|(r, _)| r.id.clone()).collect()
+    };
+    for _ in 0..300 {
+        let settled = punch_deliveries(&a.db_path()).await.iter().all(|d| d.2 == "succeeded");
+        if acknowledged().len() >= total && settled {
+            break;
+        }
+        // Retries after the 500s: both clocks move together.
+        advance(&api_a, 10).await;
+        advance(&api_b, 10).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let acknowledged = acknowledged();
+    assert_eq!(acknowledged.len(), total, "every punch reached the receiver in an acknowledged request");
+
+    let punches = receiver.punches.lock().unwrap().clone();
+    let verifier = standardwebhooks::Webhook::new(SECRET).unwrap();
+    let mut bodies: BTreeMap<&str, &Bytes> = BTreeMap::new();
+    for (r, _) in &punches {
+        let theirs = verifier.sign(&r.id, r.timestamp, &r.body).unwrap();
+        assert!(r.signature.split(' ').any(|s| s == theirs), "signature of {} does not verify", r.id);
+        if let Some(first) = bodies.insert(&r.id, &r.body) {
+            assert_eq!(first, &r.body, "same webhook-id, different body");
+        }
+    }
+    let mut seqs: Vec<i64> = bodies
+        .values()
+        .map(|b| serde_json::from_slice::<serde_json::Value>(b).unwrap()["data"]["seq"].as_i64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>(), "seq contiguous across both processes");
+
+    // No delivery succeeded without a 2xx for its id; its accepted success is a 2xx attempt.
+    let deliveries = punch_deliveries(&a.db_path()).await;
+    assert_eq!(deliveries.len(), total);
+    let mut workers_that_succeeded = BTreeSet::new();
+    for (id, event_id, state) in &deliveries {
+        assert_eq!(state, "succeeded");
+        assert!(acknowledged.contains(event_id), "{event_id} succeeded without a 2xx");
+        let history = attempts(&a.db_path(), *id).await;
+        let (worker, _, status, _) = history.iter().rev().find(|t| t.3).expect("an accepted attempt");
+        assert!(status.is_some_and(|s| (200..300).contains(&s)), "{event_id}: last accepted attempt {history:?}");
+        workers_that_succeeded.insert(worker.clone());
+    }
+    assert!(
+        workers_that_succeeded.contains(&worker_a) && workers_that_succeeded.contains(&worker_b),
+        "both processes delivered: {workers_that_succeeded:?}"
+    );
+}

@@ -1,0 +1,191 @@
+//! Endpoint signing secrets at rest, end to end with the real binary and a loopback receiver.
+//!
+//! With `ADMS_SECRET_KEY`, every stored secret is sealed (no `whsec_` text in the database),
+//! requests are still signed with the real secret, and the API shows a secret only when it is
+//! created or rotated. Plaintext rows written before a key existed are sealed at the next start
+//! and keep working. Without the key (or with another one) a server whose secrets are sealed
+//! refuses to start, saying why, instead of sending requests nobody can verify.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use common::webhooks::{Received, SECRET};
+use common::{Api, Device, Server};
+use sqlx::ConnectOptions;
+
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const OTHER_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+type Log = Arc<Mutex<Vec<(String, Received)>>>;
+
+/// Records every punch request with the path it came to.
+async fn start_receiver() -> (String, Log) {
+    async fn record(State(log): State<Log>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+        let received = Received::from_headers(&headers, body);
+        if received.event_type() == "attendance.punch" {
+            log.lock().unwrap().push((uri.path().to_owned(), received));
+        }
+        StatusCode::OK
+    }
+    let log: Log = Arc::default();
+    let app = axum::Router::new().fallback(axum::routing::post(record)).with_state(Arc::clone(&log));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, log)
+}
+
+async fn stored_secrets(db: &Path) -> Vec<String> {
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.unwrap();
+    sqlx::query_scalar("SELECT secret FROM webhook_secrets ORDER BY id").fetch_all(&mut conn).await.unwrap()
+}
+
+/// Starts the binary expecting it to fail; returns what it wrote on stderr.
+fn start_failing(dir: &Path, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("ADMS_DATABASE_URL", format!("sqlite://{}/adms.db", dir.display()))
+        .env("ADMS_TIME_ZONE", "UTC")
+        .env("RUST_LOG", "warn")
+        .env_remove("ADMS_CONFIG")
+        .env_remove("ADMS_SECRET_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn");
+    let output = child.wait_with_output().expect("wait");
+    assert!(!output.status.success(), "started although it should not have");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening on"));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Waits until the receiver got `n` punch requests.
+async fn wait_for(log: &Log, n: usize) {
+    for _ in 0..200 {
+        if log.lock().unwrap().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("receiver got {} punch requests, expected {n}", log.lock().unwrap().len());
+}
+
+/// Whether the request carries a valid signature made with `secret` (the independent library).
+fn signed_with(r: &Received, secret: &str) -> bool {
+    let theirs = standardwebhooks::Webhook::new(secret).unwrap().sign(&r.id, r.timestamp, &r.body).unwrap();
+    r.signature.split(' ').any(|s| s == theirs)
+}
+
+fn attlog(i: usize) -> Vec<u8> {
+    format!("{}\t2026-11-20 08:{:02}:00\t0\t1\t0\t0\t0\n", 100 + i, i).into_bytes()
+}
+
+#[tokio::test]
+async fn with_a_master_key_secrets_are_sealed_at_rest_and_requests_still_verify() {
+    let (base, log) = start_receiver().await;
+    let env_url = format!("{base}/env");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("ADMS_WEBHOOK_URL", env_url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_SECRET_KEY", KEY)];
+    let mut server = Server::start(dir.path(), &env);
+    let api = Api::login(&server).await;
+    let (status, created) = api
+        .post_json(
+            "/api/v1/webhooks/endpoints",
+            &serde_json::json!({ "url": format!("{base}/api"), "event_types": ["attendance.punch"] }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let uid = created["id"].as_str().unwrap().to_owned();
+    let api_secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(api_secret.starts_with("whsec_"), "shown once, at creation");
+
+    let rows = stored_secrets(&server.db_path()).await;
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert!(row.starts_with("sealed:v1:"), "sealed at rest: {row}");
+        assert!(!row.contains("whsec_") && !row.contains(&SECRET[6..]) && !row.contains(&api_secret[6..]));
+    }
+    // Never shown again.
+    for path in ["/api/v1/webhooks/endpoints".to_owned(), format!("/api/v1/webhooks/endpoints/{uid}")] {
+        let text = api.get(&path).await.to_string();
+        assert!(!text.contains("whsec_") && !text.contains("sealed:") && !text.contains("\"secret\""), "{text}");
+    }
+
+    let dev = Device { server: &server, sn: "SEAL0001".into() };
+    dev.handshake().await;
+    assert_eq!(dev.attlog(&attlog(0)).await.text(), "OK: 1");
+    wait_for(&log, 2).await;
+    for (path, r) in log.lock().unwrap().iter() {
+        let secret = if path == "/env" { SECRET } else { api_secret.as_str() };
+        assert!(signed_with(r, secret), "{path}: signed with the real secret");
+    }
+
+    // Rotation: the new secret is shown once and stored sealed; both sign during the grace.
+    let (status, rotated) =
+        api.post_json(&format!("/api/v1/webhooks/endpoints/{uid}/rotate-secret"), &serde_json::json!({})).await;
+    assert_eq!(status, 200);
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert!(
+        stored_secrets(&server.db_path()).await.iter().all(|s| s.starts_with("sealed:v1:") && !s.contains("whsec_"))
+    );
+    assert_eq!(dev.attlog(&attlog(1)).await.text(), "OK: 1");
+    wait_for(&log, 4).await;
+    let last_api = log.lock().unwrap().iter().rev().find(|(p, _)| p == "/api").unwrap().1.clone();
+    assert!(signed_with(&last_api, &new_secret) && signed_with(&last_api, &api_secret));
+    server.stop();
+
+    // The same key and ADMS_WEBHOOK_SECRET again: recognised through the seal, no rotation.
+    let mut server = Server::start(dir.path(), &env);
+    assert_eq!(stored_secrets(&server.db_path()).await.len(), 3, "no new secret row");
+    server.stop();
+
+    // Without the key, or with another one, nothing could be signed: the start fails, saying why.
+    let no_key = start_failing(dir.path(), &[("ADMS_WEBHOOK_URL", env_url.as_str())]);
+    assert!(no_key.contains("ADMS_SECRET_KEY"), "{no_key}");
+    let wrong_key = start_failing(dir.path(), &[("ADMS_SECRET_KEY", OTHER_KEY)]);
+    assert!(wrong_key.contains("does not open"), "{wrong_key}");
+    let bad_key = start_failing(dir.path(), &[("ADMS_SECRET_KEY", "c2hvcnQ=")]);
+    assert!(bad_key.contains("secret_key") && bad_key.contains("32 bytes"), "{bad_key}");
+    for text in [&no_key, &wrong_key, &bad_key] {
+        assert!(
+            !text.contains(KEY) && !text.contains(OTHER_KEY) && !text.contains(SECRET),
+            "no key material in {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn plaintext_secrets_keep_working_and_are_sealed_once_a_key_is_configured() {
+    let (base, log) = start_receiver().await;
+    let url = format!("{base}/env");
+    let dir = tempfile::tempdir().unwrap();
+    let plain_env = [("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET)];
+    let mut server = Server::start(dir.path(), &plain_env);
+    assert_eq!(stored_secrets(&server.db_path()).await, [SECRET], "without a key: the whsec_ text");
+    let dev = Device { server: &server, sn: "SEAL0002".into() };
+    dev.handshake().await;
+    assert_eq!(dev.attlog(&attlog(0)).await.text(), "OK: 1");
+    wait_for(&log, 1).await;
+    server.stop();
+
+    let keyed_env = [("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_SECRET_KEY", KEY)];
+    let server = Server::start(dir.path(), &keyed_env);
+    let rows = stored_secrets(&server.db_path()).await;
+    assert_eq!(rows.len(), 1, "sealed in place, not rotated");
+    assert!(rows[0].starts_with("sealed:v1:") && !rows[0].contains(&SECRET[6..]));
+    let dev = Device { server: &server, sn: "SEAL0002".into() };
+    assert_eq!(dev.attlog(&attlog(1)).await.text(), "OK: 1");
+    wait_for(&log, 2).await;
+    let received = log.lock().unwrap().clone();
+    assert!(received.iter().all(|(_, r)| signed_with(r, SECRET)), "the same secret signs before and after");
+    assert_ne!(received[0].1.id, received[1].1.id);
+}
