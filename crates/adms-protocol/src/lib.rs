@@ -15,6 +15,7 @@
 
 pub mod attlog;
 pub mod attphoto;
+pub mod command;
 pub mod devicecmd;
 pub mod info;
 pub mod kv;
@@ -32,6 +33,7 @@ pub mod time;
 mod reject;
 
 pub use attlog::{AttLogRecord, parse_attlog_body, parse_attlog_line};
+pub use command::{CommandError, DeviceCommand};
 pub use lines::{Line, lines};
 pub use reject::{RejectReason, Rejected};
 pub use table::UploadTable;

@@ -199,6 +199,21 @@ pub fn offset_hhmm(offset_seconds: i32) -> String {
     format!("{sign}{:02}{:02}", minutes / 60, minutes % 60)
 }
 
+/// As `YYYY-MM-DD hh:mm:ss` text, the form devices and the API use.
+impl serde::Serialize for LocalDateTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LocalDateTime {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        LocalDateTime::parse(text.as_bytes())
+            .ok_or_else(|| serde::de::Error::custom("expected a valid date-time YYYY-MM-DD hh:mm:ss"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -919,3 +919,148 @@ proptest! {
         assert_eq!((r.door, r.event, r.in_out), (Some(door), Some(event), Some(in_out)));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Server → device: typed commands
+// ---------------------------------------------------------------------------------------------
+
+mod commands {
+    use super::local_date_time;
+    use adms_protocol::DeviceCommand;
+    use adms_protocol::command::{CommandError, FieldProblem, PRIVILEGES};
+    use adms_protocol::kv::KvFields;
+    use adms_protocol::operlog::{BiometricKind, OperLogRecord, parse_operlog_line};
+    use adms_protocol::reply::push_command;
+    use proptest::prelude::*;
+
+    /// Printable text without control characters, any script.
+    fn printable(max: usize) -> impl Strategy<Value = String> {
+        proptest::string::string_regex(&format!("[a-zA-Z0-9 .,'@éüñ张三-]{{0,{max}}}")).unwrap()
+    }
+
+    fn base64_template() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 1..300)
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    /// The fields after `DATA UPDATE <TABLE> `, read the way firmware reads a record.
+    fn fields_of<'a>(line: &'a str, prefix: &str) -> KvFields<'a> {
+        KvFields::new(line.strip_prefix(prefix).expect("command prefix").as_bytes())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A user command read back as the OPERLOG `USER` record a device would upload for it.
+        #[test]
+        fn user_upsert_reads_back_as_the_user_record(
+            pin in "[0-9A-Za-z]{1,24}",
+            name in printable(24),
+            privilege in prop::sample::select(PRIVILEGES.to_vec()),
+            password in "[0-9]{0,8}",
+            card in prop_oneof!["[0-9]{0,20}", "\\[[0-9A-F]{8}\\]"],
+            group in 0..=99u16,
+            verify in -1..=255i16,
+            window in prop::option::of((local_date_time(2000..=2049), local_date_time(2050..=2099))),
+        ) {
+            let cmd = DeviceCommand::UserUpsert {
+                pin: pin.clone(), name: name.clone(), privilege, password: password.clone(), card: card.clone(),
+                group, time_zones: "0000000100000000".into(), verify, vice_card: String::new(),
+                start_datetime: window.map(|w| w.0), end_datetime: window.map(|w| w.1),
+            };
+            let text = cmd.encode().unwrap();
+            let mut framed = String::new();
+            push_command(&mut framed, "1", &text).unwrap();
+            prop_assert_eq!(framed.matches('\n').count(), 1);
+            let upload = format!("USER {}", text.strip_prefix("DATA UPDATE USERINFO ").unwrap());
+            let OperLogRecord::User(u) = parse_operlog_line(upload.as_bytes()).unwrap() else { panic!("not a user") };
+            prop_assert_eq!(u.pin, pin.as_str());
+            prop_assert_eq!(u.name, name.as_bytes());
+            prop_assert_eq!(u.privilege, Some(i64::from(privilege)));
+            prop_assert_eq!(u.password, password.as_bytes());
+            prop_assert_eq!(u.card, card.as_bytes());
+            let group_text = group.to_string();
+            prop_assert_eq!(u.group, group_text.as_bytes());
+            prop_assert_eq!(u.verify, Some(i64::from(verify)));
+            let start = u.fields.get_str("StartDatetime").map(str::to_owned);
+            prop_assert_eq!(start, window.map(|w| w.0.to_string()));
+            // Decoding the JSON form gives the same command.
+            let json = serde_json::to_string(&cmd).unwrap();
+            prop_assert_eq!(serde_json::from_str::<DeviceCommand>(&json).unwrap(), cmd);
+        }
+
+        /// Templates read back as the biometric records devices upload, with the decoded size.
+        #[test]
+        fn templates_read_back_as_biometric_records(
+            pin in "[0-9]{1,12}",
+            finger in 0..=9u8,
+            raw in base64_template(),
+            (bio_type, major) in (1..=9u8, 0..=60u16),
+        ) {
+            let template = b64(&raw);
+            let fp = DeviceCommand::FingerprintUpsert { pin: pin.clone(), finger, valid: 1, template: template.clone() }
+                .encode().unwrap();
+            let f = fields_of(&fp, "DATA UPDATE FINGERTMP ");
+            let size = raw.len().to_string();
+            prop_assert_eq!(f.get_str("Size"), Some(size.as_str()));
+            let upload = format!("FP {}", fp.strip_prefix("DATA UPDATE FINGERTMP ").unwrap());
+            let OperLogRecord::Biometric(b) = parse_operlog_line(upload.as_bytes()).unwrap() else { panic!() };
+            prop_assert_eq!((b.kind, b.pin, b.no, b.template), (BiometricKind::Fingerprint, pin.as_str(), i64::from(finger), template.as_str()));
+            let bio = DeviceCommand::BiodataUpsert {
+                pin: pin.clone(), bio_type, no: finger, index: 0, valid: 1, duress: 0, major_ver: major, minor_ver: 0,
+                format: 0, template: template.clone(),
+            }.encode().unwrap();
+            let upload = format!("BIODATA {}", bio.strip_prefix("DATA UPDATE BIODATA ").unwrap());
+            let OperLogRecord::Biometric(b) = parse_operlog_line(upload.as_bytes()).unwrap() else { panic!() };
+            prop_assert_eq!((b.bio_type, b.major_ver, b.template), (i64::from(bio_type), Some(i64::from(major)), template.as_str()));
+        }
+
+        /// Any control character anywhere in a text field is refused, naming the field; nothing
+        /// encoded ever contains CR, LF or NUL.
+        #[test]
+        fn control_characters_never_reach_the_wire(
+            before in printable(8),
+            control in prop::sample::select(vec!['\t', '\n', '\r', '\0', '\u{7f}', '\u{1b}', '\u{85}']),
+            after in printable(8),
+            field in 0..4usize,
+        ) {
+            let hostile = format!("{before}{control}{after}");
+            let (cmd, name) = match field {
+                0 => (DeviceCommand::UserUpsert {
+                    pin: "1".into(), name: hostile, privilege: 0, password: String::new(), card: String::new(),
+                    group: 1, time_zones: "0000000100000000".into(), verify: -1, vice_card: String::new(),
+                    start_datetime: None, end_datetime: None,
+                }, "name"),
+                1 => (DeviceCommand::UserDelete { pin: hostile }, "pin"),
+                2 => (DeviceCommand::SetOption { key: "Delay".into(), value: hostile }, "value"),
+                _ => (DeviceCommand::QueryUserinfo { pin: Some(hostile) }, "pin"),
+            };
+            prop_assert_eq!(cmd.encode(), Err(CommandError::InvalidField { field: name, problem: FieldProblem::ControlCharacter }));
+        }
+
+        #[test]
+        fn query_attlog_reads_back(start in local_date_time(2000..=2049), end in local_date_time(2050..=2099)) {
+            let text = DeviceCommand::QueryAttlog { start_time: start, end_time: end }.encode().unwrap();
+            let f = fields_of(&text, "DATA QUERY ATTLOG ");
+            prop_assert_eq!(f.get_str("StartTime").map(str::to_owned), Some(start.to_string()));
+            prop_assert_eq!(f.get_str("EndTime").map(str::to_owned), Some(end.to_string()));
+            let reversed = DeviceCommand::QueryAttlog { start_time: end, end_time: start };
+            prop_assert!(reversed.encode().is_err());
+        }
+    }
+}

@@ -46,6 +46,8 @@ pub struct AppState {
     pub display_zone: Zone,
     pub auth: AuthState,
     pub webhooks: WebhookRuntime,
+    /// How polls hand out, re-send and expire queued commands.
+    pub commands: adms_store::CommandPolicy,
 }
 
 /// What the webhook side shares with handlers.
@@ -115,7 +117,9 @@ impl Application {
             metrics: Arc::default(),
         };
         let listener = TcpListener::bind(config.listen).await.map_err(|e| StartupError::Bind(config.listen, e))?;
+        let commands = config.command_policy(&zone.name);
         let state = Arc::new(AppState {
+            commands,
             store,
             devices: DeviceRegistry::default(),
             display_zone: zone.clone(),
@@ -141,6 +145,7 @@ impl Application {
         let flush_every = Duration::from_secs(state.config.activity_flush_secs.max(1));
         let background = tokio::spawn(background_tasks(state.clone(), flush_every));
         let presence = tokio::spawn(crate::device::presence::run_checks(state.clone()));
+        let command_sweep = tokio::spawn(crate::device::commands::run_expiry(state.clone()));
         let stop_dispatcher = CancellationToken::new();
         let dispatcher = start_dispatcher(&state, stop_dispatcher.clone())?;
         let service = MapRequestLayer::new(normalize_path).layer(router(state.clone()));
@@ -158,6 +163,7 @@ impl Application {
         .await;
         background.abort();
         presence.abort();
+        command_sweep.abort();
         stop_dispatcher.cancel();
         // In-flight webhook requests end within their timeout; their attempts are recorded.
         let drain = Duration::from_secs(state.config.webhook_timeout_secs + 5);

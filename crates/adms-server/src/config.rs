@@ -76,6 +76,16 @@ pub struct Config {
     pub webhook_concurrency: usize,
     /// Whole-request timeout of a webhook attempt.
     pub webhook_timeout_secs: u64,
+    /// Commands handed out per poll at most.
+    pub commands_per_poll: usize,
+    /// Bytes of command lines per poll at most (a single bigger command is sent alone).
+    pub command_poll_bytes: usize,
+    /// A sent command without a result after this many seconds is sent again.
+    pub command_resend_secs: u64,
+    /// Times a command is sent without a result before it expires.
+    pub command_max_sends: u32,
+    /// Default lifetime of a queued command (not delivered or answered by then: expired).
+    pub command_ttl_secs: u64,
     /// Test switch: the webhook clock can be moved forward through the API, to walk retry
     /// schedules of days in seconds. Never enable in production.
     pub test_clock: bool,
@@ -109,6 +119,11 @@ impl Default for Config {
             webhook_allow_list: String::new(),
             webhook_concurrency: 64,
             webhook_timeout_secs: 15,
+            commands_per_poll: 50,
+            command_poll_bytes: 64 * 1024,
+            command_resend_secs: 120,
+            command_max_sends: 3,
+            command_ttl_secs: 7 * 86_400,
             test_clock: false,
         }
     }
@@ -128,6 +143,9 @@ impl std::fmt::Debug for Config {
             .field("webhook_url", &self.webhook_url)
             .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "***"))
             .field("webhook_allow_private", &self.webhook_allow_private)
+            .field("commands_per_poll", &self.commands_per_poll)
+            .field("command_resend_secs", &self.command_resend_secs)
+            .field("command_ttl_secs", &self.command_ttl_secs)
             .finish_non_exhaustive()
     }
 }
@@ -197,7 +215,34 @@ impl Config {
         if !(1..=4096).contains(&self.webhook_concurrency) {
             return Err(invalid("webhook_concurrency", "must be 1 to 4096"));
         }
+        if !(1..=200).contains(&self.commands_per_poll) {
+            // 200 is what ZKTeco's own servers send at most.
+            return Err(invalid("commands_per_poll", "must be 1 to 200"));
+        }
+        if !(1024..=2_000_000).contains(&self.command_poll_bytes) {
+            return Err(invalid("command_poll_bytes", "must be 1024 to 2000000 (MaxPackageSize)"));
+        }
+        if self.command_resend_secs < 10 {
+            return Err(invalid("command_resend_secs", "must be at least 10"));
+        }
+        if !(1..=100).contains(&self.command_max_sends) {
+            return Err(invalid("command_max_sends", "must be 1 to 100"));
+        }
+        if self.command_ttl_secs < 60 {
+            return Err(invalid("command_ttl_secs", "must be at least 60"));
+        }
         Ok(())
+    }
+
+    /// How the command queue hands out, re-sends and expires commands.
+    pub fn command_policy(&self, default_time_zone: &str) -> adms_store::CommandPolicy {
+        adms_store::CommandPolicy {
+            max_per_poll: self.commands_per_poll,
+            max_poll_bytes: self.command_poll_bytes,
+            resend_after_micros: i64::try_from(self.command_resend_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
+            max_sends: i64::from(self.command_max_sends),
+            default_time_zone: default_time_zone.to_owned(),
+        }
     }
 
     /// Where webhook requests may go.

@@ -93,6 +93,9 @@ impl From<DeviceRecord> for Device {
 const DEVICE_COLUMNS_BY_SN: &str = "SELECT id, sn, alias, approval, protocol_family, push_version, language, time_zone, \
      text_encoding, attlog_stamp, operlog_stamp, attphoto_stamp, biodata_stamp, registry_code, last_seq \
      FROM devices WHERE sn = ?";
+const DEVICE_COLUMNS_BY_ID: &str = "SELECT id, sn, alias, approval, protocol_family, push_version, language, time_zone, \
+     text_encoding, attlog_stamp, operlog_stamp, attphoto_stamp, biodata_stamp, registry_code, last_seq \
+     FROM devices WHERE id = ?";
 
 /// What is known about a device at its first request.
 #[derive(Debug, Clone, Default)]
@@ -215,6 +218,13 @@ async fn update_info_in(conn: &mut SqliteConnection, device_id: i64, u: &DeviceI
 }
 
 impl Store {
+    /// A device by its id (the ZKBio Time terminal id).
+    pub async fn device_by_id(&self, id: i64) -> Result<Option<Device>, StoreError> {
+        let row: Option<DeviceRecord> =
+            sqlx::query_as(DEVICE_COLUMNS_BY_ID).bind(id).fetch_optional(self.pool()).await?;
+        Ok(row.map(Device::from))
+    }
+
     pub async fn device_by_sn(&self, sn: &str) -> Result<Option<Device>, StoreError> {
         let row: Option<DeviceRecord> =
             sqlx::query_as(DEVICE_COLUMNS_BY_SN).bind(sn).fetch_optional(self.pool()).await?;

@@ -13,6 +13,8 @@ pub enum StoreError {
     WriterStopped,
     #[error("not found")]
     NotFound,
+    #[error("invalid command: {0}")]
+    InvalidCommand(#[source] adms_protocol::CommandError),
     #[error("conflict: {0}")]
     Conflict(String),
 }

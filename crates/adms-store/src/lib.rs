@@ -7,6 +7,7 @@
 //! written by the caller's own short transaction.
 
 mod auth;
+pub mod commands;
 mod device_events;
 mod devices;
 mod error;
@@ -27,6 +28,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, SqlitePool};
 
 pub use auth::{ApiToken, ApiUser, TokenKind};
+pub use commands::{
+    CommandPolicy, CommandResultRow, CommandRow, DueCommand, EnqueueOutcome, Enqueued, NewCommand, ResultOutcome,
+    TakenCommands,
+};
 pub use device_events::{OfflineCheck, Presence, PresenceCandidate, SeenAgain};
 pub use devices::{Approval, Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::StoreError;
@@ -35,8 +40,8 @@ pub use queries::{
     Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,
 };
 pub use uploads::{
-    AccessEvent, AttPhotoUpload, BiometricTemplate, CommandResultRow, DeviceRecord, OperationLog, OperlogBatch,
-    RawUpload, UserPhoto, UserRow,
+    AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceRecord, OperationLog, OperlogBatch, RawUpload, UserPhoto,
+    UserRow,
 };
 
 /// Current time as Unix microseconds, the unit of every `*_at` column.

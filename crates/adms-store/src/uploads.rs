@@ -5,7 +5,7 @@
 use sqlx::SqliteConnection;
 
 use crate::device_events::{NewEvent, insert_event_in};
-use crate::devices::{DeviceFacts, store_facts_in};
+
 use crate::events::{EventDevice, UserData, event_body, event_type, user_enrolled_event_id, user_updated_event_id};
 use crate::punches::{RejectedLine, insert_rejected};
 use crate::roster::reflect_device_user_in;
@@ -115,16 +115,6 @@ pub struct AccessEvent {
     pub in_out: Option<i64>,
     pub verify_type: String,
     pub raw_line: Vec<u8>,
-}
-
-/// A result posted to `/iclock/devicecmd`.
-#[derive(Debug, Clone)]
-pub struct CommandResultRow {
-    pub command_id: String,
-    pub return_code: Option<i64>,
-    pub cmd: String,
-    pub head: Vec<u8>,
-    pub payload: Vec<u8>,
 }
 
 /// A whole request body kept as received.
@@ -287,39 +277,6 @@ impl Store {
             .bind(&e.verify_type)
             .bind(&e.raw_line)
             .bind(sha256(&e.raw_line))
-            .bind(received_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for r in rejected {
-            insert_rejected(&mut tx, device_id, r, received_at).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Stores command results of one devicecmd request (duplicates of a re-sent body are ignored).
-    pub async fn store_command_results(
-        &self,
-        device_id: i64,
-        results: &[CommandResultRow],
-        rejected: &[RejectedLine],
-        facts: &DeviceFacts,
-        received_at: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        store_facts_in(&mut tx, device_id, facts).await?;
-        for r in results {
-            sqlx::query(
-                "INSERT INTO command_results (device_id, command_id, return_code, cmd, head, payload, received_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(device_id)
-            .bind(&r.command_id)
-            .bind(r.return_code)
-            .bind(&r.cmd)
-            .bind(&r.head)
-            .bind(&r.payload)
             .bind(received_at)
             .execute(&mut *tx)
             .await?;

@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod body;
+mod commands;
 mod native;
 mod org_units;
 mod pagination;
@@ -33,7 +34,10 @@ pub fn routes() -> Router<SharedState> {
         .route("/iclock/api/transactions/{id}", get(transactions::detail))
         .route("/iclock/api/transactions/export", get(transactions::export))
         .route("/iclock/api/terminals", get(terminals::list))
-        .route("/iclock/api/terminals/{id}", get(terminals::detail).put(terminals::update).patch(terminals::update))
+        .route(
+            "/iclock/api/terminals/{id}",
+            get(terminals::detail).post(commands::terminal_action).put(terminals::update).patch(terminals::update),
+        )
         .route("/personnel/api/employees", get(personnel::list).post(personnel::create))
         .route(
             "/personnel/api/employees/{id}",
@@ -76,6 +80,9 @@ pub fn routes() -> Router<SharedState> {
         )
         .route("/personnel/api/resigns/reinstatement", post(resigns::reinstatement))
         .route("/api/v1/devices/{sn}", patch(native::update_device))
+        .route("/api/v1/devices/{sn}/commands", get(commands::list_commands).post(commands::enqueue_command))
+        .route("/api/v1/commands/{id}", get(commands::get_command))
+        .route("/api/v1/commands/{id}/cancel", post(commands::cancel_command))
         .route("/api/v1/rejected-lines", get(native::rejected_lines))
         .route("/api/v1/devices/{sn}/punches", get(webhooks::device_punches))
         .route("/api/v1/webhooks/endpoints", get(webhooks::list_endpoints).post(webhooks::create_endpoint))

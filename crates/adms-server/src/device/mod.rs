@@ -4,6 +4,7 @@
 //! its clock from it). Paths are normalised before routing (`.aspx`, doubled and trailing
 //! slashes, case), see [`crate::app::normalize_path`].
 
+pub mod commands;
 mod handshake;
 mod poll;
 pub mod presence;
@@ -45,7 +46,11 @@ pub fn routes() -> Router<SharedState> {
 
 /// A plain-text device reply with the headers firmware needs.
 pub fn reply(status: StatusCode, body: impl Into<String>) -> Response {
-    let body: String = body.into();
+    reply_bytes(status, body.into().into_bytes())
+}
+
+/// [`reply`] for a body that is not UTF-8 (commands in a device's code page).
+pub fn reply_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

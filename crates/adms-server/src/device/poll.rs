@@ -9,14 +9,14 @@ use axum::response::Response;
 
 use adms_protocol::devicecmd::parse_command_results;
 use adms_protocol::info::parse_info;
-use adms_store::{CommandResultRow, DeviceFacts, DeviceInfoUpdate, RejectedLine, now_micros};
+use adms_store::{CommandResultRow, DeviceFacts, DeviceInfoUpdate, RejectedLine, ResultOutcome};
 
 use super::upload::{info_from_options, owned_options};
 use super::{DeviceCtx, DeviceError, ok};
 use crate::app::SharedState;
 
-/// `GET /iclock/getrequest`: heartbeat and command poll. Commands come with the command queue;
-/// until then the answer is always `OK`.
+/// `GET /iclock/getrequest`: heartbeat and command poll: the due commands as `C:<id>:<command>`
+/// lines, or `OK` (from memory when nothing is queued).
 pub async fn getrequest(State(state): State<SharedState>, ctx: DeviceCtx) -> Result<Response, DeviceError> {
     let q = ctx.query();
     if let Some(info) = q.info.as_deref()
@@ -37,7 +37,11 @@ pub async fn getrequest(State(state): State<SharedState>, ctx: DeviceCtx) -> Res
         state.store.update_device_info(ctx.entry.id(), &update).await?;
         tracing::debug!(info, "device INFO recorded");
     }
-    Ok(ok("OK"))
+    drop(q);
+    match super::commands::poll_reply(&state, &ctx.entry).await? {
+        Some(lines) => Ok(super::reply_bytes(axum::http::StatusCode::OK, lines)),
+        None => Ok(ok("OK")),
+    }
 }
 
 /// `GET /iclock/ping`: keep-alive during long uploads.
@@ -45,8 +49,9 @@ pub async fn ping(_ctx: DeviceCtx) -> Response {
     ok("OK")
 }
 
-/// `POST /iclock/devicecmd`: command results, one or many per body. Stored (re-sent bodies
-/// add nothing) and always answered `OK`, even for unknown ids, so the device does not repeat.
+/// `POST /iclock/devicecmd`: command results, one or many per body, matched to this device's
+/// commands and stored in one transaction (re-sent bodies add nothing). Always answered `OK`,
+/// even for unknown ids, so the device does not repeat.
 pub async fn devicecmd(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
     let mut results = Vec::new();
     let mut rejected = Vec::new();
@@ -81,7 +86,24 @@ pub async fn devicecmd(State(state): State<SharedState>, ctx: DeviceCtx, body: B
     if !rejected.is_empty() {
         tracing::warn!(results = results.len(), rejected = rejected.len(), "devicecmd lines rejected and kept raw");
     }
-    state.store.store_command_results(device_id, &results, &rejected, &facts, now_micros()).await?;
-    tracing::debug!(results = results.len(), "command results stored");
+    let now = state.webhooks.clock.now_micros();
+    let outcomes =
+        state.store.store_command_results(device_id, &results, &rejected, &facts, now, &state.commands).await?;
+    let mut applied = 0;
+    for (result, outcome) in results.iter().zip(&outcomes) {
+        match outcome {
+            ResultOutcome::Applied => applied += 1,
+            ResultOutcome::Duplicate => tracing::debug!(id = %result.command_id, "duplicate command result"),
+            other => tracing::warn!(
+                id = %result.command_id,
+                outcome = other.as_str(),
+                "command result matches no command of this device; recorded"
+            ),
+        }
+    }
+    if applied > 0 {
+        state.webhooks.wake.notify_one();
+    }
+    tracing::debug!(results = results.len(), applied, "command results stored");
     Ok(ok("OK"))
 }

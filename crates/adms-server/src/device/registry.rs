@@ -22,6 +22,24 @@ pub struct DeviceEntry {
     /// Set while the database says the device is offline (see `device::presence`), so its next
     /// request brings it back online without a read on every poll.
     reported_offline: AtomicBool,
+    /// When the device's command queue next needs a look; see [`CommandWake`].
+    commands: Mutex<CommandWake>,
+}
+
+/// Whether a poll must read the command queue, so a poll with nothing queued stays an
+/// in-memory answer. `due_at` is when the queue next needs a look (Unix µs; `i64::MAX` when
+/// it is empty); `generation` counts enqueues, so the answer of a poll that read the queue
+/// before a concurrent enqueue cannot clear the wake-up that enqueue set.
+#[derive(Debug, Clone, Copy)]
+struct CommandWake {
+    generation: u64,
+    due_at: i64,
+}
+
+impl CommandWake {
+    /// A device just loaded: look at its queue on the first poll (commands may have been
+    /// queued before this process started, or by another replica).
+    const UNKNOWN: CommandWake = CommandWake { generation: 0, due_at: i64::MIN };
 }
 
 impl DeviceEntry {
@@ -62,6 +80,28 @@ impl DeviceEntry {
     /// True once after the device was reported offline (the caller then brings it back).
     pub fn take_reported_offline(&self) -> bool {
         self.reported_offline.swap(false, Ordering::Relaxed)
+    }
+
+    /// `Some(generation)` when a poll at `now` must read the command queue.
+    pub fn commands_due(&self, now: i64) -> Option<u64> {
+        let wake = *self.commands.lock().unwrap_or_else(|p| p.into_inner());
+        (wake.due_at <= now).then_some(wake.generation)
+    }
+
+    /// What a poll that read the queue at `generation` learned: when it next needs a look
+    /// (`None`: nothing open). Ignored when commands were enqueued since.
+    pub fn commands_taken(&self, generation: u64, next_due_at: Option<i64>) {
+        let mut wake = self.commands.lock().unwrap_or_else(|p| p.into_inner());
+        if wake.generation == generation {
+            wake.due_at = next_due_at.unwrap_or(i64::MAX);
+        }
+    }
+
+    /// Commands were committed for this device: its next poll reads the queue.
+    pub fn commands_enqueued(&self) {
+        let mut wake = self.commands.lock().unwrap_or_else(|p| p.into_inner());
+        wake.generation = wake.generation.wrapping_add(1);
+        wake.due_at = i64::MIN;
     }
 
     /// True when `info` differs from the last INFO value recorded.
@@ -108,6 +148,7 @@ impl DeviceRegistry {
             ip: Mutex::new(String::new()),
             info_hash: AtomicU64::new(0),
             reported_offline: AtomicBool::new(false),
+            commands: Mutex::new(CommandWake::UNKNOWN),
         });
         let mut map = self.by_sn.write().unwrap_or_else(|p| p.into_inner());
         Ok((map.entry(sn.to_owned()).or_insert(entry).clone(), registered))
@@ -115,6 +156,15 @@ impl DeviceRegistry {
 
     pub fn get(&self, sn: &str) -> Option<Arc<DeviceEntry>> {
         self.by_sn.read().unwrap_or_else(|p| p.into_inner()).get(sn).cloned()
+    }
+
+    /// Wakes the devices (by id) that commands were just committed for. Devices not cached
+    /// here read their queue on their first poll anyway.
+    pub fn commands_enqueued(&self, device_ids: &[i64]) {
+        let map = self.by_sn.read().unwrap_or_else(|p| p.into_inner());
+        for entry in map.values().filter(|e| device_ids.contains(&e.id())) {
+            entry.commands_enqueued();
+        }
     }
 
     /// Drops a cached device so the next request reloads it (after an operator change).

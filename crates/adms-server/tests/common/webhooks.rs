@@ -39,3 +39,44 @@ impl Received {
         self.json()["type"].as_str().unwrap_or_default().to_owned()
     }
 }
+
+/// A receiver on loopback that answers 200 to every request and records it.
+pub struct Receiver {
+    pub url: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        use std::sync::{Arc, Mutex};
+        async fn record(
+            axum::extract::State(received): axum::extract::State<Arc<Mutex<Vec<Received>>>>,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> axum::http::StatusCode {
+            received.lock().unwrap().push(Received::from_headers(&headers, body));
+            axum::http::StatusCode::OK
+        }
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let app = axum::Router::new().route("/hook", axum::routing::post(record)).with_state(Arc::clone(&received));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { url: format!("http://{addr}/hook"), received }
+    }
+
+    pub fn of_type(&self, event_type: &str) -> Vec<Received> {
+        self.received.lock().unwrap().iter().filter(|r| r.event_type() == event_type).cloned().collect()
+    }
+
+    /// Waits (up to 15 s) until a request of `event_type` satisfying `matches` arrived.
+    pub async fn wait_for(&self, event_type: &str, matches: impl Fn(&serde_json::Value) -> bool) -> Received {
+        for _ in 0..300 {
+            if let Some(r) = self.of_type(event_type).into_iter().find(|r| matches(&r.json())) {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no matching {event_type} event; got {:?}", self.of_type(event_type));
+    }
+}

@@ -1,0 +1,316 @@
+//! The command queue through the API: the native `/api/v1/` routes (enqueue any typed command,
+//! list a device's commands, get one, cancel a queued one) and the ZKBio Time terminal actions
+//! (`POST /iclock/api/terminals/reboot/` and the others of `biotime_api.md` §2.3).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use adms_protocol::{DeviceCommand, LocalDateTime};
+use adms_store::{CommandRow, EnqueueOutcome, NewCommand, StoreError};
+
+use super::ApiError;
+use super::auth::Authenticated;
+use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use crate::app::SharedState;
+use crate::device::commands::{default_expiry, enqueue};
+
+/// `POST /api/v1/devices/{sn}/commands` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueRequest {
+    /// The typed command, e.g. `{"type": "reboot"}`.
+    command: DeviceCommand,
+    /// While a command with this key is queued for the device, the same command is not queued
+    /// again; a different one supersedes it.
+    #[serde(default)]
+    dedupe_key: Option<String>,
+    /// Lifetime instead of the configured `command_ttl_secs`.
+    #[serde(default)]
+    expires_in_secs: Option<u64>,
+}
+
+/// A command as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct CommandView {
+    id: i64,
+    sn: String,
+    kind: String,
+    /// The typed command, as enqueued.
+    command: Value,
+    /// The exact line text sent after `C:<id>:`.
+    wire: String,
+    dedupe_key: Option<String>,
+    source: String,
+    /// `queued`, `sent`, `succeeded`, `failed`, `expired` or `cancelled`.
+    state: String,
+    return_code: Option<i64>,
+    /// The return code's meaning, or why it expired or was cancelled.
+    result: Option<String>,
+    /// Data that came with the result (INFO options), as text.
+    result_payload: Option<String>,
+    send_count: i64,
+    created_at: String,
+    sent_at: Option<String>,
+    completed_at: Option<String>,
+    expires_at: Option<String>,
+    /// Only in the answer to an enqueue: `queued`, `already_queued` or `superseded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'static str>,
+    /// With `superseded`: the command it replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    superseded: Option<i64>,
+}
+
+impl CommandView {
+    fn new(row: CommandRow, state: &SharedState) -> CommandView {
+        let zone = &state.display_zone;
+        CommandView {
+            id: row.id,
+            sn: row.sn,
+            kind: row.kind,
+            command: serde_json::from_str(&row.params).unwrap_or(Value::Null),
+            wire: row.command,
+            dedupe_key: row.dedupe_key,
+            source: row.source,
+            state: row.state,
+            return_code: row.return_code,
+            result: row.result,
+            result_payload: row.result_payload.map(|p| match String::from_utf8(p) {
+                Ok(text) => text,
+                Err(e) => base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+            }),
+            send_count: row.send_count,
+            created_at: zone.format_micros(row.created_at),
+            sent_at: row.sent_at.map(|t| zone.format_micros(t)),
+            completed_at: row.completed_at.map(|t| zone.format_micros(t)),
+            expires_at: (row.expires_at < i64::MAX).then(|| zone.format_micros(row.expires_at)),
+            outcome: None,
+            superseded: None,
+        }
+    }
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::NotFound => ApiError::NotFound,
+        StoreError::InvalidCommand(e) => {
+            let field = adms_store::commands::command_error_field(&e);
+            ApiError::BadRequest(json!({ "command": { field: [e.to_string()] } }))
+        }
+        other => ApiError::Store(other),
+    }
+}
+
+async fn device_id(state: &SharedState, sn: &str) -> Result<i64, ApiError> {
+    Ok(state.store.device_by_sn(sn).await?.ok_or(ApiError::NotFound)?.id)
+}
+
+/// `POST /api/v1/devices/{sn}/commands`: 201 with the command (200 when `already_queued`).
+pub async fn enqueue_command(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    Path(sn): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CommandView>), ApiError> {
+    let request: EnqueueRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(json!({ "non_field_errors": [format!("Invalid command JSON: {e}")] })))?;
+    if let Some(key) = &request.dedupe_key
+        && (key.is_empty() || key.len() > 200 || key.chars().any(char::is_control))
+    {
+        return Err(ApiError::BadRequest(json!({ "dedupe_key": ["1 to 200 printable characters."] })));
+    }
+    let device_id = device_id(&state, &sn).await?;
+    let expires_at = match request.expires_in_secs {
+        Some(secs) if secs == 0 || secs > 366 * 86_400 => {
+            return Err(ApiError::BadRequest(json!({ "expires_in_secs": ["1 to 31622400."] })));
+        }
+        Some(secs) => state.webhooks.clock.now_micros() + i64::try_from(secs).unwrap_or(0) * 1_000_000,
+        None => default_expiry(&state),
+    };
+    let new = NewCommand {
+        device_id,
+        command: request.command,
+        dedupe_key: request.dedupe_key,
+        source: format!("api:{}", who.name),
+        expires_at,
+    };
+    let enqueued = enqueue(&state, std::slice::from_ref(&new)).await.map_err(store_error)?;
+    let done = enqueued.first().copied().ok_or_else(|| ApiError::Internal("enqueue returned nothing".into()))?;
+    let row = state.store.command(done.id).await?.ok_or(ApiError::NotFound)?;
+    tracing::info!(sn = %sn, by = %who.name, id = done.id, kind = new.command.kind(), "command enqueued");
+    let mut view = CommandView::new(row, &state);
+    let status = match done.outcome {
+        EnqueueOutcome::Queued => {
+            view.outcome = Some("queued");
+            StatusCode::CREATED
+        }
+        EnqueueOutcome::AlreadyQueued => {
+            view.outcome = Some("already_queued");
+            StatusCode::OK
+        }
+        EnqueueOutcome::Superseded { previous } => {
+            view.outcome = Some("superseded");
+            view.superseded = Some(previous);
+            StatusCode::CREATED
+        }
+    };
+    Ok((status, Json(view)))
+}
+
+/// `GET /api/v1/devices/{sn}/commands?state=&page=&page_size=`: newest first.
+pub async fn list_commands(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(sn): Path<String>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Envelope<CommandView>>, ApiError> {
+    let params = QueryParams::parse(raw.as_deref());
+    let page = PageRequest::from_params(&params)?;
+    let filter = params.get("state").filter(|s| !s.is_empty());
+    if let Some(s) = filter
+        && !["queued", "sent", "succeeded", "failed", "expired", "cancelled"].contains(&s)
+    {
+        return Err(ApiError::BadRequest(json!({ "state": [format!("Unknown state \"{s}\".")] })));
+    }
+    let device_id = device_id(&state, &sn).await?;
+    let (count, rows) = state.store.list_commands(device_id, filter, page.store_page()).await?;
+    page.check(count)?;
+    let data = rows.into_iter().map(|r| CommandView::new(r, &state)).collect();
+    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound)
+}
+
+/// `GET /api/v1/commands/{id}`.
+pub async fn get_command(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<CommandView>, ApiError> {
+    let row = state.store.command(parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(CommandView::new(row, &state)))
+}
+
+/// `POST /api/v1/commands/{id}/cancel`: only a queued command (409 otherwise: a sent one may
+/// have run already).
+pub async fn cancel_command(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<CommandView>, ApiError> {
+    let now = state.webhooks.clock.now_micros();
+    match state.store.cancel_command(parse_id(&id)?, &format!("cancelled by {}", who.name), now).await {
+        Ok(row) => {
+            tracing::info!(id = row.id, by = %who.name, "command cancelled");
+            Ok(Json(CommandView::new(row, &state)))
+        }
+        Err(StoreError::Conflict(_)) => Err(ApiError::Conflict("Only a queued command can be cancelled.")),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+/// `{"terminals": [ids]}`, as ZKBio Time's terminal actions take it.
+#[derive(Debug, Deserialize)]
+pub struct TerminalsRequest {
+    #[serde(default)]
+    terminals: Vec<Value>,
+}
+
+/// The commands a ZKBio Time terminal action queues (`biotime_api.md` §2.3); `None` for an
+/// action we do not know. `clear_command` queues nothing: it cancels.
+fn action_commands(action: &str, local_now: LocalDateTime) -> Option<Vec<DeviceCommand>> {
+    let since = LocalDateTime { year: 2000, month: 1, day: 1, hour: 0, minute: 0, second: 0 };
+    // The device's log up to a day ahead, so a clock slightly fast loses nothing.
+    let until = LocalDateTime { year: local_now.year.saturating_add(1), ..local_now };
+    let all_attendance = DeviceCommand::QueryAttlog { start_time: since, end_time: until };
+    Some(match action {
+        "reboot" => vec![DeviceCommand::Reboot],
+        // Re-upload of the attendance log: the device re-sends the punches of the range as
+        // ordinary uploads, which de-duplication turns into no new rows for the ones we have.
+        "upload_transaction" => vec![all_attendance],
+        // Everything: a new handshake (tables whose stamp is 0 are re-uploaded), all users, and
+        // the attendance log.
+        "upload_all" => vec![DeviceCommand::Check, DeviceCommand::QueryUserinfo { pin: None }, all_attendance],
+        "clear_capture" => vec![DeviceCommand::ClearPhoto],
+        "clear_all" => vec![DeviceCommand::ClearData],
+        // Named as in the ZKBio Time console; not in the REST note, offered for completeness.
+        "clear_attendance" => vec![DeviceCommand::ClearLog],
+        // Attendance firmware sets its clock from the handshake reply (Date + TimeZone).
+        "sync_time" => vec![DeviceCommand::Check],
+        "read_info" => vec![DeviceCommand::Info],
+        "clear_command" => vec![],
+        _ => return None,
+    })
+}
+
+/// `POST /iclock/api/terminals/<action>/` with `{"terminals": [ids]}`: 200 `{"detail":
+/// "Success."}`; an unknown id fails the whole batch with 400, as in ZKBio Time.
+pub async fn terminal_action(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    Path(action): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let local_now = state.default_zone.now_local();
+    let Some(template) = action_commands(&action, local_now) else {
+        return Err(ApiError::NotFound);
+    };
+    let request: TerminalsRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(json!({ "non_field_errors": [format!("Invalid JSON: {e}")] })))?;
+    if request.terminals.is_empty() {
+        return Err(ApiError::BadRequest(json!({ "terminals": ["This list may not be empty."] })));
+    }
+    let mut devices = Vec::new();
+    let mut errors = serde_json::Map::new();
+    for (i, raw) in request.terminals.iter().enumerate() {
+        let id = raw.as_i64().or_else(|| raw.as_str().and_then(|s| s.trim().parse().ok()));
+        let found = match id {
+            Some(id) => state.store.device_by_id(id).await?,
+            None => None,
+        };
+        match found {
+            Some(device) => devices.push(device),
+            None => {
+                let shown = raw.as_str().map_or_else(|| raw.to_string(), str::to_owned);
+                errors.insert(i.to_string(), json!([format!("Invalid pk \"{shown}\" - object does not exist.")]));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::BadRequest(json!({ "terminals": errors })));
+    }
+    let now = state.webhooks.clock.now_micros();
+    if action == "clear_command" {
+        for device in &devices {
+            state.store.cancel_queued_commands(device.id, &format!("cleared by {}", who.name), now).await?;
+        }
+    } else {
+        let expires_at = default_expiry(&state);
+        let mut commands = Vec::new();
+        for device in &devices {
+            let device_now = state.zone_for(device).now_local();
+            let per_device = action_commands(&action, device_now).unwrap_or_else(|| template.clone());
+            for command in per_device {
+                commands.push(NewCommand {
+                    device_id: device.id,
+                    dedupe_key: Some(format!("terminals:{action}:{}", command.kind())),
+                    command,
+                    source: format!("terminals:{action}:{}", who.name),
+                    expires_at,
+                });
+            }
+        }
+        enqueue(&state, &commands).await.map_err(store_error)?;
+    }
+    tracing::info!(action = %action, terminals = devices.len(), by = %who.name, "terminal action queued");
+    Ok(Json(json!({ "detail": "Success." })))
+}

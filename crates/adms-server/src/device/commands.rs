@@ -1,0 +1,92 @@
+//! The device side of the command queue: handing commands out on `getrequest`, the expiry
+//! sweep, and [`enqueue`], the one way server code queues commands (it wakes the devices
+//! concerned, so their next poll reads the queue instead of answering `OK` from memory).
+
+use std::time::Duration;
+
+use adms_protocol::reply::push_command;
+use adms_protocol::text::TextEncoding;
+use adms_store::{Enqueued, NewCommand, StoreError};
+
+use super::registry::DeviceEntry;
+use crate::app::SharedState;
+
+/// Queues commands (one transaction) and wakes their devices.
+pub async fn enqueue(state: &SharedState, commands: &[NewCommand]) -> Result<Vec<Enqueued>, StoreError> {
+    let now = state.webhooks.clock.now_micros();
+    let enqueued = state.store.enqueue_commands(commands, now).await?;
+    let mut device_ids: Vec<i64> = commands.iter().map(|c| c.device_id).collect();
+    device_ids.sort_unstable();
+    device_ids.dedup();
+    state.devices.commands_enqueued(&device_ids);
+    Ok(enqueued)
+}
+
+/// When a command queued now expires.
+pub fn default_expiry(state: &SharedState) -> i64 {
+    let ttl = i64::try_from(state.config.command_ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX / 2);
+    state.webhooks.clock.now_micros().saturating_add(ttl)
+}
+
+/// The reply to a poll: `C:<id>:<command>` lines for the due commands, or `None` when there is
+/// nothing to send (the caller answers `OK`). Reads the store only when the entry says the
+/// queue may hold something due.
+pub async fn poll_reply(state: &SharedState, entry: &DeviceEntry) -> Result<Option<Vec<u8>>, StoreError> {
+    let now = state.webhooks.clock.now_micros();
+    let Some(generation) = entry.commands_due(now) else {
+        return Ok(None);
+    };
+    let taken = state.store.take_due_commands(entry.id(), now, &state.commands).await?;
+    entry.commands_taken(generation, taken.next_due_at);
+    if taken.completed > 0 {
+        state.webhooks.wake.notify_one();
+    }
+    if taken.commands.is_empty() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    for c in &taken.commands {
+        // Stored text was validated by the encoder; an id or text that cannot be framed would
+        // be a bug, and is skipped rather than sent (it expires, visibly).
+        if let Err(error) = push_command(&mut text, &c.id.to_string(), &c.text) {
+            tracing::error!(command = c.id, %error, "stored command cannot be framed; not sent");
+        }
+    }
+    tracing::info!(commands = taken.commands.len(), "commands handed out");
+    let device = entry.snapshot();
+    let encoding = device
+        .text_encoding
+        .as_deref()
+        .and_then(TextEncoding::for_label)
+        .unwrap_or_else(|| TextEncoding::for_language(Some(device.language.as_str())));
+    // Names go out in the device's code page (GB18030 on Chinese units); text it cannot
+    // represent goes as UTF-8, which is what most firmware reads.
+    let bytes = match encoding.encode(&text) {
+        Some(bytes) => bytes.into_owned(),
+        None => {
+            tracing::warn!(
+                encoding = encoding.name(),
+                "command text not representable in the device encoding; sent as UTF-8"
+            );
+            text.into_bytes()
+        }
+    };
+    Ok(Some(bytes))
+}
+
+/// Every 2 s: expires commands of devices that stopped polling (polls expire their own).
+pub async fn run_expiry(state: SharedState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.store.expire_due_commands(state.webhooks.clock.now_micros(), &state.commands).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(expired = n, "queued commands expired");
+                state.webhooks.wake.notify_one();
+            }
+            Err(error) => tracing::warn!(%error, "command expiry sweep failed"),
+        }
+    }
+}
