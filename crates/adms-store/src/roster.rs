@@ -1218,7 +1218,10 @@ async fn desired_entries(
     }
     let mut out = BTreeMap::new();
     for (code, first, last, privilege, password, card, verify) in employees {
-        let name = format!("{first} {last}").trim().to_owned();
+        // As the device will hold it (and report it back): cut to its name length.
+        let full = format!("{first} {last}");
+        let name =
+            full.trim().chars().take(adms_protocol::command::NAME_MAX_CHARS).collect::<String>().trim_end().to_owned();
         let user =
             DeviceUser { pin: code.clone(), name, privilege, password, card, verify: (verify >= 0).then_some(verify) };
         let templates = newest.iter().filter(|((pin, _), _)| *pin == code).map(|(_, t)| t.clone()).collect();

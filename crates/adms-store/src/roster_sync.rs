@@ -358,7 +358,7 @@ mod tests {
             major_ver: Some(12),
             minor_ver: Some(0),
             format: "0".into(),
-            template: format!("tmpl-{pin}-{bio_type}-{no}"),
+            template: "ocoAAA==".into(),
         }
     }
 
@@ -473,9 +473,9 @@ mod tests {
         long.verify = Some(1);
         let command = RosterChange::UpsertUser(long.clone()).to_command();
         let encoded = command.encode().expect("valid command");
-        assert!(encoded.starts_with("DATA UPDATE USERINFO PIN=0042\tName=Maximilian-Alexander Fe\t"), "{encoded}");
+        assert!(encoded.starts_with("DATA UPDATE USERINFO PIN=0042\tName=Maximilian-Alexander Fea\t"), "{encoded}");
         let back = RosterChange::from_command(&command).expect("a roster command");
-        assert_eq!(back, RosterChange::UpsertUser(DeviceUser { name: "Maximilian-Alexander Fe".into(), ..long }));
+        assert_eq!(back, RosterChange::UpsertUser(DeviceUser { name: "Maximilian-Alexander Fea".into(), ..long }));
         for change in [
             RosterChange::DeleteUser { pin: "7".into() },
             RosterChange::UpsertTemplate(template("7", 9, 0)),
@@ -506,7 +506,7 @@ mod tests {
             RosterChange::UpsertTemplate(t.clone()).dedup_key(),
             RosterChange::UpsertTemplate(template("1", 1, 4)).dedup_key()
         );
-        assert!(!RosterChange::UpsertTemplate(t).dedup_key().contains("tmpl"));
+        assert!(!RosterChange::UpsertTemplate(t).dedup_key().contains("ocoA"));
         assert!(!format!("{a:?}").contains("1234"));
     }
 }
