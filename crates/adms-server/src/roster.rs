@@ -1,20 +1,51 @@
 //! Roster changes → terminals: after an employee or terminal changes, or a terminal comes
 //! online (first contact, replacement, back from offline), the store plans what each terminal
-//! must receive (`adms_store::roster_sync`) and it is handed to the device command queue here.
+//! must receive (`adms_store::roster_sync`) and it is queued as device commands here.
 
 use adms_store::StoreError;
+use adms_store::commands::NewCommand;
 use adms_store::roster_sync::RosterChange;
 
 use crate::app::AppState;
 
-/// Hands planned roster changes to the device command queue.
-///
-/// The persistent command queue (typed commands, de-duplication keys) is built on another
-/// branch; until it is merged the plan is computed and logged, and not delivered.
-pub async fn push_roster_changes(_state: &AppState, plan: Vec<(i64, RosterChange)>) -> Result<(), StoreError> {
-    for (device_id, change) in &plan {
-        tracing::info!(device_id, pin = change.pin(), key = %change.dedup_key(), "roster change planned");
+/// Queues planned roster changes as device commands (source `roster`, de-duplication key
+/// naming the user or template slot, so a newer desire supersedes a queued older one) and wakes
+/// the devices concerned. A change the encoder refuses (a value a device cannot take) is logged
+/// and skipped; the others are queued.
+pub async fn push_roster_changes(state: &AppState, plan: Vec<(i64, RosterChange)>) -> Result<(), StoreError> {
+    if plan.is_empty() {
+        return Ok(());
     }
+    let now = state.webhooks.clock.now_micros();
+    let ttl = i64::try_from(state.config.command_ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX / 2);
+    let commands: Vec<NewCommand> = plan
+        .iter()
+        .map(|(device_id, change)| NewCommand {
+            device_id: *device_id,
+            command: change.to_command(),
+            dedupe_key: Some(change.dedup_key()),
+            source: "roster".to_owned(),
+            expires_at: now.saturating_add(ttl),
+        })
+        .collect();
+    match state.store.enqueue_commands(&commands, now).await {
+        Ok(_) => {}
+        Err(StoreError::InvalidCommand(error)) => {
+            // One bad value must not hold back the rest: queue them one by one.
+            tracing::warn!(%error, "a roster change was refused by the command encoder; queueing the others one by one");
+            for command in &commands {
+                if let Err(error) = state.store.enqueue_commands(std::slice::from_ref(command), now).await {
+                    tracing::warn!(%error, device_id = command.device_id, kind = command.command.kind(), "roster change not queued");
+                }
+            }
+        }
+        Err(other) => return Err(other),
+    }
+    let mut device_ids: Vec<i64> = commands.iter().map(|c| c.device_id).collect();
+    device_ids.sort_unstable();
+    device_ids.dedup();
+    state.devices.commands_enqueued(&device_ids);
+    tracing::info!(commands = commands.len(), devices = device_ids.len(), "roster changes queued");
     Ok(())
 }
 

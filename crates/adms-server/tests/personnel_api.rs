@@ -106,7 +106,7 @@ async fn seed(api: &Api) -> (i64, i64, i64) {
         api,
         "/personnel/api/employees/",
         json!({ "emp_code": "0042", "first_name": "Ann", "last_name": "Lee", "department": dept, "area": [area],
-                "position": pos, "card_no": "15CD5B07", "device_password": "4321", "hire_date": "2026-01-05",
+                "position": pos, "card_no": "[15CD5B07]", "device_password": "4321", "hire_date": "2026-01-05",
                 "gender": "F", "email": null }),
     )
     .await;
@@ -148,7 +148,7 @@ async fn employee_record_shape_filters_and_pagination() {
         json!({
             "id": id, "emp_code": "0042", "first_name": "Ann", "last_name": "Lee", "nickname": "",
             "format_name": "0042 Ann", "photo": "", "full_name": "Ann Lee", "device_password": null,
-            "card_no": "15CD5B07",
+            "card_no": "[15CD5B07]",
             "department": { "id": dept, "dept_code": "S", "dept_name": "Sales" },
             "position": { "id": pos, "position_code": "C", "position_name": "Clerk" },
             "hire_date": "2026-01-05", "gender": "F", "birthday": null, "verify_mode": -1, "emp_type": null,
@@ -233,7 +233,7 @@ async fn employee_writes_and_validation_errors() {
     let (status, body) = api
         .post_json(
             "/personnel/api/employees/",
-            &json!({ "emp_code": "2000", "card_no": "15CD5B07", "department": 1, "area": [1] }),
+            &json!({ "emp_code": "2000", "card_no": "[15CD5B07]", "department": 1, "area": [1] }),
         )
         .await;
     assert_eq!((status, body), (400, json!({ "Update Failed": "Duplicate card number with 0042" })));
@@ -645,4 +645,100 @@ async fn terminals_belong_to_areas_and_transactions_export_as_csv() {
     assert!(body.contains("export_type"), "{body}");
     let (status, _, _) = export("export_type=pdf").await;
     assert_eq!(status, 400);
+}
+
+/// The `C:<id>:<command>` lines of a poll reply.
+fn command_lines(reply: &str) -> Vec<(i64, String)> {
+    reply
+        .lines()
+        .filter_map(|l| l.strip_prefix("C:"))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(id, cmd)| (id.parse().expect("command id"), cmd.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn roster_changes_reach_the_terminals_of_the_area_as_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::login(&server).await;
+    let gate = Device { server: &server, sn: "RSN0010".into() };
+    let office = Device { server: &server, sn: "RSN0011".into() };
+    gate.handshake().await;
+    office.handshake().await;
+    let hq = create(&api, "/personnel/api/areas/", json!({ "area_code": "HQ", "area_name": "HQ" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let office_id = api.get("/iclock/api/terminals/?sn=RSN0011").await["data"][0]["id"].as_i64().unwrap();
+    assert_eq!(api.patch_json(&format!("/iclock/api/terminals/{office_id}/"), &json!({ "area": hq })).await.0, 200);
+    let poll = |d: &Device<'_>| format!("/iclock/getrequest?SN={}", d.sn);
+
+    // Create in area 1: the gate's next poll carries the user, the office's nothing.
+    let ann = create(
+        &api,
+        "/personnel/api/employees/",
+        json!({ "emp_code": "0042", "first_name": "Ann", "last_name": "Lee", "department": 1, "area": [1],
+                "card_no": "123456", "device_password": "4321" }),
+    )
+    .await;
+    let lines = command_lines(&gate.get(&poll(&gate)).await.text());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let (id, line) = &lines[0];
+    assert_eq!(
+        line,
+        "DATA UPDATE USERINFO PIN=0042\tName=Ann Lee\tPri=0\tPasswd=4321\tCard=123456\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard="
+    );
+    assert!(command_lines(&office.get(&poll(&office)).await.text()).is_empty());
+    // The device confirms: succeeded, and a resync plans nothing new for it.
+    let result = format!("ID={id}&Return=0&CMD=DATA\n");
+    assert_eq!(gate.post(&format!("/iclock/devicecmd?SN={}", gate.sn), result.as_bytes()).await.text(), "OK");
+    let commands = api.get(&format!("/api/v1/devices/{}/commands", gate.sn)).await;
+    assert_eq!(commands["data"][0]["state"], "succeeded", "{commands}");
+    let emp = ann["id"].as_i64().unwrap();
+    assert_eq!(
+        api.post_json("/personnel/api/employees/resync_to_device/", &json!({ "employees": [emp] })).await.0,
+        200
+    );
+    assert!(command_lines(&gate.get(&poll(&gate)).await.text()).is_empty(), "nothing re-sent after success");
+
+    // Two edits before the office polls: one command, the latest (the queued one superseded).
+    assert_eq!(api.patch_json(&format!("/personnel/api/employees/{emp}/"), &json!({ "area": [hq] })).await.0, 200);
+    assert_eq!(
+        api.patch_json(&format!("/personnel/api/employees/{emp}/"), &json!({ "first_name": "Annette" })).await.0,
+        200
+    );
+    let lines = command_lines(&office.get(&poll(&office)).await.text());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].1.starts_with("DATA UPDATE USERINFO PIN=0042\tName=Annette Lee\t"), "{lines:?}");
+    // Moved out of area 1: the gate removes her.
+    let gate_lines = command_lines(&gate.get(&poll(&gate)).await.text());
+    assert_eq!(gate_lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(), ["DATA DELETE USERINFO PIN=0042"]);
+
+    // Resigned: the office removes her too; her punches stay.
+    assert_eq!(office.attlog(b"0042\t2026-11-20 08:00:00\t0\t1\t0\t0\t0\n").await.text(), "OK: 1");
+    let (status, _) = api
+        .post_json(
+            "/personnel/api/employees/adjust_resign/",
+            &json!({ "employees": [emp], "resign_date": "2026-12-01", "resign_type": 1 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let lines = command_lines(&office.get(&poll(&office)).await.text());
+    assert_eq!(lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(), ["DATA DELETE USERINFO PIN=0042"]);
+    assert_eq!(api.transactions("emp_code=0042").await.len(), 1);
+
+    // A terminal seen for the first time gets the roster of its area (area 1 here).
+    create(
+        &api,
+        "/personnel/api/employees/",
+        json!({ "emp_code": "7", "first_name": "Bo", "department": 1, "area": [1] }),
+    )
+    .await;
+    let newcomer = Device { server: &server, sn: "RSN0012".into() };
+    newcomer.handshake().await;
+    let lines = command_lines(&newcomer.get(&poll(&newcomer)).await.text());
+    assert_eq!(
+        lines.iter().map(|(_, l)| l.split('\t').next().unwrap()).collect::<Vec<_>>(),
+        ["DATA UPDATE USERINFO PIN=7"]
+    );
 }

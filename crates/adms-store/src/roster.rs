@@ -842,7 +842,14 @@ impl Store {
         let Some(employee) = self.employee_by_id(employee_id).await? else { return Err(StoreError::NotFound) };
         let pin = employee.fields.emp_code;
         let mut tx = self.begin().await?;
-        let states = device_states_for_pin(&mut tx, &pin).await?;
+        let mut states = device_states_for_pin(&mut tx, &pin).await?;
+        let mut pending = pending_changes(&mut tx, None, Some(&pin)).await?;
+        for device_id in pending.keys() {
+            states.entry(*device_id).or_insert_with(|| DeviceState { device_id: *device_id, ..DeviceState::default() });
+        }
+        for (device_id, state) in &mut states {
+            state.pending = pending.remove(device_id).unwrap_or_default();
+        }
         sqlx::query("DELETE FROM biometric_templates WHERE pin = ? AND bio_type IN (SELECT value FROM json_each(?))")
             .bind(&pin)
             .bind(ids_json(bio_types))
@@ -868,9 +875,15 @@ impl Store {
         let mut device_ids: BTreeSet<i64> = states.keys().copied().collect();
         device_ids.extend(targets.iter().copied());
         let managed: BTreeSet<String> = pins.into_iter().collect();
+        // Every device with a command for this PIN counts too: one that got the user from the
+        // queue may never have reported it back.
+        let mut pending = pending_changes(&mut conn, None, Some(emp_code)).await?;
+        device_ids.extend(pending.keys().copied());
         let mut plan = Vec::new();
         for device_id in device_ids {
-            let state = states.get(&device_id).cloned().unwrap_or(DeviceState { device_id, ..DeviceState::default() });
+            let mut state =
+                states.get(&device_id).cloned().unwrap_or(DeviceState { device_id, ..DeviceState::default() });
+            state.pending = pending.remove(&device_id).unwrap_or_default();
             let wanted = if targets.contains(&device_id) { desired.clone() } else { BTreeMap::new() };
             plan.extend(plan_device(&state, &wanted, &managed).into_iter().map(|c| (device_id, c)));
         }
@@ -901,7 +914,9 @@ impl Store {
         .fetch_all(&mut *conn)
         .await?;
         let desired = desired_entries(&mut conn, &wanted_pins).await?;
-        let state = device_state(&mut conn, device_id).await?;
+        let mut state = device_state(&mut conn, device_id).await?;
+        state.pending =
+            pending_changes(&mut conn, Some(&[device_id]), None).await?.remove(&device_id).unwrap_or_default();
         let known: Vec<String> = sqlx::query_scalar(
             "SELECT emp_code FROM employees WHERE emp_code IN (SELECT pin FROM device_users WHERE device_id = ?1 \
              UNION SELECT pin FROM biometric_templates WHERE device_id = ?1)",
@@ -1076,8 +1091,7 @@ fn fold_states(users: Vec<UserRowForSync>, templates: Vec<(i64, String, i64, i64
     states
 }
 
-/// What every device reported for one PIN, by device id. Queued changes are not known here
-/// yet (the command queue will supply them), so `pending` is empty.
+/// What every device reported for one PIN, by device id (`pending` is filled by the caller).
 async fn device_states_for_pin(
     conn: &mut SqliteConnection,
     pin: &str,
@@ -1094,6 +1108,41 @@ async fn device_states_for_pin(
             .fetch_all(&mut *conn)
             .await?;
     Ok(fold_states(users, templates))
+}
+
+/// User and template commands that will still run on each device, or ran after the device
+/// last reported the user, in queue order (whoever queued them): open ones (`queued`, `sent`),
+/// and succeeded ones the device has not reported back since.
+async fn pending_changes(
+    conn: &mut SqliteConnection,
+    device_ids: Option<&[i64]>,
+    pin: Option<&str>,
+) -> Result<BTreeMap<i64, Vec<RosterChange>>, StoreError> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT c.device_id, c.params FROM device_commands AS c \
+         WHERE (?1 IS NULL OR c.device_id IN (SELECT value FROM json_each(?1))) \
+         AND (?2 IS NULL OR json_extract(c.params, '$.pin') = ?2) \
+         AND c.kind IN ('user_upsert', 'user_delete', 'fingerprint_upsert', 'fingerprint_delete', 'face_upsert', \
+         'face_delete', 'biodata_upsert', 'biodata_delete') \
+         AND (c.state IN ('queued', 'sent') OR (c.state = 'succeeded' AND c.completed_at > COALESCE( \
+         (SELECT u.updated_at FROM device_users AS u WHERE u.device_id = c.device_id \
+         AND u.pin = json_extract(c.params, '$.pin')), 0))) \
+         ORDER BY c.id",
+    )
+    .bind(device_ids.map(ids_json))
+    .bind(pin)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: BTreeMap<i64, Vec<RosterChange>> = BTreeMap::new();
+    for (device_id, params) in rows {
+        let change = serde_json::from_str::<adms_protocol::DeviceCommand>(&params)
+            .ok()
+            .and_then(|c| RosterChange::from_command(&c));
+        if let Some(change) = change {
+            out.entry(device_id).or_default().push(change);
+        }
+    }
+    Ok(out)
 }
 
 /// What one device reported, all PINs.
@@ -1169,7 +1218,10 @@ async fn desired_entries(
     }
     let mut out = BTreeMap::new();
     for (code, first, last, privilege, password, card, verify) in employees {
-        let name = format!("{first} {last}").trim().to_owned();
+        // As the device will hold it (and report it back): cut to its name length.
+        let full = format!("{first} {last}");
+        let name =
+            full.trim().chars().take(adms_protocol::command::NAME_MAX_CHARS).collect::<String>().trim_end().to_owned();
         let user =
             DeviceUser { pin: code.clone(), name, privilege, password, card, verify: (verify >= 0).then_some(verify) };
         let templates = newest.iter().filter(|((pin, _), _)| *pin == code).map(|(_, t)| t.clone()).collect();

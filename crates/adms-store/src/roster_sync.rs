@@ -6,9 +6,12 @@
 //! plan is the difference between the desired state and the state the device will be in once
 //! its queued changes ran, so planning twice, or planning while earlier changes are still
 //! queued, adds nothing. Nothing here knows how a change is encoded for the wire: the command
-//! queue turns a [`RosterChange`] into a device command.
+//! queue encodes the [`DeviceCommand`] a [`RosterChange`] maps to.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use adms_protocol::DeviceCommand;
+use adms_protocol::command::NAME_MAX_CHARS;
 
 /// A user as a terminal should hold it (`DATA UPDATE USERINFO`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,6 +107,119 @@ impl RosterChange {
         }
     }
 }
+
+/// Group and access time zones of users the roster sends (the firmware defaults: group 1, its
+/// first time zone); the roster does not manage access control.
+const DEFAULT_GROUP: u16 = 1;
+const DEFAULT_TIME_ZONES: &str = "0000000100000000";
+
+impl RosterChange {
+    /// The typed device command that performs this change (encoded and validated by the
+    /// command queue). Names longer than the device holds are cut to its limit.
+    pub fn to_command(&self) -> DeviceCommand {
+        let small = |v: i64| u8::try_from(v).unwrap_or(0);
+        match self {
+            RosterChange::UpsertUser(u) => DeviceCommand::UserUpsert {
+                pin: u.pin.clone(),
+                name: u.name.chars().take(NAME_MAX_CHARS).collect::<String>().trim_end().to_owned(),
+                privilege: small(u.privilege),
+                password: u.password.clone(),
+                card: u.card.clone(),
+                group: DEFAULT_GROUP,
+                time_zones: DEFAULT_TIME_ZONES.to_owned(),
+                verify: u.verify.and_then(|v| i16::try_from(v).ok()).unwrap_or(-1),
+                vice_card: String::new(),
+                start_datetime: None,
+                end_datetime: None,
+            },
+            RosterChange::DeleteUser { pin } => DeviceCommand::UserDelete { pin: pin.clone() },
+            RosterChange::UpsertTemplate(t) => match t.record_kind.as_str() {
+                "FP" => DeviceCommand::FingerprintUpsert {
+                    pin: t.pin.clone(),
+                    finger: small(t.key.no),
+                    valid: small(t.valid.unwrap_or(1)),
+                    template: t.template.clone(),
+                },
+                "FACE" => DeviceCommand::FaceUpsert {
+                    pin: t.pin.clone(),
+                    face_id: small(t.key.no),
+                    valid: small(t.valid.unwrap_or(1)),
+                    template: t.template.clone(),
+                },
+                _ => DeviceCommand::BiodataUpsert {
+                    pin: t.pin.clone(),
+                    bio_type: small(t.key.bio_type),
+                    no: small(t.key.no),
+                    index: small(t.key.index),
+                    valid: small(t.valid.unwrap_or(1)),
+                    duress: small(t.duress.unwrap_or(0)),
+                    major_ver: t.major_ver.and_then(|v| u16::try_from(v).ok()).unwrap_or(0),
+                    minor_ver: t.minor_ver.and_then(|v| u16::try_from(v).ok()).unwrap_or(0),
+                    format: t.format.parse().unwrap_or(0),
+                    template: t.template.clone(),
+                },
+            },
+            RosterChange::DeleteTemplates { pin, bio_type } => match bio_type {
+                Some(FINGERPRINT_TYPE) => DeviceCommand::FingerprintDelete { pin: pin.clone(), finger: None },
+                Some(FACE_TYPE) => DeviceCommand::FaceDelete { pin: pin.clone() },
+                other => DeviceCommand::BiodataDelete {
+                    pin: pin.clone(),
+                    bio_type: other.and_then(|t| u8::try_from(t).ok()),
+                    no: None,
+                },
+            },
+        }
+    }
+
+    /// The roster change a queued device command stands for, if it is one (user and template
+    /// commands, whoever queued them), so planning accounts for it.
+    pub fn from_command(command: &DeviceCommand) -> Option<RosterChange> {
+        let template = |pin: &str, bio_type: u8, no: u8, index: u8, kind: &str, template: &str| {
+            RosterChange::UpsertTemplate(DeviceTemplate {
+                pin: pin.to_owned(),
+                key: TemplateKey { bio_type: bio_type.into(), no: no.into(), index: index.into() },
+                record_kind: kind.to_owned(),
+                valid: None,
+                duress: None,
+                major_ver: None,
+                minor_ver: None,
+                format: String::new(),
+                template: template.to_owned(),
+            })
+        };
+        Some(match command {
+            DeviceCommand::UserUpsert { pin, name, privilege, password, card, verify, .. } => {
+                RosterChange::UpsertUser(DeviceUser {
+                    pin: pin.clone(),
+                    name: name.clone(),
+                    privilege: (*privilege).into(),
+                    password: password.clone(),
+                    card: card.clone(),
+                    verify: (*verify >= 0).then_some((*verify).into()),
+                })
+            }
+            DeviceCommand::UserDelete { pin } => RosterChange::DeleteUser { pin: pin.clone() },
+            DeviceCommand::FingerprintUpsert { pin, finger, template: t, .. } => template(pin, 1, *finger, 0, "FP", t),
+            DeviceCommand::FaceUpsert { pin, face_id, template: t, .. } => template(pin, 2, *face_id, 0, "FACE", t),
+            DeviceCommand::BiodataUpsert { pin, bio_type, no, index, template: t, .. } => {
+                template(pin, *bio_type, *no, *index, "BIODATA", t)
+            }
+            DeviceCommand::FingerprintDelete { pin, .. } => {
+                RosterChange::DeleteTemplates { pin: pin.clone(), bio_type: Some(FINGERPRINT_TYPE) }
+            }
+            DeviceCommand::FaceDelete { pin } => {
+                RosterChange::DeleteTemplates { pin: pin.clone(), bio_type: Some(FACE_TYPE) }
+            }
+            DeviceCommand::BiodataDelete { pin, bio_type, .. } => {
+                RosterChange::DeleteTemplates { pin: pin.clone(), bio_type: bio_type.map(i64::from) }
+            }
+            _ => return None,
+        })
+    }
+}
+
+const FINGERPRINT_TYPE: i64 = 1;
+const FACE_TYPE: i64 = 2;
 
 /// What one employee should look like on the terminals that should hold them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +358,7 @@ mod tests {
             major_ver: Some(12),
             minor_ver: Some(0),
             format: "0".into(),
-            template: format!("tmpl-{pin}-{bio_type}-{no}"),
+            template: "ocoAAA==".into(),
         }
     }
 
@@ -352,6 +468,29 @@ mod tests {
     }
 
     #[test]
+    fn changes_map_to_commands_and_back() {
+        let mut long = user("0042", "Maximilian-Alexander Featherstonehaugh");
+        long.verify = Some(1);
+        let command = RosterChange::UpsertUser(long.clone()).to_command();
+        let encoded = command.encode().expect("valid command");
+        assert!(encoded.starts_with("DATA UPDATE USERINFO PIN=0042\tName=Maximilian-Alexander Fea\t"), "{encoded}");
+        let back = RosterChange::from_command(&command).expect("a roster command");
+        assert_eq!(back, RosterChange::UpsertUser(DeviceUser { name: "Maximilian-Alexander Fea".into(), ..long }));
+        for change in [
+            RosterChange::DeleteUser { pin: "7".into() },
+            RosterChange::UpsertTemplate(template("7", 9, 0)),
+            RosterChange::DeleteTemplates { pin: "7".into(), bio_type: Some(1) },
+            RosterChange::DeleteTemplates { pin: "7".into(), bio_type: Some(8) },
+        ] {
+            let command = change.to_command();
+            assert!(command.encode().is_ok(), "{change:?}");
+            let back = RosterChange::from_command(&command).expect("maps back");
+            assert_eq!((back.pin(), std::mem::discriminant(&back)), (change.pin(), std::mem::discriminant(&change)));
+        }
+        assert_eq!(RosterChange::from_command(&DeviceCommand::Reboot), None);
+    }
+
+    #[test]
     fn dedup_keys_name_the_target_and_hide_secrets() {
         let mut a = user("1", "Gus");
         a.password = "4321".into();
@@ -367,7 +506,7 @@ mod tests {
             RosterChange::UpsertTemplate(t.clone()).dedup_key(),
             RosterChange::UpsertTemplate(template("1", 1, 4)).dedup_key()
         );
-        assert!(!RosterChange::UpsertTemplate(t).dedup_key().contains("tmpl"));
+        assert!(!RosterChange::UpsertTemplate(t).dedup_key().contains("ocoA"));
         assert!(!format!("{a:?}").contains("1234"));
     }
 }

@@ -270,6 +270,15 @@ fn text_slot<'a>(f: &'a mut EmployeeFields, name: &str) -> Option<&'a mut String
     })
 }
 
+/// A card number a device accepts: up to 20 digits, or 4 hex bytes in brackets.
+fn valid_card(card: &str) -> bool {
+    let bracketed = card.len() == 10
+        && card.starts_with('[')
+        && card.ends_with(']')
+        && card[1..9].bytes().all(|b| b.is_ascii_hexdigit());
+    bracketed || (card.len() <= 20 && card.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// An `emp_code` a device accepts as a PIN: 1 to 24 letters or digits (leading zeros kept).
 fn valid_emp_code(code: &str) -> bool {
     (1..=24).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -313,8 +322,8 @@ async fn apply_body(
     }
     if let Some(value) = given(body, "card_no") {
         match text(value) {
-            Some(s) if s.len() <= 20 && s.bytes().all(|b| b.is_ascii_alphanumeric()) => fields.card_no = s,
-            _ => errors.add("card_no", "At most 20 letters or digits."),
+            Some(s) if valid_card(&s) => fields.card_no = s,
+            _ => errors.add("card_no", "Up to 20 digits, or 8 hex digits in brackets ([15CD5B07])."),
         }
     }
     if let Some(value) = given(body, "device_password") {
@@ -354,14 +363,19 @@ async fn apply_body(
     if let Some(v) = int_field("emp_type", 0..=100) {
         fields.emp_type = Some(v);
     }
-    if let Some(v) = int_field("dev_privilege", 0..=15) {
-        fields.dev_privilege = v;
-    }
+    let privilege = int_field("dev_privilege", 0..=14);
     if let Some(v) = int_field("app_status", 0..=1) {
         fields.app_status = v;
     }
     if let Some(v) = int_field("app_role", 1..=2) {
         fields.app_role = v;
+    }
+    if let Some(v) = privilege {
+        if adms_protocol::command::PRIVILEGES.iter().any(|p| i64::from(*p) == v) {
+            fields.dev_privilege = v;
+        } else {
+            errors.add("dev_privilege", "One of 0 (employee), 2, 6, 10 or 14 (administrator).");
+        }
     }
     match given(body, "department") {
         None if creating => errors.add("department", "This field is required."),
