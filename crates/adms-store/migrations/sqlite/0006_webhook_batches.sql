@@ -15,7 +15,8 @@ CREATE TABLE webhook_batches (
 -- NULL = sent on its own. Cleared when an operator resends or replays the delivery, which then
 -- travels in a new batch (under a new id, since the members differ).
 ALTER TABLE webhook_deliveries ADD COLUMN batch_row INTEGER REFERENCES webhook_batches (id);
-CREATE INDEX webhook_deliveries_batch ON webhook_deliveries (batch_row) WHERE batch_row IS NOT NULL;
+-- Finds waiting batches (state first: the claim asks for pending ones) and a batch's members.
+CREATE INDEX webhook_deliveries_batch ON webhook_deliveries (state, batch_row) WHERE batch_row IS NOT NULL;
 
 -- The webhook-id the attempt was sent under when it carried a batch (NULL: the event's own id).
 ALTER TABLE webhook_attempts ADD COLUMN batch_id TEXT;
