@@ -27,8 +27,15 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/docs", get(docs))
         .route("/iclock/api/transactions", get(transactions::list))
         .route("/iclock/api/transactions/{id}", get(transactions::detail))
-        .route("/iclock/api/terminals", get(terminals::list))
-        .route("/iclock/api/terminals/{id}", get(terminals::detail).post(commands::terminal_action))
+        .route("/iclock/api/terminals", get(terminals::list).post(terminals::create))
+        .route(
+            "/iclock/api/terminals/{id}",
+            get(terminals::detail)
+                .post(commands::terminal_action)
+                .put(terminals::update)
+                .patch(terminals::update)
+                .delete(terminals::delete),
+        )
         .route("/api/v1/devices/{sn}", patch(native::update_device))
         .route("/api/v1/devices/{sn}/commands", get(commands::list_commands).post(commands::enqueue_command))
         .route("/api/v1/commands/{id}", get(commands::get_command))
