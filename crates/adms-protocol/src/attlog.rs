@@ -4,8 +4,6 @@
 //! columns, trailing TABs and empty work codes; only the first four columns are required, every
 //! column after the work code is kept verbatim in [`AttLogRecord::extra`].
 
-use nom::IResult;
-
 use crate::lines::{Line, lines};
 use crate::reject::{RejectReason, Rejected};
 use crate::time::LocalDateTime;
@@ -62,40 +60,40 @@ impl<'a> AttLogRecord<'a> {
 /// Length of `YYYY-MM-DD hh:mm:ss`.
 const TIME_LEN: usize = 19;
 
-/// The next field: everything up to the next TAB. A plain loop, not memchr: ATTLOG fields are
-/// 1 to 19 bytes, too short for a vector search to pay for its set-up.
-#[inline]
-fn field(input: &[u8]) -> IResult<&[u8], &[u8]> {
-    let end = input.iter().position(|&b| b == b'\t').unwrap_or(input.len());
-    Ok((&input[end..], &input[..end]))
-}
-
-/// Consumes the TAB after a field; `None` when the line ended instead.
-fn tab(input: &[u8]) -> Option<&[u8]> {
-    input.strip_prefix(b"\t")
-}
-
 fn has_control(bytes: &[u8]) -> bool {
     bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
+}
+
+/// The value of 1 to `max_len` ASCII digits; `None` for anything else. One pass, so that short
+/// numeric fields cost a few instructions per byte.
+#[inline]
+fn small_number(raw: &[u8], max_len: usize) -> Option<u32> {
+    if raw.is_empty() || raw.len() > max_len {
+        return None;
+    }
+    let mut value = 0u32;
+    for &b in raw {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value * 10 + u32::from(digit);
+    }
+    Some(value)
 }
 
 fn state_code(raw: &[u8]) -> Result<(), RejectReason> {
     match raw {
         [b] if b.is_ascii_alphabetic() => Ok(()),
-        _ if !raw.is_empty() && raw.len() <= 3 && raw.iter().all(u8::is_ascii_digit) => {
-            let value: u32 = raw.iter().fold(0, |acc, &b| acc * 10 + u32::from(b - b'0'));
-            if value <= 255 { Ok(()) } else { Err(RejectReason::BadState) }
-        }
-        _ => Err(RejectReason::BadState),
+        _ => match small_number(raw, 3) {
+            Some(value) if value <= 255 => Ok(()),
+            _ => Err(RejectReason::BadState),
+        },
     }
 }
 
 fn verify_code(raw: &[u8]) -> Result<u16, RejectReason> {
-    if raw.is_empty() || raw.len() > 5 || !raw.iter().all(u8::is_ascii_digit) {
-        return Err(RejectReason::BadVerify);
-    }
-    let value: u32 = raw.iter().fold(0, |acc, &b| acc * 10 + u32::from(b - b'0'));
-    u16::try_from(value).map_err(|_| RejectReason::BadVerify)
+    small_number(raw, 5).and_then(|value| u16::try_from(value).ok()).ok_or(RejectReason::BadVerify)
 }
 
 /// Parses one ATTLOG line (without its terminator).
@@ -121,12 +119,13 @@ pub fn parse_attlog_body(body: &[u8]) -> impl Iterator<Item = Result<(Line<'_>, 
     let clean_text = if is_plain_ascii_text(body) { std::str::from_utf8(body).ok() } else { None };
     // Where the unterminated last line starts, if the body does not end with a newline.
     let unterminated_tail = (!body.ends_with(b"\n")).then(|| memchr::memrchr(b'\n', body).map_or(0, |i| i + 1));
-    let mut previous_columns = 0;
+    // Only the last line is ever compared with its predecessor, so columns are counted for those
+    // two lines alone, not for every line of the body.
+    let mut previous_line: &[u8] = &[];
     lines(body).map(move |line| {
         let start = line.bytes.as_ptr() as usize - body.as_ptr() as usize;
-        let columns = 1 + memchr::memchr_iter(b'\t', line.bytes).count();
-        let truncated = unterminated_tail == Some(start) && columns < previous_columns;
-        previous_columns = columns;
+        let truncated = unterminated_tail == Some(start) && columns(line.bytes) < columns(previous_line);
+        previous_line = line.bytes;
         let parsed = match clean_text {
             _ if truncated => Err(RejectReason::TruncatedTail),
             // `line.bytes` is a sub-slice of `body`, so its offset indexes `text` too.
@@ -143,73 +142,82 @@ pub fn parse_attlog_body(body: &[u8]) -> impl Iterator<Item = Result<(Line<'_>, 
     })
 }
 
-/// True when every byte is printable ASCII, TAB or LF, and every CR is part of a CRLF. Written
-/// without early exit so that it compiles to a vector loop.
+/// Number of TAB-separated columns of a line (0 for no line).
+fn columns(line: &[u8]) -> usize {
+    if line.is_empty() { 0 } else { 1 + memchr::memchr_iter(b'\t', line).count() }
+}
+
+/// True when every byte is printable ASCII, TAB or LF, and every CR is part of a CRLF. The
+/// byte test is written without early exit inside each chunk so that it compiles to a vector
+/// loop; the CR pairing is only checked for bodies that contain a CR at all.
 fn is_plain_ascii_text(body: &[u8]) -> bool {
+    let mut any_cr = false;
     let printable = body.chunks(64).all(|chunk| {
-        chunk
-            .iter()
-            .fold(true, |ok, &b| ok & (((0x20..0x7f).contains(&b)) | (b == b'\t') | (b == b'\n') | (b == b'\r')))
+        let (ok, cr) = chunk.iter().fold((true, false), |(ok, cr), &b| {
+            (ok & ((0x20..0x7f).contains(&b) | (b == b'\t') | (b == b'\n') | (b == b'\r')), cr | (b == b'\r'))
+        });
+        any_cr |= cr;
+        ok
     });
-    printable && memchr::memchr_iter(b'\r', body).count() == memchr::memmem::find_iter(body, b"\r\n").count()
+    printable
+        && (!any_cr || memchr::memchr_iter(b'\r', body).count() == memchr::memmem::find_iter(body, b"\r\n").count())
+}
+
+/// The next field of a line and what follows its TAB (`None` when the line ended instead).
+/// A plain byte loop, not `memchr`: ATTLOG fields are 1 to 19 bytes, too short for a vector
+/// search to pay for its set-up. A TAB is ASCII, so both halves start on char boundaries.
+#[inline]
+fn next_field(text: &str) -> (&str, Option<&str>) {
+    let Some(tab) = text.bytes().position(|b| b == b'\t') else {
+        return (text, None);
+    };
+    match (text.get(..tab), text.get(tab + 1..)) {
+        (Some(field), Some(rest)) => (field, Some(rest)),
+        _ => (text, None),
+    }
 }
 
 /// The field parser over validated text; `check_controls` is false only when the whole body is
-/// already known to be free of control characters.
+/// already known to be free of control characters. Checks run in field order, so a line gets
+/// the reason of its first bad field.
 fn parse_text_line(text: &str, check_controls: bool) -> Result<AttLogRecord<'_>, RejectReason> {
-    let input = text.as_bytes();
-    // Fields are split at ASCII TABs, so every field boundary is a char boundary of `text`.
-    let as_str = |part: &[u8]| {
-        let start = part.as_ptr() as usize - input.as_ptr() as usize;
-        text.get(start..start + part.len()).unwrap_or_default()
-    };
-    let parse_error = |_| RejectReason::TooFewFields;
-
-    let (rest, pin) = field(input).map_err(parse_error)?;
+    let (pin, rest) = next_field(text);
     if pin.is_empty() {
         return Err(RejectReason::EmptyPin);
     }
     if pin.len() > MAX_PIN_LEN {
         return Err(RejectReason::FieldTooLong);
     }
-    if check_controls && has_control(pin) {
+    if check_controls && has_control(pin.as_bytes()) {
         return Err(RejectReason::ControlCharacter);
     }
-    let rest = tab(rest).ok_or(RejectReason::TooFewFields)?;
+    let rest = rest.ok_or(RejectReason::TooFewFields)?;
     // The time is 19 bytes on every firmware: look for its TAB there before scanning for it.
-    let (rest, time_raw) = match rest.get(TIME_LEN) {
-        Some(b'\t') => (&rest[TIME_LEN..], &rest[..TIME_LEN]),
-        _ => field(rest).map_err(parse_error)?,
+    let (time_raw, rest) = match (rest.as_bytes().get(TIME_LEN), rest.get(..TIME_LEN), rest.get(TIME_LEN + 1..)) {
+        (Some(b'\t'), Some(time), Some(rest)) => (time, Some(rest)),
+        _ => next_field(rest),
     };
-    let time = LocalDateTime::parse(time_raw).ok_or(RejectReason::BadTime)?;
-    let rest = tab(rest).ok_or(RejectReason::TooFewFields)?;
-    let (rest, state) = field(rest).map_err(parse_error)?;
-    state_code(state)?;
-    let rest = tab(rest).ok_or(RejectReason::TooFewFields)?;
-    let (rest, verify) = field(rest).map_err(parse_error)?;
-    let verify = verify_code(verify)?;
-    let (work_code, extra): (&[u8], &[u8]) = match tab(rest) {
-        None => (&rest[..0], &rest[..0]),
+    let time = LocalDateTime::parse(time_raw.as_bytes()).ok_or(RejectReason::BadTime)?;
+    let (state, rest) = next_field(rest.ok_or(RejectReason::TooFewFields)?);
+    state_code(state.as_bytes())?;
+    let (verify, rest) = next_field(rest.ok_or(RejectReason::TooFewFields)?);
+    let verify = verify_code(verify.as_bytes())?;
+    let (work_code, extra) = match rest {
+        None => ("", ""),
         Some(rest) => {
-            let (rest, work_code) = field(rest).map_err(parse_error)?;
-            (work_code, tab(rest).unwrap_or(&rest[..0]))
+            let (work_code, extra) = next_field(rest);
+            (work_code, extra.unwrap_or(""))
         }
     };
     if work_code.len() > MAX_WORK_CODE_LEN {
         return Err(RejectReason::FieldTooLong);
     }
-    if check_controls && (has_control(work_code) || extra.iter().any(|&b| b != b'\t' && (b < 0x20 || b == 0x7f))) {
+    if check_controls
+        && (has_control(work_code.as_bytes()) || extra.bytes().any(|b| b != b'\t' && (b < 0x20 || b == 0x7f)))
+    {
         return Err(RejectReason::ControlCharacter);
     }
-    Ok(AttLogRecord {
-        pin: as_str(pin),
-        time_raw: as_str(time_raw),
-        time,
-        state: as_str(state),
-        verify,
-        work_code: as_str(work_code),
-        extra: as_str(extra),
-    })
+    Ok(AttLogRecord { pin, time_raw, time, state, verify, work_code, extra })
 }
 
 #[cfg(test)]

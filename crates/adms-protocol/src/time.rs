@@ -6,8 +6,7 @@
 
 use std::fmt;
 
-use nom::bytes::complete::take;
-use nom::{IResult, Parser};
+use nom::IResult;
 
 /// A calendar-valid local date and time as the device sent it (`YYYY-MM-DD hh:mm:ss`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,6 +21,7 @@ pub struct LocalDateTime {
 
 impl LocalDateTime {
     /// Parses `YYYY-MM-DD hh:mm:ss` (or with `T` as the separator) and checks the calendar.
+    #[inline]
     pub fn parse(input: &[u8]) -> Option<LocalDateTime> {
         match date_time(input) {
             Ok(([], value)) => Some(value),
@@ -67,42 +67,110 @@ fn put_digits(out: &mut [u8], mut value: u32) {
 
 /// Length of `YYYY-MM-DD hh:mm:ss`.
 const DATE_TIME_LEN: usize = 19;
-/// Positions of the digits in `YYYY-MM-DD hh:mm:ss`.
-const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+
+/// `YYYY-MM-DD hh:mm:ss` read as three little-endian words: bytes 0–7, 8–15 and 11–18 (the
+/// last overlaps the second). `d` marks a digit, `.` a byte checked elsewhere (byte 10, ` ` or
+/// `T`), anything else a separator that must match exactly.
+const WORDS: [(usize, &[u8; 8]); 3] = [(0, b"dddd-dd-"), (8, b"dd.dd:dd"), (11, b"dd:dd:dd")];
+
+/// What [`pattern_word`] extracts from a pattern.
+#[derive(Clone, Copy)]
+enum Slots {
+    /// `0xff` in each digit byte.
+    DigitMask,
+    /// `0xff` in each separator byte.
+    SeparatorMask,
+    /// The separator bytes themselves.
+    Separators,
+}
+
+/// One of the words of `pattern` that [`date_time`] compares against, little-endian.
+const fn pattern_word(pattern: &[u8; 8], slots: Slots) -> u64 {
+    let mut word = 0u64;
+    let mut i = 0;
+    while i < 8 {
+        let b = pattern[i];
+        let byte = match slots {
+            Slots::DigitMask if b == b'd' => 0xff,
+            Slots::SeparatorMask if b != b'd' && b != b'.' => 0xff,
+            Slots::Separators if b != b'd' && b != b'.' => b as u64,
+            _ => 0,
+        };
+        word |= byte << (8 * i);
+        i += 1;
+    }
+    word
+}
+
+/// Per word: (offset, digit mask, separator mask, separators).
+const CHECKS: [(usize, u64, u64, u64); 3] = {
+    let mut out = [(0, 0, 0, 0); 3];
+    let mut i = 0;
+    while i < 3 {
+        let (at, pattern) = WORDS[i];
+        out[i] = (
+            at,
+            pattern_word(pattern, Slots::DigitMask),
+            pattern_word(pattern, Slots::SeparatorMask),
+            pattern_word(pattern, Slots::Separators),
+        );
+        i += 1;
+    }
+    out
+};
 
 /// nom parser for a device date-time; fails on impossible calendar values.
 ///
-/// The layout is fixed, so after `take(19)` every check is a comparison at a known position:
-/// this runs once per punch and is most of the cost of an ATTLOG line.
+/// It runs once per punch and was most of the cost of an ATTLOG line, so the layout is checked
+/// and read eight bytes at a time: in each word, every digit byte XOR `'0'` must be below 10
+/// (the high bit of `d + 0x76`, or of `d` itself, flags the others) and every separator byte
+/// must match exactly; then `d * 10 + (d >> 8)` turns each pair of digit bytes into its
+/// two-digit value in place (at most 99, so no byte carries into the next).
 #[inline]
 pub fn date_time(input: &[u8]) -> IResult<&[u8], LocalDateTime> {
     let fail = || nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Verify));
-    let (rest, raw) = take(DATE_TIME_LEN).parse(input)?;
-    let raw: &[u8; DATE_TIME_LEN] = raw.try_into().map_err(|_| fail())?;
-    let digit = |i: usize| raw[i].wrapping_sub(b'0');
-    let separators =
-        raw[4] == b'-' && raw[7] == b'-' && (raw[10] == b' ' || raw[10] == b'T') && raw[13] == b':' && raw[16] == b':';
-    let non_digits = DIGITS.iter().fold(false, |bad, &i| bad | (digit(i) > 9));
-    if !separators || non_digits {
+    // `split_first_chunk` rather than nom's `take`: a fixed-size array lets every index below
+    // be checked at compile time, and this is the hottest parser of all.
+    let Some((raw, rest)) = input.split_first_chunk::<DATE_TIME_LEN>() else {
+        return Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Eof)));
+    };
+    let mut bad = u64::from(raw[10] != b' ' && raw[10] != b'T');
+    let mut pairs = [0u64; 3];
+    for (pair, (at, digits, separator_mask, separators)) in pairs.iter_mut().zip(CHECKS) {
+        let word = raw.get(at..at + 8).and_then(|w| w.try_into().ok()).map_or(0, u64::from_le_bytes);
+        let d = (word ^ 0x3030_3030_3030_3030) & digits;
+        bad |= ((d.wrapping_add(0x7676_7676_7676_7676) | d) & digits & 0x8080_8080_8080_8080)
+            | ((word & separator_mask) ^ separators);
+        *pair = d.wrapping_mul(10).wrapping_add(d >> 8);
+    }
+    if bad != 0 {
         return Err(fail());
     }
-    let two = |i: usize| digit(i) * 10 + digit(i + 1);
-    let year = u16::from(two(0)) * 100 + u16::from(two(2));
-    let (month, day, hour, minute, second) = (two(5), two(8), two(11), two(14), two(17));
-    let value = LocalDateTime { year, month, day, hour, minute, second };
+    let byte = |word: u64, index: u32| (word >> (8 * index)) as u8;
+    let [date, day_hour, time] = pairs;
+    let value = LocalDateTime {
+        year: u16::from(byte(date, 0)) * 100 + u16::from(byte(date, 2)),
+        month: byte(date, 5),
+        day: byte(day_hour, 0),
+        hour: byte(time, 0),
+        minute: byte(time, 3),
+        second: byte(time, 6),
+    };
     if !is_valid(&value) {
-        return Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Verify)));
+        return Err(fail());
     }
     Ok((rest, value))
 }
 
+/// Calendar check. The common case (a day up to 28) needs no month table.
+#[inline]
 fn is_valid(t: &LocalDateTime) -> bool {
-    (1..=12).contains(&t.month)
-        && t.day >= 1
-        && t.day <= days_in_month(t.year, t.month)
-        && t.hour < 24
-        && t.minute < 60
-        && t.second < 60
+    let in_range = (t.month.wrapping_sub(1) < 12)
+        & (t.day.wrapping_sub(1) < 31)
+        & (t.hour < 24)
+        & (t.minute < 60)
+        & (t.second < 60);
+    in_range && (t.day <= 28 || t.day <= days_in_month(t.year, t.month))
 }
 
 fn days_in_month(year: u16, month: u8) -> u8 {
@@ -175,6 +243,56 @@ mod tests {
         ];
         for input in bad {
             assert_eq!(LocalDateTime::parse(input), None, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    /// The word-at-a-time check against a byte-by-byte reference, for every value of every
+    /// byte of a valid time (a separator swapped, a digit replaced by anything, high bytes).
+    #[test]
+    fn every_single_byte_change_is_judged_like_a_byte_by_byte_check() {
+        fn reference(raw: &[u8]) -> Option<LocalDateTime> {
+            let layout = b"dddd-dd-dd?dd:dd:dd";
+            if raw.len() != layout.len() {
+                return None;
+            }
+            for (&b, &slot) in raw.iter().zip(layout) {
+                let ok = match slot {
+                    b'd' => b.is_ascii_digit(),
+                    b'?' => b == b' ' || b == b'T',
+                    sep => b == sep,
+                };
+                if !ok {
+                    return None;
+                }
+            }
+            let n =
+                |range: std::ops::Range<usize>| raw[range].iter().fold(0u16, |acc, &b| acc * 10 + u16::from(b - b'0'));
+            let t = LocalDateTime {
+                year: n(0..4),
+                month: n(5..7) as u8,
+                day: n(8..10) as u8,
+                hour: n(11..13) as u8,
+                minute: n(14..16) as u8,
+                second: n(17..19) as u8,
+            };
+            let leap = (t.year % 4 == 0 && t.year % 100 != 0) || t.year % 400 == 0;
+            let days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+            let valid = (1..=12).contains(&t.month)
+                && t.day >= 1
+                && t.day <= days[usize::from(t.month) - 1]
+                && t.hour < 24
+                && t.minute < 60
+                && t.second < 60;
+            valid.then_some(t)
+        }
+        for base in [b"2024-02-29 23:59:59", b"2023-12-31T00:00:00", b"1999-09-09 09:09:09"] {
+            for position in 0..base.len() {
+                for value in 0..=255u8 {
+                    let mut raw = *base;
+                    raw[position] = value;
+                    assert_eq!(LocalDateTime::parse(&raw), reference(&raw), "{:?}", String::from_utf8_lossy(&raw));
+                }
+            }
         }
     }
 

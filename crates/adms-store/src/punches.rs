@@ -146,13 +146,18 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
 /// Opens the transaction, then gathers every batch that is waiting (the first is in `jobs`)
 /// and commits them together. The write lock is taken *before* gathering so that requests
 /// arriving while it is being taken join this commit instead of waiting for the next one.
+///
+/// Two round trips to SQLite's thread per group, whatever its size: `BEGIN IMMEDIATE` with the
+/// endpoint check, then the last statement together with `COMMIT` (more only for rejected lines,
+/// stamps and webhook events). sqlx's `Transaction` is not used because it cannot send `BEGIN`
+/// or `COMMIT` with another statement; [`rollback`] ends the transaction on every error path.
 async fn commit_group(
     conn: &mut SqliteConnection,
     rx: &mut mpsc::Receiver<Job>,
     jobs: &mut Vec<Job>,
     last_group: usize,
 ) -> Result<u64, StoreError> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let webhooks_on = begin(conn).await?;
     let gather_until = Instant::now() + GATHER_WINDOW;
     loop {
         match rx.try_recv() {
@@ -175,16 +180,63 @@ async fn commit_group(
         tokio::task::yield_now().await;
     }
     let batches: Vec<&PunchBatch> = jobs.iter().map(|j| &j.batch).collect();
-    let inserted = write_batches(&mut tx, &batches).await?;
-    tx.commit().await?;
-    Ok(inserted)
+    let written = write_batches(conn, &batches, webhooks_on).await;
+    finish(conn, written).await
 }
 
 async fn commit_one(conn: &mut SqliteConnection, batch: &PunchBatch) -> Result<u64, StoreError> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let inserted = write_batches(&mut tx, &[batch]).await?;
-    tx.commit().await?;
-    Ok(inserted)
+    let webhooks_on = begin(conn).await?;
+    let written = write_batches(conn, &[batch], webhooks_on).await;
+    finish(conn, written).await
+}
+
+/// `BEGIN IMMEDIATE`, and whether any endpoint exists to make events for (asked inside the
+/// transaction, so an endpoint created by another process is either seen here or created after
+/// this commit).
+async fn begin(conn: &mut SqliteConnection) -> Result<bool, StoreError> {
+    let webhooks_on =
+        sqlx::query_scalar("BEGIN IMMEDIATE; SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)")
+            .fetch_one(&mut *conn)
+            .await;
+    if webhooks_on.is_err() {
+        rollback(conn).await;
+    }
+    Ok(webhooks_on?)
+}
+
+/// Runs the group's last statement with `COMMIT` (or `COMMIT` alone), or rolls back when
+/// writing failed. Returns the number of new punch rows.
+async fn finish(conn: &mut SqliteConnection, written: Result<Written, StoreError>) -> Result<u64, StoreError> {
+    let committed = match written {
+        Ok(Written { inserted, last: None }) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| inserted),
+        Ok(Written { inserted, last: Some((sql, json)) }) => {
+            sqlx::query(sql).bind(json).execute(&mut *conn).await.map(|done| inserted + done.rows_affected())
+        }
+        Err(error) => {
+            rollback(conn).await;
+            return Err(error);
+        }
+    };
+    if committed.is_err() {
+        rollback(conn).await;
+    }
+    Ok(committed?)
+}
+
+/// Ends a transaction that failed. SQLite may already have rolled it back itself (some I/O
+/// errors do), in which case `ROLLBACK` reports "no transaction is active": nothing to undo.
+async fn rollback(conn: &mut SqliteConnection) {
+    if let Err(error) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+        tracing::debug!(%error, "rollback after a failed punch group");
+    }
+}
+
+/// What [`write_batches`] did, and the statement it left for [`finish`] to send with `COMMIT`.
+struct Written {
+    /// New punch rows already inserted.
+    inserted: u64,
+    /// The last statement (one that ends in `; COMMIT`) and its JSON parameter.
+    last: Option<(&'static str, String)>,
 }
 
 /// One punch as a JSON array element, in the column order `INSERT_PUNCHES` reads.
@@ -208,19 +260,32 @@ type PunchRow<'a> = (
 /// Key of a punch for de-duplication inside one group.
 type NaturalKey<'a> = (i64, &'a str, &'a str, &'a str, u16, &'a str);
 
-/// Writes every batch inside the caller's transaction; returns the number of new punch rows.
+/// Writes every batch inside the caller's transaction, except for one last statement that the
+/// caller sends together with `COMMIT` (see [`Written`]).
 ///
 /// New punches also get their `attendance.punch` webhook event in the same transaction (and,
 /// through the fan-out trigger, one delivery per matching endpoint), so a device is answered
-/// only once its punches *and* their outbox rows are durable.
-async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
+/// only once its punches *and* their outbox rows are durable. Events are made only while some
+/// endpoint exists (`webhooks_on`).
+async fn write_batches(
+    tx: &mut SqliteConnection,
+    batches: &[&PunchBatch],
+    webhooks_on: bool,
+) -> Result<Written, StoreError> {
+    // Rare extras first, so that the punches can go last, with the COMMIT.
+    for batch in batches {
+        for r in &batch.rejected {
+            insert_rejected(tx, batch.device_id, r, batch.received_at).await?;
+        }
+        if let Some(stamp) = &batch.attlog_stamp {
+            sqlx::query("UPDATE devices SET attlog_stamp = ? WHERE id = ?")
+                .bind(stamp)
+                .bind(batch.device_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
     let mut seen: HashSet<NaturalKey<'_>> = HashSet::new();
-    // Events are made only while some endpoint exists; asked inside the transaction, so an
-    // endpoint created by another process is either seen here or created after this commit.
-    let webhooks_on: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)")
-            .fetch_one(&mut *tx)
-            .await?;
     let mut event_ids: Vec<Option<String>> = Vec::new();
     let mut sources: Vec<(&PunchBatch, &NewPunch)> = Vec::new();
     for batch in batches {
@@ -267,17 +332,23 @@ async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
         .collect();
     let by_event_id: HashMap<&str, usize> =
         event_ids.iter().enumerate().filter_map(|(i, id)| Some((id.as_deref()?, i))).collect();
-    let mut inserted = 0;
+    let mut written = Written { inserted: 0, last: None };
     let created_at = now_micros();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    let chunks = rows.chunks(ROWS_PER_STATEMENT).count();
+    for (index, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
         let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
+        let last_chunk = index + 1 == chunks;
         if !webhooks_on {
-            inserted += sqlx::query(INSERT_PUNCHES).bind(json).execute(&mut *tx).await?.rows_affected();
+            if last_chunk {
+                written.last = Some((INSERT_PUNCHES_AND_COMMIT, json));
+            } else {
+                written.inserted += sqlx::query(INSERT_PUNCHES).bind(json).execute(&mut *tx).await?.rows_affected();
+            }
             continue;
         }
         let new_rows: Vec<(i64, i64, String)> =
             sqlx::query_as(INSERT_PUNCHES_RETURNING).bind(json).fetch_all(&mut *tx).await?;
-        inserted += new_rows.len() as u64;
+        written.inserted += new_rows.len() as u64;
         let events: Vec<EventRow> = new_rows
             .iter()
             .filter_map(|(punch_id, seq, event_id)| {
@@ -305,22 +376,14 @@ async fn write_batches(tx: &mut SqliteConnection, batches: &[&PunchBatch]) -> Re
             .collect();
         if !events.is_empty() {
             let json = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
-            sqlx::query(INSERT_PUNCH_EVENTS).bind(json).execute(&mut *tx).await?;
+            if last_chunk {
+                written.last = Some((INSERT_PUNCH_EVENTS_AND_COMMIT, json));
+            } else {
+                sqlx::query(INSERT_PUNCH_EVENTS).bind(json).execute(&mut *tx).await?;
+            }
         }
     }
-    for batch in batches {
-        for r in &batch.rejected {
-            insert_rejected(tx, batch.device_id, r, batch.received_at).await?;
-        }
-        if let Some(stamp) = &batch.attlog_stamp {
-            sqlx::query("UPDATE devices SET attlog_stamp = ? WHERE id = ?")
-                .bind(stamp)
-                .bind(batch.device_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    Ok(inserted)
+    Ok(written)
 }
 
 /// The statement shared by both variants below (see `INSERT_PUNCHES`).
@@ -353,6 +416,8 @@ ON CONFLICT DO NOTHING",
 /// New punches only (the natural key decides), `seq` continuing the device's `last_seq` in
 /// upload order, ids ascending in the same order.
 const INSERT_PUNCHES: &str = insert_punches!("");
+/// The same, committing the transaction in the same round trip.
+const INSERT_PUNCHES_AND_COMMIT: &str = insert_punches!(";\nCOMMIT");
 /// The same, returning what the new punches' webhook events need.
 const INSERT_PUNCHES_RETURNING: &str = insert_punches!("\nRETURNING id, seq, event_id");
 
@@ -363,14 +428,25 @@ type EventRow = (String, i64, i64, i64, i64, i64, String);
 /// The events of new punches, only while some endpoint exists to receive them (events for
 /// punches stored before the first endpoint are made by replay). The fan-out trigger adds the
 /// deliveries.
-const INSERT_PUNCH_EVENTS: &str = "\
+macro_rules! insert_punch_events {
+    ($tail:literal) => {
+        concat!(
+            "\
 INSERT INTO webhook_events (event_id, event_type, device_id, punch_id, seq, occurred_at, created_at, body)
 SELECT j.value ->> 0, 'attendance.punch', j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5,
        CAST(j.value ->> 6 AS BLOB)
 FROM jsonb_each(?) AS j
 WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)
 ORDER BY j.key
-ON CONFLICT (event_id) DO NOTHING";
+ON CONFLICT (event_id) DO NOTHING",
+            $tail
+        )
+    };
+}
+
+const INSERT_PUNCH_EVENTS: &str = insert_punch_events!("");
+/// The same, committing the transaction in the same round trip.
+const INSERT_PUNCH_EVENTS_AND_COMMIT: &str = insert_punch_events!(";\nCOMMIT");
 
 /// Stores a rejected line; a re-sent identical line only bumps its counter.
 pub(crate) async fn insert_rejected(

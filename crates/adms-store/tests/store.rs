@@ -105,3 +105,43 @@ async fn filters_and_pending_devices() {
     assert!(store.set_approval("P1", adms_store::Approval::Approved).await.unwrap());
     assert_eq!(store.list_transactions(&TransactionFilter::default(), page).await.unwrap().0, 3);
 }
+
+/// A batch that fails inside the group transaction (here: a rejected line for a device that does
+/// not exist, which the foreign key refuses) fails only its own request; the group is rolled back
+/// and retried batch by batch, the others are stored, and the writer's connection is left with no
+/// transaction open, so the next writes commit normally.
+#[tokio::test]
+async fn a_failing_batch_fails_alone_and_leaves_the_writer_usable() {
+    let (_dir, store) = open().await;
+    let good = store.register_device(&NewDevice { sn: "GOOD1", ..Default::default() }).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let device_id = if i == 3 { 987_654 } else { good.id };
+            let mut batch = PunchBatch::new(device_id);
+            batch.punches.push(punch("7", &format!("2026-02-01 10:{i:02}:00")));
+            batch.rejected.push(RejectedLine {
+                table: "ATTLOG",
+                line_no: 1,
+                raw: vec![b'x'; i + 1],
+                reason: "bad_time",
+            });
+            (i, store.punch_writer().write(batch).await)
+        }));
+    }
+    for t in tasks {
+        let (i, result) = t.await.unwrap();
+        assert_eq!(result.is_err(), i == 3, "batch {i}: {result:?}");
+    }
+    let stored = |store: Store| async move {
+        store.list_transactions(&TransactionFilter::default(), Page { offset: 0, limit: 100 }).await.unwrap().0
+    };
+    assert_eq!(stored(store.clone()).await, 7);
+    // The writer still commits: nothing was left open by the failed group.
+    let mut later = PunchBatch::new(good.id);
+    later.punches.push(punch("7", "2026-02-01 11:00:00"));
+    store.punch_writer().write(later).await.unwrap();
+    assert_eq!(stored(store.clone()).await, 8);
+    assert_eq!(store.device_by_sn("GOOD1").await.unwrap().unwrap().last_seq, 8);
+}
