@@ -4,11 +4,13 @@
 //! - [`api`]: the ZKBio Time-compatible REST API and native `/api/v1/` routes.
 //! - [`app`]: state, router, middleware, startup and graceful shutdown.
 //! - [`config`]: layered configuration, validated at start.
+//! - [`roster`]: roster changes planned for terminals and handed to the command queue.
 
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod device;
+pub mod roster;
 pub mod telemetry;
 pub mod zones;
 

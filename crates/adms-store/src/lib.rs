@@ -14,6 +14,8 @@ mod error;
 pub mod events;
 mod punches;
 mod queries;
+pub mod roster;
+pub mod roster_sync;
 mod uploads;
 pub mod webhook_queries;
 pub mod webhooks;

@@ -61,6 +61,32 @@ pub struct TransactionRow {
     pub temperature: Option<f64>,
     pub upload_time: i64,
     pub employee_name: Option<String>,
+    /// The roster's employee with this PIN, when there is one.
+    pub emp_id: Option<i64>,
+    pub emp_first_name: Option<String>,
+    pub emp_last_name: Option<String>,
+    pub dept_name: Option<String>,
+    pub position_name: Option<String>,
+    /// The name of the terminal's area.
+    pub area_name: Option<String>,
+}
+
+/// The roster's view of a punch: its employee (by PIN), their department and position, and
+/// the terminal's area (area 1 when the terminal was never assigned).
+macro_rules! roster_columns {
+    () => {
+        "e.id AS emp_id, e.first_name AS emp_first_name, e.last_name AS emp_last_name, ed.dept_name, \
+         ep.position_name, ar.area_name"
+    };
+}
+
+macro_rules! roster_joins {
+    () => {
+        "LEFT JOIN employees AS e ON e.emp_code = p.pin AND e.deleted_at IS NULL \
+         LEFT JOIN departments AS ed ON ed.id = e.department_id LEFT JOIN positions AS ep ON ep.id = e.position_id \
+         LEFT JOIN terminal_areas AS ta ON ta.device_id = p.device_id \
+         LEFT JOIN areas AS ar ON ar.id = COALESCE(ta.area_id, 1)"
+    };
 }
 
 macro_rules! transactions_select {
@@ -69,9 +95,12 @@ macro_rules! transactions_select {
             "SELECT p.id, p.seq, p.pin AS emp_code, p.local_time AS punch_time, p.state AS punch_state, \
              p.verify AS verify_type, p.work_code, d.sn AS terminal_sn, d.alias AS terminal_alias, \
              p.time_zone AS device_time_zone, p.utc_time, p.mask_flag, p.temperature, p.received_at AS upload_time, \
-             u.name AS employee_name \
-             FROM punches AS p JOIN devices AS d ON d.id = p.device_id \
+             u.name AS employee_name, ",
+            roster_columns!(),
+            " FROM punches AS p JOIN devices AS d ON d.id = p.device_id \
              LEFT JOIN device_users AS u ON u.device_id = p.device_id AND u.pin = p.pin ",
+            roster_joins!(),
+            " ",
             transactions_where!(),
             " ORDER BY ",
             $order,
@@ -183,15 +212,17 @@ impl Store {
 
     /// One punch by id (approved devices only).
     pub async fn transaction_by_id(&self, id: i64) -> Result<Option<TransactionRow>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(concat!(
             "SELECT p.id, p.seq, p.pin AS emp_code, p.local_time AS punch_time, p.state AS punch_state, \
              p.verify AS verify_type, p.work_code, d.sn AS terminal_sn, d.alias AS terminal_alias, \
              p.time_zone AS device_time_zone, p.utc_time, p.mask_flag, p.temperature, p.received_at AS upload_time, \
-             u.name AS employee_name \
-             FROM punches AS p JOIN devices AS d ON d.id = p.device_id \
-             LEFT JOIN device_users AS u ON u.device_id = p.device_id AND u.pin = p.pin \
-             WHERE p.id = ? AND d.approval = 'approved'",
-        )
+             u.name AS employee_name, ",
+            roster_columns!(),
+            " FROM punches AS p JOIN devices AS d ON d.id = p.device_id \
+             LEFT JOIN device_users AS u ON u.device_id = p.device_id AND u.pin = p.pin ",
+            roster_joins!(),
+            " WHERE p.id = ? AND d.approval = 'approved'"
+        ))
         .bind(id)
         .fetch_optional(self.pool())
         .await?)

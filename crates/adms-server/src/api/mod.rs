@@ -5,9 +5,13 @@
 //! existing integrations parse them literally (see `biotime_api.md` in the reference notes).
 
 pub mod auth;
+mod body;
 mod commands;
 mod native;
+mod org_units;
 mod pagination;
+mod personnel;
+mod resigns;
 mod terminals;
 mod transactions;
 mod webhooks;
@@ -16,6 +20,7 @@ use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, patch, post};
+use org_units::{AREA, DEPARTMENT, POSITION};
 use serde_json::json;
 
 use crate::app::SharedState;
@@ -27,6 +32,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/docs", get(docs))
         .route("/iclock/api/transactions", get(transactions::list))
         .route("/iclock/api/transactions/{id}", get(transactions::detail))
+        .route("/iclock/api/transactions/export", get(transactions::export))
         .route("/iclock/api/terminals", get(terminals::list).post(terminals::create))
         .route(
             "/iclock/api/terminals/{id}",
@@ -36,6 +42,47 @@ pub fn routes() -> Router<SharedState> {
                 .patch(terminals::update)
                 .delete(terminals::delete),
         )
+        .route("/personnel/api/employees", get(personnel::list).post(personnel::create))
+        .route(
+            "/personnel/api/employees/{id}",
+            get(personnel::detail).put(personnel::update).patch(personnel::update).delete(personnel::delete),
+        )
+        .route("/personnel/api/employees/adjust_resign", post(personnel::adjust_resign))
+        // the 8.x documentation's spelling, which real clients call
+        .route("/personnel/api/employees/adjust_regsin", post(personnel::adjust_resign))
+        .route("/personnel/api/employees/adjust_area", post(personnel::adjust_area))
+        .route("/personnel/api/employees/del_bio_template", post(personnel::del_bio_template))
+        .route("/personnel/api/employees/resync_to_device", post(personnel::resync_to_device))
+        .route("/personnel/api/departments", get(org_units::list::<DEPARTMENT>).post(org_units::create::<DEPARTMENT>))
+        .route(
+            "/personnel/api/departments/{id}",
+            get(org_units::detail::<DEPARTMENT>)
+                .put(org_units::update::<DEPARTMENT>)
+                .patch(org_units::update::<DEPARTMENT>)
+                .delete(org_units::delete::<DEPARTMENT>),
+        )
+        .route("/personnel/api/areas", get(org_units::list::<AREA>).post(org_units::create::<AREA>))
+        .route(
+            "/personnel/api/areas/{id}",
+            get(org_units::detail::<AREA>)
+                .put(org_units::update::<AREA>)
+                .patch(org_units::update::<AREA>)
+                .delete(org_units::delete::<AREA>),
+        )
+        .route("/personnel/api/positions", get(org_units::list::<POSITION>).post(org_units::create::<POSITION>))
+        .route(
+            "/personnel/api/positions/{id}",
+            get(org_units::detail::<POSITION>)
+                .put(org_units::update::<POSITION>)
+                .patch(org_units::update::<POSITION>)
+                .delete(org_units::delete::<POSITION>),
+        )
+        .route("/personnel/api/resigns", get(resigns::list).post(resigns::create))
+        .route(
+            "/personnel/api/resigns/{id}",
+            get(resigns::detail).put(resigns::update).patch(resigns::update).delete(resigns::delete),
+        )
+        .route("/personnel/api/resigns/reinstatement", post(resigns::reinstatement))
         .route("/api/v1/devices/{sn}", patch(native::update_device))
         .route("/api/v1/devices/{sn}/commands", get(commands::list_commands).post(commands::enqueue_command))
         .route("/api/v1/commands/{id}", get(commands::get_command))
@@ -134,7 +181,11 @@ async fn docs(headers: HeaderMap) -> Response {
         "<li>POST /api-token-auth/ and /jwt-api-token-auth/ {username, password}</li>",
         "<li>GET /iclock/api/transactions/ (start_time, end_time, emp_code, terminal_sn, terminal_alias, ",
         "upload_time__gte, upload_time__lte, ordering, page, page_size)</li>",
-        "<li>GET /iclock/api/terminals/</li></ul></body></html>"
+        "<li>GET /iclock/api/transactions/export/?export_type=csv|txt</li>",
+        "<li>GET, PUT, PATCH /iclock/api/terminals/</li>",
+        "<li>/personnel/api/employees/ (GET, POST, PUT, PATCH, DELETE; adjust_resign, adjust_area, ",
+        "del_bio_template, resync_to_device), /personnel/api/departments/, /personnel/api/areas/, ",
+        "/personnel/api/positions/, /personnel/api/resigns/ (reinstatement)</li></ul></body></html>"
     ))
     .into_response()
 }

@@ -70,6 +70,10 @@ pub async fn update_device(
     state.devices.invalidate(&sn);
     tracing::info!(sn = %sn, by = %who.name, ?update, "device settings changed");
     let device = state.store.device_by_sn(&sn).await?.ok_or(ApiError::NotFound)?;
+    if approval == Some(Approval::Approved) {
+        // An approved terminal gets its area's roster (a pending one received nothing).
+        crate::roster::sync_terminal(&state, device.id).await?;
+    }
     Ok(Json(json!({
         "sn": device.sn,
         "alias": device.alias,

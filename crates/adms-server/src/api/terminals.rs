@@ -5,21 +5,27 @@ use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::HeaderMap;
 use serde::Serialize;
 
+use adms_store::roster::{AreaRef, DEFAULT_AREA_ID, OrgKind};
 use adms_store::{TerminalFilter, TerminalRow, now_micros};
 
 use super::ApiError;
 use super::auth::Authenticated;
+use super::body::{FieldErrors, WriteBody, given, integer, printable, text};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use crate::app::SharedState;
 
 #[derive(Debug, Serialize)]
 pub struct Area {
     id: i64,
-    area_code: &'static str,
-    area_name: &'static str,
+    area_code: String,
+    area_name: String,
 }
 
-const DEFAULT_AREA: Area = Area { id: 1, area_code: "1", area_name: "Not Authorized" };
+impl From<AreaRef> for Area {
+    fn from(a: AreaRef) -> Area {
+        Area { id: a.id, area_code: a.area_code, area_name: a.area_name }
+    }
+}
 
 /// ZKBio Time 9.x terminal record.
 #[derive(Debug, Serialize)]
@@ -44,11 +50,11 @@ pub struct Terminal {
     transfer_time: String,
     transfer_interval: u32,
     is_attendance: i32,
-    area_name: &'static str,
+    area_name: String,
 }
 
 impl Terminal {
-    fn from_row(r: TerminalRow, state: &SharedState) -> Terminal {
+    fn from_row(r: TerminalRow, area: AreaRef, state: &SharedState) -> Terminal {
         // This process may have seen the device more recently than the last activity flush.
         let seen_here = state.devices.get(&r.sn).map_or(0, |e| e.last_seen());
         let last = r.last_activity_at.unwrap_or(0).max(seen_here);
@@ -68,7 +74,8 @@ impl Terminal {
             push_ver: r.push_version,
             state: if online { "1" } else { "0" },
             terminal_tz: adms_protocol::time::handshake_time_zone(zone.offset_now()),
-            area: DEFAULT_AREA,
+            area_name: area.area_name.clone(),
+            area: area.into(),
             push_time: last_activity.clone(),
             last_activity,
             user_count: r.user_count,
@@ -79,7 +86,6 @@ impl Terminal {
             transfer_time: state.config.trans_times.clone(),
             transfer_interval: state.config.trans_interval_min,
             is_attendance: 1,
-            area_name: DEFAULT_AREA.area_name,
         }
     }
 }
@@ -102,7 +108,14 @@ pub async fn list(
     };
     let (count, rows) = state.store.list_terminals(&filter, page.store_page()).await?;
     page.check(count)?;
-    let data = rows.into_iter().map(|r| Terminal::from_row(r, &state)).collect();
+    let mut areas = state.store.terminal_areas(&rows.iter().map(|r| r.id).collect::<Vec<_>>()).await?;
+    let data = rows
+        .into_iter()
+        .map(|r| {
+            let area = areas.remove(&r.id).unwrap_or_else(default_area);
+            Terminal::from_row(r, area, &state)
+        })
+        .collect();
     Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
 }
 
@@ -112,15 +125,70 @@ pub async fn detail(
     Path(id): Path<String>,
 ) -> Result<Json<Terminal>, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    Ok(Json(terminal(&state, id).await?))
+}
+
+async fn terminal(state: &SharedState, id: i64) -> Result<Terminal, ApiError> {
     let filter = TerminalFilter { id: Some(id), ..TerminalFilter::default() };
     let (_, rows) = state.store.list_terminals(&filter, adms_store::Page { offset: 0, limit: 1 }).await?;
     let row = rows.into_iter().next().ok_or(ApiError::NotFound)?;
-    Ok(Json(Terminal::from_row(row, &state)))
+    let area = state.store.terminal_areas(&[id]).await?.remove(&id).unwrap_or_else(default_area);
+    Ok(Terminal::from_row(row, area, state))
 }
 
-/// `POST /iclock/api/terminals/` and `PUT`/`PATCH /iclock/api/terminals/{id}/` body (ZKBio Time
-/// 9.x). `sn` is required on create and read-only after; `area` is answered but not stored (one
-/// area), and `heartbeat` is ignored (the poll interval is the server's `delay_secs`, which the
+fn default_area() -> AreaRef {
+    AreaRef { id: DEFAULT_AREA_ID, area_code: "1".into(), area_name: "Not Authorized".into() }
+}
+
+/// `PUT` / `PATCH /iclock/api/terminals/{id}/`: `area` (an area id) and `alias`; `sn` is
+/// read-only and other fields are ignored. Moving a terminal to another area plans its roster
+/// again: the employees of the new area are sent, those of the old one removed.
+pub async fn update(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+    WriteBody(body): WriteBody,
+) -> Result<Json<Terminal>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let current = terminal(&state, id).await?;
+    let mut errors = FieldErrors::default();
+    let alias = match given(&body, "alias") {
+        None => None,
+        Some(v) => match text(v) {
+            Some(a) if a.chars().count() <= 100 && printable(&a) => Some(a),
+            _ => {
+                errors.add("alias", "At most 100 printable characters.");
+                None
+            }
+        },
+    };
+    let area = match given(&body, "area") {
+        None => None,
+        Some(v) => match integer(v) {
+            Some(area) if state.store.org_by_id(OrgKind::Area, area).await?.is_some() => Some(area),
+            _ => {
+                errors.add("area", format!("Invalid pk \"{}\" - object does not exist.", text(v).unwrap_or_default()));
+                None
+            }
+        },
+    };
+    errors.finish()?;
+    if let Some(alias) = &alias {
+        state.store.configure_device(&current.sn, Some(alias), None, None).await?;
+        state.devices.invalidate(&current.sn);
+    }
+    if let Some(area) = area
+        && area != current.area.id
+    {
+        state.store.set_terminal_area(id, area).await?;
+        tracing::info!(user = %who.name, sn = %current.sn, area, "terminal moved to another area");
+        crate::roster::sync_terminal(&state, id).await?;
+    }
+    Ok(Json(terminal(&state, id).await?))
+}
+
+/// `POST /iclock/api/terminals/` body (ZKBio Time 9.x). `sn` is required; `area` (an area id)
+/// places the terminal, and `heartbeat` is ignored (the poll interval is the server's `delay_secs`, which the
 /// answer shows). Unknown keys are ignored, as DRF does.
 #[derive(Debug, serde::Deserialize)]
 pub struct TerminalWrite {
@@ -142,7 +210,7 @@ fn write_shape(
     state: &SharedState,
 ) -> serde_json::Value {
     let area =
-        area.and_then(|a| a.as_i64().or_else(|| a.as_str().and_then(|s| s.parse().ok()))).unwrap_or(DEFAULT_AREA.id);
+        area.and_then(|a| a.as_i64().or_else(|| a.as_str().and_then(|s| s.parse().ok()))).unwrap_or(DEFAULT_AREA_ID);
     serde_json::json!({ "id": id, "sn": sn, "ip_address": ip, "alias": alias, "area": area, "heartbeat": state.config.delay_secs })
 }
 
@@ -203,33 +271,24 @@ pub async fn create(
         ip_address: ip,
         default_time_zone: &state.default_zone.name,
     };
+    let area = match &w.area {
+        None => None,
+        Some(v) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
+            Some(area) if state.store.org_by_id(OrgKind::Area, area).await?.is_some() => Some(area),
+            _ => return Err(field_error("area", &format!("Invalid pk \"{v}\" - object does not exist."))),
+        },
+    };
     let device = state.store.register_device(&new).await?;
     state.store.configure_device(sn, w.alias.as_deref(), zone.as_deref(), None).await?;
+    if let Some(area) = area {
+        state.store.set_terminal_area(device.id, area).await?;
+        crate::roster::sync_terminal(&state, device.id).await?;
+    }
     state.devices.invalidate(sn);
     state.webhooks.wake.notify_one();
     tracing::info!(sn, by = %who.name, "terminal created through the API");
     let alias = w.alias.as_deref().unwrap_or(&device.alias);
     Ok((axum::http::StatusCode::CREATED, Json(write_shape(device.id, sn, ip, alias, w.area.as_ref(), &state))))
-}
-
-/// `PUT`/`PATCH /iclock/api/terminals/{id}/`: alias and time zone; `sn` is read-only.
-pub async fn update(
-    State(state): State<SharedState>,
-    Authenticated(who): Authenticated,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-    let w = parse_body(&body)?;
-    let zone = check_write(&w)?;
-    let filter = TerminalFilter { id: Some(id), ..TerminalFilter::default() };
-    let (_, rows) = state.store.list_terminals(&filter, adms_store::Page { offset: 0, limit: 1 }).await?;
-    let row = rows.into_iter().next().ok_or(ApiError::NotFound)?;
-    state.store.configure_device(&row.sn, w.alias.as_deref(), zone.as_deref(), None).await?;
-    state.devices.invalidate(&row.sn);
-    tracing::info!(sn = %row.sn, by = %who.name, "terminal updated through the API");
-    let alias = w.alias.as_deref().unwrap_or(&row.alias);
-    Ok(Json(write_shape(row.id, &row.sn, &row.ip_address, alias, w.area.as_ref(), &state)))
 }
 
 /// `DELETE /iclock/api/terminals/{id}/`: 204. The terminal leaves the list and its queued

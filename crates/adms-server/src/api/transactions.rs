@@ -47,20 +47,21 @@ impl Transaction {
     fn from_row(r: TransactionRow, state: &SharedState) -> Transaction {
         Transaction {
             id: r.id,
-            emp: None,
+            emp: r.emp_id,
             punch_state_display: labels::punch_state(&r.punch_state),
             verify_type_display: labels::verify_type(r.verify_type),
             emp_code: r.emp_code,
-            first_name: r.employee_name.filter(|n| !n.is_empty()),
-            last_name: None,
-            department: None,
-            position: None,
+            // The roster's name first; the device's own record for PINs the roster lacks.
+            first_name: r.emp_first_name.or(r.employee_name).filter(|n| !n.is_empty()),
+            last_name: r.emp_last_name.filter(|n| !n.is_empty()),
+            department: r.dept_name,
+            position: r.position_name,
             punch_time: r.punch_time,
             punch_state: r.punch_state,
             verify_type: r.verify_type,
             work_code: r.work_code,
             gps_location: String::new(),
-            area_alias: None,
+            area_alias: r.area_name,
             terminal_sn: r.terminal_sn,
             temperature: r.temperature.unwrap_or(0.0),
             is_mask: if r.mask_flag == Some(1) { "Yes" } else { "-" },
@@ -106,6 +107,26 @@ fn order(params: &QueryParams) -> TransactionOrder {
     }
 }
 
+/// The list filters (shared by the list and the export).
+fn filter_from_params(params: &QueryParams, state: &SharedState) -> Result<TransactionFilter, ApiError> {
+    let zone = &state.display_zone;
+    let upload_gte = time_param(params, "upload_time__gte", false)?.and_then(|t| zone.micros_of(&t));
+    let upload_lte =
+        time_param(params, "upload_time__lte", true)?.and_then(|t| zone.micros_of(&t).map(|m| m + 999_999));
+    let start = time_param(params, "start_time", false)?.or(time_param(params, "punch_time__gte", false)?);
+    let end = time_param(params, "end_time", true)?.or(time_param(params, "punch_time__lte", true)?);
+    Ok(TransactionFilter {
+        start_time: start.map(|t| t.to_string()),
+        end_time: end.map(|t| t.to_string()),
+        emp_code: params.get("emp_code").map(str::to_owned),
+        terminal_sn: params.get("terminal_sn").map(str::to_owned),
+        terminal_alias: params.get("terminal_alias").map(str::to_owned),
+        upload_time_gte: upload_gte,
+        upload_time_lte: upload_lte,
+        order: order(params),
+    })
+}
+
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -115,22 +136,7 @@ pub async fn list(
 ) -> Result<Json<Envelope<Transaction>>, ApiError> {
     let params = QueryParams::parse(raw.as_deref());
     let page = PageRequest::from_params(&params)?;
-    let zone = &state.display_zone;
-    let upload_gte = time_param(&params, "upload_time__gte", false)?.and_then(|t| zone.micros_of(&t));
-    let upload_lte =
-        time_param(&params, "upload_time__lte", true)?.and_then(|t| zone.micros_of(&t).map(|m| m + 999_999));
-    let start = time_param(&params, "start_time", false)?.or(time_param(&params, "punch_time__gte", false)?);
-    let end = time_param(&params, "end_time", true)?.or(time_param(&params, "punch_time__lte", true)?);
-    let filter = TransactionFilter {
-        start_time: start.map(|t| t.to_string()),
-        end_time: end.map(|t| t.to_string()),
-        emp_code: params.get("emp_code").map(str::to_owned),
-        terminal_sn: params.get("terminal_sn").map(str::to_owned),
-        terminal_alias: params.get("terminal_alias").map(str::to_owned),
-        upload_time_gte: upload_gte,
-        upload_time_lte: upload_lte,
-        order: order(&params),
-    };
+    let filter = filter_from_params(&params, &state)?;
     let (count, rows) = state.store.list_transactions(&filter, page.store_page()).await?;
     page.check(count)?;
     let data = rows.into_iter().map(|r| Transaction::from_row(r, &state)).collect();
@@ -146,3 +152,96 @@ pub async fn detail(
     let row = state.store.transaction_by_id(id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(Transaction::from_row(row, &state)))
 }
+
+/// `GET /iclock/api/transactions/export/?export_type=csv|txt`: the filtered, ordered (and,
+/// with `page` / `page_size`, paged; otherwise every match) transactions as a file whose
+/// header row is the record's field names. `txt` is tab-separated. XLS is not offered.
+pub async fn export(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let params = QueryParams::parse(raw.as_deref());
+    let (delimiter, content_type, extension) = match params.get("export_type") {
+        Some("csv") => (b',', "text/csv; charset=utf-8", "csv"),
+        Some("txt") => (b'\t', "text/plain; charset=utf-8", "txt"),
+        Some(other) => {
+            return Err(ApiError::BadRequest(
+                json!({ "export_type": [format!("\"{other}\" is not a valid choice.")] }),
+            ));
+        }
+        None => return Err(ApiError::BadRequest(json!({ "export_type": ["This field is required."] }))),
+    };
+    let filter = filter_from_params(&params, &state)?;
+    let page = if params.get("page").is_some() || params.get("page_size").is_some() || params.get("limit").is_some() {
+        PageRequest::from_params(&params)?.store_page()
+    } else {
+        adms_store::Page { offset: 0, limit: i64::MAX }
+    };
+    let (_, rows) = state.store.list_transactions(&filter, page).await?;
+    let mut writer = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
+    let write_error = |e: csv::Error| ApiError::Internal(e.to_string());
+    writer.write_record(EXPORT_COLUMNS).map_err(write_error)?;
+    for row in rows {
+        let t = Transaction::from_row(row, &state);
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let record = [
+            t.id.to_string(),
+            t.emp.map(|e| e.to_string()).unwrap_or_default(),
+            t.emp_code,
+            opt(&t.first_name),
+            opt(&t.last_name),
+            opt(&t.department),
+            opt(&t.position),
+            t.punch_time,
+            t.punch_state,
+            t.punch_state_display.to_owned(),
+            t.verify_type.to_string(),
+            t.verify_type_display.to_owned(),
+            t.work_code,
+            t.gps_location,
+            opt(&t.area_alias),
+            t.terminal_sn,
+            t.temperature.to_string(),
+            t.is_mask.to_owned(),
+            t.terminal_alias,
+            t.upload_time,
+        ];
+        writer.write_record(&record).map_err(write_error)?;
+    }
+    let bytes = writer.into_inner().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let disposition = format!("attachment; filename=\"transactions.{extension}\"");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// The export's columns: the transaction record's fields, without the GPS coordinates.
+const EXPORT_COLUMNS: [&str; 20] = [
+    "id",
+    "emp",
+    "emp_code",
+    "first_name",
+    "last_name",
+    "department",
+    "position",
+    "punch_time",
+    "punch_state",
+    "punch_state_display",
+    "verify_type",
+    "verify_type_display",
+    "work_code",
+    "gps_location",
+    "area_alias",
+    "terminal_sn",
+    "temperature",
+    "is_mask",
+    "terminal_alias",
+    "upload_time",
+];

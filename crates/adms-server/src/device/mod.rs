@@ -142,6 +142,8 @@ impl FromRequestParts<SharedState> for DeviceCtx {
         let (entry, registered) = state.devices.resolve(&state.store, &new).await?;
         if registered {
             state.webhooks.wake.notify_one();
+            // A new terminal (or one replacing another) gets its area's roster.
+            crate::roster::sync_terminal_logged(state, entry.id()).await;
         }
         let now = state.webhooks.clock.now_micros();
         entry.touch(&ip, now);

@@ -62,6 +62,7 @@ pub async fn check(state: &AppState, started_at: i64) -> Result<(), StoreError> 
                     if state.store.mark_device_online(&seen).await? {
                         tracing::info!(sn = %device.sn, "device back online");
                         new_events = true;
+                        crate::roster::sync_terminal_logged(state, device.device_id).await;
                     }
                 } else if let Some(entry) = &entry {
                     entry.set_reported_offline();
@@ -107,6 +108,8 @@ pub async fn seen_again(state: &AppState, entry: &DeviceEntry, now: i64) {
         Ok(true) => {
             tracing::info!("device back online");
             state.webhooks.wake.notify_one();
+            // Changes made while it was away reach it now.
+            crate::roster::sync_terminal_logged(state, device.id).await;
         }
         Ok(false) => {}
         Err(error) => {

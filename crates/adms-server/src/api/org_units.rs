@@ -1,0 +1,330 @@
+//! `/personnel/api/departments/`, `/areas/`, `/positions/`: the same CRUD over three tables,
+//! each in ZKBio Time's record shape (code and name, the parent as an object or null).
+
+use axum::Json;
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use adms_store::StoreError;
+use adms_store::roster::{OrgFields, OrgFilter, OrgKind, OrgOrder, OrgUnit, RosterError, RosterRefusal};
+
+use super::ApiError;
+use super::auth::Authenticated;
+use super::body::{FieldErrors, WriteBody, given, integer, printable, text};
+use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use crate::app::SharedState;
+
+/// Const-generic tags, so one set of handlers serves the three resources.
+pub const DEPARTMENT: u8 = 0;
+pub const AREA: u8 = 1;
+pub const POSITION: u8 = 2;
+
+/// A resource's field names.
+struct Names {
+    kind: OrgKind,
+    code: &'static str,
+    name: &'static str,
+    parent: &'static str,
+    /// How DRF names the model in "already exists" messages.
+    label: &'static str,
+}
+
+const fn names<const K: u8>() -> Names {
+    match K {
+        DEPARTMENT => Names {
+            kind: OrgKind::Department,
+            code: "dept_code",
+            name: "dept_name",
+            parent: "parent_dept",
+            label: "department",
+        },
+        AREA => {
+            Names { kind: OrgKind::Area, code: "area_code", name: "area_name", parent: "parent_area", label: "area" }
+        }
+        _ => Names {
+            kind: OrgKind::Position,
+            code: "position_code",
+            name: "position_name",
+            parent: "parent_position",
+            label: "position",
+        },
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DepartmentParent {
+    id: i64,
+    dept_code: String,
+    dept_name: String,
+    parent_dept: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Department {
+    id: i64,
+    dept_code: String,
+    dept_name: String,
+    parent_dept: Option<DepartmentParent>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AreaParent {
+    id: i64,
+    area_code: String,
+    area_name: String,
+    parent_area: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Area {
+    id: i64,
+    area_code: String,
+    area_name: String,
+    parent_area: Option<AreaParent>,
+    parent_area_name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PositionParent {
+    id: i64,
+    position_code: String,
+    position_name: String,
+    parent_position: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Position {
+    id: i64,
+    position_code: String,
+    position_name: String,
+    parent_position: Option<PositionParent>,
+    parent_position_name: Option<String>,
+}
+
+/// One record of any of the three resources (serialised as the record itself, keys in order).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum OrgRecord {
+    Department(Department),
+    Area(Area),
+    Position(Position),
+}
+
+/// A unit as the resource `K` shows it.
+fn to_json<const K: u8>(u: OrgUnit) -> OrgRecord {
+    let parent = match (u.parent_id, u.parent_code, u.parent_name) {
+        (Some(id), Some(code), Some(name)) => Some((id, code, name, u.parent_parent_id)),
+        _ => None,
+    };
+    let parent_name = parent.as_ref().map(|p| p.2.clone());
+    match K {
+        DEPARTMENT => OrgRecord::Department(Department {
+            id: u.id,
+            dept_code: u.code,
+            dept_name: u.name,
+            parent_dept: parent.map(|(id, dept_code, dept_name, parent_dept)| DepartmentParent {
+                id,
+                dept_code,
+                dept_name,
+                parent_dept,
+            }),
+        }),
+        AREA => OrgRecord::Area(Area {
+            id: u.id,
+            area_code: u.code,
+            area_name: u.name,
+            parent_area: parent.map(|(id, area_code, area_name, parent_area)| AreaParent {
+                id,
+                area_code,
+                area_name,
+                parent_area,
+            }),
+            parent_area_name: parent_name,
+        }),
+        _ => OrgRecord::Position(Position {
+            id: u.id,
+            position_code: u.code,
+            position_name: u.name,
+            parent_position: parent.map(|(id, position_code, position_name, parent_position)| PositionParent {
+                id,
+                position_code,
+                position_name,
+                parent_position,
+            }),
+            parent_position_name: parent_name,
+        }),
+    }
+}
+
+fn order(params: &QueryParams, n: &Names) -> OrgOrder {
+    let requested = params.get("ordering").map(|o| o.trim_start_matches('+').trim()).unwrap_or_default();
+    let (descending, field) = match requested.strip_prefix('-') {
+        Some(f) => (true, f),
+        None => (false, requested),
+    };
+    match (field, descending) {
+        ("id", false) => OrgOrder::IdAsc,
+        ("id", true) => OrgOrder::IdDesc,
+        (f, false) if f == n.code => OrgOrder::CodeAsc,
+        (f, true) if f == n.code => OrgOrder::CodeDesc,
+        (f, false) if f == n.name => OrgOrder::NameAsc,
+        (f, true) if f == n.name => OrgOrder::NameDesc,
+        _ => OrgOrder::IdAsc,
+    }
+}
+
+pub async fn list<const K: u8>(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Envelope<OrgRecord>>, ApiError> {
+    let n = names::<K>();
+    let params = QueryParams::parse(raw.as_deref());
+    let page = PageRequest::from_params(&params)?;
+    let owned = |k: &str| params.get(k).map(str::to_owned);
+    let filter = OrgFilter {
+        id: None,
+        code: owned(n.code),
+        name: owned(n.name),
+        code_icontains: owned(&format!("{}_icontains", n.code)),
+        name_icontains: owned(&format!("{}_icontains", n.name)),
+        order: order(&params, &n),
+    };
+    let (count, rows) = state.store.list_org(n.kind, &filter, page.store_page()).await?;
+    page.check(count)?;
+    let data = rows.into_iter().map(to_json::<K>).collect();
+    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound)
+}
+
+pub async fn detail<const K: u8>(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<OrgRecord>, ApiError> {
+    let unit = state.store.org_by_id(names::<K>().kind, parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(to_json::<K>(unit)))
+}
+
+/// Reads code, name and parent; on update absent fields keep their value, and the department
+/// code cannot change (read-only in ZKBio Time 9.x's edit serializer).
+async fn read_fields(
+    state: &SharedState,
+    n: &Names,
+    body: &Map<String, Value>,
+    current: Option<&OrgUnit>,
+) -> Result<OrgFields, ApiError> {
+    let mut errors = FieldErrors::default();
+    let mut field = |key: &'static str, max: usize, current: Option<&String>| -> String {
+        match given(body, key).map(text) {
+            None => match current {
+                Some(c) => c.clone(),
+                None => {
+                    errors.add(key, "This field is required.");
+                    String::new()
+                }
+            },
+            Some(Some(s)) if s.is_empty() => {
+                errors.add(key, "This field may not be blank.");
+                String::new()
+            }
+            Some(Some(s)) if s.chars().count() > max || !printable(&s) => {
+                errors.add(key, format!("Ensure this field has no more than {max} printable characters."));
+                String::new()
+            }
+            Some(Some(s)) => s,
+            Some(None) => {
+                errors.add(key, "Not a valid string.");
+                String::new()
+            }
+        }
+    };
+    let code = if n.kind == OrgKind::Department && current.is_some() {
+        current.map(|c| c.code.clone()).unwrap_or_default()
+    } else {
+        field(n.code, 30, current.map(|c| &c.code))
+    };
+    let name = field(n.name, 100, current.map(|c| &c.name));
+    let parent_id = match body.get(n.parent) {
+        None => current.and_then(|c| c.parent_id),
+        Some(v) if v.is_null() || text(v).is_some_and(|s| s.is_empty()) => None,
+        Some(v) => match integer(v) {
+            Some(id) if state.store.org_by_id(n.kind, id).await?.is_some() => Some(id),
+            _ => {
+                errors
+                    .add(n.parent, format!("Invalid pk \"{}\" - object does not exist.", text(v).unwrap_or_default()));
+                None
+            }
+        },
+    };
+    errors.finish()?;
+    Ok(OrgFields { code, name, parent_id })
+}
+
+fn refusal(n: &Names, e: RosterError) -> ApiError {
+    match e {
+        RosterError::Refused(RosterRefusal::CodeTaken(_)) => {
+            ApiError::BadRequest(json!({ n.code: [format!("{} with this {} already exists.", n.label, n.code)] }))
+        }
+        RosterError::Refused(RosterRefusal::ParentCycle) => {
+            ApiError::BadRequest(json!({ n.parent: ["A unit cannot be its own parent or descendant."] }))
+        }
+        RosterError::Refused(RosterRefusal::InUse(_)) => ApiError::BadRequest(
+            json!({ "detail": format!("This {} is still used by employees, terminals or child units.", n.label) }),
+        ),
+        RosterError::Refused(RosterRefusal::BuiltIn) => {
+            ApiError::BadRequest(json!({ "detail": format!("The default {} cannot be deleted.", n.label) }))
+        }
+        RosterError::Refused(other) => ApiError::BadRequest(json!({ "detail": other.to_string() })),
+        RosterError::Store(StoreError::NotFound) => ApiError::NotFound,
+        RosterError::Store(e) => ApiError::Store(e),
+    }
+}
+
+pub async fn create<const K: u8>(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    WriteBody(body): WriteBody,
+) -> Result<Response, ApiError> {
+    let n = names::<K>();
+    let fields = read_fields(&state, &n, &body, None).await?;
+    let id = state.store.save_org(n.kind, None, &fields).await.map_err(|e| refusal(&n, e))?;
+    let unit = state.store.org_by_id(n.kind, id).await?.ok_or(ApiError::NotFound)?;
+    Ok((StatusCode::CREATED, Json(to_json::<K>(unit))).into_response())
+}
+
+/// `PUT` / `PATCH`: absent fields keep their value.
+pub async fn update<const K: u8>(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+    WriteBody(body): WriteBody,
+) -> Result<Json<OrgRecord>, ApiError> {
+    let n = names::<K>();
+    let id = parse_id(&id)?;
+    let current = state.store.org_by_id(n.kind, id).await?.ok_or(ApiError::NotFound)?;
+    let fields = read_fields(&state, &n, &body, Some(&current)).await?;
+    state.store.save_org(n.kind, Some(id), &fields).await.map_err(|e| refusal(&n, e))?;
+    let unit = state.store.org_by_id(n.kind, id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(to_json::<K>(unit)))
+}
+
+/// 204; refused (400) while employees, terminals or child units refer to it.
+pub async fn delete<const K: u8>(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let n = names::<K>();
+    let id = parse_id(&id)?;
+    state.store.delete_org(n.kind, id).await.map_err(|e| refusal(&n, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}

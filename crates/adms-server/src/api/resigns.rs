@@ -1,0 +1,192 @@
+//! `/personnel/api/resigns/`: open resignations in ZKBio Time's shape, and `reinstatement/`.
+//! Resigning removes the employee from every terminal; their punches stay.
+
+use axum::Json;
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use adms_store::roster::{NewResignation, Resignation, ResignationFilter};
+
+use super::ApiError;
+use super::auth::Authenticated;
+use super::body::{WriteBody, given, id_list, integer};
+use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::personnel::{resignation_from_body, sync_employee};
+use crate::app::SharedState;
+
+#[derive(Debug, Serialize)]
+pub struct ResignEmployee {
+    id: i64,
+    emp_code: String,
+    first_name: String,
+    last_name: String,
+}
+
+/// ZKBio Time resignation record.
+#[derive(Debug, Serialize)]
+pub struct ResignRecord {
+    id: i64,
+    resign_date: String,
+    resign_type: i64,
+    disableatt: bool,
+    reason: String,
+    employee: ResignEmployee,
+    first_name: String,
+    last_name: String,
+}
+
+impl From<Resignation> for ResignRecord {
+    fn from(r: Resignation) -> ResignRecord {
+        ResignRecord {
+            id: r.id,
+            resign_date: r.resign_date,
+            resign_type: r.resign_type,
+            disableatt: r.disableatt,
+            reason: r.reason,
+            first_name: r.first_name.clone(),
+            last_name: r.last_name.clone(),
+            employee: ResignEmployee {
+                id: r.employee_id,
+                emp_code: r.emp_code,
+                first_name: r.first_name,
+                last_name: r.last_name,
+            },
+        }
+    }
+}
+
+fn int_param(params: &QueryParams, key: &'static str) -> Result<Option<i64>, ApiError> {
+    match params.get(key) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| ApiError::BadRequest(json!({ key: ["Enter a whole number."] }))),
+    }
+}
+
+pub async fn list(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Envelope<ResignRecord>>, ApiError> {
+    let params = QueryParams::parse(raw.as_deref());
+    let page = PageRequest::from_params(&params)?;
+    let filter = ResignationFilter {
+        id: None,
+        employee: int_param(&params, "employee")?,
+        resign_type: int_param(&params, "resign_type")?,
+        resign_date: params.get("resign_date").map(str::to_owned),
+    };
+    let (count, rows) = state.store.list_resignations(&filter, page.store_page()).await?;
+    page.check(count)?;
+    Ok(Json(envelope(&headers, &uri, &params, page, count, rows.into_iter().map(ResignRecord::from).collect())))
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound)
+}
+
+pub async fn detail(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<ResignRecord>, ApiError> {
+    let r = state.store.resignation_by_id(parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(r.into()))
+}
+
+/// `POST {employee, resign_date, resign_type, disableatt, reason}`: 201.
+pub async fn create(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    WriteBody(body): WriteBody,
+) -> Result<Response, ApiError> {
+    let Some(employee_id) = given(&body, "employee").and_then(integer) else {
+        return Err(ApiError::BadRequest(json!({ "employee": ["This field is required."] })));
+    };
+    let Some(employee) = state.store.employee_by_id(employee_id).await? else {
+        return Err(ApiError::BadRequest(
+            json!({ "employee": [format!("Invalid pk \"{employee_id}\" - object does not exist.")] }),
+        ));
+    };
+    let resignation = resignation_from_body(&body, None)?;
+    let ids = state.store.resign_employees(&[employee_id], &resignation).await.map_err(|e| match e {
+        adms_store::roster::RosterError::Refused(r) => ApiError::BadRequest(json!({ "employee": [r.to_string()] })),
+        adms_store::roster::RosterError::Store(e) => ApiError::Store(e),
+    })?;
+    tracing::info!(user = %who.name, emp_code = %employee.fields.emp_code, "employee resigned");
+    sync_employee(&state, &employee.fields.emp_code).await?;
+    let id = ids.first().copied().ok_or(ApiError::NotFound)?;
+    let r = state.store.resignation_by_id(id).await?.ok_or(ApiError::NotFound)?;
+    Ok((StatusCode::CREATED, Json(ResignRecord::from(r))).into_response())
+}
+
+/// `PUT` / `PATCH`: every field optional.
+pub async fn update(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+    WriteBody(body): WriteBody,
+) -> Result<Json<ResignRecord>, ApiError> {
+    let id = parse_id(&id)?;
+    let current = state.store.resignation_by_id(id).await?.ok_or(ApiError::NotFound)?;
+    let current = NewResignation {
+        resign_date: current.resign_date,
+        resign_type: current.resign_type,
+        disableatt: current.disableatt,
+        reason: current.reason,
+    };
+    let updated = resignation_from_body(&body, Some(&current))?;
+    state.store.update_resignation(id, &updated).await?;
+    let r = state.store.resignation_by_id(id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(r.into()))
+}
+
+async fn reinstate_and_sync(state: &SharedState, resign_ids: &[i64]) -> Result<usize, ApiError> {
+    let employees = state.store.reinstate(resign_ids).await?;
+    for id in &employees {
+        if let Some(e) = state.store.employee_by_id(*id).await? {
+            sync_employee(state, &e.fields.emp_code).await?;
+        }
+    }
+    Ok(employees.len())
+}
+
+/// `DELETE`: 204; the resignation is withdrawn, i.e. the employee is reinstated.
+pub async fn delete(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    if reinstate_and_sync(&state, &[id]).await? == 0 {
+        return Err(ApiError::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /personnel/api/resigns/reinstatement/ {"resigns": [ids]}`: the employees become
+/// active again and go back onto the terminals of their areas.
+pub async fn reinstatement(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    WriteBody(body): WriteBody,
+) -> Result<Json<Value>, ApiError> {
+    let ids = match given(&body, "resigns").and_then(id_list) {
+        Some(ids) if !ids.is_empty() => ids,
+        _ => return Err(ApiError::BadRequest(json!({ "resigns": ["This field is required."] }))),
+    };
+    for id in &ids {
+        if state.store.resignation_by_id(*id).await?.is_none() {
+            return Err(ApiError::BadRequest(
+                json!({ "resigns": { "resigns": format!("Invalid pk \"{id}\" - object does not exist.") } }),
+            ));
+        }
+    }
+    let n = reinstate_and_sync(&state, &ids).await?;
+    tracing::info!(user = %who.name, employees = n, "employees reinstated");
+    Ok(Json(json!({ "detail": "Success." })))
+}

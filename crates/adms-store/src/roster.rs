@@ -1,0 +1,1219 @@
+//! The roster (ZKBio Time's personnel module): departments, areas, positions, employees,
+//! terminal areas and resignations; and the snapshots [`crate::roster_sync`] plans from.
+//!
+//! Every statement is static text with bound parameters; filters use `(? IS NULL OR ...)`
+//! guards and the order is picked from a fixed set of statements, as in `queries`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlx::{FromRow, SqliteConnection};
+
+use crate::roster_sync::{DesiredEntry, DeviceState, DeviceTemplate, DeviceUser, RosterChange, TemplateKey};
+use crate::roster_sync::{plan_device, plan_template_removal};
+use crate::{Page, Store, StoreError, now_micros};
+
+/// The department and area every installation has (ids 1, seeded by the migration).
+pub const DEFAULT_DEPARTMENT_ID: i64 = 1;
+pub const DEFAULT_AREA_ID: i64 = 1;
+
+/// Departments, areas and positions share one shape: code, name, optional parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgKind {
+    Department,
+    Area,
+    Position,
+}
+
+/// One department, area or position, with its parent's code and name.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct OrgUnit {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub parent_id: Option<i64>,
+    pub parent_code: Option<String>,
+    pub parent_name: Option<String>,
+    pub parent_parent_id: Option<i64>,
+}
+
+/// Orders for org lists (`ordering` = id, code or name, either direction).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OrgOrder {
+    #[default]
+    IdAsc,
+    IdDesc,
+    CodeAsc,
+    CodeDesc,
+    NameAsc,
+    NameDesc,
+}
+
+/// Which org units to list; `None` means no filter.
+#[derive(Debug, Clone, Default)]
+pub struct OrgFilter {
+    pub id: Option<i64>,
+    pub code: Option<String>,
+    pub name: Option<String>,
+    pub code_icontains: Option<String>,
+    pub name_icontains: Option<String>,
+    pub order: OrgOrder,
+}
+
+/// Writable fields of an org unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgFields {
+    pub code: String,
+    pub name: String,
+    pub parent_id: Option<i64>,
+}
+
+struct OrgSql {
+    count: &'static str,
+    /// One statement per [`OrgOrder`], in declaration order.
+    select: [&'static str; 6],
+    insert: &'static str,
+    update: &'static str,
+    code_taken: &'static str,
+    /// References that keep a unit from being deleted (live employees, children, terminals).
+    in_use: &'static str,
+    /// Detaches soft-deleted employees before a delete, so the foreign keys allow it.
+    detach_deleted: &'static str,
+    delete: &'static str,
+}
+
+macro_rules! org_where {
+    ($code:literal, $name:literal) => {
+        concat!(
+            " WHERE (?1 IS NULL OR u.id = ?1) AND (?2 IS NULL OR u.",
+            $code,
+            " = ?2) AND (?3 IS NULL OR u.",
+            $name,
+            " = ?3) AND (?4 IS NULL OR instr(lower(u.",
+            $code,
+            "), lower(?4)) > 0) AND (?5 IS NULL OR instr(lower(u.",
+            $name,
+            "), lower(?5)) > 0)"
+        )
+    };
+}
+
+macro_rules! org_select {
+    ($table:literal, $code:literal, $name:literal, $order:expr) => {
+        concat!(
+            "SELECT u.id, u.",
+            $code,
+            " AS code, u.",
+            $name,
+            " AS name, u.parent_id, p.",
+            $code,
+            " AS parent_code, p.",
+            $name,
+            " AS parent_name, p.parent_id AS parent_parent_id FROM ",
+            $table,
+            " AS u LEFT JOIN ",
+            $table,
+            " AS p ON p.id = u.parent_id",
+            org_where!($code, $name),
+            " ORDER BY ",
+            $order,
+            " LIMIT ?6 OFFSET ?7"
+        )
+    };
+}
+
+macro_rules! org_sql {
+    ($table:literal, $code:literal, $name:literal, $in_use:literal, $detach:literal) => {
+        OrgSql {
+            count: concat!("SELECT COUNT(*) FROM ", $table, " AS u", org_where!($code, $name)),
+            select: [
+                org_select!($table, $code, $name, "u.id ASC"),
+                org_select!($table, $code, $name, "u.id DESC"),
+                org_select!($table, $code, $name, concat!("u.", $code, " ASC, u.id ASC")),
+                org_select!($table, $code, $name, concat!("u.", $code, " DESC, u.id DESC")),
+                org_select!($table, $code, $name, concat!("u.", $name, " ASC, u.id ASC")),
+                org_select!($table, $code, $name, concat!("u.", $name, " DESC, u.id DESC")),
+            ],
+            insert: concat!(
+                "INSERT INTO ",
+                $table,
+                " (",
+                $code,
+                ", ",
+                $name,
+                ", parent_id, created_at) VALUES (?, ?, ?, ?) RETURNING id"
+            ),
+            update: concat!("UPDATE ", $table, " SET ", $code, " = ?, ", $name, " = ?, parent_id = ? WHERE id = ?"),
+            code_taken: concat!("SELECT id FROM ", $table, " WHERE ", $code, " = ? AND id <> ?"),
+            in_use: $in_use,
+            detach_deleted: $detach,
+            delete: concat!("DELETE FROM ", $table, " WHERE id = ?"),
+        }
+    };
+}
+
+const DEPARTMENT_SQL: OrgSql = org_sql!(
+    "departments",
+    "dept_code",
+    "dept_name",
+    "SELECT (SELECT COUNT(*) FROM employees WHERE department_id = ?1 AND deleted_at IS NULL) \
+     + (SELECT COUNT(*) FROM departments WHERE parent_id = ?1)",
+    "UPDATE employees SET department_id = 1 WHERE department_id = ?1 AND deleted_at IS NOT NULL"
+);
+const AREA_SQL: OrgSql = org_sql!(
+    "areas",
+    "area_code",
+    "area_name",
+    "SELECT (SELECT COUNT(*) FROM employee_areas AS ea JOIN employees AS e ON e.id = ea.employee_id \
+     WHERE ea.area_id = ?1 AND e.deleted_at IS NULL) + (SELECT COUNT(*) FROM areas WHERE parent_id = ?1) \
+     + (SELECT COUNT(*) FROM terminal_areas WHERE area_id = ?1)",
+    "DELETE FROM employee_areas WHERE area_id = ?1 \
+     AND employee_id IN (SELECT id FROM employees WHERE deleted_at IS NOT NULL)"
+);
+const POSITION_SQL: OrgSql = org_sql!(
+    "positions",
+    "position_code",
+    "position_name",
+    "SELECT (SELECT COUNT(*) FROM employees WHERE position_id = ?1 AND deleted_at IS NULL) \
+     + (SELECT COUNT(*) FROM positions WHERE parent_id = ?1)",
+    "UPDATE employees SET position_id = NULL WHERE position_id = ?1 AND deleted_at IS NOT NULL"
+);
+
+impl OrgKind {
+    fn sql(self) -> &'static OrgSql {
+        match self {
+            OrgKind::Department => &DEPARTMENT_SQL,
+            OrgKind::Area => &AREA_SQL,
+            OrgKind::Position => &POSITION_SQL,
+        }
+    }
+
+    /// The built-in unit that cannot be deleted, if any.
+    fn built_in(self) -> Option<i64> {
+        match self {
+            OrgKind::Department => Some(DEFAULT_DEPARTMENT_ID),
+            OrgKind::Area => Some(DEFAULT_AREA_ID),
+            OrgKind::Position => None,
+        }
+    }
+}
+
+impl OrgOrder {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a roster write was refused; the API turns each into ZKBio Time's 400 body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RosterRefusal {
+    #[error("code already used by id {0}")]
+    CodeTaken(i64),
+    #[error("still referenced ({0} references)")]
+    InUse(i64),
+    #[error("built-in unit")]
+    BuiltIn,
+    #[error("parent would create a cycle")]
+    ParentCycle,
+    #[error("duplicate card number with {0}")]
+    DuplicateCard(String),
+    #[error("employee {0} is already resigned")]
+    AlreadyResigned(String),
+}
+
+/// Either a refusal (the caller's input) or a storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RosterError {
+    #[error(transparent)]
+    Refused(#[from] RosterRefusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for RosterError {
+    fn from(e: sqlx::Error) -> Self {
+        RosterError::Store(StoreError::Database(e))
+    }
+}
+
+/// An area as an employee or terminal refers to it.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct AreaRef {
+    pub id: i64,
+    pub area_code: String,
+    pub area_name: String,
+}
+
+/// Writable employee fields (ZKBio Time's names). `device_password` is the device PIN
+/// password, kept in clear for the device and redacted in `Debug`.
+#[derive(Clone, Default, FromRow, PartialEq, Eq)]
+pub struct EmployeeFields {
+    pub emp_code: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub nickname: String,
+    pub device_password: String,
+    pub card_no: String,
+    pub department_id: i64,
+    pub position_id: Option<i64>,
+    pub hire_date: Option<String>,
+    pub gender: Option<String>,
+    pub birthday: Option<String>,
+    pub verify_mode: i64,
+    pub emp_type: Option<i64>,
+    pub contact_tel: String,
+    pub office_tel: String,
+    pub mobile: String,
+    pub national: String,
+    pub city: String,
+    pub address: String,
+    pub postcode: String,
+    pub email: String,
+    pub enroll_sn: String,
+    pub ssn: String,
+    pub religion: String,
+    pub dev_privilege: i64,
+    pub app_status: i64,
+    pub app_role: i64,
+}
+
+impl std::fmt::Debug for EmployeeFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmployeeFields")
+            .field("emp_code", &self.emp_code)
+            .field("first_name", &self.first_name)
+            .field("last_name", &self.last_name)
+            .field("device_password", &if self.device_password.is_empty() { "" } else { "***" })
+            .field("card_no", &self.card_no)
+            .field("department_id", &self.department_id)
+            .field("position_id", &self.position_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many templates of one biometric type the roster knows for an employee.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct BioSummary {
+    pub pin: String,
+    pub bio_type: i64,
+    pub major_ver: Option<i64>,
+    pub count: i64,
+}
+
+/// An employee as the API shows it.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct Employee {
+    pub id: i64,
+    #[sqlx(flatten)]
+    pub fields: EmployeeFields,
+    pub dept_code: String,
+    pub dept_name: String,
+    pub position_code: Option<String>,
+    pub position_name: Option<String>,
+    /// `active` or `resigned`.
+    pub status: String,
+    pub updated_at: i64,
+    #[sqlx(skip)]
+    pub areas: Vec<AreaRef>,
+    #[sqlx(skip)]
+    pub biometrics: Vec<BioSummary>,
+}
+
+/// Which employees to list.
+#[derive(Debug, Clone, Default)]
+pub struct EmployeeFilter {
+    pub id: Option<i64>,
+    pub emp_code: Option<String>,
+    pub emp_code_icontains: Option<String>,
+    pub first_name: Option<String>,
+    pub first_name_icontains: Option<String>,
+    pub last_name: Option<String>,
+    pub last_name_icontains: Option<String>,
+    pub department: Option<i64>,
+    pub area: Option<i64>,
+    pub app_status: Option<i64>,
+    /// `active` / `resigned`; `None` for both.
+    pub status: Option<String>,
+}
+
+macro_rules! employees_where {
+    () => {
+        " WHERE e.deleted_at IS NULL AND (?1 IS NULL OR e.id = ?1) AND (?2 IS NULL OR e.emp_code = ?2) \
+         AND (?3 IS NULL OR instr(lower(e.emp_code), lower(?3)) > 0) AND (?4 IS NULL OR e.first_name = ?4) \
+         AND (?5 IS NULL OR instr(lower(e.first_name), lower(?5)) > 0) AND (?6 IS NULL OR e.last_name = ?6) \
+         AND (?7 IS NULL OR instr(lower(e.last_name), lower(?7)) > 0) AND (?8 IS NULL OR e.department_id = ?8) \
+         AND (?9 IS NULL OR EXISTS (SELECT 1 FROM employee_areas AS ea WHERE ea.employee_id = e.id AND ea.area_id = ?9)) \
+         AND (?10 IS NULL OR e.app_status = ?10) AND (?11 IS NULL OR e.status = ?11)"
+    };
+}
+
+const COUNT_EMPLOYEES: &str = concat!("SELECT COUNT(*) FROM employees AS e", employees_where!());
+const SELECT_EMPLOYEES: &str = concat!(
+    "SELECT e.id, e.emp_code, e.first_name, e.last_name, e.nickname, e.device_password, e.card_no, e.department_id, \
+     e.position_id, e.hire_date, e.gender, e.birthday, e.verify_mode, e.emp_type, e.contact_tel, e.office_tel, \
+     e.mobile, e.national, e.city, e.address, e.postcode, e.email, e.enroll_sn, e.ssn, e.religion, e.dev_privilege, \
+     e.app_status, e.app_role, d.dept_code, d.dept_name, p.position_code, p.position_name, e.status, e.updated_at \
+     FROM employees AS e JOIN departments AS d ON d.id = e.department_id LEFT JOIN positions AS p ON p.id = e.position_id",
+    employees_where!(),
+    " ORDER BY e.id ASC LIMIT ?12 OFFSET ?13"
+);
+
+/// An employee write: created, or updated (ZKBio Time 9.x turns a create with a known
+/// `emp_code` into an update).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedEmployee {
+    pub id: i64,
+    pub created: bool,
+}
+
+/// A resignation as the API shows it.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct Resignation {
+    pub id: i64,
+    pub resign_date: String,
+    pub resign_type: i64,
+    pub disableatt: bool,
+    pub reason: String,
+    pub employee_id: i64,
+    pub emp_code: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// Which resignations to list (open ones only: a reinstated resignation is history).
+#[derive(Debug, Clone, Default)]
+pub struct ResignationFilter {
+    pub id: Option<i64>,
+    pub employee: Option<i64>,
+    pub resign_type: Option<i64>,
+    pub resign_date: Option<String>,
+}
+
+/// A resignation to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewResignation {
+    pub resign_date: String,
+    pub resign_type: i64,
+    pub disableatt: bool,
+    pub reason: String,
+}
+
+macro_rules! resignations_where {
+    () => {
+        " FROM resignations AS r JOIN employees AS e ON e.id = r.employee_id \
+         WHERE r.reinstated_at IS NULL AND e.deleted_at IS NULL AND (?1 IS NULL OR r.id = ?1) \
+         AND (?2 IS NULL OR r.employee_id = ?2) AND (?3 IS NULL OR r.resign_type = ?3) \
+         AND (?4 IS NULL OR r.resign_date = ?4)"
+    };
+}
+
+fn ids_json(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+fn strings_json(values: &[String]) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
+}
+
+impl Store {
+    /// Total matches and one page of departments, areas or positions.
+    pub async fn list_org(&self, kind: OrgKind, f: &OrgFilter, page: Page) -> Result<(i64, Vec<OrgUnit>), StoreError> {
+        let sql = kind.sql();
+        let count: i64 = sqlx::query_scalar(sql.count)
+            .bind(f.id)
+            .bind(&f.code)
+            .bind(&f.name)
+            .bind(&f.code_icontains)
+            .bind(&f.name_icontains)
+            .fetch_one(self.pool())
+            .await?;
+        if count == 0 || page.offset >= count {
+            return Ok((count, Vec::new()));
+        }
+        let rows = sqlx::query_as(sql.select[f.order.index()])
+            .bind(f.id)
+            .bind(&f.code)
+            .bind(&f.name)
+            .bind(&f.code_icontains)
+            .bind(&f.name_icontains)
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(self.pool())
+            .await?;
+        Ok((count, rows))
+    }
+
+    pub async fn org_by_id(&self, kind: OrgKind, id: i64) -> Result<Option<OrgUnit>, StoreError> {
+        let filter = OrgFilter { id: Some(id), ..OrgFilter::default() };
+        Ok(self.list_org(kind, &filter, Page { offset: 0, limit: 1 }).await?.1.into_iter().next())
+    }
+
+    /// Creates (`id` None) or updates a unit; the code must be unused and the parent must not
+    /// be the unit or one of its descendants.
+    pub async fn save_org(&self, kind: OrgKind, id: Option<i64>, fields: &OrgFields) -> Result<i64, RosterError> {
+        let sql = kind.sql();
+        let mut tx = self.begin().await?;
+        let taken: Option<i64> = sqlx::query_scalar(sql.code_taken)
+            .bind(&fields.code)
+            .bind(id.unwrap_or(0))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(other) = taken {
+            return Err(RosterRefusal::CodeTaken(other).into());
+        }
+        if let (Some(id), Some(parent)) = (id, fields.parent_id)
+            && org_is_ancestor_or_self(&mut tx, kind, id, parent).await?
+        {
+            return Err(RosterRefusal::ParentCycle.into());
+        }
+        let id = match id {
+            None => {
+                sqlx::query_scalar(sql.insert)
+                    .bind(&fields.code)
+                    .bind(&fields.name)
+                    .bind(fields.parent_id)
+                    .bind(now_micros())
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+            Some(id) => {
+                let done = sqlx::query(sql.update)
+                    .bind(&fields.code)
+                    .bind(&fields.name)
+                    .bind(fields.parent_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound.into());
+                }
+                id
+            }
+        };
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Deletes a unit nothing live refers to.
+    pub async fn delete_org(&self, kind: OrgKind, id: i64) -> Result<(), RosterError> {
+        if kind.built_in() == Some(id) {
+            return Err(RosterRefusal::BuiltIn.into());
+        }
+        let sql = kind.sql();
+        let mut tx = self.begin().await?;
+        let uses: i64 = sqlx::query_scalar(sql.in_use).bind(id).fetch_one(&mut *tx).await?;
+        if uses > 0 {
+            return Err(RosterRefusal::InUse(uses).into());
+        }
+        sqlx::query(sql.detach_deleted).bind(id).execute(&mut *tx).await?;
+        let done = sqlx::query(sql.delete).bind(id).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound.into());
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The ids among `ids` that name no unit of `kind`.
+    pub async fn missing_org_ids(&self, kind: OrgKind, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let mut missing = Vec::new();
+        for id in ids {
+            if self.org_by_id(kind, *id).await?.is_none() {
+                missing.push(*id);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Total matches and one page of employees, with their areas and template counts.
+    pub async fn list_employees(&self, f: &EmployeeFilter, page: Page) -> Result<(i64, Vec<Employee>), StoreError> {
+        let count: i64 = bind_employee_filter(sqlx::query_scalar(COUNT_EMPLOYEES), f).fetch_one(self.pool()).await?;
+        if count == 0 || page.offset >= count {
+            return Ok((count, Vec::new()));
+        }
+        let mut rows: Vec<Employee> = bind_employee_filter(sqlx::query_as(SELECT_EMPLOYEES), f)
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(self.pool())
+            .await?;
+        let ids: Vec<i64> = rows.iter().map(|e| e.id).collect();
+        let areas: Vec<(i64, i64, String, String)> = sqlx::query_as(
+            "SELECT ea.employee_id, a.id, a.area_code, a.area_name FROM employee_areas AS ea \
+             JOIN areas AS a ON a.id = ea.area_id WHERE ea.employee_id IN (SELECT value FROM json_each(?)) \
+             ORDER BY ea.employee_id, a.id",
+        )
+        .bind(ids_json(&ids))
+        .fetch_all(self.pool())
+        .await?;
+        let pins: Vec<String> = rows.iter().map(|e| e.fields.emp_code.clone()).collect();
+        let biometrics: Vec<BioSummary> = sqlx::query_as(
+            "SELECT pin, bio_type, MAX(major_ver) AS major_ver, COUNT(DISTINCT bio_no) AS count \
+             FROM biometric_templates WHERE pin IN (SELECT value FROM json_each(?)) GROUP BY pin, bio_type",
+        )
+        .bind(strings_json(&pins))
+        .fetch_all(self.pool())
+        .await?;
+        for e in &mut rows {
+            e.areas = areas
+                .iter()
+                .filter(|a| a.0 == e.id)
+                .map(|a| AreaRef { id: a.1, area_code: a.2.clone(), area_name: a.3.clone() })
+                .collect();
+            e.biometrics = biometrics.iter().filter(|b| b.pin == e.fields.emp_code).cloned().collect();
+        }
+        Ok((count, rows))
+    }
+
+    /// One live employee by id (active or resigned).
+    pub async fn employee_by_id(&self, id: i64) -> Result<Option<Employee>, StoreError> {
+        let filter = EmployeeFilter { id: Some(id), ..EmployeeFilter::default() };
+        Ok(self.list_employees(&filter, Page { offset: 0, limit: 1 }).await?.1.into_iter().next())
+    }
+
+    /// One live employee by code.
+    pub async fn employee_by_code(&self, emp_code: &str) -> Result<Option<Employee>, StoreError> {
+        let filter = EmployeeFilter { emp_code: Some(emp_code.to_owned()), ..EmployeeFilter::default() };
+        Ok(self.list_employees(&filter, Page { offset: 0, limit: 1 }).await?.1.into_iter().next())
+    }
+
+    /// Creates or updates the employee with `fields.emp_code` (a deleted one comes back, active)
+    /// and sets their areas. The ERP owns the record from then on: device reports no longer
+    /// overwrite it.
+    pub async fn save_employee(&self, fields: &EmployeeFields, area_ids: &[i64]) -> Result<SavedEmployee, RosterError> {
+        let now = now_micros();
+        let mut tx = self.begin().await?;
+        if !fields.card_no.is_empty() {
+            let holder: Option<String> = sqlx::query_scalar(
+                "SELECT emp_code FROM employees WHERE card_no = ? AND emp_code <> ? AND deleted_at IS NULL",
+            )
+            .bind(&fields.card_no)
+            .bind(&fields.emp_code)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(holder) = holder {
+                return Err(RosterRefusal::DuplicateCard(holder).into());
+            }
+        }
+        let existing: Option<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT id, deleted_at FROM employees WHERE emp_code = ?")
+                .bind(&fields.emp_code)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let saved =
+            match existing {
+                None => {
+                    let id: i64 = bind_employee_fields(sqlx::query_scalar(
+                    "INSERT INTO employees (emp_code, first_name, last_name, nickname, device_password, card_no, \
+                     department_id, position_id, hire_date, gender, birthday, verify_mode, emp_type, contact_tel, \
+                     office_tel, mobile, national, city, address, postcode, email, enroll_sn, ssn, religion, \
+                     dev_privilege, app_status, app_role, erp_managed, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+                     ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, 1, ?28, ?28) RETURNING id",
+                ), fields)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                    SavedEmployee { id, created: true }
+                }
+                Some((id, deleted_at)) => {
+                    bind_employee_fields(
+                        sqlx::query(
+                            "UPDATE employees SET emp_code = ?1, first_name = ?2, last_name = ?3, nickname = ?4, \
+                     device_password = ?5, card_no = ?6, department_id = ?7, position_id = ?8, hire_date = ?9, \
+                     gender = ?10, birthday = ?11, verify_mode = ?12, emp_type = ?13, contact_tel = ?14, \
+                     office_tel = ?15, mobile = ?16, national = ?17, city = ?18, address = ?19, postcode = ?20, \
+                     email = ?21, enroll_sn = ?22, ssn = ?23, religion = ?24, dev_privilege = ?25, app_status = ?26, \
+                     app_role = ?27, erp_managed = 1, updated_at = ?28, \
+                     status = CASE WHEN deleted_at IS NULL THEN status ELSE 'active' END, deleted_at = NULL \
+                     WHERE id = ?29",
+                        ),
+                        fields,
+                    )
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    SavedEmployee { id, created: deleted_at.is_some() }
+                }
+            };
+        sqlx::query("DELETE FROM employee_areas WHERE employee_id = ?").bind(saved.id).execute(&mut *tx).await?;
+        sqlx::query("INSERT OR IGNORE INTO employee_areas (employee_id, area_id) SELECT ?, value FROM json_each(?)")
+            .bind(saved.id)
+            .bind(ids_json(area_ids))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(saved)
+    }
+
+    /// Deletes an employee from the roster (their punches stay). Soft: a device re-sending an
+    /// old `USER` line does not bring them back; a create with the same code does.
+    pub async fn delete_employee(&self, id: i64) -> Result<bool, StoreError> {
+        let now = now_micros();
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE employees SET deleted_at = ?, card_no = '', updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE resignations SET reinstated_at = ? WHERE employee_id = ? AND reinstated_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Moves employees to other areas, a department or a position (the `adjust_*` actions).
+    pub async fn set_employee_areas(&self, employee_ids: &[i64], area_ids: &[i64]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for id in employee_ids {
+            sqlx::query("DELETE FROM employee_areas WHERE employee_id = ?").bind(id).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO employee_areas (employee_id, area_id) SELECT ?, value FROM json_each(?)",
+            )
+            .bind(id)
+            .bind(ids_json(area_ids))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE employees SET erp_managed = 1, updated_at = ? WHERE id = ?")
+                .bind(now_micros())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Resigns employees: status `resigned`, one open resignation each. Refused as a whole if
+    /// any of them is already resigned. Returns the resignation ids.
+    pub async fn resign_employees(&self, employee_ids: &[i64], r: &NewResignation) -> Result<Vec<i64>, RosterError> {
+        let now = now_micros();
+        let mut tx = self.begin().await?;
+        let mut ids = Vec::new();
+        for employee_id in employee_ids {
+            let (code, status): (String, String) =
+                sqlx::query_as("SELECT emp_code, status FROM employees WHERE id = ? AND deleted_at IS NULL")
+                    .bind(employee_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+            if status == "resigned" {
+                return Err(RosterRefusal::AlreadyResigned(code).into());
+            }
+            sqlx::query("UPDATE employees SET status = 'resigned', updated_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(employee_id)
+                .execute(&mut *tx)
+                .await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO resignations (employee_id, resign_date, resign_type, disableatt, reason, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(employee_id)
+            .bind(&r.resign_date)
+            .bind(r.resign_type)
+            .bind(r.disableatt)
+            .bind(&r.reason)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Total matches and one page of open resignations.
+    pub async fn list_resignations(
+        &self,
+        f: &ResignationFilter,
+        page: Page,
+    ) -> Result<(i64, Vec<Resignation>), StoreError> {
+        let count: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*)", resignations_where!()))
+            .bind(f.id)
+            .bind(f.employee)
+            .bind(f.resign_type)
+            .bind(&f.resign_date)
+            .fetch_one(self.pool())
+            .await?;
+        if count == 0 || page.offset >= count {
+            return Ok((count, Vec::new()));
+        }
+        let rows = sqlx::query_as(concat!(
+            "SELECT r.id, r.resign_date, r.resign_type, r.disableatt, r.reason, e.id AS employee_id, e.emp_code, \
+             e.first_name, e.last_name",
+            resignations_where!(),
+            " ORDER BY r.id ASC LIMIT ?5 OFFSET ?6"
+        ))
+        .bind(f.id)
+        .bind(f.employee)
+        .bind(f.resign_type)
+        .bind(&f.resign_date)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(self.pool())
+        .await?;
+        Ok((count, rows))
+    }
+
+    pub async fn resignation_by_id(&self, id: i64) -> Result<Option<Resignation>, StoreError> {
+        let filter = ResignationFilter { id: Some(id), ..ResignationFilter::default() };
+        Ok(self.list_resignations(&filter, Page { offset: 0, limit: 1 }).await?.1.into_iter().next())
+    }
+
+    /// Edits an open resignation.
+    pub async fn update_resignation(&self, id: i64, r: &NewResignation) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE resignations SET resign_date = ?, resign_type = ?, disableatt = ?, reason = ? \
+             WHERE id = ? AND reinstated_at IS NULL",
+        )
+        .bind(&r.resign_date)
+        .bind(r.resign_type)
+        .bind(r.disableatt)
+        .bind(&r.reason)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Reinstates the employees of open resignations `resign_ids`; the resignations stay as
+    /// history. Returns the reinstated employees' ids (unknown or closed ids are skipped).
+    pub async fn reinstate(&self, resign_ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let now = now_micros();
+        let mut tx = self.begin().await?;
+        let employees: Vec<i64> = sqlx::query_scalar(
+            "UPDATE resignations SET reinstated_at = ? WHERE reinstated_at IS NULL \
+             AND id IN (SELECT value FROM json_each(?)) RETURNING employee_id",
+        )
+        .bind(now)
+        .bind(ids_json(resign_ids))
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE employees SET status = 'active', updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(now)
+        .bind(ids_json(&employees))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(employees)
+    }
+
+    /// Assigns a terminal to an area (ZKBio Time: every terminal belongs to one area).
+    pub async fn set_terminal_area(&self, device_id: i64, area_id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO terminal_areas (device_id, area_id) VALUES (?, ?) \
+             ON CONFLICT (device_id) DO UPDATE SET area_id = excluded.area_id",
+        )
+        .bind(device_id)
+        .bind(area_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The area of each terminal (area 1 when never assigned), by device id.
+    pub async fn terminal_areas(&self, device_ids: &[i64]) -> Result<BTreeMap<i64, AreaRef>, StoreError> {
+        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+            "SELECT d.value, a.id, a.area_code, a.area_name FROM json_each(?) AS d \
+             JOIN areas AS a ON a.id = COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = d.value), 1)",
+        )
+        .bind(ids_json(device_ids))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(d, id, area_code, area_name)| (d, AreaRef { id, area_code, area_name })).collect())
+    }
+
+    /// Forgets an employee's templates of the given types on every device copy the bridge
+    /// keeps (so nothing re-sends them), and plans their removal from each device that held
+    /// them. Returns the plan.
+    pub async fn delete_employee_templates(
+        &self,
+        employee_id: i64,
+        bio_types: &[i64],
+    ) -> Result<Vec<(i64, RosterChange)>, StoreError> {
+        let Some(employee) = self.employee_by_id(employee_id).await? else { return Err(StoreError::NotFound) };
+        let pin = employee.fields.emp_code;
+        let mut tx = self.begin().await?;
+        let states = device_states_for_pin(&mut tx, &pin).await?;
+        sqlx::query("DELETE FROM biometric_templates WHERE pin = ? AND bio_type IN (SELECT value FROM json_each(?))")
+            .bind(&pin)
+            .bind(ids_json(bio_types))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut plan = Vec::new();
+        for state in states.values() {
+            plan.extend(plan_template_removal(state, &pin, bio_types).into_iter().map(|c| (state.device_id, c)));
+        }
+        Ok(plan)
+    }
+
+    /// What every terminal should receive for one employee's current record: the user and
+    /// their templates on each terminal of their areas, a delete on every other terminal that
+    /// holds them (resigned and deleted employees are held nowhere).
+    pub async fn plan_employee_sync(&self, emp_code: &str) -> Result<Vec<(i64, RosterChange)>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        let pins = vec![emp_code.to_owned()];
+        let desired = desired_entries(&mut conn, &pins).await?;
+        let states = device_states_for_pin(&mut conn, emp_code).await?;
+        let targets = employee_target_devices(&mut conn, emp_code).await?;
+        let mut device_ids: BTreeSet<i64> = states.keys().copied().collect();
+        device_ids.extend(targets.iter().copied());
+        let managed: BTreeSet<String> = pins.into_iter().collect();
+        let mut plan = Vec::new();
+        for device_id in device_ids {
+            let state = states.get(&device_id).cloned().unwrap_or(DeviceState { device_id, ..DeviceState::default() });
+            let wanted = if targets.contains(&device_id) { desired.clone() } else { BTreeMap::new() };
+            plan.extend(plan_device(&state, &wanted, &managed).into_iter().map(|c| (device_id, c)));
+        }
+        Ok(plan)
+    }
+
+    /// What one terminal should receive to hold exactly the roster of its area (on first
+    /// contact, when it comes back online, or when it replaced another one): missing or
+    /// outdated users and templates, and deletes for users the roster no longer puts there.
+    /// Users the roster has never heard of are left alone.
+    pub async fn plan_device_sync(&self, device_id: i64) -> Result<Vec<(i64, RosterChange)>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        let approved: Option<String> = sqlx::query_scalar("SELECT approval FROM devices WHERE id = ?")
+            .bind(device_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if approved.as_deref() != Some("approved") {
+            // A pending terminal receives nothing until an operator approves it.
+            return Ok(Vec::new());
+        }
+        let wanted_pins: Vec<String> = sqlx::query_scalar(
+            "SELECT e.emp_code FROM employees AS e JOIN employee_areas AS ea ON ea.employee_id = e.id \
+             WHERE e.deleted_at IS NULL AND e.status = 'active' \
+             AND ea.area_id = COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = ?), 1) \
+             GROUP BY e.emp_code",
+        )
+        .bind(device_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let desired = desired_entries(&mut conn, &wanted_pins).await?;
+        let state = device_state(&mut conn, device_id).await?;
+        let known: Vec<String> = sqlx::query_scalar(
+            "SELECT emp_code FROM employees WHERE emp_code IN (SELECT pin FROM device_users WHERE device_id = ?1 \
+             UNION SELECT pin FROM biometric_templates WHERE device_id = ?1)",
+        )
+        .bind(device_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut managed: BTreeSet<String> = known.into_iter().collect();
+        managed.extend(wanted_pins);
+        Ok(plan_device(&state, &desired, &managed).into_iter().map(|c| (device_id, c)).collect())
+    }
+}
+
+fn bind_employee_filter<'q, Q: BindAll<'q>>(q: Q, f: &'q EmployeeFilter) -> Q {
+    q.b(f.id)
+        .b(&f.emp_code)
+        .b(&f.emp_code_icontains)
+        .b(&f.first_name)
+        .b(&f.first_name_icontains)
+        .b(&f.last_name)
+        .b(&f.last_name_icontains)
+        .b(f.department)
+        .b(f.area)
+        .b(f.app_status)
+        .b(&f.status)
+}
+
+fn bind_employee_fields<'q, Q: BindAll<'q>>(q: Q, f: &'q EmployeeFields) -> Q {
+    q.b(&f.emp_code)
+        .b(&f.first_name)
+        .b(&f.last_name)
+        .b(&f.nickname)
+        .b(&f.device_password)
+        .b(&f.card_no)
+        .b(f.department_id)
+        .b(f.position_id)
+        .b(&f.hire_date)
+        .b(&f.gender)
+        .b(&f.birthday)
+        .b(f.verify_mode)
+        .b(f.emp_type)
+        .b(&f.contact_tel)
+        .b(&f.office_tel)
+        .b(&f.mobile)
+        .b(&f.national)
+        .b(&f.city)
+        .b(&f.address)
+        .b(&f.postcode)
+        .b(&f.email)
+        .b(&f.enroll_sn)
+        .b(&f.ssn)
+        .b(&f.religion)
+        .b(f.dev_privilege)
+        .b(f.app_status)
+        .b(f.app_role)
+}
+
+/// `bind` over the query kinds sqlx has, so one binder serves `query` and `query_scalar`.
+trait BindAll<'q>: Sized {
+    fn b<T>(self, value: T) -> Self
+    where
+        T: 'q + sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>;
+}
+
+impl<'q> BindAll<'q> for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    fn b<T>(self, value: T) -> Self
+    where
+        T: 'q + sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
+        self.bind(value)
+    }
+}
+
+impl<'q, O> BindAll<'q> for sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments> {
+    fn b<T>(self, value: T) -> Self
+    where
+        T: 'q + sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
+        self.bind(value)
+    }
+}
+
+impl<'q, O> BindAll<'q> for sqlx::query::QueryScalar<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments> {
+    fn b<T>(self, value: T) -> Self
+    where
+        T: 'q + sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
+        self.bind(value)
+    }
+}
+
+async fn org_is_ancestor_or_self(
+    conn: &mut SqliteConnection,
+    kind: OrgKind,
+    id: i64,
+    candidate_parent: i64,
+) -> Result<bool, StoreError> {
+    // Walk up from the candidate parent; reaching `id` means a cycle. Depth is bounded by
+    // the number of units, and trees are shallow in practice.
+    let mut current = Some(candidate_parent);
+    let mut steps = 0;
+    while let Some(unit) = current {
+        if unit == id {
+            return Ok(true);
+        }
+        steps += 1;
+        if steps > 10_000 {
+            return Ok(true);
+        }
+        let parent: Option<Option<i64>> = match kind {
+            OrgKind::Department => sqlx::query_scalar("SELECT parent_id FROM departments WHERE id = ?"),
+            OrgKind::Area => sqlx::query_scalar("SELECT parent_id FROM areas WHERE id = ?"),
+            OrgKind::Position => sqlx::query_scalar("SELECT parent_id FROM positions WHERE id = ?"),
+        }
+        .bind(unit)
+        .fetch_optional(&mut *conn)
+        .await?;
+        current = parent.flatten();
+    }
+    Ok(false)
+}
+
+#[derive(FromRow)]
+struct UserRowForSync {
+    device_id: i64,
+    pin: String,
+    name: String,
+    privilege: Option<i64>,
+    password: String,
+    card: String,
+    verify: Option<i64>,
+}
+
+#[derive(FromRow)]
+struct TemplateRowForSync {
+    device_id: i64,
+    pin: String,
+    bio_type: i64,
+    bio_no: i64,
+    bio_index: i64,
+    record_kind: String,
+    valid: Option<i64>,
+    duress: Option<i64>,
+    major_ver: Option<i64>,
+    minor_ver: Option<i64>,
+    format: String,
+    template: String,
+}
+
+fn fold_states(users: Vec<UserRowForSync>, templates: Vec<(i64, String, i64, i64, i64)>) -> BTreeMap<i64, DeviceState> {
+    let mut states: BTreeMap<i64, DeviceState> = BTreeMap::new();
+    for u in users {
+        let state = states
+            .entry(u.device_id)
+            .or_insert_with(|| DeviceState { device_id: u.device_id, ..DeviceState::default() });
+        state.users.insert(
+            u.pin.clone(),
+            DeviceUser {
+                pin: u.pin,
+                name: u.name,
+                privilege: u.privilege.unwrap_or(0),
+                password: u.password,
+                card: u.card,
+                verify: u.verify,
+            },
+        );
+    }
+    for (device_id, pin, bio_type, no, index) in templates {
+        let state = states.entry(device_id).or_insert_with(|| DeviceState { device_id, ..DeviceState::default() });
+        state.templates.entry(pin).or_default().insert(TemplateKey { bio_type, no, index });
+    }
+    states
+}
+
+/// What every device reported for one PIN, by device id. Queued changes are not known here
+/// yet (the command queue will supply them), so `pending` is empty.
+async fn device_states_for_pin(
+    conn: &mut SqliteConnection,
+    pin: &str,
+) -> Result<BTreeMap<i64, DeviceState>, StoreError> {
+    let users: Vec<UserRowForSync> = sqlx::query_as(
+        "SELECT device_id, pin, name, privilege, password, card, verify FROM device_users WHERE pin = ?",
+    )
+    .bind(pin)
+    .fetch_all(&mut *conn)
+    .await?;
+    let templates: Vec<(i64, String, i64, i64, i64)> =
+        sqlx::query_as("SELECT device_id, pin, bio_type, bio_no, bio_index FROM biometric_templates WHERE pin = ?")
+            .bind(pin)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(fold_states(users, templates))
+}
+
+/// What one device reported, all PINs.
+async fn device_state(conn: &mut SqliteConnection, device_id: i64) -> Result<DeviceState, StoreError> {
+    let users: Vec<UserRowForSync> = sqlx::query_as(
+        "SELECT device_id, pin, name, privilege, password, card, verify FROM device_users WHERE device_id = ?",
+    )
+    .bind(device_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let templates: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT device_id, pin, bio_type, bio_no, bio_index FROM biometric_templates WHERE device_id = ?",
+    )
+    .bind(device_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(fold_states(users, templates).remove(&device_id).unwrap_or(DeviceState { device_id, ..DeviceState::default() }))
+}
+
+/// The devices an employee belongs on: every terminal of their areas (unassigned terminals
+/// are in area 1); none when resigned or deleted.
+async fn employee_target_devices(conn: &mut SqliteConnection, emp_code: &str) -> Result<BTreeSet<i64>, StoreError> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT d.id FROM devices AS d JOIN employee_areas AS ea \
+         ON ea.area_id = COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = d.id), 1) \
+         JOIN employees AS e ON e.id = ea.employee_id \
+         WHERE e.emp_code = ? AND e.deleted_at IS NULL AND e.status = 'active' AND d.approval = 'approved'",
+    )
+    .bind(emp_code)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ids.into_iter().collect())
+}
+
+/// The desired device record of each active employee among `pins`, with the newest copy of
+/// every template any device reported for them.
+async fn desired_entries(
+    conn: &mut SqliteConnection,
+    pins: &[String],
+) -> Result<BTreeMap<String, DesiredEntry>, StoreError> {
+    let employees: Vec<(String, String, String, i64, String, String, i64)> = sqlx::query_as(
+        "SELECT emp_code, first_name, last_name, dev_privilege, device_password, card_no, verify_mode FROM employees \
+         WHERE deleted_at IS NULL AND status = 'active' AND emp_code IN (SELECT value FROM json_each(?))",
+    )
+    .bind(strings_json(pins))
+    .fetch_all(&mut *conn)
+    .await?;
+    let templates: Vec<TemplateRowForSync> = sqlx::query_as(
+        "SELECT device_id, pin, bio_type, bio_no, bio_index, record_kind, valid, duress, major_ver, minor_ver, format, \
+         template FROM biometric_templates WHERE pin IN (SELECT value FROM json_each(?)) ORDER BY updated_at ASC",
+    )
+    .bind(strings_json(pins))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut newest: BTreeMap<(String, TemplateKey), DeviceTemplate> = BTreeMap::new();
+    for t in templates {
+        let _ = t.device_id;
+        let key = TemplateKey { bio_type: t.bio_type, no: t.bio_no, index: t.bio_index };
+        newest.insert(
+            (t.pin.clone(), key),
+            DeviceTemplate {
+                pin: t.pin,
+                key,
+                record_kind: t.record_kind,
+                valid: t.valid,
+                duress: t.duress,
+                major_ver: t.major_ver,
+                minor_ver: t.minor_ver,
+                format: t.format,
+                template: t.template,
+            },
+        );
+    }
+    let mut out = BTreeMap::new();
+    for (code, first, last, privilege, password, card, verify) in employees {
+        let name = format!("{first} {last}").trim().to_owned();
+        let user =
+            DeviceUser { pin: code.clone(), name, privilege, password, card, verify: (verify >= 0).then_some(verify) };
+        let templates = newest.iter().filter(|((pin, _), _)| *pin == code).map(|(_, t)| t.clone()).collect();
+        out.insert(code, DesiredEntry { user, templates });
+    }
+    Ok(out)
+}
+
+/// Makes the roster reflect a `USER` line a device reported (inside the upload's
+/// transaction): a PIN the roster does not know becomes an employee (department 1, the
+/// device's area); an employee only known from devices takes the device's values and gains
+/// the device's area. An employee the ERP manages, or deleted, is left as it is. A card
+/// another employee holds is not copied (the upload must never fail on it).
+pub(crate) async fn reflect_device_user_in(
+    conn: &mut SqliteConnection,
+    device_id: i64,
+    user: &crate::UserRow,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO employees (emp_code, first_name, device_password, card_no, dev_privilege, created_at, updated_at) \
+         SELECT ?1, ?2, ?3, CASE WHEN ?4 = '' OR EXISTS (SELECT 1 FROM employees WHERE card_no = ?4 AND emp_code <> ?1 \
+         AND deleted_at IS NULL) THEN '' ELSE ?4 END, ?5, ?6, ?6 WHERE true \
+         ON CONFLICT (emp_code) DO UPDATE SET first_name = excluded.first_name, \
+         device_password = excluded.device_password, card_no = excluded.card_no, \
+         dev_privilege = excluded.dev_privilege, updated_at = excluded.updated_at \
+         WHERE employees.erp_managed = 0 AND employees.deleted_at IS NULL",
+    )
+    .bind(&user.pin)
+    .bind(&user.name)
+    .bind(&user.password)
+    .bind(&user.card)
+    .bind(user.privilege.unwrap_or(0))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT OR IGNORE INTO employee_areas (employee_id, area_id) \
+         SELECT e.id, COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = ?2), 1) FROM employees AS e \
+         WHERE e.emp_code = ?1 AND e.erp_managed = 0 AND e.deleted_at IS NULL",
+    )
+    .bind(&user.pin)
+    .bind(device_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
