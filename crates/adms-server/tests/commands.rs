@@ -347,3 +347,74 @@ async fn zkbio_time_terminal_actions_queue_device_commands() {
     assert_eq!(answer, json!({ "terminals": { "1": ["Invalid pk \"99999\" - object does not exist."] } }));
     assert_eq!(poll(&dev).await, "OK");
 }
+
+#[tokio::test]
+async fn terminals_can_be_created_updated_and_deleted() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &receiver, &[("ADMS_ACTIVITY_FLUSH_SECS", "1")]);
+    let api = Api::login(&server).await;
+
+    let (status, created) = api
+        .post_json(
+            "/iclock/api/terminals/",
+            &json!({ "sn": "NEW0001", "alias": "Gate B", "area": 1, "terminal_tz": 8 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(
+        created,
+        json!({ "id": id, "sn": "NEW0001", "ip_address": "", "alias": "Gate B", "area": 1, "heartbeat": 10 })
+    );
+    let (status, answer) = api.post_json("/iclock/api/terminals/", &json!({ "sn": "NEW0001" })).await;
+    assert_eq!((status, answer), (400, json!({ "sn": ["terminal with this sn already exists."] })));
+    let (status, answer) = api.post_json("/iclock/api/terminals/", &json!({ "alias": "x" })).await;
+    assert_eq!((status, answer), (400, json!({ "sn": ["This field is required."] })));
+    let (status, _) = api.post_json("/iclock/api/terminals/", &json!({ "sn": "NEW0002", "alias": "a\tb" })).await;
+    assert_eq!(status, 400);
+
+    let terminal = api.get(&format!("/iclock/api/terminals/{id}/")).await;
+    assert_eq!((terminal["alias"].as_str(), terminal["terminal_tz"].as_i64()), (Some("Gate B"), Some(8)));
+    let (status, updated) = api
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/iclock/api/terminals/{id}/"),
+            Some(&json!({ "alias": "Gate C", "sn": "OTHER" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        (updated["alias"].as_str(), updated["sn"].as_str()),
+        (Some("Gate C"), Some("NEW0001")),
+        "sn is read-only"
+    );
+    assert_eq!(api.get(&format!("/iclock/api/terminals/{id}/")).await["alias"], "Gate C");
+
+    // Deleting cancels what is queued for it and hides it; its next request brings it back.
+    let (status, _) = api.post_json("/iclock/api/terminals/reboot/", &json!({ "terminals": [id] })).await;
+    assert_eq!(status, 200);
+    let (status, _) = api.delete(&format!("/iclock/api/terminals/{id}/")).await;
+    assert_eq!(status, 204);
+    let (status, _) = api.get_status(&format!("/iclock/api/terminals/{id}/")).await;
+    assert_eq!(status, 404);
+    assert_eq!(api.get("/iclock/api/terminals/?sn=NEW0001").await["count"], 0);
+    let (status, _) = api.post_json("/iclock/api/terminals/reboot/", &json!({ "terminals": [id] })).await;
+    assert_eq!(status, 400, "a deleted terminal takes no actions");
+    let cancelled = api.get("/api/v1/devices/NEW0001/commands?state=cancelled").await;
+    assert_eq!(
+        (cancelled["count"].as_i64(), cancelled["data"][0]["result"].as_str()),
+        (Some(1), Some("terminal deleted"))
+    );
+    let dev = Device { server: &server, sn: "NEW0001".into() };
+    assert_eq!(poll(&dev).await, "OK", "the cancelled REBOOT is not sent");
+    let mut back = false;
+    for _ in 0..60 {
+        if api.get("/iclock/api/terminals/?sn=NEW0001").await["count"] == 1 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "a deleted terminal that makes a request is listed again");
+}

@@ -346,7 +346,7 @@ impl Store {
         for a in activity {
             sqlx::query(
                 "UPDATE devices SET last_activity_at = MAX(COALESCE(last_activity_at, 0), ?), \
-                 ip_address = CASE WHEN ? = '' THEN ip_address ELSE ? END WHERE id = ?",
+                 ip_address = CASE WHEN ? = '' THEN ip_address ELSE ? END, deleted_at = NULL WHERE id = ?",
             )
             .bind(a.at_micros)
             .bind(&a.ip_address)
@@ -370,6 +370,42 @@ impl Store {
     }
 
     /// Sets per-device settings an operator controls (`None` leaves a value unchanged).
+    /// Hides a terminal from the terminals API and cancels its queued commands (its data
+    /// stays; its next request brings it back). Returns whether it existed.
+    pub async fn delete_terminal(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE devices SET deleted_at = ?1 WHERE id = ?2 AND deleted_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE device_commands SET state = 'cancelled', completed_at = ?1, result = 'terminal deleted' \
+             WHERE device_id = ?2 AND state = 'queued'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Brings back a deleted terminal (an operator creating it again).
+    pub async fn restore_terminal(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET deleted_at = NULL WHERE id = ?").bind(id).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Whether a terminal was deleted through the API (and has not made a request since).
+    pub async fn terminal_deleted(&self, id: i64) -> Result<bool, StoreError> {
+        let deleted: Option<Option<i64>> = sqlx::query_scalar("SELECT deleted_at FROM devices WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(matches!(deleted, Some(Some(_))))
+    }
+
     pub async fn configure_device(
         &self,
         sn: &str,

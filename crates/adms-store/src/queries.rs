@@ -171,7 +171,7 @@ macro_rules! terminals_where {
     () => {
         "WHERE (?1 IS NULL OR sn = ?1) AND (?2 IS NULL OR alias = ?2) \
          AND (?3 IS NULL OR instr(lower(sn), lower(?3)) > 0) AND (?4 IS NULL OR instr(lower(alias), lower(?4)) > 0) \
-         AND (?5 IS NULL OR id = ?5)"
+         AND (?5 IS NULL OR id = ?5) AND deleted_at IS NULL"
     };
 }
 

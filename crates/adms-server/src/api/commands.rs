@@ -274,8 +274,8 @@ pub async fn terminal_action(
     for (i, raw) in request.terminals.iter().enumerate() {
         let id = raw.as_i64().or_else(|| raw.as_str().and_then(|s| s.trim().parse().ok()));
         let found = match id {
-            Some(id) => state.store.device_by_id(id).await?,
-            None => None,
+            Some(id) if !state.store.terminal_deleted(id).await? => state.store.device_by_id(id).await?,
+            _ => None,
         };
         match found {
             Some(device) => devices.push(device),

@@ -33,10 +33,14 @@ pub fn routes() -> Router<SharedState> {
         .route("/iclock/api/transactions", get(transactions::list))
         .route("/iclock/api/transactions/{id}", get(transactions::detail))
         .route("/iclock/api/transactions/export", get(transactions::export))
-        .route("/iclock/api/terminals", get(terminals::list))
+        .route("/iclock/api/terminals", get(terminals::list).post(terminals::create))
         .route(
             "/iclock/api/terminals/{id}",
-            get(terminals::detail).post(commands::terminal_action).put(terminals::update).patch(terminals::update),
+            get(terminals::detail)
+                .post(commands::terminal_action)
+                .put(terminals::update)
+                .patch(terminals::update)
+                .delete(terminals::delete),
         )
         .route("/personnel/api/employees", get(personnel::list).post(personnel::create))
         .route(

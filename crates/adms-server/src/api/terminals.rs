@@ -186,3 +186,124 @@ pub async fn update(
     }
     Ok(Json(terminal(&state, id).await?))
 }
+
+/// `POST /iclock/api/terminals/` body (ZKBio Time 9.x). `sn` is required; `area` (an area id)
+/// places the terminal, and `heartbeat` is ignored (the poll interval is the server's `delay_secs`, which the
+/// answer shows). Unknown keys are ignored, as DRF does.
+#[derive(Debug, serde::Deserialize)]
+pub struct TerminalWrite {
+    sn: Option<String>,
+    alias: Option<String>,
+    ip_address: Option<String>,
+    area: Option<serde_json::Value>,
+    /// Hours (8) in the 8.x docs, minutes (240) in 9.5 recordings: |value| ≤ 14 is read as hours.
+    terminal_tz: Option<i32>,
+}
+
+/// The 9.x write shape `{id, sn, ip_address, alias, area, heartbeat}`.
+fn write_shape(
+    id: i64,
+    sn: &str,
+    ip: &str,
+    alias: &str,
+    area: Option<&serde_json::Value>,
+    state: &SharedState,
+) -> serde_json::Value {
+    let area =
+        area.and_then(|a| a.as_i64().or_else(|| a.as_str().and_then(|s| s.parse().ok()))).unwrap_or(DEFAULT_AREA_ID);
+    serde_json::json!({ "id": id, "sn": sn, "ip_address": ip, "alias": alias, "area": area, "heartbeat": state.config.delay_secs })
+}
+
+fn field_error(field: &str, message: &str) -> ApiError {
+    ApiError::BadRequest(serde_json::json!({ field: [message] }))
+}
+
+/// Checks alias and terminal_tz; returns the zone setting `terminal_tz` stands for.
+fn check_write(w: &TerminalWrite) -> Result<Option<String>, ApiError> {
+    if let Some(alias) = &w.alias
+        && (alias.chars().count() > 50 || alias.chars().any(char::is_control))
+    {
+        return Err(field_error("alias", "Ensure this field has no more than 50 printable characters."));
+    }
+    let Some(tz) = w.terminal_tz else { return Ok(None) };
+    let minutes = if tz.abs() <= 14 { tz * 60 } else { tz };
+    if minutes.abs() > 14 * 60 {
+        return Err(field_error("terminal_tz", "Must be an offset in hours (-14 to 14) or minutes."));
+    }
+    let sign = if minutes < 0 { '-' } else { '+' };
+    Ok(Some(format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)))
+}
+
+fn parse_body(body: &[u8]) -> Result<TerminalWrite, ApiError> {
+    serde_json::from_slice(body).map_err(|e| field_error("non_field_errors", &format!("Invalid JSON: {e}")))
+}
+
+/// `POST /iclock/api/terminals/`: registers a terminal before it first connects (approved).
+/// 201; 400 `{"sn": [...]}` when missing, invalid or already present.
+pub async fn create(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    let w = parse_body(&body)?;
+    let zone = check_write(&w)?;
+    let sn = w.sn.as_deref().map(str::trim).unwrap_or_default();
+    if sn.is_empty() {
+        return Err(field_error("sn", "This field is required."));
+    }
+    if sn.len() > 32 || !sn.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(field_error("sn", "At most 32 printable characters without spaces."));
+    }
+    let ip = w.ip_address.as_deref().unwrap_or_default();
+    if ip.len() > 45 || ip.chars().any(char::is_control) {
+        return Err(field_error("ip_address", "Enter a valid IPv4 or IPv6 address."));
+    }
+    if let Some(existing) = state.store.device_by_sn(sn).await? {
+        if !state.store.terminal_deleted(existing.id).await? {
+            return Err(field_error("sn", "terminal with this sn already exists."));
+        }
+        state.store.restore_terminal(existing.id).await?;
+    }
+    let new = adms_store::NewDevice {
+        sn,
+        approval: Some(adms_store::Approval::Approved),
+        protocol_family: "att",
+        ip_address: ip,
+        default_time_zone: &state.default_zone.name,
+    };
+    let area = match &w.area {
+        None => None,
+        Some(v) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
+            Some(area) if state.store.org_by_id(OrgKind::Area, area).await?.is_some() => Some(area),
+            _ => return Err(field_error("area", &format!("Invalid pk \"{v}\" - object does not exist."))),
+        },
+    };
+    let device = state.store.register_device(&new).await?;
+    state.store.configure_device(sn, w.alias.as_deref(), zone.as_deref(), None).await?;
+    if let Some(area) = area {
+        state.store.set_terminal_area(device.id, area).await?;
+        crate::roster::sync_terminal(&state, device.id).await?;
+    }
+    state.devices.invalidate(sn);
+    state.webhooks.wake.notify_one();
+    tracing::info!(sn, by = %who.name, "terminal created through the API");
+    let alias = w.alias.as_deref().unwrap_or(&device.alias);
+    Ok((axum::http::StatusCode::CREATED, Json(write_shape(device.id, sn, ip, alias, w.area.as_ref(), &state))))
+}
+
+/// `DELETE /iclock/api/terminals/{id}/`: 204. The terminal leaves the list and its queued
+/// commands are cancelled; its punches stay, and a request from it brings it back.
+pub async fn delete(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let device = state.store.device_by_id(id).await?.ok_or(ApiError::NotFound)?;
+    if !state.store.delete_terminal(id, state.webhooks.clock.now_micros()).await? {
+        return Err(ApiError::NotFound);
+    }
+    state.devices.invalidate(&device.sn);
+    tracing::info!(sn = %device.sn, by = %who.name, "terminal deleted through the API");
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

@@ -36,3 +36,8 @@ CREATE INDEX device_commands_by_device ON device_commands (device_id, id);
 ALTER TABLE command_results ADD COLUMN outcome TEXT NOT NULL DEFAULT 'unknown_id';
 -- The same result line posted again counts here instead of adding a row.
 ALTER TABLE command_results ADD COLUMN seen_count INTEGER NOT NULL DEFAULT 1;
+
+-- DELETE /iclock/api/terminals/{id}/: the terminal is hidden from the terminals API and its
+-- queued commands are cancelled; its punches stay. Its next request brings it back (as ZKBio
+-- Time re-adds a terminal that keeps pushing).
+ALTER TABLE devices ADD COLUMN deleted_at INTEGER;
