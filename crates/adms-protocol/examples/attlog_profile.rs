@@ -1,82 +1,15 @@
-//! Runs the ATTLOG parser (or the split-only baseline) over a generated body, for profilers
-//! that count instructions (`valgrind --tool=callgrind`), which are repeatable on a shared VM
-//! where criterion's wall-clock figures are not.
+//! Runs the ATTLOG parser (or one of the memchr baselines) over the bench's generated body, for
+//! profilers that count instructions (`valgrind --tool=callgrind`), which are repeatable on a
+//! shared VM where criterion's wall-clock figures are not; `compare` prints min-of-N times of
+//! all three, alternated so that outside load hits each alike.
 //!
-//! `cargo run --release -p adms-protocol --example attlog_profile -- full|split [lines] [rounds]`
+//! `cargo run --release -p adms-protocol --example attlog_profile -- full|split|count|compare [lines] [rounds]`
 
 use std::hint::black_box;
 
-fn body(lines: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for i in 0..lines {
-        let line = match i % 3 {
-            0 => format!(
-                "{}\t2026-11-{:02} {:02}:{:02}:{:02}\t0\t1\t0\t0\t0\n",
-                1000 + i,
-                1 + i % 28,
-                i % 24,
-                i % 60,
-                (i / 60) % 60
-            ),
-            1 => format!(
-                "{:05}\t2026-11-{:02} {:02}:{:02}:{:02}\t1\t15\t\t0\t0\t\n",
-                i,
-                1 + i % 28,
-                i % 24,
-                i % 60,
-                (i / 60) % 60
-            ),
-            _ => format!(
-                "{}\t2026-11-{:02} {:02}:{:02}:{:02}\t255\t15\t0\t0\t0\t255\t0\t0\t{}\n",
-                i,
-                1 + i % 28,
-                i % 24,
-                i % 60,
-                (i / 60) % 60,
-                10_000 + i
-            ),
-        };
-        out.extend_from_slice(line.as_bytes());
-    }
-    out
-}
-
-#[inline(never)]
-fn split_only(body: &[u8]) -> usize {
-    let mut fields = 0;
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', body) {
-        fields += 1 + memchr::memchr_iter(b'\t', &body[start..end]).count();
-        start = end + 1;
-    }
-    fields
-}
-
-#[inline(never)]
-fn split_fields(body: &[u8]) -> usize {
-    let mut total = 0;
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', body) {
-        let line = &body[start..end];
-        let mut field_start = 0;
-        for tab in memchr::memchr_iter(b'\t', line) {
-            total += tab - field_start;
-            field_start = tab + 1;
-        }
-        total += line.len() - field_start;
-        start = end + 1;
-    }
-    total
-}
-
-#[inline(never)]
-fn full_parse(body: &[u8]) -> usize {
-    let mut ok = 0;
-    for (_, record) in adms_protocol::parse_attlog_body(body).flatten() {
-        ok += usize::from(record.verify > 0) + record.pin.len();
-    }
-    ok
-}
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::{body, count_only, full_parse, split};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -90,7 +23,7 @@ fn main() {
         let mut best = [f64::MAX; 3];
         let mut sink = 0;
         for _ in 0..rounds {
-            for (slot, f) in [split_only as fn(&[u8]) -> usize, split_fields, full_parse].iter().enumerate() {
+            for (slot, f) in [count_only as fn(&[u8]) -> usize, split, full_parse].iter().enumerate() {
                 let t = std::time::Instant::now();
                 sink += f(black_box(&buf));
                 best[slot] = best[slot].min(t.elapsed().as_secs_f64());
@@ -110,8 +43,8 @@ fn main() {
     let mut total = 0;
     for _ in 0..rounds {
         total += match mode.as_str() {
-            "split" => split_only(black_box(&buf)),
-            "fields" => split_fields(black_box(&buf)),
+            "count" => count_only(black_box(&buf)),
+            "split" => split(black_box(&buf)),
             _ => full_parse(black_box(&buf)),
         };
     }
