@@ -38,11 +38,6 @@ async fn command(api: &Api, id: i64) -> Value {
     api.get(&format!("/api/v1/commands/{id}")).await
 }
 
-async fn advance(api: &Api, secs: u64) {
-    let (status, answer) = api.post_json("/api/v1/test/clock", &json!({ "advance_secs": secs })).await;
-    assert_eq!(status, 200, "{answer}");
-}
-
 /// `(outcome, seen_count)` of every stored result for `command_id`, read from the SQLite file.
 async fn result_outcomes(db: &Path, command_id: &str) -> Vec<(String, i64)> {
     use sqlx::ConnectOptions;
@@ -240,10 +235,10 @@ async fn unanswered_commands_are_resent_then_expire() {
     let line = format!("C:{id}:CLEAR LOG\n");
     assert_eq!(poll(&dev).await, line);
     assert_eq!(poll(&dev).await, "OK");
-    advance(&api, 31).await;
+    api.advance_clock(31).await;
     assert_eq!(poll(&dev).await, line, "re-sent after the re-send time");
     assert_eq!(command(&api, id).await["send_count"], 2);
-    advance(&api, 31).await;
+    api.advance_clock(31).await;
     assert_eq!(poll(&dev).await, "OK", "sent twice without an answer: expired, not sent a third time");
     let expired = command(&api, id).await;
     assert_eq!(expired["state"], "expired", "{expired}");
@@ -264,7 +259,7 @@ async fn unanswered_commands_are_resent_then_expire() {
         enqueue(&api, "CMD0005", json!({ "command": { "type": "reboot" }, "expires_in_secs": 60 })).await;
     assert_eq!(status, 201, "{queued}");
     let silent_id = queued["id"].as_i64().unwrap();
-    advance(&api, 61).await;
+    api.advance_clock(61).await;
     let event = receiver.wait_for("command.completed", |b| b["data"]["command_id"] == silent_id).await;
     assert_eq!(event.json()["data"]["state"], "expired");
     assert_eq!(event.json()["data"]["result"], "not delivered before it expired");

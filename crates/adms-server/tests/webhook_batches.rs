@@ -31,18 +31,6 @@ async fn receive(State(log): State<Arc<Log>>, headers: HeaderMap, body: Bytes) -
     StatusCode::from_u16(status).unwrap()
 }
 
-fn attlog(from: usize, n: usize) -> Vec<u8> {
-    (from..from + n)
-        .map(|i| format!("{}\t2026-11-20 {:02}:{:02}:00\t0\t1\t0\t0\t0\n", 100 + i, 8 + i / 60, i % 60))
-        .collect::<String>()
-        .into_bytes()
-}
-
-async fn advance(api: &Api, secs: u64) {
-    let (status, _) = api.post_json("/api/v1/test/clock", &json!({ "advance_secs": secs })).await;
-    assert_eq!(status, 200);
-}
-
 #[tokio::test]
 async fn a_backlog_goes_out_in_ordered_batches_and_a_retry_resends_the_same_batch() {
     const PUNCHES: usize = 300;
@@ -71,7 +59,7 @@ async fn a_backlog_goes_out_in_ordered_batches_and_a_retry_resends_the_same_batc
     let dev = Device { server: &server, sn: "BATCH001".into() };
     dev.handshake().await;
     for chunk in 0..PUNCHES / 100 {
-        assert_eq!(dev.attlog(&attlog(chunk * 100, 100)).await.text(), "OK: 100");
+        assert_eq!(dev.attlog(&common::webhooks::attlog_lines(chunk * 100, 100)).await.text(), "OK: 100");
     }
     let (status, _) = api.patch_json(&format!("/api/v1/webhooks/endpoints/{id}"), &json!({ "paused": false })).await;
     assert_eq!(status, 200);
@@ -90,7 +78,7 @@ async fn a_backlog_goes_out_in_ordered_batches_and_a_retry_resends_the_same_batc
         if acknowledged().len() >= PUNCHES {
             break;
         }
-        advance(&api, 10).await;
+        api.advance_clock(10).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -76,7 +76,7 @@ impl Receiver {
                 return;
             }
             if let Some(api) = api {
-                advance(api, 0).await;
+                api.advance_clock(0).await;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -129,25 +129,6 @@ fn check_invariants(received: &[Received], punches: usize) {
     assert_eq!(seqs, (1..=punches as i64).collect::<Vec<_>>(), "per-device seq contiguous");
 }
 
-fn attlog(from: usize, n: usize) -> Vec<u8> {
-    (from..from + n)
-        .map(|i| format!("{}\t2026-11-20 08:{:02}:00\t0\t1\t0\t0\t0\n", 100 + i, i % 60))
-        .collect::<String>()
-        .into_bytes()
-}
-
-async fn advance(api: &Api, secs: u64) {
-    let response = api
-        .client
-        .post(format!("http://{}/api/v1/test/clock", api.server_addr))
-        .header("Authorization", format!("Token {}", api.token))
-        .json(&serde_json::json!({ "advance_secs": secs }))
-        .send()
-        .await
-        .expect("clock");
-    assert_eq!(response.status(), 200);
-}
-
 fn start_server(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Server {
     let mut env = vec![("ADMS_WEBHOOK_URL", url), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
     env.extend_from_slice(extra);
@@ -161,7 +142,7 @@ async fn every_punch_is_delivered_signed_once_per_id_and_reuploads_add_nothing()
     let server = start_server(dir.path(), &receiver.url(), &[]);
     let dev = Device { server: &server, sn: "HOOK0001".into() };
     dev.handshake().await;
-    let batch = attlog(0, 20);
+    let batch = common::webhooks::attlog_lines(0, 20);
     assert_eq!(dev.attlog(&batch).await.text(), "OK: 20");
     assert_eq!(dev.attlog(&batch).await.text(), "OK: 20", "re-upload");
     receiver.wait_for_ids(20, None).await;
@@ -224,20 +205,20 @@ async fn failures_are_retried_on_schedule_and_retry_after_is_honoured() {
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "HOOK0002".into() };
     dev.handshake().await;
-    assert_eq!(dev.attlog(&attlog(0, 1)).await.text(), "OK: 1");
+    assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     // Attempt 1 at once (500); attempt 2 after 5 s (+ up to 1 s jitter): not before.
     wait_for_requests(&receiver, 1).await;
-    advance(&api, 4).await;
+    api.advance_clock(4).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 1, "not retried before its time");
-    advance(&api, 3).await;
+    api.advance_clock(3).await;
     wait_for_requests(&receiver, 2).await; // 503
-    advance(&api, 34).await; // 30 s step + jitter
+    api.advance_clock(34).await; // 30 s step + jitter
     wait_for_requests(&receiver, 3).await; // 429, Retry-After 120 > the 2 min step's floor: ≥ 120 s
-    advance(&api, 100).await;
+    api.advance_clock(100).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 3, "Retry-After honoured");
-    advance(&api, 40).await;
+    api.advance_clock(40).await;
     wait_for_requests(&receiver, 4).await;
     check_invariants(&receiver.received(), 1);
 }
@@ -264,15 +245,15 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "HOOK0003".into() };
     dev.handshake().await;
-    assert_eq!(dev.attlog(&attlog(0, 5)).await.text(), "OK: 5");
-    assert_eq!(dev.attlog(&attlog(5, 5)).await.text(), "OK: 5");
+    assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 5)).await.text(), "OK: 5");
+    assert_eq!(dev.attlog(&common::webhooks::attlog_lines(5, 5)).await.text(), "OK: 5");
     // Two days, an hour at a time.
     for _ in 0..48 {
-        advance(&api, 3600).await;
+        api.advance_clock(3600).await;
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     let receiver = Receiver::start(&addr.to_string(), vec![]).await;
-    advance(&api, 12 * 3600).await;
+    api.advance_clock(12 * 3600).await;
     receiver.wait_for_ids(10, Some(&api)).await;
     check_invariants(&receiver.received(), 10);
     // Read the outbox itself: every delivery succeeded, after retrying through the outage.
@@ -297,13 +278,13 @@ async fn a_server_killed_mid_request_redelivers_the_same_event_after_restart() {
     let mut server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
     let dev = Device { server: &server, sn: "HOOK0004".into() };
     dev.handshake().await;
-    assert_eq!(dev.attlog(&attlog(0, 1)).await.text(), "OK: 1");
+    assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     wait_for_requests(&receiver, 1).await;
     server.kill(); // SIGKILL while the request hangs: the delivery stays leased
     let server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
     let api = Api::login(&server).await;
     // The lease (max(timeout, 30 s) + 30 s) runs out; the sweep returns it; it is sent again.
-    advance(&api, 70).await;
+    api.advance_clock(70).await;
     receiver.wait_for_ids(1, Some(&api)).await;
     wait_for_requests(&receiver, 2).await;
     let received = receiver.received();
@@ -395,12 +376,12 @@ async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "HOOK0005".into() };
     dev.handshake().await;
-    assert_eq!(dev.attlog(&attlog(0, 1)).await.text(), "OK: 1");
+    assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     for _ in 0..200 {
         if received.lock().unwrap().len() >= 2 {
             break;
         }
-        advance(&api, 10).await;
+        api.advance_clock(10).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let received = received.lock().unwrap().clone();
@@ -418,14 +399,14 @@ async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "HOOK0006".into() };
     dev.handshake().await;
-    assert_eq!(dev.attlog(&attlog(0, 1)).await.text(), "OK: 1");
+    assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     // Attempt 1 hangs past the 1 s timeout; a timeout waits at least 60 s before the next one.
     wait_for_requests(&receiver, 1).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    advance(&api, 30).await;
+    api.advance_clock(30).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 1, "a timeout is not retried at once");
-    advance(&api, 40).await;
+    api.advance_clock(40).await;
     wait_for_requests(&receiver, 2).await; // 410
     let endpoints = api.get("/api/v1/webhooks/endpoints").await;
     let endpoint = &endpoints["data"][0];
@@ -440,8 +421,8 @@ async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
     assert_eq!((endpoint["paused"].as_bool(), endpoint["paused_reason"].as_str()), (Some(true), Some("gone")));
 
     // Paused: new punches accumulate, nothing is sent, however far the clock moves.
-    assert_eq!(dev.attlog(&attlog(1, 2)).await.text(), "OK: 2");
-    advance(&api, 3600).await;
+    assert_eq!(dev.attlog(&common::webhooks::attlog_lines(1, 2)).await.text(), "OK: 2");
+    api.advance_clock(3600).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.received().len(), 2);
     let pending = api.get(&format!("/api/v1/webhooks/deliveries?endpoint={uid}&state=pending")).await;

@@ -55,11 +55,6 @@ impl Receiver {
     }
 }
 
-async fn advance(api: &Api, secs: u64) {
-    let (status, answer) = api.post_json("/api/v1/test/clock", &serde_json::json!({ "advance_secs": secs })).await;
-    assert_eq!(status, 200, "{answer}");
-}
-
 /// Longer than two presence checks (every 2 s): whatever a check would emit has been sent.
 const QUIET: Duration = Duration::from_millis(4_500);
 
@@ -105,12 +100,12 @@ async fn registration_roster_and_presence_events_arrive_once_each() {
     assert_eq!(updated[0].json()["data"]["name"], "Ann Lee");
 
     // Missed heartbeats: 60 s without a request (threshold 30 s) → device.offline, once.
-    advance(&api, 60).await;
+    api.advance_clock(60).await;
     let offline = receiver.wait_for("device.offline", 1).await;
     let data = &offline[0].json()["data"];
     assert_eq!((&data["reason"], &data["last_punch_seq"]), (&"heartbeat_missed".into(), &0.into()));
     assert!(data["last_seen_at"].as_str().unwrap().ends_with('Z'));
-    advance(&api, 60).await;
+    api.advance_clock(60).await;
     tokio::time::sleep(QUIET).await;
     assert_eq!(receiver.of_type("device.offline").len(), 1, "still offline: no second device.offline");
     assert!(receiver.of_type("device.online").is_empty());
@@ -125,7 +120,7 @@ async fn registration_roster_and_presence_events_arrive_once_each() {
     assert_eq!(dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await.text(), "OK");
 
     // Silent again: a second transition under a second id.
-    advance(&api, 60).await;
+    api.advance_clock(60).await;
     let offline = receiver.wait_for("device.offline", 2).await;
     assert_ne!(offline[0].id, offline[1].id);
     tokio::time::sleep(QUIET).await;

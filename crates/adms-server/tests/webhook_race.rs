@@ -50,18 +50,6 @@ async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
     StatusCode::from_u16(status).unwrap()
 }
 
-fn attlog(from: usize, n: usize) -> Vec<u8> {
-    (from..from + n)
-        .map(|i| format!("{}\t2026-11-20 {:02}:{:02}:00\t0\t1\t0\t0\t0\n", 100 + i, 8 + i / 60, i % 60))
-        .collect::<String>()
-        .into_bytes()
-}
-
-async fn advance(api: &Api, secs: u64) {
-    let (status, _) = api.post_json("/api/v1/test/clock", &serde_json::json!({ "advance_secs": secs })).await;
-    assert_eq!(status, 200);
-}
-
 async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..200 {
         if check() {
@@ -114,14 +102,14 @@ async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is
     let api_a = Api::login(&a).await;
     let dev_a = Device { server: &a, sn: "RACE0001".into() };
     dev_a.handshake().await;
-    assert_eq!(dev_a.attlog(&attlog(0, 1)).await.text(), "OK: 1");
+    assert_eq!(dev_a.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     wait_until("A's request to hang", || receiver.punches.lock().unwrap().len() == 1).await;
 
     // B opens the same file while A holds the lease; its clock is moved past that lease.
     let b = Server::start(dir.path(), &env);
     assert_eq!(a.db_path(), b.db_path());
     let api_b = Api::login(&b).await;
-    advance(&api_b, 70).await;
+    api_b.advance_clock(70).await;
     wait_until("B to send the first punch again", || receiver.punches.lock().unwrap().len() >= 2).await;
     let first_id = receiver.punches.lock().unwrap()[0].0.id.clone();
     assert_eq!(receiver.punches.lock().unwrap()[1].0.id, first_id, "the same event, re-claimed by B");
@@ -135,7 +123,7 @@ async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is
     }
     assert_eq!(punch_deliveries(&a.db_path()).await[0].2, "succeeded", "B's 200 completed it");
     // The clocks agree again; A's held request is answered 200 now, too late.
-    advance(&api_a, 70).await;
+    api_a.advance_clock(70).await;
     receiver.release.notify_one();
     let worker_a = format!("adms-bridge-{}", a.pid());
     let worker_b = format!("adms-bridge-{}", b.pid());
@@ -161,7 +149,7 @@ async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is
     let total = 1 + 8 * 25;
     for chunk in 0..8 {
         let device = if chunk % 2 == 0 { &dev_a } else { &dev_b };
-        assert_eq!(device.attlog(&attlog(1 + chunk * 25, 25)).await.text(), "OK: 25");
+        assert_eq!(device.attlog(&common::webhooks::attlog_lines(1 + chunk * 25, 25)).await.text(), "OK: 25");
     }
     let acknowledged = || -> BTreeSet<String> {
         let punches = receiver.punches.lock().unwrap();
@@ -173,8 +161,8 @@ async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is
             break;
         }
         // Retries after the 500s: both clocks move together.
-        advance(&api_a, 10).await;
-        advance(&api_b, 10).await;
+        api_a.advance_clock(10).await;
+        api_b.advance_clock(10).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let acknowledged = acknowledged();

@@ -28,6 +28,17 @@ impl QueryParams {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.iter().rev().find(|(k, v)| k == key && !v.trim().is_empty()).map(|(_, v)| v.trim())
     }
+
+    /// `key` as a whole number; a value that is not one is a 400 naming the parameter.
+    pub fn int(&self, key: &'static str) -> Result<Option<i64>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::BadRequest(serde_json::json!({ key: ["Enter a whole number."] }))),
+        }
+    }
 }
 
 /// A requested page.

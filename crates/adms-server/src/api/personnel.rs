@@ -176,13 +176,6 @@ fn area_record(a: AreaRef) -> AreaRecord {
     AreaRecord { id: a.id, area_code: a.area_code, area_name: a.area_name }
 }
 
-fn int_param(params: &QueryParams, key: &'static str) -> Result<Option<i64>, ApiError> {
-    match params.get(key) {
-        None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| ApiError::BadRequest(json!({ key: ["Enter a whole number."] }))),
-    }
-}
-
 /// `GET /personnel/api/employees/`: active employees (resigned ones are listed by
 /// `/personnel/api/resigns/`), ascending id.
 pub async fn list(
@@ -203,9 +196,9 @@ pub async fn list(
         first_name_icontains: owned("first_name_icontains"),
         last_name: owned("last_name"),
         last_name_icontains: owned("last_name_icontains"),
-        department: int_param(&params, "department")?,
-        area: int_param(&params, "areas")?.or(int_param(&params, "area")?),
-        app_status: int_param(&params, "app_status")?,
+        department: params.int("department")?,
+        area: params.int("areas")?.or(params.int("area")?),
+        app_status: params.int("app_status")?,
         status: Some("active".into()),
     };
     let (count, rows) = state.store.list_employees(&filter, page.store_page()).await?;

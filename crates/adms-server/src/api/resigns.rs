@@ -58,13 +58,6 @@ impl From<Resignation> for ResignRecord {
     }
 }
 
-fn int_param(params: &QueryParams, key: &'static str) -> Result<Option<i64>, ApiError> {
-    match params.get(key) {
-        None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| ApiError::BadRequest(json!({ key: ["Enter a whole number."] }))),
-    }
-}
-
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -76,8 +69,8 @@ pub async fn list(
     let page = PageRequest::from_params(&params)?;
     let filter = ResignationFilter {
         id: None,
-        employee: int_param(&params, "employee")?,
-        resign_type: int_param(&params, "resign_type")?,
+        employee: params.int("employee")?,
+        resign_type: params.int("resign_type")?,
         resign_date: params.get("resign_date").map(str::to_owned),
     };
     let (count, rows) = state.store.list_resignations(&filter, page.store_page()).await?;

@@ -223,6 +223,12 @@ impl Api {
         self.send(reqwest::Method::GET, path, None).await
     }
 
+    /// Moves the server's test clock (`ADMS_TEST_CLOCK=true`) forward.
+    pub async fn advance_clock(&self, secs: u64) {
+        let (status, answer) = self.post_json("/api/v1/test/clock", &serde_json::json!({ "advance_secs": secs })).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }

@@ -80,3 +80,11 @@ impl Receiver {
         panic!("no matching {event_type} event; got {:?}", self.of_type(event_type));
     }
 }
+
+/// An ATTLOG body of `n` distinct punches numbered from `from` (PIN `100 + i`, one minute apart).
+pub fn attlog_lines(from: usize, n: usize) -> Vec<u8> {
+    (from..from + n)
+        .map(|i| format!("{}\t2026-11-20 {:02}:{:02}:00\t0\t1\t0\t0\t0\n", 100 + i, 8 + i / 60, i % 60))
+        .collect::<String>()
+        .into_bytes()
+}
