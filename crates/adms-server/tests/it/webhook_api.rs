@@ -2,7 +2,7 @@
 //! pause/resume, rotation, deletion), deliveries and their attempts, resend, the per-device
 //! punch cursor, and replay to one endpoint without fan-out to the others.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! `USER` line, missed heartbeats and the device's return each arrive once, signed, under an id
 //! of their own.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! ZKBio Time-style authentication: login bodies, schemes, error bodies, integration keys.
 
-mod common;
+use crate::common;
 
 use common::{ADMIN_PASSWORD, ADMIN_USER, Device, Server};
 use serde_json::{Value, json};

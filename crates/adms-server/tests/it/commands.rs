@@ -4,7 +4,7 @@
 //! announced as `command.completed`), unanswered commands are re-sent and expire, a query is
 //! answered by an ATTLOG upload, and hostile input changes nothing.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Kill the server with SIGKILL while devices are uploading: every punch that was acknowledged
 //! is on disk after a restart, and the devices' re-sends create no duplicates.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //!
 //! `FIXTURE_SESSION=<name>` runs only the sessions whose file name contains `<name>`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

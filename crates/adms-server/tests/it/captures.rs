@@ -2,7 +2,7 @@
 //! checkout on the team's machines; never copied into the repository). Invariants only: no
 //! panic or 5xx, parsed + rejected lines = total lines, and ingesting twice adds nothing.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

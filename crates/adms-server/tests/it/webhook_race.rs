@@ -10,7 +10,7 @@
 //! request it acknowledged, no delivery is `succeeded` without a 2xx for its id, same id ⇒ same
 //! body, every signature valid, `seq` contiguous.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

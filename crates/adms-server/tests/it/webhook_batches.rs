@@ -5,7 +5,7 @@
 //! delivered in a batch the receiver acknowledged, same id ⇒ same body, every signature valid
 //! (the independent `standardwebhooks` crate), `seq` order inside and across batches.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! A terminal's life against the real binary: handshake, options, OPERLOG, ATTLOG (with the
 //! quirks firmware really sends), re-upload, polls, command results; then the ERP reads it back.
 
-mod common;
+use crate::common;
 
 use common::{Api, Device, Server, count_rows, raw_request};
 

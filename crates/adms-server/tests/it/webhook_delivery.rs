@@ -8,7 +8,7 @@
 //! receivers here acknowledge those without recording them or spending their scripted replies.
 //! They have their own test, `webhook_events.rs`.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;

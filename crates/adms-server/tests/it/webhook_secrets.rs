@@ -6,7 +6,7 @@
 //! and keep working. Without the key (or with another one) a server whose secrets are sealed
 //! refuses to start, saying why, instead of sending requests nobody can verify.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! errors, resignation (punches kept) and reinstatement, device `USER` lines appearing in the
 //! roster, terminal areas, and the transactions export.
 
-mod common;
+use crate::common;
 
 use common::{Api, Device, Server};
 use serde_json::{Value, json};

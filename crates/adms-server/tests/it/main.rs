@@ -1,0 +1,16 @@
+//! One integration-test binary per crate: every file here is a module, so the suite links once.
+
+mod common;
+mod api_auth;
+mod captures;
+mod commands;
+mod crash_recovery;
+mod device_session;
+mod fixture_sessions;
+mod personnel_api;
+mod webhook_api;
+mod webhook_batches;
+mod webhook_delivery;
+mod webhook_events;
+mod webhook_race;
+mod webhook_secrets;

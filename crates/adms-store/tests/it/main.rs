@@ -1,0 +1,8 @@
+//! One integration-test binary per crate: every file here is a module, so the suite links once.
+
+mod commands;
+mod device_events;
+mod outbox;
+mod roster;
+mod store;
+mod webhook_queries;
