@@ -89,6 +89,9 @@ pub struct Config {
     pub command_max_sends: u32,
     /// Default lifetime of a queued command (not delivered or answered by then: expired).
     pub command_ttl_secs: u64,
+    /// Seconds between passes that plan every approved terminal against the roster (one also
+    /// runs at start); 0 runs only the one at start.
+    pub roster_reconcile_secs: u64,
     /// Test switch: the webhook clock can be moved forward through the API, to walk retry
     /// schedules of days in seconds. Never enable in production.
     pub test_clock: bool,
@@ -128,6 +131,7 @@ impl Default for Config {
             command_resend_secs: 120,
             command_max_sends: 3,
             command_ttl_secs: 7 * 86_400,
+            roster_reconcile_secs: 900,
             test_clock: false,
         }
     }
@@ -150,6 +154,7 @@ impl std::fmt::Debug for Config {
             .field("commands_per_poll", &self.commands_per_poll)
             .field("command_resend_secs", &self.command_resend_secs)
             .field("command_ttl_secs", &self.command_ttl_secs)
+            .field("roster_reconcile_secs", &self.roster_reconcile_secs)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .finish_non_exhaustive()
     }
@@ -236,6 +241,9 @@ impl Config {
         }
         if self.command_ttl_secs < 60 {
             return Err(invalid("command_ttl_secs", "must be at least 60"));
+        }
+        if self.roster_reconcile_secs != 0 && self.roster_reconcile_secs < 60 {
+            return Err(invalid("roster_reconcile_secs", "must be 0 (only at start) or at least 60"));
         }
         Ok(())
     }

@@ -68,3 +68,36 @@ pub async fn sync_terminal_logged(state: &AppState, device_id: i64) {
         tracing::warn!(%error, device_id, "roster sync for the terminal failed; planned again when it next comes online");
     }
 }
+
+/// Plans every approved terminal against the roster, at start and then every
+/// `roster_reconcile_secs`.
+///
+/// An API change commits the roster first and queues its commands in a second transaction
+/// (the plan reads the committed roster and what is already queued). A crash, or a storage
+/// error, between the two would leave terminals behind until they next came online; this pass
+/// closes that gap. Planning is idempotent (what is queued, or succeeded since the device last
+/// reported, counts as done), so replicas running it at the same time add nothing twice.
+pub async fn run_reconcile(state: crate::app::SharedState) {
+    let every = state.config.roster_reconcile_secs;
+    loop {
+        reconcile_all_terminals(&state).await;
+        if every == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(every)).await;
+    }
+}
+
+/// One pass of [`run_reconcile`]; a terminal that fails is logged and the others go on.
+pub async fn reconcile_all_terminals(state: &AppState) {
+    let device_ids = match state.store.approved_device_ids().await {
+        Ok(ids) => ids,
+        Err(error) => {
+            tracing::warn!(%error, "roster reconcile: terminals not listed; next pass retries");
+            return;
+        }
+    };
+    for device_id in device_ids {
+        sync_terminal_logged(state, device_id).await;
+    }
+}

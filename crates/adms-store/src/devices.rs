@@ -218,6 +218,13 @@ async fn update_info_in(conn: &mut SqliteConnection, device_id: i64, u: &DeviceI
 }
 
 impl Store {
+    /// Ids of the approved devices (those the roster is kept on), in id order.
+    pub async fn approved_device_ids(&self) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT id FROM devices WHERE approval = 'approved' ORDER BY id")
+            .fetch_all(self.pool())
+            .await?)
+    }
+
     /// A device by its id (the ZKBio Time terminal id).
     pub async fn device_by_id(&self, id: i64) -> Result<Option<Device>, StoreError> {
         let row: Option<DeviceRecord> =

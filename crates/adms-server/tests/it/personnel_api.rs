@@ -742,3 +742,53 @@ async fn roster_changes_reach_the_terminals_of_the_area_as_commands() {
         ["DATA UPDATE USERINFO PIN=7"]
     );
 }
+
+/// A roster change is committed before its commands are queued (two transactions). If the
+/// process dies between the two, the reconcile pass at the next start still gets the change to
+/// the terminals, although none of them went offline or re-registered.
+#[tokio::test]
+async fn a_roster_change_left_without_commands_reaches_the_terminal_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let api = Api::login(&server).await;
+    let gate = Device { server: &server, sn: "RSN0020".into() };
+    gate.handshake().await;
+    create(
+        &api,
+        "/personnel/api/employees/",
+        json!({ "emp_code": "0077", "first_name": "Ann", "last_name": "Lee", "department": 1, "area": [1] }),
+    )
+    .await;
+    let poll = format!("/iclock/getrequest?SN={}", gate.sn);
+    let lines = command_lines(&gate.get(&poll).await.text());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let result = format!("ID={}&Return=0&CMD=DATA\n", lines[0].0);
+    assert_eq!(gate.post(&format!("/iclock/devicecmd?SN={}", gate.sn), result.as_bytes()).await.text(), "OK");
+    server.stop();
+
+    // The first transaction of a rename, committed; the process gone before the second.
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(server.db_path()).connect().await.unwrap();
+        let changed = sqlx::query("UPDATE employees SET first_name = 'Annie' WHERE emp_code = '0077'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(changed.rows_affected(), 1);
+    }
+
+    let server = Server::start(dir.path(), &[]);
+    let gate = Device { server: &server, sn: "RSN0020".into() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let lines = loop {
+        let lines = command_lines(&gate.get(&poll).await.text());
+        if !lines.is_empty() || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(lines.len(), 1, "the renamed user reaches the terminal: {lines:?}");
+    assert!(lines[0].1.starts_with("DATA UPDATE USERINFO PIN=0077\tName=Annie Lee\t"), "{lines:?}");
+    // Nothing else is planned twice: the next poll is empty.
+    assert!(command_lines(&gate.get(&poll).await.text()).is_empty());
+}
