@@ -163,9 +163,12 @@ pub async fn export(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let params = QueryParams::parse(raw.as_deref());
-    let (delimiter, content_type, extension) = match params.get("export_type") {
-        Some("csv") => (b',', "text/csv; charset=utf-8", "csv"),
-        Some("txt") => (b'\t', "text/plain; charset=utf-8", "txt"),
+    let format = match params.get("export_type") {
+        Some("csv") => ExportFormat::Delimited(b','),
+        Some("txt") => ExportFormat::Delimited(b'\t'),
+        // ZKBio Time names its spreadsheet export `xls`; what we write is Office Open XML, which
+        // Excel, LibreOffice and pandas open by content whatever the extension.
+        Some("xls" | "xlsx") => ExportFormat::Xlsx,
         Some(other) => {
             return Err(ApiError::BadRequest(
                 json!({ "export_type": [format!("\"{other}\" is not a valid choice.")] }),
@@ -180,46 +183,124 @@ pub async fn export(
         adms_store::Page { offset: 0, limit: i64::MAX }
     };
     let (_, rows) = state.store.list_transactions(&filter, page).await?;
-    let mut writer = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
-    let write_error = |e: csv::Error| ApiError::Internal(e.to_string());
-    writer.write_record(EXPORT_COLUMNS).map_err(write_error)?;
-    for row in rows {
-        let t = Transaction::from_row(row, &state);
-        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        let record = [
-            t.id.to_string(),
-            t.emp.map(|e| e.to_string()).unwrap_or_default(),
-            t.emp_code,
-            opt(&t.first_name),
-            opt(&t.last_name),
-            opt(&t.department),
-            opt(&t.position),
-            t.punch_time,
-            t.punch_state,
-            t.punch_state_display.to_owned(),
-            t.verify_type.to_string(),
-            t.verify_type_display.to_owned(),
-            t.work_code,
-            t.gps_location,
-            opt(&t.area_alias),
-            t.terminal_sn,
-            t.temperature.to_string(),
-            t.is_mask.to_owned(),
-            t.terminal_alias,
-            t.upload_time,
-        ];
-        writer.write_record(&record).map_err(write_error)?;
+    if matches!(format, ExportFormat::Xlsx) && rows.len() >= XLSX_MAX_DATA_ROWS {
+        return Err(ApiError::BadRequest(json!({
+            "export_type": [format!("More than {XLSX_MAX_DATA_ROWS} rows do not fit one worksheet; narrow the time range or use page and page_size.")]
+        })));
     }
-    let bytes = writer.into_inner().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let disposition = format!("attachment; filename=\"transactions.{extension}\"");
+    let records: Vec<[String; 20]> =
+        rows.into_iter().map(|row| export_record(Transaction::from_row(row, &state))).collect();
+    // Encoding a large export is CPU work of seconds: off the async workers.
+    let bytes = tokio::task::spawn_blocking(move || format.encode(&records))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let disposition = format!("attachment; filename=\"transactions.{}\"", format.extension());
     Ok((
         [
-            (axum::http::header::CONTENT_TYPE, content_type.to_owned()),
+            (axum::http::header::CONTENT_TYPE, format.content_type().to_owned()),
             (axum::http::header::CONTENT_DISPOSITION, disposition),
         ],
         bytes,
     )
         .into_response())
+}
+
+/// A worksheet holds 1,048,576 rows; one is the header.
+const XLSX_MAX_DATA_ROWS: usize = 1_048_575;
+
+/// The file formats of the transactions export.
+#[derive(Debug, Clone, Copy)]
+enum ExportFormat {
+    /// CSV (`,`) or the TXT export (TAB), with a header row.
+    Delimited(u8),
+    /// One worksheet, header row in bold, numeric columns as numbers.
+    Xlsx,
+}
+
+impl ExportFormat {
+    fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Delimited(b',') => "text/csv; charset=utf-8",
+            ExportFormat::Delimited(_) => "text/plain; charset=utf-8",
+            ExportFormat::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Delimited(b',') => "csv",
+            ExportFormat::Delimited(_) => "txt",
+            ExportFormat::Xlsx => "xlsx",
+        }
+    }
+
+    fn encode(self, records: &[[String; 20]]) -> Result<Vec<u8>, ApiError> {
+        match self {
+            ExportFormat::Delimited(delimiter) => {
+                let write_error = |e: csv::Error| ApiError::Internal(e.to_string());
+                let mut writer = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
+                writer.write_record(EXPORT_COLUMNS).map_err(write_error)?;
+                for record in records {
+                    writer.write_record(record).map_err(write_error)?;
+                }
+                writer.into_inner().map_err(|e| ApiError::Internal(e.to_string()))
+            }
+            ExportFormat::Xlsx => encode_xlsx(records).map_err(|e| ApiError::Internal(e.to_string())),
+        }
+    }
+}
+
+/// Columns written as numbers in the spreadsheet (ids, codes, temperature), so formulas and
+/// filters work on them; PINs stay text (leading zeros are significant).
+const NUMERIC_COLUMNS: [&str; 4] = ["id", "emp", "verify_type", "temperature"];
+
+fn encode_xlsx(records: &[[String; 20]]) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let sheet = workbook.add_worksheet();
+    sheet.set_name("transactions")?;
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    for (col, name) in (0u16..).zip(EXPORT_COLUMNS) {
+        sheet.write_string_with_format(0, col, name, &bold)?;
+    }
+    for (row, record) in (1u32..).zip(records) {
+        for ((col, name), value) in (0u16..).zip(EXPORT_COLUMNS).zip(record) {
+            let number = NUMERIC_COLUMNS.contains(&name).then(|| value.parse::<f64>().ok()).flatten();
+            match number {
+                Some(n) => sheet.write_number(row, col, n)?,
+                None if value.is_empty() => sheet,
+                None => sheet.write_string(row, col, value)?,
+            };
+        }
+    }
+    sheet.set_freeze_panes(1, 0)?;
+    workbook.save_to_buffer()
+}
+
+/// One transaction as the export's row, in [`EXPORT_COLUMNS`] order.
+fn export_record(t: Transaction) -> [String; 20] {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    [
+        t.id.to_string(),
+        t.emp.map(|e| e.to_string()).unwrap_or_default(),
+        t.emp_code,
+        opt(t.first_name),
+        opt(t.last_name),
+        opt(t.department),
+        opt(t.position),
+        t.punch_time,
+        t.punch_state,
+        t.punch_state_display.to_owned(),
+        t.verify_type.to_string(),
+        t.verify_type_display.to_owned(),
+        t.work_code,
+        t.gps_location,
+        opt(t.area_alias),
+        t.terminal_sn,
+        t.temperature.to_string(),
+        t.is_mask.to_owned(),
+        t.terminal_alias,
+        t.upload_time,
+    ]
 }
 
 /// The export's columns: the transaction record's fields, without the GPS coordinates.

@@ -560,7 +560,7 @@ async fn device_users_appear_in_the_roster_without_overwriting_the_erp() {
 }
 
 #[tokio::test]
-async fn terminals_belong_to_areas_and_transactions_export_as_csv() {
+async fn terminals_belong_to_areas_and_transactions_export_as_csv_txt_and_xlsx() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let api = Api::login(&server).await;
@@ -640,6 +640,31 @@ async fn terminals_belong_to_areas_and_transactions_export_as_csv() {
     let (_, _, txt) = export("export_type=txt&start_time=2026-11-21").await;
     assert_eq!(txt.lines().count(), 2, "{txt}");
     assert!(txt.lines().nth(1).unwrap().split('\t').nth(2) == Some("7"));
+    // The spreadsheet, read back by an independent reader (calamine): same rows, PINs as text.
+    let response = api
+        .client
+        .get(format!("http://{}/iclock/api/transactions/export/?export_type=xls&emp_code=0042", api.server_addr))
+        .header("Authorization", format!("Token {}", api.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+    assert!(response.headers()["content-disposition"].to_str().unwrap().contains("transactions.xlsx"));
+    let bytes = response.bytes().await.unwrap().to_vec();
+    let mut workbook =
+        <calamine::Xlsx<_> as calamine::Reader<_>>::new(std::io::Cursor::new(bytes)).expect("a valid xlsx file");
+    let sheet = calamine::Reader::worksheet_range(&mut workbook, "transactions").expect("worksheet");
+    let rows: Vec<Vec<calamine::Data>> = sheet.rows().map(<[calamine::Data]>::to_vec).collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let header: Vec<String> = rows[0].iter().map(ToString::to_string).collect();
+    assert_eq!(&header[..4], ["id", "emp", "emp_code", "first_name"]);
+    for (row, record) in rows[1..].iter().zip(&listed) {
+        assert_eq!(row[0], calamine::Data::Float(record["id"].as_f64().unwrap()), "ids are numbers");
+        assert_eq!(row[2], calamine::Data::String("0042".into()), "PIN kept as text with its zeros");
+        assert_eq!(row[7].to_string(), record["punch_time"].as_str().unwrap());
+        assert_eq!(row[9].to_string(), record["punch_state_display"].as_str().unwrap());
+    }
     let (status, _, body) = export("page=1").await;
     assert_eq!(status, 400);
     assert!(body.contains("export_type"), "{body}");
