@@ -24,6 +24,7 @@ use crate::device::commands::{default_expiry, enqueue};
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     /// The typed command, e.g. `{"type": "reboot"}`.
+    #[serde(deserialize_with = "strict_command")]
     command: DeviceCommand,
     /// While a command with this key is queued for the device, the same command is not queued
     /// again; a different one supersedes it.
@@ -108,6 +109,24 @@ fn store_error(error: StoreError) -> ApiError {
 
 async fn device_id(state: &SharedState, sn: &str) -> Result<i64, ApiError> {
     Ok(state.store.device_by_sn(sn).await?.ok_or(ApiError::NotFound)?.id)
+}
+
+/// A [`DeviceCommand`] that refuses keys it does not know. Its variants refuse unknown fields,
+/// but serde lets anything through beside the tag of a variant without fields
+/// (`{"type": "reboot", "pin": "1"}`), and a caller who sent a field expects it to mean
+/// something. A key is unknown when it is not in the command as read back (`null` is allowed
+/// for optional fields, which read back absent).
+fn strict_command<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DeviceCommand, D::Error> {
+    use serde::de::Error as _;
+    let value = Value::deserialize(deserializer)?;
+    let command = DeviceCommand::deserialize(&value).map_err(D::Error::custom)?;
+    let read_back = serde_json::to_value(&command).map_err(D::Error::custom)?;
+    if let (Some(sent), Some(known)) = (value.as_object(), read_back.as_object())
+        && let Some(key) = sent.keys().find(|k| !known.contains_key(*k) && !sent[*k].is_null())
+    {
+        return Err(D::Error::custom(format!("unknown field `{key}` for command `{}`", command.kind())));
+    }
+    Ok(command)
 }
 
 /// `POST /api/v1/devices/{sn}/commands`: 201 with the command (200 when `already_queued`).

@@ -159,6 +159,21 @@ async fn hostile_and_stray_input_changes_nothing() {
     assert_eq!(status, 400, "{answer}");
     let (status, _) = enqueue(&api, "CMD0002", json!({ "command": { "type": "shell", "cmd": "rm -rf /" } })).await;
     assert_eq!(status, 400, "no such command type");
+    // A field the command does not take is refused, also beside a command that takes none.
+    for command in
+        [json!({ "type": "reboot", "pin": "5" }), json!({ "type": "user_delete", "pin": "5", "purge": true })]
+    {
+        let (status, answer) = enqueue(&api, "CMD0002", json!({ "command": command })).await;
+        assert_eq!(status, 400, "{command}: {answer}");
+        assert!(answer.to_string().contains("unknown field"), "{answer}");
+    }
+    // An optional field sent as null is no unknown field.
+    let (status, answer) =
+        enqueue(&api, "CMD0002", json!({ "command": { "type": "fingerprint_delete", "pin": "5", "finger": null } }))
+            .await;
+    assert_eq!(status, 201, "{answer}");
+    let queued = answer["id"].as_i64().unwrap();
+    assert_eq!(api.post_json(&format!("/api/v1/commands/{queued}/cancel"), &json!({})).await.0, 200);
     let (status, _) = enqueue(&api, "NOSUCHSN", json!({ "command": { "type": "reboot" } })).await;
     assert_eq!(status, 404);
     let unauthenticated = reqwest::Client::new()
@@ -169,7 +184,7 @@ async fn hostile_and_stray_input_changes_nothing() {
         .unwrap();
     assert_eq!(unauthenticated.status(), 401);
     assert_eq!(poll(&dev).await, "OK", "nothing refused was queued");
-    assert_eq!(api.get("/api/v1/devices/CMD0002/commands").await["count"], 0);
+    assert_eq!(api.get("/api/v1/devices/CMD0002/commands").await["count"], 1, "only the cancelled one");
 
     // De-duplication: the same desired command under one key is queued once.
     let first =
