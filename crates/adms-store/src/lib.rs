@@ -16,6 +16,7 @@ mod punches;
 mod queries;
 pub mod roster;
 pub mod roster_sync;
+pub mod templates;
 mod uploads;
 pub mod webhook_queries;
 pub mod webhooks;

@@ -16,6 +16,14 @@ use crate::{Page, Store, StoreError, now_micros};
 pub const DEFAULT_DEPARTMENT_ID: i64 = 1;
 pub const DEFAULT_AREA_ID: i64 = 1;
 
+/// One organisational field set on several employees by an `adjust_*` action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmployeeAssignment {
+    Department(i64),
+    Position(i64),
+    EmpType(i64),
+}
+
 /// Departments, areas and positions share one shape: code, name, optional parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrgKind {
@@ -686,6 +694,35 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets one organisational field of several employees at once (the `adjust_department`,
+    /// `adjust_position` and `adjust_emp_type` actions), in one transaction. The ids must exist
+    /// (the caller checks them, for DRF's error body).
+    pub async fn set_employee_assignment(
+        &self,
+        employee_ids: &[i64],
+        assignment: EmployeeAssignment,
+    ) -> Result<(), StoreError> {
+        let (sql, value) = match assignment {
+            EmployeeAssignment::Department(id) => (
+                "UPDATE employees SET department_id = ?1, erp_managed = 1, updated_at = ?2 \
+                 WHERE id IN (SELECT value FROM json_each(?3))",
+                id,
+            ),
+            EmployeeAssignment::Position(id) => (
+                "UPDATE employees SET position_id = ?1, erp_managed = 1, updated_at = ?2 \
+                 WHERE id IN (SELECT value FROM json_each(?3))",
+                id,
+            ),
+            EmployeeAssignment::EmpType(value) => (
+                "UPDATE employees SET emp_type = ?1, erp_managed = 1, updated_at = ?2 \
+                 WHERE id IN (SELECT value FROM json_each(?3))",
+                value,
+            ),
+        };
+        sqlx::query(sql).bind(value).bind(now_micros()).bind(ids_json(employee_ids)).execute(self.pool()).await?;
         Ok(())
     }
 

@@ -12,7 +12,8 @@ use serde_json::{Map, Value, json};
 
 use adms_store::StoreError;
 use adms_store::roster::{
-    AreaRef, Employee, EmployeeFields, EmployeeFilter, NewResignation, OrgKind, RosterError, RosterRefusal,
+    AreaRef, Employee, EmployeeAssignment, EmployeeFields, EmployeeFilter, NewResignation, OrgKind, RosterError,
+    RosterRefusal,
 };
 
 use super::ApiError;
@@ -613,6 +614,70 @@ pub async fn adjust_area(
         sync_employee(&state, &e.fields.emp_code).await?;
     }
     Ok(success())
+}
+
+/// `POST /personnel/api/employees/adjust_department/`: moves employees to `department` (an id).
+/// Terminals hold no department, so no command follows.
+pub async fn adjust_department(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    WriteBody(body): WriteBody,
+) -> Result<Json<Value>, ApiError> {
+    let employees = action_employees(&state, &body).await?;
+    let id = existing_org_id(&state, &body, "department", OrgKind::Department).await?;
+    let ids: Vec<i64> = employees.iter().map(|e| e.id).collect();
+    state.store.set_employee_assignment(&ids, EmployeeAssignment::Department(id)).await?;
+    tracing::info!(user = %who.name, employees = ids.len(), department = id, "employee department adjusted");
+    Ok(success())
+}
+
+/// `POST /personnel/api/employees/adjust_position/`: sets `position` (an id) on employees.
+pub async fn adjust_position(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    WriteBody(body): WriteBody,
+) -> Result<Json<Value>, ApiError> {
+    let employees = action_employees(&state, &body).await?;
+    let id = existing_org_id(&state, &body, "position", OrgKind::Position).await?;
+    let ids: Vec<i64> = employees.iter().map(|e| e.id).collect();
+    state.store.set_employee_assignment(&ids, EmployeeAssignment::Position(id)).await?;
+    tracing::info!(user = %who.name, employees = ids.len(), position = id, "employee position adjusted");
+    Ok(success())
+}
+
+/// `POST /personnel/api/employees/adjust_emp_type/`: sets `emp_type` (0 to 100, as on create).
+pub async fn adjust_emp_type(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    WriteBody(body): WriteBody,
+) -> Result<Json<Value>, ApiError> {
+    let employees = action_employees(&state, &body).await?;
+    let emp_type = match given(&body, "emp_type").map(integer) {
+        Some(Some(v)) if (0..=100).contains(&v) => v,
+        Some(_) => return Err(ApiError::BadRequest(json!({ "emp_type": ["A valid integer is required."] }))),
+        None => return Err(ApiError::BadRequest(json!({ "emp_type": ["This field is required."] }))),
+    };
+    let ids: Vec<i64> = employees.iter().map(|e| e.id).collect();
+    state.store.set_employee_assignment(&ids, EmployeeAssignment::EmpType(emp_type)).await?;
+    tracing::info!(user = %who.name, employees = ids.len(), emp_type, "employee type adjusted");
+    Ok(success())
+}
+
+/// The id in `field` of an `adjust_*` body, which must name an existing department or position.
+async fn existing_org_id(
+    state: &SharedState,
+    body: &Map<String, Value>,
+    field: &'static str,
+    kind: OrgKind,
+) -> Result<i64, ApiError> {
+    let Some(value) = given(body, field) else {
+        return Err(ApiError::BadRequest(json!({ field: ["This field is required."] })));
+    };
+    match integer(value) {
+        Some(id) if state.store.org_by_id(kind, id).await?.is_some() => Ok(id),
+        Some(id) => Err(ApiError::BadRequest(json!({ field: [format!("Invalid pk \"{id}\" - object does not exist.")] }))),
+        None => Err(ApiError::BadRequest(json!({ field: ["Incorrect type. Expected pk value."] }))),
+    }
 }
 
 /// `POST /personnel/api/employees/del_bio_template/`: forgets the chosen biometrics

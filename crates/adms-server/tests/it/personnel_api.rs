@@ -817,3 +817,88 @@ async fn a_roster_change_left_without_commands_reaches_the_terminal_after_a_rest
     // Nothing else is planned twice: the next poll is empty.
     assert!(command_lines(&gate.get(&poll).await.text()).is_empty());
 }
+
+/// `/iclock/api/biodatas/`: templates the terminals reported, one record per slot (the newest
+/// copy), with the employee as ZKBio Time writes it; and the `adjust_department`,
+/// `adjust_position` and `adjust_emp_type` actions.
+#[tokio::test]
+async fn biodatas_list_templates_and_adjust_actions_set_organisation_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::login(&server).await;
+    let (_, dept, pos) = seed(&api).await;
+    let gate = Device { server: &server, sn: "RSN0030".into() };
+    let office = Device { server: &server, sn: "RSN0031".into() };
+    gate.handshake().await;
+    office.handshake().await;
+    let template = |pin: &str, kind: u8, tmp: &str| {
+        format!("BIODATA Pin={pin}\tNo=0\tIndex=0\tValid=1\tDuress=0\tType={kind}\tMajorVer=58\tMinorVer=10\tFormat=0\tTmp={tmp}\n")
+    };
+    let upload = |d: &Device<'_>, body: String| {
+        let path = format!("/iclock/cdata?SN={}&table=OPERLOG&OpStamp=1", d.sn);
+        async move { d.post(&path, body.as_bytes()).await.text() }
+    };
+    assert!(upload(&gate, template("0042", 9, "AAAA") + &template("7", 1, "BBBB")).await.starts_with("OK"));
+    // The same face slot re-enrolled on the office terminal: the newer copy is the record.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(upload(&office, template("0042", 9, "CCCC")).await.starts_with("OK"));
+
+    let all = api.get("/iclock/api/biodatas/").await;
+    assert_eq!(all["count"], 2, "{all}");
+    let face = all["data"].as_array().unwrap().iter().find(|r| r["emp_code"] == "0042").unwrap().clone();
+    assert_eq!(face["employee"], "0042 Ann", "emp_code and first name from the roster");
+    assert_eq!(face["bio_type"], "Visible Light Face");
+    assert_eq!((face["bio_no"].as_i64(), face["bio_index"].as_i64(), face["major_ver"].as_i64()), (Some(0), Some(0), Some(58)));
+    assert_eq!(face["bio_tmp"], "CCCC");
+    assert_eq!(face["terminal_sn"], "RSN0031");
+    let finger = api.get("/iclock/api/biodatas/?emp_code=7").await;
+    assert_eq!(finger["count"], 1);
+    assert_eq!(finger["data"][0]["bio_type"], "Fingerprint");
+    assert_eq!(finger["data"][0]["employee"], "7", "a PIN the roster does not know");
+    assert_eq!(api.get("/iclock/api/biodatas/?bio_type=9").await["count"], 1);
+    let id = face["id"].as_i64().unwrap();
+    assert_eq!(api.get(&format!("/iclock/api/biodatas/{id}/")).await, face);
+    assert_eq!(api.get_status("/iclock/api/biodatas/999999/").await.0, 404);
+    assert_eq!(api.get_status("/iclock/api/biodatas/abc/").await.0, 404);
+
+    // adjust_*: one field on several employees; bad ids refused with DRF's bodies.
+    let ann = api.get("/personnel/api/employees/?emp_code=0042").await["data"][0]["id"].as_i64().unwrap();
+    let bob = create(
+        &api,
+        "/personnel/api/employees/",
+        json!({ "emp_code": "0043", "first_name": "Bob", "department": 1, "area": [1] }),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let adjust = |action: &'static str, body: Value| {
+        let api = &api;
+        async move { api.post_json(&format!("/personnel/api/employees/{action}/"), &body).await }
+    };
+    let other_dept =
+        create(&api, "/personnel/api/departments/", json!({ "dept_code": "OPS", "dept_name": "Operations" })).await["id"]
+            .as_i64()
+            .unwrap();
+    assert_ne!(other_dept, dept);
+    let (status, body) = adjust("adjust_department", json!({ "employees": [ann, bob], "department": other_dept })).await;
+    assert_eq!((status, body), (200, json!({ "detail": "Success." })));
+    let (status, _) = adjust("adjust_position", json!({ "employees": [ann, bob], "position": pos })).await;
+    assert_eq!(status, 200);
+    let (status, _) = adjust("adjust_emp_type", json!({ "employees": [bob], "emp_type": 2 })).await;
+    assert_eq!(status, 200);
+    for id in [ann, bob] {
+        let e = api.get(&format!("/personnel/api/employees/{id}/")).await;
+        assert_eq!(e["department"]["id"], other_dept, "{e}");
+        assert_eq!(e["position"]["id"], pos, "{e}");
+    }
+    assert_eq!(api.get(&format!("/personnel/api/employees/{bob}/")).await["emp_type"], 2);
+    let (status, body) = adjust("adjust_department", json!({ "employees": [ann], "department": 999 })).await;
+    assert_eq!((status, body), (400, json!({ "department": ["Invalid pk \"999\" - object does not exist."] })));
+    let (status, body) = adjust("adjust_position", json!({ "employees": [ann] })).await;
+    assert_eq!((status, body), (400, json!({ "position": ["This field is required."] })));
+    let (status, _) = adjust("adjust_emp_type", json!({ "employees": [ann], "emp_type": "x" })).await;
+    assert_eq!(status, 400);
+    let (status, _) = adjust("adjust_department", json!({ "employees": [999999], "department": dept })).await;
+    assert_eq!(status, 400);
+    assert_eq!(api.get(&format!("/personnel/api/employees/{ann}/")).await["department"]["id"], other_dept, "unchanged");
+}

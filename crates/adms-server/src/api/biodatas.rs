@@ -1,0 +1,106 @@
+//! `GET /iclock/api/biodatas/[{id}/]`: biometric templates in ZKBio Time 9.x's record shape
+//! (`biotime_api.md` §2.4), read-only. Templates come from the terminals (OPERLOG / BIODATA
+//! uploads); each slot is shown once, as the newest copy a terminal reported. Removing them is
+//! `POST /personnel/api/employees/del_bio_template/`.
+
+use axum::Json;
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::HeaderMap;
+use serde::Serialize;
+
+use adms_store::templates::{TemplateFilter, TemplateRecord};
+
+use super::ApiError;
+use super::auth::Authenticated;
+use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use crate::app::SharedState;
+
+/// ZKBio Time 9.x biodata record, plus the template itself (`bio_tmp`, which the Odoo client
+/// reads) and where it came from.
+#[derive(Debug, Serialize)]
+pub struct BiodataRecord {
+    id: i64,
+    /// `"<emp_code> <first_name>"`; clients take the PIN from its first word.
+    employee: String,
+    emp_code: String,
+    /// The type's display text (`Fingerprint`, `Face`, …).
+    bio_type: &'static str,
+    bio_no: i64,
+    bio_index: i64,
+    major_ver: Option<i64>,
+    minor_ver: Option<i64>,
+    valid: Option<i64>,
+    duress: Option<i64>,
+    bio_tmp: String,
+    terminal_sn: String,
+    update_time: String,
+}
+
+impl BiodataRecord {
+    fn new(r: TemplateRecord, state: &SharedState) -> BiodataRecord {
+        BiodataRecord {
+            id: r.id,
+            employee: format!("{} {}", r.pin, r.first_name).trim_end().to_owned(),
+            emp_code: r.pin,
+            bio_type: bio_type_name(r.bio_type),
+            bio_no: r.bio_no,
+            bio_index: r.bio_index,
+            major_ver: r.major_ver,
+            minor_ver: r.minor_ver,
+            valid: r.valid,
+            duress: r.duress,
+            bio_tmp: r.template,
+            terminal_sn: r.device_sn,
+            update_time: state.display_zone.format_micros(r.updated_at),
+        }
+    }
+}
+
+/// The display text of a BIODATA `Type` (`protocol.md` §4.3).
+fn bio_type_name(bio_type: i64) -> &'static str {
+    match bio_type {
+        0 => "General",
+        1 => "Fingerprint",
+        2 => "Face",
+        3 => "Voiceprint",
+        4 => "Iris",
+        5 => "Retina",
+        6 => "Palm Print",
+        7 => "Finger Vein",
+        8 => "Palm",
+        9 => "Visible Light Face",
+        10 => "Visible Light Palm",
+        _ => "Unknown",
+    }
+}
+
+/// The list: filters `emp_code` and `bio_type` (the type number), DRF pagination.
+pub async fn list(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Envelope<BiodataRecord>>, ApiError> {
+    let params = QueryParams::parse(raw.as_deref());
+    let page = PageRequest::from_params(&params)?;
+    let filter = TemplateFilter {
+        id: None,
+        emp_code: params.get("emp_code").map(str::to_owned),
+        bio_type: params.int("bio_type")?,
+    };
+    let (count, rows) = state.store.list_templates(&filter, page.store_page()).await?;
+    page.check(count)?;
+    let records = rows.into_iter().map(|r| BiodataRecord::new(r, &state)).collect();
+    Ok(Json(envelope(&headers, &uri, &params, page, count, records)))
+}
+
+pub async fn detail(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<BiodataRecord>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let record = state.store.template_by_id(id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(BiodataRecord::new(record, &state)))
+}
