@@ -47,6 +47,7 @@ fn default_valid() -> u8 {
 
 /// A command for one device. The JSON tag `type` is [`DeviceCommand::kind`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DeviceCommand {
     /// `DATA UPDATE USERINFO`: add or replace a user. Every field is sent, because some firmware

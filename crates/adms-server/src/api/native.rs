@@ -11,22 +11,63 @@ use serde_json::{Value, json};
 use adms_protocol::text::TextEncoding;
 use adms_store::Approval;
 
-use super::ApiError;
 use super::auth::Authenticated;
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::{ApiError, openapi};
 use crate::app::SharedState;
 use crate::zones::parse_zone;
 
 /// `PATCH /api/v1/devices/{sn}` body; absent fields are left unchanged.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceUpdate {
+    /// `approved` or `pending`; an approved terminal gets its area's roster.
+    #[schema(value_type = Option<ApprovalState>)]
     approval: Option<String>,
+    /// At most 100 printable characters.
+    #[schema(max_length = 100)]
     alias: Option<String>,
+    /// An IANA name or a fixed offset `±HH:MM`: the zone the device's wall-clock times are read in.
+    time_zone: Option<String>,
+    /// An encoding label (`utf-8`, `gb18030`, `windows-1252`, ...) for the device's text.
+    text_encoding: Option<String>,
+}
+
+/// A device's approval.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documentation only")]
+pub enum ApprovalState {
+    Approved,
+    Pending,
+}
+
+/// The device's settings after a change.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler answers with json!")]
+pub struct DeviceSettings {
+    sn: String,
+    alias: String,
+    approval: ApprovalState,
     time_zone: Option<String>,
     text_encoding: Option<String>,
 }
 
+/// Change a device's approval, alias, time zone or text encoding.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/devices/{sn}",
+    tag = openapi::tag::DEVICES,
+    params(("sn" = String, Path, description = "The device's serial number.")),
+    request_body = DeviceUpdate,
+    responses(
+        (status = 200, description = "The device's settings.", body = DeviceSettings),
+        (status = 400, description = "An invalid value (named by field).", body = openapi::ValidationErrors),
+        (status = 404, description = "Unknown serial number.", body = openapi::Detail),
+        (status = 415, description = "The body is not `application/json`."),
+        (status = 422, description = "The body is not a JSON object of these fields (unknown fields are refused)."),
+    )
+)]
 pub async fn update_device(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -84,7 +125,7 @@ pub async fn update_device(
 }
 
 /// A rejected line; the raw bytes as base64 and, for reading, as lossy text.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RejectedLine {
     id: i64,
     sn: String,
@@ -98,6 +139,17 @@ pub struct RejectedLine {
     last_seen: String,
 }
 
+/// List rejected lines: uploaded lines that did not parse, kept raw with the reason.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rejected-lines",
+    tag = openapi::tag::DEVICES,
+    params(("sn" = Option<String>, Query, description = "Only this device's lines."), openapi::PageParams),
+    responses(
+        (status = 200, description = "One page of rejected lines.", body = Envelope<RejectedLine>),
+        (status = 404, description = "`Invalid page.`", body = openapi::Detail),
+    )
+)]
 pub async fn rejected_lines(
     State(state): State<SharedState>,
     _auth: Authenticated,

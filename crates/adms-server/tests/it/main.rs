@@ -1,9 +1,9 @@
 //! One integration-test binary per crate: every file here is a module, so the suite links once.
 
-mod common;
 mod api_auth;
 mod captures;
 mod commands;
+mod common;
 mod crash_recovery;
 mod device_session;
 mod fixture_sessions;
