@@ -95,9 +95,9 @@ struct Claims {
 /// Login credentials (JSON, form-encoded or multipart); numbers are read as text.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct LoginBody {
-    #[schema(value_type = String, required = true)]
+    #[schema(value_type = String, required = true, min_length = 1)]
     username: Option<Value>,
-    #[schema(value_type = String, required = true)]
+    #[schema(value_type = String, required = true, min_length = 1)]
     password: Option<Value>,
     /// Stands in for a missing `username` (BioTime Cloud clients); `company` is ignored.
     #[schema(value_type = Option<String>)]

@@ -2,6 +2,7 @@
 //! settings, and the list of rejected lines.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -18,7 +19,7 @@ use crate::app::SharedState;
 use crate::zones::parse_zone;
 
 /// `PATCH /api/v1/devices/{sn}` body; absent fields are left unchanged.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceUpdate {
     /// `approved` or `pending`; an approved terminal gets its area's roster.
@@ -59,21 +60,27 @@ pub struct DeviceSettings {
     path = "/api/v1/devices/{sn}",
     tag = openapi::tag::DEVICES,
     params(("sn" = String, Path, description = "The device's serial number.")),
-    request_body = DeviceUpdate,
+    request_body(content = Option<DeviceUpdate>, description = "An empty body changes nothing."),
     responses(
         (status = 200, description = "The device's settings.", body = DeviceSettings),
-        (status = 400, description = "An invalid value (named by field).", body = openapi::ValidationErrors),
+        (status = 400, description = "An invalid value (named by field), or a body that is not a JSON object of these fields (`non_field_errors`; unknown fields are refused).", body = openapi::ValidationErrors),
         (status = 404, description = "Unknown serial number.", body = openapi::Detail),
-        (status = 415, description = "The body is not `application/json`."),
-        (status = 422, description = "The body is not a JSON object of these fields (unknown fields are refused)."),
     )
 )]
 pub async fn update_device(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
     Path(sn): Path<String>,
-    Json(update): Json<DeviceUpdate>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    // Read here rather than with axum's `Json`, whose refusals are plain text: the API answers
+    // DRF's JSON bodies.
+    let update: DeviceUpdate = if body.trim_ascii().is_empty() {
+        DeviceUpdate::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(json!({ "non_field_errors": [format!("Invalid JSON: {e}")] })))?
+    };
     let field_error = |field: &str, message: &str| ApiError::BadRequest(json!({ field: [message] }));
     if let Some(tz) = &update.time_zone
         && parse_zone(tz).is_none()

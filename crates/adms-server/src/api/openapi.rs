@@ -351,7 +351,8 @@ pub struct PageParams {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code, reason = "documentation only: the handlers read the raw query")]
 pub struct DeviceParams {
-    /// The device's serial number (names are matched case-insensitively: `SN`, `sn`).
-    #[param(rename = "SN", min_length = 1, max_length = 64)]
+    /// The device's serial number: 1 to 64 printable ASCII characters, no spaces (parameter
+    /// names are matched case-insensitively: `SN`, `sn`).
+    #[param(rename = "SN", min_length = 1, max_length = 64, pattern = "^[!-~]+$")]
     sn: String,
 }

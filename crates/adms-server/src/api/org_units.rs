@@ -351,10 +351,10 @@ macro_rules! org_unit_routes {
             #[allow(dead_code, reason = "documentation only: the handlers read the body field by field")]
             pub struct $write {
                 /// At most 30 printable characters.
-                #[schema(max_length = 30)]
+                #[schema(min_length = 1, max_length = 30)]
                 $code: Option<String>,
                 /// At most 100 printable characters.
-                #[schema(max_length = 100)]
+                #[schema(min_length = 1, max_length = 100)]
                 $name: Option<String>,
                 /// The parent's id; `null` or `""` for none.
                 $parent: Option<i64>,
@@ -437,10 +437,13 @@ macro_rules! org_unit_routes {
                 summary = concat!("Change ", $a_noun, "."),
                 description = "Absent fields keep their value (a department's code cannot change).",
                 params(("id" = i64, Path)),
-                request_body(content(
-                    ($write = "application/json"),
-                    ($write = "application/x-www-form-urlencoded"),
-                )),
+                request_body(
+                    content(
+                        (Option<$write> = "application/json"),
+                        (Option<$write> = "application/x-www-form-urlencoded"),
+                    ),
+                    description = "An empty body changes nothing.",
+                ),
                 responses(
                     (status = 200, description = "The record as changed.", body = $record),
                     (status = 400, description = "Invalid fields, a code already taken, or a parent cycle.", body = openapi::ValidationErrors),

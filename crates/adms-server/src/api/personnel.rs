@@ -650,10 +650,13 @@ pub async fn create(
     path = "/personnel/api/employees/{id}",
     tag = openapi::tag::PERSONNEL,
     params(("id" = i64, Path, description = "The employee id.")),
-    request_body(content(
-        (EmployeeWrite = "application/json"),
-        (EmployeeWrite = "application/x-www-form-urlencoded"),
-    )),
+    request_body(
+        content(
+            (Option<EmployeeWrite> = "application/json"),
+            (Option<EmployeeWrite> = "application/x-www-form-urlencoded"),
+        ),
+        description = "An empty body changes nothing.",
+    ),
     responses(
         (status = 200, description = "The employee as changed.", body = EmployeeRecord),
         (status = 400, description = "Invalid fields, or a duplicate card number.", body = openapi::ValidationErrors),

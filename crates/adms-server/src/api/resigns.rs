@@ -193,10 +193,13 @@ pub async fn create(
     path = "/personnel/api/resigns/{id}",
     tag = openapi::tag::PERSONNEL,
     params(("id" = i64, Path, description = "The resignation id.")),
-    request_body(content(
-        (ResignWrite = "application/json"),
-        (ResignWrite = "application/x-www-form-urlencoded"),
-    )),
+    request_body(
+        content(
+            (Option<ResignWrite> = "application/json"),
+            (Option<ResignWrite> = "application/x-www-form-urlencoded"),
+        ),
+        description = "An empty body changes nothing.",
+    ),
     responses(
         (status = 200, description = "The resignation as changed.", body = ResignRecord),
         (status = 400, description = "Invalid fields.", body = openapi::ValidationErrors),

@@ -181,10 +181,13 @@ fn default_area() -> AreaRef {
     path = "/iclock/api/terminals/{id}",
     tag = openapi::tag::TERMINALS,
     params(("id" = i64, Path, description = "The terminal id.")),
-    request_body(content(
-        (TerminalUpdate = "application/json"),
-        (TerminalUpdate = "application/x-www-form-urlencoded"),
-    )),
+    request_body(
+        content(
+            (Option<TerminalUpdate> = "application/json"),
+            (Option<TerminalUpdate> = "application/x-www-form-urlencoded"),
+        ),
+        description = "An empty body changes nothing.",
+    ),
     responses(
         (status = 200, description = "The terminal as changed.", body = Terminal),
         (status = 400, description = "Invalid `alias` or unknown `area`.", body = openapi::ValidationErrors),
@@ -251,7 +254,7 @@ pub struct TerminalUpdate {
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct TerminalWrite {
     /// At most 32 printable characters without spaces.
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 32, pattern = "^[!-~]+$")]
     sn: Option<String>,
     /// At most 50 printable characters.
     alias: Option<String>,

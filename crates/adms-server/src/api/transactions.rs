@@ -118,24 +118,32 @@ fn order(params: &QueryParams) -> TransactionOrder {
 #[allow(dead_code, reason = "documentation only")]
 pub struct TransactionQuery {
     /// Punch time from (device-local `YYYY-MM-DD[ HH:MM[:SS]]`; a bare date: from its start).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
     start_time: Option<String>,
     /// Punch time until, inclusive (a bare date: the whole day).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
     end_time: Option<String>,
     /// Same as `start_time` (used when `start_time` is absent).
-    #[param(rename = "punch_time__gte")]
+    #[param(rename = "punch_time__gte", pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
     punch_time_gte: Option<String>,
     /// Same as `end_time` (used when `end_time` is absent).
-    #[param(rename = "punch_time__lte")]
+    #[param(rename = "punch_time__lte", pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
     punch_time_lte: Option<String>,
     /// The employee's PIN.
     emp_code: Option<String>,
     terminal_sn: Option<String>,
     terminal_alias: Option<String>,
     /// Received from (display zone, `YYYY-MM-DD[ HH:MM[:SS]]`).
-    #[param(rename = "upload_time__gte")]
+    #[param(
+        rename = "upload_time__gte",
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$"
+    )]
     upload_time_gte: Option<String>,
     /// Received until, inclusive.
-    #[param(rename = "upload_time__lte")]
+    #[param(
+        rename = "upload_time__lte",
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$"
+    )]
     upload_time_lte: Option<String>,
     /// `id` (default), `punch_time` or `upload_time`, `-` first for descending.
     #[param(inline)]

@@ -588,54 +588,61 @@ pub struct EventView {
 /// The endpoint creation body; only `url` is required. Unknown fields are refused.
 #[derive(Debug, utoipa::ToSchema)]
 #[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+#[serde(deny_unknown_fields)]
 pub struct EndpointCreate {
-    /// `http` or `https`, at most 2048 characters; an IP literal the address policy refuses is a 400.
+    /// `http` or `https`, at most 2048 characters (after normalisation); an IP literal the
+    /// address policy refuses is a 400.
     #[schema(max_length = 2048, format = "uri")]
     url: String,
-    #[schema(max_length = 500)]
-    description: Option<String>,
+    #[schema(max_length = 500, required = false)]
+    description: String,
     /// The types to receive; absent or `null`: every type.
     #[schema(min_items = 1)]
     event_types: Option<Vec<EventType>>,
     /// Default 15000.
-    #[schema(minimum = 1000, maximum = 30000)]
-    timeout_ms: Option<i64>,
+    #[schema(minimum = 1000, maximum = 30000, required = false)]
+    timeout_ms: i64,
     /// Events per request, default 1.
-    #[schema(minimum = 1, maximum = 500)]
-    batch_max: Option<i64>,
+    #[schema(minimum = 1, maximum = 500, required = false)]
+    batch_max: i64,
     /// Per-device `seq` order, default false.
-    ordered: Option<bool>,
+    #[schema(required = false)]
+    ordered: bool,
 }
 
 /// The endpoint change body: any creation field, and `paused`. Unknown fields are refused.
 #[derive(Debug, utoipa::ToSchema)]
 #[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+#[serde(deny_unknown_fields)]
 pub struct EndpointUpdate {
-    #[schema(max_length = 2048, format = "uri")]
-    url: Option<String>,
+    #[schema(max_length = 2048, format = "uri", required = false)]
+    url: String,
     /// `null` clears it.
     #[schema(max_length = 500)]
     description: Option<String>,
     /// `null`: every type.
     #[schema(min_items = 1)]
     event_types: Option<Vec<EventType>>,
-    #[schema(minimum = 1000, maximum = 30000)]
-    timeout_ms: Option<i64>,
-    #[schema(minimum = 1, maximum = 500)]
-    batch_max: Option<i64>,
-    ordered: Option<bool>,
+    #[schema(minimum = 1000, maximum = 30000, required = false)]
+    timeout_ms: i64,
+    #[schema(minimum = 1, maximum = 500, required = false)]
+    batch_max: i64,
+    #[schema(required = false)]
+    ordered: bool,
     /// `true` stops attempts (deliveries keep accumulating); `false` resumes and makes waiting
     /// deliveries due at once.
-    paused: Option<bool>,
+    #[schema(required = false)]
+    paused: bool,
 }
 
 /// The secret rotation body.
 #[derive(Debug, utoipa::ToSchema)]
 #[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+#[serde(deny_unknown_fields)]
 pub struct RotateSecretRequest {
     /// How long the previous secret stays valid, default 86400 (a day), at most 7 days.
-    #[schema(minimum = 0, maximum = 604800)]
-    grace_secs: Option<i64>,
+    #[schema(minimum = 0, maximum = 604800, required = false)]
+    grace_secs: i64,
 }
 
 /// The new secret, shown this once.
@@ -650,16 +657,21 @@ pub struct RotatedSecret {
 /// The replay body: every bound optional and inclusive.
 #[derive(Debug, utoipa::ToSchema)]
 #[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+#[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
-    device_sn: Option<String>,
+    /// A known device.
+    #[schema(required = false)]
+    device_sn: String,
     /// Per-device numbers, so they need `device_sn`.
-    #[schema(minimum = 0)]
-    from_seq: Option<i64>,
-    #[schema(minimum = 0)]
-    to_seq: Option<i64>,
+    #[schema(minimum = 0, required = false)]
+    from_seq: i64,
+    #[schema(minimum = 0, required = false)]
+    to_seq: i64,
     /// Device-local punch time `YYYY-MM-DD HH:MM:SS`, or a bare `YYYY-MM-DD` (the whole day).
-    from_time: Option<String>,
-    to_time: Option<String>,
+    #[schema(required = false, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?$")]
+    from_time: String,
+    #[schema(required = false, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?$")]
+    to_time: String,
 }
 
 /// What a replay queued.
@@ -794,7 +806,7 @@ pub async fn get_endpoint(
     path = "/api/v1/webhooks/endpoints/{uid}",
     tag = openapi::tag::WEBHOOKS,
     params(("uid" = String, Path, description = "The endpoint id (`ep_…`).")),
-    request_body = EndpointUpdate,
+    request_body(content = Option<EndpointUpdate>, description = "An empty body changes nothing."),
     responses(
         (status = 200, description = "The endpoint as changed.", body = EndpointView),
         (status = 400, description = "Invalid or unknown fields, or invalid JSON.", body = openapi::ValidationErrors),
@@ -895,7 +907,7 @@ pub async fn delete_endpoint(
     path = "/api/v1/webhooks/endpoints/{uid}/rotate-secret",
     tag = openapi::tag::WEBHOOKS,
     params(("uid" = String, Path, description = "The endpoint id (`ep_…`).")),
-    request_body = RotateSecretRequest,
+    request_body(content = Option<RotateSecretRequest>, description = "An empty body keeps the default grace period."),
     responses(
         (status = 200, description = "The new secret, shown this once.", body = RotatedSecret),
         (status = 400, description = "Invalid `grace_secs`, unknown fields or invalid JSON.", body = openapi::ValidationErrors),
@@ -936,7 +948,7 @@ pub async fn rotate_secret(
     path = "/api/v1/webhooks/endpoints/{uid}/replay",
     tag = openapi::tag::WEBHOOKS,
     params(("uid" = String, Path, description = "The endpoint id (`ep_…`).")),
-    request_body = ReplayRequest,
+    request_body(content = Option<ReplayRequest>, description = "An empty body replays every punch."),
     responses(
         (status = 202, description = "Queued.", body = ReplayAnswer),
         (status = 400, description = "An invalid range, an endpoint without `attendance.punch`, or too many punches.", body = openapi::ValidationErrors),

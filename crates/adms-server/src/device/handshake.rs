@@ -113,7 +113,7 @@ fn session_id(sn: &str) -> String {
     tag = crate::api::openapi::tag::DEVICE,
     security(()),
     params(crate::api::openapi::DeviceParams),
-    request_body(content = String, content_type = "text/plain", description = "The device parameters (`key=value` lines or comma-separated)."),
+    request_body(content = Option<String>, content_type = "text/plain", description = "The device parameters (`key=value` lines or comma-separated)."),
     responses(
         (status = 200, description = "`RegistryCode=<code>`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),

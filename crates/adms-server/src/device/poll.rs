@@ -86,7 +86,7 @@ pub async fn ping(_ctx: DeviceCtx) -> Response {
     tag = crate::api::openapi::tag::DEVICE,
     security(()),
     params(crate::api::openapi::DeviceParams),
-    request_body(content = String, content_type = "text/plain", description = "Result lines."),
+    request_body(content = Option<String>, content_type = "text/plain", description = "Result lines."),
     responses(
         (status = 200, description = "`OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),

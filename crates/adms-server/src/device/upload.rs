@@ -52,7 +52,7 @@ fn clean_stamp(stamp: Option<&str>) -> Option<&str> {
         ("Stamp" = Option<String>, Query, description = "The device's upload stamp, echoed in the next handshake."),
         ("OpStamp" = Option<String>, Query, description = "The operation log stamp (older firmware)."),
         ("tablename" = Option<String>, Query, description = "With `table=tabledata`: the table's name.")),
-    request_body(content = String, content_type = "text/plain", description = "The table's lines (tab-separated records) or the photo."),
+    request_body(content = Option<String>, content_type = "text/plain", description = "The table's lines (tab-separated records) or the photo."),
     responses(
         (status = 200, description = "`OK: <n>`, `<table>=<n>` or `OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
@@ -415,7 +415,7 @@ async fn rtlog(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Resp
     tag = crate::api::openapi::tag::DEVICE,
     security(()),
     params(crate::api::openapi::DeviceParams),
-    request_body(content = String, content_type = "text/plain", description = "The photo record and its bytes."),
+    request_body(content = Option<String>, content_type = "text/plain", description = "The photo record and its bytes."),
     responses(
         (status = 200, description = "`OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
@@ -436,7 +436,7 @@ pub async fn fdata(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes
     params(crate::api::openapi::DeviceParams,
         ("type" = Option<String>, Query, description = "`tabledata` for table rows."),
         ("tablename" = Option<String>, Query)),
-    request_body(content = String, content_type = "text/plain", description = "The answer's lines."),
+    request_body(content = Option<String>, content_type = "text/plain", description = "The answer's lines."),
     responses(
         (status = 200, description = "`<tablename>=<n>` or `OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
@@ -490,7 +490,7 @@ async fn other(
         ("Stamp" = Option<String>, Query, description = "The device's upload stamp, echoed in the next handshake."),
         ("OpStamp" = Option<String>, Query, description = "The operation log stamp (older firmware)."),
         ("tablename" = Option<String>, Query, description = "With `table=tabledata`: the table's name.")),
-    request_body(content = String, content_type = "text/plain", description = "As `POST /iclock/cdata`."),
+    request_body(content = Option<String>, content_type = "text/plain", description = "As `POST /iclock/cdata`."),
     responses(
         (status = 200, description = "`OK: <n>`, `<table>=<n>` or `OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
@@ -507,7 +507,7 @@ pub async fn edata_post(state: State<SharedState>, ctx: DeviceCtx, body: Bytes) 
     tag = crate::api::openapi::tag::DEVICE,
     security(()),
     params(("SN" = Option<String>, Query)),
-    request_body(content = String, content_type = "text/plain", description = "Anything; stored raw."),
+    request_body(content = Option<String>, content_type = "text/plain", description = "Anything; stored raw."),
     responses((status = 200, description = "`OK` (the \"Page not found\" page under `/iclock/api/`).", body = String, content_type = "text/plain"))
 )]
 pub async fn exchange(
@@ -529,7 +529,7 @@ pub async fn exchange(
     tag = crate::api::openapi::tag::DEVICE,
     security(()),
     params(("rest" = String, Path, description = "The rest of the path (may contain `/`)."), ("SN" = Option<String>, Query)),
-    request_body(content = String, content_type = "text/plain", description = "Anything; stored raw."),
+    request_body(content = Option<String>, content_type = "text/plain", description = "Anything; stored raw."),
     responses((status = 200, description = "`OK` (the \"Page not found\" page under `/iclock/api/`).", body = String, content_type = "text/plain"))
 )]
 pub async fn unrecognised(
