@@ -14,8 +14,8 @@
 //! [`finish`] then applies what the attributes cannot express once for all operations:
 //! ZKBio Time paths get their trailing slash (the canonical form clients use; both forms are
 //! routed), operation ids are derived from method and path (handler names repeat across
-//! modules), unauthenticated operations get `security: []`, and the shared 401 and 503 answers
-//! are added.
+//! modules), unauthenticated operations get `security: []`, optional request bodies lose the
+//! `null` utoipa allows for them, and the shared 401 and 503 answers are added.
 
 use std::sync::Arc;
 
@@ -24,12 +24,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr,
+    ComponentsBuilder, ContentBuilder, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required,
     Response as OpenApiResponse, ResponseBuilder,
 };
 use utoipa::{IntoParams, ToSchema};
@@ -209,6 +210,32 @@ fn json_response(description: &str) -> ResponseBuilder {
         .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(Detail::name()))).build())
 }
 
+/// `schema` without its `null` alternative. utoipa marks a request body optional when its
+/// content is an `Option`, but also lets it be `null`; an optional body is absent or empty,
+/// never the JSON `null`, which the handlers refuse.
+fn not_null(schema: RefOr<Schema>) -> RefOr<Schema> {
+    let is_null = |item: &RefOr<Schema>| matches!(item, RefOr::T(Schema::Object(object)) if object.schema_type == SchemaType::Type(Type::Null));
+    match schema {
+        RefOr::T(Schema::OneOf(mut one_of)) if one_of.items.iter().any(is_null) => {
+            one_of.items.retain(|item| !is_null(item));
+            match one_of.items.len() {
+                1 => one_of.items.remove(0),
+                _ => RefOr::T(Schema::OneOf(one_of)),
+            }
+        }
+        RefOr::T(Schema::Object(mut object)) => {
+            if let SchemaType::Array(types) = &mut object.schema_type {
+                types.retain(|t| *t != Type::Null);
+                if let [only] = types.as_slice() {
+                    object.schema_type = SchemaType::Type(only.clone());
+                }
+            }
+            RefOr::T(Schema::Object(object))
+        }
+        other => other,
+    }
+}
+
 /// Applies the rules every operation follows (see the module docs).
 pub fn finish(mut doc: OpenApi) -> OpenApi {
     let unauthorized: RefOr<OpenApiResponse> = json_response("Missing or invalid credentials.")
@@ -222,6 +249,15 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         let path = canonical_path(&router_path);
         for (method, operation) in operations_mut(&mut item) {
             operation.operation_id = Some(operation_id(method, &path));
+            if let Some(RefOr::T(body)) = &mut operation.request_body
+                && body.required != Some(Required::True)
+            {
+                for content in body.content.values_mut() {
+                    if let RefOr::T(content) = content {
+                        content.schema = content.schema.take().map(not_null);
+                    }
+                }
+            }
             match operation.security.as_deref() {
                 // `security(())` in an attribute: no credentials needed.
                 Some([only]) if *only == SecurityRequirement::default() => operation.security = Some(Vec::new()),

@@ -192,6 +192,18 @@ async fn document_is_openapi_3_1_and_every_operation_has_tag_summary_and_respons
             })
             .collect();
         assert_eq!(templated, declared, "{label}: path parameters");
+        // An optional request body may be left out, but is never the JSON `null`.
+        if let Some(body) = operation.spec.get("requestBody")
+            && body["required"] != json!(true)
+        {
+            for content in body["content"].as_object().expect("body content").values() {
+                let schema = &content["schema"];
+                let null_type = schema["type"] == "null"
+                    || schema["type"].as_array().is_some_and(|types| types.contains(&json!("null")))
+                    || schema["oneOf"].as_array().is_some_and(|items| items.iter().any(|i| i["type"] == "null"));
+                assert!(!null_type, "{label}: optional body may be null: {schema}");
+            }
+        }
         // Operation-level security is either the waiver `[]` or names known schemes.
         if let Some(security) = operation.spec.get("security") {
             for requirement in security.as_array().expect("security list") {
