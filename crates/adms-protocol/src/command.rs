@@ -47,11 +47,13 @@ fn default_valid() -> u8 {
 
 /// A command for one device. The JSON tag `type` is [`DeviceCommand::kind`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DeviceCommand {
     /// `DATA UPDATE USERINFO`: add or replace a user. Every field is sent, because some firmware
     /// resets fields that are sent empty or left out (`protocol.md` §10.14).
     UserUpsert {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
         pin: String,
         #[serde(default)]
         name: String,
@@ -80,9 +82,13 @@ pub enum DeviceCommand {
         end_datetime: Option<LocalDateTime>,
     },
     /// `DATA DELETE USERINFO PIN=…`: removes the user and their biometrics.
-    UserDelete { pin: String },
+    UserDelete {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
+        pin: String,
+    },
     /// `DATA UPDATE FINGERTMP`: a ZKFinger template (base64) for finger 0-9.
     FingerprintUpsert {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
         pin: String,
         finger: u8,
         #[serde(default = "default_valid")]
@@ -91,12 +97,14 @@ pub enum DeviceCommand {
     },
     /// `DATA DELETE FINGERTMP PIN=…[\tFID=…]`: one finger, or all of the user's.
     FingerprintDelete {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
         pin: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         finger: Option<u8>,
     },
     /// `DATA UPDATE FACE`: a near-infrared face template.
     FaceUpsert {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
         pin: String,
         #[serde(default)]
         face_id: u8,
@@ -105,11 +113,15 @@ pub enum DeviceCommand {
         template: String,
     },
     /// `DATA DELETE FACE PIN=…`.
-    FaceDelete { pin: String },
+    FaceDelete {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
+        pin: String,
+    },
     /// `DATA UPDATE BIODATA`: a unified template. `bio_type` 1 fingerprint, 2 NIR face, 7 finger
     /// vein, 8 palm, 9 visible-light face; the versions must match the target device's
     /// algorithm, or it answers -12 / -30 (`protocol.md` §4.3).
     BiodataUpsert {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
         pin: String,
         bio_type: u8,
         #[serde(default)]
@@ -129,6 +141,7 @@ pub enum DeviceCommand {
     },
     /// `DATA DELETE BIODATA Pin=…[\tType=…[\tNo=…]]`.
     BiodataDelete {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
         pin: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bio_type: Option<u8>,

@@ -200,6 +200,24 @@ pub fn offset_hhmm(offset_seconds: i32) -> String {
 }
 
 /// As `YYYY-MM-DD hh:mm:ss` text, the form devices and the API use.
+/// The JSON form is the text `YYYY-MM-DD hh:mm:ss` (see the serde impls below).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for LocalDateTime {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "Device-local wall-clock time, `YYYY-MM-DD hh:mm:ss` (`T` also accepted as the separator).",
+            ))
+            .pattern(Some(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}$"))
+            .examples(["2026-11-20 08:00:00"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for LocalDateTime {}
+
 impl serde::Serialize for LocalDateTime {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)

@@ -20,6 +20,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use adms_store::webhooks::EndpointSettings;
 use adms_store::{Device, Store, StoreError, StoreOptions, now_micros};
@@ -31,6 +33,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::{AuthState, hash_password};
+use crate::api::openapi::DocumentedRoutes;
 use crate::config::Config;
 use crate::device::registry::{DeviceRegistry, flush_activity};
 use crate::zones::{Zone, parse_zone};
@@ -328,19 +331,28 @@ async fn background_tasks(state: SharedState, flush_every: Duration) {
     }
 }
 
+/// Every route with its OpenAPI document: the device protocol, the API, `/metrics`, and the
+/// test clock when it is enabled (undocumented otherwise, because it does not exist).
+pub fn documented_routes(test_clock: bool) -> (Router<SharedState>, utoipa::openapi::OpenApi) {
+    let mut routes = OpenApiRouter::with_openapi(crate::api::openapi::base_document())
+        .merge(crate::device::routes())
+        .merge(crate::api::routes())
+        .documented(routes!(metrics));
+    if test_clock {
+        routes = routes.documented(routes!(advance_test_clock));
+    }
+    let (router, doc) = routes.split_for_parts();
+    (router, crate::api::openapi::finish(doc))
+}
+
 /// The router with every route and middleware.
 pub fn router(state: SharedState) -> Router {
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
-    let mut routes = Router::new()
-        .merge(crate::device::routes())
-        .merge(crate::api::routes())
-        .route("/metrics", axum::routing::get(metrics));
-    if state.config.test_clock {
-        routes = routes.route("/api/v1/test/clock", axum::routing::post(advance_test_clock));
-    }
+    let (routes, doc) = documented_routes(state.config.test_clock);
     routes
         .fallback(|| async { crate::api::not_found_page() })
         .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .layer(axum::Extension(crate::api::openapi::Documents::new(&doc)))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(axum::middleware::map_response(log_refusals))
@@ -353,8 +365,17 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
-/// `GET /metrics`: Prometheus text format, authenticated like every API route (Prometheus sends
-/// `Authorization: Bearer <integration key>`).
+/// Prometheus metrics.
+///
+/// Text exposition format, authenticated like every API route (Prometheus sends
+/// `Authorization: Bearer <integration key>`): webhook delivery counters of this process and
+/// the backlog of each endpoint.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = crate::api::openapi::tag::METRICS,
+    responses((status = 200, description = "The metrics.", body = String, content_type = "text/plain; version=0.0.4"))
+)]
 async fn metrics(
     axum::extract::State(state): axum::extract::State<SharedState>,
     _who: crate::api::auth::Authenticated,
@@ -377,13 +398,35 @@ async fn metrics(
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 struct ClockAdvance {
     advance_secs: u64,
 }
 
-/// `POST /api/v1/test/clock {"advance_secs": n}`: only with `test_clock`, for tests that walk
-/// retry schedules of days. Authenticated like every API route.
+/// The dispatcher's clock after a move.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler answers with json!")]
+struct ClockNow {
+    /// RFC 3339 UTC.
+    now: String,
+}
+
+/// Move the webhook dispatcher's clock forward (tests only).
+///
+/// Only with `test_clock`, for tests that walk retry schedules of days. Authenticated like
+/// every API route.
+#[utoipa::path(
+    post,
+    path = "/api/v1/test/clock",
+    tag = crate::api::openapi::tag::TESTING,
+    request_body = ClockAdvance,
+    responses(
+        (status = 200, description = "The clock's new time.", body = ClockNow),
+        (status = 400, description = "Malformed JSON."),
+        (status = 415, description = "The body is not `application/json`."),
+        (status = 422, description = "Not `{\"advance_secs\": <n>}`."),
+    )
+)]
 async fn advance_test_clock(
     axum::extract::State(state): axum::extract::State<SharedState>,
     _who: crate::api::auth::Authenticated,

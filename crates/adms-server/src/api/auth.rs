@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 
 use adms_store::{Store, StoreError, TokenKind, now_micros, sha256};
 
-use super::ApiError;
+use super::{ApiError, openapi};
 use crate::app::SharedState;
 
 /// Largest login body accepted.
@@ -92,10 +92,15 @@ struct Claims {
     jti: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct LoginBody {
+/// Login credentials (JSON, form-encoded or multipart); numbers are read as text.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct LoginBody {
+    #[schema(value_type = String, required = true, min_length = 1)]
     username: Option<Value>,
+    #[schema(value_type = String, required = true, min_length = 1)]
     password: Option<Value>,
+    /// Stands in for a missing `username` (BioTime Cloud clients); `company` is ignored.
+    #[schema(value_type = Option<String>)]
     email: Option<Value>,
 }
 
@@ -182,7 +187,25 @@ async fn check_password(
     Ok(ok.then_some(user))
 }
 
-/// `POST /api-token-auth/`
+/// Log in for a session token.
+///
+/// The token is valid for `session_ttl_secs` (8 h by default); send it as `Authorization:
+/// Token <token>`.
+#[utoipa::path(
+    post,
+    path = "/api-token-auth",
+    tag = openapi::tag::AUTH,
+    security(()),
+    request_body(content(
+        (LoginBody = "application/json"),
+        (LoginBody = "application/x-www-form-urlencoded"),
+        (LoginBody = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "The session token.", body = openapi::TokenAnswer),
+        (status = 400, description = "A field is missing, or `non_field_errors` when the credentials do not match.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn token_login(State(state): State<SharedState>, request: Request) -> Result<Json<Value>, ApiError> {
     let (username, password) = read_credentials(request).await?;
     let user = check_password(&state.store, &username, password).await?.ok_or_else(bad_login)?;
@@ -200,7 +223,25 @@ fn ttl_micros(state: &SharedState) -> i64 {
     i64::try_from(state.config.session_ttl_secs).unwrap_or(i64::MAX / 1_000_000).saturating_mul(1_000_000)
 }
 
-/// `POST /jwt-api-token-auth/`
+/// Log in for a JWT.
+///
+/// An HS256 JWT with `exp` (`session_ttl_secs` ahead); send it as `Authorization: JWT <token>`
+/// or `Bearer <token>`.
+#[utoipa::path(
+    post,
+    path = "/jwt-api-token-auth",
+    tag = openapi::tag::AUTH,
+    security(()),
+    request_body(content(
+        (LoginBody = "application/json"),
+        (LoginBody = "application/x-www-form-urlencoded"),
+        (LoginBody = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "The JWT.", body = openapi::TokenAnswer),
+        (status = 400, description = "A field is missing, or `non_field_errors` when the credentials do not match.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn jwt_login(State(state): State<SharedState>, request: Request) -> Result<Json<Value>, ApiError> {
     let (username, password) = read_credentials(request).await?;
     let user = check_password(&state.store, &username, password).await?.ok_or_else(bad_login)?;

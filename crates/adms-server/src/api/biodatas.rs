@@ -10,14 +10,14 @@ use serde::Serialize;
 
 use adms_store::templates::{TemplateFilter, TemplateRecord};
 
-use super::ApiError;
 use super::auth::Authenticated;
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::{ApiError, openapi};
 use crate::app::SharedState;
 
 /// ZKBio Time 9.x biodata record, plus the template itself (`bio_tmp`, which the Odoo client
 /// reads) and where it came from.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BiodataRecord {
     id: i64,
     /// `"<emp_code> <first_name>"`; clients take the PIN from its first word.
@@ -74,7 +74,25 @@ fn bio_type_name(bio_type: i64) -> &'static str {
     }
 }
 
-/// The list: filters `emp_code` and `bio_type` (the type number), DRF pagination.
+/// List biometric templates.
+///
+/// One record per template slot (PIN, type, number, fragment): the newest copy a terminal
+/// reported. Ascending id.
+#[utoipa::path(
+    get,
+    path = "/iclock/api/biodatas",
+    tag = openapi::tag::PERSONNEL,
+    params(
+        ("emp_code" = Option<String>, Query, description = "The employee's PIN."),
+        ("bio_type" = Option<i64>, Query, description = "BIODATA type: 1 fingerprint, 2 face, 7 finger vein, 8 palm, 9 visible-light face, ..."),
+        openapi::PageParams,
+    ),
+    responses(
+        (status = 200, description = "One page of templates.", body = Envelope<BiodataRecord>),
+        (status = 400, description = "`bio_type` is not a whole number.", body = openapi::ValidationErrors),
+        (status = 404, description = "`Invalid page.`", body = openapi::Detail),
+    )
+)]
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -95,6 +113,17 @@ pub async fn list(
     Ok(Json(envelope(&headers, &uri, &params, page, count, records)))
 }
 
+/// Get one biometric template.
+#[utoipa::path(
+    get,
+    path = "/iclock/api/biodatas/{id}",
+    tag = openapi::tag::PERSONNEL,
+    params(("id" = i64, Path, description = "The template record id.")),
+    responses(
+        (status = 200, description = "The template.", body = BiodataRecord),
+        (status = 404, description = "No such template (or a newer copy of its slot replaced it).", body = openapi::Detail),
+    )
+)]
 pub async fn detail(
     State(state): State<SharedState>,
     _auth: Authenticated,

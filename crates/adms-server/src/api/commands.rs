@@ -13,14 +13,14 @@ use serde_json::{Value, json};
 use adms_protocol::{DeviceCommand, LocalDateTime};
 use adms_store::{CommandRow, EnqueueOutcome, NewCommand, StoreError};
 
-use super::ApiError;
 use super::auth::Authenticated;
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::{ApiError, openapi};
 use crate::app::SharedState;
 use crate::device::commands::{default_expiry, enqueue};
 
 /// `POST /api/v1/devices/{sn}/commands` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     /// The typed command, e.g. `{"type": "reboot"}`.
@@ -32,22 +32,25 @@ pub struct EnqueueRequest {
     dedupe_key: Option<String>,
     /// Lifetime instead of the configured `command_ttl_secs`.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 31_622_400)]
     expires_in_secs: Option<u64>,
 }
 
-/// A command as the API shows it.
-#[derive(Debug, Serialize)]
+/// A command as the API shows it. Times are in the display zone (`YYYY-MM-DD HH:MM:SS`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CommandView {
     id: i64,
     sn: String,
     kind: String,
     /// The typed command, as enqueued.
+    #[schema(value_type = DeviceCommand)]
     command: Value,
     /// The exact line text sent after `C:<id>:`.
     wire: String,
     dedupe_key: Option<String>,
     source: String,
     /// `queued`, `sent`, `succeeded`, `failed`, `expired` or `cancelled`.
+    #[schema(value_type = CommandState)]
     state: String,
     return_code: Option<i64>,
     /// The return code's meaning, or why it expired or was cancelled.
@@ -129,7 +132,25 @@ fn strict_command<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<D
     Ok(command)
 }
 
-/// `POST /api/v1/devices/{sn}/commands`: 201 with the command (200 when `already_queued`).
+/// Queue a command for a device.
+///
+/// With a `dedupe_key` already queued for the device, the same command is not queued again
+/// (200 `already_queued`, the existing record) and a different one supersedes it (201
+/// `superseded`, the old one cancelled). A value that would break the command line (a control
+/// character, over a length limit) is refused naming the field.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{sn}/commands",
+    tag = openapi::tag::COMMANDS,
+    params(("sn" = String, Path, description = "The device's serial number.")),
+    request_body = EnqueueRequest,
+    responses(
+        (status = 201, description = "Queued (`outcome` `queued` or `superseded`).", body = CommandView),
+        (status = 200, description = "The same command was already queued under `dedupe_key` (`outcome` `already_queued`).", body = CommandView),
+        (status = 400, description = "Malformed JSON or unknown `type` (`non_field_errors`), or `{\"command\": {\"<field>\": [...]}}`.", body = openapi::ValidationErrors),
+        (status = 404, description = "Unknown serial number.", body = openapi::Detail),
+    )
+)]
 pub async fn enqueue_command(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -181,7 +202,22 @@ pub async fn enqueue_command(
     Ok((status, Json(view)))
 }
 
-/// `GET /api/v1/devices/{sn}/commands?state=&page=&page_size=`: newest first.
+/// List a device's commands, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{sn}/commands",
+    tag = openapi::tag::COMMANDS,
+    params(
+        ("sn" = String, Path, description = "The device's serial number."),
+        ("state" = Option<CommandState>, Query, description = "Only commands in this state."),
+        openapi::PageParams,
+    ),
+    responses(
+        (status = 200, description = "One page of commands.", body = Envelope<CommandView>),
+        (status = 400, description = "Unknown `state`.", body = openapi::ValidationErrors),
+        (status = 404, description = "Unknown serial number, or `Invalid page.`", body = openapi::Detail),
+    )
+)]
 pub async fn list_commands(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -209,7 +245,17 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
     id.parse().map_err(|_| ApiError::NotFound)
 }
 
-/// `GET /api/v1/commands/{id}`.
+/// Get one command.
+#[utoipa::path(
+    get,
+    path = "/api/v1/commands/{id}",
+    tag = openapi::tag::COMMANDS,
+    params(("id" = i64, Path, description = "The command id.")),
+    responses(
+        (status = 200, description = "The command.", body = CommandView),
+        (status = 404, description = "No such command.", body = openapi::Detail),
+    )
+)]
 pub async fn get_command(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -219,8 +265,20 @@ pub async fn get_command(
     Ok(Json(CommandView::new(row, &state)))
 }
 
-/// `POST /api/v1/commands/{id}/cancel`: only a queued command (409 otherwise: a sent one may
-/// have run already).
+/// Cancel a queued command.
+///
+/// Only a queued command: a sent one may have run already.
+#[utoipa::path(
+    post,
+    path = "/api/v1/commands/{id}/cancel",
+    tag = openapi::tag::COMMANDS,
+    params(("id" = i64, Path, description = "The command id.")),
+    responses(
+        (status = 200, description = "Cancelled; the record.", body = CommandView),
+        (status = 404, description = "No such command.", body = openapi::Detail),
+        (status = 409, description = "Not queued any more.", body = openapi::Detail),
+    )
+)]
 pub async fn cancel_command(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -238,10 +296,41 @@ pub async fn cancel_command(
 }
 
 /// `{"terminals": [ids]}`, as ZKBio Time's terminal actions take it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TerminalsRequest {
+    /// Terminal ids, as numbers or numeric strings.
     #[serde(default)]
+    #[schema(value_type = Vec<i64>, min_items = 1)]
     terminals: Vec<Value>,
+}
+
+/// The states of a command.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code, reason = "documentation only: states are stored as text")]
+pub enum CommandState {
+    Queued,
+    Sent,
+    Succeeded,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+/// The terminal actions [`action_commands`] knows.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code, reason = "documentation only")]
+pub enum TerminalAction {
+    Reboot,
+    UploadTransaction,
+    UploadAll,
+    ClearCapture,
+    ClearAll,
+    ClearAttendance,
+    SyncTime,
+    ReadInfo,
+    ClearCommand,
 }
 
 /// The commands a ZKBio Time terminal action queues (`biotime_api.md` §2.3); `None` for an
@@ -271,8 +360,27 @@ fn action_commands(action: &str, local_now: LocalDateTime) -> Option<Vec<DeviceC
     })
 }
 
-/// `POST /iclock/api/terminals/<action>/` with `{"terminals": [ids]}`: 200 `{"detail":
-/// "Success."}`; an unknown id fails the whole batch with 400, as in ZKBio Time.
+/// Run a terminal action: queue its commands for each terminal.
+///
+/// `POST /iclock/api/terminals/<action>/` (the path parameter is the action's name, not an
+/// id): `reboot` → `REBOOT`; `upload_transaction` → `DATA QUERY ATTLOG` over the whole log;
+/// `upload_all` → `CHECK`, `DATA QUERY USERINFO` and the same ATTLOG query; `clear_capture` →
+/// `CLEAR PHOTO`; `clear_all` → `CLEAR DATA` (users, templates and attendance);
+/// `clear_attendance` → `CLEAR LOG`; `sync_time` → `CHECK`; `read_info` → `INFO`;
+/// `clear_command` cancels the queued, unsent commands. Repeating an action before the device
+/// polls queues nothing new. An unknown id fails the whole batch, as in ZKBio Time.
+#[utoipa::path(
+    post,
+    path = "/iclock/api/terminals/{id}",
+    tag = openapi::tag::TERMINALS,
+    params(("id" = inline(TerminalAction), Path, description = "The action.")),
+    request_body = TerminalsRequest,
+    responses(
+        (status = 200, description = "`{\"detail\": \"Success.\"}`", body = openapi::Detail),
+        (status = 400, description = "Invalid JSON, an empty list, or `{\"terminals\": {\"<index>\": [\"Invalid pk ...\"]}}`.", body = openapi::ValidationErrors),
+        (status = 404, description = "Unknown action.", body = openapi::Detail),
+    )
+)]
 pub async fn terminal_action(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,

@@ -5,9 +5,11 @@
 //! existing integrations parse them literally (see `biotime_api.md` in the reference notes).
 
 pub mod auth;
+mod biodatas;
 mod body;
 mod commands;
 mod native;
+pub mod openapi;
 mod org_units;
 mod pagination;
 mod personnel;
@@ -16,91 +18,65 @@ mod terminals;
 mod transactions;
 mod webhooks;
 
-use axum::Router;
+use axum::Extension;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, patch, post};
-use org_units::{AREA, DEPARTMENT, POSITION};
+use org_units::{areas, departments, positions};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::SharedState;
+use openapi::DocumentedRoutes;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
-        .route("/api-token-auth", post(auth::token_login))
-        .route("/jwt-api-token-auth", post(auth::jwt_login))
-        .route("/api/docs", get(docs))
-        .route("/iclock/api/transactions", get(transactions::list))
-        .route("/iclock/api/transactions/{id}", get(transactions::detail))
-        .route("/iclock/api/transactions/export", get(transactions::export))
-        .route("/iclock/api/terminals", get(terminals::list).post(terminals::create))
-        .route(
-            "/iclock/api/terminals/{id}",
-            get(terminals::detail)
-                .post(commands::terminal_action)
-                .put(terminals::update)
-                .patch(terminals::update)
-                .delete(terminals::delete),
-        )
-        .route("/personnel/api/employees", get(personnel::list).post(personnel::create))
-        .route(
-            "/personnel/api/employees/{id}",
-            get(personnel::detail).put(personnel::update).patch(personnel::update).delete(personnel::delete),
-        )
-        .route("/personnel/api/employees/adjust_resign", post(personnel::adjust_resign))
-        // the 8.x documentation's spelling, which real clients call
-        .route("/personnel/api/employees/adjust_regsin", post(personnel::adjust_resign))
-        .route("/personnel/api/employees/adjust_area", post(personnel::adjust_area))
-        .route("/personnel/api/employees/del_bio_template", post(personnel::del_bio_template))
-        .route("/personnel/api/employees/resync_to_device", post(personnel::resync_to_device))
-        .route("/personnel/api/departments", get(org_units::list::<DEPARTMENT>).post(org_units::create::<DEPARTMENT>))
-        .route(
-            "/personnel/api/departments/{id}",
-            get(org_units::detail::<DEPARTMENT>)
-                .put(org_units::update::<DEPARTMENT>)
-                .patch(org_units::update::<DEPARTMENT>)
-                .delete(org_units::delete::<DEPARTMENT>),
-        )
-        .route("/personnel/api/areas", get(org_units::list::<AREA>).post(org_units::create::<AREA>))
-        .route(
-            "/personnel/api/areas/{id}",
-            get(org_units::detail::<AREA>)
-                .put(org_units::update::<AREA>)
-                .patch(org_units::update::<AREA>)
-                .delete(org_units::delete::<AREA>),
-        )
-        .route("/personnel/api/positions", get(org_units::list::<POSITION>).post(org_units::create::<POSITION>))
-        .route(
-            "/personnel/api/positions/{id}",
-            get(org_units::detail::<POSITION>)
-                .put(org_units::update::<POSITION>)
-                .patch(org_units::update::<POSITION>)
-                .delete(org_units::delete::<POSITION>),
-        )
-        .route("/personnel/api/resigns", get(resigns::list).post(resigns::create))
-        .route(
-            "/personnel/api/resigns/{id}",
-            get(resigns::detail).put(resigns::update).patch(resigns::update).delete(resigns::delete),
-        )
-        .route("/personnel/api/resigns/reinstatement", post(resigns::reinstatement))
-        .route("/api/v1/devices/{sn}", patch(native::update_device))
-        .route("/api/v1/devices/{sn}/commands", get(commands::list_commands).post(commands::enqueue_command))
-        .route("/api/v1/commands/{id}", get(commands::get_command))
-        .route("/api/v1/commands/{id}/cancel", post(commands::cancel_command))
-        .route("/api/v1/rejected-lines", get(native::rejected_lines))
-        .route("/api/v1/devices/{sn}/punches", get(webhooks::device_punches))
-        .route("/api/v1/webhooks/endpoints", get(webhooks::list_endpoints).post(webhooks::create_endpoint))
-        .route(
-            "/api/v1/webhooks/endpoints/{uid}",
-            get(webhooks::get_endpoint).patch(webhooks::update_endpoint).delete(webhooks::delete_endpoint),
-        )
-        .route("/api/v1/webhooks/endpoints/{uid}/rotate-secret", post(webhooks::rotate_secret))
-        .route("/api/v1/webhooks/endpoints/{uid}/replay", post(webhooks::replay))
-        .route("/api/v1/webhooks/events", get(webhooks::list_events))
-        .route("/api/v1/webhooks/deliveries", get(webhooks::list_deliveries))
-        .route("/api/v1/webhooks/deliveries/{id}/attempts", get(webhooks::delivery_attempts))
-        .route("/api/v1/webhooks/deliveries/{id}/resend", post(webhooks::resend_delivery))
-        .route("/api/v1/webhooks/backlog", get(webhooks::backlog))
+/// The ERP side's routes, each documented by its handler's `#[utoipa::path]` (see [`openapi`]).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .documented(routes!(auth::token_login))
+        .documented(routes!(auth::jwt_login))
+        .documented(routes!(docs))
+        .documented(routes!(openapi::openapi_json))
+        .documented(routes!(transactions::list))
+        .documented(routes!(transactions::detail))
+        .documented(routes!(transactions::export))
+        .documented(routes!(biodatas::list))
+        .documented(routes!(biodatas::detail))
+        .documented(routes!(terminals::list, terminals::create))
+        .documented(routes!(terminals::detail, commands::terminal_action, terminals::update, terminals::delete))
+        .documented(routes!(personnel::list, personnel::create))
+        .documented(routes!(personnel::detail, personnel::update, personnel::delete))
+        .documented(routes!(personnel::adjust_resign))
+        .documented(routes!(personnel::adjust_regsin))
+        .documented(routes!(personnel::adjust_area))
+        .documented(routes!(personnel::adjust_department))
+        .documented(routes!(personnel::adjust_position))
+        .documented(routes!(personnel::adjust_emp_type))
+        .documented(routes!(personnel::del_bio_template))
+        .documented(routes!(personnel::resync_to_device))
+        .documented(routes!(departments::list, departments::create))
+        .documented(routes!(departments::detail, departments::update, departments::delete))
+        .documented(routes!(areas::list, areas::create))
+        .documented(routes!(areas::detail, areas::update, areas::delete))
+        .documented(routes!(positions::list, positions::create))
+        .documented(routes!(positions::detail, positions::update, positions::delete))
+        .documented(routes!(resigns::list, resigns::create))
+        .documented(routes!(resigns::detail, resigns::update, resigns::delete))
+        .documented(routes!(resigns::reinstatement))
+        .documented(routes!(native::update_device))
+        .documented(routes!(commands::list_commands, commands::enqueue_command))
+        .documented(routes!(commands::get_command))
+        .documented(routes!(commands::cancel_command))
+        .documented(routes!(native::rejected_lines))
+        .documented(routes!(webhooks::device_punches))
+        .documented(routes!(webhooks::list_endpoints, webhooks::create_endpoint))
+        .documented(routes!(webhooks::get_endpoint, webhooks::update_endpoint, webhooks::delete_endpoint))
+        .documented(routes!(webhooks::rotate_secret))
+        .documented(routes!(webhooks::replay))
+        .documented(routes!(webhooks::list_events))
+        .documented(routes!(webhooks::list_deliveries))
+        .documented(routes!(webhooks::delivery_attempts))
+        .documented(routes!(webhooks::resend_delivery))
+        .documented(routes!(webhooks::backlog))
 }
 
 /// Errors of the API, answered with Django REST Framework's bodies.
@@ -159,8 +135,23 @@ pub async fn method_not_allowed(method: Method) -> Response {
         .into_response()
 }
 
-/// Public API docs page; its title names the emulated version (clients sniff it).
-async fn docs(headers: HeaderMap) -> Response {
+/// The ZKBio Time docs page.
+///
+/// Public: ZKBio Time clients probe it before logging in, and its title names the emulated
+/// version ("BioTime 9.5 API DOCS"). It lists the ZKBio Time-compatible operations of the
+/// OpenAPI document and links to the whole document. 406 to a client that accepts only JSON,
+/// as Django REST Framework answers.
+#[utoipa::path(
+    get,
+    path = "/api/docs",
+    tag = openapi::tag::DOCS,
+    security(()),
+    responses(
+        (status = 200, description = "The HTML page.", content_type = "text/html", body = String),
+        (status = 406, description = "The `Accept` header asks for JSON only.", body = openapi::Detail),
+    )
+)]
+async fn docs(headers: HeaderMap, Extension(documents): Extension<openapi::Documents>) -> Response {
     let wants_json_only = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -172,20 +163,5 @@ async fn docs(headers: HeaderMap) -> Response {
         )
             .into_response();
     }
-    Html(concat!(
-        "<!DOCTYPE html><html><head><title>BioTime 9.5 API DOCS</title></head><body>",
-        "<h1>BioTime 9.5 API DOCS</h1>",
-        "<p>Served by adms-bridge ",
-        env!("CARGO_PKG_VERSION"),
-        ", a ZKBio Time-compatible subset.</p><ul>",
-        "<li>POST /api-token-auth/ and /jwt-api-token-auth/ {username, password}</li>",
-        "<li>GET /iclock/api/transactions/ (start_time, end_time, emp_code, terminal_sn, terminal_alias, ",
-        "upload_time__gte, upload_time__lte, ordering, page, page_size)</li>",
-        "<li>GET /iclock/api/transactions/export/?export_type=csv|txt</li>",
-        "<li>GET, PUT, PATCH /iclock/api/terminals/</li>",
-        "<li>/personnel/api/employees/ (GET, POST, PUT, PATCH, DELETE; adjust_resign, adjust_area, ",
-        "del_bio_template, resync_to_device), /personnel/api/departments/, /personnel/api/areas/, ",
-        "/personnel/api/positions/, /personnel/api/resigns/ (reinstatement)</li></ul></body></html>"
-    ))
-    .into_response()
+    Html(documents.docs_page.as_ref().to_owned()).into_response()
 }

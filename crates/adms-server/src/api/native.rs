@@ -2,6 +2,7 @@
 //! settings, and the list of rejected lines.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -11,28 +12,75 @@ use serde_json::{Value, json};
 use adms_protocol::text::TextEncoding;
 use adms_store::Approval;
 
-use super::ApiError;
 use super::auth::Authenticated;
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::{ApiError, openapi};
 use crate::app::SharedState;
 use crate::zones::parse_zone;
 
 /// `PATCH /api/v1/devices/{sn}` body; absent fields are left unchanged.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceUpdate {
+    /// `approved` or `pending`; an approved terminal gets its area's roster.
+    #[schema(value_type = Option<ApprovalState>)]
     approval: Option<String>,
+    /// At most 100 printable characters.
+    #[schema(max_length = 100)]
     alias: Option<String>,
+    /// An IANA name or a fixed offset `±HH:MM`: the zone the device's wall-clock times are read in.
+    time_zone: Option<String>,
+    /// An encoding label (`utf-8`, `gb18030`, `windows-1252`, ...) for the device's text.
+    text_encoding: Option<String>,
+}
+
+/// A device's approval.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documentation only")]
+pub enum ApprovalState {
+    Approved,
+    Pending,
+}
+
+/// The device's settings after a change.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler answers with json!")]
+pub struct DeviceSettings {
+    sn: String,
+    alias: String,
+    approval: ApprovalState,
     time_zone: Option<String>,
     text_encoding: Option<String>,
 }
 
+/// Change a device's approval, alias, time zone or text encoding.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/devices/{sn}",
+    tag = openapi::tag::DEVICES,
+    params(("sn" = String, Path, description = "The device's serial number.")),
+    request_body(content = Option<DeviceUpdate>, description = "An empty body changes nothing."),
+    responses(
+        (status = 200, description = "The device's settings.", body = DeviceSettings),
+        (status = 400, description = "An invalid value (named by field), or a body that is not a JSON object of these fields (`non_field_errors`; unknown fields are refused).", body = openapi::ValidationErrors),
+        (status = 404, description = "Unknown serial number.", body = openapi::Detail),
+    )
+)]
 pub async fn update_device(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
     Path(sn): Path<String>,
-    Json(update): Json<DeviceUpdate>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    // Read here rather than with axum's `Json`, whose refusals are plain text: the API answers
+    // DRF's JSON bodies.
+    let update: DeviceUpdate = if body.trim_ascii().is_empty() {
+        DeviceUpdate::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(json!({ "non_field_errors": [format!("Invalid JSON: {e}")] })))?
+    };
     let field_error = |field: &str, message: &str| ApiError::BadRequest(json!({ field: [message] }));
     if let Some(tz) = &update.time_zone
         && parse_zone(tz).is_none()
@@ -84,7 +132,7 @@ pub async fn update_device(
 }
 
 /// A rejected line; the raw bytes as base64 and, for reading, as lossy text.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RejectedLine {
     id: i64,
     sn: String,
@@ -98,6 +146,17 @@ pub struct RejectedLine {
     last_seen: String,
 }
 
+/// List rejected lines: uploaded lines that did not parse, kept raw with the reason.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rejected-lines",
+    tag = openapi::tag::DEVICES,
+    params(("sn" = Option<String>, Query, description = "Only this device's lines."), openapi::PageParams),
+    responses(
+        (status = 200, description = "One page of rejected lines.", body = Envelope<RejectedLine>),
+        (status = 404, description = "`Invalid page.`", body = openapi::Detail),
+    )
+)]
 pub async fn rejected_lines(
     State(state): State<SharedState>,
     _auth: Authenticated,

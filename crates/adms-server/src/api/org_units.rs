@@ -11,10 +11,10 @@ use serde_json::{Map, Value, json};
 use adms_store::StoreError;
 use adms_store::roster::{OrgFields, OrgFilter, OrgKind, OrgOrder, OrgUnit, RosterError, RosterRefusal};
 
-use super::ApiError;
 use super::auth::Authenticated;
 use super::body::{FieldErrors, WriteBody, given, integer, printable, text};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::{ApiError, openapi};
 use crate::app::SharedState;
 
 /// Const-generic tags, so one set of handlers serves the three resources.
@@ -54,7 +54,8 @@ const fn names<const K: u8>() -> Names {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ParentDepartment)]
 pub struct DepartmentParent {
     id: i64,
     dept_code: String,
@@ -62,7 +63,7 @@ pub struct DepartmentParent {
     parent_dept: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Department {
     id: i64,
     dept_code: String,
@@ -70,7 +71,8 @@ pub struct Department {
     parent_dept: Option<DepartmentParent>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ParentArea)]
 pub struct AreaParent {
     id: i64,
     area_code: String,
@@ -78,7 +80,7 @@ pub struct AreaParent {
     parent_area: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Area {
     id: i64,
     area_code: String,
@@ -87,7 +89,8 @@ pub struct Area {
     parent_area_name: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ParentPosition)]
 pub struct PositionParent {
     id: i64,
     position_code: String,
@@ -95,7 +98,7 @@ pub struct PositionParent {
     parent_position: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Position {
     id: i64,
     position_code: String,
@@ -328,3 +331,191 @@ pub async fn delete<const K: u8>(
     state.store.delete_org(n.kind, id).await.map_err(|e| refusal(&n, e))?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The routes of one resource: non-generic wrappers of the handlers above, each with its
+/// `#[utoipa::path]` (the attribute cannot describe a const-generic function; see
+/// [`super::openapi`]).
+macro_rules! org_unit_routes {
+    (
+        $module:ident, $kind:ident, $record:ident, $a_noun:tt, $plural:tt,
+        list = $list_path:tt, item = $item_path:tt,
+        filters = [$($filter:tt),*], ordering = $ordering:tt,
+        write = $write:ident { $code:ident, $name:ident, $parent:ident } $(,)?
+    ) => {
+        pub mod $module {
+            use super::*;
+
+            /// The write body (JSON or form-encoded): code and name are required on create;
+            /// `PUT` / `PATCH` take any subset.
+            #[derive(Debug, utoipa::ToSchema)]
+            #[allow(dead_code, reason = "documentation only: the handlers read the body field by field")]
+            pub struct $write {
+                /// At most 30 printable characters.
+                #[schema(min_length = 1, max_length = 30)]
+                $code: Option<String>,
+                /// At most 100 printable characters.
+                #[schema(min_length = 1, max_length = 100)]
+                $name: Option<String>,
+                /// The parent's id; `null` or `""` for none.
+                $parent: Option<i64>,
+            }
+
+            #[utoipa::path(
+                get,
+                path = $list_path,
+                tag = openapi::tag::PERSONNEL,
+                summary = concat!("List ", $plural, "."),
+                params(
+                    $(($filter = Option<String>, Query),)*
+                    ("ordering" = Option<String>, Query, description = $ordering),
+                    openapi::PageParams,
+                ),
+                responses(
+                    (status = 200, description = concat!("One page of ", $plural, "."), body = Envelope<$record>),
+                    (status = 404, description = "`Invalid page.`", body = openapi::Detail),
+                )
+            )]
+            pub async fn list(
+                state: State<SharedState>,
+                auth: Authenticated,
+                headers: HeaderMap,
+                uri: OriginalUri,
+                raw: RawQuery,
+            ) -> Result<Json<Envelope<OrgRecord>>, ApiError> {
+                super::list::<$kind>(state, auth, headers, uri, raw).await
+            }
+
+            #[utoipa::path(
+                post,
+                path = $list_path,
+                tag = openapi::tag::PERSONNEL,
+                summary = concat!("Create ", $a_noun, "."),
+                description = concat!(
+                    "`", stringify!($code), "` and `", stringify!($name), "` are required; `",
+                    stringify!($parent), "` is an id or null."
+                ),
+                request_body(content(
+                    ($write = "application/json"),
+                    ($write = "application/x-www-form-urlencoded"),
+                )),
+                responses(
+                    (status = 201, description = "Created.", body = $record),
+                    (status = 400, description = "Invalid fields, a code already taken, or an unknown parent.", body = openapi::ValidationErrors),
+                )
+            )]
+            pub async fn create(
+                state: State<SharedState>,
+                auth: Authenticated,
+                body: WriteBody,
+            ) -> Result<Response, ApiError> {
+                super::create::<$kind>(state, auth, body).await
+            }
+
+            #[utoipa::path(
+                get,
+                path = $item_path,
+                tag = openapi::tag::PERSONNEL,
+                summary = concat!("Get ", $a_noun, "."),
+                params(("id" = i64, Path)),
+                responses(
+                    (status = 200, description = "The record.", body = $record),
+                    (status = 404, description = "No such record.", body = openapi::Detail),
+                )
+            )]
+            pub async fn detail(
+                state: State<SharedState>,
+                auth: Authenticated,
+                id: Path<String>,
+            ) -> Result<Json<OrgRecord>, ApiError> {
+                super::detail::<$kind>(state, auth, id).await
+            }
+
+            #[utoipa::path(
+                method(put, patch),
+                path = $item_path,
+                tag = openapi::tag::PERSONNEL,
+                summary = concat!("Change ", $a_noun, "."),
+                description = "Absent fields keep their value (a department's code cannot change).",
+                params(("id" = i64, Path)),
+                request_body(
+                    content(
+                        (Option<$write> = "application/json"),
+                        (Option<$write> = "application/x-www-form-urlencoded"),
+                    ),
+                    description = "An empty body changes nothing.",
+                ),
+                responses(
+                    (status = 200, description = "The record as changed.", body = $record),
+                    (status = 400, description = "Invalid fields, a code already taken, or a parent cycle.", body = openapi::ValidationErrors),
+                    (status = 404, description = "No such record.", body = openapi::Detail),
+                )
+            )]
+            pub async fn update(
+                state: State<SharedState>,
+                auth: Authenticated,
+                id: Path<String>,
+                body: WriteBody,
+            ) -> Result<Json<OrgRecord>, ApiError> {
+                super::update::<$kind>(state, auth, id, body).await
+            }
+
+            #[utoipa::path(
+                delete,
+                path = $item_path,
+                tag = openapi::tag::PERSONNEL,
+                summary = concat!("Delete ", $a_noun, "."),
+                description = "Refused while employees, terminals or child units refer to it, and for the built-in default.",
+                params(("id" = i64, Path)),
+                responses(
+                    (status = 204, description = "Deleted."),
+                    (status = 400, description = "Still in use, or the default.", body = openapi::Detail),
+                    (status = 404, description = "No such record.", body = openapi::Detail),
+                )
+            )]
+            pub async fn delete(
+                state: State<SharedState>,
+                auth: Authenticated,
+                id: Path<String>,
+            ) -> Result<StatusCode, ApiError> {
+                super::delete::<$kind>(state, auth, id).await
+            }
+        }
+    };
+}
+
+org_unit_routes!(
+    departments,
+    DEPARTMENT,
+    Department,
+    "a department",
+    "departments",
+    list = "/personnel/api/departments",
+    item = "/personnel/api/departments/{id}",
+    filters = ["dept_code", "dept_name", "dept_code_icontains", "dept_name_icontains"],
+    ordering = "`id`, `dept_code` or `dept_name`, `-` first for descending.",
+    write = DepartmentWrite { dept_code, dept_name, parent_dept },
+);
+org_unit_routes!(
+    areas,
+    AREA,
+    Area,
+    "an area",
+    "areas",
+    list = "/personnel/api/areas",
+    item = "/personnel/api/areas/{id}",
+    filters = ["area_code", "area_name", "area_code_icontains", "area_name_icontains"],
+    ordering = "`id`, `area_code` or `area_name`, `-` first for descending.",
+    write = AreaWrite { area_code, area_name, parent_area },
+);
+org_unit_routes!(
+    positions,
+    POSITION,
+    Position,
+    "a position",
+    "positions",
+    list = "/personnel/api/positions",
+    item = "/personnel/api/positions/{id}",
+    filters = ["position_code", "position_name", "position_code_icontains", "position_name_icontains"],
+    ordering = "`id`, `position_code` or `position_name`, `-` first for descending.",
+    write = PositionWrite { position_code, position_name, parent_position },
+);

@@ -76,13 +76,17 @@ impl PageRequest {
     }
 }
 
-/// The list envelope.
-#[derive(Debug, Serialize)]
+/// The list envelope of ZKBio Time 9.x.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Envelope<T: Serialize> {
+    /// Matches in all pages.
     pub count: i64,
+    /// Absolute URL of the next page, with the same query parameters.
     pub next: Option<String>,
     pub previous: Option<String>,
+    /// Always `""`.
     pub msg: &'static str,
+    /// Always 0.
     pub code: i32,
     pub data: Vec<T>,
 }

@@ -16,34 +16,34 @@ use adms_store::roster::{
     RosterRefusal,
 };
 
-use super::ApiError;
 use super::auth::Authenticated;
 use super::body::{FieldErrors, WriteBody, boolean, date, given, id_list, integer, printable, text};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::{ApiError, openapi};
 use crate::app::SharedState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DepartmentRef {
     id: i64,
     dept_code: String,
     dept_name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PositionRef {
     id: i64,
     position_code: String,
     position_name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AreaRecord {
     id: i64,
     area_code: String,
     area_name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AttEmployee {
     id: i64,
     enable_attendance: bool,
@@ -54,7 +54,7 @@ pub struct AttEmployee {
 
 /// ZKBio Time 9.x employee record, keys in its order. `device_password` is always `null`:
 /// the bridge keeps it for the devices and never shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EmployeeRecord {
     id: i64,
     emp_code: String,
@@ -89,7 +89,10 @@ pub struct EmployeeRecord {
     area: Vec<AreaRecord>,
     app_status: i64,
     app_role: i64,
+    /// `YYYY-MM-DD HH:MM:SS` in the display zone.
     update_time: String,
+    /// `"Ver <major>:<count>"` from the templates devices reported, or `"-"` (also `face`,
+    /// `palm`, `vl_face`, `vl_palm`).
     fingerprint: String,
     face: String,
     palm: String,
@@ -177,8 +180,183 @@ fn area_record(a: AreaRef) -> AreaRecord {
     AreaRecord { id: a.id, area_code: a.area_code, area_name: a.area_name }
 }
 
-/// `GET /personnel/api/employees/`: active employees (resigned ones are listed by
-/// `/personnel/api/resigns/`), ascending id.
+/// The employee write body (JSON or form-encoded). Create requires `emp_code`, `department`
+/// and `area`; `PUT` / `PATCH` take any subset and ignore `emp_code`. `null` means "not given".
+/// Text must not contain control characters; numbers may come as numeric strings.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handlers read the body field by field")]
+pub struct EmployeeWrite {
+    /// The device PIN: 1 to 24 letters or digits (leading zeros are kept).
+    #[schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$")]
+    emp_code: Option<String>,
+    /// A department id.
+    department: Option<i64>,
+    /// Area ids (a comma-separated string in form bodies); not empty.
+    #[schema(min_items = 1)]
+    area: Option<Vec<i64>>,
+    /// A position id; `null` or `""` clears it.
+    position: Option<i64>,
+    #[schema(max_length = 25)]
+    first_name: Option<String>,
+    #[schema(max_length = 25)]
+    last_name: Option<String>,
+    #[schema(max_length = 25)]
+    nickname: Option<String>,
+    /// Up to 20 digits, or 8 hex digits in brackets (`[15CD5B07]`).
+    card_no: Option<String>,
+    /// At most 8 letters or digits; stored for the devices, never returned.
+    #[schema(max_length = 8)]
+    device_password: Option<String>,
+    /// `YYYY-MM-DD` (default today on create).
+    #[schema(format = Date)]
+    hire_date: Option<String>,
+    #[schema(format = Date)]
+    birthday: Option<String>,
+    /// `M`, `F`, `S` or `O`; `""` clears it.
+    gender: Option<String>,
+    /// -1 (the device's default) to 255.
+    #[schema(minimum = -1, maximum = 255)]
+    verify_mode: Option<i64>,
+    #[schema(minimum = 0, maximum = 100)]
+    emp_type: Option<i64>,
+    /// 0 (employee), 2, 6, 10 or 14 (administrator).
+    dev_privilege: Option<i64>,
+    #[schema(minimum = 0, maximum = 1)]
+    app_status: Option<i64>,
+    #[schema(minimum = 1, maximum = 2)]
+    app_role: Option<i64>,
+    #[schema(max_length = 20)]
+    contact_tel: Option<String>,
+    #[schema(max_length = 20)]
+    office_tel: Option<String>,
+    #[schema(max_length = 20)]
+    mobile: Option<String>,
+    #[schema(max_length = 50)]
+    national: Option<String>,
+    #[schema(max_length = 20)]
+    city: Option<String>,
+    #[schema(max_length = 200)]
+    address: Option<String>,
+    #[schema(max_length = 10)]
+    postcode: Option<String>,
+    #[schema(max_length = 50)]
+    email: Option<String>,
+    #[schema(max_length = 20)]
+    enroll_sn: Option<String>,
+    #[schema(max_length = 20)]
+    ssn: Option<String>,
+    #[schema(max_length = 20)]
+    religion: Option<String>,
+}
+
+/// The body of `adjust_resign` (and, with `employee` instead of `employees`, of a
+/// resignation create): `employees` and `resign_date` are required.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handlers read the body field by field")]
+pub struct ResignAction {
+    /// Employee ids (a comma-separated string in form bodies).
+    #[schema(min_items = 1)]
+    employees: Vec<i64>,
+    #[schema(format = Date)]
+    resign_date: String,
+    /// 1 to 5 (default 1).
+    #[schema(minimum = 1, maximum = 5)]
+    resign_type: Option<i64>,
+    #[schema(max_length = 200)]
+    reason: Option<String>,
+    /// Default true.
+    disableatt: Option<bool>,
+}
+
+/// The body of `adjust_area`.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+pub struct AreaAction {
+    #[schema(min_items = 1)]
+    employees: Vec<i64>,
+    /// Area ids; the employees' areas become exactly these.
+    #[schema(min_items = 1)]
+    areas: Vec<i64>,
+}
+
+/// The body of `adjust_department`.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+pub struct DepartmentAction {
+    #[schema(min_items = 1)]
+    employees: Vec<i64>,
+    /// Department id.
+    department: i64,
+}
+
+/// The body of `adjust_position`.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+pub struct PositionAction {
+    #[schema(min_items = 1)]
+    employees: Vec<i64>,
+    /// Position id.
+    position: i64,
+}
+
+/// The body of `adjust_emp_type`.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+pub struct EmpTypeAction {
+    #[schema(min_items = 1)]
+    employees: Vec<i64>,
+    #[schema(minimum = 0, maximum = 100)]
+    emp_type: i64,
+}
+
+/// The body of `del_bio_template`: which templates to forget (all false by default).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+pub struct BioTemplateAction {
+    #[schema(min_items = 1)]
+    employees: Vec<i64>,
+    finger_print: Option<bool>,
+    /// Near-infrared and visible-light faces.
+    face: Option<bool>,
+    finger_vein: Option<bool>,
+    /// Palms, both kinds.
+    palm: Option<bool>,
+}
+
+/// The body of `resync_to_device`.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+pub struct EmployeesAction {
+    #[schema(min_items = 1)]
+    employees: Vec<i64>,
+}
+
+/// List active employees.
+///
+/// Ascending id; resigned employees are listed by `/personnel/api/resigns/` (their detail
+/// route still answers).
+#[utoipa::path(
+    get,
+    path = "/personnel/api/employees",
+    tag = openapi::tag::PERSONNEL,
+    params(
+        ("emp_code" = Option<String>, Query, description = "Exact employee code."),
+        ("emp_code_icontains" = Option<String>, Query, description = "Code contains (any case)."),
+        ("first_name" = Option<String>, Query),
+        ("first_name_icontains" = Option<String>, Query),
+        ("last_name" = Option<String>, Query),
+        ("last_name_icontains" = Option<String>, Query),
+        ("department" = Option<i64>, Query, description = "A department id."),
+        ("areas" = Option<i64>, Query, description = "An area id (`area` is read too)."),
+        ("app_status" = Option<i64>, Query),
+        openapi::PageParams,
+    ),
+    responses(
+        (status = 200, description = "One page of employees.", body = Envelope<EmployeeRecord>),
+        (status = 400, description = "A numeric filter is not a whole number.", body = openapi::ValidationErrors),
+        (status = 404, description = "`Invalid page.`", body = openapi::Detail),
+    )
+)]
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -217,6 +395,17 @@ async fn record(state: &SharedState, id: i64) -> Result<EmployeeRecord, ApiError
     Ok(EmployeeRecord::from_employee(employee, state))
 }
 
+/// Get one employee (also a resigned one).
+#[utoipa::path(
+    get,
+    path = "/personnel/api/employees/{id}",
+    tag = openapi::tag::PERSONNEL,
+    params(("id" = i64, Path, description = "The employee id.")),
+    responses(
+        (status = 200, description = "The employee.", body = EmployeeRecord),
+        (status = 404, description = "No such employee.", body = openapi::Detail),
+    )
+)]
 pub async fn detail(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -439,8 +628,25 @@ fn refusal(e: RosterError) -> ApiError {
     }
 }
 
-/// `POST /personnel/api/employees/`: 201 with the record. An existing `emp_code` is updated
-/// instead (ZKBio Time 9.x does the same), answering 200.
+/// Create an employee (or update the one with that `emp_code`).
+///
+/// As ZKBio Time 9.x does, an existing `emp_code` updates that employee (200); a deleted
+/// employee's code creates them again. The terminals of the employee's areas are then brought
+/// in line (commands queued).
+#[utoipa::path(
+    post,
+    path = "/personnel/api/employees",
+    tag = openapi::tag::PERSONNEL,
+    request_body(content(
+        (EmployeeWrite = "application/json"),
+        (EmployeeWrite = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 201, description = "Created.", body = EmployeeRecord),
+        (status = 200, description = "An employee with that `emp_code` existed and was updated.", body = EmployeeRecord),
+        (status = 400, description = "Invalid fields (all reported at once), or `{\"Update Failed\": \"Duplicate card number with <code>\"}`.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn create(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -466,8 +672,28 @@ pub async fn create(
     Ok((status, Json(record(&state, saved.id).await?)).into_response())
 }
 
-/// `PUT` / `PATCH /personnel/api/employees/{id}/`: any subset of the writable fields
-/// (ZKBio Time accepts partial PUTs too); `emp_code` cannot change and is ignored.
+/// Change an employee.
+///
+/// Any subset of the writable fields (ZKBio Time accepts partial PUTs too); `emp_code` cannot
+/// change and is ignored.
+#[utoipa::path(
+    method(put, patch),
+    path = "/personnel/api/employees/{id}",
+    tag = openapi::tag::PERSONNEL,
+    params(("id" = i64, Path, description = "The employee id.")),
+    request_body(
+        content(
+            (Option<EmployeeWrite> = "application/json"),
+            (Option<EmployeeWrite> = "application/x-www-form-urlencoded"),
+        ),
+        description = "An empty body changes nothing.",
+    ),
+    responses(
+        (status = 200, description = "The employee as changed.", body = EmployeeRecord),
+        (status = 400, description = "Invalid fields, or a duplicate card number.", body = openapi::ValidationErrors),
+        (status = 404, description = "No such employee.", body = openapi::Detail),
+    )
+)]
 pub async fn update(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -485,8 +711,19 @@ pub async fn update(
     Ok(Json(record(&state, id).await?))
 }
 
-/// `DELETE /personnel/api/employees/{id}/`: 204; the employee leaves every terminal, their
-/// punches stay.
+/// Delete an employee.
+///
+/// The employee leaves the roster and every terminal; their punches stay.
+#[utoipa::path(
+    delete,
+    path = "/personnel/api/employees/{id}",
+    tag = openapi::tag::PERSONNEL,
+    params(("id" = i64, Path, description = "The employee id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such employee.", body = openapi::Detail),
+    )
+)]
 pub async fn delete(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -573,8 +810,23 @@ pub fn resignation_from_body(
     Ok(NewResignation { resign_date, resign_type, disableatt, reason })
 }
 
-/// `POST /personnel/api/employees/adjust_resign/` (also `adjust_regsin`): resigns employees,
-/// removing them from every terminal; punches are kept. 400 if one is already resigned.
+/// Resign employees.
+///
+/// They are removed from every terminal; their punches are kept. 400 if one is already
+/// resigned.
+#[utoipa::path(
+    post,
+    path = "/personnel/api/employees/adjust_resign",
+    tag = openapi::tag::PERSONNEL,
+    request_body(content(
+        (ResignAction = "application/json"),
+        (ResignAction = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"detail\": \"Success.\"}`", body = openapi::Detail),
+        (status = 400, description = "Invalid fields, an unknown id (`{\"employees\": {\"employees\": \"Invalid pk ...\"}}`), or an employee already resigned.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn adjust_resign(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -591,7 +843,44 @@ pub async fn adjust_resign(
     Ok(success())
 }
 
-/// `POST /personnel/api/employees/adjust_area/`: moves employees to `areas`; terminals follow.
+/// Resign employees (the 8.x documentation's spelling `adjust_regsin`, which real clients call).
+#[utoipa::path(
+    post,
+    path = "/personnel/api/employees/adjust_regsin",
+    tag = openapi::tag::PERSONNEL,
+    request_body(content(
+        (ResignAction = "application/json"),
+        (ResignAction = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"detail\": \"Success.\"}`", body = openapi::Detail),
+        (status = 400, description = "As `adjust_resign`.", body = openapi::ValidationErrors),
+    )
+)]
+pub async fn adjust_regsin(
+    state: State<SharedState>,
+    who: Authenticated,
+    body: WriteBody,
+) -> Result<Json<Value>, ApiError> {
+    adjust_resign(state, who, body).await
+}
+
+/// Move employees to other areas.
+///
+/// Their areas become exactly `areas`; the terminals follow (users added and removed).
+#[utoipa::path(
+    post,
+    path = "/personnel/api/employees/adjust_area",
+    tag = openapi::tag::PERSONNEL,
+    request_body(content(
+        (AreaAction = "application/json"),
+        (AreaAction = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"detail\": \"Success.\"}`", body = openapi::Detail),
+        (status = 400, description = "Missing or unknown employees or areas.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn adjust_area(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -616,8 +905,22 @@ pub async fn adjust_area(
     Ok(success())
 }
 
-/// `POST /personnel/api/employees/adjust_department/`: moves employees to `department` (an id).
+/// Move employees to a department.
+///
 /// Terminals hold no department, so no command follows.
+#[utoipa::path(
+    post,
+    path = "/personnel/api/employees/adjust_department",
+    tag = openapi::tag::PERSONNEL,
+    request_body(content(
+        (DepartmentAction = "application/json"),
+        (DepartmentAction = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"detail\": \"Success.\"}`", body = openapi::Detail),
+        (status = 400, description = "Missing or unknown employees or department.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn adjust_department(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -631,7 +934,20 @@ pub async fn adjust_department(
     Ok(success())
 }
 
-/// `POST /personnel/api/employees/adjust_position/`: sets `position` (an id) on employees.
+/// Give employees a position.
+#[utoipa::path(
+    post,
+    path = "/personnel/api/employees/adjust_position",
+    tag = openapi::tag::PERSONNEL,
+    request_body(content(
+        (PositionAction = "application/json"),
+        (PositionAction = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"detail\": \"Success.\"}`", body = openapi::Detail),
+        (status = 400, description = "Missing or unknown employees or position.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn adjust_position(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -645,7 +961,22 @@ pub async fn adjust_position(
     Ok(success())
 }
 
-/// `POST /personnel/api/employees/adjust_emp_type/`: sets `emp_type` (0 to 100, as on create).
+/// Set employees' employment type.
+///
+/// `emp_type` 0 to 100, as on create.
+#[utoipa::path(
+    post,
+    path = "/personnel/api/employees/adjust_emp_type",
+    tag = openapi::tag::PERSONNEL,
+    request_body(content(
+        (EmpTypeAction = "application/json"),
+        (EmpTypeAction = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"detail\": \"Success.\"}`", body = openapi::Detail),
+        (status = 400, description = "Missing or unknown employees, or `emp_type` not an integer from 0 to 100.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn adjust_emp_type(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -675,14 +1006,30 @@ async fn existing_org_id(
     };
     match integer(value) {
         Some(id) if state.store.org_by_id(kind, id).await?.is_some() => Ok(id),
-        Some(id) => Err(ApiError::BadRequest(json!({ field: [format!("Invalid pk \"{id}\" - object does not exist.")] }))),
+        Some(id) => {
+            Err(ApiError::BadRequest(json!({ field: [format!("Invalid pk \"{id}\" - object does not exist.")] })))
+        }
         None => Err(ApiError::BadRequest(json!({ field: ["Incorrect type. Expected pk value."] }))),
     }
 }
 
-/// `POST /personnel/api/employees/del_bio_template/`: forgets the chosen biometrics
-/// (`finger_print`, `face`, `finger_vein`, `palm`; all false by default) and removes them from
-/// every terminal that holds them.
+/// Delete employees' biometric templates.
+///
+/// Forgets the chosen biometrics (`finger_print`, `face`, `finger_vein`, `palm`; all false by
+/// default) and removes them from every terminal that holds them.
+#[utoipa::path(
+    post,
+    path = "/personnel/api/employees/del_bio_template",
+    tag = openapi::tag::PERSONNEL,
+    request_body(content(
+        (BioTemplateAction = "application/json"),
+        (BioTemplateAction = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"detail\": \"Success.\"}`", body = openapi::Detail),
+        (status = 400, description = "Missing or unknown employees, or a flag that is not a boolean.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn del_bio_template(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -715,8 +1062,23 @@ pub async fn del_bio_template(
     Ok(success())
 }
 
-/// `POST /personnel/api/employees/resync_to_device/`: brings every terminal of the employees'
-/// areas in line with the roster (missing or outdated users and templates are sent again).
+/// Send employees to their terminals again.
+///
+/// Brings every terminal of the employees' areas in line with the roster (missing or outdated
+/// users and templates are sent again).
+#[utoipa::path(
+    post,
+    path = "/personnel/api/employees/resync_to_device",
+    tag = openapi::tag::PERSONNEL,
+    request_body(content(
+        (EmployeesAction = "application/json"),
+        (EmployeesAction = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"detail\": \"Success.\"}`", body = openapi::Detail),
+        (status = 400, description = "Missing or unknown employees.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn resync_to_device(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,

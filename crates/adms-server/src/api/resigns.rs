@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 
 use adms_store::roster::{NewResignation, Resignation, ResignationFilter};
 
-use super::ApiError;
 use super::auth::Authenticated;
 use super::body::{WriteBody, given, id_list, integer};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use super::personnel::{resignation_from_body, sync_employee};
+use super::{ApiError, openapi};
 use crate::app::SharedState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ResignEmployee {
     id: i64,
     emp_code: String,
@@ -26,7 +26,7 @@ pub struct ResignEmployee {
 }
 
 /// ZKBio Time resignation record.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ResignRecord {
     id: i64,
     resign_date: String,
@@ -58,6 +58,50 @@ impl From<Resignation> for ResignRecord {
     }
 }
 
+/// A resignation's write body; create requires `employee` and `resign_date`, `PUT` / `PATCH`
+/// take any subset (`employee` is ignored there).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handlers read the body field by field")]
+pub struct ResignWrite {
+    /// The employee id.
+    employee: Option<i64>,
+    #[schema(format = Date)]
+    resign_date: Option<String>,
+    /// 1 to 5 (default 1).
+    #[schema(minimum = 1, maximum = 5)]
+    resign_type: Option<i64>,
+    #[schema(max_length = 200)]
+    reason: Option<String>,
+    /// Default true.
+    disableatt: Option<bool>,
+}
+
+/// The body of `reinstatement`.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+pub struct ReinstatementRequest {
+    /// Resignation ids (a comma-separated string in form bodies).
+    #[schema(min_items = 1)]
+    resigns: Vec<i64>,
+}
+
+/// List open resignations.
+#[utoipa::path(
+    get,
+    path = "/personnel/api/resigns",
+    tag = openapi::tag::PERSONNEL,
+    params(
+        ("employee" = Option<i64>, Query, description = "An employee id."),
+        ("resign_type" = Option<i64>, Query),
+        ("resign_date" = Option<String>, Query, description = "`YYYY-MM-DD`."),
+        openapi::PageParams,
+    ),
+    responses(
+        (status = 200, description = "One page of resignations.", body = Envelope<ResignRecord>),
+        (status = 400, description = "A numeric filter is not a whole number.", body = openapi::ValidationErrors),
+        (status = 404, description = "`Invalid page.`", body = openapi::Detail),
+    )
+)]
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -82,6 +126,17 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
     id.parse().map_err(|_| ApiError::NotFound)
 }
 
+/// Get one resignation.
+#[utoipa::path(
+    get,
+    path = "/personnel/api/resigns/{id}",
+    tag = openapi::tag::PERSONNEL,
+    params(("id" = i64, Path, description = "The resignation id.")),
+    responses(
+        (status = 200, description = "The resignation.", body = ResignRecord),
+        (status = 404, description = "No such resignation.", body = openapi::Detail),
+    )
+)]
 pub async fn detail(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -91,7 +146,22 @@ pub async fn detail(
     Ok(Json(r.into()))
 }
 
-/// `POST {employee, resign_date, resign_type, disableatt, reason}`: 201.
+/// Resign one employee.
+///
+/// The employee is removed from every terminal; their punches stay.
+#[utoipa::path(
+    post,
+    path = "/personnel/api/resigns",
+    tag = openapi::tag::PERSONNEL,
+    request_body(content(
+        (ResignWrite = "application/json"),
+        (ResignWrite = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 201, description = "Resigned.", body = ResignRecord),
+        (status = 400, description = "Invalid fields, an unknown employee, or one already resigned.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn create(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -117,7 +187,25 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(ResignRecord::from(r))).into_response())
 }
 
-/// `PUT` / `PATCH`: every field optional.
+/// Change a resignation.
+#[utoipa::path(
+    method(put, patch),
+    path = "/personnel/api/resigns/{id}",
+    tag = openapi::tag::PERSONNEL,
+    params(("id" = i64, Path, description = "The resignation id.")),
+    request_body(
+        content(
+            (Option<ResignWrite> = "application/json"),
+            (Option<ResignWrite> = "application/x-www-form-urlencoded"),
+        ),
+        description = "An empty body changes nothing.",
+    ),
+    responses(
+        (status = 200, description = "The resignation as changed.", body = ResignRecord),
+        (status = 400, description = "Invalid fields.", body = openapi::ValidationErrors),
+        (status = 404, description = "No such resignation.", body = openapi::Detail),
+    )
+)]
 pub async fn update(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -148,7 +236,17 @@ async fn reinstate_and_sync(state: &SharedState, resign_ids: &[i64]) -> Result<u
     Ok(employees.len())
 }
 
-/// `DELETE`: 204; the resignation is withdrawn, i.e. the employee is reinstated.
+/// Withdraw a resignation: the employee is reinstated.
+#[utoipa::path(
+    delete,
+    path = "/personnel/api/resigns/{id}",
+    tag = openapi::tag::PERSONNEL,
+    params(("id" = i64, Path, description = "The resignation id.")),
+    responses(
+        (status = 204, description = "Withdrawn; the employee is active again."),
+        (status = 404, description = "No such resignation.", body = openapi::Detail),
+    )
+)]
 pub async fn delete(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -161,8 +259,22 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /personnel/api/resigns/reinstatement/ {"resigns": [ids]}`: the employees become
-/// active again and go back onto the terminals of their areas.
+/// Reinstate resigned employees.
+///
+/// The employees become active again and go back onto the terminals of their areas.
+#[utoipa::path(
+    post,
+    path = "/personnel/api/resigns/reinstatement",
+    tag = openapi::tag::PERSONNEL,
+    request_body(content(
+        (ReinstatementRequest = "application/json"),
+        (ReinstatementRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"detail\": \"Success.\"}`", body = openapi::Detail),
+        (status = 400, description = "`resigns` missing or naming an unknown resignation.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn reinstatement(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,

@@ -8,13 +8,15 @@ use serde::Serialize;
 use adms_store::roster::{AreaRef, DEFAULT_AREA_ID, OrgKind};
 use adms_store::{TerminalFilter, TerminalRow, now_micros};
 
-use super::ApiError;
 use super::auth::Authenticated;
 use super::body::{FieldErrors, WriteBody, given, integer, printable, text};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::{ApiError, openapi};
 use crate::app::SharedState;
 
-#[derive(Debug, Serialize)]
+/// The terminal's area.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = TerminalArea)]
 pub struct Area {
     id: i64,
     area_code: String,
@@ -28,7 +30,7 @@ impl From<AreaRef> for Area {
 }
 
 /// ZKBio Time 9.x terminal record.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Terminal {
     id: i64,
     sn: String,
@@ -37,6 +39,7 @@ pub struct Terminal {
     terminal_name: String,
     fw_ver: String,
     push_ver: String,
+    /// `"1"` online (a request within `offline_after_secs`), `"0"` offline.
     state: &'static str,
     terminal_tz: i32,
     area: Area,
@@ -90,6 +93,23 @@ impl Terminal {
     }
 }
 
+/// List terminals.
+#[utoipa::path(
+    get,
+    path = "/iclock/api/terminals",
+    tag = openapi::tag::TERMINALS,
+    params(
+        ("sn" = Option<String>, Query, description = "Exact serial number."),
+        ("alias" = Option<String>, Query, description = "Exact alias."),
+        ("sn_icontains" = Option<String>, Query, description = "Serial number contains (any case)."),
+        ("alias_icontains" = Option<String>, Query, description = "Alias contains (any case)."),
+        openapi::PageParams,
+    ),
+    responses(
+        (status = 200, description = "One page of terminals.", body = Envelope<Terminal>),
+        (status = 404, description = "`Invalid page.`", body = openapi::Detail),
+    )
+)]
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -119,6 +139,17 @@ pub async fn list(
     Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
 }
 
+/// Get one terminal.
+#[utoipa::path(
+    get,
+    path = "/iclock/api/terminals/{id}",
+    tag = openapi::tag::TERMINALS,
+    params(("id" = i64, Path, description = "The terminal id.")),
+    responses(
+        (status = 200, description = "The terminal.", body = Terminal),
+        (status = 404, description = "No such terminal.", body = openapi::Detail),
+    )
+)]
 pub async fn detail(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -140,9 +171,29 @@ fn default_area() -> AreaRef {
     AreaRef { id: DEFAULT_AREA_ID, area_code: "1".into(), area_name: "Not Authorized".into() }
 }
 
-/// `PUT` / `PATCH /iclock/api/terminals/{id}/`: `area` (an area id) and `alias`; `sn` is
-/// read-only and other fields are ignored. Moving a terminal to another area plans its roster
-/// again: the employees of the new area are sent, those of the old one removed.
+/// Change a terminal's area or alias.
+///
+/// `area` (an area id) and `alias`; `sn` is read-only and other fields are ignored. Moving a
+/// terminal to another area plans its roster again: the employees of the new area are sent,
+/// those of the old one removed.
+#[utoipa::path(
+    method(put, patch),
+    path = "/iclock/api/terminals/{id}",
+    tag = openapi::tag::TERMINALS,
+    params(("id" = i64, Path, description = "The terminal id.")),
+    request_body(
+        content(
+            (Option<TerminalUpdate> = "application/json"),
+            (Option<TerminalUpdate> = "application/x-www-form-urlencoded"),
+        ),
+        description = "An empty body changes nothing.",
+    ),
+    responses(
+        (status = 200, description = "The terminal as changed.", body = Terminal),
+        (status = 400, description = "Invalid `alias` or unknown `area`.", body = openapi::ValidationErrors),
+        (status = 404, description = "No such terminal.", body = openapi::Detail),
+    )
+)]
 pub async fn update(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -187,17 +238,46 @@ pub async fn update(
     Ok(Json(terminal(&state, id).await?))
 }
 
+/// The `PUT` / `PATCH` body; absent fields keep their value.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+pub struct TerminalUpdate {
+    /// An area id (number or numeric string).
+    area: Option<i64>,
+    /// At most 100 printable characters.
+    alias: Option<String>,
+}
+
 /// `POST /iclock/api/terminals/` body (ZKBio Time 9.x). `sn` is required; `area` (an area id)
 /// places the terminal, and `heartbeat` is ignored (the poll interval is the server's `delay_secs`, which the
 /// answer shows). Unknown keys are ignored, as DRF does.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct TerminalWrite {
+    /// At most 32 printable characters without spaces.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 32, pattern = "^[!-~]+$")]
     sn: Option<String>,
+    /// At most 50 printable characters.
     alias: Option<String>,
     ip_address: Option<String>,
+    /// An area id (number or numeric string).
+    #[schema(value_type = Option<i64>)]
     area: Option<serde_json::Value>,
     /// Hours (8) in the 8.x docs, minutes (240) in 9.5 recordings: |value| ≤ 14 is read as hours.
     terminal_tz: Option<i32>,
+}
+
+/// The 9.x write shape, as [`write_shape`] builds it.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+pub struct TerminalCreated {
+    id: i64,
+    sn: String,
+    ip_address: String,
+    alias: String,
+    /// The area id.
+    area: i64,
+    /// The server's `delay_secs` (the poll interval).
+    heartbeat: u32,
 }
 
 /// The 9.x write shape `{id, sn, ip_address, alias, area, heartbeat}`.
@@ -238,8 +318,20 @@ fn parse_body(body: &[u8]) -> Result<TerminalWrite, ApiError> {
     serde_json::from_slice(body).map_err(|e| field_error("non_field_errors", &format!("Invalid JSON: {e}")))
 }
 
-/// `POST /iclock/api/terminals/`: registers a terminal before it first connects (approved).
-/// 201; 400 `{"sn": [...]}` when missing, invalid or already present.
+/// Register a terminal before it first connects.
+///
+/// The terminal is approved; `terminal_tz` (hours when |value| ≤ 14, else minutes) becomes
+/// its zone, `area` places it.
+#[utoipa::path(
+    post,
+    path = "/iclock/api/terminals",
+    tag = openapi::tag::TERMINALS,
+    request_body = TerminalWrite,
+    responses(
+        (status = 201, description = "Registered.", body = TerminalCreated),
+        (status = 400, description = "`sn` missing, invalid or already present; invalid JSON, `alias`, `ip_address`, `terminal_tz` or `area`.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn create(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -291,8 +383,20 @@ pub async fn create(
     Ok((axum::http::StatusCode::CREATED, Json(write_shape(device.id, sn, ip, alias, w.area.as_ref(), &state))))
 }
 
-/// `DELETE /iclock/api/terminals/{id}/`: 204. The terminal leaves the list and its queued
-/// commands are cancelled; its punches stay, and a request from it brings it back.
+/// Delete a terminal.
+///
+/// The terminal leaves the list and its queued commands are cancelled; its punches stay, and
+/// its next request brings it back.
+#[utoipa::path(
+    delete,
+    path = "/iclock/api/terminals/{id}",
+    tag = openapi::tag::TERMINALS,
+    params(("id" = i64, Path, description = "The terminal id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such terminal.", body = openapi::Detail),
+    )
+)]
 pub async fn delete(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,

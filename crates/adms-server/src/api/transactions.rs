@@ -13,19 +13,23 @@ use super::auth::Authenticated;
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use adms_protocol::labels;
 
-use super::ApiError;
+use super::{ApiError, openapi};
 use crate::app::SharedState;
 
 /// ZKBio Time 9.x transaction record; every key always present, in this order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Transaction {
+    /// Ascends in arrival order; never changes for a re-sent punch.
     id: i64,
+    /// The roster's employee id for `emp_code`; `null` for a PIN the roster does not know.
     emp: Option<i64>,
+    /// The device PIN.
     emp_code: String,
     first_name: Option<String>,
     last_name: Option<String>,
     department: Option<String>,
     position: Option<String>,
+    /// Device-local `YYYY-MM-DD HH:MM:SS`.
     punch_time: String,
     punch_state: String,
     punch_state_display: &'static str,
@@ -38,6 +42,7 @@ pub struct Transaction {
     temperature: f64,
     is_mask: &'static str,
     terminal_alias: String,
+    /// When the server received it, in the display zone.
     upload_time: String,
     longitude: Option<f64>,
     latitude: Option<f64>,
@@ -107,6 +112,62 @@ fn order(params: &QueryParams) -> TransactionOrder {
     }
 }
 
+/// The list filters as the document shows them (the handlers read the raw query).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "documentation only")]
+pub struct TransactionQuery {
+    /// Punch time from (device-local `YYYY-MM-DD[ HH:MM[:SS]]`; a bare date: from its start).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
+    start_time: Option<String>,
+    /// Punch time until, inclusive (a bare date: the whole day).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
+    end_time: Option<String>,
+    /// Same as `start_time` (used when `start_time` is absent).
+    #[param(rename = "punch_time__gte", pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
+    punch_time_gte: Option<String>,
+    /// Same as `end_time` (used when `end_time` is absent).
+    #[param(rename = "punch_time__lte", pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
+    punch_time_lte: Option<String>,
+    /// The employee's PIN.
+    emp_code: Option<String>,
+    terminal_sn: Option<String>,
+    terminal_alias: Option<String>,
+    /// Received from (display zone, `YYYY-MM-DD[ HH:MM[:SS]]`).
+    #[param(
+        rename = "upload_time__gte",
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$"
+    )]
+    upload_time_gte: Option<String>,
+    /// Received until, inclusive.
+    #[param(
+        rename = "upload_time__lte",
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$"
+    )]
+    upload_time_lte: Option<String>,
+    /// `id` (default), `punch_time` or `upload_time`, `-` first for descending.
+    #[param(inline)]
+    ordering: Option<TransactionOrdering>,
+}
+
+/// Sort orders of the transaction list.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+pub enum TransactionOrdering {
+    #[schema(rename = "id")]
+    Id,
+    #[schema(rename = "-id")]
+    IdDesc,
+    #[schema(rename = "punch_time")]
+    PunchTime,
+    #[schema(rename = "-punch_time")]
+    PunchTimeDesc,
+    #[schema(rename = "upload_time")]
+    UploadTime,
+    #[schema(rename = "-upload_time")]
+    UploadTimeDesc,
+}
+
 /// The list filters (shared by the list and the export).
 fn filter_from_params(params: &QueryParams, state: &SharedState) -> Result<TransactionFilter, ApiError> {
     let zone = &state.display_zone;
@@ -127,6 +188,22 @@ fn filter_from_params(params: &QueryParams, state: &SharedState) -> Result<Trans
     })
 }
 
+/// List transactions (punches).
+///
+/// The ZKBio Time 9.x envelope with absolute `next`/`previous` links; punches of devices
+/// pending approval are held back. Records carry the roster's names, department, position and
+/// the terminal's area.
+#[utoipa::path(
+    get,
+    path = "/iclock/api/transactions",
+    tag = openapi::tag::TRANSACTIONS,
+    params(TransactionQuery, openapi::PageParams),
+    responses(
+        (status = 200, description = "One page of transactions.", body = Envelope<Transaction>),
+        (status = 400, description = "A filter is not a valid date/time.", body = openapi::ValidationErrors),
+        (status = 404, description = "`Invalid page.`", body = openapi::Detail),
+    )
+)]
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -143,6 +220,17 @@ pub async fn list(
     Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
 }
 
+/// Get one transaction.
+#[utoipa::path(
+    get,
+    path = "/iclock/api/transactions/{id}",
+    tag = openapi::tag::TRANSACTIONS,
+    params(("id" = i64, Path, description = "The transaction id.")),
+    responses(
+        (status = 200, description = "The transaction.", body = Transaction),
+        (status = 404, description = "No such transaction.", body = openapi::Detail),
+    )
+)]
 pub async fn detail(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -153,9 +241,31 @@ pub async fn detail(
     Ok(Json(Transaction::from_row(row, &state)))
 }
 
-/// `GET /iclock/api/transactions/export/?export_type=csv|txt`: the filtered, ordered (and,
-/// with `page` / `page_size`, paged; otherwise every match) transactions as a file whose
-/// header row is the record's field names. `txt` is tab-separated. XLS is not offered.
+/// Export transactions as CSV, tab-separated text or an XLSX workbook.
+///
+/// The filtered, ordered (and, with `page` / `page_size`, paged; otherwise every match)
+/// transactions as a file whose header row is the record's field names (without the GPS
+/// coordinates). `txt` is tab-separated; `xls` (ZKBio Time's name) and `xlsx` give an Office
+/// Open XML workbook of at most 1,048,575 rows.
+#[utoipa::path(
+    get,
+    path = "/iclock/api/transactions/export",
+    tag = openapi::tag::TRANSACTIONS,
+    params(
+        ("export_type" = inline(ExportType), Query, description = "The file format."),
+        TransactionQuery,
+        openapi::PageParams,
+    ),
+    responses(
+        (status = 200, description = "The file (`Content-Disposition: attachment`).", content(
+            (String = "text/csv"),
+            (String = "text/plain"),
+            (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        )),
+        (status = 400, description = "`export_type` missing or not offered, a filter is invalid, or too many rows for one worksheet.", body = openapi::ValidationErrors),
+        (status = 404, description = "`Invalid page.`", body = openapi::Detail),
+    )
+)]
 pub async fn export(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -301,6 +411,18 @@ fn export_record(t: Transaction) -> [String; 20] {
         t.terminal_alias,
         t.upload_time,
     ]
+}
+
+/// Export formats.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documentation only")]
+pub enum ExportType {
+    Csv,
+    Txt,
+    /// ZKBio Time's name for its spreadsheet export; answered with an XLSX workbook.
+    Xls,
+    Xlsx,
 }
 
 /// The export's columns: the transaction record's fields, without the GPS coordinates.

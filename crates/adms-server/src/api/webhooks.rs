@@ -22,10 +22,10 @@ use adms_store::webhook_queries::{AttemptRow, CursorPunch, ReplayOutcome, Replay
 use adms_store::webhooks::{DeliveryRow, Endpoint, EndpointBacklog, EndpointSettings};
 use adms_webhooks::{AddressPolicy, Url, UrlError, WebhookSecret, check_url};
 
-use super::ApiError;
 use super::auth::Authenticated;
 use super::pagination::QueryParams;
 use super::transactions::parse_filter_time;
+use super::{ApiError, openapi};
 use crate::app::SharedState;
 
 /// Longest endpoint URL accepted.
@@ -248,7 +248,7 @@ fn new_endpoint_uid() -> String {
 // Response shapes.
 
 /// An endpoint as the API shows it (never with a secret, except [`CreatedEndpoint`]).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EndpointView {
     id: String,
     url: String,
@@ -287,24 +287,28 @@ impl From<Endpoint> for EndpointView {
 }
 
 /// The creation answer: the endpoint and, this once, its signing secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedEndpoint {
     #[serde(flatten)]
     endpoint: EndpointView,
     secret: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DataList<T: Serialize> {
     data: Vec<T>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     id: i64,
+    /// The `webhook-id` of the event.
     event_id: String,
+    #[schema(value_type = EventType)]
     event_type: String,
+    /// The endpoint id (`ep_…`).
     endpoint: String,
+    #[schema(value_type = DeliveryState)]
     state: String,
     attempt_count: i64,
     /// When the next attempt is due (pending and in-flight deliveries only).
@@ -334,15 +338,32 @@ impl From<DeliveryRow> for DeliveryView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventPage {
+    #[schema(value_type = Vec<EventView>)]
     data: Vec<Value>,
     /// Pass as `before` for the next (older) page; `null` on the last page.
     next_before: Option<i64>,
 }
 
-/// `GET /api/v1/webhooks/events?type=&device_sn=&limit=&before=`: events newest first, each with
-/// the exact body that is sent (as JSON) and how many of its deliveries succeeded.
+/// List webhook events, newest first.
+///
+/// Each with the exact body that is sent (as JSON) and how many of its deliveries succeeded.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/events",
+    tag = openapi::tag::WEBHOOKS,
+    params(
+        ("type" = Option<EventType>, Query, description = "Only this event type."),
+        ("device_sn" = Option<String>, Query, description = "Only this device's events."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Default 100."),
+        ("before" = Option<i64>, Query, minimum = 1, description = "An event `id`: older events (`next_before` of the previous page)."),
+    ),
+    responses(
+        (status = 200, description = "One page of events.", body = EventPage),
+        (status = 400, description = "An invalid filter.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn list_events(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -382,14 +403,14 @@ pub async fn list_events(
     Ok(Json(EventPage { data, next_before }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryPage {
     data: Vec<DeliveryView>,
     /// Pass as `before` for the next (older) page; `null` on the last page.
     next_before: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     attempt_no: i64,
     trigger: String,
@@ -441,7 +462,7 @@ impl From<AttemptRow> for AttemptView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BacklogView {
     endpoint: String,
     due: i64,
@@ -451,7 +472,7 @@ pub struct BacklogView {
     oldest_due_age_secs: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Coded<'a, C: Serialize> {
     code: C,
     name: &'a str,
@@ -459,7 +480,7 @@ struct Coded<'a, C: Serialize> {
 
 /// A punch as the cursor serves it: the `data` of its `attendance.punch` webhook (without the
 /// device, named once at the top) plus its API `id` and webhook `event_id`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PunchView {
     id: i64,
     event_id: Option<String>,
@@ -495,7 +516,7 @@ impl From<CursorPunch> for PunchView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PunchPage {
     device_sn: String,
     data: Vec<PunchView>,
@@ -506,12 +527,200 @@ pub struct PunchPage {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Shapes for the document only: bodies the handlers read field by field and answers they build
+// with `json!`.
+
+/// Webhook event types.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+pub enum EventType {
+    #[schema(rename = "attendance.punch")]
+    AttendancePunch,
+    #[schema(rename = "device.registered")]
+    DeviceRegistered,
+    #[schema(rename = "device.online")]
+    DeviceOnline,
+    #[schema(rename = "device.offline")]
+    DeviceOffline,
+    #[schema(rename = "user.enrolled")]
+    UserEnrolled,
+    #[schema(rename = "user.updated")]
+    UserUpdated,
+    #[schema(rename = "command.completed")]
+    CommandCompleted,
+}
+
+/// Delivery states.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code, reason = "documentation only")]
+pub enum DeliveryState {
+    Pending,
+    InFlight,
+    Succeeded,
+    Exhausted,
+    Cancelled,
+}
+
+/// An event as `GET /api/v1/webhooks/events` lists it.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler builds it with json!")]
+pub struct EventView {
+    /// Pass as `before` for older events.
+    id: i64,
+    /// The `webhook-id`.
+    event_id: String,
+    #[schema(rename = "type")]
+    event_type: EventType,
+    device_sn: Option<String>,
+    /// The punch's per-device `seq` (punch events).
+    seq: Option<i64>,
+    occurred_at: String,
+    created_at: String,
+    /// Deliveries of this event, and how many succeeded.
+    deliveries: i64,
+    delivered: i64,
+    /// The exact JSON that is sent and signed.
+    #[schema(value_type = Object)]
+    body: Value,
+}
+
+/// The endpoint creation body; only `url` is required. Unknown fields are refused.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+#[serde(deny_unknown_fields)]
+pub struct EndpointCreate {
+    /// `http` or `https`, at most 2048 characters (after normalisation); an IP literal the
+    /// address policy refuses is a 400.
+    #[schema(max_length = 2048, format = "uri")]
+    url: String,
+    #[schema(max_length = 500, required = false)]
+    description: String,
+    /// The types to receive; absent or `null`: every type.
+    #[schema(min_items = 1)]
+    event_types: Option<Vec<EventType>>,
+    /// Default 15000.
+    #[schema(minimum = 1000, maximum = 30000, required = false)]
+    timeout_ms: i64,
+    /// Events per request, default 1.
+    #[schema(minimum = 1, maximum = 500, required = false)]
+    batch_max: i64,
+    /// Per-device `seq` order, default false.
+    #[schema(required = false)]
+    ordered: bool,
+}
+
+/// The endpoint change body: any creation field, and `paused`. Unknown fields are refused.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+#[serde(deny_unknown_fields)]
+pub struct EndpointUpdate {
+    #[schema(max_length = 2048, format = "uri", required = false)]
+    url: String,
+    /// `null` clears it.
+    #[schema(max_length = 500)]
+    description: Option<String>,
+    /// `null`: every type.
+    #[schema(min_items = 1)]
+    event_types: Option<Vec<EventType>>,
+    #[schema(minimum = 1000, maximum = 30000, required = false)]
+    timeout_ms: i64,
+    #[schema(minimum = 1, maximum = 500, required = false)]
+    batch_max: i64,
+    #[schema(required = false)]
+    ordered: bool,
+    /// `true` stops attempts (deliveries keep accumulating); `false` resumes and makes waiting
+    /// deliveries due at once.
+    #[schema(required = false)]
+    paused: bool,
+}
+
+/// The secret rotation body.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretRequest {
+    /// How long the previous secret stays valid, default 86400 (a day), at most 7 days.
+    #[schema(minimum = 0, maximum = 604800, required = false)]
+    grace_secs: i64,
+}
+
+/// The new secret, shown this once.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler answers with json!")]
+pub struct RotatedSecret {
+    /// `whsec_…`
+    secret: String,
+    previous_secrets_valid_until: String,
+}
+
+/// The replay body: every bound optional and inclusive.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// A known device.
+    #[schema(required = false)]
+    device_sn: String,
+    /// Per-device numbers, so they need `device_sn`.
+    #[schema(minimum = 0, required = false)]
+    from_seq: i64,
+    #[schema(minimum = 0, required = false)]
+    to_seq: i64,
+    /// Device-local punch time `YYYY-MM-DD HH:MM:SS`, or a bare `YYYY-MM-DD` (the whole day).
+    #[schema(required = false, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?$")]
+    from_time: String,
+    #[schema(required = false, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?$")]
+    to_time: String,
+}
+
+/// What a replay queued.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler answers with json!")]
+pub struct ReplayAnswer {
+    /// Punches queued to the endpoint.
+    replayed: i64,
+    /// Of which had no event yet (stored before any endpoint existed).
+    events_created: i64,
+}
+
+/// A resent delivery.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler answers with json!")]
+pub struct ResendAnswer {
+    id: i64,
+    /// Always `pending`.
+    state: DeliveryState,
+}
+
+/// The attempts of one delivery, oldest first.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the handler answers with json!")]
+pub struct AttemptList {
+    delivery_id: i64,
+    data: Vec<AttemptView>,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Endpoints.
 
 const ENDPOINT_FIELDS: [&str; 7] =
     ["url", "description", "event_types", "timeout_ms", "batch_max", "ordered", "paused"];
 
-/// `POST /api/v1/webhooks/endpoints`
+/// Create a webhook endpoint.
+///
+/// The answer is the only time the signing `secret` is shown. The endpoint receives the events
+/// created after it exists; earlier punches reach it by a replay.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/endpoints",
+    tag = openapi::tag::WEBHOOKS,
+    request_body = EndpointCreate,
+    responses(
+        (status = 201, description = "Created, with its secret.", body = CreatedEndpoint),
+        (status = 400, description = "Invalid or unknown fields, or invalid JSON.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn create_endpoint(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -554,7 +763,13 @@ pub async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint: endpoint.into(), secret })))
 }
 
-/// `GET /api/v1/webhooks/endpoints`
+/// List webhook endpoints, oldest first (never a secret).
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/endpoints",
+    tag = openapi::tag::WEBHOOKS,
+    responses((status = 200, description = "Every endpoint.", body = DataList<EndpointView>))
+)]
 pub async fn list_endpoints(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -563,7 +778,17 @@ pub async fn list_endpoints(
     Ok(Json(DataList { data: endpoints.into_iter().map(EndpointView::from).collect() }))
 }
 
-/// `GET /api/v1/webhooks/endpoints/{uid}`
+/// Get one webhook endpoint.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/endpoints/{uid}",
+    tag = openapi::tag::WEBHOOKS,
+    params(("uid" = String, Path, description = "The endpoint id (`ep_…`).")),
+    responses(
+        (status = 200, description = "The endpoint.", body = EndpointView),
+        (status = 404, description = "No such endpoint.", body = openapi::Detail),
+    )
+)]
 pub async fn get_endpoint(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -573,7 +798,21 @@ pub async fn get_endpoint(
     Ok(Json(endpoint.into()))
 }
 
-/// `PATCH /api/v1/webhooks/endpoints/{uid}`: any of the creation fields, and `paused`.
+/// Change, pause or resume a webhook endpoint.
+///
+/// Any of the creation fields, and `paused`.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/webhooks/endpoints/{uid}",
+    tag = openapi::tag::WEBHOOKS,
+    params(("uid" = String, Path, description = "The endpoint id (`ep_…`).")),
+    request_body(content = Option<EndpointUpdate>, description = "An empty body changes nothing."),
+    responses(
+        (status = 200, description = "The endpoint as changed.", body = EndpointView),
+        (status = 400, description = "Invalid or unknown fields, or invalid JSON.", body = openapi::ValidationErrors),
+        (status = 404, description = "No such endpoint.", body = openapi::Detail),
+    )
+)]
 pub async fn update_endpoint(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -635,7 +874,19 @@ pub async fn update_endpoint(
     Ok(Json(endpoint.into()))
 }
 
-/// `DELETE /api/v1/webhooks/endpoints/{uid}`: waiting deliveries are cancelled; history stays.
+/// Delete a webhook endpoint.
+///
+/// Waiting deliveries are cancelled; the history stays listable.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/webhooks/endpoints/{uid}",
+    tag = openapi::tag::WEBHOOKS,
+    params(("uid" = String, Path, description = "The endpoint id (`ep_…`).")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such endpoint.", body = openapi::Detail),
+    )
+)]
 pub async fn delete_endpoint(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -648,7 +899,21 @@ pub async fn delete_endpoint(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/v1/webhooks/endpoints/{uid}/rotate-secret` `{grace_secs?}`
+/// Rotate an endpoint's signing secret.
+///
+/// Until the grace period ends, requests carry signatures with both the old and the new secret.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/endpoints/{uid}/rotate-secret",
+    tag = openapi::tag::WEBHOOKS,
+    params(("uid" = String, Path, description = "The endpoint id (`ep_…`).")),
+    request_body(content = Option<RotateSecretRequest>, description = "An empty body keeps the default grace period."),
+    responses(
+        (status = 200, description = "The new secret, shown this once.", body = RotatedSecret),
+        (status = 400, description = "Invalid `grace_secs`, unknown fields or invalid JSON.", body = openapi::ValidationErrors),
+        (status = 404, description = "No such endpoint.", body = openapi::Detail),
+    )
+)]
 pub async fn rotate_secret(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -672,9 +937,24 @@ pub async fn rotate_secret(
     Ok(Json(json!({ "secret": secret, "previous_secrets_valid_until": rfc3339_micros(valid_until) })))
 }
 
-/// `POST /api/v1/webhooks/endpoints/{uid}/replay`
-/// `{device_sn?, from_seq?, to_seq?, from_time?, to_time?}`; times are device-local
-/// `YYYY-MM-DD HH:MM:SS` (a bare date is the whole day), bounds inclusive.
+/// Replay punches to one endpoint.
+///
+/// Every punch in the range is queued to this endpoint only, due now; punches stored before
+/// any endpoint existed get their event now, with the same id and body the live path would
+/// have produced. At most 100,000 punches per call. Times are device-local `YYYY-MM-DD
+/// HH:MM:SS` (a bare date is the whole day), bounds inclusive.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/endpoints/{uid}/replay",
+    tag = openapi::tag::WEBHOOKS,
+    params(("uid" = String, Path, description = "The endpoint id (`ep_…`).")),
+    request_body(content = Option<ReplayRequest>, description = "An empty body replays every punch."),
+    responses(
+        (status = 202, description = "Queued.", body = ReplayAnswer),
+        (status = 400, description = "An invalid range, an endpoint without `attendance.punch`, or too many punches.", body = openapi::ValidationErrors),
+        (status = 404, description = "No such endpoint.", body = openapi::Detail),
+    )
+)]
 pub async fn replay(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -766,7 +1046,22 @@ fn receives_punches(event_types: Option<&str>) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Deliveries.
 
-/// `GET /api/v1/webhooks/deliveries?endpoint=&state=&limit=&before=`, newest first.
+/// List webhook deliveries, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/deliveries",
+    tag = openapi::tag::WEBHOOKS,
+    params(
+        ("endpoint" = Option<String>, Query, description = "Only this endpoint's deliveries (`ep_…`)."),
+        ("state" = Option<DeliveryState>, Query),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Default 100."),
+        ("before" = Option<i64>, Query, minimum = 1, description = "A delivery id: older deliveries (`next_before` of the previous page)."),
+    ),
+    responses(
+        (status = 200, description = "One page of deliveries.", body = DeliveryPage),
+        (status = 400, description = "An invalid filter.", body = openapi::ValidationErrors),
+    )
+)]
 pub async fn list_deliveries(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -789,7 +1084,17 @@ pub async fn list_deliveries(
     Ok(Json(DeliveryPage { data: rows.into_iter().map(DeliveryView::from).collect(), next_before }))
 }
 
-/// `GET /api/v1/webhooks/deliveries/{id}/attempts`, oldest first.
+/// List a delivery's attempts, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/deliveries/{id}/attempts",
+    tag = openapi::tag::WEBHOOKS,
+    params(("id" = i64, Path, description = "The delivery id.")),
+    responses(
+        (status = 200, description = "The attempts.", body = AttemptList),
+        (status = 404, description = "No such delivery.", body = openapi::Detail),
+    )
+)]
 pub async fn delivery_attempts(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -801,8 +1106,21 @@ pub async fn delivery_attempts(
     Ok(Json(json!({ "delivery_id": id, "data": data })))
 }
 
-/// `POST /api/v1/webhooks/deliveries/{id}/resend`: due now again; a finished delivery gets a
-/// fresh retry schedule.
+/// Resend a delivery now.
+///
+/// A pending delivery keeps its attempt count; a succeeded, exhausted or cancelled one starts
+/// a fresh 7-day schedule.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/deliveries/{id}/resend",
+    tag = openapi::tag::WEBHOOKS,
+    params(("id" = i64, Path, description = "The delivery id.")),
+    responses(
+        (status = 202, description = "Due now.", body = ResendAnswer),
+        (status = 404, description = "No such delivery.", body = openapi::Detail),
+        (status = 409, description = "Being sent right now, or its endpoint was deleted.", body = openapi::Detail),
+    )
+)]
 pub async fn resend_delivery(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
@@ -822,7 +1140,13 @@ pub async fn resend_delivery(
     }
 }
 
-/// `GET /api/v1/webhooks/backlog`: per live endpoint.
+/// Show the delivery backlog of each live endpoint.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/backlog",
+    tag = openapi::tag::WEBHOOKS,
+    responses((status = 200, description = "Due, in-flight and exhausted deliveries per endpoint.", body = DataList<BacklogView>))
+)]
 pub async fn backlog(
     State(state): State<SharedState>,
     _auth: Authenticated,
@@ -845,8 +1169,27 @@ pub async fn backlog(
 // ---------------------------------------------------------------------------------------------
 // The reconciliation cursor.
 
-/// `GET /api/v1/devices/{sn}/punches?after_seq=N&limit=`: the device's punches with
-/// `seq > after_seq`, in `seq` order (gapless), each with its webhook `event_id`.
+/// Read a device's punches after a `seq` (the reconciliation cursor).
+///
+/// The device's punches with `seq > after_seq`, in `seq` order (gapless), each the `data` of
+/// its `attendance.punch` event plus its transaction `id` and webhook `event_id`. Call again
+/// with `after_seq=next_after_seq` while `has_more` is true. Devices pending approval answer
+/// 404.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{sn}/punches",
+    tag = openapi::tag::DEVICES,
+    params(
+        ("sn" = String, Path, description = "The device's serial number."),
+        ("after_seq" = Option<i64>, Query, minimum = 0, description = "Default 0."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Default 500."),
+    ),
+    responses(
+        (status = 200, description = "The next punches.", body = PunchPage),
+        (status = 400, description = "An invalid `after_seq` or `limit`.", body = openapi::ValidationErrors),
+        (status = 404, description = "Unknown or pending device.", body = openapi::Detail),
+    )
+)]
 pub async fn device_punches(
     State(state): State<SharedState>,
     _auth: Authenticated,

@@ -32,7 +32,28 @@ fn server_version() -> String {
     format!("{PUSH_PROTOCOL_VERSION} adms-bridge-{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// `GET /iclock/cdata`: the handshake (and the rare `table=RemoteAtt` lookup).
+/// Handshake: the device's settings and upload stamps.
+///
+/// `GET /iclock/cdata?SN=…&options=all`: the reply carries the server's settings (delays,
+/// realtime, the time zone, the stamps of the tables already received). Access devices
+/// (`DeviceType=acc`) get the Security PUSH form, or a bare `OK` asking them to register
+/// first. `table=RemoteAtt` (a lookup of a user the device lacks) answers `NONE`.
+#[utoipa::path(
+    get,
+    path = "/iclock/cdata",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams,
+        ("options" = Option<String>, Query, description = "`all` for the handshake."),
+        ("pushver" = Option<String>, Query, description = "The firmware's push protocol version."),
+        ("language" = Option<String>, Query, description = "The device's language code."),
+        ("DeviceType" = Option<String>, Query, description = "`acc` for access controllers (Security PUSH)."),
+        ("table" = Option<String>, Query, description = "`RemoteAtt` for a remote-attendance lookup.")),
+    responses(
+        (status = 200, description = "The handshake reply (`GET OPTION FROM: <SN>` and its settings), `OK`, or `NONE`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn cdata_get(State(state): State<SharedState>, ctx: DeviceCtx) -> Result<Response, DeviceError> {
     let q = ctx.query();
     if q.table.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("RemoteAtt")) {
@@ -82,8 +103,22 @@ fn session_id(sn: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-/// `POST /iclock/registry`: Security PUSH registration. Stores the parameters and answers a
-/// registry code (kept, so a re-registration gets the same one).
+/// Security PUSH registration.
+///
+/// Stores the device's parameters and answers a registry code (kept, so a re-registration gets
+/// the same one).
+#[utoipa::path(
+    method(get, post),
+    path = "/iclock/registry",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams),
+    request_body(content = Option<String>, content_type = "text/plain", description = "The device parameters (`key=value` lines or comma-separated)."),
+    responses(
+        (status = 200, description = "`RegistryCode=<code>`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn registry(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
     let options = super::upload::owned_options(&body);
     let mut code = ctx.entry.snapshot().registry_code;
@@ -113,7 +148,18 @@ pub async fn registry(State(state): State<SharedState>, ctx: DeviceCtx, body: By
     Ok(ok(reply::registry_code(&code)))
 }
 
-/// `GET|POST /iclock/push`: Security PUSH configuration download.
+/// Security PUSH configuration download.
+#[utoipa::path(
+    method(get, post),
+    path = "/iclock/push",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams),
+    responses(
+        (status = 200, description = "The configuration (`key=value` lines).", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn push_config(State(state): State<SharedState>, ctx: DeviceCtx) -> Result<Response, DeviceError> {
     let device = ctx.entry.snapshot();
     let version = server_version();
@@ -125,7 +171,19 @@ pub async fn push_config(State(state): State<SharedState>, ctx: DeviceCtx) -> Re
     )))
 }
 
-/// `GET /iclock/rtdata?type=time`: Security PUSH clock sync.
+/// Security PUSH clock sync.
+#[utoipa::path(
+    method(get, post),
+    path = "/iclock/rtdata",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams,
+        ("type" = Option<String>, Query, description = "`time` asks for the server's clock.")),
+    responses(
+        (status = 200, description = "`DateTime=<encoded>,ServerTZ=<offset>` for `type=time`, else `OK`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn rtdata(State(state): State<SharedState>, ctx: DeviceCtx) -> Result<Response, DeviceError> {
     let q = ctx.query();
     if q.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("time")) {

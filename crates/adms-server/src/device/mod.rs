@@ -14,34 +14,37 @@ mod upload;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use adms_protocol::query::DeviceQuery;
 use adms_store::{Approval, NewDevice, StoreError};
 
+use crate::api::openapi::DocumentedRoutes;
 use crate::app::SharedState;
 use crate::config::UnknownDevicePolicy;
 use registry::DeviceEntry;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
-        .route("/iclock/cdata", get(handshake::cdata_get).post(upload::cdata_post))
-        .route("/iclock/edata", post(upload::cdata_post))
-        .route("/iclock/getrequest", get(poll::getrequest).post(poll::getrequest))
-        .route("/iclock/devicecmd", post(poll::devicecmd).get(poll::ping))
-        .route("/iclock/ping", get(poll::ping).post(poll::ping))
-        .route("/iclock/registry", post(handshake::registry).get(handshake::registry))
-        .route("/iclock/push", get(handshake::push_config).post(handshake::push_config))
-        .route("/iclock/rtdata", get(handshake::rtdata).post(handshake::rtdata))
-        .route("/iclock/querydata", post(upload::querydata).get(poll::ping))
-        .route("/iclock/fdata", post(upload::fdata))
-        .route("/iclock/exchange", any(upload::other))
-        .route("/iclock/{*rest}", any(upload::other))
+/// The device protocol's routes, each documented by its handler's `#[utoipa::path]` (see
+/// [`crate::api::openapi`]).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .documented(routes!(handshake::cdata_get, upload::cdata_post))
+        .documented(routes!(upload::edata_post))
+        .documented(routes!(poll::getrequest))
+        .documented(routes!(poll::devicecmd, poll::devicecmd_ping))
+        .documented(routes!(poll::ping))
+        .documented(routes!(handshake::registry))
+        .documented(routes!(handshake::push_config))
+        .documented(routes!(handshake::rtdata))
+        .documented(routes!(upload::querydata, poll::querydata_ping))
+        .documented(routes!(upload::fdata))
+        .documented(routes!(upload::exchange))
+        .documented(routes!(upload::unrecognised))
 }
 
 /// A plain-text device reply with the headers firmware needs.

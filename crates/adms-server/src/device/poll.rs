@@ -15,8 +15,23 @@ use super::upload::{info_from_options, owned_options};
 use super::{DeviceCtx, DeviceError, ok};
 use crate::app::SharedState;
 
-/// `GET /iclock/getrequest`: heartbeat and command poll: the due commands as `C:<id>:<command>`
-/// lines, or `OK` (from memory when nothing is queued).
+/// Heartbeat and command poll.
+///
+/// The due commands as `C:<id>:<command>` lines (in the device's text encoding), or `OK`
+/// (answered from memory when nothing is queued). `INFO=` updates the device record when it
+/// changed.
+#[utoipa::path(
+    method(get, post),
+    path = "/iclock/getrequest",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams,
+        ("INFO" = Option<String>, Query, description = "Firmware, counts and IP, comma-separated.")),
+    responses(
+        (status = 200, description = "`C:<id>:<command>` lines, or `OK`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn getrequest(State(state): State<SharedState>, ctx: DeviceCtx) -> Result<Response, DeviceError> {
     let q = ctx.query();
     if let Some(info) = q.info.as_deref()
@@ -44,14 +59,39 @@ pub async fn getrequest(State(state): State<SharedState>, ctx: DeviceCtx) -> Res
     }
 }
 
-/// `GET /iclock/ping`: keep-alive during long uploads.
+/// Keep-alive during long uploads.
+#[utoipa::path(
+    method(get, post),
+    path = "/iclock/ping",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams),
+    responses(
+        (status = 200, description = "`OK`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn ping(_ctx: DeviceCtx) -> Response {
     ok("OK")
 }
 
-/// `POST /iclock/devicecmd`: command results, one or many per body, matched to this device's
-/// commands and stored in one transaction (re-sent bodies add nothing). Always answered `OK`,
-/// even for unknown ids, so the device does not repeat.
+/// Command results.
+///
+/// One or many results per body (`ID=<id>&Return=<code>&CMD=<cmd>`, with data for `INFO`),
+/// matched to this device's commands and stored in one transaction (re-sent bodies add
+/// nothing). Always answered `OK`, even for unknown ids, so the device does not repeat.
+#[utoipa::path(
+    post,
+    path = "/iclock/devicecmd",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams),
+    request_body(content = Option<String>, content_type = "text/plain", description = "Result lines."),
+    responses(
+        (status = 200, description = "`OK`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn devicecmd(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
     let mut results = Vec::new();
     let mut rejected = Vec::new();
@@ -106,4 +146,36 @@ pub async fn devicecmd(State(state): State<SharedState>, ctx: DeviceCtx, body: B
     }
     tracing::debug!(results = results.len(), applied, "command results stored");
     Ok(ok("OK"))
+}
+
+/// Keep-alive on the command-result path (some firmware polls it with GET).
+#[utoipa::path(
+    get,
+    path = "/iclock/devicecmd",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams),
+    responses(
+        (status = 200, description = "`OK`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
+pub async fn devicecmd_ping(ctx: DeviceCtx) -> Response {
+    ping(ctx).await
+}
+
+/// Keep-alive on the query-answer path (some firmware polls it with GET).
+#[utoipa::path(
+    get,
+    path = "/iclock/querydata",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams),
+    responses(
+        (status = 200, description = "`OK`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
+pub async fn querydata_ping(ctx: DeviceCtx) -> Response {
+    ping(ctx).await
 }

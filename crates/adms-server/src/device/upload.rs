@@ -36,7 +36,28 @@ fn clean_stamp(stamp: Option<&str>) -> Option<&str> {
     stamp.map(str::trim).filter(|s| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_graphic()))
 }
 
-/// `POST /iclock/cdata` (and `/iclock/edata`).
+/// Upload a table: punches, operation log, users, templates, photos, options, events.
+///
+/// Parsed from the raw bytes whatever the `Content-Type`. Answered only after the data
+/// committed: `OK: <lines>` for ATTLOG and OPERLOG (the lines parsed), `<table>=<n>` for
+/// `tabledata`, else `OK`. Lines that do not parse are stored raw with the reason and never
+/// fail their neighbours. 503 (`ERROR: storage unavailable`) lets the device resend.
+#[utoipa::path(
+    post,
+    path = "/iclock/cdata",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams,
+        ("table" = Option<String>, Query, description = "`ATTLOG`, `OPERLOG`, `BIODATA`, `ATTPHOTO`, `OPTIONS`, `rtlog`, `tabledata`, …; other tables are stored raw."),
+        ("Stamp" = Option<String>, Query, description = "The device's upload stamp, echoed in the next handshake."),
+        ("OpStamp" = Option<String>, Query, description = "The operation log stamp (older firmware)."),
+        ("tablename" = Option<String>, Query, description = "With `table=tabledata`: the table's name.")),
+    request_body(content = Option<String>, content_type = "text/plain", description = "The table's lines (tab-separated records) or the photo."),
+    responses(
+        (status = 200, description = "`OK: <n>`, `<table>=<n>` or `OK`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn cdata_post(
     State(state): State<SharedState>,
     ctx: DeviceCtx,
@@ -387,12 +408,40 @@ async fn rtlog(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Resp
     Ok(ok("OK"))
 }
 
-/// `POST /iclock/fdata`: attendance photo by the other route.
+/// Upload an attendance photo (the other route some firmware uses).
+#[utoipa::path(
+    post,
+    path = "/iclock/fdata",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams),
+    request_body(content = Option<String>, content_type = "text/plain", description = "The photo record and its bytes."),
+    responses(
+        (status = 200, description = "`OK`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn fdata(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
     att_photo(&state, &ctx, &body).await
 }
 
-/// `POST /iclock/querydata`: answers to queries; stored raw until the command queue reads them.
+/// Answers to data queries.
+///
+/// Stored raw; `type=tabledata` answers `<tablename>=<lines>`.
+#[utoipa::path(
+    post,
+    path = "/iclock/querydata",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams,
+        ("type" = Option<String>, Query, description = "`tabledata` for table rows."),
+        ("tablename" = Option<String>, Query)),
+    request_body(content = Option<String>, content_type = "text/plain", description = "The answer's lines."),
+    responses(
+        (status = 200, description = "`<tablename>=<n>` or `OK`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn querydata(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
     let q = ctx.query();
     let kind = q.kind.as_deref().unwrap_or("").to_owned();
@@ -407,7 +456,7 @@ pub async fn querydata(State(state): State<SharedState>, ctx: DeviceCtx, body: B
 }
 
 /// Any other `/iclock/...` request: kept raw when it identifies a device, answered `OK`.
-pub async fn other(
+async fn other(
     State(state): State<SharedState>,
     uri: OriginalUri,
     ctx: Result<DeviceCtx, DeviceError>,
@@ -428,4 +477,66 @@ pub async fn other(
         Err(_) => tracing::info!(path = %path, "unrecognised request without a serial number"),
     }
     ok("OK")
+}
+
+/// Upload by the `edata` route (the same as `POST /iclock/cdata`).
+#[utoipa::path(
+    post,
+    path = "/iclock/edata",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(crate::api::openapi::DeviceParams,
+        ("table" = Option<String>, Query, description = "`ATTLOG`, `OPERLOG`, `BIODATA`, `ATTPHOTO`, `OPTIONS`, `rtlog`, `tabledata`, …; other tables are stored raw."),
+        ("Stamp" = Option<String>, Query, description = "The device's upload stamp, echoed in the next handshake."),
+        ("OpStamp" = Option<String>, Query, description = "The operation log stamp (older firmware)."),
+        ("tablename" = Option<String>, Query, description = "With `table=tabledata`: the table's name.")),
+    request_body(content = Option<String>, content_type = "text/plain", description = "As `POST /iclock/cdata`."),
+    responses(
+        (status = 200, description = "`OK: <n>`, `<table>=<n>` or `OK`.", body = String, content_type = "text/plain"),
+        (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+    )
+)]
+pub async fn edata_post(state: State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
+    cdata_post(state, ctx, body).await
+}
+
+/// Exchange requests of newer firmware: stored raw, answered `OK`.
+#[utoipa::path(
+    method(get, post),
+    path = "/iclock/exchange",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(("SN" = Option<String>, Query)),
+    request_body(content = Option<String>, content_type = "text/plain", description = "Anything; stored raw."),
+    responses((status = 200, description = "`OK` (the \"Page not found\" page under `/iclock/api/`).", body = String, content_type = "text/plain"))
+)]
+pub async fn exchange(
+    state: State<SharedState>,
+    uri: OriginalUri,
+    ctx: Result<DeviceCtx, DeviceError>,
+    body: Bytes,
+) -> Response {
+    other(state, uri, ctx, body).await
+}
+
+/// Any other device path: stored raw when it names a device (`SN`), answered `OK`.
+///
+/// Firmware variants call paths of their own; keeping the request lets us support them later.
+/// Paths under `/iclock/api/` are the ERP side's: unknown ones answer the "Page not found" page.
+#[utoipa::path(
+    method(get, post),
+    path = "/iclock/{*rest}",
+    tag = crate::api::openapi::tag::DEVICE,
+    security(()),
+    params(("rest" = String, Path, description = "The rest of the path (may contain `/`)."), ("SN" = Option<String>, Query)),
+    request_body(content = Option<String>, content_type = "text/plain", description = "Anything; stored raw."),
+    responses((status = 200, description = "`OK` (the \"Page not found\" page under `/iclock/api/`).", body = String, content_type = "text/plain"))
+)]
+pub async fn unrecognised(
+    state: State<SharedState>,
+    uri: OriginalUri,
+    ctx: Result<DeviceCtx, DeviceError>,
+    body: Bytes,
+) -> Response {
+    other(state, uri, ctx, body).await
 }

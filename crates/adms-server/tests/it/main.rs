@@ -7,6 +7,7 @@ mod common;
 mod crash_recovery;
 mod device_session;
 mod fixture_sessions;
+mod openapi;
 mod personnel_api;
 mod webhook_api;
 mod webhook_batches;

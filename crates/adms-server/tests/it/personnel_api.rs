@@ -832,12 +832,13 @@ async fn biodatas_list_templates_and_adjust_actions_set_organisation_fields() {
     gate.handshake().await;
     office.handshake().await;
     let template = |pin: &str, kind: u8, tmp: &str| {
-        format!("BIODATA Pin={pin}\tNo=0\tIndex=0\tValid=1\tDuress=0\tType={kind}\tMajorVer=58\tMinorVer=10\tFormat=0\tTmp={tmp}\n")
+        format!(
+            "BIODATA Pin={pin}\tNo=0\tIndex=0\tValid=1\tDuress=0\tType={kind}\tMajorVer=58\tMinorVer=10\tFormat=0\tTmp={tmp}\n"
+        )
     };
-    let upload = |d: &Device<'_>, body: String| {
-        let path = format!("/iclock/cdata?SN={}&table=OPERLOG&OpStamp=1", d.sn);
-        async move { d.post(&path, body.as_bytes()).await.text() }
-    };
+    async fn upload(d: &Device<'_>, body: String) -> String {
+        d.post(&format!("/iclock/cdata?SN={}&table=OPERLOG&OpStamp=1", d.sn), body.as_bytes()).await.text()
+    }
     assert!(upload(&gate, template("0042", 9, "AAAA") + &template("7", 1, "BBBB")).await.starts_with("OK"));
     // The same face slot re-enrolled on the office terminal: the newer copy is the record.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -848,7 +849,10 @@ async fn biodatas_list_templates_and_adjust_actions_set_organisation_fields() {
     let face = all["data"].as_array().unwrap().iter().find(|r| r["emp_code"] == "0042").unwrap().clone();
     assert_eq!(face["employee"], "0042 Ann", "emp_code and first name from the roster");
     assert_eq!(face["bio_type"], "Visible Light Face");
-    assert_eq!((face["bio_no"].as_i64(), face["bio_index"].as_i64(), face["major_ver"].as_i64()), (Some(0), Some(0), Some(58)));
+    assert_eq!(
+        (face["bio_no"].as_i64(), face["bio_index"].as_i64(), face["major_ver"].as_i64()),
+        (Some(0), Some(0), Some(58))
+    );
     assert_eq!(face["bio_tmp"], "CCCC");
     assert_eq!(face["terminal_sn"], "RSN0031");
     let finger = api.get("/iclock/api/biodatas/?emp_code=7").await;
@@ -875,12 +879,17 @@ async fn biodatas_list_templates_and_adjust_actions_set_organisation_fields() {
         let api = &api;
         async move { api.post_json(&format!("/personnel/api/employees/{action}/"), &body).await }
     };
-    let other_dept =
-        create(&api, "/personnel/api/departments/", json!({ "dept_code": "OPS", "dept_name": "Operations" })).await["id"]
-            .as_i64()
-            .unwrap();
+    let other_dept = create(
+        &api,
+        "/personnel/api/departments/",
+        json!({ "dept_code": "OPS", "dept_name": "Operations" }),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
     assert_ne!(other_dept, dept);
-    let (status, body) = adjust("adjust_department", json!({ "employees": [ann, bob], "department": other_dept })).await;
+    let (status, body) =
+        adjust("adjust_department", json!({ "employees": [ann, bob], "department": other_dept })).await;
     assert_eq!((status, body), (200, json!({ "detail": "Success." })));
     let (status, _) = adjust("adjust_position", json!({ "employees": [ann, bob], "position": pos })).await;
     assert_eq!(status, 200);
