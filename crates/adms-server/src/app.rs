@@ -333,7 +333,7 @@ async fn background_tasks(state: SharedState, flush_every: Duration) {
 
 /// Every route with its OpenAPI document: the device protocol, the API, `/metrics`, and the
 /// test clock when it is enabled (undocumented otherwise, because it does not exist).
-pub fn documented_routes(test_clock: bool) -> (Router<SharedState>, utoipa::openapi::OpenApi) {
+fn documented_routes(test_clock: bool) -> (Router<SharedState>, utoipa::openapi::OpenApi) {
     let mut routes = OpenApiRouter::with_openapi(crate::api::openapi::base_document())
         .merge(crate::device::routes())
         .merge(crate::api::routes())

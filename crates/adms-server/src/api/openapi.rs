@@ -5,7 +5,7 @@
 //! route through utoipa-axum's `routes!`, which takes the path and the methods from the
 //! handler's `#[utoipa::path]` attribute and adds the same operation to the document. A
 //! handler without the attribute cannot be registered that way, so the router and the document
-//! cannot drift apart. [`DocumentedRoutes::documented`] refuses a `routes!` group that mixes
+//! cannot drift apart (no route is added with a plain `.route()`; the fallbacks are not routes). [`DocumentedRoutes::documented`] refuses a `routes!` group that mixes
 //! paths (utoipa-axum would route every handler of the group on every one of its paths, some of
 //! them undocumented). The const-generic org-unit handlers (`org_units::list::<DEPARTMENT>`)
 //! cannot carry the attribute (the macro names a type after the function, so one function
@@ -113,18 +113,21 @@ impl<S: Send + Sync + Clone + 'static> DocumentedRoutes<S> for OpenApiRouter<S> 
 /// The document's fixed parts: info, tags, security schemes, and the default requirement
 /// (any one of the schemes) that unauthenticated operations override.
 pub fn base_document() -> OpenApi {
-    let api_key = |format: &str| {
+    let api_key = |format: &str, meaning: &str| {
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
             "Authorization".to_owned(),
-            format!("`Authorization: {format}`"),
+            format!("`Authorization: {format}` {meaning}"),
         )))
     };
     let components = ComponentsBuilder::new()
         .security_scheme(
             scheme::TOKEN,
-            api_key("Token <key>` with a session token from `/api-token-auth/` or an integration key (`adms-bridge token create`)"),
+            api_key(
+                "Token <key>",
+                "with a session token from `/api-token-auth/` or an integration key (`adms-bridge token create`).",
+            ),
         )
-        .security_scheme(scheme::JWT, api_key("JWT <jwt>` with a JWT from `/jwt-api-token-auth/"))
+        .security_scheme(scheme::JWT, api_key("JWT <jwt>", "with a JWT from `/jwt-api-token-auth/`."))
         .security_scheme(
             scheme::BEARER,
             SecurityScheme::Http(
