@@ -297,7 +297,7 @@ fn template(value: &str) -> Result<usize, CommandError> {
     let padding = bytes.iter().rev().take_while(|&&b| b == b'=').count();
     let body = &bytes[..bytes.len() - padding];
     let alphabet = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
-    if bytes.len() % 4 != 0 || padding > 2 || !body.iter().all(alphabet) {
+    if !bytes.len().is_multiple_of(4) || padding > 2 || !body.iter().all(alphabet) {
         return Err(invalid(FIELD, FieldProblem::NotBase64));
     }
     Ok(bytes.len() / 4 * 3 - padding)

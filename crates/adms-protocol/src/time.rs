@@ -177,7 +177,7 @@ fn days_in_month(year: u16, month: u8) -> u8 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
         _ => 28,
     }
 }
@@ -293,7 +293,7 @@ mod tests {
                 minute: n(14..16) as u8,
                 second: n(17..19) as u8,
             };
-            let leap = (t.year % 4 == 0 && t.year % 100 != 0) || t.year % 400 == 0;
+            let leap = (t.year.is_multiple_of(4) && !t.year.is_multiple_of(100)) || t.year.is_multiple_of(400);
             let days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
             let valid = (1..=12).contains(&t.month)
                 && t.day >= 1

@@ -321,7 +321,7 @@ async fn background_tasks(state: SharedState, flush_every: Duration) {
         if let Err(error) = flush_activity(&state.devices, &state.store).await {
             tracing::warn!(%error, "device activity flush failed");
         }
-        if ticks % 720 == 0 {
+        if ticks.is_multiple_of(720) {
             match state.store.purge_expired_sessions(now_micros()).await {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "expired session tokens removed"),
                 Ok(_) => {}
