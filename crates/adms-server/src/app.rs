@@ -170,6 +170,7 @@ impl Application {
         let presence = tokio::spawn(crate::device::presence::run_checks(state.clone()));
         let command_sweep = tokio::spawn(crate::device::commands::run_expiry(state.clone()));
         let roster_reconcile = tokio::spawn(crate::roster::run_reconcile(state.clone()));
+        let command_wake = tokio::spawn(crate::device::commands::run_cross_replica_wake(state.clone()));
         let stop_dispatcher = CancellationToken::new();
         let dispatcher = start_dispatcher(&state, stop_dispatcher.clone())?;
         let service = MapRequestLayer::new(normalize_path).layer(router(state.clone()));
@@ -189,6 +190,7 @@ impl Application {
         presence.abort();
         command_sweep.abort();
         roster_reconcile.abort();
+        command_wake.abort();
         stop_dispatcher.cancel();
         // In-flight webhook requests end within their timeout; their attempts are recorded.
         let drain = Duration::from_secs(state.config.webhook_timeout_secs + 5);

@@ -338,6 +338,27 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// The devices that got queued commands with an id above `after_id` (by anyone: this
+    /// process or another replica), and the highest such id. Ids ascend in commit order
+    /// because SQLite has one writer at a time.
+    pub async fn commands_queued_after(&self, after_id: i64) -> Result<(Vec<i64>, i64), StoreError> {
+        // The newest id over every state, so the next look starts after commands that were
+        // handed out (or cancelled) before this one saw them.
+        let rows: Vec<(i64, i64, bool)> = sqlx::query_as(
+            "SELECT device_id, MAX(id), MAX(state = 'queued') FROM device_commands WHERE id > ? GROUP BY device_id",
+        )
+        .bind(after_id)
+        .fetch_all(self.pool())
+        .await?;
+        let newest = rows.iter().map(|(_, id, _)| *id).max().unwrap_or(after_id);
+        Ok((rows.into_iter().filter(|(_, _, queued)| *queued).map(|(device, _, _)| device).collect(), newest))
+    }
+
+    /// The highest command id so far (0 when none).
+    pub async fn newest_command_id(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM device_commands").fetch_one(self.pool()).await?)
+    }
+
     /// One command.
     pub async fn command(&self, id: i64) -> Result<Option<CommandRow>, StoreError> {
         let mut conn = self.pool().acquire().await?;

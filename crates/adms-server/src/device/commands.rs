@@ -74,6 +74,35 @@ pub async fn poll_reply(state: &SharedState, entry: &DeviceEntry) -> Result<Opti
     Ok(Some(bytes))
 }
 
+/// Every second: wakes the cached devices that got commands from elsewhere. A poll with nothing
+/// known to be queued is answered from memory, so a command another replica (or another process
+/// on the same database) queued would otherwise wait until this process next read the device's
+/// queue. Commands queued here wake their devices at once; this only bounds the delay of the
+/// others to about a second, with one indexed range query per second.
+pub async fn run_cross_replica_wake(state: SharedState) {
+    let mut newest = match state.store.newest_command_id().await {
+        Ok(id) => id,
+        Err(error) => {
+            tracing::warn!(%error, "command id not read; every queued command wakes its device once");
+            0
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.store.commands_queued_after(newest).await {
+            Ok((device_ids, id)) => {
+                if !device_ids.is_empty() {
+                    state.devices.commands_enqueued(&device_ids);
+                }
+                newest = id;
+            }
+            Err(error) => tracing::warn!(%error, "queued-command check failed; retried in a second"),
+        }
+    }
+}
+
 /// Every 2 s: expires commands of devices that stopped polling (polls expire their own).
 pub async fn run_expiry(state: SharedState) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));

@@ -428,3 +428,28 @@ async fn terminals_can_be_created_updated_and_deleted() {
     }
     assert!(back, "a deleted terminal that makes a request is listed again");
 }
+
+/// Two processes on one database (replicas): a command queued through one reaches a device
+/// that polls the other, although the other had already found the device's queue empty and
+/// answers empty polls from memory.
+#[tokio::test]
+async fn a_command_queued_on_one_replica_reaches_a_device_polling_another() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(dir.path(), &receiver, &[]);
+    let b = start(dir.path(), &receiver, &[]);
+    let api_a = Api::login(&a).await;
+    let dev = Device { server: &b, sn: "CMD0090".into() };
+    assert_eq!(dev.handshake().await.status, 200);
+    assert_eq!(poll(&dev).await, "OK", "B has read the empty queue");
+    let id = enqueue_ok(&api_a, "CMD0090", json!({ "type": "reboot" })).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let reply = loop {
+        let reply = poll(&dev).await;
+        if reply != "OK" || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(reply, format!("C:{id}:REBOOT\n"));
+}
