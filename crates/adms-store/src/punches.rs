@@ -210,7 +210,12 @@ async fn finish(conn: &mut SqliteConnection, written: Result<Written, StoreError
     let committed = match written {
         Ok(Written { inserted, last: None }) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| inserted),
         Ok(Written { inserted, last: Some((sql, json)) }) => {
-            sqlx::query(sql).bind(json).execute(&mut *conn).await.map(|done| inserted + done.rows_affected())
+            // sqlx adds up SQLite's change count after each statement, and `COMMIT` does not
+            // reset it: the INSERT's rows are counted twice. Event rows are not punches.
+            let punches = |done: sqlx::sqlite::SqliteQueryResult| {
+                if sql == INSERT_PUNCHES_AND_COMMIT { done.rows_affected() / 2 } else { 0 }
+            };
+            sqlx::query(sql).bind(json).execute(&mut *conn).await.map(|done| inserted + punches(done))
         }
         Err(error) => {
             rollback(conn).await;
