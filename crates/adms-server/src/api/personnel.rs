@@ -926,12 +926,8 @@ pub async fn adjust_department(
     Authenticated(who): Authenticated,
     WriteBody(body): WriteBody,
 ) -> Result<Json<Value>, ApiError> {
-    let employees = action_employees(&state, &body).await?;
     let id = existing_org_id(&state, &body, "department", OrgKind::Department).await?;
-    let ids: Vec<i64> = employees.iter().map(|e| e.id).collect();
-    state.store.set_employee_assignment(&ids, EmployeeAssignment::Department(id)).await?;
-    tracing::info!(user = %who.name, employees = ids.len(), department = id, "employee department adjusted");
-    Ok(success())
+    assign(&state, &who.name, &body, EmployeeAssignment::Department(id)).await
 }
 
 /// Give employees a position.
@@ -953,12 +949,8 @@ pub async fn adjust_position(
     Authenticated(who): Authenticated,
     WriteBody(body): WriteBody,
 ) -> Result<Json<Value>, ApiError> {
-    let employees = action_employees(&state, &body).await?;
     let id = existing_org_id(&state, &body, "position", OrgKind::Position).await?;
-    let ids: Vec<i64> = employees.iter().map(|e| e.id).collect();
-    state.store.set_employee_assignment(&ids, EmployeeAssignment::Position(id)).await?;
-    tracing::info!(user = %who.name, employees = ids.len(), position = id, "employee position adjusted");
-    Ok(success())
+    assign(&state, &who.name, &body, EmployeeAssignment::Position(id)).await
 }
 
 /// Set employees' employment type.
@@ -982,15 +974,25 @@ pub async fn adjust_emp_type(
     Authenticated(who): Authenticated,
     WriteBody(body): WriteBody,
 ) -> Result<Json<Value>, ApiError> {
-    let employees = action_employees(&state, &body).await?;
     let emp_type = match given(&body, "emp_type").map(integer) {
         Some(Some(v)) if (0..=100).contains(&v) => v,
         Some(_) => return Err(ApiError::BadRequest(json!({ "emp_type": ["A valid integer is required."] }))),
         None => return Err(ApiError::BadRequest(json!({ "emp_type": ["This field is required."] }))),
     };
-    let ids: Vec<i64> = employees.iter().map(|e| e.id).collect();
-    state.store.set_employee_assignment(&ids, EmployeeAssignment::EmpType(emp_type)).await?;
-    tracing::info!(user = %who.name, employees = ids.len(), emp_type, "employee type adjusted");
+    assign(&state, &who.name, &body, EmployeeAssignment::EmpType(emp_type)).await
+}
+
+/// Sets `assignment` on the employees an `adjust_*` body lists (all of them or, when one id is
+/// unknown, none).
+async fn assign(
+    state: &SharedState,
+    user: &str,
+    body: &Map<String, Value>,
+    assignment: EmployeeAssignment,
+) -> Result<Json<Value>, ApiError> {
+    let ids: Vec<i64> = action_employees(state, body).await?.iter().map(|e| e.id).collect();
+    state.store.set_employee_assignment(&ids, assignment).await?;
+    tracing::info!(user, employees = ids.len(), ?assignment, "employees adjusted");
     Ok(success())
 }
 
