@@ -53,6 +53,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Whole-request timeout (slow clients get 408).
     pub request_timeout_secs: u64,
+    /// Time a connection may take to send a request's headers, counted from when it starts
+    /// waiting for them, so it also closes idle keep-alive connections. Longer than the
+    /// devices' poll interval, so their keep-alive connections are reused.
+    pub header_read_timeout_secs: u64,
     /// Lifetime of login session tokens and JWTs.
     pub session_ttl_secs: u64,
     /// `ServerName` sent to devices.
@@ -114,6 +118,7 @@ impl Default for Config {
             offline_after_secs: None,
             max_body_bytes: 32 * 1024 * 1024,
             request_timeout_secs: 120,
+            header_read_timeout_secs: 75,
             session_ttl_secs: 8 * 3600,
             server_name: "adms-bridge".into(),
             activity_flush_secs: 5,
@@ -238,6 +243,9 @@ impl Config {
         }
         if !(1..=100).contains(&self.command_max_sends) {
             return Err(invalid("command_max_sends", "must be 1 to 100"));
+        }
+        if !(1..=3600).contains(&self.header_read_timeout_secs) {
+            return Err(invalid("header_read_timeout_secs", "must be 1 to 3600"));
         }
         if self.command_ttl_secs < 60 {
             return Err(invalid("command_ttl_secs", "must be at least 60"));

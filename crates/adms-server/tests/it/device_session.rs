@@ -258,3 +258,46 @@ fn httpdate_parse(date: &str) -> bool {
     let parts: Vec<&str> = date.split(' ').collect();
     parts.len() == 6 && parts[0].ends_with(',') && parts[4].len() == 8 && parts[5] == "GMT"
 }
+
+/// A connection that sends its headers too slowly, or sits idle after a request, is closed after
+/// `header_read_timeout_secs`; a device that sends whole requests keeps its connection.
+#[tokio::test]
+async fn slow_or_idle_connections_are_closed_after_the_header_read_timeout() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("ADMS_HEADER_READ_TIMEOUT_SECS", "1")]);
+    // Waits for the server to close the connection; `None` if it is still open after `limit`.
+    async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let mut buf = [0u8; 512];
+        loop {
+            match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+                Ok(Ok(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    // Headers that never end (a byte now and then would be the same).
+    let mut slow = TcpStream::connect(&server.addr).await.unwrap();
+    slow.write_all(b"GET /iclock/getrequest?SN=SLOW0001 HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let closed = closed_within(&mut slow, Duration::from_secs(10)).await;
+    assert!(closed.is_some_and(|t| t >= Duration::from_millis(900)), "closed after the timeout: {closed:?}");
+
+    // Whole requests on one keep-alive connection are served; then, idle, it is closed.
+    let mut device = TcpStream::connect(&server.addr).await.unwrap();
+    for _ in 0..2 {
+        device.write_all(b"GET /iclock/getrequest?SN=KEEP0001 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = device.read(&mut buf).await.unwrap();
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        assert!(reply.starts_with("HTTP/1.1 200") && reply.ends_with("\r\n\r\nOK"), "{reply}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let closed = closed_within(&mut device, Duration::from_secs(10)).await;
+    assert!(closed.is_some_and(|t| t >= Duration::from_millis(400)), "idle connection closed: {closed:?}");
+}
