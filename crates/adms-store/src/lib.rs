@@ -83,6 +83,8 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         }
         create_parent_dir(url)?;
+        // Held until the pools are open and the migrations ran (dropped at the end of `open`).
+        let _startup = lock_for_startup(url).await?;
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -140,16 +142,42 @@ impl Store {
     }
 }
 
-fn create_parent_dir(url: &str) -> Result<(), StoreError> {
+/// The database file of a `sqlite:` URL; `None` for an in-memory database.
+fn database_path(url: &str) -> Option<&Path> {
     let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(':') {
+    (!path.is_empty() && !path.starts_with(':')).then(|| Path::new(path))
+}
+
+fn create_parent_dir(url: &str) -> Result<(), StoreError> {
+    let Some(path) = database_path(url) else {
         return Ok(());
-    }
-    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| StoreError::Io(parent.display().to_string(), e))?;
     }
     Ok(())
+}
+
+/// An exclusive lock on `<database>.startup-lock`, so that processes starting at the same
+/// moment on one database file (replicas, a restart racing a supervisor) create it, switch it to
+/// WAL and migrate it one after another. sqlx's migrator takes no lock on SQLite: the loser of
+/// that race would fail on a table the winner had just created. The lock file stays (removing
+/// it could let a third process lock a file the second no longer sees).
+async fn lock_for_startup(url: &str) -> Result<Option<std::fs::File>, StoreError> {
+    let Some(path) = database_path(url) else {
+        return Ok(None);
+    };
+    let lock_path = format!("{}.startup-lock", path.display());
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+        // Blocks while another process is starting: at most the time its migrations take.
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| StoreError::Io(format!("{}.startup-lock", path.display()), std::io::Error::other(e)))?;
+    locked.map(Some).map_err(|e| StoreError::Io(format!("{}.startup-lock", path.display()), e))
 }
 
 /// A database URL with any password removed, for logs and errors.

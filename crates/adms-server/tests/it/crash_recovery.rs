@@ -132,3 +132,21 @@ async fn seq_gaps(server: &Server) -> i64 {
     .await
     .unwrap()
 }
+
+/// Three processes started at the same instant on a database that does not exist yet all come
+/// up (one creates and migrates it, the others wait for it), and serve the same data.
+#[tokio::test]
+async fn replicas_started_together_on_a_fresh_database_all_come_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Server::start_together(dir.path(), &[], 3);
+    let mut seen = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let device = common::Device { server, sn: format!("REPL000{i}") };
+        assert_eq!(
+            device.attlog(format!("{i}\t2026-11-20 08:00:00\t0\t1\t0\t0\t0\n").as_bytes()).await.text(),
+            "OK: 1"
+        );
+        seen.push(count_rows(&server.db_path(), "punches").await);
+    }
+    assert_eq!(seen, [1, 2, 3], "one database behind all three");
+}

@@ -25,6 +25,24 @@ pub struct Server {
 impl Server {
     /// Starts the binary with its database in `dir`.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_together(dir, env, 1).pop().expect("one server")
+    }
+
+    /// Starts `n` processes on the same database at the same moment (all spawned before any is
+    /// waited for), as replicas brought up together would be. Every process is owned by a
+    /// `Server` before any is waited for, so a failed start kills them all (none outlives the
+    /// test holding its stderr).
+    pub fn start_together(dir: &Path, env: &[(&str, &str)], n: usize) -> Vec<Server> {
+        let mut servers: Vec<Server> = (0..n)
+            .map(|_| Server { child: Server::spawn(dir, env), addr: String::new(), dir: dir.to_owned() })
+            .collect();
+        for server in &mut servers {
+            server.addr = server.listening_address();
+        }
+        servers
+    }
+
+    fn spawn(dir: &Path, env: &[(&str, &str)]) -> Child {
         let db = format!("sqlite://{}/adms.db", dir.display());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
@@ -39,16 +57,18 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn adms-bridge");
-        let stdout = child.stdout.take().expect("stdout");
+        cmd.spawn().expect("spawn adms-bridge")
+    }
+
+    /// Waits for the `listening on` line of the process.
+    fn listening_address(&mut self) -> String {
+        let stdout = self.child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read listening line");
-        let addr = line
-            .trim()
+        line.trim()
             .strip_prefix("listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Server { child, addr, dir: dir.to_owned() }
+            .to_owned()
     }
 
     pub fn url(&self, path: &str) -> String {
