@@ -861,7 +861,28 @@ async fn biodatas_list_templates_and_adjust_actions_set_organisation_fields() {
     assert_eq!(finger["data"][0]["employee"], "7", "a PIN the roster does not know");
     assert_eq!(api.get("/iclock/api/biodatas/?bio_type=9").await["count"], 1);
     let id = face["id"].as_i64().unwrap();
-    assert_eq!(api.get(&format!("/iclock/api/biodatas/{id}/")).await, face);
+    let (raw, detail) = get_raw(&api, &format!("/iclock/api/biodatas/{id}/")).await;
+    assert_eq!(detail, face);
+    // The record's shape, pinned: every key, in this order (9.x's fields first).
+    let shape = [
+        "id",
+        "employee",
+        "emp_code",
+        "bio_type",
+        "bio_no",
+        "bio_index",
+        "major_ver",
+        "minor_ver",
+        "valid",
+        "duress",
+        "bio_tmp",
+        "terminal_sn",
+        "update_time",
+    ];
+    assert_key_order(&raw, &shape);
+    assert_eq!(sorted(keys(&detail)), sorted(shape.to_vec()), "no other keys");
+    let (raw, _) = get_raw(&api, "/iclock/api/biodatas/").await;
+    assert_key_order(&raw, &["count", "next", "previous", "msg", "code", "data"]);
     assert_eq!(api.get_status("/iclock/api/biodatas/999999/").await.0, 404);
     assert_eq!(api.get_status("/iclock/api/biodatas/abc/").await.0, 404);
 
