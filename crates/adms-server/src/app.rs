@@ -361,6 +361,43 @@ async fn seal_stored_secrets(store: &Store, key: Option<&SecretKey>) -> Result<(
     Ok(())
 }
 
+/// What [`rekey_stored_secrets`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rekeyed {
+    /// Secrets now sealed under the new key.
+    pub resealed: usize,
+    /// Secrets that already were (a run interrupted earlier, then run again).
+    pub already: usize,
+}
+
+/// Seals every stored signing secret under `new`, opening it with `current` (`None`: stored
+/// unencrypted). Row by row, each a compare-and-swap, so an interrupted run leaves every row
+/// under one of the two keys and running it again finishes the job. Every process on the
+/// database must be stopped first and started again with the new key.
+pub async fn rekey_stored_secrets(
+    store: &Store,
+    current: Option<&SecretKey>,
+    new: &SecretKey,
+) -> Result<Rekeyed, StartupError> {
+    let mut done = Rekeyed { resealed: 0, already: 0 };
+    for row in store.stored_secrets().await? {
+        if sealing::is_sealed(&row.secret) && new.open(&row.endpoint_uid, &row.secret).is_ok() {
+            done.already += 1;
+            continue;
+        }
+        let secret = sealing::reveal(current, &row.endpoint_uid, &row.secret)
+            .map_err(|error| StartupError::Other(format!("secret #{} of {}: {error}", row.id, row.endpoint_uid)))?;
+        if !store.reseal_secret(row.id, &row.secret, &new.seal(&row.endpoint_uid, &secret)).await? {
+            return Err(StartupError::Other(format!(
+                "secret #{} changed while being re-keyed: is a server still running on this database?",
+                row.id
+            )));
+        }
+        done.resealed += 1;
+    }
+    Ok(done)
+}
+
 async fn background_tasks(state: SharedState, flush_every: Duration) {
     let mut tick = tokio::time::interval(flush_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -181,8 +181,9 @@ impl Config {
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
-        // Only the documented variables; unrelated ADMS_* variables (e.g. ADMS_CONFIG) are not keys.
-        figment = figment.merge(Env::prefixed("ADMS_").ignore(&["config"]));
+        // Only the documented variables; the command-line ones (ADMS_CONFIG, and ADMS_NEW_SECRET_KEY of
+        // `secrets rekey`) are not keys.
+        figment = figment.merge(Env::prefixed("ADMS_").ignore(&["config", "new_secret_key"]));
         let config: Config = figment.extract().map_err(Box::new)?;
         Ok(config)
     }

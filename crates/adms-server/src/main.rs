@@ -43,6 +43,25 @@ enum Command {
         #[command(subcommand)]
         action: DeviceAction,
     },
+    /// Webhook signing secrets at rest.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsAction {
+    /// Re-seal every stored signing secret under a new master key. Stop every adms-bridge
+    /// process on the database first, then start them with the new key as ADMS_SECRET_KEY. The
+    /// current key is ADMS_SECRET_KEY (unset: the secrets are stored unencrypted). Safe to run
+    /// again if it was interrupted.
+    Rekey {
+        /// The new key, base64 of 32 random bytes; better passed as ADMS_NEW_SECRET_KEY than on
+        /// the command line, where other users can see it.
+        #[arg(long, env = "ADMS_NEW_SECRET_KEY", hide_env_values = true)]
+        new_key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +136,21 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             store.close().await;
+        }
+        Command::Secrets { action: SecretsAction::Rekey { new_key } } => {
+            config.validate()?;
+            let current = config.secret_key()?;
+            let new: adms_webhooks::SecretKey =
+                new_key.parse().map_err(|error| anyhow::anyhow!("new key (ADMS_NEW_SECRET_KEY): {error}"))?;
+            let store = Store::open(&config.database_url, StoreOptions::default()).await?;
+            let done = adms_server::app::rekey_stored_secrets(&store, current.as_ref(), &new).await?;
+            store.close().await;
+            writeln!(
+                std::io::stdout(),
+                "re-sealed {} signing secrets ({} already under the new key); start the server with the new ADMS_SECRET_KEY",
+                done.resealed,
+                done.already
+            )?;
         }
         Command::Device { action: DeviceAction::Approve { sn } } => {
             let store = Store::open(&config.database_url, StoreOptions::default()).await?;

@@ -189,3 +189,74 @@ async fn plaintext_secrets_keep_working_and_are_sealed_once_a_key_is_configured(
     assert!(received.iter().all(|(_, r)| signed_with(r, SECRET)), "the same secret signs before and after");
     assert_ne!(received[0].1.id, received[1].1.id);
 }
+
+/// `adms-bridge secrets rekey` with ADMS_SECRET_KEY and ADMS_NEW_SECRET_KEY; (success, stdout, stderr).
+fn rekey(dir: &Path, current: Option<&str>, new: &str) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
+    cmd.args(["secrets", "rekey"])
+        .env("ADMS_DATABASE_URL", format!("sqlite://{}/adms.db", dir.display()))
+        .env("RUST_LOG", "warn")
+        .env_remove("ADMS_CONFIG")
+        .env_remove("ADMS_SECRET_KEY")
+        .env("ADMS_NEW_SECRET_KEY", new);
+    if let Some(key) = current {
+        cmd.env("ADMS_SECRET_KEY", key);
+    }
+    let output = cmd.output().expect("run rekey");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.success(), text(&output.stdout), text(&output.stderr))
+}
+
+/// Re-keying: every secret sealed under the new master key, the old key no longer starts the
+/// server, the new one does and requests verify with the same signing secret; running it again
+/// is harmless, and a wrong current key changes nothing.
+#[tokio::test]
+async fn rekey_moves_every_secret_to_the_new_master_key() {
+    let (base, log) = start_receiver().await;
+    let env_url = format!("{base}/env");
+    let dir = tempfile::tempdir().unwrap();
+    let with_key = |key: &'static str| {
+        [
+            ("ADMS_WEBHOOK_URL", env_url.clone()),
+            ("ADMS_WEBHOOK_SECRET", SECRET.to_owned()),
+            ("ADMS_SECRET_KEY", key.to_owned()),
+        ]
+    };
+    let env_a = with_key(KEY);
+    let env_a: Vec<(&str, &str)> = env_a.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut server = Server::start(dir.path(), &env_a);
+    server.stop();
+    let before = stored_secrets(&dir.path().join("adms.db")).await;
+    assert_eq!(before.len(), 1);
+
+    let (ok, stdout, stderr) = rekey(dir.path(), Some(KEY), OTHER_KEY);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("re-sealed 1 signing secrets (0 already"), "{stdout}");
+    let after = stored_secrets(&dir.path().join("adms.db")).await;
+    assert_eq!(after.len(), 1);
+    assert!(after[0].starts_with("sealed:v1:") && after[0] != before[0] && !after[0].contains("whsec_"));
+
+    let old_key = start_failing(dir.path(), &[("ADMS_SECRET_KEY", KEY)]);
+    assert!(old_key.contains("does not open"), "{old_key}");
+    let env_b = with_key(OTHER_KEY);
+    let env_b: Vec<(&str, &str)> = env_b.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut server = Server::start(dir.path(), &env_b);
+    assert_eq!(stored_secrets(&server.db_path()).await.len(), 1, "the same secret recognised, no rotation");
+    let dev = Device { server: &server, sn: "REKEY001".into() };
+    dev.handshake().await;
+    assert_eq!(dev.attlog(&attlog(0)).await.text(), "OK: 1");
+    wait_for(&log, 1).await;
+    assert!(signed_with(&log.lock().unwrap()[0].1, SECRET), "signed with the unchanged signing secret");
+    server.stop();
+
+    let (ok, stdout, _) = rekey(dir.path(), Some(OTHER_KEY), OTHER_KEY);
+    assert!(ok && stdout.contains("re-sealed 0 signing secrets (1 already"), "{stdout}");
+    let third = "MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE=";
+    let (ok, stdout, stderr) = rekey(dir.path(), Some(KEY), third);
+    assert!(!ok, "a wrong current key is refused: {stdout}");
+    assert!(stderr.contains("does not open"), "{stderr}");
+    assert_eq!(stored_secrets(&dir.path().join("adms.db")).await, after, "nothing changed");
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(KEY) && !text.contains(OTHER_KEY) && !text.contains(third) && !text.contains(SECRET));
+    }
+}
