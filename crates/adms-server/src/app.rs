@@ -52,6 +52,10 @@ pub struct AppState {
     pub webhooks: WebhookRuntime,
     /// How polls hand out, re-send and expire queued commands.
     pub commands: adms_store::CommandPolicy,
+    /// The OpenAPI document and the docs page, rendered when the router is built (from the
+    /// routes it registers) and read only by the two documentation routes. Kept here rather
+    /// than in a request extension, which every device request would have paid for.
+    pub documents: std::sync::OnceLock<crate::api::openapi::Documents>,
 }
 
 /// What the webhook side shares with handlers.
@@ -143,6 +147,7 @@ impl Application {
         let commands = config.command_policy(&zone.name);
         let state = Arc::new(AppState {
             commands,
+            documents: std::sync::OnceLock::new(),
             store,
             devices: DeviceRegistry::default(),
             display_zone: zone.clone(),
@@ -436,10 +441,11 @@ fn documented_routes(test_clock: bool) -> (Router<SharedState>, utoipa::openapi:
 pub fn router(state: SharedState) -> Router {
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
     let (routes, doc) = documented_routes(state.config.test_clock);
+    // Built once per state; a second router for the same state documents the same routes.
+    let _ = state.documents.set(crate::api::openapi::Documents::new(&doc));
     routes
         .fallback(|| async { crate::api::not_found_page() })
         .method_not_allowed_fallback(crate::api::method_not_allowed)
-        .layer(axum::Extension(crate::api::openapi::Documents::new(&doc)))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(axum::middleware::map_response(log_refusals))

@@ -129,7 +129,7 @@ pub async fn detail(
     _auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<BiodataRecord>, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let id = super::parse_id(&id)?;
     let record = state.store.template_by_id(id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(BiodataRecord::new(record, &state)))
 }

@@ -241,10 +241,6 @@ pub async fn list_commands(
     Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
 }
 
-fn parse_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| ApiError::NotFound)
-}
-
 /// Get one command.
 #[utoipa::path(
     get,
@@ -261,7 +257,7 @@ pub async fn get_command(
     _auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<CommandView>, ApiError> {
-    let row = state.store.command(parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    let row = state.store.command(super::parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(CommandView::new(row, &state)))
 }
 
@@ -285,7 +281,7 @@ pub async fn cancel_command(
     Path(id): Path<String>,
 ) -> Result<Json<CommandView>, ApiError> {
     let now = state.webhooks.clock.now_micros();
-    match state.store.cancel_command(parse_id(&id)?, &format!("cancelled by {}", who.name), now).await {
+    match state.store.cancel_command(super::parse_id(&id)?, &format!("cancelled by {}", who.name), now).await {
         Ok(row) => {
             tracing::info!(id = row.id, by = %who.name, "command cancelled");
             Ok(Json(CommandView::new(row, &state)))

@@ -18,7 +18,7 @@ mod terminals;
 mod transactions;
 mod webhooks;
 
-use axum::Extension;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use org_units::{areas, departments, positions};
@@ -77,6 +77,11 @@ pub fn routes() -> OpenApiRouter<SharedState> {
         .documented(routes!(webhooks::delivery_attempts))
         .documented(routes!(webhooks::resend_delivery))
         .documented(routes!(webhooks::backlog))
+}
+
+/// A numeric id from a path; anything else is an unknown id (404, as ZKBio Time answers).
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound)
 }
 
 /// Errors of the API, answered with Django REST Framework's bodies.
@@ -151,17 +156,17 @@ pub async fn method_not_allowed(method: Method) -> Response {
         (status = 406, description = "The `Accept` header asks for JSON only.", body = openapi::Detail),
     )
 )]
-async fn docs(headers: HeaderMap, Extension(documents): Extension<openapi::Documents>) -> Response {
+async fn docs(State(state): State<SharedState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let wants_json_only = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/json") && !a.contains("html") && !a.contains("*/*"));
     if wants_json_only {
-        return (
+        return Ok((
             StatusCode::NOT_ACCEPTABLE,
             axum::Json(json!({ "detail": "Could not satisfy the request Accept header." })),
         )
-            .into_response();
+            .into_response());
     }
-    Html(documents.docs_page.as_ref().to_owned()).into_response()
+    Ok(Html(openapi::documents(&state)?.docs_page.as_ref().to_owned()).into_response())
 }

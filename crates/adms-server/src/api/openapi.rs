@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use axum::Extension;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -36,7 +36,9 @@ use utoipa::openapi::{
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
+use super::ApiError;
 use super::auth::Authenticated;
+use crate::app::SharedState;
 
 /// Operation tags, in the order the document lists them.
 pub mod tag {
@@ -342,8 +344,14 @@ fn html_escape(text: &str) -> String {
     tag = tag::DOCS,
     responses((status = 200, description = "This document (OpenAPI 3.1, JSON).", content_type = "application/json"))
 )]
-pub async fn openapi_json(_who: Authenticated, Extension(documents): Extension<Documents>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], documents.openapi_json.as_ref().to_owned()).into_response()
+pub async fn openapi_json(State(state): State<SharedState>, _who: Authenticated) -> Result<Response, ApiError> {
+    let json = documents(&state)?.openapi_json.as_ref().to_owned();
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// The rendered documents; set by [`crate::app::router`] before it serves anything.
+pub fn documents(state: &SharedState) -> Result<&Documents, ApiError> {
+    state.documents.get().ok_or_else(|| ApiError::Internal("documents not rendered".into()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -394,4 +402,22 @@ pub struct DeviceParams {
     /// names are matched case-insensitively: `SN`, `sn`).
     #[param(rename = "SN", min_length = 1, max_length = 64, pattern = "^[!-~]+$")]
     sn: String,
+}
+
+/// The query parameters of an upload (`POST /iclock/cdata` and `/iclock/edata`), beside `SN`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "documentation only: the handlers read the raw query")]
+pub struct UploadParams {
+    /// `ATTLOG`, `OPERLOG`, `BIODATA`, `ATTPHOTO`, `OPTIONS`, `rtlog`, `tabledata`, …; other
+    /// tables are stored raw.
+    table: Option<String>,
+    /// The device's upload stamp, echoed in the next handshake.
+    #[param(rename = "Stamp")]
+    stamp: Option<String>,
+    /// The operation log stamp (older firmware).
+    #[param(rename = "OpStamp")]
+    op_stamp: Option<String>,
+    /// With `table=tabledata`: the table's name.
+    tablename: Option<String>,
 }

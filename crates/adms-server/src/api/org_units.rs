@@ -204,16 +204,12 @@ pub async fn list<const K: u8>(
     Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
 }
 
-fn parse_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| ApiError::NotFound)
-}
-
 pub async fn detail<const K: u8>(
     State(state): State<SharedState>,
     _auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<OrgRecord>, ApiError> {
-    let unit = state.store.org_by_id(names::<K>().kind, parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    let unit = state.store.org_by_id(names::<K>().kind, super::parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(to_json::<K>(unit)))
 }
 
@@ -312,7 +308,7 @@ pub async fn update<const K: u8>(
     WriteBody(body): WriteBody,
 ) -> Result<Json<OrgRecord>, ApiError> {
     let n = names::<K>();
-    let id = parse_id(&id)?;
+    let id = super::parse_id(&id)?;
     let current = state.store.org_by_id(n.kind, id).await?.ok_or(ApiError::NotFound)?;
     let fields = read_fields(&state, &n, &body, Some(&current)).await?;
     state.store.save_org(n.kind, Some(id), &fields).await.map_err(|e| refusal(&n, e))?;
@@ -327,7 +323,7 @@ pub async fn delete<const K: u8>(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let n = names::<K>();
-    let id = parse_id(&id)?;
+    let id = super::parse_id(&id)?;
     state.store.delete_org(n.kind, id).await.map_err(|e| refusal(&n, e))?;
     Ok(StatusCode::NO_CONTENT)
 }

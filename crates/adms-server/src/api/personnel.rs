@@ -386,10 +386,6 @@ pub async fn list(
     Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
 }
 
-fn parse_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| ApiError::NotFound)
-}
-
 async fn record(state: &SharedState, id: i64) -> Result<EmployeeRecord, ApiError> {
     let employee = state.store.employee_by_id(id).await?.ok_or(ApiError::NotFound)?;
     Ok(EmployeeRecord::from_employee(employee, state))
@@ -411,7 +407,7 @@ pub async fn detail(
     _auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<EmployeeRecord>, ApiError> {
-    Ok(Json(record(&state, parse_id(&id)?).await?))
+    Ok(Json(record(&state, super::parse_id(&id)?).await?))
 }
 
 /// Text fields: (name, maximum length). All are checked for control characters, so nothing
@@ -700,7 +696,7 @@ pub async fn update(
     Path(id): Path<String>,
     WriteBody(body): WriteBody,
 ) -> Result<Json<EmployeeRecord>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = super::parse_id(&id)?;
     let existing = state.store.employee_by_id(id).await?.ok_or(ApiError::NotFound)?;
     let current_areas: Vec<i64> = existing.areas.iter().map(|a| a.id).collect();
     let mut fields = existing.fields;
@@ -729,7 +725,7 @@ pub async fn delete(
     Authenticated(who): Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
+    let id = super::parse_id(&id)?;
     let employee = state.store.employee_by_id(id).await?.ok_or(ApiError::NotFound)?;
     state.store.delete_employee(id).await?;
     tracing::info!(user = %who.name, emp_code = %employee.fields.emp_code, "employee deleted");

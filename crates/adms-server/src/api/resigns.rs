@@ -122,10 +122,6 @@ pub async fn list(
     Ok(Json(envelope(&headers, &uri, &params, page, count, rows.into_iter().map(ResignRecord::from).collect())))
 }
 
-fn parse_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| ApiError::NotFound)
-}
-
 /// Get one resignation.
 #[utoipa::path(
     get,
@@ -142,7 +138,7 @@ pub async fn detail(
     _auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<ResignRecord>, ApiError> {
-    let r = state.store.resignation_by_id(parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    let r = state.store.resignation_by_id(super::parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(r.into()))
 }
 
@@ -212,7 +208,7 @@ pub async fn update(
     Path(id): Path<String>,
     WriteBody(body): WriteBody,
 ) -> Result<Json<ResignRecord>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = super::parse_id(&id)?;
     let current = state.store.resignation_by_id(id).await?.ok_or(ApiError::NotFound)?;
     let current = NewResignation {
         resign_date: current.resign_date,
@@ -252,7 +248,7 @@ pub async fn delete(
     _auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
+    let id = super::parse_id(&id)?;
     if reinstate_and_sync(&state, &[id]).await? == 0 {
         return Err(ApiError::NotFound);
     }

@@ -155,7 +155,7 @@ pub async fn detail(
     _auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<Terminal>, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let id = super::parse_id(&id)?;
     Ok(Json(terminal(&state, id).await?))
 }
 
@@ -200,7 +200,7 @@ pub async fn update(
     Path(id): Path<String>,
     WriteBody(body): WriteBody,
 ) -> Result<Json<Terminal>, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let id = super::parse_id(&id)?;
     let current = terminal(&state, id).await?;
     let mut errors = FieldErrors::default();
     let alias = match given(&body, "alias") {
@@ -402,7 +402,7 @@ pub async fn delete(
     Authenticated(who): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let id = super::parse_id(&id)?;
     let device = state.store.device_by_id(id).await?.ok_or(ApiError::NotFound)?;
     if !state.store.delete_terminal(id, state.webhooks.clock.now_micros()).await? {
         return Err(ApiError::NotFound);

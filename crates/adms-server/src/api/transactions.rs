@@ -236,7 +236,7 @@ pub async fn detail(
     _auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<Transaction>, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let id = super::parse_id(&id)?;
     let row = state.store.transaction_by_id(id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(Transaction::from_row(row, &state)))
 }
