@@ -8,15 +8,15 @@
 //!
 //! Punches travel to SQLite as one JSON array bound as a single parameter and unpacked with
 //! `jsonb_each` (each row is then read as JSONB, without re-parsing its text), so a group of any
-//! size is one static, fully parameterised INSERT. A commit waits up to [`GATHER_WINDOW`] for
-//! the devices of the previous group to come back, so steady load commits in full groups.
+//! size is one static, fully parameterised INSERT. The writer never waits for a group to fill:
+//! it commits what is waiting, and the next group gathers during that commit. Without webhook
+//! endpoints a group is one round trip to SQLite's thread (see [`commit_group`]).
 //! De-duplication is by the natural key (device, PIN, local time, state, verify, work code): a
 //! re-sent punch inserts nothing and keeps its id and `seq`. `seq` is assigned in the same
 //! statement from the device's `last_seq`, in upload order, without gaps (a trigger advances
 //! `last_seq`).
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
 
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -28,8 +28,6 @@ use crate::{StoreError, now_micros, sha256};
 const ROWS_PER_STATEMENT: usize = 2_000;
 /// Batches per transaction at most.
 const BATCHES_PER_GROUP: usize = 256;
-/// How long a commit may wait for the devices of the previous group to come back.
-const GATHER_WINDOW: Duration = Duration::from_micros(500);
 
 /// One punch ready to store; built by the server from a parsed ATTLOG line.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -115,12 +113,19 @@ impl PunchWriter {
 
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCHES_PER_GROUP);
-    let mut last_group = 0;
+    // What the last transaction saw; decides whether the next group asks first (see `commit_group`).
+    let mut endpoints_seen = true;
     while let Some(first) = rx.recv().await {
         jobs.push(first);
-        match commit_group(&mut conn, &mut rx, &mut jobs, last_group).await {
+        while jobs.len() < BATCHES_PER_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let batches: Vec<&PunchBatch> = jobs.iter().map(|j| &j.batch).collect();
+        match commit_group(&mut conn, &batches, &mut endpoints_seen).await {
             Ok(inserted) => {
-                last_group = jobs.len();
                 tracing::debug!(batches = jobs.len(), inserted, "punch group committed");
                 for job in jobs.drain(..) {
                     let _ = job.done.send(Ok(()));
@@ -131,7 +136,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 // the culprit's device gets an error (and resends).
                 tracing::warn!(%error, batches = jobs.len(), "punch group failed; retrying batches one by one");
                 for job in jobs.drain(..) {
-                    let result = commit_one(&mut conn, &job.batch).await.map(|_| ()).map_err(|e| {
+                    let result = commit_checked(&mut conn, &[&job.batch]).await.map(|_| ()).map_err(|e| {
                         tracing::error!(device_id = job.batch.device_id, error = %e, "punch batch failed");
                         e.to_string()
                     });
@@ -143,51 +148,64 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     let _ = conn.close().await;
 }
 
-/// Opens the transaction, then gathers every batch that is waiting (the first is in `jobs`)
-/// and commits them together. The write lock is taken *before* gathering so that requests
-/// arriving while it is being taken join this commit instead of waiting for the next one.
+/// Commits every batch that was waiting when the writer got to them, in one transaction.
 ///
-/// Two round trips to SQLite's thread per group, whatever its size: `BEGIN IMMEDIATE` with the
-/// endpoint check, then the last statement together with `COMMIT` (more only for rejected lines,
-/// stamps and webhook events). sqlx's `Transaction` is not used because it cannot send `BEGIN`
-/// or `COMMIT` with another statement; [`rollback`] ends the transaction on every error path.
+/// The writer never waits for more: while it commits, the next group gathers in the channel, so
+/// under load the groups grow by themselves and SQLite is never idle.
+///
+/// The common group (punches only, no webhook endpoint at the last commit) is **one** round trip
+/// to SQLite's thread: `BEGIN IMMEDIATE; INSERT …; COMMIT`. Its punches carry no events; should
+/// an endpoint have appeared since, the `punches_need_their_event` trigger fails the insert, and
+/// the group is rolled back and written again by [`commit_checked`], which asks first.
 async fn commit_group(
     conn: &mut SqliteConnection,
-    rx: &mut mpsc::Receiver<Job>,
-    jobs: &mut Vec<Job>,
-    last_group: usize,
+    batches: &[&PunchBatch],
+    endpoints_seen: &mut bool,
 ) -> Result<u64, StoreError> {
-    let webhooks_on = begin(conn).await?;
-    let gather_until = Instant::now() + GATHER_WINDOW;
-    loop {
-        match rx.try_recv() {
-            Ok(job) if jobs.len() < BATCHES_PER_GROUP => {
-                jobs.push(job);
-                continue;
+    let plain = batches.iter().all(|b| b.rejected.is_empty() && b.attlog_stamp.is_none());
+    if plain && !*endpoints_seen {
+        let group = GroupPunches::new(batches, false);
+        if group.sources.len() <= ROWS_PER_STATEMENT {
+            let json = rows_json(&group.rows());
+            // `fetch_all`, not `fetch_one`: the stream must run to its end, through `COMMIT`.
+            let committed: Result<Vec<i64>, _> =
+                sqlx::query_scalar(BEGIN_INSERT_PUNCHES_AND_COMMIT).bind(json).fetch_all(&mut *conn).await;
+            match committed {
+                Ok(inserted) => return Ok(inserted.first().map_or(0, |&n| n.max(0) as u64)),
+                Err(error) => {
+                    rollback(conn).await;
+                    if !is_event_required(&error) {
+                        return Err(error.into());
+                    }
+                    tracing::debug!("a webhook endpoint appeared; writing the group with its events");
+                }
             }
-            Ok(job) => {
-                jobs.push(job);
-                break;
-            }
-            Err(_) => {}
         }
-        // Under steady load the devices answered by the previous commit are already on their
-        // way back; waiting a few microseconds for them turns alternating small and large
-        // groups into full ones. Only when the last group was bigger, so a lone device never waits.
-        if jobs.len() >= last_group || Instant::now() >= gather_until {
-            break;
-        }
-        tokio::task::yield_now().await;
     }
-    let batches: Vec<&PunchBatch> = jobs.iter().map(|j| &j.batch).collect();
-    let written = write_batches(conn, &batches, webhooks_on).await;
-    finish(conn, written).await
+    let (inserted, webhooks_on) = commit_checked_seen(conn, batches).await?;
+    *endpoints_seen = webhooks_on;
+    Ok(inserted)
 }
 
-async fn commit_one(conn: &mut SqliteConnection, batch: &PunchBatch) -> Result<u64, StoreError> {
+/// Whether SQLite refused a punch because it needs its webhook event (migration 0009).
+fn is_event_required(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.message().starts_with("punch_event_required"))
+}
+
+/// The general path: `BEGIN IMMEDIATE` with the endpoint check, every statement the batches
+/// need, and the last one sent together with `COMMIT`.
+async fn commit_checked(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
+    commit_checked_seen(conn, batches).await.map(|(inserted, _)| inserted)
+}
+
+/// [`commit_checked`], also saying whether an endpoint existed.
+///
+/// sqlx's `Transaction` is not used because it cannot send `BEGIN` or `COMMIT` with another
+/// statement; [`rollback`] ends the transaction on every error path.
+async fn commit_checked_seen(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<(u64, bool), StoreError> {
     let webhooks_on = begin(conn).await?;
-    let written = write_batches(conn, &[batch], webhooks_on).await;
-    finish(conn, written).await
+    let written = write_batches(conn, batches, webhooks_on).await;
+    Ok((finish(conn, written).await?, webhooks_on))
 }
 
 /// `BEGIN IMMEDIATE`, and whether any endpoint exists to make events for (asked inside the
@@ -290,58 +308,16 @@ async fn write_batches(
                 .await?;
         }
     }
-    let mut seen: HashSet<NaturalKey<'_>> = HashSet::new();
-    let mut event_ids: Vec<Option<String>> = Vec::new();
-    let mut sources: Vec<(&PunchBatch, &NewPunch)> = Vec::new();
-    for batch in batches {
-        for p in &batch.punches {
-            let key = (
-                batch.device_id,
-                p.pin.as_str(),
-                p.local_time.as_str(),
-                p.state.as_str(),
-                p.verify,
-                p.work_code.as_str(),
-            );
-            if !seen.insert(key) {
-                continue;
-            }
-            event_ids
-                .push(webhooks_on.then(|| {
-                    punch_event_id(&batch.device_sn, &p.pin, &p.local_time, &p.state, p.verify, &p.work_code)
-                }));
-            sources.push((batch, p));
-        }
-    }
-    let rows: Vec<PunchRow<'_>> = sources
-        .iter()
-        .zip(&event_ids)
-        .map(|((batch, p), event_id)| {
-            (
-                batch.device_id,
-                p.pin.as_str(),
-                p.local_time.as_str(),
-                p.state.as_str(),
-                p.verify,
-                p.work_code.as_str(),
-                p.extra.as_str(),
-                p.time_zone.as_deref(),
-                p.utc_time,
-                p.mask_flag,
-                p.temperature,
-                p.raw_line.as_str(),
-                batch.received_at,
-                event_id.as_deref(),
-            )
-        })
-        .collect();
+    let group = GroupPunches::new(batches, webhooks_on);
+    let rows = group.rows();
+    let (sources, event_ids) = (&group.sources, &group.event_ids);
     let by_event_id: HashMap<&str, usize> =
         event_ids.iter().enumerate().filter_map(|(i, id)| Some((id.as_deref()?, i))).collect();
     let mut written = Written { inserted: 0, last: None };
     let created_at = now_micros();
     let chunks = rows.chunks(ROWS_PER_STATEMENT).count();
     for (index, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
-        let json = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
+        let json = rows_json(chunk);
         let last_chunk = index + 1 == chunks;
         if !webhooks_on {
             if last_chunk {
@@ -391,22 +367,89 @@ async fn write_batches(
     Ok(written)
 }
 
+/// The punches of a group that may be new: de-duplicated by natural key across its batches (a
+/// device may re-send inside one group), with their webhook event ids when events are made.
+struct GroupPunches<'a> {
+    sources: Vec<(&'a PunchBatch, &'a NewPunch)>,
+    event_ids: Vec<Option<String>>,
+}
+
+impl<'a> GroupPunches<'a> {
+    fn new(batches: &[&'a PunchBatch], with_events: bool) -> GroupPunches<'a> {
+        let mut seen: HashSet<NaturalKey<'_>> = HashSet::new();
+        let mut group = GroupPunches { sources: Vec::new(), event_ids: Vec::new() };
+        for batch in batches {
+            for p in &batch.punches {
+                let key = (
+                    batch.device_id,
+                    p.pin.as_str(),
+                    p.local_time.as_str(),
+                    p.state.as_str(),
+                    p.verify,
+                    p.work_code.as_str(),
+                );
+                if !seen.insert(key) {
+                    continue;
+                }
+                group.event_ids.push(with_events.then(|| {
+                    punch_event_id(&batch.device_sn, &p.pin, &p.local_time, &p.state, p.verify, &p.work_code)
+                }));
+                group.sources.push((batch, p));
+            }
+        }
+        group
+    }
+
+    /// The rows in the order `INSERT_PUNCHES` reads them.
+    fn rows(&self) -> Vec<PunchRow<'_>> {
+        self.sources
+            .iter()
+            .zip(&self.event_ids)
+            .map(|((batch, p), event_id)| {
+                (
+                    batch.device_id,
+                    p.pin.as_str(),
+                    p.local_time.as_str(),
+                    p.state.as_str(),
+                    p.verify,
+                    p.work_code.as_str(),
+                    p.extra.as_str(),
+                    p.time_zone.as_deref(),
+                    p.utc_time,
+                    p.mask_flag,
+                    p.temperature,
+                    p.raw_line.as_str(),
+                    batch.received_at,
+                    event_id.as_deref(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The JSON array parameter of one INSERT.
+fn rows_json(rows: &[PunchRow<'_>]) -> String {
+    serde_json::to_string(rows).unwrap_or_else(|_| "[]".into())
+}
+
 /// The statement shared by both variants below (see `INSERT_PUNCHES`).
 macro_rules! insert_punches {
     ($tail:literal) => {
         concat!(
             "\
+WITH n AS MATERIALIZED (
+    SELECT j.key AS ord, j.value ->> 0 AS device_id, j.value ->> 1 AS pin, j.value ->> 2 AS local_time,
+           j.value ->> 3 AS state, j.value ->> 4 AS verify, j.value ->> 5 AS work_code, j.value ->> 6 AS extra,
+           j.value ->> 7 AS time_zone, j.value ->> 8 AS utc_time, j.value ->> 9 AS mask_flag,
+           j.value ->> 10 AS temperature, j.value ->> 11 AS raw_line, j.value ->> 12 AS received_at,
+           j.value ->> 13 AS event_id
+    FROM jsonb_each(?) AS j)
 INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, utc_time, \
                      mask_flag, temperature, raw_line, received_at, event_id)
 SELECT n.device_id, d.last_seq + row_number() OVER (PARTITION BY n.device_id ORDER BY n.ord),
        n.pin, n.local_time, n.state, n.verify, n.work_code, n.extra, n.time_zone, n.utc_time,
        n.mask_flag, n.temperature, n.raw_line, n.received_at, n.event_id
-FROM (SELECT j.key AS ord, j.value ->> 0 AS device_id, j.value ->> 1 AS pin, j.value ->> 2 AS local_time,
-             j.value ->> 3 AS state, j.value ->> 4 AS verify, j.value ->> 5 AS work_code, j.value ->> 6 AS extra,
-             j.value ->> 7 AS time_zone, j.value ->> 8 AS utc_time, j.value ->> 9 AS mask_flag,
-             j.value ->> 10 AS temperature, j.value ->> 11 AS raw_line, j.value ->> 12 AS received_at,
-             j.value ->> 13 AS event_id
-      FROM jsonb_each(?) AS j) AS n
+FROM n
 JOIN devices AS d ON d.id = n.device_id
 WHERE NOT EXISTS (SELECT 1 FROM punches AS p
                   WHERE p.device_id = n.device_id AND p.pin = n.pin AND p.local_time = n.local_time
@@ -423,6 +466,11 @@ ON CONFLICT DO NOTHING",
 const INSERT_PUNCHES: &str = insert_punches!("");
 /// The same, committing the transaction in the same round trip.
 const INSERT_PUNCHES_AND_COMMIT: &str = insert_punches!(";\nCOMMIT");
+/// A whole group in one round trip: open the transaction, insert, count the new rows, commit.
+/// (The count is selected because sqlx's `rows_affected` adds up `changes()` after every
+/// statement, `BEGIN` included, which still reports the previous group's insert.)
+const BEGIN_INSERT_PUNCHES_AND_COMMIT: &str =
+    concat!("BEGIN IMMEDIATE;\n", insert_punches!(";\nSELECT changes();\nCOMMIT"));
 /// The same, returning what the new punches' webhook events need.
 const INSERT_PUNCHES_RETURNING: &str = insert_punches!("\nRETURNING id, seq, event_id");
 

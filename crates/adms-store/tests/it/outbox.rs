@@ -5,6 +5,7 @@ use adms_store::events::{batch_body, batch_id};
 use adms_store::webhook_queries::ResendOutcome;
 use adms_store::webhooks::{ClaimedDelivery, Completion, DeliveryOutcome, EndpointSettings};
 use adms_store::{NewDevice, NewPunch, PunchBatch, Store, StoreOptions, now_micros};
+use sqlx::Connection;
 
 async fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -92,6 +93,56 @@ async fn punches_commit_with_their_events_and_one_delivery_per_endpoint() {
     }
     // Claimed deliveries are not claimable again while leased.
     assert!(store.claim_due_deliveries("w2", now_micros(), 1_000_000, 100).await.unwrap().is_empty());
+}
+
+/// The writer commits a group in one round trip, without asking, when the last transaction saw
+/// no endpoint. An endpoint created meanwhile by another process must still get every punch
+/// committed after it: the database refuses the eventless insert, and the writer writes the group
+/// again with its events. Once the endpoints are gone it goes back to plain punches.
+#[tokio::test]
+async fn an_endpoint_created_by_another_process_gets_every_later_punch() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/outbox.db", dir.path().display());
+    let store = Store::open(&url, StoreOptions::default()).await.unwrap();
+    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    // The writer learns that no endpoint exists.
+    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+
+    let other_process = Store::open(&url, StoreOptions::default()).await.unwrap();
+    other_process.create_endpoint("ep_a", &settings("http://127.0.0.1:9/a"), "api", "whsec_a").await.unwrap();
+    store.punch_writer().write(batch(dev.id, "SN1", &["2", "3"])).await.unwrap();
+    store.punch_writer().write(batch(dev.id, "SN1", &["4"])).await.unwrap();
+
+    let claims = store.claim_due_deliveries("w", now_micros(), 1_000_000, 100).await.unwrap();
+    let mut seqs: Vec<i64> = claims
+        .iter()
+        .map(|c| serde_json::from_slice::<serde_json::Value>(&c.body).unwrap()["data"]["seq"].as_i64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [2, 3, 4], "every punch after the endpoint, and none before it");
+
+    assert!(other_process.delete_endpoint("ep_a").await.unwrap());
+    store.punch_writer().write(batch(dev.id, "SN1", &["5"])).await.unwrap();
+    store.punch_writer().write(batch(dev.id, "SN1", &["6"])).await.unwrap();
+    let events = store.list_events(Some("attendance.punch"), None, 100, None).await.unwrap();
+    assert_eq!(events.len(), 3, "no events while no endpoint exists");
+    assert_eq!(store.device_by_sn("SN1").await.unwrap().unwrap().last_seq, 6, "every punch stored, gapless");
+
+    // The invariant holds for any writer, not only ours: a punch without its event is refused
+    // while an endpoint exists.
+    other_process.create_endpoint("ep_b", &settings("http://127.0.0.1:9/b"), "api", "whsec_b").await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let refused = sqlx::query(
+        "INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, raw_line, received_at) \
+         VALUES (?, 99, '9', '2026-11-20 09:00:00', '0', 1, '0', '', '', 0)",
+    )
+    .bind(dev.id)
+    .execute(&mut conn)
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("punch_event_required"), "{refused}");
+    other_process.close().await;
+    store.close().await;
 }
 
 #[tokio::test]
