@@ -454,7 +454,7 @@ JOIN devices AS d ON d.id = n.device_id
 WHERE NOT EXISTS (SELECT 1 FROM punches AS p
                   WHERE p.device_id = n.device_id AND p.pin = n.pin AND p.local_time = n.local_time
                     AND p.state = n.state AND p.verify = n.verify AND p.work_code = n.work_code)
-ORDER BY n.ord
+ORDER BY n.device_id, n.ord
 ON CONFLICT DO NOTHING",
             $tail
         )
@@ -462,7 +462,10 @@ ON CONFLICT DO NOTHING",
 }
 
 /// New punches only (the natural key decides), `seq` continuing the device's `last_seq` in
-/// upload order, ids ascending in the same order.
+/// upload order, ids ascending in the same order for each device. Across the devices of one
+/// group ids go device by device (the order the window function already sorted in, so SQLite
+/// sorts once); the group commits at once, so no reader sees one device's rows without the
+/// others'.
 const INSERT_PUNCHES: &str = insert_punches!("");
 /// The same, committing the transaction in the same round trip.
 const INSERT_PUNCHES_AND_COMMIT: &str = insert_punches!(";\nCOMMIT");
