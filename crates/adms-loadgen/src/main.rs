@@ -10,7 +10,10 @@
 //! - `limit`: the same rows written straight into the same schema through `adms-store`, one
 //!   128-row transaction at a time, no HTTP → punches/s;
 //! - `poll`: `GET /iclock/getrequest` from C connections cycling over D device SNs → req/s;
-//! - `trivial`: the same GET against an axum handler that only answers `OK` → req/s.
+//! - `trivial`: the same GET against an axum handler that only answers `OK` → req/s;
+//! - `ab`: the same ingest against two server binaries, alternating, several rounds → each
+//!   binary's median and their ratio (a 2-core VM moves ±20 % between runs; alternating
+//!   rounds compare under the same conditions).
 //!
 //! Build and run with `cargo build --release -p adms-server -p adms-loadgen &&
 //! target/release/adms-loadgen all`.
@@ -76,6 +79,17 @@ enum Scenario {
     },
     /// Everything above but webhooks, printed as the BENCHMARKS.md table.
     All,
+    /// ATTLOG ingest against a baseline binary and this one (`--server-bin`), alternating.
+    Ab {
+        /// The binary to compare against, e.g. a copy of `adms-bridge` built from the previous commit.
+        #[arg(long)]
+        baseline_bin: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        lines: usize,
+        /// Rounds; each runs the baseline, then the candidate.
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+    },
     /// (internal) serve the trivial handler and print `listening on http://ADDR`.
     #[command(hide = true)]
     TrivialServer,
@@ -117,8 +131,33 @@ fn main() -> anyhow::Result<()> {
                 println!("webhook latency at {rate} punches/s, device POST -> receiver: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({n} punches)");
             }
             Scenario::All => run.all().await?,
+            Scenario::Ab { baseline_bin, lines, rounds } => {
+                anyhow::ensure!(baseline_bin.is_file(), "no baseline binary at {}", baseline_bin.display());
+                anyhow::ensure!(rounds > 0, "--rounds must be at least 1");
+                let baseline = scenarios::Run { server_bin: baseline_bin, ..run.clone() };
+                let (mut before, mut after) = (Vec::new(), Vec::new());
+                for round in 1..=rounds {
+                    for (name, bench, rates) in [("baseline", &baseline, &mut before), ("candidate", &run, &mut after)] {
+                        let figure = bench.ingest(lines).await.with_context(|| format!("{name}, round {round}"))?;
+                        println!("round {round} {name:<9} {figure}");
+                        rates.push(figure.rate);
+                    }
+                }
+                let (before, after) = (median(&mut before), median(&mut after));
+                println!(
+                    "{lines}-line ingest, median of {rounds}: baseline {before:.0}, candidate {after:.0} punches/s ({:+.1} %)",
+                    (after / before - 1.0) * 100.0
+                );
+            }
             Scenario::TrivialServer => unreachable!("handled above"),
         }
         anyhow::Ok(())
     })
+}
+
+/// The median of a non-empty list (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
 }
