@@ -182,7 +182,7 @@ async fn commit_group(
             }
         }
     }
-    let (inserted, webhooks_on) = commit_checked_seen(conn, batches).await?;
+    let (inserted, webhooks_on) = commit_checked(conn, batches).await?;
     *endpoints_seen = webhooks_on;
     Ok(inserted)
 }
@@ -193,16 +193,12 @@ fn is_event_required(error: &sqlx::Error) -> bool {
 }
 
 /// The general path: `BEGIN IMMEDIATE` with the endpoint check, every statement the batches
-/// need, and the last one sent together with `COMMIT`.
-async fn commit_checked(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
-    commit_checked_seen(conn, batches).await.map(|(inserted, _)| inserted)
-}
-
-/// [`commit_checked`], also saying whether an endpoint existed.
+/// need, and the last one sent together with `COMMIT`. Returns the new punch rows and whether
+/// an endpoint existed.
 ///
 /// sqlx's `Transaction` is not used because it cannot send `BEGIN` or `COMMIT` with another
 /// statement; [`rollback`] ends the transaction on every error path.
-async fn commit_checked_seen(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<(u64, bool), StoreError> {
+async fn commit_checked(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<(u64, bool), StoreError> {
     let webhooks_on = begin(conn).await?;
     let written = write_batches(conn, batches, webhooks_on).await;
     Ok((finish(conn, written).await?, webhooks_on))
