@@ -443,19 +443,25 @@ pub fn router(state: SharedState) -> Router {
     let (routes, doc) = documented_routes(state.config.test_clock);
     // Built once per state; a second router for the same state documents the same routes.
     let _ = state.documents.set(crate::api::openapi::Documents::new(&doc));
-    routes
+    let max_body_bytes = state.config.max_body_bytes;
+    let routes = routes
         .fallback(|| async { crate::api::not_found_page() })
         .method_not_allowed_fallback(crate::api::method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
-        .layer(axum::middleware::map_response(log_refusals))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .with_state(state);
+    // The middleware wraps the router once, outermost first. (`Router::layer` would wrap every
+    // route on its own, each layer in a boxed service of its own that is cloned and whose
+    // future is boxed on every request.)
+    let middleware = tower::ServiceBuilder::new()
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             (StatusCode::INTERNAL_SERVER_ERROR, "ERROR: internal error").into_response()
         }))
-        .with_state(state)
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(axum::middleware::map_response(log_refusals))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(DefaultBodyLimit::max(max_body_bytes));
+    Router::new().fallback_service(middleware.service(routes))
 }
 
 /// Prometheus metrics.

@@ -28,6 +28,10 @@ use crate::{StoreError, now_micros, sha256};
 const ROWS_PER_STATEMENT: usize = 2_000;
 /// Batches per transaction at most.
 const BATCHES_PER_GROUP: usize = 256;
+/// A group with fewer rows may wait for more batches (see `gather`)...
+const ROWS_WORTH_WAITING_FOR: usize = 64;
+/// ...for this long at most (Tokio's timer rounds up to the millisecond).
+const MAX_GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// One punch ready to store; built by the server from a parsed ATTLOG line.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -115,16 +119,17 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCHES_PER_GROUP);
     // What the last transaction saw; decides whether the next group asks first (see `commit_group`).
     let mut endpoints_seen = true;
+    // Batches the next group may wait for (see `gather`).
+    let mut expected = 0;
     while let Some(first) = rx.recv().await {
         jobs.push(first);
-        while jobs.len() < BATCHES_PER_GROUP {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
+        take_waiting(&mut rx, &mut jobs);
+        gather(&mut rx, &mut jobs, expected).await;
         let batches: Vec<&PunchBatch> = jobs.iter().map(|j| &j.batch).collect();
-        match commit_group(&mut conn, &batches, &mut endpoints_seen).await {
+        let committed = commit_group(&mut conn, &batches, &mut endpoints_seen).await;
+        // The devices answered now, and those whose requests arrived during the commit.
+        expected = (jobs.len() + rx.len()).min(BATCHES_PER_GROUP);
+        match committed {
             Ok(inserted) => {
                 tracing::debug!(batches = jobs.len(), inserted, "punch group committed");
                 for job in jobs.drain(..) {
@@ -146,6 +151,48 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         }
     }
     let _ = conn.close().await;
+}
+
+/// Moves every job already in the channel into the group.
+fn take_waiting(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < BATCHES_PER_GROUP {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Lets a small group wait, briefly, for the devices the last commit just answered.
+///
+/// Terminals send their next upload only after our `OK`. Committing whatever is waiting keeps
+/// SQLite busy, but with N devices sending small uploads it settles into two alternating
+/// groups of about N/2 (one gathers while the other commits), and every group pays the whole
+/// fixed cost of a commit (an `fsync` above all) for a few rows. When the last commit answered
+/// `expected` devices in all (those it held plus those that arrived meanwhile), a group of
+/// fewer small batches waits until they are all back, or [`MAX_GATHER_WAIT`] passes: the
+/// groups merge into one of N, and one `fsync` covers twice the rows. A device that stopped
+/// sending costs one wait; the next group expects only those that came. Large groups (a
+/// backlog in 128-line uploads) never wait: their rows cost more than a commit.
+async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected: usize) {
+    let rows = |jobs: &[Job]| jobs.iter().map(|j| j.batch.punches.len()).sum::<usize>();
+    if jobs.len() >= expected || rows(jobs) >= ROWS_WORTH_WAITING_FOR {
+        return;
+    }
+    let deadline = tokio::time::sleep(MAX_GATHER_WAIT);
+    tokio::pin!(deadline);
+    while jobs.len() < expected && rows(jobs) < ROWS_WORTH_WAITING_FOR {
+        tokio::select! {
+            job = rx.recv() => match job {
+                Some(job) => {
+                    jobs.push(job);
+                    take_waiting(rx, jobs);
+                }
+                None => return,
+            },
+            () = &mut deadline => return,
+        }
+    }
 }
 
 /// Commits every batch that was waiting when the writer got to them, in one transaction.

@@ -79,6 +79,45 @@ async fn concurrent_batches_dedupe_and_get_gapless_seq() {
     assert_eq!(rows2, rows);
 }
 
+/// Terminals send their next upload only after their `OK`, and come and go: the writer lets
+/// small groups wait for the devices it just answered, and must neither lose nor hold back an
+/// upload when some of them stop sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_that_wait_for_their_ok_all_land_while_some_stop_sending() {
+    let (_dir, store) = open().await;
+    let mut tasks = Vec::new();
+    for d in 0..16 {
+        let device = store.register_device(&NewDevice { sn: &format!("W{d:02}"), ..Default::default() }).await.unwrap();
+        let store = store.clone();
+        // Half the devices stop after 5 uploads, the rest go on to 40.
+        let uploads = if d % 2 == 0 { 5 } else { 40 };
+        tasks.push(tokio::spawn(async move {
+            for i in 0..uploads {
+                let mut batch = PunchBatch::new(device.id);
+                batch.punches.push(punch(&format!("{d}"), &format!("2026-01-01 08:{:02}:{:02}", i / 60, i % 60)));
+                store.punch_writer().write(batch).await?;
+            }
+            Ok::<_, adms_store::StoreError>(())
+        }));
+    }
+    // A writer that waited for devices that never come back would hang here.
+    let all = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    });
+    all.await.expect("every upload answered");
+    let (count, rows) =
+        store.list_transactions(&TransactionFilter::default(), Page { offset: 0, limit: 1000 }).await.unwrap();
+    assert_eq!(count, 8 * 5 + 8 * 40);
+    for d in 0..16 {
+        let sn = format!("W{d:02}");
+        let seqs: Vec<i64> = rows.iter().filter(|r| r.terminal_sn == sn).map(|r| r.seq).collect();
+        let expected = if d % 2 == 0 { 5 } else { 40 };
+        assert_eq!(seqs, (1..=expected).collect::<Vec<_>>(), "every upload of {sn}, in order");
+    }
+}
+
 #[tokio::test]
 async fn filters_and_pending_devices() {
     let (_dir, store) = open().await;
