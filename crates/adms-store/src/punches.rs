@@ -8,8 +8,9 @@
 //!
 //! Punches travel to SQLite as one JSON array bound as a single parameter and unpacked with
 //! `jsonb_each` (each row is then read as JSONB, without re-parsing its text), so a group of any
-//! size is one static, fully parameterised INSERT. The writer never waits for a group to fill:
-//! it commits what is waiting, and the next group gathers during that commit. Without webhook
+//! size is one static, fully parameterised INSERT. The writer does not wait for groups to fill:
+//! it commits what is waiting, and the next group gathers during that commit; only a small
+//! group waits, at most a millisecond, for the devices the last commit answered. Without webhook
 //! endpoints a group is one round trip to SQLite's thread (see [`commit_group`]).
 //! De-duplication is by the natural key (device, PIN, local time, state, verify, work code): a
 //! re-sent punch inserts nothing and keeps its id and `seq`. `seq` is assigned in the same
@@ -197,8 +198,8 @@ async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected: usi
 
 /// Commits every batch that was waiting when the writer got to them, in one transaction.
 ///
-/// The writer never waits for more: while it commits, the next group gathers in the channel, so
-/// under load the groups grow by themselves and SQLite is never idle.
+/// While it commits, the next group gathers in the channel, so under load the groups grow by
+/// themselves (and [`gather`] merges small ones).
 ///
 /// The common group (punches only, no webhook endpoint at the last commit) is **one** round trip
 /// to SQLite's thread: `BEGIN IMMEDIATE; INSERT …; COMMIT`. Its punches carry no events; should
