@@ -171,9 +171,11 @@ async fn attlog(
             "ATTLOG lines rejected and kept raw"
         );
     }
-    state.store.punch_writer().write(batch).await?;
-    // New punches may have new deliveries waiting.
-    state.webhooks.wake.notify_one();
+    let stored = state.store.punch_writer().write(batch).await?;
+    if stored.made_events {
+        // New punches may have new deliveries waiting.
+        state.webhooks.wake.notify_one();
+    }
     if let Some(stamp) = new_stamp {
         ctx.entry.update(|d| d.attlog_stamp = stamp);
     }

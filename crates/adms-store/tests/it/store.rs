@@ -79,6 +79,73 @@ async fn concurrent_batches_dedupe_and_get_gapless_seq() {
     assert_eq!(rows2, rows);
 }
 
+/// Plain groups (punches only) take the writer's cheap insert, which numbers each device's
+/// punches from `last_seq` by their place in the group; a group that re-sends stored punches
+/// falls back to the general insert. Both must give every device a gapless `seq` that agrees
+/// with id order, and a re-sent punch keeps its id and `seq`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_groups_number_punches_in_upload_order_and_re_sends_fall_back_without_gaps() {
+    let (_dir, store) = open().await;
+    let a = store.register_device(&NewDevice { sn: "A1", ..Default::default() }).await.unwrap();
+    let b = store.register_device(&NewDevice { sn: "B2", ..Default::default() }).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let device_id = if i % 2 == 0 { a.id } else { b.id };
+        tasks.push(tokio::spawn(async move {
+            let mut batch = PunchBatch::new(device_id);
+            for k in 0..3 {
+                batch.punches.push(punch(&format!("{i}"), &format!("2026-01-01 08:{i:02}:{k:02}")));
+            }
+            // In-batch duplicate of a new punch: stored once.
+            batch.punches.push(punch(&format!("{i}"), &format!("2026-01-01 08:{i:02}:00")));
+            store.punch_writer().write(batch).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let page = Page { offset: 0, limit: 1000 };
+    let (count, rows) = store.list_transactions(&TransactionFilter::default(), page).await.unwrap();
+    assert_eq!(count, 60);
+    let seqs_of = |rows: &[adms_store::TransactionRow], sn: &str| -> Vec<i64> {
+        rows.iter().filter(|r| r.terminal_sn == sn).map(|r| r.seq).collect()
+    };
+    for sn in ["A1", "B2"] {
+        // `rows` is in id order: seq must count up along it.
+        assert_eq!(seqs_of(&rows, sn), (1..=30).collect::<Vec<_>>(), "gapless seq in id order for {sn}");
+    }
+    // Each upload's punches are numbered in the order the device sent them.
+    for i in 0..20 {
+        let times: Vec<&str> =
+            rows.iter().filter(|r| r.emp_code == i.to_string()).map(|r| r.punch_time.as_str()).collect();
+        let mut sorted = times.clone();
+        sorted.sort_unstable();
+        assert_eq!(times, sorted, "upload {i} in order");
+    }
+
+    // A plain batch that re-sends two stored punches between two new ones.
+    let mut again = PunchBatch::new(a.id);
+    again.punches.push(punch("new", "2026-01-02 08:00:00"));
+    again.punches.push(punch("0", "2026-01-01 08:00:00"));
+    again.punches.push(punch("0", "2026-01-01 08:00:01"));
+    again.punches.push(punch("new", "2026-01-02 08:00:01"));
+    store.punch_writer().write(again).await.unwrap();
+    let (count2, rows2) = store.list_transactions(&TransactionFilter::default(), page).await.unwrap();
+    assert_eq!(count2, 62);
+    assert_eq!(&rows2[..60], &rows[..], "stored punches keep their ids and seq");
+    let new: Vec<(i64, &str)> = rows2[60..].iter().map(|r| (r.seq, r.punch_time.as_str())).collect();
+    assert_eq!(new, [(31, "2026-01-02 08:00:00"), (32, "2026-01-02 08:00:01")]);
+    assert_eq!(store.device_by_sn("A1").await.unwrap().unwrap().last_seq, 32);
+
+    // After the fallback the next plain group takes the cheap insert again, from the new last_seq.
+    let mut next = PunchBatch::new(a.id);
+    next.punches.push(punch("new", "2026-01-03 08:00:00"));
+    store.punch_writer().write(next).await.unwrap();
+    let (_, rows3) = store.list_transactions(&TransactionFilter::default(), page).await.unwrap();
+    assert_eq!(rows3.last().map(|r| (r.seq, r.terminal_sn.as_str())), Some((33, "A1")));
+}
+
 /// Terminals send their next upload only after their `OK`, and come and go: the writer lets
 /// small groups wait for the devices it just answered, and must neither lose nor hold back an
 /// upload when some of them stop sending.
