@@ -396,8 +396,7 @@ async fn write_batches(
             }
             continue;
         }
-        let new_rows: Vec<(i64, i64, String)> =
-            sqlx::query_as(INSERT_PUNCHES_RETURNING).bind(json).fetch_all(&mut *tx).await?;
+        let new_rows = insert_punches_returning(tx, &json, chunks == 1).await?;
         written.inserted += new_rows.len() as u64;
         let events: Vec<EventRow> = new_rows
             .iter()
@@ -434,6 +433,25 @@ async fn write_batches(
         }
     }
     Ok(written)
+}
+
+/// Inserts one chunk and returns what the new punches' events need: with the cheap insert when
+/// the group is one chunk (its places count from the group's start), falling back to the
+/// general insert inside the same transaction when a punch is stored already (SQLite undoes
+/// only the failed statement).
+async fn insert_punches_returning(
+    tx: &mut SqliteConnection,
+    json: &str,
+    whole_group: bool,
+) -> Result<Vec<(i64, i64, String)>, StoreError> {
+    if whole_group {
+        match sqlx::query_as(INSERT_NEW_PUNCHES_RETURNING).bind(json).fetch_all(&mut *tx).await {
+            Ok(rows) => return Ok(rows),
+            Err(error) if is_stored_already(&error) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(sqlx::query_as(INSERT_PUNCHES_RETURNING).bind(json).fetch_all(&mut *tx).await?)
 }
 
 /// The punches of a group that may be new: de-duplicated by natural key across its batches (a
@@ -542,25 +560,36 @@ ON CONFLICT DO NOTHING",
 const INSERT_PUNCHES: &str = insert_punches!("");
 /// The same, committing the transaction in the same round trip.
 const INSERT_PUNCHES_AND_COMMIT: &str = insert_punches!(";\nCOMMIT");
-/// Punches that are all new, in one round trip: open the transaction, insert, commit.
-///
-/// Cheaper than `INSERT_PUNCHES` (no look-up before each row, no window to number them): each
-/// `seq` is the device's `last_seq` plus the punch's place in the group, ids follow the array.
-/// That is right only when every punch is new, so there is no `ON CONFLICT`: a stored punch
-/// fails the statement on the natural key, and the writer takes the general path (see
-/// [`commit_group`]). `last_seq` is read as it was before the statement, because SQLite runs
-/// an INSERT's SELECT to its end before inserting when the table has triggers
-/// (`punches_advance_last_seq`).
-const BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT: &str = "\
-BEGIN IMMEDIATE;
+/// The statement shared by both variants below (see `BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT`).
+macro_rules! insert_new_punches {
+    ($head:literal, $tail:literal) => {
+        concat!(
+            $head,
+            "\
 INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, utc_time, \
                      mask_flag, temperature, raw_line, received_at, event_id)
 SELECT d.id, d.last_seq + (j.value ->> 14), j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4,
        j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, j.value ->> 10, j.value ->> 11,
        j.value ->> 12, j.value ->> 13
 FROM jsonb_each(?) AS j
-JOIN devices AS d ON d.id = j.value ->> 0;
-COMMIT";
+JOIN devices AS d ON d.id = j.value ->> 0",
+            $tail
+        )
+    };
+}
+
+/// Punches that are all new, in one round trip: open the transaction, insert, commit.
+///
+/// Cheaper than `INSERT_PUNCHES` (no look-up before each row, no window to number them): each
+/// `seq` is the device's `last_seq` plus the punch's place in the group, ids follow the array.
+/// That is right only when every punch is new, so there is no `ON CONFLICT`: a stored punch
+/// fails the statement on the natural key, and the writer takes the general insert (see
+/// [`commit_group`] and [`insert_punches_returning`]). `last_seq` is read as it was before the statement, because SQLite runs
+/// an INSERT's SELECT to its end before inserting when the table has triggers
+/// (`punches_advance_last_seq`).
+const BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT: &str = insert_new_punches!("BEGIN IMMEDIATE;\n", ";\nCOMMIT");
+/// The same inside an open transaction, returning what the new punches' webhook events need.
+const INSERT_NEW_PUNCHES_RETURNING: &str = insert_new_punches!("", "\nRETURNING id, seq, event_id");
 /// The same, returning what the new punches' webhook events need.
 const INSERT_PUNCHES_RETURNING: &str = insert_punches!("\nRETURNING id, seq, event_id");
 

@@ -75,19 +75,31 @@ async fn punches_commit_with_their_events_and_one_delivery_per_endpoint() {
     store.punch_writer().write(batch(dev.id, "SN1", &["2", "3"])).await.unwrap();
     // Re-sent: no new punch, no new event, no new delivery.
     store.punch_writer().write(batch(dev.id, "SN1", &["2", "3"])).await.unwrap();
+    // Partly re-sent: only the new punch gets an event, and the next seq.
+    store.punch_writer().write(batch(dev.id, "SN1", &["3", "4"])).await.unwrap();
 
     let claims = store.claim_due_deliveries("w", now_micros(), 1_000_000, 100).await.unwrap();
-    assert_eq!(claims.len(), 4, "2 punches × 2 matching endpoints");
+    assert_eq!(claims.len(), 6, "3 punches × 2 matching endpoints");
     let mut ids: Vec<&str> = claims.iter().map(|c| c.event_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids.len(), 2);
+    assert_eq!(ids.len(), 3);
+    let mut seq_by_pin: Vec<(String, i64)> = claims
+        .iter()
+        .map(|c| {
+            let body: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
+            (body["data"]["pin"].as_str().unwrap_or_default().to_owned(), body["data"]["seq"].as_i64().unwrap())
+        })
+        .collect();
+    seq_by_pin.sort_unstable();
+    seq_by_pin.dedup();
+    assert_eq!(seq_by_pin, [("2".to_owned(), 2), ("3".to_owned(), 3), ("4".to_owned(), 4)]);
     for c in &claims {
         let body: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
         assert_eq!(body["id"], c.event_id.as_str());
         assert_eq!(body["type"], "attendance.punch");
         assert_eq!(body["data"]["device"]["sn"], "SN1");
-        assert!([2, 3].contains(&body["data"]["seq"].as_i64().unwrap()), "seq continues the device's count");
+        assert!([2, 3, 4].contains(&body["data"]["seq"].as_i64().unwrap()), "seq continues the device's count");
         assert_eq!(c.attempt_no, 1);
         assert_eq!(c.secrets.len(), 1);
     }
