@@ -216,9 +216,9 @@ async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected: usi
 ///
 /// The common group (new punches only, no webhook endpoint at the last commit) is **one** round
 /// trip to SQLite's thread: `BEGIN IMMEDIATE; INSERT …; COMMIT`, with the cheap insert of
-/// [`BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT`]. Should a punch be stored already (a re-sent batch), the
-/// natural key's unique index fails that insert; should an endpoint have appeared since, the
-/// `punches_need_their_event` trigger does. Either way the group is rolled back and written
+/// [`BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT`]. Should a punch be stored already (a re-sent
+/// batch), the natural key's unique index fails that insert; should an endpoint have appeared
+/// since, the `punches_need_their_event` trigger does. Either way the group is rolled back and written
 /// again by [`commit_checked`], which asks for endpoints first and skips stored punches.
 async fn commit_group(
     conn: &mut SqliteConnection,
@@ -584,9 +584,9 @@ JOIN devices AS d ON d.id = j.value ->> 0",
 /// `seq` is the device's `last_seq` plus the punch's place in the group, ids follow the array.
 /// That is right only when every punch is new, so there is no `ON CONFLICT`: a stored punch
 /// fails the statement on the natural key, and the writer takes the general insert (see
-/// [`commit_group`] and [`insert_punches_returning`]). `last_seq` is read as it was before the statement, because SQLite runs
-/// an INSERT's SELECT to its end before inserting when the table has triggers
-/// (`punches_advance_last_seq`).
+/// [`commit_group`] and [`insert_punches_returning`]). `last_seq` is read as it was before the
+/// statement, because SQLite runs an INSERT's SELECT to its end before inserting when the table
+/// has triggers (`punches_advance_last_seq`; the store tests fail if that ever changes).
 const BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT: &str = insert_new_punches!("BEGIN IMMEDIATE;\n", ";\nCOMMIT");
 /// The same inside an open transaction, returning what the new punches' webhook events need.
 const INSERT_NEW_PUNCHES_RETURNING: &str = insert_new_punches!("", "\nRETURNING id, seq, event_id");
