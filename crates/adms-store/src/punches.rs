@@ -218,8 +218,8 @@ async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected: usi
 /// trip to SQLite's thread: `BEGIN IMMEDIATE; INSERT …; COMMIT`, with the cheap insert of
 /// [`BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT`]. Should a punch be stored already (a re-sent
 /// batch), the natural key's unique index fails that insert; should an endpoint have appeared
-/// since, the `punches_need_their_event` trigger does. Either way the group is rolled back and written
-/// again by [`commit_checked`], which asks for endpoints first and skips stored punches.
+/// since, the `punches_need_their_event` trigger does. Either way the group is rolled back and
+/// written again by [`commit_checked`], which asks for endpoints first and skips stored punches.
 async fn commit_group(
     conn: &mut SqliteConnection,
     batches: &[&PunchBatch],
