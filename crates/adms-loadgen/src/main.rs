@@ -9,6 +9,8 @@
 //!   acknowledged, and rows found in the database afterwards vs rows sent;
 //! - `limit`: the same rows written straight into the same schema through `adms-store`, one
 //!   128-row transaction at a time, no HTTP → punches/s;
+//! - `floor`: the writer's statement for one punch from each of C devices, committed by SQLite
+//!   alone in one thread (no sqlx, no async, no HTTP) → punches/s, the ceiling of 1-line ingest;
 //! - `poll`: `GET /iclock/getrequest` from C connections cycling over D device SNs → req/s;
 //! - `trivial`: the same GET against an axum handler that only answers `OK` → req/s;
 //! - `ab`: the same ingest against two server binaries, alternating, several rounds → each
@@ -62,6 +64,9 @@ enum Scenario {
         #[arg(long, default_value_t = 1)]
         writers: usize,
     },
+    /// SQLite alone, in one thread, committing one punch per device (`--conns` devices) per
+    /// transaction: the ceiling of 1-line ingest on this machine.
+    Floor,
     /// Heartbeat polls over many device SNs.
     Poll {
         #[arg(long, default_value_t = 1000)]
@@ -120,6 +125,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             Scenario::Limit { rows_per_tx, writers } => println!("{}", run.limit(rows_per_tx, writers).await?),
+            Scenario::Floor => println!("{}", run.floor(run.conns).await?),
             Scenario::Poll { devices } => println!("{}", run.poll(devices).await?),
             Scenario::Trivial => println!("{}", run.trivial().await?),
             Scenario::Webhooks { punches, rate } => {

@@ -177,6 +177,38 @@ impl Run {
         })
     }
 
+    /// What SQLite alone commits in groups shaped like 1-line uploads from `devices` devices: one
+    /// punch per device per transaction, the writer's own statement and parameter
+    /// ([`adms_store::new_punches_insert`]) between `BEGIN IMMEDIATE` and `COMMIT`, on one
+    /// connection driven from one thread (no sqlx, no async, no HTTP), `synchronous=FULL` as
+    /// the server's writer. Devices that each wait for their `OK` cannot put more than one line
+    /// each into a commit, so this is the ceiling of 1-line ingest on this machine's disk.
+    pub async fn floor(&self, devices: usize) -> anyhow::Result<Figure> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("floor.db");
+        // The schema and the devices exactly as the server makes them.
+        let store = Store::open(&format!("sqlite://{}", db.display()), StoreOptions::default()).await?;
+        let mut device_ids = Vec::new();
+        for d in 0..devices {
+            let sn = format!("FLOOR{d:04}");
+            let new = NewDevice { sn: &sn, protocol_family: "attendance", ..NewDevice::default() };
+            device_ids.push(store.register_device(&new).await?.id);
+        }
+        store.close().await;
+        let clock = Clock::new(self.warm_up(), self.duration);
+        let path = db.clone();
+        let tally = tokio::task::spawn_blocking(move || commit_in_one_thread(&path, &device_ids, clock)).await??;
+        let stored = count_punches(&db).await?;
+        ensure!(stored == tally.total, "committed {} punches but {stored} are stored", tally.total);
+        Ok(Figure {
+            name: format!("floor: SQLite alone, {devices} devices x 1 punch per commit"),
+            rate: tally.measured as f64 / self.duration.as_secs_f64(),
+            unit: "punches/s",
+            acknowledged: Some(tally.total),
+            stored: Some(stored),
+        })
+    }
+
     /// `GET /iclock/getrequest` from `conns` connections cycling over `devices` SNs.
     pub async fn poll(&self, devices: usize) -> anyhow::Result<Figure> {
         let dir = tempfile::tempdir()?;
@@ -252,6 +284,8 @@ impl Run {
     pub async fn all(&self) -> anyhow::Result<()> {
         let limit = self.limit(128, 1).await?;
         println!("{limit}");
+        let floor = self.floor(self.conns).await?;
+        println!("{floor}");
         let mut ingest = Vec::new();
         for lines in [1, 16, 128] {
             let figure = self.ingest(lines).await?;
@@ -272,9 +306,19 @@ impl Run {
             stored(&limit),
             acked(&limit)
         );
-        for f in &ingest {
+        println!(
+            "| {} | {:.0} {} | (ceiling of 1-line uploads) | {} / {} |",
+            floor.name,
+            floor.rate,
+            floor.unit,
+            stored(&floor),
+            acked(&floor)
+        );
+        for (f, lines) in ingest.iter().zip([1, 16, 128]) {
+            let of_floor =
+                if lines == 1 { format!(", {:.0} % of floor", 100.0 * f.rate / floor.rate) } else { String::new() };
             println!(
-                "| {} | {:.0} {} | {:.0} % of limit | {} / {} |",
+                "| {} | {:.0} {} | {:.0} % of limit{of_floor} | {} / {} |",
                 f.name,
                 f.rate,
                 f.unit,
@@ -386,6 +430,46 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The loop of [`Run::floor`]: one transaction per group of one punch per device.
+fn commit_in_one_thread(db: &Path, device_ids: &[i64], clock: Clock) -> anyhow::Result<Tally> {
+    let conn = rusqlite::Connection::open(db)?;
+    // As the server's writer connection (`Store::open`).
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    conn.pragma_update(None, "synchronous", "full")?;
+    conn.pragma_update(None, "foreign_keys", "on")?;
+    let mut insert = None;
+    let mut tally = Tally::default();
+    let mut line = Vec::new();
+    let mut next_punch = 0u64;
+    while !clock.finished() {
+        let batches: Vec<PunchBatch> = device_ids
+            .iter()
+            .map(|&device_id| {
+                line.clear();
+                attlog_line(&mut line, next_punch);
+                let mut batch = PunchBatch::new(device_id);
+                batch.punches.push(new_punch(&line, next_punch));
+                next_punch += 1;
+                batch
+            })
+            .collect();
+        let (sql, json) = adms_store::new_punches_insert(&batches.iter().collect::<Vec<_>>());
+        let insert = match &mut insert {
+            Some(statement) => statement,
+            None => insert.insert(conn.prepare(sql)?),
+        };
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let inserted = insert.execute([json])?;
+        conn.execute_batch("COMMIT")?;
+        ensure!(inserted == batches.len(), "inserted {inserted} of {} punches", batches.len());
+        tally.total += inserted as u64;
+        if clock.measuring() {
+            tally.measured += inserted as u64;
+        }
+    }
+    Ok(tally)
 }
 
 async fn count_punches(db: &Path) -> anyhow::Result<u64> {

@@ -36,7 +36,7 @@ pub use commands::{
 pub use device_events::{OfflineCheck, Presence, PresenceCandidate, SeenAgain};
 pub use devices::{Approval, Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::StoreError;
-pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored};
+pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored, new_punches_insert};
 pub use queries::{
     Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,
 };

@@ -518,6 +518,18 @@ impl<'a> GroupPunches<'a> {
     }
 }
 
+/// The cheap insert of a group of new punches (no webhook endpoint) and its one parameter, as
+/// the writer sends them between `BEGIN IMMEDIATE` and `COMMIT`.
+///
+/// Only for `adms-loadgen floor`, which runs this same statement on a connection of its own, in
+/// one thread, without sqlx or async: what SQLite alone commits on a machine, the ceiling of
+/// the writer for groups of that shape.
+#[doc(hidden)]
+pub fn new_punches_insert(batches: &[&PunchBatch]) -> (&'static str, String) {
+    let group = GroupPunches::new(batches, false);
+    (INSERT_NEW_PUNCHES, rows_json(&group.rows()))
+}
+
 /// The JSON array parameter of one INSERT.
 fn rows_json(rows: &[PunchRow<'_>]) -> String {
     serde_json::to_string(rows).unwrap_or_else(|_| "[]".into())
@@ -588,6 +600,8 @@ JOIN devices AS d ON d.id = j.value ->> 0",
 /// statement, because SQLite runs an INSERT's SELECT to its end before inserting when the table
 /// has triggers (`punches_advance_last_seq`; the store tests fail if that ever changes).
 const BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT: &str = insert_new_punches!("BEGIN IMMEDIATE;\n", ";\nCOMMIT");
+/// The same statement alone, for [`new_punches_insert`].
+const INSERT_NEW_PUNCHES: &str = insert_new_punches!("", "");
 /// The same inside an open transaction, returning what the new punches' webhook events need.
 const INSERT_NEW_PUNCHES_RETURNING: &str = insert_new_punches!("", "\nRETURNING id, seq, event_id");
 /// The same, returning what the new punches' webhook events need.

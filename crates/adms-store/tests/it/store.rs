@@ -251,3 +251,42 @@ async fn a_failing_batch_fails_alone_and_leaves_the_writer_usable() {
     assert_eq!(stored(store.clone()).await, 8);
     assert_eq!(store.device_by_sn("GOOD1").await.unwrap().unwrap().last_seq, 8);
 }
+
+/// `new_punches_insert` (what `adms-loadgen floor` commits without the writer) is the writer's
+/// own cheap insert: run on a connection of its own it numbers each device's punches from
+/// `last_seq`, and the writer carries on from there.
+#[tokio::test]
+async fn the_floor_benchmarks_statement_stores_punches_as_the_writer_does() {
+    use sqlx::{ConnectOptions, Executor};
+    let (dir, store) = open().await;
+    let a = store.register_device(&NewDevice { sn: "A1", ..Default::default() }).await.unwrap();
+    let b = store.register_device(&NewDevice { sn: "B2", ..Default::default() }).await.unwrap();
+    let mut first = PunchBatch::new(a.id);
+    first.punches.push(punch("1", "2026-01-01 08:00:00"));
+    store.punch_writer().write(first).await.unwrap();
+
+    let batches: Vec<PunchBatch> = [(a.id, "2"), (b.id, "3"), (a.id, "4")]
+        .into_iter()
+        .map(|(device_id, pin)| {
+            let mut batch = PunchBatch::new(device_id);
+            batch.punches.push(punch(pin, "2026-01-01 09:00:00"));
+            batch
+        })
+        .collect();
+    let (sql, json) = adms_store::new_punches_insert(&batches.iter().collect::<Vec<_>>());
+    let mut conn =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("nested/test.db")).connect().await.unwrap();
+    conn.execute("BEGIN IMMEDIATE").await.unwrap();
+    let done = sqlx::query(sql).bind(json).execute(&mut conn).await.unwrap();
+    conn.execute("COMMIT").await.unwrap();
+    assert_eq!(done.rows_affected(), 3);
+
+    let mut next = PunchBatch::new(a.id);
+    next.punches.push(punch("5", "2026-01-01 10:00:00"));
+    store.punch_writer().write(next).await.unwrap();
+    let page = Page { offset: 0, limit: 100 };
+    let (_, rows) = store.list_transactions(&TransactionFilter::default(), page).await.unwrap();
+    let stored: Vec<(&str, &str, i64)> =
+        rows.iter().map(|r| (r.terminal_sn.as_str(), r.emp_code.as_str(), r.seq)).collect();
+    assert_eq!(stored, [("A1", "1", 1), ("A1", "2", 2), ("B2", "3", 1), ("A1", "4", 3), ("A1", "5", 4)]);
+}
