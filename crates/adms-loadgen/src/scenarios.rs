@@ -113,19 +113,12 @@ impl Run {
         }
         let tally = join(tasks).await?;
         let db = server.stop()?;
-        let stored = count_punches(&db).await?;
-        ensure!(stored == tally.total, "acknowledged {} punches but {stored} are stored", tally.total);
-        Ok(Figure {
-            name: if endpoints == 0 {
-                format!("ingest, {lines}-line uploads, {} conns", self.conns)
-            } else {
-                format!("ingest + {endpoints} webhook endpoint(s), {lines}-line uploads, {} conns", self.conns)
-            },
-            rate: tally.measured as f64 / self.duration.as_secs_f64(),
-            unit: "punches/s",
-            acknowledged: Some(tally.total),
-            stored: Some(stored),
-        })
+        let name = if endpoints == 0 {
+            format!("ingest, {lines}-line uploads, {} conns", self.conns)
+        } else {
+            format!("ingest + {endpoints} webhook endpoint(s), {lines}-line uploads, {} conns", self.conns)
+        };
+        self.punches_figure(name, tally, &db).await
     }
 
     /// The same rows straight into the same schema through adms-store, no HTTP: `writers` tasks
@@ -166,15 +159,8 @@ impl Run {
         }
         let tally = join(tasks).await?;
         store.close().await;
-        let stored = count_punches(&dir.path().join("limit.db")).await?;
-        ensure!(stored == tally.total, "wrote {} punches but {stored} are stored", tally.total);
-        Ok(Figure {
-            name: format!("limit: adms-store, {rows_per_tx}-row batches, {writers} writer(s)"),
-            rate: tally.measured as f64 / self.duration.as_secs_f64(),
-            unit: "punches/s",
-            acknowledged: Some(tally.total),
-            stored: Some(stored),
-        })
+        let name = format!("limit: adms-store, {rows_per_tx}-row batches, {writers} writer(s)");
+        self.punches_figure(name, tally, &dir.path().join("limit.db")).await
     }
 
     /// What SQLite alone commits in groups shaped like 1-line uploads from `devices` devices: one
@@ -198,10 +184,16 @@ impl Run {
         let clock = Clock::new(self.warm_up(), self.duration);
         let path = db.clone();
         let tally = tokio::task::spawn_blocking(move || commit_in_one_thread(&path, &device_ids, clock)).await??;
-        let stored = count_punches(&db).await?;
-        ensure!(stored == tally.total, "committed {} punches but {stored} are stored", tally.total);
+        self.punches_figure(format!("floor: SQLite alone, {devices} devices x 1 punch per commit"), tally, &db).await
+    }
+
+    /// The punches/s figure of a run that acknowledged `tally` punches, after checking that the
+    /// database at `db` holds exactly those (the run fails otherwise).
+    async fn punches_figure(&self, name: String, tally: Tally, db: &Path) -> anyhow::Result<Figure> {
+        let stored = count_punches(db).await?;
+        ensure!(stored == tally.total, "{name}: acknowledged {} punches but {stored} are stored", tally.total);
         Ok(Figure {
-            name: format!("floor: SQLite alone, {devices} devices x 1 punch per commit"),
+            name,
             rate: tally.measured as f64 / self.duration.as_secs_f64(),
             unit: "punches/s",
             acknowledged: Some(tally.total),
