@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adms_store::{NewDevice, NewPunch, PunchBatch, Store, StoreOptions};
+use adms_store::{Approval, NewDevice, NewPunch, PunchBatch, Store, StoreOptions};
 use anyhow::{Context, bail, ensure};
 use sqlx::ConnectOptions;
 
@@ -133,7 +133,12 @@ impl Run {
         for w in 0..writers {
             let sn = format!("LIMIT{w:04}");
             let device = store
-                .register_device(&NewDevice { sn: &sn, protocol_family: "attendance", ..NewDevice::default() })
+                .register_device(&NewDevice {
+                    sn: &sn,
+                    protocol_family: "attendance",
+                    approval: Some(Approval::Approved),
+                    ..NewDevice::default()
+                })
                 .await?;
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
@@ -177,7 +182,12 @@ impl Run {
         let mut device_ids = Vec::new();
         for d in 0..devices {
             let sn = format!("FLOOR{d:04}");
-            let new = NewDevice { sn: &sn, protocol_family: "attendance", ..NewDevice::default() };
+            let new = NewDevice {
+                sn: &sn,
+                protocol_family: "attendance",
+                approval: Some(Approval::Approved),
+                ..NewDevice::default()
+            };
             device_ids.push(store.register_device(&new).await?.id);
         }
         store.close().await;
@@ -488,6 +498,8 @@ impl ServerProcess {
             .env("ADMS_ADMIN_PASSWORD", "bench-password")
             .env("ADMS_TIME_ZONE", "UTC")
             .env("ADMS_UNKNOWN_DEVICES", "auto")
+            // Every simulated terminal registers from loopback at once.
+            .env("ADMS_DEVICE_REGISTRATIONS_PER_MINUTE", "1000000")
             .env("RUST_LOG", std::env::var("LOADGEN_SERVER_LOG").unwrap_or_else(|_| "error".into()))
             .env_remove("ADMS_CONFIG");
         ServerProcess::spawn(&mut cmd, &db)

@@ -196,6 +196,9 @@ pub enum FieldProblem {
     },
     /// TAB, CR, LF, NUL or another control character: it would split the command.
     ControlCharacter,
+    /// A bidirectional control or a Unicode line separator: the value would show on the
+    /// terminal other than it reads here.
+    UnsafeCharacter,
     /// Only ASCII letters and digits are allowed.
     NotAlphanumeric,
     /// Not a base64 template.
@@ -212,6 +215,9 @@ impl std::fmt::Display for FieldProblem {
             FieldProblem::TooLong { max } => write!(f, "is longer than {max}"),
             FieldProblem::ControlCharacter => {
                 f.write_str("contains a control character (TAB, CR, LF, NUL, ...), which would split the command")
+            }
+            FieldProblem::UnsafeCharacter => {
+                f.write_str("contains a bidirectional control or line separator (U+202E, U+2028, ...)")
             }
             FieldProblem::NotAlphanumeric => f.write_str("must be ASCII letters and digits only"),
             FieldProblem::NotBase64 => f.write_str("must be a base64 template"),
@@ -232,10 +238,14 @@ fn invalid(field: &'static str, problem: FieldProblem) -> CommandError {
     CommandError::InvalidField { field, problem }
 }
 
-/// Free text: no control characters, at most `max_chars` characters.
+/// Free text: no control characters, bidirectional controls or line separators, at most
+/// `max_chars` characters.
 fn text(field: &'static str, value: &str, max_chars: usize) -> Result<(), CommandError> {
     if value.chars().any(char::is_control) {
         return Err(invalid(field, FieldProblem::ControlCharacter));
+    }
+    if crate::text::has_unsafe_chars(value) {
+        return Err(invalid(field, FieldProblem::UnsafeCharacter));
     }
     if value.chars().count() > max_chars {
         return Err(invalid(field, FieldProblem::TooLong { max: max_chars }));
@@ -620,6 +630,13 @@ mod tests {
             assert_eq!(
                 user(name).encode(),
                 Err(CommandError::InvalidField { field: "name", problem: FieldProblem::ControlCharacter }),
+                "{name:?}"
+            );
+        }
+        for name in ["\u{202E}nimda", "A\u{2028}B", "A\u{2066}B"] {
+            assert_eq!(
+                user(name).encode(),
+                Err(CommandError::InvalidField { field: "name", problem: FieldProblem::UnsafeCharacter }),
                 "{name:?}"
             );
         }

@@ -31,6 +31,14 @@ pub enum RejectReason {
     NotACommandResult,
     #[error("the body ends without a newline in a line shorter than the one before it: probably cut off")]
     TruncatedTail,
+    /// Set by the server, not the parsers: the time parsed but lies outside the window the
+    /// operator accepts (default 2000-01-01 to a day after the device's now).
+    #[error("the time is outside the accepted window")]
+    ImplausibleTime,
+    /// Set by the server, not the parsers: a PIN, name or code holds a bidirectional control or
+    /// a line separator (see `text::is_unsafe_char`).
+    #[error("a field contains a bidirectional control or line separator")]
+    UnsafeText,
 }
 
 impl RejectReason {
@@ -50,6 +58,8 @@ impl RejectReason {
             RejectReason::MissingKey => "missing_key",
             RejectReason::NotACommandResult => "not_a_command_result",
             RejectReason::TruncatedTail => "truncated_tail",
+            RejectReason::ImplausibleTime => "implausible_time",
+            RejectReason::UnsafeText => "unsafe_text",
         }
     }
 }

@@ -79,3 +79,37 @@ mod tests {
         assert_eq!(TextEncoding::for_label("nonsense"), None);
     }
 }
+
+/// Whether `c` can make text display other than it reads, or break it into lines where no byte
+/// says so: C0/C1 controls (TAB, CR, LF, NUL, NEL, ...), the Unicode line and paragraph
+/// separators (U+2028, U+2029) and the bidirectional formatting characters (U+061C, U+200E,
+/// U+200F, U+202A–U+202E, U+2066–U+2069; the "Trojan Source" set). Device-reported text with
+/// one of these is kept raw and flagged, and never reaches the roster or a command.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{200E}' | '\u{200F}')
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// True when `text` holds a character [`is_unsafe_char`] refuses.
+pub fn has_unsafe_chars(text: &str) -> bool {
+    text.chars().any(is_unsafe_char)
+}
+
+#[cfg(test)]
+mod unsafe_text_tests {
+    use super::*;
+
+    #[test]
+    fn controls_separators_and_bidi_are_unsafe_and_ordinary_text_is_not() {
+        for bad in
+            ["a\tb", "a\rb", "a\0b", "a\u{85}b", "a\u{2028}b", "a\u{2029}b", "\u{202E}evil", "x\u{2066}y", "\u{200F}"]
+        {
+            assert!(has_unsafe_chars(bad), "{bad:?}");
+        }
+        for good in ["Ana Lima", "José Núñez", "李小龙", "محمد", "O'Brien-Smith", ""] {
+            assert!(!has_unsafe_chars(good), "{good:?}");
+        }
+    }
+}

@@ -44,6 +44,11 @@ pub struct AppState {
     pub store: Store,
     pub config: Config,
     pub devices: DeviceRegistry,
+    /// The earliest accepted punch time (`punch_time_min`, validated at start).
+    pub punch_window_start: adms_protocol::LocalDateTime,
+    /// Which devices are trusted: approval of new serial numbers, allowed addresses,
+    /// registration limits.
+    pub trust: crate::device::trust::DeviceTrust,
     /// Zone for devices without their own setting; sent to devices in the handshake.
     pub default_zone: Zone,
     /// Zone the API shows server-side times (`upload_time`, `last_activity`) in.
@@ -82,6 +87,18 @@ impl WebhookRuntime {
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
+    /// How far what `device` reports about its users may reach the roster: only an approved
+    /// device is ever adopted from, under the operator's `device_users` policy.
+    pub fn adoption_for(&self, device: &Device) -> adms_store::AdoptionPolicy {
+        if device.approval != adms_store::Approval::Approved {
+            return adms_store::AdoptionPolicy::default();
+        }
+        adms_store::AdoptionPolicy {
+            adoption: self.config.device_users.adoption(),
+            allow_admin: self.config.device_users_allow_admin,
+        }
+    }
+
     /// The zone a device's wall-clock times are read in.
     pub fn zone_for(&self, device: &Device) -> Zone {
         device.time_zone.as_deref().and_then(parse_zone).unwrap_or_else(|| self.default_zone.clone())
@@ -145,8 +162,14 @@ impl Application {
         };
         let listener = TcpListener::bind(config.listen).await.map_err(|e| StartupError::Bind(config.listen, e))?;
         let commands = config.command_policy(&zone.name);
+        let trust = crate::device::trust::DeviceTrust::from_config(&config)?;
+        let punch_window_start =
+            config.punch_window_start().ok_or_else(|| StartupError::Other("bad punch_time_min".into()))?;
+        trust.log_policy();
         let state = Arc::new(AppState {
             commands,
+            trust,
+            punch_window_start,
             documents: std::sync::OnceLock::new(),
             store,
             devices: DeviceRegistry::default(),

@@ -13,10 +13,35 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownDevicePolicy {
-    /// Accept and release its data at once (single-site default).
+    /// Approve every new serial number at once. Anyone who can reach the port can then pose as
+    /// a terminal; the server warns at start.
     Auto,
-    /// Accept and store everything, but hold it from the API until an operator approves it.
+    /// Store what it sends, but hold it from the API, the roster and every command it was not
+    /// explicitly sent until an operator approves it (or a trust rule does). The default.
     Pending,
+}
+
+/// What a device's `USER` and template reports may change in the roster (only ever from an
+/// approved device; see `adms_store::UserAdoption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceUserPolicy {
+    /// Kept per device and raised as `user.*` events; the roster is not touched. The default.
+    Observe,
+    /// New PINs become employees (normal users) and empty template slots are filled.
+    AdoptNew,
+    /// Also updates employees the ERP does not manage and replaces templates.
+    AdoptAll,
+}
+
+impl DeviceUserPolicy {
+    pub fn adoption(self) -> adms_store::UserAdoption {
+        match self {
+            DeviceUserPolicy::Observe => adms_store::UserAdoption::Observe,
+            DeviceUserPolicy::AdoptNew => adms_store::UserAdoption::AdoptNew,
+            DeviceUserPolicy::AdoptAll => adms_store::UserAdoption::AdoptAll,
+        }
+    }
 }
 
 /// Every setting of the server.
@@ -33,8 +58,32 @@ pub struct Config {
     /// Default device time zone: an IANA name, a fixed offset like `+05:30`, or `auto` (the
     /// server's zone). Devices are told this zone in the handshake, so their clocks follow it.
     pub time_zone: String,
-    /// Policy for unknown serial numbers.
+    /// Policy for unknown serial numbers (`pending` by default; `auto` approves everyone).
     pub unknown_devices: UnknownDevicePolicy,
+    /// Trust rules that approve a new serial number on first contact under `pending`. Every
+    /// rule that is set must hold (none set: nothing is approved automatically).
+    /// SN patterns, comma-separated, `*` and `?` as wildcards (`CKJF*,A8N5??????`).
+    pub device_trust_sns: String,
+    /// CIDR ranges, comma-separated: the new device's address must be in one.
+    pub device_trust_networks: String,
+    /// Registration keys, comma-separated: the new device must present one as `pushcommkey` or
+    /// `key` in its request's query string.
+    pub device_trust_keys: String,
+    /// CIDR ranges, comma-separated: when set, device requests (`/iclock/*`) from any other
+    /// address are refused (403) and nothing they send is stored.
+    pub device_networks: String,
+    /// New serial numbers registered per client address and minute at most; more answer 429.
+    pub device_registrations_per_minute: u32,
+    /// What device-reported users and templates may change in the roster.
+    pub device_users: DeviceUserPolicy,
+    /// Whether an adopted device user may be (or become) an administrator on the terminals.
+    pub device_users_allow_admin: bool,
+    /// Earliest punch time accepted (`YYYY-MM-DD`, the device's local time); earlier punches are
+    /// kept as rejected lines (`implausible_time`).
+    pub punch_time_min: String,
+    /// How far past the device's current time a punch may lie (seconds); later punches are kept
+    /// as rejected lines (`implausible_time`).
+    pub punch_time_max_ahead_secs: u64,
     /// Seconds between device polls (`Delay`).
     pub delay_secs: u32,
     /// Seconds between reconnects after a network error (`ErrorDelay`).
@@ -109,7 +158,16 @@ impl Default for Config {
             admin_user: None,
             admin_password: None,
             time_zone: "auto".into(),
-            unknown_devices: UnknownDevicePolicy::Auto,
+            unknown_devices: UnknownDevicePolicy::Pending,
+            device_trust_sns: String::new(),
+            device_trust_networks: String::new(),
+            device_trust_keys: String::new(),
+            device_networks: String::new(),
+            device_registrations_per_minute: 30,
+            device_users: DeviceUserPolicy::Observe,
+            device_users_allow_admin: false,
+            punch_time_min: "2000-01-01".into(),
+            punch_time_max_ahead_secs: 86_400,
             delay_secs: 10,
             error_delay_secs: 30,
             trans_interval_min: 1,
@@ -151,6 +209,11 @@ impl std::fmt::Debug for Config {
             .field("admin_password", &self.admin_password.as_ref().map(|_| "***"))
             .field("time_zone", &self.time_zone)
             .field("unknown_devices", &self.unknown_devices)
+            .field("device_trust_sns", &self.device_trust_sns)
+            .field("device_trust_networks", &self.device_trust_networks)
+            .field("device_trust_keys", &(!self.device_trust_keys.is_empty()).then_some("***"))
+            .field("device_networks", &self.device_networks)
+            .field("device_users", &self.device_users)
             .field("delay_secs", &self.delay_secs)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("webhook_url", &self.webhook_url)
@@ -210,6 +273,10 @@ impl Config {
             return Err(invalid("trans_times", "must be one line"));
         }
         self.webhook_address_policy()?;
+        crate::device::trust::DeviceTrust::from_config(self)?;
+        if self.punch_window_start().is_none() {
+            return Err(invalid("punch_time_min", "must be a date YYYY-MM-DD"));
+        }
         if let Some(secret) = &self.webhook_secret
             && secret.parse::<adms_webhooks::WebhookSecret>().is_err()
         {
@@ -266,6 +333,11 @@ impl Config {
             max_sends: i64::from(self.command_max_sends),
             default_time_zone: default_time_zone.to_owned(),
         }
+    }
+
+    /// The earliest accepted punch time, from `punch_time_min`.
+    pub fn punch_window_start(&self) -> Option<adms_protocol::LocalDateTime> {
+        adms_protocol::LocalDateTime::parse(format!("{} 00:00:00", self.punch_time_min.trim()).as_bytes())
     }
 
     /// Where webhook requests may go.

@@ -24,8 +24,9 @@ impl Approval {
         }
     }
 
+    /// Fails closed: only the stored word `approved` trusts a device.
     fn parse(s: &str) -> Approval {
-        if s == "pending" { Approval::Pending } else { Approval::Approved }
+        if s == "approved" { Approval::Approved } else { Approval::Pending }
     }
 }
 
@@ -101,6 +102,7 @@ const DEVICE_COLUMNS_BY_ID: &str = "SELECT id, sn, alias, approval, protocol_fam
 #[derive(Debug, Clone, Default)]
 pub struct NewDevice<'a> {
     pub sn: &'a str,
+    /// `None`: pending.
     pub approval: Option<Approval>,
     pub protocol_family: &'a str,
     pub ip_address: &'a str,
@@ -242,7 +244,8 @@ impl Store {
     /// request may have registered it concurrently). The call that inserts the row also emits
     /// `device.registered`, in the same transaction.
     pub async fn register_device(&self, new: &NewDevice<'_>) -> Result<Device, StoreError> {
-        let approval = new.approval.unwrap_or(Approval::Approved);
+        // A device nobody vouched for is not trusted.
+        let approval = new.approval.unwrap_or(Approval::Pending);
         let now = now_micros();
         let mut tx = self.begin().await?;
         let inserted: Option<i64> = sqlx::query_scalar(

@@ -17,6 +17,7 @@ mod queries;
 pub mod roster;
 pub mod roster_sync;
 pub mod templates;
+mod trust;
 mod uploads;
 pub mod webhook_queries;
 pub mod webhooks;
@@ -40,6 +41,7 @@ pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored, new_p
 pub use queries::{
     Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,
 };
+pub use trust::{AdoptionPolicy, UserAdoption};
 pub use uploads::{
     AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceRecord, OperationLog, OperlogBatch, RawUpload, UserPhoto,
     UserRow,

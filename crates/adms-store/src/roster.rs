@@ -555,7 +555,7 @@ impl Store {
         let pins: Vec<String> = rows.iter().map(|e| e.fields.emp_code.clone()).collect();
         let biometrics: Vec<BioSummary> = sqlx::query_as(
             "SELECT pin, bio_type, MAX(major_ver) AS major_ver, COUNT(DISTINCT bio_no) AS count \
-             FROM biometric_templates WHERE pin IN (SELECT value FROM json_each(?)) GROUP BY pin, bio_type",
+             FROM roster_templates WHERE pin IN (SELECT value FROM json_each(?)) GROUP BY pin, bio_type",
         )
         .bind(strings_json(&pins))
         .fetch_all(self.pool())
@@ -887,14 +887,16 @@ impl Store {
         for (device_id, state) in &mut states {
             state.pending = pending.remove(device_id).unwrap_or_default();
         }
-        sqlx::query("DELETE FROM biometric_templates WHERE pin = ? AND bio_type IN (SELECT value FROM json_each(?))")
-            .bind(&pin)
-            .bind(ids_json(bio_types))
-            .execute(&mut *tx)
-            .await?;
+        for sql in [
+            "DELETE FROM biometric_templates WHERE pin = ? AND bio_type IN (SELECT value FROM json_each(?))",
+            "DELETE FROM roster_templates WHERE pin = ? AND bio_type IN (SELECT value FROM json_each(?))",
+        ] {
+            sqlx::query(sql).bind(&pin).bind(ids_json(bio_types)).execute(&mut *tx).await?;
+        }
+        let managed = managed_terminals(&mut tx, &states.keys().copied().collect()).await?;
         tx.commit().await?;
         let mut plan = Vec::new();
-        for state in states.values() {
+        for state in states.values().filter(|s| managed.contains(&s.device_id)) {
             plan.extend(plan_template_removal(state, &pin, bio_types).into_iter().map(|c| (state.device_id, c)));
         }
         Ok(plan)
@@ -916,6 +918,10 @@ impl Store {
         // queue may never have reported it back.
         let mut pending = pending_changes(&mut conn, None, Some(emp_code)).await?;
         device_ids.extend(pending.keys().copied());
+        // A terminal that is not approved, or not assigned to an area, gets nothing the operator
+        // did not queue for it by hand, not even a delete of a user it reported.
+        let managed_ids = managed_terminals(&mut conn, &device_ids).await?;
+        device_ids.retain(|id| managed_ids.contains(id));
         let mut plan = Vec::new();
         for device_id in device_ids {
             let mut state =
@@ -930,21 +936,17 @@ impl Store {
     /// What one terminal should receive to hold exactly the roster of its area (on first
     /// contact, when it comes back online, or when it replaced another one): missing or
     /// outdated users and templates, and deletes for users the roster no longer puts there.
-    /// Users the roster has never heard of are left alone.
+    /// Users the roster has never heard of are left alone. A terminal that is pending, or not
+    /// assigned to an area, gets nothing (see [`managed_terminals`]).
     pub async fn plan_device_sync(&self, device_id: i64) -> Result<Vec<(i64, RosterChange)>, StoreError> {
         let mut conn = self.pool().acquire().await?;
-        let approved: Option<String> = sqlx::query_scalar("SELECT approval FROM devices WHERE id = ?")
-            .bind(device_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if approved.as_deref() != Some("approved") {
-            // A pending terminal receives nothing until an operator approves it.
+        if managed_terminals(&mut conn, &BTreeSet::from([device_id])).await?.is_empty() {
             return Ok(Vec::new());
         }
         let wanted_pins: Vec<String> = sqlx::query_scalar(
             "SELECT e.emp_code FROM employees AS e JOIN employee_areas AS ea ON ea.employee_id = e.id \
-             WHERE e.deleted_at IS NULL AND e.status = 'active' \
-             AND ea.area_id = COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = ?), 1) \
+             JOIN terminal_areas AS ta ON ta.area_id = ea.area_id \
+             WHERE e.deleted_at IS NULL AND e.status = 'active' AND ta.device_id = ? AND ta.area_id <> 1 \
              GROUP BY e.emp_code",
         )
         .bind(device_id)
@@ -1089,7 +1091,6 @@ struct UserRowForSync {
 
 #[derive(FromRow)]
 struct TemplateRowForSync {
-    device_id: i64,
     pin: String,
     bio_type: i64,
     bio_no: i64,
@@ -1126,6 +1127,24 @@ fn fold_states(users: Vec<UserRowForSync>, templates: Vec<(i64, String, i64, i64
         state.templates.entry(pin).or_default().insert(TemplateKey { bio_type, no, index });
     }
     states
+}
+
+/// The terminals among `device_ids` that the roster manages: approved and assigned to an area
+/// other than area 1 ("Not Authorized"). Others are left alone: no user is sent to them, and
+/// none they hold is deleted (approving a terminal full of users must not wipe it).
+async fn managed_terminals(
+    conn: &mut SqliteConnection,
+    device_ids: &BTreeSet<i64>,
+) -> Result<BTreeSet<i64>, StoreError> {
+    let ids: Vec<i64> = device_ids.iter().copied().collect();
+    let approved: Vec<i64> = sqlx::query_scalar(
+        "SELECT d.id FROM devices AS d JOIN terminal_areas AS ta ON ta.device_id = d.id \
+         WHERE d.approval = 'approved' AND ta.area_id <> 1 AND d.id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(ids_json(&ids))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(approved.into_iter().collect())
 }
 
 /// What every device reported for one PIN, by device id (`pending` is filled by the caller).
@@ -1199,14 +1218,15 @@ async fn device_state(conn: &mut SqliteConnection, device_id: i64) -> Result<Dev
     Ok(fold_states(users, templates).remove(&device_id).unwrap_or(DeviceState { device_id, ..DeviceState::default() }))
 }
 
-/// The devices an employee belongs on: every terminal of their areas (unassigned terminals
-/// are in area 1); none when resigned or deleted.
+/// The devices an employee belongs on: every approved terminal assigned to one of their areas
+/// (area 1, "Not Authorized", holds nobody); none when resigned or deleted.
 async fn employee_target_devices(conn: &mut SqliteConnection, emp_code: &str) -> Result<BTreeSet<i64>, StoreError> {
     let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT d.id FROM devices AS d JOIN employee_areas AS ea \
-         ON ea.area_id = COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = d.id), 1) \
+        "SELECT d.id FROM devices AS d JOIN terminal_areas AS ta ON ta.device_id = d.id \
+         JOIN employee_areas AS ea ON ea.area_id = ta.area_id \
          JOIN employees AS e ON e.id = ea.employee_id \
-         WHERE e.emp_code = ? AND e.deleted_at IS NULL AND e.status = 'active' AND d.approval = 'approved'",
+         WHERE e.emp_code = ? AND e.deleted_at IS NULL AND e.status = 'active' AND d.approval = 'approved' \
+         AND ta.area_id <> 1",
     )
     .bind(emp_code)
     .fetch_all(&mut *conn)
@@ -1214,8 +1234,9 @@ async fn employee_target_devices(conn: &mut SqliteConnection, emp_code: &str) ->
     Ok(ids.into_iter().collect())
 }
 
-/// The desired device record of each active employee among `pins`, with the newest copy of
-/// every template any device reported for them.
+/// The desired device record of each active employee among `pins`, with the templates the
+/// roster holds for them (`roster_templates`: adopted from devices by the `device_users` policy,
+/// never merely reported).
 async fn desired_entries(
     conn: &mut SqliteConnection,
     pins: &[String],
@@ -1228,17 +1249,16 @@ async fn desired_entries(
     .fetch_all(&mut *conn)
     .await?;
     let templates: Vec<TemplateRowForSync> = sqlx::query_as(
-        "SELECT device_id, pin, bio_type, bio_no, bio_index, record_kind, valid, duress, major_ver, minor_ver, format, \
-         template FROM biometric_templates WHERE pin IN (SELECT value FROM json_each(?)) ORDER BY updated_at ASC",
+        "SELECT pin, bio_type, bio_no, bio_index, record_kind, valid, duress, major_ver, minor_ver, format, \
+         template FROM roster_templates WHERE pin IN (SELECT value FROM json_each(?))",
     )
     .bind(strings_json(pins))
     .fetch_all(&mut *conn)
     .await?;
-    let mut newest: BTreeMap<(String, TemplateKey), DeviceTemplate> = BTreeMap::new();
+    let mut roster_templates: BTreeMap<(String, TemplateKey), DeviceTemplate> = BTreeMap::new();
     for t in templates {
-        let _ = t.device_id;
         let key = TemplateKey { bio_type: t.bio_type, no: t.bio_no, index: t.bio_index };
-        newest.insert(
+        roster_templates.insert(
             (t.pin.clone(), key),
             DeviceTemplate {
                 pin: t.pin,
@@ -1261,48 +1281,13 @@ async fn desired_entries(
             full.trim().chars().take(adms_protocol::command::NAME_MAX_CHARS).collect::<String>().trim_end().to_owned();
         let user =
             DeviceUser { pin: code.clone(), name, privilege, password, card, verify: (verify >= 0).then_some(verify) };
-        let templates = newest.iter().filter(|((pin, _), _)| *pin == code).map(|(_, t)| t.clone()).collect();
+        let templates = roster_templates.iter().filter(|((pin, _), _)| *pin == code).map(|(_, t)| t.clone()).collect();
         out.insert(code, DesiredEntry { user, templates });
     }
     Ok(out)
 }
 
-/// Makes the roster reflect a `USER` line a device reported (inside the upload's
-/// transaction): a PIN the roster does not know becomes an employee (department 1, the
-/// device's area); an employee only known from devices takes the device's values and gains
-/// the device's area. An employee the ERP manages, or deleted, is left as it is. A card
-/// another employee holds is not copied (the upload must never fail on it).
-pub(crate) async fn reflect_device_user_in(
-    conn: &mut SqliteConnection,
-    device_id: i64,
-    user: &crate::UserRow,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO employees (emp_code, first_name, device_password, card_no, dev_privilege, created_at, updated_at) \
-         SELECT ?1, ?2, ?3, CASE WHEN ?4 = '' OR EXISTS (SELECT 1 FROM employees WHERE card_no = ?4 AND emp_code <> ?1 \
-         AND deleted_at IS NULL) THEN '' ELSE ?4 END, ?5, ?6, ?6 WHERE true \
-         ON CONFLICT (emp_code) DO UPDATE SET first_name = excluded.first_name, \
-         device_password = excluded.device_password, card_no = excluded.card_no, \
-         dev_privilege = excluded.dev_privilege, updated_at = excluded.updated_at \
-         WHERE employees.erp_managed = 0 AND employees.deleted_at IS NULL",
-    )
-    .bind(&user.pin)
-    .bind(&user.name)
-    .bind(&user.password)
-    .bind(&user.card)
-    .bind(user.privilege.unwrap_or(0))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT OR IGNORE INTO employee_areas (employee_id, area_id) \
-         SELECT e.id, COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = ?2), 1) FROM employees AS e \
-         WHERE e.emp_code = ?1 AND e.erp_managed = 0 AND e.deleted_at IS NULL",
-    )
-    .bind(&user.pin)
-    .bind(device_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+/// A PIN the roster can hold and a terminal can take: 1 to 24 ASCII letters or digits.
+pub(crate) fn valid_pin(pin: &str) -> bool {
+    (1..=adms_protocol::command::PIN_MAX_LEN).contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_alphanumeric())
 }

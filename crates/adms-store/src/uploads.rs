@@ -8,7 +8,7 @@ use crate::device_events::{NewEvent, insert_event_in};
 
 use crate::events::{EventDevice, UserData, event_body, event_type, user_enrolled_event_id, user_updated_event_id};
 use crate::punches::{RejectedLine, insert_rejected};
-use crate::roster::reflect_device_user_in;
+use crate::trust::{AdoptionPolicy, adopt_device_template_in, adopt_device_user_in};
 use crate::{Store, StoreError, now_micros, sha256};
 
 /// `OPLOG` line.
@@ -91,6 +91,9 @@ pub struct OperlogBatch {
     pub device_sn: String,
     pub device_alias: String,
     pub device_time_zone: String,
+    /// How far its users and templates reach the roster (observe only, unless the device is
+    /// approved and the operator's `device_users` policy adopts them).
+    pub adoption: AdoptionPolicy,
 }
 
 /// An attendance photo.
@@ -180,6 +183,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            adopt_device_template_in(&mut tx, b.device_id, t, b.adoption, now).await?;
         }
         for p in &b.photos {
             sqlx::query(
@@ -366,9 +370,9 @@ async fn upsert_user_in(conn: &mut SqliteConnection, b: &OperlogBatch, u: &UserR
     .execute(&mut *conn)
     .await?;
     let Some(kind) = change else { return Ok(()) };
-    // Only a new or changed line reaches the roster: a re-sent old line must not bring back
+    // Only a new or changed line may reach the roster: a re-sent old line must not bring back
     // an employee the ERP deleted, nor undo an edit.
-    reflect_device_user_in(conn, b.device_id, u, b.received_at).await?;
+    adopt_device_user_in(conn, b.device_id, u, b.adoption, b.received_at).await?;
     let event_id = if kind == event_type::USER_ENROLLED {
         user_enrolled_event_id(&b.device_sn, &u.pin)
     } else {

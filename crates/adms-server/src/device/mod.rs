@@ -9,6 +9,7 @@ mod handshake;
 mod poll;
 pub mod presence;
 pub mod registry;
+pub mod trust;
 mod upload;
 
 use std::net::SocketAddr;
@@ -22,11 +23,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use adms_protocol::query::DeviceQuery;
-use adms_store::{Approval, NewDevice, StoreError};
+use adms_store::{NewDevice, StoreError};
 
 use crate::api::openapi::DocumentedRoutes;
 use crate::app::SharedState;
-use crate::config::UnknownDevicePolicy;
 use registry::DeviceEntry;
 
 /// The device protocol's routes, each documented by its handler's `#[utoipa::path]` (see
@@ -73,6 +73,12 @@ pub fn ok(body: impl Into<String>) -> Response {
 pub enum DeviceError {
     #[error("{0}")]
     BadRequest(String),
+    /// Refused by the trust rules (`device_networks`): nothing is stored.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Too many new serial numbers from one address (`device_registrations_per_minute`).
+    #[error("{0}")]
+    TooManyRegistrations(&'static str),
     #[error("storage unavailable: {0}")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -85,6 +91,16 @@ impl IntoResponse for DeviceError {
             DeviceError::BadRequest(message) => {
                 tracing::warn!(%message, "bad device request");
                 reply(StatusCode::BAD_REQUEST, format!("ERROR: {message}"))
+            }
+            DeviceError::Forbidden(message) => {
+                tracing::warn!(message, "device request refused");
+                reply(StatusCode::FORBIDDEN, format!("ERROR: {message}"))
+            }
+            DeviceError::TooManyRegistrations(message) => {
+                tracing::warn!(message, "device registration refused");
+                let mut response = reply(StatusCode::TOO_MANY_REQUESTS, format!("ERROR: {message}"));
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                response
             }
             DeviceError::Store(error) => {
                 tracing::error!(%error, "device request not stored; the device will resend");
@@ -125,24 +141,31 @@ impl FromRequestParts<SharedState> for DeviceCtx {
             Some(t) if t.trim().eq_ignore_ascii_case("acc") => "acc",
             _ => "att",
         };
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
-            .unwrap_or_default();
-        let policy = match state.config.unknown_devices {
-            UnknownDevicePolicy::Auto => Approval::Approved,
-            UnknownDevicePolicy::Pending => Approval::Pending,
-        };
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        if !state.trust.address_allowed(peer) {
+            return Err(DeviceError::Forbidden("device address not allowed"));
+        }
+        let ip = peer.map(|ip| ip.to_string()).unwrap_or_default();
         drop(q);
-        let new = NewDevice {
-            sn: &sn,
-            approval: Some(policy),
-            protocol_family: family,
-            ip_address: &ip,
-            default_time_zone: &state.default_zone.name,
+        let (entry, registered) = match state.devices.load(&state.store, &sn).await? {
+            Some(entry) => (entry, false),
+            None => {
+                // Only a serial number never seen before costs a registration.
+                if !state.trust.admit_registration(peer) {
+                    return Err(DeviceError::TooManyRegistrations(
+                        "too many new devices from this address, retry later",
+                    ));
+                }
+                let new = NewDevice {
+                    sn: &sn,
+                    approval: Some(state.trust.approval_for_new(&sn, peer, &query)),
+                    protocol_family: family,
+                    ip_address: &ip,
+                    default_time_zone: &state.default_zone.name,
+                };
+                state.devices.register(&state.store, &new).await?
+            }
         };
-        let (entry, registered) = state.devices.resolve(&state.store, &new).await?;
         if registered {
             state.webhooks.wake.notify_one();
             // A new terminal (or one replacing another) gets its area's roster.

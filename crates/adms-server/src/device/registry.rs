@@ -121,9 +121,19 @@ pub struct DeviceRegistry {
 }
 
 impl DeviceRegistry {
-    /// The entry for `sn`, loading or registering the device on first contact; `true` when
-    /// this call registered it (a `device.registered` event may be waiting).
-    pub async fn resolve(&self, store: &Store, new: &NewDevice<'_>) -> Result<(Arc<DeviceEntry>, bool), StoreError> {
+    /// The entry for `sn`: cached, or loaded from the store; `None` for a serial number never
+    /// seen (the caller decides whether and how to [`register`](Self::register) it).
+    pub async fn load(&self, store: &Store, sn: &str) -> Result<Option<Arc<DeviceEntry>>, StoreError> {
+        if let Some(entry) = self.get(sn) {
+            return Ok(Some(entry));
+        }
+        Ok(store.device_by_sn(sn).await?.map(|device| self.cache(sn, device)))
+    }
+
+    /// Registers a device on first contact (or takes the row another request or replica
+    /// registered meanwhile); `true` when this call registered it (a `device.registered` event
+    /// may be waiting).
+    pub async fn register(&self, store: &Store, new: &NewDevice<'_>) -> Result<(Arc<DeviceEntry>, bool), StoreError> {
         let sn = new.sn;
         if let Some(entry) = self.get(sn) {
             return Ok((entry, false));
@@ -141,6 +151,10 @@ impl DeviceRegistry {
                 (d, true)
             }
         };
+        Ok((self.cache(sn, device), registered))
+    }
+
+    fn cache(&self, sn: &str, device: Device) -> Arc<DeviceEntry> {
         let entry = Arc::new(DeviceEntry {
             device: RwLock::new(device),
             last_seen: AtomicI64::new(0),
@@ -151,7 +165,7 @@ impl DeviceRegistry {
             commands: Mutex::new(CommandWake::UNKNOWN),
         });
         let mut map = self.by_sn.write().unwrap_or_else(|p| p.into_inner());
-        Ok((map.entry(sn.to_owned()).or_insert(entry).clone(), registered))
+        map.entry(sn.to_owned()).or_insert(entry).clone()
     }
 
     pub fn get(&self, sn: &str) -> Option<Arc<DeviceEntry>> {

@@ -13,8 +13,8 @@ use adms_protocol::operlog::{OperLogRecord, parse_operlog_line};
 use adms_protocol::options::parse_options;
 use adms_protocol::reply::ok_count;
 use adms_protocol::rtlog::parse_rtlog_line;
-use adms_protocol::text::TextEncoding;
-use adms_protocol::{Rejected, UploadTable, parse_attlog_body, parse_lines};
+use adms_protocol::text::{TextEncoding, has_unsafe_chars};
+use adms_protocol::{LocalDateTime, RejectReason, Rejected, UploadTable, parse_attlog_body, parse_lines};
 use adms_store::{
     AccessEvent, AttPhotoUpload, BiometricTemplate, Device, DeviceFacts, DeviceInfoUpdate, DeviceRecord, NewPunch,
     OperationLog, OperlogBatch, PunchBatch, RawUpload, RejectedLine, UserPhoto, UserRow, now_micros,
@@ -29,6 +29,37 @@ const INLINE_PARSE_LIMIT: usize = 256 * 1024;
 
 fn rejected_line(table: &'static str, r: &Rejected<'_>) -> RejectedLine {
     RejectedLine { table, line_no: r.line.number, raw: r.line.bytes.to_vec(), reason: r.reason.code() }
+}
+
+/// A line that parsed but is refused by the server's own checks, kept raw with `reason`.
+fn refused_line(table: &'static str, line: &adms_protocol::Line<'_>, reason: RejectReason) -> RejectedLine {
+    RejectedLine { table, line_no: line.number, raw: line.bytes.to_vec(), reason: reason.code() }
+}
+
+/// The punch times the server accepts (`punch_time_min`, `punch_time_max_ahead_secs`): a
+/// terminal whose clock was reset to 2000 or set decades ahead would otherwise plant punches
+/// that sort before or after every real one.
+#[derive(Debug, Clone, Copy)]
+pub struct PunchWindow {
+    /// Earliest local time.
+    pub earliest: LocalDateTime,
+    /// Latest instant (Unix seconds, as `Zone::to_utc`): the server's now plus the allowed lead.
+    pub latest_utc_secs: i64,
+}
+
+impl PunchWindow {
+    pub fn for_now(state: &SharedState) -> PunchWindow {
+        let lead = i64::try_from(state.config.punch_time_max_ahead_secs).unwrap_or(i64::MAX);
+        PunchWindow {
+            earliest: state.punch_window_start,
+            latest_utc_secs: (now_micros() / 1_000_000).saturating_add(lead),
+        }
+    }
+
+    /// `utc_secs` is `None` only for a time no instant can hold (the far end of year 9999).
+    fn contains(&self, local: &LocalDateTime, utc_secs: Option<i64>) -> bool {
+        *local >= self.earliest && utc_secs.is_some_and(|t| t <= self.latest_utc_secs)
+    }
 }
 
 /// A stamp worth recording: short printable ASCII (it is echoed back in the handshake).
@@ -116,13 +147,19 @@ async fn store_raw(
 }
 
 /// Parses an ATTLOG body into one batch: punches with their UTC instant, and rejected lines.
-pub fn build_punch_batch(body: &[u8], device: &Device, zone: &Zone) -> (PunchBatch, usize) {
+pub fn build_punch_batch(body: &[u8], device: &Device, zone: &Zone, window: &PunchWindow) -> (PunchBatch, usize) {
     let mut batch = PunchBatch::new(device.id);
     batch.device_sn.clone_from(&device.sn);
     batch.device_alias.clone_from(&device.alias);
     batch.device_time_zone.clone_from(&zone.name);
     for item in parse_attlog_body(body) {
         match item {
+            Ok((line, r)) if has_unsafe_chars(r.pin) || has_unsafe_chars(r.work_code) => {
+                batch.rejected.push(refused_line("ATTLOG", &line, RejectReason::UnsafeText));
+            }
+            Ok((line, r)) if !window.contains(&r.time, zone.to_utc(&r.time)) => {
+                batch.rejected.push(refused_line("ATTLOG", &line, RejectReason::ImplausibleTime));
+            }
             Ok((line, r)) => batch.punches.push(NewPunch {
                 pin: r.pin.to_owned(),
                 local_time: r.time.to_string(),
@@ -151,13 +188,14 @@ async fn attlog(
 ) -> Result<Response, DeviceError> {
     let device = ctx.entry.snapshot();
     let zone = state.zone_for(&device);
+    let window = PunchWindow::for_now(state);
     let (mut batch, accepted) = if body.len() > INLINE_PARSE_LIMIT {
         let device = device.clone();
-        tokio::task::spawn_blocking(move || build_punch_batch(&body, &device, &zone))
+        tokio::task::spawn_blocking(move || build_punch_batch(&body, &device, &zone, &window))
             .await
             .map_err(|e| DeviceError::Internal(e.to_string()))?
     } else {
-        build_punch_batch(&body, &device, &zone)
+        build_punch_batch(&body, &device, &zone, &window)
     };
     let new_stamp = stamp.filter(|s| *s != device.attlog_stamp);
     batch.attlog_stamp.clone_from(&new_stamp);
@@ -221,6 +259,12 @@ pub fn build_operlog_batch(body: &[u8], device: &adms_store::Device, table: Uplo
             }),
             OperLogRecord::User(u) => {
                 let decoded = encoding.decode(u.name);
+                if has_unsafe_chars(u.pin) || has_unsafe_chars(&decoded.text) {
+                    // Kept raw and flagged; never a device user the roster could adopt.
+                    accepted -= 1;
+                    b.rejected.push(refused_line(table_name, &line, RejectReason::UnsafeText));
+                    continue;
+                }
                 b.users.push(UserRow {
                     pin: u.pin.to_owned(),
                     name: decoded.text.into_owned(),
@@ -234,6 +278,10 @@ pub fn build_operlog_batch(body: &[u8], device: &adms_store::Device, table: Uplo
                     vice_card: lossy(u.vice_card),
                     raw_line: line.bytes.to_vec(),
                 });
+            }
+            OperLogRecord::Biometric(t) if has_unsafe_chars(t.pin) => {
+                accepted -= 1;
+                b.rejected.push(refused_line(table_name, &line, RejectReason::UnsafeText));
             }
             OperLogRecord::Biometric(t) => b.templates.push(BiometricTemplate {
                 pin: t.pin.to_owned(),
@@ -289,6 +337,7 @@ async fn operlog(
     batch.device_sn.clone_from(&device.sn);
     batch.device_alias.clone_from(&device.alias);
     batch.device_time_zone = state.zone_for(&device).name;
+    batch.adoption = state.adoption_for(&device);
     if !batch.rejected.is_empty() {
         tracing::warn!(
             table = table.as_str(),

@@ -6,6 +6,7 @@ mod commands;
 mod common;
 mod crash_recovery;
 mod device_session;
+mod device_trust;
 mod fixture_sessions;
 mod openapi;
 mod personnel_api;

@@ -516,7 +516,10 @@ async fn departments_areas_positions_crud_and_shapes() {
 #[tokio::test]
 async fn device_users_appear_in_the_roster_without_overwriting_the_erp() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    // The operator adopts everything approved terminals report, administrators included (the
+    // default only observes: see `device_trust`).
+    let server =
+        Server::start(dir.path(), &[("ADMS_DEVICE_USERS", "adopt_all"), ("ADMS_DEVICE_USERS_ALLOW_ADMIN", "true")]);
     let api = Api::login(&server).await;
     let device = Device { server: &server, sn: "RSN0002".into() };
     device.handshake().await;
@@ -694,15 +697,20 @@ async fn roster_changes_reach_the_terminals_of_the_area_as_commands() {
     let hq = create(&api, "/personnel/api/areas/", json!({ "area_code": "HQ", "area_name": "HQ" })).await["id"]
         .as_i64()
         .unwrap();
-    let office_id = api.get("/iclock/api/terminals/?sn=RSN0011").await["data"][0]["id"].as_i64().unwrap();
-    assert_eq!(api.patch_json(&format!("/iclock/api/terminals/{office_id}/"), &json!({ "area": hq })).await.0, 200);
+    let yard = create(&api, "/personnel/api/areas/", json!({ "area_code": "YARD", "area_name": "Yard" })).await["id"]
+        .as_i64()
+        .unwrap();
+    for (sn, area) in [("RSN0011", hq), ("RSN0010", yard)] {
+        let id = api.get(&format!("/iclock/api/terminals/?sn={sn}")).await["data"][0]["id"].as_i64().unwrap();
+        assert_eq!(api.patch_json(&format!("/iclock/api/terminals/{id}/"), &json!({ "area": area })).await.0, 200);
+    }
     let poll = |d: &Device<'_>| format!("/iclock/getrequest?SN={}", d.sn);
 
-    // Create in area 1: the gate's next poll carries the user, the office's nothing.
+    // Create in the yard: the gate's next poll carries the user, the office's nothing.
     let ann = create(
         &api,
         "/personnel/api/employees/",
-        json!({ "emp_code": "0042", "first_name": "Ann", "last_name": "Lee", "department": 1, "area": [1],
+        json!({ "emp_code": "0042", "first_name": "Ann", "last_name": "Lee", "department": 1, "area": [yard],
                 "card_no": "123456", "device_password": "4321" }),
     )
     .await;
@@ -735,7 +743,7 @@ async fn roster_changes_reach_the_terminals_of_the_area_as_commands() {
     let lines = command_lines(&office.get(&poll(&office)).await.text());
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].1.starts_with("DATA UPDATE USERINFO PIN=0042\tName=Annette Lee\t"), "{lines:?}");
-    // Moved out of area 1: the gate removes her.
+    // Moved out of the yard: the gate removes her.
     let gate_lines = command_lines(&gate.get(&poll(&gate)).await.text());
     assert_eq!(gate_lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(), ["DATA DELETE USERINFO PIN=0042"]);
 
@@ -752,15 +760,25 @@ async fn roster_changes_reach_the_terminals_of_the_area_as_commands() {
     assert_eq!(lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(), ["DATA DELETE USERINFO PIN=0042"]);
     assert_eq!(api.transactions("emp_code=0042").await.len(), 1);
 
-    // A terminal seen for the first time gets the roster of its area (area 1 here).
+    // A terminal seen for the first time is in area 1 ("Not Authorized") and gets nobody; once
+    // assigned to the yard, it gets the yard's roster.
     create(
         &api,
         "/personnel/api/employees/",
-        json!({ "emp_code": "7", "first_name": "Bo", "department": 1, "area": [1] }),
+        json!({ "emp_code": "7", "first_name": "Bo", "department": 1, "area": [yard] }),
+    )
+    .await;
+    create(
+        &api,
+        "/personnel/api/employees/",
+        json!({ "emp_code": "8", "first_name": "Cy", "department": 1, "area": [1] }),
     )
     .await;
     let newcomer = Device { server: &server, sn: "RSN0012".into() };
     newcomer.handshake().await;
+    assert!(command_lines(&newcomer.get(&poll(&newcomer)).await.text()).is_empty());
+    let id = api.get("/iclock/api/terminals/?sn=RSN0012").await["data"][0]["id"].as_i64().unwrap();
+    assert_eq!(api.patch_json(&format!("/iclock/api/terminals/{id}/"), &json!({ "area": yard })).await.0, 200);
     let lines = command_lines(&newcomer.get(&poll(&newcomer)).await.text());
     assert_eq!(
         lines.iter().map(|(_, l)| l.split('\t').next().unwrap()).collect::<Vec<_>>(),
@@ -778,10 +796,15 @@ async fn a_roster_change_left_without_commands_reaches_the_terminal_after_a_rest
     let api = Api::login(&server).await;
     let gate = Device { server: &server, sn: "RSN0020".into() };
     gate.handshake().await;
+    let yard = create(&api, "/personnel/api/areas/", json!({ "area_code": "YARD", "area_name": "Yard" })).await["id"]
+        .as_i64()
+        .unwrap();
+    let id = api.get("/iclock/api/terminals/?sn=RSN0020").await["data"][0]["id"].as_i64().unwrap();
+    assert_eq!(api.patch_json(&format!("/iclock/api/terminals/{id}/"), &json!({ "area": yard })).await.0, 200);
     create(
         &api,
         "/personnel/api/employees/",
-        json!({ "emp_code": "0077", "first_name": "Ann", "last_name": "Lee", "department": 1, "area": [1] }),
+        json!({ "emp_code": "0077", "first_name": "Ann", "last_name": "Lee", "department": 1, "area": [yard] }),
     )
     .await;
     let poll = format!("/iclock/getrequest?SN={}", gate.sn);

@@ -39,7 +39,10 @@ fn result(id: i64, code: i64) -> CommandResultRow {
 #[tokio::test]
 async fn polls_take_commands_in_order_within_count_and_byte_limits() {
     let (_dir, store) = open().await;
-    let device = store.register_device(&NewDevice { sn: "Q1", ..Default::default() }).await.unwrap();
+    let device = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "Q1", ..Default::default() })
+        .await
+        .unwrap();
     let policy = CommandPolicy { max_per_poll: 4, max_poll_bytes: 300, ..CommandPolicy::default() };
     let commands: Vec<_> = (0..6).map(|i| new(device.id, option(i), None)).collect();
     let ids: Vec<i64> = store.enqueue_commands(&commands, 1).await.unwrap().into_iter().map(|e| e.id).collect();
@@ -66,7 +69,10 @@ async fn polls_take_commands_in_order_within_count_and_byte_limits() {
 #[tokio::test]
 async fn dedupe_key_adds_nothing_for_the_same_command_and_supersedes_a_different_one() {
     let (_dir, store) = open().await;
-    let device = store.register_device(&NewDevice { sn: "D1", ..Default::default() }).await.unwrap();
+    let device = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "D1", ..Default::default() })
+        .await
+        .unwrap();
     let delete = DeviceCommand::UserDelete { pin: "5".into() };
     let query = DeviceCommand::QueryUserinfo { pin: Some("5".into()) };
     let a = store.enqueue_commands(&[new(device.id, delete.clone(), Some("user:5"))], 1).await.unwrap()[0];
@@ -99,8 +105,14 @@ async fn dedupe_key_adds_nothing_for_the_same_command_and_supersedes_a_different
 #[tokio::test]
 async fn results_complete_only_the_posting_devices_sent_commands() {
     let (_dir, store) = open().await;
-    let a = store.register_device(&NewDevice { sn: "R1", ..Default::default() }).await.unwrap();
-    let b = store.register_device(&NewDevice { sn: "R2", ..Default::default() }).await.unwrap();
+    let a = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "R1", ..Default::default() })
+        .await
+        .unwrap();
+    let b = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "R2", ..Default::default() })
+        .await
+        .unwrap();
     let policy = CommandPolicy::default();
     let sent = store.enqueue_commands(&[new(a.id, DeviceCommand::Check, None)], 1).await.unwrap()[0].id;
     let queued = store.enqueue_commands(&[new(a.id, DeviceCommand::Check, None)], 1).await.unwrap()[0].id;
@@ -137,7 +149,10 @@ async fn results_complete_only_the_posting_devices_sent_commands() {
 #[tokio::test]
 async fn unanswered_commands_are_resent_then_expire_and_old_ones_expire_by_sweep() {
     let (_dir, store) = open().await;
-    let device = store.register_device(&NewDevice { sn: "E1", ..Default::default() }).await.unwrap();
+    let device = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "E1", ..Default::default() })
+        .await
+        .unwrap();
     let policy = CommandPolicy { resend_after_micros: 30 * SECOND, max_sends: 2, ..CommandPolicy::default() };
     let id = store.enqueue_commands(&[new(device.id, DeviceCommand::ClearLog, None)], 0).await.unwrap()[0].id;
     let short = NewCommand { expires_at: 100 * SECOND, ..new(device.id, DeviceCommand::Reboot, None) };

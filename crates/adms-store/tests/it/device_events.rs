@@ -61,7 +61,14 @@ async fn events(db: &Path) -> Vec<StoredEvent> {
 }
 
 fn new_device(sn: &str) -> NewDevice<'_> {
-    NewDevice { sn, protocol_family: "att", ip_address: "10.0.0.5", default_time_zone: "+05:30", ..Default::default() }
+    NewDevice {
+        approval: Some(adms_store::Approval::Approved),
+        sn,
+        protocol_family: "att",
+        ip_address: "10.0.0.5",
+        default_time_zone: "+05:30",
+        ..Default::default()
+    }
 }
 
 fn user(pin: &str, name: &str, password: &str) -> UserRow {

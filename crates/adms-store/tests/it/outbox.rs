@@ -60,7 +60,10 @@ fn completion(claim: &adms_store::webhooks::ClaimedDelivery, outcome: DeliveryOu
 #[tokio::test]
 async fn punches_commit_with_their_events_and_one_delivery_per_endpoint() {
     let (_dir, store) = open().await;
-    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let dev = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
+        .await
+        .unwrap();
 
     // Before any endpoint exists, punches make no events.
     store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
@@ -116,7 +119,10 @@ async fn an_endpoint_created_by_another_process_gets_every_later_punch() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/outbox.db", dir.path().display());
     let store = Store::open(&url, StoreOptions::default()).await.unwrap();
-    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let dev = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
+        .await
+        .unwrap();
     // The writer learns that no endpoint exists.
     store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
 
@@ -160,7 +166,10 @@ async fn an_endpoint_created_by_another_process_gets_every_later_punch() {
 #[tokio::test]
 async fn a_stale_worker_is_fenced_out_after_its_lease_expires() {
     let (_dir, store) = open().await;
-    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let dev = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
+        .await
+        .unwrap();
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
     store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
 
@@ -184,7 +193,10 @@ async fn a_stale_worker_is_fenced_out_after_its_lease_expires() {
 #[tokio::test]
 async fn exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses() {
     let (_dir, store) = open().await;
-    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let dev = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
+        .await
+        .unwrap();
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
     store.punch_writer().write(batch(dev.id, "SN1", &["1", "2"])).await.unwrap();
     let now = now_micros();
@@ -214,7 +226,10 @@ async fn exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses() 
 #[tokio::test]
 async fn rotation_signs_with_both_secrets_until_the_old_one_expires() {
     let (_dir, store) = open().await;
-    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let dev = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
+        .await
+        .unwrap();
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_old").await.unwrap();
     let until = now_micros() + 60_000_000;
     assert!(store.rotate_endpoint_secret("ep_a", "whsec_new", until).await.unwrap());
@@ -229,7 +244,10 @@ async fn rotation_signs_with_both_secrets_until_the_old_one_expires() {
 #[tokio::test]
 async fn a_resend_is_recorded_as_manual_and_its_retries_as_scheduled() {
     let (_dir, store) = open().await;
-    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let dev = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
+        .await
+        .unwrap();
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
     store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
     let claim = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().remove(0);
@@ -271,7 +289,10 @@ fn event_ids(request: &[ClaimedDelivery]) -> Vec<String> {
 #[tokio::test]
 async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members() {
     let (_dir, store) = open().await;
-    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let dev = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
+        .await
+        .unwrap();
     store.create_endpoint("ep_single", &settings("http://a"), "api", "whsec_a").await.unwrap();
     store
         .create_endpoint("ep_batch", &EndpointSettings { batch_max: 3, ..settings("http://b") }, "api", "whsec_b")
@@ -358,7 +379,10 @@ async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_memb
 #[tokio::test]
 async fn ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches() {
     let (_dir, store) = open().await;
-    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let dev = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
+        .await
+        .unwrap();
     let ordered = EndpointSettings { batch_max: 2, ordered: true, ..settings("http://b") };
     store.create_endpoint("ep_b", &ordered, "api", "whsec_b").await.unwrap();
     store.punch_writer().write(batch(dev.id, "SN1", &["1", "2", "3", "4", "5"])).await.unwrap();

@@ -28,10 +28,27 @@ fn punch(pin: &str, time: &str) -> NewPunch {
 #[tokio::test]
 async fn concurrent_batches_dedupe_and_get_gapless_seq() {
     let (_dir, store) = open().await;
-    let a = store.register_device(&NewDevice { sn: "A1", ..Default::default() }).await.unwrap();
-    let b = store.register_device(&NewDevice { sn: "B2", ..Default::default() }).await.unwrap();
+    let a = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "A1", ..Default::default() })
+        .await
+        .unwrap();
+    let b = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "B2", ..Default::default() })
+        .await
+        .unwrap();
     // Same registration twice returns the same device.
-    assert_eq!(store.register_device(&NewDevice { sn: "A1", ..Default::default() }).await.unwrap().id, a.id);
+    assert_eq!(
+        store
+            .register_device(&NewDevice {
+                approval: Some(adms_store::Approval::Approved),
+                sn: "A1",
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .id,
+        a.id
+    );
 
     let mut tasks = Vec::new();
     for i in 0..40 {
@@ -86,8 +103,14 @@ async fn concurrent_batches_dedupe_and_get_gapless_seq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_groups_number_punches_in_upload_order_and_re_sends_fall_back_without_gaps() {
     let (_dir, store) = open().await;
-    let a = store.register_device(&NewDevice { sn: "A1", ..Default::default() }).await.unwrap();
-    let b = store.register_device(&NewDevice { sn: "B2", ..Default::default() }).await.unwrap();
+    let a = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "A1", ..Default::default() })
+        .await
+        .unwrap();
+    let b = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "B2", ..Default::default() })
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..20 {
         let store = store.clone();
@@ -154,7 +177,14 @@ async fn devices_that_wait_for_their_ok_all_land_while_some_stop_sending() {
     let (_dir, store) = open().await;
     let mut tasks = Vec::new();
     for d in 0..16 {
-        let device = store.register_device(&NewDevice { sn: &format!("W{d:02}"), ..Default::default() }).await.unwrap();
+        let device = store
+            .register_device(&NewDevice {
+                approval: Some(adms_store::Approval::Approved),
+                sn: &format!("W{d:02}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         let store = store.clone();
         // Half the devices stop after 5 uploads, the rest go on to 40.
         let uploads = if d % 2 == 0 { 5 } else { 40 };
@@ -188,7 +218,10 @@ async fn devices_that_wait_for_their_ok_all_land_while_some_stop_sending() {
 #[tokio::test]
 async fn filters_and_pending_devices() {
     let (_dir, store) = open().await;
-    let a = store.register_device(&NewDevice { sn: "A1", ..Default::default() }).await.unwrap();
+    let a = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "A1", ..Default::default() })
+        .await
+        .unwrap();
     let p = store
         .register_device(&NewDevice { sn: "P1", approval: Some(adms_store::Approval::Pending), ..Default::default() })
         .await
@@ -219,7 +252,14 @@ async fn filters_and_pending_devices() {
 #[tokio::test]
 async fn a_failing_batch_fails_alone_and_leaves_the_writer_usable() {
     let (_dir, store) = open().await;
-    let good = store.register_device(&NewDevice { sn: "GOOD1", ..Default::default() }).await.unwrap();
+    let good = store
+        .register_device(&NewDevice {
+            approval: Some(adms_store::Approval::Approved),
+            sn: "GOOD1",
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..8 {
         let store = store.clone();
@@ -259,8 +299,14 @@ async fn a_failing_batch_fails_alone_and_leaves_the_writer_usable() {
 async fn the_floor_benchmarks_statement_stores_punches_as_the_writer_does() {
     use sqlx::{ConnectOptions, Executor};
     let (dir, store) = open().await;
-    let a = store.register_device(&NewDevice { sn: "A1", ..Default::default() }).await.unwrap();
-    let b = store.register_device(&NewDevice { sn: "B2", ..Default::default() }).await.unwrap();
+    let a = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "A1", ..Default::default() })
+        .await
+        .unwrap();
+    let b = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "B2", ..Default::default() })
+        .await
+        .unwrap();
     let mut first = PunchBatch::new(a.id);
     first.punches.push(punch("1", "2026-01-01 08:00:00"));
     store.punch_writer().write(first).await.unwrap();

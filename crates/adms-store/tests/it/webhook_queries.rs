@@ -55,7 +55,10 @@ async fn deliveries(store: &Store) -> Vec<(String, String, String)> {
 #[tokio::test]
 async fn replay_creates_missing_events_for_the_target_endpoint_only() {
     let (_dir, store) = open().await;
-    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let dev = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
+        .await
+        .unwrap();
     // Three punches before any endpoint: stored without events.
     store.punch_writer().write(batch(dev.id, "SN1", 0..3)).await.unwrap();
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
@@ -137,7 +140,10 @@ async fn replay_creates_missing_events_for_the_target_endpoint_only() {
 #[tokio::test]
 async fn replay_works_through_chunks() {
     let (_dir, store) = open().await;
-    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let dev = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
+        .await
+        .unwrap();
     let mut big = batch(dev.id, "SN1", 0..0);
     for i in 0..4_500 {
         let mut p = batch(dev.id, "SN1", 0..1).punches.remove(0);
@@ -157,7 +163,10 @@ async fn replay_works_through_chunks() {
 #[tokio::test]
 async fn resend_and_attempts() {
     let (_dir, store) = open().await;
-    let dev = store.register_device(&NewDevice { sn: "SN1", ..Default::default() }).await.unwrap();
+    let dev = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
+        .await
+        .unwrap();
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
     store.punch_writer().write(batch(dev.id, "SN1", 0..1)).await.unwrap();
     let claim = store.claim_due_deliveries("w", now_micros(), 60_000_000, 10).await.unwrap().remove(0);
@@ -205,8 +214,14 @@ async fn resend_and_attempts() {
 #[tokio::test]
 async fn cursor_pages_by_seq_per_device() {
     let (_dir, store) = open().await;
-    let a = store.register_device(&NewDevice { sn: "A", ..Default::default() }).await.unwrap();
-    let b = store.register_device(&NewDevice { sn: "B", ..Default::default() }).await.unwrap();
+    let a = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "A", ..Default::default() })
+        .await
+        .unwrap();
+    let b = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "B", ..Default::default() })
+        .await
+        .unwrap();
     // Interleaved uploads of two devices, some with an endpoint (events) and some without.
     store.punch_writer().write(batch(a.id, "A", 0..3)).await.unwrap();
     store.punch_writer().write(batch(b.id, "B", 0..2)).await.unwrap();

@@ -50,6 +50,11 @@ impl Server {
             .env("ADMS_ADMIN_USER", ADMIN_USER)
             .env("ADMS_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("ADMS_TIME_ZONE", "UTC")
+            // Most suites test other features on trusted terminals: they are approved on first
+            // contact and may register freely from loopback. The trust suite (`device_trust`)
+            // runs with the product's defaults by overriding these.
+            .env("ADMS_UNKNOWN_DEVICES", "auto")
+            .env("ADMS_DEVICE_REGISTRATIONS_PER_MINUTE", "100000")
             .env("RUST_LOG", "warn")
             .env_remove("ADMS_CONFIG")
             .stdout(Stdio::piped())

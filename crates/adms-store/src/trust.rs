@@ -1,0 +1,192 @@
+//! What a device's reports may change in the roster (`device_users` policy).
+//!
+//! A device is a witness, not an authority: its `USER` and template lines are always kept per
+//! device (`device_users`, `biometric_templates`) and raised as events, but they reach the roster,
+//! and through it the other terminals, only when the operator's policy adopts them, only from an
+//! approved device, only when they pass the same checks as the API (a value that could not be
+//! sent back to a terminal is never adopted), and never with more privilege than the roster
+//! grants unless the operator allows device-made administrators.
+
+use sqlx::SqliteConnection;
+
+use crate::uploads::{BiometricTemplate, UserRow};
+use crate::{StoreError, roster};
+
+/// How much of what a device reports about its users the roster takes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserAdoption {
+    /// Kept per device and raised as `user.*` events; the roster is not touched. The default,
+    /// and what every device that is not approved gets whatever the policy.
+    #[default]
+    Observe,
+    /// A PIN the roster does not know becomes an employee, and a template slot the roster holds
+    /// nothing for is taken; nothing the roster already holds changes.
+    AdoptNew,
+    /// Also updates employees the ERP does not manage and replaces the roster's templates.
+    AdoptAll,
+}
+
+impl UserAdoption {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserAdoption::Observe => "observe",
+            UserAdoption::AdoptNew => "adopt_new",
+            UserAdoption::AdoptAll => "adopt_all",
+        }
+    }
+}
+
+/// The policy one upload is stored under (the server decides it per device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AdoptionPolicy {
+    pub adoption: UserAdoption,
+    /// Whether a device may make or keep an administrator (privilege above 0). Off: an adopted
+    /// user is a normal user, and an update never raises the roster's privilege.
+    pub allow_admin: bool,
+}
+
+/// The `DATA UPDATE USERINFO` a roster entry made from `u` would send: adopting a value that
+/// could not be sent back to a terminal (a control, bidirectional or line-separator character,
+/// an overlong name, a malformed card) would only fail later, or inject, so such a user is not
+/// adopted. These are the encoder's checks, which the API's employee validation mirrors.
+fn adoptable(u: &UserRow, privilege: i64) -> Result<(), adms_protocol::CommandError> {
+    adms_protocol::DeviceCommand::UserUpsert {
+        pin: u.pin.clone(),
+        name: u.name.clone(),
+        privilege: u8::try_from(privilege).unwrap_or(u8::MAX),
+        password: u.password.clone(),
+        card: u.card.clone(),
+        group: 1,
+        time_zones: "0000000100000000".to_owned(),
+        verify: -1,
+        vice_card: String::new(),
+        start_datetime: None,
+        end_datetime: None,
+    }
+    .encode()
+    .map(drop)
+}
+
+/// Takes a `USER` line a device reported into the roster as far as `policy` allows (inside the
+/// upload's transaction). A new employee goes into the device's area when the terminal was
+/// assigned one, else area 1 ("Not Authorized", pushed nowhere). An employee the ERP manages, or
+/// deleted, is never changed. A card another employee holds is not copied (the upload must never
+/// fail on it).
+pub(crate) async fn adopt_device_user_in(
+    conn: &mut SqliteConnection,
+    device_id: i64,
+    user: &UserRow,
+    policy: AdoptionPolicy,
+    now: i64,
+) -> Result<(), StoreError> {
+    if policy.adoption == UserAdoption::Observe {
+        return Ok(());
+    }
+    let reported = user.privilege.unwrap_or(0);
+    let privilege = if policy.allow_admin { reported } else { 0 };
+    if let Err(error) = adoptable(user, privilege) {
+        tracing::warn!(device_id, pin = %user.pin.escape_debug(), %error, "device user kept per device, not adopted: a value the API would refuse");
+        return Ok(());
+    }
+    let update = policy.adoption == UserAdoption::AdoptAll;
+    let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM employees WHERE emp_code = ?)")
+        .bind(&user.pin)
+        .fetch_one(&mut *conn)
+        .await?;
+    if known && !update {
+        return Ok(());
+    }
+    // A new employee gets `?5` (0 unless device-made administrators are allowed). An update may
+    // lower the roster's privilege to the device's `?8` but never raise it, unless `?7` allows.
+    sqlx::query(
+        "INSERT INTO employees (emp_code, first_name, device_password, card_no, dev_privilege, created_at, updated_at) \
+         SELECT ?1, ?2, ?3, CASE WHEN ?4 = '' OR EXISTS (SELECT 1 FROM employees WHERE card_no = ?4 AND emp_code <> ?1 \
+         AND deleted_at IS NULL) THEN '' ELSE ?4 END, ?5, ?6, ?6 WHERE true \
+         ON CONFLICT (emp_code) DO UPDATE SET first_name = excluded.first_name, \
+         device_password = excluded.device_password, card_no = excluded.card_no, \
+         dev_privilege = CASE WHEN ?7 THEN ?8 ELSE MIN(?8, employees.dev_privilege) END, \
+         updated_at = excluded.updated_at \
+         WHERE employees.erp_managed = 0 AND employees.deleted_at IS NULL",
+    )
+    .bind(&user.pin)
+    .bind(&user.name)
+    .bind(&user.password)
+    .bind(&user.card)
+    .bind(privilege)
+    .bind(now)
+    .bind(policy.allow_admin)
+    .bind(reported)
+    .execute(&mut *conn)
+    .await?;
+    // The employee joins the terminal's area when the terminal was assigned one; one with no
+    // area at all goes into area 1 ("Not Authorized", pushed nowhere) so it can be found.
+    sqlx::query(
+        "INSERT OR IGNORE INTO employee_areas (employee_id, area_id) \
+         SELECT e.id, COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = ?2), 1) FROM employees AS e \
+         WHERE e.emp_code = ?1 AND e.erp_managed = 0 AND e.deleted_at IS NULL \
+         AND (EXISTS (SELECT 1 FROM terminal_areas WHERE device_id = ?2) \
+              OR NOT EXISTS (SELECT 1 FROM employee_areas AS ea WHERE ea.employee_id = e.id))",
+    )
+    .bind(&user.pin)
+    .bind(device_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes a template a device reported into the roster's templates as far as `policy` allows:
+/// `adopt_new` only fills a slot the roster holds nothing for, and never for an employee the ERP
+/// manages (a finger enrolled under someone else's PIN must not travel); `adopt_all` fills and
+/// replaces for anyone.
+pub(crate) async fn adopt_device_template_in(
+    conn: &mut SqliteConnection,
+    device_id: i64,
+    t: &BiometricTemplate,
+    policy: AdoptionPolicy,
+    now: i64,
+) -> Result<(), StoreError> {
+    let replace = match policy.adoption {
+        UserAdoption::Observe => return Ok(()),
+        UserAdoption::AdoptNew => false,
+        UserAdoption::AdoptAll => true,
+    };
+    if !roster::valid_pin(&t.pin) {
+        return Ok(());
+    }
+    if !replace {
+        let erp_managed: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM employees WHERE emp_code = ? AND erp_managed = 1)")
+                .bind(&t.pin)
+                .fetch_one(&mut *conn)
+                .await?;
+        if erp_managed {
+            return Ok(());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO roster_templates (pin, bio_type, bio_no, bio_index, record_kind, valid, duress, major_ver, \
+         minor_ver, format, template, source_device_id, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+         ON CONFLICT (pin, bio_type, bio_no, bio_index) DO UPDATE SET record_kind = excluded.record_kind, \
+         valid = excluded.valid, duress = excluded.duress, major_ver = excluded.major_ver, \
+         minor_ver = excluded.minor_ver, format = excluded.format, template = excluded.template, \
+         source_device_id = excluded.source_device_id, updated_at = excluded.updated_at WHERE ?14",
+    )
+    .bind(&t.pin)
+    .bind(t.bio_type)
+    .bind(t.no)
+    .bind(t.index)
+    .bind(t.record_kind)
+    .bind(t.valid)
+    .bind(t.duress)
+    .bind(t.major_ver)
+    .bind(t.minor_ver)
+    .bind(&t.format)
+    .bind(&t.template)
+    .bind(device_id)
+    .bind(now)
+    .bind(replace)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
