@@ -140,7 +140,7 @@ impl Application {
             tracing::info!(user = %user, "admin account ready");
         }
         let auth = AuthState::load(&store).await?;
-        let address_policy = config.webhook_address_policy()?;
+        let mut address_policy = config.webhook_address_policy()?;
         let secret_key = config.secret_key()?;
         seal_stored_secrets(&store, secret_key.as_ref()).await?;
         if let Some(url) = &config.webhook_url {
@@ -153,6 +153,12 @@ impl Application {
             )
             .await?;
         }
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| StartupError::Bind(config.listen, e))?;
+        // A webhook to the bridge itself would let a token holder call its own API through the
+        // dispatcher and read the answer in the attempt log. The bound address, not `listen`:
+        // with port 0 only the socket knows its port.
+        let own = listener.local_addr().map_err(|e| StartupError::Bind(config.listen, e))?;
+        address_policy.own_listeners.push(own);
         let webhooks = WebhookRuntime {
             clock: Arc::new(Clock::default()),
             wake: Arc::new(Notify::new()),
@@ -160,7 +166,6 @@ impl Application {
             metrics: Arc::default(),
             secret_key,
         };
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| StartupError::Bind(config.listen, e))?;
         let commands = config.command_policy(&zone.name);
         let trust = crate::device::trust::DeviceTrust::from_config(&config)?;
         let punch_window_start =

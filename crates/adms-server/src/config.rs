@@ -120,10 +120,14 @@ pub struct Config {
     pub webhook_url: Option<String>,
     /// Its `whsec_` secret; generated and printed once when absent.
     pub webhook_secret: Option<String>,
-    /// Allow webhook endpoints on loopback and private networks (the single-site install, where
-    /// the ERP sits on the same network). Cloud metadata addresses stay refused regardless.
+    /// Allow webhook endpoints on private networks: RFC 1918, carrier-grade NAT, IPv6
+    /// unique-local (the single-site install, where the ERP sits on the same network). It does
+    /// not open loopback or link-local addresses, and cloud metadata addresses stay refused
+    /// regardless.
     pub webhook_allow_private: bool,
-    /// CIDR ranges allowed even when otherwise refused, comma-separated.
+    /// CIDR ranges allowed even when otherwise refused, comma-separated; the only way to open
+    /// loopback (an ERP on the bridge's own host: `127.0.0.1/32`). The bridge's own listening
+    /// address stays refused even when listed.
     pub webhook_allow_list: String,
     /// Master key sealing endpoint signing secrets at rest: base64 of 32 bytes. Without it the
     /// secrets are stored as their `whsec_` text.
@@ -340,7 +344,8 @@ impl Config {
         adms_protocol::LocalDateTime::parse(format!("{} 00:00:00", self.punch_time_min.trim()).as_bytes())
     }
 
-    /// Where webhook requests may go.
+    /// Where webhook requests may go. The bridge's own listener is added once the socket is
+    /// bound (its port may be chosen by the OS).
     pub fn webhook_address_policy(&self) -> Result<adms_webhooks::AddressPolicy, ConfigError> {
         let allow_list = self
             .webhook_allow_list
@@ -354,7 +359,11 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(adms_webhooks::AddressPolicy { allow_private: self.webhook_allow_private, allow_list })
+        Ok(adms_webhooks::AddressPolicy {
+            allow_private: self.webhook_allow_private,
+            allow_list,
+            own_listeners: Vec::new(),
+        })
     }
 
     /// The master key for secrets at rest, when configured.

@@ -28,7 +28,8 @@ pub struct AttemptRow {
     pub http_status: Option<i64>,
     pub error_kind: Option<String>,
     pub error: Option<String>,
-    /// The start of the response body as captured (at most 20 KiB).
+    /// What the dispatcher kept of the response body (1 KiB of text at most; rows written by
+    /// earlier versions may hold up to 20 KiB of any bytes).
     pub response_body: Option<Vec<u8>>,
     /// `false` when the completion was fenced out by a newer claim.
     pub accepted: bool,

@@ -18,8 +18,13 @@ use crate::signing::{WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
 use crate::ssrf::{AddressPolicy, GuardedResolver, ResolveError, UrlError, check_url};
 
 /// At most this much of a response body is read and kept: enough to show an operator the
-/// receiver's error message, and a bound on what a hostile receiver can make us store.
-pub const RESPONSE_CAPTURE_LIMIT: usize = 20 * 1024;
+/// receiver's error message, and little enough that a URL pointed at some internal service does
+/// not make the attempt log a way to read that service's pages.
+pub const RESPONSE_CAPTURE_LIMIT: usize = 1024;
+/// Kept instead of a response body that is not text (its Content-Type is not `text/*`, JSON or
+/// XML, or its bytes are not UTF-8): an error message is text, and other content (files, images,
+/// binary protocols) is what an operator does not need and a hostile receiver should not store.
+pub const NON_TEXT_BODY_MARKER: &str = "[non-text response body not kept]";
 /// How much of a redirect's `Location` goes into the attempt's error text.
 const MAX_LOCATION_SHOWN: usize = 512;
 
@@ -51,7 +56,8 @@ pub struct AttemptReport {
     /// Why the attempt failed, or what went wrong after the status arrived (a redirect's target,
     /// a broken response body). Never contains the URL, which may carry credentials.
     pub error: Option<String>,
-    /// The first [`RESPONSE_CAPTURE_LIMIT`] bytes of the response body.
+    /// The first [`RESPONSE_CAPTURE_LIMIT`] bytes of the response body, cut on a character
+    /// boundary, when it is text; [`NON_TEXT_BODY_MARKER`] when it is not; empty when it is empty.
     pub response_body: Vec<u8>,
 }
 
@@ -74,6 +80,9 @@ impl AttemptReport {
 #[derive(Debug, Clone)]
 pub struct DeliveryClient {
     http: reqwest::Client,
+    /// For each port the bridge listens on, a client whose resolver knows that port and so
+    /// refuses names resolving to the bridge itself (reqwest's resolvers never see the port).
+    own_port_http: Vec<(u16, reqwest::Client)>,
     policy: Arc<AddressPolicy>,
 }
 
@@ -87,18 +96,33 @@ impl DeliveryClient {
         user_agent: &str,
     ) -> Result<Self, ClientBuildError> {
         let policy = Arc::new(policy);
-        let http = reqwest::Client::builder()
-            // A redirect target was never vetted, and Standard Webhooks counts 3xx as a failure.
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(GuardedResolver::new(Arc::clone(&policy)))
-            // A proxy resolves the name itself, which would bypass the guarded resolver.
-            .no_proxy()
-            .connect_timeout(connect_timeout)
-            .timeout(request_timeout)
-            .user_agent(user_agent)
-            .build()
-            .map_err(ClientBuildError)?;
-        Ok(Self { http, policy })
+        let build = |resolver: GuardedResolver| {
+            reqwest::Client::builder()
+                // A redirect target was never vetted, and Standard Webhooks counts 3xx as a failure.
+                .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(resolver)
+                // A proxy resolves the name itself, which would bypass the guarded resolver.
+                .no_proxy()
+                .connect_timeout(connect_timeout)
+                .timeout(request_timeout)
+                .user_agent(user_agent)
+                .build()
+                .map_err(ClientBuildError)
+        };
+        let http = build(GuardedResolver::new(Arc::clone(&policy)))?;
+        let mut own_ports: Vec<u16> = policy.own_listeners.iter().map(|own| own.port()).collect();
+        own_ports.sort_unstable();
+        own_ports.dedup();
+        let own_port_http = own_ports
+            .into_iter()
+            .map(|port| Ok((port, build(GuardedResolver::for_port(Arc::clone(&policy), port))?)))
+            .collect::<Result<_, ClientBuildError>>()?;
+        Ok(Self { http, own_port_http, policy })
+    }
+
+    /// The client for connections to `port`.
+    fn http_for(&self, port: Option<u16>) -> &reqwest::Client {
+        self.own_port_http.iter().find(|(own, _)| Some(*own) == port).map_or(&self.http, |(_, http)| http)
     }
 
     /// The address policy this client enforces.
@@ -132,7 +156,8 @@ impl DeliveryClient {
             Ok(map) => map,
             Err(error) => return AttemptReport::failed(FailureKind::InvalidRequest, error, started),
         };
-        let mut request = self.http.post(url.clone()).headers(header_map).body(body);
+        let http = self.http_for(url.port_or_known_default());
+        let mut request = http.post(url.clone()).headers(header_map).body(body);
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }
@@ -185,9 +210,12 @@ fn header_text(response: &Response, name: reqwest::header::HeaderName) -> Option
 }
 
 /// Reads the response body up to [`RESPONSE_CAPTURE_LIMIT`], then stops; dropping the response
-/// closes the connection rather than draining whatever else the receiver sends.
+/// closes the connection rather than draining whatever else the receiver sends. Returns what is
+/// kept of it ([`keep_as_text`]).
 async fn capture_body(mut response: Response) -> (Vec<u8>, Option<String>) {
+    let textual = header_text(&response, CONTENT_TYPE).is_some_and(is_text_content_type);
     let mut captured = Vec::new();
+    let mut error = None;
     while captured.len() < RESPONSE_CAPTURE_LIMIT {
         match response.chunk().await {
             Ok(Some(chunk)) => {
@@ -195,10 +223,47 @@ async fn capture_body(mut response: Response) -> (Vec<u8>, Option<String>) {
                 captured.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
             Ok(None) => break,
-            Err(error) => return (captured, Some(format!("reading the response body: {}", describe(error)))),
+            Err(failure) => {
+                error = Some(format!("reading the response body: {}", describe(failure)));
+                break;
+            }
         }
     }
-    (captured, None)
+    (keep_as_text(captured, textual), error)
+}
+
+/// Whether a Content-Type names text an operator can read: `text/*`, JSON or XML (including
+/// `application/*+json` and `*+xml`, such as `application/problem+json`).
+fn is_text_content_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("text", _)) => true,
+        Some(("application", subtype)) => {
+            matches!(subtype, "json" | "xml") || subtype.ends_with("+json") || subtype.ends_with("+xml")
+        }
+        _ => false,
+    }
+}
+
+/// What is kept of the first bytes of a body (at most [`RESPONSE_CAPTURE_LIMIT`]): the text,
+/// when the receiver said it is text and it is UTF-8; a character cut in two by the limit is
+/// dropped. Anything else becomes [`NON_TEXT_BODY_MARKER`]; an empty body stays empty.
+pub fn keep_as_text(mut body: Vec<u8>, textual: bool) -> Vec<u8> {
+    if body.is_empty() {
+        return body;
+    }
+    if textual {
+        match std::str::from_utf8(&body) {
+            Ok(_) => return body,
+            // Only the end is incomplete, and the body was cut there: keep the whole characters.
+            Err(error) if error.error_len().is_none() && body.len() >= RESPONSE_CAPTURE_LIMIT => {
+                body.truncate(error.valid_up_to());
+                return body;
+            }
+            Err(_) => {}
+        }
+    }
+    NON_TEXT_BODY_MARKER.as_bytes().to_vec()
 }
 
 /// Why a request got no response, from the error and its chain of causes.
@@ -276,4 +341,45 @@ fn describe(error: reqwest::Error) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_content_types() {
+        for text in [
+            "text/plain",
+            "text/html; charset=utf-8",
+            "TEXT/CSV",
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/problem+json",
+            "application/xml",
+            "application/soap+xml",
+        ] {
+            assert!(is_text_content_type(text), "{text}");
+        }
+        for other in ["application/octet-stream", "image/png", "application/pdf", "", "json", "multipart/mixed"] {
+            assert!(!is_text_content_type(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn only_text_is_kept() {
+        let marker = NON_TEXT_BODY_MARKER.as_bytes().to_vec();
+        assert_eq!(keep_as_text(b"database is down".to_vec(), true), b"database is down");
+        assert_eq!(keep_as_text(b"database is down".to_vec(), false), marker, "not labelled as text");
+        assert_eq!(keep_as_text(Vec::new(), false), Vec::<u8>::new());
+        assert_eq!(keep_as_text(vec![b'o', b'k', 0xff, b'!'], true), marker, "not UTF-8");
+        // Cut inside a character by the limit: the whole characters before it stay.
+        let mut cut = "é".repeat(RESPONSE_CAPTURE_LIMIT / 2 - 1).into_bytes();
+        cut.extend_from_slice(&"€".as_bytes()[..2]);
+        assert_eq!(cut.len(), RESPONSE_CAPTURE_LIMIT);
+        assert_eq!(keep_as_text(cut.clone(), true).len(), RESPONSE_CAPTURE_LIMIT - 2);
+        // A body that ended inside a character is broken, not cut.
+        cut.truncate(RESPONSE_CAPTURE_LIMIT - 1);
+        assert_eq!(keep_as_text(cut, true), marker);
+    }
 }

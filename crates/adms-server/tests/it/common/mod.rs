@@ -56,6 +56,9 @@ impl Server {
             .env("ADMS_UNKNOWN_DEVICES", "auto")
             .env("ADMS_DEVICE_REGISTRATIONS_PER_MINUTE", "100000")
             .env("RUST_LOG", "warn")
+            // Webhook receivers in tests listen on 127.0.0.1, which the address policy refuses
+            // unless listed. Set before the test's own env, so a test can take it away.
+            .env("ADMS_WEBHOOK_ALLOW_LIST", "127.0.0.1/32")
             .env_remove("ADMS_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
