@@ -458,7 +458,12 @@ async fn session_and_jwt(server: &Server, username: &str, password: &str) -> (St
 async fn transactions_with(server: &Server, authorization: &str) -> (u16, Value) {
     let client = reqwest::Client::new();
     status_and_json(
-        client.get(server.url("/iclock/api/transactions/")).header("Authorization", authorization).send().await.unwrap(),
+        client
+            .get(server.url("/iclock/api/transactions/"))
+            .header("Authorization", authorization)
+            .send()
+            .await
+            .unwrap(),
     )
     .await
 }
