@@ -32,7 +32,7 @@ use adms_webhooks::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::auth::{AuthState, hash_password};
+use crate::api::auth::{AuthSetupError, AuthState, hash_password, verify_password};
 use crate::api::openapi::DocumentedRoutes;
 use crate::config::Config;
 use crate::device::registry::{DeviceRegistry, flush_activity};
@@ -112,6 +112,8 @@ pub enum StartupError {
     Config(#[from] crate::config::ConfigError),
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    #[error("authentication: {0}")]
+    Auth(#[from] AuthSetupError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("{0}")]
@@ -132,14 +134,27 @@ impl Application {
         let store = Store::open(&config.database_url, StoreOptions::default()).await?;
         if let (Some(user), Some(password)) = (&config.admin_user, &config.admin_password) {
             let password = password.clone();
-            let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-                .await
-                .map_err(|e| StartupError::Other(e.to_string()))?
-                .map_err(StartupError::Other)?;
-            store.upsert_user(user, &hash).await?;
+            let stored = store.user_by_name(user).await?.map(|u| u.password_hash);
+            // The stored hash is kept when the password still matches it: hashing anew gives a
+            // new salt, which the store would take for a password change and end every session
+            // at every restart.
+            let hash = tokio::task::spawn_blocking(move || match stored {
+                Some(stored) if verify_password(&password, &stored) => Ok(stored),
+                _ => hash_password(&password),
+            })
+            .await
+            .map_err(|e| StartupError::Other(e.to_string()))?
+            .map_err(StartupError::Other)?;
+            let outcome = store.bootstrap_user(user, &hash).await?;
+            if outcome.password_changed {
+                tracing::warn!(user = %user, "admin password changed: the account's session tokens and JWTs are no longer valid");
+            }
+            for previous in &outcome.disabled {
+                tracing::warn!(user = %user, %previous, "admin account renamed: the previous account is disabled and its tokens are no longer valid");
+            }
             tracing::info!(user = %user, "admin account ready");
         }
-        let auth = AuthState::load(&store).await?;
+        let auth = AuthState::load(&store, config.login_limits()).await?;
         let mut address_policy = config.webhook_address_policy()?;
         let secret_key = config.secret_key()?;
         seal_stored_secrets(&store, secret_key.as_ref()).await?;
@@ -495,8 +510,9 @@ pub fn router(state: SharedState) -> Router {
 /// Prometheus metrics.
 ///
 /// Text exposition format, authenticated like every API route (Prometheus sends
-/// `Authorization: Bearer <integration key>`): webhook delivery counters of this process and
-/// the backlog of each endpoint.
+/// `Authorization: Bearer <integration key>`): webhook delivery counters of this process, the
+/// backlog of each endpoint, and this process's login counters (password checks, failures,
+/// refusals).
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -520,8 +536,9 @@ async fn metrics(
             oldest_due_age_secs: b.oldest_due_at.map_or(0.0, |at| (now - at).max(0) as f64 / 1e6),
         })
         .collect();
-    let text =
+    let mut text =
         state.webhooks.metrics.render(&gauges, |id| endpoints.iter().find(|e| e.id == id).map(|e| e.uid.clone()));
+    text.push_str(&state.auth.guard.metrics.render());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 

@@ -52,7 +52,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://PATH` (created if missing).
     pub database_url: String,
-    /// Bootstrap API account, created or updated at start.
+    /// Bootstrap API account, created or updated at start. A new password ends the account's
+    /// session tokens and JWTs; a new name disables the account of the previous name (and ends
+    /// its tokens). Replicas must be started with the same pair.
     pub admin_user: Option<String>,
     pub admin_password: Option<String>,
     /// Default device time zone: an IANA name, a fixed offset like `+05:30`, or `auto` (the
@@ -108,6 +110,22 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
     /// Lifetime of login session tokens and JWTs.
     pub session_ttl_secs: u64,
+    /// Password checks (argon2, ~19 MiB each) running at once, server-wide; this bounds the
+    /// memory a burst of logins can take.
+    pub login_hash_concurrency: usize,
+    /// How long a login waits for a free password check before 429 (`Retry-After: 1`).
+    pub login_hash_wait_ms: u64,
+    /// The window failed logins are counted in, from a key's first failure; a lock-out lasts
+    /// until it ends.
+    pub login_window_secs: u64,
+    /// Failed logins per (username, client address) in a window before that pair is locked
+    /// out (429 without a password check, even with the right password). From the third,
+    /// each failure also makes the pair wait 2, 4, 8 … (at most 60) s before its next try.
+    /// The same user from another address is not affected.
+    pub login_user_failures: u32,
+    /// Failed logins per client address (any username; IPv6 by /64) in a window before the
+    /// address is locked out.
+    pub login_address_failures: u32,
     /// `ServerName` sent to devices.
     pub server_name: String,
     /// How often in-memory device activity is written to the database.
@@ -182,6 +200,11 @@ impl Default for Config {
             request_timeout_secs: 120,
             header_read_timeout_secs: 75,
             session_ttl_secs: 8 * 3600,
+            login_hash_concurrency: 2,
+            login_hash_wait_ms: 2000,
+            login_window_secs: 900,
+            login_user_failures: 5,
+            login_address_failures: 20,
             server_name: "adms-bridge".into(),
             activity_flush_secs: 5,
             log: "info".into(),
@@ -220,6 +243,9 @@ impl std::fmt::Debug for Config {
             .field("device_users", &self.device_users)
             .field("delay_secs", &self.delay_secs)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("login_hash_concurrency", &self.login_hash_concurrency)
+            .field("login_user_failures", &self.login_user_failures)
+            .field("login_address_failures", &self.login_address_failures)
             .field("webhook_url", &self.webhook_url)
             .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "***"))
             .field("webhook_allow_private", &self.webhook_allow_private)
@@ -269,6 +295,21 @@ impl Config {
         }
         if self.session_ttl_secs < 60 {
             return Err(invalid("session_ttl_secs", "must be at least 60"));
+        }
+        if !(1..=64).contains(&self.login_hash_concurrency) {
+            return Err(invalid("login_hash_concurrency", "must be 1 to 64"));
+        }
+        if self.login_hash_wait_ms > 60_000 {
+            return Err(invalid("login_hash_wait_ms", "must be 0 to 60000"));
+        }
+        if !(60..=86_400).contains(&self.login_window_secs) {
+            return Err(invalid("login_window_secs", "must be 60 to 86400"));
+        }
+        if !(1..=1000).contains(&self.login_user_failures) {
+            return Err(invalid("login_user_failures", "must be 1 to 1000"));
+        }
+        if !(1..=100_000).contains(&self.login_address_failures) {
+            return Err(invalid("login_address_failures", "must be 1 to 100000"));
         }
         if self.admin_user.is_some() != self.admin_password.is_some() {
             return Err(invalid("admin_password", "ADMS_ADMIN_USER and ADMS_ADMIN_PASSWORD go together"));
@@ -342,6 +383,17 @@ impl Config {
     /// The earliest accepted punch time, from `punch_time_min`.
     pub fn punch_window_start(&self) -> Option<adms_protocol::LocalDateTime> {
         adms_protocol::LocalDateTime::parse(format!("{} 00:00:00", self.punch_time_min.trim()).as_bytes())
+    }
+
+    /// How logins are bounded and throttled.
+    pub fn login_limits(&self) -> crate::api::throttle::LoginLimits {
+        crate::api::throttle::LoginLimits {
+            hash_concurrency: self.login_hash_concurrency,
+            hash_wait: std::time::Duration::from_millis(self.login_hash_wait_ms),
+            window: std::time::Duration::from_secs(self.login_window_secs),
+            per_user: self.login_user_failures,
+            per_address: self.login_address_failures,
+        }
     }
 
     /// Where webhook requests may go. The bridge's own listener is added once the socket is

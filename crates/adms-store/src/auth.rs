@@ -1,5 +1,10 @@
 //! API accounts and tokens. Passwords arrive already hashed (argon2, by the server); tokens are
 //! stored as SHA-256 digests only, so a database leak reveals no usable credential.
+//!
+//! Tokens end with the account state they were issued under: a password change or a disabled
+//! account bumps `token_version` (which every JWT carries, so older JWTs are refused) and revokes
+//! the account's session tokens in the same transaction; [`Store::live_token`] also refuses a
+//! session whose account is missing or disabled.
 
 use sqlx::FromRow;
 
@@ -11,6 +16,20 @@ pub struct ApiUser {
     pub id: i64,
     pub username: String,
     pub password_hash: String,
+    /// Carried by the account's JWTs; a JWT with another version is refused.
+    pub token_version: i64,
+    /// When the account was disabled (it cannot log in, none of its tokens is accepted).
+    pub disabled_at: Option<i64>,
+}
+
+/// What [`Store::bootstrap_user`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapOutcome {
+    pub user_id: i64,
+    /// The password hash changed (the account's tokens were ended).
+    pub password_changed: bool,
+    /// Previous bootstrap accounts disabled now (their tokens ended), by name.
+    pub disabled: Vec<String>,
 }
 
 /// Session tokens come from a login and expire; integration keys are created by an operator
@@ -44,29 +63,65 @@ pub struct ApiToken {
 }
 
 impl Store {
-    /// Creates the account or replaces its password hash.
+    /// Creates the account or replaces its password hash. A different hash is a password change:
+    /// the account's `token_version` moves on (its JWTs are refused) and its session tokens are
+    /// revoked, in the same transaction. The same hash again changes nothing. A disabled account
+    /// stays disabled.
     pub async fn upsert_user(&self, username: &str, password_hash: &str) -> Result<i64, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_users (username, password_hash, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash RETURNING id",
-        )
-        .bind(username)
-        .bind(password_hash)
-        .bind(now_micros())
-        .fetch_one(self.pool())
-        .await?;
+        let mut tx = self.begin().await?;
+        let (id, _) = upsert_user_in(&mut tx, username, password_hash).await?;
+        tx.commit().await?;
         Ok(id)
     }
 
-    pub async fn user_by_name(&self, username: &str) -> Result<Option<ApiUser>, StoreError> {
-        Ok(sqlx::query_as("SELECT id, username, password_hash FROM api_users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(self.pool())
-            .await?)
+    /// The account named by `ADMS_ADMIN_USER` at start: created or given this password hash
+    /// (a different hash ends its tokens, as [`Store::upsert_user`]), marked as the bootstrap
+    /// account and enabled; every other bootstrap account (the name used before a rename) is
+    /// disabled and its tokens ended. One transaction, so a rename never leaves both usable.
+    ///
+    /// The caller passes the stored hash back when the configured password still matches it:
+    /// hashing anew gives another salt, which would look like a change and end every session at
+    /// every restart.
+    pub async fn bootstrap_user(&self, username: &str, password_hash: &str) -> Result<BootstrapOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let (user_id, password_changed) = upsert_user_in(&mut tx, username, password_hash).await?;
+        sqlx::query("UPDATE api_users SET bootstrap = 1, disabled_at = NULL WHERE id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let now = now_micros();
+        let disabled: Vec<(i64, String)> = sqlx::query_as(
+            "UPDATE api_users SET disabled_at = ?, token_version = token_version + 1 \
+             WHERE bootstrap = 1 AND id <> ? AND disabled_at IS NULL RETURNING id, username",
+        )
+        .bind(now)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, _) in &disabled {
+            revoke_sessions_in(&mut tx, *id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(BootstrapOutcome {
+            user_id,
+            password_changed,
+            disabled: disabled.into_iter().map(|(_, name)| name).collect(),
+        })
     }
 
+    /// The account, disabled or not (callers check `disabled_at`).
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<ApiUser>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, username, password_hash, token_version, disabled_at FROM api_users WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The account, disabled or not (callers check `disabled_at`).
     pub async fn user_by_id(&self, id: i64) -> Result<Option<ApiUser>, StoreError> {
-        Ok(sqlx::query_as("SELECT id, username, password_hash FROM api_users WHERE id = ?")
+        Ok(sqlx::query_as("SELECT id, username, password_hash, token_version, disabled_at FROM api_users WHERE id = ?")
             .bind(id)
             .fetch_optional(self.pool())
             .await?)
@@ -96,11 +151,14 @@ impl Store {
         Ok(id)
     }
 
-    /// The live (not revoked, not expired) token with this digest.
+    /// The live (not revoked, not expired) token with this digest. A token of an account that
+    /// no longer exists or is disabled is not live, even if it was never revoked.
     pub async fn live_token(&self, token_sha256: &[u8], now: i64) -> Result<Option<ApiToken>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, kind, user_id, name, created_at, expires_at, revoked_at, last_used_at FROM api_tokens \
-             WHERE token_sha256 = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+            "SELECT t.id, t.kind, t.user_id, t.name, t.created_at, t.expires_at, t.revoked_at, t.last_used_at \
+             FROM api_tokens AS t LEFT JOIN api_users AS u ON u.id = t.user_id \
+             WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?) \
+             AND (t.user_id IS NULL OR (u.id IS NOT NULL AND u.disabled_at IS NULL))",
         )
         .bind(token_sha256)
         .bind(now)
@@ -154,4 +212,50 @@ impl Store {
             .fetch_one(self.pool())
             .await?)
     }
+}
+
+/// Inserts the account or sets its hash; returns its id and whether the hash changed (then its
+/// token version moved on and its sessions were revoked).
+async fn upsert_user_in(
+    tx: &mut sqlx::SqliteConnection,
+    username: &str,
+    password_hash: &str,
+) -> Result<(i64, bool), StoreError> {
+    let existing: Option<(i64, String)> = sqlx::query_as("SELECT id, password_hash FROM api_users WHERE username = ?")
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?;
+    match existing {
+        Some((id, hash)) if hash == password_hash => Ok((id, false)),
+        Some((id, _)) => {
+            sqlx::query("UPDATE api_users SET password_hash = ?, token_version = token_version + 1 WHERE id = ?")
+                .bind(password_hash)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            revoke_sessions_in(tx, id, now_micros()).await?;
+            Ok((id, true))
+        }
+        None => {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO api_users (username, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
+            )
+            .bind(username)
+            .bind(password_hash)
+            .bind(now_micros())
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok((id, false))
+        }
+    }
+}
+
+/// Revokes every live session token of the account (integration keys are not tied to one).
+async fn revoke_sessions_in(tx: &mut sqlx::SqliteConnection, user_id: i64, now: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND kind = 'session' AND revoked_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }

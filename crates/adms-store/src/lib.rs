@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqlitePool};
 
-pub use auth::{ApiToken, ApiUser, TokenKind};
+pub use auth::{ApiToken, ApiUser, BootstrapOutcome, TokenKind};
 pub use commands::{
     CommandPolicy, CommandResultRow, CommandRow, DueCommand, EnqueueOutcome, Enqueued, NewCommand, ResultOutcome,
     TakenCommands,

@@ -5,14 +5,26 @@
 //!   Both accept JSON, form-encoded and multipart bodies.
 //! - Every API route accepts `Authorization: Token|Bearer|JWT|Basic ...`, scheme in any case.
 //!   Integration keys created with `adms-bridge token create` work as `Token`/`Bearer`.
-//! - Wrong credentials: 400 with DRF's `non_field_errors` on login, 401 on data routes.
+//! - Wrong credentials: 400 with DRF's `non_field_errors` on login, 401 on data routes. An
+//!   unknown (or disabled) user gets the same answer after the same work: the password is
+//!   checked against a dummy hash made at start with the same parameters.
+//! - Password checks are bounded and failures throttled per (username, client address) and per
+//!   address (`throttle`): 429 with DRF's throttle body and `Retry-After`.
+//! - Tokens end with the account state they were issued under: a JWT carries the account's
+//!   `token_version` (claim `ver`) and is refused once the account is missing, disabled or at
+//!   another version; session tokens are revoked by the store when the password changes or the
+//!   account is disabled. The account state is cached for at most [`USER_CACHE_TTL`].
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::password_hash::phc::Output;
+use argon2::{Algorithm as Argon2Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Version};
 use axum::Json;
-use axum::extract::{FromRequest, FromRequestParts, Multipart, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Multipart, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use base64::Engine as _;
@@ -22,13 +34,21 @@ use serde_json::{Map, Value, json};
 
 use adms_store::{Store, StoreError, TokenKind, now_micros, sha256};
 
+use super::throttle::{LoginGuard, LoginLimits, RefusalReason};
 use super::{ApiError, openapi};
 use crate::app::SharedState;
 
 /// Largest login body accepted.
 const MAX_LOGIN_BODY: usize = 64 * 1024;
-/// How long a verified Basic credential is remembered (argon2 is deliberately slow).
+/// How long a verified Basic credential is remembered (argon2 is deliberately slow). A hit is
+/// still checked against the account's current state (version, disabled).
 const BASIC_CACHE_MICROS: i64 = 5 * 60 * 1_000_000;
+/// How long an account's state (token version, disabled) is trusted without asking the
+/// database: JWTs are checked on every ERP request, and a change made by another replica is
+/// seen within this time.
+pub const USER_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Accounts whose state is cached at most (only ids from validly signed tokens get here).
+const USER_CACHE_MAX: usize = 10_000;
 
 /// Who made an API request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +61,34 @@ pub struct Principal {
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Principal);
 
+/// What tokens are checked against: an account's current name, version and whether it is
+/// usable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LiveUser {
+    username: String,
+    token_version: i64,
+    disabled: bool,
+}
+
+/// A verified Basic credential: who, the account's version then, and until when.
+#[derive(Debug, Clone)]
+struct BasicEntry {
+    principal: Principal,
+    token_version: i64,
+    until: i64,
+}
+
 /// Keys and caches for authentication.
 pub struct AuthState {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    basic_cache: Mutex<HashMap<Vec<u8>, (Principal, i64)>>,
+    basic_cache: Mutex<HashMap<Vec<u8>, BasicEntry>>,
+    /// Account states by id (`None`: no such account), with when they were read.
+    users: Mutex<HashMap<i64, (Option<LiveUser>, Instant)>>,
+    /// What an unknown user's password is checked against, so that answering them costs the
+    /// same as a known user with a wrong password.
+    dummy_hash: String,
+    pub guard: LoginGuard,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -55,15 +98,60 @@ impl std::fmt::Debug for AuthState {
 }
 
 impl AuthState {
-    /// Loads the JWT signing key shared by every replica (created on first start).
-    pub async fn load(store: &Store) -> Result<AuthState, StoreError> {
+    /// Loads the JWT signing key shared by every replica (created on first start) and makes
+    /// the dummy hash.
+    pub async fn load(store: &Store, limits: LoginLimits) -> Result<AuthState, AuthSetupError> {
         let key = store.shared_secret("jwt_hs256_key", || rand::random::<[u8; 32]>().to_vec()).await?;
+        let dummy_hash = tokio::task::spawn_blocking(|| hash_password(&hex::encode(rand::random::<[u8; 16]>())))
+            .await
+            .map_err(|e| AuthSetupError::Hash(e.to_string()))?
+            .map_err(AuthSetupError::Hash)?;
         Ok(AuthState {
             encoding: EncodingKey::from_secret(&key),
             decoding: DecodingKey::from_secret(&key),
             basic_cache: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
+            dummy_hash,
+            guard: LoginGuard::new(limits).map_err(AuthSetupError::Threads)?,
         })
     }
+
+    /// The account's current state, from the cache when read less than [`USER_CACHE_TTL`] ago.
+    async fn live_user(&self, store: &Store, id: i64) -> Result<Option<LiveUser>, StoreError> {
+        let now = Instant::now();
+        if let Some((user, at)) = lock(&self.users).get(&id)
+            && now.duration_since(*at) < USER_CACHE_TTL
+        {
+            return Ok(user.clone());
+        }
+        let user = store.user_by_id(id).await?.map(|u| LiveUser {
+            username: u.username,
+            token_version: u.token_version,
+            disabled: u.disabled_at.is_some(),
+        });
+        let mut users = lock(&self.users);
+        if users.len() >= USER_CACHE_MAX {
+            users.retain(|_, (_, at)| now.duration_since(*at) < USER_CACHE_TTL);
+        }
+        users.insert(id, (user.clone(), now));
+        Ok(user)
+    }
+}
+
+/// Why authentication could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("password hashing: {0}")]
+    Hash(String),
+    #[error("cannot start the password check threads: {0}")]
+    Threads(#[source] std::io::Error),
+}
+
+/// Locks a cache; a holder that panicked left it consistent (every update is one insert).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Hashes a password for storage (argon2id, random salt).
@@ -71,8 +159,39 @@ pub fn hash_password(password: &str) -> Result<String, String> {
     Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
-    Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
+thread_local! {
+    /// This thread's argon2 memory, reused by every check it runs. On the password check
+    /// threads (`throttle`) a check allocates nothing: the resident memory of logins is one
+    /// buffer (~19 MiB) per thread, whatever the allocator does with freed blocks.
+    static ARGON2_BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether `password` matches the stored `hash` (a PHC string; argon2, slow: run it off the
+/// async threads). The comparison is constant-time (`Output`'s `==`). A hash that does not
+/// parse matches nothing.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else { return false };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else { return false };
+    let Ok(algorithm) = Argon2Algorithm::try_from(parsed.algorithm.as_str()) else { return false };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else { return false };
+    let blocks_needed = params.block_count();
+    let mut out = vec![0u8; expected.len()];
+    let hashed = ARGON2_BLOCKS.with_borrow_mut(|blocks| {
+        if blocks.len() < blocks_needed {
+            blocks.resize(blocks_needed, Block::new());
+        }
+        Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            &mut blocks[..],
+        )
+    });
+    hashed.is_ok() && Output::new(&out).is_ok_and(|computed| computed == *expected)
 }
 
 /// A new random token (40 hex characters, the shape ZKBio Time clients store).
@@ -90,6 +209,10 @@ struct Claims {
     iat: i64,
     orig_iat: i64,
     jti: String,
+    /// The account's `token_version` when issued. JWTs from before versions existed have none,
+    /// which reads as 0: valid until the account's first change.
+    #[serde(default)]
+    ver: i64,
 }
 
 /// Login credentials (JSON, form-encoded or multipart); numbers are read as text.
@@ -171,20 +294,58 @@ fn bad_login() -> ApiError {
     ApiError::BadRequest(json!({ "non_field_errors": ["Unable to log in with provided credentials."] }))
 }
 
-/// Checks a username and password; `None` when they do not match an account.
+/// The client's address (from the accept loop); unspecified when the request did not come
+/// through it (router tests).
+fn client_address(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip())
+}
+
+/// A username as logged: clipped, and debug-quoted so it cannot forge log lines.
+fn loggable(username: &str) -> String {
+    let clipped: String = username.chars().take(64).collect();
+    format!("{clipped:?}")
+}
+
+/// Checks a username and password from `client`; `None` when they do not match a usable
+/// account. Throttled (429) before any work when the pair or the address failed too often;
+/// unknown and disabled accounts are checked against the dummy hash, so every answer costs one
+/// password check.
 async fn check_password(
-    store: &Store,
+    state: &SharedState,
     username: &str,
     password: String,
+    client: IpAddr,
 ) -> Result<Option<adms_store::ApiUser>, ApiError> {
-    let Some(user) = store.user_by_name(username).await? else {
-        return Ok(None);
-    };
-    let hash = user.password_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+    let guard = &state.auth.guard;
+    let attempt = guard.admit(username, client, Instant::now()).map_err(|refusal| {
+        tracing::debug!(username = %loggable(username), %client, "login throttled");
+        ApiError::Throttled(refusal.retry_after_secs())
+    })?;
+    let user = state.store.user_by_name(username).await?.filter(|u| u.disabled_at.is_none());
+    let permit = guard.hash_permit().await.map_err(|refusal| {
+        debug_assert_eq!(refusal.reason, RefusalReason::Busy);
+        tracing::warn!(username = %loggable(username), %client, "login refused: every password check slot busy");
+        ApiError::Throttled(refusal.retry_after_secs())
+    })?;
+    let hash = user.as_ref().map_or_else(|| state.auth.dummy_hash.clone(), |u| u.password_hash.clone());
+    let matches = guard
+        .run_check(permit, move || verify_password(&password, &hash))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(ok.then_some(user))
+    match user {
+        Some(user) if matches => {
+            attempt.succeeded();
+            Ok(Some(user))
+        }
+        _ => {
+            let locked = attempt.failed();
+            tracing::warn!(username = %loggable(username), %client, "login failed: wrong credentials");
+            if locked {
+                tracing::warn!(username = %loggable(username), %client, "login locked out for this user and address (or this address) until the window ends");
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// Log in for a session token.
@@ -204,11 +365,13 @@ async fn check_password(
     responses(
         (status = 200, description = "The session token.", body = openapi::TokenAnswer),
         (status = 400, description = "A field is missing, or `non_field_errors` when the credentials do not match.", body = openapi::ValidationErrors),
+        (status = 429, description = "Too many failed logins for this user from this address, or from this address; or every password check busy. Retry after `Retry-After` seconds.", body = openapi::Detail, headers(("Retry-After" = u64, description = "Seconds."))),
     )
 )]
 pub async fn token_login(State(state): State<SharedState>, request: Request) -> Result<Json<Value>, ApiError> {
+    let client = client_address(request.extensions());
     let (username, password) = read_credentials(request).await?;
-    let user = check_password(&state.store, &username, password).await?.ok_or_else(bad_login)?;
+    let user = check_password(&state, &username, password, client).await?.ok_or_else(bad_login)?;
     let token = new_token();
     let expires = now_micros().saturating_add(ttl_micros(&state));
     state
@@ -240,11 +403,13 @@ fn ttl_micros(state: &SharedState) -> i64 {
     responses(
         (status = 200, description = "The JWT.", body = openapi::TokenAnswer),
         (status = 400, description = "A field is missing, or `non_field_errors` when the credentials do not match.", body = openapi::ValidationErrors),
+        (status = 429, description = "Too many failed logins for this user from this address, or from this address; or every password check busy. Retry after `Retry-After` seconds.", body = openapi::Detail, headers(("Retry-After" = u64, description = "Seconds."))),
     )
 )]
 pub async fn jwt_login(State(state): State<SharedState>, request: Request) -> Result<Json<Value>, ApiError> {
+    let client = client_address(request.extensions());
     let (username, password) = read_credentials(request).await?;
-    let user = check_password(&state.store, &username, password).await?.ok_or_else(bad_login)?;
+    let user = check_password(&state, &username, password, client).await?.ok_or_else(bad_login)?;
     let now = now_micros() / 1_000_000;
     let claims = Claims {
         token_type: "access".into(),
@@ -255,6 +420,7 @@ pub async fn jwt_login(State(state): State<SharedState>, request: Request) -> Re
         iat: now,
         orig_iat: now,
         jti: hex::encode(rand::random::<[u8; 16]>()),
+        ver: user.token_version,
     };
     let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &state.auth.encoding)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -262,55 +428,84 @@ pub async fn jwt_login(State(state): State<SharedState>, request: Request) -> Re
     Ok(Json(json!({ "token": token })))
 }
 
-fn verify_jwt(state: &SharedState, token: &str) -> Result<Principal, ApiError> {
+/// A JWT is valid when signed with the key, not expired, and its account exists, is enabled
+/// and is still at the version the JWT carries (a password change or a disable moves it on).
+/// Answers as djangorestframework-jwt does.
+async fn verify_jwt(state: &SharedState, token: &str) -> Result<Principal, ApiError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 0;
-    match jsonwebtoken::decode::<Claims>(token, &state.auth.decoding, &validation) {
-        Ok(data) => Ok(Principal { user_id: Some(data.claims.user_id), name: data.claims.username }),
+    let claims = match jsonwebtoken::decode::<Claims>(token, &state.auth.decoding, &validation) {
+        Ok(data) => data.claims,
         Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
-            Err(ApiError::Unauthorized("Signature has expired."))
+            return Err(ApiError::Unauthorized("Signature has expired."));
         }
-        Err(_) => Err(ApiError::Unauthorized("Error decoding signature.")),
+        Err(_) => return Err(ApiError::Unauthorized("Error decoding signature.")),
+    };
+    match state.auth.live_user(&state.store, claims.user_id).await? {
+        None => {
+            tracing::warn!(user_id = claims.user_id, "JWT refused: no such account (signed with the server's key)");
+            Err(ApiError::Unauthorized("Invalid signature."))
+        }
+        Some(user) if user.disabled => Err(ApiError::Unauthorized("User account is disabled.")),
+        // Issued before the account's password changed: ended like a session token.
+        Some(user) if user.token_version != claims.ver => Err(ApiError::Unauthorized("Signature has expired.")),
+        Some(user) => Ok(Principal { user_id: Some(claims.user_id), name: user.username }),
     }
 }
 
 async fn verify_token(state: &SharedState, token: &str) -> Result<Principal, ApiError> {
     if token.matches('.').count() == 2 {
-        return verify_jwt(state, token);
+        return verify_jwt(state, token).await;
     }
+    // The store refuses tokens that are revoked, expired, or of a missing or disabled account.
     let row = state.store.live_token(&sha256(token.as_bytes()), now_micros()).await?;
     match row {
         Some(t) if t.kind == "session" => {
-            let name = match t.user_id {
-                Some(id) => state.store.user_by_id(id).await?.map_or_else(|| "unknown".into(), |u| u.username),
-                None => "unknown".into(),
+            let user = match t.user_id {
+                Some(id) => state.auth.live_user(&state.store, id).await?,
+                None => None,
             };
-            Ok(Principal { user_id: t.user_id, name })
+            match user {
+                Some(user) if !user.disabled => Ok(Principal { user_id: t.user_id, name: user.username }),
+                _ => Err(ApiError::Unauthorized("Invalid token.")),
+            }
         }
         Some(t) => Ok(Principal { user_id: None, name: t.name }),
         None => Err(ApiError::Unauthorized("Invalid token.")),
     }
 }
 
-async fn verify_basic(state: &SharedState, encoded: &str) -> Result<Principal, ApiError> {
+/// Basic credentials: checked (and throttled) as a login, then remembered for
+/// `BASIC_CACHE_MICROS` under a digest of the header; a remembered credential still needs its
+/// account enabled and at the same version, so a password change ends it here too.
+async fn verify_basic(state: &SharedState, encoded: &str, client: IpAddr) -> Result<Principal, ApiError> {
     let cache_key = sha256(format!("basic:{encoded}").as_bytes());
     let now = now_micros();
-    if let Some((principal, until)) = state.auth.basic_cache.lock().unwrap_or_else(|p| p.into_inner()).get(&cache_key)
-        && *until > now
+    let cached = lock(&state.auth.basic_cache).get(&cache_key).filter(|e| e.until > now).cloned();
+    if let Some(entry) = cached
+        && let Some(id) = entry.principal.user_id
     {
-        return Ok(principal.clone());
+        match state.auth.live_user(&state.store, id).await? {
+            Some(user) if !user.disabled && user.token_version == entry.token_version => return Ok(entry.principal),
+            _ => {
+                lock(&state.auth.basic_cache).remove(&cache_key);
+            }
+        }
     }
     let invalid = || ApiError::Unauthorized("Invalid username/password.");
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| invalid())?;
     let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
     let (username, password) = decoded.split_once(':').ok_or_else(invalid)?;
-    let user = check_password(&state.store, username, password.to_owned()).await?.ok_or_else(invalid)?;
+    let user = check_password(state, username, password.to_owned(), client).await?.ok_or_else(invalid)?;
     let principal = Principal { user_id: Some(user.id), name: user.username };
-    let mut cache = state.auth.basic_cache.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cache = lock(&state.auth.basic_cache);
     if cache.len() > 10_000 {
-        cache.retain(|_, (_, until)| *until > now);
+        cache.retain(|_, e| e.until > now);
     }
-    cache.insert(cache_key, (principal.clone(), now + BASIC_CACHE_MICROS));
+    cache.insert(
+        cache_key,
+        BasicEntry { principal: principal.clone(), token_version: user.token_version, until: now + BASIC_CACHE_MICROS },
+    );
     Ok(principal)
 }
 
@@ -329,10 +524,43 @@ impl FromRequestParts<SharedState> for Authenticated {
         let credentials = credentials.trim();
         let principal = match scheme.to_ascii_lowercase().as_str() {
             "token" | "bearer" => verify_token(state, credentials).await?,
-            "jwt" => verify_jwt(state, credentials)?,
-            "basic" => verify_basic(state, credentials).await?,
+            "jwt" => verify_jwt(state, credentials).await?,
+            "basic" => verify_basic(state, credentials, client_address(&parts.extensions)).await?,
             _ => return Err(not_provided),
         };
         Ok(Authenticated(principal))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PHC hash with small parameters (the check's memory is reused across sizes).
+    fn small_hash(password: &str, m_cost: u32) -> String {
+        let params = Params::new(m_cost, 1, 1, None).unwrap();
+        Argon2::new(Argon2Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(password.as_bytes())
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn reused_memory_checks_match_argon2s_own_verifier() {
+        use argon2::PasswordVerifier as _;
+        let default = hash_password("correct horse").unwrap();
+        let small = small_hash("battery", 64);
+        let mid = small_hash("staple", 256);
+        // Same thread, one buffer: default size first, then smaller ones (stale blocks left
+        // from the bigger check must not matter), then the default again.
+        for _ in 0..2 {
+            for (password, hash) in [("correct horse", &default), ("battery", &small), ("staple", &mid)] {
+                assert!(verify_password(password, hash), "{hash}");
+                assert!(!verify_password("wrong", hash), "{hash}");
+                assert!(Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok());
+            }
+        }
+        assert!(!verify_password("correct horse", "not a PHC string"));
+        assert!(!verify_password("correct horse", "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ"));
     }
 }

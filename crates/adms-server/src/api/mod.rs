@@ -15,6 +15,7 @@ mod pagination;
 mod personnel;
 mod resigns;
 mod terminals;
+pub mod throttle;
 mod transactions;
 mod webhooks;
 
@@ -97,6 +98,9 @@ pub enum ApiError {
     BadRequest(serde_json::Value),
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// Login throttled or every password check slot busy: retry after this many seconds.
+    #[error("throttled for {0} s")]
+    Throttled(u64),
     #[error("storage: {0}")]
     Store(#[from] adms_store::StoreError),
     #[error("internal: {0}")]
@@ -109,6 +113,14 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(detail) => {
                 let mut response = (StatusCode::UNAUTHORIZED, axum::Json(json!({ "detail": detail }))).into_response();
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+                return response;
+            }
+            ApiError::Throttled(secs) => {
+                // DRF's throttle answer, word for word.
+                let unit = if secs == 1 { "second" } else { "seconds" };
+                let body = json!({ "detail": format!("Request was throttled. Expected available in {secs} {unit}.") });
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
                 return response;
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),

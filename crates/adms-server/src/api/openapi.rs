@@ -247,6 +247,7 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         .header(header::WWW_AUTHENTICATE.as_str(), HeaderBuilder::new().description(Some("`Token`")).build())
         .build()
         .into();
+    let throttled: RefOr<OpenApiResponse> = throttled_response().into();
     let unavailable: RefOr<OpenApiResponse> =
         json_response("Storage unavailable; the request can be retried.").build().into();
     let paths = std::mem::take(&mut doc.paths.paths);
@@ -269,6 +270,8 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
                 Some(_) => {}
                 None => {
                     operation.responses.responses.entry("401".into()).or_insert_with(|| unauthorized.clone());
+                    // Basic credentials are checked, and throttled, like a login.
+                    operation.responses.responses.entry("429".into()).or_insert_with(|| throttled.clone());
                 }
             }
             // Only the static docs page answers without reading the store (credentials, devices).
@@ -279,6 +282,16 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         doc.paths.paths.insert(path, item);
     }
     doc
+}
+
+/// 429: too many failed logins from this client (or every password check busy).
+pub fn throttled_response() -> OpenApiResponse {
+    json_response("Too many failed logins for this user from this address, or from this address; or every password check busy. Retry after `Retry-After` seconds.")
+        .header(
+            header::RETRY_AFTER.as_str(),
+            HeaderBuilder::new().schema(Some(utoipa::openapi::schema::Object::with_type(Type::Integer))).description(Some("Seconds.")).build(),
+        )
+        .build()
 }
 
 /// What the two documentation routes serve, rendered once when the router is built.

@@ -248,3 +248,320 @@ fn decode_claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Login hardening: bounded hashing, throttling, lock-out, identical answers, token revocation.
+
+/// A client whose connections leave from `ip` (all of 127/8 is local on Linux), so the server
+/// sees a different client address per client.
+fn client_from(ip: std::net::Ipv4Addr) -> reqwest::Client {
+    reqwest::Client::builder().local_address(std::net::IpAddr::V4(ip)).build().unwrap()
+}
+
+/// Resident memory of a process, in KiB (`VmRSS` of /proc/<pid>/status).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Samples the server's RSS until `stop` is set; returns the highest value seen.
+fn sample_peak_rss(pid: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = rss_kib(pid);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(rss_kib(pid));
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        peak.max(rss_kib(pid))
+    })
+}
+
+/// One login answer: status, `Retry-After`, JSON body.
+#[derive(Debug)]
+struct LoginAnswer {
+    status: u16,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+async fn login_as(client: &reqwest::Client, url: String, username: &str, password: &str) -> LoginAnswer {
+    let response = client.post(url).json(&json!({"username": username, "password": password})).send().await.unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    LoginAnswer { status, retry_after, body: response.json().await.unwrap_or(Value::Null) }
+}
+
+/// Sends `n` wrong logins for `username` at once, the i-th from `client(i)`, alternating the
+/// session-token and JWT login routes.
+async fn wrong_login_burst(
+    server: &Server,
+    username: &str,
+    n: usize,
+    client: impl Fn(usize) -> reqwest::Client,
+) -> Vec<LoginAnswer> {
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let client = client(i);
+        let url = server.url(if i % 2 == 0 { "/api-token-auth/" } else { "/jwt-api-token-auth/" });
+        let username = username.to_owned();
+        burst.spawn(async move { login_as(&client, url, &username, "wrong password").await });
+    }
+    burst.join_all().await
+}
+
+/// A refusal for load or throttling: 429, DRF's throttle body, a `Retry-After` in seconds.
+fn assert_throttled(answer: &LoginAnswer) {
+    assert_eq!(answer.status, 429, "{answer:?}");
+    let retry_after: u64 = answer.retry_after.as_deref().and_then(|v| v.parse().ok()).expect("Retry-After seconds");
+    assert!(retry_after >= 1, "{answer:?}");
+    let detail = answer.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.starts_with("Request was throttled. Expected available in "), "{answer:?}");
+}
+
+fn bad_credentials() -> Value {
+    json!({"non_field_errors": ["Unable to log in with provided credentials."]})
+}
+
+/// Three bursts of 64 concurrent wrong logins for the real account, each from its own client
+/// address so that no throttle hides them: only the bound on concurrent password hashes keeps
+/// the server's memory in check (argon2 takes ~19 MiB per hash). Before that bound, the growth
+/// measured here was several hundred MiB per burst.
+#[tokio::test]
+async fn wrong_login_bursts_keep_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    // One real login first, so the baseline includes a hash's worth of allocator state.
+    let first = login_as(&reqwest::Client::new(), server.url("/api-token-auth/"), ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let baseline = rss_kib(server.pid());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_peak_rss(server.pid(), stop.clone());
+    let mut refused = 0;
+    for burst in 0..3u8 {
+        let answers = wrong_login_burst(&server, ADMIN_USER, 64, |i| {
+            client_from(std::net::Ipv4Addr::new(127, 0, 10 + burst, 1 + i as u8))
+        })
+        .await;
+        for answer in &answers {
+            if answer.status == 400 {
+                assert_eq!(answer.body, bad_credentials());
+            } else {
+                assert_throttled(answer);
+                refused += 1;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    let growth_mib = peak.saturating_sub(baseline) / 1024;
+    eprintln!("wrong_login_bursts: RSS {} MiB -> peak {} MiB, {refused} of 192 refused", baseline / 1024, peak / 1024);
+    assert!(growth_mib < 150, "RSS grew by {growth_mib} MiB during 3 bursts of 64 wrong logins");
+}
+
+/// Wrong logins for one account from one address are throttled (at most `login_user_failures`,
+/// 5 by default, are checked at all; the rest get 429 without hashing), and the lock-out of
+/// that (user, address) pair does not keep the account's owner out from another address.
+#[tokio::test]
+async fn wrong_login_burst_is_throttled_but_the_user_logs_in_from_another_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let attacker = client_from(std::net::Ipv4Addr::new(127, 0, 0, 1));
+    let baseline = rss_kib(server.pid());
+    let mut checked = 0;
+    for _ in 0..3 {
+        for answer in wrong_login_burst(&server, ADMIN_USER, 64, |_| attacker.clone()).await {
+            if answer.status == 400 {
+                assert_eq!(answer.body, bad_credentials());
+                checked += 1;
+            } else {
+                assert_throttled(&answer);
+            }
+        }
+    }
+    assert!(checked <= 5, "{checked} wrong passwords were checked; the lock-out allows 5");
+    let growth_mib = rss_kib(server.pid()).saturating_sub(baseline) / 1024;
+    eprintln!("throttled bursts: {checked} of 192 checked, RSS growth {growth_mib} MiB");
+    assert!(growth_mib < 150, "RSS grew by {growth_mib} MiB");
+    // The locked pair is refused even with the right password (no hash is run for it), on
+    // every route, Basic included.
+    let locked = login_as(&attacker, server.url("/api-token-auth/"), ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_throttled(&locked);
+    let basic = format!("Basic {}", base64_encode(&format!("{ADMIN_USER}:{ADMIN_PASSWORD}")));
+    let r = attacker.get(server.url("/iclock/api/transactions/")).header("Authorization", &basic).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    // The owner, from another address, logs in with every method.
+    let owner = client_from(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    let ok = login_as(&owner, server.url("/api-token-auth/"), ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let ok = login_as(&owner, server.url("/jwt-api-token-auth/"), ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let r = owner.get(server.url("/iclock/api/transactions/")).header("Authorization", &basic).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// An unknown user and a known user with a wrong password get the same answer, and both run a
+/// password check (against a dummy hash for the unknown user), so neither the body nor the
+/// work done tells them apart. (Timing itself is not asserted: wall-clock tests are flaky.)
+#[tokio::test]
+async fn unknown_and_known_users_get_the_same_answer_and_the_same_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = common::Api::login(&server).await;
+    let checks = || async {
+        let r = api
+            .client
+            .get(server.url("/metrics"))
+            .header("Authorization", format!("Token {}", api.token))
+            .send()
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("adms_login_password_checks_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no adms_login_password_checks_total in {text}"))
+    };
+    let client = reqwest::Client::new();
+    for route in ["/api-token-auth/", "/jwt-api-token-auth/"] {
+        let before = checks().await;
+        let known = login_as(&client, server.url(route), ADMIN_USER, "wrong password").await;
+        let after_known = checks().await;
+        let unknown = login_as(&client, server.url(route), "nobody-here", "wrong password").await;
+        let after_unknown = checks().await;
+        assert_eq!((known.status, &known.body), (400, &bad_credentials()), "{route}");
+        assert_eq!((unknown.status, &unknown.body), (known.status, &known.body), "{route}");
+        assert_eq!(after_known - before, 1, "{route}: the known user's password was checked once");
+        assert_eq!(after_unknown - after_known, 1, "{route}: the unknown user cost the same check");
+    }
+    let transactions = server.url("/iclock/api/transactions/");
+    let basic = |creds: &str| {
+        client.get(&transactions).header("Authorization", format!("Basic {}", base64_encode(creds))).send()
+    };
+    let known = status_and_json(basic(&format!("{ADMIN_USER}:wrong")).await.unwrap()).await;
+    let unknown = status_and_json(basic("nobody-here:wrong").await.unwrap()).await;
+    assert_eq!(known, (401, json!({"detail": "Invalid username/password."})));
+    assert_eq!(unknown, known);
+}
+
+/// The session token and JWT of a fresh login.
+async fn session_and_jwt(server: &Server, username: &str, password: &str) -> (String, String) {
+    let client = reqwest::Client::new();
+    let token = login_as(&client, server.url("/api-token-auth/"), username, password).await;
+    assert_eq!(token.status, 200, "{token:?}");
+    let jwt = login_as(&client, server.url("/jwt-api-token-auth/"), username, password).await;
+    assert_eq!(jwt.status, 200, "{jwt:?}");
+    (token.body["token"].as_str().unwrap().to_owned(), jwt.body["token"].as_str().unwrap().to_owned())
+}
+
+/// Status and body of `GET /iclock/api/transactions/` with this `Authorization` header.
+async fn transactions_with(server: &Server, authorization: &str) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    status_and_json(
+        client
+            .get(server.url("/iclock/api/transactions/"))
+            .header("Authorization", authorization)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn password_change_ends_sessions_and_jwts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let (token, jwt) = session_and_jwt(&server, ADMIN_USER, ADMIN_PASSWORD).await;
+    // A restart with the same password is not a change: the sessions live on.
+    server.stop();
+    let mut server = Server::start(dir.path(), &[]);
+    assert_eq!(transactions_with(&server, &format!("Token {token}")).await.0, 200);
+    assert_eq!(transactions_with(&server, &format!("JWT {jwt}")).await.0, 200);
+    // A new password ends every session token and JWT issued under the old one.
+    server.stop();
+    let new_password = "battery staple";
+    let server = Server::start(dir.path(), &[("ADMS_ADMIN_PASSWORD", new_password)]);
+    assert_eq!(transactions_with(&server, &format!("Token {token}")).await, (401, json!({"detail": "Invalid token."})));
+    assert_eq!(transactions_with(&server, &format!("JWT {jwt}")).await.0, 401);
+    assert_eq!(transactions_with(&server, &format!("Bearer {jwt}")).await.0, 401);
+    let old_basic = format!("Basic {}", base64_encode(&format!("{ADMIN_USER}:{ADMIN_PASSWORD}")));
+    assert_eq!(transactions_with(&server, &old_basic).await.0, 401);
+    let (token, jwt) = session_and_jwt(&server, ADMIN_USER, new_password).await;
+    assert_eq!(transactions_with(&server, &format!("Token {token}")).await.0, 200);
+    assert_eq!(transactions_with(&server, &format!("JWT {jwt}")).await.0, 200);
+}
+
+/// The JWT signing key as stored (`server_settings`), read from the SQLite file.
+async fn stored_jwt_key(db: &std::path::Path) -> Vec<u8> {
+    use sqlx::ConnectOptions;
+    let mut conn =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
+    sqlx::query_scalar("SELECT value FROM server_settings WHERE key = 'jwt_hs256_key'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("jwt key")
+}
+
+async fn admin_id(db: &std::path::Path) -> i64 {
+    use sqlx::ConnectOptions;
+    let mut conn =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
+    sqlx::query_scalar("SELECT id FROM api_users WHERE username = ?")
+        .bind(ADMIN_USER)
+        .fetch_one(&mut conn)
+        .await
+        .expect("admin id")
+}
+
+/// A JWT signed with `key` for `user_id`, valid until 2100.
+fn forge_jwt(key: &[u8], user_id: i64, username: &str) -> String {
+    let claims = json!({
+        "token_type": "access", "user_id": user_id, "username": username, "email": "",
+        "exp": 4_102_444_800_i64, "iat": 1_700_000_000_i64, "orig_iat": 1_700_000_000_i64,
+        "jti": "forged", "ver": 0,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn jwt_for_a_missing_user_is_refused_even_with_the_real_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let key = stored_jwt_key(&server.db_path()).await;
+    // Control: the key read is the real one, so a token for the real account passes.
+    let genuine = forge_jwt(&key, admin_id(&server.db_path()).await, ADMIN_USER);
+    assert_eq!(transactions_with(&server, &format!("JWT {genuine}")).await.0, 200);
+    let forged = forge_jwt(&key, 987_654, "ghost");
+    for scheme in ["JWT", "Bearer"] {
+        let (status, body) = transactions_with(&server, &format!("{scheme} {forged}")).await;
+        assert_eq!(status, 401, "{scheme}: {body}");
+        assert!(body["detail"].is_string(), "{body}");
+    }
+}
+
+/// The bootstrap account renamed (a different `ADMS_ADMIN_USER`): the previous account is
+/// disabled, cannot log in, and its tokens are refused.
+#[tokio::test]
+async fn renamed_admin_account_is_disabled_with_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let (token, jwt) = session_and_jwt(&server, ADMIN_USER, ADMIN_PASSWORD).await;
+    server.stop();
+    let server = Server::start(dir.path(), &[("ADMS_ADMIN_USER", "root")]);
+    assert_eq!(transactions_with(&server, &format!("Token {token}")).await.0, 401);
+    assert_eq!(transactions_with(&server, &format!("JWT {jwt}")).await.0, 401);
+    let old_basic = format!("Basic {}", base64_encode(&format!("{ADMIN_USER}:{ADMIN_PASSWORD}")));
+    assert_eq!(transactions_with(&server, &old_basic).await.0, 401);
+    let client = reqwest::Client::new();
+    let old = login_as(&client, server.url("/api-token-auth/"), ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!((old.status, old.body), (400, bad_credentials()));
+    let (token, jwt) = session_and_jwt(&server, "root", ADMIN_PASSWORD).await;
+    assert_eq!(transactions_with(&server, &format!("Token {token}")).await.0, 200);
+    assert_eq!(transactions_with(&server, &format!("JWT {jwt}")).await.0, 200);
+}
