@@ -154,9 +154,26 @@ impl Application {
             }
             tracing::info!(user = %user, "admin account ready");
         }
-        let auth = AuthState::load(&store, config.login_limits()).await?;
+        let secret_key = match crate::vault::master_key(&config, &store).await? {
+            Some((key, source)) => {
+                match &source {
+                    crate::vault::KeySource::Generated(path) => tracing::warn!(
+                        path = %path.display(),
+                        "generated a master key file (mode 0600) that seals this database's secrets; back it up                          apart from the database: without it the secrets cannot be opened"
+                    ),
+                    crate::vault::KeySource::File(path) => {
+                        tracing::info!(path = %path.display(), "master key read from its file")
+                    }
+                    crate::vault::KeySource::Config => tracing::info!("master key from ADMS_SECRET_KEY"),
+                }
+                crate::vault::check_master_key(&store, &key).await?;
+                Some(key)
+            }
+            None => None,
+        };
+        let jwt_key = crate::vault::jwt_signing_key(&store, secret_key.as_ref()).await?;
+        let auth = AuthState::load(&jwt_key, config.login_limits()).await?;
         let mut address_policy = config.webhook_address_policy()?;
-        let secret_key = config.secret_key()?;
         seal_stored_secrets(&store, secret_key.as_ref()).await?;
         if let Some(url) = &config.webhook_url {
             ensure_env_endpoint(

@@ -147,9 +147,13 @@ pub struct Config {
     /// loopback (an ERP on the bridge's own host: `127.0.0.1/32`). The bridge's own listening
     /// address stays refused even when listed.
     pub webhook_allow_list: String,
-    /// Master key sealing endpoint signing secrets at rest: base64 of 32 bytes. Without it the
-    /// secrets are stored as their `whsec_` text.
+    /// Master key sealing secrets at rest (webhook signing secrets, the JWT signing key): base64
+    /// of 32 bytes. Without it, the key file (`secret_key_file`) is used.
     pub secret_key: Option<String>,
+    /// A file holding the master key (the same base64 text), read when `secret_key` is not
+    /// set. Default: `<database file>.key`, generated (mode 0600) on the first start of a
+    /// database that has nothing sealed yet.
+    pub secret_key_file: Option<std::path::PathBuf>,
     /// Webhook requests in flight at most.
     pub webhook_concurrency: usize,
     /// Whole-request timeout of a webhook attempt.
@@ -214,6 +218,7 @@ impl Default for Config {
             webhook_allow_private: true,
             webhook_allow_list: String::new(),
             secret_key: None,
+            secret_key_file: None,
             webhook_concurrency: 64,
             webhook_timeout_secs: 15,
             commands_per_poll: 50,
@@ -254,6 +259,7 @@ impl std::fmt::Debug for Config {
             .field("command_ttl_secs", &self.command_ttl_secs)
             .field("roster_reconcile_secs", &self.roster_reconcile_secs)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("secret_key_file", &self.secret_key_file)
             .finish_non_exhaustive()
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod device;
 pub mod roster;
 pub mod telemetry;
+pub mod vault;
 pub mod zones;
 
 pub use app::{AppState, Application, SharedState, StartupError};

@@ -139,18 +139,36 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Secrets { action: SecretsAction::Rekey { new_key } } => {
             config.validate()?;
-            let current = config.secret_key()?;
+            // The current key: ADMS_SECRET_KEY, else the key file when there is one.
+            let key_file = adms_server::vault::default_key_file(&config).filter(|path| path.exists());
+            let current = match (config.secret_key()?, &key_file) {
+                (Some(key), _) => Some(key),
+                (None, Some(path)) => Some(
+                    std::fs::read_to_string(path)?
+                        .parse::<adms_webhooks::SecretKey>()
+                        .map_err(|error| anyhow::anyhow!("key file {}: {error}", path.display()))?,
+                ),
+                (None, None) => None,
+            };
             let new: adms_webhooks::SecretKey =
                 new_key.parse().map_err(|error| anyhow::anyhow!("new key (ADMS_NEW_SECRET_KEY): {error}"))?;
             let store = Store::open(&config.database_url, StoreOptions::default()).await?;
             let done = adms_server::app::rekey_stored_secrets(&store, current.as_ref(), &new).await?;
+            let settings = adms_server::vault::rekey_server_settings(&store, current.as_ref(), &new).await?;
             store.close().await;
+            let mut stdout = std::io::stdout();
             writeln!(
-                std::io::stdout(),
-                "re-sealed {} signing secrets ({} already under the new key); start the server with the new ADMS_SECRET_KEY",
-                done.resealed,
-                done.already
+                stdout,
+                "re-sealed {} signing secrets ({} already under the new key) and {} server secrets",
+                done.resealed, done.already, settings.resealed
             )?;
+            match (config.secret_key.is_some(), key_file) {
+                (false, Some(path)) => {
+                    adms_server::vault::replace_key_file(&path, &new)?;
+                    writeln!(stdout, "the key file {} now holds the new key; back it up again", path.display())?;
+                }
+                _ => writeln!(stdout, "start the server with the new ADMS_SECRET_KEY")?,
+            }
         }
         Command::Device { action: DeviceAction::Approve { sn } } => {
             let store = Store::open(&config.database_url, StoreOptions::default()).await?;

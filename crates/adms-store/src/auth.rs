@@ -199,6 +199,26 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// A server-wide setting, if stored.
+    pub async fn server_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Replaces a server-wide setting only while it still holds `current` (re-sealing under a
+    /// new key, racing nobody's write); false when it changed meanwhile.
+    pub async fn replace_server_setting(&self, key: &str, current: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE server_settings SET value = ? WHERE key = ? AND value = ?")
+            .bind(new)
+            .bind(key)
+            .bind(current)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// A server-wide secret shared by replicas, created on first use.
     pub async fn shared_secret(&self, key: &str, generate: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let candidate = generate();

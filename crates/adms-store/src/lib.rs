@@ -84,7 +84,7 @@ impl Store {
         if !url.starts_with("sqlite:") {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         }
-        create_parent_dir(url)?;
+        create_private_files(url)?;
         // Held until the pools are open and the migrations ran (dropped at the end of `open`).
         let _startup = lock_for_startup(url).await?;
         let connect = SqliteConnectOptions::from_str(url)?
@@ -145,20 +145,36 @@ impl Store {
 }
 
 /// The database file of a `sqlite:` URL; `None` for an in-memory database.
-fn database_path(url: &str) -> Option<&Path> {
+/// The file of a `sqlite://PATH` URL (`None` for an in-memory database).
+pub fn database_path(url: &str) -> Option<&Path> {
     let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let path = path.split('?').next().unwrap_or_default();
     (!path.is_empty() && !path.starts_with(':')).then(|| Path::new(path))
 }
 
-fn create_parent_dir(url: &str) -> Result<(), StoreError> {
+/// Creates the database's folder (mode 0700) and, when missing, the database file itself
+/// (mode 0600) before SQLite opens it: SQLite gives its `-wal` and `-shm` files the mode of the
+/// database file, so nothing of the database is ever readable by other local users. Existing
+/// files and folders keep the mode the operator gave them.
+fn create_private_files(url: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let Some(path) = database_path(url) else {
         return Ok(());
     };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| StoreError::Io(parent.display().to_string(), e))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| StoreError::Io(parent.display().to_string(), e))?;
     }
-    Ok(())
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Io(path.display().to_string(), e)),
+    }
 }
 
 /// An exclusive lock on `<database>.startup-lock`, so that processes starting at the same
@@ -172,7 +188,8 @@ async fn lock_for_startup(url: &str) -> Result<Option<std::fs::File>, StoreError
     };
     let lock_path = format!("{}.startup-lock", path.display());
     let locked = tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&lock_path)?;
         // Blocks while another process is starting: at most the time its migrations take.
         file.lock()?;
         Ok::<_, std::io::Error>(file)

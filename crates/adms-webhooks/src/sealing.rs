@@ -1,4 +1,5 @@
-//! Endpoint signing secrets at rest, sealed with the operator's master key (`ADMS_SECRET_KEY`).
+//! Secrets at rest (endpoint signing secrets, and through [`SecretKey::seal_for`] the server's
+//! other secrets), sealed with the operator's master key (`ADMS_SECRET_KEY` or its key file).
 //!
 //! A signing key must be usable for HMAC, so it cannot be hashed like a password; the next best
 //! thing is to keep it encrypted in the database and open it only to sign. Sealed text is
@@ -61,10 +62,32 @@ impl FromStr for SecretKey {
 }
 
 impl SecretKey {
+    /// A new random key (the server generates one on first start when none is configured).
+    pub fn generate() -> SecretKey {
+        SecretKey(rand::random::<[u8; 32]>().into())
+    }
+
+    /// The key as its configuration text (base64 of the 32 bytes), to write a key file.
+    pub fn to_base64(&self) -> String {
+        let bytes: &[u8] = &self.0;
+        STANDARD.encode(bytes)
+    }
+
     /// Seals `secret` for the endpoint `endpoint_uid`, under a fresh random nonce.
     pub fn seal(&self, endpoint_uid: &str, secret: &str) -> String {
+        self.seal_for(AAD_CONTEXT, endpoint_uid, secret)
+    }
+
+    /// Opens what [`seal`](Self::seal) produced for the same endpoint.
+    pub fn open(&self, endpoint_uid: &str, stored: &str) -> Result<String, SealError> {
+        self.open_for(AAD_CONTEXT, endpoint_uid, stored)
+    }
+
+    /// Seals `secret` as the record `record` of the kind `context` (associated data: both), so a
+    /// sealed value copied onto another record or kind does not open.
+    pub fn seal_for(&self, context: &str, record: &str, secret: &str) -> String {
         let nonce: [u8; NONCE_LEN] = rand::random();
-        let aad = associated_data(endpoint_uid);
+        let aad = associated_data(context, record);
         let sealed = XChaCha20Poly1305::new(&self.0)
             .encrypt(&XNonce::from(nonce), Payload { msg: secret.as_bytes(), aad: aad.as_bytes() })
             // Encryption fails only for messages beyond 256 GiB.
@@ -75,8 +98,8 @@ impl SecretKey {
         format!("{SEALED_PREFIX}{}", STANDARD.encode(bytes))
     }
 
-    /// Opens what [`seal`](Self::seal) produced for the same endpoint.
-    pub fn open(&self, endpoint_uid: &str, stored: &str) -> Result<String, SealError> {
+    /// Opens what [`seal_for`](Self::seal_for) produced for the same kind and record.
+    pub fn open_for(&self, context: &str, record: &str, stored: &str) -> Result<String, SealError> {
         let encoded = stored.strip_prefix(SEALED_PREFIX).ok_or(SealError::WrongKey)?;
         let bytes = STANDARD.decode(encoded).map_err(|_| SealError::WrongKey)?;
         if bytes.len() < NONCE_LEN {
@@ -84,7 +107,7 @@ impl SecretKey {
         }
         let (nonce, sealed) = bytes.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::WrongKey)?;
-        let aad = associated_data(endpoint_uid);
+        let aad = associated_data(context, record);
         let plain = XChaCha20Poly1305::new(&self.0)
             .decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: aad.as_bytes() })
             .map_err(|_| SealError::WrongKey)?;
@@ -92,8 +115,8 @@ impl SecretKey {
     }
 }
 
-fn associated_data(endpoint_uid: &str) -> String {
-    format!("{AAD_CONTEXT}\u{1f}{endpoint_uid}")
+fn associated_data(context: &str, record: &str) -> String {
+    format!("{context}\u{1f}{record}")
 }
 
 /// True for a stored secret that needs the master key.

@@ -100,15 +100,17 @@ impl std::fmt::Debug for AuthState {
 impl AuthState {
     /// Loads the JWT signing key shared by every replica (created on first start) and makes
     /// the dummy hash.
-    pub async fn load(store: &Store, limits: LoginLimits) -> Result<AuthState, AuthSetupError> {
-        let key = store.shared_secret("jwt_hs256_key", || rand::random::<[u8; 32]>().to_vec()).await?;
+    /// `jwt_key` is the signing key shared by every replica (`vault::jwt_signing_key`: stored
+    /// sealed under the master key).
+    pub async fn load(jwt_key: &[u8], limits: LoginLimits) -> Result<AuthState, AuthSetupError> {
+        let key = jwt_key;
         let dummy_hash = tokio::task::spawn_blocking(|| hash_password(&hex::encode(rand::random::<[u8; 16]>())))
             .await
             .map_err(|e| AuthSetupError::Hash(e.to_string()))?
             .map_err(AuthSetupError::Hash)?;
         Ok(AuthState {
-            encoding: EncodingKey::from_secret(&key),
-            decoding: DecodingKey::from_secret(&key),
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
             basic_cache: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             dummy_hash,
@@ -141,8 +143,6 @@ impl AuthState {
 /// Why authentication could not be set up at start.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
     #[error("password hashing: {0}")]
     Hash(String),
     #[error("cannot start the password check threads: {0}")]

@@ -492,15 +492,23 @@ async fn password_change_ends_sessions_and_jwts() {
     assert_eq!(transactions_with(&server, &format!("JWT {jwt}")).await.0, 200);
 }
 
-/// The JWT signing key as stored (`server_settings`), read from the SQLite file.
+/// The JWT signing key as stored (`server_settings`, sealed), read from the SQLite file and
+/// opened with the master key file the server generated beside it: what an attacker holding
+/// both the database and the key file would have.
 async fn stored_jwt_key(db: &std::path::Path) -> Vec<u8> {
     use sqlx::ConnectOptions;
     let mut conn =
         sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
-    sqlx::query_scalar("SELECT value FROM server_settings WHERE key = 'jwt_hs256_key'")
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT value FROM server_settings WHERE key = 'jwt_hs256_key'")
         .fetch_one(&mut conn)
         .await
-        .expect("jwt key")
+        .expect("jwt key");
+    let key_file = format!("{}.key", db.display());
+    let key: adms_webhooks::SecretKey = std::fs::read_to_string(key_file).expect("key file").parse().expect("key");
+    let opened = key
+        .open_for(adms_server::vault::SETTING, adms_server::vault::JWT_KEY, std::str::from_utf8(&sealed).unwrap())
+        .expect("sealed under the key file's key");
+    hex::decode(opened).expect("hex")
 }
 
 async fn admin_id(db: &std::path::Path) -> i64 {

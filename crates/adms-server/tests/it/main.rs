@@ -10,6 +10,7 @@ mod device_trust;
 mod fixture_sessions;
 mod openapi;
 mod personnel_api;
+mod secrets_at_rest;
 mod webhook_api;
 mod webhook_batches;
 mod webhook_delivery;

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use common::webhooks::{Received, SECRET};
-use common::{Api, Device, Server};
+use common::{Api, Device, Server, start_failing};
 use sqlx::ConnectOptions;
 
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -45,27 +45,6 @@ async fn start_receiver() -> (String, Log) {
 async fn stored_secrets(db: &Path) -> Vec<String> {
     let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.unwrap();
     sqlx::query_scalar("SELECT secret FROM webhook_secrets ORDER BY id").fetch_all(&mut conn).await.unwrap()
-}
-
-/// Starts the binary expecting it to fail; returns what it wrote on stderr.
-fn start_failing(dir: &Path, env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env("ADMS_DATABASE_URL", format!("sqlite://{}/adms.db", dir.display()))
-        .env("ADMS_TIME_ZONE", "UTC")
-        .env("RUST_LOG", "warn")
-        .env_remove("ADMS_CONFIG")
-        .env_remove("ADMS_SECRET_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().expect("spawn");
-    let output = child.wait_with_output().expect("wait");
-    assert!(!output.status.success(), "started although it should not have");
-    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening on"));
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Waits until the receiver got `n` punch requests.
@@ -168,16 +147,21 @@ async fn plaintext_secrets_keep_working_and_are_sealed_once_a_key_is_configured(
     let (base, log) = start_receiver().await;
     let url = format!("{base}/env");
     let dir = tempfile::tempdir().unwrap();
-    let plain_env = [("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET)];
-    let mut server = Server::start(dir.path(), &plain_env);
-    assert_eq!(stored_secrets(&server.db_path()).await, [SECRET], "without a key: the whsec_ text");
+    let keyed_env = [("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_SECRET_KEY", KEY)];
+    let mut server = Server::start(dir.path(), &keyed_env);
     let dev = Device { server: &server, sn: "SEAL0002".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&attlog(0)).await.text(), "OK: 1");
     wait_for(&log, 1).await;
     server.stop();
+    // A row as a version before sealing wrote it: the `whsec_` text itself.
+    {
+        let mut conn =
+            sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("adms.db")).connect().await.unwrap();
+        sqlx::query("UPDATE webhook_secrets SET secret = ?").bind(SECRET).execute(&mut conn).await.unwrap();
+    }
+    assert_eq!(stored_secrets(&dir.path().join("adms.db")).await, [SECRET]);
 
-    let keyed_env = [("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_SECRET_KEY", KEY)];
     let server = Server::start(dir.path(), &keyed_env);
     let rows = stored_secrets(&server.db_path()).await;
     assert_eq!(rows.len(), 1, "sealed in place, not rotated");

@@ -117,6 +117,27 @@ impl Drop for Server {
     }
 }
 
+/// Starts the binary expecting it to fail; returns what it wrote on stderr.
+pub fn start_failing(dir: &Path, env: &[(&str, &str)]) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("ADMS_DATABASE_URL", format!("sqlite://{}/adms.db", dir.display()))
+        .env("ADMS_TIME_ZONE", "UTC")
+        .env("RUST_LOG", "warn")
+        .env_remove("ADMS_CONFIG")
+        .env_remove("ADMS_SECRET_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn");
+    let output = child.wait_with_output().expect("wait");
+    assert!(!output.status.success(), "started although it should not have");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening on"));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// A raw HTTP response.
 #[derive(Debug)]
 pub struct RawResponse {

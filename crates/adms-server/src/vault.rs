@@ -1,0 +1,211 @@
+//! The master key, and the server-wide secrets sealed under it.
+//!
+//! The key comes from `ADMS_SECRET_KEY`, else from a key file (`secret_key_file`, default
+//! `<database file>.key`). On the first start of a database with nothing sealed yet and no key
+//! configured, a key file is generated (mode 0600) and the server says where: from then on
+//! every secret is sealed, and the key file must be backed up apart from the database (a stolen
+//! backup of the database alone reveals no secret; a lost key file loses every secret).
+//!
+//! A sealed check value in `server_settings` ties the database to its key: a process started
+//! with another key (or none) refuses to start instead of failing later at every use.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use adms_store::Store;
+use adms_webhooks::sealing::{self, SecretKey};
+
+use crate::app::StartupError;
+use crate::config::Config;
+
+/// `server_settings` key of the check value.
+const KEY_CHECK: &str = "master_key_check";
+/// `server_settings` key of the JWT signing key.
+pub const JWT_KEY: &str = "jwt_hs256_key";
+/// Associated-data kind of values sealed in `server_settings`.
+pub const SETTING: &str = "adms-bridge server setting";
+const KEY_CHECK_TEXT: &str = "adms-bridge master key";
+
+/// Where the master key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `ADMS_SECRET_KEY` / `secret_key`.
+    Config,
+    /// Read from this file.
+    File(PathBuf),
+    /// Generated into this file at this start.
+    Generated(PathBuf),
+}
+
+/// The key file used when `secret_key_file` is not set: beside the database.
+pub fn default_key_file(config: &Config) -> Option<PathBuf> {
+    config.secret_key_file.clone().or_else(|| {
+        adms_store::database_path(&config.database_url).map(|db| {
+            let mut name = db.as_os_str().to_owned();
+            name.push(".key");
+            PathBuf::from(name)
+        })
+    })
+}
+
+fn read_key_file(path: &Path) -> Result<SecretKey, StartupError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StartupError::Other(format!("master key file {}: {e}", path.display())))?;
+    text.parse().map_err(|e| StartupError::Other(format!("master key file {}: {e}", path.display())))
+}
+
+/// Writes a new key file, mode 0600, failing if one appeared meanwhile (another process starting
+/// on the same database generated it: the caller then reads that one).
+fn create_key_file(path: &Path, key: &SecretKey) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    writeln!(file, "{}", key.to_base64())?;
+    file.sync_all()
+}
+
+/// Whether anything in the database needs a master key to open.
+async fn anything_sealed(store: &Store) -> Result<bool, StartupError> {
+    if store.server_setting(KEY_CHECK).await?.is_some() {
+        return Ok(true);
+    }
+    if store.server_setting(JWT_KEY).await?.is_some_and(|v| sealing::is_sealed(&String::from_utf8_lossy(&v))) {
+        return Ok(true);
+    }
+    Ok(store.stored_secrets().await?.iter().any(|row| sealing::is_sealed(&row.secret)))
+}
+
+/// The master key of this start, generating the key file when the database has nothing sealed
+/// and no key is configured. `None` only for an in-memory database without a configured key.
+pub async fn master_key(config: &Config, store: &Store) -> Result<Option<(SecretKey, KeySource)>, StartupError> {
+    if let Some(key) = config.secret_key()? {
+        return Ok(Some((key, KeySource::Config)));
+    }
+    let Some(path) = default_key_file(config) else { return Ok(None) };
+    if path.exists() {
+        return Ok(Some((read_key_file(&path)?, KeySource::File(path))));
+    }
+    if config.secret_key_file.is_some() || anything_sealed(store).await? {
+        // A named file that is missing, or a database sealed under a key nobody gave us:
+        // generating one now would only make the secrets unreadable for good.
+        return Err(StartupError::Other(format!(
+            "the database's secrets are sealed with a master key, but none is configured: set ADMS_SECRET_KEY \
+             or put the key file at {}",
+            path.display()
+        )));
+    }
+    let key = SecretKey::generate();
+    match create_key_file(&path, &key) {
+        Ok(()) => Ok(Some((key, KeySource::Generated(path)))),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(Some((read_key_file(&path)?, KeySource::File(path))))
+        }
+        Err(e) => Err(StartupError::Other(format!("cannot write the master key file {}: {e}", path.display()))),
+    }
+}
+
+/// Refuses a key that is not the database's: the check value must open. A database without one
+/// gets it now (sealed under this key).
+pub async fn check_master_key(store: &Store, key: &SecretKey) -> Result<(), StartupError> {
+    match store.server_setting(KEY_CHECK).await? {
+        Some(stored) => {
+            let opened = key.open_for(SETTING, KEY_CHECK, &String::from_utf8_lossy(&stored));
+            if opened.as_deref() != Ok(KEY_CHECK_TEXT) {
+                return Err(StartupError::Other(
+                    "the master key does not open this database's secrets (another ADMS_SECRET_KEY or key file \
+                     than the one it was sealed with)"
+                        .into(),
+                ));
+            }
+        }
+        None => {
+            let sealed = key.seal_for(SETTING, KEY_CHECK, KEY_CHECK_TEXT);
+            store.shared_secret(KEY_CHECK, || sealed.into_bytes()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The JWT signing key shared by every replica: created on first use, stored sealed. A key
+/// stored in the clear by an earlier version is sealed in place.
+pub async fn jwt_signing_key(store: &Store, key: Option<&SecretKey>) -> Result<Vec<u8>, StartupError> {
+    let fresh: [u8; 32] = rand::random();
+    let candidate = match key {
+        Some(key) => key.seal_for(SETTING, JWT_KEY, &hex::encode(fresh)).into_bytes(),
+        None => fresh.to_vec(),
+    };
+    let stored = store.shared_secret(JWT_KEY, || candidate).await?;
+    let text = String::from_utf8_lossy(&stored);
+    if sealing::is_sealed(&text) {
+        let key = key.ok_or_else(|| StartupError::Other(sealing::SealError::NoKey.to_string()))?;
+        let opened = key.open_for(SETTING, JWT_KEY, &text).map_err(|e| StartupError::Other(e.to_string()))?;
+        return hex::decode(opened).map_err(|_| StartupError::Other("the stored JWT signing key is damaged".into()));
+    }
+    if let Some(key) = key {
+        let sealed = key.seal_for(SETTING, JWT_KEY, &hex::encode(&stored));
+        store.replace_server_setting(JWT_KEY, &stored, sealed.as_bytes()).await?;
+        tracing::info!("JWT signing key sealed with the master key");
+    }
+    Ok(stored)
+}
+
+/// What [`rekey_server_settings`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RekeyedSettings {
+    pub resealed: usize,
+}
+
+/// Re-seals the sealed server settings (the key check, the JWT signing key) under `new`,
+/// opening them with `current`; a setting already under `new` is left alone.
+pub async fn rekey_server_settings(
+    store: &Store,
+    current: Option<&SecretKey>,
+    new: &SecretKey,
+) -> Result<RekeyedSettings, StartupError> {
+    let mut done = RekeyedSettings { resealed: 0 };
+    for name in [KEY_CHECK, JWT_KEY] {
+        let Some(stored) = store.server_setting(name).await? else { continue };
+        let text = String::from_utf8_lossy(&stored).into_owned();
+        let plain = if sealing::is_sealed(&text) {
+            if new.open_for(SETTING, name, &text).is_ok() {
+                continue;
+            }
+            let current = current.ok_or_else(|| StartupError::Other(sealing::SealError::NoKey.to_string()))?;
+            current.open_for(SETTING, name, &text).map_err(|e| StartupError::Other(format!("{name}: {e}")))?
+        } else {
+            hex::encode(&stored)
+        };
+        if !store.replace_server_setting(name, &stored, new.seal_for(SETTING, name, &plain).as_bytes()).await? {
+            return Err(StartupError::Other(format!(
+                "{name} changed while being re-keyed: is a server still running on this database?"
+            )));
+        }
+        done.resealed += 1;
+    }
+    Ok(done)
+}
+
+/// Replaces the key file with `new` (written beside it, then renamed over it, mode 0600).
+pub fn replace_key_file(path: &Path, new: &SecretKey) -> Result<(), StartupError> {
+    let temporary = path.with_extension("key.new");
+    let _ = std::fs::remove_file(&temporary);
+    create_key_file(&temporary, new)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|e| StartupError::Other(format!("cannot replace the master key file {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_key_file_sits_beside_the_database() {
+        let mut config = Config::default();
+        config.database_url = "sqlite:///var/lib/adms/adms.db".into();
+        assert_eq!(default_key_file(&config), Some(PathBuf::from("/var/lib/adms/adms.db.key")));
+        config.secret_key_file = Some("/etc/adms/master.key".into());
+        assert_eq!(default_key_file(&config), Some(PathBuf::from("/etc/adms/master.key")));
+        config.secret_key_file = None;
+        config.database_url = "sqlite::memory:".into();
+        assert_eq!(default_key_file(&config), None);
+    }
+}
