@@ -74,8 +74,21 @@ impl DeviceTrust {
 
     /// Whether `ip` may register one more new serial number now.
     pub fn admit_registration(&self, ip: Option<IpAddr>) -> bool {
-        // A request without a peer address (never over TCP) shares one budget.
-        let key = ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        // A request without a peer address (never over TCP) shares one budget. An IPv6 host
+        // owns a whole /64, so the budget is per /64.
+        let key = match ip {
+            Some(IpAddr::V6(v6)) => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+            Some(v4) => v4,
+            None => IpAddr::from([0, 0, 0, 0]),
+        };
+        // Forget addresses whose budget is full again, so many addresses cannot grow the table.
+        if self.registrations.len() > 10_000 {
+            self.registrations.retain_recent();
+        }
         self.registrations.check_key(&key).is_ok()
     }
 
@@ -179,6 +192,10 @@ mod tests {
         assert!(rules.admit_registration(ip("10.0.0.1")));
         assert!(!rules.admit_registration(ip("10.0.0.1")), "third in the same minute");
         assert!(rules.admit_registration(ip("10.0.0.2")), "another address has its own budget");
+        assert!(rules.admit_registration(ip("2001:db8::1")));
+        assert!(rules.admit_registration(ip("2001:db8::2")));
+        assert!(!rules.admit_registration(ip("2001:db8::3")), "one budget per /64");
+        assert!(rules.admit_registration(ip("2001:db8:0:1::1")));
     }
 
     #[test]

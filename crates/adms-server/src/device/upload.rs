@@ -154,25 +154,32 @@ pub fn build_punch_batch(body: &[u8], device: &Device, zone: &Zone, window: &Pun
     batch.device_time_zone.clone_from(&zone.name);
     for item in parse_attlog_body(body) {
         match item {
-            Ok((line, r)) if has_unsafe_chars(r.pin) || has_unsafe_chars(r.work_code) => {
-                batch.rejected.push(refused_line("ATTLOG", &line, RejectReason::UnsafeText));
+            Ok((line, r)) => {
+                let utc_time = zone.to_utc(&r.time);
+                let refused = if has_unsafe_chars(r.pin) || has_unsafe_chars(r.work_code) {
+                    Some(RejectReason::UnsafeText)
+                } else if !window.contains(&r.time, utc_time) {
+                    Some(RejectReason::ImplausibleTime)
+                } else {
+                    None
+                };
+                match refused {
+                    Some(reason) => batch.rejected.push(refused_line("ATTLOG", &line, reason)),
+                    None => batch.punches.push(NewPunch {
+                        pin: r.pin.to_owned(),
+                        local_time: r.time.to_string(),
+                        state: r.state.to_owned(),
+                        verify: r.verify,
+                        work_code: r.work_code.to_owned(),
+                        extra: r.extra.to_owned(),
+                        time_zone: Some(zone.name.clone()),
+                        utc_time,
+                        mask_flag: r.mask_flag(),
+                        temperature: r.temperature(),
+                        raw_line: String::from_utf8_lossy(line.bytes).into_owned(),
+                    }),
+                }
             }
-            Ok((line, r)) if !window.contains(&r.time, zone.to_utc(&r.time)) => {
-                batch.rejected.push(refused_line("ATTLOG", &line, RejectReason::ImplausibleTime));
-            }
-            Ok((line, r)) => batch.punches.push(NewPunch {
-                pin: r.pin.to_owned(),
-                local_time: r.time.to_string(),
-                state: r.state.to_owned(),
-                verify: r.verify,
-                work_code: r.work_code.to_owned(),
-                extra: r.extra.to_owned(),
-                time_zone: Some(zone.name.clone()),
-                utc_time: zone.to_utc(&r.time),
-                mask_flag: r.mask_flag(),
-                temperature: r.temperature(),
-                raw_line: String::from_utf8_lossy(line.bytes).into_owned(),
-            }),
             Err(rejected) => batch.rejected.push(rejected_line("ATTLOG", &rejected)),
         }
     }
