@@ -15,4 +15,5 @@ mod webhook_batches;
 mod webhook_delivery;
 mod webhook_events;
 mod webhook_race;
+mod users_scopes_audit;
 mod webhook_secrets;
