@@ -224,7 +224,7 @@ async fn a_read_key_lists_transactions_but_cannot_control_devices() {
     for key in [&default_key, &read_key] {
         let api = with_token(&admin, key);
         assert_eq!(api.transactions("").await.len(), 1);
-        let (status, body) = api.post_json("/api/v1/devices/SCOPE01/commands", &json!({ "type": "unlock" })).await;
+        let (status, body) = api.post_json("/api/v1/devices/SCOPE01/commands", &json!({ "command": { "type": "unlock" } })).await;
         assert_eq!((status, body), (403, json!({ "detail": FORBIDDEN })));
         let (status, body) =
             api.post_json("/iclock/api/terminals/reboot/", &json!({ "terminals": [terminal_id] })).await;
@@ -234,7 +234,7 @@ async fn a_read_key_lists_transactions_but_cannot_control_devices() {
     }
     // With devices:control it may.
     let control = with_token(&admin, &integration_key(&server, "doors", &["devices:control"]));
-    let (status, body) = control.post_json("/api/v1/devices/SCOPE01/commands", &json!({ "type": "unlock" })).await;
+    let (status, body) = control.post_json("/api/v1/devices/SCOPE01/commands", &json!({ "command": { "type": "unlock" } })).await;
     assert!(status == 201 || status == 200, "{status} {body}");
     let (status, body) = control.post_json("/iclock/api/terminals/reboot/", &json!({ "terminals": [terminal_id] })).await;
     assert_eq!(status, 200, "{body}");
@@ -270,10 +270,10 @@ async fn writes_are_audited_with_actor_route_status_and_address() {
         admin.post_json("/personnel/api/departments/", &json!({ "dept_code": "D1", "dept_name": "One" })).await;
     assert_eq!(status, 201);
     let control = with_token(&admin, &integration_key(&server, "doors", &["devices:control"]));
-    let (status, _) = control.post_json("/api/v1/devices/AUDIT01/commands", &json!({ "type": "reboot" })).await;
+    let (status, _) = control.post_json("/api/v1/devices/AUDIT01/commands", &json!({ "command": { "type": "reboot" } })).await;
     assert!(status == 201 || status == 200, "{status}");
     let reader = with_token(&admin, &integration_key(&server, "payroll", &["read"]));
-    let (status, _) = reader.post_json("/api/v1/devices/AUDIT01/commands", &json!({ "type": "reboot" })).await;
+    let (status, _) = reader.post_json("/api/v1/devices/AUDIT01/commands", &json!({ "command": { "type": "reboot" } })).await;
     assert_eq!(status, 403);
     // Reads are not audited.
     reader.transactions("").await;
