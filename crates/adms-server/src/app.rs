@@ -32,8 +32,8 @@ use adms_webhooks::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::auth::{AuthSetupError, AuthState, hash_password, verify_password};
 use crate::api::access::ApiRoutes;
+use crate::api::auth::{AuthSetupError, AuthState, hash_password, verify_password};
 use crate::config::Config;
 use crate::device::registry::{DeviceRegistry, flush_activity};
 use crate::zones::{Zone, parse_zone};

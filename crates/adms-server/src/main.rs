@@ -149,7 +149,9 @@ async fn main() -> anyhow::Result<()> {
                     let mut parsed = Vec::new();
                     for scope in &scopes {
                         parsed.push(Scope::parse(scope).with_context(|| {
-                            format!("unknown scope '{scope}' (read, roster:write, devices:control, webhooks:admin, admin)")
+                            format!(
+                                "unknown scope '{scope}' (read, roster:write, devices:control, webhooks:admin, admin)"
+                            )
                         })?);
                     }
                     // Least privilege: a key given no scope may only read.
@@ -274,7 +276,10 @@ async fn new_password_hash() -> anyhow::Result<String> {
         }
     };
     let length = password.chars().count();
-    anyhow::ensure!((8..=1024).contains(&length), "the password must be 8 to 1024 characters (ADMS_USER_PASSWORD or stdin)");
+    anyhow::ensure!(
+        (8..=1024).contains(&length),
+        "the password must be 8 to 1024 characters (ADMS_USER_PASSWORD or stdin)"
+    );
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await?
         .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))

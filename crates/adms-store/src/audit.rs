@@ -78,12 +78,13 @@ impl Store {
     /// How many entries match, and one page of them, newest first.
     pub async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<(i64, Vec<AuditEntry>), StoreError> {
         // One static statement: an absent filter is a NULL parameter that matches everything.
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR at >= ?2)")
-                .bind(&filter.actor)
-                .bind(filter.since)
-                .fetch_one(self.pool())
-                .await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_log WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR at >= ?2)",
+        )
+        .bind(&filter.actor)
+        .bind(filter.since)
+        .fetch_one(self.pool())
+        .await?;
         let rows = sqlx::query_as(
             "SELECT id, at, actor, actor_kind, user_id, token_id, method, route, target, status, address \
              FROM audit_log WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR at >= ?2) \

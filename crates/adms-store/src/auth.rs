@@ -100,7 +100,7 @@ impl Store {
 
     /// The account named by `ADMS_ADMIN_USER` at start: created or given this password hash
     /// (a different hash ends its tokens, as [`Store::upsert_user`]), marked as the bootstrap
-    /// account and enabled; every other bootstrap account (the name used before a rename) is
+    /// account, enabled and made an admin; every other bootstrap account (the name used before a rename) is
     /// disabled and its tokens ended. One transaction, so a rename never leaves both usable.
     ///
     /// The caller passes the stored hash back when the configured password still matches it:
@@ -109,7 +109,9 @@ impl Store {
     pub async fn bootstrap_user(&self, username: &str, password_hash: &str) -> Result<BootstrapOutcome, StoreError> {
         let mut tx = self.begin().await?;
         let (user_id, password_changed) = upsert_user_in(&mut tx, username, password_hash).await?;
-        sqlx::query("UPDATE api_users SET bootstrap = 1, disabled_at = NULL WHERE id = ?")
+        // The configured account is the way back in: enabled and an admin again at every start,
+        // whatever was changed over the API.
+        sqlx::query("UPDATE api_users SET bootstrap = 1, disabled_at = NULL, role = 'admin' WHERE id = ?")
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
@@ -410,9 +412,8 @@ async fn user_by_id_in(tx: &mut sqlx::SqliteConnection, id: i64) -> Result<Optio
 /// so nobody can lock every administrator out, whatever the order of concurrent changes
 /// (`BEGIN IMMEDIATE` serialises them).
 async fn ensure_an_admin_remains(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
-    let admins: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM api_users WHERE role = 'admin' AND disabled_at IS NULL")
-            .fetch_one(&mut *tx)
-            .await?;
+    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_users WHERE role = 'admin' AND disabled_at IS NULL")
+        .fetch_one(&mut *tx)
+        .await?;
     if admins == 0 { Err(StoreError::Conflict(LAST_ADMIN.to_owned())) } else { Ok(()) }
 }

@@ -87,7 +87,8 @@ pub fn public<S: Send + Sync + Clone + 'static>(
     let mut paths = group.1.paths.clone();
     for (path, item) in paths.iter_mut() {
         for (method, operation) in operations_mut(item) {
-            let waived = matches!(operation.security.as_deref(), Some([only]) if *only == SecurityRequirement::default());
+            let waived =
+                matches!(operation.security.as_deref(), Some([only]) if *only == SecurityRequirement::default());
             assert!(waived, "{method} {path}: a public route must say security(()); use ApiRoutes::scoped");
         }
     }
@@ -135,7 +136,8 @@ async fn pending_entry(
     state: &SharedState,
     principal: &auth::Principal,
 ) -> NewAuditEntry {
-    let route = parts.extensions.get::<MatchedPath>().map_or_else(|| parts.uri.path().to_owned(), |m| m.as_str().to_owned());
+    let route =
+        parts.extensions.get::<MatchedPath>().map_or_else(|| parts.uri.path().to_owned(), |m| m.as_str().to_owned());
     // The last path parameter names what the route acts on (`{sn}`, `{id}`, `{uid}`); a
     // create's new id is not known here, and reading the answer body for it is not cheap.
     let target = RawPathParams::from_request_parts(parts, state)

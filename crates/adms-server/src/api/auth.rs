@@ -79,7 +79,8 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [Scope::Read, Scope::RosterWrite, Scope::DevicesControl, Scope::WebhooksAdmin, Scope::Admin];
+    pub const ALL: [Scope; 5] =
+        [Scope::Read, Scope::RosterWrite, Scope::DevicesControl, Scope::WebhooksAdmin, Scope::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -644,10 +645,8 @@ pub async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Principa
     let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(not_provided);
     };
-    let (scheme, credentials) = value
-        .trim()
-        .split_once(' ')
-        .ok_or(ApiError::Unauthorized("Invalid token header. No credentials provided."))?;
+    let (scheme, credentials) =
+        value.trim().split_once(' ').ok_or(ApiError::Unauthorized("Invalid token header. No credentials provided."))?;
     let credentials = credentials.trim();
     let principal = match scheme.to_ascii_lowercase().as_str() {
         "token" | "bearer" => verify_token(state, credentials).await?,

@@ -202,7 +202,9 @@ fn operation_id(method: &str, path: &str) -> String {
     id
 }
 
-pub(crate) fn operations_mut(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+pub(crate) fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (&'static str, &mut Operation)> {
     [
         ("get", &mut item.get),
         ("put", &mut item.put),

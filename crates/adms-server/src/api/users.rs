@@ -200,11 +200,10 @@ pub async fn create(
         return Err(ApiError::Internal("validated fields missing".into()));
     };
     let hashed = hash(password).await?;
-    let user = state
-        .store
-        .create_user(&username, &hashed, &role)
-        .await?
-        .ok_or_else(|| ApiError::BadRequest(json!({ "username": ["A user with that username already exists."] })))?;
+    let user =
+        state.store.create_user(&username, &hashed, &role).await?.ok_or_else(|| {
+            ApiError::BadRequest(json!({ "username": ["A user with that username already exists."] }))
+        })?;
     tracing::info!(user = %user.username, role = %user.role, by = %who.name, "API account created");
     Ok((StatusCode::CREATED, Json(user.into())))
 }

@@ -435,7 +435,8 @@ async fn every_operation_requires_its_declared_scope() {
         only.insert(scope, crate::users_scopes_audit::integration_key(&server, &format!("only {scope}"), &[scope]));
         // `admin` includes every scope, so "all but X" never holds it.
         let others: Vec<&str> = SCOPES.into_iter().filter(|s| *s != scope && *s != "admin").collect();
-        all_but.insert(scope, crate::users_scopes_audit::integration_key(&server, &format!("all but {scope}"), &others));
+        all_but
+            .insert(scope, crate::users_scopes_audit::integration_key(&server, &format!("all but {scope}"), &others));
     }
     let forbidden = json!({ "detail": "You do not have permission to perform this action." });
     let mut checked = 0;

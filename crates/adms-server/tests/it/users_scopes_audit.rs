@@ -153,7 +153,8 @@ async fn user_crud_last_admin_protection_and_ended_sessions() {
 async fn cli_manages_users() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let out = cli(&server, &["user", "create", "vera", "--role", "viewer"], &[("ADMS_USER_PASSWORD", "viewer pass")], None);
+    let out =
+        cli(&server, &["user", "create", "vera", "--role", "viewer"], &[("ADMS_USER_PASSWORD", "viewer pass")], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = cli(&server, &["user", "create", "otto", "--role", "operator"], &[], Some("from stdin\n"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -195,8 +196,9 @@ async fn a_viewer_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let admin = Api::login(&server).await;
-    let (status, _) =
-        admin.post_json("/api/v1/users", &json!({ "username": "vic", "password": "viewer pass", "role": "viewer" })).await;
+    let (status, _) = admin
+        .post_json("/api/v1/users", &json!({ "username": "vic", "password": "viewer pass", "role": "viewer" }))
+        .await;
     assert_eq!(status, 201);
     let vic = login_as(&server, "vic", "viewer pass").await;
     assert_eq!(vic.get_status("/iclock/api/transactions/").await.0, 200);
@@ -224,19 +226,23 @@ async fn a_read_key_lists_transactions_but_cannot_control_devices() {
     for key in [&default_key, &read_key] {
         let api = with_token(&admin, key);
         assert_eq!(api.transactions("").await.len(), 1);
-        let (status, body) = api.post_json("/api/v1/devices/SCOPE01/commands", &json!({ "command": { "type": "unlock" } })).await;
+        let (status, body) =
+            api.post_json("/api/v1/devices/SCOPE01/commands", &json!({ "command": { "type": "unlock" } })).await;
         assert_eq!((status, body), (403, json!({ "detail": FORBIDDEN })));
         let (status, body) =
             api.post_json("/iclock/api/terminals/reboot/", &json!({ "terminals": [terminal_id] })).await;
         assert_eq!((status, body), (403, json!({ "detail": FORBIDDEN })));
-        let (status, _) = api.post_json("/iclock/api/terminals/clear_all/", &json!({ "terminals": [terminal_id] })).await;
+        let (status, _) =
+            api.post_json("/iclock/api/terminals/clear_all/", &json!({ "terminals": [terminal_id] })).await;
         assert_eq!(status, 403);
     }
     // With devices:control it may.
     let control = with_token(&admin, &integration_key(&server, "doors", &["devices:control"]));
-    let (status, body) = control.post_json("/api/v1/devices/SCOPE01/commands", &json!({ "command": { "type": "unlock" } })).await;
+    let (status, body) =
+        control.post_json("/api/v1/devices/SCOPE01/commands", &json!({ "command": { "type": "unlock" } })).await;
     assert!(status == 201 || status == 200, "{status} {body}");
-    let (status, body) = control.post_json("/iclock/api/terminals/reboot/", &json!({ "terminals": [terminal_id] })).await;
+    let (status, body) =
+        control.post_json("/iclock/api/terminals/reboot/", &json!({ "terminals": [terminal_id] })).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(control.get_status("/iclock/api/transactions/").await.0, 403, "no read scope");
 
@@ -270,21 +276,25 @@ async fn writes_are_audited_with_actor_route_status_and_address() {
         admin.post_json("/personnel/api/departments/", &json!({ "dept_code": "D1", "dept_name": "One" })).await;
     assert_eq!(status, 201);
     let control = with_token(&admin, &integration_key(&server, "doors", &["devices:control"]));
-    let (status, _) = control.post_json("/api/v1/devices/AUDIT01/commands", &json!({ "command": { "type": "reboot" } })).await;
+    let (status, _) =
+        control.post_json("/api/v1/devices/AUDIT01/commands", &json!({ "command": { "type": "reboot" } })).await;
     assert!(status == 201 || status == 200, "{status}");
     let reader = with_token(&admin, &integration_key(&server, "payroll", &["read"]));
-    let (status, _) = reader.post_json("/api/v1/devices/AUDIT01/commands", &json!({ "command": { "type": "reboot" } })).await;
+    let (status, _) =
+        reader.post_json("/api/v1/devices/AUDIT01/commands", &json!({ "command": { "type": "reboot" } })).await;
     assert_eq!(status, 403);
     // Reads are not audited.
     reader.transactions("").await;
-    let out = cli(&server, &["user", "create", "vera", "--role", "viewer"], &[("ADMS_USER_PASSWORD", "viewer pass")], None);
+    let out =
+        cli(&server, &["user", "create", "vera", "--role", "viewer"], &[("ADMS_USER_PASSWORD", "viewer pass")], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let entries = audit(&admin, "").await;
     assert!(entries.iter().all(|e| e["method"] != "GET"), "reads are not audited: {entries:?}");
     // Newest first: the CLI's user creation, the refused command, the CLI's key creation, the
     // queued command, the CLI's key creation, the department.
-    let summary: Vec<String> = entries.iter().map(|e| format!("{} {} {}", e["actor"], e["method"], e["route"])).collect();
+    let summary: Vec<String> =
+        entries.iter().map(|e| format!("{} {} {}", e["actor"], e["method"], e["route"])).collect();
     assert_eq!(entries.len(), 6, "{summary:#?}");
     let cli_entry = &entries[0];
     assert_eq!(cli_entry["actor"], "cli");

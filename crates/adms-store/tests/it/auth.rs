@@ -115,6 +115,14 @@ async fn user_changes_end_sessions_and_keep_an_enabled_admin() {
     assert!(!store.delete_user(viewer.id).await.unwrap());
     assert_eq!(store.list_users().await.unwrap().len(), 1);
     assert!(store.update_user(viewer.id, &UserChange::default()).await.unwrap().is_none());
+
+    // The configured account comes back as an enabled admin at start, whatever was changed.
+    store.create_user("ada", "hash-ada", "admin").await.unwrap().unwrap();
+    let demote = UserChange { role: Some("viewer".into()), disabled: Some(true), ..UserChange::default() };
+    store.update_user(admin, &demote).await.unwrap().unwrap();
+    store.bootstrap_user("admin", "hash-a").await.unwrap();
+    let back = store.user_by_id(admin).await.unwrap().unwrap();
+    assert_eq!((back.role.as_str(), back.disabled_at), ("admin", None));
 }
 
 #[tokio::test]
@@ -146,8 +154,7 @@ async fn integration_keys_carry_their_scopes_and_the_audit_log_pages_newest_firs
     assert_eq!(count, 3);
     assert_eq!(rows.iter().map(|r| r.at).collect::<Vec<_>>(), [30, 20, 10]);
     assert_eq!(rows[0].status, Some(201));
-    let (count, rows) =
-        store.list_audit(&AuditFilter { actor: Some("ann".into()), since: None }, all).await.unwrap();
+    let (count, rows) = store.list_audit(&AuditFilter { actor: Some("ann".into()), since: None }, all).await.unwrap();
     assert_eq!((count, rows.len()), (2, 2));
     let (count, rows) = store.list_audit(&AuditFilter { actor: None, since: Some(20) }, all).await.unwrap();
     assert_eq!((count, rows[1].actor.as_str()), (2, "bob"));
