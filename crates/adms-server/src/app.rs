@@ -32,8 +32,8 @@ use adms_webhooks::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::access::ApiRoutes;
 use crate::api::auth::{AuthSetupError, AuthState, hash_password, verify_password};
-use crate::api::openapi::DocumentedRoutes;
 use crate::config::Config;
 use crate::device::registry::{DeviceRegistry, flush_activity};
 use crate::zones::{Zone, parse_zone};
@@ -485,22 +485,24 @@ async fn background_tasks(state: SharedState, flush_every: Duration) {
 
 /// Every route with its OpenAPI document: the device protocol, the API, `/metrics`, and the
 /// test clock when it is enabled (undocumented otherwise, because it does not exist).
-fn documented_routes(test_clock: bool) -> (Router<SharedState>, utoipa::openapi::OpenApi) {
-    let mut routes = OpenApiRouter::with_openapi(crate::api::openapi::base_document())
+fn documented_routes(state: &SharedState) -> (Router<SharedState>, utoipa::openapi::OpenApi) {
+    use crate::api::auth::Scope;
+    let base = OpenApiRouter::with_openapi(crate::api::openapi::base_document())
         .merge(crate::device::routes())
-        .merge(crate::api::routes())
-        .documented(routes!(metrics));
-    if test_clock {
-        routes = routes.documented(routes!(advance_test_clock));
+        .merge(crate::api::routes(state));
+    // Prometheus scrapes with a `read` key.
+    let mut routes = ApiRoutes::new(base, state).scoped(Scope::Read, routes!(metrics));
+    if state.config.test_clock {
+        routes = routes.scoped(Scope::Admin, routes!(advance_test_clock));
     }
-    let (router, doc) = routes.split_for_parts();
+    let (router, doc) = routes.into_router().split_for_parts();
     (router, crate::api::openapi::finish(doc))
 }
 
 /// The router with every route and middleware.
 pub fn router(state: SharedState) -> Router {
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
-    let (routes, doc) = documented_routes(state.config.test_clock);
+    let (routes, doc) = documented_routes(&state);
     // Built once per state; a second router for the same state documents the same routes.
     let _ = state.documents.set(crate::api::openapi::Documents::new(&doc));
     let max_body_bytes = state.config.max_body_bytes;

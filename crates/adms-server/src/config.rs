@@ -280,9 +280,9 @@ impl Config {
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
-        // Only the documented variables; the command-line ones (ADMS_CONFIG, and ADMS_NEW_SECRET_KEY of
-        // `secrets rekey`) are not keys.
-        figment = figment.merge(Env::prefixed("ADMS_").ignore(&["config", "new_secret_key"]));
+        // Only the documented variables; the command-line ones (ADMS_CONFIG, ADMS_NEW_SECRET_KEY of
+        // `secrets rekey`, ADMS_USER_PASSWORD of `user create|password`) are not keys.
+        figment = figment.merge(Env::prefixed("ADMS_").ignore(&["config", "new_secret_key", "user_password"]));
         let config: Config = figment.extract().map_err(Box::new)?;
         Ok(config)
     }

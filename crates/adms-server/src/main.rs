@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use adms_server::api::auth::new_token;
+use adms_server::api::auth::{Scope, Scopes, hash_password, new_token};
 use adms_server::{Application, Config, telemetry};
-use adms_store::{Approval, Store, StoreOptions, TokenKind, sha256};
+use adms_store::{Approval, NewAuditEntry, ROLES, Store, StoreError, StoreOptions, UserChange, now_micros, sha256};
 
 /// A server for ZKTeco ADMS / iClock push terminals with a ZKBio Time-compatible API.
 #[derive(Debug, Parser)]
@@ -37,6 +37,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// API accounts and their roles (admin, operator, viewer).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
     },
     /// Device administration.
     Device {
@@ -70,11 +75,36 @@ enum TokenAction {
     Create {
         #[arg(long)]
         name: String,
+        /// A scope the key gets (repeat for several): read, roster:write, devices:control,
+        /// webhooks:admin, admin. Without any: read only.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
     },
-    /// List keys (never the keys themselves).
+    /// List keys (never the keys themselves) with their scopes.
     List,
     /// Revoke a key by id or name.
     Revoke { id_or_name: String },
+}
+
+/// Passwords are read from ADMS_USER_PASSWORD, or else from one line of standard input, so that
+/// they appear neither on the command line nor in a prompt that scripts cannot answer.
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Create an account.
+    Create {
+        name: String,
+        /// admin, operator or viewer.
+        #[arg(long)]
+        role: String,
+    },
+    /// List accounts.
+    List,
+    /// Disable an account (ends its sessions and JWTs).
+    Disable { name: String },
+    /// Delete an account.
+    Delete { name: String },
+    /// Set a new password (ends the account's sessions and JWTs).
+    Password { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,24 +144,37 @@ async fn main() -> anyhow::Result<()> {
             let store = Store::open(&config.database_url, StoreOptions::default()).await?;
             let mut stdout = std::io::stdout();
             match action {
-                TokenAction::Create { name } => {
+                TokenAction::Create { name, scopes } => {
                     anyhow::ensure!(!name.trim().is_empty() && name.len() <= 100, "--name must be 1 to 100 characters");
+                    let mut parsed = Vec::new();
+                    for scope in &scopes {
+                        parsed.push(Scope::parse(scope).with_context(|| {
+                            format!(
+                                "unknown scope '{scope}' (read, roster:write, devices:control, webhooks:admin, admin)"
+                            )
+                        })?);
+                    }
+                    // Least privilege: a key given no scope may only read.
+                    if parsed.is_empty() {
+                        parsed.push(Scope::Read);
+                    }
+                    let scopes = Scopes::of(&parsed).to_list();
                     let token = new_token();
-                    let id = store
-                        .create_token(TokenKind::Integration, None, &name, &sha256(token.as_bytes()), None)
-                        .await?;
+                    let id = store.create_integration_token(&name, &sha256(token.as_bytes()), &scopes).await?;
+                    audit_cli(&store, "token create", &name).await;
                     writeln!(stdout, "{token}")?;
-                    eprintln!("integration key #{id} '{name}' created; it is shown only once");
+                    eprintln!("integration key #{id} '{name}' ({scopes}) created; it is shown only once");
                 }
                 TokenAction::List => {
                     for t in store.list_tokens().await? {
                         let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
-                        writeln!(stdout, "{}\t{}\t{}", t.id, t.name, state)?;
+                        writeln!(stdout, "{}\t{}\t{}\t{}", t.id, t.name, state, t.scopes)?;
                     }
                 }
                 TokenAction::Revoke { id_or_name } => {
                     let n = store.revoke_token(&id_or_name).await?;
                     anyhow::ensure!(n > 0, "no active integration key with id or name '{id_or_name}'");
+                    audit_cli(&store, "token revoke", &id_or_name).await;
                     writeln!(stdout, "revoked {n}")?;
                 }
             }
@@ -170,14 +213,114 @@ async fn main() -> anyhow::Result<()> {
                 _ => writeln!(stdout, "start the server with the new ADMS_SECRET_KEY")?,
             }
         }
+        Command::User { action } => {
+            config.validate()?;
+            let store = Store::open(&config.database_url, StoreOptions::default()).await?;
+            let outcome = user_command(&store, action).await;
+            store.close().await;
+            outcome?;
+        }
         Command::Device { action: DeviceAction::Approve { sn } } => {
             let store = Store::open(&config.database_url, StoreOptions::default()).await?;
             anyhow::ensure!(store.set_approval(&sn, Approval::Approved).await?, "no device with SN '{sn}'");
+            audit_cli(&store, "device approve", &sn).await;
             writeln!(std::io::stdout(), "approved {sn}")?;
             store.close().await;
         }
     }
     Ok(())
+}
+
+/// Runs a `user` command.
+async fn user_command(store: &Store, action: UserAction) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout();
+    let last_admin = |error: StoreError| match error {
+        StoreError::Conflict(reason) => anyhow::anyhow!("refused: {reason}"),
+        other => other.into(),
+    };
+    match action {
+        UserAction::Create { name, role } => {
+            let name = name.trim().to_owned();
+            anyhow::ensure!(!name.is_empty() && name.chars().count() <= 150, "the name must be 1 to 150 characters");
+            anyhow::ensure!(ROLES.contains(&role.as_str()), "--role must be one of {}", ROLES.join(", "));
+            let hash = new_password_hash().await?;
+            let user = store.create_user(&name, &hash, &role).await?.with_context(|| format!("'{name}' exists"))?;
+            audit_cli(store, "user create", &name).await;
+            writeln!(stdout, "created #{} '{}' ({})", user.id, user.username, user.role)?;
+        }
+        UserAction::List => {
+            for u in store.list_users().await? {
+                let state = if u.disabled_at.is_some() { "disabled" } else { "enabled" };
+                writeln!(stdout, "{}\t{}\t{}\t{}", u.id, u.username, u.role, state)?;
+            }
+        }
+        UserAction::Disable { name } => {
+            let id = user_id(store, &name).await?;
+            let change = UserChange { disabled: Some(true), ..UserChange::default() };
+            store.update_user(id, &change).await.map_err(last_admin)?;
+            audit_cli(store, "user disable", &name).await;
+            writeln!(stdout, "disabled '{name}'")?;
+        }
+        UserAction::Delete { name } => {
+            let id = user_id(store, &name).await?;
+            store.delete_user(id).await.map_err(last_admin)?;
+            audit_cli(store, "user delete", &name).await;
+            writeln!(stdout, "deleted '{name}'")?;
+        }
+        UserAction::Password { name } => {
+            let id = user_id(store, &name).await?;
+            let change = UserChange { password_hash: Some(new_password_hash().await?), ..UserChange::default() };
+            store.update_user(id, &change).await.map_err(last_admin)?;
+            audit_cli(store, "user password", &name).await;
+            writeln!(stdout, "password of '{name}' changed; its sessions are ended")?;
+        }
+    }
+    Ok(())
+}
+
+async fn user_id(store: &Store, name: &str) -> anyhow::Result<i64> {
+    Ok(store.user_by_name(name).await?.with_context(|| format!("no account named '{name}'"))?.id)
+}
+
+/// The password from ADMS_USER_PASSWORD or one line of standard input, hashed (argon2, on
+/// the blocking pool).
+async fn new_password_hash() -> anyhow::Result<String> {
+    let password = match std::env::var("ADMS_USER_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+            line.trim_end_matches(['\n', '\r']).to_owned()
+        }
+    };
+    let length = password.chars().count();
+    anyhow::ensure!(
+        (8..=1024).contains(&length),
+        "the password must be 8 to 1024 characters (ADMS_USER_PASSWORD or stdin)"
+    );
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await?
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))
+}
+
+/// Records a change made from the command line. Like the server's, a failed write is
+/// reported, not fatal: the change itself is already committed.
+async fn audit_cli(store: &Store, command: &str, target: &str) {
+    let entry = NewAuditEntry {
+        at: now_micros(),
+        actor: "cli".to_owned(),
+        actor_kind: "cli",
+        user_id: None,
+        token_id: None,
+        method: "CLI".to_owned(),
+        route: command.to_owned(),
+        target: Some(target.to_owned()),
+        status: None,
+        address: None,
+    };
+    if let Err(error) = store.record_audit(&entry).await {
+        eprintln!("warning: audit entry for '{command} {target}' not written: {error}");
+    }
 }
 
 async fn shutdown_signal() {

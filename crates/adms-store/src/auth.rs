@@ -20,7 +20,28 @@ pub struct ApiUser {
     pub token_version: i64,
     /// When the account was disabled (it cannot log in, none of its tokens is accepted).
     pub disabled_at: Option<i64>,
+    /// `admin`, `operator` or `viewer` (see [`ROLES`]).
+    pub role: String,
+    /// Made by `ADMS_ADMIN_USER` at start.
+    pub bootstrap: bool,
+    pub created_at: i64,
 }
+
+/// The roles an account can have.
+pub const ROLES: [&str; 3] = ["admin", "operator", "viewer"];
+
+/// What [`Store::update_user`] changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserChange {
+    pub role: Option<String>,
+    /// A new argon2 hash: ends the account's sessions and JWTs.
+    pub password_hash: Option<String>,
+    /// `Some(true)` disables the account (ending its sessions and JWTs), `Some(false)` enables it.
+    pub disabled: Option<bool>,
+}
+
+/// Why a user change was refused.
+pub const LAST_ADMIN: &str = "the last enabled admin cannot be disabled, demoted or deleted";
 
 /// What [`Store::bootstrap_user`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +81,9 @@ pub struct ApiToken {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
+    /// An integration key's scopes, space-separated (empty for session tokens, which take their
+    /// account's role).
+    pub scopes: String,
 }
 
 impl Store {
@@ -76,7 +100,7 @@ impl Store {
 
     /// The account named by `ADMS_ADMIN_USER` at start: created or given this password hash
     /// (a different hash ends its tokens, as [`Store::upsert_user`]), marked as the bootstrap
-    /// account and enabled; every other bootstrap account (the name used before a rename) is
+    /// account, enabled and made an admin; every other bootstrap account (the name used before a rename) is
     /// disabled and its tokens ended. One transaction, so a rename never leaves both usable.
     ///
     /// The caller passes the stored hash back when the configured password still matches it:
@@ -85,7 +109,9 @@ impl Store {
     pub async fn bootstrap_user(&self, username: &str, password_hash: &str) -> Result<BootstrapOutcome, StoreError> {
         let mut tx = self.begin().await?;
         let (user_id, password_changed) = upsert_user_in(&mut tx, username, password_hash).await?;
-        sqlx::query("UPDATE api_users SET bootstrap = 1, disabled_at = NULL WHERE id = ?")
+        // The configured account is the way back in: enabled and an admin again at every start,
+        // whatever was changed over the API.
+        sqlx::query("UPDATE api_users SET bootstrap = 1, disabled_at = NULL, role = 'admin' WHERE id = ?")
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
@@ -112,7 +138,7 @@ impl Store {
     /// The account, disabled or not (callers check `disabled_at`).
     pub async fn user_by_name(&self, username: &str) -> Result<Option<ApiUser>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, username, password_hash, token_version, disabled_at FROM api_users WHERE username = ?",
+            "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE username = ?",
         )
         .bind(username)
         .fetch_optional(self.pool())
@@ -121,7 +147,9 @@ impl Store {
 
     /// The account, disabled or not (callers check `disabled_at`).
     pub async fn user_by_id(&self, id: i64) -> Result<Option<ApiUser>, StoreError> {
-        Ok(sqlx::query_as("SELECT id, username, password_hash, token_version, disabled_at FROM api_users WHERE id = ?")
+        Ok(sqlx::query_as(
+            "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE id = ?",
+        )
             .bind(id)
             .fetch_optional(self.pool())
             .await?)
@@ -155,7 +183,7 @@ impl Store {
     /// no longer exists or is disabled is not live, even if it was never revoked.
     pub async fn live_token(&self, token_sha256: &[u8], now: i64) -> Result<Option<ApiToken>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT t.id, t.kind, t.user_id, t.name, t.created_at, t.expires_at, t.revoked_at, t.last_used_at \
+            "SELECT t.id, t.kind, t.user_id, t.name, t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.scopes \
              FROM api_tokens AS t LEFT JOIN api_users AS u ON u.id = t.user_id \
              WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?) \
              AND (t.user_id IS NULL OR (u.id IS NOT NULL AND u.disabled_at IS NULL))",
@@ -168,7 +196,7 @@ impl Store {
 
     pub async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, kind, user_id, name, created_at, expires_at, revoked_at, last_used_at FROM api_tokens \
+            "SELECT id, kind, user_id, name, created_at, expires_at, revoked_at, last_used_at, scopes FROM api_tokens \
              WHERE kind = 'integration' ORDER BY id",
         )
         .fetch_all(self.pool())
@@ -188,6 +216,116 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Stores a new integration key by its digest, with its scopes (space-separated).
+    pub async fn create_integration_token(
+        &self,
+        name: &str,
+        token_sha256: &[u8],
+        scopes: &str,
+    ) -> Result<i64, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (kind, user_id, name, token_sha256, created_at, scopes) \
+             VALUES ('integration', NULL, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(token_sha256)
+        .bind(now_micros())
+        .bind(scopes)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    /// Every account, by id.
+    pub async fn list_users(&self) -> Result<Vec<ApiUser>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at \
+             FROM api_users ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Creates an account; `None` when the name is taken.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: &str,
+    ) -> Result<Option<ApiUser>, StoreError> {
+        Ok(sqlx::query_as(
+            "INSERT INTO api_users (username, password_hash, created_at, role) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (username) DO NOTHING \
+             RETURNING id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(now_micros())
+        .bind(role)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Changes an account in one transaction; `None` when there is no such account. A new
+    /// password or a disable moves `token_version` on and revokes the account's sessions (as
+    /// [`Store::upsert_user`] does). Refused with [`StoreError::Conflict`] ([`LAST_ADMIN`]) when
+    /// no enabled admin would remain.
+    pub async fn update_user(&self, id: i64, change: &UserChange) -> Result<Option<ApiUser>, StoreError> {
+        let mut tx = self.begin().await?;
+        let now = now_micros();
+        let Some(before) = user_by_id_in(&mut tx, id).await? else { return Ok(None) };
+        if let Some(role) = &change.role {
+            sqlx::query("UPDATE api_users SET role = ? WHERE id = ?").bind(role).bind(id).execute(&mut *tx).await?;
+        }
+        let mut end_tokens = false;
+        if let Some(hash) = &change.password_hash
+            && *hash != before.password_hash
+        {
+            sqlx::query("UPDATE api_users SET password_hash = ? WHERE id = ?")
+                .bind(hash)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            end_tokens = true;
+        }
+        match change.disabled {
+            Some(true) if before.disabled_at.is_none() => {
+                sqlx::query("UPDATE api_users SET disabled_at = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                end_tokens = true;
+            }
+            Some(false) => {
+                sqlx::query("UPDATE api_users SET disabled_at = NULL WHERE id = ?").bind(id).execute(&mut *tx).await?;
+            }
+            _ => {}
+        }
+        if end_tokens {
+            sqlx::query("UPDATE api_users SET token_version = token_version + 1 WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            revoke_sessions_in(&mut tx, id, now).await?;
+        }
+        ensure_an_admin_remains(&mut tx).await?;
+        let after = user_by_id_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Deletes an account and its session tokens; `false` when there is no such account.
+    /// Refused like [`Store::update_user`] when it is the last enabled admin.
+    pub async fn delete_user(&self, id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM api_tokens WHERE user_id = ?").bind(id).execute(&mut *tx).await?;
+        let done = sqlx::query("DELETE FROM api_users WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        ensure_an_admin_remains(&mut tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Deletes expired session tokens.
@@ -278,4 +416,24 @@ async fn revoke_sessions_in(tx: &mut sqlx::SqliteConnection, user_id: i64, now: 
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+async fn user_by_id_in(tx: &mut sqlx::SqliteConnection, id: i64) -> Result<Option<ApiUser>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at \
+         FROM api_users WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+/// Checked after a change, inside its transaction: returning the error drops (rolls back) it,
+/// so nobody can lock every administrator out, whatever the order of concurrent changes
+/// (`BEGIN IMMEDIATE` serialises them).
+async fn ensure_an_admin_remains(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_users WHERE role = 'admin' AND disabled_at IS NULL")
+        .fetch_one(&mut *tx)
+        .await?;
+    if admins == 0 { Err(StoreError::Conflict(LAST_ADMIN.to_owned())) } else { Ok(()) }
 }

@@ -6,6 +6,7 @@
 //! device never gets `OK` for rows that are not durable. Everything else a device sends is
 //! written by the caller's own short transaction.
 
+mod audit;
 mod auth;
 pub mod commands;
 mod device_events;
@@ -29,7 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqlitePool};
 
-pub use auth::{ApiToken, ApiUser, BootstrapOutcome, TokenKind};
+pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
+pub use auth::{ApiToken, ApiUser, BootstrapOutcome, LAST_ADMIN, ROLES, TokenKind, UserChange};
 pub use commands::{
     CommandPolicy, CommandResultRow, CommandRow, DueCommand, EnqueueOutcome, Enqueued, NewCommand, ResultOutcome,
     TakenCommands,

@@ -55,9 +55,89 @@ const USER_CACHE_MAX: usize = 10_000;
 pub struct Principal {
     pub user_id: Option<i64>,
     pub name: String,
+    /// The token row (session token or integration key); `None` for JWT and Basic.
+    pub token_id: Option<i64>,
+    /// `session`, `jwt`, `basic` or `integration` (as the audit log names them).
+    pub kind: &'static str,
+    /// What it may do: its account's role, or the integration key's own scopes.
+    pub scopes: Scopes,
 }
 
-/// Extractor: the request carries valid credentials.
+/// What a request may do. Every API route requires one (see [`super::access`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Every read: transactions, terminals, roster, biodata, rejected lines, commands, webhooks.
+    Read,
+    /// Personnel, org units and resignation writes.
+    RosterWrite,
+    /// Device commands, terminal actions, terminal and device settings, approval.
+    DevicesControl,
+    /// Webhook endpoint writes, resend, replay, secret rotation.
+    WebhooksAdmin,
+    /// Users, the audit log, and everything else.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 5] =
+        [Scope::Read, Scope::RosterWrite, Scope::DevicesControl, Scope::WebhooksAdmin, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::RosterWrite => "roster:write",
+            Scope::DevicesControl => "devices:control",
+            Scope::WebhooksAdmin => "webhooks:admin",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    pub fn of(scopes: &[Scope]) -> Scopes {
+        Scopes(scopes.iter().fold(0, |bits, s| bits | s.bit()))
+    }
+
+    /// A role's scopes; an unknown role (the database refuses them) gets none.
+    pub fn of_role(role: &str) -> Scopes {
+        match role {
+            "admin" => Scopes::of(&Scope::ALL),
+            "operator" => Scopes::of(&[Scope::Read, Scope::RosterWrite, Scope::DevicesControl, Scope::WebhooksAdmin]),
+            "viewer" => Scopes::of(&[Scope::Read]),
+            _ => Scopes::default(),
+        }
+    }
+
+    /// A stored, space-separated list; unknown words grant nothing.
+    pub fn parse_list(text: &str) -> Scopes {
+        Scopes::of(&text.split_ascii_whitespace().filter_map(Scope::parse).collect::<Vec<_>>())
+    }
+
+    /// `admin` includes every scope.
+    pub fn allows(self, scope: Scope) -> bool {
+        self.0 & (Scope::Admin.bit() | scope.bit()) != 0
+    }
+
+    /// The space-separated form stored with integration keys.
+    pub fn to_list(self) -> String {
+        Scope::ALL.into_iter().filter(|s| self.0 & s.bit() != 0).map(Scope::as_str).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// Extractor: the request carries valid credentials, checked by the scope layer the route was
+/// registered with ([`super::access`]), which leaves the principal in the request.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Principal);
 
@@ -68,6 +148,8 @@ struct LiveUser {
     username: String,
     token_version: i64,
     disabled: bool,
+    /// Read with the rest, so a role change applies within [`USER_CACHE_TTL`].
+    role: String,
 }
 
 /// A verified Basic credential: who, the account's version then, and until when.
@@ -118,6 +200,12 @@ impl AuthState {
         })
     }
 
+    /// Drops the cached state of an account this process just changed, so its next request
+    /// sees the change.
+    pub fn forget_user(&self, id: i64) {
+        lock(&self.users).remove(&id);
+    }
+
     /// The account's current state, from the cache when read less than [`USER_CACHE_TTL`] ago.
     async fn live_user(&self, store: &Store, id: i64) -> Result<Option<LiveUser>, StoreError> {
         let now = Instant::now();
@@ -130,6 +218,7 @@ impl AuthState {
             username: u.username,
             token_version: u.token_version,
             disabled: u.disabled_at.is_some(),
+            role: u.role,
         });
         let mut users = lock(&self.users);
         if users.len() >= USER_CACHE_MAX {
@@ -296,7 +385,7 @@ fn bad_login() -> ApiError {
 
 /// The client's address (from the accept loop); unspecified when the request did not come
 /// through it (router tests).
-fn client_address(extensions: &axum::http::Extensions) -> IpAddr {
+pub(crate) fn client_address(extensions: &axum::http::Extensions) -> IpAddr {
     extensions.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip())
 }
 
@@ -449,7 +538,13 @@ async fn verify_jwt(state: &SharedState, token: &str) -> Result<Principal, ApiEr
         Some(user) if user.disabled => Err(ApiError::Unauthorized("User account is disabled.")),
         // Issued before the account's password changed: ended like a session token.
         Some(user) if user.token_version != claims.ver => Err(ApiError::Unauthorized("Signature has expired.")),
-        Some(user) => Ok(Principal { user_id: Some(claims.user_id), name: user.username }),
+        Some(user) => Ok(Principal {
+            user_id: Some(claims.user_id),
+            scopes: Scopes::of_role(&user.role),
+            name: user.username,
+            token_id: None,
+            kind: "jwt",
+        }),
     }
 }
 
@@ -466,11 +561,23 @@ async fn verify_token(state: &SharedState, token: &str) -> Result<Principal, Api
                 None => None,
             };
             match user {
-                Some(user) if !user.disabled => Ok(Principal { user_id: t.user_id, name: user.username }),
+                Some(user) if !user.disabled => Ok(Principal {
+                    user_id: t.user_id,
+                    scopes: Scopes::of_role(&user.role),
+                    name: user.username,
+                    token_id: Some(t.id),
+                    kind: "session",
+                }),
                 _ => Err(ApiError::Unauthorized("Invalid token.")),
             }
         }
-        Some(t) => Ok(Principal { user_id: None, name: t.name }),
+        Some(t) => Ok(Principal {
+            user_id: None,
+            name: t.name,
+            token_id: Some(t.id),
+            kind: "integration",
+            scopes: Scopes::parse_list(&t.scopes),
+        }),
         None => Err(ApiError::Unauthorized("Invalid token.")),
     }
 }
@@ -486,7 +593,10 @@ async fn verify_basic(state: &SharedState, encoded: &str, client: IpAddr) -> Res
         && let Some(id) = entry.principal.user_id
     {
         match state.auth.live_user(&state.store, id).await? {
-            Some(user) if !user.disabled && user.token_version == entry.token_version => return Ok(entry.principal),
+            Some(user) if !user.disabled && user.token_version == entry.token_version => {
+                // The role may have changed since the credential was remembered.
+                return Ok(Principal { scopes: Scopes::of_role(&user.role), ..entry.principal });
+            }
             _ => {
                 lock(&state.auth.basic_cache).remove(&cache_key);
             }
@@ -497,7 +607,13 @@ async fn verify_basic(state: &SharedState, encoded: &str, client: IpAddr) -> Res
     let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
     let (username, password) = decoded.split_once(':').ok_or_else(invalid)?;
     let user = check_password(state, username, password.to_owned(), client).await?.ok_or_else(invalid)?;
-    let principal = Principal { user_id: Some(user.id), name: user.username };
+    let principal = Principal {
+        user_id: Some(user.id),
+        scopes: Scopes::of_role(&user.role),
+        name: user.username,
+        token_id: None,
+        kind: "basic",
+    };
     let mut cache = lock(&state.auth.basic_cache);
     if cache.len() > 10_000 {
         cache.retain(|_, e| e.until > now);
@@ -512,24 +628,33 @@ async fn verify_basic(state: &SharedState, encoded: &str, client: IpAddr) -> Res
 impl FromRequestParts<SharedState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
-        let not_provided = ApiError::Unauthorized("Authentication credentials were not provided.");
-        let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-            return Err(not_provided);
-        };
-        let (scheme, credentials) = value
-            .trim()
-            .split_once(' ')
-            .ok_or(ApiError::Unauthorized("Invalid token header. No credentials provided."))?;
-        let credentials = credentials.trim();
-        let principal = match scheme.to_ascii_lowercase().as_str() {
-            "token" | "bearer" => verify_token(state, credentials).await?,
-            "jwt" => verify_jwt(state, credentials).await?,
-            "basic" => verify_basic(state, credentials, client_address(&parts.extensions)).await?,
-            _ => return Err(not_provided),
-        };
-        Ok(Authenticated(principal))
+    /// The principal the route's scope layer authenticated. A handler on a route registered
+    /// without a scope gets none: refused, so a missing declaration fails loudly, not open.
+    async fn from_request_parts(parts: &mut Parts, _state: &SharedState) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Authenticated>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal(format!("{} has no scope layer", parts.uri.path())))
     }
+}
+
+/// Checks the request's credentials.
+pub async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Principal, ApiError> {
+    let not_provided = ApiError::Unauthorized("Authentication credentials were not provided.");
+    let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Err(not_provided);
+    };
+    let (scheme, credentials) =
+        value.trim().split_once(' ').ok_or(ApiError::Unauthorized("Invalid token header. No credentials provided."))?;
+    let credentials = credentials.trim();
+    let principal = match scheme.to_ascii_lowercase().as_str() {
+        "token" | "bearer" => verify_token(state, credentials).await?,
+        "jwt" => verify_jwt(state, credentials).await?,
+        "basic" => verify_basic(state, credentials, client_address(&parts.extensions)).await?,
+        _ => return Err(not_provided),
+    };
+    Ok(principal)
 }
 
 #[cfg(test)]

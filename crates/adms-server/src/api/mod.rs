@@ -4,6 +4,8 @@
 //! Shapes, status codes and error bodies follow ZKBio Time / Django REST Framework, because
 //! existing integrations parse them literally (see `biotime_api.md` in the reference notes).
 
+pub mod access;
+mod audit;
 pub mod auth;
 mod biodatas;
 mod body;
@@ -17,6 +19,7 @@ mod resigns;
 mod terminals;
 pub mod throttle;
 mod transactions;
+mod users;
 mod webhooks;
 
 use axum::extract::State;
@@ -28,56 +31,90 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::SharedState;
-use openapi::DocumentedRoutes;
+use access::ApiRoutes;
+use auth::Scope;
 
-/// The ERP side's routes, each documented by its handler's `#[utoipa::path]` (see [`openapi`]).
-pub fn routes() -> OpenApiRouter<SharedState> {
-    OpenApiRouter::new()
-        .documented(routes!(auth::token_login))
-        .documented(routes!(auth::jwt_login))
-        .documented(routes!(docs))
-        .documented(routes!(openapi::openapi_json))
-        .documented(routes!(transactions::list))
-        .documented(routes!(transactions::detail))
-        .documented(routes!(transactions::export))
-        .documented(routes!(biodatas::list))
-        .documented(routes!(biodatas::detail))
-        .documented(routes!(terminals::list, terminals::create))
-        .documented(routes!(terminals::detail, commands::terminal_action, terminals::update, terminals::delete))
-        .documented(routes!(personnel::list, personnel::create))
-        .documented(routes!(personnel::detail, personnel::update, personnel::delete))
-        .documented(routes!(personnel::adjust_resign))
-        .documented(routes!(personnel::adjust_regsin))
-        .documented(routes!(personnel::adjust_area))
-        .documented(routes!(personnel::adjust_department))
-        .documented(routes!(personnel::adjust_position))
-        .documented(routes!(personnel::adjust_emp_type))
-        .documented(routes!(personnel::del_bio_template))
-        .documented(routes!(personnel::resync_to_device))
-        .documented(routes!(departments::list, departments::create))
-        .documented(routes!(departments::detail, departments::update, departments::delete))
-        .documented(routes!(areas::list, areas::create))
-        .documented(routes!(areas::detail, areas::update, areas::delete))
-        .documented(routes!(positions::list, positions::create))
-        .documented(routes!(positions::detail, positions::update, positions::delete))
-        .documented(routes!(resigns::list, resigns::create))
-        .documented(routes!(resigns::detail, resigns::update, resigns::delete))
-        .documented(routes!(resigns::reinstatement))
-        .documented(routes!(native::update_device))
-        .documented(routes!(commands::list_commands, commands::enqueue_command))
-        .documented(routes!(commands::get_command))
-        .documented(routes!(commands::cancel_command))
-        .documented(routes!(native::rejected_lines))
-        .documented(routes!(webhooks::device_punches))
-        .documented(routes!(webhooks::list_endpoints, webhooks::create_endpoint))
-        .documented(routes!(webhooks::get_endpoint, webhooks::update_endpoint, webhooks::delete_endpoint))
-        .documented(routes!(webhooks::rotate_secret))
-        .documented(routes!(webhooks::replay))
-        .documented(routes!(webhooks::list_events))
-        .documented(routes!(webhooks::list_deliveries))
-        .documented(routes!(webhooks::delivery_attempts))
-        .documented(routes!(webhooks::resend_delivery))
-        .documented(routes!(webhooks::backlog))
+/// The ERP side's routes, each documented by its handler's `#[utoipa::path]` (see [`openapi`])
+/// and registered with the scope it requires (see [`access`]): reads `read`, roster writes
+/// `roster:write`, device and terminal control `devices:control`, webhook changes
+/// `webhooks:admin`, users and the audit log `admin`.
+pub fn routes(state: &SharedState) -> OpenApiRouter<SharedState> {
+    ApiRoutes::new(OpenApiRouter::new(), state)
+        .public(routes!(auth::token_login))
+        .public(routes!(auth::jwt_login))
+        .public(routes!(docs))
+        .scoped(Scope::Read, routes!(openapi::openapi_json))
+        .scoped(Scope::Read, routes!(transactions::list))
+        .scoped(Scope::Read, routes!(transactions::detail))
+        .scoped(Scope::Read, routes!(transactions::export))
+        .scoped(Scope::Read, routes!(biodatas::list))
+        .scoped(Scope::Read, routes!(biodatas::detail))
+        .scoped(Scope::Read, routes!(terminals::list))
+        .scoped(Scope::DevicesControl, routes!(terminals::create))
+        .scoped(Scope::Read, routes!(terminals::detail))
+        .scoped(Scope::DevicesControl, routes!(commands::terminal_action))
+        .scoped(Scope::DevicesControl, routes!(terminals::update))
+        .scoped(Scope::DevicesControl, routes!(terminals::delete))
+        .scoped(Scope::Read, routes!(personnel::list))
+        .scoped(Scope::RosterWrite, routes!(personnel::create))
+        .scoped(Scope::Read, routes!(personnel::detail))
+        .scoped(Scope::RosterWrite, routes!(personnel::update))
+        .scoped(Scope::RosterWrite, routes!(personnel::delete))
+        .scoped(Scope::RosterWrite, routes!(personnel::adjust_resign))
+        .scoped(Scope::RosterWrite, routes!(personnel::adjust_regsin))
+        .scoped(Scope::RosterWrite, routes!(personnel::adjust_area))
+        .scoped(Scope::RosterWrite, routes!(personnel::adjust_department))
+        .scoped(Scope::RosterWrite, routes!(personnel::adjust_position))
+        .scoped(Scope::RosterWrite, routes!(personnel::adjust_emp_type))
+        .scoped(Scope::RosterWrite, routes!(personnel::del_bio_template))
+        .scoped(Scope::RosterWrite, routes!(personnel::resync_to_device))
+        .scoped(Scope::Read, routes!(departments::list))
+        .scoped(Scope::RosterWrite, routes!(departments::create))
+        .scoped(Scope::Read, routes!(departments::detail))
+        .scoped(Scope::RosterWrite, routes!(departments::update))
+        .scoped(Scope::RosterWrite, routes!(departments::delete))
+        .scoped(Scope::Read, routes!(areas::list))
+        .scoped(Scope::RosterWrite, routes!(areas::create))
+        .scoped(Scope::Read, routes!(areas::detail))
+        .scoped(Scope::RosterWrite, routes!(areas::update))
+        .scoped(Scope::RosterWrite, routes!(areas::delete))
+        .scoped(Scope::Read, routes!(positions::list))
+        .scoped(Scope::RosterWrite, routes!(positions::create))
+        .scoped(Scope::Read, routes!(positions::detail))
+        .scoped(Scope::RosterWrite, routes!(positions::update))
+        .scoped(Scope::RosterWrite, routes!(positions::delete))
+        .scoped(Scope::Read, routes!(resigns::list))
+        .scoped(Scope::RosterWrite, routes!(resigns::create))
+        .scoped(Scope::Read, routes!(resigns::detail))
+        .scoped(Scope::RosterWrite, routes!(resigns::update))
+        .scoped(Scope::RosterWrite, routes!(resigns::delete))
+        .scoped(Scope::RosterWrite, routes!(resigns::reinstatement))
+        .scoped(Scope::DevicesControl, routes!(native::update_device))
+        .scoped(Scope::Read, routes!(commands::list_commands))
+        .scoped(Scope::DevicesControl, routes!(commands::enqueue_command))
+        .scoped(Scope::Read, routes!(commands::get_command))
+        .scoped(Scope::DevicesControl, routes!(commands::cancel_command))
+        .scoped(Scope::Read, routes!(native::rejected_lines))
+        .scoped(Scope::Read, routes!(webhooks::device_punches))
+        .scoped(Scope::Read, routes!(webhooks::list_endpoints))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::create_endpoint))
+        .scoped(Scope::Read, routes!(webhooks::get_endpoint))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::update_endpoint))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::delete_endpoint))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::rotate_secret))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::replay))
+        .scoped(Scope::Read, routes!(webhooks::list_events))
+        .scoped(Scope::Read, routes!(webhooks::list_deliveries))
+        .scoped(Scope::Read, routes!(webhooks::delivery_attempts))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::resend_delivery))
+        .scoped(Scope::Read, routes!(webhooks::backlog))
+        .scoped(Scope::Admin, routes!(users::list))
+        .scoped(Scope::Admin, routes!(users::create))
+        .scoped(Scope::Admin, routes!(users::detail))
+        .scoped(Scope::Admin, routes!(users::update))
+        .scoped(Scope::Admin, routes!(users::delete))
+        .scoped(Scope::Admin, routes!(audit::list))
+        .into_router()
 }
 
 /// A numeric id from a path; anything else is an unknown id (404, as ZKBio Time answers).
@@ -90,6 +127,9 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
 pub enum ApiError {
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// Authenticated, but without the route's scope.
+    #[error("forbidden")]
+    Forbidden,
     #[error("not found")]
     NotFound,
     #[error("invalid page")]
@@ -122,6 +162,10 @@ impl IntoResponse for ApiError {
                 let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
                 return response;
+            }
+            // DRF's PermissionDenied, word for word.
+            ApiError::Forbidden => {
+                (StatusCode::FORBIDDEN, json!({ "detail": "You do not have permission to perform this action." }))
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),
             ApiError::InvalidPage => (StatusCode::NOT_FOUND, json!({ "detail": "Invalid page." })),

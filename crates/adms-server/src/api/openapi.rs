@@ -5,7 +5,7 @@
 //! route through utoipa-axum's `routes!`, which takes the path and the methods from the
 //! handler's `#[utoipa::path]` attribute and adds the same operation to the document. A
 //! handler without the attribute cannot be registered that way, so the router and the document
-//! cannot drift apart (no route is added with a plain `.route()`; the fallbacks are not routes). [`DocumentedRoutes::documented`] refuses a `routes!` group that mixes
+//! cannot drift apart (no route is added with a plain `.route()`; the fallbacks are not routes). [`super::access::one_path`] refuses a `routes!` group that mixes
 //! paths (utoipa-axum would route every handler of the group on every one of its paths, some of
 //! them undocumented). The const-generic org-unit handlers (`org_units::list::<DEPARTMENT>`)
 //! cannot carry the attribute (the macro names a type after the function, so one function
@@ -37,6 +37,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 use super::ApiError;
+use super::access::SCOPE_EXTENSION;
 use super::auth::Authenticated;
 use crate::app::SharedState;
 
@@ -50,12 +51,13 @@ pub mod tag {
     pub const DEVICES: &str = "devices";
     pub const COMMANDS: &str = "commands";
     pub const WEBHOOKS: &str = "webhooks";
+    pub const USERS: &str = "users and audit";
     pub const METRICS: &str = "metrics";
     pub const DOCS: &str = "docs";
     pub const TESTING: &str = "testing";
 }
 
-const TAGS: [(&str, &str); 11] = [
+const TAGS: [(&str, &str); 12] = [
     (
         tag::DEVICE,
         "The ZKTeco ADMS / iClock push protocol the terminals speak: handshake, uploads, command polls and results. \
@@ -68,6 +70,7 @@ const TAGS: [(&str, &str); 11] = [
     (tag::DEVICES, "Native device settings and approval, rejected lines, and the per-device punch cursor."),
     (tag::COMMANDS, "The per-device command queue."),
     (tag::WEBHOOKS, "Webhook endpoints, events, deliveries, replay and backlog."),
+    (tag::USERS, "API accounts and their roles, and the audit log of changes (admin scope)."),
     (tag::METRICS, "Prometheus metrics."),
     (tag::DOCS, "The ZKBio Time docs page and this document."),
     (tag::TESTING, "Only present when the server runs with `test_clock`."),
@@ -95,20 +98,25 @@ the server drops trailing slashes and a `.aspx` suffix, collapses doubled slashe
 `Bearer <key or JWT>`, `JWT <jwt>` (from `/jwt-api-token-auth/`) or `Basic <base64 user:password>`; the scheme \
 name is case-insensitive. Without valid credentials the answer is 401 `{\"detail\": ...}`.
 
+**Scopes.** Each such operation requires one scope, named by its `x-required-scope`: `read`, `roster:write`, \
+`devices:control`, `webhooks:admin` or `admin` (which includes every other). A user has its role's scopes (`admin`: \
+all; `operator`: all but `admin`; `viewer`: `read`); an integration key has those given at its creation. Without \
+the scope the answer is 403 `{\"detail\": \"You do not have permission to perform this action.\"}`. Every request \
+that is not a GET is written to the audit log (`/api/v1/audit-log`).
+
 **Errors** are Django REST Framework's: 400 `{\"<field>\": [\"<message>\", ...]}`, 404 `{\"detail\": \"Not found.\"}`; \
 storage trouble answers 503 and the request can be retried. Unknown paths answer 200 with a small HTML \
 \"Page not found\" page, as ZKBio Time does.";
 
-/// Adds a `routes!` group to a router, refusing groups whose handlers name different paths.
+/// Adds a `routes!` group that needs no credentials to a router (routes that need them go
+/// through [`super::access::ApiRoutes::scoped`]): see [`super::access::public`].
 pub trait DocumentedRoutes<S> {
-    fn documented(self, group: UtoipaMethodRouter<S>) -> Self;
+    fn public(self, group: UtoipaMethodRouter<S>) -> Self;
 }
 
 impl<S: Send + Sync + Clone + 'static> DocumentedRoutes<S> for OpenApiRouter<S> {
-    fn documented(self, group: UtoipaMethodRouter<S>) -> Self {
-        let paths: Vec<&String> = group.1.paths.keys().collect();
-        assert_eq!(paths.len(), 1, "one routes! group must serve one path, got {paths:?}");
-        self.routes(group)
+    fn public(self, group: UtoipaMethodRouter<S>) -> Self {
+        super::access::public(self, group)
     }
 }
 
@@ -194,7 +202,9 @@ fn operation_id(method: &str, path: &str) -> String {
     id
 }
 
-fn operations_mut(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+pub(crate) fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (&'static str, &mut Operation)> {
     [
         ("get", &mut item.get),
         ("put", &mut item.put),
@@ -248,6 +258,8 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         .build()
         .into();
     let throttled: RefOr<OpenApiResponse> = throttled_response().into();
+    let forbidden: RefOr<OpenApiResponse> =
+        json_response("The credentials lack the operation's scope (`x-required-scope`).").build().into();
     let unavailable: RefOr<OpenApiResponse> =
         json_response("Storage unavailable; the request can be retried.").build().into();
     let paths = std::mem::take(&mut doc.paths.paths);
@@ -269,7 +281,12 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
                 Some([only]) if *only == SecurityRequirement::default() => operation.security = Some(Vec::new()),
                 Some(_) => {}
                 None => {
+                    // A route needing credentials is registered with its scope (`access`); one
+                    // without is a programming error, found when the router is built.
+                    let scoped = operation.extensions.as_ref().is_some_and(|e| e.contains_key(SCOPE_EXTENSION));
+                    assert!(scoped, "{method} {path}: needs credentials but declares no scope");
                     operation.responses.responses.entry("401".into()).or_insert_with(|| unauthorized.clone());
+                    operation.responses.responses.entry("403".into()).or_insert_with(|| forbidden.clone());
                     // Basic credentials are checked, and throttled, like a login.
                     operation.responses.responses.entry("429".into()).or_insert_with(|| throttled.clone());
                 }

@@ -33,18 +33,18 @@ use registry::DeviceEntry;
 /// [`crate::api::openapi`]).
 pub fn routes() -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
-        .documented(routes!(handshake::cdata_get, upload::cdata_post))
-        .documented(routes!(upload::edata_post))
-        .documented(routes!(poll::getrequest))
-        .documented(routes!(poll::devicecmd, poll::devicecmd_ping))
-        .documented(routes!(poll::ping))
-        .documented(routes!(handshake::registry))
-        .documented(routes!(handshake::push_config))
-        .documented(routes!(handshake::rtdata))
-        .documented(routes!(upload::querydata, poll::querydata_ping))
-        .documented(routes!(upload::fdata))
-        .documented(routes!(upload::exchange))
-        .documented(routes!(upload::unrecognised))
+        .public(routes!(handshake::cdata_get, upload::cdata_post))
+        .public(routes!(upload::edata_post))
+        .public(routes!(poll::getrequest))
+        .public(routes!(poll::devicecmd, poll::devicecmd_ping))
+        .public(routes!(poll::ping))
+        .public(routes!(handshake::registry))
+        .public(routes!(handshake::push_config))
+        .public(routes!(handshake::rtdata))
+        .public(routes!(upload::querydata, poll::querydata_ping))
+        .public(routes!(upload::fdata))
+        .public(routes!(upload::exchange))
+        .public(routes!(upload::unrecognised))
 }
 
 /// A plain-text device reply with the headers firmware needs.

@@ -11,6 +11,7 @@ mod fixture_sessions;
 mod openapi;
 mod personnel_api;
 mod secrets_at_rest;
+mod users_scopes_audit;
 mod webhook_api;
 mod webhook_batches;
 mod webhook_delivery;

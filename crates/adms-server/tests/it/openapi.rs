@@ -410,3 +410,54 @@ async fn document_needs_the_api_credentials() {
         assert_eq!(response.status(), 200, "{authorization}");
     }
 }
+
+/// Operations that need no credentials, hence no scope: the device protocol (terminals
+/// authenticate by serial number and trust rules), the two logins and the ZKBio Time docs
+/// page. Every other operation declares the scope it requires.
+fn is_exempt_from_scopes(operation: &Operation) -> bool {
+    let path = operation.path.as_str();
+    (path.starts_with("/iclock/") && !path.starts_with("/iclock/api/"))
+        || ["/api-token-auth/", "/jwt-api-token-auth/", "/api/docs/"].contains(&path)
+}
+
+/// Every operation declares `x-required-scope`, and the server enforces it: a key with every
+/// other scope gets 403 (DRF's body), a key with only that scope gets past authorisation.
+#[tokio::test]
+async fn every_operation_requires_its_declared_scope() {
+    const SCOPES: [&str; 5] = ["read", "roster:write", "devices:control", "webhooks:admin", "admin"];
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::login(&server).await;
+    let doc = document(&server, &api).await;
+    let mut only = BTreeMap::new();
+    let mut all_but = BTreeMap::new();
+    for scope in SCOPES {
+        only.insert(scope, crate::users_scopes_audit::integration_key(&server, &format!("only {scope}"), &[scope]));
+        // `admin` includes every scope, so "all but X" never holds it.
+        let others: Vec<&str> = SCOPES.into_iter().filter(|s| *s != scope && *s != "admin").collect();
+        all_but
+            .insert(scope, crate::users_scopes_audit::integration_key(&server, &format!("all but {scope}"), &others));
+    }
+    let forbidden = json!({ "detail": "You do not have permission to perform this action." });
+    let mut checked = 0;
+    for operation in operations(&doc) {
+        let label = operation.label();
+        let declared = operation.spec.get("x-required-scope").and_then(Value::as_str);
+        if is_exempt_from_scopes(&operation) {
+            assert_eq!(declared, None, "{label}: exempt, yet declares a scope");
+            assert_eq!(operation.spec["security"], json!([]), "{label}: exempt, yet needs credentials");
+            continue;
+        }
+        let scope = declared.unwrap_or_else(|| panic!("{label}: no x-required-scope"));
+        assert!(SCOPES.contains(&scope), "{label}: unknown scope {scope}");
+        assert!(operation.statuses().contains("403"), "{label}: 403 not documented");
+        let target = operation.request_target();
+        let (status, body) = call(&server, &operation, &target, Some(&format!("Token {}", all_but[scope]))).await;
+        assert_eq!(status, 403, "{label}: without {scope}: {body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap_or_default(), forbidden, "{label}");
+        let (status, body) = call(&server, &operation, &target, Some(&format!("Token {}", only[scope]))).await;
+        assert!(status != 401 && status != 403, "{label}: with {scope}: {status} {body}");
+        checked += 1;
+    }
+    assert!(checked > 60, "{checked} operations checked");
+}

@@ -69,3 +69,95 @@ async fn a_renamed_bootstrap_account_disables_the_previous_one() {
     assert_eq!((admin.disabled_at, admin.token_version), (None, 1));
     assert!(store.live_token(b"admin-session", now_micros()).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn user_changes_end_sessions_and_keep_an_enabled_admin() {
+    use adms_store::{StoreError, UserChange};
+    let (_dir, store) = open().await;
+    let admin = store.upsert_user("admin", "hash-a").await.unwrap();
+    assert_eq!(store.user_by_id(admin).await.unwrap().unwrap().role, "admin", "existing accounts are admins");
+    let viewer = store.create_user("vera", "hash-v", "viewer").await.unwrap().expect("created");
+    assert_eq!(viewer.role, "viewer");
+    assert!(store.create_user("vera", "hash-x", "admin").await.unwrap().is_none(), "name taken");
+    session(&store, viewer.id, b"vera-1").await;
+
+    // A role change alone leaves sessions alone.
+    let change = UserChange { role: Some("operator".into()), ..UserChange::default() };
+    let changed = store.update_user(viewer.id, &change).await.unwrap().unwrap();
+    assert_eq!((changed.role.as_str(), changed.token_version), ("operator", 0));
+    assert!(store.live_token(b"vera-1", now_micros()).await.unwrap().is_some());
+    // A password change ends them.
+    let change = UserChange { password_hash: Some("hash-v2".into()), ..UserChange::default() };
+    assert_eq!(store.update_user(viewer.id, &change).await.unwrap().unwrap().token_version, 1);
+    assert!(store.live_token(b"vera-1", now_micros()).await.unwrap().is_none());
+    // So does disabling.
+    session(&store, viewer.id, b"vera-2").await;
+    let change = UserChange { disabled: Some(true), ..UserChange::default() };
+    let disabled = store.update_user(viewer.id, &change).await.unwrap().unwrap();
+    assert!(disabled.disabled_at.is_some());
+    assert_eq!(disabled.token_version, 2);
+    assert!(store.live_token(b"vera-2", now_micros()).await.unwrap().is_none());
+
+    // The last enabled admin stays, and a refused change changes nothing.
+    for change in [
+        UserChange { disabled: Some(true), ..UserChange::default() },
+        UserChange { role: Some("viewer".into()), password_hash: Some("other".into()), ..UserChange::default() },
+    ] {
+        let refused = store.update_user(admin, &change).await;
+        assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    }
+    let unchanged = store.user_by_id(admin).await.unwrap().unwrap();
+    assert_eq!((unchanged.role.as_str(), unchanged.password_hash.as_str()), ("admin", "hash-a"));
+    assert!(matches!(store.delete_user(admin).await, Err(StoreError::Conflict(_))));
+    assert!(store.user_by_id(admin).await.unwrap().is_some());
+
+    assert!(store.delete_user(viewer.id).await.unwrap());
+    assert!(!store.delete_user(viewer.id).await.unwrap());
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+    assert!(store.update_user(viewer.id, &UserChange::default()).await.unwrap().is_none());
+
+    // The configured account comes back as an enabled admin at start, whatever was changed.
+    store.create_user("ada", "hash-ada", "admin").await.unwrap().unwrap();
+    let demote = UserChange { role: Some("viewer".into()), disabled: Some(true), ..UserChange::default() };
+    store.update_user(admin, &demote).await.unwrap().unwrap();
+    store.bootstrap_user("admin", "hash-a").await.unwrap();
+    let back = store.user_by_id(admin).await.unwrap().unwrap();
+    assert_eq!((back.role.as_str(), back.disabled_at), ("admin", None));
+}
+
+#[tokio::test]
+async fn integration_keys_carry_their_scopes_and_the_audit_log_pages_newest_first() {
+    use adms_store::{AuditFilter, NewAuditEntry, Page};
+    let (_dir, store) = open().await;
+    store.create_integration_token("payroll", b"key-1", "read roster:write").await.unwrap();
+    let live = store.live_token(b"key-1", now_micros()).await.unwrap().unwrap();
+    assert_eq!((live.kind.as_str(), live.scopes.as_str()), ("integration", "read roster:write"));
+    assert_eq!(store.list_tokens().await.unwrap()[0].scopes, "read roster:write");
+
+    let entry = |at: i64, actor: &str| NewAuditEntry {
+        at,
+        actor: actor.to_owned(),
+        actor_kind: "session",
+        user_id: Some(1),
+        token_id: None,
+        method: "POST".into(),
+        route: "/api/v1/users".into(),
+        target: None,
+        status: Some(201),
+        address: Some("127.0.0.1".into()),
+    };
+    for (at, actor) in [(10, "ann"), (20, "bob"), (30, "ann")] {
+        store.record_audit(&entry(at, actor)).await.unwrap();
+    }
+    let all = Page { offset: 0, limit: 10 };
+    let (count, rows) = store.list_audit(&AuditFilter::default(), all).await.unwrap();
+    assert_eq!(count, 3);
+    assert_eq!(rows.iter().map(|r| r.at).collect::<Vec<_>>(), [30, 20, 10]);
+    assert_eq!(rows[0].status, Some(201));
+    let (count, rows) = store.list_audit(&AuditFilter { actor: Some("ann".into()), since: None }, all).await.unwrap();
+    assert_eq!((count, rows.len()), (2, 2));
+    let (count, rows) = store.list_audit(&AuditFilter { actor: None, since: Some(20) }, all).await.unwrap();
+    assert_eq!((count, rows[1].actor.as_str()), (2, "bob"));
+    let (count, rows) = store.list_audit(&AuditFilter::default(), Page { offset: 1, limit: 1 }).await.unwrap();
+    assert_eq!((count, rows[0].at), (3, 20));
+}
