@@ -199,8 +199,7 @@ mod tests {
 
     #[test]
     fn the_default_key_file_sits_beside_the_database() {
-        let mut config = Config::default();
-        config.database_url = "sqlite:///var/lib/adms/adms.db".into();
+        let mut config = Config { database_url: "sqlite:///var/lib/adms/adms.db".into(), ..Config::default() };
         assert_eq!(default_key_file(&config), Some(PathBuf::from("/var/lib/adms/adms.db.key")));
         config.secret_key_file = Some("/etc/adms/master.key".into());
         assert_eq!(default_key_file(&config), Some(PathBuf::from("/etc/adms/master.key")));
