@@ -14,6 +14,7 @@ mod error;
 pub mod events;
 mod punches;
 mod queries;
+mod quotas;
 pub mod roster;
 pub mod roster_sync;
 pub mod templates;
@@ -38,6 +39,7 @@ pub use device_events::{OfflineCheck, Presence, PresenceCandidate, SeenAgain};
 pub use devices::{Approval, Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::StoreError;
 pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored, new_punches_insert};
+pub use quotas::{Quota, QuotaKind};
 pub use queries::{
     Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,
 };

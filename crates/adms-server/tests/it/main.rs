@@ -16,3 +16,4 @@ mod webhook_delivery;
 mod webhook_events;
 mod webhook_race;
 mod webhook_secrets;
+mod limits;
