@@ -52,10 +52,16 @@ impl QuotaGuard {
     /// `adms_device_quota_refusals_total{kind}` in the text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP adms_device_quota_refusals_total Uploads refused because the device passed a daily quota.\n");
+        out.push_str(
+            "# HELP adms_device_quota_refusals_total Uploads refused because the device passed a daily quota.\n",
+        );
         out.push_str("# TYPE adms_device_quota_refusals_total counter\n");
         for (kind, counter) in [("raw", &self.raw_refusals), ("photo", &self.photo_refusals)] {
-            let _ = writeln!(out, "adms_device_quota_refusals_total{{kind=\"{kind}\"}} {}", counter.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "adms_device_quota_refusals_total{{kind=\"{kind}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
         }
         out
     }

@@ -39,10 +39,10 @@ pub use device_events::{OfflineCheck, Presence, PresenceCandidate, SeenAgain};
 pub use devices::{Approval, Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::StoreError;
 pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored, new_punches_insert};
-pub use quotas::{Quota, QuotaKind};
 pub use queries::{
     Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,
 };
+pub use quotas::{Quota, QuotaKind};
 pub use trust::{AdoptionPolicy, UserAdoption};
 pub use uploads::{
     AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceRecord, OperationLog, OperlogBatch, RawUpload, UserPhoto,

@@ -130,10 +130,13 @@ impl IntoResponse for ApiError {
             ApiError::InvalidPage => (StatusCode::NOT_FOUND, json!({ "detail": "Invalid page." })),
             ApiError::BadRequest(body) => (StatusCode::BAD_REQUEST, body),
             ApiError::Conflict(detail) => (StatusCode::CONFLICT, json!({ "detail": detail })),
-            ApiError::PayloadTooLarge(limit) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({ "detail": format!("Request body too large (limit {limit} bytes).") }),
-            ),
+            ApiError::PayloadTooLarge(limit) => {
+                let body = json!({ "detail": format!("Request body too large (limit {limit} bytes).") });
+                let mut response = (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+                // This route's own limit: not to be restated as `max_body_bytes`.
+                response.extensions_mut().insert(crate::limits::Explained);
+                return response;
+            }
             ApiError::Store(error) => {
                 tracing::error!(%error, "API storage error");
                 (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": "Storage unavailable, retry later." }))

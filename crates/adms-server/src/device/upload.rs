@@ -5,9 +5,9 @@
 //! is still answered so it does not resend forever.
 
 use axum::body::{Body, Bytes};
-use http_body_util::BodyExt;
 use axum::extract::{OriginalUri, State};
 use axum::response::Response;
+use http_body_util::BodyExt;
 
 use adms_protocol::attphoto::parse_att_photo;
 use adms_protocol::operlog::{OperLogRecord, parse_operlog_line};
@@ -120,11 +120,7 @@ fn clean_stamp(stamp: Option<&str>) -> Option<&str> {
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
     )
 )]
-pub async fn cdata_post(
-    State(state): State<SharedState>,
-    ctx: DeviceCtx,
-    body: Body,
-) -> Result<Response, DeviceError> {
+pub async fn cdata_post(State(state): State<SharedState>, ctx: DeviceCtx, body: Body) -> Result<Response, DeviceError> {
     let q = ctx.query();
     let table = UploadTable::from_query(q.table.as_deref(), q.op_stamp.is_some());
     let stamp = clean_stamp(q.stamp.as_deref().or(q.op_stamp.as_deref())).map(str::to_owned);

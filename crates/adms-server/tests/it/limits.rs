@@ -36,10 +36,8 @@ fn big_attlog(bytes: usize) -> (Vec<u8>, usize) {
 async fn attlog_64mb_upload_keeps_peak_rss_bounded_and_stores_every_punch_once() {
     const BOUND_KIB: u64 = 256 * 1024;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        dir.path(),
-        &[("ADMS_MAX_BODY_BYTES", "100000000"), ("ADMS_REQUEST_TIMEOUT_SECS", "600")],
-    );
+    let server =
+        Server::start(dir.path(), &[("ADMS_MAX_BODY_BYTES", "100000000"), ("ADMS_REQUEST_TIMEOUT_SECS", "600")]);
     let device = Device { server: &server, sn: "RSS0001".into() };
     assert_eq!(device.handshake().await.status, 200);
     let before = peak_rss_kib(server.pid());
