@@ -183,8 +183,7 @@ mod tests {
 
     #[test]
     fn bad_rules_fail_the_configuration() {
-        let mut config = Config::default();
-        config.device_networks = "not-a-net".into();
+        let mut config = Config { device_networks: "not-a-net".into(), ..Config::default() };
         assert!(DeviceTrust::from_config(&config).is_err());
         config.device_networks = String::new();
         config.device_registrations_per_minute = 0;

@@ -54,10 +54,10 @@ fn body_error(error: &(dyn std::error::Error + 'static), limit: usize) -> Device
 
 /// Counts and logs a quota refusal (the store only reports it) on its way to the device.
 fn quota_checked(state: &SharedState, ctx: &DeviceCtx, error: StoreError) -> DeviceError {
-    if let StoreError::QuotaExceeded(kind) = error {
-        if let Some(q) = quota(state, kind) {
-            state.quotas.refused(ctx.entry.id(), &ctx.sn, kind, q);
-        }
+    if let StoreError::QuotaExceeded(kind) = error
+        && let Some(q) = quota(state, kind)
+    {
+        state.quotas.refused(ctx.entry.id(), &ctx.sn, kind, q);
     }
     error.into()
 }
