@@ -290,14 +290,15 @@ async fn attlog_chunk(
     stamp: Option<String>,
     totals: &mut ChunkTotals,
 ) -> Result<(), DeviceError> {
-    let lines = u32::try_from(chunk.iter().filter(|&&b| b == b'\n').count()).unwrap_or(u32::MAX);
-    let (mut batch, accepted) = if chunk.len() > INLINE_PARSE_LIMIT {
+    // Lines of the chunk (it ends with a whole line), for the numbers of the next one's.
+    let count_lines = |chunk: &[u8]| u32::try_from(chunk.iter().filter(|&&b| b == b'\n').count()).unwrap_or(u32::MAX);
+    let ((mut batch, accepted), lines) = if chunk.len() > INLINE_PARSE_LIMIT {
         let (device, zone) = (device.clone(), zone.clone());
-        tokio::task::spawn_blocking(move || build_punch_batch(&chunk, &device, &zone, &window))
+        tokio::task::spawn_blocking(move || (build_punch_batch(&chunk, &device, &zone, &window), count_lines(&chunk)))
             .await
             .map_err(|e| DeviceError::Internal(e.to_string()))?
     } else {
-        build_punch_batch(&chunk, device, zone, &window)
+        (build_punch_batch(&chunk, device, zone, &window), count_lines(&chunk))
     };
     if totals.lines > 0 {
         for r in &mut batch.rejected {
