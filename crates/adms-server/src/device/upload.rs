@@ -118,6 +118,7 @@ fn clean_stamp(stamp: Option<&str>) -> Option<&str> {
     responses(
         (status = 200, description = "`OK: <n>`, `<table>=<n>` or `OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body over `max_body_bytes` (`ERROR: body too large (limit N bytes)`) or the device's daily quota passed (`ERROR: daily quota for raw uploads exceeded`, `... for photos exceeded`); nothing stored.", body = String, content_type = "text/plain"),
     )
 )]
 pub async fn cdata_post(State(state): State<SharedState>, ctx: DeviceCtx, body: Body) -> Result<Response, DeviceError> {
@@ -583,6 +584,7 @@ async fn rtlog(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Resp
     responses(
         (status = 200, description = "`OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body over `max_body_bytes` (`ERROR: body too large (limit N bytes)`) or the device's daily quota passed (`ERROR: daily quota for raw uploads exceeded`, `... for photos exceeded`); nothing stored.", body = String, content_type = "text/plain"),
     )
 )]
 pub async fn fdata(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
@@ -604,6 +606,7 @@ pub async fn fdata(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes
     responses(
         (status = 200, description = "`<tablename>=<n>` or `OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body over `max_body_bytes` (`ERROR: body too large (limit N bytes)`) or the device's daily quota passed (`ERROR: daily quota for raw uploads exceeded`, `... for photos exceeded`); nothing stored.", body = String, content_type = "text/plain"),
     )
 )]
 pub async fn querydata(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
@@ -654,6 +657,7 @@ async fn other(
     responses(
         (status = 200, description = "`OK: <n>`, `<table>=<n>` or `OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body over `max_body_bytes` (`ERROR: body too large (limit N bytes)`) or the device's daily quota passed (`ERROR: daily quota for raw uploads exceeded`, `... for photos exceeded`); nothing stored.", body = String, content_type = "text/plain"),
     )
 )]
 pub async fn edata_post(state: State<SharedState>, ctx: DeviceCtx, body: Body) -> Result<Response, DeviceError> {
