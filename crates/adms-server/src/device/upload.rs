@@ -232,6 +232,12 @@ async fn attlog(
     let zone = state.zone_for(&device);
     let window = PunchWindow::for_now(state);
     let limit = state.config.max_body_bytes;
+    // A declared length over the limit is refused before any chunk commits; only a body
+    // without one (chunked encoding) can pass the limit after some chunks committed, and its
+    // device gets 413 all the same (a re-send adds nothing: natural keys).
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(DeviceError::BodyTooLarge(limit));
+    }
     let mut body = http_body_util::Limited::new(body, limit);
     // A body of one frame (every small post) stays the `Bytes` hyper read: no copy.
     let mut first: Option<Bytes> = None;

@@ -222,3 +222,16 @@ async fn photo_quota_refuses_with_413_stores_nothing_and_resets_per_device_and_d
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
     assert_eq!(count_rows(&db, "att_photos").await, 3);
 }
+
+/// A declared length over the limit is refused before any part of a streamed ATTLOG commits.
+#[tokio::test]
+async fn attlog_over_the_limit_stores_no_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[("ADMS_MAX_BODY_BYTES", "2000000")]);
+    let device = Device { server: &server, sn: "BIG0002".into() };
+    let (body, _) = big_attlog(3_000_000);
+    let r = device.attlog(&body).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.text(), "ERROR: body too large (limit 2000000 bytes)");
+    assert_eq!(count_rows(&server.db_path(), "punches").await, 0);
+}
