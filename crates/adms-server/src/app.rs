@@ -61,6 +61,8 @@ pub struct AppState {
     /// routes it registers) and read only by the two documentation routes. Kept here rather
     /// than in a request extension, which every device request would have paid for.
     pub documents: std::sync::OnceLock<crate::api::openapi::Documents>,
+    /// Daily quota refusals (counter and log-once state).
+    pub quotas: crate::limits::QuotaGuard,
 }
 
 /// What the webhook side shares with handlers.
@@ -208,6 +210,7 @@ impl Application {
             trust,
             punch_window_start,
             documents: std::sync::OnceLock::new(),
+            quotas: crate::limits::QuotaGuard::default(),
             store,
             devices: DeviceRegistry::default(),
             display_zone: zone.clone(),
@@ -522,7 +525,8 @@ pub fn router(state: SharedState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(axum::middleware::map_response(log_refusals))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
-        .layer(DefaultBodyLimit::max(max_body_bytes));
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(max_body_bytes, crate::limits::explain_body_limit));
     Router::new().fallback_service(middleware.service(routes))
 }
 
@@ -558,6 +562,7 @@ async fn metrics(
     let mut text =
         state.webhooks.metrics.render(&gauges, |id| endpoints.iter().find(|e| e.id == id).map(|e| e.uid.clone()));
     text.push_str(&state.auth.guard.metrics.render());
+    text.push_str(&state.quotas.render());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 

@@ -102,6 +102,13 @@ pub struct Config {
     /// Largest accepted request body (bytes). Devices send up to ~2 MB; backlogs arrive in
     /// 128-line posts.
     pub max_body_bytes: usize,
+    /// Bytes of raw data (bodies of unknown tables, `querydata`, unrecognised paths, OPERLOG
+    /// records of unknown kinds) one device may store per UTC day; 0: no quota. Punches and
+    /// users are never limited.
+    pub device_raw_quota_bytes_per_day: u64,
+    /// Bytes of photos (attendance photos, user photos) one device may store per UTC day; 0:
+    /// no quota.
+    pub device_photo_quota_bytes_per_day: u64,
     /// Whole-request timeout (slow clients get 408).
     pub request_timeout_secs: u64,
     /// Time a connection may take to send a request's headers, counted from when it starts
@@ -201,6 +208,8 @@ impl Default for Config {
             realtime: true,
             offline_after_secs: None,
             max_body_bytes: 32 * 1024 * 1024,
+            device_raw_quota_bytes_per_day: 16 * 1024 * 1024,
+            device_photo_quota_bytes_per_day: 256 * 1024 * 1024,
             request_timeout_secs: 120,
             header_read_timeout_secs: 75,
             session_ttl_secs: 8 * 3600,
@@ -248,6 +257,8 @@ impl std::fmt::Debug for Config {
             .field("device_users", &self.device_users)
             .field("delay_secs", &self.delay_secs)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("device_raw_quota_bytes_per_day", &self.device_raw_quota_bytes_per_day)
+            .field("device_photo_quota_bytes_per_day", &self.device_photo_quota_bytes_per_day)
             .field("login_hash_concurrency", &self.login_hash_concurrency)
             .field("login_user_failures", &self.login_user_failures)
             .field("login_address_failures", &self.login_address_failures)

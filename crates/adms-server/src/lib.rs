@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod device;
+pub mod limits;
 pub mod roster;
 pub mod telemetry;
 pub mod vault;

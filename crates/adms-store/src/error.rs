@@ -17,4 +17,7 @@ pub enum StoreError {
     InvalidCommand(#[source] adms_protocol::CommandError),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The device's daily quota of this kind would be passed: nothing of the request stored.
+    #[error("daily quota for {} exceeded", .0.as_str())]
+    QuotaExceeded(crate::QuotaKind),
 }

@@ -15,6 +15,7 @@ mod error;
 pub mod events;
 mod punches;
 mod queries;
+mod quotas;
 pub mod roster;
 pub mod roster_sync;
 pub mod templates;
@@ -43,6 +44,7 @@ pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored, new_p
 pub use queries::{
     Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,
 };
+pub use quotas::{Quota, QuotaKind};
 pub use trust::{AdoptionPolicy, UserAdoption};
 pub use uploads::{
     AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceRecord, OperationLog, OperlogBatch, RawUpload, UserPhoto,

@@ -2,12 +2,13 @@
 //! command results and raw bodies. Each request is one transaction; re-sent data is
 //! de-duplicated by natural keys or content hashes.
 
-use sqlx::SqliteConnection;
+use sqlx::{Connection, SqliteConnection};
 
 use crate::device_events::{NewEvent, insert_event_in};
 
 use crate::events::{EventDevice, UserData, event_body, event_type, user_enrolled_event_id, user_updated_event_id};
 use crate::punches::{RejectedLine, insert_rejected};
+use crate::quotas::{Quota, QuotaKind, charge_in};
 use crate::trust::{AdoptionPolicy, adopt_device_template_in, adopt_device_user_in};
 use crate::{Store, StoreError, now_micros, sha256};
 
@@ -94,6 +95,10 @@ pub struct OperlogBatch {
     /// How far its users and templates reach the roster (observe only, unless the device is
     /// approved and the operator's `device_users` policy adopts them).
     pub adoption: AdoptionPolicy,
+    /// Quotas for `photos` and `others` (`None`: not charged). Users, templates and operation
+    /// logs are never charged.
+    pub photo_quota: Option<Quota>,
+    pub raw_quota: Option<Quota>,
 }
 
 /// An attendance photo.
@@ -105,6 +110,8 @@ pub struct AttPhotoUpload {
     pub local_time: Option<String>,
     pub image: Vec<u8>,
     pub received_at: i64,
+    /// The device's photo quota; `None`: not charged.
+    pub quota: Option<Quota>,
 }
 
 /// An `rtlog` access event.
@@ -130,11 +137,17 @@ pub struct RawUpload<'a> {
     pub query: &'a str,
     pub body: &'a [u8],
     pub received_at: i64,
+    /// The device's raw quota; `None` (known tables kept beside their parsed form, such as
+    /// options dumps and registry bodies): not charged.
+    pub quota: Option<Quota>,
 }
 
 impl Store {
     /// Stores one OPERLOG/BIODATA request in one transaction.
-    pub async fn store_operlog(&self, b: &OperlogBatch) -> Result<(), StoreError> {
+    ///
+    /// Returns the quota that made it drop photos or raw records (see [`OperlogBatch::photo_quota`]);
+    /// [`StoreError::QuotaExceeded`] when the body held nothing else (nothing stored).
+    pub async fn store_operlog(&self, b: &OperlogBatch) -> Result<Option<QuotaKind>, StoreError> {
         let mut tx = self.begin().await?;
         let now = b.received_at;
         for o in &b.oplogs {
@@ -185,6 +198,13 @@ impl Store {
             .await?;
             adopt_device_template_in(&mut tx, b.device_id, t, b.adoption, now).await?;
         }
+        // Photos and raw records are charged to the device's quotas in a savepoint: over quota,
+        // a body that also carries users, templates or operation logs keeps those (they are the
+        // product) and loses only the charged part; a body of charged records only is refused
+        // whole. `limited` reports which quota refused.
+        let mut sp = tx.begin().await?;
+        let photo_bytes: u64 = b.photos.iter().map(|p| (p.content.len() + p.url.len()) as u64).sum();
+        let mut raw_bytes = 0u64;
         for p in &b.photos {
             sqlx::query(
                 "INSERT INTO user_photos (device_id, pin, record_kind, photo_type, file_name, size, content, url, updated_at) \
@@ -201,11 +221,11 @@ impl Store {
             .bind(&p.content)
             .bind(&p.url)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut *sp)
             .await?;
         }
         for o in &b.others {
-            sqlx::query(
+            let inserted = sqlx::query(
                 "INSERT INTO device_records (device_id, table_name, kind, raw_line, raw_sha256, received_at) \
                  VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             )
@@ -215,9 +235,28 @@ impl Store {
             .bind(&o.raw_line)
             .bind(sha256(&o.raw_line))
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut *sp)
             .await?;
+            // A re-sent line stores nothing and costs nothing.
+            if inserted.rows_affected() > 0 {
+                raw_bytes += o.raw_line.len() as u64;
+            }
         }
+        let charged = charge_operlog_in(&mut sp, b, photo_bytes, raw_bytes).await;
+        let limited = match charged {
+            Ok(()) => {
+                sp.commit().await?;
+                None
+            }
+            Err(StoreError::QuotaExceeded(kind)) => {
+                sp.rollback().await?;
+                if b.oplogs.is_empty() && b.users.is_empty() && b.templates.is_empty() {
+                    return Err(StoreError::QuotaExceeded(kind));
+                }
+                Some(kind)
+            }
+            Err(e) => return Err(e),
+        };
         for r in &b.rejected {
             insert_rejected(&mut tx, b.device_id, r, now).await?;
         }
@@ -230,12 +269,17 @@ impl Store {
             sqlx::query(sql).bind(stamp).bind(b.device_id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(limited)
     }
 
     /// Stores an attendance photo and links it to the punch it belongs to, when stored.
+    /// Charged to the photo quota (a re-sent photo replaces the stored one and is charged again:
+    /// cheaper than comparing images, and firmware re-sends photos rarely).
     pub async fn store_att_photo(&self, p: &AttPhotoUpload) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        if let Some(quota) = p.quota {
+            charge_in(&mut tx, p.device_id, QuotaKind::Photo, quota, p.image.len() as u64).await?;
+        }
         sqlx::query(
             "INSERT INTO att_photos (device_id, file_name, pin, local_time, punch_id, image, received_at) \
              VALUES (?, ?, ?, ?, (SELECT id FROM punches WHERE device_id = ? AND pin = ? AND local_time = ? ORDER BY id LIMIT 1), ?, ?) \
@@ -293,9 +337,30 @@ impl Store {
     }
 
     /// Keeps a whole body as received (unknown tables, rtstate, registry bodies, ...).
+    ///
+    /// With a quota, the body is charged to the device's raw quota in the same transaction,
+    /// unless the same body is already stored (a re-send only counts `seen_count`).
     pub async fn store_raw_upload(&self, u: &RawUpload<'_>) -> Result<(), StoreError> {
-        let mut conn = self.pool().acquire().await?;
-        insert_raw_in(&mut conn, u).await
+        let (Some(quota), Some(device_id)) = (u.quota, u.device_id) else {
+            let mut conn = self.pool().acquire().await?;
+            return insert_raw_in(&mut conn, u).await;
+        };
+        let mut tx = self.begin().await?;
+        let stored: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM raw_uploads WHERE sn = ? AND endpoint = ? AND table_name = ? AND body_sha256 = ?",
+        )
+        .bind(u.sn)
+        .bind(u.endpoint)
+        .bind(u.table)
+        .bind(sha256(u.body))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if stored.is_none() {
+            charge_in(&mut tx, device_id, QuotaKind::Raw, quota, u.body.len() as u64).await?;
+        }
+        insert_raw_in(&mut tx, u).await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 
@@ -435,5 +500,21 @@ pub(crate) async fn insert_raw_in(conn: &mut SqliteConnection, u: &RawUpload<'_>
     .bind(u.received_at)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Charges an OPERLOG body's photos and newly stored raw records to their quotas.
+async fn charge_operlog_in(
+    conn: &mut SqliteConnection,
+    b: &OperlogBatch,
+    photo_bytes: u64,
+    raw_bytes: u64,
+) -> Result<(), StoreError> {
+    if let Some(quota) = b.photo_quota {
+        charge_in(conn, b.device_id, QuotaKind::Photo, quota, photo_bytes).await?;
+    }
+    if let Some(quota) = b.raw_quota {
+        charge_in(conn, b.device_id, QuotaKind::Raw, quota, raw_bytes).await?;
+    }
     Ok(())
 }

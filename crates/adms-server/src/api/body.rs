@@ -27,7 +27,7 @@ impl<S: Send + Sync> FromRequest<S> for WriteBody {
             .to_ascii_lowercase();
         let bytes = axum::body::to_bytes(request.into_body(), MAX_WRITE_BODY)
             .await
-            .map_err(|_| ApiError::BadRequest(json!({ "detail": "Request body too large." })))?;
+            .map_err(|_| ApiError::PayloadTooLarge(MAX_WRITE_BODY))?;
         if bytes.trim_ascii().is_empty() {
             return Ok(WriteBody::default());
         }

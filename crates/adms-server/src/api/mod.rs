@@ -141,6 +141,9 @@ pub enum ApiError {
     /// Login throttled or every password check slot busy: retry after this many seconds.
     #[error("throttled for {0} s")]
     Throttled(u64),
+    /// A body over a route's limit (bytes).
+    #[error("body over {0} bytes")]
+    PayloadTooLarge(usize),
     #[error("storage: {0}")]
     Store(#[from] adms_store::StoreError),
     #[error("internal: {0}")]
@@ -171,6 +174,13 @@ impl IntoResponse for ApiError {
             ApiError::InvalidPage => (StatusCode::NOT_FOUND, json!({ "detail": "Invalid page." })),
             ApiError::BadRequest(body) => (StatusCode::BAD_REQUEST, body),
             ApiError::Conflict(detail) => (StatusCode::CONFLICT, json!({ "detail": detail })),
+            ApiError::PayloadTooLarge(limit) => {
+                let body = json!({ "detail": format!("Request body too large (limit {limit} bytes).") });
+                let mut response = (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+                // This route's own limit: not to be restated as `max_body_bytes`.
+                response.extensions_mut().insert(crate::limits::Explained);
+                return response;
+            }
             ApiError::Store(error) => {
                 tracing::error!(%error, "API storage error");
                 (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": "Storage unavailable, retry later." }))

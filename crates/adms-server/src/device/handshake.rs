@@ -139,6 +139,8 @@ pub async fn registry(State(state): State<SharedState>, ctx: DeviceCtx, body: By
         query: &ctx.query,
         body: &body,
         received_at: now_micros(),
+        // A handshake body of a known kind: kept beside its parsed form, never charged.
+        quota: None,
     };
     state.store.store_device_facts(ctx.entry.id(), Some(&raw), &facts).await?;
     if new_code.is_some() {

@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use adms_protocol::query::DeviceQuery;
-use adms_store::{NewDevice, StoreError};
+use adms_store::{NewDevice, QuotaKind, StoreError};
 
 use crate::api::openapi::DocumentedRoutes;
 use crate::app::SharedState;
@@ -79,10 +79,26 @@ pub enum DeviceError {
     /// Too many new serial numbers from one address (`device_registrations_per_minute`).
     #[error("{0}")]
     TooManyRegistrations(&'static str),
+    /// The device passed its daily quota of this kind: nothing of the request stored.
+    #[error("daily quota exceeded")]
+    QuotaExceeded(QuotaKind),
+    /// A streamed body passed `max_body_bytes` (the limit).
+    #[error("body too large")]
+    BodyTooLarge(usize),
     #[error("storage unavailable: {0}")]
-    Store(#[from] StoreError),
+    Store(#[source] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<StoreError> for DeviceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            // A refusal, not a failure: 413, which the device does not retry at once.
+            StoreError::QuotaExceeded(kind) => DeviceError::QuotaExceeded(kind),
+            error => DeviceError::Store(error),
+        }
+    }
 }
 
 impl IntoResponse for DeviceError {
@@ -101,6 +117,21 @@ impl IntoResponse for DeviceError {
                 let mut response = reply(StatusCode::TOO_MANY_REQUESTS, format!("ERROR: {message}"));
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
                 response
+            }
+            DeviceError::QuotaExceeded(kind) => {
+                // Counted and logged by the handler, which knows the device and the quota.
+                let what = match kind {
+                    QuotaKind::Raw => "raw uploads",
+                    QuotaKind::Photo => "photos",
+                };
+                let mut response =
+                    reply(StatusCode::PAYLOAD_TOO_LARGE, format!("ERROR: daily quota for {what} exceeded"));
+                response.extensions_mut().insert(crate::limits::Explained);
+                response
+            }
+            DeviceError::BodyTooLarge(limit) => {
+                tracing::warn!(limit, "streamed request body over max_body_bytes refused with 413");
+                crate::limits::body_too_large_reply(limit)
             }
             DeviceError::Store(error) => {
                 tracing::error!(%error, "device request not stored; the device will resend");

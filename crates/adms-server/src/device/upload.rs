@@ -4,9 +4,10 @@
 //! stored raw with the reason and counted; they never fail the rest of the batch, and the device
 //! is still answered so it does not resend forever.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, State};
 use axum::response::Response;
+use http_body_util::BodyExt;
 
 use adms_protocol::attphoto::parse_att_photo;
 use adms_protocol::operlog::{OperLogRecord, parse_operlog_line};
@@ -17,15 +18,49 @@ use adms_protocol::text::{TextEncoding, has_unsafe_chars};
 use adms_protocol::{LocalDateTime, RejectReason, Rejected, UploadTable, parse_attlog_body, parse_lines};
 use adms_store::{
     AccessEvent, AttPhotoUpload, BiometricTemplate, Device, DeviceFacts, DeviceInfoUpdate, DeviceRecord, NewPunch,
-    OperationLog, OperlogBatch, PunchBatch, RawUpload, RejectedLine, UserPhoto, UserRow, now_micros,
+    OperationLog, OperlogBatch, PunchBatch, QuotaKind, RawUpload, RejectedLine, StoreError, UserPhoto, UserRow,
+    now_micros,
 };
 
 use super::{DeviceCtx, DeviceError, ok};
 use crate::app::SharedState;
+use crate::limits::quota;
 use crate::zones::Zone;
 
 /// Bodies above this size are parsed on the blocking pool, off the async workers.
 const INLINE_PARSE_LIMIT: usize = 256 * 1024;
+
+/// ATTLOG bodies longer than this are read in chunks of whole lines of about this size, each
+/// parsed and committed before the next is read, so an upload's memory follows the chunk, not
+/// the body (a parsed punch costs about 20 times its line). Devices send 1 to 128 lines per
+/// post: those bodies never reach a second chunk and take the one-batch path as before.
+const ATTLOG_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Reads a whole body, at most `limit` bytes (`max_body_bytes`), as the `Bytes` extractor does.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, DeviceError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => Err(body_error(&*error, limit)),
+    }
+}
+
+fn body_error(error: &(dyn std::error::Error + 'static), limit: usize) -> DeviceError {
+    if error.is::<http_body_util::LengthLimitError>() {
+        DeviceError::BodyTooLarge(limit)
+    } else {
+        DeviceError::BadRequest(format!("request body not read: {error}"))
+    }
+}
+
+/// Counts and logs a quota refusal (the store only reports it) on its way to the device.
+fn quota_checked(state: &SharedState, ctx: &DeviceCtx, error: StoreError) -> DeviceError {
+    if let StoreError::QuotaExceeded(kind) = error
+        && let Some(q) = quota(state, kind)
+    {
+        state.quotas.refused(ctx.entry.id(), &ctx.sn, kind, q);
+    }
+    error.into()
+}
 
 fn rejected_line(table: &'static str, r: &Rejected<'_>) -> RejectedLine {
     RejectedLine { table, line_no: r.line.number, raw: r.line.bytes.to_vec(), reason: r.reason.code() }
@@ -83,20 +118,21 @@ fn clean_stamp(stamp: Option<&str>) -> Option<&str> {
     responses(
         (status = 200, description = "`OK: <n>`, `<table>=<n>` or `OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body over `max_body_bytes` (`ERROR: body too large (limit N bytes)`) or the device's daily quota passed (`ERROR: daily quota for raw uploads exceeded`, `... for photos exceeded`); nothing stored.", body = String, content_type = "text/plain"),
     )
 )]
-pub async fn cdata_post(
-    State(state): State<SharedState>,
-    ctx: DeviceCtx,
-    body: Bytes,
-) -> Result<Response, DeviceError> {
+pub async fn cdata_post(State(state): State<SharedState>, ctx: DeviceCtx, body: Body) -> Result<Response, DeviceError> {
     let q = ctx.query();
     let table = UploadTable::from_query(q.table.as_deref(), q.op_stamp.is_some());
     let stamp = clean_stamp(q.stamp.as_deref().or(q.op_stamp.as_deref())).map(str::to_owned);
     let table_name = q.table_name.as_deref().map(str::to_owned);
     drop(q);
+    if table == UploadTable::AttLog {
+        return attlog(&state, &ctx, body, stamp).await;
+    }
+    let body = read_body(body, state.config.max_body_bytes).await?;
     match table {
-        UploadTable::AttLog => attlog(&state, &ctx, body, stamp).await,
+        UploadTable::AttLog => unreachable!("streamed above"),
         UploadTable::OperLog | UploadTable::BioData | UploadTable::ErrorLog | UploadTable::IdCard => {
             operlog(&state, &ctx, table, body, stamp).await
         }
@@ -141,8 +177,10 @@ async fn store_raw(
             query: &ctx.query,
             body,
             received_at: now_micros(),
+            quota: quota(state, QuotaKind::Raw),
         })
-        .await?;
+        .await
+        .map_err(|e| quota_checked(state, ctx, e))?;
     Ok(())
 }
 
@@ -187,25 +225,101 @@ pub fn build_punch_batch(body: &[u8], device: &Device, zone: &Zone, window: &Pun
     (batch, accepted)
 }
 
+/// An ATTLOG upload: read as it arrives; a body longer than [`ATTLOG_CHUNK_BYTES`] is parsed
+/// and committed in chunks of whole lines, the last one with the stamp. The device is answered
+/// once, after the last chunk committed, with the count of the whole body; if any chunk fails
+/// it gets 503 and re-sends the whole body, whose committed punches the natural key skips.
 async fn attlog(
     state: &SharedState,
     ctx: &DeviceCtx,
-    body: Bytes,
+    body: Body,
     stamp: Option<String>,
 ) -> Result<Response, DeviceError> {
     let device = ctx.entry.snapshot();
     let zone = state.zone_for(&device);
     let window = PunchWindow::for_now(state);
-    let (mut batch, accepted) = if body.len() > INLINE_PARSE_LIMIT {
-        let device = device.clone();
-        tokio::task::spawn_blocking(move || build_punch_batch(&body, &device, &zone, &window))
+    let limit = state.config.max_body_bytes;
+    // A declared length over the limit is refused before any chunk commits; only a body
+    // without one (chunked encoding) can pass the limit after some chunks committed, and its
+    // device gets 413 all the same (a re-send adds nothing: natural keys).
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(DeviceError::BodyTooLarge(limit));
+    }
+    let mut body = http_body_util::Limited::new(body, limit);
+    // A body of one frame (every small post) stays the `Bytes` hyper read: no copy.
+    let mut first: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut totals = ChunkTotals::default();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(&*e, limit))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if buf.is_empty() && first.is_none() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(first) = first.take() {
+            buf.extend_from_slice(&first);
+        }
+        buf.extend_from_slice(&data);
+        if buf.len() < ATTLOG_CHUNK_BYTES {
+            continue;
+        }
+        // Cut after the last complete line; a line longer than a chunk waits for its end
+        // (bounded by `max_body_bytes`).
+        let Some(cut) = buf.iter().rposition(|&b| b == b'\n') else { continue };
+        let rest = buf.split_off(cut + 1);
+        let chunk = std::mem::replace(&mut buf, rest);
+        attlog_chunk(state, &device, &zone, window, Bytes::from(chunk), None, &mut totals).await?;
+    }
+    let last = match first {
+        Some(first) => first,
+        None => Bytes::from(buf),
+    };
+    let new_stamp = stamp.filter(|s| *s != device.attlog_stamp);
+    attlog_chunk(state, &device, &zone, window, last, new_stamp.clone(), &mut totals).await?;
+    if let Some(stamp) = new_stamp {
+        ctx.entry.update(|d| d.attlog_stamp = stamp);
+    }
+    tracing::debug!(accepted = totals.accepted, lines = totals.lines, "ATTLOG stored");
+    Ok(ok(ok_count(totals.accepted)))
+}
+
+/// What the chunks of one ATTLOG body added up to so far.
+#[derive(Debug, Default)]
+struct ChunkTotals {
+    /// Punches parsed (the `OK: <n>` of the whole body).
+    accepted: usize,
+    /// Lines before the next chunk, so rejected lines keep their number in the whole body.
+    lines: u32,
+}
+
+/// Parses one chunk of whole lines (on the blocking pool above [`INLINE_PARSE_LIMIT`]) and
+/// commits it through the punch writer.
+async fn attlog_chunk(
+    state: &SharedState,
+    device: &Device,
+    zone: &Zone,
+    window: PunchWindow,
+    chunk: Bytes,
+    stamp: Option<String>,
+    totals: &mut ChunkTotals,
+) -> Result<(), DeviceError> {
+    // Lines of the chunk (it ends with a whole line), for the numbers of the next one's.
+    let count_lines = |chunk: &[u8]| u32::try_from(chunk.iter().filter(|&&b| b == b'\n').count()).unwrap_or(u32::MAX);
+    let ((mut batch, accepted), lines) = if chunk.len() > INLINE_PARSE_LIMIT {
+        let (device, zone) = (device.clone(), zone.clone());
+        tokio::task::spawn_blocking(move || (build_punch_batch(&chunk, &device, &zone, &window), count_lines(&chunk)))
             .await
             .map_err(|e| DeviceError::Internal(e.to_string()))?
     } else {
-        build_punch_batch(&body, &device, &zone, &window)
+        (build_punch_batch(&chunk, device, zone, &window), count_lines(&chunk))
     };
-    let new_stamp = stamp.filter(|s| *s != device.attlog_stamp);
-    batch.attlog_stamp.clone_from(&new_stamp);
+    if totals.lines > 0 {
+        for r in &mut batch.rejected {
+            r.line_no = r.line_no.saturating_add(totals.lines);
+        }
+    }
+    batch.attlog_stamp = stamp;
     let rejected = batch.rejected.len();
     if let Some(first) = batch.rejected.first() {
         tracing::warn!(
@@ -221,11 +335,9 @@ async fn attlog(
         // New punches may have new deliveries waiting.
         state.webhooks.wake.notify_one();
     }
-    if let Some(stamp) = new_stamp {
-        ctx.entry.update(|d| d.attlog_stamp = stamp);
-    }
-    tracing::debug!(accepted, rejected, "ATTLOG stored");
-    Ok(ok(ok_count(accepted)))
+    totals.accepted += accepted;
+    totals.lines = totals.lines.saturating_add(lines);
+    Ok(())
 }
 
 fn text_encoding(device: &adms_store::Device) -> TextEncoding {
@@ -345,6 +457,8 @@ async fn operlog(
     batch.device_alias.clone_from(&device.alias);
     batch.device_time_zone = state.zone_for(&device).name;
     batch.adoption = state.adoption_for(&device);
+    batch.photo_quota = quota(state, QuotaKind::Photo);
+    batch.raw_quota = quota(state, QuotaKind::Raw);
     if !batch.rejected.is_empty() {
         tracing::warn!(
             table = table.as_str(),
@@ -353,7 +467,13 @@ async fn operlog(
             "lines rejected and kept raw"
         );
     }
-    state.store.store_operlog(&batch).await?;
+    let limited = state.store.store_operlog(&batch).await.map_err(|e| quota_checked(state, ctx, e))?;
+    if let Some(kind) = limited {
+        // Users, templates and operation logs were stored; the charged records were dropped.
+        if let Some(q) = quota(state, kind) {
+            state.quotas.refused(ctx.entry.id(), &ctx.sn, kind, q);
+        }
+    }
     if !batch.users.is_empty() {
         // Roster changes may have new deliveries waiting.
         state.webhooks.wake.notify_one();
@@ -384,8 +504,10 @@ async fn att_photo(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<
                     local_time: time,
                     image: photo.image.to_vec(),
                     received_at: now_micros(),
+                    quota: quota(state, QuotaKind::Photo),
                 })
-                .await?;
+                .await
+                .map_err(|e| quota_checked(state, ctx, e))?;
         }
         Err(reason) => {
             tracing::warn!(reason = reason.code(), bytes = body.len(), "attendance photo not understood; stored raw");
@@ -435,6 +557,8 @@ async fn options(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Re
         query: &ctx.query,
         body,
         received_at: now_micros(),
+        // The options dump is a known table, parsed into device facts: not charged.
+        quota: None,
     };
     state.store.store_device_facts(ctx.entry.id(), Some(&raw), &facts).await?;
     Ok(ok("OK"))
@@ -473,6 +597,7 @@ async fn rtlog(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Resp
     responses(
         (status = 200, description = "`OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body over `max_body_bytes` (`ERROR: body too large (limit N bytes)`) or the device's daily quota passed (`ERROR: daily quota for raw uploads exceeded`, `... for photos exceeded`); nothing stored.", body = String, content_type = "text/plain"),
     )
 )]
 pub async fn fdata(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
@@ -494,6 +619,7 @@ pub async fn fdata(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes
     responses(
         (status = 200, description = "`<tablename>=<n>` or `OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body over `max_body_bytes` (`ERROR: body too large (limit N bytes)`) or the device's daily quota passed (`ERROR: daily quota for raw uploads exceeded`, `... for photos exceeded`); nothing stored.", body = String, content_type = "text/plain"),
     )
 )]
 pub async fn querydata(State(state): State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
@@ -544,9 +670,10 @@ async fn other(
     responses(
         (status = 200, description = "`OK: <n>`, `<table>=<n>` or `OK`.", body = String, content_type = "text/plain"),
         (status = 400, description = "No valid `SN`: `ERROR: <reason>`.", body = String, content_type = "text/plain"),
+        (status = 413, description = "Body over `max_body_bytes` (`ERROR: body too large (limit N bytes)`) or the device's daily quota passed (`ERROR: daily quota for raw uploads exceeded`, `... for photos exceeded`); nothing stored.", body = String, content_type = "text/plain"),
     )
 )]
-pub async fn edata_post(state: State<SharedState>, ctx: DeviceCtx, body: Bytes) -> Result<Response, DeviceError> {
+pub async fn edata_post(state: State<SharedState>, ctx: DeviceCtx, body: Body) -> Result<Response, DeviceError> {
     cdata_post(state, ctx, body).await
 }
 

@@ -8,6 +8,7 @@ mod crash_recovery;
 mod device_session;
 mod device_trust;
 mod fixture_sessions;
+mod limits;
 mod openapi;
 mod personnel_api;
 mod secrets_at_rest;

@@ -1,0 +1,114 @@
+//! Per-device daily quotas (`device_raw_quota_bytes_per_day`, `device_photo_quota_bytes_per_day`)
+//! as the handlers use them, their refusal counter for `/metrics`, and the 413 a body over
+//! `max_body_bytes` gets (plain text on device routes, DRF JSON on the API).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use adms_store::{Quota, QuotaKind};
+
+use crate::app::SharedState;
+
+/// Quota refusals of this process, and which (device, day, kind) were already logged.
+#[derive(Debug, Default)]
+pub struct QuotaGuard {
+    raw_refusals: AtomicU64,
+    photo_refusals: AtomicU64,
+    logged: Mutex<HashSet<(i64, i64, QuotaKind)>>,
+}
+
+impl QuotaGuard {
+    /// Counts a refusal and logs it at warn, once per device, UTC day and kind (a device over
+    /// its quota re-sends every few seconds; one line says what an operator needs).
+    pub fn refused(&self, device_id: i64, sn: &str, kind: QuotaKind, quota: Quota) {
+        let counter = match kind {
+            QuotaKind::Raw => &self.raw_refusals,
+            QuotaKind::Photo => &self.photo_refusals,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let first = {
+            let mut logged = self.logged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Entries of past days are never looked at again.
+            logged.retain(|&(_, day, _)| day >= quota.day);
+            logged.insert((device_id, quota.day, kind))
+        };
+        if first {
+            tracing::warn!(
+                sn,
+                kind = kind.as_str(),
+                limit_bytes = quota.limit_bytes,
+                "device over its daily quota: uploads of this kind refused with 413 until the next UTC day"
+            );
+        }
+    }
+
+    /// `adms_device_quota_refusals_total{kind}` in the text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP adms_device_quota_refusals_total Uploads refused because the device passed a daily quota.\n",
+        );
+        out.push_str("# TYPE adms_device_quota_refusals_total counter\n");
+        for (kind, counter) in [("raw", &self.raw_refusals), ("photo", &self.photo_refusals)] {
+            let _ = writeln!(
+                out,
+                "adms_device_quota_refusals_total{{kind=\"{kind}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+/// The quota of `kind` for today (the UTC day of the server's clock, which `test_clock` can
+/// move); `None` when the limit is 0 (no quota).
+pub fn quota(state: &SharedState, kind: QuotaKind) -> Option<Quota> {
+    let limit = match kind {
+        QuotaKind::Raw => state.config.device_raw_quota_bytes_per_day,
+        QuotaKind::Photo => state.config.device_photo_quota_bytes_per_day,
+    };
+    (limit > 0).then(|| Quota::for_day(state.webhooks.clock.now_micros(), limit))
+}
+
+/// Marks a 413 a handler produced with its own explanation (quota, streamed body limit), so
+/// [`explain_body_limit`] leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Explained;
+
+/// The device reply for a body over `max_body_bytes`.
+pub fn body_too_large_reply(limit: usize) -> Response {
+    let mut response =
+        crate::device::reply(StatusCode::PAYLOAD_TOO_LARGE, format!("ERROR: body too large (limit {limit} bytes)"));
+    response.extensions_mut().insert(Explained);
+    response
+}
+
+/// Gives the 413 of the body limit (axum's extractors answer it with a generic text) the
+/// shape of its side: `ERROR: body too large (limit N bytes)` for a device, `{"detail": ...}`
+/// for the API, so the reason is visible in a device's log or an ERP's error report.
+pub async fn explain_body_limit(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    // Paths are normalised before this layer (lower-cased device paths).
+    let path = request.uri().path();
+    let device = path.starts_with("/iclock/") && !path.starts_with("/iclock/api/");
+    let response = next.run(request).await;
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || response.extensions().get::<Explained>().is_some() {
+        return response;
+    }
+    if device {
+        return body_too_large_reply(limit);
+    }
+    let mut response = (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        serde_json::json!({ "detail": format!("Request body too large (limit {limit} bytes).") }).to_string(),
+    )
+        .into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
