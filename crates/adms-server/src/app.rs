@@ -161,7 +161,7 @@ impl Application {
                 match &source {
                     crate::vault::KeySource::Generated(path) => tracing::warn!(
                         path = %path.display(),
-                        "generated a master key file (mode 0600) that seals this database's secrets; back it up                          apart from the database: without it the secrets cannot be opened"
+                        "generated a master key file (mode 0600) that seals this database's secrets; back it up apart from the database: without it the secrets cannot be opened"
                     ),
                     crate::vault::KeySource::File(path) => {
                         tracing::info!(path = %path.display(), "master key read from its file")
