@@ -153,20 +153,11 @@ pub(crate) async fn adopt_device_template_in(
     if !roster::valid_pin(&t.pin) {
         return Ok(());
     }
-    if !replace {
-        let erp_managed: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM employees WHERE emp_code = ? AND erp_managed = 1)")
-                .bind(&t.pin)
-                .fetch_one(&mut *conn)
-                .await?;
-        if erp_managed {
-            return Ok(());
-        }
-    }
     sqlx::query(
         "INSERT INTO roster_templates (pin, bio_type, bio_no, bio_index, record_kind, valid, duress, major_ver, \
          minor_ver, format, template, source_device_id, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 \
+         WHERE ?14 OR NOT EXISTS (SELECT 1 FROM employees WHERE emp_code = ?1 AND erp_managed = 1) \
          ON CONFLICT (pin, bio_type, bio_no, bio_index) DO UPDATE SET record_kind = excluded.record_kind, \
          valid = excluded.valid, duress = excluded.duress, major_ver = excluded.major_ver, \
          minor_ver = excluded.minor_ver, format = excluded.format, template = excluded.template, \

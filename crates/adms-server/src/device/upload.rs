@@ -269,19 +269,28 @@ async fn attlog(
         let Some(cut) = buf.iter().rposition(|&b| b == b'\n') else { continue };
         let rest = buf.split_off(cut + 1);
         let chunk = std::mem::replace(&mut buf, rest);
-        attlog_chunk(state, &device, &zone, window, Bytes::from(chunk), None, &mut totals).await?;
+        let more = ChunkEnd { stamp: None, is_last: false };
+        attlog_chunk(state, &device, &zone, window, Bytes::from(chunk), more, &mut totals).await?;
     }
     let last = match first {
         Some(first) => first,
         None => Bytes::from(buf),
     };
     let new_stamp = stamp.filter(|s| *s != device.attlog_stamp);
-    attlog_chunk(state, &device, &zone, window, last, new_stamp.clone(), &mut totals).await?;
+    let end = ChunkEnd { stamp: new_stamp.clone(), is_last: true };
+    attlog_chunk(state, &device, &zone, window, last, end, &mut totals).await?;
     if let Some(stamp) = new_stamp {
         ctx.entry.update(|d| d.attlog_stamp = stamp);
     }
     tracing::debug!(accepted = totals.accepted, lines = totals.lines, "ATTLOG stored");
     Ok(ok(ok_count(totals.accepted)))
+}
+
+/// Whether a chunk ends the body, and then the stamp that goes with it.
+#[derive(Debug)]
+struct ChunkEnd {
+    stamp: Option<String>,
+    is_last: bool,
 }
 
 /// What the chunks of one ATTLOG body added up to so far.
@@ -301,11 +310,16 @@ async fn attlog_chunk(
     zone: &Zone,
     window: PunchWindow,
     chunk: Bytes,
-    stamp: Option<String>,
+    end: ChunkEnd,
     totals: &mut ChunkTotals,
 ) -> Result<(), DeviceError> {
-    // Lines of the chunk (it ends with a whole line), for the numbers of the next one's.
-    let count_lines = |chunk: &[u8]| u32::try_from(chunk.iter().filter(|&&b| b == b'\n').count()).unwrap_or(u32::MAX);
+    // Lines of the chunk (it ends with a whole line), for the numbers of the next one's; the
+    // last chunk (a whole small body) has no next one and is not counted.
+    let last = end.is_last;
+    let stamp = end.stamp;
+    let count_lines = move |chunk: &[u8]| {
+        if last { 0 } else { u32::try_from(chunk.iter().filter(|&&b| b == b'\n').count()).unwrap_or(u32::MAX) }
+    };
     let ((mut batch, accepted), lines) = if chunk.len() > INLINE_PARSE_LIMIT {
         let (device, zone) = (device.clone(), zone.clone());
         tokio::task::spawn_blocking(move || (build_punch_batch(&chunk, &device, &zone, &window), count_lines(&chunk)))
