@@ -87,14 +87,17 @@ async fn registration_roster_and_presence_events_arrive_once_each() {
         let dev = &dev;
         async move { dev.post(&format!("/iclock/cdata?SN={}&table=OPERLOG&Stamp=1", dev.sn), line.as_bytes()).await }
     };
-    let ann = "USER PIN=016\tName=Ann\tPri=0\tPasswd=4321\tCard=[15CD5B07]\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n";
+    let ann = "USER PIN=016\tName=Ann\tPri=0\tPasswd=Qx7Wz\tCard=[15CD5B07]\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n";
     assert_eq!(operlog(ann).await.text(), "OK: 1");
     let enrolled = receiver.wait_for("user.enrolled", 1).await;
     let data = &enrolled[0].json()["data"];
     assert_eq!((&data["pin"], &data["name"], &data["has_password"]), (&"016".into(), &"Ann".into(), &true.into()));
-    assert!(!String::from_utf8_lossy(&enrolled[0].body).contains("4321"), "the password is never sent");
+    assert!(
+        !String::from_utf8_lossy(&enrolled[0].body).contains("Qx7Wz"),
+        "the password is never sent (letters no id, digest or timestamp can hold)"
+    );
     assert_eq!(operlog(ann).await.text(), "OK: 1");
-    let ann_lee = "USER PIN=016\tName=Ann Lee\tPri=0\tPasswd=4321\tCard=[15CD5B07]\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n";
+    let ann_lee = "USER PIN=016\tName=Ann Lee\tPri=0\tPasswd=Qx7Wz\tCard=[15CD5B07]\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n";
     assert_eq!(operlog(ann_lee).await.text(), "OK: 1");
     let updated = receiver.wait_for("user.updated", 1).await;
     assert_eq!(updated[0].json()["data"]["name"], "Ann Lee");
