@@ -169,6 +169,7 @@ impl Application {
                     crate::vault::KeySource::Config => tracing::info!("master key from ADMS_SECRET_KEY"),
                 }
                 crate::vault::check_master_key(&store, &key).await?;
+                crate::vault::seal_store(&store, &key).await?;
                 Some(key)
             }
             None => None,

@@ -197,13 +197,17 @@ async fn main() -> anyhow::Result<()> {
                 new_key.parse().map_err(|error| anyhow::anyhow!("new key (ADMS_NEW_SECRET_KEY): {error}"))?;
             let store = Store::open(&config.database_url, StoreOptions::default()).await?;
             let done = adms_server::app::rekey_stored_secrets(&store, current.as_ref(), &new).await?;
+            // Columns before settings: the key check moves to the new key last, once every
+            // value opens with it.
+            let columns = adms_server::vault::rekey_columns(&store, current.as_ref(), &new).await?;
             let settings = adms_server::vault::rekey_server_settings(&store, current.as_ref(), &new).await?;
             store.close().await;
             let mut stdout = std::io::stdout();
             writeln!(
                 stdout,
-                "re-sealed {} signing secrets ({} already under the new key) and {} server secrets",
-                done.resealed, done.already, settings.resealed
+                "re-sealed {} signing secrets ({} already under the new key), {} stored values ({} already) and {} \
+                 server secrets",
+                done.resealed, done.already, columns.sealed, columns.already, settings.resealed
             )?;
             match (config.secret_key.is_some(), key_file) {
                 (false, Some(path)) => {

@@ -13,6 +13,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use adms_store::Store;
+use adms_vault::{IndexKey, Vault};
 use adms_webhooks::sealing::{self, SecretKey};
 
 use crate::app::StartupError;
@@ -22,6 +23,8 @@ use crate::config::Config;
 const KEY_CHECK: &str = "master_key_check";
 /// `server_settings` key of the JWT signing key.
 pub const JWT_KEY: &str = "jwt_hs256_key";
+/// `server_settings` key of the keyed digests' key (see `adms_vault::IndexKey`).
+pub const INDEX_KEY: &str = "blind_index_key";
 /// Associated-data kind of values sealed in `server_settings`.
 pub const SETTING: &str = "adms-bridge server setting";
 const KEY_CHECK_TEXT: &str = "adms-bridge master key";
@@ -148,6 +151,50 @@ pub async fn jwt_signing_key(store: &Store, key: Option<&SecretKey>) -> Result<V
     Ok(stored)
 }
 
+/// The database's index key: generated on first use, stored sealed under `key`.
+pub async fn index_key(store: &Store, key: &SecretKey) -> Result<IndexKey, StartupError> {
+    let candidate = key.seal_for(SETTING, INDEX_KEY, &IndexKey::generate().to_base64()).into_bytes();
+    let stored = store.shared_secret(INDEX_KEY, || candidate).await?;
+    let opened = key
+        .open_for(SETTING, INDEX_KEY, &String::from_utf8_lossy(&stored))
+        .map_err(|e| StartupError::Other(format!("{INDEX_KEY}: {e}")))?;
+    IndexKey::from_base64(&opened).map_err(|e| StartupError::Other(format!("{INDEX_KEY}: {e}")))
+}
+
+/// Seals the store's columns with `key` from now on, and seals what an earlier version (or a
+/// start without a key) left in the clear.
+pub async fn seal_store(store: &Store, key: &SecretKey) -> Result<(), StartupError> {
+    let vault = Vault::new(key.clone(), index_key(store, key).await?);
+    store.seal_with(vault)?;
+    let done = store.seal_plaintext_columns().await?;
+    if done.sealed > 0 {
+        tracing::info!(values = done.sealed, "personal data and credentials stored in the clear are now sealed");
+    }
+    Ok(())
+}
+
+/// Re-seals every sealed column under `new` (see `Store::reseal_columns`); the index key is
+/// kept (so no digest changes) and re-sealed with the other settings by
+/// [`rekey_server_settings`], which must run after this.
+pub async fn rekey_columns(
+    store: &Store,
+    current: Option<&SecretKey>,
+    new: &SecretKey,
+) -> Result<adms_store::sealed::Resealed, StartupError> {
+    // The index key opens with the current key, or (a run interrupted after the settings were
+    // re-sealed) with the new one; a database never sealed gets one now.
+    let index = match current {
+        Some(current) => match index_key(store, current).await {
+            Ok(index) => index,
+            Err(_) => index_key(store, new).await?,
+        },
+        None => index_key(store, new).await?,
+    };
+    let from = current.map(|key| Vault::new(key.clone(), index.clone()));
+    let to = Vault::new(new.clone(), index);
+    Ok(store.reseal_columns(from.as_ref(), &to).await?)
+}
+
 /// What [`rekey_server_settings`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RekeyedSettings {
@@ -162,7 +209,7 @@ pub async fn rekey_server_settings(
     new: &SecretKey,
 ) -> Result<RekeyedSettings, StartupError> {
     let mut done = RekeyedSettings { resealed: 0 };
-    for name in [KEY_CHECK, JWT_KEY] {
+    for name in [KEY_CHECK, JWT_KEY, INDEX_KEY] {
         let Some(stored) = store.server_setting(name).await? else { continue };
         let text = String::from_utf8_lossy(&stored).into_owned();
         let plain = if sealing::is_sealed(&text) {

@@ -41,7 +41,8 @@ use sqlx::SqliteConnection;
 
 use crate::device_events::{NewEvent, insert_event_in};
 use crate::events::{EventDevice, event_body, event_id, event_type, rfc3339_micros};
-use crate::{Page, Store, StoreError};
+use crate::{Page, Store, StoreError, sealed};
+use adms_vault::Sealer;
 
 /// A command to queue.
 #[derive(Debug, Clone)]
@@ -210,7 +211,7 @@ impl Store {
     /// Validates, encodes and queues commands in one transaction; ids in input order.
     pub async fn enqueue_commands(&self, commands: &[NewCommand], now: i64) -> Result<Vec<Enqueued>, StoreError> {
         let mut tx = self.begin().await?;
-        let out = enqueue_commands_in(&mut tx, commands, now).await?;
+        let out = enqueue_commands_in(&mut tx, self.sealer(), commands, now).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -239,6 +240,7 @@ impl Store {
         let mut commands = Vec::new();
         let mut bytes = 0usize;
         for (id, text, kind) in rows {
+            let text = self.sealer().open(sealed::COMMAND_WIRE.kind, &id.to_string(), &text)?;
             // `C:` + id + `:` + text + LF
             let line_len = text.len() + id.to_string().len() + 4;
             if !commands.is_empty() && bytes + line_len > policy.max_poll_bytes {
@@ -313,7 +315,7 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        let row = command_in(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+        let row = command_in(&mut tx, self.sealer(), id).await?.ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
@@ -362,7 +364,7 @@ impl Store {
     /// One command.
     pub async fn command(&self, id: i64) -> Result<Option<CommandRow>, StoreError> {
         let mut conn = self.pool().acquire().await?;
-        command_in(&mut conn, id).await
+        command_in(&mut conn, self.sealer(), id).await
     }
 
     /// A device's commands, newest first, optionally in one state; with the total count.
@@ -379,7 +381,7 @@ impl Store {
         .bind(state)
         .fetch_one(self.pool())
         .await?;
-        let rows = sqlx::query_as(
+        let mut rows: Vec<CommandRow> = sqlx::query_as(
             "SELECT c.id, c.device_id, d.sn, c.kind, c.params, c.command, c.dedupe_key, c.source, c.state, \
                     c.return_code, c.result, c.result_payload, c.send_count, c.created_at, c.sent_at, \
                     c.completed_at, c.expires_at \
@@ -392,6 +394,9 @@ impl Store {
         .bind(page.offset)
         .fetch_all(self.pool())
         .await?;
+        for row in &mut rows {
+            row.open(self.sealer())?;
+        }
         Ok((count, rows))
     }
 
@@ -429,7 +434,7 @@ impl Store {
             outcomes.push(outcome);
         }
         for r in rejected {
-            crate::punches::insert_rejected(&mut tx, device_id, r, received_at).await?;
+            crate::punches::insert_rejected(&mut tx, self.sealer(), device_id, r, received_at).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -440,6 +445,7 @@ impl Store {
 /// transaction, `BEGIN IMMEDIATE`, so the de-duplication check and the insert are atomic).
 pub(crate) async fn enqueue_commands_in(
     conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
     commands: &[NewCommand],
     now: i64,
 ) -> Result<Vec<Enqueued>, StoreError> {
@@ -457,7 +463,7 @@ pub(crate) async fn enqueue_commands_in(
             .fetch_optional(&mut *conn)
             .await?;
             if let Some((id, queued_text)) = queued {
-                if queued_text == text {
+                if sealer.open(sealed::COMMAND_WIRE.kind, &id.to_string(), &queued_text)? == text {
                     out.push(Enqueued { id, outcome: EnqueueOutcome::AlreadyQueued });
                     continue;
                 }
@@ -473,32 +479,39 @@ pub(crate) async fn enqueue_commands_in(
             .execute(&mut *conn)
             .await?;
         }
+        // Inserted first with empty text: the row's id is part of what seals it.
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO device_commands (device_id, command, state, created_at, kind, params, dedupe_key, source, expires_at) \
-             VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO device_commands (device_id, command, state, created_at, kind, params, dedupe_key, source, \
+             expires_at, pin) VALUES (?, '', 'queued', ?, ?, '', ?, ?, ?, ?) RETURNING id",
         )
         .bind(c.device_id)
-        .bind(&text)
         .bind(now)
         .bind(c.command.kind())
-        .bind(&params)
         .bind(&c.dedupe_key)
         .bind(&c.source)
         .bind(c.expires_at)
+        .bind(c.command.pin())
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::NotFound,
             _ => StoreError::Database(e),
         })?;
+        let record = id.to_string();
+        sqlx::query("UPDATE device_commands SET command = ?, params = ? WHERE id = ?")
+            .bind(sealer.seal(sealed::COMMAND_WIRE.kind, &record, &text))
+            .bind(sealer.seal(sealed::COMMAND_PARAMS.kind, &record, &params))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
         let outcome = previous.map_or(EnqueueOutcome::Queued, |previous| EnqueueOutcome::Superseded { previous });
         out.push(Enqueued { id, outcome });
     }
     Ok(out)
 }
 
-async fn command_in(conn: &mut SqliteConnection, id: i64) -> Result<Option<CommandRow>, StoreError> {
-    Ok(sqlx::query_as(
+async fn command_in(conn: &mut SqliteConnection, sealer: Sealer<'_>, id: i64) -> Result<Option<CommandRow>, StoreError> {
+    let row: Option<CommandRow> = sqlx::query_as(
         "SELECT c.id, c.device_id, d.sn, c.kind, c.params, c.command, c.dedupe_key, c.source, c.state, \
                 c.return_code, c.result, c.result_payload, c.send_count, c.created_at, c.sent_at, \
                 c.completed_at, c.expires_at \
@@ -506,7 +519,18 @@ async fn command_in(conn: &mut SqliteConnection, id: i64) -> Result<Option<Comma
     )
     .bind(id)
     .fetch_optional(&mut *conn)
-    .await?)
+    .await?;
+    row.map(|mut row| row.open(sealer).map(|()| row)).transpose()
+}
+
+impl CommandRow {
+    /// Opens the sealed text and parameters as read from the database.
+    fn open(&mut self, sealer: Sealer<'_>) -> Result<(), StoreError> {
+        let record = self.id.to_string();
+        self.command = sealer.open(sealed::COMMAND_WIRE.kind, &record, &self.command)?;
+        self.params = sealer.open(sealed::COMMAND_PARAMS.kind, &record, &self.params)?;
+        Ok(())
+    }
 }
 
 /// Expires one device's (or, with `None`, every device's) due commands, with their events.
@@ -595,7 +619,7 @@ struct CompletedRecord {
     time_zone: Option<String>,
     device_id: i64,
     kind: String,
-    params: String,
+    pin: Option<String>,
     dedupe_key: Option<String>,
     state: String,
     return_code: Option<i64>,
@@ -614,7 +638,7 @@ async fn insert_completed_event_in(
     policy: &CommandPolicy,
 ) -> Result<(), StoreError> {
     let Some(c): Option<CompletedRecord> = sqlx::query_as(
-        "SELECT d.sn, d.alias, d.time_zone, c.device_id, c.kind, c.params, c.dedupe_key, c.state, c.return_code, \
+        "SELECT d.sn, d.alias, d.time_zone, c.device_id, c.kind, c.pin, c.dedupe_key, c.state, c.return_code, \
                 c.result, c.send_count, c.created_at, c.sent_at, c.completed_at \
          FROM device_commands AS c JOIN devices AS d ON d.id = c.device_id WHERE c.id = ?",
     )
@@ -624,7 +648,6 @@ async fn insert_completed_event_in(
     else {
         return Ok(());
     };
-    let command: Option<DeviceCommand> = serde_json::from_str(&c.params).ok();
     let completed_at = c.completed_at.unwrap_or(now);
     let event_id = command_completed_event_id(&c.sn, id, &c.state);
     let data = CommandCompletedData {
@@ -635,7 +658,7 @@ async fn insert_completed_event_in(
         },
         command_id: id,
         kind: &c.kind,
-        pin: command.as_ref().and_then(DeviceCommand::pin),
+        pin: c.pin.as_deref(),
         dedupe_key: c.dedupe_key.as_deref(),
         state: &c.state,
         return_code: c.return_code,

@@ -319,7 +319,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         if let Some(raw) = raw {
-            insert_raw_in(&mut tx, raw).await?;
+            insert_raw_in(&mut tx, self.sealer(), raw).await?;
         }
         store_facts_in(&mut tx, device_id, facts).await?;
         tx.commit().await?;

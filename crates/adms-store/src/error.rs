@@ -20,4 +20,7 @@ pub enum StoreError {
     /// The device's daily quota of this kind would be passed: nothing of the request stored.
     #[error("daily quota for {} exceeded", .0.as_str())]
     QuotaExceeded(crate::QuotaKind),
+    /// A sealed column does not open: no master key, the wrong one, or a damaged row.
+    #[error("{0}")]
+    Sealed(#[from] adms_vault::SealError),
 }

@@ -17,6 +17,7 @@ mod punches;
 mod queries;
 mod quotas;
 pub mod roster;
+pub mod sealed;
 pub mod roster_sync;
 pub mod templates;
 mod trust;
@@ -26,10 +27,13 @@ pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqlitePool};
+
+use adms_vault::{Sealer, Vault};
 
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use auth::{ApiToken, ApiUser, BootstrapOutcome, LAST_ADMIN, ROLES, TokenKind, UserChange};
@@ -79,6 +83,10 @@ pub struct Store {
     /// per commit; see [`Store::open`].
     delivery_pool: SqlitePool,
     punch_writer: PunchWriter,
+    /// The keys personal data and credentials are sealed with; set once, after the server
+    /// checked the master key against the database ([`Store::seal_with`]). Unset: nothing is
+    /// sealed (an in-memory database started without a key).
+    vault: Arc<OnceLock<Vault>>,
 }
 
 impl Store {
@@ -98,6 +106,9 @@ impl Store {
             // OK only once its rows survive that.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // What an update or delete replaces is overwritten, not left in free space: values
+            // sealed in place (`sealed`) must not survive in the clear in the file's free pages.
+            .pragma("secure_delete", "ON")
             .busy_timeout(options.busy_timeout)
             .statement_cache_capacity(256)
             .disable_statement_logging();
@@ -117,8 +128,20 @@ impl Store {
             .connect_with(connect.clone().synchronous(SqliteSynchronous::Normal))
             .await?;
         let writer_conn = connect.connect().await?;
-        let punch_writer = PunchWriter::start(writer_conn);
-        Ok(Store { pool, delivery_pool, punch_writer })
+        let vault = Arc::new(OnceLock::new());
+        let punch_writer = PunchWriter::start(writer_conn, Arc::clone(&vault));
+        Ok(Store { pool, delivery_pool, punch_writer, vault })
+    }
+
+    /// From now on, every clone of this store (and its punch writer) seals and opens the
+    /// sealed columns ([`sealed`]) with `vault`. Set once: a second call is refused.
+    pub fn seal_with(&self, vault: Vault) -> Result<(), StoreError> {
+        self.vault.set(vault).map_err(|_| StoreError::Conflict("the store's vault is already set".into()))
+    }
+
+    /// How this store seals its columns.
+    pub fn sealer(&self) -> Sealer<'_> {
+        Sealer(self.vault.get())
     }
 
     /// The punch writer (group commit).

@@ -23,7 +23,11 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{EventDevice, PunchEvent, punch_event_id};
-use crate::{StoreError, now_micros, sha256};
+use std::sync::{Arc, OnceLock};
+
+use adms_vault::{Sealer, Vault};
+
+use crate::{StoreError, now_micros, sealed};
 
 /// Rows per INSERT statement, to bound the size of one JSON parameter.
 const ROWS_PER_STATEMENT: usize = 2_000;
@@ -106,9 +110,9 @@ impl std::fmt::Debug for Job {
 }
 
 impl PunchWriter {
-    pub(crate) fn start(conn: SqliteConnection) -> PunchWriter {
+    pub(crate) fn start(conn: SqliteConnection, vault: Arc<OnceLock<Vault>>) -> PunchWriter {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(conn, rx));
+        tokio::spawn(run(conn, rx, vault));
         PunchWriter { tx }
     }
 
@@ -124,7 +128,8 @@ impl PunchWriter {
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+/// `vault` seals the rejected lines (see [`crate::sealed`]); it may be set after the writer started.
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, vault: Arc<OnceLock<Vault>>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCHES_PER_GROUP);
     // What the last transaction saw; decides whether the next group asks first (see `commit_group`).
     let mut endpoints_seen = true;
@@ -135,7 +140,8 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         take_waiting(&mut rx, &mut jobs);
         gather(&mut rx, &mut jobs, expected).await;
         let batches: Vec<&PunchBatch> = jobs.iter().map(|j| &j.batch).collect();
-        let committed = commit_group(&mut conn, &batches, &mut endpoints_seen).await;
+        let sealer = Sealer(vault.get());
+        let committed = commit_group(&mut conn, sealer, &batches, &mut endpoints_seen).await;
         // The devices answered now, and those whose requests arrived during the commit.
         expected = (jobs.len() + rx.len()).min(BATCHES_PER_GROUP);
         match committed {
@@ -151,7 +157,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 // the culprit's device gets an error (and resends).
                 tracing::warn!(%error, batches = jobs.len(), "punch group failed; retrying batches one by one");
                 for job in jobs.drain(..) {
-                    let result = commit_checked(&mut conn, &[&job.batch]).await;
+                    let result = commit_checked(&mut conn, sealer, &[&job.batch]).await;
                     if let Ok((_, webhooks_on)) = result {
                         endpoints_seen = webhooks_on;
                     }
@@ -222,6 +228,7 @@ async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected: usi
 /// written again by [`commit_checked`], which asks for endpoints first and skips stored punches.
 async fn commit_group(
     conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
     batches: &[&PunchBatch],
     endpoints_seen: &mut bool,
 ) -> Result<u64, StoreError> {
@@ -247,7 +254,7 @@ async fn commit_group(
             }
         }
     }
-    let (inserted, webhooks_on) = commit_checked(conn, batches).await?;
+    let (inserted, webhooks_on) = commit_checked(conn, sealer, batches).await?;
     *endpoints_seen = webhooks_on;
     Ok(inserted)
 }
@@ -268,9 +275,13 @@ fn is_event_required(error: &sqlx::Error) -> bool {
 ///
 /// sqlx's `Transaction` is not used because it cannot send `BEGIN` or `COMMIT` with another
 /// statement; [`rollback`] ends the transaction on every error path.
-async fn commit_checked(conn: &mut SqliteConnection, batches: &[&PunchBatch]) -> Result<(u64, bool), StoreError> {
+async fn commit_checked(
+    conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
+    batches: &[&PunchBatch],
+) -> Result<(u64, bool), StoreError> {
     let webhooks_on = begin(conn).await?;
-    let written = write_batches(conn, batches, webhooks_on).await;
+    let written = write_batches(conn, sealer, batches, webhooks_on).await;
     Ok((finish(conn, written).await?, webhooks_on))
 }
 
@@ -361,13 +372,14 @@ type NaturalKey<'a> = (i64, &'a str, &'a str, &'a str, u16, &'a str);
 /// endpoint exists (`webhooks_on`).
 async fn write_batches(
     tx: &mut SqliteConnection,
+    sealer: Sealer<'_>,
     batches: &[&PunchBatch],
     webhooks_on: bool,
 ) -> Result<Written, StoreError> {
     // Rare extras first, so that the punches can go last, with the COMMIT.
     for batch in batches {
         for r in &batch.rejected {
-            insert_rejected(tx, batch.device_id, r, batch.received_at).await?;
+            insert_rejected(tx, sealer, batch.device_id, r, batch.received_at).await?;
         }
         if let Some(stamp) = &batch.attlog_stamp {
             sqlx::query("UPDATE devices SET attlog_stamp = ? WHERE id = ?")
@@ -634,13 +646,17 @@ const INSERT_PUNCH_EVENTS: &str = insert_punch_events!("");
 /// The same, committing the transaction in the same round trip.
 const INSERT_PUNCH_EVENTS_AND_COMMIT: &str = insert_punch_events!(";\nCOMMIT");
 
-/// Stores a rejected line; a re-sent identical line only bumps its counter.
+/// Stores a rejected line, sealed (it may be a user line with a password or card); a re-sent
+/// identical line only bumps its counter.
 pub(crate) async fn insert_rejected(
     conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
     device_id: i64,
     r: &RejectedLine,
     received_at: i64,
 ) -> Result<(), StoreError> {
+    let digest = sealer.digest(sealed::REJECTED_RAW.kind, &r.raw);
+    let prefix = format!("{device_id}/{}", r.table);
     sqlx::query(
         "INSERT INTO rejected_lines (device_id, table_name, line_no, raw, raw_sha256, reason, first_seen_at, last_seen_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
@@ -650,8 +666,8 @@ pub(crate) async fn insert_rejected(
     .bind(device_id)
     .bind(r.table)
     .bind(i64::from(r.line_no))
-    .bind(&r.raw)
-    .bind(sha256(&r.raw))
+    .bind(sealer.seal_bytes(sealed::REJECTED_RAW.kind, &sealed::digest_record(&prefix, &digest), &r.raw))
+    .bind(&digest[..])
     .bind(r.reason)
     .bind(received_at)
     .bind(received_at)

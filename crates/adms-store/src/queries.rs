@@ -5,7 +5,7 @@
 
 use sqlx::FromRow;
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, sealed};
 
 /// Which punches to list. `None` means "no filter".
 #[derive(Debug, Clone, Default)]
@@ -288,8 +288,9 @@ impl Store {
         .bind(sn)
         .fetch_one(self.pool())
         .await?;
-        let rows = sqlx::query_as(
-            "SELECT r.id, d.sn, r.table_name, r.line_no, r.raw, r.reason, r.seen_count, r.first_seen_at, r.last_seen_at \
+        let stored: Vec<StoredRejectedLine> = sqlx::query_as(
+            "SELECT r.id, d.sn, r.table_name, r.line_no, r.raw, r.reason, r.seen_count, r.first_seen_at, \
+                    r.last_seen_at, r.device_id, r.raw_sha256 \
              FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE (?1 IS NULL OR d.sn = ?1) \
              ORDER BY r.id DESC LIMIT ?2 OFFSET ?3",
         )
@@ -298,6 +299,21 @@ impl Store {
         .bind(page.offset)
         .fetch_all(self.pool())
         .await?;
+        let mut rows = Vec::with_capacity(stored.len());
+        for StoredRejectedLine { mut row, device_id, raw_sha256 } in stored {
+            let record = sealed::digest_record(&format!("{device_id}/{}", row.table_name), &raw_sha256);
+            row.raw = self.sealer().open_bytes(sealed::REJECTED_RAW.kind, &record, &row.raw)?;
+            rows.push(row);
+        }
         Ok((count, rows))
     }
+}
+
+/// A rejected line as stored: with what identifies it for opening.
+#[derive(FromRow)]
+struct StoredRejectedLine {
+    #[sqlx(flatten)]
+    row: RejectedLineRow,
+    device_id: i64,
+    raw_sha256: Vec<u8>,
 }

@@ -10,6 +10,9 @@ use sqlx::{FromRow, SqliteConnection};
 
 use crate::roster_sync::{DesiredEntry, DeviceState, DeviceTemplate, DeviceUser, RosterChange, TemplateKey};
 use crate::roster_sync::{plan_device, plan_template_removal};
+use adms_vault::{SealError, Sealer};
+
+use crate::sealed::{self, SealedColumn};
 use crate::{Page, Store, StoreError, now_micros};
 
 /// The department and area every installation has (ids 1, seeded by the migration).
@@ -291,11 +294,106 @@ impl std::fmt::Debug for EmployeeFields {
             .field("first_name", &self.first_name)
             .field("last_name", &self.last_name)
             .field("device_password", &if self.device_password.is_empty() { "" } else { "***" })
-            .field("card_no", &self.card_no)
+            .field("card_no", &if self.card_no.is_empty() { "" } else { "***" })
             .field("department_id", &self.department_id)
             .field("position_id", &self.position_id)
             .finish_non_exhaustive()
     }
+}
+
+impl EmployeeFields {
+    /// These fields with the sealed ones ([`sealed::EMPLOYEE_PRIVATE`], password, card) left
+    /// empty: what the insert or update of the other fields writes.
+    fn without_private(&self) -> EmployeeFields {
+        EmployeeFields {
+            device_password: String::new(),
+            card_no: String::new(),
+            birthday: None,
+            contact_tel: String::new(),
+            office_tel: String::new(),
+            mobile: String::new(),
+            national: String::new(),
+            city: String::new(),
+            address: String::new(),
+            postcode: String::new(),
+            email: String::new(),
+            ssn: String::new(),
+            religion: String::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Opens the sealed fields of employee `id` as read from the database.
+    fn open_private(&mut self, sealer: Sealer<'_>, id: i64) -> Result<(), SealError> {
+        let record = id.to_string();
+        let open = |column: &SealedColumn, value: &mut String| -> Result<(), SealError> {
+            *value = sealer.open(column.kind, &record, value)?;
+            Ok(())
+        };
+        open(&sealed::EMPLOYEE_PASSWORD, &mut self.device_password)?;
+        open(&sealed::EMPLOYEE_CARD, &mut self.card_no)?;
+        let [ssn, national, religion, birthday, contact_tel, office_tel, mobile, email, address, city, postcode] =
+            &sealed::EMPLOYEE_PRIVATE;
+        if let Some(value) = &mut self.birthday {
+            open(birthday, value)?;
+        }
+        for (column, value) in [
+            (ssn, &mut self.ssn),
+            (national, &mut self.national),
+            (religion, &mut self.religion),
+            (contact_tel, &mut self.contact_tel),
+            (office_tel, &mut self.office_tel),
+            (mobile, &mut self.mobile),
+            (email, &mut self.email),
+            (address, &mut self.address),
+            (city, &mut self.city),
+            (postcode, &mut self.postcode),
+        ] {
+            open(column, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// The keyed digest a card number is found by (`employees.card_index`).
+pub(crate) fn card_index(sealer: Sealer<'_>, card_no: &str) -> Option<Vec<u8>> {
+    (!card_no.is_empty()).then(|| sealer.digest(sealed::EMPLOYEE_CARD.kind, card_no.as_bytes()).to_vec())
+}
+
+/// Writes the sealed fields of employee `id` (see [`EmployeeFields::without_private`]).
+async fn write_private_fields(
+    conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
+    id: i64,
+    f: &EmployeeFields,
+) -> Result<(), StoreError> {
+    let record = id.to_string();
+    let seal = |column: &SealedColumn, value: &str| sealer.seal(column.kind, &record, value);
+    let [ssn, national, religion, birthday, contact_tel, office_tel, mobile, email, address, city, postcode] =
+        &sealed::EMPLOYEE_PRIVATE;
+    sqlx::query(
+        "UPDATE employees SET device_password = ?1, card_no = ?2, card_index = ?3, ssn = ?4, national = ?5, \
+         religion = ?6, birthday = ?7, contact_tel = ?8, office_tel = ?9, mobile = ?10, email = ?11, address = ?12, \
+         city = ?13, postcode = ?14 WHERE id = ?15",
+    )
+    .bind(seal(&sealed::EMPLOYEE_PASSWORD, &f.device_password))
+    .bind(seal(&sealed::EMPLOYEE_CARD, &f.card_no))
+    .bind(card_index(sealer, &f.card_no))
+    .bind(seal(ssn, &f.ssn))
+    .bind(seal(national, &f.national))
+    .bind(seal(religion, &f.religion))
+    .bind(f.birthday.as_deref().map(|value| seal(birthday, value)))
+    .bind(seal(contact_tel, &f.contact_tel))
+    .bind(seal(office_tel, &f.office_tel))
+    .bind(seal(mobile, &f.mobile))
+    .bind(seal(email, &f.email))
+    .bind(seal(address, &f.address))
+    .bind(seal(city, &f.city))
+    .bind(seal(postcode, &f.postcode))
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// How many templates of one biometric type the roster knows for an employee.
@@ -543,6 +641,9 @@ impl Store {
             .bind(page.offset)
             .fetch_all(self.pool())
             .await?;
+        for e in &mut rows {
+            e.fields.open_private(self.sealer(), e.id)?;
+        }
         let ids: Vec<i64> = rows.iter().map(|e| e.id).collect();
         let areas: Vec<(i64, i64, String, String)> = sqlx::query_as(
             "SELECT ea.employee_id, a.id, a.area_code, a.area_name FROM employee_areas AS ea \
@@ -588,12 +689,13 @@ impl Store {
     /// overwrite it.
     pub async fn save_employee(&self, fields: &EmployeeFields, area_ids: &[i64]) -> Result<SavedEmployee, RosterError> {
         let now = now_micros();
+        let sealer = self.sealer();
         let mut tx = self.begin().await?;
-        if !fields.card_no.is_empty() {
+        if let Some(card) = card_index(sealer, &fields.card_no) {
             let holder: Option<String> = sqlx::query_scalar(
-                "SELECT emp_code FROM employees WHERE card_no = ? AND emp_code <> ? AND deleted_at IS NULL",
+                "SELECT emp_code FROM employees WHERE card_index = ? AND emp_code <> ? AND deleted_at IS NULL",
             )
-            .bind(&fields.card_no)
+            .bind(card)
             .bind(&fields.emp_code)
             .fetch_optional(&mut *tx)
             .await?;
@@ -606,6 +708,7 @@ impl Store {
                 .bind(&fields.emp_code)
                 .fetch_optional(&mut *tx)
                 .await?;
+        let public = fields.without_private();
         let saved =
             match existing {
                 None => {
@@ -616,7 +719,7 @@ impl Store {
                      dev_privilege, app_status, app_role, erp_managed, created_at, updated_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
                      ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, 1, ?28, ?28) RETURNING id",
-                ), fields)
+                ), &public)
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -634,7 +737,7 @@ impl Store {
                      status = CASE WHEN deleted_at IS NULL THEN status ELSE 'active' END, deleted_at = NULL \
                      WHERE id = ?29",
                         ),
-                        fields,
+                        &public,
                     )
                     .bind(now)
                     .bind(id)
@@ -643,6 +746,7 @@ impl Store {
                     SavedEmployee { id, created: deleted_at.is_some() }
                 }
             };
+        write_private_fields(&mut tx, sealer, saved.id, fields).await?;
         sqlx::query("DELETE FROM employee_areas WHERE employee_id = ?").bind(saved.id).execute(&mut *tx).await?;
         sqlx::query("INSERT OR IGNORE INTO employee_areas (employee_id, area_id) SELECT ?, value FROM json_each(?)")
             .bind(saved.id)
@@ -659,7 +763,8 @@ impl Store {
         let now = now_micros();
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE employees SET deleted_at = ?, card_no = '', updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+            "UPDATE employees SET deleted_at = ?, card_no = '', card_index = NULL, updated_at = ? \
+             WHERE id = ? AND deleted_at IS NULL",
         )
         .bind(now)
         .bind(now)
@@ -879,8 +984,9 @@ impl Store {
         let Some(employee) = self.employee_by_id(employee_id).await? else { return Err(StoreError::NotFound) };
         let pin = employee.fields.emp_code;
         let mut tx = self.begin().await?;
-        let mut states = device_states_for_pin(&mut tx, &pin).await?;
-        let mut pending = pending_changes(&mut tx, None, Some(&pin)).await?;
+        let sealer = self.sealer();
+        let mut states = device_states_for_pin(&mut tx, sealer, &pin).await?;
+        let mut pending = pending_changes(&mut tx, sealer, None, Some(&pin)).await?;
         for device_id in pending.keys() {
             states.entry(*device_id).or_insert_with(|| DeviceState { device_id: *device_id, ..DeviceState::default() });
         }
@@ -908,15 +1014,16 @@ impl Store {
     pub async fn plan_employee_sync(&self, emp_code: &str) -> Result<Vec<(i64, RosterChange)>, StoreError> {
         let mut conn = self.pool().acquire().await?;
         let pins = vec![emp_code.to_owned()];
-        let desired = desired_entries(&mut conn, &pins).await?;
-        let states = device_states_for_pin(&mut conn, emp_code).await?;
+        let sealer = self.sealer();
+        let desired = desired_entries(&mut conn, sealer, &pins).await?;
+        let states = device_states_for_pin(&mut conn, sealer, emp_code).await?;
         let targets = employee_target_devices(&mut conn, emp_code).await?;
         let mut device_ids: BTreeSet<i64> = states.keys().copied().collect();
         device_ids.extend(targets.iter().copied());
         let managed: BTreeSet<String> = pins.into_iter().collect();
         // Every device with a command for this PIN counts too: one that got the user from the
         // queue may never have reported it back.
-        let mut pending = pending_changes(&mut conn, None, Some(emp_code)).await?;
+        let mut pending = pending_changes(&mut conn, sealer, None, Some(emp_code)).await?;
         device_ids.extend(pending.keys().copied());
         // A terminal that is not approved, or not assigned to an area, gets nothing the operator
         // did not queue for it by hand, not even a delete of a user it reported.
@@ -952,10 +1059,11 @@ impl Store {
         .bind(device_id)
         .fetch_all(&mut *conn)
         .await?;
-        let desired = desired_entries(&mut conn, &wanted_pins).await?;
-        let mut state = device_state(&mut conn, device_id).await?;
+        let sealer = self.sealer();
+        let desired = desired_entries(&mut conn, sealer, &wanted_pins).await?;
+        let mut state = device_state(&mut conn, sealer, device_id).await?;
         state.pending =
-            pending_changes(&mut conn, Some(&[device_id]), None).await?.remove(&device_id).unwrap_or_default();
+            pending_changes(&mut conn, sealer, Some(&[device_id]), None).await?.remove(&device_id).unwrap_or_default();
         let known: Vec<String> = sqlx::query_scalar(
             "SELECT emp_code FROM employees WHERE emp_code IN (SELECT pin FROM device_users WHERE device_id = ?1 \
              UNION SELECT pin FROM biometric_templates WHERE device_id = ?1)",
@@ -1104,9 +1212,16 @@ struct TemplateRowForSync {
     template: String,
 }
 
-fn fold_states(users: Vec<UserRowForSync>, templates: Vec<(i64, String, i64, i64, i64)>) -> BTreeMap<i64, DeviceState> {
+fn fold_states(
+    sealer: Sealer<'_>,
+    users: Vec<UserRowForSync>,
+    templates: Vec<(i64, String, i64, i64, i64)>,
+) -> Result<BTreeMap<i64, DeviceState>, SealError> {
     let mut states: BTreeMap<i64, DeviceState> = BTreeMap::new();
     for u in users {
+        let record = format!("{}/{}", u.device_id, u.pin);
+        let password = sealer.open(sealed::DEVICE_USER_PASSWORD.kind, &record, &u.password)?;
+        let card = sealer.open(sealed::DEVICE_USER_CARD.kind, &record, &u.card)?;
         let state = states
             .entry(u.device_id)
             .or_insert_with(|| DeviceState { device_id: u.device_id, ..DeviceState::default() });
@@ -1116,8 +1231,8 @@ fn fold_states(users: Vec<UserRowForSync>, templates: Vec<(i64, String, i64, i64
                 pin: u.pin,
                 name: u.name,
                 privilege: u.privilege.unwrap_or(0),
-                password: u.password,
-                card: u.card,
+                password,
+                card,
                 verify: u.verify,
             },
         );
@@ -1126,7 +1241,7 @@ fn fold_states(users: Vec<UserRowForSync>, templates: Vec<(i64, String, i64, i64
         let state = states.entry(device_id).or_insert_with(|| DeviceState { device_id, ..DeviceState::default() });
         state.templates.entry(pin).or_default().insert(TemplateKey { bio_type, no, index });
     }
-    states
+    Ok(states)
 }
 
 /// The terminals among `device_ids` that the roster manages: approved and assigned to an area
@@ -1150,6 +1265,7 @@ async fn managed_terminals(
 /// What every device reported for one PIN, by device id (`pending` is filled by the caller).
 async fn device_states_for_pin(
     conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
     pin: &str,
 ) -> Result<BTreeMap<i64, DeviceState>, StoreError> {
     let users: Vec<UserRowForSync> = sqlx::query_as(
@@ -1163,7 +1279,7 @@ async fn device_states_for_pin(
             .bind(pin)
             .fetch_all(&mut *conn)
             .await?;
-    Ok(fold_states(users, templates))
+    Ok(fold_states(sealer, users, templates)?)
 }
 
 /// User and template commands that will still run on each device, or ran after the device
@@ -1171,18 +1287,19 @@ async fn device_states_for_pin(
 /// and succeeded ones the device has not reported back since.
 async fn pending_changes(
     conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
     device_ids: Option<&[i64]>,
     pin: Option<&str>,
 ) -> Result<BTreeMap<i64, Vec<RosterChange>>, StoreError> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT c.device_id, c.params FROM device_commands AS c \
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT c.id, c.device_id, c.params FROM device_commands AS c \
          WHERE (?1 IS NULL OR c.device_id IN (SELECT value FROM json_each(?1))) \
-         AND (?2 IS NULL OR json_extract(c.params, '$.pin') = ?2) \
+         AND (?2 IS NULL OR c.pin = ?2) \
          AND c.kind IN ('user_upsert', 'user_delete', 'fingerprint_upsert', 'fingerprint_delete', 'face_upsert', \
          'face_delete', 'biodata_upsert', 'biodata_delete') \
          AND (c.state IN ('queued', 'sent') OR (c.state = 'succeeded' AND c.completed_at > COALESCE( \
          (SELECT u.updated_at FROM device_users AS u WHERE u.device_id = c.device_id \
-         AND u.pin = json_extract(c.params, '$.pin')), 0))) \
+         AND u.pin = c.pin), 0))) \
          ORDER BY c.id",
     )
     .bind(device_ids.map(ids_json))
@@ -1190,7 +1307,8 @@ async fn pending_changes(
     .fetch_all(&mut *conn)
     .await?;
     let mut out: BTreeMap<i64, Vec<RosterChange>> = BTreeMap::new();
-    for (device_id, params) in rows {
+    for (id, device_id, params) in rows {
+        let params = sealer.open(sealed::COMMAND_PARAMS.kind, &id.to_string(), &params)?;
         let change = serde_json::from_str::<adms_protocol::DeviceCommand>(&params)
             .ok()
             .and_then(|c| RosterChange::from_command(&c));
@@ -1202,7 +1320,11 @@ async fn pending_changes(
 }
 
 /// What one device reported, all PINs.
-async fn device_state(conn: &mut SqliteConnection, device_id: i64) -> Result<DeviceState, StoreError> {
+async fn device_state(
+    conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
+    device_id: i64,
+) -> Result<DeviceState, StoreError> {
     let users: Vec<UserRowForSync> = sqlx::query_as(
         "SELECT device_id, pin, name, privilege, password, card, verify FROM device_users WHERE device_id = ?",
     )
@@ -1215,7 +1337,9 @@ async fn device_state(conn: &mut SqliteConnection, device_id: i64) -> Result<Dev
     .bind(device_id)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(fold_states(users, templates).remove(&device_id).unwrap_or(DeviceState { device_id, ..DeviceState::default() }))
+    Ok(fold_states(sealer, users, templates)?
+        .remove(&device_id)
+        .unwrap_or(DeviceState { device_id, ..DeviceState::default() }))
 }
 
 /// The devices an employee belongs on: every approved terminal assigned to one of their areas
@@ -1239,10 +1363,11 @@ async fn employee_target_devices(conn: &mut SqliteConnection, emp_code: &str) ->
 /// never merely reported).
 async fn desired_entries(
     conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
     pins: &[String],
 ) -> Result<BTreeMap<String, DesiredEntry>, StoreError> {
-    let employees: Vec<(String, String, String, i64, String, String, i64)> = sqlx::query_as(
-        "SELECT emp_code, first_name, last_name, dev_privilege, device_password, card_no, verify_mode FROM employees \
+    let employees: Vec<(i64, String, String, String, i64, String, String, i64)> = sqlx::query_as(
+        "SELECT id, emp_code, first_name, last_name, dev_privilege, device_password, card_no, verify_mode FROM employees \
          WHERE deleted_at IS NULL AND status = 'active' AND emp_code IN (SELECT value FROM json_each(?))",
     )
     .bind(strings_json(pins))
@@ -1258,6 +1383,8 @@ async fn desired_entries(
     let mut roster_templates: BTreeMap<(String, TemplateKey), DeviceTemplate> = BTreeMap::new();
     for t in templates {
         let key = TemplateKey { bio_type: t.bio_type, no: t.bio_no, index: t.bio_index };
+        let record = format!("{}/{}/{}/{}", t.pin, t.bio_type, t.bio_no, t.bio_index);
+        let template = sealer.open(sealed::ROSTER_TEMPLATE.kind, &record, &t.template)?;
         roster_templates.insert(
             (t.pin.clone(), key),
             DeviceTemplate {
@@ -1269,12 +1396,15 @@ async fn desired_entries(
                 major_ver: t.major_ver,
                 minor_ver: t.minor_ver,
                 format: t.format,
-                template: t.template,
+                template,
             },
         );
     }
     let mut out = BTreeMap::new();
-    for (code, first, last, privilege, password, card, verify) in employees {
+    for (id, code, first, last, privilege, password, card, verify) in employees {
+        let record = id.to_string();
+        let password = sealer.open(sealed::EMPLOYEE_PASSWORD.kind, &record, &password)?;
+        let card = sealer.open(sealed::EMPLOYEE_CARD.kind, &record, &card)?;
         // As the device will hold it (and report it back): cut to its name length.
         let full = format!("{first} {last}");
         let name =

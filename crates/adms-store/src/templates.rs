@@ -4,7 +4,7 @@
 
 use sqlx::FromRow;
 
-use crate::{Page, Store, StoreError};
+use crate::{Page, Store, StoreError, sealed};
 
 /// The newest copy of one template slot. `id` is that copy's row id: stable while no terminal
 /// reports a newer copy of the slot.
@@ -24,6 +24,8 @@ pub struct TemplateRecord {
     pub template: String,
     /// SN of the terminal the copy came from.
     pub device_sn: String,
+    /// Id of that terminal.
+    pub device_id: i64,
     pub updated_at: i64,
 }
 
@@ -50,7 +52,7 @@ macro_rules! newest_templates {
                          (SELECT u.name FROM device_users AS u WHERE u.device_id = c.device_id AND u.pin = c.pin),
                          '') AS first_name,
                 c.bio_type, c.bio_no, c.bio_index, c.major_ver, c.minor_ver, c.valid, c.duress, c.template,
-                d.sn AS device_sn, c.updated_at
+                d.sn AS device_sn, c.device_id, c.updated_at
          FROM copies AS c
          JOIN devices AS d ON d.id = c.device_id
          LEFT JOIN employees AS e ON e.emp_code = c.pin AND e.deleted_at IS NULL
@@ -74,7 +76,8 @@ impl Store {
         if count == 0 || page.offset >= count {
             return Ok((count, Vec::new()));
         }
-        let rows = sqlx::query_as(concat!(newest_templates!(), " ORDER BY c.id ASC LIMIT ?4 OFFSET ?5"))
+        let mut rows: Vec<TemplateRecord> =
+            sqlx::query_as(concat!(newest_templates!(), " ORDER BY c.id ASC LIMIT ?4 OFFSET ?5"))
             .bind(f.id)
             .bind(&f.emp_code)
             .bind(f.bio_type)
@@ -82,6 +85,10 @@ impl Store {
             .bind(page.offset)
             .fetch_all(self.pool())
             .await?;
+        for t in &mut rows {
+            let record = format!("{}/{}/{}/{}/{}", t.device_id, t.pin, t.bio_type, t.bio_no, t.bio_index);
+            t.template = self.sealer().open(sealed::DEVICE_TEMPLATE.kind, &record, &t.template)?;
+        }
         Ok((count, rows))
     }
 

@@ -10,7 +10,9 @@
 use sqlx::SqliteConnection;
 
 use crate::uploads::{BiometricTemplate, UserRow};
-use crate::{StoreError, roster};
+use adms_vault::Sealer;
+
+use crate::{StoreError, roster, sealed};
 
 /// How much of what a device reports about its users the roster takes over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,6 +76,7 @@ fn adoptable(u: &UserRow, privilege: i64) -> Result<(), adms_protocol::CommandEr
 /// fail on it).
 pub(crate) async fn adopt_device_user_in(
     conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
     device_id: i64,
     user: &UserRow,
     policy: AdoptionPolicy,
@@ -96,28 +99,50 @@ pub(crate) async fn adopt_device_user_in(
     if known && !update {
         return Ok(());
     }
-    // A new employee gets `?5` (0 unless device-made administrators are allowed). An update may
-    // lower the roster's privilege to the device's `?8` but never raise it, unless `?7` allows.
-    sqlx::query(
-        "INSERT INTO employees (emp_code, first_name, device_password, card_no, dev_privilege, created_at, updated_at) \
-         SELECT ?1, ?2, ?3, CASE WHEN ?4 = '' OR EXISTS (SELECT 1 FROM employees WHERE card_no = ?4 AND emp_code <> ?1 \
-         AND deleted_at IS NULL) THEN '' ELSE ?4 END, ?5, ?6, ?6 WHERE true \
+    // A new employee gets `?3` (0 unless device-made administrators are allowed). An update may
+    // lower the roster's privilege to the device's `?6` but never raise it, unless `?5` allows.
+    // No row comes back when the ERP manages the employee, or deleted it: nothing changes then.
+    let adopted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO employees (emp_code, first_name, dev_privilege, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?4) \
          ON CONFLICT (emp_code) DO UPDATE SET first_name = excluded.first_name, \
-         device_password = excluded.device_password, card_no = excluded.card_no, \
-         dev_privilege = CASE WHEN ?7 THEN ?8 ELSE MIN(?8, employees.dev_privilege) END, \
+         dev_privilege = CASE WHEN ?5 THEN ?6 ELSE MIN(?6, employees.dev_privilege) END, \
          updated_at = excluded.updated_at \
-         WHERE employees.erp_managed = 0 AND employees.deleted_at IS NULL",
+         WHERE employees.erp_managed = 0 AND employees.deleted_at IS NULL RETURNING id",
     )
     .bind(&user.pin)
     .bind(&user.name)
-    .bind(&user.password)
-    .bind(&user.card)
     .bind(privilege)
     .bind(now)
     .bind(policy.allow_admin)
     .bind(reported)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some(id) = adopted else { return Ok(()) };
+    // Password and card are sealed under the employee's id. A card another employee holds is
+    // not copied.
+    let mut card_index = roster::card_index(sealer, &user.card);
+    if let Some(index) = &card_index {
+        let taken: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM employees WHERE card_index = ? AND id <> ? AND deleted_at IS NULL)",
+        )
+        .bind(index)
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if taken {
+            card_index = None;
+        }
+    }
+    let card = if card_index.is_some() { user.card.as_str() } else { "" };
+    let record = id.to_string();
+    sqlx::query("UPDATE employees SET device_password = ?, card_no = ?, card_index = ? WHERE id = ?")
+        .bind(sealer.seal(sealed::EMPLOYEE_PASSWORD.kind, &record, &user.password))
+        .bind(sealer.seal(sealed::EMPLOYEE_CARD.kind, &record, card))
+        .bind(card_index)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     // The employee joins the terminal's area when the terminal was assigned one; one with no
     // area at all goes into area 1 ("Not Authorized", pushed nowhere) so it can be found.
     sqlx::query(
@@ -140,6 +165,7 @@ pub(crate) async fn adopt_device_user_in(
 /// replaces for anyone.
 pub(crate) async fn adopt_device_template_in(
     conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
     device_id: i64,
     t: &BiometricTemplate,
     policy: AdoptionPolicy,
@@ -173,7 +199,11 @@ pub(crate) async fn adopt_device_template_in(
     .bind(t.major_ver)
     .bind(t.minor_ver)
     .bind(&t.format)
-    .bind(&t.template)
+    .bind(sealer.seal(
+        sealed::ROSTER_TEMPLATE.kind,
+        &format!("{}/{}/{}/{}", t.pin, t.bio_type, t.no, t.index),
+        &t.template,
+    ))
     .bind(device_id)
     .bind(now)
     .bind(replace)

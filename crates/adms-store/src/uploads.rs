@@ -10,7 +10,9 @@ use crate::events::{EventDevice, UserData, event_body, event_type, user_enrolled
 use crate::punches::{RejectedLine, insert_rejected};
 use crate::quotas::{Quota, QuotaKind, charge_in};
 use crate::trust::{AdoptionPolicy, adopt_device_template_in, adopt_device_user_in};
-use crate::{Store, StoreError, now_micros, sha256};
+use adms_vault::Sealer;
+
+use crate::{Store, StoreError, now_micros, sealed, sha256};
 
 /// `OPLOG` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +150,7 @@ impl Store {
     /// Returns the quota that made it drop photos or raw records (see [`OperlogBatch::photo_quota`]);
     /// [`StoreError::QuotaExceeded`] when the body held nothing else (nothing stored).
     pub async fn store_operlog(&self, b: &OperlogBatch) -> Result<Option<QuotaKind>, StoreError> {
+        let sealer = self.sealer();
         let mut tx = self.begin().await?;
         let now = b.received_at;
         for o in &b.oplogs {
@@ -169,7 +172,7 @@ impl Store {
             .await?;
         }
         for u in &b.users {
-            upsert_user_in(&mut tx, b, u).await?;
+            upsert_user_in(&mut tx, sealer, b, u).await?;
         }
         for t in &b.templates {
             sqlx::query(
@@ -192,11 +195,15 @@ impl Store {
             .bind(t.minor_ver)
             .bind(&t.format)
             .bind(t.size)
-            .bind(&t.template)
+            .bind(sealer.seal(
+                sealed::DEVICE_TEMPLATE.kind,
+                &format!("{}/{}/{}/{}/{}", b.device_id, t.pin, t.bio_type, t.no, t.index),
+                &t.template,
+            ))
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            adopt_device_template_in(&mut tx, b.device_id, t, b.adoption, now).await?;
+            adopt_device_template_in(&mut tx, sealer, b.device_id, t, b.adoption, now).await?;
         }
         // Photos and raw records are charged to the device's quotas in a savepoint: over quota,
         // a body that also carries users, templates or operation logs keeps those (they are the
@@ -218,13 +225,19 @@ impl Store {
             .bind(p.photo_type)
             .bind(&p.file_name)
             .bind(p.size)
-            .bind(&p.content)
+            .bind(sealer.seal(
+                sealed::USER_PHOTO.kind,
+                &format!("{}/{}/{}/{}", b.device_id, p.pin, p.record_kind, p.photo_type),
+                &p.content,
+            ))
             .bind(&p.url)
             .bind(now)
             .execute(&mut *sp)
             .await?;
         }
         for o in &b.others {
+            let digest = sealer.digest(sealed::DEVICE_RECORD_RAW.kind, &o.raw_line);
+            let record = sealed::digest_record(&format!("{}/{}", b.device_id, b.table), &digest);
             let inserted = sqlx::query(
                 "INSERT INTO device_records (device_id, table_name, kind, raw_line, raw_sha256, received_at) \
                  VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -232,8 +245,8 @@ impl Store {
             .bind(b.device_id)
             .bind(b.table)
             .bind(&o.kind)
-            .bind(&o.raw_line)
-            .bind(sha256(&o.raw_line))
+            .bind(sealer.seal_bytes(sealed::DEVICE_RECORD_RAW.kind, &record, &o.raw_line))
+            .bind(&digest[..])
             .bind(now)
             .execute(&mut *sp)
             .await?;
@@ -258,7 +271,7 @@ impl Store {
             Err(e) => return Err(e),
         };
         for r in &b.rejected {
-            insert_rejected(&mut tx, b.device_id, r, now).await?;
+            insert_rejected(&mut tx, sealer, b.device_id, r, now).await?;
         }
         if let Some(stamp) = &b.operlog_stamp {
             let sql = if b.table == "BIODATA" {
@@ -293,7 +306,7 @@ impl Store {
         .bind(p.device_id)
         .bind(&p.pin)
         .bind(&p.local_time)
-        .bind(&p.image)
+        .bind(self.sealer().seal_bytes(sealed::ATT_PHOTO.kind, &format!("{}/{}", p.device_id, p.file_name), &p.image))
         .bind(p.received_at)
         .execute(&mut *tx)
         .await?;
@@ -309,8 +322,11 @@ impl Store {
         rejected: &[RejectedLine],
         received_at: i64,
     ) -> Result<(), StoreError> {
+        let sealer = self.sealer();
         let mut tx = self.begin().await?;
         for e in events {
+            let digest = sealer.digest(sealed::ACCESS_EVENT_RAW.kind, &e.raw_line);
+            let record = sealed::digest_record(&device_id.to_string(), &digest);
             sqlx::query(
                 "INSERT INTO access_events (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, \
                  raw_line, raw_sha256, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -318,19 +334,19 @@ impl Store {
             .bind(device_id)
             .bind(&e.local_time)
             .bind(&e.pin)
-            .bind(&e.card_no)
+            .bind(sealer.seal(sealed::ACCESS_EVENT_CARD.kind, &record, &e.card_no))
             .bind(e.door)
             .bind(e.event_code)
             .bind(e.in_out)
             .bind(&e.verify_type)
-            .bind(&e.raw_line)
-            .bind(sha256(&e.raw_line))
+            .bind(sealer.seal_bytes(sealed::ACCESS_EVENT_RAW.kind, &record, &e.raw_line))
+            .bind(&digest[..])
             .bind(received_at)
             .execute(&mut *tx)
             .await?;
         }
         for r in rejected {
-            insert_rejected(&mut tx, device_id, r, received_at).await?;
+            insert_rejected(&mut tx, sealer, device_id, r, received_at).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -343,7 +359,7 @@ impl Store {
     pub async fn store_raw_upload(&self, u: &RawUpload<'_>) -> Result<(), StoreError> {
         let (Some(quota), Some(device_id)) = (u.quota, u.device_id) else {
             let mut conn = self.pool().acquire().await?;
-            return insert_raw_in(&mut conn, u).await;
+            return insert_raw_in(&mut conn, self.sealer(), u).await;
         };
         let mut tx = self.begin().await?;
         let stored: Option<i64> = sqlx::query_scalar(
@@ -352,13 +368,13 @@ impl Store {
         .bind(u.sn)
         .bind(u.endpoint)
         .bind(u.table)
-        .bind(sha256(u.body))
+        .bind(&self.sealer().digest(sealed::RAW_UPLOAD_BODY.kind, u.body)[..])
         .fetch_optional(&mut *tx)
         .await?;
         if stored.is_none() {
             charge_in(&mut tx, device_id, QuotaKind::Raw, quota, u.body.len() as u64).await?;
         }
-        insert_raw_in(&mut tx, u).await?;
+        insert_raw_in(&mut tx, self.sealer(), u).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -395,8 +411,14 @@ impl StoredUser {
 
 /// Stores one `USER` line and, when it enrols a user or changes a stored field, its
 /// `user.enrolled` / `user.updated` event. An identical re-sent line emits nothing.
-async fn upsert_user_in(conn: &mut SqliteConnection, b: &OperlogBatch, u: &UserRow) -> Result<(), StoreError> {
-    let stored: Option<StoredUser> = sqlx::query_as(
+async fn upsert_user_in(
+    conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
+    b: &OperlogBatch,
+    u: &UserRow,
+) -> Result<(), StoreError> {
+    let record = format!("{}/{}", b.device_id, u.pin);
+    let mut stored: Option<StoredUser> = sqlx::query_as(
         "SELECT name, name_raw, privilege, password, card, group_no, time_zones, verify, vice_card, revision \
          FROM device_users WHERE device_id = ? AND pin = ?",
     )
@@ -404,6 +426,11 @@ async fn upsert_user_in(conn: &mut SqliteConnection, b: &OperlogBatch, u: &UserR
     .bind(&u.pin)
     .fetch_optional(&mut *conn)
     .await?;
+    if let Some(s) = &mut stored {
+        s.password = sealer.open(sealed::DEVICE_USER_PASSWORD.kind, &record, &s.password)?;
+        s.card = sealer.open(sealed::DEVICE_USER_CARD.kind, &record, &s.card)?;
+        s.vice_card = sealer.open(sealed::DEVICE_USER_VICE_CARD.kind, &record, &s.vice_card)?;
+    }
     let (change, revision) = match &stored {
         None => (Some(event_type::USER_ENROLLED), 0),
         Some(s) if s.same_as(u) => (None, s.revision),
@@ -423,13 +450,13 @@ async fn upsert_user_in(conn: &mut SqliteConnection, b: &OperlogBatch, u: &UserR
     .bind(&u.name)
     .bind(&u.name_raw)
     .bind(u.privilege)
-    .bind(&u.password)
-    .bind(&u.card)
+    .bind(sealer.seal(sealed::DEVICE_USER_PASSWORD.kind, &record, &u.password))
+    .bind(sealer.seal(sealed::DEVICE_USER_CARD.kind, &record, &u.card))
     .bind(&u.group)
     .bind(&u.time_zones)
     .bind(u.verify)
-    .bind(&u.vice_card)
-    .bind(&u.raw_line)
+    .bind(sealer.seal(sealed::DEVICE_USER_VICE_CARD.kind, &record, &u.vice_card))
+    .bind(sealer.seal_bytes(sealed::DEVICE_USER_RAW.kind, &record, &u.raw_line))
     .bind(b.received_at)
     .bind(revision)
     .execute(&mut *conn)
@@ -437,7 +464,7 @@ async fn upsert_user_in(conn: &mut SqliteConnection, b: &OperlogBatch, u: &UserR
     let Some(kind) = change else { return Ok(()) };
     // Only a new or changed line may reach the roster: a re-sent old line must not bring back
     // an employee the ERP deleted, nor undo an edit.
-    adopt_device_user_in(conn, b.device_id, u, b.adoption, b.received_at).await?;
+    adopt_device_user_in(conn, sealer, b.device_id, u, b.adoption, b.received_at).await?;
     let event_id = if kind == event_type::USER_ENROLLED {
         user_enrolled_event_id(&b.device_sn, &u.pin)
     } else {
@@ -484,7 +511,13 @@ fn user_values_sha256_hex(u: &UserRow) -> String {
     hex::encode(sha256(serde_json::to_string(&values).unwrap_or_default().as_bytes()))
 }
 
-pub(crate) async fn insert_raw_in(conn: &mut SqliteConnection, u: &RawUpload<'_>) -> Result<(), StoreError> {
+pub(crate) async fn insert_raw_in(
+    conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
+    u: &RawUpload<'_>,
+) -> Result<(), StoreError> {
+    let digest = sealer.digest(sealed::RAW_UPLOAD_BODY.kind, u.body);
+    let record = sealed::digest_record(&format!("{}/{}/{}", u.sn, u.endpoint, u.table), &digest);
     sqlx::query(
         "INSERT INTO raw_uploads (device_id, sn, endpoint, table_name, query, body, body_sha256, received_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sn, endpoint, table_name, body_sha256) \
@@ -495,8 +528,8 @@ pub(crate) async fn insert_raw_in(conn: &mut SqliteConnection, u: &RawUpload<'_>
     .bind(u.endpoint)
     .bind(u.table)
     .bind(u.query)
-    .bind(u.body)
-    .bind(sha256(u.body))
+    .bind(sealer.seal_bytes(sealed::RAW_UPLOAD_BODY.kind, &record, u.body))
+    .bind(&digest[..])
     .bind(u.received_at)
     .execute(conn)
     .await?;

@@ -1,5 +1,5 @@
-//! Secrets at rest (endpoint signing secrets, and through [`SecretKey::seal_for`] the server's
-//! other secrets), sealed with the operator's master key (`ADMS_SECRET_KEY` or its key file).
+//! Endpoint signing secrets at rest, sealed with the operator's master key (`ADMS_SECRET_KEY` or
+//! its key file) through `adms-vault`.
 //!
 //! A signing key must be usable for HMAC, so it cannot be hashed like a password; the next best
 //! thing is to keep it encrypted in the database and open it only to sign. Sealed text is
@@ -8,121 +8,7 @@
 //! endpoint does not open. Rows written before a key was configured hold the `whsec_` text itself;
 //! [`reveal`] reads both, and the server seals plaintext rows at start once a key is set.
 
-use std::fmt;
-use std::str::FromStr;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-
-/// What every sealed secret starts with (`v1`: XChaCha20-Poly1305, endpoint id as AAD).
-pub const SEALED_PREFIX: &str = "sealed:v1:";
-const NONCE_LEN: usize = 24;
-/// Domain separation for the associated data.
-const AAD_CONTEXT: &str = "adms-bridge webhook secret";
-
-/// A master key that cannot be used, or a stored secret that cannot be opened. Never contains
-/// key or secret material.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SealError {
-    #[error("the master key must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)")]
-    BadKey,
-    #[error("a stored signing secret is sealed, but no master key (ADMS_SECRET_KEY) is configured")]
-    NoKey,
-    #[error(
-        "a stored signing secret does not open with this master key (a different ADMS_SECRET_KEY, or a damaged row)"
-    )]
-    WrongKey,
-}
-
-/// The operator's master key. `Debug` never shows it.
-#[derive(Clone)]
-pub struct SecretKey(chacha20poly1305::Key);
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretKey(***)")
-    }
-}
-
-impl FromStr for SecretKey {
-    type Err = SealError;
-
-    /// Base64 (standard alphabet, padding optional) of exactly 32 bytes.
-    fn from_str(text: &str) -> Result<Self, SealError> {
-        let text = text.trim();
-        let bytes = STANDARD
-            .decode(text)
-            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
-            .map_err(|_| SealError::BadKey)?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| SealError::BadKey)?;
-        Ok(SecretKey(key.into()))
-    }
-}
-
-impl SecretKey {
-    /// A new random key (the server generates one on first start when none is configured).
-    pub fn generate() -> SecretKey {
-        SecretKey(rand::random::<[u8; 32]>().into())
-    }
-
-    /// The key as its configuration text (base64 of the 32 bytes), to write a key file.
-    pub fn to_base64(&self) -> String {
-        let bytes: &[u8] = &self.0;
-        STANDARD.encode(bytes)
-    }
-
-    /// Seals `secret` for the endpoint `endpoint_uid`, under a fresh random nonce.
-    pub fn seal(&self, endpoint_uid: &str, secret: &str) -> String {
-        self.seal_for(AAD_CONTEXT, endpoint_uid, secret)
-    }
-
-    /// Opens what [`seal`](Self::seal) produced for the same endpoint.
-    pub fn open(&self, endpoint_uid: &str, stored: &str) -> Result<String, SealError> {
-        self.open_for(AAD_CONTEXT, endpoint_uid, stored)
-    }
-
-    /// Seals `secret` as the record `record` of the kind `context` (associated data: both), so a
-    /// sealed value copied onto another record or kind does not open.
-    pub fn seal_for(&self, context: &str, record: &str, secret: &str) -> String {
-        let nonce: [u8; NONCE_LEN] = rand::random();
-        let aad = associated_data(context, record);
-        let sealed = XChaCha20Poly1305::new(&self.0)
-            .encrypt(&XNonce::from(nonce), Payload { msg: secret.as_bytes(), aad: aad.as_bytes() })
-            // Encryption fails only for messages beyond 256 GiB.
-            .unwrap_or_default();
-        let mut bytes = Vec::with_capacity(NONCE_LEN + sealed.len());
-        bytes.extend_from_slice(&nonce);
-        bytes.extend_from_slice(&sealed);
-        format!("{SEALED_PREFIX}{}", STANDARD.encode(bytes))
-    }
-
-    /// Opens what [`seal_for`](Self::seal_for) produced for the same kind and record.
-    pub fn open_for(&self, context: &str, record: &str, stored: &str) -> Result<String, SealError> {
-        let encoded = stored.strip_prefix(SEALED_PREFIX).ok_or(SealError::WrongKey)?;
-        let bytes = STANDARD.decode(encoded).map_err(|_| SealError::WrongKey)?;
-        if bytes.len() < NONCE_LEN {
-            return Err(SealError::WrongKey);
-        }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::WrongKey)?;
-        let aad = associated_data(context, record);
-        let plain = XChaCha20Poly1305::new(&self.0)
-            .decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: aad.as_bytes() })
-            .map_err(|_| SealError::WrongKey)?;
-        String::from_utf8(plain).map_err(|_| SealError::WrongKey)
-    }
-}
-
-fn associated_data(context: &str, record: &str) -> String {
-    format!("{context}\u{1f}{record}")
-}
-
-/// True for a stored secret that needs the master key.
-pub fn is_sealed(stored: &str) -> bool {
-    stored.starts_with(SEALED_PREFIX)
-}
+pub use adms_vault::{SEALED_PREFIX, SealError, SecretKey, is_sealed};
 
 /// How to store a new secret: sealed when a key is configured, as it is otherwise.
 pub fn conceal(key: Option<&SecretKey>, endpoint_uid: &str, secret: &str) -> String {

@@ -109,7 +109,7 @@ async fn rekey_moves_the_key_file_and_every_server_secret_to_the_new_key() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("and 2 server secrets") && stdout.contains("now holds the new key"), "{stdout}");
+    assert!(stdout.contains("and 3 server secrets") && stdout.contains("now holds the new key"), "{stdout}");
     assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), OTHER_KEY);
     assert_eq!(mode(&key_file), 0o600);
     assert_ne!(setting(&dir.path().join("adms.db"), "jwt_hs256_key").await.unwrap(), jwt_before);

@@ -5,5 +5,6 @@ mod commands;
 mod device_events;
 mod outbox;
 mod roster;
+mod sealed;
 mod store;
 mod webhook_queries;

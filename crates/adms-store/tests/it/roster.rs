@@ -11,7 +11,10 @@ use adms_store::{
 async fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/roster.db", dir.path().display());
-    (dir, Store::open(&url, StoreOptions::default()).await.expect("open"))
+    let store = Store::open(&url, StoreOptions::default()).await.expect("open");
+    // Sealed, as every server with a database file is: the plans must read through the seal.
+    store.seal_with(adms_vault::Vault::new(adms_vault::SecretKey::generate(), adms_vault::IndexKey::generate())).unwrap();
+    (dir, store)
 }
 
 fn device_user(pin: &str, name: &str) -> UserRow {
