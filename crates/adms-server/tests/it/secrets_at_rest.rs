@@ -122,3 +122,87 @@ async fn rekey_moves_the_key_file_and_every_server_secret_to_the_new_key() {
     let api = Api::login(&server).await;
     assert_eq!(api.get_status("/iclock/api/transactions/").await.0, 200);
 }
+
+/// Values that must never be found in the database's files: each appears once, as a secret.
+const SEALED_VALUES: [&str; 9] = [
+    "5817",
+    "8877665501",
+    "SSN-7731-QX",
+    "ann.private@example.org",
+    "PW864213",
+    "1357246899",
+    "VEVNUExBVEVTRUNSRVQxMjM0",
+    "REJECTPW9911",
+    "2468013579",
+];
+
+fn command_lines(reply: &str) -> Vec<String> {
+    reply.lines().filter_map(|l| l.strip_prefix("C:")).filter_map(|l| l.split_once(':')).map(|(_, c)| c.into()).collect()
+}
+
+/// Every byte of the database's files once the WAL is checkpointed into the database.
+async fn database_bytes(dir: &Path) -> Vec<u8> {
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("adms.db")).connect().await.unwrap();
+    let busy: i64 = sqlx::query_scalar("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(busy, 0, "the checkpoint was not blocked");
+    drop(conn);
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("adms.db") && !n.to_string_lossy().ends_with(".key")) {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    bytes
+}
+
+#[tokio::test]
+async fn credentials_biometrics_and_personal_data_are_sealed_in_the_database_files() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let api = Api::login(&server).await;
+    let gate = crate::common::Device { server: &server, sn: "SEALGATE1".into() };
+    gate.handshake().await;
+    let (_, area) = api.post_json("/personnel/api/areas/", &json!({ "area_code": "HQ", "area_name": "HQ" })).await;
+    let terminal = api.get("/iclock/api/terminals/?sn=SEALGATE1").await["data"][0]["id"].as_i64().unwrap();
+    let (status, _) = api.patch_json(&format!("/iclock/api/terminals/{terminal}/"), &json!({ "area": area["id"] })).await;
+    assert_eq!(status, 200);
+    let (status, employee) = api
+        .post_json(
+            "/personnel/api/employees/",
+            &json!({ "emp_code": "0042", "first_name": "Ann", "department": 1, "area": [area["id"]],
+                     "card_no": "8877665501", "device_password": "5817", "ssn": "SSN-7731-QX",
+                     "email": "ann.private@example.org" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{employee}");
+    // The terminal gets the clear values it needs.
+    let commands = command_lines(&gate.get("/iclock/getrequest?SN=SEALGATE1").await.text());
+    assert!(commands.iter().any(|c| c.contains("Passwd=5817\tCard=8877665501")), "{commands:?}");
+    // What devices report: a user, a template, a line that is refused, an access event.
+    let operlog = "USER PIN=77\tName=Bob\tPri=0\tPasswd=PW864213\tCard=1357246899\tGrp=1\tTZ=0000000100000000\tVerify=0\tViceCard=\n\
+                   FP PIN=77\tFID=1\tSize=24\tValid=1\tTMP=VEVNUExBVEVTRUNSRVQxMjM0\n";
+    let answer = gate.post("/iclock/cdata?SN=SEALGATE1&table=OPERLOG&Stamp=1", operlog.as_bytes()).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(gate.attlog(b"77\tNOT-A-TIME\t0\t1\tREJECTPW9911\n").await.status, 200);
+    let rtlog = b"time=2026-12-01 08:00:00\tpin=77\tcardno=2468013579\teventaddr=1\tevent=0\tinoutstatus=0\tverifytype=4\tindex=1\n";
+    assert_eq!(gate.post("/iclock/cdata?SN=SEALGATE1&table=rtlog", rtlog).await.status, 200);
+    // The API reads them back.
+    let id = employee["id"].as_i64().unwrap();
+    let shown = api.get(&format!("/personnel/api/employees/{id}/")).await;
+    assert_eq!((shown["card_no"].as_str(), shown["ssn"].as_str()), (Some("8877665501"), Some("SSN-7731-QX")), "{shown}");
+    let templates = api.get("/iclock/api/biodatas/?employee=77").await;
+    assert!(templates.to_string().contains("VEVNUExBVEVTRUNSRVQxMjM0"), "{templates}");
+    server.stop();
+
+    let bytes = database_bytes(dir.path()).await;
+    let found: Vec<&str> = SEALED_VALUES.into_iter().filter(|v| bytes.windows(v.len()).any(|w| w == v.as_bytes())).collect();
+    assert_eq!(found, Vec::<&str>::new(), "found in the clear in the database files");
+
+    // After a restart everything still opens.
+    let server = Server::start(dir.path(), &[]);
+    let api = Api::login(&server).await;
+    let shown = api.get(&format!("/personnel/api/employees/{id}/")).await;
+    assert_eq!(shown["card_no"], "8877665501", "{shown}");
+}
