@@ -510,7 +510,11 @@ pub(crate) async fn enqueue_commands_in(
     Ok(out)
 }
 
-async fn command_in(conn: &mut SqliteConnection, sealer: Sealer<'_>, id: i64) -> Result<Option<CommandRow>, StoreError> {
+async fn command_in(
+    conn: &mut SqliteConnection,
+    sealer: Sealer<'_>,
+    id: i64,
+) -> Result<Option<CommandRow>, StoreError> {
     let row: Option<CommandRow> = sqlx::query_as(
         "SELECT c.id, c.device_id, d.sn, c.kind, c.params, c.command, c.dedupe_key, c.source, c.state, \
                 c.return_code, c.result, c.result_payload, c.send_count, c.created_at, c.sent_at, \

@@ -1197,6 +1197,19 @@ struct UserRowForSync {
     verify: Option<i64>,
 }
 
+/// What the desired device record of an employee is made of (sealed fields as stored).
+#[derive(FromRow)]
+struct EmployeeForSync {
+    id: i64,
+    emp_code: String,
+    first_name: String,
+    last_name: String,
+    dev_privilege: i64,
+    device_password: String,
+    card_no: String,
+    verify_mode: i64,
+}
+
 #[derive(FromRow)]
 struct TemplateRowForSync {
     pin: String,
@@ -1366,7 +1379,7 @@ async fn desired_entries(
     sealer: Sealer<'_>,
     pins: &[String],
 ) -> Result<BTreeMap<String, DesiredEntry>, StoreError> {
-    let employees: Vec<(i64, String, String, String, i64, String, String, i64)> = sqlx::query_as(
+    let employees: Vec<EmployeeForSync> = sqlx::query_as(
         "SELECT id, emp_code, first_name, last_name, dev_privilege, device_password, card_no, verify_mode FROM employees \
          WHERE deleted_at IS NULL AND status = 'active' AND emp_code IN (SELECT value FROM json_each(?))",
     )
@@ -1401,7 +1414,17 @@ async fn desired_entries(
         );
     }
     let mut out = BTreeMap::new();
-    for (id, code, first, last, privilege, password, card, verify) in employees {
+    for EmployeeForSync {
+        id,
+        emp_code: code,
+        first_name: first,
+        last_name: last,
+        dev_privilege: privilege,
+        device_password: password,
+        card_no: card,
+        verify_mode: verify,
+    } in employees
+    {
         let record = id.to_string();
         let password = sealer.open(sealed::EMPLOYEE_PASSWORD.kind, &record, &password)?;
         let card = sealer.open(sealed::EMPLOYEE_CARD.kind, &record, &card)?;

@@ -49,8 +49,15 @@ macro_rules! sealed_column {
         SealedColumn {
             kind: concat!($table, ".", $column),
             select: concat!(
-                "SELECT rowid, ", $record, ", NULL, ", $column, " FROM ", $table,
-                " WHERE rowid > ?1 AND length(", $column, ") > 0 ORDER BY rowid LIMIT ?2"
+                "SELECT rowid, ",
+                $record,
+                ", NULL, ",
+                $column,
+                " FROM ",
+                $table,
+                " WHERE rowid > ?1 AND length(",
+                $column,
+                ") > 0 ORDER BY rowid LIMIT ?2"
             ),
             update: concat!("UPDATE ", $table, " SET ", $column, " = ?1 WHERE rowid = ?2 AND ", $column, " = ?3"),
             binary: $binary,
@@ -62,12 +69,28 @@ macro_rules! sealed_column {
         SealedColumn {
             kind: concat!($table, ".", $column),
             select: concat!(
-                "SELECT rowid, ", $record, ", ", $digest_column, ", ", $column, " FROM ", $table,
-                " WHERE rowid > ?1 AND length(", $column, ") > 0 ORDER BY rowid LIMIT ?2"
+                "SELECT rowid, ",
+                $record,
+                ", ",
+                $digest_column,
+                ", ",
+                $column,
+                " FROM ",
+                $table,
+                " WHERE rowid > ?1 AND length(",
+                $column,
+                ") > 0 ORDER BY rowid LIMIT ?2"
             ),
             update: concat!(
-                "UPDATE ", $table, " SET ", $column, " = ?1, ", $digest_column, " = ?2 WHERE rowid = ?3 AND ",
-                $column, " = ?4"
+                "UPDATE ",
+                $table,
+                " SET ",
+                $column,
+                " = ?1, ",
+                $digest_column,
+                " = ?2 WHERE rowid = ?3 AND ",
+                $column,
+                " = ?4"
             ),
             binary: $binary,
             digest: Digest::$how,
@@ -232,11 +255,7 @@ impl Store {
                 let rowid: i64 = row.try_get(0)?;
                 let prefix: String = row.try_get(1)?;
                 let stored_digest: Option<Vec<u8>> = row.try_get(2)?;
-                let stored = if column.binary {
-                    Stored::Bytes(row.try_get(3)?)
-                } else {
-                    Stored::Text(row.try_get(3)?)
-                };
+                let stored = if column.binary { Stored::Bytes(row.try_get(3)?) } else { Stored::Text(row.try_get(3)?) };
                 let sealed = match &stored {
                     Stored::Text(text) => adms_vault::is_sealed(text),
                     Stored::Bytes(bytes) => adms_vault::is_sealed_bytes(bytes),

@@ -78,13 +78,13 @@ impl Store {
         }
         let mut rows: Vec<TemplateRecord> =
             sqlx::query_as(concat!(newest_templates!(), " ORDER BY c.id ASC LIMIT ?4 OFFSET ?5"))
-            .bind(f.id)
-            .bind(&f.emp_code)
-            .bind(f.bio_type)
-            .bind(page.limit)
-            .bind(page.offset)
-            .fetch_all(self.pool())
-            .await?;
+                .bind(f.id)
+                .bind(&f.emp_code)
+                .bind(f.bio_type)
+                .bind(page.limit)
+                .bind(page.offset)
+                .fetch_all(self.pool())
+                .await?;
         for t in &mut rows {
             let record = format!("{}/{}/{}/{}/{}", t.device_id, t.pin, t.bio_type, t.bio_no, t.bio_index);
             t.template = self.sealer().open(sealed::DEVICE_TEMPLATE.kind, &record, &t.template)?;

@@ -137,7 +137,12 @@ const SEALED_VALUES: [&str; 9] = [
 ];
 
 fn command_lines(reply: &str) -> Vec<String> {
-    reply.lines().filter_map(|l| l.strip_prefix("C:")).filter_map(|l| l.split_once(':')).map(|(_, c)| c.into()).collect()
+    reply
+        .lines()
+        .filter_map(|l| l.strip_prefix("C:"))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(_, c)| c.into())
+        .collect()
 }
 
 /// Every byte of the database's files once the WAL is checkpointed into the database.
@@ -149,7 +154,10 @@ async fn database_bytes(dir: &Path) -> Vec<u8> {
     let mut bytes = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("adms.db") && !n.to_string_lossy().ends_with(".key")) {
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("adms.db") && !n.to_string_lossy().ends_with(".key"))
+        {
             bytes.extend(std::fs::read(&path).unwrap());
         }
     }
@@ -166,7 +174,8 @@ async fn credentials_biometrics_and_personal_data_are_sealed_in_the_database_fil
     gate.handshake().await;
     let (_, area) = api.post_json("/personnel/api/areas/", &json!({ "area_code": "HQ", "area_name": "HQ" })).await;
     let terminal = api.get("/iclock/api/terminals/?sn=SEALGATE1").await["data"][0]["id"].as_i64().unwrap();
-    let (status, _) = api.patch_json(&format!("/iclock/api/terminals/{terminal}/"), &json!({ "area": area["id"] })).await;
+    let (status, _) =
+        api.patch_json(&format!("/iclock/api/terminals/{terminal}/"), &json!({ "area": area["id"] })).await;
     assert_eq!(status, 200);
     let (status, employee) = api
         .post_json(
@@ -191,13 +200,18 @@ async fn credentials_biometrics_and_personal_data_are_sealed_in_the_database_fil
     // The API reads them back.
     let id = employee["id"].as_i64().unwrap();
     let shown = api.get(&format!("/personnel/api/employees/{id}/")).await;
-    assert_eq!((shown["card_no"].as_str(), shown["ssn"].as_str()), (Some("8877665501"), Some("SSN-7731-QX")), "{shown}");
+    assert_eq!(
+        (shown["card_no"].as_str(), shown["ssn"].as_str()),
+        (Some("8877665501"), Some("SSN-7731-QX")),
+        "{shown}"
+    );
     let templates = api.get("/iclock/api/biodatas/?employee=77").await;
     assert!(templates.to_string().contains("VEVNUExBVEVTRUNSRVQxMjM0"), "{templates}");
     server.stop();
 
     let bytes = database_bytes(dir.path()).await;
-    let found: Vec<&str> = SEALED_VALUES.into_iter().filter(|v| bytes.windows(v.len()).any(|w| w == v.as_bytes())).collect();
+    let found: Vec<&str> =
+        SEALED_VALUES.into_iter().filter(|v| bytes.windows(v.len()).any(|w| w == v.as_bytes())).collect();
     assert_eq!(found, Vec::<&str>::new(), "found in the clear in the database files");
 
     // After a restart everything still opens.

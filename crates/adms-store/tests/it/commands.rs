@@ -15,7 +15,9 @@ async fn open() -> (tempfile::TempDir, Store) {
     let url = format!("sqlite://{}/commands.db", dir.path().display());
     let store = Store::open(&url, StoreOptions::default()).await.expect("open");
     // Sealed, as every server with a database file is: commands are read through the seal.
-    store.seal_with(adms_vault::Vault::new(adms_vault::SecretKey::generate(), adms_vault::IndexKey::generate())).unwrap();
+    store
+        .seal_with(adms_vault::Vault::new(adms_vault::SecretKey::generate(), adms_vault::IndexKey::generate()))
+        .unwrap();
     (dir, store)
 }
 

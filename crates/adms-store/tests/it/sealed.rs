@@ -78,7 +78,10 @@ fn operlog(device_id: i64) -> OperlogBatch {
             size: Some(17),
             template: "TEMPLATE-QkFTRTY0".into(),
         }],
-        others: vec![DeviceRecord { kind: "IDCARD".into(), raw_line: b"IDCARD PIN=77\tIDNum=IDCARD-NID-90210".to_vec() }],
+        others: vec![DeviceRecord {
+            kind: "IDCARD".into(),
+            raw_line: b"IDCARD PIN=77\tIDNum=IDCARD-NID-90210".to_vec(),
+        }],
         rejected: vec![RejectedLine {
             table: "OPERLOG",
             line_no: 4,
@@ -175,7 +178,8 @@ async fn assert_reads_back(store: &Store, device_id: i64) {
         ("EMPCARD11223344", "EMPPASS9", "SSN-4471-AZ")
     );
     assert_eq!(e.fields.birthday.as_deref(), Some("1990-04-12"));
-    let (_, templates) = store.list_templates(&Default::default(), adms_store::Page { offset: 0, limit: 10 }).await.unwrap();
+    let (_, templates) =
+        store.list_templates(&Default::default(), adms_store::Page { offset: 0, limit: 10 }).await.unwrap();
     assert_eq!(templates[0].template, "TEMPLATE-QkFTRTY0");
     let (_, rejected) = store.list_rejected_lines(None, adms_store::Page { offset: 0, limit: 10 }).await.unwrap();
     assert_eq!(rejected[0].raw, b"USER PIN=bad pin\tPasswd=REJECTED-PASSWD-8642");
