@@ -158,7 +158,12 @@ async fn database_bytes(dir: &Path) -> Vec<u8> {
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("adms.db") && !n.to_string_lossy().ends_with(".key"))
         {
-            bytes.extend(std::fs::read(&path).unwrap());
+            // A `-wal` or `-shm` file may be removed by its last connection closing meanwhile.
+            match std::fs::read(&path) {
+                Ok(content) => bytes.extend(content),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("{}: {e}", path.display()),
+            }
         }
     }
     bytes
