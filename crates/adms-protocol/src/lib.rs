@@ -16,10 +16,13 @@
 pub mod attlog;
 pub mod attphoto;
 pub mod command;
+pub mod grammar;
 pub mod devicecmd;
 pub mod info;
 pub mod kv;
 pub mod labels;
+#[doc(hidden)]
+pub mod legacy;
 pub mod lines;
 pub mod operlog;
 pub mod options;
