@@ -23,7 +23,7 @@
 use nom::Parser;
 use nom::branch::alt;
 use nom::bytes::complete::{take_till1, take_while_m_n};
-use nom::combinator::{consumed, map, map_opt, opt, recognize, rest, verify};
+use nom::combinator::{consumed, cut, map, map_opt, opt, recognize, rest, verify};
 use nom::sequence::{preceded, terminated};
 
 use crate::grammar::{Parsed, Reject, column, column_end, fail, has_control, is_tab, reason, reason_of, sub_str, tab};
@@ -186,12 +186,15 @@ fn punch<const CHECK_CONTROLS: bool>(line: &[u8]) -> Parsed<'_, Punch<'_>> {
         punch_state,
         tab,
         verify_mode,
-        opt(preceded(tab, (work_code::<CHECK_CONTROLS>, opt(preceded(tab, extra::<CHECK_CONTROLS>))))),
+        // `cut`: once its TAB is there, a bad work code or extra rejects the line (`opt` alone
+        // would read it as an absent column).
+        opt(preceded(tab, cut((work_code::<CHECK_CONTROLS>, opt(preceded(tab, cut(extra::<CHECK_CONTROLS>))))))),
     )
         .parse(line)?;
+    // Absent columns are the empty end of the line, so that they too borrow from it.
     let (work_code, extra) = match tail {
-        Some((work_code, extra)) => (work_code, extra.unwrap_or_default()),
-        None => (&[][..], &[][..]),
+        Some((work_code, extra)) => (work_code, extra.unwrap_or(rest)),
+        None => (rest, rest),
     };
     Ok((rest, Punch { pin, time_raw, time, state, verify, work_code, extra }))
 }
