@@ -108,3 +108,37 @@ pub fn sub_str<'a>(text: &'a str, part: &[u8]) -> Option<&'a str> {
     let start = (part.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
     text.get(start..start.checked_add(part.len())?)
 }
+
+/// `[TAB column]`: after a TAB, `column` (which must then succeed: a bad optional column rejects
+/// the line rather than reading as absent); otherwise nothing, as the empty slice at `input` so
+/// that an absent column too borrows from the line.
+#[inline(always)]
+pub fn optional_column<'a>(input: &'a [u8], column: impl FnOnce(&'a [u8]) -> Parsed<'a, &'a [u8]>) -> Parsed<'a, &'a [u8]> {
+    match input.split_first() {
+        Some((b'\t', rest)) => column(rest),
+        _ => Ok((input, input)),
+    }
+}
+
+/// `1*MAX_DIGITS DIGIT` as a number; at most 9 digits, so that it fits a `u32`.
+///
+/// A primitive of its own rather than `take_while_m_n` and a fold: it runs for two columns of
+/// every punch, and one pass that reads and adds each digit is a few instructions a byte.
+#[inline(always)]
+pub fn small_number<const MAX_DIGITS: usize>(input: &[u8]) -> Parsed<'_, u32> {
+    const { assert!(MAX_DIGITS <= 9) };
+    let mut value = 0u32;
+    let mut length = 0;
+    for &b in input.iter().take(MAX_DIGITS) {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        value = value * 10 + u32::from(digit);
+        length += 1;
+    }
+    match (length, input.get(length..)) {
+        (1.., Some(rest)) => Ok((rest, value)),
+        _ => fail(RejectReason::BadNumber),
+    }
+}
