@@ -1,6 +1,20 @@
 //! `table=ATTPHOTO` / `/iclock/fdata` bodies: a text header, a NUL, then the JPEG bytes
 //! (`protocol.md` §3.6). Treated as binary: never decoded as text past the header.
+//!
+//! ```text
+//! photo       = header NUL image        ; no NUL: MissingKey
+//! header      = header-line *(LF header-line)   ; UTF-8, else InvalidUtf8
+//! header-line = key "=" value *CR       ; lines without "=" are ignored; keys any case
+//! image       = *OCTET
+//! ```
+//!
+//! `PIN` (the file name) is required (`MissingKey`); `SN`, `size` and `CMD` are read when
+//! present, the last of a repeated key winning.
 
+use nom::Parser;
+use nom::bytes::complete::{tag, take_till};
+
+use crate::grammar::{Parsed, Reject, reason, sub_str};
 use crate::reject::RejectReason;
 use crate::time::LocalDateTime;
 
@@ -41,22 +55,55 @@ impl<'a> AttPhoto<'a> {
     }
 }
 
+/// `header NUL`: the header's bytes; the rest of the input is the image.
+fn header(input: &[u8]) -> Parsed<'_, &[u8]> {
+    let (rest, header) = take_till(|b| b == 0).parse(input)?;
+    let (image, _) = reason(RejectReason::MissingKey, tag(&b"\0"[..])).parse(rest)?;
+    Ok((image, header))
+}
+
+/// `header-line`: the line up to its LF (or the header's end).
+fn header_line(input: &[u8]) -> Parsed<'_, &[u8]> {
+    let (rest, line) = take_till(|b| b == b'\n').parse(input)?;
+    Ok((rest, line))
+}
+
+/// `key "=" value` of a header line, when it has a `=`.
+fn key_value(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (rest, key) = take_till::<_, _, Reject>(|b| b == b'=').parse(line).ok()?;
+    let (value, _) = tag::<_, _, Reject>(&b"="[..]).parse(rest).ok()?;
+    Some((key, value))
+}
+
 /// Splits the body at the first NUL and reads the header lines.
 pub fn parse_att_photo(body: &[u8]) -> Result<AttPhoto<'_>, RejectReason> {
-    let nul = memchr::memchr(0, body).ok_or(RejectReason::MissingKey)?;
-    let header = std::str::from_utf8(&body[..nul]).map_err(|_| RejectReason::InvalidUtf8)?;
-    let mut photo = AttPhoto { file_name: "", sn: "", size: None, cmd: "", image: &body[nul + 1..] };
-    for line in header.split('\n') {
-        let line = line.trim_end_matches('\r');
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        match key.trim().to_ascii_lowercase().as_str() {
-            "pin" => photo.file_name = value.trim(),
-            "sn" => photo.sn = value.trim(),
-            "size" => photo.size = value.trim().parse().ok(),
-            "cmd" => photo.cmd = value.trim(),
-            _ => {}
+    let (image, header_bytes) = header(body).map_err(crate::grammar::reason_of)?;
+    let header_text = std::str::from_utf8(header_bytes).map_err(|_| RejectReason::InvalidUtf8)?;
+    let text = |part: &[u8]| sub_str(header_text, part).unwrap_or_default().trim();
+    let mut photo = AttPhoto { file_name: "", sn: "", size: None, cmd: "", image };
+    let mut input = header_bytes;
+    loop {
+        let Ok((rest, line)) = header_line(input) else { break };
+        // Every CR at the end of the line goes, not only the one of a CRLF.
+        let mut line = line;
+        while let Some(shorter) = line.strip_suffix(b"\r") {
+            line = shorter;
+        }
+        if let Some((key, value)) = key_value(line) {
+            let key = text(key);
+            if key.eq_ignore_ascii_case("pin") {
+                photo.file_name = text(value);
+            } else if key.eq_ignore_ascii_case("sn") {
+                photo.sn = text(value);
+            } else if key.eq_ignore_ascii_case("size") {
+                photo.size = text(value).parse().ok();
+            } else if key.eq_ignore_ascii_case("cmd") {
+                photo.cmd = text(value);
+            }
+        }
+        match rest.split_first() {
+            Some((_line_feed, after)) => input = after,
+            None => break,
         }
     }
     if photo.file_name.is_empty() {
