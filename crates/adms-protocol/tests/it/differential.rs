@@ -1,6 +1,7 @@
 //! The nom grammars against the hand-written parsers they replaced (`adms_protocol::legacy`):
 //! on the same bytes both must give the same records and the same rejections (line number,
-//! bytes and reason), body after body. Inputs: every payload of `fixtures/`, every file of
+//! bytes and reason), body after body. ATTLOG and OPERLOG are the tables the issue names; the
+//! options, devicecmd, ATTPHOTO and INFO parsers ride along on the same inputs. Inputs: every payload of `fixtures/`, every file of
 //! `../shared/captures/` when that directory exists (read in place, never copied), and generated
 //! bodies built from the tokens that decide each branch of the grammars.
 //!
@@ -9,8 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
+use adms_protocol::attphoto::parse_att_photo;
+use adms_protocol::devicecmd::parse_command_results;
+use adms_protocol::info::parse_info;
 use adms_protocol::legacy;
 use adms_protocol::operlog::{OperLogRecord, parse_operlog_line};
+use adms_protocol::options::parse_options;
 use adms_protocol::{AttLogRecord, parse_attlog_body, parse_attlog_line, parse_lines};
 use proptest::prelude::*;
 
@@ -31,6 +36,15 @@ fn assert_same_output(body: &[u8], origin: &str) {
     for result in new.iter().flatten() {
         assert_borrowed_operlog(&result.1, body);
     }
+    assert_eq!(parse_options(body), legacy::options::parse_options(body), "options parser differs on {origin}");
+    assert_eq!(
+        parse_command_results(body),
+        legacy::devicecmd::parse_command_results(body),
+        "devicecmd parser differs on {origin}"
+    );
+    assert_eq!(parse_att_photo(body), legacy::attphoto::parse_att_photo(body), "ATTPHOTO parser differs on {origin}");
+    let text = String::from_utf8_lossy(body);
+    assert_eq!(parse_info(&text), legacy::info::parse_info(&text), "INFO parser differs on {origin}");
 }
 
 /// Zero-copy: every non-empty text field lies inside the body.
@@ -194,6 +208,45 @@ const OPERLOG_TOKENS: &[&str] = &[
     "\u{3000}12",
 ];
 
+/// Tokens of options dumps, command results, ATTPHOTO headers and INFO values.
+const OTHER_TOKENS: &[&str] = &[
+    "~DeviceName=SpeedFace-V5L",
+    "~OEMVendor=ZKTeco Co.",
+    " Ltd.",
+    ",",
+    ",,",
+    "\n",
+    "\n,",
+    " ",
+    "=",
+    " =x",
+    "MinorVer =0",
+    "x=a=b",
+    "RegDeviceType=",
+    "ID=1&Return=0&CMD=DATA",
+    "id=2&return=-1002&cmd=DATA&ID=3",
+    "ID=&Return=0",
+    "ID=a13eeb9927464f9e",
+    "Return=0",
+    "Return=x",
+    "CMD=Shell",
+    "CMD=",
+    "SN=ABC",
+    "FILENAME=a.txt",
+    "Content=total 0",
+    "PIN=20260101080000-016.jpg",
+    "size=4",
+    "size=+4",
+    "\0",
+    "\r",
+    "Ver 8.0.4.3-20230217",
+    "12",
+    "-1",
+    " 30 ",
+    "\u{3000}5",
+    "192.168.1.201",
+];
+
 fn body_of(tokens: &'static [&'static str], heads: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
     let separator = prop::sample::select(vec!["\t", "\t", "\t", " ", "\t\t"]);
     let line = (
@@ -240,6 +293,11 @@ proptest! {
 
     #[test]
     fn generated_operlog_bodies_parse_alike(body in body_of(OPERLOG_TOKENS, OPERLOG_KINDS)) {
+        assert_same_output(&body, &format!("{:?}", String::from_utf8_lossy(&body)));
+    }
+
+    #[test]
+    fn generated_option_and_result_bodies_parse_alike(body in body_of(OTHER_TOKENS, OTHER_TOKENS)) {
         assert_same_output(&body, &format!("{:?}", String::from_utf8_lossy(&body)));
     }
 
