@@ -9,14 +9,16 @@
 //! ```
 //!
 //! `PIN` (the file name) is required (`MissingKey`); `SN`, `size` and `CMD` are read when
-//! present, the last of a repeated key winning.
+//! present, the last of a repeated key winning. The file name reads
+//! `photo-stamp ["-" pin] ["." extension]` by convention, `photo-stamp = 14DIGIT`.
 
 use nom::Parser;
-use nom::bytes::complete::{tag, take_till};
+use nom::bytes::complete::{tag, take_till, take_while_m_n};
+use nom::combinator::all_consuming;
 
 use crate::grammar::{Parsed, Reject, reason, sub_str};
 use crate::reject::RejectReason;
-use crate::time::LocalDateTime;
+use crate::time::{LocalDateTime, date_time};
 
 /// Header fields and image bytes of an attendance photo, borrowing from the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,21 +40,23 @@ impl<'a> AttPhoto<'a> {
             Some((stamp, pin)) => (stamp, (!pin.is_empty()).then_some(pin)),
             None => (stem, None),
         };
-        let b = stamp.as_bytes();
-        if b.len() != 14 || !b.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let text = format!(
-            "{}-{}-{} {}:{}:{}",
-            &stamp[0..4],
-            &stamp[4..6],
-            &stamp[6..8],
-            &stamp[8..10],
-            &stamp[10..12],
-            &stamp[12..14]
-        );
-        LocalDateTime::parse(text.as_bytes()).map(|t| (t, pin))
+        photo_stamp(stamp.as_bytes()).ok().map(|(_, time)| (time, pin))
     }
+}
+
+/// `photo-stamp = 14DIGIT`, `YYYYMMDDhhmmss`, the whole input: the punch time of a file name.
+fn photo_stamp(input: &[u8]) -> Parsed<'_, LocalDateTime> {
+    let (rest, digits) = all_consuming(take_while_m_n(14, 14, |b: u8| b.is_ascii_digit())).parse(input)?;
+    // Laid out as `YYYY-MM-DD hh:mm:ss` on the stack, the one form `date_time` reads.
+    let mut text = *b"0000-00-00 00:00:00";
+    for (at, pair) in [(0, 0..4), (5, 4..6), (8, 6..8), (11, 8..10), (14, 10..12), (17, 12..14)] {
+        let part = digits.get(pair).unwrap_or_default();
+        if let Some(slot) = text.get_mut(at..at + part.len()) {
+            slot.copy_from_slice(part);
+        }
+    }
+    let (_, time) = date_time(&text).map_err(|_| nom::Err::Error(Reject(RejectReason::BadTime)))?;
+    Ok((rest, time))
 }
 
 /// `header NUL`: the header's bytes; the rest of the input is the image.
@@ -129,5 +133,29 @@ mod tests {
         assert_eq!(p.time_and_pin().map(|(_, pin)| pin), Some(None));
         assert_eq!(parse_att_photo(b"no nul here"), Err(RejectReason::MissingKey));
         assert_eq!(parse_att_photo(b"SN=1\0jpeg"), Err(RejectReason::MissingKey));
+    }
+
+    /// The stamp of a file name against the text form it stands for, byte by byte changed.
+    #[test]
+    fn photo_stamps_read_as_the_time_they_spell() {
+        let reference = |stamp: &[u8]| -> Option<LocalDateTime> {
+            if stamp.len() != 14 || !stamp.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let s = std::str::from_utf8(stamp).ok()?;
+            let text = format!("{}-{}-{} {}:{}:{}", &s[0..4], &s[4..6], &s[6..8], &s[8..10], &s[10..12], &s[12..14]);
+            LocalDateTime::parse(text.as_bytes())
+        };
+        for base in [b"20240229235959", b"20231231000000", b"19990909090909"] {
+            for position in 0..base.len() {
+                for value in 0..=255u8 {
+                    let mut stamp = *base;
+                    stamp[position] = value;
+                    assert_eq!(photo_stamp(&stamp).ok().map(|(_, t)| t), reference(&stamp), "{stamp:?}");
+                }
+            }
+        }
+        assert!(photo_stamp(b"2024022923595").is_err());
+        assert!(photo_stamp(b"202402292359590").is_err());
     }
 }
