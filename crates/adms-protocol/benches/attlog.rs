@@ -12,7 +12,9 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 mod support;
-use support::{body, count_only, full_parse, full_parse_legacy, operlog_body, operlog_parse, operlog_parse_legacy, split};
+use support::{
+    body, count_only, full_parse, full_parse_legacy, operlog_body, operlog_parse, operlog_parse_legacy, split,
+};
 
 /// The line-by-line path, taken by bodies that are not plain ASCII.
 fn line_by_line(body: &[u8]) -> usize {

@@ -12,7 +12,9 @@ use std::hint::black_box;
 
 #[path = "../benches/support/mod.rs"]
 mod support;
-use support::{body, count_only, full_parse, full_parse_legacy, operlog_body, operlog_parse, operlog_parse_legacy, split};
+use support::{
+    body, count_only, full_parse, full_parse_legacy, operlog_body, operlog_parse, operlog_parse_legacy, split,
+};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -26,8 +28,7 @@ fn main() {
         let mut best = [f64::MAX; 4];
         let mut sink = 0;
         for _ in 0..rounds {
-            for (slot, f) in
-                [count_only as fn(&[u8]) -> usize, split, full_parse_legacy, full_parse].iter().enumerate()
+            for (slot, f) in [count_only as fn(&[u8]) -> usize, split, full_parse_legacy, full_parse].iter().enumerate()
             {
                 let t = std::time::Instant::now();
                 sink += f(black_box(&buf));

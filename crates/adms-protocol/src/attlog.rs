@@ -274,7 +274,6 @@ fn parse_text_line<const CHECK_CONTROLS: bool>(text: &str) -> Result<AttLogRecor
     punch.borrow_from(text).ok_or(RejectReason::InvalidUtf8)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,8 +86,7 @@ pub fn parse_att_photo(body: &[u8]) -> Result<AttPhoto<'_>, RejectReason> {
     let text = |part: &[u8]| sub_str(header_text, part).unwrap_or_default().trim();
     let mut photo = AttPhoto { file_name: "", sn: "", size: None, cmd: "", image };
     let mut input = header_bytes;
-    loop {
-        let Ok((rest, line)) = header_line(input) else { break };
+    while let Ok((rest, line)) = header_line(input) {
         // Every CR at the end of the line goes, not only the one of a CRLF.
         let mut line = line;
         while let Some(shorter) = line.strip_suffix(b"\r") {

@@ -113,7 +113,10 @@ pub fn sub_str<'a>(text: &'a str, part: &[u8]) -> Option<&'a str> {
 /// the line rather than reading as absent); otherwise nothing, as the empty slice at `input` so
 /// that an absent column too borrows from the line.
 #[inline(always)]
-pub fn optional_column<'a>(input: &'a [u8], column: impl FnOnce(&'a [u8]) -> Parsed<'a, &'a [u8]>) -> Parsed<'a, &'a [u8]> {
+pub fn optional_column<'a>(
+    input: &'a [u8],
+    column: impl FnOnce(&'a [u8]) -> Parsed<'a, &'a [u8]>,
+) -> Parsed<'a, &'a [u8]> {
     match input.split_first() {
         Some((b'\t', rest)) => column(rest),
         _ => Ok((input, input)),

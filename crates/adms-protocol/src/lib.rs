@@ -16,8 +16,8 @@
 pub mod attlog;
 pub mod attphoto;
 pub mod command;
-pub mod grammar;
 pub mod devicecmd;
+pub mod grammar;
 pub mod info;
 pub mod kv;
 pub mod labels;

@@ -92,7 +92,9 @@ pub fn operlog_body(lines: usize) -> Vec<u8> {
     let mut out = Vec::new();
     for i in 0..lines {
         let line = match i % 4 {
-            0 => format!("OPLOG 4\t0\t2026-11-{:02} {:02}:{:02}:00\t{}\t0\t0\t0\n", 1 + i % 28, i % 24, i % 60, 1000 + i),
+            0 => {
+                format!("OPLOG 4\t0\t2026-11-{:02} {:02}:{:02}:00\t{}\t0\t0\t0\n", 1 + i % 28, i % 24, i % 60, 1000 + i)
+            }
             1 => format!(
                 "USER PIN={}\tName=User {i}\tPri=0\tPasswd=\tCard=[{:08X}]\tGrp=1\tTZ=0000000100000000\tVerify=0\tViceCard=\n",
                 1000 + i,

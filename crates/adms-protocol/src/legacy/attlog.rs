@@ -7,9 +7,9 @@
 //! columns, trailing TABs and empty work codes; only the first four columns are required, every
 //! column after the work code is kept verbatim in [`AttLogRecord::extra`].
 
+use crate::attlog::{AttLogRecord, MAX_LINE_LEN, MAX_PIN_LEN, MAX_WORK_CODE_LEN};
 use crate::lines::{Line, lines};
 use crate::reject::{RejectReason, Rejected};
-use crate::attlog::{AttLogRecord, MAX_LINE_LEN, MAX_PIN_LEN, MAX_WORK_CODE_LEN};
 use crate::time::LocalDateTime;
 
 /// Length of `YYYY-MM-DD hh:mm:ss`.

@@ -4,8 +4,8 @@
 //! `table=ATTPHOTO` / `/iclock/fdata` bodies: a text header, a NUL, then the JPEG bytes
 //! (`protocol.md` §3.6). Treated as binary: never decoded as text past the header.
 
-use crate::reject::RejectReason;
 use crate::attphoto::AttPhoto;
+use crate::reject::RejectReason;
 
 /// Splits the body at the first NUL and reads the header lines.
 pub fn parse_att_photo(body: &[u8]) -> Result<AttPhoto<'_>, RejectReason> {

@@ -8,8 +8,8 @@
 //! use a multi-line `ID=\nReturn=\nCMD=\nContent=` form). Results are matched by id only: `CMD`
 //! echoes just the first word of the command.
 
-use crate::lines::Line;
 use crate::devicecmd::CommandResult;
+use crate::lines::Line;
 use crate::reject::{RejectReason, Rejected};
 
 fn starts_with_key(line: &[u8], key: &[u8]) -> bool {

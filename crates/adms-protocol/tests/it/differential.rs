@@ -60,9 +60,13 @@ fn assert_borrowed_operlog(record: &OperLogRecord<'_>, body: &[u8]) {
             assert_inside(op.operator.as_bytes(), body);
             op.objects.iter().for_each(|object| assert_inside(object, body));
         }
-        OperLogRecord::User(user) => [user.pin.as_bytes(), user.name, user.card].iter().for_each(|f| assert_inside(f, body)),
+        OperLogRecord::User(user) => {
+            [user.pin.as_bytes(), user.name, user.card].iter().for_each(|f| assert_inside(f, body))
+        }
         OperLogRecord::Biometric(bio) => [bio.pin, bio.template].iter().for_each(|f| assert_inside(f.as_bytes(), body)),
-        OperLogRecord::Photo(photo) => [photo.pin, photo.content].iter().for_each(|f| assert_inside(f.as_bytes(), body)),
+        OperLogRecord::Photo(photo) => {
+            [photo.pin, photo.content].iter().for_each(|f| assert_inside(f.as_bytes(), body))
+        }
         OperLogRecord::Other { kind, fields } => {
             assert_inside(kind.as_bytes(), body);
             assert_inside(fields.raw(), body);
