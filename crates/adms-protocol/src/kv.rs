@@ -37,11 +37,11 @@ impl<'a> KvFields<'a> {
     pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         let mut input = self.raw;
         std::iter::from_fn(move || {
-            let (after_tabs, _) = take_while::<_, _, crate::grammar::Reject>(is_tab).parse(input).ok()?;
-            if after_tabs.is_empty() {
+            let (pair_start, _) = separators(input).ok()?;
+            if pair_start.is_empty() {
                 return None;
             }
-            let (rest, pair) = kv_pair(after_tabs).ok()?;
+            let (rest, pair) = kv_pair(pair_start).ok()?;
             input = rest;
             Some(pair)
         })
@@ -64,6 +64,11 @@ impl<'a> KvFields<'a> {
             Some(v) => integer(v.as_bytes()).map(|(_, value)| Some(value)).map_err(|_| crate::RejectReason::BadNumber),
         }
     }
+}
+
+/// `1*TAB` between pairs (or `*TAB` around them): skipped, so empty segments yield nothing.
+fn separators(input: &[u8]) -> Parsed<'_, &[u8]> {
+    take_while(is_tab).parse(input)
 }
 
 /// `kv-pair`: the key (trimmed) and the value (as sent); never fails.
