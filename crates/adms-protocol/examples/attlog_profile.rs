@@ -4,9 +4,10 @@
 //! all three, alternated so that outside load hits each alike.
 //!
 //! `legacy` runs the hand-written ATTLOG parser the nom grammar replaced, `operlog` and
-//! `operlog-legacy` the two OPERLOG parsers over an OPERLOG body of the same number of lines.
+//! `operlog-legacy` the two OPERLOG parsers over an OPERLOG body of the same number of lines,
+//! `operlog-compare` those two as `compare` does.
 //!
-//! `cargo run --release -p adms-protocol --example attlog_profile -- full|legacy|split|count|operlog|operlog-legacy|compare [lines] [rounds]`
+//! `cargo run --release -p adms-protocol --example attlog_profile -- full|legacy|split|count|operlog|operlog-legacy|compare|operlog-compare [lines] [rounds]`
 
 use std::hint::black_box;
 
@@ -22,6 +23,26 @@ fn main() {
     let lines: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let rounds: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(10);
     let buf = if mode.starts_with("operlog") { operlog_body(lines) } else { body(lines) };
+    if mode == "operlog-compare" {
+        // The two OPERLOG parsers, alternated as in `compare`.
+        let mut best = [f64::MAX; 2];
+        let mut sink = 0;
+        for _ in 0..rounds {
+            for (slot, f) in [operlog_parse_legacy as fn(&[u8]) -> usize, operlog_parse].iter().enumerate() {
+                let t = std::time::Instant::now();
+                sink += f(black_box(&buf));
+                best[slot] = best[slot].min(t.elapsed().as_secs_f64());
+            }
+        }
+        let [legacy, full] = best;
+        println!(
+            "OPERLOG legacy parse {:.3} ms, full parse {:.3} ms: {:.1} % of legacy's time ({sink})",
+            legacy * 1e3,
+            full * 1e3,
+            100.0 * full / legacy
+        );
+        return;
+    }
     if mode == "compare" {
         // Alternate the four so that load from other processes hits each alike; the minimum
         // of many rounds is the figure least disturbed by it.
