@@ -4,7 +4,29 @@
 //! payload on the following lines (`INFO` answers with `key=value` lines; `Shell` and `GetFile`
 //! use a multi-line `ID=\nReturn=\nCMD=\nContent=` form). Results are matched by id only: `CMD`
 //! echoes just the first word of the command.
+//!
+//! ```text
+//! results     = *(result / stray-line)
+//! result      = id-line *header-line *payload-line
+//! id-line     = "ID=" param *("&" param)   ; keys any case; a later param wins
+//! param       = "ID=" text / "Return=" integer / "CMD=" text / *(%x00-25 / %x27-FF)
+//! header-line = "Return=" integer / "CMD=" text / "SN=" line / "FILENAME=" line
+//!                                          ; Return and CMD only while not yet known
+//! payload-line = line                      ; any line that is not an id-line
+//! stray-line  = line                       ; before the first id-line: NotACommandResult
+//!                                          ; unless blank
+//! line        = *(%x00-09 / %x0B-FF) [CR] (LF / end)
+//! ```
+//!
+//! A result without an id is `MissingKey`, one with an id over 64 bytes `FieldTooLong`; a
+//! `Return` that is not a number reads as absent.
 
+use nom::Parser;
+use nom::bytes::complete::{tag_no_case, take_till};
+use nom::combinator::{eof, not};
+
+use crate::grammar::{Parsed, Reject};
+use crate::kv::integer;
 use crate::lines::Line;
 use crate::reject::{RejectReason, Rejected};
 
@@ -23,95 +45,103 @@ pub struct CommandResult<'a> {
     pub payload: &'a [u8],
 }
 
-fn starts_with_key(line: &[u8], key: &[u8]) -> bool {
-    line.len() >= key.len() && line[..key.len()].eq_ignore_ascii_case(key)
+/// `line`: one line of the body without its LF and one CR before it; fails at the body's end.
+fn line(input: &[u8]) -> Parsed<'_, &[u8]> {
+    let (input, ()) = not(eof).parse(input)?;
+    let (rest, line) = take_till(|b| b == b'\n').parse(input)?;
+    let rest = rest.get(1..).unwrap_or(rest);
+    Ok((rest, line.strip_suffix(b"\r").unwrap_or(line)))
 }
 
-fn value_after<'a>(line: &'a [u8], key: &[u8]) -> &'a [u8] {
-    &line[key.len()..]
+/// `key` at the start of `input` (any case), and what follows it.
+fn after_key<'a>(input: &'a [u8], key: &'static str) -> Option<&'a [u8]> {
+    tag_no_case::<_, _, Reject>(key.as_bytes()).parse(input).ok().map(|(value, _)| value)
 }
 
-fn to_str(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes.trim_ascii()).unwrap_or_default()
+/// `text`: a value as text, trimmed; empty when it is not UTF-8.
+fn text(value: &[u8]) -> &str {
+    std::str::from_utf8(value.trim_ascii()).unwrap_or_default()
 }
 
-fn parse_return(bytes: &[u8]) -> Option<i64> {
-    to_str(bytes).parse().ok()
+/// `integer` for `Return=`: trimmed; absent when it is not a number.
+fn return_code(value: &[u8]) -> Option<i64> {
+    integer(text(value).as_bytes()).ok().map(|(_, code)| code)
 }
 
-/// Splits a body into lines with their byte ranges (LF-terminated, CR stripped).
-fn line_spans(body: &[u8]) -> Vec<(usize, usize, usize)> {
-    // (start, end_without_terminator, next_start)
-    let mut spans = Vec::new();
-    let mut start = 0;
-    while start < body.len() {
-        let next = memchr::memchr(b'\n', &body[start..]).map_or(body.len(), |i| start + i + 1);
-        let mut end = if next > start && body.get(next - 1) == Some(&b'\n') { next - 1 } else { next };
-        if end > start && body[end - 1] == b'\r' {
-            end -= 1;
+/// `id-line`: the result its params describe (no payload yet).
+fn id_line(line: &[u8]) -> Option<CommandResult<'_>> {
+    after_key(line, "ID=")?;
+    let mut result = CommandResult { id: "", return_code: None, cmd: "", head: line, payload: b"" };
+    let mut input = line;
+    loop {
+        let (rest, param) = take_till::<_, _, Reject>(|b| b == b'&').parse(input).ok()?;
+        if let Some(id) = after_key(param, "ID=") {
+            result.id = text(id);
+        } else if let Some(code) = after_key(param, "Return=") {
+            result.return_code = return_code(code);
+        } else if let Some(cmd) = after_key(param, "CMD=") {
+            result.cmd = text(cmd);
         }
-        spans.push((start, end, next));
-        start = next;
+        match rest.split_first() {
+            Some((_ampersand, after)) => input = after,
+            None => return Some(result),
+        }
     }
-    spans
+}
+
+/// `header-line`, applied to `result`; false when the line is not one (the payload starts).
+fn header_line<'a>(line: &'a [u8], result: &mut CommandResult<'a>) -> bool {
+    if let Some(code) = after_key(line, "Return=").filter(|_| result.return_code.is_none()) {
+        result.return_code = return_code(code);
+    } else if let Some(cmd) = after_key(line, "CMD=").filter(|_| result.cmd.is_empty()) {
+        result.cmd = text(cmd);
+    } else if after_key(line, "SN=").is_none() && after_key(line, "FILENAME=").is_none() {
+        return false;
+    }
+    true
 }
 
 /// Parses every result in a devicecmd body. Text before the first `ID=` is rejected (kept raw).
 pub fn parse_command_results(body: &[u8]) -> Vec<Result<CommandResult<'_>, Rejected<'_>>> {
-    let spans = line_spans(body);
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < spans.len() {
-        let (start, end, _) = spans[i];
-        let line = &body[start..end];
-        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        if !starts_with_key(line, b"ID=") {
-            if !line.trim_ascii().is_empty() {
-                out.push(Err(Rejected { line: Line { number, bytes: line }, reason: RejectReason::NotACommandResult }));
+    let mut input = body;
+    let mut number = 0u32;
+    while let Ok((rest, head)) = line(input) {
+        input = rest;
+        number = number.saturating_add(1);
+        let Some(mut result) = id_line(head) else {
+            if !head.trim_ascii().is_empty() {
+                out.push(Err(Rejected { line: Line { number, bytes: head }, reason: RejectReason::NotACommandResult }));
             }
-            i += 1;
             continue;
-        }
-        let mut result = CommandResult { id: "", return_code: None, cmd: "", head: line, payload: b"" };
-        for param in line.split(|&b| b == b'&') {
-            if starts_with_key(param, b"ID=") {
-                result.id = to_str(value_after(param, b"ID="));
-            } else if starts_with_key(param, b"Return=") {
-                result.return_code = parse_return(value_after(param, b"Return="));
-            } else if starts_with_key(param, b"CMD=") {
-                result.cmd = to_str(value_after(param, b"CMD="));
-            }
-        }
+        };
+        let head_number = number;
         // Header lines of the multi-line form, then the payload up to the next `ID=`.
-        let mut j = i + 1;
-        while j < spans.len() {
-            let l = &body[spans[j].0..spans[j].1];
-            if starts_with_key(l, b"Return=") && result.return_code.is_none() {
-                result.return_code = parse_return(value_after(l, b"Return="));
-            } else if starts_with_key(l, b"CMD=") && result.cmd.is_empty() {
-                result.cmd = to_str(value_after(l, b"CMD="));
-            } else if starts_with_key(l, b"SN=") || starts_with_key(l, b"FILENAME=") {
-            } else {
+        while let Ok((rest, header)) = line(input) {
+            if !header_line(header, &mut result) {
                 break;
             }
-            j += 1;
+            input = rest;
+            number = number.saturating_add(1);
         }
-        let payload_start = spans.get(j).map_or(body.len(), |s| s.0);
-        let mut k = j;
-        while k < spans.len() && !starts_with_key(&body[spans[k].0..spans[k].1], b"ID=") {
-            k += 1;
+        let payload_start = input;
+        while let Ok((rest, payload_line)) = line(input) {
+            if after_key(payload_line, "ID=").is_some() {
+                break;
+            }
+            input = rest;
+            number = number.saturating_add(1);
         }
-        let payload_end = spans.get(k).map_or(body.len(), |s| s.0);
-        result.payload = &body[payload_start..payload_end.max(payload_start)];
-        if result.id.is_empty() || result.id.len() > 64 {
-            out.push(Err(Rejected {
-                line: Line { number, bytes: line },
-                reason: if result.id.is_empty() { RejectReason::MissingKey } else { RejectReason::FieldTooLong },
-            }));
-        } else {
-            out.push(Ok(result));
-        }
-        i = k;
+        result.payload = payload_start.get(..payload_start.len() - input.len()).unwrap_or_default();
+        let reason = match result.id.len() {
+            0 => Some(RejectReason::MissingKey),
+            1..=64 => None,
+            _ => Some(RejectReason::FieldTooLong),
+        };
+        out.push(match reason {
+            None => Ok(result),
+            Some(reason) => Err(Rejected { line: Line { number: head_number, bytes: head }, reason }),
+        });
     }
     out
 }

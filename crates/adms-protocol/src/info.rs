@@ -1,5 +1,19 @@
 //! The `INFO=` value of a `getrequest` poll (`protocol.md` §3.8): a comma list of firmware
 //! version, counts and the device IP. Old firmware sends 6 values, new firmware 13.
+//!
+//! ```text
+//! info  = value *("," value)   ; by position: firmware, users, fingerprints, punches, IP,
+//!                              ; fp-algorithm, face-algorithm, (unused), faces, functions,
+//!                              ; cards, user-photos, att-photos; later values are ignored
+//! value = *(%x00-2B / %x2D-FF)  ; trimmed; empty text is absent
+//! count = integer              ; at least 0, else absent (never an error)
+//! ```
+
+use nom::Parser;
+use nom::bytes::complete::take_till;
+
+use crate::grammar::{Reject, sub_str};
+use crate::kv::integer;
 
 /// Device facts from `INFO=`, borrowing from the (already URL-decoded) value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,29 +32,41 @@ pub struct DeviceInfo<'a> {
     pub att_photo_count: Option<i64>,
 }
 
+/// `value`: the text up to the next comma (or the end).
+fn value(input: &[u8]) -> nom::IResult<&[u8], &[u8], Reject> {
+    take_till(|b| b == b',').parse(input)
+}
+
 /// Parses an `INFO=` value; unparsable counts become `None`, never an error.
-pub fn parse_info(value: &str) -> DeviceInfo<'_> {
+pub fn parse_info(info_value: &str) -> DeviceInfo<'_> {
     let mut info = DeviceInfo::default();
-    fn text(s: &str) -> Option<&str> {
-        let s = s.trim();
-        (!s.is_empty()).then_some(s)
-    }
-    for (i, v) in value.split(',').enumerate() {
-        let count = || v.trim().parse::<i64>().ok().filter(|n| *n >= 0);
-        match i {
-            0 => info.firmware = text(v),
-            1 => info.user_count = count(),
-            2 => info.fp_count = count(),
-            3 => info.attlog_count = count(),
-            4 => info.ip_address = text(v),
-            5 => info.fp_algorithm = text(v),
-            6 => info.face_algorithm = text(v),
-            8 => info.face_count = count(),
-            9 => info.functions = text(v),
-            10 => info.card_count = count(),
-            11 => info.user_photo_count = count(),
-            12 => info.att_photo_count = count(),
+    let text = |raw: &[u8]| sub_str(info_value, raw).map(str::trim).filter(|v| !v.is_empty());
+    let count = |raw: &[u8]| {
+        let trimmed = sub_str(info_value, raw)?.trim();
+        integer(trimmed.as_bytes()).ok().map(|(_, n)| n).filter(|n| *n >= 0)
+    };
+    let mut input = info_value.as_bytes();
+    for position in 0.. {
+        let Ok((rest, raw)) = value(input) else { break };
+        match position {
+            0 => info.firmware = text(raw),
+            1 => info.user_count = count(raw),
+            2 => info.fp_count = count(raw),
+            3 => info.attlog_count = count(raw),
+            4 => info.ip_address = text(raw),
+            5 => info.fp_algorithm = text(raw),
+            6 => info.face_algorithm = text(raw),
+            8 => info.face_count = count(raw),
+            9 => info.functions = text(raw),
+            10 => info.card_count = count(raw),
+            11 => info.user_photo_count = count(raw),
+            12 => info.att_photo_count = count(raw),
             _ => {}
+        }
+        // The comma that ends this value, or the end of the list.
+        match rest.split_first() {
+            Some((_comma, after)) => input = after,
+            None => break,
         }
     }
     info

@@ -1,5 +1,19 @@
 //! `key=value` fields separated by TABs, the shape of `USER`, `FP`, `BIODATA`, `rtlog` and most
 //! other record kinds (`protocol.md` §4.2, §4.7).
+//!
+//! ```text
+//! fields  = *TAB [kv-pair *(1*TAB kv-pair) *TAB]  ; empty segments are skipped
+//! kv-pair = key ["=" value]                      ; no "=": an empty value
+//! key     = *(%x00-08 / %x0A-3C / %x3E-FF)       ; up to the first "=", trimmed of ASCII spaces
+//! value   = *(%x00-08 / %x0A-FF)                 ; may hold "=" (base64 padding)
+//! integer = ["+" / "-"] 1*DIGIT                  ; a value read as a number, spaces trimmed
+//! ```
+
+use nom::Parser;
+use nom::bytes::complete::{take_till, take_while};
+use nom::combinator::all_consuming;
+
+use crate::grammar::{Parsed, column, is_tab};
 
 /// Borrowed `key=value\tkey=value...` fields. Lookups are case-insensitive because firmware mixes
 /// `PIN`/`Pin`/`pin` across record kinds. Values may contain `=` (base64 padding): the split is
@@ -21,9 +35,15 @@ impl<'a> KvFields<'a> {
 
     /// Every `(key, value)` pair in order; a segment without `=` yields an empty value.
     pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        self.raw.split(|&b| b == b'\t').filter(|s| !s.is_empty()).map(|segment| match memchr::memchr(b'=', segment) {
-            Some(i) => (trim(&segment[..i]), &segment[i + 1..]),
-            None => (trim(segment), &[][..]),
+        let mut input = self.raw;
+        std::iter::from_fn(move || {
+            let (pair_start, _) = separators(input).ok()?;
+            if pair_start.is_empty() {
+                return None;
+            }
+            let (rest, pair) = kv_pair(pair_start).ok()?;
+            input = rest;
+            Some(pair)
         })
     }
 
@@ -41,13 +61,29 @@ impl<'a> KvFields<'a> {
     pub fn get_int(&self, key: &str) -> Result<Option<i64>, crate::RejectReason> {
         match self.get_str(key).map(str::trim) {
             None | Some("") => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| crate::RejectReason::BadNumber),
+            Some(v) => integer(v.as_bytes()).map(|(_, value)| Some(value)).map_err(|_| crate::RejectReason::BadNumber),
         }
     }
 }
 
-fn trim(bytes: &[u8]) -> &[u8] {
-    bytes.trim_ascii()
+/// `1*TAB` between pairs (or `*TAB` around them): skipped, so empty segments yield nothing.
+fn separators(input: &[u8]) -> Parsed<'_, &[u8]> {
+    take_while(is_tab).parse(input)
+}
+
+/// `kv-pair`: the key (trimmed) and the value (as sent); never fails.
+pub fn kv_pair(input: &[u8]) -> Parsed<'_, (&[u8], &[u8])> {
+    let (rest, key) = take_till(|b| b == b'=' || b == b'\t').parse(input)?;
+    let (rest, value) = match rest.split_first() {
+        Some((b'=', value)) => column(value)?,
+        _ => (rest, &rest[..0]),
+    };
+    Ok((rest, (key.trim_ascii(), value)))
+}
+
+/// `integer`, the whole input: a decimal `i64` with an optional sign (what `str::parse` takes).
+pub fn integer(input: &[u8]) -> Parsed<'_, i64> {
+    all_consuming(nom::character::complete::i64).parse(input)
 }
 
 #[cfg(test)]

@@ -4,10 +4,30 @@
 //! Every line starts with a record kind and a space. `OPLOG` is positional; every other kind is
 //! `key=value` fields separated by TABs. Kinds we do not model are returned as
 //! [`OperLogRecord::Other`] so the caller can store them raw: nothing is dropped.
+//!
+//! ```text
+//! record   = kind [(SP / TAB) (oplog / fields)]   ; `oplog` for the kind OPLOG, any case
+//! kind     = 1*(ALPHA / DIGIT / "_")             ; MissingKind
+//! oplog    = op-code TAB operator TAB local-date-time *4(TAB object) *(TAB column)
+//! op-code  = *WSP ["+"] 1*DIGIT *WSP             ; BadNumber; at most 65535
+//! operator = column                              ; InvalidUtf8
+//! object   = column
+//! ```
+//!
+//! `fields` is the `key=value` grammar of [`crate::kv`]; USER, FP, FACE, FVEIN, BIODATA,
+//! USERPIC and BIOPHOTO records then need `PIN` (`MissingKey`, `EmptyPin`, `FieldTooLong`,
+//! `InvalidUtf8`, `ControlCharacter`), BIODATA also `Type`, and every numeric key they read must
+//! be an `integer` (`BadNumber`).
 
+use nom::Parser;
+use nom::bytes::complete::{tag, take_while, take_while1};
+use nom::combinator::{all_consuming, opt};
+use nom::sequence::delimited;
+
+use crate::grammar::{Parsed, Reject, column, column_end, fail, has_control, optional_column, reason, reason_of, tab};
 use crate::kv::KvFields;
 use crate::reject::RejectReason;
-use crate::time::LocalDateTime;
+use crate::time::{LocalDateTime, date_time};
 
 /// One OPERLOG/BIODATA line, borrowing from the body.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -122,18 +142,58 @@ pub struct PhotoRecord<'a> {
     pub url: &'a str,
 }
 
-fn kind_and_fields(line: &[u8]) -> Result<(&str, &[u8]), RejectReason> {
-    let (kind, rest) = match memchr::memchr2(b' ', b'\t', line) {
-        Some(i) => (&line[..i], &line[i + 1..]),
-        None => (line, &[][..]),
+/// `kind`, and the separator after it when there is one.
+fn record_kind(input: &[u8]) -> Parsed<'_, &str> {
+    let is_kind_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let (rest, kind) = reason(RejectReason::MissingKind, take_while1(is_kind_byte)).parse(input)?;
+    let rest = match rest.split_first() {
+        None => rest,
+        Some((b' ' | b'\t', fields)) => fields,
+        Some(_) => return fail(RejectReason::MissingKind),
     };
-    if kind.is_empty() || !kind.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
-        return Err(RejectReason::MissingKind);
-    }
-    let kind = std::str::from_utf8(kind).map_err(|_| RejectReason::MissingKind)?;
-    Ok((kind, rest))
+    // Letters, digits and `_` only: always UTF-8.
+    let kind = std::str::from_utf8(kind).map_err(|_| nom::Err::Error(Reject(RejectReason::MissingKind)))?;
+    Ok((rest, kind))
 }
 
+/// `oplog`: an operation record, positional.
+fn oplog(input: &[u8]) -> Parsed<'_, OpLogRecord<'_>> {
+    let (input, op_code) = op_code(input)?;
+    let (input, _) = tab(input)?;
+    let (input, operator) = operator(input)?;
+    let (input, _) = tab(input)?;
+    let (mut input, time) = oplog_time(input)?;
+    let mut objects: [&[u8]; 4] = [b""; 4];
+    for object in &mut objects {
+        (input, *object) = optional_column(input, column)?;
+    }
+    Ok((input, OpLogRecord { op_code, operator, time, objects }))
+}
+
+/// `op-code`: the operation number, spaces around it allowed.
+fn op_code(input: &[u8]) -> Parsed<'_, u16> {
+    let (rest, raw) = column(input)?;
+    let spaces = || take_while(|b: u8| b.is_ascii_whitespace());
+    let number = delimited(spaces(), (opt(tag(&b"+"[..])), nom::character::complete::u16), spaces());
+    let (_, (_, op_code)) = reason(RejectReason::BadNumber, all_consuming(number)).parse(raw)?;
+    Ok((rest, op_code))
+}
+
+/// `operator`: who did it (a PIN, or `0` for the device itself), as text.
+fn operator(input: &[u8]) -> Parsed<'_, &str> {
+    let (rest, raw) = column(input)?;
+    let operator = std::str::from_utf8(raw).map_err(|_| nom::Err::Error(Reject(RejectReason::InvalidUtf8)))?;
+    Ok((rest, operator))
+}
+
+/// `local-date-time` as a whole column.
+fn oplog_time(input: &[u8]) -> Parsed<'_, LocalDateTime> {
+    let (rest, time) = date_time(input)?;
+    let (rest, ()) = reason(RejectReason::BadTime, column_end).parse(rest)?;
+    Ok((rest, time))
+}
+
+/// The `PIN` of a record: required, 1 to 64 bytes of text without control characters.
 fn pin_of<'a>(fields: &KvFields<'a>) -> Result<&'a str, RejectReason> {
     let pin = fields.get("PIN").ok_or(RejectReason::MissingKey)?;
     if pin.is_empty() {
@@ -143,33 +203,18 @@ fn pin_of<'a>(fields: &KvFields<'a>) -> Result<&'a str, RejectReason> {
         return Err(RejectReason::FieldTooLong);
     }
     let pin = std::str::from_utf8(pin).map_err(|_| RejectReason::InvalidUtf8)?;
-    if pin.bytes().any(|b| b < 0x20 || b == 0x7f) {
+    if has_control(pin.as_bytes()) {
         return Err(RejectReason::ControlCharacter);
     }
     Ok(pin)
 }
 
+/// A text value: empty when absent, `InvalidUtf8` when not text.
 fn text<'a>(fields: &KvFields<'a>, key: &str) -> Result<&'a str, RejectReason> {
     match fields.get(key) {
         None => Ok(""),
         Some(v) => std::str::from_utf8(v).map_err(|_| RejectReason::InvalidUtf8),
     }
-}
-
-fn parse_oplog(rest: &[u8]) -> Result<OpLogRecord<'_>, RejectReason> {
-    let mut columns = rest.split(|&b| b == b'\t');
-    let op_code = columns.next().ok_or(RejectReason::TooFewFields)?;
-    let op_code =
-        std::str::from_utf8(op_code.trim_ascii()).ok().and_then(|s| s.parse().ok()).ok_or(RejectReason::BadNumber)?;
-    let operator = columns.next().ok_or(RejectReason::TooFewFields)?;
-    let operator = std::str::from_utf8(operator).map_err(|_| RejectReason::InvalidUtf8)?;
-    let time = columns.next().ok_or(RejectReason::TooFewFields)?;
-    let time = LocalDateTime::parse(time).ok_or(RejectReason::BadTime)?;
-    let mut objects: [&[u8]; 4] = [b""; 4];
-    for slot in &mut objects {
-        *slot = columns.next().unwrap_or(b"");
-    }
-    Ok(OpLogRecord { op_code, operator, time, objects })
 }
 
 fn parse_biometric(kind: BiometricKind, fields: KvFields<'_>) -> Result<BiometricRecord<'_>, RejectReason> {
@@ -210,43 +255,48 @@ fn parse_photo(kind: PhotoKind, fields: KvFields<'_>) -> Result<PhotoRecord<'_>,
     })
 }
 
-/// Parses one OPERLOG or BIODATA line.
+/// A `USER` record: the roster entry, text fields as raw bytes.
+fn user(fields: KvFields<'_>) -> Result<UserRecord<'_>, RejectReason> {
+    let pin = pin_of(&fields)?;
+    let get = |k: &str| fields.get(k).unwrap_or(b"");
+    Ok(UserRecord {
+        pin,
+        name: get("Name"),
+        privilege: fields.get_int("Pri")?,
+        password: get("Passwd"),
+        card: get("Card"),
+        group: get("Grp"),
+        time_zone: get("TZ"),
+        verify: fields.get_int("Verify")?,
+        vice_card: get("ViceCard"),
+        fields,
+    })
+}
+
+/// Parses one OPERLOG or BIODATA line: `record`.
 pub fn parse_operlog_line(line: &[u8]) -> Result<OperLogRecord<'_>, RejectReason> {
-    let (kind, rest) = kind_and_fields(line)?;
+    let (rest, kind) = record_kind(line).map_err(reason_of)?;
     let fields = KvFields::new(rest);
-    let upper = |k: &str| kind.eq_ignore_ascii_case(k);
-    if upper("OPLOG") {
-        return parse_oplog(rest).map(OperLogRecord::OpLog);
+    let is = |name: &str| kind.eq_ignore_ascii_case(name);
+    if is("OPLOG") {
+        return oplog(rest).map(|(_, record)| OperLogRecord::OpLog(record)).map_err(reason_of);
     }
-    if upper("USER") {
-        let pin = pin_of(&fields)?;
-        let get = |k: &str| fields.get(k).unwrap_or(b"");
-        return Ok(OperLogRecord::User(UserRecord {
-            pin,
-            name: get("Name"),
-            privilege: fields.get_int("Pri")?,
-            password: get("Passwd"),
-            card: get("Card"),
-            group: get("Grp"),
-            time_zone: get("TZ"),
-            verify: fields.get_int("Verify")?,
-            vice_card: get("ViceCard"),
-            fields,
-        }));
+    if is("USER") {
+        return user(fields).map(OperLogRecord::User);
     }
-    let biometric = [
+    const BIOMETRIC: [(&str, BiometricKind); 4] = [
         ("FP", BiometricKind::Fingerprint),
         ("FACE", BiometricKind::Face),
         ("FVEIN", BiometricKind::FingerVein),
         ("BIODATA", BiometricKind::BioData),
     ];
-    if let Some(&(_, bk)) = biometric.iter().find(|(name, _)| upper(name)) {
-        return parse_biometric(bk, fields).map(OperLogRecord::Biometric);
+    if let Some(&(_, biometric_kind)) = BIOMETRIC.iter().find(|(name, _)| is(name)) {
+        return parse_biometric(biometric_kind, fields).map(OperLogRecord::Biometric);
     }
-    if upper("USERPIC") {
+    if is("USERPIC") {
         return parse_photo(PhotoKind::UserPic, fields).map(OperLogRecord::Photo);
     }
-    if upper("BIOPHOTO") {
+    if is("BIOPHOTO") {
         return parse_photo(PhotoKind::BioPhoto, fields).map(OperLogRecord::Photo);
     }
     Ok(OperLogRecord::Other { kind, fields })

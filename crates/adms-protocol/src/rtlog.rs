@@ -1,10 +1,20 @@
 //! Security PUSH real-time uploads: `table=rtlog` (access events) and `table=rtstate` (door
 //! state), TAB-separated `key=value` lines whose key order differs between firmware
 //! (`protocol.md` §4.7). Parsed by key; the full access-control meaning comes later.
+//!
+//! ```text
+//! event = fields                ; the key=value grammar of `crate::kv`, keys in any order
+//! time  = local-date-time       ; required: MissingKey, BadTime
+//! pin / cardno / verifytype     ; text when present: InvalidUtf8
+//! eventaddr / event / inoutstatus = integer  ; when present: BadNumber
+//! ```
+
+use nom::Parser;
+use nom::combinator::all_consuming;
 
 use crate::kv::KvFields;
 use crate::reject::RejectReason;
-use crate::time::LocalDateTime;
+use crate::time::{LocalDateTime, date_time};
 
 /// One `rtlog` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +33,10 @@ pub struct AccessEventRecord<'a> {
 pub fn parse_rtlog_line(line: &[u8]) -> Result<AccessEventRecord<'_>, RejectReason> {
     let fields = KvFields::new(line);
     let time = fields.get("time").ok_or(RejectReason::MissingKey)?;
-    let time = LocalDateTime::parse(time).ok_or(RejectReason::BadTime)?;
+    let time = match all_consuming(date_time).parse(time) {
+        Ok((_, time)) => time,
+        Err(_) => return Err(RejectReason::BadTime),
+    };
     let text = |k: &str| -> Result<&str, RejectReason> {
         fields.get(k).map_or(Ok(""), |v| std::str::from_utf8(v).map_err(|_| RejectReason::InvalidUtf8))
     };

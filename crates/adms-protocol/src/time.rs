@@ -6,7 +6,8 @@
 
 use std::fmt;
 
-use nom::IResult;
+use crate::grammar::{Parsed, Reject};
+use crate::reject::RejectReason;
 
 /// A calendar-valid local date and time as the device sent it (`YYYY-MM-DD hh:mm:ss`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -119,7 +120,8 @@ const CHECKS: [(usize, u64, u64, u64); 3] = {
     out
 };
 
-/// nom parser for a device date-time; fails on impossible calendar values.
+/// `local-date-time = 4DIGIT "-" 2DIGIT "-" 2DIGIT (SP / "T") 2DIGIT ":" 2DIGIT ":" 2DIGIT`, the
+/// nom parser of a device date-time; fails with `BadTime`, also on impossible calendar values.
 ///
 /// It runs once per punch and was most of the cost of an ATTLOG line, so the layout is checked
 /// and read eight bytes at a time: in each word, every digit byte XOR `'0'` must be below 10
@@ -127,12 +129,12 @@ const CHECKS: [(usize, u64, u64, u64); 3] = {
 /// must match exactly; then `d * 10 + (d >> 8)` turns each pair of digit bytes into its
 /// two-digit value in place (at most 99, so no byte carries into the next).
 #[inline]
-pub fn date_time(input: &[u8]) -> IResult<&[u8], LocalDateTime> {
-    let fail = || nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Verify));
+pub fn date_time(input: &[u8]) -> Parsed<'_, LocalDateTime> {
+    let fail = || nom::Err::Error(Reject(RejectReason::BadTime));
     // `split_first_chunk` rather than nom's `take`: a fixed-size array lets every index below
     // be checked at compile time, and this is the hottest parser of all.
     let Some((raw, rest)) = input.split_first_chunk::<DATE_TIME_LEN>() else {
-        return Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Eof)));
+        return Err(fail());
     };
     let mut bad = u64::from(raw[10] != b' ' && raw[10] != b'T');
     let mut pairs = [0u64; 3];
