@@ -1,5 +1,4 @@
-//! ATTLOG and OPERLOG parsing throughput beside split-only baselines over the same buffer, and
-//! the nom grammars against the hand-written parsers they replaced (`*_legacy`, A/B in one run).
+//! ATTLOG and OPERLOG parsing throughput beside split-only baselines over the same buffer.
 //!
 //! The baselines find line and field boundaries with `memchr` and do nothing else (no
 //! validation, no records): `split_memchr` hands out every field (what "splitting" the buffer
@@ -12,9 +11,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 mod support;
-use support::{
-    body, count_only, full_parse, full_parse_legacy, operlog_body, operlog_parse, operlog_parse_legacy, split,
-};
+use support::{body, count_only, full_parse, operlog_body, operlog_parse, split};
 
 /// The line-by-line path, taken by bodies that are not plain ASCII.
 fn line_by_line(body: &[u8]) -> usize {
@@ -35,7 +32,6 @@ fn bench(c: &mut Criterion) {
         group.bench_function("count_only_memchr", |b| b.iter(|| count_only(black_box(&buf))));
         group.bench_function("split_memchr", |b| b.iter(|| split(black_box(&buf))));
         group.bench_function("full_parse", |b| b.iter(|| full_parse(black_box(&buf))));
-        group.bench_function("full_parse_legacy", |b| b.iter(|| full_parse_legacy(black_box(&buf))));
         group.bench_function("line_by_line", |b| b.iter(|| line_by_line(black_box(&buf))));
         group.finish();
         let mut group = c.benchmark_group(format!("attlog_{lines}_lines_per_line"));
@@ -43,18 +39,15 @@ fn bench(c: &mut Criterion) {
         group.bench_function("count_only_memchr", |b| b.iter(|| count_only(black_box(&buf))));
         group.bench_function("split_memchr", |b| b.iter(|| split(black_box(&buf))));
         group.bench_function("full_parse", |b| b.iter(|| full_parse(black_box(&buf))));
-        group.bench_function("full_parse_legacy", |b| b.iter(|| full_parse_legacy(black_box(&buf))));
         group.finish();
     }
-    // OPERLOG: the nom grammar against the hand-written parser it replaced, beside the same
-    // split-only baseline (its bodies are TAB-separated lines too).
+    // OPERLOG beside the same split-only baseline (its bodies are TAB-separated lines too).
     for lines in [128usize, 100_000] {
         let buf = operlog_body(lines);
         let mut group = c.benchmark_group(format!("operlog_{lines}_lines"));
         group.throughput(Throughput::Bytes(buf.len() as u64));
         group.bench_function("split_memchr", |b| b.iter(|| split(black_box(&buf))));
         group.bench_function("full_parse", |b| b.iter(|| operlog_parse(black_box(&buf))));
-        group.bench_function("full_parse_legacy", |b| b.iter(|| operlog_parse_legacy(black_box(&buf))));
         group.finish();
     }
 }

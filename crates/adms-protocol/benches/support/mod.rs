@@ -77,15 +77,6 @@ pub fn full_parse(body: &[u8]) -> usize {
     ok
 }
 
-/// [`full_parse`] with the hand-written parser the nom grammar replaced (the A side of A/B).
-pub fn full_parse_legacy(body: &[u8]) -> usize {
-    let mut ok = 0;
-    for (_, record) in adms_protocol::legacy::attlog::parse_attlog_body(body).flatten() {
-        ok += usize::from(record.verify > 0) + record.pin.len();
-    }
-    ok
-}
-
 /// An OPERLOG body as a device sends it after enrolments: operation records, users and
 /// templates in turn (`protocol.md` §4.2).
 pub fn operlog_body(lines: usize) -> Vec<u8> {
@@ -125,14 +116,6 @@ fn operlog_score(record: &adms_protocol::operlog::OperLogRecord<'_>) -> usize {
 /// Every line of an OPERLOG body parsed, as the server does.
 pub fn operlog_parse(body: &[u8]) -> usize {
     adms_protocol::parse_lines(body, adms_protocol::operlog::parse_operlog_line)
-        .flatten()
-        .map(|(_, record)| operlog_score(&record))
-        .sum()
-}
-
-/// [`operlog_parse`] with the hand-written parser the nom grammar replaced.
-pub fn operlog_parse_legacy(body: &[u8]) -> usize {
-    adms_protocol::parse_lines(body, adms_protocol::legacy::operlog::parse_operlog_line)
         .flatten()
         .map(|(_, record)| operlog_score(&record))
         .sum()
