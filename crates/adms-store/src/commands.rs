@@ -42,6 +42,7 @@ use sqlx::SqliteConnection;
 
 use crate::device_events::{NewEvent, insert_event_in};
 use crate::events::{EventDevice, event_body, event_id, event_type, rfc3339_micros};
+use crate::sql::list_param;
 use crate::{Page, Store, StoreError, sealed};
 use adms_vault::Sealer;
 
@@ -254,10 +255,9 @@ impl Store {
             }
         }
         if !commands.is_empty() {
-            let ids = serde_json::to_string(&commands.iter().map(|c| c.id).collect::<Vec<_>>()).unwrap_or_default();
+            let ids = list_param(&commands.iter().map(|c| c.id).collect::<Vec<_>>());
             sqlx::query(concat!(
-                "UPDATE device_commands SET state = 'sent', sent_at = $1, send_count = send_count + 1 \
-                 WHERE ",
+                "UPDATE device_commands SET state = 'sent', sent_at = $1, send_count = send_count + 1 WHERE ",
                 in_list!("id", "$2")
             ))
             .bind(now)

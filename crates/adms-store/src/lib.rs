@@ -5,6 +5,11 @@
 //! into one transaction and each caller is answered only after that transaction committed, so a
 //! device never gets `OK` for rows that are not durable. Everything else a device sends is
 //! written by the caller's own short transaction.
+//!
+//! The SQL is written for SQLite and, where PostgreSQL reads the same text, for both: `$N`
+//! placeholders, `ON CONFLICT`, `CASE` rather than SQLite's scalar `MIN`/`MAX`. What differs
+//! per engine is gathered where it can be (`sql`: list binding) or marked SQLite-only where it
+//! stands (the punch writer, JSON row unpacking, `BEGIN IMMEDIATE`, the migrations' triggers).
 
 // First: its macros are the SQL fragments the other modules' statements are built from.
 #[macro_use]

@@ -647,8 +647,7 @@ impl Store {
             "SELECT ea.employee_id, a.id, a.area_code, a.area_name FROM employee_areas AS ea \
              JOIN areas AS a ON a.id = ea.area_id WHERE ",
             in_list!("ea.employee_id", "$1"),
-            " \
-             ORDER BY ea.employee_id, a.id"
+            " ORDER BY ea.employee_id, a.id"
         ))
         .bind(list_param(&ids))
         .fetch_all(self.pool())
@@ -821,24 +820,21 @@ impl Store {
         let (sql, value) = match assignment {
             EmployeeAssignment::Department(id) => (
                 concat!(
-                    "UPDATE employees SET department_id = $1, erp_managed = 1, updated_at = $2 \
-                 WHERE ",
+                    "UPDATE employees SET department_id = $1, erp_managed = 1, updated_at = $2 WHERE ",
                     in_list!("id", "$3")
                 ),
                 id,
             ),
             EmployeeAssignment::Position(id) => (
                 concat!(
-                    "UPDATE employees SET position_id = $1, erp_managed = 1, updated_at = $2 \
-                 WHERE ",
+                    "UPDATE employees SET position_id = $1, erp_managed = 1, updated_at = $2 WHERE ",
                     in_list!("id", "$3")
                 ),
                 id,
             ),
             EmployeeAssignment::EmpType(value) => (
                 concat!(
-                    "UPDATE employees SET emp_type = $1, erp_managed = 1, updated_at = $2 \
-                 WHERE ",
+                    "UPDATE employees SET emp_type = $1, erp_managed = 1, updated_at = $2 WHERE ",
                     in_list!("id", "$3")
                 ),
                 value,
@@ -947,8 +943,7 @@ impl Store {
         let now = now_micros();
         let mut tx = self.begin().await?;
         let employees: Vec<i64> = sqlx::query_scalar(concat!(
-            "UPDATE resignations SET reinstated_at = $1 WHERE reinstated_at IS NULL \
-             AND ",
+            "UPDATE resignations SET reinstated_at = $1 WHERE reinstated_at IS NULL AND ",
             in_list!("id", "$2"),
             " RETURNING employee_id"
         ))

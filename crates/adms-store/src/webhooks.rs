@@ -11,6 +11,8 @@ use std::collections::HashMap;
 
 use sqlx::{FromRow, Row};
 
+use adms_model::DeliveryState;
+
 use crate::sql::list_param;
 use crate::{Store, StoreError, now_micros};
 
@@ -166,7 +168,7 @@ pub struct EndpointBacklog {
 
 /// One completion as a JSON array element: delivery id, lease token, new state,
 /// next_attempt_at, HTTP status, error, succeeded_at.
-type CompletionRow<'a> = (i64, i64, &'a str, Option<i64>, Option<i64>, Option<&'a str>, Option<i64>);
+type CompletionRow<'a> = (i64, i64, DeliveryState, Option<i64>, Option<i64>, Option<&'a str>, Option<i64>);
 
 /// What a claim reads per delivery: delivery id, event id, body, event created_at, endpoint id,
 /// endpoint uid, URL, timeout, batch row.
@@ -279,8 +281,7 @@ const BATCH_CANDIDATES: &str = concat!(
 const CLAIM_UNITS: &str = claim_update!(concat!(
     "WHERE state = 'pending' AND (",
     in_list!("id", "$4"),
-    " \
-                                 OR ",
+    " OR ",
     in_list!("batch_row", "$5"),
     ")"
 ));
@@ -531,19 +532,16 @@ impl Store {
         let details: Vec<ClaimDetail> = sqlx::query_as(concat!(
             "SELECT d.id, e.event_id, e.body, e.created_at, ep.id, ep.uid, ep.url, ep.timeout_ms, d.batch_row \
              FROM webhook_deliveries AS d \
-             JOIN webhook_events AS e ON e.id = d.event_row JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
-             WHERE ",
+             JOIN webhook_events AS e ON e.id = d.event_row JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id WHERE ",
             in_list!("d.id", "$1"),
-            " \
-             ORDER BY d.batch_row, e.device_id, e.seq, e.id"
+            " ORDER BY d.batch_row, e.device_id, e.seq, e.id"
         ))
         .bind(&ids_json)
         .fetch_all(&mut *tx)
         .await?;
         let secrets: Vec<(i64, String)> = sqlx::query_as(concat!(
             "SELECT endpoint_id, secret FROM webhook_secrets \
-             WHERE endpoint_id IN (SELECT d.endpoint_id FROM webhook_deliveries AS d \
-                                   WHERE ",
+             WHERE endpoint_id IN (SELECT d.endpoint_id FROM webhook_deliveries AS d WHERE ",
             in_list!("d.id", "$1"),
             ") \
                AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC"
@@ -589,10 +587,10 @@ impl Store {
             .iter()
             .map(|c| {
                 let (state, next_attempt_at, succeeded_at) = match c.outcome {
-                    DeliveryOutcome::Succeeded => ("succeeded", None, Some(now)),
-                    DeliveryOutcome::RetryAt(at) => ("pending", Some(at), None),
-                    DeliveryOutcome::Exhausted => ("exhausted", None, None),
-                    DeliveryOutcome::EndpointGone => ("pending", Some(now), None),
+                    DeliveryOutcome::Succeeded => (DeliveryState::Succeeded, None, Some(now)),
+                    DeliveryOutcome::RetryAt(at) => (DeliveryState::Pending, Some(at), None),
+                    DeliveryOutcome::Exhausted => (DeliveryState::Exhausted, None, None),
+                    DeliveryOutcome::EndpointGone => (DeliveryState::Pending, Some(now), None),
                 };
                 (c.delivery_id, c.lease_token, state, next_attempt_at, c.http_status, c.error.as_deref(), succeeded_at)
             })

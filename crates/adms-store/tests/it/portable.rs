@@ -164,3 +164,32 @@ async fn icontains_matches_substrings_literally() {
         .unwrap();
     assert_eq!(count, 2);
 }
+
+/// Every engine's migration folder holds the same versions under the same names
+/// (`migrations/README.md`), and versions follow each other without gaps: a database of either
+/// engine at version N has the same schema.
+#[test]
+fn migration_folders_agree() {
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let mut folders = Vec::new();
+    for engine in std::fs::read_dir(&top).unwrap() {
+        let engine = engine.unwrap();
+        if !engine.file_type().unwrap().is_dir() {
+            continue;
+        }
+        let mut names: Vec<String> = std::fs::read_dir(engine.path())
+            .unwrap()
+            .map(|f| f.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".sql"))
+            .collect();
+        names.sort();
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(name[..5], format!("{:04}_", i + 1), "{name}: versions are 0001, 0002, ... without gaps");
+        }
+        folders.push((engine.file_name().into_string().unwrap(), names));
+    }
+    assert!(folders.iter().any(|(engine, _)| engine == "sqlite"), "{folders:?}");
+    for (engine, names) in &folders {
+        assert_eq!(names, &folders[0].1, "{engine} and {} differ", folders[0].0);
+    }
+}
