@@ -17,8 +17,9 @@ macro_rules! in_list {
     };
 }
 
-/// The list bound as parameter `$n`, as a table named `alias` with one column, `value` (rows
-/// in list order); bind the list with [`list_param`].
+/// The list bound as parameter `$n`, as a table named `alias` with the columns `value` (the
+/// element) and `key` (its place in the list, for `ORDER BY`); bind the list with
+/// [`list_param`].
 ///
 /// SQLite: the parameter is a JSON array, read by the table-valued `json_each`.
 macro_rules! list_rows {

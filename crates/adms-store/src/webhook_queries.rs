@@ -333,16 +333,20 @@ ON CONFLICT (event_id) DO NOTHING";
 
 /// One delivery per listed event to the endpoint: inserted, or an existing one made due now with
 /// a fresh schedule (unless a worker holds it).
-const UPSERT_REPLAY_DELIVERIES: &str = "\
+const UPSERT_REPLAY_DELIVERIES: &str = concat!(
+    "\
 INSERT INTO webhook_deliveries (event_row, endpoint_id, next_attempt_at, created_at, updated_at, trigger_kind)
 SELECT e.id, $1, $2, $2, $2, 'replay'
-FROM json_each($3) AS j JOIN webhook_events AS e ON e.event_id = j.value
+FROM ",
+    list_rows!("$3", "j"),
+    " JOIN webhook_events AS e ON e.event_id = j.value
 WHERE true
 ORDER BY j.key
 ON CONFLICT (event_row, endpoint_id) DO UPDATE SET
     state = 'pending', next_attempt_at = excluded.next_attempt_at, attempt_count = 0, first_attempt_at = NULL,
     updated_at = excluded.updated_at, trigger_kind = 'replay', batch_row = NULL
-WHERE webhook_deliveries.state <> 'in_flight'";
+WHERE webhook_deliveries.state <> 'in_flight'"
+);
 
 /// Creates the missing events of one chunk and queues every event of it; returns how many events
 /// were created.
@@ -378,9 +382,11 @@ async fn replay_chunk(
         .await?;
     }
     let ids_json = list_param(&event_ids);
-    let existing: HashSet<String> = sqlx::query_scalar(
-        "SELECT j.value FROM json_each($1) AS j WHERE EXISTS (SELECT 1 FROM webhook_events WHERE event_id = j.value)",
-    )
+    let existing: HashSet<String> = sqlx::query_scalar(concat!(
+        "SELECT j.value FROM ",
+        list_rows!("$1", "j"),
+        " WHERE EXISTS (SELECT 1 FROM webhook_events WHERE event_id = j.value)"
+    ))
     .bind(&ids_json)
     .fetch_all(&mut *tx)
     .await?
