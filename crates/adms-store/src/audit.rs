@@ -59,7 +59,7 @@ impl Store {
     pub async fn record_audit(&self, entry: &NewAuditEntry) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "INSERT INTO audit_log (at, actor, actor_kind, user_id, token_id, method, route, target, status, address) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(entry.at)
         .bind(&entry.actor)
@@ -79,7 +79,7 @@ impl Store {
     pub async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<(i64, Vec<AuditEntry>), StoreError> {
         // One static statement: an absent filter is a NULL parameter that matches everything.
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM audit_log WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR at >= ?2)",
+            "SELECT COUNT(*) FROM audit_log WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR at >= $2)",
         )
         .bind(&filter.actor)
         .bind(filter.since)
@@ -87,8 +87,8 @@ impl Store {
         .await?;
         let rows = sqlx::query_as(
             "SELECT id, at, actor, actor_kind, user_id, token_id, method, route, target, status, address \
-             FROM audit_log WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR at >= ?2) \
-             ORDER BY at DESC, id DESC LIMIT ?3 OFFSET ?4",
+             FROM audit_log WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR at >= $2) \
+             ORDER BY at DESC, id DESC LIMIT $3 OFFSET $4",
         )
         .bind(&filter.actor)
         .bind(filter.since)

@@ -6,6 +6,9 @@
 //! the account's session tokens in the same transaction; [`Store::live_token`] also refuses a
 //! session whose account is missing or disabled.
 
+// Session tokens come from a login and expire; integration keys are created by an operator and
+// live until revoked.
+use adms_model::TokenKind;
 use sqlx::FromRow;
 
 use crate::{Store, StoreError, now_micros};
@@ -53,28 +56,11 @@ pub struct BootstrapOutcome {
     pub disabled: Vec<String>,
 }
 
-/// Session tokens come from a login and expire; integration keys are created by an operator
-/// and live until revoked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    Session,
-    Integration,
-}
-
-impl TokenKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::Session => "session",
-            TokenKind::Integration => "integration",
-        }
-    }
-}
-
 /// A token row (never the token itself).
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct ApiToken {
     pub id: i64,
-    pub kind: String,
+    pub kind: TokenKind,
     pub user_id: Option<i64>,
     pub name: String,
     pub created_at: i64,
@@ -111,14 +97,14 @@ impl Store {
         let (user_id, password_changed) = upsert_user_in(&mut tx, username, password_hash).await?;
         // The configured account is the way back in: enabled and an admin again at every start,
         // whatever was changed over the API.
-        sqlx::query("UPDATE api_users SET bootstrap = 1, disabled_at = NULL, role = 'admin' WHERE id = ?")
+        sqlx::query("UPDATE api_users SET bootstrap = 1, disabled_at = NULL, role = 'admin' WHERE id = $1")
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
         let now = now_micros();
         let disabled: Vec<(i64, String)> = sqlx::query_as(
-            "UPDATE api_users SET disabled_at = ?, token_version = token_version + 1 \
-             WHERE bootstrap = 1 AND id <> ? AND disabled_at IS NULL RETURNING id, username",
+            "UPDATE api_users SET disabled_at = $1, token_version = token_version + 1 \
+             WHERE bootstrap = 1 AND id <> $2 AND disabled_at IS NULL RETURNING id, username",
         )
         .bind(now)
         .bind(user_id)
@@ -138,7 +124,7 @@ impl Store {
     /// The account, disabled or not (callers check `disabled_at`).
     pub async fn user_by_name(&self, username: &str) -> Result<Option<ApiUser>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE username = ?",
+            "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE username = $1",
         )
         .bind(username)
         .fetch_optional(self.pool())
@@ -148,7 +134,7 @@ impl Store {
     /// The account, disabled or not (callers check `disabled_at`).
     pub async fn user_by_id(&self, id: i64) -> Result<Option<ApiUser>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE id = ?",
+            "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE id = $1",
         )
             .bind(id)
             .fetch_optional(self.pool())
@@ -166,9 +152,9 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_tokens (kind, user_id, name, token_sha256, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
-        .bind(kind.as_str())
+        .bind(kind)
         .bind(user_id)
         .bind(name)
         .bind(token_sha256)
@@ -185,7 +171,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT t.id, t.kind, t.user_id, t.name, t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.scopes \
              FROM api_tokens AS t LEFT JOIN api_users AS u ON u.id = t.user_id \
-             WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?) \
+             WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) \
              AND (t.user_id IS NULL OR (u.id IS NOT NULL AND u.disabled_at IS NULL))",
         )
         .bind(token_sha256)
@@ -207,8 +193,8 @@ impl Store {
     pub async fn revoke_token(&self, id_or_name: &str) -> Result<u64, StoreError> {
         let id: Option<i64> = id_or_name.parse().ok();
         let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND kind = 'integration' \
-             AND (id = ? OR name = ?)",
+            "UPDATE api_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND kind = 'integration' \
+             AND (id = $2 OR name = $3)",
         )
         .bind(now_micros())
         .bind(id)
@@ -227,7 +213,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_tokens (kind, user_id, name, token_sha256, created_at, scopes) \
-             VALUES ('integration', NULL, ?, ?, ?, ?) RETURNING id",
+             VALUES ('integration', NULL, $1, $2, $3, $4) RETURNING id",
         )
         .bind(name)
         .bind(token_sha256)
@@ -256,7 +242,7 @@ impl Store {
         role: &str,
     ) -> Result<Option<ApiUser>, StoreError> {
         Ok(sqlx::query_as(
-            "INSERT INTO api_users (username, password_hash, created_at, role) VALUES (?, ?, ?, ?) \
+            "INSERT INTO api_users (username, password_hash, created_at, role) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (username) DO NOTHING \
              RETURNING id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at",
         )
@@ -277,13 +263,13 @@ impl Store {
         let now = now_micros();
         let Some(before) = user_by_id_in(&mut tx, id).await? else { return Ok(None) };
         if let Some(role) = &change.role {
-            sqlx::query("UPDATE api_users SET role = ? WHERE id = ?").bind(role).bind(id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE api_users SET role = $1 WHERE id = $2").bind(role).bind(id).execute(&mut *tx).await?;
         }
         let mut end_tokens = false;
         if let Some(hash) = &change.password_hash
             && *hash != before.password_hash
         {
-            sqlx::query("UPDATE api_users SET password_hash = ? WHERE id = ?")
+            sqlx::query("UPDATE api_users SET password_hash = $1 WHERE id = $2")
                 .bind(hash)
                 .bind(id)
                 .execute(&mut *tx)
@@ -292,7 +278,7 @@ impl Store {
         }
         match change.disabled {
             Some(true) if before.disabled_at.is_none() => {
-                sqlx::query("UPDATE api_users SET disabled_at = ? WHERE id = ?")
+                sqlx::query("UPDATE api_users SET disabled_at = $1 WHERE id = $2")
                     .bind(now)
                     .bind(id)
                     .execute(&mut *tx)
@@ -300,12 +286,12 @@ impl Store {
                 end_tokens = true;
             }
             Some(false) => {
-                sqlx::query("UPDATE api_users SET disabled_at = NULL WHERE id = ?").bind(id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE api_users SET disabled_at = NULL WHERE id = $1").bind(id).execute(&mut *tx).await?;
             }
             _ => {}
         }
         if end_tokens {
-            sqlx::query("UPDATE api_users SET token_version = token_version + 1 WHERE id = ?")
+            sqlx::query("UPDATE api_users SET token_version = token_version + 1 WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -321,8 +307,8 @@ impl Store {
     /// Refused like [`Store::update_user`] when it is the last enabled admin.
     pub async fn delete_user(&self, id: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM api_tokens WHERE user_id = ?").bind(id).execute(&mut *tx).await?;
-        let done = sqlx::query("DELETE FROM api_users WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM api_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+        let done = sqlx::query("DELETE FROM api_users WHERE id = $1").bind(id).execute(&mut *tx).await?;
         ensure_an_admin_remains(&mut tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
@@ -330,7 +316,7 @@ impl Store {
 
     /// Deletes expired session tokens.
     pub async fn purge_expired_sessions(&self, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE kind = 'session' AND expires_at <= ?")
+        let done = sqlx::query("DELETE FROM api_tokens WHERE kind = 'session' AND expires_at <= $1")
             .bind(now)
             .execute(self.pool())
             .await?;
@@ -339,7 +325,7 @@ impl Store {
 
     /// A server-wide setting, if stored.
     pub async fn server_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = ?")
+        Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = $1")
             .bind(key)
             .fetch_optional(self.pool())
             .await?)
@@ -348,7 +334,7 @@ impl Store {
     /// Replaces a server-wide setting only while it still holds `current` (re-sealing under a
     /// new key, racing nobody's write); false when it changed meanwhile.
     pub async fn replace_server_setting(&self, key: &str, current: &[u8], new: &[u8]) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE server_settings SET value = ? WHERE key = ? AND value = ?")
+        let done = sqlx::query("UPDATE server_settings SET value = $1 WHERE key = $2 AND value = $3")
             .bind(new)
             .bind(key)
             .bind(current)
@@ -360,12 +346,12 @@ impl Store {
     /// A server-wide secret shared by replicas, created on first use.
     pub async fn shared_secret(&self, key: &str, generate: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let candidate = generate();
-        sqlx::query("INSERT INTO server_settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+        sqlx::query("INSERT INTO server_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(&candidate)
             .execute(self.pool())
             .await?;
-        Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = ?")
+        Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = $1")
             .bind(key)
             .fetch_one(self.pool())
             .await?)
@@ -379,14 +365,14 @@ async fn upsert_user_in(
     username: &str,
     password_hash: &str,
 ) -> Result<(i64, bool), StoreError> {
-    let existing: Option<(i64, String)> = sqlx::query_as("SELECT id, password_hash FROM api_users WHERE username = ?")
+    let existing: Option<(i64, String)> = sqlx::query_as("SELECT id, password_hash FROM api_users WHERE username = $1")
         .bind(username)
         .fetch_optional(&mut *tx)
         .await?;
     match existing {
         Some((id, hash)) if hash == password_hash => Ok((id, false)),
         Some((id, _)) => {
-            sqlx::query("UPDATE api_users SET password_hash = ?, token_version = token_version + 1 WHERE id = ?")
+            sqlx::query("UPDATE api_users SET password_hash = $1, token_version = token_version + 1 WHERE id = $2")
                 .bind(password_hash)
                 .bind(id)
                 .execute(&mut *tx)
@@ -396,7 +382,7 @@ async fn upsert_user_in(
         }
         None => {
             let id: i64 = sqlx::query_scalar(
-                "INSERT INTO api_users (username, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
+                "INSERT INTO api_users (username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
             )
             .bind(username)
             .bind(password_hash)
@@ -410,7 +396,7 @@ async fn upsert_user_in(
 
 /// Revokes every live session token of the account (integration keys are not tied to one).
 async fn revoke_sessions_in(tx: &mut sqlx::SqliteConnection, user_id: i64, now: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND kind = 'session' AND revoked_at IS NULL")
+    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' AND revoked_at IS NULL")
         .bind(now)
         .bind(user_id)
         .execute(&mut *tx)
@@ -421,7 +407,7 @@ async fn revoke_sessions_in(tx: &mut sqlx::SqliteConnection, user_id: i64, now: 
 async fn user_by_id_in(tx: &mut sqlx::SqliteConnection, id: i64) -> Result<Option<ApiUser>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at \
-         FROM api_users WHERE id = ?",
+         FROM api_users WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *tx)

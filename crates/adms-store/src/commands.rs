@@ -34,6 +34,7 @@
 //! server must wake the devices concerned (`DeviceRegistry::commands_enqueued`) so their next
 //! poll looks at the queue instead of answering `OK` from memory.
 
+use adms_model::CommandState;
 use adms_protocol::DeviceCommand;
 use adms_protocol::command::{CommandError, return_code_meaning, return_code_succeeded};
 use serde::Serialize;
@@ -41,6 +42,7 @@ use sqlx::SqliteConnection;
 
 use crate::device_events::{NewEvent, insert_event_in};
 use crate::events::{EventDevice, event_body, event_id, event_type, rfc3339_micros};
+use crate::sql::list_param;
 use crate::{Page, Store, StoreError, sealed};
 use adms_vault::Sealer;
 
@@ -228,9 +230,9 @@ impl Store {
         let completed = expire_in(&mut tx, Some(device_id), now, policy).await?;
         let rows: Vec<(i64, String, String)> = sqlx::query_as(
             "SELECT id, command, kind FROM device_commands \
-             WHERE device_id = ?1 AND state IN ('queued', 'sent') \
-               AND (state = 'queued' OR sent_at <= ?2) \
-             ORDER BY id LIMIT ?3",
+             WHERE device_id = $1 AND state IN ('queued', 'sent') \
+               AND (state = 'queued' OR sent_at <= $2) \
+             ORDER BY id LIMIT $3",
         )
         .bind(device_id)
         .bind(now - policy.resend_after_micros)
@@ -253,19 +255,19 @@ impl Store {
             }
         }
         if !commands.is_empty() {
-            let ids = serde_json::to_string(&commands.iter().map(|c| c.id).collect::<Vec<_>>()).unwrap_or_default();
-            sqlx::query(
-                "UPDATE device_commands SET state = 'sent', sent_at = ?1, send_count = send_count + 1 \
-                 WHERE id IN (SELECT value FROM json_each(?2))",
-            )
+            let ids = list_param(&commands.iter().map(|c| c.id).collect::<Vec<_>>());
+            sqlx::query(concat!(
+                "UPDATE device_commands SET state = 'sent', sent_at = $1, send_count = send_count + 1 WHERE ",
+                in_list!("id", "$2")
+            ))
             .bind(now)
             .bind(ids)
             .execute(&mut *tx)
             .await?;
         }
         let (next_resend, next_expiry): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT MIN(CASE state WHEN 'queued' THEN ?2 ELSE sent_at + ?3 END), MIN(expires_at) \
-             FROM device_commands WHERE device_id = ?1 AND state IN ('queued', 'sent')",
+            "SELECT MIN(CASE state WHEN 'queued' THEN $2 ELSE sent_at + $3 END), MIN(expires_at) \
+             FROM device_commands WHERE device_id = $1 AND state IN ('queued', 'sent')",
         )
         .bind(device_id)
         .bind(now)
@@ -286,7 +288,7 @@ impl Store {
     pub async fn expire_due_commands(&self, now: i64, policy: &CommandPolicy) -> Result<usize, StoreError> {
         let due: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM device_commands WHERE state IN ('queued', 'sent') \
-               AND (expires_at <= ?1 OR (state = 'sent' AND send_count >= ?2 AND sent_at <= ?3)) LIMIT 1",
+               AND (expires_at <= $1 OR (state = 'sent' AND send_count >= $2 AND sent_at <= $3)) LIMIT 1",
         )
         .bind(now)
         .bind(policy.max_sends)
@@ -307,8 +309,8 @@ impl Store {
     pub async fn cancel_command(&self, id: i64, why: &str, now: i64) -> Result<CommandRow, StoreError> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE device_commands SET state = 'cancelled', completed_at = ?1, result = ?2 \
-             WHERE id = ?3 AND state = 'queued'",
+            "UPDATE device_commands SET state = 'cancelled', completed_at = $1, result = $2 \
+             WHERE id = $3 AND state = 'queued'",
         )
         .bind(now)
         .bind(why)
@@ -329,8 +331,8 @@ impl Store {
     /// Cancels every queued command of a device; returns how many.
     pub async fn cancel_queued_commands(&self, device_id: i64, why: &str, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE device_commands SET state = 'cancelled', completed_at = ?1, result = ?2 \
-             WHERE device_id = ?3 AND state = 'queued'",
+            "UPDATE device_commands SET state = 'cancelled', completed_at = $1, result = $2 \
+             WHERE device_id = $3 AND state = 'queued'",
         )
         .bind(now)
         .bind(why)
@@ -347,7 +349,7 @@ impl Store {
         // The newest id over every state, so the next look starts after commands that were
         // handed out (or cancelled) before this one saw them.
         let rows: Vec<(i64, i64, bool)> = sqlx::query_as(
-            "SELECT device_id, MAX(id), MAX(state = 'queued') FROM device_commands WHERE id > ? GROUP BY device_id",
+            "SELECT device_id, MAX(id), MAX(CASE WHEN state = 'queued' THEN 1 ELSE 0 END) FROM device_commands WHERE id > $1 GROUP BY device_id",
         )
         .bind(after_id)
         .fetch_all(self.pool())
@@ -375,7 +377,7 @@ impl Store {
         page: Page,
     ) -> Result<(i64, Vec<CommandRow>), StoreError> {
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM device_commands WHERE device_id = ?1 AND (?2 IS NULL OR state = ?2)",
+            "SELECT COUNT(*) FROM device_commands WHERE device_id = $1 AND ($2 IS NULL OR state = $2)",
         )
         .bind(device_id)
         .bind(state)
@@ -386,7 +388,7 @@ impl Store {
                     c.return_code, c.result, c.result_payload, c.send_count, c.created_at, c.sent_at, \
                     c.completed_at, c.expires_at \
              FROM device_commands AS c JOIN devices AS d ON d.id = c.device_id \
-             WHERE c.device_id = ?1 AND (?2 IS NULL OR c.state = ?2) ORDER BY c.id DESC LIMIT ?3 OFFSET ?4",
+             WHERE c.device_id = $1 AND ($2 IS NULL OR c.state = $2) ORDER BY c.id DESC LIMIT $3 OFFSET $4",
         )
         .bind(device_id)
         .bind(state)
@@ -418,7 +420,7 @@ impl Store {
             let outcome = apply_result_in(&mut tx, device_id, r, received_at, policy).await?;
             sqlx::query(
                 "INSERT INTO command_results (device_id, command_id, return_code, cmd, head, payload, received_at, outcome) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (device_id, command_id, head) DO UPDATE SET seen_count = seen_count + 1",
             )
             .bind(device_id)
@@ -456,7 +458,7 @@ pub(crate) async fn enqueue_commands_in(
         let mut previous = None;
         if let Some(key) = &c.dedupe_key {
             let queued: Option<(i64, String)> = sqlx::query_as(
-                "SELECT id, command FROM device_commands WHERE device_id = ? AND dedupe_key = ? AND state = 'queued'",
+                "SELECT id, command FROM device_commands WHERE device_id = $1 AND dedupe_key = $2 AND state = 'queued'",
             )
             .bind(c.device_id)
             .bind(key)
@@ -472,7 +474,7 @@ pub(crate) async fn enqueue_commands_in(
         }
         if let Some(old) = previous {
             sqlx::query(
-                "UPDATE device_commands SET state = 'cancelled', completed_at = ?1, result = 'superseded' WHERE id = ?2",
+                "UPDATE device_commands SET state = 'cancelled', completed_at = $1, result = 'superseded' WHERE id = $2",
             )
             .bind(now)
             .bind(old)
@@ -482,7 +484,7 @@ pub(crate) async fn enqueue_commands_in(
         // Inserted first with empty text: the row's id is part of what seals it.
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO device_commands (device_id, command, state, created_at, kind, params, dedupe_key, source, \
-             expires_at, pin) VALUES (?, '', 'queued', ?, ?, '', ?, ?, ?, ?) RETURNING id",
+             expires_at, pin) VALUES ($1, '', 'queued', $2, $3, '', $4, $5, $6, $7) RETURNING id",
         )
         .bind(c.device_id)
         .bind(now)
@@ -498,7 +500,7 @@ pub(crate) async fn enqueue_commands_in(
             _ => StoreError::Database(e),
         })?;
         let record = id.to_string();
-        sqlx::query("UPDATE device_commands SET command = ?, params = ? WHERE id = ?")
+        sqlx::query("UPDATE device_commands SET command = $1, params = $2 WHERE id = $3")
             .bind(sealer.seal(sealed::COMMAND_WIRE.kind, &record, &text))
             .bind(sealer.seal(sealed::COMMAND_PARAMS.kind, &record, &params))
             .bind(id)
@@ -519,7 +521,7 @@ async fn command_in(
         "SELECT c.id, c.device_id, d.sn, c.kind, c.params, c.command, c.dedupe_key, c.source, c.state, \
                 c.return_code, c.result, c.result_payload, c.send_count, c.created_at, c.sent_at, \
                 c.completed_at, c.expires_at \
-         FROM device_commands AS c JOIN devices AS d ON d.id = c.device_id WHERE c.id = ?",
+         FROM device_commands AS c JOIN devices AS d ON d.id = c.device_id WHERE c.id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -546,12 +548,12 @@ async fn expire_in(
 ) -> Result<usize, StoreError> {
     let reason_unanswered = format!("no answer after {} sends", policy.max_sends);
     let expired: Vec<i64> = sqlx::query_scalar(
-        "UPDATE device_commands SET state = 'expired', completed_at = ?1, \
-             result = CASE WHEN expires_at <= ?1 THEN \
+        "UPDATE device_commands SET state = 'expired', completed_at = $1, \
+             result = CASE WHEN expires_at <= $1 THEN \
                  CASE state WHEN 'queued' THEN 'not delivered before it expired' ELSE 'no answer before it expired' END \
-               ELSE ?4 END \
-         WHERE (?2 IS NULL OR device_id = ?2) AND state IN ('queued', 'sent') \
-           AND (expires_at <= ?1 OR (state = 'sent' AND send_count >= ?3 AND sent_at <= ?5)) \
+               ELSE $4 END \
+         WHERE ($2 IS NULL OR device_id = $2) AND state IN ('queued', 'sent') \
+           AND (expires_at <= $1 OR (state = 'sent' AND send_count >= $3 AND sent_at <= $5)) \
          RETURNING id",
     )
     .bind(now)
@@ -579,30 +581,31 @@ async fn apply_result_in(
     let Some(id) = r.command_id.parse::<i64>().ok().filter(|id| id.to_string() == r.command_id) else {
         return Ok(ResultOutcome::UnknownId);
     };
-    let found: Option<(i64, String)> = sqlx::query_as("SELECT device_id, state FROM device_commands WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let found: Option<(i64, CommandState)> =
+        sqlx::query_as("SELECT device_id, state FROM device_commands WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some((owner, state)) = found else {
         return Ok(ResultOutcome::UnknownId);
     };
     if owner != device_id {
         return Ok(ResultOutcome::OtherDevice);
     }
-    match state.as_str() {
-        "sent" | "expired" => {}
-        "queued" | "cancelled" => return Ok(ResultOutcome::NotSent),
-        _ => return Ok(ResultOutcome::Duplicate),
+    match state {
+        CommandState::Sent | CommandState::Expired => {}
+        CommandState::Queued | CommandState::Cancelled => return Ok(ResultOutcome::NotSent),
+        CommandState::Succeeded | CommandState::Failed => return Ok(ResultOutcome::Duplicate),
     }
     let (new_state, meaning) = match r.return_code {
-        Some(code) if return_code_succeeded(code) => ("succeeded", return_code_meaning(code)),
-        Some(code) => ("failed", return_code_meaning(code)),
-        None => ("failed", "result without a Return= code"),
+        Some(code) if return_code_succeeded(code) => (CommandState::Succeeded, return_code_meaning(code)),
+        Some(code) => (CommandState::Failed, return_code_meaning(code)),
+        None => (CommandState::Failed, "result without a Return= code"),
     };
     let payload = (!r.payload.is_empty()).then_some(&r.payload);
     sqlx::query(
-        "UPDATE device_commands SET state = ?1, return_code = ?2, result = ?3, result_payload = ?4, completed_at = ?5 \
-         WHERE id = ?6 AND state IN ('sent', 'expired')",
+        "UPDATE device_commands SET state = $1, return_code = $2, result = $3, result_payload = $4, completed_at = $5 \
+         WHERE id = $6 AND state IN ('sent', 'expired')",
     )
     .bind(new_state)
     .bind(r.return_code)
@@ -625,7 +628,7 @@ struct CompletedRecord {
     kind: String,
     pin: Option<String>,
     dedupe_key: Option<String>,
-    state: String,
+    state: CommandState,
     return_code: Option<i64>,
     result: Option<String>,
     send_count: i64,
@@ -644,7 +647,7 @@ async fn insert_completed_event_in(
     let Some(c): Option<CompletedRecord> = sqlx::query_as(
         "SELECT d.sn, d.alias, d.time_zone, c.device_id, c.kind, c.pin, c.dedupe_key, c.state, c.return_code, \
                 c.result, c.send_count, c.created_at, c.sent_at, c.completed_at \
-         FROM device_commands AS c JOIN devices AS d ON d.id = c.device_id WHERE c.id = ?",
+         FROM device_commands AS c JOIN devices AS d ON d.id = c.device_id WHERE c.id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -653,7 +656,7 @@ async fn insert_completed_event_in(
         return Ok(());
     };
     let completed_at = c.completed_at.unwrap_or(now);
-    let event_id = command_completed_event_id(&c.sn, id, &c.state);
+    let event_id = command_completed_event_id(&c.sn, id, c.state.as_str());
     let data = CommandCompletedData {
         device: EventDevice {
             sn: &c.sn,
@@ -664,7 +667,7 @@ async fn insert_completed_event_in(
         kind: &c.kind,
         pin: c.pin.as_deref(),
         dedupe_key: c.dedupe_key.as_deref(),
-        state: &c.state,
+        state: c.state.as_str(),
         return_code: c.return_code,
         result: c.result.as_deref().unwrap_or_default(),
         send_count: c.send_count,

@@ -9,6 +9,9 @@
 //! transaction, so when several replicas watch the same devices exactly one of them reports
 //! each transition.
 
+// Whether a device is answering, as last decided by the presence check; read strictly (the
+// column's CHECK allows only its three words).
+use adms_model::Presence;
 use sqlx::SqliteConnection;
 
 use crate::events::{
@@ -33,7 +36,7 @@ pub(crate) struct NewEvent<'a> {
 pub(crate) async fn insert_event_in(conn: &mut SqliteConnection, event: &NewEvent<'_>) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO webhook_events (event_id, event_type, device_id, occurred_at, created_at, body) \
-         SELECT ?, ?, ?, ?, ?, ? \
+         SELECT $1, $2, $3, $4, $5, $6 \
          WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL) \
          ON CONFLICT (event_id) DO NOTHING",
     )
@@ -46,25 +49,6 @@ pub(crate) async fn insert_event_in(conn: &mut SqliteConnection, event: &NewEven
     .execute(conn)
     .await?;
     Ok(done.rows_affected() > 0)
-}
-
-/// Whether a device is answering, as last decided by the presence check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presence {
-    Online,
-    Offline,
-    /// Stored before presence was tracked, and not looked at since.
-    Unknown,
-}
-
-impl Presence {
-    fn parse(s: &str) -> Presence {
-        match s {
-            "online" => Presence::Online,
-            "offline" => Presence::Offline,
-            _ => Presence::Unknown,
-        }
-    }
 }
 
 /// A device whose presence may have to change, as the database knows it.
@@ -86,7 +70,7 @@ struct CandidateRecord {
     id: i64,
     sn: String,
     time_zone: Option<String>,
-    presence: String,
+    presence: Presence,
     presence_changed_at: Option<i64>,
     last_activity_at: i64,
 }
@@ -125,7 +109,7 @@ impl Store {
         let rows: Vec<CandidateRecord> = sqlx::query_as(
             "SELECT id, sn, time_zone, presence, presence_changed_at, \
                     COALESCE(last_activity_at, first_seen_at) AS last_activity_at \
-             FROM devices WHERE presence != 'online' OR COALESCE(last_activity_at, first_seen_at) < ?",
+             FROM devices WHERE presence != 'online' OR COALESCE(last_activity_at, first_seen_at) < $1",
         )
         .bind(silent_since)
         .fetch_all(self.pool())
@@ -136,7 +120,7 @@ impl Store {
                 device_id: r.id,
                 sn: r.sn,
                 time_zone: r.time_zone,
-                presence: Presence::parse(&r.presence),
+                presence: r.presence,
                 presence_changed_at: r.presence_changed_at,
                 last_activity_at: r.last_activity_at,
             })
@@ -149,10 +133,11 @@ impl Store {
     pub async fn mark_device_offline(&self, check: &OfflineCheck<'_>) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
         let changed: Option<(String, String, i64, i64)> = sqlx::query_as(
-            "UPDATE devices SET presence = 'offline', presence_changed_at = ?1 \
-             WHERE id = ?2 AND presence != 'offline' \
-               AND MAX(COALESCE(last_activity_at, first_seen_at), ?3) < ?4 \
-             RETURNING sn, alias, last_seq, MAX(COALESCE(last_activity_at, first_seen_at), ?3)",
+            "UPDATE devices SET presence = 'offline', presence_changed_at = $1 \
+             WHERE id = $2 AND presence != 'offline' \
+               AND COALESCE(last_activity_at, first_seen_at) < $4 AND $3 < $4 \
+             RETURNING sn, alias, last_seq, \
+               CASE WHEN COALESCE(last_activity_at, first_seen_at) > $3 THEN COALESCE(last_activity_at, first_seen_at) ELSE $3 END",
         )
         .bind(check.now)
         .bind(check.device_id)
@@ -193,9 +178,9 @@ impl Store {
         let mut tx = self.begin().await?;
         // The write lock is held from BEGIN IMMEDIATE: nothing changes between this read and
         // the update.
-        let before: Option<(String, String, String, i64, i64)> = sqlx::query_as(
+        let before: Option<(String, String, Presence, i64, i64)> = sqlx::query_as(
             "SELECT sn, alias, presence, last_seq, COALESCE(presence_changed_at, last_activity_at, first_seen_at) \
-             FROM devices WHERE id = ?",
+             FROM devices WHERE id = $1",
         )
         .bind(seen.device_id)
         .fetch_optional(&mut *tx)
@@ -204,14 +189,13 @@ impl Store {
             tx.commit().await?;
             return Err(StoreError::NotFound);
         };
-        let presence = Presence::parse(&presence);
         if presence == Presence::Online {
             tx.commit().await?;
             return Ok(false);
         }
         sqlx::query(
-            "UPDATE devices SET presence = 'online', presence_changed_at = ?1, \
-             last_activity_at = MAX(COALESCE(last_activity_at, 0), ?1) WHERE id = ?2 AND presence != 'online'",
+            "UPDATE devices SET presence = 'online', presence_changed_at = $1, \
+             last_activity_at = CASE WHEN last_activity_at > $1 THEN last_activity_at ELSE $1 END WHERE id = $2 AND presence != 'online'",
         )
         .bind(seen.back_at)
         .bind(seen.device_id)

@@ -3,32 +3,12 @@
 
 use sqlx::{FromRow, SqliteConnection};
 
+use adms_model::Approval;
+
 use crate::device_events::{NewEvent, insert_event_in};
 use crate::events::{DeviceRegisteredData, EventDevice, device_registered_event_id, event_body, event_type};
 use crate::uploads::{RawUpload, insert_raw_in};
 use crate::{Store, StoreError, now_micros};
-
-/// Whether a device's data is released to ERPs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Approval {
-    Approved,
-    /// Stored, but held from the API and delivery until an operator approves the device.
-    Pending,
-}
-
-impl Approval {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Approval::Approved => "approved",
-            Approval::Pending => "pending",
-        }
-    }
-
-    /// Fails closed: only the stored word `approved` trusts a device.
-    fn parse(s: &str) -> Approval {
-        if s == "approved" { Approval::Approved } else { Approval::Pending }
-    }
-}
 
 /// A terminal as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +35,9 @@ struct DeviceRecord {
     id: i64,
     sn: String,
     alias: String,
-    approval: String,
+    /// Decoded strictly: a word other than `approved`/`pending` fails the read instead of
+    /// trusting (or distrusting) the device by default.
+    approval: Approval,
     protocol_family: String,
     push_version: String,
     language: String,
@@ -75,7 +57,7 @@ impl From<DeviceRecord> for Device {
             id: r.id,
             sn: r.sn,
             alias: r.alias,
-            approval: Approval::parse(&r.approval),
+            approval: r.approval,
             protocol_family: r.protocol_family,
             push_version: r.push_version,
             language: r.language,
@@ -93,10 +75,10 @@ impl From<DeviceRecord> for Device {
 
 const DEVICE_COLUMNS_BY_SN: &str = "SELECT id, sn, alias, approval, protocol_family, push_version, language, time_zone, \
      text_encoding, attlog_stamp, operlog_stamp, attphoto_stamp, biodata_stamp, registry_code, last_seq \
-     FROM devices WHERE sn = ?";
+     FROM devices WHERE sn = $1";
 const DEVICE_COLUMNS_BY_ID: &str = "SELECT id, sn, alias, approval, protocol_family, push_version, language, time_zone, \
      text_encoding, attlog_stamp, operlog_stamp, attphoto_stamp, biodata_stamp, registry_code, last_seq \
-     FROM devices WHERE id = ?";
+     FROM devices WHERE id = $1";
 
 /// What is known about a device at its first request.
 #[derive(Debug, Clone, Default)]
@@ -170,7 +152,7 @@ pub(crate) async fn store_facts_in(
     let now = now_micros();
     for (key, value) in &facts.options {
         sqlx::query(
-            "INSERT INTO device_options (device_id, key, value, updated_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO device_options (device_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         )
         .bind(device_id)
@@ -184,7 +166,7 @@ pub(crate) async fn store_facts_in(
         update_info_in(conn, device_id, info).await?;
     }
     if let Some(code) = &facts.registry_code {
-        sqlx::query("UPDATE devices SET registry_code = ? WHERE id = ?")
+        sqlx::query("UPDATE devices SET registry_code = $1 WHERE id = $2")
             .bind(code)
             .bind(device_id)
             .execute(&mut *conn)
@@ -195,12 +177,12 @@ pub(crate) async fn store_facts_in(
 
 async fn update_info_in(conn: &mut SqliteConnection, device_id: i64, u: &DeviceInfoUpdate) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE devices SET model = COALESCE(?, model), firmware = COALESCE(?, firmware), \
-         firmware_push_version = COALESCE(?, firmware_push_version), ip_address = COALESCE(?, ip_address), \
-         user_count = COALESCE(?, user_count), fp_count = COALESCE(?, fp_count), \
-         face_count = COALESCE(?, face_count), palm_count = COALESCE(?, palm_count), \
-         transaction_count = COALESCE(?, transaction_count), fp_algorithm = COALESCE(?, fp_algorithm), \
-         face_algorithm = COALESCE(?, face_algorithm) WHERE id = ?",
+        "UPDATE devices SET model = COALESCE($1, model), firmware = COALESCE($2, firmware), \
+         firmware_push_version = COALESCE($3, firmware_push_version), ip_address = COALESCE($4, ip_address), \
+         user_count = COALESCE($5, user_count), fp_count = COALESCE($6, fp_count), \
+         face_count = COALESCE($7, face_count), palm_count = COALESCE($8, palm_count), \
+         transaction_count = COALESCE($9, transaction_count), fp_algorithm = COALESCE($10, fp_algorithm), \
+         face_algorithm = COALESCE($11, face_algorithm) WHERE id = $12",
     )
     .bind(&u.model)
     .bind(&u.firmware)
@@ -250,11 +232,11 @@ impl Store {
         let mut tx = self.begin().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO devices (sn, approval, protocol_family, ip_address, first_seen_at, last_activity_at, \
-             presence, presence_changed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'online', ?5) \
+             presence, presence_changed_at) VALUES ($1, $2, $3, $4, $5, $5, 'online', $5) \
              ON CONFLICT (sn) DO NOTHING RETURNING id",
         )
         .bind(new.sn)
-        .bind(approval.as_str())
+        .bind(approval)
         .bind(new.protocol_family)
         .bind(new.ip_address)
         .bind(now)
@@ -287,8 +269,8 @@ impl Store {
 
     pub async fn record_handshake(&self, device_id: i64, h: &HandshakeUpdate<'_>) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE devices SET push_version = ?, language = ?, device_type = ?, protocol_family = ?, \
-             ip_address = ?, last_handshake_at = ?, last_activity_at = ? WHERE id = ?",
+            "UPDATE devices SET push_version = $1, language = $2, device_type = $3, protocol_family = $4, \
+             ip_address = $5, last_handshake_at = $6, last_activity_at = $7 WHERE id = $8",
         )
         .bind(h.push_version)
         .bind(h.language)
@@ -327,7 +309,7 @@ impl Store {
     }
 
     pub async fn device_options(&self, device_id: i64) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT key, value FROM device_options WHERE device_id = ? ORDER BY key")
+        Ok(sqlx::query_as("SELECT key, value FROM device_options WHERE device_id = $1 ORDER BY key")
             .bind(device_id)
             .fetch_all(self.pool())
             .await?)
@@ -336,10 +318,10 @@ impl Store {
     /// Records the stamp a device reported for a table (`attlog`, `operlog`, `attphoto`, `biodata`).
     pub async fn set_stamp(&self, device_id: i64, table: &str, stamp: &str) -> Result<(), StoreError> {
         let sql = match table {
-            "attlog" => "UPDATE devices SET attlog_stamp = ? WHERE id = ?",
-            "operlog" => "UPDATE devices SET operlog_stamp = ? WHERE id = ?",
-            "attphoto" => "UPDATE devices SET attphoto_stamp = ? WHERE id = ?",
-            "biodata" => "UPDATE devices SET biodata_stamp = ? WHERE id = ?",
+            "attlog" => "UPDATE devices SET attlog_stamp = $1 WHERE id = $2",
+            "operlog" => "UPDATE devices SET operlog_stamp = $1 WHERE id = $2",
+            "attphoto" => "UPDATE devices SET attphoto_stamp = $1 WHERE id = $2",
+            "biodata" => "UPDATE devices SET biodata_stamp = $1 WHERE id = $2",
             _ => return Ok(()),
         };
         sqlx::query(sql).bind(stamp).bind(device_id).execute(self.pool()).await?;
@@ -355,8 +337,8 @@ impl Store {
         let mut tx = self.begin().await?;
         for a in activity {
             sqlx::query(
-                "UPDATE devices SET last_activity_at = MAX(COALESCE(last_activity_at, 0), ?), \
-                 ip_address = CASE WHEN ? = '' THEN ip_address ELSE ? END, deleted_at = NULL WHERE id = ?",
+                "UPDATE devices SET last_activity_at = CASE WHEN last_activity_at > $1 THEN last_activity_at ELSE $1 END, \
+                 ip_address = CASE WHEN $2 = '' THEN ip_address ELSE $3 END, deleted_at = NULL WHERE id = $4",
             )
             .bind(a.at_micros)
             .bind(&a.ip_address)
@@ -371,8 +353,8 @@ impl Store {
 
     /// Approves a pending device; returns false when no device has that SN.
     pub async fn set_approval(&self, sn: &str, approval: Approval) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE devices SET approval = ? WHERE sn = ?")
-            .bind(approval.as_str())
+        let done = sqlx::query("UPDATE devices SET approval = $1 WHERE sn = $2")
+            .bind(approval)
             .bind(sn)
             .execute(self.pool())
             .await?;
@@ -384,14 +366,14 @@ impl Store {
     /// stays; its next request brings it back). Returns whether it existed.
     pub async fn delete_terminal(&self, id: i64, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE devices SET deleted_at = ?1 WHERE id = ?2 AND deleted_at IS NULL")
+        let done = sqlx::query("UPDATE devices SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE device_commands SET state = 'cancelled', completed_at = ?1, result = 'terminal deleted' \
-             WHERE device_id = ?2 AND state = 'queued'",
+            "UPDATE device_commands SET state = 'cancelled', completed_at = $1, result = 'terminal deleted' \
+             WHERE device_id = $2 AND state = 'queued'",
         )
         .bind(now)
         .bind(id)
@@ -403,13 +385,13 @@ impl Store {
 
     /// Brings back a deleted terminal (an operator creating it again).
     pub async fn restore_terminal(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE devices SET deleted_at = NULL WHERE id = ?").bind(id).execute(self.pool()).await?;
+        sqlx::query("UPDATE devices SET deleted_at = NULL WHERE id = $1").bind(id).execute(self.pool()).await?;
         Ok(())
     }
 
     /// Whether a terminal was deleted through the API (and has not made a request since).
     pub async fn terminal_deleted(&self, id: i64) -> Result<bool, StoreError> {
-        let deleted: Option<Option<i64>> = sqlx::query_scalar("SELECT deleted_at FROM devices WHERE id = ?")
+        let deleted: Option<Option<i64>> = sqlx::query_scalar("SELECT deleted_at FROM devices WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -424,8 +406,8 @@ impl Store {
         text_encoding: Option<&str>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE devices SET alias = COALESCE(?, alias), time_zone = COALESCE(?, time_zone), \
-             text_encoding = COALESCE(?, text_encoding) WHERE sn = ?",
+            "UPDATE devices SET alias = COALESCE($1, alias), time_zone = COALESCE($2, time_zone), \
+             text_encoding = COALESCE($3, text_encoding) WHERE sn = $4",
         )
         .bind(alias)
         .bind(time_zone)

@@ -8,15 +8,18 @@ use adms_protocol::labels;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// Event types, as they appear in `type` and in endpoint filters.
+/// Event types, as they appear in `type` and in endpoint filters: the words of
+/// [`adms_model::EventType`], as string constants for the code that still passes them as text.
 pub mod event_type {
-    pub const ATTENDANCE_PUNCH: &str = "attendance.punch";
-    pub const DEVICE_REGISTERED: &str = "device.registered";
-    pub const DEVICE_ONLINE: &str = "device.online";
-    pub const DEVICE_OFFLINE: &str = "device.offline";
-    pub const USER_ENROLLED: &str = "user.enrolled";
-    pub const USER_UPDATED: &str = "user.updated";
-    pub const COMMAND_COMPLETED: &str = "command.completed";
+    use adms_model::EventType;
+
+    pub const ATTENDANCE_PUNCH: &str = EventType::AttendancePunch.as_str();
+    pub const DEVICE_REGISTERED: &str = EventType::DeviceRegistered.as_str();
+    pub const DEVICE_ONLINE: &str = EventType::DeviceOnline.as_str();
+    pub const DEVICE_OFFLINE: &str = EventType::DeviceOffline.as_str();
+    pub const USER_ENROLLED: &str = EventType::UserEnrolled.as_str();
+    pub const USER_UPDATED: &str = EventType::UserUpdated.as_str();
+    pub const COMMAND_COMPLETED: &str = EventType::CommandCompleted.as_str();
     /// Every type an endpoint can subscribe to.
     pub const ALL: [&str; 7] = [
         ATTENDANCE_PUNCH,

@@ -5,6 +5,15 @@
 //! into one transaction and each caller is answered only after that transaction committed, so a
 //! device never gets `OK` for rows that are not durable. Everything else a device sends is
 //! written by the caller's own short transaction.
+//!
+//! The SQL is written for SQLite and, where PostgreSQL reads the same text, for both: `$N`
+//! placeholders, `ON CONFLICT`, `CASE` rather than SQLite's scalar `MIN`/`MAX`. What differs
+//! per engine is gathered where it can be (`sql`: list binding) or marked SQLite-only where it
+//! stands (the punch writer, JSON row unpacking, `BEGIN IMMEDIATE`, the migrations' triggers).
+
+// First: its macros are the SQL fragments the other modules' statements are built from.
+#[macro_use]
+mod sql;
 
 mod audit;
 mod auth;
@@ -35,14 +44,15 @@ use sqlx::{ConnectOptions, SqlitePool};
 
 use adms_vault::{Sealer, Vault};
 
+pub use adms_model::{Approval, CommandState, Presence, TokenKind};
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
-pub use auth::{ApiToken, ApiUser, BootstrapOutcome, LAST_ADMIN, ROLES, TokenKind, UserChange};
+pub use auth::{ApiToken, ApiUser, BootstrapOutcome, LAST_ADMIN, ROLES, UserChange};
 pub use commands::{
     CommandPolicy, CommandResultRow, CommandRow, DueCommand, EnqueueOutcome, Enqueued, NewCommand, ResultOutcome,
     TakenCommands,
 };
-pub use device_events::{OfflineCheck, Presence, PresenceCandidate, SeenAgain};
-pub use devices::{Approval, Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
+pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
+pub use devices::{Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::StoreError;
 pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored, new_punches_insert};
 pub use queries::{
@@ -117,7 +127,7 @@ impl Store {
             .min_connections(1)
             .connect_with(connect.clone())
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
         // Delivery state may lose its last commits on power loss (never on a process crash: WAL
         // frames are written before the commit returns): the worst case is a webhook sent again
         // with the same id, which at-least-once delivery allows anyway. Not syncing them keeps

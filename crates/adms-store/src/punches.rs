@@ -382,7 +382,7 @@ async fn write_batches(
             insert_rejected(tx, sealer, batch.device_id, r, batch.received_at).await?;
         }
         if let Some(stamp) = &batch.attlog_stamp {
-            sqlx::query("UPDATE devices SET attlog_stamp = ? WHERE id = ?")
+            sqlx::query("UPDATE devices SET attlog_stamp = $1 WHERE id = $2")
                 .bind(stamp)
                 .bind(batch.device_id)
                 .execute(&mut *tx)
@@ -558,7 +558,7 @@ WITH n AS MATERIALIZED (
            j.value ->> 7 AS time_zone, j.value ->> 8 AS utc_time, j.value ->> 9 AS mask_flag,
            j.value ->> 10 AS temperature, j.value ->> 11 AS raw_line, j.value ->> 12 AS received_at,
            j.value ->> 13 AS event_id
-    FROM jsonb_each(?) AS j)
+    FROM jsonb_each($1) AS j)
 INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, utc_time, \
                      mask_flag, temperature, raw_line, received_at, event_id)
 SELECT n.device_id, d.last_seq + row_number() OVER (PARTITION BY n.device_id ORDER BY n.ord),
@@ -595,7 +595,7 @@ INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, 
 SELECT d.id, d.last_seq + (j.value ->> 14), j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4,
        j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, j.value ->> 10, j.value ->> 11,
        j.value ->> 12, j.value ->> 13
-FROM jsonb_each(?) AS j
+FROM jsonb_each($1) AS j
 JOIN devices AS d ON d.id = j.value ->> 0",
             $tail
         )
@@ -633,7 +633,7 @@ macro_rules! insert_punch_events {
 INSERT INTO webhook_events (event_id, event_type, device_id, punch_id, seq, occurred_at, created_at, body)
 SELECT j.value ->> 0, 'attendance.punch', j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5,
        CAST(j.value ->> 6 AS BLOB)
-FROM jsonb_each(?) AS j
+FROM jsonb_each($1) AS j
 WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)
 ORDER BY j.key
 ON CONFLICT (event_id) DO NOTHING",
@@ -659,7 +659,7 @@ pub(crate) async fn insert_rejected(
     let prefix = format!("{device_id}/{}", r.table);
     sqlx::query(
         "INSERT INTO rejected_lines (device_id, table_name, line_no, raw, raw_sha256, reason, first_seen_at, last_seen_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (device_id, table_name, raw_sha256) DO UPDATE SET seen_count = seen_count + 1, \
          last_seen_at = excluded.last_seen_at",
     )

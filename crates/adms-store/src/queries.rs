@@ -104,7 +104,7 @@ macro_rules! transactions_select {
             transactions_where!(),
             " ORDER BY ",
             $order,
-            " LIMIT ?8 OFFSET ?9"
+            " LIMIT $8 OFFSET $9"
         )
     };
 }
@@ -112,9 +112,9 @@ macro_rules! transactions_select {
 macro_rules! transactions_where {
     () => {
         "WHERE d.approval = 'approved' \
-         AND (?1 IS NULL OR p.local_time >= ?1) AND (?2 IS NULL OR p.local_time <= ?2) \
-         AND (?3 IS NULL OR p.pin = ?3) AND (?4 IS NULL OR d.sn = ?4) AND (?5 IS NULL OR d.alias = ?5) \
-         AND (?6 IS NULL OR p.received_at >= ?6) AND (?7 IS NULL OR p.received_at <= ?7)"
+         AND ($1 IS NULL OR p.local_time >= $1) AND ($2 IS NULL OR p.local_time <= $2) \
+         AND ($3 IS NULL OR p.pin = $3) AND ($4 IS NULL OR d.sn = $4) AND ($5 IS NULL OR d.alias = $5) \
+         AND ($6 IS NULL OR p.received_at >= $6) AND ($7 IS NULL OR p.received_at <= $7)"
     };
 }
 
@@ -169,9 +169,13 @@ pub struct TerminalFilter {
 
 macro_rules! terminals_where {
     () => {
-        "WHERE (?1 IS NULL OR sn = ?1) AND (?2 IS NULL OR alias = ?2) \
-         AND (?3 IS NULL OR instr(lower(sn), lower(?3)) > 0) AND (?4 IS NULL OR instr(lower(alias), lower(?4)) > 0) \
-         AND (?5 IS NULL OR id = ?5) AND deleted_at IS NULL"
+        concat!(
+            "WHERE ($1 IS NULL OR sn = $1) AND ($2 IS NULL OR alias = $2) AND ($3 IS NULL OR ",
+            contains!("sn" => "$3"),
+            ") AND ($4 IS NULL OR ",
+            contains!("alias" => "$4"),
+            ") AND ($5 IS NULL OR id = $5) AND deleted_at IS NULL"
+        )
     };
 }
 
@@ -221,7 +225,7 @@ impl Store {
             " FROM punches AS p JOIN devices AS d ON d.id = p.device_id \
              LEFT JOIN device_users AS u ON u.device_id = p.device_id AND u.pin = p.pin ",
             roster_joins!(),
-            " WHERE p.id = ? AND d.approval = 'approved'"
+            " WHERE p.id = $1 AND d.approval = 'approved'"
         ))
         .bind(id)
         .fetch_optional(self.pool())
@@ -258,7 +262,7 @@ const SELECT_TERMINALS: &str = concat!(
     "SELECT id, sn, alias, approval, ip_address, model, firmware, push_version, time_zone, user_count, fp_count, \
      face_count, palm_count, transaction_count, last_activity_at, last_seq AS stored_punches FROM devices ",
     terminals_where!(),
-    " ORDER BY id ASC LIMIT ?6 OFFSET ?7"
+    " ORDER BY id ASC LIMIT $6 OFFSET $7"
 );
 
 /// A rejected line as operators see it.
@@ -283,7 +287,7 @@ impl Store {
         page: Page,
     ) -> Result<(i64, Vec<RejectedLineRow>), StoreError> {
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE (?1 IS NULL OR d.sn = ?1)",
+            "SELECT COUNT(*) FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE ($1 IS NULL OR d.sn = $1)",
         )
         .bind(sn)
         .fetch_one(self.pool())
@@ -291,8 +295,8 @@ impl Store {
         let stored: Vec<StoredRejectedLine> = sqlx::query_as(
             "SELECT r.id, d.sn, r.table_name, r.line_no, r.raw, r.reason, r.seen_count, r.first_seen_at, \
                     r.last_seen_at, r.device_id, r.raw_sha256 \
-             FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE (?1 IS NULL OR d.sn = ?1) \
-             ORDER BY r.id DESC LIMIT ?2 OFFSET ?3",
+             FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE ($1 IS NULL OR d.sn = $1) \
+             ORDER BY r.id DESC LIMIT $2 OFFSET $3",
         )
         .bind(sn)
         .bind(page.limit)

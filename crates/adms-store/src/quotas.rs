@@ -56,7 +56,7 @@ pub(crate) async fn charge_in(
         return Ok(());
     }
     let used: Option<i64> =
-        sqlx::query_scalar("SELECT bytes FROM device_quota_usage WHERE device_id = ? AND day = ? AND kind = ?")
+        sqlx::query_scalar("SELECT bytes FROM device_quota_usage WHERE device_id = $1 AND day = $2 AND kind = $3")
             .bind(device_id)
             .bind(quota.day)
             .bind(kind.as_str())
@@ -67,7 +67,7 @@ pub(crate) async fn charge_in(
         return Err(StoreError::QuotaExceeded(kind));
     }
     sqlx::query(
-        "INSERT INTO device_quota_usage (device_id, day, kind, bytes) VALUES (?, ?, ?, ?) \
+        "INSERT INTO device_quota_usage (device_id, day, kind, bytes) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (device_id, day, kind) DO UPDATE SET bytes = bytes + excluded.bytes",
     )
     .bind(device_id)

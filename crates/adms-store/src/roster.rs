@@ -13,6 +13,7 @@ use crate::roster_sync::{plan_device, plan_template_removal};
 use adms_vault::{SealError, Sealer};
 
 use crate::sealed::{self, SealedColumn};
+use crate::sql::list_param;
 use crate::{Page, Store, StoreError, now_micros};
 
 /// The department and area every installation has (ids 1, seeded by the migration).
@@ -95,15 +96,15 @@ struct OrgSql {
 macro_rules! org_where {
     ($code:literal, $name:literal) => {
         concat!(
-            " WHERE (?1 IS NULL OR u.id = ?1) AND (?2 IS NULL OR u.",
+            " WHERE ($1 IS NULL OR u.id = $1) AND ($2 IS NULL OR u.",
             $code,
-            " = ?2) AND (?3 IS NULL OR u.",
+            " = $2) AND ($3 IS NULL OR u.",
             $name,
-            " = ?3) AND (?4 IS NULL OR instr(lower(u.",
-            $code,
-            "), lower(?4)) > 0) AND (?5 IS NULL OR instr(lower(u.",
-            $name,
-            "), lower(?5)) > 0)"
+            " = $3) AND ($4 IS NULL OR ",
+            contains!("u.", $code => "$4"),
+            ") AND ($5 IS NULL OR ",
+            contains!("u.", $name => "$5"),
+            ")"
         )
     };
 }
@@ -127,7 +128,7 @@ macro_rules! org_select {
             org_where!($code, $name),
             " ORDER BY ",
             $order,
-            " LIMIT ?6 OFFSET ?7"
+            " LIMIT $6 OFFSET $7"
         )
     };
 }
@@ -151,13 +152,13 @@ macro_rules! org_sql {
                 $code,
                 ", ",
                 $name,
-                ", parent_id, created_at) VALUES (?, ?, ?, ?) RETURNING id"
+                ", parent_id, created_at) VALUES ($1, $2, $3, $4) RETURNING id"
             ),
-            update: concat!("UPDATE ", $table, " SET ", $code, " = ?, ", $name, " = ?, parent_id = ? WHERE id = ?"),
-            code_taken: concat!("SELECT id FROM ", $table, " WHERE ", $code, " = ? AND id <> ?"),
+            update: concat!("UPDATE ", $table, " SET ", $code, " = $1, ", $name, " = $2, parent_id = $3 WHERE id = $4"),
+            code_taken: concat!("SELECT id FROM ", $table, " WHERE ", $code, " = $1 AND id <> $2"),
             in_use: $in_use,
             detach_deleted: $detach,
-            delete: concat!("DELETE FROM ", $table, " WHERE id = ?"),
+            delete: concat!("DELETE FROM ", $table, " WHERE id = $1"),
         }
     };
 }
@@ -166,27 +167,27 @@ const DEPARTMENT_SQL: OrgSql = org_sql!(
     "departments",
     "dept_code",
     "dept_name",
-    "SELECT (SELECT COUNT(*) FROM employees WHERE department_id = ?1 AND deleted_at IS NULL) \
-     + (SELECT COUNT(*) FROM departments WHERE parent_id = ?1)",
-    "UPDATE employees SET department_id = 1 WHERE department_id = ?1 AND deleted_at IS NOT NULL"
+    "SELECT (SELECT COUNT(*) FROM employees WHERE department_id = $1 AND deleted_at IS NULL) \
+     + (SELECT COUNT(*) FROM departments WHERE parent_id = $1)",
+    "UPDATE employees SET department_id = 1 WHERE department_id = $1 AND deleted_at IS NOT NULL"
 );
 const AREA_SQL: OrgSql = org_sql!(
     "areas",
     "area_code",
     "area_name",
     "SELECT (SELECT COUNT(*) FROM employee_areas AS ea JOIN employees AS e ON e.id = ea.employee_id \
-     WHERE ea.area_id = ?1 AND e.deleted_at IS NULL) + (SELECT COUNT(*) FROM areas WHERE parent_id = ?1) \
-     + (SELECT COUNT(*) FROM terminal_areas WHERE area_id = ?1)",
-    "DELETE FROM employee_areas WHERE area_id = ?1 \
+     WHERE ea.area_id = $1 AND e.deleted_at IS NULL) + (SELECT COUNT(*) FROM areas WHERE parent_id = $1) \
+     + (SELECT COUNT(*) FROM terminal_areas WHERE area_id = $1)",
+    "DELETE FROM employee_areas WHERE area_id = $1 \
      AND employee_id IN (SELECT id FROM employees WHERE deleted_at IS NOT NULL)"
 );
 const POSITION_SQL: OrgSql = org_sql!(
     "positions",
     "position_code",
     "position_name",
-    "SELECT (SELECT COUNT(*) FROM employees WHERE position_id = ?1 AND deleted_at IS NULL) \
-     + (SELECT COUNT(*) FROM positions WHERE parent_id = ?1)",
-    "UPDATE employees SET position_id = NULL WHERE position_id = ?1 AND deleted_at IS NOT NULL"
+    "SELECT (SELECT COUNT(*) FROM employees WHERE position_id = $1 AND deleted_at IS NULL) \
+     + (SELECT COUNT(*) FROM positions WHERE parent_id = $1)",
+    "UPDATE employees SET position_id = NULL WHERE position_id = $1 AND deleted_at IS NOT NULL"
 );
 
 impl OrgKind {
@@ -372,9 +373,9 @@ async fn write_private_fields(
     let [ssn, national, religion, birthday, contact_tel, office_tel, mobile, email, address, city, postcode] =
         &sealed::EMPLOYEE_PRIVATE;
     sqlx::query(
-        "UPDATE employees SET device_password = ?1, card_no = ?2, card_index = ?3, ssn = ?4, national = ?5, \
-         religion = ?6, birthday = ?7, contact_tel = ?8, office_tel = ?9, mobile = ?10, email = ?11, address = ?12, \
-         city = ?13, postcode = ?14 WHERE id = ?15",
+        "UPDATE employees SET device_password = $1, card_no = $2, card_index = $3, ssn = $4, national = $5, \
+         religion = $6, birthday = $7, contact_tel = $8, office_tel = $9, mobile = $10, email = $11, address = $12, \
+         city = $13, postcode = $14 WHERE id = $15",
     )
     .bind(seal(&sealed::EMPLOYEE_PASSWORD, &f.device_password))
     .bind(seal(&sealed::EMPLOYEE_CARD, &f.card_no))
@@ -443,12 +444,17 @@ pub struct EmployeeFilter {
 
 macro_rules! employees_where {
     () => {
-        " WHERE e.deleted_at IS NULL AND (?1 IS NULL OR e.id = ?1) AND (?2 IS NULL OR e.emp_code = ?2) \
-         AND (?3 IS NULL OR instr(lower(e.emp_code), lower(?3)) > 0) AND (?4 IS NULL OR e.first_name = ?4) \
-         AND (?5 IS NULL OR instr(lower(e.first_name), lower(?5)) > 0) AND (?6 IS NULL OR e.last_name = ?6) \
-         AND (?7 IS NULL OR instr(lower(e.last_name), lower(?7)) > 0) AND (?8 IS NULL OR e.department_id = ?8) \
-         AND (?9 IS NULL OR EXISTS (SELECT 1 FROM employee_areas AS ea WHERE ea.employee_id = e.id AND ea.area_id = ?9)) \
-         AND (?10 IS NULL OR e.app_status = ?10) AND (?11 IS NULL OR e.status = ?11)"
+        concat!(
+            " WHERE e.deleted_at IS NULL AND ($1 IS NULL OR e.id = $1) AND ($2 IS NULL OR e.emp_code = $2) AND ($3 IS NULL OR ",
+            contains!("e.emp_code" => "$3"),
+            ") AND ($4 IS NULL OR e.first_name = $4) AND ($5 IS NULL OR ",
+            contains!("e.first_name" => "$5"),
+            ") AND ($6 IS NULL OR e.last_name = $6) AND ($7 IS NULL OR ",
+            contains!("e.last_name" => "$7"),
+            ") AND ($8 IS NULL OR e.department_id = $8) \
+         AND ($9 IS NULL OR EXISTS (SELECT 1 FROM employee_areas AS ea WHERE ea.employee_id = e.id AND ea.area_id = $9)) \
+         AND ($10 IS NULL OR e.app_status = $10) AND ($11 IS NULL OR e.status = $11)"
+        )
     };
 }
 
@@ -460,7 +466,7 @@ const SELECT_EMPLOYEES: &str = concat!(
      e.app_status, e.app_role, d.dept_code, d.dept_name, p.position_code, p.position_name, e.status, e.updated_at \
      FROM employees AS e JOIN departments AS d ON d.id = e.department_id LEFT JOIN positions AS p ON p.id = e.position_id",
     employees_where!(),
-    " ORDER BY e.id ASC LIMIT ?12 OFFSET ?13"
+    " ORDER BY e.id ASC LIMIT $12 OFFSET $13"
 );
 
 /// An employee write: created, or updated (ZKBio Time 9.x turns a create with a known
@@ -506,18 +512,10 @@ pub struct NewResignation {
 macro_rules! resignations_where {
     () => {
         " FROM resignations AS r JOIN employees AS e ON e.id = r.employee_id \
-         WHERE r.reinstated_at IS NULL AND e.deleted_at IS NULL AND (?1 IS NULL OR r.id = ?1) \
-         AND (?2 IS NULL OR r.employee_id = ?2) AND (?3 IS NULL OR r.resign_type = ?3) \
-         AND (?4 IS NULL OR r.resign_date = ?4)"
+         WHERE r.reinstated_at IS NULL AND e.deleted_at IS NULL AND ($1 IS NULL OR r.id = $1) \
+         AND ($2 IS NULL OR r.employee_id = $2) AND ($3 IS NULL OR r.resign_type = $3) \
+         AND ($4 IS NULL OR r.resign_date = $4)"
     };
-}
-
-fn ids_json(ids: &[i64]) -> String {
-    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
-}
-
-fn strings_json(values: &[String]) -> String {
-    serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
 }
 
 impl Store {
@@ -645,20 +643,23 @@ impl Store {
             e.fields.open_private(self.sealer(), e.id)?;
         }
         let ids: Vec<i64> = rows.iter().map(|e| e.id).collect();
-        let areas: Vec<(i64, i64, String, String)> = sqlx::query_as(
+        let areas: Vec<(i64, i64, String, String)> = sqlx::query_as(concat!(
             "SELECT ea.employee_id, a.id, a.area_code, a.area_name FROM employee_areas AS ea \
-             JOIN areas AS a ON a.id = ea.area_id WHERE ea.employee_id IN (SELECT value FROM json_each(?)) \
-             ORDER BY ea.employee_id, a.id",
-        )
-        .bind(ids_json(&ids))
+             JOIN areas AS a ON a.id = ea.area_id WHERE ",
+            in_list!("ea.employee_id", "$1"),
+            " ORDER BY ea.employee_id, a.id"
+        ))
+        .bind(list_param(&ids))
         .fetch_all(self.pool())
         .await?;
         let pins: Vec<String> = rows.iter().map(|e| e.fields.emp_code.clone()).collect();
-        let biometrics: Vec<BioSummary> = sqlx::query_as(
+        let biometrics: Vec<BioSummary> = sqlx::query_as(concat!(
             "SELECT pin, bio_type, MAX(major_ver) AS major_ver, COUNT(DISTINCT bio_no) AS count \
-             FROM roster_templates WHERE pin IN (SELECT value FROM json_each(?)) GROUP BY pin, bio_type",
-        )
-        .bind(strings_json(&pins))
+             FROM roster_templates WHERE ",
+            in_list!("pin", "$1"),
+            " GROUP BY pin, bio_type"
+        ))
+        .bind(list_param(&pins))
         .fetch_all(self.pool())
         .await?;
         for e in &mut rows {
@@ -693,7 +694,7 @@ impl Store {
         let mut tx = self.begin().await?;
         if let Some(card) = card_index(sealer, &fields.card_no) {
             let holder: Option<String> = sqlx::query_scalar(
-                "SELECT emp_code FROM employees WHERE card_index = ? AND emp_code <> ? AND deleted_at IS NULL",
+                "SELECT emp_code FROM employees WHERE card_index = $1 AND emp_code <> $2 AND deleted_at IS NULL",
             )
             .bind(card)
             .bind(&fields.emp_code)
@@ -704,7 +705,7 @@ impl Store {
             }
         }
         let existing: Option<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT id, deleted_at FROM employees WHERE emp_code = ?")
+            sqlx::query_as("SELECT id, deleted_at FROM employees WHERE emp_code = $1")
                 .bind(&fields.emp_code)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -717,8 +718,8 @@ impl Store {
                      department_id, position_id, hire_date, gender, birthday, verify_mode, emp_type, contact_tel, \
                      office_tel, mobile, national, city, address, postcode, email, enroll_sn, ssn, religion, \
                      dev_privilege, app_status, app_role, erp_managed, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-                     ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, 1, ?28, ?28) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                     $20, $21, $22, $23, $24, $25, $26, $27, 1, $28, $28) RETURNING id",
                 ), &public)
                 .bind(now)
                 .fetch_one(&mut *tx)
@@ -728,14 +729,14 @@ impl Store {
                 Some((id, deleted_at)) => {
                     bind_employee_fields(
                         sqlx::query(
-                            "UPDATE employees SET emp_code = ?1, first_name = ?2, last_name = ?3, nickname = ?4, \
-                     device_password = ?5, card_no = ?6, department_id = ?7, position_id = ?8, hire_date = ?9, \
-                     gender = ?10, birthday = ?11, verify_mode = ?12, emp_type = ?13, contact_tel = ?14, \
-                     office_tel = ?15, mobile = ?16, national = ?17, city = ?18, address = ?19, postcode = ?20, \
-                     email = ?21, enroll_sn = ?22, ssn = ?23, religion = ?24, dev_privilege = ?25, app_status = ?26, \
-                     app_role = ?27, erp_managed = 1, updated_at = ?28, \
+                            "UPDATE employees SET emp_code = $1, first_name = $2, last_name = $3, nickname = $4, \
+                     device_password = $5, card_no = $6, department_id = $7, position_id = $8, hire_date = $9, \
+                     gender = $10, birthday = $11, verify_mode = $12, emp_type = $13, contact_tel = $14, \
+                     office_tel = $15, mobile = $16, national = $17, city = $18, address = $19, postcode = $20, \
+                     email = $21, enroll_sn = $22, ssn = $23, religion = $24, dev_privilege = $25, app_status = $26, \
+                     app_role = $27, erp_managed = 1, updated_at = $28, \
                      status = CASE WHEN deleted_at IS NULL THEN status ELSE 'active' END, deleted_at = NULL \
-                     WHERE id = ?29",
+                     WHERE id = $29",
                         ),
                         &public,
                     )
@@ -747,12 +748,16 @@ impl Store {
                 }
             };
         write_private_fields(&mut tx, sealer, saved.id, fields).await?;
-        sqlx::query("DELETE FROM employee_areas WHERE employee_id = ?").bind(saved.id).execute(&mut *tx).await?;
-        sqlx::query("INSERT OR IGNORE INTO employee_areas (employee_id, area_id) SELECT ?, value FROM json_each(?)")
-            .bind(saved.id)
-            .bind(ids_json(area_ids))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM employee_areas WHERE employee_id = $1").bind(saved.id).execute(&mut *tx).await?;
+        sqlx::query(concat!(
+            "INSERT INTO employee_areas (employee_id, area_id) SELECT $1, l.value FROM ",
+            list_rows!("$2", "l"),
+            " WHERE true ON CONFLICT DO NOTHING"
+        ))
+        .bind(saved.id)
+        .bind(list_param(area_ids))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(saved)
     }
@@ -763,15 +768,15 @@ impl Store {
         let now = now_micros();
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE employees SET deleted_at = ?, card_no = '', card_index = NULL, updated_at = ? \
-             WHERE id = ? AND deleted_at IS NULL",
+            "UPDATE employees SET deleted_at = $1, card_no = '', card_index = NULL, updated_at = $2 \
+             WHERE id = $3 AND deleted_at IS NULL",
         )
         .bind(now)
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE resignations SET reinstated_at = ? WHERE employee_id = ? AND reinstated_at IS NULL")
+        sqlx::query("UPDATE resignations SET reinstated_at = $1 WHERE employee_id = $2 AND reinstated_at IS NULL")
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
@@ -784,15 +789,17 @@ impl Store {
     pub async fn set_employee_areas(&self, employee_ids: &[i64], area_ids: &[i64]) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         for id in employee_ids {
-            sqlx::query("DELETE FROM employee_areas WHERE employee_id = ?").bind(id).execute(&mut *tx).await?;
-            sqlx::query(
-                "INSERT OR IGNORE INTO employee_areas (employee_id, area_id) SELECT ?, value FROM json_each(?)",
-            )
+            sqlx::query("DELETE FROM employee_areas WHERE employee_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query(concat!(
+                "INSERT INTO employee_areas (employee_id, area_id) SELECT $1, l.value FROM ",
+                list_rows!("$2", "l"),
+                " WHERE true ON CONFLICT DO NOTHING"
+            ))
             .bind(id)
-            .bind(ids_json(area_ids))
+            .bind(list_param(area_ids))
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE employees SET erp_managed = 1, updated_at = ? WHERE id = ?")
+            sqlx::query("UPDATE employees SET erp_managed = 1, updated_at = $1 WHERE id = $2")
                 .bind(now_micros())
                 .bind(id)
                 .execute(&mut *tx)
@@ -812,22 +819,28 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (sql, value) = match assignment {
             EmployeeAssignment::Department(id) => (
-                "UPDATE employees SET department_id = ?1, erp_managed = 1, updated_at = ?2 \
-                 WHERE id IN (SELECT value FROM json_each(?3))",
+                concat!(
+                    "UPDATE employees SET department_id = $1, erp_managed = 1, updated_at = $2 WHERE ",
+                    in_list!("id", "$3")
+                ),
                 id,
             ),
             EmployeeAssignment::Position(id) => (
-                "UPDATE employees SET position_id = ?1, erp_managed = 1, updated_at = ?2 \
-                 WHERE id IN (SELECT value FROM json_each(?3))",
+                concat!(
+                    "UPDATE employees SET position_id = $1, erp_managed = 1, updated_at = $2 WHERE ",
+                    in_list!("id", "$3")
+                ),
                 id,
             ),
             EmployeeAssignment::EmpType(value) => (
-                "UPDATE employees SET emp_type = ?1, erp_managed = 1, updated_at = ?2 \
-                 WHERE id IN (SELECT value FROM json_each(?3))",
+                concat!(
+                    "UPDATE employees SET emp_type = $1, erp_managed = 1, updated_at = $2 WHERE ",
+                    in_list!("id", "$3")
+                ),
                 value,
             ),
         };
-        sqlx::query(sql).bind(value).bind(now_micros()).bind(ids_json(employee_ids)).execute(self.pool()).await?;
+        sqlx::query(sql).bind(value).bind(now_micros()).bind(list_param(employee_ids)).execute(self.pool()).await?;
         Ok(())
     }
 
@@ -839,7 +852,7 @@ impl Store {
         let mut ids = Vec::new();
         for employee_id in employee_ids {
             let (code, status): (String, String) =
-                sqlx::query_as("SELECT emp_code, status FROM employees WHERE id = ? AND deleted_at IS NULL")
+                sqlx::query_as("SELECT emp_code, status FROM employees WHERE id = $1 AND deleted_at IS NULL")
                     .bind(employee_id)
                     .fetch_optional(&mut *tx)
                     .await?
@@ -847,14 +860,14 @@ impl Store {
             if status == "resigned" {
                 return Err(RosterRefusal::AlreadyResigned(code).into());
             }
-            sqlx::query("UPDATE employees SET status = 'resigned', updated_at = ? WHERE id = ?")
+            sqlx::query("UPDATE employees SET status = 'resigned', updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(employee_id)
                 .execute(&mut *tx)
                 .await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO resignations (employee_id, resign_date, resign_type, disableatt, reason, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             )
             .bind(employee_id)
             .bind(&r.resign_date)
@@ -890,7 +903,7 @@ impl Store {
             "SELECT r.id, r.resign_date, r.resign_type, r.disableatt, r.reason, e.id AS employee_id, e.emp_code, \
              e.first_name, e.last_name",
             resignations_where!(),
-            " ORDER BY r.id ASC LIMIT ?5 OFFSET ?6"
+            " ORDER BY r.id ASC LIMIT $5 OFFSET $6"
         ))
         .bind(f.id)
         .bind(f.employee)
@@ -911,8 +924,8 @@ impl Store {
     /// Edits an open resignation.
     pub async fn update_resignation(&self, id: i64, r: &NewResignation) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE resignations SET resign_date = ?, resign_type = ?, disableatt = ?, reason = ? \
-             WHERE id = ? AND reinstated_at IS NULL",
+            "UPDATE resignations SET resign_date = $1, resign_type = $2, disableatt = $3, reason = $4 \
+             WHERE id = $5 AND reinstated_at IS NULL",
         )
         .bind(&r.resign_date)
         .bind(r.resign_type)
@@ -929,21 +942,20 @@ impl Store {
     pub async fn reinstate(&self, resign_ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let now = now_micros();
         let mut tx = self.begin().await?;
-        let employees: Vec<i64> = sqlx::query_scalar(
-            "UPDATE resignations SET reinstated_at = ? WHERE reinstated_at IS NULL \
-             AND id IN (SELECT value FROM json_each(?)) RETURNING employee_id",
-        )
+        let employees: Vec<i64> = sqlx::query_scalar(concat!(
+            "UPDATE resignations SET reinstated_at = $1 WHERE reinstated_at IS NULL AND ",
+            in_list!("id", "$2"),
+            " RETURNING employee_id"
+        ))
         .bind(now)
-        .bind(ids_json(resign_ids))
+        .bind(list_param(resign_ids))
         .fetch_all(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE employees SET status = 'active', updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(now)
-        .bind(ids_json(&employees))
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(concat!("UPDATE employees SET status = 'active', updated_at = $1 WHERE ", in_list!("id", "$2")))
+            .bind(now)
+            .bind(list_param(&employees))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(employees)
     }
@@ -951,7 +963,7 @@ impl Store {
     /// Assigns a terminal to an area (ZKBio Time: every terminal belongs to one area).
     pub async fn set_terminal_area(&self, device_id: i64, area_id: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO terminal_areas (device_id, area_id) VALUES (?, ?) \
+            "INSERT INTO terminal_areas (device_id, area_id) VALUES ($1, $2) \
              ON CONFLICT (device_id) DO UPDATE SET area_id = excluded.area_id",
         )
         .bind(device_id)
@@ -963,11 +975,12 @@ impl Store {
 
     /// The area of each terminal (area 1 when never assigned), by device id.
     pub async fn terminal_areas(&self, device_ids: &[i64]) -> Result<BTreeMap<i64, AreaRef>, StoreError> {
-        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
-            "SELECT d.value, a.id, a.area_code, a.area_name FROM json_each(?) AS d \
-             JOIN areas AS a ON a.id = COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = d.value), 1)",
-        )
-        .bind(ids_json(device_ids))
+        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(concat!(
+            "SELECT d.value, a.id, a.area_code, a.area_name FROM ",
+            list_rows!("$1", "d"),
+            " JOIN areas AS a ON a.id = COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = d.value), 1)",
+        ))
+        .bind(list_param(device_ids))
         .fetch_all(self.pool())
         .await?;
         Ok(rows.into_iter().map(|(d, id, area_code, area_name)| (d, AreaRef { id, area_code, area_name })).collect())
@@ -994,10 +1007,10 @@ impl Store {
             state.pending = pending.remove(device_id).unwrap_or_default();
         }
         for sql in [
-            "DELETE FROM biometric_templates WHERE pin = ? AND bio_type IN (SELECT value FROM json_each(?))",
-            "DELETE FROM roster_templates WHERE pin = ? AND bio_type IN (SELECT value FROM json_each(?))",
+            concat!("DELETE FROM biometric_templates WHERE pin = $1 AND ", in_list!("bio_type", "$2")),
+            concat!("DELETE FROM roster_templates WHERE pin = $1 AND ", in_list!("bio_type", "$2")),
         ] {
-            sqlx::query(sql).bind(&pin).bind(ids_json(bio_types)).execute(&mut *tx).await?;
+            sqlx::query(sql).bind(&pin).bind(list_param(bio_types)).execute(&mut *tx).await?;
         }
         let managed = managed_terminals(&mut tx, &states.keys().copied().collect()).await?;
         tx.commit().await?;
@@ -1053,7 +1066,7 @@ impl Store {
         let wanted_pins: Vec<String> = sqlx::query_scalar(
             "SELECT e.emp_code FROM employees AS e JOIN employee_areas AS ea ON ea.employee_id = e.id \
              JOIN terminal_areas AS ta ON ta.area_id = ea.area_id \
-             WHERE e.deleted_at IS NULL AND e.status = 'active' AND ta.device_id = ? AND ta.area_id <> 1 \
+             WHERE e.deleted_at IS NULL AND e.status = 'active' AND ta.device_id = $1 AND ta.area_id <> 1 \
              GROUP BY e.emp_code",
         )
         .bind(device_id)
@@ -1065,8 +1078,8 @@ impl Store {
         state.pending =
             pending_changes(&mut conn, sealer, Some(&[device_id]), None).await?.remove(&device_id).unwrap_or_default();
         let known: Vec<String> = sqlx::query_scalar(
-            "SELECT emp_code FROM employees WHERE emp_code IN (SELECT pin FROM device_users WHERE device_id = ?1 \
-             UNION SELECT pin FROM biometric_templates WHERE device_id = ?1)",
+            "SELECT emp_code FROM employees WHERE emp_code IN (SELECT pin FROM device_users WHERE device_id = $1 \
+             UNION SELECT pin FROM biometric_templates WHERE device_id = $1)",
         )
         .bind(device_id)
         .fetch_all(&mut *conn)
@@ -1174,9 +1187,9 @@ async fn org_is_ancestor_or_self(
             return Ok(true);
         }
         let parent: Option<Option<i64>> = match kind {
-            OrgKind::Department => sqlx::query_scalar("SELECT parent_id FROM departments WHERE id = ?"),
-            OrgKind::Area => sqlx::query_scalar("SELECT parent_id FROM areas WHERE id = ?"),
-            OrgKind::Position => sqlx::query_scalar("SELECT parent_id FROM positions WHERE id = ?"),
+            OrgKind::Department => sqlx::query_scalar("SELECT parent_id FROM departments WHERE id = $1"),
+            OrgKind::Area => sqlx::query_scalar("SELECT parent_id FROM areas WHERE id = $1"),
+            OrgKind::Position => sqlx::query_scalar("SELECT parent_id FROM positions WHERE id = $1"),
         }
         .bind(unit)
         .fetch_optional(&mut *conn)
@@ -1265,11 +1278,12 @@ async fn managed_terminals(
     device_ids: &BTreeSet<i64>,
 ) -> Result<BTreeSet<i64>, StoreError> {
     let ids: Vec<i64> = device_ids.iter().copied().collect();
-    let approved: Vec<i64> = sqlx::query_scalar(
+    let approved: Vec<i64> = sqlx::query_scalar(concat!(
         "SELECT d.id FROM devices AS d JOIN terminal_areas AS ta ON ta.device_id = d.id \
-         WHERE d.approval = 'approved' AND ta.area_id <> 1 AND d.id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(ids_json(&ids))
+         WHERE d.approval = 'approved' AND ta.area_id <> 1 AND ",
+        in_list!("d.id", "$1")
+    ))
+    .bind(list_param(&ids))
     .fetch_all(&mut *conn)
     .await?;
     Ok(approved.into_iter().collect())
@@ -1282,13 +1296,13 @@ async fn device_states_for_pin(
     pin: &str,
 ) -> Result<BTreeMap<i64, DeviceState>, StoreError> {
     let users: Vec<UserRowForSync> = sqlx::query_as(
-        "SELECT device_id, pin, name, privilege, password, card, verify FROM device_users WHERE pin = ?",
+        "SELECT device_id, pin, name, privilege, password, card, verify FROM device_users WHERE pin = $1",
     )
     .bind(pin)
     .fetch_all(&mut *conn)
     .await?;
     let templates: Vec<(i64, String, i64, i64, i64)> =
-        sqlx::query_as("SELECT device_id, pin, bio_type, bio_no, bio_index FROM biometric_templates WHERE pin = ?")
+        sqlx::query_as("SELECT device_id, pin, bio_type, bio_no, bio_index FROM biometric_templates WHERE pin = $1")
             .bind(pin)
             .fetch_all(&mut *conn)
             .await?;
@@ -1304,18 +1318,20 @@ async fn pending_changes(
     device_ids: Option<&[i64]>,
     pin: Option<&str>,
 ) -> Result<BTreeMap<i64, Vec<RosterChange>>, StoreError> {
-    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(concat!(
         "SELECT c.id, c.device_id, c.params FROM device_commands AS c \
-         WHERE (?1 IS NULL OR c.device_id IN (SELECT value FROM json_each(?1))) \
-         AND (?2 IS NULL OR c.pin = ?2) \
+         WHERE ($1 IS NULL OR ",
+        in_list!("c.device_id", "$1"),
+        ") \
+         AND ($2 IS NULL OR c.pin = $2) \
          AND c.kind IN ('user_upsert', 'user_delete', 'fingerprint_upsert', 'fingerprint_delete', 'face_upsert', \
          'face_delete', 'biodata_upsert', 'biodata_delete') \
          AND (c.state IN ('queued', 'sent') OR (c.state = 'succeeded' AND c.completed_at > COALESCE( \
          (SELECT u.updated_at FROM device_users AS u WHERE u.device_id = c.device_id \
          AND u.pin = c.pin), 0))) \
-         ORDER BY c.id",
-    )
-    .bind(device_ids.map(ids_json))
+         ORDER BY c.id"
+    ))
+    .bind(device_ids.map(list_param))
     .bind(pin)
     .fetch_all(&mut *conn)
     .await?;
@@ -1339,13 +1355,13 @@ async fn device_state(
     device_id: i64,
 ) -> Result<DeviceState, StoreError> {
     let users: Vec<UserRowForSync> = sqlx::query_as(
-        "SELECT device_id, pin, name, privilege, password, card, verify FROM device_users WHERE device_id = ?",
+        "SELECT device_id, pin, name, privilege, password, card, verify FROM device_users WHERE device_id = $1",
     )
     .bind(device_id)
     .fetch_all(&mut *conn)
     .await?;
     let templates: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT device_id, pin, bio_type, bio_no, bio_index FROM biometric_templates WHERE device_id = ?",
+        "SELECT device_id, pin, bio_type, bio_no, bio_index FROM biometric_templates WHERE device_id = $1",
     )
     .bind(device_id)
     .fetch_all(&mut *conn)
@@ -1362,7 +1378,7 @@ async fn employee_target_devices(conn: &mut SqliteConnection, emp_code: &str) ->
         "SELECT d.id FROM devices AS d JOIN terminal_areas AS ta ON ta.device_id = d.id \
          JOIN employee_areas AS ea ON ea.area_id = ta.area_id \
          JOIN employees AS e ON e.id = ea.employee_id \
-         WHERE e.emp_code = ? AND e.deleted_at IS NULL AND e.status = 'active' AND d.approval = 'approved' \
+         WHERE e.emp_code = $1 AND e.deleted_at IS NULL AND e.status = 'active' AND d.approval = 'approved' \
          AND ta.area_id <> 1",
     )
     .bind(emp_code)
@@ -1380,17 +1396,18 @@ async fn desired_entries(
     pins: &[String],
 ) -> Result<BTreeMap<String, DesiredEntry>, StoreError> {
     let employees: Vec<EmployeeForSync> = sqlx::query_as(
-        "SELECT id, emp_code, first_name, last_name, dev_privilege, device_password, card_no, verify_mode FROM employees \
-         WHERE deleted_at IS NULL AND status = 'active' AND emp_code IN (SELECT value FROM json_each(?))",
+        concat!("SELECT id, emp_code, first_name, last_name, dev_privilege, device_password, card_no, verify_mode FROM employees \
+         WHERE deleted_at IS NULL AND status = 'active' AND ", in_list!("emp_code", "$1")),
     )
-    .bind(strings_json(pins))
+    .bind(list_param(pins))
     .fetch_all(&mut *conn)
     .await?;
-    let templates: Vec<TemplateRowForSync> = sqlx::query_as(
+    let templates: Vec<TemplateRowForSync> = sqlx::query_as(concat!(
         "SELECT pin, bio_type, bio_no, bio_index, record_kind, valid, duress, major_ver, minor_ver, format, \
-         template FROM roster_templates WHERE pin IN (SELECT value FROM json_each(?))",
-    )
-    .bind(strings_json(pins))
+         template FROM roster_templates WHERE ",
+        in_list!("pin", "$1")
+    ))
+    .bind(list_param(pins))
     .fetch_all(&mut *conn)
     .await?;
     let mut roster_templates: BTreeMap<(String, TemplateKey), DeviceTemplate> = BTreeMap::new();

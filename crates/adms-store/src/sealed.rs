@@ -34,42 +34,55 @@ enum Digest {
 pub struct SealedColumn {
     /// `table.column`: the first part of the associated data, and the digests' kind.
     pub kind: &'static str,
-    /// `?1` the last rowid seen, `?2` a batch size; returns rowid, identity (or its prefix),
-    /// the stored digest (NULL without one) and the value, in rowid order.
+    /// `$1` the last key seen, `$2` a batch size; returns the key, identity (or its prefix),
+    /// the stored digest (NULL without one) and the value, in key order. The key only walks the
+    /// table and addresses the update; it is never sealed into a value. It is the table's `id`
+    /// (for tables declared with `INTEGER PRIMARY KEY`, the same values as the `rowid` earlier
+    /// passes walked). `device_users`, `roster_templates` and `user_photos` have no id column
+    /// (their primary keys are composite), so their passes still walk SQLite's `rowid`: a
+    /// PostgreSQL port gives them ids first.
     select: &'static str,
-    /// Without a digest: `?1` the new value, `?2` rowid, `?3` the value read. With one: `?1` the
-    /// new value, `?2` the digest, `?3` rowid, `?4` the value read.
+    /// Without a digest: `$1` the new value, `$2` the key, `$3` the value read. With one: `$1` the
+    /// new value, `$2` the digest, `$3` the key, `$4` the value read.
     update: &'static str,
     binary: bool,
     digest: Digest,
 }
 
 macro_rules! sealed_column {
-    ($table:literal, $column:literal, record: $record:literal, binary: $binary:literal) => {
+    ($table:literal, $column:literal, key: $key:literal, record: $record:literal, binary: $binary:literal) => {
         SealedColumn {
             kind: concat!($table, ".", $column),
             select: concat!(
-                "SELECT rowid, ",
+                "SELECT ",
+                $key,
+                ", ",
                 $record,
                 ", NULL, ",
                 $column,
                 " FROM ",
                 $table,
-                " WHERE rowid > ?1 AND length(",
+                " WHERE ",
+                $key,
+                " > $1 AND length(",
                 $column,
-                ") > 0 ORDER BY rowid LIMIT ?2"
+                ") > 0 ORDER BY ",
+                $key,
+                " LIMIT $2"
             ),
-            update: concat!("UPDATE ", $table, " SET ", $column, " = ?1 WHERE rowid = ?2 AND ", $column, " = ?3"),
+            update: concat!("UPDATE ", $table, " SET ", $column, " = $1 WHERE ", $key, " = $2 AND ", $column, " = $3"),
             binary: $binary,
             digest: Digest::None,
         }
     };
-    ($table:literal, $column:literal, record: $record:literal, binary: $binary:literal,
+    ($table:literal, $column:literal, key: $key:literal, record: $record:literal, binary: $binary:literal,
      digest $how:ident: $digest_column:literal) => {
         SealedColumn {
             kind: concat!($table, ".", $column),
             select: concat!(
-                "SELECT rowid, ",
+                "SELECT ",
+                $key,
+                ", ",
                 $record,
                 ", ",
                 $digest_column,
@@ -77,20 +90,26 @@ macro_rules! sealed_column {
                 $column,
                 " FROM ",
                 $table,
-                " WHERE rowid > ?1 AND length(",
+                " WHERE ",
+                $key,
+                " > $1 AND length(",
                 $column,
-                ") > 0 ORDER BY rowid LIMIT ?2"
+                ") > 0 ORDER BY ",
+                $key,
+                " LIMIT $2"
             ),
             update: concat!(
                 "UPDATE ",
                 $table,
                 " SET ",
                 $column,
-                " = ?1, ",
+                " = $1, ",
                 $digest_column,
-                " = ?2 WHERE rowid = ?3 AND ",
+                " = $2 WHERE ",
+                $key,
+                " = $3 AND ",
                 $column,
-                " = ?4"
+                " = $4"
             ),
             binary: $binary,
             digest: Digest::$how,
@@ -99,66 +118,65 @@ macro_rules! sealed_column {
 }
 
 pub const EMPLOYEE_PASSWORD: SealedColumn =
-    sealed_column!("employees", "device_password", record: "CAST(id AS TEXT)", binary: false);
+    sealed_column!("employees", "device_password", key: "id", record: "CAST(id AS TEXT)", binary: false);
 /// `card_index` is the card's keyed digest: a card number belongs to one employee.
-pub const EMPLOYEE_CARD: SealedColumn =
-    sealed_column!("employees", "card_no", record: "CAST(id AS TEXT)", binary: false, digest Beside: "card_index");
+pub const EMPLOYEE_CARD: SealedColumn = sealed_column!("employees", "card_no", key: "id", record: "CAST(id AS TEXT)", binary: false, digest Beside: "card_index");
 /// The employee fields sealed besides password and card, in [`EMPLOYEE_PRIVATE_FIELDS`] order.
 pub const EMPLOYEE_PRIVATE: [SealedColumn; 11] = [
-    sealed_column!("employees", "ssn", record: "CAST(id AS TEXT)", binary: false),
-    sealed_column!("employees", "national", record: "CAST(id AS TEXT)", binary: false),
-    sealed_column!("employees", "religion", record: "CAST(id AS TEXT)", binary: false),
-    sealed_column!("employees", "birthday", record: "CAST(id AS TEXT)", binary: false),
-    sealed_column!("employees", "contact_tel", record: "CAST(id AS TEXT)", binary: false),
-    sealed_column!("employees", "office_tel", record: "CAST(id AS TEXT)", binary: false),
-    sealed_column!("employees", "mobile", record: "CAST(id AS TEXT)", binary: false),
-    sealed_column!("employees", "email", record: "CAST(id AS TEXT)", binary: false),
-    sealed_column!("employees", "address", record: "CAST(id AS TEXT)", binary: false),
-    sealed_column!("employees", "city", record: "CAST(id AS TEXT)", binary: false),
-    sealed_column!("employees", "postcode", record: "CAST(id AS TEXT)", binary: false),
+    sealed_column!("employees", "ssn", key: "id", record: "CAST(id AS TEXT)", binary: false),
+    sealed_column!("employees", "national", key: "id", record: "CAST(id AS TEXT)", binary: false),
+    sealed_column!("employees", "religion", key: "id", record: "CAST(id AS TEXT)", binary: false),
+    sealed_column!("employees", "birthday", key: "id", record: "CAST(id AS TEXT)", binary: false),
+    sealed_column!("employees", "contact_tel", key: "id", record: "CAST(id AS TEXT)", binary: false),
+    sealed_column!("employees", "office_tel", key: "id", record: "CAST(id AS TEXT)", binary: false),
+    sealed_column!("employees", "mobile", key: "id", record: "CAST(id AS TEXT)", binary: false),
+    sealed_column!("employees", "email", key: "id", record: "CAST(id AS TEXT)", binary: false),
+    sealed_column!("employees", "address", key: "id", record: "CAST(id AS TEXT)", binary: false),
+    sealed_column!("employees", "city", key: "id", record: "CAST(id AS TEXT)", binary: false),
+    sealed_column!("employees", "postcode", key: "id", record: "CAST(id AS TEXT)", binary: false),
 ];
 pub const DEVICE_USER_PASSWORD: SealedColumn =
-    sealed_column!("device_users", "password", record: "device_id || '/' || pin", binary: false);
+    sealed_column!("device_users", "password", key: "rowid", record: "device_id || '/' || pin", binary: false);
 pub const DEVICE_USER_CARD: SealedColumn =
-    sealed_column!("device_users", "card", record: "device_id || '/' || pin", binary: false);
+    sealed_column!("device_users", "card", key: "rowid", record: "device_id || '/' || pin", binary: false);
 pub const DEVICE_USER_VICE_CARD: SealedColumn =
-    sealed_column!("device_users", "vice_card", record: "device_id || '/' || pin", binary: false);
+    sealed_column!("device_users", "vice_card", key: "rowid", record: "device_id || '/' || pin", binary: false);
 pub const DEVICE_USER_RAW: SealedColumn =
-    sealed_column!("device_users", "raw_line", record: "device_id || '/' || pin", binary: true);
+    sealed_column!("device_users", "raw_line", key: "rowid", record: "device_id || '/' || pin", binary: true);
 pub const DEVICE_TEMPLATE: SealedColumn = sealed_column!(
-    "biometric_templates", "template",
+    "biometric_templates", "template", key: "id",
     record: "device_id || '/' || pin || '/' || bio_type || '/' || bio_no || '/' || bio_index", binary: false
 );
 pub const ROSTER_TEMPLATE: SealedColumn = sealed_column!(
-    "roster_templates", "template", record: "pin || '/' || bio_type || '/' || bio_no || '/' || bio_index", binary: false
+    "roster_templates", "template", key: "rowid", record: "pin || '/' || bio_type || '/' || bio_no || '/' || bio_index", binary: false
 );
 pub const USER_PHOTO: SealedColumn = sealed_column!(
-    "user_photos", "content", record: "device_id || '/' || pin || '/' || record_kind || '/' || photo_type", binary: false
+    "user_photos", "content", key: "rowid", record: "device_id || '/' || pin || '/' || record_kind || '/' || photo_type", binary: false
 );
 pub const ATT_PHOTO: SealedColumn =
-    sealed_column!("att_photos", "image", record: "device_id || '/' || file_name", binary: true);
+    sealed_column!("att_photos", "image", key: "id", record: "device_id || '/' || file_name", binary: true);
 pub const DEVICE_RECORD_RAW: SealedColumn = sealed_column!(
-    "device_records", "raw_line", record: "device_id || '/' || table_name", binary: true, digest InRecord: "raw_sha256"
+    "device_records", "raw_line", key: "id", record: "device_id || '/' || table_name", binary: true, digest InRecord: "raw_sha256"
 );
 pub const REJECTED_RAW: SealedColumn = sealed_column!(
-    "rejected_lines", "raw", record: "device_id || '/' || table_name", binary: true, digest InRecord: "raw_sha256"
+    "rejected_lines", "raw", key: "id", record: "device_id || '/' || table_name", binary: true, digest InRecord: "raw_sha256"
 );
 pub const RAW_UPLOAD_BODY: SealedColumn = sealed_column!(
-    "raw_uploads", "body", record: "sn || '/' || endpoint || '/' || table_name", binary: true,
+    "raw_uploads", "body", key: "id", record: "sn || '/' || endpoint || '/' || table_name", binary: true,
     digest InRecord: "body_sha256"
 );
 pub const ACCESS_EVENT_RAW: SealedColumn = sealed_column!(
-    "access_events", "raw_line", record: "CAST(device_id AS TEXT)", binary: true, digest InRecord: "raw_sha256"
+    "access_events", "raw_line", key: "id", record: "CAST(device_id AS TEXT)", binary: true, digest InRecord: "raw_sha256"
 );
 /// Identified by the raw line's digest, so it must be sealed after [`ACCESS_EVENT_RAW`], which
 /// may give an old row its keyed digest.
 pub const ACCESS_EVENT_CARD: SealedColumn = sealed_column!(
-    "access_events", "card_no", record: "device_id || '/' || lower(hex(raw_sha256))", binary: false
+    "access_events", "card_no", key: "id", record: "device_id || '/' || lower(hex(raw_sha256))", binary: false
 );
 pub const COMMAND_WIRE: SealedColumn =
-    sealed_column!("device_commands", "command", record: "CAST(id AS TEXT)", binary: false);
+    sealed_column!("device_commands", "command", key: "id", record: "CAST(id AS TEXT)", binary: false);
 pub const COMMAND_PARAMS: SealedColumn =
-    sealed_column!("device_commands", "params", record: "CAST(id AS TEXT)", binary: false);
+    sealed_column!("device_commands", "params", key: "id", record: "CAST(id AS TEXT)", binary: false);
 
 /// Every sealed column, in the order the passes must take them (see [`ACCESS_EVENT_CARD`]).
 pub fn all_columns() -> impl Iterator<Item = &'static SealedColumn> {
@@ -252,7 +270,7 @@ impl Store {
             after = last.try_get(0)?;
             let mut tx = self.begin().await?;
             for row in &rows {
-                let rowid: i64 = row.try_get(0)?;
+                let key: i64 = row.try_get(0)?;
                 let prefix: String = row.try_get(1)?;
                 let stored_digest: Option<Vec<u8>> = row.try_get(2)?;
                 let stored = if column.binary { Stored::Bytes(row.try_get(3)?) } else { Stored::Text(row.try_get(3)?) };
@@ -302,14 +320,14 @@ impl Store {
                     Digest::None => update,
                     Digest::InRecord | Digest::Beside => update.bind(new_digest.or(stored_digest)),
                 };
-                let update = update.bind(rowid);
+                let update = update.bind(key);
                 let update = match &stored {
                     Stored::Text(text) => update.bind(text.as_str()),
                     Stored::Bytes(bytes) => update.bind(bytes.as_slice()),
                 };
                 if update.execute(&mut *tx).await?.rows_affected() == 0 {
                     return Err(StoreError::Conflict(format!(
-                        "{} of row {rowid} changed while being sealed: is a server still running on this database?",
+                        "{} of row {key} changed while being sealed: is a server still running on this database?",
                         column.kind
                     )));
                 }

@@ -37,16 +37,16 @@ pub struct TemplateFilter {
     pub bio_type: Option<i64>,
 }
 
-/// The newest copy of each slot, filtered. `?1` id, `?2` PIN, `?3` type.
+/// The newest copy of each slot, filtered. `$1` id, `$2` PIN, `$3` type.
 macro_rules! newest_templates {
     () => {
         "WITH copies AS (
-            SELECT t.rowid AS id, t.device_id, t.pin, t.bio_type, t.bio_no, t.bio_index, t.major_ver, t.minor_ver,
+            SELECT t.id, t.device_id, t.pin, t.bio_type, t.bio_no, t.bio_index, t.major_ver, t.minor_ver,
                    t.valid, t.duress, t.template, t.updated_at,
                    row_number() OVER (PARTITION BY t.pin, t.bio_type, t.bio_no, t.bio_index
-                                      ORDER BY t.updated_at DESC, t.rowid DESC) AS copy
+                                      ORDER BY t.updated_at DESC, t.id DESC) AS copy
             FROM biometric_templates AS t
-            WHERE (?2 IS NULL OR t.pin = ?2) AND (?3 IS NULL OR t.bio_type = ?3))
+            WHERE ($2 IS NULL OR t.pin = $2) AND ($3 IS NULL OR t.bio_type = $3))
          SELECT c.id, c.pin,
                 COALESCE(e.first_name,
                          (SELECT u.name FROM device_users AS u WHERE u.device_id = c.device_id AND u.pin = c.pin),
@@ -56,7 +56,7 @@ macro_rules! newest_templates {
          FROM copies AS c
          JOIN devices AS d ON d.id = c.device_id
          LEFT JOIN employees AS e ON e.emp_code = c.pin AND e.deleted_at IS NULL
-         WHERE c.copy = 1 AND (?1 IS NULL OR c.id = ?1)"
+         WHERE c.copy = 1 AND ($1 IS NULL OR c.id = $1)"
     };
 }
 
@@ -67,7 +67,7 @@ impl Store {
         f: &TemplateFilter,
         page: Page,
     ) -> Result<(i64, Vec<TemplateRecord>), StoreError> {
-        let count: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM (", newest_templates!(), ")"))
+        let count: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM (", newest_templates!(), ") AS matching"))
             .bind(f.id)
             .bind(&f.emp_code)
             .bind(f.bio_type)
@@ -77,7 +77,7 @@ impl Store {
             return Ok((count, Vec::new()));
         }
         let mut rows: Vec<TemplateRecord> =
-            sqlx::query_as(concat!(newest_templates!(), " ORDER BY c.id ASC LIMIT ?4 OFFSET ?5"))
+            sqlx::query_as(concat!(newest_templates!(), " ORDER BY c.id ASC LIMIT $4 OFFSET $5"))
                 .bind(f.id)
                 .bind(&f.emp_code)
                 .bind(f.bio_type)

@@ -92,21 +92,21 @@ pub(crate) async fn adopt_device_user_in(
         return Ok(());
     }
     let update = policy.adoption == UserAdoption::AdoptAll;
-    let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM employees WHERE emp_code = ?)")
+    let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM employees WHERE emp_code = $1)")
         .bind(&user.pin)
         .fetch_one(&mut *conn)
         .await?;
     if known && !update {
         return Ok(());
     }
-    // A new employee gets `?3` (0 unless device-made administrators are allowed). An update may
-    // lower the roster's privilege to the device's `?6` but never raise it, unless `?5` allows.
+    // A new employee gets `$3` (0 unless device-made administrators are allowed). An update may
+    // lower the roster's privilege to the device's `$6` but never raise it, unless `$5` allows.
     // No row comes back when the ERP manages the employee, or deleted it: nothing changes then.
     let adopted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO employees (emp_code, first_name, dev_privilege, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?4) \
+         VALUES ($1, $2, $3, $4, $4) \
          ON CONFLICT (emp_code) DO UPDATE SET first_name = excluded.first_name, \
-         dev_privilege = CASE WHEN ?5 THEN ?6 ELSE MIN(?6, employees.dev_privilege) END, \
+         dev_privilege = CASE WHEN $5 OR $6 < employees.dev_privilege THEN $6 ELSE employees.dev_privilege END, \
          updated_at = excluded.updated_at \
          WHERE employees.erp_managed = 0 AND employees.deleted_at IS NULL RETURNING id",
     )
@@ -124,7 +124,7 @@ pub(crate) async fn adopt_device_user_in(
     let mut card_index = roster::card_index(sealer, &user.card);
     if let Some(index) = &card_index {
         let taken: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM employees WHERE card_index = ? AND id <> ? AND deleted_at IS NULL)",
+            "SELECT EXISTS (SELECT 1 FROM employees WHERE card_index = $1 AND id <> $2 AND deleted_at IS NULL)",
         )
         .bind(index)
         .bind(id)
@@ -136,7 +136,7 @@ pub(crate) async fn adopt_device_user_in(
     }
     let card = if card_index.is_some() { user.card.as_str() } else { "" };
     let record = id.to_string();
-    sqlx::query("UPDATE employees SET device_password = ?, card_no = ?, card_index = ? WHERE id = ?")
+    sqlx::query("UPDATE employees SET device_password = $1, card_no = $2, card_index = $3 WHERE id = $4")
         .bind(sealer.seal(sealed::EMPLOYEE_PASSWORD.kind, &record, &user.password))
         .bind(sealer.seal(sealed::EMPLOYEE_CARD.kind, &record, card))
         .bind(card_index)
@@ -146,11 +146,12 @@ pub(crate) async fn adopt_device_user_in(
     // The employee joins the terminal's area when the terminal was assigned one; one with no
     // area at all goes into area 1 ("Not Authorized", pushed nowhere) so it can be found.
     sqlx::query(
-        "INSERT OR IGNORE INTO employee_areas (employee_id, area_id) \
-         SELECT e.id, COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = ?2), 1) FROM employees AS e \
-         WHERE e.emp_code = ?1 AND e.erp_managed = 0 AND e.deleted_at IS NULL \
-         AND (EXISTS (SELECT 1 FROM terminal_areas WHERE device_id = ?2) \
-              OR NOT EXISTS (SELECT 1 FROM employee_areas AS ea WHERE ea.employee_id = e.id))",
+        "INSERT INTO employee_areas (employee_id, area_id) \
+         SELECT e.id, COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = $2), 1) FROM employees AS e \
+         WHERE e.emp_code = $1 AND e.erp_managed = 0 AND e.deleted_at IS NULL \
+         AND (EXISTS (SELECT 1 FROM terminal_areas WHERE device_id = $2) \
+              OR NOT EXISTS (SELECT 1 FROM employee_areas AS ea WHERE ea.employee_id = e.id)) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(&user.pin)
     .bind(device_id)
@@ -182,12 +183,12 @@ pub(crate) async fn adopt_device_template_in(
     sqlx::query(
         "INSERT INTO roster_templates (pin, bio_type, bio_no, bio_index, record_kind, valid, duress, major_ver, \
          minor_ver, format, template, source_device_id, updated_at) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 \
-         WHERE ?14 OR NOT EXISTS (SELECT 1 FROM employees WHERE emp_code = ?1 AND erp_managed = 1) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+         WHERE $14 OR NOT EXISTS (SELECT 1 FROM employees WHERE emp_code = $1 AND erp_managed = 1) \
          ON CONFLICT (pin, bio_type, bio_no, bio_index) DO UPDATE SET record_kind = excluded.record_kind, \
          valid = excluded.valid, duress = excluded.duress, major_ver = excluded.major_ver, \
          minor_ver = excluded.minor_ver, format = excluded.format, template = excluded.template, \
-         source_device_id = excluded.source_device_id, updated_at = excluded.updated_at WHERE ?14",
+         source_device_id = excluded.source_device_id, updated_at = excluded.updated_at WHERE $14",
     )
     .bind(&t.pin)
     .bind(t.bio_type)

@@ -156,7 +156,7 @@ impl Store {
         for o in &b.oplogs {
             sqlx::query(
                 "INSERT INTO operation_logs (device_id, op_code, operator, local_time, obj1, obj2, obj3, obj4, raw_line, received_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
             )
             .bind(b.device_id)
             .bind(o.op_code)
@@ -177,7 +177,7 @@ impl Store {
         for t in &b.templates {
             sqlx::query(
                 "INSERT INTO biometric_templates (device_id, pin, bio_type, bio_no, bio_index, record_kind, valid, duress, \
-                 major_ver, minor_ver, format, size, template, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 major_ver, minor_ver, format, size, template, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
                  ON CONFLICT (device_id, pin, bio_type, bio_no, bio_index) DO UPDATE SET record_kind = excluded.record_kind, \
                  valid = excluded.valid, duress = excluded.duress, major_ver = excluded.major_ver, \
                  minor_ver = excluded.minor_ver, format = excluded.format, size = excluded.size, \
@@ -215,7 +215,7 @@ impl Store {
         for p in &b.photos {
             sqlx::query(
                 "INSERT INTO user_photos (device_id, pin, record_kind, photo_type, file_name, size, content, url, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, pin, record_kind, photo_type) DO UPDATE SET \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (device_id, pin, record_kind, photo_type) DO UPDATE SET \
                  file_name = excluded.file_name, size = excluded.size, content = excluded.content, url = excluded.url, \
                  updated_at = excluded.updated_at",
             )
@@ -240,7 +240,7 @@ impl Store {
             let record = sealed::digest_record(&format!("{}/{}", b.device_id, b.table), &digest);
             let inserted = sqlx::query(
                 "INSERT INTO device_records (device_id, table_name, kind, raw_line, raw_sha256, received_at) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             )
             .bind(b.device_id)
             .bind(b.table)
@@ -275,9 +275,9 @@ impl Store {
         }
         if let Some(stamp) = &b.operlog_stamp {
             let sql = if b.table == "BIODATA" {
-                "UPDATE devices SET biodata_stamp = ? WHERE id = ?"
+                "UPDATE devices SET biodata_stamp = $1 WHERE id = $2"
             } else {
-                "UPDATE devices SET operlog_stamp = ? WHERE id = ?"
+                "UPDATE devices SET operlog_stamp = $1 WHERE id = $2"
             };
             sqlx::query(sql).bind(stamp).bind(b.device_id).execute(&mut *tx).await?;
         }
@@ -295,7 +295,7 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO att_photos (device_id, file_name, pin, local_time, punch_id, image, received_at) \
-             VALUES (?, ?, ?, ?, (SELECT id FROM punches WHERE device_id = ? AND pin = ? AND local_time = ? ORDER BY id LIMIT 1), ?, ?) \
+             VALUES ($1, $2, $3, $4, (SELECT id FROM punches WHERE device_id = $5 AND pin = $6 AND local_time = $7 ORDER BY id LIMIT 1), $8, $9) \
              ON CONFLICT (device_id, file_name) DO UPDATE SET image = excluded.image, \
              punch_id = COALESCE(att_photos.punch_id, excluded.punch_id)",
         )
@@ -329,7 +329,7 @@ impl Store {
             let record = sealed::digest_record(&device_id.to_string(), &digest);
             sqlx::query(
                 "INSERT INTO access_events (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, \
-                 raw_line, raw_sha256, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                 raw_line, raw_sha256, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
             )
             .bind(device_id)
             .bind(&e.local_time)
@@ -363,7 +363,7 @@ impl Store {
         };
         let mut tx = self.begin().await?;
         let stored: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM raw_uploads WHERE sn = ? AND endpoint = ? AND table_name = ? AND body_sha256 = ?",
+            "SELECT 1 FROM raw_uploads WHERE sn = $1 AND endpoint = $2 AND table_name = $3 AND body_sha256 = $4",
         )
         .bind(u.sn)
         .bind(u.endpoint)
@@ -420,7 +420,7 @@ async fn upsert_user_in(
     let record = format!("{}/{}", b.device_id, u.pin);
     let mut stored: Option<StoredUser> = sqlx::query_as(
         "SELECT name, name_raw, privilege, password, card, group_no, time_zones, verify, vice_card, revision \
-         FROM device_users WHERE device_id = ? AND pin = ?",
+         FROM device_users WHERE device_id = $1 AND pin = $2",
     )
     .bind(b.device_id)
     .bind(&u.pin)
@@ -438,7 +438,7 @@ async fn upsert_user_in(
     };
     sqlx::query(
         "INSERT INTO device_users (device_id, pin, name, name_raw, privilege, password, card, group_no, time_zones, \
-         verify, vice_card, raw_line, updated_at, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         verify, vice_card, raw_line, updated_at, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (device_id, pin) DO UPDATE SET name = excluded.name, name_raw = excluded.name_raw, \
          privilege = excluded.privilege, password = excluded.password, card = excluded.card, \
          group_no = excluded.group_no, time_zones = excluded.time_zones, verify = excluded.verify, \
@@ -520,7 +520,7 @@ pub(crate) async fn insert_raw_in(
     let record = sealed::digest_record(&format!("{}/{}/{}", u.sn, u.endpoint, u.table), &digest);
     sqlx::query(
         "INSERT INTO raw_uploads (device_id, sn, endpoint, table_name, query, body, body_sha256, received_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sn, endpoint, table_name, body_sha256) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sn, endpoint, table_name, body_sha256) \
          DO UPDATE SET seen_count = seen_count + 1",
     )
     .bind(u.device_id)

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use sqlx::FromRow;
 
 use crate::events::{EventDevice, PunchEvent, punch_event_id};
+use crate::sql::list_param;
 use crate::{Store, StoreError};
 
 /// One attempt of a delivery, oldest first.
@@ -116,7 +117,7 @@ struct ReplayPunch {
     alias: String,
 }
 
-/// The range filter shared by the replay's count and chunk queries: `?1`/`?2` bound the punch
+/// The range filter shared by the replay's count and chunk queries: `$1`/`$2` bound the punch
 /// id (exclusive/inclusive), then device, seq and local-time bounds.
 macro_rules! replay_select {
     ($columns:literal, $tail:literal) => {
@@ -124,9 +125,9 @@ macro_rules! replay_select {
             "SELECT ",
             $columns,
             " FROM punches AS p JOIN devices AS d ON d.id = p.device_id \
-             WHERE p.id > ?1 AND p.id <= ?2 AND (?3 IS NULL OR p.device_id = ?3) \
-               AND (?4 IS NULL OR p.seq >= ?4) AND (?5 IS NULL OR p.seq <= ?5) \
-               AND (?6 IS NULL OR p.local_time >= ?6) AND (?7 IS NULL OR p.local_time <= ?7) ",
+             WHERE p.id > $1 AND p.id <= $2 AND ($3 IS NULL OR p.device_id = $3) \
+               AND ($4 IS NULL OR p.seq >= $4) AND ($5 IS NULL OR p.seq <= $5) \
+               AND ($6 IS NULL OR p.local_time >= $6) AND ($7 IS NULL OR p.local_time <= $7) ",
             $tail
         )
     };
@@ -135,7 +136,7 @@ macro_rules! replay_select {
 impl Store {
     /// The attempts of a delivery, oldest first; `None` when there is no such delivery.
     pub async fn delivery_attempts(&self, delivery_id: i64) -> Result<Option<Vec<AttemptRow>>, StoreError> {
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = ?)")
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)")
             .bind(delivery_id)
             .fetch_one(self.pool())
             .await?;
@@ -145,7 +146,7 @@ impl Store {
         let rows = sqlx::query_as(
             "SELECT attempt_no, trigger_kind, worker, started_at, duration_us, batch_id, http_status, error_kind, \
                     error, response_body, accepted \
-             FROM webhook_attempts WHERE delivery_id = ? ORDER BY id",
+             FROM webhook_attempts WHERE delivery_id = $1 ORDER BY id",
         )
         .bind(delivery_id)
         .fetch_all(self.pool())
@@ -164,9 +165,9 @@ impl Store {
             "UPDATE webhook_deliveries SET \
                     attempt_count = CASE WHEN state = 'pending' THEN attempt_count ELSE 0 END, \
                     first_attempt_at = CASE WHEN state = 'pending' THEN first_attempt_at ELSE NULL END, \
-                    state = 'pending', next_attempt_at = ?1, updated_at = ?1, trigger_kind = 'manual', \
+                    state = 'pending', next_attempt_at = $1, updated_at = $1, trigger_kind = 'manual', \
                     batch_row = NULL \
-             WHERE id = ?2 AND state <> 'in_flight' \
+             WHERE id = $2 AND state <> 'in_flight' \
                AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE deleted_at IS NULL) \
              RETURNING id",
         )
@@ -179,7 +180,7 @@ impl Store {
         } else {
             let found: Option<(String, Option<i64>)> = sqlx::query_as(
                 "SELECT d.state, ep.deleted_at FROM webhook_deliveries AS d \
-                 JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id WHERE d.id = ?",
+                 JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id WHERE d.id = $1",
             )
             .bind(delivery_id)
             .fetch_optional(&mut *tx)
@@ -205,7 +206,7 @@ impl Store {
         // (found through the events' (device_id, seq) index); every later seq has a larger id.
         let start_after: i64 = sqlx::query_scalar(
             "SELECT COALESCE((SELECT punch_id FROM webhook_events \
-                              WHERE device_id = ?1 AND seq <= ?2 AND punch_id IS NOT NULL \
+                              WHERE device_id = $1 AND seq <= $2 AND punch_id IS NOT NULL \
                               ORDER BY seq DESC LIMIT 1), 0)",
         )
         .bind(device_id)
@@ -214,7 +215,7 @@ impl Store {
         .await?;
         let mut rows: Vec<CursorPunch> = sqlx::query_as(
             "SELECT id, seq, pin, local_time, state, verify, work_code, utc_time, raw_line, received_at, event_id \
-             FROM punches WHERE id > ?1 AND device_id = ?2 AND seq > ?3 ORDER BY id LIMIT ?4",
+             FROM punches WHERE id > $1 AND device_id = $2 AND seq > $3 ORDER BY id LIMIT $4",
         )
         .bind(start_after)
         .bind(device_id)
@@ -223,7 +224,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         if rows.iter().any(|p| p.event_id.is_none()) {
-            let sn: String = sqlx::query_scalar("SELECT sn FROM devices WHERE id = ?")
+            let sn: String = sqlx::query_scalar("SELECT sn FROM devices WHERE id = $1")
                 .bind(device_id)
                 .fetch_one(self.pool())
                 .await?;
@@ -274,7 +275,7 @@ impl Store {
         loop {
             let mut tx = self.begin().await?;
             let Some(endpoint_id) =
-                sqlx::query_scalar::<_, i64>("SELECT id FROM webhook_endpoints WHERE uid = ? AND deleted_at IS NULL")
+                sqlx::query_scalar::<_, i64>("SELECT id FROM webhook_endpoints WHERE uid = $1 AND deleted_at IS NULL")
                     .bind(endpoint_uid)
                     .fetch_optional(&mut *tx)
                     .await?
@@ -286,7 +287,7 @@ impl Store {
                 "p.id, p.device_id, p.seq, p.pin, p.local_time, p.state, p.verify, p.work_code, \
                  COALESCE(p.time_zone, d.time_zone) AS time_zone, p.utc_time, p.raw_line, p.received_at, \
                  p.event_id, d.sn, d.alias",
-                "ORDER BY p.id LIMIT ?8"
+                "ORDER BY p.id LIMIT $8"
             ))
             .bind(cursor)
             .bind(last_id)
@@ -325,23 +326,27 @@ const INSERT_REPLAY_EVENTS: &str = "\
 INSERT INTO webhook_events (event_id, event_type, device_id, punch_id, seq, occurred_at, created_at, body, fan_out)
 SELECT j.value ->> 0, 'attendance.punch', j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5,
        CAST(j.value ->> 6 AS BLOB), 0
-FROM json_each(?) AS j
+FROM json_each($1) AS j
 WHERE true
 ORDER BY j.key
 ON CONFLICT (event_id) DO NOTHING";
 
 /// One delivery per listed event to the endpoint: inserted, or an existing one made due now with
 /// a fresh schedule (unless a worker holds it).
-const UPSERT_REPLAY_DELIVERIES: &str = "\
+const UPSERT_REPLAY_DELIVERIES: &str = concat!(
+    "\
 INSERT INTO webhook_deliveries (event_row, endpoint_id, next_attempt_at, created_at, updated_at, trigger_kind)
-SELECT e.id, ?1, ?2, ?2, ?2, 'replay'
-FROM json_each(?3) AS j JOIN webhook_events AS e ON e.event_id = j.value
+SELECT e.id, $1, $2, $2, $2, 'replay'
+FROM ",
+    list_rows!("$3", "j"),
+    " JOIN webhook_events AS e ON e.event_id = j.value
 WHERE true
 ORDER BY j.key
 ON CONFLICT (event_row, endpoint_id) DO UPDATE SET
     state = 'pending', next_attempt_at = excluded.next_attempt_at, attempt_count = 0, first_attempt_at = NULL,
     updated_at = excluded.updated_at, trigger_kind = 'replay', batch_row = NULL
-WHERE webhook_deliveries.state <> 'in_flight'";
+WHERE webhook_deliveries.state <> 'in_flight'"
+);
 
 /// Creates the missing events of one chunk and queues every event of it; returns how many events
 /// were created.
@@ -369,17 +374,19 @@ async fn replay_chunk(
         .collect();
     if !unnamed.is_empty() {
         sqlx::query(
-            "UPDATE punches SET event_id = j.value ->> 1 FROM json_each(?) AS j \
+            "UPDATE punches SET event_id = j.value ->> 1 FROM json_each($1) AS j \
              WHERE punches.id = j.value ->> 0 AND punches.event_id IS NULL",
         )
         .bind(serde_json::to_string(&unnamed).unwrap_or_else(|_| "[]".into()))
         .execute(&mut *tx)
         .await?;
     }
-    let ids_json = serde_json::to_string(&event_ids).unwrap_or_else(|_| "[]".into());
-    let existing: HashSet<String> = sqlx::query_scalar(
-        "SELECT j.value FROM json_each(?) AS j WHERE EXISTS (SELECT 1 FROM webhook_events WHERE event_id = j.value)",
-    )
+    let ids_json = list_param(&event_ids);
+    let existing: HashSet<String> = sqlx::query_scalar(concat!(
+        "SELECT j.value FROM ",
+        list_rows!("$1", "j"),
+        " WHERE EXISTS (SELECT 1 FROM webhook_events WHERE event_id = j.value)"
+    ))
     .bind(&ids_json)
     .fetch_all(&mut *tx)
     .await?
@@ -447,8 +454,8 @@ impl Store {
                     (SELECT COUNT(*) FROM webhook_deliveries AS d WHERE d.event_row = e.id AND d.state = 'succeeded') \
                         AS delivered \
              FROM webhook_events AS e LEFT JOIN devices AS dv ON dv.id = e.device_id \
-             WHERE (?1 IS NULL OR e.event_type = ?1) AND (?2 IS NULL OR dv.sn = ?2) AND (?4 IS NULL OR e.id < ?4) \
-             ORDER BY e.id DESC LIMIT ?3",
+             WHERE ($1 IS NULL OR e.event_type = $1) AND ($2 IS NULL OR dv.sn = $2) AND ($4 IS NULL OR e.id < $4) \
+             ORDER BY e.id DESC LIMIT $3",
         )
         .bind(event_type)
         .bind(device_sn)

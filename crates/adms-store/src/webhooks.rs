@@ -11,6 +11,9 @@ use std::collections::HashMap;
 
 use sqlx::{FromRow, Row};
 
+use adms_model::DeliveryState;
+
+use crate::sql::list_param;
 use crate::{Store, StoreError, now_micros};
 
 /// A webhook endpoint as stored (secrets are never part of it).
@@ -165,7 +168,7 @@ pub struct EndpointBacklog {
 
 /// One completion as a JSON array element: delivery id, lease token, new state,
 /// next_attempt_at, HTTP status, error, succeeded_at.
-type CompletionRow<'a> = (i64, i64, &'a str, Option<i64>, Option<i64>, Option<&'a str>, Option<i64>);
+type CompletionRow<'a> = (i64, i64, DeliveryState, Option<i64>, Option<i64>, Option<&'a str>, Option<i64>);
 
 /// What a claim reads per delivery: delivery id, event id, body, event created_at, endpoint id,
 /// endpoint uid, URL, timeout, batch row.
@@ -204,81 +207,84 @@ macro_rules! delivery_joins {
     };
 }
 
-/// What a claim sets on each delivery it takes: `?1` worker, `?2` now, `?3` lease length.
+/// What a claim sets on each delivery it takes: `$1` worker, `$2` now, `$3` lease length.
 macro_rules! claim_update {
-    ($where:literal) => {
+    ($($where:tt)+) => {
         concat!(
-            "UPDATE webhook_deliveries SET state = 'in_flight', lease_token = lease_token + 1, lease_owner = ?1, \
-                    lease_expires_at = ?2 + ?3, attempt_count = attempt_count + 1, \
-                    first_attempt_at = COALESCE(first_attempt_at, ?2), updated_at = ?2 ",
-            $where,
+            "UPDATE webhook_deliveries SET state = 'in_flight', lease_token = lease_token + 1, lease_owner = $1, \
+                    lease_expires_at = $2 + $3, attempt_count = attempt_count + 1, \
+                    first_attempt_at = COALESCE(first_attempt_at, $2), updated_at = $2 ",
+            $($where)+,
             " RETURNING id, lease_token, attempt_count, first_attempt_at, trigger_kind"
         )
     };
 }
 
-/// The claim when nothing batches: up to `?4` due deliveries, oldest due first, in one statement.
+/// The claim when nothing batches: up to `$4` due deliveries, oldest due first, in one statement.
 const CLAIM_SINGLES: &str = concat!(
-    "UPDATE webhook_deliveries SET state = 'in_flight', lease_token = lease_token + 1, lease_owner = ?1, \
-            lease_expires_at = ?2 + ?3, attempt_count = attempt_count + 1, \
-            first_attempt_at = COALESCE(first_attempt_at, ?2), updated_at = ?2 \
+    "UPDATE webhook_deliveries SET state = 'in_flight', lease_token = lease_token + 1, lease_owner = $1, \
+            lease_expires_at = $2 + $3, attempt_count = attempt_count + 1, \
+            first_attempt_at = COALESCE(first_attempt_at, $2), updated_at = $2 \
      WHERE id IN (SELECT d.id ",
     delivery_joins!(),
-    "WHERE d.state = 'pending' AND d.next_attempt_at <= ?2 AND ",
+    "WHERE d.state = 'pending' AND d.next_attempt_at <= $2 AND ",
     sendable!(),
-    " ORDER BY d.next_attempt_at, d.id LIMIT ?4) \
+    " ORDER BY d.next_attempt_at, d.id LIMIT $4) \
      RETURNING id, lease_token, attempt_count, first_attempt_at, trigger_kind"
 );
 
-/// Due deliveries that travel alone (`?1` now, `?2` limit), with their due time.
+/// Due deliveries that travel alone (`$1` now, `$2` limit), with their due time.
 const DUE_SINGLES: &str = concat!(
     "SELECT d.id, d.next_attempt_at ",
     delivery_joins!(),
-    "WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND d.batch_row IS NULL AND ep.batch_max <= 1 AND ",
+    "WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND d.batch_row IS NULL AND ep.batch_max <= 1 AND ",
     sendable!(),
-    " ORDER BY d.next_attempt_at, d.id LIMIT ?2"
+    " ORDER BY d.next_attempt_at, d.id LIMIT $2"
 );
 
-/// Formed batches whose every waiting member may be sent now (`?1` now, `?2` limit), with the
+/// Formed batches whose every waiting member may be sent now (`$1` now, `$2` limit), with the
 /// time the batch became due.
 const DUE_BATCHES: &str = concat!(
     "SELECT d.batch_row, MAX(d.next_attempt_at) AS due ",
     delivery_joins!(),
     "WHERE d.state = 'pending' AND d.batch_row IS NOT NULL \
      GROUP BY d.batch_row \
-     HAVING MAX(d.next_attempt_at) <= ?1 AND MIN(",
+     HAVING MAX(d.next_attempt_at) <= $1 AND MIN(CASE WHEN ",
     sendable!(),
-    ") = 1 ORDER BY due, d.batch_row LIMIT ?2"
+    " THEN 1 ELSE 0 END) = 1 ORDER BY due, d.batch_row LIMIT $2"
 );
 
 /// Due deliveries of batching endpoints not yet in a batch, in the order batches are cut from
-/// them (`?1` now, `?2` batches per endpoint at most). On an ordered endpoint, runs of each
+/// them (`$1` now, `$2` batches per endpoint at most). On an ordered endpoint, runs of each
 /// device in `seq` order, none behind an earlier `seq` that already waits in a batch (it would
 /// only wait behind it; an earlier one still unbatched may form its own batch, so nothing is
 /// ever stuck behind a later one); otherwise oldest due first.
 const BATCH_CANDIDATES: &str = concat!(
     "SELECT id, endpoint_id, batch_max FROM ( \
          SELECT d.id, d.endpoint_id, ep.batch_max, ep.ordered, e.device_id, \
-                ROW_NUMBER() OVER (PARTITION BY d.endpoint_id, CASE WHEN ep.ordered THEN e.device_id END \
-                                   ORDER BY CASE WHEN ep.ordered THEN e.seq END, d.next_attempt_at, d.id) AS rn ",
+                ROW_NUMBER() OVER (PARTITION BY d.endpoint_id, CASE WHEN ep.ordered <> 0 THEN e.device_id END \
+                                   ORDER BY CASE WHEN ep.ordered <> 0 THEN e.seq END, d.next_attempt_at, d.id) AS rn ",
     delivery_joins!(),
-    "WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND d.batch_row IS NULL AND ep.batch_max > 1 \
+    "WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND d.batch_row IS NULL AND ep.batch_max > 1 \
            AND ep.paused_reason IS NULL AND ep.deleted_at IS NULL \
            AND (dv.id IS NULL OR dv.approval = 'approved') \
            AND (ep.ordered = 0 OR NOT EXISTS ( \
                 SELECT 1 FROM webhook_deliveries AS b JOIN webhook_events AS be ON be.id = b.event_row \
                 WHERE b.state IN ('pending', 'in_flight') AND b.batch_row IS NOT NULL \
-                  AND b.endpoint_id = d.endpoint_id AND be.device_id = e.device_id AND be.seq < e.seq))) \
-     WHERE rn <= CASE WHEN ordered THEN batch_max ELSE ?2 * batch_max END \
-     ORDER BY endpoint_id, CASE WHEN ordered THEN device_id END, rn \
+                  AND b.endpoint_id = d.endpoint_id AND be.device_id = e.device_id AND be.seq < e.seq))) AS candidates \
+     WHERE rn <= CASE WHEN ordered <> 0 THEN batch_max ELSE $2 * batch_max END \
+     ORDER BY endpoint_id, CASE WHEN ordered <> 0 THEN device_id END, rn \
      LIMIT 20000"
 );
 
-/// Claims the chosen units: deliveries by id (`?4`, JSON array) and whole batches (`?5`).
-const CLAIM_UNITS: &str = claim_update!(
-    "WHERE state = 'pending' AND (id IN (SELECT value FROM json_each(?4)) \
-                                 OR batch_row IN (SELECT value FROM json_each(?5)))"
-);
+/// Claims the chosen units: deliveries by id (`$4`, JSON array) and whole batches (`$5`).
+const CLAIM_UNITS: &str = claim_update!(concat!(
+    "WHERE state = 'pending' AND (",
+    in_list!("id", "$4"),
+    " OR ",
+    in_list!("batch_row", "$5"),
+    ")"
+));
 
 /// A static `SELECT` of every endpoint column followed by `$tail` (a literal).
 macro_rules! endpoint_select {
@@ -305,7 +311,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_endpoints (uid, url, description, event_types, source, timeout_ms, batch_max, ordered, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(uid)
         .bind(settings.url)
@@ -330,7 +336,7 @@ impl Store {
     }
 
     pub async fn endpoint_by_uid(&self, uid: &str) -> Result<Option<Endpoint>, StoreError> {
-        Ok(sqlx::query_as(endpoint_select!("WHERE uid = ? AND deleted_at IS NULL"))
+        Ok(sqlx::query_as(endpoint_select!("WHERE uid = $1 AND deleted_at IS NULL"))
             .bind(uid)
             .fetch_optional(self.pool())
             .await?)
@@ -346,8 +352,8 @@ impl Store {
     /// Replaces an endpoint's settings. `false` when there is no such endpoint.
     pub async fn update_endpoint(&self, uid: &str, settings: &EndpointSettings<'_>) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE webhook_endpoints SET url = ?, description = ?, event_types = ?, timeout_ms = ?, batch_max = ?, \
-             ordered = ?, updated_at = ? WHERE uid = ? AND deleted_at IS NULL",
+            "UPDATE webhook_endpoints SET url = $1, description = $2, event_types = $3, timeout_ms = $4, batch_max = $5, \
+             ordered = $6, updated_at = $7 WHERE uid = $8 AND deleted_at IS NULL",
         )
         .bind(settings.url)
         .bind(settings.description)
@@ -368,7 +374,7 @@ impl Store {
         let now = now_micros();
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE webhook_endpoints SET paused_reason = ?, updated_at = ? WHERE uid = ? AND deleted_at IS NULL",
+            "UPDATE webhook_endpoints SET paused_reason = $1, updated_at = $2 WHERE uid = $3 AND deleted_at IS NULL",
         )
         .bind(reason)
         .bind(now)
@@ -377,8 +383,8 @@ impl Store {
         .await?;
         if reason.is_none() {
             sqlx::query(
-                "UPDATE webhook_deliveries SET next_attempt_at = MIN(next_attempt_at, ?) \
-                 WHERE state = 'pending' AND endpoint_id = (SELECT id FROM webhook_endpoints WHERE uid = ?)",
+                "UPDATE webhook_deliveries SET next_attempt_at = CASE WHEN next_attempt_at < $1 THEN next_attempt_at ELSE $1 END \
+                 WHERE state = 'pending' AND endpoint_id = (SELECT id FROM webhook_endpoints WHERE uid = $2)",
             )
             .bind(now)
             .bind(uid)
@@ -395,7 +401,7 @@ impl Store {
         let now = now_micros();
         let mut tx = self.begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "UPDATE webhook_endpoints SET deleted_at = ?, updated_at = ? WHERE uid = ? AND deleted_at IS NULL RETURNING id",
+            "UPDATE webhook_endpoints SET deleted_at = $1, updated_at = $2 WHERE uid = $3 AND deleted_at IS NULL RETURNING id",
         )
         .bind(now)
         .bind(now)
@@ -404,8 +410,8 @@ impl Store {
         .await?;
         if let Some(id) = id {
             sqlx::query(
-                "UPDATE webhook_deliveries SET state = 'cancelled', updated_at = ? \
-                 WHERE endpoint_id = ? AND state IN ('pending', 'exhausted')",
+                "UPDATE webhook_deliveries SET state = 'cancelled', updated_at = $1 \
+                 WHERE endpoint_id = $2 AND state IN ('pending', 'exhausted')",
             )
             .bind(now)
             .bind(id)
@@ -420,7 +426,7 @@ impl Store {
     pub async fn current_endpoint_secrets(&self, uid: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT s.secret FROM webhook_secrets AS s JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id \
-             WHERE ep.uid = ? AND s.expires_at IS NULL ORDER BY s.id DESC",
+             WHERE ep.uid = $1 AND s.expires_at IS NULL ORDER BY s.id DESC",
         )
         .bind(uid)
         .fetch_all(self.pool())
@@ -441,7 +447,7 @@ impl Store {
     /// Replaces a stored secret's text by another form of the same key (sealed), if it still
     /// holds `old` (another replica may have sealed it first). `false` when it did not.
     pub async fn reseal_secret(&self, id: i64, old: &str, new: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE webhook_secrets SET secret = ? WHERE id = ? AND secret = ?")
+        let done = sqlx::query("UPDATE webhook_secrets SET secret = $1 WHERE id = $2 AND secret = $3")
             .bind(new)
             .bind(id)
             .bind(old)
@@ -461,7 +467,7 @@ impl Store {
         let now = now_micros();
         let mut tx = self.begin().await?;
         let Some(id) =
-            sqlx::query_scalar::<_, i64>("SELECT id FROM webhook_endpoints WHERE uid = ? AND deleted_at IS NULL")
+            sqlx::query_scalar::<_, i64>("SELECT id FROM webhook_endpoints WHERE uid = $1 AND deleted_at IS NULL")
                 .bind(uid)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -469,8 +475,8 @@ impl Store {
             return Ok(false);
         };
         sqlx::query(
-            "UPDATE webhook_secrets SET expires_at = MIN(COALESCE(expires_at, ?1), ?1) \
-             WHERE endpoint_id = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+            "UPDATE webhook_secrets SET expires_at = CASE WHEN expires_at < $1 THEN expires_at ELSE $1 END \
+             WHERE endpoint_id = $2 AND (expires_at IS NULL OR expires_at > $3)",
         )
         .bind(old_valid_until)
         .bind(id)
@@ -513,32 +519,33 @@ impl Store {
                 .bind(worker)
                 .bind(now)
                 .bind(lease)
-                .bind(to_json(&single_ids))
-                .bind(to_json(&batch_rows))
+                .bind(list_param(&single_ids))
+                .bind(list_param(&batch_rows))
                 .fetch_all(&mut *tx)
                 .await?
         } else {
             sqlx::query(CLAIM_SINGLES).bind(worker).bind(now).bind(lease).bind(limit).fetch_all(&mut *tx).await?
         };
         let ids: Vec<i64> = claimed.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
-        let ids_json = to_json(&ids);
+        let ids_json = list_param(&ids);
         // In the order requests are built from: singles, then each batch's members in body order.
-        let details: Vec<ClaimDetail> = sqlx::query_as(
+        let details: Vec<ClaimDetail> = sqlx::query_as(concat!(
             "SELECT d.id, e.event_id, e.body, e.created_at, ep.id, ep.uid, ep.url, ep.timeout_ms, d.batch_row \
              FROM webhook_deliveries AS d \
-             JOIN webhook_events AS e ON e.id = d.event_row JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
-             WHERE d.id IN (SELECT value FROM json_each(?)) \
-             ORDER BY d.batch_row, e.device_id, e.seq, e.id",
-        )
+             JOIN webhook_events AS e ON e.id = d.event_row JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id WHERE ",
+            in_list!("d.id", "$1"),
+            " ORDER BY d.batch_row, e.device_id, e.seq, e.id"
+        ))
         .bind(&ids_json)
         .fetch_all(&mut *tx)
         .await?;
-        let secrets: Vec<(i64, String)> = sqlx::query_as(
+        let secrets: Vec<(i64, String)> = sqlx::query_as(concat!(
             "SELECT endpoint_id, secret FROM webhook_secrets \
-             WHERE endpoint_id IN (SELECT d.endpoint_id FROM webhook_deliveries AS d \
-                                   WHERE d.id IN (SELECT value FROM json_each(?1))) \
-               AND (expires_at IS NULL OR expires_at > ?2) ORDER BY id DESC",
-        )
+             WHERE endpoint_id IN (SELECT d.endpoint_id FROM webhook_deliveries AS d WHERE ",
+            in_list!("d.id", "$1"),
+            ") \
+               AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC"
+        ))
         .bind(&ids_json)
         .bind(now)
         .fetch_all(&mut *tx)
@@ -580,10 +587,10 @@ impl Store {
             .iter()
             .map(|c| {
                 let (state, next_attempt_at, succeeded_at) = match c.outcome {
-                    DeliveryOutcome::Succeeded => ("succeeded", None, Some(now)),
-                    DeliveryOutcome::RetryAt(at) => ("pending", Some(at), None),
-                    DeliveryOutcome::Exhausted => ("exhausted", None, None),
-                    DeliveryOutcome::EndpointGone => ("pending", Some(now), None),
+                    DeliveryOutcome::Succeeded => (DeliveryState::Succeeded, None, Some(now)),
+                    DeliveryOutcome::RetryAt(at) => (DeliveryState::Pending, Some(at), None),
+                    DeliveryOutcome::Exhausted => (DeliveryState::Exhausted, None, None),
+                    DeliveryOutcome::EndpointGone => (DeliveryState::Pending, Some(now), None),
                 };
                 (c.delivery_id, c.lease_token, state, next_attempt_at, c.http_status, c.error.as_deref(), succeeded_at)
             })
@@ -594,8 +601,8 @@ impl Store {
             "UPDATE webhook_deliveries AS d SET state = j.value ->> 2, \
                     next_attempt_at = COALESCE(j.value ->> 3, d.next_attempt_at), last_status = j.value ->> 4, \
                     last_error = j.value ->> 5, succeeded_at = COALESCE(j.value ->> 6, d.succeeded_at), \
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2, trigger_kind = 'scheduled' \
-             FROM jsonb_each(?1) AS j \
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $2, trigger_kind = 'scheduled' \
+             FROM jsonb_each($1) AS j \
              WHERE d.id = j.value ->> 0 AND d.lease_token = j.value ->> 1 AND d.state = 'in_flight' \
              RETURNING id, endpoint_id",
         )
@@ -632,7 +639,7 @@ impl Store {
              SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, \
                     j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, unhex(j.value ->> 10), j.value ->> 11, \
                     j.value ->> 12 \
-             FROM jsonb_each(?) AS j",
+             FROM jsonb_each($1) AS j",
         )
         .bind(serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into()))
         .execute(&mut *tx)
@@ -654,9 +661,9 @@ impl Store {
         }
         for endpoint_id in succeeded {
             sqlx::query(
-                "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?, attempt_count = 0, \
-                        first_attempt_at = NULL, updated_at = ? \
-                 WHERE endpoint_id = ? AND state = 'exhausted'",
+                "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, attempt_count = 0, \
+                        first_attempt_at = NULL, updated_at = $2 \
+                 WHERE endpoint_id = $3 AND state = 'exhausted'",
             )
             .bind(now)
             .bind(now)
@@ -665,7 +672,7 @@ impl Store {
             .await?;
         }
         for endpoint_id in gone {
-            sqlx::query("UPDATE webhook_endpoints SET paused_reason = 'gone', updated_at = ? WHERE id = ?")
+            sqlx::query("UPDATE webhook_endpoints SET paused_reason = 'gone', updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(endpoint_id)
                 .execute(&mut *tx)
@@ -680,9 +687,9 @@ impl Store {
     pub async fn expire_leases(&self, now: i64) -> Result<u64, StoreError> {
         let mut tx = self.begin_delivery().await?;
         let expired: Vec<(i64, i64, i64, Option<String>)> = sqlx::query_as(
-            "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?1, lease_owner = NULL, \
-                    lease_expires_at = NULL, last_error = 'lease expired', updated_at = ?1 \
-             WHERE state = 'in_flight' AND lease_expires_at < ?1 \
+            "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, lease_owner = NULL, \
+                    lease_expires_at = NULL, last_error = 'lease expired', updated_at = $1 \
+             WHERE state = 'in_flight' AND lease_expires_at < $1 \
              RETURNING id, lease_token, attempt_count, lease_owner",
         )
         .bind(now)
@@ -691,7 +698,7 @@ impl Store {
         for (delivery_id, lease_token, attempt_no, _) in &expired {
             sqlx::query(
                 "INSERT INTO webhook_attempts (delivery_id, attempt_no, lease_token, trigger_kind, worker, started_at, \
-                 error_kind, error, accepted) VALUES (?, ?, ?, 'lease_expired', 'reaper', ?, 'lease_expired', \
+                 error_kind, error, accepted) VALUES ($1, $2, $3, 'lease_expired', 'reaper', $4, 'lease_expired', \
                  'the worker did not report back before its lease ran out', 1)",
             )
             .bind(delivery_id)
@@ -731,8 +738,8 @@ impl Store {
              FROM webhook_deliveries AS d \
              JOIN webhook_events AS e ON e.id = d.event_row \
              JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
-             WHERE (?1 IS NULL OR ep.uid = ?1) AND (?2 IS NULL OR d.state = ?2) AND (?4 IS NULL OR d.id < ?4) \
-             ORDER BY d.id DESC LIMIT ?3",
+             WHERE ($1 IS NULL OR ep.uid = $1) AND ($2 IS NULL OR d.state = $2) AND ($4 IS NULL OR d.id < $4) \
+             ORDER BY d.id DESC LIMIT $3",
         )
         .bind(endpoint_uid)
         .bind(state)
@@ -746,10 +753,10 @@ impl Store {
     pub async fn delivery_backlog(&self, now: i64) -> Result<Vec<EndpointBacklog>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT ep.uid AS endpoint_uid, \
-                    COALESCE(SUM(d.state = 'pending' AND d.next_attempt_at <= ?1), 0) AS due, \
-                    COALESCE(SUM(d.state = 'in_flight'), 0) AS in_flight, \
-                    COALESCE(SUM(d.state = 'exhausted'), 0) AS exhausted, \
-                    MIN(CASE WHEN d.state = 'pending' AND d.next_attempt_at <= ?1 THEN d.next_attempt_at END) \
+                    COALESCE(SUM(CASE WHEN d.state = 'pending' AND d.next_attempt_at <= $1 THEN 1 ELSE 0 END), 0) AS due, \
+                    COALESCE(SUM(CASE WHEN d.state = 'in_flight' THEN 1 ELSE 0 END), 0) AS in_flight, \
+                    COALESCE(SUM(CASE WHEN d.state = 'exhausted' THEN 1 ELSE 0 END), 0) AS exhausted, \
+                    MIN(CASE WHEN d.state = 'pending' AND d.next_attempt_at <= $1 THEN d.next_attempt_at END) \
                         AS oldest_due_at \
              FROM webhook_endpoints AS ep \
              LEFT JOIN webhook_deliveries AS d ON d.endpoint_id = ep.id AND d.state IN ('pending', 'in_flight', 'exhausted') \
@@ -768,7 +775,7 @@ async fn insert_secret(
     secret: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (?, ?, ?)")
+    sqlx::query("INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES ($1, $2, $3)")
         .bind(endpoint_id)
         .bind(secret)
         .bind(now)
@@ -777,7 +784,8 @@ async fn insert_secret(
     Ok(())
 }
 
-/// A list as a JSON array parameter (for `json_each`).
+/// Rows as one JSON array parameter, unpacked by `json_each` in a SQLite-only statement (a
+/// PostgreSQL port binds arrays per column instead).
 fn to_json<T: serde::Serialize>(values: &[T]) -> String {
     serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
 }
@@ -798,7 +806,7 @@ async fn form_batches(tx: &mut sqlx::SqliteConnection, now: i64, per_endpoint: i
             }
             _ => {
                 let row: i64 = sqlx::query_scalar(
-                    "INSERT INTO webhook_batches (endpoint_id, created_at) VALUES (?, ?) RETURNING id",
+                    "INSERT INTO webhook_batches (endpoint_id, created_at) VALUES ($1, $2) RETURNING id",
                 )
                 .bind(endpoint_id)
                 .bind(now)
@@ -812,7 +820,7 @@ async fn form_batches(tx: &mut sqlx::SqliteConnection, now: i64, per_endpoint: i
     }
     if !assignments.is_empty() {
         sqlx::query(
-            "UPDATE webhook_deliveries SET batch_row = j.value ->> 1 FROM json_each(?) AS j \
+            "UPDATE webhook_deliveries SET batch_row = j.value ->> 1 FROM json_each($1) AS j \
              WHERE webhook_deliveries.id = j.value ->> 0",
         )
         .bind(to_json(&assignments))

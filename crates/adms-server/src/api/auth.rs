@@ -555,7 +555,7 @@ async fn verify_token(state: &SharedState, token: &str) -> Result<Principal, Api
     // The store refuses tokens that are revoked, expired, or of a missing or disabled account.
     let row = state.store.live_token(&sha256(token.as_bytes()), now_micros()).await?;
     match row {
-        Some(t) if t.kind == "session" => {
+        Some(t) if t.kind == TokenKind::Session => {
             let user = match t.user_id {
                 Some(id) => state.auth.live_user(&state.store, id).await?,
                 None => None,

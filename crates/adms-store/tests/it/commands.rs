@@ -184,3 +184,28 @@ async fn unanswered_commands_are_resent_then_expire_and_old_ones_expire_by_sweep
     assert_eq!((row.state.as_str(), row.result.as_deref()), ("expired", Some("not delivered before it expired")));
     assert_eq!(t.next_due_at, None, "nothing open");
 }
+
+/// A command state outside the vocabulary (a damaged row, or one written by a newer release)
+/// fails the result instead of being read as some state by default: the device gets an error
+/// and re-sends, and nothing is completed on a guess.
+#[tokio::test]
+async fn an_unknown_stored_state_is_an_error_not_a_default() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/unknown.db", dir.path().display());
+    let store = Store::open(&url, StoreOptions::default()).await.expect("open");
+    let device = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "U1", ..Default::default() })
+        .await
+        .unwrap();
+    let policy = CommandPolicy::default();
+    let id = store.enqueue_commands(&[new(device.id, DeviceCommand::Check, None)], 1).await.unwrap()[0].id;
+    store.take_due_commands(device.id, 2, &policy).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE device_commands SET state = 'parked' WHERE id = $1").bind(id).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let facts = DeviceFacts::default();
+    let stored = store.store_command_results(device.id, &[result(id, 0)], &[], &facts, 3, &policy).await;
+    assert!(matches!(stored, Err(StoreError::Database(_))), "{stored:?}");
+}

@@ -4,6 +4,7 @@ mod auth;
 mod commands;
 mod device_events;
 mod outbox;
+mod portable;
 mod roster;
 mod sealed;
 mod store;

@@ -152,7 +152,7 @@ async fn an_endpoint_created_by_another_process_gets_every_later_punch() {
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let refused = sqlx::query(
         "INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, raw_line, received_at) \
-         VALUES (?, 99, '9', '2026-11-20 09:00:00', '0', 1, '0', '', '', 0)",
+         VALUES ($1, 99, '9', '2026-11-20 09:00:00', '0', 1, '0', '', '', 0)",
     )
     .bind(dev.id)
     .execute(&mut conn)
