@@ -51,8 +51,9 @@ async fn result_outcomes(db: &Path, command_id: &str) -> Vec<(String, i64)> {
 }
 
 fn start(dir: &Path, receiver: &Receiver, extra: &[(&str, &str)]) -> Server {
+    let url = receiver.url();
     let mut env =
-        vec![("ADMS_WEBHOOK_URL", receiver.url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
+        vec![("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
     env.extend_from_slice(extra);
     Server::start(dir, &env)
 }
