@@ -9,8 +9,8 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::webhooks::{Receiver, SECRET};
-use common::{Api, Device, Server};
+use common::webhooks::{Receiver, SECRET, Witness};
+use common::{Api, Device, Server, eventually};
 use serde_json::{Value, json};
 
 async fn poll(dev: &Device<'_>) -> String {
@@ -220,7 +220,9 @@ async fn hostile_and_stray_input_changes_nothing() {
         [("other_device".to_owned(), 1), ("applied".to_owned(), 2), ("duplicate".to_owned(), 1)]
     );
     receiver.wait_for("command.completed", |b| b["data"]["command_id"] == id).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every result above was committed before its answer; after a dispatcher pass that started
+    // later, a second event would have been sent too.
+    Witness::create(&api).await.pass(&server).await;
     let events: Vec<_> =
         receiver.of_type("command.completed").into_iter().filter(|r| r.json()["data"]["command_id"] == id).collect();
     assert_eq!(events.len(), 1, "one event for one completion");
@@ -419,15 +421,10 @@ async fn terminals_can_be_created_updated_and_deleted() {
     );
     let dev = Device { server: &server, sn: "NEW0001".into() };
     assert_eq!(poll(&dev).await, "OK", "the cancelled REBOOT is not sent");
-    let mut back = false;
-    for _ in 0..60 {
-        if api.get("/iclock/api/terminals/?sn=NEW0001").await["count"] == 1 {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(back, "a deleted terminal that makes a request is listed again");
+    eventually("a deleted terminal that makes a request is listed again", async || {
+        api.get("/iclock/api/terminals/?sn=NEW0001").await["count"] == 1
+    })
+    .await;
 }
 
 /// Two processes on one database (replicas): a command queued through one reaches a device

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use common::webhooks::{Received, Receiver, Reply, SECRET};
+use common::webhooks::{Received, Receiver, Reply, SECRET, Witness};
 use common::{Api, Device, Server, eventually};
 
 /// A receiver that records punch requests only (the scenarios' subject) and answers them as
@@ -143,20 +143,21 @@ async fn failures_are_retried_on_schedule_and_retry_after_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &receiver.url(), &[]);
     let api = Api::login(&server).await;
+    let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "HOOK0002".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     // Attempt 1 at once (500); attempt 2 after 5 s (+ up to 1 s jitter): not before.
     wait_for_requests(&receiver, 1).await;
     api.advance_clock(4).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    witness.pass(&server).await;
     assert_eq!(receiver.received().len(), 1, "not retried before its time");
     api.advance_clock(3).await;
     wait_for_requests(&receiver, 2).await; // 503
     api.advance_clock(34).await; // 30 s step + jitter
     wait_for_requests(&receiver, 3).await; // 429, Retry-After 120 > the 2 min step's floor: ≥ 120 s
     api.advance_clock(100).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    witness.pass(&server).await;
     assert_eq!(receiver.received().len(), 3, "Retry-After honoured");
     api.advance_clock(40).await;
     wait_for_requests(&receiver, 4).await;
@@ -326,6 +327,7 @@ async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "1")]);
     let api = Api::login(&server).await;
+    let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "HOOK0006".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
@@ -333,18 +335,16 @@ async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
     wait_for_requests(&receiver, 1).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     api.advance_clock(30).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    witness.pass(&server).await;
     assert_eq!(receiver.received().len(), 1, "a timeout is not retried at once");
     api.advance_clock(40).await;
     wait_for_requests(&receiver, 2).await; // 410
     let endpoints = api.get("/api/v1/webhooks/endpoints").await;
     let endpoint = &endpoints["data"][0];
-    for _ in 0..50 {
-        if api.get("/api/v1/webhooks/endpoints").await["data"][0]["paused_reason"] == "gone" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the 410 pauses the endpoint", async || {
+        api.get("/api/v1/webhooks/endpoints").await["data"][0]["paused_reason"] == "gone"
+    })
+    .await;
     let uid = endpoint["id"].as_str().unwrap().to_owned();
     let endpoint = api.get(&format!("/api/v1/webhooks/endpoints/{uid}")).await;
     assert_eq!((endpoint["paused"].as_bool(), endpoint["paused_reason"].as_str()), (Some(true), Some("gone")));
@@ -352,7 +352,7 @@ async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
     // Paused: new punches accumulate, nothing is sent, however far the clock moves.
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(1, 2)).await.text(), "OK: 2");
     api.advance_clock(3600).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    witness.pass(&server).await;
     assert_eq!(receiver.received().len(), 2);
     let pending = api.get(&format!("/api/v1/webhooks/deliveries?endpoint={uid}&state=pending")).await;
     let pending_punches =

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Notify;
 
-use super::eventually;
+use super::{Api, Device, Server, eventually};
 
 /// The `whsec_` secret the tests configure (the Standard Webhooks spec's test key).
 pub const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -226,6 +226,39 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Proof that the webhook dispatcher ran after some moment, for the negative assertions that
+/// follow it ("nothing was sent"): an endpoint of its own, subscribed to `device.registered`
+/// only, and a receiver for it. [`Witness::pass`] makes a new device register and waits until
+/// its event arrived: a dispatcher pass has claimed what was due by then, so an assertion that
+/// something else was not sent no longer depends on how long a sleep was.
+pub struct Witness {
+    receiver: Receiver,
+    passes: std::sync::atomic::AtomicUsize,
+}
+
+impl Witness {
+    pub async fn create(api: &Api) -> Witness {
+        let receiver = Receiver::start().await;
+        let (status, created) = api
+            .post_json(
+                "/api/v1/webhooks/endpoints",
+                &serde_json::json!({ "url": receiver.url(), "event_types": ["device.registered"] }),
+            )
+            .await;
+        assert_eq!(status, 201, "witness endpoint: {created}");
+        Witness { receiver, passes: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// Registers a new device on `server` and waits until the witness got its event.
+    pub async fn pass(&self, server: &Server) {
+        let n = self.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let device = Device { server, sn: format!("WITNESS{n:03}") };
+        assert_eq!(device.handshake().await.status, 200);
+        let sn = device.sn.clone();
+        self.receiver.wait_for("device.registered", |event| event["data"]["device"]["sn"] == sn.as_str()).await;
     }
 }
 
