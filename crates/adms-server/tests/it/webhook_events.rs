@@ -5,17 +5,13 @@
 
 use crate::common;
 
-use std::time::Duration;
-
-use common::webhooks::{Received, Receiver, SECRET};
+use common::webhooks::{Received, Receiver, SECRET, Witness};
 use common::{Api, Device, Server};
-
-/// Longer than two presence checks (every 2 s): whatever a check would emit has been sent.
-const QUIET: Duration = Duration::from_millis(4_500);
 
 #[tokio::test]
 async fn registration_roster_and_presence_events_arrive_once_each() {
-    let receiver = Receiver::start().await;
+    // The witness's devices and their events are not part of the scenario.
+    let receiver = Receiver::builder().ignoring(Witness::is_witness).start().await;
     let url = receiver.url();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
@@ -28,6 +24,7 @@ async fn registration_roster_and_presence_events_arrive_once_each() {
         ],
     );
     let api = Api::login(&server).await;
+    let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "EVT0001".into() };
 
     // First contact: device.registered.
@@ -64,8 +61,11 @@ async fn registration_roster_and_presence_events_arrive_once_each() {
     let data = &offline[0].json()["data"];
     assert_eq!((&data["reason"], &data["last_punch_seq"]), (&"heartbeat_missed".into(), &0.into()));
     assert!(data["last_seen_at"].as_str().unwrap().ends_with('Z'));
+    // A witness device, silent as long as this one from now: its device.offline proves that a
+    // presence check ran after the clock moved, and that what it found was sent.
+    let silent = witness.device(&server).await;
     api.advance_clock(60).await;
-    tokio::time::sleep(QUIET).await;
+    witness.offline(&silent).await;
     assert_eq!(receiver.of_type("device.offline").len(), 1, "still offline: no second device.offline");
     assert!(receiver.of_type("device.online").is_empty());
 
@@ -79,10 +79,11 @@ async fn registration_roster_and_presence_events_arrive_once_each() {
     assert_eq!(dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await.text(), "OK");
 
     // Silent again: a second transition under a second id.
+    let silent = witness.device(&server).await;
     api.advance_clock(60).await;
     let offline = receiver.wait_for_n("device.offline", 2).await;
     assert_ne!(offline[0].id, offline[1].id);
-    tokio::time::sleep(QUIET).await;
+    witness.offline(&silent).await;
 
     let received = receiver.received();
     let types: Vec<String> = received.iter().map(Received::event_type).collect();

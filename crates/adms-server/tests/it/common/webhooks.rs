@@ -75,6 +75,8 @@ type Script = Box<dyn FnMut(usize) -> Reply + Send>;
 struct Shared {
     /// Only requests of this event type are recorded and scripted; the others get 200.
     only: Option<&'static str>,
+    /// Requests this says yes to are answered 200 and not recorded.
+    ignore: Option<fn(&serde_json::Value) -> bool>,
     received: Mutex<Vec<Received>>,
     script: Mutex<Script>,
     release: Notify,
@@ -84,6 +86,7 @@ struct Shared {
 pub struct ReceiverBuilder {
     addr: String,
     only: Option<&'static str>,
+    ignore: Option<fn(&serde_json::Value) -> bool>,
     script: Script,
 }
 
@@ -97,6 +100,13 @@ impl ReceiverBuilder {
     /// Records and scripts only requests of `event_type`; any other request gets 200.
     pub fn only(mut self, event_type: &'static str) -> Self {
         self.only = Some(event_type);
+        self
+    }
+
+    /// Answers 200 to the events `ignore` says yes to, without recording them (a
+    /// [`Witness`]'s devices, say).
+    pub fn ignoring(mut self, ignore: fn(&serde_json::Value) -> bool) -> Self {
+        self.ignore = Some(ignore);
         self
     }
 
@@ -116,6 +126,7 @@ impl ReceiverBuilder {
     pub async fn start(self) -> Receiver {
         let shared = Arc::new(Shared {
             only: self.only,
+            ignore: self.ignore,
             received: Mutex::default(),
             script: Mutex::new(self.script),
             release: Notify::new(),
@@ -133,9 +144,8 @@ impl ReceiverBuilder {
 async fn receive(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let mut received = Received::from_headers(&headers, body);
     received.path = uri.path().to_owned();
-    if shared.only.is_some_and(|only| {
-        serde_json::from_slice::<serde_json::Value>(&received.body).ok().is_none_or(|e| e["type"] != only)
-    }) {
+    let event = serde_json::from_slice::<serde_json::Value>(&received.body).unwrap_or_default();
+    if shared.only.is_some_and(|only| event["type"] != only) || shared.ignore.is_some_and(|ignore| ignore(&event)) {
         return StatusCode::OK.into_response();
     }
     let reply = {
@@ -172,7 +182,12 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn builder() -> ReceiverBuilder {
-        ReceiverBuilder { addr: "127.0.0.1:0".to_owned(), only: None, script: Box::new(|_| Reply::Status(200)) }
+        ReceiverBuilder {
+            addr: "127.0.0.1:0".to_owned(),
+            only: None,
+            ignore: None,
+            script: Box::new(|_| Reply::Status(200)),
+        }
     }
 
     /// Records every request and answers 200.
@@ -229,14 +244,17 @@ impl Drop for Receiver {
     }
 }
 
-/// Proof that the webhook dispatcher ran after some moment, for the negative assertions that
-/// follow it ("nothing was sent"): an endpoint of its own, subscribed to `device.registered`
-/// only, and a receiver for it. [`Witness::pass`] makes a new device register and waits until
-/// its event arrived: a dispatcher pass has claimed what was due by then, so an assertion that
-/// something else was not sent no longer depends on how long a sleep was.
+/// Proof that the server's background work ran after some moment, for the negative assertions
+/// that follow it ("nothing else was sent"): an endpoint of its own, subscribed to
+/// `device.registered` and `device.offline`, a receiver for it, and devices of its own
+/// (`WITNESS…`). [`Witness::pass`] makes a new device register and waits until its event
+/// arrived: a dispatcher pass has claimed what was due by then. [`Witness::device`] before a
+/// clock move and [`Witness::offline`] after it do the same for a presence check. Either way an
+/// assertion that something was not sent no longer depends on how long a sleep was. Receivers
+/// that count every event leave the witness's out with `.ignoring(Witness::is_witness)`.
 pub struct Witness {
     receiver: Receiver,
-    passes: std::sync::atomic::AtomicUsize,
+    devices: std::sync::atomic::AtomicUsize,
 }
 
 impl Witness {
@@ -245,20 +263,37 @@ impl Witness {
         let (status, created) = api
             .post_json(
                 "/api/v1/webhooks/endpoints",
-                &serde_json::json!({ "url": receiver.url(), "event_types": ["device.registered"] }),
+                &serde_json::json!({ "url": receiver.url(), "event_types": ["device.registered", "device.offline"] }),
             )
             .await;
         assert_eq!(status, 201, "witness endpoint: {created}");
-        Witness { receiver, passes: std::sync::atomic::AtomicUsize::new(0) }
+        Witness { receiver, devices: std::sync::atomic::AtomicUsize::new(0) }
     }
 
-    /// Registers a new device on `server` and waits until the witness got its event.
-    pub async fn pass(&self, server: &Server) {
-        let n = self.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    /// Whether `event` is about one of the witness's devices.
+    pub fn is_witness(event: &serde_json::Value) -> bool {
+        event["data"]["device"]["sn"].as_str().is_some_and(|sn| sn.starts_with("WITNESS"))
+    }
+
+    /// Registers a new device on `server`, waits until the witness got its `device.registered`,
+    /// and returns its serial number.
+    pub async fn device(&self, server: &Server) -> String {
+        let n = self.devices.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let device = Device { server, sn: format!("WITNESS{n:03}") };
         assert_eq!(device.handshake().await.status, 200);
-        let sn = device.sn.clone();
+        let sn = device.sn;
         self.receiver.wait_for("device.registered", |event| event["data"]["device"]["sn"] == sn.as_str()).await;
+        sn
+    }
+
+    /// A dispatcher pass: [`Witness::device`], its serial number dropped.
+    pub async fn pass(&self, server: &Server) {
+        self.device(server).await;
+    }
+
+    /// Waits until the witness got `device.offline` for its device `sn`.
+    pub async fn offline(&self, sn: &str) {
+        self.receiver.wait_for("device.offline", |event| event["data"]["device"]["sn"] == sn).await;
     }
 }
 
