@@ -7,7 +7,6 @@
 use crate::common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::webhooks::{Receiver, SECRET, Witness};
 use common::{Api, Device, Server, eventually};
@@ -441,13 +440,11 @@ async fn a_command_queued_on_one_replica_reaches_a_device_polling_another() {
     assert_eq!(dev.handshake().await.status, 200);
     assert_eq!(poll(&dev).await, "OK", "B has read the empty queue");
     let id = enqueue_ok(&api_a, "CMD0090", json!({ "type": "reboot" })).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let reply = loop {
-        let reply = poll(&dev).await;
-        if reply != "OK" || std::time::Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let mut reply = String::new();
+    eventually("a poll of B hands out the command queued through A", async || {
+        reply = poll(&dev).await;
+        reply != "OK"
+    })
+    .await;
     assert_eq!(reply, format!("C:{id}:REBOOT\n"));
 }

@@ -307,13 +307,14 @@ async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
     let dev = Device { server: &server, sn: "HOOK0005".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
-    for _ in 0..200 {
+    eventually("the punch is redelivered after the lost response", async || {
         if received.lock().unwrap().len() >= 2 {
-            break;
+            return true;
         }
         api.advance_clock(10).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        false
+    })
+    .await;
     let received = received.lock().unwrap().clone();
     assert!(received.len() >= 2, "redelivered after the lost response");
     assert_eq!(received[0].id, received[1].id);
