@@ -25,6 +25,8 @@ impl Background {
     /// Starts every loop: activity flush and session purge, presence checks, the command
     /// expiry sweep, the roster reconcile, the cross-replica wake-up and the dispatcher.
     pub(super) fn start(state: &SharedState) -> std::io::Result<Background> {
+        // Built first: should it fail, nothing has been spawned that would run unstopped.
+        let dispatcher = dispatcher(state)?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let flush_every = Duration::from_secs(state.config.activity_flush_secs.max(1));
@@ -33,7 +35,7 @@ impl Background {
         tasks.spawn(crate::device::commands::run_expiry(state.clone(), stop.clone()));
         tasks.spawn(crate::services::roster::run_reconcile(state.clone(), stop.clone()));
         tasks.spawn(crate::device::commands::run_cross_replica_wake(state.clone(), stop.clone()));
-        tasks.spawn(dispatcher(state)?.run(stop.clone()));
+        tasks.spawn(dispatcher.run(stop.clone()));
         tasks.close();
         Ok(Background { stop, tasks })
     }

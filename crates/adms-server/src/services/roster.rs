@@ -20,7 +20,7 @@ pub async fn push_roster_changes(state: &AppState, plan: Vec<(i64, RosterChange)
         return Ok(());
     }
     let expires_at = commands::default_expiry(state);
-    let commands: Vec<NewCommand> = plan
+    let queued: Vec<NewCommand> = plan
         .iter()
         .map(|(device_id, change)| NewCommand {
             device_id: *device_id,
@@ -30,12 +30,12 @@ pub async fn push_roster_changes(state: &AppState, plan: Vec<(i64, RosterChange)
             expires_at,
         })
         .collect();
-    match commands::enqueue(state, &commands).await {
+    match commands::enqueue(state, &queued).await {
         Ok(_) => {}
         Err(StoreError::InvalidCommand(error)) => {
             // One bad value must not hold back the rest: queue them one by one.
             tracing::warn!(%error, "a roster change was refused by the command encoder; queueing the others one by one");
-            for command in &commands {
+            for command in &queued {
                 if let Err(error) = commands::enqueue(state, std::slice::from_ref(command)).await {
                     tracing::warn!(%error, device_id = command.device_id, kind = command.command.kind(), "roster change not queued");
                 }
@@ -44,12 +44,12 @@ pub async fn push_roster_changes(state: &AppState, plan: Vec<(i64, RosterChange)
         Err(other) => return Err(other),
     }
     let devices = {
-        let mut ids: Vec<i64> = commands.iter().map(|c| c.device_id).collect();
+        let mut ids: Vec<i64> = queued.iter().map(|c| c.device_id).collect();
         ids.sort_unstable();
         ids.dedup();
         ids.len()
     };
-    tracing::info!(commands = commands.len(), devices, "roster changes queued");
+    tracing::info!(commands = queued.len(), devices, "roster changes queued");
     Ok(())
 }
 
