@@ -80,13 +80,14 @@ async fn every_punch_is_delivered_signed_once_per_id_and_reuploads_add_nothing()
     let receiver = start_receiver("127.0.0.1:0", vec![]).await;
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &receiver.url(), &[]);
+    let witness = Witness::create(&Api::login(&server).await).await;
     let dev = Device { server: &server, sn: "HOOK0001".into() };
     dev.handshake().await;
     let batch = common::webhooks::attlog_lines(0, 20);
     assert_eq!(dev.attlog(&batch).await.text(), "OK: 20");
     assert_eq!(dev.attlog(&batch).await.text(), "OK: 20", "re-upload");
     wait_for_ids(&receiver, 20, None).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    witness.pass(&server).await;
     let received = receiver.received();
     assert_eq!(received.len(), 20, "a re-upload creates no second delivery");
     check_invariants(&received, 20);
