@@ -403,8 +403,8 @@ impl Config {
     }
 
     /// How logins are bounded and throttled.
-    pub fn login_limits(&self) -> crate::api::throttle::LoginLimits {
-        crate::api::throttle::LoginLimits {
+    pub fn login_limits(&self) -> LoginLimits {
+        LoginLimits {
             hash_concurrency: self.login_hash_concurrency,
             hash_wait: std::time::Duration::from_millis(self.login_hash_wait_ms),
             window: std::time::Duration::from_secs(self.login_window_secs),
@@ -451,4 +451,19 @@ impl Config {
     pub fn offline_after_secs(&self) -> u64 {
         self.offline_after_secs.unwrap_or((u64::from(self.delay_secs) * 3).max(30))
     }
+}
+
+/// The login throttle's limits (`api::throttle`), from the configuration.
+#[derive(Debug, Clone)]
+pub struct LoginLimits {
+    /// Password checks running at once.
+    pub hash_concurrency: usize,
+    /// How long a login waits for a free check slot before 429.
+    pub hash_wait: std::time::Duration,
+    /// The window failures are counted in.
+    pub window: std::time::Duration,
+    /// Failures per (username, address) in a window before its lock-out.
+    pub per_user: u32,
+    /// Failures per address in a window before its lock-out.
+    pub per_address: u32,
 }

@@ -2,19 +2,23 @@
 //!
 //! - [`device`]: `/iclock/*`, the ZKTeco push protocol.
 //! - [`api`]: the ZKBio Time-compatible REST API and native `/api/v1/` routes.
-//! - [`app`]: state, router, middleware, startup and graceful shutdown.
+//! - [`services`]: what both sides do the same way: queueing commands, roster sync.
+//! - [`state`]: the application state they share.
+//! - [`app`]: the composition root: startup, router and middleware, the accept loop,
+//!   background work and graceful shutdown.
 //! - [`config`]: layered configuration, validated at start.
-//! - [`roster`]: roster changes planned for terminals and handed to the command queue.
 
 pub mod api;
 pub mod app;
 pub mod config;
 pub mod device;
 pub mod limits;
-pub mod roster;
+pub mod periodic;
+pub mod services;
+pub mod state;
 pub mod telemetry;
-pub mod vault;
 pub mod zones;
 
-pub use app::{AppState, Application, SharedState, StartupError};
+pub use app::{Application, StartupError, vault};
 pub use config::Config;
+pub use state::{AppState, SharedState};

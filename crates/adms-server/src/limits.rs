@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use adms_store::{Quota, QuotaKind};
 
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// Quota refusals of this process, and which (device, day, kind) were already logged.
 #[derive(Debug, Default)]

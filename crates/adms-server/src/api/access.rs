@@ -27,7 +27,7 @@ use adms_store::{NewAuditEntry, now_micros};
 use super::ApiError;
 use super::auth::{self, Authenticated, Scope};
 use super::openapi::operations_mut;
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// The OpenAPI extension naming an operation's scope.
 pub const SCOPE_EXTENSION: &str = "x-required-scope";

@@ -13,7 +13,7 @@ use adms_store::{AuditEntry, AuditFilter};
 use super::auth::Authenticated;
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use super::{ApiError, openapi};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// One audit entry.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

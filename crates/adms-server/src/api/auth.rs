@@ -36,7 +36,7 @@ use adms_store::{Store, StoreError, TokenKind, now_micros, sha256};
 
 use super::throttle::{LoginGuard, LoginLimits, RefusalReason};
 use super::{ApiError, openapi};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// Largest login body accepted.
 const MAX_LOGIN_BODY: usize = 64 * 1024;

@@ -13,7 +13,7 @@ use adms_store::templates::{TemplateFilter, TemplateRecord};
 use super::auth::Authenticated;
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use super::{ApiError, openapi};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// ZKBio Time 9.x biodata record, plus the template itself (`bio_tmp`, which the Odoo client
 /// reads) and where it came from.

@@ -16,8 +16,8 @@ use adms_store::{CommandRow, EnqueueOutcome, NewCommand, StoreError};
 use super::auth::Authenticated;
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use super::{ApiError, openapi};
-use crate::app::SharedState;
-use crate::device::commands::{default_expiry, enqueue};
+use crate::services::commands::{default_expiry, enqueue};
+use crate::state::SharedState;
 
 /// `POST /api/v1/devices/{sn}/commands` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -30,7 +30,7 @@ use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::SharedState;
+use crate::state::SharedState;
 use access::ApiRoutes;
 use auth::Scope;
 

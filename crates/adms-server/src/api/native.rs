@@ -15,7 +15,7 @@ use adms_store::Approval;
 use super::auth::Authenticated;
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use super::{ApiError, openapi};
-use crate::app::SharedState;
+use crate::state::SharedState;
 use crate::zones::parse_zone;
 
 /// `PATCH /api/v1/devices/{sn}` body; absent fields are left unchanged.
@@ -120,7 +120,7 @@ pub async fn update_device(
     let device = state.store.device_by_sn(&sn).await?.ok_or(ApiError::NotFound)?;
     if approval == Some(Approval::Approved) {
         // An approved terminal gets its area's roster (a pending one received nothing).
-        crate::roster::sync_terminal(&state, device.id).await?;
+        crate::services::roster::sync_terminal(&state, device.id).await?;
     }
     Ok(Json(json!({
         "sn": device.sn,

@@ -39,7 +39,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use super::ApiError;
 use super::access::SCOPE_EXTENSION;
 use super::auth::Authenticated;
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// Operation tags, in the order the document lists them.
 pub mod tag {

@@ -15,7 +15,7 @@ use super::auth::Authenticated;
 use super::body::{FieldErrors, WriteBody, given, integer, printable, text};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use super::{ApiError, openapi};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// Const-generic tags, so one set of handlers serves the three resources.
 pub const DEPARTMENT: u8 = 0;

@@ -20,7 +20,7 @@ use super::auth::Authenticated;
 use super::body::{FieldErrors, WriteBody, boolean, date, given, id_list, integer, printable, text};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use super::{ApiError, openapi};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DepartmentRef {
@@ -1054,7 +1054,7 @@ pub async fn del_bio_template(
     }
     for e in &employees {
         let plan = state.store.delete_employee_templates(e.id, &types).await?;
-        crate::roster::push_roster_changes(&state, plan).await?;
+        crate::services::roster::push_roster_changes(&state, plan).await?;
     }
     tracing::info!(user = %who.name, employees = employees.len(), ?types, "biometric templates deleted");
     Ok(success())
@@ -1092,5 +1092,5 @@ pub async fn resync_to_device(
 
 /// Plans and hands over the terminal changes one employee's current record needs.
 pub async fn sync_employee(state: &SharedState, emp_code: &str) -> Result<(), ApiError> {
-    Ok(crate::roster::sync_employee(state, emp_code).await?)
+    Ok(crate::services::roster::sync_employee(state, emp_code).await?)
 }

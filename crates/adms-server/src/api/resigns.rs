@@ -15,7 +15,7 @@ use super::body::{WriteBody, given, id_list, integer};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use super::personnel::{resignation_from_body, sync_employee};
 use super::{ApiError, openapi};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ResignEmployee {

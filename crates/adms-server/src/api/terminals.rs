@@ -12,7 +12,7 @@ use super::auth::Authenticated;
 use super::body::{FieldErrors, WriteBody, given, integer, printable, text};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use super::{ApiError, openapi};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// The terminal's area.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -233,7 +233,7 @@ pub async fn update(
     {
         state.store.set_terminal_area(id, area).await?;
         tracing::info!(user = %who.name, sn = %current.sn, area, "terminal moved to another area");
-        crate::roster::sync_terminal(&state, id).await?;
+        crate::services::roster::sync_terminal(&state, id).await?;
     }
     Ok(Json(terminal(&state, id).await?))
 }
@@ -374,7 +374,7 @@ pub async fn create(
     state.store.configure_device(sn, w.alias.as_deref(), zone.as_deref(), None).await?;
     if let Some(area) = area {
         state.store.set_terminal_area(device.id, area).await?;
-        crate::roster::sync_terminal(&state, device.id).await?;
+        crate::services::roster::sync_terminal(&state, device.id).await?;
     }
     state.devices.invalidate(sn);
     state.webhooks.wake.notify_one();

@@ -43,20 +43,7 @@ const MAX_DELAY: Duration = Duration::from_secs(60);
 /// Entries per table before old ones are dropped (each is a few dozen bytes).
 const MAX_ENTRIES: usize = 50_000;
 
-/// The limits, from the configuration.
-#[derive(Debug, Clone)]
-pub struct LoginLimits {
-    /// Password checks running at once.
-    pub hash_concurrency: usize,
-    /// How long a login waits for a free check slot before 429.
-    pub hash_wait: Duration,
-    /// The window failures are counted in.
-    pub window: Duration,
-    /// Failures per (username, address) in a window before its lock-out.
-    pub per_user: u32,
-    /// Failures per address in a window before its lock-out.
-    pub per_address: u32,
-}
+pub use crate::config::LoginLimits;
 
 /// Why a login was not tried: retry after this long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use adms_protocol::labels;
 
 use super::{ApiError, openapi};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// ZKBio Time 9.x transaction record; every key always present, in this order.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -18,7 +18,7 @@ use super::auth::{Authenticated, hash_password};
 use super::body::{FieldErrors, WriteBody, boolean, given, printable};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
 use super::{ApiError, openapi, parse_id};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// Longest user name (Django's `username` limit).
 const MAX_USERNAME: usize = 150;

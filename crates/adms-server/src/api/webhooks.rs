@@ -29,7 +29,7 @@ use super::auth::Authenticated;
 use super::pagination::QueryParams;
 use super::transactions::parse_filter_time;
 use super::{ApiError, openapi};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// Longest endpoint URL accepted.
 const MAX_URL_CHARS: usize = 2048;

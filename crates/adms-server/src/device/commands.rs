@@ -1,32 +1,16 @@
 //! The device side of the command queue: handing commands out on `getrequest`, the expiry
-//! sweep, and [`enqueue`], the one way server code queues commands (it wakes the devices
-//! concerned, so their next poll reads the queue instead of answering `OK` from memory).
+//! sweep and the cross-replica wake-up. Queueing is [`crate::services::commands::enqueue`].
 
 use std::time::Duration;
 
 use adms_protocol::reply::push_command;
 use adms_protocol::text::TextEncoding;
-use adms_store::{Enqueued, NewCommand, StoreError};
+use adms_store::StoreError;
+use tokio_util::sync::CancellationToken;
 
 use super::registry::DeviceEntry;
-use crate::app::SharedState;
-
-/// Queues commands (one transaction) and wakes their devices.
-pub async fn enqueue(state: &SharedState, commands: &[NewCommand]) -> Result<Vec<Enqueued>, StoreError> {
-    let now = state.webhooks.clock.now_micros();
-    let enqueued = state.store.enqueue_commands(commands, now).await?;
-    let mut device_ids: Vec<i64> = commands.iter().map(|c| c.device_id).collect();
-    device_ids.sort_unstable();
-    device_ids.dedup();
-    state.devices.commands_enqueued(&device_ids);
-    Ok(enqueued)
-}
-
-/// When a command queued now expires.
-pub fn default_expiry(state: &SharedState) -> i64 {
-    let ttl = i64::try_from(state.config.command_ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX / 2);
-    state.webhooks.clock.now_micros().saturating_add(ttl)
-}
+use crate::periodic::next_tick;
+use crate::state::SharedState;
 
 /// The reply to a poll: `C:<id>:<command>` lines for the due commands, or `None` when there is
 /// nothing to send (the caller answers `OK`). Reads the store only when the entry says the
@@ -79,7 +63,7 @@ pub async fn poll_reply(state: &SharedState, entry: &DeviceEntry) -> Result<Opti
 /// on the same database) queued would otherwise wait until this process next read the device's
 /// queue. Commands queued here wake their devices at once; this only bounds the delay of the
 /// others to about a second, with one indexed range query per second.
-pub async fn run_cross_replica_wake(state: SharedState) {
+pub async fn run_cross_replica_wake(state: SharedState, stop: CancellationToken) {
     let mut newest = match state.store.newest_command_id().await {
         Ok(id) => id,
         Err(error) => {
@@ -89,8 +73,7 @@ pub async fn run_cross_replica_wake(state: SharedState) {
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
+    while next_tick(&mut tick, &stop).await {
         match state.store.commands_queued_after(newest).await {
             Ok((device_ids, id)) => {
                 if !device_ids.is_empty() {
@@ -104,11 +87,10 @@ pub async fn run_cross_replica_wake(state: SharedState) {
 }
 
 /// Every 2 s: expires commands of devices that stopped polling (polls expire their own).
-pub async fn run_expiry(state: SharedState) {
+pub async fn run_expiry(state: SharedState, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
+    while next_tick(&mut tick, &stop).await {
         match state.store.expire_due_commands(state.webhooks.clock.now_micros(), &state.commands).await {
             Ok(0) => {}
             Ok(n) => {

@@ -9,7 +9,7 @@ use adms_protocol::reply::{self, ServerSettings, Stamps};
 use adms_store::{DeviceFacts, HandshakeUpdate, RawUpload, now_micros};
 
 use super::{DeviceCtx, DeviceError, ok};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// The push protocol version we implement (`protocol.md` §1).
 pub const PUSH_PROTOCOL_VERSION: &str = "2.4.1";

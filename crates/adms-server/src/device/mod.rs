@@ -26,7 +26,7 @@ use adms_protocol::query::DeviceQuery;
 use adms_store::{NewDevice, QuotaKind, StoreError};
 
 use crate::api::openapi::DocumentedRoutes;
-use crate::app::SharedState;
+use crate::state::SharedState;
 use registry::DeviceEntry;
 
 /// The device protocol's routes, each documented by its handler's `#[utoipa::path]` (see
@@ -200,7 +200,7 @@ impl FromRequestParts<SharedState> for DeviceCtx {
         if registered {
             state.webhooks.wake.notify_one();
             // A new terminal (or one replacing another) gets its area's roster.
-            crate::roster::sync_terminal_logged(state, entry.id()).await;
+            crate::services::roster::sync_terminal_logged(state, entry.id()).await;
         }
         let now = state.webhooks.clock.now_micros();
         entry.touch(&ip, now);

@@ -13,7 +13,7 @@ use adms_store::{CommandResultRow, DeviceFacts, DeviceInfoUpdate, RejectedLine, 
 
 use super::upload::{info_from_options, owned_options};
 use super::{DeviceCtx, DeviceError, ok};
-use crate::app::SharedState;
+use crate::state::SharedState;
 
 /// Heartbeat and command poll.
 ///

@@ -17,7 +17,7 @@ use std::time::Duration;
 use adms_store::{OfflineCheck, Presence, SeenAgain, StoreError};
 
 use super::registry::DeviceEntry;
-use crate::app::{AppState, SharedState};
+use crate::state::{AppState, SharedState};
 use crate::zones::parse_zone;
 
 /// How often presence is checked: a device is reported offline at most this much later than
@@ -25,12 +25,11 @@ use crate::zones::parse_zone;
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs the presence check every [`CHECK_EVERY`] until the task is aborted.
-pub async fn run_checks(state: SharedState) {
+pub async fn run_checks(state: SharedState, stop: tokio_util::sync::CancellationToken) {
     let started_at = state.webhooks.clock.now_micros();
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
+    while crate::periodic::next_tick(&mut tick, &stop).await {
         if let Err(error) = check(&state, started_at).await {
             tracing::warn!(%error, "device presence check failed");
         }
@@ -62,7 +61,7 @@ pub async fn check(state: &AppState, started_at: i64) -> Result<(), StoreError> 
                     if state.store.mark_device_online(&seen).await? {
                         tracing::info!(sn = %device.sn, "device back online");
                         new_events = true;
-                        crate::roster::sync_terminal_logged(state, device.device_id).await;
+                        crate::services::roster::sync_terminal_logged(state, device.device_id).await;
                     }
                 } else if let Some(entry) = &entry {
                     entry.set_reported_offline();
@@ -109,7 +108,7 @@ pub async fn seen_again(state: &AppState, entry: &DeviceEntry, now: i64) {
             tracing::info!("device back online");
             state.webhooks.wake.notify_one();
             // Changes made while it was away reach it now.
-            crate::roster::sync_terminal_logged(state, device.id).await;
+            crate::services::roster::sync_terminal_logged(state, device.id).await;
         }
         Ok(false) => {}
         Err(error) => {

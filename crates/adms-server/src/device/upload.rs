@@ -23,8 +23,8 @@ use adms_store::{
 };
 
 use super::{DeviceCtx, DeviceError, ok};
-use crate::app::SharedState;
 use crate::limits::quota;
+use crate::state::SharedState;
 use crate::zones::Zone;
 
 /// Bodies above this size are parsed on the blocking pool, off the async workers.

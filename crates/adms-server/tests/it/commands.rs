@@ -7,10 +7,9 @@
 use crate::common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use common::webhooks::{Receiver, SECRET};
-use common::{Api, Device, Server};
+use common::webhooks::{Receiver, SECRET, Witness};
+use common::{Api, Device, Server, eventually};
 use serde_json::{Value, json};
 
 async fn poll(dev: &Device<'_>) -> String {
@@ -51,8 +50,9 @@ async fn result_outcomes(db: &Path, command_id: &str) -> Vec<(String, i64)> {
 }
 
 fn start(dir: &Path, receiver: &Receiver, extra: &[(&str, &str)]) -> Server {
+    let url = receiver.url();
     let mut env =
-        vec![("ADMS_WEBHOOK_URL", receiver.url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
+        vec![("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
     env.extend_from_slice(extra);
     Server::start(dir, &env)
 }
@@ -219,7 +219,9 @@ async fn hostile_and_stray_input_changes_nothing() {
         [("other_device".to_owned(), 1), ("applied".to_owned(), 2), ("duplicate".to_owned(), 1)]
     );
     receiver.wait_for("command.completed", |b| b["data"]["command_id"] == id).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every result above was committed before its answer; after a dispatcher pass that started
+    // later, a second event would have been sent too.
+    Witness::create(&api).await.pass(&server).await;
     let events: Vec<_> =
         receiver.of_type("command.completed").into_iter().filter(|r| r.json()["data"]["command_id"] == id).collect();
     assert_eq!(events.len(), 1, "one event for one completion");
@@ -418,15 +420,10 @@ async fn terminals_can_be_created_updated_and_deleted() {
     );
     let dev = Device { server: &server, sn: "NEW0001".into() };
     assert_eq!(poll(&dev).await, "OK", "the cancelled REBOOT is not sent");
-    let mut back = false;
-    for _ in 0..60 {
-        if api.get("/iclock/api/terminals/?sn=NEW0001").await["count"] == 1 {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(back, "a deleted terminal that makes a request is listed again");
+    eventually("a deleted terminal that makes a request is listed again", async || {
+        api.get("/iclock/api/terminals/?sn=NEW0001").await["count"] == 1
+    })
+    .await;
 }
 
 /// Two processes on one database (replicas): a command queued through one reaches a device
@@ -443,13 +440,11 @@ async fn a_command_queued_on_one_replica_reaches_a_device_polling_another() {
     assert_eq!(dev.handshake().await.status, 200);
     assert_eq!(poll(&dev).await, "OK", "B has read the empty queue");
     let id = enqueue_ok(&api_a, "CMD0090", json!({ "type": "reboot" })).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let reply = loop {
-        let reply = poll(&dev).await;
-        if reply != "OK" || std::time::Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let mut reply = String::new();
+    eventually("a poll of B hands out the command queued through A", async || {
+        reply = poll(&dev).await;
+        reply != "OK"
+    })
+    .await;
     assert_eq!(reply, format!("C:{id}:REBOOT\n"));
 }

@@ -9,6 +9,7 @@ mod device_session;
 mod device_trust;
 mod fixture_sessions;
 mod limits;
+mod module_layers;
 mod openapi;
 mod personnel_api;
 mod secrets_at_rest;

@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{Api, Device, Server};
+use common::{Api, Device, Server, eventually};
 use serde_json::{Value, json};
 
 /// Checks that `raw` (a JSON text) carries `expected` keys in that order, each the first
@@ -827,14 +827,12 @@ async fn a_roster_change_left_without_commands_reaches_the_terminal_after_a_rest
 
     let server = Server::start(dir.path(), &[]);
     let gate = Device { server: &server, sn: "RSN0020".into() };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let lines = loop {
-        let lines = command_lines(&gate.get(&poll).await.text());
-        if !lines.is_empty() || std::time::Instant::now() > deadline {
-            break lines;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let mut lines = Vec::new();
+    eventually("a poll hands out the renamed user", async || {
+        lines = command_lines(&gate.get(&poll).await.text());
+        !lines.is_empty()
+    })
+    .await;
     assert_eq!(lines.len(), 1, "the renamed user reaches the terminal: {lines:?}");
     assert!(lines[0].1.starts_with("DATA UPDATE USERINFO PIN=0077\tName=Annie Lee\t"), "{lines:?}");
     // Nothing else is planned twice: the next poll is empty.

@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use crate::common;
 
-use common::{ADMIN_USER, Api, Device, Server};
+use common::{ADMIN_USER, Api, Device, Server, eventually};
 use serde_json::{Value, json};
 
 const FORBIDDEN: &str = "You do not have permission to perform this action.";
@@ -173,15 +173,10 @@ async fn cli_manages_users() {
     let out = cli(&server, &["user", "disable", "vera"], &[], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The account cache trusts a state for at most a second.
-    let mut status = 0;
-    for _ in 0..50 {
-        status = vera.get_status("/iclock/api/terminals/").await.0;
-        if status == 401 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 401);
+    eventually("the disabled account's session is refused (401)", async || {
+        vera.get_status("/iclock/api/terminals/").await.0 == 401
+    })
+    .await;
     let out = cli(&server, &["user", "delete", "vera"], &[], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The last admin stays.

@@ -5,54 +5,17 @@
 use crate::common;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use common::{Api, Device, Server};
+use axum::http::StatusCode;
+use common::webhooks::Receiver;
+use common::{Api, Device, Server, eventually};
 use serde_json::{Value, json};
 
 const ENDPOINTS: &str = "/api/v1/webhooks/endpoints";
 
-/// What a receiver got: (path, webhook-id, body).
-type Received = Arc<Mutex<Vec<(String, String, String)>>>;
-
-/// A receiver on loopback that answers 200 to every POST and records it.
-async fn start_receiver() -> (String, Received) {
-    async fn record(
-        State(received): State<Received>,
-        uri: axum::http::Uri,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> StatusCode {
-        let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let body = String::from_utf8_lossy(&body).into_owned();
-        received.lock().unwrap().push((uri.path().to_owned(), id, body));
-        StatusCode::OK
-    }
-    let received: Received = Arc::default();
-    let app = axum::Router::new().fallback(axum::routing::post(record)).with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), received)
-}
-
-/// Polls `check` until it holds, for up to 30 s.
-async fn wait_for<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
+/// What `receiver` got, as (path, webhook-id, body).
+fn triples(receiver: &Receiver) -> Vec<(String, String, String)> {
+    receiver.received().into_iter().map(|r| (r.path, r.id, String::from_utf8_lossy(&r.body).into_owned())).collect()
 }
 
 fn field_errors(body: &Value, field: &str) -> String {
@@ -252,7 +215,8 @@ async fn endpoints_validation_auth_and_lifecycle() {
 
 #[tokio::test]
 async fn deliveries_cursor_resend_and_replay() {
-    let (receiver, received) = start_receiver().await;
+    let hook = Receiver::start().await;
+    let receiver = hook.base_url();
     let dir = tempfile::tempdir().unwrap();
     // The harness allow-lists 127.0.0.1, where the receiver listens.
     let server = Server::start(dir.path(), &[]);
@@ -272,7 +236,7 @@ async fn deliveries_cursor_resend_and_replay() {
     let late = b"104\t2026-11-20 09:00:00\t0\t1\t0\t0\t0\n105\t2026-11-20 09:01:00\t1\t1\t0\t0\t0\n106\t2026-11-20 09:02:00\t0\t4\t5\t0\t0\n107\t2026-11-20 09:03:00\t255\t15\t0\t0\t0\n";
     assert_eq!(dev.attlog(late).await.text(), "OK: 4");
     let a_deliveries = format!("/api/v1/webhooks/deliveries?endpoint={a_id}");
-    wait_for("A's deliveries to succeed", || async {
+    eventually("A's deliveries to succeed", async || {
         let (_, page) = api.get_status(&format!("{a_deliveries}&state=succeeded")).await;
         page["data"].as_array().is_some_and(|d| d.len() == 4)
     })
@@ -349,7 +313,7 @@ async fn deliveries_cursor_resend_and_replay() {
     assert_eq!(a_events, event_ids[3..].iter().cloned().collect(), "A got exactly the punches after it existed");
     // Each delivered body is the punch as the cursor shows it.
     {
-        let got = received.lock().unwrap().clone();
+        let got = triples(&hook);
         for (p, id) in punches[3..].iter().zip(&event_ids[3..]) {
             let (path, _, body) = got.iter().find(|(_, got_id, _)| got_id == id).expect("delivered");
             assert_eq!(path, "/a");
@@ -392,16 +356,16 @@ async fn deliveries_cursor_resend_and_replay() {
         api.post_json(&format!("/api/v1/webhooks/deliveries/{delivery_id}/resend"), &json!({})).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer, json!({"id": delivery_id, "state": "pending"}));
-    wait_for("the resent delivery", || async {
-        received.lock().unwrap().iter().filter(|(_, id, _)| *id == resent_event).count() == 2
+    eventually("the resent delivery", async || {
+        triples(&hook).iter().filter(|(_, id, _)| *id == resent_event).count() == 2
     })
     .await;
     {
-        let got = received.lock().unwrap();
+        let got = triples(&hook);
         let bodies: HashSet<&String> = got.iter().filter(|(_, id, _)| *id == resent_event).map(|(_, _, b)| b).collect();
         assert_eq!(bodies.len(), 1, "same id ⇒ identical body");
     }
-    wait_for("the resent delivery to succeed again", || async {
+    eventually("the resent delivery to succeed again", async || {
         let (_, attempts) = api.get_status(&format!("/api/v1/webhooks/deliveries/{delivery_id}/attempts")).await;
         attempts["data"].as_array().is_some_and(|a| a.len() == 2)
     })
@@ -436,7 +400,7 @@ async fn deliveries_cursor_resend_and_replay() {
     let (status, answer) = api.post_json(&replay, &json!({"device_sn": dev.sn, "from_seq": 1, "to_seq": 7})).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer, json!({"replayed": 7, "events_created": 3}));
-    wait_for("B's deliveries to succeed", || async {
+    eventually("B's deliveries to succeed", async || {
         let (_, page) = api.get_status(&format!("{b_deliveries}&state=succeeded")).await;
         page["data"].as_array().is_some_and(|d| d.len() == 7)
     })
@@ -449,7 +413,7 @@ async fn deliveries_cursor_resend_and_replay() {
     let (_, page) = api.get_status(&a_deliveries).await;
     assert_eq!(page["data"].as_array().unwrap().len(), 4);
     {
-        let got = received.lock().unwrap();
+        let got = triples(&hook);
         let on_a: Vec<&String> = got.iter().filter(|(path, _, _)| path == "/a").map(|(_, id, _)| id).collect();
         assert_eq!(on_a.len(), 5, "four deliveries and one resend");
         assert!(on_a.iter().all(|id| a_events.contains(*id)));
@@ -510,7 +474,8 @@ async fn create_endpoint(api: &Api, url: &str) -> (u16, Value) {
 /// address accepted below (and its endpoint is deleted at once anyway).
 #[tokio::test]
 async fn loopback_and_own_address_are_refused_private_networks_follow_allow_private() {
-    let (receiver, _) = start_receiver().await;
+    let hook = Receiver::start().await;
+    let receiver = hook.base_url();
     let port = receiver.rsplit(':').next().expect("receiver port").to_owned();
 
     // Defaults, nothing allow-listed.
@@ -608,19 +573,17 @@ async fn receiver_answers_are_kept_only_as_short_text() {
     let mut bodies: HashMap<&str, Value> = HashMap::new();
     for (path, id) in &endpoints {
         let deliveries = format!("/api/v1/webhooks/deliveries?endpoint={id}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let attempt = loop {
+        let mut attempt = Value::Null;
+        eventually(&format!("an attempt to /{path} is recorded"), async || {
             let (_, page) = api.get_status(&deliveries).await;
             if let Some(delivery) = page["data"].as_array().and_then(|d| d.first()) {
                 let (_, attempts) =
                     api.get_status(&format!("/api/v1/webhooks/deliveries/{}/attempts", delivery["id"])).await;
-                if !attempts["data"][0].is_null() {
-                    break attempts["data"][0].clone();
-                }
+                attempt = attempts["data"][0].clone();
             }
-            assert!(std::time::Instant::now() < deadline, "no attempt to /{path} within 30 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+            !attempt.is_null()
+        })
+        .await;
         bodies.insert(path, attempt);
     }
     let body =

@@ -8,42 +8,29 @@
 use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use common::webhooks::Received;
-use common::{Api, Device, Server};
+use common::webhooks::{Received, Receiver, Reply, Witness};
+use common::{Api, Device, Server, eventually};
 use serde_json::{Value, json};
 
-/// Every request with the status it was answered with; the first one gets a 500.
-#[derive(Debug, Default)]
-struct Log {
-    requests: Mutex<Vec<(Received, u16)>>,
-}
-
-async fn receive(State(log): State<Arc<Log>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let mut requests = log.requests.lock().unwrap();
-    let status = if requests.is_empty() { 500 } else { 200 };
-    requests.push((Received::from_headers(&headers, body), status));
-    StatusCode::from_u16(status).unwrap()
+/// Every request with the status it was answered with.
+fn requests(receiver: &Receiver) -> Vec<(Received, u16)> {
+    receiver.received().into_iter().map(|r| (r.clone(), r.status)).collect()
 }
 
 #[tokio::test]
 async fn a_backlog_goes_out_in_ordered_batches_and_a_retry_resends_the_same_batch() {
     const PUNCHES: usize = 300;
     const BATCH_MAX: usize = 40;
-    let log = Arc::new(Log::default());
-    let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(Arc::clone(&log));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // The first request gets a 500.
+    let receiver = Receiver::builder().script(vec![Reply::Status(500)]).start().await;
+    let url = receiver.url();
 
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[("ADMS_TEST_CLOCK", "true")]);
     let api = Api::login(&server).await;
+    let witness = Witness::create(&api).await;
     let (status, endpoint) = api
         .post_json(
             "/api/v1/webhooks/endpoints",
@@ -66,25 +53,27 @@ async fn a_backlog_goes_out_in_ordered_batches_and_a_retry_resends_the_same_batc
 
     // Wait until every punch was in an acknowledged request, moving the clock for the retry.
     let acknowledged = || -> BTreeSet<String> {
-        let requests = log.requests.lock().unwrap();
-        requests
+        requests(&receiver)
             .iter()
             .filter(|(_, status)| *status == 200)
             .flat_map(|(r, _)| r.json()["data"].as_array().unwrap().clone())
             .map(|event| event["id"].as_str().unwrap().to_owned())
             .collect()
     };
-    for _ in 0..300 {
+    eventually("every punch is in an acknowledged request", async || {
         if acknowledged().len() >= PUNCHES {
-            break;
+            return true;
         }
         api.advance_clock(10).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+        false
+    })
+    .await;
+    // A dispatcher pass after the last acknowledgement: any request still to come (a retry
+    // too many) has been sent before the counts below.
+    witness.pass(&server).await;
     assert_eq!(acknowledged().len(), PUNCHES, "every punch delivered");
 
-    let requests = log.requests.lock().unwrap().clone();
+    let requests = requests(&receiver);
     let verifier = standardwebhooks::Webhook::new(&secret).expect("secret");
     let mut bodies: BTreeMap<String, Bytes> = BTreeMap::new();
     let mut last_acknowledged_seq = 0;

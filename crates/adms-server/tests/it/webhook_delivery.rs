@@ -10,102 +10,42 @@
 
 use crate::common;
 
-use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use common::webhooks::{Received, SECRET};
-use common::{Api, Device, Server};
+use common::webhooks::{Received, Receiver, Reply, SECRET, Witness};
+use common::{Api, Device, Server, eventually};
 
-/// What the receiver answers next; after the script runs out, 200.
-#[derive(Debug, Clone)]
-enum Reply {
-    Status(u16),
-    RetryAfter(u16, u64),
-    /// Sleeps past any webhook timeout used here.
-    Hang,
+/// A receiver that records punch requests only (the scenarios' subject) and answers them as
+/// `script` says, then 200.
+async fn start_receiver(addr: &str, script: Vec<Reply>) -> Receiver {
+    Receiver::builder().bind(addr).only("attendance.punch").script(script).start().await
 }
 
-#[derive(Debug, Default)]
-struct ReceiverState {
-    received: Mutex<Vec<Received>>,
-    script: Mutex<VecDeque<Reply>>,
+fn distinct_ids(receiver: &Receiver) -> usize {
+    let mut ids: Vec<String> = receiver.received().into_iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    ids.len()
 }
 
-struct Receiver {
-    addr: SocketAddr,
-    state: Arc<ReceiverState>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start(addr: &str, script: Vec<Reply>) -> Receiver {
-        let state = Arc::new(ReceiverState { script: Mutex::new(script.into()), ..Default::default() });
-        let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind receiver");
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Receiver { addr, state, task }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.state.received.lock().unwrap().clone()
-    }
-
-    fn distinct_ids(&self) -> usize {
-        let mut ids: Vec<String> = self.received().into_iter().map(|r| r.id).collect();
-        ids.sort();
-        ids.dedup();
-        ids.len()
-    }
-
-    async fn wait_for_ids(&self, n: usize, api: Option<&Api>) {
-        for _ in 0..200 {
-            if self.distinct_ids() >= n {
-                return;
-            }
-            if let Some(api) = api {
-                api.advance_clock(0).await;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits until `n` distinct punch ids arrived, moving the test clock by nothing on each look
+/// when `api` is given (which wakes the dispatcher).
+async fn wait_for_ids(receiver: &Receiver, n: usize, api: Option<&Api>) {
+    eventually(&format!("{n} distinct punch ids arrive"), async || {
+        if let Some(api) = api {
+            api.advance_clock(0).await;
         }
-        panic!("receiver got {} distinct ids, expected {n}", self.distinct_ids());
-    }
+        distinct_ids(receiver) >= n
+    })
+    .await;
 }
 
 /// True for an `attendance.punch` body: what these scenarios record.
 fn is_punch_event(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|event| event["type"] == "attendance.punch")
-}
-
-async fn receive(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !is_punch_event(&body) {
-        return StatusCode::OK.into_response();
-    }
-    state.received.lock().unwrap().push(Received::from_headers(&headers, body));
-    let reply = state.script.lock().unwrap().pop_front();
-    match reply {
-        None => StatusCode::OK.into_response(),
-        Some(Reply::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
-        Some(Reply::RetryAfter(code, secs)) => {
-            (StatusCode::from_u16(code).unwrap(), [("retry-after", secs.to_string())]).into_response()
-        }
-        Some(Reply::Hang) => {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            StatusCode::OK.into_response()
-        }
-    }
 }
 
 /// The invariants every scenario ends with.
@@ -137,16 +77,17 @@ fn start_server(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Ser
 
 #[tokio::test]
 async fn every_punch_is_delivered_signed_once_per_id_and_reuploads_add_nothing() {
-    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
+    let receiver = start_receiver("127.0.0.1:0", vec![]).await;
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &receiver.url(), &[]);
+    let witness = Witness::create(&Api::login(&server).await).await;
     let dev = Device { server: &server, sn: "HOOK0001".into() };
     dev.handshake().await;
     let batch = common::webhooks::attlog_lines(0, 20);
     assert_eq!(dev.attlog(&batch).await.text(), "OK: 20");
     assert_eq!(dev.attlog(&batch).await.text(), "OK: 20", "re-upload");
-    receiver.wait_for_ids(20, None).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_ids(&receiver, 20, None).await;
+    witness.pass(&server).await;
     let received = receiver.received();
     assert_eq!(received.len(), 20, "a re-upload creates no second delivery");
     check_invariants(&received, 20);
@@ -199,24 +140,25 @@ async fn every_punch_is_delivered_signed_once_per_id_and_reuploads_add_nothing()
 #[tokio::test]
 async fn failures_are_retried_on_schedule_and_retry_after_is_honoured() {
     let receiver =
-        Receiver::start("127.0.0.1:0", vec![Reply::Status(500), Reply::Status(503), Reply::RetryAfter(429, 120)]).await;
+        start_receiver("127.0.0.1:0", vec![Reply::Status(500), Reply::Status(503), Reply::RetryAfter(429, 120)]).await;
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &receiver.url(), &[]);
     let api = Api::login(&server).await;
+    let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "HOOK0002".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     // Attempt 1 at once (500); attempt 2 after 5 s (+ up to 1 s jitter): not before.
     wait_for_requests(&receiver, 1).await;
     api.advance_clock(4).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    witness.pass(&server).await;
     assert_eq!(receiver.received().len(), 1, "not retried before its time");
     api.advance_clock(3).await;
     wait_for_requests(&receiver, 2).await; // 503
     api.advance_clock(34).await; // 30 s step + jitter
     wait_for_requests(&receiver, 3).await; // 429, Retry-After 120 > the 2 min step's floor: ≥ 120 s
     api.advance_clock(100).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    witness.pass(&server).await;
     assert_eq!(receiver.received().len(), 3, "Retry-After honoured");
     api.advance_clock(40).await;
     wait_for_requests(&receiver, 4).await;
@@ -224,13 +166,7 @@ async fn failures_are_retried_on_schedule_and_retry_after_is_honoured() {
 }
 
 async fn wait_for_requests(receiver: &Receiver, n: usize) {
-    for _ in 0..200 {
-        if receiver.received().len() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("receiver got {} requests, expected {n}", receiver.received().len());
+    eventually(&format!("{n} punch requests arrive"), async || receiver.received().len() >= n).await;
 }
 
 #[tokio::test]
@@ -252,9 +188,9 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
         api.advance_clock(3600).await;
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    let receiver = Receiver::start(&addr.to_string(), vec![]).await;
+    let receiver = start_receiver(&addr.to_string(), vec![]).await;
     api.advance_clock(12 * 3600).await;
-    receiver.wait_for_ids(10, Some(&api)).await;
+    wait_for_ids(&receiver, 10, Some(&api)).await;
     check_invariants(&receiver.received(), 10);
     // Read the outbox itself: every delivery succeeded, after retrying through the outage.
     use sqlx::ConnectOptions;
@@ -273,7 +209,7 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
 
 #[tokio::test]
 async fn a_server_killed_mid_request_redelivers_the_same_event_after_restart() {
-    let receiver = Receiver::start("127.0.0.1:0", vec![Reply::Hang]).await;
+    let receiver = start_receiver("127.0.0.1:0", vec![Reply::Hang]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
     let dev = Device { server: &server, sn: "HOOK0004".into() };
@@ -285,13 +221,13 @@ async fn a_server_killed_mid_request_redelivers_the_same_event_after_restart() {
     let api = Api::login(&server).await;
     // The lease (max(timeout, 30 s) + 30 s) runs out; the sweep returns it; it is sent again.
     api.advance_clock(70).await;
-    receiver.wait_for_ids(1, Some(&api)).await;
+    wait_for_ids(&receiver, 1, Some(&api)).await;
     wait_for_requests(&receiver, 2).await;
     let received = receiver.received();
     assert_eq!(received[0].id, received[1].id, "same webhook-id after the crash");
     assert_eq!(received[0].body, received[1].body, "byte-identical body");
     check_invariants(&received, 1);
-    receiver.task.abort();
+    receiver.stop();
 }
 
 /// A receiver that processes the first request and then drops the connection without answering
@@ -349,12 +285,7 @@ async fn start_response_losing_receiver() -> (String, Arc<Mutex<Vec<Received>>>)
                     };
                     let first = {
                         let mut seen = seen.lock().unwrap();
-                        seen.push(Received {
-                            id: header("webhook-id"),
-                            timestamp: header("webhook-timestamp").parse().unwrap_or(0),
-                            signature: header("webhook-signature"),
-                            body: Bytes::copy_from_slice(body),
-                        });
+                        seen.push(Received::new(header, Bytes::copy_from_slice(body)));
                         seen.len() == 1
                     };
                     if first {
@@ -377,13 +308,14 @@ async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
     let dev = Device { server: &server, sn: "HOOK0005".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
-    for _ in 0..200 {
+    eventually("the punch is redelivered after the lost response", async || {
         if received.lock().unwrap().len() >= 2 {
-            break;
+            return true;
         }
         api.advance_clock(10).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        false
+    })
+    .await;
     let received = received.lock().unwrap().clone();
     assert!(received.len() >= 2, "redelivered after the lost response");
     assert_eq!(received[0].id, received[1].id);
@@ -393,10 +325,11 @@ async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
 
 #[tokio::test]
 async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
-    let receiver = Receiver::start("127.0.0.1:0", vec![Reply::Hang, Reply::Status(410)]).await;
+    let receiver = start_receiver("127.0.0.1:0", vec![Reply::Hang, Reply::Status(410)]).await;
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "1")]);
     let api = Api::login(&server).await;
+    let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "HOOK0006".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
@@ -404,18 +337,16 @@ async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
     wait_for_requests(&receiver, 1).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     api.advance_clock(30).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    witness.pass(&server).await;
     assert_eq!(receiver.received().len(), 1, "a timeout is not retried at once");
     api.advance_clock(40).await;
     wait_for_requests(&receiver, 2).await; // 410
     let endpoints = api.get("/api/v1/webhooks/endpoints").await;
     let endpoint = &endpoints["data"][0];
-    for _ in 0..50 {
-        if api.get("/api/v1/webhooks/endpoints").await["data"][0]["paused_reason"] == "gone" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the 410 pauses the endpoint", async || {
+        api.get("/api/v1/webhooks/endpoints").await["data"][0]["paused_reason"] == "gone"
+    })
+    .await;
     let uid = endpoint["id"].as_str().unwrap().to_owned();
     let endpoint = api.get(&format!("/api/v1/webhooks/endpoints/{uid}")).await;
     assert_eq!((endpoint["paused"].as_bool(), endpoint["paused_reason"].as_str()), (Some(true), Some("gone")));
@@ -423,7 +354,7 @@ async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
     // Paused: new punches accumulate, nothing is sent, however far the clock moves.
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(1, 2)).await.text(), "OK: 2");
     api.advance_clock(3600).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    witness.pass(&server).await;
     assert_eq!(receiver.received().len(), 2);
     let pending = api.get(&format!("/api/v1/webhooks/deliveries?endpoint={uid}&state=pending")).await;
     let pending_punches =
@@ -433,7 +364,7 @@ async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
     let (status, _) =
         api.patch_json(&format!("/api/v1/webhooks/endpoints/{uid}"), &serde_json::json!({ "paused": false })).await;
     assert_eq!(status, 200);
-    receiver.wait_for_ids(3, Some(&api)).await;
+    wait_for_ids(&receiver, 3, Some(&api)).await;
     check_invariants(&receiver.received(), 3);
     let attempts = |received: &[Received], id: &str| received.iter().filter(|r| r.id == id).count();
     let received = receiver.received();

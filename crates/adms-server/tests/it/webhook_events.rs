@@ -5,78 +5,31 @@
 
 use crate::common;
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use common::webhooks::{Received, SECRET};
+use common::webhooks::{Received, Receiver, SECRET, Witness};
 use common::{Api, Device, Server};
-
-/// A receiver on loopback that answers 200 to every request and records it.
-struct Receiver {
-    url: String,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        async fn record(
-            State(received): State<Arc<Mutex<Vec<Received>>>>,
-            headers: HeaderMap,
-            body: Bytes,
-        ) -> StatusCode {
-            received.lock().unwrap().push(Received::from_headers(&headers, body));
-            StatusCode::OK
-        }
-        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let app = axum::Router::new().route("/hook", axum::routing::post(record)).with_state(Arc::clone(&received));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { url: format!("http://{addr}/hook"), received }
-    }
-
-    fn of_type(&self, event_type: &str) -> Vec<Received> {
-        self.received.lock().unwrap().iter().filter(|r| r.event_type() == event_type).cloned().collect()
-    }
-
-    /// Waits (up to 15 s) until `n` requests of `event_type` arrived, and returns them.
-    async fn wait_for(&self, event_type: &str, n: usize) -> Vec<Received> {
-        for _ in 0..300 {
-            let got = self.of_type(event_type);
-            if got.len() >= n {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("expected {n} {event_type} event(s), got {:?}", self.of_type(event_type));
-    }
-}
-
-/// Longer than two presence checks (every 2 s): whatever a check would emit has been sent.
-const QUIET: Duration = Duration::from_millis(4_500);
 
 #[tokio::test]
 async fn registration_roster_and_presence_events_arrive_once_each() {
-    let receiver = Receiver::start().await;
+    // The witness's devices and their events are not part of the scenario.
+    let receiver = Receiver::builder().ignoring(Witness::is_witness).start().await;
+    let url = receiver.url();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         dir.path(),
         &[
-            ("ADMS_WEBHOOK_URL", receiver.url.as_str()),
+            ("ADMS_WEBHOOK_URL", url.as_str()),
             ("ADMS_WEBHOOK_SECRET", SECRET),
             ("ADMS_TEST_CLOCK", "true"),
             ("ADMS_OFFLINE_AFTER_SECS", "30"),
         ],
     );
     let api = Api::login(&server).await;
+    let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "EVT0001".into() };
 
     // First contact: device.registered.
     assert_eq!(dev.handshake().await.status, 200);
-    let registered = receiver.wait_for("device.registered", 1).await;
+    let registered = receiver.wait_for_n("device.registered", 1).await;
     let data = &registered[0].json()["data"];
     assert_eq!(data["device"], serde_json::json!({"sn": "EVT0001", "alias": "", "time_zone": "UTC"}));
     assert_eq!((&data["approval"], &data["protocol_family"]), (&"approved".into(), &"att".into()));
@@ -89,7 +42,7 @@ async fn registration_roster_and_presence_events_arrive_once_each() {
     };
     let ann = "USER PIN=016\tName=Ann\tPri=0\tPasswd=Qx7Wz\tCard=[15CD5B07]\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n";
     assert_eq!(operlog(ann).await.text(), "OK: 1");
-    let enrolled = receiver.wait_for("user.enrolled", 1).await;
+    let enrolled = receiver.wait_for_n("user.enrolled", 1).await;
     let data = &enrolled[0].json()["data"];
     assert_eq!((&data["pin"], &data["name"], &data["has_password"]), (&"016".into(), &"Ann".into(), &true.into()));
     assert!(
@@ -99,23 +52,26 @@ async fn registration_roster_and_presence_events_arrive_once_each() {
     assert_eq!(operlog(ann).await.text(), "OK: 1");
     let ann_lee = "USER PIN=016\tName=Ann Lee\tPri=0\tPasswd=Qx7Wz\tCard=[15CD5B07]\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n";
     assert_eq!(operlog(ann_lee).await.text(), "OK: 1");
-    let updated = receiver.wait_for("user.updated", 1).await;
+    let updated = receiver.wait_for_n("user.updated", 1).await;
     assert_eq!(updated[0].json()["data"]["name"], "Ann Lee");
 
     // Missed heartbeats: 60 s without a request (threshold 30 s) → device.offline, once.
     api.advance_clock(60).await;
-    let offline = receiver.wait_for("device.offline", 1).await;
+    let offline = receiver.wait_for_n("device.offline", 1).await;
     let data = &offline[0].json()["data"];
     assert_eq!((&data["reason"], &data["last_punch_seq"]), (&"heartbeat_missed".into(), &0.into()));
     assert!(data["last_seen_at"].as_str().unwrap().ends_with('Z'));
+    // A witness device, silent as long as this one from now: its device.offline proves that a
+    // presence check ran after the clock moved, and that what it found was sent.
+    let silent = witness.device(&server).await;
     api.advance_clock(60).await;
-    tokio::time::sleep(QUIET).await;
+    witness.offline(&silent).await;
     assert_eq!(receiver.of_type("device.offline").len(), 1, "still offline: no second device.offline");
     assert!(receiver.of_type("device.online").is_empty());
 
     // A poll: device.online, once, saying since when it was offline.
     assert_eq!(dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await.text(), "OK");
-    let online = receiver.wait_for("device.online", 1).await;
+    let online = receiver.wait_for_n("device.online", 1).await;
     let data = &online[0].json()["data"];
     assert_eq!(data["offline_since"], offline[0].json()["timestamp"]);
     assert_eq!(online[0].json()["timestamp"], data["back_at"]);
@@ -123,12 +79,13 @@ async fn registration_roster_and_presence_events_arrive_once_each() {
     assert_eq!(dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await.text(), "OK");
 
     // Silent again: a second transition under a second id.
+    let silent = witness.device(&server).await;
     api.advance_clock(60).await;
-    let offline = receiver.wait_for("device.offline", 2).await;
+    let offline = receiver.wait_for_n("device.offline", 2).await;
     assert_ne!(offline[0].id, offline[1].id);
-    tokio::time::sleep(QUIET).await;
+    witness.offline(&silent).await;
 
-    let received = receiver.received.lock().unwrap().clone();
+    let received = receiver.received();
     let types: Vec<String> = received.iter().map(Received::event_type).collect();
     let count = |t: &str| types.iter().filter(|x| *x == t).count();
     assert_eq!(

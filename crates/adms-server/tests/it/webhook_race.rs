@@ -13,51 +13,15 @@
 use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use common::webhooks::{Received, SECRET};
-use common::{Api, Device, Server};
+use common::webhooks::{Received, Receiver, Reply, SECRET};
+use common::{Api, Device, Server, eventually};
 use sqlx::ConnectOptions;
-use tokio::sync::Notify;
 
-#[derive(Debug, Default)]
-struct Receiver {
-    /// Punch requests, in arrival order, with the status each was (or will be) answered with.
-    punches: Mutex<Vec<(Received, u16)>>,
-    /// Lets the first punch request, held open, be answered.
-    release: Notify,
-}
-
-async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let received = Received::from_headers(&headers, body);
-    if received.event_type() != "attendance.punch" {
-        return StatusCode::OK; // device events: acknowledged, not part of the scenario
-    }
-    let (ordinal, status) = {
-        let mut punches = receiver.punches.lock().unwrap();
-        let ordinal = punches.len() + 1;
-        let status = if ordinal % 5 == 0 { 500 } else { 200 };
-        punches.push((received, status));
-        (ordinal, status)
-    };
-    if ordinal == 1 {
-        receiver.release.notified().await;
-    }
-    StatusCode::from_u16(status).unwrap()
-}
-
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+/// Punch requests, in arrival order, with the status each was (or will be) answered with.
+fn punches(receiver: &Receiver) -> Vec<(Received, u16)> {
+    receiver.received().into_iter().map(|r| (r.clone(), r.status)).collect()
 }
 
 /// (delivery id, event id, state, accepted attempts as (worker, status, accepted)).
@@ -86,11 +50,18 @@ async fn attempts(db: &std::path::Path, delivery_id: i64) -> Vec<(String, String
 
 #[tokio::test]
 async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is_refused() {
-    let receiver = Arc::new(Receiver::default());
-    let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(Arc::clone(&receiver));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // The first punch request is held open until released; every fifth is answered 500.
+    // Device events are acknowledged, not part of the scenario.
+    let receiver = Receiver::builder()
+        .only("attendance.punch")
+        .replying(|ordinal| match ordinal {
+            1 => Reply::Held(200),
+            n if n % 5 == 0 => Reply::Status(500),
+            _ => Reply::Status(200),
+        })
+        .start()
+        .await;
+    let url = receiver.url();
     let env = [
         ("ADMS_WEBHOOK_URL", url.as_str()),
         ("ADMS_WEBHOOK_SECRET", SECRET),
@@ -103,36 +74,32 @@ async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is
     let dev_a = Device { server: &a, sn: "RACE0001".into() };
     dev_a.handshake().await;
     assert_eq!(dev_a.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
-    wait_until("A's request to hang", || receiver.punches.lock().unwrap().len() == 1).await;
+    eventually("A's request hangs", async || punches(&receiver).len() == 1).await;
 
     // B opens the same file while A holds the lease; its clock is moved past that lease.
     let b = Server::start(dir.path(), &env);
     assert_eq!(a.db_path(), b.db_path());
     let api_b = Api::login(&b).await;
     api_b.advance_clock(70).await;
-    wait_until("B to send the first punch again", || receiver.punches.lock().unwrap().len() >= 2).await;
-    let first_id = receiver.punches.lock().unwrap()[0].0.id.clone();
-    assert_eq!(receiver.punches.lock().unwrap()[1].0.id, first_id, "the same event, re-claimed by B");
+    eventually("B sends the first punch again", async || punches(&receiver).len() >= 2).await;
+    let first_id = punches(&receiver)[0].0.id.clone();
+    assert_eq!(punches(&receiver)[1].0.id, first_id, "the same event, re-claimed by B");
     let deliveries = punch_deliveries(&a.db_path()).await;
     let first_delivery = deliveries[0].0;
-    for _ in 0..100 {
-        if punch_deliveries(&a.db_path()).await[0].2 == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("B's 200 completes the first delivery", async || {
+        punch_deliveries(&a.db_path()).await[0].2 == "succeeded"
+    })
+    .await;
     assert_eq!(punch_deliveries(&a.db_path()).await[0].2, "succeeded", "B's 200 completed it");
     // The clocks agree again; A's held request is answered 200 now, too late.
     api_a.advance_clock(70).await;
-    receiver.release.notify_one();
+    receiver.release();
     let worker_a = format!("adms-bridge-{}", a.pid());
     let worker_b = format!("adms-bridge-{}", b.pid());
-    for _ in 0..100 {
-        if attempts(&a.db_path(), first_delivery).await.iter().any(|t| t.0 == worker_a && !t.3) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("A's late answer is recorded", async || {
+        attempts(&a.db_path(), first_delivery).await.iter().any(|t| t.0 == worker_a && !t.3)
+    })
+    .await;
     let history = attempts(&a.db_path(), first_delivery).await;
     assert!(
         history
@@ -152,23 +119,23 @@ async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is
         assert_eq!(device.attlog(&common::webhooks::attlog_lines(1 + chunk * 25, 25)).await.text(), "OK: 25");
     }
     let acknowledged = || -> BTreeSet<String> {
-        let punches = receiver.punches.lock().unwrap();
-        punches.iter().filter(|(_, status)| *status == 200).map(|(r, _)| r.id.clone()).collect()
+        punches(&receiver).iter().filter(|(_, status)| *status == 200).map(|(r, _)| r.id.clone()).collect()
     };
-    for _ in 0..300 {
+    eventually("every punch is acknowledged and every delivery settled", async || {
         let settled = punch_deliveries(&a.db_path()).await.iter().all(|d| d.2 == "succeeded");
         if acknowledged().len() >= total && settled {
-            break;
+            return true;
         }
         // Retries after the 500s: both clocks move together.
         api_a.advance_clock(10).await;
         api_b.advance_clock(10).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        false
+    })
+    .await;
     let acknowledged = acknowledged();
     assert_eq!(acknowledged.len(), total, "every punch reached the receiver in an acknowledged request");
 
-    let punches = receiver.punches.lock().unwrap().clone();
+    let punches = punches(&receiver);
     let verifier = standardwebhooks::Webhook::new(SECRET).unwrap();
     let mut bodies: BTreeMap<&str, &Bytes> = BTreeMap::new();
     for (r, _) in &punches {

@@ -8,54 +8,18 @@
 
 use crate::common;
 
-use std::path::Path;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use common::webhooks::{Received, SECRET};
+use common::webhooks::{Received, Receiver, SECRET};
 use common::{Api, Device, Server, start_failing};
 use sqlx::ConnectOptions;
+use std::path::Path;
+use std::process::Command;
 
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const OTHER_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 
-type Log = Arc<Mutex<Vec<(String, Received)>>>;
-
-/// Records every punch request with the path it came to.
-async fn start_receiver() -> (String, Log) {
-    async fn record(State(log): State<Log>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
-        let received = Received::from_headers(&headers, body);
-        if received.event_type() == "attendance.punch" {
-            log.lock().unwrap().push((uri.path().to_owned(), received));
-        }
-        StatusCode::OK
-    }
-    let log: Log = Arc::default();
-    let app = axum::Router::new().fallback(axum::routing::post(record)).with_state(Arc::clone(&log));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (base, log)
-}
-
 async fn stored_secrets(db: &Path) -> Vec<String> {
     let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.unwrap();
     sqlx::query_scalar("SELECT secret FROM webhook_secrets ORDER BY id").fetch_all(&mut conn).await.unwrap()
-}
-
-/// Waits until the receiver got `n` punch requests.
-async fn wait_for(log: &Log, n: usize) {
-    for _ in 0..200 {
-        if log.lock().unwrap().len() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("receiver got {} punch requests, expected {n}", log.lock().unwrap().len());
 }
 
 /// Whether the request carries a valid signature made with `secret` (the independent library).
@@ -70,7 +34,8 @@ fn attlog(i: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn with_a_master_key_secrets_are_sealed_at_rest_and_requests_still_verify() {
-    let (base, log) = start_receiver().await;
+    let receiver = Receiver::builder().only("attendance.punch").start().await;
+    let base = receiver.base_url();
     let env_url = format!("{base}/env");
     let dir = tempfile::tempdir().unwrap();
     let env = [("ADMS_WEBHOOK_URL", env_url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_SECRET_KEY", KEY)];
@@ -102,8 +67,9 @@ async fn with_a_master_key_secrets_are_sealed_at_rest_and_requests_still_verify(
     let dev = Device { server: &server, sn: "SEAL0001".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&attlog(0)).await.text(), "OK: 1");
-    wait_for(&log, 2).await;
-    for (path, r) in log.lock().unwrap().iter() {
+    receiver.wait_for_n("attendance.punch", 2).await;
+    for r in &receiver.received() {
+        let path = &r.path;
         let secret = if path == "/env" { SECRET } else { api_secret.as_str() };
         assert!(signed_with(r, secret), "{path}: signed with the real secret");
     }
@@ -117,8 +83,8 @@ async fn with_a_master_key_secrets_are_sealed_at_rest_and_requests_still_verify(
         stored_secrets(&server.db_path()).await.iter().all(|s| s.starts_with("sealed:v1:") && !s.contains("whsec_"))
     );
     assert_eq!(dev.attlog(&attlog(1)).await.text(), "OK: 1");
-    wait_for(&log, 4).await;
-    let last_api = log.lock().unwrap().iter().rev().find(|(p, _)| p == "/api").unwrap().1.clone();
+    receiver.wait_for_n("attendance.punch", 4).await;
+    let last_api = receiver.received().into_iter().rev().find(|r| r.path == "/api").unwrap();
     assert!(signed_with(&last_api, &new_secret) && signed_with(&last_api, &api_secret));
     server.stop();
 
@@ -144,7 +110,8 @@ async fn with_a_master_key_secrets_are_sealed_at_rest_and_requests_still_verify(
 
 #[tokio::test]
 async fn plaintext_secrets_keep_working_and_are_sealed_once_a_key_is_configured() {
-    let (base, log) = start_receiver().await;
+    let receiver = Receiver::builder().only("attendance.punch").start().await;
+    let base = receiver.base_url();
     let url = format!("{base}/env");
     let dir = tempfile::tempdir().unwrap();
     let keyed_env = [("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_SECRET_KEY", KEY)];
@@ -152,7 +119,7 @@ async fn plaintext_secrets_keep_working_and_are_sealed_once_a_key_is_configured(
     let dev = Device { server: &server, sn: "SEAL0002".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&attlog(0)).await.text(), "OK: 1");
-    wait_for(&log, 1).await;
+    receiver.wait_for_n("attendance.punch", 1).await;
     server.stop();
     // A row as a version before sealing wrote it: the `whsec_` text itself.
     {
@@ -168,10 +135,10 @@ async fn plaintext_secrets_keep_working_and_are_sealed_once_a_key_is_configured(
     assert!(rows[0].starts_with("sealed:v1:") && !rows[0].contains(&SECRET[6..]));
     let dev = Device { server: &server, sn: "SEAL0002".into() };
     assert_eq!(dev.attlog(&attlog(1)).await.text(), "OK: 1");
-    wait_for(&log, 2).await;
-    let received = log.lock().unwrap().clone();
-    assert!(received.iter().all(|(_, r)| signed_with(r, SECRET)), "the same secret signs before and after");
-    assert_ne!(received[0].1.id, received[1].1.id);
+    receiver.wait_for_n("attendance.punch", 2).await;
+    let received = receiver.received();
+    assert!(received.iter().all(|r| signed_with(r, SECRET)), "the same secret signs before and after");
+    assert_ne!(received[0].id, received[1].id);
 }
 
 /// `adms-bridge secrets rekey` with ADMS_SECRET_KEY and ADMS_NEW_SECRET_KEY; (success, stdout, stderr).
@@ -196,7 +163,8 @@ fn rekey(dir: &Path, current: Option<&str>, new: &str) -> (bool, String, String)
 /// is harmless, and a wrong current key changes nothing.
 #[tokio::test]
 async fn rekey_moves_every_secret_to_the_new_master_key() {
-    let (base, log) = start_receiver().await;
+    let receiver = Receiver::builder().only("attendance.punch").start().await;
+    let base = receiver.base_url();
     let env_url = format!("{base}/env");
     let dir = tempfile::tempdir().unwrap();
     let with_key = |key: &'static str| {
@@ -229,8 +197,8 @@ async fn rekey_moves_every_secret_to_the_new_master_key() {
     let dev = Device { server: &server, sn: "REKEY001".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&attlog(0)).await.text(), "OK: 1");
-    wait_for(&log, 1).await;
-    assert!(signed_with(&log.lock().unwrap()[0].1, SECRET), "signed with the unchanged signing secret");
+    receiver.wait_for_n("attendance.punch", 1).await;
+    assert!(signed_with(&receiver.received()[0], SECRET), "signed with the unchanged signing secret");
     server.stop();
 
     let (ok, stdout, _) = rekey(dir.path(), Some(OTHER_KEY), OTHER_KEY);

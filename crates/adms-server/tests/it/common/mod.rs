@@ -118,6 +118,23 @@ impl Drop for Server {
     }
 }
 
+/// How long [`eventually`] waits before it fails: generous, because the two cores run the
+/// tests in parallel (and, on a developer's machine, builds beside them).
+pub const EVENTUALLY: Duration = Duration::from_secs(30);
+
+/// Checks `check` every 50 ms until it holds, and fails naming `reason` (what was awaited) if
+/// it does not within [`EVENTUALLY`]. The one way tests wait for something asynchronous.
+pub async fn eventually(reason: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {EVENTUALLY:?} waiting until {reason}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Starts the binary expecting it to fail; returns what it wrote on stderr.
 pub fn start_failing(dir: &Path, env: &[(&str, &str)]) -> String {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_adms-bridge"));

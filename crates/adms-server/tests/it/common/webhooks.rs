@@ -1,7 +1,18 @@
-//! What webhook tests share: the endpoint secret and one received request.
+//! What webhook tests share: the endpoint secret, one received request, and the one test
+//! receiver, whose answers a test scripts.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::HeaderMap;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Notify;
+
+use super::{Api, Device, Server, eventually};
 
 /// The `whsec_` secret the tests configure (the Standard Webhooks spec's test key).
 pub const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -13,6 +24,10 @@ pub struct Received {
     pub timestamp: i64,
     pub signature: String,
     pub body: Bytes,
+    /// The path it was sent to.
+    pub path: String,
+    /// The status the receiver answered (or, for a request still held, will answer).
+    pub status: u16,
 }
 
 impl Received {
@@ -23,6 +38,8 @@ impl Received {
             timestamp: header("webhook-timestamp").parse().unwrap_or(0),
             signature: header("webhook-signature"),
             body,
+            path: String::new(),
+            status: 200,
         }
     }
 
@@ -40,44 +57,243 @@ impl Received {
     }
 }
 
-/// A receiver on loopback that answers 200 to every request and records it.
+/// How the receiver answers one recorded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Status(u16),
+    /// The status with a `Retry-After` of this many seconds.
+    RetryAfter(u16, u64),
+    /// Sleeps past any webhook timeout the tests use, then 200.
+    Hang,
+    /// Held open until [`Receiver::release`], then this status.
+    Held(u16),
+}
+
+/// Chooses the reply to the n-th recorded request (from 1).
+type Script = Box<dyn FnMut(usize) -> Reply + Send>;
+
+struct Shared {
+    /// Only requests of this event type are recorded and scripted; the others get 200.
+    only: Option<&'static str>,
+    /// Requests this says yes to are answered 200 and not recorded.
+    ignore: Option<fn(&serde_json::Value) -> bool>,
+    received: Mutex<Vec<Received>>,
+    script: Mutex<Script>,
+    release: Notify,
+}
+
+/// How to start a [`Receiver`]: every request recorded and answered 200 unless told otherwise.
+pub struct ReceiverBuilder {
+    addr: String,
+    only: Option<&'static str>,
+    ignore: Option<fn(&serde_json::Value) -> bool>,
+    script: Script,
+}
+
+impl ReceiverBuilder {
+    /// Listens on this address (to come back on the port of a stopped receiver).
+    pub fn bind(mut self, addr: impl Into<String>) -> Self {
+        self.addr = addr.into();
+        self
+    }
+
+    /// Records and scripts only requests of `event_type`; any other request gets 200.
+    pub fn only(mut self, event_type: &'static str) -> Self {
+        self.only = Some(event_type);
+        self
+    }
+
+    /// Answers 200 to the events `ignore` says yes to, without recording them (a
+    /// [`Witness`]'s devices, say).
+    pub fn ignoring(mut self, ignore: fn(&serde_json::Value) -> bool) -> Self {
+        self.ignore = Some(ignore);
+        self
+    }
+
+    /// Answers the recorded requests with these replies in turn, then 200.
+    pub fn script(mut self, replies: Vec<Reply>) -> Self {
+        let mut replies: VecDeque<Reply> = replies.into();
+        self.script = Box::new(move |_| replies.pop_front().unwrap_or(Reply::Status(200)));
+        self
+    }
+
+    /// Answers the n-th recorded request (from 1) with `reply(n)`.
+    pub fn replying(mut self, reply: impl FnMut(usize) -> Reply + Send + 'static) -> Self {
+        self.script = Box::new(reply);
+        self
+    }
+
+    pub async fn start(self) -> Receiver {
+        let shared = Arc::new(Shared {
+            only: self.only,
+            ignore: self.ignore,
+            received: Mutex::default(),
+            script: Mutex::new(self.script),
+            release: Notify::new(),
+        });
+        let app = axum::Router::new().fallback(axum::routing::post(receive)).with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind(&self.addr).await.expect("bind receiver");
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { addr, shared, task }
+    }
+}
+
+async fn receive(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let mut received = Received::from_headers(&headers, body);
+    received.path = uri.path().to_owned();
+    let event = serde_json::from_slice::<serde_json::Value>(&received.body).unwrap_or_default();
+    if shared.only.is_some_and(|only| event["type"] != only) || shared.ignore.is_some_and(|ignore| ignore(&event)) {
+        return StatusCode::OK.into_response();
+    }
+    let reply = {
+        let mut all = shared.received.lock().unwrap();
+        let reply = (shared.script.lock().unwrap())(all.len() + 1);
+        received.status = match reply {
+            Reply::Status(code) | Reply::RetryAfter(code, _) | Reply::Held(code) => code,
+            Reply::Hang => 200,
+        };
+        all.push(received);
+        reply
+    };
+    let status = |code| StatusCode::from_u16(code).unwrap();
+    match reply {
+        Reply::Status(code) => status(code).into_response(),
+        Reply::RetryAfter(code, secs) => (status(code), [("retry-after", secs.to_string())]).into_response(),
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            StatusCode::OK.into_response()
+        }
+        Reply::Held(code) => {
+            shared.release.notified().await;
+            status(code).into_response()
+        }
+    }
+}
+
+/// A webhook receiver on loopback: records what it is sent and answers as scripted.
 pub struct Receiver {
-    pub url: String,
-    pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
-    pub async fn start() -> Receiver {
-        use std::sync::{Arc, Mutex};
-        async fn record(
-            axum::extract::State(received): axum::extract::State<Arc<Mutex<Vec<Received>>>>,
-            headers: HeaderMap,
-            body: Bytes,
-        ) -> axum::http::StatusCode {
-            received.lock().unwrap().push(Received::from_headers(&headers, body));
-            axum::http::StatusCode::OK
+    pub fn builder() -> ReceiverBuilder {
+        ReceiverBuilder {
+            addr: "127.0.0.1:0".to_owned(),
+            only: None,
+            ignore: None,
+            script: Box::new(|_| Reply::Status(200)),
         }
-        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let app = axum::Router::new().route("/hook", axum::routing::post(record)).with_state(Arc::clone(&received));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { url: format!("http://{addr}/hook"), received }
+    }
+
+    /// Records every request and answers 200.
+    pub async fn start() -> Receiver {
+        Receiver::builder().start().await
+    }
+
+    /// `http://<addr>/hook`.
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// `http://<addr>`, for tests that tell endpoints apart by path.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What was recorded, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().unwrap().clone()
     }
 
     pub fn of_type(&self, event_type: &str) -> Vec<Received> {
-        self.received.lock().unwrap().iter().filter(|r| r.event_type() == event_type).cloned().collect()
+        self.received().into_iter().filter(|r| r.event_type() == event_type).collect()
     }
 
-    /// Waits (up to 15 s) until a request of `event_type` satisfying `matches` arrived.
+    /// Waits until a request of `event_type` satisfying `matches` arrived.
     pub async fn wait_for(&self, event_type: &str, matches: impl Fn(&serde_json::Value) -> bool) -> Received {
-        for _ in 0..300 {
-            if let Some(r) = self.of_type(event_type).into_iter().find(|r| matches(&r.json())) {
-                return r;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("no matching {event_type} event; got {:?}", self.of_type(event_type));
+        let found = || self.of_type(event_type).into_iter().find(|r| matches(&r.json()));
+        eventually(&format!("a matching {event_type} event arrives"), async || found().is_some()).await;
+        found().expect("found")
+    }
+
+    /// Waits until `n` requests of `event_type` arrived, and returns them.
+    pub async fn wait_for_n(&self, event_type: &str, n: usize) -> Vec<Received> {
+        eventually(&format!("{n} {event_type} events arrive"), async || self.of_type(event_type).len() >= n).await;
+        self.of_type(event_type)
+    }
+
+    /// Answers the request held by [`Reply::Held`].
+    pub fn release(&self) {
+        self.shared.release.notify_one();
+    }
+
+    /// Stops listening (the connections it has are dropped with it).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Proof that the server's background work ran after some moment, for the negative assertions
+/// that follow it ("nothing else was sent"): an endpoint of its own, subscribed to
+/// `device.registered` and `device.offline`, a receiver for it, and devices of its own
+/// (`WITNESS…`). [`Witness::pass`] makes a new device register and waits until its event
+/// arrived: a dispatcher pass has claimed what was due by then. [`Witness::device`] before a
+/// clock move and [`Witness::offline`] after it do the same for a presence check. Either way an
+/// assertion that something was not sent no longer depends on how long a sleep was. Receivers
+/// that count every event leave the witness's out with `.ignoring(Witness::is_witness)`.
+pub struct Witness {
+    receiver: Receiver,
+    devices: std::sync::atomic::AtomicUsize,
+}
+
+impl Witness {
+    pub async fn create(api: &Api) -> Witness {
+        let receiver = Receiver::start().await;
+        let (status, created) = api
+            .post_json(
+                "/api/v1/webhooks/endpoints",
+                &serde_json::json!({ "url": receiver.url(), "event_types": ["device.registered", "device.offline"] }),
+            )
+            .await;
+        assert_eq!(status, 201, "witness endpoint: {created}");
+        Witness { receiver, devices: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// Whether `event` is about one of the witness's devices.
+    pub fn is_witness(event: &serde_json::Value) -> bool {
+        event["data"]["device"]["sn"].as_str().is_some_and(|sn| sn.starts_with("WITNESS"))
+    }
+
+    /// Registers a new device on `server`, waits until the witness got its `device.registered`,
+    /// and returns its serial number.
+    pub async fn device(&self, server: &Server) -> String {
+        let n = self.devices.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let device = Device { server, sn: format!("WITNESS{n:03}") };
+        assert_eq!(device.handshake().await.status, 200);
+        let sn = device.sn;
+        self.receiver.wait_for("device.registered", |event| event["data"]["device"]["sn"] == sn.as_str()).await;
+        sn
+    }
+
+    /// A dispatcher pass: [`Witness::device`], its serial number dropped.
+    pub async fn pass(&self, server: &Server) {
+        self.device(server).await;
+    }
+
+    /// Waits until the witness got `device.offline` for its device `sn`.
+    pub async fn offline(&self, sn: &str) {
+        self.receiver.wait_for("device.offline", |event| event["data"]["device"]["sn"] == sn).await;
     }
 }
 

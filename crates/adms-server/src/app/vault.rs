@@ -16,7 +16,7 @@ use adms_store::Store;
 use adms_vault::{IndexKey, Vault};
 use adms_webhooks::sealing::{self, SecretKey};
 
-use crate::app::StartupError;
+use super::StartupError;
 use crate::config::Config;
 
 /// `server_settings` key of the check value.

@@ -6,7 +6,10 @@ use adms_store::StoreError;
 use adms_store::commands::NewCommand;
 use adms_store::roster_sync::RosterChange;
 
-use crate::app::AppState;
+use tokio_util::sync::CancellationToken;
+
+use crate::services::commands;
+use crate::state::AppState;
 
 /// Queues planned roster changes as device commands (source `roster`, de-duplication key
 /// naming the user or template slot, so a newer desire supersedes a queued older one) and wakes
@@ -16,36 +19,37 @@ pub async fn push_roster_changes(state: &AppState, plan: Vec<(i64, RosterChange)
     if plan.is_empty() {
         return Ok(());
     }
-    let now = state.webhooks.clock.now_micros();
-    let ttl = i64::try_from(state.config.command_ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX / 2);
-    let commands: Vec<NewCommand> = plan
+    let expires_at = commands::default_expiry(state);
+    let queued: Vec<NewCommand> = plan
         .iter()
         .map(|(device_id, change)| NewCommand {
             device_id: *device_id,
             command: change.to_command(),
             dedupe_key: Some(change.dedup_key()),
             source: "roster".to_owned(),
-            expires_at: now.saturating_add(ttl),
+            expires_at,
         })
         .collect();
-    match state.store.enqueue_commands(&commands, now).await {
+    match commands::enqueue(state, &queued).await {
         Ok(_) => {}
         Err(StoreError::InvalidCommand(error)) => {
             // One bad value must not hold back the rest: queue them one by one.
             tracing::warn!(%error, "a roster change was refused by the command encoder; queueing the others one by one");
-            for command in &commands {
-                if let Err(error) = state.store.enqueue_commands(std::slice::from_ref(command), now).await {
+            for command in &queued {
+                if let Err(error) = commands::enqueue(state, std::slice::from_ref(command)).await {
                     tracing::warn!(%error, device_id = command.device_id, kind = command.command.kind(), "roster change not queued");
                 }
             }
         }
         Err(other) => return Err(other),
     }
-    let mut device_ids: Vec<i64> = commands.iter().map(|c| c.device_id).collect();
-    device_ids.sort_unstable();
-    device_ids.dedup();
-    state.devices.commands_enqueued(&device_ids);
-    tracing::info!(commands = commands.len(), devices = device_ids.len(), "roster changes queued");
+    let devices = {
+        let mut ids: Vec<i64> = queued.iter().map(|c| c.device_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    };
+    tracing::info!(commands = queued.len(), devices, "roster changes queued");
     Ok(())
 }
 
@@ -77,19 +81,23 @@ pub async fn sync_terminal_logged(state: &AppState, device_id: i64) {
 /// error, between the two would leave terminals behind until they next came online; this pass
 /// closes that gap. Planning is idempotent (what is queued, or succeeded since the device last
 /// reported, counts as done), so replicas running it at the same time add nothing twice.
-pub async fn run_reconcile(state: crate::app::SharedState) {
+pub async fn run_reconcile(state: crate::state::SharedState, stop: CancellationToken) {
     let every = state.config.roster_reconcile_secs;
     loop {
-        reconcile_all_terminals(&state).await;
+        reconcile_all_terminals(&state, &stop).await;
         if every == 0 {
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_secs(every)).await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(every)) => {}
+        }
     }
 }
 
 /// One pass of [`run_reconcile`]; a terminal that fails is logged and the others go on.
-pub async fn reconcile_all_terminals(state: &AppState) {
+/// Ends between two terminals once `stop` is cancelled (the next start plans them all again).
+pub async fn reconcile_all_terminals(state: &AppState, stop: &CancellationToken) {
     let device_ids = match state.store.approved_device_ids().await {
         Ok(ids) => ids,
         Err(error) => {
@@ -98,6 +106,9 @@ pub async fn reconcile_all_terminals(state: &AppState) {
         }
     };
     for device_id in device_ids {
+        if stop.is_cancelled() {
+            return;
+        }
         sync_terminal_logged(state, device_id).await;
     }
 }

@@ -1,0 +1,62 @@
+//! The composition root: builds the application state ([`startup`]), serves it ([`serve`])
+//! through the router ([`router`]) with its background work ([`tasks`]), and stops it.
+//!
+//! `Application::build` binds the listener (so tests can use `127.0.0.1:0` and read the port),
+//! `run_until_stopped` serves until the shutdown future resolves, then drains in-flight requests
+//! and background work, and flushes device activity.
+
+mod router;
+mod secrets;
+mod serve;
+mod startup;
+mod tasks;
+pub mod vault;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tower::Layer as _;
+use tower::util::MapRequestLayer;
+
+pub use router::{normalize_path, router};
+pub use secrets::{Rekeyed, rekey_stored_secrets};
+pub use startup::StartupError;
+
+use crate::device::registry::flush_activity;
+use crate::state::SharedState;
+
+/// A built server, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: SharedState,
+}
+
+impl Application {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves; then finishes in-flight requests, stops the background
+    /// work (each loop ends its current pass) and flushes activity.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let background = tasks::Background::start(&state)?;
+        let service = MapRequestLayer::new(normalize_path).layer(router(state.clone()));
+        let header_timeout = Duration::from_secs(state.config.header_read_timeout_secs);
+        let result = serve::serve(self.listener, service, header_timeout, shutdown).await;
+        background.stop(&state).await;
+        if let Err(error) = flush_activity(&state.devices, &state.store).await {
+            tracing::warn!(%error, "final device activity flush failed");
+        }
+        state.store.close().await;
+        tracing::info!("server stopped");
+        result
+    }
+}

@@ -1,0 +1,128 @@
+//! Startup: configuration checked, the store opened, the admin account, the master key and
+//! the secrets it seals, the listener bound, and the application state assembled.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use adms_store::{Store, StoreError, StoreOptions};
+use adms_webhooks::Clock;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use super::Application;
+use super::secrets::{ensure_env_endpoint, seal_stored_secrets};
+use crate::api::auth::{AuthSetupError, AuthState, hash_password, verify_password};
+use crate::config::Config;
+use crate::device::registry::DeviceRegistry;
+use crate::state::{AppState, WebhookRuntime};
+use crate::zones::parse_zone;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("authentication: {0}")]
+    Auth(#[from] AuthSetupError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        config.validate()?;
+        let zone = parse_zone(&config.time_zone).ok_or_else(|| StartupError::Other("bad time_zone".into()))?;
+        let store = Store::open(&config.database_url, StoreOptions::default()).await?;
+        if let (Some(user), Some(password)) = (&config.admin_user, &config.admin_password) {
+            let password = password.clone();
+            let stored = store.user_by_name(user).await?.map(|u| u.password_hash);
+            // The stored hash is kept when the password still matches it: hashing anew gives a
+            // new salt, which the store would take for a password change and end every session
+            // at every restart.
+            let hash = tokio::task::spawn_blocking(move || match stored {
+                Some(stored) if verify_password(&password, &stored) => Ok(stored),
+                _ => hash_password(&password),
+            })
+            .await
+            .map_err(|e| StartupError::Other(e.to_string()))?
+            .map_err(StartupError::Other)?;
+            let outcome = store.bootstrap_user(user, &hash).await?;
+            if outcome.password_changed {
+                tracing::warn!(user = %user, "admin password changed: the account's session tokens and JWTs are no longer valid");
+            }
+            for previous in &outcome.disabled {
+                tracing::warn!(user = %user, %previous, "admin account renamed: the previous account is disabled and its tokens are no longer valid");
+            }
+            tracing::info!(user = %user, "admin account ready");
+        }
+        let secret_key = match super::vault::master_key(&config, &store).await? {
+            Some((key, source)) => {
+                match &source {
+                    super::vault::KeySource::Generated(path) => tracing::warn!(
+                        path = %path.display(),
+                        "generated a master key file (mode 0600) that seals this database's secrets; back it up apart from the database: without it the secrets cannot be opened"
+                    ),
+                    super::vault::KeySource::File(path) => {
+                        tracing::info!(path = %path.display(), "master key read from its file")
+                    }
+                    super::vault::KeySource::Config => tracing::info!("master key from ADMS_SECRET_KEY"),
+                }
+                super::vault::check_master_key(&store, &key).await?;
+                super::vault::seal_store(&store, &key).await?;
+                Some(key)
+            }
+            None => None,
+        };
+        let jwt_key = super::vault::jwt_signing_key(&store, secret_key.as_ref()).await?;
+        let auth = AuthState::load(&jwt_key, config.login_limits()).await?;
+        let mut address_policy = config.webhook_address_policy()?;
+        seal_stored_secrets(&store, secret_key.as_ref()).await?;
+        if let Some(url) = &config.webhook_url {
+            ensure_env_endpoint(
+                &store,
+                secret_key.as_ref(),
+                url,
+                config.webhook_secret.as_deref(),
+                config.webhook_timeout_secs,
+            )
+            .await?;
+        }
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| StartupError::Bind(config.listen, e))?;
+        // A webhook to the bridge itself would let a token holder call its own API through the
+        // dispatcher and read the answer in the attempt log. The bound address, not `listen`:
+        // with port 0 only the socket knows its port.
+        let own = listener.local_addr().map_err(|e| StartupError::Bind(config.listen, e))?;
+        address_policy.own_listeners.push(own);
+        let webhooks = WebhookRuntime {
+            clock: Arc::new(Clock::default()),
+            wake: Arc::new(Notify::new()),
+            address_policy,
+            metrics: Arc::default(),
+            secret_key,
+        };
+        let commands = config.command_policy(&zone.name);
+        let trust = crate::device::trust::DeviceTrust::from_config(&config)?;
+        let punch_window_start =
+            config.punch_window_start().ok_or_else(|| StartupError::Other("bad punch_time_min".into()))?;
+        trust.log_policy();
+        let state = Arc::new(AppState {
+            commands,
+            trust,
+            punch_window_start,
+            documents: std::sync::OnceLock::new(),
+            quotas: crate::limits::QuotaGuard::default(),
+            store,
+            devices: DeviceRegistry::default(),
+            display_zone: zone.clone(),
+            default_zone: zone,
+            auth,
+            config,
+            webhooks,
+        });
+        Ok(Application { listener, state })
+    }
+}

@@ -1,0 +1,103 @@
+//! Background work: every periodic loop and the webhook dispatcher, spawned on one
+//! [`TaskTracker`] and stopped by one [`CancellationToken`], so shutdown lets each loop finish
+//! the pass it is in (a flush, a sweep, a delivery) and waits for it instead of aborting it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use adms_store::now_micros;
+use adms_webhooks::{DeliveryClient, Dispatcher, DispatcherConfig};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::device::registry::flush_activity;
+use crate::periodic::next_tick;
+use crate::state::SharedState;
+
+/// The running background work.
+#[derive(Debug)]
+pub(super) struct Background {
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Background {
+    /// Starts every loop: activity flush and session purge, presence checks, the command
+    /// expiry sweep, the roster reconcile, the cross-replica wake-up and the dispatcher.
+    pub(super) fn start(state: &SharedState) -> std::io::Result<Background> {
+        // Built first: should it fail, nothing has been spawned that would run unstopped.
+        let dispatcher = dispatcher(state)?;
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let flush_every = Duration::from_secs(state.config.activity_flush_secs.max(1));
+        tasks.spawn(flush_and_purge(state.clone(), flush_every, stop.clone()));
+        tasks.spawn(crate::device::presence::run_checks(state.clone(), stop.clone()));
+        tasks.spawn(crate::device::commands::run_expiry(state.clone(), stop.clone()));
+        tasks.spawn(crate::services::roster::run_reconcile(state.clone(), stop.clone()));
+        tasks.spawn(crate::device::commands::run_cross_replica_wake(state.clone(), stop.clone()));
+        tasks.spawn(dispatcher.run(stop.clone()));
+        tasks.close();
+        Ok(Background { stop, tasks })
+    }
+
+    /// Signals every loop to stop and waits for them: each ends after the pass it is in. In-flight
+    /// webhook requests end within their timeout and their attempts are recorded, so the wait
+    /// is bounded by it; past that, what is still running is left (a delivery's lease expires
+    /// and it is retried).
+    pub(super) async fn stop(self, state: &SharedState) {
+        self.stop.cancel();
+        let drain = Duration::from_secs(state.config.webhook_timeout_secs + 5);
+        if tokio::time::timeout(drain, self.tasks.wait()).await.is_err() {
+            tracing::warn!("background tasks did not stop in time; webhook leases will expire and be retried");
+        }
+    }
+}
+
+/// The outbox worker, configured from the state.
+fn dispatcher(state: &SharedState) -> std::io::Result<Dispatcher> {
+    let config = &state.config;
+    let client = DeliveryClient::new(
+        state.webhooks.address_policy.clone(),
+        Duration::from_secs(5).min(Duration::from_secs(config.webhook_timeout_secs)),
+        Duration::from_secs(config.webhook_timeout_secs),
+        concat!("adms-bridge/", env!("CARGO_PKG_VERSION")),
+    )
+    .map_err(std::io::Error::other)?;
+    let dispatcher = Dispatcher::new(
+        state.store.clone(),
+        client,
+        DispatcherConfig {
+            concurrency: config.webhook_concurrency,
+            // Longer than any request may take, so a live worker never loses its lease.
+            // (endpoints' own timeouts are at most 30 s).
+            lease: Duration::from_secs(config.webhook_timeout_secs.max(30) + 30),
+            ..DispatcherConfig::default()
+        },
+        Arc::clone(&state.webhooks.clock),
+        Arc::clone(&state.webhooks.wake),
+        Arc::clone(&state.webhooks.metrics),
+    )
+    .with_secret_key(state.webhooks.secret_key.clone());
+    Ok(dispatcher)
+}
+
+/// Flushes device activity every `activity_flush_secs` and purges expired session tokens
+/// about every 720 ticks.
+async fn flush_and_purge(state: SharedState, flush_every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(flush_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
+    while next_tick(&mut tick, &stop).await {
+        ticks += 1;
+        if let Err(error) = flush_activity(&state.devices, &state.store).await {
+            tracing::warn!(%error, "device activity flush failed");
+        }
+        if ticks.is_multiple_of(720) {
+            match state.store.purge_expired_sessions(now_micros()).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "expired session tokens removed"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "session purge failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! What both sides of the server do the same way, whoever asks: the API's routes, the device
+//! routes and the background loops call these, never the store directly, for:
+//!
+//! - [`commands`]: queueing commands for devices (the store's enqueue, the default expiry, and
+//!   the wake-up that makes a device's next poll read its queue);
+//! - [`roster`]: roster changes planned for terminals and queued through [`commands`].
+
+pub mod commands;
+pub mod roster;
