@@ -51,6 +51,10 @@ impl DeviceEntry {
         self.device.read().map_or_else(|p| p.into_inner().id, |d| d.id)
     }
 
+    pub fn approval(&self) -> adms_store::Approval {
+        self.device.read().map_or_else(|p| p.into_inner().approval, |d| d.approval)
+    }
+
     pub fn update(&self, f: impl FnOnce(&mut Device)) {
         match self.device.write() {
             Ok(mut d) => f(&mut d),
@@ -123,8 +127,18 @@ pub struct DeviceRegistry {
 impl DeviceRegistry {
     /// The entry for `sn`: cached, or loaded from the store; `None` for a serial number never
     /// seen (the caller decides whether and how to [`register`](Self::register) it).
+    ///
+    /// A cached device that is not approved has its approval read again: an operator may have
+    /// approved it from the CLI or on another replica, and that must count from its next
+    /// request, not from this process's restart. Unapproved devices are few, and each of their
+    /// requests stores what it carries anyway.
     pub async fn load(&self, store: &Store, sn: &str) -> Result<Option<Arc<DeviceEntry>>, StoreError> {
         if let Some(entry) = self.get(sn) {
+            if entry.approval() != adms_store::Approval::Approved
+                && let Some(stored) = store.device_by_sn(sn).await?
+            {
+                entry.update(|d| d.approval = stored.approval);
+            }
             return Ok(Some(entry));
         }
         Ok(store.device_by_sn(sn).await?.map(|device| self.cache(sn, device)))

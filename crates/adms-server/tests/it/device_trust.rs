@@ -394,3 +394,33 @@ async fn punches_outside_the_plausible_window_are_kept_as_rejected_lines() {
     assert_eq!(device.attlog(body).await.text(), "OK: 2");
     assert_eq!(api.transactions("").await.len(), 2);
 }
+
+/// `adms-bridge device approve` run beside a server: the server's cached view of the device
+/// must not keep treating it as pending (its users are adopted from its next upload on).
+#[tokio::test]
+async fn an_approval_from_the_cli_reaches_the_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &with_defaults(&[("ADMS_DEVICE_USERS", "adopt_new")]));
+    let api = Api::login(&server).await;
+    let device = Device { server: &server, sn: "CLIAPP01".into() };
+    assert_eq!(device.handshake().await.status, 200);
+    let user = |pin: &str| {
+        format!("USER PIN={pin}\tName=Dee\tPri=0\tPasswd=\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n")
+    };
+    let path = "/iclock/cdata?SN=CLIAPP01&table=OPERLOG&Stamp=1";
+    assert_eq!(device.post(path, user("601").as_bytes()).await.text(), "OK: 1");
+    assert!(!employee_codes(&api.get("/personnel/api/employees/").await).contains(&"601".to_owned()), "pending");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_adms-bridge"))
+        .args(["device", "approve", "CLIAPP01"])
+        .env("ADMS_DATABASE_URL", format!("sqlite://{}/adms.db", dir.path().display()))
+        .env_remove("ADMS_CONFIG")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    assert_eq!(device.post(path, user("602").as_bytes()).await.text(), "OK: 1");
+    let codes = employee_codes(&api.get("/personnel/api/employees/").await);
+    assert!(codes.contains(&"602".to_owned()), "adopted once approved: {codes:?}");
+    assert!(!codes.contains(&"601".to_owned()), "what it sent while pending stays per device: {codes:?}");
+}
