@@ -1,12 +1,9 @@
 //! API accounts: a password change or a disabled account ends the account's sessions.
 
-use adms_store::{Store, StoreOptions, TokenKind, now_micros};
+use adms_store::{Store, TokenKind, now_micros};
 
 async fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/auth.db", dir.path().display());
-    let store = Store::open(&url, StoreOptions::default()).await.expect("open");
-    (dir, store)
+    crate::common::open("auth.db").await
 }
 
 async fn session(store: &Store, user_id: i64, digest: &[u8]) {

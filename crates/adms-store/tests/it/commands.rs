@@ -11,14 +11,7 @@ const SECOND: i64 = 1_000_000;
 const NEVER: i64 = i64::MAX;
 
 async fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/commands.db", dir.path().display());
-    let store = Store::open(&url, StoreOptions::default()).await.expect("open");
-    // Sealed, as every server with a database file is: commands are read through the seal.
-    store
-        .seal_with(adms_vault::Vault::new(adms_vault::SecretKey::generate(), adms_vault::IndexKey::generate()))
-        .unwrap();
-    (dir, store)
+    crate::common::open("commands.db").await
 }
 
 fn new(device_id: i64, command: DeviceCommand, key: Option<&str>) -> NewCommand {

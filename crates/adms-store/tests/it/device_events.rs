@@ -6,15 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use adms_store::webhooks::EndpointSettings;
-use adms_store::{NewDevice, OfflineCheck, OperlogBatch, SeenAgain, Store, StoreOptions, UserRow, now_micros};
+use adms_store::{NewDevice, OfflineCheck, OperlogBatch, SeenAgain, Store, UserRow, now_micros};
 use serde_json::{Value, json};
 use sqlx::ConnectOptions;
 
 async fn open() -> (tempfile::TempDir, PathBuf, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("events.db");
-    let store = Store::open(&format!("sqlite://{}", path.display()), StoreOptions::default()).await.expect("open");
-    (dir, path, store)
+    crate::common::open_at("events.db").await
 }
 
 async fn add_endpoint(store: &Store) {

@@ -2,6 +2,7 @@
 
 mod auth;
 mod commands;
+mod common;
 mod device_events;
 mod outbox;
 mod portable;

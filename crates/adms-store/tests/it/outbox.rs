@@ -8,9 +8,7 @@ use adms_store::{NewDevice, NewPunch, PunchBatch, Store, StoreOptions, now_micro
 use sqlx::Connection;
 
 async fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/outbox.db", dir.path().display());
-    (dir, Store::open(&url, StoreOptions::default()).await.expect("open"))
+    crate::common::open("outbox.db").await
 }
 
 fn settings(url: &str) -> EndpointSettings<'_> {

@@ -4,19 +4,11 @@
 use adms_store::roster::{EmployeeFields, NewResignation, OrgFields, OrgKind};
 use adms_store::roster_sync::{RosterChange, TemplateKey};
 use adms_store::{
-    AdoptionPolicy, Approval, BiometricTemplate, NewDevice, OperlogBatch, Store, StoreOptions, UserAdoption, UserRow,
-    now_micros,
+    AdoptionPolicy, Approval, BiometricTemplate, NewDevice, OperlogBatch, Store, UserAdoption, UserRow, now_micros,
 };
 
 async fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/roster.db", dir.path().display());
-    let store = Store::open(&url, StoreOptions::default()).await.expect("open");
-    // Sealed, as every server with a database file is: the plans must read through the seal.
-    store
-        .seal_with(adms_vault::Vault::new(adms_vault::SecretKey::generate(), adms_vault::IndexKey::generate()))
-        .unwrap();
-    (dir, store)
+    crate::common::open("roster.db").await
 }
 
 fn device_user(pin: &str, name: &str) -> UserRow {

@@ -1,12 +1,9 @@
 //! The store against a real SQLite file: group commit, de-duplication, gapless seq.
 
-use adms_store::{NewDevice, NewPunch, Page, PunchBatch, RejectedLine, Store, StoreOptions, TransactionFilter};
+use adms_store::{NewDevice, NewPunch, Page, PunchBatch, RejectedLine, Store, TransactionFilter};
 
 async fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/nested/test.db", dir.path().display());
-    let store = Store::open(&url, StoreOptions::default()).await.expect("open");
-    (dir, store)
+    crate::common::open("nested/test.db").await
 }
 
 fn punch(pin: &str, time: &str) -> NewPunch {

@@ -4,12 +4,10 @@
 use adms_store::events::{PunchEvent, punch_event_id};
 use adms_store::webhook_queries::{ReplayOutcome, ReplayRange, ResendOutcome};
 use adms_store::webhooks::{Completion, DeliveryOutcome, EndpointSettings};
-use adms_store::{NewDevice, NewPunch, PunchBatch, Store, StoreOptions, now_micros};
+use adms_store::{NewDevice, NewPunch, PunchBatch, Store, now_micros};
 
 async fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/queries.db", dir.path().display());
-    (dir, Store::open(&url, StoreOptions::default()).await.expect("open"))
+    crate::common::open("queries.db").await
 }
 
 fn settings(url: &str) -> EndpointSettings<'_> {
