@@ -335,7 +335,15 @@ async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     // Attempt 1 hangs past the 1 s timeout; a timeout waits at least 60 s before the next one.
     wait_for_requests(&receiver, 1).await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // The clock moves only once the hung attempt has timed out and been recorded.
+    let uid = api.get("/api/v1/webhooks/endpoints").await["data"][0]["id"].as_str().unwrap().to_owned();
+    eventually("the hung attempt times out and is recorded", async || {
+        let deliveries = api.get(&format!("/api/v1/webhooks/deliveries?endpoint={uid}")).await;
+        let Some(id) = deliveries["data"][0]["id"].as_i64() else { return false };
+        let attempts = api.get(&format!("/api/v1/webhooks/deliveries/{id}/attempts")).await;
+        attempts["data"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
     api.advance_clock(30).await;
     witness.pass(&server).await;
     assert_eq!(receiver.received().len(), 1, "a timeout is not retried at once");
