@@ -298,6 +298,14 @@ impl Config {
         Ok(config)
     }
 
+    /// `device_registrations_per_minute`, which must allow at least one.
+    pub fn registrations_per_minute(&self) -> Result<std::num::NonZeroU32, ConfigError> {
+        std::num::NonZeroU32::new(self.device_registrations_per_minute).ok_or(ConfigError::Invalid {
+            key: "device_registrations_per_minute",
+            message: "must be at least 1".into(),
+        })
+    }
+
     /// Checks values that would otherwise fail at the first request.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: &str| ConfigError::Invalid { key, message: message.to_owned() };
@@ -335,7 +343,11 @@ impl Config {
             return Err(invalid("trans_times", "must be one line"));
         }
         self.webhook_address_policy()?;
-        crate::device::trust::DeviceTrust::from_config(self)?;
+        // What the device trust rules are built from (`device::trust`), checked here so that
+        // configuration stays a leaf the other modules read.
+        networks("device_trust_networks", &self.device_trust_networks)?;
+        networks("device_networks", &self.device_networks)?;
+        self.registrations_per_minute()?;
         if self.punch_window_start().is_none() {
             return Err(invalid("punch_time_min", "must be a date YYYY-MM-DD"));
         }
@@ -466,4 +478,21 @@ pub struct LoginLimits {
     pub per_user: u32,
     /// Failures per address in a window before its lock-out.
     pub per_address: u32,
+}
+
+/// The items of a comma-separated setting, trimmed, empty ones skipped.
+pub(crate) fn comma_list(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A comma-separated list of CIDR ranges or single addresses (setting `key`).
+pub(crate) fn networks(key: &'static str, list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    comma_list(list)
+        .map(|range| {
+            range
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| range.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::Invalid { key, message: format!("`{range}` is not a CIDR range or address") })
+        })
+        .collect()
 }

@@ -9,7 +9,6 @@
 //! a stranger cannot fill the terminal list.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
@@ -17,7 +16,7 @@ use wildmatch::WildMatch;
 
 use adms_store::Approval;
 
-use crate::config::{Config, ConfigError, UnknownDevicePolicy};
+use crate::config::{Config, ConfigError, UnknownDevicePolicy, comma_list, networks};
 
 /// The device trust rules of one server.
 #[derive(Debug)]
@@ -32,31 +31,13 @@ pub struct DeviceTrust {
     registrations: DefaultKeyedRateLimiter<IpAddr>,
 }
 
-fn networks(key: &'static str, list: &str) -> Result<Vec<IpNet>, ConfigError> {
-    comma_list(list)
-        .map(|range| {
-            range
-                .parse::<IpNet>()
-                .or_else(|_| range.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| ConfigError::Invalid { key, message: format!("`{range}` is not a CIDR range or address") })
-        })
-        .collect()
-}
-
-fn comma_list(list: &str) -> impl Iterator<Item = &str> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty())
-}
-
 fn digest(key: &str) -> [u8; 32] {
     adms_store::sha256(key.as_bytes()).try_into().unwrap_or([0; 32])
 }
 
 impl DeviceTrust {
     pub fn from_config(config: &Config) -> Result<DeviceTrust, ConfigError> {
-        let per_minute = NonZeroU32::new(config.device_registrations_per_minute).ok_or(ConfigError::Invalid {
-            key: "device_registrations_per_minute",
-            message: "must be at least 1".into(),
-        })?;
+        let per_minute = config.registrations_per_minute()?;
         Ok(DeviceTrust {
             policy: config.unknown_devices,
             sn_patterns: comma_list(&config.device_trust_sns).map(WildMatch::new).collect(),

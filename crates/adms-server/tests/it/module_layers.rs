@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 
 /// `(from, to)` edges that still lie on a cycle. Each names what to move to break it.
 const KNOWN_CYCLE_EDGES: &[(&str, &str)] = &[
-    // `config::validate` checks the trust rules (`device::trust::DeviceTrust::from_config`).
-    ("config", "device"),
     // The state holds the device registry and the trust rules (`device::{registry, trust}`).
     ("state", "device"),
     // The state holds the authentication state and the rendered documents (`api::{auth,
@@ -28,14 +26,10 @@ const KNOWN_CYCLE_EDGES: &[(&str, &str)] = &[
     ("api", "state"),
     ("device", "state"),
     ("device", "api"),
-    ("device", "config"),
-    // The login throttle's limits are a configuration type (`config::LoginLimits`).
-    ("api", "config"),
     ("device", "limits"),
     ("device", "services"),
     ("api", "services"),
     ("services", "state"),
-    ("state", "config"),
     ("api", "limits"),
 ];
 
