@@ -78,3 +78,19 @@ pub(crate) async fn charge_in(
     .await?;
     Ok(())
 }
+
+impl crate::Store {
+    /// Forgets the usage of days before `before_day`: a quota only ever reads its own day's
+    /// row, so older rows are dead weight (one per device, kind and day). Returns the rows
+    /// removed.
+    pub async fn purge_quota_usage(&self, before_day: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let purged = sqlx::query("DELETE FROM device_quota_usage WHERE day < $1")
+            .bind(before_day)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(purged)
+    }
+}

@@ -81,8 +81,8 @@ fn dispatcher(state: &SharedState) -> std::io::Result<Dispatcher> {
     Ok(dispatcher)
 }
 
-/// Flushes device activity every `activity_flush_secs` and purges expired session tokens
-/// about every 720 ticks.
+/// Flushes device activity every `activity_flush_secs`, and about every 720 ticks purges
+/// expired session tokens and the daily quota usage of past days.
 async fn flush_and_purge(state: SharedState, flush_every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(flush_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,6 +97,13 @@ async fn flush_and_purge(state: SharedState, flush_every: Duration, stop: Cancel
                 Ok(n) if n > 0 => tracing::info!(purged = n, "expired session tokens removed"),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "session purge failed"),
+            }
+            // Quotas read only their own day's usage; yesterday's row is kept as a margin.
+            let today = adms_store::Quota::for_day(state.webhooks.clock.now_micros(), 0).day;
+            match state.store.purge_quota_usage(today - 1).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "old daily quota usage removed"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "quota usage purge failed"),
             }
         }
     }

@@ -333,3 +333,35 @@ async fn the_floor_benchmarks_statement_stores_punches_as_the_writer_does() {
         rows.iter().map(|r| (r.terminal_sn.as_str(), r.emp_code.as_str(), r.seq)).collect();
     assert_eq!(stored, [("A1", "1", 1), ("A1", "2", 2), ("B2", "3", 1), ("A1", "4", 3), ("A1", "5", 4)]);
 }
+
+#[tokio::test]
+async fn old_quota_usage_is_purged_and_todays_still_counts() {
+    use adms_store::{Quota, QuotaKind, RawUpload, StoreError};
+    let (_dir, store) = open().await;
+    let device = store
+        .register_device(&NewDevice {
+            sn: "QUOTA001",
+            approval: Some(adms_store::Approval::Approved),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let upload = |day: i64, body: &'static [u8]| RawUpload {
+        device_id: Some(device.id),
+        sn: "QUOTA001",
+        endpoint: "cdata",
+        table: "ZZUNKNOWN",
+        query: "SN=QUOTA001&table=ZZUNKNOWN",
+        body,
+        received_at: adms_store::now_micros(),
+        quota: Some(Quota { day, limit_bytes: 10 }),
+    };
+    let today = 20_000;
+    store.store_raw_upload(&upload(today - 10, b"0123456789")).await.unwrap();
+    store.store_raw_upload(&upload(today, b"01234567")).await.unwrap();
+    assert_eq!(store.purge_quota_usage(today - 1).await.unwrap(), 1, "the old day's row");
+    assert_eq!(store.purge_quota_usage(today - 1).await.unwrap(), 0);
+    // Today's row stays: it still refuses what would pass the day's limit.
+    let refused = store.store_raw_upload(&upload(today, b"abc")).await;
+    assert!(matches!(refused, Err(StoreError::QuotaExceeded(QuotaKind::Raw))), "{refused:?}");
+}
