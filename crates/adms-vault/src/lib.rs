@@ -209,14 +209,6 @@ impl Vault {
     pub fn new(key: SecretKey, index: IndexKey) -> Vault {
         Vault { key, index }
     }
-
-    pub fn key(&self) -> &SecretKey {
-        &self.key
-    }
-
-    pub fn index_key(&self) -> &IndexKey {
-        &self.index
-    }
 }
 
 /// How a store seals: with a [`Vault`], or (an in-memory database started without a key) not
@@ -265,11 +257,6 @@ impl Sealer<'_> {
             Some(vault) => vault.index.digest(kind, value),
             None => Sha256::digest(value).into(),
         }
-    }
-
-    /// Whether values are sealed at all.
-    pub fn is_sealing(&self) -> bool {
-        self.0.is_some()
     }
 }
 
@@ -349,7 +336,7 @@ mod tests {
         assert_eq!(Sealer(None).digest("card", b"12345678"), plain);
         let other = Vault::new(KEY.parse().unwrap(), IndexKey::generate());
         assert_ne!(a, Sealer(Some(&other)).digest("card", b"12345678"));
-        let copy = IndexKey::from_base64(&vault.index_key().to_base64()).unwrap();
+        let copy = IndexKey::from_base64(&vault.index.to_base64()).unwrap();
         assert_eq!(copy.digest("card", b"12345678"), a);
     }
 }

@@ -8,7 +8,7 @@
 //! endpoint does not open. Rows written before a key was configured hold the `whsec_` text itself;
 //! [`reveal`] reads both, and the server seals plaintext rows at start once a key is set.
 
-pub use adms_vault::{SEALED_PREFIX, SealError, SecretKey, is_sealed};
+pub use adms_vault::{SealError, SecretKey, is_sealed};
 
 /// How to store a new secret: sealed when a key is configured, as it is otherwise.
 pub fn conceal(key: Option<&SecretKey>, endpoint_uid: &str, secret: &str) -> String {

@@ -69,17 +69,10 @@ fn new_device(sn: &str) -> NewDevice<'_> {
 
 fn user(pin: &str, name: &str, password: &str) -> UserRow {
     UserRow {
-        pin: pin.into(),
-        name: name.into(),
-        name_raw: None,
-        privilege: Some(0),
         password: password.into(),
         card: "[15CD5B07]".into(),
-        group: "1".into(),
-        time_zones: "0000000100000000".into(),
-        verify: Some(-1),
-        vice_card: String::new(),
         raw_line: format!("USER PIN={pin}\tName={name}\tPri=0\tPasswd={password}").into_bytes(),
+        ..crate::common::device_user(pin, name)
     }
 }
 

@@ -6,24 +6,9 @@ use adms_store::templates::TemplateFilter;
 use adms_store::{Approval, BiometricTemplate, NewDevice, OperlogBatch, Page, Store, StoreOptions, now_micros};
 use sqlx::Connection as _;
 
-const ALL: Page = Page { offset: 0, limit: 100 };
+use crate::common::template;
 
-fn template(pin: &str, finger: i64, text: &str) -> BiometricTemplate {
-    BiometricTemplate {
-        pin: pin.into(),
-        record_kind: "BIODATA",
-        bio_type: 1,
-        no: finger,
-        index: 0,
-        valid: Some(1),
-        duress: Some(0),
-        major_ver: Some(10),
-        minor_ver: Some(0),
-        format: "0".into(),
-        size: Some(8),
-        template: text.into(),
-    }
-}
+const ALL: Page = Page { offset: 0, limit: 100 };
 
 async fn upload(store: &Store, device_id: i64, sn: &str, templates: Vec<BiometricTemplate>) {
     let batch = OperlogBatch {

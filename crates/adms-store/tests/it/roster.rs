@@ -7,41 +7,14 @@ use adms_store::{
     AdoptionPolicy, Approval, BiometricTemplate, NewDevice, OperlogBatch, Store, UserAdoption, UserRow, now_micros,
 };
 
+use crate::common::device_user;
+
 async fn open() -> (tempfile::TempDir, Store) {
     crate::common::open("roster.db").await
 }
 
-fn device_user(pin: &str, name: &str) -> UserRow {
-    UserRow {
-        pin: pin.into(),
-        name: name.into(),
-        name_raw: None,
-        privilege: Some(0),
-        password: String::new(),
-        card: String::new(),
-        group: "1".into(),
-        time_zones: "0000000100000000".into(),
-        verify: Some(-1),
-        vice_card: String::new(),
-        raw_line: format!("USER PIN={pin}\tName={name}").into_bytes(),
-    }
-}
-
 fn fingerprint(pin: &str, finger: i64) -> BiometricTemplate {
-    BiometricTemplate {
-        pin: pin.into(),
-        record_kind: "BIODATA",
-        bio_type: 1,
-        no: finger,
-        index: 0,
-        valid: Some(1),
-        duress: Some(0),
-        major_ver: Some(10),
-        minor_ver: Some(0),
-        format: "0".into(),
-        size: Some(8),
-        template: format!("fp-{pin}-{finger}"),
-    }
+    crate::common::template(pin, finger, &format!("fp-{pin}-{finger}"))
 }
 
 /// An OPERLOG upload from an approved terminal whose reports the roster adopts (`adopt_all`).

@@ -5,8 +5,8 @@
 use adms_protocol::DeviceCommand;
 use adms_store::roster::{EmployeeFields, RosterError, RosterRefusal};
 use adms_store::{
-    AccessEvent, Approval, BiometricTemplate, CommandPolicy, DeviceRecord, NewCommand, NewDevice, OperlogBatch,
-    RawUpload, RejectedLine, Store, StoreOptions, UserRow, now_micros,
+    AccessEvent, Approval, CommandPolicy, DeviceRecord, NewCommand, NewDevice, OperlogBatch, RawUpload, RejectedLine,
+    Store, StoreOptions, UserRow, now_micros,
 };
 use adms_vault::{IndexKey, SecretKey, Vault};
 
@@ -52,32 +52,13 @@ fn operlog(device_id: i64) -> OperlogBatch {
         device_id,
         table: "OPERLOG",
         users: vec![UserRow {
-            pin: "77".into(),
-            name: "Bob".into(),
-            name_raw: None,
-            privilege: Some(0),
             password: "DEVPASS2468".into(),
             card: "DEVCARD13572468".into(),
-            group: "1".into(),
-            time_zones: "0000000100000000".into(),
             verify: Some(0),
-            vice_card: String::new(),
             raw_line: b"USER PIN=77\tName=Bob\tPasswd=DEVPASS2468\tCard=DEVCARD13572468".to_vec(),
+            ..crate::common::device_user("77", "Bob")
         }],
-        templates: vec![BiometricTemplate {
-            pin: "77".into(),
-            record_kind: "BIODATA",
-            bio_type: 1,
-            no: 3,
-            index: 0,
-            valid: Some(1),
-            duress: Some(0),
-            major_ver: Some(10),
-            minor_ver: Some(0),
-            format: "0".into(),
-            size: Some(17),
-            template: "TEMPLATE-QkFTRTY0".into(),
-        }],
+        templates: vec![crate::common::template("77", 3, "TEMPLATE-QkFTRTY0")],
         others: vec![DeviceRecord {
             kind: "IDCARD".into(),
             raw_line: b"IDCARD PIN=77\tIDNum=IDCARD-NID-90210".to_vec(),
