@@ -3,4 +3,5 @@
 //! crate and the binary would silently lack it.
 fn main() {
     println!("cargo::rerun-if-changed=../../migrations/sqlite");
+    println!("cargo::rerun-if-changed=../../migrations/postgres");
 }

@@ -71,7 +71,7 @@ impl Store {
         .bind(&entry.target)
         .bind(entry.status.map(i64::from))
         .bind(&entry.address)
-        .fetch_one(self.pool())
+        .fetch_one(self.sqlite()?.pool())
         .await?)
     }
 
@@ -83,7 +83,7 @@ impl Store {
         )
         .bind(&filter.actor)
         .bind(filter.since)
-        .fetch_one(self.pool())
+        .fetch_one(self.sqlite()?.pool())
         .await?;
         let rows = sqlx::query_as(
             "SELECT id, at, actor, actor_kind, user_id, token_id, method, route, target, status, address \
@@ -94,7 +94,7 @@ impl Store {
         .bind(filter.since)
         .bind(page.limit)
         .bind(page.offset)
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?;
         Ok((count, rows))
     }

@@ -78,7 +78,7 @@ impl Store {
     /// revoked, in the same transaction. The same hash again changes nothing. A disabled account
     /// stays disabled.
     pub async fn upsert_user(&self, username: &str, password_hash: &str) -> Result<i64, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let (id, _) = upsert_user_in(&mut tx, username, password_hash).await?;
         tx.commit().await?;
         Ok(id)
@@ -93,7 +93,7 @@ impl Store {
     /// hashing anew gives another salt, which would look like a change and end every session at
     /// every restart.
     pub async fn bootstrap_user(&self, username: &str, password_hash: &str) -> Result<BootstrapOutcome, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let (user_id, password_changed) = upsert_user_in(&mut tx, username, password_hash).await?;
         // The configured account is the way back in: enabled and an admin again at every start,
         // whatever was changed over the API.
@@ -127,7 +127,7 @@ impl Store {
             "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE username = $1",
         )
         .bind(username)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.sqlite()?.pool())
         .await?)
     }
 
@@ -137,7 +137,7 @@ impl Store {
             "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE id = $1",
         )
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.sqlite()?.pool())
             .await?)
     }
 
@@ -160,7 +160,7 @@ impl Store {
         .bind(token_sha256)
         .bind(now_micros())
         .bind(expires_at)
-        .fetch_one(self.pool())
+        .fetch_one(self.sqlite()?.pool())
         .await?;
         Ok(id)
     }
@@ -176,7 +176,7 @@ impl Store {
         )
         .bind(token_sha256)
         .bind(now)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.sqlite()?.pool())
         .await?)
     }
 
@@ -185,7 +185,7 @@ impl Store {
             "SELECT id, kind, user_id, name, created_at, expires_at, revoked_at, last_used_at, scopes FROM api_tokens \
              WHERE kind = 'integration' ORDER BY id",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?)
     }
 
@@ -199,7 +199,7 @@ impl Store {
         .bind(now_micros())
         .bind(id)
         .bind(id_or_name)
-        .execute(self.pool())
+        .execute(self.sqlite()?.pool())
         .await?;
         Ok(done.rows_affected())
     }
@@ -219,7 +219,7 @@ impl Store {
         .bind(token_sha256)
         .bind(now_micros())
         .bind(scopes)
-        .fetch_one(self.pool())
+        .fetch_one(self.sqlite()?.pool())
         .await?;
         Ok(id)
     }
@@ -230,7 +230,7 @@ impl Store {
             "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at \
              FROM api_users ORDER BY id",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?)
     }
 
@@ -250,7 +250,7 @@ impl Store {
         .bind(password_hash)
         .bind(now_micros())
         .bind(role)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.sqlite()?.pool())
         .await?)
     }
 
@@ -259,7 +259,7 @@ impl Store {
     /// [`Store::upsert_user`] does). Refused with [`StoreError::Conflict`] ([`LAST_ADMIN`]) when
     /// no enabled admin would remain.
     pub async fn update_user(&self, id: i64, change: &UserChange) -> Result<Option<ApiUser>, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let now = now_micros();
         let Some(before) = user_by_id_in(&mut tx, id).await? else { return Ok(None) };
         if let Some(role) = &change.role {
@@ -306,7 +306,7 @@ impl Store {
     /// Deletes an account and its session tokens; `false` when there is no such account.
     /// Refused like [`Store::update_user`] when it is the last enabled admin.
     pub async fn delete_user(&self, id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         sqlx::query("DELETE FROM api_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM api_users WHERE id = $1").bind(id).execute(&mut *tx).await?;
         ensure_an_admin_remains(&mut tx).await?;
@@ -318,7 +318,7 @@ impl Store {
     pub async fn purge_expired_sessions(&self, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM api_tokens WHERE kind = 'session' AND expires_at <= $1")
             .bind(now)
-            .execute(self.pool())
+            .execute(self.sqlite()?.pool())
             .await?;
         Ok(done.rows_affected())
     }
@@ -327,7 +327,7 @@ impl Store {
     pub async fn server_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = $1")
             .bind(key)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.sqlite()?.pool())
             .await?)
     }
 
@@ -338,7 +338,7 @@ impl Store {
             .bind(new)
             .bind(key)
             .bind(current)
-            .execute(self.pool())
+            .execute(self.sqlite()?.pool())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -349,11 +349,11 @@ impl Store {
         sqlx::query("INSERT INTO server_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(&candidate)
-            .execute(self.pool())
+            .execute(self.sqlite()?.pool())
             .await?;
         Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = $1")
             .bind(key)
-            .fetch_one(self.pool())
+            .fetch_one(self.sqlite()?.pool())
             .await?)
     }
 }

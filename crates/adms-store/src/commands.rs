@@ -40,9 +40,10 @@ use adms_protocol::command::{CommandError, return_code_meaning, return_code_succ
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use crate::device_events::{NewEvent, insert_event_in};
+use crate::backend::sqlite_fns::list_param;
+use crate::device_events::NewEvent;
+use crate::device_events::sqlite::insert_event_in;
 use crate::events::{EventDevice, event_body, event_id, event_type, rfc3339_micros};
-use crate::sql::list_param;
 use crate::{Page, Store, StoreError, sealed};
 use adms_vault::Sealer;
 
@@ -212,7 +213,7 @@ pub fn command_completed_event_id(sn: &str, command_id: i64, state: &str) -> Str
 impl Store {
     /// Validates, encodes and queues commands in one transaction; ids in input order.
     pub async fn enqueue_commands(&self, commands: &[NewCommand], now: i64) -> Result<Vec<Enqueued>, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let out = enqueue_commands_in(&mut tx, self.sealer(), commands, now).await?;
         tx.commit().await?;
         Ok(out)
@@ -226,7 +227,7 @@ impl Store {
         now: i64,
         policy: &CommandPolicy,
     ) -> Result<TakenCommands, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let completed = expire_in(&mut tx, Some(device_id), now, policy).await?;
         let rows: Vec<(i64, String, String)> = sqlx::query_as(
             "SELECT id, command, kind FROM device_commands \
@@ -258,7 +259,7 @@ impl Store {
             let ids = list_param(&commands.iter().map(|c| c.id).collect::<Vec<_>>());
             sqlx::query(concat!(
                 "UPDATE device_commands SET state = 'sent', sent_at = $1, send_count = send_count + 1 WHERE ",
-                in_list!("id", "$2")
+                sqlite_in_list!("id", "$2")
             ))
             .bind(now)
             .bind(ids)
@@ -293,12 +294,12 @@ impl Store {
         .bind(now)
         .bind(policy.max_sends)
         .bind(now - policy.resend_after_micros)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.sqlite()?.pool())
         .await?;
         if due.is_none() {
             return Ok(0);
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let n = expire_in(&mut tx, None, now, policy).await?;
         tx.commit().await?;
         Ok(n)
@@ -307,7 +308,7 @@ impl Store {
     /// Cancels a queued command. `NotFound` when there is none with that id, `Conflict` when it
     /// is no longer queued (sent commands may already have run).
     pub async fn cancel_command(&self, id: i64, why: &str, now: i64) -> Result<CommandRow, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let done = sqlx::query(
             "UPDATE device_commands SET state = 'cancelled', completed_at = $1, result = $2 \
              WHERE id = $3 AND state = 'queued'",
@@ -337,7 +338,7 @@ impl Store {
         .bind(now)
         .bind(why)
         .bind(device_id)
-        .execute(self.pool())
+        .execute(self.sqlite()?.pool())
         .await?;
         Ok(done.rows_affected())
     }
@@ -352,7 +353,7 @@ impl Store {
             "SELECT device_id, MAX(id), MAX(CASE WHEN state = 'queued' THEN 1 ELSE 0 END) FROM device_commands WHERE id > $1 GROUP BY device_id",
         )
         .bind(after_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?;
         let newest = rows.iter().map(|(_, id, _)| *id).max().unwrap_or(after_id);
         Ok((rows.into_iter().filter(|(_, _, queued)| *queued).map(|(device, _, _)| device).collect(), newest))
@@ -360,12 +361,14 @@ impl Store {
 
     /// The highest command id so far (0 when none).
     pub async fn newest_command_id(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM device_commands").fetch_one(self.pool()).await?)
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM device_commands")
+            .fetch_one(self.sqlite()?.pool())
+            .await?)
     }
 
     /// One command.
     pub async fn command(&self, id: i64) -> Result<Option<CommandRow>, StoreError> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.sqlite()?.pool().acquire().await?;
         command_in(&mut conn, self.sealer(), id).await
     }
 
@@ -381,7 +384,7 @@ impl Store {
         )
         .bind(device_id)
         .bind(state)
-        .fetch_one(self.pool())
+        .fetch_one(self.sqlite()?.pool())
         .await?;
         let mut rows: Vec<CommandRow> = sqlx::query_as(
             "SELECT c.id, c.device_id, d.sn, c.kind, c.params, c.command, c.dedupe_key, c.source, c.state, \
@@ -394,7 +397,7 @@ impl Store {
         .bind(state)
         .bind(page.limit)
         .bind(page.offset)
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?;
         for row in &mut rows {
             row.open(self.sealer())?;
@@ -413,7 +416,7 @@ impl Store {
         received_at: i64,
         policy: &CommandPolicy,
     ) -> Result<Vec<ResultOutcome>, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         crate::devices::store_facts_in(&mut tx, device_id, facts).await?;
         let mut outcomes = Vec::with_capacity(results.len());
         for r in results {
@@ -436,7 +439,7 @@ impl Store {
             outcomes.push(outcome);
         }
         for r in rejected {
-            crate::punches::insert_rejected(&mut tx, self.sealer(), device_id, r, received_at).await?;
+            crate::punches::sqlite::insert_rejected(&mut tx, self.sealer(), device_id, r, received_at).await?;
         }
         tx.commit().await?;
         Ok(outcomes)

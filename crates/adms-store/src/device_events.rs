@@ -5,14 +5,13 @@
 //! presence change), only while some endpoint exists, with an id derived from the cause: a
 //! cause processed twice is one event. The fan-out trigger adds the deliveries.
 //!
-//! Presence changes by a conditional UPDATE under `BEGIN IMMEDIATE`, with its event in the same
-//! transaction, so when several replicas watch the same devices exactly one of them reports
-//! each transition.
+//! Presence changes by a conditional UPDATE (or a read under a row lock, then an update), with
+//! its event in the same transaction, so when several replicas watch the same devices exactly
+//! one of them reports each transition.
 
 // Whether a device is answering, as last decided by the presence check; read strictly (the
 // column's CHECK allows only its three words).
 use adms_model::Presence;
-use sqlx::SqliteConnection;
 
 use crate::events::{
     DeviceOfflineData, DeviceOnlineData, EventDevice, OFFLINE_HEARTBEAT_MISSED, device_presence_event_id, event_body,
@@ -31,24 +30,26 @@ pub(crate) struct NewEvent<'a> {
     pub body: &'a [u8],
 }
 
-/// Inserts `event` in the caller's transaction while some endpoint is live; an event with the
-/// same id (the same cause) is left as it is. Returns whether a row was inserted.
-pub(crate) async fn insert_event_in(conn: &mut SqliteConnection, event: &NewEvent<'_>) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO webhook_events (event_id, event_type, device_id, occurred_at, created_at, body) \
-         SELECT $1, $2, $3, $4, $5, $6 \
-         WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL) \
-         ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(event.event_id)
-    .bind(event.event_type)
-    .bind(event.device_id)
-    .bind(event.occurred_at)
-    .bind(event.created_at)
-    .bind(event.body)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
+dual! {
+    /// Inserts `event` in the caller's transaction while some endpoint is live; an event with the
+    /// same id (the same cause) is left as it is. Returns whether a row was inserted.
+    pub(crate) async fn insert_event_in(conn: &mut Conn, event: &NewEvent<'_>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO webhook_events (event_id, event_type, device_id, occurred_at, created_at, body) \
+             SELECT $1, $2, $3, $4, $5, $6 \
+             WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event.event_id)
+        .bind(event.event_type)
+        .bind(event.device_id)
+        .bind(event.occurred_at)
+        .bind(event.created_at)
+        .bind(event.body)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 /// A device whose presence may have to change, as the database knows it.
@@ -106,14 +107,16 @@ impl Store {
     /// come back; unknown ones are settled) and online ones the database has not seen active
     /// since `silent_since`.
     pub async fn presence_candidates(&self, silent_since: i64) -> Result<Vec<PresenceCandidate>, StoreError> {
-        let rows: Vec<CandidateRecord> = sqlx::query_as(
-            "SELECT id, sn, time_zone, presence, presence_changed_at, \
-                    COALESCE(last_activity_at, first_seen_at) AS last_activity_at \
-             FROM devices WHERE presence != 'online' OR COALESCE(last_activity_at, first_seen_at) < $1",
-        )
-        .bind(silent_since)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<CandidateRecord> = on_db!(self, db => {
+            sqlx::query_as(
+                "SELECT id, sn, time_zone, presence, presence_changed_at, \
+                        COALESCE(last_activity_at, first_seen_at) AS last_activity_at \
+                 FROM devices WHERE presence != 'online' OR COALESCE(last_activity_at, first_seen_at) < $1",
+            )
+            .bind(silent_since)
+            .fetch_all(db.pool())
+            .await?
+        });
         Ok(rows
             .into_iter()
             .map(|r| PresenceCandidate {
@@ -131,7 +134,8 @@ impl Store {
     /// active since `silent_since` (checked again inside the transaction, against what every
     /// replica has flushed). Returns whether this call changed it.
     pub async fn mark_device_offline(&self, check: &OfflineCheck<'_>) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
+        on_db!(self, db => {
+        let mut tx = db.begin().await?;
         let changed: Option<(String, String, i64, i64)> = sqlx::query_as(
             "UPDATE devices SET presence = 'offline', presence_changed_at = $1 \
              WHERE id = $2 AND presence != 'offline' \
@@ -165,23 +169,22 @@ impl Store {
             created_at: check.now,
             body: &body,
         };
-        insert_event_in(&mut tx, &event).await?;
+        dialect::insert_event_in(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(true)
+        })
     }
 
-    /// Marks a device online. When it was offline, emits `device.online`; a device whose
-    /// presence was unknown becomes online silently. Also records `back_at` as activity, so no
-    /// replica reports it offline again before its activity is flushed. Returns whether this
-    /// call brought an offline device back.
     pub async fn mark_device_online(&self, seen: &SeenAgain<'_>) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        // The write lock is held from BEGIN IMMEDIATE: nothing changes between this read and
-        // the update.
-        let before: Option<(String, String, Presence, i64, i64)> = sqlx::query_as(
+        on_db!(self, db => {
+        let mut tx = db.begin().await?;
+        // The device row stays locked (SQLite: the write lock is held from BEGIN IMMEDIATE):
+        // nothing changes between this read and the update.
+        let before: Option<(String, String, Presence, i64, i64)> = sqlx::query_as(concat!(
             "SELECT sn, alias, presence, last_seq, COALESCE(presence_changed_at, last_activity_at, first_seen_at) \
              FROM devices WHERE id = $1",
-        )
+            for_update!()
+        ))
         .bind(seen.device_id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -218,9 +221,10 @@ impl Store {
                 created_at: seen.now,
                 body: &body,
             };
-            insert_event_in(&mut tx, &event).await?;
+            dialect::insert_event_in(&mut tx, &event).await?;
         }
         tx.commit().await?;
         Ok(presence == Presence::Offline)
+        })
     }
 }

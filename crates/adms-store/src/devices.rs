@@ -5,7 +5,8 @@ use sqlx::{FromRow, SqliteConnection};
 
 use adms_model::Approval;
 
-use crate::device_events::{NewEvent, insert_event_in};
+use crate::device_events::NewEvent;
+use crate::device_events::sqlite::insert_event_in;
 use crate::events::{DeviceRegisteredData, EventDevice, device_registered_event_id, event_body, event_type};
 use crate::uploads::{RawUpload, insert_raw_in};
 use crate::{Store, StoreError, now_micros};
@@ -205,20 +206,20 @@ impl Store {
     /// Ids of the approved devices (those the roster is kept on), in id order.
     pub async fn approved_device_ids(&self) -> Result<Vec<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT id FROM devices WHERE approval = 'approved' ORDER BY id")
-            .fetch_all(self.pool())
+            .fetch_all(self.sqlite()?.pool())
             .await?)
     }
 
     /// A device by its id (the ZKBio Time terminal id).
     pub async fn device_by_id(&self, id: i64) -> Result<Option<Device>, StoreError> {
         let row: Option<DeviceRecord> =
-            sqlx::query_as(DEVICE_COLUMNS_BY_ID).bind(id).fetch_optional(self.pool()).await?;
+            sqlx::query_as(DEVICE_COLUMNS_BY_ID).bind(id).fetch_optional(self.sqlite()?.pool()).await?;
         Ok(row.map(Device::from))
     }
 
     pub async fn device_by_sn(&self, sn: &str) -> Result<Option<Device>, StoreError> {
         let row: Option<DeviceRecord> =
-            sqlx::query_as(DEVICE_COLUMNS_BY_SN).bind(sn).fetch_optional(self.pool()).await?;
+            sqlx::query_as(DEVICE_COLUMNS_BY_SN).bind(sn).fetch_optional(self.sqlite()?.pool()).await?;
         Ok(row.map(Device::from))
     }
 
@@ -229,7 +230,7 @@ impl Store {
         // A device nobody vouched for is not trusted.
         let approval = new.approval.unwrap_or(Approval::Pending);
         let now = now_micros();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO devices (sn, approval, protocol_family, ip_address, first_seen_at, last_activity_at, \
              presence, presence_changed_at) VALUES ($1, $2, $3, $4, $5, $5, 'online', $5) \
@@ -280,14 +281,14 @@ impl Store {
         .bind(now_micros())
         .bind(now_micros())
         .bind(device_id)
-        .execute(self.pool())
+        .execute(self.sqlite()?.pool())
         .await?;
         Ok(())
     }
 
     /// Records device facts from `INFO=` (one statement).
     pub async fn update_device_info(&self, device_id: i64, u: &DeviceInfoUpdate) -> Result<(), StoreError> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.sqlite()?.pool().acquire().await?;
         update_info_in(&mut conn, device_id, u).await
     }
 
@@ -299,7 +300,7 @@ impl Store {
         raw: Option<&RawUpload<'_>>,
         facts: &DeviceFacts,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         if let Some(raw) = raw {
             insert_raw_in(&mut tx, self.sealer(), raw).await?;
         }
@@ -311,7 +312,7 @@ impl Store {
     pub async fn device_options(&self, device_id: i64) -> Result<Vec<(String, String)>, StoreError> {
         Ok(sqlx::query_as("SELECT key, value FROM device_options WHERE device_id = $1 ORDER BY key")
             .bind(device_id)
-            .fetch_all(self.pool())
+            .fetch_all(self.sqlite()?.pool())
             .await?)
     }
 
@@ -324,7 +325,7 @@ impl Store {
             "biodata" => "UPDATE devices SET biodata_stamp = $1 WHERE id = $2",
             _ => return Ok(()),
         };
-        sqlx::query(sql).bind(stamp).bind(device_id).execute(self.pool()).await?;
+        sqlx::query(sql).bind(stamp).bind(device_id).execute(self.sqlite()?.pool()).await?;
         Ok(())
     }
 
@@ -334,7 +335,7 @@ impl Store {
         if activity.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         for a in activity {
             sqlx::query(
                 "UPDATE devices SET last_activity_at = CASE WHEN last_activity_at > $1 THEN last_activity_at ELSE $1 END, \
@@ -356,7 +357,7 @@ impl Store {
         let done = sqlx::query("UPDATE devices SET approval = $1 WHERE sn = $2")
             .bind(approval)
             .bind(sn)
-            .execute(self.pool())
+            .execute(self.sqlite()?.pool())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -365,7 +366,7 @@ impl Store {
     /// Hides a terminal from the terminals API and cancels its queued commands (its data
     /// stays; its next request brings it back). Returns whether it existed.
     pub async fn delete_terminal(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let done = sqlx::query("UPDATE devices SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
             .bind(now)
             .bind(id)
@@ -385,7 +386,10 @@ impl Store {
 
     /// Brings back a deleted terminal (an operator creating it again).
     pub async fn restore_terminal(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE devices SET deleted_at = NULL WHERE id = $1").bind(id).execute(self.pool()).await?;
+        sqlx::query("UPDATE devices SET deleted_at = NULL WHERE id = $1")
+            .bind(id)
+            .execute(self.sqlite()?.pool())
+            .await?;
         Ok(())
     }
 
@@ -393,7 +397,7 @@ impl Store {
     pub async fn terminal_deleted(&self, id: i64) -> Result<bool, StoreError> {
         let deleted: Option<Option<i64>> = sqlx::query_scalar("SELECT deleted_at FROM devices WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.sqlite()?.pool())
             .await?;
         Ok(matches!(deleted, Some(Some(_))))
     }
@@ -413,7 +417,7 @@ impl Store {
         .bind(time_zone)
         .bind(text_encoding)
         .bind(sn)
-        .execute(self.pool())
+        .execute(self.sqlite()?.pool())
         .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -1,7 +1,7 @@
 /// What can go wrong in the store, named for what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database URL {0} (expected sqlite://PATH)")]
+    #[error("unsupported database URL {0} (expected sqlite://PATH or postgres://USER@HOST/DB)")]
     UnsupportedUrl(String),
     #[error("cannot create directory {0}: {1}")]
     Io(String, #[source] std::io::Error),
@@ -9,6 +9,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("the punch writer has stopped")]
     WriterStopped,
     #[error("not found")]

@@ -11,7 +11,10 @@
 //! per engine is gathered where it can be (`sql`: list binding) or marked SQLite-only where it
 //! stands (the punch writer, JSON row unpacking, `BEGIN IMMEDIATE`, the migrations' triggers).
 
-// First: its macros are the SQL fragments the other modules' statements are built from.
+// First: their macros are the SQL fragments and the per-engine expansion the other modules'
+// statements are built with.
+#[macro_use]
+mod backend;
 #[macro_use]
 mod sql;
 
@@ -22,13 +25,17 @@ mod device_events;
 mod devices;
 mod error;
 pub mod events;
+mod postgres;
 mod punches;
 mod queries;
 mod quotas;
 pub mod roster;
 pub mod roster_sync;
 pub mod sealed;
+mod sqlite;
 pub mod templates;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod trust;
 mod uploads;
 pub mod webhook_queries;
@@ -39,8 +46,11 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqlitePool};
+
+use backend::{Db, PgDb, SqliteDb};
 
 use adms_vault::{Sealer, Vault};
 
@@ -54,11 +64,12 @@ pub use commands::{
 pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
 pub use devices::{Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::StoreError;
-pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored, new_punches_insert};
+pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored};
 pub use queries::{
     Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,
 };
 pub use quotas::{Quota, QuotaKind};
+pub use sqlite::punch_writer::new_punches_insert;
 pub use trust::{AdoptionPolicy, UserAdoption};
 pub use uploads::{
     AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceRecord, OperationLog, OperlogBatch, RawUpload, UserPhoto,
@@ -88,10 +99,7 @@ impl Default for StoreOptions {
 /// Handle to the database, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    /// Connections for delivery bookkeeping (claims, completions, lease sweeps), without fsync
-    /// per commit; see [`Store::open`].
-    delivery_pool: SqlitePool,
+    db: Db,
     punch_writer: PunchWriter,
     /// The keys personal data and credentials are sealed with; set once, after the server
     /// checked the master key against the database ([`Store::seal_with`]). Unset: nothing is
@@ -100,12 +108,21 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if missing) the database at `url` (`sqlite://path` or `sqlite::memory:`),
-    /// runs the embedded migrations and starts the punch writer.
+    /// Opens the database at `url` and runs the embedded migrations: `sqlite://path` or
+    /// `sqlite::memory:` (created if missing) or `postgres://user@host/db` (the database must
+    /// exist). Starts the punch writer.
     pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        let vault = Arc::new(OnceLock::new());
+        if url.starts_with("sqlite:") {
+            Store::open_sqlite(url, options, vault).await
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Store::open_postgres(url, options, vault).await
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
         }
+    }
+
+    async fn open_sqlite(url: &str, options: StoreOptions, vault: Arc<OnceLock<Vault>>) -> Result<Store, StoreError> {
         create_private_files(url)?;
         // Held until the pools are open and the migrations ran (dropped at the end of `open`).
         let _startup = lock_for_startup(url).await?;
@@ -138,9 +155,26 @@ impl Store {
             .connect_with(connect.clone().synchronous(SqliteSynchronous::Normal))
             .await?;
         let writer_conn = connect.connect().await?;
-        let vault = Arc::new(OnceLock::new());
-        let punch_writer = PunchWriter::start(writer_conn, Arc::clone(&vault));
-        Ok(Store { pool, delivery_pool, punch_writer, vault })
+        let punch_writer = PunchWriter::start_sqlite(writer_conn, Arc::clone(&vault));
+        Ok(Store { db: Db::Sqlite(SqliteDb { pool, delivery_pool }), punch_writer, vault })
+    }
+
+    async fn open_postgres(url: &str, options: StoreOptions, vault: Arc<OnceLock<Vault>>) -> Result<Store, StoreError> {
+        let connect = PgConnectOptions::from_str(url)?
+            .application_name("adms-bridge")
+            // Statements are logged by our own spans; sqlx's would log every punch group.
+            .disable_statement_logging();
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .min_connections(1)
+            .acquire_timeout(backend::PG_ACQUIRE_TIMEOUT)
+            .connect_with(connect)
+            .await?;
+        // sqlx's migrator holds a PostgreSQL advisory lock while it runs, so processes starting
+        // together migrate one after another.
+        sqlx::migrate!("../../migrations/postgres").run(&pool).await?;
+        let punch_writer = PunchWriter::start_postgres(pool.clone(), Arc::clone(&vault));
+        Ok(Store { db: Db::Postgres(PgDb { pool }), punch_writer, vault })
     }
 
     /// From now on, every clone of this store (and its punch writer) seals and opens the
@@ -162,23 +196,41 @@ impl Store {
     /// Closes the pool. Punch batches already queued are still written: the writer task ends
     /// once every handle to it is dropped.
     pub async fn close(&self) {
-        self.delivery_pool.close().await;
-        self.pool.close().await;
+        match &self.db {
+            Db::Sqlite(db) => {
+                db.delivery_pool.close().await;
+                db.pool.close().await;
+            }
+            Db::Postgres(db) => db.pool.close().await,
+        }
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// Which engine this store runs on.
+    pub fn engine(&self) -> Engine {
+        match &self.db {
+            Db::Sqlite(_) => Engine::Sqlite,
+            Db::Postgres(_) => Engine::Postgres,
+        }
     }
 
-    /// A write transaction for delivery bookkeeping (no fsync per commit).
-    pub(crate) async fn begin_delivery(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.delivery_pool.begin_with("BEGIN IMMEDIATE").await?)
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
     }
 
-    /// Runs `sql` inside `BEGIN IMMEDIATE` ... `COMMIT` on a pool connection.
-    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// The SQLite engine, for code not yet written for both engines.
+    pub(crate) fn sqlite(&self) -> Result<&SqliteDb, StoreError> {
+        match &self.db {
+            Db::Sqlite(db) => Ok(db),
+            Db::Postgres(_) => Err(StoreError::Unsupported("this operation is not yet available on PostgreSQL")),
+        }
     }
+}
+
+/// The database engine of a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
 }
 
 /// The database file of a `sqlite:` URL; `None` for an in-memory database.

@@ -194,7 +194,7 @@ impl Store {
             .bind(&f.terminal_alias)
             .bind(f.upload_time_gte)
             .bind(f.upload_time_lte)
-            .fetch_one(self.pool())
+            .fetch_one(self.sqlite()?.pool())
             .await?;
         if count == 0 || page.offset >= count {
             return Ok((count, Vec::new()));
@@ -209,7 +209,7 @@ impl Store {
             .bind(f.upload_time_lte)
             .bind(page.limit)
             .bind(page.offset)
-            .fetch_all(self.pool())
+            .fetch_all(self.sqlite()?.pool())
             .await?;
         Ok((count, rows))
     }
@@ -228,7 +228,7 @@ impl Store {
             " WHERE p.id = $1 AND d.approval = 'approved'"
         ))
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.sqlite()?.pool())
         .await?)
     }
 
@@ -240,7 +240,7 @@ impl Store {
             .bind(&f.sn_icontains)
             .bind(&f.alias_icontains)
             .bind(f.id)
-            .fetch_one(self.pool())
+            .fetch_one(self.sqlite()?.pool())
             .await?;
         let rows = sqlx::query_as(SELECT_TERMINALS)
             .bind(&f.sn)
@@ -250,7 +250,7 @@ impl Store {
             .bind(f.id)
             .bind(page.limit)
             .bind(page.offset)
-            .fetch_all(self.pool())
+            .fetch_all(self.sqlite()?.pool())
             .await?;
         Ok((count, rows))
     }
@@ -290,7 +290,7 @@ impl Store {
             "SELECT COUNT(*) FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE ($1 IS NULL OR d.sn = $1)",
         )
         .bind(sn)
-        .fetch_one(self.pool())
+        .fetch_one(self.sqlite()?.pool())
         .await?;
         let stored: Vec<StoredRejectedLine> = sqlx::query_as(
             "SELECT r.id, d.sn, r.table_name, r.line_no, r.raw, r.reason, r.seen_count, r.first_seen_at, \
@@ -301,7 +301,7 @@ impl Store {
         .bind(sn)
         .bind(page.limit)
         .bind(page.offset)
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?;
         let mut rows = Vec::with_capacity(stored.len());
         for StoredRejectedLine { mut row, device_id, raw_sha256 } in stored {

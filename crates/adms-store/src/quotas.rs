@@ -84,7 +84,7 @@ impl crate::Store {
     /// row, so older rows are dead weight (one per device, kind and day). Returns the rows
     /// removed.
     pub async fn purge_quota_usage(&self, before_day: i64) -> Result<u64, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let purged = sqlx::query("DELETE FROM device_quota_usage WHERE day < $1")
             .bind(before_day)
             .execute(&mut *tx)

@@ -12,8 +12,8 @@ use crate::roster_sync::{DesiredEntry, DeviceState, DeviceTemplate, DeviceUser, 
 use crate::roster_sync::{plan_device, plan_template_removal};
 use adms_vault::{SealError, Sealer};
 
+use crate::backend::sqlite_fns::list_param;
 use crate::sealed::{self, SealedColumn};
-use crate::sql::list_param;
 use crate::{Page, Store, StoreError, now_micros};
 
 /// The department and area every installation has (ids 1, seeded by the migration).
@@ -528,7 +528,7 @@ impl Store {
             .bind(&f.name)
             .bind(&f.code_icontains)
             .bind(&f.name_icontains)
-            .fetch_one(self.pool())
+            .fetch_one(self.sqlite()?.pool())
             .await?;
         if count == 0 || page.offset >= count {
             return Ok((count, Vec::new()));
@@ -541,7 +541,7 @@ impl Store {
             .bind(&f.name_icontains)
             .bind(page.limit)
             .bind(page.offset)
-            .fetch_all(self.pool())
+            .fetch_all(self.sqlite()?.pool())
             .await?;
         Ok((count, rows))
     }
@@ -555,7 +555,7 @@ impl Store {
     /// be the unit or one of its descendants.
     pub async fn save_org(&self, kind: OrgKind, id: Option<i64>, fields: &OrgFields) -> Result<i64, RosterError> {
         let sql = kind.sql();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let taken: Option<i64> = sqlx::query_scalar(sql.code_taken)
             .bind(&fields.code)
             .bind(id.unwrap_or(0))
@@ -603,7 +603,7 @@ impl Store {
             return Err(RosterRefusal::BuiltIn.into());
         }
         let sql = kind.sql();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let uses: i64 = sqlx::query_scalar(sql.in_use).bind(id).fetch_one(&mut *tx).await?;
         if uses > 0 {
             return Err(RosterRefusal::InUse(uses).into());
@@ -630,14 +630,15 @@ impl Store {
 
     /// Total matches and one page of employees, with their areas and template counts.
     pub async fn list_employees(&self, f: &EmployeeFilter, page: Page) -> Result<(i64, Vec<Employee>), StoreError> {
-        let count: i64 = bind_employee_filter(sqlx::query_scalar(COUNT_EMPLOYEES), f).fetch_one(self.pool()).await?;
+        let count: i64 =
+            bind_employee_filter(sqlx::query_scalar(COUNT_EMPLOYEES), f).fetch_one(self.sqlite()?.pool()).await?;
         if count == 0 || page.offset >= count {
             return Ok((count, Vec::new()));
         }
         let mut rows: Vec<Employee> = bind_employee_filter(sqlx::query_as(SELECT_EMPLOYEES), f)
             .bind(page.limit)
             .bind(page.offset)
-            .fetch_all(self.pool())
+            .fetch_all(self.sqlite()?.pool())
             .await?;
         for e in &mut rows {
             e.fields.open_private(self.sealer(), e.id)?;
@@ -646,21 +647,21 @@ impl Store {
         let areas: Vec<(i64, i64, String, String)> = sqlx::query_as(concat!(
             "SELECT ea.employee_id, a.id, a.area_code, a.area_name FROM employee_areas AS ea \
              JOIN areas AS a ON a.id = ea.area_id WHERE ",
-            in_list!("ea.employee_id", "$1"),
+            sqlite_in_list!("ea.employee_id", "$1"),
             " ORDER BY ea.employee_id, a.id"
         ))
         .bind(list_param(&ids))
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?;
         let pins: Vec<String> = rows.iter().map(|e| e.fields.emp_code.clone()).collect();
         let biometrics: Vec<BioSummary> = sqlx::query_as(concat!(
             "SELECT pin, bio_type, MAX(major_ver) AS major_ver, COUNT(DISTINCT bio_no) AS count \
              FROM roster_templates WHERE ",
-            in_list!("pin", "$1"),
+            sqlite_in_list!("pin", "$1"),
             " GROUP BY pin, bio_type"
         ))
         .bind(list_param(&pins))
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?;
         for e in &mut rows {
             e.areas = areas
@@ -691,7 +692,7 @@ impl Store {
     pub async fn save_employee(&self, fields: &EmployeeFields, area_ids: &[i64]) -> Result<SavedEmployee, RosterError> {
         let now = now_micros();
         let sealer = self.sealer();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         if let Some(card) = card_index(sealer, &fields.card_no) {
             let holder: Option<String> = sqlx::query_scalar(
                 "SELECT emp_code FROM employees WHERE card_index = $1 AND emp_code <> $2 AND deleted_at IS NULL",
@@ -751,7 +752,7 @@ impl Store {
         sqlx::query("DELETE FROM employee_areas WHERE employee_id = $1").bind(saved.id).execute(&mut *tx).await?;
         sqlx::query(concat!(
             "INSERT INTO employee_areas (employee_id, area_id) SELECT $1, l.value FROM ",
-            list_rows!("$2", "l"),
+            sqlite_list_rows!("$2", "l"),
             " WHERE true ON CONFLICT DO NOTHING"
         ))
         .bind(saved.id)
@@ -766,7 +767,7 @@ impl Store {
     /// old `USER` line does not bring them back; a create with the same code does.
     pub async fn delete_employee(&self, id: i64) -> Result<bool, StoreError> {
         let now = now_micros();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let done = sqlx::query(
             "UPDATE employees SET deleted_at = $1, card_no = '', card_index = NULL, updated_at = $2 \
              WHERE id = $3 AND deleted_at IS NULL",
@@ -787,12 +788,12 @@ impl Store {
 
     /// Moves employees to other areas, a department or a position (the `adjust_*` actions).
     pub async fn set_employee_areas(&self, employee_ids: &[i64], area_ids: &[i64]) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         for id in employee_ids {
             sqlx::query("DELETE FROM employee_areas WHERE employee_id = $1").bind(id).execute(&mut *tx).await?;
             sqlx::query(concat!(
                 "INSERT INTO employee_areas (employee_id, area_id) SELECT $1, l.value FROM ",
-                list_rows!("$2", "l"),
+                sqlite_list_rows!("$2", "l"),
                 " WHERE true ON CONFLICT DO NOTHING"
             ))
             .bind(id)
@@ -821,26 +822,31 @@ impl Store {
             EmployeeAssignment::Department(id) => (
                 concat!(
                     "UPDATE employees SET department_id = $1, erp_managed = 1, updated_at = $2 WHERE ",
-                    in_list!("id", "$3")
+                    sqlite_in_list!("id", "$3")
                 ),
                 id,
             ),
             EmployeeAssignment::Position(id) => (
                 concat!(
                     "UPDATE employees SET position_id = $1, erp_managed = 1, updated_at = $2 WHERE ",
-                    in_list!("id", "$3")
+                    sqlite_in_list!("id", "$3")
                 ),
                 id,
             ),
             EmployeeAssignment::EmpType(value) => (
                 concat!(
                     "UPDATE employees SET emp_type = $1, erp_managed = 1, updated_at = $2 WHERE ",
-                    in_list!("id", "$3")
+                    sqlite_in_list!("id", "$3")
                 ),
                 value,
             ),
         };
-        sqlx::query(sql).bind(value).bind(now_micros()).bind(list_param(employee_ids)).execute(self.pool()).await?;
+        sqlx::query(sql)
+            .bind(value)
+            .bind(now_micros())
+            .bind(list_param(employee_ids))
+            .execute(self.sqlite()?.pool())
+            .await?;
         Ok(())
     }
 
@@ -848,7 +854,7 @@ impl Store {
     /// any of them is already resigned. Returns the resignation ids.
     pub async fn resign_employees(&self, employee_ids: &[i64], r: &NewResignation) -> Result<Vec<i64>, RosterError> {
         let now = now_micros();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let mut ids = Vec::new();
         for employee_id in employee_ids {
             let (code, status): (String, String) =
@@ -894,7 +900,7 @@ impl Store {
             .bind(f.employee)
             .bind(f.resign_type)
             .bind(&f.resign_date)
-            .fetch_one(self.pool())
+            .fetch_one(self.sqlite()?.pool())
             .await?;
         if count == 0 || page.offset >= count {
             return Ok((count, Vec::new()));
@@ -911,7 +917,7 @@ impl Store {
         .bind(&f.resign_date)
         .bind(page.limit)
         .bind(page.offset)
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?;
         Ok((count, rows))
     }
@@ -932,7 +938,7 @@ impl Store {
         .bind(r.disableatt)
         .bind(&r.reason)
         .bind(id)
-        .execute(self.pool())
+        .execute(self.sqlite()?.pool())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -941,21 +947,24 @@ impl Store {
     /// history. Returns the reinstated employees' ids (unknown or closed ids are skipped).
     pub async fn reinstate(&self, resign_ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let now = now_micros();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let employees: Vec<i64> = sqlx::query_scalar(concat!(
             "UPDATE resignations SET reinstated_at = $1 WHERE reinstated_at IS NULL AND ",
-            in_list!("id", "$2"),
+            sqlite_in_list!("id", "$2"),
             " RETURNING employee_id"
         ))
         .bind(now)
         .bind(list_param(resign_ids))
         .fetch_all(&mut *tx)
         .await?;
-        sqlx::query(concat!("UPDATE employees SET status = 'active', updated_at = $1 WHERE ", in_list!("id", "$2")))
-            .bind(now)
-            .bind(list_param(&employees))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(concat!(
+            "UPDATE employees SET status = 'active', updated_at = $1 WHERE ",
+            sqlite_in_list!("id", "$2")
+        ))
+        .bind(now)
+        .bind(list_param(&employees))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(employees)
     }
@@ -968,7 +977,7 @@ impl Store {
         )
         .bind(device_id)
         .bind(area_id)
-        .execute(self.pool())
+        .execute(self.sqlite()?.pool())
         .await?;
         Ok(())
     }
@@ -977,11 +986,11 @@ impl Store {
     pub async fn terminal_areas(&self, device_ids: &[i64]) -> Result<BTreeMap<i64, AreaRef>, StoreError> {
         let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(concat!(
             "SELECT d.value, a.id, a.area_code, a.area_name FROM ",
-            list_rows!("$1", "d"),
+            sqlite_list_rows!("$1", "d"),
             " JOIN areas AS a ON a.id = COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = d.value), 1)",
         ))
         .bind(list_param(device_ids))
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?;
         Ok(rows.into_iter().map(|(d, id, area_code, area_name)| (d, AreaRef { id, area_code, area_name })).collect())
     }
@@ -996,7 +1005,7 @@ impl Store {
     ) -> Result<Vec<(i64, RosterChange)>, StoreError> {
         let Some(employee) = self.employee_by_id(employee_id).await? else { return Err(StoreError::NotFound) };
         let pin = employee.fields.emp_code;
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let sealer = self.sealer();
         let mut states = device_states_for_pin(&mut tx, sealer, &pin).await?;
         let mut pending = pending_changes(&mut tx, sealer, None, Some(&pin)).await?;
@@ -1007,8 +1016,8 @@ impl Store {
             state.pending = pending.remove(device_id).unwrap_or_default();
         }
         for sql in [
-            concat!("DELETE FROM biometric_templates WHERE pin = $1 AND ", in_list!("bio_type", "$2")),
-            concat!("DELETE FROM roster_templates WHERE pin = $1 AND ", in_list!("bio_type", "$2")),
+            concat!("DELETE FROM biometric_templates WHERE pin = $1 AND ", sqlite_in_list!("bio_type", "$2")),
+            concat!("DELETE FROM roster_templates WHERE pin = $1 AND ", sqlite_in_list!("bio_type", "$2")),
         ] {
             sqlx::query(sql).bind(&pin).bind(list_param(bio_types)).execute(&mut *tx).await?;
         }
@@ -1025,7 +1034,7 @@ impl Store {
     /// their templates on each terminal of their areas, a delete on every other terminal that
     /// holds them (resigned and deleted employees are held nowhere).
     pub async fn plan_employee_sync(&self, emp_code: &str) -> Result<Vec<(i64, RosterChange)>, StoreError> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.sqlite()?.pool().acquire().await?;
         let pins = vec![emp_code.to_owned()];
         let sealer = self.sealer();
         let desired = desired_entries(&mut conn, sealer, &pins).await?;
@@ -1059,7 +1068,7 @@ impl Store {
     /// Users the roster has never heard of are left alone. A terminal that is pending, or not
     /// assigned to an area, gets nothing (see [`managed_terminals`]).
     pub async fn plan_device_sync(&self, device_id: i64) -> Result<Vec<(i64, RosterChange)>, StoreError> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.sqlite()?.pool().acquire().await?;
         if managed_terminals(&mut conn, &BTreeSet::from([device_id])).await?.is_empty() {
             return Ok(Vec::new());
         }
@@ -1281,7 +1290,7 @@ async fn managed_terminals(
     let approved: Vec<i64> = sqlx::query_scalar(concat!(
         "SELECT d.id FROM devices AS d JOIN terminal_areas AS ta ON ta.device_id = d.id \
          WHERE d.approval = 'approved' AND ta.area_id <> 1 AND ",
-        in_list!("d.id", "$1")
+        sqlite_in_list!("d.id", "$1")
     ))
     .bind(list_param(&ids))
     .fetch_all(&mut *conn)
@@ -1321,7 +1330,7 @@ async fn pending_changes(
     let rows: Vec<(i64, i64, String)> = sqlx::query_as(concat!(
         "SELECT c.id, c.device_id, c.params FROM device_commands AS c \
          WHERE ($1 IS NULL OR ",
-        in_list!("c.device_id", "$1"),
+        sqlite_in_list!("c.device_id", "$1"),
         ") \
          AND ($2 IS NULL OR c.pin = $2) \
          AND c.kind IN ('user_upsert', 'user_delete', 'fingerprint_upsert', 'fingerprint_delete', 'face_upsert', \
@@ -1397,7 +1406,7 @@ async fn desired_entries(
 ) -> Result<BTreeMap<String, DesiredEntry>, StoreError> {
     let employees: Vec<EmployeeForSync> = sqlx::query_as(
         concat!("SELECT id, emp_code, first_name, last_name, dev_privilege, device_password, card_no, verify_mode FROM employees \
-         WHERE deleted_at IS NULL AND status = 'active' AND ", in_list!("emp_code", "$1")),
+         WHERE deleted_at IS NULL AND status = 'active' AND ", sqlite_in_list!("emp_code", "$1")),
     )
     .bind(list_param(pins))
     .fetch_all(&mut *conn)
@@ -1405,7 +1414,7 @@ async fn desired_entries(
     let templates: Vec<TemplateRowForSync> = sqlx::query_as(concat!(
         "SELECT pin, bio_type, bio_no, bio_index, record_kind, valid, duress, major_ver, minor_ver, format, \
          template FROM roster_templates WHERE ",
-        in_list!("pin", "$1")
+        sqlite_in_list!("pin", "$1")
     ))
     .bind(list_param(pins))
     .fetch_all(&mut *conn)

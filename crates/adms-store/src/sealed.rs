@@ -265,10 +265,10 @@ impl Store {
         let (from, to_sealer) = (Sealer(from), Sealer(Some(to)));
         let mut after = 0i64;
         loop {
-            let rows = sqlx::query(column.select).bind(after).bind(BATCH).fetch_all(self.pool()).await?;
+            let rows = sqlx::query(column.select).bind(after).bind(BATCH).fetch_all(self.sqlite()?.pool()).await?;
             let Some(last) = rows.last() else { return Ok(()) };
             after = last.try_get(0)?;
-            let mut tx = self.begin().await?;
+            let mut tx = self.sqlite()?.begin().await?;
             for row in &rows {
                 let key: i64 = row.try_get(0)?;
                 let prefix: String = row.try_get(1)?;

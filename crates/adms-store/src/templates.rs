@@ -71,7 +71,7 @@ impl Store {
             .bind(f.id)
             .bind(&f.emp_code)
             .bind(f.bio_type)
-            .fetch_one(self.pool())
+            .fetch_one(self.sqlite()?.pool())
             .await?;
         if count == 0 || page.offset >= count {
             return Ok((count, Vec::new()));
@@ -83,7 +83,7 @@ impl Store {
                 .bind(f.bio_type)
                 .bind(page.limit)
                 .bind(page.offset)
-                .fetch_all(self.pool())
+                .fetch_all(self.sqlite()?.pool())
                 .await?;
         for t in &mut rows {
             let record = format!("{}/{}/{}/{}/{}", t.device_id, t.pin, t.bio_type, t.bio_no, t.bio_index);

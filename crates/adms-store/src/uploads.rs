@@ -4,10 +4,12 @@
 
 use sqlx::{Connection, SqliteConnection};
 
-use crate::device_events::{NewEvent, insert_event_in};
+use crate::device_events::NewEvent;
+use crate::device_events::sqlite::insert_event_in;
 
 use crate::events::{EventDevice, UserData, event_body, event_type, user_enrolled_event_id, user_updated_event_id};
-use crate::punches::{RejectedLine, insert_rejected};
+use crate::punches::RejectedLine;
+use crate::punches::sqlite::insert_rejected;
 use crate::quotas::{Quota, QuotaKind, charge_in};
 use crate::trust::{AdoptionPolicy, adopt_device_template_in, adopt_device_user_in};
 use adms_vault::Sealer;
@@ -151,7 +153,7 @@ impl Store {
     /// [`StoreError::QuotaExceeded`] when the body held nothing else (nothing stored).
     pub async fn store_operlog(&self, b: &OperlogBatch) -> Result<Option<QuotaKind>, StoreError> {
         let sealer = self.sealer();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let now = b.received_at;
         for o in &b.oplogs {
             sqlx::query(
@@ -289,7 +291,7 @@ impl Store {
     /// Charged to the photo quota (a re-sent photo replaces the stored one and is charged again:
     /// cheaper than comparing images, and firmware re-sends photos rarely).
     pub async fn store_att_photo(&self, p: &AttPhotoUpload) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         if let Some(quota) = p.quota {
             charge_in(&mut tx, p.device_id, QuotaKind::Photo, quota, p.image.len() as u64).await?;
         }
@@ -323,7 +325,7 @@ impl Store {
         received_at: i64,
     ) -> Result<(), StoreError> {
         let sealer = self.sealer();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         for e in events {
             let digest = sealer.digest(sealed::ACCESS_EVENT_RAW.kind, &e.raw_line);
             let record = sealed::digest_record(&device_id.to_string(), &digest);
@@ -358,10 +360,10 @@ impl Store {
     /// unless the same body is already stored (a re-send only counts `seen_count`).
     pub async fn store_raw_upload(&self, u: &RawUpload<'_>) -> Result<(), StoreError> {
         let (Some(quota), Some(device_id)) = (u.quota, u.device_id) else {
-            let mut conn = self.pool().acquire().await?;
+            let mut conn = self.sqlite()?.pool().acquire().await?;
             return insert_raw_in(&mut conn, self.sealer(), u).await;
         };
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let stored: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM raw_uploads WHERE sn = $1 AND endpoint = $2 AND table_name = $3 AND body_sha256 = $4",
         )

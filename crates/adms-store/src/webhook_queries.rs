@@ -10,8 +10,8 @@ use std::collections::HashSet;
 
 use sqlx::FromRow;
 
+use crate::backend::sqlite_fns::list_param;
 use crate::events::{EventDevice, PunchEvent, punch_event_id};
-use crate::sql::list_param;
 use crate::{Store, StoreError};
 
 /// One attempt of a delivery, oldest first.
@@ -138,7 +138,7 @@ impl Store {
     pub async fn delivery_attempts(&self, delivery_id: i64) -> Result<Option<Vec<AttemptRow>>, StoreError> {
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)")
             .bind(delivery_id)
-            .fetch_one(self.pool())
+            .fetch_one(self.sqlite()?.pool())
             .await?;
         if !exists {
             return Ok(None);
@@ -149,7 +149,7 @@ impl Store {
              FROM webhook_attempts WHERE delivery_id = $1 ORDER BY id",
         )
         .bind(delivery_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?;
         Ok(Some(rows))
     }
@@ -159,7 +159,7 @@ impl Store {
     /// delivery that travelled in a batch leaves it and is batched afresh (under a new batch id:
     /// the old batch's members, and so its id and body, are no longer the same).
     pub async fn resend_delivery(&self, delivery_id: i64, now: i64) -> Result<ResendOutcome, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         // SQLite evaluates every SET expression against the row as it was before the update.
         let updated: Option<i64> = sqlx::query_scalar(
             "UPDATE webhook_deliveries SET \
@@ -211,7 +211,7 @@ impl Store {
         )
         .bind(device_id)
         .bind(after_seq)
-        .fetch_one(self.pool())
+        .fetch_one(self.sqlite()?.pool())
         .await?;
         let mut rows: Vec<CursorPunch> = sqlx::query_as(
             "SELECT id, seq, pin, local_time, state, verify, work_code, utc_time, raw_line, received_at, event_id \
@@ -221,12 +221,12 @@ impl Store {
         .bind(device_id)
         .bind(after_seq)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?;
         if rows.iter().any(|p| p.event_id.is_none()) {
             let sn: String = sqlx::query_scalar("SELECT sn FROM devices WHERE id = $1")
                 .bind(device_id)
-                .fetch_one(self.pool())
+                .fetch_one(self.sqlite()?.pool())
                 .await?;
             for p in rows.iter_mut().filter(|p| p.event_id.is_none()) {
                 let verify = u16::try_from(p.verify).unwrap_or_default();
@@ -256,7 +256,7 @@ impl Store {
             return Ok(ReplayOutcome::NotFound);
         }
         let last_id: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM punches").fetch_one(self.pool()).await?;
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM punches").fetch_one(self.sqlite()?.pool()).await?;
         let count: i64 = sqlx::query_scalar(replay_select!("COUNT(*)", ""))
             .bind(0_i64)
             .bind(last_id)
@@ -265,7 +265,7 @@ impl Store {
             .bind(range.to_seq)
             .bind(range.from_local_time)
             .bind(range.to_local_time)
-            .fetch_one(self.pool())
+            .fetch_one(self.sqlite()?.pool())
             .await?;
         if count > max_events {
             return Ok(ReplayOutcome::TooMany(count));
@@ -273,7 +273,7 @@ impl Store {
         let mut cursor = 0_i64;
         let (mut events, mut events_created) = (0_u64, 0_u64);
         loop {
-            let mut tx = self.begin().await?;
+            let mut tx = self.sqlite()?.begin().await?;
             let Some(endpoint_id) =
                 sqlx::query_scalar::<_, i64>("SELECT id FROM webhook_endpoints WHERE uid = $1 AND deleted_at IS NULL")
                     .bind(endpoint_uid)
@@ -338,7 +338,7 @@ const UPSERT_REPLAY_DELIVERIES: &str = concat!(
 INSERT INTO webhook_deliveries (event_row, endpoint_id, next_attempt_at, created_at, updated_at, trigger_kind)
 SELECT e.id, $1, $2, $2, $2, 'replay'
 FROM ",
-    list_rows!("$3", "j"),
+    sqlite_list_rows!("$3", "j"),
     " JOIN webhook_events AS e ON e.event_id = j.value
 WHERE true
 ORDER BY j.key
@@ -384,7 +384,7 @@ async fn replay_chunk(
     let ids_json = list_param(&event_ids);
     let existing: HashSet<String> = sqlx::query_scalar(concat!(
         "SELECT j.value FROM ",
-        list_rows!("$1", "j"),
+        sqlite_list_rows!("$1", "j"),
         " WHERE EXISTS (SELECT 1 FROM webhook_events WHERE event_id = j.value)"
     ))
     .bind(&ids_json)
@@ -461,7 +461,7 @@ impl Store {
         .bind(device_sn)
         .bind(limit)
         .bind(before_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?)
     }
 }

@@ -13,7 +13,7 @@ use sqlx::{FromRow, Row};
 
 use adms_model::DeliveryState;
 
-use crate::sql::list_param;
+use crate::backend::sqlite_fns::list_param;
 use crate::{Store, StoreError, now_micros};
 
 /// A webhook endpoint as stored (secrets are never part of it).
@@ -280,9 +280,9 @@ const BATCH_CANDIDATES: &str = concat!(
 /// Claims the chosen units: deliveries by id (`$4`, JSON array) and whole batches (`$5`).
 const CLAIM_UNITS: &str = claim_update!(concat!(
     "WHERE state = 'pending' AND (",
-    in_list!("id", "$4"),
+    sqlite_in_list!("id", "$4"),
     " OR ",
-    in_list!("batch_row", "$5"),
+    sqlite_in_list!("batch_row", "$5"),
     ")"
 ));
 
@@ -308,7 +308,7 @@ impl Store {
         secret: &str,
     ) -> Result<Endpoint, StoreError> {
         let now = now_micros();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_endpoints (uid, url, description, event_types, source, timeout_ms, batch_max, ordered, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
@@ -332,20 +332,22 @@ impl Store {
 
     /// Live (not deleted) endpoints, oldest first.
     pub async fn list_endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
-        Ok(sqlx::query_as(endpoint_select!("WHERE deleted_at IS NULL ORDER BY id")).fetch_all(self.pool()).await?)
+        Ok(sqlx::query_as(endpoint_select!("WHERE deleted_at IS NULL ORDER BY id"))
+            .fetch_all(self.sqlite()?.pool())
+            .await?)
     }
 
     pub async fn endpoint_by_uid(&self, uid: &str) -> Result<Option<Endpoint>, StoreError> {
         Ok(sqlx::query_as(endpoint_select!("WHERE uid = $1 AND deleted_at IS NULL"))
             .bind(uid)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.sqlite()?.pool())
             .await?)
     }
 
     /// The endpoint managed by `ADMS_WEBHOOK_URL`, if any.
     pub async fn env_endpoint(&self) -> Result<Option<Endpoint>, StoreError> {
         Ok(sqlx::query_as(endpoint_select!("WHERE source = 'env' AND deleted_at IS NULL ORDER BY id LIMIT 1"))
-            .fetch_optional(self.pool())
+            .fetch_optional(self.sqlite()?.pool())
             .await?)
     }
 
@@ -363,7 +365,7 @@ impl Store {
         .bind(settings.ordered)
         .bind(now_micros())
         .bind(uid)
-        .execute(self.pool())
+        .execute(self.sqlite()?.pool())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -372,7 +374,7 @@ impl Store {
     /// deliveries due at once.
     pub async fn set_endpoint_paused(&self, uid: &str, reason: Option<&str>) -> Result<bool, StoreError> {
         let now = now_micros();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let done = sqlx::query(
             "UPDATE webhook_endpoints SET paused_reason = $1, updated_at = $2 WHERE uid = $3 AND deleted_at IS NULL",
         )
@@ -399,7 +401,7 @@ impl Store {
     /// history stays.
     pub async fn delete_endpoint(&self, uid: &str) -> Result<bool, StoreError> {
         let now = now_micros();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
             "UPDATE webhook_endpoints SET deleted_at = $1, updated_at = $2 WHERE uid = $3 AND deleted_at IS NULL RETURNING id",
         )
@@ -429,7 +431,7 @@ impl Store {
              WHERE ep.uid = $1 AND s.expires_at IS NULL ORDER BY s.id DESC",
         )
         .bind(uid)
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?)
     }
 
@@ -440,7 +442,7 @@ impl Store {
             "SELECT s.id, ep.uid AS endpoint_uid, s.secret FROM webhook_secrets AS s \
              JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id ORDER BY s.id",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?)
     }
 
@@ -451,7 +453,7 @@ impl Store {
             .bind(new)
             .bind(id)
             .bind(old)
-            .execute(self.pool())
+            .execute(self.sqlite()?.pool())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -465,7 +467,7 @@ impl Store {
         old_valid_until: i64,
     ) -> Result<bool, StoreError> {
         let now = now_micros();
-        let mut tx = self.begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let Some(id) =
             sqlx::query_scalar::<_, i64>("SELECT id FROM webhook_endpoints WHERE uid = $1 AND deleted_at IS NULL")
                 .bind(uid)
@@ -499,7 +501,7 @@ impl Store {
         lease: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let mut tx = self.begin_delivery().await?;
+        let mut tx = self.sqlite()?.begin_delivery().await?;
         let batching: bool = sqlx::query_scalar(ANY_BATCHING).fetch_one(&mut *tx).await?;
         let claimed = if batching {
             form_batches(&mut tx, now, limit).await?;
@@ -533,7 +535,7 @@ impl Store {
             "SELECT d.id, e.event_id, e.body, e.created_at, ep.id, ep.uid, ep.url, ep.timeout_ms, d.batch_row \
              FROM webhook_deliveries AS d \
              JOIN webhook_events AS e ON e.id = d.event_row JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id WHERE ",
-            in_list!("d.id", "$1"),
+            sqlite_in_list!("d.id", "$1"),
             " ORDER BY d.batch_row, e.device_id, e.seq, e.id"
         ))
         .bind(&ids_json)
@@ -542,7 +544,7 @@ impl Store {
         let secrets: Vec<(i64, String)> = sqlx::query_as(concat!(
             "SELECT endpoint_id, secret FROM webhook_secrets \
              WHERE endpoint_id IN (SELECT d.endpoint_id FROM webhook_deliveries AS d WHERE ",
-            in_list!("d.id", "$1"),
+            sqlite_in_list!("d.id", "$1"),
             ") \
                AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC"
         ))
@@ -595,7 +597,7 @@ impl Store {
                 (c.delivery_id, c.lease_token, state, next_attempt_at, c.http_status, c.error.as_deref(), succeeded_at)
             })
             .collect();
-        let mut tx = self.begin_delivery().await?;
+        let mut tx = self.sqlite()?.begin_delivery().await?;
         // Fenced: only the holder of the current lease token moves the delivery.
         let applied: Vec<(i64, i64)> = sqlx::query_as(
             "UPDATE webhook_deliveries AS d SET state = j.value ->> 2, \
@@ -685,7 +687,7 @@ impl Store {
     /// Returns deliveries whose lease ran out to the queue (due now), recording a
     /// `lease_expired` attempt for each. Returns how many.
     pub async fn expire_leases(&self, now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.begin_delivery().await?;
+        let mut tx = self.sqlite()?.begin_delivery().await?;
         let expired: Vec<(i64, i64, i64, Option<String>)> = sqlx::query_as(
             "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, lease_owner = NULL, \
                     lease_expires_at = NULL, last_error = 'lease expired', updated_at = $1 \
@@ -720,7 +722,7 @@ impl Store {
              JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
              WHERE d.state = 'pending' AND ep.paused_reason IS NULL AND ep.deleted_at IS NULL",
         )
-        .fetch_one(self.pool())
+        .fetch_one(self.sqlite()?.pool())
         .await?)
     }
 
@@ -745,7 +747,7 @@ impl Store {
         .bind(state)
         .bind(limit)
         .bind(before_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?)
     }
 
@@ -763,7 +765,7 @@ impl Store {
              WHERE ep.deleted_at IS NULL GROUP BY ep.id ORDER BY ep.id",
         )
         .bind(now)
-        .fetch_all(self.pool())
+        .fetch_all(self.sqlite()?.pool())
         .await?)
     }
 }

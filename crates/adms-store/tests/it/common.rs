@@ -1,10 +1,84 @@
-//! What every store story starts from: a store on a fresh SQLite file, sealed as every server
-//! with a database file runs it (so each story also reads and writes through the seal).
+//! What every store story starts from: a store on a fresh SQLite file or a fresh PostgreSQL
+//! database, sealed as every server with a database runs it (so each story also reads and
+//! writes through the seal).
+//!
+//! A story written for both engines is an `async fn story(engine: Engine)` opening its store
+//! with [`fresh`], listed in [`on_both_engines!`], which makes one test per engine.
 
+use std::ops::Deref;
 use std::path::PathBuf;
 
+pub use adms_store::Engine;
+use adms_store::testing::FreshDatabase;
 use adms_store::{BiometricTemplate, Store, StoreOptions, UserRow};
 use adms_vault::{IndexKey, SecretKey, Vault};
+
+/// One test per engine for each story: `on_both_engines!(story_a, story_b);` makes the modules
+/// `story_a` and `story_b`, each with the tests `sqlite` and `postgres`.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($story:ident),+ $(,)?) => {
+        $(
+            mod $story {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$story($crate::common::Engine::Sqlite).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$story($crate::common::Engine::Postgres).await
+                }
+            }
+        )+
+    };
+}
+
+/// A sealed store for one story, with what keeps its database alive.
+pub struct TestStore {
+    store: Store,
+    _place: Place,
+}
+
+#[allow(dead_code)]
+enum Place {
+    File(tempfile::TempDir),
+    Database(FreshDatabase),
+}
+
+impl Deref for TestStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl TestStore {
+    /// Another handle to the same database, as a second process would open it (its own pools
+    /// and punch writer), sealed with the same keys.
+    #[allow(dead_code)]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// A sealed store on a fresh database of `engine`.
+pub async fn fresh(engine: Engine) -> TestStore {
+    match engine {
+        Engine::Sqlite => {
+            let (dir, store) = open("story.db").await;
+            TestStore { store, _place: Place::File(dir) }
+        }
+        Engine::Postgres => {
+            let database = FreshDatabase::create().await;
+            let options = StoreOptions { max_connections: 4, ..StoreOptions::default() };
+            let store = Store::open(database.url(), options).await.expect("open");
+            store
+                .seal_with(Vault::new(SecretKey::generate(), IndexKey::generate()))
+                .expect("a fresh store has no vault");
+            TestStore { store, _place: Place::Database(database) }
+        }
+    }
+}
 
 /// A sealed store on `file` (a path relative to a new temporary folder, which the caller keeps
 /// alive), with the file's path.

@@ -173,7 +173,9 @@ fn migration_folders_agree() {
         }
         folders.push((engine.file_name().into_string().unwrap(), names));
     }
-    assert!(folders.iter().any(|(engine, _)| engine == "sqlite"), "{folders:?}");
+    for engine in ["sqlite", "postgres"] {
+        assert!(folders.iter().any(|(name, _)| name == engine), "no {engine} folder: {folders:?}");
+    }
     for (engine, names) in &folders {
         assert_eq!(names, &folders[0].1, "{engine} and {} differ", folders[0].0);
     }

@@ -1,0 +1,226 @@
+//! The two database engines behind [`Store`](crate::Store), and the macros that let a store
+//! method be written once for both.
+//!
+//! [`Db`] is a closed enum: `Sqlite` (the embedded default) or `Postgres`. Callers keep one
+//! concrete `Store`; nothing generic or `dyn` leaks out of the crate.
+//!
+//! A method body that reads the same on both engines is written once, inside [`on_db!`]:
+//!
+//! ```ignore
+//! on_db!(self, db => {
+//!     Ok(sqlx::query_scalar("SELECT count(*) FROM devices").fetch_one(db.pool()).await?)
+//! })
+//! ```
+//!
+//! The macro expands the body twice, once per engine, with `db` bound to that engine's
+//! [`SqliteDb`] or [`PgDb`] (same method names: `pool()`, `begin()`, `begin_delivery()`), so the
+//! body type-checks against each driver's concrete types. Inside the body the per-dialect SQL
+//! fragments resolve to that engine's text: `in_list!`, `list_rows!`, `upsert_ignore!`… (see
+//! [`sqlite_dialect!`] and [`postgres_dialect!`]), and `dialect::` names that engine's helpers
+//! (the functions written once with [`dual!`], and `list_param`).
+//!
+//! Functions that run inside a caller's transaction (`&mut Connection`) are written once inside
+//! [`dual!`], which compiles them into a `sqlite` and a `postgres` module; [`sqlite_fns`] and
+//! [`postgres_fns`] gather those modules so a body can call `dialect::insert_event_in(..)`.
+//!
+//! What cannot be shared (the punch writer, outbox claims, wake-ups) is written per engine in
+//! its own module and chosen with a plain `match` on [`Db`].
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+
+use crate::StoreError;
+
+/// The engine a store runs on, with its pools.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Sqlite(SqliteDb),
+    Postgres(PgDb),
+}
+
+/// SQLite: one pool for readers and short writers (`BEGIN IMMEDIATE`), one without fsync per
+/// commit for delivery bookkeeping (see `Store::open`).
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteDb {
+    pub(crate) pool: SqlitePool,
+    pub(crate) delivery_pool: SqlitePool,
+}
+
+impl SqliteDb {
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// A write transaction: `BEGIN IMMEDIATE` takes SQLite's write lock up front, so a
+    /// transaction that reads then writes never fails half-way on a lock upgrade.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// A write transaction for delivery bookkeeping (no fsync per commit).
+    pub(crate) async fn begin_delivery(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.delivery_pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// PostgreSQL: one pool. Concurrency is the engine's (row locks, `SKIP LOCKED`, conditional
+/// updates), never a table lock.
+#[derive(Debug, Clone)]
+pub(crate) struct PgDb {
+    pub(crate) pool: PgPool,
+}
+
+impl PgDb {
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A read-committed transaction.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// A transaction for delivery bookkeeping whose commit does not wait for the WAL flush
+    /// (`synchronous_commit = off`, this transaction only): as on SQLite, the worst a power
+    /// loss does is send a webhook again under its same id.
+    pub(crate) async fn begin_delivery(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+        Ok(tx)
+    }
+}
+
+/// How long a PostgreSQL statement may wait for a connection from the pool.
+pub(crate) const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The SQLite text of the per-dialect fragments and the `dialect` helpers. `$d` is a literal
+/// `$` (macro-generated macros need it passed in).
+macro_rules! sqlite_dialect {
+    ($d:tt) => {
+        /// `column IN (the list bound as parameter $n)`: a JSON array read by `json_each`
+        /// (SQLite has no array parameter); bind it with `dialect::list_param`.
+        #[allow(unused_macros)]
+        macro_rules! in_list {
+                                    ($d column:literal, $d param:literal) => {
+                                        concat!($d column, " IN (SELECT value FROM json_each(", $d param, "))")
+                                    };
+                                }
+        /// The list bound as parameter `$n` as a table `alias (key, value)`: `key` is the
+        /// element's place in the list (for `ORDER BY`).
+        #[allow(unused_macros)]
+        macro_rules! list_rows {
+                                    ($d param:literal, $d alias:literal) => {
+                                        concat!("json_each(", $d param, ") AS ", $d alias)
+                                    };
+                                }
+        /// Locks the rows a `SELECT` read until the transaction ends: nothing on SQLite, whose
+        /// write transactions (`BEGIN IMMEDIATE`) hold the whole database.
+        #[allow(unused_macros)]
+        macro_rules! for_update {
+            () => {
+                ""
+            };
+        }
+        #[allow(unused_imports)]
+        use $crate::backend::sqlite_fns as dialect;
+    };
+}
+
+/// The PostgreSQL text of the per-dialect fragments (see [`sqlite_dialect!`]).
+macro_rules! postgres_dialect {
+    ($d:tt) => {
+        /// `column = ANY(the array bound as parameter $n)`.
+        #[allow(unused_macros)]
+        macro_rules! in_list {
+                                    ($d column:literal, $d param:literal) => {
+                                        concat!($d column, " = ANY(", $d param, ")")
+                                    };
+                                }
+        /// The array bound as parameter `$n` as a table `alias (value, key)`, `key` counting
+        /// from 1 in list order.
+        #[allow(unused_macros)]
+        macro_rules! list_rows {
+                                    ($d param:literal, $d alias:literal) => {
+                                        concat!("unnest(", $d param, ") WITH ORDINALITY AS ", $d alias, " (value, key)")
+                                    };
+                                }
+        /// Locks the rows a `SELECT` read until the transaction ends.
+        #[allow(unused_macros)]
+        macro_rules! for_update {
+            () => {
+                " FOR UPDATE"
+            };
+        }
+        #[allow(unused_imports)]
+        use $crate::backend::postgres_fns as dialect;
+    };
+}
+
+/// Runs `$body` with `$db` bound to the store's engine (see the module documentation).
+macro_rules! on_db {
+    ($store:expr, $db:ident => $body:expr) => {
+        match $store.db() {
+            $crate::backend::Db::Sqlite($db) => {
+                sqlite_dialect!($);
+                $body
+            }
+            $crate::backend::Db::Postgres($db) => {
+                postgres_dialect!($);
+                $body
+            }
+        }
+    };
+}
+
+/// Compiles the items once per engine, into modules `sqlite` and `postgres` of the module it is
+/// used in, each with its dialect's fragments and `Db`/`Conn` naming its driver's database and
+/// connection types. Register the modules in [`sqlite_fns`] / [`postgres_fns`].
+macro_rules! dual {
+    ($($item:item)*) => {
+        pub(crate) mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(dead_code)]
+            pub(crate) type Db = sqlx::Sqlite;
+            #[allow(dead_code)]
+            pub(crate) type Conn = sqlx::SqliteConnection;
+            sqlite_dialect!($);
+            $($item)*
+        }
+        pub(crate) mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(dead_code)]
+            pub(crate) type Db = sqlx::Postgres;
+            #[allow(dead_code)]
+            pub(crate) type Conn = sqlx::PgConnection;
+            postgres_dialect!($);
+            $($item)*
+        }
+    };
+}
+
+/// SQLite's helpers, as `dialect::` in an [`on_db!`] body.
+pub(crate) mod sqlite_fns {
+    pub(crate) use crate::device_events::sqlite::insert_event_in;
+    pub(crate) use crate::punches::sqlite::insert_rejected;
+
+    /// The value to bind for an `in_list!`/`list_rows!` parameter: a JSON array.
+    pub(crate) fn list_param<T: serde::Serialize>(values: &[T]) -> String {
+        // A slice of numbers or strings always serialises.
+        serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+/// PostgreSQL's helpers, as `dialect::` in an [`on_db!`] body.
+pub(crate) mod postgres_fns {
+    pub(crate) use crate::device_events::postgres::insert_event_in;
+    pub(crate) use crate::punches::postgres::insert_rejected;
+
+    /// The value to bind for an `in_list!`/`list_rows!` parameter: an array.
+    pub(crate) fn list_param<T: Clone>(values: &[T]) -> Vec<T> {
+        values.to_vec()
+    }
+}

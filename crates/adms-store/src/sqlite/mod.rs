@@ -1,0 +1,3 @@
+//! What only SQLite needs: its side of the paths whose concurrency design is per engine.
+
+pub(crate) mod punch_writer;
