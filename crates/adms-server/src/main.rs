@@ -18,7 +18,8 @@ struct Cli {
     /// TOML configuration file (every key is optional).
     #[arg(long, global = true, env = "ADMS_CONFIG")]
     config: Option<PathBuf>,
-    /// Database URL (`sqlite://PATH`).
+    /// Database URL: `sqlite://PATH` (the default, created if missing) or
+    /// `postgres://USER@HOST/DB` (the database must exist; needs ADMS_SECRET_KEY).
     #[arg(long, global = true, env = "ADMS_DATABASE_URL")]
     database_url: Option<String>,
     #[command(subcommand)]
@@ -57,6 +58,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SecretsAction {
+    /// Print a new random master key (base64 of 32 bytes), for ADMS_SECRET_KEY.
+    GenerateKey,
     /// Re-seal every stored signing secret under a new master key. Stop every adms-bridge
     /// process on the database first, then start them with the new key as ADMS_SECRET_KEY. The
     /// current key is ADMS_SECRET_KEY (unset: the secrets are stored unencrypted). Safe to run
@@ -179,6 +182,9 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             store.close().await;
+        }
+        Command::Secrets { action: SecretsAction::GenerateKey } => {
+            println!("{}", adms_webhooks::SecretKey::generate().to_base64());
         }
         Command::Secrets { action: SecretsAction::Rekey { new_key } } => {
             config.validate()?;
