@@ -64,7 +64,7 @@ pub use commands::{
 };
 pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
 pub use devices::{Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
-pub use error::StoreError;
+pub use error::{ErrorKind, StoreError};
 pub use migrate_data::MigrationReport;
 pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored};
 pub use queries::{

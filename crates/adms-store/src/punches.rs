@@ -80,7 +80,7 @@ pub struct PunchBatch {
 
 struct Job {
     batch: PunchBatch,
-    done: oneshot::Sender<Result<Stored, String>>,
+    done: oneshot::Sender<Result<Stored, StoreError>>,
 }
 
 /// What storing a batch did, beyond making its punches durable.
@@ -128,7 +128,7 @@ impl PunchWriter {
         self.tx.send(Job { batch, done }).await.map_err(|_| StoreError::WriterStopped)?;
         match wait.await {
             Ok(Ok(stored)) => Ok(stored),
-            Ok(Err(message)) => Err(StoreError::Conflict(message)),
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(StoreError::WriterStopped),
         }
     }
@@ -194,7 +194,7 @@ async fn run(mut writer: GroupWriter, mut rx: mpsc::Receiver<Job>, vault: Arc<On
                     let result = writer.commit(sealer, &[&job.batch]).await;
                     let result = result.map(|(_, made_events)| Stored { made_events }).map_err(|e| {
                         tracing::error!(device_id = job.batch.device_id, error = %e, "punch batch failed");
-                        e.to_string()
+                        e
                     });
                     let _ = job.done.send(result);
                 }

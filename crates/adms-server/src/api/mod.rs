@@ -22,6 +22,7 @@ mod transactions;
 mod users;
 mod webhooks;
 
+use adms_store::{ErrorKind, StoreError};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -181,16 +182,41 @@ impl IntoResponse for ApiError {
                 response.extensions_mut().insert(crate::limits::Explained);
                 return response;
             }
-            ApiError::Store(error) => {
-                tracing::error!(%error, "API storage error");
-                (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": "Storage unavailable, retry later." }))
-            }
+            // The store's errors are answered by their kind, here and nowhere else; a route that
+            // has a better word for one (a DRF message) maps it before it gets here.
+            ApiError::Store(error) => match error.kind() {
+                ErrorKind::NotFound => (StatusCode::NOT_FOUND, json!({ "detail": "Not found." })),
+                ErrorKind::Conflict => {
+                    tracing::info!(%error, "API request conflicts with the stored state");
+                    (StatusCode::CONFLICT, json!({ "detail": store_detail(&error, "It conflicts with stored data.") }))
+                }
+                ErrorKind::Invalid => {
+                    tracing::info!(%error, "API request refused by the store");
+                    (
+                        StatusCode::BAD_REQUEST,
+                        json!({ "detail": store_detail(&error, "It breaks a rule of the stored data.") }),
+                    )
+                }
+                ErrorKind::Unavailable => {
+                    tracing::error!(%error, "API storage error");
+                    (StatusCode::SERVICE_UNAVAILABLE, json!({ "detail": "Storage unavailable, retry later." }))
+                }
+            },
             ApiError::Internal(error) => {
                 tracing::error!(%error, "API internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({ "detail": "A server error occurred." }))
             }
         };
         (status, axum::Json(body)).into_response()
+    }
+}
+
+/// What a client is told about a store error: the store's own words, but never the database's
+/// (they name tables and constraints).
+fn store_detail(error: &StoreError, database: &'static str) -> String {
+    match error {
+        StoreError::Database(_) => database.to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -235,4 +261,30 @@ async fn docs(State(state): State<SharedState>, headers: HeaderMap) -> Result<Re
             .into_response());
     }
     Ok(Html(openapi::documents(&state)?.docs_page.as_ref().to_owned()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(error: StoreError) -> (StatusCode, serde_json::Value) {
+        let response = ApiError::Store(error).into_response();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    /// Every store error reaches a client by its kind: not every one as 503.
+    #[tokio::test]
+    async fn store_errors_are_answered_by_their_kind() {
+        assert_eq!(answer(StoreError::NotFound).await.0, StatusCode::NOT_FOUND);
+        let (status, body) = answer(StoreError::Conflict("only a queued command can be cancelled".into())).await;
+        assert_eq!(
+            (status, body["detail"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict: only a queued command can be cancelled"))
+        );
+        assert_eq!(answer(StoreError::Invalid("no such area".into())).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(answer(StoreError::WriterStopped).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer(StoreError::Database(sqlx::Error::PoolTimedOut)).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

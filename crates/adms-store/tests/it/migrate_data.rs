@@ -3,9 +3,7 @@
 use adms_protocol::DeviceCommand;
 use adms_store::testing::FreshDatabase;
 use adms_store::webhooks::EndpointSettings;
-use adms_store::{
-    Approval, NewCommand, NewDevice, NewPunch, Page, PunchBatch, Store, StoreOptions, TransactionFilter,
-};
+use adms_store::{Approval, NewCommand, NewDevice, NewPunch, Page, PunchBatch, Store, StoreOptions, TransactionFilter};
 use adms_vault::{IndexKey, SecretKey, Vault};
 
 fn punch(pin: &str, minute: u32) -> NewPunch {
@@ -41,9 +39,8 @@ const ALL: Page = Page { offset: 0, limit: 100_000 };
 async fn a_bridge_moves_to_postgres_with_ids_seq_and_sealed_values_intact_and_a_second_run_adds_only_new_rows() {
     let vault = Vault::new(SecretKey::generate(), IndexKey::generate());
     let dir = tempfile::tempdir().unwrap();
-    let source = Store::open(&format!("sqlite://{}/bridge.db", dir.path().display()), StoreOptions::default())
-        .await
-        .unwrap();
+    let source =
+        Store::open(&format!("sqlite://{}/bridge.db", dir.path().display()), StoreOptions::default()).await.unwrap();
     source.seal_with(vault.clone()).unwrap();
 
     let approved = NewDevice { sn: "A1", approval: Some(Approval::Approved), ..Default::default() };
@@ -79,9 +76,8 @@ async fn a_bridge_moves_to_postgres_with_ids_seq_and_sealed_values_intact_and_a_
     source.upsert_user("erp", "hash").await.unwrap();
 
     let database = FreshDatabase::create().await;
-    let target = Store::open(database.url(), StoreOptions { max_connections: 4, ..StoreOptions::default() })
-        .await
-        .unwrap();
+    let target =
+        Store::open(database.url(), StoreOptions { max_connections: 4, ..StoreOptions::default() }).await.unwrap();
     target.seal_with(vault.clone()).unwrap();
     let mut heard = Vec::new();
     let report = source.migrate_data_to(&target, |table, rows| heard.push((table.to_owned(), rows))).await.unwrap();
@@ -93,7 +89,10 @@ async fn a_bridge_moves_to_postgres_with_ids_seq_and_sealed_values_intact_and_a_
 
     // The same answers from both: ids, seq, events, sealed command text.
     let filter = TransactionFilter::default();
-    assert_eq!(source.list_transactions(&filter, ALL).await.unwrap(), target.list_transactions(&filter, ALL).await.unwrap());
+    assert_eq!(
+        source.list_transactions(&filter, ALL).await.unwrap(),
+        target.list_transactions(&filter, ALL).await.unwrap()
+    );
     assert_eq!(source.device_by_sn("B2").await.unwrap(), target.device_by_sn("B2").await.unwrap());
     let copied = target.command(queued[0].id).await.unwrap().expect("the command is there");
     assert_eq!(copied.command, "SET OPTION Delay=30", "sealed under the same key, and still opening");
