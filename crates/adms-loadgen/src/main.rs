@@ -42,6 +42,13 @@ struct Cli {
     /// Concurrent connections.
     #[arg(long, global = true, default_value_t = 16)]
     conns: usize,
+    /// The database engine of the server (a fresh database per scenario).
+    #[arg(long, global = true, value_enum, default_value_t = scenarios::Engine::Sqlite)]
+    engine: scenarios::Engine,
+    /// The `Stamp` of ATTLOG uploads: `fixed` (9999) or `changing` (new on every upload, as
+    /// real terminals send).
+    #[arg(long, global = true, value_enum, default_value_t = scenarios::StampMode::Fixed)]
+    stamp: scenarios::StampMode,
     #[command(subcommand)]
     command: Scenario,
 }
@@ -115,7 +122,13 @@ fn main() -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("adms-bridge"),
     };
     anyhow::ensure!(server_bin.is_file(), "no server binary at {} (build adms-server first)", server_bin.display());
-    let run = scenarios::Run { server_bin, duration: Duration::from_secs(cli.seconds), conns: cli.conns };
+    let run = scenarios::Run {
+        server_bin,
+        duration: Duration::from_secs(cli.seconds),
+        conns: cli.conns,
+        engine: cli.engine,
+        stamp: cli.stamp,
+    };
     runtime.block_on(async move {
         match cli.command {
             Scenario::Ingest { lines, webhook_endpoints } => {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use adms_store::{Approval, NewDevice, NewPunch, PunchBatch, Store, StoreOptions};
 use anyhow::{Context, bail, ensure};
+use std::str::FromStr;
+
 use sqlx::ConnectOptions;
 
 use crate::http::{self, Connection};
@@ -20,6 +22,74 @@ pub struct Run {
     pub server_bin: PathBuf,
     pub duration: Duration,
     pub conns: usize,
+    /// The database engine the server (and `limit`) run on.
+    pub engine: Engine,
+    /// The `Stamp` ATTLOG uploads carry.
+    pub stamp: StampMode,
+}
+
+/// The database engine of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// A fresh SQLite file per scenario.
+    Sqlite,
+    /// A fresh PostgreSQL database per scenario, on the server `ADMS_TEST_POSTGRES_URL` names
+    /// (default `postgres://postgres@127.0.0.1:5432/postgres`), default settings.
+    Postgres,
+}
+
+/// What `Stamp` ATTLOG uploads carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StampMode {
+    /// `Stamp=9999` on every upload (the server has nothing to record).
+    Fixed,
+    /// A new stamp on every upload, as real terminals send (the server records it with the punches).
+    Changing,
+}
+
+/// The database of one scenario.
+pub(crate) struct BenchDatabase {
+    url: String,
+    /// The master key a PostgreSQL server needs (a SQLite one generates its own file).
+    secret_key: Option<String>,
+    _postgres: Option<adms_store::testing::FreshDatabase>,
+}
+
+impl BenchDatabase {
+    /// A fresh database of `engine`; a SQLite one is `dir/name`.
+    pub(crate) async fn create(engine: Engine, dir: &Path, name: &str) -> anyhow::Result<BenchDatabase> {
+        Ok(match engine {
+            Engine::Sqlite => BenchDatabase {
+                url: format!("sqlite://{}", dir.join(name).display()),
+                secret_key: None,
+                _postgres: None,
+            },
+            Engine::Postgres => {
+                let database = adms_store::testing::FreshDatabase::create().await;
+                BenchDatabase {
+                    url: database.url().to_owned(),
+                    secret_key: Some(adms_vault::SecretKey::generate().to_base64()),
+                    _postgres: Some(database),
+                }
+            }
+        })
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The punches stored.
+    async fn count_punches(&self) -> anyhow::Result<u64> {
+        let n: i64 = if let Some(path) = self.url.strip_prefix("sqlite://") {
+            let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true).connect().await?;
+            sqlx::query_scalar("SELECT COUNT(*) FROM punches").fetch_one(&mut conn).await?
+        } else {
+            let mut conn = sqlx::postgres::PgConnectOptions::from_str(&self.url)?.connect().await?;
+            sqlx::query_scalar("SELECT COUNT(*) FROM punches").fetch_one(&mut conn).await?
+        };
+        Ok(u64::try_from(n)?)
+    }
 }
 
 /// One measured figure.
@@ -68,11 +138,13 @@ impl Run {
     /// deliveries are sent meanwhile, on the same two cores.
     pub async fn ingest_with_endpoints(&self, lines: usize, endpoints: usize) -> anyhow::Result<Figure> {
         let dir = tempfile::tempdir()?;
+        let database = BenchDatabase::create(self.engine, dir.path(), "bench.db").await?;
         if endpoints > 0 {
-            crate::webhooks::prepare_receiver_and_database(dir.path(), endpoints).await?;
+            crate::webhooks::prepare_receiver_and_database(&database, endpoints).await?;
         }
-        let server = ServerProcess::start(&self.server_bin, dir.path())?;
+        let server = ServerProcess::start(&self.server_bin, &database)?;
         let addr = Arc::new(server.addr.clone());
+        let stamp = self.stamp;
         let clock = Clock::new(self.warm_up(), self.duration);
         let mut tasks = Vec::new();
         for device in 0..self.conns {
@@ -84,7 +156,8 @@ impl Run {
                 http::get(&mut request, &addr, &format!("/iclock/cdata?SN={sn}&options=all&pushver=2.4.1"));
                 let r = conn.send(&request).await?;
                 ensure!(r.status == 200, "handshake answered {}", r.status);
-                let path = format!("/iclock/cdata?SN={sn}&table=ATTLOG&Stamp=9999");
+                let fixed_path = format!("/iclock/cdata?SN={sn}&table=ATTLOG&Stamp=9999");
+                let mut path = fixed_path.clone();
                 let expected = format!("OK: {lines}");
                 let mut body = Vec::with_capacity(lines * 40);
                 let mut next_punch = 0u64;
@@ -94,6 +167,11 @@ impl Run {
                     for _ in 0..lines {
                         attlog_line(&mut body, next_punch);
                         next_punch += 1;
+                    }
+                    if stamp == StampMode::Changing {
+                        // What the terminal's log position would say: new with every upload.
+                        path.clear();
+                        path.push_str(&format!("/iclock/cdata?SN={sn}&table=ATTLOG&Stamp={}", 100_000 + next_punch));
                     }
                     http::post(&mut request, &addr, &path, &body);
                     let r = conn.send(&request).await?;
@@ -112,13 +190,21 @@ impl Run {
             }));
         }
         let tally = join(tasks).await?;
-        let db = server.stop()?;
-        let name = if endpoints == 0 {
-            format!("ingest, {lines}-line uploads, {} conns", self.conns)
-        } else {
-            format!("ingest + {endpoints} webhook endpoint(s), {lines}-line uploads, {} conns", self.conns)
+        server.stop()?;
+        let engine = match self.engine {
+            Engine::Sqlite => "SQLite",
+            Engine::Postgres => "PostgreSQL",
         };
-        self.punches_figure(name, tally, &db).await
+        let stamp = match self.stamp {
+            StampMode::Fixed => "",
+            StampMode::Changing => ", new stamps",
+        };
+        let name = if endpoints == 0 {
+            format!("ingest ({engine}), {lines}-line uploads{stamp}, {} conns", self.conns)
+        } else {
+            format!("ingest ({engine}) + {endpoints} webhook endpoint(s), {lines}-line uploads{stamp}, {} conns", self.conns)
+        };
+        self.punches_figure(name, tally, &database).await
     }
 
     /// The same rows straight into the same schema through adms-store, no HTTP: `writers` tasks
@@ -126,8 +212,8 @@ impl Run {
     /// every batch is its own transaction; with more, the store's group commit may merge them.
     pub async fn limit(&self, rows_per_tx: usize, writers: usize) -> anyhow::Result<Figure> {
         let dir = tempfile::tempdir()?;
-        let url = format!("sqlite://{}/limit.db", dir.path().display());
-        let store = Store::open(&url, StoreOptions::default()).await?;
+        let database = BenchDatabase::create(self.engine, dir.path(), "limit.db").await?;
+        let store = Store::open(database.url(), StoreOptions::default()).await?;
         let clock = Clock::new(self.warm_up(), self.duration);
         let mut tasks = Vec::new();
         for w in 0..writers {
@@ -165,7 +251,7 @@ impl Run {
         let tally = join(tasks).await?;
         store.close().await;
         let name = format!("limit: adms-store, {rows_per_tx}-row batches, {writers} writer(s)");
-        self.punches_figure(name, tally, &dir.path().join("limit.db")).await
+        self.punches_figure(name, tally, &database).await
     }
 
     /// What SQLite alone commits in groups shaped like 1-line uploads from `devices` devices: one
@@ -194,13 +280,14 @@ impl Run {
         let clock = Clock::new(self.warm_up(), self.duration);
         let path = db.clone();
         let tally = tokio::task::spawn_blocking(move || commit_in_one_thread(&path, &device_ids, clock)).await??;
-        self.punches_figure(format!("floor: SQLite alone, {devices} devices x 1 punch per commit"), tally, &db).await
+        let database = BenchDatabase::create(Engine::Sqlite, dir.path(), "floor.db").await?;
+        self.punches_figure(format!("floor: SQLite alone, {devices} devices x 1 punch per commit"), tally, &database).await
     }
 
     /// The punches/s figure of a run that acknowledged `tally` punches, after checking that the
     /// database at `db` holds exactly those (the run fails otherwise).
-    async fn punches_figure(&self, name: String, tally: Tally, db: &Path) -> anyhow::Result<Figure> {
-        let stored = count_punches(db).await?;
+    async fn punches_figure(&self, name: String, tally: Tally, db: &BenchDatabase) -> anyhow::Result<Figure> {
+        let stored = db.count_punches().await?;
         ensure!(stored == tally.total, "{name}: acknowledged {} punches but {stored} are stored", tally.total);
         Ok(Figure {
             name,
@@ -214,7 +301,8 @@ impl Run {
     /// `GET /iclock/getrequest` from `conns` connections cycling over `devices` SNs.
     pub async fn poll(&self, devices: usize) -> anyhow::Result<Figure> {
         let dir = tempfile::tempdir()?;
-        let server = ServerProcess::start(&self.server_bin, dir.path())?;
+        let database = BenchDatabase::create(self.engine, dir.path(), "bench.db").await?;
+        let server = ServerProcess::start(&self.server_bin, &database)?;
         // First contact registers a device (one commit each); do it before measuring, as a
         // fleet that has been polling for a while would have.
         let mut conn = Connection::open(&server.addr).await?;
@@ -231,10 +319,7 @@ impl Run {
 
     /// The same polls against a handler that does nothing but answer `OK`.
     pub async fn trivial(&self) -> anyhow::Result<Figure> {
-        let server = ServerProcess::spawn(
-            Command::new(std::env::current_exe()?).arg("trivial-server"),
-            Path::new("/nonexistent"),
-        )?;
+        let server = ServerProcess::spawn(Command::new(std::env::current_exe()?).arg("trivial-server"))?;
         let figure = self.drive_polls(&server.addr, 1000, "trivial axum handler").await?;
         server.stop()?;
         Ok(figure)
@@ -474,27 +559,22 @@ fn commit_in_one_thread(db: &Path, device_ids: &[i64], clock: Clock) -> anyhow::
     Ok(tally)
 }
 
-async fn count_punches(db: &Path) -> anyhow::Result<u64> {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await?;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM punches").fetch_one(&mut conn).await?;
-    Ok(u64::try_from(n)?)
-}
-
 /// A server process on 127.0.0.1:0; killed if dropped without `stop`.
 #[derive(Debug)]
 pub(crate) struct ServerProcess {
     child: Child,
     pub(crate) addr: String,
-    db: PathBuf,
 }
 
 impl ServerProcess {
-    pub(crate) fn start(bin: &Path, dir: &Path) -> anyhow::Result<ServerProcess> {
-        let db = dir.join("bench.db");
+    pub(crate) fn start(bin: &Path, database: &BenchDatabase) -> anyhow::Result<ServerProcess> {
         let command = |limit_registrations: bool| {
             let mut cmd = Command::new(bin);
+            if let Some(key) = &database.secret_key {
+                cmd.env("ADMS_SECRET_KEY", key);
+            }
             cmd.args(["serve", "--listen", "127.0.0.1:0"])
-                .env("ADMS_DATABASE_URL", format!("sqlite://{}", db.display()))
+                .env("ADMS_DATABASE_URL", database.url())
                 .env("ADMS_ADMIN_USER", "bench")
                 .env("ADMS_ADMIN_PASSWORD", "bench-password")
                 .env("ADMS_TIME_ZONE", "UTC")
@@ -509,10 +589,10 @@ impl ServerProcess {
         };
         // A baseline binary from before the registration limit refuses the unknown key: it has
         // no limit, so it runs without it.
-        ServerProcess::spawn(&mut command(true), &db).or_else(|_| ServerProcess::spawn(&mut command(false), &db))
+        ServerProcess::spawn(&mut command(true)).or_else(|_| ServerProcess::spawn(&mut command(false)))
     }
 
-    fn spawn(cmd: &mut Command, db: &Path) -> anyhow::Result<ServerProcess> {
+    fn spawn(cmd: &mut Command) -> anyhow::Result<ServerProcess> {
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("spawn server")?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
@@ -520,18 +600,18 @@ impl ServerProcess {
             let _ = child.kill();
             bail!("server printed {line:?} instead of its address");
         };
-        Ok(ServerProcess { addr: addr.to_owned(), child, db: db.to_owned() })
+        Ok(ServerProcess { addr: addr.to_owned(), child })
     }
 
-    /// SIGTERM, wait for a clean exit, and return the database path.
-    pub(crate) fn stop(mut self) -> anyhow::Result<PathBuf> {
+    /// SIGTERM, and wait for a clean exit.
+    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.child.try_wait()?.is_none() {
             ensure!(Instant::now() < deadline, "server did not stop within 30 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(self.db.clone())
+        Ok(())
     }
 }
 

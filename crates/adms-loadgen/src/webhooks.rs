@@ -3,7 +3,6 @@
 //! process that answers 200 at once and notes when each event arrived.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 
 use crate::http::{self, Connection};
+use crate::scenarios::BenchDatabase;
 use crate::scenarios::{Run, ServerProcess, attlog_line};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -61,15 +61,14 @@ async fn start_receiver() -> anyhow::Result<(String, Arc<Arrivals>)> {
 
 /// Starts a receiver and points `endpoints` endpoints at it; the receiver runs until the process
 /// ends.
-pub async fn prepare_receiver_and_database(dir: &Path, endpoints: usize) -> anyhow::Result<()> {
+pub async fn prepare_receiver_and_database(database: &BenchDatabase, endpoints: usize) -> anyhow::Result<()> {
     let (base_url, _arrivals) = start_receiver().await?;
-    prepare_database(dir, &base_url, endpoints).await
+    prepare_database(database, &base_url, endpoints).await
 }
 
 /// Creates `endpoints` endpoints in a fresh database before the server starts.
-async fn prepare_database(dir: &Path, base_url: &str, endpoints: usize) -> anyhow::Result<()> {
-    let url = format!("sqlite://{}/bench.db", dir.display());
-    let store = Store::open(&url, StoreOptions::default()).await?;
+async fn prepare_database(database: &BenchDatabase, base_url: &str, endpoints: usize) -> anyhow::Result<()> {
+    let store = Store::open(database.url(), StoreOptions::default()).await?;
     for e in 0..endpoints {
         let url = format!("{base_url}/{e}");
         let settings = EndpointSettings {
@@ -92,10 +91,10 @@ impl Run {
     pub async fn webhook_throughput(&self, endpoints: usize, punches: usize) -> anyhow::Result<(f64, u64)> {
         let (base_url, arrivals) = start_receiver().await?;
         let dir = tempfile::tempdir()?;
-        prepare_database(dir.path(), &base_url, endpoints).await?;
-        let server = ServerProcess::start(&self.server_bin, dir.path())?;
-        let db_url = format!("sqlite://{}/bench.db", dir.path().display());
-        let store = Store::open(&db_url, StoreOptions::default()).await?;
+        let database = BenchDatabase::create(self.engine, dir.path(), "bench.db").await?;
+        prepare_database(&database, &base_url, endpoints).await?;
+        let server = ServerProcess::start(&self.server_bin, &database)?;
+        let store = Store::open(database.url(), StoreOptions::default()).await?;
         for e in 0..endpoints {
             store.set_endpoint_paused(&format!("ep_bench_{e}"), Some("manual")).await?;
         }
@@ -140,8 +139,9 @@ impl Run {
     pub async fn webhook_latency(&self, rate: u64, seconds: u64) -> anyhow::Result<(f64, f64, f64, usize)> {
         let (base_url, arrivals) = start_receiver().await?;
         let dir = tempfile::tempdir()?;
-        prepare_database(dir.path(), &base_url, 1).await?;
-        let server = ServerProcess::start(&self.server_bin, dir.path())?;
+        let database = BenchDatabase::create(self.engine, dir.path(), "bench.db").await?;
+        prepare_database(&database, &base_url, 1).await?;
+        let server = ServerProcess::start(&self.server_bin, &database)?;
         let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let devices = 4u64;
         let mut tasks = Vec::new();
