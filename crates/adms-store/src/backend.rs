@@ -103,18 +103,18 @@ macro_rules! sqlite_dialect {
         /// (SQLite has no array parameter); bind it with `dialect::list_param`.
         #[allow(unused_macros)]
         macro_rules! in_list {
-                                    ($d column:literal, $d param:literal) => {
-                                        concat!($d column, " IN (SELECT value FROM json_each(", $d param, "))")
-                                    };
-                                }
+                                            ($d column:literal, $d param:literal) => {
+                                                concat!($d column, " IN (SELECT value FROM json_each(", $d param, "))")
+                                            };
+                                        }
         /// The list bound as parameter `$n` as a table `alias (key, value)`: `key` is the
         /// element's place in the list (for `ORDER BY`).
         #[allow(unused_macros)]
         macro_rules! list_rows {
-                                    ($d param:literal, $d alias:literal) => {
-                                        concat!("json_each(", $d param, ") AS ", $d alias)
-                                    };
-                                }
+                                            ($d param:literal, $d alias:literal) => {
+                                                concat!("json_each(", $d param, ") AS ", $d alias)
+                                            };
+                                        }
         /// Locks the rows a `SELECT` read until the transaction ends: nothing on SQLite, whose
         /// write transactions (`BEGIN IMMEDIATE`) hold the whole database.
         #[allow(unused_macros)]
@@ -206,6 +206,13 @@ macro_rules! dual {
 pub(crate) mod sqlite_fns {
     pub(crate) use crate::device_events::sqlite::insert_event_in;
     pub(crate) use crate::punches::sqlite::insert_rejected;
+    pub(crate) use crate::roster::sqlite::{
+        desired_entries, device_state, device_states_for_pin, employee_target_devices, managed_terminals,
+        org_is_ancestor_or_self, pending_changes, write_private_fields,
+    };
+    // Called as `crate::trust::sqlite::…` by uploads.rs until it is written with `on_db!`.
+    #[allow(unused_imports)]
+    pub(crate) use crate::trust::sqlite::{adopt_device_template_in, adopt_device_user_in};
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: a JSON array.
     pub(crate) fn list_param<T: serde::Serialize>(values: &[T]) -> String {
@@ -218,6 +225,13 @@ pub(crate) mod sqlite_fns {
 pub(crate) mod postgres_fns {
     pub(crate) use crate::device_events::postgres::insert_event_in;
     pub(crate) use crate::punches::postgres::insert_rejected;
+    pub(crate) use crate::roster::postgres::{
+        desired_entries, device_state, device_states_for_pin, employee_target_devices, managed_terminals,
+        org_is_ancestor_or_self, pending_changes, write_private_fields,
+    };
+    // Called as `crate::trust::sqlite::…` by uploads.rs until it is written with `on_db!`.
+    #[allow(unused_imports)]
+    pub(crate) use crate::trust::postgres::{adopt_device_template_in, adopt_device_user_in};
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: an array.
     pub(crate) fn list_param<T: Clone>(values: &[T]) -> Vec<T> {

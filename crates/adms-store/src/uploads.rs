@@ -11,7 +11,7 @@ use crate::events::{EventDevice, UserData, event_body, event_type, user_enrolled
 use crate::punches::RejectedLine;
 use crate::punches::sqlite::insert_rejected;
 use crate::quotas::{Quota, QuotaKind, charge_in};
-use crate::trust::{AdoptionPolicy, adopt_device_template_in, adopt_device_user_in};
+use crate::trust::AdoptionPolicy;
 use adms_vault::Sealer;
 
 use crate::{Store, StoreError, now_micros, sealed, sha256};
@@ -205,7 +205,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            adopt_device_template_in(&mut tx, sealer, b.device_id, t, b.adoption, now).await?;
+            crate::trust::sqlite::adopt_device_template_in(&mut tx, sealer, b.device_id, t, b.adoption, now).await?;
         }
         // Photos and raw records are charged to the device's quotas in a savepoint: over quota,
         // a body that also carries users, templates or operation logs keeps those (they are the
@@ -466,7 +466,7 @@ async fn upsert_user_in(
     let Some(kind) = change else { return Ok(()) };
     // Only a new or changed line may reach the roster: a re-sent old line must not bring back
     // an employee the ERP deleted, nor undo an edit.
-    adopt_device_user_in(conn, sealer, b.device_id, u, b.adoption, b.received_at).await?;
+    crate::trust::sqlite::adopt_device_user_in(conn, sealer, b.device_id, u, b.adoption, b.received_at).await?;
     let event_id = if kind == event_type::USER_ENROLLED {
         user_enrolled_event_id(&b.device_sn, &u.pin)
     } else {
