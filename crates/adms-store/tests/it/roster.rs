@@ -1,5 +1,5 @@
-//! Roster sync plans against a real SQLite file: desired state (employees, their areas, the
-//! terminals' areas) against what each device reported (OPERLOG `USER`, `BIODATA`).
+//! Roster sync plans against a real database of each engine: desired state (employees, their
+//! areas, the terminals' areas) against what each device reported (OPERLOG `USER`, `BIODATA`).
 
 use adms_store::roster::{EmployeeFields, NewResignation, OrgFields, OrgKind};
 use adms_store::roster_sync::{RosterChange, TemplateKey};
@@ -7,11 +7,14 @@ use adms_store::{
     AdoptionPolicy, Approval, BiometricTemplate, NewDevice, OperlogBatch, Store, UserAdoption, UserRow, now_micros,
 };
 
-use crate::common::device_user;
+use crate::common::{Engine, device_user, fresh};
 
-async fn open() -> (tempfile::TempDir, Store) {
-    crate::common::open("roster.db").await
-}
+crate::on_both_engines!(
+    employee_changes_plan_commands_for_the_terminals_of_their_areas,
+    a_replacement_terminal_gets_the_whole_roster_of_its_area,
+    device_reports_reach_the_roster_only_as_the_policy_allows,
+    pending_and_unassigned_terminals_get_nothing_and_lose_nothing,
+);
 
 fn fingerprint(pin: &str, finger: i64) -> BiometricTemplate {
     crate::common::template(pin, finger, &format!("fp-{pin}-{finger}"))
@@ -73,9 +76,8 @@ fn employee(code: &str, first: &str) -> EmployeeFields {
     }
 }
 
-#[tokio::test]
-async fn employee_changes_plan_commands_for_the_terminals_of_their_areas() {
-    let (_dir, store) = open().await;
+async fn employee_changes_plan_commands_for_the_terminals_of_their_areas(engine: Engine) {
+    let store = fresh(engine).await;
     let hq = area(&store, "HQ").await;
     let yard = area(&store, "YARD").await;
     let gate = terminal(&store, "GATE", Some(yard)).await;
@@ -146,9 +148,8 @@ async fn employee_changes_plan_commands_for_the_terminals_of_their_areas() {
     );
 }
 
-#[tokio::test]
-async fn a_replacement_terminal_gets_the_whole_roster_of_its_area() {
-    let (_dir, store) = open().await;
+async fn a_replacement_terminal_gets_the_whole_roster_of_its_area(engine: Engine) {
+    let store = fresh(engine).await;
     let site = area(&store, "SITE").await;
     let old = terminal(&store, "OLD", Some(site)).await;
     upload(&store, old.id, "OLD", vec![device_user("1", "One"), device_user("2", "Two")], vec![fingerprint("2", 0)])
@@ -191,9 +192,8 @@ async fn a_replacement_terminal_gets_the_whole_roster_of_its_area() {
     assert!(!plan.iter().any(|(_, c)| matches!(c, RosterChange::UpsertTemplate(_))), "{plan:?}");
 }
 
-#[tokio::test]
-async fn device_reports_reach_the_roster_only_as_the_policy_allows() {
-    let (_dir, store) = open().await;
+async fn device_reports_reach_the_roster_only_as_the_policy_allows(engine: Engine) {
+    let store = fresh(engine).await;
     let site = area(&store, "SITE").await;
     let gate = terminal(&store, "GATE", Some(site)).await;
     store.save_employee(&EmployeeFields { card_no: "4242".into(), ..employee("0042", "Ann") }, &[site]).await.unwrap();
@@ -265,9 +265,8 @@ async fn device_reports_reach_the_roster_only_as_the_policy_allows() {
     assert!(store.employee_by_code("10").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn pending_and_unassigned_terminals_get_nothing_and_lose_nothing() {
-    let (_dir, store) = open().await;
+async fn pending_and_unassigned_terminals_get_nothing_and_lose_nothing(engine: Engine) {
+    let store = fresh(engine).await;
     let site = area(&store, "SITE").await;
     store.save_employee(&employee("1", "One"), &[site]).await.unwrap();
     store.save_employee(&employee("2", "Two"), &[1]).await.unwrap();
