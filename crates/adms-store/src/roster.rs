@@ -1576,3 +1576,210 @@ dual! {
 pub(crate) fn valid_pin(pin: &str) -> bool {
     (1..=adms_protocol::command::PIN_MAX_LEN).contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_alphanumeric())
 }
+
+#[cfg(test)]
+mod scratch_both_engines {
+    use super::*;
+    use crate::trust::{AdoptionPolicy, UserAdoption};
+    use crate::uploads::{BiometricTemplate, UserRow};
+    use adms_vault::{IndexKey, SecretKey, Vault};
+
+    fn user(pin: &str, name: &str, privilege: i64, card: &str) -> UserRow {
+        UserRow {
+            pin: pin.into(),
+            name: name.into(),
+            name_raw: None,
+            privilege: Some(privilege),
+            password: "12".into(),
+            card: card.into(),
+            group: "1".into(),
+            time_zones: "0000000100000000".into(),
+            verify: Some(-1),
+            vice_card: String::new(),
+            raw_line: b"x".to_vec(),
+        }
+    }
+
+    fn tpl(pin: &str, no: i64) -> BiometricTemplate {
+        BiometricTemplate {
+            pin: pin.into(),
+            record_kind: "BIODATA",
+            bio_type: 1,
+            no,
+            index: 0,
+            valid: Some(1),
+            duress: Some(0),
+            major_ver: Some(10),
+            minor_ver: Some(0),
+            format: "0".into(),
+            size: Some(8),
+            template: format!("fp-{pin}-{no}"),
+        }
+    }
+
+    async fn scenario(store: &Store) -> Vec<String> {
+        let mut out = Vec::new();
+        let sealer = store.sealer();
+        let hq = store
+            .save_org(OrgKind::Area, None, &OrgFields { code: "HQ".into(), name: "HQ".into(), parent_id: None })
+            .await
+            .unwrap();
+        let now = 1_000;
+        let reports: Vec<(i64, UserRow, AdoptionPolicy)> = vec![
+            (1, user("0042", "Ann", 0, "111"), AdoptionPolicy { adoption: UserAdoption::AdoptAll, allow_admin: false }),
+            (1, user("8", "Carla", 14, "111"), AdoptionPolicy { adoption: UserAdoption::AdoptNew, allow_admin: false }),
+            (1, user("0042", "Renamed", 0, ""), AdoptionPolicy { adoption: UserAdoption::AdoptNew, allow_admin: true }),
+            (2, user("9", "Root", 14, "222"), AdoptionPolicy { adoption: UserAdoption::AdoptAll, allow_admin: true }),
+            (2, user("9", "Root2", 3, "222"), AdoptionPolicy { adoption: UserAdoption::AdoptAll, allow_admin: false }),
+            (
+                2,
+                user("10", &"x".repeat(40), 0, ""),
+                AdoptionPolicy { adoption: UserAdoption::AdoptAll, allow_admin: true },
+            ),
+        ];
+        on_db!(store, db => {
+            let mut tx = db.begin().await.unwrap();
+            for (sn, approval) in [("GATE", "approved"), ("OFFICE", "approved"), ("PEND", "pending")] {
+                sqlx::query("INSERT INTO devices (sn, first_seen_at, approval) VALUES ($1, 1, $2)")
+                    .bind(sn)
+                    .bind(approval)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+            for d in [1, 2, 3] {
+                store.set_terminal_area(d, hq).await.unwrap();
+            }
+            let mut tx = db.begin().await.unwrap();
+            for (device_id, u, policy) in &reports {
+                let record = format!("{device_id}/{}", u.pin);
+                sqlx::query(
+                    "INSERT INTO device_users (device_id, pin, name, privilege, password, card, group_no, time_zones, \
+                     verify, vice_card, raw_line, updated_at) VALUES ($1, $2, $3, $4, $5, $6, '1', 'z', -1, '', $7, $8) \
+                     ON CONFLICT (device_id, pin) DO UPDATE SET name = excluded.name",
+                )
+                .bind(device_id)
+                .bind(&u.pin)
+                .bind(&u.name)
+                .bind(u.privilege)
+                .bind(sealer.seal(sealed::DEVICE_USER_PASSWORD.kind, &record, &u.password))
+                .bind(sealer.seal(sealed::DEVICE_USER_CARD.kind, &record, &u.card))
+                .bind(u.raw_line.clone())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                dialect::adopt_device_user_in(&mut tx, sealer, *device_id, u, *policy, now).await.unwrap();
+            }
+            for (device_id, t, adoption) in [
+                (1, tpl("0042", 6), UserAdoption::AdoptNew),
+                (1, tpl("8", 2), UserAdoption::AdoptNew),
+                (1, tpl("8", 2), UserAdoption::Observe),
+                (2, tpl("9", 1), UserAdoption::AdoptAll),
+            ] {
+                let record = format!("{device_id}/{}/{}/{}/{}", t.pin, t.bio_type, t.no, t.index);
+                sqlx::query(
+                    "INSERT INTO biometric_templates (device_id, pin, bio_type, bio_no, bio_index, record_kind, valid, \
+                     duress, major_ver, minor_ver, format, size, template, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING",
+                )
+                .bind(device_id)
+                .bind(&t.pin)
+                .bind(t.bio_type)
+                .bind(t.no)
+                .bind(t.index)
+                .bind(t.record_kind)
+                .bind(t.valid)
+                .bind(t.duress)
+                .bind(t.major_ver)
+                .bind(t.minor_ver)
+                .bind(&t.format)
+                .bind(t.size)
+                .bind(sealer.seal(sealed::DEVICE_TEMPLATE.kind, &record, &t.template))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                let policy = AdoptionPolicy { adoption, allow_admin: false };
+                dialect::adopt_device_template_in(&mut tx, sealer, device_id, &t, policy, now).await.unwrap();
+            }
+            // A queued delete of user 9 on the office terminal.
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO device_commands (device_id, command, created_at, kind, pin) \
+                 VALUES (2, 'x', 1, 'user_delete', '9') RETURNING id",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+            let params = serde_json::to_string(&RosterChange::DeleteUser { pin: "9".into() }.to_command()).unwrap();
+            sqlx::query("UPDATE device_commands SET params = $1 WHERE id = $2")
+                .bind(sealer.seal(sealed::COMMAND_PARAMS.kind, &id.to_string(), &params))
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        });
+        for pin in ["0042", "8", "9", "10"] {
+            let e = store.employee_by_code(pin).await.unwrap();
+            out.push(format!(
+                "employee {pin}: {:?}",
+                e.map(|e| (
+                    e.fields.first_name,
+                    e.fields.dev_privilege,
+                    e.fields.card_no,
+                    e.fields.device_password,
+                    e.areas.iter().map(|a| a.id).collect::<Vec<_>>(),
+                    e.biometrics
+                ))
+            ));
+        }
+        for pin in ["0042", "8", "9"] {
+            out.push(format!("plan_employee_sync {pin}: {:?}", store.plan_employee_sync(pin).await.unwrap()));
+        }
+        for d in [1, 2, 3] {
+            out.push(format!("plan_device_sync {d}: {:?}", store.plan_device_sync(d).await.unwrap()));
+        }
+        let (n, rows) = store.list_templates(&Default::default(), Page { offset: 0, limit: 10 }).await.unwrap();
+        out.push(format!(
+            "templates {n}: {:?}",
+            rows.iter().map(|t| (t.id, &t.pin, &t.first_name, t.bio_no, &t.template, &t.device_sn)).collect::<Vec<_>>()
+        ));
+        let filter = crate::templates::TemplateFilter { emp_code: Some("8".into()), bio_type: Some(1), id: None };
+        out.push(format!(
+            "templates of 8: {:?}",
+            store.list_templates(&filter, Page { offset: 0, limit: 10 }).await.unwrap().0
+        ));
+        let carla = store.employee_by_code("8").await.unwrap().unwrap();
+        out.push(format!("delete templates: {:?}", store.delete_employee_templates(carla.id, &[1]).await.unwrap()));
+        out.push(format!("plan_device_sync 2 after: {:?}", store.plan_device_sync(2).await.unwrap()));
+        out.push(format!("terminal areas: {:?}", store.terminal_areas(&[1, 2, 3, 4]).await.unwrap()));
+        out
+    }
+
+    #[tokio::test]
+    async fn same_answers_on_both_engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/s.db", dir.path().display());
+        let lite = Store::open(&url, crate::StoreOptions::default()).await.unwrap();
+        lite.seal_with(Vault::new(SecretKey::generate(), IndexKey::generate())).unwrap();
+        let a = scenario(&lite).await;
+        let database = crate::testing::FreshDatabase::create().await;
+        let pg = Store::open(database.url(), crate::StoreOptions::default()).await.unwrap();
+        pg.seal_with(Vault::new(SecretKey::generate(), IndexKey::generate())).unwrap();
+        let b = scenario(&pg).await;
+        for line in &a {
+            println!("{line}");
+        }
+        let mut bad = 0;
+        for (x, y) in a.iter().zip(&b) {
+            if x != y {
+                bad += 1;
+                println!("DIFF\n  {x}\n  {y}");
+            }
+        }
+        assert_eq!(bad, 1);
+        assert_eq!(a.len(), b.len());
+    }
+}
