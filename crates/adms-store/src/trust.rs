@@ -139,15 +139,40 @@ dual! {
                 card_index = None;
             }
         }
-        let card = if card_index.is_some() { user.card.as_str() } else { "" };
         let record = id.to_string();
-        sqlx::query("UPDATE employees SET device_password = $1, card_no = $2, card_index = $3 WHERE id = $4")
-            .bind(sealer.seal(sealed::EMPLOYEE_PASSWORD.kind, &record, &user.password))
-            .bind(sealer.seal(sealed::EMPLOYEE_CARD.kind, &record, card))
-            .bind(card_index)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        let password = sealer.seal(sealed::EMPLOYEE_PASSWORD.kind, &record, &user.password);
+        const WRITE: &str = "UPDATE employees SET device_password = $1, card_no = $2, card_index = $3 WHERE id = $4";
+        if card_index.is_some() {
+            // The check above cannot see a card given by another upload whose transaction is
+            // still open (PostgreSQL; SQLite has a single writer): once that one commits, the
+            // card's unique index refuses this update. It runs in a savepoint, so the upload then
+            // goes on without the card instead of failing.
+            let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
+            let written = sqlx::query(WRITE)
+                .bind(&password)
+                .bind(sealer.seal(sealed::EMPLOYEE_CARD.kind, &record, &user.card))
+                .bind(&card_index)
+                .bind(id)
+                .execute(&mut *savepoint)
+                .await;
+            match written {
+                Ok(_) => savepoint.commit().await?,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    savepoint.rollback().await?;
+                    card_index = None;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if card_index.is_none() {
+            sqlx::query(WRITE)
+                .bind(&password)
+                .bind(sealer.seal(sealed::EMPLOYEE_CARD.kind, &record, ""))
+                .bind(None::<Vec<u8>>)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
         // The employee joins the terminal's area when the terminal was assigned one; one with no
         // area at all goes into area 1 ("Not Authorized", pushed nowhere) so it can be found.
         sqlx::query(
@@ -218,5 +243,65 @@ dual! {
         .execute(conn)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod scratch_card_race {
+    use super::*;
+    use crate::Store;
+    use adms_vault::{IndexKey, SecretKey, Vault};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_card_given_by_an_open_transaction_does_not_fail_the_upload() {
+        let database = crate::testing::FreshDatabase::create().await;
+        let store = Store::open(database.url(), crate::StoreOptions::default()).await.unwrap();
+        store.seal_with(Vault::new(SecretKey::generate(), IndexKey::generate())).unwrap();
+        let crate::backend::Db::Postgres(db) = store.db() else { panic!() };
+        sqlx::query("INSERT INTO devices (sn, first_seen_at) VALUES ('GATE', 1)").execute(db.pool()).await.unwrap();
+        let fields = crate::roster::EmployeeFields {
+            emp_code: "A".into(),
+            department_id: 1,
+            verify_mode: -1,
+            app_role: 1,
+            ..Default::default()
+        };
+        store.save_employee(&fields, &[]).await.unwrap();
+        let index = crate::roster::card_index(store.sealer(), "555").unwrap();
+        let mut t1 = db.begin().await.unwrap();
+        sqlx::query("UPDATE employees SET card_index = $1 WHERE emp_code = 'A'")
+            .bind(&index)
+            .execute(&mut *t1)
+            .await
+            .unwrap();
+        let store2 = store.clone();
+        let t2 = tokio::spawn(async move {
+            let crate::backend::Db::Postgres(db) = store2.db() else { panic!() };
+            let mut tx = db.begin().await.unwrap();
+            let user = UserRow {
+                pin: "B".into(),
+                name: "Bee".into(),
+                name_raw: None,
+                privilege: Some(0),
+                password: "1".into(),
+                card: "555".into(),
+                group: "1".into(),
+                time_zones: "0000000100000000".into(),
+                verify: Some(-1),
+                vice_card: String::new(),
+                raw_line: vec![],
+            };
+            let policy = AdoptionPolicy { adoption: UserAdoption::AdoptAll, allow_admin: false };
+            postgres::adopt_device_user_in(&mut tx, store2.sealer(), 1, &user, policy, 5).await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(!t2.is_finished(), "B's update waits on A's card");
+        t1.commit().await.unwrap();
+        t2.await.unwrap().expect("the upload goes on");
+        let b = store.employee_by_code("B").await.unwrap().expect("adopted");
+        assert_eq!((b.fields.card_no.as_str(), b.fields.device_password.as_str()), ("", "1"));
+        println!("B adopted without the card: {:?}", b.fields);
     }
 }
