@@ -57,45 +57,49 @@ pub struct AuditFilter {
 impl Store {
     /// Writes one entry.
     pub async fn record_audit(&self, entry: &NewAuditEntry) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO audit_log (at, actor, actor_kind, user_id, token_id, method, route, target, status, address) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-        )
-        .bind(entry.at)
-        .bind(&entry.actor)
-        .bind(entry.actor_kind)
-        .bind(entry.user_id)
-        .bind(entry.token_id)
-        .bind(&entry.method)
-        .bind(&entry.route)
-        .bind(&entry.target)
-        .bind(entry.status.map(i64::from))
-        .bind(&entry.address)
-        .fetch_one(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO audit_log (at, actor, actor_kind, user_id, token_id, method, route, target, status, address) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            )
+            .bind(entry.at)
+            .bind(&entry.actor)
+            .bind(entry.actor_kind)
+            .bind(entry.user_id)
+            .bind(entry.token_id)
+            .bind(&entry.method)
+            .bind(&entry.route)
+            .bind(&entry.target)
+            .bind(entry.status.map(i64::from))
+            .bind(&entry.address)
+            .fetch_one(db.pool())
+            .await?)
+        })
     }
 
     /// How many entries match, and one page of them, newest first.
     pub async fn list_audit(&self, filter: &AuditFilter, page: Page) -> Result<(i64, Vec<AuditEntry>), StoreError> {
-        // One static statement: an absent filter is a NULL parameter that matches everything.
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM audit_log WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR at >= $2)",
-        )
-        .bind(&filter.actor)
-        .bind(filter.since)
-        .fetch_one(self.sqlite()?.pool())
-        .await?;
-        let rows = sqlx::query_as(
-            "SELECT id, at, actor, actor_kind, user_id, token_id, method, route, target, status, address \
-             FROM audit_log WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR at >= $2) \
-             ORDER BY at DESC, id DESC LIMIT $3 OFFSET $4",
-        )
-        .bind(&filter.actor)
-        .bind(filter.since)
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(self.sqlite()?.pool())
-        .await?;
-        Ok((count, rows))
+        on_db!(self, |db| {
+            // One static statement: an absent filter is a NULL parameter that matches everything.
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM audit_log WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR at >= $2)",
+            )
+            .bind(&filter.actor)
+            .bind(filter.since)
+            .fetch_one(db.pool())
+            .await?;
+            let rows = sqlx::query_as(
+                "SELECT id, at, actor, actor_kind, user_id, token_id, method, route, target, status, address \
+                 FROM audit_log WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR at >= $2) \
+                 ORDER BY at DESC, id DESC LIMIT $3 OFFSET $4",
+            )
+            .bind(&filter.actor)
+            .bind(filter.since)
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(db.pool())
+            .await?;
+            Ok((count, rows))
+        })
     }
 }

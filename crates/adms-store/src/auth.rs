@@ -78,10 +78,12 @@ impl Store {
     /// revoked, in the same transaction. The same hash again changes nothing. A disabled account
     /// stays disabled.
     pub async fn upsert_user(&self, username: &str, password_hash: &str) -> Result<i64, StoreError> {
-        let mut tx = self.sqlite()?.begin().await?;
-        let (id, _) = upsert_user_in(&mut tx, username, password_hash).await?;
-        tx.commit().await?;
-        Ok(id)
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            let (id, _) = dialect::upsert_api_user_in(&mut tx, username, password_hash).await?;
+            tx.commit().await?;
+            Ok(id)
+        })
     }
 
     /// The account named by `ADMS_ADMIN_USER` at start: created or given this password hash
@@ -93,52 +95,58 @@ impl Store {
     /// hashing anew gives another salt, which would look like a change and end every session at
     /// every restart.
     pub async fn bootstrap_user(&self, username: &str, password_hash: &str) -> Result<BootstrapOutcome, StoreError> {
-        let mut tx = self.sqlite()?.begin().await?;
-        let (user_id, password_changed) = upsert_user_in(&mut tx, username, password_hash).await?;
-        // The configured account is the way back in: enabled and an admin again at every start,
-        // whatever was changed over the API.
-        sqlx::query("UPDATE api_users SET bootstrap = 1, disabled_at = NULL, role = 'admin' WHERE id = $1")
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            let (user_id, password_changed) = dialect::upsert_api_user_in(&mut tx, username, password_hash).await?;
+            // The configured account is the way back in: enabled and an admin again at every start,
+            // whatever was changed over the API.
+            sqlx::query("UPDATE api_users SET bootstrap = TRUE, disabled_at = NULL, role = 'admin' WHERE id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            let now = now_micros();
+            let disabled: Vec<(i64, String)> = sqlx::query_as(
+                "UPDATE api_users SET disabled_at = $1, token_version = token_version + 1 \
+                 WHERE bootstrap AND id <> $2 AND disabled_at IS NULL RETURNING id, username",
+            )
+            .bind(now)
             .bind(user_id)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-        let now = now_micros();
-        let disabled: Vec<(i64, String)> = sqlx::query_as(
-            "UPDATE api_users SET disabled_at = $1, token_version = token_version + 1 \
-             WHERE bootstrap = 1 AND id <> $2 AND disabled_at IS NULL RETURNING id, username",
-        )
-        .bind(now)
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (id, _) in &disabled {
-            revoke_sessions_in(&mut tx, *id, now).await?;
-        }
-        tx.commit().await?;
-        Ok(BootstrapOutcome {
-            user_id,
-            password_changed,
-            disabled: disabled.into_iter().map(|(_, name)| name).collect(),
+            for (id, _) in &disabled {
+                dialect::revoke_sessions_in(&mut tx, *id, now).await?;
+            }
+            tx.commit().await?;
+            Ok(BootstrapOutcome {
+                user_id,
+                password_changed,
+                disabled: disabled.into_iter().map(|(_, name)| name).collect(),
+            })
         })
     }
 
     /// The account, disabled or not (callers check `disabled_at`).
     pub async fn user_by_name(&self, username: &str) -> Result<Option<ApiUser>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE username = $1",
-        )
-        .bind(username)
-        .fetch_optional(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE username = $1",
+            )
+            .bind(username)
+            .fetch_optional(db.pool())
+            .await?)
+        })
     }
 
     /// The account, disabled or not (callers check `disabled_at`).
     pub async fn user_by_id(&self, id: i64) -> Result<Option<ApiUser>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE id = $1",
-        )
-            .bind(id)
-            .fetch_optional(self.sqlite()?.pool())
-            .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at FROM api_users WHERE id = $1",
+            )
+                .bind(id)
+                .fetch_optional(db.pool())
+                .await?)
+        })
     }
 
     /// Stores a new token by its digest.
@@ -150,58 +158,66 @@ impl Store {
         token_sha256: &[u8],
         expires_at: Option<i64>,
     ) -> Result<i64, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_tokens (kind, user_id, name, token_sha256, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(kind)
-        .bind(user_id)
-        .bind(name)
-        .bind(token_sha256)
-        .bind(now_micros())
-        .bind(expires_at)
-        .fetch_one(self.sqlite()?.pool())
-        .await?;
-        Ok(id)
+        on_db!(self, |db| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO api_tokens (kind, user_id, name, token_sha256, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(kind)
+            .bind(user_id)
+            .bind(name)
+            .bind(token_sha256)
+            .bind(now_micros())
+            .bind(expires_at)
+            .fetch_one(db.pool())
+            .await?;
+            Ok(id)
+        })
     }
 
     /// The live (not revoked, not expired) token with this digest. A token of an account that
     /// no longer exists or is disabled is not live, even if it was never revoked.
     pub async fn live_token(&self, token_sha256: &[u8], now: i64) -> Result<Option<ApiToken>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT t.id, t.kind, t.user_id, t.name, t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.scopes \
-             FROM api_tokens AS t LEFT JOIN api_users AS u ON u.id = t.user_id \
-             WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) \
-             AND (t.user_id IS NULL OR (u.id IS NOT NULL AND u.disabled_at IS NULL))",
-        )
-        .bind(token_sha256)
-        .bind(now)
-        .fetch_optional(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT t.id, t.kind, t.user_id, t.name, t.created_at, t.expires_at, t.revoked_at, t.last_used_at, t.scopes \
+                 FROM api_tokens AS t LEFT JOIN api_users AS u ON u.id = t.user_id \
+                 WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) \
+                 AND (t.user_id IS NULL OR (u.id IS NOT NULL AND u.disabled_at IS NULL))",
+            )
+            .bind(token_sha256)
+            .bind(now)
+            .fetch_optional(db.pool())
+            .await?)
+        })
     }
 
     pub async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, kind, user_id, name, created_at, expires_at, revoked_at, last_used_at, scopes FROM api_tokens \
-             WHERE kind = 'integration' ORDER BY id",
-        )
-        .fetch_all(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT id, kind, user_id, name, created_at, expires_at, revoked_at, last_used_at, scopes FROM api_tokens \
+                 WHERE kind = 'integration' ORDER BY id",
+            )
+            .fetch_all(db.pool())
+            .await?)
+        })
     }
 
     /// Revokes a token by id or by name; returns how many were revoked.
     pub async fn revoke_token(&self, id_or_name: &str) -> Result<u64, StoreError> {
-        let id: Option<i64> = id_or_name.parse().ok();
-        let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND kind = 'integration' \
-             AND (id = $2 OR name = $3)",
-        )
-        .bind(now_micros())
-        .bind(id)
-        .bind(id_or_name)
-        .execute(self.sqlite()?.pool())
-        .await?;
-        Ok(done.rows_affected())
+        on_db!(self, |db| {
+            let id: Option<i64> = id_or_name.parse().ok();
+            let done = sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND kind = 'integration' \
+                 AND (id = $2 OR name = $3)",
+            )
+            .bind(now_micros())
+            .bind(id)
+            .bind(id_or_name)
+            .execute(db.pool())
+            .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Stores a new integration key by its digest, with its scopes (space-separated).
@@ -211,27 +227,31 @@ impl Store {
         token_sha256: &[u8],
         scopes: &str,
     ) -> Result<i64, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_tokens (kind, user_id, name, token_sha256, created_at, scopes) \
-             VALUES ('integration', NULL, $1, $2, $3, $4) RETURNING id",
-        )
-        .bind(name)
-        .bind(token_sha256)
-        .bind(now_micros())
-        .bind(scopes)
-        .fetch_one(self.sqlite()?.pool())
-        .await?;
-        Ok(id)
+        on_db!(self, |db| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO api_tokens (kind, user_id, name, token_sha256, created_at, scopes) \
+                 VALUES ('integration', NULL, $1, $2, $3, $4) RETURNING id",
+            )
+            .bind(name)
+            .bind(token_sha256)
+            .bind(now_micros())
+            .bind(scopes)
+            .fetch_one(db.pool())
+            .await?;
+            Ok(id)
+        })
     }
 
     /// Every account, by id.
     pub async fn list_users(&self) -> Result<Vec<ApiUser>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at \
-             FROM api_users ORDER BY id",
-        )
-        .fetch_all(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at \
+                 FROM api_users ORDER BY id",
+            )
+            .fetch_all(db.pool())
+            .await?)
+        })
     }
 
     /// Creates an account; `None` when the name is taken.
@@ -241,17 +261,19 @@ impl Store {
         password_hash: &str,
         role: &str,
     ) -> Result<Option<ApiUser>, StoreError> {
-        Ok(sqlx::query_as(
-            "INSERT INTO api_users (username, password_hash, created_at, role) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (username) DO NOTHING \
-             RETURNING id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at",
-        )
-        .bind(username)
-        .bind(password_hash)
-        .bind(now_micros())
-        .bind(role)
-        .fetch_optional(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "INSERT INTO api_users (username, password_hash, created_at, role) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (username) DO NOTHING \
+                 RETURNING id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at",
+            )
+            .bind(username)
+            .bind(password_hash)
+            .bind(now_micros())
+            .bind(role)
+            .fetch_optional(db.pool())
+            .await?)
+        })
     }
 
     /// Changes an account in one transaction; `None` when there is no such account. A new
@@ -259,167 +281,188 @@ impl Store {
     /// [`Store::upsert_user`] does). Refused with [`StoreError::Conflict`] ([`LAST_ADMIN`]) when
     /// no enabled admin would remain.
     pub async fn update_user(&self, id: i64, change: &UserChange) -> Result<Option<ApiUser>, StoreError> {
-        let mut tx = self.sqlite()?.begin().await?;
-        let now = now_micros();
-        let Some(before) = user_by_id_in(&mut tx, id).await? else { return Ok(None) };
-        if let Some(role) = &change.role {
-            sqlx::query("UPDATE api_users SET role = $1 WHERE id = $2").bind(role).bind(id).execute(&mut *tx).await?;
-        }
-        let mut end_tokens = false;
-        if let Some(hash) = &change.password_hash
-            && *hash != before.password_hash
-        {
-            sqlx::query("UPDATE api_users SET password_hash = $1 WHERE id = $2")
-                .bind(hash)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            end_tokens = true;
-        }
-        match change.disabled {
-            Some(true) if before.disabled_at.is_none() => {
-                sqlx::query("UPDATE api_users SET disabled_at = $1 WHERE id = $2")
-                    .bind(now)
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            let now = now_micros();
+            let Some(before) = dialect::user_by_id_in(&mut tx, id).await? else { return Ok(None) };
+            if let Some(role) = &change.role {
+                sqlx::query("UPDATE api_users SET role = $1 WHERE id = $2")
+                    .bind(role)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let mut end_tokens = false;
+            if let Some(hash) = &change.password_hash
+                && *hash != before.password_hash
+            {
+                sqlx::query("UPDATE api_users SET password_hash = $1 WHERE id = $2")
+                    .bind(hash)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
                 end_tokens = true;
             }
-            Some(false) => {
-                sqlx::query("UPDATE api_users SET disabled_at = NULL WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            match change.disabled {
+                Some(true) if before.disabled_at.is_none() => {
+                    sqlx::query("UPDATE api_users SET disabled_at = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    end_tokens = true;
+                }
+                Some(false) => {
+                    sqlx::query("UPDATE api_users SET disabled_at = NULL WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        if end_tokens {
-            sqlx::query("UPDATE api_users SET token_version = token_version + 1 WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            revoke_sessions_in(&mut tx, id, now).await?;
-        }
-        ensure_an_admin_remains(&mut tx).await?;
-        let after = user_by_id_in(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(after)
+            if end_tokens {
+                sqlx::query("UPDATE api_users SET token_version = token_version + 1 WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                dialect::revoke_sessions_in(&mut tx, id, now).await?;
+            }
+            dialect::ensure_an_admin_remains(&mut tx).await?;
+            let after = dialect::user_by_id_in(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(after)
+        })
     }
 
     /// Deletes an account and its session tokens; `false` when there is no such account.
     /// Refused like [`Store::update_user`] when it is the last enabled admin.
     pub async fn delete_user(&self, id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.sqlite()?.begin().await?;
-        sqlx::query("DELETE FROM api_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
-        let done = sqlx::query("DELETE FROM api_users WHERE id = $1").bind(id).execute(&mut *tx).await?;
-        ensure_an_admin_remains(&mut tx).await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            sqlx::query("DELETE FROM api_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+            let done = sqlx::query("DELETE FROM api_users WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            dialect::ensure_an_admin_remains(&mut tx).await?;
+            tx.commit().await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// Deletes expired session tokens.
     pub async fn purge_expired_sessions(&self, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE kind = 'session' AND expires_at <= $1")
-            .bind(now)
-            .execute(self.sqlite()?.pool())
-            .await?;
-        Ok(done.rows_affected())
+        on_db!(self, |db| {
+            let done = sqlx::query("DELETE FROM api_tokens WHERE kind = 'session' AND expires_at <= $1")
+                .bind(now)
+                .execute(db.pool())
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// A server-wide setting, if stored.
     pub async fn server_setting(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = $1")
-            .bind(key)
-            .fetch_optional(self.sqlite()?.pool())
-            .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(db.pool())
+                .await?)
+        })
     }
 
     /// Replaces a server-wide setting only while it still holds `current` (re-sealing under a
     /// new key, racing nobody's write); false when it changed meanwhile.
     pub async fn replace_server_setting(&self, key: &str, current: &[u8], new: &[u8]) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE server_settings SET value = $1 WHERE key = $2 AND value = $3")
-            .bind(new)
-            .bind(key)
-            .bind(current)
-            .execute(self.sqlite()?.pool())
-            .await?;
-        Ok(done.rows_affected() == 1)
+        on_db!(self, |db| {
+            let done = sqlx::query("UPDATE server_settings SET value = $1 WHERE key = $2 AND value = $3")
+                .bind(new)
+                .bind(key)
+                .bind(current)
+                .execute(db.pool())
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// A server-wide secret shared by replicas, created on first use.
     pub async fn shared_secret(&self, key: &str, generate: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
-        let candidate = generate();
-        sqlx::query("INSERT INTO server_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(&candidate)
-            .execute(self.sqlite()?.pool())
-            .await?;
-        Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = $1")
-            .bind(key)
-            .fetch_one(self.sqlite()?.pool())
-            .await?)
+        on_db!(self, |db| {
+            let candidate = generate();
+            sqlx::query("INSERT INTO server_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(&candidate)
+                .execute(db.pool())
+                .await?;
+            Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = $1")
+                .bind(key)
+                .fetch_one(db.pool())
+                .await?)
+        })
     }
 }
 
-/// Inserts the account or sets its hash; returns its id and whether the hash changed (then its
-/// token version moved on and its sessions were revoked).
-async fn upsert_user_in(
-    tx: &mut sqlx::SqliteConnection,
-    username: &str,
-    password_hash: &str,
-) -> Result<(i64, bool), StoreError> {
-    let existing: Option<(i64, String)> = sqlx::query_as("SELECT id, password_hash FROM api_users WHERE username = $1")
-        .bind(username)
-        .fetch_optional(&mut *tx)
-        .await?;
-    match existing {
-        Some((id, hash)) if hash == password_hash => Ok((id, false)),
-        Some((id, _)) => {
-            sqlx::query("UPDATE api_users SET password_hash = $1, token_version = token_version + 1 WHERE id = $2")
-                .bind(password_hash)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            revoke_sessions_in(tx, id, now_micros()).await?;
-            Ok((id, true))
-        }
-        None => {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO api_users (username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
-            )
+dual! {
+    /// Inserts the account or sets its hash; returns its id and whether the hash changed (then its
+    /// token version moved on and its sessions were revoked).
+    pub(crate) async fn upsert_api_user_in(
+        tx: &mut Conn,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<(i64, bool), StoreError> {
+        let existing: Option<(i64, String)> = sqlx::query_as("SELECT id, password_hash FROM api_users WHERE username = $1")
             .bind(username)
-            .bind(password_hash)
-            .bind(now_micros())
+            .fetch_optional(&mut *tx)
+            .await?;
+        match existing {
+            Some((id, hash)) if hash == password_hash => Ok((id, false)),
+            Some((id, _)) => {
+                sqlx::query("UPDATE api_users SET password_hash = $1, token_version = token_version + 1 WHERE id = $2")
+                    .bind(password_hash)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                dialect::revoke_sessions_in(tx, id, now_micros()).await?;
+                Ok((id, true))
+            }
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO api_users (username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+                )
+                .bind(username)
+                .bind(password_hash)
+                .bind(now_micros())
+                .fetch_one(&mut *tx)
+                .await?;
+                Ok((id, false))
+            }
+        }
+    }
+
+    /// Revokes every live session token of the account (integration keys are not tied to one).
+    pub(crate) async fn revoke_sessions_in(tx: &mut Conn, user_id: i64, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' AND revoked_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn user_by_id_in(tx: &mut Conn, id: i64) -> Result<Option<ApiUser>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at \
+             FROM api_users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?)
+    }
+
+    /// Checked after a change, inside its transaction: returning the error drops (rolls back) it,
+    /// so nobody can lock every administrator out, whatever the order of concurrent changes
+    /// (`BEGIN IMMEDIATE` serialises them).
+    pub(crate) async fn ensure_an_admin_remains(tx: &mut Conn) -> Result<(), StoreError> {
+        let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_users WHERE role = 'admin' AND disabled_at IS NULL")
             .fetch_one(&mut *tx)
             .await?;
-            Ok((id, false))
-        }
+        if admins == 0 { Err(StoreError::Conflict(LAST_ADMIN.to_owned())) } else { Ok(()) }
     }
-}
-
-/// Revokes every live session token of the account (integration keys are not tied to one).
-async fn revoke_sessions_in(tx: &mut sqlx::SqliteConnection, user_id: i64, now: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' AND revoked_at IS NULL")
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-async fn user_by_id_in(tx: &mut sqlx::SqliteConnection, id: i64) -> Result<Option<ApiUser>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT id, username, password_hash, token_version, disabled_at, role, bootstrap, created_at \
-         FROM api_users WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?)
-}
-
-/// Checked after a change, inside its transaction: returning the error drops (rolls back) it,
-/// so nobody can lock every administrator out, whatever the order of concurrent changes
-/// (`BEGIN IMMEDIATE` serialises them).
-async fn ensure_an_admin_remains(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
-    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_users WHERE role = 'admin' AND disabled_at IS NULL")
-        .fetch_one(&mut *tx)
-        .await?;
-    if admins == 0 { Err(StoreError::Conflict(LAST_ADMIN.to_owned())) } else { Ok(()) }
 }

@@ -7,12 +7,13 @@
 //! A method body that reads the same on both engines is written once, inside [`on_db!`]:
 //!
 //! ```ignore
-//! on_db!(self, db => {
+//! on_db!(self, |db| {
 //!     Ok(sqlx::query_scalar("SELECT count(*) FROM devices").fetch_one(db.pool()).await?)
 //! })
 //! ```
 //!
-//! The macro expands the body twice, once per engine, with `db` bound to that engine's
+//! (It reads like a closure so that rustfmt formats the body; it is not one: `?` and `return`
+//! act on the enclosing method.) The macro expands the body twice, once per engine, with `db` bound to that engine's
 //! [`SqliteDb`] or [`PgDb`] (same method names: `pool()`, `begin()`, `begin_delivery()`), so the
 //! body type-checks against each driver's concrete types. Inside the body the per-dialect SQL
 //! fragments resolve to that engine's text: `in_list!`, `list_rows!`, `upsert_ignore!`… (see
@@ -123,6 +124,14 @@ macro_rules! sqlite_dialect {
                 ""
             };
         }
+        /// [`for_update!`] for a row whose key does not change (rows referencing it can still
+        /// be inserted meanwhile): nothing on SQLite.
+        #[allow(unused_macros)]
+        macro_rules! for_no_key_update {
+            () => {
+                ""
+            };
+        }
         #[allow(unused_imports)]
         use $crate::backend::sqlite_fns as dialect;
     };
@@ -153,6 +162,14 @@ macro_rules! postgres_dialect {
                 " FOR UPDATE"
             };
         }
+        /// Locks the rows a `SELECT` read against other writers of them, but not against
+        /// inserts of rows that reference them (foreign keys take `FOR KEY SHARE`).
+        #[allow(unused_macros)]
+        macro_rules! for_no_key_update {
+            () => {
+                " FOR NO KEY UPDATE"
+            };
+        }
         #[allow(unused_imports)]
         use $crate::backend::postgres_fns as dialect;
     };
@@ -160,7 +177,7 @@ macro_rules! postgres_dialect {
 
 /// Runs `$body` with `$db` bound to the store's engine (see the module documentation).
 macro_rules! on_db {
-    ($store:expr, $db:ident => $body:expr) => {
+    ($store:expr, |$db:ident| $body:expr) => {
         match $store.db() {
             $crate::backend::Db::Sqlite($db) => {
                 sqlite_dialect!($);
@@ -204,37 +221,78 @@ macro_rules! dual {
 
 /// SQLite's helpers, as `dialect::` in an [`on_db!`] body.
 pub(crate) mod sqlite_fns {
+    pub(crate) use crate::auth::sqlite::{
+        ensure_an_admin_remains, revoke_sessions_in, upsert_api_user_in, user_by_id_in,
+    };
+    pub(crate) use crate::commands::sqlite::{
+        apply_result_in, command_in, enqueue_commands_in, expire_in, insert_completed_event_in,
+    };
     pub(crate) use crate::device_events::sqlite::insert_event_in;
+    pub(crate) use crate::devices::sqlite::{store_facts_in, update_info_in};
     pub(crate) use crate::punches::sqlite::insert_rejected;
+    pub(crate) use crate::quotas::sqlite::charge_in;
     pub(crate) use crate::roster::sqlite::{
         desired_entries, device_state, device_states_for_pin, employee_target_devices, managed_terminals,
         org_is_ancestor_or_self, pending_changes, write_private_fields,
     };
-    // Called as `crate::trust::sqlite::…` by uploads.rs until it is written with `on_db!`.
-    #[allow(unused_imports)]
     pub(crate) use crate::trust::sqlite::{adopt_device_template_in, adopt_device_user_in};
+    pub(crate) use crate::uploads::sqlite::{charge_operlog_in, insert_raw_in, upsert_user_in};
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: a JSON array.
     pub(crate) fn list_param<T: serde::Serialize>(values: &[T]) -> String {
         // A slice of numbers or strings always serialises.
         serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
     }
+
+    /// Nothing to do: on SQLite, other processes find new commands by the id high-water mark
+    /// (`Store::commands_queued_after`; ids ascend in commit order under its single writer).
+    pub(crate) async fn announce_commands(
+        _conn: &mut sqlx::SqliteConnection,
+        _devices: &[i64],
+    ) -> Result<(), crate::StoreError> {
+        Ok(())
+    }
 }
 
 /// PostgreSQL's helpers, as `dialect::` in an [`on_db!`] body.
 pub(crate) mod postgres_fns {
+    pub(crate) use crate::auth::postgres::{
+        ensure_an_admin_remains, revoke_sessions_in, upsert_api_user_in, user_by_id_in,
+    };
+    pub(crate) use crate::commands::postgres::{
+        apply_result_in, command_in, enqueue_commands_in, expire_in, insert_completed_event_in,
+    };
     pub(crate) use crate::device_events::postgres::insert_event_in;
+    pub(crate) use crate::devices::postgres::{store_facts_in, update_info_in};
     pub(crate) use crate::punches::postgres::insert_rejected;
+    pub(crate) use crate::quotas::postgres::charge_in;
     pub(crate) use crate::roster::postgres::{
         desired_entries, device_state, device_states_for_pin, employee_target_devices, managed_terminals,
         org_is_ancestor_or_self, pending_changes, write_private_fields,
     };
-    // Called as `crate::trust::sqlite::…` by uploads.rs until it is written with `on_db!`.
-    #[allow(unused_imports)]
     pub(crate) use crate::trust::postgres::{adopt_device_template_in, adopt_device_user_in};
+    pub(crate) use crate::uploads::postgres::{charge_operlog_in, insert_raw_in, upsert_user_in};
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: an array.
     pub(crate) fn list_param<T: Clone>(values: &[T]) -> Vec<T> {
         values.to_vec()
+    }
+
+    /// Tells every process listening on [`crate::postgres::wakeups::COMMANDS_CHANNEL`] which
+    /// devices got commands; PostgreSQL delivers it when (and only if) the transaction commits.
+    pub(crate) async fn announce_commands(
+        conn: &mut sqlx::PgConnection,
+        devices: &[i64],
+    ) -> Result<(), crate::StoreError> {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let payload = devices.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::postgres::wakeups::COMMANDS_CHANNEL)
+            .bind(payload)
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 }

@@ -107,7 +107,7 @@ impl Store {
     /// come back; unknown ones are settled) and online ones the database has not seen active
     /// since `silent_since`.
     pub async fn presence_candidates(&self, silent_since: i64) -> Result<Vec<PresenceCandidate>, StoreError> {
-        let rows: Vec<CandidateRecord> = on_db!(self, db => {
+        let rows: Vec<CandidateRecord> = on_db!(self, |db| {
             sqlx::query_as(
                 "SELECT id, sn, time_zone, presence, presence_changed_at, \
                         COALESCE(last_activity_at, first_seen_at) AS last_activity_at \
@@ -134,9 +134,9 @@ impl Store {
     /// active since `silent_since` (checked again inside the transaction, against what every
     /// replica has flushed). Returns whether this call changed it.
     pub async fn mark_device_offline(&self, check: &OfflineCheck<'_>) -> Result<bool, StoreError> {
-        on_db!(self, db => {
-        let mut tx = db.begin().await?;
-        let changed: Option<(String, String, i64, i64)> = sqlx::query_as(
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            let changed: Option<(String, String, i64, i64)> = sqlx::query_as(
             "UPDATE devices SET presence = 'offline', presence_changed_at = $1 \
              WHERE id = $2 AND presence != 'offline' \
                AND COALESCE(last_activity_at, first_seen_at) < $4 AND $3 < $4 \
@@ -149,54 +149,54 @@ impl Store {
         .bind(check.silent_since)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((sn, alias, last_seq, last_seen_at)) = changed else {
+            let Some((sn, alias, last_seq, last_seen_at)) = changed else {
+                tx.commit().await?;
+                return Ok(false);
+            };
+            let event_id = device_presence_event_id(event_type::DEVICE_OFFLINE, &sn, last_seen_at);
+            let data = DeviceOfflineData {
+                device: EventDevice { sn: &sn, alias: &alias, time_zone: check.time_zone },
+                last_seen_at: rfc3339_micros(last_seen_at),
+                reason: OFFLINE_HEARTBEAT_MISSED,
+                last_punch_seq: last_seq,
+            };
+            let body = event_body(&event_id, event_type::DEVICE_OFFLINE, check.now, &data);
+            let event = NewEvent {
+                event_id: &event_id,
+                event_type: event_type::DEVICE_OFFLINE,
+                device_id: check.device_id,
+                occurred_at: check.now,
+                created_at: check.now,
+                body: &body,
+            };
+            dialect::insert_event_in(&mut tx, &event).await?;
             tx.commit().await?;
-            return Ok(false);
-        };
-        let event_id = device_presence_event_id(event_type::DEVICE_OFFLINE, &sn, last_seen_at);
-        let data = DeviceOfflineData {
-            device: EventDevice { sn: &sn, alias: &alias, time_zone: check.time_zone },
-            last_seen_at: rfc3339_micros(last_seen_at),
-            reason: OFFLINE_HEARTBEAT_MISSED,
-            last_punch_seq: last_seq,
-        };
-        let body = event_body(&event_id, event_type::DEVICE_OFFLINE, check.now, &data);
-        let event = NewEvent {
-            event_id: &event_id,
-            event_type: event_type::DEVICE_OFFLINE,
-            device_id: check.device_id,
-            occurred_at: check.now,
-            created_at: check.now,
-            body: &body,
-        };
-        dialect::insert_event_in(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(true)
+            Ok(true)
         })
     }
 
     pub async fn mark_device_online(&self, seen: &SeenAgain<'_>) -> Result<bool, StoreError> {
-        on_db!(self, db => {
-        let mut tx = db.begin().await?;
-        // The device row stays locked (SQLite: the write lock is held from BEGIN IMMEDIATE):
-        // nothing changes between this read and the update.
-        let before: Option<(String, String, Presence, i64, i64)> = sqlx::query_as(concat!(
-            "SELECT sn, alias, presence, last_seq, COALESCE(presence_changed_at, last_activity_at, first_seen_at) \
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            // The device row stays locked (SQLite: the write lock is held from BEGIN IMMEDIATE):
+            // nothing changes between this read and the update.
+            let before: Option<(String, String, Presence, i64, i64)> = sqlx::query_as(concat!(
+                "SELECT sn, alias, presence, last_seq, COALESCE(presence_changed_at, last_activity_at, first_seen_at) \
              FROM devices WHERE id = $1",
-            for_update!()
-        ))
-        .bind(seen.device_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((sn, alias, presence, last_seq, offline_since)) = before else {
-            tx.commit().await?;
-            return Err(StoreError::NotFound);
-        };
-        if presence == Presence::Online {
-            tx.commit().await?;
-            return Ok(false);
-        }
-        sqlx::query(
+                for_update!()
+            ))
+            .bind(seen.device_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((sn, alias, presence, last_seq, offline_since)) = before else {
+                tx.commit().await?;
+                return Err(StoreError::NotFound);
+            };
+            if presence == Presence::Online {
+                tx.commit().await?;
+                return Ok(false);
+            }
+            sqlx::query(
             "UPDATE devices SET presence = 'online', presence_changed_at = $1, \
              last_activity_at = CASE WHEN last_activity_at > $1 THEN last_activity_at ELSE $1 END WHERE id = $2 AND presence != 'online'",
         )
@@ -204,27 +204,27 @@ impl Store {
         .bind(seen.device_id)
         .execute(&mut *tx)
         .await?;
-        if presence == Presence::Offline {
-            let event_id = device_presence_event_id(event_type::DEVICE_ONLINE, &sn, seen.back_at);
-            let data = DeviceOnlineData {
-                device: EventDevice { sn: &sn, alias: &alias, time_zone: seen.time_zone },
-                offline_since: rfc3339_micros(offline_since),
-                back_at: rfc3339_micros(seen.back_at),
-                last_punch_seq: last_seq,
-            };
-            let body = event_body(&event_id, event_type::DEVICE_ONLINE, seen.back_at, &data);
-            let event = NewEvent {
-                event_id: &event_id,
-                event_type: event_type::DEVICE_ONLINE,
-                device_id: seen.device_id,
-                occurred_at: seen.back_at,
-                created_at: seen.now,
-                body: &body,
-            };
-            dialect::insert_event_in(&mut tx, &event).await?;
-        }
-        tx.commit().await?;
-        Ok(presence == Presence::Offline)
+            if presence == Presence::Offline {
+                let event_id = device_presence_event_id(event_type::DEVICE_ONLINE, &sn, seen.back_at);
+                let data = DeviceOnlineData {
+                    device: EventDevice { sn: &sn, alias: &alias, time_zone: seen.time_zone },
+                    offline_since: rfc3339_micros(offline_since),
+                    back_at: rfc3339_micros(seen.back_at),
+                    last_punch_seq: last_seq,
+                };
+                let body = event_body(&event_id, event_type::DEVICE_ONLINE, seen.back_at, &data);
+                let event = NewEvent {
+                    event_id: &event_id,
+                    event_type: event_type::DEVICE_ONLINE,
+                    device_id: seen.device_id,
+                    occurred_at: seen.back_at,
+                    created_at: seen.now,
+                    body: &body,
+                };
+                dialect::insert_event_in(&mut tx, &event).await?;
+            }
+            tx.commit().await?;
+            Ok(presence == Presence::Offline)
         })
     }
 }

@@ -1,14 +1,13 @@
 //! Terminals: registration on first contact, facts from handshakes, INFO and option dumps, and
 //! batched activity updates (polls are not written one by one).
 
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::FromRow;
 
 use adms_model::Approval;
 
 use crate::device_events::NewEvent;
-use crate::device_events::sqlite::insert_event_in;
 use crate::events::{DeviceRegisteredData, EventDevice, device_registered_event_id, event_body, event_type};
-use crate::uploads::{RawUpload, insert_raw_in};
+use crate::uploads::RawUpload;
 use crate::{Store, StoreError, now_micros};
 
 /// A terminal as stored.
@@ -145,151 +144,165 @@ impl DeviceFacts {
     }
 }
 
-pub(crate) async fn store_facts_in(
-    conn: &mut SqliteConnection,
-    device_id: i64,
-    facts: &DeviceFacts,
-) -> Result<(), StoreError> {
-    let now = now_micros();
-    for (key, value) in &facts.options {
-        sqlx::query(
-            "INSERT INTO device_options (device_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(device_id)
-        .bind(key)
-        .bind(value)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if let Some(info) = &facts.info {
-        update_info_in(conn, device_id, info).await?;
-    }
-    if let Some(code) = &facts.registry_code {
-        sqlx::query("UPDATE devices SET registry_code = $1 WHERE id = $2")
-            .bind(code)
+dual! {
+    pub(crate) async fn store_facts_in(
+        conn: &mut Conn,
+        device_id: i64,
+        facts: &DeviceFacts,
+    ) -> Result<(), StoreError> {
+        let now = now_micros();
+        for (key, value) in &facts.options {
+            sqlx::query(
+                "INSERT INTO device_options (device_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
             .bind(device_id)
+            .bind(key)
+            .bind(value)
+            .bind(now)
             .execute(&mut *conn)
             .await?;
+        }
+        if let Some(info) = &facts.info {
+            dialect::update_info_in(conn, device_id, info).await?;
+        }
+        if let Some(code) = &facts.registry_code {
+            sqlx::query("UPDATE devices SET registry_code = $1 WHERE id = $2")
+                .bind(code)
+                .bind(device_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-async fn update_info_in(conn: &mut SqliteConnection, device_id: i64, u: &DeviceInfoUpdate) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE devices SET model = COALESCE($1, model), firmware = COALESCE($2, firmware), \
-         firmware_push_version = COALESCE($3, firmware_push_version), ip_address = COALESCE($4, ip_address), \
-         user_count = COALESCE($5, user_count), fp_count = COALESCE($6, fp_count), \
-         face_count = COALESCE($7, face_count), palm_count = COALESCE($8, palm_count), \
-         transaction_count = COALESCE($9, transaction_count), fp_algorithm = COALESCE($10, fp_algorithm), \
-         face_algorithm = COALESCE($11, face_algorithm) WHERE id = $12",
-    )
-    .bind(&u.model)
-    .bind(&u.firmware)
-    .bind(&u.firmware_push_version)
-    .bind(&u.ip_address)
-    .bind(u.user_count)
-    .bind(u.fp_count)
-    .bind(u.face_count)
-    .bind(u.palm_count)
-    .bind(u.transaction_count)
-    .bind(&u.fp_algorithm)
-    .bind(&u.face_algorithm)
-    .bind(device_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+    pub(crate) async fn update_info_in(conn: &mut Conn, device_id: i64, u: &DeviceInfoUpdate) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE devices SET model = COALESCE($1, model), firmware = COALESCE($2, firmware), \
+             firmware_push_version = COALESCE($3, firmware_push_version), ip_address = COALESCE($4, ip_address), \
+             user_count = COALESCE($5, user_count), fp_count = COALESCE($6, fp_count), \
+             face_count = COALESCE($7, face_count), palm_count = COALESCE($8, palm_count), \
+             transaction_count = COALESCE($9, transaction_count), fp_algorithm = COALESCE($10, fp_algorithm), \
+             face_algorithm = COALESCE($11, face_algorithm) WHERE id = $12",
+        )
+        .bind(&u.model)
+        .bind(&u.firmware)
+        .bind(&u.firmware_push_version)
+        .bind(&u.ip_address)
+        .bind(u.user_count)
+        .bind(u.fp_count)
+        .bind(u.face_count)
+        .bind(u.palm_count)
+        .bind(u.transaction_count)
+        .bind(&u.fp_algorithm)
+        .bind(&u.face_algorithm)
+        .bind(device_id)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
 }
 
 impl Store {
     /// Ids of the approved devices (those the roster is kept on), in id order.
     pub async fn approved_device_ids(&self) -> Result<Vec<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT id FROM devices WHERE approval = 'approved' ORDER BY id")
-            .fetch_all(self.sqlite()?.pool())
-            .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_scalar("SELECT id FROM devices WHERE approval = 'approved' ORDER BY id")
+                .fetch_all(db.pool())
+                .await?)
+        })
     }
 
     /// A device by its id (the ZKBio Time terminal id).
     pub async fn device_by_id(&self, id: i64) -> Result<Option<Device>, StoreError> {
-        let row: Option<DeviceRecord> =
-            sqlx::query_as(DEVICE_COLUMNS_BY_ID).bind(id).fetch_optional(self.sqlite()?.pool()).await?;
-        Ok(row.map(Device::from))
+        on_db!(self, |db| {
+            let row: Option<DeviceRecord> =
+                sqlx::query_as(DEVICE_COLUMNS_BY_ID).bind(id).fetch_optional(db.pool()).await?;
+            Ok(row.map(Device::from))
+        })
     }
 
     pub async fn device_by_sn(&self, sn: &str) -> Result<Option<Device>, StoreError> {
-        let row: Option<DeviceRecord> =
-            sqlx::query_as(DEVICE_COLUMNS_BY_SN).bind(sn).fetch_optional(self.sqlite()?.pool()).await?;
-        Ok(row.map(Device::from))
+        on_db!(self, |db| {
+            let row: Option<DeviceRecord> =
+                sqlx::query_as(DEVICE_COLUMNS_BY_SN).bind(sn).fetch_optional(db.pool()).await?;
+            Ok(row.map(Device::from))
+        })
     }
 
     /// Registers a device on first contact, or returns the existing one (another replica or
     /// request may have registered it concurrently). The call that inserts the row also emits
     /// `device.registered`, in the same transaction.
     pub async fn register_device(&self, new: &NewDevice<'_>) -> Result<Device, StoreError> {
-        // A device nobody vouched for is not trusted.
-        let approval = new.approval.unwrap_or(Approval::Pending);
-        let now = now_micros();
-        let mut tx = self.sqlite()?.begin().await?;
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO devices (sn, approval, protocol_family, ip_address, first_seen_at, last_activity_at, \
-             presence, presence_changed_at) VALUES ($1, $2, $3, $4, $5, $5, 'online', $5) \
-             ON CONFLICT (sn) DO NOTHING RETURNING id",
-        )
-        .bind(new.sn)
-        .bind(approval)
-        .bind(new.protocol_family)
-        .bind(new.ip_address)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(device_id) = inserted {
-            let event_id = device_registered_event_id(new.sn);
-            let data = DeviceRegisteredData {
-                device: EventDevice { sn: new.sn, alias: "", time_zone: new.default_time_zone },
-                approval: approval.as_str(),
-                protocol_family: new.protocol_family,
-                ip_address: new.ip_address,
-            };
-            let body = event_body(&event_id, event_type::DEVICE_REGISTERED, now, &data);
-            let event = NewEvent {
-                event_id: &event_id,
-                event_type: event_type::DEVICE_REGISTERED,
-                device_id,
-                occurred_at: now,
-                created_at: now,
-                body: &body,
-            };
-            insert_event_in(&mut tx, &event).await?;
-        }
-        let device: Option<DeviceRecord> =
-            sqlx::query_as(DEVICE_COLUMNS_BY_SN).bind(new.sn).fetch_optional(&mut *tx).await?;
-        tx.commit().await?;
-        device.map(Device::from).ok_or(StoreError::NotFound)
+        on_db!(self, |db| {
+            // A device nobody vouched for is not trusted.
+            let approval = new.approval.unwrap_or(Approval::Pending);
+            let now = now_micros();
+            let mut tx = db.begin().await?;
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO devices (sn, approval, protocol_family, ip_address, first_seen_at, last_activity_at, \
+                 presence, presence_changed_at) VALUES ($1, $2, $3, $4, $5, $5, 'online', $5) \
+                 ON CONFLICT (sn) DO NOTHING RETURNING id",
+            )
+            .bind(new.sn)
+            .bind(approval)
+            .bind(new.protocol_family)
+            .bind(new.ip_address)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(device_id) = inserted {
+                let event_id = device_registered_event_id(new.sn);
+                let data = DeviceRegisteredData {
+                    device: EventDevice { sn: new.sn, alias: "", time_zone: new.default_time_zone },
+                    approval: approval.as_str(),
+                    protocol_family: new.protocol_family,
+                    ip_address: new.ip_address,
+                };
+                let body = event_body(&event_id, event_type::DEVICE_REGISTERED, now, &data);
+                let event = NewEvent {
+                    event_id: &event_id,
+                    event_type: event_type::DEVICE_REGISTERED,
+                    device_id,
+                    occurred_at: now,
+                    created_at: now,
+                    body: &body,
+                };
+                dialect::insert_event_in(&mut tx, &event).await?;
+            }
+            let device: Option<DeviceRecord> =
+                sqlx::query_as(DEVICE_COLUMNS_BY_SN).bind(new.sn).fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            device.map(Device::from).ok_or(StoreError::NotFound)
+        })
     }
 
     pub async fn record_handshake(&self, device_id: i64, h: &HandshakeUpdate<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE devices SET push_version = $1, language = $2, device_type = $3, protocol_family = $4, \
-             ip_address = $5, last_handshake_at = $6, last_activity_at = $7 WHERE id = $8",
-        )
-        .bind(h.push_version)
-        .bind(h.language)
-        .bind(h.device_type)
-        .bind(h.protocol_family)
-        .bind(h.ip_address)
-        .bind(now_micros())
-        .bind(now_micros())
-        .bind(device_id)
-        .execute(self.sqlite()?.pool())
-        .await?;
-        Ok(())
+        on_db!(self, |db| {
+            sqlx::query(
+                "UPDATE devices SET push_version = $1, language = $2, device_type = $3, protocol_family = $4, \
+                 ip_address = $5, last_handshake_at = $6, last_activity_at = $7 WHERE id = $8",
+            )
+            .bind(h.push_version)
+            .bind(h.language)
+            .bind(h.device_type)
+            .bind(h.protocol_family)
+            .bind(h.ip_address)
+            .bind(now_micros())
+            .bind(now_micros())
+            .bind(device_id)
+            .execute(db.pool())
+            .await?;
+            Ok(())
+        })
     }
 
     /// Records device facts from `INFO=` (one statement).
     pub async fn update_device_info(&self, device_id: i64, u: &DeviceInfoUpdate) -> Result<(), StoreError> {
-        let mut conn = self.sqlite()?.pool().acquire().await?;
-        update_info_in(&mut conn, device_id, u).await
+        on_db!(self, |db| {
+            let mut conn = db.pool().acquire().await?;
+            dialect::update_info_in(&mut conn, device_id, u).await
+        })
     }
 
     /// Stores what a device told about itself in one request (options dump, counts, registry
@@ -300,106 +313,119 @@ impl Store {
         raw: Option<&RawUpload<'_>>,
         facts: &DeviceFacts,
     ) -> Result<(), StoreError> {
-        let mut tx = self.sqlite()?.begin().await?;
-        if let Some(raw) = raw {
-            insert_raw_in(&mut tx, self.sealer(), raw).await?;
-        }
-        store_facts_in(&mut tx, device_id, facts).await?;
-        tx.commit().await?;
-        Ok(())
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            if let Some(raw) = raw {
+                dialect::insert_raw_in(&mut tx, self.sealer(), raw).await?;
+            }
+            dialect::store_facts_in(&mut tx, device_id, facts).await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     pub async fn device_options(&self, device_id: i64) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT key, value FROM device_options WHERE device_id = $1 ORDER BY key")
-            .bind(device_id)
-            .fetch_all(self.sqlite()?.pool())
-            .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as("SELECT key, value FROM device_options WHERE device_id = $1 ORDER BY key")
+                .bind(device_id)
+                .fetch_all(db.pool())
+                .await?)
+        })
     }
 
     /// Records the stamp a device reported for a table (`attlog`, `operlog`, `attphoto`, `biodata`).
     pub async fn set_stamp(&self, device_id: i64, table: &str, stamp: &str) -> Result<(), StoreError> {
-        let sql = match table {
-            "attlog" => "UPDATE devices SET attlog_stamp = $1 WHERE id = $2",
-            "operlog" => "UPDATE devices SET operlog_stamp = $1 WHERE id = $2",
-            "attphoto" => "UPDATE devices SET attphoto_stamp = $1 WHERE id = $2",
-            "biodata" => "UPDATE devices SET biodata_stamp = $1 WHERE id = $2",
-            _ => return Ok(()),
-        };
-        sqlx::query(sql).bind(stamp).bind(device_id).execute(self.sqlite()?.pool()).await?;
-        Ok(())
+        on_db!(self, |db| {
+            let sql = match table {
+                "attlog" => "UPDATE devices SET attlog_stamp = $1 WHERE id = $2",
+                "operlog" => "UPDATE devices SET operlog_stamp = $1 WHERE id = $2",
+                "attphoto" => "UPDATE devices SET attphoto_stamp = $1 WHERE id = $2",
+                "biodata" => "UPDATE devices SET biodata_stamp = $1 WHERE id = $2",
+                _ => return Ok(()),
+            };
+            sqlx::query(sql).bind(stamp).bind(device_id).execute(db.pool()).await?;
+            Ok(())
+        })
     }
 
     /// Writes the last activity of many devices in one transaction (polls are kept in memory and
     /// flushed periodically, so a heartbeat costs no write).
     pub async fn record_activity(&self, activity: &[DeviceActivity]) -> Result<(), StoreError> {
-        if activity.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.sqlite()?.begin().await?;
-        for a in activity {
-            sqlx::query(
-                "UPDATE devices SET last_activity_at = CASE WHEN last_activity_at > $1 THEN last_activity_at ELSE $1 END, \
-                 ip_address = CASE WHEN $2 = '' THEN ip_address ELSE $3 END, deleted_at = NULL WHERE id = $4",
-            )
-            .bind(a.at_micros)
-            .bind(&a.ip_address)
-            .bind(&a.ip_address)
-            .bind(a.device_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        on_db!(self, |db| {
+            if activity.is_empty() {
+                return Ok(());
+            }
+            let mut tx = db.begin().await?;
+            for a in activity {
+                sqlx::query(
+                    "UPDATE devices SET last_activity_at = CASE WHEN last_activity_at > $1 THEN last_activity_at ELSE $1 END, \
+                     ip_address = CASE WHEN $2 = '' THEN ip_address ELSE $3 END, deleted_at = NULL WHERE id = $4",
+                )
+                .bind(a.at_micros)
+                .bind(&a.ip_address)
+                .bind(&a.ip_address)
+                .bind(a.device_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Approves a pending device; returns false when no device has that SN.
     pub async fn set_approval(&self, sn: &str, approval: Approval) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE devices SET approval = $1 WHERE sn = $2")
-            .bind(approval)
-            .bind(sn)
-            .execute(self.sqlite()?.pool())
-            .await?;
-        Ok(done.rows_affected() > 0)
+        on_db!(self, |db| {
+            let done = sqlx::query("UPDATE devices SET approval = $1 WHERE sn = $2")
+                .bind(approval)
+                .bind(sn)
+                .execute(db.pool())
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// Sets per-device settings an operator controls (`None` leaves a value unchanged).
     /// Hides a terminal from the terminals API and cancels its queued commands (its data
     /// stays; its next request brings it back). Returns whether it existed.
     pub async fn delete_terminal(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        let mut tx = self.sqlite()?.begin().await?;
-        let done = sqlx::query("UPDATE devices SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            let done = sqlx::query("UPDATE devices SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE device_commands SET state = 'cancelled', completed_at = $1, result = 'terminal deleted' \
+                 WHERE device_id = $2 AND state = 'queued'",
+            )
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE device_commands SET state = 'cancelled', completed_at = $1, result = 'terminal deleted' \
-             WHERE device_id = $2 AND state = 'queued'",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+            tx.commit().await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// Brings back a deleted terminal (an operator creating it again).
     pub async fn restore_terminal(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE devices SET deleted_at = NULL WHERE id = $1")
-            .bind(id)
-            .execute(self.sqlite()?.pool())
-            .await?;
-        Ok(())
+        on_db!(self, |db| {
+            sqlx::query("UPDATE devices SET deleted_at = NULL WHERE id = $1").bind(id).execute(db.pool()).await?;
+            Ok(())
+        })
     }
 
     /// Whether a terminal was deleted through the API (and has not made a request since).
     pub async fn terminal_deleted(&self, id: i64) -> Result<bool, StoreError> {
-        let deleted: Option<Option<i64>> = sqlx::query_scalar("SELECT deleted_at FROM devices WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.sqlite()?.pool())
-            .await?;
-        Ok(matches!(deleted, Some(Some(_))))
+        on_db!(self, |db| {
+            let deleted: Option<Option<i64>> = sqlx::query_scalar("SELECT deleted_at FROM devices WHERE id = $1")
+                .bind(id)
+                .fetch_optional(db.pool())
+                .await?;
+            Ok(matches!(deleted, Some(Some(_))))
+        })
     }
 
     pub async fn configure_device(
@@ -409,16 +435,18 @@ impl Store {
         time_zone: Option<&str>,
         text_encoding: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE devices SET alias = COALESCE($1, alias), time_zone = COALESCE($2, time_zone), \
-             text_encoding = COALESCE($3, text_encoding) WHERE sn = $4",
-        )
-        .bind(alias)
-        .bind(time_zone)
-        .bind(text_encoding)
-        .bind(sn)
-        .execute(self.sqlite()?.pool())
-        .await?;
-        Ok(done.rows_affected() > 0)
+        on_db!(self, |db| {
+            let done = sqlx::query(
+                "UPDATE devices SET alias = COALESCE($1, alias), time_zone = COALESCE($2, time_zone), \
+                 text_encoding = COALESCE($3, text_encoding) WHERE sn = $4",
+            )
+            .bind(alias)
+            .bind(time_zone)
+            .bind(text_encoding)
+            .bind(sn)
+            .execute(db.pool())
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 }

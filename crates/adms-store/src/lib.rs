@@ -58,8 +58,8 @@ pub use adms_model::{Approval, CommandState, Presence, TokenKind};
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use auth::{ApiToken, ApiUser, BootstrapOutcome, LAST_ADMIN, ROLES, UserChange};
 pub use commands::{
-    CommandPolicy, CommandResultRow, CommandRow, DueCommand, EnqueueOutcome, Enqueued, NewCommand, ResultOutcome,
-    TakenCommands,
+    CommandPolicy, CommandResultRow, CommandRow, CommandWatch, DueCommand, EnqueueOutcome, Enqueued, NewCommand,
+    ResultOutcome, TakenCommands,
 };
 pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
 pub use devices::{Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};

@@ -315,7 +315,7 @@ dual! {
         sqlx::query(
             "INSERT INTO rejected_lines (device_id, table_name, line_no, raw, raw_sha256, reason, first_seen_at, last_seen_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (device_id, table_name, raw_sha256) DO UPDATE SET seen_count = seen_count + 1, \
+             ON CONFLICT (device_id, table_name, raw_sha256) DO UPDATE SET seen_count = rejected_lines.seen_count + 1, \
              last_seen_at = excluded.last_seen_at",
         )
         .bind(device_id)

@@ -186,73 +186,79 @@ impl Store {
         f: &TransactionFilter,
         page: Page,
     ) -> Result<(i64, Vec<TransactionRow>), StoreError> {
-        let count: i64 = sqlx::query_scalar(COUNT_TRANSACTIONS)
-            .bind(&f.start_time)
-            .bind(&f.end_time)
-            .bind(&f.emp_code)
-            .bind(&f.terminal_sn)
-            .bind(&f.terminal_alias)
-            .bind(f.upload_time_gte)
-            .bind(f.upload_time_lte)
-            .fetch_one(self.sqlite()?.pool())
-            .await?;
-        if count == 0 || page.offset >= count {
-            return Ok((count, Vec::new()));
-        }
-        let rows = sqlx::query_as(f.order.select())
-            .bind(&f.start_time)
-            .bind(&f.end_time)
-            .bind(&f.emp_code)
-            .bind(&f.terminal_sn)
-            .bind(&f.terminal_alias)
-            .bind(f.upload_time_gte)
-            .bind(f.upload_time_lte)
-            .bind(page.limit)
-            .bind(page.offset)
-            .fetch_all(self.sqlite()?.pool())
-            .await?;
-        Ok((count, rows))
+        on_db!(self, |db| {
+            let count: i64 = sqlx::query_scalar(COUNT_TRANSACTIONS)
+                .bind(&f.start_time)
+                .bind(&f.end_time)
+                .bind(&f.emp_code)
+                .bind(&f.terminal_sn)
+                .bind(&f.terminal_alias)
+                .bind(f.upload_time_gte)
+                .bind(f.upload_time_lte)
+                .fetch_one(db.pool())
+                .await?;
+            if count == 0 || page.offset >= count {
+                return Ok((count, Vec::new()));
+            }
+            let rows = sqlx::query_as(f.order.select())
+                .bind(&f.start_time)
+                .bind(&f.end_time)
+                .bind(&f.emp_code)
+                .bind(&f.terminal_sn)
+                .bind(&f.terminal_alias)
+                .bind(f.upload_time_gte)
+                .bind(f.upload_time_lte)
+                .bind(page.limit)
+                .bind(page.offset)
+                .fetch_all(db.pool())
+                .await?;
+            Ok((count, rows))
+        })
     }
 
     /// One punch by id (approved devices only).
     pub async fn transaction_by_id(&self, id: i64) -> Result<Option<TransactionRow>, StoreError> {
-        Ok(sqlx::query_as(concat!(
-            "SELECT p.id, p.seq, p.pin AS emp_code, p.local_time AS punch_time, p.state AS punch_state, \
-             p.verify AS verify_type, p.work_code, d.sn AS terminal_sn, d.alias AS terminal_alias, \
-             p.time_zone AS device_time_zone, p.utc_time, p.mask_flag, p.temperature, p.received_at AS upload_time, \
-             u.name AS employee_name, ",
-            roster_columns!(),
-            " FROM punches AS p JOIN devices AS d ON d.id = p.device_id \
-             LEFT JOIN device_users AS u ON u.device_id = p.device_id AND u.pin = p.pin ",
-            roster_joins!(),
-            " WHERE p.id = $1 AND d.approval = 'approved'"
-        ))
-        .bind(id)
-        .fetch_optional(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(concat!(
+                "SELECT p.id, p.seq, p.pin AS emp_code, p.local_time AS punch_time, p.state AS punch_state, \
+                 p.verify AS verify_type, p.work_code, d.sn AS terminal_sn, d.alias AS terminal_alias, \
+                 p.time_zone AS device_time_zone, p.utc_time, p.mask_flag, p.temperature, p.received_at AS upload_time, \
+                 u.name AS employee_name, ",
+                roster_columns!(),
+                " FROM punches AS p JOIN devices AS d ON d.id = p.device_id \
+                 LEFT JOIN device_users AS u ON u.device_id = p.device_id AND u.pin = p.pin ",
+                roster_joins!(),
+                " WHERE p.id = $1 AND d.approval = 'approved'"
+            ))
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?)
+        })
     }
 
     /// Total matches and one page of terminals, by id.
     pub async fn list_terminals(&self, f: &TerminalFilter, page: Page) -> Result<(i64, Vec<TerminalRow>), StoreError> {
-        let count: i64 = sqlx::query_scalar(COUNT_TERMINALS)
-            .bind(&f.sn)
-            .bind(&f.alias)
-            .bind(&f.sn_icontains)
-            .bind(&f.alias_icontains)
-            .bind(f.id)
-            .fetch_one(self.sqlite()?.pool())
-            .await?;
-        let rows = sqlx::query_as(SELECT_TERMINALS)
-            .bind(&f.sn)
-            .bind(&f.alias)
-            .bind(&f.sn_icontains)
-            .bind(&f.alias_icontains)
-            .bind(f.id)
-            .bind(page.limit)
-            .bind(page.offset)
-            .fetch_all(self.sqlite()?.pool())
-            .await?;
-        Ok((count, rows))
+        on_db!(self, |db| {
+            let count: i64 = sqlx::query_scalar(COUNT_TERMINALS)
+                .bind(&f.sn)
+                .bind(&f.alias)
+                .bind(&f.sn_icontains)
+                .bind(&f.alias_icontains)
+                .bind(f.id)
+                .fetch_one(db.pool())
+                .await?;
+            let rows = sqlx::query_as(SELECT_TERMINALS)
+                .bind(&f.sn)
+                .bind(&f.alias)
+                .bind(&f.sn_icontains)
+                .bind(&f.alias_icontains)
+                .bind(f.id)
+                .bind(page.limit)
+                .bind(page.offset)
+                .fetch_all(db.pool())
+                .await?;
+            Ok((count, rows))
+        })
     }
 }
 
@@ -286,30 +292,32 @@ impl Store {
         sn: Option<&str>,
         page: Page,
     ) -> Result<(i64, Vec<RejectedLineRow>), StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE ($1 IS NULL OR d.sn = $1)",
-        )
-        .bind(sn)
-        .fetch_one(self.sqlite()?.pool())
-        .await?;
-        let stored: Vec<StoredRejectedLine> = sqlx::query_as(
-            "SELECT r.id, d.sn, r.table_name, r.line_no, r.raw, r.reason, r.seen_count, r.first_seen_at, \
-                    r.last_seen_at, r.device_id, r.raw_sha256 \
-             FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE ($1 IS NULL OR d.sn = $1) \
-             ORDER BY r.id DESC LIMIT $2 OFFSET $3",
-        )
-        .bind(sn)
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(self.sqlite()?.pool())
-        .await?;
-        let mut rows = Vec::with_capacity(stored.len());
-        for StoredRejectedLine { mut row, device_id, raw_sha256 } in stored {
-            let record = sealed::digest_record(&format!("{device_id}/{}", row.table_name), &raw_sha256);
-            row.raw = self.sealer().open_bytes(sealed::REJECTED_RAW.kind, &record, &row.raw)?;
-            rows.push(row);
-        }
-        Ok((count, rows))
+        on_db!(self, |db| {
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE ($1 IS NULL OR d.sn = $1)",
+            )
+            .bind(sn)
+            .fetch_one(db.pool())
+            .await?;
+            let stored: Vec<StoredRejectedLine> = sqlx::query_as(
+                "SELECT r.id, d.sn, r.table_name, r.line_no, r.raw, r.reason, r.seen_count, r.first_seen_at, \
+                        r.last_seen_at, r.device_id, r.raw_sha256 \
+                 FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id WHERE ($1 IS NULL OR d.sn = $1) \
+                 ORDER BY r.id DESC LIMIT $2 OFFSET $3",
+            )
+            .bind(sn)
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(db.pool())
+            .await?;
+            let mut rows = Vec::with_capacity(stored.len());
+            for StoredRejectedLine { mut row, device_id, raw_sha256 } in stored {
+                let record = sealed::digest_record(&format!("{device_id}/{}", row.table_name), &raw_sha256);
+                row.raw = self.sealer().open_bytes(sealed::REJECTED_RAW.kind, &record, &row.raw)?;
+                rows.push(row);
+            }
+            Ok((count, rows))
+        })
     }
 }
 

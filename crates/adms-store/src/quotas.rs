@@ -3,9 +3,7 @@
 //! users are never charged. Usage is charged inside the transaction that stores the data, so a
 //! refused request stores nothing and a stored one is always counted.
 
-use sqlx::SqliteConnection;
-
-use crate::StoreError;
+use crate::{Store, StoreError};
 
 /// What a quota limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,57 +38,61 @@ impl Quota {
     }
 }
 
-/// Adds `bytes` to the device's usage of `kind` for the quota's day, or refuses with
-/// [`StoreError::QuotaExceeded`] when that would pass the limit (the caller's transaction is
-/// then rolled back, so nothing of the request is stored). Runs under the caller's write
-/// transaction (`BEGIN IMMEDIATE`), so the read and the update cannot interleave with another
-/// writer.
-pub(crate) async fn charge_in(
-    conn: &mut SqliteConnection,
-    device_id: i64,
-    kind: QuotaKind,
-    quota: Quota,
-    bytes: u64,
-) -> Result<(), StoreError> {
-    if bytes == 0 {
-        return Ok(());
+dual! {
+    /// Adds `bytes` to the device's usage of `kind` for the quota's day, or refuses with
+    /// [`StoreError::QuotaExceeded`] when that would pass the limit (the caller's transaction is
+    /// then rolled back, so nothing of the request is stored). Runs under the caller's write
+    /// transaction (`BEGIN IMMEDIATE`), so the read and the update cannot interleave with another
+    /// writer.
+    pub(crate) async fn charge_in(
+        conn: &mut Conn,
+        device_id: i64,
+        kind: QuotaKind,
+        quota: Quota,
+        bytes: u64,
+    ) -> Result<(), StoreError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let used: Option<i64> =
+            sqlx::query_scalar("SELECT bytes FROM device_quota_usage WHERE device_id = $1 AND day = $2 AND kind = $3")
+                .bind(device_id)
+                .bind(quota.day)
+                .bind(kind.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        let used = u64::try_from(used.unwrap_or(0)).unwrap_or(0);
+        if used.saturating_add(bytes) > quota.limit_bytes {
+            return Err(StoreError::QuotaExceeded(kind));
+        }
+        sqlx::query(
+            "INSERT INTO device_quota_usage (device_id, day, kind, bytes) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (device_id, day, kind) DO UPDATE SET bytes = device_quota_usage.bytes + excluded.bytes",
+        )
+        .bind(device_id)
+        .bind(quota.day)
+        .bind(kind.as_str())
+        .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
-    let used: Option<i64> =
-        sqlx::query_scalar("SELECT bytes FROM device_quota_usage WHERE device_id = $1 AND day = $2 AND kind = $3")
-            .bind(device_id)
-            .bind(quota.day)
-            .bind(kind.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-    let used = u64::try_from(used.unwrap_or(0)).unwrap_or(0);
-    if used.saturating_add(bytes) > quota.limit_bytes {
-        return Err(StoreError::QuotaExceeded(kind));
-    }
-    sqlx::query(
-        "INSERT INTO device_quota_usage (device_id, day, kind, bytes) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (device_id, day, kind) DO UPDATE SET bytes = bytes + excluded.bytes",
-    )
-    .bind(device_id)
-    .bind(quota.day)
-    .bind(kind.as_str())
-    .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
-impl crate::Store {
+impl Store {
     /// Forgets the usage of days before `before_day`: a quota only ever reads its own day's
     /// row, so older rows are dead weight (one per device, kind and day). Returns the rows
     /// removed.
     pub async fn purge_quota_usage(&self, before_day: i64) -> Result<u64, StoreError> {
-        let mut tx = self.sqlite()?.begin().await?;
-        let purged = sqlx::query("DELETE FROM device_quota_usage WHERE day < $1")
-            .bind(before_day)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(purged)
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            let purged = sqlx::query("DELETE FROM device_quota_usage WHERE day < $1")
+                .bind(before_day)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(purged)
+        })
     }
 }

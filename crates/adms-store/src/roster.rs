@@ -485,7 +485,7 @@ impl Store {
     /// Total matches and one page of departments, areas or positions.
     pub async fn list_org(&self, kind: OrgKind, f: &OrgFilter, page: Page) -> Result<(i64, Vec<OrgUnit>), StoreError> {
         let sql = kind.sql();
-        on_db!(self, db => {
+        on_db!(self, |db| {
             let count: i64 = sqlx::query_scalar(sql.count)
                 .bind(f.id)
                 .bind(&f.code)
@@ -520,7 +520,7 @@ impl Store {
     /// be the unit or one of its descendants.
     pub async fn save_org(&self, kind: OrgKind, id: Option<i64>, fields: &OrgFields) -> Result<i64, RosterError> {
         let sql = kind.sql();
-        on_db!(self, db => {
+        on_db!(self, |db| {
             let mut tx = db.begin().await?;
             // The code's UNIQUE constraint is what holds under concurrent writers: on PostgreSQL a
             // code taken by a transaction still open fails this save with a database error rather
@@ -573,7 +573,7 @@ impl Store {
             return Err(RosterRefusal::BuiltIn.into());
         }
         let sql = kind.sql();
-        on_db!(self, db => {
+        on_db!(self, |db| {
             let mut tx = db.begin().await?;
             // The unit's row stays locked until the delete (SQLite: the write lock is held from
             // BEGIN IMMEDIATE): on PostgreSQL a new employee, child or terminal referring to it
@@ -614,7 +614,7 @@ impl Store {
 
     /// Total matches and one page of employees, with their areas and template counts.
     pub async fn list_employees(&self, f: &EmployeeFilter, page: Page) -> Result<(i64, Vec<Employee>), StoreError> {
-        let (count, mut rows, areas, biometrics) = on_db!(self, db => {
+        let (count, mut rows, areas, biometrics) = on_db!(self, |db| {
             let count: i64 = bind_employee_filter(sqlx::query_scalar(COUNT_EMPLOYEES), f).fetch_one(db.pool()).await?;
             if count == 0 || page.offset >= count {
                 return Ok((count, Vec::new()));
@@ -679,7 +679,7 @@ impl Store {
         let now = now_micros();
         let sealer = self.sealer();
         let public = fields.without_private();
-        on_db!(self, db => {
+        on_db!(self, |db| {
             let mut tx = db.begin().await?;
             // The card's partial UNIQUE index is what holds under concurrent writers: on PostgreSQL
             // a card given to another employee by a transaction still open fails this save with a
@@ -702,11 +702,13 @@ impl Store {
             // it meanwhile (PostgreSQL), nothing comes back and the second pass updates that row.
             let mut saved = None;
             for _ in 0..2 {
-                let existing: Option<(i64, Option<i64>)> =
-                    sqlx::query_as(concat!("SELECT id, deleted_at FROM employees WHERE emp_code = $1", for_update!()))
-                        .bind(&fields.emp_code)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                let existing: Option<(i64, Option<i64>)> = sqlx::query_as(concat!(
+                    "SELECT id, deleted_at FROM employees WHERE emp_code = $1",
+                    for_no_key_update!()
+                ))
+                .bind(&fields.emp_code)
+                .fetch_optional(&mut *tx)
+                .await?;
                 match existing {
                     None => {
                         let id: Option<i64> = bind_employee_fields(sqlx::query_scalar(
@@ -771,7 +773,7 @@ impl Store {
     /// old `USER` line does not bring them back; a create with the same code does.
     pub async fn delete_employee(&self, id: i64) -> Result<bool, StoreError> {
         let now = now_micros();
-        on_db!(self, db => {
+        on_db!(self, |db| {
             let mut tx = db.begin().await?;
             let done = sqlx::query(
                 "UPDATE employees SET deleted_at = $1, card_no = '', card_index = NULL, updated_at = $2 \
@@ -794,7 +796,7 @@ impl Store {
 
     /// Moves employees to other areas, a department or a position (the `adjust_*` actions).
     pub async fn set_employee_areas(&self, employee_ids: &[i64], area_ids: &[i64]) -> Result<(), StoreError> {
-        on_db!(self, db => {
+        on_db!(self, |db| {
             let mut tx = db.begin().await?;
             for id in employee_ids {
                 sqlx::query("DELETE FROM employee_areas WHERE employee_id = $1").bind(id).execute(&mut *tx).await?;
@@ -826,7 +828,7 @@ impl Store {
         employee_ids: &[i64],
         assignment: EmployeeAssignment,
     ) -> Result<(), StoreError> {
-        on_db!(self, db => {
+        on_db!(self, |db| {
             let (sql, value) = match assignment {
                 EmployeeAssignment::Department(id) => (
                     concat!(
@@ -864,7 +866,7 @@ impl Store {
     /// any of them is already resigned. Returns the resignation ids.
     pub async fn resign_employees(&self, employee_ids: &[i64], r: &NewResignation) -> Result<Vec<i64>, RosterError> {
         let now = now_micros();
-        on_db!(self, db => {
+        on_db!(self, |db| {
             let mut tx = db.begin().await?;
             let mut ids = Vec::new();
             for employee_id in employee_ids {
@@ -872,7 +874,7 @@ impl Store {
                 // concurrent resignation of the same employee waits, then sees `resigned`.
                 let (code, status): (String, String) = sqlx::query_as(concat!(
                     "SELECT emp_code, status FROM employees WHERE id = $1 AND deleted_at IS NULL",
-                    for_update!()
+                    for_no_key_update!()
                 ))
                 .bind(employee_id)
                 .fetch_optional(&mut *tx)
@@ -911,7 +913,7 @@ impl Store {
         f: &ResignationFilter,
         page: Page,
     ) -> Result<(i64, Vec<Resignation>), StoreError> {
-        on_db!(self, db => {
+        on_db!(self, |db| {
             let count: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*)", resignations_where!()))
                 .bind(f.id)
                 .bind(f.employee)
@@ -947,7 +949,7 @@ impl Store {
 
     /// Edits an open resignation.
     pub async fn update_resignation(&self, id: i64, r: &NewResignation) -> Result<bool, StoreError> {
-        on_db!(self, db => {
+        on_db!(self, |db| {
             let done = sqlx::query(
                 "UPDATE resignations SET resign_date = $1, resign_type = $2, disableatt = $3, reason = $4 \
                  WHERE id = $5 AND reinstated_at IS NULL",
@@ -967,7 +969,7 @@ impl Store {
     /// history. Returns the reinstated employees' ids (unknown or closed ids are skipped).
     pub async fn reinstate(&self, resign_ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let now = now_micros();
-        on_db!(self, db => {
+        on_db!(self, |db| {
             let mut tx = db.begin().await?;
             // A conditional UPDATE: of two concurrent reinstatements of one resignation, only
             // the first returns its employee.
@@ -995,7 +997,7 @@ impl Store {
 
     /// Assigns a terminal to an area (ZKBio Time: every terminal belongs to one area).
     pub async fn set_terminal_area(&self, device_id: i64, area_id: i64) -> Result<(), StoreError> {
-        on_db!(self, db => {
+        on_db!(self, |db| {
             sqlx::query(
                 "INSERT INTO terminal_areas (device_id, area_id) VALUES ($1, $2) \
                  ON CONFLICT (device_id) DO UPDATE SET area_id = excluded.area_id",
@@ -1010,7 +1012,7 @@ impl Store {
 
     /// The area of each terminal (area 1 when never assigned), by device id.
     pub async fn terminal_areas(&self, device_ids: &[i64]) -> Result<BTreeMap<i64, AreaRef>, StoreError> {
-        let rows: Vec<(i64, i64, String, String)> = on_db!(self, db => {
+        let rows: Vec<(i64, i64, String, String)> = on_db!(self, |db| {
             sqlx::query_as(concat!(
                 "SELECT d.value, a.id, a.area_code, a.area_name FROM ",
                 list_rows!("$1", "d"),
@@ -1034,7 +1036,7 @@ impl Store {
         let Some(employee) = self.employee_by_id(employee_id).await? else { return Err(StoreError::NotFound) };
         let pin = employee.fields.emp_code;
         let sealer = self.sealer();
-        let (states, managed) = on_db!(self, db => {
+        let (states, managed) = on_db!(self, |db| {
             let mut tx = db.begin().await?;
             let mut states = dialect::device_states_for_pin(&mut tx, sealer, &pin).await?;
             let mut pending = dialect::pending_changes(&mut tx, sealer, None, Some(&pin)).await?;
@@ -1069,7 +1071,7 @@ impl Store {
     pub async fn plan_employee_sync(&self, emp_code: &str) -> Result<Vec<(i64, RosterChange)>, StoreError> {
         let pins = vec![emp_code.to_owned()];
         let sealer = self.sealer();
-        let (desired, states, targets, mut pending, device_ids) = on_db!(self, db => {
+        let (desired, states, targets, mut pending, device_ids) = on_db!(self, |db| {
             let mut conn = db.pool().acquire().await?;
             let desired = dialect::desired_entries(&mut conn, sealer, &pins).await?;
             let states = dialect::device_states_for_pin(&mut conn, sealer, emp_code).await?;
@@ -1105,7 +1107,7 @@ impl Store {
     /// assigned to an area, gets nothing (see [`managed_terminals`](sqlite::managed_terminals)).
     pub async fn plan_device_sync(&self, device_id: i64) -> Result<Vec<(i64, RosterChange)>, StoreError> {
         let sealer = self.sealer();
-        let (state, desired, managed) = on_db!(self, db => {
+        let (state, desired, managed) = on_db!(self, |db| {
             let mut conn = db.pool().acquire().await?;
             if dialect::managed_terminals(&mut conn, &BTreeSet::from([device_id])).await?.is_empty() {
                 return Ok(Vec::new());
@@ -1368,11 +1370,13 @@ dual! {
             }
             let parent: Option<Option<i64>> = match kind {
                 OrgKind::Department => {
-                    sqlx::query_scalar(concat!("SELECT parent_id FROM departments WHERE id = $1", for_update!()))
+                    sqlx::query_scalar(concat!("SELECT parent_id FROM departments WHERE id = $1", for_no_key_update!()))
                 }
-                OrgKind::Area => sqlx::query_scalar(concat!("SELECT parent_id FROM areas WHERE id = $1", for_update!())),
+                OrgKind::Area => {
+                    sqlx::query_scalar(concat!("SELECT parent_id FROM areas WHERE id = $1", for_no_key_update!()))
+                }
                 OrgKind::Position => {
-                    sqlx::query_scalar(concat!("SELECT parent_id FROM positions WHERE id = $1", for_update!()))
+                    sqlx::query_scalar(concat!("SELECT parent_id FROM positions WHERE id = $1", for_no_key_update!()))
                 }
             }
             .bind(unit)

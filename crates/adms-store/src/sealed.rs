@@ -27,6 +27,8 @@ enum Digest {
     InRecord,
     /// A digest of the value is stored beside it (to find equal values), not in the identity.
     Beside,
+    /// The identity is `prefix/hex(digest)` of another column's digest (read, never written).
+    OfRow,
 }
 
 /// One sealed column.
@@ -37,10 +39,9 @@ pub struct SealedColumn {
     /// `$1` the last key seen, `$2` a batch size; returns the key, identity (or its prefix),
     /// the stored digest (NULL without one) and the value, in key order. The key only walks the
     /// table and addresses the update; it is never sealed into a value. It is the table's `id`
-    /// (for tables declared with `INTEGER PRIMARY KEY`, the same values as the `rowid` earlier
-    /// passes walked). `device_users`, `roster_templates` and `user_photos` have no id column
-    /// (their primary keys are composite), so their passes still walk SQLite's `rowid`: a
-    /// PostgreSQL port gives them ids first.
+    /// (on SQLite, for tables declared with `INTEGER PRIMARY KEY`, the same values as the
+    /// `rowid` earlier passes walked; `device_users`, `roster_templates` and `user_photos` got
+    /// their ids from their rowids in migration 0016). The same text runs on both engines.
     select: &'static str,
     /// Without a digest: `$1` the new value, `$2` the key, `$3` the value read. With one: `$1` the
     /// new value, `$2` the digest, `$3` the key, `$4` the value read.
@@ -73,6 +74,34 @@ macro_rules! sealed_column {
             update: concat!("UPDATE ", $table, " SET ", $column, " = $1 WHERE ", $key, " = $2 AND ", $column, " = $3"),
             binary: $binary,
             digest: Digest::None,
+        }
+    };
+    ($table:literal, $column:literal, key: $key:literal, record: $record:literal, binary: $binary:literal,
+     identified by: $digest_column:literal) => {
+        SealedColumn {
+            kind: concat!($table, ".", $column),
+            select: concat!(
+                "SELECT ",
+                $key,
+                ", ",
+                $record,
+                ", ",
+                $digest_column,
+                ", ",
+                $column,
+                " FROM ",
+                $table,
+                " WHERE ",
+                $key,
+                " > $1 AND length(",
+                $column,
+                ") > 0 ORDER BY ",
+                $key,
+                " LIMIT $2"
+            ),
+            update: concat!("UPDATE ", $table, " SET ", $column, " = $1 WHERE ", $key, " = $2 AND ", $column, " = $3"),
+            binary: $binary,
+            digest: Digest::OfRow,
         }
     };
     ($table:literal, $column:literal, key: $key:literal, record: $record:literal, binary: $binary:literal,
@@ -136,22 +165,22 @@ pub const EMPLOYEE_PRIVATE: [SealedColumn; 11] = [
     sealed_column!("employees", "postcode", key: "id", record: "CAST(id AS TEXT)", binary: false),
 ];
 pub const DEVICE_USER_PASSWORD: SealedColumn =
-    sealed_column!("device_users", "password", key: "rowid", record: "device_id || '/' || pin", binary: false);
+    sealed_column!("device_users", "password", key: "id", record: "device_id || '/' || pin", binary: false);
 pub const DEVICE_USER_CARD: SealedColumn =
-    sealed_column!("device_users", "card", key: "rowid", record: "device_id || '/' || pin", binary: false);
+    sealed_column!("device_users", "card", key: "id", record: "device_id || '/' || pin", binary: false);
 pub const DEVICE_USER_VICE_CARD: SealedColumn =
-    sealed_column!("device_users", "vice_card", key: "rowid", record: "device_id || '/' || pin", binary: false);
+    sealed_column!("device_users", "vice_card", key: "id", record: "device_id || '/' || pin", binary: false);
 pub const DEVICE_USER_RAW: SealedColumn =
-    sealed_column!("device_users", "raw_line", key: "rowid", record: "device_id || '/' || pin", binary: true);
+    sealed_column!("device_users", "raw_line", key: "id", record: "device_id || '/' || pin", binary: true);
 pub const DEVICE_TEMPLATE: SealedColumn = sealed_column!(
     "biometric_templates", "template", key: "id",
     record: "device_id || '/' || pin || '/' || bio_type || '/' || bio_no || '/' || bio_index", binary: false
 );
 pub const ROSTER_TEMPLATE: SealedColumn = sealed_column!(
-    "roster_templates", "template", key: "rowid", record: "pin || '/' || bio_type || '/' || bio_no || '/' || bio_index", binary: false
+    "roster_templates", "template", key: "id", record: "pin || '/' || bio_type || '/' || bio_no || '/' || bio_index", binary: false
 );
 pub const USER_PHOTO: SealedColumn = sealed_column!(
-    "user_photos", "content", key: "rowid", record: "device_id || '/' || pin || '/' || record_kind || '/' || photo_type", binary: false
+    "user_photos", "content", key: "id", record: "device_id || '/' || pin || '/' || record_kind || '/' || photo_type", binary: false
 );
 pub const ATT_PHOTO: SealedColumn =
     sealed_column!("att_photos", "image", key: "id", record: "device_id || '/' || file_name", binary: true);
@@ -171,7 +200,8 @@ pub const ACCESS_EVENT_RAW: SealedColumn = sealed_column!(
 /// Identified by the raw line's digest, so it must be sealed after [`ACCESS_EVENT_RAW`], which
 /// may give an old row its keyed digest.
 pub const ACCESS_EVENT_CARD: SealedColumn = sealed_column!(
-    "access_events", "card_no", key: "id", record: "device_id || '/' || lower(hex(raw_sha256))", binary: false
+    "access_events", "card_no", key: "id", record: "CAST(device_id AS TEXT)", binary: false,
+    identified by: "raw_sha256"
 );
 pub const COMMAND_WIRE: SealedColumn =
     sealed_column!("device_commands", "command", key: "id", record: "CAST(id AS TEXT)", binary: false);
@@ -262,78 +292,81 @@ impl Store {
         plaintext_only: bool,
         done: &mut Resealed,
     ) -> Result<(), StoreError> {
-        let (from, to_sealer) = (Sealer(from), Sealer(Some(to)));
-        let mut after = 0i64;
-        loop {
-            let rows = sqlx::query(column.select).bind(after).bind(BATCH).fetch_all(self.sqlite()?.pool()).await?;
-            let Some(last) = rows.last() else { return Ok(()) };
-            after = last.try_get(0)?;
-            let mut tx = self.sqlite()?.begin().await?;
-            for row in &rows {
-                let key: i64 = row.try_get(0)?;
-                let prefix: String = row.try_get(1)?;
-                let stored_digest: Option<Vec<u8>> = row.try_get(2)?;
-                let stored = if column.binary { Stored::Bytes(row.try_get(3)?) } else { Stored::Text(row.try_get(3)?) };
-                let sealed = match &stored {
-                    Stored::Text(text) => adms_vault::is_sealed(text),
-                    Stored::Bytes(bytes) => adms_vault::is_sealed_bytes(bytes),
-                };
-                if sealed && plaintext_only {
-                    done.already += 1;
-                    continue;
-                }
-                // A value in the clear gets its digest (again): rows written by an earlier
-                // version hold a plain SHA-256, or none.
-                let plain_bytes = |stored: &Stored| match stored {
-                    Stored::Text(text) => text.as_bytes().to_vec(),
-                    Stored::Bytes(bytes) => bytes.clone(),
-                };
-                let new_digest = (!sealed && column.digest != Digest::None)
-                    .then(|| to_sealer.digest(column.kind, &plain_bytes(&stored)).to_vec());
-                let record = match column.digest {
-                    Digest::InRecord => {
-                        let digest = new_digest.as_deref().or(stored_digest.as_deref()).unwrap_or_default();
-                        digest_record(&prefix, digest)
+        on_db!(self, |db| {
+            let (from, to_sealer) = (Sealer(from), Sealer(Some(to)));
+            let mut after = 0i64;
+            loop {
+                let rows = sqlx::query(column.select).bind(after).bind(BATCH).fetch_all(db.pool()).await?;
+                let Some(last) = rows.last() else { return Ok(()) };
+                after = last.try_get(0)?;
+                let mut tx = db.begin().await?;
+                for row in &rows {
+                    let key: i64 = row.try_get(0)?;
+                    let prefix: String = row.try_get(1)?;
+                    let stored_digest: Option<Vec<u8>> = row.try_get(2)?;
+                    let stored =
+                        if column.binary { Stored::Bytes(row.try_get(3)?) } else { Stored::Text(row.try_get(3)?) };
+                    let sealed = match &stored {
+                        Stored::Text(text) => adms_vault::is_sealed(text),
+                        Stored::Bytes(bytes) => adms_vault::is_sealed_bytes(bytes),
+                    };
+                    if sealed && plaintext_only {
+                        done.already += 1;
+                        continue;
                     }
-                    Digest::None | Digest::Beside => prefix,
-                };
-                let update = sqlx::query(column.update);
-                let update = match &stored {
-                    Stored::Text(text) => {
-                        if sealed && to_sealer.open(column.kind, &record, text).is_ok() {
-                            done.already += 1;
-                            continue;
+                    // A value in the clear gets its digest (again): rows written by an earlier
+                    // version hold a plain SHA-256, or none.
+                    let plain_bytes = |stored: &Stored| match stored {
+                        Stored::Text(text) => text.as_bytes().to_vec(),
+                        Stored::Bytes(bytes) => bytes.clone(),
+                    };
+                    let new_digest = (!sealed && matches!(column.digest, Digest::InRecord | Digest::Beside))
+                        .then(|| to_sealer.digest(column.kind, &plain_bytes(&stored)).to_vec());
+                    let record = match column.digest {
+                        Digest::InRecord | Digest::OfRow => {
+                            let digest = new_digest.as_deref().or(stored_digest.as_deref()).unwrap_or_default();
+                            digest_record(&prefix, digest)
                         }
-                        let plain = from.open(column.kind, &record, text)?;
-                        update.bind(to_sealer.seal(column.kind, &record, &plain))
-                    }
-                    Stored::Bytes(bytes) => {
-                        if sealed && to_sealer.open_bytes(column.kind, &record, bytes).is_ok() {
-                            done.already += 1;
-                            continue;
+                        Digest::None | Digest::Beside => prefix,
+                    };
+                    let update = sqlx::query(column.update);
+                    let update = match &stored {
+                        Stored::Text(text) => {
+                            if sealed && to_sealer.open(column.kind, &record, text).is_ok() {
+                                done.already += 1;
+                                continue;
+                            }
+                            let plain = from.open(column.kind, &record, text)?;
+                            update.bind(to_sealer.seal(column.kind, &record, &plain))
                         }
-                        let plain = from.open_bytes(column.kind, &record, bytes)?;
-                        update.bind(to_sealer.seal_bytes(column.kind, &record, &plain))
+                        Stored::Bytes(bytes) => {
+                            if sealed && to_sealer.open_bytes(column.kind, &record, bytes).is_ok() {
+                                done.already += 1;
+                                continue;
+                            }
+                            let plain = from.open_bytes(column.kind, &record, bytes)?;
+                            update.bind(to_sealer.seal_bytes(column.kind, &record, &plain))
+                        }
+                    };
+                    let update = match column.digest {
+                        Digest::None | Digest::OfRow => update,
+                        Digest::InRecord | Digest::Beside => update.bind(new_digest.or(stored_digest)),
+                    };
+                    let update = update.bind(key);
+                    let update = match &stored {
+                        Stored::Text(text) => update.bind(text.as_str()),
+                        Stored::Bytes(bytes) => update.bind(bytes.as_slice()),
+                    };
+                    if update.execute(&mut *tx).await?.rows_affected() == 0 {
+                        return Err(StoreError::Conflict(format!(
+                            "{} of row {key} changed while being sealed: is a server still running on this database?",
+                            column.kind
+                        )));
                     }
-                };
-                let update = match column.digest {
-                    Digest::None => update,
-                    Digest::InRecord | Digest::Beside => update.bind(new_digest.or(stored_digest)),
-                };
-                let update = update.bind(key);
-                let update = match &stored {
-                    Stored::Text(text) => update.bind(text.as_str()),
-                    Stored::Bytes(bytes) => update.bind(bytes.as_slice()),
-                };
-                if update.execute(&mut *tx).await?.rows_affected() == 0 {
-                    return Err(StoreError::Conflict(format!(
-                        "{} of row {key} changed while being sealed: is a server still running on this database?",
-                        column.kind
-                    )));
+                    done.sealed += 1;
                 }
-                done.sealed += 1;
+                tx.commit().await?;
             }
-            tx.commit().await?;
-        }
+        })
     }
 }

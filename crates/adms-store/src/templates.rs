@@ -67,7 +67,7 @@ impl Store {
         f: &TemplateFilter,
         page: Page,
     ) -> Result<(i64, Vec<TemplateRecord>), StoreError> {
-        let (count, mut rows): (i64, Vec<TemplateRecord>) = on_db!(self, db => {
+        let (count, mut rows): (i64, Vec<TemplateRecord>) = on_db!(self, |db| {
             let count: i64 =
                 sqlx::query_scalar(concat!("SELECT COUNT(*) FROM (", newest_templates!(), ") AS matching"))
                     .bind(f.id)

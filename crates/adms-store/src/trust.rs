@@ -73,8 +73,6 @@ dual! {
     /// assigned one, else area 1 ("Not Authorized", pushed nowhere). An employee the ERP manages, or
     /// deleted, is never changed. A card another employee holds is not copied (the upload must never
     /// fail on it).
-    // The PostgreSQL copy is unused until uploads.rs is written with `on_db!`.
-    #[allow(dead_code)]
     pub(crate) async fn adopt_device_user_in(
         conn: &mut Conn,
         sealer: Sealer<'_>,
@@ -194,8 +192,6 @@ dual! {
     /// `adopt_new` only fills a slot the roster holds nothing for, and never for an employee the ERP
     /// manages (a finger enrolled under someone else's PIN must not travel); `adopt_all` fills and
     /// replaces for anyone.
-    // The PostgreSQL copy is unused until uploads.rs is written with `on_db!`.
-    #[allow(dead_code)]
     pub(crate) async fn adopt_device_template_in(
         conn: &mut Conn,
         sealer: Sealer<'_>,

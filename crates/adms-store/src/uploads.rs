@@ -2,15 +2,13 @@
 //! command results and raw bodies. Each request is one transaction; re-sent data is
 //! de-duplicated by natural keys or content hashes.
 
-use sqlx::{Connection, SqliteConnection};
+use sqlx::Connection;
 
 use crate::device_events::NewEvent;
-use crate::device_events::sqlite::insert_event_in;
 
 use crate::events::{EventDevice, UserData, event_body, event_type, user_enrolled_event_id, user_updated_event_id};
 use crate::punches::RejectedLine;
-use crate::punches::sqlite::insert_rejected;
-use crate::quotas::{Quota, QuotaKind, charge_in};
+use crate::quotas::{Quota, QuotaKind};
 use crate::trust::AdoptionPolicy;
 use adms_vault::Sealer;
 
@@ -152,168 +150,172 @@ impl Store {
     /// Returns the quota that made it drop photos or raw records (see [`OperlogBatch::photo_quota`]);
     /// [`StoreError::QuotaExceeded`] when the body held nothing else (nothing stored).
     pub async fn store_operlog(&self, b: &OperlogBatch) -> Result<Option<QuotaKind>, StoreError> {
-        let sealer = self.sealer();
-        let mut tx = self.sqlite()?.begin().await?;
-        let now = b.received_at;
-        for o in &b.oplogs {
-            sqlx::query(
-                "INSERT INTO operation_logs (device_id, op_code, operator, local_time, obj1, obj2, obj3, obj4, raw_line, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-            )
-            .bind(b.device_id)
-            .bind(o.op_code)
-            .bind(&o.operator)
-            .bind(&o.local_time)
-            .bind(&o.objects[0])
-            .bind(&o.objects[1])
-            .bind(&o.objects[2])
-            .bind(&o.objects[3])
-            .bind(&o.raw_line)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for u in &b.users {
-            upsert_user_in(&mut tx, sealer, b, u).await?;
-        }
-        for t in &b.templates {
-            sqlx::query(
-                "INSERT INTO biometric_templates (device_id, pin, bio_type, bio_no, bio_index, record_kind, valid, duress, \
-                 major_ver, minor_ver, format, size, template, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                 ON CONFLICT (device_id, pin, bio_type, bio_no, bio_index) DO UPDATE SET record_kind = excluded.record_kind, \
-                 valid = excluded.valid, duress = excluded.duress, major_ver = excluded.major_ver, \
-                 minor_ver = excluded.minor_ver, format = excluded.format, size = excluded.size, \
-                 template = excluded.template, updated_at = excluded.updated_at",
-            )
-            .bind(b.device_id)
-            .bind(&t.pin)
-            .bind(t.bio_type)
-            .bind(t.no)
-            .bind(t.index)
-            .bind(t.record_kind)
-            .bind(t.valid)
-            .bind(t.duress)
-            .bind(t.major_ver)
-            .bind(t.minor_ver)
-            .bind(&t.format)
-            .bind(t.size)
-            .bind(sealer.seal(
-                sealed::DEVICE_TEMPLATE.kind,
-                &format!("{}/{}/{}/{}/{}", b.device_id, t.pin, t.bio_type, t.no, t.index),
-                &t.template,
-            ))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            crate::trust::sqlite::adopt_device_template_in(&mut tx, sealer, b.device_id, t, b.adoption, now).await?;
-        }
-        // Photos and raw records are charged to the device's quotas in a savepoint: over quota,
-        // a body that also carries users, templates or operation logs keeps those (they are the
-        // product) and loses only the charged part; a body of charged records only is refused
-        // whole. `limited` reports which quota refused.
-        let mut sp = tx.begin().await?;
-        let photo_bytes: u64 = b.photos.iter().map(|p| (p.content.len() + p.url.len()) as u64).sum();
-        let mut raw_bytes = 0u64;
-        for p in &b.photos {
-            sqlx::query(
-                "INSERT INTO user_photos (device_id, pin, record_kind, photo_type, file_name, size, content, url, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (device_id, pin, record_kind, photo_type) DO UPDATE SET \
-                 file_name = excluded.file_name, size = excluded.size, content = excluded.content, url = excluded.url, \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(b.device_id)
-            .bind(&p.pin)
-            .bind(p.record_kind)
-            .bind(p.photo_type)
-            .bind(&p.file_name)
-            .bind(p.size)
-            .bind(sealer.seal(
-                sealed::USER_PHOTO.kind,
-                &format!("{}/{}/{}/{}", b.device_id, p.pin, p.record_kind, p.photo_type),
-                &p.content,
-            ))
-            .bind(&p.url)
-            .bind(now)
-            .execute(&mut *sp)
-            .await?;
-        }
-        for o in &b.others {
-            let digest = sealer.digest(sealed::DEVICE_RECORD_RAW.kind, &o.raw_line);
-            let record = sealed::digest_record(&format!("{}/{}", b.device_id, b.table), &digest);
-            let inserted = sqlx::query(
-                "INSERT INTO device_records (device_id, table_name, kind, raw_line, raw_sha256, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            )
-            .bind(b.device_id)
-            .bind(b.table)
-            .bind(&o.kind)
-            .bind(sealer.seal_bytes(sealed::DEVICE_RECORD_RAW.kind, &record, &o.raw_line))
-            .bind(&digest[..])
-            .bind(now)
-            .execute(&mut *sp)
-            .await?;
-            // A re-sent line stores nothing and costs nothing.
-            if inserted.rows_affected() > 0 {
-                raw_bytes += o.raw_line.len() as u64;
+        on_db!(self, |db| {
+            let sealer = self.sealer();
+            let mut tx = db.begin().await?;
+            let now = b.received_at;
+            for o in &b.oplogs {
+                sqlx::query(
+                    "INSERT INTO operation_logs (device_id, op_code, operator, local_time, obj1, obj2, obj3, obj4, raw_line, received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                )
+                .bind(b.device_id)
+                .bind(o.op_code)
+                .bind(&o.operator)
+                .bind(&o.local_time)
+                .bind(&o.objects[0])
+                .bind(&o.objects[1])
+                .bind(&o.objects[2])
+                .bind(&o.objects[3])
+                .bind(&o.raw_line)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             }
-        }
-        let charged = charge_operlog_in(&mut sp, b, photo_bytes, raw_bytes).await;
-        let limited = match charged {
-            Ok(()) => {
-                sp.commit().await?;
-                None
+            for u in &b.users {
+                dialect::upsert_user_in(&mut tx, sealer, b, u).await?;
             }
-            Err(StoreError::QuotaExceeded(kind)) => {
-                sp.rollback().await?;
-                if b.oplogs.is_empty() && b.users.is_empty() && b.templates.is_empty() {
-                    return Err(StoreError::QuotaExceeded(kind));
+            for t in &b.templates {
+                sqlx::query(
+                    "INSERT INTO biometric_templates (device_id, pin, bio_type, bio_no, bio_index, record_kind, valid, duress, \
+                     major_ver, minor_ver, format, size, template, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                     ON CONFLICT (device_id, pin, bio_type, bio_no, bio_index) DO UPDATE SET record_kind = excluded.record_kind, \
+                     valid = excluded.valid, duress = excluded.duress, major_ver = excluded.major_ver, \
+                     minor_ver = excluded.minor_ver, format = excluded.format, size = excluded.size, \
+                     template = excluded.template, updated_at = excluded.updated_at",
+                )
+                .bind(b.device_id)
+                .bind(&t.pin)
+                .bind(t.bio_type)
+                .bind(t.no)
+                .bind(t.index)
+                .bind(t.record_kind)
+                .bind(t.valid)
+                .bind(t.duress)
+                .bind(t.major_ver)
+                .bind(t.minor_ver)
+                .bind(&t.format)
+                .bind(t.size)
+                .bind(sealer.seal(
+                    sealed::DEVICE_TEMPLATE.kind,
+                    &format!("{}/{}/{}/{}/{}", b.device_id, t.pin, t.bio_type, t.no, t.index),
+                    &t.template,
+                ))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                dialect::adopt_device_template_in(&mut tx, sealer, b.device_id, t, b.adoption, now).await?;
+            }
+            // Photos and raw records are charged to the device's quotas in a savepoint: over quota,
+            // a body that also carries users, templates or operation logs keeps those (they are the
+            // product) and loses only the charged part; a body of charged records only is refused
+            // whole. `limited` reports which quota refused.
+            let mut sp = tx.begin().await?;
+            let photo_bytes: u64 = b.photos.iter().map(|p| (p.content.len() + p.url.len()) as u64).sum();
+            let mut raw_bytes = 0u64;
+            for p in &b.photos {
+                sqlx::query(
+                    "INSERT INTO user_photos (device_id, pin, record_kind, photo_type, file_name, size, content, url, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (device_id, pin, record_kind, photo_type) DO UPDATE SET \
+                     file_name = excluded.file_name, size = excluded.size, content = excluded.content, url = excluded.url, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(b.device_id)
+                .bind(&p.pin)
+                .bind(p.record_kind)
+                .bind(p.photo_type)
+                .bind(&p.file_name)
+                .bind(p.size)
+                .bind(sealer.seal(
+                    sealed::USER_PHOTO.kind,
+                    &format!("{}/{}/{}/{}", b.device_id, p.pin, p.record_kind, p.photo_type),
+                    &p.content,
+                ))
+                .bind(&p.url)
+                .bind(now)
+                .execute(&mut *sp)
+                .await?;
+            }
+            for o in &b.others {
+                let digest = sealer.digest(sealed::DEVICE_RECORD_RAW.kind, &o.raw_line);
+                let record = sealed::digest_record(&format!("{}/{}", b.device_id, b.table), &digest);
+                let inserted = sqlx::query(
+                    "INSERT INTO device_records (device_id, table_name, kind, raw_line, raw_sha256, received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                )
+                .bind(b.device_id)
+                .bind(b.table)
+                .bind(&o.kind)
+                .bind(sealer.seal_bytes(sealed::DEVICE_RECORD_RAW.kind, &record, &o.raw_line))
+                .bind(&digest[..])
+                .bind(now)
+                .execute(&mut *sp)
+                .await?;
+                // A re-sent line stores nothing and costs nothing.
+                if inserted.rows_affected() > 0 {
+                    raw_bytes += o.raw_line.len() as u64;
                 }
-                Some(kind)
             }
-            Err(e) => return Err(e),
-        };
-        for r in &b.rejected {
-            insert_rejected(&mut tx, sealer, b.device_id, r, now).await?;
-        }
-        if let Some(stamp) = &b.operlog_stamp {
-            let sql = if b.table == "BIODATA" {
-                "UPDATE devices SET biodata_stamp = $1 WHERE id = $2"
-            } else {
-                "UPDATE devices SET operlog_stamp = $1 WHERE id = $2"
+            let charged = dialect::charge_operlog_in(&mut sp, b, photo_bytes, raw_bytes).await;
+            let limited = match charged {
+                Ok(()) => {
+                    sp.commit().await?;
+                    None
+                }
+                Err(StoreError::QuotaExceeded(kind)) => {
+                    sp.rollback().await?;
+                    if b.oplogs.is_empty() && b.users.is_empty() && b.templates.is_empty() {
+                        return Err(StoreError::QuotaExceeded(kind));
+                    }
+                    Some(kind)
+                }
+                Err(e) => return Err(e),
             };
-            sqlx::query(sql).bind(stamp).bind(b.device_id).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(limited)
+            for r in &b.rejected {
+                dialect::insert_rejected(&mut tx, sealer, b.device_id, r, now).await?;
+            }
+            if let Some(stamp) = &b.operlog_stamp {
+                let sql = if b.table == "BIODATA" {
+                    "UPDATE devices SET biodata_stamp = $1 WHERE id = $2"
+                } else {
+                    "UPDATE devices SET operlog_stamp = $1 WHERE id = $2"
+                };
+                sqlx::query(sql).bind(stamp).bind(b.device_id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(limited)
+        })
     }
 
     /// Stores an attendance photo and links it to the punch it belongs to, when stored.
     /// Charged to the photo quota (a re-sent photo replaces the stored one and is charged again:
     /// cheaper than comparing images, and firmware re-sends photos rarely).
     pub async fn store_att_photo(&self, p: &AttPhotoUpload) -> Result<(), StoreError> {
-        let mut tx = self.sqlite()?.begin().await?;
-        if let Some(quota) = p.quota {
-            charge_in(&mut tx, p.device_id, QuotaKind::Photo, quota, p.image.len() as u64).await?;
-        }
-        sqlx::query(
-            "INSERT INTO att_photos (device_id, file_name, pin, local_time, punch_id, image, received_at) \
-             VALUES ($1, $2, $3, $4, (SELECT id FROM punches WHERE device_id = $5 AND pin = $6 AND local_time = $7 ORDER BY id LIMIT 1), $8, $9) \
-             ON CONFLICT (device_id, file_name) DO UPDATE SET image = excluded.image, \
-             punch_id = COALESCE(att_photos.punch_id, excluded.punch_id)",
-        )
-        .bind(p.device_id)
-        .bind(&p.file_name)
-        .bind(&p.pin)
-        .bind(&p.local_time)
-        .bind(p.device_id)
-        .bind(&p.pin)
-        .bind(&p.local_time)
-        .bind(self.sealer().seal_bytes(sealed::ATT_PHOTO.kind, &format!("{}/{}", p.device_id, p.file_name), &p.image))
-        .bind(p.received_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            if let Some(quota) = p.quota {
+                dialect::charge_in(&mut tx, p.device_id, QuotaKind::Photo, quota, p.image.len() as u64).await?;
+            }
+            sqlx::query(
+                "INSERT INTO att_photos (device_id, file_name, pin, local_time, punch_id, image, received_at) \
+                 VALUES ($1, $2, $3, $4, (SELECT id FROM punches WHERE device_id = $5 AND pin = $6 AND local_time = $7 ORDER BY id LIMIT 1), $8, $9) \
+                 ON CONFLICT (device_id, file_name) DO UPDATE SET image = excluded.image, \
+                 punch_id = COALESCE(att_photos.punch_id, excluded.punch_id)",
+            )
+            .bind(p.device_id)
+            .bind(&p.file_name)
+            .bind(&p.pin)
+            .bind(&p.local_time)
+            .bind(p.device_id)
+            .bind(&p.pin)
+            .bind(&p.local_time)
+            .bind(self.sealer().seal_bytes(sealed::ATT_PHOTO.kind, &format!("{}/{}", p.device_id, p.file_name), &p.image))
+            .bind(p.received_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Stores `rtlog` events and rejected lines of one request.
@@ -324,34 +326,36 @@ impl Store {
         rejected: &[RejectedLine],
         received_at: i64,
     ) -> Result<(), StoreError> {
-        let sealer = self.sealer();
-        let mut tx = self.sqlite()?.begin().await?;
-        for e in events {
-            let digest = sealer.digest(sealed::ACCESS_EVENT_RAW.kind, &e.raw_line);
-            let record = sealed::digest_record(&device_id.to_string(), &digest);
-            sqlx::query(
-                "INSERT INTO access_events (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, \
-                 raw_line, raw_sha256, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
-            )
-            .bind(device_id)
-            .bind(&e.local_time)
-            .bind(&e.pin)
-            .bind(sealer.seal(sealed::ACCESS_EVENT_CARD.kind, &record, &e.card_no))
-            .bind(e.door)
-            .bind(e.event_code)
-            .bind(e.in_out)
-            .bind(&e.verify_type)
-            .bind(sealer.seal_bytes(sealed::ACCESS_EVENT_RAW.kind, &record, &e.raw_line))
-            .bind(&digest[..])
-            .bind(received_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for r in rejected {
-            insert_rejected(&mut tx, sealer, device_id, r, received_at).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        on_db!(self, |db| {
+            let sealer = self.sealer();
+            let mut tx = db.begin().await?;
+            for e in events {
+                let digest = sealer.digest(sealed::ACCESS_EVENT_RAW.kind, &e.raw_line);
+                let record = sealed::digest_record(&device_id.to_string(), &digest);
+                sqlx::query(
+                    "INSERT INTO access_events (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, \
+                     raw_line, raw_sha256, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                )
+                .bind(device_id)
+                .bind(&e.local_time)
+                .bind(&e.pin)
+                .bind(sealer.seal(sealed::ACCESS_EVENT_CARD.kind, &record, &e.card_no))
+                .bind(e.door)
+                .bind(e.event_code)
+                .bind(e.in_out)
+                .bind(&e.verify_type)
+                .bind(sealer.seal_bytes(sealed::ACCESS_EVENT_RAW.kind, &record, &e.raw_line))
+                .bind(&digest[..])
+                .bind(received_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for r in rejected {
+                dialect::insert_rejected(&mut tx, sealer, device_id, r, received_at).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Keeps a whole body as received (unknown tables, rtstate, registry bodies, ...).
@@ -359,26 +363,28 @@ impl Store {
     /// With a quota, the body is charged to the device's raw quota in the same transaction,
     /// unless the same body is already stored (a re-send only counts `seen_count`).
     pub async fn store_raw_upload(&self, u: &RawUpload<'_>) -> Result<(), StoreError> {
-        let (Some(quota), Some(device_id)) = (u.quota, u.device_id) else {
-            let mut conn = self.sqlite()?.pool().acquire().await?;
-            return insert_raw_in(&mut conn, self.sealer(), u).await;
-        };
-        let mut tx = self.sqlite()?.begin().await?;
-        let stored: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM raw_uploads WHERE sn = $1 AND endpoint = $2 AND table_name = $3 AND body_sha256 = $4",
-        )
-        .bind(u.sn)
-        .bind(u.endpoint)
-        .bind(u.table)
-        .bind(&self.sealer().digest(sealed::RAW_UPLOAD_BODY.kind, u.body)[..])
-        .fetch_optional(&mut *tx)
-        .await?;
-        if stored.is_none() {
-            charge_in(&mut tx, device_id, QuotaKind::Raw, quota, u.body.len() as u64).await?;
-        }
-        insert_raw_in(&mut tx, self.sealer(), u).await?;
-        tx.commit().await?;
-        Ok(())
+        on_db!(self, |db| {
+            let (Some(quota), Some(device_id)) = (u.quota, u.device_id) else {
+                let mut conn = db.pool().acquire().await?;
+                return dialect::insert_raw_in(&mut conn, self.sealer(), u).await;
+            };
+            let mut tx = db.begin().await?;
+            let stored: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM raw_uploads WHERE sn = $1 AND endpoint = $2 AND table_name = $3 AND body_sha256 = $4",
+            )
+            .bind(u.sn)
+            .bind(u.endpoint)
+            .bind(u.table)
+            .bind(&self.sealer().digest(sealed::RAW_UPLOAD_BODY.kind, u.body)[..])
+            .fetch_optional(&mut *tx)
+            .await?;
+            if stored.is_none() {
+                dialect::charge_in(&mut tx, device_id, QuotaKind::Raw, quota, u.body.len() as u64).await?;
+            }
+            dialect::insert_raw_in(&mut tx, self.sealer(), u).await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 }
 
@@ -411,88 +417,131 @@ impl StoredUser {
     }
 }
 
-/// Stores one `USER` line and, when it enrols a user or changes a stored field, its
-/// `user.enrolled` / `user.updated` event. An identical re-sent line emits nothing.
-async fn upsert_user_in(
-    conn: &mut SqliteConnection,
-    sealer: Sealer<'_>,
-    b: &OperlogBatch,
-    u: &UserRow,
-) -> Result<(), StoreError> {
-    let record = format!("{}/{}", b.device_id, u.pin);
-    let mut stored: Option<StoredUser> = sqlx::query_as(
-        "SELECT name, name_raw, privilege, password, card, group_no, time_zones, verify, vice_card, revision \
-         FROM device_users WHERE device_id = $1 AND pin = $2",
-    )
-    .bind(b.device_id)
-    .bind(&u.pin)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(s) = &mut stored {
-        s.password = sealer.open(sealed::DEVICE_USER_PASSWORD.kind, &record, &s.password)?;
-        s.card = sealer.open(sealed::DEVICE_USER_CARD.kind, &record, &s.card)?;
-        s.vice_card = sealer.open(sealed::DEVICE_USER_VICE_CARD.kind, &record, &s.vice_card)?;
+dual! {
+    /// Stores one `USER` line and, when it enrols a user or changes a stored field, its
+    /// `user.enrolled` / `user.updated` event. An identical re-sent line emits nothing.
+    pub(crate) async fn upsert_user_in(
+        conn: &mut Conn,
+        sealer: Sealer<'_>,
+        b: &OperlogBatch,
+        u: &UserRow,
+    ) -> Result<(), StoreError> {
+        let record = format!("{}/{}", b.device_id, u.pin);
+        let mut stored: Option<StoredUser> = sqlx::query_as(
+            "SELECT name, name_raw, privilege, password, card, group_no, time_zones, verify, vice_card, revision \
+             FROM device_users WHERE device_id = $1 AND pin = $2",
+        )
+        .bind(b.device_id)
+        .bind(&u.pin)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(s) = &mut stored {
+            s.password = sealer.open(sealed::DEVICE_USER_PASSWORD.kind, &record, &s.password)?;
+            s.card = sealer.open(sealed::DEVICE_USER_CARD.kind, &record, &s.card)?;
+            s.vice_card = sealer.open(sealed::DEVICE_USER_VICE_CARD.kind, &record, &s.vice_card)?;
+        }
+        let (change, revision) = match &stored {
+            None => (Some(event_type::USER_ENROLLED), 0),
+            Some(s) if s.same_as(u) => (None, s.revision),
+            Some(s) => (Some(event_type::USER_UPDATED), s.revision + 1),
+        };
+        sqlx::query(
+            "INSERT INTO device_users (device_id, pin, name, name_raw, privilege, password, card, group_no, time_zones, \
+             verify, vice_card, raw_line, updated_at, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (device_id, pin) DO UPDATE SET name = excluded.name, name_raw = excluded.name_raw, \
+             privilege = excluded.privilege, password = excluded.password, card = excluded.card, \
+             group_no = excluded.group_no, time_zones = excluded.time_zones, verify = excluded.verify, \
+             vice_card = excluded.vice_card, raw_line = excluded.raw_line, updated_at = excluded.updated_at, \
+             revision = excluded.revision",
+        )
+        .bind(b.device_id)
+        .bind(&u.pin)
+        .bind(&u.name)
+        .bind(&u.name_raw)
+        .bind(u.privilege)
+        .bind(sealer.seal(sealed::DEVICE_USER_PASSWORD.kind, &record, &u.password))
+        .bind(sealer.seal(sealed::DEVICE_USER_CARD.kind, &record, &u.card))
+        .bind(&u.group)
+        .bind(&u.time_zones)
+        .bind(u.verify)
+        .bind(sealer.seal(sealed::DEVICE_USER_VICE_CARD.kind, &record, &u.vice_card))
+        .bind(sealer.seal_bytes(sealed::DEVICE_USER_RAW.kind, &record, &u.raw_line))
+        .bind(b.received_at)
+        .bind(revision)
+        .execute(&mut *conn)
+        .await?;
+        let Some(kind) = change else { return Ok(()) };
+        // Only a new or changed line may reach the roster: a re-sent old line must not bring back
+        // an employee the ERP deleted, nor undo an edit.
+        dialect::adopt_device_user_in(conn, sealer, b.device_id, u, b.adoption, b.received_at).await?;
+        let event_id = if kind == event_type::USER_ENROLLED {
+            user_enrolled_event_id(&b.device_sn, &u.pin)
+        } else {
+            user_updated_event_id(&b.device_sn, &u.pin, revision, &user_values_sha256_hex(u))
+        };
+        let data = UserData {
+            device: EventDevice { sn: &b.device_sn, alias: &b.device_alias, time_zone: &b.device_time_zone },
+            pin: &u.pin,
+            name: &u.name,
+            privilege: u.privilege,
+            card: &u.card,
+            group: &u.group,
+            time_zone: &u.time_zones,
+            has_password: !u.password.is_empty(),
+        };
+        let body = event_body(&event_id, kind, b.received_at, &data);
+        let event = NewEvent {
+            event_id: &event_id,
+            event_type: kind,
+            device_id: b.device_id,
+            occurred_at: b.received_at,
+            created_at: now_micros(),
+            body: &body,
+        };
+        dialect::insert_event_in(conn, &event).await?;
+        Ok(())
     }
-    let (change, revision) = match &stored {
-        None => (Some(event_type::USER_ENROLLED), 0),
-        Some(s) if s.same_as(u) => (None, s.revision),
-        Some(s) => (Some(event_type::USER_UPDATED), s.revision + 1),
-    };
-    sqlx::query(
-        "INSERT INTO device_users (device_id, pin, name, name_raw, privilege, password, card, group_no, time_zones, \
-         verify, vice_card, raw_line, updated_at, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-         ON CONFLICT (device_id, pin) DO UPDATE SET name = excluded.name, name_raw = excluded.name_raw, \
-         privilege = excluded.privilege, password = excluded.password, card = excluded.card, \
-         group_no = excluded.group_no, time_zones = excluded.time_zones, verify = excluded.verify, \
-         vice_card = excluded.vice_card, raw_line = excluded.raw_line, updated_at = excluded.updated_at, \
-         revision = excluded.revision",
-    )
-    .bind(b.device_id)
-    .bind(&u.pin)
-    .bind(&u.name)
-    .bind(&u.name_raw)
-    .bind(u.privilege)
-    .bind(sealer.seal(sealed::DEVICE_USER_PASSWORD.kind, &record, &u.password))
-    .bind(sealer.seal(sealed::DEVICE_USER_CARD.kind, &record, &u.card))
-    .bind(&u.group)
-    .bind(&u.time_zones)
-    .bind(u.verify)
-    .bind(sealer.seal(sealed::DEVICE_USER_VICE_CARD.kind, &record, &u.vice_card))
-    .bind(sealer.seal_bytes(sealed::DEVICE_USER_RAW.kind, &record, &u.raw_line))
-    .bind(b.received_at)
-    .bind(revision)
-    .execute(&mut *conn)
-    .await?;
-    let Some(kind) = change else { return Ok(()) };
-    // Only a new or changed line may reach the roster: a re-sent old line must not bring back
-    // an employee the ERP deleted, nor undo an edit.
-    crate::trust::sqlite::adopt_device_user_in(conn, sealer, b.device_id, u, b.adoption, b.received_at).await?;
-    let event_id = if kind == event_type::USER_ENROLLED {
-        user_enrolled_event_id(&b.device_sn, &u.pin)
-    } else {
-        user_updated_event_id(&b.device_sn, &u.pin, revision, &user_values_sha256_hex(u))
-    };
-    let data = UserData {
-        device: EventDevice { sn: &b.device_sn, alias: &b.device_alias, time_zone: &b.device_time_zone },
-        pin: &u.pin,
-        name: &u.name,
-        privilege: u.privilege,
-        card: &u.card,
-        group: &u.group,
-        time_zone: &u.time_zones,
-        has_password: !u.password.is_empty(),
-    };
-    let body = event_body(&event_id, kind, b.received_at, &data);
-    let event = NewEvent {
-        event_id: &event_id,
-        event_type: kind,
-        device_id: b.device_id,
-        occurred_at: b.received_at,
-        created_at: now_micros(),
-        body: &body,
-    };
-    insert_event_in(conn, &event).await?;
-    Ok(())
+
+    pub(crate) async fn insert_raw_in(
+        conn: &mut Conn,
+        sealer: Sealer<'_>,
+        u: &RawUpload<'_>,
+    ) -> Result<(), StoreError> {
+        let digest = sealer.digest(sealed::RAW_UPLOAD_BODY.kind, u.body);
+        let record = sealed::digest_record(&format!("{}/{}/{}", u.sn, u.endpoint, u.table), &digest);
+        sqlx::query(
+            "INSERT INTO raw_uploads (device_id, sn, endpoint, table_name, query, body, body_sha256, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sn, endpoint, table_name, body_sha256) \
+             DO UPDATE SET seen_count = raw_uploads.seen_count + 1",
+        )
+        .bind(u.device_id)
+        .bind(u.sn)
+        .bind(u.endpoint)
+        .bind(u.table)
+        .bind(u.query)
+        .bind(sealer.seal_bytes(sealed::RAW_UPLOAD_BODY.kind, &record, u.body))
+        .bind(&digest[..])
+        .bind(u.received_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Charges an OPERLOG body's photos and newly stored raw records to their quotas.
+    pub(crate) async fn charge_operlog_in(
+        conn: &mut Conn,
+        b: &OperlogBatch,
+        photo_bytes: u64,
+        raw_bytes: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(quota) = b.photo_quota {
+            dialect::charge_in(conn, b.device_id, QuotaKind::Photo, quota, photo_bytes).await?;
+        }
+        if let Some(quota) = b.raw_quota {
+            dialect::charge_in(conn, b.device_id, QuotaKind::Raw, quota, raw_bytes).await?;
+        }
+        Ok(())
+    }
 }
 
 /// SHA-256 (hex) of a user's stored values, for its `user.updated` id. The password is left
@@ -511,45 +560,4 @@ fn user_values_sha256_hex(u: &UserRow) -> String {
         &u.vice_card,
     );
     hex::encode(sha256(serde_json::to_string(&values).unwrap_or_default().as_bytes()))
-}
-
-pub(crate) async fn insert_raw_in(
-    conn: &mut SqliteConnection,
-    sealer: Sealer<'_>,
-    u: &RawUpload<'_>,
-) -> Result<(), StoreError> {
-    let digest = sealer.digest(sealed::RAW_UPLOAD_BODY.kind, u.body);
-    let record = sealed::digest_record(&format!("{}/{}/{}", u.sn, u.endpoint, u.table), &digest);
-    sqlx::query(
-        "INSERT INTO raw_uploads (device_id, sn, endpoint, table_name, query, body, body_sha256, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sn, endpoint, table_name, body_sha256) \
-         DO UPDATE SET seen_count = seen_count + 1",
-    )
-    .bind(u.device_id)
-    .bind(u.sn)
-    .bind(u.endpoint)
-    .bind(u.table)
-    .bind(u.query)
-    .bind(sealer.seal_bytes(sealed::RAW_UPLOAD_BODY.kind, &record, u.body))
-    .bind(&digest[..])
-    .bind(u.received_at)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Charges an OPERLOG body's photos and newly stored raw records to their quotas.
-async fn charge_operlog_in(
-    conn: &mut SqliteConnection,
-    b: &OperlogBatch,
-    photo_bytes: u64,
-    raw_bytes: u64,
-) -> Result<(), StoreError> {
-    if let Some(quota) = b.photo_quota {
-        charge_in(conn, b.device_id, QuotaKind::Photo, quota, photo_bytes).await?;
-    }
-    if let Some(quota) = b.raw_quota {
-        charge_in(conn, b.device_id, QuotaKind::Raw, quota, raw_bytes).await?;
-    }
-    Ok(())
 }

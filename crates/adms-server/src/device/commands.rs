@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use adms_protocol::reply::push_command;
 use adms_protocol::text::TextEncoding;
-use adms_store::StoreError;
+use adms_store::{CommandWatch, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use super::registry::DeviceEntry;
@@ -58,30 +58,37 @@ pub async fn poll_reply(state: &SharedState, entry: &DeviceEntry) -> Result<Opti
     Ok(Some(bytes))
 }
 
-/// Every second: wakes the cached devices that got commands from elsewhere. A poll with nothing
-/// known to be queued is answered from memory, so a command another replica (or another process
-/// on the same database) queued would otherwise wait until this process next read the device's
-/// queue. Commands queued here wake their devices at once; this only bounds the delay of the
-/// others to about a second, with one indexed range query per second.
+/// Wakes the cached devices that got commands from elsewhere. A poll with nothing known to be
+/// queued is answered from memory, so a command another replica (or another process on the
+/// same database) queued would otherwise wait until this process next read the device's queue.
+/// Commands queued here wake their devices at once; the store's [`CommandWatch`] reports the
+/// others (SQLite: within about a second; PostgreSQL: at their commit, by `LISTEN`).
 pub async fn run_cross_replica_wake(state: SharedState, stop: CancellationToken) {
-    let mut newest = match state.store.newest_command_id().await {
-        Ok(id) => id,
-        Err(error) => {
-            tracing::warn!(%error, "command id not read; every queued command wakes its device once");
-            0
-        }
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while next_tick(&mut tick, &stop).await {
-        match state.store.commands_queued_after(newest).await {
-            Ok((device_ids, id)) => {
-                if !device_ids.is_empty() {
-                    state.devices.commands_enqueued(&device_ids);
+    let mut watch: Option<CommandWatch> = None;
+    loop {
+        let result = match &mut watch {
+            None => state.store.watch_queued_commands().await.map(|w| {
+                watch = Some(w);
+                Vec::new()
+            }),
+            Some(w) => tokio::select! {
+                () = stop.cancelled() => return,
+                devices = w.next() => devices,
+            },
+        };
+        match result {
+            Ok(device_ids) if !device_ids.is_empty() => state.devices.commands_enqueued(&device_ids),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "queued-command watch failed; retried in a second");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
-                newest = id;
             }
-            Err(error) => tracing::warn!(%error, "queued-command check failed; retried in a second"),
+        }
+        if stop.is_cancelled() {
+            return;
         }
     }
 }

@@ -1,8 +1,8 @@
 //! PostgreSQL's punch group writer: a pool connection per group, four statements and a commit.
 //!
-//! 1. The group's device rows are locked in id order (`FOR UPDATE`), so two processes writing
-//!    the same device take turns and number its punches without gaps, and two groups sharing
-//!    devices never deadlock. The same statement takes the endpoints lock in shared mode and
+//! 1. The group's device rows are locked in id order (`FOR NO KEY UPDATE`: rows referencing a
+//!    device can still be inserted meanwhile), so two processes writing the same device take
+//!    turns and number its punches without gaps, and two groups sharing devices never deadlock. The same statement takes the endpoints lock in shared mode and
 //!    asks whether any webhook endpoint exists (see [`ENDPOINTS_LOCK`]).
 //! 2. The punches go in as one `INSERT … SELECT FROM unnest(arrays)`: new ones only (the natural
 //!    key decides), `seq` continuing the device's `last_seq` in upload order.
@@ -31,7 +31,7 @@ use crate::{StoreError, now_micros};
 pub(crate) const ENDPOINTS_LOCK: i64 = 0x6164_6d73_0001;
 
 const LOCK_DEVICES: &str = "\
-WITH locked AS (SELECT id FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE)
+WITH locked AS (SELECT id FROM devices WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE)
 SELECT (SELECT count(*) FROM locked),
        pg_advisory_xact_lock_shared($2) IS NOT NULL
        AND EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)";

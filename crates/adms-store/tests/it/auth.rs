@@ -11,9 +11,8 @@ async fn session(store: &Store, user_id: i64, digest: &[u8]) {
     store.create_token(TokenKind::Session, Some(user_id), "login", digest, Some(expires)).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_new_password_hash_bumps_the_version_and_revokes_sessions() {
-    let (_dir, store) = open().await;
+async fn a_new_password_hash_bumps_the_version_and_revokes_sessions(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
     let id = store.upsert_user("admin", "hash-1").await.unwrap();
     session(&store, id, b"session-1").await;
     store.create_token(TokenKind::Integration, None, "payroll", b"integration-1", None).await.unwrap();
@@ -33,9 +32,8 @@ async fn a_new_password_hash_bumps_the_version_and_revokes_sessions() {
     assert!(store.live_token(b"integration-1", now_micros()).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn a_renamed_bootstrap_account_disables_the_previous_one() {
-    let (_dir, store) = open().await;
+async fn a_renamed_bootstrap_account_disables_the_previous_one(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
     let first = store.bootstrap_user("admin", "hash-1").await.unwrap();
     assert!(first.disabled.is_empty());
     session(&store, first.user_id, b"admin-session").await;
@@ -67,10 +65,9 @@ async fn a_renamed_bootstrap_account_disables_the_previous_one() {
     assert!(store.live_token(b"admin-session", now_micros()).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn user_changes_end_sessions_and_keep_an_enabled_admin() {
+async fn user_changes_end_sessions_and_keep_an_enabled_admin(engine: crate::common::Engine) {
     use adms_store::{StoreError, UserChange};
-    let (_dir, store) = open().await;
+    let store = crate::common::fresh(engine).await;
     let admin = store.upsert_user("admin", "hash-a").await.unwrap();
     assert_eq!(store.user_by_id(admin).await.unwrap().unwrap().role, "admin", "existing accounts are admins");
     let viewer = store.create_user("vera", "hash-v", "viewer").await.unwrap().expect("created");
@@ -122,10 +119,9 @@ async fn user_changes_end_sessions_and_keep_an_enabled_admin() {
     assert_eq!((back.role.as_str(), back.disabled_at), ("admin", None));
 }
 
-#[tokio::test]
-async fn integration_keys_carry_their_scopes_and_the_audit_log_pages_newest_first() {
+async fn integration_keys_carry_their_scopes_and_the_audit_log_pages_newest_first(engine: crate::common::Engine) {
     use adms_store::{AuditFilter, NewAuditEntry, Page};
-    let (_dir, store) = open().await;
+    let store = crate::common::fresh(engine).await;
     store.create_integration_token("payroll", b"key-1", "read roster:write").await.unwrap();
     let live = store.live_token(b"key-1", now_micros()).await.unwrap().unwrap();
     assert_eq!((live.kind.as_str(), live.scopes.as_str()), ("integration", "read roster:write"));
@@ -158,3 +154,10 @@ async fn integration_keys_carry_their_scopes_and_the_audit_log_pages_newest_firs
     let (count, rows) = store.list_audit(&AuditFilter::default(), Page { offset: 1, limit: 1 }).await.unwrap();
     assert_eq!((count, rows[0].at), (3, 20));
 }
+
+crate::on_both_engines!(
+    a_new_password_hash_bumps_the_version_and_revokes_sessions,
+    a_renamed_bootstrap_account_disables_the_previous_one,
+    user_changes_end_sessions_and_keep_an_enabled_admin,
+    integration_keys_carry_their_scopes_and_the_audit_log_pages_newest_first,
+);

@@ -33,9 +33,8 @@ fn result(id: i64, code: i64) -> CommandResultRow {
     }
 }
 
-#[tokio::test]
-async fn polls_take_commands_in_order_within_count_and_byte_limits() {
-    let (_dir, store) = open().await;
+async fn polls_take_commands_in_order_within_count_and_byte_limits(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
     let device = store
         .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "Q1", ..Default::default() })
         .await
@@ -63,9 +62,8 @@ async fn polls_take_commands_in_order_within_count_and_byte_limits() {
     assert_eq!(empty.next_due_at, Some(2 + policy.resend_after_micros), "the earliest re-send");
 }
 
-#[tokio::test]
-async fn dedupe_key_adds_nothing_for_the_same_command_and_supersedes_a_different_one() {
-    let (_dir, store) = open().await;
+async fn dedupe_key_adds_nothing_for_the_same_command_and_supersedes_a_different_one(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
     let device = store
         .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "D1", ..Default::default() })
         .await
@@ -99,9 +97,8 @@ async fn dedupe_key_adds_nothing_for_the_same_command_and_supersedes_a_different
     assert_eq!(queued, 1, "only the re-queued delete");
 }
 
-#[tokio::test]
-async fn results_complete_only_the_posting_devices_sent_commands() {
-    let (_dir, store) = open().await;
+async fn results_complete_only_the_posting_devices_sent_commands(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
     let a = store
         .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "R1", ..Default::default() })
         .await
@@ -143,9 +140,8 @@ async fn results_complete_only_the_posting_devices_sent_commands() {
     assert_eq!(store.command(queued).await.unwrap().unwrap().state, "queued");
 }
 
-#[tokio::test]
-async fn unanswered_commands_are_resent_then_expire_and_old_ones_expire_by_sweep() {
-    let (_dir, store) = open().await;
+async fn unanswered_commands_are_resent_then_expire_and_old_ones_expire_by_sweep(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
     let device = store
         .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "E1", ..Default::default() })
         .await
@@ -202,3 +198,49 @@ async fn an_unknown_stored_state_is_an_error_not_a_default() {
     let stored = store.store_command_results(device.id, &[result(id, 0)], &[], &facts, 3, &policy).await;
     assert!(matches!(stored, Err(StoreError::Database(_))), "{stored:?}");
 }
+
+/// A command queued by one process wakes its device in another (the watch reports it), and two
+/// processes polling for the same device hand each command out once.
+async fn other_processes_see_queued_commands_and_hand_each_out_once(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
+    let other = store.second_process().await;
+    let device = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "W1", ..Default::default() })
+        .await
+        .unwrap();
+    let mut watch = other.watch_queued_commands().await.unwrap();
+    let ids: Vec<i64> = store
+        .enqueue_commands(&(0..20).map(|i| new(device.id, option(i), None)).collect::<Vec<_>>(), 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(10), watch.next()).await.expect("woken").unwrap();
+    assert_eq!(woken, [device.id]);
+
+    // Both processes poll for the device at once, again and again, until the queue is empty.
+    let policy = CommandPolicy { max_per_poll: 3, ..CommandPolicy::default() };
+    let poll = |s: Store, policy: CommandPolicy| async move {
+        let mut got = Vec::new();
+        for now in 2..40 {
+            got.extend(s.take_due_commands(device.id, now, &policy).await.unwrap().commands.into_iter().map(|c| c.id));
+        }
+        got
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(poll(store.store().clone(), policy.clone())),
+        tokio::spawn(poll(other.clone(), policy.clone()))
+    );
+    let mut handed: Vec<i64> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+    handed.sort_unstable();
+    assert_eq!(handed, ids, "every command handed out exactly once");
+}
+
+crate::on_both_engines!(
+    other_processes_see_queued_commands_and_hand_each_out_once,
+    polls_take_commands_in_order_within_count_and_byte_limits,
+    dedupe_key_adds_nothing_for_the_same_command_and_supersedes_a_different_one,
+    results_complete_only_the_posting_devices_sent_commands,
+    unanswered_commands_are_resent_then_expire_and_old_ones_expire_by_sweep,
+);

@@ -20,11 +20,11 @@ macro_rules! on_both_engines {
     ($($story:ident),+ $(,)?) => {
         $(
             mod $story {
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
                     super::$story($crate::common::Engine::Sqlite).await
                 }
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
                     super::$story($crate::common::Engine::Postgres).await
                 }
@@ -36,6 +36,8 @@ macro_rules! on_both_engines {
 /// A sealed store for one story, with what keeps its database alive.
 pub struct TestStore {
     store: Store,
+    url: String,
+    vault: Vault,
     _place: Place,
 }
 
@@ -56,28 +58,46 @@ impl TestStore {
     /// Another handle to the same database, as a second process would open it (its own pools
     /// and punch writer), sealed with the same keys.
     #[allow(dead_code)]
+    pub async fn second_process(&self) -> Store {
+        let store = Store::open(&self.url, options()).await.expect("open again");
+        store.seal_with(self.vault.clone()).expect("a fresh handle has no vault");
+        store
+    }
+
+    /// This handle as a plain `Store`.
+    #[allow(dead_code)]
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// The database's URL.
+    #[allow(dead_code)]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// Small pools: several PostgreSQL tests run at once against one server.
+fn options() -> StoreOptions {
+    StoreOptions { max_connections: 4, ..StoreOptions::default() }
 }
 
 /// A sealed store on a fresh database of `engine`.
 pub async fn fresh(engine: Engine) -> TestStore {
-    match engine {
+    let vault = Vault::new(SecretKey::generate(), IndexKey::generate());
+    let (url, place) = match engine {
         Engine::Sqlite => {
-            let (dir, store) = open("story.db").await;
-            TestStore { store, _place: Place::File(dir) }
+            let dir = tempfile::tempdir().expect("tempdir");
+            (format!("sqlite://{}", dir.path().join("story.db").display()), Place::File(dir))
         }
         Engine::Postgres => {
             let database = FreshDatabase::create().await;
-            let options = StoreOptions { max_connections: 4, ..StoreOptions::default() };
-            let store = Store::open(database.url(), options).await.expect("open");
-            store
-                .seal_with(Vault::new(SecretKey::generate(), IndexKey::generate()))
-                .expect("a fresh store has no vault");
-            TestStore { store, _place: Place::Database(database) }
+            (database.url().to_owned(), Place::Database(database))
         }
-    }
+    };
+    let store = Store::open(&url, options()).await.expect("open");
+    store.seal_with(vault.clone()).expect("a fresh store has no vault");
+    TestStore { store, url, vault, _place: place }
 }
 
 /// A sealed store on `file` (a path relative to a new temporary folder, which the caller keeps

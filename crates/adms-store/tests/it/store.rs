@@ -22,9 +22,8 @@ fn punch(pin: &str, time: &str) -> NewPunch {
     }
 }
 
-#[tokio::test]
-async fn concurrent_batches_dedupe_and_get_gapless_seq() {
-    let (_dir, store) = open().await;
+async fn concurrent_batches_dedupe_and_get_gapless_seq(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
     let a = store
         .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "A1", ..Default::default() })
         .await
@@ -97,9 +96,10 @@ async fn concurrent_batches_dedupe_and_get_gapless_seq() {
 /// punches from `last_seq` by their place in the group; a group that re-sends stored punches
 /// falls back to the general insert. Both must give every device a gapless `seq` that agrees
 /// with id order, and a re-sent punch keeps its id and `seq`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_groups_number_punches_in_upload_order_and_re_sends_fall_back_without_gaps() {
-    let (_dir, store) = open().await;
+async fn plain_groups_number_punches_in_upload_order_and_re_sends_fall_back_without_gaps(
+    engine: crate::common::Engine,
+) {
+    let store = crate::common::fresh(engine).await;
     let a = store
         .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "A1", ..Default::default() })
         .await
@@ -169,9 +169,8 @@ async fn plain_groups_number_punches_in_upload_order_and_re_sends_fall_back_with
 /// Terminals send their next upload only after their `OK`, and come and go: the writer lets
 /// small groups wait for the devices it just answered, and must neither lose nor hold back an
 /// upload when some of them stop sending.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn devices_that_wait_for_their_ok_all_land_while_some_stop_sending() {
-    let (_dir, store) = open().await;
+async fn devices_that_wait_for_their_ok_all_land_while_some_stop_sending(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
     let mut tasks = Vec::new();
     for d in 0..16 {
         let device = store
@@ -212,9 +211,8 @@ async fn devices_that_wait_for_their_ok_all_land_while_some_stop_sending() {
     }
 }
 
-#[tokio::test]
-async fn filters_and_pending_devices() {
-    let (_dir, store) = open().await;
+async fn filters_and_pending_devices(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
     let a = store
         .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "A1", ..Default::default() })
         .await
@@ -246,9 +244,8 @@ async fn filters_and_pending_devices() {
 /// not exist, which the foreign key refuses) fails only its own request; the group is rolled back
 /// and retried batch by batch, the others are stored, and the writer's connection is left with no
 /// transaction open, so the next writes commit normally.
-#[tokio::test]
-async fn a_failing_batch_fails_alone_and_leaves_the_writer_usable() {
-    let (_dir, store) = open().await;
+async fn a_failing_batch_fails_alone_and_leaves_the_writer_usable(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
     let good = store
         .register_device(&NewDevice {
             approval: Some(adms_store::Approval::Approved),
@@ -334,10 +331,9 @@ async fn the_floor_benchmarks_statement_stores_punches_as_the_writer_does() {
     assert_eq!(stored, [("A1", "1", 1), ("A1", "2", 2), ("B2", "3", 1), ("A1", "4", 3), ("A1", "5", 4)]);
 }
 
-#[tokio::test]
-async fn old_quota_usage_is_purged_and_todays_still_counts() {
+async fn old_quota_usage_is_purged_and_todays_still_counts(engine: crate::common::Engine) {
     use adms_store::{Quota, QuotaKind, RawUpload, StoreError};
-    let (_dir, store) = open().await;
+    let store = crate::common::fresh(engine).await;
     let device = store
         .register_device(&NewDevice {
             sn: "QUOTA001",
@@ -365,3 +361,12 @@ async fn old_quota_usage_is_purged_and_todays_still_counts() {
     let refused = store.store_raw_upload(&upload(today, b"abc")).await;
     assert!(matches!(refused, Err(StoreError::QuotaExceeded(QuotaKind::Raw))), "{refused:?}");
 }
+
+crate::on_both_engines!(
+    concurrent_batches_dedupe_and_get_gapless_seq,
+    plain_groups_number_punches_in_upload_order_and_re_sends_fall_back_without_gaps,
+    devices_that_wait_for_their_ok_all_land_while_some_stop_sending,
+    filters_and_pending_devices,
+    a_failing_batch_fails_alone_and_leaves_the_writer_usable,
+    old_quota_usage_is_purged_and_todays_still_counts,
+);
