@@ -50,7 +50,7 @@ impl DeviceUserPolicy {
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// `sqlite://PATH` (created if missing).
+    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
     pub database_url: String,
     /// Bootstrap API account, created or updated at start. A new password ends the account's
     /// session tokens and JWTs; a new name disables the account of the previous name (and ends

@@ -18,7 +18,8 @@ struct Cli {
     /// TOML configuration file (every key is optional).
     #[arg(long, global = true, env = "ADMS_CONFIG")]
     config: Option<PathBuf>,
-    /// Database URL (`sqlite://PATH`).
+    /// Database URL: `sqlite://PATH` (the default, created if missing) or
+    /// `postgres://USER@HOST/DB` (the database must exist; needs ADMS_SECRET_KEY).
     #[arg(long, global = true, env = "ADMS_DATABASE_URL")]
     database_url: Option<String>,
     #[command(subcommand)]
@@ -48,6 +49,19 @@ enum Command {
         #[command(subcommand)]
         action: DeviceAction,
     },
+    /// Copy a bridge's data from SQLite to PostgreSQL: devices, punches (ids and seq kept),
+    /// events and deliveries, commands, roster, users, tokens, secrets (still sealed: start the
+    /// PostgreSQL servers with the same ADMS_SECRET_KEY or key file contents). Stop every
+    /// process on both databases first. Safe to run again: it finishes an interrupted copy or
+    /// catches up, and verifies row counts and a checksum of the punches.
+    MigrateData {
+        /// The source, `sqlite://PATH`.
+        #[arg(long)]
+        from: String,
+        /// The target, `postgres://USER@HOST/DB` (the database must exist; it is migrated).
+        #[arg(long)]
+        to: String,
+    },
     /// Webhook signing secrets at rest.
     Secrets {
         #[command(subcommand)]
@@ -57,6 +71,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SecretsAction {
+    /// Print a new random master key (base64 of 32 bytes), for ADMS_SECRET_KEY.
+    GenerateKey,
     /// Re-seal every stored signing secret under a new master key. Stop every adms-bridge
     /// process on the database first, then start them with the new key as ADMS_SECRET_KEY. The
     /// current key is ADMS_SECRET_KEY (unset: the secrets are stored unencrypted). Safe to run
@@ -180,6 +196,9 @@ async fn main() -> anyhow::Result<()> {
             }
             store.close().await;
         }
+        Command::Secrets { action: SecretsAction::GenerateKey } => {
+            println!("{}", adms_webhooks::SecretKey::generate().to_base64());
+        }
         Command::Secrets { action: SecretsAction::Rekey { new_key } } => {
             config.validate()?;
             // The current key: ADMS_SECRET_KEY, else the key file when there is one.
@@ -223,6 +242,27 @@ async fn main() -> anyhow::Result<()> {
             let outcome = user_command(&store, action).await;
             store.close().await;
             outcome?;
+        }
+        Command::MigrateData { from, to } => {
+            let source = Store::open(&from, StoreOptions::default()).await.context("opening the source")?;
+            let target = Store::open(&to, StoreOptions::default()).await.context("opening the target")?;
+            let mut last_table = String::new();
+            let report = source
+                .migrate_data_to(&target, |table, rows| {
+                    if table != last_table || rows % 100_000 < 2_000 {
+                        eprintln!("{table}: {rows} rows");
+                        last_table = table.to_owned();
+                    }
+                })
+                .await
+                .context("copying")?;
+            let mut out = std::io::stdout();
+            for (table, rows, _) in &report.tables {
+                writeln!(out, "{table:<22} {rows:>12}")?;
+            }
+            writeln!(out, "verified: every table's row count, and the punch checksum {}", report.punch_checksum)?;
+            source.close().await;
+            target.close().await;
         }
         Command::Device { action: DeviceAction::Approve { sn } } => {
             let store = Store::open(&config.database_url, StoreOptions::default()).await?;

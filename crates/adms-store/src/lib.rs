@@ -25,6 +25,7 @@ mod device_events;
 mod devices;
 mod error;
 pub mod events;
+mod migrate_data;
 mod postgres;
 mod punches;
 mod queries;
@@ -64,6 +65,7 @@ pub use commands::{
 pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
 pub use devices::{Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::StoreError;
+pub use migrate_data::MigrationReport;
 pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored};
 pub use queries::{
     Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,

@@ -79,9 +79,18 @@ async fn anything_sealed(store: &Store) -> Result<bool, StartupError> {
 
 /// The master key of this start, generating the key file when the database has nothing sealed
 /// and no key is configured. `None` only for an in-memory database without a configured key.
+/// PostgreSQL has no file beside which a key could be generated, and its replicas must share
+/// one: there the key must be configured.
 pub async fn master_key(config: &Config, store: &Store) -> Result<Option<(SecretKey, KeySource)>, StartupError> {
     if let Some(key) = config.secret_key()? {
         return Ok(Some((key, KeySource::Config)));
+    }
+    if store.engine() == adms_store::Engine::Postgres && config.secret_key_file.is_none() {
+        return Err(StartupError::Other(
+            "a PostgreSQL database needs a master key that every replica shares: set ADMS_SECRET_KEY (or \
+             secret_key_file); `adms-bridge secrets generate-key` prints a new one"
+                .into(),
+        ));
     }
     let Some(path) = default_key_file(config) else { return Ok(None) };
     if path.exists() {
