@@ -231,6 +231,10 @@ pub(crate) mod sqlite_fns {
     pub(crate) use crate::devices::sqlite::{store_facts_in, update_info_in};
     pub(crate) use crate::punches::sqlite::insert_rejected;
     pub(crate) use crate::quotas::sqlite::charge_in;
+    pub(crate) use crate::roster::sqlite::{
+        desired_entries, device_state, device_states_for_pin, employee_target_devices, managed_terminals,
+        org_is_ancestor_or_self, pending_changes, write_private_fields,
+    };
     pub(crate) use crate::trust::sqlite::{adopt_device_template_in, adopt_device_user_in};
     pub(crate) use crate::uploads::sqlite::{charge_operlog_in, insert_raw_in, upsert_user_in};
 
@@ -262,6 +266,10 @@ pub(crate) mod postgres_fns {
     pub(crate) use crate::devices::postgres::{store_facts_in, update_info_in};
     pub(crate) use crate::punches::postgres::insert_rejected;
     pub(crate) use crate::quotas::postgres::charge_in;
+    pub(crate) use crate::roster::postgres::{
+        desired_entries, device_state, device_states_for_pin, employee_target_devices, managed_terminals,
+        org_is_ancestor_or_self, pending_changes, write_private_fields,
+    };
     pub(crate) use crate::trust::postgres::{adopt_device_template_in, adopt_device_user_in};
     pub(crate) use crate::uploads::postgres::{charge_operlog_in, insert_raw_in, upsert_user_in};
 

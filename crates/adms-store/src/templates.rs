@@ -67,24 +67,27 @@ impl Store {
         f: &TemplateFilter,
         page: Page,
     ) -> Result<(i64, Vec<TemplateRecord>), StoreError> {
-        let count: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM (", newest_templates!(), ") AS matching"))
-            .bind(f.id)
-            .bind(&f.emp_code)
-            .bind(f.bio_type)
-            .fetch_one(self.sqlite()?.pool())
-            .await?;
-        if count == 0 || page.offset >= count {
-            return Ok((count, Vec::new()));
-        }
-        let mut rows: Vec<TemplateRecord> =
-            sqlx::query_as(concat!(newest_templates!(), " ORDER BY c.id ASC LIMIT $4 OFFSET $5"))
+        let (count, mut rows): (i64, Vec<TemplateRecord>) = on_db!(self, |db| {
+            let count: i64 =
+                sqlx::query_scalar(concat!("SELECT COUNT(*) FROM (", newest_templates!(), ") AS matching"))
+                    .bind(f.id)
+                    .bind(&f.emp_code)
+                    .bind(f.bio_type)
+                    .fetch_one(db.pool())
+                    .await?;
+            if count == 0 || page.offset >= count {
+                return Ok((count, Vec::new()));
+            }
+            let rows = sqlx::query_as(concat!(newest_templates!(), " ORDER BY c.id ASC LIMIT $4 OFFSET $5"))
                 .bind(f.id)
                 .bind(&f.emp_code)
                 .bind(f.bio_type)
                 .bind(page.limit)
                 .bind(page.offset)
-                .fetch_all(self.sqlite()?.pool())
+                .fetch_all(db.pool())
                 .await?;
+            (count, rows)
+        });
         for t in &mut rows {
             let record = format!("{}/{}/{}/{}/{}", t.device_id, t.pin, t.bio_type, t.bio_no, t.bio_index);
             t.template = self.sealer().open(sealed::DEVICE_TEMPLATE.kind, &record, &t.template)?;

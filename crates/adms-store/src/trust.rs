@@ -100,14 +100,17 @@ dual! {
         }
         // A new employee gets `$3` (0 unless device-made administrators are allowed). An update may
         // lower the roster's privilege to the device's `$6` but never raise it, unless `$5` allows.
-        // No row comes back when the ERP manages the employee, or deleted it: nothing changes then.
+        // No row comes back when the ERP manages the employee, or deleted it, or when the policy
+        // only adopts new PINs (`$7` false): nothing changes then. The read above is only a
+        // shortcut: on PostgreSQL another upload may create the employee after it, and `$7` keeps
+        // `adopt_new` from changing that employee (SQLite's writer lock made the read enough).
         let adopted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO employees (emp_code, first_name, dev_privilege, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4) \
              ON CONFLICT (emp_code) DO UPDATE SET first_name = excluded.first_name, \
              dev_privilege = CASE WHEN $5 OR $6 < employees.dev_privilege THEN $6 ELSE employees.dev_privilege END, \
              updated_at = excluded.updated_at \
-             WHERE employees.erp_managed = 0 AND employees.deleted_at IS NULL RETURNING id",
+             WHERE $7 AND NOT employees.erp_managed AND employees.deleted_at IS NULL RETURNING id",
         )
         .bind(&user.pin)
         .bind(&user.name)
@@ -115,6 +118,7 @@ dual! {
         .bind(now)
         .bind(policy.allow_admin)
         .bind(reported)
+        .bind(update)
         .fetch_optional(&mut *conn)
         .await?;
         let Some(id) = adopted else { return Ok(()) };
@@ -133,21 +137,46 @@ dual! {
                 card_index = None;
             }
         }
-        let card = if card_index.is_some() { user.card.as_str() } else { "" };
         let record = id.to_string();
-        sqlx::query("UPDATE employees SET device_password = $1, card_no = $2, card_index = $3 WHERE id = $4")
-            .bind(sealer.seal(sealed::EMPLOYEE_PASSWORD.kind, &record, &user.password))
-            .bind(sealer.seal(sealed::EMPLOYEE_CARD.kind, &record, card))
-            .bind(card_index)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        let password = sealer.seal(sealed::EMPLOYEE_PASSWORD.kind, &record, &user.password);
+        const WRITE: &str = "UPDATE employees SET device_password = $1, card_no = $2, card_index = $3 WHERE id = $4";
+        if card_index.is_some() {
+            // The check above cannot see a card given by another upload whose transaction is
+            // still open (PostgreSQL; SQLite has a single writer): once that one commits, the
+            // card's unique index refuses this update. It runs in a savepoint, so the upload then
+            // goes on without the card instead of failing.
+            let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
+            let written = sqlx::query(WRITE)
+                .bind(&password)
+                .bind(sealer.seal(sealed::EMPLOYEE_CARD.kind, &record, &user.card))
+                .bind(&card_index)
+                .bind(id)
+                .execute(&mut *savepoint)
+                .await;
+            match written {
+                Ok(_) => savepoint.commit().await?,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    savepoint.rollback().await?;
+                    card_index = None;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if card_index.is_none() {
+            sqlx::query(WRITE)
+                .bind(&password)
+                .bind(sealer.seal(sealed::EMPLOYEE_CARD.kind, &record, ""))
+                .bind(None::<Vec<u8>>)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
         // The employee joins the terminal's area when the terminal was assigned one; one with no
         // area at all goes into area 1 ("Not Authorized", pushed nowhere) so it can be found.
         sqlx::query(
             "INSERT INTO employee_areas (employee_id, area_id) \
              SELECT e.id, COALESCE((SELECT area_id FROM terminal_areas WHERE device_id = $2), 1) FROM employees AS e \
-             WHERE e.emp_code = $1 AND e.erp_managed = 0 AND e.deleted_at IS NULL \
+             WHERE e.emp_code = $1 AND NOT e.erp_managed AND e.deleted_at IS NULL \
              AND (EXISTS (SELECT 1 FROM terminal_areas WHERE device_id = $2) \
                   OR NOT EXISTS (SELECT 1 FROM employee_areas AS ea WHERE ea.employee_id = e.id)) \
              ON CONFLICT DO NOTHING",
@@ -183,7 +212,7 @@ dual! {
             "INSERT INTO roster_templates (pin, bio_type, bio_no, bio_index, record_kind, valid, duress, major_ver, \
              minor_ver, format, template, source_device_id, updated_at) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
-             WHERE $14 OR NOT EXISTS (SELECT 1 FROM employees WHERE emp_code = $1 AND erp_managed = 1) \
+             WHERE $14 OR NOT EXISTS (SELECT 1 FROM employees WHERE emp_code = $1 AND erp_managed) \
              ON CONFLICT (pin, bio_type, bio_no, bio_index) DO UPDATE SET record_kind = excluded.record_kind, \
              valid = excluded.valid, duress = excluded.duress, major_ver = excluded.major_ver, \
              minor_ver = excluded.minor_ver, format = excluded.format, template = excluded.template, \

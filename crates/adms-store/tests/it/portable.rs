@@ -6,7 +6,9 @@ use adms_store::templates::TemplateFilter;
 use adms_store::{Approval, BiometricTemplate, NewDevice, OperlogBatch, Page, Store, StoreOptions, now_micros};
 use sqlx::Connection as _;
 
-use crate::common::template;
+use crate::common::{Engine, template};
+
+crate::on_both_engines!(icontains_matches_substrings_literally);
 
 const ALL: Page = Page { offset: 0, limit: 100 };
 
@@ -29,6 +31,7 @@ async fn template_ids(store: &Store) -> Vec<(i64, String)> {
 
 /// A database written before `biometric_templates` had an id column keeps the ids the API
 /// published (its rowids, gaps included), and rows added later continue that sequence.
+/// SQLite only: it migrates a database of the previous (SQLite-only) release.
 #[tokio::test]
 async fn template_ids_survive_the_migration() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,6 +82,8 @@ async fn template_ids_survive_the_migration() {
 }
 
 /// On a new database the id of every copy is the rowid the API has always published.
+/// SQLite only: the ids published so far are SQLite rowids; a PostgreSQL database has no
+/// earlier release whose ids it must continue.
 #[tokio::test]
 async fn new_template_ids_are_the_rowids() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,11 +98,8 @@ async fn new_template_ids_are_the_rowids() {
 
 /// `*_icontains` finds a substring ignoring ASCII case, and a needle's `%`, `_` and `!` match
 /// only themselves (the escaped `LIKE` behaves as `instr` did).
-#[tokio::test]
-async fn icontains_matches_substrings_literally() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/contains.db", dir.path().display());
-    let store = Store::open(&url, StoreOptions::default()).await.unwrap();
+async fn icontains_matches_substrings_literally(engine: Engine) {
+    let store = crate::common::fresh(engine).await;
     for (code, first) in [("A100", "Ann"), ("B_1", "Bob"), ("C%1", "Cy!d"), ("D11", "dAN")] {
         let fields = EmployeeFields {
             emp_code: code.into(),

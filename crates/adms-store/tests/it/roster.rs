@@ -1,17 +1,25 @@
-//! Roster sync plans against a real SQLite file: desired state (employees, their areas, the
-//! terminals' areas) against what each device reported (OPERLOG `USER`, `BIODATA`).
+//! Roster sync plans against a real database of each engine: desired state (employees, their
+//! areas, the terminals' areas) against what each device reported (OPERLOG `USER`, `BIODATA`).
 
-use adms_store::roster::{EmployeeFields, NewResignation, OrgFields, OrgKind};
+use adms_store::roster::{
+    EmployeeAssignment, EmployeeFields, EmployeeFilter, NewResignation, OrgFields, OrgFilter, OrgKind, OrgOrder,
+    ResignationFilter, RosterError, RosterRefusal,
+};
 use adms_store::roster_sync::{RosterChange, TemplateKey};
 use adms_store::{
-    AdoptionPolicy, Approval, BiometricTemplate, NewDevice, OperlogBatch, Store, UserAdoption, UserRow, now_micros,
+    AdoptionPolicy, Approval, BiometricTemplate, NewDevice, OperlogBatch, Page, Store, UserAdoption, UserRow,
+    now_micros,
 };
 
-use crate::common::device_user;
+use crate::common::{Engine, device_user, fresh};
 
-async fn open() -> (tempfile::TempDir, Store) {
-    crate::common::open("roster.db").await
-}
+crate::on_both_engines!(
+    employee_changes_plan_commands_for_the_terminals_of_their_areas,
+    a_replacement_terminal_gets_the_whole_roster_of_its_area,
+    device_reports_reach_the_roster_only_as_the_policy_allows,
+    pending_and_unassigned_terminals_get_nothing_and_lose_nothing,
+    org_units_employees_and_resignations_keep_their_rules,
+);
 
 fn fingerprint(pin: &str, finger: i64) -> BiometricTemplate {
     crate::common::template(pin, finger, &format!("fp-{pin}-{finger}"))
@@ -73,9 +81,8 @@ fn employee(code: &str, first: &str) -> EmployeeFields {
     }
 }
 
-#[tokio::test]
-async fn employee_changes_plan_commands_for_the_terminals_of_their_areas() {
-    let (_dir, store) = open().await;
+async fn employee_changes_plan_commands_for_the_terminals_of_their_areas(engine: Engine) {
+    let store = fresh(engine).await;
     let hq = area(&store, "HQ").await;
     let yard = area(&store, "YARD").await;
     let gate = terminal(&store, "GATE", Some(yard)).await;
@@ -146,9 +153,8 @@ async fn employee_changes_plan_commands_for_the_terminals_of_their_areas() {
     );
 }
 
-#[tokio::test]
-async fn a_replacement_terminal_gets_the_whole_roster_of_its_area() {
-    let (_dir, store) = open().await;
+async fn a_replacement_terminal_gets_the_whole_roster_of_its_area(engine: Engine) {
+    let store = fresh(engine).await;
     let site = area(&store, "SITE").await;
     let old = terminal(&store, "OLD", Some(site)).await;
     upload(&store, old.id, "OLD", vec![device_user("1", "One"), device_user("2", "Two")], vec![fingerprint("2", 0)])
@@ -191,9 +197,8 @@ async fn a_replacement_terminal_gets_the_whole_roster_of_its_area() {
     assert!(!plan.iter().any(|(_, c)| matches!(c, RosterChange::UpsertTemplate(_))), "{plan:?}");
 }
 
-#[tokio::test]
-async fn device_reports_reach_the_roster_only_as_the_policy_allows() {
-    let (_dir, store) = open().await;
+async fn device_reports_reach_the_roster_only_as_the_policy_allows(engine: Engine) {
+    let store = fresh(engine).await;
     let site = area(&store, "SITE").await;
     let gate = terminal(&store, "GATE", Some(site)).await;
     store.save_employee(&EmployeeFields { card_no: "4242".into(), ..employee("0042", "Ann") }, &[site]).await.unwrap();
@@ -265,9 +270,8 @@ async fn device_reports_reach_the_roster_only_as_the_policy_allows() {
     assert!(store.employee_by_code("10").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn pending_and_unassigned_terminals_get_nothing_and_lose_nothing() {
-    let (_dir, store) = open().await;
+async fn pending_and_unassigned_terminals_get_nothing_and_lose_nothing(engine: Engine) {
+    let store = fresh(engine).await;
     let site = area(&store, "SITE").await;
     store.save_employee(&employee("1", "One"), &[site]).await.unwrap();
     store.save_employee(&employee("2", "Two"), &[1]).await.unwrap();
@@ -296,4 +300,147 @@ async fn pending_and_unassigned_terminals_get_nothing_and_lose_nothing() {
     let site_terminal = terminal(&store, "SITE2", Some(site)).await;
     let plan = store.plan_device_sync(site_terminal.id).await.unwrap();
     assert_eq!(plan.len(), 1, "{plan:?}");
+}
+
+/// The roster's own rules, with no terminal involved: unit codes and parents, what keeps a unit
+/// from being deleted, employee saves (created, updated, brought back), cards, areas and
+/// assignments, resignations and reinstatement.
+async fn org_units_employees_and_resignations_keep_their_rules(engine: Engine) {
+    let store = fresh(engine).await;
+    let all = Page { offset: 0, limit: 100 };
+    let unit = |code: &str, parent_id| OrgFields { code: code.into(), name: format!("{code} name"), parent_id };
+
+    // Units: a code is used once; a parent may not be the unit or one of its descendants.
+    let top = store.save_org(OrgKind::Department, None, &unit("TOP", None)).await.unwrap();
+    let mid = store.save_org(OrgKind::Department, None, &unit("MID", Some(top))).await.unwrap();
+    let low = store.save_org(OrgKind::Department, None, &unit("LOW", Some(mid))).await.unwrap();
+    assert!(matches!(
+        store.save_org(OrgKind::Department, None, &unit("MID", None)).await,
+        Err(RosterError::Refused(RosterRefusal::CodeTaken(id))) if id == mid
+    ));
+    assert!(matches!(
+        store.save_org(OrgKind::Department, Some(top), &unit("TOP", Some(low))).await,
+        Err(RosterError::Refused(RosterRefusal::ParentCycle))
+    ));
+    assert!(matches!(
+        store.save_org(OrgKind::Department, Some(mid), &unit("MID", Some(mid))).await,
+        Err(RosterError::Refused(RosterRefusal::ParentCycle))
+    ));
+    assert!(matches!(
+        store.save_org(OrgKind::Department, Some(9999), &unit("NONE", None)).await,
+        Err(RosterError::Store(adms_store::StoreError::NotFound))
+    ));
+    // Renamed in place, under the same parent.
+    assert_eq!(store.save_org(OrgKind::Department, Some(low), &unit("LOW2", Some(mid))).await.unwrap(), low);
+    let found = store.org_by_id(OrgKind::Department, low).await.unwrap().expect("unit");
+    assert_eq!(
+        (found.code.as_str(), found.parent_code.as_deref(), found.parent_parent_id),
+        ("LOW2", Some("MID"), Some(top))
+    );
+    let by_name = OrgFilter { order: OrgOrder::CodeDesc, ..OrgFilter::default() };
+    let (count, units) = store.list_org(OrgKind::Department, &by_name, all).await.unwrap();
+    assert_eq!(count, 4);
+    assert_eq!(units.iter().map(|u| u.code.as_str()).collect::<Vec<_>>(), ["TOP", "MID", "LOW2", "1"]);
+    assert_eq!(store.missing_org_ids(OrgKind::Department, &[top, 9999]).await.unwrap(), [9999]);
+
+    // Deletes: never the built-in unit, never one with children or live members.
+    assert!(matches!(
+        store.delete_org(OrgKind::Department, 1).await,
+        Err(RosterError::Refused(RosterRefusal::BuiltIn))
+    ));
+    assert!(matches!(
+        store.delete_org(OrgKind::Department, mid).await,
+        Err(RosterError::Refused(RosterRefusal::InUse(1)))
+    ));
+    assert!(matches!(
+        store.delete_org(OrgKind::Department, 9999).await,
+        Err(RosterError::Store(adms_store::StoreError::NotFound))
+    ));
+    let hall = area(&store, "HALL").await;
+    let yard = area(&store, "YARD").await;
+    let position = store.save_org(OrgKind::Position, None, &unit("CLERK", None)).await.unwrap();
+
+    // Employees: a create, an update of the same code, a card held once.
+    let ann = EmployeeFields { card_no: "4242".into(), department_id: low, ..employee("0042", "Ann") };
+    let saved = store.save_employee(&ann, &[hall, yard]).await.unwrap();
+    assert!(saved.created);
+    let again = store.save_employee(&EmployeeFields { last_name: "Lee".into(), ..ann.clone() }, &[hall]).await.unwrap();
+    assert_eq!((again.id, again.created), (saved.id, false));
+    let found = store.employee_by_id(saved.id).await.unwrap().expect("employee");
+    assert_eq!((found.fields.last_name.as_str(), found.fields.card_no.as_str()), ("Lee", "4242"));
+    assert_eq!((found.dept_code.as_str(), found.status.as_str()), ("LOW2", "active"));
+    assert_eq!(found.areas.iter().map(|a| a.id).collect::<Vec<_>>(), [hall]);
+    assert!(matches!(
+        store.save_employee(&EmployeeFields { card_no: "4242".into(), ..employee("7", "Bob") }, &[]).await,
+        Err(RosterError::Refused(RosterRefusal::DuplicateCard(holder))) if holder == "0042"
+    ));
+    let bob = store.save_employee(&employee("7", "Bob"), &[yard]).await.unwrap();
+    assert!(matches!(
+        store.delete_org(OrgKind::Department, low).await,
+        Err(RosterError::Refused(RosterRefusal::InUse(1)))
+    ));
+
+    // Assignments move several employees at once.
+    store.set_employee_areas(&[saved.id, bob.id], &[yard, hall]).await.unwrap();
+    store.set_employee_assignment(&[saved.id, bob.id], EmployeeAssignment::Position(position)).await.unwrap();
+    store.set_employee_assignment(&[bob.id], EmployeeAssignment::EmpType(3)).await.unwrap();
+    store.set_employee_assignment(&[bob.id], EmployeeAssignment::Department(mid)).await.unwrap();
+    let in_yard = EmployeeFilter { area: Some(yard), ..EmployeeFilter::default() };
+    let (count, rows) = store.list_employees(&in_yard, all).await.unwrap();
+    assert_eq!(count, 2);
+    for e in &rows {
+        assert_eq!(e.areas.iter().map(|a| a.id).collect::<Vec<_>>(), [hall, yard], "{}", e.fields.emp_code);
+        assert_eq!(e.position_code.as_deref(), Some("CLERK"));
+    }
+    let bob_now = store.employee_by_code("7").await.unwrap().unwrap();
+    assert_eq!((bob_now.fields.emp_type, bob_now.fields.department_id), (Some(3), mid));
+
+    // Resignations: once each, editable while open, closed by reinstatement.
+    let leave =
+        NewResignation { resign_date: "2026-12-01".into(), resign_type: 1, disableatt: true, reason: "moved".into() };
+    let ids = store.resign_employees(&[saved.id], &leave).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    assert!(matches!(
+        store.resign_employees(&[bob.id, saved.id], &leave).await,
+        Err(RosterError::Refused(RosterRefusal::AlreadyResigned(code))) if code == "0042"
+    ));
+    assert_eq!(store.employee_by_code("7").await.unwrap().unwrap().status, "active", "refused as a whole");
+    let resigned = EmployeeFilter { status: Some("resigned".into()), ..EmployeeFilter::default() };
+    assert_eq!(store.list_employees(&resigned, all).await.unwrap().0, 1);
+    let edited = NewResignation { disableatt: false, resign_type: 2, ..leave.clone() };
+    assert!(store.update_resignation(ids[0], &edited).await.unwrap());
+    let r = store.resignation_by_id(ids[0]).await.unwrap().expect("open resignation");
+    assert_eq!((r.disableatt, r.resign_type, r.emp_code.as_str()), (false, 2, "0042"));
+    let by_type = ResignationFilter { resign_type: Some(2), ..ResignationFilter::default() };
+    assert_eq!(store.list_resignations(&by_type, all).await.unwrap().0, 1);
+    assert_eq!(store.reinstate(&[ids[0], 9999]).await.unwrap(), [saved.id]);
+    assert!(store.reinstate(&[ids[0]]).await.unwrap().is_empty(), "closed already");
+    assert!(!store.update_resignation(ids[0], &leave).await.unwrap(), "history is not edited");
+    assert_eq!(store.employee_by_id(saved.id).await.unwrap().unwrap().status, "active");
+
+    // A deleted employee frees the card and comes back, as created, with a new save.
+    assert!(store.delete_employee(bob.id).await.unwrap());
+    assert!(!store.delete_employee(bob.id).await.unwrap());
+    assert!(store.employee_by_code("7").await.unwrap().is_none());
+    let back = store.save_employee(&employee("7", "Bob"), &[]).await.unwrap();
+    assert_eq!((back.id, back.created), (bob.id, true));
+    assert!(store.delete_employee(saved.id).await.unwrap());
+    let carla = EmployeeFields { card_no: "4242".into(), ..employee("8", "Carla") };
+    store.save_employee(&carla, &[]).await.unwrap();
+    // The deleted employee no longer keeps the department, the area or the position.
+    store.delete_org(OrgKind::Department, low).await.unwrap();
+    store.save_employee(&employee("7", "Bob"), &[]).await.unwrap();
+    store.set_employee_assignment(&[bob.id], EmployeeAssignment::Position(position)).await.unwrap();
+    assert!(matches!(
+        store.delete_org(OrgKind::Position, position).await,
+        Err(RosterError::Refused(RosterRefusal::InUse(1)))
+    ));
+    assert!(store.org_by_id(OrgKind::Department, low).await.unwrap().is_none());
+    // Only the deleted employee was still in the hall: it goes, and its member row with it.
+    store.delete_org(OrgKind::Area, hall).await.unwrap();
+    assert!(store.org_by_id(OrgKind::Area, hall).await.unwrap().is_none());
+
+    // Terminals never assigned are in area 1.
+    let areas = store.terminal_areas(&[4242]).await.unwrap();
+    assert_eq!(areas.get(&4242).map(|a| a.id), Some(1));
 }
