@@ -202,7 +202,10 @@ impl Run {
         let name = if endpoints == 0 {
             format!("ingest ({engine}), {lines}-line uploads{stamp}, {} conns", self.conns)
         } else {
-            format!("ingest ({engine}) + {endpoints} webhook endpoint(s), {lines}-line uploads{stamp}, {} conns", self.conns)
+            format!(
+                "ingest ({engine}) + {endpoints} webhook endpoint(s), {lines}-line uploads{stamp}, {} conns",
+                self.conns
+            )
         };
         self.punches_figure(name, tally, &database).await
     }
@@ -281,7 +284,8 @@ impl Run {
         let path = db.clone();
         let tally = tokio::task::spawn_blocking(move || commit_in_one_thread(&path, &device_ids, clock)).await??;
         let database = BenchDatabase::create(Engine::Sqlite, dir.path(), "floor.db").await?;
-        self.punches_figure(format!("floor: SQLite alone, {devices} devices x 1 punch per commit"), tally, &database).await
+        self.punches_figure(format!("floor: SQLite alone, {devices} devices x 1 punch per commit"), tally, &database)
+            .await
     }
 
     /// The punches/s figure of a run that acknowledged `tally` punches, after checking that the
