@@ -747,37 +747,6 @@ pub fn command_error_field(error: &CommandError) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn command_completed_body_shape() {
-        let at = 1_795_141_800_000_000;
-        let data = CommandCompletedData {
-            device: EventDevice { sn: "CKJF0000001", alias: "Gate A", time_zone: "+05:30" },
-            command_id: 12,
-            kind: "user_upsert",
-            pin: Some("016"),
-            dedupe_key: Some("user:016"),
-            state: "succeeded",
-            return_code: Some(0),
-            result: "success",
-            send_count: 1,
-            enqueued_at: rfc3339_micros(at),
-            sent_at: Some(rfc3339_micros(at + 7_000_000)),
-            completed_at: rfc3339_micros(at + 8_000_000),
-        };
-        let id = command_completed_event_id("CKJF0000001", 12, "succeeded");
-        assert_eq!(id, event_id(&[event_type::COMMAND_COMPLETED, "CKJF0000001", "12", "succeeded"]));
-        assert_ne!(id, command_completed_event_id("CKJF0000001", 12, "expired"));
-        assert_eq!(
-            String::from_utf8(event_body("evt_c", event_type::COMMAND_COMPLETED, at + 8_000_000, &data)).unwrap(),
-            r#"{"id":"evt_c","type":"command.completed","timestamp":"2026-11-20T02:30:08Z","api_version":"1","data":{"device":{"sn":"CKJF0000001","alias":"Gate A","time_zone":"+05:30"},"command_id":12,"kind":"user_upsert","pin":"016","dedupe_key":"user:016","state":"succeeded","return_code":0,"result":"success","send_count":1,"enqueued_at":"2026-11-20T02:30:00Z","sent_at":"2026-11-20T02:30:07Z","completed_at":"2026-11-20T02:30:08Z"}}"#
-        );
-    }
-}
-
 /// Devices that got commands queued by any process on the database.
 ///
 /// SQLite: a look every second for command ids above the last seen (its single writer commits
@@ -814,5 +783,36 @@ impl CommandWatch {
             },
             Watch::Listen(listener) => listener.next().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_completed_body_shape() {
+        let at = 1_795_141_800_000_000;
+        let data = CommandCompletedData {
+            device: EventDevice { sn: "CKJF0000001", alias: "Gate A", time_zone: "+05:30" },
+            command_id: 12,
+            kind: "user_upsert",
+            pin: Some("016"),
+            dedupe_key: Some("user:016"),
+            state: "succeeded",
+            return_code: Some(0),
+            result: "success",
+            send_count: 1,
+            enqueued_at: rfc3339_micros(at),
+            sent_at: Some(rfc3339_micros(at + 7_000_000)),
+            completed_at: rfc3339_micros(at + 8_000_000),
+        };
+        let id = command_completed_event_id("CKJF0000001", 12, "succeeded");
+        assert_eq!(id, event_id(&[event_type::COMMAND_COMPLETED, "CKJF0000001", "12", "succeeded"]));
+        assert_ne!(id, command_completed_event_id("CKJF0000001", 12, "expired"));
+        assert_eq!(
+            String::from_utf8(event_body("evt_c", event_type::COMMAND_COMPLETED, at + 8_000_000, &data)).unwrap(),
+            r#"{"id":"evt_c","type":"command.completed","timestamp":"2026-11-20T02:30:08Z","api_version":"1","data":{"device":{"sn":"CKJF0000001","alias":"Gate A","time_zone":"+05:30"},"command_id":12,"kind":"user_upsert","pin":"016","dedupe_key":"user:016","state":"succeeded","return_code":0,"result":"success","send_count":1,"enqueued_at":"2026-11-20T02:30:00Z","sent_at":"2026-11-20T02:30:07Z","completed_at":"2026-11-20T02:30:08Z"}}"#
+        );
     }
 }

@@ -133,8 +133,14 @@ pub(crate) async fn commit_group(
         }
     }
     if !advance.is_empty() {
-        let (ids, (seqs, stamps)): (Vec<i64>, (Vec<Option<i64>>, Vec<Option<&str>>)) =
-            advance.into_iter().map(|(id, (seq, stamp))| (id, (seq, stamp))).unzip();
+        let mut ids = Vec::with_capacity(advance.len());
+        let mut seqs = Vec::with_capacity(advance.len());
+        let mut stamps = Vec::with_capacity(advance.len());
+        for (id, (seq, stamp)) in advance {
+            ids.push(id);
+            seqs.push(seq);
+            stamps.push(stamp);
+        }
         sqlx::query(ADVANCE_DEVICES).bind(ids).bind(seqs).bind(stamps).execute(&mut *tx).await?;
     }
     tx.commit().await?;

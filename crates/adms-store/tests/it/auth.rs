@@ -2,10 +2,6 @@
 
 use adms_store::{Store, TokenKind, now_micros};
 
-async fn open() -> (tempfile::TempDir, Store) {
-    crate::common::open("auth.db").await
-}
-
 async fn session(store: &Store, user_id: i64, digest: &[u8]) {
     let expires = now_micros() + 3_600_000_000;
     store.create_token(TokenKind::Session, Some(user_id), "login", digest, Some(expires)).await.unwrap();

@@ -10,10 +10,6 @@ use adms_store::{
 const SECOND: i64 = 1_000_000;
 const NEVER: i64 = i64::MAX;
 
-async fn open() -> (tempfile::TempDir, Store) {
-    crate::common::open("commands.db").await
-}
-
 fn new(device_id: i64, command: DeviceCommand, key: Option<&str>) -> NewCommand {
     NewCommand { device_id, command, dedupe_key: key.map(str::to_owned), source: "test".into(), expires_at: NEVER }
 }
