@@ -37,13 +37,22 @@ pub(crate) async fn commit_group(
     batches: &[&PunchBatch],
     endpoints_seen: &mut bool,
 ) -> Result<(u64, bool), StoreError> {
-    let plain = batches.iter().all(|b| b.rejected.is_empty() && b.attlog_stamp.is_none());
+    let plain = batches.iter().all(|b| b.rejected.is_empty());
     if plain && !*endpoints_seen {
         let group = GroupPunches::new(batches, false);
         if group.sources.len() <= ROWS_PER_STATEMENT {
             let json = rows_json(&rows(&group));
+            // Terminals report a new ATTLOG stamp with most uploads: recorded in the same round
+            // trip, so such uploads stay on the cheap path.
+            let stamps: Vec<(i64, &str)> =
+                batches.iter().filter_map(|b| Some((b.device_id, b.attlog_stamp.as_deref()?))).collect();
             // Every punch was inserted, or the statement failed (see the statement).
-            let committed = sqlx::query(BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT).bind(json).execute(&mut *conn).await;
+            let committed = if stamps.is_empty() {
+                sqlx::query(BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT).bind(json).execute(&mut *conn).await
+            } else {
+                let stamps = serde_json::to_string(&stamps).unwrap_or_else(|_| "[]".into());
+                sqlx::query(BEGIN_INSERT_NEW_PUNCHES_STAMPS_AND_COMMIT).bind(json).bind(stamps).execute(&mut *conn).await
+            };
             match committed {
                 Ok(_) => return Ok((group.sources.len() as u64, false)),
                 Err(error) => {
@@ -365,6 +374,15 @@ JOIN devices AS d ON d.id = j.value ->> 0",
 /// statement, because SQLite runs an INSERT's SELECT to its end before inserting when the table
 /// has triggers (`punches_advance_last_seq`; the store tests fail if that ever changes).
 const BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT: &str = insert_new_punches!("BEGIN IMMEDIATE;\n", ";\nCOMMIT");
+/// [`BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT`] that also records the ATTLOG stamps the uploads
+/// reported (`$2`: a JSON array of `[device id, stamp]`, in group order: a device's last one
+/// wins).
+const BEGIN_INSERT_NEW_PUNCHES_STAMPS_AND_COMMIT: &str = insert_new_punches!(
+    "BEGIN IMMEDIATE;\n",
+    ";\nUPDATE devices SET attlog_stamp = (SELECT s.value ->> 1 FROM json_each($2) AS s \
+     WHERE s.value ->> 0 = devices.id ORDER BY s.key DESC LIMIT 1) \
+     WHERE id IN (SELECT s.value ->> 0 FROM json_each($2) AS s);\nCOMMIT"
+);
 /// The same statement alone, for [`new_punches_insert`].
 const INSERT_NEW_PUNCHES: &str = insert_new_punches!("", "");
 /// The same inside an open transaction, returning what the new punches' webhook events need.

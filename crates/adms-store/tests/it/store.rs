@@ -362,7 +362,45 @@ async fn old_quota_usage_is_purged_and_todays_still_counts(engine: crate::common
     assert!(matches!(refused, Err(StoreError::QuotaExceeded(QuotaKind::Raw))), "{refused:?}");
 }
 
+/// Terminals report a new ATTLOG stamp with most uploads: it is recorded with the punches
+/// (the device's last one in a group wins), on the writer's cheap path as on its general one.
+async fn reported_stamps_are_recorded_with_the_punches(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
+    let approved = |sn| NewDevice { approval: Some(adms_store::Approval::Approved), sn, ..Default::default() };
+    let a = store.register_device(&approved("S1")).await.unwrap();
+    let b = store.register_device(&approved("S2")).await.unwrap();
+    // Each device uploads twice, waiting for its OK in between, beside the other device.
+    let mut tasks = Vec::new();
+    for (d, device) in [a.id, b.id].into_iter().enumerate() {
+        let store = store.store().clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..2 {
+                let mut batch = PunchBatch::new(device);
+                batch.punches.push(punch("9", &format!("2026-02-01 10:00:0{i}")));
+                batch.attlog_stamp = Some(format!("{}", 500 + 2 * i + d));
+                store.punch_writer().write(batch).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stamp = |sn| {
+        let store = store.store().clone();
+        async move { store.device_by_sn(sn).await.unwrap().unwrap().attlog_stamp }
+    };
+    assert_eq!((stamp("S1").await, stamp("S2").await), ("502".to_owned(), "503".to_owned()));
+    // A re-sent punch with a newer stamp takes the general path; the stamp still moves.
+    let mut again = PunchBatch::new(a.id);
+    again.punches.push(punch("9", "2026-02-01 10:00:00"));
+    again.attlog_stamp = Some("600".into());
+    store.punch_writer().write(again).await.unwrap();
+    assert_eq!(stamp("S1").await, "600");
+    assert_eq!(store.device_by_sn("S1").await.unwrap().unwrap().last_seq, 2, "nothing new stored");
+}
+
 crate::on_both_engines!(
+    reported_stamps_are_recorded_with_the_punches,
     concurrent_batches_dedupe_and_get_gapless_seq,
     plain_groups_number_punches_in_upload_order_and_re_sends_fall_back_without_gaps,
     devices_that_wait_for_their_ok_all_land_while_some_stop_sending,
