@@ -206,6 +206,8 @@ macro_rules! dual {
 pub(crate) mod sqlite_fns {
     pub(crate) use crate::device_events::sqlite::insert_event_in;
     pub(crate) use crate::punches::sqlite::insert_rejected;
+    pub(crate) use crate::sqlite::outbox::{apply_completions, claim_units, insert_attempts, lock_endpoints};
+    pub(crate) use crate::webhooks::sqlite::insert_secret;
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: a JSON array.
     pub(crate) fn list_param<T: serde::Serialize>(values: &[T]) -> String {
@@ -217,7 +219,9 @@ pub(crate) mod sqlite_fns {
 /// PostgreSQL's helpers, as `dialect::` in an [`on_db!`] body.
 pub(crate) mod postgres_fns {
     pub(crate) use crate::device_events::postgres::insert_event_in;
+    pub(crate) use crate::postgres::outbox::{apply_completions, claim_units, insert_attempts, lock_endpoints};
     pub(crate) use crate::punches::postgres::insert_rejected;
+    pub(crate) use crate::webhooks::postgres::insert_secret;
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: an array.
     pub(crate) fn list_param<T: Clone>(values: &[T]) -> Vec<T> {
