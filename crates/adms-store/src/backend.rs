@@ -206,7 +206,11 @@ macro_rules! dual {
 pub(crate) mod sqlite_fns {
     pub(crate) use crate::device_events::sqlite::insert_event_in;
     pub(crate) use crate::punches::sqlite::insert_rejected;
-    pub(crate) use crate::sqlite::outbox::{apply_completions, claim_units, insert_attempts, lock_endpoints};
+    pub(crate) use crate::sqlite::outbox::{
+        apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
+        replay_count, replay_fence, replay_read,
+    };
+    pub(crate) use crate::webhook_queries::sqlite::replay_chunk;
     pub(crate) use crate::webhooks::sqlite::insert_secret;
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: a JSON array.
@@ -219,8 +223,12 @@ pub(crate) mod sqlite_fns {
 /// PostgreSQL's helpers, as `dialect::` in an [`on_db!`] body.
 pub(crate) mod postgres_fns {
     pub(crate) use crate::device_events::postgres::insert_event_in;
-    pub(crate) use crate::postgres::outbox::{apply_completions, claim_units, insert_attempts, lock_endpoints};
+    pub(crate) use crate::postgres::outbox::{
+        apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
+        replay_count, replay_fence, replay_read,
+    };
     pub(crate) use crate::punches::postgres::insert_rejected;
+    pub(crate) use crate::webhook_queries::postgres::replay_chunk;
     pub(crate) use crate::webhooks::postgres::insert_secret;
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: an array.

@@ -23,6 +23,7 @@
 use sqlx::PgConnection;
 
 use crate::StoreError;
+use crate::webhook_queries::{ReplayEvent, ReplayPunch, ReplayRange, replay_columns, replay_range};
 use crate::postgres::punch_writer::ENDPOINTS_LOCK;
 use crate::webhooks::{
     ANY_BATCHING, ClaimedRow, Completion, CompletionUpdate, DUE_SINGLES, batch_candidates, choose_units, claim_singles,
@@ -253,4 +254,127 @@ pub(crate) async fn insert_attempts(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Where a replay stands: the last punch handled, as (device id, seq).
+pub(crate) type ReplayCursor = (i64, i64);
+
+/// The punches a replay covers are those stored when it starts: per device, up to its
+/// `last_seq` then (ids are not in commit order here, each device's `seq` is). Devices as two
+/// arrays: ids and their `last_seq`.
+pub(crate) async fn replay_fence(
+    conn: &mut PgConnection,
+    range: &ReplayRange<'_>,
+) -> Result<(Vec<i64>, Vec<i64>), StoreError> {
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, last_seq FROM devices WHERE ($1::bigint IS NULL OR id = $1) ORDER BY id")
+            .bind(range.device_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows.into_iter().unzip())
+}
+
+/// The punches of the fence's devices up to their fenced `seq` (`$1`, `$2`), in the range.
+macro_rules! fenced_punches {
+    () => {
+        concat!(
+            " FROM punches AS p JOIN devices AS d ON d.id = p.device_id \
+              JOIN unnest($1::bigint[], $2::bigint[]) AS f (device_id, last_seq) ON f.device_id = p.device_id \
+              WHERE p.seq <= f.last_seq AND ",
+            replay_range!()
+        )
+    };
+}
+
+/// How many punches the replay covers.
+pub(crate) async fn replay_count(
+    conn: &mut PgConnection,
+    fence: &(Vec<i64>, Vec<i64>),
+    range: &ReplayRange<'_>,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(concat!("SELECT COUNT(*)", fenced_punches!()))
+        .bind(&fence.0)
+        .bind(&fence.1)
+        .bind(range.device_id)
+        .bind(range.from_seq)
+        .bind(range.to_seq)
+        .bind(range.from_local_time)
+        .bind(range.to_local_time)
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+/// The replay's next chunk of punches after `cursor` (moved past the chunk), in
+/// `(device_id, seq)` order: the `punches_device_seq` index.
+pub(crate) async fn replay_read(
+    conn: &mut PgConnection,
+    fence: &(Vec<i64>, Vec<i64>),
+    range: &ReplayRange<'_>,
+    cursor: &mut ReplayCursor,
+    limit: i64,
+) -> Result<Vec<ReplayPunch>, StoreError> {
+    let punches: Vec<ReplayPunch> = sqlx::query_as(concat!(
+        "SELECT ",
+        replay_columns!(),
+        fenced_punches!(),
+        " AND (p.device_id, p.seq) > ($8, $9) ORDER BY p.device_id, p.seq LIMIT $10"
+    ))
+    .bind(&fence.0)
+    .bind(&fence.1)
+    .bind(range.device_id)
+    .bind(range.from_seq)
+    .bind(range.to_seq)
+    .bind(range.from_local_time)
+    .bind(range.to_local_time)
+    .bind(cursor.0)
+    .bind(cursor.1)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    if let Some(last) = punches.last() {
+        *cursor = (last.device_id, last.seq);
+    }
+    Ok(punches)
+}
+
+/// Sets the event id of punches stored without one (punch id, event id).
+pub(crate) async fn name_punches(conn: &mut PgConnection, unnamed: &[(i64, &str)]) -> Result<(), StoreError> {
+    let (ids, event_ids): (Vec<i64>, Vec<&str>) = unnamed.iter().copied().unzip();
+    sqlx::query(
+        "UPDATE punches SET event_id = u.event_id FROM unnest($1::bigint[], $2::text[]) AS u (id, event_id) \
+         WHERE punches.id = u.id AND punches.event_id IS NULL",
+    )
+    .bind(&ids)
+    .bind(&event_ids)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts a replay's new events with `fan_out` off (the trigger queues nobody; the replay
+/// queues its own endpoint); returns how many were inserted.
+pub(crate) async fn insert_replay_events(conn: &mut PgConnection, events: &[ReplayEvent]) -> Result<u64, StoreError> {
+    let event_ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let col = |f: fn(&ReplayEvent) -> i64| events.iter().map(f).collect::<Vec<i64>>();
+    let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_slice()).collect();
+    let done = sqlx::query(
+        "INSERT INTO webhook_events (event_id, event_type, device_id, punch_id, seq, occurred_at, created_at, body, \
+                                     fan_out) \
+         SELECT n.event_id, 'attendance.punch', n.device_id, n.punch_id, n.seq, n.occurred_at, n.created_at, n.body, \
+                FALSE \
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bytea[]) \
+              WITH ORDINALITY AS n (event_id, device_id, punch_id, seq, occurred_at, created_at, body, ord) \
+         ORDER BY n.ord \
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&event_ids)
+    .bind(col(|e| e.device_id))
+    .bind(col(|e| e.punch_id))
+    .bind(col(|e| e.seq))
+    .bind(col(|e| e.occurred_at))
+    .bind(col(|e| e.created_at))
+    .bind(&bodies)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
 }

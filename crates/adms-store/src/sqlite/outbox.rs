@@ -12,6 +12,7 @@ use crate::webhooks::{
     claim_update, cut_batches, due_batches,
 };
 use crate::StoreError;
+use crate::webhook_queries::{ReplayEvent, ReplayPunch, ReplayRange, replay_columns, replay_range};
 
 /// The claim when nothing batches: up to `$4` due deliveries, oldest due first, in one
 /// statement; the write lock is the whole of the concurrency story.
@@ -169,6 +170,104 @@ pub(crate) async fn insert_attempts(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The punches a replay covers are those stored when it starts: up to the largest punch id then
+/// (ids ascend in commit order here).
+pub(crate) async fn replay_fence(conn: &mut SqliteConnection, _range: &ReplayRange<'_>) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM punches").fetch_one(&mut *conn).await?)
+}
+
+/// How many punches the replay covers.
+pub(crate) async fn replay_count(
+    conn: &mut SqliteConnection,
+    last_id: &i64,
+    range: &ReplayRange<'_>,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(concat!(
+        "SELECT COUNT(*) FROM punches AS p JOIN devices AS d ON d.id = p.device_id \
+         WHERE p.id > $1 AND p.id <= $2 AND ",
+        replay_range!()
+    ))
+    .bind(0_i64)
+    .bind(*last_id)
+    .bind(range.device_id)
+    .bind(range.from_seq)
+    .bind(range.to_seq)
+    .bind(range.from_local_time)
+    .bind(range.to_local_time)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// The replay's next chunk of punches after `cursor` (a punch id, moved past the chunk), in id
+/// order: the table's own b-tree, no `(device_id, seq)` index needed.
+pub(crate) async fn replay_read(
+    conn: &mut SqliteConnection,
+    last_id: &i64,
+    range: &ReplayRange<'_>,
+    cursor: &mut i64,
+    limit: i64,
+) -> Result<Vec<ReplayPunch>, StoreError> {
+    let punches: Vec<ReplayPunch> = sqlx::query_as(concat!(
+        "SELECT ",
+        replay_columns!(),
+        " FROM punches AS p JOIN devices AS d ON d.id = p.device_id WHERE p.id > $1 AND p.id <= $2 AND ",
+        replay_range!(),
+        " ORDER BY p.id LIMIT $8"
+    ))
+    .bind(*cursor)
+    .bind(*last_id)
+    .bind(range.device_id)
+    .bind(range.from_seq)
+    .bind(range.to_seq)
+    .bind(range.from_local_time)
+    .bind(range.to_local_time)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    if let Some(last) = punches.last() {
+        *cursor = last.id;
+    }
+    Ok(punches)
+}
+
+/// Sets the event id of punches stored without one (punch id, event id).
+pub(crate) async fn name_punches(conn: &mut SqliteConnection, unnamed: &[(i64, &str)]) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE punches SET event_id = j.value ->> 1 FROM json_each($1) AS j \
+         WHERE punches.id = j.value ->> 0 AND punches.event_id IS NULL",
+    )
+    .bind(to_json(unnamed))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts a replay's new events with `fan_out = 0` (the trigger queues nobody; the replay
+/// queues its own endpoint); returns how many were inserted.
+pub(crate) async fn insert_replay_events(conn: &mut SqliteConnection, events: &[ReplayEvent]) -> Result<u64, StoreError> {
+    let rows: Vec<_> = events
+        .iter()
+        .map(|e| {
+            let body = String::from_utf8_lossy(&e.body);
+            (&e.event_id, e.device_id, e.punch_id, e.seq, e.occurred_at, e.created_at, body)
+        })
+        .collect();
+    let done = sqlx::query(
+        "INSERT INTO webhook_events (event_id, event_type, device_id, punch_id, seq, occurred_at, created_at, body, \
+                                     fan_out) \
+         SELECT j.value ->> 0, 'attendance.punch', j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+                j.value ->> 5, CAST(j.value ->> 6 AS BLOB), 0 \
+         FROM json_each($1) AS j \
+         WHERE true \
+         ORDER BY j.key \
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(to_json(&rows))
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Rows as one JSON array parameter, unpacked by `json_each`.
