@@ -36,6 +36,7 @@ macro_rules! on_both_engines {
 /// A sealed store for one story, with what keeps its database alive.
 pub struct TestStore {
     store: Store,
+    url: String,
     _place: Place,
 }
 
@@ -59,14 +60,21 @@ impl TestStore {
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// The database's URL, for opening another handle on it as a second process would
+    /// (`Store::open`, unsealed) or for checking what any writer may do there.
+    #[allow(dead_code)]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
 }
 
 /// A sealed store on a fresh database of `engine`.
 pub async fn fresh(engine: Engine) -> TestStore {
     match engine {
         Engine::Sqlite => {
-            let (dir, store) = open("story.db").await;
-            TestStore { store, _place: Place::File(dir) }
+            let (dir, path, store) = open_at("story.db").await;
+            TestStore { store, url: format!("sqlite://{}", path.display()), _place: Place::File(dir) }
         }
         Engine::Postgres => {
             let database = FreshDatabase::create().await;
@@ -75,7 +83,7 @@ pub async fn fresh(engine: Engine) -> TestStore {
             store
                 .seal_with(Vault::new(SecretKey::generate(), IndexKey::generate()))
                 .expect("a fresh store has no vault");
-            TestStore { store, _place: Place::Database(database) }
+            TestStore { store, url: database.url().to_owned(), _place: Place::Database(database) }
         }
     }
 }
@@ -128,5 +136,49 @@ pub fn template(pin: &str, finger: i64, text: &str) -> BiometricTemplate {
         format: "0".into(),
         size: Some(8),
         template: text.into(),
+    }
+}
+
+/// An approved device `sn`, registered through the store; returns its id. Until device
+/// registration runs on PostgreSQL (it answers `Unsupported` there), the row is inserted
+/// directly, as registration would insert it before any endpoint exists (no event).
+#[allow(dead_code)]
+pub async fn approved_device(store: &TestStore, sn: &str) -> i64 {
+    let new = adms_store::NewDevice { approval: Some(adms_store::Approval::Approved), sn, ..Default::default() };
+    match store.register_device(&new).await {
+        Ok(device) => device.id,
+        Err(adms_store::StoreError::Unsupported(_)) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(store.url()).await.expect("connect");
+            sqlx::query_scalar(
+                "INSERT INTO devices (sn, approval, protocol_family, first_seen_at, last_activity_at, presence, \
+                 presence_changed_at) VALUES ($1, 'approved', 'att', $2, $2, 'online', $2) RETURNING id",
+            )
+            .bind(sn)
+            .bind(adms_store::now_micros())
+            .fetch_one(&mut conn)
+            .await
+            .expect("insert the device")
+        }
+        Err(e) => panic!("register {sn}: {e}"),
+    }
+}
+
+/// The device's `last_seq`, read through the store (directly on PostgreSQL until device reads
+/// run there, as [`approved_device`]).
+#[allow(dead_code)]
+pub async fn last_seq(store: &TestStore, sn: &str) -> i64 {
+    match store.device_by_sn(sn).await {
+        Ok(device) => device.expect("the device").last_seq,
+        Err(adms_store::StoreError::Unsupported(_)) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(store.url()).await.expect("connect");
+            sqlx::query_scalar("SELECT last_seq FROM devices WHERE sn = $1")
+                .bind(sn)
+                .fetch_one(&mut conn)
+                .await
+                .expect("the device")
+        }
+        Err(e) => panic!("device {sn}: {e}"),
     }
 }

@@ -1,15 +1,27 @@
-//! The webhook outbox against a real SQLite file: events and deliveries committed with their
-//! punches, leases with fencing, expiry, exhaustion and re-drive.
+//! The webhook outbox on both engines: events and deliveries committed with their punches,
+//! leases with fencing, expiry, exhaustion and re-drive, batches; on PostgreSQL, claims of
+//! several processes at once.
+
+use std::collections::HashMap;
 
 use adms_store::events::{batch_body, batch_id};
 use adms_store::webhook_queries::ResendOutcome;
 use adms_store::webhooks::{ClaimedDelivery, Completion, DeliveryOutcome, EndpointSettings};
-use adms_store::{NewDevice, NewPunch, PunchBatch, Store, StoreOptions, now_micros};
+use adms_store::{NewPunch, PunchBatch, Store, StoreOptions, now_micros};
 use sqlx::Connection;
 
-async fn open() -> (tempfile::TempDir, Store) {
-    crate::common::open("outbox.db").await
-}
+use crate::common::{Engine, approved_device, fresh, last_seq};
+
+crate::on_both_engines!(
+    punches_commit_with_their_events_and_one_delivery_per_endpoint,
+    an_endpoint_created_by_another_process_gets_every_later_punch,
+    a_stale_worker_is_fenced_out_after_its_lease_expires,
+    exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses,
+    rotation_signs_with_both_secrets_until_the_old_one_expires,
+    a_resend_is_recorded_as_manual_and_its_retries_as_scheduled,
+    batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members,
+    ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches,
+);
 
 fn settings(url: &str) -> EndpointSettings<'_> {
     EndpointSettings { url, description: "", event_types: None, timeout_ms: 5000, batch_max: 1, ordered: false }
@@ -55,16 +67,12 @@ fn completion(claim: &adms_store::webhooks::ClaimedDelivery, outcome: DeliveryOu
     }
 }
 
-#[tokio::test]
-async fn punches_commit_with_their_events_and_one_delivery_per_endpoint() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn punches_commit_with_their_events_and_one_delivery_per_endpoint(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
 
     // Before any endpoint exists, punches make no events.
-    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
     assert!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().is_empty());
 
     store.create_endpoint("ep_a", &settings("http://127.0.0.1:9/a"), "api", "whsec_a").await.unwrap();
@@ -73,11 +81,11 @@ async fn punches_commit_with_their_events_and_one_delivery_per_endpoint() {
     let other = EndpointSettings { event_types: Some(r#"["device.offline"]"#), ..settings("http://c") };
     store.create_endpoint("ep_c", &other, "api", "whsec_c").await.unwrap();
 
-    store.punch_writer().write(batch(dev.id, "SN1", &["2", "3"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["2", "3"])).await.unwrap();
     // Re-sent: no new punch, no new event, no new delivery.
-    store.punch_writer().write(batch(dev.id, "SN1", &["2", "3"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["2", "3"])).await.unwrap();
     // Partly re-sent: only the new punch gets an event, and the next seq.
-    store.punch_writer().write(batch(dev.id, "SN1", &["3", "4"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["3", "4"])).await.unwrap();
 
     let claims = store.claim_due_deliveries("w", now_micros(), 1_000_000, 100).await.unwrap();
     assert_eq!(claims.len(), 6, "3 punches × 2 matching endpoints");
@@ -112,22 +120,17 @@ async fn punches_commit_with_their_events_and_one_delivery_per_endpoint() {
 /// no endpoint. An endpoint created meanwhile by another process must still get every punch
 /// committed after it: the database refuses the eventless insert, and the writer writes the group
 /// again with its events. Once the endpoints are gone it goes back to plain punches.
-#[tokio::test]
-async fn an_endpoint_created_by_another_process_gets_every_later_punch() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/outbox.db", dir.path().display());
-    let store = Store::open(&url, StoreOptions::default()).await.unwrap();
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn an_endpoint_created_by_another_process_gets_every_later_punch(engine: Engine) {
+    let store = fresh(engine).await;
+    let url = store.url().to_owned();
+    let dev = approved_device(&store, "SN1").await;
     // The writer learns that no endpoint exists.
-    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
 
     let other_process = Store::open(&url, StoreOptions::default()).await.unwrap();
     other_process.create_endpoint("ep_a", &settings("http://127.0.0.1:9/a"), "api", "whsec_a").await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["2", "3"])).await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["4"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["2", "3"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["4"])).await.unwrap();
 
     let claims = store.claim_due_deliveries("w", now_micros(), 1_000_000, 100).await.unwrap();
     let mut seqs: Vec<i64> = claims
@@ -138,38 +141,38 @@ async fn an_endpoint_created_by_another_process_gets_every_later_punch() {
     assert_eq!(seqs, [2, 3, 4], "every punch after the endpoint, and none before it");
 
     assert!(other_process.delete_endpoint("ep_a").await.unwrap());
-    store.punch_writer().write(batch(dev.id, "SN1", &["5"])).await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["6"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["5"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["6"])).await.unwrap();
     let events = store.list_events(Some("attendance.punch"), None, 100, None).await.unwrap();
     assert_eq!(events.len(), 3, "no events while no endpoint exists");
-    assert_eq!(store.device_by_sn("SN1").await.unwrap().unwrap().last_seq, 6, "every punch stored, gapless");
+    assert_eq!(last_seq(&store, "SN1").await, 6, "every punch stored, gapless");
 
     // The invariant holds for any writer, not only ours: a punch without its event is refused
     // while an endpoint exists.
     other_process.create_endpoint("ep_b", &settings("http://127.0.0.1:9/b"), "api", "whsec_b").await.unwrap();
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let refused = sqlx::query(
-        "INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, raw_line, received_at) \
-         VALUES ($1, 99, '9', '2026-11-20 09:00:00', '0', 1, '0', '', '', 0)",
-    )
-    .bind(dev.id)
-    .execute(&mut conn)
-    .await
-    .unwrap_err();
+    const EVENTLESS_PUNCH: &str = "INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, \
+                                   extra, raw_line, received_at) \
+                                   VALUES ($1, 99, '9', '2026-11-20 09:00:00', '0', 1, '0', '', '', 0)";
+    let refused = match engine {
+        Engine::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(EVENTLESS_PUNCH).bind(dev).execute(&mut conn).await.unwrap_err()
+        }
+        Engine::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query(EVENTLESS_PUNCH).bind(dev).execute(&mut conn).await.unwrap_err()
+        }
+    };
     assert!(refused.to_string().contains("punch_event_required"), "{refused}");
     other_process.close().await;
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_stale_worker_is_fenced_out_after_its_lease_expires() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn a_stale_worker_is_fenced_out_after_its_lease_expires(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
 
     let now = now_micros();
     let first = store.claim_due_deliveries("slow", now, 1_000, 10).await.unwrap().remove(0);
@@ -188,15 +191,11 @@ async fn a_stale_worker_is_fenced_out_after_its_lease_expires() {
     assert_eq!(rows[0].state, "succeeded");
 }
 
-#[tokio::test]
-async fn exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["1", "2"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1", "2"])).await.unwrap();
     let now = now_micros();
     let claims = store.claim_due_deliveries("w", now, 1_000_000, 1).await.unwrap();
     store.complete_deliveries(&[completion(&claims[0], DeliveryOutcome::Exhausted)]).await.unwrap();
@@ -215,23 +214,19 @@ async fn exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses() 
     let claim = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().remove(0);
     store.complete_deliveries(&[completion(&claim, DeliveryOutcome::EndpointGone)]).await.unwrap();
     assert_eq!(store.endpoint_by_uid("ep_a").await.unwrap().unwrap().paused_reason.as_deref(), Some("gone"));
-    store.punch_writer().write(batch(dev.id, "SN1", &["3"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["3"])).await.unwrap();
     assert!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().is_empty());
     assert!(store.set_endpoint_paused("ep_a", None).await.unwrap());
     assert_eq!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn rotation_signs_with_both_secrets_until_the_old_one_expires() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn rotation_signs_with_both_secrets_until_the_old_one_expires(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_old").await.unwrap();
     let until = now_micros() + 60_000_000;
     assert!(store.rotate_endpoint_secret("ep_a", "whsec_new", until).await.unwrap());
-    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
     let claim = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().remove(0);
     assert_eq!(claim.secrets, ["whsec_new", "whsec_old"]);
     store.expire_leases(until + 10_000_000).await.unwrap();
@@ -239,15 +234,11 @@ async fn rotation_signs_with_both_secrets_until_the_old_one_expires() {
     assert_eq!(claim.secrets, ["whsec_new"]);
 }
 
-#[tokio::test]
-async fn a_resend_is_recorded_as_manual_and_its_retries_as_scheduled() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn a_resend_is_recorded_as_manual_and_its_retries_as_scheduled(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
     let claim = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().remove(0);
     assert_eq!(claim.trigger, "scheduled");
     store.complete_deliveries(&[completion(&claim, DeliveryOutcome::Succeeded)]).await.unwrap();
@@ -284,13 +275,9 @@ fn event_ids(request: &[ClaimedDelivery]) -> Vec<String> {
     request.iter().map(|c| c.event_id.clone()).collect()
 }
 
-#[tokio::test]
-async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     store.create_endpoint("ep_single", &settings("http://a"), "api", "whsec_a").await.unwrap();
     store
         .create_endpoint("ep_batch", &EndpointSettings { batch_max: 3, ..settings("http://b") }, "api", "whsec_b")
@@ -298,7 +285,7 @@ async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_memb
         .unwrap();
     let single = store.endpoint_by_uid("ep_single").await.unwrap().unwrap().id;
     let pins = ["1", "2", "3", "4", "5", "6", "7"];
-    store.punch_writer().write(batch(dev.id, "SN1", &pins)).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &pins)).await.unwrap();
 
     // 10 requests at most: the 7 singles and 3 batches (3 + 3 + 1) are exactly that.
     let now = now_micros();
@@ -374,16 +361,12 @@ async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_memb
     assert_ne!(body_of(resent).0, first_send.0);
 }
 
-#[tokio::test]
-async fn ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     let ordered = EndpointSettings { batch_max: 2, ordered: true, ..settings("http://b") };
     store.create_endpoint("ep_b", &ordered, "api", "whsec_b").await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["1", "2", "3", "4", "5"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1", "2", "3", "4", "5"])).await.unwrap();
 
     let mut sent: Vec<i64> = Vec::new();
     let mut now = now_micros();
@@ -414,4 +397,68 @@ async fn ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches
     }
     assert!(failed_once);
     assert_eq!(sent, [1, 2, 3, 4, 5]);
+}
+
+/// Two processes (two `Store` handles on one PostgreSQL database), two dispatchers each,
+/// claiming at once from an endpoint that sends singly and one that batches: every delivery is
+/// claimed by exactly one of them, and every batch whole by one claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres() {
+    let store = fresh(Engine::Postgres).await;
+    let options = StoreOptions { max_connections: 4, ..StoreOptions::default() };
+    let other_process = Store::open(store.url(), options).await.unwrap();
+    let dev = approved_device(&store, "SN1").await;
+    store.create_endpoint("ep_single", &settings("http://a"), "api", "whsec_a").await.unwrap();
+    let batching = EndpointSettings { batch_max: 4, ..settings("http://b") };
+    other_process.create_endpoint("ep_batch", &batching, "api", "whsec_b").await.unwrap();
+    let pins: Vec<String> = (0..150).map(|i| i.to_string()).collect();
+    let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
+    for chunk in pins.chunks(50) {
+        store.punch_writer().write(batch(dev, "SN1", chunk)).await.unwrap();
+    }
+
+    let now = now_micros();
+    let mut claimers = Vec::new();
+    for (name, handle) in [("a1", store.store()), ("a2", store.store()), ("b1", &other_process), ("b2", &other_process)] {
+        let handle = handle.clone();
+        claimers.push(tokio::spawn(async move {
+            let mut taken: Vec<(i64, Option<i64>, usize)> = Vec::new(); // delivery, batch, claim no.
+            let mut idle = 0;
+            let mut claim_no = 0;
+            while idle < 3 {
+                let claimed = handle.claim_due_deliveries(name, now, 600_000_000, 7).await.unwrap();
+                if claimed.is_empty() {
+                    idle += 1;
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                idle = 0;
+                claim_no += 1;
+                taken.extend(claimed.iter().map(|c| (c.delivery_id, c.batch_row, claim_no)));
+            }
+            (name, taken)
+        }));
+    }
+    let mut claimed_by: HashMap<i64, &str> = HashMap::new();
+    let mut batch_claims: HashMap<i64, (&str, usize, usize)> = HashMap::new(); // batch → claimer, claim, members
+    for claimer in claimers {
+        let (name, taken) = claimer.await.unwrap();
+        for (delivery, batch_row, claim_no) in taken {
+            if let Some(first) = claimed_by.insert(delivery, name) {
+                panic!("delivery {delivery} claimed by {first} and {name}");
+            }
+            if let Some(batch_row) = batch_row {
+                let entry = batch_claims.entry(batch_row).or_insert((name, claim_no, 0));
+                assert_eq!((entry.0, entry.1), (name, claim_no), "batch {batch_row} claimed whole by one claim");
+                entry.2 += 1;
+            }
+        }
+    }
+    assert_eq!(claimed_by.len(), 300, "150 punches × 2 endpoints, each claimed exactly once");
+    assert_eq!(batch_claims.values().map(|b| b.2).sum::<usize>(), 150, "the batching endpoint's all in batches");
+    assert!(batch_claims.values().all(|b| b.2 <= 4), "batch_max holds");
+    let claimers: std::collections::HashSet<&str> = claimed_by.values().copied().collect();
+    assert!(claimers.len() > 1, "the claims were spread: {claimers:?}");
+    assert!(store.claim_due_deliveries("late", now, 1_000_000, 100).await.unwrap().is_empty());
+    other_process.close().await;
 }
