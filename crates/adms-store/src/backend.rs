@@ -205,6 +205,7 @@ macro_rules! dual {
 /// SQLite's helpers, as `dialect::` in an [`on_db!`] body.
 pub(crate) mod sqlite_fns {
     pub(crate) use crate::device_events::sqlite::insert_event_in;
+    #[allow(unused_imports)] // registered for bodies written with on_db!; callers still name it directly
     pub(crate) use crate::punches::sqlite::insert_rejected;
     pub(crate) use crate::sqlite::outbox::{
         apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
@@ -227,6 +228,7 @@ pub(crate) mod postgres_fns {
         apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
         replay_count, replay_fence, replay_read,
     };
+    #[allow(unused_imports)] // as in sqlite_fns
     pub(crate) use crate::punches::postgres::insert_rejected;
     pub(crate) use crate::webhook_queries::postgres::replay_chunk;
     pub(crate) use crate::webhooks::postgres::insert_secret;

@@ -358,7 +358,12 @@ fn replay_event_ids(punches: &[ReplayPunch]) -> Vec<String> {
 
 /// The events to create for the punches whose event id is not in `existing`, built exactly as
 /// the punch writer builds them.
-fn replay_events(punches: &[ReplayPunch], event_ids: &[String], existing: &HashSet<String>, now: i64) -> Vec<ReplayEvent> {
+fn replay_events(
+    punches: &[ReplayPunch],
+    event_ids: &[String],
+    existing: &HashSet<String>,
+    now: i64,
+) -> Vec<ReplayEvent> {
     punches
         .iter()
         .zip(event_ids)

@@ -23,8 +23,8 @@
 use sqlx::PgConnection;
 
 use crate::StoreError;
-use crate::webhook_queries::{ReplayEvent, ReplayPunch, ReplayRange, replay_columns, replay_range};
 use crate::postgres::punch_writer::ENDPOINTS_LOCK;
+use crate::webhook_queries::{ReplayEvent, ReplayPunch, ReplayRange, replay_columns, replay_range};
 use crate::webhooks::{
     ANY_BATCHING, ClaimedRow, Completion, CompletionUpdate, DUE_SINGLES, batch_candidates, choose_units, claim_singles,
     claim_update, cut_batches, due_batches,

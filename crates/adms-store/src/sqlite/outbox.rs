@@ -7,12 +7,12 @@
 
 use sqlx::SqliteConnection;
 
+use crate::StoreError;
+use crate::webhook_queries::{ReplayEvent, ReplayPunch, ReplayRange, replay_columns, replay_range};
 use crate::webhooks::{
     ANY_BATCHING, ClaimedRow, Completion, CompletionUpdate, DUE_SINGLES, batch_candidates, choose_units, claim_singles,
     claim_update, cut_batches, due_batches,
 };
-use crate::StoreError;
-use crate::webhook_queries::{ReplayEvent, ReplayPunch, ReplayRange, replay_columns, replay_range};
 
 /// The claim when nothing batches: up to `$4` due deliveries, oldest due first, in one
 /// statement; the write lock is the whole of the concurrency story.
@@ -105,15 +105,7 @@ pub(crate) async fn apply_completions(
     let rows: Vec<_> = updates
         .iter()
         .map(|u| {
-            (
-                u.delivery_id,
-                u.lease_token,
-                u.state.as_str(),
-                u.next_attempt_at,
-                u.http_status,
-                u.error,
-                u.succeeded_at,
-            )
+            (u.delivery_id, u.lease_token, u.state.as_str(), u.next_attempt_at, u.http_status, u.error, u.succeeded_at)
         })
         .collect();
     Ok(sqlx::query_as(
@@ -246,7 +238,10 @@ pub(crate) async fn name_punches(conn: &mut SqliteConnection, unnamed: &[(i64, &
 
 /// Inserts a replay's new events with `fan_out = 0` (the trigger queues nobody; the replay
 /// queues its own endpoint); returns how many were inserted.
-pub(crate) async fn insert_replay_events(conn: &mut SqliteConnection, events: &[ReplayEvent]) -> Result<u64, StoreError> {
+pub(crate) async fn insert_replay_events(
+    conn: &mut SqliteConnection,
+    events: &[ReplayEvent],
+) -> Result<u64, StoreError> {
     let rows: Vec<_> = events
         .iter()
         .map(|e| {

@@ -419,7 +419,8 @@ async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres
 
     let now = now_micros();
     let mut claimers = Vec::new();
-    for (name, handle) in [("a1", store.store()), ("a2", store.store()), ("b1", &other_process), ("b2", &other_process)] {
+    for (name, handle) in [("a1", store.store()), ("a2", store.store()), ("b1", &other_process), ("b2", &other_process)]
+    {
         let handle = handle.clone();
         claimers.push(tokio::spawn(async move {
             let mut taken: Vec<(i64, Option<i64>, usize)> = Vec::new(); // delivery, batch, claim no.

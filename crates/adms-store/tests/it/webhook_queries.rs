@@ -8,7 +8,12 @@ use adms_store::{NewPunch, PunchBatch, Store, now_micros};
 
 use crate::common::{Engine, approved_device, fresh};
 
-crate::on_both_engines!(replay_creates_missing_events_for_the_target_endpoint_only, replay_works_through_chunks, resend_and_attempts, cursor_pages_by_seq_per_device);
+crate::on_both_engines!(
+    replay_creates_missing_events_for_the_target_endpoint_only,
+    replay_works_through_chunks,
+    resend_and_attempts,
+    cursor_pages_by_seq_per_device
+);
 
 fn settings(url: &str) -> EndpointSettings<'_> {
     EndpointSettings { url, description: "", event_types: None, timeout_ms: 5000, batch_max: 1, ordered: false }
