@@ -400,8 +400,9 @@ async fn ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches
 }
 
 /// Two processes (two `Store` handles on one PostgreSQL database), two dispatchers each,
-/// claiming at once from an endpoint that sends singly and one that batches: every delivery is
-/// claimed by exactly one of them, and every batch whole by one claim.
+/// claiming at once from an endpoint that sends singly, one that batches and an ordered one:
+/// every delivery is claimed by exactly one of them, every batch whole by one claim, and only
+/// the head of the ordered endpoint's queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres() {
     let store = fresh(Engine::Postgres).await;
@@ -411,6 +412,8 @@ async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres
     store.create_endpoint("ep_single", &settings("http://a"), "api", "whsec_a").await.unwrap();
     let batching = EndpointSettings { batch_max: 4, ..settings("http://b") };
     other_process.create_endpoint("ep_batch", &batching, "api", "whsec_b").await.unwrap();
+    let ordered = EndpointSettings { ordered: true, ..settings("http://c") };
+    other_process.create_endpoint("ep_ordered", &ordered, "api", "whsec_c").await.unwrap();
     let pins: Vec<String> = (0..150).map(|i| i.to_string()).collect();
     let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
     for chunk in pins.chunks(50) {
@@ -423,7 +426,7 @@ async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres
     {
         let handle = handle.clone();
         claimers.push(tokio::spawn(async move {
-            let mut taken: Vec<(i64, Option<i64>, usize)> = Vec::new(); // delivery, batch, claim no.
+            let mut taken: Vec<(i64, Option<i64>, usize, String)> = Vec::new(); // delivery, batch, claim no., endpoint
             let mut idle = 0;
             let mut claim_no = 0;
             while idle < 3 {
@@ -435,16 +438,18 @@ async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres
                 }
                 idle = 0;
                 claim_no += 1;
-                taken.extend(claimed.iter().map(|c| (c.delivery_id, c.batch_row, claim_no)));
+                taken.extend(claimed.iter().map(|c| (c.delivery_id, c.batch_row, claim_no, c.endpoint_uid.clone())));
             }
             (name, taken)
         }));
     }
     let mut claimed_by: HashMap<i64, &str> = HashMap::new();
     let mut batch_claims: HashMap<i64, (&str, usize, usize)> = HashMap::new(); // batch → claimer, claim, members
+    let mut per_endpoint: HashMap<String, usize> = HashMap::new();
     for claimer in claimers {
         let (name, taken) = claimer.await.unwrap();
-        for (delivery, batch_row, claim_no) in taken {
+        for (delivery, batch_row, claim_no, endpoint) in taken {
+            *per_endpoint.entry(endpoint).or_default() += 1;
             if let Some(first) = claimed_by.insert(delivery, name) {
                 panic!("delivery {delivery} claimed by {first} and {name}");
             }
@@ -455,11 +460,56 @@ async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres
             }
         }
     }
-    assert_eq!(claimed_by.len(), 300, "150 punches × 2 endpoints, each claimed exactly once");
+    assert_eq!(claimed_by.len(), 301, "150 punches × 2 endpoints and the ordered one's head, each claimed once");
+    assert_eq!(per_endpoint["ep_single"], 150);
+    assert_eq!(per_endpoint["ep_ordered"], 1, "the ordered endpoint's later seqs wait behind the one in flight");
     assert_eq!(batch_claims.values().map(|b| b.2).sum::<usize>(), 150, "the batching endpoint's all in batches");
     assert!(batch_claims.values().all(|b| b.2 <= 4), "batch_max holds");
     let claimers: std::collections::HashSet<&str> = claimed_by.values().copied().collect();
     assert!(claimers.len() > 1, "the claims were spread: {claimers:?}");
     assert!(store.claim_due_deliveries("late", now, 1_000_000, 100).await.unwrap().is_empty());
+    other_process.close().await;
+}
+
+/// Two processes sending one ordered endpoint's queue at once, each claiming and completing in a
+/// loop: a device's events are still delivered one at a time, in `seq` order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ordered_endpoint_is_sent_in_seq_order_by_two_processes_on_postgres() {
+    let store = fresh(Engine::Postgres).await;
+    let options = StoreOptions { max_connections: 4, ..StoreOptions::default() };
+    let other_process = Store::open(store.url(), options).await.unwrap();
+    let dev = approved_device(&store, "SN1").await;
+    let ordered = EndpointSettings { ordered: true, ..settings("http://c") };
+    store.create_endpoint("ep_ordered", &ordered, "api", "whsec_c").await.unwrap();
+    let pins: Vec<String> = (0..30).map(|i| i.to_string()).collect();
+    let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
+    store.punch_writer().write(batch(dev, "SN1", &pins)).await.unwrap();
+
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for (name, handle) in [("a", store.store().clone()), ("b", other_process.clone())] {
+        let sent = std::sync::Arc::clone(&sent);
+        workers.push(tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 20 {
+                let claimed = handle.claim_due_deliveries(name, now_micros(), 600_000_000, 5).await.unwrap();
+                assert!(claimed.len() <= 1, "one of the device's events at a time");
+                let Some(claim) = claimed.first() else {
+                    idle += 1;
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                idle = 0;
+                // Recorded while the lease is held: nobody else may be sending this device now.
+                sent.lock().unwrap().push(seq_of(claim));
+                let done = handle.complete_deliveries(&[completion(claim, DeliveryOutcome::Succeeded)]).await;
+                assert_eq!(done.unwrap(), [true]);
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_eq!(*sent.lock().unwrap(), (1..=30).collect::<Vec<i64>>());
     other_process.close().await;
 }
