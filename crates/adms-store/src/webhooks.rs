@@ -6,6 +6,15 @@
 //! stuck) makes the delivery claimable again, and the stale worker's completion is then refused.
 //! The attempt is counted at claim time, so a delivery that kills its worker every time still
 //! walks its retry schedule to the end.
+//!
+//! Methods are written once for both engines (`on_db!`); what differs goes to each engine's
+//! `outbox` module: the bulk statements of completions (SQLite unpacks a JSON array, PostgreSQL
+//! `unnest`s arrays) and the claim, whose concurrency is each engine's own: on SQLite claims take turns under the write lock of `BEGIN IMMEDIATE`
+//! (`sqlite::outbox`); on PostgreSQL several dispatcher processes claim at once and row locks
+//! with `SKIP LOCKED` keep their claims disjoint, batches being formed and sent under their
+//! endpoint's row lock (`postgres::outbox`). Lease tokens and lease expiry work the same on
+//! both: a completion is applied only with the token it claimed with; a stale one is kept as an
+//! attempt with `accepted = false`.
 
 use std::collections::HashMap;
 
