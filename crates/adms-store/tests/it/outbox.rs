@@ -21,6 +21,7 @@ crate::on_both_engines!(
     a_resend_is_recorded_as_manual_and_its_retries_as_scheduled,
     batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members,
     ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches,
+    endpoint_settings_secrets_and_backlog_read_back,
 );
 
 fn settings(url: &str) -> EndpointSettings<'_> {
@@ -512,4 +513,80 @@ async fn an_ordered_endpoint_is_sent_in_seq_order_by_two_processes_on_postgres()
     }
     assert_eq!(*sent.lock().unwrap(), (1..=30).collect::<Vec<i64>>());
     other_process.close().await;
+}
+
+/// The endpoint administration and the outbox's metrics and listings, read back.
+async fn endpoint_settings_secrets_and_backlog_read_back(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
+    assert!(store.next_delivery_due_at().await.unwrap().is_none());
+    let created = store.create_endpoint("ep_env", &settings("http://a"), "env", "whsec_a").await.unwrap();
+    assert_eq!((created.uid.as_str(), created.source.as_str(), created.ordered), ("ep_env", "env", false));
+    store.create_endpoint("ep_api", &settings("http://b"), "api", "whsec_b").await.unwrap();
+    assert_eq!(store.env_endpoint().await.unwrap().map(|e| e.uid), Some("ep_env".to_owned()));
+    let changed = EndpointSettings {
+        description: "orders",
+        event_types: Some(r#"["attendance.punch"]"#),
+        batch_max: 5,
+        ordered: true,
+        ..settings("http://b2")
+    };
+    assert!(store.update_endpoint("ep_api", &changed).await.unwrap());
+    assert!(!store.update_endpoint("ep_none", &changed).await.unwrap());
+    let listed = store.list_endpoints().await.unwrap();
+    assert_eq!(listed.iter().map(|e| e.uid.as_str()).collect::<Vec<_>>(), ["ep_env", "ep_api"]);
+    let api = &listed[1];
+    assert_eq!(
+        (api.url.as_str(), api.description.as_str(), api.event_types.as_deref(), api.batch_max, api.ordered),
+        ("http://b2", "orders", Some(r#"["attendance.punch"]"#), 5, true)
+    );
+
+    // Secrets: current ones, every stored one, and resealing one in place (only from its text).
+    assert!(store.rotate_endpoint_secret("ep_env", "whsec_a2", now_micros() + 60_000_000).await.unwrap());
+    assert!(!store.rotate_endpoint_secret("ep_none", "whsec_x", 0).await.unwrap());
+    assert_eq!(store.current_endpoint_secrets("ep_env").await.unwrap(), ["whsec_a2"]);
+    let stored = store.stored_secrets().await.unwrap();
+    assert_eq!(stored.iter().map(|s| s.secret.as_str()).collect::<Vec<_>>(), ["whsec_a", "whsec_b", "whsec_a2"]);
+    assert_eq!(stored[1].endpoint_uid, "ep_api");
+    assert!(store.reseal_secret(stored[1].id, "whsec_b", "sealed_b").await.unwrap());
+    assert!(!store.reseal_secret(stored[1].id, "whsec_b", "sealed_again").await.unwrap());
+    assert_eq!(store.current_endpoint_secrets("ep_api").await.unwrap(), ["sealed_b"]);
+
+    // Backlog: due, in flight, exhausted, and the oldest due, per live endpoint.
+    let now = now_micros();
+    store.punch_writer().write(batch(dev, "SN1", &["1", "2", "3"])).await.unwrap();
+    let due_at = store.next_delivery_due_at().await.unwrap().unwrap();
+    assert!(due_at <= now_micros());
+    let claimed = store.claim_due_deliveries("w", now_micros(), 60_000_000, 2).await.unwrap();
+    let env_claim = claimed.iter().find(|c| c.endpoint_uid == "ep_env").unwrap();
+    store.complete_deliveries(&[completion(env_claim, DeliveryOutcome::Exhausted)]).await.unwrap();
+    let backlog = store.delivery_backlog(now_micros()).await.unwrap();
+    assert_eq!(backlog.len(), 2);
+    let total = |f: fn(&adms_store::webhooks::EndpointBacklog) -> i64| backlog.iter().map(f).sum::<i64>();
+    assert_eq!((total(|b| b.due), total(|b| b.in_flight), total(|b| b.exhausted)), (4, 1, 1));
+    assert!(backlog.iter().all(|b| b.oldest_due_at.is_some_and(|t| t >= now)));
+
+    // Listings filter by endpoint, state, type and device, and page backwards.
+    let env_rows = store.list_deliveries(Some("ep_env"), None, 10, None).await.unwrap();
+    assert_eq!(env_rows.len(), 3);
+    assert_eq!(store.list_deliveries(None, Some("exhausted"), 10, None).await.unwrap().len(), 1);
+    let page = store.list_deliveries(None, None, 2, None).await.unwrap();
+    let rest = store.list_deliveries(None, None, 10, Some(page[1].id)).await.unwrap();
+    assert_eq!(page.len() + rest.len(), 6);
+    let events = store.list_events(Some("attendance.punch"), Some("SN1"), 10, None).await.unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e.deliveries == 2 && e.delivered == 0 && e.device_sn.as_deref() == Some("SN1")));
+    assert!(store.list_events(None, Some("SN9"), 10, None).await.unwrap().is_empty());
+
+    // Paused: nothing is due; resumed: due at once. Deleted: gone from the listings and backlog.
+    assert!(store.set_endpoint_paused("ep_api", Some("maintenance")).await.unwrap());
+    assert_eq!(store.endpoint_by_uid("ep_api").await.unwrap().unwrap().paused_reason.as_deref(), Some("maintenance"));
+    assert!(store.set_endpoint_paused("ep_api", None).await.unwrap());
+    assert!(store.delete_endpoint("ep_env").await.unwrap());
+    assert!(!store.delete_endpoint("ep_env").await.unwrap());
+    assert!(store.env_endpoint().await.unwrap().is_none());
+    assert_eq!(store.delivery_backlog(now_micros()).await.unwrap().len(), 1);
+    let states: Vec<String> =
+        store.list_deliveries(Some("ep_env"), None, 10, None).await.unwrap().into_iter().map(|d| d.state).collect();
+    assert_eq!(states.iter().filter(|s| *s == "cancelled").count(), 2, "{states:?}");
 }
