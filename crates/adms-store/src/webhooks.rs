@@ -706,6 +706,10 @@ impl Store {
                     list.push(endpoint_id);
                 }
             }
+            // In id order: two completions touching the same endpoints lock them in the same
+            // order (PostgreSQL: no deadlock between them).
+            succeeded.sort_unstable();
+            gone.sort_unstable();
             for endpoint_id in succeeded {
                 sqlx::query(
                     "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, attempt_count = 0, \
