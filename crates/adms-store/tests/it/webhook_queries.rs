@@ -230,3 +230,56 @@ async fn cursor_pages_by_seq_per_device(engine: Engine) {
     assert_eq!(tail.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![6, 7, 8]);
     assert!(tail.iter().all(|p| p.event_id.as_deref().is_some_and(|id| id.starts_with("evt_"))));
 }
+
+/// On PostgreSQL punch ids are not in commit order (a smaller id may commit later), so the
+/// cursor and the replay walk `(device_id, seq)`: punches stored with ids in the opposite order
+/// of their seqs still come back in seq order.
+#[tokio::test]
+async fn cursor_and_replay_follow_seq_not_id_on_postgres() {
+    use sqlx::Connection;
+    let store = fresh(Engine::Postgres).await;
+    let dev = approved_device(&store, "SN1").await;
+    let mut conn = sqlx::PgConnection::connect(store.url()).await.unwrap();
+    for (id, seq) in [(900_i64, 1_i64), (500, 2), (10, 3)] {
+        let local_time = format!("2026-11-20 08:0{seq}:00");
+        sqlx::query(
+            "INSERT INTO punches (id, device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, \
+             raw_line, received_at) VALUES ($1, $2, $3, '7', $4, '0', 1, '0', '', 'UTC', $5, $6)",
+        )
+        .bind(id)
+        .bind(dev)
+        .bind(seq)
+        .bind(&local_time)
+        .bind(format!("7\t{local_time}\t0\t1\t0"))
+        .bind(now_micros())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE devices SET last_seq = 3 WHERE id = $1").bind(dev).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let first = store.punches_after_seq(dev, 0, 2).await.unwrap();
+    assert_eq!(first.iter().map(|p| (p.seq, p.id)).collect::<Vec<_>>(), [(1, 900), (2, 500)]);
+    let rest = store.punches_after_seq(dev, 2, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|p| (p.seq, p.id)).collect::<Vec<_>>(), [(3, 10)]);
+
+    store.create_endpoint("ep_b", &settings("http://b"), "api", "whsec_b").await.unwrap();
+    let from_two = ReplayRange { device_id: Some(dev), from_seq: Some(2), ..ReplayRange::default() };
+    assert_eq!(
+        store.replay_punches("ep_b", &from_two, 100, now_micros()).await.unwrap(),
+        ReplayOutcome::Replayed { events: 2, events_created: 2 }
+    );
+    let all = ReplayRange::default();
+    assert_eq!(
+        store.replay_punches("ep_b", &all, 100, now_micros()).await.unwrap(),
+        ReplayOutcome::Replayed { events: 3, events_created: 1 }
+    );
+    let claims = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap();
+    let mut seqs: Vec<i64> = claims
+        .iter()
+        .map(|c| serde_json::from_slice::<serde_json::Value>(&c.body).unwrap()["data"]["seq"].as_i64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [1, 2, 3]);
+}
