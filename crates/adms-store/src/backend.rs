@@ -84,8 +84,6 @@ impl PgDb {
     }
 
     /// A transaction for delivery bookkeeping whose commit does not wait for the WAL flush
-    // Used by the outbox once it runs on both engines (in progress).
-    #[allow(dead_code)]
     /// (`synchronous_commit = off`, this transaction only): as on SQLite, the worst a power
     /// loss does is send a webhook again under its same id.
     pub(crate) async fn begin_delivery(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
@@ -237,8 +235,14 @@ pub(crate) mod sqlite_fns {
         desired_entries, device_state, device_states_for_pin, employee_target_devices, managed_terminals,
         org_is_ancestor_or_self, pending_changes, write_private_fields,
     };
+    pub(crate) use crate::sqlite::outbox::{
+        apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
+        replay_count, replay_fence, replay_read,
+    };
     pub(crate) use crate::trust::sqlite::{adopt_device_template_in, adopt_device_user_in};
     pub(crate) use crate::uploads::sqlite::{charge_operlog_in, insert_raw_in, upsert_user_in};
+    pub(crate) use crate::webhook_queries::sqlite::replay_chunk;
+    pub(crate) use crate::webhooks::sqlite::insert_secret;
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: a JSON array.
     pub(crate) fn list_param<T: serde::Serialize>(values: &[T]) -> String {
@@ -266,6 +270,10 @@ pub(crate) mod postgres_fns {
     };
     pub(crate) use crate::device_events::postgres::insert_event_in;
     pub(crate) use crate::devices::postgres::{store_facts_in, update_info_in};
+    pub(crate) use crate::postgres::outbox::{
+        apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
+        replay_count, replay_fence, replay_read,
+    };
     pub(crate) use crate::punches::postgres::insert_rejected;
     pub(crate) use crate::quotas::postgres::charge_in;
     pub(crate) use crate::roster::postgres::{
@@ -274,6 +282,8 @@ pub(crate) mod postgres_fns {
     };
     pub(crate) use crate::trust::postgres::{adopt_device_template_in, adopt_device_user_in};
     pub(crate) use crate::uploads::postgres::{charge_operlog_in, insert_raw_in, upsert_user_in};
+    pub(crate) use crate::webhook_queries::postgres::replay_chunk;
+    pub(crate) use crate::webhooks::postgres::insert_secret;
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: an array.
     pub(crate) fn list_param<T: Clone>(values: &[T]) -> Vec<T> {

@@ -218,14 +218,6 @@ impl Store {
     pub(crate) fn db(&self) -> &Db {
         &self.db
     }
-
-    /// The SQLite engine, for code not yet written for both engines.
-    pub(crate) fn sqlite(&self) -> Result<&SqliteDb, StoreError> {
-        match &self.db {
-            Db::Sqlite(db) => Ok(db),
-            Db::Postgres(_) => Err(StoreError::Unsupported("this operation is not yet available on PostgreSQL")),
-        }
-    }
 }
 
 /// The database engine of a [`Store`].

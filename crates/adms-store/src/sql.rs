@@ -20,18 +20,3 @@ macro_rules! contains {
         )
     };
 }
-
-/// Transitional, until every module is written with `on_db!`: SQLite's `in_list!` for the
-/// statements that still run on SQLite only.
-macro_rules! sqlite_in_list {
-    ($column:literal, $param:literal) => {
-        concat!($column, " IN (SELECT value FROM json_each(", $param, "))")
-    };
-}
-
-/// Transitional: SQLite's `list_rows!` (see [`sqlite_in_list!`]).
-macro_rules! sqlite_list_rows {
-    ($param:literal, $alias:literal) => {
-        concat!("json_each(", $param, ") AS ", $alias)
-    };
-}

@@ -6,14 +6,22 @@
 //! stuck) makes the delivery claimable again, and the stale worker's completion is then refused.
 //! The attempt is counted at claim time, so a delivery that kills its worker every time still
 //! walks its retry schedule to the end.
+//!
+//! Methods are written once for both engines (`on_db!`); what differs goes to each engine's
+//! `outbox` module: the bulk statements of completions (SQLite unpacks a JSON array, PostgreSQL
+//! `unnest`s arrays) and the claim, whose concurrency is each engine's own: on SQLite claims take turns under the write lock of `BEGIN IMMEDIATE`
+//! (`sqlite::outbox`); on PostgreSQL several dispatcher processes claim at once and row locks
+//! with `SKIP LOCKED` keep their claims disjoint, batches being formed and sent under their
+//! endpoint's row lock (`postgres::outbox`). Lease tokens and lease expiry work the same on
+//! both: a completion is applied only with the token it claimed with; a stale one is kept as an
+//! attempt with `accepted = false`.
 
 use std::collections::HashMap;
 
-use sqlx::{FromRow, Row};
+use sqlx::FromRow;
 
 use adms_model::DeliveryState;
 
-use crate::backend::sqlite_fns::list_param;
 use crate::{Store, StoreError, now_micros};
 
 /// A webhook endpoint as stored (secrets are never part of it).
@@ -166,9 +174,21 @@ pub struct EndpointBacklog {
     pub oldest_due_at: Option<i64>,
 }
 
-/// One completion as a JSON array element: delivery id, lease token, new state,
-/// next_attempt_at, HTTP status, error, succeeded_at.
-type CompletionRow<'a> = (i64, i64, DeliveryState, Option<i64>, Option<i64>, Option<&'a str>, Option<i64>);
+/// A completion's new delivery state, as both engines' bulk update reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct CompletionUpdate<'a> {
+    pub delivery_id: i64,
+    pub lease_token: i64,
+    pub state: DeliveryState,
+    pub next_attempt_at: Option<i64>,
+    pub http_status: Option<i64>,
+    pub error: Option<&'a str>,
+    pub succeeded_at: Option<i64>,
+}
+
+/// What a claim returns per delivery it took: id, lease token, attempt count, first attempt,
+/// trigger kind.
+pub(crate) type ClaimedRow = (i64, i64, i64, Option<i64>, String);
 
 /// What a claim reads per delivery: delivery id, event id, body, event created_at, endpoint id,
 /// endpoint uid, URL, timeout, batch row.
@@ -176,8 +196,8 @@ type ClaimDetail = (i64, String, Vec<u8>, i64, i64, String, String, i64, Option<
 
 /// Whether batch bookkeeping is needed at all: an endpoint that batches, or batches still
 /// waiting (an endpoint's `batch_max` lowered to 1 keeps its formed batches together). When
-/// neither, a claim is the single statement of [`CLAIM_SINGLES`].
-const ANY_BATCHING: &str = "\
+/// neither, a claim is a single statement (`CLAIM_SINGLES` of each engine).
+pub(crate) const ANY_BATCHING: &str = "\
 SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE batch_max > 1 AND deleted_at IS NULL)
     OR EXISTS (SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND batch_row IS NOT NULL)";
 
@@ -189,13 +209,14 @@ macro_rules! sendable {
     () => {
         "ep.paused_reason IS NULL AND ep.deleted_at IS NULL \
          AND (dv.id IS NULL OR dv.approval = 'approved') \
-         AND (ep.ordered = 0 OR e.seq IS NULL OR NOT EXISTS ( \
+         AND (NOT ep.ordered OR e.seq IS NULL OR NOT EXISTS ( \
               SELECT 1 FROM webhook_deliveries AS p JOIN webhook_events AS pe ON pe.id = p.event_row \
               WHERE p.endpoint_id = d.endpoint_id AND pe.device_id = e.device_id AND pe.seq < e.seq \
                 AND p.state IN ('pending', 'in_flight', 'exhausted') \
                 AND (d.batch_row IS NULL OR p.batch_row IS NULL OR p.batch_row <> d.batch_row)))"
     };
 }
+pub(crate) use sendable;
 
 /// The joins every claim query reads a delivery `d` through.
 macro_rules! delivery_joins {
@@ -206,6 +227,7 @@ macro_rules! delivery_joins {
          LEFT JOIN devices AS dv ON dv.id = e.device_id "
     };
 }
+pub(crate) use delivery_joins;
 
 /// What a claim sets on each delivery it takes: `$1` worker, `$2` now, `$3` lease length.
 macro_rules! claim_update {
@@ -219,22 +241,27 @@ macro_rules! claim_update {
         )
     };
 }
+pub(crate) use claim_update;
 
-/// The claim when nothing batches: up to `$4` due deliveries, oldest due first, in one statement.
-const CLAIM_SINGLES: &str = concat!(
-    "UPDATE webhook_deliveries SET state = 'in_flight', lease_token = lease_token + 1, lease_owner = $1, \
-            lease_expires_at = $2 + $3, attempt_count = attempt_count + 1, \
-            first_attempt_at = COALESCE(first_attempt_at, $2), updated_at = $2 \
-     WHERE id IN (SELECT d.id ",
-    delivery_joins!(),
-    "WHERE d.state = 'pending' AND d.next_attempt_at <= $2 AND ",
-    sendable!(),
-    " ORDER BY d.next_attempt_at, d.id LIMIT $4) \
-     RETURNING id, lease_token, attempt_count, first_attempt_at, trigger_kind"
-);
+/// The claim's candidates when nothing batches: due sendable deliveries, oldest due first, up to
+/// `$4`; `$lock` is the engine's locking clause (see each engine's `CLAIM_SINGLES`).
+macro_rules! claim_singles {
+    ($lock:literal) => {
+        $crate::webhooks::claim_update!(concat!(
+            "WHERE id IN (SELECT d.id ",
+            $crate::webhooks::delivery_joins!(),
+            "WHERE d.state = 'pending' AND d.next_attempt_at <= $2 AND d.batch_row IS NULL AND ",
+            $crate::webhooks::sendable!(),
+            " ORDER BY d.next_attempt_at, d.id LIMIT $4",
+            $lock,
+            ")"
+        ))
+    };
+}
+pub(crate) use claim_singles;
 
 /// Due deliveries that travel alone (`$1` now, `$2` limit), with their due time.
-const DUE_SINGLES: &str = concat!(
+pub(crate) const DUE_SINGLES: &str = concat!(
     "SELECT d.id, d.next_attempt_at ",
     delivery_joins!(),
     "WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND d.batch_row IS NULL AND ep.batch_max <= 1 AND ",
@@ -243,48 +270,84 @@ const DUE_SINGLES: &str = concat!(
 );
 
 /// Formed batches whose every waiting member may be sent now (`$1` now, `$2` limit), with the
-/// time the batch became due.
-const DUE_BATCHES: &str = concat!(
-    "SELECT d.batch_row, MAX(d.next_attempt_at) AS due ",
-    delivery_joins!(),
-    "WHERE d.state = 'pending' AND d.batch_row IS NOT NULL \
-     GROUP BY d.batch_row \
-     HAVING MAX(d.next_attempt_at) <= $1 AND MIN(CASE WHEN ",
-    sendable!(),
-    " THEN 1 ELSE 0 END) = 1 ORDER BY due, d.batch_row LIMIT $2"
-);
+/// time the batch became due; `$filter` narrows the deliveries (PostgreSQL: to the endpoints
+/// this claim holds).
+macro_rules! due_batches {
+    ($filter:literal) => {
+        concat!(
+            "SELECT d.batch_row, MAX(d.next_attempt_at) AS due ",
+            $crate::webhooks::delivery_joins!(),
+            "WHERE d.state = 'pending' AND d.batch_row IS NOT NULL ",
+            $filter,
+            " GROUP BY d.batch_row \
+             HAVING MAX(d.next_attempt_at) <= $1 AND MIN(CASE WHEN ",
+            $crate::webhooks::sendable!(),
+            " THEN 1 ELSE 0 END) = 1 ORDER BY due, d.batch_row LIMIT $2"
+        )
+    };
+}
+pub(crate) use due_batches;
 
 /// Due deliveries of batching endpoints not yet in a batch, in the order batches are cut from
-/// them (`$1` now, `$2` batches per endpoint at most). On an ordered endpoint, runs of each
-/// device in `seq` order, none behind an earlier `seq` that already waits in a batch (it would
-/// only wait behind it; an earlier one still unbatched may form its own batch, so nothing is
-/// ever stuck behind a later one); otherwise oldest due first.
-const BATCH_CANDIDATES: &str = concat!(
-    "SELECT id, endpoint_id, batch_max FROM ( \
-         SELECT d.id, d.endpoint_id, ep.batch_max, ep.ordered, e.device_id, \
-                ROW_NUMBER() OVER (PARTITION BY d.endpoint_id, CASE WHEN ep.ordered <> 0 THEN e.device_id END \
-                                   ORDER BY CASE WHEN ep.ordered <> 0 THEN e.seq END, d.next_attempt_at, d.id) AS rn ",
-    delivery_joins!(),
-    "WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND d.batch_row IS NULL AND ep.batch_max > 1 \
-           AND ep.paused_reason IS NULL AND ep.deleted_at IS NULL \
-           AND (dv.id IS NULL OR dv.approval = 'approved') \
-           AND (ep.ordered = 0 OR NOT EXISTS ( \
-                SELECT 1 FROM webhook_deliveries AS b JOIN webhook_events AS be ON be.id = b.event_row \
-                WHERE b.state IN ('pending', 'in_flight') AND b.batch_row IS NOT NULL \
-                  AND b.endpoint_id = d.endpoint_id AND be.device_id = e.device_id AND be.seq < e.seq))) AS candidates \
-     WHERE rn <= CASE WHEN ordered <> 0 THEN batch_max ELSE $2 * batch_max END \
-     ORDER BY endpoint_id, CASE WHEN ordered <> 0 THEN device_id END, rn \
-     LIMIT 20000"
-);
+/// them (`$1` now, `$2` batches per endpoint at most; `$filter` narrows the deliveries). On an
+/// ordered endpoint, runs of each device in `seq` order, none behind an earlier `seq` that
+/// already waits in a batch (it would only wait behind it; an earlier one still unbatched may
+/// form its own batch, so nothing is ever stuck behind a later one); otherwise oldest due first.
+macro_rules! batch_candidates {
+    ($filter:literal) => {
+        concat!(
+            "SELECT id, endpoint_id, batch_max FROM ( \
+                 SELECT d.id, d.endpoint_id, ep.batch_max, ep.ordered, e.device_id, \
+                        ROW_NUMBER() OVER (PARTITION BY d.endpoint_id, CASE WHEN ep.ordered THEN e.device_id END \
+                                           ORDER BY CASE WHEN ep.ordered THEN e.seq END, d.next_attempt_at, d.id) AS rn ",
+            $crate::webhooks::delivery_joins!(),
+            "WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND d.batch_row IS NULL AND ep.batch_max > 1 \
+                   AND ep.paused_reason IS NULL AND ep.deleted_at IS NULL \
+                   AND (dv.id IS NULL OR dv.approval = 'approved') ",
+            $filter,
+            " AND (NOT ep.ordered OR NOT EXISTS ( \
+                        SELECT 1 FROM webhook_deliveries AS b JOIN webhook_events AS be ON be.id = b.event_row \
+                        WHERE b.state IN ('pending', 'in_flight') AND b.batch_row IS NOT NULL \
+                          AND b.endpoint_id = d.endpoint_id AND be.device_id = e.device_id AND be.seq < e.seq))) AS candidates \
+             WHERE rn <= CASE WHEN ordered THEN batch_max ELSE $2 * batch_max END \
+             ORDER BY endpoint_id, CASE WHEN ordered THEN device_id END, rn \
+             LIMIT 20000"
+        )
+    };
+}
+pub(crate) use batch_candidates;
 
-/// Claims the chosen units: deliveries by id (`$4`, JSON array) and whole batches (`$5`).
-const CLAIM_UNITS: &str = claim_update!(concat!(
-    "WHERE state = 'pending' AND (",
-    sqlite_in_list!("id", "$4"),
-    " OR ",
-    sqlite_in_list!("batch_row", "$5"),
-    ")"
-));
+/// Cuts `candidates` (delivery, endpoint, batch_max, in [`batch_candidates!`] order) into
+/// batches: consecutive deliveries of one endpoint, at most its `batch_max` each. Returns, per
+/// batch, its endpoint and members.
+pub(crate) fn cut_batches(candidates: &[(i64, i64, i64)]) -> Vec<(i64, Vec<i64>)> {
+    let mut batches: Vec<(i64, Vec<i64>)> = Vec::new();
+    for &(delivery_id, endpoint_id, batch_max) in candidates {
+        match batches.last_mut() {
+            Some((endpoint, members))
+                if *endpoint == endpoint_id && i64::try_from(members.len()).unwrap_or(i64::MAX) < batch_max =>
+            {
+                members.push(delivery_id);
+            }
+            _ => batches.push((endpoint_id, vec![delivery_id])),
+        }
+    }
+    batches
+}
+
+/// Chooses what one claim sends, one request each: single deliveries `(id, due)` and whole
+/// batches `(batch row, due)`, the oldest due first, `limit` at most. Returns the single ids and
+/// the batch rows.
+pub(crate) fn choose_units(singles: &[(i64, i64)], batches: &[(i64, i64)], limit: i64) -> (Vec<i64>, Vec<i64>) {
+    let mut units: Vec<(i64, Option<i64>, i64)> = Vec::with_capacity(singles.len() + batches.len());
+    units.extend(singles.iter().map(|&(id, due)| (due, None, id)));
+    units.extend(batches.iter().map(|&(batch, due)| (due, Some(batch), batch)));
+    units.sort_unstable();
+    units.truncate(usize::try_from(limit).unwrap_or(0));
+    let single_ids = units.iter().filter(|u| u.1.is_none()).map(|u| u.2).collect();
+    let batch_rows = units.iter().filter_map(|u| u.1).collect();
+    (single_ids, batch_rows)
+}
 
 /// A static `SELECT` of every endpoint column followed by `$tail` (a literal).
 macro_rules! endpoint_select {
@@ -300,6 +363,11 @@ macro_rules! endpoint_select {
 impl Store {
     /// Creates an endpoint with its first signing secret. Secrets are stored as given: the caller
     /// seals them first when the operator configured a master key.
+    ///
+    /// On PostgreSQL the transaction first takes the endpoints lock exclusively (see
+    /// `postgres::punch_writer::ENDPOINTS_LOCK`): the endpoint exists only once every punch group
+    /// that saw none has committed, and every later group sees it. SQLite's single writer orders
+    /// them by itself.
     pub async fn create_endpoint(
         &self,
         uid: &str,
@@ -308,154 +376,174 @@ impl Store {
         secret: &str,
     ) -> Result<Endpoint, StoreError> {
         let now = now_micros();
-        let mut tx = self.sqlite()?.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO webhook_endpoints (uid, url, description, event_types, source, timeout_ms, batch_max, ordered, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-        )
-        .bind(uid)
-        .bind(settings.url)
-        .bind(settings.description)
-        .bind(settings.event_types)
-        .bind(source)
-        .bind(settings.timeout_ms)
-        .bind(settings.batch_max)
-        .bind(settings.ordered)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        insert_secret(&mut tx, id, secret, now).await?;
-        tx.commit().await?;
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            dialect::lock_endpoints(&mut tx).await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO webhook_endpoints (uid, url, description, event_types, source, timeout_ms, batch_max, \
+                 ordered, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            )
+            .bind(uid)
+            .bind(settings.url)
+            .bind(settings.description)
+            .bind(settings.event_types)
+            .bind(source)
+            .bind(settings.timeout_ms)
+            .bind(settings.batch_max)
+            .bind(settings.ordered)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            dialect::insert_secret(&mut tx, id, secret, now).await?;
+            tx.commit().await?;
+        });
         self.endpoint_by_uid(uid).await?.ok_or_else(|| StoreError::Conflict("endpoint vanished".into()))
     }
 
     /// Live (not deleted) endpoints, oldest first.
     pub async fn list_endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
-        Ok(sqlx::query_as(endpoint_select!("WHERE deleted_at IS NULL ORDER BY id"))
-            .fetch_all(self.sqlite()?.pool())
-            .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(endpoint_select!("WHERE deleted_at IS NULL ORDER BY id")).fetch_all(db.pool()).await?)
+        })
     }
 
     pub async fn endpoint_by_uid(&self, uid: &str) -> Result<Option<Endpoint>, StoreError> {
-        Ok(sqlx::query_as(endpoint_select!("WHERE uid = $1 AND deleted_at IS NULL"))
-            .bind(uid)
-            .fetch_optional(self.sqlite()?.pool())
-            .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(endpoint_select!("WHERE uid = $1 AND deleted_at IS NULL"))
+                .bind(uid)
+                .fetch_optional(db.pool())
+                .await?)
+        })
     }
 
     /// The endpoint managed by `ADMS_WEBHOOK_URL`, if any.
     pub async fn env_endpoint(&self) -> Result<Option<Endpoint>, StoreError> {
-        Ok(sqlx::query_as(endpoint_select!("WHERE source = 'env' AND deleted_at IS NULL ORDER BY id LIMIT 1"))
-            .fetch_optional(self.sqlite()?.pool())
-            .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(endpoint_select!("WHERE source = 'env' AND deleted_at IS NULL ORDER BY id LIMIT 1"))
+                .fetch_optional(db.pool())
+                .await?)
+        })
     }
 
     /// Replaces an endpoint's settings. `false` when there is no such endpoint.
     pub async fn update_endpoint(&self, uid: &str, settings: &EndpointSettings<'_>) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE webhook_endpoints SET url = $1, description = $2, event_types = $3, timeout_ms = $4, batch_max = $5, \
-             ordered = $6, updated_at = $7 WHERE uid = $8 AND deleted_at IS NULL",
-        )
-        .bind(settings.url)
-        .bind(settings.description)
-        .bind(settings.event_types)
-        .bind(settings.timeout_ms)
-        .bind(settings.batch_max)
-        .bind(settings.ordered)
-        .bind(now_micros())
-        .bind(uid)
-        .execute(self.sqlite()?.pool())
-        .await?;
-        Ok(done.rows_affected() > 0)
+        on_db!(self, |db| {
+            let done = sqlx::query(
+                "UPDATE webhook_endpoints SET url = $1, description = $2, event_types = $3, timeout_ms = $4, \
+                 batch_max = $5, ordered = $6, updated_at = $7 WHERE uid = $8 AND deleted_at IS NULL",
+            )
+            .bind(settings.url)
+            .bind(settings.description)
+            .bind(settings.event_types)
+            .bind(settings.timeout_ms)
+            .bind(settings.batch_max)
+            .bind(settings.ordered)
+            .bind(now_micros())
+            .bind(uid)
+            .execute(db.pool())
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// Pauses (`Some(reason)`) or resumes (`None`) an endpoint; resuming makes its waiting
     /// deliveries due at once.
     pub async fn set_endpoint_paused(&self, uid: &str, reason: Option<&str>) -> Result<bool, StoreError> {
         let now = now_micros();
-        let mut tx = self.sqlite()?.begin().await?;
-        let done = sqlx::query(
-            "UPDATE webhook_endpoints SET paused_reason = $1, updated_at = $2 WHERE uid = $3 AND deleted_at IS NULL",
-        )
-        .bind(reason)
-        .bind(now)
-        .bind(uid)
-        .execute(&mut *tx)
-        .await?;
-        if reason.is_none() {
-            sqlx::query(
-                "UPDATE webhook_deliveries SET next_attempt_at = CASE WHEN next_attempt_at < $1 THEN next_attempt_at ELSE $1 END \
-                 WHERE state = 'pending' AND endpoint_id = (SELECT id FROM webhook_endpoints WHERE uid = $2)",
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            let done = sqlx::query(
+                "UPDATE webhook_endpoints SET paused_reason = $1, updated_at = $2 WHERE uid = $3 AND deleted_at IS NULL",
             )
+            .bind(reason)
             .bind(now)
             .bind(uid)
             .execute(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+            if reason.is_none() {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET next_attempt_at = CASE WHEN next_attempt_at < $1 THEN next_attempt_at ELSE $1 END \
+                     WHERE state = 'pending' AND endpoint_id = (SELECT id FROM webhook_endpoints WHERE uid = $2)",
+                )
+                .bind(now)
+                .bind(uid)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// Deletes an endpoint: it stops accumulating deliveries; waiting ones are cancelled; the
     /// history stays.
     pub async fn delete_endpoint(&self, uid: &str) -> Result<bool, StoreError> {
         let now = now_micros();
-        let mut tx = self.sqlite()?.begin().await?;
-        let id: Option<i64> = sqlx::query_scalar(
-            "UPDATE webhook_endpoints SET deleted_at = $1, updated_at = $2 WHERE uid = $3 AND deleted_at IS NULL RETURNING id",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(uid)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(id) = id {
-            sqlx::query(
-                "UPDATE webhook_deliveries SET state = 'cancelled', updated_at = $1 \
-                 WHERE endpoint_id = $2 AND state IN ('pending', 'exhausted')",
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            let id: Option<i64> = sqlx::query_scalar(
+                "UPDATE webhook_endpoints SET deleted_at = $1, updated_at = $2 WHERE uid = $3 AND deleted_at IS NULL RETURNING id",
             )
             .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
+            .bind(now)
+            .bind(uid)
+            .fetch_optional(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(id.is_some())
+            if let Some(id) = id {
+                // PostgreSQL: a delivery a claim holds is waited for, then skipped (in flight).
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET state = 'cancelled', updated_at = $1 \
+                     WHERE endpoint_id = $2 AND state IN ('pending', 'exhausted')",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(id.is_some())
+        })
     }
 
     /// The endpoint's current (non-expiring) keys, as stored.
     pub async fn current_endpoint_secrets(&self, uid: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT s.secret FROM webhook_secrets AS s JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id \
-             WHERE ep.uid = $1 AND s.expires_at IS NULL ORDER BY s.id DESC",
-        )
-        .bind(uid)
-        .fetch_all(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_scalar(
+                "SELECT s.secret FROM webhook_secrets AS s JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id \
+                 WHERE ep.uid = $1 AND s.expires_at IS NULL ORDER BY s.id DESC",
+            )
+            .bind(uid)
+            .fetch_all(db.pool())
+            .await?)
+        })
     }
 
     /// Every stored signing secret (of deleted endpoints and expired ones too), for sealing them
     /// at rest once a master key is configured.
     pub async fn stored_secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT s.id, ep.uid AS endpoint_uid, s.secret FROM webhook_secrets AS s \
-             JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id ORDER BY s.id",
-        )
-        .fetch_all(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT s.id, ep.uid AS endpoint_uid, s.secret FROM webhook_secrets AS s \
+                 JOIN webhook_endpoints AS ep ON ep.id = s.endpoint_id ORDER BY s.id",
+            )
+            .fetch_all(db.pool())
+            .await?)
+        })
     }
 
     /// Replaces a stored secret's text by another form of the same key (sealed), if it still
     /// holds `old` (another replica may have sealed it first). `false` when it did not.
     pub async fn reseal_secret(&self, id: i64, old: &str, new: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE webhook_secrets SET secret = $1 WHERE id = $2 AND secret = $3")
-            .bind(new)
-            .bind(id)
-            .bind(old)
-            .execute(self.sqlite()?.pool())
-            .await?;
-        Ok(done.rows_affected() > 0)
+        on_db!(self, |db| {
+            let done = sqlx::query("UPDATE webhook_secrets SET secret = $1 WHERE id = $2 AND secret = $3")
+                .bind(new)
+                .bind(id)
+                .bind(old)
+                .execute(db.pool())
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// Makes `secret` the endpoint's current key; the keys that were current stay valid until
@@ -467,33 +555,43 @@ impl Store {
         old_valid_until: i64,
     ) -> Result<bool, StoreError> {
         let now = now_micros();
-        let mut tx = self.sqlite()?.begin().await?;
-        let Some(id) =
-            sqlx::query_scalar::<_, i64>("SELECT id FROM webhook_endpoints WHERE uid = $1 AND deleted_at IS NULL")
-                .bind(uid)
-                .fetch_optional(&mut *tx)
-                .await?
-        else {
-            return Ok(false);
-        };
-        sqlx::query(
-            "UPDATE webhook_secrets SET expires_at = CASE WHEN expires_at < $1 THEN expires_at ELSE $1 END \
-             WHERE endpoint_id = $2 AND (expires_at IS NULL OR expires_at > $3)",
-        )
-        .bind(old_valid_until)
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        insert_secret(&mut tx, id, secret, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            // PostgreSQL: the endpoint row stays locked, so two rotations take turns.
+            let Some(id) = sqlx::query_scalar::<_, i64>(concat!(
+                "SELECT id FROM webhook_endpoints WHERE uid = $1 AND deleted_at IS NULL",
+                for_update!()
+            ))
+            .bind(uid)
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                return Ok(false);
+            };
+            sqlx::query(
+                "UPDATE webhook_secrets SET expires_at = CASE WHEN expires_at < $1 THEN expires_at ELSE $1 END \
+                 WHERE endpoint_id = $2 AND (expires_at IS NULL OR expires_at > $3)",
+            )
+            .bind(old_valid_until)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            dialect::insert_secret(&mut tx, id, secret, now).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// Claims up to `limit` due deliveries for `worker` until `now + lease` (Unix µs), in one
     /// short transaction. Deliveries of paused or deleted endpoints, of devices still pending
     /// approval, and (on ordered endpoints) those behind an unfinished earlier `seq` of the
     /// same device are not due.
+    ///
+    /// Which deliveries a claim takes is each engine's own (`sqlite::outbox::claim_units`: the
+    /// write lock of `BEGIN IMMEDIATE` makes claims take turns; `postgres::outbox::claim_units`:
+    /// row locks with `SKIP LOCKED`, so concurrent claimers take disjoint deliveries); what it
+    /// then reads to send them is shared.
     pub async fn claim_due_deliveries(
         &self,
         worker: &str,
@@ -501,71 +599,51 @@ impl Store {
         lease: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let mut tx = self.sqlite()?.begin_delivery().await?;
-        let batching: bool = sqlx::query_scalar(ANY_BATCHING).fetch_one(&mut *tx).await?;
-        let claimed = if batching {
-            form_batches(&mut tx, now, limit).await?;
-            // One request each: a single delivery or a whole batch; the oldest due go first.
-            let mut units: Vec<(i64, Option<i64>, i64)> = Vec::new();
-            let singles: Vec<(i64, i64)> =
-                sqlx::query_as(DUE_SINGLES).bind(now).bind(limit).fetch_all(&mut *tx).await?;
-            units.extend(singles.into_iter().map(|(id, due)| (due, None, id)));
-            let batches: Vec<(i64, i64)> =
-                sqlx::query_as(DUE_BATCHES).bind(now).bind(limit).fetch_all(&mut *tx).await?;
-            units.extend(batches.into_iter().map(|(batch, due)| (due, Some(batch), batch)));
-            units.sort_unstable();
-            units.truncate(usize::try_from(limit).unwrap_or(0));
-            let single_ids: Vec<i64> = units.iter().filter(|u| u.1.is_none()).map(|u| u.2).collect();
-            let batch_rows: Vec<i64> = units.iter().filter_map(|u| u.1).collect();
-            sqlx::query(CLAIM_UNITS)
-                .bind(worker)
-                .bind(now)
-                .bind(lease)
-                .bind(list_param(&single_ids))
-                .bind(list_param(&batch_rows))
-                .fetch_all(&mut *tx)
-                .await?
-        } else {
-            sqlx::query(CLAIM_SINGLES).bind(worker).bind(now).bind(lease).bind(limit).fetch_all(&mut *tx).await?
-        };
-        let ids: Vec<i64> = claimed.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
-        let ids_json = list_param(&ids);
-        // In the order requests are built from: singles, then each batch's members in body order.
-        let details: Vec<ClaimDetail> = sqlx::query_as(concat!(
-            "SELECT d.id, e.event_id, e.body, e.created_at, ep.id, ep.uid, ep.url, ep.timeout_ms, d.batch_row \
-             FROM webhook_deliveries AS d \
-             JOIN webhook_events AS e ON e.id = d.event_row JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id WHERE ",
-            sqlite_in_list!("d.id", "$1"),
-            " ORDER BY d.batch_row, e.device_id, e.seq, e.id"
-        ))
-        .bind(&ids_json)
-        .fetch_all(&mut *tx)
-        .await?;
-        let secrets: Vec<(i64, String)> = sqlx::query_as(concat!(
-            "SELECT endpoint_id, secret FROM webhook_secrets \
-             WHERE endpoint_id IN (SELECT d.endpoint_id FROM webhook_deliveries AS d WHERE ",
-            sqlite_in_list!("d.id", "$1"),
-            ") \
-               AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC"
-        ))
-        .bind(&ids_json)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let mut claimed: HashMap<i64, sqlx::sqlite::SqliteRow> =
-            claimed.into_iter().map(|r| (r.try_get("id").unwrap_or_default(), r)).collect();
+        let (claimed, details, secrets) = on_db!(self, |db| {
+            let mut tx = db.begin_delivery().await?;
+            let claimed: Vec<ClaimedRow> = dialect::claim_units(&mut tx, worker, now, lease, limit).await?;
+            let ids: Vec<i64> = claimed.iter().map(|r| r.0).collect();
+            let ids_param = dialect::list_param(&ids);
+            // In the order requests are built from: singles, then each batch's members in body
+            // order (NULLS FIRST: SQLite's order for NULL, spelled out for PostgreSQL).
+            let details: Vec<ClaimDetail> = sqlx::query_as(concat!(
+                "SELECT d.id, e.event_id, e.body, e.created_at, ep.id, ep.uid, ep.url, ep.timeout_ms, d.batch_row \
+                 FROM webhook_deliveries AS d \
+                 JOIN webhook_events AS e ON e.id = d.event_row JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
+                 WHERE ",
+                in_list!("d.id", "$1"),
+                " ORDER BY d.batch_row NULLS FIRST, e.device_id NULLS FIRST, e.seq NULLS FIRST, e.id"
+            ))
+            .bind(&ids_param)
+            .fetch_all(&mut *tx)
+            .await?;
+            let secrets: Vec<(i64, String)> = sqlx::query_as(concat!(
+                "SELECT endpoint_id, secret FROM webhook_secrets \
+                 WHERE endpoint_id IN (SELECT d.endpoint_id FROM webhook_deliveries AS d WHERE ",
+                in_list!("d.id", "$1"),
+                ") AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC"
+            ))
+            .bind(&ids_param)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            (claimed, details, secrets)
+        });
+        let mut claimed: HashMap<i64, ClaimedRow> = claimed.into_iter().map(|r| (r.0, r)).collect();
         let mut out = Vec::with_capacity(details.len());
         for (delivery_id, event_id, body, event_created_at, endpoint_id, endpoint_uid, url, timeout_ms, batch_row) in
             details
         {
-            let Some(row) = claimed.remove(&delivery_id) else { continue };
+            let Some((_, lease_token, attempt_no, first_attempt_at, trigger)) = claimed.remove(&delivery_id) else {
+                continue;
+            };
             out.push(ClaimedDelivery {
                 delivery_id,
-                lease_token: row.try_get("lease_token")?,
-                attempt_no: row.try_get("attempt_count")?,
-                trigger: row.try_get("trigger_kind")?,
-                first_attempt_at: row.try_get::<Option<i64>, _>("first_attempt_at")?.unwrap_or(now),
+                lease_token,
+                attempt_no,
+                trigger,
+                first_attempt_at: first_attempt_at.unwrap_or(now),
                 event_id,
                 body,
                 event_created_at,
@@ -585,7 +663,7 @@ impl Store {
     /// attempt is kept, for the record).
     pub async fn complete_deliveries(&self, completions: &[Completion]) -> Result<Vec<bool>, StoreError> {
         let now = now_micros();
-        let updates: Vec<CompletionRow<'_>> = completions
+        let updates: Vec<CompletionUpdate<'_>> = completions
             .iter()
             .map(|c| {
                 let (state, next_attempt_at, succeeded_at) = match c.outcome {
@@ -594,136 +672,116 @@ impl Store {
                     DeliveryOutcome::Exhausted => (DeliveryState::Exhausted, None, None),
                     DeliveryOutcome::EndpointGone => (DeliveryState::Pending, Some(now), None),
                 };
-                (c.delivery_id, c.lease_token, state, next_attempt_at, c.http_status, c.error.as_deref(), succeeded_at)
+                CompletionUpdate {
+                    delivery_id: c.delivery_id,
+                    lease_token: c.lease_token,
+                    state,
+                    next_attempt_at,
+                    http_status: c.http_status,
+                    error: c.error.as_deref(),
+                    succeeded_at,
+                }
             })
             .collect();
-        let mut tx = self.sqlite()?.begin_delivery().await?;
-        // Fenced: only the holder of the current lease token moves the delivery.
-        let applied: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE webhook_deliveries AS d SET state = j.value ->> 2, \
-                    next_attempt_at = COALESCE(j.value ->> 3, d.next_attempt_at), last_status = j.value ->> 4, \
-                    last_error = j.value ->> 5, succeeded_at = COALESCE(j.value ->> 6, d.succeeded_at), \
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $2, trigger_kind = 'scheduled' \
-             FROM jsonb_each($1) AS j \
-             WHERE d.id = j.value ->> 0 AND d.lease_token = j.value ->> 1 AND d.state = 'in_flight' \
-             RETURNING id, endpoint_id",
-        )
-        .bind(serde_json::to_string(&updates).unwrap_or_else(|_| "[]".into()))
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let endpoint_of: HashMap<i64, i64> = applied.into_iter().collect();
-        let accepted: Vec<bool> = completions.iter().map(|c| endpoint_of.contains_key(&c.delivery_id)).collect();
-        let attempts: Vec<_> = completions
-            .iter()
-            .zip(&accepted)
-            .map(|(c, ok)| {
-                (
-                    c.delivery_id,
-                    c.attempt_no,
-                    c.lease_token,
-                    &c.trigger,
-                    &c.worker,
-                    c.started_at,
-                    c.duration_us,
-                    c.http_status,
-                    c.error_kind.as_deref(),
-                    c.error.as_deref(),
-                    hex::encode(&c.response_body),
-                    *ok,
-                    c.batch_id.as_deref(),
-                )
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO webhook_attempts (delivery_id, attempt_no, lease_token, trigger_kind, worker, started_at, \
-             duration_us, http_status, error_kind, error, response_body, accepted, batch_id) \
-             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, \
-                    j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, unhex(j.value ->> 10), j.value ->> 11, \
-                    j.value ->> 12 \
-             FROM jsonb_each($1) AS j",
-        )
-        .bind(serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into()))
-        .execute(&mut *tx)
-        .await?;
-        // Per endpoint, once per batch: a success re-drives what was given up on (with a fresh
-        // schedule); a 410 pauses the endpoint.
-        let mut succeeded: Vec<i64> = Vec::new();
-        let mut gone: Vec<i64> = Vec::new();
-        for (c, ok) in completions.iter().zip(&accepted) {
-            let Some(&endpoint_id) = endpoint_of.get(&c.delivery_id).filter(|_| *ok) else { continue };
-            let list = match c.outcome {
-                DeliveryOutcome::Succeeded => &mut succeeded,
-                DeliveryOutcome::EndpointGone => &mut gone,
-                _ => continue,
-            };
-            if !list.contains(&endpoint_id) {
-                list.push(endpoint_id);
+        on_db!(self, |db| {
+            let mut tx = db.begin_delivery().await?;
+            // Fenced: only the holder of the current lease token moves the delivery (one
+            // statement for all of them: SQLite unpacks a JSON array, PostgreSQL arrays).
+            let applied: Vec<(i64, i64)> = dialect::apply_completions(&mut tx, &updates, now).await?;
+            let endpoint_of: HashMap<i64, i64> = applied.into_iter().collect();
+            let accepted: Vec<bool> = completions.iter().map(|c| endpoint_of.contains_key(&c.delivery_id)).collect();
+            dialect::insert_attempts(&mut tx, completions, &accepted).await?;
+            // Per endpoint, once per batch: a success re-drives what was given up on (with a fresh
+            // schedule); a 410 pauses the endpoint.
+            let mut succeeded: Vec<i64> = Vec::new();
+            let mut gone: Vec<i64> = Vec::new();
+            for (c, ok) in completions.iter().zip(&accepted) {
+                let Some(&endpoint_id) = endpoint_of.get(&c.delivery_id).filter(|_| *ok) else { continue };
+                let list = match c.outcome {
+                    DeliveryOutcome::Succeeded => &mut succeeded,
+                    DeliveryOutcome::EndpointGone => &mut gone,
+                    _ => continue,
+                };
+                if !list.contains(&endpoint_id) {
+                    list.push(endpoint_id);
+                }
             }
-        }
-        for endpoint_id in succeeded {
-            sqlx::query(
-                "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, attempt_count = 0, \
-                        first_attempt_at = NULL, updated_at = $2 \
-                 WHERE endpoint_id = $3 AND state = 'exhausted'",
-            )
-            .bind(now)
-            .bind(now)
-            .bind(endpoint_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for endpoint_id in gone {
-            sqlx::query("UPDATE webhook_endpoints SET paused_reason = 'gone', updated_at = $1 WHERE id = $2")
+            // In id order: two completions touching the same endpoints lock them in the same
+            // order (PostgreSQL: no deadlock between them).
+            succeeded.sort_unstable();
+            gone.sort_unstable();
+            for endpoint_id in succeeded {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, attempt_count = 0, \
+                            first_attempt_at = NULL, updated_at = $2 \
+                     WHERE endpoint_id = $3 AND state = 'exhausted'",
+                )
+                .bind(now)
                 .bind(now)
                 .bind(endpoint_id)
                 .execute(&mut *tx)
                 .await?;
-        }
-        tx.commit().await?;
-        Ok(accepted)
+            }
+            for endpoint_id in gone {
+                sqlx::query("UPDATE webhook_endpoints SET paused_reason = 'gone', updated_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(endpoint_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(accepted)
+        })
     }
 
     /// Returns deliveries whose lease ran out to the queue (due now), recording a
     /// `lease_expired` attempt for each. Returns how many.
+    ///
+    /// PostgreSQL: a completion racing the reaper for the same delivery is decided by the row
+    /// lock; whichever updates second sees the other's state (`pending`, or not `in_flight` any
+    /// more) and does nothing, so the completion is then recorded as not accepted.
     pub async fn expire_leases(&self, now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.sqlite()?.begin_delivery().await?;
-        let expired: Vec<(i64, i64, i64, Option<String>)> = sqlx::query_as(
-            "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, lease_owner = NULL, \
-                    lease_expires_at = NULL, last_error = 'lease expired', updated_at = $1 \
-             WHERE state = 'in_flight' AND lease_expires_at < $1 \
-             RETURNING id, lease_token, attempt_count, lease_owner",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (delivery_id, lease_token, attempt_no, _) in &expired {
-            sqlx::query(
-                "INSERT INTO webhook_attempts (delivery_id, attempt_no, lease_token, trigger_kind, worker, started_at, \
-                 error_kind, error, accepted) VALUES ($1, $2, $3, 'lease_expired', 'reaper', $4, 'lease_expired', \
-                 'the worker did not report back before its lease ran out', 1)",
+        on_db!(self, |db| {
+            let mut tx = db.begin_delivery().await?;
+            let expired: Vec<(i64, i64, i64)> = sqlx::query_as(
+                "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, lease_owner = NULL, \
+                        lease_expires_at = NULL, last_error = 'lease expired', updated_at = $1 \
+                 WHERE state = 'in_flight' AND lease_expires_at < $1 \
+                 RETURNING id, lease_token, attempt_count",
             )
-            .bind(delivery_id)
-            .bind(attempt_no)
-            .bind(lease_token)
             .bind(now)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(expired.len() as u64)
+            for (delivery_id, lease_token, attempt_no) in &expired {
+                sqlx::query(
+                    "INSERT INTO webhook_attempts (delivery_id, attempt_no, lease_token, trigger_kind, worker, started_at, \
+                     error_kind, error, accepted) VALUES ($1, $2, $3, 'lease_expired', 'reaper', $4, 'lease_expired', \
+                     'the worker did not report back before its lease ran out', TRUE)",
+                )
+                .bind(delivery_id)
+                .bind(attempt_no)
+                .bind(lease_token)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(expired.len() as u64)
+        })
     }
 
     /// When the next delivery that could be claimed (pending, endpoint active) becomes due
     /// (Unix µs), if any. A read: it takes no write lock, unlike a claim.
     pub async fn next_delivery_due_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(d.next_attempt_at) FROM webhook_deliveries AS d \
-             JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
-             WHERE d.state = 'pending' AND ep.paused_reason IS NULL AND ep.deleted_at IS NULL",
-        )
-        .fetch_one(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_scalar(
+                "SELECT MIN(d.next_attempt_at) FROM webhook_deliveries AS d \
+                 JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
+                 WHERE d.state = 'pending' AND ep.paused_reason IS NULL AND ep.deleted_at IS NULL",
+            )
+            .fetch_one(db.pool())
+            .await?)
+        })
     }
 
     /// Deliveries, newest first, optionally of one endpoint and/or state.
@@ -734,100 +792,55 @@ impl Store {
         limit: i64,
         before_id: Option<i64>,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT d.id, e.event_id, e.event_type, ep.uid AS endpoint_uid, d.state, d.attempt_count, \
-                    d.next_attempt_at, d.last_status, d.last_error, d.succeeded_at, d.created_at \
-             FROM webhook_deliveries AS d \
-             JOIN webhook_events AS e ON e.id = d.event_row \
-             JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
-             WHERE ($1 IS NULL OR ep.uid = $1) AND ($2 IS NULL OR d.state = $2) AND ($4 IS NULL OR d.id < $4) \
-             ORDER BY d.id DESC LIMIT $3",
-        )
-        .bind(endpoint_uid)
-        .bind(state)
-        .bind(limit)
-        .bind(before_id)
-        .fetch_all(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT d.id, e.event_id, e.event_type, ep.uid AS endpoint_uid, d.state, d.attempt_count, \
+                        d.next_attempt_at, d.last_status, d.last_error, d.succeeded_at, d.created_at \
+                 FROM webhook_deliveries AS d \
+                 JOIN webhook_events AS e ON e.id = d.event_row \
+                 JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
+                 WHERE ($1 IS NULL OR ep.uid = $1) AND ($2 IS NULL OR d.state = $2) AND ($4 IS NULL OR d.id < $4) \
+                 ORDER BY d.id DESC LIMIT $3",
+            )
+            .bind(endpoint_uid)
+            .bind(state)
+            .bind(limit)
+            .bind(before_id)
+            .fetch_all(db.pool())
+            .await?)
+        })
     }
 
     /// Due backlog per live endpoint, for metrics.
     pub async fn delivery_backlog(&self, now: i64) -> Result<Vec<EndpointBacklog>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT ep.uid AS endpoint_uid, \
-                    COALESCE(SUM(CASE WHEN d.state = 'pending' AND d.next_attempt_at <= $1 THEN 1 ELSE 0 END), 0) AS due, \
-                    COALESCE(SUM(CASE WHEN d.state = 'in_flight' THEN 1 ELSE 0 END), 0) AS in_flight, \
-                    COALESCE(SUM(CASE WHEN d.state = 'exhausted' THEN 1 ELSE 0 END), 0) AS exhausted, \
-                    MIN(CASE WHEN d.state = 'pending' AND d.next_attempt_at <= $1 THEN d.next_attempt_at END) \
-                        AS oldest_due_at \
-             FROM webhook_endpoints AS ep \
-             LEFT JOIN webhook_deliveries AS d ON d.endpoint_id = ep.id AND d.state IN ('pending', 'in_flight', 'exhausted') \
-             WHERE ep.deleted_at IS NULL GROUP BY ep.id ORDER BY ep.id",
-        )
-        .bind(now)
-        .fetch_all(self.sqlite()?.pool())
-        .await?)
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT ep.uid AS endpoint_uid, \
+                        CAST(COUNT(CASE WHEN d.state = 'pending' AND d.next_attempt_at <= $1 THEN 1 END) AS BIGINT) AS due, \
+                        CAST(COUNT(CASE WHEN d.state = 'in_flight' THEN 1 END) AS BIGINT) AS in_flight, \
+                        CAST(COUNT(CASE WHEN d.state = 'exhausted' THEN 1 END) AS BIGINT) AS exhausted, \
+                        MIN(CASE WHEN d.state = 'pending' AND d.next_attempt_at <= $1 THEN d.next_attempt_at END) \
+                            AS oldest_due_at \
+                 FROM webhook_endpoints AS ep \
+                 LEFT JOIN webhook_deliveries AS d ON d.endpoint_id = ep.id AND d.state IN ('pending', 'in_flight', 'exhausted') \
+                 WHERE ep.deleted_at IS NULL GROUP BY ep.id ORDER BY ep.id",
+            )
+            .bind(now)
+            .fetch_all(db.pool())
+            .await?)
+        })
     }
 }
 
-/// A new current signing secret for an endpoint.
-async fn insert_secret(
-    tx: &mut sqlx::SqliteConnection,
-    endpoint_id: i64,
-    secret: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES ($1, $2, $3)")
-        .bind(endpoint_id)
-        .bind(secret)
-        .bind(now)
-        .execute(tx)
-        .await?;
-    Ok(())
-}
-
-/// Rows as one JSON array parameter, unpacked by `json_each` in a SQLite-only statement (a
-/// PostgreSQL port binds arrays per column instead).
-fn to_json<T: serde::Serialize>(values: &[T]) -> String {
-    serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
-}
-
-/// Groups due deliveries of batching endpoints into batches of at most their `batch_max`, at most
-/// `per_endpoint` batches per endpoint (what one claim can send), and freezes each group.
-async fn form_batches(tx: &mut sqlx::SqliteConnection, now: i64, per_endpoint: i64) -> Result<(), StoreError> {
-    let candidates: Vec<(i64, i64, i64)> =
-        sqlx::query_as(BATCH_CANDIDATES).bind(now).bind(per_endpoint).fetch_all(&mut *tx).await?;
-    let mut assignments: Vec<(i64, i64)> = Vec::with_capacity(candidates.len());
-    let mut current: Option<(i64, i64, usize)> = None; // endpoint, batch row, members so far
-    for (delivery_id, endpoint_id, batch_max) in candidates {
-        let full = |members: usize| i64::try_from(members).unwrap_or(i64::MAX) >= batch_max;
-        let batch_row = match current {
-            Some((endpoint, row, members)) if endpoint == endpoint_id && !full(members) => {
-                current = Some((endpoint, row, members + 1));
-                row
-            }
-            _ => {
-                let row: i64 = sqlx::query_scalar(
-                    "INSERT INTO webhook_batches (endpoint_id, created_at) VALUES ($1, $2) RETURNING id",
-                )
-                .bind(endpoint_id)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                current = Some((endpoint_id, row, 1));
-                row
-            }
-        };
-        assignments.push((delivery_id, batch_row));
+dual! {
+    /// A new current signing secret for an endpoint.
+    pub(crate) async fn insert_secret(conn: &mut Conn, endpoint_id: i64, secret: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES ($1, $2, $3)")
+            .bind(endpoint_id)
+            .bind(secret)
+            .bind(now)
+            .execute(conn)
+            .await?;
+        Ok(())
     }
-    if !assignments.is_empty() {
-        sqlx::query(
-            "UPDATE webhook_deliveries SET batch_row = j.value ->> 1 FROM json_each($1) AS j \
-             WHERE webhook_deliveries.id = j.value ->> 0",
-        )
-        .bind(to_json(&assignments))
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
 }

@@ -1,3 +1,4 @@
 //! What only SQLite needs: its side of the paths whose concurrency design is per engine.
 
+pub(crate) mod outbox;
 pub(crate) mod punch_writer;

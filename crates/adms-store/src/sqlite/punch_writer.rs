@@ -51,7 +51,11 @@ pub(crate) async fn commit_group(
                 sqlx::query(BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT).bind(json).execute(&mut *conn).await
             } else {
                 let stamps = serde_json::to_string(&stamps).unwrap_or_else(|_| "[]".into());
-                sqlx::query(BEGIN_INSERT_NEW_PUNCHES_STAMPS_AND_COMMIT).bind(json).bind(stamps).execute(&mut *conn).await
+                sqlx::query(BEGIN_INSERT_NEW_PUNCHES_STAMPS_AND_COMMIT)
+                    .bind(json)
+                    .bind(stamps)
+                    .execute(&mut *conn)
+                    .await
             };
             match committed {
                 Ok(_) => return Ok((group.sources.len() as u64, false)),

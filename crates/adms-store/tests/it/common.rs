@@ -150,3 +150,16 @@ pub fn template(pin: &str, finger: i64, text: &str) -> BiometricTemplate {
         template: text.into(),
     }
 }
+
+/// An approved device `sn`, registered through the store; returns its id.
+#[allow(dead_code)]
+pub async fn approved_device(store: &TestStore, sn: &str) -> i64 {
+    let new = adms_store::NewDevice { approval: Some(adms_store::Approval::Approved), sn, ..Default::default() };
+    store.register_device(&new).await.unwrap_or_else(|e| panic!("register {sn}: {e}")).id
+}
+
+/// The device's `last_seq`.
+#[allow(dead_code)]
+pub async fn last_seq(store: &TestStore, sn: &str) -> i64 {
+    store.device_by_sn(sn).await.unwrap_or_else(|e| panic!("device {sn}: {e}")).expect("the device").last_seq
+}

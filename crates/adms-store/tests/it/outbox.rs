@@ -1,15 +1,28 @@
-//! The webhook outbox against a real SQLite file: events and deliveries committed with their
-//! punches, leases with fencing, expiry, exhaustion and re-drive.
+//! The webhook outbox on both engines: events and deliveries committed with their punches,
+//! leases with fencing, expiry, exhaustion and re-drive, batches; on PostgreSQL, claims of
+//! several processes at once.
+
+use std::collections::HashMap;
 
 use adms_store::events::{batch_body, batch_id};
 use adms_store::webhook_queries::ResendOutcome;
 use adms_store::webhooks::{ClaimedDelivery, Completion, DeliveryOutcome, EndpointSettings};
-use adms_store::{NewDevice, NewPunch, PunchBatch, Store, StoreOptions, now_micros};
+use adms_store::{NewPunch, PunchBatch, Store, StoreOptions, now_micros};
 use sqlx::Connection;
 
-async fn open() -> (tempfile::TempDir, Store) {
-    crate::common::open("outbox.db").await
-}
+use crate::common::{Engine, approved_device, fresh, last_seq};
+
+crate::on_both_engines!(
+    punches_commit_with_their_events_and_one_delivery_per_endpoint,
+    an_endpoint_created_by_another_process_gets_every_later_punch,
+    a_stale_worker_is_fenced_out_after_its_lease_expires,
+    exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses,
+    rotation_signs_with_both_secrets_until_the_old_one_expires,
+    a_resend_is_recorded_as_manual_and_its_retries_as_scheduled,
+    batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members,
+    ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches,
+    endpoint_settings_secrets_and_backlog_read_back,
+);
 
 fn settings(url: &str) -> EndpointSettings<'_> {
     EndpointSettings { url, description: "", event_types: None, timeout_ms: 5000, batch_max: 1, ordered: false }
@@ -55,16 +68,12 @@ fn completion(claim: &adms_store::webhooks::ClaimedDelivery, outcome: DeliveryOu
     }
 }
 
-#[tokio::test]
-async fn punches_commit_with_their_events_and_one_delivery_per_endpoint() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn punches_commit_with_their_events_and_one_delivery_per_endpoint(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
 
     // Before any endpoint exists, punches make no events.
-    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
     assert!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().is_empty());
 
     store.create_endpoint("ep_a", &settings("http://127.0.0.1:9/a"), "api", "whsec_a").await.unwrap();
@@ -73,11 +82,11 @@ async fn punches_commit_with_their_events_and_one_delivery_per_endpoint() {
     let other = EndpointSettings { event_types: Some(r#"["device.offline"]"#), ..settings("http://c") };
     store.create_endpoint("ep_c", &other, "api", "whsec_c").await.unwrap();
 
-    store.punch_writer().write(batch(dev.id, "SN1", &["2", "3"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["2", "3"])).await.unwrap();
     // Re-sent: no new punch, no new event, no new delivery.
-    store.punch_writer().write(batch(dev.id, "SN1", &["2", "3"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["2", "3"])).await.unwrap();
     // Partly re-sent: only the new punch gets an event, and the next seq.
-    store.punch_writer().write(batch(dev.id, "SN1", &["3", "4"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["3", "4"])).await.unwrap();
 
     let claims = store.claim_due_deliveries("w", now_micros(), 1_000_000, 100).await.unwrap();
     assert_eq!(claims.len(), 6, "3 punches × 2 matching endpoints");
@@ -112,22 +121,17 @@ async fn punches_commit_with_their_events_and_one_delivery_per_endpoint() {
 /// no endpoint. An endpoint created meanwhile by another process must still get every punch
 /// committed after it: the database refuses the eventless insert, and the writer writes the group
 /// again with its events. Once the endpoints are gone it goes back to plain punches.
-#[tokio::test]
-async fn an_endpoint_created_by_another_process_gets_every_later_punch() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/outbox.db", dir.path().display());
-    let store = Store::open(&url, StoreOptions::default()).await.unwrap();
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn an_endpoint_created_by_another_process_gets_every_later_punch(engine: Engine) {
+    let store = fresh(engine).await;
+    let url = store.url().to_owned();
+    let dev = approved_device(&store, "SN1").await;
     // The writer learns that no endpoint exists.
-    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
 
     let other_process = Store::open(&url, StoreOptions::default()).await.unwrap();
     other_process.create_endpoint("ep_a", &settings("http://127.0.0.1:9/a"), "api", "whsec_a").await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["2", "3"])).await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["4"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["2", "3"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["4"])).await.unwrap();
 
     let claims = store.claim_due_deliveries("w", now_micros(), 1_000_000, 100).await.unwrap();
     let mut seqs: Vec<i64> = claims
@@ -138,38 +142,38 @@ async fn an_endpoint_created_by_another_process_gets_every_later_punch() {
     assert_eq!(seqs, [2, 3, 4], "every punch after the endpoint, and none before it");
 
     assert!(other_process.delete_endpoint("ep_a").await.unwrap());
-    store.punch_writer().write(batch(dev.id, "SN1", &["5"])).await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["6"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["5"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["6"])).await.unwrap();
     let events = store.list_events(Some("attendance.punch"), None, 100, None).await.unwrap();
     assert_eq!(events.len(), 3, "no events while no endpoint exists");
-    assert_eq!(store.device_by_sn("SN1").await.unwrap().unwrap().last_seq, 6, "every punch stored, gapless");
+    assert_eq!(last_seq(&store, "SN1").await, 6, "every punch stored, gapless");
 
     // The invariant holds for any writer, not only ours: a punch without its event is refused
     // while an endpoint exists.
     other_process.create_endpoint("ep_b", &settings("http://127.0.0.1:9/b"), "api", "whsec_b").await.unwrap();
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let refused = sqlx::query(
-        "INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, raw_line, received_at) \
-         VALUES ($1, 99, '9', '2026-11-20 09:00:00', '0', 1, '0', '', '', 0)",
-    )
-    .bind(dev.id)
-    .execute(&mut conn)
-    .await
-    .unwrap_err();
+    const EVENTLESS_PUNCH: &str = "INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, \
+                                   extra, raw_line, received_at) \
+                                   VALUES ($1, 99, '9', '2026-11-20 09:00:00', '0', 1, '0', '', '', 0)";
+    let refused = match engine {
+        Engine::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(EVENTLESS_PUNCH).bind(dev).execute(&mut conn).await.unwrap_err()
+        }
+        Engine::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query(EVENTLESS_PUNCH).bind(dev).execute(&mut conn).await.unwrap_err()
+        }
+    };
     assert!(refused.to_string().contains("punch_event_required"), "{refused}");
     other_process.close().await;
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_stale_worker_is_fenced_out_after_its_lease_expires() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn a_stale_worker_is_fenced_out_after_its_lease_expires(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
 
     let now = now_micros();
     let first = store.claim_due_deliveries("slow", now, 1_000, 10).await.unwrap().remove(0);
@@ -188,15 +192,11 @@ async fn a_stale_worker_is_fenced_out_after_its_lease_expires() {
     assert_eq!(rows[0].state, "succeeded");
 }
 
-#[tokio::test]
-async fn exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["1", "2"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1", "2"])).await.unwrap();
     let now = now_micros();
     let claims = store.claim_due_deliveries("w", now, 1_000_000, 1).await.unwrap();
     store.complete_deliveries(&[completion(&claims[0], DeliveryOutcome::Exhausted)]).await.unwrap();
@@ -215,23 +215,19 @@ async fn exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses() 
     let claim = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().remove(0);
     store.complete_deliveries(&[completion(&claim, DeliveryOutcome::EndpointGone)]).await.unwrap();
     assert_eq!(store.endpoint_by_uid("ep_a").await.unwrap().unwrap().paused_reason.as_deref(), Some("gone"));
-    store.punch_writer().write(batch(dev.id, "SN1", &["3"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["3"])).await.unwrap();
     assert!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().is_empty());
     assert!(store.set_endpoint_paused("ep_a", None).await.unwrap());
     assert_eq!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn rotation_signs_with_both_secrets_until_the_old_one_expires() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn rotation_signs_with_both_secrets_until_the_old_one_expires(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_old").await.unwrap();
     let until = now_micros() + 60_000_000;
     assert!(store.rotate_endpoint_secret("ep_a", "whsec_new", until).await.unwrap());
-    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
     let claim = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().remove(0);
     assert_eq!(claim.secrets, ["whsec_new", "whsec_old"]);
     store.expire_leases(until + 10_000_000).await.unwrap();
@@ -239,15 +235,11 @@ async fn rotation_signs_with_both_secrets_until_the_old_one_expires() {
     assert_eq!(claim.secrets, ["whsec_new"]);
 }
 
-#[tokio::test]
-async fn a_resend_is_recorded_as_manual_and_its_retries_as_scheduled() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn a_resend_is_recorded_as_manual_and_its_retries_as_scheduled(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["1"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
     let claim = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().remove(0);
     assert_eq!(claim.trigger, "scheduled");
     store.complete_deliveries(&[completion(&claim, DeliveryOutcome::Succeeded)]).await.unwrap();
@@ -284,13 +276,9 @@ fn event_ids(request: &[ClaimedDelivery]) -> Vec<String> {
     request.iter().map(|c| c.event_id.clone()).collect()
 }
 
-#[tokio::test]
-async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     store.create_endpoint("ep_single", &settings("http://a"), "api", "whsec_a").await.unwrap();
     store
         .create_endpoint("ep_batch", &EndpointSettings { batch_max: 3, ..settings("http://b") }, "api", "whsec_b")
@@ -298,7 +286,7 @@ async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_memb
         .unwrap();
     let single = store.endpoint_by_uid("ep_single").await.unwrap().unwrap().id;
     let pins = ["1", "2", "3", "4", "5", "6", "7"];
-    store.punch_writer().write(batch(dev.id, "SN1", &pins)).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &pins)).await.unwrap();
 
     // 10 requests at most: the 7 singles and 3 batches (3 + 3 + 1) are exactly that.
     let now = now_micros();
@@ -374,16 +362,12 @@ async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_memb
     assert_ne!(body_of(resent).0, first_send.0);
 }
 
-#[tokio::test]
-async fn ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     let ordered = EndpointSettings { batch_max: 2, ordered: true, ..settings("http://b") };
     store.create_endpoint("ep_b", &ordered, "api", "whsec_b").await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", &["1", "2", "3", "4", "5"])).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1", "2", "3", "4", "5"])).await.unwrap();
 
     let mut sent: Vec<i64> = Vec::new();
     let mut now = now_micros();
@@ -414,4 +398,200 @@ async fn ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches
     }
     assert!(failed_once);
     assert_eq!(sent, [1, 2, 3, 4, 5]);
+}
+
+/// Two processes (two `Store` handles on one PostgreSQL database), two dispatchers each,
+/// claiming at once from an endpoint that sends singly, one that batches and an ordered one:
+/// every delivery is claimed by exactly one of them, every batch whole by one claim, and only
+/// the head of the ordered endpoint's queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres() {
+    let store = fresh(Engine::Postgres).await;
+    let options = StoreOptions { max_connections: 4, ..StoreOptions::default() };
+    let other_process = Store::open(store.url(), options).await.unwrap();
+    let dev = approved_device(&store, "SN1").await;
+    store.create_endpoint("ep_single", &settings("http://a"), "api", "whsec_a").await.unwrap();
+    let batching = EndpointSettings { batch_max: 4, ..settings("http://b") };
+    other_process.create_endpoint("ep_batch", &batching, "api", "whsec_b").await.unwrap();
+    let ordered = EndpointSettings { ordered: true, ..settings("http://c") };
+    other_process.create_endpoint("ep_ordered", &ordered, "api", "whsec_c").await.unwrap();
+    let pins: Vec<String> = (0..150).map(|i| i.to_string()).collect();
+    let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
+    for chunk in pins.chunks(50) {
+        store.punch_writer().write(batch(dev, "SN1", chunk)).await.unwrap();
+    }
+
+    let now = now_micros();
+    let mut claimers = Vec::new();
+    for (name, handle) in [("a1", store.store()), ("a2", store.store()), ("b1", &other_process), ("b2", &other_process)]
+    {
+        let handle = handle.clone();
+        claimers.push(tokio::spawn(async move {
+            let mut taken: Vec<(i64, Option<i64>, usize, String)> = Vec::new(); // delivery, batch, claim no., endpoint
+            let mut idle = 0;
+            let mut claim_no = 0;
+            while idle < 3 {
+                let claimed = handle.claim_due_deliveries(name, now, 600_000_000, 7).await.unwrap();
+                if claimed.is_empty() {
+                    idle += 1;
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                idle = 0;
+                claim_no += 1;
+                taken.extend(claimed.iter().map(|c| (c.delivery_id, c.batch_row, claim_no, c.endpoint_uid.clone())));
+            }
+            (name, taken)
+        }));
+    }
+    let mut claimed_by: HashMap<i64, &str> = HashMap::new();
+    let mut batch_claims: HashMap<i64, (&str, usize, usize)> = HashMap::new(); // batch → claimer, claim, members
+    let mut per_endpoint: HashMap<String, usize> = HashMap::new();
+    for claimer in claimers {
+        let (name, taken) = claimer.await.unwrap();
+        for (delivery, batch_row, claim_no, endpoint) in taken {
+            *per_endpoint.entry(endpoint).or_default() += 1;
+            if let Some(first) = claimed_by.insert(delivery, name) {
+                panic!("delivery {delivery} claimed by {first} and {name}");
+            }
+            if let Some(batch_row) = batch_row {
+                let entry = batch_claims.entry(batch_row).or_insert((name, claim_no, 0));
+                assert_eq!((entry.0, entry.1), (name, claim_no), "batch {batch_row} claimed whole by one claim");
+                entry.2 += 1;
+            }
+        }
+    }
+    assert_eq!(claimed_by.len(), 301, "150 punches × 2 endpoints and the ordered one's head, each claimed once");
+    assert_eq!(per_endpoint["ep_single"], 150);
+    assert_eq!(per_endpoint["ep_ordered"], 1, "the ordered endpoint's later seqs wait behind the one in flight");
+    assert_eq!(batch_claims.values().map(|b| b.2).sum::<usize>(), 150, "the batching endpoint's all in batches");
+    // One claim at a time cuts an endpoint's batches (under its row lock): every batch is full
+    // but the queue's last.
+    let mut sizes: Vec<usize> = batch_claims.values().map(|b| b.2).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes[0], 2, "{sizes:?}");
+    assert!(sizes[1..].iter().all(|n| *n == 4), "batch_max holds, batches are full: {sizes:?}");
+    let claimers: std::collections::HashSet<&str> = claimed_by.values().copied().collect();
+    assert!(claimers.len() > 1, "the claims were spread: {claimers:?}");
+    assert!(store.claim_due_deliveries("late", now, 1_000_000, 100).await.unwrap().is_empty());
+    other_process.close().await;
+}
+
+/// Two processes sending one ordered endpoint's queue at once, each claiming and completing in a
+/// loop: a device's events are still delivered one at a time, in `seq` order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ordered_endpoint_is_sent_in_seq_order_by_two_processes_on_postgres() {
+    let store = fresh(Engine::Postgres).await;
+    let options = StoreOptions { max_connections: 4, ..StoreOptions::default() };
+    let other_process = Store::open(store.url(), options).await.unwrap();
+    let dev = approved_device(&store, "SN1").await;
+    let ordered = EndpointSettings { ordered: true, ..settings("http://c") };
+    store.create_endpoint("ep_ordered", &ordered, "api", "whsec_c").await.unwrap();
+    let pins: Vec<String> = (0..30).map(|i| i.to_string()).collect();
+    let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
+    store.punch_writer().write(batch(dev, "SN1", &pins)).await.unwrap();
+
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for (name, handle) in [("a", store.store().clone()), ("b", other_process.clone())] {
+        let sent = std::sync::Arc::clone(&sent);
+        workers.push(tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 20 {
+                let claimed = handle.claim_due_deliveries(name, now_micros(), 600_000_000, 5).await.unwrap();
+                assert!(claimed.len() <= 1, "one of the device's events at a time");
+                let Some(claim) = claimed.first() else {
+                    idle += 1;
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                idle = 0;
+                // Recorded while the lease is held: nobody else may be sending this device now.
+                sent.lock().unwrap().push(seq_of(claim));
+                let done = handle.complete_deliveries(&[completion(claim, DeliveryOutcome::Succeeded)]).await;
+                assert_eq!(done.unwrap(), [true]);
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_eq!(*sent.lock().unwrap(), (1..=30).collect::<Vec<i64>>());
+    other_process.close().await;
+}
+
+/// The endpoint administration and the outbox's metrics and listings, read back.
+async fn endpoint_settings_secrets_and_backlog_read_back(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
+    assert!(store.next_delivery_due_at().await.unwrap().is_none());
+    let created = store.create_endpoint("ep_env", &settings("http://a"), "env", "whsec_a").await.unwrap();
+    assert_eq!((created.uid.as_str(), created.source.as_str(), created.ordered), ("ep_env", "env", false));
+    store.create_endpoint("ep_api", &settings("http://b"), "api", "whsec_b").await.unwrap();
+    assert_eq!(store.env_endpoint().await.unwrap().map(|e| e.uid), Some("ep_env".to_owned()));
+    let changed = EndpointSettings {
+        description: "orders",
+        event_types: Some(r#"["attendance.punch"]"#),
+        batch_max: 5,
+        ordered: true,
+        ..settings("http://b2")
+    };
+    assert!(store.update_endpoint("ep_api", &changed).await.unwrap());
+    assert!(!store.update_endpoint("ep_none", &changed).await.unwrap());
+    let listed = store.list_endpoints().await.unwrap();
+    assert_eq!(listed.iter().map(|e| e.uid.as_str()).collect::<Vec<_>>(), ["ep_env", "ep_api"]);
+    let api = &listed[1];
+    assert_eq!(
+        (api.url.as_str(), api.description.as_str(), api.event_types.as_deref(), api.batch_max, api.ordered),
+        ("http://b2", "orders", Some(r#"["attendance.punch"]"#), 5, true)
+    );
+
+    // Secrets: current ones, every stored one, and resealing one in place (only from its text).
+    assert!(store.rotate_endpoint_secret("ep_env", "whsec_a2", now_micros() + 60_000_000).await.unwrap());
+    assert!(!store.rotate_endpoint_secret("ep_none", "whsec_x", 0).await.unwrap());
+    assert_eq!(store.current_endpoint_secrets("ep_env").await.unwrap(), ["whsec_a2"]);
+    let stored = store.stored_secrets().await.unwrap();
+    assert_eq!(stored.iter().map(|s| s.secret.as_str()).collect::<Vec<_>>(), ["whsec_a", "whsec_b", "whsec_a2"]);
+    assert_eq!(stored[1].endpoint_uid, "ep_api");
+    assert!(store.reseal_secret(stored[1].id, "whsec_b", "sealed_b").await.unwrap());
+    assert!(!store.reseal_secret(stored[1].id, "whsec_b", "sealed_again").await.unwrap());
+    assert_eq!(store.current_endpoint_secrets("ep_api").await.unwrap(), ["sealed_b"]);
+
+    // Backlog: due, in flight, exhausted, and the oldest due, per live endpoint.
+    let now = now_micros();
+    store.punch_writer().write(batch(dev, "SN1", &["1", "2", "3"])).await.unwrap();
+    let due_at = store.next_delivery_due_at().await.unwrap().unwrap();
+    assert!(due_at <= now_micros());
+    let claimed = store.claim_due_deliveries("w", now_micros(), 60_000_000, 2).await.unwrap();
+    let env_claim = claimed.iter().find(|c| c.endpoint_uid == "ep_env").unwrap();
+    store.complete_deliveries(&[completion(env_claim, DeliveryOutcome::Exhausted)]).await.unwrap();
+    let backlog = store.delivery_backlog(now_micros()).await.unwrap();
+    assert_eq!(backlog.len(), 2);
+    let total = |f: fn(&adms_store::webhooks::EndpointBacklog) -> i64| backlog.iter().map(f).sum::<i64>();
+    assert_eq!((total(|b| b.due), total(|b| b.in_flight), total(|b| b.exhausted)), (4, 1, 1));
+    assert!(backlog.iter().all(|b| b.oldest_due_at.is_some_and(|t| t >= now)));
+
+    // Listings filter by endpoint, state, type and device, and page backwards.
+    let env_rows = store.list_deliveries(Some("ep_env"), None, 10, None).await.unwrap();
+    assert_eq!(env_rows.len(), 3);
+    assert_eq!(store.list_deliveries(None, Some("exhausted"), 10, None).await.unwrap().len(), 1);
+    let page = store.list_deliveries(None, None, 2, None).await.unwrap();
+    let rest = store.list_deliveries(None, None, 10, Some(page[1].id)).await.unwrap();
+    assert_eq!(page.len() + rest.len(), 6);
+    let events = store.list_events(Some("attendance.punch"), Some("SN1"), 10, None).await.unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e.deliveries == 2 && e.delivered == 0 && e.device_sn.as_deref() == Some("SN1")));
+    assert!(store.list_events(None, Some("SN9"), 10, None).await.unwrap().is_empty());
+
+    // Paused: nothing is due; resumed: due at once. Deleted: gone from the listings and backlog.
+    assert!(store.set_endpoint_paused("ep_api", Some("maintenance")).await.unwrap());
+    assert_eq!(store.endpoint_by_uid("ep_api").await.unwrap().unwrap().paused_reason.as_deref(), Some("maintenance"));
+    assert!(store.set_endpoint_paused("ep_api", None).await.unwrap());
+    assert!(store.delete_endpoint("ep_env").await.unwrap());
+    assert!(!store.delete_endpoint("ep_env").await.unwrap());
+    assert!(store.env_endpoint().await.unwrap().is_none());
+    assert_eq!(store.delivery_backlog(now_micros()).await.unwrap().len(), 1);
+    let states: Vec<String> =
+        store.list_deliveries(Some("ep_env"), None, 10, None).await.unwrap().into_iter().map(|d| d.state).collect();
+    assert_eq!(states.iter().filter(|s| *s == "cancelled").count(), 2, "{states:?}");
 }

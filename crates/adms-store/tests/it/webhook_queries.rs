@@ -1,14 +1,19 @@
-//! Operator actions on the outbox against a real SQLite file: replay to one endpoint without
-//! fan-out, manual resend, attempts, and the per-device punch cursor.
+//! Operator actions on the outbox on both engines: replay to one endpoint without fan-out,
+//! manual resend, attempts, and the per-device punch cursor.
 
 use adms_store::events::{PunchEvent, punch_event_id};
 use adms_store::webhook_queries::{ReplayOutcome, ReplayRange, ResendOutcome};
 use adms_store::webhooks::{Completion, DeliveryOutcome, EndpointSettings};
-use adms_store::{NewDevice, NewPunch, PunchBatch, Store, now_micros};
+use adms_store::{NewPunch, PunchBatch, Store, now_micros};
 
-async fn open() -> (tempfile::TempDir, Store) {
-    crate::common::open("queries.db").await
-}
+use crate::common::{Engine, approved_device, fresh};
+
+crate::on_both_engines!(
+    replay_creates_missing_events_for_the_target_endpoint_only,
+    replay_works_through_chunks,
+    resend_and_attempts,
+    cursor_pages_by_seq_per_device
+);
 
 fn settings(url: &str) -> EndpointSettings<'_> {
     EndpointSettings { url, description: "", event_types: None, timeout_ms: 5000, batch_max: 1, ordered: false }
@@ -50,23 +55,19 @@ async fn deliveries(store: &Store) -> Vec<(String, String, String)> {
     rows
 }
 
-#[tokio::test]
-async fn replay_creates_missing_events_for_the_target_endpoint_only() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn replay_creates_missing_events_for_the_target_endpoint_only(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     // Three punches before any endpoint: stored without events.
-    store.punch_writer().write(batch(dev.id, "SN1", 0..3)).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", 0..3)).await.unwrap();
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
     // Two punches with endpoint A: events fanned out to A.
-    store.punch_writer().write(batch(dev.id, "SN1", 3..5)).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", 3..5)).await.unwrap();
     assert_eq!(deliveries(&store).await.len(), 2);
     store.create_endpoint("ep_b", &settings("http://b"), "api", "whsec_b").await.unwrap();
 
     let now = now_micros();
-    let all = ReplayRange { device_id: Some(dev.id), ..ReplayRange::default() };
+    let all = ReplayRange { device_id: Some(dev), ..ReplayRange::default() };
     let outcome = store.replay_punches("ep_b", &all, 100, now).await.unwrap();
     assert_eq!(outcome, ReplayOutcome::Replayed { events: 5, events_created: 3 });
     let rows = deliveries(&store).await;
@@ -74,7 +75,7 @@ async fn replay_creates_missing_events_for_the_target_endpoint_only() {
     assert_eq!(rows.iter().filter(|(ep, _, _)| ep == "ep_b").count(), 5);
 
     // The created events are exactly what the writer would have made.
-    let cursor = store.punches_after_seq(dev.id, 0, 100).await.unwrap();
+    let cursor = store.punches_after_seq(dev, 0, 100).await.unwrap();
     assert_eq!(cursor.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
     let b_ids: Vec<&String> = rows.iter().filter(|(ep, _, _)| ep == "ep_b").map(|(_, id, _)| id).collect();
     for p in &cursor {
@@ -102,7 +103,7 @@ async fn replay_creates_missing_events_for_the_target_endpoint_only() {
     assert_eq!(String::from_utf8_lossy(&claim.body), String::from_utf8_lossy(&expected));
 
     // New punches still fan out to every endpoint.
-    store.punch_writer().write(batch(dev.id, "SN1", 5..6)).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", 5..6)).await.unwrap();
     let rows = deliveries(&store).await;
     assert_eq!(rows.len(), 2 + 5 + 2);
 
@@ -117,7 +118,7 @@ async fn replay_creates_missing_events_for_the_target_endpoint_only() {
     assert_eq!(b.iter().filter(|(_, _, s)| s == "in_flight").count(), 5, "claimed above: {b:?}");
 
     // Ranges: seq and local time, bounds inclusive; the cap; unknown endpoint.
-    let seqs = ReplayRange { device_id: Some(dev.id), from_seq: Some(2), to_seq: Some(3), ..ReplayRange::default() };
+    let seqs = ReplayRange { device_id: Some(dev), from_seq: Some(2), to_seq: Some(3), ..ReplayRange::default() };
     assert_eq!(
         store.replay_punches("ep_b", &seqs, 100, now_micros()).await.unwrap(),
         ReplayOutcome::Replayed { events: 2, events_created: 0 }
@@ -135,16 +136,12 @@ async fn replay_creates_missing_events_for_the_target_endpoint_only() {
     assert_eq!(store.replay_punches("ep_x", &all, 100, now_micros()).await.unwrap(), ReplayOutcome::NotFound);
 }
 
-#[tokio::test]
-async fn replay_works_through_chunks() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
-    let mut big = batch(dev.id, "SN1", 0..0);
+async fn replay_works_through_chunks(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
+    let mut big = batch(dev, "SN1", 0..0);
     for i in 0..4_500 {
-        let mut p = batch(dev.id, "SN1", 0..1).punches.remove(0);
+        let mut p = batch(dev, "SN1", 0..1).punches.remove(0);
         p.pin = format!("{i}");
         big.punches.push(p);
     }
@@ -153,20 +150,16 @@ async fn replay_works_through_chunks() {
     let outcome = store.replay_punches("ep_b", &ReplayRange::default(), 100_000, now_micros()).await.unwrap();
     assert_eq!(outcome, ReplayOutcome::Replayed { events: 4_500, events_created: 4_500 });
     assert_eq!(store.list_deliveries(Some("ep_b"), Some("pending"), 10_000, None).await.unwrap().len(), 4_500);
-    let page = store.punches_after_seq(dev.id, 4_000, 1_000).await.unwrap();
+    let page = store.punches_after_seq(dev, 4_000, 1_000).await.unwrap();
     assert_eq!(page.first().map(|p| p.seq), Some(4_001));
     assert_eq!(page.len(), 500);
 }
 
-#[tokio::test]
-async fn resend_and_attempts() {
-    let (_dir, store) = open().await;
-    let dev = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "SN1", ..Default::default() })
-        .await
-        .unwrap();
+async fn resend_and_attempts(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
-    store.punch_writer().write(batch(dev.id, "SN1", 0..1)).await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", 0..1)).await.unwrap();
     let claim = store.claim_due_deliveries("w", now_micros(), 60_000_000, 10).await.unwrap().remove(0);
     assert_eq!(store.delivery_attempts(claim.delivery_id).await.unwrap(), Some(vec![]));
     assert_eq!(store.delivery_attempts(999).await.unwrap(), None);
@@ -209,38 +202,84 @@ async fn resend_and_attempts() {
     assert_eq!(store.resend_delivery(claim.delivery_id, now_micros()).await.unwrap(), ResendOutcome::EndpointDeleted);
 }
 
-#[tokio::test]
-async fn cursor_pages_by_seq_per_device() {
-    let (_dir, store) = open().await;
-    let a = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "A", ..Default::default() })
-        .await
-        .unwrap();
-    let b = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "B", ..Default::default() })
-        .await
-        .unwrap();
+async fn cursor_pages_by_seq_per_device(engine: Engine) {
+    let store = fresh(engine).await;
+    let a = approved_device(&store, "A").await;
+    let b = approved_device(&store, "B").await;
     // Interleaved uploads of two devices, some with an endpoint (events) and some without.
-    store.punch_writer().write(batch(a.id, "A", 0..3)).await.unwrap();
-    store.punch_writer().write(batch(b.id, "B", 0..2)).await.unwrap();
+    store.punch_writer().write(batch(a, "A", 0..3)).await.unwrap();
+    store.punch_writer().write(batch(b, "B", 0..2)).await.unwrap();
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
-    store.punch_writer().write(batch(a.id, "A", 3..6)).await.unwrap();
-    store.punch_writer().write(batch(b.id, "B", 2..4)).await.unwrap();
-    store.punch_writer().write(batch(a.id, "A", 6..8)).await.unwrap();
+    store.punch_writer().write(batch(a, "A", 3..6)).await.unwrap();
+    store.punch_writer().write(batch(b, "B", 2..4)).await.unwrap();
+    store.punch_writer().write(batch(a, "A", 6..8)).await.unwrap();
 
     let mut seqs = Vec::new();
     let mut after = 0;
     loop {
-        let page = store.punches_after_seq(a.id, after, 3).await.unwrap();
+        let page = store.punches_after_seq(a, after, 3).await.unwrap();
         let Some(last) = page.last() else { break };
         after = last.seq;
         seqs.extend(page.iter().map(|p| p.seq));
     }
     assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
-    let b_page = store.punches_after_seq(b.id, 1, 100).await.unwrap();
+    let b_page = store.punches_after_seq(b, 1, 100).await.unwrap();
     assert_eq!(b_page.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![2, 3, 4]);
     // Starting from a seq that has an event (the index hint) still returns what follows.
-    let tail = store.punches_after_seq(a.id, 5, 100).await.unwrap();
+    let tail = store.punches_after_seq(a, 5, 100).await.unwrap();
     assert_eq!(tail.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![6, 7, 8]);
     assert!(tail.iter().all(|p| p.event_id.as_deref().is_some_and(|id| id.starts_with("evt_"))));
+}
+
+/// On PostgreSQL punch ids are not in commit order (a smaller id may commit later), so the
+/// cursor and the replay walk `(device_id, seq)`: punches stored with ids in the opposite order
+/// of their seqs still come back in seq order.
+#[tokio::test]
+async fn cursor_and_replay_follow_seq_not_id_on_postgres() {
+    use sqlx::Connection;
+    let store = fresh(Engine::Postgres).await;
+    let dev = approved_device(&store, "SN1").await;
+    let mut conn = sqlx::PgConnection::connect(store.url()).await.unwrap();
+    for (id, seq) in [(900_i64, 1_i64), (500, 2), (10, 3)] {
+        let local_time = format!("2026-11-20 08:0{seq}:00");
+        sqlx::query(
+            "INSERT INTO punches (id, device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, \
+             raw_line, received_at) VALUES ($1, $2, $3, '7', $4, '0', 1, '0', '', 'UTC', $5, $6)",
+        )
+        .bind(id)
+        .bind(dev)
+        .bind(seq)
+        .bind(&local_time)
+        .bind(format!("7\t{local_time}\t0\t1\t0"))
+        .bind(now_micros())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE devices SET last_seq = 3 WHERE id = $1").bind(dev).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let first = store.punches_after_seq(dev, 0, 2).await.unwrap();
+    assert_eq!(first.iter().map(|p| (p.seq, p.id)).collect::<Vec<_>>(), [(1, 900), (2, 500)]);
+    let rest = store.punches_after_seq(dev, 2, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|p| (p.seq, p.id)).collect::<Vec<_>>(), [(3, 10)]);
+
+    store.create_endpoint("ep_b", &settings("http://b"), "api", "whsec_b").await.unwrap();
+    let from_two = ReplayRange { device_id: Some(dev), from_seq: Some(2), ..ReplayRange::default() };
+    assert_eq!(
+        store.replay_punches("ep_b", &from_two, 100, now_micros()).await.unwrap(),
+        ReplayOutcome::Replayed { events: 2, events_created: 2 }
+    );
+    let all = ReplayRange::default();
+    assert_eq!(
+        store.replay_punches("ep_b", &all, 100, now_micros()).await.unwrap(),
+        ReplayOutcome::Replayed { events: 3, events_created: 1 }
+    );
+    let claims = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap();
+    let mut seqs: Vec<i64> = claims
+        .iter()
+        .map(|c| serde_json::from_slice::<serde_json::Value>(&c.body).unwrap()["data"]["seq"].as_i64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [1, 2, 3]);
 }
