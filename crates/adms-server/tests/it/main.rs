@@ -12,6 +12,7 @@ mod limits;
 mod module_layers;
 mod openapi;
 mod personnel_api;
+mod postgres_replicas;
 mod secrets_at_rest;
 mod users_scopes_audit;
 mod webhook_api;

@@ -1,0 +1,277 @@
+//! Several processes on one PostgreSQL database, as replicas behind a balancer that does not pin
+//! devices: uploads, polls and results of one device arrive at either process, one process is
+//! killed with SIGKILL mid-run and restarted, and PostgreSQL itself drops the connections.
+//! Every acknowledged punch is stored once with a gapless `seq`, each event reaches the
+//! receiver under its one id, and each queued command is handed out once.
+//!
+//! These stories are about PostgreSQL: they run on it whatever engine the rest of the suite
+//! uses.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use adms_store::testing::FreshDatabase;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::webhooks::{Receiver, SECRET};
+use crate::common::{Api, RawResponse, Server, eventually, parse_response};
+
+const DEVICES: usize = 50;
+const UPLOADS: usize = 20;
+const LINES: usize = 20;
+/// Each upload repeats the last lines of the one before (a terminal re-sending after a lost OK).
+const OVERLAP: usize = 5;
+
+/// One request to `addr`; `None` when the process is gone (connection refused or reset).
+async fn try_request(addr: &str, head: &str, body: &[u8]) -> Option<RawResponse> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let mut request = head.as_bytes().to_vec();
+    request.extend_from_slice(format!("\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
+    request.extend_from_slice(body);
+    stream.write_all(&request).await.ok()?;
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.ok()?;
+    (out.windows(4).any(|w| w == b"\r\n\r\n")).then(|| parse_response(&out))
+}
+
+fn head(method: &str, addr: &str, path: &str) -> String {
+    format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: iClock Proxy/1.09\r\nContent-Type: text/plain")
+}
+
+/// The `line`th punch of device `d`: a distinct PIN and minute per line.
+fn punch_line(d: usize, line: usize) -> String {
+    format!("{}\t2026-04-{:02} {:02}:{:02}:00\t0\t1\t0\t0\t0", 100 + d, 1 + line / 600, (line / 60) % 10, line % 60)
+}
+
+/// Where the processes listen now (a restarted one listens on a new port).
+type Addresses = Arc<RwLock<Vec<String>>>;
+
+/// The environment of every process: the shared database, its key, the webhook receiver.
+fn env<'a>(database: &'a FreshDatabase, key: &'a str, receiver_url: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("ADMS_DATABASE_URL", database.url()),
+        ("ADMS_SECRET_KEY", key),
+        ("ADMS_WEBHOOK_URL", receiver_url),
+        ("ADMS_WEBHOOK_SECRET", SECRET),
+    ]
+}
+
+/// What the devices saw.
+#[derive(Default)]
+struct Seen {
+    /// Per device: every line acknowledged by an `OK: n`.
+    acknowledged: BTreeMap<usize, BTreeSet<usize>>,
+    /// Every command id handed out by a poll (with repeats, if any).
+    handed_out: Vec<i64>,
+    /// Requests that failed (process gone, or an error status): the device retried them.
+    failures: usize,
+}
+
+/// Device `d`: uploads its lines in overlapping batches to whichever process, polls for
+/// commands and answers them, retrying anything that failed on the other process.
+async fn run_device(d: usize, addresses: Addresses, seen: Arc<Mutex<Seen>>, uploaded: Arc<AtomicUsize>) {
+    let sn = format!("PGREP{d:03}");
+    for k in 0..UPLOADS {
+        let first = (k * LINES).saturating_sub(OVERLAP);
+        let lines: Vec<usize> = (first..(k + 1) * LINES).collect();
+        let body: String = lines.iter().map(|&l| punch_line(d, l) + "\n").collect();
+        let mut attempt = 0;
+        loop {
+            let addr = { addresses.read().unwrap()[(d + k + attempt) % 2].clone() };
+            let path = format!("/iclock/cdata?SN={sn}&table=ATTLOG&Stamp={}", k + 1);
+            let answer = try_request(&addr, &head("POST", &addr, &path), body.as_bytes()).await;
+            match answer {
+                Some(r) if r.status == 200 && r.text() == format!("OK: {}", lines.len()) => {
+                    seen.lock().unwrap().acknowledged.entry(d).or_default().extend(lines.iter().copied());
+                    uploaded.fetch_add(LINES, Ordering::Relaxed);
+                    break;
+                }
+                Some(r) => assert!(r.status >= 500, "device {sn} upload {k}: {} {}", r.status, r.text()),
+                None => {}
+            }
+            seen.lock().unwrap().failures += 1;
+            attempt += 1;
+            assert!(attempt < 200, "device {sn} upload {k} never acknowledged");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if k % 4 == 3 {
+            poll_and_answer(d, &sn, k, &addresses, &seen).await;
+        }
+    }
+}
+
+/// One poll (on the process `k` picks) and the answers to the commands it brought.
+async fn poll_and_answer(d: usize, sn: &str, k: usize, addresses: &Addresses, seen: &Mutex<Seen>) {
+    let addr = { addresses.read().unwrap()[(d + k + 1) % 2].clone() };
+    let Some(r) = try_request(&addr, &head("GET", &addr, &format!("/iclock/getrequest?SN={sn}")), b"").await else {
+        return;
+    };
+    let ids: Vec<i64> =
+        r.text().lines().filter_map(|l| l.strip_prefix("C:")?.split(':').next()?.parse().ok()).collect();
+    if ids.is_empty() {
+        return;
+    }
+    seen.lock().unwrap().handed_out.extend(&ids);
+    let results: String = ids.iter().map(|id| format!("ID={id}&Return=0&CMD=DATA\n")).collect();
+    // The results go to the other process.
+    let other = { addresses.read().unwrap()[(d + k) % 2].clone() };
+    let path = format!("/iclock/devicecmd?SN={sn}");
+    let _ = try_request(&other, &head("POST", &other, &path), results.as_bytes()).await;
+}
+
+/// Every acknowledged punch stored exactly once, with a gapless `seq` per device, read through
+/// the store as another process would (punches are not sealed: no key needed).
+async fn assert_stored_once_gapless(database: &FreshDatabase, seen: &Seen) {
+    let store =
+        adms_store::Store::open(database.url(), adms_store::StoreOptions { max_connections: 2, ..Default::default() })
+            .await
+            .expect("open the database");
+    let page = adms_store::Page { offset: 0, limit: 1_000_000 };
+    let (_, rows) = store.list_transactions(&adms_store::TransactionFilter::default(), page).await.unwrap();
+    let mut per_device: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    for row in rows {
+        per_device.entry(row.terminal_sn).or_default().push((row.seq, format!("{}\t{}", row.emp_code, row.punch_time)));
+    }
+    for (d, lines) in &seen.acknowledged {
+        let sn = format!("PGREP{d:03}");
+        let stored = per_device.get(&sn).cloned().unwrap_or_default();
+        let expected: BTreeSet<String> =
+            lines.iter().map(|&l| punch_line(*d, l).splitn(3, '\t').take(2).collect::<Vec<_>>().join("\t")).collect();
+        let distinct: BTreeSet<String> = stored.iter().map(|(_, key)| key.clone()).collect();
+        assert_eq!(distinct.len(), stored.len(), "{sn}: a punch stored twice");
+        assert_eq!(distinct, expected, "{sn}: the stored punches are not the acknowledged ones");
+        let mut seqs: Vec<i64> = stored.iter().map(|(seq, _)| *seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=stored.len() as i64).collect::<Vec<_>>(), "{sn}: seq not gapless");
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_one_killed_keep_every_punch_event_and_command_once() {
+    let database = FreshDatabase::create().await;
+    let key = adms_vault::SecretKey::generate().to_base64();
+    let receiver = Receiver::start().await;
+    let receiver_url = receiver.url();
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(&database, &key, &receiver_url);
+    let mut servers = Server::start_together(dir.path(), &env, 2);
+    let addresses: Addresses = Arc::new(RwLock::new(servers.iter().map(|s| s.addr.clone()).collect()));
+
+    // Two commands per device, queued through one process before the devices start.
+    let api = Api::login(&servers[1]).await;
+    let mut queued = BTreeSet::new();
+    for d in 0..DEVICES {
+        let sn = format!("PGREP{d:03}");
+        let r = try_request(
+            &servers[1].addr,
+            &head("GET", &servers[1].addr, &format!("/iclock/cdata?SN={sn}&options=all")),
+            b"",
+        )
+        .await
+        .expect("handshake");
+        assert_eq!(r.status, 200);
+        for n in 0..2 {
+            let body = json!({ "command": { "type": "set_option", "key": "Delay", "value": format!("{}", 10 + n) } });
+            let (status, answer) = api.post_json(&format!("/api/v1/devices/{sn}/commands"), &body).await;
+            assert_eq!(status, 201, "{answer}");
+            queued.insert(answer["id"].as_i64().unwrap());
+        }
+    }
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let uploaded = Arc::new(AtomicUsize::new(0));
+    let devices: Vec<_> = (0..DEVICES)
+        .map(|d| tokio::spawn(run_device(d, Arc::clone(&addresses), Arc::clone(&seen), Arc::clone(&uploaded))))
+        .collect();
+
+    // SIGKILL the first process once about a third of the punches are in, then start it again.
+    eventually("a third of the punches are acknowledged", async || {
+        uploaded.load(Ordering::Relaxed) >= DEVICES * UPLOADS * LINES / 3
+    })
+    .await;
+    servers[0].kill();
+    servers[0] = Server::start(dir.path(), &env);
+    addresses.write().unwrap()[0] = servers[0].addr.clone();
+    for device in devices {
+        device.await.unwrap();
+    }
+    // Commands not yet handed out go at the last polls, on either process.
+    for d in 0..DEVICES {
+        poll_and_answer(d, &format!("PGREP{d:03}"), d, &addresses, &seen).await;
+    }
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let total: usize = seen.acknowledged.values().map(BTreeSet::len).sum();
+    assert_eq!(total, DEVICES * UPLOADS * LINES, "every line acknowledged in the end");
+    assert_stored_once_gapless(&database, &seen).await;
+
+    let mut handed = seen.handed_out.clone();
+    handed.sort_unstable();
+    let distinct: Vec<i64> = handed.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
+    assert_eq!(handed, distinct, "a command handed out twice");
+    assert_eq!(distinct.into_iter().collect::<BTreeSet<_>>(), queued, "every queued command handed out");
+
+    // Every punch's event arrives, and only ever under its one id.
+    eventually("every punch event is delivered", async || {
+        let ids: BTreeSet<String> = receiver.of_type("attendance.punch").into_iter().map(|r| r.id).collect();
+        ids.len() >= DEVICES * UPLOADS * LINES
+    })
+    .await;
+    let mut ids_of: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for r in receiver.of_type("attendance.punch") {
+        let data = &r.json()["data"];
+        let key = format!("{}/{}/{}", data["device"]["sn"], data["pin"], data["local_time"]);
+        ids_of.entry(key).or_default().insert(r.id);
+    }
+    assert_eq!(ids_of.len(), DEVICES * UPLOADS * LINES);
+    assert!(ids_of.values().all(|ids| ids.len() == 1), "a punch's event came under two ids");
+    assert!(seen.failures > 0, "the kill must have failed some requests for this story to mean anything");
+}
+
+/// PostgreSQL drops every connection of the bridge, again and again, while devices upload:
+/// the devices get errors (never an `OK` for rows that were not committed), and what they send
+/// again is stored completely and once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_terminated_by_postgres_never_give_a_false_ok() {
+    use sqlx::Connection as _;
+    let database = FreshDatabase::create().await;
+    let key = adms_vault::SecretKey::generate().to_base64();
+    let receiver = Receiver::start().await;
+    let receiver_url = receiver.url();
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(&database, &key, &receiver_url);
+    let server = Server::start(dir.path(), &env);
+    let addresses: Addresses = Arc::new(RwLock::new(vec![server.addr.clone(), server.addr.clone()]));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let uploaded = Arc::new(AtomicUsize::new(0));
+    let devices: Vec<_> = (0..10)
+        .map(|d| tokio::spawn(run_device(d, Arc::clone(&addresses), Arc::clone(&seen), Arc::clone(&uploaded))))
+        .collect();
+    let database_name = database.url().rsplit('/').next().unwrap().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&adms_store::testing::admin_url()).await.unwrap();
+    let mut terminated = 0i64;
+    while devices.iter().any(|d| !d.is_finished()) && terminated < 200 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()) AS t",
+        )
+        .bind(&database_name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        terminated += n;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    for device in devices {
+        device.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(terminated > 0, "connections must have been terminated");
+    assert!(seen.failures > 0, "some uploads must have failed for this story to mean anything");
+    assert_stored_once_gapless(&database, &seen).await;
+    drop(server);
+}
