@@ -264,3 +264,37 @@ async fn rekey_moves_every_value_to_the_new_key_and_keeps_the_digests() {
     drop(store);
     assert_eq!(secrets_in(&database_bytes(&dir).await), Vec::<&str>::new());
 }
+
+/// Both passes over the sealed columns, on either engine: values an unsealed store wrote are
+/// sealed in place, read back, move to a new key, and the old key no longer opens them.
+async fn plaintext_is_sealed_then_rekeyed_and_reads_back(engine: crate::common::Engine) {
+    let db = crate::common::fresh(engine).await;
+    let options = || StoreOptions { max_connections: 2, ..StoreOptions::default() };
+    let plain = Store::open(db.url(), options()).await.unwrap();
+    let device_id = write_everything(&plain).await;
+    plain.close().await;
+
+    let index = IndexKey::generate();
+    let (old, new) = (new_vault(&index), new_vault(&index));
+    let store = Store::open(db.url(), options()).await.unwrap();
+    store.seal_with(old.clone()).unwrap();
+    let sealed = store.seal_plaintext_columns().await.unwrap();
+    assert!(sealed.sealed >= 12, "{sealed:?}");
+    assert_reads_back(&store, device_id).await;
+    let done = store.reseal_columns(Some(&old), &new).await.unwrap();
+    assert_eq!((done.sealed, done.already), (sealed.sealed, 0), "every value moves to the new key");
+    store.close().await;
+
+    let under_old = Store::open(db.url(), options()).await.unwrap();
+    under_old.seal_with(old).unwrap();
+    assert!(under_old.employee_by_code("0042").await.is_err(), "the old key no longer opens them");
+    under_old.close().await;
+    let store = Store::open(db.url(), options()).await.unwrap();
+    store.seal_with(new).unwrap();
+    assert_reads_back(&store, device_id).await;
+    let taken = store.save_employee(&employee("0043", "EMPCARD11223344"), &[]).await;
+    assert!(matches!(taken, Err(RosterError::Refused(RosterRefusal::DuplicateCard(_)))), "{taken:?}");
+    store.close().await;
+}
+
+crate::on_both_engines!(plaintext_is_sealed_then_rekeyed_and_reads_back);
