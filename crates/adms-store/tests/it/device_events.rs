@@ -79,12 +79,12 @@ fn operlog(device_id: i64, users: Vec<UserRow>) -> OperlogBatch {
 async fn first_registration_emits_device_registered_once(engine: crate::common::Engine) {
     let store = crate::common::fresh(engine).await;
     let store = store.store();
-    add_endpoint(&store).await;
+    add_endpoint(store).await;
     let device = store.register_device(&new_device("SN1")).await.unwrap();
     let again = store.register_device(&new_device("SN1")).await.unwrap();
     assert_eq!(again.id, device.id);
 
-    let events = events(&store).await;
+    let events = events(store).await;
     assert_eq!(events.len(), 1, "re-registration emits nothing: {events:?}");
     let event = &events[0];
     assert_eq!(event.event_type, "device.registered");
@@ -106,7 +106,7 @@ async fn first_registration_emits_device_registered_once(engine: crate::common::
         .register_device(&NewDevice { approval: Some(adms_store::Approval::Pending), ..new_device("SN2") })
         .await
         .unwrap();
-    let events = events_of_type(&store, "device.registered").await;
+    let events = events_of_type(store, "device.registered").await;
     assert_eq!(events.len(), 2);
     assert_eq!(events[1].body["data"]["approval"], "pending");
 }
@@ -119,10 +119,10 @@ async fn users_are_enrolled_once_and_updated_only_when_a_stored_field_changes(en
     let store = crate::common::fresh(engine).await;
     let store = store.store();
     let device = store.register_device(&new_device("SN1")).await.unwrap();
-    add_endpoint(&store).await;
+    add_endpoint(store).await;
 
     store.store_operlog(&operlog(device.id, vec![user("7", "Ann", "1234")])).await.unwrap();
-    let enrolled = events(&store).await;
+    let enrolled = events(store).await;
     assert_eq!(enrolled.len(), 1);
     assert_eq!(enrolled[0].event_type, "user.enrolled");
     assert_eq!(enrolled[0].id, adms_store::events::user_enrolled_event_id("SN1", "7"));
@@ -142,7 +142,7 @@ async fn users_are_enrolled_once_and_updated_only_when_a_stored_field_changes(en
 
     // The same line again (a device re-sends its roster): nothing.
     store.store_operlog(&operlog(device.id, vec![user("7", "Ann", "1234")])).await.unwrap();
-    assert_eq!(events_len(&store).await, 1, "an identical USER line emits nothing");
+    assert_eq!(events_len(store).await, 1, "an identical USER line emits nothing");
 
     // A real change: user.updated, with the new values.
     store.store_operlog(&operlog(device.id, vec![user("7", "Ann Lee", "1234")])).await.unwrap();
@@ -155,7 +155,7 @@ async fn users_are_enrolled_once_and_updated_only_when_a_stored_field_changes(en
     // Cleared password.
     store.store_operlog(&operlog(device.id, vec![user("7", "Ann Lee", "")])).await.unwrap();
 
-    let updated = events_of_type(&store, "user.updated").await;
+    let updated = events_of_type(store, "user.updated").await;
     let names: Vec<&str> = updated.iter().map(|e| e.body["data"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Ann Lee", "Ann", "Ann Lee", "Ann Lee", "Ann Lee"]);
     let has_password: Vec<bool> = updated.iter().map(|e| e.body["data"]["has_password"].as_bool().unwrap()).collect();
@@ -164,7 +164,7 @@ async fn users_are_enrolled_once_and_updated_only_when_a_stored_field_changes(en
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 5, "one id per change");
-    for event in events(&store).await {
+    for event in events(store).await {
         assert!(
             !event.raw_body.contains("1234") && !event.raw_body.contains("9999"),
             "password leaked: {}",
@@ -175,9 +175,9 @@ async fn users_are_enrolled_once_and_updated_only_when_a_stored_field_changes(en
     }
 
     // Two users in one upload, one new and one unchanged: one event.
-    let before = events_len(&store).await;
+    let before = events_len(store).await;
     store.store_operlog(&operlog(device.id, vec![user("7", "Ann Lee", ""), user("8", "Bo", "")])).await.unwrap();
-    let after = events(&store).await;
+    let after = events(store).await;
     assert_eq!(after.len(), before + 1);
     assert_eq!((after[before].event_type.as_str(), &after[before].body["data"]["pin"]), ("user.enrolled", &json!("8")));
 }
@@ -197,19 +197,19 @@ async fn without_endpoints_nothing_is_emitted_but_everything_is_stored(engine: c
     assert!(store.mark_device_offline(&offline).await.unwrap(), "presence still changes");
     let back = SeenAgain { device_id: device.id, time_zone: "UTC", back_at: now + 1, now: now + 1 };
     assert!(store.mark_device_online(&back).await.unwrap());
-    assert!(events(&store).await.is_empty());
+    assert!(events(store).await.is_empty());
 
     // An endpoint created later receives later causes only.
-    add_endpoint(&store).await;
+    add_endpoint(store).await;
     store.store_operlog(&operlog(device.id, vec![user("7", "Ann", "")])).await.unwrap();
-    let types: Vec<String> = events(&store).await.into_iter().map(|e| e.event_type).collect();
+    let types: Vec<String> = events(store).await.into_iter().map(|e| e.event_type).collect();
     assert_eq!(types, ["user.updated"]);
 }
 
 async fn presence_transitions_are_reported_once_each(engine: crate::common::Engine) {
     let store = crate::common::fresh(engine).await;
     let store = store.store();
-    add_endpoint(&store).await;
+    add_endpoint(store).await;
     let device = store.register_device(&new_device("SN1")).await.unwrap();
     let registered_at = now_micros();
     let t = registered_at + 60_000_000;
@@ -225,7 +225,7 @@ async fn presence_transitions_are_reported_once_each(engine: crate::common::Engi
     let later = OfflineCheck { silent_since: t + 30_000_000, now: t + 60_000_000, ..silent.clone() };
     assert!(!store.mark_device_offline(&later).await.unwrap(), "already offline");
 
-    let offline = events_of_type(&store, "device.offline").await;
+    let offline = events_of_type(store, "device.offline").await;
     assert_eq!(offline.len(), 1);
     let data = &offline[0].body["data"];
     assert_eq!(data["reason"], "heartbeat_missed");
@@ -240,7 +240,7 @@ async fn presence_transitions_are_reported_once_each(engine: crate::common::Engi
     let back = SeenAgain { device_id: device.id, time_zone: "UTC", back_at, now: back_at };
     let (a, b) = tokio::join!(store.mark_device_online(&back), store.mark_device_online(&back));
     assert_eq!([a.unwrap(), b.unwrap()].iter().filter(|changed| **changed).count(), 1);
-    let online = events_of_type(&store, "device.online").await;
+    let online = events_of_type(store, "device.online").await;
     assert_eq!(online.len(), 1);
     assert_eq!(online[0].body["data"]["offline_since"], offline[0].body["timestamp"]);
     assert_eq!(online[0].body["data"]["back_at"], adms_store::events::rfc3339_micros(back_at).as_str());
@@ -252,11 +252,11 @@ async fn presence_transitions_are_reported_once_each(engine: crate::common::Engi
     // Silent again: a second transition, a second id.
     let again = OfflineCheck { silent_since: back_at + 1, now: back_at + 30_000_001, ..silent };
     assert!(store.mark_device_offline(&again).await.unwrap());
-    let offline = events_of_type(&store, "device.offline").await;
+    let offline = events_of_type(store, "device.offline").await;
     assert_eq!(offline.len(), 2);
     assert_ne!(offline[0].id, offline[1].id);
     assert_eq!(offline[1].body["data"]["last_seen_at"], adms_store::events::rfc3339_micros(back_at).as_str());
-    assert!(events(&store).await.iter().all(|e| e.deliveries == 1));
+    assert!(events(store).await.iter().all(|e| e.deliveries == 1));
 }
 
 crate::on_both_engines!(
