@@ -145,10 +145,14 @@ impl Database {
 
     /// The `adms-bridge` binary set up for this database: `ADMS_DATABASE_URL`, on PostgreSQL
     /// the harness's `ADMS_SECRET_KEY` (a test's own env, set after, overrides it), no config
-    /// file.
+    /// file, and none of the harness's own variables (every `ADMS_*` variable is configuration
+    /// to the server, which refuses unknown ones).
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
-        cmd.env("ADMS_DATABASE_URL", &self.url).env_remove("ADMS_CONFIG");
+        cmd.env("ADMS_DATABASE_URL", &self.url)
+            .env_remove("ADMS_CONFIG")
+            .env_remove("ADMS_TEST_DATABASE")
+            .env_remove("ADMS_TEST_POSTGRES_URL");
         if let Some(key) = &self.secret_key {
             cmd.env("ADMS_SECRET_KEY", key);
         }
