@@ -39,15 +39,20 @@ pub fn engine() -> Engine {
 macro_rules! sqlite_only {
     ($reason:expr) => {
         if $crate::common::engine() != $crate::common::Engine::Sqlite {
-            eprintln!(
-                "SQLite-only ({}): {}; skipped on {:?}",
-                std::thread::current().name().unwrap_or("?"),
-                $reason,
-                $crate::common::engine()
-            );
+            $crate::common::database::skipped($reason);
             return;
         }
     };
+}
+
+/// Says that the current test stopped because it is SQLite-only: on stderr itself, not through
+/// `eprintln!`, so that the line shows even though the test passes (the test harness keeps a
+/// passing test's printed output to itself).
+pub fn skipped(reason: &str) {
+    use std::io::Write as _;
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let line = format!("SQLite-only ({test}): {reason}; skipped on {:?}\n", engine());
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// Where a PostgreSQL test database's URL and master key are recorded in its folder.
