@@ -205,7 +205,11 @@ fn auto_approval_is_warned_about_at_start() {
     // The warning is logged while the server is built, before it says where it listens.
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening on"), "{line:?}");
+    if !line.starts_with("listening on") {
+        let mut stderr = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        panic!("did not start ({line:?}): {stderr}");
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let mut stderr = String::new();
