@@ -29,15 +29,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the binary with its database in `dir`.
+    /// Starts the binary on the database of `dir` (a restart on the same `dir` finds its data).
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
         Server::start_together(dir, env, 1).pop().expect("one server")
     }
 
-    /// Starts `n` processes on the database of `dir` ([`Database::of`]) at the same moment (all spawned before any is
-    /// waited for), as replicas brought up together would be. Every process is owned by a
-    /// `Server` before any is waited for, so a failed start kills them all (none outlives the
-    /// test holding its stderr).
+    /// Starts `n` processes on the database of `dir` ([`Database::of`]) at the same moment (all
+    /// spawned before any is waited for), as replicas brought up together would be. Every
+    /// process is owned by a `Server` before any is waited for, so a failed start kills them all
+    /// (none outlives the test holding its stderr).
     pub fn start_together(dir: &Path, env: &[(&str, &str)], n: usize) -> Vec<Server> {
         let db = Database::of(dir);
         let mut servers: Vec<Server> = (0..n)
