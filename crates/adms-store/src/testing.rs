@@ -2,11 +2,25 @@
 //!
 //! Tests of both engines need a database nobody else writes: each gets its own, created on the
 //! server `ADMS_TEST_POSTGRES_URL` names (default `postgres://postgres@127.0.0.1:5432/postgres`,
-//! trust auth as in CI) and dropped when the returned guard is.
+//! trust auth as in CI). [`FreshDatabase`] is dropped when its guard is; a database made for a
+//! folder ([`create_for_dir`], the server tests: one database per test folder, shared by every
+//! process started on it) lives until the folder is gone.
+//!
+//! Test databases are named `adms_test_<pid>_<nanos>_<n>` after the process that created them,
+//! and a database made for a folder carries that folder as its comment (`COMMENT ON DATABASE`).
+//! Whenever one is created, the test databases left behind are reaped: those whose creating
+//! process is gone (a test run killed before its guards dropped) and those whose folder no
+//! longer exists (a test finished and removed its temporary folder).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::{Connection, Executor, PgConnection};
+
+/// Every test database's name starts with this.
+const PREFIX: &str = "adms_test_";
+/// The comment of a database made for a folder: this, then the folder.
+const DIR_COMMENT: &str = "adms-test dir: ";
 
 /// The server tests create their databases on.
 pub fn admin_url() -> String {
@@ -24,27 +38,7 @@ impl FreshDatabase {
     /// Creates an empty database. Panics with what to do when PostgreSQL is not reachable: the
     /// PostgreSQL tests are part of the suite, not optional.
     pub async fn create() -> FreshDatabase {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let admin = admin_url();
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let name = format!(
-            "adms_test_{}_{}_{}",
-            std::process::id(),
-            nanos % 1_000_000_000,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {admin} ({e}); the tests need it: start it, or set \
-                 ADMS_TEST_POSTGRES_URL to a server where this user may create databases"
-            )
-        });
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .await
-            .expect("create the test database");
-        let _ = conn.close().await;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
-        let url = format!("{base}/{name}");
+        let (name, url) = create_database(None).await;
         FreshDatabase { name, url }
     }
 
@@ -62,12 +56,77 @@ impl Drop for FreshDatabase {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
                 let mut conn = PgConnection::connect(&admin_url()).await.ok()?;
-                conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-                    .await
-                    .ok()?;
+                drop_database(&mut conn, &name).await;
                 conn.close().await.ok()
             })
         });
         let _ = dropped.join();
     }
+}
+
+/// Creates an empty database that belongs to `dir` and returns its `postgres://` URL. Nothing
+/// drops it when the caller is done: it is reaped by a later creation once `dir` no longer
+/// exists (or this process is gone). Panics like [`FreshDatabase::create`].
+pub async fn create_for_dir(dir: &Path) -> String {
+    create_database(Some(dir)).await.1
+}
+
+/// Creates a test database (reaping the ones left behind first); its name and URL.
+async fn create_database(dir: Option<&Path>) -> (String, String) {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let admin = admin_url();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let name =
+        format!("{PREFIX}{}_{}_{}", std::process::id(), nanos % 1_000_000_000, NEXT.fetch_add(1, Ordering::Relaxed));
+    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {admin} ({e}); the tests need it: start it, or set \
+             ADMS_TEST_POSTGRES_URL to a server where this user may create databases"
+        )
+    });
+    reap(&mut conn).await;
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await.expect("create the test database");
+    if let Some(dir) = dir {
+        let comment = format!("{DIR_COMMENT}{}", dir.display()).replace('\'', "''");
+        conn.execute(sqlx::AssertSqlSafe(format!("COMMENT ON DATABASE \"{name}\" IS '{comment}'")))
+            .await
+            .expect("record the test database's folder");
+    }
+    let _ = conn.close().await;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+    let url = format!("{base}/{name}");
+    (name, url)
+}
+
+/// Drops the test databases nobody will use again: their creating process is gone, or the
+/// folder they were made for is. Best effort: a database another process drops at the same
+/// moment, or one still in use by a server being killed, is left to the next reaping.
+async fn reap(conn: &mut PgConnection) {
+    let Ok(databases) = sqlx::query_as::<_, (String, Option<String>)>(
+        "SELECT datname::TEXT, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname LIKE 'adms\\_test\\_%'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    else {
+        return;
+    };
+    for (name, comment) in databases {
+        let creator_gone = creator_pid(&name).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        let dir_gone = comment
+            .as_deref()
+            .and_then(|c| c.strip_prefix(DIR_COMMENT))
+            .is_some_and(|dir| !PathBuf::from(dir).exists());
+        if creator_gone || dir_gone {
+            drop_database(conn, &name).await;
+        }
+    }
+}
+
+/// The process id in a test database's name (`adms_test_<pid>_…`).
+fn creator_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(PREFIX)?.split('_').next()?.parse().ok()
+}
+
+async fn drop_database(conn: &mut PgConnection, name: &str) {
+    let _ = conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).await;
 }

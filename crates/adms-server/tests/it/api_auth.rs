@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use common::{ADMIN_PASSWORD, ADMIN_USER, Device, Server};
+use common::{ADMIN_PASSWORD, ADMIN_USER, Database, Device, Server};
 use serde_json::{Value, json};
 
 async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
@@ -130,27 +130,19 @@ async fn login_bodies_schemes_and_errors() {
 async fn integration_keys_from_the_cli_work_until_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let db = format!("sqlite://{}/adms.db", dir.path().display());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adms-bridge"))
-        .args(["token", "create", "--name", "payroll"])
-        .env("ADMS_DATABASE_URL", &db)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let out =
+        server.db().command().args(["token", "create", "--name", "payroll"]).env("RUST_LOG", "warn").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(key.len(), 40);
     let client = reqwest::Client::new();
     let get = |h: String| client.get(server.url("/iclock/api/terminals/")).header("Authorization", h).send();
     assert_eq!(get(format!("Token {key}")).await.unwrap().status(), 200);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adms-bridge"))
-        .args(["token", "revoke", "payroll"])
-        .env("ADMS_DATABASE_URL", &db)
-        .output()
-        .unwrap();
+    let out = server.db().command().args(["token", "revoke", "payroll"]).output().unwrap();
     assert!(out.status.success());
     assert_eq!(get(format!("Token {key}")).await.unwrap().status(), 401);
-    // The database holds only the digest.
+    // The database holds only the digest (the file's bytes: SQLite only).
+    crate::sqlite_only!("the rest reads the bytes of the SQLite file");
     let db_bytes = std::fs::read(dir.path().join("adms.db")).unwrap_or_default();
     let wal = std::fs::read(dir.path().join("adms.db-wal")).unwrap_or_default();
     let haystack = [db_bytes, wal].concat();
@@ -492,34 +484,21 @@ async fn password_change_ends_sessions_and_jwts() {
     assert_eq!(transactions_with(&server, &format!("JWT {jwt}")).await.0, 200);
 }
 
-/// The JWT signing key as stored (`server_settings`, sealed), read from the SQLite file and
-/// opened with the master key file the server generated beside it: what an attacker holding
-/// both the database and the key file would have.
-async fn stored_jwt_key(db: &std::path::Path) -> Vec<u8> {
-    use sqlx::ConnectOptions;
-    let mut conn =
-        sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
-    let sealed: Vec<u8> = sqlx::query_scalar("SELECT value FROM server_settings WHERE key = 'jwt_hs256_key'")
-        .fetch_one(&mut conn)
-        .await
-        .expect("jwt key");
-    let key_file = format!("{}.key", db.display());
-    let key: adms_webhooks::SecretKey = std::fs::read_to_string(key_file).expect("key file").parse().expect("key");
+/// The JWT signing key as stored (`server_settings`, sealed), read from the database and
+/// opened with the server's master key (on SQLite the key file it generated beside the
+/// database): what an attacker holding both the database and the key would have.
+async fn stored_jwt_key(db: &Database) -> Vec<u8> {
+    let (sealed,): (Vec<u8>,) =
+        db.fetch_optional("SELECT value FROM server_settings WHERE key = 'jwt_hs256_key'", &[]).await.expect("jwt key");
+    let key = db.master_key();
     let opened = key
         .open_for(adms_server::vault::SETTING, adms_server::vault::JWT_KEY, std::str::from_utf8(&sealed).unwrap())
         .expect("sealed under the key file's key");
     hex::decode(opened).expect("hex")
 }
 
-async fn admin_id(db: &std::path::Path) -> i64 {
-    use sqlx::ConnectOptions;
-    let mut conn =
-        sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
-    sqlx::query_scalar("SELECT id FROM api_users WHERE username = ?")
-        .bind(ADMIN_USER)
-        .fetch_one(&mut conn)
-        .await
-        .expect("admin id")
+async fn admin_id(db: &Database) -> i64 {
+    db.scalar_i64("SELECT id FROM api_users WHERE username = $1", &[ADMIN_USER.into()]).await
 }
 
 /// A JWT signed with `key` for `user_id`, valid until 2100.
@@ -541,9 +520,9 @@ fn forge_jwt(key: &[u8], user_id: i64, username: &str) -> String {
 async fn jwt_for_a_missing_user_is_refused_even_with_the_real_key() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let key = stored_jwt_key(&server.db_path()).await;
+    let key = stored_jwt_key(server.db()).await;
     // Control: the key read is the real one, so a token for the real account passes.
-    let genuine = forge_jwt(&key, admin_id(&server.db_path()).await, ADMIN_USER);
+    let genuine = forge_jwt(&key, admin_id(server.db()).await, ADMIN_USER);
     assert_eq!(transactions_with(&server, &format!("JWT {genuine}")).await.0, 200);
     let forged = forge_jwt(&key, 987_654, "ghost");
     for scheme in ["JWT", "Bearer"] {

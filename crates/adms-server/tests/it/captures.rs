@@ -4,11 +4,9 @@
 
 use crate::common;
 
-use std::path::Path;
-
 use adms_protocol::operlog::parse_operlog_line;
 use adms_protocol::{lines, parse_attlog_line, parse_lines};
-use common::{COUNTED_TABLES, Device, Server, count_rows};
+use common::{COUNTED_TABLES, Database, Device, Server, count_rows};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
@@ -64,7 +62,7 @@ fn classify(name: &str) -> Option<Kind> {
     )
 }
 
-async fn snapshot(db: &Path) -> Vec<i64> {
+async fn snapshot(db: &Database) -> Vec<i64> {
     let mut out = Vec::new();
     for t in COUNTED_TABLES {
         out.push(count_rows(db, t).await);
@@ -133,10 +131,10 @@ async fn every_capture_ingests_without_loss_or_duplicates() {
         if let Some(n) = expect_count {
             assert_eq!(r1.text(), format!("OK: {n}"), "{name}");
         }
-        let after_first = snapshot(&server.db_path()).await;
+        let after_first = snapshot(server.db()).await;
         let r2 = dev.post(&endpoint, &body).await;
         assert_eq!((r2.status, r2.text()), (r1.status, r1.text()), "{name}: same answer on re-send");
-        let after_second = snapshot(&server.db_path()).await;
+        let after_second = snapshot(server.db()).await;
         assert_eq!(after_first, after_second, "{name}: re-ingest added rows ({COUNTED_TABLES:?})");
         checked += 1;
     }

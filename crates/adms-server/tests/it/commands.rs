@@ -9,7 +9,7 @@ use crate::common;
 use std::path::Path;
 
 use common::webhooks::{Receiver, SECRET, Witness};
-use common::{Api, Device, Server, eventually};
+use common::{Api, Database, Device, Server, eventually};
 use serde_json::{Value, json};
 
 async fn poll(dev: &Device<'_>) -> String {
@@ -37,16 +37,13 @@ async fn command(api: &Api, id: i64) -> Value {
     api.get(&format!("/api/v1/commands/{id}")).await
 }
 
-/// `(outcome, seen_count)` of every stored result for `command_id`, read from the SQLite file.
-async fn result_outcomes(db: &Path, command_id: &str) -> Vec<(String, i64)> {
-    use sqlx::ConnectOptions;
-    let mut conn =
-        sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
-    sqlx::query_as("SELECT outcome, seen_count FROM command_results WHERE command_id = ? ORDER BY id")
-        .bind(command_id)
-        .fetch_all(&mut conn)
-        .await
-        .expect("read results")
+/// `(outcome, seen_count)` of every stored result for `command_id`, read from the database.
+async fn result_outcomes(db: &Database, command_id: &str) -> Vec<(String, i64)> {
+    db.fetch_all(
+        "SELECT outcome, seen_count FROM command_results WHERE command_id = $1 ORDER BY id",
+        &[command_id.into()],
+    )
+    .await
 }
 
 fn start(dir: &Path, receiver: &Receiver, extra: &[(&str, &str)]) -> Server {
@@ -123,7 +120,7 @@ async fn enqueued_command_reaches_the_next_poll_and_its_result_completes_it() {
     let info_done = command(&api, info).await;
     assert_eq!(info_done["state"], "succeeded");
     assert!(info_done["result_payload"].as_str().unwrap().contains("UserCount=4"), "{info_done}");
-    assert_eq!(common::device_option(&server.db_path(), "CMD0001", "UserCount").await.as_deref(), Some("4"));
+    assert_eq!(common::device_option(server.db(), "CMD0001", "UserCount").await.as_deref(), Some("4"));
     assert_eq!(command(&api, reboot).await["state"], "succeeded");
 
     // The list shows every command of the device, newest first, filterable by state.
@@ -204,8 +201,8 @@ async fn hostile_and_stray_input_changes_nothing() {
     assert_eq!(command(&api, id).await["state"], "sent");
     // Unknown ids, ids that were never ours, and garbage: recorded, answered OK.
     devicecmd(&dev, "ID=987654&Return=0&CMD=DATA\nID=info8487&Return=0&CMD=INFO\nnot a result\n").await;
-    assert_eq!(result_outcomes(&server.db_path(), "987654").await, [("unknown_id".to_owned(), 1)]);
-    assert_eq!(result_outcomes(&server.db_path(), "info8487").await, [("unknown_id".to_owned(), 1)]);
+    assert_eq!(result_outcomes(server.db(), "987654").await, [("unknown_id".to_owned(), 1)]);
+    assert_eq!(result_outcomes(server.db(), "info8487").await, [("unknown_id".to_owned(), 1)]);
 
     // The real answer, then the same answer again (a device re-sending its devicecmd body).
     devicecmd(&dev, &format!("ID={id}&Return=0&CMD=DATA\n")).await;
@@ -215,7 +212,7 @@ async fn hostile_and_stray_input_changes_nothing() {
     let done = command(&api, id).await;
     assert_eq!((done["state"].as_str(), done["return_code"].as_i64()), (Some("succeeded"), Some(0)));
     assert_eq!(
-        result_outcomes(&server.db_path(), &id.to_string()).await,
+        result_outcomes(server.db(), &id.to_string()).await,
         [("other_device".to_owned(), 1), ("applied".to_owned(), 2), ("duplicate".to_owned(), 1)]
     );
     receiver.wait_for("command.completed", |b| b["data"]["command_id"] == id).await;

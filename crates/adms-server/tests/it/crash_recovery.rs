@@ -88,7 +88,7 @@ async fn sigkill_mid_upload_loses_nothing_acknowledged_and_resends_do_not_duplic
             distinct.insert(format!("{device}|{}|{}", f.next().unwrap(), f.next().unwrap()));
         }
     }
-    let after = count_rows(&server.db_path(), "punches").await;
+    let after = count_rows(server.db(), "punches").await;
     assert_eq!(after as usize, distinct.len(), "one row per distinct punch");
     assert_eq!(stored_keys(&server).await, distinct);
     // And seq stays gapless per device after the crash.
@@ -108,29 +108,23 @@ async fn try_request(addr: &str, head: &str, body: &[u8]) -> std::io::Result<Vec
     Ok(out)
 }
 
-async fn open(server: &Server) -> sqlx::SqliteConnection {
-    use sqlx::ConnectOptions;
-    sqlx::sqlite::SqliteConnectOptions::new().filename(server.db_path()).read_only(true).connect().await.unwrap()
-}
-
 async fn stored_keys(server: &Server) -> BTreeSet<String> {
-    let mut conn = open(server).await;
-    let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT d.sn, p.pin, p.local_time FROM punches p JOIN devices d ON d.id = p.device_id")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+    let rows: Vec<(String, String, String)> = server
+        .db()
+        .fetch_all("SELECT d.sn, p.pin, p.local_time FROM punches p JOIN devices d ON d.id = p.device_id", &[])
+        .await;
     rows.into_iter().map(|(sn, pin, time)| format!("{}|{pin}|{time}", sn.trim_start_matches("KILL"))).collect()
 }
 
 async fn seq_gaps(server: &Server) -> i64 {
-    let mut conn = open(server).await;
-    sqlx::query_scalar(
-        "SELECT COALESCE(SUM(cnt != mx), 0) FROM (SELECT device_id, COUNT(*) AS cnt, MAX(seq) AS mx FROM punches GROUP BY device_id)",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap()
+    server
+        .db()
+        .scalar_i64(
+            "SELECT COUNT(*) FROM (SELECT device_id, COUNT(*) AS cnt, MAX(seq) AS mx FROM punches GROUP BY device_id) \
+             AS per_device WHERE cnt <> mx",
+            &[],
+        )
+        .await
 }
 
 /// Three processes started at the same instant on a database that does not exist yet all come
@@ -146,7 +140,7 @@ async fn replicas_started_together_on_a_fresh_database_all_come_up() {
             device.attlog(format!("{i}\t2026-11-20 08:00:00\t0\t1\t0\t0\t0\n").as_bytes()).await.text(),
             "OK: 1"
         );
-        seen.push(count_rows(&server.db_path(), "punches").await);
+        seen.push(count_rows(server.db(), "punches").await);
     }
     assert_eq!(seen, [1, 2, 3], "one database behind all three");
 }

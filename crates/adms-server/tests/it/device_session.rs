@@ -54,8 +54,8 @@ async fn scripted_session_then_erp_reads_every_punch_once() {
     // Re-upload of the same batch (as after a reboot): same answer, nothing new.
     let r = dev.attlog(attlog).await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK: 4"));
-    assert_eq!(count_rows(&server.db_path(), "punches").await, 4);
-    assert_eq!(count_rows(&server.db_path(), "rejected_lines").await, 2, "one ATTLOG + one OPERLOG line kept raw");
+    assert_eq!(count_rows(server.db(), "punches").await, 4);
+    assert_eq!(count_rows(server.db(), "rejected_lines").await, 2, "one ATTLOG + one OPERLOG line kept raw");
 
     // Polls: first with INFO, then plain; slash and .aspx variants.
     let r =
@@ -69,10 +69,10 @@ async fn scripted_session_then_erp_reads_every_punch_once() {
     let acks = b"ID=1&Return=0&CMD=DATA\nID=2&Return=-1002&CMD=DATA\nID=77&Return=0&CMD=INFO\n~DeviceName=SpeedFace-V5L\nUserCount=5\n";
     let r = dev.post("/iclock/devicecmd?SN=CKJF0000001", acks).await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
-    assert_eq!(count_rows(&server.db_path(), "command_results").await, 3);
+    assert_eq!(count_rows(server.db(), "command_results").await, 3);
     let r = dev.post("/iclock/devicecmd?SN=CKJF0000001", acks).await;
     assert_eq!(r.status, 200);
-    assert_eq!(count_rows(&server.db_path(), "command_results").await, 3, "re-sent acks add nothing");
+    assert_eq!(count_rows(server.db(), "command_results").await, 3, "re-sent acks add nothing");
 
     // The ERP reads every punch exactly once, in the 9.x shape.
     let api = Api::login(&server).await;
@@ -139,7 +139,7 @@ async fn bad_requests_get_clear_errors_and_the_server_survives() {
     // Unknown table: stored raw, acknowledged.
     let r = dev.post("/iclock/cdata?SN=SN-X&table=FUTURETABLE", b"whatever\x00\xff").await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
-    assert_eq!(common::count_rows(&server.db_path(), "raw_uploads").await, 1);
+    assert_eq!(common::count_rows(server.db(), "raw_uploads").await, 1);
 
     // Expect: 100-continue is honoured (the body is read after the interim answer).
     let body = b"5\t2026-01-01 08:00:00\t0\t1\t0\t0\t0\n";
@@ -164,7 +164,7 @@ async fn pending_devices_are_stored_but_held_until_approved() {
     assert_eq!(dev.handshake().await.status, 200);
     let r = dev.attlog(b"1\t2026-01-01 08:00:00\t0\t1\t0\t0\t0\n").await;
     assert_eq!(r.text(), "OK: 1");
-    assert_eq!(count_rows(&server.db_path(), "punches").await, 1, "stored");
+    assert_eq!(count_rows(server.db(), "punches").await, 1, "stored");
     let api = Api::login(&server).await;
     assert_eq!(api.transactions("").await.len(), 0, "held from the API");
     let response = api
@@ -231,7 +231,7 @@ async fn security_push_device_registers_and_uploads_access_events() {
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
     let r = dev.post("/iclock/cdata?SN=ACC-1&table=rtlog", rtlog).await;
     assert_eq!(r.status, 200);
-    assert_eq!(count_rows(&server.db_path(), "access_events").await, 1);
+    assert_eq!(count_rows(server.db(), "access_events").await, 1);
     let r = dev.post("/iclock/querydata?SN=ACC-1&type=tabledata&type=tabledata&cmdid=5&tablename=user&count=2&packcnt=1&packidx=1", b"user uid=1\tpin=1\r\nuser uid=2\tpin=2\r\n").await;
     assert_eq!(r.text(), "user=2");
     let r = dev.get("/iclock/ping?SN=ACC-1").await;

@@ -191,9 +191,9 @@ async fn new_serial_numbers_start_pending_and_auto_warns_at_start() {
 fn auto_approval_is_warned_about_at_start() {
     use std::io::{BufRead, BufReader, Read};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_adms-bridge"))
+    let mut child = crate::common::Database::of(dir.path())
+        .command()
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("ADMS_DATABASE_URL", format!("sqlite://{}/adms.db", dir.path().display()))
         .env("ADMS_UNKNOWN_DEVICES", "auto")
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
@@ -205,7 +205,11 @@ fn auto_approval_is_warned_about_at_start() {
     // The warning is logged while the server is built, before it says where it listens.
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening on"), "{line:?}");
+    if !line.starts_with("listening on") {
+        let mut stderr = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        panic!("did not start ({line:?}): {stderr}");
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let mut stderr = String::new();
@@ -411,12 +415,7 @@ async fn an_approval_from_the_cli_reaches_the_running_server() {
     assert_eq!(device.post(path, user("601").as_bytes()).await.text(), "OK: 1");
     assert!(!employee_codes(&api.get("/personnel/api/employees/").await).contains(&"601".to_owned()), "pending");
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_adms-bridge"))
-        .args(["device", "approve", "CLIAPP01"])
-        .env("ADMS_DATABASE_URL", format!("sqlite://{}/adms.db", dir.path().display()))
-        .env_remove("ADMS_CONFIG")
-        .output()
-        .unwrap();
+    let output = server.db().command().args(["device", "approve", "CLIAPP01"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
     assert_eq!(device.post(path, user("602").as_bytes()).await.text(), "OK: 1");

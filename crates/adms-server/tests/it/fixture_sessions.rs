@@ -586,10 +586,10 @@ async fn run_script(script: &Script) -> Result<RunReport, String> {
                 }
             }
             StepKind::Rows { table, count } => {
-                let actual = count_rows(&server.db_path(), table).await;
+                let actual = count_rows(server.db(), table).await;
                 if actual == *count { Ok(()) } else { Err(format!("{table} has {actual} rows, expected {count}")) }
             }
-            StepKind::DeviceOption { sn, key, matcher } => match device_option(&server.db_path(), sn, key).await {
+            StepKind::DeviceOption { sn, key, matcher } => match device_option(server.db(), sn, key).await {
                 Some(value) => matcher.check(&value, &saved).map_err(|e| format!("option {key} of {sn}: {e}")),
                 None => Err(format!("{sn} has no stored option {key}")),
             },

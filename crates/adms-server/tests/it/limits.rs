@@ -72,8 +72,8 @@ async fn body_over_the_limit_answers_413_plain_text_on_device_routes() {
     let r = device.post("/iclock/cdata?SN=BIG0001&table=FOO", &body).await;
     assert_eq!(r.status, 413);
     assert_eq!(r.text(), "ERROR: body too large (limit 65536 bytes)");
-    assert_eq!(count_rows(&server.db_path(), "punches").await, 0);
-    assert_eq!(count_rows(&server.db_path(), "raw_uploads").await, 0);
+    assert_eq!(count_rows(server.db(), "punches").await, 0);
+    assert_eq!(count_rows(server.db(), "raw_uploads").await, 0);
 }
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn raw_quota_refuses_with_413_stores_nothing_and_resets_per_device_and_day
     let dir = tempfile::tempdir().unwrap();
     let server =
         Server::start(dir.path(), &[("ADMS_DEVICE_RAW_QUOTA_BYTES_PER_DAY", "1000"), ("ADMS_TEST_CLOCK", "true")]);
-    let db = server.db_path();
+    let db = server.db();
     let a = Device { server: &server, sn: "QRAW0001".into() };
     let b = Device { server: &server, sn: "QRAW0002".into() };
     let api = Api::login(&server).await;
@@ -138,12 +138,12 @@ async fn raw_quota_refuses_with_413_stores_nothing_and_resets_per_device_and_day
     // The same body again stores nothing new and is not charged again.
     let r = a.post(&unknown(&a), &raw_body(0, 600)).await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
-    assert_eq!(count_rows(&db, "raw_uploads").await, 1);
+    assert_eq!(count_rows(db, "raw_uploads").await, 1);
 
     let r = a.post(&unknown(&a), &raw_body(1, 600)).await;
     assert_eq!(r.status, 413);
     assert_eq!(r.text(), "ERROR: daily quota for raw uploads exceeded");
-    assert_eq!(count_rows(&db, "raw_uploads").await, 1, "nothing of the refused request stored");
+    assert_eq!(count_rows(db, "raw_uploads").await, 1, "nothing of the refused request stored");
     let r = a.post(&format!("/iclock/querydata?SN={}&type=tabledata&tablename=user", a.sn), &raw_body(2, 600)).await;
     assert_eq!(r.status, 413);
 
@@ -152,20 +152,20 @@ async fn raw_quota_refuses_with_413_stores_nothing_and_resets_per_device_and_day
     let operlog = format!("/iclock/cdata?SN={}&table=OPERLOG&Stamp=1", a.sn);
     let r = a.post(&operlog, records.as_bytes()).await;
     assert_eq!(r.status, 413, "{}", r.text());
-    assert_eq!(count_rows(&db, "device_records").await, 0);
+    assert_eq!(count_rows(db, "device_records").await, 0);
     // A body that also carries a user keeps the user (never limited) and drops the records.
     let mixed = format!("USER PIN=7\tName=Ann\tPri=0\n{records}");
     let r = a.post(&operlog, mixed.as_bytes()).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(count_rows(&db, "device_users").await, 1);
-    assert_eq!(count_rows(&db, "device_records").await, 0);
+    assert_eq!(count_rows(db, "device_users").await, 1);
+    assert_eq!(count_rows(db, "device_records").await, 0);
     // Punches are never limited.
     assert_eq!(a.attlog(b"7\t2026-11-20 08:00:00\t0\t1\t0\t0\t0\n").await.text(), "OK: 1");
 
     // Another device has its own quota.
     let r = b.post(&unknown(&b), &raw_body(3, 600)).await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
-    assert_eq!(count_rows(&db, "raw_uploads").await, 2);
+    assert_eq!(count_rows(db, "raw_uploads").await, 2);
     assert_eq!(quota_refusals(&api, "raw").await, 4);
     assert_eq!(quota_refusals(&api, "photo").await, 0);
 
@@ -173,7 +173,7 @@ async fn raw_quota_refuses_with_413_stores_nothing_and_resets_per_device_and_day
     api.advance_clock(86_400).await;
     let r = a.post(&unknown(&a), &raw_body(1, 600)).await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
-    assert_eq!(count_rows(&db, "raw_uploads").await, 3);
+    assert_eq!(count_rows(db, "raw_uploads").await, 3);
 }
 
 /// An `fdata` attendance photo body with `n` bytes of image.
@@ -188,7 +188,7 @@ async fn photo_quota_refuses_with_413_stores_nothing_and_resets_per_device_and_d
     let dir = tempfile::tempdir().unwrap();
     let server =
         Server::start(dir.path(), &[("ADMS_DEVICE_PHOTO_QUOTA_BYTES_PER_DAY", "100000"), ("ADMS_TEST_CLOCK", "true")]);
-    let db = server.db_path();
+    let db = server.db();
     let a = Device { server: &server, sn: "QPHO0001".into() };
     let b = Device { server: &server, sn: "QPHO0002".into() };
     let api = Api::login(&server).await;
@@ -196,11 +196,11 @@ async fn photo_quota_refuses_with_413_stores_nothing_and_resets_per_device_and_d
 
     let r = a.post(&fdata(&a), &photo_body(&a.sn, "20261120080000-1", 60_000)).await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
-    assert_eq!(count_rows(&db, "att_photos").await, 1);
+    assert_eq!(count_rows(db, "att_photos").await, 1);
     let r = a.post(&fdata(&a), &photo_body(&a.sn, "20261120080100-2", 60_000)).await;
     assert_eq!(r.status, 413);
     assert_eq!(r.text(), "ERROR: daily quota for photos exceeded");
-    assert_eq!(count_rows(&db, "att_photos").await, 1, "nothing of the refused request stored");
+    assert_eq!(count_rows(db, "att_photos").await, 1, "nothing of the refused request stored");
     // The ATTPHOTO table of cdata is the same quota.
     let r = a
         .post(&format!("/iclock/cdata?SN={}&table=ATTPHOTO", a.sn), &photo_body(&a.sn, "20261120080200-3", 60_000))
@@ -210,17 +210,17 @@ async fn photo_quota_refuses_with_413_stores_nothing_and_resets_per_device_and_d
     let userpic = format!("USERPIC PIN=7\tFileName=7.jpg\tSize=60000\tContent={}\n", "Q".repeat(60_000));
     let r = a.post(&format!("/iclock/cdata?SN={}&table=OPERLOG&Stamp=1", a.sn), userpic.as_bytes()).await;
     assert_eq!(r.status, 413, "{}", r.text());
-    assert_eq!(count_rows(&db, "user_photos").await, 0);
+    assert_eq!(count_rows(db, "user_photos").await, 0);
 
     let r = b.post(&fdata(&b), &photo_body(&b.sn, "20261120080000-1", 60_000)).await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
-    assert_eq!(count_rows(&db, "att_photos").await, 2);
+    assert_eq!(count_rows(db, "att_photos").await, 2);
     assert_eq!(quota_refusals(&api, "photo").await, 3);
 
     api.advance_clock(86_400).await;
     let r = a.post(&fdata(&a), &photo_body(&a.sn, "20261120080100-2", 60_000)).await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
-    assert_eq!(count_rows(&db, "att_photos").await, 3);
+    assert_eq!(count_rows(db, "att_photos").await, 3);
 }
 
 /// A declared length over the limit is refused before any part of a streamed ATTLOG commits.
@@ -233,5 +233,5 @@ async fn attlog_over_the_limit_stores_no_chunk() {
     let r = device.attlog(&body).await;
     assert_eq!(r.status, 413);
     assert_eq!(r.text(), "ERROR: body too large (limit 2000000 bytes)");
-    assert_eq!(count_rows(&server.db_path(), "punches").await, 0);
+    assert_eq!(count_rows(server.db(), "punches").await, 0);
 }

@@ -815,15 +815,8 @@ async fn a_roster_change_left_without_commands_reaches_the_terminal_after_a_rest
     server.stop();
 
     // The first transaction of a rename, committed; the process gone before the second.
-    {
-        use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(server.db_path()).connect().await.unwrap();
-        let changed = sqlx::query("UPDATE employees SET first_name = 'Annie' WHERE emp_code = '0077'")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(changed.rows_affected(), 1);
-    }
+    let changed = server.db().execute("UPDATE employees SET first_name = 'Annie' WHERE emp_code = '0077'", &[]).await;
+    assert_eq!(changed, 1);
 
     let server = Server::start(dir.path(), &[]);
     let gate = Device { server: &server, sn: "RSN0020".into() };

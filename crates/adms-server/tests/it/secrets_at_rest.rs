@@ -28,6 +28,7 @@ async fn setting(db: &Path, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn the_first_start_makes_a_private_key_file_and_every_file_is_private() {
+    crate::sqlite_only!("the key file and the modes of the database files");
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_adms-bridge"))
@@ -69,6 +70,7 @@ async fn the_first_start_makes_a_private_key_file_and_every_file_is_private() {
 
 #[tokio::test]
 async fn a_database_refuses_to_start_with_another_key_or_none() {
+    crate::sqlite_only!("the key file beside the database file");
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     Api::login(&server).await;
@@ -91,6 +93,7 @@ async fn a_database_refuses_to_start_with_another_key_or_none() {
 
 #[tokio::test]
 async fn rekey_moves_the_key_file_and_every_server_secret_to_the_new_key() {
+    crate::sqlite_only!("the key file beside the database file");
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     Api::login(&server).await;
@@ -171,6 +174,7 @@ async fn database_bytes(dir: &Path) -> Vec<u8> {
 
 #[tokio::test]
 async fn credentials_biometrics_and_personal_data_are_sealed_in_the_database_files() {
+    crate::sqlite_only!("the bytes of the database files, WAL checkpointed");
     use serde_json::json;
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);

@@ -13,14 +13,11 @@ const FORBIDDEN: &str = "You do not have permission to perform this action.";
 
 /// Runs the CLI against the server's database; stdin gets `input` when given.
 pub fn cli(server: &Server, args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> std::process::Output {
-    let db = format!("sqlite://{}/adms.db", server.dir.display());
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
+    let mut command = server.db().command();
     command
         .args(args)
-        .env("ADMS_DATABASE_URL", &db)
         .env("RUST_LOG", "warn")
         .env_remove("ADMS_USER_PASSWORD")
-        .env_remove("ADMS_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

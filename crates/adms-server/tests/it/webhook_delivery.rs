@@ -193,16 +193,15 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
     wait_for_ids(&receiver, 10, Some(&api)).await;
     check_invariants(&receiver.received(), 10);
     // Read the outbox itself: every delivery succeeded, after retrying through the outage.
-    use sqlx::ConnectOptions;
-    let mut db =
-        sqlx::sqlite::SqliteConnectOptions::new().filename(server.db_path()).read_only(true).connect().await.unwrap();
-    let (succeeded, min_attempts): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), MIN(d.attempt_count) FROM webhook_deliveries AS d \
-         JOIN webhook_events AS e ON e.id = d.event_row WHERE d.state = 'succeeded' AND e.event_type = 'attendance.punch'",
-    )
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
+    let (succeeded, min_attempts): (i64, i64) = server
+        .db()
+        .fetch_optional(
+            "SELECT COUNT(*), MIN(d.attempt_count) FROM webhook_deliveries AS d \
+             JOIN webhook_events AS e ON e.id = d.event_row WHERE d.state = 'succeeded' AND e.event_type = 'attendance.punch'",
+            &[],
+        )
+        .await
+        .expect("one row");
     assert_eq!(succeeded, 10);
     assert!(min_attempts >= 10, "retried through the outage ({min_attempts} attempts)");
 }

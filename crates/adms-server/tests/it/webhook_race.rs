@@ -16,8 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Bytes;
 use common::webhooks::{Received, Receiver, Reply, SECRET};
-use common::{Api, Device, Server, eventually};
-use sqlx::ConnectOptions;
+use common::{Api, Database, Device, Server, eventually};
 
 /// Punch requests, in arrival order, with the status each was (or will be) answered with.
 fn punches(receiver: &Receiver) -> Vec<(Received, u16)> {
@@ -25,27 +24,22 @@ fn punches(receiver: &Receiver) -> Vec<(Received, u16)> {
 }
 
 /// (delivery id, event id, state, accepted attempts as (worker, status, accepted)).
-async fn punch_deliveries(db: &std::path::Path) -> Vec<(i64, String, String)> {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.unwrap();
-    sqlx::query_as(
+async fn punch_deliveries(db: &Database) -> Vec<(i64, String, String)> {
+    db.fetch_all(
         "SELECT d.id, e.event_id, d.state FROM webhook_deliveries AS d JOIN webhook_events AS e ON e.id = d.event_row \
          WHERE e.event_type = 'attendance.punch' ORDER BY d.id",
+        &[],
     )
-    .fetch_all(&mut conn)
     .await
-    .unwrap()
 }
 
 /// Every attempt of a delivery: (worker, trigger, HTTP status, accepted), oldest first.
-async fn attempts(db: &std::path::Path, delivery_id: i64) -> Vec<(String, String, Option<i64>, bool)> {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.unwrap();
-    sqlx::query_as(
-        "SELECT worker, trigger_kind, http_status, accepted FROM webhook_attempts WHERE delivery_id = ? ORDER BY id",
+async fn attempts(db: &Database, delivery_id: i64) -> Vec<(String, String, Option<i64>, bool)> {
+    db.fetch_all(
+        "SELECT worker, trigger_kind, http_status, accepted FROM webhook_attempts WHERE delivery_id = $1 ORDER BY id",
+        &[delivery_id.into()],
     )
-    .bind(delivery_id)
-    .fetch_all(&mut conn)
     .await
-    .unwrap()
 }
 
 #[tokio::test]
@@ -78,29 +72,27 @@ async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is
 
     // B opens the same file while A holds the lease; its clock is moved past that lease.
     let b = Server::start(dir.path(), &env);
-    assert_eq!(a.db_path(), b.db_path());
+    assert_eq!(a.db().url(), b.db().url());
     let api_b = Api::login(&b).await;
     api_b.advance_clock(70).await;
     eventually("B sends the first punch again", async || punches(&receiver).len() >= 2).await;
     let first_id = punches(&receiver)[0].0.id.clone();
     assert_eq!(punches(&receiver)[1].0.id, first_id, "the same event, re-claimed by B");
-    let deliveries = punch_deliveries(&a.db_path()).await;
+    let deliveries = punch_deliveries(a.db()).await;
     let first_delivery = deliveries[0].0;
-    eventually("B's 200 completes the first delivery", async || {
-        punch_deliveries(&a.db_path()).await[0].2 == "succeeded"
-    })
-    .await;
-    assert_eq!(punch_deliveries(&a.db_path()).await[0].2, "succeeded", "B's 200 completed it");
+    eventually("B's 200 completes the first delivery", async || punch_deliveries(a.db()).await[0].2 == "succeeded")
+        .await;
+    assert_eq!(punch_deliveries(a.db()).await[0].2, "succeeded", "B's 200 completed it");
     // The clocks agree again; A's held request is answered 200 now, too late.
     api_a.advance_clock(70).await;
     receiver.release();
     let worker_a = format!("adms-bridge-{}", a.pid());
     let worker_b = format!("adms-bridge-{}", b.pid());
     eventually("A's late answer is recorded", async || {
-        attempts(&a.db_path(), first_delivery).await.iter().any(|t| t.0 == worker_a && !t.3)
+        attempts(a.db(), first_delivery).await.iter().any(|t| t.0 == worker_a && !t.3)
     })
     .await;
-    let history = attempts(&a.db_path(), first_delivery).await;
+    let history = attempts(a.db(), first_delivery).await;
     assert!(
         history
             .iter()
@@ -109,7 +101,7 @@ async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is
     );
     assert!(history.iter().any(|(_, trigger, _, ok)| trigger == "lease_expired" && *ok), "{history:?}");
     assert!(history.iter().any(|(w, _, status, ok)| *w == worker_b && *status == Some(200) && *ok), "{history:?}");
-    assert_eq!(punch_deliveries(&a.db_path()).await[0].2, "succeeded", "the refused report changed nothing");
+    assert_eq!(punch_deliveries(a.db()).await[0].2, "succeeded", "the refused report changed nothing");
 
     // A backlog through both processes (one device, alternating), both dispatching.
     let dev_b = Device { server: &b, sn: "RACE0001".into() };
@@ -122,7 +114,7 @@ async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is
         punches(&receiver).iter().filter(|(_, status)| *status == 200).map(|(r, _)| r.id.clone()).collect()
     };
     eventually("every punch is acknowledged and every delivery settled", async || {
-        let settled = punch_deliveries(&a.db_path()).await.iter().all(|d| d.2 == "succeeded");
+        let settled = punch_deliveries(a.db()).await.iter().all(|d| d.2 == "succeeded");
         if acknowledged().len() >= total && settled {
             return true;
         }
@@ -153,13 +145,13 @@ async fn two_processes_on_one_database_race_for_leases_and_a_stale_completion_is
     assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>(), "seq contiguous across both processes");
 
     // No delivery succeeded without a 2xx for its id; its accepted success is a 2xx attempt.
-    let deliveries = punch_deliveries(&a.db_path()).await;
+    let deliveries = punch_deliveries(a.db()).await;
     assert_eq!(deliveries.len(), total);
     let mut workers_that_succeeded = BTreeSet::new();
     for (id, event_id, state) in &deliveries {
         assert_eq!(state, "succeeded");
         assert!(acknowledged.contains(event_id), "{event_id} succeeded without a 2xx");
-        let history = attempts(&a.db_path(), *id).await;
+        let history = attempts(a.db(), *id).await;
         let (worker, _, status, _) = history.iter().rev().find(|t| t.3).expect("an accepted attempt");
         assert!(status.is_some_and(|s| (200..300).contains(&s)), "{event_id}: last accepted attempt {history:?}");
         workers_that_succeeded.insert(worker.clone());

@@ -9,17 +9,15 @@
 use crate::common;
 
 use common::webhooks::{Received, Receiver, SECRET};
-use common::{Api, Device, Server, start_failing};
-use sqlx::ConnectOptions;
+use common::{Api, Database, Device, Server, start_failing};
 use std::path::Path;
-use std::process::Command;
 
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const OTHER_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 
-async fn stored_secrets(db: &Path) -> Vec<String> {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.unwrap();
-    sqlx::query_scalar("SELECT secret FROM webhook_secrets ORDER BY id").fetch_all(&mut conn).await.unwrap()
+async fn stored_secrets(db: &Database) -> Vec<String> {
+    let rows: Vec<(String,)> = db.fetch_all("SELECT secret FROM webhook_secrets ORDER BY id", &[]).await;
+    rows.into_iter().map(|(secret,)| secret).collect()
 }
 
 /// Whether the request carries a valid signature made with `secret` (the independent library).
@@ -52,7 +50,7 @@ async fn with_a_master_key_secrets_are_sealed_at_rest_and_requests_still_verify(
     let api_secret = created["secret"].as_str().unwrap().to_owned();
     assert!(api_secret.starts_with("whsec_"), "shown once, at creation");
 
-    let rows = stored_secrets(&server.db_path()).await;
+    let rows = stored_secrets(server.db()).await;
     assert_eq!(rows.len(), 2);
     for row in &rows {
         assert!(row.starts_with("sealed:v1:"), "sealed at rest: {row}");
@@ -79,9 +77,7 @@ async fn with_a_master_key_secrets_are_sealed_at_rest_and_requests_still_verify(
         api.post_json(&format!("/api/v1/webhooks/endpoints/{uid}/rotate-secret"), &serde_json::json!({})).await;
     assert_eq!(status, 200);
     let new_secret = rotated["secret"].as_str().unwrap().to_owned();
-    assert!(
-        stored_secrets(&server.db_path()).await.iter().all(|s| s.starts_with("sealed:v1:") && !s.contains("whsec_"))
-    );
+    assert!(stored_secrets(server.db()).await.iter().all(|s| s.starts_with("sealed:v1:") && !s.contains("whsec_")));
     assert_eq!(dev.attlog(&attlog(1)).await.text(), "OK: 1");
     receiver.wait_for_n("attendance.punch", 4).await;
     let last_api = receiver.received().into_iter().rev().find(|r| r.path == "/api").unwrap();
@@ -90,7 +86,7 @@ async fn with_a_master_key_secrets_are_sealed_at_rest_and_requests_still_verify(
 
     // The same key and ADMS_WEBHOOK_SECRET again: recognised through the seal, no rotation.
     let mut server = Server::start(dir.path(), &env);
-    assert_eq!(stored_secrets(&server.db_path()).await.len(), 3, "no new secret row");
+    assert_eq!(stored_secrets(server.db()).await.len(), 3, "no new secret row");
     server.stop();
 
     // Without the key, or with another one, nothing could be signed: the start fails, saying why.
@@ -122,15 +118,11 @@ async fn plaintext_secrets_keep_working_and_are_sealed_once_a_key_is_configured(
     receiver.wait_for_n("attendance.punch", 1).await;
     server.stop();
     // A row as a version before sealing wrote it: the `whsec_` text itself.
-    {
-        let mut conn =
-            sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("adms.db")).connect().await.unwrap();
-        sqlx::query("UPDATE webhook_secrets SET secret = ?").bind(SECRET).execute(&mut conn).await.unwrap();
-    }
-    assert_eq!(stored_secrets(&dir.path().join("adms.db")).await, [SECRET]);
+    Database::of(dir.path()).execute("UPDATE webhook_secrets SET secret = $1", &[SECRET.into()]).await;
+    assert_eq!(stored_secrets(&Database::of(dir.path())).await, [SECRET]);
 
     let server = Server::start(dir.path(), &keyed_env);
-    let rows = stored_secrets(&server.db_path()).await;
+    let rows = stored_secrets(server.db()).await;
     assert_eq!(rows.len(), 1, "sealed in place, not rotated");
     assert!(rows[0].starts_with("sealed:v1:") && !rows[0].contains(&SECRET[6..]));
     let dev = Device { server: &server, sn: "SEAL0002".into() };
@@ -143,11 +135,9 @@ async fn plaintext_secrets_keep_working_and_are_sealed_once_a_key_is_configured(
 
 /// `adms-bridge secrets rekey` with ADMS_SECRET_KEY and ADMS_NEW_SECRET_KEY; (success, stdout, stderr).
 fn rekey(dir: &Path, current: Option<&str>, new: &str) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
+    let mut cmd = Database::of(dir).command();
     cmd.args(["secrets", "rekey"])
-        .env("ADMS_DATABASE_URL", format!("sqlite://{}/adms.db", dir.display()))
         .env("RUST_LOG", "warn")
-        .env_remove("ADMS_CONFIG")
         .env_remove("ADMS_SECRET_KEY")
         .env("ADMS_NEW_SECRET_KEY", new);
     if let Some(key) = current {
@@ -178,13 +168,13 @@ async fn rekey_moves_every_secret_to_the_new_master_key() {
     let env_a: Vec<(&str, &str)> = env_a.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut server = Server::start(dir.path(), &env_a);
     server.stop();
-    let before = stored_secrets(&dir.path().join("adms.db")).await;
+    let before = stored_secrets(&Database::of(dir.path())).await;
     assert_eq!(before.len(), 1);
 
     let (ok, stdout, stderr) = rekey(dir.path(), Some(KEY), OTHER_KEY);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("re-sealed 1 signing secrets (0 already"), "{stdout}");
-    let after = stored_secrets(&dir.path().join("adms.db")).await;
+    let after = stored_secrets(&Database::of(dir.path())).await;
     assert_eq!(after.len(), 1);
     assert!(after[0].starts_with("sealed:v1:") && after[0] != before[0] && !after[0].contains("whsec_"));
 
@@ -193,7 +183,7 @@ async fn rekey_moves_every_secret_to_the_new_master_key() {
     let env_b = with_key(OTHER_KEY);
     let env_b: Vec<(&str, &str)> = env_b.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut server = Server::start(dir.path(), &env_b);
-    assert_eq!(stored_secrets(&server.db_path()).await.len(), 1, "the same secret recognised, no rotation");
+    assert_eq!(stored_secrets(server.db()).await.len(), 1, "the same secret recognised, no rotation");
     let dev = Device { server: &server, sn: "REKEY001".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&attlog(0)).await.text(), "OK: 1");
@@ -207,7 +197,7 @@ async fn rekey_moves_every_secret_to_the_new_master_key() {
     let (ok, stdout, stderr) = rekey(dir.path(), Some(KEY), third);
     assert!(!ok, "a wrong current key is refused: {stdout}");
     assert!(stderr.contains("does not open"), "{stderr}");
-    assert_eq!(stored_secrets(&dir.path().join("adms.db")).await, after, "nothing changed");
+    assert_eq!(stored_secrets(&Database::of(dir.path())).await, after, "nothing changed");
     for text in [&stdout, &stderr] {
         assert!(!text.contains(KEY) && !text.contains(OTHER_KEY) && !text.contains(third) && !text.contains(SECRET));
     }

@@ -1,6 +1,9 @@
-//! Test harness: the real `adms-bridge` binary on 127.0.0.1:0 with a temp SQLite file, a raw
-//! HTTP/1.1 client for byte-exact device requests, and a JSON client for the API.
+//! Test harness: the real `adms-bridge` binary on 127.0.0.1:0 with a database per test folder
+//! (SQLite or PostgreSQL, see [`engine`]), a raw HTTP/1.1 client for byte-exact device
+//! requests, and a JSON client for the API.
 #![allow(dead_code)]
+
+pub mod database;
 
 pub mod webhooks;
 
@@ -12,6 +15,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub use database::{Database, Engine, engine};
+
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "correct horse";
 
@@ -20,21 +25,28 @@ pub struct Server {
     child: Child,
     pub addr: String,
     pub dir: PathBuf,
+    db: Database,
 }
 
 impl Server {
-    /// Starts the binary with its database in `dir`.
+    /// Starts the binary on the database of `dir` (a restart on the same `dir` finds its data).
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
         Server::start_together(dir, env, 1).pop().expect("one server")
     }
 
-    /// Starts `n` processes on the same database at the same moment (all spawned before any is
-    /// waited for), as replicas brought up together would be. Every process is owned by a
-    /// `Server` before any is waited for, so a failed start kills them all (none outlives the
-    /// test holding its stderr).
+    /// Starts `n` processes on the database of `dir` ([`Database::of`]) at the same moment (all
+    /// spawned before any is waited for), as replicas brought up together would be. Every
+    /// process is owned by a `Server` before any is waited for, so a failed start kills them all
+    /// (none outlives the test holding its stderr).
     pub fn start_together(dir: &Path, env: &[(&str, &str)], n: usize) -> Vec<Server> {
+        let db = Database::of(dir);
         let mut servers: Vec<Server> = (0..n)
-            .map(|_| Server { child: Server::spawn(dir, env), addr: String::new(), dir: dir.to_owned() })
+            .map(|_| Server {
+                child: Server::spawn(&db, env),
+                addr: String::new(),
+                dir: dir.to_owned(),
+                db: db.clone(),
+            })
             .collect();
         for server in &mut servers {
             server.addr = server.listening_address();
@@ -42,11 +54,9 @@ impl Server {
         servers
     }
 
-    fn spawn(dir: &Path, env: &[(&str, &str)]) -> Child {
-        let db = format!("sqlite://{}/adms.db", dir.display());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
+    fn spawn(db: &Database, env: &[(&str, &str)]) -> Child {
+        let mut cmd = db.command();
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
-            .env("ADMS_DATABASE_URL", &db)
             .env("ADMS_ADMIN_USER", ADMIN_USER)
             .env("ADMS_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("ADMS_TIME_ZONE", "UTC")
@@ -60,7 +70,6 @@ impl Server {
             // Webhook receivers in tests listen on 127.0.0.1, which the address policy refuses
             // unless listed. Set before the test's own env, so a test can take it away.
             .env("ADMS_WEBHOOK_ALLOW_LIST", "127.0.0.1/32")
-            .env_remove("ADMS_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -89,6 +98,12 @@ impl Server {
         self.child.id()
     }
 
+    /// The database it runs on.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The SQLite file, for the tests about the file itself ([`sqlite_only!`](crate::sqlite_only)).
     pub fn db_path(&self) -> PathBuf {
         self.dir.join("adms.db")
     }
@@ -135,14 +150,13 @@ pub async fn eventually(reason: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-/// Starts the binary expecting it to fail; returns what it wrote on stderr.
+/// Starts the binary on the database of `dir` expecting it to fail, without a master key unless
+/// `env` gives one; returns what it wrote on stderr.
 pub fn start_failing(dir: &Path, env: &[(&str, &str)]) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
+    let mut cmd = Database::of(dir).command();
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env("ADMS_DATABASE_URL", format!("sqlite://{}/adms.db", dir.display()))
         .env("ADMS_TIME_ZONE", "UTC")
         .env("RUST_LOG", "warn")
-        .env_remove("ADMS_CONFIG")
         .env_remove("ADMS_SECRET_KEY")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -343,11 +357,8 @@ pub const COUNTED_TABLES: [&str; 13] = [
     "att_photos",
 ];
 
-/// Rows in a table, read straight from the SQLite file.
-pub async fn count_rows(db: &Path, table: &str) -> i64 {
-    use sqlx::ConnectOptions;
-    let mut conn =
-        sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
+/// Rows in a table, read straight from the database.
+pub async fn count_rows(db: &Database, table: &str) -> i64 {
     let sql = match table {
         "devices" => "SELECT COUNT(*) FROM devices",
         "punches" => "SELECT COUNT(*) FROM punches",
@@ -364,21 +375,16 @@ pub async fn count_rows(db: &Path, table: &str) -> i64 {
         "att_photos" => "SELECT COUNT(*) FROM att_photos",
         other => panic!("unknown table {other}"),
     };
-    sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("count")
+    db.scalar_i64(sql, &[]).await
 }
 
 /// One stored device option (from an options dump, a registry body or an INFO result), read
-/// straight from the SQLite file; `None` when the device never sent that key.
-pub async fn device_option(db: &Path, sn: &str, key: &str) -> Option<String> {
-    use sqlx::ConnectOptions;
-    let mut conn =
-        sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true).connect().await.expect("open db");
-    sqlx::query_scalar(
-        "SELECT o.value FROM device_options AS o JOIN devices AS d ON d.id = o.device_id WHERE d.sn = ? AND o.key = ?",
+/// straight from the database; `None` when the device never sent that key.
+pub async fn device_option(db: &Database, sn: &str, key: &str) -> Option<String> {
+    db.fetch_optional::<(String,)>(
+        "SELECT o.value FROM device_options AS o JOIN devices AS d ON d.id = o.device_id WHERE d.sn = $1 AND o.key = $2",
+        &[sn.into(), key.into()],
     )
-    .bind(sn)
-    .bind(key)
-    .fetch_optional(&mut conn)
     .await
-    .expect("read option")
+    .map(|(value,)| value)
 }
