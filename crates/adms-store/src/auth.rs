@@ -407,33 +407,36 @@ dual! {
         username: &str,
         password_hash: &str,
     ) -> Result<(i64, bool), StoreError> {
-        let existing: Option<(i64, String)> = sqlx::query_as("SELECT id, password_hash FROM api_users WHERE username = $1")
-            .bind(username)
-            .fetch_optional(&mut *tx)
-            .await?;
-        match existing {
-            Some((id, hash)) if hash == password_hash => Ok((id, false)),
-            Some((id, _)) => {
-                sqlx::query("UPDATE api_users SET password_hash = $1, token_version = token_version + 1 WHERE id = $2")
-                    .bind(password_hash)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                dialect::revoke_sessions_in(tx, id, now_micros()).await?;
-                Ok((id, true))
-            }
-            None => {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO api_users (username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
-                )
+        // Inserted first when new; otherwise the row is read locked (PostgreSQL; SQLite's write
+        // transaction holds the database), so processes starting together with the same
+        // account take turns instead of failing on the unique name.
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO api_users (username, password_hash, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (username) DO NOTHING RETURNING id",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(now_micros())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = inserted {
+            return Ok((id, false));
+        }
+        let (id, hash): (i64, String) =
+            sqlx::query_as(concat!("SELECT id, password_hash FROM api_users WHERE username = $1", for_update!()))
                 .bind(username)
-                .bind(password_hash)
-                .bind(now_micros())
                 .fetch_one(&mut *tx)
                 .await?;
-                Ok((id, false))
-            }
+        if hash == password_hash {
+            return Ok((id, false));
         }
+        sqlx::query("UPDATE api_users SET password_hash = $1, token_version = token_version + 1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        dialect::revoke_sessions_in(tx, id, now_micros()).await?;
+        Ok((id, true))
     }
 
     /// Revokes every live session token of the account (integration keys are not tied to one).

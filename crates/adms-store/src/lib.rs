@@ -170,12 +170,12 @@ impl Store {
             .max_connections(options.max_connections)
             .min_connections(1)
             .acquire_timeout(backend::PG_ACQUIRE_TIMEOUT)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
         // sqlx's migrator holds a PostgreSQL advisory lock while it runs, so processes starting
         // together migrate one after another.
         sqlx::migrate!("../../migrations/postgres").run(&pool).await?;
-        let punch_writer = PunchWriter::start_postgres(pool.clone(), Arc::clone(&vault));
+        let punch_writer = PunchWriter::start_postgres(connect, Arc::clone(&vault));
         Ok(Store { db: Db::Postgres(PgDb { pool }), punch_writer, vault })
     }
 

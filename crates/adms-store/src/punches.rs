@@ -111,9 +111,12 @@ impl PunchWriter {
         PunchWriter::start(GroupWriter::Sqlite { conn, endpoints_seen: true }, vault)
     }
 
-    /// A writer taking a connection of `pool` for each group.
-    pub(crate) fn start_postgres(pool: sqlx::PgPool, vault: Arc<OnceLock<Vault>>) -> PunchWriter {
-        PunchWriter::start(GroupWriter::Postgres(pool), vault)
+    /// A writer with a PostgreSQL connection of its own, opened with `connect`.
+    pub(crate) fn start_postgres(
+        connect: sqlx::postgres::PgConnectOptions,
+        vault: Arc<OnceLock<Vault>>,
+    ) -> PunchWriter {
+        PunchWriter::start(GroupWriter::Postgres(crate::postgres::punch_writer::PgGroupWriter::new(connect)), vault)
     }
 
     fn start(writer: GroupWriter, vault: Arc<OnceLock<Vault>>) -> PunchWriter {
@@ -142,7 +145,7 @@ enum GroupWriter {
         /// `sqlite::punch_writer::commit_group`).
         endpoints_seen: bool,
     },
-    Postgres(sqlx::PgPool),
+    Postgres(crate::postgres::punch_writer::PgGroupWriter),
 }
 
 impl GroupWriter {
@@ -153,13 +156,16 @@ impl GroupWriter {
             GroupWriter::Sqlite { conn, endpoints_seen } => {
                 crate::sqlite::punch_writer::commit_group(conn, sealer, batches, endpoints_seen).await
             }
-            GroupWriter::Postgres(pool) => crate::postgres::punch_writer::commit_group(pool, sealer, batches).await,
+            GroupWriter::Postgres(writer) => writer.commit_group(sealer, batches).await,
         }
     }
 
     async fn close(self) {
-        if let GroupWriter::Sqlite { conn, .. } = self {
-            let _ = conn.close().await;
+        match self {
+            GroupWriter::Sqlite { conn, .. } => {
+                let _ = conn.close().await;
+            }
+            GroupWriter::Postgres(writer) => writer.close().await,
         }
     }
 }

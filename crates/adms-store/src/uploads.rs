@@ -370,7 +370,7 @@ impl Store {
             };
             let mut tx = db.begin().await?;
             let stored: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM raw_uploads WHERE sn = $1 AND endpoint = $2 AND table_name = $3 AND body_sha256 = $4",
+                "SELECT id FROM raw_uploads WHERE sn = $1 AND endpoint = $2 AND table_name = $3 AND body_sha256 = $4",
             )
             .bind(u.sn)
             .bind(u.endpoint)

@@ -1,21 +1,27 @@
-//! PostgreSQL's punch group writer: a pool connection per group, four statements and a commit.
+//! PostgreSQL's punch group writer: one connection kept by the writer, one statement per group.
 //!
-//! 1. The group's device rows are locked in id order (`FOR NO KEY UPDATE`: rows referencing a
+//! A group is written by [`WRITE_GROUP`], a single statement whose parts PostgreSQL runs as one:
+//! 1. the group's device rows are locked in id order (`FOR NO KEY UPDATE`: rows referencing a
 //!    device can still be inserted meanwhile), so two processes writing the same device take
-//!    turns and number its punches without gaps, and two groups sharing devices never deadlock. The same statement takes the endpoints lock in shared mode and
-//!    asks whether any webhook endpoint exists (see [`ENDPOINTS_LOCK`]).
-//! 2. The punches go in as one `INSERT … SELECT FROM unnest(arrays)`: new ones only (the natural
-//!    key decides), `seq` continuing the device's `last_seq` in upload order.
-//! 3. Their `attendance.punch` events (while an endpoint exists) as one more `unnest` insert; the
-//!    fan-out trigger adds the deliveries.
-//! 4. One `UPDATE` moves each device's `last_seq` (and ATTLOG stamp) forward.
+//!    turns and number its punches without gaps, and two groups sharing devices never deadlock;
+//!    the endpoints advisory lock is taken shared (see [`ENDPOINTS_LOCK`]);
+//! 2. the punches go in as one `INSERT … SELECT FROM unnest(arrays)`: new ones only (the natural
+//!    key decides; a re-sent punch inserts nothing and keeps its id and `seq`), `seq` continuing
+//!    the device's `last_seq` in upload order;
+//! 3. one `UPDATE` moves each device's `last_seq` (and ATTLOG stamp) forward.
 //!
-//! A re-sent punch inserts nothing and keeps its id and `seq`. Rejected lines, rare, are
-//! written one statement each.
+//! Without webhook endpoints (the common case) the statement runs on its own, in its implicit
+//! transaction: a group is **one** round trip, its commit included. Round trips, not rows, are
+//! what a group of small uploads costs (each wakes a PostgreSQL backend on a busy machine). It
+//! is safe because of the `punches_need_their_event` trigger: should an endpoint exist, the
+//! statement fails, and the group is written the general way: `BEGIN`, the endpoint check, the
+//! rejected lines, the same statement with the punches' event ids, their `attendance.punch`
+//! events as one more `unnest` insert (the fan-out trigger adds the deliveries), `COMMIT`.
 
 use std::collections::HashMap;
 
-use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions as _, Connection as _};
 
 use adms_vault::Sealer;
 
@@ -30,16 +36,27 @@ use crate::{StoreError, now_micros};
 /// and every later group sees it.
 pub(crate) const ENDPOINTS_LOCK: i64 = 0x6164_6d73_0001;
 
+/// The general path's first step: the device rows locked (as [`WRITE_GROUP`] locks them) and
+/// whether any endpoint exists, asked under the endpoints lock.
 const LOCK_DEVICES: &str = "\
 WITH locked AS (SELECT id FROM devices WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE)
 SELECT (SELECT count(*) FROM locked),
        pg_advisory_xact_lock_shared($2) IS NOT NULL
        AND EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)";
 
-const INSERT_PUNCHES: &str = "\
-WITH n AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
-                         $8::text[], $9::bigint[], $10::bigint[], $11::float8[], $12::text[], $13::bigint[], $14::text[])
+/// A group's punches and device updates in one statement (see the module documentation).
+/// `$1` the group's device ids, `$2` [`ENDPOINTS_LOCK`], `$3`–`$16` the punch columns,
+/// `$17`/`$18` the stamps reported (device id, stamp; in group order, a device's last wins).
+/// Returns each new punch's id, device, `seq` and event id.
+const WRITE_GROUP: &str = "\
+WITH locked AS (
+    SELECT d.id, d.last_seq FROM devices AS d
+    WHERE d.id = ANY($1) AND pg_advisory_xact_lock_shared($2) IS NOT NULL
+    ORDER BY d.id
+    FOR NO KEY UPDATE
+), n AS (
+    SELECT * FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[],
+                         $10::text[], $11::bigint[], $12::bigint[], $13::float8[], $14::text[], $15::bigint[], $16::text[])
         WITH ORDINALITY AS n (device_id, pin, local_time, state, verify, work_code, extra, time_zone, utc_time,
                               mask_flag, temperature, raw_line, received_at, event_id, ord)
 ), fresh AS (
@@ -47,16 +64,31 @@ WITH n AS (
     WHERE NOT EXISTS (SELECT 1 FROM punches AS p
                       WHERE p.local_time = n.local_time AND p.device_id = n.device_id AND p.pin = n.pin
                         AND p.state = n.state AND p.verify = n.verify AND p.work_code = n.work_code)
+), inserted AS (
+    INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, utc_time,
+                         mask_flag, temperature, raw_line, received_at, event_id)
+    SELECT f.device_id, l.last_seq + row_number() OVER (PARTITION BY f.device_id ORDER BY f.ord),
+           f.pin, f.local_time, f.state, f.verify, f.work_code, f.extra, f.time_zone, f.utc_time,
+           f.mask_flag, f.temperature, f.raw_line, f.received_at, f.event_id
+    FROM fresh AS f
+    JOIN locked AS l ON l.id = f.device_id
+    ORDER BY f.device_id, f.ord
+    RETURNING id, device_id, seq, event_id
+), stamps AS (
+    SELECT * FROM unnest($17::bigint[], $18::text[]) WITH ORDINALITY AS s (device_id, stamp, ord)
+), advanced AS (
+    UPDATE devices AS d
+    SET last_seq = GREATEST(d.last_seq, COALESCE((SELECT MAX(i.seq) FROM inserted AS i WHERE i.device_id = d.id), 0)),
+        attlog_stamp = COALESCE((SELECT s.stamp FROM stamps AS s WHERE s.device_id = d.id ORDER BY s.ord DESC LIMIT 1),
+                                d.attlog_stamp)
+    FROM locked AS l
+    WHERE d.id = l.id
+      AND (EXISTS (SELECT 1 FROM inserted AS i WHERE i.device_id = d.id)
+           OR EXISTS (SELECT 1 FROM stamps AS s WHERE s.device_id = d.id))
+    RETURNING d.id
 )
-INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, utc_time,
-                     mask_flag, temperature, raw_line, received_at, event_id)
-SELECT f.device_id, d.last_seq + row_number() OVER (PARTITION BY f.device_id ORDER BY f.ord),
-       f.pin, f.local_time, f.state, f.verify, f.work_code, f.extra, f.time_zone, f.utc_time,
-       f.mask_flag, f.temperature, f.raw_line, f.received_at, f.event_id
-FROM fresh AS f
-JOIN devices AS d ON d.id = f.device_id
-ORDER BY f.device_id, f.ord
-RETURNING id, device_id, seq, event_id";
+-- `advanced` runs though nothing reads it: PostgreSQL always runs a data-modifying WITH part.
+SELECT i.id, i.device_id, i.seq, i.event_id FROM inserted AS i";
 
 const INSERT_PUNCH_EVENTS: &str = "\
 INSERT INTO webhook_events (event_id, event_type, device_id, punch_id, seq, occurred_at, created_at, body)
@@ -67,91 +99,144 @@ WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)
 ORDER BY e.ord
 ON CONFLICT (event_id) DO NOTHING";
 
-const ADVANCE_DEVICES: &str = "\
-UPDATE devices AS d
-SET last_seq = GREATEST(d.last_seq, COALESCE(u.last_seq, 0)), attlog_stamp = COALESCE(u.stamp, d.attlog_stamp)
-FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u (id, last_seq, stamp)
-WHERE d.id = u.id";
+/// A new punch as [`WRITE_GROUP`] returns it: id, device, `seq`, event id.
+type NewRow = (i64, i64, i64, Option<String>);
 
-/// Writes the batches in one transaction. Returns the new punch rows and whether webhook
-/// events were made.
-pub(crate) async fn commit_group(
-    pool: &PgPool,
+/// The writer's side of PostgreSQL: a connection of its own (not the pool's, which closes
+/// without waiting for the writer), kept between groups and opened again after an error, and
+/// what the last group saw.
+pub(crate) struct PgGroupWriter {
+    connect: PgConnectOptions,
+    conn: Option<PgConnection>,
+    /// Whether the last group found a webhook endpoint: the next one then asks first.
+    endpoints_seen: bool,
+}
+
+impl PgGroupWriter {
+    pub(crate) fn new(connect: PgConnectOptions) -> PgGroupWriter {
+        PgGroupWriter { connect, conn: None, endpoints_seen: true }
+    }
+
+    /// Closes the connection (the writer is stopping).
+    pub(crate) async fn close(self) {
+        if let Some(conn) = self.conn {
+            let _ = conn.close().await;
+        }
+    }
+
+    /// Writes the batches in one transaction. Returns the new punch rows and whether webhook
+    /// events were made.
+    pub(crate) async fn commit_group(
+        &mut self,
+        sealer: Sealer<'_>,
+        batches: &[&PunchBatch],
+    ) -> Result<(u64, bool), StoreError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(self.connect.connect().await?),
+        };
+        let plain = batches.iter().all(|b| b.rejected.is_empty());
+        let written = if plain && !self.endpoints_seen {
+            match write_alone(conn, batches).await {
+                Ok(inserted) => Ok((inserted, false)),
+                Err(StoreError::Database(e)) if is_event_required(&e) => {
+                    tracing::debug!("a webhook endpoint appeared; writing the group with its events");
+                    write_checked(conn, sealer, batches).await
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            write_checked(conn, sealer, batches).await
+        };
+        match &written {
+            Ok((_, webhooks_on)) => self.endpoints_seen = *webhooks_on,
+            // The connection may be the cause (terminated, broken): the next group takes
+            // another. A transaction left open by a failure is rolled back when it goes.
+            Err(_) => self.conn = None,
+        }
+        written
+    }
+}
+
+/// Whether PostgreSQL refused a punch because it needs its webhook event.
+fn is_event_required(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.message().starts_with("punch_event_required"))
+}
+
+fn device_ids(batches: &[&PunchBatch]) -> Vec<i64> {
+    let mut ids: Vec<i64> = batches.iter().map(|b| b.device_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The common group: [`WRITE_GROUP`] alone, in its implicit transaction.
+async fn write_alone(conn: &mut sqlx::PgConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
+    let group = GroupPunches::new(batches, false);
+    Ok(write_group(conn, batches, &group).await?.len() as u64)
+}
+
+/// The general path: `BEGIN`, the endpoint check, rejected lines, the group with its events,
+/// `COMMIT`. Returns the new punch rows and whether events were made.
+async fn write_checked(
+    conn: &mut sqlx::PgConnection,
     sealer: Sealer<'_>,
     batches: &[&PunchBatch],
 ) -> Result<(u64, bool), StoreError> {
-    let mut device_ids: Vec<i64> = batches.iter().map(|b| b.device_id).collect();
-    device_ids.sort_unstable();
-    device_ids.dedup();
-
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let (_, webhooks_on): (i64, bool) =
-        sqlx::query_as(LOCK_DEVICES).bind(&device_ids).bind(ENDPOINTS_LOCK).fetch_one(&mut *tx).await?;
-
+        sqlx::query_as(LOCK_DEVICES).bind(device_ids(batches)).bind(ENDPOINTS_LOCK).fetch_one(&mut *tx).await?;
     for batch in batches {
         for r in &batch.rejected {
             insert_rejected(&mut tx, sealer, batch.device_id, r, batch.received_at).await?;
         }
     }
-
     let group = GroupPunches::new(batches, webhooks_on);
-    let mut new_rows: Vec<(i64, i64, i64, Option<String>)> = Vec::new();
-    if !group.sources.is_empty() {
-        let columns = Columns::of(&group);
-        new_rows = sqlx::query_as(INSERT_PUNCHES)
-            .bind(&columns.device_id)
-            .bind(&columns.pin)
-            .bind(&columns.local_time)
-            .bind(&columns.state)
-            .bind(&columns.verify)
-            .bind(&columns.work_code)
-            .bind(&columns.extra)
-            .bind(&columns.time_zone)
-            .bind(&columns.utc_time)
-            .bind(&columns.mask_flag)
-            .bind(&columns.temperature)
-            .bind(&columns.raw_line)
-            .bind(&columns.received_at)
-            .bind(&columns.event_id)
-            .fetch_all(&mut *tx)
-            .await?;
-    }
-
+    let new_rows = write_group(&mut tx, batches, &group).await?;
     if webhooks_on && !new_rows.is_empty() {
         insert_events(&mut tx, &group, &new_rows).await?;
     }
-
-    // Per device: the highest new seq, and the last stamp reported in the group.
-    let mut advance: HashMap<i64, (Option<i64>, Option<&str>)> = HashMap::new();
-    for (_, device_id, seq, _) in &new_rows {
-        let entry = advance.entry(*device_id).or_default();
-        entry.0 = Some(entry.0.map_or(*seq, |s| s.max(*seq)));
-    }
-    for batch in batches {
-        if let Some(stamp) = &batch.attlog_stamp {
-            advance.entry(batch.device_id).or_default().1 = Some(stamp);
-        }
-    }
-    if !advance.is_empty() {
-        let mut ids = Vec::with_capacity(advance.len());
-        let mut seqs = Vec::with_capacity(advance.len());
-        let mut stamps = Vec::with_capacity(advance.len());
-        for (id, (seq, stamp)) in advance {
-            ids.push(id);
-            seqs.push(seq);
-            stamps.push(stamp);
-        }
-        sqlx::query(ADVANCE_DEVICES).bind(ids).bind(seqs).bind(stamps).execute(&mut *tx).await?;
-    }
     tx.commit().await?;
     Ok((new_rows.len() as u64, webhooks_on))
+}
+
+/// [`WRITE_GROUP`] for the group's punches and its batches' stamps.
+async fn write_group(
+    conn: &mut sqlx::PgConnection,
+    batches: &[&PunchBatch],
+    group: &GroupPunches<'_>,
+) -> Result<Vec<NewRow>, StoreError> {
+    let columns = Columns::of(group);
+    let (stamp_devices, stamps): (Vec<i64>, Vec<&str>) =
+        batches.iter().filter_map(|b| Some((b.device_id, b.attlog_stamp.as_deref()?))).unzip();
+    Ok(sqlx::query_as(WRITE_GROUP)
+        .bind(device_ids(batches))
+        .bind(ENDPOINTS_LOCK)
+        .bind(&columns.device_id)
+        .bind(&columns.pin)
+        .bind(&columns.local_time)
+        .bind(&columns.state)
+        .bind(&columns.verify)
+        .bind(&columns.work_code)
+        .bind(&columns.extra)
+        .bind(&columns.time_zone)
+        .bind(&columns.utc_time)
+        .bind(&columns.mask_flag)
+        .bind(&columns.temperature)
+        .bind(&columns.raw_line)
+        .bind(&columns.received_at)
+        .bind(&columns.event_id)
+        .bind(stamp_devices)
+        .bind(stamps)
+        .fetch_all(&mut *conn)
+        .await?)
 }
 
 /// The events of the new punches, found by their event ids.
 async fn insert_events(
     tx: &mut sqlx::PgConnection,
     group: &GroupPunches<'_>,
-    new_rows: &[(i64, i64, i64, Option<String>)],
+    new_rows: &[NewRow],
 ) -> Result<(), StoreError> {
     let by_event_id: HashMap<&str, usize> =
         group.event_ids.iter().enumerate().filter_map(|(i, id)| Some((id.as_deref()?, i))).collect();
