@@ -32,6 +32,8 @@ const BATCHES_PER_GROUP: usize = 256;
 const ROWS_WORTH_WAITING_FOR: usize = 64;
 /// ...for this long at most (Tokio's timer rounds up to the millisecond).
 const MAX_GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+/// PostgreSQL punch writers committing groups side by side, each with a connection.
+const POSTGRES_WRITERS: usize = 4;
 
 /// One punch ready to store; built by the server from a parsed ATTLOG line.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -111,12 +113,18 @@ impl PunchWriter {
         PunchWriter::start(GroupWriter::Sqlite { conn, endpoints_seen: true }, vault)
     }
 
-    /// A writer with a PostgreSQL connection of its own, opened with `connect`.
+    /// [`POSTGRES_WRITERS`] writers, each with a PostgreSQL connection of its own opened with
+    /// `connect`, committing groups side by side.
     pub(crate) fn start_postgres(
         connect: sqlx::postgres::PgConnectOptions,
         vault: Arc<OnceLock<Vault>>,
     ) -> PunchWriter {
-        PunchWriter::start(GroupWriter::Postgres(crate::postgres::punch_writer::PgGroupWriter::new(connect)), vault)
+        let writers = (0..POSTGRES_WRITERS)
+            .map(|_| GroupWriter::Postgres(crate::postgres::punch_writer::PgGroupWriter::new(connect.clone())))
+            .collect();
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(run_side_by_side(writers, rx, vault));
+        PunchWriter { tx }
     }
 
     fn start(writer: GroupWriter, vault: Arc<OnceLock<Vault>>) -> PunchWriter {
@@ -170,7 +178,8 @@ impl GroupWriter {
     }
 }
 
-/// `vault` seals the rejected lines (see [`crate::sealed`]); it may be set after the writer started.
+/// One writer, one group at a time (SQLite: one writer is all the engine allows). `vault`
+/// seals the rejected lines (see [`crate::sealed`]); it may be set after the writer started.
 async fn run(mut writer: GroupWriter, mut rx: mpsc::Receiver<Job>, vault: Arc<OnceLock<Vault>>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCHES_PER_GROUP);
     // Batches the next group may wait for (see `gather`).
@@ -179,35 +188,94 @@ async fn run(mut writer: GroupWriter, mut rx: mpsc::Receiver<Job>, vault: Arc<On
         jobs.push(first);
         take_waiting(&mut rx, &mut jobs);
         gather(&mut rx, &mut jobs, expected).await;
-        let batches: Vec<&PunchBatch> = jobs.iter().map(|j| &j.batch).collect();
-        let sealer = Sealer(vault.get());
-        let committed = writer.commit(sealer, &batches).await;
+        let answered = jobs.len();
+        commit_and_answer(&mut writer, &vault, std::mem::take(&mut jobs)).await;
         // The devices answered now, and those whose requests arrived during the commit.
-        expected = (jobs.len() + rx.len()).min(BATCHES_PER_GROUP);
-        match committed {
-            Ok((inserted, made_events)) => {
-                tracing::debug!(batches = jobs.len(), inserted, "punch group committed");
-                let stored = Stored { made_events };
-                for job in jobs.drain(..) {
-                    let _ = job.done.send(Ok(stored));
-                }
+        expected = (answered + rx.len()).min(BATCHES_PER_GROUP);
+    }
+    writer.close().await;
+}
+
+/// Several writers, each with its own connection, committing groups side by side (PostgreSQL:
+/// a group's statement waits mostly for its commit's WAL flush, during which the others run,
+/// and concurrent commits share flushes). A group forms from what is waiting when a writer is
+/// free, so under load the groups grow by themselves. Two groups with batches of the same
+/// device take turns on its row (see `postgres::punch_writer`).
+async fn run_side_by_side(writers: Vec<GroupWriter>, mut rx: mpsc::Receiver<Job>, vault: Arc<OnceLock<Vault>>) {
+    let mut idle = writers;
+    let mut busy: tokio::task::JoinSet<GroupWriter> = tokio::task::JoinSet::new();
+    loop {
+        let Some(mut writer) = idle.pop() else {
+            match busy.join_next().await {
+                Some(Ok(writer)) => idle.push(writer),
+                Some(Err(error)) => tracing::error!(%error, "a punch group task failed"),
+                None => break,
             }
-            Err(error) => {
-                // One bad batch must not fail its neighbours: retry each on its own, so only
-                // the culprit's device gets an error (and resends).
-                tracing::warn!(%error, batches = jobs.len(), "punch group failed; retrying batches one by one");
-                for job in jobs.drain(..) {
-                    let result = writer.commit(sealer, &[&job.batch]).await;
-                    let result = result.map(|(_, made_events)| Stored { made_events }).map_err(|e| {
-                        tracing::error!(device_id = job.batch.device_id, error = %e, "punch batch failed");
-                        e
-                    });
-                    let _ = job.done.send(result);
+            continue;
+        };
+        let first = tokio::select! {
+            finished = busy.join_next(), if !busy.is_empty() => {
+                idle.push(writer);
+                match finished {
+                    Some(Ok(done)) => idle.push(done),
+                    Some(Err(error)) => tracing::error!(%error, "a punch group task failed"),
+                    None => {}
                 }
+                continue;
+            }
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => {
+                    idle.push(writer);
+                    break;
+                }
+            },
+        };
+        let mut jobs = vec![first];
+        take_waiting(&mut rx, &mut jobs);
+        let vault = Arc::clone(&vault);
+        busy.spawn(async move {
+            commit_and_answer(&mut writer, &vault, jobs).await;
+            writer
+        });
+    }
+    while let Some(done) = busy.join_next().await {
+        if let Ok(writer) = done {
+            idle.push(writer);
+        }
+    }
+    for writer in idle {
+        writer.close().await;
+    }
+}
+
+/// Commits the jobs' batches as one group and answers each job; when the group fails, each
+/// batch is retried on its own, so only the culprit's device gets an error (and resends).
+async fn commit_and_answer(writer: &mut GroupWriter, vault: &OnceLock<Vault>, mut jobs: Vec<Job>) {
+    let sealer = Sealer(vault.get());
+    let batches: Vec<&PunchBatch> = jobs.iter().map(|j| &j.batch).collect();
+    let committed = writer.commit(sealer, &batches).await;
+    drop(batches);
+    match committed {
+        Ok((inserted, made_events)) => {
+            tracing::debug!(batches = jobs.len(), inserted, "punch group committed");
+            let stored = Stored { made_events };
+            for job in jobs.drain(..) {
+                let _ = job.done.send(Ok(stored));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, batches = jobs.len(), "punch group failed; retrying batches one by one");
+            for job in jobs.drain(..) {
+                let result = writer.commit(sealer, &[&job.batch]).await;
+                let result = result.map(|(_, made_events)| Stored { made_events }).map_err(|e| {
+                    tracing::error!(device_id = job.batch.device_id, error = %e, "punch batch failed");
+                    e
+                });
+                let _ = job.done.send(result);
             }
         }
     }
-    writer.close().await;
 }
 
 /// Moves every job already in the channel into the group.

@@ -37,11 +37,14 @@ use crate::{StoreError, now_micros};
 pub(crate) const ENDPOINTS_LOCK: i64 = 0x6164_6d73_0001;
 
 /// The general path's first step: the device rows locked (as [`WRITE_GROUP`] locks them) and
-/// whether any endpoint exists, asked under the endpoints lock.
+/// whether any endpoint exists, asked under the endpoints lock; the transaction declares that
+/// its punches carry their events (what the `punches_need_their_event` trigger asks for while
+/// an endpoint exists).
 const LOCK_DEVICES: &str = "\
 WITH locked AS (SELECT id FROM devices WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE)
 SELECT (SELECT count(*) FROM locked),
        pg_advisory_xact_lock_shared($2) IS NOT NULL
+       AND set_config('adms.punch_events', 'on', true) = 'on'
        AND EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)";
 
 /// A group's punches and device updates in one statement (see the module documentation).
