@@ -120,7 +120,9 @@ impl PunchWriter {
         vault: Arc<OnceLock<Vault>>,
     ) -> PunchWriter {
         let writers = (0..POSTGRES_WRITERS)
-            .map(|_| GroupWriter::Postgres(crate::postgres::punch_writer::PgGroupWriter::new(connect.clone())))
+            .map(|_| {
+                GroupWriter::Postgres(Box::new(crate::postgres::punch_writer::PgGroupWriter::new(connect.clone())))
+            })
             .collect();
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(run_side_by_side(writers, rx, vault));
@@ -153,7 +155,7 @@ enum GroupWriter {
         /// `sqlite::punch_writer::commit_group`).
         endpoints_seen: bool,
     },
-    Postgres(crate::postgres::punch_writer::PgGroupWriter),
+    Postgres(Box<crate::postgres::punch_writer::PgGroupWriter>),
 }
 
 impl GroupWriter {
@@ -173,7 +175,7 @@ impl GroupWriter {
             GroupWriter::Sqlite { conn, .. } => {
                 let _ = conn.close().await;
             }
-            GroupWriter::Postgres(writer) => writer.close().await,
+            GroupWriter::Postgres(writer) => (*writer).close().await,
         }
     }
 }
