@@ -494,16 +494,28 @@ dual! {
         commands: &[NewCommand],
         now: i64,
     ) -> Result<Vec<Enqueued>, StoreError> {
+        // The devices whose de-duplicated commands are checked, locked first and in id order (as
+        // every transaction that locks several device rows takes them: no cycle of waits).
+        let mut deduped: Vec<i64> = commands.iter().filter(|c| c.dedupe_key.is_some()).map(|c| c.device_id).collect();
+        deduped.sort_unstable();
+        deduped.dedup();
+        if !deduped.is_empty() {
+            sqlx::query(concat!(
+                "SELECT id FROM devices WHERE ",
+                in_list!("id", "$1"),
+                " ORDER BY id",
+                for_no_key_update!()
+            ))
+            .bind(dialect::list_param(&deduped))
+            .execute(&mut *conn)
+            .await?;
+        }
         let mut out = Vec::with_capacity(commands.len());
         for c in commands {
             let text = c.command.encode().map_err(StoreError::InvalidCommand)?;
             let params = serde_json::to_string(&c.command).unwrap_or_default();
             let mut previous = None;
             if let Some(key) = &c.dedupe_key {
-                sqlx::query(concat!("SELECT id FROM devices WHERE id = $1", for_no_key_update!()))
-                    .bind(c.device_id)
-                    .execute(&mut *conn)
-                    .await?;
                 let queued: Option<(i64, String)> = sqlx::query_as(
                     "SELECT id, command FROM device_commands WHERE device_id = $1 AND dedupe_key = $2 AND state = 'queued'",
                 )

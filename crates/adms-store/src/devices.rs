@@ -355,6 +355,10 @@ impl Store {
             if activity.is_empty() {
                 return Ok(());
             }
+            // In id order, as every transaction that locks several device rows takes them (the
+            // punch writers above all): two of them never wait for each other in a cycle.
+            let mut activity: Vec<&DeviceActivity> = activity.iter().collect();
+            activity.sort_by_key(|a| a.device_id);
             let mut tx = db.begin().await?;
             for a in activity {
                 sqlx::query(
