@@ -583,6 +583,9 @@ impl ServerProcess {
                 .env("ADMS_ADMIN_PASSWORD", "bench-password")
                 .env("ADMS_TIME_ZONE", "UTC")
                 .env("ADMS_UNKNOWN_DEVICES", "auto")
+                // The webhook scenarios' receiver listens on loopback, which the address policy
+                // refuses unless listed.
+                .env("ADMS_WEBHOOK_ALLOW_LIST", "127.0.0.1/32")
                 .env("RUST_LOG", std::env::var("LOADGEN_SERVER_LOG").unwrap_or_else(|_| "error".into()))
                 .env_remove("ADMS_CONFIG");
             if limit_registrations {
