@@ -422,16 +422,29 @@ async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres
     }
 
     let now = now_micros();
+    // Every claimer waits here after its first non-empty claim, so the run is truly concurrent
+    // (no claimer drains the queue before another has started) whatever the scheduler does.
+    let all_started = std::sync::Arc::new(tokio::sync::Barrier::new(4));
     let mut claimers = Vec::new();
     for (name, handle) in [("a1", store.store()), ("a2", store.store()), ("b1", &other_process), ("b2", &other_process)]
     {
         let handle = handle.clone();
+        let all_started = all_started.clone();
         claimers.push(tokio::spawn(async move {
             let mut taken: Vec<(i64, Option<i64>, usize, String)> = Vec::new(); // delivery, batch, claim no., endpoint
             let mut idle = 0;
             let mut claim_no = 0;
+            let mut empty_before_first = 0;
             while idle < 3 {
                 let claimed = handle.claim_due_deliveries(name, now, 600_000_000, 7).await.unwrap();
+                if claimed.is_empty() && claim_no == 0 {
+                    // The others hold at most 3 × 7 of 301, waiting at the barrier: a claim that
+                    // finds nothing at all here would be a bug, not bad luck.
+                    empty_before_first += 1;
+                    assert!(empty_before_first < 1_000, "{name} never claimed anything");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 if claimed.is_empty() {
                     idle += 1;
                     tokio::task::yield_now().await;
@@ -440,6 +453,9 @@ async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres
                 idle = 0;
                 claim_no += 1;
                 taken.extend(claimed.iter().map(|c| (c.delivery_id, c.batch_row, claim_no, c.endpoint_uid.clone())));
+                if claim_no == 1 {
+                    all_started.wait().await;
+                }
             }
             (name, taken)
         }));
@@ -472,7 +488,7 @@ async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres
     assert_eq!(sizes[0], 2, "{sizes:?}");
     assert!(sizes[1..].iter().all(|n| *n == 4), "batch_max holds, batches are full: {sizes:?}");
     let claimers: std::collections::HashSet<&str> = claimed_by.values().copied().collect();
-    assert!(claimers.len() > 1, "the claims were spread: {claimers:?}");
+    assert_eq!(claimers.len(), 4, "every claimer took its share: {claimers:?}");
     assert!(store.claim_due_deliveries("late", now, 1_000_000, 100).await.unwrap().is_empty());
     other_process.close().await;
 }
