@@ -383,6 +383,10 @@ impl Run {
             println!("{figure}");
             ingest.push(figure);
         }
+        // Many terminals each sending a punch as it happens: every request a group of its own
+        // unless the writer merges them.
+        let many = Run { conns: MANY_DEVICES, ..self.clone() }.ingest(1).await?;
+        println!("{many}");
         let poll = self.poll(1000).await?;
         println!("{poll}");
         let trivial = self.trivial().await?;
@@ -418,6 +422,15 @@ impl Run {
                 acked(f)
             );
         }
+        println!(
+            "| {} | {:.0} {} | {:.0} % of limit | {} / {} |",
+            many.name,
+            many.rate,
+            many.unit,
+            100.0 * many.rate / limit.rate,
+            stored(&many),
+            acked(&many)
+        );
         println!("| {} | {:.0} {} | (yardstick) | |", trivial.name, trivial.rate, trivial.unit);
         println!(
             "| {} | {:.0} {} | {:.0} % of trivial | |",
@@ -429,6 +442,9 @@ impl Run {
         Ok(())
     }
 }
+
+/// Devices of the many-devices ingest scenario, one connection each.
+const MANY_DEVICES: usize = 1_000;
 
 fn stored(f: &Figure) -> u64 {
     f.stored.unwrap_or_default()

@@ -8,6 +8,9 @@ pub enum StoreError {
     Io(String, #[source] std::io::Error),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the SQLite punch writer's own connection (see `sqlite::punch_writer`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
@@ -67,6 +70,7 @@ impl StoreError {
             }
             StoreError::Database(sqlx::Error::RowNotFound) => ErrorKind::NotFound,
             StoreError::Database(_)
+            | StoreError::Sqlite(_)
             | StoreError::UnsupportedUrl(_)
             | StoreError::Io(..)
             | StoreError::Migration(_)

@@ -156,8 +156,12 @@ impl Store {
             .max_connections(2)
             .connect_with(connect.clone().synchronous(SqliteSynchronous::Normal))
             .await?;
-        let writer_conn = connect.connect().await?;
-        let punch_writer = PunchWriter::start_sqlite(writer_conn, Arc::clone(&vault));
+        let (path, in_memory) = (connect.get_filename().to_owned(), is_in_memory(url));
+        let punch_writer = PunchWriter::start_sqlite(
+            move || sqlite::punch_writer::SqliteGroupWriter::open(&path, in_memory, options.busy_timeout),
+            Arc::clone(&vault),
+        )
+        .await?;
         Ok(Store { db: Db::Sqlite(SqliteDb { pool, delivery_pool }), punch_writer, vault })
     }
 
@@ -227,12 +231,21 @@ pub enum Engine {
     Postgres,
 }
 
-/// The database file of a `sqlite:` URL; `None` for an in-memory database.
 /// The file of a `sqlite://PATH` URL (`None` for an in-memory database).
 pub fn database_path(url: &str) -> Option<&Path> {
+    if is_in_memory(url) {
+        return None;
+    }
     let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let path = path.split('?').next().unwrap_or_default();
     (!path.is_empty() && !path.starts_with(':')).then(|| Path::new(path))
+}
+
+/// Whether a `sqlite:` URL names an in-memory database (`sqlite::memory:`, `?mode=memory`).
+fn is_in_memory(url: &str) -> bool {
+    let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory")
 }
 
 /// Creates the database's folder (mode 0700) and, when missing, the database file itself

@@ -1,6 +1,6 @@
 //! The punch hot path: group commit, on either engine.
 //!
-//! Each device request becomes one [`PunchBatch`]. A single writer task takes every batch that
+//! Each device request becomes one [`PunchBatch`]. A writer takes every batch that
 //! is waiting, writes them all in **one** transaction, commits, and only then answers each
 //! caller. Requests arriving during a commit wait for the next one, so under load one commit
 //! (one `fsync`) covers many devices' requests, and no device is answered before its rows are
@@ -16,12 +16,13 @@
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
-use sqlx::{Connection, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use adms_vault::{Sealer, Vault};
 
 use crate::events::{EventDevice, PunchEvent, punch_event_id};
+use crate::postgres::punch_writer::PgGroupWriter;
+use crate::sqlite::punch_writer::SqliteGroupWriter;
 use crate::{StoreError, now_micros, sealed};
 
 /// Rows per INSERT statement, to bound the size of one parameter.
@@ -30,7 +31,7 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 2_000;
 const BATCHES_PER_GROUP: usize = 256;
 /// A group with fewer rows may wait for more batches (see `gather`)...
 const ROWS_WORTH_WAITING_FOR: usize = 64;
-/// ...for this long at most (Tokio's timer rounds up to the millisecond).
+/// ...for this long at most.
 const MAX_GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 /// PostgreSQL punch writers committing groups side by side, each with a connection.
 const POSTGRES_WRITERS: usize = 4;
@@ -93,11 +94,11 @@ pub struct Stored {
     pub made_events: bool,
 }
 
-/// Handle to the writer task. Cloning shares the task; it ends when every handle is dropped,
-/// after writing what was queued.
+/// Handle to the writer. Cloning shares it; the writer ends when every handle is dropped, after
+/// writing what was queued.
 #[derive(Debug, Clone)]
 pub struct PunchWriter {
-    tx: mpsc::Sender<Job>,
+    tx: flume::Sender<Job>,
 }
 
 impl std::fmt::Debug for Job {
@@ -106,11 +107,33 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// Queued batches at most; a request beyond waits for room (back-pressure on the devices).
+const QUEUED_BATCHES: usize = 4096;
+
 impl PunchWriter {
-    /// A writer owning `conn`, a SQLite connection of its own.
-    pub(crate) fn start_sqlite(conn: SqliteConnection, vault: Arc<OnceLock<Vault>>) -> PunchWriter {
-        // Until the first group tells otherwise, assume endpoints exist (the checked path).
-        PunchWriter::start(GroupWriter::Sqlite { conn, endpoints_seen: true }, vault)
+    /// The SQLite writer: a thread of its own, owning the connection `open` makes (on that
+    /// thread), so a group costs SQLite's work and nothing else: no hop to a driver's worker
+    /// thread per statement, no async runtime between the statements of a transaction.
+    pub(crate) async fn start_sqlite(
+        open: impl FnOnce() -> Result<SqliteGroupWriter, StoreError> + Send + 'static,
+        vault: Arc<OnceLock<Vault>>,
+    ) -> Result<PunchWriter, StoreError> {
+        let (tx, rx) = flume::bounded(QUEUED_BATCHES);
+        let (opened, wait_opened) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("adms-punch-writer".into())
+            .spawn(move || match open() {
+                Ok(writer) => {
+                    let _ = opened.send(Ok(()));
+                    run_on_thread(writer, rx, vault);
+                }
+                Err(error) => {
+                    let _ = opened.send(Err(error));
+                }
+            })
+            .map_err(|e| StoreError::Io("the punch writer thread".into(), e))?;
+        wait_opened.await.map_err(|_| StoreError::WriterStopped)??;
+        Ok(PunchWriter { tx })
     }
 
     /// [`POSTGRES_WRITERS`] writers, each with a PostgreSQL connection of its own opened with
@@ -119,26 +142,16 @@ impl PunchWriter {
         connect: sqlx::postgres::PgConnectOptions,
         vault: Arc<OnceLock<Vault>>,
     ) -> PunchWriter {
-        let writers = (0..POSTGRES_WRITERS)
-            .map(|_| {
-                GroupWriter::Postgres(Box::new(crate::postgres::punch_writer::PgGroupWriter::new(connect.clone())))
-            })
-            .collect();
-        let (tx, rx) = mpsc::channel(4096);
+        let writers = (0..POSTGRES_WRITERS).map(|_| PgGroupWriter::new(connect.clone())).collect();
+        let (tx, rx) = flume::bounded(QUEUED_BATCHES);
         tokio::spawn(run_side_by_side(writers, rx, vault));
-        PunchWriter { tx }
-    }
-
-    fn start(writer: GroupWriter, vault: Arc<OnceLock<Vault>>) -> PunchWriter {
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(writer, rx, vault));
         PunchWriter { tx }
     }
 
     /// Stores a batch; returns once it is committed (or failed).
     pub async fn write(&self, batch: PunchBatch) -> Result<Stored, StoreError> {
         let (done, wait) = oneshot::channel();
-        self.tx.send(Job { batch, done }).await.map_err(|_| StoreError::WriterStopped)?;
+        self.tx.send_async(Job { batch, done }).await.map_err(|_| StoreError::WriterStopped)?;
         match wait.await {
             Ok(Ok(stored)) => Ok(stored),
             Ok(Err(error)) => Err(error),
@@ -147,65 +160,40 @@ impl PunchWriter {
     }
 }
 
-/// What a group is written with.
-enum GroupWriter {
-    Sqlite {
-        conn: SqliteConnection,
-        /// What the last transaction saw; decides whether the next group asks first (see
-        /// `sqlite::punch_writer::commit_group`).
-        endpoints_seen: bool,
-    },
-    Postgres(Box<crate::postgres::punch_writer::PgGroupWriter>),
-}
-
-impl GroupWriter {
-    /// Writes the batches in one transaction: the new punch rows, and whether webhook events
-    /// were made (some endpoint existed).
-    async fn commit(&mut self, sealer: Sealer<'_>, batches: &[&PunchBatch]) -> Result<(u64, bool), StoreError> {
-        match self {
-            GroupWriter::Sqlite { conn, endpoints_seen } => {
-                crate::sqlite::punch_writer::commit_group(conn, sealer, batches, endpoints_seen).await
-            }
-            GroupWriter::Postgres(writer) => writer.commit_group(sealer, batches).await,
-        }
-    }
-
-    async fn close(self) {
-        match self {
-            GroupWriter::Sqlite { conn, .. } => {
-                let _ = conn.close().await;
-            }
-            GroupWriter::Postgres(writer) => (*writer).close().await,
-        }
-    }
-}
-
-/// One writer, one group at a time (SQLite: one writer is all the engine allows). `vault`
-/// seals the rejected lines (see [`crate::sealed`]); it may be set after the writer started.
-async fn run(mut writer: GroupWriter, mut rx: mpsc::Receiver<Job>, vault: Arc<OnceLock<Vault>>) {
+/// SQLite's one writer (one at a time is all the engine allows), on its own thread: takes what
+/// is waiting, lets a small group gather ([`gather`]), commits, answers. `vault` seals the
+/// rejected lines (see [`crate::sealed`]); it may be set after the writer started.
+fn run_on_thread(mut writer: SqliteGroupWriter, rx: flume::Receiver<Job>, vault: Arc<OnceLock<Vault>>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCHES_PER_GROUP);
     // Batches the next group may wait for (see `gather`).
     let mut expected = 0;
-    while let Some(first) = rx.recv().await {
+    while let Ok(first) = rx.recv() {
         jobs.push(first);
-        take_waiting(&mut rx, &mut jobs);
-        gather(&mut rx, &mut jobs, expected).await;
+        take_waiting(&rx, &mut jobs);
+        gather(&rx, &mut jobs, expected);
         let answered = jobs.len();
-        commit_and_answer(&mut writer, &vault, std::mem::take(&mut jobs)).await;
+        let sealer = Sealer(vault.get());
+        let mut group = std::mem::take(&mut jobs);
+        let committed = writer.commit_group(sealer, &batches_of(&group));
+        if let Some(failed) = answer(&mut group, committed) {
+            for job in failed {
+                let result = writer.commit_group(sealer, &[&job.batch]);
+                answer_one(job, result);
+            }
+        }
         // The devices answered now, and those whose requests arrived during the commit.
         expected = (answered + rx.len()).min(BATCHES_PER_GROUP);
     }
-    writer.close().await;
 }
 
-/// Several writers, each with its own connection, committing groups side by side (PostgreSQL:
-/// a group's statement waits mostly for its commit's WAL flush, during which the others run,
-/// and concurrent commits share flushes). A group forms from what is waiting when a writer is
+/// Several PostgreSQL writers, each with its own connection, committing groups side by side (a
+/// group's statement waits mostly for its commit's WAL flush, during which the others run, and
+/// concurrent commits share flushes). A group forms from what is waiting when a writer is
 /// free, so under load the groups grow by themselves. Two groups with batches of the same
 /// device take turns on its row (see `postgres::punch_writer`).
-async fn run_side_by_side(writers: Vec<GroupWriter>, mut rx: mpsc::Receiver<Job>, vault: Arc<OnceLock<Vault>>) {
+async fn run_side_by_side(writers: Vec<PgGroupWriter>, rx: flume::Receiver<Job>, vault: Arc<OnceLock<Vault>>) {
     let mut idle = writers;
-    let mut busy: tokio::task::JoinSet<GroupWriter> = tokio::task::JoinSet::new();
+    let mut busy: tokio::task::JoinSet<PgGroupWriter> = tokio::task::JoinSet::new();
     loop {
         let Some(mut writer) = idle.pop() else {
             match busy.join_next().await {
@@ -225,19 +213,26 @@ async fn run_side_by_side(writers: Vec<GroupWriter>, mut rx: mpsc::Receiver<Job>
                 }
                 continue;
             }
-            job = rx.recv() => match job {
-                Some(job) => job,
-                None => {
+            job = rx.recv_async() => match job {
+                Ok(job) => job,
+                Err(_) => {
                     idle.push(writer);
                     break;
                 }
             },
         };
         let mut jobs = vec![first];
-        take_waiting(&mut rx, &mut jobs);
+        take_waiting(&rx, &mut jobs);
         let vault = Arc::clone(&vault);
         busy.spawn(async move {
-            commit_and_answer(&mut writer, &vault, jobs).await;
+            let sealer = Sealer(vault.get());
+            let committed = writer.commit_group(sealer, &batches_of(&jobs)).await;
+            if let Some(failed) = answer(&mut jobs, committed) {
+                for job in failed {
+                    let result = writer.commit_group(sealer, &[&job.batch]).await;
+                    answer_one(job, result);
+                }
+            }
             writer
         });
     }
@@ -251,37 +246,38 @@ async fn run_side_by_side(writers: Vec<GroupWriter>, mut rx: mpsc::Receiver<Job>
     }
 }
 
-/// Commits the jobs' batches as one group and answers each job; when the group fails, each
-/// batch is retried on its own, so only the culprit's device gets an error (and resends).
-async fn commit_and_answer(writer: &mut GroupWriter, vault: &OnceLock<Vault>, mut jobs: Vec<Job>) {
-    let sealer = Sealer(vault.get());
-    let batches: Vec<&PunchBatch> = jobs.iter().map(|j| &j.batch).collect();
-    let committed = writer.commit(sealer, &batches).await;
-    drop(batches);
+fn batches_of(jobs: &[Job]) -> Vec<&PunchBatch> {
+    jobs.iter().map(|j| &j.batch).collect()
+}
+
+/// Answers every job of a committed group. A failed group is handed back, for each batch to be
+/// retried on its own, so only the culprit's device gets an error (and resends).
+fn answer(jobs: &mut Vec<Job>, committed: Result<(u64, bool), StoreError>) -> Option<Vec<Job>> {
     match committed {
         Ok((inserted, made_events)) => {
             tracing::debug!(batches = jobs.len(), inserted, "punch group committed");
-            let stored = Stored { made_events };
             for job in jobs.drain(..) {
-                let _ = job.done.send(Ok(stored));
+                let _ = job.done.send(Ok(Stored { made_events }));
             }
+            None
         }
         Err(error) => {
             tracing::warn!(%error, batches = jobs.len(), "punch group failed; retrying batches one by one");
-            for job in jobs.drain(..) {
-                let result = writer.commit(sealer, &[&job.batch]).await;
-                let result = result.map(|(_, made_events)| Stored { made_events }).map_err(|e| {
-                    tracing::error!(device_id = job.batch.device_id, error = %e, "punch batch failed");
-                    e
-                });
-                let _ = job.done.send(result);
-            }
+            Some(std::mem::take(jobs))
         }
     }
 }
 
+/// Answers a batch retried on its own.
+fn answer_one(job: Job, result: Result<(u64, bool), StoreError>) {
+    let result = result.map(|(_, made_events)| Stored { made_events }).inspect_err(|e| {
+        tracing::error!(device_id = job.batch.device_id, error = %e, "punch batch failed");
+    });
+    let _ = job.done.send(result);
+}
+
 /// Moves every job already in the channel into the group.
-fn take_waiting(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+fn take_waiting(rx: &flume::Receiver<Job>, jobs: &mut Vec<Job>) {
     while jobs.len() < BATCHES_PER_GROUP {
         match rx.try_recv() {
             Ok(job) => jobs.push(job),
@@ -301,23 +297,16 @@ fn take_waiting(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
 /// groups merge into one of N, and one `fsync` covers twice the rows. A device that stopped
 /// sending costs one wait; the next group expects only those that came. Large groups (a
 /// backlog in 128-line uploads) never wait: their rows cost more than a commit.
-async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected: usize) {
+fn gather(rx: &flume::Receiver<Job>, jobs: &mut Vec<Job>, expected: usize) {
     let rows = |jobs: &[Job]| jobs.iter().map(|j| j.batch.punches.len()).sum::<usize>();
-    if jobs.len() >= expected || rows(jobs) >= ROWS_WORTH_WAITING_FOR {
-        return;
-    }
-    let deadline = tokio::time::sleep(MAX_GATHER_WAIT);
-    tokio::pin!(deadline);
+    let deadline = std::time::Instant::now() + MAX_GATHER_WAIT;
     while jobs.len() < expected && rows(jobs) < ROWS_WORTH_WAITING_FOR {
-        tokio::select! {
-            job = rx.recv() => match job {
-                Some(job) => {
-                    jobs.push(job);
-                    take_waiting(rx, jobs);
-                }
-                None => return,
-            },
-            () = &mut deadline => return,
+        match rx.recv_deadline(deadline) {
+            Ok(job) => {
+                jobs.push(job);
+                take_waiting(rx, jobs);
+            }
+            Err(_) => return,
         }
     }
 }
@@ -376,9 +365,24 @@ pub(crate) fn punch_event<'a>(batch: &'a PunchBatch, p: &'a NewPunch, event_id: 
     }
 }
 
+/// Stores a rejected line (`$1`–`$8`: device, table, line number, sealed raw bytes, their
+/// digest, reason, received at twice); a re-sent identical line only bumps its counter.
+pub(crate) const INSERT_REJECTED_LINE: &str = "\
+INSERT INTO rejected_lines (device_id, table_name, line_no, raw, raw_sha256, reason, first_seen_at, last_seen_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (device_id, table_name, raw_sha256) DO UPDATE SET seen_count = rejected_lines.seen_count + 1,
+    last_seen_at = excluded.last_seen_at";
+
+/// A rejected line as stored: sealed (it may be a user line with a password or card), and the
+/// keyed digest that recognises it when it is sent again.
+pub(crate) fn sealed_rejected_line(sealer: Sealer<'_>, device_id: i64, r: &RejectedLine) -> (Vec<u8>, [u8; 32]) {
+    let digest = sealer.digest(sealed::REJECTED_RAW.kind, &r.raw);
+    let prefix = format!("{device_id}/{}", r.table);
+    (sealer.seal_bytes(sealed::REJECTED_RAW.kind, &sealed::digest_record(&prefix, &digest), &r.raw), digest)
+}
+
 dual! {
-    /// Stores a rejected line, sealed (it may be a user line with a password or card); a re-sent
-    /// identical line only bumps its counter.
+    /// Stores a rejected line ([`INSERT_REJECTED_LINE`]).
     pub(crate) async fn insert_rejected(
         conn: &mut Conn,
         sealer: Sealer<'_>,
@@ -386,24 +390,18 @@ dual! {
         r: &RejectedLine,
         received_at: i64,
     ) -> Result<(), StoreError> {
-        let digest = sealer.digest(sealed::REJECTED_RAW.kind, &r.raw);
-        let prefix = format!("{device_id}/{}", r.table);
-        sqlx::query(
-            "INSERT INTO rejected_lines (device_id, table_name, line_no, raw, raw_sha256, reason, first_seen_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (device_id, table_name, raw_sha256) DO UPDATE SET seen_count = rejected_lines.seen_count + 1, \
-             last_seen_at = excluded.last_seen_at",
-        )
-        .bind(device_id)
-        .bind(r.table)
-        .bind(i64::from(r.line_no))
-        .bind(sealer.seal_bytes(sealed::REJECTED_RAW.kind, &sealed::digest_record(&prefix, &digest), &r.raw))
-        .bind(&digest[..])
-        .bind(r.reason)
-        .bind(received_at)
-        .bind(received_at)
-        .execute(conn)
-        .await?;
+        let (raw, digest) = sealed_rejected_line(sealer, device_id, r);
+        sqlx::query(INSERT_REJECTED_LINE)
+            .bind(device_id)
+            .bind(r.table)
+            .bind(i64::from(r.line_no))
+            .bind(raw)
+            .bind(&digest[..])
+            .bind(r.reason)
+            .bind(received_at)
+            .bind(received_at)
+            .execute(conn)
+            .await?;
         Ok(())
     }
 }

@@ -1,165 +1,249 @@
-//! SQLite's punch group writer: one dedicated connection, one `BEGIN IMMEDIATE` per group.
+//! SQLite's punch group writer: a thread of its own owning one connection (rusqlite, on the
+//! same bundled SQLite as sqlx), one `BEGIN IMMEDIATE` per group.
+//!
+//! The writer runs on its own OS thread (see `PunchWriter::start_sqlite`) because a group is
+//! SQLite's work and little else: through sqlx, every statement of a transaction was a hop to
+//! the driver's worker thread and back through the async runtime, about half of what a 1-line
+//! upload cost. Here a group is a few `sqlite3_step` calls on cached statements.
 //!
 //! Punches travel to SQLite as one JSON array bound as a single parameter and unpacked with
 //! `jsonb_each` (each row is then read as JSONB, without re-parsing its text), so a group of any
 //! size is one static, fully parameterised INSERT. The writer does not wait for groups to fill:
 //! it commits what is waiting, and the next group gathers during that commit; only a small
-//! group waits, at most a millisecond, for the devices the last commit answered. Without webhook
-//! endpoints a group is one round trip to SQLite's thread (see [`commit_group`]). `seq` is
+//! group waits, at most a millisecond, for the devices the last commit answered. `seq` is
 //! assigned in the same statement from the device's `last_seq`, in upload order, without gaps
 //! (a trigger advances `last_seq`); SQLite's single writer makes that safe across processes.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
 
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use adms_vault::Sealer;
 
 use crate::StoreError;
 use crate::now_micros;
-use crate::punches::sqlite::insert_rejected;
-use crate::punches::{GroupPunches, PunchBatch, ROWS_PER_STATEMENT, punch_event};
+use crate::punches::{
+    GroupPunches, INSERT_REJECTED_LINE, PunchBatch, ROWS_PER_STATEMENT, RejectedLine, punch_event, sealed_rejected_line,
+};
 
-/// Commits every batch that was waiting when the writer got to them, in one transaction.
-///
-/// While it commits, the next group gathers in the channel, so under load the groups grow by
-/// themselves (and [`gather`] merges small ones).
-///
-/// The common group (new punches only, no webhook endpoint at the last commit) is **one** round
-/// trip to SQLite's thread: `BEGIN IMMEDIATE; INSERT …; COMMIT`, with the cheap insert of
-/// [`BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT`]. Should a punch be stored already (a re-sent
-/// batch), the natural key's unique index fails that insert; should an endpoint have appeared
-/// since, the `punches_need_their_event` trigger does. Either way the group is rolled back and
-/// written again by [`commit_checked`], which asks for endpoints first and skips stored punches.
-pub(crate) async fn commit_group(
-    conn: &mut SqliteConnection,
-    sealer: Sealer<'_>,
-    batches: &[&PunchBatch],
-    endpoints_seen: &mut bool,
-) -> Result<(u64, bool), StoreError> {
-    let plain = batches.iter().all(|b| b.rejected.is_empty());
-    if plain && !*endpoints_seen {
-        let group = GroupPunches::new(batches, false);
-        if group.sources.len() <= ROWS_PER_STATEMENT {
-            let json = rows_json(&rows(&group));
-            // Terminals report a new ATTLOG stamp with most uploads: recorded in the same round
-            // trip, so such uploads stay on the cheap path.
-            let stamps: Vec<(i64, &str)> =
-                batches.iter().filter_map(|b| Some((b.device_id, b.attlog_stamp.as_deref()?))).collect();
-            // Every punch was inserted, or the statement failed (see the statement).
-            let committed = if stamps.is_empty() {
-                sqlx::query(BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT).bind(json).execute(&mut *conn).await
-            } else {
-                let stamps = serde_json::to_string(&stamps).unwrap_or_else(|_| "[]".into());
-                sqlx::query(BEGIN_INSERT_NEW_PUNCHES_STAMPS_AND_COMMIT)
-                    .bind(json)
-                    .bind(stamps)
-                    .execute(&mut *conn)
-                    .await
-            };
-            match committed {
-                Ok(_) => return Ok((group.sources.len() as u64, false)),
-                Err(error) => {
-                    rollback(conn).await;
-                    if is_event_required(&error) {
+/// Prepared statements kept by the writer's connection (every statement below, with room).
+const STATEMENT_CACHE: usize = 32;
+
+/// The writer's side of SQLite: its connection, and what the last group saw.
+pub(crate) struct SqliteGroupWriter {
+    conn: Connection,
+    /// Whether the last transaction found a webhook endpoint: the next group then asks first
+    /// (see [`SqliteGroupWriter::commit_group`]).
+    endpoints_seen: bool,
+}
+
+impl SqliteGroupWriter {
+    /// Opens the database file at `path` (which the pool created and migrated), or the shared
+    /// in-memory database sqlx named `path`, with the settings of the pool's connections:
+    /// `synchronous=FULL` (a device is told `OK` only once its rows survive a power loss),
+    /// foreign keys, `secure_delete`, the busy timeout.
+    pub(crate) fn open(path: &Path, in_memory: bool, busy_timeout: Duration) -> Result<SqliteGroupWriter, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = if in_memory {
+            // sqlx names `sqlite::memory:` databases `file:sqlx-in-memory-N`, and opens a named
+            // one (`sqlite:NAME?mode=memory`) by its name; both with a shared cache.
+            let name = path.display().to_string();
+            let name = if name.starts_with("file:") { name } else { format!("file:{name}") };
+            let uri = format!("{name}?mode=memory&cache=shared");
+            Connection::open_with_flags(
+                uri,
+                flags | OpenFlags::SQLITE_OPEN_MEMORY | OpenFlags::SQLITE_OPEN_SHARED_CACHE,
+            )?
+        } else {
+            Connection::open_with_flags(path, flags)?
+        };
+        conn.busy_timeout(busy_timeout)?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Until the first group tells otherwise, assume endpoints exist (the checked path).
+        Ok(SqliteGroupWriter { conn, endpoints_seen: true })
+    }
+
+    /// Commits every batch that was waiting when the writer got to them, in one transaction.
+    ///
+    /// The common group (new punches only, no webhook endpoint at the last commit) is
+    /// `BEGIN IMMEDIATE`, the cheap insert of [`INSERT_NEW_PUNCHES`], the stamps, `COMMIT`.
+    /// Should a punch be stored already (a re-sent batch), the natural key's unique index fails
+    /// that insert; should an endpoint have appeared since, the `punches_need_their_event`
+    /// trigger does. Either way the group is rolled back and written again by
+    /// [`Self::commit_checked`], which asks for endpoints first and skips stored punches.
+    pub(crate) fn commit_group(
+        &mut self,
+        sealer: Sealer<'_>,
+        batches: &[&PunchBatch],
+    ) -> Result<(u64, bool), StoreError> {
+        let plain = batches.iter().all(|b| b.rejected.is_empty());
+        if plain && !self.endpoints_seen {
+            let group = GroupPunches::new(batches, false);
+            if group.sources.len() <= ROWS_PER_STATEMENT {
+                match self.commit_new_punches(batches, &group) {
+                    Ok(()) => return Ok((group.sources.len() as u64, false)),
+                    Err(error) if is_event_required(&error) => {
                         tracing::debug!("a webhook endpoint appeared; writing the group with its events");
-                    } else if is_stored_already(&error) {
-                        tracing::debug!("the group re-sends stored punches; writing only the new ones");
-                    } else {
-                        return Err(error.into());
                     }
+                    Err(error) if is_stored_already(&error) => {
+                        tracing::debug!("the group re-sends stored punches; writing only the new ones");
+                    }
+                    Err(error) => return Err(error.into()),
                 }
             }
         }
+        let (inserted, webhooks_on) = self.commit_checked(sealer, batches)?;
+        self.endpoints_seen = webhooks_on;
+        Ok((inserted, webhooks_on))
     }
-    let (inserted, webhooks_on) = commit_checked(conn, sealer, batches).await?;
-    *endpoints_seen = webhooks_on;
-    Ok((inserted, webhooks_on))
+
+    /// The cheap path: every punch new, no endpoint. The transaction rolls back when dropped
+    /// on an error.
+    fn commit_new_punches(&mut self, batches: &[&PunchBatch], group: &GroupPunches<'_>) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached(INSERT_NEW_PUNCHES)?.execute([rows_json(&rows(group))])?;
+        // Terminals report a new ATTLOG stamp with most uploads: recorded in the same
+        // transaction, so such uploads stay on the cheap path.
+        let stamps: Vec<(i64, &str)> =
+            batches.iter().filter_map(|b| Some((b.device_id, b.attlog_stamp.as_deref()?))).collect();
+        if !stamps.is_empty() {
+            let stamps = serde_json::to_string(&stamps).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(UPDATE_STAMPS)?.execute([stamps])?;
+        }
+        tx.commit()
+    }
+
+    /// The general path: `BEGIN IMMEDIATE` with the endpoint check, then every statement the
+    /// batches need, `COMMIT`. Returns the new punch rows and whether an endpoint existed
+    /// (asked inside the transaction, so an endpoint created by another process is either seen
+    /// here or created after this commit).
+    fn commit_checked(&mut self, sealer: Sealer<'_>, batches: &[&PunchBatch]) -> Result<(u64, bool), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let webhooks_on: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)")?
+            .query_row([], |row| row.get(0))?;
+        let inserted = write_batches(&tx, sealer, batches, webhooks_on)?;
+        tx.commit()?;
+        Ok((inserted, webhooks_on))
+    }
 }
 
 /// Whether the natural key refused a punch: it is stored already.
-fn is_stored_already(error: &sqlx::Error) -> bool {
-    error.as_database_error().is_some_and(|e| e.is_unique_violation())
+fn is_stored_already(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error().map(|e| e.extended_code),
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+    )
 }
 
 /// Whether SQLite refused a punch because it needs its webhook event (migration 0009).
-fn is_event_required(error: &sqlx::Error) -> bool {
-    error.as_database_error().is_some_and(|e| e.message().starts_with("punch_event_required"))
+fn is_event_required(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(_, Some(message)) if message.starts_with("punch_event_required"))
 }
 
-/// The general path: `BEGIN IMMEDIATE` with the endpoint check, every statement the batches
-/// need, and the last one sent together with `COMMIT`. Returns the new punch rows and whether
-/// an endpoint existed.
+/// Stores a rejected line ([`INSERT_REJECTED_LINE`]).
+fn insert_rejected(
+    tx: &Connection,
+    sealer: Sealer<'_>,
+    device_id: i64,
+    r: &RejectedLine,
+    received_at: i64,
+) -> rusqlite::Result<()> {
+    let (raw, digest) = sealed_rejected_line(sealer, device_id, r);
+    tx.prepare_cached(INSERT_REJECTED_LINE)?.execute(rusqlite::params![
+        device_id,
+        r.table,
+        r.line_no,
+        raw,
+        &digest[..],
+        r.reason,
+        received_at,
+        received_at
+    ])?;
+    Ok(())
+}
+
+/// Writes every batch inside the caller's transaction; returns the number of new punch rows.
 ///
-/// sqlx's `Transaction` is not used because it cannot send `BEGIN` or `COMMIT` with another
-/// statement; [`rollback`] ends the transaction on every error path.
-async fn commit_checked(
-    conn: &mut SqliteConnection,
+/// New punches also get their `attendance.punch` webhook event in the same transaction (and,
+/// through the fan-out trigger, one delivery per matching endpoint), so a device is answered
+/// only once its punches *and* their outbox rows are durable. Events are made only while some
+/// endpoint exists (`webhooks_on`).
+fn write_batches(
+    tx: &Connection,
     sealer: Sealer<'_>,
     batches: &[&PunchBatch],
-) -> Result<(u64, bool), StoreError> {
-    let webhooks_on = begin(conn).await?;
-    let written = write_batches(conn, sealer, batches, webhooks_on).await;
-    Ok((finish(conn, written).await?, webhooks_on))
-}
-
-/// `BEGIN IMMEDIATE`, and whether any endpoint exists to make events for (asked inside the
-/// transaction, so an endpoint created by another process is either seen here or created after
-/// this commit).
-async fn begin(conn: &mut SqliteConnection) -> Result<bool, StoreError> {
-    let webhooks_on =
-        sqlx::query_scalar("BEGIN IMMEDIATE; SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)")
-            .fetch_one(&mut *conn)
-            .await;
-    if webhooks_on.is_err() {
-        rollback(conn).await;
-    }
-    Ok(webhooks_on?)
-}
-
-/// Runs the group's last statement with `COMMIT` (or `COMMIT` alone), or rolls back when
-/// writing failed. Returns the number of new punch rows.
-async fn finish(conn: &mut SqliteConnection, written: Result<Written, StoreError>) -> Result<u64, StoreError> {
-    let committed = match written {
-        Ok(Written { inserted, last: None }) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| inserted),
-        Ok(Written { inserted, last: Some((sql, json)) }) => {
-            // sqlx adds up SQLite's change count after each statement, and `COMMIT` does not
-            // reset it: the INSERT's rows are counted twice. Event rows are not punches.
-            let punches = |done: sqlx::sqlite::SqliteQueryResult| {
-                if sql == INSERT_PUNCHES_AND_COMMIT { done.rows_affected() / 2 } else { 0 }
-            };
-            sqlx::query(sql).bind(json).execute(&mut *conn).await.map(|done| inserted + punches(done))
+    webhooks_on: bool,
+) -> Result<u64, StoreError> {
+    for batch in batches {
+        for r in &batch.rejected {
+            insert_rejected(tx, sealer, batch.device_id, r, batch.received_at)?;
         }
-        Err(error) => {
-            rollback(conn).await;
-            return Err(error);
+        if let Some(stamp) = &batch.attlog_stamp {
+            tx.prepare_cached("UPDATE devices SET attlog_stamp = ?1 WHERE id = ?2")?
+                .execute(rusqlite::params![stamp, batch.device_id])?;
         }
-    };
-    if committed.is_err() {
-        rollback(conn).await;
     }
-    Ok(committed?)
+    let group = GroupPunches::new(batches, webhooks_on);
+    let rows = rows(&group);
+    let (sources, event_ids) = (&group.sources, &group.event_ids);
+    let by_event_id: HashMap<&str, usize> =
+        event_ids.iter().enumerate().filter_map(|(i, id)| Some((id.as_deref()?, i))).collect();
+    let mut inserted = 0;
+    let created_at = now_micros();
+    let chunks = rows.chunks(ROWS_PER_STATEMENT).count();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let json = rows_json(chunk);
+        if !webhooks_on {
+            inserted += tx.prepare_cached(INSERT_PUNCHES)?.execute([json])? as u64;
+            continue;
+        }
+        let new_rows = insert_punches_returning(tx, &json, chunks == 1)?;
+        inserted += new_rows.len() as u64;
+        let events: Vec<EventRow> = new_rows
+            .iter()
+            .filter_map(|(punch_id, seq, event_id)| {
+                let (batch, p) = sources[*by_event_id.get(event_id.as_str())?];
+                let event = punch_event(batch, p, event_id, *seq);
+                let body = String::from_utf8(event.body()).unwrap_or_default();
+                Some((event_id.clone(), batch.device_id, *punch_id, *seq, event.occurred_at(), created_at, body))
+            })
+            .collect();
+        if !events.is_empty() {
+            let json = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(INSERT_PUNCH_EVENTS)?.execute([json])?;
+        }
+    }
+    Ok(inserted)
 }
 
-/// Ends a transaction that failed. SQLite may already have rolled it back itself (some I/O
-/// errors do), in which case `ROLLBACK` reports "no transaction is active": nothing to undo.
-async fn rollback(conn: &mut SqliteConnection) {
-    if let Err(error) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-        tracing::debug!(%error, "rollback after a failed punch group");
+/// Inserts one chunk and returns what the new punches' events need: with the cheap insert when
+/// the group is one chunk (its places count from the group's start), falling back to the
+/// general insert inside the same transaction when a punch is stored already (SQLite undoes
+/// only the failed statement).
+fn insert_punches_returning(
+    tx: &Connection,
+    json: &str,
+    whole_group: bool,
+) -> rusqlite::Result<Vec<(i64, i64, String)>> {
+    let read = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?, row.get(2)?));
+    if whole_group {
+        let mut statement = tx.prepare_cached(INSERT_NEW_PUNCHES_RETURNING)?;
+        match statement.query_map([json], read).and_then(|rows| rows.collect()) {
+            Ok(rows) => return Ok(rows),
+            Err(error) if is_stored_already(&error) => {}
+            Err(error) => return Err(error),
+        }
     }
-}
-
-/// What [`write_batches`] did, and the statement it left for [`finish`] to send with `COMMIT`.
-struct Written {
-    /// New punch rows already inserted.
-    inserted: u64,
-    /// The last statement (one that ends in `; COMMIT`) and its JSON parameter.
-    last: Option<(&'static str, String)>,
+    tx.prepare_cached(INSERT_PUNCHES_RETURNING)?.query_map([json], read)?.collect()
 }
 
 /// One punch as a JSON array element, in the column order `INSERT_PUNCHES` reads; the last
 /// element is its place among the group's punches of the same device (1, 2, …), which
-/// `BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT` adds to the device's `last_seq`.
+/// `INSERT_NEW_PUNCHES` adds to the device's `last_seq`.
 type PunchRow<'a> = (
     i64,
     &'a str,
@@ -177,93 +261,6 @@ type PunchRow<'a> = (
     Option<&'a str>,
     i64,
 );
-
-/// Writes every batch inside the caller's transaction, except for one last statement that the
-/// caller sends together with `COMMIT` (see [`Written`]).
-///
-/// New punches also get their `attendance.punch` webhook event in the same transaction (and,
-/// through the fan-out trigger, one delivery per matching endpoint), so a device is answered
-/// only once its punches *and* their outbox rows are durable. Events are made only while some
-/// endpoint exists (`webhooks_on`).
-async fn write_batches(
-    tx: &mut SqliteConnection,
-    sealer: Sealer<'_>,
-    batches: &[&PunchBatch],
-    webhooks_on: bool,
-) -> Result<Written, StoreError> {
-    // Rare extras first, so that the punches can go last, with the COMMIT.
-    for batch in batches {
-        for r in &batch.rejected {
-            insert_rejected(tx, sealer, batch.device_id, r, batch.received_at).await?;
-        }
-        if let Some(stamp) = &batch.attlog_stamp {
-            sqlx::query("UPDATE devices SET attlog_stamp = $1 WHERE id = $2")
-                .bind(stamp)
-                .bind(batch.device_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    let group = GroupPunches::new(batches, webhooks_on);
-    let rows = rows(&group);
-    let (sources, event_ids) = (&group.sources, &group.event_ids);
-    let by_event_id: HashMap<&str, usize> =
-        event_ids.iter().enumerate().filter_map(|(i, id)| Some((id.as_deref()?, i))).collect();
-    let mut written = Written { inserted: 0, last: None };
-    let created_at = now_micros();
-    let chunks = rows.chunks(ROWS_PER_STATEMENT).count();
-    for (index, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
-        let json = rows_json(chunk);
-        let last_chunk = index + 1 == chunks;
-        if !webhooks_on {
-            if last_chunk {
-                written.last = Some((INSERT_PUNCHES_AND_COMMIT, json));
-            } else {
-                written.inserted += sqlx::query(INSERT_PUNCHES).bind(json).execute(&mut *tx).await?.rows_affected();
-            }
-            continue;
-        }
-        let new_rows = insert_punches_returning(tx, &json, chunks == 1).await?;
-        written.inserted += new_rows.len() as u64;
-        let events: Vec<EventRow> = new_rows
-            .iter()
-            .filter_map(|(punch_id, seq, event_id)| {
-                let (batch, p) = sources[*by_event_id.get(event_id.as_str())?];
-                let event = punch_event(batch, p, event_id, *seq);
-                let body = String::from_utf8(event.body()).unwrap_or_default();
-                Some((event_id.clone(), batch.device_id, *punch_id, *seq, event.occurred_at(), created_at, body))
-            })
-            .collect();
-        if !events.is_empty() {
-            let json = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
-            if last_chunk {
-                written.last = Some((INSERT_PUNCH_EVENTS_AND_COMMIT, json));
-            } else {
-                sqlx::query(INSERT_PUNCH_EVENTS).bind(json).execute(&mut *tx).await?;
-            }
-        }
-    }
-    Ok(written)
-}
-
-/// Inserts one chunk and returns what the new punches' events need: with the cheap insert when
-/// the group is one chunk (its places count from the group's start), falling back to the
-/// general insert inside the same transaction when a punch is stored already (SQLite undoes
-/// only the failed statement).
-async fn insert_punches_returning(
-    tx: &mut SqliteConnection,
-    json: &str,
-    whole_group: bool,
-) -> Result<Vec<(i64, i64, String)>, StoreError> {
-    if whole_group {
-        match sqlx::query_as(INSERT_NEW_PUNCHES_RETURNING).bind(json).fetch_all(&mut *tx).await {
-            Ok(rows) => return Ok(rows),
-            Err(error) if is_stored_already(&error) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok(sqlx::query_as(INSERT_PUNCHES_RETURNING).bind(json).fetch_all(&mut *tx).await?)
-}
 
 /// The group's rows in the order `INSERT_PUNCHES` reads them.
 fn rows<'a>(group: &'a GroupPunches<'_>) -> Vec<PunchRow<'a>> {
@@ -348,13 +345,13 @@ ON CONFLICT DO NOTHING",
 /// sorts once); the group commits at once, so no reader sees one device's rows without the
 /// others'.
 const INSERT_PUNCHES: &str = insert_punches!("");
-/// The same, committing the transaction in the same round trip.
-const INSERT_PUNCHES_AND_COMMIT: &str = insert_punches!(";\nCOMMIT");
-/// The statement shared by both variants below (see `BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT`).
+/// The same, returning what the new punches' webhook events need.
+const INSERT_PUNCHES_RETURNING: &str = insert_punches!("\nRETURNING id, seq, event_id");
+
+/// The statement shared by both variants below (see `INSERT_NEW_PUNCHES`).
 macro_rules! insert_new_punches {
-    ($head:literal, $tail:literal) => {
+    ($tail:literal) => {
         concat!(
-            $head,
             "\
 INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, utc_time, \
                      mask_flag, temperature, raw_line, received_at, event_id)
@@ -368,31 +365,24 @@ JOIN devices AS d ON d.id = j.value ->> 0",
     };
 }
 
-/// Punches that are all new, in one round trip: open the transaction, insert, commit.
-///
-/// Cheaper than `INSERT_PUNCHES` (no look-up before each row, no window to number them): each
-/// `seq` is the device's `last_seq` plus the punch's place in the group, ids follow the array.
-/// That is right only when every punch is new, so there is no `ON CONFLICT`: a stored punch
-/// fails the statement on the natural key, and the writer takes the general insert (see
-/// [`commit_group`] and [`insert_punches_returning`]). `last_seq` is read as it was before the
-/// statement, because SQLite runs an INSERT's SELECT to its end before inserting when the table
-/// has triggers (`punches_advance_last_seq`; the store tests fail if that ever changes).
-const BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT: &str = insert_new_punches!("BEGIN IMMEDIATE;\n", ";\nCOMMIT");
-/// [`BEGIN_INSERT_NEW_PUNCHES_AND_COMMIT`] that also records the ATTLOG stamps the uploads
-/// reported (`$2`: a JSON array of `[device id, stamp]`, in group order: a device's last one
-/// wins).
-const BEGIN_INSERT_NEW_PUNCHES_STAMPS_AND_COMMIT: &str = insert_new_punches!(
-    "BEGIN IMMEDIATE;\n",
-    ";\nUPDATE devices SET attlog_stamp = (SELECT s.value ->> 1 FROM json_each($2) AS s \
-     WHERE s.value ->> 0 = devices.id ORDER BY s.key DESC LIMIT 1) \
-     WHERE id IN (SELECT s.value ->> 0 FROM json_each($2) AS s);\nCOMMIT"
-);
-/// The same statement alone, for [`new_punches_insert`].
-const INSERT_NEW_PUNCHES: &str = insert_new_punches!("", "");
-/// The same inside an open transaction, returning what the new punches' webhook events need.
-const INSERT_NEW_PUNCHES_RETURNING: &str = insert_new_punches!("", "\nRETURNING id, seq, event_id");
+/// Punches that are all new: cheaper than `INSERT_PUNCHES` (no look-up before each row, no
+/// window to number them): each `seq` is the device's `last_seq` plus the punch's place in the
+/// group, ids follow the array. That is right only when every punch is new, so there is no
+/// `ON CONFLICT`: a stored punch fails the statement on the natural key, and the writer takes
+/// the general insert (see [`SqliteGroupWriter::commit_group`] and
+/// [`insert_punches_returning`]). `last_seq` is read as it was before the statement, because
+/// SQLite runs an INSERT's SELECT to its end before inserting when the table has triggers
+/// (`punches_advance_last_seq`; the store tests fail if that ever changes).
+const INSERT_NEW_PUNCHES: &str = insert_new_punches!("");
 /// The same, returning what the new punches' webhook events need.
-const INSERT_PUNCHES_RETURNING: &str = insert_punches!("\nRETURNING id, seq, event_id");
+const INSERT_NEW_PUNCHES_RETURNING: &str = insert_new_punches!("\nRETURNING id, seq, event_id");
+
+/// Records the ATTLOG stamps the uploads reported (`$1`: a JSON array of `[device id, stamp]`,
+/// in group order: a device's last one wins).
+const UPDATE_STAMPS: &str = "\
+UPDATE devices SET attlog_stamp = (SELECT s.value ->> 1 FROM json_each($1) AS s
+                                   WHERE s.value ->> 0 = devices.id ORDER BY s.key DESC LIMIT 1)
+WHERE id IN (SELECT s.value ->> 0 FROM json_each($1) AS s)";
 
 /// One `attendance.punch` event as a JSON array element, in the column order
 /// `INSERT_PUNCH_EVENTS` reads.
@@ -401,22 +391,11 @@ type EventRow = (String, i64, i64, i64, i64, i64, String);
 /// The events of new punches, only while some endpoint exists to receive them (events for
 /// punches stored before the first endpoint are made by replay). The fan-out trigger adds the
 /// deliveries.
-macro_rules! insert_punch_events {
-    ($tail:literal) => {
-        concat!(
-            "\
+const INSERT_PUNCH_EVENTS: &str = "\
 INSERT INTO webhook_events (event_id, event_type, device_id, punch_id, seq, occurred_at, created_at, body)
 SELECT j.value ->> 0, 'attendance.punch', j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5,
        CAST(j.value ->> 6 AS BLOB)
 FROM jsonb_each($1) AS j
 WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)
 ORDER BY j.key
-ON CONFLICT (event_id) DO NOTHING",
-            $tail
-        )
-    };
-}
-
-const INSERT_PUNCH_EVENTS: &str = insert_punch_events!("");
-/// The same, committing the transaction in the same round trip.
-const INSERT_PUNCH_EVENTS_AND_COMMIT: &str = insert_punch_events!(";\nCOMMIT");
+ON CONFLICT (event_id) DO NOTHING";
