@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Provider as _;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use figment::value::{Dict, Value};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// What to do with a serial number seen for the first time.
@@ -44,7 +47,10 @@ impl DeviceUserPolicy {
     }
 }
 
-/// Every setting of the server.
+/// Every setting of the server, in the sections of the configuration file (`[devices]`,
+/// `[webhooks]`, …). Environment variables keep their flat names (`ADMS_WEBHOOK_TIMEOUT_SECS`
+/// sets `[webhooks] timeout_secs`; [`FLAT_KEYS`] is the table), and so, for one release, does
+/// the file: a flat key is read into its section with a warning.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -52,40 +58,62 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
     pub database_url: String,
-    /// Bootstrap API account, created or updated at start. A new password ends the account's
-    /// session tokens and JWTs; a new name disables the account of the previous name (and ends
-    /// its tokens). Replicas must be started with the same pair.
-    pub admin_user: Option<String>,
-    pub admin_password: Option<String>,
     /// Default device time zone: an IANA name, a fixed offset like `+05:30`, or `auto` (the
     /// server's zone). Devices are told this zone in the handshake, so their clocks follow it.
     pub time_zone: String,
+    /// `ServerName` sent to devices.
+    pub server_name: String,
+    /// Test switch: the webhook clock can be moved forward through the API, to walk retry
+    /// schedules of days in seconds. Never enable in production.
+    pub test_clock: bool,
+    pub admin: AdminConfig,
+    pub devices: DeviceConfig,
+    pub punches: PunchConfig,
+    pub http: HttpConfig,
+    pub login: LoginConfig,
+    pub log: LogConfig,
+    pub webhooks: WebhookConfig,
+    pub secrets: SecretsConfig,
+    pub commands: CommandConfig,
+    pub roster: RosterConfig,
+}
+
+/// `[admin]`: the bootstrap API account, created or updated at start. A new password ends the
+/// account's session tokens and JWTs; a new name disables the account of the previous name (and
+/// ends its tokens). Replicas must be started with the same pair.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub user: Option<String>,
+    #[serde(skip_serializing)]
+    pub password: Option<SecretString>,
+}
+
+/// `[devices]`: who may be a terminal, what it is told in the handshake, what it may store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceConfig {
     /// Policy for unknown serial numbers (`pending` by default; `auto` approves everyone).
-    pub unknown_devices: UnknownDevicePolicy,
+    pub unknown: UnknownDevicePolicy,
     /// Trust rules that approve a new serial number on first contact under `pending`. Every
     /// rule that is set must hold (none set: nothing is approved automatically).
     /// SN patterns, comma-separated, `*` and `?` as wildcards (`CKJF*,A8N5??????`).
-    pub device_trust_sns: String,
+    pub trust_sns: String,
     /// CIDR ranges, comma-separated: the new device's address must be in one.
-    pub device_trust_networks: String,
+    pub trust_networks: String,
     /// Registration keys, comma-separated: the new device must present one as `pushcommkey` or
     /// `key` in its request's query string.
-    pub device_trust_keys: String,
+    #[serde(skip_serializing)]
+    pub trust_keys: Option<SecretString>,
     /// CIDR ranges, comma-separated: when set, device requests (`/iclock/*`) from any other
     /// address are refused (403) and nothing they send is stored.
-    pub device_networks: String,
+    pub networks: String,
     /// New serial numbers registered per client address and minute at most; more answer 429.
-    pub device_registrations_per_minute: u32,
+    pub registrations_per_minute: u32,
     /// What device-reported users and templates may change in the roster.
-    pub device_users: DeviceUserPolicy,
+    pub users: DeviceUserPolicy,
     /// Whether an adopted device user may be (or become) an administrator on the terminals.
-    pub device_users_allow_admin: bool,
-    /// Earliest punch time accepted (`YYYY-MM-DD`, the device's local time); earlier punches are
-    /// kept as rejected lines (`implausible_time`).
-    pub punch_time_min: String,
-    /// How far past the device's current time a punch may lie (seconds); later punches are kept
-    /// as rejected lines (`implausible_time`).
-    pub punch_time_max_ahead_secs: u64,
+    pub users_allow_admin: bool,
     /// Seconds between device polls (`Delay`).
     pub delay_secs: u32,
     /// Seconds between reconnects after a network error (`ErrorDelay`).
@@ -99,88 +127,219 @@ pub struct Config {
     /// A device is offline after this many seconds without a request (default 3 x delay, at
     /// least 30 s).
     pub offline_after_secs: Option<u64>,
-    /// Largest accepted request body (bytes). Devices send up to ~2 MB; backlogs arrive in
-    /// 128-line posts.
-    pub max_body_bytes: usize,
+    /// How often in-memory device activity is written to the database.
+    pub activity_flush_secs: u64,
     /// Bytes of raw data (bodies of unknown tables, `querydata`, unrecognised paths, OPERLOG
     /// records of unknown kinds) one device may store per UTC day; 0: no quota. Punches and
     /// users are never limited.
-    pub device_raw_quota_bytes_per_day: u64,
+    pub raw_quota_bytes_per_day: u64,
     /// Bytes of photos (attendance photos, user photos) one device may store per UTC day; 0:
     /// no quota.
-    pub device_photo_quota_bytes_per_day: u64,
+    pub photo_quota_bytes_per_day: u64,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        DeviceConfig {
+            unknown: UnknownDevicePolicy::Pending,
+            trust_sns: String::new(),
+            trust_networks: String::new(),
+            trust_keys: None,
+            networks: String::new(),
+            registrations_per_minute: 30,
+            users: DeviceUserPolicy::Observe,
+            users_allow_admin: false,
+            delay_secs: 10,
+            error_delay_secs: 30,
+            trans_interval_min: 1,
+            trans_times: "00:00;14:05".into(),
+            realtime: true,
+            offline_after_secs: None,
+            activity_flush_secs: 5,
+            raw_quota_bytes_per_day: 16 * 1024 * 1024,
+            photo_quota_bytes_per_day: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[punches]`: which punch times are plausible.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PunchConfig {
+    /// Earliest punch time accepted (`YYYY-MM-DD`, the device's local time); earlier punches are
+    /// kept as rejected lines (`implausible_time`).
+    pub time_min: String,
+    /// How far past the device's current time a punch may lie (seconds); later punches are kept
+    /// as rejected lines (`implausible_time`).
+    pub time_max_ahead_secs: u64,
+}
+
+impl Default for PunchConfig {
+    fn default() -> Self {
+        PunchConfig { time_min: "2000-01-01".into(), time_max_ahead_secs: 86_400 }
+    }
+}
+
+/// `[http]`: limits of every request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest accepted request body (bytes). Devices send up to ~2 MB; backlogs arrive in
+    /// 128-line posts.
+    pub max_body_bytes: usize,
     /// Whole-request timeout (slow clients get 408).
     pub request_timeout_secs: u64,
     /// Time a connection may take to send a request's headers, counted from when it starts
     /// waiting for them, so it also closes idle keep-alive connections. Longer than the
     /// devices' poll interval, so their keep-alive connections are reused.
     pub header_read_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { max_body_bytes: 32 * 1024 * 1024, request_timeout_secs: 120, header_read_timeout_secs: 75 }
+    }
+}
+
+/// `[login]`: sessions and the login throttle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginConfig {
     /// Lifetime of login session tokens and JWTs.
     pub session_ttl_secs: u64,
     /// Password checks (argon2, ~19 MiB each) running at once, server-wide; this bounds the
     /// memory a burst of logins can take.
-    pub login_hash_concurrency: usize,
+    pub hash_concurrency: usize,
     /// How long a login waits for a free password check before 429 (`Retry-After: 1`).
-    pub login_hash_wait_ms: u64,
+    pub hash_wait_ms: u64,
     /// The window failed logins are counted in, from a key's first failure; a lock-out lasts
     /// until it ends.
-    pub login_window_secs: u64,
+    pub window_secs: u64,
     /// Failed logins per (username, client address) in a window before that pair is locked
     /// out (429 without a password check, even with the right password). From the third,
     /// each failure also makes the pair wait 2, 4, 8 … (at most 60) s before its next try.
     /// The same user from another address is not affected.
-    pub login_user_failures: u32,
+    pub user_failures: u32,
     /// Failed logins per client address (any username; IPv6 by /64) in a window before the
     /// address is locked out.
-    pub login_address_failures: u32,
-    /// `ServerName` sent to devices.
-    pub server_name: String,
-    /// How often in-memory device activity is written to the database.
-    pub activity_flush_secs: u64,
+    pub address_failures: u32,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        LoginConfig {
+            session_ttl_secs: 8 * 3600,
+            hash_concurrency: 2,
+            hash_wait_ms: 2000,
+            window_secs: 900,
+            user_failures: 5,
+            address_failures: 20,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
     /// Log filter (`info`, `adms_server=debug`, ...); `RUST_LOG` wins when set.
-    pub log: String,
+    pub filter: String,
     /// Log format: `text` or `json`.
-    pub log_format: String,
-    /// One endpoint that receives every event type, managed from the environment.
-    pub webhook_url: Option<String>,
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { filter: "info".into(), format: "text".into() }
+    }
+}
+
+/// `[webhooks]`: the endpoint managed from the configuration, where requests may go, and how
+/// many at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// One endpoint that receives every event type, managed from the configuration.
+    pub url: Option<String>,
     /// Its `whsec_` secret; generated and printed once when absent.
-    pub webhook_secret: Option<String>,
+    #[serde(skip_serializing)]
+    pub secret: Option<SecretString>,
     /// Allow webhook endpoints on private networks: RFC 1918, carrier-grade NAT, IPv6
     /// unique-local (the single-site install, where the ERP sits on the same network). It does
     /// not open loopback or link-local addresses, and cloud metadata addresses stay refused
     /// regardless.
-    pub webhook_allow_private: bool,
+    pub allow_private: bool,
     /// CIDR ranges allowed even when otherwise refused, comma-separated; the only way to open
     /// loopback (an ERP on the bridge's own host: `127.0.0.1/32`). The bridge's own listening
     /// address stays refused even when listed.
-    pub webhook_allow_list: String,
-    /// Master key sealing secrets at rest (webhook signing secrets, the JWT signing key): base64
-    /// of 32 bytes. Without it, the key file (`secret_key_file`) is used.
-    pub secret_key: Option<String>,
-    /// A file holding the master key (the same base64 text), read when `secret_key` is not
-    /// set. Default: `<database file>.key`, generated (mode 0600) on the first start of a
-    /// database that has nothing sealed yet.
-    pub secret_key_file: Option<std::path::PathBuf>,
+    pub allow_list: String,
     /// Webhook requests in flight at most.
-    pub webhook_concurrency: usize,
+    pub concurrency: usize,
     /// Whole-request timeout of a webhook attempt.
-    pub webhook_timeout_secs: u64,
+    pub timeout_secs: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            url: None,
+            secret: None,
+            allow_private: true,
+            allow_list: String::new(),
+            concurrency: 64,
+            timeout_secs: 15,
+        }
+    }
+}
+
+/// `[secrets]`: the master key sealing secrets and personal data at rest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The master key: base64 of 32 bytes. Without it, the key file (`key_file`) is used.
+    #[serde(skip_serializing)]
+    pub key: Option<SecretString>,
+    /// A file holding the master key (the same base64 text), read when `key` is not set.
+    /// Default: `<database file>.key`, generated (mode 0600) on the first start of a database
+    /// that has nothing sealed yet.
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[commands]`: how the command queue hands out, re-sends and expires commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommandConfig {
     /// Commands handed out per poll at most.
-    pub commands_per_poll: usize,
+    pub per_poll: usize,
     /// Bytes of command lines per poll at most (a single bigger command is sent alone).
-    pub command_poll_bytes: usize,
+    pub poll_bytes: usize,
     /// A sent command without a result after this many seconds is sent again.
-    pub command_resend_secs: u64,
+    pub resend_secs: u64,
     /// Times a command is sent without a result before it expires.
-    pub command_max_sends: u32,
+    pub max_sends: u32,
     /// Default lifetime of a queued command (not delivered or answered by then: expired).
-    pub command_ttl_secs: u64,
+    pub ttl_secs: u64,
+}
+
+impl Default for CommandConfig {
+    fn default() -> Self {
+        CommandConfig { per_poll: 50, poll_bytes: 64 * 1024, resend_secs: 120, max_sends: 3, ttl_secs: 7 * 86_400 }
+    }
+}
+
+/// `[roster]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RosterConfig {
     /// Seconds between passes that plan every approved terminal against the roster (one also
     /// runs at start); 0 runs only the one at start.
-    pub roster_reconcile_secs: u64,
-    /// Test switch: the webhook clock can be moved forward through the API, to walk retry
-    /// schedules of days in seconds. Never enable in production.
-    pub test_clock: bool,
+    pub reconcile_secs: u64,
+}
+
+impl Default for RosterConfig {
+    fn default() -> Self {
+        RosterConfig { reconcile_secs: 900 }
+    }
 }
 
 impl Default for Config {
@@ -188,91 +347,129 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             database_url: "sqlite://data/adms-bridge.db".into(),
-            admin_user: None,
-            admin_password: None,
             time_zone: "auto".into(),
-            unknown_devices: UnknownDevicePolicy::Pending,
-            device_trust_sns: String::new(),
-            device_trust_networks: String::new(),
-            device_trust_keys: String::new(),
-            device_networks: String::new(),
-            device_registrations_per_minute: 30,
-            device_users: DeviceUserPolicy::Observe,
-            device_users_allow_admin: false,
-            punch_time_min: "2000-01-01".into(),
-            punch_time_max_ahead_secs: 86_400,
-            delay_secs: 10,
-            error_delay_secs: 30,
-            trans_interval_min: 1,
-            trans_times: "00:00;14:05".into(),
-            realtime: true,
-            offline_after_secs: None,
-            max_body_bytes: 32 * 1024 * 1024,
-            device_raw_quota_bytes_per_day: 16 * 1024 * 1024,
-            device_photo_quota_bytes_per_day: 256 * 1024 * 1024,
-            request_timeout_secs: 120,
-            header_read_timeout_secs: 75,
-            session_ttl_secs: 8 * 3600,
-            login_hash_concurrency: 2,
-            login_hash_wait_ms: 2000,
-            login_window_secs: 900,
-            login_user_failures: 5,
-            login_address_failures: 20,
             server_name: "adms-bridge".into(),
-            activity_flush_secs: 5,
-            log: "info".into(),
-            log_format: "text".into(),
-            webhook_url: None,
-            webhook_secret: None,
-            webhook_allow_private: true,
-            webhook_allow_list: String::new(),
-            secret_key: None,
-            secret_key_file: None,
-            webhook_concurrency: 64,
-            webhook_timeout_secs: 15,
-            commands_per_poll: 50,
-            command_poll_bytes: 64 * 1024,
-            command_resend_secs: 120,
-            command_max_sends: 3,
-            command_ttl_secs: 7 * 86_400,
-            roster_reconcile_secs: 900,
             test_clock: false,
+            admin: AdminConfig::default(),
+            devices: DeviceConfig::default(),
+            punches: PunchConfig::default(),
+            http: HttpConfig::default(),
+            login: LoginConfig::default(),
+            log: LogConfig::default(),
+            webhooks: WebhookConfig::default(),
+            secrets: SecretsConfig::default(),
+            commands: CommandConfig::default(),
+            roster: RosterConfig::default(),
         }
     }
 }
 
+/// The database URL without its password; every section as it is (secrets print as
+/// `[REDACTED]`: they are `SecretString`s).
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("database_url", &adms_store::redact_url(&self.database_url))
-            .field("admin_user", &self.admin_user)
-            .field("admin_password", &self.admin_password.as_ref().map(|_| "***"))
             .field("time_zone", &self.time_zone)
-            .field("unknown_devices", &self.unknown_devices)
-            .field("device_trust_sns", &self.device_trust_sns)
-            .field("device_trust_networks", &self.device_trust_networks)
-            .field("device_trust_keys", &(!self.device_trust_keys.is_empty()).then_some("***"))
-            .field("device_networks", &self.device_networks)
-            .field("device_users", &self.device_users)
-            .field("delay_secs", &self.delay_secs)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("device_raw_quota_bytes_per_day", &self.device_raw_quota_bytes_per_day)
-            .field("device_photo_quota_bytes_per_day", &self.device_photo_quota_bytes_per_day)
-            .field("login_hash_concurrency", &self.login_hash_concurrency)
-            .field("login_user_failures", &self.login_user_failures)
-            .field("login_address_failures", &self.login_address_failures)
-            .field("webhook_url", &self.webhook_url)
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "***"))
-            .field("webhook_allow_private", &self.webhook_allow_private)
-            .field("commands_per_poll", &self.commands_per_poll)
-            .field("command_resend_secs", &self.command_resend_secs)
-            .field("command_ttl_secs", &self.command_ttl_secs)
-            .field("roster_reconcile_secs", &self.roster_reconcile_secs)
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
-            .field("secret_key_file", &self.secret_key_file)
-            .finish_non_exhaustive()
+            .field("server_name", &self.server_name)
+            .field("test_clock", &self.test_clock)
+            .field("admin", &self.admin)
+            .field("devices", &self.devices)
+            .field("punches", &self.punches)
+            .field("http", &self.http)
+            .field("login", &self.login)
+            .field("log", &self.log)
+            .field("webhooks", &self.webhooks)
+            .field("secrets", &self.secrets)
+            .field("commands", &self.commands)
+            .field("roster", &self.roster)
+            .finish()
     }
+}
+
+/// The flat names of the settings that live in a section: each `ADMS_<NAME>` variable sets that
+/// setting, and so (with a warning, for one release) does the name at the top of the file.
+pub const FLAT_KEYS: &[(&str, &str)] = &[
+    ("admin_user", "admin.user"),
+    ("admin_password", "admin.password"),
+    ("unknown_devices", "devices.unknown"),
+    ("device_trust_sns", "devices.trust_sns"),
+    ("device_trust_networks", "devices.trust_networks"),
+    ("device_trust_keys", "devices.trust_keys"),
+    ("device_networks", "devices.networks"),
+    ("device_registrations_per_minute", "devices.registrations_per_minute"),
+    ("device_users", "devices.users"),
+    ("device_users_allow_admin", "devices.users_allow_admin"),
+    ("delay_secs", "devices.delay_secs"),
+    ("error_delay_secs", "devices.error_delay_secs"),
+    ("trans_interval_min", "devices.trans_interval_min"),
+    ("trans_times", "devices.trans_times"),
+    ("realtime", "devices.realtime"),
+    ("offline_after_secs", "devices.offline_after_secs"),
+    ("activity_flush_secs", "devices.activity_flush_secs"),
+    ("device_raw_quota_bytes_per_day", "devices.raw_quota_bytes_per_day"),
+    ("device_photo_quota_bytes_per_day", "devices.photo_quota_bytes_per_day"),
+    ("punch_time_min", "punches.time_min"),
+    ("punch_time_max_ahead_secs", "punches.time_max_ahead_secs"),
+    ("max_body_bytes", "http.max_body_bytes"),
+    ("request_timeout_secs", "http.request_timeout_secs"),
+    ("header_read_timeout_secs", "http.header_read_timeout_secs"),
+    ("session_ttl_secs", "login.session_ttl_secs"),
+    ("login_hash_concurrency", "login.hash_concurrency"),
+    ("login_hash_wait_ms", "login.hash_wait_ms"),
+    ("login_window_secs", "login.window_secs"),
+    ("login_user_failures", "login.user_failures"),
+    ("login_address_failures", "login.address_failures"),
+    ("log", "log.filter"),
+    ("log_format", "log.format"),
+    ("webhook_url", "webhooks.url"),
+    ("webhook_secret", "webhooks.secret"),
+    ("webhook_allow_private", "webhooks.allow_private"),
+    ("webhook_allow_list", "webhooks.allow_list"),
+    ("webhook_concurrency", "webhooks.concurrency"),
+    ("webhook_timeout_secs", "webhooks.timeout_secs"),
+    ("secret_key", "secrets.key"),
+    ("secret_key_file", "secrets.key_file"),
+    ("commands_per_poll", "commands.per_poll"),
+    ("command_poll_bytes", "commands.poll_bytes"),
+    ("command_resend_secs", "commands.resend_secs"),
+    ("command_max_sends", "commands.max_sends"),
+    ("command_ttl_secs", "commands.ttl_secs"),
+    ("roster_reconcile_secs", "roster.reconcile_secs"),
+];
+
+/// The sectioned path of a flat setting name, if it has one.
+fn sectioned(flat: &str) -> Option<&'static str> {
+    FLAT_KEYS.iter().find(|(name, _)| *name == flat).map(|(_, path)| *path)
+}
+
+/// The configuration file's keys, with every flat key (one whose value is not a table) moved
+/// into its section. Returns the flat keys found, to be warned about.
+fn sectioned_file(mut file: Dict) -> Result<(Dict, Vec<String>), ConfigError> {
+    let file_error = |message: String| ConfigError::Invalid { key: "configuration file", message };
+    let mut deprecated = Vec::new();
+    let flat: Vec<String> = file
+        .iter()
+        .filter(|(k, v)| !matches!(v, Value::Dict(..)) && sectioned(k).is_some())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in flat {
+        let (Some(value), Some(path)) = (file.remove(&key), sectioned(&key)) else { continue };
+        let (section, name) = path.split_once('.').unwrap_or((path, ""));
+        let entry = file.entry(section.to_owned()).or_insert_with(|| Value::from(Dict::new()));
+        let Value::Dict(_, section_table) = entry else {
+            return Err(file_error(format!("`{section}` must be a section")));
+        };
+        if section_table.contains_key(name) {
+            return Err(file_error(format!(
+                "`{key}` and `[{section}] {name}` are the same setting: keep `[{section}] {name}`"
+            )));
+        }
+        section_table.insert(name.to_owned(), value);
+        deprecated.push(format!("`{key}` (now `[{section}] {name}`)"));
+    }
+    Ok((file, deprecated))
 }
 
 /// A setting that cannot work.
@@ -285,23 +482,32 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Loads defaults, the file (if given), then `ADMS_*` variables.
-    pub fn load(file: Option<&PathBuf>) -> Result<Config, ConfigError> {
+    /// Loads defaults, the file (if given), then `ADMS_*` variables. Also returns the flat keys
+    /// the file still used (see [`FLAT_KEYS`]), for a warning once logging is set up.
+    pub fn load(file: Option<&PathBuf>) -> Result<(Config, Vec<String>), ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let mut deprecated = Vec::new();
         if let Some(path) = file {
-            figment = figment.merge(Toml::file_exact(path));
+            let data = Toml::file_exact(path).data().map_err(Box::new)?;
+            let (sections, flat) = sectioned_file(data.into_values().next().unwrap_or_default())?;
+            deprecated = flat;
+            figment = figment.merge(Serialized::defaults(sections));
         }
         // Only the documented variables; the command-line ones (ADMS_CONFIG, ADMS_NEW_SECRET_KEY of
-        // `secrets rekey`, ADMS_USER_PASSWORD of `user create|password`) are not keys.
-        figment = figment.merge(Env::prefixed("ADMS_").ignore(&["config", "new_secret_key", "user_password"]));
+        // `secrets rekey`, ADMS_USER_PASSWORD of `user create|password`) are not keys. A variable
+        // keeps its flat name; it sets the setting in its section.
+        let env = Env::prefixed("ADMS_")
+            .ignore(&["config", "new_secret_key", "user_password"])
+            .map(|key| sectioned(key.as_str()).map_or_else(|| key.into(), Into::into));
+        figment = figment.merge(env);
         let config: Config = figment.extract().map_err(Box::new)?;
-        Ok(config)
+        Ok((config, deprecated))
     }
 
-    /// `device_registrations_per_minute`, which must allow at least one.
+    /// `[devices] registrations_per_minute`, which must allow at least one.
     pub fn registrations_per_minute(&self) -> Result<std::num::NonZeroU32, ConfigError> {
-        std::num::NonZeroU32::new(self.device_registrations_per_minute).ok_or(ConfigError::Invalid {
-            key: "device_registrations_per_minute",
+        std::num::NonZeroU32::new(self.devices.registrations_per_minute).ok_or(ConfigError::Invalid {
+            key: "devices.registrations_per_minute",
             message: "must be at least 1".into(),
         })
     }
@@ -312,88 +518,88 @@ impl Config {
         if crate::zones::parse_zone(&self.time_zone).is_none() {
             return Err(invalid("time_zone", "not an IANA zone name, a ±HH:MM offset or `auto`"));
         }
-        if self.delay_secs == 0 || self.delay_secs > 3600 {
-            return Err(invalid("delay_secs", "must be 1 to 3600"));
+        if self.devices.delay_secs == 0 || self.devices.delay_secs > 3600 {
+            return Err(invalid("devices.delay_secs", "must be 1 to 3600"));
         }
-        if self.max_body_bytes < 64 * 1024 {
-            return Err(invalid("max_body_bytes", "must be at least 65536"));
+        if self.http.max_body_bytes < 64 * 1024 {
+            return Err(invalid("http.max_body_bytes", "must be at least 65536"));
         }
-        if self.session_ttl_secs < 60 {
-            return Err(invalid("session_ttl_secs", "must be at least 60"));
+        if self.login.session_ttl_secs < 60 {
+            return Err(invalid("login.session_ttl_secs", "must be at least 60"));
         }
-        if !(1..=64).contains(&self.login_hash_concurrency) {
-            return Err(invalid("login_hash_concurrency", "must be 1 to 64"));
+        if !(1..=64).contains(&self.login.hash_concurrency) {
+            return Err(invalid("login.hash_concurrency", "must be 1 to 64"));
         }
-        if self.login_hash_wait_ms > 60_000 {
-            return Err(invalid("login_hash_wait_ms", "must be 0 to 60000"));
+        if self.login.hash_wait_ms > 60_000 {
+            return Err(invalid("login.hash_wait_ms", "must be 0 to 60000"));
         }
-        if !(60..=86_400).contains(&self.login_window_secs) {
-            return Err(invalid("login_window_secs", "must be 60 to 86400"));
+        if !(60..=86_400).contains(&self.login.window_secs) {
+            return Err(invalid("login.window_secs", "must be 60 to 86400"));
         }
-        if !(1..=1000).contains(&self.login_user_failures) {
-            return Err(invalid("login_user_failures", "must be 1 to 1000"));
+        if !(1..=1000).contains(&self.login.user_failures) {
+            return Err(invalid("login.user_failures", "must be 1 to 1000"));
         }
-        if !(1..=100_000).contains(&self.login_address_failures) {
-            return Err(invalid("login_address_failures", "must be 1 to 100000"));
+        if !(1..=100_000).contains(&self.login.address_failures) {
+            return Err(invalid("login.address_failures", "must be 1 to 100000"));
         }
-        if self.admin_user.is_some() != self.admin_password.is_some() {
-            return Err(invalid("admin_password", "ADMS_ADMIN_USER and ADMS_ADMIN_PASSWORD go together"));
+        if self.admin.user.is_some() != self.admin.password.is_some() {
+            return Err(invalid("admin.password", "ADMS_ADMIN_USER and ADMS_ADMIN_PASSWORD go together"));
         }
-        if self.trans_times.contains(['\n', '\r']) || self.server_name.contains(['\n', '\r']) {
-            return Err(invalid("trans_times", "must be one line"));
+        if self.devices.trans_times.contains(['\n', '\r']) || self.server_name.contains(['\n', '\r']) {
+            return Err(invalid("devices.trans_times", "must be one line"));
         }
         self.webhook_address_policy()?;
         // What the device trust rules are built from (`device::trust`), checked here so that
         // configuration stays a leaf the other modules read.
-        networks("device_trust_networks", &self.device_trust_networks)?;
-        networks("device_networks", &self.device_networks)?;
+        networks("devices.trust_networks", &self.devices.trust_networks)?;
+        networks("devices.networks", &self.devices.networks)?;
         self.registrations_per_minute()?;
         if self.punch_window_start().is_none() {
-            return Err(invalid("punch_time_min", "must be a date YYYY-MM-DD"));
+            return Err(invalid("punches.time_min", "must be a date YYYY-MM-DD"));
         }
-        if let Some(secret) = &self.webhook_secret
-            && secret.parse::<adms_webhooks::WebhookSecret>().is_err()
+        if let Some(secret) = &self.webhooks.secret
+            && secret.expose_secret().parse::<adms_webhooks::WebhookSecret>().is_err()
         {
-            return Err(invalid("webhook_secret", "must be whsec_ followed by base64 of 24 to 64 bytes"));
+            return Err(invalid("webhooks.secret", "must be whsec_ followed by base64 of 24 to 64 bytes"));
         }
         self.secret_key()?;
-        if let Some(url) = &self.webhook_url
+        if let Some(url) = &self.webhooks.url
             && adms_webhooks::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
         {
-            return Err(invalid("webhook_url", "must be an http:// or https:// URL"));
+            return Err(invalid("webhooks.url", "must be an http:// or https:// URL"));
         }
-        if !(1..=120).contains(&self.webhook_timeout_secs) {
-            return Err(invalid("webhook_timeout_secs", "must be 1 to 120"));
+        if !(1..=120).contains(&self.webhooks.timeout_secs) {
+            return Err(invalid("webhooks.timeout_secs", "must be 1 to 120"));
         }
-        if self.offline_after_secs() <= self.activity_flush_secs {
+        if self.offline_after_secs() <= self.devices.activity_flush_secs {
             // Other replicas' activity reaches the database only that often: a shorter threshold
             // would report devices offline that are polling another replica.
-            return Err(invalid("offline_after_secs", "must be longer than activity_flush_secs"));
+            return Err(invalid("devices.offline_after_secs", "must be longer than devices.activity_flush_secs"));
         }
-        if !(1..=4096).contains(&self.webhook_concurrency) {
-            return Err(invalid("webhook_concurrency", "must be 1 to 4096"));
+        if !(1..=4096).contains(&self.webhooks.concurrency) {
+            return Err(invalid("webhooks.concurrency", "must be 1 to 4096"));
         }
-        if !(1..=200).contains(&self.commands_per_poll) {
+        if !(1..=200).contains(&self.commands.per_poll) {
             // 200 is what ZKTeco's own servers send at most.
-            return Err(invalid("commands_per_poll", "must be 1 to 200"));
+            return Err(invalid("commands.per_poll", "must be 1 to 200"));
         }
-        if !(1024..=2_000_000).contains(&self.command_poll_bytes) {
-            return Err(invalid("command_poll_bytes", "must be 1024 to 2000000 (MaxPackageSize)"));
+        if !(1024..=2_000_000).contains(&self.commands.poll_bytes) {
+            return Err(invalid("commands.poll_bytes", "must be 1024 to 2000000 (MaxPackageSize)"));
         }
-        if self.command_resend_secs < 10 {
-            return Err(invalid("command_resend_secs", "must be at least 10"));
+        if self.commands.resend_secs < 10 {
+            return Err(invalid("commands.resend_secs", "must be at least 10"));
         }
-        if !(1..=100).contains(&self.command_max_sends) {
-            return Err(invalid("command_max_sends", "must be 1 to 100"));
+        if !(1..=100).contains(&self.commands.max_sends) {
+            return Err(invalid("commands.max_sends", "must be 1 to 100"));
         }
-        if !(1..=3600).contains(&self.header_read_timeout_secs) {
-            return Err(invalid("header_read_timeout_secs", "must be 1 to 3600"));
+        if !(1..=3600).contains(&self.http.header_read_timeout_secs) {
+            return Err(invalid("http.header_read_timeout_secs", "must be 1 to 3600"));
         }
-        if self.command_ttl_secs < 60 {
-            return Err(invalid("command_ttl_secs", "must be at least 60"));
+        if self.commands.ttl_secs < 60 {
+            return Err(invalid("commands.ttl_secs", "must be at least 60"));
         }
-        if self.roster_reconcile_secs != 0 && self.roster_reconcile_secs < 60 {
-            return Err(invalid("roster_reconcile_secs", "must be 0 (only at start) or at least 60"));
+        if self.roster.reconcile_secs != 0 && self.roster.reconcile_secs < 60 {
+            return Err(invalid("roster.reconcile_secs", "must be 0 (only at start) or at least 60"));
         }
         Ok(())
     }
@@ -401,27 +607,27 @@ impl Config {
     /// How the command queue hands out, re-sends and expires commands.
     pub fn command_policy(&self, default_time_zone: &str) -> adms_store::CommandPolicy {
         adms_store::CommandPolicy {
-            max_per_poll: self.commands_per_poll,
-            max_poll_bytes: self.command_poll_bytes,
-            resend_after_micros: i64::try_from(self.command_resend_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
-            max_sends: i64::from(self.command_max_sends),
+            max_per_poll: self.commands.per_poll,
+            max_poll_bytes: self.commands.poll_bytes,
+            resend_after_micros: i64::try_from(self.commands.resend_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
+            max_sends: i64::from(self.commands.max_sends),
             default_time_zone: default_time_zone.to_owned(),
         }
     }
 
-    /// The earliest accepted punch time, from `punch_time_min`.
+    /// The earliest accepted punch time, from `[punches] time_min`.
     pub fn punch_window_start(&self) -> Option<adms_protocol::LocalDateTime> {
-        adms_protocol::LocalDateTime::parse(format!("{} 00:00:00", self.punch_time_min.trim()).as_bytes())
+        adms_protocol::LocalDateTime::parse(format!("{} 00:00:00", self.punches.time_min.trim()).as_bytes())
     }
 
     /// How logins are bounded and throttled.
     pub fn login_limits(&self) -> LoginLimits {
         LoginLimits {
-            hash_concurrency: self.login_hash_concurrency,
-            hash_wait: std::time::Duration::from_millis(self.login_hash_wait_ms),
-            window: std::time::Duration::from_secs(self.login_window_secs),
-            per_user: self.login_user_failures,
-            per_address: self.login_address_failures,
+            hash_concurrency: self.login.hash_concurrency,
+            hash_wait: std::time::Duration::from_millis(self.login.hash_wait_ms),
+            window: std::time::Duration::from_secs(self.login.window_secs),
+            per_user: self.login.user_failures,
+            per_address: self.login.address_failures,
         }
     }
 
@@ -429,19 +635,20 @@ impl Config {
     /// bound (its port may be chosen by the OS).
     pub fn webhook_address_policy(&self) -> Result<adms_webhooks::AddressPolicy, ConfigError> {
         let allow_list = self
-            .webhook_allow_list
+            .webhooks
+            .allow_list
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|range| {
                 range.parse().map_err(|_| ConfigError::Invalid {
-                    key: "webhook_allow_list",
+                    key: "webhooks.allow_list",
                     message: format!("`{range}` is not a CIDR range"),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(adms_webhooks::AddressPolicy {
-            allow_private: self.webhook_allow_private,
+            allow_private: self.webhooks.allow_private,
             allow_list,
             own_listeners: Vec::new(),
         })
@@ -449,11 +656,13 @@ impl Config {
 
     /// The master key for secrets at rest, when configured.
     pub fn secret_key(&self) -> Result<Option<adms_webhooks::SecretKey>, ConfigError> {
-        self.secret_key
-            .as_deref()
+        self.secrets
+            .key
+            .as_ref()
             .map(|text| {
+                let text = text.expose_secret();
                 text.parse().map_err(|error: adms_webhooks::SealError| ConfigError::Invalid {
-                    key: "secret_key",
+                    key: "secrets.key",
                     message: error.to_string(),
                 })
             })
@@ -461,7 +670,7 @@ impl Config {
     }
 
     pub fn offline_after_secs(&self) -> u64 {
-        self.offline_after_secs.unwrap_or((u64::from(self.delay_secs) * 3).max(30))
+        self.devices.offline_after_secs.unwrap_or((u64::from(self.devices.delay_secs) * 3).max(30))
     }
 }
 
@@ -495,4 +704,98 @@ pub(crate) fn networks(key: &'static str, list: &str) -> Result<Vec<ipnet::IpNet
                 .map_err(|_| ConfigError::Invalid { key, message: format!("`{range}` is not a CIDR range or address") })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_file(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("adms-bridge.toml");
+        std::fs::write(&path, text).expect("the file is written");
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn a_sectioned_file_sets_its_sections() {
+        let (config, flat) = load_file(
+            "time_zone = \"+05:30\"\n\
+             [devices]\nunknown = \"auto\"\ndelay_secs = 20\n\
+             [webhooks]\ntimeout_secs = 7\nallow_list = \"127.0.0.1/32\"\n\
+             [log]\nformat = \"json\"\n",
+        )
+        .expect("the file loads");
+        assert!(flat.is_empty(), "{flat:?}");
+        assert_eq!(config.time_zone, "+05:30");
+        assert_eq!(config.devices.unknown, UnknownDevicePolicy::Auto);
+        assert_eq!(config.devices.delay_secs, 20);
+        assert_eq!(config.webhooks.timeout_secs, 7);
+        assert_eq!(config.webhooks.allow_list, "127.0.0.1/32");
+        assert_eq!(config.log.format, "json");
+        assert_eq!(config.log.filter, "info", "what the file does not set keeps its default");
+    }
+
+    #[test]
+    fn flat_keys_of_an_older_file_land_in_their_sections_and_are_reported() {
+        let (config, flat) =
+            load_file("unknown_devices = \"auto\"\nwebhook_timeout_secs = 9\nlog = \"debug\"\ncommands_per_poll = 5\n")
+                .expect("the file loads");
+        assert_eq!(config.devices.unknown, UnknownDevicePolicy::Auto);
+        assert_eq!(config.webhooks.timeout_secs, 9);
+        assert_eq!(config.log.filter, "debug");
+        assert_eq!(config.commands.per_poll, 5);
+        let mut flat = flat;
+        flat.sort();
+        assert_eq!(
+            flat,
+            [
+                "`commands_per_poll` (now `[commands] per_poll`)",
+                "`log` (now `[log] filter`)",
+                "`unknown_devices` (now `[devices] unknown`)",
+                "`webhook_timeout_secs` (now `[webhooks] timeout_secs`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn one_setting_given_both_ways_is_refused() {
+        let error = load_file("webhook_timeout_secs = 9\n[webhooks]\ntimeout_secs = 7\n").expect_err("ambiguous");
+        assert!(error.to_string().contains("keep `[webhooks] timeout_secs`"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let error = load_file("[webhooks]\ntimeout = 7\n").expect_err("a typo");
+        assert!(error.to_string().contains("timeout"), "{error}");
+    }
+
+    #[test]
+    fn every_flat_key_names_a_setting_that_exists() {
+        let defaults = serde_json::to_value(Config::default()).expect("serialisable");
+        for (flat, path) in FLAT_KEYS {
+            let (section, name) = path.split_once('.').expect("a section and a name");
+            let secret = matches!(*path, "admin.password" | "devices.trust_keys" | "webhooks.secret" | "secrets.key");
+            assert!(
+                secret || defaults[section].get(name).is_some(),
+                "{flat} -> {path} is not a setting (secrets are not serialised)"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_never_reach_a_debug_print() {
+        let (config, _) = load_file(
+            "[admin]\nuser = \"admin\"\npassword = \"hunter2-password\"\n\
+             [webhooks]\nsecret = \"whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0\"\n\
+             [secrets]\nkey = \"a2V5LWtleS1rZXkta2V5LWtleS1rZXkta2V5LWtleS0=\"\n\
+             [devices]\ntrust_keys = \"pairing-key\"\n",
+        )
+        .expect("the file loads");
+        let printed = format!("{config:?}");
+        for secret in ["hunter2", "whsec_c2Vj", "a2V5LWtleS", "pairing-key"] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        assert!(printed.contains("admin"), "the rest is printed: {printed}");
+    }
 }

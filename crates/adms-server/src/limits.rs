@@ -71,8 +71,8 @@ impl QuotaGuard {
 /// move); `None` when the limit is 0 (no quota).
 pub fn quota(state: &SharedState, kind: QuotaKind) -> Option<Quota> {
     let limit = match kind {
-        QuotaKind::Raw => state.config.device_raw_quota_bytes_per_day,
-        QuotaKind::Photo => state.config.device_photo_quota_bytes_per_day,
+        QuotaKind::Raw => state.config.devices.raw_quota_bytes_per_day,
+        QuotaKind::Photo => state.config.devices.photo_quota_bytes_per_day,
     };
     (limit > 0).then(|| Quota::for_day(state.webhooks.clock.now_micros(), limit))
 }

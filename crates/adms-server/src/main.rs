@@ -129,19 +129,26 @@ enum DeviceAction {
     Approve { sn: String },
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let mut config = Config::load(cli.config.as_ref())?;
+/// The configuration, and the flat keys its file still used (for a warning).
+fn load_config(cli: &Cli) -> anyhow::Result<(Config, Vec<String>)> {
+    let (mut config, flat_keys) = Config::load(cli.config.as_ref())?;
     if let Some(url) = &cli.database_url {
         config.database_url.clone_from(url);
     }
-    Ok(config)
+    Ok((config, flat_keys))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut config = load_config(&cli)?;
-    telemetry::init(&config.log, &config.log_format);
+    let (mut config, flat_keys) = load_config(&cli)?;
+    telemetry::init(&config.log.filter, &config.log.format);
+    if !flat_keys.is_empty() {
+        tracing::warn!(
+            keys = %flat_keys.join(", "),
+            "the configuration file uses flat keys; they are read into their sections for this release only: move them"
+        );
+    }
     match cli.command {
         Command::Serve { listen } => {
             if let Some(listen) = listen {
@@ -228,7 +235,7 @@ async fn main() -> anyhow::Result<()> {
                  server secrets",
                 done.resealed, done.already, columns.sealed, columns.already, settings.resealed
             )?;
-            match (config.secret_key.is_some(), key_file) {
+            match (config.secrets.key.is_some(), key_file) {
                 (false, Some(path)) => {
                     adms_server::vault::replace_key_file(&path, &new)?;
                     writeln!(stdout, "the key file {} now holds the new key; back it up again", path.display())?;

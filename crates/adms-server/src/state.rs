@@ -70,8 +70,8 @@ impl AppState {
             return adms_store::AdoptionPolicy::default();
         }
         adms_store::AdoptionPolicy {
-            adoption: self.config.device_users.adoption(),
-            allow_admin: self.config.device_users_allow_admin,
+            adoption: self.config.devices.users.adoption(),
+            allow_admin: self.config.devices.users_allow_admin,
         }
     }
 

@@ -472,7 +472,7 @@ pub async fn token_login(State(state): State<SharedState>, request: Request) -> 
 }
 
 fn ttl_micros(state: &SharedState) -> i64 {
-    i64::try_from(state.config.session_ttl_secs).unwrap_or(i64::MAX / 1_000_000).saturating_mul(1_000_000)
+    i64::try_from(state.config.login.session_ttl_secs).unwrap_or(i64::MAX / 1_000_000).saturating_mul(1_000_000)
 }
 
 /// Log in for a JWT.

@@ -86,8 +86,8 @@ impl Terminal {
             face_count: r.face_count,
             palm_count: r.palm_count,
             transaction_count: r.transaction_count.or(Some(r.stored_punches)),
-            transfer_time: state.config.trans_times.clone(),
-            transfer_interval: state.config.trans_interval_min,
+            transfer_time: state.config.devices.trans_times.clone(),
+            transfer_interval: state.config.devices.trans_interval_min,
             is_attendance: 1,
         }
     }
@@ -291,7 +291,7 @@ fn write_shape(
 ) -> serde_json::Value {
     let area =
         area.and_then(|a| a.as_i64().or_else(|| a.as_str().and_then(|s| s.parse().ok()))).unwrap_or(DEFAULT_AREA_ID);
-    serde_json::json!({ "id": id, "sn": sn, "ip_address": ip, "alias": alias, "area": area, "heartbeat": state.config.delay_secs })
+    serde_json::json!({ "id": id, "sn": sn, "ip_address": ip, "alias": alias, "area": area, "heartbeat": state.config.devices.delay_secs })
 }
 
 fn field_error(field: &str, message: &str) -> ApiError {

@@ -49,7 +49,7 @@ impl Application {
         let state = self.state.clone();
         let background = tasks::Background::start(&state)?;
         let service = MapRequestLayer::new(normalize_path).layer(router(state.clone()));
-        let header_timeout = Duration::from_secs(state.config.header_read_timeout_secs);
+        let header_timeout = Duration::from_secs(state.config.http.header_read_timeout_secs);
         let result = serve::serve(self.listener, service, header_timeout, shutdown).await;
         background.stop(&state).await;
         if let Err(error) = flush_activity(&state.devices, &state.store).await {

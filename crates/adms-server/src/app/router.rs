@@ -37,11 +37,11 @@ fn documented_routes(state: &SharedState) -> (Router<SharedState>, utoipa::opena
 
 /// The router with every route and middleware.
 pub fn router(state: SharedState) -> Router {
-    let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
+    let timeout = Duration::from_secs(state.config.http.request_timeout_secs.max(1));
     let (routes, doc) = documented_routes(&state);
     // Built once per state; a second router for the same state documents the same routes.
     let _ = state.documents.set(crate::api::openapi::Documents::new(&doc));
-    let max_body_bytes = state.config.max_body_bytes;
+    let max_body_bytes = state.config.http.max_body_bytes;
     let routes = routes
         .fallback(|| async { crate::api::not_found_page() })
         .method_not_allowed_fallback(crate::api::method_not_allowed)

@@ -12,6 +12,8 @@ use tokio::sync::Notify;
 use super::Application;
 use super::secrets::{ensure_env_endpoint, seal_stored_secrets};
 use crate::api::auth::{AuthSetupError, AuthState, hash_password, verify_password};
+use secrecy::ExposeSecret;
+
 use crate::config::Config;
 use crate::device::registry::DeviceRegistry;
 use crate::state::{AppState, WebhookRuntime};
@@ -37,15 +39,15 @@ impl Application {
         config.validate()?;
         let zone = parse_zone(&config.time_zone).ok_or_else(|| StartupError::Other("bad time_zone".into()))?;
         let store = Store::open(&config.database_url, StoreOptions::default()).await?;
-        if let (Some(user), Some(password)) = (&config.admin_user, &config.admin_password) {
+        if let (Some(user), Some(password)) = (&config.admin.user, &config.admin.password) {
             let password = password.clone();
             let stored = store.user_by_name(user).await?.map(|u| u.password_hash);
             // The stored hash is kept when the password still matches it: hashing anew gives a
             // new salt, which the store would take for a password change and end every session
             // at every restart.
             let hash = tokio::task::spawn_blocking(move || match stored {
-                Some(stored) if verify_password(&password, &stored) => Ok(stored),
-                _ => hash_password(&password),
+                Some(stored) if verify_password(password.expose_secret(), &stored) => Ok(stored),
+                _ => hash_password(password.expose_secret()),
             })
             .await
             .map_err(|e| StartupError::Other(e.to_string()))?
@@ -81,13 +83,13 @@ impl Application {
         let auth = AuthState::load(&jwt_key, config.login_limits()).await?;
         let mut address_policy = config.webhook_address_policy()?;
         seal_stored_secrets(&store, secret_key.as_ref()).await?;
-        if let Some(url) = &config.webhook_url {
+        if let Some(url) = &config.webhooks.url {
             ensure_env_endpoint(
                 &store,
                 secret_key.as_ref(),
                 url,
-                config.webhook_secret.as_deref(),
-                config.webhook_timeout_secs,
+                config.webhooks.secret.as_ref().map(ExposeSecret::expose_secret),
+                config.webhooks.timeout_secs,
             )
             .await?;
         }

@@ -29,7 +29,7 @@ impl Background {
         let dispatcher = dispatcher(state)?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let flush_every = Duration::from_secs(state.config.activity_flush_secs.max(1));
+        let flush_every = Duration::from_secs(state.config.devices.activity_flush_secs.max(1));
         tasks.spawn(flush_and_purge(state.clone(), flush_every, stop.clone()));
         tasks.spawn(crate::device::presence::run_checks(state.clone(), stop.clone()));
         tasks.spawn(crate::device::commands::run_expiry(state.clone(), stop.clone()));
@@ -46,7 +46,7 @@ impl Background {
     /// and it is retried).
     pub(super) async fn stop(self, state: &SharedState) {
         self.stop.cancel();
-        let drain = Duration::from_secs(state.config.webhook_timeout_secs + 5);
+        let drain = Duration::from_secs(state.config.webhooks.timeout_secs + 5);
         if tokio::time::timeout(drain, self.tasks.wait()).await.is_err() {
             tracing::warn!("background tasks did not stop in time; webhook leases will expire and be retried");
         }
@@ -58,8 +58,8 @@ fn dispatcher(state: &SharedState) -> std::io::Result<Dispatcher> {
     let config = &state.config;
     let client = DeliveryClient::new(
         state.webhooks.address_policy.clone(),
-        Duration::from_secs(5).min(Duration::from_secs(config.webhook_timeout_secs)),
-        Duration::from_secs(config.webhook_timeout_secs),
+        Duration::from_secs(5).min(Duration::from_secs(config.webhooks.timeout_secs)),
+        Duration::from_secs(config.webhooks.timeout_secs),
         concat!("adms-bridge/", env!("CARGO_PKG_VERSION")),
     )
     .map_err(std::io::Error::other)?;
@@ -67,10 +67,10 @@ fn dispatcher(state: &SharedState) -> std::io::Result<Dispatcher> {
         state.store.clone(),
         client,
         DispatcherConfig {
-            concurrency: config.webhook_concurrency,
+            concurrency: config.webhooks.concurrency,
             // Longer than any request may take, so a live worker never loses its lease.
             // (endpoints' own timeouts are at most 30 s).
-            lease: Duration::from_secs(config.webhook_timeout_secs.max(30) + 30),
+            lease: Duration::from_secs(config.webhooks.timeout_secs.max(30) + 30),
             ..DispatcherConfig::default()
         },
         Arc::clone(&state.webhooks.clock),

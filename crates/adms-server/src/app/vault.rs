@@ -42,7 +42,7 @@ pub enum KeySource {
 
 /// The key file used when `secret_key_file` is not set: beside the database.
 pub fn default_key_file(config: &Config) -> Option<PathBuf> {
-    config.secret_key_file.clone().or_else(|| {
+    config.secrets.key_file.clone().or_else(|| {
         adms_store::database_path(&config.database_url).map(|db| {
             let mut name = db.as_os_str().to_owned();
             name.push(".key");
@@ -85,7 +85,7 @@ pub async fn master_key(config: &Config, store: &Store) -> Result<Option<(Secret
     if let Some(key) = config.secret_key()? {
         return Ok(Some((key, KeySource::Config)));
     }
-    if store.engine() == adms_store::Engine::Postgres && config.secret_key_file.is_none() {
+    if store.engine() == adms_store::Engine::Postgres && config.secrets.key_file.is_none() {
         return Err(StartupError::Other(
             "a PostgreSQL database needs a master key that every replica shares: set ADMS_SECRET_KEY (or \
              secret_key_file); `adms-bridge secrets generate-key` prints a new one"
@@ -96,7 +96,7 @@ pub async fn master_key(config: &Config, store: &Store) -> Result<Option<(Secret
     if path.exists() {
         return Ok(Some((read_key_file(&path)?, KeySource::File(path))));
     }
-    if config.secret_key_file.is_some() || anything_sealed(store).await? {
+    if config.secrets.key_file.is_some() || anything_sealed(store).await? {
         // A named file that is missing, or a database sealed under a key nobody gave us:
         // generating one now would only make the secrets unreadable for good.
         return Err(StartupError::Other(format!(
@@ -257,9 +257,9 @@ mod tests {
     fn the_default_key_file_sits_beside_the_database() {
         let mut config = Config { database_url: "sqlite:///var/lib/adms/adms.db".into(), ..Config::default() };
         assert_eq!(default_key_file(&config), Some(PathBuf::from("/var/lib/adms/adms.db.key")));
-        config.secret_key_file = Some("/etc/adms/master.key".into());
+        config.secrets.key_file = Some("/etc/adms/master.key".into());
         assert_eq!(default_key_file(&config), Some(PathBuf::from("/etc/adms/master.key")));
-        config.secret_key_file = None;
+        config.secrets.key_file = None;
         config.database_url = "sqlite::memory:".into();
         assert_eq!(default_key_file(&config), None);
     }

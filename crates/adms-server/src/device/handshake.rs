@@ -17,11 +17,11 @@ pub const PUSH_PROTOCOL_VERSION: &str = "2.4.1";
 fn settings<'a>(state: &'a SharedState, server_version: &'a str) -> ServerSettings<'a> {
     let c = &state.config;
     ServerSettings {
-        error_delay_secs: c.error_delay_secs,
-        delay_secs: c.delay_secs,
-        trans_times: &c.trans_times,
-        trans_interval_min: c.trans_interval_min,
-        realtime: c.realtime,
+        error_delay_secs: c.devices.error_delay_secs,
+        delay_secs: c.devices.delay_secs,
+        trans_times: &c.devices.trans_times,
+        trans_interval_min: c.devices.trans_interval_min,
+        realtime: c.devices.realtime,
         server_version,
         server_name: &c.server_name,
         push_protocol_version: PUSH_PROTOCOL_VERSION,

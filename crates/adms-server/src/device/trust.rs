@@ -8,6 +8,7 @@
 //! any other address before anything is stored. New registrations are limited per address, so
 //! a stranger cannot fill the terminal list.
 
+use secrecy::ExposeSecret;
 use std::net::IpAddr;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -39,11 +40,13 @@ impl DeviceTrust {
     pub fn from_config(config: &Config) -> Result<DeviceTrust, ConfigError> {
         let per_minute = config.registrations_per_minute()?;
         Ok(DeviceTrust {
-            policy: config.unknown_devices,
-            sn_patterns: comma_list(&config.device_trust_sns).map(WildMatch::new).collect(),
-            trusted_networks: networks("device_trust_networks", &config.device_trust_networks)?,
-            key_digests: comma_list(&config.device_trust_keys).map(digest).collect(),
-            device_networks: networks("device_networks", &config.device_networks)?,
+            policy: config.devices.unknown,
+            sn_patterns: comma_list(&config.devices.trust_sns).map(WildMatch::new).collect(),
+            trusted_networks: networks("device_trust_networks", &config.devices.trust_networks)?,
+            key_digests: comma_list(config.devices.trust_keys.as_ref().map_or("", ExposeSecret::expose_secret))
+                .map(digest)
+                .collect(),
+            device_networks: networks("device_networks", &config.devices.networks)?,
             registrations: RateLimiter::keyed(Quota::per_minute(per_minute)),
         })
     }
@@ -128,15 +131,15 @@ mod tests {
     #[test]
     fn without_rules_new_devices_wait_and_auto_approves_all() {
         assert_eq!(trust(|_| {}).approval_for_new("X1", ip("10.0.0.1"), ""), Approval::Pending);
-        let auto = trust(|c| c.unknown_devices = UnknownDevicePolicy::Auto);
+        let auto = trust(|c| c.devices.unknown = UnknownDevicePolicy::Auto);
         assert_eq!(auto.approval_for_new("X1", ip("10.0.0.1"), ""), Approval::Approved);
     }
 
     #[test]
     fn every_configured_rule_must_hold() {
         let rules = trust(|c| {
-            c.device_trust_sns = "CKJF*, A8N5??".into();
-            c.device_trust_networks = "10.0.5.0/24".into();
+            c.devices.trust_sns = "CKJF*, A8N5??".into();
+            c.devices.trust_networks = "10.0.5.0/24".into();
         });
         assert_eq!(rules.approval_for_new("CKJF0001", ip("10.0.5.7"), ""), Approval::Approved);
         assert_eq!(rules.approval_for_new("A8N512", ip("10.0.5.7"), ""), Approval::Approved);
@@ -148,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_registration_key_must_be_presented_exactly() {
-        let rules = trust(|c| c.device_trust_keys = "s3cret-pairing, other".into());
+        let rules = trust(|c| c.devices.trust_keys = Some("s3cret-pairing, other".into()));
         assert_eq!(rules.approval_for_new("X", ip("1.2.3.4"), "SN=X&key=s3cret-pairing"), Approval::Approved);
         assert_eq!(rules.approval_for_new("X", ip("1.2.3.4"), "SN=X&pushcommkey=other"), Approval::Approved);
         assert_eq!(rules.approval_for_new("X", ip("1.2.3.4"), "SN=X&key=s3cret"), Approval::Pending);
@@ -159,7 +162,7 @@ mod tests {
     fn device_networks_refuse_other_addresses() {
         let open = trust(|_| {});
         assert!(open.address_allowed(ip("203.0.113.9")));
-        let closed = trust(|c| c.device_networks = "192.168.10.0/24, 127.0.0.2".into());
+        let closed = trust(|c| c.devices.networks = "192.168.10.0/24, 127.0.0.2".into());
         assert!(closed.address_allowed(ip("192.168.10.77")));
         assert!(closed.address_allowed(ip("127.0.0.2")));
         assert!(!closed.address_allowed(ip("127.0.0.1")));
@@ -168,7 +171,7 @@ mod tests {
 
     #[test]
     fn registrations_are_limited_per_address() {
-        let rules = trust(|c| c.device_registrations_per_minute = 2);
+        let rules = trust(|c| c.devices.registrations_per_minute = 2);
         assert!(rules.admit_registration(ip("10.0.0.1")));
         assert!(rules.admit_registration(ip("10.0.0.1")));
         assert!(!rules.admit_registration(ip("10.0.0.1")), "third in the same minute");
@@ -181,10 +184,11 @@ mod tests {
 
     #[test]
     fn bad_rules_fail_the_configuration() {
-        let mut config = Config { device_networks: "not-a-net".into(), ..Config::default() };
+        let mut config = Config::default();
+        config.devices.networks = "not-a-net".into();
         assert!(DeviceTrust::from_config(&config).is_err());
-        config.device_networks = String::new();
-        config.device_registrations_per_minute = 0;
+        config.devices.networks = String::new();
+        config.devices.registrations_per_minute = 0;
         assert!(DeviceTrust::from_config(&config).is_err());
     }
 }

@@ -84,7 +84,7 @@ pub struct PunchWindow {
 
 impl PunchWindow {
     pub fn for_now(state: &SharedState) -> PunchWindow {
-        let lead = i64::try_from(state.config.punch_time_max_ahead_secs).unwrap_or(i64::MAX);
+        let lead = i64::try_from(state.config.punches.time_max_ahead_secs).unwrap_or(i64::MAX);
         PunchWindow {
             earliest: state.punch_window_start,
             latest_utc_secs: (now_micros() / 1_000_000).saturating_add(lead),
@@ -130,7 +130,7 @@ pub async fn cdata_post(State(state): State<SharedState>, ctx: DeviceCtx, body: 
     if table == UploadTable::AttLog {
         return attlog(&state, &ctx, body, stamp).await;
     }
-    let body = read_body(body, state.config.max_body_bytes).await?;
+    let body = read_body(body, state.config.http.max_body_bytes).await?;
     match table {
         UploadTable::AttLog => unreachable!("streamed above"),
         UploadTable::OperLog | UploadTable::BioData | UploadTable::ErrorLog | UploadTable::IdCard => {
@@ -238,7 +238,7 @@ async fn attlog(
     let device = ctx.entry.snapshot();
     let zone = state.zone_for(&device);
     let window = PunchWindow::for_now(state);
-    let limit = state.config.max_body_bytes;
+    let limit = state.config.http.max_body_bytes;
     // A declared length over the limit is refused before any chunk commits; only a body
     // without one (chunked encoding) can pass the limit after some chunks committed, and its
     // device gets 413 all the same (a re-send adds nothing: natural keys).

@@ -24,6 +24,6 @@ pub fn wake(state: &AppState, commands: &[NewCommand]) {
 
 /// When a command queued now expires: `command_ttl_secs` from the dispatcher's clock.
 pub fn default_expiry(state: &AppState) -> i64 {
-    let ttl = i64::try_from(state.config.command_ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX / 2);
+    let ttl = i64::try_from(state.config.commands.ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX / 2);
     state.webhooks.clock.now_micros().saturating_add(ttl)
 }

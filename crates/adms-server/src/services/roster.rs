@@ -82,7 +82,7 @@ pub async fn sync_terminal_logged(state: &AppState, device_id: i64) {
 /// closes that gap. Planning is idempotent (what is queued, or succeeded since the device last
 /// reported, counts as done), so replicas running it at the same time add nothing twice.
 pub async fn run_reconcile(state: crate::state::SharedState, stop: CancellationToken) {
-    let every = state.config.roster_reconcile_secs;
+    let every = state.config.roster.reconcile_secs;
     loop {
         reconcile_all_terminals(&state, &stop).await;
         if every == 0 {
