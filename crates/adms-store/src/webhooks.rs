@@ -16,7 +16,7 @@
 //! both: a completion is applied only with the token it claimed with; a stale one is kept as an
 //! attempt with `accepted = false`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::FromRow;
 
@@ -691,32 +691,83 @@ impl Store {
             let endpoint_of: HashMap<i64, i64> = applied.into_iter().collect();
             let accepted: Vec<bool> = completions.iter().map(|c| endpoint_of.contains_key(&c.delivery_id)).collect();
             dialect::insert_attempts(&mut tx, completions, &accepted).await?;
-            // Per endpoint, once per batch: a success re-drives what was given up on (with a fresh
-            // schedule); a 410 pauses the endpoint.
-            let mut succeeded: Vec<i64> = Vec::new();
+            // Per endpoint, once per batch: its health (failures in a row, last success and
+            // failure), and a 410 pauses it.
+            let mut health: BTreeMap<i64, (bool, i64)> = BTreeMap::new(); // endpoint → (a success, failures)
             let mut gone: Vec<i64> = Vec::new();
             for (c, ok) in completions.iter().zip(&accepted) {
                 let Some(&endpoint_id) = endpoint_of.get(&c.delivery_id).filter(|_| *ok) else { continue };
-                let list = match c.outcome {
-                    DeliveryOutcome::Succeeded => &mut succeeded,
-                    DeliveryOutcome::EndpointGone => &mut gone,
-                    _ => continue,
-                };
-                if !list.contains(&endpoint_id) {
-                    list.push(endpoint_id);
+                match c.outcome {
+                    DeliveryOutcome::Succeeded => health.entry(endpoint_id).or_default().0 = true,
+                    DeliveryOutcome::RetryAt(_) | DeliveryOutcome::Exhausted => {
+                        health.entry(endpoint_id).or_default().1 += 1;
+                    }
+                    DeliveryOutcome::EndpointGone => {
+                        if !gone.contains(&endpoint_id) {
+                            gone.push(endpoint_id);
+                        }
+                    }
                 }
             }
-            // In id order: two completions touching the same endpoints lock them in the same
-            // order (PostgreSQL: no deadlock between them).
-            succeeded.sort_unstable();
+            // In id order (the map's): two completions touching the same endpoints lock them
+            // in the same order (PostgreSQL: no deadlock between them).
             gone.sort_unstable();
-            for endpoint_id in succeeded {
+            for (endpoint_id, (succeeded, failures)) in health {
+                if !succeeded {
+                    // The first failure after a success is logged; the next ones are counted.
+                    let (uid, in_a_row): (String, i64) = sqlx::query_as(
+                        "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + $1, \
+                                last_failure_at = $2 \
+                         WHERE id = $3 RETURNING uid, consecutive_failures",
+                    )
+                    .bind(failures)
+                    .bind(now)
+                    .bind(endpoint_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if in_a_row == failures {
+                        tracing::warn!(endpoint = %uid, "webhook endpoint failing: its deliveries wait for retries");
+                    }
+                    continue;
+                }
+                // A success after failures: the endpoint is back. What waits out a retry delay is
+                // due at once, and what was given up on starts again with a fresh schedule, so a
+                // receiver that comes back gets its backlog now, not after delays grown to hours
+                // (the dispatcher's concurrency and claim size bound the rate; an ordered
+                // endpoint's claims still go in `seq` order).
+                let recovered: Option<(String, i64)> = sqlx::query_as(
+                    "UPDATE webhook_endpoints SET consecutive_failures = 0, last_success_at = $1 \
+                     WHERE id = $2 AND consecutive_failures > 0 \
+                     RETURNING uid, (SELECT COUNT(*) FROM webhook_deliveries AS d \
+                                     WHERE d.endpoint_id = $2 AND d.state IN ('pending', 'exhausted'))",
+                )
+                .bind(now)
+                .bind(endpoint_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((uid, waiting)) = recovered else {
+                    sqlx::query("UPDATE webhook_endpoints SET last_success_at = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(endpoint_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    continue;
+                };
+                tracing::info!(endpoint = %uid, waiting, "webhook endpoint recovered: its waiting deliveries are due now");
                 sqlx::query(
                     "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, attempt_count = 0, \
                             first_attempt_at = NULL, updated_at = $2 \
                      WHERE endpoint_id = $3 AND state = 'exhausted'",
                 )
                 .bind(now)
+                .bind(now)
+                .bind(endpoint_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET next_attempt_at = $1, updated_at = $1 \
+                     WHERE endpoint_id = $2 AND state = 'pending' AND next_attempt_at > $1",
+                )
                 .bind(now)
                 .bind(endpoint_id)
                 .execute(&mut *tx)

@@ -17,6 +17,7 @@ crate::on_both_engines!(
     an_endpoint_created_by_another_process_gets_every_later_punch,
     a_stale_worker_is_fenced_out_after_its_lease_expires,
     exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses,
+    deliveries_waiting_out_a_retry_are_due_once_the_endpoint_answers_again,
     rotation_signs_with_both_secrets_until_the_old_one_expires,
     a_resend_is_recorded_as_manual_and_its_retries_as_scheduled,
     batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members,
@@ -219,6 +220,46 @@ async fn exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses(en
     assert!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().is_empty());
     assert!(store.set_endpoint_paused("ep_a", None).await.unwrap());
     assert_eq!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().len(), 2);
+}
+
+/// A receiver down for a day: each delivery waits out its own retry delay. The first success
+/// after the failures makes every waiting delivery due at once (the receiver gets its backlog
+/// now, not when each delay ends); a failure on its own re-drives nothing.
+async fn deliveries_waiting_out_a_retry_are_due_once_the_endpoint_answers_again(engine: Engine) {
+    const HOUR: i64 = 3_600_000_000;
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
+    store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
+    store.punch_writer().write(batch(dev, "SN1", &["1", "2", "3", "4"])).await.unwrap();
+    let now = now_micros();
+    let claims = store.claim_due_deliveries("w", now, 1_000_000, 10).await.unwrap();
+    assert_eq!(claims.len(), 4);
+    // The first retries in an hour, the others in a day.
+    let failed: Vec<Completion> = claims
+        .iter()
+        .enumerate()
+        .map(|(i, c)| completion(c, DeliveryOutcome::RetryAt(now + if i == 0 { HOUR } else { 24 * HOUR })))
+        .collect();
+    assert_eq!(store.complete_deliveries(&failed).await.unwrap(), [true; 4]);
+    assert!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().is_empty());
+
+    // An hour later the first is tried again and fails: the others keep waiting.
+    let retried = store.claim_due_deliveries("w", now + HOUR + 1, 1_000_000, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    store.complete_deliveries(&[completion(&retried[0], DeliveryOutcome::RetryAt(now + 2 * HOUR))]).await.unwrap();
+    assert!(store.claim_due_deliveries("w", now + HOUR + 2, 1_000_000, 10).await.unwrap().is_empty());
+
+    // Two hours later it succeeds: the three that waited for the day are due now.
+    let retried = store.claim_due_deliveries("w", now + 2 * HOUR + 1, 1_000_000, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    store.complete_deliveries(&[completion(&retried[0], DeliveryOutcome::Succeeded)]).await.unwrap();
+    let due = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap();
+    let mut due_ids: Vec<i64> = due.iter().map(|c| c.delivery_id).collect();
+    due_ids.sort_unstable();
+    let mut waited: Vec<i64> = claims[1..].iter().map(|c| c.delivery_id).collect();
+    waited.sort_unstable();
+    assert_eq!(due_ids, waited, "every delivery that waited is due at once, each once");
+    assert!(due.iter().all(|c| c.attempt_no == 2), "their attempt count goes on: {due:?}");
 }
 
 async fn rotation_signs_with_both_secrets_until_the_old_one_expires(engine: Engine) {
