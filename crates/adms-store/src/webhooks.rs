@@ -167,11 +167,23 @@ pub struct DeliveryRow {
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct EndpointBacklog {
     pub endpoint_uid: String,
+    /// Pending and due now.
     pub due: i64,
+    /// Pending, waiting out a retry delay (not due yet): during a receiver outage, the backlog
+    /// is here, not in `due`.
+    pub waiting: i64,
     pub in_flight: i64,
     pub exhausted: i64,
     /// When the oldest due delivery became due (Unix µs).
     pub oldest_due_at: Option<i64>,
+    /// When the oldest undelivered (pending or in flight) delivery was queued (Unix µs): how
+    /// far behind the endpoint is, whether it is due or waiting.
+    pub oldest_pending_since: Option<i64>,
+    /// Failed attempts in a row since the endpoint's last success.
+    pub consecutive_failures: i64,
+    /// Its last successful and failed attempts (Unix µs).
+    pub last_success_at: Option<i64>,
+    pub last_failure_at: Option<i64>,
 }
 
 /// A completion's new delivery state, as both engines' bulk update reads it.
@@ -862,19 +874,24 @@ impl Store {
         })
     }
 
-    /// Due backlog per live endpoint, for metrics.
+    /// Backlog and health per live endpoint, for metrics and the backlog route.
     pub async fn delivery_backlog(&self, now: i64) -> Result<Vec<EndpointBacklog>, StoreError> {
         on_db!(self, |db| {
             Ok(sqlx::query_as(
                 "SELECT ep.uid AS endpoint_uid, \
                         CAST(COUNT(CASE WHEN d.state = 'pending' AND d.next_attempt_at <= $1 THEN 1 END) AS BIGINT) AS due, \
+                        CAST(COUNT(CASE WHEN d.state = 'pending' AND d.next_attempt_at > $1 THEN 1 END) AS BIGINT) \
+                            AS waiting, \
                         CAST(COUNT(CASE WHEN d.state = 'in_flight' THEN 1 END) AS BIGINT) AS in_flight, \
                         CAST(COUNT(CASE WHEN d.state = 'exhausted' THEN 1 END) AS BIGINT) AS exhausted, \
                         MIN(CASE WHEN d.state = 'pending' AND d.next_attempt_at <= $1 THEN d.next_attempt_at END) \
-                            AS oldest_due_at \
+                            AS oldest_due_at, \
+                        MIN(CASE WHEN d.state IN ('pending', 'in_flight') THEN d.created_at END) AS oldest_pending_since, \
+                        ep.consecutive_failures, ep.last_success_at, ep.last_failure_at \
                  FROM webhook_endpoints AS ep \
                  LEFT JOIN webhook_deliveries AS d ON d.endpoint_id = ep.id AND d.state IN ('pending', 'in_flight', 'exhausted') \
-                 WHERE ep.deleted_at IS NULL GROUP BY ep.id ORDER BY ep.id",
+                 WHERE ep.deleted_at IS NULL \
+                 GROUP BY ep.id, ep.uid, ep.consecutive_failures, ep.last_success_at, ep.last_failure_at ORDER BY ep.id",
             )
             .bind(now)
             .fetch_all(db.pool())

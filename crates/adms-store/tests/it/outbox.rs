@@ -627,6 +627,21 @@ async fn endpoint_settings_secrets_and_backlog_read_back(engine: Engine) {
     let total = |f: fn(&adms_store::webhooks::EndpointBacklog) -> i64| backlog.iter().map(f).sum::<i64>();
     assert_eq!((total(|b| b.due), total(|b| b.in_flight), total(|b| b.exhausted)), (4, 1, 1));
     assert!(backlog.iter().all(|b| b.oldest_due_at.is_some_and(|t| t >= now)));
+    let env = backlog.iter().find(|b| b.endpoint_uid == "ep_env").unwrap();
+    assert_eq!((env.consecutive_failures, env.last_success_at), (1, None));
+    assert!(env.last_failure_at.is_some());
+
+    // A delivery waiting out a retry delay is backlog too: `waiting`, not `due`, and the
+    // oldest pending age keeps growing while the receiver is down.
+    let in_flight = claimed.iter().find(|c| c.delivery_id != env_claim.delivery_id).unwrap();
+    let in_an_hour = now_micros() + 3_600_000_000;
+    store.complete_deliveries(&[completion(in_flight, DeliveryOutcome::RetryAt(in_an_hour))]).await.unwrap();
+    let backlog_after = store.delivery_backlog(now_micros()).await.unwrap();
+    let total_after = |f: fn(&adms_store::webhooks::EndpointBacklog) -> i64| backlog_after.iter().map(f).sum::<i64>();
+    assert_eq!((total_after(|b| b.due), total_after(|b| b.waiting), total_after(|b| b.in_flight)), (4, 1, 0));
+    let failing = backlog_after.iter().find(|b| b.endpoint_uid == in_flight.endpoint_uid).unwrap();
+    assert!(failing.consecutive_failures >= 1);
+    assert!(failing.oldest_pending_since.is_some_and(|t| t >= now && t <= now_micros()));
 
     // Listings filter by endpoint, state, type and device, and page backwards.
     let env_rows = store.list_deliveries(Some("ep_env"), None, 10, None).await.unwrap();
@@ -650,5 +665,6 @@ async fn endpoint_settings_secrets_and_backlog_read_back(engine: Engine) {
     assert_eq!(store.delivery_backlog(now_micros()).await.unwrap().len(), 1);
     let states: Vec<String> =
         store.list_deliveries(Some("ep_env"), None, 10, None).await.unwrap().into_iter().map(|d| d.state).collect();
-    assert_eq!(states.iter().filter(|s| *s == "cancelled").count(), 2, "{states:?}");
+    // Its two pending (one due, one waiting) and its exhausted one.
+    assert_eq!(states.iter().filter(|s| *s == "cancelled").count(), 3, "{states:?}");
 }
