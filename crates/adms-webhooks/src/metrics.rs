@@ -26,9 +26,16 @@ pub struct DeliveryMetrics {
 pub struct EndpointGauge {
     pub endpoint: String,
     pub due: i64,
+    /// Pending, waiting out a retry delay.
+    pub waiting: i64,
     pub in_flight: i64,
     pub exhausted: i64,
     pub oldest_due_age_secs: f64,
+    /// Age of the oldest undelivered delivery, due or waiting: what grows during an outage.
+    pub oldest_pending_age_secs: f64,
+    pub consecutive_failures: i64,
+    /// Unix seconds of the last success (0: never).
+    pub last_success_secs: f64,
 }
 
 impl DeliveryMetrics {
@@ -62,6 +69,12 @@ impl DeliveryMetrics {
             }
         };
         gauge(&mut out, "adms_webhook_deliveries_due", "Deliveries due now and not yet claimed.", &|g| g.due as f64);
+        gauge(
+            &mut out,
+            "adms_webhook_deliveries_waiting",
+            "Deliveries waiting out a retry delay (the backlog of a receiver that is down).",
+            &|g| g.waiting as f64,
+        );
         gauge(&mut out, "adms_webhook_deliveries_in_flight", "Deliveries claimed by a worker.", &|g| {
             g.in_flight as f64
         });
@@ -73,6 +86,24 @@ impl DeliveryMetrics {
             "adms_webhook_oldest_due_age_seconds",
             "How long the oldest due delivery has been due.",
             &|g| g.oldest_due_age_secs,
+        );
+        gauge(
+            &mut out,
+            "adms_webhook_oldest_pending_age_seconds",
+            "How long the oldest undelivered delivery (due or waiting for a retry) has been queued: alert on this.",
+            &|g| g.oldest_pending_age_secs,
+        );
+        gauge(
+            &mut out,
+            "adms_webhook_endpoint_consecutive_failures",
+            "Failed attempts in a row since the endpoint's last success.",
+            &|g| g.consecutive_failures as f64,
+        );
+        gauge(
+            &mut out,
+            "adms_webhook_endpoint_last_success_timestamp_seconds",
+            "When the endpoint last answered with success (Unix seconds; 0: never).",
+            &|g| g.last_success_secs,
         );
         let _ = writeln!(
             out,
@@ -120,12 +151,19 @@ mod tests {
         let gauges = [EndpointGauge {
             endpoint: "ep_\"x\"".into(),
             due: 3,
+            waiting: 7,
             in_flight: 1,
             exhausted: 0,
             oldest_due_age_secs: 1.5,
+            oldest_pending_age_secs: 86_400.0,
+            consecutive_failures: 12,
+            last_success_secs: 0.0,
         }];
         let text = metrics.render(&gauges, |id| (id == 1).then(|| "ep_a".to_owned()));
         assert!(text.contains("adms_webhook_deliveries_due{endpoint=\"ep_\\\"x\\\"\"} 3\n"), "{text}");
+        assert!(text.contains("adms_webhook_deliveries_waiting{endpoint=\"ep_\\\"x\\\"\"} 7\n"), "{text}");
+        assert!(text.contains("adms_webhook_oldest_pending_age_seconds{endpoint=\"ep_\\\"x\\\"\"} 86400\n"), "{text}");
+        assert!(text.contains("adms_webhook_endpoint_consecutive_failures{endpoint=\"ep_\\\"x\\\"\"} 12\n"), "{text}");
         assert!(text.contains("adms_webhook_oldest_due_age_seconds{endpoint=\"ep_\\\"x\\\"\"} 1.5\n"));
         assert!(text.contains("adms_webhook_attempts_total{endpoint=\"ep_a\",outcome=\"delivered\"} 2\n"));
         assert!(text.contains("adms_webhook_attempts_total{endpoint=\"ep_a\",outcome=\"timeout\"} 1\n"));

@@ -87,9 +87,13 @@ async fn metrics(
         .map(|b| EndpointGauge {
             endpoint: b.endpoint_uid,
             due: b.due,
+            waiting: b.waiting,
             in_flight: b.in_flight,
             exhausted: b.exhausted,
             oldest_due_age_secs: b.oldest_due_at.map_or(0.0, |at| (now - at).max(0) as f64 / 1e6),
+            oldest_pending_age_secs: b.oldest_pending_since.map_or(0.0, |at| (now - at).max(0) as f64 / 1e6),
+            consecutive_failures: b.consecutive_failures,
+            last_success_secs: b.last_success_at.map_or(0.0, |at| at as f64 / 1e6),
         })
         .collect();
     let mut text =
