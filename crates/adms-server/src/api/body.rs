@@ -58,24 +58,6 @@ impl<S: Send + Sync> FromRequest<S> for WriteBody {
     }
 }
 
-/// Field errors collected DRF-style: `{"field": ["message", ...]}`.
-#[derive(Debug, Default)]
-pub struct FieldErrors(Map<String, Value>);
-
-impl FieldErrors {
-    pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        let entry = self.0.entry(field.to_owned()).or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(list) = entry {
-            list.push(Value::String(message.into()));
-        }
-    }
-
-    /// `Ok` when nothing was reported, else the 400 answer.
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ApiError::BadRequest(Value::Object(self.0))) }
-    }
-}
-
 /// The value of `key`, with `null` meaning "not given" (one client sends `null` for every
 /// optional field it was not given).
 pub fn given<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {

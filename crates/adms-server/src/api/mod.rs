@@ -15,6 +15,7 @@ pub mod openapi;
 mod org_units;
 mod pagination;
 mod personnel;
+mod request;
 mod resigns;
 mod terminals;
 pub mod throttle;
@@ -96,19 +97,19 @@ pub fn routes(state: &SharedState) -> OpenApiRouter<SharedState> {
         .scoped(Scope::Read, routes!(commands::get_command))
         .scoped(Scope::DevicesControl, routes!(commands::cancel_command))
         .scoped(Scope::Read, routes!(native::rejected_lines))
-        .scoped(Scope::Read, routes!(webhooks::device_punches))
-        .scoped(Scope::Read, routes!(webhooks::list_endpoints))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::create_endpoint))
-        .scoped(Scope::Read, routes!(webhooks::get_endpoint))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::update_endpoint))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::delete_endpoint))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::rotate_secret))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::replay))
-        .scoped(Scope::Read, routes!(webhooks::list_events))
-        .scoped(Scope::Read, routes!(webhooks::list_deliveries))
-        .scoped(Scope::Read, routes!(webhooks::delivery_attempts))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::resend_delivery))
-        .scoped(Scope::Read, routes!(webhooks::backlog))
+        .scoped(Scope::Read, routes!(webhooks::events::device_punches))
+        .scoped(Scope::Read, routes!(webhooks::endpoints::list_endpoints))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::endpoints::create_endpoint))
+        .scoped(Scope::Read, routes!(webhooks::endpoints::get_endpoint))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::endpoints::update_endpoint))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::endpoints::delete_endpoint))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::endpoints::rotate_secret))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::endpoints::replay))
+        .scoped(Scope::Read, routes!(webhooks::events::list_events))
+        .scoped(Scope::Read, routes!(webhooks::deliveries::list_deliveries))
+        .scoped(Scope::Read, routes!(webhooks::deliveries::delivery_attempts))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::deliveries::resend_delivery))
+        .scoped(Scope::Read, routes!(webhooks::deliveries::backlog))
         .scoped(Scope::Admin, routes!(users::list))
         .scoped(Scope::Admin, routes!(users::create))
         .scoped(Scope::Admin, routes!(users::detail))

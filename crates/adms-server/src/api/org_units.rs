@@ -12,8 +12,9 @@ use adms_store::StoreError;
 use adms_store::roster::{OrgFields, OrgFilter, OrgKind, OrgOrder, OrgUnit, RosterError, RosterRefusal};
 
 use super::auth::Authenticated;
-use super::body::{FieldErrors, WriteBody, given, integer, printable, text};
+use super::body::{WriteBody, given, integer, printable, text};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::request::FieldErrors;
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 

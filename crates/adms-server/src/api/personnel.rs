@@ -17,8 +17,9 @@ use adms_store::roster::{
 };
 
 use super::auth::Authenticated;
-use super::body::{FieldErrors, WriteBody, boolean, date, given, id_list, integer, printable, text};
+use super::body::{WriteBody, boolean, date, given, id_list, integer, printable, text};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::request::FieldErrors;
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 

@@ -9,8 +9,9 @@ use adms_store::roster::{AreaRef, DEFAULT_AREA_ID, OrgKind};
 use adms_store::{TerminalFilter, TerminalRow, now_micros};
 
 use super::auth::Authenticated;
-use super::body::{FieldErrors, WriteBody, given, integer, printable, text};
+use super::body::{WriteBody, given, integer, printable, text};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::request::FieldErrors;
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 

@@ -15,8 +15,9 @@ use adms_store::events::rfc3339_micros;
 use adms_store::{ApiUser, LAST_ADMIN, ROLES, StoreError, UserChange};
 
 use super::auth::{Authenticated, hash_password};
-use super::body::{FieldErrors, WriteBody, boolean, given, printable};
+use super::body::{WriteBody, boolean, given, printable};
 use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::request::FieldErrors;
 use super::{ApiError, openapi, parse_id};
 use crate::state::SharedState;
 
