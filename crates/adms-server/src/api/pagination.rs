@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::ops::RangeInclusive;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri, header};
 use serde::Serialize;
@@ -140,6 +140,44 @@ impl PageRequest {
             return Err(ApiError::InvalidPage);
         }
         Ok(())
+    }
+}
+
+/// A ZKBio Time list request: the query (filters and paging), and what the envelope's links
+/// are built from (the request's host and path). A bad `page` is answered at once (404
+/// "Invalid page."), before the route reads its filters.
+#[derive(Debug)]
+pub struct ListRequest {
+    pub params: QueryParams,
+    pub page: PageRequest,
+    headers: HeaderMap,
+    uri: Uri,
+}
+
+impl ListRequest {
+    /// The rows of the requested page, as the store counts them.
+    pub fn store_page(&self) -> adms_store::Page {
+        self.page.store_page()
+    }
+
+    /// `data`, one page of `count` matches, in the envelope; a page past the end is a 404.
+    pub fn envelope<T: Serialize>(&self, count: i64, data: Vec<T>) -> Result<Envelope<T>, ApiError> {
+        self.page.check(count)?;
+        Ok(envelope(&self.headers, &self.uri, &self.params, self.page, count, data))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let OriginalUri(uri) = match OriginalUri::from_request_parts(parts, state).await {
+            Ok(uri) => uri,
+            Err(never) => match never {},
+        };
+        let params = QueryParams::parse(parts.uri.query());
+        let page = PageRequest::from_params(&params)?;
+        Ok(ListRequest { params, page, headers: parts.headers.clone(), uri })
     }
 }
 

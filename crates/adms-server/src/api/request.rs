@@ -80,12 +80,6 @@ impl<T> Field<T> {
     pub fn is_absent(&self) -> bool {
         matches!(self, Field::Absent)
     }
-
-    /// Absent or `null`: what the ZKBio Time routes read as "not given" (one client sends
-    /// `null` for every optional field it was not given).
-    pub fn is_unset(&self) -> bool {
-        matches!(self, Field::Absent | Field::Null)
-    }
 }
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
@@ -294,8 +288,6 @@ fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
 pub mod rules {
     use std::ops::RangeInclusive;
 
-    use serde_json::Value;
-
     use super::Field;
 
     fn fail(message: impl Into<String>) -> garde::Result {
@@ -357,10 +349,5 @@ pub mod rules {
             Some(ids) if ids.0.is_empty() => fail("This list may not be empty."),
             Some(_) => Ok(()),
         }
-    }
-
-    /// The text DRF quotes for an invalid value.
-    pub fn quoted(value: &Value) -> String {
-        super::quoted(value)
     }
 }
