@@ -3,8 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -13,7 +12,7 @@ use adms_protocol::text::TextEncoding;
 use adms_store::Approval;
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 use crate::zones::parse_zone;
@@ -160,14 +159,10 @@ pub struct RejectedLine {
 pub async fn rejected_lines(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<RejectedLine>>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
-    let (count, rows) = state.store.list_rejected_lines(params.get("sn"), page.store_page()).await?;
-    page.check(count)?;
+    let params = &list.params;
+    let (count, rows) = state.store.list_rejected_lines(params.get("sn"), list.store_page()).await?;
     let zone = &state.display_zone;
     let data = rows
         .into_iter()
@@ -184,5 +179,5 @@ pub async fn rejected_lines(
             last_seen: zone.format_micros(r.last_seen_at),
         })
         .collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+    Ok(Json(list.envelope(count, data)?))
 }

@@ -2,8 +2,8 @@
 //! each in ZKBio Time's record shape (code and name, the parent as an object or null).
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -13,7 +13,7 @@ use adms_store::roster::{OrgFields, OrgFilter, OrgKind, OrgOrder, OrgUnit, Roste
 
 use super::auth::Authenticated;
 use super::body::{WriteBody, given, integer, printable, text};
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest, QueryParams};
 use super::request::FieldErrors;
 use super::{ApiError, openapi};
 use crate::state::SharedState;
@@ -183,13 +183,10 @@ fn order(params: &QueryParams, n: &Names) -> OrgOrder {
 pub async fn list<const K: u8>(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<OrgRecord>>, ApiError> {
     let n = names::<K>();
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
+    let params = &list.params;
     let owned = |k: &str| params.get(k).map(str::to_owned);
     let filter = OrgFilter {
         id: None,
@@ -197,12 +194,11 @@ pub async fn list<const K: u8>(
         name: owned(n.name),
         code_icontains: owned(&format!("{}_icontains", n.code)),
         name_icontains: owned(&format!("{}_icontains", n.name)),
-        order: order(&params, &n),
+        order: order(params, &n),
     };
-    let (count, rows) = state.store.list_org(n.kind, &filter, page.store_page()).await?;
-    page.check(count)?;
+    let (count, rows) = state.store.list_org(n.kind, &filter, list.store_page()).await?;
     let data = rows.into_iter().map(to_json::<K>).collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+    Ok(Json(list.envelope(count, data)?))
 }
 
 pub async fn detail<const K: u8>(
@@ -375,11 +371,9 @@ macro_rules! org_unit_routes {
             pub async fn list(
                 state: State<SharedState>,
                 auth: Authenticated,
-                headers: HeaderMap,
-                uri: OriginalUri,
-                raw: RawQuery,
+                list: ListRequest,
             ) -> Result<Json<Envelope<OrgRecord>>, ApiError> {
-                super::list::<$kind>(state, auth, headers, uri, raw).await
+                super::list::<$kind>(state, auth, list).await
             }
 
             #[utoipa::path(

@@ -1,8 +1,7 @@
 //! `GET /iclock/api/terminals/`: devices in ZKBio Time 9.x's terminal shape.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use serde::Serialize;
 
 use adms_store::roster::{AreaRef, DEFAULT_AREA_ID, OrgKind};
@@ -10,7 +9,7 @@ use adms_store::{TerminalFilter, TerminalRow, now_micros};
 
 use super::auth::Authenticated;
 use super::body::{WriteBody, given, integer, printable, text};
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest};
 use super::request::FieldErrors;
 use super::{ApiError, openapi};
 use crate::state::SharedState;
@@ -114,12 +113,9 @@ impl Terminal {
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<Terminal>>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
+    let params = &list.params;
     let filter = TerminalFilter {
         sn: params.get("sn").map(str::to_owned),
         alias: params.get("alias").map(str::to_owned),
@@ -127,8 +123,9 @@ pub async fn list(
         alias_icontains: params.get("alias_icontains").map(str::to_owned),
         id: None,
     };
-    let (count, rows) = state.store.list_terminals(&filter, page.store_page()).await?;
-    page.check(count)?;
+    let (count, rows) = state.store.list_terminals(&filter, list.store_page()).await?;
+    // A page past the end is answered before the terminals' areas are read.
+    list.page.check(count)?;
     let mut areas = state.store.terminal_areas(&rows.iter().map(|r| r.id).collect::<Vec<_>>()).await?;
     let data = rows
         .into_iter()
@@ -137,7 +134,7 @@ pub async fn list(
             Terminal::from_row(r, area, &state)
         })
         .collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+    Ok(Json(list.envelope(count, data)?))
 }
 
 /// Get one terminal.

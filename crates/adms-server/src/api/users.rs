@@ -6,8 +6,8 @@
 //! leave no enabled admin answers 409.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -16,7 +16,7 @@ use adms_store::{ApiUser, LAST_ADMIN, ROLES, StoreError, UserChange};
 
 use super::auth::{Authenticated, hash_password};
 use super::body::{WriteBody, boolean, given, printable};
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest};
 use super::request::FieldErrors;
 use super::{ApiError, openapi, parse_id};
 use crate::state::SharedState;
@@ -132,24 +132,20 @@ fn conflict(error: StoreError) -> ApiError {
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<UserView>>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
+    let _params = &list.params;
     // A handful of accounts: paged in memory.
     let users = state.store.list_users().await?;
     let count = i64::try_from(users.len()).unwrap_or(i64::MAX);
-    page.check(count)?;
-    let window = page.store_page();
+    let window = list.store_page();
     let data = users
         .into_iter()
         .skip(usize::try_from(window.offset).unwrap_or(usize::MAX))
         .take(usize::try_from(window.limit).unwrap_or(usize::MAX))
         .map(UserView::from)
         .collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+    Ok(Json(list.envelope(count, data)?))
 }
 
 /// Create an API account.

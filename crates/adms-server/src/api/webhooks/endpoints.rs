@@ -551,6 +551,8 @@ fn receives_punches(event_types: Option<&str>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]
