@@ -8,7 +8,6 @@ pub mod access;
 mod audit;
 pub mod auth;
 mod biodatas;
-mod body;
 mod commands;
 mod native;
 pub mod openapi;

@@ -13,12 +13,12 @@
 //! string (form bodies).
 
 use axum::extract::{FromRequest, Request};
+use axum::http::header;
 use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde_json::{Map, Value, json};
 
 use super::ApiError;
-use super::body::{WriteBody, boolean, date, id_list, integer, text};
 
 /// Validation errors by field, answered together as one 400 (`{"field": ["message", ...]}`).
 #[derive(Debug, Default)]
@@ -174,7 +174,8 @@ pub fn quoted(value: &Value) -> String {
     text(value).unwrap_or_default()
 }
 
-/// A write body as DRF parses it (JSON object or form-encoded, see [`WriteBody`]), read into `T`.
+/// A write body as DRF parses it (JSON object or form-encoded, see [`read_drf_object`]), read
+/// into `T`.
 ///
 /// `T`'s fields are [`Field`]s, so reading never fails on a field's value; the rules report it.
 #[derive(Debug)]
@@ -183,8 +184,8 @@ pub struct DrfBody<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for DrfBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let WriteBody(map) = WriteBody::from_request(request, state).await?;
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let map = read_drf_object(request).await?;
         T::deserialize(Value::Object(map))
             .map(DrfBody)
             .map_err(|e| ApiError::BadRequest(json!({ "detail": format!("JSON parse error - {e}") })))
@@ -281,6 +282,113 @@ fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
     // Always an error: the deserializer stops once it has the names.
     let _ = T::deserialize(FieldNames(&mut fields));
     fields
+}
+
+// ---------------------------------------------------------------------------------------------
+// DRF's wire forms.
+
+/// Largest write body accepted on the personnel routes.
+const MAX_WRITE_BODY: usize = 256 * 1024;
+
+/// A write body as DRF parses it, as one JSON object: a JSON object, or form fields (one
+/// ZKBio Time client creates employees form-encoded; a field given several times becomes an
+/// array). An empty body is an empty object.
+async fn read_drf_object(request: Request) -> Result<Map<String, Value>, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let bytes = axum::body::to_bytes(request.into_body(), MAX_WRITE_BODY)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(MAX_WRITE_BODY))?;
+    if bytes.trim_ascii().is_empty() {
+        return Ok(Map::new());
+    }
+    if content_type.contains("json") || bytes.trim_ascii_start().starts_with(b"{") {
+        return match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err(ApiError::BadRequest(
+                json!({ "non_field_errors": ["Invalid data. Expected a dictionary, but got a list or value."] }),
+            )),
+            Err(e) => Err(ApiError::BadRequest(json!({ "detail": format!("JSON parse error - {e}") }))),
+        };
+    }
+    let mut map = Map::new();
+    for (k, v) in form_urlencoded::parse(&bytes) {
+        let v = Value::String(v.into_owned());
+        match map.get_mut(k.as_ref()) {
+            None => {
+                map.insert(k.into_owned(), v);
+            }
+            Some(Value::Array(items)) => items.push(v),
+            Some(first) => {
+                let first = first.take();
+                map.insert(k.into_owned(), Value::Array(vec![first, v]));
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// Text as DRF's `CharField` reads it: strings, and numbers as their text.
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// An integer from a number or a numeric string.
+fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A boolean as DRF's `BooleanField` reads it.
+fn boolean(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        },
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" | "" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A list of ids: a JSON array of numbers or numeric strings, one number, or a
+/// comma-separated string (form bodies).
+fn id_list(value: &Value) -> Option<Vec<i64>> {
+    match value {
+        Value::Array(items) => items.iter().map(integer).collect(),
+        Value::Number(_) => integer(value).map(|i| vec![i]),
+        Value::String(s) => s.split(',').filter(|p| !p.trim().is_empty()).map(|p| p.trim().parse().ok()).collect(),
+        _ => None,
+    }
+}
+
+/// A `YYYY-MM-DD` date, checked for being a real day.
+fn date(value: &Value) -> Option<String> {
+    let s = text(value)?;
+    let parsed: jiff::civil::Date = s.parse().ok()?;
+    (s.len() == 10).then(|| parsed.to_string())
+}
+
+/// Text that may reach a device or a log line: no control characters (tab, newline) at all.
+pub fn printable(s: &str) -> bool {
+    !s.chars().any(char::is_control)
 }
 
 /// Rules shared by the body types, in DRF's words. Each takes the field and the body's context

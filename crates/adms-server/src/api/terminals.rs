@@ -8,9 +8,9 @@ use adms_store::roster::{AreaRef, DEFAULT_AREA_ID, OrgKind};
 use adms_store::{TerminalFilter, TerminalRow, now_micros};
 
 use super::auth::Authenticated;
-use super::body::{WriteBody, given, integer, printable, text};
 use super::pagination::{Envelope, ListRequest};
-use super::request::FieldErrors;
+use super::request::printable;
+use super::request::{DrfBody, Field, FieldErrors, Text, Written, quoted};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -196,31 +196,18 @@ pub async fn update(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
     Path(id): Path<String>,
-    WriteBody(body): WriteBody,
+    DrfBody(body): DrfBody<TerminalUpdate>,
 ) -> Result<Json<Terminal>, ApiError> {
     let id = super::parse_id(&id)?;
     let current = terminal(&state, id).await?;
-    let mut errors = FieldErrors::default();
-    let alias = match given(&body, "alias") {
-        None => None,
-        Some(v) => match text(v) {
-            Some(a) if a.chars().count() <= 100 && printable(&a) => Some(a),
-            _ => {
-                errors.add("alias", "At most 100 printable characters.");
-                None
-            }
-        },
-    };
-    let area = match given(&body, "area") {
-        None => None,
-        Some(v) => match integer(v) {
-            Some(area) if state.store.org_by_id(OrgKind::Area, area).await?.is_some() => Some(area),
-            _ => {
-                errors.add("area", format!("Invalid pk \"{}\" - object does not exist.", text(v).unwrap_or_default()));
-                None
-            }
-        },
-    };
+    let mut errors = FieldErrors::of(&body, &());
+    if let Field::Given(area) = &body.area
+        && state.store.org_by_id(OrgKind::Area, area.value).await?.is_none()
+    {
+        errors.add("area", invalid_pk(&area.text));
+    }
+    let alias = body.alias.given().map(|Text(alias)| alias);
+    let area = body.area.given().map(|area| area.value);
     errors.finish()?;
     if let Some(alias) = &alias {
         state.store.configure_device(&current.sn, Some(alias), None, None).await?;
@@ -237,13 +224,38 @@ pub async fn update(
 }
 
 /// The `PUT` / `PATCH` body; absent fields keep their value.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema, garde::Validate)]
 pub struct TerminalUpdate {
     /// An area id (number or numeric string).
-    area: Option<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>)]
+    #[garde(custom(area_rule))]
+    area: Field<Written>,
     /// At most 100 printable characters.
-    alias: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    #[garde(custom(alias_rule))]
+    alias: Field<Text>,
+}
+
+fn invalid_pk(id: &str) -> String {
+    format!("Invalid pk \"{id}\" - object does not exist.")
+}
+
+/// An area id; whether it exists is checked against the store after the rules.
+fn area_rule<C>(field: &Field<Written>, _: &C) -> garde::Result {
+    match field {
+        Field::Invalid(value) => Err(garde::Error::new(invalid_pk(&quoted(value)))),
+        _ => Ok(()),
+    }
+}
+
+fn alias_rule<C>(field: &Field<Text>, _: &C) -> garde::Result {
+    match field {
+        Field::Absent | Field::Null => Ok(()),
+        Field::Given(Text(alias)) if alias.chars().count() <= 100 && printable(alias) => Ok(()),
+        _ => Err(garde::Error::new("At most 100 printable characters.")),
+    }
 }
 
 /// `POST /iclock/api/terminals/` body (ZKBio Time 9.x). `sn` is required; `area` (an area id)

@@ -15,7 +15,7 @@ use adms_store::roster::{Employee, EmployeeAssignment, NewResignation, OrgKind};
 use super::record::{FACE, FINGER_VEIN, FINGERPRINT, PALM, VL_FACE, VL_PALM};
 use super::{refusal, sync_employee};
 use crate::api::auth::Authenticated;
-use crate::api::body::printable;
+use crate::api::request::printable;
 use crate::api::request::rules::{drf_boolean, employee_ids};
 use crate::api::request::{Bool, Date, DrfBody, Field, FieldErrors, IdList, Int, Text, Written, quoted};
 use crate::api::{ApiError, openapi};
