@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use adms_protocol::text::TextEncoding;
 use adms_store::Approval;
@@ -43,14 +43,15 @@ pub enum ApprovalState {
 }
 
 /// The device's settings after a change.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only: the handler answers with json!")]
+// Keys in sorted order, as the `json!` it replaced wrote them: clients have seen these bytes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeviceSettings {
-    sn: String,
     alias: String,
-    approval: ApprovalState,
-    time_zone: Option<String>,
+    #[schema(value_type = ApprovalState)]
+    approval: &'static str,
+    sn: String,
     text_encoding: Option<String>,
+    time_zone: Option<String>,
 }
 
 /// Change a device's approval, alias, time zone or text encoding.
@@ -71,7 +72,7 @@ pub async fn update_device(
     Authenticated(who): Authenticated,
     Path(sn): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeviceSettings>, ApiError> {
     // Read here rather than with axum's `Json`, whose refusals are plain text: the API answers
     // DRF's JSON bodies.
     let update: DeviceUpdate = if body.trim_ascii().is_empty() {
@@ -121,13 +122,13 @@ pub async fn update_device(
         // An approved terminal gets its area's roster (a pending one received nothing).
         crate::services::roster::sync_terminal(&state, device.id).await?;
     }
-    Ok(Json(json!({
-        "sn": device.sn,
-        "alias": device.alias,
-        "approval": device.approval.as_str(),
-        "time_zone": device.time_zone,
-        "text_encoding": device.text_encoding,
-    })))
+    Ok(Json(DeviceSettings {
+        alias: device.alias,
+        approval: device.approval.as_str(),
+        sn: device.sn,
+        text_encoding: device.text_encoding,
+        time_zone: device.time_zone,
+    }))
 }
 
 /// A rejected line; the raw bytes as base64 and, for reading, as lossy text.
@@ -180,4 +181,23 @@ pub async fn rejected_lines(
         })
         .collect();
     Ok(Json(list.envelope(count, data)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer keeps the sorted key order of the `json!` it replaced.
+    #[test]
+    fn device_settings_keys_are_in_sorted_order() {
+        let settings = DeviceSettings {
+            alias: "a".into(),
+            approval: "approved",
+            sn: "S".into(),
+            text_encoding: None,
+            time_zone: Some("UTC".into()),
+        };
+        let text = serde_json::to_string(&settings).unwrap();
+        assert_eq!(text, serde_json::to_value(&settings).unwrap().to_string());
+    }
 }

@@ -277,17 +277,17 @@ pub struct TerminalWrite {
 }
 
 /// The 9.x write shape, as [`write_shape`] builds it.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only")]
+// Keys in sorted order, as the `json!` it replaced wrote them: clients have seen these bytes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TerminalCreated {
-    id: i64,
-    sn: String,
-    ip_address: String,
     alias: String,
     /// The area id.
     area: i64,
     /// The server's `delay_secs` (the poll interval).
     heartbeat: u32,
+    id: i64,
+    ip_address: String,
+    sn: String,
 }
 
 /// The 9.x write shape `{id, sn, ip_address, alias, area, heartbeat}`.
@@ -298,10 +298,17 @@ fn write_shape(
     alias: &str,
     area: Option<&serde_json::Value>,
     state: &SharedState,
-) -> serde_json::Value {
+) -> TerminalCreated {
     let area =
         area.and_then(|a| a.as_i64().or_else(|| a.as_str().and_then(|s| s.parse().ok()))).unwrap_or(DEFAULT_AREA_ID);
-    serde_json::json!({ "id": id, "sn": sn, "ip_address": ip, "alias": alias, "area": area, "heartbeat": state.config.delay_secs })
+    TerminalCreated {
+        alias: alias.to_owned(),
+        area,
+        heartbeat: state.config.delay_secs,
+        id,
+        ip_address: ip.to_owned(),
+        sn: sn.to_owned(),
+    }
 }
 
 fn field_error(field: &str, message: &str) -> ApiError {
@@ -346,7 +353,7 @@ pub async fn create(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
     body: axum::body::Bytes,
-) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(axum::http::StatusCode, Json<TerminalCreated>), ApiError> {
     let w = parse_body(&body)?;
     let zone = check_write(&w)?;
     let sn = w.sn.as_deref().map(str::trim).unwrap_or_default();
@@ -420,4 +427,24 @@ pub async fn delete(
     state.devices.invalidate(&device.sn);
     tracing::info!(sn = %device.sn, by = %who.name, "terminal deleted through the API");
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer keeps the sorted key order of the `json!` it replaced.
+    #[test]
+    fn created_terminal_keys_are_in_sorted_order() {
+        let created = TerminalCreated {
+            alias: "a".into(),
+            area: 1,
+            heartbeat: 10,
+            id: 2,
+            ip_address: "10.0.0.2".into(),
+            sn: "S".into(),
+        };
+        let text = serde_json::to_string(&created).unwrap();
+        assert_eq!(text, serde_json::to_value(&created).unwrap().to_string());
+    }
 }
