@@ -13,8 +13,8 @@ use adms_store::roster::{OrgFields, OrgFilter, OrgKind, OrgOrder, OrgUnit, Roste
 
 use super::auth::Authenticated;
 use super::pagination::{Envelope, ListRequest, QueryParams};
-use super::request::printable;
-use super::request::{DrfBody, Field, FieldErrors, Text, Written, quoted};
+use super::request::rules::fail;
+use super::request::{DrfBody, Field, FieldErrors, Text, Written, invalid_pk, printable, quoted};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -227,10 +227,6 @@ pub struct OrgWrite {
     parent: Field<Written>,
 }
 
-fn fail(message: impl Into<String>) -> garde::Result {
-    Err(garde::Error::new(message.into()))
-}
-
 /// A code or name of at most `max` printable characters, required on create.
 fn org_text(max: usize, is_code: bool) -> impl FnOnce(&Field<Text>, &OrgWriteMode) -> garde::Result {
     move |field, mode| match field {
@@ -255,14 +251,10 @@ fn clears_parent(field: &Field<Written>) -> bool {
     }
 }
 
-fn invalid_pk(id: &str) -> String {
-    format!("Invalid pk \"{id}\" - object does not exist.")
-}
-
 /// A parent id; whether it exists is checked against the store after the rules.
 fn org_parent(field: &Field<Written>, _: &OrgWriteMode) -> garde::Result {
     match field {
-        Field::Invalid(value) if !clears_parent(field) => fail(invalid_pk(&quoted(value))),
+        Field::Invalid(value) if !clears_parent(field) => fail(invalid_pk(quoted(value))),
         _ => Ok(()),
     }
 }

@@ -169,6 +169,11 @@ impl<'de> Deserialize<'de> for Written {
     }
 }
 
+/// DRF's message for a primary key that names nothing (`id` as the client wrote it).
+pub fn invalid_pk(id: impl std::fmt::Display) -> String {
+    format!("Invalid pk \"{id}\" - object does not exist.")
+}
+
 /// The text DRF quotes for a value it could not use: a string or a number, else nothing.
 pub fn quoted(value: &Value) -> String {
     text(value).unwrap_or_default()
@@ -398,7 +403,8 @@ pub mod rules {
 
     use super::Field;
 
-    fn fail(message: impl Into<String>) -> garde::Result {
+    /// A rule's failure with DRF's `message`.
+    pub fn fail(message: impl Into<String>) -> garde::Result {
         Err(garde::Error::new(message.into()))
     }
 

@@ -13,7 +13,7 @@ use adms_store::roster::{NewResignation, Resignation, ResignationFilter};
 use super::auth::Authenticated;
 use super::pagination::{Envelope, ListRequest};
 use super::personnel::{ResignationFields, sync_employee};
-use super::request::{Bool, Date, DrfBody, Field, IdList, Int, Text, Written};
+use super::request::{Bool, Date, DrfBody, Field, IdList, Int, Text, Written, invalid_pk};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -181,9 +181,7 @@ pub async fn create(
         return Err(ApiError::BadRequest(json!({ "employee": ["This field is required."] })));
     };
     let Some(employee) = state.store.employee_by_id(employee_id).await? else {
-        return Err(ApiError::BadRequest(
-            json!({ "employee": [format!("Invalid pk \"{employee_id}\" - object does not exist.")] }),
-        ));
+        return Err(ApiError::BadRequest(json!({ "employee": [invalid_pk(employee_id)] })));
     };
     let resignation = body.resignation().resolve(None)?;
     let ids = state.store.resign_employees(&[employee_id], &resignation).await.map_err(|e| match e {
@@ -296,9 +294,7 @@ pub async fn reinstatement(
     };
     for id in &ids {
         if state.store.resignation_by_id(*id).await?.is_none() {
-            return Err(ApiError::BadRequest(
-                json!({ "resigns": { "resigns": format!("Invalid pk \"{id}\" - object does not exist.") } }),
-            ));
+            return Err(ApiError::BadRequest(json!({ "resigns": { "resigns": invalid_pk(id) } })));
         }
     }
     let n = reinstate_and_sync(&state, &ids).await?;

@@ -9,8 +9,7 @@ use adms_store::{TerminalFilter, TerminalRow, now_micros};
 
 use super::auth::Authenticated;
 use super::pagination::{Envelope, ListRequest};
-use super::request::printable;
-use super::request::{DrfBody, Field, FieldErrors, Text, Written, quoted};
+use super::request::{DrfBody, Field, FieldErrors, Text, Written, invalid_pk, printable, quoted};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -238,14 +237,10 @@ pub struct TerminalUpdate {
     alias: Field<Text>,
 }
 
-fn invalid_pk(id: &str) -> String {
-    format!("Invalid pk \"{id}\" - object does not exist.")
-}
-
 /// An area id; whether it exists is checked against the store after the rules.
 fn area_rule<C>(field: &Field<Written>, _: &C) -> garde::Result {
     match field {
-        Field::Invalid(value) => Err(garde::Error::new(invalid_pk(&quoted(value)))),
+        Field::Invalid(value) => Err(garde::Error::new(invalid_pk(quoted(value)))),
         _ => Ok(()),
     }
 }
@@ -384,7 +379,7 @@ pub async fn create(
         None => None,
         Some(v) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
             Some(area) if state.store.org_by_id(OrgKind::Area, area).await?.is_some() => Some(area),
-            _ => return Err(field_error("area", &format!("Invalid pk \"{v}\" - object does not exist."))),
+            _ => return Err(field_error("area", &invalid_pk(v))),
         },
     };
     let device = state.store.register_device(&new).await?;

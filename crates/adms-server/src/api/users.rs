@@ -16,9 +16,8 @@ use adms_store::{ApiUser, LAST_ADMIN, ROLES, StoreError, UserChange};
 
 use super::auth::{Authenticated, hash_password};
 use super::pagination::{Envelope, ListRequest};
-use super::request::printable;
-use super::request::rules::drf_boolean;
-use super::request::{Bool, DrfBody, Field, FieldErrors};
+use super::request::rules::{drf_boolean, fail};
+use super::request::{Bool, DrfBody, Field, FieldErrors, printable};
 use super::{ApiError, openapi, parse_id};
 use crate::state::SharedState;
 
@@ -91,10 +90,6 @@ pub struct UserPatch {
     #[schema(value_type = Option<bool>)]
     #[garde(custom(drf_boolean))]
     disabled: Field<Bool>,
-}
-
-fn fail(message: impl Into<String>) -> garde::Result {
-    Err(garde::Error::new(message.into()))
 }
 
 /// Given, and not `null` (which these bodies read as not given).

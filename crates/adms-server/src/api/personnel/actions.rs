@@ -15,9 +15,10 @@ use adms_store::roster::{Employee, EmployeeAssignment, NewResignation, OrgKind};
 use super::record::{FACE, FINGER_VEIN, FINGERPRINT, PALM, VL_FACE, VL_PALM};
 use super::{refusal, sync_employee};
 use crate::api::auth::Authenticated;
-use crate::api::request::printable;
-use crate::api::request::rules::{drf_boolean, employee_ids};
-use crate::api::request::{Bool, Date, DrfBody, Field, FieldErrors, IdList, Int, Text, Written, quoted};
+use crate::api::request::rules::{drf_boolean, employee_ids, fail};
+use crate::api::request::{
+    Bool, Date, DrfBody, Field, FieldErrors, IdList, Int, Text, Written, invalid_pk, printable, quoted,
+};
 use crate::api::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -42,10 +43,6 @@ pub struct ResignationFields {
     pub reason: Field<Text>,
     #[garde(custom(drf_boolean))]
     pub disableatt: Field<Bool>,
-}
-
-fn fail(message: impl Into<String>) -> garde::Result {
-    Err(garde::Error::new(message.into()))
 }
 
 fn resign_date_rule(field: &Field<Date>, resigning: &Resigning) -> garde::Result {
@@ -118,9 +115,7 @@ async fn resolve_employees(state: &SharedState, employees: &Field<IdList>) -> Re
         match state.store.employee_by_id(id).await? {
             Some(e) => employees.push(e),
             None => {
-                return Err(ApiError::BadRequest(
-                    json!({ "employees": { "employees": format!("Invalid pk \"{id}\" - object does not exist.") } }),
-                ));
+                return Err(ApiError::BadRequest(json!({ "employees": { "employees": invalid_pk(id) } })));
             }
         }
     }
@@ -317,9 +312,7 @@ pub async fn adjust_area(
         _ => return Err(ApiError::BadRequest(json!({ "areas": ["This field is required."] }))),
     };
     if let Some(id) = state.store.missing_org_ids(OrgKind::Area, &areas).await?.first() {
-        return Err(ApiError::BadRequest(
-            json!({ "areas": [format!("Invalid pk \"{id}\" - object does not exist.")] }),
-        ));
+        return Err(ApiError::BadRequest(json!({ "areas": [invalid_pk(id)] })));
     }
     let ids: Vec<i64> = employees.iter().map(|e| e.id).collect();
     state.store.set_employee_areas(&ids, &areas).await?;
@@ -433,9 +426,7 @@ async fn existing_org_id(
     match id {
         Field::Absent | Field::Null => Err(ApiError::BadRequest(json!({ field: ["This field is required."] }))),
         Field::Given(Int(id)) if state.store.org_by_id(kind, *id).await?.is_some() => Ok(*id),
-        Field::Given(Int(id)) => {
-            Err(ApiError::BadRequest(json!({ field: [format!("Invalid pk \"{id}\" - object does not exist.")] })))
-        }
+        Field::Given(Int(id)) => Err(ApiError::BadRequest(json!({ field: [invalid_pk(id)] }))),
         Field::Invalid(_) => Err(ApiError::BadRequest(json!({ field: ["Incorrect type. Expected pk value."] }))),
     }
 }

@@ -13,8 +13,10 @@ use super::record::{EmployeeRecord, record};
 use super::{refusal, sync_employee};
 use crate::api::auth::Authenticated;
 use crate::api::pagination::{Envelope, ListRequest};
-use crate::api::request::printable;
-use crate::api::request::{Date, DrfBody, Field, FieldErrors, IdList, Int, Text, Written, quoted};
+use crate::api::request::rules::fail;
+use crate::api::request::{
+    Date, DrfBody, Field, FieldErrors, IdList, Int, Text, Written, invalid_pk, printable, quoted,
+};
 use crate::api::{ApiError, openapi, parse_id};
 use crate::state::SharedState;
 
@@ -155,10 +157,6 @@ pub struct EmployeeWrite {
     religion: Field<Text>,
 }
 
-fn fail(message: impl Into<String>) -> garde::Result {
-    Err(garde::Error::new(message.into()))
-}
-
 /// An `emp_code` a device accepts as a PIN: 1 to 24 letters or digits (leading zeros kept).
 fn valid_emp_code(code: &str) -> bool {
     (1..=24).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -180,13 +178,9 @@ fn required_on_create<T>(field: &Field<T>, mode: &WriteMode) -> garde::Result {
 /// A primary key; whether it exists is checked against the store after these rules.
 fn pk<C>(field: &Field<Written>, _: &C) -> garde::Result {
     match field {
-        Field::Invalid(value) => fail(invalid_pk(&quoted(value))),
+        Field::Invalid(value) => fail(invalid_pk(quoted(value))),
         _ => Ok(()),
     }
-}
-
-fn invalid_pk(id: &str) -> String {
-    format!("Invalid pk \"{id}\" - object does not exist.")
 }
 
 /// `null` or `""` clears the position.
@@ -312,7 +306,7 @@ impl EmployeeWrite {
             && !ids.is_empty()
             && let Some(id) = state.store.missing_org_ids(OrgKind::Area, ids).await?.first()
         {
-            errors.add("area", invalid_pk(&id.to_string()));
+            errors.add("area", invalid_pk(id));
         }
         errors.finish()
     }
