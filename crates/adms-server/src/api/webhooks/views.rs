@@ -224,9 +224,9 @@ pub struct EventView {
     #[schema(value_type = Object)]
     body: Value,
     created_at: String,
+    delivered: i64,
     /// Deliveries of this event, and how many succeeded.
     deliveries: i64,
-    delivered: i64,
     device_sn: Option<String>,
     /// The `webhook-id`.
     event_id: String,
@@ -361,5 +361,24 @@ mod tests {
         assert_eq!(text, serde_json::to_string(&serde_json::to_value(&rotated).unwrap()).unwrap());
         let replay = ReplayAnswer { events_created: 1, replayed: 2 };
         assert_eq!(serde_json::to_string(&replay).unwrap(), r#"{"events_created":1,"replayed":2}"#);
+        let event = EventView::from(EventListRow {
+            id: 1,
+            event_id: "evt".into(),
+            event_type: "device.online".into(),
+            device_sn: Some("S".into()),
+            seq: None,
+            occurred_at: 0,
+            created_at: 0,
+            body: br#"{"b":1,"a":2}"#.to_vec(),
+            deliveries: 2,
+            delivered: 1,
+        });
+        let text = serde_json::to_string(&event).unwrap();
+        assert_eq!(text, serde_json::to_value(&event).unwrap().to_string());
+        let attempts = AttemptList { data: vec![], delivery_id: 3 };
+        let text = serde_json::to_string(&attempts).unwrap();
+        assert_eq!(text, serde_json::to_value(&attempts).unwrap().to_string());
+        let resent = ResendAnswer { id: 3, state: "pending" };
+        assert_eq!(serde_json::to_string(&resent).unwrap(), serde_json::to_value(&resent).unwrap().to_string());
     }
 }
