@@ -2,8 +2,7 @@
 //! are written by `access` (API requests) and by the CLI.
 
 use axum::Json;
-use axum::extract::{OriginalUri, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use serde::Serialize;
 use serde_json::json;
 
@@ -11,7 +10,7 @@ use adms_store::events::rfc3339_micros;
 use adms_store::{AuditEntry, AuditFilter};
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -76,12 +75,9 @@ impl From<AuditEntry> for AuditView {
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<AuditView>>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
+    let params = &list.params;
     let since = match params.get("since").filter(|s| !s.is_empty()) {
         Some(text) => Some(
             text.parse::<jiff::Timestamp>()
@@ -91,8 +87,7 @@ pub async fn list(
         None => None,
     };
     let filter = AuditFilter { actor: params.get("user").filter(|s| !s.is_empty()).map(str::to_owned), since };
-    let (count, rows) = state.store.list_audit(&filter, page.store_page()).await?;
-    page.check(count)?;
+    let (count, rows) = state.store.list_audit(&filter, list.store_page()).await?;
     let data = rows.into_iter().map(AuditView::from).collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+    Ok(Json(list.envelope(count, data)?))
 }

@@ -4,14 +4,13 @@
 //! `POST /personnel/api/employees/del_bio_template/`.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use serde::Serialize;
 
 use adms_store::templates::{TemplateFilter, TemplateRecord};
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -96,21 +95,17 @@ fn bio_type_name(bio_type: i64) -> &'static str {
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<BiodataRecord>>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
+    let params = &list.params;
     let filter = TemplateFilter {
         id: None,
         emp_code: params.get("emp_code").map(str::to_owned),
         bio_type: params.int("bio_type")?,
     };
-    let (count, rows) = state.store.list_templates(&filter, page.store_page()).await?;
-    page.check(count)?;
+    let (count, rows) = state.store.list_templates(&filter, list.store_page()).await?;
     let records = rows.into_iter().map(|r| BiodataRecord::new(r, &state)).collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, records)))
+    Ok(Json(list.envelope(count, records)?))
 }
 
 /// Get one biometric template.

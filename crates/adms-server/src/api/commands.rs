@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -14,7 +14,7 @@ use adms_protocol::{DeviceCommand, LocalDateTime};
 use adms_store::{CommandRow, EnqueueOutcome, NewCommand, StoreError};
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest};
 use super::{ApiError, openapi};
 use crate::services::commands::{default_expiry, enqueue};
 use crate::state::SharedState;
@@ -222,12 +222,9 @@ pub async fn list_commands(
     State(state): State<SharedState>,
     _auth: Authenticated,
     Path(sn): Path<String>,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<CommandView>>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
+    let params = &list.params;
     let filter = params.get("state").filter(|s| !s.is_empty());
     if let Some(s) = filter
         && !["queued", "sent", "succeeded", "failed", "expired", "cancelled"].contains(&s)
@@ -235,10 +232,9 @@ pub async fn list_commands(
         return Err(ApiError::BadRequest(json!({ "state": [format!("Unknown state \"{s}\".")] })));
     }
     let device_id = device_id(&state, &sn).await?;
-    let (count, rows) = state.store.list_commands(device_id, filter, page.store_page()).await?;
-    page.check(count)?;
+    let (count, rows) = state.store.list_commands(device_id, filter, list.store_page()).await?;
     let data = rows.into_iter().map(|r| CommandView::new(r, &state)).collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+    Ok(Json(list.envelope(count, data)?))
 }
 
 /// Get one command.

@@ -8,13 +8,13 @@ pub mod access;
 mod audit;
 pub mod auth;
 mod biodatas;
-mod body;
 mod commands;
 mod native;
 pub mod openapi;
 mod org_units;
 mod pagination;
 mod personnel;
+mod request;
 mod resigns;
 mod terminals;
 pub mod throttle;
@@ -56,19 +56,19 @@ pub fn routes(state: &SharedState) -> OpenApiRouter<SharedState> {
         .scoped(Scope::DevicesControl, routes!(commands::terminal_action))
         .scoped(Scope::DevicesControl, routes!(terminals::update))
         .scoped(Scope::DevicesControl, routes!(terminals::delete))
-        .scoped(Scope::Read, routes!(personnel::list))
-        .scoped(Scope::RosterWrite, routes!(personnel::create))
-        .scoped(Scope::Read, routes!(personnel::detail))
-        .scoped(Scope::RosterWrite, routes!(personnel::update))
-        .scoped(Scope::RosterWrite, routes!(personnel::delete))
-        .scoped(Scope::RosterWrite, routes!(personnel::adjust_resign))
-        .scoped(Scope::RosterWrite, routes!(personnel::adjust_regsin))
-        .scoped(Scope::RosterWrite, routes!(personnel::adjust_area))
-        .scoped(Scope::RosterWrite, routes!(personnel::adjust_department))
-        .scoped(Scope::RosterWrite, routes!(personnel::adjust_position))
-        .scoped(Scope::RosterWrite, routes!(personnel::adjust_emp_type))
-        .scoped(Scope::RosterWrite, routes!(personnel::del_bio_template))
-        .scoped(Scope::RosterWrite, routes!(personnel::resync_to_device))
+        .scoped(Scope::Read, routes!(personnel::employees::list))
+        .scoped(Scope::RosterWrite, routes!(personnel::employees::create))
+        .scoped(Scope::Read, routes!(personnel::employees::detail))
+        .scoped(Scope::RosterWrite, routes!(personnel::employees::update))
+        .scoped(Scope::RosterWrite, routes!(personnel::employees::delete))
+        .scoped(Scope::RosterWrite, routes!(personnel::actions::adjust_resign))
+        .scoped(Scope::RosterWrite, routes!(personnel::actions::adjust_regsin))
+        .scoped(Scope::RosterWrite, routes!(personnel::actions::adjust_area))
+        .scoped(Scope::RosterWrite, routes!(personnel::actions::adjust_department))
+        .scoped(Scope::RosterWrite, routes!(personnel::actions::adjust_position))
+        .scoped(Scope::RosterWrite, routes!(personnel::actions::adjust_emp_type))
+        .scoped(Scope::RosterWrite, routes!(personnel::actions::del_bio_template))
+        .scoped(Scope::RosterWrite, routes!(personnel::actions::resync_to_device))
         .scoped(Scope::Read, routes!(departments::list))
         .scoped(Scope::RosterWrite, routes!(departments::create))
         .scoped(Scope::Read, routes!(departments::detail))
@@ -96,19 +96,19 @@ pub fn routes(state: &SharedState) -> OpenApiRouter<SharedState> {
         .scoped(Scope::Read, routes!(commands::get_command))
         .scoped(Scope::DevicesControl, routes!(commands::cancel_command))
         .scoped(Scope::Read, routes!(native::rejected_lines))
-        .scoped(Scope::Read, routes!(webhooks::device_punches))
-        .scoped(Scope::Read, routes!(webhooks::list_endpoints))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::create_endpoint))
-        .scoped(Scope::Read, routes!(webhooks::get_endpoint))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::update_endpoint))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::delete_endpoint))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::rotate_secret))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::replay))
-        .scoped(Scope::Read, routes!(webhooks::list_events))
-        .scoped(Scope::Read, routes!(webhooks::list_deliveries))
-        .scoped(Scope::Read, routes!(webhooks::delivery_attempts))
-        .scoped(Scope::WebhooksAdmin, routes!(webhooks::resend_delivery))
-        .scoped(Scope::Read, routes!(webhooks::backlog))
+        .scoped(Scope::Read, routes!(webhooks::events::device_punches))
+        .scoped(Scope::Read, routes!(webhooks::endpoints::list_endpoints))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::endpoints::create_endpoint))
+        .scoped(Scope::Read, routes!(webhooks::endpoints::get_endpoint))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::endpoints::update_endpoint))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::endpoints::delete_endpoint))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::endpoints::rotate_secret))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::endpoints::replay))
+        .scoped(Scope::Read, routes!(webhooks::events::list_events))
+        .scoped(Scope::Read, routes!(webhooks::deliveries::list_deliveries))
+        .scoped(Scope::Read, routes!(webhooks::deliveries::delivery_attempts))
+        .scoped(Scope::WebhooksAdmin, routes!(webhooks::deliveries::resend_delivery))
+        .scoped(Scope::Read, routes!(webhooks::deliveries::backlog))
         .scoped(Scope::Admin, routes!(users::list))
         .scoped(Scope::Admin, routes!(users::create))
         .scoped(Scope::Admin, routes!(users::detail))

@@ -3,17 +3,16 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use adms_protocol::text::TextEncoding;
 use adms_store::Approval;
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 use crate::zones::parse_zone;
@@ -44,14 +43,15 @@ pub enum ApprovalState {
 }
 
 /// The device's settings after a change.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only: the handler answers with json!")]
+// Keys in sorted order, as the `json!` it replaced wrote them: clients have seen these bytes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeviceSettings {
-    sn: String,
     alias: String,
-    approval: ApprovalState,
-    time_zone: Option<String>,
+    #[schema(value_type = ApprovalState)]
+    approval: &'static str,
+    sn: String,
     text_encoding: Option<String>,
+    time_zone: Option<String>,
 }
 
 /// Change a device's approval, alias, time zone or text encoding.
@@ -72,7 +72,7 @@ pub async fn update_device(
     Authenticated(who): Authenticated,
     Path(sn): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeviceSettings>, ApiError> {
     // Read here rather than with axum's `Json`, whose refusals are plain text: the API answers
     // DRF's JSON bodies.
     let update: DeviceUpdate = if body.trim_ascii().is_empty() {
@@ -122,13 +122,13 @@ pub async fn update_device(
         // An approved terminal gets its area's roster (a pending one received nothing).
         crate::services::roster::sync_terminal(&state, device.id).await?;
     }
-    Ok(Json(json!({
-        "sn": device.sn,
-        "alias": device.alias,
-        "approval": device.approval.as_str(),
-        "time_zone": device.time_zone,
-        "text_encoding": device.text_encoding,
-    })))
+    Ok(Json(DeviceSettings {
+        alias: device.alias,
+        approval: device.approval.as_str(),
+        sn: device.sn,
+        text_encoding: device.text_encoding,
+        time_zone: device.time_zone,
+    }))
 }
 
 /// A rejected line; the raw bytes as base64 and, for reading, as lossy text.
@@ -160,14 +160,10 @@ pub struct RejectedLine {
 pub async fn rejected_lines(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<RejectedLine>>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
-    let (count, rows) = state.store.list_rejected_lines(params.get("sn"), page.store_page()).await?;
-    page.check(count)?;
+    let params = &list.params;
+    let (count, rows) = state.store.list_rejected_lines(params.get("sn"), list.store_page()).await?;
     let zone = &state.display_zone;
     let data = rows
         .into_iter()
@@ -184,5 +180,24 @@ pub async fn rejected_lines(
             last_seen: zone.format_micros(r.last_seen_at),
         })
         .collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+    Ok(Json(list.envelope(count, data)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer keeps the sorted key order of the `json!` it replaced.
+    #[test]
+    fn device_settings_keys_are_in_sorted_order() {
+        let settings = DeviceSettings {
+            alias: "a".into(),
+            approval: "approved",
+            sn: "S".into(),
+            text_encoding: None,
+            time_zone: Some("UTC".into()),
+        };
+        let text = serde_json::to_string(&settings).unwrap();
+        assert_eq!(text, serde_json::to_value(&settings).unwrap().to_string());
+    }
 }

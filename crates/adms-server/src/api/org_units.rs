@@ -2,18 +2,19 @@
 //! each in ZKBio Time's record shape (code and name, the parent as an object or null).
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use adms_store::StoreError;
 use adms_store::roster::{OrgFields, OrgFilter, OrgKind, OrgOrder, OrgUnit, RosterError, RosterRefusal};
 
 use super::auth::Authenticated;
-use super::body::{FieldErrors, WriteBody, given, integer, printable, text};
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest, QueryParams};
+use super::request::rules::fail;
+use super::request::{DrfBody, Field, FieldErrors, Text, Written, invalid_pk, printable, quoted};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -182,13 +183,10 @@ fn order(params: &QueryParams, n: &Names) -> OrgOrder {
 pub async fn list<const K: u8>(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<OrgRecord>>, ApiError> {
     let n = names::<K>();
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
+    let params = &list.params;
     let owned = |k: &str| params.get(k).map(str::to_owned);
     let filter = OrgFilter {
         id: None,
@@ -196,12 +194,11 @@ pub async fn list<const K: u8>(
         name: owned(n.name),
         code_icontains: owned(&format!("{}_icontains", n.code)),
         name_icontains: owned(&format!("{}_icontains", n.name)),
-        order: order(&params, &n),
+        order: order(params, &n),
     };
-    let (count, rows) = state.store.list_org(n.kind, &filter, page.store_page()).await?;
-    page.check(count)?;
+    let (count, rows) = state.store.list_org(n.kind, &filter, list.store_page()).await?;
     let data = rows.into_iter().map(to_json::<K>).collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+    Ok(Json(list.envelope(count, data)?))
 }
 
 pub async fn detail<const K: u8>(
@@ -213,58 +210,93 @@ pub async fn detail<const K: u8>(
     Ok(Json(to_json::<K>(unit)))
 }
 
-/// Reads code, name and parent; on update absent fields keep their value, and the department
-/// code cannot change (read-only in ZKBio Time 9.x's edit serializer).
-async fn read_fields(
+/// How a write body is read: on create, code and name are required; on update absent fields
+/// keep their value, and a department's code cannot change (read-only in ZKBio Time 9.x's edit
+/// serializer), so it is not read at all.
+#[derive(Debug, Clone, Copy)]
+pub struct OrgWriteMode {
+    changing: bool,
+    code_read_only: bool,
+}
+
+/// The fields of a write body, whichever the resource (each names them its own way:
+/// `dept_code`, `area_code`, ...; see the `$write` bodies of `org_unit_routes!`).
+pub struct OrgWrite {
+    code: Field<Text>,
+    name: Field<Text>,
+    parent: Field<Written>,
+}
+
+/// A code or name of at most `max` printable characters, required on create.
+fn org_text(max: usize, is_code: bool) -> impl FnOnce(&Field<Text>, &OrgWriteMode) -> garde::Result {
+    move |field, mode| match field {
+        _ if is_code && mode.code_read_only => Ok(()),
+        Field::Absent | Field::Null if mode.changing => Ok(()),
+        Field::Absent | Field::Null => fail("This field is required."),
+        Field::Given(Text(s)) if s.is_empty() => fail("This field may not be blank."),
+        Field::Given(Text(s)) if s.chars().count() > max || !printable(s) => {
+            fail(format!("Ensure this field has no more than {max} printable characters."))
+        }
+        Field::Given(_) => Ok(()),
+        Field::Invalid(_) => fail("Not a valid string."),
+    }
+}
+
+/// `null` or `""`: no parent.
+fn clears_parent(field: &Field<Written>) -> bool {
+    match field {
+        Field::Null => true,
+        Field::Invalid(value) => value.as_str().is_some_and(|s| s.trim().is_empty()),
+        _ => false,
+    }
+}
+
+/// A parent id; whether it exists is checked against the store after the rules.
+fn org_parent(field: &Field<Written>, _: &OrgWriteMode) -> garde::Result {
+    match field {
+        Field::Invalid(value) if !clears_parent(field) => fail(invalid_pk(quoted(value))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a write body (its rules, then whether its parent exists) and reads code, name and
+/// parent over `current` on update.
+async fn read_fields<B>(
     state: &SharedState,
     n: &Names,
-    body: &Map<String, Value>,
+    body: B,
     current: Option<&OrgUnit>,
-) -> Result<OrgFields, ApiError> {
-    let mut errors = FieldErrors::default();
-    let mut field = |key: &'static str, max: usize, current: Option<&String>| -> String {
-        match given(body, key).map(text) {
-            None => match current {
-                Some(c) => c.clone(),
-                None => {
-                    errors.add(key, "This field is required.");
-                    String::new()
-                }
-            },
-            Some(Some(s)) if s.is_empty() => {
-                errors.add(key, "This field may not be blank.");
-                String::new()
-            }
-            Some(Some(s)) if s.chars().count() > max || !printable(&s) => {
-                errors.add(key, format!("Ensure this field has no more than {max} printable characters."));
-                String::new()
-            }
-            Some(Some(s)) => s,
-            Some(None) => {
-                errors.add(key, "Not a valid string.");
-                String::new()
-            }
-        }
+) -> Result<OrgFields, ApiError>
+where
+    B: garde::Validate<Context = OrgWriteMode> + Into<OrgWrite>,
+{
+    let mode = OrgWriteMode {
+        changing: current.is_some(),
+        code_read_only: n.kind == OrgKind::Department && current.is_some(),
     };
-    let code = if n.kind == OrgKind::Department && current.is_some() {
+    let mut errors = FieldErrors::of(&body, &mode);
+    let body: OrgWrite = body.into();
+    if let Field::Given(parent) = &body.parent
+        && state.store.org_by_id(n.kind, parent.value).await?.is_none()
+    {
+        errors.add(n.parent, invalid_pk(&parent.text));
+    }
+    errors.finish()?;
+    let text = |field: Field<Text>, current: Option<&String>| match field {
+        Field::Given(Text(s)) => s,
+        _ => current.cloned().unwrap_or_default(),
+    };
+    let code = if mode.code_read_only {
         current.map(|c| c.code.clone()).unwrap_or_default()
     } else {
-        field(n.code, 30, current.map(|c| &c.code))
+        text(body.code, current.map(|c| &c.code))
     };
-    let name = field(n.name, 100, current.map(|c| &c.name));
-    let parent_id = match body.get(n.parent) {
-        None => current.and_then(|c| c.parent_id),
-        Some(v) if v.is_null() || text(v).is_some_and(|s| s.is_empty()) => None,
-        Some(v) => match integer(v) {
-            Some(id) if state.store.org_by_id(n.kind, id).await?.is_some() => Some(id),
-            _ => {
-                errors
-                    .add(n.parent, format!("Invalid pk \"{}\" - object does not exist.", text(v).unwrap_or_default()));
-                None
-            }
-        },
+    let name = text(body.name, current.map(|c| &c.name));
+    let parent_id = match body.parent {
+        Field::Given(parent) => Some(parent.value),
+        Field::Absent => current.and_then(|c| c.parent_id),
+        _ => None,
     };
-    errors.finish()?;
     Ok(OrgFields { code, name, parent_id })
 }
 
@@ -288,29 +320,35 @@ fn refusal(n: &Names, e: RosterError) -> ApiError {
     }
 }
 
-pub async fn create<const K: u8>(
+pub async fn create<const K: u8, B>(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    WriteBody(body): WriteBody,
-) -> Result<Response, ApiError> {
+    DrfBody(body): DrfBody<B>,
+) -> Result<Response, ApiError>
+where
+    B: garde::Validate<Context = OrgWriteMode> + Into<OrgWrite>,
+{
     let n = names::<K>();
-    let fields = read_fields(&state, &n, &body, None).await?;
+    let fields = read_fields(&state, &n, body, None).await?;
     let id = state.store.save_org(n.kind, None, &fields).await.map_err(|e| refusal(&n, e))?;
     let unit = state.store.org_by_id(n.kind, id).await?.ok_or(ApiError::NotFound)?;
     Ok((StatusCode::CREATED, Json(to_json::<K>(unit))).into_response())
 }
 
 /// `PUT` / `PATCH`: absent fields keep their value.
-pub async fn update<const K: u8>(
+pub async fn update<const K: u8, B>(
     State(state): State<SharedState>,
     _auth: Authenticated,
     Path(id): Path<String>,
-    WriteBody(body): WriteBody,
-) -> Result<Json<OrgRecord>, ApiError> {
+    DrfBody(body): DrfBody<B>,
+) -> Result<Json<OrgRecord>, ApiError>
+where
+    B: garde::Validate<Context = OrgWriteMode> + Into<OrgWrite>,
+{
     let n = names::<K>();
     let id = super::parse_id(&id)?;
     let current = state.store.org_by_id(n.kind, id).await?.ok_or(ApiError::NotFound)?;
-    let fields = read_fields(&state, &n, &body, Some(&current)).await?;
+    let fields = read_fields(&state, &n, body, Some(&current)).await?;
     state.store.save_org(n.kind, Some(id), &fields).await.map_err(|e| refusal(&n, e))?;
     let unit = state.store.org_by_id(n.kind, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(to_json::<K>(unit)))
@@ -343,17 +381,30 @@ macro_rules! org_unit_routes {
 
             /// The write body (JSON or form-encoded): code and name are required on create;
             /// `PUT` / `PATCH` take any subset.
-            #[derive(Debug, utoipa::ToSchema)]
-            #[allow(dead_code, reason = "documentation only: the handlers read the body field by field")]
+            #[derive(Debug, serde::Deserialize, utoipa::ToSchema, garde::Validate)]
+            #[garde(context(OrgWriteMode))]
             pub struct $write {
                 /// At most 30 printable characters.
-                #[schema(min_length = 1, max_length = 30)]
-                $code: Option<String>,
+                #[serde(default)]
+                #[schema(value_type = Option<String>, min_length = 1, max_length = 30)]
+                #[garde(custom(org_text(30, true)))]
+                $code: Field<Text>,
                 /// At most 100 printable characters.
-                #[schema(min_length = 1, max_length = 100)]
-                $name: Option<String>,
+                #[serde(default)]
+                #[schema(value_type = Option<String>, min_length = 1, max_length = 100)]
+                #[garde(custom(org_text(100, false)))]
+                $name: Field<Text>,
                 /// The parent's id; `null` or `""` for none.
-                $parent: Option<i64>,
+                #[serde(default)]
+                #[schema(value_type = Option<i64>)]
+                #[garde(custom(org_parent))]
+                $parent: Field<Written>,
+            }
+
+            impl From<$write> for OrgWrite {
+                fn from(body: $write) -> OrgWrite {
+                    OrgWrite { code: body.$code, name: body.$name, parent: body.$parent }
+                }
             }
 
             #[utoipa::path(
@@ -374,11 +425,9 @@ macro_rules! org_unit_routes {
             pub async fn list(
                 state: State<SharedState>,
                 auth: Authenticated,
-                headers: HeaderMap,
-                uri: OriginalUri,
-                raw: RawQuery,
+                list: ListRequest,
             ) -> Result<Json<Envelope<OrgRecord>>, ApiError> {
-                super::list::<$kind>(state, auth, headers, uri, raw).await
+                super::list::<$kind>(state, auth, list).await
             }
 
             #[utoipa::path(
@@ -402,9 +451,9 @@ macro_rules! org_unit_routes {
             pub async fn create(
                 state: State<SharedState>,
                 auth: Authenticated,
-                body: WriteBody,
+                body: DrfBody<$write>,
             ) -> Result<Response, ApiError> {
-                super::create::<$kind>(state, auth, body).await
+                super::create::<$kind, _>(state, auth, body).await
             }
 
             #[utoipa::path(
@@ -450,9 +499,9 @@ macro_rules! org_unit_routes {
                 state: State<SharedState>,
                 auth: Authenticated,
                 id: Path<String>,
-                body: WriteBody,
+                body: DrfBody<$write>,
             ) -> Result<Json<OrgRecord>, ApiError> {
-                super::update::<$kind>(state, auth, id, body).await
+                super::update::<$kind, _>(state, auth, id, body).await
             }
 
             #[utoipa::path(

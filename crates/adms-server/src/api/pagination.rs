@@ -2,10 +2,16 @@
 //! and the `{count, next, previous, msg, code, data}` envelope with absolute links built from
 //! the request's own host, keeping every query parameter.
 
+use std::convert::Infallible;
+use std::ops::RangeInclusive;
+
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri, header};
 use serde::Serialize;
 
 use super::ApiError;
+use super::request::FieldErrors;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 10;
 pub const MAX_PAGE_SIZE: i64 = 999_999;
@@ -41,6 +47,67 @@ impl QueryParams {
     }
 }
 
+impl QueryParams {
+    /// `key` as an integer within `range`, or `default` when absent; a value that is not one is
+    /// reported in `errors` (in DRF's words) and read as `None`.
+    pub fn int_within(
+        &self,
+        key: &str,
+        range: &RangeInclusive<i64>,
+        default: Option<i64>,
+        errors: &mut FieldErrors,
+    ) -> Option<i64> {
+        let Some(text) = self.get(key) else { return default };
+        match text.parse::<i64>() {
+            Ok(n) if range.contains(&n) => Some(n),
+            Ok(_) => {
+                errors.add(key, format!("Ensure this value is between {} and {}.", range.start(), range.end()));
+                None
+            }
+            Err(_) => {
+                errors.add(key, "A valid integer is required.");
+                None
+            }
+        }
+    }
+}
+
+/// A keyset page of the native lists, newest first: `limit` (1 to 500, default 100) and
+/// `before` (an id: the rows older than it). A bad value is not answered here: it is left in
+/// `errors`, for the route to answer with its own filters' errors in one 400.
+#[derive(Debug)]
+pub struct KeysetPage {
+    pub params: QueryParams,
+    pub limit: i64,
+    pub before: Option<i64>,
+    pub errors: FieldErrors,
+}
+
+pub const KEYSET_LIMIT: RangeInclusive<i64> = 1..=500;
+pub const DEFAULT_KEYSET_LIMIT: i64 = 100;
+
+impl KeysetPage {
+    pub fn from_params(params: QueryParams) -> KeysetPage {
+        let mut errors = FieldErrors::default();
+        let limit = params.int_within("limit", &KEYSET_LIMIT, Some(DEFAULT_KEYSET_LIMIT), &mut errors);
+        let before = params.int_within("before", &(1..=i64::MAX), None, &mut errors);
+        KeysetPage { params, limit: limit.unwrap_or(DEFAULT_KEYSET_LIMIT), before, errors }
+    }
+
+    /// The `before` of the next page: the last row's id when the page is full, else `None`.
+    pub fn next_before<T>(rows: &[T], limit: i64, id: impl Fn(&T) -> i64) -> Option<i64> {
+        (rows.len() as i64 == limit).then(|| rows.last().map(id)).flatten()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for KeysetPage {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(KeysetPage::from_params(QueryParams::parse(parts.uri.query())))
+    }
+}
+
 /// A requested page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
@@ -73,6 +140,44 @@ impl PageRequest {
             return Err(ApiError::InvalidPage);
         }
         Ok(())
+    }
+}
+
+/// A ZKBio Time list request: the query (filters and paging), and what the envelope's links
+/// are built from (the request's host and path). A bad `page` is answered at once (404
+/// "Invalid page."), before the route reads its filters.
+#[derive(Debug)]
+pub struct ListRequest {
+    pub params: QueryParams,
+    pub page: PageRequest,
+    headers: HeaderMap,
+    uri: Uri,
+}
+
+impl ListRequest {
+    /// The rows of the requested page, as the store counts them.
+    pub fn store_page(&self) -> adms_store::Page {
+        self.page.store_page()
+    }
+
+    /// `data`, one page of `count` matches, in the envelope; a page past the end is a 404.
+    pub fn envelope<T: Serialize>(&self, count: i64, data: Vec<T>) -> Result<Envelope<T>, ApiError> {
+        self.page.check(count)?;
+        Ok(envelope(&self.headers, &self.uri, &self.params, self.page, count, data))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let OriginalUri(uri) = match OriginalUri::from_request_parts(parts, state).await {
+            Ok(uri) => uri,
+            Err(never) => match never {},
+        };
+        let params = QueryParams::parse(parts.uri.query());
+        let page = PageRequest::from_params(&params)?;
+        Ok(ListRequest { params, page, headers: parts.headers.clone(), uri })
     }
 }
 

@@ -2,18 +2,18 @@
 //! Resigning removes the employee from every terminal; their punches stay.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use adms_store::roster::{NewResignation, Resignation, ResignationFilter};
 
 use super::auth::Authenticated;
-use super::body::{WriteBody, given, id_list, integer};
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
-use super::personnel::{resignation_from_body, sync_employee};
+use super::pagination::{Envelope, ListRequest};
+use super::personnel::{ResignationFields, sync_employee};
+use super::request::{Bool, Date, DrfBody, Field, IdList, Int, Text, Written, invalid_pk};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -60,29 +60,47 @@ impl From<Resignation> for ResignRecord {
 
 /// A resignation's write body; create requires `employee` and `resign_date`, `PUT` / `PATCH`
 /// take any subset (`employee` is ignored there).
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only: the handlers read the body field by field")]
+// Its resignation fields are checked as `adjust_resign`'s are ([`ResignationFields`]).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ResignWrite {
     /// The employee id.
-    employee: Option<i64>,
-    #[schema(format = Date)]
-    resign_date: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>)]
+    employee: Field<Int>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Date)]
+    resign_date: Field<Date>,
     /// 1 to 5 (default 1).
-    #[schema(minimum = 1, maximum = 5)]
-    resign_type: Option<i64>,
-    #[schema(max_length = 200)]
-    reason: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 5)]
+    resign_type: Field<Written>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 200)]
+    reason: Field<Text>,
     /// Default true.
-    disableatt: Option<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    disableatt: Field<Bool>,
+}
+
+impl ResignWrite {
+    fn resignation(self) -> ResignationFields {
+        ResignationFields {
+            resign_date: self.resign_date,
+            resign_type: self.resign_type,
+            reason: self.reason,
+            disableatt: self.disableatt,
+        }
+    }
 }
 
 /// The body of `reinstatement`.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ReinstatementRequest {
     /// Resignation ids (a comma-separated string in form bodies).
-    #[schema(min_items = 1)]
-    resigns: Vec<i64>,
+    #[serde(default)]
+    #[schema(value_type = Vec<i64>, min_items = 1, required = true)]
+    resigns: Field<IdList>,
 }
 
 /// List open resignations.
@@ -105,21 +123,17 @@ pub struct ReinstatementRequest {
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<ResignRecord>>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
+    let params = &list.params;
     let filter = ResignationFilter {
         id: None,
         employee: params.int("employee")?,
         resign_type: params.int("resign_type")?,
         resign_date: params.get("resign_date").map(str::to_owned),
     };
-    let (count, rows) = state.store.list_resignations(&filter, page.store_page()).await?;
-    page.check(count)?;
-    Ok(Json(envelope(&headers, &uri, &params, page, count, rows.into_iter().map(ResignRecord::from).collect())))
+    let (count, rows) = state.store.list_resignations(&filter, list.store_page()).await?;
+    Ok(Json(list.envelope(count, rows.into_iter().map(ResignRecord::from).collect())?))
 }
 
 /// Get one resignation.
@@ -161,17 +175,15 @@ pub async fn detail(
 pub async fn create(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
-    WriteBody(body): WriteBody,
+    DrfBody(body): DrfBody<ResignWrite>,
 ) -> Result<Response, ApiError> {
-    let Some(employee_id) = given(&body, "employee").and_then(integer) else {
+    let Field::Given(Int(employee_id)) = body.employee else {
         return Err(ApiError::BadRequest(json!({ "employee": ["This field is required."] })));
     };
     let Some(employee) = state.store.employee_by_id(employee_id).await? else {
-        return Err(ApiError::BadRequest(
-            json!({ "employee": [format!("Invalid pk \"{employee_id}\" - object does not exist.")] }),
-        ));
+        return Err(ApiError::BadRequest(json!({ "employee": [invalid_pk(employee_id)] })));
     };
-    let resignation = resignation_from_body(&body, None)?;
+    let resignation = body.resignation().resolve(None)?;
     let ids = state.store.resign_employees(&[employee_id], &resignation).await.map_err(|e| match e {
         adms_store::roster::RosterError::Refused(r) => ApiError::BadRequest(json!({ "employee": [r.to_string()] })),
         adms_store::roster::RosterError::Store(e) => ApiError::Store(e),
@@ -206,7 +218,7 @@ pub async fn update(
     State(state): State<SharedState>,
     _auth: Authenticated,
     Path(id): Path<String>,
-    WriteBody(body): WriteBody,
+    DrfBody(body): DrfBody<ResignWrite>,
 ) -> Result<Json<ResignRecord>, ApiError> {
     let id = super::parse_id(&id)?;
     let current = state.store.resignation_by_id(id).await?.ok_or(ApiError::NotFound)?;
@@ -216,7 +228,7 @@ pub async fn update(
         disableatt: current.disableatt,
         reason: current.reason,
     };
-    let updated = resignation_from_body(&body, Some(&current))?;
+    let updated = body.resignation().resolve(Some(&current))?;
     state.store.update_resignation(id, &updated).await?;
     let r = state.store.resignation_by_id(id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(r.into()))
@@ -274,17 +286,15 @@ pub async fn delete(
 pub async fn reinstatement(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
-    WriteBody(body): WriteBody,
+    DrfBody(body): DrfBody<ReinstatementRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let ids = match given(&body, "resigns").and_then(id_list) {
-        Some(ids) if !ids.is_empty() => ids,
+    let ids = match body.resigns {
+        Field::Given(IdList(ids)) if !ids.is_empty() => ids,
         _ => return Err(ApiError::BadRequest(json!({ "resigns": ["This field is required."] }))),
     };
     for id in &ids {
         if state.store.resignation_by_id(*id).await?.is_none() {
-            return Err(ApiError::BadRequest(
-                json!({ "resigns": { "resigns": format!("Invalid pk \"{id}\" - object does not exist.") } }),
-            ));
+            return Err(ApiError::BadRequest(json!({ "resigns": { "resigns": invalid_pk(id) } })));
         }
     }
     let n = reinstate_and_sync(&state, &ids).await?;

@@ -1,16 +1,15 @@
 //! `GET /iclock/api/terminals/`: devices in ZKBio Time 9.x's terminal shape.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use serde::Serialize;
 
 use adms_store::roster::{AreaRef, DEFAULT_AREA_ID, OrgKind};
 use adms_store::{TerminalFilter, TerminalRow, now_micros};
 
 use super::auth::Authenticated;
-use super::body::{FieldErrors, WriteBody, given, integer, printable, text};
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest};
+use super::request::{DrfBody, Field, FieldErrors, Text, Written, invalid_pk, printable, quoted};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -113,12 +112,9 @@ impl Terminal {
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<Terminal>>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
+    let params = &list.params;
     let filter = TerminalFilter {
         sn: params.get("sn").map(str::to_owned),
         alias: params.get("alias").map(str::to_owned),
@@ -126,8 +122,9 @@ pub async fn list(
         alias_icontains: params.get("alias_icontains").map(str::to_owned),
         id: None,
     };
-    let (count, rows) = state.store.list_terminals(&filter, page.store_page()).await?;
-    page.check(count)?;
+    let (count, rows) = state.store.list_terminals(&filter, list.store_page()).await?;
+    // A page past the end is answered before the terminals' areas are read.
+    list.page.check(count)?;
     let mut areas = state.store.terminal_areas(&rows.iter().map(|r| r.id).collect::<Vec<_>>()).await?;
     let data = rows
         .into_iter()
@@ -136,7 +133,7 @@ pub async fn list(
             Terminal::from_row(r, area, &state)
         })
         .collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+    Ok(Json(list.envelope(count, data)?))
 }
 
 /// Get one terminal.
@@ -198,31 +195,18 @@ pub async fn update(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
     Path(id): Path<String>,
-    WriteBody(body): WriteBody,
+    DrfBody(body): DrfBody<TerminalUpdate>,
 ) -> Result<Json<Terminal>, ApiError> {
     let id = super::parse_id(&id)?;
     let current = terminal(&state, id).await?;
-    let mut errors = FieldErrors::default();
-    let alias = match given(&body, "alias") {
-        None => None,
-        Some(v) => match text(v) {
-            Some(a) if a.chars().count() <= 100 && printable(&a) => Some(a),
-            _ => {
-                errors.add("alias", "At most 100 printable characters.");
-                None
-            }
-        },
-    };
-    let area = match given(&body, "area") {
-        None => None,
-        Some(v) => match integer(v) {
-            Some(area) if state.store.org_by_id(OrgKind::Area, area).await?.is_some() => Some(area),
-            _ => {
-                errors.add("area", format!("Invalid pk \"{}\" - object does not exist.", text(v).unwrap_or_default()));
-                None
-            }
-        },
-    };
+    let mut errors = FieldErrors::of(&body, &());
+    if let Field::Given(area) = &body.area
+        && state.store.org_by_id(OrgKind::Area, area.value).await?.is_none()
+    {
+        errors.add("area", invalid_pk(&area.text));
+    }
+    let alias = body.alias.given().map(|Text(alias)| alias);
+    let area = body.area.given().map(|area| area.value);
     errors.finish()?;
     if let Some(alias) = &alias {
         state.store.configure_device(&current.sn, Some(alias), None, None).await?;
@@ -239,13 +223,34 @@ pub async fn update(
 }
 
 /// The `PUT` / `PATCH` body; absent fields keep their value.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only: the handler reads the body field by field")]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema, garde::Validate)]
 pub struct TerminalUpdate {
     /// An area id (number or numeric string).
-    area: Option<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>)]
+    #[garde(custom(area_rule))]
+    area: Field<Written>,
     /// At most 100 printable characters.
-    alias: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    #[garde(custom(alias_rule))]
+    alias: Field<Text>,
+}
+
+/// An area id; whether it exists is checked against the store after the rules.
+fn area_rule<C>(field: &Field<Written>, _: &C) -> garde::Result {
+    match field {
+        Field::Invalid(value) => Err(garde::Error::new(invalid_pk(quoted(value)))),
+        _ => Ok(()),
+    }
+}
+
+fn alias_rule<C>(field: &Field<Text>, _: &C) -> garde::Result {
+    match field {
+        Field::Absent | Field::Null => Ok(()),
+        Field::Given(Text(alias)) if alias.chars().count() <= 100 && printable(alias) => Ok(()),
+        _ => Err(garde::Error::new("At most 100 printable characters.")),
+    }
 }
 
 /// `POST /iclock/api/terminals/` body (ZKBio Time 9.x). `sn` is required; `area` (an area id)
@@ -267,17 +272,17 @@ pub struct TerminalWrite {
 }
 
 /// The 9.x write shape, as [`write_shape`] builds it.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only")]
+// Keys in sorted order, as the `json!` it replaced wrote them: clients have seen these bytes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TerminalCreated {
-    id: i64,
-    sn: String,
-    ip_address: String,
     alias: String,
     /// The area id.
     area: i64,
     /// The server's `delay_secs` (the poll interval).
     heartbeat: u32,
+    id: i64,
+    ip_address: String,
+    sn: String,
 }
 
 /// The 9.x write shape `{id, sn, ip_address, alias, area, heartbeat}`.
@@ -288,10 +293,17 @@ fn write_shape(
     alias: &str,
     area: Option<&serde_json::Value>,
     state: &SharedState,
-) -> serde_json::Value {
+) -> TerminalCreated {
     let area =
         area.and_then(|a| a.as_i64().or_else(|| a.as_str().and_then(|s| s.parse().ok()))).unwrap_or(DEFAULT_AREA_ID);
-    serde_json::json!({ "id": id, "sn": sn, "ip_address": ip, "alias": alias, "area": area, "heartbeat": state.config.devices.delay_secs })
+    TerminalCreated {
+        alias: alias.to_owned(),
+        area,
+        heartbeat: state.config.devices.delay_secs,
+        id,
+        ip_address: ip.to_owned(),
+        sn: sn.to_owned(),
+    }
 }
 
 fn field_error(field: &str, message: &str) -> ApiError {
@@ -336,7 +348,7 @@ pub async fn create(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
     body: axum::body::Bytes,
-) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(axum::http::StatusCode, Json<TerminalCreated>), ApiError> {
     let w = parse_body(&body)?;
     let zone = check_write(&w)?;
     let sn = w.sn.as_deref().map(str::trim).unwrap_or_default();
@@ -367,7 +379,7 @@ pub async fn create(
         None => None,
         Some(v) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
             Some(area) if state.store.org_by_id(OrgKind::Area, area).await?.is_some() => Some(area),
-            _ => return Err(field_error("area", &format!("Invalid pk \"{v}\" - object does not exist."))),
+            _ => return Err(field_error("area", &invalid_pk(v))),
         },
     };
     let device = state.store.register_device(&new).await?;
@@ -410,4 +422,24 @@ pub async fn delete(
     state.devices.invalidate(&device.sn);
     tracing::info!(sn = %device.sn, by = %who.name, "terminal deleted through the API");
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer keeps the sorted key order of the `json!` it replaced.
+    #[test]
+    fn created_terminal_keys_are_in_sorted_order() {
+        let created = TerminalCreated {
+            alias: "a".into(),
+            area: 1,
+            heartbeat: 10,
+            id: 2,
+            ip_address: "10.0.0.2".into(),
+            sn: "S".into(),
+        };
+        let text = serde_json::to_string(&created).unwrap();
+        assert_eq!(text, serde_json::to_value(&created).unwrap().to_string());
+    }
 }

@@ -1,8 +1,7 @@
 //! `GET /iclock/api/transactions/`: punches in ZKBio Time 9.x's record shape.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, RawQuery, State};
 use serde::Serialize;
 use serde_json::json;
 
@@ -10,7 +9,7 @@ use adms_protocol::LocalDateTime;
 use adms_store::{TransactionFilter, TransactionOrder, TransactionRow};
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest, PageRequest, QueryParams};
 use adms_protocol::labels;
 
 use super::{ApiError, openapi};
@@ -207,17 +206,13 @@ fn filter_from_params(params: &QueryParams, state: &SharedState) -> Result<Trans
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<Transaction>>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
-    let filter = filter_from_params(&params, &state)?;
-    let (count, rows) = state.store.list_transactions(&filter, page.store_page()).await?;
-    page.check(count)?;
+    let params = &list.params;
+    let filter = filter_from_params(params, &state)?;
+    let (count, rows) = state.store.list_transactions(&filter, list.store_page()).await?;
     let data = rows.into_iter().map(|r| Transaction::from_row(r, &state)).collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+    Ok(Json(list.envelope(count, data)?))
 }
 
 /// Get one transaction.

@@ -6,17 +6,18 @@
 //! leave no enabled admin answers 409.
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use serde::Serialize;
-use serde_json::{Value, json};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use adms_store::events::rfc3339_micros;
 use adms_store::{ApiUser, LAST_ADMIN, ROLES, StoreError, UserChange};
 
 use super::auth::{Authenticated, hash_password};
-use super::body::{FieldErrors, WriteBody, boolean, given, printable};
-use super::pagination::{Envelope, PageRequest, QueryParams, envelope};
+use super::pagination::{Envelope, ListRequest};
+use super::request::rules::{drf_boolean, fail};
+use super::request::{Bool, DrfBody, Field, FieldErrors, printable};
 use super::{ApiError, openapi, parse_id};
 use crate::state::SharedState;
 
@@ -57,49 +58,76 @@ impl From<ApiUser> for UserView {
 }
 
 /// `{username, password, role}` for a new account.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only: the handler reads a WriteBody")]
+#[derive(Debug, Deserialize, utoipa::ToSchema, garde::Validate)]
 pub struct NewUser {
-    #[schema(min_length = 1, max_length = 150)]
-    username: String,
-    #[schema(min_length = 8, max_length = 1024)]
-    password: String,
+    #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 150, required = true)]
+    #[garde(custom(username_rule))]
+    username: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String, min_length = 8, max_length = 1024, required = true)]
+    #[garde(custom(required_given), custom(password_rule))]
+    password: Field<String>,
     /// `admin`, `operator` or `viewer`.
-    role: String,
+    #[serde(default)]
+    #[schema(value_type = String, required = true)]
+    #[garde(custom(required_given), custom(role_rule))]
+    role: Field<String>,
 }
 
 /// `{role?, password?, disabled?}`: what to change.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only: the handler reads a WriteBody")]
+#[derive(Debug, Deserialize, utoipa::ToSchema, garde::Validate)]
 pub struct UserPatch {
-    role: Option<String>,
-    #[schema(min_length = 8, max_length = 1024)]
-    password: Option<String>,
-    disabled: Option<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    #[garde(custom(role_rule))]
+    role: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 8, max_length = 1024)]
+    #[garde(custom(password_rule))]
+    password: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    #[garde(custom(drf_boolean))]
+    disabled: Field<Bool>,
 }
 
-fn check_role(value: &Value, errors: &mut FieldErrors) -> Option<String> {
-    match value.as_str() {
-        Some(role) if ROLES.contains(&role) => Some(role.to_owned()),
-        _ => {
-            errors.add("role", format!("\"{}\" is not a valid choice.", value.as_str().unwrap_or_default()));
-            None
+/// Given, and not `null` (which these bodies read as not given).
+fn required_given<T, C>(field: &Field<T>, _: &C) -> garde::Result {
+    if matches!(field, Field::Absent | Field::Null) { fail("This field is required.") } else { Ok(()) }
+}
+
+/// The name as stored: trimmed.
+fn username(field: &Field<String>) -> Option<&str> {
+    field.given().map(|name| name.trim())
+}
+
+fn username_rule<C>(field: &Field<String>, _: &C) -> garde::Result {
+    match username(field) {
+        None => fail("This field is required."),
+        Some(name) if name.is_empty() || name.chars().count() > MAX_USERNAME || !printable(name) => {
+            fail(format!("1 to {MAX_USERNAME} printable characters."))
         }
+        Some(_) => Ok(()),
+    }
+}
+
+fn role_rule<C>(field: &Field<String>, _: &C) -> garde::Result {
+    match field {
+        Field::Absent | Field::Null => Ok(()),
+        Field::Given(role) if ROLES.contains(&role.as_str()) => Ok(()),
+        Field::Given(role) => fail(format!("\"{role}\" is not a valid choice.")),
+        Field::Invalid(_) => fail("\"\" is not a valid choice."),
     }
 }
 
 /// A password exactly as given (never trimmed: spaces are part of it).
-fn check_password(value: &Value, errors: &mut FieldErrors) -> Option<String> {
-    match value.as_str() {
-        Some(p) if (MIN_PASSWORD..=MAX_PASSWORD).contains(&p.chars().count()) => Some(p.to_owned()),
-        Some(_) => {
-            errors.add("password", format!("Between {MIN_PASSWORD} and {MAX_PASSWORD} characters."));
-            None
-        }
-        None => {
-            errors.add("password", "Not a valid string.");
-            None
-        }
+fn password_rule<C>(field: &Field<String>, _: &C) -> garde::Result {
+    match field {
+        Field::Absent | Field::Null => Ok(()),
+        Field::Given(p) if (MIN_PASSWORD..=MAX_PASSWORD).contains(&p.chars().count()) => Ok(()),
+        Field::Given(_) => fail(format!("Between {MIN_PASSWORD} and {MAX_PASSWORD} characters.")),
+        Field::Invalid(_) => fail("Not a valid string."),
     }
 }
 
@@ -131,24 +159,20 @@ fn conflict(error: StoreError) -> ApiError {
 pub async fn list(
     State(state): State<SharedState>,
     _auth: Authenticated,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    RawQuery(raw): RawQuery,
+    list: ListRequest,
 ) -> Result<Json<Envelope<UserView>>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let page = PageRequest::from_params(&params)?;
+    let _params = &list.params;
     // A handful of accounts: paged in memory.
     let users = state.store.list_users().await?;
     let count = i64::try_from(users.len()).unwrap_or(i64::MAX);
-    page.check(count)?;
-    let window = page.store_page();
+    let window = list.store_page();
     let data = users
         .into_iter()
         .skip(usize::try_from(window.offset).unwrap_or(usize::MAX))
         .take(usize::try_from(window.limit).unwrap_or(usize::MAX))
         .map(UserView::from)
         .collect();
-    Ok(Json(envelope(&headers, &uri, &params, page, count, data)))
+    Ok(Json(list.envelope(count, data)?))
 }
 
 /// Create an API account.
@@ -165,43 +189,17 @@ pub async fn list(
 pub async fn create(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
-    WriteBody(body): WriteBody,
+    DrfBody(body): DrfBody<NewUser>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    let mut errors = FieldErrors::default();
-    let username = match given(&body, "username").and_then(Value::as_str).map(str::trim) {
-        Some(name) if !name.is_empty() && name.chars().count() <= MAX_USERNAME && printable(name) => {
-            Some(name.to_owned())
-        }
-        Some(_) => {
-            errors.add("username", format!("1 to {MAX_USERNAME} printable characters."));
-            None
-        }
-        None => {
-            errors.add("username", "This field is required.");
-            None
-        }
-    };
-    let password = match given(&body, "password") {
-        Some(value) => check_password(value, &mut errors),
-        None => {
-            errors.add("password", "This field is required.");
-            None
-        }
-    };
-    let role = match given(&body, "role") {
-        Some(value) => check_role(value, &mut errors),
-        None => {
-            errors.add("role", "This field is required.");
-            None
-        }
-    };
-    errors.finish()?;
-    let (Some(username), Some(password), Some(role)) = (username, password, role) else {
+    FieldErrors::of(&body, &()).finish()?;
+    let (Some(username), Field::Given(password), Field::Given(role)) =
+        (username(&body.username), body.password, body.role)
+    else {
         return Err(ApiError::Internal("validated fields missing".into()));
     };
     let hashed = hash(password).await?;
     let user =
-        state.store.create_user(&username, &hashed, &role).await?.ok_or_else(|| {
+        state.store.create_user(username, &hashed, &role).await?.ok_or_else(|| {
             ApiError::BadRequest(json!({ "username": ["A user with that username already exists."] }))
         })?;
     tracing::info!(user = %user.username, role = %user.role, by = %who.name, "API account created");
@@ -248,23 +246,12 @@ pub async fn update(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
     Path(id): Path<String>,
-    WriteBody(body): WriteBody,
+    DrfBody(body): DrfBody<UserPatch>,
 ) -> Result<Json<UserView>, ApiError> {
     let id = parse_id(&id)?;
-    let mut errors = FieldErrors::default();
-    let role = given(&body, "role").and_then(|v| check_role(v, &mut errors));
-    let password = given(&body, "password").and_then(|v| check_password(v, &mut errors));
-    let disabled = match given(&body, "disabled") {
-        Some(value) => {
-            let parsed = boolean(value);
-            if parsed.is_none() {
-                errors.add("disabled", "Must be a valid boolean.");
-            }
-            parsed
-        }
-        None => None,
-    };
-    errors.finish()?;
+    FieldErrors::of(&body, &()).finish()?;
+    let (role, password) = (body.role.given().cloned(), body.password.given().cloned());
+    let disabled = body.disabled.given().map(|Bool(disabled)| *disabled);
     let password_hash = match password {
         Some(p) => Some(hash(p).await?),
         None => None,
