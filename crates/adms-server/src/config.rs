@@ -498,7 +498,7 @@ impl Config {
         // keeps its flat name; it sets the setting in its section.
         let env = Env::prefixed("ADMS_")
             .ignore(&["config", "new_secret_key", "user_password"])
-            .map(|key| sectioned(key.as_str()).map_or_else(|| key.into(), Into::into));
+            .map(|key| sectioned(&key.as_str().to_ascii_lowercase()).map_or_else(|| key.into(), Into::into));
         figment = figment.merge(env);
         let config: Config = figment.extract().map_err(Box::new)?;
         Ok((config, deprecated))

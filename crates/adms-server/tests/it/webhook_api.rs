@@ -199,7 +199,8 @@ async fn endpoints_validation_auth_and_lifecycle() {
     assert_eq!(backlog["data"].as_array().unwrap().len(), 2);
     assert_eq!(
         backlog["data"][0],
-        json!({"endpoint": uid, "due": 0, "in_flight": 0, "exhausted": 0, "oldest_due_age_secs": null})
+        json!({"endpoint": uid, "due": 0, "in_flight": 0, "exhausted": 0, "oldest_due_age_secs": null,
+               "waiting": 0, "oldest_pending_age_secs": null, "consecutive_failures": 0, "last_success_at": null})
     );
 
     // Delete: 204, then gone everywhere.
@@ -450,7 +451,17 @@ async fn deliveries_cursor_resend_and_replay() {
     let rows = backlog["data"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
     for row in rows {
-        for key in ["endpoint", "due", "in_flight", "exhausted", "oldest_due_age_secs"] {
+        for key in [
+            "endpoint",
+            "due",
+            "in_flight",
+            "exhausted",
+            "oldest_due_age_secs",
+            "waiting",
+            "oldest_pending_age_secs",
+            "consecutive_failures",
+            "last_success_at",
+        ] {
             assert!(row.get(key).is_some(), "{row}");
         }
     }

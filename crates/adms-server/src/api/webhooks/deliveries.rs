@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
+use adms_store::events::rfc3339_micros;
 use adms_store::webhook_queries::ResendOutcome;
 use adms_store::webhooks::EndpointBacklog;
 
@@ -107,7 +108,7 @@ pub async fn resend_delivery(
     get,
     path = "/api/v1/webhooks/backlog",
     tag = openapi::tag::WEBHOOKS,
-    responses((status = 200, description = "Due, in-flight and exhausted deliveries per endpoint.", body = DataList<BacklogView>))
+    responses((status = 200, description = "Due, waiting, in-flight and exhausted deliveries and the health of each endpoint.", body = DataList<BacklogView>))
 )]
 pub async fn backlog(
     State(state): State<SharedState>,
@@ -123,6 +124,12 @@ pub async fn backlog(
             in_flight: b.in_flight,
             exhausted: b.exhausted,
             oldest_due_age_secs: b.oldest_due_at.map(|at| (now.saturating_sub(at).max(0) / 1_000) as f64 / 1_000.0),
+            waiting: b.waiting,
+            oldest_pending_age_secs: b
+                .oldest_pending_since
+                .map(|at| (now.saturating_sub(at).max(0) / 1_000) as f64 / 1_000.0),
+            consecutive_failures: b.consecutive_failures,
+            last_success_at: b.last_success_at.map(rfc3339_micros),
         })
         .collect();
     Ok(Json(DataList { data }))

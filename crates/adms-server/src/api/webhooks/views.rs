@@ -215,6 +215,16 @@ pub struct BacklogView {
     pub exhausted: i64,
     /// How long the oldest due delivery has been waiting; `null` when nothing is due.
     pub oldest_due_age_secs: Option<f64>,
+    /// Pending deliveries waiting out a retry delay: while a receiver is down its backlog is
+    /// here, not in `due`.
+    pub waiting: i64,
+    /// How long the oldest undelivered delivery (due, waiting or in flight) has been queued;
+    /// `null` when none is. It grows for as long as the receiver is down: alert on it.
+    pub oldest_pending_age_secs: Option<f64>,
+    /// Failed attempts in a row since the endpoint's last success.
+    pub consecutive_failures: i64,
+    /// When the endpoint last answered with success; `null`: never.
+    pub last_success_at: Option<String>,
 }
 
 /// An event as `GET /api/v1/webhooks/events` lists it.
