@@ -288,7 +288,8 @@ async fn slow_or_idle_connections_are_closed_after_the_header_read_timeout() {
     let closed = closed_within(&mut slow, Duration::from_secs(10)).await;
     assert!(closed.is_some_and(|t| t >= Duration::from_millis(900)), "closed after the timeout: {closed:?}");
 
-    // Whole requests on one keep-alive connection are served; then, idle, it is closed.
+    // Whole requests on one keep-alive connection are served (the second on the connection the
+    // first left open); then, idle, it is closed.
     let mut device = TcpStream::connect(&server.addr).await.unwrap();
     for _ in 0..2 {
         device.write_all(b"GET /iclock/getrequest?SN=KEEP0001 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
@@ -296,8 +297,7 @@ async fn slow_or_idle_connections_are_closed_after_the_header_read_timeout() {
         let n = device.read(&mut buf).await.unwrap();
         let reply = String::from_utf8_lossy(&buf[..n]);
         assert!(reply.starts_with("HTTP/1.1 200") && reply.ends_with("\r\n\r\nOK"), "{reply}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let closed = closed_within(&mut device, Duration::from_secs(10)).await;
-    assert!(closed.is_some_and(|t| t >= Duration::from_millis(400)), "idle connection closed: {closed:?}");
+    assert!(closed.is_some_and(|t| t >= Duration::from_millis(800)), "idle connection closed: {closed:?}");
 }

@@ -838,7 +838,7 @@ async fn a_roster_change_left_without_commands_reaches_the_terminal_after_a_rest
 #[tokio::test]
 async fn biodatas_list_templates_and_adjust_actions_set_organisation_fields() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(dir.path(), &[("ADMS_TEST_CLOCK", "true")]);
     let api = Api::login(&server).await;
     let (_, dept, pos) = seed(&api).await;
     let gate = Device { server: &server, sn: "RSN0030".into() };
@@ -854,8 +854,9 @@ async fn biodatas_list_templates_and_adjust_actions_set_organisation_fields() {
         d.post(&format!("/iclock/cdata?SN={}&table=OPERLOG&OpStamp=1", d.sn), body.as_bytes()).await.text()
     }
     assert!(upload(&gate, template("0042", 9, "AAAA") + &template("7", 1, "BBBB")).await.starts_with("OK"));
-    // The same face slot re-enrolled on the office terminal: the newer copy is the record.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // The same face slot re-enrolled on the office terminal a second later: the newer copy is the
+    // record.
+    api.advance_clock(1).await;
     assert!(upload(&office, template("0042", 9, "CCCC")).await.starts_with("OK"));
 
     let all = api.get("/iclock/api/biodatas/").await;

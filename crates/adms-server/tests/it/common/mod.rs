@@ -139,13 +139,19 @@ pub const EVENTUALLY: Duration = Duration::from_secs(30);
 
 /// Checks `check` every 50 ms until it holds, and fails naming `reason` (what was awaited) if
 /// it does not within [`EVENTUALLY`]. The one way tests wait for something asynchronous.
-pub async fn eventually(reason: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+pub async fn eventually(reason: &str, check: impl AsyncFnMut() -> bool) {
+    eventually_within(EVENTUALLY, reason, check).await;
+}
+
+/// [`eventually`] with another limit, for the few waits known to take longer (thousands of
+/// deliveries from two processes, say).
+pub async fn eventually_within(limit: Duration, reason: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {EVENTUALLY:?} waiting until {reason}");
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting until {reason}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
