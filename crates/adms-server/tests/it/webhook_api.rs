@@ -6,8 +6,7 @@ use crate::common;
 
 use std::collections::{HashMap, HashSet};
 
-use axum::http::StatusCode;
-use common::webhooks::Receiver;
+use common::webhooks::{Receiver, Reply};
 use common::{Api, Device, Server, eventually};
 use serde_json::{Value, json};
 
@@ -537,25 +536,17 @@ async fn loopback_and_own_address_are_refused_private_networks_follow_allow_priv
 #[tokio::test]
 async fn receiver_answers_are_kept_only_as_short_text() {
     const MARKER: &str = "[non-text response body not kept]";
-    async fn answer(uri: axum::http::Uri) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        let long_text = "é".repeat(3000);
-        match uri.path() {
-            "/long" => ([("content-type", "text/plain; charset=utf-8")], long_text).into_response(),
-            "/binary" => {
-                let bytes: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
-                ([("content-type", "application/octet-stream")], bytes).into_response()
-            }
-            "/mislabelled" => ([("content-type", "text/plain")], vec![b'o', b'k', 0xff, 0xfe, b'!']).into_response(),
-            "/json" => (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "application/json")], r#"{"error":"db"}"#)
-                .into_response(),
-            _ => ([("content-type", "image/png")], "plain words, wrong type").into_response(),
-        }
-    }
-    let app = axum::Router::new().fallback(axum::routing::post(answer));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let receiver = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hook = Receiver::builder()
+        .answering(|request| match request.path.as_str() {
+            "/long" => Reply::Body(200, "text/plain; charset=utf-8", "é".repeat(3000).into_bytes()),
+            "/binary" => Reply::Body(200, "application/octet-stream", (0..=255u8).cycle().take(3000).collect()),
+            "/mislabelled" => Reply::Body(200, "text/plain", vec![b'o', b'k', 0xff, 0xfe, b'!']),
+            "/json" => Reply::Body(503, "application/json", br#"{"error":"db"}"#.to_vec()),
+            _ => Reply::Body(200, "image/png", b"plain words, wrong type".to_vec()),
+        })
+        .start()
+        .await;
+    let receiver = hook.base_url();
 
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);

@@ -11,7 +11,6 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use common::webhooks::{Received, Receiver, Reply, SECRET, Witness};
@@ -40,11 +39,6 @@ async fn wait_for_ids(receiver: &Receiver, n: usize, api: Option<&Api>) {
         distinct_ids(receiver) >= n
     })
     .await;
-}
-
-/// True for an `attendance.punch` body: what these scenarios record.
-fn is_punch_event(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|event| event["type"] == "attendance.punch")
 }
 
 /// The invariants every scenario ends with.
@@ -230,94 +224,27 @@ async fn a_server_killed_mid_request_redelivers_the_same_event_after_restart() {
     receiver.stop();
 }
 
-/// A receiver that processes the first request and then drops the connection without answering
-/// (the sender cannot know it was processed), and answers 200 afterwards.
-async fn start_response_losing_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let seen = Arc::clone(&received);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
-            let seen = Arc::clone(&seen);
-            tokio::spawn(async move {
-                loop {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    // Read one whole request: headers, then Content-Length bytes.
-                    let (head_end, length) = loop {
-                        let Ok(n) = stream.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                            let length = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-                                .unwrap_or(0);
-                            break (end + 4, length);
-                        }
-                    };
-                    while buf.len() < head_end + length {
-                        let Ok(n) = stream.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let body = &buf[head_end..head_end + length];
-                    if !is_punch_event(body) {
-                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
-                        continue;
-                    }
-                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                    let header = |name: &str| {
-                        head.lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                            })
-                            .unwrap_or_default()
-                    };
-                    let first = {
-                        let mut seen = seen.lock().unwrap();
-                        seen.push(Received::new(header, Bytes::copy_from_slice(body)));
-                        seen.len() == 1
-                    };
-                    if first {
-                        return; // processed, but the answer is lost
-                    }
-                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
-                }
-            });
-        }
-    });
-    (format!("http://{addr}/hook"), received)
-}
-
 #[tokio::test]
 async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
-    let (url, received) = start_response_losing_receiver().await;
+    // The first punch request is processed, then the connection dropped without an answer.
+    let receiver = start_receiver("127.0.0.1:0", vec![Reply::Drop]).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &url, &[]);
+    let server = start_server(dir.path(), &receiver.url(), &[]);
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "HOOK0005".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     eventually("the punch is redelivered after the lost response", async || {
-        if received.lock().unwrap().len() >= 2 {
+        if receiver.received().len() >= 2 {
             return true;
         }
         api.advance_clock(10).await;
         false
     })
     .await;
-    let received = received.lock().unwrap().clone();
+    let received = receiver.received();
     assert!(received.len() >= 2, "redelivered after the lost response");
+    assert_eq!(received[0].status, 0, "the first was not answered");
     assert_eq!(received[0].id, received[1].id);
     assert_eq!(received[0].body, received[1].body);
     check_invariants(&received, 1);
