@@ -166,9 +166,9 @@ fn webhook(received: &Received) -> Json {
 
 /// Starts a server whose `ADMS_WEBHOOK_URL` endpoint is `receiver` (every event type), on the
 /// test clock, with a 30 s offline threshold.
-fn start_with_webhook(dir: &std::path::Path, receiver: &Receiver) -> Server {
+async fn start_with_webhook(dir: &std::path::Path, receiver: &Receiver) -> Server {
     let url = receiver.url();
-    Server::start(
+    Server::in_process(
         dir,
         &[
             ("ADMS_WEBHOOK_URL", url.as_str()),
@@ -177,6 +177,7 @@ fn start_with_webhook(dir: &std::path::Path, receiver: &Receiver) -> Server {
             ("ADMS_OFFLINE_AFTER_SECS", "30"),
         ],
     )
+    .await
 }
 
 /// The redactions every webhook snapshot shares: the delivery's timestamp and signature.
@@ -193,7 +194,7 @@ macro_rules! assert_webhook_snapshot {
 #[tokio::test]
 async fn device_replies() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "SNAP0001".into() };
     let _settings = settings(&server).bind_to_scope();
@@ -224,7 +225,7 @@ async fn device_replies() {
 #[tokio::test]
 async fn zkbio_time_transactions() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "SNAP0002".into() };
     assert_eq!(dev.handshake().await.status, 200);
@@ -249,7 +250,7 @@ async fn zkbio_time_transactions() {
 #[tokio::test]
 async fn zkbio_time_employees() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let _settings = settings(&server).bind_to_scope();
 
@@ -314,7 +315,7 @@ async fn raw_get(api: &Api, path: &str) -> Vec<u8> {
 async fn webhook_bodies_of_device_presence() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_with_webhook(dir.path(), &receiver);
+    let server = start_with_webhook(dir.path(), &receiver).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "SNAP0003".into() };
     let _settings = settings(&server).bind_to_scope();
@@ -349,7 +350,7 @@ async fn webhook_bodies_of_device_presence() {
 async fn webhook_body_of_a_punch() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_with_webhook(dir.path(), &receiver);
+    let server = start_with_webhook(dir.path(), &receiver).await;
     let dev = Device { server: &server, sn: "SNAP0004".into() };
     let _settings = settings(&server).bind_to_scope();
 
@@ -365,7 +366,7 @@ async fn webhook_body_of_a_punch() {
 async fn webhook_bodies_of_device_users() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_with_webhook(dir.path(), &receiver);
+    let server = start_with_webhook(dir.path(), &receiver).await;
     let dev = Device { server: &server, sn: "SNAP0005".into() };
     let _settings = settings(&server).bind_to_scope();
 
@@ -390,7 +391,7 @@ async fn webhook_bodies_of_device_users() {
 async fn webhook_body_of_a_completed_command() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_with_webhook(dir.path(), &receiver);
+    let server = start_with_webhook(dir.path(), &receiver).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "SNAP0006".into() };
     let _settings = settings(&server).bind_to_scope();
@@ -429,7 +430,7 @@ async fn webhook_body_of_a_completed_command() {
 async fn webhook_body_of_a_batch() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("ADMS_TEST_CLOCK", "true")]);
+    let server = Server::in_process(dir.path(), &[("ADMS_TEST_CLOCK", "true")]).await;
     let api = Api::login(&server).await;
     let _settings = settings(&server).bind_to_scope();
     let (status, endpoint) = api
@@ -470,7 +471,7 @@ async fn webhook_body_of_a_batch() {
 #[tokio::test]
 async fn openapi_document() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let _settings = settings(&server).bind_to_scope();
     let document = Json::parse(&raw_get(&api, "/api/openapi.json").await);
