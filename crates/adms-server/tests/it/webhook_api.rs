@@ -25,7 +25,9 @@ fn field_errors(body: &Value, field: &str) -> String {
 async fn endpoints_validation_auth_and_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing allow-listed: the harness's loopback allowance would open 127.0.0.1 below.
-    let server = Server::start(dir.path(), &[("ADMS_WEBHOOK_ALLOW_PRIVATE", "false"), ("ADMS_WEBHOOK_ALLOW_LIST", "")]);
+    let server =
+        Server::in_process(dir.path(), &[("ADMS_WEBHOOK_ALLOW_PRIVATE", "false"), ("ADMS_WEBHOOK_ALLOW_LIST", "")])
+            .await;
     let api = Api::login(&server).await;
 
     // No token: 401 everywhere.
@@ -218,7 +220,7 @@ async fn deliveries_cursor_resend_and_replay() {
     let receiver = hook.base_url();
     let dir = tempfile::tempdir().unwrap();
     // The harness allow-lists 127.0.0.1, where the receiver listens.
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "CQZ7232360001".into() };
     assert_eq!(dev.handshake().await.status, 200);
@@ -479,7 +481,7 @@ async fn loopback_and_own_address_are_refused_private_networks_follow_allow_priv
 
     // Defaults, nothing allow-listed.
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("ADMS_WEBHOOK_ALLOW_LIST", "")]);
+    let server = Server::in_process(dir.path(), &[("ADMS_WEBHOOK_ALLOW_LIST", "")]).await;
     let api = Api::login(&server).await;
     for url in [
         format!("http://127.0.0.1:{port}/hook"),
@@ -502,7 +504,9 @@ async fn loopback_and_own_address_are_refused_private_networks_follow_allow_priv
 
     // webhook_allow_private = false closes private networks too.
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("ADMS_WEBHOOK_ALLOW_LIST", ""), ("ADMS_WEBHOOK_ALLOW_PRIVATE", "false")]);
+    let server =
+        Server::in_process(dir.path(), &[("ADMS_WEBHOOK_ALLOW_LIST", ""), ("ADMS_WEBHOOK_ALLOW_PRIVATE", "false")])
+            .await;
     let api = Api::login(&server).await;
     let (status, answer) = create_endpoint(&api, "http://10.1.2.3/").await;
     assert_eq!(status, 400, "{answer}");
@@ -512,7 +516,7 @@ async fn loopback_and_own_address_are_refused_private_networks_follow_allow_priv
     // 127.0.0.1 allow-listed (the harness default): other loopback services open, the bridge's
     // own listening address not, whether created or patched to.
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let own_port = server.addr.rsplit(':').next().expect("server port").to_owned();
     for url in [
@@ -549,7 +553,7 @@ async fn receiver_answers_are_kept_only_as_short_text() {
     let receiver = hook.base_url();
 
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let mut endpoints = HashMap::new();
     for path in ["long", "binary", "mislabelled", "json", "image"] {

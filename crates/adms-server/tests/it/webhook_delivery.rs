@@ -187,16 +187,21 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
     api.advance_clock(12 * 3600).await;
     wait_for_ids(&receiver, 10, Some(&api)).await;
     check_invariants(&receiver.received(), 10);
-    // Read the outbox itself: every delivery succeeded, after retrying through the outage.
-    let (succeeded, min_attempts): (i64, i64) = server
-        .db()
-        .fetch_optional(
-            "SELECT COUNT(*), MIN(d.attempt_count) FROM webhook_deliveries AS d \
-             JOIN webhook_events AS e ON e.id = d.event_row WHERE d.state = 'succeeded' AND e.event_type = 'attendance.punch'",
-            &[],
-        )
-        .await
-        .expect("one row");
+    // Read the outbox itself: every delivery succeeded, after retrying through the outage. The
+    // receiver sees a request before its attempt is recorded: wait for the records.
+    let outcome = async || -> (i64, i64) {
+        server
+            .db()
+            .fetch_optional(
+                "SELECT COUNT(*), MIN(d.attempt_count) FROM webhook_deliveries AS d JOIN webhook_events AS e \
+                 ON e.id = d.event_row WHERE d.state = 'succeeded' AND e.event_type = 'attendance.punch'",
+                &[],
+            )
+            .await
+            .expect("one row")
+    };
+    eventually("all 10 punch deliveries are recorded as succeeded", async || outcome().await.0 == 10).await;
+    let (succeeded, min_attempts) = outcome().await;
     assert_eq!(succeeded, 10);
     assert!(min_attempts >= 10, "retried through the outage ({min_attempts} attempts)");
 }

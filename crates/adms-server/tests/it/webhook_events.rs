@@ -14,7 +14,7 @@ async fn registration_roster_and_presence_events_arrive_once_each() {
     let receiver = Receiver::builder().ignoring(Witness::is_witness).start().await;
     let url = receiver.url();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = Server::in_process(
         dir.path(),
         &[
             ("ADMS_WEBHOOK_URL", url.as_str()),
@@ -22,7 +22,8 @@ async fn registration_roster_and_presence_events_arrive_once_each() {
             ("ADMS_TEST_CLOCK", "true"),
             ("ADMS_OFFLINE_AFTER_SECS", "30"),
         ],
-    );
+    )
+    .await;
     let api = Api::login(&server).await;
     let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "EVT0001".into() };
