@@ -62,7 +62,15 @@ fn check_invariants(received: &[Received], punches: usize) {
     assert_eq!(seqs, (1..=punches as i64).collect::<Vec<_>>(), "per-device seq contiguous");
 }
 
-fn start_server(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Server {
+/// The server in process, its `ADMS_WEBHOOK_URL` endpoint `url`, on the test clock.
+async fn start_server(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![("ADMS_WEBHOOK_URL", url), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
+    env.extend_from_slice(extra);
+    Server::in_process(dir, &env).await
+}
+
+/// [`start_server`] as a process of its own (to SIGKILL).
+fn start_server_process(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Server {
     let mut env = vec![("ADMS_WEBHOOK_URL", url), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
     env.extend_from_slice(extra);
     Server::start(dir, &env)
@@ -72,7 +80,7 @@ fn start_server(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Ser
 async fn every_punch_is_delivered_signed_once_per_id_and_reuploads_add_nothing() {
     let receiver = start_receiver("127.0.0.1:0", vec![]).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &receiver.url(), &[]);
+    let server = start_server(dir.path(), &receiver.url(), &[]).await;
     let witness = Witness::create(&Api::login(&server).await).await;
     let dev = Device { server: &server, sn: "HOOK0001".into() };
     dev.handshake().await;
@@ -135,7 +143,7 @@ async fn failures_are_retried_on_schedule_and_retry_after_is_honoured() {
     let receiver =
         start_receiver("127.0.0.1:0", vec![Reply::Status(500), Reply::Status(503), Reply::RetryAfter(429, 120)]).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &receiver.url(), &[]);
+    let server = start_server(dir.path(), &receiver.url(), &[]).await;
     let api = Api::login(&server).await;
     let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "HOOK0002".into() };
@@ -170,7 +178,7 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
     drop(reserved);
     let url = format!("http://{addr}/hook");
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &url, &[]);
+    let server = start_server(dir.path(), &url, &[]).await;
     let api = Api::login(&server).await;
     let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "HOOK0003".into() };
@@ -210,13 +218,13 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
 async fn a_server_killed_mid_request_redelivers_the_same_event_after_restart() {
     let receiver = start_receiver("127.0.0.1:0", vec![Reply::Hang]).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
+    let mut server = start_server_process(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
     let dev = Device { server: &server, sn: "HOOK0004".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     wait_for_requests(&receiver, 1).await;
     server.kill(); // SIGKILL while the request hangs: the delivery stays leased
-    let server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
+    let server = start_server_process(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
     let api = Api::login(&server).await;
     // The lease (max(timeout, 30 s) + 30 s) runs out; the sweep returns it; it is sent again.
     api.advance_clock(70).await;
@@ -234,7 +242,7 @@ async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
     // The first punch request is processed, then the connection dropped without an answer.
     let receiver = start_receiver("127.0.0.1:0", vec![Reply::Drop]).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &receiver.url(), &[]);
+    let server = start_server(dir.path(), &receiver.url(), &[]).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "HOOK0005".into() };
     dev.handshake().await;
@@ -259,7 +267,7 @@ async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
 async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
     let receiver = start_receiver("127.0.0.1:0", vec![Reply::Hang, Reply::Status(410)]).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "1")]);
+    let server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "1")]).await;
     let api = Api::login(&server).await;
     let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "HOOK0006".into() };
