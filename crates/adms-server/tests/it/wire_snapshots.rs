@@ -1,5 +1,5 @@
 //! Snapshots (insta) of what the server says to the outside world, driven over HTTP against the
-//! real binary: the device replies (`/iclock/*`), the ZKBio Time records and list envelopes
+//! application served in process (the same snapshots hold for the binary): the device replies (`/iclock/*`), the ZKBio Time records and list envelopes
 //! (`/iclock/api/transactions/`, `/personnel/api/employees/`), every webhook body type with its
 //! Standard Webhooks headers, and `/api/openapi.json`. What varies between runs or engines
 //! (database ids, receive and creation times, the server's address, signatures) is redacted;

@@ -1,5 +1,7 @@
-//! Test harness: the real `adms-bridge` binary on 127.0.0.1:0 with a database per test folder
-//! (SQLite or PostgreSQL, see [`engine`]), a raw HTTP/1.1 client for byte-exact device
+//! Test harness: the application on 127.0.0.1:0, served in the test's process
+//! ([`Server::in_process`]) or as the real `adms-bridge` binary ([`Server::start`], for the
+//! stories that need a process: SIGKILL, restarts, replicas, start-up), with a database per test
+//! folder (SQLite or PostgreSQL, see [`engine`]), a raw HTTP/1.1 client for byte-exact device
 //! requests, and a JSON client for the API.
 #![allow(dead_code)]
 
