@@ -201,7 +201,7 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
         server
             .db()
             .fetch_optional(
-                "SELECT COUNT(*), MIN(d.attempt_count) FROM webhook_deliveries AS d JOIN webhook_events AS e \
+                "SELECT COUNT(*), COALESCE(MIN(d.attempt_count), 0) FROM webhook_deliveries AS d JOIN webhook_events AS e \
                  ON e.id = d.event_row WHERE d.state = 'succeeded' AND e.event_type = 'attendance.punch'",
                 &[],
             )
