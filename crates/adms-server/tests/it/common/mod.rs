@@ -106,6 +106,12 @@ impl Server {
                 settings.insert(key.to_ascii_lowercase(), value);
             }
         }
+        // The server's logs, as the binary writes them (`RUST_LOG` of the harness), captured per
+        // test by the test harness: shown when the test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,adms_server::device::trust=error"))
+            .with_test_writer()
+            .try_init();
         let config: adms_server::Config = Figment::from(Serialized::defaults(adms_server::Config::default()))
             .merge(Serialized::globals(settings))
             .extract()
