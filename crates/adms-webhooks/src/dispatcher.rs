@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use adms_store::Store;
 use adms_store::webhooks::{ClaimedDelivery, Completion, DeliveryOutcome};
+use adms_store::{Store, StoreError};
 use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -74,6 +74,21 @@ impl Default for DispatcherConfig {
             gather: Duration::from_millis(5),
         }
     }
+}
+
+/// What one [`Dispatcher::run_once`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Leases that had run out, returned to the queue before the claims.
+    pub leases_expired: u64,
+    /// Requests sent (a batch is one).
+    pub requests: usize,
+    /// Deliveries recorded as delivered.
+    pub succeeded: usize,
+    /// Deliveries recorded otherwise: to be retried, exhausted, or their endpoint gone.
+    pub failed: usize,
+    /// Completions the store refused: their lease had been taken over meanwhile.
+    pub fenced: usize,
 }
 
 /// Runs deliveries until `shutdown`; then waits for the requests in flight and records them.
@@ -189,6 +204,50 @@ impl Dispatcher {
         let _ = permits.acquire_many(self.config.concurrency.max(1) as u32).await;
         drop(done_tx);
         let _ = writer.await;
+    }
+
+    /// One pass, then returns: returns expired leases to the queue, then claims whatever is
+    /// due now (by this dispatcher's clock), sends it (up to `concurrency` requests at once) and
+    /// records every attempt, again until nothing due is left to claim. Deliveries a pass fails
+    /// are scheduled after now, so a pass ends. For tests and tools that drain the outbox at a
+    /// known point instead of waiting for [`Dispatcher::run`]; it shares `run`'s signing,
+    /// sending and outcome code, and its store calls.
+    pub async fn run_once(&self) -> Result<Pass, StoreError> {
+        let now = self.clock.now_micros();
+        let lease = i64::try_from(self.config.lease.as_micros()).unwrap_or(i64::MAX / 4);
+        let limit = i64::try_from(self.config.concurrency.max(1)).unwrap_or(i64::MAX);
+        let mut pass = Pass { leases_expired: self.store.expire_leases(now).await?, ..Pass::default() };
+        loop {
+            let claimed = self.store.claim_due_deliveries(&self.config.worker, now, lease, limit).await?;
+            if claimed.is_empty() {
+                return Ok(pass);
+            }
+            let mut sending = tokio::task::JoinSet::new();
+            for request in group_requests(claimed) {
+                let client = self.client.clone();
+                let clock = Arc::clone(&self.clock);
+                let worker = self.config.worker.clone();
+                let metrics = Arc::clone(&self.metrics);
+                let key = self.secret_key.clone();
+                sending
+                    .spawn(async move { deliver(&client, &clock, &worker, &metrics, key.as_deref(), request).await });
+                pass.requests += 1;
+            }
+            let mut completions = Vec::new();
+            while let Some(done) = sending.join_next().await {
+                completions.extend(done.unwrap_or_default());
+            }
+            let accepted = self.store.complete_deliveries(&completions).await?;
+            pass.fenced += accepted.iter().filter(|accepted| !**accepted).count();
+            for (completion, accepted) in completions.iter().zip(&accepted) {
+                if *accepted {
+                    match completion.outcome {
+                        DeliveryOutcome::Succeeded => pass.succeeded += 1,
+                        _ => pass.failed += 1,
+                    }
+                }
+            }
+        }
     }
 
     async fn idle(&self, shutdown: &CancellationToken, wait: Duration) {

@@ -24,7 +24,7 @@ pub use client::{
     AttemptReport, ClientBuildError, DeliveryClient, NON_TEXT_BODY_MARKER, RESPONSE_CAPTURE_LIMIT, WebhookHeaders,
     keep_as_text,
 };
-pub use dispatcher::{Clock, Dispatcher, DispatcherConfig};
+pub use dispatcher::{Clock, Dispatcher, DispatcherConfig, Pass};
 pub use metrics::{DeliveryMetrics, EndpointGauge};
 /// URLs as the client takes them.
 pub use reqwest::Url;

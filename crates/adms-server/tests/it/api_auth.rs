@@ -13,7 +13,7 @@ async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
 #[tokio::test]
 async fn login_bodies_schemes_and_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let client = reqwest::Client::new();
     let url = |p: &str| server.url(p);
 
@@ -152,7 +152,7 @@ async fn integration_keys_from_the_cli_work_until_revoked() {
 #[tokio::test]
 async fn zkbio_compatible_surface_paging_filters_and_unknown_paths() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let dev = Device { server: &server, sn: "PAGE1".into() };
     let mut body = String::new();
     for i in 0..25 {
@@ -519,7 +519,7 @@ fn forge_jwt(key: &[u8], user_id: i64, username: &str) -> String {
 #[tokio::test]
 async fn jwt_for_a_missing_user_is_refused_even_with_the_real_key() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let key = stored_jwt_key(server.db()).await;
     // Control: the key read is the real one, so a token for the real account passes.
     let genuine = forge_jwt(&key, admin_id(server.db()).await, ADMIN_USER);

@@ -77,7 +77,7 @@ async fn every_capture_ingests_without_loss_or_duplicates() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path(), &[]);
+    let server = Server::in_process(tmp.path(), &[]).await;
     let mut checked = 0;
     let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
     entries.sort();

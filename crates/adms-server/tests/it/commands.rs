@@ -46,19 +46,31 @@ async fn result_outcomes(db: &Database, command_id: &str) -> Vec<(String, i64)> 
     .await
 }
 
-fn start(dir: &Path, receiver: &Receiver, extra: &[(&str, &str)]) -> Server {
-    let url = receiver.url();
-    let mut env =
-        vec![("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
-    env.extend_from_slice(extra);
-    Server::start(dir, &env)
+/// The server in process, its `ADMS_WEBHOOK_URL` endpoint `receiver`, on the test clock.
+async fn start(dir: &Path, receiver: &Receiver, extra: &[(&str, &str)]) -> Server {
+    Server::in_process(dir, &settings(receiver, extra).iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await
+}
+
+/// [`start`] as a process of its own (replicas of one database).
+fn start_process(dir: &Path, receiver: &Receiver, extra: &[(&str, &str)]) -> Server {
+    Server::start(dir, &settings(receiver, extra).iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
+}
+
+fn settings<'a>(receiver: &Receiver, extra: &[(&'a str, &str)]) -> Vec<(&'a str, String)> {
+    let mut env = vec![
+        ("ADMS_WEBHOOK_URL", receiver.url()),
+        ("ADMS_WEBHOOK_SECRET", SECRET.into()),
+        ("ADMS_TEST_CLOCK", "true".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env
 }
 
 #[tokio::test]
 async fn enqueued_command_reaches_the_next_poll_and_its_result_completes_it() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &receiver, &[]);
+    let server = start(dir.path(), &receiver, &[]).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "CMD0001".into() };
     assert_eq!(dev.handshake().await.status, 200);
@@ -136,7 +148,7 @@ async fn enqueued_command_reaches_the_next_poll_and_its_result_completes_it() {
 async fn hostile_and_stray_input_changes_nothing() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &receiver, &[]);
+    let server = start(dir.path(), &receiver, &[]).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "CMD0002".into() };
     let other = Device { server: &server, sn: "CMD0003".into() };
@@ -238,7 +250,8 @@ async fn hostile_and_stray_input_changes_nothing() {
 async fn unanswered_commands_are_resent_then_expire() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &receiver, &[("ADMS_COMMAND_RESEND_SECS", "30"), ("ADMS_COMMAND_MAX_SENDS", "2")]);
+    let server =
+        start(dir.path(), &receiver, &[("ADMS_COMMAND_RESEND_SECS", "30"), ("ADMS_COMMAND_MAX_SENDS", "2")]).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "CMD0004".into() };
     let silent = Device { server: &server, sn: "CMD0005".into() };
@@ -285,7 +298,7 @@ async fn unanswered_commands_are_resent_then_expire() {
 async fn backfill_query_is_answered_by_an_attlog_upload() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &receiver, &[]);
+    let server = start(dir.path(), &receiver, &[]).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "CMD0006".into() };
     assert_eq!(dev.handshake().await.status, 200);
@@ -316,7 +329,7 @@ async fn backfill_query_is_answered_by_an_attlog_upload() {
 async fn zkbio_time_terminal_actions_queue_device_commands() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &receiver, &[]);
+    let server = start(dir.path(), &receiver, &[]).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "CMD0007".into() };
     assert_eq!(dev.handshake().await.status, 200);
@@ -361,7 +374,7 @@ async fn zkbio_time_terminal_actions_queue_device_commands() {
 async fn terminals_can_be_created_updated_and_deleted() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &receiver, &[("ADMS_ACTIVITY_FLUSH_SECS", "1")]);
+    let server = start(dir.path(), &receiver, &[("ADMS_ACTIVITY_FLUSH_SECS", "1")]).await;
     let api = Api::login(&server).await;
 
     let (status, created) = api
@@ -430,8 +443,8 @@ async fn terminals_can_be_created_updated_and_deleted() {
 async fn a_command_queued_on_one_replica_reaches_a_device_polling_another() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let a = start(dir.path(), &receiver, &[]);
-    let b = start(dir.path(), &receiver, &[]);
+    let a = start_process(dir.path(), &receiver, &[]);
+    let b = start_process(dir.path(), &receiver, &[]);
     let api_a = Api::login(&a).await;
     let dev = Device { server: &b, sn: "CMD0090".into() };
     assert_eq!(dev.handshake().await.status, 200);

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Device, Server, count_rows};
+use common::{Device, Server, count_rows, eventually};
 use tokio::sync::Mutex;
 
 const DEVICES: usize = 8;
@@ -62,7 +62,8 @@ async fn sigkill_mid_upload_loses_nothing_acknowledged_and_resends_do_not_duplic
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed once uploads were acknowledged (while the devices go on uploading).
+    eventually("more than 100 punches are acknowledged before the kill", async || acked.lock().await.len() > 100).await;
     server.kill();
     for t in tasks {
         let _ = t.await;

@@ -173,7 +173,7 @@ async fn a_rogue_serial_number_cannot_change_the_roster_or_receive_credentials()
 #[tokio::test]
 async fn new_serial_numbers_start_pending_and_auto_warns_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &with_defaults(&[]));
+    let server = Server::in_process(dir.path(), &with_defaults(&[])).await;
     let api = Api::login(&server).await;
     let device = Device { server: &server, sn: "NEW00001".into() };
     device.handshake().await;
@@ -220,10 +220,11 @@ fn auto_approval_is_warned_about_at_start() {
 #[tokio::test]
 async fn trust_rules_approve_only_devices_that_meet_all_of_them() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = Server::in_process(
         dir.path(),
         &with_defaults(&[("ADMS_DEVICE_TRUST_SNS", "CKJF*"), ("ADMS_DEVICE_TRUST_KEYS", "pairing-7f3a")]),
-    );
+    )
+    .await;
     let api = Api::login(&server).await;
     let approval = |sn: &'static str| {
         let api = &api;
@@ -271,7 +272,7 @@ async fn handshake_from(local: &str, server: &Server, sn: &str) -> RawResponse {
 #[tokio::test]
 async fn device_requests_from_outside_device_networks_are_refused_and_nothing_is_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &with_defaults(&[("ADMS_DEVICE_NETWORKS", "127.0.0.2/32")]));
+    let server = Server::in_process(dir.path(), &with_defaults(&[("ADMS_DEVICE_NETWORKS", "127.0.0.2/32")])).await;
     let api = Api::login(&server).await;
     let refused = handshake_from("127.0.0.1", &server, "OUTSIDE1").await;
     assert_eq!((refused.status, refused.text().as_str()), (403, "ERROR: device address not allowed"));
@@ -289,7 +290,7 @@ async fn device_requests_from_outside_device_networks_are_refused_and_nothing_is
 #[tokio::test]
 async fn new_serial_numbers_per_address_are_limited() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &with_defaults(&[("ADMS_DEVICE_REGISTRATIONS_PER_MINUTE", "3")]));
+    let server = Server::in_process(dir.path(), &with_defaults(&[("ADMS_DEVICE_REGISTRATIONS_PER_MINUTE", "3")])).await;
     for n in 0..3 {
         assert_eq!(handshake_from("127.0.0.1", &server, &format!("BURST{n:03}")).await.status, 200);
     }
@@ -312,7 +313,7 @@ async fn an_approved_terminal_adopts_users_by_policy_and_never_makes_an_administ
         ("adopt_all", vec![("ADMS_DEVICE_USERS", "adopt_all")]),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(dir.path(), &with_defaults(&extra));
+        let server = Server::in_process(dir.path(), &with_defaults(&extra)).await;
         let api = Api::login(&server).await;
         let real = Device { server: &server, sn: "REAL0001".into() };
         let hq = site(&server, &api, &real).await;
@@ -378,7 +379,7 @@ async fn an_approved_terminal_adopts_users_by_policy_and_never_makes_an_administ
 #[tokio::test]
 async fn punches_outside_the_plausible_window_are_kept_as_rejected_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let device = Device { server: &server, sn: "CLOCK001".into() };
     device.handshake().await;

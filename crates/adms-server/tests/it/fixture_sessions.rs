@@ -552,7 +552,7 @@ struct RunReport {
 async fn run_script(script: &Script) -> Result<RunReport, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("{}: temp dir: {e}", script.name))?;
     let env: Vec<(&str, &str)> = script.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let server = Server::start(dir.path(), &env);
+    let server = Server::in_process(dir.path(), &env).await;
     let mut api: Option<Api> = None;
     let mut last: Option<(String, RawResponse)> = None;
     let mut saved: Saved = Vec::new();

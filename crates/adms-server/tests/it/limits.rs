@@ -61,7 +61,7 @@ async fn attlog_64mb_upload_keeps_peak_rss_bounded_and_stores_every_punch_once()
 #[tokio::test]
 async fn body_over_the_limit_answers_413_plain_text_on_device_routes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("ADMS_MAX_BODY_BYTES", "65536")]);
+    let server = Server::in_process(dir.path(), &[("ADMS_MAX_BODY_BYTES", "65536")]).await;
     let device = Device { server: &server, sn: "BIG0001".into() };
     assert_eq!(device.handshake().await.status, 200);
     let (body, _) = big_attlog(70_000);
@@ -79,7 +79,7 @@ async fn body_over_the_limit_answers_413_plain_text_on_device_routes() {
 #[tokio::test]
 async fn body_over_the_limit_answers_413_json_detail_on_api_routes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("ADMS_MAX_BODY_BYTES", "65536")]);
+    let server = Server::in_process(dir.path(), &[("ADMS_MAX_BODY_BYTES", "65536")]).await;
     let api = Api::login(&server).await;
     let big = serde_json::json!({ "url": format!("http://example.com/{}", "x".repeat(70_000)) });
     let (status, answer) = api.post_json("/api/v1/webhooks/endpoints", &big).await;
@@ -87,7 +87,7 @@ async fn body_over_the_limit_answers_413_json_detail_on_api_routes() {
     assert_eq!(answer["detail"], "Request body too large (limit 65536 bytes).");
     // The personnel routes read at most 256 KiB of their own (under a larger max_body_bytes).
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let big = serde_json::json!({ "emp_code": "1", "first_name": "x".repeat(300_000) });
     let (status, answer) = api.post_json("/personnel/api/employees/", &big).await;
@@ -126,7 +126,8 @@ fn raw_body(tag: u8, n: usize) -> Vec<u8> {
 async fn raw_quota_refuses_with_413_stores_nothing_and_resets_per_device_and_day() {
     let dir = tempfile::tempdir().unwrap();
     let server =
-        Server::start(dir.path(), &[("ADMS_DEVICE_RAW_QUOTA_BYTES_PER_DAY", "1000"), ("ADMS_TEST_CLOCK", "true")]);
+        Server::in_process(dir.path(), &[("ADMS_DEVICE_RAW_QUOTA_BYTES_PER_DAY", "1000"), ("ADMS_TEST_CLOCK", "true")])
+            .await;
     let db = server.db();
     let a = Device { server: &server, sn: "QRAW0001".into() };
     let b = Device { server: &server, sn: "QRAW0002".into() };
@@ -186,8 +187,11 @@ fn photo_body(sn: &str, name: &str, n: usize) -> Vec<u8> {
 #[tokio::test]
 async fn photo_quota_refuses_with_413_stores_nothing_and_resets_per_device_and_day() {
     let dir = tempfile::tempdir().unwrap();
-    let server =
-        Server::start(dir.path(), &[("ADMS_DEVICE_PHOTO_QUOTA_BYTES_PER_DAY", "100000"), ("ADMS_TEST_CLOCK", "true")]);
+    let server = Server::in_process(
+        dir.path(),
+        &[("ADMS_DEVICE_PHOTO_QUOTA_BYTES_PER_DAY", "100000"), ("ADMS_TEST_CLOCK", "true")],
+    )
+    .await;
     let db = server.db();
     let a = Device { server: &server, sn: "QPHO0001".into() };
     let b = Device { server: &server, sn: "QPHO0002".into() };
@@ -227,7 +231,7 @@ async fn photo_quota_refuses_with_413_stores_nothing_and_resets_per_device_and_d
 #[tokio::test]
 async fn attlog_over_the_limit_stores_no_chunk() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("ADMS_MAX_BODY_BYTES", "2000000")]);
+    let server = Server::in_process(dir.path(), &[("ADMS_MAX_BODY_BYTES", "2000000")]).await;
     let device = Device { server: &server, sn: "BIG0002".into() };
     let (body, _) = big_attlog(3_000_000);
     let r = device.attlog(&body).await;

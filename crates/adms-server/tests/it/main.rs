@@ -21,3 +21,4 @@ mod webhook_delivery;
 mod webhook_events;
 mod webhook_race;
 mod webhook_secrets;
+mod wire_snapshots;

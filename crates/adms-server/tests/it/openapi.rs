@@ -139,7 +139,7 @@ fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
 #[tokio::test]
 async fn document_is_openapi_3_1_and_every_operation_has_tag_summary_and_responses() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let doc = document(&server, &api).await;
 
@@ -229,7 +229,7 @@ async fn document_is_openapi_3_1_and_every_operation_has_tag_summary_and_respons
 #[tokio::test]
 async fn every_documented_operation_is_routed_and_answers_a_documented_status() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let doc = document(&server, &api).await;
     let token = format!("Token {}", api.token);
@@ -261,7 +261,7 @@ async fn every_documented_operation_is_routed_and_answers_a_documented_status() 
 #[tokio::test]
 async fn documented_security_is_what_the_server_enforces() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let doc = document(&server, &api).await;
     let (mut public, mut protected) = (0, 0);
@@ -295,7 +295,7 @@ fn operation_set(doc: &Value) -> BTreeSet<(String, String)> {
 #[tokio::test]
 async fn every_route_group_is_documented_and_the_test_clock_only_when_enabled() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let doc = document(&server, &api).await;
     let documented = operation_set(&doc);
@@ -337,7 +337,7 @@ async fn every_route_group_is_documented_and_the_test_clock_only_when_enabled() 
     assert!(!doc["paths"].as_object().unwrap().contains_key("/api/v1/test/clock"), "test clock documented");
 
     let clock_dir = tempfile::tempdir().unwrap();
-    let clock_server = Server::start(clock_dir.path(), &[("ADMS_TEST_CLOCK", "true")]);
+    let clock_server = Server::in_process(clock_dir.path(), &[("ADMS_TEST_CLOCK", "true")]).await;
     let clock_api = Api::login(&clock_server).await;
     let clock_doc = document(&clock_server, &clock_api).await;
     let added: Vec<_> = operation_set(&clock_doc).difference(&documented).cloned().collect();
@@ -350,7 +350,7 @@ async fn every_route_group_is_documented_and_the_test_clock_only_when_enabled() 
 #[tokio::test]
 async fn docs_page_is_generated_from_the_document() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let doc = document(&server, &api).await;
     let response = reqwest::Client::new().get(server.url("/api/docs/")).send().await.unwrap();
@@ -381,7 +381,7 @@ async fn docs_page_is_generated_from_the_document() {
 #[tokio::test]
 async fn document_needs_the_api_credentials() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let response = fetch_document(&server, None).await;
     assert_eq!(response.status(), 401);
     assert!(response.headers().contains_key("www-authenticate"));
@@ -426,7 +426,7 @@ fn is_exempt_from_scopes(operation: &Operation) -> bool {
 async fn every_operation_requires_its_declared_scope() {
     const SCOPES: [&str; 5] = ["read", "roster:write", "devices:control", "webhooks:admin", "admin"];
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let doc = document(&server, &api).await;
     let mut only = BTreeMap::new();

@@ -128,7 +128,7 @@ async fn seed(api: &Api) -> (i64, i64, i64) {
 #[tokio::test]
 async fn employee_record_shape_filters_and_pagination() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let (area, dept, pos) = seed(&api).await;
 
@@ -205,7 +205,7 @@ async fn employee_record_shape_filters_and_pagination() {
 #[tokio::test]
 async fn employee_writes_and_validation_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let (area, _, _) = seed(&api).await;
 
@@ -314,7 +314,7 @@ async fn employee_writes_and_validation_errors() {
 #[tokio::test]
 async fn resignation_keeps_punches_and_reinstatement_restores_the_employee() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let device = Device { server: &server, sn: "RSN0001".into() };
     device.handshake().await;
@@ -396,7 +396,7 @@ async fn resignation_keeps_punches_and_reinstatement_restores_the_employee() {
 #[tokio::test]
 async fn departments_areas_positions_crud_and_shapes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
 
     // The built-in department and area exist from the start.
@@ -518,8 +518,11 @@ async fn device_users_appear_in_the_roster_without_overwriting_the_erp() {
     let dir = tempfile::tempdir().unwrap();
     // The operator adopts everything approved terminals report, administrators included (the
     // default only observes: see `device_trust`).
-    let server =
-        Server::start(dir.path(), &[("ADMS_DEVICE_USERS", "adopt_all"), ("ADMS_DEVICE_USERS_ALLOW_ADMIN", "true")]);
+    let server = Server::in_process(
+        dir.path(),
+        &[("ADMS_DEVICE_USERS", "adopt_all"), ("ADMS_DEVICE_USERS_ALLOW_ADMIN", "true")],
+    )
+    .await;
     let api = Api::login(&server).await;
     let device = Device { server: &server, sn: "RSN0002".into() };
     device.handshake().await;
@@ -565,7 +568,7 @@ async fn device_users_appear_in_the_roster_without_overwriting_the_erp() {
 #[tokio::test]
 async fn terminals_belong_to_areas_and_transactions_export_as_csv_txt_and_xlsx() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let device = Device { server: &server, sn: "RSN0003".into() };
     device.handshake().await;
@@ -688,7 +691,7 @@ fn command_lines(reply: &str) -> Vec<(i64, String)> {
 #[tokio::test]
 async fn roster_changes_reach_the_terminals_of_the_area_as_commands() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let gate = Device { server: &server, sn: "RSN0010".into() };
     let office = Device { server: &server, sn: "RSN0011".into() };
@@ -838,7 +841,7 @@ async fn a_roster_change_left_without_commands_reaches_the_terminal_after_a_rest
 #[tokio::test]
 async fn biodatas_list_templates_and_adjust_actions_set_organisation_fields() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[("ADMS_TEST_CLOCK", "true")]).await;
     let api = Api::login(&server).await;
     let (_, dept, pos) = seed(&api).await;
     let gate = Device { server: &server, sn: "RSN0030".into() };
@@ -854,8 +857,9 @@ async fn biodatas_list_templates_and_adjust_actions_set_organisation_fields() {
         d.post(&format!("/iclock/cdata?SN={}&table=OPERLOG&OpStamp=1", d.sn), body.as_bytes()).await.text()
     }
     assert!(upload(&gate, template("0042", 9, "AAAA") + &template("7", 1, "BBBB")).await.starts_with("OK"));
-    // The same face slot re-enrolled on the office terminal: the newer copy is the record.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // The same face slot re-enrolled on the office terminal a second later: the newer copy is the
+    // record.
+    api.advance_clock(1).await;
     assert!(upload(&office, template("0042", 9, "CCCC")).await.starts_with("OK"));
 
     let all = api.get("/iclock/api/biodatas/").await;
@@ -955,7 +959,7 @@ async fn biodatas_list_templates_and_adjust_actions_set_organisation_fields() {
 async fn export_cells_that_would_start_a_formula_are_quoted_in_csv_and_txt() {
     const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let device = Device { server: &server, sn: "@SUM(1)".into() };
     device.handshake().await;

@@ -65,7 +65,7 @@ fn with_token(api: &Api, token: &str) -> Api {
 #[tokio::test]
 async fn user_crud_last_admin_protection_and_ended_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let admin = Api::login(&server).await;
 
     let (status, listed) = admin.get_status("/api/v1/users").await;
@@ -186,7 +186,7 @@ async fn cli_manages_users() {
 #[tokio::test]
 async fn a_viewer_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let admin = Api::login(&server).await;
     let (status, _) = admin
         .post_json("/api/v1/users", &json!({ "username": "vic", "password": "viewer pass", "role": "viewer" }))
@@ -205,7 +205,7 @@ async fn a_viewer_cannot_write() {
 #[tokio::test]
 async fn a_read_key_lists_transactions_but_cannot_control_devices() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let dev = Device { server: &server, sn: "SCOPE01".into() };
     assert_eq!(dev.handshake().await.status, 200);
     assert_eq!(dev.attlog(b"7\t2026-11-02 08:00:00\t0\t1\t0\t0\t0\n").await.text(), "OK: 1");
@@ -259,7 +259,7 @@ async fn audit(api: &Api, query: &str) -> Vec<Value> {
 #[tokio::test]
 async fn writes_are_audited_with_actor_route_status_and_address() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let dev = Device { server: &server, sn: "AUDIT01".into() };
     assert_eq!(dev.handshake().await.status, 200);
     let admin = Api::login(&server).await;

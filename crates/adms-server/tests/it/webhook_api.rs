@@ -6,8 +6,7 @@ use crate::common;
 
 use std::collections::{HashMap, HashSet};
 
-use axum::http::StatusCode;
-use common::webhooks::Receiver;
+use common::webhooks::{Receiver, Reply};
 use common::{Api, Device, Server, eventually};
 use serde_json::{Value, json};
 
@@ -26,7 +25,9 @@ fn field_errors(body: &Value, field: &str) -> String {
 async fn endpoints_validation_auth_and_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing allow-listed: the harness's loopback allowance would open 127.0.0.1 below.
-    let server = Server::start(dir.path(), &[("ADMS_WEBHOOK_ALLOW_PRIVATE", "false"), ("ADMS_WEBHOOK_ALLOW_LIST", "")]);
+    let server =
+        Server::in_process(dir.path(), &[("ADMS_WEBHOOK_ALLOW_PRIVATE", "false"), ("ADMS_WEBHOOK_ALLOW_LIST", "")])
+            .await;
     let api = Api::login(&server).await;
 
     // No token: 401 everywhere.
@@ -220,7 +221,7 @@ async fn deliveries_cursor_resend_and_replay() {
     let receiver = hook.base_url();
     let dir = tempfile::tempdir().unwrap();
     // The harness allow-lists 127.0.0.1, where the receiver listens.
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "CQZ7232360001".into() };
     assert_eq!(dev.handshake().await.status, 200);
@@ -491,7 +492,7 @@ async fn loopback_and_own_address_are_refused_private_networks_follow_allow_priv
 
     // Defaults, nothing allow-listed.
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("ADMS_WEBHOOK_ALLOW_LIST", "")]);
+    let server = Server::in_process(dir.path(), &[("ADMS_WEBHOOK_ALLOW_LIST", "")]).await;
     let api = Api::login(&server).await;
     for url in [
         format!("http://127.0.0.1:{port}/hook"),
@@ -514,7 +515,9 @@ async fn loopback_and_own_address_are_refused_private_networks_follow_allow_priv
 
     // webhook_allow_private = false closes private networks too.
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("ADMS_WEBHOOK_ALLOW_LIST", ""), ("ADMS_WEBHOOK_ALLOW_PRIVATE", "false")]);
+    let server =
+        Server::in_process(dir.path(), &[("ADMS_WEBHOOK_ALLOW_LIST", ""), ("ADMS_WEBHOOK_ALLOW_PRIVATE", "false")])
+            .await;
     let api = Api::login(&server).await;
     let (status, answer) = create_endpoint(&api, "http://10.1.2.3/").await;
     assert_eq!(status, 400, "{answer}");
@@ -524,7 +527,7 @@ async fn loopback_and_own_address_are_refused_private_networks_follow_allow_priv
     // 127.0.0.1 allow-listed (the harness default): other loopback services open, the bridge's
     // own listening address not, whether created or patched to.
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let own_port = server.addr.rsplit(':').next().expect("server port").to_owned();
     for url in [
@@ -548,28 +551,20 @@ async fn loopback_and_own_address_are_refused_private_networks_follow_allow_priv
 #[tokio::test]
 async fn receiver_answers_are_kept_only_as_short_text() {
     const MARKER: &str = "[non-text response body not kept]";
-    async fn answer(uri: axum::http::Uri) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        let long_text = "é".repeat(3000);
-        match uri.path() {
-            "/long" => ([("content-type", "text/plain; charset=utf-8")], long_text).into_response(),
-            "/binary" => {
-                let bytes: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
-                ([("content-type", "application/octet-stream")], bytes).into_response()
-            }
-            "/mislabelled" => ([("content-type", "text/plain")], vec![b'o', b'k', 0xff, 0xfe, b'!']).into_response(),
-            "/json" => (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "application/json")], r#"{"error":"db"}"#)
-                .into_response(),
-            _ => ([("content-type", "image/png")], "plain words, wrong type").into_response(),
-        }
-    }
-    let app = axum::Router::new().fallback(axum::routing::post(answer));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let receiver = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hook = Receiver::builder()
+        .answering(|request| match request.path.as_str() {
+            "/long" => Reply::Body(200, "text/plain; charset=utf-8", "é".repeat(3000).into_bytes()),
+            "/binary" => Reply::Body(200, "application/octet-stream", (0..=255u8).cycle().take(3000).collect()),
+            "/mislabelled" => Reply::Body(200, "text/plain", vec![b'o', b'k', 0xff, 0xfe, b'!']),
+            "/json" => Reply::Body(503, "application/json", br#"{"error":"db"}"#.to_vec()),
+            _ => Reply::Body(200, "image/png", b"plain words, wrong type".to_vec()),
+        })
+        .start()
+        .await;
+    let receiver = hook.base_url();
 
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let mut endpoints = HashMap::new();
     for path in ["long", "binary", "mislabelled", "json", "image"] {

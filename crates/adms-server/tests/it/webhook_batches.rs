@@ -28,7 +28,7 @@ async fn a_backlog_goes_out_in_ordered_batches_and_a_retry_resends_the_same_batc
     let url = receiver.url();
 
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[("ADMS_TEST_CLOCK", "true")]);
+    let server = Server::in_process(dir.path(), &[("ADMS_TEST_CLOCK", "true")]).await;
     let api = Api::login(&server).await;
     let witness = Witness::create(&api).await;
     let (status, endpoint) = api

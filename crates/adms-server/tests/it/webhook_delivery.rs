@@ -11,8 +11,6 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use common::webhooks::{Received, Receiver, Reply, SECRET, Witness};
@@ -43,11 +41,6 @@ async fn wait_for_ids(receiver: &Receiver, n: usize, api: Option<&Api>) {
     .await;
 }
 
-/// True for an `attendance.punch` body: what these scenarios record.
-fn is_punch_event(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|event| event["type"] == "attendance.punch")
-}
-
 /// The invariants every scenario ends with.
 fn check_invariants(received: &[Received], punches: usize) {
     let verifier = standardwebhooks::Webhook::new(SECRET).expect("secret");
@@ -69,7 +62,15 @@ fn check_invariants(received: &[Received], punches: usize) {
     assert_eq!(seqs, (1..=punches as i64).collect::<Vec<_>>(), "per-device seq contiguous");
 }
 
-fn start_server(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Server {
+/// The server in process, its `ADMS_WEBHOOK_URL` endpoint `url`, on the test clock.
+async fn start_server(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![("ADMS_WEBHOOK_URL", url), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
+    env.extend_from_slice(extra);
+    Server::in_process(dir, &env).await
+}
+
+/// [`start_server`] as a process of its own (to SIGKILL).
+fn start_server_process(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Server {
     let mut env = vec![("ADMS_WEBHOOK_URL", url), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
     env.extend_from_slice(extra);
     Server::start(dir, &env)
@@ -79,7 +80,7 @@ fn start_server(dir: &std::path::Path, url: &str, extra: &[(&str, &str)]) -> Ser
 async fn every_punch_is_delivered_signed_once_per_id_and_reuploads_add_nothing() {
     let receiver = start_receiver("127.0.0.1:0", vec![]).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &receiver.url(), &[]);
+    let server = start_server(dir.path(), &receiver.url(), &[]).await;
     let witness = Witness::create(&Api::login(&server).await).await;
     let dev = Device { server: &server, sn: "HOOK0001".into() };
     dev.handshake().await;
@@ -142,7 +143,7 @@ async fn failures_are_retried_on_schedule_and_retry_after_is_honoured() {
     let receiver =
         start_receiver("127.0.0.1:0", vec![Reply::Status(500), Reply::Status(503), Reply::RetryAfter(429, 120)]).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &receiver.url(), &[]);
+    let server = start_server(dir.path(), &receiver.url(), &[]).await;
     let api = Api::login(&server).await;
     let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "HOOK0002".into() };
@@ -177,31 +178,38 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
     drop(reserved);
     let url = format!("http://{addr}/hook");
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &url, &[]);
+    let server = start_server(dir.path(), &url, &[]).await;
     let api = Api::login(&server).await;
+    let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "HOOK0003".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 5)).await.text(), "OK: 5");
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(5, 5)).await.text(), "OK: 5");
-    // Two days, an hour at a time.
+    // Two days, an hour at a time; after each hour a dispatcher pass has claimed (and failed to
+    // send) every retry that hour made due.
     for _ in 0..48 {
         api.advance_clock(3600).await;
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        witness.pass(&server).await;
     }
     let receiver = start_receiver(&addr.to_string(), vec![]).await;
     api.advance_clock(12 * 3600).await;
     wait_for_ids(&receiver, 10, Some(&api)).await;
     check_invariants(&receiver.received(), 10);
-    // Read the outbox itself: every delivery succeeded, after retrying through the outage.
-    let (succeeded, min_attempts): (i64, i64) = server
-        .db()
-        .fetch_optional(
-            "SELECT COUNT(*), MIN(d.attempt_count) FROM webhook_deliveries AS d \
-             JOIN webhook_events AS e ON e.id = d.event_row WHERE d.state = 'succeeded' AND e.event_type = 'attendance.punch'",
-            &[],
-        )
-        .await
-        .expect("one row");
+    // Read the outbox itself: every delivery succeeded, after retrying through the outage. The
+    // receiver sees a request before its attempt is recorded: wait for the records.
+    let outcome = async || -> (i64, i64) {
+        server
+            .db()
+            .fetch_optional(
+                "SELECT COUNT(*), COALESCE(MIN(d.attempt_count), 0) FROM webhook_deliveries AS d JOIN webhook_events AS e \
+                 ON e.id = d.event_row WHERE d.state = 'succeeded' AND e.event_type = 'attendance.punch'",
+                &[],
+            )
+            .await
+            .expect("one row")
+    };
+    eventually("all 10 punch deliveries are recorded as succeeded", async || outcome().await.0 == 10).await;
+    let (succeeded, min_attempts) = outcome().await;
     assert_eq!(succeeded, 10);
     assert!(min_attempts >= 10, "retried through the outage ({min_attempts} attempts)");
 }
@@ -210,13 +218,13 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
 async fn a_server_killed_mid_request_redelivers_the_same_event_after_restart() {
     let receiver = start_receiver("127.0.0.1:0", vec![Reply::Hang]).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
+    let mut server = start_server_process(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
     let dev = Device { server: &server, sn: "HOOK0004".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     wait_for_requests(&receiver, 1).await;
     server.kill(); // SIGKILL while the request hangs: the delivery stays leased
-    let server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
+    let server = start_server_process(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "2")]);
     let api = Api::login(&server).await;
     // The lease (max(timeout, 30 s) + 30 s) runs out; the sweep returns it; it is sent again.
     api.advance_clock(70).await;
@@ -229,94 +237,27 @@ async fn a_server_killed_mid_request_redelivers_the_same_event_after_restart() {
     receiver.stop();
 }
 
-/// A receiver that processes the first request and then drops the connection without answering
-/// (the sender cannot know it was processed), and answers 200 afterwards.
-async fn start_response_losing_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let seen = Arc::clone(&received);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
-            let seen = Arc::clone(&seen);
-            tokio::spawn(async move {
-                loop {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    // Read one whole request: headers, then Content-Length bytes.
-                    let (head_end, length) = loop {
-                        let Ok(n) = stream.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                            let length = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-                                .unwrap_or(0);
-                            break (end + 4, length);
-                        }
-                    };
-                    while buf.len() < head_end + length {
-                        let Ok(n) = stream.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let body = &buf[head_end..head_end + length];
-                    if !is_punch_event(body) {
-                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
-                        continue;
-                    }
-                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                    let header = |name: &str| {
-                        head.lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                            })
-                            .unwrap_or_default()
-                    };
-                    let first = {
-                        let mut seen = seen.lock().unwrap();
-                        seen.push(Received::new(header, Bytes::copy_from_slice(body)));
-                        seen.len() == 1
-                    };
-                    if first {
-                        return; // processed, but the answer is lost
-                    }
-                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
-                }
-            });
-        }
-    });
-    (format!("http://{addr}/hook"), received)
-}
-
 #[tokio::test]
 async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
-    let (url, received) = start_response_losing_receiver().await;
+    // The first punch request is processed, then the connection dropped without an answer.
+    let receiver = start_receiver("127.0.0.1:0", vec![Reply::Drop]).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &url, &[]);
+    let server = start_server(dir.path(), &receiver.url(), &[]).await;
     let api = Api::login(&server).await;
     let dev = Device { server: &server, sn: "HOOK0005".into() };
     dev.handshake().await;
     assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 1)).await.text(), "OK: 1");
     eventually("the punch is redelivered after the lost response", async || {
-        if received.lock().unwrap().len() >= 2 {
+        if receiver.received().len() >= 2 {
             return true;
         }
         api.advance_clock(10).await;
         false
     })
     .await;
-    let received = received.lock().unwrap().clone();
+    let received = receiver.received();
     assert!(received.len() >= 2, "redelivered after the lost response");
+    assert_eq!(received[0].status, 0, "the first was not answered");
     assert_eq!(received[0].id, received[1].id);
     assert_eq!(received[0].body, received[1].body);
     check_invariants(&received, 1);
@@ -326,7 +267,7 @@ async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
 async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
     let receiver = start_receiver("127.0.0.1:0", vec![Reply::Hang, Reply::Status(410)]).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "1")]);
+    let server = start_server(dir.path(), &receiver.url(), &[("ADMS_WEBHOOK_TIMEOUT_SECS", "1")]).await;
     let api = Api::login(&server).await;
     let witness = Witness::create(&api).await;
     let dev = Device { server: &server, sn: "HOOK0006".into() };

@@ -152,6 +152,16 @@ impl Database {
     /// the harness's `ADMS_SECRET_KEY` (a test's own env, set after, overrides it), no config
     /// file, and none of the harness's own variables (every `ADMS_*` variable is configuration
     /// to the server, which refuses unknown ones).
+    /// What [`Database::command`] sets for the server, as `(variable, value)` pairs: for a
+    /// server started in the test's own process ([`crate::common::Server::in_process`]).
+    pub fn server_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("ADMS_DATABASE_URL", self.url.clone())];
+        if let Some(key) = &self.secret_key {
+            env.push(("ADMS_SECRET_KEY", key.clone()));
+        }
+        env
+    }
+
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
         cmd.env("ADMS_DATABASE_URL", &self.url)

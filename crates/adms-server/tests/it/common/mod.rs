@@ -1,5 +1,7 @@
-//! Test harness: the real `adms-bridge` binary on 127.0.0.1:0 with a database per test folder
-//! (SQLite or PostgreSQL, see [`engine`]), a raw HTTP/1.1 client for byte-exact device
+//! Test harness: the application on 127.0.0.1:0, served in the test's process
+//! ([`Server::in_process`]) or as the real `adms-bridge` binary ([`Server::start`], for the
+//! stories that need a process: SIGKILL, restarts, replicas, start-up), with a database per test
+//! folder (SQLite or PostgreSQL, see [`engine`]), a raw HTTP/1.1 client for byte-exact device
 //! requests, and a JSON client for the API.
 #![allow(dead_code)]
 
@@ -20,13 +22,39 @@ pub use database::{Database, Engine, engine};
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "correct horse";
 
-/// A running server process.
+/// A running server: the `adms-bridge` binary ([`Server::start`]), or the same application
+/// served inside the test's own process ([`Server::in_process`]).
 pub struct Server {
-    child: Child,
+    process: Process,
     pub addr: String,
     pub dir: PathBuf,
     db: Database,
 }
+
+enum Process {
+    Child(Child),
+    /// `Application::run_until_stopped` on the test's runtime; aborted when the `Server` is
+    /// dropped, and its background work ends with the runtime at the end of the test.
+    InProcess(tokio::task::JoinHandle<std::io::Result<()>>),
+}
+
+/// What every test server is started with before the test's own settings: the database of its
+/// folder comes first, then these, then the test's `env`.
+const HARNESS_ENV: [(&str, &str); 7] = [
+    ("ADMS_ADMIN_USER", ADMIN_USER),
+    ("ADMS_ADMIN_PASSWORD", ADMIN_PASSWORD),
+    ("ADMS_TIME_ZONE", "UTC"),
+    // Most suites test other features on trusted terminals: they are approved on first contact
+    // and may register freely from loopback. The trust suite (`device_trust`) runs with the
+    // product's defaults by overriding these.
+    ("ADMS_UNKNOWN_DEVICES", "auto"),
+    ("ADMS_DEVICE_REGISTRATIONS_PER_MINUTE", "100000"),
+    // Without the start-up warning that `auto` gives every test server.
+    ("RUST_LOG", "warn,adms_server::device::trust=error"),
+    // Webhook receivers in tests listen on 127.0.0.1, which the address policy refuses unless
+    // listed. Set before the test's own env, so a test can take it away.
+    ("ADMS_WEBHOOK_ALLOW_LIST", "127.0.0.1/32"),
+];
 
 impl Server {
     /// Starts the binary on the database of `dir` (a restart on the same `dir` finds its data).
@@ -42,7 +70,7 @@ impl Server {
         let db = Database::of(dir);
         let mut servers: Vec<Server> = (0..n)
             .map(|_| Server {
-                child: Server::spawn(&db, env),
+                process: Process::Child(Server::spawn(&db, env)),
                 addr: String::new(),
                 dir: dir.to_owned(),
                 db: db.clone(),
@@ -54,33 +82,66 @@ impl Server {
         servers
     }
 
+    /// The same application as [`Server::start`], configured from the same variables, served
+    /// on the test's own runtime: no process to spawn, and a panic in a handler shows in the
+    /// test. For every test that needs no process of its own (SIGKILL, restarts, replicas,
+    /// start-up failures, stderr, memory use: those use [`Server::start`]).
+    pub async fn in_process(dir: &Path, env: &[(&str, &str)]) -> Server {
+        use figment::Figment;
+        use figment::providers::Serialized;
+        let db = Database::of(dir);
+        let harness = db.server_env();
+        let all = harness
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(HARNESS_ENV.iter().copied())
+            .chain([("ADMS_LISTEN", "127.0.0.1:0")])
+            .chain(env.iter().copied());
+        // As `Config::load` reads `ADMS_*` variables: the name after the prefix in lower case,
+        // the value parsed as figment parses an environment variable's.
+        let mut settings = figment::value::Dict::new();
+        for (name, value) in all {
+            if let Some(key) = name.strip_prefix("ADMS_") {
+                let value: figment::value::Value = value.parse().expect("infallible");
+                settings.insert(key.to_ascii_lowercase(), value);
+            }
+        }
+        // The server's logs, as the binary writes them (`RUST_LOG` of the harness), captured per
+        // test by the test harness: shown when the test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,adms_server::device::trust=error"))
+            .with_test_writer()
+            .try_init();
+        let config: adms_server::Config = Figment::from(Serialized::defaults(adms_server::Config::default()))
+            .merge(Serialized::globals(settings))
+            .extract()
+            .unwrap_or_else(|e| panic!("test server configuration: {e}"));
+        let app = adms_server::Application::build(config).await.unwrap_or_else(|e| panic!("starting in process: {e}"));
+        let addr = app.local_addr().expect("bound").to_string();
+        let task = tokio::spawn(app.run_until_stopped(std::future::pending()));
+        Server { process: Process::InProcess(task), addr, dir: dir.to_owned(), db }
+    }
+
     fn spawn(db: &Database, env: &[(&str, &str)]) -> Child {
         let mut cmd = db.command();
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
-            .env("ADMS_ADMIN_USER", ADMIN_USER)
-            .env("ADMS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("ADMS_TIME_ZONE", "UTC")
-            // Most suites test other features on trusted terminals: they are approved on first
-            // contact and may register freely from loopback. The trust suite (`device_trust`)
-            // runs with the product's defaults by overriding these.
-            .env("ADMS_UNKNOWN_DEVICES", "auto")
-            .env("ADMS_DEVICE_REGISTRATIONS_PER_MINUTE", "100000")
-            // Without the start-up warning that `auto` gives every test server.
-            .env("RUST_LOG", "warn,adms_server::device::trust=error")
-            // Webhook receivers in tests listen on 127.0.0.1, which the address policy refuses
-            // unless listed. Set before the test's own env, so a test can take it away.
-            .env("ADMS_WEBHOOK_ALLOW_LIST", "127.0.0.1/32")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        for (k, v) in HARNESS_ENV.iter().chain(env) {
             cmd.env(k, v);
         }
         cmd.spawn().expect("spawn adms-bridge")
     }
 
+    /// The process, which only [`Server::start`] has.
+    fn child(&mut self) -> &mut Child {
+        match &mut self.process {
+            Process::Child(child) => child,
+            Process::InProcess(_) => panic!("a server started in process has no process: use Server::start"),
+        }
+    }
+
     /// Waits for the `listening on` line of the process.
     fn listening_address(&mut self) -> String {
-        let stdout = self.child.stdout.take().expect("stdout");
+        let stdout = self.child().stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read listening line");
         line.trim()
@@ -93,9 +154,13 @@ impl Server {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// The process id: the dispatcher names itself `adms-bridge-<pid>` in leases and attempts.
+    /// The process id: the dispatcher names itself `adms-bridge-<pid>` in leases and attempts
+    /// (the test's own for a server in process).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.process {
+            Process::Child(child) => child.id(),
+            Process::InProcess(_) => std::process::id(),
+        }
     }
 
     /// The database it runs on.
@@ -110,15 +175,17 @@ impl Server {
 
     /// SIGKILL: no chance to flush anything.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let child = self.child();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -129,7 +196,13 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.kill();
+        match &mut self.process {
+            Process::Child(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Process::InProcess(task) => task.abort(),
+        }
     }
 }
 
@@ -139,13 +212,19 @@ pub const EVENTUALLY: Duration = Duration::from_secs(30);
 
 /// Checks `check` every 50 ms until it holds, and fails naming `reason` (what was awaited) if
 /// it does not within [`EVENTUALLY`]. The one way tests wait for something asynchronous.
-pub async fn eventually(reason: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+pub async fn eventually(reason: &str, check: impl AsyncFnMut() -> bool) {
+    eventually_within(EVENTUALLY, reason, check).await;
+}
+
+/// [`eventually`] with another limit, for the few waits known to take longer (thousands of
+/// deliveries from two processes, say).
+pub async fn eventually_within(limit: Duration, reason: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {EVENTUALLY:?} waiting until {reason}");
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting until {reason}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Full};
 use tokio::sync::Notify;
 
 use super::{Api, Device, Server, eventually};
@@ -26,7 +25,8 @@ pub struct Received {
     pub body: Bytes,
     /// The path it was sent to.
     pub path: String,
-    /// The status the receiver answered (or, for a request still held, will answer).
+    /// The status the receiver answered (or, for a request still held, will answer); 0 when it
+    /// closed the connection without an answer ([`Reply::Drop`]).
     pub status: u16,
 }
 
@@ -58,19 +58,41 @@ impl Received {
 }
 
 /// How the receiver answers one recorded request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     Status(u16),
     /// The status with a `Retry-After` of this many seconds.
     RetryAfter(u16, u64),
+    /// The status with this `Content-Type` and body.
+    Body(u16, &'static str, Vec<u8>),
+    /// The status after this delay.
+    Delayed(Duration, u16),
     /// Sleeps past any webhook timeout the tests use, then 200.
     Hang,
     /// Held open until [`Receiver::release`], then this status.
     Held(u16),
+    /// Closes the connection without an answer, once the whole request was read (and recorded):
+    /// the request was processed, but the sender cannot know it.
+    Drop,
 }
 
-/// Chooses the reply to the n-th recorded request (from 1).
-type Script = Box<dyn FnMut(usize) -> Reply + Send>;
+impl Reply {
+    /// The status the sender will see (0: none, the connection is closed).
+    fn status(&self) -> u16 {
+        match self {
+            Reply::Status(code)
+            | Reply::RetryAfter(code, _)
+            | Reply::Body(code, ..)
+            | Reply::Delayed(_, code)
+            | Reply::Held(code) => *code,
+            Reply::Hang => 200,
+            Reply::Drop => 0,
+        }
+    }
+}
+
+/// Chooses the reply to the n-th recorded request (from 1), seeing the request.
+type Script = Box<dyn FnMut(usize, &Received) -> Reply + Send>;
 
 struct Shared {
     /// Only requests of this event type are recorded and scripted; the others get 200.
@@ -113,13 +135,20 @@ impl ReceiverBuilder {
     /// Answers the recorded requests with these replies in turn, then 200.
     pub fn script(mut self, replies: Vec<Reply>) -> Self {
         let mut replies: VecDeque<Reply> = replies.into();
-        self.script = Box::new(move |_| replies.pop_front().unwrap_or(Reply::Status(200)));
+        self.script = Box::new(move |_, _| replies.pop_front().unwrap_or(Reply::Status(200)));
         self
     }
 
     /// Answers the n-th recorded request (from 1) with `reply(n)`.
-    pub fn replying(mut self, reply: impl FnMut(usize) -> Reply + Send + 'static) -> Self {
-        self.script = Box::new(reply);
+    pub fn replying(mut self, mut reply: impl FnMut(usize) -> Reply + Send + 'static) -> Self {
+        self.script = Box::new(move |n, _| reply(n));
+        self
+    }
+
+    /// Answers each recorded request with `reply(request)` (by its path, say).
+    pub fn answering(mut self, reply: impl FnMut(&Received) -> Reply + Send + 'static) -> Self {
+        let mut reply = reply;
+        self.script = Box::new(move |_, request| reply(request));
         self
     }
 
@@ -131,45 +160,85 @@ impl ReceiverBuilder {
             script: Mutex::new(self.script),
             release: Notify::new(),
         });
-        let app = axum::Router::new().fallback(axum::routing::post(receive)).with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind(&self.addr).await.expect("bind receiver");
         let addr = listener.local_addr().unwrap();
+        let accepting = Arc::clone(&shared);
+        // HTTP/1.1 straight on hyper (not axum): a service that fails makes hyper close the
+        // connection without an answer, which is how [`Reply::Drop`] is done. The connections
+        // live in the accept task's `JoinSet`, so they end with it.
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                while connections.try_join_next().is_some() {}
+                let shared = Arc::clone(&accepting);
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |request| receive(Arc::clone(&shared), request));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
         });
         Receiver { addr, shared, task }
     }
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let mut received = Received::from_headers(&headers, body);
-    received.path = uri.path().to_owned();
+/// The error of a [`Reply::Drop`]: hyper closes the connection without writing an answer.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the script")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+type Answer = hyper::Response<Full<Bytes>>;
+
+fn answer(code: u16, headers: &[(&'static str, String)], body: Vec<u8>) -> Answer {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::from_u16(code).expect("status");
+    for (name, value) in headers {
+        response.headers_mut().insert(*name, value.parse().expect("header value"));
+    }
+    response
+}
+
+async fn receive(shared: Arc<Shared>, request: hyper::Request<hyper::body::Incoming>) -> Result<Answer, Dropped> {
+    let (head, body) = request.into_parts();
+    let body = body.collect().await.map(|collected| collected.to_bytes()).unwrap_or_default();
+    let mut received = Received::from_headers(&head.headers, body);
+    received.path = head.uri.path().to_owned();
     let event = serde_json::from_slice::<serde_json::Value>(&received.body).unwrap_or_default();
     if shared.only.is_some_and(|only| event["type"] != only) || shared.ignore.is_some_and(|ignore| ignore(&event)) {
-        return StatusCode::OK.into_response();
+        return Ok(answer(200, &[], Vec::new()));
     }
     let reply = {
         let mut all = shared.received.lock().unwrap();
-        let reply = (shared.script.lock().unwrap())(all.len() + 1);
-        received.status = match reply {
-            Reply::Status(code) | Reply::RetryAfter(code, _) | Reply::Held(code) => code,
-            Reply::Hang => 200,
-        };
+        let reply = (shared.script.lock().unwrap())(all.len() + 1, &received);
+        received.status = reply.status();
         all.push(received);
         reply
     };
-    let status = |code| StatusCode::from_u16(code).unwrap();
     match reply {
-        Reply::Status(code) => status(code).into_response(),
-        Reply::RetryAfter(code, secs) => (status(code), [("retry-after", secs.to_string())]).into_response(),
+        Reply::Status(code) => Ok(answer(code, &[], Vec::new())),
+        Reply::RetryAfter(code, secs) => Ok(answer(code, &[("retry-after", secs.to_string())], Vec::new())),
+        Reply::Body(code, content_type, body) => Ok(answer(code, &[("content-type", content_type.to_owned())], body)),
+        Reply::Delayed(delay, code) => {
+            tokio::time::sleep(delay).await;
+            Ok(answer(code, &[], Vec::new()))
+        }
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(60)).await;
-            StatusCode::OK.into_response()
+            Ok(answer(200, &[], Vec::new()))
         }
         Reply::Held(code) => {
             shared.release.notified().await;
-            status(code).into_response()
+            Ok(answer(code, &[], Vec::new()))
         }
+        Reply::Drop => Err(Dropped),
     }
 }
 
@@ -186,7 +255,7 @@ impl Receiver {
             addr: "127.0.0.1:0".to_owned(),
             only: None,
             ignore: None,
-            script: Box::new(|_| Reply::Status(200)),
+            script: Box::new(|_, _| Reply::Status(200)),
         }
     }
 
