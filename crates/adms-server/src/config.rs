@@ -439,6 +439,10 @@ pub const FLAT_KEYS: &[(&str, &str)] = &[
     ("roster_reconcile_secs", "roster.reconcile_secs"),
 ];
 
+/// `ADMS_*` variables of the command line, not settings: the configuration file, the new key of
+/// `secrets rekey`, the password of `user create|password`.
+const NOT_SETTINGS: &[&str] = &["config", "new_secret_key", "user_password"];
+
 /// The sectioned path of a flat setting name, if it has one.
 fn sectioned(flat: &str) -> Option<&'static str> {
     FLAT_KEYS.iter().find(|(name, _)| *name == flat).map(|(_, path)| *path)
@@ -493,15 +497,31 @@ impl Config {
             deprecated = flat;
             figment = figment.merge(Serialized::defaults(sections));
         }
-        // Only the documented variables; the command-line ones (ADMS_CONFIG, ADMS_NEW_SECRET_KEY of
-        // `secrets rekey`, ADMS_USER_PASSWORD of `user create|password`) are not keys. A variable
-        // keeps its flat name; it sets the setting in its section.
+        // Only the documented variables (not the command line's). A variable keeps its flat
+        // name; it sets the setting in its section.
         let env = Env::prefixed("ADMS_")
-            .ignore(&["config", "new_secret_key", "user_password"])
+            .ignore(NOT_SETTINGS)
             .map(|key| sectioned(&key.as_str().to_ascii_lowercase()).map_or_else(|| key.into(), Into::into));
         figment = figment.merge(env);
         let config: Config = figment.extract().map_err(Box::new)?;
         Ok((config, deprecated))
+    }
+
+    /// The defaults, then `ADMS_*` variables given as pairs, read as [`Config::load`] reads the
+    /// environment: for an application built in process (the tests).
+    pub fn from_variables<'a>(variables: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        for (name, value) in variables {
+            let Some(key) = name.strip_prefix("ADMS_").map(str::to_ascii_lowercase) else { continue };
+            if NOT_SETTINGS.contains(&key.as_str()) {
+                continue;
+            }
+            let path = sectioned(&key).map_or(key.clone(), str::to_owned);
+            // Parsed as figment parses an environment variable's value.
+            let value: Value = value.parse().unwrap_or_else(|never| match never {});
+            figment = figment.merge(Serialized::default(&path, value));
+        }
+        Ok(figment.extract().map_err(Box::new)?)
     }
 
     /// `[devices] registrations_per_minute`, which must allow at least one.
@@ -756,6 +776,26 @@ mod tests {
                 "`webhook_timeout_secs` (now `[webhooks] timeout_secs`)",
             ]
         );
+    }
+
+    #[test]
+    fn variables_keep_their_flat_names_and_set_their_sections() {
+        let config = Config::from_variables([
+            ("ADMS_WEBHOOK_TIMEOUT_SECS", "9"),
+            ("ADMS_UNKNOWN_DEVICES", "auto"),
+            ("ADMS_LOG", "debug"),
+            ("ADMS_ADMIN_PASSWORD", "a long password"),
+            ("ADMS_TIME_ZONE", "+01:00"),
+            ("ADMS_CONFIG", "ignored.toml"),
+            ("HOME", "/root"),
+        ])
+        .expect("the variables load");
+        assert_eq!(config.webhooks.timeout_secs, 9);
+        assert_eq!(config.devices.unknown, UnknownDevicePolicy::Auto);
+        assert_eq!(config.log.filter, "debug");
+        assert_eq!(config.admin.password.as_ref().map(ExposeSecret::expose_secret), Some("a long password"));
+        assert_eq!(config.time_zone, "+01:00");
+        assert!(Config::from_variables([("ADMS_NO_SUCH_SETTING", "1")]).is_err(), "a typo is refused");
     }
 
     #[test]

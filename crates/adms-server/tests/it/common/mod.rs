@@ -87,8 +87,6 @@ impl Server {
     /// test. For every test that needs no process of its own (SIGKILL, restarts, replicas,
     /// start-up failures, stderr, memory use: those use [`Server::start`]).
     pub async fn in_process(dir: &Path, env: &[(&str, &str)]) -> Server {
-        use figment::Figment;
-        use figment::providers::Serialized;
         let db = Database::of(dir);
         let harness = db.server_env();
         let all = harness
@@ -97,25 +95,15 @@ impl Server {
             .chain(HARNESS_ENV.iter().copied())
             .chain([("ADMS_LISTEN", "127.0.0.1:0")])
             .chain(env.iter().copied());
-        // As `Config::load` reads `ADMS_*` variables: the name after the prefix in lower case,
-        // the value parsed as figment parses an environment variable's.
-        let mut settings = figment::value::Dict::new();
-        for (name, value) in all {
-            if let Some(key) = name.strip_prefix("ADMS_") {
-                let value: figment::value::Value = value.parse().expect("infallible");
-                settings.insert(key.to_ascii_lowercase(), value);
-            }
-        }
         // The server's logs, as the binary writes them (`RUST_LOG` of the harness), captured per
         // test by the test harness: shown when the test fails.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("warn,adms_server::device::trust=error"))
             .with_test_writer()
             .try_init();
-        let config: adms_server::Config = Figment::from(Serialized::defaults(adms_server::Config::default()))
-            .merge(Serialized::globals(settings))
-            .extract()
-            .unwrap_or_else(|e| panic!("test server configuration: {e}"));
+        // Read as the binary reads its environment.
+        let config =
+            adms_server::Config::from_variables(all).unwrap_or_else(|e| panic!("test server configuration: {e}"));
         let app = adms_server::Application::build(config).await.unwrap_or_else(|e| panic!("starting in process: {e}"));
         let addr = app.local_addr().expect("bound").to_string();
         let task = tokio::spawn(app.run_until_stopped(std::future::pending()));
