@@ -443,6 +443,18 @@ pub const FLAT_KEYS: &[(&str, &str)] = &[
 /// `secrets rekey`, the password of `user create|password`.
 const NOT_SETTINGS: &[&str] = &["config", "new_secret_key", "user_password"];
 
+/// A setting as an operator may have written it: its place in the file and its variable
+/// (`[secrets] key` (ADMS_SECRET_KEY)).
+fn describe_key(key: &str) -> String {
+    match (FLAT_KEYS.iter().find(|(_, path)| *path == key), key.split_once('.')) {
+        (Some((flat, _)), Some((section, name))) => {
+            format!("`[{section}] {name}` ({})", format!("ADMS_{flat}").to_ascii_uppercase())
+        }
+        _ if key.contains(' ') => key.to_owned(),
+        _ => format!("`{key}` ({})", format!("ADMS_{key}").to_ascii_uppercase()),
+    }
+}
+
 /// The sectioned path of a flat setting name, if it has one.
 fn sectioned(flat: &str) -> Option<&'static str> {
     FLAT_KEYS.iter().find(|(name, _)| *name == flat).map(|(_, path)| *path)
@@ -481,7 +493,7 @@ fn sectioned_file(mut file: Dict) -> Result<(Dict, Vec<String>), ConfigError> {
 pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(#[from] Box<figment::Error>),
-    #[error("configuration key `{key}`: {message}")]
+    #[error("configuration key {}: {message}", describe_key(key))]
     Invalid { key: &'static str, message: String },
 }
 
@@ -796,6 +808,16 @@ mod tests {
         assert_eq!(config.admin.password.as_ref().map(ExposeSecret::expose_secret), Some("a long password"));
         assert_eq!(config.time_zone, "+01:00");
         assert!(Config::from_variables([("ADMS_NO_SUCH_SETTING", "1")]).is_err(), "a typo is refused");
+    }
+
+    #[test]
+    fn an_invalid_setting_is_named_as_written_in_the_file_and_the_environment() {
+        let config = Config::from_variables([("ADMS_WEBHOOK_TIMEOUT_SECS", "0")]).expect("the variables load");
+        let error = config.validate().expect_err("0 s is refused").to_string();
+        assert!(error.contains("`[webhooks] timeout_secs` (ADMS_WEBHOOK_TIMEOUT_SECS)"), "{error}");
+        let config = Config::from_variables([("ADMS_TIME_ZONE", "Mars/Olympus")]).expect("the variables load");
+        let error = config.validate().expect_err("no such zone").to_string();
+        assert!(error.contains("`time_zone` (ADMS_TIME_ZONE)"), "{error}");
     }
 
     #[test]

@@ -186,6 +186,22 @@ pub struct EndpointBacklog {
     pub last_failure_at: Option<i64>,
 }
 
+/// An endpoint whose attempts all failed, at least [`OUTAGE_FAILURES`] of them over at least
+/// this long (on the dispatcher's clock), and that then answers again was down: its waiting
+/// deliveries are made due at once. One delivery refused now and then (a receiver that rejects
+/// one event, a `Retry-After` on one request) is not an outage: it keeps its backoff.
+const OUTAGE_MICROS: i64 = 60_000_000;
+const OUTAGE_FAILURES: i64 = 3;
+
+/// What one batch of completions says about an endpoint (times on the dispatcher's clock).
+#[derive(Debug, Default)]
+struct AttemptsOf {
+    succeeded_at: Option<i64>,
+    failures: i64,
+    first_failure_at: Option<i64>,
+    last_failure_at: Option<i64>,
+}
+
 /// A completion's new delivery state, as both engines' bulk update reads it.
 #[derive(Debug, Clone)]
 pub(crate) struct CompletionUpdate<'a> {
@@ -703,16 +719,21 @@ impl Store {
             let endpoint_of: HashMap<i64, i64> = applied.into_iter().collect();
             let accepted: Vec<bool> = completions.iter().map(|c| endpoint_of.contains_key(&c.delivery_id)).collect();
             dialect::insert_attempts(&mut tx, completions, &accepted).await?;
-            // Per endpoint, once per batch: its health (failures in a row, last success and
-            // failure), and a 410 pauses it.
-            let mut health: BTreeMap<i64, (bool, i64)> = BTreeMap::new(); // endpoint → (a success, failures)
+            // Per endpoint, once per batch: its health (failures in a row, since when, last
+            // success and failure, at the attempts' times on the dispatcher's clock), and a 410
+            // pauses it.
+            let mut health: BTreeMap<i64, AttemptsOf> = BTreeMap::new();
             let mut gone: Vec<i64> = Vec::new();
             for (c, ok) in completions.iter().zip(&accepted) {
                 let Some(&endpoint_id) = endpoint_of.get(&c.delivery_id).filter(|_| *ok) else { continue };
+                let attempts = health.entry(endpoint_id).or_default();
                 match c.outcome {
-                    DeliveryOutcome::Succeeded => health.entry(endpoint_id).or_default().0 = true,
+                    DeliveryOutcome::Succeeded => attempts.succeeded_at = attempts.succeeded_at.max(Some(c.started_at)),
                     DeliveryOutcome::RetryAt(_) | DeliveryOutcome::Exhausted => {
-                        health.entry(endpoint_id).or_default().1 += 1;
+                        attempts.failures += 1;
+                        attempts.first_failure_at =
+                            Some(attempts.first_failure_at.map_or(c.started_at, |t| t.min(c.started_at)));
+                        attempts.last_failure_at = attempts.last_failure_at.max(Some(c.started_at));
                     }
                     DeliveryOutcome::EndpointGone => {
                         if !gone.contains(&endpoint_id) {
@@ -724,66 +745,84 @@ impl Store {
             // In id order (the map's): two completions touching the same endpoints lock them
             // in the same order (PostgreSQL: no deadlock between them).
             gone.sort_unstable();
-            for (endpoint_id, (succeeded, failures)) in health {
-                if !succeeded {
+            for (endpoint_id, attempts) in health {
+                let Some(succeeded_at) = attempts.succeeded_at else {
                     // The first failure after a success is logged; the next ones are counted.
                     let (uid, in_a_row): (String, i64) = sqlx::query_as(
                         "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + $1, \
-                                last_failure_at = $2 \
-                         WHERE id = $3 RETURNING uid, consecutive_failures",
+                                last_failure_at = $2, failing_since = COALESCE(failing_since, $3) \
+                         WHERE id = $4 RETURNING uid, consecutive_failures",
                     )
-                    .bind(failures)
-                    .bind(now)
+                    .bind(attempts.failures)
+                    .bind(attempts.last_failure_at)
+                    .bind(attempts.first_failure_at)
                     .bind(endpoint_id)
                     .fetch_one(&mut *tx)
                     .await?;
-                    if in_a_row == failures {
+                    if in_a_row == attempts.failures {
                         tracing::warn!(endpoint = %uid, "webhook endpoint failing: its deliveries wait for retries");
                     }
                     continue;
-                }
-                // A success after failures: the endpoint is back. What waits out a retry delay is
-                // due at once, and what was given up on starts again with a fresh schedule, so a
-                // receiver that comes back gets its backlog now, not after delays grown to hours
-                // (the dispatcher's concurrency and claim size bound the rate; an ordered
-                // endpoint's claims still go in `seq` order).
-                let recovered: Option<(String, i64)> = sqlx::query_as(
-                    "UPDATE webhook_endpoints SET consecutive_failures = 0, last_success_at = $1 \
-                     WHERE id = $2 AND consecutive_failures > 0 \
-                     RETURNING uid, (SELECT COUNT(*) FROM webhook_deliveries AS d \
-                                     WHERE d.endpoint_id = $2 AND d.state IN ('pending', 'exhausted'))",
-                )
-                .bind(now)
-                .bind(endpoint_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some((uid, waiting)) = recovered else {
-                    sqlx::query("UPDATE webhook_endpoints SET last_success_at = $1 WHERE id = $2")
-                        .bind(now)
-                        .bind(endpoint_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    continue;
                 };
-                tracing::info!(endpoint = %uid, waiting, "webhook endpoint recovered: its waiting deliveries are due now");
+                // The common case, a healthy endpoint: one statement.
+                let healthy = sqlx::query(
+                    "UPDATE webhook_endpoints SET last_success_at = $1 WHERE id = $2 AND consecutive_failures = 0",
+                )
+                .bind(succeeded_at)
+                .bind(endpoint_id)
+                .execute(&mut *tx)
+                .await?;
+                if healthy.rows_affected() > 0 {
+                    continue;
+                }
+                let (uid, in_a_row, failing_since): (String, i64, Option<i64>) = sqlx::query_as(concat!(
+                    "SELECT uid, consecutive_failures, failing_since FROM webhook_endpoints WHERE id = $1",
+                    for_update!()
+                ))
+                .bind(endpoint_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since = NULL, last_success_at = $1 \
+                     WHERE id = $2",
+                )
+                .bind(succeeded_at)
+                .bind(endpoint_id)
+                .execute(&mut *tx)
+                .await?;
+                // What was given up on starts again with a fresh schedule.
                 sqlx::query(
                     "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, attempt_count = 0, \
                             first_attempt_at = NULL, updated_at = $2 \
                      WHERE endpoint_id = $3 AND state = 'exhausted'",
                 )
-                .bind(now)
-                .bind(now)
-                .bind(endpoint_id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET next_attempt_at = $1, updated_at = $1 \
-                     WHERE endpoint_id = $2 AND state = 'pending' AND next_attempt_at > $1",
-                )
+                .bind(succeeded_at)
                 .bind(now)
                 .bind(endpoint_id)
                 .execute(&mut *tx)
                 .await?;
+                // After an outage (every attempt failing for a while), what waits out a retry
+                // delay is due at once: a receiver that comes back gets its backlog now, not after
+                // delays grown to hours (the dispatcher's concurrency and claim size bound the
+                // rate; an ordered endpoint's claims still go in `seq` order). A delivery that
+                // fails while others succeed (a receiver refusing one event) keeps its backoff.
+                let outage = in_a_row >= OUTAGE_FAILURES
+                    && failing_since.is_some_and(|since| succeeded_at - since >= OUTAGE_MICROS);
+                if outage {
+                    let waiting = sqlx::query(
+                        "UPDATE webhook_deliveries SET next_attempt_at = $1, updated_at = $2 \
+                         WHERE endpoint_id = $3 AND state = 'pending' AND next_attempt_at > $1",
+                    )
+                    .bind(succeeded_at)
+                    .bind(now)
+                    .bind(endpoint_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    tracing::info!(endpoint = %uid, failures = in_a_row, waiting, "webhook endpoint recovered: its waiting deliveries are due now");
+                } else {
+                    tracing::info!(endpoint = %uid, failures = in_a_row, "webhook endpoint answering again");
+                }
             }
             for endpoint_id in gone {
                 sqlx::query("UPDATE webhook_endpoints SET paused_reason = 'gone', updated_at = $1 WHERE id = $2")

@@ -214,6 +214,62 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
     assert!(min_attempts >= 10, "retried through the outage ({min_attempts} attempts)");
 }
 
+/// A receiver down for a day, then back: its first success makes every delivery that waits out
+/// a retry delay due at once, so the backlog arrives in seconds (each id once), not when each
+/// delay (hours by then) ends. Meanwhile the backlog route shows the outage: everything waiting,
+/// the oldest undelivered a day old, failures in a row.
+#[tokio::test]
+async fn a_receiver_back_after_a_day_gets_its_backlog_at_once() {
+    let reserved = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = reserved.local_addr().unwrap();
+    drop(reserved);
+    let url = format!("http://{addr}/hook");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &url, &[]).await;
+    let api = Api::login(&server).await;
+    let witness = Witness::create(&api).await;
+    let dev = Device { server: &server, sn: "HOOK0005".into() };
+    dev.handshake().await;
+    assert_eq!(dev.attlog(&common::webhooks::attlog_lines(0, 10)).await.text(), "OK: 10");
+    for _ in 0..24 {
+        api.advance_clock(3600).await;
+        witness.pass(&server).await;
+    }
+    // The configured endpoint is the failing one (the witness's answers); it also gets the
+    // device events, so its backlog is the 10 punches and more.
+    let (_, backlog) = api.get_status("/api/v1/webhooks/backlog").await;
+    let failing: Vec<&serde_json::Value> =
+        backlog["data"].as_array().unwrap().iter().filter(|r| r["consecutive_failures"] != 0).collect();
+    assert_eq!(failing.len(), 1, "{backlog}");
+    let row = failing[0];
+    assert!(row["waiting"].as_i64().unwrap() >= 10, "the backlog waits out retry delays: {row}");
+    assert_eq!(row["due"], 0, "{row}");
+    assert!(row["consecutive_failures"].as_i64().unwrap() >= 10, "{row}");
+    assert!(row["oldest_pending_age_secs"].as_f64().unwrap() >= 86_400.0, "a day behind: {row}");
+    assert!(row["last_success_at"].is_null(), "{row}");
+
+    // The receiver is back. The clock moves in 5-minute steps only until the first retry reaches
+    // it; from then on it stands still, so the others (due hours later) arrive only if the
+    // first success made them due.
+    let receiver = start_receiver(&addr.to_string(), vec![]).await;
+    let mut steps = 0;
+    while distinct_ids(&receiver) == 0 {
+        steps += 1;
+        assert!(steps <= 24 * 12, "no retry within a day of the receiver's return");
+        api.advance_clock(300).await;
+        witness.pass(&server).await;
+    }
+    wait_for_ids(&receiver, 10, Some(&api)).await;
+    check_invariants(&receiver.received(), 10);
+    eventually("the backlog is empty and the endpoint healthy again", async || {
+        let (_, backlog) = api.get_status("/api/v1/webhooks/backlog").await;
+        backlog["data"].as_array().unwrap().iter().all(|r| {
+            r["waiting"] == 0 && r["due"] == 0 && r["consecutive_failures"] == 0 && !r["last_success_at"].is_null()
+        })
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_server_killed_mid_request_redelivers_the_same_event_after_restart() {
     let receiver = start_receiver("127.0.0.1:0", vec![Reply::Hang]).await;

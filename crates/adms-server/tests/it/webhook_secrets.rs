@@ -95,7 +95,7 @@ async fn with_a_master_key_secrets_are_sealed_at_rest_and_requests_still_verify(
     let wrong_key = start_failing(dir.path(), &[("ADMS_SECRET_KEY", OTHER_KEY)]);
     assert!(wrong_key.contains("does not open"), "{wrong_key}");
     let bad_key = start_failing(dir.path(), &[("ADMS_SECRET_KEY", "c2hvcnQ=")]);
-    assert!(bad_key.contains("secret_key") && bad_key.contains("32 bytes"), "{bad_key}");
+    assert!(bad_key.contains("ADMS_SECRET_KEY") && bad_key.contains("32 bytes"), "{bad_key}");
     for text in [&no_key, &wrong_key, &bad_key] {
         assert!(
             !text.contains(KEY) && !text.contains(OTHER_KEY) && !text.contains(SECRET),

@@ -222,9 +222,10 @@ async fn exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses(en
     assert_eq!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().len(), 2);
 }
 
-/// A receiver down for a day: each delivery waits out its own retry delay. The first success
-/// after the failures makes every waiting delivery due at once (the receiver gets its backlog
-/// now, not when each delay ends); a failure on its own re-drives nothing.
+/// A receiver down for hours: each delivery waits out its own retry delay. The first success
+/// after the outage makes every waiting delivery due at once (the receiver gets its backlog now,
+/// not when each delay ends); a failure on its own re-drives nothing, and neither does a success
+/// beside a delivery the receiver keeps refusing (that one keeps its backoff).
 async fn deliveries_waiting_out_a_retry_are_due_once_the_endpoint_answers_again(engine: Engine) {
     const HOUR: i64 = 3_600_000_000;
     let store = fresh(engine).await;
@@ -232,34 +233,48 @@ async fn deliveries_waiting_out_a_retry_are_due_once_the_endpoint_answers_again(
     store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
     store.punch_writer().write(batch(dev, "SN1", &["1", "2", "3", "4"])).await.unwrap();
     let now = now_micros();
+    // An attempt made at `at` on the dispatcher's clock.
+    let attempt = |claim: &ClaimedDelivery, outcome, at| Completion { started_at: at, ..completion(claim, outcome) };
     let claims = store.claim_due_deliveries("w", now, 1_000_000, 10).await.unwrap();
     assert_eq!(claims.len(), 4);
     // The first retries in an hour, the others in a day.
     let failed: Vec<Completion> = claims
         .iter()
         .enumerate()
-        .map(|(i, c)| completion(c, DeliveryOutcome::RetryAt(now + if i == 0 { HOUR } else { 24 * HOUR })))
+        .map(|(i, c)| attempt(c, DeliveryOutcome::RetryAt(now + if i == 0 { HOUR } else { 24 * HOUR }), now))
         .collect();
     assert_eq!(store.complete_deliveries(&failed).await.unwrap(), [true; 4]);
-    assert!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().is_empty());
+    assert!(store.claim_due_deliveries("w", now + 1, 1_000_000, 10).await.unwrap().is_empty());
 
     // An hour later the first is tried again and fails: the others keep waiting.
     let retried = store.claim_due_deliveries("w", now + HOUR + 1, 1_000_000, 10).await.unwrap();
     assert_eq!(retried.len(), 1);
-    store.complete_deliveries(&[completion(&retried[0], DeliveryOutcome::RetryAt(now + 2 * HOUR))]).await.unwrap();
+    let failure = attempt(&retried[0], DeliveryOutcome::RetryAt(now + 2 * HOUR), now + HOUR + 1);
+    store.complete_deliveries(&[failure]).await.unwrap();
     assert!(store.claim_due_deliveries("w", now + HOUR + 2, 1_000_000, 10).await.unwrap().is_empty());
 
     // Two hours later it succeeds: the three that waited for the day are due now.
-    let retried = store.claim_due_deliveries("w", now + 2 * HOUR + 1, 1_000_000, 10).await.unwrap();
+    let at = now + 2 * HOUR + 1;
+    let retried = store.claim_due_deliveries("w", at, 1_000_000, 10).await.unwrap();
     assert_eq!(retried.len(), 1);
-    store.complete_deliveries(&[completion(&retried[0], DeliveryOutcome::Succeeded)]).await.unwrap();
-    let due = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap();
+    store.complete_deliveries(&[attempt(&retried[0], DeliveryOutcome::Succeeded, at)]).await.unwrap();
+    let due = store.claim_due_deliveries("w", at, 1_000_000, 10).await.unwrap();
     let mut due_ids: Vec<i64> = due.iter().map(|c| c.delivery_id).collect();
     due_ids.sort_unstable();
     let mut waited: Vec<i64> = claims[1..].iter().map(|c| c.delivery_id).collect();
     waited.sort_unstable();
     assert_eq!(due_ids, waited, "every delivery that waited is due at once, each once");
     assert!(due.iter().all(|c| c.attempt_no == 2), "their attempt count goes on: {due:?}");
+
+    // Not an outage: one delivery refused while another succeeds a second later. The refused
+    // one keeps its backoff.
+    let (refused, accepted) = (&due[0], &due[1]);
+    let later = at + 1_000_000;
+    store.complete_deliveries(&[attempt(refused, DeliveryOutcome::RetryAt(at + HOUR), at)]).await.unwrap();
+    store.complete_deliveries(&[attempt(accepted, DeliveryOutcome::Succeeded, later)]).await.unwrap();
+    let still_due: Vec<i64> =
+        store.claim_due_deliveries("w", later, 1_000_000, 10).await.unwrap().iter().map(|c| c.delivery_id).collect();
+    assert!(!still_due.contains(&refused.delivery_id), "the refused delivery waits for its retry: {still_due:?}");
 }
 
 async fn rotation_signs_with_both_secrets_until_the_old_one_expires(engine: Engine) {
