@@ -59,11 +59,25 @@ fn read_key_file(path: &Path) -> Result<SecretKey, StartupError> {
 
 /// Writes a new key file, mode 0600, failing if one appeared meanwhile (another process starting
 /// on the same database generated it: the caller then reads that one).
+///
+/// The key is written whole to a file of this process first and then linked at `path`, which
+/// fails if `path` exists: replicas starting together on a fresh database never read a key file
+/// another one is still writing (they saw it empty), and exactly one key wins.
 fn create_key_file(path: &Path, key: &SecretKey) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    writeln!(file, "{}", key.to_base64())?;
-    file.sync_all()
+    let mut draft = path.as_os_str().to_owned();
+    draft.push(format!(".{}.draft", std::process::id()));
+    let draft = std::path::PathBuf::from(draft);
+    // A draft left by a crashed process that had this pid.
+    let _ = std::fs::remove_file(&draft);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&draft)?;
+        writeln!(file, "{}", key.to_base64())?;
+        file.sync_all()?;
+        std::fs::hard_link(&draft, path)
+    })();
+    let _ = std::fs::remove_file(&draft);
+    written
 }
 
 /// Whether anything in the database needs a master key to open.
