@@ -242,8 +242,8 @@ async fn a_receiver_back_after_a_day_gets_its_backlog_at_once() {
         backlog["data"].as_array().unwrap().iter().filter(|r| r["consecutive_failures"] != 0).collect();
     assert_eq!(failing.len(), 1, "{backlog}");
     let row = failing[0];
+    // (`due` may hold the last witness device's event, made due this very moment.)
     assert!(row["waiting"].as_i64().unwrap() >= 10, "the backlog waits out retry delays: {row}");
-    assert_eq!(row["due"], 0, "{row}");
     assert!(row["consecutive_failures"].as_i64().unwrap() >= 10, "{row}");
     assert!(row["oldest_pending_age_secs"].as_f64().unwrap() >= 86_400.0, "a day behind: {row}");
     assert!(row["last_success_at"].is_null(), "{row}");
