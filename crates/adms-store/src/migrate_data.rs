@@ -130,7 +130,7 @@ const TABLES: [CopiedTable; 33] = {
         copy_table!("api_users", key "id", [value "id", value "username", value "password_hash", value "is_superuser", value "created_at", value "token_version", value "disabled_at", value "bootstrap", value "role"]),
         copy_table!("api_tokens", key "id", [value "id", value "kind", value "user_id", value "name", blob "token_sha256", value "created_at", value "expires_at", value "revoked_at", value "last_used_at", value "scopes"]),
         copy_table!("server_settings", whole, [value "key", blob "value"]),
-        copy_table!("webhook_endpoints", key "id", [value "id", value "uid", value "url", value "description", value "event_types", value "paused_reason", value "source", value "timeout_ms", value "batch_max", value "ordered", value "created_at", value "updated_at", value "deleted_at"]),
+        copy_table!("webhook_endpoints", key "id", [value "id", value "uid", value "url", value "description", value "event_types", value "paused_reason", value "source", value "timeout_ms", value "batch_max", value "ordered", value "created_at", value "updated_at", value "deleted_at", value "consecutive_failures", value "last_success_at", value "last_failure_at", value "failing_since"]),
         copy_table!("webhook_secrets", key "id", [value "id", value "endpoint_id", value "secret", value "created_at", value "expires_at"]),
         copy_table!("webhook_events", key "id", [value "id", value "event_id", value "event_type", value "device_id", value "punch_id", value "seq", value "occurred_at", value "created_at", blob "body", value "fan_out"]),
         copy_table!("webhook_batches", key "id", [value "id", value "endpoint_id", value "created_at"]),

@@ -29,10 +29,6 @@ use crate::{StoreError, now_micros, sealed};
 pub(crate) const ROWS_PER_STATEMENT: usize = 2_000;
 /// Batches per transaction at most.
 const BATCHES_PER_GROUP: usize = 256;
-/// A group with fewer rows may wait for more batches (see `gather`)...
-const ROWS_WORTH_WAITING_FOR: usize = 64;
-/// ...for this long at most.
-const MAX_GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 /// PostgreSQL punch writers committing groups side by side, each with a connection.
 const POSTGRES_WRITERS: usize = 4;
 
@@ -161,17 +157,21 @@ impl PunchWriter {
 }
 
 /// SQLite's one writer (one at a time is all the engine allows), on its own thread: takes what
-/// is waiting, lets a small group gather ([`gather`]), commits, answers. `vault` seals the
-/// rejected lines (see [`crate::sealed`]); it may be set after the writer started.
+/// is waiting, commits, answers. `vault` seals the rejected lines (see [`crate::sealed`]); it
+/// may be set after the writer started.
+///
+/// A group never waits for more batches. With N devices sending small uploads the groups
+/// settle into two alternating halves (one gathers while the other commits), each paying a
+/// commit; waiting up to 1 ms for every device the last commit answered merged them into one,
+/// which paid while the writer was a task hopping to sqlx's thread per statement. On its own
+/// thread a commit is cheap enough that overlapping it with the next requests' handling wins:
+/// 1-line uploads from 16 devices, 14.9–15.3 k punches/s waiting, 20.6–23.8 k not waiting
+/// (BENCHMARKS.md, 2026-12-06).
 fn run_on_thread(mut writer: SqliteGroupWriter, rx: flume::Receiver<Job>, vault: Arc<OnceLock<Vault>>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCHES_PER_GROUP);
-    // Batches the next group may wait for (see `gather`).
-    let mut expected = 0;
     while let Ok(first) = rx.recv() {
         jobs.push(first);
         take_waiting(&rx, &mut jobs);
-        gather(&rx, &mut jobs, expected);
-        let answered = jobs.len();
         let sealer = Sealer(vault.get());
         let mut group = std::mem::take(&mut jobs);
         let committed = writer.commit_group(sealer, &batches_of(&group));
@@ -181,8 +181,6 @@ fn run_on_thread(mut writer: SqliteGroupWriter, rx: flume::Receiver<Job>, vault:
                 answer_one(job, result);
             }
         }
-        // The devices answered now, and those whose requests arrived during the commit.
-        expected = (answered + rx.len()).min(BATCHES_PER_GROUP);
     }
 }
 
@@ -282,31 +280,6 @@ fn take_waiting(rx: &flume::Receiver<Job>, jobs: &mut Vec<Job>) {
         match rx.try_recv() {
             Ok(job) => jobs.push(job),
             Err(_) => break,
-        }
-    }
-}
-
-/// Lets a small group wait, briefly, for the devices the last commit just answered.
-///
-/// Terminals send their next upload only after our `OK`. Committing whatever is waiting keeps
-/// SQLite busy, but with N devices sending small uploads it settles into two alternating
-/// groups of about N/2 (one gathers while the other commits), and every group pays the whole
-/// fixed cost of a commit (an `fsync` above all) for a few rows. When the last commit answered
-/// `expected` devices in all (those it held plus those that arrived meanwhile), a group of
-/// fewer small batches waits until they are all back, or [`MAX_GATHER_WAIT`] passes: the
-/// groups merge into one of N, and one `fsync` covers twice the rows. A device that stopped
-/// sending costs one wait; the next group expects only those that came. Large groups (a
-/// backlog in 128-line uploads) never wait: their rows cost more than a commit.
-fn gather(rx: &flume::Receiver<Job>, jobs: &mut Vec<Job>, expected: usize) {
-    let rows = |jobs: &[Job]| jobs.iter().map(|j| j.batch.punches.len()).sum::<usize>();
-    let deadline = std::time::Instant::now() + MAX_GATHER_WAIT;
-    while jobs.len() < expected && rows(jobs) < ROWS_WORTH_WAITING_FOR {
-        match rx.recv_deadline(deadline) {
-            Ok(job) => {
-                jobs.push(job);
-                take_waiting(rx, jobs);
-            }
-            Err(_) => return,
         }
     }
 }

@@ -9,8 +9,7 @@
 //! Punches travel to SQLite as one JSON array bound as a single parameter and unpacked with
 //! `jsonb_each` (each row is then read as JSONB, without re-parsing its text), so a group of any
 //! size is one static, fully parameterised INSERT. The writer does not wait for groups to fill:
-//! it commits what is waiting, and the next group gathers during that commit; only a small
-//! group waits, at most a millisecond, for the devices the last commit answered. `seq` is
+//! it commits what is waiting, and the next group gathers during that commit. `seq` is
 //! assigned in the same statement from the device's `last_seq`, in upload order, without gaps
 //! (a trigger advances `last_seq`); SQLite's single writer makes that safe across processes.
 
