@@ -86,16 +86,9 @@ impl PgDb {
     /// A transaction for delivery bookkeeping whose commit does not wait for the WAL flush
     /// (`synchronous_commit = off`, this transaction only): as on SQLite, the worst a power
     /// loss does is send a webhook again under its same id.
-    ///
-    /// Its statements run with their generic plans (`plan_cache_mode`, this transaction only):
-    /// claims and completions are small, frequent statements over short arrays, and planning
-    /// each one afresh cost more than running it. One round trip: `BEGIN` and both settings
-    /// travel as one simple query.
+    /// One round trip: `BEGIN` and the setting travel as one simple query.
     pub(crate) async fn begin_delivery(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-        Ok(self
-            .pool
-            .begin_with("BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_generic_plan")
-            .await?)
+        Ok(self.pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await?)
     }
 }
 

@@ -113,31 +113,11 @@ pub(crate) struct PgGroupWriter {
     conn: Option<PgConnection>,
     /// Whether the last group found a webhook endpoint: the next one then asks first.
     endpoints_seen: bool,
-    /// The connection's `plan_cache_mode` (see [`GENERIC_PLAN_ROWS`]).
-    plans: PlanMode,
-}
-
-/// Groups of at most this many punches run [`WRITE_GROUP`] with its generic plan, larger ones
-/// with a plan made for their arrays.
-///
-/// Planning the statement costs about 1 ms of PostgreSQL's CPU (measured with `EXPLAIN
-/// (SUMMARY)`: 1.0 ms to plan, 0.5 ms to run a 1-row group; the generic plan takes 0.13 ms to
-/// fetch), and PostgreSQL's own choice (`auto`) keeps re-planning it: for small groups that is
-/// two thirds of their cost. The generic plan assumes small arrays; for hundreds of rows it
-/// was measured three times slower than a custom one.
-const GENERIC_PLAN_ROWS: usize = 64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PlanMode {
-    /// What a new connection has (the server's default, normally `auto`).
-    Default,
-    Generic,
-    Custom,
 }
 
 impl PgGroupWriter {
     pub(crate) fn new(connect: PgConnectOptions) -> PgGroupWriter {
-        PgGroupWriter { connect, conn: None, endpoints_seen: true, plans: PlanMode::Default }
+        PgGroupWriter { connect, conn: None, endpoints_seen: true }
     }
 
     /// Closes the connection (the writer is stopping).
@@ -156,26 +136,8 @@ impl PgGroupWriter {
     ) -> Result<(u64, bool), StoreError> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => {
-                self.plans = PlanMode::Default;
-                self.conn.insert(self.connect.connect().await?)
-            }
+            None => self.conn.insert(self.connect.connect().await?),
         };
-        // Set outside any transaction (a rolled-back `SET` would be undone), and only when the
-        // group size class changes: under steady load, never.
-        let rows: usize = batches.iter().map(|b| b.punches.len()).sum();
-        let plans = if rows <= GENERIC_PLAN_ROWS { PlanMode::Generic } else { PlanMode::Custom };
-        if plans != self.plans {
-            let set = match plans {
-                PlanMode::Generic => "SET plan_cache_mode = force_generic_plan",
-                _ => "SET plan_cache_mode = force_custom_plan",
-            };
-            if let Err(error) = sqlx::query(set).execute(&mut *conn).await {
-                self.conn = None;
-                return Err(error.into());
-            }
-            self.plans = plans;
-        }
         let plain = batches.iter().all(|b| b.rejected.is_empty());
         let written = if plain && !self.endpoints_seen {
             match write_alone(conn, batches).await {
