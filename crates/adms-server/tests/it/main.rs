@@ -11,6 +11,7 @@ mod fixture_sessions;
 mod limits;
 mod module_layers;
 mod openapi;
+mod operability;
 mod personnel_api;
 mod postgres_replicas;
 mod secrets_at_rest;
