@@ -428,7 +428,9 @@ pub struct Documents {
 impl Documents {
     pub fn new(doc: &OpenApi) -> Documents {
         // utoipa's own types always serialise (string keys, no non-finite numbers).
-        let json = doc.to_json().map_or_else(|e| format!("{{\"error\": \"{e}\"}}"), |json| super::openapi_polish::polish(&json));
+        let json = doc
+            .to_json()
+            .map_or_else(|e| format!("{{\"error\": \"{e}\"}}"), |json| super::openapi_polish::polish(&json));
         Documents { openapi_json: json.into(), docs_page: docs_page(doc).into() }
     }
 }

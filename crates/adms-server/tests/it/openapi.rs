@@ -710,11 +710,14 @@ async fn delivered_webhook_bodies_match_their_documented_schemas() {
         let reply = dev.post(&format!("/iclock/cdata?SN={}&table=OPERLOG&Stamp=1", dev.sn), line.as_bytes()).await;
         assert_eq!(reply.text(), "OK: 1");
     };
-    operlog("USER PIN=016\tName=Ann\tPri=0\tPasswd=1\tCard=[15CD5B07]\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n").await;
-    operlog("USER PIN=016\tName=Ann Lee\tPri=14\tPasswd=1\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n").await;
-    let (status, queued) = api
-        .post_json(&format!("/api/v1/devices/{}/commands", dev.sn), &json!({ "command": { "type": "info" } }))
+    operlog(
+        "USER PIN=016\tName=Ann\tPri=0\tPasswd=1\tCard=[15CD5B07]\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n",
+    )
+    .await;
+    operlog("USER PIN=016\tName=Ann Lee\tPri=14\tPasswd=1\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n")
         .await;
+    let (status, queued) =
+        api.post_json(&format!("/api/v1/devices/{}/commands", dev.sn), &json!({ "command": { "type": "info" } })).await;
     assert_eq!(status, 201, "{queued}");
     let id = queued["id"].as_i64().unwrap();
     assert!(dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await.text().starts_with(&format!("C:{id}:")));

@@ -111,7 +111,11 @@ async fn generated_python_client_logs_in_and_creates_an_employee() {
 
     let package = work.path().join("adms_client");
     let mut generate = Command::new("python3");
-    generate.args(["-m", GENERATOR, "generate", "--meta", "none", "--path"]).arg(&spec).arg("--output-path").arg(&package);
+    generate
+        .args(["-m", GENERATOR, "generate", "--meta", "none", "--path"])
+        .arg(&spec)
+        .arg("--output-path")
+        .arg(&package);
     let output = blocking(generate).await;
     expect_success("openapi-python-client generate", &output);
     assert!(package.join("api/personnel/post_personnel_api_employees.py").is_file());
