@@ -164,7 +164,7 @@ async fn readme_curl_examples_run_as_pasted() {
     let output = run(script(&blocks, &server.addr), work.path(), &api.token).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let last_block = stderr.lines().filter(|l| l.starts_with("README.md:")).last().unwrap_or("before any block");
+    let last_block = stderr.lines().rev().find(|l| l.starts_with("README.md:")).unwrap_or("before any block");
     assert!(
         output.status.success(),
         "the README's commands failed in the block at {last_block} ({}):\nstderr:\n{stderr}\nstdout:\n{stdout}",
