@@ -46,12 +46,13 @@ fn generator_available() -> bool {
     panic!("CI: {PACKAGE} could not be installed with pip");
 }
 
-/// Logs in with the generated login call (`/api-token-auth/`), then creates an employee with
-/// the generated create call, and prints what the generated model parsed from the answer.
+/// Logs in with the generated login calls (`/api-token-auth/` for a session token,
+/// `/jwt-api-token-auth/` for a JWT), then creates an employee with the generated create call
+/// under the JWT, and prints what the generated model parsed from the answer.
 const SCRIPT: &str = r#"
 import json, sys
 from adms_client import AuthenticatedClient, Client
-from adms_client.api.zk_bio_time_auth import post_api_token_auth
+from adms_client.api.zk_bio_time_auth import post_api_token_auth, post_jwt_api_token_auth
 from adms_client.api.personnel import post_personnel_api_employees
 from adms_client.models import EmployeeRecord, EmployeeWrite, LoginBody, TokenAnswer
 
@@ -61,7 +62,13 @@ login = post_api_token_auth.sync_detailed(
 )
 assert login.status_code == 200, (login.status_code, login.content)
 assert isinstance(login.parsed, TokenAnswer), login.parsed
-client = AuthenticatedClient(base_url=base_url, token=login.parsed.token, prefix="Token")
+assert len(login.parsed.token) == 40, login.parsed.token
+jwt = post_jwt_api_token_auth.sync_detailed(
+    client=Client(base_url=base_url), body=LoginBody(username=username, password=password)
+)
+assert jwt.status_code == 200, (jwt.status_code, jwt.content)
+assert jwt.parsed.token.count(".") == 2, jwt.parsed.token
+client = AuthenticatedClient(base_url=base_url, token=jwt.parsed.token, prefix="JWT")
 body = EmployeeWrite.from_dict(
     {"emp_code": "0077", "first_name": "Zoë", "last_name": "Ade", "department": 1, "area": [1]}
 )
