@@ -11,6 +11,7 @@ mod biodatas;
 mod commands;
 mod native;
 pub mod openapi;
+pub mod openapi_polish;
 mod org_units;
 mod pagination;
 mod personnel;
