@@ -118,7 +118,7 @@ async fn readiness_follows_the_database_on_postgres() {
 #[tokio::test]
 async fn metrics_count_what_the_bridge_did() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::in_process(dir.path(), &[]).await;
+    let server = Server::in_process(dir.path(), &[("ADMS_TEST_CLOCK", "true")]).await;
     let api = Api::login(&server).await;
     let device = Device { server: &server, sn: "METRICS01".into() };
     device.handshake().await;
@@ -128,6 +128,8 @@ async fn metrics_count_what_the_bridge_did() {
     let (status, _) =
         api.post_json("/api/v1/devices/METRICS01/commands", &json!({ "command": { "type": "info" } })).await;
     assert_eq!(status, 201);
+    // Two minutes later (the server's clock), the command still queued and the device silent.
+    api.advance_clock(120).await;
 
     let metrics = scrape(&server, &api).await;
     // The sum over the samples with these labels (and any others).
@@ -149,8 +151,12 @@ async fn metrics_count_what_the_bridge_did() {
     assert_eq!(value("adms_devices_known", &[]), 1.0);
     assert_eq!(value("adms_devices_pending_approval", &[]), 0.0);
     assert_eq!(value("adms_device_last_request_age_seconds_count", &[]), 1.0);
+    assert_eq!(value("adms_device_last_request_age_seconds_bucket", &[("le", "60.0")]), 0.0);
+    assert_eq!(value("adms_device_last_request_age_seconds_bucket", &[("le", "120.0")]), 0.0);
+    assert_eq!(value("adms_device_last_request_age_seconds_bucket", &[("le", "300.0")]), 1.0);
     assert_eq!(value("adms_commands", &[("state", "queued")]), 1.0);
-    assert!(value("adms_commands_oldest_queued_age_seconds", &[]) >= 0.0);
+    let waited = value("adms_commands_oldest_queued_age_seconds", &[]);
+    assert!((120.0..300.0).contains(&waited), "{waited}");
     assert_eq!(
         value(
             "adms_http_request_duration_seconds_count",
