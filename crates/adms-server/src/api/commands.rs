@@ -15,25 +15,80 @@ use adms_store::{CommandRow, EnqueueOutcome, NewCommand, StoreError};
 
 use super::auth::Authenticated;
 use super::pagination::{Envelope, ListRequest};
+use super::request::rules::{self, required, string_or_null};
+use super::request::{Field, FieldErrors, JsonObject};
 use super::{ApiError, openapi};
 use crate::services::commands::{default_expiry, enqueue};
 use crate::state::SharedState;
 
-/// `POST /api/v1/devices/{sn}/commands` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `POST /api/v1/devices/{sn}/commands` body. Unknown fields are refused; every invalid field
+/// is reported at once.
+#[derive(Debug, Deserialize, utoipa::ToSchema, garde::Validate)]
 pub struct EnqueueRequest {
     /// The typed command, e.g. `{"type": "reboot"}`.
-    #[serde(deserialize_with = "strict_command")]
-    command: DeviceCommand,
+    #[schema(value_type = DeviceCommand, required = true)]
+    #[garde(custom(required), custom(command_object))]
+    #[serde(default)]
+    command: Field<Value>,
     /// While a command with this key is queued for the device, the same command is not queued
-    /// again; a different one supersedes it.
+    /// again; a different one supersedes it. 1 to 200 printable characters.
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    #[garde(custom(string_or_null), custom(dedupe_key_text))]
     #[serde(default)]
-    dedupe_key: Option<String>,
+    dedupe_key: Field<String>,
     /// Lifetime instead of the configured `command_ttl_secs`.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 31_622_400)]
+    #[garde(custom(integer_or_null(1..=MAX_EXPIRES_IN_SECS)))]
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 31_622_400)]
-    expires_in_secs: Option<u64>,
+    expires_in_secs: Field<i64>,
+}
+
+/// The longest lifetime a command may be given: a leap year.
+const MAX_EXPIRES_IN_SECS: i64 = 366 * 86_400;
+
+/// A JSON object; what is in it is read by [`read_command`].
+fn command_object<C>(field: &Field<Value>, _: &C) -> garde::Result {
+    match field {
+        Field::Given(Value::Object(_)) | Field::Absent => Ok(()),
+        _ => rules::fail("Must be an object such as {\"type\": \"reboot\"}."),
+    }
+}
+
+fn dedupe_key_text<C>(field: &Field<String>, _: &C) -> garde::Result {
+    match field.given() {
+        Some(key) if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) => {
+            rules::fail("1 to 200 printable characters.")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An integer in `range`, or `null` (not given).
+fn integer_or_null<C>(range: std::ops::RangeInclusive<i64>) -> impl FnOnce(&Field<i64>, &C) -> garde::Result {
+    move |field, _| match field {
+        Field::Absent | Field::Null => Ok(()),
+        Field::Given(n) if range.contains(n) => Ok(()),
+        Field::Given(_) | Field::Invalid(_) => rules::fail(format!("{} to {}.", range.start(), range.end())),
+    }
+}
+
+/// The command of a body whose rules passed, read strictly ([`strict_command`]) and checked as
+/// the device line it becomes; what is wrong is added to `errors` (under `command`, by field).
+fn read_command(value: &Value, errors: &mut FieldErrors) -> Option<DeviceCommand> {
+    let command = match strict_command(value) {
+        Ok(command) => command,
+        Err(message) => {
+            errors.add("command", message);
+            return None;
+        }
+    };
+    match command.encode() {
+        Ok(_) => Some(command),
+        Err(e) => {
+            errors.add_within("command", adms_store::commands::command_error_field(&e), e.to_string());
+            None
+        }
+    }
 }
 
 /// A command as the API shows it. Times are in the display zone (`YYYY-MM-DD HH:MM:SS`).
@@ -119,15 +174,13 @@ async fn device_id(state: &SharedState, sn: &str) -> Result<i64, ApiError> {
 /// (`{"type": "reboot", "pin": "1"}`), and a caller who sent a field expects it to mean
 /// something. A key is unknown when it is not in the command as read back (`null` is allowed
 /// for optional fields, which read back absent).
-fn strict_command<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DeviceCommand, D::Error> {
-    use serde::de::Error as _;
-    let value = Value::deserialize(deserializer)?;
-    let command = DeviceCommand::deserialize(&value).map_err(D::Error::custom)?;
-    let read_back = serde_json::to_value(&command).map_err(D::Error::custom)?;
+fn strict_command(value: &Value) -> Result<DeviceCommand, String> {
+    let command = DeviceCommand::deserialize(value).map_err(|e| e.to_string())?;
+    let read_back = serde_json::to_value(&command).map_err(|e| e.to_string())?;
     if let (Some(sent), Some(known)) = (value.as_object(), read_back.as_object())
         && let Some(key) = sent.keys().find(|k| !known.contains_key(*k) && !sent[*k].is_null())
     {
-        return Err(D::Error::custom(format!("unknown field `{key}` for command `{}`", command.kind())));
+        return Err(format!("unknown field `{key}` for command `{}`", command.kind()));
     }
     Ok(command)
 }
@@ -157,25 +210,24 @@ pub async fn enqueue_command(
     Path(sn): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CommandView>), ApiError> {
-    let request: EnqueueRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(json!({ "non_field_errors": [format!("Invalid command JSON: {e}")] })))?;
-    if let Some(key) = &request.dedupe_key
-        && (key.is_empty() || key.len() > 200 || key.chars().any(char::is_control))
-    {
-        return Err(ApiError::BadRequest(json!({ "dedupe_key": ["1 to 200 printable characters."] })));
-    }
+    let request = JsonObject::<EnqueueRequest>::parse(&body)?;
+    let mut errors = request.errors();
+    let command = match &request.body.command {
+        Field::Given(value @ Value::Object(_)) => read_command(value, &mut errors),
+        _ => None,
+    };
+    errors.finish()?;
+    let command = command.ok_or_else(|| ApiError::Internal("a command passed its checks unread".into()))?;
+    let request = request.body;
     let device_id = device_id(&state, &sn).await?;
-    let expires_at = match request.expires_in_secs {
-        Some(secs) if secs == 0 || secs > 366 * 86_400 => {
-            return Err(ApiError::BadRequest(json!({ "expires_in_secs": ["1 to 31622400."] })));
-        }
-        Some(secs) => state.webhooks.clock.now_micros() + i64::try_from(secs).unwrap_or(0) * 1_000_000,
+    let expires_at = match request.expires_in_secs.given() {
+        Some(&secs) => state.webhooks.clock.now_micros() + secs * 1_000_000,
         None => default_expiry(&state),
     };
     let new = NewCommand {
         device_id,
-        command: request.command,
-        dedupe_key: request.dedupe_key,
+        command,
+        dedupe_key: request.dedupe_key.given().cloned(),
         source: format!("api:{}", who.name),
         expires_at,
     };

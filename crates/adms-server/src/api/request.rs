@@ -32,6 +32,14 @@ impl FieldErrors {
         }
     }
 
+    /// Errors inside a field that is itself an object (`{"command": {"pin": ["..."]}}`).
+    pub fn add_within(&mut self, field: &str, inner: &str, message: impl Into<String>) {
+        let entry = self.0.entry(field.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(fields) = entry {
+            fields.insert(inner.to_owned(), Value::Array(vec![Value::String(message.into())]));
+        }
+    }
+
     /// The errors of `body`'s rules, in the order its fields and rules are declared.
     pub fn of<T: garde::Validate>(body: &T, context: &T::Context) -> FieldErrors {
         let mut errors = FieldErrors::default();
@@ -47,6 +55,10 @@ impl FieldErrors {
             let field = path.split(['.', '[']).next().unwrap_or_default();
             self.add(field, error.message());
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// `Ok` when nothing was reported, else the 400 answer.

@@ -176,6 +176,23 @@ async fn hostile_and_stray_input_changes_nothing() {
         assert_eq!(status, 400, "{command}: {answer}");
         assert!(answer.to_string().contains("unknown field"), "{answer}");
     }
+    // Every invalid field of the body at once, each named.
+    let body = json!({
+        "command": { "type": "user_upsert", "pin": "5", "name": "Eve\t" },
+        "dedupe_key": "",
+        "expires_in_secs": 0,
+        "colour": "red",
+    });
+    let (status, answer) = enqueue(&api, "CMD0002", body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["dedupe_key"], json!(["1 to 200 printable characters."]), "{answer}");
+    assert_eq!(answer["expires_in_secs"], json!(["1 to 31622400."]), "{answer}");
+    assert_eq!(answer["colour"], json!(["Unknown field."]), "{answer}");
+    assert!(answer["command"]["name"][0].as_str().unwrap().contains("control character"), "{answer}");
+    let (status, answer) = enqueue(&api, "CMD0002", json!({ "command": "reboot" })).await;
+    assert_eq!((status, &answer["command"][0]), (400, &json!("Must be an object such as {\"type\": \"reboot\"}.")));
+    let (status, answer) = enqueue(&api, "CMD0002", json!({})).await;
+    assert_eq!((status, answer), (400, json!({ "command": ["This field is required."] })));
     // An optional field sent as null is no unknown field.
     let (status, answer) =
         enqueue(&api, "CMD0002", json!({ "command": { "type": "fingerprint_delete", "pin": "5", "finger": null } }))
