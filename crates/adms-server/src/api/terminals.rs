@@ -256,19 +256,75 @@ fn alias_rule<C>(field: &Field<Text>, _: &C) -> garde::Result {
 /// `POST /iclock/api/terminals/` body (ZKBio Time 9.x). `sn` is required; `area` (an area id)
 /// places the terminal, and `heartbeat` is ignored (the poll interval is the server's `delay_secs`, which the
 /// answer shows). Unknown keys are ignored, as DRF does.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema, garde::Validate)]
 pub struct TerminalWrite {
     /// At most 32 printable characters without spaces.
     #[schema(value_type = String, required = true, min_length = 1, max_length = 32, pattern = "^[!-~]+$")]
-    sn: Option<String>,
+    #[serde(default)]
+    #[garde(custom(sn_rule))]
+    sn: Field<Text>,
     /// At most 50 printable characters.
-    alias: Option<String>,
-    ip_address: Option<String>,
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    #[garde(custom(create_alias_rule))]
+    alias: Field<Text>,
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    #[garde(custom(ip_rule))]
+    ip_address: Field<Text>,
     /// An area id (number or numeric string).
     #[schema(value_type = Option<i64>)]
-    area: Option<serde_json::Value>,
+    #[serde(default)]
+    #[garde(custom(area_rule))]
+    area: Field<Written>,
     /// Hours (8) in the 8.x docs, minutes (240) in 9.5 recordings: |value| ≤ 14 is read as hours.
-    terminal_tz: Option<i32>,
+    #[schema(value_type = Option<i32>)]
+    #[serde(default)]
+    #[garde(custom(terminal_tz_rule))]
+    terminal_tz: Field<Written>,
+}
+
+fn sn_rule<C>(field: &Field<Text>, _: &C) -> garde::Result {
+    match field {
+        Field::Given(Text(sn)) if sn.is_empty() => Err(garde::Error::new("This field is required.")),
+        Field::Given(Text(sn)) if sn.len() <= 32 && sn.bytes().all(|b| b.is_ascii_graphic()) => Ok(()),
+        Field::Absent | Field::Null => Err(garde::Error::new("This field is required.")),
+        _ => Err(garde::Error::new("At most 32 printable characters without spaces.")),
+    }
+}
+
+fn create_alias_rule<C>(field: &Field<Text>, _: &C) -> garde::Result {
+    match field {
+        Field::Absent | Field::Null => Ok(()),
+        Field::Given(Text(alias)) if alias.chars().count() <= 50 && printable(alias) => Ok(()),
+        _ => Err(garde::Error::new("Ensure this field has no more than 50 printable characters.")),
+    }
+}
+
+fn ip_rule<C>(field: &Field<Text>, _: &C) -> garde::Result {
+    match field {
+        Field::Absent | Field::Null => Ok(()),
+        Field::Given(Text(ip)) if ip.len() <= 45 && printable(ip) => Ok(()),
+        _ => Err(garde::Error::new("Enter a valid IPv4 or IPv6 address.")),
+    }
+}
+
+fn terminal_tz_rule<C>(field: &Field<Written>, _: &C) -> garde::Result {
+    match field {
+        Field::Absent | Field::Null => Ok(()),
+        Field::Given(tz) if terminal_zone(tz.value).is_some() => Ok(()),
+        _ => Err(garde::Error::new("Must be an offset in hours (-14 to 14) or minutes.")),
+    }
+}
+
+/// The zone setting `terminal_tz` stands for: hours when |value| ≤ 14, else minutes.
+fn terminal_zone(tz: i64) -> Option<String> {
+    let minutes = if tz.abs() <= 14 { tz * 60 } else { tz };
+    if minutes.abs() > 14 * 60 {
+        return None;
+    }
+    let sign = if minutes < 0 { '-' } else { '+' };
+    Some(format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60))
 }
 
 /// A terminal as ZKBio Time 9.x answers a write (create or update).
@@ -286,16 +342,8 @@ pub struct TerminalCreated {
 }
 
 /// The 9.x write shape `{id, sn, ip_address, alias, area, heartbeat}`.
-fn write_shape(
-    id: i64,
-    sn: &str,
-    ip: &str,
-    alias: &str,
-    area: Option<&serde_json::Value>,
-    state: &SharedState,
-) -> TerminalCreated {
-    let area =
-        area.and_then(|a| a.as_i64().or_else(|| a.as_str().and_then(|s| s.parse().ok()))).unwrap_or(DEFAULT_AREA_ID);
+fn write_shape(id: i64, sn: &str, ip: &str, alias: &str, area: Option<i64>, state: &SharedState) -> TerminalCreated {
+    let area = area.unwrap_or(DEFAULT_AREA_ID);
     TerminalCreated {
         alias: alias.to_owned(),
         area,
@@ -304,30 +352,6 @@ fn write_shape(
         ip_address: ip.to_owned(),
         sn: sn.to_owned(),
     }
-}
-
-fn field_error(field: &str, message: &str) -> ApiError {
-    ApiError::BadRequest(serde_json::json!({ field: [message] }))
-}
-
-/// Checks alias and terminal_tz; returns the zone setting `terminal_tz` stands for.
-fn check_write(w: &TerminalWrite) -> Result<Option<String>, ApiError> {
-    if let Some(alias) = &w.alias
-        && (alias.chars().count() > 50 || alias.chars().any(char::is_control))
-    {
-        return Err(field_error("alias", "Ensure this field has no more than 50 printable characters."));
-    }
-    let Some(tz) = w.terminal_tz else { return Ok(None) };
-    let minutes = if tz.abs() <= 14 { tz * 60 } else { tz };
-    if minutes.abs() > 14 * 60 {
-        return Err(field_error("terminal_tz", "Must be an offset in hours (-14 to 14) or minutes."));
-    }
-    let sign = if minutes < 0 { '-' } else { '+' };
-    Ok(Some(format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)))
-}
-
-fn parse_body(body: &[u8]) -> Result<TerminalWrite, ApiError> {
-    serde_json::from_slice(body).map_err(|e| field_error("non_field_errors", &format!("Invalid JSON: {e}")))
 }
 
 /// Register a terminal before it first connects.
@@ -347,25 +371,29 @@ fn parse_body(body: &[u8]) -> Result<TerminalWrite, ApiError> {
 pub async fn create(
     State(state): State<SharedState>,
     Authenticated(who): Authenticated,
-    body: axum::body::Bytes,
+    DrfBody(w): DrfBody<TerminalWrite>,
 ) -> Result<(axum::http::StatusCode, Json<TerminalCreated>), ApiError> {
-    let w = parse_body(&body)?;
-    let zone = check_write(&w)?;
-    let sn = w.sn.as_deref().map(str::trim).unwrap_or_default();
-    if sn.is_empty() {
-        return Err(field_error("sn", "This field is required."));
-    }
-    if sn.len() > 32 || !sn.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(field_error("sn", "At most 32 printable characters without spaces."));
-    }
-    let ip = w.ip_address.as_deref().unwrap_or_default();
-    if ip.len() > 45 || ip.chars().any(char::is_control) {
-        return Err(field_error("ip_address", "Enter a valid IPv4 or IPv6 address."));
-    }
-    if let Some(existing) = state.store.device_by_sn(sn).await? {
-        if !state.store.terminal_deleted(existing.id).await? {
-            return Err(field_error("sn", "terminal with this sn already exists."));
+    let mut errors = FieldErrors::of(&w, &());
+    let sn = w.sn.given().map_or("", |Text(sn)| sn.as_str());
+    let ip = w.ip_address.given().map_or("", |Text(ip)| ip.as_str());
+    let zone = w.terminal_tz.given().and_then(|tz| terminal_zone(tz.value));
+    let alias = w.alias.given().map(|Text(alias)| alias.as_str());
+    let mut area = None;
+    if let Field::Given(written) = &w.area {
+        if state.store.org_by_id(OrgKind::Area, written.value).await?.is_some() {
+            area = Some(written.value);
+        } else {
+            errors.add("area", invalid_pk(&written.text));
         }
+    }
+    let existing = if errors.is_empty() { state.store.device_by_sn(sn).await? } else { None };
+    if let Some(existing) = &existing
+        && !state.store.terminal_deleted(existing.id).await?
+    {
+        errors.add("sn", "terminal with this sn already exists.");
+    }
+    errors.finish()?;
+    if let Some(existing) = existing {
         state.store.restore_terminal(existing.id).await?;
     }
     let new = adms_store::NewDevice {
@@ -375,15 +403,8 @@ pub async fn create(
         ip_address: ip,
         default_time_zone: &state.default_zone.name,
     };
-    let area = match &w.area {
-        None => None,
-        Some(v) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) {
-            Some(area) if state.store.org_by_id(OrgKind::Area, area).await?.is_some() => Some(area),
-            _ => return Err(field_error("area", &invalid_pk(v))),
-        },
-    };
     let device = state.store.register_device(&new).await?;
-    state.store.configure_device(sn, w.alias.as_deref(), zone.as_deref(), None).await?;
+    state.store.configure_device(sn, alias, zone.as_deref(), None).await?;
     if let Some(area) = area {
         state.store.set_terminal_area(device.id, area).await?;
         crate::services::roster::sync_terminal(&state, device.id).await?;
@@ -391,8 +412,8 @@ pub async fn create(
     state.devices.invalidate(sn);
     state.webhooks.wake.notify_one();
     tracing::info!(sn, by = %who.name, "terminal created through the API");
-    let alias = w.alias.as_deref().unwrap_or(&device.alias);
-    Ok((axum::http::StatusCode::CREATED, Json(write_shape(device.id, sn, ip, alias, w.area.as_ref(), &state))))
+    let alias = alias.unwrap_or(&device.alias);
+    Ok((axum::http::StatusCode::CREATED, Json(write_shape(device.id, sn, ip, alias, area, &state))))
 }
 
 /// Delete a terminal.

@@ -412,6 +412,22 @@ async fn terminals_can_be_created_updated_and_deleted() {
     assert_eq!((status, answer), (400, json!({ "sn": ["This field is required."] })));
     let (status, _) = api.post_json("/iclock/api/terminals/", &json!({ "sn": "NEW0002", "alias": "a\tb" })).await;
     assert_eq!(status, 400);
+    // Every invalid field at once.
+    let every_field = json!({ "sn": "has space", "alias": "a\tb", "ip_address": "x".repeat(46), "area": 999, "terminal_tz": 100_000 });
+    let (status, answer) = api.post_json("/iclock/api/terminals/", &every_field).await;
+    assert_eq!(
+        (status, answer),
+        (
+            400,
+            json!({
+                "sn": ["At most 32 printable characters without spaces."],
+                "alias": ["Ensure this field has no more than 50 printable characters."],
+                "ip_address": ["Enter a valid IPv4 or IPv6 address."],
+                "terminal_tz": ["Must be an offset in hours (-14 to 14) or minutes."],
+                "area": ["Invalid pk \"999\" - object does not exist."],
+            })
+        )
+    );
 
     let terminal = api.get(&format!("/iclock/api/terminals/{id}/")).await;
     assert_eq!((terminal["alias"].as_str(), terminal["terminal_tz"].as_i64()), (Some("Gate B"), Some(8)));
