@@ -27,10 +27,17 @@ macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident, $kind:literal { $($(#[$vmeta:meta])* $variant:ident = $word:literal,)+ }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         // `type_name` names the PostgreSQL type: the column stays TEXT there too.
         #[sqlx(type_name = "text")]
         pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $word)] #[sqlx(rename = $word)] $variant,)+
+            $(
+                $(#[$vmeta])*
+                #[serde(rename = $word)]
+                #[sqlx(rename = $word)]
+                #[cfg_attr(feature = "openapi", schema(rename = $word))]
+                $variant,
+            )+
         }
 
         impl $name {

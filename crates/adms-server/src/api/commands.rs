@@ -105,7 +105,7 @@ pub struct CommandView {
     dedupe_key: Option<String>,
     source: String,
     /// `queued`, `sent`, `succeeded`, `failed`, `expired` or `cancelled`.
-    #[schema(value_type = CommandState)]
+    #[schema(value_type = adms_model::CommandState)]
     state: String,
     return_code: Option<i64>,
     /// The return code's meaning, or why it expired or was cancelled.
@@ -261,7 +261,7 @@ pub async fn enqueue_command(
     tag = openapi::tag::COMMANDS,
     params(
         ("sn" = String, Path, description = "The device's serial number."),
-        ("state" = Option<CommandState>, Query, description = "Only commands in this state."),
+        ("state" = Option<adms_model::CommandState>, Query, description = "Only commands in this state."),
         openapi::PageParams,
     ),
     responses(
@@ -346,19 +346,6 @@ pub struct TerminalsRequest {
     #[serde(default)]
     #[schema(value_type = Vec<i64>, min_items = 1)]
     terminals: Vec<Value>,
-}
-
-/// The states of a command.
-#[derive(Debug, utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code, reason = "documentation only: states are stored as text")]
-pub enum CommandState {
-    Queued,
-    Sent,
-    Succeeded,
-    Failed,
-    Expired,
-    Cancelled,
 }
 
 /// The terminal actions: each queues its commands for every terminal listed.

@@ -23,7 +23,7 @@ use crate::zones::parse_zone;
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema, garde::Validate)]
 pub struct DeviceUpdate {
     /// `approved` or `pending`; an approved terminal gets its area's roster.
-    #[schema(value_type = Option<ApprovalState>)]
+    #[schema(value_type = Option<adms_model::Approval>)]
     #[garde(custom(string_or_null), custom(approval_word))]
     #[serde(default)]
     approval: Field<String>,
@@ -74,21 +74,12 @@ fn known_encoding<C>(field: &Field<String>, _: &C) -> garde::Result {
     }
 }
 
-/// A device's approval.
-#[derive(Debug, utoipa::ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code, reason = "documentation only")]
-pub enum ApprovalState {
-    Approved,
-    Pending,
-}
-
 /// The device's settings after a change.
 // Keys in sorted order, as the `json!` it replaced wrote them: clients have seen these bytes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeviceSettings {
     alias: String,
-    #[schema(value_type = ApprovalState)]
+    #[schema(value_type = adms_model::Approval)]
     approval: &'static str,
     sn: String,
     text_encoding: Option<String>,

@@ -24,37 +24,7 @@ use adms_store::events::event_type;
 
 use super::request::Field;
 
-/// Webhook event types.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "the schema of the event type words (adms_store::events::event_type)")]
-pub enum EventType {
-    #[schema(rename = "attendance.punch")]
-    AttendancePunch,
-    #[schema(rename = "device.registered")]
-    DeviceRegistered,
-    #[schema(rename = "device.online")]
-    DeviceOnline,
-    #[schema(rename = "device.offline")]
-    DeviceOffline,
-    #[schema(rename = "user.enrolled")]
-    UserEnrolled,
-    #[schema(rename = "user.updated")]
-    UserUpdated,
-    #[schema(rename = "command.completed")]
-    CommandCompleted,
-}
-
-/// Delivery states.
-#[derive(Debug, utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code, reason = "the schema of the delivery state words (adms_model::DeliveryState)")]
-pub enum DeliveryState {
-    Pending,
-    InFlight,
-    Succeeded,
-    Exhausted,
-    Cancelled,
-}
+pub use adms_model::{DeliveryState, EventType};
 
 const DELIVERY_STATES: [&str; 5] = ["pending", "in_flight", "succeeded", "exhausted", "cancelled"];
 
