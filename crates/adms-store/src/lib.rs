@@ -275,6 +275,12 @@ pub fn database_path(url: &str) -> Option<&Path> {
     (!path.is_empty() && !path.starts_with(':')).then(|| Path::new(path))
 }
 
+/// The file of a `sqlite://PATH` URL; `None` for an in-memory database and for every other
+/// kind of URL.
+pub fn sqlite_file(url: &str) -> Option<&Path> {
+    if url.starts_with("sqlite:") { database_path(url) } else { None }
+}
+
 /// Whether a `sqlite:` URL names an in-memory database (`sqlite::memory:`, `?mode=memory`).
 fn is_in_memory(url: &str) -> bool {
     let path = url.trim_start_matches("sqlite:").trim_start_matches("//");

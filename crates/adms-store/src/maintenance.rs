@@ -10,7 +10,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-use crate::{Store, StoreError, database_path};
+use crate::{Store, StoreError, sqlite_file};
 
 /// The migrations this binary applies on SQLite.
 pub static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -207,7 +207,7 @@ pub(crate) fn suffixed(path: &Path, suffix: &str) -> PathBuf {
 /// checkpointed into it first), and the copy is written beside the target and renamed over it,
 /// so a failure leaves no half-written database.
 pub async fn restore(from: &Path, url: &str) -> Result<Restored, StoreError> {
-    let Some(target) = database_path(url) else {
+    let Some(target) = sqlite_file(url) else {
         return Err(StoreError::Unsupported(
             "restore works on SQLite databases; restore a PostgreSQL database with pg_restore or psql",
         ));

@@ -38,7 +38,15 @@ impl Application {
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         config.validate()?;
         let zone = parse_zone(&config.time_zone).ok_or_else(|| StartupError::Other("bad time_zone".into()))?;
-        let store = Store::open(&config.database_url, StoreOptions::default()).await?;
+        let options = StoreOptions { backup_before_migrate: config.backup_before_migrate, ..StoreOptions::default() };
+        let store = Store::open(&config.database_url, options).await?;
+        if let Some(path) = store.migration_backup() {
+            tracing::warn!(backup = %path.display(), "the database had pending migrations: it was backed up before migrating");
+        }
+        match adms_store::sqlite_file(&config.database_url) {
+            Some(path) => tracing::info!(database = %path.display(), "database opened"),
+            None => tracing::info!(database = %adms_store::redact_url(&config.database_url), "database opened"),
+        }
         if let (Some(user), Some(password)) = (&config.admin.user, &config.admin.password) {
             let password = password.clone();
             let stored = store.user_by_name(user).await?.map(|u| u.password_hash);
@@ -60,6 +68,11 @@ impl Application {
                 tracing::warn!(user = %user, %previous, "admin account renamed: the previous account is disabled and its tokens are no longer valid");
             }
             tracing::info!(user = %user, "admin account ready");
+        } else if !store.list_users().await?.iter().any(|u| u.role == "admin" && u.disabled_at.is_none()) {
+            tracing::warn!(
+                "no enabled admin account: nobody can manage the API; set ADMS_ADMIN_USER and ADMS_ADMIN_PASSWORD \
+                 ([admin] user and password), or run `adms-bridge user create NAME --role admin`"
+            );
         }
         let secret_key = match super::vault::master_key(&config, &store).await? {
             Some((key, source)) => {
