@@ -33,7 +33,11 @@ fn failed(output: &Output) -> String {
 /// The binary without any database (no `ADMS_DATABASE_URL`).
 fn bare(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_adms-bridge"));
-    command.args(args).env_remove("ADMS_DATABASE_URL").env_remove("ADMS_CONFIG").env_remove("ADMS_DATA_DIR");
+    command.args(args);
+    // Every `ADMS_*` variable is configuration to the binary, which refuses unknown ones.
+    for name in ["ADMS_DATABASE_URL", "ADMS_CONFIG", "ADMS_DATA_DIR", "ADMS_TEST_DATABASE", "ADMS_TEST_POSTGRES_URL"] {
+        command.env_remove(name);
+    }
     for (k, v) in env {
         command.env(k, v);
     }
