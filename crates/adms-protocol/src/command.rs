@@ -45,7 +45,7 @@ fn default_valid() -> u8 {
     1
 }
 
-/// A command for one device. The JSON tag `type` is [`DeviceCommand::kind`].
+/// A command for one device, tagged by `type` (`user_upsert`, `reboot`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -57,7 +57,8 @@ pub enum DeviceCommand {
         pin: String,
         #[serde(default)]
         name: String,
-        /// One of [`PRIVILEGES`].
+        /// The user's privilege: 0 (user), 2 (enroller), 6 (administrator), 10 (user-defined) or 14
+        /// (super administrator).
         #[serde(default)]
         privilege: u8,
         #[serde(default)]
@@ -178,7 +179,7 @@ pub enum DeviceCommand {
     /// `SET OPTION <key>=<value>` (one option per command).
     SetOption { key: String, value: String },
     /// `SET OPTIONS DateTime=<encoded>`: sets the clock (the Security PUSH form; attendance
-    /// firmware sets its clock from the handshake instead, see [`DeviceCommand::Check`]).
+    /// firmware sets its clock from the handshake instead: see `check`).
     SetClock { local_time: LocalDateTime },
     /// `AC_UNLOCK`: opens the door output (access-capable models).
     Unlock,

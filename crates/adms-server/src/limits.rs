@@ -3,9 +3,7 @@
 //! `max_body_bytes` gets (plain text on device routes, DRF JSON on the API).
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -13,14 +11,17 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use adms_store::{Quota, QuotaKind};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::state::SharedState;
 
 /// Quota refusals of this process, and which (device, day, kind) were already logged.
 #[derive(Debug, Default)]
 pub struct QuotaGuard {
-    raw_refusals: AtomicU64,
-    photo_refusals: AtomicU64,
+    /// Refusals of raw uploads, for `/metrics`.
+    pub raw_refusals: Counter,
+    /// Refusals of photos, for `/metrics`.
+    pub photo_refusals: Counter,
     logged: Mutex<HashSet<(i64, i64, QuotaKind)>>,
 }
 
@@ -32,7 +33,7 @@ impl QuotaGuard {
             QuotaKind::Raw => &self.raw_refusals,
             QuotaKind::Photo => &self.photo_refusals,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
         let first = {
             let mut logged = self.logged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             // Entries of past days are never looked at again.
@@ -47,23 +48,6 @@ impl QuotaGuard {
                 "device over its daily quota: uploads of this kind refused with 413 until the next UTC day"
             );
         }
-    }
-
-    /// `adms_device_quota_refusals_total{kind}` in the text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str(
-            "# HELP adms_device_quota_refusals_total Uploads refused because the device passed a daily quota.\n",
-        );
-        out.push_str("# TYPE adms_device_quota_refusals_total counter\n");
-        for (kind, counter) in [("raw", &self.raw_refusals), ("photo", &self.photo_refusals)] {
-            let _ = writeln!(
-                out,
-                "adms_device_quota_refusals_total{{kind=\"{kind}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        out
     }
 }
 

@@ -37,6 +37,8 @@ pub struct AppState {
     pub documents: std::sync::OnceLock<crate::api::openapi::Documents>,
     /// Daily quota refusals (counter and log-once state).
     pub quotas: crate::limits::QuotaGuard,
+    /// `/metrics`: the registry and what handlers record in it.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// What the webhook side shares with handlers.

@@ -25,6 +25,9 @@ pub enum StoreError {
     Unsupported(&'static str),
     #[error("the punch writer has stopped")]
     WriterStopped,
+    /// The database did not answer in time (a health probe's bound).
+    #[error("the database did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// What the call names does not exist.
     #[error("not found")]
     NotFound,
@@ -85,6 +88,7 @@ impl StoreError {
             | StoreError::NewerDatabase { .. }
             | StoreError::Unsupported(_)
             | StoreError::WriterStopped
+            | StoreError::Timeout(_)
             | StoreError::Sealed(_) => ErrorKind::Unavailable,
         }
     }

@@ -25,6 +25,7 @@ mod device_events;
 mod devices;
 mod error;
 pub mod events;
+mod health;
 pub mod maintenance;
 mod migrate_data;
 mod postgres;
@@ -66,9 +67,10 @@ pub use commands::{
 pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
 pub use devices::{Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::{ErrorKind, StoreError};
+pub use health::{CensusDevice, CommandCensus, DeviceCensus, MigrationState};
 pub use maintenance::{Backup, Restored};
 pub use migrate_data::MigrationReport;
-pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored};
+pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored, WriterMetrics};
 pub use queries::{
     Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,
 };
@@ -263,6 +265,16 @@ impl Store {
 pub enum Engine {
     Sqlite,
     Postgres,
+}
+
+impl Engine {
+    /// `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
 }
 
 /// The file of a `sqlite://PATH` URL (`None` for an in-memory database).

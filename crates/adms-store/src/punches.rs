@@ -15,6 +15,10 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use tokio::sync::oneshot;
 
@@ -95,11 +99,63 @@ pub struct Stored {
 #[derive(Debug, Clone)]
 pub struct PunchWriter {
     tx: flume::Sender<Job>,
+    metrics: Arc<WriterMetrics>,
+}
+
+/// What the punch writer did, for `/metrics` (the server registers these): recorded once per
+/// group, never per punch.
+#[derive(Debug)]
+pub struct WriterMetrics {
+    /// Device requests (batches) per committed group.
+    pub group_batches: Histogram,
+    /// Time from a group's first statement to its commit's return, seconds.
+    pub commit_seconds: Histogram,
+    /// Punches committed as new.
+    pub punches_stored: Counter,
+    /// Punches a device sent again that were already stored (skipped, not duplicated).
+    pub punches_resent: Counter,
+    /// Groups that failed and were retried batch by batch.
+    pub failed_groups: Counter,
+}
+
+impl Default for WriterMetrics {
+    fn default() -> Self {
+        WriterMetrics {
+            group_batches: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 14)),
+            punches_stored: Counter::default(),
+            punches_resent: Counter::default(),
+            failed_groups: Counter::default(),
+        }
+    }
+}
+
+impl WriterMetrics {
+    /// Records a group that committed `inserted` of its punches as new, in `elapsed`.
+    fn committed(&self, batches: &[&PunchBatch], inserted: u64, elapsed: std::time::Duration) {
+        let offered: usize = batches.iter().map(|b| b.punches.len()).sum();
+        self.group_batches.observe(batches.len() as f64);
+        self.commit_seconds.observe(elapsed.as_secs_f64());
+        self.punches_stored.inc_by(inserted);
+        self.punches_resent.inc_by((offered as u64).saturating_sub(inserted));
+    }
 }
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job").field("device_id", &self.batch.device_id).finish()
+    }
+}
+
+impl PunchWriter {
+    /// Whether the writer still takes batches (its thread or task has not ended).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_disconnected()
+    }
+
+    /// What the writer did so far.
+    pub fn metrics(&self) -> &WriterMetrics {
+        &self.metrics
     }
 }
 
@@ -116,12 +172,14 @@ impl PunchWriter {
     ) -> Result<PunchWriter, StoreError> {
         let (tx, rx) = flume::bounded(QUEUED_BATCHES);
         let (opened, wait_opened) = oneshot::channel();
+        let metrics = Arc::new(WriterMetrics::default());
+        let recorded = Arc::clone(&metrics);
         std::thread::Builder::new()
             .name("adms-punch-writer".into())
             .spawn(move || match open() {
                 Ok(writer) => {
                     let _ = opened.send(Ok(()));
-                    run_on_thread(writer, rx, vault);
+                    run_on_thread(writer, rx, vault, &recorded);
                 }
                 Err(error) => {
                     let _ = opened.send(Err(error));
@@ -129,7 +187,7 @@ impl PunchWriter {
             })
             .map_err(|e| StoreError::Io("the punch writer thread".into(), e))?;
         wait_opened.await.map_err(|_| StoreError::WriterStopped)??;
-        Ok(PunchWriter { tx })
+        Ok(PunchWriter { tx, metrics })
     }
 
     /// [`POSTGRES_WRITERS`] writers, each with a PostgreSQL connection of its own opened with
@@ -140,8 +198,9 @@ impl PunchWriter {
     ) -> PunchWriter {
         let writers = (0..POSTGRES_WRITERS).map(|_| PgGroupWriter::new(connect.clone())).collect();
         let (tx, rx) = flume::bounded(QUEUED_BATCHES);
-        tokio::spawn(run_side_by_side(writers, rx, vault));
-        PunchWriter { tx }
+        let metrics = Arc::new(WriterMetrics::default());
+        tokio::spawn(run_side_by_side(writers, rx, vault, Arc::clone(&metrics)));
+        PunchWriter { tx, metrics }
     }
 
     /// Stores a batch; returns once it is committed (or failed).
@@ -167,17 +226,28 @@ impl PunchWriter {
 /// thread a commit is cheap enough that overlapping it with the next requests' handling wins:
 /// 1-line uploads from 16 devices, 14.9–15.3 k punches/s waiting, 20.6–23.8 k not waiting
 /// (BENCHMARKS.md, 2026-12-06).
-fn run_on_thread(mut writer: SqliteGroupWriter, rx: flume::Receiver<Job>, vault: Arc<OnceLock<Vault>>) {
+fn run_on_thread(
+    mut writer: SqliteGroupWriter,
+    rx: flume::Receiver<Job>,
+    vault: Arc<OnceLock<Vault>>,
+    metrics: &WriterMetrics,
+) {
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCHES_PER_GROUP);
     while let Ok(first) = rx.recv() {
         jobs.push(first);
         take_waiting(&rx, &mut jobs);
         let sealer = Sealer(vault.get());
         let mut group = std::mem::take(&mut jobs);
-        let committed = writer.commit_group(sealer, &batches_of(&group));
+        let started = Instant::now();
+        let batches = batches_of(&group);
+        let committed = writer.commit_group(sealer, &batches);
+        record(metrics, &batches, &committed, started);
+        drop(batches);
         if let Some(failed) = answer(&mut group, committed) {
             for job in failed {
+                let started = Instant::now();
                 let result = writer.commit_group(sealer, &[&job.batch]);
+                record(metrics, &[&job.batch], &result, started);
                 answer_one(job, result);
             }
         }
@@ -189,7 +259,12 @@ fn run_on_thread(mut writer: SqliteGroupWriter, rx: flume::Receiver<Job>, vault:
 /// concurrent commits share flushes). A group forms from what is waiting when a writer is
 /// free, so under load the groups grow by themselves. Two groups with batches of the same
 /// device take turns on its row (see `postgres::punch_writer`).
-async fn run_side_by_side(writers: Vec<PgGroupWriter>, rx: flume::Receiver<Job>, vault: Arc<OnceLock<Vault>>) {
+async fn run_side_by_side(
+    writers: Vec<PgGroupWriter>,
+    rx: flume::Receiver<Job>,
+    vault: Arc<OnceLock<Vault>>,
+    metrics: Arc<WriterMetrics>,
+) {
     let mut idle = writers;
     let mut busy: tokio::task::JoinSet<PgGroupWriter> = tokio::task::JoinSet::new();
     loop {
@@ -222,12 +297,19 @@ async fn run_side_by_side(writers: Vec<PgGroupWriter>, rx: flume::Receiver<Job>,
         let mut jobs = vec![first];
         take_waiting(&rx, &mut jobs);
         let vault = Arc::clone(&vault);
+        let metrics = Arc::clone(&metrics);
         busy.spawn(async move {
             let sealer = Sealer(vault.get());
-            let committed = writer.commit_group(sealer, &batches_of(&jobs)).await;
+            let started = Instant::now();
+            let batches = batches_of(&jobs);
+            let committed = writer.commit_group(sealer, &batches).await;
+            record(&metrics, &batches, &committed, started);
+            drop(batches);
             if let Some(failed) = answer(&mut jobs, committed) {
                 for job in failed {
+                    let started = Instant::now();
                     let result = writer.commit_group(sealer, &[&job.batch]).await;
+                    record(&metrics, &[&job.batch], &result, started);
                     answer_one(job, result);
                 }
             }
@@ -241,6 +323,21 @@ async fn run_side_by_side(writers: Vec<PgGroupWriter>, rx: flume::Receiver<Job>,
     }
     for writer in idle {
         writer.close().await;
+    }
+}
+
+/// Records a group's outcome in the writer's metrics.
+fn record(
+    metrics: &WriterMetrics,
+    batches: &[&PunchBatch],
+    committed: &Result<(u64, bool), StoreError>,
+    started: Instant,
+) {
+    match committed {
+        Ok((inserted, _)) => metrics.committed(batches, *inserted, started.elapsed()),
+        Err(_) => {
+            metrics.failed_groups.inc();
+        }
     }
 }
 

@@ -309,7 +309,7 @@ pub enum CommandState {
     Cancelled,
 }
 
-/// The terminal actions [`action_commands`] knows.
+/// The terminal actions: each queues its commands for every terminal listed.
 #[derive(Debug, utoipa::ToSchema)]
 #[schema(rename_all = "snake_case")]
 #[allow(dead_code, reason = "documentation only")]

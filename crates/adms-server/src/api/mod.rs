@@ -11,6 +11,7 @@ mod biodatas;
 mod commands;
 mod native;
 pub mod openapi;
+pub mod openapi_polish;
 mod org_units;
 mod pagination;
 mod personnel;
@@ -220,14 +221,32 @@ fn store_detail(error: &StoreError, database: &'static str) -> String {
     }
 }
 
-/// ZKBio Time answers unknown paths with 200 and a small HTML page; clients probe routes that way.
-pub fn not_found_page() -> Response {
-    Html("<!DOCTYPE html><html><head><title>Page not found</title></head><body><h1>Page not found</h1></body></html>")
-        .into_response()
+/// Unknown paths. ZKBio Time answers them with 200 and a small HTML page, which made a write to a
+/// misspelt path look like success to an integration. Here: JSON 404 `{"detail": "Not found."}`
+/// (DRF's) for every method but GET/HEAD, for every path under an API prefix, and for clients
+/// that are not browsers; ZKBio Time's page (200, as it answers) only for a browser's GET
+/// (`Accept` names `text/html`) of any other path.
+pub async fn not_found(method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    const API_PREFIXES: [&str; 5] = ["/api/", "/api-", "/iclock/api/", "/personnel/api/", "/att/api/"];
+    let path = uri.path();
+    let under_api = API_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) || path == "/api";
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if (method == Method::GET || method == Method::HEAD) && !under_api && browser {
+        let page = "<!DOCTYPE html><html><head><title>Page not found</title></head><body><h1>Page not found</h1></body></html>";
+        return Html(page).into_response();
+    }
+    ApiError::NotFound.into_response()
 }
 
-/// 405 with DRF's body.
-pub async fn method_not_allowed(method: Method) -> Response {
+/// 405 with DRF's body; 404 for a method devices never use on a path only the device
+/// catch-all (`/iclock/{*rest}`) matched, which is no route of its own.
+pub async fn method_not_allowed(method: Method, matched: Option<axum::extract::MatchedPath>) -> Response {
+    if matched.is_some_and(|m| m.as_str() == "/iclock/{*rest}") {
+        return ApiError::NotFound.into_response();
+    }
     (StatusCode::METHOD_NOT_ALLOWED, axum::Json(json!({ "detail": format!("Method \"{method}\" not allowed.") })))
         .into_response()
 }

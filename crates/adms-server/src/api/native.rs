@@ -6,31 +6,72 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use adms_protocol::text::TextEncoding;
 use adms_store::Approval;
 
 use super::auth::Authenticated;
 use super::pagination::{Envelope, ListRequest};
+use super::request::rules::{self, string_or_null};
+use super::request::{Field, JsonObject};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 use crate::zones::parse_zone;
 
-/// `PATCH /api/v1/devices/{sn}` body; absent fields are left unchanged.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `PATCH /api/v1/devices/{sn}` body; absent (or `null`) fields are left unchanged, unknown
+/// ones refused. Every invalid field is reported at once.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema, garde::Validate)]
 pub struct DeviceUpdate {
     /// `approved` or `pending`; an approved terminal gets its area's roster.
     #[schema(value_type = Option<ApprovalState>)]
-    approval: Option<String>,
+    #[garde(custom(string_or_null), custom(approval_word))]
+    #[serde(default)]
+    approval: Field<String>,
     /// At most 100 printable characters.
-    #[schema(max_length = 100)]
-    alias: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 100)]
+    #[garde(custom(string_or_null), custom(alias_text))]
+    #[serde(default)]
+    alias: Field<String>,
     /// An IANA name or a fixed offset `±HH:MM`: the zone the device's wall-clock times are read in.
-    time_zone: Option<String>,
+    #[schema(value_type = Option<String>)]
+    #[garde(custom(string_or_null), custom(known_zone))]
+    #[serde(default)]
+    time_zone: Field<String>,
     /// An encoding label (`utf-8`, `gb18030`, `windows-1252`, ...) for the device's text.
-    text_encoding: Option<String>,
+    #[schema(value_type = Option<String>)]
+    #[garde(custom(string_or_null), custom(known_encoding))]
+    #[serde(default)]
+    text_encoding: Field<String>,
+}
+
+fn approval_word<C>(field: &Field<String>, _: &C) -> garde::Result {
+    match field.given().map(String::as_str) {
+        None | Some("approved" | "pending") => Ok(()),
+        Some(_) => rules::fail("Must be \"approved\" or \"pending\"."),
+    }
+}
+
+fn alias_text<C>(field: &Field<String>, _: &C) -> garde::Result {
+    match field.given() {
+        Some(alias) if alias.len() > 100 || alias.chars().any(char::is_control) => {
+            rules::fail("At most 100 printable characters.")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn known_zone<C>(field: &Field<String>, _: &C) -> garde::Result {
+    match field.given() {
+        Some(zone) if parse_zone(zone).is_none() => rules::fail("Unknown time zone (IANA name or ±HH:MM)."),
+        _ => Ok(()),
+    }
+}
+
+fn known_encoding<C>(field: &Field<String>, _: &C) -> garde::Result {
+    match field.given() {
+        Some(label) if TextEncoding::for_label(label).is_none() => rules::fail("Unknown encoding label."),
+        _ => Ok(()),
+    }
 }
 
 /// A device's approval.
@@ -63,7 +104,7 @@ pub struct DeviceSettings {
     request_body(content = Option<DeviceUpdate>, description = "An empty body changes nothing."),
     responses(
         (status = 200, description = "The device's settings.", body = DeviceSettings),
-        (status = 400, description = "An invalid value (named by field), or a body that is not a JSON object of these fields (`non_field_errors`; unknown fields are refused).", body = openapi::ValidationErrors),
+        (status = 400, description = "Every invalid field at once (`{\"<field>\": [\"<message>\"]}`; an unknown field: `Unknown field.`), a body that is not a JSON object (`non_field_errors`) or malformed JSON (`detail`).", body = openapi::ValidationErrors),
         (status = 404, description = "Unknown serial number.", body = openapi::Detail),
     )
 )]
@@ -75,39 +116,24 @@ pub async fn update_device(
 ) -> Result<Json<DeviceSettings>, ApiError> {
     // Read here rather than with axum's `Json`, whose refusals are plain text: the API answers
     // DRF's JSON bodies.
-    let update: DeviceUpdate = if body.trim_ascii().is_empty() {
-        DeviceUpdate::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(json!({ "non_field_errors": [format!("Invalid JSON: {e}")] })))?
-    };
-    let field_error = |field: &str, message: &str| ApiError::BadRequest(json!({ field: [message] }));
-    if let Some(tz) = &update.time_zone
-        && parse_zone(tz).is_none()
-    {
-        return Err(field_error("time_zone", "Unknown time zone (IANA name or ±HH:MM)."));
-    }
-    if let Some(enc) = &update.text_encoding
-        && TextEncoding::for_label(enc).is_none()
-    {
-        return Err(field_error("text_encoding", "Unknown encoding label."));
-    }
-    if let Some(alias) = &update.alias
-        && (alias.len() > 100 || alias.chars().any(char::is_control))
-    {
-        return Err(field_error("alias", "At most 100 printable characters."));
-    }
-    let approval = match update.approval.as_deref() {
-        None => None,
+    let request = JsonObject::<DeviceUpdate>::parse(&body)?;
+    request.errors().finish()?;
+    let update = request.body;
+    let approval = match update.approval.given().map(String::as_str) {
         Some("approved") => Some(Approval::Approved),
         Some("pending") => Some(Approval::Pending),
-        Some(_) => {
-            return Err(field_error("approval", "Must be \"approved\" or \"pending\"."));
-        }
+        _ => None,
     };
+    let (alias, time_zone, text_encoding) =
+        (update.alias.given(), update.time_zone.given(), update.text_encoding.given());
     let found = state
         .store
-        .configure_device(&sn, update.alias.as_deref(), update.time_zone.as_deref(), update.text_encoding.as_deref())
+        .configure_device(
+            &sn,
+            alias.map(String::as_str),
+            time_zone.map(String::as_str),
+            text_encoding.map(String::as_str),
+        )
         .await?;
     if !found {
         return Err(ApiError::NotFound);

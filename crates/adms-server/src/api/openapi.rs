@@ -15,7 +15,12 @@
 //! ZKBio Time paths get their trailing slash (the canonical form clients use; both forms are
 //! routed), operation ids are derived from method and path (handler names repeat across
 //! modules), unauthenticated operations get `security: []`, optional request bodies lose the
-//! `null` utoipa allows for them, and the shared 401 and 503 answers are added.
+//! `null` utoipa allows for them, the shared 401 and 503 answers are added, a request body
+//! offered in several encodings lists `application/json` alone (the others are named in its
+//! description: generators then make one body type, and one that works), and the `webhooks`
+//! section describes every webhook body ([`super::webhooks::payloads`]). [`Documents::new`]
+//! then has [`super::openapi_polish`] give every `oneOf`/`anyOf` alternative a `title`
+//! (generated types get names) and turn rustdoc links in descriptions into plain text.
 
 use std::sync::Arc;
 
@@ -105,8 +110,9 @@ the scope the answer is 403 `{\"detail\": \"You do not have permission to perfor
 that is not a GET is written to the audit log (`/api/v1/audit-log`).
 
 **Errors** are Django REST Framework's: 400 `{\"<field>\": [\"<message>\", ...]}`, 404 `{\"detail\": \"Not found.\"}`; \
-storage trouble answers 503 and the request can be retried. Unknown paths answer 200 with a small HTML \
-\"Page not found\" page, as ZKBio Time does.";
+storage trouble answers 503 and the request can be retried. Unknown paths answer 404 \
+`{\"detail\": \"Not found.\"}` (every write, everything under an API prefix, every client that is not a browser); \
+only a browser's GET of another path gets ZKBio Time's \"Page not found\" page.";
 
 /// Adds a `routes!` group that needs no credentials to a router (routes that need them go
 /// through [`super::access::ApiRoutes::scoped`]): see [`super::access::public`].
@@ -267,6 +273,9 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         let path = canonical_path(&router_path);
         for (method, operation) in operations_mut(&mut item) {
             operation.operation_id = Some(operation_id(method, &path));
+            if let Some(RefOr::T(body)) = &mut operation.request_body {
+                json_body_only(body);
+            }
             if let Some(RefOr::T(body)) = &mut operation.request_body
                 && body.required != Some(Required::True)
             {
@@ -298,7 +307,106 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         }
         doc.paths.paths.insert(path, item);
     }
+    add_webhooks(&mut doc);
     doc
+}
+
+/// The encodings a body may come in besides JSON.
+const OTHER_ENCODINGS: [&str; 2] = ["application/x-www-form-urlencoded", "multipart/form-data"];
+
+/// A body the handlers read as JSON, form or multipart alike (the same fields) is documented as
+/// `application/json` alone, the other encodings named in its description. (Listed as three
+/// content types of one schema, client generators make one body type that every encoding's
+/// branch matches, and send the last, a multipart body with a made-up boundary.)
+fn json_body_only(body: &mut utoipa::openapi::request_body::RequestBody) {
+    if !body.content.contains_key("application/json") {
+        return;
+    }
+    let others: Vec<String> = body.content.keys().filter(|k| OTHER_ENCODINGS.contains(&k.as_str())).cloned().collect();
+    if others.is_empty() {
+        return;
+    }
+    body.content.retain(|k, _| k == "application/json");
+    let also = others.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" or ");
+    let note = format!("Also accepted as {also}, with the same fields.");
+    body.description = Some(match body.description.take() {
+        Some(description) if !description.is_empty() => format!("{description} {note}"),
+        _ => note,
+    });
+}
+
+/// The `webhooks` section (OpenAPI 3.1): one entry per event type and one for batches, each a
+/// `POST` the bridge sends to an endpoint, with the body's schema and the Standard Webhooks
+/// headers; the schemas go into the components.
+fn add_webhooks(doc: &mut OpenApi) {
+    use super::webhooks::payloads;
+    use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    let header = |name: &str, description: &str, kind: Type| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::True)
+            .description(Some(description))
+            .schema(Some(utoipa::openapi::schema::Object::with_type(kind)))
+            .build()
+    };
+    let headers = [
+        header("webhook-id", "The event's `id` (a batch's `id`): the same on every attempt.", Type::String),
+        header("webhook-timestamp", "Unix seconds of this attempt.", Type::Integer),
+        header(
+            "webhook-signature",
+            "`v1,<base64 HMAC-SHA256 of \"{webhook-id}.{webhook-timestamp}.{body}\">`, keyed with the base64-decoded part \
+             of the endpoint's `whsec_` secret; during a secret rotation two signatures, space-separated (Standard Webhooks).",
+            Type::String,
+        ),
+    ];
+    let entry = |summary: &str, description: &str, schema: &str, id: &str| {
+        let body = RequestBodyBuilder::new()
+            .required(Some(Required::True))
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build())
+            .build();
+        let mut operation = OperationBuilder::new()
+            .summary(Some(summary))
+            .description(Some(description))
+            .operation_id(Some(id))
+            .tag(tag::WEBHOOKS)
+            .request_body(Some(body))
+            .response(
+                "200",
+                ResponseBuilder::new().description("Any 2xx answer acknowledges the body; anything else is retried."),
+            );
+        for parameter in headers.clone() {
+            operation = operation.parameter(parameter);
+        }
+        let mut operation = operation.build();
+        // Receivers check signatures; the API's credentials play no part.
+        operation.security = Some(Vec::new());
+        PathItem::new(utoipa::openapi::HttpMethod::Post, operation)
+    };
+    let mut webhooks = utoipa::openapi::path::Paths::new();
+    for (event_type, schema, summary) in payloads::EVENTS {
+        let description = format!(
+            "Sent to every endpoint whose `event_types` include `{event_type}` (or that has none), one event per \
+             request; an endpoint with `batch_max` > 1 receives it inside a `batch` instead."
+        );
+        let id = format!("webhook_{}", event_type.replace('.', "_"));
+        webhooks.paths.insert(event_type.to_owned(), entry(summary, &description, schema, &id));
+    }
+    webhooks.paths.insert(
+        "batch".to_owned(),
+        entry(
+            "Several events in one request",
+            "What an endpoint with `batch_max` > 1 receives, even for a single event: the events' own bodies in `data`.",
+            "WebhookBatch",
+            "webhook_batch",
+        ),
+    );
+    doc.webhooks = Some(webhooks);
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (name, schema) in payloads::schemas() {
+        components.schemas.insert(name, schema);
+    }
 }
 
 /// 429: too many failed logins from this client (or every password check busy).
@@ -321,7 +429,9 @@ pub struct Documents {
 impl Documents {
     pub fn new(doc: &OpenApi) -> Documents {
         // utoipa's own types always serialise (string keys, no non-finite numbers).
-        let json = doc.to_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        let json = doc
+            .to_json()
+            .map_or_else(|e| format!("{{\"error\": \"{e}\"}}"), |json| super::openapi_polish::polish(&json));
         Documents { openapi_json: json.into(), docs_page: docs_page(doc).into() }
     }
 }

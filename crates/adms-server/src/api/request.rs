@@ -422,6 +422,15 @@ pub mod rules {
         }
     }
 
+    /// A JSON string or `null` (which means something of its own to the route: clear, or
+    /// leave unchanged).
+    pub fn string_or_null<C>(field: &Field<String>, _: &C) -> garde::Result {
+        match field {
+            Field::Invalid(_) => fail("Not a valid string."),
+            _ => Ok(()),
+        }
+    }
+
     /// A JSON string of at most `max` characters (`null` is checked by [`string`]).
     pub fn max_chars<C>(max: usize) -> impl FnOnce(&Field<String>, &C) -> garde::Result {
         move |field, _| match field.given() {

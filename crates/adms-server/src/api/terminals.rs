@@ -275,7 +275,7 @@ pub struct TerminalWrite {
     terminal_tz: Option<i32>,
 }
 
-/// The 9.x write shape, as [`write_shape`] builds it.
+/// A terminal as ZKBio Time 9.x answers a write (create or update).
 // Keys in sorted order, as the `json!` it replaced wrote them: clients have seen these bytes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TerminalCreated {

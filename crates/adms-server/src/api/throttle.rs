@@ -30,10 +30,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Failures of a pair answered without a delay before the next attempt.
@@ -68,40 +68,17 @@ impl Refusal {
     }
 }
 
-/// Counters for `/metrics`.
+/// Counters for `/metrics` (registered by [`crate::telemetry::metrics`]).
 #[derive(Debug, Default)]
 pub struct LoginMetrics {
     /// Password checks run (argon2), the dummy checks for unknown users included.
-    pub password_checks: AtomicU64,
+    pub password_checks: Counter,
     /// Wrong credentials.
-    pub failures: AtomicU64,
+    pub failures: Counter,
     /// Attempts refused by the throttle (delay or lock-out), no check run.
-    pub throttled: AtomicU64,
+    pub throttled: Counter,
     /// Attempts refused because no check slot came free in time.
-    pub busy: AtomicU64,
-}
-
-impl LoginMetrics {
-    /// Prometheus text.
-    pub fn render(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        format!(
-            "# HELP adms_login_password_checks_total Password checks run (argon2), unknown users included.\n\
-             # TYPE adms_login_password_checks_total counter\n\
-             adms_login_password_checks_total {}\n\
-             # HELP adms_login_failures_total Logins refused for wrong credentials.\n\
-             # TYPE adms_login_failures_total counter\n\
-             adms_login_failures_total {}\n\
-             # HELP adms_login_refused_total Logins refused without a check (throttled: too many failures; busy: no check slot).\n\
-             # TYPE adms_login_refused_total counter\n\
-             adms_login_refused_total{{reason=\"throttled\"}} {}\n\
-             adms_login_refused_total{{reason=\"busy\"}} {}\n",
-            get(&self.password_checks),
-            get(&self.failures),
-            get(&self.throttled),
-            get(&self.busy),
-        )
-    }
+    pub busy: Counter,
 }
 
 /// Failures of one key in the current window.
@@ -238,7 +215,7 @@ impl LoginGuard {
         pair_entry.roll(now, window);
         address_entry.roll(now, window);
         let refusal = |until: Instant| {
-            self.metrics.throttled.fetch_add(1, Ordering::Relaxed);
+            self.metrics.throttled.inc();
             Refusal { retry_after: until.saturating_duration_since(now), reason: RefusalReason::Throttled }
         };
         if address_entry.failures + address_entry.in_flight >= self.limits.per_address {
@@ -264,7 +241,7 @@ impl LoginGuard {
             Ok(Ok(permit)) => Ok(permit),
             // Timed out (or the semaphore closed, which this code never does).
             _ => {
-                self.metrics.busy.fetch_add(1, Ordering::Relaxed);
+                self.metrics.busy.inc();
                 Err(Refusal { retry_after: Duration::from_secs(1), reason: RefusalReason::Busy })
             }
         }
@@ -287,7 +264,7 @@ impl LoginGuard {
         });
         self.pool.jobs.send(job).map_err(|_| HashPoolStopped)?;
         let matched = answered.await.map_err(|_| HashPoolStopped)?;
-        self.metrics.password_checks.fetch_add(1, Ordering::Relaxed);
+        self.metrics.password_checks.inc();
         Ok(matched)
     }
 
@@ -330,7 +307,7 @@ impl Attempt<'_> {
     /// address out.
     pub fn failed(mut self) -> bool {
         self.settled = true;
-        self.guard.metrics.failures.fetch_add(1, Ordering::Relaxed);
+        self.guard.metrics.failures.inc();
         self.guard.settle(&self, true, Instant::now())
     }
 }
@@ -510,6 +487,6 @@ mod tests {
         // The permit is held by the check and returned when it is done.
         assert!(g.run_check(third, || true).await.unwrap());
         assert!(!g.run_check(g.hash_permit().await.unwrap(), || false).await.unwrap());
-        assert_eq!(g.metrics.password_checks.load(Ordering::Relaxed), 2);
+        assert_eq!(g.metrics.password_checks.get(), 2);
     }
 }

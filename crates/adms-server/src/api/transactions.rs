@@ -241,13 +241,17 @@ pub async fn detail(
 /// The filtered, ordered (and, with `page` / `page_size`, paged; otherwise every match)
 /// transactions as a file whose header row is the record's field names (without the GPS
 /// coordinates). `txt` is tab-separated; `xls` (ZKBio Time's name) and `xlsx` give an Office
-/// Open XML workbook of at most 1,048,575 rows.
+/// Open XML workbook of at most 1,048,575 rows: `punch_time` and `upload_time` as date-time
+/// cells (`yyyy-mm-dd hh:mm:ss`), ids and numbers as numbers, PINs and other codes as text
+/// (leading zeros kept), columns sized to their content. With `bom=1`, a `csv` or `txt` file
+/// starts with a UTF-8 byte order mark (for Excel).
 #[utoipa::path(
     get,
     path = "/iclock/api/transactions/export",
     tag = openapi::tag::TRANSACTIONS,
     params(
         ("export_type" = inline(ExportType), Query, description = "The file format."),
+        ("bom" = Option<bool>, Query, description = "`1` (or `true`): a `csv` or `txt` file starts with a UTF-8 byte order mark, so that Excel reads it as UTF-8 (accented names) rather than in the local code page. Ignored for the workbook."),
         TransactionQuery,
         openapi::PageParams,
     ),
@@ -281,6 +285,11 @@ pub async fn export(
         }
         None => return Err(ApiError::BadRequest(json!({ "export_type": ["This field is required."] }))),
     };
+    let bom = match params.get("bom") {
+        None | Some("" | "0" | "false" | "False" | "no" | "off") => false,
+        Some("1" | "true" | "True" | "yes" | "on") => true,
+        Some(_) => return Err(ApiError::BadRequest(json!({ "bom": ["Must be a valid boolean."] }))),
+    };
     let filter = filter_from_params(&params, &state)?;
     let page = if params.get("page").is_some() || params.get("page_size").is_some() || params.get("limit").is_some() {
         PageRequest::from_params(&params)?.store_page()
@@ -296,7 +305,7 @@ pub async fn export(
     let records: Vec<[String; 20]> =
         rows.into_iter().map(|row| export_record(Transaction::from_row(row, &state))).collect();
     // Encoding a large export is CPU work of seconds: off the async workers.
-    let bytes = tokio::task::spawn_blocking(move || format.encode(&records))
+    let bytes = tokio::task::spawn_blocking(move || format.encode(&records, bom))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     let disposition = format!("attachment; filename=\"transactions.{}\"", format.extension());
@@ -339,11 +348,13 @@ impl ExportFormat {
         }
     }
 
-    fn encode(self, records: &[[String; 20]]) -> Result<Vec<u8>, ApiError> {
+    /// The file; `bom`: a delimited file starts with the UTF-8 byte order mark.
+    fn encode(self, records: &[[String; 20]], bom: bool) -> Result<Vec<u8>, ApiError> {
         match self {
             ExportFormat::Delimited(delimiter) => {
                 let write_error = |e: csv::Error| ApiError::Internal(e.to_string());
-                let mut writer = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
+                let start = if bom { UTF8_BOM.to_vec() } else { Vec::new() };
+                let mut writer = csv::WriterBuilder::new().delimiter(delimiter).from_writer(start);
                 writer.write_record(EXPORT_COLUMNS).map_err(write_error)?;
                 for record in records {
                     writer.write_record(record.iter().map(|cell| inert_cell(cell))).map_err(write_error)?;
@@ -354,6 +365,10 @@ impl ExportFormat {
         }
     }
 }
+
+/// What `bom=1` puts before a delimited file: Excel reads a CSV file without it in the local
+/// code page (`JosÃ©` for `José`).
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The first characters that make a spreadsheet read a CSV/TXT cell as a formula (or, TAB and CR,
 /// that some programs strip before doing so).
@@ -370,28 +385,80 @@ fn inert_cell(cell: &str) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// Columns written as numbers in the spreadsheet (ids, codes, temperature), so formulas and
-/// filters work on them; PINs stay text (leading zeros are significant).
+/// filters work on them.
 const NUMERIC_COLUMNS: [&str; 4] = ["id", "emp", "verify_type", "temperature"];
 
+/// Columns written as date-time cells: device-local and display-zone `YYYY-MM-DD HH:MM:SS`.
+const DATETIME_COLUMNS: [&str; 2] = ["punch_time", "upload_time"];
+
+/// Codes whose every character counts (`016` is not `16`): text cells in a column formatted as
+/// text (`@`), so a value typed into the column later stays text too.
+const TEXT_COLUMNS: [&str; 4] = ["emp_code", "punch_state", "work_code", "terminal_sn"];
+
+/// The number format of the date-time cells.
+const DATETIME_FORMAT: &str = "yyyy-mm-dd hh:mm:ss";
+
+/// Column widths (in characters) stay within these bounds: a column never hides its header, and
+/// one long name does not make a column wider than a screen.
+const MIN_WIDTH: usize = 6;
+const MAX_WIDTH: usize = 50;
+
+/// A `YYYY-MM-DD HH:MM:SS` value (fractions of a second ignored) as a spreadsheet date-time.
+fn excel_datetime(value: &str) -> Option<rust_xlsxwriter::ExcelDateTime> {
+    let local = LocalDateTime::parse(value.get(..19)?.as_bytes())?;
+    rust_xlsxwriter::ExcelDateTime::from_ymd(local.year, local.month, local.day)
+        .and_then(|date| date.and_hms(u16::from(local.hour), local.minute, local.second))
+        .ok()
+}
+
 fn encode_xlsx(records: &[[String; 20]]) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    use rust_xlsxwriter::Format;
     let mut workbook = rust_xlsxwriter::Workbook::new();
     let sheet = workbook.add_worksheet();
     sheet.set_name("transactions")?;
-    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let bold = Format::new().set_bold();
+    let datetime = Format::new().set_num_format(DATETIME_FORMAT);
+    let text = Format::new().set_num_format("@");
+    // Widths in characters: the header's, then the longest value's (date-times: their format's).
+    let mut widths: [usize; 20] = EXPORT_COLUMNS.map(str::len);
     for (col, name) in (0u16..).zip(EXPORT_COLUMNS) {
         sheet.write_string_with_format(0, col, name, &bold)?;
+        if TEXT_COLUMNS.contains(&name) {
+            sheet.set_column_format(col, &text)?;
+        }
     }
-    // Cells go in as strings or numbers, never as formulas (`write_string` stores `=1+2` as the
-    // text it is), so the workbook needs no quoting.
+    // Cells go in as strings, numbers or date-times, never as formulas (`write_string` stores
+    // `=1+2` as the text it is), so the workbook needs no quoting.
     for (row, record) in (1u32..).zip(records) {
         for ((col, name), value) in (0u16..).zip(EXPORT_COLUMNS).zip(record) {
-            let number = NUMERIC_COLUMNS.contains(&name).then(|| value.parse::<f64>().ok()).flatten();
-            match number {
-                Some(n) => sheet.write_number(row, col, n)?,
-                None if value.is_empty() => sheet,
-                None => sheet.write_string(row, col, value)?,
-            };
+            let index = usize::from(col);
+            if value.is_empty() {
+                continue;
+            }
+            if NUMERIC_COLUMNS.contains(&name)
+                && let Ok(number) = value.parse::<f64>()
+            {
+                sheet.write_number(row, col, number)?;
+                widths[index] = widths[index].max(value.len());
+            } else if DATETIME_COLUMNS.contains(&name)
+                && let Some(instant) = excel_datetime(value)
+            {
+                sheet.write_datetime_with_format(row, col, instant, &datetime)?;
+                widths[index] = widths[index].max(DATETIME_FORMAT.len());
+            } else {
+                if TEXT_COLUMNS.contains(&name) {
+                    sheet.write_string_with_format(row, col, value, &text)?;
+                } else {
+                    sheet.write_string(row, col, value)?;
+                }
+                widths[index] = widths[index].max(value.chars().count());
+            }
         }
+    }
+    for (col, width) in (0u16..).zip(widths) {
+        // One character of margin, for the header's bold face and the filter button.
+        let width = (width + 1).clamp(MIN_WIDTH, MAX_WIDTH);
+        sheet.set_column_width(col, u32::try_from(width).unwrap_or(50))?;
     }
     sheet.set_freeze_panes(1, 0)?;
     workbook.save_to_buffer()

@@ -5,6 +5,8 @@
 //! `run_until_stopped` serves until the shutdown future resolves, then drains in-flight requests
 //! and background work, and flushes device activity.
 
+mod health;
+mod metrics;
 mod router;
 mod secrets;
 mod serve;

@@ -1,5 +1,5 @@
-//! The router: every route with its OpenAPI document, the middleware around it, `/metrics`, the
-//! test clock, and the path normalisation in front of routing.
+//! The router: every route with its OpenAPI document, the middleware around it, the test
+//! clock, and the path normalisation in front of routing.
 
 use std::time::Duration;
 
@@ -14,8 +14,6 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use adms_webhooks::EndpointGauge;
-
 use crate::api::access::ApiRoutes;
 use crate::state::SharedState;
 
@@ -27,7 +25,10 @@ fn documented_routes(state: &SharedState) -> (Router<SharedState>, utoipa::opena
         .merge(crate::device::routes())
         .merge(crate::api::routes(state));
     // Prometheus scrapes with a `read` key.
-    let mut routes = ApiRoutes::new(base, state).scoped(Scope::Read, routes!(metrics));
+    let mut routes = ApiRoutes::new(base, state)
+        .scoped(Scope::Read, routes!(super::metrics::metrics))
+        .public(routes!(super::health::healthz))
+        .public(routes!(super::health::readyz));
     if state.config.test_clock {
         routes = routes.scoped(Scope::Admin, routes!(advance_test_clock));
     }
@@ -43,13 +44,14 @@ pub fn router(state: SharedState) -> Router {
     let _ = state.documents.set(crate::api::openapi::Documents::new(&doc));
     let max_body_bytes = state.config.http.max_body_bytes;
     let routes = routes
-        .fallback(|| async { crate::api::not_found_page() })
+        .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
-        .with_state(state);
+        .with_state(state.clone());
     // The middleware wraps the router once, outermost first. (`Router::layer` would wrap every
     // route on its own, each layer in a boxed service of its own that is cloned and whose
     // future is boxed on every request.)
     let middleware = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), super::metrics::record_http))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             (StatusCode::INTERNAL_SERVER_ERROR, "ERROR: internal error").into_response()
@@ -61,46 +63,6 @@ pub fn router(state: SharedState) -> Router {
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(max_body_bytes, crate::limits::explain_body_limit));
     Router::new().fallback_service(middleware.service(routes))
-}
-
-/// Prometheus metrics.
-///
-/// Text exposition format, authenticated like every API route (Prometheus sends
-/// `Authorization: Bearer <integration key>`): webhook delivery counters of this process, the
-/// backlog of each endpoint, and this process's login counters (password checks, failures,
-/// refusals).
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = crate::api::openapi::tag::METRICS,
-    responses((status = 200, description = "The metrics.", body = String, content_type = "text/plain; version=0.0.4"))
-)]
-async fn metrics(
-    axum::extract::State(state): axum::extract::State<SharedState>,
-    _who: crate::api::auth::Authenticated,
-) -> Result<axum::response::Response, crate::api::ApiError> {
-    let now = state.webhooks.clock.now_micros();
-    let backlog = state.store.delivery_backlog(now).await?;
-    let endpoints = state.store.list_endpoints().await?;
-    let gauges: Vec<EndpointGauge> = backlog
-        .into_iter()
-        .map(|b| EndpointGauge {
-            endpoint: b.endpoint_uid,
-            due: b.due,
-            waiting: b.waiting,
-            in_flight: b.in_flight,
-            exhausted: b.exhausted,
-            oldest_due_age_secs: b.oldest_due_at.map_or(0.0, |at| (now - at).max(0) as f64 / 1e6),
-            oldest_pending_age_secs: b.oldest_pending_since.map_or(0.0, |at| (now - at).max(0) as f64 / 1e6),
-            consecutive_failures: b.consecutive_failures,
-            last_success_secs: b.last_success_at.map_or(0.0, |at| at as f64 / 1e6),
-        })
-        .collect();
-    let mut text =
-        state.webhooks.metrics.render(&gauges, |id| endpoints.iter().find(|e| e.id == id).map(|e| e.uid.clone()));
-    text.push_str(&state.auth.guard.metrics.render());
-    text.push_str(&state.quotas.render());
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]

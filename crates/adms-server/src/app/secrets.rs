@@ -7,14 +7,17 @@ use adms_webhooks::{SecretKey, WebhookSecret, sealing};
 
 use super::StartupError;
 
-/// Creates or updates the endpoint `ADMS_WEBHOOK_URL` manages. A generated secret is printed
-/// once, on stderr (stdout carries only the `listening on` line).
+/// Creates or updates the endpoint `ADMS_WEBHOOK_URL` manages. A generated secret is shown
+/// once, never in the log: on stderr when it is a terminal (stdout carries only the `listening
+/// on` line); otherwise, where stderr is a journal or a file, written to `secret_file` (beside
+/// the database, mode 0600), and the log says where.
 pub(super) async fn ensure_env_endpoint(
     store: &Store,
     key: Option<&SecretKey>,
     url: &str,
     secret: Option<&str>,
     timeout_secs: u64,
+    secret_file: Option<&std::path::Path>,
 ) -> Result<(), StartupError> {
     let settings = EndpointSettings {
         url,
@@ -30,10 +33,10 @@ pub(super) async fn ensure_env_endpoint(
             let secret_text = secret.unwrap_or(&generated);
             let uid = format!("ep_env_{}", hex::encode(rand::random::<[u8; 8]>()));
             store.create_endpoint(&uid, &settings, "env", &sealing::conceal(key, &uid, secret_text)).await?;
-            if secret.is_none() {
-                eprintln!("webhook endpoint {url} created; its signing secret (shown once): {generated}");
-            }
             tracing::info!(endpoint = %uid, "webhook endpoint from ADMS_WEBHOOK_URL created");
+            if secret.is_none() {
+                show_generated_secret(&uid, url, &generated, secret_file)?;
+            }
         }
         Some(endpoint) => {
             if endpoint.url != url || endpoint.timeout_ms != settings.timeout_ms {
@@ -121,4 +124,50 @@ pub async fn rekey_stored_secrets(
         done.resealed += 1;
     }
     Ok(done)
+}
+
+/// Shows a generated signing secret once without writing it to the log (see
+/// [`ensure_env_endpoint`]).
+fn show_generated_secret(
+    uid: &str,
+    url: &str,
+    secret: &str,
+    file: Option<&std::path::Path>,
+) -> Result<(), StartupError> {
+    use std::io::IsTerminal as _;
+    if std::io::stderr().is_terminal() {
+        eprintln!("webhook endpoint {url} created; its signing secret (shown once): {secret}");
+        return Ok(());
+    }
+    match file {
+        Some(path) => {
+            write_private_file(path, &format!("{secret}\n"))
+                .map_err(|e| StartupError::Other(format!("writing the signing secret to {}: {e}", path.display())))?;
+            tracing::warn!(
+                endpoint = %uid,
+                path = %path.display(),
+                "the generated signing secret of the ADMS_WEBHOOK_URL endpoint is in this file (mode 0600): give it to the receiver, then delete the file"
+            );
+        }
+        None => tracing::warn!(
+            endpoint = %uid,
+            "a signing secret was generated for the ADMS_WEBHOOK_URL endpoint and not shown (no terminal, no database folder): set ADMS_WEBHOOK_SECRET, or rotate it through POST /api/v1/webhooks/endpoints/{uid}/rotate-secret"
+        ),
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` with mode 0600, replacing what was there (through a draft renamed
+/// over it, so the file never exists with other permissions or half written).
+fn write_private_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut draft = path.as_os_str().to_owned();
+    draft.push(format!(".{}.draft", std::process::id()));
+    let draft = std::path::PathBuf::from(draft);
+    let _ = std::fs::remove_file(&draft);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&draft)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&draft, path)
 }

@@ -103,6 +103,7 @@ impl Application {
                 url,
                 config.webhooks.secret.as_ref().map(ExposeSecret::expose_secret),
                 config.webhooks.timeout_secs,
+                secret_file(&config).as_deref(),
             )
             .await?;
         }
@@ -124,12 +125,25 @@ impl Application {
         let punch_window_start =
             config.punch_window_start().ok_or_else(|| StartupError::Other("bad punch_time_min".into()))?;
         trust.log_policy();
+        let quotas = crate::limits::QuotaGuard::default();
+        let telemetry = crate::telemetry::Telemetry::new(&crate::telemetry::metrics::Sources {
+            database: store.engine().as_str(),
+            writer: store.punch_writer().metrics(),
+            deliveries: &webhooks.metrics,
+            login_checks: &auth.guard.metrics.password_checks,
+            login_failures: &auth.guard.metrics.failures,
+            login_throttled: &auth.guard.metrics.throttled,
+            login_busy: &auth.guard.metrics.busy,
+            quota_raw: &quotas.raw_refusals,
+            quota_photo: &quotas.photo_refusals,
+        });
         let state = Arc::new(AppState {
             commands,
             trust,
             punch_window_start,
             documents: std::sync::OnceLock::new(),
-            quotas: crate::limits::QuotaGuard::default(),
+            quotas,
+            telemetry,
             store,
             devices: DeviceRegistry::default(),
             display_zone: zone.clone(),
@@ -140,4 +154,14 @@ impl Application {
         });
         Ok(Application { listener, state })
     }
+}
+
+/// Where a generated signing secret is written when it cannot be shown on a terminal: beside
+/// the SQLite database (`None` for PostgreSQL and in-memory databases).
+fn secret_file(config: &Config) -> Option<std::path::PathBuf> {
+    adms_store::sqlite_file(&config.database_url).map(|db| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(".webhook-secret");
+        std::path::PathBuf::from(name)
+    })
 }

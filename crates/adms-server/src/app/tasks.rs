@@ -36,6 +36,7 @@ impl Background {
         tasks.spawn(crate::services::roster::run_reconcile(state.clone(), stop.clone()));
         tasks.spawn(crate::device::commands::run_cross_replica_wake(state.clone(), stop.clone()));
         tasks.spawn(dispatcher.run(stop.clone()));
+        tasks.spawn(super::metrics::log_summaries(state.clone(), stop.clone()));
         tasks.close();
         Ok(Background { stop, tasks })
     }

@@ -195,6 +195,11 @@ impl DeviceRegistry {
         }
     }
 
+    /// How many cached devices made a request at or after `since` (µs).
+    pub fn seen_since(&self, since: i64) -> usize {
+        self.by_sn.read().unwrap_or_else(|p| p.into_inner()).values().filter(|e| e.last_seen() >= since).count()
+    }
+
     /// Drops a cached device so the next request reloads it (after an operator change).
     pub fn invalidate(&self, sn: &str) {
         self.by_sn.write().unwrap_or_else(|p| p.into_inner()).remove(sn);

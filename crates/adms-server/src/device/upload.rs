@@ -127,26 +127,43 @@ pub async fn cdata_post(State(state): State<SharedState>, ctx: DeviceCtx, body: 
     let stamp = clean_stamp(q.stamp.as_deref().or(q.op_stamp.as_deref())).map(str::to_owned);
     let table_name = q.table_name.as_deref().map(str::to_owned);
     drop(q);
+    let stored = store_table(&state, &ctx, table, body, stamp, table_name).await;
+    if stored.is_ok() {
+        state.telemetry.upload_stored(table.as_str());
+        tracing::debug!(table = table.as_str(), "upload stored");
+    }
+    stored
+}
+
+/// Stores one upload of `table`; answered once it is committed.
+async fn store_table(
+    state: &SharedState,
+    ctx: &DeviceCtx,
+    table: UploadTable,
+    body: Body,
+    stamp: Option<String>,
+    table_name: Option<String>,
+) -> Result<Response, DeviceError> {
     if table == UploadTable::AttLog {
-        return attlog(&state, &ctx, body, stamp).await;
+        return attlog(state, ctx, body, stamp).await;
     }
     let body = read_body(body, state.config.http.max_body_bytes).await?;
     match table {
         UploadTable::AttLog => unreachable!("streamed above"),
         UploadTable::OperLog | UploadTable::BioData | UploadTable::ErrorLog | UploadTable::IdCard => {
-            operlog(&state, &ctx, table, body, stamp).await
+            operlog(state, ctx, table, body, stamp).await
         }
-        UploadTable::AttPhoto => att_photo(&state, &ctx, &body).await,
-        UploadTable::Options => options(&state, &ctx, &body).await,
-        UploadTable::RtLog => rtlog(&state, &ctx, &body).await,
+        UploadTable::AttPhoto => att_photo(state, ctx, &body).await,
+        UploadTable::Options => options(state, ctx, &body).await,
+        UploadTable::RtLog => rtlog(state, ctx, &body).await,
         UploadTable::TableData => {
-            store_raw(&state, &ctx, "cdata", table.as_str(), &body).await?;
+            store_raw(state, ctx, "cdata", table.as_str(), &body).await?;
             let lines = adms_protocol::lines(&body).count();
             Ok(ok(format!("{}={lines}", sanitize_table_name(table_name.as_deref()))))
         }
         UploadTable::RtState | UploadTable::Other => {
             let name = ctx.query().table.as_deref().map_or_else(|| table.as_str().to_owned(), str::to_owned);
-            store_raw(&state, &ctx, "cdata", &name, &body).await?;
+            store_raw(state, ctx, "cdata", &name, &body).await?;
             if table == UploadTable::Other {
                 tracing::info!(table = %name, bytes = body.len(), "unknown table stored raw");
             }
@@ -344,7 +361,10 @@ async fn attlog_chunk(
             "ATTLOG lines rejected and kept raw"
         );
     }
+    // For the counter, once the lines are committed (empty, and allocation-free, as a rule).
+    let rejected_reasons: Vec<_> = batch.rejected.iter().map(|r| (r.table, r.reason)).collect();
     let stored = state.store.punch_writer().write(batch).await?;
+    state.telemetry.lines_rejected(&rejected_reasons);
     if stored.made_events {
         // New punches may have new deliveries waiting.
         state.webhooks.wake.notify_one();
@@ -482,6 +502,7 @@ async fn operlog(
         );
     }
     let limited = state.store.store_operlog(&batch).await.map_err(|e| quota_checked(state, ctx, e))?;
+    state.telemetry.lines_rejected(&batch.rejected.iter().map(|r| (r.table, r.reason)).collect::<Vec<_>>());
     if let Some(kind) = limited {
         // Users, templates and operation logs were stored; the charged records were dropped.
         if let Some(q) = quota(state, kind) {
@@ -597,6 +618,7 @@ async fn rtlog(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Resp
         }
     }
     state.store.store_access_events(ctx.entry.id(), &events, &rejected, now_micros()).await?;
+    state.telemetry.lines_rejected(&rejected.iter().map(|r| (r.table, r.reason)).collect::<Vec<_>>());
     Ok(ok("OK"))
 }
 
@@ -658,7 +680,7 @@ async fn other(
 ) -> Response {
     let path = uri.path().to_owned();
     if path.starts_with("/iclock/api/") || path == "/iclock/api" {
-        return crate::api::not_found_page();
+        return axum::response::IntoResponse::into_response(crate::api::ApiError::NotFound);
     }
     match ctx {
         Ok(ctx) => {
@@ -699,7 +721,10 @@ pub async fn edata_post(state: State<SharedState>, ctx: DeviceCtx, body: Body) -
     security(()),
     params(("SN" = Option<String>, Query)),
     request_body(content = Option<String>, content_type = "text/plain", description = "Anything; stored raw."),
-    responses((status = 200, description = "`OK` (the \"Page not found\" page under `/iclock/api/`).", body = String, content_type = "text/plain"))
+    responses(
+        (status = 200, description = "`OK`.", body = String, content_type = "text/plain"),
+        (status = 404, description = "An unknown path under `/iclock/api/`.", body = crate::api::openapi::Detail),
+    )
 )]
 pub async fn exchange(
     state: State<SharedState>,
@@ -713,7 +738,7 @@ pub async fn exchange(
 /// Any other device path: stored raw when it names a device (`SN`), answered `OK`.
 ///
 /// Firmware variants call paths of their own; keeping the request lets us support them later.
-/// Paths under `/iclock/api/` are the ERP side's: unknown ones answer the "Page not found" page.
+/// Paths under `/iclock/api/` are the ERP side's: unknown ones answer 404 `{"detail": "Not found."}`.
 #[utoipa::path(
     method(get, post),
     path = "/iclock/{*rest}",
@@ -721,7 +746,10 @@ pub async fn exchange(
     security(()),
     params(("rest" = String, Path, description = "The rest of the path (may contain `/`)."), ("SN" = Option<String>, Query)),
     request_body(content = Option<String>, content_type = "text/plain", description = "Anything; stored raw."),
-    responses((status = 200, description = "`OK` (the \"Page not found\" page under `/iclock/api/`).", body = String, content_type = "text/plain"))
+    responses(
+        (status = 200, description = "`OK`.", body = String, content_type = "text/plain"),
+        (status = 404, description = "An unknown path under `/iclock/api/`.", body = crate::api::openapi::Detail),
+    )
 )]
 pub async fn unrecognised(
     state: State<SharedState>,

@@ -214,12 +214,15 @@ async fn zkbio_compatible_surface_paging_filters_and_unknown_paths() {
     assert_eq!(status_and_json(r).await, (404, json!({"detail": "Not found."})));
     let r = client.post(server.url("/iclock/api/transactions/")).header("Authorization", &auth).send().await.unwrap();
     assert_eq!(status_and_json(r).await, (405, json!({"detail": "Method \"POST\" not allowed."})));
-    // Unknown paths: 200 and a small HTML page, as ZKBio Time.
-    for path in ["/personnel/api/nothing/", "/iclock/api/unknown/", "/"] {
-        let r = client.get(server.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    // Unknown paths under the API: DRF's 404, never a page that looks like success.
+    for path in ["/personnel/api/nothing/", "/iclock/api/unknown/"] {
+        let r = client.get(server.url(path)).header("Accept", "text/html").send().await.unwrap();
+        assert_eq!(status_and_json(r).await, (404, json!({"detail": "Not found."})), "{path}");
     }
+    // A browser's GET elsewhere: ZKBio Time's page, as it answers.
+    let r = client.get(server.url("/")).header("Accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let docs = client.get(server.url("/api/docs/")).send().await.unwrap().text().await.unwrap();
     assert!(docs.contains("<title>BioTime 9.5 API DOCS</title>"));
     // Rejected-line report on the native API.

@@ -180,10 +180,15 @@ async fn pending_devices_are_stored_but_held_until_approved() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["terminal_alias"], "Front door");
 
-    // A body that is not JSON, or names an unknown field, is a DRF 400 in JSON like the rest
-    // of the API (axum's `Json` extractor answered it in plain text).
-    // An empty body changes nothing.
-    for body in ["\u{0}", "[]", "{\"approval\": \"approved\", \"colour\": \"red\"}"] {
+    // A body that is not JSON, not an object, or names an unknown field, is a DRF 400 in JSON
+    // like the rest of the API (axum's `Json` extractor answered it in plain text), every
+    // invalid field named at once. An empty body changes nothing.
+    let cases = [
+        ("\u{0}", "detail", None),
+        ("[]", "non_field_errors", Some("Invalid data. Expected a dictionary.")),
+        ("{\"approval\": \"approved\", \"colour\": \"red\"}", "colour", Some("Unknown field.")),
+    ];
+    for (body, field, message) in cases {
         let response = api
             .client
             .patch(server.url("/api/v1/devices/NEW-1"))
@@ -196,8 +201,25 @@ async fn pending_devices_are_stored_but_held_until_approved() {
         assert_eq!(response.status(), 400, "{body:?}");
         assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
         let answer: serde_json::Value = response.json().await.unwrap();
-        assert!(answer["non_field_errors"][0].as_str().unwrap().starts_with("Invalid JSON"), "{answer}");
+        let said = answer[field].as_str().or_else(|| answer[field][0].as_str()).unwrap_or_else(|| panic!("{answer}"));
+        if let Some(message) = message {
+            assert_eq!(said, message, "{body:?}");
+        }
     }
+    let every_field = serde_json::json!({
+        "approval": "yes", "alias": "a\u{7}b", "time_zone": "Mars/Olympus", "text_encoding": "klingon"
+    });
+    let (status, answer) = api.patch_json("/api/v1/devices/NEW-1", &every_field).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer,
+        serde_json::json!({
+            "approval": ["Must be \"approved\" or \"pending\"."],
+            "alias": ["At most 100 printable characters."],
+            "time_zone": ["Unknown time zone (IANA name or ±HH:MM)."],
+            "text_encoding": ["Unknown encoding label."],
+        })
+    );
     let (status, answer) = api.send(reqwest::Method::PATCH, "/api/v1/devices/NEW-1", None).await;
     assert_eq!(
         (status, &answer["alias"], &answer["approval"]),

@@ -12,9 +12,6 @@ use serde_json::{Value, json};
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
-/// The "Page not found" page the router's fallback answers (see `api::not_found_page`).
-const FALLBACK_MARKER: &str = "<title>Page not found</title>";
-
 /// One documented (method, path) and its operation object.
 struct Operation {
     method: &'static str,
@@ -239,7 +236,13 @@ async fn every_documented_operation_is_routed_and_answers_a_documented_status() 
         let (status, body) = call(&server, &operation, &target, Some(&token)).await;
         let label = format!("{} ({target})", operation.label());
         assert_ne!(status, 405, "{label}: method not routed: {body}");
-        assert!(!body.contains(FALLBACK_MARKER), "{label}: reached the fallback page");
+        // A routed path answers a method it does not have with 405; one that reached the
+        // router's fallback (unrouted) answers 404 to anything.
+        // (The device catch-all matches every path under `/iclock/`: nothing to check.)
+        if operation.path != "/iclock/{rest}" {
+            let trace = reqwest::Client::new().request(Method::TRACE, server.url(&target)).send().await.unwrap();
+            assert_ne!(trace.status().as_u16(), 404, "{label}: the path is not routed");
+        }
         if !operation.statuses().contains(&status.to_string()) {
             undocumented.push(format!("{label}: {status} {body}"));
         }
@@ -278,8 +281,9 @@ async fn documented_security_is_what_the_server_enforces() {
             assert_ne!(status, 401, "{label}: documented as public but refused: {body}");
             assert!(
                 operation.path.starts_with("/iclock/") && !operation.path.starts_with("/iclock/api/")
-                    || ["/api-token-auth/", "/jwt-api-token-auth/", "/api/docs/"].contains(&operation.path.as_str()),
-                "{label}: public outside the device protocol, the logins and the docs page"
+                    || ["/api-token-auth/", "/jwt-api-token-auth/", "/api/docs/", "/healthz", "/readyz"]
+                        .contains(&operation.path.as_str()),
+                "{label}: public outside the device protocol, the logins, the docs page and the probes"
             );
         }
     }
@@ -417,7 +421,7 @@ async fn document_needs_the_api_credentials() {
 fn is_exempt_from_scopes(operation: &Operation) -> bool {
     let path = operation.path.as_str();
     (path.starts_with("/iclock/") && !path.starts_with("/iclock/api/"))
-        || ["/api-token-auth/", "/jwt-api-token-auth/", "/api/docs/"].contains(&path)
+        || ["/api-token-auth/", "/jwt-api-token-auth/", "/api/docs/", "/healthz", "/readyz"].contains(&path)
 }
 
 /// Every operation declares `x-required-scope`, and the server enforces it: a key with every
@@ -460,4 +464,295 @@ async fn every_operation_requires_its_declared_scope() {
         checked += 1;
     }
     assert!(checked > 60, "{checked} operations checked");
+}
+
+/// Every string of `value` with where it is (a JSON path).
+fn strings<'a>(value: &'a Value, path: String, found: &mut Vec<(String, &'a str)>) {
+    match value {
+        Value::String(text) => found.push((path, text)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| strings(v, format!("{path}/{k}"), found)),
+        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| strings(v, format!("{path}/{i}"), found)),
+        _ => {}
+    }
+}
+
+/// Rustdoc link syntax in a text: `` [`item`] ``, `[text](path::item)` (a link whose target is
+/// not a web address or an anchor), `[Type::item]`, and Rust paths (`crate::`, `super::`).
+fn rustdoc_links(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for path in ["crate::", "super::", "self::", "Self::"] {
+        if text.contains(path) {
+            found.push(path.to_owned());
+        }
+    }
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else { break };
+        let label = &after[..close];
+        match after[close + 1..].strip_prefix('(') {
+            Some(target) => {
+                let target = target.split(')').next().unwrap_or_default();
+                if !(target.starts_with("http://") || target.starts_with("https://") || target.starts_with('#')) {
+                    found.push(format!("[{label}]({target})"));
+                }
+            }
+            None if label.starts_with('`') && label.ends_with('`') || label.contains("::") => {
+                found.push(format!("[{label}]"));
+            }
+            None => {}
+        }
+        rest = after;
+    }
+    found
+}
+
+#[test]
+fn the_rustdoc_link_check_finds_links_and_spares_json() {
+    assert_eq!(rustdoc_links("see [`Foo`] and [`bar`](crate::bar)"), ["crate::", "[`Foo`]", "[`bar`](crate::bar)"]);
+    assert_eq!(rustdoc_links("[Store::open] or [text](super::x)"), ["super::", "[Store::open]", "[text](super::x)"]);
+    assert!(rustdoc_links("`{\"terminals\": [ids]}`, [\"a\"], [spec](https://example.com), [up](#top)").is_empty());
+}
+
+/// What client generators need: one body type per operation (JSON for the API), a title on
+/// every `oneOf`/`anyOf` alternative (the names of the generated types), and descriptions
+/// without rustdoc links, anywhere in the document.
+#[tokio::test]
+async fn document_suits_client_generators() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let api = Api::login(&server).await;
+    let doc = document(&server, &api).await;
+    let mut bodies = 0;
+    for operation in operations(&doc) {
+        let label = operation.label();
+        let Some(content) = operation.spec["requestBody"]["content"].as_object() else { continue };
+        bodies += 1;
+        let types: Vec<&String> = content.keys().collect();
+        assert_eq!(types.len(), 1, "{label}: one body type, not {types:?}");
+        if !is_exempt_from_scopes(&operation) || operation.path.ends_with("-auth/") {
+            assert_eq!(types, ["application/json"], "{label}");
+        }
+    }
+    assert!(bodies > 30, "{bodies} request bodies");
+    // The logins say in words what else they accept.
+    let login = &doc["paths"]["/api-token-auth/"]["post"]["requestBody"];
+    assert!(login["description"].as_str().unwrap_or_default().contains("multipart/form-data"), "{login}");
+
+    let mut untitled = Vec::new();
+    let mut titled = 0;
+    fn alternatives<'a>(value: &'a Value, path: String, out: &mut Vec<(String, &'a Value)>) {
+        match value {
+            Value::Object(map) => {
+                for key in ["oneOf", "anyOf"] {
+                    for (i, item) in map.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
+                        out.push((format!("{path}/{key}/{i}"), item));
+                    }
+                }
+                map.iter().for_each(|(k, v)| alternatives(v, format!("{path}/{k}"), out));
+            }
+            Value::Array(items) => {
+                items.iter().enumerate().for_each(|(i, v)| alternatives(v, format!("{path}/{i}"), out));
+            }
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    alternatives(&doc, String::new(), &mut all);
+    for (path, alternative) in &all {
+        match alternative["title"].as_str() {
+            Some(title) if !title.is_empty() => titled += 1,
+            _ => untitled.push(path.clone()),
+        }
+    }
+    assert!(untitled.is_empty(), "alternatives without a title:\n{}", untitled.join("\n"));
+    assert!(titled > 30, "{titled} alternatives");
+    let command = &doc["components"]["schemas"]["DeviceCommand"]["oneOf"];
+    let titles: Vec<&str> = command.as_array().unwrap().iter().filter_map(|v| v["title"].as_str()).collect();
+    assert!(titles.contains(&"UserUpsert") && titles.contains(&"Reboot"), "{titles:?}");
+    assert_eq!(titles.iter().collect::<BTreeSet<_>>().len(), titles.len(), "distinct: {titles:?}");
+
+    let mut texts = Vec::new();
+    strings(&doc, String::new(), &mut texts);
+    let links: Vec<String> = texts
+        .iter()
+        .flat_map(|(path, text)| rustdoc_links(text).into_iter().map(move |link| format!("{path}: {link}")))
+        .collect();
+    assert!(links.is_empty(), "rustdoc link syntax in the document:\n{}", links.join("\n"));
+}
+
+/// The `webhooks` section: one entry per event type the server emits, and one for batches, each
+/// a JSON body whose schema exists and names its event type.
+#[tokio::test]
+async fn webhooks_section_lists_every_event_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let api = Api::login(&server).await;
+    let doc = document(&server, &api).await;
+    let webhooks = doc["webhooks"].as_object().expect("a webhooks section");
+    let mut expected: BTreeSet<&str> = adms_store::events::event_type::ALL.into_iter().collect();
+    expected.insert("batch");
+    assert_eq!(webhooks.keys().map(String::as_str).collect::<BTreeSet<_>>(), expected);
+    for (name, item) in webhooks {
+        let operation = &item["post"];
+        assert!(operation["summary"].as_str().is_some_and(|s| !s.is_empty()), "{name}");
+        let schema_ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str();
+        let schema_name = schema_ref.and_then(|r| r.strip_prefix("#/components/schemas/")).expect("a schema");
+        let schema = &doc["components"]["schemas"][schema_name];
+        assert_eq!(schema["properties"]["type"]["enum"], json!([name]), "{name}: {schema}");
+        let headers: BTreeSet<&str> = operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "header" && p["required"] == json!(true))
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(headers, BTreeSet::from(["webhook-id", "webhook-signature", "webhook-timestamp"]), "{name}");
+    }
+}
+
+/// Checks `value` against `schema` (the subset of JSON Schema the document uses: `$ref`,
+/// `oneOf`, `type`, `enum`, `properties`, `required`, `items`); an object must carry exactly
+/// the documented properties (the bodies always carry every key). Returns what does not match.
+fn check(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    if let Some(target) = schema["$ref"].as_str() {
+        let name = target.strip_prefix("#/components/schemas/").expect("local $ref");
+        return check(doc, &doc["components"]["schemas"][name], value, at, errors);
+    }
+    if let Some(alternatives) = schema["oneOf"].as_array() {
+        let matching = alternatives
+            .iter()
+            .filter(|a| {
+                let mut inner = Vec::new();
+                check(doc, a, value, at, &mut inner);
+                inner.is_empty()
+            })
+            .count();
+        if matching != 1 {
+            errors.push(format!("{at}: {value} matches {matching} of the alternatives"));
+        }
+        return;
+    }
+    if let Some(types) = schema.get("type") {
+        let types: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let fits = |t: &str| match t {
+            "null" => value.is_null(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            _ => false,
+        };
+        if !types.iter().any(|t| fits(t)) {
+            errors.push(format!("{at}: {value} is not {types:?}"));
+            return;
+        }
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        errors.push(format!("{at}: {value} not in {allowed:?}"));
+    }
+    if let (Some(properties), Some(object)) = (schema["properties"].as_object(), value.as_object()) {
+        for key in object.keys().filter(|k| !properties.contains_key(*k)) {
+            errors.push(format!("{at}: {key} is not documented"));
+        }
+        for (key, property) in properties {
+            match object.get(key) {
+                Some(v) => check(doc, property, v, &format!("{at}.{key}"), errors),
+                None => errors.push(format!("{at}: documented {key} is missing")),
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in array.iter().enumerate() {
+            check(doc, items, item, &format!("{at}[{i}]"), errors);
+        }
+    }
+}
+
+/// Real deliveries of every event type, and a batch, match the schemas of the `webhooks`
+/// section.
+#[tokio::test]
+async fn delivered_webhook_bodies_match_their_documented_schemas() {
+    use common::webhooks::{Receiver, SECRET};
+    use common::{Device, Server};
+    let receiver = Receiver::start().await;
+    let batches = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = receiver.url();
+    let server = Server::in_process(
+        dir.path(),
+        &[
+            ("ADMS_WEBHOOK_URL", url.as_str()),
+            ("ADMS_WEBHOOK_SECRET", SECRET),
+            ("ADMS_TEST_CLOCK", "true"),
+            ("ADMS_OFFLINE_AFTER_SECS", "30"),
+        ],
+    )
+    .await;
+    let api = Api::login(&server).await;
+    let doc = document(&server, &api).await;
+    let (status, endpoint) = api
+        .post_json(
+            "/api/v1/webhooks/endpoints",
+            &json!({ "url": format!("{}/batch", batches.base_url()), "event_types": ["attendance.punch"], "batch_max": 10 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{endpoint}");
+
+    let dev = Device { server: &server, sn: "SCHEMA001".into() };
+    assert_eq!(dev.handshake().await.status, 200);
+    assert_eq!(dev.attlog(b"016\t2026-11-20 08:00:00\t0\t1\t7\t0\t0\n").await.text(), "OK: 1");
+    let operlog = async |line: &str| {
+        let reply = dev.post(&format!("/iclock/cdata?SN={}&table=OPERLOG&Stamp=1", dev.sn), line.as_bytes()).await;
+        assert_eq!(reply.text(), "OK: 1");
+    };
+    operlog(
+        "USER PIN=016\tName=Ann\tPri=0\tPasswd=1\tCard=[15CD5B07]\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n",
+    )
+    .await;
+    operlog("USER PIN=016\tName=Ann Lee\tPri=14\tPasswd=1\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard=\n")
+        .await;
+    let (status, queued) =
+        api.post_json(&format!("/api/v1/devices/{}/commands", dev.sn), &json!({ "command": { "type": "info" } })).await;
+    assert_eq!(status, 201, "{queued}");
+    let id = queued["id"].as_i64().unwrap();
+    assert!(dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await.text().starts_with(&format!("C:{id}:")));
+    let result = format!("ID={id}&Return=0&CMD=INFO\n");
+    assert_eq!(dev.post(&format!("/iclock/devicecmd?SN={}", dev.sn), result.as_bytes()).await.text(), "OK");
+    api.advance_clock(60).await;
+    receiver.wait_for_n("device.offline", 1).await;
+    assert_eq!(dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await.text(), "OK");
+
+    let mut checked = BTreeSet::new();
+    for event_type in adms_store::events::event_type::ALL {
+        let received = receiver.wait_for_n(event_type, 1).await;
+        let body = received[0].json();
+        let schema = &doc["webhooks"][event_type]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        let mut errors = Vec::new();
+        check(&doc, schema, &body, event_type, &mut errors);
+        assert!(errors.is_empty(), "{event_type}: {body}\n{}", errors.join("\n"));
+        checked.insert(event_type);
+    }
+    let batch = batches.wait_for_n("batch", 1).await[0].json();
+    let schema = &doc["webhooks"]["batch"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let mut errors = Vec::new();
+    check(&doc, schema, &batch, "batch", &mut errors);
+    assert!(errors.is_empty(), "batch: {batch}\n{}", errors.join("\n"));
+    assert_eq!(checked.len(), 7);
+    // The checker can fail: a body with a key the schema lacks, or a wrong type, does not pass.
+    let mut wrong = receiver.wait_for_n("attendance.punch", 1).await[0].json();
+    wrong["data"]["seq"] = json!("1");
+    wrong["data"]["extra"] = json!(1);
+    let schema = &doc["webhooks"]["attendance.punch"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let mut errors = Vec::new();
+    check(&doc, schema, &wrong, "wrong", &mut errors);
+    assert_eq!(errors.len(), 2, "{errors:?}");
 }

@@ -16,7 +16,7 @@ use adms_webhooks::{AddressPolicy, BlockReason, Url, UrlError, WebhookSecret, ch
 use super::views::{CreatedEndpoint, DataList, EndpointView, ReplayAnswer, RotatedSecret};
 use super::{EventType, EventTypes};
 use crate::api::auth::Authenticated;
-use crate::api::request::rules::{boolean, integer_between, max_chars, required, string};
+use crate::api::request::rules::{boolean, integer_between, max_chars, required, string, string_or_null};
 use crate::api::request::{Field, JsonObject};
 use crate::api::transactions::parse_filter_time;
 use crate::api::{ApiError, openapi};
@@ -174,14 +174,6 @@ pub struct ReplayRequest {
     #[garde(custom(string), custom(replay_time))]
     #[serde(default)]
     to_time: Field<String>,
-}
-
-/// A JSON string or `null` (the description of a change, where `null` clears it).
-fn string_or_null<C>(field: &Field<String>, _: &C) -> garde::Result {
-    match field {
-        Field::Invalid(_) => Err(garde::Error::new("Not a valid string.")),
-        _ => Ok(()),
-    }
 }
 
 fn endpoint_url(field: &Field<String>, policy: &AddressPolicy) -> garde::Result {

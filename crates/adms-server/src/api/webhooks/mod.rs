@@ -14,6 +14,7 @@
 pub mod deliveries;
 pub mod endpoints;
 pub mod events;
+pub mod payloads;
 pub mod views;
 
 use serde::Deserialize;

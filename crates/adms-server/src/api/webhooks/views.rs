@@ -18,7 +18,8 @@ use super::{DeliveryState, EventType};
 /// written by earlier versions may hold more, up to 20 KiB).
 pub(super) const RESPONSE_BODY_SHOWN: usize = RESPONSE_CAPTURE_LIMIT;
 
-/// An endpoint as the API shows it (never with a secret, except [`CreatedEndpoint`]).
+/// An endpoint as the API shows it (never with its secret, which only the answers that create
+/// the endpoint or rotate its secret show).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EndpointView {
     id: String,

@@ -1,0 +1,110 @@
+//! `/healthz` (the process answers) and `/readyz` (it can do its work: the database answers in
+//! time, its migrations are this binary's, the punch writer runs). No credentials: load
+//! balancers and orchestrators probe them. Cheap: `/readyz` is two indexed reads.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::state::SharedState;
+
+/// How long `/readyz` waits for the database before it answers 503.
+pub const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `/healthz`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`.
+    status: &'static str,
+}
+
+/// `/readyz`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    status: &'static str,
+    /// Why not ready (absent when ready): the first failed check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// Every check: `ok` or what is wrong.
+    checks: Checks,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Checks {
+    /// The database answered `SELECT 1` within 2 s.
+    database: String,
+    /// Applied migrations match this binary's.
+    migrations: String,
+    /// The punch writer takes batches.
+    punch_writer: String,
+}
+
+/// The process is up.
+///
+/// Answers 200 as long as the process serves HTTP; says nothing about the database (see
+/// `/readyz`). No credentials.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = crate::api::openapi::tag::METRICS,
+    security(()),
+    responses((status = 200, description = "The process is up.", body = Health))
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The server can do its work.
+///
+/// 200 when the database answers within 2 s, its applied migrations are exactly this
+/// binary's, and the punch writer runs; 503 with the reason otherwise. No credentials.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = crate::api::openapi::tag::METRICS,
+    security(()),
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready: `reason` says why.", body = Readiness),
+    )
+)]
+pub async fn readyz(State(state): State<SharedState>) -> Response {
+    let readiness = check(&state).await;
+    let status = if readiness.reason.is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(readiness)).into_response()
+}
+
+/// Runs every check; the first failure is the reason.
+async fn check(state: &SharedState) -> Readiness {
+    const OK: &str = "ok";
+    let database = match state.store.ping(DATABASE_TIMEOUT).await {
+        Ok(()) => OK.to_owned(),
+        Err(error) => format!("{error}"),
+    };
+    // Without a database the migrations cannot be read: one reason is enough.
+    let migrations = if database == OK {
+        match state.store.migration_state().await {
+            Ok(migrations) if migrations.is_current() => OK.to_owned(),
+            Ok(migrations) => format!("migrations {migrations}"),
+            Err(error) => format!("{error}"),
+        }
+    } else {
+        "not checked: no database".to_owned()
+    };
+    let punch_writer = if state.store.punch_writer().is_running() { OK.to_owned() } else { "stopped".to_owned() };
+    let reason = [("database", &database), ("migrations", &migrations), ("punch writer", &punch_writer)]
+        .into_iter()
+        .find(|(_, outcome)| outcome.as_str() != OK)
+        .map(|(name, outcome)| format!("{name}: {outcome}"));
+    state.telemetry.note_readiness(reason.as_deref());
+    Readiness {
+        status: if reason.is_none() { "ready" } else { "unavailable" },
+        reason,
+        checks: Checks { database, migrations, punch_writer },
+    }
+}
