@@ -35,7 +35,11 @@ pub enum StartupError {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Application, StartupError> {
+    pub async fn build(mut config: Config) -> Result<Application, StartupError> {
+        if config.database_url.trim().is_empty() {
+            // Not resolved by the caller (`Config::resolve_paths`): the default database.
+            config.resolve_paths(None)?;
+        }
         config.validate()?;
         let zone = parse_zone(&config.time_zone).ok_or_else(|| StartupError::Other("bad time_zone".into()))?;
         let options = StoreOptions { backup_before_migrate: config.backup_before_migrate, ..StoreOptions::default() };
