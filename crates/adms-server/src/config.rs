@@ -3,7 +3,7 @@
 //! with a message naming the key, never the first request.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::Provider as _;
@@ -56,8 +56,17 @@ impl DeviceUserPolicy {
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
+    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`. Empty (the default):
+    /// `adms-bridge.db` in the data directory. A relative path in the configuration file is
+    /// relative to the file's folder.
     pub database_url: String,
+    /// The folder of the default database (and its key file). Default: `data` beside the
+    /// configuration file, or `./data` of the current folder without one; made absolute once at
+    /// start ([`Config::resolve_paths`]).
+    pub data_dir: Option<PathBuf>,
+    /// Before pending migrations run on an existing SQLite database, copy it to
+    /// `<database>.before-<version>` (the start-up log says where).
+    pub backup_before_migrate: bool,
     /// Default device time zone: an IANA name, a fixed offset like `+05:30`, or `auto` (the
     /// server's zone). Devices are told this zone in the handshake, so their clocks follow it.
     pub time_zone: String,
@@ -346,7 +355,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
-            database_url: "sqlite://data/adms-bridge.db".into(),
+            database_url: String::new(),
+            data_dir: None,
+            backup_before_migrate: true,
             time_zone: "auto".into(),
             server_name: "adms-bridge".into(),
             test_clock: false,
@@ -371,6 +382,8 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("database_url", &adms_store::redact_url(&self.database_url))
+            .field("data_dir", &self.data_dir)
+            .field("backup_before_migrate", &self.backup_before_migrate)
             .field("time_zone", &self.time_zone)
             .field("server_name", &self.server_name)
             .field("test_clock", &self.test_clock)
@@ -439,6 +452,135 @@ pub const FLAT_KEYS: &[(&str, &str)] = &[
     ("roster_reconcile_secs", "roster.reconcile_secs"),
 ];
 
+/// The settings at the top of the file, outside any section (their variables are
+/// `ADMS_<NAME>`).
+pub const TOP_LEVEL_KEYS: &[&str] =
+    &["listen", "database_url", "data_dir", "backup_before_migrate", "time_zone", "server_name", "test_clock"];
+
+/// Settings that are secrets: never printed, never serialised.
+pub const SECRET_KEYS: &[&str] = &["admin.password", "devices.trust_keys", "webhooks.secret", "secrets.key"];
+
+/// The database file in the data directory when no `database_url` is given.
+pub const DEFAULT_DATABASE_FILE: &str = "adms-bridge.db";
+
+/// One setting: where it goes in the file (`devices.delay_secs`, or `listen` at the top) and the
+/// variable that sets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub key: &'static str,
+    pub env: String,
+}
+
+/// Every setting, top-level keys first, then the sections in the order of [`FLAT_KEYS`].
+pub fn settings() -> Vec<Setting> {
+    let env = |name: &str| format!("ADMS_{}", name.to_ascii_uppercase());
+    TOP_LEVEL_KEYS
+        .iter()
+        .map(|key| Setting { key, env: env(key) })
+        .chain(FLAT_KEYS.iter().map(|(flat, key)| Setting { key, env: env(flat) }))
+        .collect()
+}
+
+/// A setting's default as TOML (`None`: unset by default, or a secret).
+pub fn default_value(key: &str) -> Option<toml::Value> {
+    let defaults = toml::Value::try_from(Config::default()).ok()?;
+    let value = match key.split_once('.') {
+        Some((section, name)) => defaults.get(section)?.get(name)?,
+        None => defaults.get(key)?,
+    };
+    (value.as_str() != Some("") || key != "database_url").then(|| value.clone())
+}
+
+/// What `serve --help` lists after its flags: every setting, its variable and its default.
+pub fn settings_help() -> String {
+    let mut text = String::from(
+        "Settings (configuration file key, environment variable, default); a variable overrides the file, a flag \
+         both:\n",
+    );
+    for setting in settings() {
+        let key = match setting.key.split_once('.') {
+            Some((section, name)) => format!("[{section}] {name}"),
+            None => setting.key.to_owned(),
+        };
+        let default = match (default_value(setting.key), setting.key) {
+            (_, "database_url") => "sqlite://<data_dir>/adms-bridge.db".to_owned(),
+            (_, "data_dir") => "./data, or data beside the configuration file".to_owned(),
+            (_, key) if SECRET_KEYS.contains(&key) => "unset (secret)".to_owned(),
+            (Some(value), _) => value.to_string(),
+            (None, _) => "unset".to_owned(),
+        };
+        text.push_str(&format!("  {key:<40} {:<40} {default}\n", setting.env));
+    }
+    text
+}
+
+/// A commented configuration file with every setting at its default (`adms-bridge config
+/// example`): settings without a default are commented out with an example value.
+pub fn example_toml() -> String {
+    let mut text = String::from(
+        "# adms-bridge configuration. Every setting is optional; each shows its environment variable (which\n\
+         # overrides the file) and its default. Relative paths are relative to this file's folder.\n",
+    );
+    let mut section = "";
+    for setting in settings() {
+        let (this_section, name) = setting.key.split_once('.').unwrap_or(("", setting.key));
+        if this_section != section {
+            section = this_section;
+            text.push_str(&format!("\n[{section}]\n"));
+        }
+        let example = match setting.key {
+            "database_url" => Some("\"sqlite:///var/lib/adms-bridge/adms-bridge.db\" (or postgres://USER@HOST/DB)"),
+            "data_dir" => Some("\"/var/lib/adms-bridge\""),
+            "admin.user" => Some("\"admin\""),
+            "admin.password" => Some("\"a long password\""),
+            "devices.trust_keys" => Some("\"pairing-key-1,pairing-key-2\""),
+            "devices.offline_after_secs" => Some("30"),
+            "webhooks.url" => Some("\"https://erp.example.com/adms-webhooks\""),
+            "webhooks.secret" => Some("\"whsec_...\""),
+            "secrets.key" => Some("\"base64 of 32 bytes (adms-bridge secrets generate-key)\""),
+            "secrets.key_file" => Some("\"/var/lib/adms-bridge/adms-bridge.db.key\""),
+            _ => None,
+        };
+        match (default_value(setting.key), example) {
+            (Some(value), _) if !SECRET_KEYS.contains(&setting.key) => {
+                text.push_str(&format!("# {}\n{name} = {value}\n", setting.env));
+            }
+            (_, example) => {
+                let default = match setting.key {
+                    "database_url" => "adms-bridge.db in the data directory",
+                    "data_dir" => "data beside this file",
+                    "devices.offline_after_secs" => "3 x delay_secs, at least 30",
+                    "secrets.key_file" => "<database file>.key",
+                    key if SECRET_KEYS.contains(&key) => "unset (a secret: better set by its variable)",
+                    _ => "unset",
+                };
+                let example = example.unwrap_or("\"\"");
+                text.push_str(&format!("# {} (default: {default})\n# {name} = {example}\n", setting.env));
+            }
+        }
+    }
+    text
+}
+
+/// A `sqlite:` URL whose relative path is made relative to `folder` (other URLs unchanged).
+fn sqlite_url_under(url: &str, folder: &Path) -> String {
+    match adms_store::sqlite_file(url) {
+        Some(path) if path.is_relative() => {
+            let query = url.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+            format!("sqlite://{}{query}", folder.join(path).display())
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Which path settings the configuration file itself set.
+#[derive(Debug, Default)]
+struct FilePaths {
+    data_dir: bool,
+    database_url: bool,
+    key_file: bool,
+}
+
 /// `ADMS_*` variables of the command line, not settings: the configuration file, the new key of
 /// `secrets rekey`, the password of `user create|password`.
 const NOT_SETTINGS: &[&str] = &["config", "new_secret_key", "user_password"];
@@ -503,10 +645,16 @@ impl Config {
     pub fn load(file: Option<&PathBuf>) -> Result<(Config, Vec<String>), ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         let mut deprecated = Vec::new();
+        let mut in_file = FilePaths::default();
         if let Some(path) = file {
             let data = Toml::file_exact(path).data().map_err(Box::new)?;
             let (sections, flat) = sectioned_file(data.into_values().next().unwrap_or_default())?;
             deprecated = flat;
+            in_file = FilePaths {
+                data_dir: sections.contains_key("data_dir"),
+                database_url: sections.contains_key("database_url"),
+                key_file: matches!(sections.get("secrets"), Some(Value::Dict(_, d)) if d.contains_key("key_file")),
+            };
             figment = figment.merge(Serialized::defaults(sections));
         }
         // Only the documented variables (not the command line's). A variable keeps its flat
@@ -515,8 +663,75 @@ impl Config {
             .ignore(NOT_SETTINGS)
             .map(|key| sectioned(&key.as_str().to_ascii_lowercase()).map_or_else(|| key.into(), Into::into));
         figment = figment.merge(env);
-        let config: Config = figment.extract().map_err(Box::new)?;
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        // A relative path written in the file is relative to the file's folder (unless its
+        // variable replaced it: that one is relative to the current folder).
+        if let Some(folder) =
+            file.and_then(|f| std::path::absolute(f).ok()).and_then(|f| f.parent().map(Path::to_owned))
+        {
+            let unset = |name: &str| std::env::var_os(name).is_none();
+            if in_file.data_dir && unset("ADMS_DATA_DIR") {
+                config.data_dir = config.data_dir.map(|dir| folder.join(dir));
+            }
+            if in_file.database_url && unset("ADMS_DATABASE_URL") {
+                config.database_url = sqlite_url_under(&config.database_url, &folder);
+            }
+            if in_file.key_file && unset("ADMS_SECRET_KEY_FILE") {
+                config.secrets.key_file = config.secrets.key_file.map(|path| folder.join(path));
+            }
+        }
         Ok((config, deprecated))
+    }
+
+    /// Makes every path absolute, once, at start: the data directory (given, else `data`
+    /// beside the configuration file `file`, else `./data`), the database (empty: `adms-bridge.db`
+    /// in the data directory) and the key file; what is still relative is relative to the
+    /// current folder. After this, nothing depends on the folder the process runs in.
+    pub fn resolve_paths(&mut self, file: Option<&Path>) -> Result<(), ConfigError> {
+        let absolute = |key: &'static str, path: &Path| {
+            std::path::absolute(path)
+                .map_err(|e| ConfigError::Invalid { key, message: format!("{}: {e}", path.display()) })
+        };
+        let data_dir = match self.data_dir.take() {
+            Some(dir) => dir,
+            None => match file.and_then(|f| std::path::absolute(f).ok()).and_then(|f| f.parent().map(Path::to_owned)) {
+                Some(folder) => folder.join("data"),
+                None => PathBuf::from("data"),
+            },
+        };
+        let data_dir = absolute("data_dir", &data_dir)?;
+        let here = absolute("data_dir", Path::new("."))?;
+        if self.database_url.trim().is_empty() {
+            self.database_url = format!("sqlite://{}", data_dir.join(DEFAULT_DATABASE_FILE).display());
+        } else {
+            self.database_url = sqlite_url_under(&self.database_url, &here);
+        }
+        if let Some(path) = &self.secrets.key_file {
+            self.secrets.key_file = Some(absolute("secrets.key_file", path)?);
+        }
+        self.data_dir = Some(data_dir);
+        Ok(())
+    }
+
+    /// The effective configuration as a TOML file in its sections: the database URL without
+    /// its password, each secret that is set as `"[REDACTED]"`.
+    pub fn to_redacted_toml(&self) -> Result<String, ConfigError> {
+        let invalid = |e: &dyn std::fmt::Display| ConfigError::Invalid { key: "configuration", message: e.to_string() };
+        let mut value = toml::Value::try_from(self).map_err(|e| invalid(&e))?;
+        let table = value.as_table_mut().ok_or_else(|| invalid(&"not a table"))?;
+        table.insert("database_url".into(), toml::Value::String(adms_store::redact_url(&self.database_url)));
+        let secrets = [
+            ("admin", "password", self.admin.password.is_some()),
+            ("devices", "trust_keys", self.devices.trust_keys.is_some()),
+            ("webhooks", "secret", self.webhooks.secret.is_some()),
+            ("secrets", "key", self.secrets.key.is_some()),
+        ];
+        for (section, key, set) in secrets {
+            if let (true, Some(toml::Value::Table(section))) = (set, table.get_mut(section)) {
+                section.insert(key.into(), toml::Value::String("[REDACTED]".into()));
+            }
+        }
+        toml::to_string(&value).map_err(|e| invalid(&e))
     }
 
     /// The defaults, then `ADMS_*` variables given as pairs, read as [`Config::load`] reads the
@@ -533,7 +748,9 @@ impl Config {
             let value: Value = value.parse().unwrap_or_else(|never| match never {});
             figment = figment.merge(Serialized::default(&path, value));
         }
-        Ok(figment.extract().map_err(Box::new)?)
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        config.resolve_paths(None)?;
+        Ok(config)
     }
 
     /// `[devices] registrations_per_minute`, which must allow at least one.
@@ -843,6 +1060,86 @@ mod tests {
                 "{flat} -> {path} is not a setting (secrets are not serialised)"
             );
         }
+    }
+
+    #[test]
+    fn the_example_file_names_every_setting_and_loads_as_the_defaults() {
+        let example = example_toml();
+        let (config, flat) = load_file(&example).expect("the example loads");
+        assert!(flat.is_empty(), "{flat:?}");
+        assert_eq!(
+            serde_json::to_value(&config).expect("serialisable"),
+            serde_json::to_value(Config::default()).expect("serialisable"),
+            "the example sets every setting to its default"
+        );
+        for setting in settings() {
+            let name = setting.key.rsplit('.').next().expect("a name");
+            assert!(example.contains(&format!("# {}", setting.env)), "{} missing", setting.env);
+            assert!(example.contains(&format!("{name} = ")), "{} missing", setting.key);
+        }
+        // The table covers every setting the configuration has.
+        let defaults = serde_json::to_value(Config::default()).expect("serialisable");
+        for (key, value) in defaults.as_object().expect("an object") {
+            match value.as_object() {
+                Some(section) => {
+                    for name in section.keys() {
+                        let path = format!("{key}.{name}");
+                        assert!(FLAT_KEYS.iter().any(|(_, p)| *p == path), "{path} has no variable in FLAT_KEYS");
+                    }
+                }
+                None => assert!(TOP_LEVEL_KEYS.contains(&key.as_str()), "{key} is not in TOP_LEVEL_KEYS"),
+            }
+        }
+    }
+
+    #[test]
+    fn relative_paths_of_the_file_are_relative_to_its_folder_and_the_defaults_to_the_data_directory() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("adms-bridge.toml");
+        std::fs::write(&path, "[secrets]\nkey_file = \"keys/master.key\"\n").expect("written");
+        let (mut config, _) = Config::load(Some(&path)).expect("loads");
+        config.resolve_paths(Some(&path)).expect("resolves");
+        let folder = std::path::absolute(dir.path()).expect("absolute");
+        assert_eq!(config.data_dir.as_deref(), Some(folder.join("data").as_path()));
+        assert_eq!(config.database_url, format!("sqlite://{}", folder.join("data/adms-bridge.db").display()));
+        assert_eq!(config.secrets.key_file.as_deref(), Some(folder.join("keys/master.key").as_path()));
+
+        std::fs::write(&path, "database_url = \"sqlite://db/bridge.db?mode=rwc\"\ndata_dir = \"state\"\n")
+            .expect("written");
+        let (mut config, _) = Config::load(Some(&path)).expect("loads");
+        config.resolve_paths(Some(&path)).expect("resolves");
+        assert_eq!(config.data_dir.as_deref(), Some(folder.join("state").as_path()));
+        assert_eq!(config.database_url, format!("sqlite://{}?mode=rwc", folder.join("db/bridge.db").display()));
+
+        let mut config = Config { data_dir: Some("/srv/adms".into()), ..Config::default() };
+        config.resolve_paths(None).expect("resolves");
+        assert_eq!(config.database_url, "sqlite:///srv/adms/adms-bridge.db");
+        let mut config = Config::default();
+        config.resolve_paths(None).expect("resolves");
+        let here = std::path::absolute("data").expect("absolute");
+        assert_eq!(config.database_url, format!("sqlite://{}/adms-bridge.db", here.display()));
+        let mut config = Config { database_url: "postgres://u:pw@h/db".into(), ..Config::default() };
+        config.resolve_paths(None).expect("resolves");
+        assert_eq!(config.database_url, "postgres://u:pw@h/db", "other URLs are left alone");
+    }
+
+    #[test]
+    fn the_printed_configuration_is_sectioned_toml_without_secrets() {
+        let (mut config, _) = load_file(
+            "database_url = \"postgres://bridge:db-password@db.example/adms\"\n\
+             [admin]\nuser = \"admin\"\npassword = \"hunter2-password\"\n\
+             [devices]\ntrust_keys = \"pairing-key\"\ndelay_secs = 20\n",
+        )
+        .expect("the file loads");
+        config.resolve_paths(None).expect("resolves");
+        let printed = config.to_redacted_toml().expect("printable");
+        for secret in ["hunter2", "pairing-key", "db-password"] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        assert!(printed.contains("[devices]") && printed.contains("delay_secs = 20"), "{printed}");
+        assert!(printed.contains("password = \"[REDACTED]\""), "{printed}");
+        let parsed: toml::Value = printed.parse().expect("the print is TOML");
+        assert_eq!(parsed["admin"]["user"].as_str(), Some("admin"));
     }
 
     #[test]

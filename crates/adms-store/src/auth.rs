@@ -56,6 +56,9 @@ pub struct BootstrapOutcome {
     pub disabled: Vec<String>,
 }
 
+/// How often a token's `last_used_at` is written at most.
+const TOUCH_INTERVAL_MICROS: i64 = 60_000_000;
+
 /// A token row (never the token itself).
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct ApiToken {
@@ -203,13 +206,16 @@ impl Store {
         })
     }
 
-    /// Revokes a token by id or by name; returns how many were revoked.
+    /// Revokes an integration key in force by its id or its name (names are unique among the
+    /// keys in force; a number that is the id of such a key names that key); returns how many
+    /// were revoked (0 or 1).
     pub async fn revoke_token(&self, id_or_name: &str) -> Result<u64, StoreError> {
         on_db!(self, |db| {
             let id: Option<i64> = id_or_name.parse().ok();
             let done = sqlx::query(
-                "UPDATE api_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND kind = 'integration' \
-                 AND (id = $2 OR name = $3)",
+                "UPDATE api_tokens SET revoked_at = $1 WHERE id = (\
+                 SELECT id FROM api_tokens WHERE revoked_at IS NULL AND kind = 'integration' \
+                 AND (id = $2 OR name = $3) ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1)",
             )
             .bind(now_micros())
             .bind(id)
@@ -220,25 +226,56 @@ impl Store {
         })
     }
 
-    /// Stores a new integration key by its digest, with its scopes (space-separated).
+    /// Stores a new integration key by its digest, with its scopes (space-separated) and an
+    /// optional expiry. Its name must not be taken by another key in force: that is a
+    /// [`StoreError::Conflict`].
     pub async fn create_integration_token(
         &self,
         name: &str,
         token_sha256: &[u8],
         scopes: &str,
+        expires_at: Option<i64>,
     ) -> Result<i64, StoreError> {
         on_db!(self, |db| {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO api_tokens (kind, user_id, name, token_sha256, created_at, scopes) \
-                 VALUES ('integration', NULL, $1, $2, $3, $4) RETURNING id",
+            let created = sqlx::query_scalar(
+                "INSERT INTO api_tokens (kind, user_id, name, token_sha256, created_at, scopes, expires_at) \
+                 VALUES ('integration', NULL, $1, $2, $3, $4, $5) RETURNING id",
             )
             .bind(name)
             .bind(token_sha256)
             .bind(now_micros())
             .bind(scopes)
+            .bind(expires_at)
             .fetch_one(db.pool())
+            .await;
+            match created {
+                Ok(id) => Ok(id),
+                // The digest is unique too, but of 32 random bytes: the name is what collides.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    Err(StoreError::Conflict(format!("an integration key named '{name}' exists (names are unique)")))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    /// Records that a token was used at `now`, at most once a minute per token: `last_used`
+    /// is what the caller read with the token ([`Store::live_token`]), and a use within a minute
+    /// of it writes nothing.
+    pub async fn touch_token(&self, id: i64, last_used: Option<i64>, now: i64) -> Result<(), StoreError> {
+        if last_used.is_some_and(|at| now.saturating_sub(at) < TOUCH_INTERVAL_MICROS) {
+            return Ok(());
+        }
+        on_db!(self, |db| {
+            sqlx::query(
+                "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at <= $3)",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(now.saturating_sub(TOUCH_INTERVAL_MICROS))
+            .execute(db.pool())
             .await?;
-            Ok(id)
+            Ok(())
         })
     }
 

@@ -13,6 +13,14 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database has a migration this binary does not know: a newer release migrated it.
+    #[error(
+        "the database was migrated by a newer adms-bridge: it has migration {version} ({description}), and this \
+         adms-bridge {} knows migrations up to {known}; run a release that has migration {version}, or restore the \
+         backup taken before the upgrade",
+        env!("CARGO_PKG_VERSION")
+    )]
+    NewerDatabase { version: i64, description: String, known: i64 },
     #[error("{0}")]
     Unsupported(&'static str),
     #[error("the punch writer has stopped")]
@@ -77,6 +85,7 @@ impl StoreError {
             | StoreError::UnsupportedUrl(_)
             | StoreError::Io(..)
             | StoreError::Migration(_)
+            | StoreError::NewerDatabase { .. }
             | StoreError::Unsupported(_)
             | StoreError::WriterStopped
             | StoreError::Timeout(_)

@@ -26,6 +26,7 @@ mod devices;
 mod error;
 pub mod events;
 mod health;
+pub mod maintenance;
 mod migrate_data;
 mod postgres;
 mod punches;
@@ -43,7 +44,7 @@ mod uploads;
 pub mod webhook_queries;
 pub mod webhooks;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -67,6 +68,7 @@ pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
 pub use devices::{Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::{ErrorKind, StoreError};
 pub use health::{CensusDevice, CommandCensus, DeviceCensus, MigrationState};
+pub use maintenance::{Backup, Restored};
 pub use migrate_data::MigrationReport;
 pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored, WriterMetrics};
 pub use queries::{
@@ -92,11 +94,14 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a writer waits for SQLite's write lock before failing.
     pub busy_timeout: Duration,
+    /// Before migrations run on an existing SQLite database that has some pending, copy it to
+    /// `<database>.before-<version>` ([`Store::migration_backup`] says where).
+    pub backup_before_migrate: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_connections: 8, busy_timeout: Duration::from_secs(10) }
+        StoreOptions { max_connections: 8, busy_timeout: Duration::from_secs(10), backup_before_migrate: false }
     }
 }
 
@@ -109,6 +114,11 @@ pub struct Store {
     /// checked the master key against the database ([`Store::seal_with`]). Unset: nothing is
     /// sealed (an in-memory database started without a key).
     vault: Arc<OnceLock<Vault>>,
+    /// The shared `<database>.in-use` lock of a SQLite file, held while any clone lives (see
+    /// [`maintenance::restore`]).
+    _in_use: Option<Arc<std::fs::File>>,
+    /// Where the database was copied before this open migrated it.
+    migration_backup: Option<PathBuf>,
 }
 
 impl Store {
@@ -130,6 +140,10 @@ impl Store {
         create_private_files(url)?;
         // Held until the pools are open and the migrations ran (dropped at the end of `open`).
         let _startup = lock_for_startup(url).await?;
+        let in_use = match database_path(url) {
+            Some(path) => Some(Arc::new(maintenance::hold_in_use(path).await?)),
+            None => None,
+        };
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -148,7 +162,15 @@ impl Store {
             .min_connections(1)
             .connect_with(connect.clone())
             .await?;
-        sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
+        let applied = maintenance::sqlite_applied(&mut *pool.acquire().await?).await?;
+        let schema = maintenance::schema_state(&applied, &maintenance::SQLITE_MIGRATIONS)?;
+        let migration_backup = match database_path(url) {
+            Some(path) if options.backup_before_migrate => {
+                maintenance::backup_before_migrating(&pool, path, schema).await?
+            }
+            _ => None,
+        };
+        maintenance::SQLITE_MIGRATIONS.run(&pool).await?;
         // Delivery state may lose its last commits on power loss (never on a process crash: WAL
         // frames are written before the commit returns): the worst case is a webhook sent again
         // with the same id, which at-least-once delivery allows anyway. Not syncing them keeps
@@ -164,7 +186,13 @@ impl Store {
             Arc::clone(&vault),
         )
         .await?;
-        Ok(Store { db: Db::Sqlite(SqliteDb { pool, delivery_pool }), punch_writer, vault })
+        Ok(Store {
+            db: Db::Sqlite(SqliteDb { pool, delivery_pool }),
+            punch_writer,
+            vault,
+            _in_use: in_use,
+            migration_backup,
+        })
     }
 
     async fn open_postgres(url: &str, options: StoreOptions, vault: Arc<OnceLock<Vault>>) -> Result<Store, StoreError> {
@@ -180,9 +208,10 @@ impl Store {
             .await?;
         // sqlx's migrator holds a PostgreSQL advisory lock while it runs, so processes starting
         // together migrate one after another.
-        sqlx::migrate!("../../migrations/postgres").run(&pool).await?;
+        maintenance::schema_state(&maintenance::postgres_applied(&pool).await?, &maintenance::POSTGRES_MIGRATIONS)?;
+        maintenance::POSTGRES_MIGRATIONS.run(&pool).await?;
         let punch_writer = PunchWriter::start_postgres(connect, Arc::clone(&vault));
-        Ok(Store { db: Db::Postgres(PgDb { pool }), punch_writer, vault })
+        Ok(Store { db: Db::Postgres(PgDb { pool }), punch_writer, vault, _in_use: None, migration_backup: None })
     }
 
     /// From now on, every clone of this store (and its punch writer) seals and opens the
@@ -221,6 +250,11 @@ impl Store {
         }
     }
 
+    /// Where the database was copied before this open applied pending migrations, if it was.
+    pub fn migration_backup(&self) -> Option<&Path> {
+        self.migration_backup.as_deref()
+    }
+
     pub(crate) fn db(&self) -> &Db {
         &self.db
     }
@@ -251,6 +285,12 @@ pub fn database_path(url: &str) -> Option<&Path> {
     let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let path = path.split('?').next().unwrap_or_default();
     (!path.is_empty() && !path.starts_with(':')).then(|| Path::new(path))
+}
+
+/// The file of a `sqlite://PATH` URL; `None` for an in-memory database and for every other
+/// kind of URL.
+pub fn sqlite_file(url: &str) -> Option<&Path> {
+    if url.starts_with("sqlite:") { database_path(url) } else { None }
 }
 
 /// Whether a `sqlite:` URL names an in-memory database (`sqlite::memory:`, `?mode=memory`).

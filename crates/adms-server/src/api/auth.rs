@@ -553,7 +553,14 @@ async fn verify_token(state: &SharedState, token: &str) -> Result<Principal, Api
         return verify_jwt(state, token).await;
     }
     // The store refuses tokens that are revoked, expired, or of a missing or disabled account.
-    let row = state.store.live_token(&sha256(token.as_bytes()), now_micros()).await?;
+    let now = now_micros();
+    let row = state.store.live_token(&sha256(token.as_bytes()), now).await?;
+    if let Some(t) = row.as_ref().filter(|t| t.kind == TokenKind::Integration)
+        && let Err(error) = state.store.touch_token(t.id, t.last_used_at, now).await
+    {
+        // Only bookkeeping: the request goes on.
+        tracing::warn!(token_id = t.id, %error, "the key's last use was not recorded");
+    }
     match row {
         Some(t) if t.kind == TokenKind::Session => {
             let user = match t.user_id {

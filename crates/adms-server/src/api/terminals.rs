@@ -40,6 +40,9 @@ pub struct Terminal {
     push_ver: String,
     /// `"1"` online (a request within `offline_after_secs`), `"0"` offline.
     state: &'static str,
+    /// `approved`, or `pending`: its data is held from the API, webhooks and the roster until
+    /// an operator approves it (`adms-bridge device approve SN` or `PATCH /api/v1/devices/{sn}`).
+    approval: String,
     terminal_tz: i32,
     area: Area,
     last_activity: Option<String>,
@@ -75,6 +78,7 @@ impl Terminal {
             fw_ver: r.firmware,
             push_ver: r.push_version,
             state: if online { "1" } else { "0" },
+            approval: r.approval,
             terminal_tz: adms_protocol::time::handshake_time_zone(zone.offset_now()),
             area_name: area.area_name.clone(),
             area: area.into(),

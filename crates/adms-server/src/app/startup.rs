@@ -35,10 +35,22 @@ pub enum StartupError {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Application, StartupError> {
+    pub async fn build(mut config: Config) -> Result<Application, StartupError> {
+        if config.database_url.trim().is_empty() {
+            // Not resolved by the caller (`Config::resolve_paths`): the default database.
+            config.resolve_paths(None)?;
+        }
         config.validate()?;
         let zone = parse_zone(&config.time_zone).ok_or_else(|| StartupError::Other("bad time_zone".into()))?;
-        let store = Store::open(&config.database_url, StoreOptions::default()).await?;
+        let options = StoreOptions { backup_before_migrate: config.backup_before_migrate, ..StoreOptions::default() };
+        let store = Store::open(&config.database_url, options).await?;
+        if let Some(path) = store.migration_backup() {
+            tracing::warn!(backup = %path.display(), "the database had pending migrations: it was backed up before migrating");
+        }
+        match adms_store::sqlite_file(&config.database_url) {
+            Some(path) => tracing::info!(database = %path.display(), "database opened"),
+            None => tracing::info!(database = %adms_store::redact_url(&config.database_url), "database opened"),
+        }
         if let (Some(user), Some(password)) = (&config.admin.user, &config.admin.password) {
             let password = password.clone();
             let stored = store.user_by_name(user).await?.map(|u| u.password_hash);
@@ -60,6 +72,11 @@ impl Application {
                 tracing::warn!(user = %user, %previous, "admin account renamed: the previous account is disabled and its tokens are no longer valid");
             }
             tracing::info!(user = %user, "admin account ready");
+        } else if !store.list_users().await?.iter().any(|u| u.role == "admin" && u.disabled_at.is_none()) {
+            tracing::warn!(
+                "no enabled admin account: nobody can manage the API; set ADMS_ADMIN_USER and ADMS_ADMIN_PASSWORD \
+                 ([admin] user and password), or run `adms-bridge user create NAME --role admin`"
+            );
         }
         let secret_key = match super::vault::master_key(&config, &store).await? {
             Some((key, source)) => {
@@ -146,7 +163,7 @@ impl Application {
 /// Where a generated signing secret is written when it cannot be shown on a terminal: beside
 /// the SQLite database (`None` for PostgreSQL and in-memory databases).
 fn secret_file(config: &Config) -> Option<std::path::PathBuf> {
-    adms_store::database_path(&config.database_url).map(|db| {
+    adms_store::sqlite_file(&config.database_url).map(|db| {
         let mut name = db.as_os_str().to_owned();
         name.push(".webhook-secret");
         std::path::PathBuf::from(name)

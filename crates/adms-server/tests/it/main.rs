@@ -2,6 +2,7 @@
 
 mod api_auth;
 mod captures;
+mod cli_ops;
 mod commands;
 mod common;
 mod crash_recovery;

@@ -118,7 +118,7 @@ async fn user_changes_end_sessions_and_keep_an_enabled_admin(engine: crate::comm
 async fn integration_keys_carry_their_scopes_and_the_audit_log_pages_newest_first(engine: crate::common::Engine) {
     use adms_store::{AuditFilter, NewAuditEntry, Page};
     let store = crate::common::fresh(engine).await;
-    store.create_integration_token("payroll", b"key-1", "read roster:write").await.unwrap();
+    store.create_integration_token("payroll", b"key-1", "read roster:write", None).await.unwrap();
     let live = store.live_token(b"key-1", now_micros()).await.unwrap().unwrap();
     assert_eq!((live.kind.as_str(), live.scopes.as_str()), ("integration", "read roster:write"));
     assert_eq!(store.list_tokens().await.unwrap()[0].scopes, "read roster:write");
@@ -151,7 +151,53 @@ async fn integration_keys_carry_their_scopes_and_the_audit_log_pages_newest_firs
     assert_eq!((count, rows[0].at), (3, 20));
 }
 
+async fn integration_key_names_are_unique_among_keys_in_force(engine: crate::common::Engine) {
+    use adms_store::ErrorKind;
+    let store = crate::common::fresh(engine).await;
+    let first = store.create_integration_token("payroll", b"key-1", "read", None).await.unwrap();
+    let error = store.create_integration_token("payroll", b"key-2", "read", None).await.expect_err("name taken");
+    assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+    assert!(error.to_string().contains("'payroll'"), "{error}");
+    // Rotation: a new key under a new name, both work, then the old one is revoked by name.
+    let second = store.create_integration_token("payroll-2027", b"key-2", "read", None).await.unwrap();
+    assert!(store.live_token(b"key-1", now_micros()).await.unwrap().is_some());
+    assert!(store.live_token(b"key-2", now_micros()).await.unwrap().is_some());
+    assert_eq!(store.revoke_token("payroll").await.unwrap(), 1);
+    assert!(store.live_token(b"key-1", now_micros()).await.unwrap().is_none());
+    assert!(store.live_token(b"key-2", now_micros()).await.unwrap().is_some());
+    // A revoked key's name can be given again; by id, exactly that key is revoked.
+    let third = store.create_integration_token("payroll", b"key-3", "read", None).await.unwrap();
+    assert_eq!(store.revoke_token(&second.to_string()).await.unwrap(), 1);
+    assert_eq!(store.revoke_token(&second.to_string()).await.unwrap(), 0, "already revoked");
+    assert!(store.live_token(b"key-3", now_micros()).await.unwrap().is_some());
+    let ids: Vec<(i64, bool)> =
+        store.list_tokens().await.unwrap().iter().map(|t| (t.id, t.revoked_at.is_some())).collect();
+    assert_eq!(ids, [(first, true), (second, true), (third, false)]);
+}
+
+async fn expired_keys_are_refused_and_use_is_recorded_once_a_minute(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
+    let now = now_micros();
+    store.create_integration_token("short", b"key-short", "read", Some(now + 1_000_000)).await.unwrap();
+    assert!(store.live_token(b"key-short", now).await.unwrap().is_some());
+    assert!(store.live_token(b"key-short", now + 1_000_000).await.unwrap().is_none(), "expired");
+
+    let id = store.create_integration_token("used", b"key-used", "read", None).await.unwrap();
+    let row = store.live_token(b"key-used", now).await.unwrap().unwrap();
+    assert_eq!(row.last_used_at, None);
+    store.touch_token(id, row.last_used_at, now).await.unwrap();
+    let row = store.live_token(b"key-used", now).await.unwrap().unwrap();
+    assert_eq!(row.last_used_at, Some(now));
+    // Within the minute: nothing written; after it, the new time.
+    store.touch_token(id, row.last_used_at, now + 30_000_000).await.unwrap();
+    assert_eq!(store.live_token(b"key-used", now).await.unwrap().unwrap().last_used_at, Some(now));
+    store.touch_token(id, row.last_used_at, now + 61_000_000).await.unwrap();
+    assert_eq!(store.live_token(b"key-used", now).await.unwrap().unwrap().last_used_at, Some(now + 61_000_000));
+}
+
 crate::on_both_engines!(
+    integration_key_names_are_unique_among_keys_in_force,
+    expired_keys_are_refused_and_use_is_recorded_once_a_minute,
     a_new_password_hash_bumps_the_version_and_revokes_sessions,
     a_renamed_bootstrap_account_disables_the_previous_one,
     user_changes_end_sessions_and_keep_an_enabled_admin,

@@ -4,6 +4,7 @@ mod auth;
 mod commands;
 mod common;
 mod device_events;
+mod maintenance;
 mod migrate_data;
 mod outbox;
 mod portable;

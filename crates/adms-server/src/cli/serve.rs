@@ -1,0 +1,52 @@
+//! `adms-bridge serve`.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+
+use adms_server::{Application, Config};
+
+/// Run the server. Every setting can also be given in the configuration file (`--config`) or
+/// as its environment variable, listed below.
+#[derive(Debug, clap::Args)]
+pub struct Serve {
+    /// Address to listen on (`127.0.0.1:0` picks a free port and prints it).
+    #[arg(long, env = "ADMS_LISTEN")]
+    listen: Option<SocketAddr>,
+}
+
+impl Serve {
+    pub async fn run(self, mut config: Config) -> anyhow::Result<()> {
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        let app = Application::build(config).await.context("starting adms-bridge")?;
+        let addr = app.local_addr()?;
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "listening on http://{addr}")?;
+        stdout.flush()?;
+        tracing::info!(%addr, "adms-bridge started");
+        app.run_until_stopped(shutdown_signal()).await?;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
