@@ -4,12 +4,8 @@
 
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
-
+use crate::maintenance::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 use crate::{Store, StoreError};
-
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// How the database's applied migrations compare with the ones this binary carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
