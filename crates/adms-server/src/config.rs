@@ -255,11 +255,14 @@ pub struct LogConfig {
     pub filter: String,
     /// Log format: `text` or `json`.
     pub format: String,
+    /// Seconds between the summary lines at `info` (devices seen, punches stored, deliveries
+    /// sent and failed); 0: none.
+    pub summary_secs: u64,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { filter: "info".into(), format: "text".into() }
+        LogConfig { filter: "info".into(), format: "text".into(), summary_secs: 60 }
     }
 }
 
@@ -436,6 +439,7 @@ pub const FLAT_KEYS: &[(&str, &str)] = &[
     ("login_address_failures", "login.address_failures"),
     ("log", "log.filter"),
     ("log_format", "log.format"),
+    ("log_summary_secs", "log.summary_secs"),
     ("webhook_url", "webhooks.url"),
     ("webhook_secret", "webhooks.secret"),
     ("webhook_allow_private", "webhooks.allow_private"),

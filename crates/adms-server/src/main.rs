@@ -11,10 +11,41 @@ async fn main() -> ExitCode {
     match cli::run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // `{:#}` is the chain of causes on one line; `{:?}` would add the backtrace.
-            let line = format!("{error:#}").replace('\n', " ");
-            eprintln!("error: {line}");
+            eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The chain of causes on one line, each said once: many errors print their source in their own
+/// message too (`database error: <the sqlx error>`), which `{:#}` would repeat. (`{:?}` would add
+/// the backtrace.)
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("database error: {0}")]
+    struct Wrapping(#[source] std::io::Error);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let inner = std::io::Error::other("disk full");
+        let error = anyhow::Error::new(Wrapping(inner)).context("starting adms-bridge");
+        assert_eq!(format!("{error:#}"), "starting adms-bridge: database error: disk full: disk full");
+        assert_eq!(super::one_line(&error), "starting adms-bridge: database error: disk full");
     }
 }

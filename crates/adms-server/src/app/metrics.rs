@@ -104,9 +104,6 @@ async fn read_scrape(state: &AppState) -> Result<Scrape, StoreError> {
     Ok(scrape)
 }
 
-/// How often the summary is logged.
-const SUMMARY_EVERY: Duration = Duration::from_secs(60);
-
 /// The totals a summary is the difference of.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Totals {
@@ -136,9 +133,13 @@ impl Totals {
     }
 }
 
-/// Logs the summary every [`SUMMARY_EVERY`] until `stop`.
+/// Logs the summary every `[log] summary_secs` until `stop` (never when it is 0).
 pub(super) async fn log_summaries(state: SharedState, stop: CancellationToken) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SUMMARY_EVERY, SUMMARY_EVERY);
+    let period = Duration::from_secs(state.config.log.summary_secs);
+    if period.is_zero() {
+        return;
+    }
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut before = Totals::now(&state);
     let mut since = state.webhooks.clock.now_micros();
@@ -147,12 +148,13 @@ pub(super) async fn log_summaries(state: SharedState, stop: CancellationToken) {
         let devices_seen = state.devices.seen_since(since);
         since = state.webhooks.clock.now_micros();
         tracing::info!(
+            period_secs = period.as_secs(),
             devices_seen,
             punches_stored = now.punches_stored - before.punches_stored,
             punches_resent = now.punches_resent - before.punches_resent,
             deliveries_sent = now.delivered - before.delivered,
             deliveries_failed = now.failed - before.failed,
-            "the last minute"
+            "activity summary"
         );
         before = now;
     }

@@ -320,3 +320,69 @@ fn logs_are_plain_json_off_a_terminal_and_never_carry_a_signing_secret() {
     assert!(secret.starts_with("whsec_") && secret.trim().len() > 20, "{secret}");
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+/// The summary line at `info`: what the process did in each period (here 1 s instead of 60).
+#[tokio::test]
+async fn a_summary_line_says_what_the_last_period_brought() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let child = crate::common::database::Database::of(dir.path())
+        .command()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("ADMS_TIME_ZONE", "UTC")
+        .env("ADMS_LOG", "warn,adms_server::app::metrics=info")
+        .env("ADMS_LOG_FORMAT", "json")
+        .env("ADMS_LOG_SUMMARY_SECS", "1")
+        .env("ADMS_UNKNOWN_DEVICES", "auto")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed however the test ends.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(child);
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on http://").unwrap().to_owned();
+    // Summaries as they come, read on a thread of their own.
+    let (lines, summaries) = std::sync::mpsc::channel::<Value>();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str::<Value>(&line)
+                && value["fields"]["message"] == "activity summary"
+                && lines.send(value).is_err()
+            {
+                break;
+            }
+        }
+    });
+    let head = |path: &str| format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain");
+    common::raw_request(&addr, &head("/iclock/cdata?SN=SUMMARY1&options=all").replace("POST", "GET"), b"").await;
+    let body = b"1\t2026-12-01 08:00:00\t0\t1\t0\t0\n2\t2026-12-01 08:01:00\t0\t1\t0\t0\n";
+    let first = common::raw_request(&addr, &head("/iclock/cdata?SN=SUMMARY1&table=ATTLOG&Stamp=1"), body).await;
+    assert_eq!(first.text(), "OK: 2");
+    common::raw_request(&addr, &head("/iclock/cdata?SN=SUMMARY1&table=ATTLOG&Stamp=1"), body).await;
+    // The periods of the uploads add up to what was sent; each line has every field.
+    let (mut stored, mut resent) = (0, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stored < 2 || resent < 2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let summary = summaries.recv_timeout(left).expect("a summary line within 30 s");
+        let fields = &summary["fields"];
+        assert_eq!(fields["period_secs"], 1, "{summary}");
+        for key in ["devices_seen", "deliveries_sent", "deliveries_failed"] {
+            assert!(fields[key].is_u64(), "{key}: {summary}");
+        }
+        stored += fields["punches_stored"].as_u64().unwrap();
+        resent += fields["punches_resent"].as_u64().unwrap();
+    }
+    assert_eq!((stored, resent), (2, 2));
+}
