@@ -204,6 +204,16 @@ dual! {
 }
 
 impl Store {
+    /// Serial numbers of the devices waiting for approval (an operator may have withdrawn one's
+    /// approval from the CLI or another replica: a server re-reads these to catch up).
+    pub async fn pending_device_sns(&self) -> Result<Vec<String>, StoreError> {
+        on_db!(self, |db| {
+            Ok(sqlx::query_scalar("SELECT sn FROM devices WHERE approval = 'pending' ORDER BY id")
+                .fetch_all(db.pool())
+                .await?)
+        })
+    }
+
     /// Ids of the approved devices (those the roster is kept on), in id order.
     pub async fn approved_device_ids(&self) -> Result<Vec<i64>, StoreError> {
         on_db!(self, |db| {

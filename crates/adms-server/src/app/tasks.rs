@@ -22,8 +22,9 @@ pub(super) struct Background {
 }
 
 impl Background {
-    /// Starts every loop: activity flush and session purge, presence checks, the command
-    /// expiry sweep, the roster reconcile, the cross-replica wake-up and the dispatcher.
+    /// Starts every loop: activity flush (with approvals withdrawn elsewhere) and session purge,
+    /// presence checks, the command expiry sweep, the roster reconcile, the cross-replica
+    /// wake-up, the activity summary and the dispatcher.
     pub(super) fn start(state: &SharedState) -> std::io::Result<Background> {
         // Built first: should it fail, nothing has been spawned that would run unstopped.
         let dispatcher = dispatcher(state)?;
@@ -92,6 +93,16 @@ async fn flush_and_purge(state: SharedState, flush_every: Duration, stop: Cancel
         ticks += 1;
         if let Err(error) = flush_activity(&state.devices, &state.store).await {
             tracing::warn!(%error, "device activity flush failed");
+        }
+        // Approvals withdrawn elsewhere (`adms-bridge device reject`, another replica's API):
+        // approvals granted elsewhere are read on the device's next request already.
+        match state.store.pending_device_sns().await {
+            Ok(pending) => {
+                for sn in state.devices.withdraw_approvals(&pending) {
+                    tracing::info!(%sn, "device approval withdrawn elsewhere: its data is held from now on");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "reading pending devices failed"),
         }
         if ticks.is_multiple_of(720) {
             match state.store.purge_expired_sessions(now_micros()).await {

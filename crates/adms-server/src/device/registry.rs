@@ -195,6 +195,24 @@ impl DeviceRegistry {
         }
     }
 
+    /// Marks pending the cached devices among `pending` (serial numbers the database holds as
+    /// pending) that this process still holds as approved: an approval withdrawn from the CLI or
+    /// on another replica counts from the device's next request here. Returns their serial
+    /// numbers.
+    pub fn withdraw_approvals(&self, pending: &[String]) -> Vec<String> {
+        let map = self.by_sn.read().unwrap_or_else(|p| p.into_inner());
+        let mut withdrawn = Vec::new();
+        for sn in pending {
+            if let Some(entry) = map.get(sn)
+                && entry.approval() == adms_store::Approval::Approved
+            {
+                entry.update(|d| d.approval = adms_store::Approval::Pending);
+                withdrawn.push(sn.clone());
+            }
+        }
+        withdrawn
+    }
+
     /// How many cached devices made a request at or after `since` (µs).
     pub fn seen_since(&self, since: i64) -> usize {
         self.by_sn.read().unwrap_or_else(|p| p.into_inner()).values().filter(|e| e.last_seen() >= since).count()

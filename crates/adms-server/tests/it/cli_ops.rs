@@ -138,6 +138,44 @@ async fn devices_are_listed_with_their_approval_and_can_be_rejected() {
     assert!(stderr.contains("no device with SN 'NOSUCHSN'"), "{stderr}");
 }
 
+/// `device reject` beside a running server: the server catches up within an activity flush,
+/// so the users the device then uploads are no longer adopted into the roster (the server's
+/// cached approval is what lets a terminal add employees); an approval again counts from its
+/// next request. (Transactions and webhook deliveries read the approval from the database and
+/// are held at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_from_the_cli_reaches_the_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("ADMS_DEVICE_USERS", "adopt_new"), ("ADMS_ACTIVITY_FLUSH_SECS", "1")];
+    let server = Server::in_process(dir.path(), &env).await;
+    let api = Api::login(&server).await;
+    let device = Device { server: &server, sn: "REJECT01".into() };
+    device.handshake().await;
+    let pin = std::cell::Cell::new(500);
+    // The device enrols a user with a new PIN; whether the roster then has that employee.
+    let enrol_and_look = async || {
+        pin.set(pin.get() + 1);
+        let line = format!(
+            "USER PIN={}\tName=User\tPri=0\tPasswd=\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=-1\n",
+            pin.get()
+        );
+        let path = format!("/iclock/cdata?SN=REJECT01&table=OPERLOG&Stamp={}", pin.get());
+        assert_eq!(device.post(&path, line.as_bytes()).await.text(), "OK: 1");
+        let employees = api.get("/personnel/api/employees/?page_size=1000").await;
+        let code = pin.get().to_string();
+        employees["data"].as_array().unwrap().iter().any(|e| e["emp_code"] == code.as_str())
+    };
+    assert!(enrol_and_look().await, "an approved terminal's new user is adopted");
+
+    ok(&cli(dir.path(), &["device", "reject", "REJECT01"], &[]));
+    eventually("a user enrolled after the rejection is not adopted", async || !enrol_and_look().await).await;
+    let stored = server.db().scalar_i64("SELECT COUNT(*) FROM device_users", &[]).await;
+    assert!(stored >= 2, "what the device sent is stored, adopted or not: {stored}");
+
+    ok(&cli(dir.path(), &["device", "approve", "REJECT01"], &[]));
+    assert!(enrol_and_look().await, "approved again: its next new user is adopted");
+}
+
 /// Rotation as the README describes it: a second key under a new name, both work, the old one
 /// revoked by name. Names are unique; an expired key is refused; use is recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
