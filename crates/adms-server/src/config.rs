@@ -802,7 +802,7 @@ impl Config {
             return Err(invalid("devices.trans_times", "must be one line"));
         }
         self.webhook_address_policy()?;
-        // What the device trust rules are built from (`device::trust`), checked here so that
+        // What the device trust rules are built from (`device_trust`), checked here so that
         // configuration stays a leaf the other modules read.
         networks("devices.trust_networks", &self.devices.trust_networks)?;
         networks("devices.networks", &self.devices.networks)?;
@@ -927,7 +927,7 @@ impl Config {
     }
 }
 
-/// The login throttle's limits (`api::throttle`), from the configuration.
+/// The login throttle's limits (`auth::throttle`), from the configuration.
 #[derive(Debug, Clone)]
 pub struct LoginLimits {
     /// Password checks running at once.

@@ -10,10 +10,14 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod device;
+pub mod device_registry;
+pub mod device_trust;
 pub mod limits;
 pub mod periodic;
+pub mod replies;
 pub mod services;
 pub mod state;
 pub mod telemetry;

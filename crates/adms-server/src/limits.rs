@@ -13,8 +13,6 @@ use axum::response::{IntoResponse, Response};
 use adms_store::{Quota, QuotaKind};
 use prometheus_client::metrics::counter::Counter;
 
-use crate::state::SharedState;
-
 /// Quota refusals of this process, and which (device, day, kind) were already logged.
 #[derive(Debug, Default)]
 pub struct QuotaGuard {
@@ -51,16 +49,6 @@ impl QuotaGuard {
     }
 }
 
-/// The quota of `kind` for today (the UTC day of the server's clock, which `test_clock` can
-/// move); `None` when the limit is 0 (no quota).
-pub fn quota(state: &SharedState, kind: QuotaKind) -> Option<Quota> {
-    let limit = match kind {
-        QuotaKind::Raw => state.config.devices.raw_quota_bytes_per_day,
-        QuotaKind::Photo => state.config.devices.photo_quota_bytes_per_day,
-    };
-    (limit > 0).then(|| Quota::for_day(state.webhooks.clock.now_micros(), limit))
-}
-
 /// Marks a 413 a handler produced with its own explanation (quota, streamed body limit), so
 /// [`explain_body_limit`] leaves it alone.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +57,7 @@ pub struct Explained;
 /// The device reply for a body over `max_body_bytes`.
 pub fn body_too_large_reply(limit: usize) -> Response {
     let mut response =
-        crate::device::reply(StatusCode::PAYLOAD_TOO_LARGE, format!("ERROR: body too large (limit {limit} bytes)"));
+        crate::replies::reply(StatusCode::PAYLOAD_TOO_LARGE, format!("ERROR: body too large (limit {limit} bytes)"));
     response.extensions_mut().insert(Explained);
     response
 }

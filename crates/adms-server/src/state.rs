@@ -7,9 +7,9 @@ use adms_store::{Device, Store};
 use adms_webhooks::{AddressPolicy, Clock, DeliveryMetrics, SecretKey, sealing};
 use tokio::sync::Notify;
 
-use crate::api::auth::AuthState;
+use crate::auth::AuthState;
 use crate::config::Config;
-use crate::device::registry::DeviceRegistry;
+use crate::device_registry::DeviceRegistry;
 use crate::zones::{Zone, parse_zone};
 
 /// Everything handlers share.
@@ -22,7 +22,7 @@ pub struct AppState {
     pub punch_window_start: adms_protocol::LocalDateTime,
     /// Which devices are trusted: approval of new serial numbers, allowed addresses,
     /// registration limits.
-    pub trust: crate::device::trust::DeviceTrust,
+    pub trust: crate::device_trust::DeviceTrust,
     /// Zone for devices without their own setting; sent to devices in the handshake.
     pub default_zone: Zone,
     /// Zone the API shows server-side times (`upload_time`, `last_activity`) in.
@@ -34,7 +34,7 @@ pub struct AppState {
     /// The OpenAPI document and the docs page, rendered when the router is built (from the
     /// routes it registers) and read only by the two documentation routes. Kept here rather
     /// than in a request extension, which every device request would have paid for.
-    pub documents: std::sync::OnceLock<crate::api::openapi::Documents>,
+    pub documents: std::sync::OnceLock<Documents>,
     /// Daily quota refusals (counter and log-once state).
     pub quotas: crate::limits::QuotaGuard,
     /// `/metrics`: the registry and what handlers record in it.
@@ -63,6 +63,14 @@ impl WebhookRuntime {
 }
 
 pub type SharedState = Arc<AppState>;
+
+/// What the two documentation routes serve (`/api/openapi.json`, `/api/docs/`), rendered once
+/// by `api::openapi::render_documents` when the router is built.
+#[derive(Debug, Clone)]
+pub struct Documents {
+    pub openapi_json: Arc<str>,
+    pub docs_page: Arc<str>,
+}
 
 impl AppState {
     /// How far what `device` reports about its users may reach the roster: only an approved

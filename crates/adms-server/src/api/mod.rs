@@ -18,7 +18,7 @@ mod personnel;
 mod request;
 mod resigns;
 mod terminals;
-pub mod throttle;
+pub use crate::auth::throttle;
 mod transactions;
 mod users;
 mod webhooks;

@@ -18,11 +18,9 @@
 //! `null` utoipa allows for them, the shared 401 and 503 answers are added, a request body
 //! offered in several encodings lists `application/json` alone (the others are named in its
 //! description: generators then make one body type, and one that works), and the `webhooks`
-//! section describes every webhook body ([`super::webhooks::payloads`]). [`Documents::new`]
+//! section describes every webhook body ([`super::webhooks::payloads`]). [`render_documents`]
 //! then has [`super::openapi_polish`] give every `oneOf`/`anyOf` alternative a `title`
 //! (generated types get names) and turn rustdoc links in descriptions into plain text.
-
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header;
@@ -44,7 +42,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use super::ApiError;
 use super::access::SCOPE_EXTENSION;
 use super::auth::Authenticated;
-use crate::state::SharedState;
+use crate::state::{Documents, SharedState};
 
 /// Operation tags, in the order the document lists them.
 pub mod tag {
@@ -419,21 +417,13 @@ pub fn throttled_response() -> OpenApiResponse {
         .build()
 }
 
-/// What the two documentation routes serve, rendered once when the router is built.
-#[derive(Debug, Clone)]
-pub struct Documents {
-    pub openapi_json: Arc<str>,
-    pub docs_page: Arc<str>,
-}
-
-impl Documents {
-    pub fn new(doc: &OpenApi) -> Documents {
-        // utoipa's own types always serialise (string keys, no non-finite numbers).
-        let json = doc
-            .to_json()
-            .map_or_else(|e| format!("{{\"error\": \"{e}\"}}"), |json| super::openapi_polish::polish(&json));
-        Documents { openapi_json: json.into(), docs_page: docs_page(doc).into() }
-    }
+/// The two documents the documentation routes serve, rendered from `doc` once, when the router
+/// is built.
+pub fn render_documents(doc: &OpenApi) -> Documents {
+    // utoipa's own types always serialise (string keys, no non-finite numbers).
+    let json =
+        doc.to_json().map_or_else(|e| format!("{{\"error\": \"{e}\"}}"), |json| super::openapi_polish::polish(&json));
+    Documents { openapi_json: json.into(), docs_page: docs_page(doc).into() }
 }
 
 /// The `/api/docs/` page: the ZKBio Time-compatible operations of `doc`, so the page cannot

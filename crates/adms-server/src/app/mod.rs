@@ -26,7 +26,7 @@ pub use router::{normalize_path, router};
 pub use secrets::{Rekeyed, rekey_stored_secrets};
 pub use startup::StartupError;
 
-use crate::device::registry::flush_activity;
+use crate::device_registry::flush_activity;
 use crate::state::SharedState;
 
 /// A built server, bound and ready to run.

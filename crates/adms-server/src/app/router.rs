@@ -41,7 +41,7 @@ pub fn router(state: SharedState) -> Router {
     let timeout = Duration::from_secs(state.config.http.request_timeout_secs.max(1));
     let (routes, doc) = documented_routes(&state);
     // Built once per state; a second router for the same state documents the same routes.
-    let _ = state.documents.set(crate::api::openapi::Documents::new(&doc));
+    let _ = state.documents.set(crate::api::openapi::render_documents(&doc));
     let max_body_bytes = state.config.http.max_body_bytes;
     let routes = routes
         .fallback(crate::api::not_found)

@@ -15,7 +15,7 @@ use crate::api::auth::{AuthSetupError, AuthState, hash_password, verify_password
 use secrecy::ExposeSecret;
 
 use crate::config::Config;
-use crate::device::registry::DeviceRegistry;
+use crate::device_registry::DeviceRegistry;
 use crate::state::{AppState, WebhookRuntime};
 use crate::zones::parse_zone;
 
@@ -125,7 +125,7 @@ impl Application {
             secret_key,
         };
         let commands = config.command_policy(&zone.name);
-        let trust = crate::device::trust::DeviceTrust::from_config(&config)?;
+        let trust = crate::device_trust::DeviceTrust::from_config(&config)?;
         let punch_window_start =
             config.punch_window_start().ok_or_else(|| StartupError::Other("bad punch_time_min".into()))?;
         trust.log_policy();

@@ -10,7 +10,7 @@ use adms_webhooks::{DeliveryClient, Dispatcher, DispatcherConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::device::registry::flush_activity;
+use crate::device_registry::flush_activity;
 use crate::periodic::next_tick;
 use crate::state::SharedState;
 

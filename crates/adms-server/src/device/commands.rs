@@ -8,7 +8,7 @@ use adms_protocol::text::TextEncoding;
 use adms_store::{CommandWatch, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use super::registry::DeviceEntry;
+use crate::device_registry::DeviceEntry;
 use crate::periodic::next_tick;
 use crate::state::SharedState;
 

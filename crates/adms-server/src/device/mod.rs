@@ -8,8 +8,6 @@ pub mod commands;
 mod handshake;
 mod poll;
 pub mod presence;
-pub mod registry;
-pub mod trust;
 mod upload;
 
 use std::net::SocketAddr;
@@ -26,8 +24,8 @@ use adms_protocol::query::DeviceQuery;
 use adms_store::{NewDevice, QuotaKind, StoreError};
 
 use crate::api::openapi::DocumentedRoutes;
+use crate::device_registry::DeviceEntry;
 use crate::state::SharedState;
-use registry::DeviceEntry;
 
 /// The device protocol's routes, each documented by its handler's `#[utoipa::path]` (see
 /// [`crate::api::openapi`]).
@@ -47,25 +45,7 @@ pub fn routes() -> OpenApiRouter<SharedState> {
         .public(routes!(upload::unrecognised))
 }
 
-/// A plain-text device reply with the headers firmware needs.
-pub fn reply(status: StatusCode, body: impl Into<String>) -> Response {
-    reply_bytes(status, body.into().into_bytes())
-}
-
-/// [`reply`] for a body that is not UTF-8 (commands in a device's code page).
-pub fn reply_bytes(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
-        headers.insert(header::DATE, date);
-    }
-    response
-}
-
-pub fn ok(body: impl Into<String>) -> Response {
-    reply(StatusCode::OK, body)
-}
+pub use crate::replies::{ok, reply, reply_bytes};
 
 /// Why a device request failed. Client errors are answered 4xx and logged with the SN; storage
 /// errors are answered 503 so the device keeps the data and retries.

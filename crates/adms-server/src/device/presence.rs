@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use adms_store::{OfflineCheck, Presence, SeenAgain, StoreError};
 
-use super::registry::DeviceEntry;
+use crate::device_registry::DeviceEntry;
 use crate::state::{AppState, SharedState};
 use crate::zones::parse_zone;
 

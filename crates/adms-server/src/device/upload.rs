@@ -23,7 +23,6 @@ use adms_store::{
 };
 
 use super::{DeviceCtx, DeviceError, ok};
-use crate::limits::quota;
 use crate::state::SharedState;
 use crate::zones::Zone;
 
@@ -758,4 +757,14 @@ pub async fn unrecognised(
     body: Bytes,
 ) -> Response {
     other(state, uri, ctx, body).await
+}
+
+/// The quota of `kind` for today (the UTC day of the server's clock, which `test_clock` can
+/// move); `None` when the limit is 0 (no quota).
+fn quota(state: &SharedState, kind: QuotaKind) -> Option<adms_store::Quota> {
+    let limit = match kind {
+        QuotaKind::Raw => state.config.devices.raw_quota_bytes_per_day,
+        QuotaKind::Photo => state.config.devices.photo_quota_bytes_per_day,
+    };
+    (limit > 0).then(|| adms_store::Quota::for_day(state.webhooks.clock.now_micros(), limit))
 }

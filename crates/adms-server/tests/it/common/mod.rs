@@ -50,7 +50,7 @@ const HARNESS_ENV: [(&str, &str); 7] = [
     ("ADMS_UNKNOWN_DEVICES", "auto"),
     ("ADMS_DEVICE_REGISTRATIONS_PER_MINUTE", "100000"),
     // Without the start-up warning that `auto` gives every test server.
-    ("RUST_LOG", "warn,adms_server::device::trust=error"),
+    ("RUST_LOG", "warn,adms_server::device_trust=error"),
     // Webhook receivers in tests listen on 127.0.0.1, which the address policy refuses unless
     // listed. Set before the test's own env, so a test can take it away.
     ("ADMS_WEBHOOK_ALLOW_LIST", "127.0.0.1/32"),
@@ -98,7 +98,7 @@ impl Server {
         // The server's logs, as the binary writes them (`RUST_LOG` of the harness), captured per
         // test by the test harness: shown when the test fails.
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,adms_server::device::trust=error"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,adms_server::device_trust=error"))
             .with_test_writer()
             .try_init();
         // Read as the binary reads its environment.
