@@ -185,7 +185,10 @@ pub struct ExpectedFailure {
 
 impl fmt::Display for ExpectedFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (xfail: {})", self.failure, self.reason)
+        let Failure { at, source, .. } = &self.failure;
+        let rest = self.failure.to_string();
+        let details = rest.strip_prefix(&format!("{at}: {source}")).unwrap_or_default();
+        write!(f, "{at}: xfail ({}): {source}{details}", self.reason)
     }
 }
 
@@ -273,7 +276,7 @@ impl Run<'_, '_> {
     async fn step(&mut self, step: &Step) -> Outcome {
         match &step.kind {
             StepKind::Request(request) => {
-                let sent = describe(request);
+                let sent = describe(&self.player.authority, request);
                 match send(&self.player.authority, request).await {
                     Ok(response) => {
                         let implicit = check_device_reply(&request.target, &response);
@@ -350,12 +353,12 @@ fn prefix(what: &str, m: Mismatch) -> Mismatch {
 }
 
 /// The request as sent, for failure messages: request line, headers, body size.
-fn describe(request: &Request) -> String {
-    let mut out = format!("{} {} HTTP/1.1", request.method, request.target);
+fn describe(authority: &str, request: &Request) -> String {
+    let mut out = format!("{} {} HTTP/1.1\nHost: {authority}", request.method, request.target);
     for (name, value) in &request.headers {
         out.push_str(&format!("\n{name}: {value}"));
     }
-    out.push_str(&format!("\n({} body bytes)", request.body.len()));
+    out.push_str(&format!("\nContent-Length: {0}\nConnection: close\n({0} body bytes)", request.body.len()));
     out
 }
 
