@@ -24,12 +24,12 @@ use crate::session::{ApiCheck, ApiList, Matcher, Mismatch, Request, Saved, Scrip
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The future a [`DatabaseChecks`] method returns.
-pub type CheckFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + 'a>>;
+pub type CheckFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
 
 /// The checks of stored state that need the server's database (`rows TABLE N`,
 /// `option SN KEY MATCHER`), answered by whoever can read it (adms-server's tests do, with their
 /// database helpers). An `Err` is a failure of the step, with its message.
-pub trait DatabaseChecks {
+pub trait DatabaseChecks: Sync {
     /// Rows in `table` (one of [`crate::session::COUNTED_TABLES`]).
     fn count_rows<'a>(&'a self, table: &'a str) -> CheckFuture<'a, i64>;
     /// The stored value of one device option; `None` when the device never sent that key.
@@ -567,5 +567,30 @@ fn render(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sessions of several devices will be played side by side (issue 17): a replay must be
+    /// able to run on any worker thread.
+    #[test]
+    fn a_replay_can_be_spawned() {
+        fn spawnable<T: Send>(_: &T) {}
+        let player = Player::new("http://127.0.0.1:9").expect("target");
+        let script = Script { name: String::new(), env: Vec::new(), steps: Vec::new() };
+        spawnable(&player.play(&script));
+    }
+
+    #[test]
+    fn only_plain_http_targets_are_accepted() {
+        for good in ["http://127.0.0.1:8080", "http://bridge.example:80/", "http://[::1]:8080"] {
+            assert!(Player::new(good).is_ok(), "{good}");
+        }
+        for bad in ["https://bridge.example", "127.0.0.1:8080", "http://", "http://host/iclock", "http://h?x"] {
+            assert!(matches!(Player::new(bad), Err(ReplayError::Target(_))), "{bad}");
+        }
     }
 }

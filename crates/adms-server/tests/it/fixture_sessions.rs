@@ -79,6 +79,39 @@ async fn every_fixture_session_runs_as_scripted() {
     );
 }
 
+/// The `rows` and `option` steps are checked through [`TestDatabase`], not passed: a wrong count,
+/// an absent option and an `xfail` on a step that holds each end the replay.
+#[tokio::test]
+async fn database_steps_fail_when_the_database_disagrees() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::in_process(dir.path(), &[]).await;
+    let database = TestDatabase(server.db());
+    let player = Player::new(&server.url("")).expect("target").with_database(&database);
+    let payloads = fixtures().join("payloads");
+    let upload = "POST /iclock/cdata?SN=FIXDBC0001&table=ATTLOG&Stamp=9999 @attlog/documented-7col.txt\n=> 200 OK: 3\n";
+    let cases = [
+        ("rows punches 3\nrows punches 99\n", 4, "99 rows", "3 rows"),
+        (
+            "option FIXDBC0001 NoSuchKey ~x\n",
+            3,
+            "option NoSuchKey of FIXDBC0001",
+            "FIXDBC0001 has no stored option NoSuchKey",
+        ),
+    ];
+    for (checks, line, expected, came) in cases {
+        let script = parse_script("case.session", &format!("{upload}{checks}"), &payloads).expect("parses");
+        let report = player.play(&script).await;
+        let failure = report.failure.unwrap_or_else(|| panic!("{checks:?} passed"));
+        assert_eq!(failure.at, format!("case.session:{line}"), "{failure}");
+        let mismatch = failure.mismatch.as_ref().expect("a mismatch");
+        assert_eq!((mismatch.expected.as_str(), mismatch.came.as_str()), (expected, came), "{failure}");
+    }
+    let script = parse_script("xfail.session", &format!("{upload}xfail not a bug\nrows punches 3\n"), &payloads)
+        .expect("parses");
+    let failure = player.play(&script).await.failure.expect("an xfail that passes fails");
+    assert!(failure.to_string().contains("passes now: remove the xfail"), "{failure}");
+}
+
 /// The tables a script may count are the ones the suite's `count_rows` reads.
 #[test]
 fn the_counted_tables_are_the_suites() {
