@@ -113,9 +113,10 @@ impl<'a> Player<'a> {
             let at = format!("{}:{}", script.name, step.line);
             let outcome = run.step(step).await;
             let (after, sent) = match (&step.kind, &run.last) {
-                (StepKind::Request(_), Some(last)) => (None, Some(last.sent.clone())),
-                (StepKind::Request(_), None) | (_, None) => (None, None),
+                // What was sent, even when no answer came.
+                (StepKind::Request(request), _) => (None, Some(describe(&self.authority, request))),
                 (_, Some(last)) => (Some(last.source.clone()), Some(last.sent.clone())),
+                (_, None) => (None, None),
             };
             let failure = |mismatch: Option<Mismatch>, note: Option<String>| Failure {
                 at: at.clone(),
