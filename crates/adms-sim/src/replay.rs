@@ -204,7 +204,7 @@ pub struct Skipped {
 
 impl fmt::Display for Skipped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} skipped: {}", self.at, self.source, self.reason)
+        write!(f, "{}: {} ({})", self.at, self.source, self.reason)
     }
 }
 
