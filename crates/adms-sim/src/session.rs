@@ -75,16 +75,22 @@ impl Mismatch {
     }
 }
 
+/// A parsed session script.
 #[derive(Debug)]
 pub struct Script {
-    /// `fixtures/sessions/NAME`, as failures show it.
+    /// The name given to [`parse_script`] (e.g. `fixtures/sessions/NAME.session`), as failures
+    /// show it.
     pub name: String,
+    /// The `env KEY=VALUE` lines: settings of the server the session was written for (the player
+    /// does not apply them; whoever starts the server does).
     pub env: Vec<(String, String)>,
     pub steps: Vec<Step>,
 }
 
+/// One directive of a script, with its line.
 #[derive(Debug)]
 pub struct Step {
+    /// 1-based line number in the script.
     pub line: usize,
     /// The line as written, for failure messages.
     pub source: String,
