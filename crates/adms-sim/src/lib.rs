@@ -1,0 +1,9 @@
+//! adms-sim: plays ZKTeco terminals against an adms-bridge server.
+//!
+//! [`session`] parses the session scripts of `fixtures/README.md` (requests with byte-exact
+//! bodies, and the checks on what came back); [`replay`] plays one against a server's base URL
+//! over raw HTTP/1.1, as firmware sends it, and reports every step. The `adms-sim` binary
+//! (`adms-sim replay PATH… --target URL`) and adms-server's fixture test both use them.
+
+pub mod replay;
+pub mod session;

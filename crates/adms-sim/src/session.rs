@@ -1,0 +1,573 @@
+//! The session format of `fixtures/README.md`, parsed: a [`Script`] of [`Step`]s. Pure: the only
+//! I/O is reading the `@FILE` payloads from the payload folder given to [`parse_script`].
+//! Errors name `file:line`, every one of a script at once.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+/// Headers every scripted request carries unless the script removes them, as ZKTeco firmware
+/// sends them (`Host` is added by the player with the target's address). POSTs also get
+/// `Content-Type`.
+pub const DEVICE_HEADERS: [(&str, &str); 2] = [("User-Agent", "iClock Proxy/1.09"), ("Accept", "*/*")];
+const POST_CONTENT_TYPE: (&str, &str) = ("Content-Type", "text/plain");
+
+/// Every table a `rows TABLE N` step may count.
+pub const COUNTED_TABLES: [&str; 13] = [
+    "devices",
+    "punches",
+    "rejected_lines",
+    "operation_logs",
+    "device_users",
+    "biometric_templates",
+    "user_photos",
+    "device_records",
+    "device_options",
+    "command_results",
+    "access_events",
+    "raw_uploads",
+    "att_photos",
+];
+
+/// One error of a script, at its line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct ScriptError {
+    /// The script's name as given to [`parse_script`] (e.g. `fixtures/sessions/NAME.session`).
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl ScriptError {
+    fn at(file: &str, line: usize, message: impl Into<String>) -> ScriptError {
+        ScriptError { file: file.to_owned(), line, message: message.into() }
+    }
+}
+
+/// Every error of a script, in line order; shown one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ScriptErrors(pub Vec<ScriptError>);
+
+impl fmt::Display for ScriptErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A check that did not hold: what the step expected and what came, both as written for a
+/// reader (strings quoted with their escapes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub expected: String,
+    pub came: String,
+}
+
+impl Mismatch {
+    pub fn new(expected: impl Into<String>, came: impl Into<String>) -> Mismatch {
+        Mismatch { expected: expected.into(), came: came.into() }
+    }
+}
+
+/// A parsed session script.
+#[derive(Debug)]
+pub struct Script {
+    /// The name given to [`parse_script`] (e.g. `fixtures/sessions/NAME.session`), as failures
+    /// show it.
+    pub name: String,
+    /// The `env KEY=VALUE` lines: settings of the server the session was written for (the player
+    /// does not apply them; whoever starts the server does).
+    pub env: Vec<(String, String)>,
+    pub steps: Vec<Step>,
+}
+
+/// One directive of a script, with its line.
+#[derive(Debug)]
+pub struct Step {
+    /// 1-based line number in the script.
+    pub line: usize,
+    /// The line as written, for failure messages.
+    pub source: String,
+    /// Reason given by a preceding `xfail` line: the check is expected to fail.
+    pub xfail: Option<String>,
+    pub kind: StepKind,
+}
+
+#[derive(Debug)]
+pub enum StepKind {
+    Request(Request),
+    /// `=> STATUS [MATCHER]`
+    Status {
+        status: u16,
+        body: Option<Matcher>,
+    },
+    /// `header NAME MATCHER`
+    Header {
+        name: String,
+        matcher: Matcher,
+    },
+    /// `save NAME`
+    Save {
+        name: String,
+    },
+    /// `rows TABLE N`
+    Rows {
+        table: String,
+        count: i64,
+    },
+    /// `option SN KEY MATCHER`
+    DeviceOption {
+        sn: String,
+        key: String,
+        matcher: Matcher,
+    },
+    /// `api LIST[?QUERY] count N` / `api LIST[?QUERY] FIELD V1,V2,...`
+    Api {
+        list: ApiList,
+        query: String,
+        check: ApiCheck,
+    },
+}
+
+#[derive(Debug)]
+pub struct Request {
+    pub method: &'static str,
+    pub target: String,
+    pub body: Vec<u8>,
+    /// Headers in sending order, after the script's `-Name` / `+Name:value` edits.
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiList {
+    Transactions,
+    Terminals,
+    RejectedLines,
+}
+
+impl ApiList {
+    pub fn parse(name: &str) -> Option<ApiList> {
+        match name {
+            "transactions" => Some(ApiList::Transactions),
+            "terminals" => Some(ApiList::Terminals),
+            "rejected-lines" => Some(ApiList::RejectedLines),
+            _ => None,
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            ApiList::Transactions => "/iclock/api/transactions/",
+            ApiList::Terminals => "/iclock/api/terminals/",
+            ApiList::RejectedLines => "/api/v1/rejected-lines",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ApiCheck {
+    Count(usize),
+    Field { name: String, values: Vec<Text> },
+}
+
+#[derive(Debug)]
+pub enum Matcher {
+    Exact(Text),
+    Contains(Text),
+    Prefix(Text),
+    NotContains(Text),
+}
+
+impl Matcher {
+    pub fn check(&self, actual: &str, saved: &Saved) -> Result<(), Mismatch> {
+        let (ok, how, expected) = match self {
+            Matcher::Exact(t) => {
+                let e = t.render(saved);
+                (actual == e, "to be", e)
+            }
+            Matcher::Contains(t) => {
+                let e = t.render(saved);
+                (actual.contains(&e), "to contain", e)
+            }
+            Matcher::Prefix(t) => {
+                let e = t.render(saved);
+                (actual.starts_with(&e), "to start with", e)
+            }
+            Matcher::NotContains(t) => {
+                let e = t.render(saved);
+                (!actual.contains(&e), "not to contain", e)
+            }
+        };
+        if ok { Ok(()) } else { Err(Mismatch { expected: format!("{how} {expected:?}"), came: format!("{actual:?}") }) }
+    }
+}
+
+/// Expected text: literals with escapes resolved, and `${name}` references to saved bodies.
+#[derive(Debug, Clone)]
+pub struct Text(Vec<Piece>);
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Literal(String),
+    Saved(String),
+}
+
+pub type Saved = Vec<(String, String)>;
+
+impl Text {
+    pub fn render(&self, saved: &Saved) -> String {
+        let mut out = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Literal(s) => out.push_str(s),
+                Piece::Saved(name) => {
+                    // The parser only accepts names saved earlier in the script.
+                    if let Some((_, value)) = saved.iter().rev().find(|(n, _)| n == name) {
+                        out.push_str(value);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------------------------
+
+/// Parses a whole script; every error is reported (each shown as `name:line: message`), not just
+/// the first. `@FILE` payloads are read from `payloads` (the only I/O).
+pub fn parse_script(name: &str, text: &str, payloads: &Path) -> Result<Script, ScriptErrors> {
+    let mut script = Script { name: name.to_owned(), env: Vec::new(), steps: Vec::new() };
+    let mut errors = Vec::new();
+    let mut saved_names: HashSet<String> = HashSet::new();
+    let mut pending_xfail: Option<(usize, String)> = None;
+    let mut seen_request = false;
+    for (index, raw_line) in text.lines().enumerate() {
+        let line_no = index + 1;
+        let line = raw_line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (keyword, rest) = line.split_once(char::is_whitespace).map_or((line, ""), |(k, r)| (k, r.trim_start()));
+        let parsed: Result<Option<StepKind>, String> = match keyword {
+            "env" => parse_env(rest, seen_request).map(|pair| {
+                script.env.push(pair);
+                None
+            }),
+            "xfail" if rest.is_empty() => Err("`xfail` needs a reason".to_owned()),
+            "xfail" => {
+                pending_xfail = Some((line_no, rest.to_owned()));
+                continue;
+            }
+            "GET" | "POST" => parse_request(keyword, rest, payloads).map(Some),
+            "=>" => parse_status(rest, &saved_names).map(Some),
+            "header" => parse_header(rest, &saved_names).map(Some),
+            "save" => parse_save(rest).map(|kind| {
+                if let StepKind::Save { name } = &kind {
+                    saved_names.insert(name.clone());
+                }
+                Some(kind)
+            }),
+            "rows" => parse_rows(rest).map(Some),
+            "option" => parse_option(rest, &saved_names).map(Some),
+            "api" => parse_api(rest, &saved_names).map(Some),
+            other => Err(format!("unknown keyword `{other}`")),
+        };
+        let kind = match parsed {
+            Ok(Some(kind)) => kind,
+            Ok(None) => continue,
+            Err(message) => {
+                errors.push(ScriptError::at(name, line_no, message));
+                // The broken line is what an `xfail` before it was meant for.
+                pending_xfail = None;
+                continue;
+            }
+        };
+        let needs_response = matches!(kind, StepKind::Status { .. } | StepKind::Header { .. } | StepKind::Save { .. });
+        if needs_response && !seen_request {
+            errors.push(ScriptError::at(
+                name,
+                line_no,
+                format!("`{keyword}` checks the last response, but no request came before"),
+            ));
+            continue;
+        }
+        let is_check = !matches!(kind, StepKind::Request(_) | StepKind::Save { .. });
+        let xfail = match pending_xfail.take() {
+            Some((_, reason)) if is_check => Some(reason),
+            Some((xfail_line, _)) => {
+                errors.push(ScriptError::at(
+                    name,
+                    xfail_line,
+                    format!("`xfail` must be followed by a check, not `{keyword}`"),
+                ));
+                None
+            }
+            None => None,
+        };
+        seen_request |= matches!(kind, StepKind::Request(_));
+        script.steps.push(Step { line: line_no, source: line.to_owned(), xfail, kind });
+    }
+    if let Some((xfail_line, _)) = pending_xfail {
+        errors.push(ScriptError::at(name, xfail_line, "`xfail` at the end of the script marks nothing"));
+    }
+    if !seen_request && errors.is_empty() {
+        errors.push(ScriptError::at(name, 1, "the script sends no request"));
+    }
+    if errors.is_empty() { Ok(script) } else { Err(ScriptErrors(errors)) }
+}
+
+fn parse_env(rest: &str, seen_request: bool) -> Result<(String, String), String> {
+    if seen_request {
+        return Err("`env` must come before the first request (it configures the server start)".to_owned());
+    }
+    let (key, value) = rest.split_once('=').ok_or("`env` needs KEY=VALUE")?;
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(format!("`{key}` is not an environment variable name"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+fn parse_request(method: &str, rest: &str, payloads: &Path) -> Result<StepKind, String> {
+    let mut tokens = rest.split_whitespace();
+    let target = tokens.next().ok_or("a request needs a path")?;
+    if !target.starts_with('/') {
+        return Err(format!("the path must start with `/`: `{target}`"));
+    }
+    let method = if method == "GET" { "GET" } else { "POST" };
+    let mut headers: Vec<(String, String)> =
+        DEVICE_HEADERS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    if method == "POST" {
+        headers.push((POST_CONTENT_TYPE.0.to_owned(), POST_CONTENT_TYPE.1.to_owned()));
+    }
+    let mut body: Option<Vec<u8>> = None;
+    for token in tokens {
+        if let Some(file) = token.strip_prefix('@') {
+            if body.is_some() {
+                return Err("only one `@payload` per request".to_owned());
+            }
+            if file.contains("..") || file.starts_with('/') {
+                return Err(format!("`@{file}` must be a path under fixtures/payloads/"));
+            }
+            let bytes = std::fs::read(payloads.join(file)).map_err(|e| format!("payload `{file}`: {e}"))?;
+            body = Some(bytes);
+        } else if let Some(times) = token.strip_prefix('x').and_then(|n| n.parse::<usize>().ok()) {
+            let once = body.as_ref().ok_or("`xN` repeats the payload, so it must follow `@payload`")?;
+            if times == 0 {
+                return Err("`x0` would send nothing; drop the payload instead".to_owned());
+            }
+            body = Some(once.repeat(times));
+        } else if let Some(name) = token.strip_prefix('-') {
+            let before = headers.len();
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+            if headers.len() == before {
+                return Err(format!("`-{name}` removes a header this request would not send"));
+            }
+        } else if let Some(header) = token.strip_prefix('+') {
+            let (name, value) = header.split_once(':').ok_or("`+Name:value` adds or replaces a header")?;
+            if ["host", "content-length", "connection"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                return Err(format!("`{name}` is set by the test client"));
+            }
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+            headers.push((name.to_owned(), value.to_owned()));
+        } else {
+            return Err(format!("unexpected `{token}` (expected @payload, xN, -Header or +Header:value)"));
+        }
+    }
+    if method == "GET" && body.is_some() {
+        return Err("GET requests carry no payload".to_owned());
+    }
+    Ok(StepKind::Request(Request { method, target: target.to_owned(), body: body.unwrap_or_default(), headers }))
+}
+
+fn parse_status(rest: &str, saved: &HashSet<String>) -> Result<StepKind, String> {
+    let (status, matcher) = match rest.split_once(' ') {
+        Some((status, matcher)) => (status, Some(matcher)),
+        None => (rest, None),
+    };
+    let status: u16 = status
+        .parse()
+        .ok()
+        .filter(|s| (100..600).contains(s))
+        .ok_or_else(|| format!("`=> {rest}`: expected an HTTP status, then optionally the body"))?;
+    let body = matcher.map(|m| parse_matcher(m, saved)).transpose()?;
+    Ok(StepKind::Status { status, body })
+}
+
+fn parse_header(rest: &str, saved: &HashSet<String>) -> Result<StepKind, String> {
+    let (name, matcher) = rest.split_once(' ').ok_or("`header NAME MATCHER`")?;
+    Ok(StepKind::Header { name: name.to_owned(), matcher: parse_matcher(matcher, saved)? })
+}
+
+fn parse_matcher(text: &str, saved: &HashSet<String>) -> Result<Matcher, String> {
+    Ok(if let Some(t) = text.strip_prefix("!~") {
+        Matcher::NotContains(parse_text(t, saved)?)
+    } else if let Some(t) = text.strip_prefix('~') {
+        Matcher::Contains(parse_text(t, saved)?)
+    } else if let Some(t) = text.strip_prefix('^') {
+        Matcher::Prefix(parse_text(t, saved)?)
+    } else {
+        Matcher::Exact(parse_text(text, saved)?)
+    })
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Resolves `\n \r \t \\ \$ \~ \^ \! \u{HEX}` and splits out `${name}` references.
+fn parse_text(raw: &str, saved: &HashSet<String>) -> Result<Text, String> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') => literal.push('\n'),
+                Some('r') => literal.push('\r'),
+                Some('t') => literal.push('\t'),
+                Some(c @ ('\\' | '$' | '~' | '^' | '!')) => literal.push(c),
+                Some('u') => {
+                    if chars.next() != Some('{') {
+                        return Err("`\\u` needs `{HEX}`".to_owned());
+                    }
+                    let hex: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                    let ch = u32::from_str_radix(&hex, 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                        .ok_or_else(|| format!("`\\u{{{hex}}}` is not a character"))?;
+                    literal.push(ch);
+                }
+                other => return Err(format!("unknown escape `\\{}`", other.map(String::from).unwrap_or_default())),
+            },
+            '$' if chars.peek() == Some(&'{') => {
+                chars.next();
+                let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                if !saved.contains(&name) {
+                    return Err(format!("`${{{name}}}` was not saved before this line (`save {name}`)"));
+                }
+                if !literal.is_empty() {
+                    pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+                }
+                pieces.push(Piece::Saved(name));
+            }
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        pieces.push(Piece::Literal(literal));
+    }
+    Ok(Text(pieces))
+}
+
+fn parse_save(rest: &str) -> Result<StepKind, String> {
+    if !is_name(rest) {
+        return Err("`save NAME` (letters, digits, `_`)".to_owned());
+    }
+    Ok(StepKind::Save { name: rest.to_owned() })
+}
+
+fn parse_rows(rest: &str) -> Result<StepKind, String> {
+    let (table, count) = rest.split_once(' ').ok_or("`rows TABLE N`")?;
+    if !COUNTED_TABLES.contains(&table) {
+        return Err(format!("`{table}` is not a counted table (one of {})", COUNTED_TABLES.join(", ")));
+    }
+    let count = count.trim().parse().map_err(|_| format!("`{count}` is not a row count"))?;
+    Ok(StepKind::Rows { table: table.to_owned(), count })
+}
+
+fn parse_option(rest: &str, saved: &HashSet<String>) -> Result<StepKind, String> {
+    let mut parts = rest.splitn(3, ' ');
+    let (sn, key, matcher) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
+    let matcher = matcher.filter(|_| !sn.is_empty() && !key.is_empty()).ok_or("`option SN KEY MATCHER`")?;
+    Ok(StepKind::DeviceOption { sn: sn.to_owned(), key: key.to_owned(), matcher: parse_matcher(matcher, saved)? })
+}
+
+fn parse_api(rest: &str, saved: &HashSet<String>) -> Result<StepKind, String> {
+    let mut parts = rest.splitn(3, ' ');
+    let (resource, check, values) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
+    let (list_name, query) = resource.split_once('?').unwrap_or((resource, ""));
+    let list = ApiList::parse(list_name)
+        .ok_or_else(|| format!("`{list_name}` is not an API list (transactions, terminals, rejected-lines)"))?;
+    let values =
+        values.map(str::trim).filter(|v| !v.is_empty()).ok_or("`api LIST count N` or `api LIST FIELD V1,V2`")?;
+    let check = if check == "count" {
+        ApiCheck::Count(values.parse().map_err(|_| format!("`{values}` is not a count"))?)
+    } else if is_name(check) {
+        let values = values.split(',').map(|v| parse_text(v, saved)).collect::<Result<_, _>>()?;
+        ApiCheck::Field { name: check.to_owned(), values }
+    } else {
+        return Err(format!("`{check}` is not a field name"));
+    };
+    Ok(StepKind::Api { list, query: query.to_owned(), check })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn payloads() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/payloads")
+    }
+
+    #[test]
+    fn script_errors_name_the_file_and_line() {
+        let script = "\
+# comment
+GET /iclock/ping?SN=A
+=> 200 OK
+env ADMS_TIME_ZONE=+08:00
+POST /iclock/cdata?SN=A @attlog/does-not-exist.txt
+=> abc
+rows nonsense 1
+api transactions count many
+frobnicate
+option A key_without_matcher
+xfail
+=> 200 ${never_saved}
+";
+        let errors = parse_script("x.session", script, &payloads()).expect_err("script has errors");
+        let lines: Vec<usize> = errors.0.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [4, 5, 6, 7, 8, 9, 10, 11, 12], "{errors:#?}");
+        assert!(errors.0.iter().all(|e| e.file == "x.session"), "{errors:#?}");
+        assert!(errors.to_string().lines().all(|l| l.starts_with("x.session:")), "{errors}");
+        let errors = parse_script("y.session", "=> 200 OK\n", &payloads()).expect_err("expectation before a request");
+        assert!(errors.0[0].to_string().starts_with("y.session:1: "), "{errors:?}");
+    }
+
+    #[test]
+    fn a_script_parses_into_its_steps() {
+        let script = "\
+env ADMS_TIME_ZONE=+08:00
+POST /iclock/cdata?SN=A&table=ATTLOG @attlog/documented-7col.txt x2 -Content-Type +Cookie:a=b
+=> 200 ~OK
+save reply
+xfail not yet
+header Date ~${reply}
+rows punches 4
+";
+        let parsed = parse_script("z.session", script, &payloads()).expect("parses");
+        assert_eq!(parsed.env, [("ADMS_TIME_ZONE".to_owned(), "+08:00".to_owned())]);
+        assert_eq!(parsed.steps.len(), 5);
+        let StepKind::Request(request) = &parsed.steps[0].kind else { panic!("{:?}", parsed.steps[0]) };
+        let once = std::fs::read(payloads().join("attlog/documented-7col.txt")).expect("payload");
+        assert_eq!(request.body, once.repeat(2));
+        let names: Vec<&str> = request.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["User-Agent", "Accept", "Cookie"]);
+        assert_eq!(parsed.steps[3].xfail.as_deref(), Some("not yet"));
+        assert_eq!(parsed.steps[3].line, 6);
+        let saved = vec![("reply".to_owned(), "GMT".to_owned())];
+        let StepKind::Header { matcher, .. } = &parsed.steps[3].kind else { panic!() };
+        assert!(matcher.check("Sun, 06 Dec 2026 12:00:00 GMT", &saved).is_ok());
+        assert_eq!(matcher.check("x", &saved), Err(Mismatch::new("to contain \"GMT\"", "\"x\"")),);
+    }
+}
