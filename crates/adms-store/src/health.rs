@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::maintenance::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+use crate::backend::Db;
+use crate::maintenance::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, postgres_applied, schema_state, sqlite_applied};
 use crate::{Store, StoreError};
 
 /// How the database's applied migrations compare with the ones this binary carries.
@@ -12,13 +13,11 @@ use crate::{Store, StoreError};
 pub enum MigrationState {
     /// Every migration of this binary is applied, and nothing else.
     Current { version: i64 },
-    /// Migrations of this binary are missing (the server migrates at start, so someone rolled
-    /// the database back or a start was interrupted).
+    /// Migrations of this binary are missing or did not finish (the server migrates at start, so
+    /// someone rolled the database back or a start was interrupted).
     Behind { applied: i64, known: i64 },
     /// The database carries migrations this binary does not know: a newer release migrated it.
     Ahead { applied: i64, known: i64 },
-    /// A migration started and did not finish.
-    Dirty { version: i64 },
 }
 
 impl MigrationState {
@@ -37,7 +36,6 @@ impl std::fmt::Display for MigrationState {
             MigrationState::Ahead { applied, known } => {
                 write!(f, "ahead: version {applied} applied by a newer release, this binary knows up to {known}")
             }
-            MigrationState::Dirty { version } => write!(f, "migration {version} started and did not finish"),
         }
     }
 }
@@ -83,20 +81,26 @@ impl Store {
         }
     }
 
-    /// How the applied migrations compare with this binary's.
+    /// How the applied migrations compare with this binary's (the comparison the start-up check
+    /// makes, `maintenance::schema_state`).
     pub async fn migration_state(&self) -> Result<MigrationState, StoreError> {
-        let (known, rows): (i64, Vec<(i64, bool)>) = on_db!(self, |db| {
-            let migrator = match self.engine() {
-                crate::Engine::Sqlite => &SQLITE_MIGRATIONS,
-                crate::Engine::Postgres => &POSTGRES_MIGRATIONS,
-            };
-            let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
-            let rows = sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
-                .fetch_all(db.pool())
-                .await?;
-            (known, rows)
-        });
-        Ok(compare_migrations(known, &rows))
+        let (applied, migrator) = match self.db() {
+            Db::Sqlite(db) => {
+                let mut conn = db.pool().acquire().await?;
+                (sqlite_applied(&mut conn).await?, &SQLITE_MIGRATIONS)
+            }
+            Db::Postgres(db) => (postgres_applied(db.pool()).await?, &POSTGRES_MIGRATIONS),
+        };
+        let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let newest = applied.iter().map(|a| a.version).max().unwrap_or(0);
+        match schema_state(&applied, migrator) {
+            Ok(state) if state.pending == 0 => Ok(MigrationState::Current { version: newest }),
+            Ok(_) => Ok(MigrationState::Behind { applied: newest, known }),
+            Err(StoreError::NewerDatabase { version, known, .. }) => {
+                Ok(MigrationState::Ahead { applied: version, known })
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Every device not deleted, with its approval, presence and last flushed activity.
@@ -135,31 +139,5 @@ impl Store {
             .await?;
             Ok(CommandCensus { queued, sent, oldest_queued_at })
         })
-    }
-}
-
-/// The state of `rows` (version, success) against the highest version this binary knows.
-fn compare_migrations(known: i64, rows: &[(i64, bool)]) -> MigrationState {
-    if let Some((version, _)) = rows.iter().find(|(_, success)| !success) {
-        return MigrationState::Dirty { version: *version };
-    }
-    let applied = rows.iter().map(|(v, _)| *v).max().unwrap_or(0);
-    match applied.cmp(&known) {
-        std::cmp::Ordering::Equal => MigrationState::Current { version: applied },
-        std::cmp::Ordering::Less => MigrationState::Behind { applied, known },
-        std::cmp::Ordering::Greater => MigrationState::Ahead { applied, known },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn migrations_compare_by_highest_version_and_dirt() {
-        assert_eq!(compare_migrations(17, &[(1, true), (17, true)]), MigrationState::Current { version: 17 });
-        assert_eq!(compare_migrations(17, &[(1, true), (16, true)]), MigrationState::Behind { applied: 16, known: 17 });
-        assert_eq!(compare_migrations(17, &[(17, true), (18, true)]), MigrationState::Ahead { applied: 18, known: 17 });
-        assert_eq!(compare_migrations(17, &[(17, false)]), MigrationState::Dirty { version: 17 });
     }
 }

@@ -141,7 +141,7 @@ fn show_generated_secret(
     }
     match file {
         Some(path) => {
-            write_private_file(path, &format!("{secret}\n"))
+            super::vault::place_private_file(path, &format!("{secret}\n"), |draft, path| std::fs::rename(draft, path))
                 .map_err(|e| StartupError::Other(format!("writing the signing secret to {}: {e}", path.display())))?;
             tracing::warn!(
                 endpoint = %uid,
@@ -155,19 +155,4 @@ fn show_generated_secret(
         ),
     }
     Ok(())
-}
-
-/// Writes `text` to `path` with mode 0600, replacing what was there (through a draft renamed
-/// over it, so the file never exists with other permissions or half written).
-fn write_private_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut draft = path.as_os_str().to_owned();
-    draft.push(format!(".{}.draft", std::process::id()));
-    let draft = std::path::PathBuf::from(draft);
-    let _ = std::fs::remove_file(&draft);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&draft)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&draft, path)
 }

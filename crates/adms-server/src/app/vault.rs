@@ -64,6 +64,17 @@ fn read_key_file(path: &Path) -> Result<SecretKey, StartupError> {
 /// fails if `path` exists: replicas starting together on a fresh database never read a key file
 /// another one is still writing (they saw it empty), and exactly one key wins.
 fn create_key_file(path: &Path, key: &SecretKey) -> std::io::Result<()> {
+    place_private_file(path, &format!("{}\n", key.to_base64()), |draft, path| std::fs::hard_link(draft, path))
+}
+
+/// Writes `text` whole to a draft of this process beside `path` (mode 0600, synced), then hands
+/// the draft to `place` (a link that fails if `path` exists, or a rename over it), so `path`
+/// never exists half written or with other permissions. The draft is removed either way.
+pub(super) fn place_private_file(
+    path: &Path,
+    text: &str,
+    place: impl FnOnce(&Path, &Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut draft = path.as_os_str().to_owned();
     draft.push(format!(".{}.draft", std::process::id()));
@@ -72,9 +83,9 @@ fn create_key_file(path: &Path, key: &SecretKey) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&draft);
     let written = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&draft)?;
-        writeln!(file, "{}", key.to_base64())?;
+        file.write_all(text.as_bytes())?;
         file.sync_all()?;
-        std::fs::hard_link(&draft, path)
+        place(&draft, path)
     })();
     let _ = std::fs::remove_file(&draft);
     written
