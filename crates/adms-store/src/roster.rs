@@ -1237,6 +1237,16 @@ impl<'q, DB: sqlx::Database, O> BindAll<'q> for sqlx::query::QueryScalar<'q, DB,
     }
 }
 
+/// A template a device reported holding (its key, not its data).
+#[derive(FromRow)]
+struct DeviceTemplateRow {
+    device_id: i64,
+    pin: String,
+    bio_type: i64,
+    bio_no: i64,
+    bio_index: i64,
+}
+
 #[derive(FromRow)]
 struct UserRowForSync {
     device_id: i64,
@@ -1279,7 +1289,7 @@ struct TemplateRowForSync {
 fn fold_states(
     sealer: Sealer<'_>,
     users: Vec<UserRowForSync>,
-    templates: Vec<(i64, String, i64, i64, i64)>,
+    templates: Vec<DeviceTemplateRow>,
 ) -> Result<BTreeMap<i64, DeviceState>, SealError> {
     let mut states: BTreeMap<i64, DeviceState> = BTreeMap::new();
     for u in users {
@@ -1301,9 +1311,14 @@ fn fold_states(
             },
         );
     }
-    for (device_id, pin, bio_type, no, index) in templates {
+    for t in templates {
+        let device_id = t.device_id;
         let state = states.entry(device_id).or_insert_with(|| DeviceState { device_id, ..DeviceState::default() });
-        state.templates.entry(pin).or_default().insert(TemplateKey { bio_type, no, index });
+        state.templates.entry(t.pin).or_default().insert(TemplateKey {
+            bio_type: t.bio_type,
+            no: t.bio_no,
+            index: t.bio_index,
+        });
     }
     Ok(states)
 }
@@ -1419,7 +1434,7 @@ dual! {
         .bind(pin)
         .fetch_all(&mut *conn)
         .await?;
-        let templates: Vec<(i64, String, i64, i64, i64)> =
+        let templates: Vec<DeviceTemplateRow> =
             sqlx::query_as("SELECT device_id, pin, bio_type, bio_no, bio_index FROM biometric_templates WHERE pin = $1")
                 .bind(pin)
                 .fetch_all(&mut *conn)
@@ -1478,7 +1493,7 @@ dual! {
         .bind(device_id)
         .fetch_all(&mut *conn)
         .await?;
-        let templates: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
+        let templates: Vec<DeviceTemplateRow> = sqlx::query_as(
             "SELECT device_id, pin, bio_type, bio_no, bio_index FROM biometric_templates WHERE device_id = $1",
         )
         .bind(device_id)

@@ -10,7 +10,7 @@ use adms_store::events::rfc3339_micros;
 use adms_store::{AuditEntry, AuditFilter};
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, ListRequest};
+use super::pagination::{Envelope, ListRequest, PageParams};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -64,7 +64,7 @@ impl From<AuditEntry> for AuditView {
     params(
         ("user" = Option<String>, Query, description = "Only this actor (user or key name, or `cli`)."),
         ("since" = Option<String>, Query, description = "Only entries at or after this RFC 3339 instant."),
-        openapi::PageParams,
+        PageParams,
     ),
     responses(
         (status = 200, description = "One page of entries.", body = Envelope<AuditView>),

@@ -10,7 +10,7 @@ use serde::Serialize;
 use adms_store::templates::{TemplateFilter, TemplateRecord};
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, ListRequest};
+use super::pagination::{Envelope, ListRequest, PageParams};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
 
@@ -84,7 +84,7 @@ fn bio_type_name(bio_type: i64) -> &'static str {
     params(
         ("emp_code" = Option<String>, Query, description = "The employee's PIN."),
         ("bio_type" = Option<i64>, Query, description = "BIODATA type: 1 fingerprint, 2 face, 7 finger vein, 8 palm, 9 visible-light face, ..."),
-        openapi::PageParams,
+        PageParams,
     ),
     responses(
         (status = 200, description = "One page of templates.", body = Envelope<BiodataRecord>),

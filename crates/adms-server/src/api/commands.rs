@@ -14,7 +14,7 @@ use adms_protocol::{DeviceCommand, LocalDateTime};
 use adms_store::{CommandRow, EnqueueOutcome, NewCommand, StoreError};
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, ListRequest};
+use super::pagination::{Envelope, ListRequest, PageParams};
 use super::request::rules::{self, required, string_or_null};
 use super::request::{Field, FieldErrors, JsonObject};
 use super::{ApiError, openapi};
@@ -262,7 +262,7 @@ pub async fn enqueue_command(
     params(
         ("sn" = String, Path, description = "The device's serial number."),
         ("state" = Option<adms_model::CommandState>, Query, description = "Only commands in this state."),
-        openapi::PageParams,
+        PageParams,
     ),
     responses(
         (status = 200, description = "One page of commands.", body = Envelope<CommandView>),
@@ -349,9 +349,8 @@ pub struct TerminalsRequest {
 }
 
 /// The terminal actions: each queues its commands for every terminal listed.
-#[derive(Debug, utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code, reason = "documentation only")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum TerminalAction {
     Reboot,
     UploadTransaction,
@@ -364,31 +363,34 @@ pub enum TerminalAction {
     ClearCommand,
 }
 
-/// The commands a ZKBio Time terminal action queues (`biotime_api.md` §2.3); `None` for an
-/// action we do not know. `clear_command` queues nothing: it cancels.
-fn action_commands(action: &str, local_now: LocalDateTime) -> Option<Vec<DeviceCommand>> {
-    let since = LocalDateTime { year: 2000, month: 1, day: 1, hour: 0, minute: 0, second: 0 };
-    // The device's log up to a day ahead, so a clock slightly fast loses nothing.
-    let until = LocalDateTime { year: local_now.year.saturating_add(1), ..local_now };
-    let all_attendance = DeviceCommand::QueryAttlog { start_time: since, end_time: until };
-    Some(match action {
-        "reboot" => vec![DeviceCommand::Reboot],
-        // Re-upload of the attendance log: the device re-sends the punches of the range as
-        // ordinary uploads, which de-duplication turns into no new rows for the ones we have.
-        "upload_transaction" => vec![all_attendance],
-        // Everything: a new handshake (tables whose stamp is 0 are re-uploaded), all users, and
-        // the attendance log.
-        "upload_all" => vec![DeviceCommand::Check, DeviceCommand::QueryUserinfo { pin: None }, all_attendance],
-        "clear_capture" => vec![DeviceCommand::ClearPhoto],
-        "clear_all" => vec![DeviceCommand::ClearData],
-        // Named as in the ZKBio Time console; not in the REST note, offered for completeness.
-        "clear_attendance" => vec![DeviceCommand::ClearLog],
-        // Attendance firmware sets its clock from the handshake reply (Date + TimeZone).
-        "sync_time" => vec![DeviceCommand::Check],
-        "read_info" => vec![DeviceCommand::Info],
-        "clear_command" => vec![],
-        _ => return None,
-    })
+impl TerminalAction {
+    /// The commands the action queues (`biotime_api.md` §2.3), for a device whose clock reads
+    /// `local_now`. `ClearCommand` queues nothing: it cancels.
+    fn commands(self, local_now: LocalDateTime) -> Vec<DeviceCommand> {
+        let since = LocalDateTime { year: 2000, month: 1, day: 1, hour: 0, minute: 0, second: 0 };
+        // The device's log up to a day ahead, so a clock slightly fast loses nothing.
+        let until = LocalDateTime { year: local_now.year.saturating_add(1), ..local_now };
+        let all_attendance = DeviceCommand::QueryAttlog { start_time: since, end_time: until };
+        match self {
+            TerminalAction::Reboot => vec![DeviceCommand::Reboot],
+            // Re-upload of the attendance log: the device re-sends the punches of the range as
+            // ordinary uploads, which de-duplication turns into no new rows for the ones we have.
+            TerminalAction::UploadTransaction => vec![all_attendance],
+            // Everything: a new handshake (tables whose stamp is 0 are re-uploaded), all users,
+            // and the attendance log.
+            TerminalAction::UploadAll => {
+                vec![DeviceCommand::Check, DeviceCommand::QueryUserinfo { pin: None }, all_attendance]
+            }
+            TerminalAction::ClearCapture => vec![DeviceCommand::ClearPhoto],
+            TerminalAction::ClearAll => vec![DeviceCommand::ClearData],
+            // Named as in the ZKBio Time console; not in the REST note, offered for completeness.
+            TerminalAction::ClearAttendance => vec![DeviceCommand::ClearLog],
+            // Attendance firmware sets its clock from the handshake reply (Date + TimeZone).
+            TerminalAction::SyncTime => vec![DeviceCommand::Check],
+            TerminalAction::ReadInfo => vec![DeviceCommand::Info],
+            TerminalAction::ClearCommand => vec![],
+        }
+    }
 }
 
 /// Run a terminal action: queue its commands for each terminal.
@@ -418,8 +420,7 @@ pub async fn terminal_action(
     Path(action): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let local_now = state.default_zone.now_local();
-    let Some(template) = action_commands(&action, local_now) else {
+    let Some(typed_action) = super::request::choice::<TerminalAction>(&action) else {
         return Err(ApiError::NotFound);
     };
     let request: TerminalsRequest = serde_json::from_slice(&body)
@@ -447,7 +448,7 @@ pub async fn terminal_action(
         return Err(ApiError::BadRequest(json!({ "terminals": errors })));
     }
     let now = state.webhooks.clock.now_micros();
-    if action == "clear_command" {
+    if typed_action == TerminalAction::ClearCommand {
         for device in &devices {
             state.store.cancel_queued_commands(device.id, &format!("cleared by {}", who.name), now).await?;
         }
@@ -456,8 +457,7 @@ pub async fn terminal_action(
         let mut commands = Vec::new();
         for device in &devices {
             let device_now = state.zone_for(device).now_local();
-            let per_device = action_commands(&action, device_now).unwrap_or_else(|| template.clone());
-            for command in per_device {
+            for command in typed_action.commands(device_now) {
                 commands.push(NewCommand {
                     device_id: device.id,
                     dedupe_key: Some(format!("terminals:{action}:{}", command.kind())),

@@ -11,7 +11,7 @@ use adms_protocol::text::TextEncoding;
 use adms_store::Approval;
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, ListRequest};
+use super::pagination::{Envelope, ListRequest, PageParams};
 use super::request::rules::{self, string_or_null};
 use super::request::{Field, JsonObject};
 use super::{ApiError, openapi};
@@ -168,7 +168,7 @@ pub struct RejectedLine {
     get,
     path = "/api/v1/rejected-lines",
     tag = openapi::tag::DEVICES,
-    params(("sn" = Option<String>, Query, description = "Only this device's lines."), openapi::PageParams),
+    params(("sn" = Option<String>, Query, description = "Only this device's lines."), PageParams),
     responses(
         (status = 200, description = "One page of rejected lines.", body = Envelope<RejectedLine>),
         (status = 404, description = "`Invalid page.`", body = openapi::Detail),

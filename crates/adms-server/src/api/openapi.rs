@@ -507,26 +507,10 @@ pub struct TokenAnswer {
     pub token: String,
 }
 
-/// Paging of the ZKBio Time lists.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code, reason = "documentation only: the handlers read the raw query")]
-pub struct PageParams {
-    /// 1-based page; a page past the end answers 404 `{"detail": "Invalid page."}`.
-    #[param(minimum = 1)]
-    page: Option<i64>,
-    /// Records per page: default 10, at most 999,999.
-    #[param(minimum = 1)]
-    page_size: Option<i64>,
-    /// Same as `page_size`.
-    #[param(minimum = 1)]
-    limit: Option<i64>,
-}
-
 /// Every query parameter a device request may carry; only `SN` is required.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code, reason = "documentation only: the handlers read the raw query")]
+#[allow(dead_code, reason = "what `adms_protocol::query::DeviceQuery` reads, without a copy: a test checks the names")]
 pub struct DeviceParams {
     /// The device's serial number: 1 to 64 printable ASCII characters, no spaces (parameter
     /// names are matched case-insensitively: `SN`, `sn`).
@@ -537,7 +521,7 @@ pub struct DeviceParams {
 /// The query parameters of an upload (`POST /iclock/cdata` and `/iclock/edata`), beside `SN`.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code, reason = "documentation only: the handlers read the raw query")]
+#[allow(dead_code, reason = "what `adms_protocol::query::DeviceQuery` reads, without a copy: a test checks the names")]
 pub struct UploadParams {
     /// `ATTLOG`, `OPERLOG`, `BIODATA`, `ATTPHOTO`, `OPTIONS`, `rtlog`, `tabledata`, …; other
     /// tables are stored raw.
@@ -550,4 +534,31 @@ pub struct UploadParams {
     op_stamp: Option<String>,
     /// With `table=tabledata`: the table's name.
     tablename: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use adms_protocol::query::DeviceQuery;
+    use utoipa::IntoParams as _;
+    use utoipa::openapi::path::ParameterIn;
+
+    /// The device parameters the document lists are read by the zero-copy parser the device
+    /// routes use (it stays free of the document's types): every documented name sets a field.
+    #[test]
+    fn documented_device_parameters_are_the_ones_the_parser_reads() {
+        let documented = [
+            super::DeviceParams::into_params(|| Some(ParameterIn::Query)),
+            super::UploadParams::into_params(|| Some(ParameterIn::Query)),
+        ];
+        for parameter in documented.iter().flatten() {
+            let query = format!("{}=x", parameter.name);
+            assert_ne!(
+                DeviceQuery::parse(&query),
+                DeviceQuery::default(),
+                "{} is documented but not read",
+                parameter.name
+            );
+        }
+        assert_eq!(documented.iter().flatten().count(), 5);
+    }
 }

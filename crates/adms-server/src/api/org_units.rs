@@ -12,7 +12,7 @@ use adms_store::StoreError;
 use adms_store::roster::{OrgFields, OrgFilter, OrgKind, OrgOrder, OrgUnit, RosterError, RosterRefusal};
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, ListRequest, QueryParams};
+use super::pagination::{Envelope, ListRequest, PageParams, QueryParams};
 use super::request::rules::fail;
 use super::request::{DrfBody, Field, FieldErrors, Text, Written, invalid_pk, printable, quoted};
 use super::{ApiError, openapi};
@@ -415,7 +415,7 @@ macro_rules! org_unit_routes {
                 params(
                     $(($filter = Option<String>, Query),)*
                     ("ordering" = Option<String>, Query, description = $ordering),
-                    openapi::PageParams,
+                    PageParams,
                 ),
                 responses(
                     (status = 200, description = concat!("One page of ", $plural, "."), body = Envelope<$record>),

@@ -35,6 +35,21 @@ impl QueryParams {
         self.0.iter().rev().find(|(k, v)| k == key && !v.trim().is_empty()).map(|(_, v)| v.trim())
     }
 
+    /// The parameters as a typed set (DRF's reading: each key's last non-empty value, trimmed;
+    /// unknown keys ignored), so the type the OpenAPI document lists is the type the route
+    /// reads. Query types hold text (`Option<String>`) and each route words its own errors; a
+    /// type that does not fit is a 400 naming the parameter, never a panic.
+    pub fn read<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let mut last = serde_json::Map::new();
+        for (key, _) in &self.0 {
+            if let Some(value) = self.get(key) {
+                last.insert(key.clone(), serde_json::Value::String(value.to_owned()));
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(last))
+            .map_err(|e| ApiError::BadRequest(serde_json::json!({ "non_field_errors": [e.to_string()] })))
+    }
+
     /// `key` as a whole number; a value that is not one is a 400 naming the parameter.
     pub fn int(&self, key: &'static str) -> Result<Option<i64>, ApiError> {
         match self.get(key) {
@@ -115,15 +130,31 @@ pub struct PageRequest {
     pub size: i64,
 }
 
+/// Paging of the ZKBio Time lists, as read from the query and as the document shows it.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1-based page; a page past the end answers 404 `{"detail": "Invalid page."}`.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    page: Option<String>,
+    /// Records per page: default 10, at most 999,999.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    page_size: Option<String>,
+    /// Same as `page_size`.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    limit: Option<String>,
+}
+
 impl PageRequest {
     pub fn from_params(params: &QueryParams) -> Result<PageRequest, ApiError> {
-        let page = match params.get("page") {
+        let q: PageParams = params.read()?;
+        let page = match q.page {
             None => 1,
             Some(p) => p.parse::<i64>().ok().filter(|p| *p >= 1).ok_or(ApiError::InvalidPage)?,
         };
-        let size = params
-            .get("page_size")
-            .or_else(|| params.get("limit"))
+        let size = q
+            .page_size
+            .or(q.limit)
             .and_then(|s| s.parse::<i64>().ok())
             .filter(|s| *s >= 1)
             .map_or(DEFAULT_PAGE_SIZE, |s| s.min(MAX_PAGE_SIZE));

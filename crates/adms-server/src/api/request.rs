@@ -403,6 +403,13 @@ fn date(value: &Value) -> Option<String> {
     (s.len() == 10).then(|| parsed.to_string())
 }
 
+/// One of a closed set of names (a query or path value), by the type's own serde names, so the
+/// names read and the names the OpenAPI document lists (utoipa reads the same attributes) are one
+/// list; `None` when `text` names none of them.
+pub fn choice<T: DeserializeOwned>(text: &str) -> Option<T> {
+    T::deserialize(de::value::StrDeserializer::<de::value::Error>::new(text)).ok()
+}
+
 /// Text that may reach a device or a log line: no control characters (tab, newline) at all.
 pub fn printable(s: &str) -> bool {
     !s.chars().any(char::is_control)

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use adms_store::roster::{NewResignation, Resignation, ResignationFilter};
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, ListRequest};
+use super::pagination::{Envelope, ListRequest, PageParams};
 use super::personnel::{ResignationFields, sync_employee};
 use super::request::{Bool, Date, DrfBody, Field, IdList, Int, Text, Written, invalid_pk};
 use super::{ApiError, openapi};
@@ -112,7 +112,7 @@ pub struct ReinstatementRequest {
         ("employee" = Option<i64>, Query, description = "An employee id."),
         ("resign_type" = Option<i64>, Query),
         ("resign_date" = Option<String>, Query, description = "`YYYY-MM-DD`."),
-        openapi::PageParams,
+        PageParams,
     ),
     responses(
         (status = 200, description = "One page of resignations.", body = Envelope<ResignRecord>),

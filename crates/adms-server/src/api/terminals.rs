@@ -8,7 +8,7 @@ use adms_store::roster::{AreaRef, DEFAULT_AREA_ID, OrgKind};
 use adms_store::{TerminalFilter, TerminalRow, now_micros};
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, ListRequest};
+use super::pagination::{Envelope, ListRequest, PageParams};
 use super::request::{DrfBody, Field, FieldErrors, Text, Written, invalid_pk, printable, quoted};
 use super::{ApiError, openapi};
 use crate::state::SharedState;
@@ -106,7 +106,7 @@ impl Terminal {
         ("alias" = Option<String>, Query, description = "Exact alias."),
         ("sn_icontains" = Option<String>, Query, description = "Serial number contains (any case)."),
         ("alias_icontains" = Option<String>, Query, description = "Alias contains (any case)."),
-        openapi::PageParams,
+        PageParams,
     ),
     responses(
         (status = 200, description = "One page of terminals.", body = Envelope<Terminal>),

@@ -9,7 +9,8 @@ use adms_protocol::LocalDateTime;
 use adms_store::{TransactionFilter, TransactionOrder, TransactionRow};
 
 use super::auth::Authenticated;
-use super::pagination::{Envelope, ListRequest, PageRequest, QueryParams};
+use super::pagination::{Envelope, ListRequest, PageParams, PageRequest, QueryParams};
+use super::request::choice;
 use adms_protocol::labels;
 
 use super::{ApiError, openapi};
@@ -90,8 +91,8 @@ pub fn parse_filter_time(value: &str, end_of_day: bool) -> Option<LocalDateTime>
     LocalDateTime::parse(text.as_bytes())
 }
 
-fn time_param(params: &QueryParams, key: &'static str, end_of_day: bool) -> Result<Option<LocalDateTime>, ApiError> {
-    match params.get(key) {
+fn time_param(value: Option<&str>, key: &'static str, end_of_day: bool) -> Result<Option<LocalDateTime>, ApiError> {
+    match value {
         None => Ok(None),
         Some(v) => parse_filter_time(v, end_of_day)
             .map(Some)
@@ -99,22 +100,23 @@ fn time_param(params: &QueryParams, key: &'static str, end_of_day: bool) -> Resu
     }
 }
 
-fn order(params: &QueryParams) -> TransactionOrder {
-    match params.get("ordering").map(|o| o.trim_start_matches('+').trim()) {
-        Some("id") => TransactionOrder::IdAsc,
-        Some("-id") => TransactionOrder::IdDesc,
-        Some("punch_time") => TransactionOrder::PunchTimeAsc,
-        Some("-punch_time") => TransactionOrder::PunchTimeDesc,
-        Some("upload_time") => TransactionOrder::UploadTimeAsc,
-        Some("-upload_time") => TransactionOrder::UploadTimeDesc,
-        _ => TransactionOrder::IdAsc,
+/// `ordering`, `+` allowed before a name (DRF reads it as ascending); anything else sorts by id.
+fn order(ordering: Option<&str>) -> TransactionOrder {
+    let named = ordering.and_then(|o| choice::<TransactionOrdering>(o.trim_start_matches('+').trim()));
+    match named.unwrap_or(TransactionOrdering::Id) {
+        TransactionOrdering::Id => TransactionOrder::IdAsc,
+        TransactionOrdering::IdDesc => TransactionOrder::IdDesc,
+        TransactionOrdering::PunchTime => TransactionOrder::PunchTimeAsc,
+        TransactionOrdering::PunchTimeDesc => TransactionOrder::PunchTimeDesc,
+        TransactionOrdering::UploadTime => TransactionOrder::UploadTimeAsc,
+        TransactionOrdering::UploadTimeDesc => TransactionOrder::UploadTimeDesc,
     }
 }
 
-/// The list filters as the document shows them (the handlers read the raw query).
-#[derive(Debug, utoipa::IntoParams)]
+/// The list filters (shared by the list and the export), as read from the query
+/// ([`QueryParams::read`]) and as the document shows them.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code, reason = "documentation only")]
 pub struct TransactionQuery {
     /// Punch time from (device-local `YYYY-MM-DD[ HH:MM[:SS]]`; a bare date: from its start).
     #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
@@ -123,67 +125,74 @@ pub struct TransactionQuery {
     #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
     end_time: Option<String>,
     /// Same as `start_time` (used when `start_time` is absent).
-    #[param(rename = "punch_time__gte", pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
+    #[serde(rename = "punch_time__gte")]
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
     punch_time_gte: Option<String>,
     /// Same as `end_time` (used when `end_time` is absent).
-    #[param(rename = "punch_time__lte", pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
+    #[serde(rename = "punch_time__lte")]
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
     punch_time_lte: Option<String>,
     /// The employee's PIN.
     emp_code: Option<String>,
     terminal_sn: Option<String>,
     terminal_alias: Option<String>,
     /// Received from (display zone, `YYYY-MM-DD[ HH:MM[:SS]]`).
-    #[param(
-        rename = "upload_time__gte",
-        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$"
-    )]
+    #[serde(rename = "upload_time__gte")]
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
     upload_time_gte: Option<String>,
     /// Received until, inclusive.
-    #[param(
-        rename = "upload_time__lte",
-        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$"
-    )]
+    #[serde(rename = "upload_time__lte")]
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?)?$")]
     upload_time_lte: Option<String>,
     /// `id` (default), `punch_time` or `upload_time`, `-` first for descending.
-    #[param(inline)]
-    ordering: Option<TransactionOrdering>,
+    #[param(inline, value_type = Option<TransactionOrdering>)]
+    ordering: Option<String>,
 }
 
 /// Sort orders of the transaction list.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only")]
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
 pub enum TransactionOrdering {
-    #[schema(rename = "id")]
+    #[serde(rename = "id")]
     Id,
-    #[schema(rename = "-id")]
+    #[serde(rename = "-id")]
     IdDesc,
-    #[schema(rename = "punch_time")]
+    #[serde(rename = "punch_time")]
     PunchTime,
-    #[schema(rename = "-punch_time")]
+    #[serde(rename = "-punch_time")]
     PunchTimeDesc,
-    #[schema(rename = "upload_time")]
+    #[serde(rename = "upload_time")]
     UploadTime,
-    #[schema(rename = "-upload_time")]
+    #[serde(rename = "-upload_time")]
     UploadTimeDesc,
 }
 
 /// The list filters (shared by the list and the export).
 fn filter_from_params(params: &QueryParams, state: &SharedState) -> Result<TransactionFilter, ApiError> {
+    let q: TransactionQuery = params.read()?;
     let zone = &state.display_zone;
-    let upload_gte = time_param(params, "upload_time__gte", false)?.and_then(|t| zone.micros_of(&t));
-    let upload_lte =
-        time_param(params, "upload_time__lte", true)?.and_then(|t| zone.micros_of(&t).map(|m| m + 999_999));
-    let start = time_param(params, "start_time", false)?.or(time_param(params, "punch_time__gte", false)?);
-    let end = time_param(params, "end_time", true)?.or(time_param(params, "punch_time__lte", true)?);
+    let upload_gte =
+        time_param(q.upload_time_gte.as_deref(), "upload_time__gte", false)?.and_then(|t| zone.micros_of(&t));
+    let upload_lte = time_param(q.upload_time_lte.as_deref(), "upload_time__lte", true)?
+        .and_then(|t| zone.micros_of(&t).map(|m| m + 999_999));
+    let start = time_param(q.start_time.as_deref(), "start_time", false)?.or(time_param(
+        q.punch_time_gte.as_deref(),
+        "punch_time__gte",
+        false,
+    )?);
+    let end = time_param(q.end_time.as_deref(), "end_time", true)?.or(time_param(
+        q.punch_time_lte.as_deref(),
+        "punch_time__lte",
+        true,
+    )?);
     Ok(TransactionFilter {
         start_time: start.map(|t| t.to_string()),
         end_time: end.map(|t| t.to_string()),
-        emp_code: params.get("emp_code").map(str::to_owned),
-        terminal_sn: params.get("terminal_sn").map(str::to_owned),
-        terminal_alias: params.get("terminal_alias").map(str::to_owned),
+        emp_code: q.emp_code,
+        terminal_sn: q.terminal_sn,
+        terminal_alias: q.terminal_alias,
         upload_time_gte: upload_gte,
         upload_time_lte: upload_lte,
-        order: order(params),
+        order: order(q.ordering.as_deref()),
     })
 }
 
@@ -196,7 +205,7 @@ fn filter_from_params(params: &QueryParams, state: &SharedState) -> Result<Trans
     get,
     path = "/iclock/api/transactions",
     tag = openapi::tag::TRANSACTIONS,
-    params(TransactionQuery, openapi::PageParams),
+    params(TransactionQuery, PageParams),
     responses(
         (status = 200, description = "One page of transactions.", body = Envelope<Transaction>),
         (status = 400, description = "A filter is not a valid date/time.", body = openapi::ValidationErrors),
@@ -253,7 +262,7 @@ pub async fn detail(
         ("export_type" = inline(ExportType), Query, description = "The file format."),
         ("bom" = Option<bool>, Query, description = "`1` (or `true`): a `csv` or `txt` file starts with a UTF-8 byte order mark, so that Excel reads it as UTF-8 (accented names) rather than in the local code page. Ignored for the workbook."),
         TransactionQuery,
-        openapi::PageParams,
+        PageParams,
     ),
     responses(
         (status = 200, description = "The file (`Content-Disposition: attachment`).", content(
@@ -273,16 +282,14 @@ pub async fn export(
     use axum::response::IntoResponse;
     let params = QueryParams::parse(raw.as_deref());
     let format = match params.get("export_type") {
-        Some("csv") => ExportFormat::Delimited(b','),
-        Some("txt") => ExportFormat::Delimited(b'\t'),
-        // ZKBio Time names its spreadsheet export `xls`; what we write is Office Open XML, which
-        // Excel, LibreOffice and pandas open by content whatever the extension.
-        Some("xls" | "xlsx") => ExportFormat::Xlsx,
-        Some(other) => {
-            return Err(ApiError::BadRequest(
-                json!({ "export_type": [format!("\"{other}\" is not a valid choice.")] }),
-            ));
-        }
+        Some(name) => match choice::<ExportType>(name) {
+            Some(export_type) => export_type.format(),
+            None => {
+                return Err(ApiError::BadRequest(
+                    json!({ "export_type": [format!("\"{name}\" is not a valid choice.")] }),
+                ));
+            }
+        },
         None => return Err(ApiError::BadRequest(json!({ "export_type": ["This field is required."] }))),
     };
     let bom = match params.get("bom") {
@@ -492,15 +499,26 @@ fn export_record(t: Transaction) -> [String; 20] {
 }
 
 /// Export formats.
-#[derive(Debug, utoipa::ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code, reason = "documentation only")]
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum ExportType {
     Csv,
     Txt,
     /// ZKBio Time's name for its spreadsheet export; answered with an XLSX workbook.
     Xls,
     Xlsx,
+}
+
+impl ExportType {
+    fn format(self) -> ExportFormat {
+        match self {
+            ExportType::Csv => ExportFormat::Delimited(b','),
+            ExportType::Txt => ExportFormat::Delimited(b'\t'),
+            // What we write is Office Open XML, which Excel, LibreOffice and pandas open by
+            // content whatever the extension.
+            ExportType::Xls | ExportType::Xlsx => ExportFormat::Xlsx,
+        }
+    }
 }
 
 /// The export's columns: the transaction record's fields, without the GPS coordinates.

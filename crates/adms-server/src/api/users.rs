@@ -15,7 +15,7 @@ use adms_store::events::rfc3339_micros;
 use adms_store::{ApiUser, LAST_ADMIN, ROLES, StoreError, UserChange};
 
 use super::auth::{Authenticated, hash_password};
-use super::pagination::{Envelope, ListRequest};
+use super::pagination::{Envelope, ListRequest, PageParams};
 use super::request::rules::{drf_boolean, fail};
 use super::request::{Bool, DrfBody, Field, FieldErrors, printable};
 use super::{ApiError, openapi, parse_id};
@@ -150,7 +150,7 @@ fn conflict(error: StoreError) -> ApiError {
     get,
     path = "/api/v1/users",
     tag = openapi::tag::USERS,
-    params(openapi::PageParams),
+    params(PageParams),
     responses(
         (status = 200, description = "One page of accounts, by id.", body = Envelope<UserView>),
         (status = 404, description = "`Invalid page.`", body = openapi::Detail),

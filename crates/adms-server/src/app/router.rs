@@ -71,8 +71,7 @@ struct ClockAdvance {
 }
 
 /// The dispatcher's clock after a move.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code, reason = "documentation only: the handler answers with json!")]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 struct ClockNow {
     /// RFC 3339 UTC.
     now: String,
@@ -98,10 +97,10 @@ async fn advance_test_clock(
     axum::extract::State(state): axum::extract::State<SharedState>,
     _who: crate::api::auth::Authenticated,
     axum::Json(body): axum::Json<ClockAdvance>,
-) -> axum::Json<serde_json::Value> {
+) -> axum::Json<ClockNow> {
     state.webhooks.clock.advance(Duration::from_secs(body.advance_secs));
     state.webhooks.wake.notify_one();
-    axum::Json(serde_json::json!({ "now": adms_store::events::rfc3339_micros(state.webhooks.clock.now_micros()) }))
+    axum::Json(ClockNow { now: adms_store::events::rfc3339_micros(state.webhooks.clock.now_micros()) })
 }
 
 /// Refusals produced by middleware (body limit, timeout) get a log line in the request span,

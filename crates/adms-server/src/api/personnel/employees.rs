@@ -12,7 +12,7 @@ use adms_store::roster::{EmployeeFields, EmployeeFilter, OrgKind};
 use super::record::{EmployeeRecord, record};
 use super::{refusal, sync_employee};
 use crate::api::auth::Authenticated;
-use crate::api::pagination::{Envelope, ListRequest};
+use crate::api::pagination::{Envelope, ListRequest, PageParams};
 use crate::api::request::rules::fail;
 use crate::api::request::{
     Date, DrfBody, Field, FieldErrors, IdList, Int, Text, Written, invalid_pk, printable, quoted,
@@ -395,7 +395,7 @@ impl EmployeeWrite {
         ("department" = Option<i64>, Query, description = "A department id."),
         ("areas" = Option<i64>, Query, description = "An area id (`area` is read too)."),
         ("app_status" = Option<i64>, Query),
-        openapi::PageParams,
+        PageParams,
     ),
     responses(
         (status = 200, description = "One page of employees.", body = Envelope<EmployeeRecord>),
