@@ -215,41 +215,90 @@ async fn endpoints_validation_auth_and_lifecycle() {
     assert_eq!(ids, vec![second["id"].as_str().unwrap()]);
 }
 
+/// Seven punches of one device, the first three stored before endpoint A existed, the last
+/// four delivered to A: the starting point of the delivery, cursor, resend and replay tests.
+struct DeliveredToA {
+    hook: Receiver,
+    _server: Server,
+    api: Api,
+    sn: String,
+    a_id: String,
+    _dir: tempfile::TempDir,
+}
+
+impl DeliveredToA {
+    async fn start() -> DeliveredToA {
+        let hook = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        // The harness allow-lists 127.0.0.1, where the receiver listens.
+        let server = Server::in_process(dir.path(), &[]).await;
+        let api = Api::login(&server).await;
+        let sn = "CQZ7232360001".to_owned();
+        let dev = Device { server: &server, sn: sn.clone() };
+        assert_eq!(dev.handshake().await.status, 200);
+        // Three punches before any endpoint exists: stored, no events.
+        let early = b"101\t2026-11-20 08:00:00\t0\t1\t0\t0\t0\n102\t2026-11-20 08:01:00\t0\t15\t0\t0\t0\n103\t2026-11-20 08:02:00\t1\t1\t0\t0\t0\n";
+        assert_eq!(dev.attlog(early).await.text(), "OK: 3");
+        let (status, a) = api.post_json(ENDPOINTS, &json!({"url": format!("{}/a", hook.base_url())})).await;
+        assert_eq!(status, 201, "{a}");
+        let a_id = a["id"].as_str().unwrap().to_owned();
+        // Four more with endpoint A: one delivery each, sent to the receiver.
+        let late = b"104\t2026-11-20 09:00:00\t0\t1\t0\t0\t0\n105\t2026-11-20 09:01:00\t1\t1\t0\t0\t0\n106\t2026-11-20 09:02:00\t0\t4\t5\t0\t0\n107\t2026-11-20 09:03:00\t255\t15\t0\t0\t0\n";
+        assert_eq!(dev.attlog(late).await.text(), "OK: 4");
+        let fixture = DeliveredToA { hook, _server: server, api, sn, a_id, _dir: dir };
+        let succeeded = format!("{}&state=succeeded", fixture.a_deliveries());
+        eventually("A's deliveries to succeed", async || {
+            let (_, page) = fixture.api.get_status(&succeeded).await;
+            page["data"].as_array().is_some_and(|d| d.len() == 4)
+        })
+        .await;
+        fixture
+    }
+
+    fn a_deliveries(&self) -> String {
+        format!("/api/v1/webhooks/deliveries?endpoint={}", self.a_id)
+    }
+
+    /// A's deliveries, newest first.
+    async fn a_rows(&self) -> Vec<Value> {
+        let (status, page) = self.api.get_status(&self.a_deliveries()).await;
+        assert_eq!(status, 200, "{page}");
+        page["data"].as_array().unwrap().clone()
+    }
+
+    /// The device's punches through the cursor.
+    async fn cursor(&self, query: &str) -> (u16, Value) {
+        self.api.get_status(&format!("/api/v1/devices/{}/punches{query}", self.sn)).await
+    }
+
+    /// The event ids of the seven punches, in seq order.
+    async fn event_ids(&self) -> Vec<String> {
+        let (_, all) = self.cursor("").await;
+        all["data"].as_array().unwrap().iter().map(|p| p["event_id"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Endpoint B, created after every punch; returns its id.
+    async fn add_endpoint_b(&self) -> String {
+        let (status, b) = self.api.post_json(ENDPOINTS, &json!({"url": format!("{}/b", self.hook.base_url())})).await;
+        assert_eq!(status, 201, "{b}");
+        b["id"].as_str().unwrap().to_owned()
+    }
+}
+
+fn deliveries_of(endpoint: &str) -> String {
+    format!("/api/v1/webhooks/deliveries?endpoint={endpoint}")
+}
+
 #[tokio::test]
-async fn deliveries_cursor_resend_and_replay() {
-    let hook = Receiver::start().await;
-    let receiver = hook.base_url();
-    let dir = tempfile::tempdir().unwrap();
-    // The harness allow-lists 127.0.0.1, where the receiver listens.
-    let server = Server::in_process(dir.path(), &[]).await;
-    let api = Api::login(&server).await;
-    let dev = Device { server: &server, sn: "CQZ7232360001".into() };
-    assert_eq!(dev.handshake().await.status, 200);
-
-    // Three punches before any endpoint exists: stored, no events.
-    let early = b"101\t2026-11-20 08:00:00\t0\t1\t0\t0\t0\n102\t2026-11-20 08:01:00\t0\t15\t0\t0\t0\n103\t2026-11-20 08:02:00\t1\t1\t0\t0\t0\n";
-    assert_eq!(dev.attlog(early).await.text(), "OK: 3");
-
-    let (status, a) = api.post_json(ENDPOINTS, &json!({"url": format!("{receiver}/a")})).await;
-    assert_eq!(status, 201, "{a}");
-    let a_id = a["id"].as_str().unwrap().to_owned();
-
-    // Four more with endpoint A: one delivery each, sent to the receiver.
-    let late = b"104\t2026-11-20 09:00:00\t0\t1\t0\t0\t0\n105\t2026-11-20 09:01:00\t1\t1\t0\t0\t0\n106\t2026-11-20 09:02:00\t0\t4\t5\t0\t0\n107\t2026-11-20 09:03:00\t255\t15\t0\t0\t0\n";
-    assert_eq!(dev.attlog(late).await.text(), "OK: 4");
-    let a_deliveries = format!("/api/v1/webhooks/deliveries?endpoint={a_id}");
-    eventually("A's deliveries to succeed", async || {
-        let (_, page) = api.get_status(&format!("{a_deliveries}&state=succeeded")).await;
-        page["data"].as_array().is_some_and(|d| d.len() == 4)
-    })
-    .await;
-    let (status, page) = api.get_status(&a_deliveries).await;
+async fn deliveries_list_newest_first_page_by_before_and_show_their_attempts() {
+    let f = DeliveredToA::start().await;
+    let (status, page) = f.api.get_status(&f.a_deliveries()).await;
     assert_eq!(status, 200);
     let a_rows = page["data"].as_array().unwrap().clone();
     assert_eq!(a_rows.len(), 4);
     assert_eq!(page["next_before"], Value::Null);
     let delivery = &a_rows[0];
-    assert_eq!(delivery["endpoint"], a_id.as_str());
+    assert_eq!(delivery["endpoint"], f.a_id.as_str());
     assert_eq!(delivery["event_type"], "attendance.punch");
     assert_eq!(delivery["state"], "succeeded");
     assert_eq!(delivery["next_attempt_at"], Value::Null);
@@ -258,15 +307,15 @@ async fn deliveries_cursor_resend_and_replay() {
     // Newest first; `before` pages on.
     let ids: Vec<i64> = a_rows.iter().map(|d| d["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
-    let (_, first_page) = api.get_status(&format!("{a_deliveries}&limit=3")).await;
+    let (_, first_page) = f.api.get_status(&format!("{}&limit=3", f.a_deliveries())).await;
     assert_eq!(first_page["next_before"], ids[2]);
-    let (_, rest) = api.get_status(&format!("{a_deliveries}&limit=3&before={}", ids[2])).await;
+    let (_, rest) = f.api.get_status(&format!("{}&limit=3&before={}", f.a_deliveries(), ids[2])).await;
     assert_eq!(rest["data"].as_array().unwrap().len(), 1);
     assert_eq!(rest["data"][0]["id"], ids[3]);
 
     // Attempts of a delivery.
     let delivery_id = ids[0];
-    let (status, attempts) = api.get_status(&format!("/api/v1/webhooks/deliveries/{delivery_id}/attempts")).await;
+    let (status, attempts) = f.api.get_status(&format!("/api/v1/webhooks/deliveries/{delivery_id}/attempts")).await;
     assert_eq!(status, 200, "{attempts}");
     assert_eq!(attempts["delivery_id"], delivery_id);
     let attempt = &attempts["data"][0];
@@ -276,16 +325,15 @@ async fn deliveries_cursor_resend_and_replay() {
     assert_eq!(attempt["trigger"], "scheduled");
     assert!(attempt["started_at"].as_str().unwrap().ends_with('Z'));
     assert!(attempt["duration_ms"].is_number());
+}
 
-    // The cursor: seq 1..7 contiguous, the webhook `data` shape, matching event ids.
-    let cursor = |query: &str| {
-        let path = format!("/api/v1/devices/{}/punches{query}", dev.sn);
-        let api = &api;
-        async move { api.get_status(&path).await }
-    };
-    let (status, all) = cursor("").await;
+#[tokio::test]
+async fn the_punch_cursor_walks_seq_and_shows_each_punch_as_its_webhook_carried_it() {
+    let f = DeliveredToA::start().await;
+    // seq 1..7 contiguous, the webhook `data` shape, matching event ids.
+    let (status, all) = f.cursor("").await;
     assert_eq!(status, 200, "{all}");
-    assert_eq!(all["device_sn"], dev.sn.as_str());
+    assert_eq!(all["device_sn"], f.sn.as_str());
     let punches = all["data"].as_array().unwrap().clone();
     let seqs: Vec<i64> = punches.iter().map(|p| p["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
@@ -311,146 +359,161 @@ async fn deliveries_cursor_resend_and_replay() {
     );
     let event_ids: Vec<String> = punches.iter().map(|p| p["event_id"].as_str().unwrap().to_owned()).collect();
     assert!(event_ids.iter().all(|id| id.starts_with("evt_")));
-    let a_events: HashSet<String> = a_rows.iter().map(|d| d["event_id"].as_str().unwrap().to_owned()).collect();
+    let a_events: HashSet<String> =
+        f.a_rows().await.iter().map(|d| d["event_id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(a_events, event_ids[3..].iter().cloned().collect(), "A got exactly the punches after it existed");
     // Each delivered body is the punch as the cursor shows it.
-    {
-        let got = triples(&hook);
-        for (p, id) in punches[3..].iter().zip(&event_ids[3..]) {
-            let (path, _, body) = got.iter().find(|(_, got_id, _)| got_id == id).expect("delivered");
-            assert_eq!(path, "/a");
-            let body: Value = serde_json::from_str(body).unwrap();
-            assert_eq!(body["id"], id.as_str());
-            assert_eq!(body["data"]["device"]["sn"], dev.sn.as_str());
-            for key in [
-                "seq",
-                "pin",
-                "local_time",
-                "utc_time",
-                "time_basis",
-                "punch_state",
-                "verify_mode",
-                "work_code",
-                "received_at",
-                "raw",
-            ] {
-                assert_eq!(body["data"][key], p[key], "{key}");
-            }
+    let got = triples(&f.hook);
+    for (p, id) in punches[3..].iter().zip(&event_ids[3..]) {
+        let (path, _, body) = got.iter().find(|(_, got_id, _)| got_id == id).expect("delivered");
+        assert_eq!(path, "/a");
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["id"], id.as_str());
+        assert_eq!(body["data"]["device"]["sn"], f.sn.as_str());
+        for key in [
+            "seq",
+            "pin",
+            "local_time",
+            "utc_time",
+            "time_basis",
+            "punch_state",
+            "verify_mode",
+            "work_code",
+            "received_at",
+            "raw",
+        ] {
+            assert_eq!(body["data"][key], p[key], "{key}");
         }
     }
     // Paging by seq.
-    let (_, page) = cursor("?after_seq=0&limit=3").await;
+    let (_, page) = f.cursor("?after_seq=0&limit=3").await;
     assert_eq!(page["data"].as_array().unwrap().len(), 3);
     assert_eq!((&page["next_after_seq"], &page["has_more"]), (&json!(3), &json!(true)));
-    let (_, page) = cursor("?after_seq=3&limit=3").await;
+    let (_, page) = f.cursor("?after_seq=3&limit=3").await;
     let seqs: Vec<i64> = page["data"].as_array().unwrap().iter().map(|p| p["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, vec![4, 5, 6]);
-    let (_, page) = cursor("?after_seq=7").await;
+    let (_, page) = f.cursor("?after_seq=7").await;
     assert_eq!((page["data"].as_array().unwrap().len(), &page["next_after_seq"]), (0, &json!(7)));
-    assert_eq!(cursor("?limit=0").await.0, 400);
-    assert_eq!(cursor("?limit=1001").await.0, 400);
-    assert_eq!(cursor("?after_seq=-1").await.0, 400);
-    assert_eq!(api.get_status("/api/v1/devices/NOPE/punches").await.0, 404);
+    assert_eq!(f.cursor("?limit=0").await.0, 400);
+    assert_eq!(f.cursor("?limit=1001").await.0, 400);
+    assert_eq!(f.cursor("?after_seq=-1").await.0, 400);
+    assert_eq!(f.api.get_status("/api/v1/devices/NOPE/punches").await.0, 404);
+}
 
-    // Resend a succeeded delivery: 202, sent again with the same id and the same bytes.
+#[tokio::test]
+async fn a_resent_delivery_goes_again_under_the_same_id_with_the_same_bytes() {
+    let f = DeliveredToA::start().await;
+    let a_rows = f.a_rows().await;
+    let delivery_id = a_rows[0]["id"].as_i64().unwrap();
     let resent_event = a_rows[0]["event_id"].as_str().unwrap().to_owned();
     let (status, answer) =
-        api.post_json(&format!("/api/v1/webhooks/deliveries/{delivery_id}/resend"), &json!({})).await;
+        f.api.post_json(&format!("/api/v1/webhooks/deliveries/{delivery_id}/resend"), &json!({})).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer, json!({"id": delivery_id, "state": "pending"}));
     eventually("the resent delivery", async || {
-        triples(&hook).iter().filter(|(_, id, _)| *id == resent_event).count() == 2
+        triples(&f.hook).iter().filter(|(_, id, _)| *id == resent_event).count() == 2
     })
     .await;
-    {
-        let got = triples(&hook);
-        let bodies: HashSet<&String> = got.iter().filter(|(_, id, _)| *id == resent_event).map(|(_, _, b)| b).collect();
-        assert_eq!(bodies.len(), 1, "same id ⇒ identical body");
-    }
+    let got = triples(&f.hook);
+    let bodies: HashSet<&String> = got.iter().filter(|(_, id, _)| *id == resent_event).map(|(_, _, b)| b).collect();
+    assert_eq!(bodies.len(), 1, "same id ⇒ identical body");
     eventually("the resent delivery to succeed again", async || {
-        let (_, attempts) = api.get_status(&format!("/api/v1/webhooks/deliveries/{delivery_id}/attempts")).await;
+        let (_, attempts) = f.api.get_status(&format!("/api/v1/webhooks/deliveries/{delivery_id}/attempts")).await;
         attempts["data"].as_array().is_some_and(|a| a.len() == 2)
     })
     .await;
+}
 
+#[tokio::test]
+async fn replay_sends_a_device_punches_to_one_endpoint_only_under_their_event_ids() {
+    let f = DeliveredToA::start().await;
+    let event_ids = f.event_ids().await;
+    let a_events: HashSet<String> =
+        f.a_rows().await.iter().map(|d| d["event_id"].as_str().unwrap().to_owned()).collect();
     // Endpoint B, created after every punch: nothing for it until a replay.
-    let (status, b) = api.post_json(ENDPOINTS, &json!({"url": format!("{receiver}/b")})).await;
-    assert_eq!(status, 201, "{b}");
-    let b_id = b["id"].as_str().unwrap().to_owned();
-    let b_deliveries = format!("/api/v1/webhooks/deliveries?endpoint={b_id}");
-    assert_eq!(api.get_status(&b_deliveries).await.1["data"], json!([]));
+    let b_id = f.add_endpoint_b().await;
+    let b_deliveries = deliveries_of(&b_id);
+    assert_eq!(f.api.get_status(&b_deliveries).await.1["data"], json!([]));
 
     // Replay validation.
     let replay = format!("{ENDPOINTS}/{b_id}/replay");
     let cases = [
         (json!({"from_seq": 1}), "device_sn"),
         (json!({"device_sn": "NOPE"}), "device_sn"),
-        (json!({"device_sn": dev.sn, "from_seq": 5, "to_seq": 2}), "to_seq"),
+        (json!({"device_sn": f.sn, "from_seq": 5, "to_seq": 2}), "to_seq"),
         (json!({"from_time": "2026-11-20T08:00:00Z"}), "from_time"),
         (json!({"from_time": "yesterday"}), "from_time"),
         (json!({"from_time": "2026-11-20 10:00:00", "to_time": "2026-11-20 09:00:00"}), "to_time"),
         (json!({"seq": 1}), "seq"),
     ];
     for (body, field) in cases {
-        let (status, answer) = api.post_json(&replay, &body).await;
+        let (status, answer) = f.api.post_json(&replay, &body).await;
         assert_eq!(status, 400, "{body} → {answer}");
         assert!(answer.get(field).is_some(), "{body} → {answer}");
     }
-    assert_eq!(api.post_json(&format!("{ENDPOINTS}/ep_unknown/replay"), &json!({})).await.0, 404);
+    assert_eq!(f.api.post_json(&format!("{ENDPOINTS}/ep_unknown/replay"), &json!({})).await.0, 404);
 
     // Replay every seq of the device to B: 7 events, 3 of them created now.
-    let (status, answer) = api.post_json(&replay, &json!({"device_sn": dev.sn, "from_seq": 1, "to_seq": 7})).await;
+    let (status, answer) = f.api.post_json(&replay, &json!({"device_sn": f.sn, "from_seq": 1, "to_seq": 7})).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer, json!({"replayed": 7, "events_created": 3}));
     eventually("B's deliveries to succeed", async || {
-        let (_, page) = api.get_status(&format!("{b_deliveries}&state=succeeded")).await;
+        let (_, page) = f.api.get_status(&format!("{b_deliveries}&state=succeeded")).await;
         page["data"].as_array().is_some_and(|d| d.len() == 7)
     })
     .await;
-    let (_, page) = api.get_status(&b_deliveries).await;
+    let (_, page) = f.api.get_status(&b_deliveries).await;
     let b_events: HashSet<String> =
         page["data"].as_array().unwrap().iter().map(|d| d["event_id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(b_events, event_ids.iter().cloned().collect::<HashSet<_>>(), "B got every punch, by its event id");
     // No fan-out: A still has its four deliveries, and the receiver saw nothing new on /a.
-    let (_, page) = api.get_status(&a_deliveries).await;
-    assert_eq!(page["data"].as_array().unwrap().len(), 4);
-    {
-        let got = triples(&hook);
-        let on_a: Vec<&String> = got.iter().filter(|(path, _, _)| path == "/a").map(|(_, id, _)| id).collect();
-        assert_eq!(on_a.len(), 5, "four deliveries and one resend");
-        assert!(on_a.iter().all(|id| a_events.contains(*id)));
-        // Same id ⇒ identical body, across endpoints too.
-        let mut bodies: HashMap<&String, HashSet<&String>> = HashMap::new();
-        for (_, id, body) in got.iter() {
-            bodies.entry(id).or_default().insert(body);
-        }
-        assert!(bodies.values().all(|b| b.len() == 1));
-        assert_eq!(bodies.len(), 7);
+    assert_eq!(f.a_rows().await.len(), 4);
+    let got = triples(&f.hook);
+    let on_a: Vec<&String> = got.iter().filter(|(path, _, _)| path == "/a").map(|(_, id, _)| id).collect();
+    assert_eq!(on_a.len(), 4, "A's four deliveries, nothing replayed");
+    assert!(on_a.iter().all(|id| a_events.contains(*id)));
+    // Same id ⇒ identical body, across endpoints too.
+    let mut bodies: HashMap<&String, HashSet<&String>> = HashMap::new();
+    for (_, id, body) in got.iter() {
+        bodies.entry(id).or_default().insert(body);
     }
+    assert!(bodies.values().all(|b| b.len() == 1));
+    assert_eq!(bodies.len(), 7);
 
     // A time-range replay (device-local, bare date = the whole day; inclusive).
     let (status, answer) =
-        api.post_json(&replay, &json!({"from_time": "2026-11-20 08:01:00", "to_time": "2026-11-20 09:01:00"})).await;
+        f.api.post_json(&replay, &json!({"from_time": "2026-11-20 08:01:00", "to_time": "2026-11-20 09:01:00"})).await;
     assert_eq!((status, answer), (202, json!({"replayed": 4, "events_created": 0})));
-    let (status, answer) = api.post_json(&replay, &json!({"from_time": "2026-11-20", "to_time": "2026-11-20"})).await;
+    let (status, answer) = f.api.post_json(&replay, &json!({"from_time": "2026-11-20", "to_time": "2026-11-20"})).await;
     assert_eq!((status, answer), (202, json!({"replayed": 7, "events_created": 0})));
-    let (status, answer) = api.post_json(&replay, &json!({"from_time": "2026-11-21"})).await;
+    let (status, answer) = f.api.post_json(&replay, &json!({"from_time": "2026-11-21"})).await;
     assert_eq!((status, answer), (202, json!({"replayed": 0, "events_created": 0})));
-    let (_, page) = api.get_status(&a_deliveries).await;
-    assert_eq!(page["data"].as_array().unwrap().len(), 4, "replays to B never reach A");
+    assert_eq!(f.a_rows().await.len(), 4, "replays to B never reach A");
 
     // An endpoint that does not take punches cannot be replayed to.
-    let (_, c) =
-        api.post_json(ENDPOINTS, &json!({"url": format!("{receiver}/c"), "event_types": ["device.offline"]})).await;
+    let (_, c) = f
+        .api
+        .post_json(ENDPOINTS, &json!({"url": format!("{}/c", f.hook.base_url()), "event_types": ["device.offline"]}))
+        .await;
     let (status, answer) =
-        api.post_json(&format!("{ENDPOINTS}/{}/replay", c["id"].as_str().unwrap()), &json!({})).await;
+        f.api.post_json(&format!("{ENDPOINTS}/{}/replay", c["id"].as_str().unwrap()), &json!({})).await;
     assert_eq!(status, 400, "{answer}");
+}
+
+#[tokio::test]
+async fn the_backlog_lists_every_endpoint_and_a_deleted_endpoint_refuses_resends() {
+    let f = DeliveredToA::start().await;
+    let b_id = f.add_endpoint_b().await;
+    let (status, answer) =
+        f.api.post_json(&format!("{ENDPOINTS}/{b_id}/replay"), &json!({"device_sn": f.sn, "from_seq": 1})).await;
+    assert_eq!(status, 202, "{answer}");
 
     // Backlog per endpoint.
-    let (status, backlog) = api.get_status("/api/v1/webhooks/backlog").await;
+    let (status, backlog) = f.api.get_status("/api/v1/webhooks/backlog").await;
     assert_eq!(status, 200);
     let rows = backlog["data"].as_array().unwrap();
-    assert_eq!(rows.len(), 3);
+    let endpoints: HashSet<&str> = rows.iter().map(|r| r["endpoint"].as_str().unwrap()).collect();
+    assert_eq!(endpoints, HashSet::from([f.a_id.as_str(), b_id.as_str()]));
     for row in rows {
         for key in [
             "endpoint",
@@ -468,10 +531,11 @@ async fn deliveries_cursor_resend_and_replay() {
     }
 
     // Deleting B cancels what waits for it; a resend of its deliveries is then refused.
-    let (_, page) = api.get_status(&b_deliveries).await;
+    let (_, page) = f.api.get_status(&deliveries_of(&b_id)).await;
     let b_delivery = page["data"][0]["id"].as_i64().unwrap();
-    assert_eq!(api.delete(&format!("{ENDPOINTS}/{b_id}")).await.0, 204);
-    let (status, answer) = api.post_json(&format!("/api/v1/webhooks/deliveries/{b_delivery}/resend"), &json!({})).await;
+    assert_eq!(f.api.delete(&format!("{ENDPOINTS}/{b_id}")).await.0, 204);
+    let (status, answer) =
+        f.api.post_json(&format!("/api/v1/webhooks/deliveries/{b_delivery}/resend"), &json!({})).await;
     assert_eq!(status, 409, "{answer}");
 }
 
