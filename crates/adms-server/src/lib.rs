@@ -16,6 +16,7 @@ pub mod device;
 pub mod device_registry;
 pub mod device_trust;
 pub mod limits;
+pub mod ordered_json;
 pub mod periodic;
 pub mod replies;
 pub mod services;

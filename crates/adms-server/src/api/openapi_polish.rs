@@ -2,13 +2,10 @@
 //! readers that use it: a `title` on every `oneOf`/`anyOf` alternative (utoipa's `Ref` has no
 //! title), and descriptions without rustdoc link syntax (doc comments become descriptions).
 //!
-//! Done on the JSON text through [`Json`], which keeps each object's key order (serde_json's
-//! `Value` sorts keys), so the document reads in utoipa's order.
+//! Done on the JSON text through [`Json`], which keeps each object's key order, so the document
+//! reads in utoipa's order.
 
-use std::fmt;
-
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use crate::ordered_json::Json;
 
 /// The document `json` (utoipa's rendering) with titles and plain descriptions; `json` itself
 /// if it does not parse (it always does: utoipa wrote it).
@@ -20,100 +17,6 @@ pub fn polish(json: &str) -> String {
             serde_json::to_string(&doc).unwrap_or_else(|_| json.to_owned())
         }
         Err(_) => json.to_owned(),
-    }
-}
-
-/// A JSON value whose objects keep their key order.
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    /// `null`, a boolean or a number.
-    Scalar(serde_json::Value),
-    String(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Object(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Json::String(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-impl Serialize for Json {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Json::Scalar(value) => value.serialize(serializer),
-            Json::String(s) => serializer.serialize_str(s),
-            Json::Array(items) => serializer.collect_seq(items),
-            Json::Object(entries) => {
-                let mut map = serializer.serialize_map(Some(entries.len()))?;
-                for (k, v) in entries {
-                    map.serialize_entry(k, v)?;
-                }
-                map.end()
-            }
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
-        struct JsonVisitor;
-        impl<'de> Visitor<'de> for JsonVisitor {
-            type Value = Json;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("JSON")
-            }
-            fn visit_unit<E>(self) -> Result<Json, E> {
-                Ok(Json::Scalar(serde_json::Value::Null))
-            }
-            fn visit_none<E>(self) -> Result<Json, E> {
-                Ok(Json::Scalar(serde_json::Value::Null))
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
-                Ok(Json::Scalar(b.into()))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
-                Ok(Json::Scalar(n.into()))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
-                Ok(Json::Scalar(n.into()))
-            }
-            fn visit_f64<E>(self, n: f64) -> Result<Json, E> {
-                Ok(Json::Scalar(n.into()))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Json, E> {
-                Ok(Json::String(s.to_owned()))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Json, E> {
-                Ok(Json::String(s))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Json::Array(items))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(Json::Object(entries))
-            }
-        }
-        deserializer.deserialize_any(JsonVisitor)
     }
 }
 
@@ -154,7 +57,7 @@ fn name_alternatives(value: &mut Json, parent: &str) {
             }
         }
         Json::Array(items) => items.iter_mut().for_each(|item| name_alternatives(item, parent)),
-        Json::Scalar(_) | Json::String(_) => {}
+        Json::Null | Json::Bool(_) | Json::Number(_) | Json::String(_) => {}
     }
 }
 
@@ -198,7 +101,7 @@ fn plain_descriptions(value: &mut Json) {
             }
         }
         Json::Array(items) => items.iter_mut().for_each(plain_descriptions),
-        Json::Scalar(_) | Json::String(_) => {}
+        Json::Null | Json::Bool(_) | Json::Number(_) | Json::String(_) => {}
     }
 }
 

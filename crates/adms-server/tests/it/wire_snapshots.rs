@@ -9,107 +9,16 @@
 
 use crate::common;
 
-use std::fmt;
-
+use adms_server::ordered_json::Json;
 use common::webhooks::{Received, Receiver, SECRET, attlog_lines};
 use common::{Api, Device, RawResponse, Server};
 use insta::internals::Content;
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::json;
 
 /// JSON as it was sent: objects keep the order of their keys (`serde_json::Value` sorts them,
 /// and the order of a webhook body's fields is part of its canonical bytes).
-#[derive(Debug, Clone)]
-enum Json {
-    Null,
-    Bool(bool),
-    Number(serde_json::Number),
-    String(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn parse(bytes: &[u8]) -> Json {
-        serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
-    }
-}
-
-impl Serialize for Json {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Json::Null => serializer.serialize_unit(),
-            Json::Bool(b) => serializer.serialize_bool(*b),
-            Json::Number(n) => n.serialize(serializer),
-            Json::String(s) => serializer.serialize_str(s),
-            Json::Array(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
-                }
-                seq.end()
-            }
-            Json::Object(entries) => {
-                let mut map = serializer.serialize_map(Some(entries.len()))?;
-                for (key, value) in entries {
-                    map.serialize_entry(key, value)?;
-                }
-                map.end()
-            }
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
-        struct JsonVisitor;
-        impl<'de> Visitor<'de> for JsonVisitor {
-            type Value = Json;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("JSON")
-            }
-            fn visit_unit<E>(self) -> Result<Json, E> {
-                Ok(Json::Null)
-            }
-            fn visit_none<E>(self) -> Result<Json, E> {
-                Ok(Json::Null)
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
-                Ok(Json::Bool(b))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
-                Ok(Json::Number(n.into()))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
-                Ok(Json::Number(n.into()))
-            }
-            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Json, E> {
-                serde_json::Number::from_f64(n).map(Json::Number).ok_or_else(|| E::custom("not a JSON number"))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Json, E> {
-                Ok(Json::String(s.to_owned()))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Json, E> {
-                Ok(Json::String(s))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Json::Array(items))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(Json::Object(entries))
-            }
-        }
-        deserializer.deserialize_any(JsonVisitor)
-    }
+fn parse_json(bytes: &[u8]) -> Json {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 /// Settings for one test: the server's address redacted wherever a string holds it (the `next`
@@ -154,7 +63,7 @@ fn webhook(received: &Received) -> Json {
         received.id,
         received.signature
     );
-    let body = Json::parse(&received.body);
+    let body = parse_json(&received.body);
     Json::Object(vec![
         ("path".into(), Json::String(received.path.clone())),
         ("webhook_id".into(), Json::String(received.id.clone())),
@@ -233,14 +142,14 @@ async fn zkbio_time_transactions() {
     assert_eq!(dev.attlog(body).await.text(), "OK: 3");
     let _settings = settings(&server).bind_to_scope();
 
-    let page = Json::parse(&raw_get(&api, "/iclock/api/transactions/?page_size=2").await);
+    let page = parse_json(&raw_get(&api, "/iclock/api/transactions/?page_size=2").await);
     insta::assert_json_snapshot!("zkbio_transactions_page", page, {
         ".data[].id" => "[id]",
         ".data[].upload_time" => "[time]",
     });
     let list = api.transactions("").await;
     let first = list.first().expect("a transaction")["id"].as_i64().unwrap();
-    let one = Json::parse(&raw_get(&api, &format!("/iclock/api/transactions/{first}/")).await);
+    let one = parse_json(&raw_get(&api, &format!("/iclock/api/transactions/{first}/")).await);
     insta::assert_json_snapshot!("zkbio_transaction_record", one, {
         ".id" => "[id]",
         ".upload_time" => "[time]",
@@ -275,7 +184,7 @@ async fn zkbio_time_employees() {
     )
     .await;
 
-    let page = Json::parse(&raw_get(&api, "/personnel/api/employees/?page_size=1").await);
+    let page = parse_json(&raw_get(&api, "/personnel/api/employees/?page_size=1").await);
     insta::assert_json_snapshot!("zkbio_employees_page", page, {
         ".data[].id" => "[id]",
         ".data[].department.id" => "[id]",
@@ -286,7 +195,7 @@ async fn zkbio_time_employees() {
         ".data[].update_time" => "[time]",
     });
     let id = employee["id"].as_i64().expect("employee id");
-    let one = Json::parse(&raw_get(&api, &format!("/personnel/api/employees/{id}/")).await);
+    let one = parse_json(&raw_get(&api, &format!("/personnel/api/employees/{id}/")).await);
     insta::assert_json_snapshot!("zkbio_employee_record", one, {
         ".id" => "[id]",
         ".department.id" => "[id]",
@@ -461,7 +370,7 @@ async fn webhook_body_of_a_batch() {
     let document = Json::Object(vec![
         ("path".into(), Json::String(batch[0].path.clone())),
         ("webhook_id".into(), Json::String(batch[0].id.clone())),
-        ("body".into(), Json::parse(&batch[0].body)),
+        ("body".into(), parse_json(&batch[0].body)),
     ]);
     insta::assert_json_snapshot!("webhook_batch", document, {
         ".body.data[].data.received_at" => "[time]",
@@ -474,6 +383,6 @@ async fn openapi_document() {
     let server = Server::in_process(dir.path(), &[]).await;
     let api = Api::login(&server).await;
     let _settings = settings(&server).bind_to_scope();
-    let document = Json::parse(&raw_get(&api, "/api/openapi.json").await);
+    let document = parse_json(&raw_get(&api, "/api/openapi.json").await);
     insta::assert_json_snapshot!("openapi_document", document);
 }
