@@ -21,15 +21,26 @@ fn field_errors(body: &Value, field: &str) -> String {
     body[field].as_array().map(|m| m.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
 
-#[tokio::test]
-async fn endpoints_validation_auth_and_lifecycle() {
-    let dir = tempfile::tempdir().unwrap();
-    // Nothing allow-listed: the harness's loopback allowance would open 127.0.0.1 below.
+/// A server that lets no private address through (the harness's loopback allowance would open
+/// 127.0.0.1, which the validation below must refuse), and its API.
+async fn server_without_private_receivers(dir: &std::path::Path) -> (Server, Api) {
     let server =
-        Server::in_process(dir.path(), &[("ADMS_WEBHOOK_ALLOW_PRIVATE", "false"), ("ADMS_WEBHOOK_ALLOW_LIST", "")])
-            .await;
+        Server::in_process(dir, &[("ADMS_WEBHOOK_ALLOW_PRIVATE", "false"), ("ADMS_WEBHOOK_ALLOW_LIST", "")]).await;
     let api = Api::login(&server).await;
+    (server, api)
+}
 
+/// Creates an endpoint for `url`: its id and its secret (shown this once).
+async fn created_endpoint(api: &Api, url: &str) -> (String, String) {
+    let (status, created) = api.post_json(ENDPOINTS, &json!({ "url": url })).await;
+    assert_eq!(status, 201, "{created}");
+    (created["id"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn every_webhook_route_answers_401_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _api) = server_without_private_receivers(dir.path()).await;
     // No token: 401 everywhere.
     let client = reqwest::Client::new();
     for (method, path) in [
@@ -51,7 +62,12 @@ async fn endpoints_validation_auth_and_lifecycle() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body, json!({"detail": "Authentication credentials were not provided."}));
     }
+}
 
+#[tokio::test]
+async fn a_created_endpoint_has_defaults_and_its_secret_is_shown_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server_without_private_receivers(dir.path()).await;
     // Create: 201, defaults, the secret this once.
     let (status, created) = api.post_json(ENDPOINTS, &json!({"url": "https://erp.example.com/hooks"})).await;
     assert_eq!(status, 201, "{created}");
@@ -92,7 +108,12 @@ async fn endpoints_validation_auth_and_lifecycle() {
     assert_eq!(status, 200);
     assert!(detail.get("secret").is_none());
     assert_eq!(detail["id"], uid.as_str());
+}
 
+#[tokio::test]
+async fn invalid_endpoint_bodies_name_each_field_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = server_without_private_receivers(dir.path()).await;
     // Validation: DRF bodies naming the field.
     let cases = [
         (json!({"url": "ftp://erp.example.com/"}), "url", "http and https"),
@@ -136,8 +157,14 @@ async fn endpoints_validation_auth_and_lifecycle() {
     let body: Value = response.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().starts_with("JSON parse error"), "{body}");
     let (_, list) = api.get_status(ENDPOINTS).await;
-    assert_eq!(list["data"].as_array().unwrap().len(), 2, "nothing invalid was created");
+    assert_eq!(list["data"], json!([]), "nothing invalid was created");
+}
 
+#[tokio::test]
+async fn patch_pauses_resumes_and_changes_settings_and_rotation_shows_a_new_secret_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server_without_private_receivers(dir.path()).await;
+    let (uid, secret) = created_endpoint(&api, "https://erp.example.com/hooks").await;
     // PATCH: settings, pause and resume.
     let path = format!("{ENDPOINTS}/{uid}");
     let (status, patched) = api.patch_json(&path, &json!({"paused": true})).await;
@@ -182,7 +209,15 @@ async fn endpoints_validation_auth_and_lifecycle() {
     assert!(field_errors(&answer, "grace_secs").contains("604800"), "{answer}");
     let (status, _) = api.post_json(&format!("{ENDPOINTS}/ep_unknown/rotate-secret"), &json!({})).await;
     assert_eq!(status, 404);
+}
 
+#[tokio::test]
+async fn delivery_routes_refuse_bad_parameters_and_a_deleted_endpoint_is_gone_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, api) = server_without_private_receivers(dir.path()).await;
+    let (uid, _) = created_endpoint(&api, "https://erp.example.com/hooks").await;
+    let (second, _) = created_endpoint(&api, "http://8.8.8.8:8080/in").await;
+    let path = format!("{ENDPOINTS}/{uid}");
     // Delivery routes: bad parameters and unknown ids.
     for (query, field) in
         [("state=done", "state"), ("limit=0", "limit"), ("limit=501", "limit"), ("before=x", "before")]
@@ -212,7 +247,7 @@ async fn endpoints_validation_auth_and_lifecycle() {
     assert_eq!(api.patch_json(&path, &json!({"paused": false})).await.0, 404);
     let (_, list) = api.get_status(ENDPOINTS).await;
     let ids: Vec<&str> = list["data"].as_array().unwrap().iter().filter_map(|e| e["id"].as_str()).collect();
-    assert_eq!(ids, vec![second["id"].as_str().unwrap()]);
+    assert_eq!(ids, vec![second.as_str()]);
 }
 
 /// Seven punches of one device, the first three stored before endpoint A existed, the last
