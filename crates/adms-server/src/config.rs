@@ -75,6 +75,10 @@ pub struct Config {
     /// Test switch: the webhook clock can be moved forward through the API, to walk retry
     /// schedules of days in seconds. Never enable in production.
     pub test_clock: bool,
+    /// What this process does: `all` (the default), or one or more of `device` (the terminals'
+    /// `/iclock/` routes), `api` (the REST APIs), `worker` (webhook deliveries and the periodic
+    /// duties), comma-separated. Replicas on one PostgreSQL database may split the roles.
+    pub role: crate::roles::Roles,
     pub admin: AdminConfig,
     pub devices: DeviceConfig,
     pub punches: PunchConfig,
@@ -202,11 +206,20 @@ pub struct HttpConfig {
     /// waiting for them, so it also closes idle keep-alive connections. Longer than the
     /// devices' poll interval, so their keep-alive connections are reused.
     pub header_read_timeout_secs: u64,
+    /// On SIGTERM (or Ctrl-C): how long `/readyz` answers 503 while requests are still served,
+    /// so a load balancer takes this replica out before its listener closes. A second signal
+    /// ends the wait. Then in-flight requests and background work finish.
+    pub drain_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { max_body_bytes: 32 * 1024 * 1024, request_timeout_secs: 120, header_read_timeout_secs: 75 }
+        HttpConfig {
+            max_body_bytes: 32 * 1024 * 1024,
+            request_timeout_secs: 120,
+            header_read_timeout_secs: 75,
+            drain_secs: 3,
+        }
     }
 }
 
@@ -364,6 +377,7 @@ impl Default for Config {
             time_zone: "auto".into(),
             server_name: "adms-bridge".into(),
             test_clock: false,
+            role: crate::roles::Roles::ALL,
             admin: AdminConfig::default(),
             devices: DeviceConfig::default(),
             punches: PunchConfig::default(),
@@ -390,6 +404,7 @@ impl std::fmt::Debug for Config {
             .field("time_zone", &self.time_zone)
             .field("server_name", &self.server_name)
             .field("test_clock", &self.test_clock)
+            .field("role", &self.role)
             .field("admin", &self.admin)
             .field("devices", &self.devices)
             .field("punches", &self.punches)
@@ -431,6 +446,7 @@ pub const FLAT_KEYS: &[(&str, &str)] = &[
     ("max_body_bytes", "http.max_body_bytes"),
     ("request_timeout_secs", "http.request_timeout_secs"),
     ("header_read_timeout_secs", "http.header_read_timeout_secs"),
+    ("drain_secs", "http.drain_secs"),
     ("session_ttl_secs", "login.session_ttl_secs"),
     ("login_hash_concurrency", "login.hash_concurrency"),
     ("login_hash_wait_ms", "login.hash_wait_ms"),
@@ -459,7 +475,7 @@ pub const FLAT_KEYS: &[(&str, &str)] = &[
 /// The settings at the top of the file, outside any section (their variables are
 /// `ADMS_<NAME>`).
 pub const TOP_LEVEL_KEYS: &[&str] =
-    &["listen", "database_url", "data_dir", "backup_before_migrate", "time_zone", "server_name", "test_clock"];
+    &["listen", "database_url", "data_dir", "backup_before_migrate", "time_zone", "server_name", "test_clock", "role"];
 
 /// Settings that are secrets: never printed, never serialised.
 pub const SECRET_KEYS: &[&str] = &["admin.password", "devices.trust_keys", "webhooks.secret", "secrets.key"];

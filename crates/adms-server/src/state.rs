@@ -39,6 +39,8 @@ pub struct AppState {
     pub quotas: crate::limits::QuotaGuard,
     /// `/metrics`: the registry and what handlers record in it.
     pub telemetry: crate::telemetry::Telemetry,
+    /// Set when shutdown begins: `/readyz` answers 503 while requests are still served.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// What the webhook side shares with handlers.

@@ -1,6 +1,7 @@
-//! `/healthz` (the process answers) and `/readyz` (it can do its work: the database answers in
-//! time, its migrations are this binary's, the punch writer runs). No credentials: load
-//! balancers and orchestrators probe them. Cheap: `/readyz` is two indexed reads.
+//! `/healthz` (the process answers) and `/readyz` (it can do its work: it is not draining for
+//! shutdown, the database answers in time, its migrations are this binary's, and with the
+//! `device` role the punch writer runs). No credentials: load balancers and orchestrators probe
+//! them. Cheap: `/readyz` is two indexed reads.
 
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct Health {
 pub struct Readiness {
     /// `ready` or `unavailable`.
     status: &'static str,
+    /// This process's roles: `all`, or `device`, `api`, `worker` comma-separated.
+    role: String,
     /// Why not ready (absent when ready): the first failed check.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
@@ -36,11 +39,13 @@ pub struct Readiness {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Checks {
+    /// `ok`, or `draining` once shutdown began (the listener still serves meanwhile).
+    shutdown: String,
     /// The database answered `SELECT 1` within 2 s.
     database: String,
     /// Applied migrations match this binary's.
     migrations: String,
-    /// The punch writer takes batches.
+    /// The punch writer takes batches (`not used` without the `device` role).
     punch_writer: String,
 }
 
@@ -61,8 +66,11 @@ pub async fn healthz() -> Json<Health> {
 
 /// The server can do its work.
 ///
-/// 200 when the database answers within 2 s, its applied migrations are exactly this
-/// binary's, and the punch writer runs; 503 with the reason otherwise. No credentials.
+/// 200 when the process is not shutting down, the database answers within 2 s, its applied
+/// migrations are exactly this binary's, and (with the `device` role) the punch writer runs;
+/// 503 with the reason otherwise. From a shutdown signal on, 503 `shutdown: draining` while
+/// requests are still served for `drain_secs`, so a load balancer stops sending first. No
+/// credentials.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -82,6 +90,7 @@ pub async fn readyz(State(state): State<SharedState>) -> Response {
 /// Runs every check; the first failure is the reason.
 async fn check(state: &SharedState) -> Readiness {
     const OK: &str = "ok";
+    let shutdown = if state.draining.load(std::sync::atomic::Ordering::Relaxed) { "draining" } else { OK }.to_owned();
     let database = match state.store.ping(DATABASE_TIMEOUT).await {
         Ok(()) => OK.to_owned(),
         Err(error) => format!("{error}"),
@@ -96,15 +105,25 @@ async fn check(state: &SharedState) -> Readiness {
     } else {
         "not checked: no database".to_owned()
     };
-    let punch_writer = if state.store.punch_writer().is_running() { OK.to_owned() } else { "stopped".to_owned() };
-    let reason = [("database", &database), ("migrations", &migrations), ("punch writer", &punch_writer)]
-        .into_iter()
-        .find(|(_, outcome)| outcome.as_str() != OK)
-        .map(|(name, outcome)| format!("{name}: {outcome}"));
+    let punch_writer = match (state.config.role.device, state.store.punch_writer().is_running()) {
+        (false, _) => "not used".to_owned(),
+        (true, true) => OK.to_owned(),
+        (true, false) => "stopped".to_owned(),
+    };
+    let reason = [
+        ("shutdown", &shutdown),
+        ("database", &database),
+        ("migrations", &migrations),
+        ("punch writer", &punch_writer),
+    ]
+    .into_iter()
+    .find(|(name, outcome)| outcome.as_str() != OK && !(*name == "punch writer" && *outcome == "not used"))
+    .map(|(name, outcome)| format!("{name}: {outcome}"));
     state.telemetry.note_readiness(reason.as_deref());
     Readiness {
         status: if reason.is_none() { "ready" } else { "unavailable" },
+        role: state.config.role.to_string(),
         reason,
-        checks: Checks { database, migrations, punch_writer },
+        checks: Checks { shutdown, database, migrations, punch_writer },
     }
 }

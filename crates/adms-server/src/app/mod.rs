@@ -52,7 +52,8 @@ impl Application {
         let background = tasks::Background::start(&state)?;
         let service = MapRequestLayer::new(normalize_path).layer(router(state.clone()));
         let header_timeout = Duration::from_secs(state.config.http.header_read_timeout_secs);
-        let result = serve::serve(self.listener, service, header_timeout, shutdown).await;
+        let drained = drain(state.clone(), shutdown);
+        let result = serve::serve(self.listener, service, header_timeout, drained).await;
         background.stop(&state).await;
         if let Err(error) = flush_activity(&state.devices, &state.store).await {
             tracing::warn!(%error, "final device activity flush failed");
@@ -60,5 +61,30 @@ impl Application {
         state.store.close().await;
         tracing::info!("server stopped");
         result
+    }
+}
+
+/// Resolves `drain_secs` after `shutdown` did, `/readyz` answering 503 meanwhile while every
+/// request is still served: a load balancer's health check takes the replica out before its
+/// listener closes. A second Ctrl-C (or SIGTERM) ends the wait.
+async fn drain(state: SharedState, shutdown: impl Future<Output = ()> + Send + 'static) {
+    shutdown.await;
+    let drain_for = Duration::from_secs(state.config.http.drain_secs);
+    // Listening before `/readyz` says draining: a second signal sent once it does is not missed.
+    let second = if drain_for.is_zero() { None } else { crate::signals::StopSignals::listen().ok() };
+    state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    if drain_for.is_zero() {
+        return;
+    }
+    tracing::info!(drain_secs = drain_for.as_secs(), "draining: /readyz answers 503; requests are still served");
+    let second_signal = async {
+        match second {
+            Some(mut signals) => signals.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = tokio::time::sleep(drain_for) => {}
+        () = second_signal => tracing::info!("second shutdown signal: drain cut short"),
     }
 }

@@ -17,19 +17,26 @@ use utoipa_axum::routes;
 use crate::api::access::ApiRoutes;
 use crate::state::SharedState;
 
-/// Every route with its OpenAPI document: the device protocol, the API, `/metrics`, and the
-/// test clock when it is enabled (undocumented otherwise, because it does not exist).
+/// Every route of this process's roles with its OpenAPI document: the device protocol (`device`),
+/// the API (`api`), `/healthz`, `/readyz` and `/metrics` (every role), and the test clock when it
+/// is enabled (undocumented otherwise, because it does not exist). A route of a role this
+/// process does not have is not there: the fallback's 404.
 fn documented_routes(state: &SharedState) -> (Router<SharedState>, utoipa::openapi::OpenApi) {
     use crate::api::auth::Scope;
-    let base = OpenApiRouter::with_openapi(crate::api::openapi::base_document())
-        .merge(crate::device::routes())
-        .merge(crate::api::routes(state));
+    let roles = state.config.role;
+    let mut base = OpenApiRouter::with_openapi(crate::api::openapi::base_document());
+    if roles.device {
+        base = base.merge(crate::device::routes());
+    }
+    if roles.api {
+        base = base.merge(crate::api::routes(state));
+    }
     // Prometheus scrapes with a `read` key.
     let mut routes = ApiRoutes::new(base, state)
         .scoped(Scope::Read, routes!(super::metrics::metrics))
         .public(routes!(super::health::healthz))
         .public(routes!(super::health::readyz));
-    if state.config.test_clock {
+    if state.config.test_clock && roles.api {
         routes = routes.scoped(Scope::Admin, routes!(advance_test_clock));
     }
     let (router, doc) = routes.into_router().split_for_parts();

@@ -155,6 +155,7 @@ impl Application {
             auth,
             config,
             webhooks,
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         Ok(Application { listener, state })
     }

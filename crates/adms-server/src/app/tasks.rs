@@ -22,21 +22,28 @@ pub(super) struct Background {
 }
 
 impl Background {
-    /// Starts every loop: activity flush (with approvals withdrawn elsewhere) and session purge,
-    /// presence checks, the command expiry sweep, the roster reconcile, the cross-replica
-    /// wake-up, the activity summary and the dispatcher.
+    /// Starts the loops of this process's roles. `device`: the activity flush (with approvals
+    /// withdrawn elsewhere) and the cross-replica wake-up of polling devices. `worker`: the
+    /// dispatcher, presence checks, the command expiry sweep, the roster reconcile, and the
+    /// session and quota purges. Every role: the activity summary.
     pub(super) fn start(state: &SharedState) -> std::io::Result<Background> {
+        let roles = state.config.role;
         // Built first: should it fail, nothing has been spawned that would run unstopped.
-        let dispatcher = dispatcher(state)?;
+        let dispatcher = if roles.worker { Some(dispatcher(state)?) } else { None };
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let flush_every = Duration::from_secs(state.config.devices.activity_flush_secs.max(1));
-        tasks.spawn(flush_and_purge(state.clone(), flush_every, stop.clone()));
-        tasks.spawn(crate::device::presence::run_checks(state.clone(), stop.clone()));
-        tasks.spawn(crate::device::commands::run_expiry(state.clone(), stop.clone()));
-        tasks.spawn(crate::services::roster::run_reconcile(state.clone(), stop.clone()));
-        tasks.spawn(crate::device::commands::run_cross_replica_wake(state.clone(), stop.clone()));
-        tasks.spawn(dispatcher.run(stop.clone()));
+        if roles.device {
+            let flush_every = Duration::from_secs(state.config.devices.activity_flush_secs.max(1));
+            tasks.spawn(flush_activity_and_approvals(state.clone(), flush_every, stop.clone()));
+            tasks.spawn(crate::device::commands::run_cross_replica_wake(state.clone(), stop.clone()));
+        }
+        if let Some(dispatcher) = dispatcher {
+            tasks.spawn(dispatcher.run(stop.clone()));
+            tasks.spawn(crate::device::presence::run_checks(state.clone(), stop.clone()));
+            tasks.spawn(crate::device::commands::run_expiry(state.clone(), stop.clone()));
+            tasks.spawn(crate::services::roster::run_reconcile(state.clone(), stop.clone()));
+            tasks.spawn(purge_expired(state.clone(), stop.clone()));
+        }
         tasks.spawn(super::metrics::log_summaries(state.clone(), stop.clone()));
         tasks.close();
         Ok(Background { stop, tasks })
@@ -83,14 +90,12 @@ fn dispatcher(state: &SharedState) -> std::io::Result<Dispatcher> {
     Ok(dispatcher)
 }
 
-/// Flushes device activity every `activity_flush_secs`, and about every 720 ticks purges
-/// expired session tokens and the daily quota usage of past days.
-async fn flush_and_purge(state: SharedState, flush_every: Duration, stop: CancellationToken) {
+/// Flushes device activity every `activity_flush_secs`, and withdraws from the registry the
+/// approvals withdrawn elsewhere.
+async fn flush_activity_and_approvals(state: SharedState, flush_every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(flush_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks: u64 = 0;
     while next_tick(&mut tick, &stop).await {
-        ticks += 1;
         if let Err(error) = flush_activity(&state.devices, &state.store).await {
             tracing::warn!(%error, "device activity flush failed");
         }
@@ -104,19 +109,29 @@ async fn flush_and_purge(state: SharedState, flush_every: Duration, stop: Cancel
             }
             Err(error) => tracing::warn!(%error, "reading pending devices failed"),
         }
-        if ticks.is_multiple_of(720) {
-            match state.store.purge_expired_sessions(now_micros()).await {
-                Ok(n) if n > 0 => tracing::info!(purged = n, "expired session tokens removed"),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "session purge failed"),
-            }
-            // Quotas read only their own day's usage; yesterday's row is kept as a margin.
-            let today = adms_store::Quota::for_day(state.webhooks.clock.now_micros(), 0).day;
-            match state.store.purge_quota_usage(today - 1).await {
-                Ok(n) if n > 0 => tracing::info!(purged = n, "old daily quota usage removed"),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "quota usage purge failed"),
-            }
+    }
+}
+
+/// Every [`PURGE_EVERY`]: expired session tokens, and the daily quota usage of past days.
+async fn purge_expired(state: SharedState, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while next_tick(&mut tick, &stop).await {
+        match state.store.purge_expired_sessions(now_micros()).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "expired session tokens removed"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "session purge failed"),
+        }
+        // Quotas read only their own day's usage; yesterday's row is kept as a margin.
+        let today = adms_store::Quota::for_day(state.webhooks.clock.now_micros(), 0).day;
+        match state.store.purge_quota_usage(today - 1).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "old daily quota usage removed"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "quota usage purge failed"),
         }
     }
 }
+
+/// How often expired sessions and old quota usage are purged (the flush used to do it every
+/// 720 ticks of 5 s).
+const PURGE_EVERY: Duration = Duration::from_secs(3600);

@@ -14,6 +14,10 @@ pub struct Serve {
     /// Address to listen on (`127.0.0.1:0` picks a free port and prints it).
     #[arg(long, env = "ADMS_LISTEN")]
     listen: Option<SocketAddr>,
+    /// What this process does: `all`, or `device`, `api`, `worker` comma-separated (the `role`
+    /// setting, `ADMS_ROLE`).
+    #[arg(long)]
+    role: Option<adms_server::roles::Roles>,
 }
 
 impl Serve {
@@ -21,32 +25,22 @@ impl Serve {
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
+        if let Some(role) = self.role {
+            config.role = role;
+        }
         let app = Application::build(config).await.context("starting adms-bridge")?;
         let addr = app.local_addr()?;
         let mut stdout = std::io::stdout();
         writeln!(stdout, "listening on http://{addr}")?;
         stdout.flush()?;
-        tracing::info!(%addr, "adms-bridge started");
-        app.run_until_stopped(shutdown_signal()).await?;
+        tracing::info!(%addr, role = %app.state().config.role, "adms-bridge started");
+        let signals = adms_server::signals::StopSignals::listen().context("listening for stop signals")?;
+        app.run_until_stopped(shutdown_signal(signals)).await?;
         Ok(())
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+async fn shutdown_signal(mut signals: adms_server::signals::StopSignals) {
+    signals.recv().await;
     tracing::info!("shutdown requested; finishing in-flight requests");
 }

@@ -59,7 +59,11 @@ async fn health_and_readiness_need_no_credentials_and_say_why_not_ready() {
     let (status, ready) = readyz(&server).await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["checks"], json!({ "database": "ok", "migrations": "ok", "punch_writer": "ok" }));
+    assert_eq!(ready["role"], "all");
+    assert_eq!(
+        ready["checks"],
+        json!({ "shutdown": "ok", "database": "ok", "migrations": "ok", "punch_writer": "ok" })
+    );
     assert!(ready.get("reason").is_none());
 
     // A newer release migrated the database under this running server.

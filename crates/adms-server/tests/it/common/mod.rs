@@ -40,7 +40,7 @@ enum Process {
 
 /// What every test server is started with before the test's own settings: the database of its
 /// folder comes first, then these, then the test's `env`.
-const HARNESS_ENV: [(&str, &str); 7] = [
+const HARNESS_ENV: [(&str, &str); 8] = [
     ("ADMS_ADMIN_USER", ADMIN_USER),
     ("ADMS_ADMIN_PASSWORD", ADMIN_PASSWORD),
     ("ADMS_TIME_ZONE", "UTC"),
@@ -54,6 +54,8 @@ const HARNESS_ENV: [(&str, &str); 7] = [
     // Webhook receivers in tests listen on 127.0.0.1, which the address policy refuses unless
     // listed. Set before the test's own env, so a test can take it away.
     ("ADMS_WEBHOOK_ALLOW_LIST", "127.0.0.1/32"),
+    // Stopped servers stop at once; the drain test sets its own.
+    ("ADMS_DRAIN_SECS", "0"),
 ];
 
 impl Server {
@@ -166,6 +168,25 @@ impl Server {
         let child = self.child();
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Sends SIGTERM and returns at once (the drain on shutdown, a second signal).
+    pub fn signal_term(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");
+        assert!(status.success(), "kill -TERM");
+    }
+
+    /// Waits (up to [`EVENTUALLY`]) for the process to exit, and returns how it did.
+    pub fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let child = self.child();
+        let deadline = std::time::Instant::now() + EVENTUALLY;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the server did not exit within {EVENTUALLY:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM and wait for a clean exit.
