@@ -210,6 +210,11 @@ pub struct HttpConfig {
     /// so a load balancer takes this replica out before its listener closes. A second signal
     /// ends the wait. Then in-flight requests and background work finish.
     pub drain_secs: u64,
+    /// Reverse proxies and load balancers (CIDR ranges or addresses, comma-separated) whose
+    /// `X-Forwarded-For` names the client: device trust, registration limits, the login
+    /// throttle and the stored device IP then see the client instead of the proxy. Empty (the
+    /// default): the TCP peer is the client.
+    pub trusted_proxies: String,
 }
 
 impl Default for HttpConfig {
@@ -219,6 +224,7 @@ impl Default for HttpConfig {
             request_timeout_secs: 120,
             header_read_timeout_secs: 75,
             drain_secs: 3,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -447,6 +453,7 @@ pub const FLAT_KEYS: &[(&str, &str)] = &[
     ("request_timeout_secs", "http.request_timeout_secs"),
     ("header_read_timeout_secs", "http.header_read_timeout_secs"),
     ("drain_secs", "http.drain_secs"),
+    ("trusted_proxies", "http.trusted_proxies"),
     ("session_ttl_secs", "login.session_ttl_secs"),
     ("login_hash_concurrency", "login.hash_concurrency"),
     ("login_hash_wait_ms", "login.hash_wait_ms"),
@@ -822,6 +829,7 @@ impl Config {
         // configuration stays a leaf the other modules read.
         networks("devices.trust_networks", &self.devices.trust_networks)?;
         networks("devices.networks", &self.devices.networks)?;
+        networks("http.trusted_proxies", &self.http.trusted_proxies)?;
         self.registrations_per_minute()?;
         if self.punch_window_start().is_none() {
             return Err(invalid("punches.time_min", "must be a date YYYY-MM-DD"));
@@ -964,7 +972,7 @@ pub(crate) fn comma_list(list: &str) -> impl Iterator<Item = &str> {
 }
 
 /// A comma-separated list of CIDR ranges or single addresses (setting `key`).
-pub(crate) fn networks(key: &'static str, list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+pub fn networks(key: &'static str, list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
     comma_list(list)
         .map(|range| {
             range

@@ -49,11 +49,16 @@ impl Application {
     /// work (each loop ends its current pass) and flushes activity.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
+        // Checked when the configuration was loaded; read before anything is spawned.
+        let proxies = crate::client_addr::TrustedProxies::new(
+            crate::config::networks("http.trusted_proxies", &state.config.http.trusted_proxies)
+                .map_err(std::io::Error::other)?,
+        );
         let background = tasks::Background::start(&state)?;
         let service = MapRequestLayer::new(normalize_path).layer(router(state.clone()));
         let header_timeout = Duration::from_secs(state.config.http.header_read_timeout_secs);
         let drained = drain(state.clone(), shutdown);
-        let result = serve::serve(self.listener, service, header_timeout, drained).await;
+        let result = serve::serve(self.listener, service, header_timeout, proxies, drained).await;
         background.stop(&state).await;
         if let Err(error) = flush_activity(&state.devices, &state.store).await {
             tracing::warn!(%error, "final device activity flush failed");

@@ -6,8 +6,8 @@ use std::time::Duration;
 use axum::extract::Request;
 use tokio::net::TcpListener;
 
-/// The accept loop: one HTTP/1.1 connection per task, with the peer address for the handlers
-/// (`ConnectInfo`), no Nagle delay, and a limit on how long a connection may take to send a
+/// The accept loop: one HTTP/1.1 connection per task, with the client's address for the handlers
+/// (`ConnectInfo`: the peer, or whom a trusted proxy forwarded for), no Nagle delay, and a limit on how long a connection may take to send a
 /// request's headers (idle keep-alive time included). `axum::serve` offers no such limit, and
 /// without it a client that sends its headers a byte at a time holds a connection forever (the
 /// whole-request `TimeoutLayer` starts only once the headers are in). On `shutdown`: stop
@@ -16,6 +16,7 @@ pub(super) async fn serve<S>(
     listener: TcpListener,
     service: S,
     header_timeout: Duration,
+    proxies: crate::client_addr::TrustedProxies,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
@@ -47,9 +48,12 @@ where
             tracing::debug!(%error, "TCP_NODELAY not set");
         }
         let service = service.clone();
+        let proxies = proxies.clone();
         let handler = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let mut request = request.map(axum::body::Body::new);
-            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            // The client's address: the peer, or whom a trusted proxy forwarded for.
+            let client = proxies.client(peer, request.headers());
+            request.extensions_mut().insert(axum::extract::ConnectInfo(client));
             tower::ServiceExt::oneshot(service.clone(), request)
         });
         let connection = connections.watch(http.serve_connection(hyper_util::rt::TokioIo::new(tcp), handler));
