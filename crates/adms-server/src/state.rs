@@ -39,6 +39,8 @@ pub struct AppState {
     pub quotas: crate::limits::QuotaGuard,
     /// `/metrics`: the registry and what handlers record in it.
     pub telemetry: crate::telemetry::Telemetry,
+    /// Device traffic recorded as session scripts (`[capture] dir`); `None` when off.
+    pub capture: Option<std::sync::Arc<crate::capture::Capture>>,
 }
 
 /// What the webhook side shares with handlers.

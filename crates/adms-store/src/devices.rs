@@ -343,6 +343,20 @@ impl Store {
         })
     }
 
+    /// Rows in each of [`COUNTED_TABLES`], in that order: what an operator (or a replayed
+    /// session's `rows TABLE N` check) reads through the API. Each count is a full count, so
+    /// this is an administrator's read, not a hot path.
+    pub async fn table_row_counts(&self) -> Result<Vec<(&'static str, i64)>, StoreError> {
+        on_db!(self, |db| {
+            let row: (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64) =
+                sqlx::query_as(TABLE_ROW_COUNTS).fetch_one(db.pool()).await?;
+            let counts = [
+                row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12,
+            ];
+            Ok(COUNTED_TABLES.into_iter().zip(counts).collect())
+        })
+    }
+
     /// Records the stamp a device reported for a table (`attlog`, `operlog`, `attphoto`, `biodata`).
     pub async fn set_stamp(&self, device_id: i64, table: &str, stamp: &str) -> Result<(), StoreError> {
         on_db!(self, |db| {
@@ -464,3 +478,29 @@ impl Store {
         })
     }
 }
+
+/// The tables [`Store::table_row_counts`] counts, in the order of its answer.
+pub const COUNTED_TABLES: [&str; 13] = [
+    "devices",
+    "punches",
+    "rejected_lines",
+    "operation_logs",
+    "device_users",
+    "biometric_templates",
+    "user_photos",
+    "device_records",
+    "device_options",
+    "command_results",
+    "access_events",
+    "raw_uploads",
+    "att_photos",
+];
+
+/// One statement for every count of [`COUNTED_TABLES`], in that order.
+const TABLE_ROW_COUNTS: &str = "SELECT (SELECT COUNT(*) FROM devices), (SELECT COUNT(*) FROM punches), \
+     (SELECT COUNT(*) FROM rejected_lines), (SELECT COUNT(*) FROM operation_logs), \
+     (SELECT COUNT(*) FROM device_users), (SELECT COUNT(*) FROM biometric_templates), \
+     (SELECT COUNT(*) FROM user_photos), (SELECT COUNT(*) FROM device_records), \
+     (SELECT COUNT(*) FROM device_options), (SELECT COUNT(*) FROM command_results), \
+     (SELECT COUNT(*) FROM access_events), (SELECT COUNT(*) FROM raw_uploads), \
+     (SELECT COUNT(*) FROM att_photos)";

@@ -5,6 +5,7 @@
 //! `run_until_stopped` serves until the shutdown future resolves, then drains in-flight requests
 //! and background work, and flushes device activity.
 
+mod capture;
 mod health;
 mod metrics;
 mod router;

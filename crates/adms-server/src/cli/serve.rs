@@ -14,12 +14,19 @@ pub struct Serve {
     /// Address to listen on (`127.0.0.1:0` picks a free port and prints it).
     #[arg(long, env = "ADMS_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Record device traffic as session scripts under this folder (`[capture] dir`; see the
+    /// README's *Capture*).
+    #[arg(long, env = "ADMS_CAPTURE_DIR")]
+    capture_dir: Option<std::path::PathBuf>,
 }
 
 impl Serve {
     pub async fn run(self, mut config: Config) -> anyhow::Result<()> {
         if let Some(listen) = self.listen {
             config.listen = listen;
+        }
+        if let Some(dir) = self.capture_dir {
+            config.capture.dir = Some(std::path::absolute(&dir).context("--capture-dir")?);
         }
         let app = Application::build(config).await.context("starting adms-bridge")?;
         let addr = app.local_addr()?;
