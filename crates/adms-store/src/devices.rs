@@ -350,9 +350,7 @@ impl Store {
         on_db!(self, |db| {
             let row: (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64) =
                 sqlx::query_as(TABLE_ROW_COUNTS).fetch_one(db.pool()).await?;
-            let counts = [
-                row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12,
-            ];
+            let counts = [row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12];
             Ok(COUNTED_TABLES.into_iter().zip(counts).collect())
         })
     }

@@ -62,7 +62,10 @@ pub struct TableCounts {
     tag = openapi::tag::DEVICES,
     responses((status = 200, description = "The counts.", body = TableCounts))
 )]
-pub async fn table_counts(State(state): State<SharedState>, _auth: Authenticated) -> Result<Json<TableCounts>, ApiError> {
+pub async fn table_counts(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+) -> Result<Json<TableCounts>, ApiError> {
     let tables = state.store.table_row_counts().await?.into_iter().collect();
     Ok(Json(TableCounts { tables }))
 }

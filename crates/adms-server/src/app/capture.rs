@@ -48,8 +48,11 @@ pub async fn capture_exchange(State(state): State<SharedState>, request: Request
         .filter(|(name, _)| RECORDED_HEADERS.contains(&name.as_str()))
         .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
         .collect();
-    let declared_length =
-        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
     let copied = Arc::new(Mutex::new(Copied::default()));
     let budget = capture.max_queued_body();

@@ -220,7 +220,10 @@ fn device_folder(sn: &str) -> &str {
 fn render(out: &mut String, exchange: &Exchange, payload: Option<&str>, gap_ms: u128) {
     let method_known = exchange.method == "GET" || exchange.method == "POST";
     let target_plain = exchange.target.starts_with('/') && !exchange.target.bytes().any(|b| b <= b' ' || b >= 0x7f);
-    if !exchange.body_complete || !method_known || !target_plain || (exchange.method == "GET" && !exchange.body.is_empty())
+    if !exchange.body_complete
+        || !method_known
+        || !target_plain
+        || (exchange.method == "GET" && !exchange.body.is_empty())
     {
         let _ = writeln!(
             out,
@@ -229,7 +232,11 @@ fn render(out: &mut String, exchange: &Exchange, payload: Option<&str>, gap_ms: 
             exchange.target,
             exchange.body.len(),
             exchange.status,
-            if exchange.body_complete { "not a request the session format can replay" } else { "the server answered before reading the whole body" }
+            if exchange.body_complete {
+                "not a request the session format can replay"
+            } else {
+                "the server answered before reading the whole body"
+            }
         );
         return;
     }
