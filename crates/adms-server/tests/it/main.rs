@@ -17,6 +17,7 @@ mod operability;
 mod personnel_api;
 mod postgres_replicas;
 mod readme;
+mod replay_binary;
 mod secrets_at_rest;
 mod transactions_export;
 mod users_scopes_audit;
