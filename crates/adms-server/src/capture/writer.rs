@@ -313,7 +313,8 @@ fn expectation(answer: &str) -> Option<String> {
 fn escape(text: &str, header: bool) -> String {
     let escaped = escape_body(text);
     if header {
-        return escaped;
+        // Every space would end the `+Name:value` token.
+        return escaped.replace(' ', "\\u{20}");
     }
     match escaped.chars().next() {
         Some(c @ ('~' | '^' | '!')) => format!("\\{c}{}", &escaped[1..]),

@@ -74,5 +74,11 @@ fn every_fixture_session_replays_through_the_binary() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} sessions failed:\n\n{}", failures.len(), sessions.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} sessions failed:\n\n{}",
+        failures.len(),
+        sessions.len(),
+        failures.join("\n\n")
+    );
 }
