@@ -112,7 +112,9 @@ fn round_trip(sessions: &[(&str, String)], env: &[(&str, &str)]) {
     }
     let recording_env: Vec<(&str, &str)> =
         env.iter().copied().chain([("ADMS_CAPTURE_DIR", capture_dir.to_str().expect("utf-8 path"))]).collect();
-    let first = Server::start(&work.path().join("first"), &recording_env);
+    let (first_dir, second_dir) = (work.path().join("first"), work.path().join("second"));
+    std::fs::create_dir(&first_dir).and_then(|()| std::fs::create_dir(&second_dir)).expect("server folders");
+    let first = Server::start(&first_dir, &recording_env);
     let payloads = fixtures().join("payloads").display().to_string();
     for (path, _) in &originals {
         let output = run_sim(&[
@@ -166,7 +168,7 @@ fn round_trip(sessions: &[(&str, String)], env: &[(&str, &str)]) {
     }
 
     // The captured sessions, unchanged, against a second fresh server: no difference.
-    let second = Server::start(&work.path().join("second"), env);
+    let second = Server::start(&second_dir, env);
     let output = run_sim(&[
         "replay",
         &capture_dir.display().to_string(),
@@ -293,4 +295,36 @@ async fn metric(api: &Api, name: &str) -> f64 {
         .await
         .expect("metrics text");
     text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+}
+
+/// Files rotate by size (here after every exchange) and the oldest are deleted to keep the
+/// folder under its cap; the newest exchange is always there.
+#[tokio::test]
+async fn captured_files_rotate_and_the_folder_stays_under_its_cap() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let capture_dir = work.path().join("captured");
+    let server = Server::in_process(
+        work.path(),
+        &[
+            ("ADMS_CAPTURE_DIR", capture_dir.to_str().expect("path")),
+            ("ADMS_CAPTURE_MAX_FILE_BYTES", "1"),
+            ("ADMS_CAPTURE_MAX_TOTAL_BYTES", "2500"),
+        ],
+    )
+    .await;
+    let device = Device { server: &server, sn: "SIMROTATE1".into() };
+    for i in 0..12 {
+        assert_eq!(device.get(&format!("/iclock/getrequest?SN=SIMROTATE1&n={i}")).await.status, 200);
+    }
+    eventually("the last poll is captured", async || {
+        captured_scripts(&capture_dir).iter().flat_map(requests).any(|r| r.1.ends_with("&n=11"))
+    })
+    .await;
+    let sessions = captured_scripts(&capture_dir);
+    assert!(sessions.len() > 1, "one file per exchange, some deleted: {}", sessions.len());
+    assert!(sessions.iter().all(|s| s.requests() == 1), "a file past its size holds one exchange");
+    let total: u64 = files_under(&capture_dir).iter().map(|f| std::fs::metadata(f).expect("meta").len()).sum();
+    assert!(total <= 2500, "{total} bytes on disk");
+    let kept: Vec<String> = sessions.iter().flat_map(requests).map(|r| r.1).collect();
+    assert!(!kept.iter().any(|t| t.ends_with("&n=0")), "the oldest was deleted: {kept:?}");
 }
