@@ -694,7 +694,7 @@ impl Player<'_> {
 }
 
 /// A session token for `credentials` at `base` (`http://HOST:PORT`).
-async fn login(client: &reqwest::Client, base: &str, credentials: &Credentials) -> Result<String, String> {
+pub async fn login(client: &reqwest::Client, base: &str, credentials: &Credentials) -> Result<String, String> {
     let url = format!("{base}/api-token-auth/");
     let response = client
         .post(&url)

@@ -9,6 +9,7 @@ mod common;
 mod crash_recovery;
 mod device_session;
 mod device_trust;
+mod fleet_smoke;
 mod fixture_sessions;
 mod limits;
 mod module_layers;
