@@ -338,7 +338,8 @@ struct Terminal {
     start_at: Instant,
     poll_every: Option<Duration>,
     punch_every: Duration,
-    /// When it goes offline and for how long.
+    /// Whether it goes offline once; when and for how long is set once it is up.
+    goes_offline: bool,
     offline: Option<(Instant, Duration)>,
     /// The PINs of its staff.
     staff: Vec<u32>,
@@ -359,8 +360,7 @@ impl Terminal {
         };
         let run = config.duration;
         let start_at = started + run.mul_f64(0.1 * index as f64 / config.devices.max(1) as f64);
-        let offline = (family != Family::Access && rng.unit() < config.offline_share)
-            .then(|| (started + run.mul_f64(0.25 + 0.15 * rng.unit()), run.mul_f64(0.2 + 0.1 * rng.unit())));
+        let goes_offline = family != Family::Access && rng.unit() < config.offline_share;
         let source = (server.ip().is_loopback() && server.is_ipv4() && config.sources > 1)
             .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (index % usize::from(config.sources)) as u8)));
         let staff_size = 20 + rng.below(200) as u32;
@@ -376,7 +376,8 @@ impl Terminal {
             start_at,
             poll_every: config.poll_every,
             punch_every: config.punch_every,
-            offline,
+            goes_offline,
+            offline: None,
             staff: (first_pin..first_pin + staff_size).collect(),
             // Punches carry the UTC wall clock of an hour ago, well inside any accepted window
             // (a fresh server keeps punches up to a day ahead and from 2000 on).
@@ -399,6 +400,14 @@ impl Terminal {
             Family::Push2 | Family::Legacy => self.start_attendance(live).await,
         };
         let Some(server_delay) = delay else { return self.outcome };
+        // The outage lies in the middle of what is left of the run once the terminal is up, so
+        // that it ends in time for the backlog to go out however long start-up took.
+        if self.goes_offline {
+            let up = Instant::now();
+            let left = self.deadline.saturating_duration_since(up);
+            self.offline =
+                Some((up + left.mul_f64(0.2 + 0.15 * self.rng.unit()), left.mul_f64(0.2 + 0.1 * self.rng.unit())));
+        }
         let poll_every = self.poll_every.unwrap_or(server_delay);
         let mut next_poll = Instant::now() + poll_every;
         let mut next_punch = Instant::now() + self.rng.around(self.punch_every);

@@ -348,10 +348,12 @@ impl Store {
     /// this is an administrator's read, not a hot path.
     pub async fn table_row_counts(&self) -> Result<Vec<(&'static str, i64)>, StoreError> {
         on_db!(self, |db| {
-            let row: (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64) =
-                sqlx::query_as(TABLE_ROW_COUNTS).fetch_one(db.pool()).await?;
-            let counts = [row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12];
-            Ok(COUNTED_TABLES.into_iter().zip(counts).collect())
+            let rows: Vec<(String, i64)> = sqlx::query_as(TABLE_ROW_COUNTS).fetch_all(db.pool()).await?;
+            // By name: UNION ALL promises no order.
+            Ok(COUNTED_TABLES
+                .into_iter()
+                .map(|table| (table, rows.iter().find(|(name, _)| name == table).map_or(0, |(_, n)| *n)))
+                .collect())
         })
     }
 
@@ -494,11 +496,11 @@ pub const COUNTED_TABLES: [&str; 13] = [
     "att_photos",
 ];
 
-/// One statement for every count of [`COUNTED_TABLES`], in that order.
-const TABLE_ROW_COUNTS: &str = "SELECT (SELECT COUNT(*) FROM devices), (SELECT COUNT(*) FROM punches), \
-     (SELECT COUNT(*) FROM rejected_lines), (SELECT COUNT(*) FROM operation_logs), \
-     (SELECT COUNT(*) FROM device_users), (SELECT COUNT(*) FROM biometric_templates), \
-     (SELECT COUNT(*) FROM user_photos), (SELECT COUNT(*) FROM device_records), \
-     (SELECT COUNT(*) FROM device_options), (SELECT COUNT(*) FROM command_results), \
-     (SELECT COUNT(*) FROM access_events), (SELECT COUNT(*) FROM raw_uploads), \
-     (SELECT COUNT(*) FROM att_photos)";
+/// One statement for every count of [`COUNTED_TABLES`], one row each: the table's name and count.
+const TABLE_ROW_COUNTS: &str = "SELECT 'devices', COUNT(*) FROM devices UNION ALL SELECT 'punches', COUNT(*) FROM punches \
+     UNION ALL SELECT 'rejected_lines', COUNT(*) FROM rejected_lines UNION ALL SELECT 'operation_logs', COUNT(*) FROM operation_logs \
+     UNION ALL SELECT 'device_users', COUNT(*) FROM device_users UNION ALL SELECT 'biometric_templates', COUNT(*) FROM biometric_templates \
+     UNION ALL SELECT 'user_photos', COUNT(*) FROM user_photos UNION ALL SELECT 'device_records', COUNT(*) FROM device_records \
+     UNION ALL SELECT 'device_options', COUNT(*) FROM device_options UNION ALL SELECT 'command_results', COUNT(*) FROM command_results \
+     UNION ALL SELECT 'access_events', COUNT(*) FROM access_events UNION ALL SELECT 'raw_uploads', COUNT(*) FROM raw_uploads \
+     UNION ALL SELECT 'att_photos', COUNT(*) FROM att_photos";

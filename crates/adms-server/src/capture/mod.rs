@@ -171,7 +171,7 @@ impl Capture {
     fn drop_one(&self, sn: &str, why: &str) {
         let total = self.metrics.dropped.inc() + 1;
         // The first drop and then one in a thousand: a full queue under load must not flood the log.
-        if total == 1 || total % 1000 == 0 {
+        if total == 1 || total.is_multiple_of(1000) {
             tracing::warn!(sn, dropped_so_far = total, "device exchange not captured: {why}");
         }
     }

@@ -46,7 +46,7 @@ impl Writer {
         while let Some(exchange) = self.receiver.blocking_recv() {
             if let Err(error) = self.files.write(&exchange) {
                 let total = self.write_failures.inc() + 1;
-                if total == 1 || total % 1000 == 0 {
+                if total == 1 || total.is_multiple_of(1000) {
                     tracing::warn!(sn = %exchange.sn, failures_so_far = total, "device exchange not captured: {error}");
                 }
             }

@@ -82,8 +82,11 @@ fn captured_scripts(dir: &Path) -> Vec<Script> {
         .collect()
 }
 
-/// The requests of a script as (method, target, body).
-fn requests(script: &Script) -> Vec<(&'static str, String, Vec<u8>)> {
+/// A request as sent: method, target, body.
+type Sent = (&'static str, String, Vec<u8>);
+
+/// The requests of a script.
+fn requests(script: &Script) -> Vec<Sent> {
     script
         .steps
         .iter()
@@ -133,7 +136,7 @@ fn round_trip(sessions: &[(&str, String)], env: &[(&str, &str)]) {
     }
 
     // Each device's requests, in order, as scripted.
-    let mut expected: std::collections::BTreeMap<String, Vec<(&'static str, String, Vec<u8>)>> = Default::default();
+    let mut expected: std::collections::BTreeMap<String, Vec<Sent>> = Default::default();
     for (_, script) in &originals {
         for request in requests(script) {
             let sn = adms_sim::session::query_sn(&request.1).expect("every scripted request names its device");
