@@ -331,3 +331,38 @@ async fn captured_files_rotate_and_the_folder_stays_under_its_cap() {
     let kept: Vec<String> = sessions.iter().flat_map(requests).map(|r| r.1).collect();
     assert!(!kept.iter().any(|t| t.ends_with("&n=0")), "the oldest was deleted: {kept:?}");
 }
+
+/// `adms-bridge capture --sn SN --for 10m` beside a running server turns capture on for that
+/// device through the API, with an `admin` integration key; a key without the scope is refused.
+#[test]
+fn the_capture_command_turns_one_device_on_in_a_running_server() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let capture_dir = work.path().join("captured");
+    let server = Server::start(
+        work.path(),
+        &[("ADMS_CAPTURE_DIR", capture_dir.to_str().expect("path")), ("ADMS_CAPTURE_ALL_DEVICES", "false")],
+    );
+    let cli = |args: &[&str]| server.db().command().args(args).env("RUST_LOG", "warn").output().expect("adms-bridge");
+    let key = |scope: &str| {
+        let output = cli(&["token", "create", "--name", scope, "--scope", scope]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let (admin, reader) = (key("admin"), key("read"));
+    let url = server.url("");
+    let refused = cli(&["capture", "--sn", "SIMCLI0001", "--for", "10m", "--server", &url, "--token", &reader]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("403"), "{}", String::from_utf8_lossy(&refused.stderr));
+    let output = cli(&["capture", "--sn", "SIMCLI0001", "--for", "10m", "--server", &url, "--token", &admin]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("capturing SIMCLI0001 for 10 min"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let device = Device { server: &server, sn: "SIMCLI0001".into() };
+        assert_eq!(device.handshake().await.status, 200);
+        eventually("the device's handshake is captured", async || {
+            captured_scripts(&capture_dir).iter().any(|s| s.device_sn().as_deref() == Some("SIMCLI0001"))
+        })
+        .await;
+    });
+}
