@@ -405,20 +405,28 @@ impl Terminal {
         if self.goes_offline {
             let up = Instant::now();
             let left = self.deadline.saturating_duration_since(up);
-            self.offline =
-                Some((up + left.mul_f64(0.2 + 0.15 * self.rng.unit()), left.mul_f64(0.2 + 0.1 * self.rng.unit())));
+            let from = up + left.mul_f64(0.2 + 0.15 * self.rng.unit());
+            self.offline = Some((from, left.mul_f64(0.2 + 0.1 * self.rng.unit())));
         }
         let poll_every = self.poll_every.unwrap_or(server_delay);
         let mut next_poll = Instant::now() + poll_every;
         let mut next_punch = Instant::now() + self.rng.around(self.punch_every);
+        // Someone punches as the network goes down: an outage always leaves a backlog.
+        let mut outage_punch = self.offline.map(|(from, _)| from);
         let mut backlog: Vec<(u32, String)> = Vec::new();
         let mut first_poll = true;
         loop {
-            let next = next_poll.min(next_punch);
+            let next = next_poll.min(next_punch).min(outage_punch.unwrap_or(next_punch));
             if next >= self.deadline {
                 break;
             }
             tokio::time::sleep_until(next.into()).await;
+            if outage_punch == Some(next) {
+                outage_punch = None;
+                let punch = self.next_punch();
+                backlog.push(punch);
+                continue;
+            }
             let offline_now = self.offline.is_some_and(|(from, len)| next >= from && next < from + len);
             if next == next_punch {
                 next_punch += self.rng.around(self.punch_every);

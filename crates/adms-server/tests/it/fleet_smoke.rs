@@ -24,7 +24,7 @@ fn a_fleet_smoke_run_stores_every_acknowledged_punch_exactly_once() {
             "--target",
             &server.url(""),
             "--duration",
-            "4s",
+            "6s",
             "--punch-every",
             "1s",
             "--poll-every",
