@@ -1,14 +1,15 @@
 //! `adms-sim fleet` against the real `adms-bridge` process on the suite's engine: a few hundred
 //! terminals for a few seconds (attendance units, some going offline and dumping a backlog,
 //! access panels), new serial numbers left pending by the server and approved through the API
-//! at the end, then every acknowledged punch checked through the transactions API. Only the
-//! outcome is asserted, never a throughput figure.
+//! at the end, then every acknowledged punch checked through the transactions API; a command
+//! queued by an operator during the run is run and answered by its terminal. Only outcomes are
+//! asserted, never a throughput figure.
 
 use crate::common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use common::{ADMIN_PASSWORD, ADMIN_USER, Server};
+use common::{ADMIN_PASSWORD, ADMIN_USER, Api, Server, eventually};
 
 use crate::replay_binary::adms_sim_binary;
 
@@ -41,8 +42,27 @@ fn a_fleet_smoke_run_stores_every_acknowledged_punch_exactly_once() {
             "--json",
         ])
         .env_remove("ADMS_SIM_API_KEY")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run adms-sim fleet");
+    // While it runs, an operator asks the first terminal for its INFO: it is run and answered
+    // on /iclock/devicecmd at the terminal's next poll.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (api, command_id) = rt.block_on(async {
+        let api = Api::login(&server).await;
+        let mut id = None;
+        eventually("the first terminal is registered and its command queued", async || {
+            let (status, answer) = api
+                .post_json("/api/v1/devices/SIM000000/commands", &serde_json::json!({ "command": { "type": "info" } }))
+                .await;
+            id = answer["id"].as_i64().filter(|_| status == 201);
+            id.is_some()
+        })
+        .await;
+        (api, id.expect("a command id"))
+    });
+    let output = output.wait_with_output().expect("wait for adms-sim fleet");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let shown = format!("exit {:?}\n{stdout}\n{}", output.status.code(), String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {shown}"));
@@ -56,8 +76,12 @@ fn a_fleet_smoke_run_stores_every_acknowledged_punch_exactly_once() {
     assert_eq!(verification["missing_count"], 0, "{shown}");
     assert_eq!(verification["duplicated_count"], 0, "{shown}");
     // The cycle was lived: every kind of request the model makes went out.
-    for kind in ["handshake", "options", "operlog", "poll", "attlog", "backlog", "registry", "push", "rtlog"] {
+    for kind in
+        ["handshake", "options", "operlog", "poll", "attlog", "backlog", "devicecmd", "registry", "push", "rtlog"]
+    {
         let requests = summary["requests"][kind]["requests"].as_u64().unwrap_or(0);
         assert!(requests > 0, "no {kind} request: {shown}");
     }
+    let command = rt.block_on(api.get(&format!("/api/v1/commands/{command_id}")));
+    assert_eq!((command["state"].as_str(), command["return_code"].as_i64()), (Some("succeeded"), Some(0)), "{command}");
 }
