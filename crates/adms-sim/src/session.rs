@@ -635,6 +635,43 @@ xfail
     }
 
     #[test]
+    fn a_long_exact_answer_says_where_it_differs() {
+        let script = "GET /iclock/getrequest?SN=A\n=> 200 GET OPTION FROM: A\\nDelay=10\\nTimeZone=8\n";
+        let parsed = parse_script("d.session", script, &payloads()).expect("parses");
+        let StepKind::Status { body: Some(matcher), .. } = &parsed.steps[1].kind else { panic!() };
+        let mismatch = matcher.check("GET OPTION FROM: A\nDelay=30\nTimeZone=8", &Vec::new()).expect_err("differs");
+        assert_eq!(
+            mismatch.difference.as_deref(),
+            Some("at character 25 (line 2): expected \"10\\nTimeZone=8\", came \"30\\nTimeZone=8\"")
+        );
+        // Short answers say all there is in `expected` and `came`.
+        let short = parse_script("s.session", "GET /x?SN=A\n=> 200 OK: 3\n", &payloads()).expect("parses");
+        let StepKind::Status { body: Some(matcher), .. } = &short.steps[1].kind else { panic!() };
+        assert_eq!(matcher.check("OK: 4", &Vec::new()).expect_err("differs").difference, None);
+    }
+
+    #[test]
+    fn gaps_bodies_beside_the_session_and_escaped_header_values_parse() {
+        let dir = tempfile_dir();
+        std::fs::create_dir_all(dir.join("s1")).expect("folder");
+        std::fs::write(dir.join("s1/0001.bin"), b"a\0b\xff").expect("payload");
+        let script = "POST /iclock/cdata?SN=A&table=ATTLOG <s1/0001.bin +User-Agent:ZK\\u{20}Web gap=1520ms\n=> 200\n";
+        let sources = BodySources { payloads: &payloads(), session_dir: Some(&dir) };
+        let parsed = parse_script_in("g.session", script, sources).expect("parses");
+        let StepKind::Request(request) = &parsed.steps[0].kind else { panic!() };
+        assert_eq!(request.body, b"a\0b\xff");
+        assert_eq!(request.gap, Some(Duration::from_millis(1520)));
+        assert!(request.headers.contains(&("User-Agent".to_owned(), "ZK Web".to_owned())), "{:?}", request.headers);
+        let errors = parse_script("n.session", script, &payloads()).expect_err("<file needs a session file");
+        assert!(errors.to_string().contains("beside the session file"), "{errors}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("adms-sim-session-test-{}", std::process::id()))
+    }
+
+    #[test]
     fn a_script_parses_into_its_steps() {
         let script = "\
 env ADMS_TIME_ZONE=+08:00

@@ -161,6 +161,20 @@ impl Files {
         };
         let budget_needed = payload_bytes + 1024 + exchange.answer.len() as u64;
         while self.total_bytes + budget_needed > self.settings.max_total_bytes {
+            if self.closed.is_empty() {
+                // A device that went quiet keeps its file open: the oldest such file of another
+                // device is closed, so that it can go.
+                let idle = self
+                    .current
+                    .iter()
+                    .filter(|(sn, _)| **sn != exchange.sn)
+                    .min_by_key(|(_, c)| c.opened)
+                    .map(|(sn, _)| sn.clone());
+                match idle {
+                    Some(sn) => self.close(&sn),
+                    None => return Err(WriteError::DiskCap),
+                }
+            }
             let Some(oldest) = self.closed.pop_front() else { return Err(WriteError::DiskCap) };
             let _ = std::fs::remove_file(&oldest.session);
             let _ = std::fs::remove_dir_all(&oldest.payloads);

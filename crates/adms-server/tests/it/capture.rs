@@ -366,3 +366,33 @@ fn the_capture_command_turns_one_device_on_in_a_running_server() {
         .await;
     });
 }
+
+/// Past the cap, the file of a device that went quiet is closed and deleted for a device still
+/// talking; when only the writing device's own open file is left, its exchanges are not written
+/// and counted as write failures (the cap holds).
+#[tokio::test]
+async fn at_the_cap_a_quiet_devices_file_goes_first() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let capture_dir = work.path().join("captured");
+    let server = Server::in_process(
+        work.path(),
+        &[("ADMS_CAPTURE_DIR", capture_dir.to_str().expect("path")), ("ADMS_CAPTURE_MAX_TOTAL_BYTES", "2000")],
+    )
+    .await;
+    let quiet = Device { server: &server, sn: "SIMQUIET01".into() };
+    let busy = Device { server: &server, sn: "SIMBUSY001".into() };
+    assert_eq!(quiet.get("/iclock/getrequest?SN=SIMQUIET01").await.status, 200);
+    eventually("the quiet device's poll is captured", async || capture_dir.join("SIMQUIET01").exists()).await;
+    let api = Api::login(&server).await;
+    for i in 0..20 {
+        assert_eq!(busy.get(&format!("/iclock/getrequest?SN=SIMBUSY001&n={i}")).await.status, 200);
+    }
+    eventually("the busy device's exchanges reach the cap", async || {
+        metric(&api, "adms_capture_write_failures_total").await > 0.0
+    })
+    .await;
+    let quiet_files = files_under(&capture_dir.join("SIMQUIET01"));
+    assert!(quiet_files.is_empty(), "the quiet device's file was deleted: {quiet_files:?}");
+    let total: u64 = files_under(&capture_dir).iter().map(|f| std::fs::metadata(f).expect("meta").len()).sum();
+    assert!(total <= 2000, "{total} bytes on disk");
+}
