@@ -87,6 +87,17 @@ pub struct FleetConfig {
     pub seed: u64,
 }
 
+/// Why the transactions could not be read for [`verify`].
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("GET {url}: {source}")]
+    Request { url: String, source: reqwest::Error },
+    #[error("GET {url}: {status}, not JSON: {source}")]
+    NotJson { url: String, status: reqwest::StatusCode, source: reqwest::Error },
+    #[error("GET {url}: {status} {answer}")]
+    Refused { url: String, status: reqwest::StatusCode, answer: Value },
+}
+
 /// Errors that stop a fleet before it starts.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -735,7 +746,7 @@ pub async fn verify(
     token: &str,
     sn_prefix: &str,
     acknowledged: &[Punch],
-) -> Result<Verification, String> {
+) -> Result<Verification, VerifyError> {
     let mut stored: HashMap<Punch, usize> = HashMap::new();
     let mut url = Some(format!("{base}/iclock/api/transactions/?page_size=1000"));
     while let Some(current) = url.take() {
@@ -744,11 +755,12 @@ pub async fn verify(
             .header("Authorization", format!("Token {token}"))
             .send()
             .await
-            .map_err(|e| format!("GET {current}: {e}"))?;
+            .map_err(|source| VerifyError::Request { url: current.clone(), source })?;
         let status = response.status();
-        let page: Value = response.json().await.map_err(|e| format!("GET {current}: {status}, not JSON: {e}"))?;
+        let page: Value =
+            response.json().await.map_err(|source| VerifyError::NotJson { url: current.clone(), status, source })?;
         if !status.is_success() {
-            return Err(format!("GET {current}: {status} {page}"));
+            return Err(VerifyError::Refused { url: current, status, answer: page });
         }
         for record in page["data"].as_array().into_iter().flatten() {
             let sn = record["terminal_sn"].as_str().unwrap_or_default();

@@ -330,7 +330,7 @@ async fn fleet(args: FleetArgs) -> anyhow::Result<bool> {
             }
             let checked = fleet::verify(&client, &base, &token, &args.sn_prefix, &report.acknowledged)
                 .await
-                .map_err(|e| anyhow::anyhow!("checking the punches through the API: {e}"))?;
+                .context("checking the punches through the API")?;
             Some(checked)
         }
     };
