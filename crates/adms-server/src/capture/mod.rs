@@ -163,6 +163,20 @@ impl Capture {
         }
     }
 
+    /// Blocks until every queued exchange is written or `limit` passed (at shutdown, off the
+    /// runtime); returns whether the queue was empty.
+    pub fn wait_until_written(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.queued_bytes.load(Ordering::Acquire) > 0 {
+            if Instant::now() >= deadline {
+                tracing::warn!("capture: exchanges still queued at shutdown are not written");
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
     /// Counts an exchange the capture layer gave up on (a body over the queue's byte budget).
     pub fn record_dropped(&self, sn: &str) {
         self.drop_one(sn, "its body alone is over the capture queue's byte budget");
