@@ -89,6 +89,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub commands: CommandConfig,
     pub roster: RosterConfig,
+    pub capture: CaptureConfig,
 }
 
 /// `[admin]`: the bootstrap API account, created or updated at start. A new password ends the
@@ -358,6 +359,41 @@ impl Default for CommandConfig {
     }
 }
 
+/// `[capture]`: recording device traffic as session scripts that `adms-sim replay` plays
+/// (`crate::capture`). Off unless `dir` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// The folder of the captured sessions (one folder per device inside). Unset: no capture,
+    /// and `POST /api/v1/capture` answers 409.
+    pub dir: Option<PathBuf>,
+    /// Record every device (`true`), or only devices turned on at run time through
+    /// `POST /api/v1/capture` (`adms-bridge capture`).
+    pub all_devices: bool,
+    /// A device's session file is closed and a new one begun past this size...
+    pub max_file_bytes: u64,
+    /// ...or this age.
+    pub max_file_age_secs: u64,
+    /// The oldest closed files are deleted to keep the folder under this.
+    pub max_total_bytes: u64,
+    /// Body bytes waiting for the writer at most; beyond it exchanges are dropped (counted by
+    /// `adms_capture_dropped`), never waited for.
+    pub queue_bytes: usize,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            dir: None,
+            all_devices: true,
+            max_file_bytes: 16 * 1024 * 1024,
+            max_file_age_secs: 3600,
+            max_total_bytes: 1024 * 1024 * 1024,
+            queue_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
 /// `[roster]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -394,6 +430,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             commands: CommandConfig::default(),
             roster: RosterConfig::default(),
+            capture: CaptureConfig::default(),
         }
     }
 }
@@ -421,6 +458,7 @@ impl std::fmt::Debug for Config {
             .field("secrets", &self.secrets)
             .field("commands", &self.commands)
             .field("roster", &self.roster)
+            .field("capture", &self.capture)
             .finish()
     }
 }
@@ -477,6 +515,12 @@ pub const FLAT_KEYS: &[(&str, &str)] = &[
     ("command_max_sends", "commands.max_sends"),
     ("command_ttl_secs", "commands.ttl_secs"),
     ("roster_reconcile_secs", "roster.reconcile_secs"),
+    ("capture_dir", "capture.dir"),
+    ("capture_all_devices", "capture.all_devices"),
+    ("capture_max_file_bytes", "capture.max_file_bytes"),
+    ("capture_max_file_age_secs", "capture.max_file_age_secs"),
+    ("capture_max_total_bytes", "capture.max_total_bytes"),
+    ("capture_queue_bytes", "capture.queue_bytes"),
 ];
 
 /// The settings at the top of the file, outside any section (their variables are
@@ -735,6 +779,9 @@ impl Config {
         }
         if let Some(path) = &self.secrets.key_file {
             self.secrets.key_file = Some(absolute("secrets.key_file", path)?);
+        }
+        if let Some(dir) = &self.capture.dir {
+            self.capture.dir = Some(absolute("capture.dir", dir)?);
         }
         self.data_dir = Some(data_dir);
         Ok(())

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod capture;
 pub mod client_addr;
 pub mod config;
 pub mod device;

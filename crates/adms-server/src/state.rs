@@ -41,6 +41,8 @@ pub struct AppState {
     pub telemetry: crate::telemetry::Telemetry,
     /// Set when shutdown begins: `/readyz` answers 503 while requests are still served.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Device traffic recorded as session scripts (`[capture] dir`); `None` when off.
+    pub capture: Option<std::sync::Arc<crate::capture::Capture>>,
 }
 
 /// What the webhook side shares with handlers.

@@ -4,6 +4,8 @@
 //! bodies, and the checks on what came back); [`replay`] plays one against a server's base URL
 //! over raw HTTP/1.1, as firmware sends it, and reports every step. The `adms-sim` binary
 //! (`adms-sim replay PATH… --target URL`) and adms-server's fixture test both use them.
+//! [`fleet`] simulates many terminals at once, each living the device cycle (`adms-sim fleet`).
 
+pub mod fleet;
 pub mod replay;
 pub mod session;

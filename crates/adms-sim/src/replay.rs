@@ -12,6 +12,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -36,6 +38,106 @@ pub trait DatabaseChecks: Sync {
     fn device_option<'a>(&'a self, sn: &'a str, key: &'a str) -> CheckFuture<'a, Option<String>>;
 }
 
+/// The `rows` and `option` steps answered through the API, for a server whose database the
+/// caller cannot read (remote, or PostgreSQL): `GET /api/v1/stats/tables` (an administrator's
+/// read) and `GET /api/v1/devices/{sn}/options`, logged in with the given account.
+pub struct ApiChecks {
+    base: String,
+    auth: ApiAuth,
+    client: reqwest::Client,
+    token: tokio::sync::Mutex<Option<String>>,
+}
+
+impl fmt::Debug for ApiChecks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiChecks").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+impl ApiChecks {
+    /// Checks against the server at `target` (`http://HOST:PORT`).
+    pub fn new(target: &str, auth: ApiAuth) -> Result<ApiChecks, ReplayError> {
+        let player = Player::new(target)?;
+        Ok(ApiChecks {
+            base: format!("http://{}", player.authority),
+            auth,
+            client: player.client,
+            token: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, String> {
+        let mut token = self.token.lock().await;
+        if token.is_none() {
+            *token = Some(match &self.auth {
+                ApiAuth::Login(credentials) => login(&self.client, &self.base, credentials).await?,
+                ApiAuth::Key(key) => key.clone(),
+            });
+        }
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .client
+            .get(&url)
+            .header("Authorization", format!("Token {}", token.as_deref().unwrap_or_default()))
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let status = response.status();
+        let answer: Value = response.json().await.map_err(|e| format!("GET {url}: {status}, not JSON: {e}"))?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(Value::Null);
+        }
+        if !status.is_success() {
+            return Err(format!("GET {url}: {status} {answer}"));
+        }
+        Ok(answer)
+    }
+}
+
+impl DatabaseChecks for ApiChecks {
+    fn count_rows<'a>(&'a self, table: &'a str) -> CheckFuture<'a, i64> {
+        Box::pin(async move {
+            let answer = self.get("/api/v1/stats/tables").await?;
+            answer["tables"][table]
+                .as_i64()
+                .ok_or_else(|| format!("GET /api/v1/stats/tables has no count for {table}: {answer}"))
+        })
+    }
+
+    fn device_option<'a>(&'a self, sn: &'a str, key: &'a str) -> CheckFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let sn_path: String = sn
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            let answer = self.get(&format!("/api/v1/devices/{sn_path}/options")).await?;
+            Ok(answer["options"][key].as_str().map(str::to_owned))
+        })
+    }
+}
+
+/// How API calls authenticate: a login, or an API token (`adms-bridge token create`).
+#[derive(Clone)]
+pub enum ApiAuth {
+    Login(Credentials),
+    Key(String),
+}
+
+impl fmt::Debug for ApiAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiAuth::Login(c) => write!(f, "Login({})", c.username),
+            ApiAuth::Key(_) => f.write_str("Key([REDACTED])"),
+        }
+    }
+}
+
 /// An API account for the `api …` steps.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -57,8 +159,14 @@ pub struct Player<'a> {
     /// `HOST:PORT`, for the TCP connection and the `Host` header.
     authority: String,
     credentials: Option<Credentials>,
+    /// An API token used as it is (instead of logging in with `credentials`).
+    api_key: Option<String>,
     database: Option<&'a dyn DatabaseChecks>,
     client: reqwest::Client,
+    /// Recorded gaps (`gap=Nms`) are waited for divided by this; `None` sends at once.
+    speed: Option<f64>,
+    /// Requests sent so far, by every replay of this player (for a progress line).
+    sent: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Player<'_> {
@@ -80,12 +188,39 @@ impl<'a> Player<'a> {
             .filter(|a| !a.is_empty() && !a.contains('/') && !a.contains('?'))
             .ok_or_else(|| ReplayError::Target(target.to_owned()))?;
         let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().map_err(ReplayError::Client)?;
-        Ok(Player { authority: authority.to_owned(), credentials: None, database: None, client })
+        Ok(Player {
+            authority: authority.to_owned(),
+            credentials: None,
+            api_key: None,
+            database: None,
+            client,
+            speed: None,
+            sent: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Waits the recorded gap before each request (`gap=Nms`), divided by `speed` (2.0: twice as
+    /// fast as the device was). Without it, and with a speed of 0 or less, requests go out at
+    /// once.
+    pub fn with_speed(mut self, speed: f64) -> Player<'a> {
+        self.speed = (speed > 0.0 && speed.is_finite()).then_some(speed);
+        self
+    }
+
+    /// Requests this player has sent, counted as they go (every replay of it together).
+    pub fn requests_sent(&self) -> Arc<AtomicU64> {
+        self.sent.clone()
     }
 
     /// The account the `api …` steps log in with.
     pub fn with_credentials(mut self, credentials: Credentials) -> Player<'a> {
         self.credentials = Some(credentials);
+        self
+    }
+
+    /// The API token the `api …` steps send (`Authorization: Token KEY`), instead of a login.
+    pub fn with_api_key(mut self, key: String) -> Player<'a> {
+        self.api_key = Some(key);
         self
     }
 
@@ -99,7 +234,7 @@ impl<'a> Player<'a> {
     /// lines are not applied (the target is already running): the caller starts the server
     /// with them.
     pub async fn play(&self, script: &Script) -> Report {
-        let mut run = Run { player: self, token: None, last: None, saved: Vec::new() };
+        let mut run = Run { player: self, token: self.api_key.clone(), last: None, saved: Vec::new() };
         let mut report = Report {
             name: script.name.clone(),
             steps: script.steps.len(),
@@ -236,6 +371,9 @@ impl fmt::Display for Failure {
         }
         if let Some(m) = &self.mismatch {
             write!(f, "\n    expected: {}\n    came:     {}", m.expected, m.came)?;
+            if let Some(difference) = &m.difference {
+                write!(f, "\n    differs:  {difference}")?;
+            }
         }
         if let Some(note) = &self.note {
             write!(f, "\n    {note}")?;
@@ -277,7 +415,11 @@ impl Run<'_, '_> {
     async fn step(&mut self, step: &Step) -> Outcome {
         match &step.kind {
             StepKind::Request(request) => {
+                if let (Some(gap), Some(speed)) = (request.gap, self.player.speed) {
+                    tokio::time::sleep(gap.div_f64(speed)).await;
+                }
                 let sent = describe(&self.player.authority, request);
+                self.player.sent.fetch_add(1, Ordering::Relaxed);
                 match send(&self.player.authority, request).await {
                     Ok(response) => {
                         let implicit = check_device_reply(&request.target, &response);
@@ -332,8 +474,8 @@ impl Run<'_, '_> {
                 }
             }
             StepKind::Api { list, query, check } => {
-                let Some(credentials) = &self.player.credentials else { return Outcome::Skipped(NO_CREDENTIALS) };
                 if self.token.is_none() {
+                    let Some(credentials) = &self.player.credentials else { return Outcome::Skipped(NO_CREDENTIALS) };
                     match self.player.login(credentials).await {
                         Ok(token) => self.token = Some(token),
                         Err(e) => return Outcome::Failed(Mismatch::new("an API session", e)),
@@ -346,11 +488,12 @@ impl Run<'_, '_> {
     }
 }
 
-const NO_DATABASE: &str = "reads the server's database, and no database checks were given (remote replay)";
-const NO_CREDENTIALS: &str = "needs the API, and no credentials were given (--user, --password)";
+const NO_DATABASE: &str =
+    "reads the server's database, and no database checks were given (give API credentials to check it through the API)";
+const NO_CREDENTIALS: &str = "needs the API, and no credentials were given (--user and --password, or --api-key)";
 
 fn prefix(what: &str, m: Mismatch) -> Mismatch {
-    Mismatch { expected: format!("{what}{}", m.expected), came: m.came }
+    Mismatch { expected: format!("{what}{}", m.expected), ..m }
 }
 
 /// The request as sent, for failure messages: request line, headers, body size.
@@ -468,20 +611,7 @@ impl Player<'_> {
 
     /// A session token for the `api …` steps.
     async fn login(&self, credentials: &Credentials) -> Result<String, String> {
-        let url = self.url("/api-token-auth/");
-        let response = self
-            .client
-            .post(&url)
-            .json(&serde_json::json!({ "username": credentials.username, "password": credentials.password }))
-            .send()
-            .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        match answer["token"].as_str() {
-            Some(token) if status.is_success() => Ok(token.to_owned()),
-            _ => Err(format!("login as {} refused: {status} {answer}", credentials.username)),
-        }
+        login(&self.client, &self.url(""), credentials).await
     }
 
     async fn check_api(
@@ -560,6 +690,23 @@ impl Player<'_> {
             }
         }
         Ok(records)
+    }
+}
+
+/// A session token for `credentials` at `base` (`http://HOST:PORT`).
+pub async fn login(client: &reqwest::Client, base: &str, credentials: &Credentials) -> Result<String, String> {
+    let url = format!("{base}/api-token-auth/");
+    let response = client
+        .post(&url)
+        .json(&serde_json::json!({ "username": credentials.username, "password": credentials.password }))
+        .send()
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    match answer["token"].as_str() {
+        Some(token) if status.is_success() => Ok(token.to_owned()),
+        _ => Err(format!("login as {} refused: {status} {answer}", credentials.username)),
     }
 }
 

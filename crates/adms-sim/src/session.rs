@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 /// Headers every scripted request carries unless the script removes them, as ZKTeco firmware
 /// sends them (`Host` is added by the player with the target's address). POSTs also get
@@ -67,12 +68,27 @@ impl fmt::Display for ScriptErrors {
 pub struct Mismatch {
     pub expected: String,
     pub came: String,
+    /// Where an exact expectation and the answer first part, when both are long enough for the
+    /// place to matter: `at character N: expected "…", came "…"`.
+    pub difference: Option<String>,
 }
 
 impl Mismatch {
     pub fn new(expected: impl Into<String>, came: impl Into<String>) -> Mismatch {
-        Mismatch { expected: expected.into(), came: came.into() }
+        Mismatch { expected: expected.into(), came: came.into(), difference: None }
     }
+}
+
+/// The first place two texts differ, with a little of each from there (for long answers, where
+/// the whole of both says little).
+fn first_difference(expected: &str, actual: &str) -> Option<String> {
+    if expected.chars().count() < 20 && actual.chars().count() < 20 {
+        return None;
+    }
+    let at = expected.chars().zip(actual.chars()).take_while(|(a, b)| a == b).count();
+    let rest = |s: &str| s.chars().skip(at).take(24).collect::<String>();
+    let line = expected.chars().take(at).filter(|c| *c == '\n').count() + 1;
+    Some(format!("at character {at} (line {line}): expected {:?}, came {:?}", rest(expected), rest(actual)))
 }
 
 /// A parsed session script.
@@ -85,6 +101,31 @@ pub struct Script {
     /// does not apply them; whoever starts the server does).
     pub env: Vec<(String, String)>,
     pub steps: Vec<Step>,
+}
+
+impl Script {
+    /// The `SN` of the script's first request: the device a replay keeps its sessions in order
+    /// for (`--concurrency`). `None` when it names none.
+    pub fn device_sn(&self) -> Option<String> {
+        self.steps.iter().find_map(|step| match &step.kind {
+            StepKind::Request(request) => query_sn(&request.target),
+            _ => None,
+        })
+    }
+
+    /// Requests in the script.
+    pub fn requests(&self) -> usize {
+        self.steps.iter().filter(|s| matches!(s.kind, StepKind::Request(_))).count()
+    }
+}
+
+/// The `SN` query parameter of a request target (any case of the key, as the server reads it).
+pub fn query_sn(target: &str) -> Option<String> {
+    let query = target.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key.eq_ignore_ascii_case("sn") && !value.is_empty()).then(|| value.to_owned())
+    })
 }
 
 /// One directive of a script, with its line.
@@ -140,6 +181,9 @@ pub struct Request {
     pub method: &'static str,
     pub target: String,
     pub body: Vec<u8>,
+    /// `gap=Nms`: the time the device left between the previous answer and this request (a
+    /// captured session records it; `adms-sim replay --speed` compresses it).
+    pub gap: Option<Duration>,
     /// Headers in sending order, after the script's `-Name` / `+Name:value` edits.
     pub headers: Vec<(String, String)>,
 }
@@ -204,7 +248,13 @@ impl Matcher {
                 (!actual.contains(&e), "not to contain", e)
             }
         };
-        if ok { Ok(()) } else { Err(Mismatch { expected: format!("{how} {expected:?}"), came: format!("{actual:?}") }) }
+        if ok {
+            return Ok(());
+        }
+        let difference = matches!(self, Matcher::Exact(_) | Matcher::Prefix(_))
+            .then(|| first_difference(&expected, actual))
+            .flatten();
+        Err(Mismatch { expected: format!("{how} {expected:?}"), came: format!("{actual:?}"), difference })
     }
 }
 
@@ -242,9 +292,24 @@ impl Text {
 // Parsing
 // ---------------------------------------------------------------------------------------------
 
+/// Where a script's bodies come from: `@FILE` from the payload folder, `<FILE` from the folder
+/// of the session file itself (captured sessions keep their bodies beside them).
+#[derive(Debug, Clone, Copy)]
+pub struct BodySources<'a> {
+    pub payloads: &'a Path,
+    /// `None` for a script that is not a file: `<FILE` is then an error.
+    pub session_dir: Option<&'a Path>,
+}
+
 /// Parses a whole script; every error is reported (each shown as `name:line: message`), not just
-/// the first. `@FILE` payloads are read from `payloads` (the only I/O).
+/// the first. `@FILE` payloads are read from `payloads` (the only I/O); `<FILE` is refused (see
+/// [`parse_script_in`]).
 pub fn parse_script(name: &str, text: &str, payloads: &Path) -> Result<Script, ScriptErrors> {
+    parse_script_in(name, text, BodySources { payloads, session_dir: None })
+}
+
+/// [`parse_script`] for a session file: `<FILE` bodies are read beside it.
+pub fn parse_script_in(name: &str, text: &str, sources: BodySources<'_>) -> Result<Script, ScriptErrors> {
     let mut script = Script { name: name.to_owned(), env: Vec::new(), steps: Vec::new() };
     let mut errors = Vec::new();
     let mut saved_names: HashSet<String> = HashSet::new();
@@ -267,7 +332,7 @@ pub fn parse_script(name: &str, text: &str, payloads: &Path) -> Result<Script, S
                 pending_xfail = Some((line_no, rest.to_owned()));
                 continue;
             }
-            "GET" | "POST" => parse_request(keyword, rest, payloads).map(Some),
+            "GET" | "POST" => parse_request(keyword, rest, sources).map(Some),
             "=>" => parse_status(rest, &saved_names).map(Some),
             "header" => parse_header(rest, &saved_names).map(Some),
             "save" => parse_save(rest).map(|kind| {
@@ -336,7 +401,7 @@ fn parse_env(rest: &str, seen_request: bool) -> Result<(String, String), String>
     Ok((key.to_owned(), value.to_owned()))
 }
 
-fn parse_request(method: &str, rest: &str, payloads: &Path) -> Result<StepKind, String> {
+fn parse_request(method: &str, rest: &str, sources: BodySources<'_>) -> Result<StepKind, String> {
     let mut tokens = rest.split_whitespace();
     let target = tokens.next().ok_or("a request needs a path")?;
     if !target.starts_with('/') {
@@ -349,16 +414,33 @@ fn parse_request(method: &str, rest: &str, payloads: &Path) -> Result<StepKind, 
         headers.push((POST_CONTENT_TYPE.0.to_owned(), POST_CONTENT_TYPE.1.to_owned()));
     }
     let mut body: Option<Vec<u8>> = None;
+    let mut gap = None;
     for token in tokens {
         if let Some(file) = token.strip_prefix('@') {
             if body.is_some() {
-                return Err("only one `@payload` per request".to_owned());
+                return Err("only one body (`@payload` or `<file`) per request".to_owned());
             }
             if file.contains("..") || file.starts_with('/') {
                 return Err(format!("`@{file}` must be a path under fixtures/payloads/"));
             }
-            let bytes = std::fs::read(payloads.join(file)).map_err(|e| format!("payload `{file}`: {e}"))?;
+            let bytes = std::fs::read(sources.payloads.join(file)).map_err(|e| format!("payload `{file}`: {e}"))?;
             body = Some(bytes);
+        } else if let Some(file) = token.strip_prefix('<') {
+            if body.is_some() {
+                return Err("only one body (`@payload` or `<file`) per request".to_owned());
+            }
+            if file.is_empty() || file.contains("..") || file.starts_with('/') {
+                return Err(format!("`<{file}` must be a path under the session's folder"));
+            }
+            let dir = sources.session_dir.ok_or("`<file` reads beside the session file, and this script is not one")?;
+            let bytes = std::fs::read(dir.join(file)).map_err(|e| format!("body `{file}`: {e}"))?;
+            body = Some(bytes);
+        } else if let Some(ms) = token.strip_prefix("gap=") {
+            let ms: u64 = ms
+                .strip_suffix("ms")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("`{token}`: expected gap=Nms (milliseconds)"))?;
+            gap = Some(Duration::from_millis(ms));
         } else if let Some(times) = token.strip_prefix('x').and_then(|n| n.parse::<usize>().ok()) {
             let once = body.as_ref().ok_or("`xN` repeats the payload, so it must follow `@payload`")?;
             if times == 0 {
@@ -376,16 +458,24 @@ fn parse_request(method: &str, rest: &str, payloads: &Path) -> Result<StepKind, 
             if ["host", "content-length", "connection"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
                 return Err(format!("`{name}` is set by the test client"));
             }
+            // The value takes the expected-text escapes (`\u{20}` for a space, which would end
+            // the token), without saved references.
+            let value = parse_text(value, &HashSet::new())?.render(&Vec::new());
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                return Err(format!("`+{name}`: a header value cannot hold line breaks or control characters"));
+            }
             headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-            headers.push((name.to_owned(), value.to_owned()));
+            headers.push((name.to_owned(), value));
         } else {
-            return Err(format!("unexpected `{token}` (expected @payload, xN, -Header or +Header:value)"));
+            return Err(format!(
+                "unexpected `{token}` (expected @payload, <file, xN, -Header, +Header:value or gap=Nms)"
+            ));
         }
     }
     if method == "GET" && body.is_some() {
         return Err("GET requests carry no payload".to_owned());
     }
-    Ok(StepKind::Request(Request { method, target: target.to_owned(), body: body.unwrap_or_default(), headers }))
+    Ok(StepKind::Request(Request { method, target: target.to_owned(), body: body.unwrap_or_default(), gap, headers }))
 }
 
 fn parse_status(rest: &str, saved: &HashSet<String>) -> Result<StepKind, String> {
@@ -542,6 +632,43 @@ xfail
         assert!(errors.to_string().lines().all(|l| l.starts_with("x.session:")), "{errors}");
         let errors = parse_script("y.session", "=> 200 OK\n", &payloads()).expect_err("expectation before a request");
         assert!(errors.0[0].to_string().starts_with("y.session:1: "), "{errors:?}");
+    }
+
+    #[test]
+    fn a_long_exact_answer_says_where_it_differs() {
+        let script = "GET /iclock/getrequest?SN=A\n=> 200 GET OPTION FROM: A\\nDelay=10\\nTimeZone=8\n";
+        let parsed = parse_script("d.session", script, &payloads()).expect("parses");
+        let StepKind::Status { body: Some(matcher), .. } = &parsed.steps[1].kind else { panic!() };
+        let mismatch = matcher.check("GET OPTION FROM: A\nDelay=30\nTimeZone=8", &Vec::new()).expect_err("differs");
+        assert_eq!(
+            mismatch.difference.as_deref(),
+            Some("at character 25 (line 2): expected \"10\\nTimeZone=8\", came \"30\\nTimeZone=8\"")
+        );
+        // Short answers say all there is in `expected` and `came`.
+        let short = parse_script("s.session", "GET /x?SN=A\n=> 200 OK: 3\n", &payloads()).expect("parses");
+        let StepKind::Status { body: Some(matcher), .. } = &short.steps[1].kind else { panic!() };
+        assert_eq!(matcher.check("OK: 4", &Vec::new()).expect_err("differs").difference, None);
+    }
+
+    #[test]
+    fn gaps_bodies_beside_the_session_and_escaped_header_values_parse() {
+        let dir = tempfile_dir();
+        std::fs::create_dir_all(dir.join("s1")).expect("folder");
+        std::fs::write(dir.join("s1/0001.bin"), b"a\0b\xff").expect("payload");
+        let script = "POST /iclock/cdata?SN=A&table=ATTLOG <s1/0001.bin +User-Agent:ZK\\u{20}Web gap=1520ms\n=> 200\n";
+        let sources = BodySources { payloads: &payloads(), session_dir: Some(&dir) };
+        let parsed = parse_script_in("g.session", script, sources).expect("parses");
+        let StepKind::Request(request) = &parsed.steps[0].kind else { panic!() };
+        assert_eq!(request.body, b"a\0b\xff");
+        assert_eq!(request.gap, Some(Duration::from_millis(1520)));
+        assert!(request.headers.contains(&("User-Agent".to_owned(), "ZK Web".to_owned())), "{:?}", request.headers);
+        let errors = parse_script("n.session", script, &payloads()).expect_err("<file needs a session file");
+        assert!(errors.to_string().contains("beside the session file"), "{errors}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("adms-sim-session-test-{}", std::process::id()))
     }
 
     #[test]

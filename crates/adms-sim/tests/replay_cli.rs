@@ -50,16 +50,25 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_plays_a_fixture_session_and_says_ok() {
+fn gbk_session() -> (String, adms_sim::session::Script) {
     let session = fixtures().join("sessions/gbk-chinese-unit.session");
     let shown = session.display().to_string();
     let script =
         parse_script(&shown, &std::fs::read_to_string(&session).expect("session"), &fixtures().join("payloads"))
             .expect("parses");
-    let database_steps =
-        script.steps.iter().filter(|s| matches!(s.kind, StepKind::Rows { .. } | StepKind::DeviceOption { .. })).count();
-    assert!(database_steps > 0, "the session should have rows/option steps");
+    (shown, script)
+}
+
+fn database_steps(script: &adms_sim::session::Script) -> usize {
+    script.steps.iter().filter(|s| matches!(s.kind, StepKind::Rows { .. } | StepKind::DeviceOption { .. })).count()
+}
+
+/// With credentials, the `rows` and `option` steps are checked through the API
+/// (`/api/v1/stats/tables`, `/api/v1/devices/{sn}/options`): nothing is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_plays_a_fixture_session_and_checks_stored_state_through_the_api() {
+    let (shown, script) = gbk_session();
+    assert!(database_steps(&script) > 0, "the session should have rows/option steps");
     let dir = tempfile::tempdir().expect("temp dir");
     let target = start_server(dir.path(), &script.env).await;
 
@@ -67,17 +76,95 @@ async fn replay_plays_a_fixture_session_and_says_ok() {
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", text(&output.stderr));
     let total = script.steps.len();
-    let passed = total - database_steps;
-    let summary = format!(
-        "{shown}: OK, {total} steps: {passed} steps passed, 0 failed as marked (xfail), {database_steps} skipped"
-    );
+    let summary = format!("{shown}: OK, {total} steps: {total} steps passed, 0 failed as marked (xfail), 0 skipped");
     assert!(stdout.lines().any(|l| l == summary), "no line {summary:?} in:\n{stdout}");
-    // The database steps are listed as skipped with the reason, never counted as passed.
-    let skipped: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("skipped ")).collect();
-    assert_eq!(skipped.len(), database_steps, "{stdout}");
-    assert!(skipped.iter().all(|l| l.contains("no database checks were given")), "{stdout}");
     assert!(stdout.contains(&format!("{shown}: note: written for a server with ADMS_TIME_ZONE=+08:00")), "{stdout}");
     assert!(stdout.lines().any(|l| l == "1 of 1 sessions passed"), "{stdout}");
+}
+
+/// Without credentials, the steps that need the API or the database are listed as skipped with
+/// the reason, never counted as passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_credentials_the_stored_state_steps_are_listed_as_skipped() {
+    let (shown, script) = gbk_session();
+    let api_steps = script.steps.iter().filter(|s| matches!(s.kind, StepKind::Api { .. })).count();
+    let skipped_steps = database_steps(&script) + api_steps;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = start_server(dir.path(), &script.env).await;
+
+    let output = adms_sim(&["replay", &shown, "--target", &target]).await;
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", text(&output.stderr));
+    let total = script.steps.len();
+    let passed = total - skipped_steps;
+    let summary = format!(
+        "{shown}: OK, {total} steps: {passed} steps passed, 0 failed as marked (xfail), {skipped_steps} skipped"
+    );
+    assert!(stdout.lines().any(|l| l == summary), "no line {summary:?} in:\n{stdout}");
+    let skipped: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("skipped ")).collect();
+    assert_eq!(skipped.len(), skipped_steps, "{stdout}");
+    let database_reason = skipped.iter().filter(|l| l.contains("no database checks were given")).count();
+    assert_eq!(database_reason, database_steps(&script), "{stdout}");
+}
+
+/// Several devices at once: each device's sessions keep their order (the second session of a
+/// device counts what the first stored), every session is reported, and `--progress` shows
+/// the progress line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_play_concurrently_and_each_devices_sessions_in_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = start_server(dir.path(), &[]).await;
+    let sessions = dir.path().join("sessions");
+    std::fs::create_dir(&sessions).expect("sessions folder");
+    let devices = ["SIMCONC001", "SIMCONC002", "SIMCONC003", "SIMCONC004"];
+    for sn in devices {
+        // Named so that name order is the device's order.
+        std::fs::write(
+            sessions.join(format!("{sn}-1.session")),
+            format!(
+                "GET /iclock/cdata?SN={sn}&options=all&pushver=2.4.1\n=> 200 ^GET OPTION FROM: {sn}\n\
+                 POST /iclock/cdata?SN={sn}&table=ATTLOG&Stamp=1 @attlog/documented-7col.txt gap=30ms\n=> 200 OK: 3\n"
+            ),
+        )
+        .expect("write");
+        std::fs::write(
+            sessions.join(format!("{sn}-2.session")),
+            format!(
+                "GET /iclock/getrequest?SN={sn}\n=> 200 OK\napi transactions?terminal_sn={sn} count 3\n\
+                 POST /iclock/cdata?SN={sn}&table=ATTLOG&Stamp=2 @attlog/documented-7col.txt\n=> 200 OK: 3\n\
+                 api transactions?terminal_sn={sn} count 3\n"
+            ),
+        )
+        .expect("write");
+    }
+    let (shown, payloads) = (sessions.display().to_string(), fixtures().join("payloads").display().to_string());
+    let output = adms_sim(&[
+        "replay",
+        &shown,
+        "--target",
+        &target,
+        "--payloads",
+        &payloads,
+        "--user",
+        USER,
+        "--password",
+        PASSWORD,
+        "--concurrency",
+        "4",
+        "--speed",
+        "10",
+        "--progress",
+    ])
+    .await;
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", text(&output.stderr));
+    assert!(stdout.lines().any(|l| l == "8 of 8 sessions passed"), "{stdout}");
+    for sn in devices {
+        let first = stdout.find(&format!("{sn}-1.session: OK")).unwrap_or_else(|| panic!("{sn}-1 in {stdout}"));
+        let second = stdout.find(&format!("{sn}-2.session: OK")).unwrap_or_else(|| panic!("{sn}-2 in {stdout}"));
+        assert!(first < second, "{sn}'s sessions out of order:\n{stdout}");
+    }
+    assert!(text(&output.stderr).contains("8 of 8 sessions played, 0 failed"), "{}", text(&output.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

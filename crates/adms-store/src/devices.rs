@@ -343,6 +343,20 @@ impl Store {
         })
     }
 
+    /// Rows in each of [`COUNTED_TABLES`], in that order: what an operator (or a replayed
+    /// session's `rows TABLE N` check) reads through the API. Each count is a full count, so
+    /// this is an administrator's read, not a hot path.
+    pub async fn table_row_counts(&self) -> Result<Vec<(&'static str, i64)>, StoreError> {
+        on_db!(self, |db| {
+            let rows: Vec<(String, i64)> = sqlx::query_as(TABLE_ROW_COUNTS).fetch_all(db.pool()).await?;
+            // By name: UNION ALL promises no order.
+            Ok(COUNTED_TABLES
+                .into_iter()
+                .map(|table| (table, rows.iter().find(|(name, _)| name == table).map_or(0, |(_, n)| *n)))
+                .collect())
+        })
+    }
+
     /// Records the stamp a device reported for a table (`attlog`, `operlog`, `attphoto`, `biodata`).
     pub async fn set_stamp(&self, device_id: i64, table: &str, stamp: &str) -> Result<(), StoreError> {
         on_db!(self, |db| {
@@ -464,3 +478,29 @@ impl Store {
         })
     }
 }
+
+/// The tables [`Store::table_row_counts`] counts, in the order of its answer.
+pub const COUNTED_TABLES: [&str; 13] = [
+    "devices",
+    "punches",
+    "rejected_lines",
+    "operation_logs",
+    "device_users",
+    "biometric_templates",
+    "user_photos",
+    "device_records",
+    "device_options",
+    "command_results",
+    "access_events",
+    "raw_uploads",
+    "att_photos",
+];
+
+/// One statement for every count of [`COUNTED_TABLES`], one row each: the table's name and count.
+const TABLE_ROW_COUNTS: &str = "SELECT 'devices', COUNT(*) FROM devices UNION ALL SELECT 'punches', COUNT(*) FROM punches \
+     UNION ALL SELECT 'rejected_lines', COUNT(*) FROM rejected_lines UNION ALL SELECT 'operation_logs', COUNT(*) FROM operation_logs \
+     UNION ALL SELECT 'device_users', COUNT(*) FROM device_users UNION ALL SELECT 'biometric_templates', COUNT(*) FROM biometric_templates \
+     UNION ALL SELECT 'user_photos', COUNT(*) FROM user_photos UNION ALL SELECT 'device_records', COUNT(*) FROM device_records \
+     UNION ALL SELECT 'device_options', COUNT(*) FROM device_options UNION ALL SELECT 'command_results', COUNT(*) FROM command_results \
+     UNION ALL SELECT 'access_events', COUNT(*) FROM access_events UNION ALL SELECT 'raw_uploads', COUNT(*) FROM raw_uploads \
+     UNION ALL SELECT 'att_photos', COUNT(*) FROM att_photos";

@@ -65,7 +65,7 @@ pub use commands::{
     ResultOutcome, TakenCommands,
 };
 pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
-pub use devices::{Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
+pub use devices::{COUNTED_TABLES, Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::{ErrorKind, StoreError};
 pub use health::{CensusDevice, CommandCensus, DeviceCensus, MigrationState};
 pub use maintenance::{Backup, Restored};

@@ -9,6 +9,7 @@ mod audit;
 pub mod auth;
 mod biodatas;
 mod commands;
+mod diagnostics;
 mod native;
 pub mod openapi;
 pub mod openapi_polish;
@@ -116,6 +117,9 @@ pub fn routes(state: &SharedState) -> OpenApiRouter<SharedState> {
         .scoped(Scope::Admin, routes!(users::update))
         .scoped(Scope::Admin, routes!(users::delete))
         .scoped(Scope::Admin, routes!(audit::list))
+        .scoped(Scope::Read, routes!(diagnostics::device_options))
+        .scoped(Scope::Admin, routes!(diagnostics::table_counts))
+        .scoped(Scope::Admin, routes!(diagnostics::start_capture))
         .into_router()
 }
 

@@ -5,6 +5,7 @@
 //! `run_until_stopped` serves until the shutdown future resolves, then drains in-flight requests
 //! and background work, and flushes device activity.
 
+mod capture;
 mod health;
 mod metrics;
 mod router;
@@ -64,6 +65,11 @@ impl Application {
             tracing::warn!(%error, "final device activity flush failed");
         }
         state.store.close().await;
+        if let Some(capture) = state.capture.clone() {
+            // What devices said last is what a field problem needs most: give the writer a
+            // moment to finish the queue (off the runtime; it never holds the stop up longer).
+            let _ = tokio::task::spawn_blocking(move || capture.wait_until_written(Duration::from_secs(5))).await;
+        }
         tracing::info!("server stopped");
         result
     }

@@ -68,7 +68,10 @@ pub fn router(state: SharedState) -> Router {
         .layer(axum::middleware::map_response(log_refusals))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(max_body_bytes, crate::limits::explain_body_limit));
+        .layer(axum::middleware::from_fn_with_state(max_body_bytes, crate::limits::explain_body_limit))
+        // Innermost, so it records what the handlers answered (the refusals of the layers above
+        // are not device exchanges worth replaying); does nothing unless capture is on.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), super::capture::capture_exchange));
     Router::new().fallback_service(middleware.service(routes))
 }
 

@@ -30,6 +30,8 @@ pub enum StartupError {
     Auth(#[from] AuthSetupError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, #[source] std::io::Error),
+    #[error("capture folder {}: {source}", dir.display())]
+    Capture { dir: std::path::PathBuf, source: std::io::Error },
     #[error("{0}")]
     Other(String),
 }
@@ -130,6 +132,23 @@ impl Application {
             config.punch_window_start().ok_or_else(|| StartupError::Other("bad punch_time_min".into()))?;
         trust.log_policy();
         let quotas = crate::limits::QuotaGuard::default();
+        let capture_metrics = crate::capture::CaptureMetrics::default();
+        let capture = match &config.capture.dir {
+            Some(dir) => {
+                let settings = crate::capture::CaptureSettings {
+                    dir: dir.clone(),
+                    all_devices: config.capture.all_devices,
+                    max_file_bytes: config.capture.max_file_bytes,
+                    max_file_age: std::time::Duration::from_secs(config.capture.max_file_age_secs),
+                    max_total_bytes: config.capture.max_total_bytes,
+                    queue_bytes: config.capture.queue_bytes,
+                };
+                let capture = crate::capture::Capture::start(settings, capture_metrics.clone())
+                    .map_err(|source| StartupError::Capture { dir: dir.clone(), source })?;
+                Some(capture)
+            }
+            None => None,
+        };
         let telemetry = crate::telemetry::Telemetry::new(&crate::telemetry::metrics::Sources {
             database: store.engine().as_str(),
             writer: store.punch_writer().metrics(),
@@ -140,6 +159,8 @@ impl Application {
             login_busy: &auth.guard.metrics.busy,
             quota_raw: &quotas.raw_refusals,
             quota_photo: &quotas.photo_refusals,
+            capture_dropped: &capture_metrics.dropped,
+            capture_write_failures: &capture_metrics.write_failures,
         });
         let state = Arc::new(AppState {
             commands,
@@ -156,6 +177,7 @@ impl Application {
             config,
             webhooks,
             draining: std::sync::atomic::AtomicBool::new(false),
+            capture,
         });
         Ok(Application { listener, state })
     }

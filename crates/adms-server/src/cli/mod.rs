@@ -5,6 +5,7 @@
 //! SQLite file that is missing is an error ([`open_existing`]), never created by accident in
 //! whatever folder the command ran in.
 
+mod capture;
 mod config;
 mod database;
 mod device;
@@ -85,6 +86,8 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Record one device's traffic on a running server for a while (`POST /api/v1/capture`).
+    Capture(capture::Capture),
     /// Webhook signing secrets at rest.
     Secrets {
         #[command(subcommand)]
@@ -121,6 +124,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Restore { path } => database::restore(&config, &path).await,
         Command::MigrateData { from, to } => database::migrate_data(&from, &to).await,
         Command::Secrets { action } => secrets::run(action, &config).await,
+        Command::Capture(capture) => capture.run(&config).await,
     }
 }
 

@@ -18,6 +18,10 @@ pub struct Serve {
     /// setting, `ADMS_ROLE`).
     #[arg(long)]
     role: Option<adms_server::roles::Roles>,
+    /// Record device traffic as session scripts under this folder (`[capture] dir`; see the
+    /// README's *Capture*).
+    #[arg(long, env = "ADMS_CAPTURE_DIR")]
+    capture_dir: Option<std::path::PathBuf>,
 }
 
 impl Serve {
@@ -27,6 +31,9 @@ impl Serve {
         }
         if let Some(role) = self.role {
             config.role = role;
+        }
+        if let Some(dir) = self.capture_dir {
+            config.capture.dir = Some(std::path::absolute(&dir).context("--capture-dir")?);
         }
         let app = Application::build(config).await.context("starting adms-bridge")?;
         let addr = app.local_addr()?;

@@ -84,6 +84,8 @@ pub struct Sources<'a> {
     pub login_busy: &'a Counter,
     pub quota_raw: &'a Counter,
     pub quota_photo: &'a Counter,
+    pub capture_dropped: &'a Counter,
+    pub capture_write_failures: &'a Counter,
 }
 
 impl Telemetry {
@@ -102,6 +104,16 @@ impl Telemetry {
             "adms_rejected_lines",
             "Uploaded lines that could not be used, kept raw, by table and reason.",
             rejected_lines.clone(),
+        );
+        registry.register(
+            "adms_capture_dropped",
+            "Device exchanges not captured because the capture queue was full (the device was answered as always).",
+            sources.capture_dropped.clone(),
+        );
+        registry.register(
+            "adms_capture_write_failures",
+            "Device exchanges the capture writer could not write (disk errors, the folder at its cap).",
+            sources.capture_write_failures.clone(),
         );
         let w = sources.writer;
         registry.register("adms_punches_stored", "Punches committed as new.", w.punches_stored.clone());

@@ -1,6 +1,7 @@
 //! One integration-test binary per crate: every file here is a module, so the suite links once.
 
 mod api_auth;
+mod capture;
 mod captures;
 mod cli_ops;
 mod commands;
@@ -9,6 +10,7 @@ mod crash_recovery;
 mod device_session;
 mod device_trust;
 mod fixture_sessions;
+mod fleet_smoke;
 mod limits;
 mod module_layers;
 mod openapi;
@@ -17,6 +19,7 @@ mod operability;
 mod personnel_api;
 mod postgres_replicas;
 mod readme;
+mod replay_binary;
 mod roles;
 mod secrets_at_rest;
 mod transactions_export;

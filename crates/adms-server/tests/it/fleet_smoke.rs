@@ -1,0 +1,87 @@
+//! `adms-sim fleet` against the real `adms-bridge` process on the suite's engine: a few hundred
+//! terminals for a few seconds (attendance units, some going offline and dumping a backlog,
+//! access panels), new serial numbers left pending by the server and approved through the API
+//! at the end, then every acknowledged punch checked through the transactions API; a command
+//! queued by an operator during the run is run and answered by its terminal. Only outcomes are
+//! asserted, never a throughput figure.
+
+use crate::common;
+
+use std::process::{Command, Stdio};
+
+use common::{ADMIN_PASSWORD, ADMIN_USER, Api, Server, eventually};
+
+use crate::replay_binary::adms_sim_binary;
+
+#[test]
+fn a_fleet_smoke_run_stores_every_acknowledged_punch_exactly_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "pending")]);
+    let output = Command::new(adms_sim_binary())
+        .args([
+            "fleet",
+            "--devices",
+            "300",
+            "--target",
+            &server.url(""),
+            "--duration",
+            "6s",
+            "--punch-every",
+            "1s",
+            "--poll-every",
+            "1s",
+            "--offline-share",
+            "0.2",
+            "--access-share",
+            "0.2",
+            "--approve",
+            "--user",
+            ADMIN_USER,
+            "--password",
+            ADMIN_PASSWORD,
+            "--json",
+        ])
+        .env_remove("ADMS_SIM_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run adms-sim fleet");
+    // While it runs, an operator asks the first terminal for its INFO: it is run and answered
+    // on /iclock/devicecmd at the terminal's next poll.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (api, command_id) = rt.block_on(async {
+        let api = Api::login(&server).await;
+        let mut id = None;
+        eventually("the first terminal is registered and its command queued", async || {
+            let (status, answer) = api
+                .post_json("/api/v1/devices/SIM000000/commands", &serde_json::json!({ "command": { "type": "info" } }))
+                .await;
+            id = answer["id"].as_i64().filter(|_| status == 201);
+            id.is_some()
+        })
+        .await;
+        (api, id.expect("a command id"))
+    });
+    let output = output.wait_with_output().expect("wait for adms-sim fleet");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let shown = format!("exit {:?}\n{stdout}\n{}", output.status.code(), String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {shown}"));
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert_eq!(summary["errors"], serde_json::json!({}), "{shown}");
+    let verification = &summary["verification"];
+    assert_eq!(verification["passed"], true, "{shown}");
+    let acknowledged = summary["punches"]["acknowledged"].as_u64().expect("acknowledged");
+    assert!(acknowledged > 0, "{shown}");
+    assert_eq!(verification["acknowledged"].as_u64(), Some(acknowledged), "{shown}");
+    assert_eq!(verification["missing_count"], 0, "{shown}");
+    assert_eq!(verification["duplicated_count"], 0, "{shown}");
+    // The cycle was lived: every kind of request the model makes went out.
+    for kind in
+        ["handshake", "options", "operlog", "poll", "attlog", "backlog", "devicecmd", "registry", "push", "rtlog"]
+    {
+        let requests = summary["requests"][kind]["requests"].as_u64().unwrap_or(0);
+        assert!(requests > 0, "no {kind} request: {shown}");
+    }
+    let command = rt.block_on(api.get(&format!("/api/v1/commands/{command_id}")));
+    assert_eq!((command["state"].as_str(), command["return_code"].as_i64()), (Some("succeeded"), Some(0)), "{command}");
+}

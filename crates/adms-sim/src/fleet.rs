@@ -1,0 +1,818 @@
+//! A fleet of simulated terminals: each one lives the cycle `protocol.md` describes (§3.1 for
+//! push 2.x attendance units, §3.13–§3.17 for Security PUSH access panels), over raw HTTP/1.1
+//! as firmware sends it, and every answer is checked. [`run`] returns a [`FleetReport`]:
+//! requests and latencies per kind of request, punches sent and acknowledged, errors by kind;
+//! [`verify`] then reads the transactions API to check that every acknowledged punch is stored
+//! exactly once.
+//!
+//! The device model:
+//! - attendance terminals (push 2.4.1 face units, and older 2.2.14 units without `pushver`):
+//!   handshake (`GET /iclock/cdata?options=all`), options dump, OPERLOG `USER` lines, then polls
+//!   at the `Delay` the server gave (or `--poll-every`), the first with `INFO=`; punches at the
+//!   configured rate with PINs from the device's staff and strictly increasing times; commands
+//!   in a poll answer are executed and their results posted to `/iclock/devicecmd` with the
+//!   return codes firmware gives (0, or -1002 for a command it does not know);
+//! - access panels (Security PUSH 3.1.2): unregistered handshake, registration, the `registry=ok`
+//!   handshake, configuration download (`/iclock/push`), polls at its `RequestDelay`, `rtlog`
+//!   events instead of ATTLOG punches (access events, not punches: not in the verification);
+//! - a share of the terminals goes offline once in the middle of the run: no requests while
+//!   offline, their punches kept, and the backlog dumped in one upload when they come back.
+//!
+//! Connections come from several loopback source addresses (127.0.0.1, .2, …) when the target
+//! is on loopback, so that the number of devices is not bounded by one address's ephemeral ports.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// One request kind, as the summary breaks them down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Handshake,
+    Options,
+    Operlog,
+    Poll,
+    Attlog,
+    Backlog,
+    Devicecmd,
+    Registry,
+    Push,
+    Rtlog,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Handshake => "handshake",
+            Kind::Options => "options",
+            Kind::Operlog => "operlog",
+            Kind::Poll => "poll",
+            Kind::Attlog => "attlog",
+            Kind::Backlog => "backlog",
+            Kind::Devicecmd => "devicecmd",
+            Kind::Registry => "registry",
+            Kind::Push => "push",
+            Kind::Rtlog => "rtlog",
+        }
+    }
+}
+
+/// What the fleet does.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// `HOST:PORT` of the server.
+    pub authority: String,
+    pub devices: usize,
+    /// How long the fleet runs (devices start spread over the first tenth of it).
+    pub duration: Duration,
+    /// Mean time between two punches of one terminal.
+    pub punch_every: Duration,
+    /// Poll interval instead of the `Delay` the server hands out.
+    pub poll_every: Option<Duration>,
+    /// Share (0..=1) of the terminals that go offline once and dump a backlog.
+    pub offline_share: f64,
+    /// Share (0..=1) of the devices that are Security PUSH access panels.
+    pub access_share: f64,
+    /// Loopback source addresses to spread connections over (127.0.0.1 ..= 127.0.0.N).
+    pub sources: u8,
+    /// Serial numbers are this prefix and a 6-digit number.
+    pub sn_prefix: String,
+    pub seed: u64,
+}
+
+/// Why the transactions could not be read for [`verify`].
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("GET {url}: {source}")]
+    Request { url: String, source: reqwest::Error },
+    #[error("GET {url}: {status}, not JSON: {source}")]
+    NotJson { url: String, status: reqwest::StatusCode, source: reqwest::Error },
+    #[error("GET {url}: {status} {answer}")]
+    Refused { url: String, status: reqwest::StatusCode, answer: Value },
+}
+
+/// Errors that stop a fleet before it starts.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("the target must be http://HOST:PORT, got `{0}`")]
+    Target(String),
+    #[error("the target {0} does not resolve: {1}")]
+    Resolve(String, #[source] std::io::Error),
+}
+
+/// Live counters, for a progress line.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    pub punches_sent: AtomicU64,
+    pub punches_acknowledged: AtomicU64,
+    pub devices_started: AtomicU64,
+}
+
+/// A punch a terminal sent and the server acknowledged with `OK`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Punch {
+    pub sn: String,
+    pub pin: String,
+    /// `YYYY-MM-DD HH:MM:SS`, the terminal's wall clock.
+    pub time: String,
+}
+
+/// Requests of one kind.
+#[derive(Debug)]
+pub struct KindStats {
+    pub requests: u64,
+    pub errors: u64,
+    /// Latency from connect to the whole answer, µs.
+    pub latency_us: Histogram<u64>,
+}
+
+impl KindStats {
+    fn new() -> KindStats {
+        KindStats { requests: 0, errors: 0, latency_us: new_histogram() }
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs to 10 min at 3 significant digits; cannot fail for these bounds.
+    Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| unreachable!("valid histogram bounds"))
+}
+
+/// What a fleet run did.
+#[derive(Debug)]
+pub struct FleetReport {
+    pub devices: usize,
+    pub elapsed: Duration,
+    pub kinds: BTreeMap<Kind, KindStats>,
+    pub punches_sent: u64,
+    pub acknowledged: Vec<Punch>,
+    pub access_events_sent: u64,
+    /// Errors by kind: how many, and the first message.
+    pub errors: BTreeMap<Kind, (u64, String)>,
+}
+
+impl FleetReport {
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().map(|(n, _)| n).sum()
+    }
+
+    pub fn to_json(&self, verification: Option<&Verification>) -> Value {
+        let secs = self.elapsed.as_secs_f64().max(0.001);
+        let kinds: serde_json::Map<String, Value> = self
+            .kinds
+            .iter()
+            .map(|(kind, s)| {
+                let ms = |q: f64| s.latency_us.value_at_quantile(q) as f64 / 1000.0;
+                (
+                    kind.name().to_owned(),
+                    json!({
+                        "requests": s.requests,
+                        "per_second": s.requests as f64 / secs,
+                        "errors": s.errors,
+                        "latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "max": s.latency_us.max() as f64 / 1000.0 },
+                    }),
+                )
+            })
+            .collect();
+        let errors: serde_json::Map<String, Value> = self
+            .errors
+            .iter()
+            .map(|(kind, (n, first))| (kind.name().to_owned(), json!({ "count": n, "first": first })))
+            .collect();
+        json!({
+            "devices": self.devices,
+            "elapsed_secs": secs,
+            "requests": kinds,
+            "punches": { "sent": self.punches_sent, "acknowledged": self.acknowledged.len() },
+            "access_events_sent": self.access_events_sent,
+            "errors": errors,
+            "verification": verification.map(Verification::to_json),
+        })
+    }
+
+    pub fn to_text(&self, verification: Option<&Verification>) -> String {
+        let secs = self.elapsed.as_secs_f64().max(0.001);
+        let mut out = format!("{} devices for {secs:.1} s\n", self.devices);
+        out.push_str(&format!(
+            "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}\n",
+            "kind", "requests", "per s", "p50 ms", "p99 ms", "max ms", "errors"
+        ));
+        for (kind, s) in &self.kinds {
+            let ms = |us: u64| us as f64 / 1000.0;
+            out.push_str(&format!(
+                "{:<10} {:>9} {:>9.1} {:>9.2} {:>9.2} {:>9.2} {:>7}\n",
+                kind.name(),
+                s.requests,
+                s.requests as f64 / secs,
+                ms(s.latency_us.value_at_quantile(0.5)),
+                ms(s.latency_us.value_at_quantile(0.99)),
+                ms(s.latency_us.max()),
+                s.errors
+            ));
+        }
+        out.push_str(&format!(
+            "punches: {} sent, {} acknowledged; access events: {} sent\n",
+            self.punches_sent,
+            self.acknowledged.len(),
+            self.access_events_sent
+        ));
+        for (kind, (n, first)) in &self.errors {
+            out.push_str(&format!("errors ({}): {n}, first: {first}\n", kind.name()));
+        }
+        if let Some(v) = verification {
+            out.push_str(&v.to_text());
+        }
+        out
+    }
+}
+
+/// What one device did, merged into the report at the end.
+struct DeviceOutcome {
+    kinds: HashMap<Kind, KindStats>,
+    acknowledged: Vec<Punch>,
+    punches_sent: u64,
+    access_events_sent: u64,
+    errors: HashMap<Kind, (u64, String)>,
+}
+
+/// The authority of an `http://HOST:PORT` target.
+pub fn authority_of(target: &str) -> Result<String, FleetError> {
+    target
+        .strip_prefix("http://")
+        .map(|rest| rest.strip_suffix('/').unwrap_or(rest))
+        .filter(|a| !a.is_empty() && !a.contains('/') && !a.contains('?'))
+        .map(str::to_owned)
+        .ok_or_else(|| FleetError::Target(target.to_owned()))
+}
+
+/// Runs the fleet to its end; `live` is updated as it goes.
+pub async fn run(config: FleetConfig, live: Arc<Live>) -> Result<FleetReport, FleetError> {
+    let addr = tokio::net::lookup_host(&config.authority)
+        .await
+        .map_err(|e| FleetError::Resolve(config.authority.clone(), e))?
+        .next()
+        .ok_or_else(|| FleetError::Resolve(config.authority.clone(), std::io::ErrorKind::NotFound.into()))?;
+    let started = Instant::now();
+    let deadline = started + config.duration;
+    let config = Arc::new(config);
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..config.devices {
+        let (config, live) = (config.clone(), live.clone());
+        tasks.spawn(async move { Terminal::new(index, &config, addr, deadline, started).live(&live).await });
+    }
+    let mut report = FleetReport {
+        devices: config.devices,
+        elapsed: Duration::ZERO,
+        kinds: BTreeMap::new(),
+        punches_sent: 0,
+        acknowledged: Vec::new(),
+        access_events_sent: 0,
+        errors: BTreeMap::new(),
+    };
+    while let Some(outcome) = tasks.join_next().await {
+        let Ok(outcome) = outcome else { continue };
+        for (kind, stats) in outcome.kinds {
+            let merged = report.kinds.entry(kind).or_insert_with(KindStats::new);
+            merged.requests += stats.requests;
+            merged.errors += stats.errors;
+            let _ = merged.latency_us.add(&stats.latency_us);
+        }
+        for (kind, (n, first)) in outcome.errors {
+            let entry = report.errors.entry(kind).or_insert((0, first));
+            entry.0 += n;
+        }
+        report.punches_sent += outcome.punches_sent;
+        report.access_events_sent += outcome.access_events_sent;
+        report.acknowledged.extend(outcome.acknowledged);
+    }
+    report.elapsed = started.elapsed();
+    report.acknowledged.sort();
+    Ok(report)
+}
+
+/// SplitMix64: a small deterministic generator per terminal (`--seed`), so a run can be
+/// repeated device for device.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// An exponential wait around `mean` (punches arrive as a Poisson process), kept within
+    /// [mean/10, 5 × mean].
+    fn around(&mut self, mean: Duration) -> Duration {
+        let factor = (-(1.0 - self.unit()).ln()).clamp(0.1, 5.0);
+        mean.mul_f64(factor)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// A push 2.4.1 face/fingerprint terminal.
+    Push2,
+    /// An older unit without `pushver` (2.2.14), Chinese UI.
+    Legacy,
+    /// A Security PUSH 3.1.2 access panel.
+    Access,
+}
+
+/// One simulated terminal.
+struct Terminal {
+    sn: String,
+    family: Family,
+    rng: Rng,
+    server: SocketAddr,
+    source: Option<IpAddr>,
+    deadline: Instant,
+    start_at: Instant,
+    poll_every: Option<Duration>,
+    punch_every: Duration,
+    /// Whether it goes offline once; when and for how long is set once it is up.
+    goes_offline: bool,
+    offline: Option<(Instant, Duration)>,
+    /// The PINs of its staff.
+    staff: Vec<u32>,
+    /// Its wall clock for the next punch (strictly increasing, so no two punches share a key).
+    clock: u64,
+    outcome: DeviceOutcome,
+}
+
+impl Terminal {
+    fn new(index: usize, config: &FleetConfig, server: SocketAddr, deadline: Instant, started: Instant) -> Terminal {
+        let mut rng = Rng(config.seed ^ (index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let family = if rng.unit() < config.access_share {
+            Family::Access
+        } else if rng.below(4) == 0 {
+            Family::Legacy
+        } else {
+            Family::Push2
+        };
+        let run = config.duration;
+        let start_at = started + run.mul_f64(0.1 * index as f64 / config.devices.max(1) as f64);
+        let goes_offline = family != Family::Access && rng.unit() < config.offline_share;
+        let source = (server.ip().is_loopback() && server.is_ipv4() && config.sources > 1)
+            .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (index % usize::from(config.sources)) as u8)));
+        let staff_size = 20 + rng.below(200) as u32;
+        let first_pin = 1000 + rng.below(8000) as u32;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        Terminal {
+            sn: format!("{}{index:06}", config.sn_prefix),
+            family,
+            rng,
+            server,
+            source,
+            deadline,
+            start_at,
+            poll_every: config.poll_every,
+            punch_every: config.punch_every,
+            goes_offline,
+            offline: None,
+            staff: (first_pin..first_pin + staff_size).collect(),
+            // Punches carry the UTC wall clock of an hour ago, well inside any accepted window
+            // (a fresh server keeps punches up to a day ahead and from 2000 on).
+            clock: now - 3600,
+            outcome: DeviceOutcome {
+                kinds: HashMap::new(),
+                acknowledged: Vec::new(),
+                punches_sent: 0,
+                access_events_sent: 0,
+                errors: HashMap::new(),
+            },
+        }
+    }
+
+    async fn live(mut self, live: &Live) -> DeviceOutcome {
+        tokio::time::sleep_until(self.start_at.into()).await;
+        live.devices_started.fetch_add(1, Ordering::Relaxed);
+        let delay = match self.family {
+            Family::Access => self.register_access_panel(live).await,
+            Family::Push2 | Family::Legacy => self.start_attendance(live).await,
+        };
+        let Some(server_delay) = delay else { return self.outcome };
+        // The outage lies in the middle of what is left of the run once the terminal is up, so
+        // that it ends in time for the backlog to go out however long start-up took.
+        if self.goes_offline {
+            let up = Instant::now();
+            let left = self.deadline.saturating_duration_since(up);
+            let from = up + left.mul_f64(0.2 + 0.15 * self.rng.unit());
+            self.offline = Some((from, left.mul_f64(0.2 + 0.1 * self.rng.unit())));
+        }
+        let poll_every = self.poll_every.unwrap_or(server_delay);
+        let mut next_poll = Instant::now() + poll_every;
+        let mut next_punch = Instant::now() + self.rng.around(self.punch_every);
+        // Someone punches as the network goes down: an outage always leaves a backlog.
+        let mut outage_punch = self.offline.map(|(from, _)| from);
+        let mut backlog: Vec<(u32, String)> = Vec::new();
+        let mut first_poll = true;
+        loop {
+            let next = next_poll.min(next_punch).min(outage_punch.unwrap_or(next_punch));
+            if next >= self.deadline {
+                break;
+            }
+            tokio::time::sleep_until(next.into()).await;
+            if outage_punch == Some(next) {
+                outage_punch = None;
+                let punch = self.next_punch();
+                backlog.push(punch);
+                continue;
+            }
+            let offline_now = self.offline.is_some_and(|(from, len)| next >= from && next < from + len);
+            if next == next_punch {
+                next_punch += self.rng.around(self.punch_every);
+                let punch = self.next_punch();
+                if offline_now {
+                    backlog.push(punch);
+                } else if self.family == Family::Access {
+                    self.send_access_event(live, punch).await;
+                } else {
+                    self.send_punches(live, Kind::Attlog, vec![punch]).await;
+                }
+                continue;
+            }
+            next_poll += poll_every;
+            if offline_now {
+                continue;
+            }
+            if !backlog.is_empty() {
+                let dump = std::mem::take(&mut backlog);
+                self.send_punches(live, Kind::Backlog, dump).await;
+            }
+            self.poll(live, first_poll).await;
+            first_poll = false;
+        }
+        // Back from an outage that lasted to the end: what it kept goes out before it stops.
+        if !backlog.is_empty() {
+            self.send_punches(live, Kind::Backlog, backlog).await;
+        }
+        self.outcome
+    }
+
+    fn next_punch(&mut self) -> (u32, String) {
+        let pin = self.staff[self.rng.below(self.staff.len() as u64) as usize];
+        self.clock += 1 + self.rng.below(3);
+        (pin, wall_clock(self.clock))
+    }
+
+    /// Handshake, options dump, enrolled users; the `Delay` the server gave.
+    async fn start_attendance(&mut self, live: &Live) -> Option<Duration> {
+        let sn = self.sn.clone();
+        let handshake = match self.family {
+            Family::Legacy => format!("/iclock/cdata?SN={sn}&options=all&language=83"),
+            _ => format!("/iclock/cdata?SN={sn}&options=all&pushver=2.4.1&language=69"),
+        };
+        let answer = self.exchange(live, Kind::Handshake, "GET", &handshake, b"", |body| {
+            body.starts_with(&format!("GET OPTION FROM: {sn}\n"))
+        });
+        let answer = answer.await?;
+        let delay = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("Delay="))
+            .and_then(|d| d.trim().parse::<u64>().ok())
+            .map_or(Duration::from_secs(10), Duration::from_secs);
+        let options = format!(
+            "~DeviceName=SpeedFace-V5L,MAC=00:17:61:{:02x}:{:02x}:{:02x},TransactionCount=0,UserCount={},\
+             FingerFunOn=1,FaceFunOn=1,Language=69,IPAddress=10.0.{}.{},FWVersion=ZAM170-NF-Ver1.1.27,\
+             PushVersion=Ver 2.0.32S-20200506",
+            self.rng.below(256),
+            self.rng.below(256),
+            self.rng.below(256),
+            self.staff.len(),
+            self.rng.below(256),
+            1 + self.rng.below(254),
+        );
+        let path = format!("/iclock/cdata?SN={sn}&table=options");
+        self.exchange(live, Kind::Options, "POST", &path, options.as_bytes(), |b| b.starts_with("OK")).await?;
+        let users: String = self.staff[..3]
+            .iter()
+            .enumerate()
+            .map(|(i, pin)| {
+                let name = ["Ana Souza", "Ravi Kumar", "Li Wei"][i];
+                format!(
+                    "USER PIN={pin}\tName={name}\tPri=0\tPasswd=\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=0\tViceCard=\n"
+                )
+            })
+            .collect();
+        let path = format!("/iclock/cdata?SN={sn}&table=OPERLOG&OpStamp=1");
+        self.exchange(live, Kind::Operlog, "POST", &path, users.as_bytes(), |b| b == "OK: 3").await?;
+        Some(delay)
+    }
+
+    /// Unregistered handshake, registration, registered handshake, configuration download; the
+    /// `RequestDelay` the server gave.
+    async fn register_access_panel(&mut self, live: &Live) -> Option<Duration> {
+        let sn = self.sn.clone();
+        let handshake = format!("/iclock/cdata?SN={sn}&options=all&pushver=3.1.2&DeviceType=acc");
+        self.exchange(live, Kind::Handshake, "GET", &handshake, b"", |b| b == "OK").await?;
+        let registry = format!(
+            "DeviceType=acc,~DeviceName=inBIO460 Pro,FirmVer=AC Ver 5.7.8.3033 Nov  4 2022,PushVersion=Ver 3.2.1,\
+             MAC=00:17:61:aa:{:02x}:{:02x},LockCount=4,ReaderCount=8,MachineType=10,IPAddress=10.1.{}.{}",
+            self.rng.below(256),
+            self.rng.below(256),
+            self.rng.below(256),
+            1 + self.rng.below(254)
+        );
+        let path = format!("/iclock/registry?SN={sn}");
+        self.exchange(live, Kind::Registry, "POST", &path, registry.as_bytes(), |b| b.starts_with("RegistryCode="))
+            .await?;
+        self.exchange(live, Kind::Handshake, "GET", &handshake, b"", |b| b.starts_with("registry=ok\n")).await?;
+        let path = format!("/iclock/push?SN={sn}");
+        let config = self.exchange(live, Kind::Push, "GET", &path, b"", |b| b.starts_with("ServerVersion=")).await?;
+        let delay = config
+            .lines()
+            .find_map(|l| l.strip_prefix("RequestDelay="))
+            .and_then(|d| d.trim().parse::<u64>().ok())
+            .map_or(Duration::from_secs(10), Duration::from_secs);
+        Some(delay)
+    }
+
+    async fn poll(&mut self, live: &Live, first: bool) {
+        let sn = self.sn.clone();
+        let path = if first {
+            format!("/iclock/getrequest?SN={sn}&INFO=Ver%202.4.1,{},3,0,10.0.0.1,10,7,12,0,111", self.staff.len())
+        } else {
+            format!("/iclock/getrequest?SN={sn}")
+        };
+        let Some(answer) = self.exchange(live, Kind::Poll, "GET", &path, b"", |_| true).await else { return };
+        let results: String = answer
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("C:")?;
+                let (id, command) = rest.split_once(':')?;
+                let verb = command.split_whitespace().next().unwrap_or_default();
+                // What firmware answers: 0 for what it runs, -1002 for a command it does not know.
+                let known = ["INFO", "DATA", "CHECK", "CLEAR", "REBOOT", "SET", "ENROLL_FP", "LOG", "QUERY"];
+                let code = if known.contains(&verb) { 0 } else { -1002 };
+                Some(format!("ID={id}&Return={code}&CMD={verb}\n"))
+            })
+            .collect();
+        if !results.is_empty() {
+            let path = format!("/iclock/devicecmd?SN={sn}");
+            self.exchange(live, Kind::Devicecmd, "POST", &path, results.as_bytes(), |b| b.starts_with("OK")).await;
+        }
+    }
+
+    async fn send_punches(&mut self, live: &Live, kind: Kind, punches: Vec<(u32, String)>) {
+        let body: String = punches.iter().map(|(pin, time)| format!("{pin}\t{time}\t0\t1\t0\t0\t0\n")).collect();
+        let path = format!("/iclock/cdata?SN={}&table=ATTLOG&Stamp={}", self.sn, self.clock);
+        let ok = format!("OK: {}", punches.len());
+        self.outcome.punches_sent += punches.len() as u64;
+        live.punches_sent.fetch_add(punches.len() as u64, Ordering::Relaxed);
+        if self.exchange(live, kind, "POST", &path, body.as_bytes(), |b| b == ok).await.is_some() {
+            live.punches_acknowledged.fetch_add(punches.len() as u64, Ordering::Relaxed);
+            let sn = self.sn.clone();
+            self.outcome.acknowledged.extend(punches.into_iter().map(|(pin, time)| Punch {
+                sn: sn.clone(),
+                pin: pin.to_string(),
+                time,
+            }));
+        }
+    }
+
+    async fn send_access_event(&mut self, live: &Live, (pin, time): (u32, String)) {
+        self.outcome.access_events_sent += 1;
+        let index = self.outcome.access_events_sent;
+        let line = format!(
+            "time={time}\tpin={pin}\tcardno=0\teventaddr=1\tevent=0\tinoutstatus=0\tverifytype=15\tindex={index}\n"
+        );
+        let path = format!("/iclock/cdata?SN={}&table=rtlog", self.sn);
+        self.exchange(live, Kind::Rtlog, "POST", &path, line.as_bytes(), |b| b.starts_with("OK")).await;
+    }
+
+    /// One request; the answer's body when it came with 200 and `accept` holds, else the error
+    /// is counted under `kind` and `None` returned.
+    async fn exchange(
+        &mut self,
+        live: &Live,
+        kind: Kind,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        accept: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        live.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = send(self.server, self.source, method, path, body).await;
+        let stats = self.outcome.kinds.entry(kind).or_insert_with(KindStats::new);
+        stats.requests += 1;
+        let _ = stats.latency_us.record(started.elapsed().as_micros().clamp(1, 600_000_000) as u64);
+        let failure = match result {
+            Ok((200, text)) if accept(&text) => return Some(text),
+            Ok((status, text)) => format!("{method} {path}: {status} {:?}", text.chars().take(120).collect::<String>()),
+            Err(e) => format!("{method} {path}: {e}"),
+        };
+        stats.errors += 1;
+        live.errors.fetch_add(1, Ordering::Relaxed);
+        self.outcome.errors.entry(kind).or_insert((0, failure)).0 += 1;
+        None
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of a Unix time (UTC).
+fn wall_clock(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One request as firmware sends it (HTTP/1.1, `Connection: close`), from `source` when given.
+async fn send(
+    server: SocketAddr,
+    source: Option<IpAddr>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {server}\r\nUser-Agent: iClock Proxy/1.09\r\nAccept: */*\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        if method == "POST" { "Content-Type: text/plain\r\n" } else { "" },
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    let exchange = async {
+        let mut stream = match source {
+            Some(ip) => {
+                let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+                socket.bind(SocketAddr::new(ip, 0)).map_err(|e| format!("bind {ip}: {e}"))?;
+                socket.connect(server).await.map_err(|e| format!("connect from {ip}: {e}"))?
+            }
+            None => TcpStream::connect(server).await.map_err(|e| format!("connect: {e}"))?,
+        };
+        stream.write_all(&request).await.map_err(|e| format!("write: {e}"))?;
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await.map_err(|e| format!("read: {e}"))?;
+        Ok::<_, String>(out)
+    };
+    let out = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| "no answer in 60 s".to_owned())??;
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").ok_or("not an HTTP answer")?;
+    let status =
+        String::from_utf8_lossy(&out[..split]).split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("no status")?;
+    Ok((status, String::from_utf8_lossy(&out[split + 4..]).into_owned()))
+}
+
+/// What the transactions API holds of the acknowledged punches.
+#[derive(Debug)]
+pub struct Verification {
+    pub acknowledged: usize,
+    /// Acknowledged, not stored.
+    pub missing: Vec<Punch>,
+    /// Stored more than once.
+    pub duplicated: Vec<(Punch, usize)>,
+    /// Stored for a fleet device but never acknowledged (an answer lost on the way: allowed).
+    pub unacknowledged_stored: usize,
+}
+
+impl Verification {
+    pub fn passed(&self) -> bool {
+        self.missing.is_empty() && self.duplicated.is_empty()
+    }
+
+    fn to_json(&self) -> Value {
+        let show = |p: &Punch| format!("{} {} {}", p.sn, p.pin, p.time);
+        json!({
+            "passed": self.passed(),
+            "acknowledged": self.acknowledged,
+            "missing": self.missing.iter().take(20).map(show).collect::<Vec<_>>(),
+            "missing_count": self.missing.len(),
+            "duplicated": self.duplicated.iter().take(20).map(|(p, n)| format!("{} ×{n}", show(p))).collect::<Vec<_>>(),
+            "duplicated_count": self.duplicated.len(),
+            "stored_unacknowledged": self.unacknowledged_stored,
+        })
+    }
+
+    fn to_text(&self) -> String {
+        if self.passed() {
+            return format!(
+                "verified: all {} acknowledged punches are stored exactly once ({} stored without an acknowledgement)\n",
+                self.acknowledged, self.unacknowledged_stored
+            );
+        }
+        let mut out = format!(
+            "VERIFICATION FAILED: of {} acknowledged punches, {} missing, {} stored more than once\n",
+            self.acknowledged,
+            self.missing.len(),
+            self.duplicated.len()
+        );
+        for p in self.missing.iter().take(10) {
+            out.push_str(&format!("  missing: {} PIN {} at {}\n", p.sn, p.pin, p.time));
+        }
+        for (p, n) in self.duplicated.iter().take(10) {
+            out.push_str(&format!("  stored {n} times: {} PIN {} at {}\n", p.sn, p.pin, p.time));
+        }
+        out
+    }
+}
+
+/// Reads every transaction through the API (`/iclock/api/transactions/`, page by page) and
+/// compares the fleet's devices' punches with what was acknowledged. `token` authenticates
+/// (`Authorization: Token …`).
+pub async fn verify(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    sn_prefix: &str,
+    acknowledged: &[Punch],
+) -> Result<Verification, VerifyError> {
+    let mut stored: HashMap<Punch, usize> = HashMap::new();
+    let mut url = Some(format!("{base}/iclock/api/transactions/?page_size=1000"));
+    while let Some(current) = url.take() {
+        let response = client
+            .get(&current)
+            .header("Authorization", format!("Token {token}"))
+            .send()
+            .await
+            .map_err(|source| VerifyError::Request { url: current.clone(), source })?;
+        let status = response.status();
+        let page: Value =
+            response.json().await.map_err(|source| VerifyError::NotJson { url: current.clone(), status, source })?;
+        if !status.is_success() {
+            return Err(VerifyError::Refused { url: current, status, answer: page });
+        }
+        for record in page["data"].as_array().into_iter().flatten() {
+            let sn = record["terminal_sn"].as_str().unwrap_or_default();
+            if !sn.starts_with(sn_prefix) {
+                continue;
+            }
+            let punch = Punch {
+                sn: sn.to_owned(),
+                pin: record["emp_code"].as_str().unwrap_or_default().to_owned(),
+                time: record["punch_time"].as_str().unwrap_or_default().to_owned(),
+            };
+            *stored.entry(punch).or_default() += 1;
+        }
+        url = page["next"].as_str().map(str::to_owned);
+    }
+    let mut verification = Verification {
+        acknowledged: acknowledged.len(),
+        missing: Vec::new(),
+        duplicated: Vec::new(),
+        unacknowledged_stored: 0,
+    };
+    let mut acked: HashMap<&Punch, ()> = HashMap::with_capacity(acknowledged.len());
+    for punch in acknowledged {
+        acked.insert(punch, ());
+        match stored.get(punch).copied().unwrap_or(0) {
+            0 => verification.missing.push(punch.clone()),
+            1 => {}
+            n => verification.duplicated.push((punch.clone(), n)),
+        }
+    }
+    verification.unacknowledged_stored = stored.keys().filter(|p| !acked.contains_key(p)).count();
+    Ok(verification)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_clock_is_the_civil_utc_time() {
+        assert_eq!(wall_clock(0), "1970-01-01 00:00:00");
+        assert_eq!(wall_clock(1_795_176_000), "2026-11-20 12:00:00");
+        assert_eq!(wall_clock(951_782_400), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn punch_waits_stay_near_their_mean() {
+        let mut rng = Rng(7);
+        let mean = Duration::from_secs(10);
+        let waits: Vec<Duration> = (0..10_000).map(|_| rng.around(mean)).collect();
+        assert!(waits.iter().all(|w| *w >= mean / 10 && *w <= mean * 5));
+        let average = waits.iter().sum::<Duration>() / 10_000;
+        assert!(average > Duration::from_secs(8) && average < Duration::from_secs(12), "{average:?}");
+    }
+}
