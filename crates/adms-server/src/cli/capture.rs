@@ -6,7 +6,6 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use adms_server::Config;
 
@@ -37,13 +36,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 impl Capture {
     pub async fn run(self, config: &Config) -> anyhow::Result<()> {
         let authority = match &self.server {
-            Some(url) => url
-                .strip_prefix("http://")
-                .map(|rest| rest.trim_end_matches('/').to_owned())
-                .filter(|a| !a.is_empty() && !a.contains('/'))
+            Some(url) => super::local_http::authority(url)
                 .with_context(|| format!("--server must be http://HOST:PORT, got `{url}`"))?,
-            None if config.listen.ip().is_unspecified() => format!("127.0.0.1:{}", config.listen.port()),
-            None => config.listen.to_string(),
+            None => super::local_http::local_authority(config),
         };
         let body = serde_json::json!({ "sn": self.sn, "for_secs": self.duration.as_secs() }).to_string();
         let request = format!(
@@ -52,21 +47,8 @@ impl Capture {
             self.token,
             body.len()
         );
-        let exchange = async {
-            let mut stream = tokio::net::TcpStream::connect(&authority).await?;
-            stream.write_all(request.as_bytes()).await?;
-            let mut answer = Vec::new();
-            stream.read_to_end(&mut answer).await?;
-            Ok::<_, std::io::Error>(answer)
-        };
-        let answer = tokio::time::timeout(Duration::from_secs(30), exchange)
-            .await
-            .with_context(|| format!("no answer from {authority} within 30 s"))?
-            .with_context(|| format!("reaching the server at {authority}"))?;
-        let answer = String::from_utf8_lossy(&answer);
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-        let status = head.split(' ').nth(1).unwrap_or_default();
-        if status != "200" {
+        let (status, body) = super::local_http::exchange(&authority, &request, Duration::from_secs(30)).await?;
+        if status != 200 {
             bail!("the server refused: {status} {body}");
         }
         let minutes = self.duration.as_secs().div_ceil(60);

@@ -9,6 +9,8 @@ mod capture;
 mod config;
 mod database;
 mod device;
+mod local_http;
+mod probe;
 mod secrets;
 mod serve;
 mod token;
@@ -88,6 +90,8 @@ enum Command {
     },
     /// Record one device's traffic on a running server for a while (`POST /api/v1/capture`).
     Capture(capture::Capture),
+    /// Exit 0 when the server's `/readyz` answers 200, 1 otherwise (a container health check).
+    Probe(probe::Probe),
     /// Webhook signing secrets at rest.
     Secrets {
         #[command(subcommand)]
@@ -125,6 +129,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::MigrateData { from, to } => database::migrate_data(&from, &to).await,
         Command::Secrets { action } => secrets::run(action, &config).await,
         Command::Capture(capture) => capture.run(&config).await,
+        Command::Probe(probe) => probe.run(&config).await,
     }
 }
 

@@ -22,6 +22,7 @@ mod readme;
 mod replay_binary;
 mod roles;
 mod secrets_at_rest;
+mod topology;
 mod transactions_export;
 mod users_scopes_audit;
 mod webhook_api;

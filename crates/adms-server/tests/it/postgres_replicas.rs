@@ -4,8 +4,8 @@
 //! Every acknowledged punch is stored once with a gapless `seq`, each event reaches the
 //! receiver under its one id, and each queued command is handed out once.
 //!
-//! These stories are about PostgreSQL: they run on it whatever engine the rest of the suite
-//! uses.
+//! These stories are about PostgreSQL: they make their own PostgreSQL database, and run in the
+//! suite's PostgreSQL run (`ADMS_TEST_DATABASE=postgres`; skipped, saying so, in the SQLite run).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,14 +19,34 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::common::webhooks::{Receiver, SECRET};
 use crate::common::{Api, RawResponse, Server, eventually, eventually_within, parse_response};
 
-const DEVICES: usize = 50;
-const UPLOADS: usize = 20;
-const LINES: usize = 20;
+/// The terminals of a story: how many, how many uploads of how many new lines each, and the
+/// prefix of their serial numbers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fleet {
+    pub devices: usize,
+    pub uploads: usize,
+    pub lines: usize,
+    pub prefix: &'static str,
+}
+
+impl Fleet {
+    pub fn sn(&self, d: usize) -> String {
+        format!("{}{d:03}", self.prefix)
+    }
+
+    pub fn punches(&self) -> usize {
+        self.devices * self.uploads * self.lines
+    }
+}
+
+/// 20,000 punches from 50 devices.
+const TWO_PROCESSES: Fleet = Fleet { devices: 50, uploads: 20, lines: 20, prefix: "PGREP" };
+
 /// Each upload repeats the last lines of the one before (a terminal re-sending after a lost OK).
 const OVERLAP: usize = 5;
 
 /// One request to `addr`; `None` when the process is gone (connection refused or reset).
-async fn try_request(addr: &str, head: &str, body: &[u8]) -> Option<RawResponse> {
+pub(crate) async fn try_request(addr: &str, head: &str, body: &[u8]) -> Option<RawResponse> {
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let mut request = head.as_bytes().to_vec();
     request.extend_from_slice(format!("\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
@@ -37,20 +57,20 @@ async fn try_request(addr: &str, head: &str, body: &[u8]) -> Option<RawResponse>
     (out.windows(4).any(|w| w == b"\r\n\r\n")).then(|| parse_response(&out))
 }
 
-fn head(method: &str, addr: &str, path: &str) -> String {
+pub(crate) fn head(method: &str, addr: &str, path: &str) -> String {
     format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: iClock Proxy/1.09\r\nContent-Type: text/plain")
 }
 
 /// The `line`th punch of device `d`: a distinct PIN and minute per line.
-fn punch_line(d: usize, line: usize) -> String {
+pub(crate) fn punch_line(d: usize, line: usize) -> String {
     format!("{}\t2026-04-{:02} {:02}:{:02}:00\t0\t1\t0\t0\t0", 100 + d, 1 + line / 600, (line / 60) % 10, line % 60)
 }
 
 /// Where the processes listen now (a restarted one listens on a new port).
-type Addresses = Arc<RwLock<Vec<String>>>;
+pub(crate) type Addresses = Arc<RwLock<Vec<String>>>;
 
 /// The environment of every process: the shared database, its key, the webhook receiver.
-fn env<'a>(database: &'a FreshDatabase, key: &'a str, receiver_url: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn env<'a>(database: &'a FreshDatabase, key: &'a str, receiver_url: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("ADMS_DATABASE_URL", database.url()),
         ("ADMS_SECRET_KEY", key),
@@ -61,32 +81,41 @@ fn env<'a>(database: &'a FreshDatabase, key: &'a str, receiver_url: &'a str) -> 
 
 /// What the devices saw.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// Per device: every line acknowledged by an `OK: n`.
-    acknowledged: BTreeMap<usize, BTreeSet<usize>>,
+    pub acknowledged: BTreeMap<usize, BTreeSet<usize>>,
     /// Every command id handed out by a poll (with repeats, if any).
-    handed_out: Vec<i64>,
+    pub handed_out: Vec<i64>,
     /// Requests that failed (process gone, or an error status): the device retried them.
-    failures: usize,
+    pub failures: usize,
 }
 
 /// Device `d`: uploads its lines in overlapping batches to whichever process, polls for
 /// commands and answers them, retrying anything that failed on the other process.
-async fn run_device(d: usize, addresses: Addresses, seen: Arc<Mutex<Seen>>, uploaded: Arc<AtomicUsize>) {
-    let sn = format!("PGREP{d:03}");
-    for k in 0..UPLOADS {
-        let first = (k * LINES).saturating_sub(OVERLAP);
-        let lines: Vec<usize> = (first..(k + 1) * LINES).collect();
+pub(crate) async fn run_device(
+    fleet: Fleet,
+    d: usize,
+    addresses: Addresses,
+    seen: Arc<Mutex<Seen>>,
+    uploaded: Arc<AtomicUsize>,
+) {
+    let sn = fleet.sn(d);
+    for k in 0..fleet.uploads {
+        let first = (k * fleet.lines).saturating_sub(OVERLAP);
+        let lines: Vec<usize> = (first..(k + 1) * fleet.lines).collect();
         let body: String = lines.iter().map(|&l| punch_line(d, l) + "\n").collect();
         let mut attempt = 0;
         loop {
-            let addr = { addresses.read().unwrap()[(d + k + attempt) % 2].clone() };
+            let addr = {
+                let addresses = addresses.read().unwrap();
+                addresses[(d + k + attempt) % addresses.len()].clone()
+            };
             let path = format!("/iclock/cdata?SN={sn}&table=ATTLOG&Stamp={}", k + 1);
             let answer = try_request(&addr, &head("POST", &addr, &path), body.as_bytes()).await;
             match answer {
                 Some(r) if r.status == 200 && r.text() == format!("OK: {}", lines.len()) => {
                     seen.lock().unwrap().acknowledged.entry(d).or_default().extend(lines.iter().copied());
-                    uploaded.fetch_add(LINES, Ordering::Relaxed);
+                    uploaded.fetch_add(fleet.lines, Ordering::Relaxed);
                     break;
                 }
                 Some(r) => assert!(r.status >= 500, "device {sn} upload {k}: {} {}", r.status, r.text()),
@@ -104,8 +133,11 @@ async fn run_device(d: usize, addresses: Addresses, seen: Arc<Mutex<Seen>>, uplo
 }
 
 /// One poll (on the process `k` picks) and the answers to the commands it brought.
-async fn poll_and_answer(d: usize, sn: &str, k: usize, addresses: &Addresses, seen: &Mutex<Seen>) {
-    let addr = { addresses.read().unwrap()[(d + k + 1) % 2].clone() };
+pub(crate) async fn poll_and_answer(d: usize, sn: &str, k: usize, addresses: &Addresses, seen: &Mutex<Seen>) {
+    let addr = {
+        let addresses = addresses.read().unwrap();
+        addresses[(d + k + 1) % addresses.len()].clone()
+    };
     let Some(r) = try_request(&addr, &head("GET", &addr, &format!("/iclock/getrequest?SN={sn}")), b"").await else {
         return;
     };
@@ -117,14 +149,17 @@ async fn poll_and_answer(d: usize, sn: &str, k: usize, addresses: &Addresses, se
     seen.lock().unwrap().handed_out.extend(&ids);
     let results: String = ids.iter().map(|id| format!("ID={id}&Return=0&CMD=DATA\n")).collect();
     // The results go to the other process.
-    let other = { addresses.read().unwrap()[(d + k) % 2].clone() };
+    let other = {
+        let addresses = addresses.read().unwrap();
+        addresses[(d + k) % addresses.len()].clone()
+    };
     let path = format!("/iclock/devicecmd?SN={sn}");
     let _ = try_request(&other, &head("POST", &other, &path), results.as_bytes()).await;
 }
 
 /// Every acknowledged punch stored exactly once, with a gapless `seq` per device, read through
 /// the store as another process would (punches are not sealed: no key needed).
-async fn assert_stored_once_gapless(database: &FreshDatabase, seen: &Seen) {
+pub(crate) async fn assert_stored_once_gapless(database: &FreshDatabase, seen: &Seen, fleet: Fleet) {
     let store =
         adms_store::Store::open(database.url(), adms_store::StoreOptions { max_connections: 2, ..Default::default() })
             .await
@@ -136,7 +171,7 @@ async fn assert_stored_once_gapless(database: &FreshDatabase, seen: &Seen) {
         per_device.entry(row.terminal_sn).or_default().push((row.seq, format!("{}\t{}", row.emp_code, row.punch_time)));
     }
     for (d, lines) in &seen.acknowledged {
-        let sn = format!("PGREP{d:03}");
+        let sn = fleet.sn(*d);
         let stored = per_device.get(&sn).cloned().unwrap_or_default();
         let expected: BTreeSet<String> =
             lines.iter().map(|&l| punch_line(*d, l).splitn(3, '\t').take(2).collect::<Vec<_>>().join("\t")).collect();
@@ -152,6 +187,7 @@ async fn assert_stored_once_gapless(database: &FreshDatabase, seen: &Seen) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_one_killed_keep_every_punch_event_and_command_once() {
+    crate::postgres_run_only!("a story of PostgreSQL replicas");
     let database = FreshDatabase::create().await;
     let key = adms_vault::SecretKey::generate().to_base64();
     let receiver = Receiver::start().await;
@@ -164,8 +200,9 @@ async fn two_processes_one_killed_keep_every_punch_event_and_command_once() {
     // Two commands per device, queued through one process before the devices start.
     let api = Api::login(&servers[1]).await;
     let mut queued = BTreeSet::new();
-    for d in 0..DEVICES {
-        let sn = format!("PGREP{d:03}");
+    let fleet = TWO_PROCESSES;
+    for d in 0..fleet.devices {
+        let sn = fleet.sn(d);
         let r = try_request(
             &servers[1].addr,
             &head("GET", &servers[1].addr, &format!("/iclock/cdata?SN={sn}&options=all")),
@@ -184,13 +221,13 @@ async fn two_processes_one_killed_keep_every_punch_event_and_command_once() {
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let uploaded = Arc::new(AtomicUsize::new(0));
-    let devices: Vec<_> = (0..DEVICES)
-        .map(|d| tokio::spawn(run_device(d, Arc::clone(&addresses), Arc::clone(&seen), Arc::clone(&uploaded))))
+    let devices: Vec<_> = (0..fleet.devices)
+        .map(|d| tokio::spawn(run_device(fleet, d, Arc::clone(&addresses), Arc::clone(&seen), Arc::clone(&uploaded))))
         .collect();
 
     // SIGKILL the first process once about a third of the punches are in, then start it again.
     eventually("a third of the punches are acknowledged", async || {
-        uploaded.load(Ordering::Relaxed) >= DEVICES * UPLOADS * LINES / 3
+        uploaded.load(Ordering::Relaxed) >= fleet.punches() / 3
     })
     .await;
     servers[0].kill();
@@ -200,14 +237,14 @@ async fn two_processes_one_killed_keep_every_punch_event_and_command_once() {
         device.await.unwrap();
     }
     // Commands not yet handed out go at the last polls, on either process.
-    for d in 0..DEVICES {
-        poll_and_answer(d, &format!("PGREP{d:03}"), d, &addresses, &seen).await;
+    for d in 0..fleet.devices {
+        poll_and_answer(d, &fleet.sn(d), d, &addresses, &seen).await;
     }
 
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     let total: usize = seen.acknowledged.values().map(BTreeSet::len).sum();
-    assert_eq!(total, DEVICES * UPLOADS * LINES, "every line acknowledged in the end");
-    assert_stored_once_gapless(&database, &seen).await;
+    assert_eq!(total, fleet.punches(), "every line acknowledged in the end");
+    assert_stored_once_gapless(&database, &seen, fleet).await;
 
     let mut handed = seen.handed_out.clone();
     handed.sort_unstable();
@@ -218,7 +255,7 @@ async fn two_processes_one_killed_keep_every_punch_event_and_command_once() {
     // Every punch's event arrives, and only ever under its one id.
     // 20,000 deliveries from two processes on two shared cores: longer than `eventually` waits.
     let delivered = || receiver.of_type("attendance.punch").into_iter().map(|r| r.id).collect::<BTreeSet<_>>().len();
-    let all = DEVICES * UPLOADS * LINES;
+    let all = fleet.punches();
     eventually_within(Duration::from_secs(120), &format!("all {all} punch events are delivered"), async || {
         delivered() >= all
     })
@@ -229,7 +266,7 @@ async fn two_processes_one_killed_keep_every_punch_event_and_command_once() {
         let key = format!("{}/{}/{}", data["device"]["sn"], data["pin"], data["local_time"]);
         ids_of.entry(key).or_default().insert(r.id);
     }
-    assert_eq!(ids_of.len(), DEVICES * UPLOADS * LINES);
+    assert_eq!(ids_of.len(), fleet.punches());
     assert!(ids_of.values().all(|ids| ids.len() == 1), "a punch's event came under two ids");
     assert!(seen.failures > 0, "the kill must have failed some requests for this story to mean anything");
 }
@@ -239,6 +276,7 @@ async fn two_processes_one_killed_keep_every_punch_event_and_command_once() {
 /// again is stored completely and once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_terminated_by_postgres_never_give_a_false_ok() {
+    crate::postgres_run_only!("a story of PostgreSQL's connections");
     use sqlx::Connection as _;
     let database = FreshDatabase::create().await;
     let key = adms_vault::SecretKey::generate().to_base64();
@@ -250,8 +288,9 @@ async fn connections_terminated_by_postgres_never_give_a_false_ok() {
     let addresses: Addresses = Arc::new(RwLock::new(vec![server.addr.clone(), server.addr.clone()]));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let uploaded = Arc::new(AtomicUsize::new(0));
+    let fleet = TWO_PROCESSES;
     let devices: Vec<_> = (0..10)
-        .map(|d| tokio::spawn(run_device(d, Arc::clone(&addresses), Arc::clone(&seen), Arc::clone(&uploaded))))
+        .map(|d| tokio::spawn(run_device(fleet, d, Arc::clone(&addresses), Arc::clone(&seen), Arc::clone(&uploaded))))
         .collect();
     let database_name = database.url().rsplit('/').next().unwrap().to_owned();
     let mut admin = sqlx::PgConnection::connect(&adms_store::testing::admin_url()).await.unwrap();
@@ -274,6 +313,6 @@ async fn connections_terminated_by_postgres_never_give_a_false_ok() {
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(terminated > 0, "connections must have been terminated");
     assert!(seen.failures > 0, "some uploads must have failed for this story to mean anything");
-    assert_stored_once_gapless(&database, &seen).await;
+    assert_stored_once_gapless(&database, &seen, fleet).await;
     drop(server);
 }

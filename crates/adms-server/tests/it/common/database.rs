@@ -45,13 +45,31 @@ macro_rules! sqlite_only {
     };
 }
 
+/// Ends a story about PostgreSQL itself (several processes on one database, connections it
+/// drops) in the suite's SQLite run: it makes its own PostgreSQL database whatever the suite's
+/// engine, so the PostgreSQL run (`ADMS_TEST_DATABASE=postgres`, part of CI) is enough.
+#[macro_export]
+macro_rules! postgres_run_only {
+    ($reason:expr) => {
+        if $crate::common::engine() != $crate::common::Engine::Postgres {
+            $crate::common::database::skipped_as("PostgreSQL run only", $reason);
+            return;
+        }
+    };
+}
+
 /// Says that the current test stopped because it is SQLite-only: on stderr itself, not through
 /// `eprintln!`, so that the line shows even though the test passes (the test harness keeps a
 /// passing test's printed output to itself).
 pub fn skipped(reason: &str) {
+    skipped_as("SQLite-only", reason);
+}
+
+/// Says that the current test stopped, and why (`what`: the kind of test it is).
+pub fn skipped_as(what: &str, reason: &str) {
     use std::io::Write as _;
     let test = std::thread::current().name().unwrap_or("?").to_owned();
-    let line = format!("SQLite-only ({test}): {reason}; skipped on {:?}\n", engine());
+    let line = format!("{what} ({test}): {reason}; skipped on {:?}\n", engine());
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 

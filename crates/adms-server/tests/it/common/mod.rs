@@ -112,9 +112,26 @@ impl Server {
         Server { process: Process::InProcess(task), addr, dir: dir.to_owned(), db }
     }
 
+    /// [`Server::start`] on a given address (a replica restarted where a proxy expects it).
+    pub fn start_on(dir: &Path, env: &[(&str, &str)], listen: &str) -> Server {
+        let db = Database::of(dir);
+        let mut server = Server {
+            process: Process::Child(Server::spawn_on(&db, env, listen)),
+            addr: String::new(),
+            dir: dir.to_owned(),
+            db,
+        };
+        server.addr = server.listening_address();
+        server
+    }
+
     fn spawn(db: &Database, env: &[(&str, &str)]) -> Child {
+        Server::spawn_on(db, env, "127.0.0.1:0")
+    }
+
+    fn spawn_on(db: &Database, env: &[(&str, &str)], listen: &str) -> Child {
         let mut cmd = db.command();
-        cmd.args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.args(["serve", "--listen", listen]).stdout(Stdio::piped()).stderr(Stdio::inherit());
         for (k, v) in HARNESS_ENV.iter().chain(env) {
             cmd.env(k, v);
         }
