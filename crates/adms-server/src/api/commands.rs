@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use adms_protocol::{DeviceCommand, LocalDateTime};
+use adms_protocol::DeviceCommand;
 use adms_store::{CommandRow, EnqueueOutcome, NewCommand, StoreError};
 
 use super::auth::Authenticated;
@@ -18,7 +18,7 @@ use super::pagination::{Envelope, ListRequest};
 use super::request::rules::{self, required, string_or_null};
 use super::request::{Field, FieldErrors, JsonObject};
 use super::{ApiError, openapi};
-use crate::services::commands::{default_expiry, enqueue};
+use crate::services::commands::{action_commands, default_expiry, enqueue, strict_command};
 use crate::state::SharedState;
 
 /// `POST /api/v1/devices/{sn}/commands` body. Unknown fields are refused; every invalid field
@@ -167,22 +167,6 @@ fn store_error(error: StoreError) -> ApiError {
 
 async fn device_id(state: &SharedState, sn: &str) -> Result<i64, ApiError> {
     Ok(state.store.device_by_sn(sn).await?.ok_or(ApiError::NotFound)?.id)
-}
-
-/// A [`DeviceCommand`] that refuses keys it does not know. Its variants refuse unknown fields,
-/// but serde lets anything through beside the tag of a variant without fields
-/// (`{"type": "reboot", "pin": "1"}`), and a caller who sent a field expects it to mean
-/// something. A key is unknown when it is not in the command as read back (`null` is allowed
-/// for optional fields, which read back absent).
-fn strict_command(value: &Value) -> Result<DeviceCommand, String> {
-    let command = DeviceCommand::deserialize(value).map_err(|e| e.to_string())?;
-    let read_back = serde_json::to_value(&command).map_err(|e| e.to_string())?;
-    if let (Some(sent), Some(known)) = (value.as_object(), read_back.as_object())
-        && let Some(key) = sent.keys().find(|k| !known.contains_key(*k) && !sent[*k].is_null())
-    {
-        return Err(format!("unknown field `{key}` for command `{}`", command.kind()));
-    }
-    Ok(command)
 }
 
 /// Queue a command for a device.
@@ -362,33 +346,6 @@ pub enum TerminalAction {
     SyncTime,
     ReadInfo,
     ClearCommand,
-}
-
-/// The commands a ZKBio Time terminal action queues (`biotime_api.md` §2.3); `None` for an
-/// action we do not know. `clear_command` queues nothing: it cancels.
-fn action_commands(action: &str, local_now: LocalDateTime) -> Option<Vec<DeviceCommand>> {
-    let since = LocalDateTime { year: 2000, month: 1, day: 1, hour: 0, minute: 0, second: 0 };
-    // The device's log up to a day ahead, so a clock slightly fast loses nothing.
-    let until = LocalDateTime { year: local_now.year.saturating_add(1), ..local_now };
-    let all_attendance = DeviceCommand::QueryAttlog { start_time: since, end_time: until };
-    Some(match action {
-        "reboot" => vec![DeviceCommand::Reboot],
-        // Re-upload of the attendance log: the device re-sends the punches of the range as
-        // ordinary uploads, which de-duplication turns into no new rows for the ones we have.
-        "upload_transaction" => vec![all_attendance],
-        // Everything: a new handshake (tables whose stamp is 0 are re-uploaded), all users, and
-        // the attendance log.
-        "upload_all" => vec![DeviceCommand::Check, DeviceCommand::QueryUserinfo { pin: None }, all_attendance],
-        "clear_capture" => vec![DeviceCommand::ClearPhoto],
-        "clear_all" => vec![DeviceCommand::ClearData],
-        // Named as in the ZKBio Time console; not in the REST note, offered for completeness.
-        "clear_attendance" => vec![DeviceCommand::ClearLog],
-        // Attendance firmware sets its clock from the handshake reply (Date + TimeZone).
-        "sync_time" => vec![DeviceCommand::Check],
-        "read_info" => vec![DeviceCommand::Info],
-        "clear_command" => vec![],
-        _ => return None,
-    })
 }
 
 /// Run a terminal action: queue its commands for each terminal.

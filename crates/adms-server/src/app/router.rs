@@ -44,6 +44,7 @@ pub fn router(state: SharedState) -> Router {
     let _ = state.documents.set(crate::api::openapi::render_documents(&doc));
     let max_body_bytes = state.config.http.max_body_bytes;
     let routes = routes
+        .merge(crate::console::routes())
         .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .with_state(state.clone());
