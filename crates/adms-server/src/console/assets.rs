@@ -23,7 +23,11 @@ const ASSETS: [Asset; 3] = [
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/console/htmx-4.0.1.min.js"),
     },
-    Asset { name: CSS, content_type: "text/css; charset=utf-8", body: include_bytes!("../../assets/console/console.css") },
+    Asset {
+        name: CSS,
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../assets/console/console.css"),
+    },
     Asset {
         name: "htmx-LICENSE.txt",
         content_type: "text/plain; charset=utf-8",

@@ -510,13 +510,16 @@ pub async fn rejected_lines(
 ) -> Result<Response, ConsoleError> {
     let page_no = match query.page.as_str() {
         "" => 0,
-        text => text.parse::<i64>().ok().filter(|n| (0..10_000).contains(n)).ok_or_else(|| {
-            ConsoleError::BadRequest("Unknown page in the address.".into())
-        })?,
+        text => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (0..10_000).contains(n))
+            .ok_or_else(|| ConsoleError::BadRequest("Unknown page in the address.".into()))?,
     };
     let page = Page { offset: page_no * REJECTED_PER_PAGE, limit: REJECTED_PER_PAGE };
     let (count, rows) = state.store.list_rejected_lines(None, page).await?;
-    let next_page = (page.offset + REJECTED_PER_PAGE < count).then(|| format!("/ui/rejected-lines?page={}", page_no + 1));
+    let next_page =
+        (page.offset + REJECTED_PER_PAGE < count).then(|| format!("/ui/rejected-lines?page={}", page_no + 1));
     render(&RejectedPage {
         layout: Layout::of(&user),
         nav: "overview",

@@ -19,11 +19,11 @@
 //! - A password change or a disabled account ends the sessions (the store compares the
 //!   account's version), like the API's tokens.
 
+use askama::Template;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use askama::Template;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -120,7 +120,9 @@ fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -
 /// redirect to another site, `//host` included).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(path) if (path == "/ui" || path.starts_with("/ui/") || path.starts_with("/ui?")) && !path.contains('\\') => {
+        Some(path)
+            if (path == "/ui" || path.starts_with("/ui/") || path.starts_with("/ui?")) && !path.contains('\\') =>
+        {
             path.to_owned()
         }
         _ => "/ui/".to_owned(),
@@ -203,7 +205,9 @@ fn login_form(status: StatusCode, headers: &HeaderMap, next: &str, username: &st
         Err(error) => return error.into_response(),
     };
     *response.status_mut() = status;
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &csrf, "/ui/login", 3600, over_https(headers)));
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &csrf, "/ui/login", 3600, over_https(headers)));
     response
 }
 
@@ -276,7 +280,11 @@ pub async fn login(State(state): State<SharedState>, request: Request) -> Result
 pub struct NoFields {}
 
 /// `POST /ui/logout`: the session ends in the database, and the cookie in the browser.
-pub async fn logout(headers: HeaderMap, State(state): State<SharedState>, form: CsrfForm<NoFields>) -> Result<Response, ConsoleError> {
+pub async fn logout(
+    headers: HeaderMap,
+    State(state): State<SharedState>,
+    form: CsrfForm<NoFields>,
+) -> Result<Response, ConsoleError> {
     let CsrfForm(user, NoFields {}) = form;
     state.store.end_console_session(&sha256(user.token.as_bytes()), now_micros()).await?;
     tracing::info!(user = %user.name, "console session ended by logout");

@@ -47,7 +47,6 @@ pub fn strict_command(value: &Value) -> Result<DeviceCommand, String> {
     Ok(command)
 }
 
-
 /// A command as the API and the console read it: strictly ([`strict_command`]), then checked as
 /// the device line it becomes. The error names the field, as `field: message`.
 pub fn validate_command(value: &Value) -> Result<DeviceCommand, String> {
@@ -97,4 +96,3 @@ pub fn action_commands(action: &str, local_now: LocalDateTime) -> Option<Vec<Dev
         _ => return None,
     })
 }
-

@@ -5,6 +5,7 @@ mod captures;
 mod cli_ops;
 mod commands;
 mod common;
+mod console;
 mod crash_recovery;
 mod device_session;
 mod device_trust;

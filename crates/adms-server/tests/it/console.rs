@@ -1,0 +1,360 @@
+//! The operator console over HTTP (issue 18): every `/ui/` route needs a console session, the
+//! session is no API credential and API credentials open no console page, every form needs
+//! its CSRF token, the login is the API's (same lock-out), what devices wrote is escaped, the
+//! device list pages, and every answer carries the security headers. (The same in a real
+//! browser: `console_browser`.)
+
+use crate::common;
+
+use common::{ADMIN_PASSWORD, ADMIN_USER, Api, Device, Server};
+
+/// A browser without JavaScript: cookies kept by hand, redirects not followed (each answer
+/// is looked at).
+pub struct Console {
+    pub client: reqwest::Client,
+    pub base: String,
+    /// `name=value` of the session cookie once logged in.
+    pub cookie: Option<String>,
+}
+
+/// The value of `name="<field>" value="…"` in a page (the forms' hidden fields).
+pub fn hidden_field(page: &str, field: &str) -> Option<String> {
+    let marker = format!("name=\"{field}\" value=\"");
+    let start = page.find(&marker)? + marker.len();
+    let end = page[start..].find('"')?;
+    Some(page[start..start + end].to_owned())
+}
+
+/// `name=value` of cookie `name` among a response's `Set-Cookie` headers, with the whole header.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    response.headers().get_all(reqwest::header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        let pair = v.split(';').next()?.trim();
+        pair.starts_with(&format!("{name}=")).then(|| (pair.to_owned(), v.to_owned()))
+    })
+}
+
+impl Console {
+    pub fn new(server: &Server) -> Console {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Console { client, base: format!("http://{}", server.addr), cookie: None }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}{path}", self.base)).header("Accept", "text/html");
+        if let Some(cookie) = &self.cookie {
+            request = request.header("Cookie", cookie);
+        }
+        request.send().await.expect("GET")
+    }
+
+    pub async fn page(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.text().await.expect("page")
+    }
+
+    /// Posts a form as a browser does (the cookie, url-encoded fields).
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}{path}", self.base)).form(fields);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("Cookie", cookie);
+        }
+        request.send().await.expect("POST")
+    }
+
+    /// The login form's answer for these credentials (the form's CSRF value and cookie as a
+    /// browser sends them back).
+    pub async fn try_login(&self, username: &str, password: &str) -> reqwest::Response {
+        let form = self.client.get(format!("{}/ui/login", self.base)).send().await.expect("login page");
+        let (login_cookie, _) = set_cookie(&form, "adms_console_login").expect("the login form's cookie");
+        let csrf = hidden_field(&form.text().await.expect("page"), "csrf_token").expect("the login form's token");
+        self.client
+            .post(format!("{}/ui/login", self.base))
+            .header("Cookie", login_cookie)
+            .form(&[("username", username), ("password", password), ("csrf_token", &csrf), ("next", "/ui/")])
+            .send()
+            .await
+            .expect("login")
+    }
+
+    pub async fn login(server: &Server) -> Console {
+        let mut console = Console::new(server);
+        let response = console.try_login(ADMIN_USER, ADMIN_PASSWORD).await;
+        assert_eq!(response.status(), 303, "logged in");
+        let (cookie, _) = set_cookie(&response, "adms_console").expect("session cookie");
+        console.cookie = Some(cookie);
+        console
+    }
+
+    /// The CSRF token of the session, from a page.
+    pub async fn csrf(&self) -> String {
+        hidden_field(&self.page("/ui/").await, "csrf_token").expect("a form with the token")
+    }
+}
+
+/// Every page and form of the console, as `(method, path)`.
+const ROUTES: [(&str, &str); 14] = [
+    ("GET", "/ui/"),
+    ("GET", "/ui/devices"),
+    ("GET", "/ui/devices/SN1"),
+    ("GET", "/ui/devices/SN1/commands"),
+    ("GET", "/ui/rejected-lines"),
+    ("GET", "/ui/anything-else"),
+    ("POST", "/ui/logout"),
+    ("POST", "/ui/devices/SN1/approve"),
+    ("POST", "/ui/devices/SN1/reject"),
+    ("POST", "/ui/devices/SN1/alias"),
+    ("POST", "/ui/devices/SN1/area"),
+    ("POST", "/ui/devices/SN1/action"),
+    ("POST", "/ui/devices/SN1/commands"),
+    ("POST", "/ui/commands/1/cancel"),
+];
+
+#[tokio::test]
+async fn every_console_route_needs_a_console_session_and_api_credentials_open_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let api = Api::login(&server).await;
+    Device { server: &server, sn: "SN1".into() }.handshake().await;
+    let anonymous = Console::new(&server);
+    for (method, path) in ROUTES {
+        for authorization in [None, Some(format!("Token {}", api.token)), Some(format!("Bearer {}", api.token))] {
+            let mut request = match method {
+                "GET" => anonymous.client.get(format!("{}{path}", anonymous.base)).header("Accept", "text/html"),
+                _ => anonymous.client.post(format!("{}{path}", anonymous.base)).form(&[("csrf_token", "x")]),
+            };
+            if let Some(value) = &authorization {
+                request = request.header("Authorization", value);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            if method == "GET" {
+                assert_eq!(status, 303, "{method} {path} with {authorization:?}");
+                let location = response.headers()["location"].to_str().unwrap().to_owned();
+                assert!(location.starts_with("/ui/login?next="), "{path}: {location}");
+            } else {
+                assert!(matches!(status, 401 | 403), "{method} {path} with {authorization:?}: {status}");
+            }
+        }
+    }
+    // No POST went through: nothing was queued for the device.
+    let commands = api.get("/api/v1/devices/SN1/commands").await;
+    assert_eq!(commands["count"], 0);
+}
+
+#[tokio::test]
+async fn the_console_cookie_opens_no_api_route_and_carries_its_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let console = Console::new(&server);
+    let response = console.try_login(ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/ui/");
+    let (cookie, header) = set_cookie(&response, "adms_console").expect("session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=28800"] {
+        assert!(header.contains(attribute), "{header}");
+    }
+    assert!(!header.contains("Secure"), "plain HTTP without a proxy saying otherwise: {header}");
+    let token = cookie.split_once('=').unwrap().1.to_owned();
+    for path in ["/api/v1/users", "/iclock/api/terminals/", "/api/v1/rejected-lines", "/metrics"] {
+        let with_cookie = console.client.get(format!("{}{path}", console.base)).header("Cookie", &cookie).send();
+        assert_eq!(with_cookie.await.unwrap().status(), 401, "{path} with the console cookie");
+        let as_token =
+            console.client.get(format!("{}{path}", console.base)).header("Authorization", format!("Token {token}"));
+        assert_eq!(as_token.send().await.unwrap().status(), 401, "{path} with the console token as an API token");
+    }
+    // Behind a TLS proxy the cookie is Secure.
+    let form = console.client.get(format!("{}/ui/login", console.base)).send().await.unwrap();
+    let (login_cookie, _) = set_cookie(&form, "adms_console_login").unwrap();
+    let csrf = hidden_field(&form.text().await.unwrap(), "csrf_token").unwrap();
+    let response = console
+        .client
+        .post(format!("{}/ui/login", console.base))
+        .header("Cookie", login_cookie)
+        .header("X-Forwarded-Proto", "https")
+        .form(&[("username", ADMIN_USER), ("password", ADMIN_PASSWORD), ("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    let (_, header) = set_cookie(&response, "adms_console").expect("session cookie");
+    assert!(header.contains("Secure"), "{header}");
+}
+
+#[tokio::test]
+async fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "pending")]).await;
+    Device { server: &server, sn: "PEND1".into() }.handshake().await;
+    let console = Console::login(&server).await;
+    let other = Console::login(&server).await;
+    let others_token = other.csrf().await;
+    let own = console.csrf().await;
+    assert_ne!(own, others_token, "tokens are per session");
+    for fields in
+        [vec![], vec![("csrf_token", "")], vec![("csrf_token", "00ff")], vec![("csrf_token", others_token.as_str())]]
+    {
+        let response = console.post("/ui/devices/PEND1/approve", &fields).await;
+        assert_eq!(response.status(), 403, "{fields:?}");
+    }
+    // The login form's own double-submitted value: a post without it is refused too.
+    let response = console
+        .client
+        .post(format!("{}/ui/login", console.base))
+        .form(&[("username", ADMIN_USER), ("password", ADMIN_PASSWORD), ("csrf_token", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let page = console.page("/ui/devices/PEND1").await;
+    assert!(page.contains(r#"id="device-state">pending<"#), "still pending");
+    // With the token, the same form works (post, then redirect to the page).
+    let response = console.post("/ui/devices/PEND1/approve", &[("csrf_token", &own)]).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/ui/devices/PEND1?done=approved");
+    let page = console.page("/ui/devices/PEND1?done=approved").await;
+    assert!(page.contains(r#"id="device-state">online<"#), "approved");
+    // Logout ends the session in the database: the old cookie opens nothing.
+    let response = console.post("/ui/logout", &[("csrf_token", &own)]).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(console.get("/ui/").await.status(), 303, "back to the login page");
+    assert_eq!(other.get("/ui/").await.status(), 200, "another session lives on");
+}
+
+#[tokio::test]
+async fn wrong_passwords_lock_the_console_login_out_as_they_do_the_apis() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small limits: the API's throttle, shared by both logins.
+    let server = Server::in_process(dir.path(), &[("ADMS_LOGIN_USER_FAILURES", "3")]).await;
+    let console = Console::new(&server);
+    let response = console.try_login(ADMIN_USER, "wrong").await;
+    assert_eq!(response.status(), 401);
+    assert!(response.text().await.unwrap().contains("Unable to log in with provided credentials."));
+    // Failures through the API count for the console's login, and the other way round.
+    let client = reqwest::Client::new();
+    let api_login = || {
+        client
+            .post(server.url("/api-token-auth/"))
+            .json(&serde_json::json!({ "username": ADMIN_USER, "password": "wrong" }))
+            .send()
+    };
+    let mut locked = false;
+    for _ in 0..6 {
+        let status = api_login().await.unwrap().status().as_u16();
+        if status == 429 {
+            locked = true;
+            break;
+        }
+        assert_eq!(status, 400);
+    }
+    assert!(locked, "the API locks out");
+    let response = console.try_login(ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!(response.status(), 429, "locked out even with the right password");
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(response.text().await.unwrap().contains("Too many failed logins"));
+    assert!(set_cookie(&console.try_login(ADMIN_USER, ADMIN_PASSWORD).await, "adms_console").is_none());
+}
+
+#[tokio::test]
+async fn what_devices_wrote_shows_escaped_and_pages_carry_the_security_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let dev = Device { server: &server, sn: "XSS1".into() };
+    assert_eq!(dev.handshake().await.status, 200);
+    let operlog =
+        "USER PIN=7\tName=<script>alert(1)</script>\tPri=0\tPasswd=\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=-1\n";
+    let r = dev.post("/iclock/cdata?SN=XSS1&table=OPERLOG&Stamp=1", operlog.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(dev.attlog(b"7\t2026-11-20 08:00:00\t0\t1\t\t0\t0\n<img src=x onerror=alert(2)>\n").await.status, 200);
+    let console = Console::login(&server).await;
+    let response = console.get("/ui/devices/XSS1").await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped name"
+    );
+    assert!(!page.contains("<script>alert(1)"), "no live script");
+    assert!(!page.contains("<img src=x"), "the rejected line is text too");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    let script_src = csp.split(';').find(|d| d.trim().starts_with("script-src")).expect("a script-src");
+    assert!(!script_src.contains("unsafe-inline") && !script_src.contains("unsafe-eval"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(headers.contains_key("referrer-policy"));
+    assert_eq!(headers["cache-control"], "no-store");
+    // No inline script at all: every script is a file of the console's own origin.
+    assert!(!page.contains("<script>"), "an inline script");
+    for static_file in ["/ui/static/htmx-4.0.1.min.js", "/ui/static/console-1.css"] {
+        assert!(page.contains(static_file), "{static_file}");
+        let response = console.client.get(format!("{}{static_file}", console.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{static_file} (public)");
+        assert!(response.headers()["cache-control"].to_str().unwrap().contains("max-age=31536000"));
+    }
+    // The login page has the policy too.
+    let login = console.client.get(format!("{}/ui/login", console.base)).send().await.unwrap();
+    assert!(login.headers().contains_key("content-security-policy"));
+}
+
+#[tokio::test]
+async fn the_root_sends_browsers_to_the_console_and_nobody_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let browser = client.get(server.url("/")).header("Accept", "text/html,application/xhtml+xml").send().await.unwrap();
+    assert_eq!(browser.status(), 303);
+    assert_eq!(browser.headers()["location"], "/ui/");
+    let api_client = client.get(server.url("/")).header("Accept", "application/json").send().await.unwrap();
+    assert_eq!(api_client.status(), 404);
+    let post = client.post(server.url("/")).header("Accept", "text/html").send().await.unwrap();
+    assert_eq!(post.status(), 404);
+    // A terminal's paths are untouched.
+    let dev = Device { server: &server, sn: "ROOT1".into() };
+    assert_eq!(dev.handshake().await.status, 200);
+    assert_eq!(dev.get("/").await.status, 404);
+}
+
+#[tokio::test]
+async fn the_device_list_pages_by_keyset_with_its_filters_in_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    for i in 0..53 {
+        let dev = Device { server: &server, sn: format!("PAGE{i:03}") };
+        assert_eq!(dev.handshake().await.status, 200);
+    }
+    let console = Console::login(&server).await;
+    let first = console.page("/ui/devices").await;
+    assert_eq!(first.matches("<tr data-sn=").count(), 50);
+    assert!(first.contains(r#"data-sn="PAGE000""#) && first.contains(r#"data-sn="PAGE049""#));
+    let next = hidden_href(&first, "next-page").expect("a next page");
+    assert!(next.starts_with("/ui/devices?after="), "{next}");
+    let second = console.page(&next).await;
+    assert_eq!(second.matches("<tr data-sn=").count(), 3);
+    assert!(second.contains(r#"data-sn="PAGE052""#) && !second.contains(r#"data-sn="PAGE049""#));
+    assert!(hidden_href(&second, "next-page").is_none(), "the last page");
+    // A search keeps its filter in the next page's address.
+    let searched = console.page("/ui/devices?q=page&state=online").await;
+    assert_eq!(searched.matches("<tr data-sn=").count(), 50);
+    let next = hidden_href(&searched, "next-page").expect("a next page");
+    assert!(next.contains("q=page") && next.contains("state=online"), "{next}");
+    assert_eq!(console.page(&next).await.matches("<tr data-sn=").count(), 3);
+    assert_eq!(console.page("/ui/devices?state=pending").await.matches("<tr data-sn=").count(), 0);
+    assert_eq!(console.get("/ui/devices?state=bogus").await.status(), 400);
+    assert_eq!(console.get("/ui/devices/NOPE").await.status(), 404);
+    // The overview counts them and links to the lists.
+    let overview = console.page("/ui/").await;
+    assert!(overview.contains(r#"id="devices-online" href="/ui/devices?state=online">53<"#), "53 online");
+}
+
+/// The `href` of the link with this id.
+fn hidden_href(page: &str, id: &str) -> Option<String> {
+    let marker = format!("id=\"{id}\"");
+    let at = page.find(&marker)?;
+    let tag_start = page[..at].rfind('<')?;
+    let tag = &page[tag_start..at + marker.len()];
+    let start = tag.find("href=\"")? + 6;
+    let end = tag[start..].find('"')?;
+    // Attribute values are HTML-escaped (askama writes `&` as `&#38;`).
+    Some(tag[start..start + end].replace("&#38;", "&").replace("&amp;", "&"))
+}
