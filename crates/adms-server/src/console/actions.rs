@@ -1,6 +1,6 @@
 //! The console's changes: each a POST form with the session's CSRF token ([`CsrfForm`]),
 //! allowed to roles with `devices:control`, made through `services/` (the one way commands are
-//! queued and device settings change), audited like an API change (actor kind `console`), and
+//! queued and device settings change), audited like an API change (a `session`, on its `/ui/` route), and
 //! answered with a redirect to the device page (post/redirect/get), or the page again with the
 //! error when the input was refused.
 
@@ -25,7 +25,9 @@ async fn audit(state: &SharedState, user: &ConsoleUser, route: &str, target: &st
     let entry = NewAuditEntry {
         at: now_micros(),
         actor: user.name.clone(),
-        actor_kind: "console",
+        // A login session, as the API's session tokens are (the column's vocabulary); the
+        // `/ui/` route says it was the console's.
+        actor_kind: "session",
         user_id: Some(user.user_id),
         token_id: None,
         method: Method::POST.to_string(),

@@ -358,3 +358,127 @@ fn hidden_href(page: &str, id: &str) -> Option<String> {
     // Attribute values are HTML-escaped (askama writes `&` as `&#38;`).
     Some(tag[start..start + end].replace("&#38;", "&").replace("&amp;", "&"))
 }
+
+/// The login of another account.
+async fn console_as(server: &Server, username: &str, password: &str) -> Console {
+    let mut console = Console::new(server);
+    let response = console.try_login(username, password).await;
+    assert_eq!(response.status(), 303, "{username} logs in");
+    console.cookie = Some(set_cookie(&response, "adms_console").expect("session cookie").0);
+    console
+}
+
+#[tokio::test]
+async fn device_actions_go_through_the_apis_rules_and_only_for_roles_that_may() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let api = Api::login(&server).await;
+    let dev = Device { server: &server, sn: "ACT1".into() };
+    assert_eq!(dev.handshake().await.status, 200);
+    let console = Console::login(&server).await;
+    let csrf = console.csrf().await;
+    let post = async |path: &str, fields: &[(&str, &str)]| {
+        let mut all = vec![("csrf_token", csrf.as_str())];
+        all.extend_from_slice(fields);
+        console.post(path, &all).await
+    };
+    let commands = async || api.get("/api/v1/devices/ACT1/commands").await["data"].as_array().unwrap().clone();
+
+    // Commands are read as the API reads them: unknown fields and control characters refused,
+    // shown on the page with the text sent, nothing queued.
+    for (command, why) in [
+        (r#"{"type": "reboot", "pin": "1"}"#, "unknown field"),
+        (r#"{"type": "query_userinfo", "pin": "1\t2"}"#, "control character"),
+        (r#"{"type": "warp"}"#, "unknown variant"),
+        ("not json", "Invalid JSON"),
+        ("[1]", "Must be an object"),
+    ] {
+        let response = post("/ui/devices/ACT1/commands", &[("command", command)]).await;
+        assert_eq!(response.status(), 400, "{command}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains("Command refused") && page.contains(why), "{command}: {why}");
+    }
+    assert!(commands().await.is_empty(), "nothing queued");
+    let response = post("/ui/devices/ACT1/commands", &[("command", r#"{"type": "info"}"#)]).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/ui/devices/ACT1?done=queued");
+    let queued = commands().await;
+    assert_eq!(
+        (queued.len(), queued[0]["wire"].as_str(), queued[0]["source"].as_str()),
+        (1, Some("INFO"), Some("console:admin"))
+    );
+    let id = queued[0]["id"].as_i64().unwrap();
+    // Cancel it; a second cancel is refused on the page (it is no longer queued).
+    let response = post(&format!("/ui/commands/{id}/cancel"), &[]).await;
+    assert_eq!(response.headers()["location"], "/ui/devices/ACT1?done=cancelled");
+    assert_eq!(api.get(&format!("/api/v1/commands/{id}")).await["state"], "cancelled");
+    assert_eq!(post(&format!("/ui/commands/{id}/cancel"), &[]).await.status(), 400);
+    assert_eq!(post("/ui/commands/999999/cancel", &[]).await.status(), 404);
+
+    // Terminal actions queue what the API's queue, once while queued.
+    for _ in 0..2 {
+        let response = post("/ui/devices/ACT1/action", &[("action", "reboot")]).await;
+        assert_eq!(response.headers()["location"], "/ui/devices/ACT1?done=action");
+    }
+    let reboots: Vec<_> = commands().await.into_iter().filter(|c| c["wire"] == "REBOOT").collect();
+    assert_eq!(reboots.len(), 1, "de-duplicated as the API's terminal action");
+    assert_eq!(post("/ui/devices/ACT1/action", &[("action", "self_destruct")]).await.status(), 400);
+
+    // Rename (the alias shows as text) and move to an area (which must exist).
+    let response = post("/ui/devices/ACT1/alias", &[("alias", "<b>Front door</b>")]).await;
+    assert_eq!(response.headers()["location"], "/ui/devices/ACT1?done=renamed");
+    let terminals = api.get("/iclock/api/terminals/").await;
+    assert_eq!(terminals["data"][0]["alias"], "<b>Front door</b>");
+    assert!(console.page("/ui/devices").await.contains("&#60;b&#62;Front door&#60;/b&#62;"));
+    assert_eq!(post("/ui/devices/ACT1/alias", &[("alias", "bell\u{7}")]).await.status(), 400);
+    let (status, area) = api
+        .post_json("/personnel/api/areas/", &serde_json::json!({ "area_code": "HQ", "area_name": "Head office" }))
+        .await;
+    assert_eq!(status, 201, "{area}");
+    let area_id = area["id"].as_i64().unwrap().to_string();
+    assert_eq!(post("/ui/devices/ACT1/area", &[("area", "424242")]).await.status(), 400);
+    let response = post("/ui/devices/ACT1/area", &[("area", &area_id)]).await;
+    assert_eq!(response.headers()["location"], "/ui/devices/ACT1?done=area");
+    assert_eq!(api.get("/iclock/api/terminals/").await["data"][0]["area"]["area_code"], "HQ");
+    assert_eq!(console.page(&format!("/ui/devices?area={area_id}")).await.matches("<tr data-sn=").count(), 1);
+    assert_eq!(console.page("/ui/devices?area=1").await.matches("<tr data-sn=").count(), 0);
+
+    // Every change is in the audit log, as the console's.
+    let audit = api.get("/api/v1/audit-log?page_size=100&user=admin").await;
+    let console_routes: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor_kind"] == "session")
+        .filter_map(|e| e["route"].as_str())
+        .filter(|route| route.starts_with("/ui/"))
+        .collect();
+    for route in [
+        "/ui/devices/{sn}/commands",
+        "/ui/commands/{id}/cancel",
+        "/ui/devices/{sn}/action",
+        "/ui/devices/{sn}/alias",
+        "/ui/devices/{sn}/area",
+    ] {
+        assert!(console_routes.contains(&route), "{route} in {console_routes:?}");
+    }
+
+    // A viewer looks and may not act.
+    let (status, _) = api
+        .post_json(
+            "/api/v1/users",
+            &serde_json::json!({ "username": "vera", "password": "viewer password", "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let viewer = console_as(&server, "vera", "viewer password").await;
+    let page = viewer.page("/ui/devices/ACT1").await;
+    assert!(!page.contains(r#"id="send-command""#), "no action forms for a viewer");
+    let token = viewer.csrf().await;
+    let refused = viewer.post("/ui/devices/ACT1/reject", &[("csrf_token", &token)]).await;
+    assert_eq!(refused.status(), 403);
+    let refused =
+        viewer.post("/ui/devices/ACT1/commands", &[("csrf_token", &token), ("command", r#"{"type": "reboot"}"#)]).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(api.get("/iclock/api/terminals/").await["data"][0]["approval"], "approved");
+}
