@@ -89,6 +89,11 @@ pub struct ConsoleDevice {
     pub area_id: i64,
     pub area_name: String,
     pub punches_today: i64,
+    /// The device's clock against the server's, in seconds, as its newest punch shows it: the
+    /// punch's time (read in the device's zone) minus when it was received. Positive: the
+    /// device runs ahead. An estimate: a punch uploaded late makes the clock look behind.
+    /// `None` without punches (or a zone to read them in).
+    pub clock_skew_secs: Option<i64>,
 }
 
 /// A recent punch of one device (pending devices' punches included: the operator sees what
@@ -114,7 +119,9 @@ macro_rules! console_device_select {
                 d.firmware, d.push_version, d.time_zone, d.user_count, d.fp_count, d.face_count, d.first_seen_at, \
                 d.last_handshake_at, d.last_activity_at, COALESCE(ta.area_id, 1) AS area_id, \
                 COALESCE(ar.area_name, '') AS area_name, \
-                (SELECT COUNT(*) FROM punches AS p WHERE p.device_id = d.id AND p.received_at >= $1) AS punches_today \
+                (SELECT COUNT(*) FROM punches AS p WHERE p.device_id = d.id AND p.received_at >= $1) AS punches_today, \
+                (SELECT p.utc_time - p.received_at / 1000000 FROM punches AS p \
+                 WHERE p.device_id = d.id ORDER BY p.seq DESC LIMIT 1) AS clock_skew_secs \
          FROM devices AS d \
          LEFT JOIN terminal_areas AS ta ON ta.device_id = d.id \
          LEFT JOIN areas AS ar ON ar.id = COALESCE(ta.area_id, 1) "

@@ -25,6 +25,22 @@ const REJECTED_PER_PAGE: i64 = 50;
 /// Areas offered in the filters and the area form (a site has a handful).
 const AREAS_SHOWN: i64 = 1000;
 const HOUR_MICROS: i64 = 3_600_000_000;
+/// A device clock further than this from the server's is flagged.
+const CLOCK_SKEW_FLAG_SECS: i64 = 300;
+
+/// The clock skew as shown: signed, in the largest fitting unit, flagged past the threshold.
+fn skew_text(skew: Option<i64>) -> (String, bool) {
+    let Some(secs) = skew else { return ("unknown (no punch yet)".to_owned(), false) };
+    let sign = if secs < 0 { "−" } else { "+" };
+    let magnitude = secs.unsigned_abs();
+    let amount = match magnitude {
+        0..60 => format!("{magnitude} s"),
+        60..3600 => format!("{} min", magnitude / 60),
+        3600..172_800 => format!("{} h", magnitude / 3600),
+        _ => format!("{} days", magnitude / 86_400),
+    };
+    (format!("{sign}{amount}"), magnitude > CLOCK_SKEW_FLAG_SECS.unsigned_abs())
+}
 
 /// What every page's frame shows.
 pub struct Layout {
@@ -144,6 +160,10 @@ pub struct DeviceView {
     pub fingerprints: String,
     pub faces: String,
     pub punches_today: i64,
+    /// The device clock against the server's (`+` ahead), from its newest punch.
+    pub clock_skew: String,
+    /// Past [`CLOCK_SKEW_FLAG_SECS`].
+    pub clock_off: bool,
 }
 
 impl DeviceView {
@@ -154,7 +174,10 @@ impl DeviceView {
             (Approval::Approved, Presence::Online) => ("online", None),
             (Approval::Approved, _) => ("offline", d.presence_changed_at.map(|t| state.display_zone.format_micros(t))),
         };
+        let (clock_skew, clock_off) = skew_text(d.clock_skew_secs);
         DeviceView {
+            clock_skew,
+            clock_off,
             href: device_href(&d.sn),
             sn: d.sn,
             state: device_state,
@@ -526,4 +549,19 @@ pub async fn rejected_lines(
         rejected: rows.into_iter().map(|r| rejected_view(&state, r)).collect(),
         next_page,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_skew_reads_signed_and_is_flagged_past_five_minutes() {
+        assert_eq!(skew_text(None), ("unknown (no punch yet)".to_owned(), false));
+        assert_eq!(skew_text(Some(12)), ("+12 s".to_owned(), false));
+        assert_eq!(skew_text(Some(-300)), ("−5 min".to_owned(), false));
+        assert_eq!(skew_text(Some(-301)), ("−5 min".to_owned(), true));
+        assert_eq!(skew_text(Some(7200)), ("+2 h".to_owned(), true));
+        assert_eq!(skew_text(Some(-3 * 86_400)), ("−3 days".to_owned(), true));
+    }
 }

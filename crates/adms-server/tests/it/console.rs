@@ -277,6 +277,10 @@ async fn what_devices_wrote_shows_escaped_and_pages_carry_the_security_headers()
     );
     assert!(!page.contains("<script>alert(1)"), "no live script");
     assert!(!page.contains("<img src=x"), "the rejected line is text too");
+    // The punch is weeks older than its upload: the device's clock looks far behind, flagged.
+    let at = page.find(r#"id="clock-skew">"#).expect("the clock skew");
+    let skew: String = page[at..].chars().take(120).collect();
+    assert!(skew.starts_with("id=\"clock-skew\">−") && skew.contains("check the clock"), "{skew}");
     let csp = headers["content-security-policy"].to_str().unwrap();
     let script_src = csp.split(';').find(|d| d.trim().starts_with("script-src")).expect("a script-src");
     assert!(!script_src.contains("unsafe-inline") && !script_src.contains("unsafe-eval"), "{csp}");

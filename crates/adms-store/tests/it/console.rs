@@ -103,7 +103,10 @@ async fn the_device_list_filters_and_pages_by_keyset(engine: crate::common::Engi
     store.configure_device("CKJF3", Some("Front 100%"), None, None).await.unwrap();
     let mut punches = PunchBatch::new(ids[1]);
     punches.received_at = now_micros();
-    punches.punches = vec![punch("7", 1)];
+    // The device's clock ten minutes ahead of the server's.
+    let mut ahead = punch("7", 1);
+    ahead.utc_time = Some(punches.received_at / 1_000_000 + 600);
+    punches.punches = vec![ahead];
     store.punch_writer().write(punches).await.unwrap();
 
     let filter = DeviceListFilter { limit: 2, today_since: now_micros() - HOUR, ..DeviceListFilter::default() };
@@ -112,6 +115,7 @@ async fn the_device_list_filters_and_pages_by_keyset(engine: crate::common::Engi
     let first = list(filter.clone()).await;
     assert_eq!(first.iter().map(|d| d.sn.as_str()).collect::<Vec<_>>(), ["CKJF0", "CKJF1"]);
     assert_eq!(first[1].punches_today, 1);
+    assert_eq!((first[0].clock_skew_secs, first[1].clock_skew_secs), (None, Some(600)), "from the newest punch");
     assert_eq!((first[0].area_id, first[0].approval), (1, Approval::Approved));
     assert_eq!(sns(DeviceListFilter { after_id: Some(first[1].id), ..filter.clone() }).await, ["CKJF2", "CKJF3"]);
 
