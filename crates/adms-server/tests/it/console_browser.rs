@@ -2,7 +2,7 @@
 //! chromedriver's WebDriver by fantoccini, against the server on loopback and a terminal played
 //! with real HTTP requests. One browser session walks the whole story (log in, a pending
 //! terminal appears and is approved, a command is sent and completes when the terminal
-//! answers, the XSS name shows as text, a forged form is refused, log out), and a screenshot of
+//! answers, the terminal goes offline when it stops polling and comes back, the XSS name shows as text, a forged form is refused, log out), and a screenshot of
 //! every page at 1280×800 is written to `ADMS_CONSOLE_SCREENSHOTS`, else
 //! `target/console-screenshots/`.
 //!
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use common::{ADMIN_PASSWORD, ADMIN_USER, Device, Server, eventually};
+use common::{ADMIN_PASSWORD, ADMIN_USER, Api, Device, Server, eventually};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// Where the browser and its driver are, or why the test cannot run.
@@ -116,7 +116,10 @@ async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complet
     let started = Instant::now();
     let shots = screenshot_dir();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "pending")]).await;
+    // The test clock: presence is judged on it, so "silent for a minute" needs no waiting.
+    let env = [("ADMS_UNKNOWN_DEVICES", "pending"), ("ADMS_TEST_CLOCK", "true"), ("ADMS_OFFLINE_AFTER_SECS", "30")];
+    let server = Server::in_process(dir.path(), &env).await;
+    let api = Api::login(&server).await;
     let base = format!("http://{}", server.addr);
     let driver = start_driver(&driver_path).await;
     let browser = open_browser(&driver, &chromium).await;
@@ -192,6 +195,23 @@ async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complet
     .await;
     screenshot(&browser, &shots, "04-device").await;
 
+    // The terminal stops polling: a minute later it is listed offline, since when; it polls
+    // again and is online.
+    api.advance_clock(60).await;
+    let offline_row = r#"tr[data-sn="CKJF4711"]"#;
+    eventually("the terminal is listed offline", async || {
+        browser.goto(&format!("{base}/ui/devices?state=offline")).await.is_ok()
+            && text_of(&browser, offline_row).await.is_some_and(|row| row.contains("offline since"))
+    })
+    .await;
+    screenshot(&browser, &shots, "05-devices-offline").await;
+    assert_eq!(terminal.get("/iclock/getrequest?SN=CKJF4711").await.text(), "OK");
+    eventually("the terminal is online again", async || {
+        browser.goto(&format!("{base}/ui/devices/CKJF4711")).await.is_ok()
+            && text_of(&browser, "#device-state").await.as_deref() == Some("online")
+    })
+    .await;
+
     // A form whose CSRF token was tampered with is refused, and changes nothing.
     browser
         .execute(
@@ -202,12 +222,12 @@ async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complet
         .unwrap();
     browser.find(Locator::Id("reject")).await.unwrap().click().await.unwrap();
     eventually("the refusal page", async || browser.title().await.is_ok_and(|t| t.starts_with("Refused"))).await;
-    screenshot(&browser, &shots, "05-refused").await;
+    screenshot(&browser, &shots, "06-refused").await;
     browser.goto(&format!("{base}/ui/devices/CKJF4711")).await.unwrap();
     assert_eq!(text_of(&browser, "#device-state").await.as_deref(), Some("online"), "still approved");
 
     browser.goto(&format!("{base}/ui/rejected-lines")).await.unwrap();
-    screenshot(&browser, &shots, "06-rejected-lines").await;
+    screenshot(&browser, &shots, "07-rejected-lines").await;
 
     // Log out: the console's pages send the browser to the login page again.
     browser.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
