@@ -484,8 +484,7 @@ pub(super) async fn device_page(
             received: zone.format_micros(p.received_at),
         })
         .collect();
-    let (_, rejected) =
-        state.store.list_rejected_lines(Some(&device.sn), Page { offset: 0, limit: RECENT_ROWS }).await?;
+    let rejected = state.store.rejected_lines_page(Some(&device.sn), None, RECENT_ROWS).await?;
     let mut layout = Layout::of(user);
     layout.notice = notice;
     let areas = areas(state, Some(device.area_id)).await?;
@@ -521,28 +520,26 @@ struct RejectedPage {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RejectedQuery {
+    /// Keyset: the last id of the previous page.
     #[serde(default)]
-    page: String,
+    before: String,
 }
 
-/// `GET /ui/rejected-lines?page=`: every device's rejected lines, newest first.
+/// `GET /ui/rejected-lines?before=`: every device's rejected lines, newest first.
 pub async fn rejected_lines(
     State(state): State<SharedState>,
     user: ConsoleUser,
     Query(query): Query<RejectedQuery>,
 ) -> Result<Response, ConsoleError> {
-    let page_no = match query.page.as_str() {
-        "" => 0,
-        text => text
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (0..10_000).contains(n))
-            .ok_or_else(|| ConsoleError::BadRequest("Unknown page in the address.".into()))?,
+    let before_id = match query.before.as_str() {
+        "" => None,
+        text => Some(text.parse::<i64>().map_err(|_| ConsoleError::BadRequest("Unknown page in the address.".into()))?),
     };
-    let page = Page { offset: page_no * REJECTED_PER_PAGE, limit: REJECTED_PER_PAGE };
-    let (count, rows) = state.store.list_rejected_lines(None, page).await?;
-    let next_page =
-        (page.offset + REJECTED_PER_PAGE < count).then(|| format!("/ui/rejected-lines?page={}", page_no + 1));
+    // One more than shown: whether there is an older page.
+    let mut rows = state.store.rejected_lines_page(None, before_id, REJECTED_PER_PAGE + 1).await?;
+    let more = rows.len() as i64 > REJECTED_PER_PAGE;
+    rows.truncate(REJECTED_PER_PAGE as usize);
+    let next_page = more.then(|| rows.last().map(|r| format!("/ui/rejected-lines?before={}", r.id))).flatten();
     render(&RejectedPage {
         layout: Layout::of(&user),
         nav: "overview",

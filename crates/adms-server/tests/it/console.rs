@@ -296,6 +296,13 @@ async fn what_devices_wrote_shows_escaped_and_pages_carry_the_security_headers()
         assert_eq!(response.status(), 200, "{static_file} (public)");
         assert!(response.headers()["cache-control"].to_str().unwrap().contains("max-age=31536000"));
     }
+    // Every device's rejected lines, the raw line as text, linked to its device.
+    let rejected = console.page("/ui/rejected-lines").await;
+    assert!(
+        rejected.contains("&#60;img src=x onerror=alert(2)&#62;") && rejected.contains(r#"href="/ui/devices/XSS1""#)
+    );
+    assert!(hidden_href(&rejected, "next-page").is_none(), "one page");
+    assert_eq!(console.get("/ui/rejected-lines?before=x").await.status(), 400);
     // The login page has the policy too.
     let login = console.client.get(format!("{}/ui/login", console.base)).send().await.unwrap();
     assert!(login.headers().contains_key("content-security-policy"));

@@ -91,6 +91,20 @@ async fn overview_figures_count_devices_punches_and_rejected_lines(engine: crate
     assert_eq!(per_hour, vec![(this_hour - 2, 3), (this_hour, 2)]);
     assert_eq!(store.rejected_lines_since(now - HOUR).await.unwrap(), 1);
     assert_eq!(store.rejected_lines_since(now + HOUR).await.unwrap(), 0);
+
+    // The rejected lines, keyset-paged newest first, their raw bytes opened.
+    let mut more = PunchBatch::new(a);
+    more.received_at = now;
+    more.rejected = (0..3)
+        .map(|i| RejectedLine { table: "ATTLOG", line_no: i, raw: format!("bad {i}").into_bytes(), reason: "bad_time" })
+        .collect();
+    store.punch_writer().write(more).await.unwrap();
+    let first = store.rejected_lines_page(Some("A1"), None, 3).await.unwrap();
+    let raws: Vec<_> = first.iter().map(|r| String::from_utf8_lossy(&r.raw).into_owned()).collect();
+    assert_eq!(raws, ["bad 2", "bad 1", "bad 0"]);
+    let rest = store.rejected_lines_page(None, Some(first[2].id), 3).await.unwrap();
+    assert_eq!(rest.iter().map(|r| r.raw.as_slice()).collect::<Vec<_>>(), [b"<b>bad</b>".as_slice()]);
+    assert!(store.rejected_lines_page(Some("A2"), None, 3).await.unwrap().is_empty());
 }
 
 async fn the_device_list_filters_and_pages_by_keyset(engine: crate::common::Engine) {
