@@ -21,7 +21,7 @@ use crate::state::SharedState;
 
 /// Records a console change in the audit log; a failed write is logged and changes nothing
 /// (as for the API).
-async fn audit(state: &SharedState, user: &ConsoleUser, route: &str, target: &str, status: StatusCode) {
+pub(super) async fn audit(state: &SharedState, user: &ConsoleUser, route: &str, target: &str) {
     let entry = NewAuditEntry {
         at: now_micros(),
         actor: user.name.clone(),
@@ -33,7 +33,8 @@ async fn audit(state: &SharedState, user: &ConsoleUser, route: &str, target: &st
         method: Method::POST.to_string(),
         route: route.to_owned(),
         target: Some(target.to_owned()),
-        status: Some(status.as_u16()),
+        // Every change answers with the redirect to its page.
+        status: Some(StatusCode::SEE_OTHER.as_u16()),
         address: None,
     };
     if let Err(error) = state.store.record_audit(&entry).await {
@@ -62,7 +63,7 @@ pub async fn approve(
     CsrfForm(user, NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, ConsoleError> {
     approval(&state, &user, &sn, Approval::Approved).await?;
-    audit(&state, &user, "/ui/devices/{sn}/approve", &sn, StatusCode::SEE_OTHER).await;
+    audit(&state, &user, "/ui/devices/{sn}/approve", &sn).await;
     Ok(done(&sn, "approved"))
 }
 
@@ -73,7 +74,7 @@ pub async fn reject(
     CsrfForm(user, NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, ConsoleError> {
     approval(&state, &user, &sn, Approval::Pending).await?;
-    audit(&state, &user, "/ui/devices/{sn}/reject", &sn, StatusCode::SEE_OTHER).await;
+    audit(&state, &user, "/ui/devices/{sn}/reject", &sn).await;
     Ok(done(&sn, "rejected"))
 }
 
@@ -98,7 +99,7 @@ pub async fn rename(
     if !crate::services::devices::rename(&state, &sn, alias).await? {
         return Err(ConsoleError::NotFound);
     }
-    audit(&state, &user, "/ui/devices/{sn}/alias", &sn, StatusCode::SEE_OTHER).await;
+    audit(&state, &user, "/ui/devices/{sn}/alias", &sn).await;
     Ok(done(&sn, "renamed"))
 }
 
@@ -126,7 +127,7 @@ pub async fn set_area(
     };
     crate::services::devices::set_area(&state, device.id, area.id).await?;
     tracing::info!(sn = %sn, by = %user.name, area = area.id, "terminal moved to another area from the console");
-    audit(&state, &user, "/ui/devices/{sn}/area", &sn, StatusCode::SEE_OTHER).await;
+    audit(&state, &user, "/ui/devices/{sn}/area", &sn).await;
     Ok(done(&sn, "area"))
 }
 
@@ -168,7 +169,7 @@ pub async fn terminal_action(
         enqueue(&state, &commands).await?;
     }
     tracing::info!(sn = %sn, action, by = %user.name, "terminal action queued from the console");
-    audit(&state, &user, "/ui/devices/{sn}/action", &sn, StatusCode::SEE_OTHER).await;
+    audit(&state, &user, "/ui/devices/{sn}/action", &sn).await;
     Ok(done(&sn, "action"))
 }
 
@@ -220,7 +221,7 @@ pub async fn send_command(
         _ => "queued",
     };
     tracing::info!(sn = %sn, by = %user.name, kind = new.command.kind(), "command queued from the console");
-    audit(&state, &user, "/ui/devices/{sn}/commands", &sn, StatusCode::SEE_OTHER).await;
+    audit(&state, &user, "/ui/devices/{sn}/commands", &sn).await;
     Ok(done(&sn, outcome))
 }
 
@@ -243,6 +244,6 @@ pub async fn cancel_command(
         Err(other) => return Err(other.into()),
     }
     tracing::info!(id, by = %user.name, "command cancelled from the console");
-    audit(&state, &user, "/ui/commands/{id}/cancel", &id.to_string(), StatusCode::SEE_OTHER).await;
+    audit(&state, &user, "/ui/commands/{id}/cancel", &id.to_string()).await;
     Ok(done(&command.sn, "cancelled"))
 }

@@ -8,6 +8,7 @@
 //!   API credential), the CSRF token of every form, logout.
 //! - [`pages`]: the overview, the device list (keyset-paged, filters in the URL), the device
 //!   page, the rejected lines.
+//! - [`webhooks`]: the backlog per endpoint, the delivery log, a delivery's attempts, resend.
 //! - [`actions`]: every change is a POST form with the CSRF token, answered with a redirect
 //!   (post/redirect/get), through `services/`.
 //! - [`assets`]: the static files, embedded, cached for a year.
@@ -20,6 +21,7 @@ mod actions;
 pub mod assets;
 mod pages;
 mod session;
+mod webhooks;
 
 use askama::Template;
 use axum::Router;
@@ -48,6 +50,9 @@ pub fn routes() -> Router<SharedState> {
         .route("/ui/devices/{sn}/action", post(actions::terminal_action))
         .route("/ui/commands/{id}/cancel", post(actions::cancel_command))
         .route("/ui/rejected-lines", get(pages::rejected_lines))
+        .route("/ui/webhooks", get(webhooks::webhooks))
+        .route("/ui/webhooks/deliveries/{id}", get(webhooks::delivery))
+        .route("/ui/webhooks/deliveries/{id}/resend", post(webhooks::resend))
         .route("/ui/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(security_headers));
     // Static files: long-lived, their names carry their version.
@@ -132,9 +137,7 @@ impl IntoResponse for ConsoleError {
                 "Refused",
                 "The form was not sent from this console's page (its CSRF token is missing or wrong). Reload the page and try again.",
             ),
-            ConsoleError::Forbidden => {
-                message(StatusCode::FORBIDDEN, "Not allowed", "Your role may not do this (it needs devices:control).")
-            }
+            ConsoleError::Forbidden => message(StatusCode::FORBIDDEN, "Not allowed", "Your role may not do this."),
             ConsoleError::NotFound => message(StatusCode::NOT_FOUND, "Not found", "There is nothing at this address."),
             ConsoleError::BadRequest(why) => message(StatusCode::BAD_REQUEST, "Not understood", &why),
             ConsoleError::Store(error) if error.kind() == adms_store::ErrorKind::NotFound => {

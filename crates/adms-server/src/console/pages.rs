@@ -51,7 +51,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    fn of(user: &ConsoleUser) -> Layout {
+    pub(super) fn of(user: &ConsoleUser) -> Layout {
         Layout { user: user.name.clone(), role: user.role.clone(), csrf: user.csrf.clone(), notice: None }
     }
 }

@@ -93,12 +93,14 @@ impl Console {
 }
 
 /// Every page and form of the console, as `(method, path)`.
-const ROUTES: [(&str, &str); 14] = [
+const ROUTES: [(&str, &str); 17] = [
     ("GET", "/ui/"),
     ("GET", "/ui/devices"),
     ("GET", "/ui/devices/SN1"),
     ("GET", "/ui/devices/SN1/commands"),
     ("GET", "/ui/rejected-lines"),
+    ("GET", "/ui/webhooks"),
+    ("GET", "/ui/webhooks/deliveries/1"),
     ("GET", "/ui/anything-else"),
     ("POST", "/ui/logout"),
     ("POST", "/ui/devices/SN1/approve"),
@@ -108,6 +110,7 @@ const ROUTES: [(&str, &str); 14] = [
     ("POST", "/ui/devices/SN1/action"),
     ("POST", "/ui/devices/SN1/commands"),
     ("POST", "/ui/commands/1/cancel"),
+    ("POST", "/ui/webhooks/deliveries/1/resend"),
 ];
 
 #[tokio::test]
@@ -492,4 +495,56 @@ async fn device_actions_go_through_the_apis_rules_and_only_for_roles_that_may() 
         viewer.post("/ui/devices/ACT1/commands", &[("csrf_token", &token), ("command", r#"{"type": "reboot"}"#)]).await;
     assert_eq!(refused.status(), 403);
     assert_eq!(api.get("/iclock/api/terminals/").await["data"][0]["approval"], "approved");
+}
+
+#[tokio::test]
+async fn a_failing_webhook_shows_its_attempts_and_is_resent_from_the_console() {
+    use common::webhooks::{Receiver, Reply, SECRET};
+    // The first request fails with a body of the receiver's own; later ones succeed.
+    let receiver = Receiver::builder()
+        .replying(|n| {
+            if n == 1 { Reply::Body(500, "text/plain", b"<b>receiver busy</b>".to_vec()) } else { Reply::Status(200) }
+        })
+        .start()
+        .await;
+    let url = receiver.url();
+    let dir = tempfile::tempdir().unwrap();
+    // On the test clock, the retry after the failure never comes due by itself.
+    let env = [("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
+    let server = Server::in_process(dir.path(), &env).await;
+    assert_eq!(Device { server: &server, sn: "HOOK1".into() }.handshake().await.status, 200);
+    receiver.wait_for_n("device.registered", 1).await;
+    let console = Console::login(&server).await;
+    let mut delivery_href = None;
+    crate::common::eventually("the failed attempt is recorded", async || {
+        let page = console.page("/ui/webhooks?state=pending").await;
+        delivery_href = page.contains("HTTP 500").then(|| hidden_href_in_row(&page, "data-delivery")).flatten();
+        delivery_href.is_some()
+    })
+    .await;
+    let href = delivery_href.unwrap();
+    let page = console.page(&href).await;
+    assert!(page.contains(r#"<td class="status">500</td>"#), "the attempt's status");
+    assert!(page.contains("&#60;b&#62;receiver busy&#60;/b&#62;"), "the receiver's answer, as text");
+    let csrf = hidden_field(&page, "csrf_token").unwrap();
+    assert_eq!(console.post(&format!("{href}/resend"), &[]).await.status(), 403, "without the token");
+    let response = console.post(&format!("{href}/resend"), &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], format!("{href}?done=resent"));
+    receiver.wait_for_n("device.registered", 2).await;
+    crate::common::eventually("the delivery shows succeeded", async || {
+        console.page(&href).await.contains(r#"id="delivery-state">succeeded<"#)
+    })
+    .await;
+    assert_eq!(console.page("/ui/webhooks?state=succeeded").await.matches("<tr data-delivery=").count(), 1);
+    assert_eq!(console.get("/ui/webhooks?state=bogus").await.status(), 400);
+    assert_eq!(console.get("/ui/webhooks/deliveries/424242").await.status(), 404);
+}
+
+/// The first link in the first table row carrying `attribute`.
+fn hidden_href_in_row(page: &str, attribute: &str) -> Option<String> {
+    let row = &page[page.find(&format!("<tr {attribute}="))?..];
+    let start = row.find("href=\"")? + 6;
+    let end = row[start..].find('"')?;
+    Some(row[start..start + end].to_owned())
 }
