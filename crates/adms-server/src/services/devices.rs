@@ -1,4 +1,5 @@
-//! Device settings an operator changes: approval, alias, area. The console changes them here;
+//! Device settings an operator changes: approval, alias, area. The API and the console change
+//! them here;
 //! each change is committed, the device cache forgets the device (its next request reads the
 //! change), and a change that decides what the terminal should hold plans its roster.
 

@@ -4,7 +4,7 @@
 //! - [`commands`]: queueing commands for devices (the store's enqueue, the default expiry, and
 //!   the wake-up that makes a device's next poll read its queue);
 //! - [`roster`]: roster changes planned for terminals and queued through [`commands`];
-//! - [`devices`]: an operator's device settings (approval, alias, area), as the console makes them.
+//! - [`devices`]: an operator's device settings (approval, alias, area), from the API or the console.
 
 pub mod commands;
 pub mod devices;
