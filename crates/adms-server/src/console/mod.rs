@@ -53,6 +53,8 @@ pub fn routes() -> Router<SharedState> {
         .route("/ui/webhooks", get(webhooks::webhooks))
         .route("/ui/webhooks/deliveries/{id}", get(webhooks::delivery))
         .route("/ui/webhooks/deliveries/{id}/resend", post(webhooks::resend))
+        .route("/ui/webhooks/endpoints/{uid}/pause", post(webhooks::pause))
+        .route("/ui/webhooks/endpoints/{uid}/resume", post(webhooks::resume))
         .route("/ui/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(security_headers));
     // Static files: long-lived, their names carry their version.

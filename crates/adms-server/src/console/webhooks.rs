@@ -1,7 +1,7 @@
-//! The console's webhook pages: the backlog per endpoint, the delivery log (filters in the
-//! URL, keyset-paged), one delivery with every attempt and the receiver's answer, and resending
-//! it (`webhooks:admin`, as the API's resend). Endpoint writes (create, pause, rotate, delete)
-//! and replays are the API's for now.
+//! The console's webhook pages: the endpoints (pause and resume them), the backlog per
+//! endpoint, the delivery log (filters in the URL, keyset-paged), one delivery with every
+//! attempt and the receiver's answer, and resending it. Changes need `webhooks:admin`, as the
+//! API's. Creating, rotating and deleting endpoints, and replays, are the API's for now.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -68,11 +68,23 @@ fn delivery_line(state: &SharedState, d: adms_store::webhooks::DeliveryRow) -> D
     }
 }
 
+struct EndpointLine {
+    uid: String,
+    /// Where its pause or resume form posts.
+    action: String,
+    url: String,
+    description: String,
+    events: String,
+    paused: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "console/webhooks.html")]
 struct WebhooksPage {
     layout: Layout,
     nav: &'static str,
+    endpoints: Vec<EndpointLine>,
+    can_change: bool,
     backlog: Vec<BacklogLine>,
     deliveries: Vec<DeliveryLine>,
     filter_endpoint: String,
@@ -90,6 +102,8 @@ pub struct WebhooksQuery {
     /// Keyset: the last id of the previous page.
     #[serde(default)]
     before: String,
+    /// What a change left to say.
+    done: Option<String>,
 }
 
 impl WebhooksQuery {
@@ -148,9 +162,38 @@ pub async fn webhooks(
     let more = rows.len() as i64 > DELIVERIES_PER_PAGE;
     rows.truncate(DELIVERIES_PER_PAGE as usize);
     let next_page = more.then(|| rows.last().map(|d| query.href(Some(d.id)))).flatten();
+    let endpoints = state
+        .store
+        .list_endpoints()
+        .await?
+        .into_iter()
+        .map(|e| EndpointLine {
+            action: format!(
+                "/ui/webhooks/endpoints/{}/{}",
+                encode(&e.uid),
+                if e.paused_reason.is_some() { "resume" } else { "pause" }
+            ),
+            uid: e.uid,
+            url: e.url,
+            description: e.description,
+            events: e
+                .event_types
+                .and_then(|types| serde_json::from_str::<Vec<String>>(&types).ok())
+                .map_or_else(|| "every type".to_owned(), |types| types.join(", ")),
+            paused: e.paused_reason,
+        })
+        .collect();
+    let mut layout = Layout::of(&user);
+    layout.notice = match query.done.as_deref() {
+        Some("paused") => Some("Endpoint paused: its deliveries wait until it is resumed.".to_owned()),
+        Some("resumed") => Some("Endpoint resumed.".to_owned()),
+        _ => None,
+    };
     render(&WebhooksPage {
-        layout: Layout::of(&user),
+        layout,
         nav: "webhooks",
+        endpoints,
+        can_change: user.scopes.allows(Scope::WebhooksAdmin),
         backlog,
         deliveries: rows.into_iter().map(|d| delivery_line(&state, d)).collect(),
         filter_endpoint: query.endpoint.clone(),
@@ -264,4 +307,41 @@ pub async fn resend(
         ResendOutcome::EndpointDeleted => "The delivery's endpoint was deleted: nothing would send it.",
     };
     delivery_page(&state, &user, &id, None, Some(why.to_owned())).await
+}
+
+async fn pause_or_resume(
+    state: &SharedState,
+    user: &ConsoleUser,
+    uid: &str,
+    paused: bool,
+) -> Result<Response, ConsoleError> {
+    user.may(Scope::WebhooksAdmin)?;
+    let endpoint = state.store.endpoint_by_uid(uid).await?.ok_or(ConsoleError::NotFound)?;
+    crate::services::webhooks::set_paused(state, uid, endpoint.paused_reason.as_deref(), paused).await?;
+    let (route, done) = if paused {
+        ("/ui/webhooks/endpoints/{uid}/pause", "paused")
+    } else {
+        ("/ui/webhooks/endpoints/{uid}/resume", "resumed")
+    };
+    tracing::info!(endpoint = %uid, by = %user.name, paused, "webhook endpoint paused or resumed from the console");
+    super::actions::audit(state, user, route, uid).await;
+    Ok(Redirect::to(&format!("/ui/webhooks?done={done}")).into_response())
+}
+
+/// `POST /ui/webhooks/endpoints/{uid}/pause`.
+pub async fn pause(
+    State(state): State<SharedState>,
+    Path(uid): Path<String>,
+    CsrfForm(user, NoFields {}): CsrfForm<NoFields>,
+) -> Result<Response, ConsoleError> {
+    pause_or_resume(&state, &user, &uid, true).await
+}
+
+/// `POST /ui/webhooks/endpoints/{uid}/resume`.
+pub async fn resume(
+    State(state): State<SharedState>,
+    Path(uid): Path<String>,
+    CsrfForm(user, NoFields {}): CsrfForm<NoFields>,
+) -> Result<Response, ConsoleError> {
+    pause_or_resume(&state, &user, &uid, false).await
 }

@@ -93,7 +93,7 @@ impl Console {
 }
 
 /// Every page and form of the console, as `(method, path)`.
-const ROUTES: [(&str, &str); 17] = [
+const ROUTES: [(&str, &str); 19] = [
     ("GET", "/ui/"),
     ("GET", "/ui/devices"),
     ("GET", "/ui/devices/SN1"),
@@ -111,6 +111,8 @@ const ROUTES: [(&str, &str); 17] = [
     ("POST", "/ui/devices/SN1/commands"),
     ("POST", "/ui/commands/1/cancel"),
     ("POST", "/ui/webhooks/deliveries/1/resend"),
+    ("POST", "/ui/webhooks/endpoints/ep/pause"),
+    ("POST", "/ui/webhooks/endpoints/ep/resume"),
 ];
 
 #[tokio::test]
@@ -537,6 +539,24 @@ async fn a_failing_webhook_shows_its_attempts_and_is_resent_from_the_console() {
     })
     .await;
     assert_eq!(console.page("/ui/webhooks?state=succeeded").await.matches("<tr data-delivery=").count(), 1);
+    // Pause and resume the endpoint from the page, as the API's change does.
+    let api = Api::login(&server).await;
+    let page = console.page("/ui/webhooks").await;
+    let uid = page
+        .split(r#"<tr data-endpoint=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the endpoint")
+        .to_owned();
+    let pause = hidden_href_in_form(&page, "/pause").expect("a pause form");
+    let response = console.post(&pause, &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.headers()["location"], "/ui/webhooks?done=paused");
+    let endpoint = api.get(&format!("/api/v1/webhooks/endpoints/{uid}")).await;
+    assert_eq!(endpoint["paused_reason"], "manual", "{endpoint}");
+    let page = console.page("/ui/webhooks?done=paused").await;
+    let resume = hidden_href_in_form(&page, "/resume").expect("a resume form");
+    assert_eq!(console.post(&resume, &[("csrf_token", &csrf)]).await.status(), 303);
+    assert!(api.get(&format!("/api/v1/webhooks/endpoints/{uid}")).await["paused_reason"].is_null());
     assert_eq!(console.get("/ui/webhooks?state=bogus").await.status(), 400);
     assert_eq!(console.get("/ui/webhooks/deliveries/424242").await.status(), 404);
 }
@@ -547,4 +567,13 @@ fn hidden_href_in_row(page: &str, attribute: &str) -> Option<String> {
     let start = row.find("href=\"")? + 6;
     let end = row[start..].find('"')?;
     Some(row[start..start + end].to_owned())
+}
+
+/// The `action` of the first form posting to a path ending in `suffix`.
+fn hidden_href_in_form(page: &str, suffix: &str) -> Option<String> {
+    page.split("action=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|a| a.ends_with(suffix))
+        .map(str::to_owned)
 }
