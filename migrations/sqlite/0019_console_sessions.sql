@@ -5,9 +5,10 @@
 -- the session as it ends the account's JWTs.
 --
 -- The overview counts punches received in the last hour and day: an index on `received_at`
--- keeps that a range read at millions of punches.
+-- keeps that a range read at millions of punches. The people page shows which terminals hold
+-- each employee of a page: an index on `device_users (pin)` finds them without a scan.
 --
--- Expand only (see README.md): a new table and an index; a previous release ignores both.
+-- Expand only (see README.md): a new table and indexes; a previous release ignores them.
 CREATE TABLE console_sessions (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id       INTEGER NOT NULL REFERENCES api_users (id) ON DELETE CASCADE,
@@ -19,3 +20,4 @@ CREATE TABLE console_sessions (
 );
 CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
 CREATE INDEX punches_received_at ON punches (received_at);
+CREATE INDEX device_users_pin ON device_users (pin);

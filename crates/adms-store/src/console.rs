@@ -307,3 +307,41 @@ impl Store {
         })
     }
 }
+
+/// A terminal that reported an employee's PIN, with the templates it reported for them.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct HeldBy {
+    pub pin: String,
+    pub sn: String,
+    /// The name the terminal has for the PIN.
+    pub name: String,
+    pub fingerprints: i64,
+    /// Face templates, infrared (type 2) and visible light (type 9).
+    pub faces: i64,
+}
+
+impl Store {
+    /// Which terminals reported each of `pins` (a page of employees), with their template
+    /// counts; deleted terminals left out.
+    pub async fn terminals_holding(&self, pins: &[String]) -> Result<Vec<HeldBy>, StoreError> {
+        if pins.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(concat!(
+                "SELECT u.pin, d.sn, u.name, \
+                        (SELECT COUNT(*) FROM biometric_templates AS t \
+                         WHERE t.device_id = u.device_id AND t.pin = u.pin AND t.bio_type = 1) AS fingerprints, \
+                        (SELECT COUNT(*) FROM biometric_templates AS t \
+                         WHERE t.device_id = u.device_id AND t.pin = u.pin AND t.bio_type IN (2, 9)) AS faces \
+                 FROM device_users AS u JOIN devices AS d ON d.id = u.device_id \
+                 WHERE d.deleted_at IS NULL AND ",
+                in_list!("u.pin", "$1"),
+                " ORDER BY u.pin, d.sn"
+            ))
+            .bind(dialect::list_param(pins))
+            .fetch_all(db.pool())
+            .await?)
+        })
+    }
+}

@@ -65,7 +65,7 @@ pub use commands::{
     CommandPolicy, CommandResultRow, CommandRow, CommandWatch, DueCommand, EnqueueOutcome, Enqueued, NewCommand,
     ResultOutcome, TakenCommands,
 };
-pub use console::{ConsoleDevice, ConsoleSession, DeviceListFilter, DevicePunch, DeviceState, FleetCounts};
+pub use console::{ConsoleDevice, ConsoleSession, DeviceListFilter, DevicePunch, DeviceState, FleetCounts, HeldBy};
 pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
 pub use devices::{Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::{ErrorKind, StoreError};

@@ -331,6 +331,7 @@ async fn pending_migrations_at_start_are_preceded_by_a_backup() {
     // As the previous release left it: without migration 0019.
     server.db().execute("DROP TABLE console_sessions", &[]).await;
     server.db().execute("DROP INDEX punches_received_at", &[]).await;
+    server.db().execute("DROP INDEX device_users_pin", &[]).await;
     server.db().execute("DELETE FROM _sqlx_migrations WHERE version = 19", &[]).await;
     let backup = dir.path().join("adms.db.before-0019");
     assert!(!backup.exists());

@@ -153,7 +153,40 @@ async fn the_device_list_filters_and_pages_by_keyset(engine: crate::common::Engi
     assert_eq!(recent.iter().map(|p| p.pin.as_str()).collect::<Vec<_>>(), ["7"]);
 }
 
+async fn the_terminals_holding_a_page_of_people_are_found_by_pin(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
+    let gate = crate::common::approved_device(&store, "GATE").await;
+    let door = crate::common::approved_device(&store, "DOOR").await;
+    let mut face = crate::common::template("0042", 0, "face-0042");
+    face.bio_type = 9;
+    for (device_id, sn, templates) in [
+        (
+            gate,
+            "GATE",
+            vec![crate::common::template("0042", 6, "fp-6"), crate::common::template("0042", 7, "fp-7"), face],
+        ),
+        (door, "DOOR", vec![]),
+    ] {
+        let batch = adms_store::OperlogBatch {
+            device_id,
+            table: "OPERLOG",
+            users: vec![crate::common::device_user("0042", "Ann"), crate::common::device_user("7", "Seven")],
+            templates,
+            received_at: now_micros(),
+            device_sn: sn.into(),
+            ..Default::default()
+        };
+        store.store_operlog(&batch).await.unwrap();
+    }
+    let held = store.terminals_holding(&["0042".to_owned(), "none".to_owned()]).await.unwrap();
+    let seen: Vec<_> =
+        held.iter().map(|h| (h.pin.as_str(), h.sn.as_str(), h.name.as_str(), h.fingerprints, h.faces)).collect();
+    assert_eq!(seen, [("0042", "DOOR", "Ann", 0, 0), ("0042", "GATE", "Ann", 2, 1)]);
+    assert!(store.terminals_holding(&[]).await.unwrap().is_empty());
+}
+
 crate::on_both_engines!(
+    the_terminals_holding_a_page_of_people_are_found_by_pin,
     sessions_end_with_logout_expiry_password_change_and_disable,
     overview_figures_count_devices_punches_and_rejected_lines,
     the_device_list_filters_and_pages_by_keyset,
