@@ -8,6 +8,7 @@
 //!   API credential), the CSRF token of every form, logout.
 //! - [`pages`]: the overview, the device list (keyset-paged, filters in the URL), the device
 //!   page, the rejected lines.
+//! - [`people`]: the roster, read-only, with the terminals that hold each person.
 //! - [`webhooks`]: the backlog per endpoint, the delivery log, a delivery's attempts, resend.
 //! - [`actions`]: every change is a POST form with the CSRF token, answered with a redirect
 //!   (post/redirect/get), through `services/`.
@@ -20,6 +21,7 @@
 mod actions;
 pub mod assets;
 mod pages;
+mod people;
 mod session;
 mod webhooks;
 
@@ -50,6 +52,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/ui/devices/{sn}/action", post(actions::terminal_action))
         .route("/ui/commands/{id}/cancel", post(actions::cancel_command))
         .route("/ui/rejected-lines", get(pages::rejected_lines))
+        .route("/ui/people", get(people::people))
         .route("/ui/webhooks", get(webhooks::webhooks))
         .route("/ui/webhooks/deliveries/{id}", get(webhooks::delivery))
         .route("/ui/webhooks/deliveries/{id}/resend", post(webhooks::resend))

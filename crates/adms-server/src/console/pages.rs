@@ -208,7 +208,7 @@ pub struct AreaOption {
 }
 
 /// The areas, `selected` the one given.
-async fn areas(state: &SharedState, selected: Option<i64>) -> Result<Vec<AreaOption>, ConsoleError> {
+pub(super) async fn areas(state: &SharedState, selected: Option<i64>) -> Result<Vec<AreaOption>, ConsoleError> {
     let (_, units) =
         state.store.list_org(OrgKind::Area, &OrgFilter::default(), Page { offset: 0, limit: AREAS_SHOWN }).await?;
     Ok(units

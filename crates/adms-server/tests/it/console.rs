@@ -93,12 +93,13 @@ impl Console {
 }
 
 /// Every page and form of the console, as `(method, path)`.
-const ROUTES: [(&str, &str); 19] = [
+const ROUTES: [(&str, &str); 20] = [
     ("GET", "/ui/"),
     ("GET", "/ui/devices"),
     ("GET", "/ui/devices/SN1"),
     ("GET", "/ui/devices/SN1/commands"),
     ("GET", "/ui/rejected-lines"),
+    ("GET", "/ui/people"),
     ("GET", "/ui/webhooks"),
     ("GET", "/ui/webhooks/deliveries/1"),
     ("GET", "/ui/anything-else"),
@@ -576,4 +577,33 @@ fn hidden_href_in_form(page: &str, suffix: &str) -> Option<String> {
         .filter_map(|rest| rest.split('"').next())
         .find(|a| a.ends_with(suffix))
         .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn the_people_page_shows_the_roster_and_the_terminals_that_hold_each_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let api = Api::login(&server).await;
+    for (code, name) in [("0042", "<i>Ann</i>"), ("1001", "Bo")] {
+        let body = serde_json::json!({ "emp_code": code, "first_name": name, "department": 1, "area": [1] });
+        let (status, answer) = api.post_json("/personnel/api/employees/", &body).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let dev = Device { server: &server, sn: "HOLD1".into() };
+    assert_eq!(dev.handshake().await.status, 200);
+    let operlog = "USER PIN=0042\tName=Ann\tPri=0\tPasswd=\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=-1\n\
+                   FP PIN=0042\tFID=6\tSize=8\tValid=1\tTMP=ocoAAA==\n";
+    assert_eq!(dev.post("/iclock/cdata?SN=HOLD1&table=OPERLOG&Stamp=1", operlog.as_bytes()).await.status, 200);
+    let console = Console::login(&server).await;
+    let page = console.page("/ui/people").await;
+    assert_eq!(page.matches("<tr data-pin=").count(), 2);
+    assert!(page.contains("&#60;i&#62;Ann&#60;/i&#62;"), "the name as text");
+    let ann = &page[page.find(r#"<tr data-pin="0042">"#).unwrap()..];
+    let ann = &ann[..ann.find("</tr>").unwrap()];
+    assert!(ann.contains(r#"<a href="/ui/devices/HOLD1">HOLD1</a> (1 / 0)"#), "{ann}");
+    let bo = &page[page.find(r#"<tr data-pin="1001">"#).unwrap()..];
+    assert!(bo[..bo.find("</tr>").unwrap()].contains("none"), "nobody reported Bo");
+    let searched = console.page("/ui/people?q=100").await;
+    assert_eq!(searched.matches("<tr data-pin=").count(), 1);
+    assert_eq!(console.get("/ui/people?page=-1").await.status(), 400);
 }

@@ -228,9 +228,12 @@ async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complet
 
     browser.goto(&format!("{base}/ui/rejected-lines")).await.unwrap();
     screenshot(&browser, &shots, "07-rejected-lines").await;
+    browser.goto(&format!("{base}/ui/people")).await.unwrap();
+    assert!(browser.find(Locator::Id("people")).await.is_ok(), "the people page");
+    screenshot(&browser, &shots, "08-people").await;
     browser.goto(&format!("{base}/ui/webhooks")).await.unwrap();
     assert!(browser.find(Locator::Id("deliveries")).await.is_ok(), "the webhooks page");
-    screenshot(&browser, &shots, "08-webhooks").await;
+    screenshot(&browser, &shots, "09-webhooks").await;
 
     // Log out: the console's pages send the browser to the login page again.
     browser.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
