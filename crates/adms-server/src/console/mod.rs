@@ -9,6 +9,7 @@
 //! - [`pages`]: the overview, the device list (keyset-paged, filters in the URL), the device
 //!   page, the rejected lines.
 //! - [`people`]: the roster, read-only, with the terminals that hold each person.
+//! - [`keys`]: integration keys, created (shown once), listed, revoked; admin only.
 //! - [`webhooks`]: the backlog per endpoint, the delivery log, a delivery's attempts, resend.
 //! - [`actions`]: every change is a POST form with the CSRF token, answered with a redirect
 //!   (post/redirect/get), through `services/`.
@@ -20,6 +21,7 @@
 
 mod actions;
 pub mod assets;
+mod keys;
 mod pages;
 mod people;
 mod session;
@@ -53,6 +55,8 @@ pub fn routes() -> Router<SharedState> {
         .route("/ui/commands/{id}/cancel", post(actions::cancel_command))
         .route("/ui/rejected-lines", get(pages::rejected_lines))
         .route("/ui/people", get(people::people))
+        .route("/ui/keys", get(keys::keys).post(keys::create))
+        .route("/ui/keys/{id}/revoke", post(keys::revoke))
         .route("/ui/webhooks", get(webhooks::webhooks))
         .route("/ui/webhooks/deliveries/{id}", get(webhooks::delivery))
         .route("/ui/webhooks/deliveries/{id}/resend", post(webhooks::resend))

@@ -93,13 +93,14 @@ impl Console {
 }
 
 /// Every page and form of the console, as `(method, path)`.
-const ROUTES: [(&str, &str); 20] = [
+const ROUTES: [(&str, &str); 23] = [
     ("GET", "/ui/"),
     ("GET", "/ui/devices"),
     ("GET", "/ui/devices/SN1"),
     ("GET", "/ui/devices/SN1/commands"),
     ("GET", "/ui/rejected-lines"),
     ("GET", "/ui/people"),
+    ("GET", "/ui/keys"),
     ("GET", "/ui/webhooks"),
     ("GET", "/ui/webhooks/deliveries/1"),
     ("GET", "/ui/anything-else"),
@@ -111,6 +112,8 @@ const ROUTES: [(&str, &str); 20] = [
     ("POST", "/ui/devices/SN1/action"),
     ("POST", "/ui/devices/SN1/commands"),
     ("POST", "/ui/commands/1/cancel"),
+    ("POST", "/ui/keys"),
+    ("POST", "/ui/keys/1/revoke"),
     ("POST", "/ui/webhooks/deliveries/1/resend"),
     ("POST", "/ui/webhooks/endpoints/ep/pause"),
     ("POST", "/ui/webhooks/endpoints/ep/resume"),
@@ -606,4 +609,51 @@ async fn the_people_page_shows_the_roster_and_the_terminals_that_hold_each_perso
     let searched = console.page("/ui/people?q=100").await;
     assert_eq!(searched.matches("<tr data-pin=").count(), 1);
     assert_eq!(console.get("/ui/people?page=-1").await.status(), 400);
+}
+
+#[tokio::test]
+async fn api_keys_are_created_once_shown_work_on_the_api_and_are_revoked_by_admins_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let console = Console::login(&server).await;
+    let csrf = console.csrf().await;
+    let create = async |name: &str, scopes: &[&str]| {
+        let mut fields = vec![("csrf_token", csrf.as_str()), ("name", name)];
+        fields.extend(scopes.iter().map(|s| ("scope", *s)));
+        console.post("/ui/keys", &fields).await
+    };
+    let response = create("payroll", &["read", "devices:control"]).await;
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.unwrap();
+    let key =
+        page.split(r#"<code id="new-key-value">"#).nth(1).and_then(|rest| rest.split('<').next()).unwrap().to_owned();
+    assert_eq!(key.len(), 40, "{key}");
+    // Shown once: the list does not carry it.
+    assert!(!console.page("/ui/keys").await.contains(&key));
+    let client = reqwest::Client::new();
+    let with_key = async |path: &str| {
+        client.get(server.url(path)).header("Authorization", format!("Token {key}")).send().await.unwrap().status()
+    };
+    assert_eq!(with_key("/iclock/api/terminals/").await, 200, "the key reads");
+    assert_eq!(with_key("/api/v1/users").await, 403, "and has no admin scope");
+    // A name in force is refused; unknown scopes too; the key opens no console page.
+    assert_eq!(create("payroll", &[]).await.status(), 400);
+    assert_eq!(create("other", &["root"]).await.status(), 400);
+    let as_key =
+        console.client.get(format!("{}/ui/keys", console.base)).header("Authorization", format!("Token {key}"));
+    assert_eq!(as_key.send().await.unwrap().status(), 303);
+    // Only admins see or change keys.
+    let api = Api::login(&server).await;
+    let body = serde_json::json!({ "username": "otto", "password": "operator pass", "role": "operator" });
+    assert_eq!(api.post_json("/api/v1/users", &body).await.0, 201);
+    let operator = console_as(&server, "otto", "operator pass").await;
+    assert_eq!(operator.get("/ui/keys").await.status(), 403);
+    let id = page.split(r#"<tr data-key=""#).nth(1).and_then(|rest| rest.split('"').next()).unwrap().to_owned();
+    let operator_csrf = operator.csrf().await;
+    assert_eq!(operator.post(&format!("/ui/keys/{id}/revoke"), &[("csrf_token", &operator_csrf)]).await.status(), 403);
+    assert_eq!(with_key("/iclock/api/terminals/").await, 200, "still in force");
+    let response = console.post(&format!("/ui/keys/{id}/revoke"), &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(with_key("/iclock/api/terminals/").await, 401, "revoked");
+    assert!(console.page("/ui/keys").await.contains("revoked"));
 }

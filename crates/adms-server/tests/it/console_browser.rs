@@ -234,6 +234,9 @@ async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complet
     browser.goto(&format!("{base}/ui/webhooks")).await.unwrap();
     assert!(browser.find(Locator::Id("deliveries")).await.is_ok(), "the webhooks page");
     screenshot(&browser, &shots, "09-webhooks").await;
+    browser.goto(&format!("{base}/ui/keys")).await.unwrap();
+    assert!(browser.find(Locator::Id("keys")).await.is_ok(), "the API keys page");
+    screenshot(&browser, &shots, "10-keys").await;
 
     // Log out: the console's pages send the browser to the login page again.
     browser.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
