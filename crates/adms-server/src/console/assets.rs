@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 pub const HTMX: &str = "htmx-4.0.1.min.js";
 /// The console's styles; the name changes with the content (its first bytes of SHA-256 would
 /// need a build step: the version in the name is bumped by hand when the file changes).
-pub const CSS: &str = "console-1.css";
+pub const CSS: &str = "console-2.css";
 
 struct Asset {
     name: &'static str,

@@ -299,7 +299,7 @@ async fn what_devices_wrote_shows_escaped_and_pages_carry_the_security_headers()
     assert_eq!(headers["cache-control"], "no-store");
     // No inline script at all: every script is a file of the console's own origin.
     assert!(!page.contains("<script>"), "an inline script");
-    for static_file in ["/ui/static/htmx-4.0.1.min.js", "/ui/static/console-1.css"] {
+    for static_file in ["/ui/static/htmx-4.0.1.min.js", "/ui/static/console-2.css"] {
         assert!(page.contains(static_file), "{static_file}");
         let response = console.client.get(format!("{}{static_file}", console.base)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{static_file} (public)");
