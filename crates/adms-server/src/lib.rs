@@ -2,6 +2,7 @@
 //!
 //! - [`device`]: `/iclock/*`, the ZKTeco push protocol.
 //! - [`api`]: the ZKBio Time-compatible REST API and native `/api/v1/` routes.
+//! - [`console`]: the operator console, HTML pages at `/ui/`.
 //! - [`services`]: what both sides do the same way: queueing commands, roster sync.
 //! - [`state`]: the application state they share.
 //! - [`app`]: the composition root: startup, router and middleware, the accept loop,
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod capture;
 pub mod client_addr;
 pub mod config;
+pub mod console;
 pub mod device;
 pub mod device_registry;
 pub mod device_trust;

@@ -377,6 +377,7 @@ impl Store {
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
             sqlx::query("DELETE FROM api_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM console_sessions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
             let done = sqlx::query("DELETE FROM api_users WHERE id = $1").bind(id).execute(&mut *tx).await?;
             dialect::ensure_an_admin_remains(&mut tx).await?;
             tx.commit().await?;

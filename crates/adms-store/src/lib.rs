@@ -21,6 +21,7 @@ mod sql;
 mod audit;
 mod auth;
 pub mod commands;
+mod console;
 mod device_events;
 mod devices;
 mod error;
@@ -64,6 +65,7 @@ pub use commands::{
     CommandPolicy, CommandResultRow, CommandRow, CommandWatch, DueCommand, EnqueueOutcome, Enqueued, NewCommand,
     ResultOutcome, TakenCommands,
 };
+pub use console::{ConsoleDevice, ConsoleSession, DeviceListFilter, DevicePunch, DeviceState, FleetCounts, HeldBy};
 pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
 pub use devices::{COUNTED_TABLES, Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::{ErrorKind, StoreError};

@@ -310,14 +310,47 @@ impl Store {
             .bind(page.offset)
             .fetch_all(db.pool())
             .await?;
-            let mut rows = Vec::with_capacity(stored.len());
-            for StoredRejectedLine { mut row, device_id, raw_sha256 } in stored {
-                let record = sealed::digest_record(&format!("{device_id}/{}", row.table_name), &raw_sha256);
-                row.raw = self.sealer().open_bytes(sealed::REJECTED_RAW.kind, &record, &row.raw)?;
-                rows.push(row);
-            }
-            Ok((count, rows))
+            Ok((count, self.open_rejected(stored)?))
         })
+    }
+}
+
+impl Store {
+    /// Rejected lines, newest first, optionally of one device, keyset-paged: at most `limit`
+    /// with an id below `before_id` (the last id of the previous page). Counts nothing, so a
+    /// page costs the same however many lines are kept.
+    pub async fn rejected_lines_page(
+        &self,
+        sn: Option<&str>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<RejectedLineRow>, StoreError> {
+        on_db!(self, |db| {
+            let stored: Vec<StoredRejectedLine> = sqlx::query_as(
+                "SELECT r.id, d.sn, r.table_name, r.line_no, r.raw, r.reason, r.seen_count, r.first_seen_at, \
+                        r.last_seen_at, r.device_id, r.raw_sha256 \
+                 FROM rejected_lines AS r JOIN devices AS d ON d.id = r.device_id \
+                 WHERE ($1 IS NULL OR d.sn = $1) AND ($2 IS NULL OR r.id < $2) \
+                 ORDER BY r.id DESC LIMIT $3",
+            )
+            .bind(sn)
+            .bind(before_id)
+            .bind(limit)
+            .fetch_all(db.pool())
+            .await?;
+            self.open_rejected(stored)
+        })
+    }
+
+    /// Opens the sealed raw lines of rows read from `rejected_lines`.
+    fn open_rejected(&self, stored: Vec<StoredRejectedLine>) -> Result<Vec<RejectedLineRow>, StoreError> {
+        let mut rows = Vec::with_capacity(stored.len());
+        for StoredRejectedLine { mut row, device_id, raw_sha256 } in stored {
+            let record = sealed::digest_record(&format!("{device_id}/{}", row.table_name), &raw_sha256);
+            row.raw = self.sealer().open_bytes(sealed::REJECTED_RAW.kind, &record, &row.raw)?;
+            rows.push(row);
+        }
+        Ok(rows)
     }
 }
 

@@ -161,7 +161,7 @@ fn loggable(username: &str) -> String {
 /// account. Throttled (429) before any work when the pair or the address failed too often;
 /// unknown and disabled accounts are checked against the dummy hash, so every answer costs one
 /// password check.
-async fn check_password(
+pub(crate) async fn check_password(
     state: &SharedState,
     username: &str,
     password: String,
@@ -233,7 +233,7 @@ pub async fn token_login(State(state): State<SharedState>, request: Request) -> 
     Ok(Json(json!({ "token": token })))
 }
 
-fn ttl_micros(state: &SharedState) -> i64 {
+pub(crate) fn ttl_micros(state: &SharedState) -> i64 {
     i64::try_from(state.config.login.session_ttl_secs).unwrap_or(i64::MAX / 1_000_000).saturating_mul(1_000_000)
 }
 

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use adms_protocol::{DeviceCommand, LocalDateTime};
+use adms_protocol::DeviceCommand;
 use adms_store::{CommandRow, EnqueueOutcome, NewCommand, StoreError};
 
 use super::auth::Authenticated;
@@ -18,7 +18,7 @@ use super::pagination::{Envelope, ListRequest, PageParams};
 use super::request::rules::{self, required, string_or_null};
 use super::request::{Field, FieldErrors, JsonObject};
 use super::{ApiError, openapi};
-use crate::services::commands::{default_expiry, enqueue};
+use crate::services::commands::{TerminalAction, default_expiry, enqueue, strict_command};
 use crate::state::SharedState;
 
 /// `POST /api/v1/devices/{sn}/commands` body. Unknown fields are refused; every invalid field
@@ -167,22 +167,6 @@ fn store_error(error: StoreError) -> ApiError {
 
 async fn device_id(state: &SharedState, sn: &str) -> Result<i64, ApiError> {
     Ok(state.store.device_by_sn(sn).await?.ok_or(ApiError::NotFound)?.id)
-}
-
-/// A [`DeviceCommand`] that refuses keys it does not know. Its variants refuse unknown fields,
-/// but serde lets anything through beside the tag of a variant without fields
-/// (`{"type": "reboot", "pin": "1"}`), and a caller who sent a field expects it to mean
-/// something. A key is unknown when it is not in the command as read back (`null` is allowed
-/// for optional fields, which read back absent).
-fn strict_command(value: &Value) -> Result<DeviceCommand, String> {
-    let command = DeviceCommand::deserialize(value).map_err(|e| e.to_string())?;
-    let read_back = serde_json::to_value(&command).map_err(|e| e.to_string())?;
-    if let (Some(sent), Some(known)) = (value.as_object(), read_back.as_object())
-        && let Some(key) = sent.keys().find(|k| !known.contains_key(*k) && !sent[*k].is_null())
-    {
-        return Err(format!("unknown field `{key}` for command `{}`", command.kind()));
-    }
-    Ok(command)
 }
 
 /// Queue a command for a device.
@@ -348,51 +332,6 @@ pub struct TerminalsRequest {
     terminals: Vec<Value>,
 }
 
-/// The terminal actions: each queues its commands for every terminal listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TerminalAction {
-    Reboot,
-    UploadTransaction,
-    UploadAll,
-    ClearCapture,
-    ClearAll,
-    ClearAttendance,
-    SyncTime,
-    ReadInfo,
-    ClearCommand,
-}
-
-impl TerminalAction {
-    /// The commands the action queues (`biotime_api.md` §2.3), for a device whose clock reads
-    /// `local_now`. `ClearCommand` queues nothing: it cancels.
-    fn commands(self, local_now: LocalDateTime) -> Vec<DeviceCommand> {
-        let since = LocalDateTime { year: 2000, month: 1, day: 1, hour: 0, minute: 0, second: 0 };
-        // The device's log up to a day ahead, so a clock slightly fast loses nothing.
-        let until = LocalDateTime { year: local_now.year.saturating_add(1), ..local_now };
-        let all_attendance = DeviceCommand::QueryAttlog { start_time: since, end_time: until };
-        match self {
-            TerminalAction::Reboot => vec![DeviceCommand::Reboot],
-            // Re-upload of the attendance log: the device re-sends the punches of the range as
-            // ordinary uploads, which de-duplication turns into no new rows for the ones we have.
-            TerminalAction::UploadTransaction => vec![all_attendance],
-            // Everything: a new handshake (tables whose stamp is 0 are re-uploaded), all users,
-            // and the attendance log.
-            TerminalAction::UploadAll => {
-                vec![DeviceCommand::Check, DeviceCommand::QueryUserinfo { pin: None }, all_attendance]
-            }
-            TerminalAction::ClearCapture => vec![DeviceCommand::ClearPhoto],
-            TerminalAction::ClearAll => vec![DeviceCommand::ClearData],
-            // Named as in the ZKBio Time console; not in the REST note, offered for completeness.
-            TerminalAction::ClearAttendance => vec![DeviceCommand::ClearLog],
-            // Attendance firmware sets its clock from the handshake reply (Date + TimeZone).
-            TerminalAction::SyncTime => vec![DeviceCommand::Check],
-            TerminalAction::ReadInfo => vec![DeviceCommand::Info],
-            TerminalAction::ClearCommand => vec![],
-        }
-    }
-}
-
 /// Run a terminal action: queue its commands for each terminal.
 ///
 /// `POST /iclock/api/terminals/<action>/` (the path parameter is the action's name, not an
@@ -420,7 +359,7 @@ pub async fn terminal_action(
     Path(action): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(typed_action) = super::request::choice::<TerminalAction>(&action) else {
+    let Some(typed_action) = TerminalAction::from_name(&action) else {
         return Err(ApiError::NotFound);
     };
     let request: TerminalsRequest = serde_json::from_slice(&body)

@@ -229,7 +229,8 @@ fn store_detail(error: &StoreError, database: &'static str) -> String {
 /// misspelt path look like success to an integration. Here: JSON 404 `{"detail": "Not found."}`
 /// (DRF's) for every method but GET/HEAD, for every path under an API prefix, and for clients
 /// that are not browsers; ZKBio Time's page (200, as it answers) only for a browser's GET
-/// (`Accept` names `text/html`) of any other path.
+/// (`Accept` names `text/html`) of any other path, and a browser's GET of `/` is sent to the
+/// operator console (`/ui/`).
 pub async fn not_found(method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
     const API_PREFIXES: [&str; 5] = ["/api/", "/api-", "/iclock/api/", "/personnel/api/", "/att/api/"];
     let path = uri.path();
@@ -239,6 +240,10 @@ pub async fn not_found(method: Method, uri: axum::http::Uri, headers: HeaderMap)
         .and_then(|accept| accept.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
     if (method == Method::GET || method == Method::HEAD) && !under_api && browser {
+        // The root is the operator console's door (`/ui/`, outside the API).
+        if path == "/" {
+            return axum::response::Redirect::to("/ui/").into_response();
+        }
         let page = "<!DOCTYPE html><html><head><title>Page not found</title></head><body><h1>Page not found</h1></body></html>";
         return Html(page).into_response();
     }

@@ -129,16 +129,13 @@ pub async fn update_device(
     if !found {
         return Err(ApiError::NotFound);
     }
-    if let Some(approval) = approval {
-        state.store.set_approval(&sn, approval).await?;
-    }
     state.devices.invalidate(&sn);
+    if let Some(approval) = approval {
+        // An approved terminal gets its area's roster (a pending one received nothing).
+        crate::services::devices::set_approval(&state, &sn, approval).await?;
+    }
     tracing::info!(sn = %sn, by = %who.name, ?update, "device settings changed");
     let device = state.store.device_by_sn(&sn).await?.ok_or(ApiError::NotFound)?;
-    if approval == Some(Approval::Approved) {
-        // An approved terminal gets its area's roster (a pending one received nothing).
-        crate::services::roster::sync_terminal(&state, device.id).await?;
-    }
     Ok(Json(DeviceSettings {
         alias: device.alias,
         approval: device.approval.as_str(),

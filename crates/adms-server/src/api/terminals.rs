@@ -213,15 +213,13 @@ pub async fn update(
     let area = body.area.given().map(|area| area.value);
     errors.finish()?;
     if let Some(alias) = &alias {
-        state.store.configure_device(&current.sn, Some(alias), None, None).await?;
-        state.devices.invalidate(&current.sn);
+        crate::services::devices::rename(&state, &current.sn, alias).await?;
     }
     if let Some(area) = area
         && area != current.area.id
     {
-        state.store.set_terminal_area(id, area).await?;
+        crate::services::devices::set_area(&state, id, area).await?;
         tracing::info!(user = %who.name, sn = %current.sn, area, "terminal moved to another area");
-        crate::services::roster::sync_terminal(&state, id).await?;
     }
     Ok(Json(terminal(&state, id).await?))
 }

@@ -122,6 +122,11 @@ async fn purge_expired(state: SharedState, stop: CancellationToken) {
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "session purge failed"),
         }
+        match state.store.purge_console_sessions(now_micros()).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "ended and expired console sessions removed"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "console session purge failed"),
+        }
         // Quotas read only their own day's usage; yesterday's row is kept as a margin.
         let today = adms_store::Quota::for_day(state.webhooks.clock.now_micros(), 0).day;
         match state.store.purge_quota_usage(today - 1).await {

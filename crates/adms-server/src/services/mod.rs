@@ -3,7 +3,11 @@
 //!
 //! - [`commands`]: queueing commands for devices (the store's enqueue, the default expiry, and
 //!   the wake-up that makes a device's next poll read its queue);
-//! - [`roster`]: roster changes planned for terminals and queued through [`commands`].
+//! - [`roster`]: roster changes planned for terminals and queued through [`commands`];
+//! - [`devices`]: an operator's device settings (approval, alias, area), from the API or the console;
+//! - [`webhooks`]: pausing and resuming a webhook endpoint.
 
 pub mod commands;
+pub mod devices;
 pub mod roster;
+pub mod webhooks;

@@ -219,8 +219,9 @@ async fn zkbio_compatible_surface_paging_filters_and_unknown_paths() {
         let r = client.get(server.url(path)).header("Accept", "text/html").send().await.unwrap();
         assert_eq!(status_and_json(r).await, (404, json!({"detail": "Not found."})), "{path}");
     }
-    // A browser's GET elsewhere: ZKBio Time's page, as it answers.
-    let r = client.get(server.url("/")).header("Accept", "text/html").send().await.unwrap();
+    // A browser's GET elsewhere: ZKBio Time's page, as it answers. (The root `/` is the
+    // operator console's door: `console::the_root_sends_browsers_to_the_console_and_nobody_else`.)
+    let r = client.get(server.url("/base/index/")).header("Accept", "text/html").send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let docs = client.get(server.url("/api/docs/")).send().await.unwrap().text().await.unwrap();

@@ -6,6 +6,8 @@ mod captures;
 mod cli_ops;
 mod commands;
 mod common;
+mod console;
+mod console_browser;
 mod crash_recovery;
 mod device_session;
 mod device_trust;

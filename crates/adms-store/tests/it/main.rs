@@ -3,6 +3,7 @@
 mod auth;
 mod commands;
 mod common;
+mod console;
 mod device_events;
 mod maintenance;
 mod migrate_data;

@@ -370,17 +370,8 @@ pub async fn update_endpoint(
             return Err(ApiError::NotFound);
         }
     }
-    match (change.paused.given(), current.paused_reason.as_deref()) {
-        // Pausing overrides a `gone` pause with the operator's; resuming only when paused, so
-        // an active endpoint's retry schedule is not disturbed.
-        (Some(true), reason) if reason != Some("manual") => {
-            state.store.set_endpoint_paused(&uid, Some("manual")).await?;
-        }
-        (Some(false), Some(_)) => {
-            state.store.set_endpoint_paused(&uid, None).await?;
-            state.webhooks.wake.notify_one();
-        }
-        _ => {}
+    if let Some(&paused) = change.paused.given() {
+        crate::services::webhooks::set_paused(&state, &uid, current.paused_reason.as_deref(), paused).await?;
     }
     let endpoint = state.store.endpoint_by_uid(&uid).await?.ok_or(ApiError::NotFound)?;
     tracing::info!(endpoint = %uid, by = %who.name, fields = ?change.sent_fields(), "webhook endpoint changed");
