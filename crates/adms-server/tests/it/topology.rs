@@ -21,6 +21,7 @@ use crate::common::webhooks::Receiver;
 use crate::common::{Api, Server, eventually, eventually_within};
 use crate::postgres_replicas::{
     Addresses, Fleet, Seen, assert_stored_once_gapless, head, poll_and_answer, run_device, try_request,
+    wait_for_punch_deliveries,
 };
 
 /// 50,000 punches from 100 devices.
@@ -284,9 +285,11 @@ async fn three_replicas_behind_haproxy_one_killed_keep_every_punch_event_command
     };
     assert_eq!((status, ready["role"].as_str()), (200, Some("worker")));
 
-    // The ERP's endpoint, created through the second replica's API.
+    // The ERP's endpoint, created through the second replica's API, takes batches of up to 100
+    // events (each keeps its own id inside the batch).
     let api = Api::login(&bridges[1]).await;
-    let (status, endpoint) = api.post_json("/api/v1/webhooks/endpoints", &json!({"url": receiver.url()})).await;
+    let (status, endpoint) =
+        api.post_json("/api/v1/webhooks/endpoints", &json!({"url": receiver.url(), "batch_max": 100})).await;
     assert_eq!(status, 201, "{endpoint}");
 
     // Two commands per device, queued through the second replica's API before the devices start.
@@ -344,17 +347,14 @@ async fn three_replicas_behind_haproxy_one_killed_keep_every_punch_event_command
 
     // Every punch's event delivered (by the worker), and only ever under its one id.
     let all = FLEET.punches();
-    eventually_within(Duration::from_secs(300), &format!("all {all} punch events are delivered"), async || {
-        receiver.of_type("attendance.punch").into_iter().map(|r| r.id).collect::<BTreeSet<_>>().len() >= all
-    })
-    .await;
+    wait_for_punch_deliveries(&database, all, Duration::from_secs(300)).await;
     let mut ids_of: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for r in receiver.of_type("attendance.punch") {
-        let data = &r.json()["data"];
+    for event in events(&receiver, "attendance.punch") {
+        let data = &event["data"];
         ids_of
             .entry(format!("{}/{}/{}", data["device"]["sn"], data["pin"], data["local_time"]))
             .or_default()
-            .insert(r.id);
+            .insert(event["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(ids_of.len(), all);
     assert!(ids_of.values().all(|ids| ids.len() == 1), "a punch's event came under two ids");
