@@ -91,6 +91,15 @@ enum Scenario {
     },
     /// Everything above but webhooks, printed as the BENCHMARKS.md table.
     All,
+    /// Ingest and polls through HAProxy (`deploy/haproxy.cfg`, Debian's haproxy) in front of 1
+    /// and 2 replicas and a worker on PostgreSQL, and straight at one replica (`--engine postgres`).
+    Proxy {
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 128])]
+        lines: Vec<usize>,
+        /// The proxy's configuration (default: the repository's deploy/haproxy.cfg).
+        #[arg(long)]
+        proxy_config: Option<PathBuf>,
+    },
     /// ATTLOG ingest against a baseline binary and this one (`--server-bin`), alternating.
     Ab {
         /// The binary to compare against, e.g. a copy of `adms-bridge` built from the previous commit.
@@ -150,6 +159,17 @@ fn main() -> anyhow::Result<()> {
                 println!("webhook latency at {rate} punches/s, device POST -> receiver: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({n} punches)");
             }
             Scenario::All => run.all().await?,
+            Scenario::Proxy { lines, proxy_config } => {
+                let config = proxy_config
+                    .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/haproxy.cfg"));
+                for n in lines {
+                    for (replicas, direct) in [(1, true), (1, false), (2, false)] {
+                        for figure in run.through_proxy(&config, replicas, n, direct).await? {
+                            println!("{figure}");
+                        }
+                    }
+                }
+            }
             Scenario::Ab { baseline_bin, lines, rounds } => {
                 anyhow::ensure!(baseline_bin.is_file(), "no baseline binary at {}", baseline_bin.display());
                 anyhow::ensure!(rounds > 0, "--rounds must be at least 1");

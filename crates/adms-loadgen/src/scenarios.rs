@@ -143,7 +143,31 @@ impl Run {
             crate::webhooks::prepare_receiver_and_database(&database, endpoints).await?;
         }
         let server = ServerProcess::start(&self.server_bin, &database)?;
-        let addr = Arc::new(server.addr.clone());
+        let tally = self.drive_ingest(&server.addr, lines).await?;
+        server.stop()?;
+        let engine = match self.engine {
+            Engine::Sqlite => "SQLite",
+            Engine::Postgres => "PostgreSQL",
+        };
+        let stamp = match self.stamp {
+            StampMode::Fixed => "",
+            StampMode::Changing => ", new stamps",
+        };
+        let name = if endpoints == 0 {
+            format!("ingest ({engine}), {lines}-line uploads{stamp}, {} conns", self.conns)
+        } else {
+            format!(
+                "ingest ({engine}) + {endpoints} webhook endpoint(s), {lines}-line uploads{stamp}, {} conns",
+                self.conns
+            )
+        };
+        self.punches_figure(name, tally, &database).await
+    }
+
+    /// `conns` devices uploading `lines`-line ATTLOG bodies to `addr` for the run's duration;
+    /// every reply checked.
+    async fn drive_ingest(&self, addr: &str, lines: usize) -> anyhow::Result<Tally> {
+        let addr = Arc::new(addr.to_owned());
         let stamp = self.stamp;
         let clock = Clock::new(self.warm_up(), self.duration);
         let mut tasks = Vec::new();
@@ -189,25 +213,87 @@ impl Run {
                 Ok(tally)
             }));
         }
-        let tally = join(tasks).await?;
-        server.stop()?;
-        let engine = match self.engine {
-            Engine::Sqlite => "SQLite",
-            Engine::Postgres => "PostgreSQL",
+        join(tasks).await
+    }
+
+    /// Ingest (`lines`-line uploads) and polls through HAProxy with `deploy/haproxy.cfg` in
+    /// front of `replicas` (1 or 2) `device,api` replicas and a `worker` on one fresh
+    /// PostgreSQL database, as docker-compose.yml deploys them; with `direct`, the same load
+    /// straight at the first replica (the proxy's own cost).
+    pub async fn through_proxy(
+        &self,
+        proxy_config: &Path,
+        replicas: usize,
+        lines: usize,
+        direct: bool,
+    ) -> anyhow::Result<Vec<Figure>> {
+        ensure!(self.engine == Engine::Postgres, "replicas share a PostgreSQL database: use --engine postgres");
+        ensure!((1..=2).contains(&replicas), "deploy/haproxy.cfg names two replicas: --replicas 1 or 2");
+        let dir = tempfile::tempdir()?;
+        let database = BenchDatabase::create(self.engine, dir.path(), "bench.db").await?;
+        let front = [("ADMS_ROLE", "device,api"), ("ADMS_TRUSTED_PROXIES", "127.0.0.1"), ("ADMS_DRAIN_SECS", "0")];
+        let mut servers = Vec::new();
+        for _ in 0..replicas {
+            servers.push(ServerProcess::start_with(&self.server_bin, &database, &front)?);
+        }
+        let worker = ServerProcess::start_with(
+            &self.server_bin,
+            &database,
+            &[("ADMS_ROLE", "worker"), ("ADMS_DRAIN_SECS", "0")],
+        )?;
+        let bridges: Vec<String> = (0..2).map(|i| servers[i % replicas].addr.clone()).collect();
+        let proxy_addr = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?.to_string()
         };
-        let stamp = match self.stamp {
-            StampMode::Fixed => "",
-            StampMode::Changing => ", new stamps",
-        };
-        let name = if endpoints == 0 {
-            format!("ingest ({engine}), {lines}-line uploads{stamp}, {} conns", self.conns)
+        let mut proxy = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(proxy_config)
+            .env("PROXY_BIND", &proxy_addr)
+            .env("BRIDGE_1", &bridges[0])
+            .env("BRIDGE_2", &bridges[1])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("haproxy (apt install haproxy)")?;
+        let target = if direct { servers[0].addr.clone() } else { proxy_addr.clone() };
+        // Until the proxy's health checks find the replicas ready.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = match Connection::open(&target).await {
+                Ok(mut conn) => {
+                    let mut request = Vec::new();
+                    http::get(&mut request, &target, "/readyz");
+                    conn.send(&request).await.map(|r| r.status == 200).unwrap_or(false)
+                }
+                Err(_) => false,
+            };
+            if ready {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the proxy found no ready replica within 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let via = if direct {
+            "straight at one replica".to_owned()
         } else {
-            format!(
-                "ingest ({engine}) + {endpoints} webhook endpoint(s), {lines}-line uploads{stamp}, {} conns",
-                self.conns
-            )
+            format!("through HAProxy, {replicas} replica(s)")
         };
-        self.punches_figure(name, tally, &database).await
+        let tally = self.drive_ingest(&target, lines).await?;
+        let ingest = self
+            .punches_figure(
+                format!("ingest (PostgreSQL) {via}, {lines}-line uploads, {} conns", self.conns),
+                tally,
+                &database,
+            )
+            .await?;
+        let polls = self.drive_polls(&target, 1000, &format!("getrequest {via}, 1,000 SNs")).await?;
+        let _ = proxy.kill();
+        let _ = proxy.wait();
+        for server in servers {
+            server.stop()?;
+        }
+        worker.stop()?;
+        Ok(vec![ingest, polls])
     }
 
     /// The same rows straight into the same schema through adms-store, no HTTP: `writers` tasks
@@ -588,8 +674,20 @@ pub(crate) struct ServerProcess {
 
 impl ServerProcess {
     pub(crate) fn start(bin: &Path, database: &BenchDatabase) -> anyhow::Result<ServerProcess> {
+        ServerProcess::start_with(bin, database, &[])
+    }
+
+    /// [`ServerProcess::start`] with more settings (`extra`, as environment variables).
+    pub(crate) fn start_with(
+        bin: &Path,
+        database: &BenchDatabase,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<ServerProcess> {
         let command = |limit_registrations: bool| {
             let mut cmd = Command::new(bin);
+            for (key, value) in extra {
+                cmd.env(key, value);
+            }
             if let Some(key) = &database.secret_key {
                 cmd.env("ADMS_SECRET_KEY", key);
             }
@@ -626,11 +724,18 @@ impl ServerProcess {
         Ok(ServerProcess { addr: addr.to_owned(), child })
     }
 
-    /// SIGTERM, and wait for a clean exit.
+    /// SIGTERM, and wait for a clean exit. A server that drains before it stops (`/readyz` 503
+    /// for `drain_secs`) gets a second SIGTERM, which ends the drain.
     pub(crate) fn stop(mut self) -> anyhow::Result<()> {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut again = Some(Instant::now() + Duration::from_millis(300));
         while self.child.try_wait()?.is_none() {
+            if again.is_some_and(|at| Instant::now() >= at) {
+                Command::new("kill").args(["-TERM", &pid]).status()?;
+                again = None;
+            }
             ensure!(Instant::now() < deadline, "server did not stop within 30 s");
             std::thread::sleep(Duration::from_millis(20));
         }
