@@ -122,6 +122,12 @@ pub async fn master_key(config: &Config, store: &Store) -> Result<Option<(Secret
         return Ok(Some((read_key_file(&path)?, KeySource::File(path))));
     }
     if config.secrets.key_file.is_some() || anything_sealed(store).await? {
+        // Another process starting on this database may have generated the key file since we
+        // looked: it links the file before it seals anything, so once its seal is visible here,
+        // so is its file.
+        if path.exists() {
+            return Ok(Some((read_key_file(&path)?, KeySource::File(path))));
+        }
         // A named file that is missing, or a database sealed under a key nobody gave us:
         // generating one now would only make the secrets unreadable for good.
         return Err(StartupError::Other(format!(
