@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::webhooks::Receiver;
+use common::webhooks::{Receiver, Reply, SECRET, attlog_lines};
 use common::{Api, Device, Server, eventually};
 use serde_json::{Value, json};
 
@@ -140,4 +140,47 @@ async fn sigterm_drains_with_readyz_503_first_and_loses_nothing() {
     let all: Vec<u8> = sent.concat();
     assert_eq!(dev.attlog(&all).await.text(), "OK: 40");
     assert_eq!(api.transactions("?terminal_sn=DRAIN001&page_size=100").await.len(), 40, "a re-send adds nothing");
+}
+
+/// SIGTERM while a webhook delivery is in flight: the process waits for it (the receiver's 200
+/// is recorded before it exits), exits cleanly, and after a restart the event is not sent again — the next
+/// punch's delivery, which comes after any resend would, proves it.
+// Multi-threaded: the receiver answers on another thread while this one waits for the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_delivery_finishes_it_and_sends_it_once() {
+    let receiver = Receiver::builder()
+        .only("attendance.punch")
+        .replying(|ordinal| if ordinal == 1 { Reply::Held(200) } else { Reply::Status(200) })
+        .start()
+        .await;
+    let url = receiver.url();
+    let env = [("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET)];
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &env);
+    {
+        let dev = Device { server: &server, sn: "TERM0001".into() };
+        assert_eq!(dev.handshake().await.status, 200);
+        assert_eq!(dev.attlog(&attlog_lines(0, 1)).await.text(), "OK: 1");
+    }
+    eventually("the delivery is in flight", async || receiver.of_type("attendance.punch").len() == 1).await;
+    server.signal_term();
+    // Shutdown under way (the listener is closed) while the delivery is still held.
+    let addr = server.addr.clone();
+    eventually("the listener closes", async || tokio::net::TcpStream::connect(&addr).await.is_err()).await;
+    receiver.release();
+    let status = server.wait_for_exit();
+    assert!(status.success(), "{status}");
+    // Recorded before the process ended: a process that left without waiting would have left
+    // the delivery leased (`in_flight`) and the receiver's answer unheard.
+    let succeeded = "SELECT COUNT(*) FROM webhook_deliveries AS d JOIN webhook_events AS e ON e.id = d.event_row \
+                     WHERE e.event_type = 'attendance.punch' AND d.state = 'succeeded'";
+    assert_eq!(server.db().scalar_i64(succeeded, &[]).await, 1);
+    let first = receiver.of_type("attendance.punch")[0].id.clone();
+
+    let server = Server::start(dir.path(), &env);
+    let dev = Device { server: &server, sn: "TERM0001".into() };
+    assert_eq!(dev.attlog(&attlog_lines(1, 1)).await.text(), "OK: 1");
+    eventually("the next punch is delivered", async || receiver.of_type("attendance.punch").len() >= 2).await;
+    let ids: Vec<String> = receiver.of_type("attendance.punch").into_iter().map(|r| r.id).collect();
+    assert_eq!(ids.iter().filter(|id| **id == first).count(), 1, "the finished delivery was sent again: {ids:?}");
 }
