@@ -195,6 +195,14 @@ impl DeviceRegistry {
         }
     }
 
+    /// Wakes every cached device: each next poll reads its queue once (after the cross-process
+    /// wake-ups were lost for a while, commands queued meanwhile elsewhere are found so).
+    pub fn wake_all(&self) {
+        for entry in self.by_sn.read().unwrap_or_else(|p| p.into_inner()).values() {
+            entry.commands_enqueued();
+        }
+    }
+
     /// Marks pending the cached devices among `pending` (serial numbers the database holds as
     /// pending) that this process still holds as approved: an approval withdrawn from the CLI or
     /// on another replica counts from the device's next request here. Returns their serial

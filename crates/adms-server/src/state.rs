@@ -41,6 +41,9 @@ pub struct AppState {
     pub telemetry: crate::telemetry::Telemetry,
     /// Set when shutdown begins: `/readyz` answers 503 while requests are still served.
     pub draining: std::sync::atomic::AtomicBool,
+    /// The cross-replica wake-up of polling devices listens (PostgreSQL: its `LISTEN`
+    /// connection is up); cleared while it fails, for `/readyz`.
+    pub wake_ups: std::sync::atomic::AtomicBool,
     /// Device traffic recorded as session scripts (`[capture] dir`); `None` when off.
     pub capture: Option<std::sync::Arc<crate::capture::Capture>>,
 }

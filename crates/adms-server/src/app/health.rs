@@ -1,6 +1,6 @@
 //! `/healthz` (the process answers) and `/readyz` (it can do its work: it is not draining for
 //! shutdown, the database answers in time, its migrations are this binary's, and with the
-//! `device` role the punch writer runs). No credentials: load balancers and orchestrators probe
+//! `device` role the punch writer runs and the cross-process wake-up listens). No credentials: load balancers and orchestrators probe
 //! them. Cheap: `/readyz` is two indexed reads.
 
 use std::time::Duration;
@@ -47,6 +47,9 @@ pub struct Checks {
     migrations: String,
     /// The punch writer takes batches (`not used` without the `device` role).
     punch_writer: String,
+    /// The wake-up of polling devices for commands queued by other processes listens
+    /// (PostgreSQL: its `LISTEN` connection; `not used` without the `device` role).
+    wake_ups: String,
 }
 
 /// The process is up.
@@ -67,7 +70,8 @@ pub async fn healthz() -> Json<Health> {
 /// The server can do its work.
 ///
 /// 200 when the process is not shutting down, the database answers within 2 s, its applied
-/// migrations are exactly this binary's, and (with the `device` role) the punch writer runs;
+/// migrations are exactly this binary's, and (with the `device` role) the punch writer runs and
+/// the wake-up of polling devices listens (PostgreSQL: its `LISTEN` connection);
 /// 503 with the reason otherwise. From a shutdown signal on, 503 `shutdown: draining` while
 /// requests are still served for `drain_secs`, so a load balancer stops sending first. No
 /// credentials.
@@ -90,6 +94,7 @@ pub async fn readyz(State(state): State<SharedState>) -> Response {
 /// Runs every check; the first failure is the reason.
 async fn check(state: &SharedState) -> Readiness {
     const OK: &str = "ok";
+    const NOT_USED: &str = "not used";
     let shutdown = if state.draining.load(std::sync::atomic::Ordering::Relaxed) { "draining" } else { OK }.to_owned();
     let database = match state.store.ping(DATABASE_TIMEOUT).await {
         Ok(()) => OK.to_owned(),
@@ -106,24 +111,30 @@ async fn check(state: &SharedState) -> Readiness {
         "not checked: no database".to_owned()
     };
     let punch_writer = match (state.config.role.device, state.store.punch_writer().is_running()) {
-        (false, _) => "not used".to_owned(),
+        (false, _) => NOT_USED.to_owned(),
         (true, true) => OK.to_owned(),
         (true, false) => "stopped".to_owned(),
+    };
+    let wake_ups = match (state.config.role.device, state.wake_ups.load(std::sync::atomic::Ordering::Relaxed)) {
+        (false, _) => NOT_USED.to_owned(),
+        (true, true) => OK.to_owned(),
+        (true, false) => "not listening".to_owned(),
     };
     let reason = [
         ("shutdown", &shutdown),
         ("database", &database),
         ("migrations", &migrations),
         ("punch writer", &punch_writer),
+        ("wake-ups", &wake_ups),
     ]
     .into_iter()
-    .find(|(name, outcome)| outcome.as_str() != OK && !(*name == "punch writer" && *outcome == "not used"))
+    .find(|(_, outcome)| outcome.as_str() != OK && outcome.as_str() != NOT_USED)
     .map(|(name, outcome)| format!("{name}: {outcome}"));
     state.telemetry.note_readiness(reason.as_deref());
     Readiness {
         status: if reason.is_none() { "ready" } else { "unavailable" },
         role: state.config.role.to_string(),
         reason,
-        checks: Checks { shutdown, database, migrations, punch_writer },
+        checks: Checks { shutdown, database, migrations, punch_writer, wake_ups },
     }
 }

@@ -55,7 +55,14 @@ impl Application {
             crate::config::networks("http.trusted_proxies", &state.config.http.trusted_proxies)
                 .map_err(std::io::Error::other)?,
         );
-        let background = tasks::Background::start(&state)?;
+        // The device side's wake-up watch (PostgreSQL: its `LISTEN` connection), up before the
+        // first request so `/readyz` counts it from the start.
+        let wake_ups = if state.config.role.device {
+            Some(state.store.watch_queued_commands().await.map_err(std::io::Error::other)?)
+        } else {
+            None
+        };
+        let background = tasks::Background::start(&state, wake_ups)?;
         let service = MapRequestLayer::new(normalize_path).layer(router(state.clone()));
         let header_timeout = Duration::from_secs(state.config.http.header_read_timeout_secs);
         let drained = drain(state.clone(), shutdown);

@@ -177,6 +177,7 @@ impl Application {
             config,
             webhooks,
             draining: std::sync::atomic::AtomicBool::new(false),
+            wake_ups: std::sync::atomic::AtomicBool::new(false),
             capture,
         });
         Ok(Application { listener, state })

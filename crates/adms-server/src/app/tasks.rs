@@ -23,10 +23,14 @@ pub(super) struct Background {
 
 impl Background {
     /// Starts the loops of this process's roles. `device`: the activity flush (with approvals
-    /// withdrawn elsewhere) and the cross-replica wake-up of polling devices. `worker`: the
+    /// withdrawn elsewhere) and the cross-replica wake-up of polling devices (on `wake_ups`,
+    /// established before serving so `/readyz` is ready from the first request). `worker`: the
     /// dispatcher, presence checks, the command expiry sweep, the roster reconcile, and the
     /// session and quota purges. Every role: the activity summary.
-    pub(super) fn start(state: &SharedState) -> std::io::Result<Background> {
+    pub(super) fn start(
+        state: &SharedState,
+        wake_ups: Option<adms_store::CommandWatch>,
+    ) -> std::io::Result<Background> {
         let roles = state.config.role;
         // Built first: should it fail, nothing has been spawned that would run unstopped.
         let dispatcher = if roles.worker { Some(dispatcher(state)?) } else { None };
@@ -35,7 +39,9 @@ impl Background {
         if roles.device {
             let flush_every = Duration::from_secs(state.config.devices.activity_flush_secs.max(1));
             tasks.spawn(flush_activity_and_approvals(state.clone(), flush_every, stop.clone()));
-            tasks.spawn(crate::device::commands::run_cross_replica_wake(state.clone(), stop.clone()));
+        }
+        if let Some(watch) = wake_ups {
+            tasks.spawn(crate::device::commands::run_cross_replica_wake(state.clone(), stop.clone(), watch));
         }
         if let Some(dispatcher) = dispatcher {
             tasks.spawn(dispatcher.run(stop.clone()));

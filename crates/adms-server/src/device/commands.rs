@@ -63,12 +63,17 @@ pub async fn poll_reply(state: &SharedState, entry: &DeviceEntry) -> Result<Opti
 /// same database) queued would otherwise wait until this process next read the device's queue.
 /// Commands queued here wake their devices at once; the store's [`CommandWatch`] reports the
 /// others (SQLite: within about a second; PostgreSQL: at their commit, by `LISTEN`).
-pub async fn run_cross_replica_wake(state: SharedState, stop: CancellationToken) {
-    let mut watch: Option<CommandWatch> = None;
+pub async fn run_cross_replica_wake(state: SharedState, stop: CancellationToken, watch: CommandWatch) {
+    use std::sync::atomic::Ordering;
+    let mut watch = Some(watch);
+    state.wake_ups.store(true, Ordering::Relaxed);
     loop {
         let result = match &mut watch {
+            // After a failure: a new watch (PostgreSQL: a new `LISTEN` connection), then every
+            // cached device reads its queue once, for what was queued while nobody listened.
             None => state.store.watch_queued_commands().await.map(|w| {
                 watch = Some(w);
+                state.devices.wake_all();
                 Vec::new()
             }),
             Some(w) => tokio::select! {
@@ -77,9 +82,15 @@ pub async fn run_cross_replica_wake(state: SharedState, stop: CancellationToken)
             },
         };
         match result {
-            Ok(device_ids) if !device_ids.is_empty() => state.devices.commands_enqueued(&device_ids),
-            Ok(_) => {}
+            Ok(device_ids) => {
+                state.wake_ups.store(true, Ordering::Relaxed);
+                if !device_ids.is_empty() {
+                    state.devices.commands_enqueued(&device_ids);
+                }
+            }
             Err(error) => {
+                state.wake_ups.store(false, Ordering::Relaxed);
+                watch = None;
                 tracing::warn!(%error, "queued-command watch failed; retried in a second");
                 tokio::select! {
                     () = stop.cancelled() => return,

@@ -62,7 +62,7 @@ async fn health_and_readiness_need_no_credentials_and_say_why_not_ready() {
     assert_eq!(ready["role"], "all");
     assert_eq!(
         ready["checks"],
-        json!({ "shutdown": "ok", "database": "ok", "migrations": "ok", "punch_writer": "ok" })
+        json!({ "shutdown": "ok", "database": "ok", "migrations": "ok", "punch_writer": "ok", "wake_ups": "ok" })
     );
     assert!(ready.get("reason").is_none());
 
@@ -113,8 +113,15 @@ async fn readiness_follows_the_database_on_postgres() {
     let (_, ready) = readyz(&server).await;
     assert!(ready["reason"].as_str().unwrap().starts_with("database: "), "{ready}");
     assert_eq!(ready["checks"]["migrations"], "not checked: no database");
+    // The `LISTEN` connection of the wake-ups went with the others.
+    common::eventually("readyz says the wake-ups do not listen", async || {
+        readyz(&server).await.1["checks"]["wake_ups"] == "not listening"
+    })
+    .await;
     admin(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await;
+    // Ready again only once the wake-ups listen again, too.
     common::eventually("readyz answers 200 again", async || readyz(&server).await.0 == 200).await;
+    assert_eq!(readyz(&server).await.1["checks"]["wake_ups"], "ok");
 }
 
 /// Uploads, re-sends, rejected lines, devices, commands, HTTP requests and the process, as

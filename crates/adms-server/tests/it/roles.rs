@@ -47,6 +47,7 @@ async fn replicas_split_by_role_serve_their_own_routes_and_duties() {
         let (status, ready) = readyz(server).await;
         assert_eq!(status, 200, "{role}: {ready}");
         assert_eq!((ready["role"].as_str(), ready["checks"]["punch_writer"].as_str()), (Some(role), Some(writer)));
+        assert_eq!(ready["checks"]["wake_ups"], if role == "device" { "ok" } else { "not used" });
         assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200);
     }
 
