@@ -287,17 +287,9 @@ async fn capture_without_a_folder_is_a_conflict() {
 
 /// A counter's value from `/metrics` (0 when absent).
 async fn metric(api: &Api, name: &str) -> f64 {
-    let text = api
-        .client
-        .get(format!("http://{}/metrics", api.server_addr))
-        .header("Authorization", format!("Token {}", api.token))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+    let text = api.metrics_of(&api.server_addr).await;
+    crate::common::sum_samples(&text, |line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ')))
+        .unwrap_or(0.0)
 }
 
 /// Files rotate by size (here after every exchange) and the oldest are deleted to keep the

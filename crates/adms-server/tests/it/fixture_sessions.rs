@@ -115,6 +115,7 @@ async fn database_steps_fail_when_the_database_disagrees() {
 /// The tables a script may count are the ones the suite's `count_rows` reads.
 #[test]
 fn the_counted_tables_are_the_suites() {
+    // The simulator does not link the store: its list of countable tables is checked here.
     assert_eq!(adms_sim::session::COUNTED_TABLES, COUNTED_TABLES);
 }
 

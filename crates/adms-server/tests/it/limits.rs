@@ -97,22 +97,10 @@ async fn body_over_the_limit_answers_413_json_detail_on_api_routes() {
 
 /// `adms_device_quota_refusals_total{kind="<kind>"}` from `/metrics`.
 async fn quota_refusals(api: &Api, kind: &str) -> u64 {
-    let text = api
-        .client
-        .get(format!("http://{}/metrics", api.server_addr))
-        .header("Authorization", format!("Token {}", api.token))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let prefix = format!("adms_device_quota_refusals_total{{kind=\"{kind}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no {prefix} in {text}"))
-        .parse()
-        .expect("counter")
+    let text = api.metrics_of(&api.server_addr).await;
+    let series = format!("adms_device_quota_refusals_total{{kind=\"{kind}\"}} ");
+    crate::common::sum_samples(&text, |line| line.starts_with(&series))
+        .unwrap_or_else(|| panic!("no {series} in {text}")) as u64
 }
 
 /// A raw body of `n` bytes, distinct per `tag`.

@@ -16,20 +16,8 @@ async fn readyz(server: &Server) -> (u16, Value) {
 /// The sum of `adms_webhook_attempts_total` on `server`'s `/metrics`: the attempts this
 /// process made.
 async fn delivery_attempts(server: &Server, api: &Api) -> f64 {
-    let text = api
-        .client
-        .get(server.url("/metrics"))
-        .header("Authorization", format!("Token {}", api.token))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("adms_webhook_attempts_total{"))
-        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
-        .sum()
+    let text = api.metrics_of(&server.addr).await;
+    common::sum_samples(&text, |line| line.starts_with("adms_webhook_attempts_total{")).unwrap_or(0.0)
 }
 
 #[tokio::test]

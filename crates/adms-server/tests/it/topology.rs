@@ -222,20 +222,11 @@ impl Drop for Proxy {
 /// `adms_http_request_duration_seconds_count` of the device route group on `addr`: device
 /// requests this replica answered.
 async fn device_requests(addr: &str, api: &Api) -> f64 {
-    let text = api
-        .client
-        .get(format!("http://{addr}/metrics"))
-        .header("Authorization", format!("Token {}", api.token))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("adms_http_request_duration_seconds_count{") && l.contains("group=\"device\""))
-        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
-        .sum()
+    let text = api.metrics_of(addr).await;
+    crate::common::sum_samples(&text, |line| {
+        line.starts_with("adms_http_request_duration_seconds_count{") && line.contains("group=\"device\"")
+    })
+    .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -232,6 +232,17 @@ impl Drop for Server {
     }
 }
 
+/// The sum of the samples of `text` (an OpenMetrics exposition) whose line `matches`; `None`
+/// when no line does.
+pub fn sum_samples(text: &str, matches: impl Fn(&str) -> bool) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|line| !line.starts_with('#') && matches(line))
+        .map(|line| line.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()).expect("a sample's value"))
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// How long [`eventually`] waits before it fails: generous, because the two cores run the
 /// tests in parallel (and, on a developer's machine, builds beside them).
 pub const EVENTUALLY: Duration = Duration::from_secs(30);
@@ -372,6 +383,20 @@ impl Api {
         Api { client, server_addr: server.addr.clone(), token }
     }
 
+    /// `/metrics` of the server at `addr` (`HOST:PORT`; any replica of the database accepts
+    /// this token), as text.
+    pub async fn metrics_of(&self, addr: &str) -> String {
+        let response = self
+            .client
+            .get(format!("http://{addr}/metrics"))
+            .header("Authorization", format!("Token {}", self.token))
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics text")
+    }
+
     pub async fn get(&self, path: &str) -> serde_json::Value {
         let response = self
             .client
@@ -445,22 +470,8 @@ pub fn shared_captures() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// Every table `count_rows` can count.
-pub const COUNTED_TABLES: [&str; 13] = [
-    "devices",
-    "punches",
-    "rejected_lines",
-    "operation_logs",
-    "device_users",
-    "biometric_templates",
-    "user_photos",
-    "device_records",
-    "device_options",
-    "command_results",
-    "access_events",
-    "raw_uploads",
-    "att_photos",
-];
+/// Every table `count_rows` can count: the store's list (what the API's table counts answer).
+pub use adms_store::COUNTED_TABLES;
 
 /// Rows in a table, read straight from the database.
 pub async fn count_rows(db: &Database, table: &str) -> i64 {
