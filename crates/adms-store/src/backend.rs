@@ -86,9 +86,18 @@ impl PgDb {
     /// A transaction for delivery bookkeeping whose commit does not wait for the WAL flush
     /// (`synchronous_commit = off`, this transaction only): as on SQLite, the worst a power
     /// loss does is send a webhook again under its same id.
-    /// One round trip: `BEGIN` and the setting travel as one simple query.
+    ///
+    /// Its statements are planned for their parameters each time (`plan_cache_mode`): a claim's
+    /// best plan walks the due index and stops at its `LIMIT`, which only a plan that sees the
+    /// limit and `now` can know; the generic plan PostgreSQL settles on sorts the whole backlog
+    /// (with 20,000 deliveries due: 23 ms against 0.4 ms, each claim). Planning costs well under
+    /// a millisecond, once per claim or completion batch of up to 64 deliveries.
+    /// One round trip: `BEGIN` and the settings travel as one simple query.
     pub(crate) async fn begin_delivery(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await?)
+        Ok(self
+            .pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan")
+            .await?)
     }
 }
 

@@ -13,7 +13,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
-    /// The database has a migration this binary does not know: a newer release migrated it.
+    /// The database has a migration of a newer release that this one may not run with: a
+    /// contract migration, or newer ones above a migration this binary still has to apply.
     #[error(
         "the database was migrated by a newer adms-bridge: it has migration {version} ({description}), and this \
          adms-bridge {} knows migrations up to {known}; run a release that has migration {version}, or restore the \

@@ -16,13 +16,18 @@ pub enum MigrationState {
     /// Migrations of this binary are missing or did not finish (the server migrates at start, so
     /// someone rolled the database back or a start was interrupted).
     Behind { applied: i64, known: i64 },
-    /// The database carries migrations this binary does not know: a newer release migrated it.
+    /// A newer release expanded the schema (expand migrations only): this binary runs on it
+    /// unchanged, as the expand/contract rule promises during a rolling upgrade.
+    Expanded { applied: i64, known: i64 },
+    /// The database carries a migration this binary may not run with: a newer release's
+    /// contract migration.
     Ahead { applied: i64, known: i64 },
 }
 
 impl MigrationState {
+    /// Whether this binary may serve on the database as it is.
     pub fn is_current(&self) -> bool {
-        matches!(self, MigrationState::Current { .. })
+        matches!(self, MigrationState::Current { .. } | MigrationState::Expanded { .. })
     }
 }
 
@@ -33,6 +38,10 @@ impl std::fmt::Display for MigrationState {
             MigrationState::Behind { applied, known } => {
                 write!(f, "behind: version {applied} applied, this binary needs {known}")
             }
+            MigrationState::Expanded { applied, known } => write!(
+                f,
+                "current (version {applied}: expanded by a newer release, this binary knows up to {known})"
+            ),
             MigrationState::Ahead { applied, known } => {
                 write!(f, "ahead: version {applied} applied by a newer release, this binary knows up to {known}")
             }
@@ -94,6 +103,7 @@ impl Store {
         let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
         let newest = applied.iter().map(|a| a.version).max().unwrap_or(0);
         match schema_state(&applied, migrator) {
+            Ok(state) if state.newer_expansions > 0 => Ok(MigrationState::Expanded { applied: newest, known }),
             Ok(state) if state.pending == 0 => Ok(MigrationState::Current { version: newest }),
             Ok(_) => Ok(MigrationState::Behind { applied: newest, known }),
             Err(StoreError::NewerDatabase { version, known, .. }) => {

@@ -166,6 +166,7 @@ impl Store {
             .await?;
         let applied = maintenance::sqlite_applied(&mut *pool.acquire().await?).await?;
         let schema = maintenance::schema_state(&applied, &maintenance::SQLITE_MIGRATIONS)?;
+        maintenance::log_newer_expansions(schema);
         let migration_backup = match database_path(url) {
             Some(path) if options.backup_before_migrate => {
                 maintenance::backup_before_migrating(&pool, path, schema).await?
@@ -212,6 +213,10 @@ impl Store {
         // together migrate one after another.
         maintenance::schema_state(&maintenance::postgres_applied(&pool).await?, &maintenance::POSTGRES_MIGRATIONS)?;
         maintenance::POSTGRES_MIGRATIONS.run(&pool).await?;
+        // Again once migrated: a newer release starting meanwhile may have migrated first.
+        let schema =
+            maintenance::schema_state(&maintenance::postgres_applied(&pool).await?, &maintenance::POSTGRES_MIGRATIONS)?;
+        maintenance::log_newer_expansions(schema);
         let punch_writer = PunchWriter::start_postgres(connect, Arc::clone(&vault));
         Ok(Store { db: Db::Postgres(PgDb { pool }), punch_writer, vault, _in_use: None, migration_backup: None })
     }

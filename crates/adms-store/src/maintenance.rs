@@ -5,6 +5,7 @@
 //! process has the database open.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
@@ -13,9 +14,24 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use crate::{Store, StoreError, sqlite_file};
 
 /// The migrations this binary applies on SQLite.
-pub static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
+pub static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| newer_tolerant(sqlx::migrate!("../../migrations/sqlite")));
 /// The migrations this binary applies on PostgreSQL.
-pub static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
+pub static POSTGRES_MIGRATIONS: LazyLock<Migrator> =
+    LazyLock::new(|| newer_tolerant(sqlx::migrate!("../../migrations/postgres")));
+
+/// sqlx refuses to run when the database recorded a migration it does not know. During a
+/// rolling upgrade that is the normal case for the older release's processes (a newer one
+/// migrated first), so the decision is [`schema_state`]'s, by the expand/contract rule, and
+/// sqlx's check is off.
+fn newer_tolerant(mut migrator: Migrator) -> Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// How a contract migration's description begins (its file is `NNNN_contract_….sql`): it
+/// removes or changes what earlier releases use, so they must not run on a database that has
+/// it (`migrations/README.md`). Every other migration is an expansion, which they run on.
+const CONTRACT_PREFIX: &str = "contract";
 
 /// A migration recorded in a database's `_sqlx_migrations`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -31,6 +47,9 @@ pub(crate) struct SchemaState {
     pub(crate) applied: usize,
     /// Migrations this binary knows that the database does not have yet.
     pub(crate) pending: usize,
+    /// Expansions a newer release applied that this binary does not know: it runs on the
+    /// expanded schema (a rolling upgrade, or a roll-back) and migrates nothing.
+    pub(crate) newer_expansions: usize,
 }
 
 /// The highest migration version this binary knows.
@@ -38,19 +57,36 @@ fn latest_known(migrator: &Migrator) -> i64 {
     migrator.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
-/// Compares what a database recorded with what `migrator` knows: a recorded migration this
-/// binary does not know means the database was migrated by a newer release, which this one
-/// must not run on (sqlx would only say the migration is "missing").
+/// Compares what a database recorded with what `migrator` knows. Migrations recorded that this
+/// binary does not know were applied by a newer release: expansions only, this release runs on
+/// that schema (the expand/contract rule keeps it usable by the previous release); a contract
+/// migration among them, or migrations of this binary still missing below them, mean the
+/// database is no longer one this release may run on (sqlx alone would only say "missing").
 pub(crate) fn schema_state(applied: &[Applied], migrator: &Migrator) -> Result<SchemaState, StoreError> {
-    if let Some(unknown) = applied.iter().filter(|a| !migrator.version_exists(a.version)).max_by_key(|a| a.version) {
+    let unknown: Vec<&Applied> = applied.iter().filter(|a| !migrator.version_exists(a.version)).collect();
+    let pending = migrator.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)).count();
+    let refused = unknown
+        .iter()
+        .find(|a| a.description.starts_with(CONTRACT_PREFIX))
+        .or_else(|| if pending > 0 { unknown.iter().max_by_key(|a| a.version) } else { None });
+    if let Some(refused) = refused {
         return Err(StoreError::NewerDatabase {
-            version: unknown.version,
-            description: unknown.description.clone(),
+            version: refused.version,
+            description: refused.description.clone(),
             known: latest_known(migrator),
         });
     }
-    let pending = migrator.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)).count();
-    Ok(SchemaState { applied: applied.len(), pending })
+    Ok(SchemaState { applied: applied.len(), pending, newer_expansions: unknown.len() })
+}
+
+/// Says so when this binary runs on a schema a newer release expanded.
+pub(crate) fn log_newer_expansions(schema: SchemaState) {
+    if schema.newer_expansions > 0 {
+        tracing::info!(
+            migrations = schema.newer_expansions,
+            "the database has expand migrations of a newer release; this release runs on them unchanged"
+        );
+    }
 }
 
 /// The migrations a SQLite database recorded (none when it has no migration table yet).
@@ -108,6 +144,21 @@ impl Store {
                 "backup works on SQLite databases; back up a PostgreSQL database with pg_dump",
             )),
         }
+    }
+}
+
+impl Store {
+    /// On PostgreSQL, `ANALYZE`s the hot tables that more than doubled since the planner last
+    /// learnt their size, so that statements prepared while they were small are planned again
+    /// (see `postgres::statistics`); returns the tables analyzed. SQLite plans every statement
+    /// without size statistics: nothing to do.
+    pub async fn refresh_statistics(&self) -> Result<Vec<&'static str>, StoreError> {
+        let crate::backend::Db::Postgres(db) = self.db() else { return Ok(Vec::new()) };
+        let grown = crate::postgres::statistics::grown_tables(&db.pool).await?;
+        for table in &grown {
+            crate::postgres::statistics::analyze(&db.pool, table).await?;
+        }
+        Ok(grown)
     }
 }
 
@@ -332,10 +383,44 @@ mod tests {
         assert_eq!(state.pending, 0);
         let older = schema_state(&applied(&all[..all.len() - 1]), &SQLITE_MIGRATIONS).expect("older is migrated");
         assert_eq!(older.pending, 1);
-        let mut newer = all.clone();
-        newer.push(known + 1);
-        let error = schema_state(&applied(&newer), &SQLITE_MIGRATIONS).expect_err("newer is refused").to_string();
+        let mut newer = applied(&all);
+        newer.push(Applied { version: known + 1, description: "contract drop old columns".into() });
+        let error = schema_state(&newer, &SQLITE_MIGRATIONS).expect_err("a newer contract is refused").to_string();
         assert!(error.contains(&format!("migration {}", known + 1)), "{error}");
         assert!(error.contains(&format!("up to {known}")), "{error}");
+    }
+
+    #[test]
+    fn a_database_a_newer_release_only_expanded_is_run_on_without_migrating() {
+        let known = latest_known(&SQLITE_MIGRATIONS);
+        let mut newer = applied(&(1..=known).collect::<Vec<_>>());
+        newer.push(Applied { version: known + 1, description: "access model".into() });
+        newer.push(Applied { version: known + 2, description: "console indexes".into() });
+        let state = schema_state(&newer, &SQLITE_MIGRATIONS).expect("expansions are run on");
+        assert_eq!((state.pending, state.newer_expansions), (0, 2));
+        // A contract among them, or one of this binary's own migrations still missing, is not.
+        newer.push(Applied { version: known + 3, description: "contract drop devices alias".into() });
+        let error = schema_state(&newer, &SQLITE_MIGRATIONS).expect_err("contract").to_string();
+        assert!(error.contains(&format!("migration {}", known + 3)), "{error}");
+        newer.pop();
+        newer.remove(usize::try_from(known - 1).unwrap());
+        let error = schema_state(&newer, &SQLITE_MIGRATIONS).expect_err("a gap below").to_string();
+        assert!(error.contains(&format!("migration {}", known + 2)), "{error}");
+    }
+
+    #[test]
+    fn no_shipped_migration_is_a_contract_yet_and_names_say_which_kind() {
+        // The prefix is what older releases read: a contract must say so in its file name,
+        // and an expansion must not start with the word by accident.
+        for migrator in [&*SQLITE_MIGRATIONS, &*POSTGRES_MIGRATIONS] {
+            for m in migrator.iter() {
+                assert!(
+                    !m.description.starts_with(CONTRACT_PREFIX),
+                    "migration {} ({}) would be read as a contract by older releases",
+                    m.version,
+                    m.description
+                );
+            }
+        }
     }
 }

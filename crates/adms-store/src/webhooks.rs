@@ -876,12 +876,16 @@ impl Store {
     /// (Unix µs), if any. A read: it takes no write lock, unlike a claim.
     pub async fn next_delivery_due_at(&self) -> Result<Option<i64>, StoreError> {
         on_db!(self, |db| {
+            // The first row of the due index whose endpoint is active, rather than `MIN()` over
+            // the join, which reads every pending delivery (18 ms with a 40,000-delivery backlog
+            // on PostgreSQL, once per dispatcher round).
             Ok(sqlx::query_scalar(
-                "SELECT MIN(d.next_attempt_at) FROM webhook_deliveries AS d \
+                "SELECT d.next_attempt_at FROM webhook_deliveries AS d \
                  JOIN webhook_endpoints AS ep ON ep.id = d.endpoint_id \
-                 WHERE d.state = 'pending' AND ep.paused_reason IS NULL AND ep.deleted_at IS NULL",
+                 WHERE d.state = 'pending' AND ep.paused_reason IS NULL AND ep.deleted_at IS NULL \
+                 ORDER BY d.next_attempt_at LIMIT 1",
             )
-            .fetch_one(db.pool())
+            .fetch_optional(db.pool())
             .await?)
         })
     }

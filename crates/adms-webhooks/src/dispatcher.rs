@@ -159,14 +159,20 @@ impl Dispatcher {
                     continue;
                 }
             }
-            // Wait for a free slot before claiming, so nothing claimed waits for a slot.
-            let Ok(first) = Arc::clone(&permits).acquire_owned().await else { break };
-            let free = permits.available_permits() + 1;
+            // Wait for free slots before claiming, so nothing claimed waits for a slot: one when
+            // nothing is in flight (a lone event goes at once), a refill of a quarter of the slots
+            // otherwise. A claim is a transaction; claiming a slot at a time as each request
+            // finished made the claims, not the requests, the limit on PostgreSQL (a few round
+            // trips and a commit for one or two deliveries).
+            let concurrency = self.config.concurrency.max(1);
+            let wanted = if permits.available_permits() == concurrency { 1 } else { (concurrency / 4).max(1) };
+            let Ok(held) = Arc::clone(&permits).acquire_many_owned(wanted as u32).await else { break };
+            let free = permits.available_permits() + wanted;
             let claimed = match self.store.claim_due_deliveries(&self.config.worker, now, lease, free as i64).await {
                 Ok(claimed) => claimed,
                 Err(error) => {
                     tracing::error!(%error, "claiming webhook deliveries failed");
-                    drop(first);
+                    drop(held);
                     self.idle(&shutdown, self.config.idle_poll).await;
                     continue;
                 }
@@ -174,15 +180,19 @@ impl Dispatcher {
             if claimed.is_empty() {
                 // Due but not claimable now (a device pending approval, an ordered endpoint
                 // waiting for an earlier seq): look again on the next wake-up or poll.
-                drop(first);
+                drop(held);
                 self.idle(&shutdown, self.config.idle_poll).await;
                 continue;
             }
-            let mut permit = Some(first);
+            // The slots held are used first, one per request, then more as requests finish;
+            // those a smaller claim leaves unused are released at the end of the round.
+            let mut held = Some(held);
             for request in group_requests(claimed) {
-                let permit = match permit.take() {
-                    Some(p) => p,
-                    None => match Arc::clone(&permits).acquire_owned().await {
+                let slots_held = held.as_ref().map_or(0, |h| h.num_permits());
+                let permit = match (slots_held, held.as_mut()) {
+                    (2.., Some(slots)) => slots.split(1).expect("more than one slot held"),
+                    (_, Some(_)) => held.take().expect("a slot held"),
+                    (_, None) => match Arc::clone(&permits).acquire_owned().await {
                         Ok(p) => p,
                         Err(_) => break,
                     },

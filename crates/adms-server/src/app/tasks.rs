@@ -50,6 +50,9 @@ impl Background {
             tasks.spawn(crate::services::roster::run_reconcile(state.clone(), stop.clone()));
             tasks.spawn(purge_expired(state.clone(), stop.clone()));
         }
+        if (roles.device || roles.worker) && state.store.engine() == adms_store::Engine::Postgres {
+            tasks.spawn(refresh_statistics(state.clone(), stop.clone()));
+        }
         tasks.spawn(super::metrics::log_summaries(state.clone(), stop.clone()));
         tasks.close();
         Ok(Background { stop, tasks })
@@ -142,6 +145,27 @@ async fn purge_expired(state: SharedState, stop: CancellationToken) {
         }
     }
 }
+
+/// Every [`STATISTICS_EVERY`] (PostgreSQL, device and worker roles): refreshes the statistics
+/// of hot tables that doubled since the planner last learnt their size, so that the punch
+/// writer's and the dispatcher's prepared statements are not left with plans made for empty
+/// tables (see `Store::refresh_statistics`). Several replicas may do it at once: an `ANALYZE`
+/// waits for another one of the same table, and doing it twice costs a sample read.
+async fn refresh_statistics(state: SharedState, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(STATISTICS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while next_tick(&mut tick, &stop).await {
+        match state.store.refresh_statistics().await {
+            Ok(tables) if !tables.is_empty() => tracing::debug!(?tables, "table statistics refreshed"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "refreshing table statistics failed"),
+        }
+    }
+}
+
+/// How often the hot tables' growth is checked: a young table doubles in seconds under load,
+/// and a check is one read of the statistics views.
+const STATISTICS_EVERY: Duration = Duration::from_secs(2);
 
 /// How often expired sessions and old quota usage are purged (the flush used to do it every
 /// 720 ticks of 5 s).

@@ -2,4 +2,5 @@
 
 pub(crate) mod outbox;
 pub(crate) mod punch_writer;
+pub(crate) mod statistics;
 pub(crate) mod wakeups;

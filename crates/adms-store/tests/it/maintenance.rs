@@ -10,7 +10,8 @@ use sqlx::Connection as _;
 use crate::common::Engine;
 
 crate::on_both_engines!(
-    a_database_newer_than_the_binary_is_refused_naming_the_migration,
+    a_database_with_a_newer_contract_migration_is_refused_naming_it,
+    a_database_a_newer_release_expanded_is_run_on_unchanged,
     integration_keys_sharing_a_name_are_renamed_by_the_migration,
 );
 
@@ -64,19 +65,71 @@ enum Keep {
     Database(tempfile::TempDir, FreshDatabase),
 }
 
-const FUTURE_MIGRATION: &str = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-     VALUES (9999, 'from the future', TRUE, '', 0)";
+/// A migration of a newer release, recorded as sqlx records it (the description is the file
+/// name's words).
+fn future_migration(description: &str) -> String {
+    format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, '{description}', TRUE, '', 0)"
+    )
+}
 
-async fn a_database_newer_than_the_binary_is_refused_naming_the_migration(engine: Engine) {
-    // Every migration this binary has, plus one it does not know.
+async fn a_database_with_a_newer_contract_migration_is_refused_naming_it(engine: Engine) {
+    // Every migration this binary has, plus a contract one it does not know.
     let (url, _keep) = older_database(engine, "9999", &[]).await;
     let store = Store::open(&url, StoreOptions::default()).await.expect("a current database opens");
     store.close().await;
     drop(store);
-    let (url, _keep) = older_database(engine, "9999", &[FUTURE_MIGRATION]).await;
+    let contract = future_migration("contract drop device aliases").leak();
+    let (url, _keep) = older_database(engine, "9999", &[contract]).await;
     let error = Store::open(&url, StoreOptions::default()).await.expect_err("a newer database is refused").to_string();
-    assert!(error.contains("migration 9999 (from the future)"), "{error}");
+    assert!(error.contains("migration 9999 (contract drop device aliases)"), "{error}");
     assert!(error.contains("newer adms-bridge"), "{error}");
+}
+
+/// The rolling upgrade's promise, this binary playing the older release: a newer release
+/// expanded the schema (a new table, a new nullable column, recorded as its migration 9999);
+/// this one opens it, says so, and its punch writer and reads keep working.
+async fn a_database_a_newer_release_expanded_is_run_on_unchanged(engine: Engine) {
+    let expansion = future_migration("future punch photos").leak();
+    let (url, _keep) = older_database(
+        engine,
+        "9999",
+        &[
+            "CREATE TABLE future_photos (id BIGINT PRIMARY KEY, punch_id BIGINT REFERENCES punches (id))",
+            "ALTER TABLE punches ADD COLUMN future_note TEXT",
+            expansion,
+        ],
+    )
+    .await;
+    let store = Store::open(&url, StoreOptions::default()).await.expect("an expanded database is run on");
+    let state = store.migration_state().await.unwrap();
+    assert!(state.is_current(), "{state}");
+    assert!(state.to_string().contains("expanded by a newer release"), "{state}");
+    let device = store
+        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "EXPANDED1", ..Default::default() })
+        .await
+        .unwrap();
+    let mut batch = adms_store::PunchBatch::new(device.id);
+    batch.punches.push(adms_store::NewPunch {
+        pin: "7".into(),
+        local_time: "2026-12-06 08:00:00".into(),
+        state: "0".into(),
+        verify: 1,
+        work_code: "0".into(),
+        extra: String::new(),
+        time_zone: None,
+        utc_time: None,
+        mask_flag: None,
+        temperature: None,
+        raw_line: "7\t2026-12-06 08:00:00\t0\t1\t0".into(),
+    });
+    store.punch_writer().write(batch).await.unwrap();
+    let (count, _) = store
+        .list_transactions(&adms_store::TransactionFilter::default(), adms_store::Page { offset: 0, limit: 10 })
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
 }
 
 async fn integration_keys_sharing_a_name_are_renamed_by_the_migration(engine: Engine) {

@@ -407,4 +407,39 @@ crate::on_both_engines!(
     filters_and_pending_devices,
     a_failing_batch_fails_alone_and_leaves_the_writer_usable,
     old_quota_usage_is_purged_and_todays_still_counts,
+    statistics_of_a_table_that_doubled_are_refreshed_once,
 );
+
+/// A young `punches` table that grew past what the planner believes gets its statistics
+/// refreshed (PostgreSQL), once: right after, the planner's size is current. SQLite has none
+/// to refresh.
+async fn statistics_of_a_table_that_doubled_are_refreshed_once(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
+    let device_id = crate::common::approved_device(&store, "STATS1").await;
+    for chunk in 0..3 {
+        let mut batch = PunchBatch::new(device_id);
+        for i in 0..500 {
+            batch.punches.push(punch(&format!("{i}"), &format!("2026-02-0{} 08:00:00", chunk + 1)));
+        }
+        store.punch_writer().write(batch).await.unwrap();
+    }
+    if engine == crate::common::Engine::Sqlite {
+        assert_eq!(store.refresh_statistics().await.unwrap(), Vec::<&str>::new());
+        return;
+    }
+    // The statistics system learns of the inserts when the writer's backend reports them
+    // (within about a second of its commit): wait for it, with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let refreshed = store.refresh_statistics().await.unwrap();
+        if refreshed.contains(&"punches") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "punches was never found grown: {refreshed:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        !store.refresh_statistics().await.unwrap().contains(&"punches"),
+        "after its ANALYZE the planner knows the table's size"
+    );
+}
