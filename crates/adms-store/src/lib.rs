@@ -22,6 +22,7 @@ mod audit;
 mod auth;
 pub mod commands;
 mod console;
+pub mod live_punches;
 mod device_events;
 mod devices;
 mod error;
@@ -65,6 +66,7 @@ pub use commands::{
     CommandPolicy, CommandResultRow, CommandRow, CommandWatch, DueCommand, EnqueueOutcome, Enqueued, NewCommand,
     ResultOutcome, TakenCommands,
 };
+pub use live_punches::{LiveBatch, LiveFilter, LivePunch, PunchFollower};
 pub use console::{ConsoleDevice, ConsoleSession, DeviceListFilter, DevicePunch, DeviceState, FleetCounts, HeldBy};
 pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
 pub use devices::{COUNTED_TABLES, Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
