@@ -22,12 +22,12 @@ mod audit;
 mod auth;
 pub mod commands;
 mod console;
-pub mod live_punches;
 mod device_events;
 mod devices;
 mod error;
 pub mod events;
 mod health;
+pub mod live_punches;
 pub mod maintenance;
 mod migrate_data;
 mod postgres;
@@ -66,12 +66,12 @@ pub use commands::{
     CommandPolicy, CommandResultRow, CommandRow, CommandWatch, DueCommand, EnqueueOutcome, Enqueued, NewCommand,
     ResultOutcome, TakenCommands,
 };
-pub use live_punches::{LiveBatch, LiveFilter, LivePunch, PunchFollower};
 pub use console::{ConsoleDevice, ConsoleSession, DeviceListFilter, DevicePunch, DeviceState, FleetCounts, HeldBy};
 pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
 pub use devices::{COUNTED_TABLES, Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
 pub use error::{ErrorKind, StoreError};
 pub use health::{CensusDevice, CommandCensus, DeviceCensus, MigrationState};
+pub use live_punches::{LiveBatch, LiveFilter, LivePunch, PunchFollower};
 pub use maintenance::{Backup, Restored};
 pub use migrate_data::MigrationReport;
 pub use punches::{NewPunch, PunchBatch, PunchWriter, RejectedLine, Stored, WriterMetrics};

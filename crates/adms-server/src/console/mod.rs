@@ -9,6 +9,7 @@
 //! - [`pages`]: the overview, the device list (keyset-paged, filters in the URL), the device
 //!   page, the rejected lines.
 //! - [`people`]: the roster, read-only, with the terminals that hold each person.
+//! - [`live`]: live punches, a server-sent event stream the page's own script follows.
 //! - [`keys`]: integration keys, created (shown once), listed, revoked; admin only.
 //! - [`webhooks`]: the backlog per endpoint, the delivery log, a delivery's attempts, resend.
 //! - [`actions`]: every change is a POST form with the CSRF token, answered with a redirect
@@ -22,6 +23,7 @@
 mod actions;
 pub mod assets;
 mod keys;
+mod live;
 mod pages;
 mod people;
 mod session;
@@ -54,6 +56,8 @@ pub fn routes() -> Router<SharedState> {
         .route("/ui/devices/{sn}/action", post(actions::terminal_action))
         .route("/ui/commands/{id}/cancel", post(actions::cancel_command))
         .route("/ui/rejected-lines", get(pages::rejected_lines))
+        .route("/ui/live", get(live::live))
+        .route("/ui/live/stream", get(live::stream))
         .route("/ui/people", get(people::people))
         .route("/ui/keys", get(keys::keys).post(keys::create))
         .route("/ui/keys/{id}/revoke", post(keys::revoke))

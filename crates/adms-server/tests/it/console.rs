@@ -93,12 +93,14 @@ impl Console {
 }
 
 /// Every page and form of the console, as `(method, path)`.
-const ROUTES: [(&str, &str); 23] = [
+const ROUTES: [(&str, &str); 25] = [
     ("GET", "/ui/"),
     ("GET", "/ui/devices"),
     ("GET", "/ui/devices/SN1"),
     ("GET", "/ui/devices/SN1/commands"),
     ("GET", "/ui/rejected-lines"),
+    ("GET", "/ui/live"),
+    ("GET", "/ui/live/stream"),
     ("GET", "/ui/people"),
     ("GET", "/ui/keys"),
     ("GET", "/ui/webhooks"),

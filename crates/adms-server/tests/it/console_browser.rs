@@ -2,7 +2,7 @@
 //! chromedriver's WebDriver by fantoccini, against the server on loopback and a terminal played
 //! with real HTTP requests. One browser session walks the whole story (log in, a pending
 //! terminal appears and is approved, a command is sent and completes when the terminal
-//! answers, the terminal goes offline when it stops polling and comes back, the XSS name shows as text, a forged form is refused, log out), and a screenshot of
+//! answers, the terminal goes offline when it stops polling and comes back, the XSS name shows as text, a forged form is refused, a punch appears in Live punches within a second, log out), and a screenshot of
 //! every page at 1280×800 is written to `ADMS_CONSOLE_SCREENSHOTS`, else
 //! `target/console-screenshots/`.
 //!
@@ -225,6 +225,25 @@ async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complet
     screenshot(&browser, &shots, "06-refused").await;
     browser.goto(&format!("{base}/ui/devices/CKJF4711")).await.unwrap();
     assert_eq!(text_of(&browser, "#device-state").await.as_deref(), Some("online"), "still approved");
+
+    // Live punches: a punch the terminal uploads appears on the open page within a second,
+    // its hostile name as text.
+    browser.goto(&format!("{base}/ui/live")).await.unwrap();
+    eventually("the live page is connected", async || {
+        text_of(&browser, "#live-status").await.is_some_and(|s| s.starts_with("Connected"))
+    })
+    .await;
+    assert_eq!(terminal.attlog(b"7\t2026-11-20 09:30:00\t1\t1\t\t0\t0\n").await.text(), "OK: 1");
+    common::eventually_within(std::time::Duration::from_secs(1), "the punch is listed", async || {
+        text_of(&browser, "#live-punches tr[data-punch]").await.is_some_and(|row| row.contains("2026-11-20 09:30:00"))
+    })
+    .await;
+    assert_eq!(
+        text_of(&browser, "#live-punches tr[data-punch] td.name").await.as_deref(),
+        Some("<script>alert(1)</script>")
+    );
+    assert!(browser.get_alert_text().await.is_err(), "no alert was raised");
+    screenshot(&browser, &shots, "11-live-punches").await;
 
     browser.goto(&format!("{base}/ui/rejected-lines")).await.unwrap();
     screenshot(&browser, &shots, "07-rejected-lines").await;

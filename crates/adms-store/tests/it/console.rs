@@ -229,7 +229,8 @@ async fn the_punch_follower_hands_out_late_commits_once_and_filters(engine: crat
     let mut all = PunchFollower::from_now(&store, LiveFilter::default()).await.unwrap();
     let only_b = LiveFilter { device_sn: Some("LIVE_B".into()), pin: None };
     let mut of_b = PunchFollower::from_now(&store, only_b).await.unwrap();
-    let mut of_pin = PunchFollower::from_now(&store, LiveFilter { device_sn: None, pin: Some("9".into()) }).await.unwrap();
+    let mut of_pin =
+        PunchFollower::from_now(&store, LiveFilter { device_sn: None, pin: Some("9".into()) }).await.unwrap();
     assert!(all.next_batch(&store, start).await.unwrap().punches.is_empty(), "what was stored before is not new");
 
     // Ids taken in one order and committed in another: id n+2 is visible before n+1.
@@ -248,14 +249,17 @@ async fn the_punch_follower_hands_out_late_commits_once_and_filters(engine: crat
     // The filters: device B's and PIN 9's punches only, the late one included.
     let b_ids: Vec<_> = of_b.next_batch(&store, start).await.unwrap().punches.iter().map(|p| p.id).collect();
     assert_eq!(b_ids, [base + 2]);
-    let pin_ids: Vec<_> = of_pin.next_batch(&store, start).await.unwrap().punches.iter().map(|p| p.pin.clone()).collect();
+    let pin_ids: Vec<_> =
+        of_pin.next_batch(&store, start).await.unwrap().punches.iter().map(|p| p.pin.clone()).collect();
     assert_eq!(pin_ids, ["9"]);
 
     // A hole that never fills is given up after the window, and costs nothing after.
     insert_punch_with_id(store.url(), engine, base + 5, a, "1").await;
     assert_eq!(all.next_batch(&store, start).await.unwrap().punches.len(), 1);
     assert_eq!(all.holes(), 2);
-    all.next_batch(&store, start + adms_store::live_punches::LATE_COMMIT_WINDOW + Duration::from_secs(1)).await.unwrap();
+    all.next_batch(&store, start + adms_store::live_punches::LATE_COMMIT_WINDOW + Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(all.holes(), 0);
 
     // The writer's own punches come through with the roster's or the device's name.
