@@ -93,7 +93,7 @@ impl Console {
 }
 
 /// Every page and form of the console, as `(method, path)`.
-const ROUTES: [(&str, &str); 25] = [
+const ROUTES: [(&str, &str); 31] = [
     ("GET", "/ui/"),
     ("GET", "/ui/devices"),
     ("GET", "/ui/devices/SN1"),
@@ -105,6 +105,8 @@ const ROUTES: [(&str, &str); 25] = [
     ("GET", "/ui/keys"),
     ("GET", "/ui/webhooks"),
     ("GET", "/ui/webhooks/deliveries/1"),
+    ("GET", "/ui/webhooks/endpoints/ep"),
+    ("GET", "/ui/webhooks/endpoints/ep/delete"),
     ("GET", "/ui/anything-else"),
     ("POST", "/ui/logout"),
     ("POST", "/ui/devices/SN1/approve"),
@@ -119,6 +121,10 @@ const ROUTES: [(&str, &str); 25] = [
     ("POST", "/ui/webhooks/deliveries/1/resend"),
     ("POST", "/ui/webhooks/endpoints/ep/pause"),
     ("POST", "/ui/webhooks/endpoints/ep/resume"),
+    ("POST", "/ui/webhooks/endpoints"),
+    ("POST", "/ui/webhooks/endpoints/ep/rotate-secret"),
+    ("POST", "/ui/webhooks/endpoints/ep/replay"),
+    ("POST", "/ui/webhooks/endpoints/ep/delete"),
 ];
 
 #[tokio::test]
