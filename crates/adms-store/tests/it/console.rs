@@ -270,3 +270,43 @@ async fn the_punch_follower_hands_out_late_commits_once_and_filters(engine: crat
     assert_eq!(written.punches.len(), 1);
     assert_eq!((written.punches[0].pin.as_str(), written.punches[0].sn.as_str()), ("1", "LIVE_A"));
 }
+
+/// The case the follower exists for, with real transactions: on PostgreSQL a punch's id is
+/// taken at insert, and a transaction holding an earlier id commits after a later one did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_punch_follower_waits_for_an_earlier_id_committed_late_on_postgres() {
+    use sqlx::Connection as _;
+    let store = crate::common::fresh(crate::common::Engine::Postgres).await;
+    let writer_device = crate::common::approved_device(&store, "EARLY_W").await;
+    let late_device = crate::common::approved_device(&store, "LATE_L").await;
+    let mut follower = adms_store::PunchFollower::from_now(&store, adms_store::LiveFilter::default()).await.unwrap();
+    let now = std::time::Instant::now();
+
+    // A transaction takes its id and stays open...
+    let mut late = sqlx::PgConnection::connect(store.url()).await.unwrap();
+    let mut open = late.begin().await.unwrap();
+    let late_id: i64 = sqlx::query_scalar(
+        "INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, raw_line, received_at) \
+         VALUES ($1, 1, '5', '2026-03-01 09:00:00', '0', 1, '0', '', 'raw', $2) RETURNING id",
+    )
+    .bind(late_device)
+    .bind(now_micros())
+    .fetch_one(&mut *open)
+    .await
+    .unwrap();
+    // ...while the punch writer commits a later one.
+    let mut batch = PunchBatch::new(writer_device);
+    batch.punches = vec![punch("6", 1)];
+    store.punch_writer().write(batch).await.unwrap();
+    let first = follower.next_batch(&store, now).await.unwrap();
+    let ids: Vec<i64> = first.punches.iter().map(|p| p.id).collect();
+    assert_eq!(ids.len(), 1);
+    assert!(ids[0] > late_id, "the later id is seen first: {ids:?} vs {late_id}");
+    assert!(follower.holes() >= 1, "the earlier id is waited for");
+
+    open.commit().await.unwrap();
+    let second = follower.next_batch(&store, now).await.unwrap();
+    assert_eq!(second.punches.iter().map(|p| p.id).collect::<Vec<_>>(), [late_id], "handed out once it committed");
+    assert_eq!(second.punches[0].sn, "LATE_L");
+    assert!(follower.next_batch(&store, now).await.unwrap().punches.is_empty(), "and only once");
+}
