@@ -15,23 +15,30 @@ struct EventStream {
     buffer: String,
 }
 
-/// One event: its `event:` name (`message` when none) and its `data:`.
+/// One event: its `event:` name (`message` when none), its `id:` and its `data:`.
 #[derive(Debug)]
 struct SseEvent {
     name: String,
+    id: Option<String>,
     data: String,
 }
 
 impl EventStream {
     async fn open(console: &Console, path: &str) -> EventStream {
-        let response = console
+        EventStream::resume(console, path, None).await
+    }
+
+    /// The stream as a reconnecting browser asks for it: after the last id it got.
+    async fn resume(console: &Console, path: &str, last_event_id: Option<&str>) -> EventStream {
+        let mut request = console
             .client
             .get(format!("{}{path}", console.base))
             .header("Accept", "text/event-stream")
-            .header("Cookie", console.cookie.as_deref().expect("logged in"))
-            .send()
-            .await
-            .expect("the stream");
+            .header("Cookie", console.cookie.as_deref().expect("logged in"));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("the stream");
         assert_eq!(response.status(), 200, "GET {path}");
         let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
         assert!(content_type.starts_with("text/event-stream"), "{content_type}");
@@ -45,10 +52,12 @@ impl EventStream {
             loop {
                 if let Some(end) = self.buffer.find("\n\n") {
                     let frame: String = self.buffer.drain(..end + 2).collect();
-                    let mut event = SseEvent { name: "message".into(), data: String::new() };
+                    let mut event = SseEvent { name: "message".into(), id: None, data: String::new() };
                     for line in frame.lines() {
                         if let Some(name) = line.strip_prefix("event:") {
                             event.name = name.trim().to_owned();
+                        } else if let Some(id) = line.strip_prefix("id:") {
+                            event.id = Some(id.trim().to_owned());
                         } else if let Some(data) = line.strip_prefix("data:") {
                             event.data.push_str(data.trim_start());
                         }
@@ -124,6 +133,14 @@ async fn an_uploaded_punch_arrives_in_the_live_stream_and_a_device_filter_keeps_
     assert_eq!(punch["state"], "Check Out (1)");
     assert_eq!(punch["verify"], "Face (15)");
     assert_eq!(punch["device_href"], "/ui/devices/LIVE_W");
+
+    // A browser reconnecting with the last id it got misses nothing stored meanwhile.
+    let ready = EventStream::open(&console, "/ui/live/stream?device=LIVE_W").await.next().await.expect("ready");
+    let last_id = ready.id.expect("the ready event carries the starting id");
+    assert_eq!(watched.attlog(b"7\t2026-11-20 08:01:30\t0\t1\t\t0\t0\n").await.text(), "OK: 1");
+    let mut resumed = EventStream::resume(&console, "/ui/live/stream?device=LIVE_W", Some(&last_id)).await;
+    let missed = resumed.punches_until(|p| p["time"] == "2026-11-20 08:01:30").await;
+    assert_eq!(missed.len(), 1, "{missed:?}");
 
     // A PIN filter: the next punch of another PIN is left out, this PIN's comes.
     let mut by_pin = EventStream::open(&console, "/ui/live/stream?pin=42").await;
