@@ -251,9 +251,19 @@ impl Store {
     /// for the hours that have any, in order. `since` should be the start of an hour.
     pub async fn punches_per_hour(&self, since: i64) -> Result<Vec<(i64, i64)>, StoreError> {
         on_db!(self, |db| {
+            // One counted index range per hour rather than a GROUP BY over the whole window:
+            // no sort of every punch of the day (the overview's main cost at 10 M punches).
             Ok(sqlx::query_as(
-                "SELECT received_at / 3600000000 AS hour, COUNT(*) FROM punches WHERE received_at >= $1 \
-                 GROUP BY received_at / 3600000000 ORDER BY 1",
+                "WITH RECURSIVE hours (hour) AS ( \
+                     SELECT $1 / 3600000000 \
+                     UNION ALL SELECT hour + 1 FROM hours \
+                     WHERE hour < (SELECT MAX(received_at) FROM punches) / 3600000000) \
+                 SELECT hour, n FROM ( \
+                     SELECT hour, (SELECT COUNT(*) FROM punches \
+                                   WHERE received_at >= hour * 3600000000 \
+                                     AND received_at < (hour + 1) * 3600000000) AS n \
+                     FROM hours) AS counted \
+                 WHERE n > 0 ORDER BY hour",
             )
             .bind(since)
             .fetch_all(db.pool())
