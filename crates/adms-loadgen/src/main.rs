@@ -13,6 +13,8 @@
 //!   alone in one thread (no sqlx, no async, no HTTP) → punches/s, the ceiling of 1-line ingest;
 //! - `poll`: `GET /iclock/getrequest` from C connections cycling over D device SNs → req/s;
 //! - `trivial`: the same GET against an axum handler that only answers `OK` → req/s;
+//! - `console`: the operator console's pages on a SQLite database seeded in bulk (default
+//!   10,000 devices and 10 million punches) → p50 and max per page;
 //! - `ab`: the same ingest against two server binaries, alternating, several rounds → each
 //!   binary's median and their ratio (a 2-core VM moves ±20 % between runs; alternating
 //!   rounds compare under the same conditions).
@@ -20,6 +22,7 @@
 //! Build and run with `cargo build --release -p adms-server -p adms-loadgen &&
 //! target/release/adms-loadgen all`.
 
+mod console;
 mod http;
 mod scenarios;
 mod webhooks;
@@ -111,6 +114,19 @@ enum Scenario {
         #[arg(long, default_value_t = 4)]
         rounds: usize,
     },
+    /// The operator console's pages on a seeded SQLite database: p50 and max per page.
+    Console {
+        #[arg(long, default_value_t = 10_000)]
+        devices: u64,
+        #[arg(long, default_value_t = 10_000_000)]
+        punches: u64,
+        /// Roster size (the people page); punches use PINs 1..=this.
+        #[arg(long, default_value_t = 5_000)]
+        employees: u64,
+        /// Timed requests per page (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
     /// (internal) serve the trivial handler and print `listening on http://ADDR`.
     #[command(hide = true)]
     TrivialServer,
@@ -187,6 +203,12 @@ fn main() -> anyhow::Result<()> {
                     "{lines}-line ingest, median of {rounds}: baseline {before:.0}, candidate {after:.0} punches/s ({:+.1} %)",
                     (after / before - 1.0) * 100.0
                 );
+            }
+            Scenario::Console { devices, punches, employees, repeat } => {
+                let bench = console::ConsoleBench { devices, punches, employees, repeat };
+                for figure in console::run(&run.server_bin, bench).await? {
+                    println!("{figure}");
+                }
             }
             Scenario::TrivialServer => unreachable!("handled above"),
         }

@@ -41,6 +41,10 @@ pub struct AppState {
     pub telemetry: crate::telemetry::Telemetry,
     /// Set when shutdown begins: `/readyz` answers 503 while requests are still served.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Cancelled when shutdown begins (with `draining`): answers that would never end by
+    /// themselves (the console's live stream) end on it, so they do not hold the graceful
+    /// shutdown open, and the browser reconnects to a replica that is not stopping.
+    pub stopping: tokio_util::sync::CancellationToken,
     /// The cross-replica wake-up of polling devices listens (PostgreSQL: its `LISTEN`
     /// connection is up); cleared while it fails, for `/readyz`.
     pub wake_ups: std::sync::atomic::AtomicBool,

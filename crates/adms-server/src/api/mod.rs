@@ -23,6 +23,8 @@ pub use crate::auth::throttle;
 mod transactions;
 mod users;
 mod webhooks;
+/// How a replay bound is read (the console's replay form reads it the same way).
+pub(crate) use webhooks::endpoints::local_time as replay_local_time;
 
 use adms_store::{ErrorKind, StoreError};
 use axum::extract::State;

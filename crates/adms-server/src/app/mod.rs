@@ -91,6 +91,9 @@ async fn drain(state: SharedState, shutdown: impl Future<Output = ()> + Send + '
     // Listening before `/readyz` says draining: a second signal sent once it does is not missed.
     let second = if drain_for.is_zero() { None } else { crate::signals::StopSignals::listen().ok() };
     state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Endless answers (the console's live stream) end now, while requests are still served:
+    // their browsers reconnect elsewhere, and the listener's close does not wait for them.
+    state.stopping.cancel();
     if drain_for.is_zero() {
         return;
     }

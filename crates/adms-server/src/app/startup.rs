@@ -177,6 +177,7 @@ impl Application {
             config,
             webhooks,
             draining: std::sync::atomic::AtomicBool::new(false),
+            stopping: tokio_util::sync::CancellationToken::new(),
             wake_ups: std::sync::atomic::AtomicBool::new(false),
             capture,
         });

@@ -11,13 +11,16 @@ pub const HTMX: &str = "htmx-4.0.1.min.js";
 /// need a build step: the version in the name is bumped by hand when the file changes).
 pub const CSS: &str = "console-2.css";
 
+/// The live punches page's script (the version in the name bumped by hand, as the styles').
+pub const LIVE_JS: &str = "console-live-1.js";
+
 struct Asset {
     name: &'static str,
     content_type: &'static str,
     body: &'static [u8],
 }
 
-const ASSETS: [Asset; 3] = [
+const ASSETS: [Asset; 4] = [
     Asset {
         name: HTMX,
         content_type: "text/javascript; charset=utf-8",
@@ -27,6 +30,11 @@ const ASSETS: [Asset; 3] = [
         name: CSS,
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../../assets/console/console.css"),
+    },
+    Asset {
+        name: LIVE_JS,
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/console/console-live.js"),
     },
     Asset {
         name: "htmx-LICENSE.txt",

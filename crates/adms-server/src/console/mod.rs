@@ -9,8 +9,11 @@
 //! - [`pages`]: the overview, the device list (keyset-paged, filters in the URL), the device
 //!   page, the rejected lines.
 //! - [`people`]: the roster, read-only, with the terminals that hold each person.
+//! - [`live`]: live punches, a server-sent event stream the page's own script follows.
 //! - [`keys`]: integration keys, created (shown once), listed, revoked; admin only.
 //! - [`webhooks`]: the backlog per endpoint, the delivery log, a delivery's attempts, resend.
+//! - [`endpoints`]: webhook endpoints created, shown (with their backlog), their secret
+//!   rotated (shown once), a range of punches replayed, deleted after a confirmation.
 //! - [`actions`]: every change is a POST form with the CSRF token, answered with a redirect
 //!   (post/redirect/get), through `services/`.
 //! - [`assets`]: the static files, embedded, cached for a year.
@@ -21,7 +24,9 @@
 
 mod actions;
 pub mod assets;
+mod endpoints;
 mod keys;
+mod live;
 mod pages;
 mod people;
 mod session;
@@ -54,12 +59,19 @@ pub fn routes() -> Router<SharedState> {
         .route("/ui/devices/{sn}/action", post(actions::terminal_action))
         .route("/ui/commands/{id}/cancel", post(actions::cancel_command))
         .route("/ui/rejected-lines", get(pages::rejected_lines))
+        .route("/ui/live", get(live::live))
+        .route("/ui/live/stream", get(live::stream))
         .route("/ui/people", get(people::people))
         .route("/ui/keys", get(keys::keys).post(keys::create))
         .route("/ui/keys/{id}/revoke", post(keys::revoke))
         .route("/ui/webhooks", get(webhooks::webhooks))
         .route("/ui/webhooks/deliveries/{id}", get(webhooks::delivery))
         .route("/ui/webhooks/deliveries/{id}/resend", post(webhooks::resend))
+        .route("/ui/webhooks/endpoints", post(endpoints::create))
+        .route("/ui/webhooks/endpoints/{uid}", get(endpoints::endpoint))
+        .route("/ui/webhooks/endpoints/{uid}/rotate-secret", post(endpoints::rotate_secret))
+        .route("/ui/webhooks/endpoints/{uid}/delete", get(endpoints::confirm_delete).post(endpoints::delete))
+        .route("/ui/webhooks/endpoints/{uid}/replay", post(endpoints::replay))
         .route("/ui/webhooks/endpoints/{uid}/pause", post(webhooks::pause))
         .route("/ui/webhooks/endpoints/{uid}/resume", post(webhooks::resume))
         .route("/ui/{*rest}", get(not_found).post(not_found))

@@ -119,6 +119,14 @@ pub async fn overview(State(state): State<SharedState>, user: ConsoleUser) -> Re
             Bar { label, count, step: (count * 20 + tallest - 1) / tallest }
         })
         .collect();
+    // Today's punches are the chart's hours since midnight when midnight is on an hour (zones
+    // a whole number of hours from UTC): one read of the `received_at` index instead of two
+    // (the biggest cost of this page at millions of punches a month).
+    let punches_today = if today.rem_euclid(HOUR_MICROS) == 0 && today >= first_hour * HOUR_MICROS {
+        per_hour.iter().filter(|(hour, _)| hour * HOUR_MICROS >= today).map(|(_, n)| n).sum()
+    } else {
+        state.store.punches_received_since(today).await?
+    };
     let backlog = state.store.delivery_backlog(state.webhooks.clock.now_micros()).await?;
     let commands = state.store.command_census().await?;
     let page = OverviewPage {
@@ -126,7 +134,7 @@ pub async fn overview(State(state): State<SharedState>, user: ConsoleUser) -> Re
         nav: "overview",
         fleet: state.store.fleet_counts().await?,
         punches_hour: state.store.punches_received_since(now - HOUR_MICROS).await?,
-        punches_today: state.store.punches_received_since(today).await?,
+        punches_today,
         today_start: state.display_zone.format_micros(today),
         rejected_today: state.store.rejected_lines_since(today).await?,
         chart,

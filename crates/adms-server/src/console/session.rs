@@ -64,6 +64,12 @@ impl ConsoleUser {
         if self.scopes.allows(scope) { Ok(()) } else { Err(ConsoleError::Forbidden) }
     }
 
+    /// Whether the session is still live (not logged out, expired or ended by a password
+    /// change): what a long answer (the live stream) checks now and then.
+    pub async fn is_live(&self, state: &SharedState) -> Result<bool, adms_store::StoreError> {
+        Ok(state.store.live_console_session(&sha256(self.token.as_bytes()), now_micros()).await?.is_some())
+    }
+
     fn csrf_matches(&self, submitted: &str) -> bool {
         let Ok(bytes) = hex::decode(submitted) else { return false };
         csrf_mac(&self.token).verify_slice(&bytes).is_ok()
@@ -135,7 +141,15 @@ impl FromRequestParts<SharedState> for ConsoleUser {
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
         // A page asked without a session goes to the login page and comes back; anything else
         // (a form post, an htmx fragment) is refused.
-        let is_page = parts.method == Method::GET && !parts.headers.contains_key("hx-request");
+        // (An event stream is no page: the browser's `EventSource` would follow a redirect to
+        // the login form and fail on its HTML; a 401 ends it plainly.)
+        let is_page = parts.method == Method::GET
+            && !parts.headers.contains_key("hx-request")
+            && !parts
+                .headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|accept| accept.contains("text/event-stream"));
         let login_required = || ConsoleError::LoginRequired {
             next: is_page.then(|| parts.uri.path_and_query().map_or("/ui/", |p| p.as_str()).to_owned()),
         };

@@ -1,7 +1,7 @@
 //! The console's webhook pages: the endpoints (pause and resume them), the backlog per
 //! endpoint, the delivery log (filters in the URL, keyset-paged), one delivery with every
 //! attempt and the receiver's answer, and resending it. Changes need `webhooks:admin`, as the
-//! API's. Creating, rotating and deleting endpoints, and replays, are the API's for now.
+//! API's. Creating, rotating, deleting and replaying are in [`super::endpoints`].
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -70,6 +70,8 @@ fn delivery_line(state: &SharedState, d: adms_store::webhooks::DeliveryRow) -> D
 
 struct EndpointLine {
     uid: String,
+    /// The endpoint's page.
+    href: String,
     /// Where its pause or resume form posts.
     action: String,
     url: String,
@@ -91,6 +93,9 @@ struct WebhooksPage {
     filter_state: String,
     first_page: Option<String>,
     next_page: Option<String>,
+    /// The event types the create form offers.
+    event_types: &'static [&'static str],
+    error: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +132,20 @@ pub async fn webhooks(
     State(state): State<SharedState>,
     user: ConsoleUser,
     Query(query): Query<WebhooksQuery>,
+) -> Result<Response, ConsoleError> {
+    webhooks_page(&state, &user, &query, None).await
+}
+
+/// The webhooks page with a change's refusal (400).
+pub(super) async fn refused(state: &SharedState, user: &ConsoleUser, why: String) -> Result<Response, ConsoleError> {
+    webhooks_page(state, user, &WebhooksQuery::default(), Some(why)).await
+}
+
+async fn webhooks_page(
+    state: &SharedState,
+    user: &ConsoleUser,
+    query: &WebhooksQuery,
+    error: Option<String>,
 ) -> Result<Response, ConsoleError> {
     if !query.state.is_empty() && !DELIVERY_STATES.contains(&query.state.as_str()) {
         return Err(ConsoleError::BadRequest("Unknown state in the address.".into()));
@@ -168,6 +187,7 @@ pub async fn webhooks(
         .await?
         .into_iter()
         .map(|e| EndpointLine {
+            href: format!("/ui/webhooks/endpoints/{}", encode(&e.uid)),
             action: format!(
                 "/ui/webhooks/endpoints/{}/{}",
                 encode(&e.uid),
@@ -183,24 +203,30 @@ pub async fn webhooks(
             paused: e.paused_reason,
         })
         .collect();
-    let mut layout = Layout::of(&user);
+    let mut layout = Layout::of(user);
     layout.notice = match query.done.as_deref() {
         Some("paused") => Some("Endpoint paused: its deliveries wait until it is resumed.".to_owned()),
         Some("resumed") => Some("Endpoint resumed.".to_owned()),
+        Some("deleted") => Some("Endpoint deleted: its waiting deliveries were cancelled.".to_owned()),
         _ => None,
     };
-    render(&WebhooksPage {
+    let status = if error.is_some() { axum::http::StatusCode::BAD_REQUEST } else { axum::http::StatusCode::OK };
+    let mut response = render(&WebhooksPage {
         layout,
         nav: "webhooks",
         endpoints,
         can_change: user.scopes.allows(Scope::WebhooksAdmin),
         backlog,
-        deliveries: rows.into_iter().map(|d| delivery_line(&state, d)).collect(),
+        deliveries: rows.into_iter().map(|d| delivery_line(state, d)).collect(),
         filter_endpoint: query.endpoint.clone(),
         filter_state: query.state.clone(),
         first_page: before_id.is_some().then(|| query.href(None)),
         next_page,
-    })
+        event_types: &adms_store::events::event_type::ALL,
+        error,
+    })?;
+    *response.status_mut() = status;
+    Ok(response)
 }
 
 struct AttemptLine {

@@ -93,16 +93,20 @@ impl Console {
 }
 
 /// Every page and form of the console, as `(method, path)`.
-const ROUTES: [(&str, &str); 23] = [
+const ROUTES: [(&str, &str); 31] = [
     ("GET", "/ui/"),
     ("GET", "/ui/devices"),
     ("GET", "/ui/devices/SN1"),
     ("GET", "/ui/devices/SN1/commands"),
     ("GET", "/ui/rejected-lines"),
+    ("GET", "/ui/live"),
+    ("GET", "/ui/live/stream"),
     ("GET", "/ui/people"),
     ("GET", "/ui/keys"),
     ("GET", "/ui/webhooks"),
     ("GET", "/ui/webhooks/deliveries/1"),
+    ("GET", "/ui/webhooks/endpoints/ep"),
+    ("GET", "/ui/webhooks/endpoints/ep/delete"),
     ("GET", "/ui/anything-else"),
     ("POST", "/ui/logout"),
     ("POST", "/ui/devices/SN1/approve"),
@@ -117,6 +121,10 @@ const ROUTES: [(&str, &str); 23] = [
     ("POST", "/ui/webhooks/deliveries/1/resend"),
     ("POST", "/ui/webhooks/endpoints/ep/pause"),
     ("POST", "/ui/webhooks/endpoints/ep/resume"),
+    ("POST", "/ui/webhooks/endpoints"),
+    ("POST", "/ui/webhooks/endpoints/ep/rotate-secret"),
+    ("POST", "/ui/webhooks/endpoints/ep/replay"),
+    ("POST", "/ui/webhooks/endpoints/ep/delete"),
 ];
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! chromedriver's WebDriver by fantoccini, against the server on loopback and a terminal played
 //! with real HTTP requests. One browser session walks the whole story (log in, a pending
 //! terminal appears and is approved, a command is sent and completes when the terminal
-//! answers, the terminal goes offline when it stops polling and comes back, the XSS name shows as text, a forged form is refused, log out), and a screenshot of
+//! answers, the terminal goes offline when it stops polling and comes back, the XSS name shows as text, a forged form is refused, a punch appears in Live punches within a second, log out), and a screenshot of
 //! every page at 1280×800 is written to `ADMS_CONSOLE_SCREENSHOTS`, else
 //! `target/console-screenshots/`.
 //!
@@ -99,10 +99,10 @@ async fn text_of(browser: &Client, css: &str) -> Option<String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complete() {
-    let (chromium, driver_path) = match browser() {
-        Ok(found) => found,
+/// Chromium and chromedriver, or `None` (said on stderr) when they are missing outside CI.
+fn browser_or_skip() -> Option<(PathBuf, PathBuf)> {
+    match browser() {
+        Ok(found) => Some(found),
         Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
             panic!(
                 "the browser tests need Chromium and chromedriver under CI ({why}): apt-get install chromium chromium-driver"
@@ -110,9 +110,24 @@ async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complet
         }
         Err(why) => {
             eprintln!("console_browser skipped: {why} (apt-get install chromium chromium-driver)");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Logs in on the login page the browser is sent to from `/`.
+async fn log_in(browser: &Client, base: &str) {
+    browser.goto(&format!("{base}/")).await.unwrap();
+    browser.wait().for_element(Locator::Id("username")).await.unwrap().send_keys(ADMIN_USER).await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys(ADMIN_PASSWORD).await.unwrap();
+    browser.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+    let who = browser.wait().for_element(Locator::Id("who")).await.unwrap().text().await.unwrap();
+    assert_eq!(who, ADMIN_USER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complete() {
+    let Some((chromium, driver_path)) = browser_or_skip() else { return };
     let started = Instant::now();
     let shots = screenshot_dir();
     let dir = tempfile::tempdir().unwrap();
@@ -246,4 +261,82 @@ async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complet
 
     browser.close().await.unwrap();
     eprintln!("console_browser: {:?} in the browser; screenshots in {}", started.elapsed(), shots.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_punch_appears_live_and_its_failing_webhook_shows_its_attempts_and_is_resent() {
+    use common::webhooks::{Receiver, Reply, SECRET};
+    let Some((chromium, driver_path)) = browser_or_skip() else { return };
+    let shots = screenshot_dir();
+    // The receiver fails the first punch delivery with an answer of its own, then succeeds.
+    let receiver = Receiver::builder()
+        .only("attendance.punch")
+        .replying(|n| if n == 1 { Reply::Body(503, "text/plain", b"<i>busy</i>".to_vec()) } else { Reply::Status(200) })
+        .start()
+        .await;
+    let url = receiver.url();
+    let dir = tempfile::tempdir().unwrap();
+    // On the test clock the retry after the failure never comes due by itself: only the
+    // resend from the page sends it again.
+    let env = [("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_TEST_CLOCK", "true")];
+    let server = Server::in_process(dir.path(), &env).await;
+    let base = format!("http://{}", server.addr);
+    let terminal = Device { server: &server, sn: "LIVE4711".into() };
+    assert_eq!(terminal.handshake().await.status, 200);
+    let user =
+        "USER PIN=9\tName=<img src=x onerror=alert(1)>\tPri=0\tPasswd=\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=-1\n";
+    assert_eq!(terminal.post("/iclock/cdata?SN=LIVE4711&table=OPERLOG&Stamp=1", user.as_bytes()).await.status, 200);
+    let driver = start_driver(&driver_path).await;
+    let browser = open_browser(&driver, &chromium).await;
+    browser.set_window_size(1280, 800).await.expect("window size");
+    log_in(&browser, &base).await;
+
+    // Live punches: the page is connected, a punch the terminal uploads is listed within a
+    // second (polled, with that deadline), its hostile name as text.
+    browser.goto(&format!("{base}/ui/live")).await.unwrap();
+    eventually("the live page is connected", async || {
+        text_of(&browser, "#live-status").await.is_some_and(|s| s.starts_with("Connected"))
+    })
+    .await;
+    assert_eq!(terminal.attlog(b"9\t2026-11-20 09:30:00\t1\t1\t\t0\t0\n").await.text(), "OK: 1");
+    common::eventually_within(std::time::Duration::from_secs(1), "the punch is listed", async || {
+        text_of(&browser, "#live-punches tr[data-punch]").await.is_some_and(|row| row.contains("2026-11-20 09:30:00"))
+    })
+    .await;
+    let name = text_of(&browser, "#live-punches tr[data-punch] td.name").await;
+    assert_eq!(name.as_deref(), Some("<img src=x onerror=alert(1)>"));
+    assert!(browser.get_alert_text().await.is_err(), "no alert was raised");
+    screenshot(&browser, &shots, "11-live-punches").await;
+
+    // The punch's delivery failed: the delivery page lists the attempt with the receiver's
+    // answer, and the resend button sends it again.
+    receiver.wait_for_n("attendance.punch", 1).await;
+    let failed_row = "#deliveries tr[data-delivery]";
+    eventually("the failed delivery is listed", async || {
+        browser.goto(&format!("{base}/ui/webhooks?state=pending")).await.is_ok()
+            && text_of(&browser, failed_row).await.is_some_and(|row| row.contains("HTTP 503"))
+    })
+    .await;
+    screenshot(&browser, &shots, "12-webhooks-failing").await;
+    let row = browser.find(Locator::Css(failed_row)).await.unwrap();
+    row.find(Locator::Css("a")).await.unwrap().click().await.unwrap();
+    let attempt = browser.wait().for_element(Locator::Css("td.status")).await.unwrap().text().await.unwrap();
+    assert_eq!(attempt, "503");
+    assert!(browser.source().await.unwrap().contains("&lt;i&gt;busy&lt;/i&gt;"), "the receiver's answer, as text");
+    browser.find(Locator::Id("resend")).await.unwrap().click().await.unwrap();
+    receiver.wait_for_n("attendance.punch", 2).await;
+    eventually("the delivery shows succeeded", async || {
+        browser.refresh().await.is_ok() && text_of(&browser, "#delivery-state").await.as_deref() == Some("succeeded")
+    })
+    .await;
+    screenshot(&browser, &shots, "13-delivery-resent").await;
+
+    // The endpoint's page: its settings, backlog and forms.
+    browser.goto(&format!("{base}/ui/webhooks")).await.unwrap();
+    browser.find(Locator::Css("#endpoints tr[data-endpoint] a")).await.unwrap().click().await.unwrap();
+    let shown = browser.wait().for_element(Locator::Id("endpoint-url")).await.unwrap().text().await.unwrap();
+    assert_eq!(shown, url);
+    assert!(browser.find(Locator::Id("replay")).await.is_ok(), "the replay form");
+    screenshot(&browser, &shots, "14-webhook-endpoint").await;
+    browser.close().await.unwrap();
 }

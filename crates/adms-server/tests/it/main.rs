@@ -8,6 +8,8 @@ mod commands;
 mod common;
 mod console;
 mod console_browser;
+mod console_endpoints;
+mod console_live;
 mod crash_recovery;
 mod device_session;
 mod device_trust;

@@ -190,4 +190,123 @@ crate::on_both_engines!(
     sessions_end_with_logout_expiry_password_change_and_disable,
     overview_figures_count_devices_punches_and_rejected_lines,
     the_device_list_filters_and_pages_by_keyset,
+    the_punch_follower_hands_out_late_commits_once_and_filters,
 );
+
+/// Inserts a punch row with a chosen id on a connection of its own (as a writer whose id was
+/// taken earlier would commit it); the id's position is what the follower cares about.
+async fn insert_punch_with_id(url: &str, engine: crate::common::Engine, id: i64, device_id: i64, pin: &str) {
+    use sqlx::Connection as _;
+    const INSERT: &str = "INSERT INTO punches (id, device_id, seq, pin, local_time, state, verify, work_code, extra, raw_line, received_at) \
+         VALUES ($1, $2, $1 + 1000000, $3, '2026-03-01 09:00:00', '0', 1, '0', '', 'raw', $4)";
+    match engine {
+        crate::common::Engine::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query(INSERT).bind(id).bind(device_id).bind(pin).bind(now_micros()).execute(&mut conn).await.unwrap();
+        }
+        crate::common::Engine::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(INSERT).bind(id).bind(device_id).bind(pin).bind(now_micros()).execute(&mut conn).await.unwrap();
+            // The writer's next id past the chosen ones (SQLite's AUTOINCREMENT follows by itself).
+            sqlx::query("SELECT setval(pg_get_serial_sequence('punches', 'id'), (SELECT MAX(id) FROM punches))")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn the_punch_follower_hands_out_late_commits_once_and_filters(engine: crate::common::Engine) {
+    use adms_store::{LiveFilter, PunchFollower};
+    use std::time::{Duration, Instant};
+    let store = crate::common::fresh(engine).await;
+    let a = crate::common::approved_device(&store, "LIVE_A").await;
+    let b = crate::common::approved_device(&store, "LIVE_B").await;
+    let mut before = PunchBatch::new(a);
+    before.punches = vec![punch("1", 1)];
+    store.punch_writer().write(before).await.unwrap();
+    let start = Instant::now();
+    let mut all = PunchFollower::from_now(&store, LiveFilter::default()).await.unwrap();
+    let only_b = LiveFilter { device_sn: Some("LIVE_B".into()), pin: None };
+    let mut of_b = PunchFollower::from_now(&store, only_b).await.unwrap();
+    let mut of_pin =
+        PunchFollower::from_now(&store, LiveFilter { device_sn: None, pin: Some("9".into()) }).await.unwrap();
+    assert!(all.next_batch(&store, start).await.unwrap().punches.is_empty(), "what was stored before is not new");
+
+    // Ids taken in one order and committed in another: id n+2 is visible before n+1.
+    let base = all.after_id();
+    insert_punch_with_id(store.url(), engine, base + 2, b, "9").await;
+    let batch = all.next_batch(&store, start).await.unwrap();
+    assert_eq!(batch.punches.iter().map(|p| p.id).collect::<Vec<_>>(), [base + 2]);
+    assert_eq!((batch.after_id, all.holes()), (base + 2, 1), "the missing id is waited for");
+    assert_eq!(batch.punches[0].sn, "LIVE_B");
+    insert_punch_with_id(store.url(), engine, base + 1, a, "7").await;
+    let late = all.next_batch(&store, start + Duration::from_secs(1)).await.unwrap();
+    assert_eq!(late.punches.iter().map(|p| p.id).collect::<Vec<_>>(), [base + 1], "the late commit, once");
+    assert_eq!(all.holes(), 0);
+    assert!(all.next_batch(&store, start).await.unwrap().punches.is_empty(), "nothing twice");
+
+    // The filters: device B's and PIN 9's punches only, the late one included.
+    let b_ids: Vec<_> = of_b.next_batch(&store, start).await.unwrap().punches.iter().map(|p| p.id).collect();
+    assert_eq!(b_ids, [base + 2]);
+    let pin_ids: Vec<_> =
+        of_pin.next_batch(&store, start).await.unwrap().punches.iter().map(|p| p.pin.clone()).collect();
+    assert_eq!(pin_ids, ["9"]);
+
+    // A hole that never fills is given up after the window, and costs nothing after.
+    insert_punch_with_id(store.url(), engine, base + 5, a, "1").await;
+    assert_eq!(all.next_batch(&store, start).await.unwrap().punches.len(), 1);
+    assert_eq!(all.holes(), 2);
+    all.next_batch(&store, start + adms_store::live_punches::LATE_COMMIT_WINDOW + Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(all.holes(), 0);
+
+    // The writer's own punches come through with the roster's or the device's name.
+    let mut users = PunchBatch::new(a);
+    users.punches = vec![punch("1", 3)];
+    store.punch_writer().write(users).await.unwrap();
+    let written = all.next_batch(&store, start).await.unwrap();
+    assert_eq!(written.punches.len(), 1);
+    assert_eq!((written.punches[0].pin.as_str(), written.punches[0].sn.as_str()), ("1", "LIVE_A"));
+}
+
+/// The case the follower exists for, with real transactions: on PostgreSQL a punch's id is
+/// taken at insert, and a transaction holding an earlier id commits after a later one did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_punch_follower_waits_for_an_earlier_id_committed_late_on_postgres() {
+    use sqlx::Connection as _;
+    let store = crate::common::fresh(crate::common::Engine::Postgres).await;
+    let writer_device = crate::common::approved_device(&store, "EARLY_W").await;
+    let late_device = crate::common::approved_device(&store, "LATE_L").await;
+    let mut follower = adms_store::PunchFollower::from_now(&store, adms_store::LiveFilter::default()).await.unwrap();
+    let now = std::time::Instant::now();
+
+    // A transaction takes its id and stays open...
+    let mut late = sqlx::PgConnection::connect(store.url()).await.unwrap();
+    let mut open = late.begin().await.unwrap();
+    let late_id: i64 = sqlx::query_scalar(
+        "INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, raw_line, received_at) \
+         VALUES ($1, 1, '5', '2026-03-01 09:00:00', '0', 1, '0', '', 'raw', $2) RETURNING id",
+    )
+    .bind(late_device)
+    .bind(now_micros())
+    .fetch_one(&mut *open)
+    .await
+    .unwrap();
+    // ...while the punch writer commits a later one.
+    let mut batch = PunchBatch::new(writer_device);
+    batch.punches = vec![punch("6", 1)];
+    store.punch_writer().write(batch).await.unwrap();
+    let first = follower.next_batch(&store, now).await.unwrap();
+    let ids: Vec<i64> = first.punches.iter().map(|p| p.id).collect();
+    assert_eq!(ids.len(), 1);
+    assert!(ids[0] > late_id, "the later id is seen first: {ids:?} vs {late_id}");
+    assert!(follower.holes() >= 1, "the earlier id is waited for");
+
+    open.commit().await.unwrap();
+    let second = follower.next_batch(&store, now).await.unwrap();
+    assert_eq!(second.punches.iter().map(|p| p.id).collect::<Vec<_>>(), [late_id], "handed out once it committed");
+    assert_eq!(second.punches[0].sn, "LATE_L");
+    assert!(follower.next_batch(&store, now).await.unwrap().punches.is_empty(), "and only once");
+}

@@ -8,10 +8,10 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use adms_store::events::{event_type, rfc3339_micros};
-use adms_store::webhook_queries::{ReplayOutcome, ReplayRange};
+use adms_store::events::rfc3339_micros;
+use adms_store::webhook_queries::ReplayOutcome;
 use adms_store::webhooks::EndpointSettings;
-use adms_webhooks::{AddressPolicy, BlockReason, Url, UrlError, WebhookSecret, check_url};
+use adms_webhooks::AddressPolicy;
 
 use super::views::{CreatedEndpoint, DataList, EndpointView, ReplayAnswer, RotatedSecret};
 use super::{EventType, EventTypes};
@@ -22,15 +22,9 @@ use crate::api::transactions::parse_filter_time;
 use crate::api::{ApiError, openapi};
 use crate::state::SharedState;
 
-/// Longest endpoint URL accepted.
-pub(super) const MAX_URL_CHARS: usize = 2048;
-/// Longest endpoint description accepted.
-const MAX_DESCRIPTION_CHARS: usize = 500;
-const DEFAULT_TIMEOUT_MS: i64 = 15_000;
-/// How long the previous secret stays valid after a rotation by default (a day).
-const DEFAULT_GRACE_SECS: i64 = 86_400;
-/// Punch events one replay call may cover.
-const MAX_REPLAY_EVENTS: i64 = 100_000;
+use crate::services::webhooks::{
+    self as service, DEFAULT_GRACE_SECS, DEFAULT_TIMEOUT_MS, MAX_DESCRIPTION_CHARS, ReplayBounds, valid_url,
+};
 
 /// The endpoint creation body; only `url` is required. Unknown fields are refused.
 #[derive(Debug, Deserialize, utoipa::ToSchema, garde::Validate)]
@@ -185,7 +179,7 @@ fn endpoint_url(field: &Field<String>, policy: &AddressPolicy) -> garde::Result 
 
 /// A replay bound: exactly a date or a date and time. An RFC 3339 instant (`…Z`, `…+05:30`)
 /// would otherwise be silently read as device-local time.
-fn local_time(text: &str, end_of_day: bool) -> Option<String> {
+pub(crate) fn local_time(text: &str, end_of_day: bool) -> Option<String> {
     matches!(text.trim().len(), 10 | 19).then(|| parse_filter_time(text, end_of_day)).flatten().map(|t| t.to_string())
 }
 
@@ -198,46 +192,9 @@ fn replay_time<C>(field: &Field<String>, _: &C) -> garde::Result {
     }
 }
 
-/// An endpoint URL: http(s), at most 2048 characters, not an IP literal the address policy
-/// refuses (names are vetted again at every delivery, by the guarded resolver). Returns the
-/// URL as parsed (normalised).
-pub(super) fn valid_url(raw: &str, policy: &AddressPolicy) -> Result<String, String> {
-    let too_long = || format!("Ensure this field has no more than {MAX_URL_CHARS} characters.");
-    if raw.chars().count() > MAX_URL_CHARS {
-        return Err(too_long());
-    }
-    let url = Url::parse(raw.trim()).map_err(|_| "Enter a valid URL.".to_owned())?;
-    check_url(&url, policy).map_err(|e| match e {
-        UrlError::UnsupportedScheme(_) => "Only http and https URLs are accepted.".to_owned(),
-        UrlError::MissingHost => "Enter a valid URL.".to_owned(),
-        UrlError::Blocked(blocked) if blocked.reason == BlockReason::OwnListener => format!(
-            "Address {} is not allowed for webhooks ({}): the bridge does not send webhooks to itself.",
-            blocked.ip, blocked.reason
-        ),
-        UrlError::Blocked(blocked) => format!(
-            "Address {} is not allowed for webhooks ({}); an operator can open it with webhook_allow_list.",
-            blocked.ip, blocked.reason
-        ),
-    })?;
-    let url = String::from(url);
-    if url.chars().count() > MAX_URL_CHARS {
-        return Err(too_long());
-    }
-    Ok(url)
-}
-
 /// The normalised URL of a body whose rules passed.
 fn validated_url(raw: &str, policy: &AddressPolicy) -> Result<String, ApiError> {
     valid_url(raw, policy).map_err(|e| ApiError::Internal(format!("validated URL refused: {e}")))
-}
-
-/// `ep_` + 24 random lowercase alphanumerics.
-pub(super) fn new_endpoint_uid() -> String {
-    use rand::Rng as _;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let suffix: String = (0..24).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect();
-    format!("ep_{suffix}")
 }
 
 /// Create a webhook endpoint.
@@ -273,10 +230,8 @@ pub async fn create_endpoint(
         batch_max: body.batch_max.given().copied().unwrap_or(1),
         ordered: body.ordered.given().copied().unwrap_or(false),
     };
-    let secret = WebhookSecret::generate().to_string();
-    let uid = new_endpoint_uid();
-    let stored = state.webhooks.conceal(&uid, &secret);
-    let endpoint = state.store.create_endpoint(&uid, &settings, "api", &stored).await?;
+    let (endpoint, secret) = service::create_endpoint(&state, &settings, "api").await?;
+    let uid = &endpoint.uid;
     tracing::info!(endpoint = %uid, url = %endpoint.url, by = %who.name, "webhook endpoint created");
     Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint: endpoint.into(), secret })))
 }
@@ -430,12 +385,8 @@ pub async fn rotate_secret(
     }
     request.errors().finish()?;
     let grace_secs = request.body.grace_secs.given().copied().unwrap_or(DEFAULT_GRACE_SECS);
-    let secret = WebhookSecret::generate().to_string();
     // Secrets are checked against the dispatcher's clock.
-    let valid_until = state.webhooks.clock.now_micros().saturating_add(grace_secs.saturating_mul(1_000_000));
-    if !state.store.rotate_endpoint_secret(&uid, &state.webhooks.conceal(&uid, &secret), valid_until).await? {
-        return Err(ApiError::NotFound);
-    }
+    let (secret, valid_until) = service::rotate_secret(&state, &uid, grace_secs).await?.ok_or(ApiError::NotFound)?;
     tracing::info!(endpoint = %uid, by = %who.name, grace_secs, "webhook secret rotated");
     Ok(Json(RotatedSecret { secret, previous_secrets_valid_until: rfc3339_micros(valid_until) }))
 }
@@ -468,75 +419,37 @@ pub async fn replay(
     let request = JsonObject::<ReplayRequest>::parse(&body)?;
     let mut errors = request.errors();
     let range = request.body;
-    let (from_seq, to_seq) = (range.from_seq.given().copied(), range.to_seq.given().copied());
-    let from_time = range.from_time.given().and_then(|t| local_time(t, false));
-    let to_time = range.to_time.given().and_then(|t| local_time(t, true));
-    let device_sn = range.device_sn.given();
-    let device = match device_sn {
-        Some(sn) => {
-            let device = state.store.device_by_sn(sn).await?;
-            if device.is_none() {
-                errors.add("device_sn", "Unknown device.");
-            }
-            device
-        }
-        None => None,
+    let bounds = ReplayBounds {
+        device_sn: range.device_sn.given().cloned(),
+        from_seq: range.from_seq.given().copied(),
+        to_seq: range.to_seq.given().copied(),
+        from_local_time: range.from_time.given().and_then(|t| local_time(t, false)),
+        to_local_time: range.to_time.given().and_then(|t| local_time(t, true)),
     };
-    if (from_seq.is_some() || to_seq.is_some()) && device_sn.is_none() {
-        errors.add("device_sn", "Required with from_seq/to_seq (seq numbers are per device).");
-    }
-    if let (Some(from), Some(to)) = (from_seq, to_seq)
-        && from > to
-    {
-        errors.add("to_seq", "Must not be less than from_seq.");
-    }
-    if let (Some(from), Some(to)) = (&from_time, &to_time)
-        && from > to
-    {
-        errors.add("to_time", "Must not be before from_time.");
-    }
-    if !receives_punches(endpoint.event_types.as_deref()) {
-        errors.add("non_field_errors", "The endpoint does not subscribe to attendance.punch.");
+    let (device_id, refusals) = service::check_replay(&state, &endpoint, &bounds).await?;
+    for (field, why) in refusals {
+        errors.add(field, why);
     }
     errors.finish()?;
-    let range = ReplayRange {
-        device_id: device.map(|d| d.id),
-        from_seq,
-        to_seq,
-        from_local_time: from_time.as_deref(),
-        to_local_time: to_time.as_deref(),
-    };
-    let now = state.webhooks.clock.now_micros();
-    match state.store.replay_punches(&uid, &range, MAX_REPLAY_EVENTS, now).await? {
+    match service::replay(&state, &uid, device_id, &bounds).await? {
         ReplayOutcome::NotFound => Err(ApiError::NotFound),
-        ReplayOutcome::TooMany(count) => Err(ApiError::BadRequest(json!({
-            "non_field_errors": [format!(
-                "The range holds {count} punches; at most {MAX_REPLAY_EVENTS} per replay. Narrow it (device_sn, seq or time bounds) and replay in parts."
-            )]
-        }))),
+        ReplayOutcome::TooMany(count) => {
+            Err(ApiError::BadRequest(json!({ "non_field_errors": [service::too_many_to_replay(count)] })))
+        }
         ReplayOutcome::Replayed { events, events_created } => {
-            if events > 0 {
-                state.webhooks.wake.notify_one();
-            }
             tracing::info!(endpoint = %uid, by = %who.name, events, events_created, "punches replayed to webhook endpoint");
             Ok((StatusCode::ACCEPTED, Json(ReplayAnswer { replayed: events, events_created })))
         }
     }
 }
 
-/// Whether an endpoint's filter (`None` = every type) takes punch events.
-fn receives_punches(event_types: Option<&str>) -> bool {
-    event_types.is_none_or(|types| {
-        serde_json::from_str::<Vec<String>>(types)
-            .is_ok_and(|types| types.iter().any(|t| t == event_type::ATTENDANCE_PUNCH))
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use adms_store::events::event_type;
     use serde_json::Value;
 
     use super::*;
+    use crate::services::webhooks::{MAX_URL_CHARS, new_endpoint_uid, receives_punches};
 
     #[test]
     fn urls_are_checked_for_scheme_length_and_literal_addresses() {

@@ -1,0 +1,15 @@
+-- The operator console at 10,000 devices and 10 million punches (issue 18; `adms-loadgen
+-- console` measures it): the device list counts each listed device's punches received today
+-- and reads its newest punch (clock skew), and the device page lists its newest punches. Without
+-- an index led by the device, each of these read the whole punches table (a list page of 50
+-- devices: 50 scans). `(device_id, received_at)` serves all three as index ranges: the count
+-- from the index alone, the newest punches by walking it backwards (`received_at`, then the
+-- row id, which follows the writer's insert order, so a device's punches come in `seq` order).
+--
+-- The price is on the punch hot path: one more index entry per punch, landing on a page per
+-- device rather than at the end of the index (`0001_device_side.sql` measured an index led by
+-- the device at up to half the 1-line ingest rate of that time); BENCHMARKS.md says what it
+-- costs now.
+--
+-- Expand only (see README.md): an index; a previous release ignores it.
+CREATE INDEX punches_device_received_at ON punches (device_id, received_at);
