@@ -11,6 +11,8 @@
 //! [`FromStr`](std::str::FromStr) failing with [`UnknownWord`], for words read from elsewhere
 //! (query strings, configuration).
 
+pub mod access;
+
 use serde::{Deserialize, Serialize};
 
 /// A word that is not in the vocabulary of `kind`.
