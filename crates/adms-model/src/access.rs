@@ -287,10 +287,21 @@ impl fmt::Debug for ControllerUser {
 pub enum Row {
     User(ControllerUser),
     /// The doors (bitmask, door n → bit n-1) `pin` may open during time zone `timezone_id`.
-    Authorize { pin: String, timezone_id: u32, doors: u32 },
+    Authorize {
+        pin: String,
+        timezone_id: u32,
+        doors: u32,
+    },
     /// A time zone's 30 packed intervals ([`WeeklySchedule::packed`]).
-    Timezone { timezone_id: u32, intervals: Vec<u32> },
-    Holiday { date: AccessDate, holiday_type: u8, yearly: bool },
+    Timezone {
+        timezone_id: u32,
+        intervals: Vec<u32>,
+    },
+    Holiday {
+        date: AccessDate,
+        holiday_type: u8,
+        yearly: bool,
+    },
 }
 
 /// Which table a row belongs to.

@@ -27,10 +27,36 @@ pub const TIMEZONE_SLOTS: usize = 30;
 
 /// The `timezone` field names, in the order [`TIMEZONE_SLOTS`] values are given.
 pub const TIMEZONE_FIELDS: [&str; TIMEZONE_SLOTS] = [
-    "SunTime1", "SunTime2", "SunTime3", "MonTime1", "MonTime2", "MonTime3", "TueTime1", "TueTime2", "TueTime3",
-    "WedTime1", "WedTime2", "WedTime3", "ThuTime1", "ThuTime2", "ThuTime3", "FriTime1", "FriTime2", "FriTime3",
-    "SatTime1", "SatTime2", "SatTime3", "Hol1Time1", "Hol1Time2", "Hol1Time3", "Hol2Time1", "Hol2Time2", "Hol2Time3",
-    "Hol3Time1", "Hol3Time2", "Hol3Time3",
+    "SunTime1",
+    "SunTime2",
+    "SunTime3",
+    "MonTime1",
+    "MonTime2",
+    "MonTime3",
+    "TueTime1",
+    "TueTime2",
+    "TueTime3",
+    "WedTime1",
+    "WedTime2",
+    "WedTime3",
+    "ThuTime1",
+    "ThuTime2",
+    "ThuTime3",
+    "FriTime1",
+    "FriTime2",
+    "FriTime3",
+    "SatTime1",
+    "SatTime2",
+    "SatTime3",
+    "Hol1Time1",
+    "Hol1Time2",
+    "Hol1Time3",
+    "Hol2Time1",
+    "Hol2Time2",
+    "Hol2Time3",
+    "Hol3Time1",
+    "Hol3Time2",
+    "Hol3Time3",
 ];
 
 /// The access tables a full re-sync clears (`DATA DELETE <table> *`).
@@ -200,7 +226,10 @@ mod tests {
         assert_eq!(pack_interval(8 * 60 + 30, 12 * 60), 830 * 65536 + 1200);
         assert!(is_packed_interval(pack_interval(8 * 60 + 30, 12 * 60)));
         assert!(!is_packed_interval(pack_interval(12 * 60, 8 * 60)));
-        assert_eq!(authorize_line("7", 2, 3), "DATA UPDATE userauthorize Pin=7\tAuthorizeTimezoneId=2\tAuthorizeDoorId=3");
+        assert_eq!(
+            authorize_line("7", 2, 3),
+            "DATA UPDATE userauthorize Pin=7\tAuthorizeTimezoneId=2\tAuthorizeDoorId=3"
+        );
         assert_eq!(holiday_line(20261225, 1, true), "DATA UPDATE holiday Holiday=20261225\tHolidayType=1\tLoop=1");
         assert_eq!(clear_line(AccessTable::Userauthorize), "DATA DELETE userauthorize *");
         assert!(is_yyyymmdd(20261231) && !is_yyyymmdd(20261301) && !is_yyyymmdd(19991231));

@@ -730,7 +730,9 @@ impl DeviceCommand {
             DeviceCommand::AccessAuthorizeUpsert { pin, timezone_id, doors } => {
                 access::authorize_line(pin, *timezone_id, *doors)
             }
-            DeviceCommand::AccessAuthorizeDelete { pin, timezone_id } => access::authorize_delete_line(pin, *timezone_id),
+            DeviceCommand::AccessAuthorizeDelete { pin, timezone_id } => {
+                access::authorize_delete_line(pin, *timezone_id)
+            }
             DeviceCommand::AccessTimezoneUpsert { timezone_id, intervals } => {
                 access::timezone_line(*timezone_id, intervals)
             }

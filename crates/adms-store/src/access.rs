@@ -103,7 +103,13 @@ struct SegmentRow {
 impl SegmentRow {
     fn into_segment(self) -> Result<TimeSegment, StoreError> {
         let schedule = read_schedule(self.id, &self.schedule)?;
-        Ok(TimeSegment { id: self.id, name: self.name, schedule, created_at: self.created_at, updated_at: self.updated_at })
+        Ok(TimeSegment {
+            id: self.id,
+            name: self.name,
+            schedule,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
     }
 }
 
@@ -169,11 +175,9 @@ pub fn change_command(change: &AccessChange) -> DeviceCommand {
         AccessChange::Upsert(Row::Timezone { timezone_id, intervals }) => {
             DeviceCommand::AccessTimezoneUpsert { timezone_id: *timezone_id, intervals: intervals.clone() }
         }
-        AccessChange::Upsert(Row::Holiday { date, holiday_type, yearly }) => DeviceCommand::AccessHolidayUpsert {
-            date: date.yyyymmdd(),
-            holiday_type: *holiday_type,
-            yearly: *yearly,
-        },
+        AccessChange::Upsert(Row::Holiday { date, holiday_type, yearly }) => {
+            DeviceCommand::AccessHolidayUpsert { date: date.yyyymmdd(), holiday_type: *holiday_type, yearly: *yearly }
+        }
         AccessChange::Delete(RowKey::User(pin)) => DeviceCommand::AccessUserDelete { pin: pin.clone() },
         AccessChange::Delete(RowKey::Authorize(pin, timezone_id)) => {
             DeviceCommand::AccessAuthorizeDelete { pin: pin.clone(), timezone_id: *timezone_id }
@@ -230,9 +234,7 @@ impl Store {
     /// Doors of every controller (or of one), by controller and door number.
     pub async fn access_doors(&self, device_id: Option<i64>) -> Result<Vec<AccessDoor>, StoreError> {
         let sql = const_format_doors::LIST;
-        on_db!(self, |db| {
-            Ok(sqlx::query_as::<_, AccessDoor>(sql).bind(device_id).fetch_all(db.pool()).await?)
-        })
+        on_db!(self, |db| { Ok(sqlx::query_as::<_, AccessDoor>(sql).bind(device_id).fetch_all(db.pool()).await?) })
     }
 
     /// One door.
@@ -327,16 +329,15 @@ impl Store {
         let json = schedule_json(schedule)?;
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
-            let updated = sqlx::query(
-                "UPDATE access_time_segments SET name = $1, schedule = $2, updated_at = $3 WHERE id = $4",
-            )
-            .bind(name.trim())
-            .bind(&json)
-            .bind(now_micros())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let updated =
+                sqlx::query("UPDATE access_time_segments SET name = $1, schedule = $2, updated_at = $3 WHERE id = $4")
+                    .bind(name.trim())
+                    .bind(&json)
+                    .bind(now_micros())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             if updated == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -356,10 +357,11 @@ impl Store {
     pub async fn delete_time_segment(&self, id: i64) -> Result<(), StoreError> {
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
-            let used: Option<i64> = sqlx::query_scalar("SELECT id FROM access_levels WHERE time_segment_id = $1 LIMIT 1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let used: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM access_levels WHERE time_segment_id = $1 LIMIT 1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if let Some(level) = used {
                 return Err(StoreError::Conflict(format!("time segment {id} is used by access level {level}")));
             }
@@ -559,7 +561,11 @@ impl Store {
 
     /// Adds doors to a level (doors already in it are kept); returns the controllers of its
     /// doors afterwards. An unknown level is not found, an unknown door invalid.
-    pub async fn add_access_level_doors(&self, level_id: i64, door_ids: &[i64]) -> Result<AffectedControllers, StoreError> {
+    pub async fn add_access_level_doors(
+        &self,
+        level_id: i64,
+        door_ids: &[i64],
+    ) -> Result<AffectedControllers, StoreError> {
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
             dialect::lock_level_in(&mut tx, level_id).await?;
@@ -587,7 +593,11 @@ impl Store {
     }
 
     /// Removes a door from a level; returns the controllers of its doors before the removal.
-    pub async fn remove_access_level_door(&self, level_id: i64, door_id: i64) -> Result<AffectedControllers, StoreError> {
+    pub async fn remove_access_level_door(
+        &self,
+        level_id: i64,
+        door_id: i64,
+    ) -> Result<AffectedControllers, StoreError> {
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
             dialect::lock_level_in(&mut tx, level_id).await?;
@@ -807,8 +817,13 @@ fn fold_desired(
             let card = sealer.open(sealed::EMPLOYEE_CARD.kind, &record, &g.card_no)?;
             let password = sealer.open(sealed::EMPLOYEE_PASSWORD.kind, &record, &g.device_password)?;
             let full = format!("{} {}", g.first_name, g.last_name);
-            let name =
-                full.trim().chars().take(adms_protocol::command::NAME_MAX_CHARS).collect::<String>().trim_end().to_owned();
+            let name = full
+                .trim()
+                .chars()
+                .take(adms_protocol::command::NAME_MAX_CHARS)
+                .collect::<String>()
+                .trim_end()
+                .to_owned();
             users.insert(
                 g.emp_code.clone(),
                 ControllerUser { pin: g.emp_code.clone(), name, card, password, start_date: None, end_date: None },
@@ -833,7 +848,9 @@ fn fold_desired(
     }
     let holidays = holidays
         .into_iter()
-        .map(|(day, t, yearly)| Ok((read_date(Some(day))?.ok_or(StoreError::NotFound)?, u8::try_from(t).unwrap_or(1), yearly)))
+        .map(|(day, t, yearly)| {
+            Ok((read_date(Some(day))?.ok_or(StoreError::NotFound)?, u8::try_from(t).unwrap_or(1), yearly))
+        })
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(desired_rows(&users, &model_grants, &timezones, &holidays))
 }

@@ -34,7 +34,8 @@ fn intervals_and_dates_read_and_write_their_text() {
         assert!(bad.parse::<AccessDate>().is_err(), "{bad}");
     }
     let schedule: WeeklySchedule =
-        serde_json::from_str(r#"{"monday": ["13:00-18:00", "08:00-12:00"], "holiday_type2": ["00:00-23:59"]}"#).unwrap();
+        serde_json::from_str(r#"{"monday": ["13:00-18:00", "08:00-12:00"], "holiday_type2": ["00:00-23:59"]}"#)
+            .unwrap();
     let packed = schedule.packed();
     assert_eq!(packed.len(), 30);
     assert_eq!(&packed[3..6], &[800 * 65536 + 1200, 1300 * 65536 + 1800, 0], "sorted within the day");
@@ -118,10 +119,8 @@ fn world_state() -> impl Strategy<Value = ControllerRows> {
         let timezones = schedules
             .into_iter()
             .map(|(tz, intervals)| {
-                let monday = intervals
-                    .into_iter()
-                    .map(|(a, b)| Interval::new(a.min(b), a.max(b) + 600).unwrap())
-                    .collect();
+                let monday =
+                    intervals.into_iter().map(|(a, b)| Interval::new(a.min(b), a.max(b) + 600).unwrap()).collect();
                 (tz, WeeklySchedule { monday, ..WeeklySchedule::default() })
             })
             .collect();

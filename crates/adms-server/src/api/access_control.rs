@@ -701,7 +701,8 @@ pub async fn put_member(
     Path((id, emp_code)): Path<(String, String)>,
     bytes: Bytes,
 ) -> Result<Json<MemberView>, ApiError> {
-    let request: MemberWrite = if bytes.iter().all(u8::is_ascii_whitespace) { MemberWrite::default() } else { body(&bytes)? };
+    let request: MemberWrite =
+        if bytes.iter().all(u8::is_ascii_whitespace) { MemberWrite::default() } else { body(&bytes)? };
     let affected =
         state.store.put_access_level_member(parse_id(&id)?, &emp_code, request.valid_from, request.valid_until).await?;
     provision(&state, affected).await?;

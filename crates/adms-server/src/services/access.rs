@@ -92,7 +92,13 @@ pub async fn control_door(
 ) -> Result<Enqueued, StoreError> {
     let door_no = u8::try_from(door.door_no).map_err(|_| StoreError::Invalid("door number out of range".into()))?;
     let command = DeviceCommand::DoorControl { door: door_no, action, seconds };
-    let new = NewCommand { device_id: door.device_id, command, dedupe_key: None, source, expires_at: commands::default_expiry(state) };
+    let new = NewCommand {
+        device_id: door.device_id,
+        command,
+        dedupe_key: None,
+        source,
+        expires_at: commands::default_expiry(state),
+    };
     let enqueued = commands::enqueue(state, std::slice::from_ref(&new)).await?;
     enqueued.into_iter().next().ok_or(StoreError::NotFound)
 }

@@ -4,9 +4,7 @@
 use adms_model::access::{AccessChange, AccessDate, WeeklySchedule};
 use adms_store::access::change_command;
 use adms_store::roster::EmployeeFields;
-use adms_store::{
-    Approval, CommandPolicy, CommandResultRow, DeviceFacts, ErrorKind, NewCommand, NewDevice, Store,
-};
+use adms_store::{Approval, CommandPolicy, CommandResultRow, DeviceFacts, ErrorKind, NewCommand, NewDevice, Store};
 
 use crate::common::{Engine, fresh};
 
@@ -22,8 +20,10 @@ fn today() -> AccessDate {
 }
 
 async fn controller(store: &Store, sn: &str, locks: &str) -> i64 {
-    let device =
-        store.register_device(&NewDevice { sn, approval: Some(Approval::Approved), ..Default::default() }).await.unwrap();
+    let device = store
+        .register_device(&NewDevice { sn, approval: Some(Approval::Approved), ..Default::default() })
+        .await
+        .unwrap();
     let options = [("LockCount", locks), ("ReaderCount", "4"), ("AuxInCount", "2"), ("AuxOutCount", "2")];
     let facts = DeviceFacts {
         options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
@@ -103,7 +103,10 @@ async fn doors_come_from_the_controller_report_and_levels_keep_their_rules(engin
         store.put_access_level_member(level.id, "7", Some(until), Some(from)).await.unwrap_err().kind(),
         ErrorKind::Invalid
     );
-    assert_eq!(store.put_access_level_member(level.id, "nobody", None, None).await.unwrap_err().kind(), ErrorKind::Invalid);
+    assert_eq!(
+        store.put_access_level_member(level.id, "nobody", None, None).await.unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
     store.put_access_level_member(level.id, "7", Some(from), Some(until)).await.unwrap();
     let members = store.access_level_members(level.id).await.unwrap();
     assert_eq!((members[0].emp_code.as_str(), members[0].valid_until), ("7", Some(until)));
@@ -134,7 +137,8 @@ async fn a_controller_is_planned_only_the_difference_and_catches_up_on_refusals(
     let plan = store.plan_access_sync(panel, today()).await.unwrap();
     let tz = segment.id;
     let monday = 800 * 65536 + 1800;
-    let mut timezone = format!("DATA UPDATE timezone TimezoneId={tz}\tSunTime1=0\tSunTime2=0\tSunTime3=0\tMonTime1={monday}");
+    let mut timezone =
+        format!("DATA UPDATE timezone TimezoneId={tz}\tSunTime1=0\tSunTime2=0\tSunTime3=0\tMonTime1={monday}");
     for field in adms_protocol::access::TIMEZONE_FIELDS.iter().skip(4) {
         timezone.push_str(&format!("\t{field}=0"));
     }
