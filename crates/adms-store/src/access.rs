@@ -234,7 +234,7 @@ impl Store {
     /// Doors of every controller (or of one), by controller and door number.
     pub async fn access_doors(&self, device_id: Option<i64>) -> Result<Vec<AccessDoor>, StoreError> {
         let sql = const_format_doors::LIST;
-        on_db!(self, |db| { Ok(sqlx::query_as::<_, AccessDoor>(sql).bind(device_id).fetch_all(db.pool()).await?) })
+        on_db!(self, |db| Ok(sqlx::query_as::<_, AccessDoor>(sql).bind(device_id).fetch_all(db.pool()).await?))
     }
 
     /// One door.
@@ -796,6 +796,9 @@ struct GrantRow {
     valid_until: Option<String>,
 }
 
+/// One end of a membership's validity window (`None`: unlimited).
+type Validity = Option<AccessDate>;
+
 /// Folds the grants of one controller into its desired rows: one user per employee, whose
 /// validity spans all their memberships reaching the controller (unlimited when one is).
 fn fold_desired(
@@ -806,7 +809,7 @@ fn fold_desired(
 ) -> Result<ControllerRows, StoreError> {
     let mut users: BTreeMap<String, ControllerUser> = BTreeMap::new();
     // Per person, the starts and ends of their memberships reaching this controller.
-    let mut windows: BTreeMap<String, (Vec<Option<AccessDate>>, Vec<Option<AccessDate>>)> = BTreeMap::new();
+    let mut windows: BTreeMap<String, (Vec<Validity>, Vec<Validity>)> = BTreeMap::new();
     let mut model_grants = Vec::new();
     for g in grants {
         let window = windows.entry(g.emp_code.clone()).or_default();

@@ -125,8 +125,7 @@ async fn a_controller_is_planned_only_the_difference_and_catches_up_on_refusals(
     let store = fresh(engine).await;
     let panel = controller(&store, "ACC2", "4").await;
     let doors = store.access_doors(Some(panel)).await.unwrap();
-    let mut schedule = WeeklySchedule::default();
-    schedule.monday = vec!["08:00-18:00".parse().unwrap()];
+    let schedule = WeeklySchedule { monday: vec!["08:00-18:00".parse().unwrap()], ..WeeklySchedule::default() };
     let segment = store.create_time_segment("Office", &schedule).await.unwrap();
     let level = store.create_access_level("Office", segment.id).await.unwrap();
     store.add_access_level_doors(level.id, &[doors[0].id, doors[2].id]).await.unwrap();
