@@ -191,3 +191,61 @@ async fn a_door_opened_through_the_api_completes_when_the_controller_answers() {
         (Some("CONTROL DEVICE 02020000"), Some("CONTROL DEVICE 010201FF"))
     );
 }
+
+#[tokio::test]
+async fn rights_follow_the_roster_need_their_scopes_and_reach_only_approved_controllers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "pending")]).await;
+    let api = Api::login(&server).await;
+    // A controller that registers unapproved: its doors exist, but it gets no rights.
+    let dev = Device { server: &server, sn: "ACC0003".into() };
+    assert_eq!(dev.post("/iclock/registry?SN=ACC0003", b"DeviceType=acc,LockCount=1").await.status, 200);
+    let door = api.get("/api/v1/access/doors?sn=ACC0003").await["data"][0]["id"].as_i64().expect("door 1");
+    let created = post(
+        &api,
+        "/personnel/api/employees/",
+        json!({ "emp_code": "8", "first_name": "Bo", "department": 1, "area": [1] }),
+    )
+    .await;
+    let segment = post(
+        &api,
+        "/api/v1/access/time-segments",
+        json!({ "name": "Always", "schedule": { "monday": ["00:00-23:59"] } }),
+    )
+    .await;
+    let level = post(&api, "/api/v1/access/levels", json!({ "name": "All", "time_segment_id": segment["id"] })).await;
+    let level = level["id"].as_i64().unwrap();
+    post(&api, &format!("/api/v1/access/levels/{level}/doors"), json!({ "door_ids": [door] })).await;
+    let (status, _) = api.send(reqwest::Method::PUT, &format!("/api/v1/access/levels/{level}/members/8"), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = api.post_json("/api/v1/access/controllers/ACC0003/resync", &json!({})).await;
+    assert_eq!(status, 409, "a pending controller is not re-synced");
+    let commands = api.get("/api/v1/devices/ACC0003/commands").await;
+    assert_eq!(commands["count"], 0, "nothing is queued for a pending controller: {commands}");
+
+    // Approved, it catches up on everything; an employee's new card follows as one row.
+    let (status, answer) = api.patch_json("/api/v1/devices/ACC0003", &json!({ "approval": "approved" })).await;
+    assert_eq!(status, 200, "{answer}");
+    let queued = poll(&dev).await;
+    assert_eq!(queued.len(), 3, "timezone, user, right: {queued:?}");
+    acknowledge(&dev, &queued).await;
+    let id = created["id"].as_i64().unwrap();
+    let (status, answer) =
+        api.patch_json(&format!("/personnel/api/employees/{id}/"), &json!({ "card_no": "4242" })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        texts(&poll(&dev).await),
+        ["DATA UPDATE user CardNo=4242\tPin=8\tPassword=\tGroup=1\tStartTime=0\tEndTime=0\tName=Bo\tPrivilege=0"]
+    );
+
+    // A read-only key reads the model but changes nothing and opens no door.
+    let key = crate::users_scopes_audit::integration_key(&server, "reader", &["read"]);
+    let reader = Api { client: api.client.clone(), server_addr: api.server_addr.clone(), token: key };
+    assert_eq!(reader.get_status("/api/v1/access/levels").await.0, 200);
+    let (status, _) =
+        reader.post_json(&format!("/api/v1/access/doors/{door}/control"), &json!({ "action": "close" })).await;
+    assert_eq!(status, 403);
+    let (status, _) = reader.delete(&format!("/api/v1/access/levels/{level}/members/8")).await;
+    assert_eq!(status, 403);
+    assert_eq!(api.get(&format!("/api/v1/access/levels/{level}")).await["member_count"], 1);
+}
