@@ -120,6 +120,8 @@ vocabulary! {
         UserEnrolled = "user.enrolled",
         UserUpdated = "user.updated",
         CommandCompleted = "command.completed",
+        /// An access controller's real-time event (`rtlog`): granted, denied, door, alarm.
+        AccessEvent = "access.event",
     }
 }
 

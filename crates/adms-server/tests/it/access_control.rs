@@ -249,3 +249,38 @@ async fn rights_follow_the_roster_need_their_scopes_and_reach_only_approved_cont
     assert_eq!(status, 403);
     assert_eq!(api.get(&format!("/api/v1/access/levels/{level}")).await["member_count"], 1);
 }
+
+#[tokio::test]
+async fn an_access_event_is_stored_once_and_becomes_one_access_event_webhook() {
+    use common::webhooks::{Receiver, SECRET, Witness};
+    let receiver = Receiver::builder().ignoring(Witness::is_witness).only("access.event").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = receiver.url();
+    let env = [("ADMS_WEBHOOK_URL", url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET), ("ADMS_UNKNOWN_DEVICES", "auto")];
+    let server = Server::in_process(dir.path(), &env).await;
+    let api = Api::login(&server).await;
+    let witness = Witness::create(&api).await;
+    let dev = Device { server: &server, sn: "ACC0004".into() };
+    assert_eq!(dev.post("/iclock/registry?SN=ACC0004", b"DeviceType=acc,LockCount=2").await.status, 200);
+    let body = "time=2026-12-06 09:00:00\tpin=7\tcardno=123456\teventaddr=1\tevent=0\tinoutstatus=0\tverifytype=4\tindex=11\n\
+                time=2026-12-06 09:05:00\tpin=0\tcardno=0\teventaddr=2\tevent=102\tinoutstatus=0\tverifytype=200\tindex=12\n";
+    for _ in 0..2 {
+        let r = dev.post("/iclock/cdata?SN=ACC0004&table=rtlog", body.as_bytes()).await;
+        assert_eq!((r.status, r.text()), (200, "OK".to_owned()));
+    }
+    let forced = receiver.wait_for("access.event", |b| b["data"]["event_code"] == 102).await.json();
+    assert_eq!(forced["data"]["event_name"], "Opened Forcefully");
+    assert_eq!((forced["data"]["level"].as_str(), forced["data"]["alarm"].as_bool()), (Some("alarm"), Some(true)));
+    assert_eq!((forced["data"]["pin"].clone(), forced["data"]["door"].as_i64()), (Value::Null, Some(2)));
+    let granted = receiver.wait_for("access.event", |b| b["data"]["event_code"] == 0).await.json();
+    assert_eq!(granted["data"]["event_name"], "Normal Verify Open");
+    assert_eq!((granted["data"]["pin"].as_str(), granted["data"]["alarm"].as_bool()), (Some("7"), Some(false)));
+    assert_eq!(granted["data"]["device"]["sn"], "ACC0004");
+    assert!(granted["data"].get("card_no").is_none(), "the card number is not sent");
+
+    // The re-sent body added no row and no event: a dispatcher pass later, still two.
+    witness.pass(&server).await;
+    let events = receiver.of_type("access.event");
+    assert_eq!(events.len(), 2, "{:?}", events.iter().map(|e| e.json()).collect::<Vec<_>>());
+    assert_eq!(common::count_rows(server.db(), "access_events").await, 2);
+}
