@@ -727,9 +727,8 @@ async fn delivered_webhook_bodies_match_their_documented_schemas() {
     assert!(dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await.text().starts_with(&format!("C:{id}:")));
     let result = format!("ID={id}&Return=0&CMD=INFO\n");
     assert_eq!(dev.post(&format!("/iclock/devicecmd?SN={}", dev.sn), result.as_bytes()).await.text(), "OK");
-    let rtlog = format!(
-        "time=2026-11-20 08:01:00\tpin=016\tcardno=0\teventaddr=1\tevent=27\tinoutstatus=0\tverifytype=4\tindex=1\n"
-    );
+    let rtlog =
+        "time=2026-11-20 08:01:00\tpin=016\tcardno=0\teventaddr=1\tevent=27\tinoutstatus=0\tverifytype=4\tindex=1\n";
     assert_eq!(dev.post(&format!("/iclock/cdata?SN={}&table=rtlog", dev.sn), rtlog.as_bytes()).await.text(), "OK");
     api.advance_clock(60).await;
     receiver.wait_for_n("device.offline", 1).await;
