@@ -727,7 +727,7 @@ impl Store {
 
     /// The changes that bring one controller to the model's desired state (see the module
     /// docs). `today` (the controller's local date) drops memberships that ended before it.
-    /// A controller that is not approved gets nothing.
+    /// A controller that is not approved, and a device without doors, get nothing.
     pub async fn plan_access_sync(&self, device_id: i64, today: AccessDate) -> Result<Vec<AccessChange>, StoreError> {
         let Some((desired, held)) = self.access_states(device_id, today).await? else { return Ok(Vec::new()) };
         Ok(plan(&desired, &held))
@@ -743,7 +743,8 @@ impl Store {
         Ok(changes)
     }
 
-    /// What a controller should hold and what it holds; `None` when it is not approved.
+    /// What a controller should hold and what it holds; `None` when it is not approved, or not
+    /// an access controller (no doors: an attendance terminal gets no holiday either).
     async fn access_states(
         &self,
         device_id: i64,
@@ -753,7 +754,8 @@ impl Store {
         on_db!(self, |db| {
             let mut conn = db.pool().acquire().await?;
             let approved: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM devices WHERE id = $1 AND approval = 'approved' AND deleted_at IS NULL",
+                "SELECT id FROM devices WHERE id = $1 AND approval = 'approved' AND deleted_at IS NULL \
+                 AND EXISTS (SELECT 1 FROM access_doors WHERE device_id = $1)",
             )
             .bind(device_id)
             .fetch_optional(&mut *conn)

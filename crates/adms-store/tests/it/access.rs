@@ -134,6 +134,11 @@ async fn a_controller_is_planned_only_the_difference_and_catches_up_on_refusals(
     store.create_access_holiday("2026-12-25".parse().unwrap(), "Christmas", 1, true).await.unwrap();
 
     let plan = store.plan_access_sync(panel, today()).await.unwrap();
+    // A device without doors (an attendance terminal) gets no holiday, nor anything else.
+    let terminal = store
+        .register_device(&NewDevice { sn: "ATT1", approval: Some(Approval::Approved), ..Default::default() })
+        .await;
+    assert!(store.plan_access_sync(terminal.unwrap().id, today()).await.unwrap().is_empty());
     let tz = segment.id;
     let monday = 800 * 65536 + 1800;
     let mut timezone =
