@@ -11,6 +11,8 @@
 //! [`FromStr`](std::str::FromStr) failing with [`UnknownWord`], for words read from elsewhere
 //! (query strings, configuration).
 
+pub mod access;
+
 use serde::{Deserialize, Serialize};
 
 /// A word that is not in the vocabulary of `kind`.
@@ -118,6 +120,8 @@ vocabulary! {
         UserEnrolled = "user.enrolled",
         UserUpdated = "user.updated",
         CommandCompleted = "command.completed",
+        /// An access controller's real-time event (`rtlog`): granted, denied, door, alarm.
+        AccessEvent = "access.event",
     }
 }
 

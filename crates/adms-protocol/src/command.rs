@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{self, AccessTable, DoorAction};
 use crate::time::LocalDateTime;
 
 /// Longest PIN accepted (devices store alphanumeric PINs of up to ~20 digits; `protocol.md` §10.15).
@@ -186,6 +187,67 @@ pub enum DeviceCommand {
     /// `CONTROL DEVICE 01<door>01<seconds>`: opens door `door` (1-99) for `seconds` (1-99)
     /// (Security PUSH access controllers, `protocol.md` §5.3).
     DoorOpen { door: u8, seconds: u8 },
+    /// `DATA UPDATE user …`: a user of a Security PUSH access controller (see
+    /// [`access`](crate::access) for the choices made where the reference guesses).
+    AccessUserUpsert {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
+        pin: String,
+        #[serde(default)]
+        name: String,
+        /// Decimal card number, or 4 hex bytes in brackets; empty for none.
+        #[serde(default)]
+        card: String,
+        #[serde(default)]
+        password: String,
+        #[serde(default = "default_group")]
+        group: u16,
+        /// First valid day, `YYYYMMDD`; absent: unlimited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_date: Option<u32>,
+        /// Last valid day, `YYYYMMDD`; absent: unlimited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        end_date: Option<u32>,
+        #[serde(default)]
+        privilege: u8,
+    },
+    /// `DATA DELETE user Pin=…` on an access controller.
+    AccessUserDelete {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
+        pin: String,
+    },
+    /// `DATA UPDATE userauthorize`: the doors (bitmask, door n → bit n-1) a user may open
+    /// during one time zone.
+    AccessAuthorizeUpsert {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
+        pin: String,
+        timezone_id: u32,
+        doors: u32,
+    },
+    /// `DATA DELETE userauthorize Pin=…\tAuthorizeTimezoneId=…`.
+    AccessAuthorizeDelete {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
+        pin: String,
+        timezone_id: u32,
+    },
+    /// `DATA UPDATE timezone`: 30 packed intervals (3 per weekday Sunday first, then 3 per
+    /// holiday type), each `(HHMM start << 16) | HHMM end`, 0 for none.
+    AccessTimezoneUpsert { timezone_id: u32, intervals: Vec<u32> },
+    /// `DATA DELETE timezone TimezoneId=…`.
+    AccessTimezoneDelete { timezone_id: u32 },
+    /// `DATA UPDATE holiday`: `date` as `YYYYMMDD`, type 1-3, every year or that date only.
+    AccessHolidayUpsert { date: u32, holiday_type: u8, yearly: bool },
+    /// `DATA DELETE holiday Holiday=…`.
+    AccessHolidayDelete { date: u32 },
+    /// `DATA DELETE <table> *`: empties one access table (a full re-sync starts with these).
+    AccessClear { table: AccessTable },
+    /// `CONTROL DEVICE AABBCCDD` on door `door` (1-32): open for `seconds` (1-254, only with
+    /// `open`), close, normally open, cancel alarm, normal-open zone on/off.
+    DoorControl {
+        door: u8,
+        action: DoorAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<u8>,
+    },
 }
 
 /// What is wrong with a field.
@@ -375,6 +437,16 @@ impl DeviceCommand {
             DeviceCommand::SetClock { .. } => "set_clock",
             DeviceCommand::Unlock => "unlock",
             DeviceCommand::DoorOpen { .. } => "door_open",
+            DeviceCommand::AccessUserUpsert { .. } => "access_user_upsert",
+            DeviceCommand::AccessUserDelete { .. } => "access_user_delete",
+            DeviceCommand::AccessAuthorizeUpsert { .. } => "access_authorize_upsert",
+            DeviceCommand::AccessAuthorizeDelete { .. } => "access_authorize_delete",
+            DeviceCommand::AccessTimezoneUpsert { .. } => "access_timezone_upsert",
+            DeviceCommand::AccessTimezoneDelete { .. } => "access_timezone_delete",
+            DeviceCommand::AccessHolidayUpsert { .. } => "access_holiday_upsert",
+            DeviceCommand::AccessHolidayDelete { .. } => "access_holiday_delete",
+            DeviceCommand::AccessClear { .. } => "access_clear",
+            DeviceCommand::DoorControl { .. } => "door_control",
         }
     }
 
@@ -388,7 +460,11 @@ impl DeviceCommand {
             | DeviceCommand::FaceUpsert { pin, .. }
             | DeviceCommand::FaceDelete { pin }
             | DeviceCommand::BiodataUpsert { pin, .. }
-            | DeviceCommand::BiodataDelete { pin, .. } => Some(pin),
+            | DeviceCommand::BiodataDelete { pin, .. }
+            | DeviceCommand::AccessUserUpsert { pin, .. }
+            | DeviceCommand::AccessUserDelete { pin }
+            | DeviceCommand::AccessAuthorizeUpsert { pin, .. }
+            | DeviceCommand::AccessAuthorizeDelete { pin, .. } => Some(pin),
             DeviceCommand::QueryUserinfo { pin } => pin.as_deref(),
             _ => None,
         }
@@ -497,6 +573,60 @@ impl DeviceCommand {
                 range("door", u32::from(*door), 1, 99)?;
                 range("seconds", u32::from(*seconds), 1, 99)?;
             }
+            DeviceCommand::AccessUserUpsert { pin: p, name, card: c, password, start_date, end_date, .. } => {
+                pin(p)?;
+                text("name", name, NAME_MAX_CHARS)?;
+                card("card", c)?;
+                alphanumeric("password", password, PASSWORD_MAX_LEN, true)?;
+                for (field, date) in [("start_date", start_date), ("end_date", end_date)] {
+                    if let Some(date) = date
+                        && !access::is_yyyymmdd(*date)
+                    {
+                        return Err(invalid(field, FieldProblem::Format("YYYYMMDD")));
+                    }
+                }
+                if let (Some(start), Some(end)) = (start_date, end_date)
+                    && start > end
+                {
+                    return Err(invalid("end_date", FieldProblem::Format("not before start_date")));
+                }
+            }
+            DeviceCommand::AccessUserDelete { pin: p } | DeviceCommand::AccessAuthorizeDelete { pin: p, .. } => pin(p)?,
+            DeviceCommand::AccessAuthorizeUpsert { pin: p, doors, .. } => {
+                pin(p)?;
+                if *doors == 0 {
+                    return Err(invalid("doors", FieldProblem::Empty));
+                }
+            }
+            DeviceCommand::AccessTimezoneUpsert { intervals, .. } => {
+                if intervals.len() != access::TIMEZONE_SLOTS {
+                    return Err(invalid("intervals", FieldProblem::Format("30 values")));
+                }
+                if !intervals.iter().all(|v| access::is_packed_interval(*v)) {
+                    return Err(invalid("intervals", FieldProblem::Format("(HHMM start << 16) | HHMM end")));
+                }
+            }
+            DeviceCommand::AccessHolidayUpsert { date, holiday_type, .. } => {
+                if !access::is_yyyymmdd(*date) {
+                    return Err(invalid("date", FieldProblem::Format("YYYYMMDD")));
+                }
+                range("holiday_type", u32::from(*holiday_type), 1, 3)?;
+            }
+            DeviceCommand::AccessHolidayDelete { date } => {
+                if !access::is_yyyymmdd(*date) {
+                    return Err(invalid("date", FieldProblem::Format("YYYYMMDD")));
+                }
+            }
+            DeviceCommand::DoorControl { door, action, seconds } => {
+                range("door", u32::from(*door), 1, 32)?;
+                match (action, seconds) {
+                    (DoorAction::Open, Some(s)) => range("seconds", u32::from(*s), 1, 254)?,
+                    (DoorAction::Open, None) => return Err(invalid("seconds", FieldProblem::Empty)),
+                    (_, Some(_)) => return Err(invalid("seconds", FieldProblem::Format("only with open"))),
+                    (_, None) => {}
+                }
+            }
+            DeviceCommand::AccessTimezoneDelete { .. } | DeviceCommand::AccessClear { .. } => {}
             DeviceCommand::QueryUserinfo { pin: None }
             | DeviceCommand::ClearLog
             | DeviceCommand::ClearPhoto
@@ -593,6 +723,28 @@ impl DeviceCommand {
             DeviceCommand::SetClock { local_time } => format!("SET OPTIONS DateTime={}", local_time.zk_encoded()),
             DeviceCommand::Unlock => "AC_UNLOCK".to_owned(),
             DeviceCommand::DoorOpen { door, seconds } => format!("CONTROL DEVICE 01{door:02}01{seconds:02}"),
+            DeviceCommand::AccessUserUpsert { pin, name, card, password, group, start_date, end_date, privilege } => {
+                access::user_line(pin, card, password, *group, *start_date, *end_date, name, *privilege)
+            }
+            DeviceCommand::AccessUserDelete { pin } => access::user_delete_line(pin),
+            DeviceCommand::AccessAuthorizeUpsert { pin, timezone_id, doors } => {
+                access::authorize_line(pin, *timezone_id, *doors)
+            }
+            DeviceCommand::AccessAuthorizeDelete { pin, timezone_id } => {
+                access::authorize_delete_line(pin, *timezone_id)
+            }
+            DeviceCommand::AccessTimezoneUpsert { timezone_id, intervals } => {
+                access::timezone_line(*timezone_id, intervals)
+            }
+            DeviceCommand::AccessTimezoneDelete { timezone_id } => access::timezone_delete_line(*timezone_id),
+            DeviceCommand::AccessHolidayUpsert { date, holiday_type, yearly } => {
+                access::holiday_line(*date, *holiday_type, *yearly)
+            }
+            DeviceCommand::AccessHolidayDelete { date } => access::holiday_delete_line(*date),
+            DeviceCommand::AccessClear { table } => access::clear_line(*table),
+            DeviceCommand::DoorControl { door, action, seconds } => {
+                access::control_line(access::control_operand(*door, *action, seconds.unwrap_or(0)))
+            }
         }
     }
 }

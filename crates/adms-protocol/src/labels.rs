@@ -50,3 +50,62 @@ pub fn verify_type(code: i64) -> &'static str {
         _ => "Other",
     }
 }
+
+/// The English name of an access controller's `rtlog` event code (`protocol.md` §4.7,
+/// `cvsecurity_api.md` §7.5); codes without a name here are "Event <code>" by the caller.
+pub fn access_event(code: i64) -> Option<&'static str> {
+    Some(match code {
+        0 => "Normal Verify Open",
+        1 => "Verify During Passage Mode Time Zone",
+        2 => "First-Personnel Open",
+        3 => "Multi-Personnel Open",
+        4 => "Emergency Password Open",
+        5 => "Open During Passage Mode Time Zone",
+        6 => "Linkage Event Triggered",
+        7 => "Cancel Alarm",
+        8 => "Remote Opening",
+        9 => "Remote Closing",
+        10 => "Disable Intraday Passage Mode Time Zone",
+        11 => "Enable Intraday Passage Mode Time Zone",
+        12 => "Open Auxiliary Output",
+        13 => "Close Auxiliary Output",
+        20 => "Operation Interval Too Short",
+        21 => "Door Inactive Time Zone Verify Open",
+        22 => "Illegal Time Zone",
+        23 => "Access Denied",
+        24 => "Anti-Passback",
+        25 => "Interlock",
+        26 => "Multi-Personnel Authentication Wait",
+        27 => "Unregistered Personnel",
+        28 => "Opening Timeout",
+        29 => "Card Expired",
+        30 => "Password Error",
+        100 => "Tamper Alarm",
+        101 => "Duress Password Open",
+        102 => "Opened Forcefully",
+        103 => "Duress Fingerprint Open",
+        105 => "Cannot Connect to Server",
+        200 => "Door Opened Correctly",
+        201 => "Door Closed Correctly",
+        202 => "Exit Button Open",
+        204 => "Passage Mode Time Zone Over",
+        205 => "Remote Normal Opening",
+        206 => "Device Started",
+        208 => "Superuser Open Door",
+        209 => "Exit Button (Locked)",
+        214 => "Connected to Server",
+        220 => "Auxiliary Input Disconnected",
+        221 => "Auxiliary Input Shorted",
+        _ => return None,
+    })
+}
+
+/// How serious an access event code is, by its band (`protocol.md` §4.7): `alarm` (100–199,
+/// 5000–5999 extended abnormal counts as `error`), `error` (20–99), otherwise `normal`.
+pub fn access_event_level(code: i64) -> &'static str {
+    match code {
+        100..=199 => "alarm",
+        20..=99 | 5000..=5999 => "error",
+        _ => "normal",
+    }
+}

@@ -20,6 +20,7 @@
 //! Every fact encoded here comes from the protocol notes (`protocol.md` in the shared reference
 //! material), cited by section in the item docs.
 
+pub mod access;
 pub mod attlog;
 pub mod attphoto;
 pub mod command;

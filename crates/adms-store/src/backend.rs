@@ -229,6 +229,9 @@ macro_rules! dual {
 
 /// SQLite's helpers, as `dialect::` in an [`on_db!`] body.
 pub(crate) mod sqlite_fns {
+    pub(crate) use crate::access::sqlite::{
+        derive_doors_in, desired_access_rows, held_access_rows, level_controllers_in, lock_level_in, touch_level_in,
+    };
     pub(crate) use crate::auth::sqlite::{
         ensure_an_admin_remains, revoke_sessions_in, upsert_api_user_in, user_by_id_in,
     };
@@ -270,6 +273,9 @@ pub(crate) mod sqlite_fns {
 
 /// PostgreSQL's helpers, as `dialect::` in an [`on_db!`] body.
 pub(crate) mod postgres_fns {
+    pub(crate) use crate::access::postgres::{
+        derive_doors_in, desired_access_rows, held_access_rows, level_controllers_in, lock_level_in, touch_level_in,
+    };
     pub(crate) use crate::auth::postgres::{
         ensure_an_admin_remains, revoke_sessions_in, upsert_api_user_in, user_by_id_in,
     };

@@ -166,6 +166,8 @@ dual! {
         if let Some(info) = &facts.info {
             dialect::update_info_in(conn, device_id, info).await?;
         }
+        // An access controller's registry or options name its doors.
+        dialect::derive_doors_in(conn, device_id, &facts.options).await?;
         if let Some(code) = &facts.registry_code {
             sqlx::query("UPDATE devices SET registry_code = $1 WHERE id = $2")
                 .bind(code)

@@ -20,8 +20,9 @@ pub mod event_type {
     pub const USER_ENROLLED: &str = EventType::UserEnrolled.as_str();
     pub const USER_UPDATED: &str = EventType::UserUpdated.as_str();
     pub const COMMAND_COMPLETED: &str = EventType::CommandCompleted.as_str();
+    pub const ACCESS_EVENT: &str = EventType::AccessEvent.as_str();
     /// Every type an endpoint can subscribe to.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         ATTENDANCE_PUNCH,
         DEVICE_REGISTERED,
         DEVICE_ONLINE,
@@ -29,6 +30,7 @@ pub mod event_type {
         USER_ENROLLED,
         USER_UPDATED,
         COMMAND_COMPLETED,
+        ACCESS_EVENT,
     ];
 }
 
@@ -413,4 +415,55 @@ mod tests {
         assert_ne!(updated, user_updated_event_id("SN1", "7", 2, "ab"));
         assert_ne!(updated, user_updated_event_id("SN1", "7", 1, "cd"));
     }
+}
+
+/// `access.event`: one `rtlog` line of an access controller, with its code's English name and
+/// level (`alarm` for codes 100–199). `timestamp` is when the bridge received it; `local_time` is
+/// the controller's wall clock. The card number is not sent (it is sealed at rest).
+#[derive(Debug, Serialize)]
+pub struct AccessEventData<'a> {
+    pub device: &'a EventDevice<'a>,
+    /// The stored row's id.
+    pub access_event_id: i64,
+    pub local_time: &'a str,
+    /// `null` for events without a person (`pin=0` on the wire).
+    pub pin: Option<&'a str>,
+    pub door: Option<i64>,
+    pub event_code: Option<i64>,
+    pub event_name: String,
+    /// `normal`, `error` or `alarm`.
+    pub level: &'static str,
+    pub alarm: bool,
+    /// 0 in, 1 out.
+    pub in_out: Option<i64>,
+    pub verify_type: &'a str,
+}
+
+/// The body of an `access.event`.
+pub(crate) fn access_event_body(
+    event_id: &str,
+    device: &EventDevice<'_>,
+    row: i64,
+    e: &crate::uploads::AccessEvent,
+    received_at: i64,
+) -> Vec<u8> {
+    let level = e.event_code.map_or("normal", adms_protocol::labels::access_event_level);
+    let event_name = match e.event_code {
+        Some(code) => adms_protocol::labels::access_event(code).map_or_else(|| format!("Event {code}"), str::to_owned),
+        None => "Unknown".to_owned(),
+    };
+    let data = AccessEventData {
+        device,
+        access_event_id: row,
+        local_time: &e.local_time,
+        pin: Some(e.pin.as_str()).filter(|p| !p.is_empty() && *p != "0"),
+        door: e.door,
+        event_code: e.event_code,
+        event_name,
+        level,
+        alarm: level == "alarm",
+        in_out: e.in_out,
+        verify_type: &e.verify_type,
+    };
+    event_body(event_id, event_type::ACCESS_EVENT, received_at, &data)
 }

@@ -18,6 +18,7 @@ mod backend;
 #[macro_use]
 mod sql;
 
+pub mod access;
 mod audit;
 mod auth;
 pub mod commands;

@@ -104,7 +104,7 @@ macro_rules! copy_table {
 }
 
 /// Every table, parents before children.
-const TABLES: [CopiedTable; 34] = {
+const TABLES: [CopiedTable; 41] = {
     let mut tables = [
         copy_table!("devices", key "id", [value "id", value "sn", value "alias", value "approval", value "protocol_family", value "device_type", value "model", value "firmware", value "push_version", value "firmware_push_version", value "language", value "ip_address", value "time_zone", value "text_encoding", value "user_count", value "fp_count", value "face_count", value "palm_count", value "transaction_count", value "fp_algorithm", value "face_algorithm", value "attlog_stamp", value "operlog_stamp", value "attphoto_stamp", value "biodata_stamp", value "registry_code", value "last_seq", value "first_seen_at", value "last_handshake_at", value "last_activity_at", value "presence", value "presence_changed_at", value "deleted_at"]),
         copy_table!("device_options", whole, [value "device_id", value "key", value "value", value "updated_at"]),
@@ -140,6 +140,13 @@ const TABLES: [CopiedTable; 34] = {
         copy_table!("audit_log", key "id", [value "id", value "at", value "actor", value "actor_kind", value "user_id", value "token_id", value "method", value "route", value "target", value "status", value "address"]),
         copy_table!("device_quota_usage", whole, [value "device_id", value "day", value "kind", value "bytes"]),
         copy_table!("console_sessions", key "id", [value "id", value "user_id", blob "token_sha256", value "token_version", value "created_at", value "expires_at", value "ended_at"]),
+        copy_table!("access_controllers", whole, [value "device_id", value "lock_count", value "reader_count", value "aux_in_count", value "aux_out_count", value "updated_at"]),
+        copy_table!("access_doors", key "id", [value "id", value "device_id", value "door_no", value "name", value "created_at", value "updated_at"]),
+        copy_table!("access_time_segments", key "id", [value "id", value "name", value "schedule", value "created_at", value "updated_at"]),
+        copy_table!("access_holidays", key "id", [value "id", value "day", value "name", value "holiday_type", value "yearly", value "created_at"]),
+        copy_table!("access_levels", key "id", [value "id", value "name", value "time_segment_id", value "created_at", value "updated_at"]),
+        copy_table!("access_level_doors", whole, [value "level_id", value "door_id"]),
+        copy_table!("access_level_members", whole, [value "level_id", value "employee_id", value "valid_from", value "valid_until", value "created_at", value "updated_at"]),
     ];
     tables[9].trigger = Some((
         "ALTER TABLE punches DISABLE TRIGGER punches_need_their_event",

@@ -318,7 +318,8 @@ impl Store {
         })
     }
 
-    /// Stores `rtlog` events and rejected lines of one request.
+    /// Stores `rtlog` events and rejected lines of one request ([`Self::store_access_events_in`]
+    /// with UTC for a device without its own zone).
     pub async fn store_access_events(
         &self,
         device_id: i64,
@@ -326,15 +327,37 @@ impl Store {
         rejected: &[RejectedLine],
         received_at: i64,
     ) -> Result<(), StoreError> {
+        self.store_access_events_in(device_id, events, rejected, received_at, "UTC").await
+    }
+
+    /// Stores `rtlog` events and rejected lines of one request. Each event is stored once (a
+    /// re-sent line is recognised by its digest) and, in the same transaction, becomes an
+    /// `access.event` webhook event (while an endpoint exists) whose id is derived from the
+    /// device and the line, so a re-sent line is neither a second row nor a second event.
+    /// `default_time_zone` is the zone named in the event for a device without its own.
+    pub async fn store_access_events_in(
+        &self,
+        device_id: i64,
+        events: &[AccessEvent],
+        rejected: &[RejectedLine],
+        received_at: i64,
+        default_time_zone: &str,
+    ) -> Result<(), StoreError> {
         on_db!(self, |db| {
             let sealer = self.sealer();
             let mut tx = db.begin().await?;
+            let device: Option<(String, String, Option<String>)> =
+                sqlx::query_as("SELECT sn, alias, time_zone FROM devices WHERE id = $1")
+                    .bind(device_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             for e in events {
                 let digest = sealer.digest(sealed::ACCESS_EVENT_RAW.kind, &e.raw_line);
                 let record = sealed::digest_record(&device_id.to_string(), &digest);
-                sqlx::query(
+                let inserted = sqlx::query(
                     "INSERT INTO access_events (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, \
-                     raw_line, raw_sha256, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                     raw_line, raw_sha256, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING \
+                     RETURNING id",
                 )
                 .bind(device_id)
                 .bind(&e.local_time)
@@ -347,8 +370,28 @@ impl Store {
                 .bind(sealer.seal_bytes(sealed::ACCESS_EVENT_RAW.kind, &record, &e.raw_line))
                 .bind(&digest[..])
                 .bind(received_at)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+                if let (Some(row), Some((sn, alias, zone))) = (inserted, &device) {
+                    let row: i64 = sqlx::Row::try_get(&row, 0)?;
+                    let device = crate::events::EventDevice {
+                        sn,
+                        alias,
+                        time_zone: zone.as_deref().unwrap_or(default_time_zone),
+                    };
+                    let event_id =
+                        crate::events::event_id(&[crate::events::event_type::ACCESS_EVENT, sn, &hex::encode(digest)]);
+                    let body = crate::events::access_event_body(&event_id, &device, row, e, received_at);
+                    let event = crate::device_events::NewEvent {
+                        event_id: &event_id,
+                        event_type: crate::events::event_type::ACCESS_EVENT,
+                        device_id,
+                        occurred_at: received_at,
+                        created_at: received_at,
+                        body: &body,
+                    };
+                    dialect::insert_event_in(&mut tx, &event).await?;
+                }
             }
             for r in rejected {
                 dialect::insert_rejected(&mut tx, sealer, device_id, r, received_at).await?;

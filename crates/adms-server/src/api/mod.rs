@@ -5,6 +5,7 @@
 //! existing integrations parse them literally (see `biotime_api.md` in the reference notes).
 
 pub mod access;
+mod access_control;
 mod audit;
 pub mod auth;
 mod biodatas;
@@ -119,6 +120,29 @@ pub fn routes(state: &SharedState) -> OpenApiRouter<SharedState> {
         .scoped(Scope::Admin, routes!(users::update))
         .scoped(Scope::Admin, routes!(users::delete))
         .scoped(Scope::Admin, routes!(audit::list))
+        .scoped(Scope::Read, routes!(access_control::list_doors))
+        .scoped(Scope::Read, routes!(access_control::get_door))
+        .scoped(Scope::RosterWrite, routes!(access_control::rename_door))
+        .scoped(Scope::DevicesControl, routes!(access_control::control_door))
+        .scoped(Scope::Read, routes!(access_control::list_segments))
+        .scoped(Scope::RosterWrite, routes!(access_control::create_segment))
+        .scoped(Scope::Read, routes!(access_control::get_segment))
+        .scoped(Scope::RosterWrite, routes!(access_control::update_segment))
+        .scoped(Scope::RosterWrite, routes!(access_control::delete_segment))
+        .scoped(Scope::Read, routes!(access_control::list_holidays))
+        .scoped(Scope::RosterWrite, routes!(access_control::create_holiday))
+        .scoped(Scope::RosterWrite, routes!(access_control::delete_holiday))
+        .scoped(Scope::Read, routes!(access_control::list_levels))
+        .scoped(Scope::RosterWrite, routes!(access_control::create_level))
+        .scoped(Scope::Read, routes!(access_control::get_level))
+        .scoped(Scope::RosterWrite, routes!(access_control::update_level))
+        .scoped(Scope::RosterWrite, routes!(access_control::delete_level))
+        .scoped(Scope::RosterWrite, routes!(access_control::add_level_doors))
+        .scoped(Scope::RosterWrite, routes!(access_control::remove_level_door))
+        .scoped(Scope::Read, routes!(access_control::list_members))
+        .scoped(Scope::RosterWrite, routes!(access_control::put_member))
+        .scoped(Scope::RosterWrite, routes!(access_control::remove_member))
+        .scoped(Scope::DevicesControl, routes!(access_control::resync_controller))
         .scoped(Scope::Read, routes!(diagnostics::device_options))
         .scoped(Scope::Admin, routes!(diagnostics::table_counts))
         .scoped(Scope::Admin, routes!(diagnostics::start_capture))

@@ -53,6 +53,7 @@ pub mod tag {
     pub const PERSONNEL: &str = "personnel";
     pub const DEVICES: &str = "devices";
     pub const COMMANDS: &str = "commands";
+    pub const ACCESS: &str = "access control";
     pub const WEBHOOKS: &str = "webhooks";
     pub const USERS: &str = "users and audit";
     pub const METRICS: &str = "metrics";
@@ -60,7 +61,7 @@ pub mod tag {
     pub const TESTING: &str = "testing";
 }
 
-const TAGS: [(&str, &str); 12] = [
+const TAGS: [(&str, &str); 13] = [
     (
         tag::DEVICE,
         "The ZKTeco ADMS / iClock push protocol the terminals speak: handshake, uploads, command polls and results. \
@@ -72,6 +73,11 @@ const TAGS: [(&str, &str); 12] = [
     (tag::PERSONNEL, "The roster (employees, departments, areas, positions, resignations) in ZKBio Time 9.x's shapes."),
     (tag::DEVICES, "Native device settings and approval, rejected lines, and the per-device punch cursor."),
     (tag::COMMANDS, "The per-device command queue."),
+    (
+        tag::ACCESS,
+        "Access control: doors of the access controllers, time segments, holidays, access levels and their \
+         members, provisioned onto the controllers through the command queue; door control and re-sync.",
+    ),
     (tag::WEBHOOKS, "Webhook endpoints, events, deliveries, replay and backlog."),
     (tag::USERS, "API accounts and their roles, and the audit log of changes (admin scope)."),
     (tag::METRICS, "Prometheus metrics."),

@@ -616,7 +616,8 @@ async fn rtlog(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Resp
             Err(r) => rejected.push(rejected_line("rtlog", &r)),
         }
     }
-    state.store.store_access_events(ctx.entry.id(), &events, &rejected, now_micros()).await?;
+    let zone = &state.default_zone.name;
+    state.store.store_access_events_in(ctx.entry.id(), &events, &rejected, now_micros(), zone).await?;
     state.telemetry.lines_rejected(&rejected.iter().map(|r| (r.table, r.reason)).collect::<Vec<_>>());
     Ok(ok("OK"))
 }

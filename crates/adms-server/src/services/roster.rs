@@ -56,13 +56,19 @@ pub async fn push_roster_changes(state: &AppState, plan: Vec<(i64, RosterChange)
 /// Plans and hands over what one employee's current record needs on every terminal.
 pub async fn sync_employee(state: &AppState, emp_code: &str) -> Result<(), StoreError> {
     let plan = state.store.plan_employee_sync(emp_code).await?;
-    push_roster_changes(state, plan).await
+    push_roster_changes(state, plan).await?;
+    // The same person on access controllers (card, password, name, status).
+    crate::services::access::sync_employee(state, emp_code).await?;
+    Ok(())
 }
 
 /// Plans and hands over what one terminal needs to hold its area's roster.
 pub async fn sync_terminal(state: &AppState, device_id: i64) -> Result<(), StoreError> {
     let plan = state.store.plan_device_sync(device_id).await?;
-    push_roster_changes(state, plan).await
+    push_roster_changes(state, plan).await?;
+    // An access controller catches up on what changed while it was away.
+    crate::services::access::sync_controllers(state, [device_id]).await?;
+    Ok(())
 }
 
 /// [`sync_terminal`] for device paths: a failure is logged, never fails the device's request

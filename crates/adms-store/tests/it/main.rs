@@ -1,5 +1,6 @@
 //! One integration-test binary per crate: every file here is a module, so the suite links once.
 
+mod access;
 mod auth;
 mod commands;
 mod common;

@@ -147,6 +147,32 @@ pub struct WebhookCommandData {
     completed_at: String,
 }
 
+/// `access.event`: one real-time event of an access controller (`rtlog`).
+#[derive(Debug, ToSchema)]
+pub struct WebhookAccessEventData {
+    device: WebhookDevice,
+    /// The stored event's id.
+    access_event_id: i64,
+    /// The controller's wall-clock time, `YYYY-MM-DD HH:MM:SS`.
+    local_time: String,
+    /// The person, or null for an event without one.
+    pin: Option<String>,
+    /// The door (or aux input) number.
+    door: Option<i64>,
+    /// The controller's event code (locale-independent).
+    event_code: Option<i64>,
+    /// The code's English name (`Event <code>` for a code without one).
+    event_name: String,
+    /// `normal`, `error` (refusals, 20-99) or `alarm` (100-199).
+    level: String,
+    /// True for alarms (forced door, tamper, duress).
+    alarm: bool,
+    /// 0 in, 1 out.
+    in_out: Option<i64>,
+    /// The verify mode as the controller sent it.
+    verify_type: String,
+}
+
 /// The envelope every event has (`id`, `type`, `timestamp`, `api_version`, `data`), one schema
 /// per event type, with `type` its single value.
 macro_rules! event_schema {
@@ -202,9 +228,13 @@ event_schema!(
     /// A queued command ended.
     CommandCompletedEvent, CommandCompletedType, "command.completed", WebhookCommandData
 );
+event_schema!(
+    /// An access controller's real-time event.
+    AccessEventEvent, AccessEventType, "access.event", WebhookAccessEventData
+);
 
 /// Every event schema: its event type, its schema name, and what it is.
-pub const EVENTS: [(&str, &str, &str); 7] = [
+pub const EVENTS: [(&str, &str, &str); 8] = [
     ("attendance.punch", "AttendancePunchEvent", "A new punch"),
     ("device.registered", "DeviceRegisteredEvent", "A serial number seen for the first time"),
     ("device.online", "DeviceOnlineEvent", "A device reported offline is back"),
@@ -212,6 +242,7 @@ pub const EVENTS: [(&str, &str, &str); 7] = [
     ("user.enrolled", "UserEnrolledEvent", "A device reported a PIN for the first time"),
     ("user.updated", "UserUpdatedEvent", "A stored field of a device's user changed"),
     ("command.completed", "CommandCompletedEvent", "A queued command ended"),
+    ("access.event", "AccessEventEvent", "An access controller's real-time event"),
 ];
 
 /// The event type of a batch.
@@ -266,6 +297,7 @@ pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     add::<UserEnrolledEvent>(&mut all);
     add::<UserUpdatedEvent>(&mut all);
     add::<CommandCompletedEvent>(&mut all);
+    add::<AccessEventEvent>(&mut all);
     add::<WebhookBatch>(&mut all);
     all
 }

@@ -1,0 +1,104 @@
+//! Access control → controllers: after a level, a membership, a time segment, a holiday or an
+//! employee changes, each controller concerned is planned (`adms_store::access`) and only the
+//! difference is queued, one command per row under the row's de-duplication key, so a burst
+//! of changes leaves each row queued once (a newer desire for a row supersedes the queued
+//! one). A controller that is offline keeps its queue until it polls; a full re-sync of one
+//! controller is [`resync_controller`]. Door control commands are queued here too.
+
+use adms_model::access::{AccessChange, AccessDate};
+use adms_protocol::DeviceCommand;
+use adms_protocol::access::DoorAction;
+use adms_store::access::{AccessDoor, change_command};
+use adms_store::{Enqueued, NewCommand, StoreError};
+
+use crate::services::commands;
+use crate::state::AppState;
+
+/// The source of provisioning commands in the queue.
+pub const SOURCE: &str = "access";
+
+/// Today in the display zone: memberships that ended before it put nothing on a controller.
+pub fn today(state: &AppState) -> AccessDate {
+    let now = state.display_zone.now_local();
+    AccessDate::new(now.year.into(), now.month.into(), now.day.into()).unwrap_or_else(|_| {
+        // Outside 2000-2099 the controllers cannot hold dates either; plan as of 2000-01-01.
+        AccessDate::from_yyyymmdd(20000101).unwrap_or_else(|_| unreachable!("a valid date"))
+    })
+}
+
+/// Queues a controller's planned changes; returns how many were queued (or already were).
+async fn push(state: &AppState, device_id: i64, changes: &[AccessChange]) -> Result<usize, StoreError> {
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let expires_at = commands::default_expiry(state);
+    let queued: Vec<NewCommand> = changes
+        .iter()
+        .map(|change| NewCommand {
+            device_id,
+            command: change_command(change),
+            dedupe_key: Some(change.dedup_key()),
+            source: SOURCE.to_owned(),
+            expires_at,
+        })
+        .collect();
+    commands::enqueue(state, &queued).await?;
+    tracing::info!(device_id, commands = queued.len(), "access changes queued");
+    Ok(queued.len())
+}
+
+/// Plans each controller and queues its differences; returns the number of commands queued.
+pub async fn sync_controllers(
+    state: &AppState,
+    device_ids: impl IntoIterator<Item = i64>,
+) -> Result<usize, StoreError> {
+    let today = today(state);
+    let mut total = 0;
+    for device_id in device_ids {
+        let plan = state.store.plan_access_sync(device_id, today).await?;
+        total += push(state, device_id, &plan).await?;
+    }
+    Ok(total)
+}
+
+/// Every access controller (a holiday change concerns them all).
+pub async fn sync_all_controllers(state: &AppState) -> Result<usize, StoreError> {
+    let ids = state.store.access_controller_ids().await?;
+    sync_controllers(state, ids).await
+}
+
+/// The controllers an employee's record concerns (after a change of their card, password,
+/// name, status or deletion).
+pub async fn sync_employee(state: &AppState, emp_code: &str) -> Result<usize, StoreError> {
+    let ids = state.store.access_controllers_of_employee(emp_code).await?;
+    sync_controllers(state, ids).await
+}
+
+/// A full re-sync of one controller: its access tables cleared and everything it should hold
+/// queued again. Returns the number of commands queued.
+pub async fn resync_controller(state: &AppState, device_id: i64) -> Result<usize, StoreError> {
+    let plan = state.store.plan_access_resync(device_id, today(state)).await?;
+    push(state, device_id, &plan).await
+}
+
+/// Queues `CONTROL DEVICE` for one door; the command's result (from the controller's
+/// `/iclock/devicecmd`) completes it.
+pub async fn control_door(
+    state: &AppState,
+    door: &AccessDoor,
+    action: DoorAction,
+    seconds: Option<u8>,
+    source: String,
+) -> Result<Enqueued, StoreError> {
+    let door_no = u8::try_from(door.door_no).map_err(|_| StoreError::Invalid("door number out of range".into()))?;
+    let command = DeviceCommand::DoorControl { door: door_no, action, seconds };
+    let new = NewCommand {
+        device_id: door.device_id,
+        command,
+        dedupe_key: None,
+        source,
+        expires_at: commands::default_expiry(state),
+    };
+    let enqueued = commands::enqueue(state, std::slice::from_ref(&new)).await?;
+    enqueued.into_iter().next().ok_or(StoreError::NotFound)
+}
