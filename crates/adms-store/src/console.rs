@@ -89,8 +89,7 @@ pub struct ConsoleDevice {
     pub area_id: i64,
     pub area_name: String,
     pub punches_today: i64,
-    /// The device's clock against the server's, in seconds, as its newest punch (the last one
-    /// received, found over `punches_device_received_at`) shows it: the
+    /// The device's clock against the server's, in seconds, as its newest punch shows it: the
     /// punch's time (read in the device's zone) minus when it was received. Positive: the
     /// device runs ahead. An estimate: a punch uploaded late makes the clock look behind.
     /// `None` without punches (or a zone to read them in).
@@ -122,7 +121,7 @@ macro_rules! console_device_select {
                 COALESCE(ar.area_name, '') AS area_name, \
                 (SELECT COUNT(*) FROM punches AS p WHERE p.device_id = d.id AND p.received_at >= $1) AS punches_today, \
                 (SELECT p.utc_time - p.received_at / 1000000 FROM punches AS p \
-                 WHERE p.device_id = d.id ORDER BY p.received_at DESC, p.id DESC LIMIT 1) AS clock_skew_secs \
+                 WHERE p.device_id = d.id ORDER BY p.seq DESC LIMIT 1) AS clock_skew_secs \
          FROM devices AS d \
          LEFT JOIN terminal_areas AS ta ON ta.device_id = d.id \
          LEFT JOIN areas AS ar ON ar.id = COALESCE(ta.area_id, 1) "
@@ -303,14 +302,14 @@ impl Store {
         })
     }
 
-    /// A device's newest punches, at most `limit`: by arrival over `punches_device_received_at`
-    /// (a device's punches arrive in `seq` order, and within one commit the ids follow it).
+    /// A device's newest punches, at most `limit`. (SQLite has no index led by the device:
+    /// one costs a quarter of 1-line ingest, BENCHMARKS.md 2026-12-06; this reads the table.)
     pub async fn recent_device_punches(&self, device_id: i64, limit: i64) -> Result<Vec<DevicePunch>, StoreError> {
         on_db!(self, |db| {
             Ok(sqlx::query_as(
                 "SELECT p.id, p.seq, p.pin, p.local_time, p.state, p.verify, p.work_code, p.received_at, u.name \
                  FROM punches AS p LEFT JOIN device_users AS u ON u.device_id = p.device_id AND u.pin = p.pin \
-                 WHERE p.device_id = $1 ORDER BY p.received_at DESC, p.id DESC LIMIT $2",
+                 WHERE p.device_id = $1 ORDER BY p.seq DESC LIMIT $2",
             )
             .bind(device_id)
             .bind(limit)

@@ -38,10 +38,9 @@ impl std::fmt::Display for MigrationState {
             MigrationState::Behind { applied, known } => {
                 write!(f, "behind: version {applied} applied, this binary needs {known}")
             }
-            MigrationState::Expanded { applied, known } => write!(
-                f,
-                "current (version {applied}: expanded by a newer release, this binary knows up to {known})"
-            ),
+            MigrationState::Expanded { applied, known } => {
+                write!(f, "current (version {applied}: expanded by a newer release, this binary knows up to {known})")
+            }
             MigrationState::Ahead { applied, known } => {
                 write!(f, "ahead: version {applied} applied by a newer release, this binary knows up to {known}")
             }

@@ -14,7 +14,8 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use crate::{Store, StoreError, sqlite_file};
 
 /// The migrations this binary applies on SQLite.
-pub static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| newer_tolerant(sqlx::migrate!("../../migrations/sqlite")));
+pub static SQLITE_MIGRATIONS: LazyLock<Migrator> =
+    LazyLock::new(|| newer_tolerant(sqlx::migrate!("../../migrations/sqlite")));
 /// The migrations this binary applies on PostgreSQL.
 pub static POSTGRES_MIGRATIONS: LazyLock<Migrator> =
     LazyLock::new(|| newer_tolerant(sqlx::migrate!("../../migrations/postgres")));

@@ -328,13 +328,23 @@ async fn pending_migrations_at_start_are_preceded_by_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     server.stop();
-    // As the previous release left it: without migration 0021.
-    server.db().execute("DROP INDEX punches_device_received_at", &[]).await;
-    server.db().execute("DELETE FROM _sqlx_migrations WHERE version = 21", &[]).await;
-    let backup = dir.path().join("adms.db.before-0021");
+    // As the previous release left it: without migration 0020 (its tables, children first).
+    for table in [
+        "DROP TABLE access_level_members",
+        "DROP TABLE access_level_doors",
+        "DROP TABLE access_levels",
+        "DROP TABLE access_holidays",
+        "DROP TABLE access_time_segments",
+        "DROP TABLE access_doors",
+        "DROP TABLE access_controllers",
+    ] {
+        server.db().execute(table, &[]).await;
+    }
+    server.db().execute("DELETE FROM _sqlx_migrations WHERE version = 20", &[]).await;
+    let backup = dir.path().join("adms.db.before-0020");
     assert!(!backup.exists());
     let server = Server::start(dir.path(), &[]);
     eventually("the backup is there", async || backup.exists()).await;
-    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 21", &[]).await;
+    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 20", &[]).await;
     assert_eq!(rows, 1, "and the migration ran");
 }

@@ -19,27 +19,35 @@ use sqlx::PgPool;
 
 use crate::StoreError;
 
-/// The tables whose size decides the plans of the hot paths, each with its `ANALYZE` statement
-/// (identifiers cannot be bound, so each statement is written out, never assembled).
-const HOT_TABLES: [(&str, &str); 5] = [
+/// The tables whose statistics decide the plans of the hot paths, each with its `ANALYZE`
+/// statement (identifiers cannot be bound, so each statement is written out, never assembled).
+/// `devices` and `webhook_endpoints` stay small, but a claim joins them: never analyzed, their
+/// filters get PostgreSQL's default selectivity (0.5 % of devices approved), and the claim that
+/// believed 4 of 72,000 deliveries sendable sorted them all on disk (148 ms, 8 endpoints).
+const HOT_TABLES: [(&str, &str); 7] = [
     ("punches", "ANALYZE punches"),
+    ("devices", "ANALYZE devices"),
+    ("webhook_endpoints", "ANALYZE webhook_endpoints"),
     ("webhook_events", "ANALYZE webhook_events"),
     ("webhook_deliveries", "ANALYZE webhook_deliveries"),
     ("webhook_attempts", "ANALYZE webhook_attempts"),
     ("device_commands", "ANALYZE device_commands"),
 ];
 
-/// Below this many live rows any plan is fast enough: not worth an `ANALYZE`.
+/// Below this many live rows a table's growth does not change its plans much: past its first
+/// `ANALYZE`, it is left to autovacuum.
 const SMALL_TABLE_ROWS: i64 = 1_000;
 
-/// The hot tables with more than twice the rows the planner believes (`reltuples`, -1 before
-/// the first `ANALYZE` or `VACUUM`), by the statistics system's live-row count.
+/// The hot tables with rows but never analyzed (`reltuples` is -1 until the first `ANALYZE`
+/// or `VACUUM`), and those of at least [`SMALL_TABLE_ROWS`] with more than twice the rows the
+/// planner believes, by the statistics system's live-row count.
 pub(crate) async fn grown_tables(pool: &PgPool) -> Result<Vec<&'static str>, StoreError> {
     let names: Vec<&str> = HOT_TABLES.iter().map(|(name, _)| *name).collect();
     let grown: Vec<String> = sqlx::query_scalar(
         "SELECT s.relname::text FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid \
          WHERE s.schemaname = current_schema() AND s.relname = ANY($1) \
-           AND s.n_live_tup >= $2 AND s.n_live_tup > 2 * GREATEST(c.reltuples, 0) \
+           AND ((c.reltuples < 0 AND s.n_live_tup > 0) \
+                OR (s.n_live_tup >= $2 AND s.n_live_tup > 2 * c.reltuples)) \
          ORDER BY s.relname",
     )
     .bind(&names)

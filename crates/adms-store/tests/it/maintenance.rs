@@ -107,7 +107,11 @@ async fn a_database_a_newer_release_expanded_is_run_on_unchanged(engine: Engine)
     assert!(state.is_current(), "{state}");
     assert!(state.to_string().contains("expanded by a newer release"), "{state}");
     let device = store
-        .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "EXPANDED1", ..Default::default() })
+        .register_device(&NewDevice {
+            approval: Some(adms_store::Approval::Approved),
+            sn: "EXPANDED1",
+            ..Default::default()
+        })
         .await
         .unwrap();
     let mut batch = adms_store::PunchBatch::new(device.id);
