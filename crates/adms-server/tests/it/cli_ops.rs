@@ -220,10 +220,11 @@ async fn integration_keys_rotate_by_name_expire_and_record_their_use() {
     assert!(stderr.contains("90d"), "{stderr}");
 }
 
-/// An older binary on a database a newer release migrated refuses to start, naming the
-/// migration it would need.
+/// An older binary on a database a newer release contracted refuses to start, naming the
+/// migration it would need. (One a newer release only expanded is run on: the store's
+/// `maintenance::a_database_a_newer_release_expanded_is_run_on_unchanged`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_newer_than_the_binary_is_refused_at_start_naming_the_migration() {
+async fn a_database_with_a_newer_contract_migration_is_refused_at_start_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     server.stop();
@@ -231,12 +232,12 @@ async fn a_database_newer_than_the_binary_is_refused_at_start_naming_the_migrati
         .db()
         .execute(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-             VALUES (9999, 'from the future', TRUE, '', 0)",
+             VALUES (9999, 'contract drop device aliases', TRUE, '', 0)",
             &[],
         )
         .await;
     let stderr = start_failing(dir.path(), &[]);
-    assert!(stderr.contains("migration 9999 (from the future)"), "{stderr}");
+    assert!(stderr.contains("migration 9999 (contract drop device aliases)"), "{stderr}");
     assert!(stderr.contains("newer adms-bridge"), "{stderr}");
     let stderr = failed(&cli(dir.path(), &["token", "list"], &[]));
     assert!(stderr.contains("migration 9999") && stderr.lines().count() == 1, "{stderr}");
