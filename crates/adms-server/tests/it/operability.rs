@@ -66,19 +66,26 @@ async fn health_and_readiness_need_no_credentials_and_say_why_not_ready() {
     );
     assert!(ready.get("reason").is_none());
 
-    // A newer release migrated the database under this running server.
+    // A newer release expanded the database under this running server: still ready, and says so.
+    let expansion = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                     VALUES (99990101000000, 'future punch photos', TRUE, '', 0)";
+    server.db().execute(expansion, &[]).await;
+    let (status, ready) = readyz(&server).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["checks"]["migrations"], "ok", "{ready}");
+    // Then contracted it: this release may no longer run on it.
     let newer = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-                 VALUES (99990101000000, 'from a newer release', TRUE, '', 0)";
+                 VALUES (99990101000001, 'contract drop punch notes', TRUE, '', 0)";
     server.db().execute(newer, &[]).await;
     let (status, ready) = readyz(&server).await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["status"], "unavailable");
     let reason = ready["reason"].as_str().unwrap();
     assert!(reason.starts_with("migrations: "), "{reason}");
-    assert!(reason.contains("99990101000000") && reason.contains("newer release"), "{reason}");
+    assert!(reason.contains("99990101000001") && reason.contains("newer release"), "{reason}");
     assert_eq!(ready["checks"]["database"], "ok");
 
-    server.db().execute("DELETE FROM _sqlx_migrations WHERE version = 99990101000000", &[]).await;
+    server.db().execute("DELETE FROM _sqlx_migrations WHERE version >= 99990101000000", &[]).await;
     let (status, _) = readyz(&server).await;
     assert_eq!(status, 200);
 }
