@@ -188,11 +188,14 @@ impl Dispatcher {
             // those a smaller claim leaves unused are released at the end of the round.
             let mut held = Some(held);
             for request in group_requests(claimed) {
-                let slots_held = held.as_ref().map_or(0, |h| h.num_permits());
-                let permit = match (slots_held, held.as_mut()) {
-                    (2.., Some(slots)) => slots.split(1).expect("more than one slot held"),
-                    (_, Some(_)) => held.take().expect("a slot held"),
-                    (_, None) => match Arc::clone(&permits).acquire_owned().await {
+                let permit = match held.take() {
+                    Some(mut slots) if slots.num_permits() > 1 => {
+                        let one = slots.split(1).expect("more than one slot held");
+                        held = Some(slots);
+                        one
+                    }
+                    Some(last) => last,
+                    None => match Arc::clone(&permits).acquire_owned().await {
                         Ok(p) => p,
                         Err(_) => break,
                     },
