@@ -19,6 +19,7 @@ use adms_store::webhooks::{Endpoint, EndpointSettings};
 
 use super::pages::{Layout, encode};
 use super::session::{ConsoleUser, CsrfForm, NoFields};
+use super::webhooks::BacklogFacts;
 use super::{ConsoleError, render};
 use crate::auth::Scope;
 use crate::services::webhooks::{self as service, ReplayBounds};
@@ -31,17 +32,6 @@ const MAX_GRACE_HOURS: i64 = 7 * 24;
 pub(super) struct NewSecret {
     pub what: &'static str,
     pub secret: String,
-}
-
-struct BacklogFacts {
-    due: i64,
-    waiting: i64,
-    in_flight: i64,
-    exhausted: i64,
-    oldest_due: String,
-    failures: i64,
-    last_success: String,
-    last_failure: String,
 }
 
 #[derive(Template)]
@@ -91,7 +81,6 @@ async fn endpoint_page(
 ) -> Result<Response, ConsoleError> {
     let endpoint = state.store.endpoint_by_uid(uid).await?.ok_or(ConsoleError::NotFound)?;
     let zone = &state.display_zone;
-    let time = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), |t| zone.format_micros(t));
     // One row per endpoint (a handful): this one's.
     let backlog = state
         .store
@@ -99,16 +88,7 @@ async fn endpoint_page(
         .await?
         .into_iter()
         .find(|b| b.endpoint_uid == endpoint.uid)
-        .map(|b| BacklogFacts {
-            due: b.due,
-            waiting: b.waiting,
-            in_flight: b.in_flight,
-            exhausted: b.exhausted,
-            oldest_due: b.oldest_due_at.map(|t| zone.format_micros(t)).unwrap_or_default(),
-            failures: b.consecutive_failures,
-            last_success: time(b.last_success_at),
-            last_failure: time(b.last_failure_at),
-        });
+        .map(|b| BacklogFacts::of(&b, zone));
     let mut layout = Layout::of(user);
     layout.notice = notice;
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };

@@ -24,14 +24,35 @@ const DELIVERY_STATES: [&str; 5] = ["pending", "in_flight", "succeeded", "exhaus
 struct BacklogLine {
     endpoint: String,
     href: String,
-    due: i64,
-    waiting: i64,
-    in_flight: i64,
-    exhausted: i64,
-    oldest_due: String,
-    failures: i64,
-    last_success: String,
-    last_failure: String,
+    facts: BacklogFacts,
+}
+
+/// One endpoint's backlog as the webhooks page and the endpoint's page show it.
+pub(super) struct BacklogFacts {
+    pub due: i64,
+    pub waiting: i64,
+    pub in_flight: i64,
+    pub exhausted: i64,
+    pub oldest_due: String,
+    pub failures: i64,
+    pub last_success: String,
+    pub last_failure: String,
+}
+
+impl BacklogFacts {
+    pub(super) fn of(b: &adms_store::webhooks::EndpointBacklog, zone: &crate::zones::Zone) -> BacklogFacts {
+        let time = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), |t| zone.format_micros(t));
+        BacklogFacts {
+            due: b.due,
+            waiting: b.waiting,
+            in_flight: b.in_flight,
+            exhausted: b.exhausted,
+            oldest_due: b.oldest_due_at.map(|t| zone.format_micros(t)).unwrap_or_default(),
+            failures: b.consecutive_failures,
+            last_success: time(b.last_success_at),
+            last_failure: time(b.last_failure_at),
+        }
+    }
 }
 
 struct DeliveryLine {
@@ -155,7 +176,6 @@ async fn webhooks_page(
         text => Some(text.parse::<i64>().map_err(|_| ConsoleError::BadRequest("Unknown page in the address.".into()))?),
     };
     let zone = &state.display_zone;
-    let time = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), |t| zone.format_micros(t));
     let backlog = state
         .store
         .delivery_backlog(state.webhooks.clock.now_micros())
@@ -163,15 +183,8 @@ async fn webhooks_page(
         .into_iter()
         .map(|b| BacklogLine {
             href: format!("/ui/webhooks?endpoint={}", encode(&b.endpoint_uid)),
+            facts: BacklogFacts::of(&b, zone),
             endpoint: b.endpoint_uid,
-            due: b.due,
-            waiting: b.waiting,
-            in_flight: b.in_flight,
-            exhausted: b.exhausted,
-            oldest_due: b.oldest_due_at.map(|t| zone.format_micros(t)).unwrap_or_default(),
-            failures: b.consecutive_failures,
-            last_success: time(b.last_success_at),
-            last_failure: time(b.last_failure_at),
         })
         .collect();
     let endpoint = Some(query.endpoint.trim()).filter(|e| !e.is_empty());
