@@ -99,6 +99,23 @@ fn seed(file: &Path, bench: &ConsoleBench) -> anyhow::Result<()> {
         "UPDATE devices SET last_seq = (?1 - (id - ?3) + ?2 - 1) / ?2 WHERE id >= ?3",
         rusqlite::params![punches, devices, first_device],
     )?;
+    // The figures the punch writer keeps in each device row (migration 0021): the newest
+    // punch's (seq `last_seq`, index i = offset + D × (last_seq − 1), received 2 s after its
+    // time) and the first `seq` of today (UTC, the server's zone here), from today's punches.
+    tx.execute(
+        "UPDATE devices SET newest_punch_skew = -2, \
+                newest_punch_local_time = strftime('%Y-%m-%d %H:%M:%S', \
+                    ?4 + ((id - ?3) + ?2 * (last_seq - 1)) * ?5 / ?1, 'unixepoch') \
+         WHERE id >= ?3 AND last_seq > 0",
+        rusqlite::params![punches, devices, first_device, start, SPAN_SECS],
+    )?;
+    let today = now - now.rem_euclid(86_400);
+    tx.execute(
+        "UPDATE devices SET day_started_at = ?1, day_first_seq = today.first_seq \
+         FROM (SELECT device_id, MIN(seq) AS first_seq FROM punches WHERE received_at >= ?1 GROUP BY device_id) AS today \
+         WHERE today.device_id = devices.id",
+        rusqlite::params![today * 1_000_000],
+    )?;
     tx.execute_batch(&trigger)?;
     tx.execute(
         "INSERT INTO employees (emp_code, first_name, last_name, created_at, updated_at) \

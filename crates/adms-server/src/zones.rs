@@ -5,6 +5,8 @@ use jiff::{Timestamp, civil};
 
 use adms_protocol::LocalDateTime;
 
+const DAY_MICROS: i64 = 86_400_000_000;
+
 /// A zone and the name it is stored under.
 #[derive(Debug, Clone)]
 pub struct Zone {
@@ -76,6 +78,15 @@ impl Zone {
         }
     }
 
+    /// The start of the day (in this zone) the instant `micros` falls in, Unix microseconds: the
+    /// console's "today", and the day the punch writer marks on each device.
+    pub fn day_start_micros(&self, micros: i64) -> i64 {
+        Timestamp::from_microsecond(micros)
+            .ok()
+            .and_then(|ts| ts.to_zoned(self.tz.clone()).start_of_day().ok())
+            .map_or_else(|| micros - micros.rem_euclid(DAY_MICROS), |start| start.timestamp().as_microsecond())
+    }
+
     /// Unix microseconds of a wall-clock time in this zone.
     pub fn micros_of(&self, t: &LocalDateTime) -> Option<i64> {
         self.to_utc(t).map(|s| s.saturating_mul(1_000_000))
@@ -113,5 +124,11 @@ mod tests {
         assert!(parse_zone("+25:00").is_none());
         assert!(parse_zone("auto").is_some());
         assert_eq!(utc.format_micros(1_774_751_400_000_000), "2026-03-29 02:30:00");
+        // 2026-03-29 02:30 UTC: that day began at 00:00 UTC, and at 00:00 in Berlin (22:00 UTC
+        // the evening before, still winter time); in Kolkata it is 08:00, a day begun 18:30 UTC.
+        let at = 1_774_751_400_000_000;
+        assert_eq!(utc.day_start_micros(at), at - 9_000_000_000);
+        assert_eq!(berlin.day_start_micros(at), at - 9_000_000_000 - 3_600_000_000);
+        assert_eq!(ist.day_start_micros(at), at - 9_000_000_000 + (24 * 3600 - 19_800) * 1_000_000 - 86_400_000_000);
     }
 }

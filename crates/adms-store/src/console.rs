@@ -94,6 +94,8 @@ pub struct ConsoleDevice {
     /// device runs ahead. An estimate: a punch uploaded late makes the clock look behind.
     /// `None` without punches (or a zone to read them in).
     pub clock_skew_secs: Option<i64>,
+    /// The wall-clock time of the device's newest punch (by `seq`).
+    pub newest_punch_local_time: Option<String>,
 }
 
 /// A recent punch of one device (pending devices' punches included: the operator sees what
@@ -113,15 +115,16 @@ pub struct DevicePunch {
 }
 
 // One statement for the list: the state filter is a word compared in SQL, never SQL text.
+// The punch figures come from the device row, where the punch writer keeps them (migration
+// 0021): the list reads no punches.
 macro_rules! console_device_select {
     () => {
         "SELECT d.id, d.sn, d.alias, d.approval, d.presence, d.presence_changed_at, d.ip_address, d.model, \
                 d.firmware, d.push_version, d.time_zone, d.user_count, d.fp_count, d.face_count, d.first_seen_at, \
                 d.last_handshake_at, d.last_activity_at, COALESCE(ta.area_id, 1) AS area_id, \
                 COALESCE(ar.area_name, '') AS area_name, \
-                (SELECT COUNT(*) FROM punches AS p WHERE p.device_id = d.id AND p.received_at >= $1) AS punches_today, \
-                (SELECT p.utc_time - p.received_at / 1000000 FROM punches AS p \
-                 WHERE p.device_id = d.id ORDER BY p.seq DESC LIMIT 1) AS clock_skew_secs \
+                CASE WHEN d.day_started_at >= $1 AND d.day_started_at > 0 THEN d.last_seq - d.day_first_seq + 1 ELSE 0 END AS punches_today, \
+                d.newest_punch_skew AS clock_skew_secs, d.newest_punch_local_time \
          FROM devices AS d \
          LEFT JOIN terminal_areas AS ta ON ta.device_id = d.id \
          LEFT JOIN areas AS ar ON ar.id = COALESCE(ta.area_id, 1) "
@@ -302,16 +305,25 @@ impl Store {
         })
     }
 
-    /// A device's newest punches, at most `limit`. (SQLite has no index led by the device:
-    /// one costs a quarter of 1-line ingest, BENCHMARKS.md 2026-12-06; this reads the table.)
-    pub async fn recent_device_punches(&self, device_id: i64, limit: i64) -> Result<Vec<DevicePunch>, StoreError> {
+    /// A device's newest punches by `seq`, at most `limit`, among those whose wall-clock time
+    /// is within `window` (inclusive, `YYYY-MM-DD HH:MM:SS`). The window keeps the read to a
+    /// range of the natural key's index, which leads by time: SQLite has no index led by the
+    /// device (one costs a quarter of 1-line ingest, BENCHMARKS.md 2026-12-06).
+    pub async fn recent_device_punches(
+        &self,
+        device_id: i64,
+        window: (&str, &str),
+        limit: i64,
+    ) -> Result<Vec<DevicePunch>, StoreError> {
         on_db!(self, |db| {
             Ok(sqlx::query_as(
                 "SELECT p.id, p.seq, p.pin, p.local_time, p.state, p.verify, p.work_code, p.received_at, u.name \
                  FROM punches AS p LEFT JOIN device_users AS u ON u.device_id = p.device_id AND u.pin = p.pin \
-                 WHERE p.device_id = $1 ORDER BY p.seq DESC LIMIT $2",
+                 WHERE p.local_time BETWEEN $2 AND $3 AND p.device_id = $1 ORDER BY p.seq DESC LIMIT $4",
             )
             .bind(device_id)
+            .bind(window.0)
+            .bind(window.1)
             .bind(limit)
             .fetch_all(db.pool())
             .await?)

@@ -75,6 +75,10 @@ pub struct PunchBatch {
     pub attlog_stamp: Option<String>,
     /// Receive time, Unix microseconds.
     pub received_at: i64,
+    /// The start (Unix µs) of the display day `received_at` falls in: the writer marks each
+    /// device's first new punch of a day, which is how the console counts "punches today"
+    /// without reading `punches` (migration 0021). 0 marks nothing.
+    pub day_started_at: i64,
     /// The device as webhook events describe it (the SN also derives each punch's event id).
     pub device_sn: String,
     pub device_alias: String,
@@ -416,6 +420,13 @@ impl<'a> GroupPunches<'a> {
         }
         group
     }
+}
+
+/// The display day a group marks on its devices (see [`PunchBatch::day_started_at`]): one
+/// day for the whole group, its latest (a group spanning midnight counts its few punches from
+/// before midnight as the new day's).
+pub(crate) fn group_day(batches: &[&PunchBatch]) -> i64 {
+    batches.iter().map(|b| b.day_started_at).max().unwrap_or(0)
 }
 
 /// The `attendance.punch` event of a new punch, once it has its id's `seq`.

@@ -70,11 +70,18 @@ fn time(state: &SharedState, micros: Option<i64>) -> String {
     micros.map_or_else(|| "never".to_owned(), |t| state.display_zone.format_micros(t))
 }
 
+/// The wall-clock times a device page reads recent punches between: the day up to the device's
+/// newest punch, by the device's clock (a bounded range of the punches' time index).
+fn recent_window(newest: Option<&str>) -> Option<(String, String)> {
+    let newest = newest?;
+    let at: jiff::civil::DateTime = newest.parse().ok()?;
+    let from = at.checked_sub(jiff::Span::new().days(1)).ok()?;
+    Some((from.strftime("%Y-%m-%d %H:%M:%S").to_string(), newest.to_owned()))
+}
+
 /// The start of today in the display zone (µs).
 fn today_start(state: &SharedState) -> i64 {
-    let now = state.display_zone.now_local();
-    let midnight = adms_protocol::LocalDateTime { hour: 0, minute: 0, second: 0, ..now };
-    state.display_zone.micros_of(&midnight).unwrap_or_else(|| now_micros() - 24 * HOUR_MICROS)
+    state.display_zone.day_start_micros(now_micros())
 }
 
 struct Bar {
@@ -477,10 +484,11 @@ pub(super) async fn device_page(
     let commands = commands_fragment(state, user, device_id, &device.sn).await?;
     let commands = commands.render().map_err(|e| ConsoleError::Internal(e.to_string()))?;
     let zone = &state.display_zone;
-    let punches = state
-        .store
-        .recent_device_punches(device_id, RECENT_ROWS)
-        .await?
+    let punches = match recent_window(device.newest_punch_local_time.as_deref()) {
+        Some((from, to)) => state.store.recent_device_punches(device_id, (&from, &to), RECENT_ROWS).await?,
+        None => Vec::new(),
+    };
+    let punches = punches
         .into_iter()
         .map(|p| PunchLine {
             pin: p.pin,

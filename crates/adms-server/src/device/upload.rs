@@ -350,6 +350,7 @@ async fn attlog_chunk(
         }
     }
     batch.attlog_stamp = stamp;
+    batch.day_started_at = state.display_zone.day_start_micros(batch.received_at);
     let rejected = batch.rejected.len();
     if let Some(first) = batch.rejected.first() {
         tracing::warn!(

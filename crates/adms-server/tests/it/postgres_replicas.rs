@@ -90,17 +90,46 @@ pub(crate) struct Seen {
     pub failures: usize,
 }
 
+/// Where a story's devices wait for its disruption (a kill) before their last third of uploads:
+/// however fast the servers are, the run cannot end before the disruption has happened, and
+/// there is always work left to meet it. A hold already released holds nothing.
+#[derive(Clone)]
+pub(crate) struct Hold(tokio::sync::watch::Receiver<bool>);
+
+impl Hold {
+    /// A hold and the sender that releases it.
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, Self) {
+        let (release, hold) = tokio::sync::watch::channel(false);
+        (release, Self(hold))
+    }
+
+    /// Devices that never wait.
+    pub fn released() -> Self {
+        Self(tokio::sync::watch::channel(true).1)
+    }
+
+    async fn wait(&mut self) {
+        // An error means the sender is gone: nothing is left to wait for.
+        let _ = self.0.wait_for(|released| *released).await;
+    }
+}
+
 /// Device `d`: uploads its lines in overlapping batches to whichever process, polls for
-/// commands and answers them, retrying anything that failed on the other process.
+/// commands and answers them, retrying anything that failed on the other process; before the
+/// last third of its uploads it waits for `hold`.
 pub(crate) async fn run_device(
     fleet: Fleet,
     d: usize,
     addresses: Addresses,
     seen: Arc<Mutex<Seen>>,
     uploaded: Arc<AtomicUsize>,
+    mut hold: Hold,
 ) {
     let sn = fleet.sn(d);
     for k in 0..fleet.uploads {
+        if k == fleet.uploads * 2 / 3 {
+            hold.wait().await;
+        }
         let first = (k * fleet.lines).saturating_sub(OVERLAP);
         let lines: Vec<usize> = (first..(k + 1) * fleet.lines).collect();
         let body: String = lines.iter().map(|&l| punch_line(d, l) + "\n").collect();
@@ -236,16 +265,24 @@ async fn two_processes_one_killed_keep_every_punch_event_and_command_once() {
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let uploaded = Arc::new(AtomicUsize::new(0));
+    let (release, hold) = Hold::new();
     let devices: Vec<_> = (0..fleet.devices)
-        .map(|d| tokio::spawn(run_device(fleet, d, Arc::clone(&addresses), Arc::clone(&seen), Arc::clone(&uploaded))))
+        .map(|d| {
+            let device =
+                run_device(fleet, d, Arc::clone(&addresses), Arc::clone(&seen), Arc::clone(&uploaded), hold.clone());
+            tokio::spawn(device)
+        })
         .collect();
 
-    // SIGKILL the first process once about a third of the punches are in, then start it again.
+    // SIGKILL the first process once about a third of the punches are in; the devices meet the
+    // dead process (their uploads alternate between the two) before it is started again.
     eventually("a third of the punches are acknowledged", async || {
         uploaded.load(Ordering::Relaxed) >= fleet.punches() / 3
     })
     .await;
     servers[0].kill();
+    release.send_replace(true);
+    eventually("a device met the killed process", async || seen.lock().unwrap().failures > 0).await;
     servers[0] = Server::start(dir.path(), &env);
     addresses.write().unwrap()[0] = servers[0].addr.clone();
     for device in devices {
@@ -277,9 +314,41 @@ async fn two_processes_one_killed_keep_every_punch_event_and_command_once() {
         let key = format!("{}/{}/{}", data["device"]["sn"], data["pin"], data["local_time"]);
         ids_of.entry(key).or_default().insert(r.id);
     }
-    assert_eq!(ids_of.len(), fleet.punches());
+    if ids_of.len() != fleet.punches() {
+        // Which punches the receiver never saw, and what the outbox says of them.
+        let missing: Vec<String> = (0..fleet.devices)
+            .flat_map(|d| (0..fleet.uploads * fleet.lines).map(move |l| (d, l)))
+            .map(|(d, l)| {
+                let mut fields = punch_line(d, l).split('\t').map(str::to_owned).collect::<Vec<_>>().into_iter();
+                let (pin, time) = (fields.next().unwrap(), fields.next().unwrap());
+                format!("\"{}\"/\"{pin}\"/\"{time}\"", fleet.sn(d))
+            })
+            .filter(|key| !ids_of.contains_key(key))
+            .take(5)
+            .collect();
+        let outbox = outbox_rows(&database).await;
+        panic!(
+            "{} punch events received for {} punches; missing, for example: {missing:?}; outbox: {outbox}",
+            ids_of.len(),
+            fleet.punches()
+        );
+    }
     assert!(ids_of.values().all(|ids| ids.len() == 1), "a punch's event came under two ids");
-    assert!(seen.failures > 0, "the kill must have failed some requests for this story to mean anything");
+}
+
+/// The outbox's punch deliveries by state and attempts, for a failure's message.
+async fn outbox_rows(database: &FreshDatabase) -> String {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(database.url()).await.expect("connect");
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT d.state, (SELECT COUNT(*) FROM webhook_attempts AS a WHERE a.delivery_id = d.id) AS attempts, COUNT(*) \
+         FROM webhook_deliveries AS d JOIN webhook_events AS e ON e.id = d.event_row \
+         WHERE e.event_type = 'attendance.punch' GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("outbox");
+    format!("{rows:?}")
 }
 
 /// PostgreSQL drops every connection of the bridge, again and again, while devices upload:
@@ -301,7 +370,17 @@ async fn connections_terminated_by_postgres_never_give_a_false_ok() {
     let uploaded = Arc::new(AtomicUsize::new(0));
     let fleet = TWO_PROCESSES;
     let devices: Vec<_> = (0..10)
-        .map(|d| tokio::spawn(run_device(fleet, d, Arc::clone(&addresses), Arc::clone(&seen), Arc::clone(&uploaded))))
+        .map(|d| {
+            let device = run_device(
+                fleet,
+                d,
+                Arc::clone(&addresses),
+                Arc::clone(&seen),
+                Arc::clone(&uploaded),
+                Hold::released(),
+            );
+            tokio::spawn(device)
+        })
         .collect();
     let database_name = database.url().rsplit('/').next().unwrap().to_owned();
     let mut admin = sqlx::PgConnection::connect(&adms_store::testing::admin_url()).await.unwrap();

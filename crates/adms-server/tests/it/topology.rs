@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::common::webhooks::Receiver;
 use crate::common::{Api, Server, eventually, eventually_within};
 use crate::postgres_replicas::{
-    Addresses, Fleet, Seen, assert_stored_once_gapless, head, poll_and_answer, run_device, try_request,
+    Addresses, Fleet, Hold, Seen, assert_stored_once_gapless, head, poll_and_answer, run_device, try_request,
     wait_for_punch_deliveries,
 };
 
@@ -306,8 +306,13 @@ async fn three_replicas_behind_haproxy_one_killed_keep_every_punch_event_command
     let addresses: Addresses = Arc::new(RwLock::new(vec![proxy_addr.clone()]));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let uploaded = Arc::new(AtomicUsize::new(0));
+    let (release, hold) = Hold::new();
     let devices: Vec<_> = (0..FLEET.devices)
-        .map(|d| tokio::spawn(run_device(FLEET, d, Arc::clone(&addresses), Arc::clone(&seen), Arc::clone(&uploaded))))
+        .map(|d| {
+            let device =
+                run_device(FLEET, d, Arc::clone(&addresses), Arc::clone(&seen), Arc::clone(&uploaded), hold.clone());
+            tokio::spawn(device)
+        })
         .collect();
     eventually("a third of the punches are acknowledged", async || {
         uploaded.load(Ordering::Relaxed) >= FLEET.punches() / 3
@@ -315,6 +320,8 @@ async fn three_replicas_behind_haproxy_one_killed_keep_every_punch_event_command
     .await;
     bridges[0].kill();
     bridges[0] = Server::start_on(dir.path(), &refs(&bridge_env[0]), &listen[0]);
+    // The last third of the uploads waits for the restart, so the restarted replica has work.
+    release.send_replace(true);
     for device in devices {
         device.await.unwrap();
     }

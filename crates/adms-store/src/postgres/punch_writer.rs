@@ -8,7 +8,8 @@
 //! 2. the punches go in as one `INSERT … SELECT FROM unnest(arrays)`: new ones only (the natural
 //!    key decides; a re-sent punch inserts nothing and keeps its id and `seq`), `seq` continuing
 //!    the device's `last_seq` in upload order;
-//! 3. one `UPDATE` moves each device's `last_seq` (and ATTLOG stamp) forward.
+//! 3. one `UPDATE` moves each device's `last_seq` (and ATTLOG stamp, newest punch's figures,
+//!    first `seq` of the day) forward.
 //!
 //! Without webhook endpoints (the common case) the statement runs on its own, in its implicit
 //! transaction: a group is **one** round trip, its commit included. Round trips, not rows, are
@@ -26,7 +27,7 @@ use sqlx::{ConnectOptions as _, Connection as _};
 use adms_vault::Sealer;
 
 use crate::punches::postgres::insert_rejected;
-use crate::punches::{GroupPunches, PunchBatch, punch_event};
+use crate::punches::{GroupPunches, PunchBatch, group_day, punch_event};
 use crate::{StoreError, now_micros};
 
 /// Key of the transaction-level advisory lock between the punch writers (shared) and whatever
@@ -49,8 +50,9 @@ SELECT (SELECT count(*) FROM locked),
 
 /// A group's punches and device updates in one statement (see the module documentation).
 /// `$1` the group's device ids, `$2` [`ENDPOINTS_LOCK`], `$3`–`$16` the punch columns,
-/// `$17`/`$18` the stamps reported (device id, stamp; in group order, a device's last wins).
-/// Returns each new punch's id, device, `seq` and event id.
+/// `$17`/`$18` the stamps reported (device id, stamp; in group order, a device's last wins),
+/// `$19` the group's display day ([`group_day`]): each device's newest punch's figures and its
+/// first `seq` of the day are kept in its row (migration 0021). Returns each new punch's id, device, `seq` and event id.
 const WRITE_GROUP: &str = "\
 WITH locked AS (
     SELECT d.id, d.last_seq FROM devices AS d
@@ -76,18 +78,28 @@ WITH locked AS (
     FROM fresh AS f
     JOIN locked AS l ON l.id = f.device_id
     ORDER BY f.device_id, f.ord
-    RETURNING id, device_id, seq, event_id
+    RETURNING id, device_id, seq, event_id, utc_time - received_at / 1000000 AS skew, local_time
+), newest AS (
+    SELECT DISTINCT ON (i.device_id) i.device_id, i.seq, i.skew, i.local_time
+    FROM inserted AS i
+    ORDER BY i.device_id, i.seq DESC
 ), stamps AS (
     SELECT * FROM unnest($17::bigint[], $18::text[]) WITH ORDINALITY AS s (device_id, stamp, ord)
 ), advanced AS (
     UPDATE devices AS d
-    SET last_seq = GREATEST(d.last_seq, COALESCE((SELECT MAX(i.seq) FROM inserted AS i WHERE i.device_id = d.id), 0)),
+    SET last_seq = GREATEST(d.last_seq, COALESCE(nw.seq, 0)),
         attlog_stamp = COALESCE((SELECT s.stamp FROM stamps AS s WHERE s.device_id = d.id ORDER BY s.ord DESC LIMIT 1),
-                                d.attlog_stamp)
+                                d.attlog_stamp),
+        newest_punch_skew = CASE WHEN nw.device_id IS NULL THEN d.newest_punch_skew ELSE nw.skew END,
+        newest_punch_local_time = COALESCE(nw.local_time, d.newest_punch_local_time),
+        day_first_seq = CASE WHEN nw.device_id IS NOT NULL AND d.day_started_at < $19 THEN l.last_seq + 1
+                             ELSE d.day_first_seq END,
+        day_started_at = CASE WHEN nw.device_id IS NOT NULL THEN GREATEST(d.day_started_at, $19)
+                              ELSE d.day_started_at END
     FROM locked AS l
+    LEFT JOIN newest AS nw ON nw.device_id = l.id
     WHERE d.id = l.id
-      AND (EXISTS (SELECT 1 FROM inserted AS i WHERE i.device_id = d.id)
-           OR EXISTS (SELECT 1 FROM stamps AS s WHERE s.device_id = d.id))
+      AND (nw.device_id IS NOT NULL OR EXISTS (SELECT 1 FROM stamps AS s WHERE s.device_id = d.id))
     RETURNING d.id
 )
 -- `advanced` runs though nothing reads it: PostgreSQL always runs a data-modifying WITH part.
@@ -231,6 +243,7 @@ async fn write_group(
         .bind(&columns.event_id)
         .bind(stamp_devices)
         .bind(stamps)
+        .bind(group_day(batches))
         .fetch_all(&mut *conn)
         .await?)
 }

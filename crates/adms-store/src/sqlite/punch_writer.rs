@@ -24,7 +24,8 @@ use adms_vault::Sealer;
 use crate::StoreError;
 use crate::now_micros;
 use crate::punches::{
-    GroupPunches, INSERT_REJECTED_LINE, PunchBatch, ROWS_PER_STATEMENT, RejectedLine, punch_event, sealed_rejected_line,
+    GroupPunches, INSERT_REJECTED_LINE, PunchBatch, ROWS_PER_STATEMENT, RejectedLine, group_day, punch_event,
+    sealed_rejected_line,
 };
 
 /// Prepared statements kept by the writer's connection (every statement below, with room).
@@ -103,6 +104,7 @@ impl SqliteGroupWriter {
     /// on an error.
     fn commit_new_punches(&mut self, batches: &[&PunchBatch], group: &GroupPunches<'_>) -> rusqlite::Result<()> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        mark_days(&tx, batches)?;
         tx.prepare_cached(INSERT_NEW_PUNCHES)?.execute([rows_json(&rows(group))])?;
         // Terminals report a new ATTLOG stamp with most uploads: recorded in the same
         // transaction, so such uploads stay on the cheap path.
@@ -128,6 +130,17 @@ impl SqliteGroupWriter {
         tx.commit()?;
         Ok((inserted, webhooks_on))
     }
+}
+
+/// Marks the group's day on its devices, before their punches go in ([`MARK_DAYS`]).
+fn mark_days(tx: &Connection, batches: &[&PunchBatch]) -> rusqlite::Result<()> {
+    let day = group_day(batches);
+    let devices: Vec<i64> = batches.iter().filter(|b| !b.punches.is_empty()).map(|b| b.device_id).collect();
+    if day > 0 && !devices.is_empty() {
+        let devices = serde_json::to_string(&devices).unwrap_or_else(|_| "[]".into());
+        tx.prepare_cached(MARK_DAYS)?.execute(rusqlite::params![devices, day])?;
+    }
+    Ok(())
 }
 
 /// Whether the natural key refused a punch: it is stored already.
@@ -177,6 +190,7 @@ fn write_batches(
     batches: &[&PunchBatch],
     webhooks_on: bool,
 ) -> Result<u64, StoreError> {
+    mark_days(tx, batches)?;
     for batch in batches {
         for r in &batch.rejected {
             insert_rejected(tx, sealer, batch.device_id, r, batch.received_at)?;
@@ -382,6 +396,15 @@ const UPDATE_STAMPS: &str = "\
 UPDATE devices SET attlog_stamp = (SELECT s.value ->> 1 FROM json_each($1) AS s
                                    WHERE s.value ->> 0 = devices.id ORDER BY s.key DESC LIMIT 1)
 WHERE id IN (SELECT s.value ->> 0 FROM json_each($1) AS s)";
+
+/// The first `seq` of a new display day on the devices that have not seen it (`?1` a JSON
+/// array of device ids, `?2` the day's start; numbered, since SQLite numbers `$n` names in the
+/// order they appear): the next punch of each gets `last_seq + 1`.
+/// Writes a device row once a day; the rest of the time it only reads the rows the insert reads
+/// next (migration 0021).
+const MARK_DAYS: &str = "\
+UPDATE devices SET day_started_at = ?2, day_first_seq = last_seq + 1
+WHERE id IN (SELECT value FROM json_each(?1)) AND day_started_at < ?2";
 
 /// One `attendance.punch` event as a JSON array element, in the column order
 /// `INSERT_PUNCH_EVENTS` reads.

@@ -117,6 +117,7 @@ async fn the_device_list_filters_and_pages_by_keyset(engine: crate::common::Engi
     store.configure_device("CKJF3", Some("Front 100%"), None, None).await.unwrap();
     let mut punches = PunchBatch::new(ids[1]);
     punches.received_at = now_micros();
+    punches.day_started_at = punches.received_at;
     // The device's clock ten minutes ahead of the server's.
     let mut ahead = punch("7", 1);
     ahead.utc_time = Some(punches.received_at / 1_000_000 + 600);
@@ -149,8 +150,129 @@ async fn the_device_list_filters_and_pages_by_keyset(engine: crate::common::Engi
     let one = store.console_device("CKJF1", now_micros() - HOUR).await.unwrap().expect("found");
     assert_eq!((one.id, one.punches_today), (ids[1], 1));
     assert!(store.console_device("NOPE", 0).await.unwrap().is_none());
-    let recent = store.recent_device_punches(ids[1], 10).await.unwrap();
+    assert_eq!(one.newest_punch_local_time.as_deref(), Some("2026-03-01 08:01:00"));
+    let recent = store.recent_device_punches(ids[1], ("2026-02-28 08:01:00", "2026-03-01 08:01:00"), 10).await.unwrap();
     assert_eq!(recent.iter().map(|p| p.pin.as_str()).collect::<Vec<_>>(), ["7"]);
+}
+
+const DAY: i64 = 24 * HOUR;
+
+/// The figures the punch writer keeps in the device row (migration 0021) say what reading
+/// `punches` would: punches today restart with each day and ignore re-sent punches, the skew
+/// and time are the newest punch's by `seq`, and recent punches are read within a time window.
+async fn the_device_row_keeps_punches_today_and_the_newest_punch(engine: crate::common::Engine) {
+    let store = crate::common::fresh(engine).await;
+    let device = crate::common::approved_device(&store, "DAYS").await;
+    let day1 = now_micros() - now_micros().rem_euclid(DAY) - 2 * DAY;
+    let day2 = day1 + DAY;
+    let write = async |day: i64, received_at: i64, punches: Vec<NewPunch>| {
+        let mut batch = PunchBatch::new(device);
+        (batch.day_started_at, batch.received_at, batch.punches) = (day, received_at, punches);
+        store.punch_writer().write(batch).await.unwrap();
+    };
+    let figures = async |today: i64| {
+        let d = store.console_device("DAYS", today).await.unwrap().expect("listed");
+        (d.punches_today, d.clock_skew_secs, d.newest_punch_local_time)
+    };
+    let with_skew = |mut p: NewPunch, received_at: i64, skew: i64| {
+        p.utc_time = Some(received_at / 1_000_000 + skew);
+        p
+    };
+    assert_eq!(figures(day1).await, (0, None, None), "no punch yet");
+
+    // Day 1: three punches in two uploads, the second re-sending one of the first.
+    write(day1, day1 + HOUR, vec![punch("1", 1), punch("2", 2)]).await;
+    let received = day1 + 2 * HOUR;
+    write(day1, received, vec![punch("2", 2), with_skew(punch("3", 3), received, -45)]).await;
+    assert_eq!(figures(day1).await, (3, Some(-45), Some("2026-03-01 08:03:00".to_owned())));
+
+    // Day 2 counts from zero; a punch of an earlier time uploaded later is the newest by seq.
+    assert_eq!(figures(day2).await.0, 0, "nothing received on day 2 yet");
+    let received = day2 + HOUR;
+    write(day2, received, vec![with_skew(punch("4", 0), received, 30)]).await;
+    assert_eq!(figures(day2).await, (1, Some(30), Some("2026-03-01 08:00:00".to_owned())));
+    // A re-sent punch adds nothing, on a day it starts either.
+    write(day2, day2 + 2 * HOUR, vec![punch("1", 1)]).await;
+    assert_eq!(figures(day2).await.0, 1);
+    write(day2 + DAY, day2 + DAY + HOUR, vec![punch("1", 1)]).await;
+    assert_eq!(figures(day2 + DAY).await.0, 0);
+    // Yesterday's figure is no longer today's once the day has moved on.
+    assert_eq!(figures(day2 + DAY).await.1, Some(30), "the newest punch is still the same");
+
+    let pins = async |from: &str, to: &str| {
+        let recent = store.recent_device_punches(device, (from, to), 10).await.unwrap();
+        recent.into_iter().map(|p| p.pin).collect::<Vec<_>>()
+    };
+    assert_eq!(pins("2026-02-28 08:00:00", "2026-03-01 08:00:00").await, ["4"]);
+    assert_eq!(pins("2026-02-28 08:00:00", "2026-03-01 08:03:00").await, ["4", "3", "2", "1"], "by seq, newest first");
+    assert_eq!(pins("2026-03-01 08:02:00", "2026-03-01 08:03:00").await, ["3", "2"]);
+}
+
+/// A database written before 0021 gets each device's newest-punch figures from its punches.
+async fn the_newest_punch_figures_are_backfilled_by_the_migration(engine: crate::common::Engine) {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, url, _database) = match engine {
+        crate::common::Engine::Sqlite => ("sqlite", format!("sqlite://{}", dir.path().join("old.db").display()), None),
+        crate::common::Engine::Postgres => {
+            let database = adms_store::testing::FreshDatabase::create().await;
+            ("postgres", database.url().to_owned(), Some(database))
+        }
+    };
+    // The schema as release 0.1.0 left it: every migration before 0021.
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(folder);
+    for entry in std::fs::read_dir(&top).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.as_str() < "0021" {
+            std::fs::copy(entry.path(), old.join(&name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(old.as_path()).await.unwrap();
+    const DEVICE: &str = "INSERT INTO devices (sn, first_seen_at, last_seq) VALUES ($1, 1, $2)";
+    const PUNCH: &str = "INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, \
+                         utc_time, raw_line, received_at) VALUES ($1, $2, $3, $4, '0', 1, '0', '', $5, '', $6)";
+    let received = 1_772_352_000_000_000_i64; // 2026-03-01 08:00:00 UTC
+    // OLD1: two punches, the newer (by seq) 7 s ahead; OLD2: none.
+    macro_rules! old_database {
+        ($conn:expr) => {{
+            let mut conn = $conn;
+            migrator.run(&mut conn).await.unwrap();
+            for (sn, last_seq) in [("OLD1", 2), ("OLD2", 0)] {
+                sqlx::query(DEVICE).bind(sn).bind(last_seq).execute(&mut conn).await.unwrap();
+            }
+            for (seq, pin, time, skew) in [(1, "1", "2026-03-01 07:58:20", -100), (2, "2", "2026-03-01 08:00:07", 7)] {
+                sqlx::query(PUNCH)
+                    .bind(1_i64)
+                    .bind(seq as i64)
+                    .bind(pin)
+                    .bind(time)
+                    .bind(received / 1_000_000 + skew)
+                    .bind(received)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            conn.close().await.unwrap();
+        }};
+    }
+    match engine {
+        crate::common::Engine::Sqlite => {
+            let options =
+                sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("old.db")).create_if_missing(true);
+            old_database!(sqlx::SqliteConnection::connect_with(&options).await.unwrap());
+        }
+        crate::common::Engine::Postgres => old_database!(sqlx::PgConnection::connect(&url).await.unwrap()),
+    }
+
+    let store = adms_store::Store::open(&url, adms_store::StoreOptions::default()).await.expect("migrates to 0021");
+    let old1 = store.console_device("OLD1", 0).await.unwrap().expect("listed");
+    assert_eq!((old1.clock_skew_secs, old1.newest_punch_local_time.as_deref()), (Some(7), Some("2026-03-01 08:00:07")));
+    assert_eq!(old1.punches_today, 0, "the day mark starts with the next punch");
+    let old2 = store.console_device("OLD2", 0).await.unwrap().expect("listed");
+    assert_eq!((old2.clock_skew_secs, old2.newest_punch_local_time), (None, None));
 }
 
 async fn the_terminals_holding_a_page_of_people_are_found_by_pin(engine: crate::common::Engine) {
@@ -190,6 +312,8 @@ crate::on_both_engines!(
     sessions_end_with_logout_expiry_password_change_and_disable,
     overview_figures_count_devices_punches_and_rejected_lines,
     the_device_list_filters_and_pages_by_keyset,
+    the_device_row_keeps_punches_today_and_the_newest_punch,
+    the_newest_punch_figures_are_backfilled_by_the_migration,
     the_punch_follower_hands_out_late_commits_once_and_filters,
 );
 
