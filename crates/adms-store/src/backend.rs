@@ -253,7 +253,7 @@ pub(crate) mod sqlite_fns {
     pub(crate) use crate::trust::sqlite::{adopt_device_template_in, adopt_device_user_in};
     pub(crate) use crate::uploads::sqlite::{charge_operlog_in, insert_raw_in, upsert_user_in};
     pub(crate) use crate::webhook_queries::sqlite::replay_chunk;
-    pub(crate) use crate::webhooks::sqlite::insert_secret;
+    pub(crate) use crate::webhooks::sqlite::{insert_endpoint, insert_secret};
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: a JSON array.
     pub(crate) fn list_param<T: serde::Serialize>(values: &[T]) -> String {
@@ -297,7 +297,7 @@ pub(crate) mod postgres_fns {
     pub(crate) use crate::trust::postgres::{adopt_device_template_in, adopt_device_user_in};
     pub(crate) use crate::uploads::postgres::{charge_operlog_in, insert_raw_in, upsert_user_in};
     pub(crate) use crate::webhook_queries::postgres::replay_chunk;
-    pub(crate) use crate::webhooks::postgres::insert_secret;
+    pub(crate) use crate::webhooks::postgres::{insert_endpoint, insert_secret};
 
     /// The value to bind for an `in_list!`/`list_rows!` parameter: an array.
     pub(crate) fn list_param<T: Clone>(values: &[T]) -> Vec<T> {

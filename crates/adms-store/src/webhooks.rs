@@ -407,26 +407,44 @@ impl Store {
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
             dialect::lock_endpoints(&mut tx).await?;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO webhook_endpoints (uid, url, description, event_types, source, timeout_ms, batch_max, \
-                 ordered, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-            )
-            .bind(uid)
-            .bind(settings.url)
-            .bind(settings.description)
-            .bind(settings.event_types)
-            .bind(source)
-            .bind(settings.timeout_ms)
-            .bind(settings.batch_max)
-            .bind(settings.ordered)
-            .bind(now)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            dialect::insert_secret(&mut tx, id, secret, now).await?;
+            dialect::insert_endpoint(&mut tx, uid, settings, source, secret, now).await?;
             tx.commit().await?;
         });
         self.endpoint_by_uid(uid).await?.ok_or_else(|| StoreError::Conflict("endpoint vanished".into()))
+    }
+
+    /// The endpoint `ADMS_WEBHOOK_URL` manages, made under `uid` with `settings` and `secret`
+    /// when there is none; `true` when this call made it. The look-up and the insert hold the
+    /// endpoints lock (PostgreSQL; SQLite's writer is single), so replicas starting together
+    /// make one endpoint: two would deliver every event twice.
+    pub async fn env_endpoint_or_create(
+        &self,
+        uid: &str,
+        settings: &EndpointSettings<'_>,
+        secret: &str,
+    ) -> Result<(Endpoint, bool), StoreError> {
+        let now = now_micros();
+        let (uid, created) = on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            dialect::lock_endpoints(&mut tx).await?;
+            let existing: Option<String> = sqlx::query_scalar(
+                "SELECT uid FROM webhook_endpoints WHERE source = 'env' AND deleted_at IS NULL ORDER BY id LIMIT 1",
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            let answer = match existing {
+                Some(existing) => (existing, false),
+                None => {
+                    dialect::insert_endpoint(&mut tx, uid, settings, "env", secret, now).await?;
+                    (uid.to_owned(), true)
+                }
+            };
+            tx.commit().await?;
+            answer
+        });
+        let endpoint =
+            self.endpoint_by_uid(&uid).await?.ok_or_else(|| StoreError::Conflict("endpoint vanished".into()))?;
+        Ok((endpoint, created))
     }
 
     /// Live (not deleted) endpoints, oldest first.
@@ -944,6 +962,35 @@ impl Store {
 }
 
 dual! {
+    /// A new endpoint and its first signing secret, inside the caller's transaction (which
+    /// holds the endpoints lock).
+    pub(crate) async fn insert_endpoint(
+        conn: &mut Conn,
+        uid: &str,
+        settings: &EndpointSettings<'_>,
+        source: &str,
+        secret: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO webhook_endpoints (uid, url, description, event_types, source, timeout_ms, batch_max, \
+             ordered, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(uid)
+        .bind(settings.url)
+        .bind(settings.description)
+        .bind(settings.event_types)
+        .bind(source)
+        .bind(settings.timeout_ms)
+        .bind(settings.batch_max)
+        .bind(settings.ordered)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+        insert_secret(conn, id, secret, now).await
+    }
+
     /// A new current signing secret for an endpoint.
     pub(crate) async fn insert_secret(conn: &mut Conn, endpoint_id: i64, secret: &str, now: i64) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES ($1, $2, $3)")

@@ -27,35 +27,45 @@ pub(super) async fn ensure_env_endpoint(
         batch_max: 1,
         ordered: false,
     };
-    match store.env_endpoint().await? {
-        None => {
-            let generated = WebhookSecret::generate().to_string();
-            let secret_text = secret.unwrap_or(&generated);
-            let uid = format!("ep_env_{}", hex::encode(rand::random::<[u8; 8]>()));
-            store.create_endpoint(&uid, &settings, "env", &sealing::conceal(key, &uid, secret_text)).await?;
-            tracing::info!(endpoint = %uid, "webhook endpoint from ADMS_WEBHOOK_URL created");
-            if secret.is_none() {
-                show_generated_secret(&uid, url, &generated, secret_file)?;
-            }
+    let generated = WebhookSecret::generate().to_string();
+    let secret_text = secret.unwrap_or(&generated);
+    let uid = format!("ep_env_{}", hex::encode(rand::random::<[u8; 8]>()));
+    let sealed = sealing::conceal(key, &uid, secret_text);
+    // Made once however many replicas start together (the store looks and inserts under a lock).
+    let (endpoint, created) = store.env_endpoint_or_create(&uid, &settings, &sealed).await?;
+    retire_duplicate_env_endpoints(store, &endpoint.uid).await?;
+    if created {
+        tracing::info!(endpoint = %uid, "webhook endpoint from ADMS_WEBHOOK_URL created");
+        if secret.is_none() {
+            show_generated_secret(&uid, url, &generated, secret_file)?;
         }
-        Some(endpoint) => {
-            if endpoint.url != url || endpoint.timeout_ms != settings.timeout_ms {
-                store.update_endpoint(&endpoint.uid, &settings).await?;
-                tracing::info!(endpoint = %endpoint.uid, "webhook endpoint URL updated from ADMS_WEBHOOK_URL");
-            }
-            let current = store.current_endpoint_secrets(&endpoint.uid).await?;
-            let is_current = |secret: &str| {
-                current.iter().any(|stored| sealing::reveal(key, &endpoint.uid, stored).is_ok_and(|s| s == secret))
-            };
-            if let Some(secret) = secret
-                && !is_current(secret)
-            {
-                // The old secret stays valid for a day, so receivers can switch without a gap.
-                let sealed = sealing::conceal(key, &endpoint.uid, secret);
-                store.rotate_endpoint_secret(&endpoint.uid, &sealed, now_micros() + 86_400_000_000).await?;
-                tracing::info!(endpoint = %endpoint.uid, "webhook secret rotated from ADMS_WEBHOOK_SECRET");
-            }
-        }
+        return Ok(());
+    }
+    if endpoint.url != url || endpoint.timeout_ms != settings.timeout_ms {
+        store.update_endpoint(&endpoint.uid, &settings).await?;
+        tracing::info!(endpoint = %endpoint.uid, "webhook endpoint URL updated from ADMS_WEBHOOK_URL");
+    }
+    let current = store.current_endpoint_secrets(&endpoint.uid).await?;
+    let is_current = |secret: &str| {
+        current.iter().any(|stored| sealing::reveal(key, &endpoint.uid, stored).is_ok_and(|s| s == secret))
+    };
+    if let Some(secret) = secret
+        && !is_current(secret)
+    {
+        // The old secret stays valid for a day, so receivers can switch without a gap.
+        let sealed = sealing::conceal(key, &endpoint.uid, secret);
+        store.rotate_endpoint_secret(&endpoint.uid, &sealed, now_micros() + 86_400_000_000).await?;
+        tracing::info!(endpoint = %endpoint.uid, "webhook secret rotated from ADMS_WEBHOOK_SECRET");
+    }
+    Ok(())
+}
+
+/// Deletes every other live `ADMS_WEBHOOK_URL` endpoint than `keep`: replicas of releases
+/// before 0.2.0 that started together could each make one, and each delivered every event.
+async fn retire_duplicate_env_endpoints(store: &Store, keep: &str) -> Result<(), StartupError> {
+    for duplicate in store.list_endpoints().await?.into_iter().filter(|e| e.source == "env" && e.uid != keep) {
+        store.delete_endpoint(&duplicate.uid).await?;
+        tracing::warn!(endpoint = %duplicate.uid, kept = %keep, "a second ADMS_WEBHOOK_URL endpoint deleted (made by replicas starting together)");
     }
     Ok(())
 }

@@ -202,3 +202,57 @@ async fn rekey_moves_every_secret_to_the_new_master_key() {
         assert!(!text.contains(KEY) && !text.contains(OTHER_KEY) && !text.contains(third) && !text.contains(SECRET));
     }
 }
+
+/// Replicas of an older release that started together could each make an `ADMS_WEBHOOK_URL`
+/// endpoint, and each delivered every event: the next start keeps the oldest and deletes the
+/// others, and a punch then goes to the one kept only.
+#[tokio::test]
+async fn a_second_env_endpoint_left_by_replicas_is_deleted_at_the_next_start() {
+    let receiver = Receiver::start().await;
+    let env_url = format!("{}/env", receiver.base_url());
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("ADMS_WEBHOOK_URL", env_url.as_str()), ("ADMS_WEBHOOK_SECRET", SECRET)];
+    let server = Server::start(dir.path(), &env);
+    let api = Api::login(&server).await;
+    let (status, second) = api
+        .post_json(
+            "/api/v1/webhooks/endpoints",
+            &serde_json::json!({ "url": format!("{}/second", receiver.base_url()) }),
+        )
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let second = second["id"].as_str().unwrap().to_owned();
+    // What a racing replica of an older release left: a second endpoint of the same source.
+    let changed = server
+        .db()
+        .execute("UPDATE webhook_endpoints SET source = 'env' WHERE uid = $1", &[second.as_str().into()])
+        .await;
+    assert_eq!(changed, 1);
+    let live_env = async |server: &Server| {
+        let rows: Vec<(String,)> = server
+            .db()
+            .fetch_all("SELECT uid FROM webhook_endpoints WHERE source = 'env' AND deleted_at IS NULL ORDER BY id", &[])
+            .await;
+        rows.into_iter().map(|(uid,)| uid).collect::<Vec<_>>()
+    };
+    let both = live_env(&server).await;
+    assert_eq!(both.len(), 2);
+    drop(server);
+
+    let server = Server::start(dir.path(), &env);
+    assert_eq!(live_env(&server).await, [both[0].clone()], "the oldest kept");
+    let dev = Device { server: &server, sn: "DUPENV01".into() };
+    dev.handshake().await;
+    assert_eq!(dev.attlog(&attlog(0)).await.text(), "OK: 1");
+    let delivered = receiver.wait_for_n("attendance.punch", 1).await;
+    assert_eq!(delivered[0].path, "/env");
+    let to_second: Vec<(i64,)> = server
+        .db()
+        .fetch_all(
+            "SELECT COUNT(*) FROM webhook_deliveries AS d JOIN webhook_endpoints AS e ON e.id = d.endpoint_id \
+             WHERE e.uid = $1",
+            &[second.as_str().into()],
+        )
+        .await;
+    assert_eq!(to_second, [(0,)], "the deleted endpoint gets no delivery");
+}

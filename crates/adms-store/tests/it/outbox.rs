@@ -23,6 +23,7 @@ crate::on_both_engines!(
     batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members,
     ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches,
     endpoint_settings_secrets_and_backlog_read_back,
+    replicas_starting_together_make_one_env_endpoint,
 );
 
 fn settings(url: &str) -> EndpointSettings<'_> {
@@ -590,6 +591,36 @@ async fn an_ordered_endpoint_is_sent_in_seq_order_by_two_processes_on_postgres()
     }
     assert_eq!(*sent.lock().unwrap(), (1..=30).collect::<Vec<i64>>());
     other_process.close().await;
+}
+
+/// Replicas configured with the same `ADMS_WEBHOOK_URL` start at once: the endpoint is made
+/// once (two would deliver every event twice), and every caller gets that one.
+async fn replicas_starting_together_make_one_env_endpoint(engine: Engine) {
+    let store = fresh(engine).await;
+    let other = store.second_process().await;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let process = if i % 2 == 0 { store.store().clone() } else { other.clone() };
+        calls.spawn(async move {
+            let uid = format!("ep_env_{i}");
+            // SQLite may answer one of two processes racing for its write lock with "busy"; a
+            // start-up that meets it fails and is started again, as a supervisor would.
+            loop {
+                match process.env_endpoint_or_create(&uid, &settings("http://a"), &format!("whsec_{i}")).await {
+                    Ok(answer) => return answer,
+                    Err(error) if error.to_string().contains("locked") => continue,
+                    Err(error) => panic!("{error}"),
+                }
+            }
+        });
+    }
+    let answers: Vec<(adms_store::webhooks::Endpoint, bool)> = calls.join_all().await;
+    let created: Vec<_> = answers.iter().filter(|(_, created)| *created).collect();
+    assert_eq!(created.len(), 1, "made once: {answers:?}");
+    assert!(answers.iter().all(|(e, _)| e.uid == created[0].0.uid), "every caller got the same endpoint");
+    let live: Vec<_> = store.list_endpoints().await.unwrap().into_iter().filter(|e| e.source == "env").collect();
+    assert_eq!(live.len(), 1);
+    other.close().await;
 }
 
 /// The endpoint administration and the outbox's metrics and listings, read back.
