@@ -37,6 +37,9 @@ pub(crate) struct SqliteGroupWriter {
     /// Whether the last transaction found a webhook endpoint: the next group then asks first
     /// (see [`SqliteGroupWriter::commit_group`]).
     endpoints_seen: bool,
+    /// The display day each device was last marked with by this writer ([`MARK_DAYS`] runs
+    /// only for a group with a device not yet marked for its day: once a day per device).
+    marked_days: HashMap<i64, i64>,
 }
 
 impl SqliteGroupWriter {
@@ -63,7 +66,7 @@ impl SqliteGroupWriter {
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Until the first group tells otherwise, assume endpoints exist (the checked path).
-        Ok(SqliteGroupWriter { conn, endpoints_seen: true })
+        Ok(SqliteGroupWriter { conn, endpoints_seen: true, marked_days: HashMap::new() })
     }
 
     /// Commits every batch that was waiting when the writer got to them, in one transaction.
@@ -103,8 +106,9 @@ impl SqliteGroupWriter {
     /// The cheap path: every punch new, no endpoint. The transaction rolls back when dropped
     /// on an error.
     fn commit_new_punches(&mut self, batches: &[&PunchBatch], group: &GroupPunches<'_>) -> rusqlite::Result<()> {
+        let marks = self.unmarked_days(batches);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        mark_days(&tx, batches)?;
+        mark_days(&tx, &marks)?;
         tx.prepare_cached(INSERT_NEW_PUNCHES)?.execute([rows_json(&rows(group))])?;
         // Terminals report a new ATTLOG stamp with most uploads: recorded in the same
         // transaction, so such uploads stay on the cheap path.
@@ -114,7 +118,29 @@ impl SqliteGroupWriter {
             let stamps = serde_json::to_string(&stamps).unwrap_or_else(|_| "[]".into());
             tx.prepare_cached(UPDATE_STAMPS)?.execute([stamps])?;
         }
-        tx.commit()
+        tx.commit()?;
+        self.remember_days(marks);
+        Ok(())
+    }
+
+    /// The group's day and its devices this writer has not marked with it yet.
+    fn unmarked_days(&self, batches: &[&PunchBatch]) -> DayMarks {
+        let day = group_day(batches);
+        let mut devices: Vec<i64> = batches
+            .iter()
+            .filter(|b| !b.punches.is_empty() && self.marked_days.get(&b.device_id).is_none_or(|&marked| marked < day))
+            .map(|b| b.device_id)
+            .collect();
+        devices.sort_unstable();
+        devices.dedup();
+        DayMarks { day, devices }
+    }
+
+    /// Once the marks are committed.
+    fn remember_days(&mut self, marks: DayMarks) {
+        for device in marks.devices {
+            self.marked_days.insert(device, marks.day);
+        }
     }
 
     /// The general path: `BEGIN IMMEDIATE` with the endpoint check, then every statement the
@@ -122,23 +148,30 @@ impl SqliteGroupWriter {
     /// (asked inside the transaction, so an endpoint created by another process is either seen
     /// here or created after this commit).
     fn commit_checked(&mut self, sealer: Sealer<'_>, batches: &[&PunchBatch]) -> Result<(u64, bool), StoreError> {
+        let marks = self.unmarked_days(batches);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let webhooks_on: bool = tx
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)")?
             .query_row([], |row| row.get(0))?;
+        mark_days(&tx, &marks)?;
         let inserted = write_batches(&tx, sealer, batches, webhooks_on)?;
         tx.commit()?;
+        self.remember_days(marks);
         Ok((inserted, webhooks_on))
     }
 }
 
-/// Marks the group's day on its devices, before their punches go in ([`MARK_DAYS`]).
-fn mark_days(tx: &Connection, batches: &[&PunchBatch]) -> rusqlite::Result<()> {
-    let day = group_day(batches);
-    let devices: Vec<i64> = batches.iter().filter(|b| !b.punches.is_empty()).map(|b| b.device_id).collect();
-    if day > 0 && !devices.is_empty() {
-        let devices = serde_json::to_string(&devices).unwrap_or_else(|_| "[]".into());
-        tx.prepare_cached(MARK_DAYS)?.execute(rusqlite::params![devices, day])?;
+/// A group's display day and the devices to mark with it.
+struct DayMarks {
+    day: i64,
+    devices: Vec<i64>,
+}
+
+/// Marks the day on the devices, before their punches go in ([`MARK_DAYS`]).
+fn mark_days(tx: &Connection, marks: &DayMarks) -> rusqlite::Result<()> {
+    if marks.day > 0 && !marks.devices.is_empty() {
+        let devices = serde_json::to_string(&marks.devices).unwrap_or_else(|_| "[]".into());
+        tx.prepare_cached(MARK_DAYS)?.execute(rusqlite::params![devices, marks.day])?;
     }
     Ok(())
 }
@@ -190,7 +223,6 @@ fn write_batches(
     batches: &[&PunchBatch],
     webhooks_on: bool,
 ) -> Result<u64, StoreError> {
-    mark_days(tx, batches)?;
     for batch in batches {
         for r in &batch.rejected {
             insert_rejected(tx, sealer, batch.device_id, r, batch.received_at)?;
