@@ -91,11 +91,15 @@ enum Scenario {
         /// Punches/s for the latency run.
         #[arg(long, default_value_t = 200)]
         rate: u64,
+        /// Deliver from this many `worker` replicas beside a `device,api` one (PostgreSQL),
+        /// instead of one process with every role; the latency run is skipped.
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
     },
     /// Everything above but webhooks, printed as the BENCHMARKS.md table.
     All,
-    /// Ingest and polls through HAProxy (`deploy/haproxy.cfg`, Debian's haproxy) in front of 1
-    /// and 2 replicas and a worker on PostgreSQL, and straight at one replica (`--engine postgres`).
+    /// Ingest and polls through HAProxy (`deploy/haproxy.cfg`, Debian's haproxy) in front of 1,
+    /// 2 and 3 replicas and a worker on PostgreSQL, and straight at one replica (`--engine postgres`).
     Proxy {
         #[arg(long, value_delimiter = ',', default_values_t = [1, 128])]
         lines: Vec<usize>,
@@ -166,10 +170,14 @@ fn main() -> anyhow::Result<()> {
             Scenario::Floor => println!("{}", run.floor(run.conns).await?),
             Scenario::Poll { devices } => println!("{}", run.poll(devices).await?),
             Scenario::Trivial => println!("{}", run.trivial().await?),
-            Scenario::Webhooks { punches, rate } => {
+            Scenario::Webhooks { punches, rate, workers } => {
+                let by = if workers == 0 { String::new() } else { format!(", {workers} worker replica(s)") };
                 for endpoints in [1, 8] {
-                    let (rate, requests) = run.webhook_throughput(endpoints, punches).await?;
-                    println!("webhooks, {punches} punches x {endpoints} endpoint(s): {rate:.0} deliveries/s ({requests} requests)");
+                    let (rate, requests) = run.webhook_throughput(endpoints, punches, workers).await?;
+                    println!("webhooks, {punches} punches x {endpoints} endpoint(s){by}: {rate:.0} deliveries/s ({requests} requests)");
+                }
+                if workers > 0 {
+                    return anyhow::Ok(());
                 }
                 let (p50, p99, max, n) = run.webhook_latency(rate, run.duration.as_secs()).await?;
                 println!("webhook latency at {rate} punches/s, device POST -> receiver: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({n} punches)");
@@ -179,7 +187,7 @@ fn main() -> anyhow::Result<()> {
                 let config = proxy_config
                     .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/haproxy.cfg"));
                 for n in lines {
-                    for (replicas, direct) in [(1, true), (1, false), (2, false)] {
+                    for (replicas, direct) in [(1, true), (1, false), (2, false), (3, false)] {
                         for figure in run.through_proxy(&config, replicas, n, direct).await? {
                             println!("{figure}");
                         }

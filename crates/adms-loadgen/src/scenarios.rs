@@ -217,9 +217,10 @@ impl Run {
     }
 
     /// Ingest (`lines`-line uploads) and polls through HAProxy with `deploy/haproxy.cfg` in
-    /// front of `replicas` (1 or 2) `device,api` replicas and a `worker` on one fresh
-    /// PostgreSQL database, as docker-compose.yml deploys them; with `direct`, the same load
-    /// straight at the first replica (the proxy's own cost).
+    /// front of `replicas` (1 to 3) `device,api` replicas and a `worker` on one fresh
+    /// PostgreSQL database, as docker-compose.yml deploys them (a third replica is a third
+    /// `server` line added to a copy of the file); with `direct`, the same load straight at the
+    /// first replica (the proxy's own cost).
     pub async fn through_proxy(
         &self,
         proxy_config: &Path,
@@ -228,7 +229,7 @@ impl Run {
         direct: bool,
     ) -> anyhow::Result<Vec<Figure>> {
         ensure!(self.engine == Engine::Postgres, "replicas share a PostgreSQL database: use --engine postgres");
-        ensure!((1..=2).contains(&replicas), "deploy/haproxy.cfg names two replicas: --replicas 1 or 2");
+        ensure!((1..=3).contains(&replicas), "1 to 3 replicas");
         let dir = tempfile::tempdir()?;
         let database = BenchDatabase::create(self.engine, dir.path(), "bench.db").await?;
         let front = [("ADMS_ROLE", "device,api"), ("ADMS_TRUSTED_PROXIES", "127.0.0.1"), ("ADMS_DRAIN_SECS", "0")];
@@ -241,20 +242,27 @@ impl Run {
             &database,
             &[("ADMS_ROLE", "worker"), ("ADMS_DRAIN_SECS", "0")],
         )?;
-        let bridges: Vec<String> = (0..2).map(|i| servers[i % replicas].addr.clone()).collect();
+        // The file names two servers; fewer replicas fill both lines, a third gets a line of its own.
+        let bridges: Vec<String> = (0..replicas.max(2)).map(|i| servers[i % replicas].addr.clone()).collect();
+        let config = if replicas > 2 {
+            let mut text = std::fs::read_to_string(proxy_config).context("the proxy's configuration")?;
+            text.push_str("    server bridge3 \"${BRIDGE_3}\" check\n");
+            let copy = dir.path().join("haproxy-3.cfg");
+            std::fs::write(&copy, text)?;
+            copy
+        } else {
+            proxy_config.to_owned()
+        };
         let proxy_addr = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.to_string()
         };
-        let mut proxy = Command::new("haproxy")
-            .args(["-db", "-f"])
-            .arg(proxy_config)
-            .env("PROXY_BIND", &proxy_addr)
-            .env("BRIDGE_1", &bridges[0])
-            .env("BRIDGE_2", &bridges[1])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("haproxy (apt install haproxy)")?;
+        let mut proxy = Command::new("haproxy");
+        proxy.args(["-db", "-f"]).arg(&config).env("PROXY_BIND", &proxy_addr);
+        for (i, bridge) in bridges.iter().enumerate() {
+            proxy.env(format!("BRIDGE_{}", i + 1), bridge);
+        }
+        let mut proxy = proxy.stdout(Stdio::null()).spawn().context("haproxy (apt install haproxy)")?;
         let target = if direct { servers[0].addr.clone() } else { proxy_addr.clone() };
         // Until the proxy's health checks find the replicas ready.
         let deadline = Instant::now() + Duration::from_secs(20);

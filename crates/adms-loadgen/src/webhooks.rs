@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 
 use crate::http::{self, Connection};
-use crate::scenarios::BenchDatabase;
+use crate::scenarios::{BenchDatabase, Engine};
 use crate::scenarios::{Run, ServerProcess, attlog_line};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -87,13 +87,28 @@ async fn prepare_database(database: &BenchDatabase, base_url: &str, endpoints: u
 
 impl Run {
     /// Deliveries per second: `punches` stored while every endpoint is paused, then all
-    /// endpoints resumed at once; the clock runs until the receiver has every delivery.
-    pub async fn webhook_throughput(&self, endpoints: usize, punches: usize) -> anyhow::Result<(f64, u64)> {
+    /// endpoints resumed at once; the clock runs until the receiver has every delivery. With
+    /// `workers` > 0, the uploads go to a `device,api` replica and `workers` replicas of role
+    /// `worker` deliver (replicas share a PostgreSQL database).
+    pub async fn webhook_throughput(
+        &self,
+        endpoints: usize,
+        punches: usize,
+        workers: usize,
+    ) -> anyhow::Result<(f64, u64)> {
+        ensure!(workers == 0 || self.engine == Engine::Postgres, "worker replicas share PostgreSQL: --engine postgres");
         let (base_url, arrivals) = start_receiver().await?;
         let dir = tempfile::tempdir()?;
         let database = BenchDatabase::create(self.engine, dir.path(), "bench.db").await?;
         prepare_database(&database, &base_url, endpoints).await?;
-        let server = ServerProcess::start(&self.server_bin, &database)?;
+        let server = if workers == 0 {
+            ServerProcess::start(&self.server_bin, &database)?
+        } else {
+            ServerProcess::start_with(&self.server_bin, &database, &[("ADMS_ROLE", "device,api")])?
+        };
+        let worker_replicas = (0..workers)
+            .map(|_| ServerProcess::start_with(&self.server_bin, &database, &[("ADMS_ROLE", "worker")]))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let store = Store::open(database.url(), StoreOptions::default()).await?;
         for e in 0..endpoints {
             store.set_endpoint_paused(&format!("ep_bench_{e}"), Some("manual")).await?;
@@ -131,6 +146,9 @@ impl Run {
         let requests = *arrivals.requests.lock().unwrap_or_else(|p| p.into_inner());
         store.close().await;
         server.stop()?;
+        for worker in worker_replicas {
+            worker.stop()?;
+        }
         Ok((expected as f64 / elapsed, requests))
     }
 
