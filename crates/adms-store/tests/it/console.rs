@@ -219,7 +219,7 @@ async fn the_newest_punch_figures_are_backfilled_by_the_migration(engine: crate:
             ("postgres", database.url().to_owned(), Some(database))
         }
     };
-    // The schema as release 0.1.0 left it: every migration before 0021.
+    // The schema before this release's 0021: every migration before it.
     let old = dir.path().join("migrations");
     std::fs::create_dir(&old).unwrap();
     let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(folder);
