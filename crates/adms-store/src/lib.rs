@@ -23,6 +23,7 @@ mod audit;
 mod auth;
 pub mod commands;
 mod console;
+pub mod cvsecurity;
 mod device_events;
 mod devices;
 mod error;

@@ -5,6 +5,7 @@ mod auth;
 mod commands;
 mod common;
 mod console;
+mod cvsecurity;
 mod device_events;
 mod maintenance;
 mod migrate_data;

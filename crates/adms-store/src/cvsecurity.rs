@@ -1,0 +1,235 @@
+//! What the CVSecurity-compatible API (issue 19) needs from the store beyond the access model:
+//! its API clients (`cvsecurity_clients`, migration `0022_cvsecurity_clients.sql`: a table of
+//! their own, so their tokens open nothing else), and reads shaped for it: the access
+//! controllers as CVSecurity's "devices", and the stored `rtlog` events as its transactions.
+
+use sqlx::FromRow;
+
+use crate::{Store, StoreError, now_micros, sealed};
+
+/// How often a client's `last_used_at` is written at most.
+const TOUCH_INTERVAL_MICROS: i64 = 60_000_000;
+
+/// An API client (never its token).
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct CvSecurityClient {
+    pub id: i64,
+    pub name: String,
+    /// May change level memberships, sync levels and open doors; otherwise it only reads.
+    pub may_write: bool,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+/// An access controller as CVSecurity lists its devices.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct AccessDevice {
+    pub id: i64,
+    pub sn: String,
+    pub alias: String,
+    pub model: Option<String>,
+    pub approved: bool,
+    /// `online`, `offline` or `unknown`.
+    pub presence: String,
+}
+
+/// Which access events to read; `None` is no filter. Times are the controllers' local times,
+/// `YYYY-MM-DD HH:MM:SS`, compared as text (both bounds inclusive).
+#[derive(Debug, Clone, Default)]
+pub struct AccessEventFilter {
+    pub id: Option<i64>,
+    pub sn: Option<String>,
+    pub pin: Option<String>,
+    pub from: Option<String>,
+    pub until: Option<String>,
+}
+
+/// One stored `rtlog` event with what the roster and the access model know about it.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct AccessEventRow {
+    pub id: i64,
+    pub device_id: i64,
+    pub sn: String,
+    pub alias: String,
+    pub local_time: String,
+    pub pin: String,
+    /// Opened (the stored value may be sealed).
+    pub card_no: String,
+    pub door: Option<i64>,
+    pub event_code: Option<i64>,
+    pub in_out: Option<i64>,
+    pub verify_type: String,
+    pub door_name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub dept_code: Option<String>,
+    pub dept_name: Option<String>,
+    #[sqlx(rename = "raw_sha256")]
+    raw_digest: Vec<u8>,
+}
+
+macro_rules! events_from {
+    () => {
+        " FROM access_events AS ev JOIN devices AS d ON d.id = ev.device_id \
+          LEFT JOIN access_doors AS dr ON dr.device_id = ev.device_id AND dr.door_no = ev.door \
+          LEFT JOIN employees AS e ON e.emp_code = ev.pin AND e.deleted_at IS NULL \
+          LEFT JOIN departments AS dp ON dp.id = e.department_id \
+          WHERE d.approval = 'approved' AND ($1 IS NULL OR ev.id = $1) AND ($2 IS NULL OR d.sn = $2) \
+          AND ($3 IS NULL OR ev.pin = $3) AND ($4 IS NULL OR ev.local_time >= $4) AND ($5 IS NULL OR ev.local_time <= $5)"
+    };
+}
+
+const COUNT_EVENTS: &str = concat!("SELECT COUNT(*)", events_from!());
+// In the order they were stored: a client paging forward sees new events at the end.
+const SELECT_EVENTS: &str = concat!(
+    "SELECT ev.id, ev.device_id, d.sn, d.alias, ev.local_time, ev.pin, ev.card_no, ev.door, ev.event_code, ev.in_out, \
+     ev.verify_type, dr.name AS door_name, e.first_name, e.last_name, dp.dept_code, dp.dept_name, ev.raw_sha256",
+    events_from!(),
+    " ORDER BY ev.id LIMIT $6 OFFSET $7"
+);
+
+impl Store {
+    /// Stores a new API client by its token's digest. Its name must not be taken by another
+    /// client in force: that is a [`StoreError::Conflict`].
+    pub async fn create_cvsecurity_client(
+        &self,
+        name: &str,
+        token_sha256: &[u8],
+        may_write: bool,
+    ) -> Result<i64, StoreError> {
+        on_db!(self, |db| {
+            let created = sqlx::query_scalar(
+                "INSERT INTO cvsecurity_clients (name, token_sha256, may_write, created_at) VALUES ($1, $2, $3, $4) \
+                 RETURNING id",
+            )
+            .bind(name)
+            .bind(token_sha256)
+            .bind(may_write)
+            .bind(now_micros())
+            .fetch_one(db.pool())
+            .await;
+            match created {
+                Ok(id) => Ok(id),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
+                    "a CVSecurity API client named '{name}' exists (names are unique)"
+                ))),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    /// The client in force (not revoked) with this token digest.
+    pub async fn live_cvsecurity_client(&self, token_sha256: &[u8]) -> Result<Option<CvSecurityClient>, StoreError> {
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT id, name, may_write, created_at, revoked_at, last_used_at FROM cvsecurity_clients \
+                 WHERE token_sha256 = $1 AND revoked_at IS NULL",
+            )
+            .bind(token_sha256)
+            .fetch_optional(db.pool())
+            .await?)
+        })
+    }
+
+    /// Every client, revoked or not, by id.
+    pub async fn list_cvsecurity_clients(&self) -> Result<Vec<CvSecurityClient>, StoreError> {
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT id, name, may_write, created_at, revoked_at, last_used_at FROM cvsecurity_clients ORDER BY id",
+            )
+            .fetch_all(db.pool())
+            .await?)
+        })
+    }
+
+    /// Revokes a client in force by its id or its name (a number that is the id of such a
+    /// client names that client); returns how many were revoked (0 or 1).
+    pub async fn revoke_cvsecurity_client(&self, id_or_name: &str) -> Result<u64, StoreError> {
+        on_db!(self, |db| {
+            let id: Option<i64> = id_or_name.parse().ok();
+            let done = sqlx::query(
+                "UPDATE cvsecurity_clients SET revoked_at = $1 WHERE id = (\
+                 SELECT id FROM cvsecurity_clients WHERE revoked_at IS NULL AND (id = $2 OR name = $3) \
+                 ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1)",
+            )
+            .bind(now_micros())
+            .bind(id)
+            .bind(id_or_name)
+            .execute(db.pool())
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    /// Records that a client was used at `now`, at most once a minute (`last_used` as read with
+    /// [`Store::live_cvsecurity_client`]).
+    pub async fn touch_cvsecurity_client(&self, id: i64, last_used: Option<i64>, now: i64) -> Result<(), StoreError> {
+        if last_used.is_some_and(|at| now.saturating_sub(at) < TOUCH_INTERVAL_MICROS) {
+            return Ok(());
+        }
+        on_db!(self, |db| {
+            sqlx::query("UPDATE cvsecurity_clients SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(db.pool())
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// The access controllers (devices that reported doors), by id; with `sn`, that one only.
+    pub async fn access_devices(&self, sn: Option<&str>) -> Result<Vec<AccessDevice>, StoreError> {
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT d.id, d.sn, d.alias, d.model, d.approval = 'approved' AS approved, d.presence \
+                 FROM access_controllers AS c JOIN devices AS d ON d.id = c.device_id \
+                 WHERE d.deleted_at IS NULL AND ($1 IS NULL OR d.sn = $1) ORDER BY d.id",
+            )
+            .bind(sn)
+            .fetch_all(db.pool())
+            .await?)
+        })
+    }
+
+    /// How many access events of approved devices match, and one page of them (`offset`,
+    /// `limit`) in the order they were stored.
+    pub async fn access_events_page(
+        &self,
+        filter: &AccessEventFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<AccessEventRow>), StoreError> {
+        let (count, mut rows): (i64, Vec<AccessEventRow>) = on_db!(self, |db| {
+            let count: i64 = sqlx::query_scalar(COUNT_EVENTS)
+                .bind(filter.id)
+                .bind(&filter.sn)
+                .bind(&filter.pin)
+                .bind(&filter.from)
+                .bind(&filter.until)
+                .fetch_one(db.pool())
+                .await?;
+            if count == 0 || offset >= count || limit <= 0 {
+                (count, Vec::new())
+            } else {
+                let rows = sqlx::query_as(SELECT_EVENTS)
+                    .bind(filter.id)
+                    .bind(&filter.sn)
+                    .bind(&filter.pin)
+                    .bind(&filter.from)
+                    .bind(&filter.until)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(db.pool())
+                    .await?;
+                (count, rows)
+            }
+        });
+        let sealer = self.sealer();
+        for row in &mut rows {
+            let record = sealed::digest_record(&row.device_id.to_string(), &row.raw_digest);
+            row.card_no = sealer.open(sealed::ACCESS_EVENT_CARD.kind, &record, &row.card_no)?;
+        }
+        Ok((count, rows))
+    }
+}

@@ -1,0 +1,118 @@
+//! The CVSecurity-compatible API's store side (issue 19): API clients stored by digest with
+//! unique live names and revocation, access controllers as devices, and stored `rtlog` events
+//! read back as transactions (card numbers opened, names joined, filters and paging).
+
+use adms_store::cvsecurity::AccessEventFilter;
+use adms_store::roster::EmployeeFields;
+use adms_store::{AccessEvent, Approval, DeviceFacts, ErrorKind, NewDevice, Store, now_micros, sha256};
+
+use crate::common::{Engine, fresh};
+
+crate::on_both_engines!(
+    clients_are_stored_by_digest_named_once_and_revoked,
+    access_events_read_back_as_transactions_with_names_filters_and_pages,
+);
+
+async fn clients_are_stored_by_digest_named_once_and_revoked(engine: Engine) {
+    let store = fresh(engine).await;
+    let id = store.create_cvsecurity_client("visitors", &sha256(b"secret-1"), true).await.unwrap();
+    let taken = store.create_cvsecurity_client("visitors", &sha256(b"secret-2"), false).await.unwrap_err();
+    assert_eq!(taken.kind(), ErrorKind::Conflict);
+    let reader = store.create_cvsecurity_client("siem", &sha256(b"secret-3"), false).await.unwrap();
+
+    let live = store.live_cvsecurity_client(&sha256(b"secret-1")).await.unwrap().expect("live");
+    assert_eq!((live.id, live.name.as_str(), live.may_write, live.last_used_at), (id, "visitors", true, None));
+    assert!(!store.live_cvsecurity_client(&sha256(b"secret-3")).await.unwrap().unwrap().may_write);
+    assert!(store.live_cvsecurity_client(&sha256(b"unknown")).await.unwrap().is_none());
+    // An integration key's digest is no client (and a client's token is no integration key).
+    assert!(store.live_token(&sha256(b"secret-1"), now_micros()).await.unwrap().is_none());
+
+    let now = now_micros();
+    store.touch_cvsecurity_client(id, None, now).await.unwrap();
+    let live = store.live_cvsecurity_client(&sha256(b"secret-1")).await.unwrap().unwrap();
+    assert_eq!(live.last_used_at, Some(now));
+
+    assert_eq!(store.revoke_cvsecurity_client("visitors").await.unwrap(), 1);
+    assert!(store.live_cvsecurity_client(&sha256(b"secret-1")).await.unwrap().is_none());
+    assert_eq!(store.revoke_cvsecurity_client("visitors").await.unwrap(), 0, "already revoked");
+    assert_eq!(store.revoke_cvsecurity_client(&reader.to_string()).await.unwrap(), 1, "by id");
+    // A revoked client's name can be used again.
+    store.create_cvsecurity_client("visitors", &sha256(b"secret-4"), true).await.unwrap();
+    let all = store.list_cvsecurity_clients().await.unwrap();
+    assert_eq!(all.iter().filter(|c| c.revoked_at.is_some()).count(), 2);
+}
+
+async fn controller(store: &Store, sn: &str, approval: Approval) -> i64 {
+    let device =
+        store.register_device(&NewDevice { sn, approval: Some(approval), ..Default::default() }).await.unwrap();
+    let facts = DeviceFacts { options: vec![("LockCount".into(), "2".into())], ..DeviceFacts::default() };
+    store.store_device_facts(device.id, None, &facts).await.unwrap();
+    device.id
+}
+
+fn event(time: &str, pin: &str, card: &str, door: i64, code: i64) -> AccessEvent {
+    AccessEvent {
+        local_time: time.into(),
+        pin: pin.into(),
+        card_no: card.into(),
+        door: Some(door),
+        event_code: Some(code),
+        in_out: Some(0),
+        verify_type: "4".into(),
+        raw_line: format!("time={time}\tpin={pin}\tcardno={card}\teventaddr={door}\tevent={code}").into_bytes(),
+    }
+}
+
+async fn access_events_read_back_as_transactions_with_names_filters_and_pages(engine: Engine) {
+    let store = fresh(engine).await;
+    let panel = controller(&store, "ACC1", Approval::Approved).await;
+    let held = controller(&store, "HELD1", Approval::Pending).await;
+    let fields = EmployeeFields {
+        emp_code: "7".into(),
+        first_name: "Ana".into(),
+        last_name: "Lima".into(),
+        department_id: 1,
+        verify_mode: -1,
+        app_role: 1,
+        ..Default::default()
+    };
+    store.save_employee(&fields, &[]).await.unwrap();
+    let events = [
+        event("2026-12-01 08:00:00", "7", "123456", 1, 0),
+        event("2026-12-02 09:00:00", "0", "0", 2, 102),
+        event("2026-12-03 10:00:00", "7", "123456", 1, 23),
+    ];
+    store.store_access_events(panel, &events, &[], now_micros()).await.unwrap();
+    store.store_access_events(held, &[event("2026-12-01 08:00:00", "7", "1", 1, 0)], &[], now_micros()).await.unwrap();
+
+    let devices = store.access_devices(None).await.unwrap();
+    assert_eq!(
+        devices.iter().map(|d| (d.sn.as_str(), d.approved)).collect::<Vec<_>>(),
+        [("ACC1", true), ("HELD1", false)]
+    );
+    assert_eq!(store.access_devices(Some("HELD1")).await.unwrap().len(), 1);
+
+    // A pending controller's events are held from the API, as its punches are.
+    let (count, rows) = store.access_events_page(&AccessEventFilter::default(), 0, 10).await.unwrap();
+    assert_eq!(count, 3);
+    let first = &rows[0];
+    assert_eq!((first.sn.as_str(), first.pin.as_str(), first.card_no.as_str()), ("ACC1", "7", "123456"));
+    assert_eq!((first.door_name.as_deref(), first.first_name.as_deref()), (Some("ACC1-1"), Some("Ana")));
+    assert_eq!(first.dept_code.as_deref(), Some("1"));
+    assert_eq!((rows[1].event_code, rows[1].first_name.as_deref()), (Some(102), None));
+
+    let by_pin = AccessEventFilter { pin: Some("7".into()), ..AccessEventFilter::default() };
+    let (count, page) = store.access_events_page(&by_pin, 1, 1).await.unwrap();
+    assert_eq!((count, page.len(), page[0].event_code), (2, 1, Some(23)));
+    let window = AccessEventFilter {
+        from: Some("2026-12-02 00:00:00".into()),
+        until: Some("2026-12-02 23:59:59".into()),
+        ..AccessEventFilter::default()
+    };
+    assert_eq!(store.access_events_page(&window, 0, 10).await.unwrap().0, 1);
+    let by_id = AccessEventFilter { id: Some(rows[2].id), sn: Some("ACC1".into()), ..AccessEventFilter::default() };
+    assert_eq!(store.access_events_page(&by_id, 0, 10).await.unwrap().1[0].event_code, Some(23));
+    let other = AccessEventFilter { sn: Some("HELD1".into()), ..AccessEventFilter::default() };
+    assert_eq!(store.access_events_page(&other, 0, 10).await.unwrap(), (0, Vec::new()));
+    assert_eq!(store.access_events_page(&AccessEventFilter::default(), 5, 10).await.unwrap().1.len(), 0);
+}
