@@ -10,6 +10,7 @@ mod audit;
 pub mod auth;
 mod biodatas;
 mod commands;
+pub mod cvsecurity;
 mod diagnostics;
 mod native;
 pub mod openapi;

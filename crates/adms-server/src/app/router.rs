@@ -50,8 +50,12 @@ pub fn router(state: SharedState) -> Router {
     // Built once per state; a second router for the same state documents the same routes.
     let _ = state.documents.set(crate::api::openapi::render_documents(&doc));
     let max_body_bytes = state.config.http.max_body_bytes;
-    // The operator console goes with the API (`api` role).
-    let routes = if state.config.role.api { routes.merge(crate::console::routes()) } else { routes };
+    // The operator console and the CVSecurity-compatible API go with the API (`api` role).
+    let routes = if state.config.role.api {
+        routes.merge(crate::console::routes()).merge(crate::api::cvsecurity::routes())
+    } else {
+        routes
+    };
     let routes = routes
         .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)

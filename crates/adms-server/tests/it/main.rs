@@ -12,6 +12,7 @@ mod console_browser;
 mod console_endpoints;
 mod console_live;
 mod crash_recovery;
+mod cvsecurity_api;
 mod device_session;
 mod device_trust;
 mod fixture_sessions;

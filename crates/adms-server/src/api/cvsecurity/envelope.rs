@@ -1,0 +1,161 @@
+//! CVSecurity's answer: `{code, message, data}` with HTTP 200, `code: 0` and `message:
+//! "success"` on success, a negative code and a descriptive message on errors (clients parse
+//! only the body; several compare `message` with "success" and show it to an operator).
+//!
+//! Every code the bridge answers is here, with the reference's meaning (`cvsecurity_api.md`
+//! §3.5). Two are our choice, since the reference has none for them: a missing, unknown or
+//! revoked `access_token` is [`CvError::Unauthenticated`] (-401, "Authentication required",
+//! the words one client reported), and a write by a read-only client is [`CvError::ReadOnly`]
+//! (-403). Change them here.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use adms_store::{ErrorKind, StoreError};
+
+/// The success answer, with its data (`null` for writes).
+#[derive(Debug, Serialize)]
+pub struct Envelope {
+    code: i64,
+    message: String,
+    data: Value,
+}
+
+impl Envelope {
+    pub fn success(data: Value) -> Envelope {
+        Envelope { code: 0, message: "success".into(), data }
+    }
+}
+
+impl IntoResponse for Envelope {
+    fn into_response(self) -> Response {
+        axum::Json(self).into_response()
+    }
+}
+
+/// What a CVSecurity handler answers.
+pub type CvResult = Result<Envelope, CvError>;
+
+/// Why a CVSecurity request failed; each answers with its code (see [`CvError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CvError {
+    #[error("Authentication required")]
+    Unauthenticated,
+    #[error("API access abnormal: this API client may only read")]
+    ReadOnly,
+    #[error("pageNo and pageSize must be greater than 0")]
+    PageNotPositive,
+    #[error("pageSize must not be greater than {0}")]
+    PageTooLarge(i64),
+    #[error("pageNo and pageSize are required")]
+    PageMissing,
+    #[error("the department number is empty")]
+    DeptCodeEmpty,
+    #[error("the department number does not exist")]
+    DeptMissing,
+    #[error("the pin is empty")]
+    PinEmpty,
+    #[error("the person does not exist")]
+    PersonMissing,
+    #[error("the access level does not exist")]
+    LevelMissing,
+    #[error("authorizing the access level failed: {0}")]
+    LevelGrantFailed(String),
+    #[error("the person or level id is empty")]
+    PersonOrLevelEmpty,
+    #[error("the level id is empty")]
+    LevelIdEmpty,
+    #[error("the door id is empty")]
+    DoorIdEmpty,
+    #[error("the door opening duration must be 1 to 254 seconds")]
+    DoorDuration,
+    #[error("the door name is empty")]
+    DoorNameEmpty,
+    #[error("the door does not exist")]
+    DoorMissing,
+    #[error("the time format is wrong (yyyy-MM-dd HH:mm:ss)")]
+    TimeFormat,
+    #[error("the start time is after the end time")]
+    StartAfterEnd,
+    #[error("the device does not exist")]
+    DeviceMissing,
+    #[error("the device SN is required")]
+    SnEmpty,
+    #[error("the reader id is empty")]
+    ReaderIdEmpty,
+    #[error("the reader does not exist")]
+    ReaderMissing,
+    /// Something the reference has no code for (an unknown transaction id, a body that does
+    /// not parse): "program error" with words that say what.
+    #[error("{0}")]
+    Other(String),
+    #[error("request body too large (limit {0} bytes)")]
+    BodyTooLarge(usize),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl CvError {
+    /// The envelope's code (`cvsecurity_api.md` §3.5).
+    pub fn code(&self) -> i64 {
+        match self {
+            CvError::Unauthenticated => -401,
+            CvError::ReadOnly => -403,
+            CvError::PageNotPositive => -90,
+            CvError::PageTooLarge(_) => -91,
+            CvError::PageMissing => -92,
+            CvError::DeptCodeEmpty => -10,
+            CvError::DeptMissing => -13,
+            CvError::PinEmpty => -20,
+            CvError::PersonMissing => -22,
+            CvError::LevelMissing => -24,
+            CvError::LevelGrantFailed(_) => -40,
+            CvError::PersonOrLevelEmpty => -42,
+            CvError::LevelIdEmpty => -43,
+            CvError::DoorIdEmpty => -44,
+            CvError::DoorDuration => -45,
+            CvError::DoorNameEmpty => -46,
+            CvError::DoorMissing => -47,
+            CvError::TimeFormat => -100,
+            CvError::StartAfterEnd => -101,
+            CvError::DeviceMissing => -102,
+            CvError::SnEmpty => -200,
+            CvError::ReaderIdEmpty => -263,
+            CvError::ReaderMissing => -264,
+            CvError::Other(_) | CvError::BodyTooLarge(_) | CvError::Store(_) => -1,
+        }
+    }
+}
+
+impl IntoResponse for CvError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            CvError::Store(error) => {
+                // The store's own words for a refusal; never the database's (they name tables).
+                match error.kind() {
+                    ErrorKind::Unavailable => {
+                        tracing::error!(%error, "CVSecurity API storage error");
+                        "program error: storage unavailable, retry later".to_owned()
+                    }
+                    _ if matches!(error, StoreError::Database(_)) => {
+                        tracing::warn!(%error, "CVSecurity API request refused by the database");
+                        "program error".to_owned()
+                    }
+                    _ => error.to_string(),
+                }
+            }
+            other => other.to_string(),
+        };
+        let body = Envelope { code: self.code(), message, data: Value::Null };
+        if let CvError::BodyTooLarge(_) = self {
+            let mut response = (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+            // This route's own limit, already explained: not to be restated as `max_body_bytes`.
+            response.extensions_mut().insert(crate::limits::Explained);
+            return response;
+        }
+        // HTTP 200: the clients the reference lists read only the body.
+        axum::Json(body).into_response()
+    }
+}

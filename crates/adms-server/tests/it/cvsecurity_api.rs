@@ -1,0 +1,380 @@
+//! The CVSecurity-compatible API (issue 19) driven the way its clients call it
+//! (`cvsecurity_api.md`): `access_token` in the query or a form body, parameters in the query, a
+//! form body or a JSON body, unversioned/`v2`/`v3` paths, `{code, message, data}` envelopes with
+//! HTTP 200 and the reference's negative codes; tokens from `adms-bridge token create --kind
+//! cvsecurity` that open nothing else; writes that reach the controller's command queue.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::common::{Api, Database, Device, Server};
+use serde_json::{Value, json};
+
+/// `adms-bridge token …` on the database of `dir`; its standard output.
+fn token_cli(dir: &Path, args: &[&str]) -> String {
+    let mut command = Database::of(dir).command();
+    let output = command.arg("token").args(args).env("RUST_LOG", "warn").stdin(Stdio::null()).output().unwrap();
+    assert!(output.status.success(), "token {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A CVSecurity client: every call checks HTTP 200 and returns the envelope.
+struct Cv {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Cv {
+    fn new(server: &Server, token: &str) -> Cv {
+        Cv { client: reqwest::Client::new(), base: server.url(""), token: token.to_owned() }
+    }
+
+    async fn answer(request: reqwest::RequestBuilder) -> Value {
+        let response = request.send().await.expect("send");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("an envelope")
+    }
+
+    /// The URL with the token appended to the query.
+    fn url(&self, path_and_query: &str) -> String {
+        let sep = if path_and_query.contains('?') { '&' } else { '?' };
+        format!("{}{path_and_query}{sep}access_token={}", self.base, self.token)
+    }
+
+    async fn get(&self, path_and_query: &str) -> Value {
+        Cv::answer(self.client.get(self.url(path_and_query))).await
+    }
+
+    /// POST with the token in the query and the parameters as a form body.
+    async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        Cv::answer(self.client.post(self.url(path)).form(form)).await
+    }
+
+    /// POST with the token in the query and a JSON body.
+    async fn post_json(&self, path: &str, body: &Value) -> Value {
+        Cv::answer(self.client.post(self.url(path)).json(body)).await
+    }
+}
+
+fn assert_success(envelope: &Value) {
+    assert_eq!((envelope["code"].as_i64(), envelope["message"].as_str()), (Some(0), Some("success")), "{envelope}");
+}
+
+fn code(envelope: &Value) -> i64 {
+    envelope["code"].as_i64().unwrap_or_else(|| panic!("no code: {envelope}"))
+}
+
+/// An access controller with four doors, an employee `7` with a card, a time segment and a
+/// level `Staff` on doors 1 and 3; returns the level's id.
+async fn access_setup(server: &Server, api: &Api, sn: &str) -> i64 {
+    let dev = Device { server, sn: sn.into() };
+    let registry = b"DeviceType=acc,~DeviceName=inBIO460,LockCount=4,ReaderCount=4,AuxInCount=4,AuxOutCount=4";
+    assert_eq!(dev.post(&format!("/iclock/registry?SN={sn}"), registry).await.status, 200);
+    let doors = api.get(&format!("/api/v1/access/doors?sn={sn}")).await;
+    let door: Vec<i64> = doors["data"].as_array().unwrap().iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    let employee = json!({ "emp_code": "7", "first_name": "Ana", "last_name": "Lima", "card_no": "123456", "department": 1, "area": [1] });
+    let (status, answer) = api.post_json("/personnel/api/employees/", &employee).await;
+    assert_eq!(status, 201, "{answer}");
+    let segment = json!({ "name": "Office", "schedule": { "monday": ["08:00-18:00"] } });
+    let (_, segment) = api.post_json("/api/v1/access/time-segments", &segment).await;
+    let level = json!({ "name": "Staff", "time_segment_id": segment["id"] });
+    let (_, level) = api.post_json("/api/v1/access/levels", &level).await;
+    let level = level["id"].as_i64().unwrap();
+    let (status, _) = api
+        .post_json(&format!("/api/v1/access/levels/{level}/doors"), &json!({ "door_ids": [door[0], door[2]] }))
+        .await;
+    assert_eq!(status, 200);
+    level
+}
+
+#[tokio::test]
+async fn an_access_token_opens_the_cvsecurity_paths_only_and_nothing_else_opens_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let api = Api::login(&server).await;
+    let token = token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "visitors"]);
+    assert_eq!(token.len(), 64, "CVSecurity's secret shape: {token}");
+    let reader = token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "siem", "--read-only"]);
+    let cv = Cv::new(&server, &token);
+
+    assert_success(&cv.get("/api/accLevel/list?pageNo=1&pageSize=10").await);
+    // The manual's `acc_token` spelling, and the token in a form body (a Java client's way).
+    let url = server.url(&format!("/api/v2/accLevel/list?pageNo=1&pageSize=10&acc_token={token}"));
+    assert_success(&Cv::answer(cv.client.get(url)).await);
+    let form = [("access_token", token.as_str()), ("pageNo", "1"), ("pageSize", "5")];
+    assert_success(&Cv::answer(cv.client.post(server.url("/api/device/accList")).form(&form)).await);
+
+    // Missing, unknown, and other credentials: HTTP 200, code -401.
+    for bad in
+        [Cv::new(&server, ""), Cv::new(&server, "8D1E0000000000000000000000000000"), Cv::new(&server, &api.token)]
+    {
+        let answer = bad.get("/api/accLevel/list?pageNo=1&pageSize=10").await;
+        assert_eq!((code(&answer), answer["message"].as_str()), (-401, Some("Authentication required")), "{answer}");
+        assert_eq!(answer["data"], Value::Null);
+    }
+    let answer = Cv::answer(
+        cv.client
+            .get(server.url("/api/accLevel/list?pageNo=1&pageSize=10"))
+            .header("Authorization", format!("Token {}", api.token)),
+    )
+    .await;
+    assert_eq!(code(&answer), -401, "an API key in a header opens no CVSecurity path");
+    // ... and the CVSecurity token opens no other route, in a header or in the query.
+    let native = cv.client.get(server.url("/iclock/api/terminals/")).header("Authorization", format!("Token {token}"));
+    assert_eq!(native.send().await.unwrap().status(), 401);
+    let native = cv.client.get(server.url(&format!("/api/v1/access/doors?access_token={token}")));
+    assert_eq!(native.send().await.unwrap().status(), 401);
+
+    // A read-only client reads but may not write.
+    let siem = Cv::new(&server, &reader);
+    assert_success(&siem.get("/api/door/list").await);
+    let refused = siem.post_form("/api/door/remoteOpenById", &[("doorId", "1"), ("interval", "5")]).await;
+    assert_eq!(code(&refused), -403, "{refused}");
+
+    let list = token_cli(dir.path(), &["list"]);
+    assert!(list.lines().any(|l| l.contains("\tvisitors\tactive\tcvsecurity:read+access\t")), "{list}");
+    assert!(
+        list.lines().any(|l| l.contains("\tsiem\tactive\tcvsecurity:read\t") && l.contains("last used 20")),
+        "{list}"
+    );
+    token_cli(dir.path(), &["revoke", "--kind", "cvsecurity", "visitors"]);
+    assert_eq!(code(&cv.get("/api/accLevel/list?pageNo=1&pageSize=10").await), -401, "revoked");
+}
+
+#[tokio::test]
+async fn persons_departments_cards_and_levels_read_from_query_form_and_json_in_both_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    let level = access_setup(&server, &api, "ACC0101").await;
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "erp"]));
+
+    let person = cv.get("/api/person/get/7").await;
+    assert_success(&person);
+    assert_eq!((person["data"]["name"].as_str(), person["data"]["lastName"].as_str()), (Some("Ana"), Some("Lima")));
+    assert_eq!((person["data"]["cardNo"].as_str(), person["data"]["deptCode"].as_str()), (Some("123456"), Some("1")));
+    assert_eq!(person["data"]["personPwd"], "", "passwords are never shown");
+    assert_eq!(cv.get("/api/v2/person/get?pin=7").await["data"]["pin"], "7");
+    assert_eq!(code(&cv.get("/api/person/get?pin=nobody").await), -22);
+    assert_eq!(code(&cv.get("/api/person/get").await), -20);
+
+    // The person list: JSON body (the manual), query (Swagger), form body; bare and paged.
+    let bare = cv.post_json("/api/person/getPersonList", &json!({ "pins": "7,8", "pageNo": 1, "pageSize": 10 })).await;
+    assert_eq!(bare["data"].as_array().map(Vec::len), Some(1), "{bare}");
+    let paged = cv.post_json("/api/v2/person/getPersonList?pageNo=1&pageSize=10", &json!({ "deptCodes": ["1"] })).await;
+    assert_eq!((paged["data"]["total"].as_i64(), paged["data"]["page"].as_i64()), (Some(1), Some(0)), "{paged}");
+    assert_eq!((paged["data"]["size"].as_i64(), paged["data"]["lastPage"].as_bool()), (Some(1), Some(true)));
+    assert_eq!(paged["data"]["data"][0]["pin"], "7");
+    let form =
+        cv.post_form("/api/v2/person/getPersonList", &[("pins", "7"), ("pageNo", "2"), ("pageSize", "10")]).await;
+    assert_eq!((form["data"]["total"].as_i64(), form["data"]["data"].as_array().map(Vec::len)), (Some(1), Some(0)));
+    // Paging errors: missing, not positive, too large.
+    assert_eq!(code(&cv.post_json("/api/person/getPersonList", &json!({ "pins": "7" })).await), -92);
+    assert_eq!(code(&cv.get("/api/person/getPersonList?pageNo=0&pageSize=10").await), -90);
+    assert_eq!(code(&cv.get("/api/person/getPersonList?pageNo=1&pageSize=x").await), -90);
+    assert_eq!(code(&cv.get("/api/person/getPersonList?pageNo=1&pageSize=10001").await), -91);
+
+    let departments = cv.post_form("/api/department/getDepartmentList", &[("pageNo", "1"), ("pageSize", "10")]).await;
+    assert_eq!(departments["data"]["data"][0]["code"], "1", "{departments}");
+    assert_eq!(cv.get("/api/department/get/1").await["data"]["code"], "1");
+    assert_eq!(code(&cv.get("/api/v2/department/get?code=nope").await), -13);
+    let cards = cv.get("/api/card/getCards?pin=7").await;
+    assert_eq!(cards["data"], json!([{ "pin": "7", "cardNo": "123456", "cardType": "0" }]));
+
+    // Levels: 32-hex ids (and the decimal id) on unversioned and v2 paths.
+    let levels = cv.get("/api/accLevel/list?pageNo=1&pageSize=10").await;
+    let hex = levels["data"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!((hex.len(), levels["data"][0]["name"].as_str()), (32, Some("Staff")));
+    let v2 = cv.get("/api/v2/accLevel/list?pageNo=1&pageSize=10").await;
+    assert_eq!((v2["data"]["total"].as_i64(), v2["data"]["data"][0]["id"].as_str()), (Some(1), Some(hex.as_str())));
+    assert_eq!(cv.get(&format!("/api/accLevel/getById/{hex}")).await["data"]["name"], "Staff");
+    assert_eq!(cv.get(&format!("/api/v2/accLevel/getById?id={level}")).await["data"]["id"], hex.as_str());
+    assert_eq!(cv.get("/api/v2/accLevel/getByName?name=Staff").await["data"]["id"], hex.as_str());
+    assert_eq!(code(&cv.get("/api/accLevel/getById/402856aa000000000000000000000001").await), -24);
+    assert_eq!(code(&cv.get("/api/accLevel/list").await), -92);
+
+    // Doors, readers and devices.
+    let doors = cv.get("/api/door/list").await;
+    assert_eq!(doors["data"].as_array().map(Vec::len), Some(4), "paging is optional on door/list");
+    let door = doors["data"][0].clone();
+    assert_eq!((door["name"].as_str(), door["deviceSn"].as_str()), (Some("ACC0101-1"), Some("ACC0101")));
+    let door_id = door["id"].as_str().unwrap();
+    assert_eq!(cv.get(&format!("/api/door/get?id={door_id}")).await["data"], door);
+    assert_eq!(code(&cv.get("/api/door/get").await), -44);
+    let readers = cv.get("/api/v2/reader/list?pageNo=1&pageSize=3").await;
+    assert_eq!((readers["data"]["total"].as_i64(), readers["data"]["lastPage"].as_bool()), (Some(8), Some(false)));
+    assert_eq!(readers["data"]["data"][1]["name"], "ACC0101-1-Out");
+    let reader_id = readers["data"]["data"][1]["id"].as_str().unwrap();
+    assert_eq!(cv.get(&format!("/api/reader/getAcc?id={reader_id}")).await["data"]["readerState"], 1);
+    let devices = cv.get("/api/device/accList?pageNo=1&pageSize=10").await;
+    assert_eq!(devices["data"][0]["sn"], "ACC0101");
+    assert_eq!((devices["data"][0]["state"].as_str(), devices["data"][0]["module"].as_str()), (Some("1"), Some("acc")));
+    assert_eq!(code(&cv.get("/api/device/getAcc?sn=NOPE").await), -102);
+}
+
+/// The command lines of one poll.
+async fn poll(dev: &Device<'_>) -> Vec<(i64, String)> {
+    let r = dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    if text == "OK" {
+        return Vec::new();
+    }
+    text.lines()
+        .map(|line| {
+            let rest = line.strip_prefix("C:").unwrap_or_else(|| panic!("not a command line: {line:?}"));
+            let (id, command) = rest.split_once(':').expect("C:<id>:<command>");
+            (id.parse().expect("numeric id"), command.to_owned())
+        })
+        .collect()
+}
+
+async fn acknowledge(dev: &Device<'_>, commands: &[(i64, String)]) {
+    let body: String = commands.iter().map(|(id, _)| format!("ID={id}&Return=0&CMD=DATA\n")).collect();
+    assert_eq!(dev.post(&format!("/iclock/devicecmd?SN={}", dev.sn), body.as_bytes()).await.status, 200);
+}
+
+fn texts(commands: &[(i64, String)]) -> Vec<&str> {
+    commands.iter().map(|(_, text)| text.as_str()).collect()
+}
+
+#[tokio::test]
+async fn level_writes_and_a_remote_open_reach_the_controller_through_the_command_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    let level = access_setup(&server, &api, "ACC0201").await;
+    let dev = Device { server: &server, sn: "ACC0201".into() };
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "gym"]));
+    let level_hex = format!("{level:032x}");
+
+    // The gym client's way: addLevelPerson then syncPerson, parameters in the query.
+    let added = cv.post_json(&format!("/api/accLevel/addLevelPerson?pin=7&levelIds={level_hex}"), &json!({})).await;
+    assert_success(&added);
+    assert_eq!(added["data"], Value::Null);
+    let first = poll(&dev).await;
+    let tz = api.get("/api/v1/access/time-segments").await["data"][0]["id"].as_i64().unwrap();
+    let authorize = format!("DATA UPDATE userauthorize Pin=7\tAuthorizeTimezoneId={tz}\tAuthorizeDoorId=5");
+    assert_eq!(texts(&first).last().copied(), Some(authorize.as_str()), "{first:?}");
+    acknowledge(&dev, &first).await;
+    assert_success(&cv.post_form("/api/accLevel/syncPerson", &[("pin", "7"), ("levelIds", &level_hex)]).await);
+    assert!(poll(&dev).await.is_empty(), "in sync already: nothing is sent twice");
+    assert_success(&cv.post_form("/api/accLevel/syncLevel", &[("levelId", &level.to_string())]).await);
+    assert!(poll(&dev).await.is_empty());
+
+    // Refusals, with the reference's codes, change nothing.
+    assert_eq!(code(&cv.post_form("/api/accLevel/addLevelPerson", &[("levelIds", &level_hex)]).await), -20);
+    assert_eq!(code(&cv.post_form("/api/accLevel/addLevelPerson", &[("pin", "7")]).await), -42);
+    assert_eq!(code(&cv.post_form("/api/accLevel/addLevelPerson", &[("pin", "nobody"), ("levelIds", "1")]).await), -22);
+    let unknown = cv.post_form("/api/accLevel/addLevelPerson", &[("pin", "7"), ("levelIds", "99")]).await;
+    assert_eq!(code(&unknown), -24);
+    assert_eq!(code(&cv.post_form("/api/accLevel/syncLevel", &[]).await), -43);
+
+    // A remote open by id (form body, as the TS client posts it) and by name; a bad interval.
+    let doors = cv.get("/api/door/list").await;
+    let door_id = doors["data"][0]["id"].as_str().unwrap().to_owned();
+    assert_success(&cv.post_form("/api/door/remoteOpenById", &[("doorId", &door_id), ("interval", "5")]).await);
+    assert_success(&cv.get("/api/door/remoteOpenByName?doorName=ACC0201-3&interval=10").await);
+    assert_success(&cv.post_form("/api/door/remoteoffById", &[("doorId", &door_id)]).await);
+    for interval in ["0", "255", "x"] {
+        let refused = cv.post_form("/api/door/remoteOpenById", &[("doorId", &door_id), ("interval", interval)]).await;
+        assert_eq!(code(&refused), -45, "{interval}");
+    }
+    assert_eq!(code(&cv.post_form("/api/door/remoteOpenById", &[("interval", "5")]).await), -44);
+    assert_eq!(
+        code(&cv.post_form("/api/door/remoteOpenByName", &[("doorName", "Nowhere"), ("interval", "5")]).await),
+        -47
+    );
+    let opened = poll(&dev).await;
+    assert_eq!(texts(&opened), ["CONTROL DEVICE 01010105", "CONTROL DEVICE 0103010A", "CONTROL DEVICE 01010100"]);
+    acknowledge(&dev, &opened).await;
+
+    // deleteLevel takes the person out: their right and user go.
+    assert_success(&cv.post_form("/api/accLevel/deleteLevel", &[("pin", "7"), ("levelIds", &level_hex)]).await);
+    let removed = poll(&dev).await;
+    let right = format!("DATA DELETE userauthorize Pin=7\tAuthorizeTimezoneId={tz}");
+    assert_eq!(texts(&removed)[..2], [right.as_str(), "DATA DELETE user Pin=7"], "{removed:?}");
+    assert_success(&cv.post_form("/api/accLevel/deleteLevel", &[("pin", "7"), ("levelIds", &level_hex)]).await);
+
+    // Every write is in the audit log under the client's name.
+    let audit = api.get("/api/v1/audit-log?page_size=100").await;
+    let by_client = audit["data"].as_array().unwrap().iter().filter(|e| e["actor"] == "cvsecurity:gym").count();
+    assert!(by_client >= 8, "{audit}");
+}
+
+#[tokio::test]
+async fn transactions_come_from_stored_rtlog_events_on_v1_v2_and_v3_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    access_setup(&server, &api, "ACC0301").await;
+    let dev = Device { server: &server, sn: "ACC0301".into() };
+    let body = "time=2026-12-06 09:00:00\tpin=7\tcardno=123456\teventaddr=1\tevent=0\tinoutstatus=0\tverifytype=4\tindex=11\n\
+                time=2026-12-06 09:05:00\tpin=0\tcardno=0\teventaddr=2\tevent=102\tinoutstatus=0\tverifytype=200\tindex=12\n\
+                time=2026-12-07 10:00:00\tpin=7\tcardno=123456\teventaddr=3\tevent=23\tinoutstatus=1\tverifytype=4\tindex=13\n";
+    assert_eq!(dev.post("/iclock/cdata?SN=ACC0301&table=rtlog", body.as_bytes()).await.status, 200);
+    let cv =
+        Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "siem", "--read-only"]));
+
+    let all = cv.get("/api/transaction/list?pageNo=1&pageSize=10").await;
+    assert_success(&all);
+    let rows = all["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{all}");
+    let granted = &rows[0];
+    assert_eq!(
+        (granted["pin"].as_str(), granted["name"].as_str(), granted["cardNo"].as_str()),
+        (Some("7"), Some("Ana"), Some("123456"))
+    );
+    assert_eq!((granted["eventNo"].as_i64(), granted["eventName"].as_str()), (Some(0), Some("Normal Verify Open")));
+    assert_eq!(
+        (granted["eventPointName"].as_str(), granted["readerName"].as_str()),
+        (Some("ACC0301-1"), Some("ACC0301-1-In"))
+    );
+    assert_eq!((granted["devSn"].as_str(), granted["verifyModeName"].as_str()), (Some("ACC0301"), Some("Card")));
+    assert_eq!((granted["eventTime"].as_str(), granted["eventLevel"].as_i64()), (Some("2026-12-06 09:00:00"), Some(0)));
+    let forced = &rows[1];
+    assert_eq!(
+        (forced["pin"].as_str(), forced["eventName"].as_str(), forced["eventLevel"].as_i64()),
+        (Some(""), Some("Opened Forcefully"), Some(2))
+    );
+    assert_eq!((rows[2]["readerName"].as_str(), rows[2]["readerState"].as_i64()), (Some("ACC0301-3-Out"), Some(1)));
+
+    let v2 = cv.get("/api/v2/transaction/list?pageNo=2&pageSize=2&personPin=7").await;
+    assert_eq!(
+        (v2["data"]["total"].as_i64(), v2["data"]["page"].as_i64(), v2["data"]["lastPage"].as_bool()),
+        (Some(2), Some(1), Some(true)),
+        "{v2}"
+    );
+    assert_eq!(v2["data"]["data"].as_array().map(Vec::len), Some(0));
+    let day = cv.get("/api/v2/transaction/list?pageNo=1&pageSize=10&startDate=2026-12-07&endDate=2026-12-07").await;
+    assert_eq!(day["data"]["total"], 1, "{day}");
+    let by_device = cv.get("/api/transaction/device/ACC0301?pageNo=1&pageSize=10").await;
+    assert_eq!(by_device["data"].as_array().map(Vec::len), Some(3));
+    assert_eq!(cv.get("/api/v2/transaction/device/OTHER?pageNo=1&pageSize=10").await["data"]["total"], 0);
+    assert_eq!(cv.get("/api/v3/transaction/device?deviceSn=ACC0301&pageNo=1&pageSize=1").await["data"]["total"], 3);
+    assert_eq!(code(&cv.get("/api/v3/transaction/device?pageNo=1&pageSize=1").await), -200);
+    assert_eq!(
+        cv.get("/api/transaction/person/7?pageNo=1&pageSize=10").await["data"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(cv.get("/api/v3/transaction/person?pin=7&pageNo=1&pageSize=10").await["data"]["total"], 2);
+
+    let id = granted["id"].as_str().unwrap();
+    assert_eq!(cv.get(&format!("/api/transaction/getById/{id}")).await["data"], *granted);
+    assert_eq!(cv.get(&format!("/api/v2/transaction/getById?id={id}")).await["data"]["eventNo"], 0);
+    let missing = cv.get("/api/v2/transaction/getById?id=999999").await;
+    assert_eq!((code(&missing), missing["message"].as_str()), (-1, Some("the transaction does not exist")));
+
+    // Paging and time errors.
+    assert_eq!(code(&cv.get("/api/transaction/list?pageNo=1&pageSize=1001").await), -91);
+    assert_eq!(code(&cv.get("/api/transaction/list?pageNo=-1&pageSize=10").await), -90);
+    assert_eq!(code(&cv.get("/api/transaction/list").await), -92);
+    assert_eq!(code(&cv.get("/api/transaction/list?pageNo=1&pageSize=10&startDate=yesterday").await), -100);
+    let reversed = "/api/transaction/list?pageNo=1&pageSize=10&startDate=2026-12-08&endDate=2026-12-01";
+    assert_eq!(code(&cv.get(reversed).await), -101);
+    // A body that is not JSON although it looks like it: a program error, still an envelope.
+    let url = server.url("/api/transaction/list?pageNo=1&pageSize=10&access_token=x");
+    let broken = Cv::answer(cv.client.post(url).header("Content-Type", "application/json").body("{nope")).await;
+    assert_eq!(code(&broken), -1);
+}
