@@ -53,7 +53,8 @@ enum Command {
         #[command(subcommand)]
         action: config::ConfigAction,
     },
-    /// Long-lived API keys for integrations (work as `Authorization: Token <key>`).
+    /// Long-lived API keys for integrations (work as `Authorization: Token <key>`), and CVSecurity
+    /// API clients (`--kind cvsecurity`: the `access_token` of the CVSecurity-compatible paths).
     Token {
         #[command(subcommand)]
         action: token::TokenAction,
