@@ -1,4 +1,4 @@
--- API clients of the CVSecurity-compatible API (issue 19): ZKBio CVSecurity's "API
+-- API clients of the CVSecurity-compatible API (issue 19) and their monitor sessions: ZKBio CVSecurity's "API
 -- Authorization" clients, whose secret is the `access_token` query parameter. A table of their
 -- own, not `api_tokens` rows, so that such a token opens the CVSecurity routes and nothing else,
 -- and no other credential opens them (a token in a URL ends up in proxy logs; it must not be an
@@ -17,3 +17,15 @@ CREATE TABLE cvsecurity_clients (
 );
 -- Names are unique among the clients in force, so `token revoke --kind cvsecurity NAME` names one.
 CREATE UNIQUE INDEX cvsecurity_clients_live_name ON cvsecurity_clients (name) WHERE revoked_at IS NULL;
+
+-- `transaction/monitor` polling sessions: a client picks a millisecond timestamp on its first
+-- poll and sends the same one on every poll; each session hands out the events stored since its
+-- previous poll (the first: those received since the timestamp). Kept here, not in memory, so
+-- a restart or another replica continues where the session was. Idle sessions are deleted.
+CREATE TABLE cvsecurity_monitor_sessions (
+    client_id    INTEGER  NOT NULL REFERENCES cvsecurity_clients (id),
+    started_ms   INTEGER  NOT NULL,
+    cursor_id    INTEGER  NOT NULL DEFAULT 0,
+    last_poll_at INTEGER  NOT NULL,
+    PRIMARY KEY (client_id, started_ms)
+);

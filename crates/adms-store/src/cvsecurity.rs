@@ -69,25 +69,48 @@ pub struct AccessEventRow {
     raw_digest: Vec<u8>,
 }
 
-macro_rules! events_from {
+macro_rules! event_columns {
+    () => {
+        "SELECT ev.id, ev.device_id, d.sn, d.alias, ev.local_time, ev.pin, ev.card_no, ev.door, ev.event_code, ev.in_out, \
+         ev.verify_type, dr.name AS door_name, e.first_name, e.last_name, dp.dept_code, dp.dept_name, ev.raw_sha256"
+    };
+}
+
+/// The events of approved devices with their door, employee and department.
+macro_rules! events_joined {
     () => {
         " FROM access_events AS ev JOIN devices AS d ON d.id = ev.device_id \
           LEFT JOIN access_doors AS dr ON dr.device_id = ev.device_id AND dr.door_no = ev.door \
           LEFT JOIN employees AS e ON e.emp_code = ev.pin AND e.deleted_at IS NULL \
           LEFT JOIN departments AS dp ON dp.id = e.department_id \
-          WHERE d.approval = 'approved' AND ($1 IS NULL OR ev.id = $1) AND ($2 IS NULL OR d.sn = $2) \
-          AND ($3 IS NULL OR ev.pin = $3) AND ($4 IS NULL OR ev.local_time >= $4) AND ($5 IS NULL OR ev.local_time <= $5)"
+          WHERE d.approval = 'approved'"
     };
 }
 
-const COUNT_EVENTS: &str = concat!("SELECT COUNT(*)", events_from!());
+macro_rules! events_where {
+    () => {
+        concat!(
+            events_joined!(),
+            " AND ($1 IS NULL OR ev.id = $1) AND ($2 IS NULL OR d.sn = $2) \
+             AND ($3 IS NULL OR ev.pin = $3) AND ($4 IS NULL OR ev.local_time >= $4) AND ($5 IS NULL OR ev.local_time <= $5)"
+        )
+    };
+}
+
+const COUNT_EVENTS: &str = concat!("SELECT COUNT(*)", events_where!());
 // In the order they were stored: a client paging forward sees new events at the end.
-const SELECT_EVENTS: &str = concat!(
-    "SELECT ev.id, ev.device_id, d.sn, d.alias, ev.local_time, ev.pin, ev.card_no, ev.door, ev.event_code, ev.in_out, \
-     ev.verify_type, dr.name AS door_name, e.first_name, e.last_name, dp.dept_code, dp.dept_name, ev.raw_sha256",
-    events_from!(),
-    " ORDER BY ev.id LIMIT $6 OFFSET $7"
+const SELECT_EVENTS: &str = concat!(event_columns!(), events_where!(), " ORDER BY ev.id LIMIT $6 OFFSET $7");
+/// A monitor session's next events: after its cursor, received since it started and before
+/// the settling bound.
+const MONITOR_EVENTS: &str = concat!(
+    event_columns!(),
+    events_joined!(),
+    " AND ev.id > $1 AND ev.received_at >= $2 AND ev.received_at <= $3 ORDER BY ev.id LIMIT $4"
 );
+
+/// How long a `transaction/monitor` session may stay idle before it is deleted (a later poll
+/// with its timestamp starts it again from the timestamp).
+pub const MONITOR_IDLE_MICROS: i64 = 24 * 3_600 * 1_000_000;
 
 impl Store {
     /// Stores a new API client by its token's digest. Its name must not be taken by another
@@ -225,11 +248,82 @@ impl Store {
                 (count, rows)
             }
         });
+        self.open_cards(&mut rows)?;
+        Ok((count, rows))
+    }
+
+    fn open_cards(&self, rows: &mut [AccessEventRow]) -> Result<(), StoreError> {
         let sealer = self.sealer();
-        for row in &mut rows {
+        for row in rows {
             let record = sealed::digest_record(&row.device_id.to_string(), &row.raw_digest);
             row.card_no = sealer.open(sealed::ACCESS_EVENT_CARD.kind, &record, &row.card_no)?;
         }
-        Ok((count, rows))
+        Ok(())
+    }
+
+    /// One `transaction/monitor` poll of the session (`client_id`, `started_ms`): the next
+    /// `limit` events after the session's cursor (the first poll: those received since
+    /// `started_ms`), received at least `settle_micros` before `now`, and the cursor moved past
+    /// them, in one transaction (two replicas polling one session take turns). The settling
+    /// bound is for PostgreSQL, where ids are not committed in order: an event whose
+    /// transaction commits more than `settle_micros` after it was received is missed by the
+    /// sessions that polled meanwhile (it is in the lists and its webhook all the same). Idle
+    /// sessions ([`MONITOR_IDLE_MICROS`]) are deleted on the way.
+    pub async fn monitor_access_events(
+        &self,
+        client_id: i64,
+        started_ms: i64,
+        now: i64,
+        settle_micros: i64,
+        limit: i64,
+    ) -> Result<Vec<AccessEventRow>, StoreError> {
+        let since = started_ms.saturating_mul(1000);
+        let until = now.saturating_sub(settle_micros);
+        let mut rows: Vec<AccessEventRow> = on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            sqlx::query("DELETE FROM cvsecurity_monitor_sessions WHERE last_poll_at < $1")
+                .bind(now.saturating_sub(MONITOR_IDLE_MICROS))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO cvsecurity_monitor_sessions (client_id, started_ms, cursor_id, last_poll_at) \
+                 VALUES ($1, $2, 0, $3) ON CONFLICT (client_id, started_ms) DO NOTHING",
+            )
+            .bind(client_id)
+            .bind(started_ms)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let cursor: i64 = sqlx::query_scalar(concat!(
+                "SELECT cursor_id FROM cvsecurity_monitor_sessions WHERE client_id = $1 AND started_ms = $2",
+                for_update!()
+            ))
+            .bind(client_id)
+            .bind(started_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            let rows: Vec<AccessEventRow> = sqlx::query_as(MONITOR_EVENTS)
+                .bind(cursor)
+                .bind(since)
+                .bind(until)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            let moved = rows.last().map_or(cursor, |row| row.id);
+            sqlx::query(
+                "UPDATE cvsecurity_monitor_sessions SET cursor_id = $1, last_poll_at = $2 \
+                 WHERE client_id = $3 AND started_ms = $4",
+            )
+            .bind(moved)
+            .bind(now)
+            .bind(client_id)
+            .bind(started_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            rows
+        });
+        self.open_cards(&mut rows)?;
+        Ok(rows)
     }
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::common::{Api, Database, Device, Server};
+use crate::common::{self, Api, Database, Device, Server};
 use serde_json::{Value, json};
 
 /// `adms-bridge token …` on the database of `dir`; its standard output.
@@ -377,4 +377,42 @@ async fn transactions_come_from_stored_rtlog_events_on_v1_v2_and_v3_paths() {
     let url = server.url("/api/transaction/list?pageNo=1&pageSize=10&access_token=x");
     let broken = Cv::answer(cv.client.post(url).header("Content-Type", "application/json").body("{nope")).await;
     assert_eq!(code(&broken), -1);
+}
+
+#[tokio::test]
+async fn the_monitor_hands_out_each_new_event_once_per_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    access_setup(&server, &api, "ACC0401").await;
+    let dev = Device { server: &server, sn: "ACC0401".into() };
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "siem"]));
+    // The client's session timestamp, picked before the events (and sent unchanged every poll).
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() - 1000;
+    let url = format!("/api/transaction/monitor?timestamp={started}");
+    assert_success(&cv.get(&url).await);
+    let body = "time=2026-12-06 09:00:00\tpin=7\tcardno=123456\teventaddr=1\tevent=0\tinoutstatus=0\tverifytype=4\tindex=21\n\
+                time=2026-12-06 09:05:00\tpin=0\tcardno=0\teventaddr=2\tevent=102\tinoutstatus=0\tverifytype=200\tindex=22\n";
+    assert_eq!(dev.post("/iclock/cdata?SN=ACC0401&table=rtlog", body.as_bytes()).await.status, 200);
+
+    // Events are handed out once they settled (two seconds), each once.
+    let mut rows: Vec<Value> = Vec::new();
+    common::eventually("both events reach the monitor", async || {
+        let answer = cv.get(&url).await;
+        assert_success(&answer);
+        rows.extend(answer["data"].as_array().cloned().unwrap_or_default());
+        rows.len() >= 2
+    })
+    .await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((rows[0]["id"].clone(), rows[0]["eventName"].as_str()), (Value::Null, Some("Normal Verify Open")));
+    assert_eq!((rows[1]["eventNo"].as_i64(), rows[1]["devSn"].as_str()), (Some(102), Some("ACC0401")));
+    assert_eq!(cv.get(&url).await["data"], json!([]), "handed out once");
+    // Another session (timestamp) of the same client starts from its own timestamp.
+    assert_eq!(
+        cv.get(&format!("/api/transaction/monitor?timestamp={}", started - 1)).await["data"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(code(&cv.get("/api/transaction/monitor").await), -100);
+    assert_eq!(code(&cv.get("/api/transaction/monitor?timestamp=soon").await), -100);
 }

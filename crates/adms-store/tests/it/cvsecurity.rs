@@ -11,6 +11,7 @@ use crate::common::{Engine, fresh};
 crate::on_both_engines!(
     clients_are_stored_by_digest_named_once_and_revoked,
     access_events_read_back_as_transactions_with_names_filters_and_pages,
+    a_monitor_session_hands_out_each_settled_event_once_in_batches,
 );
 
 async fn clients_are_stored_by_digest_named_once_and_revoked(engine: Engine) {
@@ -115,4 +116,46 @@ async fn access_events_read_back_as_transactions_with_names_filters_and_pages(en
     let other = AccessEventFilter { sn: Some("HELD1".into()), ..AccessEventFilter::default() };
     assert_eq!(store.access_events_page(&other, 0, 10).await.unwrap(), (0, Vec::new()));
     assert_eq!(store.access_events_page(&AccessEventFilter::default(), 5, 10).await.unwrap().1.len(), 0);
+}
+
+async fn a_monitor_session_hands_out_each_settled_event_once_in_batches(engine: Engine) {
+    let store = fresh(engine).await;
+    let panel = controller(&store, "ACC1", Approval::Approved).await;
+    let client = store.create_cvsecurity_client("siem", &sha256(b"secret"), false).await.unwrap();
+    let other = store.create_cvsecurity_client("psim", &sha256(b"other"), false).await.unwrap();
+    const SECOND: i64 = 1_000_000;
+    let t0 = 1_800_000_000 * SECOND;
+    let at = |n: i64| event(&format!("2027-01-15 08:00:{n:02}"), "7", "1", 1, 0);
+    // One event before the session's timestamp, three after.
+    store.store_access_events(panel, &[at(0)], &[], t0 - SECOND).await.unwrap();
+    store.store_access_events(panel, &[at(1), at(2), at(3)], &[], t0 + SECOND).await.unwrap();
+    let started_ms = t0 / 1000;
+    let settle = 2 * SECOND;
+    let times = |rows: &[adms_store::cvsecurity::AccessEventRow]| -> Vec<String> {
+        rows.iter().map(|r| r.local_time[17..].to_owned()).collect()
+    };
+
+    // Not settled yet at t0 + 2 s: nothing; then in batches of two, each once.
+    assert!(store.monitor_access_events(client, started_ms, t0 + 2 * SECOND, settle, 2).await.unwrap().is_empty());
+    let now = t0 + 4 * SECOND;
+    assert_eq!(times(&store.monitor_access_events(client, started_ms, now, settle, 2).await.unwrap()), ["01", "02"]);
+    assert_eq!(times(&store.monitor_access_events(client, started_ms, now, settle, 2).await.unwrap()), ["03"]);
+    assert!(store.monitor_access_events(client, started_ms, now, settle, 2).await.unwrap().is_empty());
+    store.store_access_events(panel, &[at(4)], &[], now).await.unwrap();
+    let later = now + 3 * SECOND;
+    assert_eq!(times(&store.monitor_access_events(client, started_ms, later, settle, 2).await.unwrap()), ["04"]);
+
+    // Sessions are independent: another client, or another timestamp, starts from its own.
+    assert_eq!(store.monitor_access_events(other, started_ms, later, settle, 10).await.unwrap().len(), 4);
+    let from_before = (t0 - 2 * SECOND) / 1000;
+    assert_eq!(store.monitor_access_events(client, from_before, later, settle, 10).await.unwrap().len(), 5);
+    // A second handle (another replica) continues the session where the first left it.
+    let replica = store.second_process().await;
+    store.store_access_events(panel, &[at(5)], &[], later).await.unwrap();
+    let rows = replica.monitor_access_events(client, started_ms, later + 3 * SECOND, settle, 10).await.unwrap();
+    assert_eq!((times(&rows), rows[0].card_no.as_str()), (vec!["05".to_owned()], "1"));
+    // A session idle for a day is forgotten: polled again, it starts from its timestamp.
+    let next_day = later + adms_store::cvsecurity::MONITOR_IDLE_MICROS + 10 * SECOND;
+    assert_eq!(store.monitor_access_events(other, started_ms + 1, next_day, settle, 10).await.unwrap().len(), 5);
+    assert_eq!(store.monitor_access_events(client, started_ms, next_day, settle, 10).await.unwrap().len(), 5);
 }

@@ -134,6 +134,7 @@ pub fn routes() -> Router<SharedState> {
             any(|s: St, p: P, r: CvRequest| transactions::by_person_path(s, p, r, Paged)),
         )
         .route("/api/v3/transaction/person", any(transactions::by_person))
+        .route("/api/transaction/monitor", any(transactions::monitor))
         .route("/api/transaction/getById/{id}", any(transactions::get_by_path))
         .route("/api/v2/transaction/getById", any(transactions::get))
 }

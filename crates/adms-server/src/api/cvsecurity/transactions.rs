@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use adms_store::cvsecurity::{AccessEventFilter, AccessEventRow};
+use adms_store::now_micros;
 
 use super::envelope::{CvError, CvResult, Envelope};
 use super::params::{CvRequest, MAX_TRANSACTION_PAGE};
@@ -147,6 +148,39 @@ pub async fn get_by_path(State(state): State<SharedState>, Path(id): Path<String
 /// `v2/transaction/getById?id=`.
 pub async fn get(State(state): State<SharedState>, request: CvRequest) -> CvResult {
     one(&state, request.params.get("id")).await
+}
+
+/// How long an event has been stored before `transaction/monitor` hands it out (see
+/// `Store::monitor_access_events`: on PostgreSQL, ids are not committed in order).
+const MONITOR_SETTLE_MICROS: i64 = 2_000_000;
+/// Events one monitor poll hands out at most; the next poll continues.
+const MONITOR_BATCH: i64 = 500;
+
+/// `transaction/monitor?timestamp=<ms>`: the SIEM feed. A client picks a timestamp on its
+/// first poll and sends the same one on every poll; each poll answers the events stored since
+/// the session's previous poll (the first: since the timestamp), as a bare array. The session
+/// is the bridge's (`cvsecurity_monitor_sessions`), so a restart or another replica continues
+/// it. Rows have `id: null`, as CVSecurity's ("not stored yet").
+pub async fn monitor(State(state): State<SharedState>, request: CvRequest) -> CvResult {
+    let started_ms = request
+        .params
+        .get("timestamp")
+        .and_then(|t| t.parse::<i64>().ok())
+        .filter(|t| *t > 0)
+        .ok_or(CvError::TimeFormat)?;
+    let rows = state
+        .store
+        .monitor_access_events(request.client.id, started_ms, now_micros(), MONITOR_SETTLE_MICROS, MONITOR_BATCH)
+        .await?;
+    let views = rows
+        .iter()
+        .map(|row| {
+            let mut view = transaction_view(row);
+            view["id"] = Value::Null;
+            view
+        })
+        .collect();
+    Ok(Envelope::success(Value::Array(views)))
 }
 
 #[cfg(test)]
