@@ -1,4 +1,4 @@
--- API clients of the CVSecurity-compatible API (issue 19) and their monitor sessions: ZKBio CVSecurity's "API
+-- API clients of the CVSecurity-compatible API (issue 19), their monitor sessions, door states: ZKBio CVSecurity's "API
 -- Authorization" clients, whose secret is the `access_token` query parameter. A table of their
 -- own, not `api_tokens` rows, so that such a token opens the CVSecurity routes and nothing else,
 -- and no other credential opens them (a token in a URL ends up in proxy logs; it must not be an
@@ -28,4 +28,16 @@ CREATE TABLE cvsecurity_monitor_sessions (
     cursor_id    BIGINT  NOT NULL DEFAULT 0,
     last_poll_at BIGINT  NOT NULL,
     PRIMARY KEY (client_id, started_ms)
+);
+
+-- The last door state each access controller reported (`rtstate`: its hex fields as sent,
+-- decoded per door when read), for CVSecurity's door-state calls. The bodies themselves stay in
+-- `raw_uploads` as before.
+CREATE TABLE access_controller_states (
+    device_id   BIGINT  PRIMARY KEY REFERENCES devices (id),
+    local_time  TEXT    NOT NULL,
+    sensor      TEXT    NOT NULL,
+    relay       TEXT    NOT NULL,
+    alarm       TEXT    NOT NULL,
+    received_at BIGINT  NOT NULL
 );

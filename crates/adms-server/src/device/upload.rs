@@ -163,11 +163,37 @@ async fn store_table(
         UploadTable::RtState | UploadTable::Other => {
             let name = ctx.query().table.as_deref().map_or_else(|| table.as_str().to_owned(), str::to_owned);
             store_raw(state, ctx, "cdata", &name, &body).await?;
+            if table == UploadTable::RtState {
+                keep_door_state(state, ctx, &body).await;
+            }
             if table == UploadTable::Other {
                 tracing::info!(table = %name, bytes = body.len(), "unknown table stored raw");
             }
             Ok(ok("OK"))
         }
+    }
+}
+
+/// Keeps the last door state of an `rtstate` body (its last line that parses) for the
+/// CVSecurity door-state calls. The body is stored already: a line that does not parse, or a
+/// failed write, is logged and the upload still answered `OK`.
+async fn keep_door_state(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) {
+    let Some(line) =
+        adms_protocol::lines(body).filter_map(|l| adms_protocol::rtlog::parse_rtstate_line(l.bytes).ok()).last()
+    else {
+        tracing::info!(bytes = body.len(), "rtstate without a readable state line");
+        return;
+    };
+    let kept = adms_store::cvsecurity::ControllerState {
+        device_id: ctx.entry.id(),
+        local_time: line.time.to_string(),
+        sensor: line.sensor.to_owned(),
+        relay: line.relay.to_owned(),
+        alarm: line.alarm.to_owned(),
+        received_at: now_micros(),
+    };
+    if let Err(error) = state.store.set_controller_state(&kept).await {
+        tracing::warn!(%error, "the controller's door state was not kept");
     }
 }
 

@@ -416,3 +416,43 @@ async fn the_monitor_hands_out_each_new_event_once_per_session() {
     assert_eq!(code(&cv.get("/api/transaction/monitor").await), -100);
     assert_eq!(code(&cv.get("/api/transaction/monitor?timestamp=soon").await), -100);
 }
+
+#[tokio::test]
+async fn door_states_come_from_the_controllers_last_rtstate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    access_setup(&server, &api, "ACC0501").await;
+    let dev = Device { server: &server, sn: "ACC0501".into() };
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "psim"]));
+    let before = cv.get("/api/door/allDoorState?timestamp=1").await;
+    assert_eq!(before["data"].as_array().map(Vec::len), Some(4), "{before}");
+    assert_eq!(
+        (before["data"][0]["sensor"].as_str(), before["data"][0]["alarm"].as_str()),
+        (Some("unknown"), Some("unknown"))
+    );
+
+    // Door 1 open with its lock released, door 2 closed and held open too long.
+    let rtstate = b"time=2026-12-06 09:00:00\tsensor=0201\trelay=0100\talarm=0000000000000000\n\
+                    time=2026-12-06 09:00:05\tsensor=0601\trelay=0100\talarm=0010000000000000\n";
+    let r = dev.post("/iclock/cdata?SN=ACC0501&table=rtstate", rtstate).await;
+    assert_eq!((r.status, r.text()), (200, "OK".to_owned()));
+    let all = cv.get("/api/door/allDoorState").await;
+    assert_success(&all);
+    let door1 = &all["data"][0];
+    assert_eq!((door1["name"].as_str(), door1["connect"].as_str()), (Some("ACC0501-1"), Some("1")), "{all}");
+    assert_eq!(
+        (door1["sensor"].as_str(), door1["relay"].as_str(), door1["alarm"].as_str()),
+        (Some("open"), Some("open"), Some("none"))
+    );
+    let door2 = &all["data"][1];
+    assert_eq!(
+        (door2["sensor"].as_str(), door2["relay"].as_str(), door2["alarm"].as_str()),
+        (Some("off"), Some("off"), Some("timeout"))
+    );
+    let id = door2["id"].as_str().unwrap();
+    assert_eq!(cv.get(&format!("/api/door/doorStateById?doorId={id}&timestamp=1")).await["data"], *door2);
+    assert_eq!(cv.get("/api/door/doorStateBySn?deviceSn=ACC0501").await["data"].as_array().map(Vec::len), Some(4));
+    assert_eq!(code(&cv.get("/api/door/doorStateBySn?deviceSn=NOPE").await), -102);
+    assert_eq!(code(&cv.get("/api/door/doorStateById").await), -44);
+}

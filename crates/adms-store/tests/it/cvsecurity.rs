@@ -12,6 +12,7 @@ crate::on_both_engines!(
     clients_are_stored_by_digest_named_once_and_revoked,
     access_events_read_back_as_transactions_with_names_filters_and_pages,
     a_monitor_session_hands_out_each_settled_event_once_in_batches,
+    a_controller_keeps_its_newest_door_state,
 );
 
 async fn clients_are_stored_by_digest_named_once_and_revoked(engine: Engine) {
@@ -158,4 +159,24 @@ async fn a_monitor_session_hands_out_each_settled_event_once_in_batches(engine: 
     let next_day = later + adms_store::cvsecurity::MONITOR_IDLE_MICROS + 10 * SECOND;
     assert_eq!(store.monitor_access_events(other, started_ms + 1, next_day, settle, 10).await.unwrap().len(), 5);
     assert_eq!(store.monitor_access_events(client, started_ms, next_day, settle, 10).await.unwrap().len(), 5);
+}
+
+async fn a_controller_keeps_its_newest_door_state(engine: Engine) {
+    use adms_store::cvsecurity::ControllerState;
+    let store = fresh(engine).await;
+    let panel = controller(&store, "ACC1", Approval::Approved).await;
+    let state = |at: i64, sensor: &str| ControllerState {
+        device_id: panel,
+        local_time: "2026-12-06 09:00:00".into(),
+        sensor: sensor.into(),
+        relay: "00".into(),
+        alarm: "0000".into(),
+        received_at: at,
+    };
+    store.set_controller_state(&state(20, "02")).await.unwrap();
+    // An older report handled late changes nothing; a newer one replaces it.
+    store.set_controller_state(&state(10, "01")).await.unwrap();
+    assert_eq!(store.controller_states().await.unwrap(), [state(20, "02")]);
+    store.set_controller_state(&state(30, "05")).await.unwrap();
+    assert_eq!(store.controller_states().await.unwrap(), [state(30, "05")]);
 }

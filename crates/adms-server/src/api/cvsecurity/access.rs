@@ -13,6 +13,11 @@
 //!   no error.
 //! - `accLevel/syncLevel` re-plans every controller of the level's doors (the difference is
 //!   queued, as after any change; a full re-sync of a controller is the native API's).
+//! - Door states (`door/allDoorState`, `doorStateById`, `doorStateBySn`) are the manual's
+//!   shape: an object (an array by serial number) with words; one field client reads an array
+//!   of numeric codes from `doorStateById`, which is not served. `timestamp` is not required.
+//!   `connect` is "1" when the controller is online, "0" offline or not yet seen, "2" when it
+//!   is not approved (CVSecurity's "disabled").
 //! - A remote open or close answers once the command is queued; the controller's result is the
 //!   command's outcome in the native command API (CVSecurity's answer carries no result either).
 
@@ -20,8 +25,9 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use adms_protocol::access::DoorAction;
+use adms_protocol::rtlog::DoorStateBits;
 use adms_store::access::{AccessDoor, AccessLevel};
-use adms_store::cvsecurity::AccessDevice;
+use adms_store::cvsecurity::{AccessDevice, ControllerState};
 
 use super::envelope::{CvError, CvResult, Envelope};
 use super::ids::{self, ReaderSide};
@@ -324,4 +330,88 @@ async fn door_control(state: SharedState, request: CvRequest, by: DoorBy, action
     }
     .await;
     audited(&state, &request, &target, result).await
+}
+
+/// The manual's words for one door's state (`cvsecurity_api.md` §5.6).
+fn door_state_view(door: &AccessDoor, device: Option<&AccessDevice>, state: Option<&ControllerState>) -> Value {
+    let connect = match device {
+        Some(d) if !d.approved => "2",
+        Some(d) if d.presence == "online" => "1",
+        _ => "0",
+    };
+    let bits = state.map_or(DoorStateBits { sensor: None, relay_open: None, alarm: None }, |s| {
+        DoorStateBits::of(&s.sensor, &s.relay, &s.alarm, u8::try_from(door.door_no).unwrap_or(1))
+    });
+    let sensor = match bits.sensor {
+        Some(0) => "nosensor",
+        Some(1) => "off",
+        Some(2) => "open",
+        _ => "unknown",
+    };
+    let relay = match bits.relay_open {
+        Some(true) => "open",
+        Some(false) => "off",
+        None => "unknown",
+    };
+    // The first alarm bit set, in the controller's bit order.
+    const ALARMS: [&str; 8] = [
+        "opened accidentally",
+        "tamper",
+        "duress password",
+        "duress fingerprint",
+        "timeout",
+        "backup power",
+        "low battery",
+        "tamper",
+    ];
+    let alarm = match bits.alarm {
+        None => "unknown",
+        Some(0) => "none",
+        Some(byte) => ALARMS[byte.trailing_zeros() as usize],
+    };
+    json!({
+        "id": ids::encode(door.id),
+        "name": door.name,
+        "deviceId": ids::encode(door.device_id),
+        "connect": connect,
+        "sensor": sensor,
+        "relay": relay,
+        "alarm": alarm,
+    })
+}
+
+/// The state of each door `keep` selects.
+async fn door_states(state: &SharedState, keep: impl Fn(&AccessDoor) -> bool) -> Result<Vec<Value>, CvError> {
+    let devices = state.store.access_devices(None).await?;
+    let states = state.store.controller_states().await?;
+    let doors = state.store.access_doors(None).await?;
+    Ok(doors
+        .iter()
+        .filter(|d| keep(d))
+        .map(|d| {
+            let device = devices.iter().find(|v| v.id == d.device_id);
+            door_state_view(d, device, states.iter().find(|s| s.device_id == d.device_id))
+        })
+        .collect())
+}
+
+/// `door/allDoorState`.
+pub async fn all_door_states(State(state): State<SharedState>, _request: CvRequest) -> CvResult {
+    Ok(Envelope::success(Value::Array(door_states(&state, |_| true).await?)))
+}
+
+/// `door/doorStateById?doorId=`: one object.
+pub async fn door_state_by_id(State(state): State<SharedState>, request: CvRequest) -> CvResult {
+    let door = door_by_id(&state, request.params.get("doorId")).await?;
+    let mut states = door_states(&state, |d| d.id == door.id).await?;
+    states.pop().map(Envelope::success).ok_or(CvError::DoorMissing)
+}
+
+/// `door/doorStateBySn?deviceSn=`: the doors of one controller.
+pub async fn door_states_by_sn(State(state): State<SharedState>, request: CvRequest) -> CvResult {
+    let sn = request.params.get("deviceSn").or(request.params.get("sn")).ok_or(CvError::SnEmpty)?.to_owned();
+    if state.store.access_devices(Some(&sn)).await?.is_empty() {
+        return Err(CvError::DeviceMissing);
+    }
+    Ok(Envelope::success(Value::Array(door_states(&state, |d| d.sn == sn).await?)))
 }
