@@ -132,6 +132,12 @@ async fn an_access_token_opens_the_cvsecurity_paths_only_and_nothing_else_opens_
     let refused = siem.post_form("/api/door/remoteOpenById", &[("doorId", "1"), ("interval", "5")]).await;
     assert_eq!(code(&refused), -403, "{refused}");
 
+    // A body over the limit: 413 with an envelope, nothing done.
+    let oversized = vec![b'x'; 300 * 1024];
+    let response = cv.client.post(cv.url("/api/door/remoteOpenById")).body(oversized).send().await.unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.json::<Value>().await.unwrap()["code"], -1);
+
     let list = token_cli(dir.path(), &["list"]);
     assert!(list.lines().any(|l| l.contains("\tvisitors\tactive\tcvsecurity:read+access\t")), "{list}");
     assert!(
