@@ -180,6 +180,8 @@ async fn persons_departments_cards_and_levels_read_from_query_form_and_json_in_b
     assert_eq!(code(&cv.get("/api/person/getPersonList?pageNo=0&pageSize=10").await), -90);
     assert_eq!(code(&cv.get("/api/person/getPersonList?pageNo=1&pageSize=x").await), -90);
     assert_eq!(code(&cv.get("/api/person/getPersonList?pageNo=1&pageSize=10001").await), -91);
+    let too_many = vec!["1"; 1001].join(",");
+    assert_eq!(code(&cv.get(&format!("/api/person/getPersonList?pageNo=1&pageSize=10&pins={too_many}")).await), -1);
 
     let departments = cv.post_form("/api/department/getDepartmentList", &[("pageNo", "1"), ("pageSize", "10")]).await;
     assert_eq!(departments["data"]["data"][0]["code"], "1", "{departments}");

@@ -184,7 +184,7 @@ pub async fn level_get_by_name(State(state): State<SharedState>, request: CvRequ
 /// The pin and the levels a membership write names, all checked before anything changes.
 async fn pin_and_levels(state: &SharedState, request: &CvRequest) -> Result<(String, Vec<AccessLevel>), CvError> {
     let pin = request.params.get("pin").ok_or(CvError::PinEmpty)?.to_owned();
-    let names = request.params.list("levelIds");
+    let names = request.params.list("levelIds")?;
     if names.is_empty() {
         return Err(CvError::PersonOrLevelEmpty);
     }

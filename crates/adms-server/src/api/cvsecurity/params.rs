@@ -23,6 +23,9 @@ pub const MAX_TRANSACTION_PAGE: i64 = 1000;
 /// unbounded (`-91` beyond it too).
 pub const MAX_OTHER_PAGE: i64 = 10_000;
 
+/// Items a comma-separated parameter may list.
+pub const MAX_LIST_ITEMS: usize = 1000;
+
 /// The request's parameters, query first, then the body's.
 #[derive(Debug, Default, Clone)]
 pub struct Params(Vec<(String, String)>);
@@ -33,11 +36,17 @@ impl Params {
         self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value.trim()).filter(|value| !value.is_empty())
     }
 
-    /// A comma-separated list (`pins`, `levelIds`, `deptCodes`), without empty items.
-    pub fn list(&self, name: &str) -> Vec<String> {
-        self.get(name)
+    /// A comma-separated list (`pins`, `levelIds`, `deptCodes`), without empty items; each item
+    /// costs a look-up, so a list is at most [`MAX_LIST_ITEMS`] long.
+    pub fn list(&self, name: &str) -> Result<Vec<String>, CvError> {
+        let items: Vec<String> = self
+            .get(name)
             .map(|text| text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if items.len() > MAX_LIST_ITEMS {
+            return Err(CvError::Other(format!("{name} lists more than {MAX_LIST_ITEMS} items")));
+        }
+        Ok(items)
     }
 
     /// The page asked for: `pageNo` (from 1) and `pageSize`, both required and positive

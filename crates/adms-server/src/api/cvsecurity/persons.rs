@@ -90,8 +90,8 @@ pub async fn get(State(state): State<SharedState>, request: CvRequest) -> CvResu
 /// and `deptCodes` (comma lists; an unknown department matches nobody), by employee id.
 pub async fn list(State(state): State<SharedState>, request: CvRequest, shape: Shape) -> CvResult {
     let page = request.params.page(MAX_OTHER_PAGE)?;
-    let pins = request.params.list("pins");
-    let dept_codes = request.params.list("deptCodes");
+    let pins = request.params.list("pins")?;
+    let dept_codes = request.params.list("deptCodes")?;
     let (total, rows) = if pins.is_empty() {
         persons_of_departments(&state, &dept_codes, page).await?
     } else {
