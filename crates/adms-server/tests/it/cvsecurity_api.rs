@@ -464,3 +464,53 @@ async fn door_states_come_from_the_controllers_last_rtstate() {
     assert_eq!(code(&cv.get("/api/door/doorStateBySn?deviceSn=NOPE").await), -102);
     assert_eq!(code(&cv.get("/api/door/doorStateById").await), -44);
 }
+
+#[tokio::test]
+async fn person_add_upserts_a_person_with_levels_and_reaches_the_controller() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    let level = access_setup(&server, &api, "ACC0601").await;
+    let dev = Device { server: &server, sn: "ACC0601".into() };
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "gym"]));
+    let member = json!({
+        "pin": "900", "name": "Rui", "lastName": "Sá", "gender": "M", "deptCode": "1", "cardNo": "555",
+        "accLevelIds": format!("{level:032x}"), "accStartTime": "2026-12-01 00:00:00", "accEndTime": "2099-01-31 23:59:59",
+    });
+    // Nothing changes when a level is unknown.
+    let unknown = cv.post_json("/api/person/add", &json!({ "pin": "900", "accLevelIds": "4242" })).await;
+    assert_eq!(code(&unknown), -24);
+    assert_eq!(code(&cv.get("/api/person/get/900").await), -22);
+
+    assert_success(&cv.post_json("/api/person/add", &member).await);
+    let person = cv.get("/api/person/get/900").await["data"].clone();
+    assert_eq!(
+        (person["name"].as_str(), person["lastName"].as_str(), person["cardNo"].as_str()),
+        (Some("Rui"), Some("Sá"), Some("555"))
+    );
+    assert_eq!(person["accLevelIds"], format!("{level:032x}"));
+    let lines = poll(&dev).await;
+    let user = texts(&lines).into_iter().find(|l| l.starts_with("DATA UPDATE user ")).unwrap_or_default().to_owned();
+    assert!(user.contains("Pin=900") && user.contains("CardNo=555") && user.contains("EndTime=20990131"), "{lines:?}");
+    acknowledge(&dev, &lines).await;
+
+    // An upsert: a second add changes what it names and keeps the rest; "" removes the card.
+    assert_success(&cv.post_json("/api/person/add", &json!({ "pin": "900", "name": "Rui M.", "cardNo": "" })).await);
+    let person = cv.get("/api/person/get?pin=900").await["data"].clone();
+    assert_eq!(
+        (person["name"].as_str(), person["lastName"].as_str(), person["cardNo"].as_str()),
+        (Some("Rui M."), Some("Sá"), Some(""))
+    );
+    // Refusals: another person's card, a bad pin, a bad window, a read-only client.
+    let taken = cv.post_json("/api/person/add", &json!({ "pin": "901", "cardNo": "123456" })).await;
+    assert_eq!(code(&taken), -23, "{taken}");
+    assert_eq!(code(&cv.post_json("/api/person/add", &json!({ "pin": "9 0" })).await), -29);
+    assert_eq!(code(&cv.post_json("/api/person/add", &json!({ "name": "x" })).await), -20);
+    let window = json!({ "pin": "902", "accStartTime": "2026-12-31", "accEndTime": "2026-12-01" });
+    assert_eq!(code(&cv.post_json("/api/person/add", &window).await), -101);
+    assert_eq!(code(&cv.post_json("/api/person/add", &json!({ "pin": "902", "accEndTime": "soon" })).await), -100);
+    let siem =
+        Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "siem", "--read-only"]));
+    assert_eq!(code(&siem.post_json("/api/person/add", &json!({ "pin": "903" })).await), -403);
+    assert_eq!(code(&cv.get("/api/person/get/903").await), -22);
+}

@@ -59,6 +59,10 @@ pub enum CvError {
     PinEmpty,
     #[error("the person does not exist")]
     PersonMissing,
+    #[error("the pin is not 1 to 24 letters and digits")]
+    PinInvalid,
+    #[error("the card number is already used by {0}")]
+    CardUsed(String),
     #[error("the access level does not exist")]
     LevelMissing,
     #[error("authorizing the access level failed: {0}")]
@@ -110,6 +114,8 @@ impl CvError {
             CvError::DeptMissing => -13,
             CvError::PinEmpty => -20,
             CvError::PersonMissing => -22,
+            CvError::CardUsed(_) => -23,
+            CvError::PinInvalid => -29,
             CvError::LevelMissing => -24,
             CvError::LevelGrantFailed(_) => -40,
             CvError::PersonOrLevelEmpty => -42,

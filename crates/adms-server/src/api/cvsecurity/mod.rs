@@ -10,9 +10,9 @@
 //! - `ids`: our integer ids in CVSecurity's 32-hex shape.
 //! - `persons`, `access`, `transactions`: the families; `names`: event and verify-mode names.
 //!
-//! What a client may do: every read of these families; writes (level membership, level and
-//! person sync, remote door open and close) unless its client was created `--read-only`. No
-//! roster write is served here (persons, departments and cards are read-only views of the roster).
+//! What a client may do: every read of these families; writes (`person/add`, level membership,
+//! level and person sync, remote door open and close) unless its client was created
+//! `--read-only`. No other roster write is served here.
 //!
 //! Methods are not checked: clients are sloppy (POST with query parameters, GET on POST
 //! paths), and the reference advises being liberal.
@@ -71,6 +71,7 @@ pub fn routes() -> Router<SharedState> {
     use Shape::{Bare, Paged};
     Router::new()
         // Persons, departments, cards.
+        .route("/api/person/add", any(persons::add))
         .route("/api/person/get/{pin}", any(persons::get_by_path))
         .route("/api/person/get", any(persons::get))
         .route("/api/v2/person/get", any(persons::get))

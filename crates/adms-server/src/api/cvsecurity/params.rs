@@ -36,6 +36,11 @@ impl Params {
         self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value.trim()).filter(|value| !value.is_empty())
     }
 
+    /// Whether the parameter was sent at all (even empty).
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(key, _)| key == name)
+    }
+
     /// A comma-separated list (`pins`, `levelIds`, `deptCodes`), without empty items; each item
     /// costs a look-up, so a list is at most [`MAX_LIST_ITEMS`] long.
     pub fn list(&self, name: &str) -> Result<Vec<String>, CvError> {

@@ -1,14 +1,18 @@
 //! `person/*`, `department/*` and `card/*` over the roster: its employees are the persons (the
-//! `pin` is the employee code), its departments the departments. Read only: roster writes stay
-//! with the ZKBio Time-compatible and native APIs.
+//! `pin` is the employee code), its departments the departments. The one roster write served
+//! is `person/add` (an upsert, the call most clients make before granting levels); other roster
+//! writes stay with the ZKBio Time-compatible and native APIs.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use adms_store::Page;
-use adms_store::roster::{Employee, EmployeeFilter, OrgFilter, OrgKind, OrgUnit};
+use adms_model::access::AccessDate;
+use adms_store::roster::{
+    Employee, EmployeeFields, EmployeeFilter, OrgFilter, OrgKind, OrgUnit, RosterError, RosterRefusal,
+};
+use adms_store::{Page, StoreError};
 
 use super::envelope::{CvError, CvResult, Envelope};
 use super::params::{CvRequest, MAX_OTHER_PAGE, PageRequest};
@@ -197,4 +201,97 @@ pub async fn cards_by_path(State(state): State<SharedState>, Path(pin): Path<Str
 /// `card/getCards?pin=`, `v2/card/getCards?pin=`.
 pub async fn cards(State(state): State<SharedState>, request: CvRequest) -> CvResult {
     Ok(Envelope::success(cards_view(&person(&state, request.params.get("pin")).await?)))
+}
+
+/// A person's access window from `accStartTime`/`accEndTime` (`yyyy-MM-dd HH:mm:ss` or a
+/// date): its date, since level memberships are valid for whole days (the time of day is not
+/// kept; the controller gets dates).
+fn access_date(text: Option<&str>) -> Result<Option<AccessDate>, CvError> {
+    let Some(text) = text else { return Ok(None) };
+    let date = text.get(..10).ok_or(CvError::TimeFormat)?;
+    date.parse().map(Some).map_err(|_| CvError::TimeFormat)
+}
+
+/// `person/add` (JSON body, as the manual and clients send it; a form or the query work too):
+/// creates the person or updates the one with this pin. `deptCode` (default: the root
+/// department), `name`, `lastName`, `gender`, `cardNo` (`""` removes the card; absent keeps
+/// it), `accLevelIds` with the optional `accStartTime`/`accEndTime` window (the person is put
+/// in those levels with that window). Every level is checked before anything changes.
+pub async fn add(State(state): State<SharedState>, request: CvRequest) -> CvResult {
+    request.require_write()?;
+    let result = add_person(&state, &request).await;
+    request.audit(&state, request.params.get("pin").unwrap_or_default(), result.is_ok()).await;
+    result.map(|()| Envelope::success(Value::Null))
+}
+
+async fn add_person(state: &SharedState, request: &CvRequest) -> Result<(), CvError> {
+    let params = &request.params;
+    let pin = params.get("pin").ok_or(CvError::PinEmpty)?.to_owned();
+    // What every controller and terminal takes as a user id.
+    if pin.len() > 24 || !pin.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(CvError::PinInvalid);
+    }
+    for name in ["name", "lastName"] {
+        if params.get(name).is_some_and(|n| n.chars().count() > 64 || n.chars().any(char::is_control)) {
+            return Err(CvError::Other(format!("{name} must be at most 64 characters, without control characters")));
+        }
+    }
+    let (from, until) = (access_date(params.get("accStartTime"))?, access_date(params.get("accEndTime"))?);
+    if let (Some(from), Some(until)) = (from, until)
+        && from > until
+    {
+        return Err(CvError::StartAfterEnd);
+    }
+    let mut levels = Vec::new();
+    for id in params.list("accLevelIds")? {
+        let id = ids::decode(&id).ok_or(CvError::LevelMissing)?;
+        levels.push(state.store.access_level(id).await?.ok_or(CvError::LevelMissing)?.id);
+    }
+    let existing = state.store.employee_by_code(&pin).await?;
+    let areas: Vec<i64> = existing.as_ref().map(|e| e.areas.iter().map(|a| a.id).collect()).unwrap_or_default();
+    let mut fields = existing.map_or_else(
+        || EmployeeFields {
+            emp_code: pin.clone(),
+            department_id: 1,
+            verify_mode: -1,
+            app_role: 1,
+            hire_date: Some(state.display_zone.format_micros(adms_store::now_micros())[..10].to_owned()),
+            ..EmployeeFields::default()
+        },
+        |e| e.fields,
+    );
+    if let Some(code) = params.get("deptCode") {
+        fields.department_id = department(state, code).await?.ok_or(CvError::DeptMissing)?.id;
+    }
+    if let Some(name) = params.get("name") {
+        fields.first_name = name.to_owned();
+    }
+    if let Some(last) = params.get("lastName") {
+        fields.last_name = last.to_owned();
+    }
+    if let Some(gender) = params.get("gender").filter(|g| matches!(*g, "M" | "F")) {
+        fields.gender = Some(gender.to_owned());
+    }
+    // Present but empty removes the card (`get` reads "" as absent, so look at the raw value).
+    if params.has("cardNo") {
+        fields.card_no = params.get("cardNo").unwrap_or_default().to_owned();
+    }
+    match state.store.save_employee(&fields, &areas).await {
+        Ok(_) => {}
+        Err(RosterError::Refused(RosterRefusal::DuplicateCard(holder))) => return Err(CvError::CardUsed(holder)),
+        Err(RosterError::Refused(other)) => return Err(CvError::Other(other.to_string())),
+        Err(RosterError::Store(StoreError::Invalid(reason))) => return Err(CvError::Other(reason)),
+        Err(RosterError::Store(error)) => return Err(error.into()),
+    }
+    crate::services::roster::sync_employee(state, &pin).await?;
+    for level in levels {
+        let affected = state
+            .store
+            .put_access_level_member(level, &pin, from, until)
+            .await
+            .map_err(|e| CvError::LevelGrantFailed(e.to_string()))?;
+        crate::services::access::sync_controllers(state, affected).await?;
+    }
+    tracing::info!(client = %request.client.name, pin = %pin, "person saved through the CVSecurity API");
+    Ok(())
 }
