@@ -513,4 +513,13 @@ async fn person_add_upserts_a_person_with_levels_and_reaches_the_controller() {
         Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "siem", "--read-only"]));
     assert_eq!(code(&siem.post_json("/api/person/add", &json!({ "pin": "903" })).await), -403);
     assert_eq!(code(&cv.get("/api/person/get/903").await), -22);
+
+    // Deleted (DELETE on the path form): their right and user leave the controller.
+    assert_eq!(code(&siem.post_form("/api/person/delete", &[("pin", "900")]).await), -403);
+    assert_eq!(code(&cv.post_form("/api/v2/person/deleteByPins", &[("pins", "900,nobody")]).await), -22);
+    let deleted = Cv::answer(cv.client.delete(cv.url("/api/person/delete/900"))).await;
+    assert_success(&deleted);
+    assert_eq!(code(&cv.get("/api/person/get/900").await), -22);
+    let removed = poll(&dev).await;
+    assert!(texts(&removed).contains(&"DATA DELETE user Pin=900"), "{removed:?}");
 }

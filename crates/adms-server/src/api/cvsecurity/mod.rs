@@ -10,7 +10,7 @@
 //! - `ids`: our integer ids in CVSecurity's 32-hex shape.
 //! - `persons`, `access`, `transactions`: the families; `names`: event and verify-mode names.
 //!
-//! What a client may do: every read of these families; writes (`person/add`, level membership,
+//! What a client may do: every read of these families; writes (`person/add`, `person/delete`, level membership,
 //! level and person sync, remote door open and close) unless its client was created
 //! `--read-only`. No other roster write is served here.
 //!
@@ -72,6 +72,9 @@ pub fn routes() -> Router<SharedState> {
     Router::new()
         // Persons, departments, cards.
         .route("/api/person/add", any(persons::add))
+        .route("/api/person/delete/{pin}", any(persons::delete_by_path))
+        .route("/api/person/delete", any(persons::delete))
+        .route("/api/v2/person/deleteByPins", any(persons::delete_by_pins))
         .route("/api/person/get/{pin}", any(persons::get_by_path))
         .route("/api/person/get", any(persons::get))
         .route("/api/v2/person/get", any(persons::get))

@@ -1,7 +1,7 @@
 //! `person/*`, `department/*` and `card/*` over the roster: its employees are the persons (the
-//! `pin` is the employee code), its departments the departments. The one roster write served
-//! is `person/add` (an upsert, the call most clients make before granting levels); other roster
-//! writes stay with the ZKBio Time-compatible and native APIs.
+//! `pin` is the employee code), its departments the departments. The roster writes served are
+//! `person/add` (an upsert, the call most clients make before granting levels) and
+//! `person/delete`; other roster writes stay with the ZKBio Time-compatible and native APIs.
 
 use std::collections::BTreeMap;
 
@@ -294,4 +294,44 @@ async fn add_person(state: &SharedState, request: &CvRequest) -> Result<(), CvEr
     }
     tracing::info!(client = %request.client.name, pin = %pin, "person saved through the CVSecurity API");
     Ok(())
+}
+
+/// `person/delete/{pin}` (DELETE or POST).
+pub async fn delete_by_path(State(state): State<SharedState>, Path(pin): Path<String>, request: CvRequest) -> CvResult {
+    delete_pins(&state, &request, vec![pin.trim().to_owned()]).await
+}
+
+/// `person/delete?pin=`.
+pub async fn delete(State(state): State<SharedState>, request: CvRequest) -> CvResult {
+    let pin = request.params.get("pin").unwrap_or_default().to_owned();
+    delete_pins(&state, &request, vec![pin]).await
+}
+
+/// `v2/person/deleteByPins?pins=`: every pin is checked before any is deleted.
+pub async fn delete_by_pins(State(state): State<SharedState>, request: CvRequest) -> CvResult {
+    let pins = request.params.list("pins")?;
+    delete_pins(&state, &request, pins).await
+}
+
+/// Deletes persons from the roster (their transactions stay), as the native API does: their
+/// users, rights and templates leave the terminals and controllers through the next plans.
+async fn delete_pins(state: &SharedState, request: &CvRequest, pins: Vec<String>) -> CvResult {
+    request.require_write()?;
+    let result = async {
+        let mut found = Vec::with_capacity(pins.len());
+        for pin in &pins {
+            found.push(person(state, Some(pin.as_str()).filter(|p| !p.is_empty())).await?);
+        }
+        if found.is_empty() {
+            return Err(CvError::PinEmpty);
+        }
+        for e in &found {
+            state.store.delete_employee(e.id).await?;
+            crate::services::roster::sync_employee(state, &e.fields.emp_code).await?;
+        }
+        Ok(())
+    }
+    .await;
+    request.audit(state, &pins.join(","), result.is_ok()).await;
+    result.map(|()| Envelope::success(Value::Null))
 }
