@@ -329,24 +329,19 @@ async fn pending_migrations_at_start_are_preceded_by_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     server.stop();
-    // As the previous release left it: without migration 0021 (its columns, and the trigger
-    // as 0001 made it).
+    // As the previous release left it: without migration 0022 (its tables, children first).
     for statement in [
-        "DROP TRIGGER punches_advance_last_seq",
-        "CREATE TRIGGER punches_advance_last_seq AFTER INSERT ON punches BEGIN \
-         UPDATE devices SET last_seq = NEW.seq WHERE id = NEW.device_id AND last_seq < NEW.seq; END",
-        "ALTER TABLE devices DROP COLUMN newest_punch_skew",
-        "ALTER TABLE devices DROP COLUMN newest_punch_local_time",
-        "ALTER TABLE devices DROP COLUMN day_started_at",
-        "ALTER TABLE devices DROP COLUMN day_first_seq",
-        "DELETE FROM _sqlx_migrations WHERE version = 21",
+        "DROP TABLE cvsecurity_monitor_sessions",
+        "DROP TABLE access_controller_states",
+        "DROP TABLE cvsecurity_clients",
+        "DELETE FROM _sqlx_migrations WHERE version = 22",
     ] {
         server.db().execute(statement, &[]).await;
     }
-    let backup = dir.path().join("adms.db.before-0021");
+    let backup = dir.path().join("adms.db.before-0022");
     assert!(!backup.exists());
     let server = Server::start(dir.path(), &[]);
     eventually("the backup is there", async || backup.exists()).await;
-    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 21", &[]).await;
+    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 22", &[]).await;
     assert_eq!(rows, 1, "and the migration ran");
 }
