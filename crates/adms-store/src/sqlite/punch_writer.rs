@@ -432,8 +432,8 @@ WHERE id IN (SELECT s.value ->> 0 FROM json_each($1) AS s)";
 /// The first `seq` of a new display day on the devices that have not seen it (`?1` a JSON
 /// array of device ids, `?2` the day's start; numbered, since SQLite numbers `$n` names in the
 /// order they appear): the next punch of each gets `last_seq + 1`.
-/// Writes a device row once a day; the rest of the time it only reads the rows the insert reads
-/// next (migration 0021).
+/// The writer runs it once a day per device (it remembers the marks it committed; migration
+/// 0021).
 const MARK_DAYS: &str = "\
 UPDATE devices SET day_started_at = ?2, day_first_seq = last_seq + 1
 WHERE id IN (SELECT value FROM json_each(?1)) AND day_started_at < ?2";
