@@ -212,28 +212,6 @@ impl Store {
         })
     }
 
-    /// Keeps a controller's door state unless a newer one is kept already (uploads of one
-    /// controller may be handled out of order by two replicas).
-    pub async fn set_controller_state(&self, state: &ControllerState) -> Result<(), StoreError> {
-        on_db!(self, |db| {
-            sqlx::query(
-                "INSERT INTO access_controller_states (device_id, local_time, sensor, relay, alarm, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id) DO UPDATE SET local_time = excluded.local_time, \
-                 sensor = excluded.sensor, relay = excluded.relay, alarm = excluded.alarm, received_at = excluded.received_at \
-                 WHERE access_controller_states.received_at <= excluded.received_at",
-            )
-            .bind(state.device_id)
-            .bind(&state.local_time)
-            .bind(&state.sensor)
-            .bind(&state.relay)
-            .bind(&state.alarm)
-            .bind(state.received_at)
-            .execute(db.pool())
-            .await?;
-            Ok(())
-        })
-    }
-
     /// The door state each controller last reported.
     pub async fn controller_states(&self) -> Result<Vec<ControllerState>, StoreError> {
         on_db!(self, |db| {

@@ -401,30 +401,70 @@ impl Store {
         })
     }
 
-    /// Keeps a whole body as received (unknown tables, rtstate, registry bodies, ...).
+    /// Keeps a whole body as received (unknown tables, registry bodies, ...).
     ///
     /// With a quota, the body is charged to the device's raw quota in the same transaction,
     /// unless the same body is already stored (a re-send only counts `seen_count`).
     pub async fn store_raw_upload(&self, u: &RawUpload<'_>) -> Result<(), StoreError> {
+        self.store_raw_upload_with_state(u, None).await
+    }
+
+    /// Keeps an access controller's `rtstate` body as [`Store::store_raw_upload`] does and, in
+    /// the same transaction, the door state it carries, unless
+    /// a newer state is kept already: uploads of one controller may be handled out of order by
+    /// two replicas. One commit, so a device that is answered an error resends a whole request.
+    pub async fn store_rtstate_upload(
+        &self,
+        u: &RawUpload<'_>,
+        state: &crate::cvsecurity::ControllerState,
+    ) -> Result<(), StoreError> {
+        self.store_raw_upload_with_state(u, Some(state)).await
+    }
+
+    async fn store_raw_upload_with_state(
+        &self,
+        u: &RawUpload<'_>,
+        state: Option<&crate::cvsecurity::ControllerState>,
+    ) -> Result<(), StoreError> {
         on_db!(self, |db| {
-            let (Some(quota), Some(device_id)) = (u.quota, u.device_id) else {
+            let charged = u.quota.zip(u.device_id);
+            if charged.is_none() && state.is_none() {
+                // One statement: its own transaction.
                 let mut conn = db.pool().acquire().await?;
                 return dialect::insert_raw_in(&mut conn, self.sealer(), u).await;
-            };
+            }
             let mut tx = db.begin().await?;
-            let stored: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM raw_uploads WHERE sn = $1 AND endpoint = $2 AND table_name = $3 AND body_sha256 = $4",
-            )
-            .bind(u.sn)
-            .bind(u.endpoint)
-            .bind(u.table)
-            .bind(&self.sealer().digest(sealed::RAW_UPLOAD_BODY.kind, u.body)[..])
-            .fetch_optional(&mut *tx)
-            .await?;
-            if stored.is_none() {
-                dialect::charge_in(&mut tx, device_id, QuotaKind::Raw, quota, u.body.len() as u64).await?;
+            if let Some((quota, device_id)) = charged {
+                let stored: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM raw_uploads WHERE sn = $1 AND endpoint = $2 AND table_name = $3 AND body_sha256 = $4",
+                )
+                .bind(u.sn)
+                .bind(u.endpoint)
+                .bind(u.table)
+                .bind(&self.sealer().digest(sealed::RAW_UPLOAD_BODY.kind, u.body)[..])
+                .fetch_optional(&mut *tx)
+                .await?;
+                if stored.is_none() {
+                    dialect::charge_in(&mut tx, device_id, QuotaKind::Raw, quota, u.body.len() as u64).await?;
+                }
             }
             dialect::insert_raw_in(&mut tx, self.sealer(), u).await?;
+            if let Some(state) = state {
+                sqlx::query(
+                    "INSERT INTO access_controller_states (device_id, local_time, sensor, relay, alarm, received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id) DO UPDATE SET local_time = excluded.local_time, \
+                     sensor = excluded.sensor, relay = excluded.relay, alarm = excluded.alarm, received_at = excluded.received_at \
+                     WHERE access_controller_states.received_at <= excluded.received_at",
+                )
+                .bind(state.device_id)
+                .bind(&state.local_time)
+                .bind(&state.sensor)
+                .bind(&state.relay)
+                .bind(&state.alarm)
+                .bind(state.received_at)
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             Ok(())
         })

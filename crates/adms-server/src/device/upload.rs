@@ -160,41 +160,37 @@ async fn store_table(
             let lines = adms_protocol::lines(&body).count();
             Ok(ok(format!("{}={lines}", sanitize_table_name(table_name.as_deref()))))
         }
-        UploadTable::RtState | UploadTable::Other => {
+        UploadTable::RtState => {
+            let door_state = door_state(ctx, &body);
+            store_raw_with_state(state, ctx, "cdata", table.as_str(), &body, door_state.as_ref()).await?;
+            Ok(ok("OK"))
+        }
+        UploadTable::Other => {
             let name = ctx.query().table.as_deref().map_or_else(|| table.as_str().to_owned(), str::to_owned);
             store_raw(state, ctx, "cdata", &name, &body).await?;
-            if table == UploadTable::RtState {
-                keep_door_state(state, ctx, &body).await;
-            }
-            if table == UploadTable::Other {
-                tracing::info!(table = %name, bytes = body.len(), "unknown table stored raw");
-            }
+            tracing::info!(table = %name, bytes = body.len(), "unknown table stored raw");
             Ok(ok("OK"))
         }
     }
 }
 
-/// Keeps the last door state of an `rtstate` body (its last line that parses) for the
-/// CVSecurity door-state calls. The body is stored already: a line that does not parse, or a
-/// failed write, is logged and the upload still answered `OK`.
-async fn keep_door_state(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) {
+/// The door state of an `rtstate` body (its last line that parses), kept with the body for the
+/// CVSecurity door-state calls. A body without a readable line is stored all the same.
+fn door_state(ctx: &DeviceCtx, body: &[u8]) -> Option<adms_store::cvsecurity::ControllerState> {
     let Some(line) =
         adms_protocol::lines(body).filter_map(|l| adms_protocol::rtlog::parse_rtstate_line(l.bytes).ok()).last()
     else {
         tracing::info!(bytes = body.len(), "rtstate without a readable state line");
-        return;
+        return None;
     };
-    let kept = adms_store::cvsecurity::ControllerState {
+    Some(adms_store::cvsecurity::ControllerState {
         device_id: ctx.entry.id(),
         local_time: line.time.to_string(),
         sensor: line.sensor.to_owned(),
         relay: line.relay.to_owned(),
         alarm: line.alarm.to_owned(),
         received_at: now_micros(),
-    };
-    if let Err(error) = state.store.set_controller_state(&kept).await {
-        tracing::warn!(%error, "the controller's door state was not kept");
-    }
+    })
 }
 
 fn sanitize_table_name(name: Option<&str>) -> String {
@@ -208,21 +204,35 @@ async fn store_raw(
     table: &str,
     body: &[u8],
 ) -> Result<(), DeviceError> {
+    store_raw_with_state(state, ctx, endpoint, table, body, None).await
+}
+
+/// Stores a body as received, charged to the device's raw quota; with a controller's door
+/// state, the state too, in the same commit.
+async fn store_raw_with_state(
+    state: &SharedState,
+    ctx: &DeviceCtx,
+    endpoint: &str,
+    table: &str,
+    body: &[u8],
+    door_state: Option<&adms_store::cvsecurity::ControllerState>,
+) -> Result<(), DeviceError> {
     let table: String = table.chars().take(64).collect();
-    state
-        .store
-        .store_raw_upload(&RawUpload {
-            device_id: Some(ctx.entry.id()),
-            sn: &ctx.sn,
-            endpoint,
-            table: &table,
-            query: &ctx.query,
-            body,
-            received_at: now_micros(),
-            quota: quota(state, QuotaKind::Raw),
-        })
-        .await
-        .map_err(|e| quota_checked(state, ctx, e))?;
+    let upload = RawUpload {
+        device_id: Some(ctx.entry.id()),
+        sn: &ctx.sn,
+        endpoint,
+        table: &table,
+        query: &ctx.query,
+        body,
+        received_at: now_micros(),
+        quota: quota(state, QuotaKind::Raw),
+    };
+    let stored = match door_state {
+        Some(door_state) => state.store.store_rtstate_upload(&upload, door_state).await,
+        None => state.store.store_raw_upload(&upload).await,
+    };
+    stored.map_err(|e| quota_checked(state, ctx, e))?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ crate::on_both_engines!(
     access_events_read_back_as_transactions_with_names_filters_and_pages,
     a_monitor_session_hands_out_each_settled_event_once_in_batches,
     a_controller_keeps_its_newest_door_state,
+    an_rtstate_body_and_its_door_state_commit_together,
 );
 
 async fn clients_are_stored_by_digest_named_once_and_revoked(engine: Engine) {
@@ -162,21 +163,59 @@ async fn a_monitor_session_hands_out_each_settled_event_once_in_batches(engine: 
 }
 
 async fn a_controller_keeps_its_newest_door_state(engine: Engine) {
-    use adms_store::cvsecurity::ControllerState;
     let store = fresh(engine).await;
     let panel = controller(&store, "ACC1", Approval::Approved).await;
-    let state = |at: i64, sensor: &str| ControllerState {
-        device_id: panel,
+    let state = |at: i64, sensor: &str| door_state(panel, at, sensor);
+    store.store_rtstate_upload(&rtstate_body(panel, "ACC1", b"1"), &state(20, "02")).await.unwrap();
+    // An older report handled late changes nothing; a newer one replaces it.
+    store.store_rtstate_upload(&rtstate_body(panel, "ACC1", b"2"), &state(10, "01")).await.unwrap();
+    assert_eq!(store.controller_states().await.unwrap(), [state(20, "02")]);
+    store.store_rtstate_upload(&rtstate_body(panel, "ACC1", b"3"), &state(30, "05")).await.unwrap();
+    assert_eq!(store.controller_states().await.unwrap(), [state(30, "05")]);
+    // A body without a readable state is kept all the same.
+    store.store_raw_upload(&rtstate_body(panel, "ACC1", b"4")).await.unwrap();
+    assert_eq!(raw_uploads(&store).await, 4);
+}
+
+/// One commit per device request: the body and the state it carries are kept together or not
+/// at all (a state the database refuses leaves no body behind, so the device's resend is whole).
+async fn an_rtstate_body_and_its_door_state_commit_together(engine: Engine) {
+    let store = fresh(engine).await;
+    let panel = controller(&store, "ACC1", Approval::Approved).await;
+    let refused = door_state(panel + 1000, 10, "02"); // no such device: the state's key is refused
+    store.store_rtstate_upload(&rtstate_body(panel, "ACC1", b"a"), &refused).await.unwrap_err();
+    assert_eq!(raw_uploads(&store).await, 0, "the body of a failed request was committed");
+    assert!(store.controller_states().await.unwrap().is_empty());
+
+    store.store_rtstate_upload(&rtstate_body(panel, "ACC1", b"a"), &door_state(panel, 11, "02")).await.unwrap();
+    assert_eq!(raw_uploads(&store).await, 1);
+    assert_eq!(store.controller_states().await.unwrap(), [door_state(panel, 11, "02")]);
+}
+
+fn door_state(device_id: i64, received_at: i64, sensor: &str) -> adms_store::cvsecurity::ControllerState {
+    adms_store::cvsecurity::ControllerState {
+        device_id,
         local_time: "2026-12-06 09:00:00".into(),
         sensor: sensor.into(),
         relay: "00".into(),
         alarm: "0000".into(),
-        received_at: at,
-    };
-    store.set_controller_state(&state(20, "02")).await.unwrap();
-    // An older report handled late changes nothing; a newer one replaces it.
-    store.set_controller_state(&state(10, "01")).await.unwrap();
-    assert_eq!(store.controller_states().await.unwrap(), [state(20, "02")]);
-    store.set_controller_state(&state(30, "05")).await.unwrap();
-    assert_eq!(store.controller_states().await.unwrap(), [state(30, "05")]);
+        received_at,
+    }
+}
+
+fn rtstate_body<'a>(device_id: i64, sn: &'a str, body: &'a [u8]) -> adms_store::RawUpload<'a> {
+    adms_store::RawUpload {
+        device_id: Some(device_id),
+        sn,
+        endpoint: "cdata",
+        table: "rtstate",
+        query: "",
+        body,
+        received_at: now_micros(),
+        quota: Some(adms_store::Quota::for_day(now_micros(), 1 << 20)),
+    }
+}
+
+async fn raw_uploads(store: &Store) -> i64 {
+    store.table_row_counts().await.unwrap().into_iter().find(|(t, _)| *t == "raw_uploads").unwrap().1
 }
