@@ -19,6 +19,7 @@ mod backend;
 mod sql;
 
 pub mod access;
+pub mod access_events;
 mod audit;
 mod auth;
 pub mod commands;

@@ -106,7 +106,7 @@ macro_rules! copy_table {
 /// Every table, parents before children.
 const TABLES: [CopiedTable; 44] = {
     let mut tables = [
-        copy_table!("devices", key "id", [value "id", value "sn", value "alias", value "approval", value "protocol_family", value "device_type", value "model", value "firmware", value "push_version", value "firmware_push_version", value "language", value "ip_address", value "time_zone", value "text_encoding", value "user_count", value "fp_count", value "face_count", value "palm_count", value "transaction_count", value "fp_algorithm", value "face_algorithm", value "attlog_stamp", value "operlog_stamp", value "attphoto_stamp", value "biodata_stamp", value "registry_code", value "last_seq", value "first_seen_at", value "last_handshake_at", value "last_activity_at", value "presence", value "presence_changed_at", value "deleted_at", value "newest_punch_skew", value "newest_punch_local_time", value "day_started_at", value "day_first_seq"]),
+        copy_table!("devices", key "id", [value "id", value "sn", value "alias", value "approval", value "protocol_family", value "device_type", value "model", value "firmware", value "push_version", value "firmware_push_version", value "language", value "ip_address", value "time_zone", value "text_encoding", value "user_count", value "fp_count", value "face_count", value "palm_count", value "transaction_count", value "fp_algorithm", value "face_algorithm", value "attlog_stamp", value "operlog_stamp", value "attphoto_stamp", value "biodata_stamp", value "registry_code", value "last_seq", value "first_seen_at", value "last_handshake_at", value "last_activity_at", value "presence", value "presence_changed_at", value "deleted_at", value "newest_punch_skew", value "newest_punch_local_time", value "day_started_at", value "day_first_seq", value "access_last_seq"]),
         copy_table!("device_options", whole, [value "device_id", value "key", value "value", value "updated_at"]),
         copy_table!("departments", key "id", [value "id", value "dept_code", value "dept_name", value "parent_id", value "created_at"]),
         copy_table!("areas", key "id", [value "id", value "area_code", value "area_name", value "parent_id", value "created_at"]),
@@ -124,7 +124,7 @@ const TABLES: [CopiedTable; 44] = {
         copy_table!("user_photos", key "id", [value "device_id", value "pin", value "record_kind", value "photo_type", value "file_name", value "size", value "content", value "url", value "updated_at", value "id"]),
         copy_table!("device_records", key "id", [value "id", value "device_id", value "table_name", value "kind", blob "raw_line", blob "raw_sha256", value "received_at"]),
         copy_table!("att_photos", key "id", [value "id", value "device_id", value "file_name", value "pin", value "local_time", value "punch_id", blob "image", value "received_at"]),
-        copy_table!("access_events", key "id", [value "id", value "device_id", value "local_time", value "pin", value "card_no", value "door", value "event_code", value "in_out", value "verify_type", blob "raw_line", blob "raw_sha256", value "received_at"]),
+        copy_table!("access_events", key "id", [value "id", value "device_id", value "local_time", value "pin", value "card_no", value "door", value "event_code", value "in_out", value "verify_type", blob "raw_line", blob "raw_sha256", value "received_at", value "seq"]),
         copy_table!("device_commands", key "id", [value "id", value "device_id", value "command", value "state", value "created_at", value "sent_at", value "completed_at", value "return_code", value "kind", value "params", value "dedupe_key", value "source", value "send_count", value "expires_at", value "result", blob "result_payload", value "pin"]),
         copy_table!("command_results", key "id", [value "id", value "device_id", value "command_id", value "return_code", value "cmd", blob "head", blob "payload", value "received_at", value "outcome", value "seen_count"]),
         copy_table!("api_users", key "id", [value "id", value "username", value "password_hash", value "is_superuser", value "created_at", value "token_version", value "disabled_at", value "bootstrap", value "role"]),
@@ -154,6 +154,10 @@ const TABLES: [CopiedTable; 44] = {
     tables[9].trigger = Some((
         "ALTER TABLE punches DISABLE TRIGGER punches_need_their_event",
         "ALTER TABLE punches ENABLE TRIGGER punches_need_their_event",
+    ));
+    tables[18].trigger = Some((
+        "ALTER TABLE access_events DISABLE TRIGGER access_events_number",
+        "ALTER TABLE access_events ENABLE TRIGGER access_events_number",
     ));
     tables[26].trigger = Some((
         "ALTER TABLE webhook_events DISABLE TRIGGER webhook_events_fan_out",

@@ -163,3 +163,73 @@ pub async fn approved_device(store: &TestStore, sn: &str) -> i64 {
 pub async fn last_seq(store: &TestStore, sn: &str) -> i64 {
     store.device_by_sn(sn).await.unwrap_or_else(|e| panic!("device {sn}: {e}")).expect("the device").last_seq
 }
+
+/// A database of `engine` at the schema just before a migration (every migration whose name
+/// sorts before `version`), for the stories of what that migration does to older data.
+#[allow(dead_code)]
+pub struct OldDatabase {
+    dir: tempfile::TempDir,
+    url: String,
+    engine: Engine,
+    _database: Option<FreshDatabase>,
+}
+
+#[allow(dead_code)]
+impl OldDatabase {
+    pub async fn before(engine: Engine, version: &str) -> OldDatabase {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (folder, url, database) = match engine {
+            Engine::Sqlite => ("sqlite", format!("sqlite://{}", dir.path().join("old.db").display()), None),
+            Engine::Postgres => {
+                let database = FreshDatabase::create().await;
+                ("postgres", database.url().to_owned(), Some(database))
+            }
+        };
+        let old = dir.path().join("migrations");
+        std::fs::create_dir(&old).expect("migrations folder");
+        let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(folder);
+        for entry in std::fs::read_dir(&top).expect("the migrations") {
+            let entry = entry.expect("a migration");
+            let name = entry.file_name().into_string().expect("a UTF-8 name");
+            if name.as_str() < version {
+                std::fs::copy(entry.path(), old.join(&name)).expect("copy a migration");
+            }
+        }
+        let database = OldDatabase { dir, url, engine, _database: database };
+        let migrator = sqlx::migrate::Migrator::new(old.as_path()).await.expect("the old migrations");
+        match engine {
+            Engine::Sqlite => migrator.run(&mut database.sqlite().await).await.expect("old schema"),
+            Engine::Postgres => migrator.run(&mut database.postgres().await).await.expect("old schema"),
+        }
+        database
+    }
+
+    /// Runs statements (constant test SQL, no parameters) on the old schema.
+    pub async fn execute(&self, sql: &'static str) {
+        match self.engine {
+            Engine::Sqlite => {
+                sqlx::raw_sql(sql).execute(&mut self.sqlite().await).await.expect("old data");
+            }
+            Engine::Postgres => {
+                sqlx::raw_sql(sql).execute(&mut self.postgres().await).await.expect("old data");
+            }
+        }
+    }
+
+    /// The store on this database, migrated to the newest schema.
+    pub async fn open(&self) -> Store {
+        Store::open(&self.url, options()).await.expect("migrates")
+    }
+
+    async fn sqlite(&self) -> sqlx::SqliteConnection {
+        use sqlx::Connection as _;
+        let options =
+            sqlx::sqlite::SqliteConnectOptions::new().filename(self.dir.path().join("old.db")).create_if_missing(true);
+        sqlx::SqliteConnection::connect_with(&options).await.expect("the old SQLite file")
+    }
+
+    async fn postgres(&self) -> sqlx::PgConnection {
+        use sqlx::Connection as _;
+        sqlx::PgConnection::connect(&self.url).await.expect("the old PostgreSQL database")
+    }
+}

@@ -1,6 +1,7 @@
 //! One integration-test binary per crate: every file here is a module, so the suite links once.
 
 mod access;
+mod access_events;
 mod auth;
 mod commands;
 mod common;
