@@ -425,6 +425,8 @@ pub struct AccessEventData<'a> {
     pub device: &'a EventDevice<'a>,
     /// The stored row's id.
     pub access_event_id: i64,
+    /// The event's number in its controller's gapless sequence (the access-event cursor's).
+    pub seq: i64,
     pub local_time: &'a str,
     /// `null` for events without a person (`pin=0` on the wire).
     pub pin: Option<&'a str>,
@@ -439,22 +441,31 @@ pub struct AccessEventData<'a> {
     pub verify_type: &'a str,
 }
 
+/// An access event code's English name (`Event <code>` for a code the table lacks, `Unknown`
+/// without one) and level: `normal`, `error` or `alarm`. As in the `access.event` webhook.
+pub fn access_event_name_and_level(code: Option<i64>) -> (String, &'static str) {
+    match code {
+        Some(code) => (
+            adms_protocol::labels::access_event(code).map_or_else(|| format!("Event {code}"), str::to_owned),
+            adms_protocol::labels::access_event_level(code),
+        ),
+        None => ("Unknown".to_owned(), "normal"),
+    }
+}
+
 /// The body of an `access.event`.
 pub(crate) fn access_event_body(
     event_id: &str,
     device: &EventDevice<'_>,
-    row: i64,
+    (row, seq): (i64, i64),
     e: &crate::uploads::AccessEvent,
     received_at: i64,
 ) -> Vec<u8> {
-    let level = e.event_code.map_or("normal", adms_protocol::labels::access_event_level);
-    let event_name = match e.event_code {
-        Some(code) => adms_protocol::labels::access_event(code).map_or_else(|| format!("Event {code}"), str::to_owned),
-        None => "Unknown".to_owned(),
-    };
+    let (event_name, level) = access_event_name_and_level(e.event_code);
     let data = AccessEventData {
         device,
         access_event_id: row,
+        seq,
         local_time: &e.local_time,
         pin: Some(e.pin.as_str()).filter(|p| !p.is_empty() && *p != "0"),
         door: e.door,

@@ -374,6 +374,11 @@ impl Store {
                 .await?;
                 if let (Some(row), Some((sn, alias, zone))) = (inserted, &device) {
                     let row: i64 = sqlx::Row::try_get(&row, 0)?;
+                    // Numbered by the insert's trigger (migration 0023), after RETURNING was read.
+                    let seq: i64 = sqlx::query_scalar("SELECT seq FROM access_events WHERE id = $1")
+                        .bind(row)
+                        .fetch_one(&mut *tx)
+                        .await?;
                     let device = crate::events::EventDevice {
                         sn,
                         alias,
@@ -381,7 +386,7 @@ impl Store {
                     };
                     let event_id =
                         crate::events::event_id(&[crate::events::event_type::ACCESS_EVENT, sn, &hex::encode(digest)]);
-                    let body = crate::events::access_event_body(&event_id, &device, row, e, received_at);
+                    let body = crate::events::access_event_body(&event_id, &device, (row, seq), e, received_at);
                     let event = crate::device_events::NewEvent {
                         event_id: &event_id,
                         event_type: crate::events::event_type::ACCESS_EVENT,

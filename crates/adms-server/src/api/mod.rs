@@ -103,6 +103,7 @@ pub fn routes(state: &SharedState) -> OpenApiRouter<SharedState> {
         .scoped(Scope::DevicesControl, routes!(commands::cancel_command))
         .scoped(Scope::Read, routes!(native::rejected_lines))
         .scoped(Scope::Read, routes!(webhooks::events::device_punches))
+        .scoped(Scope::Read, routes!(webhooks::events::device_access_events))
         .scoped(Scope::Read, routes!(webhooks::endpoints::list_endpoints))
         .scoped(Scope::WebhooksAdmin, routes!(webhooks::endpoints::create_endpoint))
         .scoped(Scope::Read, routes!(webhooks::endpoints::get_endpoint))

@@ -1,6 +1,7 @@
 //! One integration-test binary per crate: every file here is a module, so the suite links once.
 
 mod access_control;
+mod access_event_delivery;
 mod api_auth;
 mod capture;
 mod captures;

@@ -10,10 +10,7 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
-
-use axum::body::Bytes;
-use common::webhooks::{Received, Receiver, Reply, SECRET, Witness};
+use common::webhooks::{Received, Receiver, Reply, SECRET, Witness, check_delivery_invariants};
 use common::{Api, Device, Server, eventually};
 
 /// A receiver that records punch requests only (the scenarios' subject) and answers them as
@@ -39,27 +36,6 @@ async fn wait_for_ids(receiver: &Receiver, n: usize, api: Option<&Api>) {
         distinct_ids(receiver) >= n
     })
     .await;
-}
-
-/// The invariants every scenario ends with.
-fn check_invariants(received: &[Received], punches: usize) {
-    let verifier = standardwebhooks::Webhook::new(SECRET).expect("secret");
-    let mut bodies: BTreeMap<&str, &Bytes> = BTreeMap::new();
-    for r in received {
-        // Independent signature: the library signs the same content; ours must carry it.
-        let theirs = verifier.sign(&r.id, r.timestamp, &r.body).expect("library signs");
-        assert!(r.signature.split(' ').any(|s| s == theirs), "signature of {} does not verify", r.id);
-        if let Some(first) = bodies.insert(&r.id, &r.body) {
-            assert_eq!(first, &r.body, "same webhook-id, different body");
-        }
-    }
-    assert_eq!(bodies.len(), punches, "every punch delivered, none under two ids");
-    let mut seqs: Vec<i64> = bodies
-        .values()
-        .map(|b| serde_json::from_slice::<serde_json::Value>(b).unwrap()["data"]["seq"].as_i64().unwrap())
-        .collect();
-    seqs.sort_unstable();
-    assert_eq!(seqs, (1..=punches as i64).collect::<Vec<_>>(), "per-device seq contiguous");
 }
 
 /// The server in process, its `ADMS_WEBHOOK_URL` endpoint `url`, on the test clock.
@@ -91,7 +67,7 @@ async fn every_punch_is_delivered_signed_once_per_id_and_reuploads_add_nothing()
     witness.pass(&server).await;
     let received = receiver.received();
     assert_eq!(received.len(), 20, "a re-upload creates no second delivery");
-    check_invariants(&received, 20);
+    check_delivery_invariants(&received, 20);
     let first: serde_json::Value = serde_json::from_slice(&received[0].body).unwrap();
     assert_eq!(first["type"], "attendance.punch");
     assert_eq!(first["data"]["device"]["sn"], "HOOK0001");
@@ -163,7 +139,7 @@ async fn failures_are_retried_on_schedule_and_retry_after_is_honoured() {
     assert_eq!(receiver.received().len(), 3, "Retry-After honoured");
     api.advance_clock(40).await;
     wait_for_requests(&receiver, 4).await;
-    check_invariants(&receiver.received(), 1);
+    check_delivery_invariants(&receiver.received(), 1);
 }
 
 async fn wait_for_requests(receiver: &Receiver, n: usize) {
@@ -194,7 +170,7 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
     let receiver = start_receiver(&addr.to_string(), vec![]).await;
     api.advance_clock(12 * 3600).await;
     wait_for_ids(&receiver, 10, Some(&api)).await;
-    check_invariants(&receiver.received(), 10);
+    check_delivery_invariants(&receiver.received(), 10);
     // Read the outbox itself: every delivery succeeded, after retrying through the outage. The
     // receiver sees a request before its attempt is recorded: wait for the records.
     let outcome = async || -> (i64, i64) {
@@ -260,7 +236,7 @@ async fn a_receiver_back_after_a_day_gets_its_backlog_at_once() {
         witness.pass(&server).await;
     }
     wait_for_ids(&receiver, 10, Some(&api)).await;
-    check_invariants(&receiver.received(), 10);
+    check_delivery_invariants(&receiver.received(), 10);
     eventually("the backlog is empty and the endpoint healthy again", async || {
         let (_, backlog) = api.get_status("/api/v1/webhooks/backlog").await;
         backlog["data"].as_array().unwrap().iter().all(|r| {
@@ -289,7 +265,7 @@ async fn a_server_killed_mid_request_redelivers_the_same_event_after_restart() {
     let received = receiver.received();
     assert_eq!(received[0].id, received[1].id, "same webhook-id after the crash");
     assert_eq!(received[0].body, received[1].body, "byte-identical body");
-    check_invariants(&received, 1);
+    check_delivery_invariants(&received, 1);
     receiver.stop();
 }
 
@@ -316,7 +292,7 @@ async fn a_lost_response_is_redelivered_with_the_same_id_and_body() {
     assert_eq!(received[0].status, 0, "the first was not answered");
     assert_eq!(received[0].id, received[1].id);
     assert_eq!(received[0].body, received[1].body);
-    check_invariants(&received, 1);
+    check_delivery_invariants(&received, 1);
 }
 
 #[tokio::test]
@@ -369,7 +345,7 @@ async fn a_timeout_is_retried_and_a_410_pauses_the_endpoint_until_resumed() {
         api.patch_json(&format!("/api/v1/webhooks/endpoints/{uid}"), &serde_json::json!({ "paused": false })).await;
     assert_eq!(status, 200);
     wait_for_ids(&receiver, 3, Some(&api)).await;
-    check_invariants(&receiver.received(), 3);
+    check_delivery_invariants(&receiver.received(), 3);
     let attempts = |received: &[Received], id: &str| received.iter().filter(|r| r.id == id).count();
     let received = receiver.received();
     assert_eq!(attempts(&received, &received[0].id), 3, "timeout, 410, then delivered: one id throughout");

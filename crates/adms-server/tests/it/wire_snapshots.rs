@@ -272,6 +272,28 @@ async fn webhook_body_of_a_punch() {
 }
 
 #[tokio::test]
+async fn webhook_body_of_an_access_event() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_webhook(dir.path(), &receiver).await;
+    let dev = Device { server: &server, sn: "SNAP0010".into() };
+    let _settings = settings(&server).bind_to_scope();
+
+    assert_eq!(dev.post("/iclock/registry?SN=SNAP0010", b"DeviceType=acc,LockCount=2").await.status, 200);
+    let line = "time=2026-11-20 08:00:00\tpin=016\tcardno=123456\teventaddr=1\tevent=0\tinoutstatus=0\tverifytype=4\tindex=1\n";
+    let r = dev.post("/iclock/cdata?SN=SNAP0010&table=rtlog", line.as_bytes()).await;
+    assert_eq!((r.status, r.text()), (200, "OK".to_owned()));
+    let event = receiver.wait_for_n("access.event", 1).await;
+    assert_webhook_snapshot!("webhook_access_event", webhook(&event[0]), {
+        // Derived from the line's keyed digest: each server's key is its own.
+        ".webhook_id" => "[event id]",
+        ".body.id" => "[event id]",
+        ".body.timestamp" => "[time]",
+        ".body.data.access_event_id" => "[id]",
+    });
+}
+
+#[tokio::test]
 async fn webhook_bodies_of_device_users() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();

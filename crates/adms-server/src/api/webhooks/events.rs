@@ -1,5 +1,6 @@
-//! `/api/v1/webhooks/events`, the event log, and `/api/v1/devices/{sn}/punches`, the
-//! per-device punch cursor a receiver reconciles gaps with.
+//! `/api/v1/webhooks/events`, the event log, and the per-device cursors a receiver reconciles
+//! gaps with: `/api/v1/devices/{sn}/punches` and, for access controllers,
+//! `/api/v1/devices/{sn}/access-events`.
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -7,7 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use adms_store::Approval;
 use adms_store::events::event_type;
 
-use super::views::{EventPage, EventView, PunchPage, PunchView};
+use super::views::{AccessEventPage, AccessEventView, EventPage, EventView, PunchPage, PunchView};
 use super::{EventType, not_a_choice};
 use crate::api::auth::Authenticated;
 use crate::api::pagination::{KeysetPage, QueryParams};
@@ -15,7 +16,7 @@ use crate::api::request::FieldErrors;
 use crate::api::{ApiError, openapi};
 use crate::state::SharedState;
 
-const DEFAULT_PUNCH_LIMIT: i64 = 500;
+const DEFAULT_CURSOR_LIMIT: i64 = 500;
 
 /// List webhook events, newest first.
 ///
@@ -79,15 +80,7 @@ pub async fn device_punches(
     Path(sn): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<PunchPage>, ApiError> {
-    let params = QueryParams::parse(raw.as_deref());
-    let mut errors = FieldErrors::default();
-    let after_seq = params.int_within("after_seq", &(0..=i64::MAX), Some(0), &mut errors).unwrap_or(0);
-    let limit = params.int_within("limit", &(1..=1_000), Some(DEFAULT_PUNCH_LIMIT), &mut errors);
-    let device = state.store.device_by_sn(&sn).await?;
-    // A device pending approval is held from the API, as in the transactions list.
-    let device = device.filter(|d| d.approval == Approval::Approved).ok_or(ApiError::NotFound)?;
-    errors.finish()?;
-    let limit = limit.unwrap_or(DEFAULT_PUNCH_LIMIT);
+    let SeqCursor { device, after_seq, limit } = SeqCursor::read(&state, &sn, raw.as_deref()).await?;
     let rows = state.store.punches_after_seq(device.id, after_seq, limit).await?;
     let next_after_seq = rows.last().map_or(after_seq, |p| p.seq);
     let has_more = rows.len() as i64 == limit;
@@ -97,4 +90,66 @@ pub async fn device_punches(
         next_after_seq,
         has_more,
     }))
+}
+
+/// Read an access controller's events after a `seq` (the SIEM's cursor).
+///
+/// The controller's stored `rtlog` events with `seq > after_seq`, in `seq` order: numbered
+/// 1, 2, 3… per controller in the order they were committed, with no gap, so a client that
+/// stores the last `seq` it handled and asks again from there sees every event once (and every
+/// replica answers the same). Each is the `data` of its `access.event` webhook plus `seq` and the
+/// webhook's `event_id`. Call again with `after_seq=next_after_seq` while `has_more` is true.
+/// Devices pending approval answer 404.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{sn}/access-events",
+    tag = openapi::tag::DEVICES,
+    params(
+        ("sn" = String, Path, description = "The controller's serial number."),
+        ("after_seq" = Option<i64>, Query, minimum = 0, description = "Default 0."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Default 500."),
+    ),
+    responses(
+        (status = 200, description = "The next access events.", body = AccessEventPage),
+        (status = 400, description = "An invalid `after_seq` or `limit`.", body = openapi::ValidationErrors),
+        (status = 404, description = "Unknown or pending device.", body = openapi::Detail),
+    )
+)]
+pub async fn device_access_events(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(sn): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<AccessEventPage>, ApiError> {
+    let SeqCursor { device, after_seq, limit } = SeqCursor::read(&state, &sn, raw.as_deref()).await?;
+    let rows = state.store.access_events_after_seq(device.id, &device.sn, after_seq, limit).await?;
+    let next_after_seq = rows.last().map_or(after_seq, |e| e.seq);
+    let has_more = rows.len() as i64 == limit;
+    Ok(Json(AccessEventPage {
+        device_sn: device.sn,
+        data: rows.into_iter().map(AccessEventView::from).collect(),
+        next_after_seq,
+        has_more,
+    }))
+}
+
+/// A per-device cursor request: the approved device and the validated `after_seq` and `limit`.
+struct SeqCursor {
+    device: adms_store::Device,
+    after_seq: i64,
+    limit: i64,
+}
+
+impl SeqCursor {
+    async fn read(state: &SharedState, sn: &str, raw: Option<&str>) -> Result<SeqCursor, ApiError> {
+        let params = QueryParams::parse(raw);
+        let mut errors = FieldErrors::default();
+        let after_seq = params.int_within("after_seq", &(0..=i64::MAX), Some(0), &mut errors).unwrap_or(0);
+        let limit = params.int_within("limit", &(1..=1_000), Some(DEFAULT_CURSOR_LIMIT), &mut errors);
+        let device = state.store.device_by_sn(sn).await?;
+        // A device pending approval is held from the API, as in the transactions list.
+        let device = device.filter(|d| d.approval == Approval::Approved).ok_or(ApiError::NotFound)?;
+        errors.finish()?;
+        Ok(SeqCursor { device, after_seq, limit: limit.unwrap_or(DEFAULT_CURSOR_LIMIT) })
+    }
 }

@@ -153,6 +153,10 @@ pub struct WebhookAccessEventData {
     device: WebhookDevice,
     /// The stored event's id.
     access_event_id: i64,
+    /// The event's number in its controller's sequence: 1, 2, 3… in the order they were
+    /// stored, with no gap (`GET /api/v1/devices/{sn}/access-events?after_seq=` reads it). Absent
+    /// from events stored by 0.2.0 and earlier.
+    seq: Option<i64>,
     /// The controller's wall-clock time, `YYYY-MM-DD HH:MM:SS`.
     local_time: String,
     /// The person, or null for an event without one.

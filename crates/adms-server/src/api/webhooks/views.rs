@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use adms_protocol::labels;
-use adms_store::events::{rfc3339_micros, rfc3339_seconds};
+use adms_store::access_events::CursorAccessEvent;
+use adms_store::events::{access_event_name_and_level, rfc3339_micros, rfc3339_seconds};
 use adms_store::webhook_queries::{AttemptRow, CursorPunch, EventListRow};
 use adms_store::webhooks::{DeliveryRow, Endpoint};
 use adms_webhooks::{NON_TEXT_BODY_MARKER, RESPONSE_CAPTURE_LIMIT, keep_as_text};
@@ -317,6 +318,62 @@ impl From<CursorPunch> for PunchView {
             raw: p.raw_line,
         }
     }
+}
+
+/// An access event as the cursor serves it: the `data` of its `access.event` webhook (without
+/// the device, named once at the top) plus its `seq` and webhook `event_id`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccessEventView {
+    /// The stored row's id (`access_event_id` in the webhook).
+    id: i64,
+    event_id: String,
+    seq: i64,
+    /// The controller's wall-clock time.
+    local_time: String,
+    /// `null` for events without a person (`pin=0` on the wire).
+    pin: Option<String>,
+    door: Option<i64>,
+    event_code: Option<i64>,
+    event_name: String,
+    /// `normal`, `error` or `alarm`.
+    level: &'static str,
+    alarm: bool,
+    /// 0 in, 1 out.
+    in_out: Option<i64>,
+    verify_type: String,
+    received_at: String,
+}
+
+impl From<CursorAccessEvent> for AccessEventView {
+    fn from(e: CursorAccessEvent) -> Self {
+        let (event_name, level) = access_event_name_and_level(e.event_code);
+        AccessEventView {
+            id: e.id,
+            event_id: e.event_id,
+            seq: e.seq,
+            local_time: e.local_time,
+            pin: Some(e.pin).filter(|p| !p.is_empty() && p != "0"),
+            door: e.door,
+            event_code: e.event_code,
+            event_name,
+            level,
+            alarm: level == "alarm",
+            in_out: e.in_out,
+            verify_type: e.verify_type,
+            received_at: rfc3339_micros(e.received_at),
+        }
+    }
+}
+
+/// One page of a controller's access events after a `seq`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccessEventPage {
+    pub device_sn: String,
+    pub data: Vec<AccessEventView>,
+    /// Pass as `after_seq` for the next call (the last `seq` returned, or the one given).
+    pub next_after_seq: i64,
+    /// Whether more events follow right away (the page was full).
+    pub has_more: bool,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

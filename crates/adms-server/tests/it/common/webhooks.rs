@@ -373,3 +373,27 @@ pub fn attlog_lines(from: usize, n: usize) -> Vec<u8> {
         .collect::<String>()
         .into_bytes()
 }
+
+/// What every delivery scenario ends with, for events that carry a per-device `data.seq`
+/// (punches, access events) of one device: every signature verifies (with the independent
+/// `standardwebhooks` crate), the same `webhook-id` always came with the same body, `events`
+/// distinct ids arrived, and their `seq`s are 1..=events.
+pub fn check_delivery_invariants(received: &[Received], events: usize) {
+    let verifier = standardwebhooks::Webhook::new(SECRET).expect("secret");
+    let mut bodies: std::collections::BTreeMap<&str, &Bytes> = std::collections::BTreeMap::new();
+    for r in received {
+        // Independent signature: the library signs the same content; ours must carry it.
+        let theirs = verifier.sign(&r.id, r.timestamp, &r.body).expect("library signs");
+        assert!(r.signature.split(' ').any(|s| s == theirs), "signature of {} does not verify", r.id);
+        if let Some(first) = bodies.insert(&r.id, &r.body) {
+            assert_eq!(first, &r.body, "same webhook-id, different body");
+        }
+    }
+    assert_eq!(bodies.len(), events, "every event delivered, none under two ids");
+    let mut seqs: Vec<i64> = bodies
+        .values()
+        .map(|b| serde_json::from_slice::<serde_json::Value>(b).unwrap()["data"]["seq"].as_i64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=events as i64).collect::<Vec<_>>(), "per-device seq contiguous");
+}
