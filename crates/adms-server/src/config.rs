@@ -90,6 +90,7 @@ pub struct Config {
     pub commands: CommandConfig,
     pub roster: RosterConfig,
     pub capture: CaptureConfig,
+    pub cvsecurity: CvSecurityConfig,
 }
 
 /// `[admin]`: the bootstrap API account, created or updated at start. A new password ends the
@@ -409,6 +410,15 @@ impl Default for RosterConfig {
     }
 }
 
+/// `[cvsecurity]`: the CVSecurity-compatible API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CvSecurityConfig {
+    /// The language of event, verify-mode and reader names (`en`, `es` or `zh`), as CVSecurity's
+    /// server UI language sets them: clients string-compare them.
+    pub language: crate::api::cvsecurity::names::Language,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -431,6 +441,7 @@ impl Default for Config {
             commands: CommandConfig::default(),
             roster: RosterConfig::default(),
             capture: CaptureConfig::default(),
+            cvsecurity: CvSecurityConfig::default(),
         }
     }
 }
@@ -459,6 +470,7 @@ impl std::fmt::Debug for Config {
             .field("commands", &self.commands)
             .field("roster", &self.roster)
             .field("capture", &self.capture)
+            .field("cvsecurity", &self.cvsecurity)
             .finish()
     }
 }
@@ -521,6 +533,7 @@ pub const FLAT_KEYS: &[(&str, &str)] = &[
     ("capture_max_file_age_secs", "capture.max_file_age_secs"),
     ("capture_max_total_bytes", "capture.max_total_bytes"),
     ("capture_queue_bytes", "capture.queue_bytes"),
+    ("cvsecurity_language", "cvsecurity.language"),
 ];
 
 /// The settings at the top of the file, outside any section (their variables are

@@ -465,6 +465,42 @@ async fn door_states_come_from_the_controllers_last_rtstate() {
     assert_eq!(code(&cv.get("/api/door/doorStateById").await), -44);
 }
 
+/// A server whose CVSecurity language is Spanish names events, verify modes and readers as a
+/// Spanish CVSecurity does (a client string-compares "Usuario no registrado").
+#[tokio::test]
+async fn event_verify_mode_and_reader_names_follow_the_configured_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("ADMS_UNKNOWN_DEVICES", "auto"), ("ADMS_CVSECURITY_LANGUAGE", "es")];
+    let server = Server::in_process(dir.path(), &env).await;
+    let api = Api::login(&server).await;
+    access_setup(&server, &api, "ACC0601").await;
+    let dev = Device { server: &server, sn: "ACC0601".into() };
+    let body = "time=2026-12-06 09:00:00\tpin=99\tcardno=0\teventaddr=1\tevent=27\tinoutstatus=1\tverifytype=4\tindex=1\n\
+                time=2026-12-06 09:01:00\tpin=7\tcardno=123456\teventaddr=3\tevent=0\tinoutstatus=0\tverifytype=1\tindex=2\n";
+    assert_eq!(dev.post("/iclock/cdata?SN=ACC0601&table=rtlog", body.as_bytes()).await.status, 200);
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "parking"]));
+    let list = cv.get("/api/transaction/list?pageNo=1&pageSize=10").await;
+    assert_success(&list);
+    let names: Vec<(&str, &str, &str)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (r["eventName"].as_str().unwrap(), r["verifyModeName"].as_str().unwrap(), r["readerName"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("Usuario no registrado", "Tarjeta", "ACC0601-1-Salida"),
+            ("Apertura con verificación normal", "Huella", "ACC0601-3-Entrada")
+        ]
+    );
+    // The webhook and the native API stay English: the language is the CVSecurity API's.
+    let events = api.get("/api/v1/devices/ACC0601/access-events").await;
+    assert_eq!(events["data"][0]["event_name"], "Unregistered Personnel");
+}
+
 #[tokio::test]
 async fn person_add_upserts_a_person_with_levels_and_reaches_the_controller() {
     let dir = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@
 mod access;
 mod envelope;
 mod ids;
-mod names;
+pub mod names;
 mod params;
 mod persons;
 mod transactions;

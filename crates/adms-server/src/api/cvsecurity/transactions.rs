@@ -12,8 +12,9 @@ use adms_store::cvsecurity::{AccessEventFilter, AccessEventRow};
 use adms_store::now_micros;
 
 use super::envelope::{CvError, CvResult, Envelope};
+use super::names::{self, Language};
 use super::params::{CvRequest, MAX_TRANSACTION_PAGE};
-use super::{Shape, ids, names, shaped};
+use super::{Shape, ids, shaped};
 use crate::state::SharedState;
 
 /// `0` means "none" in `rtlog`'s pin and card fields.
@@ -21,13 +22,9 @@ fn some_value(text: &str) -> &str {
     if text == "0" { "" } else { text }
 }
 
-fn transaction_view(row: &AccessEventRow) -> Value {
+fn transaction_view(row: &AccessEventRow, language: Language) -> Value {
     let door_name = row.door.filter(|d| *d > 0).and(row.door_name.clone()).unwrap_or_default();
-    let reader_name = match (door_name.is_empty(), row.in_out) {
-        (true, _) => String::new(),
-        (false, Some(1)) => format!("{door_name}-Out"),
-        (false, _) => format!("{door_name}-In"),
-    };
+    let reader_name = if door_name.is_empty() { String::new() } else { language.reader(&door_name, row.in_out) };
     let event_no = row.event_code.unwrap_or(-1);
     json!({
         "id": ids::encode(row.id),
@@ -42,9 +39,9 @@ fn transaction_view(row: &AccessEventRow) -> Value {
         "cardNo": some_value(&row.card_no),
         "devSn": row.sn,
         "devName": if row.alias.is_empty() { row.sn.clone() } else { row.alias.clone() },
-        "verifyModeName": names::verify_mode(&row.verify_type),
+        "verifyModeName": language.verify_mode(&row.verify_type),
         "eventNo": event_no,
-        "eventName": names::event(row.event_code),
+        "eventName": language.event(row.event_code),
         "eventLevel": names::event_level(row.event_code),
         "eventPointName": door_name,
         "doorName": door_name,
@@ -84,7 +81,12 @@ fn filter_of(request: &CvRequest, sn: Option<String>, pin: Option<String>) -> Re
 async fn page(state: &SharedState, request: &CvRequest, filter: &AccessEventFilter, shape: Shape) -> CvResult {
     let page = request.params.page(MAX_TRANSACTION_PAGE)?;
     let (total, rows) = state.store.access_events_page(filter, page.offset(), page.page_size).await?;
-    Ok(Envelope::success(shaped(shape, page, total, rows.iter().map(transaction_view).collect())))
+    Ok(Envelope::success(shaped(
+        shape,
+        page,
+        total,
+        rows.iter().map(|row| transaction_view(row, state.config.cvsecurity.language)).collect(),
+    )))
 }
 
 /// `transaction/list` (bare), `v2/transaction/list` (paged): every event, or a person's
@@ -137,7 +139,7 @@ async fn one(state: &SharedState, id: Option<&str>) -> CvResult {
     let filter = AccessEventFilter { id: Some(ids::decode(id).ok_or_else(missing)?), ..AccessEventFilter::default() };
     let (_, rows) = state.store.access_events_page(&filter, 0, 1).await?;
     let row = rows.first().ok_or_else(missing)?;
-    Ok(Envelope::success(transaction_view(row)))
+    Ok(Envelope::success(transaction_view(row, state.config.cvsecurity.language)))
 }
 
 /// `transaction/getById/{id}`.
@@ -175,7 +177,7 @@ pub async fn monitor(State(state): State<SharedState>, request: CvRequest) -> Cv
     let views = rows
         .iter()
         .map(|row| {
-            let mut view = transaction_view(row);
+            let mut view = transaction_view(row, state.config.cvsecurity.language);
             view["id"] = Value::Null;
             view
         })
