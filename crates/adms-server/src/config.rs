@@ -416,7 +416,17 @@ impl Default for RosterConfig {
 pub struct CvSecurityConfig {
     /// The language of event, verify-mode and reader names (`en`, `es` or `zh`), as CVSecurity's
     /// server UI language sets them: clients string-compare them.
-    pub language: crate::api::cvsecurity::names::Language,
+    pub language: Language,
+}
+
+/// The language of the CVSecurity API's names (its tables: `api::cvsecurity::names`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    En,
+    Es,
+    Zh,
 }
 
 impl Default for Config {

@@ -11,17 +11,8 @@
 //! compares another name with different words needs only its line here changed.
 
 use adms_protocol::labels;
-use serde::{Deserialize, Serialize};
 
-/// The language of the names (CVSecurity's server UI language).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Language {
-    #[default]
-    En,
-    Es,
-    Zh,
-}
+pub use crate::config::Language;
 
 impl Language {
     /// The name of an `rtlog` event code; a code without a name is `Event <code>`.
