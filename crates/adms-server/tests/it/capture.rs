@@ -112,6 +112,7 @@ fn requests(script: &Script) -> Vec<Sent> {
 /// passes, each device's requests were captured in order with their exact bytes, and no API
 /// credential appears in any captured file.
 fn round_trip(sessions: &[(&str, String)], env: &[(&str, &str)]) {
+    crate::sqlite_run_only!("the capture writer and replay do not depend on the engine");
     let work = tempfile::tempdir().expect("temp dir");
     let capture_dir = work.path().join("captured");
     let scripted = work.path().join("scripted");
@@ -307,6 +308,7 @@ async fn metric(api: &Api, name: &str) -> f64 {
 /// folder under its cap; the newest exchange is always there.
 #[tokio::test]
 async fn captured_files_rotate_and_the_folder_stays_under_its_cap() {
+    crate::sqlite_run_only!("the capture writer's rotation does not depend on the engine");
     let work = tempfile::tempdir().expect("temp dir");
     let capture_dir = work.path().join("captured");
     let server = Server::in_process(
@@ -375,6 +377,7 @@ fn the_capture_command_turns_one_device_on_in_a_running_server() {
 /// and counted as write failures (the cap holds).
 #[tokio::test]
 async fn at_the_cap_a_quiet_devices_file_goes_first() {
+    crate::sqlite_run_only!("the capture writer's rotation does not depend on the engine");
     let work = tempfile::tempdir().expect("temp dir");
     let capture_dir = work.path().join("captured");
     let server = Server::in_process(

@@ -127,6 +127,7 @@ async fn log_in(browser: &Client, base: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complete() {
+    crate::sqlite_run_only!("the pages' reads are store calls tested on both engines");
     let Some((chromium, driver_path)) = browser_or_skip() else { return };
     let started = Instant::now();
     let shots = screenshot_dir();
@@ -266,6 +267,7 @@ async fn an_operator_logs_in_approves_a_terminal_and_watches_its_command_complet
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_punch_appears_live_and_its_failing_webhook_shows_its_attempts_and_is_resent() {
     use common::webhooks::{Receiver, Reply, SECRET};
+    crate::sqlite_run_only!("the pages' reads are store calls tested on both engines");
     let Some((chromium, driver_path)) = browser_or_skip() else { return };
     let shots = screenshot_dir();
     // The receiver fails the first punch delivery with an answer of its own, then succeeds.

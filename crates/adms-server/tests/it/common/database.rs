@@ -58,6 +58,20 @@ macro_rules! postgres_run_only {
     };
 }
 
+/// Ends, in the suite's PostgreSQL run, a story about a layer above the store whose behaviour
+/// does not depend on the engine (the capture writer, the console in a browser): the store calls
+/// under it are tested on both engines by the store's own tests, so running it in both server
+/// runs would only add CI time.
+#[macro_export]
+macro_rules! sqlite_run_only {
+    ($reason:expr) => {
+        if $crate::common::engine() != $crate::common::Engine::Sqlite {
+            $crate::common::database::skipped_as("SQLite run only", $reason);
+            return;
+        }
+    };
+}
+
 /// Says that the current test stopped because it is SQLite-only: on stderr itself, not through
 /// `eprintln!`, so that the line shows even though the test passes (the test harness keeps a
 /// passing test's printed output to itself).
