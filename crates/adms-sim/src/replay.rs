@@ -234,7 +234,8 @@ impl<'a> Player<'a> {
     /// lines are not applied (the target is already running): the caller starts the server
     /// with them.
     pub async fn play(&self, script: &Script) -> Report {
-        let mut run = Run { player: self, token: self.api_key.clone(), last: None, saved: Vec::new() };
+        let mut run =
+            Run { player: self, token: self.api_key.clone(), last: None, last_skipped: false, saved: Vec::new() };
         let mut report = Report {
             name: script.name.clone(),
             steps: script.steps.len(),
@@ -408,6 +409,9 @@ struct Run<'p, 'a> {
     player: &'p Player<'a>,
     token: Option<String>,
     last: Option<Last>,
+    /// The last request was a `call` skipped for want of credentials: the checks of its answer
+    /// are skipped too.
+    last_skipped: bool,
     saved: Saved,
 }
 
@@ -419,6 +423,7 @@ impl Run<'_, '_> {
                     tokio::time::sleep(gap.div_f64(speed)).await;
                 }
                 let sent = describe(&self.player.authority, request);
+                self.last_skipped = false;
                 self.player.sent.fetch_add(1, Ordering::Relaxed);
                 match send(&self.player.authority, request).await {
                     Ok(response) => {
@@ -432,11 +437,48 @@ impl Run<'_, '_> {
                     }
                 }
             }
-            StepKind::Save { name } => {
+            StepKind::Save { .. } | StepKind::Status { .. } | StepKind::Header { .. } if self.last_skipped => {
+                Outcome::Skipped(CHECKS_A_SKIPPED_CALL)
+            }
+            StepKind::Save { name, field } => {
                 // The parser only allows `save` after a request.
                 let body = self.last.as_ref().map(|l| l.response.text()).unwrap_or_default();
-                self.saved.push((name.clone(), body));
+                let value = match field {
+                    None => body,
+                    Some(field) => match json_field(&body, field) {
+                        Some(value) => value,
+                        None => {
+                            return Outcome::Failed(Mismatch::new(
+                                format!("a JSON body with `{field}`"),
+                                format!("{body:?}"),
+                            ));
+                        }
+                    },
+                };
+                self.saved.push((name.clone(), value));
                 Outcome::Passed
+            }
+            StepKind::Call { method, path, body } => {
+                self.last = None;
+                self.last_skipped = false;
+                if let Err(outcome) = self.log_in().await {
+                    self.last_skipped = matches!(outcome, Outcome::Skipped(_));
+                    return outcome;
+                }
+                let token = self.token.as_deref().unwrap_or_default();
+                let path = path.render(&self.saved);
+                let body = body.as_ref().map(|b| b.render(&self.saved));
+                let sent = format!(
+                    "{method} {path} (API, as the session's user){}",
+                    body.as_deref().map(|b| format!("\n{b}")).unwrap_or_default()
+                );
+                match self.player.call(token, method, &path, body).await {
+                    Ok(response) => {
+                        self.last = Some(Last { source: step.source.clone(), sent, response });
+                        Outcome::Passed
+                    }
+                    Err(came) => Outcome::Failed(Mismatch::new("an HTTP answer", came)),
+                }
             }
             StepKind::Status { status, body } => match &self.last {
                 Some(last) => check_status(&last.response, *status, body.as_ref(), &self.saved).into(),
@@ -474,12 +516,8 @@ impl Run<'_, '_> {
                 }
             }
             StepKind::Api { list, query, check } => {
-                if self.token.is_none() {
-                    let Some(credentials) = &self.player.credentials else { return Outcome::Skipped(NO_CREDENTIALS) };
-                    match self.player.login(credentials).await {
-                        Ok(token) => self.token = Some(token),
-                        Err(e) => return Outcome::Failed(Mismatch::new("an API session", e)),
-                    }
+                if let Err(outcome) = self.log_in().await {
+                    return outcome;
                 }
                 let token = self.token.as_deref().unwrap_or_default();
                 self.player.check_api(token, *list, query, check, &self.saved).await.into()
@@ -488,6 +526,36 @@ impl Run<'_, '_> {
     }
 }
 
+impl Run<'_, '_> {
+    /// An API session for the `api` and `call` steps, once per run; the outcome to give when
+    /// there is none.
+    async fn log_in(&mut self) -> Result<(), Outcome> {
+        if self.token.is_some() {
+            return Ok(());
+        }
+        let Some(credentials) = &self.player.credentials else { return Err(Outcome::Skipped(NO_CREDENTIALS)) };
+        match self.player.login(credentials).await {
+            Ok(token) => {
+                self.token = Some(token);
+                Ok(())
+            }
+            Err(e) => Err(Outcome::Failed(Mismatch::new("an API session", e))),
+        }
+    }
+}
+
+/// A value of a JSON body by key or path (`data/0/id`): a string as it is, anything else as JSON
+/// writes it.
+fn json_field(body: &str, field: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    let found = value.pointer(&format!("/{field}"))?;
+    Some(match found {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+const CHECKS_A_SKIPPED_CALL: &str = "checks the answer of a `call` step that was skipped";
 const NO_DATABASE: &str =
     "reads the server's database, and no database checks were given (give API credentials to check it through the API)";
 const NO_CREDENTIALS: &str = "needs the API, and no credentials were given (--user and --password, or --api-key)";
@@ -607,6 +675,25 @@ fn check_status(response: &Response, status: u16, body: Option<&Matcher>, saved:
 impl Player<'_> {
     fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{path_and_query}", self.authority)
+    }
+
+    /// One `call` step: the API request with the session's token, a JSON body if any.
+    async fn call(&self, token: &str, method: &str, path: &str, body: Option<String>) -> Result<Response, String> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut request =
+            self.client.request(method.clone(), self.url(path)).header("Authorization", format!("Token {token}"));
+        if let Some(body) = body {
+            request = request.header("Content-Type", "application/json").body(body);
+        }
+        let response = request.send().await.map_err(|e| format!("{method} {path}: {e}"))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let body = response.bytes().await.map_err(|e| format!("{method} {path}: {e}"))?.to_vec();
+        Ok(Response { status, headers, body })
     }
 
     /// A session token for the `api …` steps.

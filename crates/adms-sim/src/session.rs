@@ -153,9 +153,11 @@ pub enum StepKind {
         name: String,
         matcher: Matcher,
     },
-    /// `save NAME`
+    /// `save NAME` (the last answer's body) or `save NAME FIELD` (a value of its JSON body:
+    /// `id`, or a path such as `data/0/id`)
     Save {
         name: String,
+        field: Option<String>,
     },
     /// `rows TABLE N`
     Rows {
@@ -167,6 +169,13 @@ pub enum StepKind {
         sn: String,
         key: String,
         matcher: Matcher,
+    },
+    /// `call METHOD PATH [JSON]`: an API request made with the session's credentials (what an
+    /// operator or an ERP does between device requests); its answer is the last answer.
+    Call {
+        method: &'static str,
+        path: Text,
+        body: Option<Text>,
     },
     /// `api LIST[?QUERY] count N` / `api LIST[?QUERY] FIELD V1,V2,...`
     Api {
@@ -336,7 +345,7 @@ pub fn parse_script_in(name: &str, text: &str, sources: BodySources<'_>) -> Resu
             "=>" => parse_status(rest, &saved_names).map(Some),
             "header" => parse_header(rest, &saved_names).map(Some),
             "save" => parse_save(rest).map(|kind| {
-                if let StepKind::Save { name } = &kind {
+                if let StepKind::Save { name, .. } = &kind {
                     saved_names.insert(name.clone());
                 }
                 Some(kind)
@@ -344,6 +353,7 @@ pub fn parse_script_in(name: &str, text: &str, sources: BodySources<'_>) -> Resu
             "rows" => parse_rows(rest).map(Some),
             "option" => parse_option(rest, &saved_names).map(Some),
             "api" => parse_api(rest, &saved_names).map(Some),
+            "call" => parse_call(rest, &saved_names).map(Some),
             other => Err(format!("unknown keyword `{other}`")),
         };
         let kind = match parsed {
@@ -365,7 +375,7 @@ pub fn parse_script_in(name: &str, text: &str, sources: BodySources<'_>) -> Resu
             ));
             continue;
         }
-        let is_check = !matches!(kind, StepKind::Request(_) | StepKind::Save { .. });
+        let is_check = !matches!(kind, StepKind::Request(_) | StepKind::Call { .. } | StepKind::Save { .. });
         let xfail = match pending_xfail.take() {
             Some((_, reason)) if is_check => Some(reason),
             Some((xfail_line, _)) => {
@@ -378,7 +388,7 @@ pub fn parse_script_in(name: &str, text: &str, sources: BodySources<'_>) -> Resu
             }
             None => None,
         };
-        seen_request |= matches!(kind, StepKind::Request(_));
+        seen_request |= matches!(kind, StepKind::Request(_) | StepKind::Call { .. });
         script.steps.push(Step { line: line_no, source: line.to_owned(), xfail, kind });
     }
     if let Some((xfail_line, _)) = pending_xfail {
@@ -559,10 +569,35 @@ fn parse_text(raw: &str, saved: &HashSet<String>) -> Result<Text, String> {
 }
 
 fn parse_save(rest: &str) -> Result<StepKind, String> {
-    if !is_name(rest) {
-        return Err("`save NAME` (letters, digits, `_`)".to_owned());
+    let (name, field) = match rest.split_once(' ') {
+        Some((name, field)) => (name, Some(field.trim())),
+        None => (rest, None),
+    };
+    if !is_name(name) {
+        return Err("`save NAME [FIELD]` (a name of letters, digits, `_`)".to_owned());
     }
-    Ok(StepKind::Save { name: rest.to_owned() })
+    if let Some(field) = field
+        && (field.is_empty() || field.split('/').any(|part| part.is_empty() || part.contains(char::is_whitespace)))
+    {
+        return Err(format!("`{field}`: a JSON field is a key or a path of keys and indexes (`data/0/id`)"));
+    }
+    Ok(StepKind::Save { name: name.to_owned(), field: field.map(str::to_owned) })
+}
+
+/// `call METHOD PATH [JSON]`; the path and the body take the expected-text escapes and `${name}`.
+fn parse_call(rest: &str, saved: &HashSet<String>) -> Result<StepKind, String> {
+    let usage = "`call METHOD PATH [JSON body]` (GET, POST, PUT, PATCH or DELETE)";
+    let (method, rest) = rest.split_once(' ').ok_or(usage)?;
+    let method = ["GET", "POST", "PUT", "PATCH", "DELETE"].into_iter().find(|m| *m == method).ok_or(usage)?;
+    let (path, body) = match rest.trim().split_once(' ') {
+        Some((path, body)) => (path, Some(body.trim())),
+        None => (rest.trim(), None),
+    };
+    if !path.starts_with('/') {
+        return Err(format!("the path must start with `/`: `{path}`"));
+    }
+    let body = body.map(|b| parse_text(b, saved)).transpose()?;
+    Ok(StepKind::Call { method, path: parse_text(path, saved)?, body })
 }
 
 fn parse_rows(rest: &str) -> Result<StepKind, String> {
@@ -632,6 +667,36 @@ xfail
         assert!(errors.to_string().lines().all(|l| l.starts_with("x.session:")), "{errors}");
         let errors = parse_script("y.session", "=> 200 OK\n", &payloads()).expect_err("expectation before a request");
         assert!(errors.0[0].to_string().starts_with("y.session:1: "), "{errors:?}");
+    }
+
+    #[test]
+    fn api_calls_save_json_fields_that_later_paths_and_bodies_use() {
+        let script = "\
+call POST /api/v1/access/levels {\"name\":\"Staff\"}
+=> 201
+save level id
+save first_door data/0/id
+call PUT /api/v1/access/levels/${level}/members/7 {\"door\":${first_door}}
+GET /iclock/getrequest?SN=A
+";
+        let script = parse_script("c.session", script, &payloads()).expect("parses");
+        let saved: Saved = vec![("level".into(), "12".into()), ("first_door".into(), "3".into())];
+        match &script.steps[4].kind {
+            StepKind::Call { method, path, body } => {
+                assert_eq!(*method, "PUT");
+                assert_eq!(path.render(&saved), "/api/v1/access/levels/12/members/7");
+                assert_eq!(body.as_ref().map(|b| b.render(&saved)).as_deref(), Some("{\"door\":3}"));
+            }
+            other => panic!("a call, not {other:?}"),
+        }
+        assert!(matches!(&script.steps[3].kind, StepKind::Save { field: Some(f), .. } if f == "data/0/id"));
+        assert_eq!(script.requests(), 1, "a call is no device request");
+        assert_eq!(script.device_sn().as_deref(), Some("A"));
+
+        let broken = "call FETCH /x\ncall GET x\ncall POST /y/${unsaved}\nGET /iclock/ping?SN=A\nsave n data//id\n";
+        let errors = parse_script("d.session", broken, &payloads()).expect_err("broken calls");
+        let lines: Vec<usize> = errors.0.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [1, 2, 3, 5], "{errors:#?}");
     }
 
     #[test]
