@@ -85,6 +85,9 @@ pub struct FleetConfig {
     /// Serial numbers are this prefix and a 6-digit number.
     pub sn_prefix: String,
     pub seed: u64,
+    /// Each terminal keeps one connection open between its requests (HTTP/1.1 keep-alive), as
+    /// firmware that does not send `Connection: close` does; otherwise a connection per request.
+    pub keep_alive: bool,
 }
 
 /// Why the transactions could not be read for [`verify`].
@@ -151,6 +154,8 @@ fn new_histogram() -> Histogram<u64> {
 pub struct FleetReport {
     pub devices: usize,
     pub elapsed: Duration,
+    /// TCP connections the terminals opened (with keep-alive, far fewer than requests).
+    pub connections: u64,
     pub kinds: BTreeMap<Kind, KindStats>,
     pub punches_sent: u64,
     pub acknowledged: Vec<Punch>,
@@ -190,6 +195,7 @@ impl FleetReport {
         json!({
             "devices": self.devices,
             "elapsed_secs": secs,
+            "connections": self.connections,
             "requests": kinds,
             "punches": { "sent": self.punches_sent, "acknowledged": self.acknowledged.len() },
             "access_events_sent": self.access_events_sent,
@@ -200,7 +206,7 @@ impl FleetReport {
 
     pub fn to_text(&self, verification: Option<&Verification>) -> String {
         let secs = self.elapsed.as_secs_f64().max(0.001);
-        let mut out = format!("{} devices for {secs:.1} s\n", self.devices);
+        let mut out = format!("{} devices for {secs:.1} s, {} connections\n", self.devices, self.connections);
         out.push_str(&format!(
             "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}\n",
             "kind", "requests", "per s", "p50 ms", "p99 ms", "max ms", "errors"
@@ -236,6 +242,8 @@ impl FleetReport {
 
 /// What one device did, merged into the report at the end.
 struct DeviceOutcome {
+    /// TCP connections it opened.
+    connections: u64,
     kinds: HashMap<Kind, KindStats>,
     acknowledged: Vec<Punch>,
     punches_sent: u64,
@@ -271,6 +279,7 @@ pub async fn run(config: FleetConfig, live: Arc<Live>) -> Result<FleetReport, Fl
     let mut report = FleetReport {
         devices: config.devices,
         elapsed: Duration::ZERO,
+        connections: 0,
         kinds: BTreeMap::new(),
         punches_sent: 0,
         acknowledged: Vec::new(),
@@ -289,6 +298,7 @@ pub async fn run(config: FleetConfig, live: Arc<Live>) -> Result<FleetReport, Fl
             let entry = report.errors.entry(kind).or_insert((0, first));
             entry.0 += n;
         }
+        report.connections += outcome.connections;
         report.punches_sent += outcome.punches_sent;
         report.access_events_sent += outcome.access_events_sent;
         report.acknowledged.extend(outcome.acknowledged);
@@ -343,8 +353,7 @@ struct Terminal {
     sn: String,
     family: Family,
     rng: Rng,
-    server: SocketAddr,
-    source: Option<IpAddr>,
+    link: Link,
     deadline: Instant,
     start_at: Instant,
     poll_every: Option<Duration>,
@@ -381,8 +390,7 @@ impl Terminal {
             sn: format!("{}{index:06}", config.sn_prefix),
             family,
             rng,
-            server,
-            source,
+            link: Link { server, source, keep_alive: config.keep_alive, stream: None, opened: 0 },
             deadline,
             start_at,
             poll_every: config.poll_every,
@@ -394,6 +402,7 @@ impl Terminal {
             // (a fresh server keeps punches up to a day ahead and from 2000 on).
             clock: now - 3600,
             outcome: DeviceOutcome {
+                connections: 0,
                 kinds: HashMap::new(),
                 acknowledged: Vec::new(),
                 punches_sent: 0,
@@ -466,6 +475,7 @@ impl Terminal {
         if !backlog.is_empty() {
             self.send_punches(live, Kind::Backlog, backlog).await;
         }
+        self.outcome.connections = self.link.opened;
         self.outcome
     }
 
@@ -613,7 +623,7 @@ impl Terminal {
     ) -> Option<String> {
         live.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = send(self.server, self.source, method, path, body).await;
+        let result = self.link.send(method, path, body).await;
         let stats = self.outcome.kinds.entry(kind).or_insert_with(KindStats::new);
         stats.requests += 1;
         let _ = stats.latency_us.record(started.elapsed().as_micros().clamp(1, 600_000_000) as u64);
@@ -648,40 +658,105 @@ fn wall_clock(unix: u64) -> String {
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One request as firmware sends it (HTTP/1.1, `Connection: close`), from `source` when given.
-async fn send(
+/// A terminal's way to the server: a connection per request (`Connection: close`), or one kept
+/// open between requests (keep-alive), from `source` when given.
+struct Link {
     server: SocketAddr,
     source: Option<IpAddr>,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> Result<(u16, String), String> {
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {server}\r\nUser-Agent: iClock Proxy/1.09\r\nAccept: */*\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        if method == "POST" { "Content-Type: text/plain\r\n" } else { "" },
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    let exchange = async {
-        let mut stream = match source {
-            Some(ip) => {
-                let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
-                socket.bind(SocketAddr::new(ip, 0)).map_err(|e| format!("bind {ip}: {e}"))?;
-                socket.connect(server).await.map_err(|e| format!("connect from {ip}: {e}"))?
-            }
-            None => TcpStream::connect(server).await.map_err(|e| format!("connect: {e}"))?,
+    keep_alive: bool,
+    stream: Option<TcpStream>,
+    /// Connections opened so far.
+    opened: u64,
+}
+
+impl Link {
+    /// One request as firmware sends it (HTTP/1.1); the status and the body.
+    async fn send(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, String), String> {
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: iClock Proxy/1.09\r\nAccept: */*\r\n{}Content-Length: {}\r\n{}\r\n",
+            self.server,
+            if method == "POST" { "Content-Type: text/plain\r\n" } else { "" },
+            body.len(),
+            if self.keep_alive { "" } else { "Connection: close\r\n" },
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        let answer = match self.stream.take() {
+            // A kept connection the server may have closed meanwhile (its idle timeout): one more
+            // try on a new one, as firmware reconnects.
+            Some(stream) => match tokio::time::timeout(REQUEST_TIMEOUT, exchange(stream, &request)).await {
+                Ok(Ok(answer)) => Ok(answer),
+                _ => self.fresh_exchange(&request).await,
+            },
+            None => self.fresh_exchange(&request).await,
+        }?;
+        let (status, text, stream) = answer;
+        if self.keep_alive {
+            self.stream = stream;
+        }
+        Ok((status, text))
+    }
+
+    async fn fresh_exchange(&mut self, request: &[u8]) -> Result<(u16, String, Option<TcpStream>), String> {
+        self.opened += 1;
+        let attempt = async {
+            let stream = match self.source {
+                Some(ip) => {
+                    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+                    socket.bind(SocketAddr::new(ip, 0)).map_err(|e| format!("bind {ip}: {e}"))?;
+                    socket.connect(self.server).await.map_err(|e| format!("connect from {ip}: {e}"))?
+                }
+                None => TcpStream::connect(self.server).await.map_err(|e| format!("connect: {e}"))?,
+            };
+            exchange(stream, request).await
         };
-        stream.write_all(&request).await.map_err(|e| format!("write: {e}"))?;
-        let mut out = Vec::new();
-        stream.read_to_end(&mut out).await.map_err(|e| format!("read: {e}"))?;
-        Ok::<_, String>(out)
+        tokio::time::timeout(REQUEST_TIMEOUT, attempt).await.map_err(|_| "no answer in 60 s".to_owned())?
+    }
+}
+
+/// Writes `request` and reads one answer: the head, then `Content-Length` bytes of body (or, with
+/// none, to the end). The stream is handed back when it can carry another request.
+async fn exchange(mut stream: TcpStream, request: &[u8]) -> Result<(u16, String, Option<TcpStream>), String> {
+    stream.write_all(request).await.map_err(|e| format!("write: {e}"))?;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let split = loop {
+        if let Some(split) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            break split;
+        }
+        let n = stream.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("the connection closed before an answer".to_owned());
+        }
+        out.extend_from_slice(&chunk[..n]);
     };
-    let out = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| "no answer in 60 s".to_owned())??;
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n").ok_or("not an HTTP answer")?;
-    let status =
-        String::from_utf8_lossy(&out[..split]).split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("no status")?;
-    Ok((status, String::from_utf8_lossy(&out[split + 4..]).into_owned()))
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("no status")?;
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+        })
+    };
+    let mut body = out.split_off(split + 4);
+    let reusable = match header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(length) => {
+            while body.len() < length {
+                let n = stream.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+                if n == 0 {
+                    return Err("the connection closed inside the body".to_owned());
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            body.truncate(length);
+            !header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        }
+        None => {
+            stream.read_to_end(&mut body).await.map_err(|e| format!("read: {e}"))?;
+            false
+        }
+    };
+    Ok((status, String::from_utf8_lossy(&body).into_owned(), reusable.then_some(stream)))
 }
 
 /// What the transactions API holds of the acknowledged punches.

@@ -74,6 +74,10 @@ struct FleetArgs {
     /// Seed of the terminals' choices (families, PINs, intervals, outages).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Each terminal keeps its connection open between requests (HTTP/1.1 keep-alive) instead
+    /// of one connection per request with `Connection: close`.
+    #[arg(long)]
+    keep_alive: bool,
     /// The summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -281,6 +285,7 @@ async fn fleet(args: FleetArgs) -> anyhow::Result<bool> {
         sources: args.sources,
         sn_prefix: args.sn_prefix.clone(),
         seed: args.seed,
+        keep_alive: args.keep_alive,
     };
     let live = Arc::new(fleet::Live::default());
     let ticker = (args.progress || std::io::stderr().is_terminal()).then(|| {

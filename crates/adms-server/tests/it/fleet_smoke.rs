@@ -25,7 +25,7 @@ fn a_fleet_smoke_run_stores_every_acknowledged_punch_exactly_once() {
             "--target",
             &server.url(""),
             "--duration",
-            "6s",
+            "8s",
             "--punch-every",
             "1s",
             "--poll-every",
@@ -84,4 +84,32 @@ fn a_fleet_smoke_run_stores_every_acknowledged_punch_exactly_once() {
     }
     let command = rt.block_on(api.get(&format!("/api/v1/commands/{command_id}")));
     assert_eq!((command["state"].as_str(), command["return_code"].as_i64()), (Some("succeeded"), Some(0)), "{command}");
+}
+
+/// The same fleet with `--keep-alive`: each terminal keeps its connection between requests (the
+/// server keeps it open and answers on it), every punch is still stored once, and far fewer
+/// connections are opened than requests sent.
+#[test]
+fn a_keep_alive_fleet_reuses_its_connections_and_loses_nothing() {
+    crate::sqlite_run_only!("the simulator's connection handling does not depend on the engine");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), &[]);
+    let output = Command::new(adms_sim_binary())
+        .args(["fleet", "--devices", "100", "--target", &server.url(""), "--duration", "3s"])
+        .args(["--punch-every", "500ms", "--poll-every", "500ms", "--keep-alive", "--json"])
+        .args(["--user", ADMIN_USER, "--password", ADMIN_PASSWORD])
+        .env_remove("ADMS_SIM_API_KEY")
+        .output()
+        .expect("run adms-sim fleet");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let shown = format!("exit {:?}\n{stdout}\n{}", output.status.code(), String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {shown}"));
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert_eq!(summary["errors"], serde_json::json!({}), "{shown}");
+    assert_eq!(summary["verification"]["passed"], true, "{shown}");
+    let requests: u64 =
+        summary["requests"].as_object().expect("kinds").values().filter_map(|k| k["requests"].as_u64()).sum();
+    let connections = summary["connections"].as_u64().expect("connections");
+    assert!(connections >= 100, "every terminal connects at least once: {shown}");
+    assert!(connections * 2 < requests, "{connections} connections for {requests} requests: {shown}");
 }
