@@ -22,6 +22,7 @@
 //! Build and run with `cargo build --release -p adms-server -p adms-loadgen &&
 //! target/release/adms-loadgen all`.
 
+mod access;
 mod console;
 mod http;
 mod scenarios;
@@ -131,6 +132,16 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         repeat: usize,
     },
+    /// Access control: persons in levels provisioned onto controllers (time to plan, lines and
+    /// bytes queued, time for the controllers to receive and acknowledge them).
+    Provisioning {
+        #[arg(long, default_value_t = 10_000)]
+        persons: usize,
+        #[arg(long, default_value_t = 20)]
+        levels: usize,
+        #[arg(long, default_value_t = 50)]
+        controllers: usize,
+    },
     /// (internal) serve the trivial handler and print `listening on http://ADDR`.
     #[command(hide = true)]
     TrivialServer,
@@ -183,6 +194,9 @@ fn main() -> anyhow::Result<()> {
                 println!("webhook latency at {rate} punches/s, device POST -> receiver: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({n} punches)");
             }
             Scenario::All => run.all().await?,
+            Scenario::Provisioning { persons, levels, controllers } => {
+                println!("{}", access::provisioning(&run, persons, levels, controllers).await?);
+            }
             Scenario::Proxy { lines, proxy_config } => {
                 let config = proxy_config
                     .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/haproxy.cfg"));

@@ -693,9 +693,6 @@ impl ServerProcess {
     ) -> anyhow::Result<ServerProcess> {
         let command = |limit_registrations: bool| {
             let mut cmd = Command::new(bin);
-            for (key, value) in extra {
-                cmd.env(key, value);
-            }
             if let Some(key) = &database.secret_key {
                 cmd.env("ADMS_SECRET_KEY", key);
             }
@@ -713,6 +710,10 @@ impl ServerProcess {
             if limit_registrations {
                 // Every simulated terminal registers from loopback at once.
                 cmd.env("ADMS_DEVICE_REGISTRATIONS_PER_MINUTE", "1000000");
+            }
+            // Last, so a scenario's settings win over the defaults above.
+            for (key, value) in extra {
+                cmd.env(key, value);
             }
             cmd
         };
