@@ -1,6 +1,6 @@
 //! The reconciliation cursor of an access controller's events: every stored `rtlog` event has
 //! a gapless `seq` per controller, in commit order (numbered by the `access_events_number`
-//! trigger of migration 0023, on both engines), so a SIEM that pulls "after the last `seq` I
+//! trigger of migration 0024, on both engines), so a SIEM that pulls "after the last `seq` I
 //! stored" never misses an event and never sees one twice, whichever replica answers.
 
 use sqlx::FromRow;

@@ -374,7 +374,7 @@ impl Store {
                 .await?;
                 if let (Some(row), Some((sn, alias, zone))) = (inserted, &device) {
                     let row: i64 = sqlx::Row::try_get(&row, 0)?;
-                    // Numbered by the insert's trigger (migration 0023), after RETURNING was read.
+                    // Numbered by the insert's trigger (migration 0024), after RETURNING was read.
                     let seq: i64 = sqlx::query_scalar("SELECT seq FROM access_events WHERE id = $1")
                         .bind(row)
                         .fetch_one(&mut *tx)

@@ -329,7 +329,7 @@ async fn pending_migrations_at_start_are_preceded_by_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     server.stop();
-    // As the previous release left it: without migration 0023 (its trigger, indexes, columns).
+    // As the previous release left it: without migration 0024 (its trigger, indexes, columns).
     for statement in [
         "DROP TRIGGER access_events_number",
         "DROP INDEX access_events_device_seq",
@@ -337,14 +337,14 @@ async fn pending_migrations_at_start_are_preceded_by_a_backup() {
         "DROP INDEX access_events_local_time",
         "ALTER TABLE access_events DROP COLUMN seq",
         "ALTER TABLE devices DROP COLUMN access_last_seq",
-        "DELETE FROM _sqlx_migrations WHERE version = 23",
+        "DELETE FROM _sqlx_migrations WHERE version = 24",
     ] {
         server.db().execute(statement, &[]).await;
     }
-    let backup = dir.path().join("adms.db.before-0023");
+    let backup = dir.path().join("adms.db.before-0024");
     assert!(!backup.exists());
     let server = Server::start(dir.path(), &[]);
     eventually("the backup is there", async || backup.exists()).await;
-    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 23", &[]).await;
+    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 24", &[]).await;
     assert_eq!(rows, 1, "and the migration ran");
 }

@@ -1,4 +1,4 @@
-//! The access-event cursor (migration 0023): every stored `rtlog` event gets a gapless `seq`
+//! The access-event cursor (migration 0024): every stored `rtlog` event gets a gapless `seq`
 //! per controller in commit order, from concurrent writers and from a database written before
 //! the numbering existed, and the cursor serves each event once with its webhook's id.
 
@@ -10,7 +10,7 @@ use crate::common::{Engine, approved_device, fresh};
 crate::on_both_engines!(
     each_controller_numbers_its_events_once_in_order,
     concurrent_uploads_of_one_controller_number_without_gaps,
-    events_stored_before_0023_are_numbered_by_the_migration,
+    events_stored_before_0024_are_numbered_by_the_migration,
 );
 
 fn event(time: &str, pin: &str, code: i64) -> AccessEvent {
@@ -109,10 +109,10 @@ async fn concurrent_uploads_of_one_controller_number_without_gaps(engine: Engine
     }
 }
 
-/// A database written before 0023: its events are numbered per controller in id order, and the
+/// A database written before 0024: its events are numbered per controller in id order, and the
 /// next event continues from there.
-async fn events_stored_before_0023_are_numbered_by_the_migration(engine: Engine) {
-    let old = crate::common::OldDatabase::before(engine, "0023").await;
+async fn events_stored_before_0024_are_numbered_by_the_migration(engine: Engine) {
+    let old = crate::common::OldDatabase::before(engine, "0024").await;
     old.execute(
         "INSERT INTO devices (sn, first_seen_at, approval) VALUES ('OLD1', 1, 'approved'), ('OLD2', 1, 'approved');
          INSERT INTO access_events (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, raw_line, raw_sha256, received_at)

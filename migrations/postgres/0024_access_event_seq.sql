@@ -1,7 +1,7 @@
 -- A SIEM pulls an access controller's events with a gapless cursor, as an ERP pulls a
 -- terminal's punches (`GET /api/v1/devices/{sn}/access-events?after_seq=`): each stored `rtlog`
 -- event gets `seq`, 1, 2, 3… per controller in commit order, and the controller's row keeps the
--- last one (`access_last_seq`). See `sqlite/0023_access_event_seq.sql`.
+-- last one (`access_last_seq`). See `sqlite/0024_access_event_seq.sql`.
 --
 -- The statement trigger numbers the rows each insert added (a re-sent line, `ON CONFLICT DO
 -- NOTHING`, adds none and takes no number), for writers of a previous release too. It advances
