@@ -114,6 +114,31 @@ pub fn control_operand(door: u8, action: DoorAction, seconds: u8) -> [u8; 4] {
     }
 }
 
+/// What a `CONTROL DEVICE` command does to an auxiliary output (a relay that is not a lock:
+/// sirens, barriers, lights; `AuxOutCount` of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AuxOutputAction {
+    /// Switch on for `seconds` (1–254): `01 nn 02 ss`.
+    Open,
+    /// Switch off now: `01 nn 02 00`.
+    Close,
+    /// Switch on until closed (latched): `01 nn 02 FF`.
+    NormallyOpen,
+}
+
+/// The four operand bytes of `CONTROL DEVICE` for `action` on auxiliary output `output`
+/// (`seconds` only for [`AuxOutputAction::Open`]): the output operation (`01`) with address type
+/// `02`, "aux output" (§7.7), where a door's has `01`, "lock".
+pub fn aux_output_operand(output: u8, action: AuxOutputAction, seconds: u8) -> [u8; 4] {
+    match action {
+        AuxOutputAction::Open => [0x01, output, 0x02, seconds],
+        AuxOutputAction::Close => [0x01, output, 0x02, 0x00],
+        AuxOutputAction::NormallyOpen => [0x01, output, 0x02, 0xFF],
+    }
+}
+
 /// `CONTROL DEVICE AABBCCDD`.
 pub fn control_line(operand: [u8; 4]) -> String {
     let [a, b, c, d] = operand;
@@ -222,6 +247,9 @@ mod tests {
         assert_eq!(control_line(control_operand(1, DoorAction::Open, 15)), "CONTROL DEVICE 0101010F");
         assert_eq!(control_line(control_operand(1, DoorAction::CancelAlarm, 0)), "CONTROL DEVICE 02010000");
         assert_eq!(control_line(control_operand(2, DoorAction::NormallyOpen, 0)), "CONTROL DEVICE 010201FF");
+        assert_eq!(control_line(aux_output_operand(1, AuxOutputAction::Open, 5)), "CONTROL DEVICE 01010205");
+        assert_eq!(control_line(aux_output_operand(2, AuxOutputAction::Close, 9)), "CONTROL DEVICE 01020200");
+        assert_eq!(control_line(aux_output_operand(3, AuxOutputAction::NormallyOpen, 0)), "CONTROL DEVICE 010302FF");
         assert_eq!(pack_interval(0, 23 * 60 + 59), 2359);
         assert_eq!(pack_interval(8 * 60 + 30, 12 * 60), 830 * 65536 + 1200);
         assert!(is_packed_interval(pack_interval(8 * 60 + 30, 12 * 60)));

@@ -5,7 +5,9 @@
 //! `AuxOutCount` in its registry or options), in the transaction that stores the report
 //! ([`derive_doors_in`](sqlite::derive_doors_in)): a door is created for each lock the
 //! controller has, named `<alias or SN>-<n>` until an operator renames it, and never deleted
-//! because a later report counts fewer.
+//! because a later report counts fewer. Auxiliary outputs (migration
+//! `0023_aux_outputs_and_visitors.sql`) are derived the same way from `AuxOutCount`, named
+//! `<alias or SN>-AuxOut<n>`.
 //!
 //! # What a controller should hold, and what it holds
 //!
@@ -45,6 +47,29 @@ pub struct AccessDoor {
     pub name: String,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// An auxiliary output of an access controller (a relay that is not a lock).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct AccessAuxOutput {
+    pub id: i64,
+    pub device_id: i64,
+    pub sn: String,
+    pub aux_no: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Auxiliary outputs a controller may have (the `access_aux_outputs` check; the output byte of
+/// `CONTROL DEVICE` could name more, no controller has them).
+pub const MAX_AUX_OUTPUTS: i64 = 32;
+
+/// An auxiliary output's name until an operator renames it: `<alias or SN>-AuxOut<n>` (our
+/// choice: CVSecurity's own default is not in the reference; migration 0023 names existing
+/// ones the same way).
+fn aux_output_name(device_name: &str, aux_no: i64) -> String {
+    format!("{device_name}-AuxOut{aux_no}")
 }
 
 /// A time segment: weekly intervals and the intervals of each holiday type.
@@ -259,6 +284,18 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         self.access_door(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// Auxiliary outputs of every controller (or of one), by controller and output number.
+    pub async fn access_aux_outputs(&self, device_id: Option<i64>) -> Result<Vec<AccessAuxOutput>, StoreError> {
+        let sql = const_format_doors::AUX_LIST;
+        on_db!(self, |db| Ok(sqlx::query_as::<_, AccessAuxOutput>(sql).bind(device_id).fetch_all(db.pool()).await?))
+    }
+
+    /// One auxiliary output.
+    pub async fn access_aux_output(&self, id: i64) -> Result<Option<AccessAuxOutput>, StoreError> {
+        let sql = const_format_doors::AUX_ONE;
+        on_db!(self, |db| Ok(sqlx::query_as::<_, AccessAuxOutput>(sql).bind(id).fetch_optional(db.pool()).await?))
     }
 
     /// Derives a controller's doors from the registry/options it has stored (what the upload
@@ -782,6 +819,16 @@ mod const_format_doors {
          JOIN devices AS v ON v.id = d.device_id",
         " WHERE d.id = $1"
     );
+    pub(super) const AUX_LIST: &str = concat!(
+        "SELECT a.id, a.device_id, v.sn, a.aux_no, a.name, a.created_at, a.updated_at FROM access_aux_outputs AS a \
+         JOIN devices AS v ON v.id = a.device_id",
+        " WHERE ($1 IS NULL OR a.device_id = $1) ORDER BY a.device_id, a.aux_no"
+    );
+    pub(super) const AUX_ONE: &str = concat!(
+        "SELECT a.id, a.device_id, v.sn, a.aux_no, a.name, a.created_at, a.updated_at FROM access_aux_outputs AS a \
+         JOIN devices AS v ON v.id = a.device_id",
+        " WHERE a.id = $1"
+    );
 }
 
 #[derive(FromRow)]
@@ -903,6 +950,24 @@ dual! {
             .bind(device_id)
             .bind(door_no)
             .bind(format!("{device_name}-{door_no}"))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        // The count this report gave, or the one an earlier report did.
+        let aux_outputs: Option<i64> =
+            sqlx::query_scalar("SELECT aux_out_count FROM access_controllers WHERE device_id = $1")
+                .bind(device_id)
+                .fetch_one(&mut *conn)
+                .await?;
+        for aux_no in 1..=aux_outputs.unwrap_or(0).clamp(0, MAX_AUX_OUTPUTS) {
+            sqlx::query(
+                "INSERT INTO access_aux_outputs (device_id, aux_no, name, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (device_id, aux_no) DO NOTHING",
+            )
+            .bind(device_id)
+            .bind(aux_no)
+            .bind(aux_output_name(&device_name, aux_no))
             .bind(now)
             .execute(&mut *conn)
             .await?;

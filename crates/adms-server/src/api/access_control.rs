@@ -1,6 +1,7 @@
 //! The native access-control API, `/api/v1/access/...` (issue 19): doors (derived from what
 //! each controller reports; renamed here), time segments, holidays, access levels with their
-//! doors and members, a controller's full re-sync, and door control through the command queue.
+//! doors and members, a controller's full re-sync, and door and auxiliary-output control through
+//! the command queue.
 //! Every change is planned for the controllers it concerns and only the difference is queued
 //! (`services::access`). Reads need `read`; model changes `roster:write` (the same people who
 //! manage the roster grant its rights); door control and re-sync `devices:control`.
@@ -17,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use adms_model::access::{AccessDate, WeeklySchedule};
-use adms_protocol::access::DoorAction;
-use adms_store::access::{AccessDoor, AccessHoliday, AccessLevel, AffectedControllers, LevelMember, TimeSegment};
+use adms_protocol::access::{AuxOutputAction, DoorAction};
+use adms_store::access::{
+    AccessAuxOutput, AccessDoor, AccessHoliday, AccessLevel, AffectedControllers, LevelMember, TimeSegment,
+};
 
 use super::auth::Authenticated;
 use super::{ApiError, openapi, parse_id};
@@ -72,7 +75,7 @@ impl From<AccessDoor> for DoorView {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DoorFilter {
-    /// Only the doors of this controller.
+    /// Only those of this controller.
     sn: Option<String>,
 }
 
@@ -208,6 +211,96 @@ pub async fn control_door(
     let row = state.store.command(enqueued.id).await?.ok_or(ApiError::NotFound)?;
     tracing::info!(sn = %door.sn, door = door.door_no, by = %who.name, id = row.id, "door control queued");
     Ok((StatusCode::CREATED, Json(DoorControlQueued { command_id: row.id, sn: door.sn, wire: row.command })))
+}
+
+/// An auxiliary output of an access controller (a relay that is not a lock: siren, barrier,
+/// light), derived from the `AuxOutCount` it reports.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuxOutputView {
+    id: i64,
+    /// The controller's serial number.
+    sn: String,
+    /// The output's number on its controller (1-32).
+    aux_no: i64,
+    name: String,
+}
+
+impl From<AccessAuxOutput> for AuxOutputView {
+    fn from(a: AccessAuxOutput) -> AuxOutputView {
+        AuxOutputView { id: a.id, sn: a.sn, aux_no: a.aux_no, name: a.name }
+    }
+}
+
+/// List the auxiliary outputs of every access controller (or of one).
+#[utoipa::path(
+    get,
+    path = "/api/v1/access/aux-outputs",
+    tag = openapi::tag::ACCESS,
+    params(DoorFilter),
+    responses(
+        (status = 200, description = "The auxiliary outputs, by controller and output number.", body = List<AuxOutputView>),
+        (status = 404, description = "Unknown serial number.", body = openapi::Detail),
+    )
+)]
+pub async fn list_aux_outputs(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Query(filter): Query<DoorFilter>,
+) -> Result<Json<List<AuxOutputView>>, ApiError> {
+    let device_id = match &filter.sn {
+        Some(sn) => Some(state.store.device_by_sn(sn).await?.ok_or(ApiError::NotFound)?.id),
+        None => None,
+    };
+    let outputs = state.store.access_aux_outputs(device_id).await?;
+    Ok(List::of(outputs.into_iter().map(AuxOutputView::from).collect()))
+}
+
+/// `POST /api/v1/access/aux-outputs/{id}/control` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuxOutputControlRequest {
+    /// `open` (for `seconds`), `close`, `normally_open` (on until closed).
+    action: AuxOutputAction,
+    /// With `open` only: 1 to 254.
+    #[serde(default)]
+    seconds: Option<u8>,
+}
+
+/// Switch one auxiliary output on for a time, on until closed, or off.
+///
+/// Queued as `CONTROL DEVICE 01 nn 02 dd` for the output's controller; the controller's answer
+/// on `/iclock/devicecmd` completes the command, as for a door.
+#[utoipa::path(
+    post,
+    path = "/api/v1/access/aux-outputs/{id}/control",
+    tag = openapi::tag::ACCESS,
+    params(("id" = i64, Path, description = "The auxiliary output id.")),
+    request_body = AuxOutputControlRequest,
+    responses(
+        (status = 201, description = "Queued.", body = DoorControlQueued),
+        (status = 400, description = "Malformed body, unknown action, or `seconds` missing or out of range.", body = openapi::ValidationErrors),
+        (status = 404, description = "No such auxiliary output.", body = openapi::Detail),
+    )
+)]
+pub async fn control_aux_output(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<DoorControlQueued>), ApiError> {
+    let request: AuxOutputControlRequest = body(&bytes)?;
+    match (request.action, request.seconds) {
+        (AuxOutputAction::Open, Some(1..=254)) => {}
+        (AuxOutputAction::Open, _) => return Err(invalid("seconds", "1 to 254 with open.")),
+        (_, Some(_)) => return Err(invalid("seconds", "Only with open.")),
+        (_, None) => {}
+    }
+    let output = state.store.access_aux_output(parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    let source = format!("api:{}", who.name);
+    let enqueued = provisioning::control_aux_output(&state, &output, request.action, request.seconds, source).await?;
+    let row = state.store.command(enqueued.id).await?.ok_or(ApiError::NotFound)?;
+    tracing::info!(sn = %output.sn, aux_output = output.aux_no, by = %who.name, id = row.id, "auxiliary output control queued");
+    Ok((StatusCode::CREATED, Json(DoorControlQueued { command_id: row.id, sn: output.sn, wire: row.command })))
 }
 
 /// A time segment.

@@ -125,6 +125,8 @@ pub fn routes(state: &SharedState) -> OpenApiRouter<SharedState> {
         .scoped(Scope::Read, routes!(access_control::get_door))
         .scoped(Scope::RosterWrite, routes!(access_control::rename_door))
         .scoped(Scope::DevicesControl, routes!(access_control::control_door))
+        .scoped(Scope::Read, routes!(access_control::list_aux_outputs))
+        .scoped(Scope::DevicesControl, routes!(access_control::control_aux_output))
         .scoped(Scope::Read, routes!(access_control::list_segments))
         .scoped(Scope::RosterWrite, routes!(access_control::create_segment))
         .scoped(Scope::Read, routes!(access_control::get_segment))

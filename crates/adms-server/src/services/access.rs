@@ -3,12 +3,13 @@
 //! difference is queued, one command per row under the row's de-duplication key, so a burst
 //! of changes leaves each row queued once (a newer desire for a row supersedes the queued
 //! one). A controller that is offline keeps its queue until it polls; a full re-sync of one
-//! controller is [`resync_controller`]. Door control commands are queued here too.
+//! controller is [`resync_controller`]. Door and auxiliary-output control commands are queued here
+//! too.
 
 use adms_model::access::{AccessChange, AccessDate};
 use adms_protocol::DeviceCommand;
-use adms_protocol::access::DoorAction;
-use adms_store::access::{AccessDoor, change_command};
+use adms_protocol::access::{AuxOutputAction, DoorAction};
+use adms_store::access::{AccessAuxOutput, AccessDoor, change_command};
 use adms_store::{Enqueued, NewCommand, StoreError};
 
 use crate::services::commands;
@@ -95,6 +96,28 @@ pub async fn control_door(
     let new = NewCommand {
         device_id: door.device_id,
         command,
+        dedupe_key: None,
+        source,
+        expires_at: commands::default_expiry(state),
+    };
+    let enqueued = commands::enqueue(state, std::slice::from_ref(&new)).await?;
+    enqueued.into_iter().next().ok_or(StoreError::NotFound)
+}
+
+/// Queues `CONTROL DEVICE` for one auxiliary output (`01 nn 02 dd`); the controller's result
+/// completes the command, as for a door.
+pub async fn control_aux_output(
+    state: &AppState,
+    output: &AccessAuxOutput,
+    action: AuxOutputAction,
+    seconds: Option<u8>,
+    source: String,
+) -> Result<Enqueued, StoreError> {
+    let aux_no =
+        u8::try_from(output.aux_no).map_err(|_| StoreError::Invalid("auxiliary output number out of range".into()))?;
+    let new = NewCommand {
+        device_id: output.device_id,
+        command: DeviceCommand::AuxOutputControl { output: aux_no, action, seconds },
         dedupe_key: None,
         source,
         expires_at: commands::default_expiry(state),

@@ -329,19 +329,14 @@ async fn pending_migrations_at_start_are_preceded_by_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     server.stop();
-    // As the previous release left it: without migration 0022 (its tables, children first).
-    for statement in [
-        "DROP TABLE cvsecurity_monitor_sessions",
-        "DROP TABLE access_controller_states",
-        "DROP TABLE cvsecurity_clients",
-        "DELETE FROM _sqlx_migrations WHERE version = 22",
-    ] {
+    // As the previous release left it: without migration 0023 (its tables).
+    for statement in ["DROP TABLE access_aux_outputs", "DELETE FROM _sqlx_migrations WHERE version = 23"] {
         server.db().execute(statement, &[]).await;
     }
-    let backup = dir.path().join("adms.db.before-0022");
+    let backup = dir.path().join("adms.db.before-0023");
     assert!(!backup.exists());
     let server = Server::start(dir.path(), &[]);
     eventually("the backup is there", async || backup.exists()).await;
-    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 22", &[]).await;
+    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 23", &[]).await;
     assert_eq!(rows, 1, "and the migration ran");
 }

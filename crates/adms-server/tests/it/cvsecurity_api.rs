@@ -523,3 +523,64 @@ async fn person_add_upserts_a_person_with_levels_and_reaches_the_controller() {
     let removed = poll(&dev).await;
     assert!(texts(&removed).contains(&"DATA DELETE user Pin=900"), "{removed:?}");
 }
+
+#[tokio::test]
+async fn aux_outputs_come_from_the_controller_report_and_are_switched_through_the_command_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    access_setup(&server, &api, "ACC0301").await;
+    let dev = Device { server: &server, sn: "ACC0301".into() };
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "motel"]));
+    let reader =
+        Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "siem", "--read-only"]));
+
+    // AuxOutCount=4 in the registry: four outputs, named after the controller.
+    let outputs = api.get("/api/v1/access/aux-outputs?sn=ACC0301").await;
+    assert_eq!(outputs["count"], 4, "{outputs}");
+    assert_eq!(
+        (outputs["data"][1]["aux_no"].as_i64(), outputs["data"][1]["name"].as_str()),
+        (Some(2), Some("ACC0301-AuxOut2"))
+    );
+    let second = outputs["data"][1]["id"].as_i64().unwrap();
+    let second_hex = format!("{second:032x}");
+
+    // The motel client's calls (the id in the query), and the timed open by symmetry.
+    assert_success(&cv.post_form(&format!("/api/auxOut/remoteNormalOpenByAuxOutById?id={second_hex}"), &[]).await);
+    assert_success(&cv.post_form(&format!("/api/auxOut/remoteCloseByAuxOutById?id={second_hex}"), &[]).await);
+    assert_success(
+        &cv.post_form("/api/auxOut/remoteOpenByAuxOutById", &[("id", &second_hex), ("interval", "30")]).await,
+    );
+    // Refusals: the door codes of the same meaning; a read-only client writes nothing.
+    for interval in ["0", "255", ""] {
+        let refused =
+            cv.post_form("/api/auxOut/remoteOpenByAuxOutById", &[("id", &second_hex), ("interval", interval)]).await;
+        assert_eq!(code(&refused), -45, "{interval:?}");
+    }
+    assert_eq!(code(&cv.post_form("/api/auxOut/remoteCloseByAuxOutById", &[]).await), -44);
+    assert_eq!(
+        code(&cv.post_form("/api/auxOut/remoteCloseByAuxOutById", &[("id", &format!("{:032x}", 9999))]).await),
+        -47
+    );
+    assert_eq!(code(&reader.post_form("/api/auxOut/remoteCloseByAuxOutById", &[("id", &second_hex)]).await), -403);
+
+    // The native route: the exact line, and its validation.
+    let (status, queued) = api
+        .post_json(&format!("/api/v1/access/aux-outputs/{second}/control"), &json!({ "action": "open", "seconds": 5 }))
+        .await;
+    assert_eq!(status, 201, "{queued}");
+    assert_eq!(queued["wire"], "CONTROL DEVICE 01020205");
+    let (status, _) = api
+        .post_json(&format!("/api/v1/access/aux-outputs/{second}/control"), &json!({ "action": "close", "seconds": 5 }))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api.post_json("/api/v1/access/aux-outputs/9999/control", &json!({ "action": "close" })).await;
+    assert_eq!(status, 404);
+
+    let sent = poll(&dev).await;
+    let controls: Vec<&str> = texts(&sent).into_iter().filter(|t| t.starts_with("CONTROL DEVICE")).collect();
+    assert_eq!(
+        controls,
+        ["CONTROL DEVICE 010202FF", "CONTROL DEVICE 01020200", "CONTROL DEVICE 0102021E", "CONTROL DEVICE 01020205"]
+    );
+}

@@ -84,6 +84,22 @@ async fn doors_come_from_the_controller_report_and_levels_keep_their_rules(engin
     assert_eq!(store.rename_access_door(9999, "X").await.unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(store.rename_access_door(doors[1].id, "\u{7}").await.unwrap_err().kind(), ErrorKind::Invalid);
 
+    // Auxiliary outputs the same way: from AuxOutCount (kept when a report leaves it out), more
+    // added, none deleted.
+    let outputs = store.access_aux_outputs(Some(panel)).await.unwrap();
+    let names: Vec<(i64, &str)> = outputs.iter().map(|a| (a.aux_no, a.name.as_str())).collect();
+    assert_eq!(names, [(1, "ACC1-AuxOut1"), (2, "ACC1-AuxOut2")]);
+    for count in ["3", "1"] {
+        let options = vec![("LockCount".into(), "4".into()), ("AuxOutCount".into(), count.into())];
+        store.store_device_facts(panel, None, &DeviceFacts { options, ..DeviceFacts::default() }).await.unwrap();
+    }
+    let outputs = store.access_aux_outputs(Some(panel)).await.unwrap();
+    assert_eq!(outputs.iter().map(|a| a.aux_no).collect::<Vec<_>>(), [1, 2, 3]);
+    let third = store.access_aux_output(outputs[2].id).await.unwrap().unwrap();
+    assert_eq!((third.sn.as_str(), third.device_id), ("ACC1", panel));
+    assert!(store.access_aux_output(9999).await.unwrap().is_none());
+    assert!(store.access_aux_outputs(Some(9999)).await.unwrap().is_empty());
+
     let schedule = WeeklySchedule::always();
     let segment = store.create_time_segment("24h", &schedule).await.unwrap();
     assert_eq!(store.time_segment(segment.id).await.unwrap().unwrap().schedule, schedule);

@@ -6,7 +6,9 @@
 //! §3.5). Two are our choice, since the reference has none for them: a missing, unknown or
 //! revoked `access_token` is [`CvError::Unauthenticated`] (-401, "Authentication required",
 //! the words one client reported), and a write by a read-only client is [`CvError::ReadOnly`]
-//! (-403). Change them here.
+//! (-403). Change them here. The `auxOut/*` family is undocumented: its errors answer with the
+//! door codes of the same meaning (-44 id empty, -45 duration, -47 missing), with words that
+//! name the auxiliary output.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -79,6 +81,12 @@ pub enum CvError {
     DoorNameEmpty,
     #[error("the door does not exist")]
     DoorMissing,
+    #[error("the auxiliary output id is empty")]
+    AuxOutputIdEmpty,
+    #[error("the auxiliary output opening duration must be 1 to 254 seconds")]
+    AuxOutputDuration,
+    #[error("the auxiliary output does not exist")]
+    AuxOutputMissing,
     #[error("the time format is wrong (yyyy-MM-dd HH:mm:ss)")]
     TimeFormat,
     #[error("the start time is after the end time")]
@@ -124,6 +132,9 @@ impl CvError {
             CvError::DoorDuration => -45,
             CvError::DoorNameEmpty => -46,
             CvError::DoorMissing => -47,
+            CvError::AuxOutputIdEmpty => -44,
+            CvError::AuxOutputDuration => -45,
+            CvError::AuxOutputMissing => -47,
             CvError::TimeFormat => -100,
             CvError::StartAfterEnd => -101,
             CvError::DeviceMissing => -102,

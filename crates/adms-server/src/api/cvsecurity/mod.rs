@@ -11,7 +11,7 @@
 //! - `persons`, `access`, `transactions`: the families; `names`: event and verify-mode names.
 //!
 //! What a client may do: every read of these families; writes (`person/add`, `person/delete`, level membership,
-//! level and person sync, remote door open and close) unless its client was created
+//! level and person sync, remote door and auxiliary-output open and close) unless its client was created
 //! `--read-only`. No other roster write is served here.
 //!
 //! Methods are not checked: clients are sloppy (POST with query parameters, GET on POST
@@ -31,7 +31,7 @@ use axum::routing::any;
 use serde_json::{Value, json};
 
 use crate::state::SharedState;
-use access::DoorBy;
+use access::{AuxOutputBy, DoorBy};
 use params::{CvRequest, PageRequest};
 
 /// How a list is answered: unversioned lists give a bare array, `v2/`/`v3/` lists the paged
@@ -120,6 +120,19 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/door/remoteoffById", any(|s: St, r: CvRequest| access::remote_close(s, r, DoorBy::Id)))
         .route("/api/door/remoteCloseByName", any(|s: St, r: CvRequest| access::remote_close(s, r, DoorBy::Name)))
         .route("/api/door/remoteoffByName", any(|s: St, r: CvRequest| access::remote_close(s, r, DoorBy::Name)))
+        // Auxiliary outputs (undocumented; the paths a field client calls, and the timed open by symmetry).
+        .route(
+            "/api/auxOut/remoteOpenByAuxOutById",
+            any(|s: St, r: CvRequest| access::aux_output_control(s, r, AuxOutputBy::Open)),
+        )
+        .route(
+            "/api/auxOut/remoteNormalOpenByAuxOutById",
+            any(|s: St, r: CvRequest| access::aux_output_control(s, r, AuxOutputBy::NormallyOpen)),
+        )
+        .route(
+            "/api/auxOut/remoteCloseByAuxOutById",
+            any(|s: St, r: CvRequest| access::aux_output_control(s, r, AuxOutputBy::Close)),
+        )
         // Transactions.
         .route("/api/transaction/list", any(|s: St, r: CvRequest| transactions::list(s, r, Bare)))
         .route("/api/v2/transaction/list", any(|s: St, r: CvRequest| transactions::list(s, r, Paged)))
