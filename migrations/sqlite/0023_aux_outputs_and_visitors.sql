@@ -7,6 +7,16 @@
 -- for `auxOut/*`) and its name stay put. Existing controllers get theirs below, from the count
 -- they last reported.
 --
+-- `access_visits`: visitors (CVSecurity's `visRegistration`), each a temporary person of the
+-- access model whose pin on the controllers is "8" and its id in 8 digits (CVSecurity's visitor
+-- pins start with 8; derived, not stored): the host employee, the identity document (type and
+-- number; the number sealed, found by its keyed digest `cert_index`), a card (sealed, like an
+-- employee's), the window as local times `YYYY-MM-DD HH:MM:SS` (compared as text), and the
+-- access levels it may use (`access_visit_levels`). A visit puts its visitor on the controllers
+-- of its levels from its start to its end or exit; `planned_phase` (0 before the start, 1
+-- during, 2 after the end or exit) is the last phase its controllers were planned for, so the
+-- periodic pass plans each boundary once.
+--
 -- Expand only (see README.md): new tables; a previous release ignores them.
 CREATE TABLE access_aux_outputs (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -24,3 +34,30 @@ SELECT c.device_id, numbers.n,
        c.updated_at, c.updated_at
 FROM access_controllers AS c JOIN devices AS d ON d.id = c.device_id JOIN numbers ON numbers.n <= c.aux_out_count
 ORDER BY c.device_id, numbers.n;
+
+CREATE TABLE access_visits (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    host_emp_code TEXT    NOT NULL,
+    cert_type     INTEGER NOT NULL,
+    cert_num      TEXT    NOT NULL,
+    cert_index    BLOB    NOT NULL,
+    name          TEXT    NOT NULL,
+    phone         TEXT    NOT NULL,
+    company       TEXT    NOT NULL,
+    reason        TEXT    NOT NULL,
+    visitor_count INTEGER NOT NULL,
+    starts_at     TEXT    NOT NULL,
+    ends_at       TEXT    NOT NULL,
+    card_no       TEXT    NOT NULL,
+    exited_at     INTEGER,
+    planned_phase INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL
+);
+CREATE INDEX access_visits_cert ON access_visits (cert_type, cert_index);
+CREATE INDEX access_visits_unsettled ON access_visits (planned_phase) WHERE planned_phase < 2;
+CREATE TABLE access_visit_levels (
+    visit_id INTEGER NOT NULL REFERENCES access_visits (id) ON DELETE CASCADE,
+    level_id INTEGER NOT NULL REFERENCES access_levels (id) ON DELETE CASCADE,
+    PRIMARY KEY (visit_id, level_id)
+);
+CREATE INDEX access_visit_levels_level ON access_visit_levels (level_id);

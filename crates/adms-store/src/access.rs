@@ -24,8 +24,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use adms_model::access::{
-    AccessChange, AccessDate, ControllerRows, ControllerUser, Grant, Row, RowKey, Table, WeeklySchedule, desired_rows,
-    plan,
+    AccessChange, AccessDate, ControllerRows, ControllerUser, Grant, LocalTime, Row, RowKey, Table, WeeklySchedule,
+    desired_rows, plan, visitor_user,
 };
 use adms_protocol::DeviceCommand;
 use adms_protocol::access::AccessTable;
@@ -160,7 +160,7 @@ fn check_name(name: &str) -> Result<(), StoreError> {
 }
 
 /// The command kinds of the access tables, as the queue stores them.
-const ACCESS_KINDS: [&str; 9] = [
+pub(crate) const ACCESS_KINDS: [&str; 9] = [
     "access_user_upsert",
     "access_user_delete",
     "access_authorize_upsert",
@@ -584,6 +584,7 @@ impl Store {
             for sql in [
                 "DELETE FROM access_level_doors WHERE level_id = $1",
                 "DELETE FROM access_level_members WHERE level_id = $1",
+                "DELETE FROM access_visit_levels WHERE level_id = $1",
             ] {
                 sqlx::query(sql).bind(id).execute(&mut *tx).await?;
             }
@@ -763,17 +764,18 @@ impl Store {
     }
 
     /// The changes that bring one controller to the model's desired state (see the module
-    /// docs). `today` (the controller's local date) drops memberships that ended before it.
-    /// A controller that is not approved, and a device without doors, get nothing.
-    pub async fn plan_access_sync(&self, device_id: i64, today: AccessDate) -> Result<Vec<AccessChange>, StoreError> {
-        let Some((desired, held)) = self.access_states(device_id, today).await? else { return Ok(Vec::new()) };
+    /// docs). `now` (the controllers' local time) drops memberships that ended before its day
+    /// and visits that are not in progress. A controller that is not approved, and a device
+    /// without doors, get nothing.
+    pub async fn plan_access_sync(&self, device_id: i64, now: &LocalTime) -> Result<Vec<AccessChange>, StoreError> {
+        let Some((desired, held)) = self.access_states(device_id, now).await? else { return Ok(Vec::new()) };
         Ok(plan(&desired, &held))
     }
 
     /// A full re-sync of one controller: every access table cleared, then everything it should
     /// hold. Its queued access changes are superseded as the new ones are queued.
-    pub async fn plan_access_resync(&self, device_id: i64, today: AccessDate) -> Result<Vec<AccessChange>, StoreError> {
-        let Some((desired, _)) = self.access_states(device_id, today).await? else { return Ok(Vec::new()) };
+    pub async fn plan_access_resync(&self, device_id: i64, now: &LocalTime) -> Result<Vec<AccessChange>, StoreError> {
+        let Some((desired, _)) = self.access_states(device_id, now).await? else { return Ok(Vec::new()) };
         let mut changes: Vec<AccessChange> =
             [Table::Authorize, Table::User, Table::Timezone, Table::Holiday].map(AccessChange::Clear).into();
         changes.extend(plan(&desired, &ControllerRows::default()));
@@ -785,7 +787,7 @@ impl Store {
     async fn access_states(
         &self,
         device_id: i64,
-        today: AccessDate,
+        now: &LocalTime,
     ) -> Result<Option<(ControllerRows, ControllerRows)>, StoreError> {
         let sealer = self.sealer();
         on_db!(self, |db| {
@@ -800,7 +802,7 @@ impl Store {
             if approved.is_none() {
                 return Ok(None);
             }
-            let desired = dialect::desired_access_rows(&mut conn, sealer, device_id, today).await?;
+            let desired = dialect::desired_access_rows(&mut conn, sealer, device_id, now).await?;
             let held = dialect::held_access_rows(&mut conn, sealer, device_id).await?;
             Ok(Some((desired, held)))
         })
@@ -845,6 +847,18 @@ struct GrantRow {
     valid_until: Option<String>,
 }
 
+/// A visitor's grant on one door of the controller, during their visit.
+#[derive(FromRow)]
+struct VisitorGrantRow {
+    visit_id: i64,
+    name: String,
+    card_no: String,
+    starts_at: String,
+    ends_at: String,
+    time_segment_id: i64,
+    door_no: i64,
+}
+
 /// One end of a membership's validity window (`None`: unlimited).
 type Validity = Option<AccessDate>;
 
@@ -853,6 +867,7 @@ type Validity = Option<AccessDate>;
 fn fold_desired(
     sealer: Sealer<'_>,
     grants: Vec<GrantRow>,
+    visitor_grants: Vec<VisitorGrantRow>,
     segments: Vec<(i64, String)>,
     holidays: Vec<(String, i64, bool)>,
 ) -> Result<ControllerRows, StoreError> {
@@ -890,6 +905,27 @@ fn fold_desired(
             // Unlimited when one membership is; otherwise the earliest start, the latest end.
             user.start_date = starts.iter().copied().collect::<Option<Vec<_>>>().and_then(|s| s.into_iter().min());
             user.end_date = ends.iter().copied().collect::<Option<Vec<_>>>().and_then(|e| e.into_iter().max());
+        }
+    }
+    // Visitors: valid on the days of their visit. An employee whose code is a visitor's pin
+    // keeps the row (the controller can hold one); the visitor gets nothing there.
+    let employees: std::collections::BTreeSet<String> = users.keys().cloned().collect();
+    for g in visitor_grants {
+        let pin = adms_model::access::visitor_pin(g.visit_id);
+        if employees.contains(&pin) {
+            tracing::warn!(pin, "a visitor's pin is an employee's code: the visitor is not provisioned");
+            continue;
+        }
+        if !users.contains_key(&pin) {
+            let read =
+                |t: &str| t.parse::<LocalTime>().map_err(|e| StoreError::Invalid(format!("stored visit time: {e}")));
+            let card = sealer.open(crate::visits::VISIT_CARD_KIND, &g.visit_id.to_string(), &g.card_no)?;
+            let name: String = g.name.chars().take(adms_protocol::command::NAME_MAX_CHARS).collect();
+            let user = visitor_user(g.visit_id, name.trim_end(), &card, &read(&g.starts_at)?, &read(&g.ends_at)?);
+            users.insert(pin.clone(), user);
+        }
+        if let (Ok(timezone_id), Ok(door_no)) = (u32::try_from(g.time_segment_id), u8::try_from(g.door_no)) {
+            model_grants.push(Grant { pin, timezone_id, door_no });
         }
     }
     let mut timezones = BTreeMap::new();
@@ -1012,8 +1048,9 @@ dual! {
         conn: &mut Conn,
         sealer: Sealer<'_>,
         device_id: i64,
-        today: AccessDate,
+        now: &LocalTime,
     ) -> Result<ControllerRows, StoreError> {
+        let today = now.date();
         let grants: Vec<GrantRow> = sqlx::query_as(
             "SELECT e.id AS employee_id, e.emp_code, e.first_name, e.last_name, e.card_no, e.device_password, \
              l.time_segment_id, d.door_no, m.valid_from, m.valid_until \
@@ -1025,6 +1062,18 @@ dual! {
         )
         .bind(device_id)
         .bind(today.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+        let visitor_grants: Vec<VisitorGrantRow> = sqlx::query_as(
+            "SELECT v.id AS visit_id, v.name, v.card_no, v.starts_at, v.ends_at, l.time_segment_id, d.door_no \
+             FROM access_visits AS v JOIN access_visit_levels AS vl ON vl.visit_id = v.id \
+             JOIN access_levels AS l ON l.id = vl.level_id JOIN access_level_doors AS ld ON ld.level_id = l.id \
+             JOIN access_doors AS d ON d.id = ld.door_id \
+             WHERE d.device_id = $1 AND v.exited_at IS NULL AND v.starts_at <= $2 AND v.ends_at > $2 \
+             ORDER BY v.id, l.time_segment_id, d.door_no",
+        )
+        .bind(device_id)
+        .bind(now.as_str())
         .fetch_all(&mut *conn)
         .await?;
         let segments: Vec<(i64, String)> = sqlx::query_as(
@@ -1039,7 +1088,7 @@ dual! {
             sqlx::query_as("SELECT day, holiday_type, yearly FROM access_holidays ORDER BY day")
                 .fetch_all(&mut *conn)
                 .await?;
-        fold_desired(sealer, grants, segments, holidays)
+        fold_desired(sealer, grants, visitor_grants, segments, holidays)
     }
 
     /// The rows one controller holds: its access commands that were not refused, cancelled or

@@ -1,7 +1,7 @@
 //! The native access-control API, `/api/v1/access/...` (issue 19): doors (derived from what
 //! each controller reports; renamed here), time segments, holidays, access levels with their
-//! doors and members, a controller's full re-sync, and door and auxiliary-output control through
-//! the command queue.
+//! doors and members, a controller's full re-sync, door and auxiliary-output control through
+//! the command queue, and visits (visitors with access that ends by itself).
 //! Every change is planned for the controllers it concerns and only the difference is queued
 //! (`services::access`). Reads need `read`; model changes `roster:write` (the same people who
 //! manage the roster grant its rights); door control and re-sync `devices:control`.
@@ -17,11 +17,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use adms_model::access::{AccessDate, WeeklySchedule};
+use adms_model::access::{AccessDate, LocalTime, VisitPhase, WeeklySchedule};
 use adms_protocol::access::{AuxOutputAction, DoorAction};
 use adms_store::access::{
     AccessAuxOutput, AccessDoor, AccessHoliday, AccessLevel, AffectedControllers, LevelMember, TimeSegment,
 };
+
+use adms_store::visits::{AccessVisit, NewVisit, VisitError, VisitKey};
 
 use super::auth::Authenticated;
 use super::{ApiError, openapi, parse_id};
@@ -858,4 +860,210 @@ pub async fn resync_controller(
     }
     let queued = provisioning::resync_controller(&state, device.id).await?;
     Ok(Json(ResyncQueued { sn, queued }))
+}
+
+/// A visit: a visitor with the doors of its access levels from `starts_at` to `ends_at` (local
+/// times), or until they leave.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VisitView {
+    id: i64,
+    /// The visitor's pin on the controllers ("8" and the id in 8 digits).
+    pin: String,
+    /// The employee visited.
+    host_emp_code: String,
+    /// CVSecurity's certificate type: 1-8 (2 ID card, 3 passport, 4 driver's licence, …, 8 other).
+    cert_type: i64,
+    cert_num: String,
+    name: String,
+    phone: String,
+    company: String,
+    reason: String,
+    visitor_count: i64,
+    /// `YYYY-MM-DD HH:MM:SS`, local time.
+    starts_at: String,
+    ends_at: String,
+    card_no: String,
+    level_ids: Vec<i64>,
+    /// `upcoming`, `active` (the visitor is on the controllers) or `over` (ended or left).
+    phase: &'static str,
+    /// When the visitor left, Unix microseconds.
+    exited_at: Option<i64>,
+}
+
+fn visit_view(visit: AccessVisit, now: &LocalTime) -> VisitView {
+    let phase = match visit.phase(now) {
+        VisitPhase::Upcoming => "upcoming",
+        VisitPhase::Active => "active",
+        VisitPhase::Over => "over",
+    };
+    VisitView {
+        id: visit.id,
+        pin: visit.pin,
+        host_emp_code: visit.host_emp_code,
+        cert_type: visit.cert_type,
+        cert_num: visit.cert_num,
+        name: visit.name,
+        phone: visit.phone,
+        company: visit.company,
+        reason: visit.reason,
+        visitor_count: visit.visitor_count,
+        starts_at: visit.starts_at.to_string(),
+        ends_at: visit.ends_at.to_string(),
+        card_no: visit.card_no,
+        level_ids: visit.level_ids,
+        phase,
+        exited_at: visit.exited_at,
+    }
+}
+
+impl From<VisitError> for ApiError {
+    fn from(error: VisitError) -> ApiError {
+        let field = match &error {
+            VisitError::Store(_) => {
+                return match error {
+                    VisitError::Store(store) => ApiError::Store(store),
+                    _ => ApiError::Internal(error.to_string()),
+                };
+            }
+            VisitError::AlreadyRegistered => {
+                return ApiError::Conflict("this visitor is already registered for a visit in progress");
+            }
+            VisitError::NotRegistered => return ApiError::NotFound,
+            VisitError::HostMissing(_) => "host_emp_code",
+            VisitError::LevelMissing(_) => "level_ids",
+            VisitError::CardUsed(_) | VisitError::BadCard => "card_no",
+            VisitError::EndsBeforeStart => "ends_at",
+            VisitError::NameEmpty => "name",
+            VisitError::BadText(field, _) => field,
+            VisitError::BadCertType => "cert_type",
+            VisitError::BadCertNum => "cert_num",
+            VisitError::BadCount => "visitor_count",
+        };
+        invalid(field, error.to_string())
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VisitFilter {
+    /// Only the visits in progress now (started, not ended, not left).
+    #[serde(default)]
+    in_progress: bool,
+}
+
+/// List visits, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/access/visits",
+    tag = openapi::tag::ACCESS,
+    params(VisitFilter),
+    responses((status = 200, description = "The visits.", body = List<VisitView>))
+)]
+pub async fn list_visits(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Query(filter): Query<VisitFilter>,
+) -> Result<Json<List<VisitView>>, ApiError> {
+    let now = provisioning::now(&state);
+    let visits = state.store.access_visits(filter.in_progress.then_some(&now)).await?;
+    Ok(List::of(visits.into_iter().map(|v| visit_view(v, &now)).collect()))
+}
+
+/// `POST /api/v1/access/visits` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisitRequest {
+    /// The employee visited.
+    host_emp_code: String,
+    /// 1-8 (CVSecurity's certificate types).
+    cert_type: i64,
+    /// 1 to 30 letters, digits or '-'.
+    cert_num: String,
+    /// 1 to 64 characters.
+    name: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    company: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default = "one_visitor")]
+    visitor_count: i64,
+    /// `YYYY-MM-DD HH:MM:SS`, local time.
+    #[schema(value_type = String, example = "2026-12-07 09:00:00")]
+    starts_at: String,
+    /// After `starts_at`.
+    #[schema(value_type = String, example = "2026-12-07 17:00:00")]
+    ends_at: String,
+    /// Up to 20 digits, or `[8 hex]`.
+    #[serde(default)]
+    card_no: String,
+    /// Access levels whose doors the visitor may open.
+    #[serde(default)]
+    level_ids: Vec<i64>,
+}
+
+fn one_visitor() -> i64 {
+    1
+}
+
+/// Register a visit.
+///
+/// While it is in progress its visitor is on the controllers of its levels (a `user` row valid
+/// on the visit's days, and `userauthorize` rows); when it ends or the visitor leaves, the
+/// rows are deleted (the worker looks for starts and ends every 30 seconds).
+#[utoipa::path(
+    post,
+    path = "/api/v1/access/visits",
+    tag = openapi::tag::ACCESS,
+    request_body = VisitRequest,
+    responses(
+        (status = 201, description = "Registered.", body = VisitView),
+        (status = 400, description = "A field is missing or invalid, the host or a level does not exist, or the card is an employee's.", body = openapi::ValidationErrors),
+        (status = 409, description = "This document is in another visit in progress.", body = openapi::Detail),
+    )
+)]
+pub async fn create_visit(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<VisitView>), ApiError> {
+    let request: VisitRequest = body(&bytes)?;
+    let time = |field: &str, text: &str| text.parse::<LocalTime>().map_err(|e| invalid(field, e.to_string()));
+    let visit = NewVisit {
+        host_emp_code: request.host_emp_code,
+        cert_type: request.cert_type,
+        cert_num: request.cert_num,
+        name: request.name,
+        phone: request.phone,
+        company: request.company,
+        reason: request.reason,
+        visitor_count: request.visitor_count,
+        starts_at: time("starts_at", &request.starts_at)?,
+        ends_at: time("ends_at", &request.ends_at)?,
+        card_no: request.card_no,
+        level_ids: request.level_ids,
+    };
+    let visit = provisioning::register_visit(&state, &visit).await?;
+    Ok((StatusCode::CREATED, Json(visit_view(visit, &provisioning::now(&state)))))
+}
+
+/// End a visit now (the visitor left): their rows are deleted from the controllers.
+#[utoipa::path(
+    post,
+    path = "/api/v1/access/visits/{id}/exit",
+    tag = openapi::tag::ACCESS,
+    params(("id" = i64, Path, description = "The visit id.")),
+    responses(
+        (status = 200, description = "Ended.", body = VisitView),
+        (status = 404, description = "No such visit, or its visitor left already.", body = openapi::Detail),
+    )
+)]
+pub async fn exit_visit(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<VisitView>, ApiError> {
+    let visit = provisioning::end_visit(&state, &VisitKey::Id(parse_id(&id)?)).await?;
+    Ok(Json(visit_view(visit, &provisioning::now(&state))))
 }

@@ -329,8 +329,13 @@ async fn pending_migrations_at_start_are_preceded_by_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     server.stop();
-    // As the previous release left it: without migration 0023 (its tables).
-    for statement in ["DROP TABLE access_aux_outputs", "DELETE FROM _sqlx_migrations WHERE version = 23"] {
+    // As the previous release left it: without migration 0023 (its tables, children first).
+    for statement in [
+        "DROP TABLE access_visit_levels",
+        "DROP TABLE access_visits",
+        "DROP TABLE access_aux_outputs",
+        "DELETE FROM _sqlx_migrations WHERE version = 23",
+    ] {
         server.db().execute(statement, &[]).await;
     }
     let backup = dir.path().join("adms.db.before-0023");

@@ -584,3 +584,108 @@ async fn aux_outputs_come_from_the_controller_report_and_are_switched_through_th
         ["CONTROL DEVICE 010202FF", "CONTROL DEVICE 01020200", "CONTROL DEVICE 0102021E", "CONTROL DEVICE 01020205"]
     );
 }
+
+#[tokio::test]
+async fn a_visitor_registered_by_a_visitor_system_gets_the_doors_of_its_levels_until_they_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    let level = access_setup(&server, &api, "ACC0401").await;
+    let dev = Device { server: &server, sn: "ACC0401".into() };
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "reception"]));
+    let level_hex = format!("{level:032x}");
+    // A window around now (the server's zone is UTC in tests).
+    let local = |hours: i64| {
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(hours);
+        at.to_zoned(jiff::tz::TimeZone::UTC).strftime("%Y-%m-%d %H:%M:%S").to_string()
+    };
+    let (start, end) = (local(-1), local(2));
+    let visit = json!({
+        "persPersonPin": "7", "certType": 2, "certNum": "P998877", "visEmpName": "Vera Visitor",
+        "visitEmpPhone": "+34 600 000 000", "company": "ACME", "visitReason": "Audit", "visitorCount": 1,
+        "startTime": start, "endTime": end, "cardNo": "5555", "visLevels": level_hex,
+    });
+
+    // The reference's codes for what is missing or wrong; nothing is registered.
+    let without = |key: &str| {
+        let mut body = visit.clone();
+        body.as_object_mut().unwrap().remove(key);
+        body
+    };
+    for (key, expected) in [
+        ("persPersonPin", -240),
+        ("certType", -241),
+        ("certNum", -242),
+        ("visEmpName", -243),
+        ("visitReason", -245),
+        ("startTime", -246),
+        ("visitorCount", -256),
+    ] {
+        assert_eq!(code(&cv.post_json("/api/visRegistration/add", &without(key)).await), expected, "{key}");
+    }
+    let with = |key: &str, value: Value| {
+        let mut body = visit.clone();
+        body[key] = value;
+        body
+    };
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("startTime", json!("yesterday"))).await), -248);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("certType", json!(12))).await), -249);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("certNum", json!("no spaces"))).await), -250);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("persPersonPin", json!("nobody"))).await), -251);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("visitorCount", json!(0))).await), -256);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("endTime", json!(start.clone()))).await), -101);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("visLevels", json!("99"))).await), -24);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("cardNo", json!("123456"))).await), -23);
+    assert_eq!(api.get("/api/v1/access/visits").await["count"], 0);
+
+    // Registered: the visitor, valid on the visit's days, and their right reach the controller.
+    assert_success(&cv.post_json("/api/visRegistration/add", &visit).await);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &visit).await), -253);
+    let visits = api.get("/api/v1/access/visits?in_progress=true").await;
+    assert_eq!(visits["count"], 1, "{visits}");
+    let pin = visits["data"][0]["pin"].as_str().unwrap().to_owned();
+    assert!(pin.starts_with('8'), "{pin}");
+    assert_eq!(visits["data"][0]["phase"], "active");
+    let sent = poll(&dev).await;
+    let user = texts(&sent)
+        .into_iter()
+        .find(|t| t.contains(&format!("Pin={pin}\t")) && t.starts_with("DATA UPDATE user "))
+        .map(str::to_owned);
+    let user = user.unwrap_or_else(|| panic!("no user row for {pin}: {sent:?}"));
+    let days = (start[..10].replace('-', ""), end[..10].replace('-', ""));
+    assert!(
+        user.contains(&format!("StartTime={}\tEndTime={}", days.0, days.1)) && user.contains("CardNo=5555"),
+        "{user}"
+    );
+    assert!(texts(&sent).iter().any(|t| t.starts_with(&format!("DATA UPDATE userauthorize Pin={pin}\t"))), "{sent:?}");
+    acknowledge(&dev, &sent).await;
+
+    // The visitor leaves: their rows are deleted at once; a second exit finds no visit.
+    assert_success(&cv.post_form("/api/visRegistration/exit", &[("certType", "2"), ("certNum", "P998877")]).await);
+    assert_eq!(
+        code(&cv.post_form("/api/visRegistration/exit", &[("certType", "2"), ("certNum", "P998877")]).await),
+        -254
+    );
+    assert_eq!(code(&cv.post_form("/api/visRegistration/exit", &[("certNum", "P998877")]).await), -241);
+    let removed = poll(&dev).await;
+    assert!(texts(&removed).contains(&format!("DATA DELETE user Pin={pin}").as_str()), "{removed:?}");
+    let visits = api.get("/api/v1/access/visits").await;
+    assert_eq!((visits["data"][0]["phase"].as_str(), visits["data"][0]["exited_at"].is_i64()), (Some("over"), true));
+
+    // The native API: a visit registered and ended by id.
+    let body = json!({
+        "host_emp_code": "7", "cert_type": 3, "cert_num": "PASS-1", "name": "Nico",
+        "starts_at": start, "ends_at": end, "level_ids": [level],
+    });
+    let (status, created) = api.post_json("/api/v1/access/visits", &body).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, again) = api.post_json("/api/v1/access/visits", &body).await;
+    assert_eq!(status, 409, "{again}");
+    let (status, bad) = api.post_json("/api/v1/access/visits", &json!({ "host_emp_code": "7", "cert_type": 3, "cert_num": "Q", "name": "N", "starts_at": "soon", "ends_at": end })).await;
+    assert_eq!((status, bad["starts_at"].is_array()), (400, true), "{bad}");
+    let id = created["id"].as_i64().unwrap();
+    let (status, ended) = api.post_json(&format!("/api/v1/access/visits/{id}/exit"), &json!({})).await;
+    assert_eq!((status, ended["phase"].as_str()), (200, Some("over")), "{ended}");
+    let (status, _) = api.post_json(&format!("/api/v1/access/visits/{id}/exit"), &json!({})).await;
+    assert_eq!(status, 404);
+}

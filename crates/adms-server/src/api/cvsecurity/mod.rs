@@ -8,11 +8,13 @@
 //!   the token opens these routes only, and no other credential opens them).
 //! - `envelope`: `{code, message, data}`, and every error code with its meaning.
 //! - `ids`: our integer ids in CVSecurity's 32-hex shape.
-//! - `persons`, `access`, `transactions`: the families; `names`: event and verify-mode names.
+//! - `persons`, `access`, `transactions`, `visitors`: the families; `names`: event and
+//!   verify-mode names.
 //!
-//! What a client may do: every read of these families; writes (`person/add`, `person/delete`, level membership,
-//! level and person sync, remote door and auxiliary-output open and close) unless its client was created
-//! `--read-only`. No other roster write is served here.
+//! What a client may do: every read of these families; writes (`person/add`, `person/delete`,
+//! level membership, level and person sync, remote door and auxiliary-output open and close,
+//! visitor registration and exit) unless its client was created `--read-only`. No other roster
+//! write is served here.
 //!
 //! Methods are not checked: clients are sloppy (POST with query parameters, GET on POST
 //! paths), and the reference advises being liberal.
@@ -24,6 +26,7 @@ mod names;
 mod params;
 mod persons;
 mod transactions;
+mod visitors;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -133,6 +136,9 @@ pub fn routes() -> Router<SharedState> {
             "/api/auxOut/remoteCloseByAuxOutById",
             any(|s: St, r: CvRequest| access::aux_output_control(s, r, AuxOutputBy::Close)),
         )
+        // Visitors.
+        .route("/api/visRegistration/add", any(visitors::add))
+        .route("/api/visRegistration/exit", any(visitors::exit))
         // Transactions.
         .route("/api/transaction/list", any(|s: St, r: CvRequest| transactions::list(s, r, Bare)))
         .route("/api/v2/transaction/list", any(|s: St, r: CvRequest| transactions::list(s, r, Paged)))
