@@ -17,6 +17,10 @@
 -- during, 2 after the end or exit) is the last phase its controllers were planned for, so the
 -- periodic pass plans each boundary once.
 --
+-- `access_floors`: the floors of an elevator controller (floor number 1-256, a name), declared
+-- by an operator with the controller's floor count: no registry key for it is known (the
+-- reference's elevator section has a single source and no capture).
+--
 -- Expand only (see README.md): new tables; a previous release ignores them.
 CREATE TABLE access_aux_outputs (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -61,3 +65,13 @@ CREATE TABLE access_visit_levels (
     PRIMARY KEY (visit_id, level_id)
 );
 CREATE INDEX access_visit_levels_level ON access_visit_levels (level_id);
+
+CREATE TABLE access_floors (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id  INTEGER NOT NULL REFERENCES devices (id),
+    floor_no   INTEGER NOT NULL CHECK (floor_no BETWEEN 1 AND 256),
+    name       TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (device_id, floor_no)
+);

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{self, AccessTable, AuxOutputAction, DoorAction};
+use crate::access::{self, AccessTable, AuxOutputAction, DoorAction, FloorAction};
 use crate::time::LocalDateTime;
 
 /// Longest PIN accepted (devices store alphanumeric PINs of up to ~20 digits; `protocol.md` §10.15).
@@ -256,6 +256,15 @@ pub enum DeviceCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seconds: Option<u8>,
     },
+    /// `CONTROL DEVICE 11|12 <32-byte floor mask> dd` on an elevator controller's floors
+    /// (1-256, at least one): released for `seconds` (1-254, only with `open`), closed, or
+    /// released until closed (see [`access::floor_operand`]).
+    FloorControl {
+        floors: Vec<u16>,
+        action: FloorAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<u8>,
+    },
 }
 
 /// What is wrong with a field.
@@ -456,6 +465,7 @@ impl DeviceCommand {
             DeviceCommand::AccessClear { .. } => "access_clear",
             DeviceCommand::DoorControl { .. } => "door_control",
             DeviceCommand::AuxOutputControl { .. } => "aux_output_control",
+            DeviceCommand::FloorControl { .. } => "floor_control",
         }
     }
 
@@ -635,6 +645,20 @@ impl DeviceCommand {
                     (_, None) => {}
                 }
             }
+            DeviceCommand::FloorControl { floors, action, seconds } => {
+                if floors.is_empty() {
+                    return Err(invalid("floors", FieldProblem::Empty));
+                }
+                for floor in floors {
+                    range("floors", u32::from(*floor), 1, u32::from(access::MAX_FLOORS))?;
+                }
+                match (action, seconds) {
+                    (FloorAction::Open, Some(s)) => range("seconds", u32::from(*s), 1, 254)?,
+                    (FloorAction::Open, None) => return Err(invalid("seconds", FieldProblem::Empty)),
+                    (_, Some(_)) => return Err(invalid("seconds", FieldProblem::Format("only with open"))),
+                    (_, None) => {}
+                }
+            }
             DeviceCommand::AuxOutputControl { output, action, seconds } => {
                 range("output", u32::from(*output), 1, 32)?;
                 match (action, seconds) {
@@ -765,6 +789,9 @@ impl DeviceCommand {
             }
             DeviceCommand::AuxOutputControl { output, action, seconds } => {
                 access::control_line(access::aux_output_operand(*output, *action, seconds.unwrap_or(0)))
+            }
+            DeviceCommand::FloorControl { floors, action, seconds } => {
+                access::control_line_of(&access::floor_operand(floors, *action, seconds.unwrap_or(0)))
             }
         }
     }

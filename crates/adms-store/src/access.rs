@@ -61,6 +61,21 @@ pub struct AccessAuxOutput {
     pub updated_at: i64,
 }
 
+/// A floor of an elevator controller.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct AccessFloor {
+    pub id: i64,
+    pub device_id: i64,
+    pub sn: String,
+    pub floor_no: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Floors an elevator controller may have (the `access_floors` check; the floor mask's size).
+pub const MAX_FLOORS: i64 = 256;
+
 /// Auxiliary outputs a controller may have (the `access_aux_outputs` check; the output byte of
 /// `CONTROL DEVICE` could name more, no controller has them).
 pub const MAX_AUX_OUTPUTS: i64 = 32;
@@ -296,6 +311,57 @@ impl Store {
     pub async fn access_aux_output(&self, id: i64) -> Result<Option<AccessAuxOutput>, StoreError> {
         let sql = const_format_doors::AUX_ONE;
         on_db!(self, |db| Ok(sqlx::query_as::<_, AccessAuxOutput>(sql).bind(id).fetch_optional(db.pool()).await?))
+    }
+
+    /// The floors of every elevator controller (or of one), by controller and floor number.
+    pub async fn access_floors(&self, device_id: Option<i64>) -> Result<Vec<AccessFloor>, StoreError> {
+        let sql = const_format_doors::FLOOR_LIST;
+        on_db!(self, |db| Ok(sqlx::query_as::<_, AccessFloor>(sql).bind(device_id).fetch_all(db.pool()).await?))
+    }
+
+    /// One floor.
+    pub async fn access_floor(&self, id: i64) -> Result<Option<AccessFloor>, StoreError> {
+        let sql = const_format_doors::FLOOR_ONE;
+        on_db!(self, |db| Ok(sqlx::query_as::<_, AccessFloor>(sql).bind(id).fetch_optional(db.pool()).await?))
+    }
+
+    /// Declares an elevator controller's floor count (no registry key for it is known): floors
+    /// 1 to `count` exist afterwards, new ones named `<alias or SN>-<n>` (CVSecurity's default),
+    /// existing ones keeping their names, and those above `count` deleted. Returns the floors.
+    pub async fn set_elevator_floors(&self, device_id: i64, count: i64) -> Result<Vec<AccessFloor>, StoreError> {
+        if !(0..=MAX_FLOORS).contains(&count) {
+            return Err(StoreError::Invalid(format!("floor_count: 0 to {MAX_FLOORS}")));
+        }
+        let now = now_micros();
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            let device: Option<(String, String)> =
+                sqlx::query_as("SELECT sn, alias FROM devices WHERE id = $1 AND deleted_at IS NULL")
+                    .bind(device_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((sn, alias)) = device else { return Err(StoreError::NotFound) };
+            let device_name = if alias.trim().is_empty() { sn } else { alias };
+            sqlx::query("DELETE FROM access_floors WHERE device_id = $1 AND floor_no > $2")
+                .bind(device_id)
+                .bind(count)
+                .execute(&mut *tx)
+                .await?;
+            for floor_no in 1..=count {
+                sqlx::query(
+                    "INSERT INTO access_floors (device_id, floor_no, name, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (device_id, floor_no) DO NOTHING",
+                )
+                .bind(device_id)
+                .bind(floor_no)
+                .bind(format!("{device_name}-{floor_no}"))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        self.access_floors(Some(device_id)).await
     }
 
     /// Derives a controller's doors from the registry/options it has stored (what the upload
@@ -820,6 +886,16 @@ mod const_format_doors {
         "SELECT d.id, d.device_id, v.sn, d.door_no, d.name, d.created_at, d.updated_at FROM access_doors AS d \
          JOIN devices AS v ON v.id = d.device_id",
         " WHERE d.id = $1"
+    );
+    pub(super) const FLOOR_LIST: &str = concat!(
+        "SELECT f.id, f.device_id, v.sn, f.floor_no, f.name, f.created_at, f.updated_at FROM access_floors AS f \
+         JOIN devices AS v ON v.id = f.device_id",
+        " WHERE ($1 IS NULL OR f.device_id = $1) ORDER BY f.device_id, f.floor_no"
+    );
+    pub(super) const FLOOR_ONE: &str = concat!(
+        "SELECT f.id, f.device_id, v.sn, f.floor_no, f.name, f.created_at, f.updated_at FROM access_floors AS f \
+         JOIN devices AS v ON v.id = f.device_id",
+        " WHERE f.id = $1"
     );
     pub(super) const AUX_LIST: &str = concat!(
         "SELECT a.id, a.device_id, v.sn, a.aux_no, a.name, a.created_at, a.updated_at FROM access_aux_outputs AS a \

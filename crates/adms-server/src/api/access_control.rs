@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use adms_model::access::{AccessDate, LocalTime, VisitPhase, WeeklySchedule};
-use adms_protocol::access::{AuxOutputAction, DoorAction};
+use adms_protocol::access::{AuxOutputAction, DoorAction, FloorAction};
 use adms_store::access::{
-    AccessAuxOutput, AccessDoor, AccessHoliday, AccessLevel, AffectedControllers, LevelMember, TimeSegment,
+    AccessAuxOutput, AccessDoor, AccessFloor, AccessHoliday, AccessLevel, AffectedControllers, LevelMember, TimeSegment,
 };
 
 use adms_store::visits::{AccessVisit, NewVisit, VisitError, VisitKey};
@@ -303,6 +303,135 @@ pub async fn control_aux_output(
     let row = state.store.command(enqueued.id).await?.ok_or(ApiError::NotFound)?;
     tracing::info!(sn = %output.sn, aux_output = output.aux_no, by = %who.name, id = row.id, "auxiliary output control queued");
     Ok((StatusCode::CREATED, Json(DoorControlQueued { command_id: row.id, sn: output.sn, wire: row.command })))
+}
+
+/// A floor of an elevator controller.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FloorView {
+    id: i64,
+    /// The controller's serial number.
+    sn: String,
+    /// The floor's number on its controller (1-256; its relay).
+    floor_no: i64,
+    name: String,
+}
+
+impl From<AccessFloor> for FloorView {
+    fn from(f: AccessFloor) -> FloorView {
+        FloorView { id: f.id, sn: f.sn, floor_no: f.floor_no, name: f.name }
+    }
+}
+
+/// List the floors of every elevator controller (or of one).
+#[utoipa::path(
+    get,
+    path = "/api/v1/access/floors",
+    tag = openapi::tag::ACCESS,
+    params(DoorFilter),
+    responses(
+        (status = 200, description = "The floors, by controller and floor number.", body = List<FloorView>),
+        (status = 404, description = "Unknown serial number.", body = openapi::Detail),
+    )
+)]
+pub async fn list_floors(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Query(filter): Query<DoorFilter>,
+) -> Result<Json<List<FloorView>>, ApiError> {
+    let device_id = match &filter.sn {
+        Some(sn) => Some(state.store.device_by_sn(sn).await?.ok_or(ApiError::NotFound)?.id),
+        None => None,
+    };
+    let floors = state.store.access_floors(device_id).await?;
+    Ok(List::of(floors.into_iter().map(FloorView::from).collect()))
+}
+
+/// `PUT /api/v1/access/controllers/{sn}/floors` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FloorCount {
+    /// 0 to 256: floors 1 to this exist afterwards.
+    floor_count: i64,
+}
+
+/// Declare an elevator controller's floors.
+///
+/// Elevator controllers report no floor count the bridge knows of: an operator states it.
+/// New floors are named `<alias or SN>-<n>`; floors above the count are deleted.
+#[utoipa::path(
+    put,
+    path = "/api/v1/access/controllers/{sn}/floors",
+    tag = openapi::tag::ACCESS,
+    params(("sn" = String, Path, description = "The elevator controller's serial number.")),
+    request_body = FloorCount,
+    responses(
+        (status = 200, description = "The controller's floors.", body = List<FloorView>),
+        (status = 400, description = "Malformed body or count out of range.", body = openapi::ValidationErrors),
+        (status = 404, description = "Unknown serial number.", body = openapi::Detail),
+    )
+)]
+pub async fn set_floors(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(sn): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<List<FloorView>>, ApiError> {
+    let request: FloorCount = body(&bytes)?;
+    if !(0..=adms_store::access::MAX_FLOORS).contains(&request.floor_count) {
+        return Err(invalid("floor_count", "0 to 256."));
+    }
+    let device = state.store.device_by_sn(&sn).await?.ok_or(ApiError::NotFound)?;
+    let floors = state.store.set_elevator_floors(device.id, request.floor_count).await?;
+    Ok(List::of(floors.into_iter().map(FloorView::from).collect()))
+}
+
+/// `POST /api/v1/access/floors/{id}/control` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FloorControlRequest {
+    /// `open` (for `seconds`), `close`, `normally_open` (released until closed).
+    action: FloorAction,
+    /// With `open` only: 1 to 254.
+    #[serde(default)]
+    seconds: Option<u8>,
+}
+
+/// Release one floor's button for a time, until closed, or end a release.
+///
+/// Queued as `CONTROL DEVICE 11 <32-byte floor mask> dd` (`12 … FF` for normally open) for the
+/// floor's controller; the controller's answer completes the command. The elevator encoding
+/// has a single source and no capture (see the README).
+#[utoipa::path(
+    post,
+    path = "/api/v1/access/floors/{id}/control",
+    tag = openapi::tag::ACCESS,
+    params(("id" = i64, Path, description = "The floor id.")),
+    request_body = FloorControlRequest,
+    responses(
+        (status = 201, description = "Queued.", body = DoorControlQueued),
+        (status = 400, description = "Malformed body, unknown action, or `seconds` missing or out of range.", body = openapi::ValidationErrors),
+        (status = 404, description = "No such floor.", body = openapi::Detail),
+    )
+)]
+pub async fn control_floor(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<DoorControlQueued>), ApiError> {
+    let request: FloorControlRequest = body(&bytes)?;
+    match (request.action, request.seconds) {
+        (FloorAction::Open, Some(1..=254)) => {}
+        (FloorAction::Open, _) => return Err(invalid("seconds", "1 to 254 with open.")),
+        (_, Some(_)) => return Err(invalid("seconds", "Only with open.")),
+        (_, None) => {}
+    }
+    let floor = state.store.access_floor(parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    let source = format!("api:{}", who.name);
+    let enqueued = provisioning::control_floor(&state, &floor, request.action, request.seconds, source).await?;
+    let row = state.store.command(enqueued.id).await?.ok_or(ApiError::NotFound)?;
+    tracing::info!(sn = %floor.sn, floor = floor.floor_no, by = %who.name, id = row.id, "floor control queued");
+    Ok((StatusCode::CREATED, Json(DoorControlQueued { command_id: row.id, sn: floor.sn, wire: row.command })))
 }
 
 /// A time segment.

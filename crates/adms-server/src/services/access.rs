@@ -8,8 +8,8 @@
 
 use adms_model::access::{AccessChange, LocalTime};
 use adms_protocol::DeviceCommand;
-use adms_protocol::access::{AuxOutputAction, DoorAction};
-use adms_store::access::{AccessAuxOutput, AccessDoor, change_command};
+use adms_protocol::access::{AuxOutputAction, DoorAction, FloorAction};
+use adms_store::access::{AccessAuxOutput, AccessDoor, AccessFloor, change_command};
 use adms_store::visits::{AccessVisit, NewVisit, VisitError, VisitKey};
 use adms_store::{Enqueued, NewCommand, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -120,6 +120,28 @@ pub async fn control_aux_output(
     let new = NewCommand {
         device_id: output.device_id,
         command: DeviceCommand::AuxOutputControl { output: aux_no, action, seconds },
+        dedupe_key: None,
+        source,
+        expires_at: commands::default_expiry(state),
+    };
+    let enqueued = commands::enqueue(state, std::slice::from_ref(&new)).await?;
+    enqueued.into_iter().next().ok_or(StoreError::NotFound)
+}
+
+/// Queues `CONTROL DEVICE 11|12 <floor mask> dd` for one floor of an elevator controller; the
+/// controller's result completes the command, as for a door.
+pub async fn control_floor(
+    state: &AppState,
+    floor: &AccessFloor,
+    action: FloorAction,
+    seconds: Option<u8>,
+    source: String,
+) -> Result<Enqueued, StoreError> {
+    let floor_no =
+        u16::try_from(floor.floor_no).map_err(|_| StoreError::Invalid("floor number out of range".into()))?;
+    let new = NewCommand {
+        device_id: floor.device_id,
+        command: DeviceCommand::FloorControl { floors: vec![floor_no], action, seconds },
         dedupe_key: None,
         source,
         expires_at: commands::default_expiry(state),

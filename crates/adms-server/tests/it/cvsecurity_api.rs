@@ -689,3 +689,75 @@ async fn a_visitor_registered_by_a_visitor_system_gets_the_doors_of_its_levels_u
     let (status, _) = api.post_json(&format!("/api/v1/access/visits/{id}/exit"), &json!({})).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn elevator_floors_are_declared_listed_and_released_through_the_command_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    let dev = Device { server: &server, sn: "ELE0101".into() };
+    let registry = b"DeviceType=acc,~DeviceName=EC16,LockCount=1,ReaderCount=1";
+    assert_eq!(dev.post("/iclock/registry?SN=ELE0101", registry).await.status, 200);
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "lobby"]));
+
+    // Declared by an operator: 10 floors, then 9 (the tenth goes).
+    let (status, floors) = api
+        .send(reqwest::Method::PUT, "/api/v1/access/controllers/ELE0101/floors", Some(&json!({ "floor_count": 10 })))
+        .await;
+    assert_eq!((status, floors["count"].as_u64()), (200, Some(10)), "{floors}");
+    let (status, floors) = api
+        .send(reqwest::Method::PUT, "/api/v1/access/controllers/ELE0101/floors", Some(&json!({ "floor_count": 9 })))
+        .await;
+    assert_eq!((status, floors["count"].as_u64()), (200, Some(9)), "{floors}");
+    let (status, _) = api
+        .send(reqwest::Method::PUT, "/api/v1/access/controllers/ELE0101/floors", Some(&json!({ "floor_count": 257 })))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .send(reqwest::Method::PUT, "/api/v1/access/controllers/NOPE/floors", Some(&json!({ "floor_count": 2 })))
+        .await;
+    assert_eq!(status, 404);
+
+    // CVSecurity's view: {id, floorNo, name, deviceId}, bare and paged.
+    let listed = cv.get("/api/floor/list").await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(9), "{listed}");
+    let ninth = &listed["data"][8];
+    assert_eq!((ninth["floorNo"].as_i64(), ninth["name"].as_str()), (Some(9), Some("ELE0101-9")));
+    let floor_id = ninth["id"].as_str().unwrap().to_owned();
+    assert_eq!(floor_id.len(), 32);
+    let paged = cv.get("/api/v2/floor/list?pageNo=2&pageSize=5").await;
+    assert_eq!((paged["data"]["total"].as_i64(), paged["data"]["size"].as_i64()), (Some(9), Some(4)), "{paged}");
+
+    // Released for 5 s, closed by both spellings; the reference's codes for what is missing.
+    assert_success(&cv.post_form("/api/floor/remoteOpenById", &[("floorId", &floor_id), ("interval", "5")]).await);
+    assert_success(&cv.post_form("/api/floor/remoteCloseById", &[("floorId", &floor_id)]).await);
+    assert_success(&cv.get(&format!("/api/floor/remoteoffById?floorId={floor_id}")).await);
+    assert_eq!(code(&cv.post_form("/api/floor/remoteOpenById", &[("interval", "5")]).await), -201);
+    assert_eq!(code(&cv.post_form("/api/floor/remoteOpenById", &[("floorId", &floor_id)]).await), -202);
+    assert_eq!(
+        code(&cv.post_form("/api/floor/remoteOpenById", &[("floorId", &floor_id), ("interval", "0")]).await),
+        -203
+    );
+    assert_eq!(code(&cv.post_form("/api/floor/remoteCloseById", &[("floorId", "99999")]).await), -1);
+
+    // The native route: normally open.
+    let native_id = floors["data"][0]["id"].as_i64().unwrap();
+    let (status, queued) = api
+        .post_json(&format!("/api/v1/access/floors/{native_id}/control"), &json!({ "action": "normally_open" }))
+        .await;
+    assert_eq!(status, 201, "{queued}");
+
+    // Floor 9 is the top bit of the mask's second byte; floor 1 the top bit of the first.
+    let rest = |bytes: usize| "00".repeat(bytes);
+    let sent = poll(&dev).await;
+    let controls: Vec<&str> = texts(&sent).into_iter().filter(|t| t.starts_with("CONTROL DEVICE")).collect();
+    assert_eq!(
+        controls,
+        [
+            format!("CONTROL DEVICE 110080{}05", rest(30)),
+            format!("CONTROL DEVICE 110080{}00", rest(30)),
+            format!("CONTROL DEVICE 110080{}00", rest(30)),
+            format!("CONTROL DEVICE 1280{}FF", rest(31)),
+        ]
+    );
+}

@@ -103,6 +103,18 @@ async fn doors_come_from_the_controller_report_and_levels_keep_their_rules(engin
     assert!(store.access_aux_output(9999).await.unwrap().is_none());
     assert!(store.access_aux_outputs(Some(9999)).await.unwrap().is_empty());
 
+    // An elevator controller's floors are declared; fewer deletes the floors above.
+    let floors = store.set_elevator_floors(panel, 3).await.unwrap();
+    assert_eq!(
+        floors.iter().map(|f| (f.floor_no, f.name.as_str())).collect::<Vec<_>>(),
+        [(1, "ACC1-1"), (2, "ACC1-2"), (3, "ACC1-3")]
+    );
+    let floors = store.set_elevator_floors(panel, 2).await.unwrap();
+    assert_eq!(floors.len(), 2);
+    assert_eq!(store.access_floor(floors[1].id).await.unwrap().unwrap().sn, "ACC1");
+    assert_eq!(store.set_elevator_floors(panel, 257).await.unwrap_err().kind(), ErrorKind::Invalid);
+    assert_eq!(store.set_elevator_floors(9999, 2).await.unwrap_err().kind(), ErrorKind::NotFound);
+
     let schedule = WeeklySchedule::always();
     let segment = store.create_time_segment("24h", &schedule).await.unwrap();
     assert_eq!(store.time_segment(segment.id).await.unwrap().unwrap().schedule, schedule);

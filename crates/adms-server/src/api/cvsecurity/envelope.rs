@@ -10,7 +10,8 @@
 //! door codes of the same meaning (-44 id empty, -45 duration, -47 missing), with words that
 //! name the auxiliary output. The visitor codes (-240 to -261) are listed by the reference as
 //! meanings in order without each code beside its meaning; ours number them in that order from
-//! -240 (a guess, kept here: [`CvError::code`]).
+//! -240 (a guess, kept here: [`CvError::code`]). An unknown floor id has no code in the
+//! reference: -1 with words that say so.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -117,6 +118,14 @@ pub enum CvError {
     VisitCountBad,
     #[error("{0}")]
     VisitSpecialCharacters(String),
+    #[error("the floor id is required")]
+    FloorIdEmpty,
+    #[error("the floor opening time is required")]
+    FloorDurationEmpty,
+    #[error("the floor opening time must be 1 to 254 seconds")]
+    FloorDuration,
+    #[error("the floor does not exist")]
+    FloorMissing,
     #[error("the time format is wrong (yyyy-MM-dd HH:mm:ss)")]
     TimeFormat,
     #[error("the start time is after the end time")]
@@ -179,6 +188,10 @@ impl CvError {
             CvError::VisitNotRegistered => -254,
             CvError::VisitCountBad => -256,
             CvError::VisitSpecialCharacters(_) => -259,
+            CvError::FloorIdEmpty => -201,
+            CvError::FloorDurationEmpty => -202,
+            CvError::FloorDuration => -203,
+            CvError::FloorMissing => -1,
             CvError::TimeFormat => -100,
             CvError::StartAfterEnd => -101,
             CvError::DeviceMissing => -102,

@@ -12,7 +12,7 @@
 //!   verify-mode names.
 //!
 //! What a client may do: every read of these families; writes (`person/add`, `person/delete`,
-//! level membership, level and person sync, remote door and auxiliary-output open and close,
+//! level membership, level and person sync, remote door, auxiliary-output and floor open and close,
 //! visitor registration and exit) unless its client was created `--read-only`. No other roster
 //! write is served here.
 //!
@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 
 use crate::state::SharedState;
 use access::{AuxOutputBy, DoorBy};
+use adms_protocol::access::FloorAction;
 use params::{CvRequest, PageRequest};
 
 /// How a list is answered: unversioned lists give a bare array, `v2/`/`v3/` lists the paged
@@ -136,6 +137,13 @@ pub fn routes() -> Router<SharedState> {
             "/api/auxOut/remoteCloseByAuxOutById",
             any(|s: St, r: CvRequest| access::aux_output_control(s, r, AuxOutputBy::Close)),
         )
+        // Elevator floors.
+        .route("/api/floor/list", any(|s: St, r: CvRequest| access::floor_list(s, r, Bare)))
+        .route("/api/v2/floor/list", any(|s: St, r: CvRequest| access::floor_list(s, r, Paged)))
+        .route("/api/floor/remoteOpenById", any(|s: St, r: CvRequest| access::floor_control(s, r, FloorAction::Open)))
+        // The manual's URL and its heading disagree: both are served.
+        .route("/api/floor/remoteCloseById", any(|s: St, r: CvRequest| access::floor_control(s, r, FloorAction::Close)))
+        .route("/api/floor/remoteoffById", any(|s: St, r: CvRequest| access::floor_control(s, r, FloorAction::Close)))
         // Visitors.
         .route("/api/visRegistration/add", any(visitors::add))
         .route("/api/visRegistration/exit", any(visitors::exit))
