@@ -421,7 +421,9 @@ impl Store {
         let rows: Vec<VisitRow> = on_db!(self, |db| {
             sqlx::query_as(concat!(
                 visit_select!(),
-                " WHERE planned_phase < 2 AND (starts_at <= $1 OR ends_at <= $1 OR exited_at IS NOT NULL) ORDER BY id"
+                // Upcoming ones that started, and the others that ended (an exit settles its own):
+                // a visit in progress is not read again until its end.
+                " WHERE (planned_phase = 0 AND starts_at <= $1) OR (planned_phase < 2 AND ends_at <= $1) ORDER BY id"
             ))
             .bind(now.as_str())
             .fetch_all(db.pool())
