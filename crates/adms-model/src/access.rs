@@ -37,6 +37,8 @@ pub enum AccessError {
     BadDoorNumber(i64),
     #[error("validity ends before it starts")]
     EmptyValidity,
+    #[error("time {0:?}: expected YYYY-MM-DD HH:MM:SS (2000-2099)")]
+    BadLocalTime(String),
 }
 
 /// One interval of a day, from `start_minute` to `end_minute` (minutes after midnight, both
@@ -482,6 +484,108 @@ pub fn desired_rows(
         out.insert(Row::Holiday { date: *date, holiday_type: *holiday_type, yearly: *yearly });
     }
     out
+}
+
+/// A local date and time as visits are given (`YYYY-MM-DD HH:MM:SS`, the controllers' and
+/// CVSecurity's form): its day, and the text itself, which orders as the time does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LocalTime {
+    text: String,
+}
+
+impl LocalTime {
+    /// The day (what a controller's `StartTime`/`EndTime` can hold).
+    pub fn date(&self) -> AccessDate {
+        // Checked when read.
+        self.text[..10].parse().unwrap_or_else(|_| unreachable!("a checked date"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for LocalTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for LocalTime {
+    type Err = AccessError;
+    fn from_str(text: &str) -> Result<LocalTime, AccessError> {
+        let bad = || AccessError::BadLocalTime(text.to_owned());
+        let text = text.trim();
+        let (date, clock) = text.split_once(' ').ok_or_else(bad)?;
+        date.parse::<AccessDate>().map_err(|_| bad())?;
+        let parts: Vec<&str> = clock.split(':').collect();
+        let [h, m, s] = parts.as_slice() else { return Err(bad()) };
+        let number = |p: &str, max: u8| -> Option<u8> {
+            (p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse().ok())
+                .flatten()
+                .filter(|n| *n <= max)
+        };
+        number(h, 23).zip(number(m, 59)).zip(number(s, 59)).ok_or_else(bad)?;
+        Ok(LocalTime { text: text.to_owned() })
+    }
+}
+
+/// Where a visit is at a moment: its visitor is on the controllers of its levels only while
+/// it is [`VisitPhase::Active`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VisitPhase {
+    Upcoming = 0,
+    Active = 1,
+    /// Its end passed, or the visitor left.
+    Over = 2,
+}
+
+impl VisitPhase {
+    /// The phase at `now` of a visit from `starts_at` to `ends_at` (the end excluded).
+    pub fn at(starts_at: &LocalTime, ends_at: &LocalTime, exited: bool, now: &LocalTime) -> VisitPhase {
+        if exited || now >= ends_at {
+            VisitPhase::Over
+        } else if now >= starts_at {
+            VisitPhase::Active
+        } else {
+            VisitPhase::Upcoming
+        }
+    }
+
+    /// As stored (`access_visits.planned_phase`); an unknown number reads as over.
+    pub fn from_number(n: i64) -> VisitPhase {
+        match n {
+            0 => VisitPhase::Upcoming,
+            1 => VisitPhase::Active,
+            _ => VisitPhase::Over,
+        }
+    }
+}
+
+/// A visitor's pin on the controllers: "8" and the visit's id in (at least) 8 digits, in the
+/// shape of CVSecurity's visitor pins (`800000001`).
+pub fn visitor_pin(visit_id: i64) -> String {
+    format!("8{visit_id:08}")
+}
+
+/// A visitor as a controller holds them: valid from the day the visit starts to the day it ends
+/// (the controller enforces days; the bridge removes them when the visit ends or they leave).
+pub fn visitor_user(
+    visit_id: i64,
+    name: &str,
+    card: &str,
+    starts_at: &LocalTime,
+    ends_at: &LocalTime,
+) -> ControllerUser {
+    ControllerUser {
+        pin: visitor_pin(visit_id),
+        name: name.to_owned(),
+        card: card.to_owned(),
+        password: String::new(),
+        start_date: Some(starts_at.date()),
+        end_date: Some(ends_at.date()),
+    }
 }
 
 #[cfg(test)]

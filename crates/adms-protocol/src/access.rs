@@ -114,6 +114,80 @@ pub fn control_operand(door: u8, action: DoorAction, seconds: u8) -> [u8; 4] {
     }
 }
 
+/// What a `CONTROL DEVICE` command does to an auxiliary output (a relay that is not a lock:
+/// sirens, barriers, lights; `AuxOutCount` of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AuxOutputAction {
+    /// Switch on for `seconds` (1–254): `01 nn 02 ss`.
+    Open,
+    /// Switch off now: `01 nn 02 00`.
+    Close,
+    /// Switch on until closed (latched): `01 nn 02 FF`.
+    NormallyOpen,
+}
+
+/// The four operand bytes of `CONTROL DEVICE` for `action` on auxiliary output `output`
+/// (`seconds` only for [`AuxOutputAction::Open`]): the output operation (`01`) with address type
+/// `02`, "aux output" (§7.7), where a door's has `01`, "lock".
+pub fn aux_output_operand(output: u8, action: AuxOutputAction, seconds: u8) -> [u8; 4] {
+    match action {
+        AuxOutputAction::Open => [0x01, output, 0x02, seconds],
+        AuxOutputAction::Close => [0x01, output, 0x02, 0x00],
+        AuxOutputAction::NormallyOpen => [0x01, output, 0x02, 0xFF],
+    }
+}
+
+/// Floors an elevator controller's mask can name (32 bytes).
+pub const MAX_FLOORS: u16 = 256;
+
+/// What a `CONTROL DEVICE` command does to an elevator's floors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum FloorAction {
+    /// Release the floors' buttons for `seconds` (1–254): `11 <mask> ss`.
+    Open,
+    /// End a release now: `11 <mask> 00` (our choice: the reference documents no close for
+    /// floors; a door's close is its open with duration 0).
+    Close,
+    /// Release until closed (normal open): `12 <mask> FF`.
+    NormallyOpen,
+}
+
+/// The operand bytes of `CONTROL DEVICE` for `action` on elevator floors `floors` (1–256;
+/// `seconds` only for [`FloorAction::Open`]): the operation (`11` timed release, `12` normal
+/// open), the 32-byte floor mask written most-significant bit first (floor 1 is `80` in the
+/// first byte, floor 9 `80` in the second), then the duration. Every choice about the elevator
+/// encoding is here (`cvsecurity_api.md` §7.6, one source, no capture): change it here.
+pub fn floor_operand(floors: &[u16], action: FloorAction, seconds: u8) -> Vec<u8> {
+    let mut mask = [0u8; 32];
+    for floor in floors.iter().filter(|f| (1..=MAX_FLOORS).contains(f)) {
+        let bit = usize::from(floor - 1);
+        mask[bit / 8] |= 0x80 >> (bit % 8);
+    }
+    let (operation, duration) = match action {
+        FloorAction::Open => (0x11, seconds),
+        FloorAction::Close => (0x11, 0x00),
+        FloorAction::NormallyOpen => (0x12, 0xFF),
+    };
+    let mut operand = Vec::with_capacity(34);
+    operand.push(operation);
+    operand.extend_from_slice(&mask);
+    operand.push(duration);
+    operand
+}
+
+/// `CONTROL DEVICE` with any number of operand bytes, each `%02X`.
+pub fn control_line_of(operand: &[u8]) -> String {
+    let mut line = String::from("CONTROL DEVICE ");
+    for byte in operand {
+        line.push_str(&format!("{byte:02X}"));
+    }
+    line
+}
+
 /// `CONTROL DEVICE AABBCCDD`.
 pub fn control_line(operand: [u8; 4]) -> String {
     let [a, b, c, d] = operand;
@@ -222,6 +296,23 @@ mod tests {
         assert_eq!(control_line(control_operand(1, DoorAction::Open, 15)), "CONTROL DEVICE 0101010F");
         assert_eq!(control_line(control_operand(1, DoorAction::CancelAlarm, 0)), "CONTROL DEVICE 02010000");
         assert_eq!(control_line(control_operand(2, DoorAction::NormallyOpen, 0)), "CONTROL DEVICE 010201FF");
+        assert_eq!(control_line(aux_output_operand(1, AuxOutputAction::Open, 5)), "CONTROL DEVICE 01010205");
+        assert_eq!(control_line(aux_output_operand(2, AuxOutputAction::Close, 9)), "CONTROL DEVICE 01020200");
+        assert_eq!(control_line(aux_output_operand(3, AuxOutputAction::NormallyOpen, 0)), "CONTROL DEVICE 010302FF");
+        let zeros = |bytes: usize| "00".repeat(bytes);
+        assert_eq!(
+            control_line_of(&floor_operand(&[1], FloorAction::Open, 5)),
+            format!("CONTROL DEVICE 1180{}05", zeros(31))
+        );
+        // Floors 8 and 9 straddle the first two bytes; 256 is the last bit of the last byte.
+        assert_eq!(
+            control_line_of(&floor_operand(&[8, 9, 256], FloorAction::NormallyOpen, 0)),
+            format!("CONTROL DEVICE 120180{}01FF", zeros(29))
+        );
+        assert_eq!(
+            control_line_of(&floor_operand(&[2], FloorAction::Close, 9)),
+            format!("CONTROL DEVICE 1140{}00", zeros(31))
+        );
         assert_eq!(pack_interval(0, 23 * 60 + 59), 2359);
         assert_eq!(pack_interval(8 * 60 + 30, 12 * 60), 830 * 65536 + 1200);
         assert!(is_packed_interval(pack_interval(8 * 60 + 30, 12 * 60)));

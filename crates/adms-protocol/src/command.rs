@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{self, AccessTable, DoorAction};
+use crate::access::{self, AccessTable, AuxOutputAction, DoorAction, FloorAction};
 use crate::time::LocalDateTime;
 
 /// Longest PIN accepted (devices store alphanumeric PINs of up to ~20 digits; `protocol.md` §10.15).
@@ -248,6 +248,23 @@ pub enum DeviceCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seconds: Option<u8>,
     },
+    /// `CONTROL DEVICE 01 nn 02 dd` on auxiliary output `output` (1-32): on for `seconds`
+    /// (1-254, only with `open`), off, or latched on.
+    AuxOutputControl {
+        output: u8,
+        action: AuxOutputAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<u8>,
+    },
+    /// `CONTROL DEVICE 11|12 <32-byte floor mask> dd` on an elevator controller's floors
+    /// (1-256, at least one): released for `seconds` (1-254, only with `open`), closed, or
+    /// released until closed (see [`access::floor_operand`]).
+    FloorControl {
+        floors: Vec<u16>,
+        action: FloorAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<u8>,
+    },
 }
 
 /// What is wrong with a field.
@@ -447,6 +464,8 @@ impl DeviceCommand {
             DeviceCommand::AccessHolidayDelete { .. } => "access_holiday_delete",
             DeviceCommand::AccessClear { .. } => "access_clear",
             DeviceCommand::DoorControl { .. } => "door_control",
+            DeviceCommand::AuxOutputControl { .. } => "aux_output_control",
+            DeviceCommand::FloorControl { .. } => "floor_control",
         }
     }
 
@@ -626,6 +645,29 @@ impl DeviceCommand {
                     (_, None) => {}
                 }
             }
+            DeviceCommand::FloorControl { floors, action, seconds } => {
+                if floors.is_empty() {
+                    return Err(invalid("floors", FieldProblem::Empty));
+                }
+                for floor in floors {
+                    range("floors", u32::from(*floor), 1, u32::from(access::MAX_FLOORS))?;
+                }
+                match (action, seconds) {
+                    (FloorAction::Open, Some(s)) => range("seconds", u32::from(*s), 1, 254)?,
+                    (FloorAction::Open, None) => return Err(invalid("seconds", FieldProblem::Empty)),
+                    (_, Some(_)) => return Err(invalid("seconds", FieldProblem::Format("only with open"))),
+                    (_, None) => {}
+                }
+            }
+            DeviceCommand::AuxOutputControl { output, action, seconds } => {
+                range("output", u32::from(*output), 1, 32)?;
+                match (action, seconds) {
+                    (AuxOutputAction::Open, Some(s)) => range("seconds", u32::from(*s), 1, 254)?,
+                    (AuxOutputAction::Open, None) => return Err(invalid("seconds", FieldProblem::Empty)),
+                    (_, Some(_)) => return Err(invalid("seconds", FieldProblem::Format("only with open"))),
+                    (_, None) => {}
+                }
+            }
             DeviceCommand::AccessTimezoneDelete { .. } | DeviceCommand::AccessClear { .. } => {}
             DeviceCommand::QueryUserinfo { pin: None }
             | DeviceCommand::ClearLog
@@ -745,6 +787,12 @@ impl DeviceCommand {
             DeviceCommand::DoorControl { door, action, seconds } => {
                 access::control_line(access::control_operand(*door, *action, seconds.unwrap_or(0)))
             }
+            DeviceCommand::AuxOutputControl { output, action, seconds } => {
+                access::control_line(access::aux_output_operand(*output, *action, seconds.unwrap_or(0)))
+            }
+            DeviceCommand::FloorControl { floors, action, seconds } => {
+                access::control_line_of(&access::floor_operand(floors, *action, seconds.unwrap_or(0)))
+            }
         }
     }
 }
@@ -833,6 +881,28 @@ mod tests {
             user.encode().unwrap(),
             "DATA UPDATE USERINFO PIN=7\tName=\tPri=0\tPasswd=\tCard=\tGrp=1\tTZ=0000000100000000\tVerify=-1\tViceCard="
         );
+    }
+
+    #[test]
+    fn aux_output_control_is_an_output_with_address_type_two() {
+        let open: DeviceCommand =
+            serde_json::from_str(r#"{"type":"aux_output_control","output":2,"action":"open","seconds":30}"#).unwrap();
+        assert_eq!(open.kind(), "aux_output_control");
+        assert_eq!(open.encode().unwrap(), "CONTROL DEVICE 0102021E");
+        let latched =
+            DeviceCommand::AuxOutputControl { output: 1, action: AuxOutputAction::NormallyOpen, seconds: None };
+        assert_eq!(latched.encode().unwrap(), "CONTROL DEVICE 010102FF");
+        for (output, action, seconds) in [
+            (0, AuxOutputAction::Close, None),
+            (33, AuxOutputAction::Close, None),
+            (1, AuxOutputAction::Open, None),
+            (1, AuxOutputAction::Open, Some(0)),
+            (1, AuxOutputAction::Open, Some(255)),
+            (1, AuxOutputAction::Close, Some(5)),
+        ] {
+            let command = DeviceCommand::AuxOutputControl { output, action, seconds };
+            assert!(command.encode().is_err(), "{command:?}");
+        }
     }
 
     #[test]

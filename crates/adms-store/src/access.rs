@@ -5,7 +5,9 @@
 //! `AuxOutCount` in its registry or options), in the transaction that stores the report
 //! ([`derive_doors_in`](sqlite::derive_doors_in)): a door is created for each lock the
 //! controller has, named `<alias or SN>-<n>` until an operator renames it, and never deleted
-//! because a later report counts fewer.
+//! because a later report counts fewer. Auxiliary outputs (migration
+//! `0023_aux_outputs_and_visitors.sql`) are derived the same way from `AuxOutCount`, named
+//! `<alias or SN>-AuxOut<n>`.
 //!
 //! # What a controller should hold, and what it holds
 //!
@@ -22,8 +24,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use adms_model::access::{
-    AccessChange, AccessDate, ControllerRows, ControllerUser, Grant, Row, RowKey, Table, WeeklySchedule, desired_rows,
-    plan,
+    AccessChange, AccessDate, ControllerRows, ControllerUser, Grant, LocalTime, Row, RowKey, Table, WeeklySchedule,
+    desired_rows, plan, visitor_user,
 };
 use adms_protocol::DeviceCommand;
 use adms_protocol::access::AccessTable;
@@ -45,6 +47,44 @@ pub struct AccessDoor {
     pub name: String,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// An auxiliary output of an access controller (a relay that is not a lock).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct AccessAuxOutput {
+    pub id: i64,
+    pub device_id: i64,
+    pub sn: String,
+    pub aux_no: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A floor of an elevator controller.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct AccessFloor {
+    pub id: i64,
+    pub device_id: i64,
+    pub sn: String,
+    pub floor_no: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Floors an elevator controller may have (the `access_floors` check; the floor mask's size).
+pub const MAX_FLOORS: i64 = 256;
+
+/// Auxiliary outputs a controller may have (the `access_aux_outputs` check; the output byte of
+/// `CONTROL DEVICE` could name more, no controller has them).
+pub const MAX_AUX_OUTPUTS: i64 = 32;
+
+/// An auxiliary output's name until an operator renames it: `<alias or SN>-AuxOut<n>` (our
+/// choice: CVSecurity's own default is not in the reference; migration 0023 names existing
+/// ones the same way).
+fn aux_output_name(device_name: &str, aux_no: i64) -> String {
+    format!("{device_name}-AuxOut{aux_no}")
 }
 
 /// A time segment: weekly intervals and the intervals of each holiday type.
@@ -135,7 +175,7 @@ fn check_name(name: &str) -> Result<(), StoreError> {
 }
 
 /// The command kinds of the access tables, as the queue stores them.
-const ACCESS_KINDS: [&str; 9] = [
+pub(crate) const ACCESS_KINDS: [&str; 9] = [
     "access_user_upsert",
     "access_user_delete",
     "access_authorize_upsert",
@@ -259,6 +299,69 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         self.access_door(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// Auxiliary outputs of every controller (or of one), by controller and output number.
+    pub async fn access_aux_outputs(&self, device_id: Option<i64>) -> Result<Vec<AccessAuxOutput>, StoreError> {
+        let sql = const_format_doors::AUX_LIST;
+        on_db!(self, |db| Ok(sqlx::query_as::<_, AccessAuxOutput>(sql).bind(device_id).fetch_all(db.pool()).await?))
+    }
+
+    /// One auxiliary output.
+    pub async fn access_aux_output(&self, id: i64) -> Result<Option<AccessAuxOutput>, StoreError> {
+        let sql = const_format_doors::AUX_ONE;
+        on_db!(self, |db| Ok(sqlx::query_as::<_, AccessAuxOutput>(sql).bind(id).fetch_optional(db.pool()).await?))
+    }
+
+    /// The floors of every elevator controller (or of one), by controller and floor number.
+    pub async fn access_floors(&self, device_id: Option<i64>) -> Result<Vec<AccessFloor>, StoreError> {
+        let sql = const_format_doors::FLOOR_LIST;
+        on_db!(self, |db| Ok(sqlx::query_as::<_, AccessFloor>(sql).bind(device_id).fetch_all(db.pool()).await?))
+    }
+
+    /// One floor.
+    pub async fn access_floor(&self, id: i64) -> Result<Option<AccessFloor>, StoreError> {
+        let sql = const_format_doors::FLOOR_ONE;
+        on_db!(self, |db| Ok(sqlx::query_as::<_, AccessFloor>(sql).bind(id).fetch_optional(db.pool()).await?))
+    }
+
+    /// Declares an elevator controller's floor count (no registry key for it is known): floors
+    /// 1 to `count` exist afterwards, new ones named `<alias or SN>-<n>` (CVSecurity's default),
+    /// existing ones keeping their names, and those above `count` deleted. Returns the floors.
+    pub async fn set_elevator_floors(&self, device_id: i64, count: i64) -> Result<Vec<AccessFloor>, StoreError> {
+        if !(0..=MAX_FLOORS).contains(&count) {
+            return Err(StoreError::Invalid(format!("floor_count: 0 to {MAX_FLOORS}")));
+        }
+        let now = now_micros();
+        on_db!(self, |db| {
+            let mut tx = db.begin().await?;
+            let device: Option<(String, String)> =
+                sqlx::query_as("SELECT sn, alias FROM devices WHERE id = $1 AND deleted_at IS NULL")
+                    .bind(device_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((sn, alias)) = device else { return Err(StoreError::NotFound) };
+            let device_name = if alias.trim().is_empty() { sn } else { alias };
+            sqlx::query("DELETE FROM access_floors WHERE device_id = $1 AND floor_no > $2")
+                .bind(device_id)
+                .bind(count)
+                .execute(&mut *tx)
+                .await?;
+            for floor_no in 1..=count {
+                sqlx::query(
+                    "INSERT INTO access_floors (device_id, floor_no, name, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (device_id, floor_no) DO NOTHING",
+                )
+                .bind(device_id)
+                .bind(floor_no)
+                .bind(format!("{device_name}-{floor_no}"))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        self.access_floors(Some(device_id)).await
     }
 
     /// Derives a controller's doors from the registry/options it has stored (what the upload
@@ -547,6 +650,7 @@ impl Store {
             for sql in [
                 "DELETE FROM access_level_doors WHERE level_id = $1",
                 "DELETE FROM access_level_members WHERE level_id = $1",
+                "DELETE FROM access_visit_levels WHERE level_id = $1",
             ] {
                 sqlx::query(sql).bind(id).execute(&mut *tx).await?;
             }
@@ -726,17 +830,18 @@ impl Store {
     }
 
     /// The changes that bring one controller to the model's desired state (see the module
-    /// docs). `today` (the controller's local date) drops memberships that ended before it.
-    /// A controller that is not approved, and a device without doors, get nothing.
-    pub async fn plan_access_sync(&self, device_id: i64, today: AccessDate) -> Result<Vec<AccessChange>, StoreError> {
-        let Some((desired, held)) = self.access_states(device_id, today).await? else { return Ok(Vec::new()) };
+    /// docs). `now` (the controllers' local time) drops memberships that ended before its day
+    /// and visits that are not in progress. A controller that is not approved, and a device
+    /// without doors, get nothing.
+    pub async fn plan_access_sync(&self, device_id: i64, now: &LocalTime) -> Result<Vec<AccessChange>, StoreError> {
+        let Some((desired, held)) = self.access_states(device_id, now).await? else { return Ok(Vec::new()) };
         Ok(plan(&desired, &held))
     }
 
     /// A full re-sync of one controller: every access table cleared, then everything it should
     /// hold. Its queued access changes are superseded as the new ones are queued.
-    pub async fn plan_access_resync(&self, device_id: i64, today: AccessDate) -> Result<Vec<AccessChange>, StoreError> {
-        let Some((desired, _)) = self.access_states(device_id, today).await? else { return Ok(Vec::new()) };
+    pub async fn plan_access_resync(&self, device_id: i64, now: &LocalTime) -> Result<Vec<AccessChange>, StoreError> {
+        let Some((desired, _)) = self.access_states(device_id, now).await? else { return Ok(Vec::new()) };
         let mut changes: Vec<AccessChange> =
             [Table::Authorize, Table::User, Table::Timezone, Table::Holiday].map(AccessChange::Clear).into();
         changes.extend(plan(&desired, &ControllerRows::default()));
@@ -748,7 +853,7 @@ impl Store {
     async fn access_states(
         &self,
         device_id: i64,
-        today: AccessDate,
+        now: &LocalTime,
     ) -> Result<Option<(ControllerRows, ControllerRows)>, StoreError> {
         let sealer = self.sealer();
         on_db!(self, |db| {
@@ -763,7 +868,7 @@ impl Store {
             if approved.is_none() {
                 return Ok(None);
             }
-            let desired = dialect::desired_access_rows(&mut conn, sealer, device_id, today).await?;
+            let desired = dialect::desired_access_rows(&mut conn, sealer, device_id, now).await?;
             let held = dialect::held_access_rows(&mut conn, sealer, device_id).await?;
             Ok(Some((desired, held)))
         })
@@ -782,6 +887,26 @@ mod const_format_doors {
          JOIN devices AS v ON v.id = d.device_id",
         " WHERE d.id = $1"
     );
+    pub(super) const FLOOR_LIST: &str = concat!(
+        "SELECT f.id, f.device_id, v.sn, f.floor_no, f.name, f.created_at, f.updated_at FROM access_floors AS f \
+         JOIN devices AS v ON v.id = f.device_id",
+        " WHERE ($1 IS NULL OR f.device_id = $1) ORDER BY f.device_id, f.floor_no"
+    );
+    pub(super) const FLOOR_ONE: &str = concat!(
+        "SELECT f.id, f.device_id, v.sn, f.floor_no, f.name, f.created_at, f.updated_at FROM access_floors AS f \
+         JOIN devices AS v ON v.id = f.device_id",
+        " WHERE f.id = $1"
+    );
+    pub(super) const AUX_LIST: &str = concat!(
+        "SELECT a.id, a.device_id, v.sn, a.aux_no, a.name, a.created_at, a.updated_at FROM access_aux_outputs AS a \
+         JOIN devices AS v ON v.id = a.device_id",
+        " WHERE ($1 IS NULL OR a.device_id = $1) ORDER BY a.device_id, a.aux_no"
+    );
+    pub(super) const AUX_ONE: &str = concat!(
+        "SELECT a.id, a.device_id, v.sn, a.aux_no, a.name, a.created_at, a.updated_at FROM access_aux_outputs AS a \
+         JOIN devices AS v ON v.id = a.device_id",
+        " WHERE a.id = $1"
+    );
 }
 
 #[derive(FromRow)]
@@ -798,6 +923,18 @@ struct GrantRow {
     valid_until: Option<String>,
 }
 
+/// A visitor's grant on one door of the controller, during their visit.
+#[derive(FromRow)]
+struct VisitorGrantRow {
+    visit_id: i64,
+    name: String,
+    card_no: String,
+    starts_at: String,
+    ends_at: String,
+    time_segment_id: i64,
+    door_no: i64,
+}
+
 /// One end of a membership's validity window (`None`: unlimited).
 type Validity = Option<AccessDate>;
 
@@ -806,6 +943,7 @@ type Validity = Option<AccessDate>;
 fn fold_desired(
     sealer: Sealer<'_>,
     grants: Vec<GrantRow>,
+    visitor_grants: Vec<VisitorGrantRow>,
     segments: Vec<(i64, String)>,
     holidays: Vec<(String, i64, bool)>,
 ) -> Result<ControllerRows, StoreError> {
@@ -843,6 +981,27 @@ fn fold_desired(
             // Unlimited when one membership is; otherwise the earliest start, the latest end.
             user.start_date = starts.iter().copied().collect::<Option<Vec<_>>>().and_then(|s| s.into_iter().min());
             user.end_date = ends.iter().copied().collect::<Option<Vec<_>>>().and_then(|e| e.into_iter().max());
+        }
+    }
+    // Visitors: valid on the days of their visit. An employee whose code is a visitor's pin
+    // keeps the row (the controller can hold one); the visitor gets nothing there.
+    let employees: std::collections::BTreeSet<String> = users.keys().cloned().collect();
+    for g in visitor_grants {
+        let pin = adms_model::access::visitor_pin(g.visit_id);
+        if employees.contains(&pin) {
+            tracing::warn!(pin, "a visitor's pin is an employee's code: the visitor is not provisioned");
+            continue;
+        }
+        if !users.contains_key(&pin) {
+            let read =
+                |t: &str| t.parse::<LocalTime>().map_err(|e| StoreError::Invalid(format!("stored visit time: {e}")));
+            let card = sealer.open(crate::visits::VISIT_CARD_KIND, &g.visit_id.to_string(), &g.card_no)?;
+            let name: String = g.name.chars().take(adms_protocol::command::NAME_MAX_CHARS).collect();
+            let user = visitor_user(g.visit_id, name.trim_end(), &card, &read(&g.starts_at)?, &read(&g.ends_at)?);
+            users.insert(pin.clone(), user);
+        }
+        if let (Ok(timezone_id), Ok(door_no)) = (u32::try_from(g.time_segment_id), u8::try_from(g.door_no)) {
+            model_grants.push(Grant { pin, timezone_id, door_no });
         }
     }
     let mut timezones = BTreeMap::new();
@@ -907,6 +1066,24 @@ dual! {
             .execute(&mut *conn)
             .await?;
         }
+        // The count this report gave, or the one an earlier report did.
+        let aux_outputs: Option<i64> =
+            sqlx::query_scalar("SELECT aux_out_count FROM access_controllers WHERE device_id = $1")
+                .bind(device_id)
+                .fetch_one(&mut *conn)
+                .await?;
+        for aux_no in 1..=aux_outputs.unwrap_or(0).clamp(0, MAX_AUX_OUTPUTS) {
+            sqlx::query(
+                "INSERT INTO access_aux_outputs (device_id, aux_no, name, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (device_id, aux_no) DO NOTHING",
+            )
+            .bind(device_id)
+            .bind(aux_no)
+            .bind(aux_output_name(&device_name, aux_no))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
         Ok(())
     }
 
@@ -947,8 +1124,9 @@ dual! {
         conn: &mut Conn,
         sealer: Sealer<'_>,
         device_id: i64,
-        today: AccessDate,
+        now: &LocalTime,
     ) -> Result<ControllerRows, StoreError> {
+        let today = now.date();
         let grants: Vec<GrantRow> = sqlx::query_as(
             "SELECT e.id AS employee_id, e.emp_code, e.first_name, e.last_name, e.card_no, e.device_password, \
              l.time_segment_id, d.door_no, m.valid_from, m.valid_until \
@@ -960,6 +1138,18 @@ dual! {
         )
         .bind(device_id)
         .bind(today.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+        let visitor_grants: Vec<VisitorGrantRow> = sqlx::query_as(
+            "SELECT v.id AS visit_id, v.name, v.card_no, v.starts_at, v.ends_at, l.time_segment_id, d.door_no \
+             FROM access_visits AS v JOIN access_visit_levels AS vl ON vl.visit_id = v.id \
+             JOIN access_levels AS l ON l.id = vl.level_id JOIN access_level_doors AS ld ON ld.level_id = l.id \
+             JOIN access_doors AS d ON d.id = ld.door_id \
+             WHERE d.device_id = $1 AND v.exited_at IS NULL AND v.starts_at <= $2 AND v.ends_at > $2 \
+             ORDER BY v.id, l.time_segment_id, d.door_no",
+        )
+        .bind(device_id)
+        .bind(now.as_str())
         .fetch_all(&mut *conn)
         .await?;
         let segments: Vec<(i64, String)> = sqlx::query_as(
@@ -974,7 +1164,7 @@ dual! {
             sqlx::query_as("SELECT day, holiday_type, yearly FROM access_holidays ORDER BY day")
                 .fetch_all(&mut *conn)
                 .await?;
-        fold_desired(sealer, grants, segments, holidays)
+        fold_desired(sealer, grants, visitor_grants, segments, holidays)
     }
 
     /// The rows one controller holds: its access commands that were not refused, cancelled or

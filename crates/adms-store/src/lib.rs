@@ -46,6 +46,7 @@ pub mod templates;
 pub mod testing;
 mod trust;
 mod uploads;
+pub mod visits;
 pub mod webhook_queries;
 pub mod webhooks;
 

@@ -208,9 +208,15 @@ pub const COMMAND_WIRE: SealedColumn =
 pub const COMMAND_PARAMS: SealedColumn =
     sealed_column!("device_commands", "params", key: "id", record: "CAST(id AS TEXT)", binary: false);
 
+pub const VISIT_CARD: SealedColumn =
+    sealed_column!("access_visits", "card_no", key: "id", record: "CAST(id AS TEXT)", binary: false);
+pub const VISIT_CERT: SealedColumn = sealed_column!(
+    "access_visits", "cert_num", key: "id", record: "CAST(id AS TEXT)", binary: false, digest Beside: "cert_index"
+);
+
 /// Every sealed column, in the order the passes must take them (see [`ACCESS_EVENT_CARD`]).
 pub fn all_columns() -> impl Iterator<Item = &'static SealedColumn> {
-    const SINGLE: [&SealedColumn; 16] = [
+    const SINGLE: [&SealedColumn; 18] = [
         &EMPLOYEE_PASSWORD,
         &EMPLOYEE_CARD,
         &DEVICE_USER_PASSWORD,
@@ -227,6 +233,8 @@ pub fn all_columns() -> impl Iterator<Item = &'static SealedColumn> {
         &ACCESS_EVENT_RAW,
         &ACCESS_EVENT_CARD,
         &COMMAND_WIRE,
+        &VISIT_CARD,
+        &VISIT_CERT,
     ];
     SINGLE.into_iter().chain(std::iter::once(&COMMAND_PARAMS)).chain(EMPLOYEE_PRIVATE.iter())
 }

@@ -211,3 +211,26 @@ proptest! {
         prop_assert_eq!(&resynced, &desired);
     }
 }
+
+#[test]
+fn visits_are_active_from_their_start_until_their_end_or_exit() {
+    let t = |s: &str| s.parse::<LocalTime>().unwrap();
+    let (start, end) = (t("2026-12-07 09:00:00"), t("2026-12-07 17:30:00"));
+    assert_eq!(VisitPhase::at(&start, &end, false, &t("2026-12-07 08:59:59")), VisitPhase::Upcoming);
+    assert_eq!(VisitPhase::at(&start, &end, false, &start), VisitPhase::Active);
+    assert_eq!(VisitPhase::at(&start, &end, false, &t("2026-12-07 17:29:59")), VisitPhase::Active);
+    assert_eq!(VisitPhase::at(&start, &end, false, &end), VisitPhase::Over);
+    assert_eq!(VisitPhase::at(&start, &end, true, &t("2026-12-07 10:00:00")), VisitPhase::Over);
+    assert!(VisitPhase::Upcoming < VisitPhase::Active && VisitPhase::Active < VisitPhase::Over);
+    assert_eq!(VisitPhase::from_number(1), VisitPhase::Active);
+    for bad in ["2026-12-07", "2026-12-07 9:00:00", "2026-12-07 24:00:00", "2026-13-07 09:00:00", "2026-12-07 09:00"] {
+        assert!(bad.parse::<LocalTime>().is_err(), "{bad}");
+    }
+    assert_eq!(visitor_pin(1), "800000001");
+    assert_eq!(visitor_pin(123_456_789), "8123456789");
+    let user = visitor_user(7, "Vera", "4242", &start, &t("2026-12-09 10:00:00"));
+    assert_eq!(
+        (user.pin.as_str(), user.start_date.map(AccessDate::yyyymmdd), user.end_date.map(AccessDate::yyyymmdd)),
+        ("800000007", Some(20261207), Some(20261209))
+    );
+}

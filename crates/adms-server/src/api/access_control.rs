@@ -1,6 +1,7 @@
 //! The native access-control API, `/api/v1/access/...` (issue 19): doors (derived from what
 //! each controller reports; renamed here), time segments, holidays, access levels with their
-//! doors and members, a controller's full re-sync, and door control through the command queue.
+//! doors and members, a controller's full re-sync, door and auxiliary-output control through
+//! the command queue, and visits (visitors with access that ends by itself).
 //! Every change is planned for the controllers it concerns and only the difference is queued
 //! (`services::access`). Reads need `read`; model changes `roster:write` (the same people who
 //! manage the roster grant its rights); door control and re-sync `devices:control`.
@@ -16,9 +17,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use adms_model::access::{AccessDate, WeeklySchedule};
-use adms_protocol::access::DoorAction;
-use adms_store::access::{AccessDoor, AccessHoliday, AccessLevel, AffectedControllers, LevelMember, TimeSegment};
+use adms_model::access::{AccessDate, LocalTime, VisitPhase, WeeklySchedule};
+use adms_protocol::access::{AuxOutputAction, DoorAction, FloorAction};
+use adms_store::access::{
+    AccessAuxOutput, AccessDoor, AccessFloor, AccessHoliday, AccessLevel, AffectedControllers, LevelMember, TimeSegment,
+};
+
+use adms_store::visits::{AccessVisit, NewVisit, VisitError, VisitKey};
 
 use super::auth::Authenticated;
 use super::{ApiError, openapi, parse_id};
@@ -72,7 +77,7 @@ impl From<AccessDoor> for DoorView {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DoorFilter {
-    /// Only the doors of this controller.
+    /// Only those of this controller.
     sn: Option<String>,
 }
 
@@ -208,6 +213,225 @@ pub async fn control_door(
     let row = state.store.command(enqueued.id).await?.ok_or(ApiError::NotFound)?;
     tracing::info!(sn = %door.sn, door = door.door_no, by = %who.name, id = row.id, "door control queued");
     Ok((StatusCode::CREATED, Json(DoorControlQueued { command_id: row.id, sn: door.sn, wire: row.command })))
+}
+
+/// An auxiliary output of an access controller (a relay that is not a lock: siren, barrier,
+/// light), derived from the `AuxOutCount` it reports.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuxOutputView {
+    id: i64,
+    /// The controller's serial number.
+    sn: String,
+    /// The output's number on its controller (1-32).
+    aux_no: i64,
+    name: String,
+}
+
+impl From<AccessAuxOutput> for AuxOutputView {
+    fn from(a: AccessAuxOutput) -> AuxOutputView {
+        AuxOutputView { id: a.id, sn: a.sn, aux_no: a.aux_no, name: a.name }
+    }
+}
+
+/// List the auxiliary outputs of every access controller (or of one).
+#[utoipa::path(
+    get,
+    path = "/api/v1/access/aux-outputs",
+    tag = openapi::tag::ACCESS,
+    params(DoorFilter),
+    responses(
+        (status = 200, description = "The auxiliary outputs, by controller and output number.", body = List<AuxOutputView>),
+        (status = 404, description = "Unknown serial number.", body = openapi::Detail),
+    )
+)]
+pub async fn list_aux_outputs(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Query(filter): Query<DoorFilter>,
+) -> Result<Json<List<AuxOutputView>>, ApiError> {
+    let device_id = match &filter.sn {
+        Some(sn) => Some(state.store.device_by_sn(sn).await?.ok_or(ApiError::NotFound)?.id),
+        None => None,
+    };
+    let outputs = state.store.access_aux_outputs(device_id).await?;
+    Ok(List::of(outputs.into_iter().map(AuxOutputView::from).collect()))
+}
+
+/// `POST /api/v1/access/aux-outputs/{id}/control` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuxOutputControlRequest {
+    /// `open` (for `seconds`), `close`, `normally_open` (on until closed).
+    action: AuxOutputAction,
+    /// With `open` only: 1 to 254.
+    #[serde(default)]
+    seconds: Option<u8>,
+}
+
+/// Switch one auxiliary output on for a time, on until closed, or off.
+///
+/// Queued as `CONTROL DEVICE 01 nn 02 dd` for the output's controller; the controller's answer
+/// on `/iclock/devicecmd` completes the command, as for a door.
+#[utoipa::path(
+    post,
+    path = "/api/v1/access/aux-outputs/{id}/control",
+    tag = openapi::tag::ACCESS,
+    params(("id" = i64, Path, description = "The auxiliary output id.")),
+    request_body = AuxOutputControlRequest,
+    responses(
+        (status = 201, description = "Queued.", body = DoorControlQueued),
+        (status = 400, description = "Malformed body, unknown action, or `seconds` missing or out of range.", body = openapi::ValidationErrors),
+        (status = 404, description = "No such auxiliary output.", body = openapi::Detail),
+    )
+)]
+pub async fn control_aux_output(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<DoorControlQueued>), ApiError> {
+    let request: AuxOutputControlRequest = body(&bytes)?;
+    match (request.action, request.seconds) {
+        (AuxOutputAction::Open, Some(1..=254)) => {}
+        (AuxOutputAction::Open, _) => return Err(invalid("seconds", "1 to 254 with open.")),
+        (_, Some(_)) => return Err(invalid("seconds", "Only with open.")),
+        (_, None) => {}
+    }
+    let output = state.store.access_aux_output(parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    let source = format!("api:{}", who.name);
+    let enqueued = provisioning::control_aux_output(&state, &output, request.action, request.seconds, source).await?;
+    let row = state.store.command(enqueued.id).await?.ok_or(ApiError::NotFound)?;
+    tracing::info!(sn = %output.sn, aux_output = output.aux_no, by = %who.name, id = row.id, "auxiliary output control queued");
+    Ok((StatusCode::CREATED, Json(DoorControlQueued { command_id: row.id, sn: output.sn, wire: row.command })))
+}
+
+/// A floor of an elevator controller.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FloorView {
+    id: i64,
+    /// The controller's serial number.
+    sn: String,
+    /// The floor's number on its controller (1-256; its relay).
+    floor_no: i64,
+    name: String,
+}
+
+impl From<AccessFloor> for FloorView {
+    fn from(f: AccessFloor) -> FloorView {
+        FloorView { id: f.id, sn: f.sn, floor_no: f.floor_no, name: f.name }
+    }
+}
+
+/// List the floors of every elevator controller (or of one).
+#[utoipa::path(
+    get,
+    path = "/api/v1/access/floors",
+    tag = openapi::tag::ACCESS,
+    params(DoorFilter),
+    responses(
+        (status = 200, description = "The floors, by controller and floor number.", body = List<FloorView>),
+        (status = 404, description = "Unknown serial number.", body = openapi::Detail),
+    )
+)]
+pub async fn list_floors(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Query(filter): Query<DoorFilter>,
+) -> Result<Json<List<FloorView>>, ApiError> {
+    let device_id = match &filter.sn {
+        Some(sn) => Some(state.store.device_by_sn(sn).await?.ok_or(ApiError::NotFound)?.id),
+        None => None,
+    };
+    let floors = state.store.access_floors(device_id).await?;
+    Ok(List::of(floors.into_iter().map(FloorView::from).collect()))
+}
+
+/// `PUT /api/v1/access/controllers/{sn}/floors` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FloorCount {
+    /// 0 to 256: floors 1 to this exist afterwards.
+    floor_count: i64,
+}
+
+/// Declare an elevator controller's floors.
+///
+/// Elevator controllers report no floor count the bridge knows of: an operator states it.
+/// New floors are named `<alias or SN>-<n>`; floors above the count are deleted.
+#[utoipa::path(
+    put,
+    path = "/api/v1/access/controllers/{sn}/floors",
+    tag = openapi::tag::ACCESS,
+    params(("sn" = String, Path, description = "The elevator controller's serial number.")),
+    request_body = FloorCount,
+    responses(
+        (status = 200, description = "The controller's floors.", body = List<FloorView>),
+        (status = 400, description = "Malformed body or count out of range.", body = openapi::ValidationErrors),
+        (status = 404, description = "Unknown serial number.", body = openapi::Detail),
+    )
+)]
+pub async fn set_floors(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(sn): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<List<FloorView>>, ApiError> {
+    let request: FloorCount = body(&bytes)?;
+    if !(0..=adms_store::access::MAX_FLOORS).contains(&request.floor_count) {
+        return Err(invalid("floor_count", "0 to 256."));
+    }
+    let device = state.store.device_by_sn(&sn).await?.ok_or(ApiError::NotFound)?;
+    let floors = state.store.set_elevator_floors(device.id, request.floor_count).await?;
+    Ok(List::of(floors.into_iter().map(FloorView::from).collect()))
+}
+
+/// `POST /api/v1/access/floors/{id}/control` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FloorControlRequest {
+    /// `open` (for `seconds`), `close`, `normally_open` (released until closed).
+    action: FloorAction,
+    /// With `open` only: 1 to 254.
+    #[serde(default)]
+    seconds: Option<u8>,
+}
+
+/// Release one floor's button for a time, until closed, or end a release.
+///
+/// Queued as `CONTROL DEVICE 11 <32-byte floor mask> dd` (`12 … FF` for normally open) for the
+/// floor's controller; the controller's answer completes the command. The elevator encoding
+/// has a single source and no capture (see the README).
+#[utoipa::path(
+    post,
+    path = "/api/v1/access/floors/{id}/control",
+    tag = openapi::tag::ACCESS,
+    params(("id" = i64, Path, description = "The floor id.")),
+    request_body = FloorControlRequest,
+    responses(
+        (status = 201, description = "Queued.", body = DoorControlQueued),
+        (status = 400, description = "Malformed body, unknown action, or `seconds` missing or out of range.", body = openapi::ValidationErrors),
+        (status = 404, description = "No such floor.", body = openapi::Detail),
+    )
+)]
+pub async fn control_floor(
+    State(state): State<SharedState>,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<DoorControlQueued>), ApiError> {
+    let request: FloorControlRequest = body(&bytes)?;
+    match (request.action, request.seconds) {
+        (FloorAction::Open, Some(1..=254)) => {}
+        (FloorAction::Open, _) => return Err(invalid("seconds", "1 to 254 with open.")),
+        (_, Some(_)) => return Err(invalid("seconds", "Only with open.")),
+        (_, None) => {}
+    }
+    let floor = state.store.access_floor(parse_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+    let source = format!("api:{}", who.name);
+    let enqueued = provisioning::control_floor(&state, &floor, request.action, request.seconds, source).await?;
+    let row = state.store.command(enqueued.id).await?.ok_or(ApiError::NotFound)?;
+    tracing::info!(sn = %floor.sn, floor = floor.floor_no, by = %who.name, id = row.id, "floor control queued");
+    Ok((StatusCode::CREATED, Json(DoorControlQueued { command_id: row.id, sn: floor.sn, wire: row.command })))
 }
 
 /// A time segment.
@@ -765,4 +989,210 @@ pub async fn resync_controller(
     }
     let queued = provisioning::resync_controller(&state, device.id).await?;
     Ok(Json(ResyncQueued { sn, queued }))
+}
+
+/// A visit: a visitor with the doors of its access levels from `starts_at` to `ends_at` (local
+/// times), or until they leave.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VisitView {
+    id: i64,
+    /// The visitor's pin on the controllers ("8" and the id in 8 digits).
+    pin: String,
+    /// The employee visited.
+    host_emp_code: String,
+    /// CVSecurity's certificate type: 1-8 (2 ID card, 3 passport, 4 driver's licence, …, 8 other).
+    cert_type: i64,
+    cert_num: String,
+    name: String,
+    phone: String,
+    company: String,
+    reason: String,
+    visitor_count: i64,
+    /// `YYYY-MM-DD HH:MM:SS`, local time.
+    starts_at: String,
+    ends_at: String,
+    card_no: String,
+    level_ids: Vec<i64>,
+    /// `upcoming`, `active` (the visitor is on the controllers) or `over` (ended or left).
+    phase: &'static str,
+    /// When the visitor left, Unix microseconds.
+    exited_at: Option<i64>,
+}
+
+fn visit_view(visit: AccessVisit, now: &LocalTime) -> VisitView {
+    let phase = match visit.phase(now) {
+        VisitPhase::Upcoming => "upcoming",
+        VisitPhase::Active => "active",
+        VisitPhase::Over => "over",
+    };
+    VisitView {
+        id: visit.id,
+        pin: visit.pin,
+        host_emp_code: visit.host_emp_code,
+        cert_type: visit.cert_type,
+        cert_num: visit.cert_num,
+        name: visit.name,
+        phone: visit.phone,
+        company: visit.company,
+        reason: visit.reason,
+        visitor_count: visit.visitor_count,
+        starts_at: visit.starts_at.to_string(),
+        ends_at: visit.ends_at.to_string(),
+        card_no: visit.card_no,
+        level_ids: visit.level_ids,
+        phase,
+        exited_at: visit.exited_at,
+    }
+}
+
+impl From<VisitError> for ApiError {
+    fn from(error: VisitError) -> ApiError {
+        let field = match &error {
+            VisitError::Store(_) => {
+                return match error {
+                    VisitError::Store(store) => ApiError::Store(store),
+                    _ => ApiError::Internal(error.to_string()),
+                };
+            }
+            VisitError::AlreadyRegistered => {
+                return ApiError::Conflict("this visitor is already registered for a visit in progress");
+            }
+            VisitError::NotRegistered => return ApiError::NotFound,
+            VisitError::HostMissing(_) => "host_emp_code",
+            VisitError::LevelMissing(_) => "level_ids",
+            VisitError::CardUsed(_) | VisitError::BadCard => "card_no",
+            VisitError::EndsBeforeStart => "ends_at",
+            VisitError::NameEmpty => "name",
+            VisitError::BadText(field, _) => field,
+            VisitError::BadCertType => "cert_type",
+            VisitError::BadCertNum => "cert_num",
+            VisitError::BadCount => "visitor_count",
+        };
+        invalid(field, error.to_string())
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VisitFilter {
+    /// Only the visits in progress now (started, not ended, not left).
+    #[serde(default)]
+    in_progress: bool,
+}
+
+/// List visits, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/access/visits",
+    tag = openapi::tag::ACCESS,
+    params(VisitFilter),
+    responses((status = 200, description = "The visits.", body = List<VisitView>))
+)]
+pub async fn list_visits(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Query(filter): Query<VisitFilter>,
+) -> Result<Json<List<VisitView>>, ApiError> {
+    let now = provisioning::now(&state);
+    let visits = state.store.access_visits(filter.in_progress.then_some(&now)).await?;
+    Ok(List::of(visits.into_iter().map(|v| visit_view(v, &now)).collect()))
+}
+
+/// `POST /api/v1/access/visits` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisitRequest {
+    /// The employee visited.
+    host_emp_code: String,
+    /// 1-8 (CVSecurity's certificate types).
+    cert_type: i64,
+    /// 1 to 30 letters, digits or '-'.
+    cert_num: String,
+    /// 1 to 64 characters.
+    name: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    company: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default = "one_visitor")]
+    visitor_count: i64,
+    /// `YYYY-MM-DD HH:MM:SS`, local time.
+    #[schema(value_type = String, example = "2026-12-07 09:00:00")]
+    starts_at: String,
+    /// After `starts_at`.
+    #[schema(value_type = String, example = "2026-12-07 17:00:00")]
+    ends_at: String,
+    /// Up to 20 digits, or `[8 hex]`.
+    #[serde(default)]
+    card_no: String,
+    /// Access levels whose doors the visitor may open.
+    #[serde(default)]
+    level_ids: Vec<i64>,
+}
+
+fn one_visitor() -> i64 {
+    1
+}
+
+/// Register a visit.
+///
+/// While it is in progress its visitor is on the controllers of its levels (a `user` row valid
+/// on the visit's days, and `userauthorize` rows); when it ends or the visitor leaves, the
+/// rows are deleted (the worker looks for starts and ends every 30 seconds).
+#[utoipa::path(
+    post,
+    path = "/api/v1/access/visits",
+    tag = openapi::tag::ACCESS,
+    request_body = VisitRequest,
+    responses(
+        (status = 201, description = "Registered.", body = VisitView),
+        (status = 400, description = "A field is missing or invalid, the host or a level does not exist, or the card is an employee's.", body = openapi::ValidationErrors),
+        (status = 409, description = "This document is in another visit in progress.", body = openapi::Detail),
+    )
+)]
+pub async fn create_visit(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<VisitView>), ApiError> {
+    let request: VisitRequest = body(&bytes)?;
+    let time = |field: &str, text: &str| text.parse::<LocalTime>().map_err(|e| invalid(field, e.to_string()));
+    let visit = NewVisit {
+        host_emp_code: request.host_emp_code,
+        cert_type: request.cert_type,
+        cert_num: request.cert_num,
+        name: request.name,
+        phone: request.phone,
+        company: request.company,
+        reason: request.reason,
+        visitor_count: request.visitor_count,
+        starts_at: time("starts_at", &request.starts_at)?,
+        ends_at: time("ends_at", &request.ends_at)?,
+        card_no: request.card_no,
+        level_ids: request.level_ids,
+    };
+    let visit = provisioning::register_visit(&state, &visit).await?;
+    Ok((StatusCode::CREATED, Json(visit_view(visit, &provisioning::now(&state)))))
+}
+
+/// End a visit now (the visitor left): their rows are deleted from the controllers.
+#[utoipa::path(
+    post,
+    path = "/api/v1/access/visits/{id}/exit",
+    tag = openapi::tag::ACCESS,
+    params(("id" = i64, Path, description = "The visit id.")),
+    responses(
+        (status = 200, description = "Ended.", body = VisitView),
+        (status = 404, description = "No such visit, or its visitor left already.", body = openapi::Detail),
+    )
+)]
+pub async fn exit_visit(
+    State(state): State<SharedState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<VisitView>, ApiError> {
+    let visit = provisioning::end_visit(&state, &VisitKey::Id(parse_id(&id)?)).await?;
+    Ok(Json(visit_view(visit, &provisioning::now(&state))))
 }

@@ -25,8 +25,8 @@ impl Background {
     /// Starts the loops of this process's roles. `device`: the activity flush (with approvals
     /// withdrawn elsewhere) and the cross-replica wake-up of polling devices (on `wake_ups`,
     /// established before serving so `/readyz` is ready from the first request). `worker`: the
-    /// dispatcher, presence checks, the command expiry sweep, the roster reconcile, and the
-    /// session and quota purges. Every role: the activity summary.
+    /// dispatcher, presence checks, the command expiry sweep, the roster reconcile, visit starts
+    /// and ends, and the session and quota purges. Every role: the activity summary.
     pub(super) fn start(
         state: &SharedState,
         wake_ups: Option<adms_store::CommandWatch>,
@@ -48,6 +48,7 @@ impl Background {
             tasks.spawn(crate::device::presence::run_checks(state.clone(), stop.clone()));
             tasks.spawn(crate::device::commands::run_expiry(state.clone(), stop.clone()));
             tasks.spawn(crate::services::roster::run_reconcile(state.clone(), stop.clone()));
+            tasks.spawn(crate::services::access::run_visit_boundaries(state.clone(), stop.clone()));
             tasks.spawn(purge_expired(state.clone(), stop.clone()));
         }
         if (roles.device || roles.worker) && state.store.engine() == adms_store::Engine::Postgres {

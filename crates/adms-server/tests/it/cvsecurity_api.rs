@@ -559,3 +559,241 @@ async fn person_add_upserts_a_person_with_levels_and_reaches_the_controller() {
     let removed = poll(&dev).await;
     assert!(texts(&removed).contains(&"DATA DELETE user Pin=900"), "{removed:?}");
 }
+
+#[tokio::test]
+async fn aux_outputs_come_from_the_controller_report_and_are_switched_through_the_command_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    access_setup(&server, &api, "ACC0301").await;
+    let dev = Device { server: &server, sn: "ACC0301".into() };
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "motel"]));
+    let reader =
+        Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "siem", "--read-only"]));
+
+    // AuxOutCount=4 in the registry: four outputs, named after the controller.
+    let outputs = api.get("/api/v1/access/aux-outputs?sn=ACC0301").await;
+    assert_eq!(outputs["count"], 4, "{outputs}");
+    assert_eq!(
+        (outputs["data"][1]["aux_no"].as_i64(), outputs["data"][1]["name"].as_str()),
+        (Some(2), Some("ACC0301-AuxOut2"))
+    );
+    let second = outputs["data"][1]["id"].as_i64().unwrap();
+    let second_hex = format!("{second:032x}");
+
+    // The motel client's calls (the id in the query), and the timed open by symmetry.
+    assert_success(&cv.post_form(&format!("/api/auxOut/remoteNormalOpenByAuxOutById?id={second_hex}"), &[]).await);
+    assert_success(&cv.post_form(&format!("/api/auxOut/remoteCloseByAuxOutById?id={second_hex}"), &[]).await);
+    assert_success(
+        &cv.post_form("/api/auxOut/remoteOpenByAuxOutById", &[("id", &second_hex), ("interval", "30")]).await,
+    );
+    // Refusals: the door codes of the same meaning; a read-only client writes nothing.
+    for interval in ["0", "255", ""] {
+        let refused =
+            cv.post_form("/api/auxOut/remoteOpenByAuxOutById", &[("id", &second_hex), ("interval", interval)]).await;
+        assert_eq!(code(&refused), -45, "{interval:?}");
+    }
+    assert_eq!(code(&cv.post_form("/api/auxOut/remoteCloseByAuxOutById", &[]).await), -44);
+    assert_eq!(
+        code(&cv.post_form("/api/auxOut/remoteCloseByAuxOutById", &[("id", &format!("{:032x}", 9999))]).await),
+        -47
+    );
+    assert_eq!(code(&reader.post_form("/api/auxOut/remoteCloseByAuxOutById", &[("id", &second_hex)]).await), -403);
+
+    // The native route: the exact line, and its validation.
+    let (status, queued) = api
+        .post_json(&format!("/api/v1/access/aux-outputs/{second}/control"), &json!({ "action": "open", "seconds": 5 }))
+        .await;
+    assert_eq!(status, 201, "{queued}");
+    assert_eq!(queued["wire"], "CONTROL DEVICE 01020205");
+    let (status, _) = api
+        .post_json(&format!("/api/v1/access/aux-outputs/{second}/control"), &json!({ "action": "close", "seconds": 5 }))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api.post_json("/api/v1/access/aux-outputs/9999/control", &json!({ "action": "close" })).await;
+    assert_eq!(status, 404);
+
+    let sent = poll(&dev).await;
+    let controls: Vec<&str> = texts(&sent).into_iter().filter(|t| t.starts_with("CONTROL DEVICE")).collect();
+    assert_eq!(
+        controls,
+        ["CONTROL DEVICE 010202FF", "CONTROL DEVICE 01020200", "CONTROL DEVICE 0102021E", "CONTROL DEVICE 01020205"]
+    );
+}
+
+#[tokio::test]
+async fn a_visitor_registered_by_a_visitor_system_gets_the_doors_of_its_levels_until_they_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    let level = access_setup(&server, &api, "ACC0401").await;
+    let dev = Device { server: &server, sn: "ACC0401".into() };
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "reception"]));
+    let level_hex = format!("{level:032x}");
+    // A window around now (the server's zone is UTC in tests).
+    let local = |hours: i64| {
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(hours);
+        at.to_zoned(jiff::tz::TimeZone::UTC).strftime("%Y-%m-%d %H:%M:%S").to_string()
+    };
+    let (start, end) = (local(-1), local(2));
+    let visit = json!({
+        "persPersonPin": "7", "certType": 2, "certNum": "P998877", "visEmpName": "Vera Visitor",
+        "visitEmpPhone": "+34 600 000 000", "company": "ACME", "visitReason": "Audit", "visitorCount": 1,
+        "startTime": start, "endTime": end, "cardNo": "5555", "visLevels": level_hex,
+    });
+
+    // The reference's codes for what is missing or wrong; nothing is registered.
+    let without = |key: &str| {
+        let mut body = visit.clone();
+        body.as_object_mut().unwrap().remove(key);
+        body
+    };
+    for (key, expected) in [
+        ("persPersonPin", -240),
+        ("certType", -241),
+        ("certNum", -242),
+        ("visEmpName", -243),
+        ("visitReason", -245),
+        ("startTime", -246),
+        ("visitorCount", -256),
+    ] {
+        assert_eq!(code(&cv.post_json("/api/visRegistration/add", &without(key)).await), expected, "{key}");
+    }
+    let with = |key: &str, value: Value| {
+        let mut body = visit.clone();
+        body[key] = value;
+        body
+    };
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("startTime", json!("yesterday"))).await), -248);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("certType", json!(12))).await), -249);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("certNum", json!("no spaces"))).await), -250);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("persPersonPin", json!("nobody"))).await), -251);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("visitorCount", json!(0))).await), -256);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("endTime", json!(start.clone()))).await), -101);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("visLevels", json!("99"))).await), -24);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &with("cardNo", json!("123456"))).await), -23);
+    assert_eq!(api.get("/api/v1/access/visits").await["count"], 0);
+
+    // Registered: the visitor, valid on the visit's days, and their right reach the controller.
+    assert_success(&cv.post_json("/api/visRegistration/add", &visit).await);
+    assert_eq!(code(&cv.post_json("/api/visRegistration/add", &visit).await), -253);
+    let visits = api.get("/api/v1/access/visits?in_progress=true").await;
+    assert_eq!(visits["count"], 1, "{visits}");
+    let pin = visits["data"][0]["pin"].as_str().unwrap().to_owned();
+    assert!(pin.starts_with('8'), "{pin}");
+    assert_eq!(visits["data"][0]["phase"], "active");
+    let sent = poll(&dev).await;
+    let user = texts(&sent)
+        .into_iter()
+        .find(|t| t.contains(&format!("Pin={pin}\t")) && t.starts_with("DATA UPDATE user "))
+        .map(str::to_owned);
+    let user = user.unwrap_or_else(|| panic!("no user row for {pin}: {sent:?}"));
+    let days = (start[..10].replace('-', ""), end[..10].replace('-', ""));
+    assert!(
+        user.contains(&format!("StartTime={}\tEndTime={}", days.0, days.1)) && user.contains("CardNo=5555"),
+        "{user}"
+    );
+    assert!(texts(&sent).iter().any(|t| t.starts_with(&format!("DATA UPDATE userauthorize Pin={pin}\t"))), "{sent:?}");
+    acknowledge(&dev, &sent).await;
+
+    // The visitor leaves: their rows are deleted at once; a second exit finds no visit.
+    assert_success(&cv.post_form("/api/visRegistration/exit", &[("certType", "2"), ("certNum", "P998877")]).await);
+    assert_eq!(
+        code(&cv.post_form("/api/visRegistration/exit", &[("certType", "2"), ("certNum", "P998877")]).await),
+        -254
+    );
+    assert_eq!(code(&cv.post_form("/api/visRegistration/exit", &[("certNum", "P998877")]).await), -241);
+    let removed = poll(&dev).await;
+    assert!(texts(&removed).contains(&format!("DATA DELETE user Pin={pin}").as_str()), "{removed:?}");
+    let visits = api.get("/api/v1/access/visits").await;
+    assert_eq!((visits["data"][0]["phase"].as_str(), visits["data"][0]["exited_at"].is_i64()), (Some("over"), true));
+
+    // The native API: a visit registered and ended by id.
+    let body = json!({
+        "host_emp_code": "7", "cert_type": 3, "cert_num": "PASS-1", "name": "Nico",
+        "starts_at": start, "ends_at": end, "level_ids": [level],
+    });
+    let (status, created) = api.post_json("/api/v1/access/visits", &body).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, again) = api.post_json("/api/v1/access/visits", &body).await;
+    assert_eq!(status, 409, "{again}");
+    let (status, bad) = api.post_json("/api/v1/access/visits", &json!({ "host_emp_code": "7", "cert_type": 3, "cert_num": "Q", "name": "N", "starts_at": "soon", "ends_at": end })).await;
+    assert_eq!((status, bad["starts_at"].is_array()), (400, true), "{bad}");
+    let id = created["id"].as_i64().unwrap();
+    let (status, ended) = api.post_json(&format!("/api/v1/access/visits/{id}/exit"), &json!({})).await;
+    assert_eq!((status, ended["phase"].as_str()), (200, Some("over")), "{ended}");
+    let (status, _) = api.post_json(&format!("/api/v1/access/visits/{id}/exit"), &json!({})).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn elevator_floors_are_declared_listed_and_released_through_the_command_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    let dev = Device { server: &server, sn: "ELE0101".into() };
+    let registry = b"DeviceType=acc,~DeviceName=EC16,LockCount=1,ReaderCount=1";
+    assert_eq!(dev.post("/iclock/registry?SN=ELE0101", registry).await.status, 200);
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "lobby"]));
+
+    // Declared by an operator: 10 floors, then 9 (the tenth goes).
+    let (status, floors) = api
+        .send(reqwest::Method::PUT, "/api/v1/access/controllers/ELE0101/floors", Some(&json!({ "floor_count": 10 })))
+        .await;
+    assert_eq!((status, floors["count"].as_u64()), (200, Some(10)), "{floors}");
+    let (status, floors) = api
+        .send(reqwest::Method::PUT, "/api/v1/access/controllers/ELE0101/floors", Some(&json!({ "floor_count": 9 })))
+        .await;
+    assert_eq!((status, floors["count"].as_u64()), (200, Some(9)), "{floors}");
+    let (status, _) = api
+        .send(reqwest::Method::PUT, "/api/v1/access/controllers/ELE0101/floors", Some(&json!({ "floor_count": 257 })))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .send(reqwest::Method::PUT, "/api/v1/access/controllers/NOPE/floors", Some(&json!({ "floor_count": 2 })))
+        .await;
+    assert_eq!(status, 404);
+
+    // CVSecurity's view: {id, floorNo, name, deviceId}, bare and paged.
+    let listed = cv.get("/api/floor/list").await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(9), "{listed}");
+    let ninth = &listed["data"][8];
+    assert_eq!((ninth["floorNo"].as_i64(), ninth["name"].as_str()), (Some(9), Some("ELE0101-9")));
+    let floor_id = ninth["id"].as_str().unwrap().to_owned();
+    assert_eq!(floor_id.len(), 32);
+    let paged = cv.get("/api/v2/floor/list?pageNo=2&pageSize=5").await;
+    assert_eq!((paged["data"]["total"].as_i64(), paged["data"]["size"].as_i64()), (Some(9), Some(4)), "{paged}");
+
+    // Released for 5 s, closed by both spellings; the reference's codes for what is missing.
+    assert_success(&cv.post_form("/api/floor/remoteOpenById", &[("floorId", &floor_id), ("interval", "5")]).await);
+    assert_success(&cv.post_form("/api/floor/remoteCloseById", &[("floorId", &floor_id)]).await);
+    assert_success(&cv.get(&format!("/api/floor/remoteoffById?floorId={floor_id}")).await);
+    assert_eq!(code(&cv.post_form("/api/floor/remoteOpenById", &[("interval", "5")]).await), -201);
+    assert_eq!(code(&cv.post_form("/api/floor/remoteOpenById", &[("floorId", &floor_id)]).await), -202);
+    assert_eq!(
+        code(&cv.post_form("/api/floor/remoteOpenById", &[("floorId", &floor_id), ("interval", "0")]).await),
+        -203
+    );
+    assert_eq!(code(&cv.post_form("/api/floor/remoteCloseById", &[("floorId", "99999")]).await), -1);
+
+    // The native route: normally open.
+    let native_id = floors["data"][0]["id"].as_i64().unwrap();
+    let (status, queued) = api
+        .post_json(&format!("/api/v1/access/floors/{native_id}/control"), &json!({ "action": "normally_open" }))
+        .await;
+    assert_eq!(status, 201, "{queued}");
+
+    // Floor 9 is the top bit of the mask's second byte; floor 1 the top bit of the first.
+    let rest = |bytes: usize| "00".repeat(bytes);
+    let sent = poll(&dev).await;
+    let controls: Vec<&str> = texts(&sent).into_iter().filter(|t| t.starts_with("CONTROL DEVICE")).collect();
+    assert_eq!(
+        controls,
+        [
+            format!("CONTROL DEVICE 110080{}05", rest(30)),
+            format!("CONTROL DEVICE 110080{}00", rest(30)),
+            format!("CONTROL DEVICE 110080{}00", rest(30)),
+            format!("CONTROL DEVICE 1280{}FF", rest(31)),
+        ]
+    );
+}

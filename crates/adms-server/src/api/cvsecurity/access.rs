@@ -18,15 +18,21 @@
 //!   of numeric codes from `doorStateById`, which is not served. `timestamp` is not required.
 //!   `connect` is "1" when the controller is online, "0" offline or not yet seen, "2" when it
 //!   is not approved (CVSecurity's "disabled").
+//! - `auxOut/*` (undocumented, seen in one field client, `cvsecurity_api.md` §5.7): an
+//!   auxiliary output's id is its row's (`access_aux_outputs`, derived from the controller's
+//!   `AuxOutCount`), in the same 32-hex form; the timed open takes `interval` like a door's.
+//! - `floor/*`: an elevator controller's floors are declared in the native API (no registry
+//!   key for them is known); a floor is released with `CONTROL DEVICE 11 <floor mask> <s>`,
+//!   closed with duration 0 and held open with `12 … FF` (`adms_protocol::access::floor_operand`).
 //! - A remote open or close answers once the command is queued; the controller's result is the
 //!   command's outcome in the native command API (CVSecurity's answer carries no result either).
 
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use adms_protocol::access::DoorAction;
+use adms_protocol::access::{AuxOutputAction, DoorAction, FloorAction};
 use adms_protocol::rtlog::DoorStateBits;
-use adms_store::access::{AccessDoor, AccessLevel};
+use adms_store::access::{AccessAuxOutput, AccessDoor, AccessFloor, AccessLevel};
 use adms_store::cvsecurity::{AccessDevice, ControllerState};
 
 use super::envelope::{CvError, CvResult, Envelope};
@@ -326,6 +332,85 @@ async fn door_control(state: SharedState, request: CvRequest, by: DoorBy, action
         let source = format!("cvsecurity:{}", request.client.name);
         let queued = provisioning::control_door(&state, &door, action, seconds, source).await?;
         tracing::info!(sn = %door.sn, door = door.door_no, command = queued.id, client = %request.client.name, "CVSecurity door control queued");
+        Ok(())
+    }
+    .await;
+    audited(&state, &request, &target, result).await
+}
+
+/// Which auxiliary-output operation a remote call is.
+#[derive(Debug, Clone, Copy)]
+pub enum AuxOutputBy {
+    /// `auxOut/remoteOpenByAuxOutById?id=&interval=`.
+    Open,
+    /// `auxOut/remoteNormalOpenByAuxOutById?id=`.
+    NormallyOpen,
+    /// `auxOut/remoteCloseByAuxOutById?id=`.
+    Close,
+}
+
+async fn aux_output_by_id(state: &SharedState, id: Option<&str>) -> Result<AccessAuxOutput, CvError> {
+    let id = id.filter(|s| !s.trim().is_empty()).ok_or(CvError::AuxOutputIdEmpty)?;
+    let id = ids::decode(id).ok_or(CvError::AuxOutputMissing)?;
+    state.store.access_aux_output(id).await?.ok_or(CvError::AuxOutputMissing)
+}
+
+/// `auxOut/remoteOpenByAuxOutById` (`CONTROL DEVICE 01 <aux> 02 <seconds>`),
+/// `auxOut/remoteNormalOpenByAuxOutById` (`… 02 FF`), `auxOut/remoteCloseByAuxOutById`
+/// (`… 02 00`).
+pub async fn aux_output_control(State(state): State<SharedState>, request: CvRequest, by: AuxOutputBy) -> CvResult {
+    request.require_write()?;
+    let target = request.params.get("id").unwrap_or_default().to_owned();
+    let result = async {
+        let output = aux_output_by_id(&state, request.params.get("id")).await?;
+        let (action, seconds) = match by {
+            AuxOutputBy::Open => {
+                let interval = request.params.get("interval").and_then(|s| s.trim().parse::<u8>().ok());
+                (AuxOutputAction::Open, Some(interval.filter(|s| (1..=254).contains(s)).ok_or(CvError::AuxOutputDuration)?))
+            }
+            AuxOutputBy::NormallyOpen => (AuxOutputAction::NormallyOpen, None),
+            AuxOutputBy::Close => (AuxOutputAction::Close, None),
+        };
+        let source = format!("cvsecurity:{}", request.client.name);
+        let queued = provisioning::control_aux_output(&state, &output, action, seconds, source).await?;
+        tracing::info!(sn = %output.sn, aux_output = output.aux_no, command = queued.id, client = %request.client.name, "CVSecurity auxiliary output control queued");
+        Ok(())
+    }
+    .await;
+    audited(&state, &request, &target, result).await
+}
+
+fn floor_view(f: &AccessFloor) -> Value {
+    json!({ "id": ids::encode(f.id), "floorNo": f.floor_no, "name": f.name, "deviceId": ids::encode(f.device_id) })
+}
+
+/// `floor/list` (paging optional), `v2/floor/list`.
+pub async fn floor_list(State(state): State<SharedState>, request: CvRequest, shape: Shape) -> CvResult {
+    let page = request.params.page_or_all(MAX_OTHER_PAGE)?;
+    let (total, floors) = page_of(state.store.access_floors(None).await?, page);
+    Ok(Envelope::success(shaped(shape, page, total, floors.iter().map(floor_view).collect())))
+}
+
+/// `floor/remoteOpenById?floorId=&interval=` and `floor/remoteCloseById` (also spelt
+/// `remoteoffById`) `?floorId=`.
+pub async fn floor_control(State(state): State<SharedState>, request: CvRequest, action: FloorAction) -> CvResult {
+    request.require_write()?;
+    let target = request.params.get("floorId").unwrap_or_default().to_owned();
+    let result = async {
+        let id = request.params.get("floorId").ok_or(CvError::FloorIdEmpty)?;
+        let id = ids::decode(id).ok_or(CvError::FloorMissing)?;
+        let floor = state.store.access_floor(id).await?.ok_or(CvError::FloorMissing)?;
+        let seconds = match action {
+            FloorAction::Open => {
+                let interval = request.params.get("interval").ok_or(CvError::FloorDurationEmpty)?;
+                let seconds = interval.parse::<u8>().ok().filter(|s| (1..=254).contains(s));
+                Some(seconds.ok_or(CvError::FloorDuration)?)
+            }
+            _ => None,
+        };
+        let source = format!("cvsecurity:{}", request.client.name);
+        let queued = provisioning::control_floor(&state, &floor, action, seconds, source).await?;
+        tracing::info!(sn = %floor.sn, floor = floor.floor_no, command = queued.id, client = %request.client.name, "CVSecurity floor control queued");
         Ok(())
     }
     .await;

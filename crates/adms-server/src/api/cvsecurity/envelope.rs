@@ -6,7 +6,12 @@
 //! §3.5). Two are our choice, since the reference has none for them: a missing, unknown or
 //! revoked `access_token` is [`CvError::Unauthenticated`] (-401, "Authentication required",
 //! the words one client reported), and a write by a read-only client is [`CvError::ReadOnly`]
-//! (-403). Change them here.
+//! (-403). Change them here. The `auxOut/*` family is undocumented: its errors answer with the
+//! door codes of the same meaning (-44 id empty, -45 duration, -47 missing), with words that
+//! name the auxiliary output. The visitor codes (-240 to -261) are listed by the reference as
+//! meanings in order without each code beside its meaning; ours number them in that order from
+//! -240 (a guess, kept here: [`CvError::code`]). An unknown floor id has no code in the
+//! reference: -1 with words that say so.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -79,6 +84,48 @@ pub enum CvError {
     DoorNameEmpty,
     #[error("the door does not exist")]
     DoorMissing,
+    #[error("the auxiliary output id is empty")]
+    AuxOutputIdEmpty,
+    #[error("the auxiliary output opening duration must be 1 to 254 seconds")]
+    AuxOutputDuration,
+    #[error("the auxiliary output does not exist")]
+    AuxOutputMissing,
+    #[error("the host's pin (persPersonPin) is empty")]
+    VisitHostEmpty,
+    #[error("the certificate type is empty")]
+    VisitCertTypeEmpty,
+    #[error("the certificate number is empty")]
+    VisitCertNumEmpty,
+    #[error("the visitor's name is empty")]
+    VisitNameEmpty,
+    #[error("the visit reason is empty")]
+    VisitReasonEmpty,
+    #[error("the visit date is empty")]
+    VisitDateEmpty,
+    #[error("the visit date format is wrong (yyyy-MM-dd HH:mm:ss)")]
+    VisitDateFormat,
+    #[error("the certificate type is not one of 1 to 8")]
+    VisitCertTypeBad,
+    #[error("the certificate number is not 1 to 30 letters, digits or '-'")]
+    VisitCertNumBad,
+    #[error("the visited employee does not exist")]
+    VisitHostMissing,
+    #[error("the visitor is already registered")]
+    VisitAlreadyRegistered,
+    #[error("the visitor is not registered (no visit in progress to check out)")]
+    VisitNotRegistered,
+    #[error("the number of visitors must be greater than 0")]
+    VisitCountBad,
+    #[error("{0}")]
+    VisitSpecialCharacters(String),
+    #[error("the floor id is required")]
+    FloorIdEmpty,
+    #[error("the floor opening time is required")]
+    FloorDurationEmpty,
+    #[error("the floor opening time must be 1 to 254 seconds")]
+    FloorDuration,
+    #[error("the floor does not exist")]
+    FloorMissing,
     #[error("the time format is wrong (yyyy-MM-dd HH:mm:ss)")]
     TimeFormat,
     #[error("the start time is after the end time")]
@@ -124,6 +171,27 @@ impl CvError {
             CvError::DoorDuration => -45,
             CvError::DoorNameEmpty => -46,
             CvError::DoorMissing => -47,
+            CvError::AuxOutputIdEmpty => -44,
+            CvError::AuxOutputDuration => -45,
+            CvError::AuxOutputMissing => -47,
+            CvError::VisitHostEmpty => -240,
+            CvError::VisitCertTypeEmpty => -241,
+            CvError::VisitCertNumEmpty => -242,
+            CvError::VisitNameEmpty => -243,
+            CvError::VisitReasonEmpty => -245,
+            CvError::VisitDateEmpty => -246,
+            CvError::VisitDateFormat => -248,
+            CvError::VisitCertTypeBad => -249,
+            CvError::VisitCertNumBad => -250,
+            CvError::VisitHostMissing => -251,
+            CvError::VisitAlreadyRegistered => -253,
+            CvError::VisitNotRegistered => -254,
+            CvError::VisitCountBad => -256,
+            CvError::VisitSpecialCharacters(_) => -259,
+            CvError::FloorIdEmpty => -201,
+            CvError::FloorDurationEmpty => -202,
+            CvError::FloorDuration => -203,
+            CvError::FloorMissing => -1,
             CvError::TimeFormat => -100,
             CvError::StartAfterEnd => -101,
             CvError::DeviceMissing => -102,

@@ -8,11 +8,13 @@
 //!   the token opens these routes only, and no other credential opens them).
 //! - `envelope`: `{code, message, data}`, and every error code with its meaning.
 //! - `ids`: our integer ids in CVSecurity's 32-hex shape.
-//! - `persons`, `access`, `transactions`: the families; `names`: event and verify-mode names.
+//! - `persons`, `access`, `transactions`, `visitors`: the families; `names`: event and
+//!   verify-mode names.
 //!
-//! What a client may do: every read of these families; writes (`person/add`, `person/delete`, level membership,
-//! level and person sync, remote door open and close) unless its client was created
-//! `--read-only`. No other roster write is served here.
+//! What a client may do: every read of these families; writes (`person/add`, `person/delete`,
+//! level membership, level and person sync, remote door, auxiliary-output and floor open and close,
+//! visitor registration and exit) unless its client was created `--read-only`. No other roster
+//! write is served here.
 //!
 //! Methods are not checked: clients are sloppy (POST with query parameters, GET on POST
 //! paths), and the reference advises being liberal.
@@ -24,6 +26,7 @@ pub mod names;
 mod params;
 mod persons;
 mod transactions;
+mod visitors;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -31,7 +34,8 @@ use axum::routing::any;
 use serde_json::{Value, json};
 
 use crate::state::SharedState;
-use access::DoorBy;
+use access::{AuxOutputBy, DoorBy};
+use adms_protocol::access::FloorAction;
 use params::{CvRequest, PageRequest};
 
 /// How a list is answered: unversioned lists give a bare array, `v2/`/`v3/` lists the paged
@@ -120,6 +124,29 @@ pub fn routes() -> Router<SharedState> {
         .route("/api/door/remoteoffById", any(|s: St, r: CvRequest| access::remote_close(s, r, DoorBy::Id)))
         .route("/api/door/remoteCloseByName", any(|s: St, r: CvRequest| access::remote_close(s, r, DoorBy::Name)))
         .route("/api/door/remoteoffByName", any(|s: St, r: CvRequest| access::remote_close(s, r, DoorBy::Name)))
+        // Auxiliary outputs (undocumented; the paths a field client calls, and the timed open by symmetry).
+        .route(
+            "/api/auxOut/remoteOpenByAuxOutById",
+            any(|s: St, r: CvRequest| access::aux_output_control(s, r, AuxOutputBy::Open)),
+        )
+        .route(
+            "/api/auxOut/remoteNormalOpenByAuxOutById",
+            any(|s: St, r: CvRequest| access::aux_output_control(s, r, AuxOutputBy::NormallyOpen)),
+        )
+        .route(
+            "/api/auxOut/remoteCloseByAuxOutById",
+            any(|s: St, r: CvRequest| access::aux_output_control(s, r, AuxOutputBy::Close)),
+        )
+        // Elevator floors.
+        .route("/api/floor/list", any(|s: St, r: CvRequest| access::floor_list(s, r, Bare)))
+        .route("/api/v2/floor/list", any(|s: St, r: CvRequest| access::floor_list(s, r, Paged)))
+        .route("/api/floor/remoteOpenById", any(|s: St, r: CvRequest| access::floor_control(s, r, FloorAction::Open)))
+        // The manual's URL and its heading disagree: both are served.
+        .route("/api/floor/remoteCloseById", any(|s: St, r: CvRequest| access::floor_control(s, r, FloorAction::Close)))
+        .route("/api/floor/remoteoffById", any(|s: St, r: CvRequest| access::floor_control(s, r, FloorAction::Close)))
+        // Visitors.
+        .route("/api/visRegistration/add", any(visitors::add))
+        .route("/api/visRegistration/exit", any(visitors::exit))
         // Transactions.
         .route("/api/transaction/list", any(|s: St, r: CvRequest| transactions::list(s, r, Bare)))
         .route("/api/v2/transaction/list", any(|s: St, r: CvRequest| transactions::list(s, r, Paged)))
