@@ -107,15 +107,11 @@ pub async fn device_get(State(state): State<SharedState>, request: CvRequest) ->
     Ok(Envelope::success(device_view(&device)))
 }
 
-fn reader_view(door: &AccessDoor, side: ReaderSide) -> Value {
-    let suffix = match side {
-        ReaderSide::In => "-In",
-        ReaderSide::Out => "-Out",
-    };
+fn reader_view(door: &AccessDoor, side: ReaderSide, language: super::names::Language) -> Value {
     json!({
         "id": ids::encode(ids::reader_id(door.id, side)),
         "doorId": ids::encode(door.id),
-        "name": format!("{}{suffix}", door.name),
+        "name": language.reader(&door.name, Some(side as i64)),
         // Controllers number a door's readers 2n-1 (in) and 2n (out).
         "readerNo": door.door_no * 2 - 1 + side as i64,
         "readerState": side as i64,
@@ -126,8 +122,11 @@ fn reader_view(door: &AccessDoor, side: ReaderSide) -> Value {
 pub async fn reader_list(State(state): State<SharedState>, request: CvRequest, shape: Shape) -> CvResult {
     let page = request.params.page_or_all(MAX_OTHER_PAGE)?;
     let doors = state.store.access_doors(None).await?;
-    let readers: Vec<Value> =
-        doors.iter().flat_map(|door| [reader_view(door, ReaderSide::In), reader_view(door, ReaderSide::Out)]).collect();
+    let language = state.config.cvsecurity.language;
+    let readers: Vec<Value> = doors
+        .iter()
+        .flat_map(|door| [reader_view(door, ReaderSide::In, language), reader_view(door, ReaderSide::Out, language)])
+        .collect();
     let (total, readers) = page_of(readers, page);
     Ok(Envelope::success(shaped(shape, page, total, readers)))
 }
@@ -137,7 +136,7 @@ pub async fn reader_get(State(state): State<SharedState>, request: CvRequest) ->
     let id = request.params.get("id").ok_or(CvError::ReaderIdEmpty)?;
     let (door_id, side) = ids::reader_of(ids::decode(id).ok_or(CvError::ReaderMissing)?);
     let door = state.store.access_door(door_id).await?.ok_or(CvError::ReaderMissing)?;
-    Ok(Envelope::success(reader_view(&door, side)))
+    Ok(Envelope::success(reader_view(&door, side, state.config.cvsecurity.language)))
 }
 
 fn level_view(l: &AccessLevel) -> Value {
