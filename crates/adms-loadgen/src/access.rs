@@ -35,6 +35,11 @@ pub struct ProvisioningFigures {
     /// Lines received by table (`user`, `userauthorize`, `timezone`, …).
     pub lines_by_table: BTreeMap<String, u64>,
     pub polls: u64,
+    /// Summed over the controllers: waiting for poll answers, and for acknowledgement answers.
+    pub polling: Duration,
+    pub acknowledging: Duration,
+    /// Polls and acknowledgements answered 503 (storage busy) and retried, as firmware does.
+    pub busy: u64,
 }
 
 impl std::fmt::Display for ProvisioningFigures {
@@ -55,10 +60,13 @@ impl std::fmt::Display for ProvisioningFigures {
         )?;
         write!(
             f,
-            "  received and acknowledged by the controllers: {:.2} s ({} polls, {:.0} lines/s)",
+            "  received and acknowledged by the controllers: {:.2} s ({} polls, {:.0} lines/s; a poll's answer {:.1} ms, an acknowledgement's {:.1} ms on average; {} answered 503 and retried)",
             self.delivered.as_secs_f64(),
             self.polls,
-            self.lines as f64 / self.delivered.as_secs_f64().max(0.001)
+            self.lines as f64 / self.delivered.as_secs_f64().max(0.001),
+            self.polling.as_secs_f64() * 1000.0 / self.polls.max(1) as f64,
+            self.acknowledging.as_secs_f64() * 1000.0 / self.polls.max(1) as f64,
+            self.busy,
         )
     }
 }
@@ -228,12 +236,18 @@ pub async fn provisioning(
         bytes: 0,
         lines_by_table: BTreeMap::new(),
         polls: 0,
+        polling: Duration::ZERO,
+        acknowledging: Duration::ZERO,
+        busy: 0,
     };
     for task in tasks {
         let received = task.await??;
         figures.lines += received.lines;
         figures.bytes += received.bytes;
         figures.polls += received.polls;
+        figures.polling += received.polling;
+        figures.acknowledging += received.acknowledging;
+        figures.busy += received.busy;
         for (table, n) in received.lines_by_table {
             *figures.lines_by_table.entry(table).or_default() += n;
         }
@@ -248,6 +262,11 @@ struct Received {
     lines: u64,
     bytes: u64,
     polls: u64,
+    /// Time spent waiting for poll answers and for acknowledgement answers.
+    polling: Duration,
+    acknowledging: Duration,
+    /// Answers 503 (storage busy), retried.
+    busy: u64,
     lines_by_table: BTreeMap<String, u64>,
 }
 
@@ -260,7 +279,14 @@ async fn drain_commands(addr: &str, sn: &str) -> anyhow::Result<Received> {
     let ack = format!("/iclock/devicecmd?SN={sn}");
     loop {
         http::get(&mut request, addr, &poll);
+        let asked = Instant::now();
         let r = conn.send(&request).await?;
+        received.polling += asked.elapsed();
+        if r.status == 503 {
+            // Busy storage: firmware polls again, so does this controller.
+            received.busy += 1;
+            continue;
+        }
         ensure!(r.status == 200, "{sn}: poll answered {}", r.status);
         received.polls += 1;
         if r.body == b"OK" {
@@ -286,7 +312,14 @@ async fn drain_commands(addr: &str, sn: &str) -> anyhow::Result<Received> {
             acks.push_str(&format!("ID={id}&Return=0&CMD={verb}\n"));
         }
         http::post(&mut request, addr, &ack, acks.as_bytes());
+        let sent = Instant::now();
         let r = conn.send(&request).await?;
+        received.acknowledging += sent.elapsed();
+        if r.status == 503 {
+            // Not stored: the commands stay sent and come back on a later poll, as on firmware.
+            received.busy += 1;
+            continue;
+        }
         ensure!(r.status == 200, "{sn}: devicecmd answered {}", r.status);
     }
 }
