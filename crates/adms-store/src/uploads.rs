@@ -415,9 +415,9 @@ impl Store {
     }
 
     /// Keeps an access controller's `rtstate` body as [`Store::store_raw_upload`] does and, in
-    /// the same transaction, the door state it carries, unless
-    /// a newer state is kept already: uploads of one controller may be handled out of order by
-    /// two replicas. One commit, so a device that is answered an error resends a whole request.
+    /// the same transaction, the door state it carries, unless a newer state is kept already
+    /// (uploads of one controller may be handled out of order by two replicas). One commit, so
+    /// a device that is answered an error resends a whole request.
     pub async fn store_rtstate_upload(
         &self,
         u: &RawUpload<'_>,
