@@ -1,6 +1,7 @@
-//! The access-event cursor (migration 0024): every stored `rtlog` event gets a gapless `seq`
-//! per controller in commit order, from concurrent writers and from a database written before
-//! the numbering existed, and the cursor serves each event once with its webhook's id.
+//! The access-event cursor (migration 0024): every stored `rtlog` event gets a gapless `seq` per
+//! controller in commit order, from concurrent writers and from a database written before the
+//! numbering existed, and the cursor serves each event once with its webhook's id. Also what
+//! migration 0023 derives for controllers an older database knew (their aux outputs).
 
 use adms_store::webhooks::EndpointSettings;
 use adms_store::{AccessEvent, now_micros};
@@ -11,6 +12,7 @@ crate::on_both_engines!(
     each_controller_numbers_its_events_once_in_order,
     concurrent_uploads_of_one_controller_number_without_gaps,
     events_stored_before_0024_are_numbered_by_the_migration,
+    controllers_known_before_0023_get_their_aux_outputs_from_the_migration,
 );
 
 fn event(time: &str, pin: &str, code: i64) -> AccessEvent {
@@ -132,4 +134,28 @@ async fn events_stored_before_0024_are_numbered_by_the_migration(engine: Engine)
     assert_eq!(pins(store.access_events_after_seq(2, "OLD2", 0, 10).await.unwrap()), [(1, "7".into())]);
     store.store_access_events(1, &[event("2026-12-06 08:00:02", "3", 0)], &[], now_micros()).await.unwrap();
     assert_eq!(pins(store.access_events_after_seq(1, "OLD1", 2, 10).await.unwrap()), [(3, "3".into())]);
+}
+
+/// Migration 0023: a controller that reported `AuxOutCount` before it gets one output per count,
+/// named after its alias or serial number; one without the count gets none.
+async fn controllers_known_before_0023_get_their_aux_outputs_from_the_migration(engine: Engine) {
+    let old = crate::common::OldDatabase::before(engine, "0023").await;
+    old.execute(
+        "INSERT INTO devices (sn, alias, first_seen_at, approval) VALUES ('OLDAUX1', '', 1, 'approved'),
+                ('OLDAUX2', 'Lobby', 1, 'approved'), ('OLDAUX3', '', 1, 'approved');
+         INSERT INTO access_controllers (device_id, lock_count, aux_out_count, updated_at)
+         VALUES (1, 2, 2, 5), (2, 1, 1, 6), (3, 1, NULL, 7)",
+    )
+    .await;
+    let store = old.open().await;
+    let outputs: Vec<(i64, i64, String)> =
+        store.access_aux_outputs(None).await.unwrap().into_iter().map(|o| (o.device_id, o.aux_no, o.name)).collect();
+    assert_eq!(
+        outputs,
+        [
+            (1, 1, "OLDAUX1-AuxOut1".to_owned()),
+            (1, 2, "OLDAUX1-AuxOut2".to_owned()),
+            (2, 1, "Lobby-AuxOut1".to_owned())
+        ]
+    );
 }
