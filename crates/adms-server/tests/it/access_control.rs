@@ -5,39 +5,12 @@
 //! re-sends, and a door opened through the API completes when the controller answers.
 
 use crate::common;
+use crate::common::polling::{acknowledge, poll, texts};
 
 use common::{Api, Device, Server};
 use serde_json::{Value, json};
 
 const SN: &str = "ACC0001";
-
-/// The command lines of one poll, as `(id, text)`.
-async fn poll(dev: &Device<'_>) -> Vec<(i64, String)> {
-    let r = dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await;
-    assert_eq!(r.status, 200);
-    let text = r.text();
-    if text == "OK" {
-        return Vec::new();
-    }
-    text.lines()
-        .map(|line| {
-            let rest = line.strip_prefix("C:").unwrap_or_else(|| panic!("not a command line: {line:?}"));
-            let (id, command) = rest.split_once(':').expect("C:<id>:<command>");
-            (id.parse().expect("numeric id"), command.to_owned())
-        })
-        .collect()
-}
-
-/// Acknowledges every command of a poll with `Return=0`.
-async fn acknowledge(dev: &Device<'_>, commands: &[(i64, String)]) {
-    let body: String = commands.iter().map(|(id, _)| format!("ID={id}&Return=0&CMD=DATA\n")).collect();
-    let r = dev.post(&format!("/iclock/devicecmd?SN={}", dev.sn), body.as_bytes()).await;
-    assert_eq!((r.status, r.text()), (200, "OK".to_owned()));
-}
-
-fn texts(commands: &[(i64, String)]) -> Vec<&str> {
-    commands.iter().map(|(_, text)| text.as_str()).collect()
-}
 
 async fn post(api: &Api, path: &str, body: Value) -> Value {
     let (status, answer) = api.post_json(path, &body).await;

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
+use crate::common::polling::{acknowledge, poll, texts};
 use crate::common::{self, Api, Database, Device, Server};
 use serde_json::{Value, json};
 
@@ -219,32 +220,6 @@ async fn persons_departments_cards_and_levels_read_from_query_form_and_json_in_b
     assert_eq!(devices["data"][0]["sn"], "ACC0101");
     assert_eq!((devices["data"][0]["state"].as_str(), devices["data"][0]["module"].as_str()), (Some("1"), Some("acc")));
     assert_eq!(code(&cv.get("/api/device/getAcc?sn=NOPE").await), -102);
-}
-
-/// The command lines of one poll.
-async fn poll(dev: &Device<'_>) -> Vec<(i64, String)> {
-    let r = dev.get(&format!("/iclock/getrequest?SN={}", dev.sn)).await;
-    assert_eq!(r.status, 200);
-    let text = r.text();
-    if text == "OK" {
-        return Vec::new();
-    }
-    text.lines()
-        .map(|line| {
-            let rest = line.strip_prefix("C:").unwrap_or_else(|| panic!("not a command line: {line:?}"));
-            let (id, command) = rest.split_once(':').expect("C:<id>:<command>");
-            (id.parse().expect("numeric id"), command.to_owned())
-        })
-        .collect()
-}
-
-async fn acknowledge(dev: &Device<'_>, commands: &[(i64, String)]) {
-    let body: String = commands.iter().map(|(id, _)| format!("ID={id}&Return=0&CMD=DATA\n")).collect();
-    assert_eq!(dev.post(&format!("/iclock/devicecmd?SN={}", dev.sn), body.as_bytes()).await.status, 200);
-}
-
-fn texts(commands: &[(i64, String)]) -> Vec<&str> {
-    commands.iter().map(|(_, text)| text.as_str()).collect()
 }
 
 #[tokio::test]

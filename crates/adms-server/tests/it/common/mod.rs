@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod database;
+pub mod polling;
 
 pub mod webhooks;
 
