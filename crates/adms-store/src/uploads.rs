@@ -351,6 +351,7 @@ impl Store {
                     .bind(device_id)
                     .fetch_optional(&mut *tx)
                     .await?;
+            let mut stored = Vec::new();
             for e in events {
                 let digest = sealer.digest(sealed::ACCESS_EVENT_RAW.kind, &e.raw_line);
                 let record = sealed::digest_record(&device_id.to_string(), &digest);
@@ -372,21 +373,25 @@ impl Store {
                 .bind(received_at)
                 .fetch_optional(&mut *tx)
                 .await?;
-                if let (Some(row), Some((sn, alias, zone))) = (inserted, &device) {
-                    let row: i64 = sqlx::Row::try_get(&row, 0)?;
-                    // Numbered by the insert's trigger (migration 0024), after RETURNING was read.
-                    let seq: i64 = sqlx::query_scalar("SELECT seq FROM access_events WHERE id = $1")
-                        .bind(row)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let device = crate::events::EventDevice {
-                        sn,
-                        alias,
-                        time_zone: zone.as_deref().unwrap_or(default_time_zone),
-                    };
+                if let Some(row) = inserted {
+                    stored.push((sqlx::Row::try_get::<i64, _>(&row, 0)?, e, digest));
+                }
+            }
+            if let (false, Some((sn, alias, zone))) = (stored.is_empty(), &device) {
+                // The insert trigger (migration 0024) numbered the rows after RETURNING was read:
+                // consecutively, in insert order, under the device row's lock (SQLite: the one
+                // writer), so the last number is enough to know every one.
+                let last_seq: i64 = sqlx::query_scalar("SELECT access_last_seq FROM devices WHERE id = $1")
+                    .bind(device_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let first_seq = last_seq - stored.len() as i64 + 1;
+                let device =
+                    crate::events::EventDevice { sn, alias, time_zone: zone.as_deref().unwrap_or(default_time_zone) };
+                for (seq, (row, e, digest)) in (first_seq..).zip(&stored) {
                     let event_id =
                         crate::events::event_id(&[crate::events::event_type::ACCESS_EVENT, sn, &hex::encode(digest)]);
-                    let body = crate::events::access_event_body(&event_id, &device, (row, seq), e, received_at);
+                    let body = crate::events::access_event_body(&event_id, &device, (*row, seq), e, received_at);
                     let event = crate::device_events::NewEvent {
                         event_id: &event_id,
                         event_type: crate::events::event_type::ACCESS_EVENT,
