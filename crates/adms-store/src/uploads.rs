@@ -129,6 +129,36 @@ pub struct AccessEvent {
     pub raw_line: Vec<u8>,
 }
 
+/// An `rtlog` event ready to insert: its sealed values and the digest of its line (its
+/// natural key: a re-sent line is the same row).
+pub(crate) struct SealedAccessEvent<'a> {
+    pub event: &'a AccessEvent,
+    pub card_no: String,
+    pub raw_line: Vec<u8>,
+    pub digest: [u8; 32],
+}
+
+/// A row one request's insert created: its id, and which of the request's events it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InsertedAccessEvent {
+    pub id: i64,
+    pub index: usize,
+}
+
+impl InsertedAccessEvent {
+    /// Matches the `(id, digest)` rows an insert returned to the events it was given (a line
+    /// twice in one body is one row, matched to its first place).
+    pub(crate) fn matched(rows: Vec<(i64, Vec<u8>)>, events: &[SealedAccessEvent<'_>]) -> Vec<InsertedAccessEvent> {
+        let mut place: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::with_capacity(events.len());
+        for (index, e) in events.iter().enumerate() {
+            place.entry(&e.digest[..]).or_insert(index);
+        }
+        rows.into_iter()
+            .filter_map(|(id, digest)| place.get(digest.as_slice()).map(|&index| InsertedAccessEvent { id, index }))
+            .collect()
+    }
+}
+
 /// A whole request body kept as received.
 #[derive(Debug, Clone)]
 pub struct RawUpload<'a> {
@@ -343,44 +373,45 @@ impl Store {
         received_at: i64,
         default_time_zone: &str,
     ) -> Result<(), StoreError> {
+        let sealer = self.sealer();
+        // Sealed and digested before the transaction: the write lock is held for the
+        // statements only.
+        let sealed: Vec<SealedAccessEvent<'_>> = events
+            .iter()
+            .map(|e| {
+                let digest = sealer.digest(sealed::ACCESS_EVENT_RAW.kind, &e.raw_line);
+                let record = sealed::digest_record(&device_id.to_string(), &digest);
+                SealedAccessEvent {
+                    event: e,
+                    card_no: sealer.seal(sealed::ACCESS_EVENT_CARD.kind, &record, &e.card_no),
+                    raw_line: sealer.seal_bytes(sealed::ACCESS_EVENT_RAW.kind, &record, &e.raw_line),
+                    digest,
+                }
+            })
+            .collect();
         on_db!(self, |db| {
-            let sealer = self.sealer();
             let mut tx = db.begin().await?;
             let device: Option<(String, String, Option<String>)> =
                 sqlx::query_as("SELECT sn, alias, time_zone FROM devices WHERE id = $1")
                     .bind(device_id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            let mut stored = Vec::new();
-            for e in events {
-                let digest = sealer.digest(sealed::ACCESS_EVENT_RAW.kind, &e.raw_line);
-                let record = sealed::digest_record(&device_id.to_string(), &digest);
-                let inserted = sqlx::query(
-                    "INSERT INTO access_events (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, \
-                     raw_line, raw_sha256, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING \
-                     RETURNING id",
+            let mut stored = if sealed.is_empty() {
+                Vec::new()
+            } else {
+                dialect::insert_access_events(&mut tx, device_id, &sealed, received_at).await?
+            };
+            let webhooks_live = !stored.is_empty()
+                && sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)",
                 )
-                .bind(device_id)
-                .bind(&e.local_time)
-                .bind(&e.pin)
-                .bind(sealer.seal(sealed::ACCESS_EVENT_CARD.kind, &record, &e.card_no))
-                .bind(e.door)
-                .bind(e.event_code)
-                .bind(e.in_out)
-                .bind(&e.verify_type)
-                .bind(sealer.seal_bytes(sealed::ACCESS_EVENT_RAW.kind, &record, &e.raw_line))
-                .bind(&digest[..])
-                .bind(received_at)
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                if let Some(row) = inserted {
-                    stored.push((sqlx::Row::try_get::<i64, _>(&row, 0)?, e, digest));
-                }
-            }
-            if let (false, Some((sn, alias, zone))) = (stored.is_empty(), &device) {
-                // The insert trigger (migration 0024) numbered the rows after RETURNING was read:
-                // consecutively, in insert order, under the device row's lock (SQLite: the one
-                // writer), so the last number is enough to know every one.
+            if let (true, Some((sn, alias, zone))) = (webhooks_live, &device) {
+                // The numbering trigger (migration 0024) gave the new rows consecutive numbers
+                // in id order, under the device row's lock (SQLite: the one writer), so the last
+                // number is enough to know every one.
+                stored.sort_unstable_by_key(|s| s.id);
                 let last_seq: i64 = sqlx::query_scalar("SELECT access_last_seq FROM devices WHERE id = $1")
                     .bind(device_id)
                     .fetch_one(&mut *tx)
@@ -388,20 +419,21 @@ impl Store {
                 let first_seq = last_seq - stored.len() as i64 + 1;
                 let device =
                     crate::events::EventDevice { sn, alias, time_zone: zone.as_deref().unwrap_or(default_time_zone) };
-                for (seq, (row, e, digest)) in (first_seq..).zip(&stored) {
-                    let event_id =
-                        crate::events::event_id(&[crate::events::event_type::ACCESS_EVENT, sn, &hex::encode(digest)]);
-                    let body = crate::events::access_event_body(&event_id, &device, (*row, seq), e, received_at);
-                    let event = crate::device_events::NewEvent {
-                        event_id: &event_id,
-                        event_type: crate::events::event_type::ACCESS_EVENT,
-                        device_id,
-                        occurred_at: received_at,
-                        created_at: received_at,
-                        body: &body,
-                    };
-                    dialect::insert_event_in(&mut tx, &event).await?;
-                }
+                let webhook_events: Vec<(String, Vec<u8>)> = (first_seq..)
+                    .zip(&stored)
+                    .map(|(seq, row)| {
+                        let e = &sealed[row.index];
+                        let event_id = crate::events::event_id(&[
+                            crate::events::event_type::ACCESS_EVENT,
+                            sn,
+                            &hex::encode(e.digest),
+                        ]);
+                        let body =
+                            crate::events::access_event_body(&event_id, &device, (row.id, seq), e.event, received_at);
+                        (event_id, body)
+                    })
+                    .collect();
+                dialect::insert_access_webhook_events(&mut tx, device_id, received_at, &webhook_events).await?;
             }
             for r in rejected {
                 dialect::insert_rejected(&mut tx, sealer, device_id, r, received_at).await?;

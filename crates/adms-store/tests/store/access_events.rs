@@ -11,6 +11,7 @@ use crate::common::{Engine, approved_device, fresh};
 crate::on_both_engines!(
     each_controller_numbers_its_events_once_in_order,
     concurrent_uploads_of_one_controller_number_without_gaps,
+    a_large_upload_is_numbered_in_order_and_a_line_sent_twice_is_one_event,
     events_stored_before_0024_are_numbered_by_the_migration,
     controllers_known_before_0023_get_their_aux_outputs_from_the_migration,
 );
@@ -108,6 +109,42 @@ async fn concurrent_uploads_of_one_controller_number_without_gaps(engine: Engine
     for request in rows.chunks(5) {
         let times: Vec<&str> = request.iter().map(|e| &e.local_time[17..]).collect();
         assert_eq!(times, ["00", "01", "02", "03", "04"], "{request:?}");
+    }
+}
+
+/// One upload of 300 lines (a controller's backlog after an outage), one line of it sent twice
+/// in the body: 299 events numbered in the order sent, each with its one webhook event naming
+/// the same number and row.
+async fn a_large_upload_is_numbered_in_order_and_a_line_sent_twice_is_one_event(engine: Engine) {
+    let store = fresh(engine).await;
+    let settings = EndpointSettings {
+        url: "http://a",
+        description: "",
+        event_types: None,
+        timeout_ms: 5000,
+        batch_max: 1,
+        ordered: false,
+    };
+    store.create_endpoint("ep_a", &settings, "api", "whsec_a").await.unwrap();
+    let panel = approved_device(&store, "ACCL").await;
+    let mut lines: Vec<AccessEvent> = (0..299)
+        .map(|i| event(&format!("2026-12-06 {:02}:{:02}:{:02}", i / 3600, i / 60 % 60, i % 60), &format!("{i}"), 0))
+        .collect();
+    lines.insert(150, lines[10].clone());
+    store.store_access_events(panel, &lines, &[], now_micros()).await.unwrap();
+
+    let stored = store.access_events_after_seq(panel, "ACCL", 0, 1000).await.unwrap();
+    let numbered: Vec<(i64, String)> = stored.iter().map(|e| (e.seq, e.pin.clone())).collect();
+    let expected: Vec<(i64, String)> = (0..299).map(|i| (i + 1, i.to_string())).collect();
+    assert_eq!(numbered, expected);
+    let events = store.list_events(Some("access.event"), Some("ACCL"), 1000, None).await.unwrap();
+    assert_eq!(events.len(), 299);
+    let seq_of: std::collections::HashMap<&str, i64> = stored.iter().map(|e| (e.event_id.as_str(), e.seq)).collect();
+    for e in &events {
+        let body: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
+        assert_eq!(body["data"]["seq"].as_i64(), seq_of.get(e.event_id.as_str()).copied(), "{body}");
+        let row = stored.iter().find(|s| s.event_id == e.event_id).map(|s| s.id);
+        assert_eq!(body["data"]["access_event_id"].as_i64(), row, "{body}");
     }
 }
 
