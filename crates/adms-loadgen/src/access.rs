@@ -153,8 +153,9 @@ pub async fn provisioning(
     let mut conn = Connection::open(&addr).await?;
     let mut request = Vec::new();
     for c in 0..controllers {
-        let body = b"DeviceType=acc,~DeviceName=inBIO460,LockCount=4,ReaderCount=4,AuxInCount=4,AuxOutCount=4";
-        http::post(&mut request, &addr, &format!("/iclock/registry?SN={}", sn(c)), body);
+        // The registry of adms-sim's access panels (four doors).
+        let body = adms_sim::wire::access_registry_body([(c >> 8) as u8, c as u8], [(c >> 8) as u8, c as u8]);
+        http::post(&mut request, &addr, &format!("/iclock/registry?SN={}", sn(c)), body.as_bytes());
         let r = conn.send(&request).await?;
         ensure!(r.status == 200, "registry of {} answered {}", sn(c), r.status);
     }

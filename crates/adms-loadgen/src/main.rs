@@ -6,7 +6,8 @@
 //! its yardstick measured in the same run:
 //!
 //! - `ingest`: ATTLOG uploads of N lines from C connections (one device each) → punches/s
-//!   acknowledged, and rows found in the database afterwards vs rows sent;
+//!   acknowledged, and rows found in the database afterwards vs rows sent; with `--table rtlog`,
+//!   the same from registered access controllers uploading `rtlog` events → events/s;
 //! - `limit`: the same rows written straight into the same schema through `adms-store`, one
 //!   128-row transaction at a time, no HTTP → punches/s;
 //! - `floor`: the writer's statement for one punch from each of C devices, committed by SQLite
@@ -15,6 +16,9 @@
 //! - `trivial`: the same GET against an axum handler that only answers `OK` → req/s;
 //! - `console`: the operator console's pages on a SQLite database seeded in bulk (default
 //!   10,000 devices and 10 million punches) → p50 and max per page;
+//! - `fleet`: N simulated terminals (adms-sim's device model) keeping a heartbeat, punching,
+//!   with a connection per request (or kept alive) → latency per request kind, the server's
+//!   peak memory, both processes' CPU, every acknowledged punch checked through the API;
 //! - `ab`: the same ingest against two server binaries, alternating, several rounds → each
 //!   binary's median and their ratio (a 2-core VM moves ±20 % between runs; alternating
 //!   rounds compare under the same conditions).
@@ -24,6 +28,7 @@
 
 mod access;
 mod console;
+mod fleet;
 mod http;
 mod scenarios;
 mod webhooks;
@@ -53,6 +58,10 @@ struct Cli {
     /// real terminals send).
     #[arg(long, global = true, value_enum, default_value_t = scenarios::StampMode::Fixed)]
     stamp: scenarios::StampMode,
+    /// What `ingest` and `ab` devices upload: ATTLOG punches from attendance terminals, or
+    /// `rtlog` events from access controllers.
+    #[arg(long, global = true, value_enum, default_value_t = scenarios::UploadTable::Attlog)]
+    table: scenarios::UploadTable,
     #[command(subcommand)]
     command: Scenario,
 }
@@ -142,6 +151,35 @@ enum Scenario {
         #[arg(long, default_value_t = 50)]
         controllers: usize,
     },
+    /// A fleet of simulated terminals (adms-sim's) keeping a heartbeat: latency per request
+    /// kind, the server's memory, both processes' CPU, every acknowledged punch checked.
+    Fleet {
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
+        /// Seconds over which the terminals start (every first contact writes: a server takes a
+        /// fleet that arrives at once at its write rate).
+        #[arg(long, default_value_t = 60)]
+        ramp_secs: u64,
+        /// Heartbeat (`getrequest`) interval of every terminal.
+        #[arg(long, default_value_t = 10)]
+        poll_every_secs: u64,
+        /// Mean time between two punches (or access events) of one terminal.
+        #[arg(long, default_value_t = 3600)]
+        punch_every_secs: u64,
+        /// Share of the devices that are Security PUSH access panels.
+        #[arg(long, default_value_t = 0.2)]
+        access_share: f64,
+        /// Share of the attendance terminals that go offline once and dump a backlog.
+        #[arg(long, default_value_t = 0.0)]
+        offline_share: f64,
+        /// Loopback source addresses (127.0.0.1 to 127.0.0.N) the connections come from.
+        #[arg(long, default_value_t = 32)]
+        sources: u8,
+        /// One kept-alive connection per terminal instead of one per request (each costs the
+        /// server a file descriptor for the whole run).
+        #[arg(long)]
+        keep_alive: bool,
+    },
     /// (internal) serve the trivial handler and print `listening on http://ADDR`.
     #[command(hide = true)]
     TrivialServer,
@@ -168,6 +206,7 @@ fn main() -> anyhow::Result<()> {
         conns: cli.conns,
         engine: cli.engine,
         stamp: cli.stamp,
+        table: cli.table,
     };
     runtime.block_on(async move {
         match cli.command {
@@ -222,7 +261,8 @@ fn main() -> anyhow::Result<()> {
                 }
                 let (before, after) = (median(&mut before), median(&mut after));
                 println!(
-                    "{lines}-line ingest, median of {rounds}: baseline {before:.0}, candidate {after:.0} punches/s ({:+.1} %)",
+                    "{lines}-line ingest, median of {rounds}: baseline {before:.0}, candidate {after:.0} {} ({:+.1} %)",
+                    run.table.unit(),
                     (after / before - 1.0) * 100.0
                 );
             }
@@ -231,6 +271,30 @@ fn main() -> anyhow::Result<()> {
                 for figure in console::run(&run.server_bin, bench).await? {
                     println!("{figure}");
                 }
+            }
+            Scenario::Fleet {
+                devices,
+                ramp_secs,
+                poll_every_secs,
+                punch_every_secs,
+                access_share,
+                offline_share,
+                sources,
+                keep_alive,
+            } => {
+                let bench = fleet::FleetBench {
+                    devices,
+                    // `--seconds` is the whole run here, ramp included.
+                    duration: run.duration,
+                    ramp: Duration::from_secs(ramp_secs),
+                    poll_every: Duration::from_secs(poll_every_secs),
+                    punch_every: Duration::from_secs(punch_every_secs),
+                    access_share,
+                    offline_share,
+                    sources,
+                    keep_alive,
+                };
+                println!("{}", fleet::fleet(&run, bench).await?);
             }
             Scenario::TrivialServer => unreachable!("handled above"),
         }

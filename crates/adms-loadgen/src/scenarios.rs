@@ -15,6 +15,7 @@ use std::str::FromStr;
 use sqlx::ConnectOptions;
 
 use crate::http::{self, Connection};
+use adms_sim::wire;
 
 /// Shared settings of one benchmark run.
 #[derive(Debug, Clone)]
@@ -26,6 +27,27 @@ pub struct Run {
     pub engine: Engine,
     /// The `Stamp` ATTLOG uploads carry.
     pub stamp: StampMode,
+    /// What the devices of `ingest` and `ab` upload.
+    pub table: UploadTable,
+}
+
+/// What the devices of an ingest scenario are and upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UploadTable {
+    /// Attendance terminals (push 2.4.1) uploading ATTLOG punches.
+    Attlog,
+    /// Security PUSH access controllers, registered as panels register, uploading `rtlog`
+    /// access events (one event per line, like a punch).
+    Rtlog,
+}
+
+impl UploadTable {
+    pub fn unit(self) -> &'static str {
+        match self {
+            UploadTable::Attlog => "punches/s",
+            UploadTable::Rtlog => "events/s",
+        }
+    }
 }
 
 /// The database engine of a run.
@@ -79,14 +101,18 @@ impl BenchDatabase {
         &self.url
     }
 
-    /// The punches stored.
-    async fn count_punches(&self) -> anyhow::Result<u64> {
+    /// The rows stored in `table` (punches or access events).
+    async fn count_rows(&self, table: UploadTable) -> anyhow::Result<u64> {
+        let sql = match table {
+            UploadTable::Attlog => "SELECT COUNT(*) FROM punches",
+            UploadTable::Rtlog => "SELECT COUNT(*) FROM access_events",
+        };
         let n: i64 = if let Some(path) = self.url.strip_prefix("sqlite://") {
             let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true).connect().await?;
-            sqlx::query_scalar("SELECT COUNT(*) FROM punches").fetch_one(&mut conn).await?
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await?
         } else {
             let mut conn = sqlx::postgres::PgConnectOptions::from_str(&self.url)?.connect().await?;
-            sqlx::query_scalar("SELECT COUNT(*) FROM punches").fetch_one(&mut conn).await?
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await?
         };
         Ok(u64::try_from(n)?)
     }
@@ -153,22 +179,26 @@ impl Run {
             StampMode::Fixed => "",
             StampMode::Changing => ", new stamps",
         };
+        let what = match self.table {
+            UploadTable::Attlog => "ingest",
+            UploadTable::Rtlog => "rtlog ingest",
+        };
         let name = if endpoints == 0 {
-            format!("ingest ({engine}), {lines}-line uploads{stamp}, {} conns", self.conns)
+            format!("{what} ({engine}), {lines}-line uploads{stamp}, {} conns", self.conns)
         } else {
             format!(
-                "ingest ({engine}) + {endpoints} webhook endpoint(s), {lines}-line uploads{stamp}, {} conns",
+                "{what} ({engine}) + {endpoints} webhook endpoint(s), {lines}-line uploads{stamp}, {} conns",
                 self.conns
             )
         };
-        self.punches_figure(name, tally, &database).await
+        self.rows_figure(name, tally, &database, self.table).await
     }
 
-    /// `conns` devices uploading `lines`-line ATTLOG bodies to `addr` for the run's duration;
-    /// every reply checked.
+    /// `conns` devices uploading `lines`-line ATTLOG (or `rtlog`) bodies to `addr` for the
+    /// run's duration; every reply checked.
     async fn drive_ingest(&self, addr: &str, lines: usize) -> anyhow::Result<Tally> {
         let addr = Arc::new(addr.to_owned());
-        let stamp = self.stamp;
+        let (stamp, table) = (self.stamp, self.table);
         let clock = Clock::new(self.warm_up(), self.duration);
         let mut tasks = Vec::new();
         for device in 0..self.conns {
@@ -176,23 +206,31 @@ impl Run {
             tasks.push(tokio::spawn(async move {
                 let sn = format!("BENCH{device:04}");
                 let mut conn = Connection::open(&addr).await?;
+                let (fixed_path, expected) = match table {
+                    UploadTable::Attlog => {
+                        attendance_handshake(&mut conn, &addr, &sn).await?;
+                        (format!("/iclock/cdata?SN={sn}&table=ATTLOG&Stamp=9999"), format!("OK: {lines}"))
+                    }
+                    UploadTable::Rtlog => {
+                        register_access_controller(&mut conn, &addr, &sn).await?;
+                        (format!("/iclock/cdata?SN={sn}&table=rtlog"), "OK".to_owned())
+                    }
+                };
                 let mut request = Vec::new();
-                http::get(&mut request, &addr, &format!("/iclock/cdata?SN={sn}&options=all&pushver=2.4.1"));
-                let r = conn.send(&request).await?;
-                ensure!(r.status == 200, "handshake answered {}", r.status);
-                let fixed_path = format!("/iclock/cdata?SN={sn}&table=ATTLOG&Stamp=9999");
                 let mut path = fixed_path.clone();
-                let expected = format!("OK: {lines}");
-                let mut body = Vec::with_capacity(lines * 40);
+                let mut body = Vec::with_capacity(lines * 110);
                 let mut next_punch = 0u64;
                 let mut tally = Tally::default();
                 while !clock.finished() {
                     body.clear();
                     for _ in 0..lines {
-                        attlog_line(&mut body, next_punch);
+                        match table {
+                            UploadTable::Attlog => attlog_line(&mut body, next_punch),
+                            UploadTable::Rtlog => rtlog_line(&mut body, next_punch),
+                        }
                         next_punch += 1;
                     }
-                    if stamp == StampMode::Changing {
+                    if stamp == StampMode::Changing && table == UploadTable::Attlog {
                         // What the terminal's log position would say: new with every upload.
                         path.clear();
                         path.push_str(&format!("/iclock/cdata?SN={sn}&table=ATTLOG&Stamp={}", 100_000 + next_punch));
@@ -385,12 +423,24 @@ impl Run {
     /// The punches/s figure of a run that acknowledged `tally` punches, after checking that the
     /// database at `db` holds exactly those (the run fails otherwise).
     async fn punches_figure(&self, name: String, tally: Tally, db: &BenchDatabase) -> anyhow::Result<Figure> {
-        let stored = db.count_punches().await?;
-        ensure!(stored == tally.total, "{name}: acknowledged {} punches but {stored} are stored", tally.total);
+        self.rows_figure(name, tally, db, UploadTable::Attlog).await
+    }
+
+    /// The rows/s figure of a run that acknowledged `tally` rows of `table`, after checking that
+    /// the database at `db` holds exactly those (the run fails otherwise).
+    async fn rows_figure(
+        &self,
+        name: String,
+        tally: Tally,
+        db: &BenchDatabase,
+        table: UploadTable,
+    ) -> anyhow::Result<Figure> {
+        let stored = db.count_rows(table).await?;
+        ensure!(stored == tally.total, "{name}: acknowledged {} rows but {stored} are stored", tally.total);
         Ok(Figure {
             name,
             rate: tally.measured as f64 / self.duration.as_secs_f64(),
-            unit: "punches/s",
+            unit: table.unit(),
             acknowledged: Some(tally.total),
             stored: Some(stored),
         })
@@ -604,33 +654,53 @@ fn new_punch(line: &[u8], n: u64) -> NewPunch {
     }
 }
 
-/// Appends punch `n` as a 7-column ATTLOG line; PINs cycle over 1,000 employees.
+/// Appends punch `n` as a 7-column ATTLOG line (adms-sim's, as its terminals write it); PINs
+/// cycle over 1,000 employees.
 pub(crate) fn attlog_line(out: &mut Vec<u8>, n: u64) {
-    use std::io::Write;
-    let secs = BASE_EPOCH + n as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    let _ = writeln!(
-        out,
-        "{}\t{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}\t0\t1\t0\t0\t0",
-        1 + n % 1000,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    );
+    wire::write_attlog_line(out, (1 + n % 1000) as u32, BASE_EPOCH as u64 + n);
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// Appends event `n` as an `rtlog` line: a granted card swipe (event 0) on one of four doors,
+/// PINs cycling over 1,000 persons, `index` the controller's log position.
+pub(crate) fn rtlog_line(out: &mut Vec<u8>, n: u64) {
+    let pin = (1 + n % 1000) as u32;
+    let event = wire::RtlogEvent {
+        unix: BASE_EPOCH as u64 + n,
+        pin,
+        card_no: 100_000 + pin,
+        door: (1 + n % 4) as u8,
+        event: 0,
+        verify_type: 4,
+        index: n + 1,
+    };
+    wire::write_rtlog_line(out, &event);
+}
+
+/// The push 2.4.1 handshake of an attendance terminal.
+async fn attendance_handshake(conn: &mut Connection, addr: &str, sn: &str) -> anyhow::Result<()> {
+    let mut request = Vec::new();
+    http::get(&mut request, addr, &format!("/iclock/cdata?SN={sn}&options=all&pushver=2.4.1"));
+    let r = conn.send(&request).await?;
+    ensure!(r.status == 200, "handshake answered {}", r.status);
+    Ok(())
+}
+
+/// A Security PUSH controller's first contact (protocol.md §3.13): the unregistered handshake,
+/// its registry, and the handshake that finds it registered.
+async fn register_access_controller(conn: &mut Connection, addr: &str, sn: &str) -> anyhow::Result<()> {
+    let mut request = Vec::new();
+    let handshake = wire::access_handshake_path(sn);
+    http::get(&mut request, addr, &handshake);
+    let r = conn.send(&request).await?;
+    ensure!(r.status == 200, "handshake answered {}", r.status);
+    let registry = wire::access_registry_body([0, 1], [0, 1]);
+    http::post(&mut request, addr, &format!("/iclock/registry?SN={sn}"), registry.as_bytes());
+    let r = conn.send(&request).await?;
+    ensure!(r.status == 200 && r.body.starts_with(b"RegistryCode="), "registry answered {}", r.status);
+    http::get(&mut request, addr, &handshake);
+    let r = conn.send(&request).await?;
+    ensure!(r.status == 200 && r.body.starts_with(b"registry=ok"), "registered handshake answered {}", r.status);
+    Ok(())
 }
 
 /// The loop of [`Run::floor`]: one transaction per group of one punch per device.
@@ -722,6 +792,11 @@ impl ServerProcess {
         ServerProcess::spawn(&mut command(true)).or_else(|_| ServerProcess::spawn(&mut command(false)))
     }
 
+    /// The server's process id (its memory and CPU are read from `/proc`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn spawn(cmd: &mut Command) -> anyhow::Result<ServerProcess> {
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("spawn server")?;
         let mut line = String::new();
@@ -786,7 +861,15 @@ mod tests {
         out.clear();
         attlog_line(&mut out, 86_400 * 59 + 3661);
         assert_eq!(out, b"262\t2026-03-01 01:01:01\t0\t1\t0\t0\t0\n");
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn rtlog_lines_name_a_door_a_card_and_the_log_position() {
+        let mut out = Vec::new();
+        rtlog_line(&mut out, 5);
+        assert_eq!(
+            out,
+            b"time=2026-01-01 00:00:05\tpin=6\tcardno=100006\teventaddr=2\tevent=0\tinoutstatus=0\tverifytype=4\tindex=6\n"
+        );
     }
 }

@@ -32,6 +32,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::wire;
+
 /// One request kind, as the summary breaks them down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -70,8 +72,13 @@ pub struct FleetConfig {
     /// `HOST:PORT` of the server.
     pub authority: String,
     pub devices: usize,
-    /// How long the fleet runs (devices start spread over the first tenth of it).
+    /// How long the fleet runs.
     pub duration: Duration,
+    /// Devices start spread evenly over this much of the run (`None`: its first tenth). Every
+    /// first contact writes (a new device, its options, its users), so a server absorbs a
+    /// fleet that arrives at once at its write rate: a longer ramp keeps the start-up storm
+    /// within it.
+    pub ramp: Option<Duration>,
     /// Mean time between two punches of one terminal.
     pub punch_every: Duration,
     /// Poll interval instead of the `Delay` the server hands out.
@@ -154,6 +161,10 @@ fn new_histogram() -> Histogram<u64> {
 pub struct FleetReport {
     pub devices: usize,
     pub elapsed: Duration,
+    /// When the steady state began (after the ramp and one poll interval more), from the start.
+    pub steady_from: Duration,
+    /// Requests started in the steady state, by kind: the figures of a fleet that is up.
+    pub steady: BTreeMap<Kind, KindStats>,
     /// TCP connections the terminals opened (with keep-alive, far fewer than requests).
     pub connections: u64,
     pub kinds: BTreeMap<Kind, KindStats>,
@@ -169,24 +180,32 @@ impl FleetReport {
         self.errors.values().map(|(n, _)| n).sum()
     }
 
+    /// Seconds of the steady state (from its start to the end of the run).
+    pub fn steady_secs(&self) -> f64 {
+        self.elapsed.saturating_sub(self.steady_from).as_secs_f64()
+    }
+
     pub fn to_json(&self, verification: Option<&Verification>) -> Value {
         let secs = self.elapsed.as_secs_f64().max(0.001);
-        let kinds: serde_json::Map<String, Value> = self
-            .kinds
-            .iter()
-            .map(|(kind, s)| {
-                let ms = |q: f64| s.latency_us.value_at_quantile(q) as f64 / 1000.0;
-                (
-                    kind.name().to_owned(),
-                    json!({
-                        "requests": s.requests,
-                        "per_second": s.requests as f64 / secs,
-                        "errors": s.errors,
-                        "latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "max": s.latency_us.max() as f64 / 1000.0 },
-                    }),
-                )
-            })
-            .collect();
+        let by_kind = |kinds: &BTreeMap<Kind, KindStats>, secs: f64| -> serde_json::Map<String, Value> {
+            kinds
+                .iter()
+                .map(|(kind, s)| {
+                    let ms = |q: f64| s.latency_us.value_at_quantile(q) as f64 / 1000.0;
+                    (
+                        kind.name().to_owned(),
+                        json!({
+                            "requests": s.requests,
+                            "per_second": s.requests as f64 / secs.max(0.001),
+                            "errors": s.errors,
+                            "latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "max": s.latency_us.max() as f64 / 1000.0 },
+                        }),
+                    )
+                })
+                .collect()
+        };
+        let kinds = by_kind(&self.kinds, secs);
+        let steady = by_kind(&self.steady, self.steady_secs());
         let errors: serde_json::Map<String, Value> = self
             .errors
             .iter()
@@ -197,6 +216,7 @@ impl FleetReport {
             "elapsed_secs": secs,
             "connections": self.connections,
             "requests": kinds,
+            "steady_state": { "from_secs": self.steady_from.as_secs_f64(), "requests": steady },
             "punches": { "sent": self.punches_sent, "acknowledged": self.acknowledged.len() },
             "access_events_sent": self.access_events_sent,
             "errors": errors,
@@ -211,18 +231,28 @@ impl FleetReport {
             "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}\n",
             "kind", "requests", "per s", "p50 ms", "p99 ms", "max ms", "errors"
         ));
-        for (kind, s) in &self.kinds {
-            let ms = |us: u64| us as f64 / 1000.0;
+        let table = |out: &mut String, kinds: &BTreeMap<Kind, KindStats>, secs: f64| {
+            for (kind, s) in kinds {
+                let ms = |us: u64| us as f64 / 1000.0;
+                out.push_str(&format!(
+                    "{:<10} {:>9} {:>9.1} {:>9.2} {:>9.2} {:>9.2} {:>7}\n",
+                    kind.name(),
+                    s.requests,
+                    s.requests as f64 / secs.max(0.001),
+                    ms(s.latency_us.value_at_quantile(0.5)),
+                    ms(s.latency_us.value_at_quantile(0.99)),
+                    ms(s.latency_us.max()),
+                    s.errors
+                ));
+            }
+        };
+        table(&mut out, &self.kinds, secs);
+        if !self.steady.is_empty() {
             out.push_str(&format!(
-                "{:<10} {:>9} {:>9.1} {:>9.2} {:>9.2} {:>9.2} {:>7}\n",
-                kind.name(),
-                s.requests,
-                s.requests as f64 / secs,
-                ms(s.latency_us.value_at_quantile(0.5)),
-                ms(s.latency_us.value_at_quantile(0.99)),
-                ms(s.latency_us.max()),
-                s.errors
+                "steady state (requests started {:.0} s in and later: every device up, one poll interval on):\n",
+                self.steady_from.as_secs_f64()
             ));
+            table(&mut out, &self.steady, self.steady_secs());
         }
         out.push_str(&format!(
             "punches: {} sent, {} acknowledged; access events: {} sent\n",
@@ -244,11 +274,45 @@ impl FleetReport {
 struct DeviceOutcome {
     /// TCP connections it opened.
     connections: u64,
-    kinds: HashMap<Kind, KindStats>,
     acknowledged: Vec<Punch>,
     punches_sent: u64,
     access_events_sent: u64,
-    errors: HashMap<Kind, (u64, String)>,
+}
+
+/// Requests and errors by kind, shared by every terminal of a run. One histogram per kind for
+/// the whole fleet, not per terminal: a histogram of this range is ~160 KB, which a hundred
+/// thousand terminals could not each hold. A request records under a lock held for a few
+/// hundred nanoseconds, never across an await.
+#[derive(Debug)]
+struct Recorder {
+    kinds: std::sync::Mutex<BTreeMap<Kind, KindStats>>,
+    /// The same, for requests started at or after `steady_from`.
+    steady: std::sync::Mutex<BTreeMap<Kind, KindStats>>,
+    steady_from: Instant,
+    errors: std::sync::Mutex<BTreeMap<Kind, (u64, String)>>,
+}
+
+impl Recorder {
+    fn request(&self, kind: Kind, started: Instant, failure: Option<String>) {
+        let latency_us = started.elapsed().as_micros().clamp(1, 600_000_000) as u64;
+        let record = |table: &std::sync::Mutex<BTreeMap<Kind, KindStats>>| {
+            let mut kinds = table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let stats = kinds.entry(kind).or_insert_with(KindStats::new);
+            stats.requests += 1;
+            let _ = stats.latency_us.record(latency_us);
+            if failure.is_some() {
+                stats.errors += 1;
+            }
+        };
+        record(&self.kinds);
+        if started >= self.steady_from {
+            record(&self.steady);
+        }
+        if let Some(failure) = failure {
+            let mut errors = self.errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            errors.entry(kind).or_insert((0, failure)).0 += 1;
+        }
+    }
 }
 
 /// The authority of an `http://HOST:PORT` target.
@@ -271,14 +335,35 @@ pub async fn run(config: FleetConfig, live: Arc<Live>) -> Result<FleetReport, Fl
     let started = Instant::now();
     let deadline = started + config.duration;
     let config = Arc::new(config);
+    let ramp = config.ramp.unwrap_or(config.duration / 10);
+    let settle = config.poll_every.unwrap_or(Duration::from_secs(10));
+    let recorder = Arc::new(Recorder {
+        kinds: Default::default(),
+        steady: Default::default(),
+        steady_from: started + ramp + settle,
+        errors: Default::default(),
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..config.devices {
-        let (config, live) = (config.clone(), live.clone());
-        tasks.spawn(async move { Terminal::new(index, &config, addr, deadline, started).live(&live).await });
+        let (config, live, recorder) = (config.clone(), live.clone(), recorder.clone());
+        tasks.spawn(async move {
+            Terminal::new(
+                index,
+                &config,
+                addr,
+                deadline,
+                started + ramp.mul_f64(index as f64 / config.devices.max(1) as f64),
+                recorder,
+            )
+            .live(&live)
+            .await
+        });
     }
     let mut report = FleetReport {
         devices: config.devices,
         elapsed: Duration::ZERO,
+        steady_from: recorder.steady_from - started,
+        steady: BTreeMap::new(),
         connections: 0,
         kinds: BTreeMap::new(),
         punches_sent: 0,
@@ -288,22 +373,15 @@ pub async fn run(config: FleetConfig, live: Arc<Live>) -> Result<FleetReport, Fl
     };
     while let Some(outcome) = tasks.join_next().await {
         let Ok(outcome) = outcome else { continue };
-        for (kind, stats) in outcome.kinds {
-            let merged = report.kinds.entry(kind).or_insert_with(KindStats::new);
-            merged.requests += stats.requests;
-            merged.errors += stats.errors;
-            let _ = merged.latency_us.add(&stats.latency_us);
-        }
-        for (kind, (n, first)) in outcome.errors {
-            let entry = report.errors.entry(kind).or_insert((0, first));
-            entry.0 += n;
-        }
         report.connections += outcome.connections;
         report.punches_sent += outcome.punches_sent;
         report.access_events_sent += outcome.access_events_sent;
         report.acknowledged.extend(outcome.acknowledged);
     }
     report.elapsed = started.elapsed();
+    report.kinds = std::mem::take(&mut *recorder.kinds.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    report.steady = std::mem::take(&mut *recorder.steady.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    report.errors = std::mem::take(&mut *recorder.errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     report.acknowledged.sort();
     Ok(report)
 }
@@ -366,10 +444,18 @@ struct Terminal {
     /// Its wall clock for the next punch (strictly increasing, so no two punches share a key).
     clock: u64,
     outcome: DeviceOutcome,
+    recorder: Arc<Recorder>,
 }
 
 impl Terminal {
-    fn new(index: usize, config: &FleetConfig, server: SocketAddr, deadline: Instant, started: Instant) -> Terminal {
+    fn new(
+        index: usize,
+        config: &FleetConfig,
+        server: SocketAddr,
+        deadline: Instant,
+        start_at: Instant,
+        recorder: Arc<Recorder>,
+    ) -> Terminal {
         let mut rng = Rng(config.seed ^ (index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
         let family = if rng.unit() < config.access_share {
             Family::Access
@@ -378,8 +464,6 @@ impl Terminal {
         } else {
             Family::Push2
         };
-        let run = config.duration;
-        let start_at = started + run.mul_f64(0.1 * index as f64 / config.devices.max(1) as f64);
         let goes_offline = family != Family::Access && rng.unit() < config.offline_share;
         let source = (server.ip().is_loopback() && server.is_ipv4() && config.sources > 1)
             .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (index % usize::from(config.sources)) as u8)));
@@ -401,14 +485,8 @@ impl Terminal {
             // Punches carry the UTC wall clock of an hour ago, well inside any accepted window
             // (a fresh server keeps punches up to a day ahead and from 2000 on).
             clock: now - 3600,
-            outcome: DeviceOutcome {
-                connections: 0,
-                kinds: HashMap::new(),
-                acknowledged: Vec::new(),
-                punches_sent: 0,
-                access_events_sent: 0,
-                errors: HashMap::new(),
-            },
+            outcome: DeviceOutcome { connections: 0, acknowledged: Vec::new(), punches_sent: 0, access_events_sent: 0 },
+            recorder,
         }
     }
 
@@ -433,7 +511,7 @@ impl Terminal {
         let mut next_punch = Instant::now() + self.rng.around(self.punch_every);
         // Someone punches as the network goes down: an outage always leaves a backlog.
         let mut outage_punch = self.offline.map(|(from, _)| from);
-        let mut backlog: Vec<(u32, String)> = Vec::new();
+        let mut backlog: Vec<(u32, u64)> = Vec::new();
         let mut first_poll = true;
         loop {
             let next = next_poll.min(next_punch).min(outage_punch.unwrap_or(next_punch));
@@ -479,10 +557,10 @@ impl Terminal {
         self.outcome
     }
 
-    fn next_punch(&mut self) -> (u32, String) {
+    fn next_punch(&mut self) -> (u32, u64) {
         let pin = self.staff[self.rng.below(self.staff.len() as u64) as usize];
         self.clock += 1 + self.rng.below(3);
-        (pin, wall_clock(self.clock))
+        (pin, self.clock)
     }
 
     /// Handshake, options dump, enrolled users; the `Delay` the server gave.
@@ -533,16 +611,10 @@ impl Terminal {
     /// `RequestDelay` the server gave.
     async fn register_access_panel(&mut self, live: &Live) -> Option<Duration> {
         let sn = self.sn.clone();
-        let handshake = format!("/iclock/cdata?SN={sn}&options=all&pushver=3.1.2&DeviceType=acc");
+        let handshake = wire::access_handshake_path(&sn);
         self.exchange(live, Kind::Handshake, "GET", &handshake, b"", |b| b == "OK").await?;
-        let registry = format!(
-            "DeviceType=acc,~DeviceName=inBIO460 Pro,FirmVer=AC Ver 5.7.8.3033 Nov  4 2022,PushVersion=Ver 3.2.1,\
-             MAC=00:17:61:aa:{:02x}:{:02x},LockCount=4,ReaderCount=8,MachineType=10,IPAddress=10.1.{}.{}",
-            self.rng.below(256),
-            self.rng.below(256),
-            self.rng.below(256),
-            1 + self.rng.below(254)
-        );
+        let mac = [self.rng.below(256) as u8, self.rng.below(256) as u8];
+        let registry = wire::access_registry_body(mac, [self.rng.below(256) as u8, 1 + self.rng.below(254) as u8]);
         let path = format!("/iclock/registry?SN={sn}");
         self.exchange(live, Kind::Registry, "POST", &path, registry.as_bytes(), |b| b.starts_with("RegistryCode="))
             .await?;
@@ -583,31 +655,35 @@ impl Terminal {
         }
     }
 
-    async fn send_punches(&mut self, live: &Live, kind: Kind, punches: Vec<(u32, String)>) {
-        let body: String = punches.iter().map(|(pin, time)| format!("{pin}\t{time}\t0\t1\t0\t0\t0\n")).collect();
+    async fn send_punches(&mut self, live: &Live, kind: Kind, punches: Vec<(u32, u64)>) {
+        let mut body = Vec::with_capacity(punches.len() * 40);
+        for &(pin, unix) in &punches {
+            wire::write_attlog_line(&mut body, pin, unix);
+        }
         let path = format!("/iclock/cdata?SN={}&table=ATTLOG&Stamp={}", self.sn, self.clock);
         let ok = format!("OK: {}", punches.len());
         self.outcome.punches_sent += punches.len() as u64;
         live.punches_sent.fetch_add(punches.len() as u64, Ordering::Relaxed);
-        if self.exchange(live, kind, "POST", &path, body.as_bytes(), |b| b == ok).await.is_some() {
+        if self.exchange(live, kind, "POST", &path, &body, |b| b == ok).await.is_some() {
             live.punches_acknowledged.fetch_add(punches.len() as u64, Ordering::Relaxed);
             let sn = self.sn.clone();
-            self.outcome.acknowledged.extend(punches.into_iter().map(|(pin, time)| Punch {
+            self.outcome.acknowledged.extend(punches.into_iter().map(|(pin, unix)| Punch {
                 sn: sn.clone(),
                 pin: pin.to_string(),
-                time,
+                time: wire::wall_clock(unix),
             }));
         }
     }
 
-    async fn send_access_event(&mut self, live: &Live, (pin, time): (u32, String)) {
+    async fn send_access_event(&mut self, live: &Live, (pin, unix): (u32, u64)) {
         self.outcome.access_events_sent += 1;
         let index = self.outcome.access_events_sent;
-        let line = format!(
-            "time={time}\tpin={pin}\tcardno=0\teventaddr=1\tevent=0\tinoutstatus=0\tverifytype=15\tindex={index}\n"
-        );
+        let mut line = Vec::with_capacity(110);
+        // A granted face verification on the first door.
+        let event = wire::RtlogEvent { unix, pin, card_no: 0, door: 1, event: 0, verify_type: 15, index };
+        wire::write_rtlog_line(&mut line, &event);
         let path = format!("/iclock/cdata?SN={}&table=rtlog", self.sn);
-        self.exchange(live, Kind::Rtlog, "POST", &path, line.as_bytes(), |b| b.starts_with("OK")).await;
+        self.exchange(live, Kind::Rtlog, "POST", &path, &line, |b| b.starts_with("OK")).await;
     }
 
     /// One request; the answer's body when it came with 200 and `accept` holds, else the error
@@ -623,37 +699,21 @@ impl Terminal {
     ) -> Option<String> {
         live.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = self.link.send(method, path, body).await;
-        let stats = self.outcome.kinds.entry(kind).or_insert_with(KindStats::new);
-        stats.requests += 1;
-        let _ = stats.latency_us.record(started.elapsed().as_micros().clamp(1, 600_000_000) as u64);
+        // Boxed: the exchange's buffers live on the heap only while a request is out, not in
+        // every sleeping terminal's task for the whole run.
+        let result = Box::pin(self.link.send(method, path, body)).await;
         let failure = match result {
-            Ok((200, text)) if accept(&text) => return Some(text),
+            Ok((200, text)) if accept(&text) => {
+                self.recorder.request(kind, started, None);
+                return Some(text);
+            }
             Ok((status, text)) => format!("{method} {path}: {status} {:?}", text.chars().take(120).collect::<String>()),
             Err(e) => format!("{method} {path}: {e}"),
         };
-        stats.errors += 1;
         live.errors.fetch_add(1, Ordering::Relaxed);
-        self.outcome.errors.entry(kind).or_insert((0, failure)).0 += 1;
+        self.recorder.request(kind, started, Some(failure));
         None
     }
-}
-
-/// `YYYY-MM-DD HH:MM:SS` of a Unix time (UTC).
-fn wall_clock(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -873,13 +933,6 @@ pub async fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wall_clock_is_the_civil_utc_time() {
-        assert_eq!(wall_clock(0), "1970-01-01 00:00:00");
-        assert_eq!(wall_clock(1_795_176_000), "2026-11-20 12:00:00");
-        assert_eq!(wall_clock(951_782_400), "2000-02-29 00:00:00");
-    }
 
     #[test]
     fn punch_waits_stay_near_their_mean() {

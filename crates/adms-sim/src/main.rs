@@ -52,6 +52,9 @@ struct FleetArgs {
     /// How long the fleet runs (`30s`, `5m`, or seconds).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     duration: Duration,
+    /// Terminals start spread over this much of the run (default: its first tenth).
+    #[arg(long, value_parser = parse_duration)]
+    ramp: Option<Duration>,
     /// Mean time between two punches of one terminal.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     punch_every: Duration,
@@ -278,6 +281,7 @@ async fn fleet(args: FleetArgs) -> anyhow::Result<bool> {
         authority: authority.clone(),
         devices: args.devices,
         duration: args.duration,
+        ramp: args.ramp,
         punch_every: args.punch_every,
         poll_every: args.poll_every,
         offline_share: args.offline_share.clamp(0.0, 1.0),
