@@ -229,6 +229,21 @@ pub enum DeviceCommand {
         pin: String,
         timezone_id: u32,
     },
+    /// `DATA UPDATE usereleauthorize`: the floors (1-256, at least one) a user may select on
+    /// an elevator controller during one time zone (sent as a mask: see
+    /// [`access::ele_authorize_line`]).
+    AccessEleAuthorizeUpsert {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
+        pin: String,
+        timezone_id: u32,
+        floors: Vec<u16>,
+    },
+    /// `DATA DELETE usereleauthorize Pin=…\tAuthorizeTimezoneId=…`.
+    AccessEleAuthorizeDelete {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
+        pin: String,
+        timezone_id: u32,
+    },
     /// `DATA UPDATE timezone`: 30 packed intervals (3 per weekday Sunday first, then 3 per
     /// holiday type), each `(HHMM start << 16) | HHMM end`, 0 for none.
     AccessTimezoneUpsert { timezone_id: u32, intervals: Vec<u32> },
@@ -458,6 +473,8 @@ impl DeviceCommand {
             DeviceCommand::AccessUserDelete { .. } => "access_user_delete",
             DeviceCommand::AccessAuthorizeUpsert { .. } => "access_authorize_upsert",
             DeviceCommand::AccessAuthorizeDelete { .. } => "access_authorize_delete",
+            DeviceCommand::AccessEleAuthorizeUpsert { .. } => "access_ele_authorize_upsert",
+            DeviceCommand::AccessEleAuthorizeDelete { .. } => "access_ele_authorize_delete",
             DeviceCommand::AccessTimezoneUpsert { .. } => "access_timezone_upsert",
             DeviceCommand::AccessTimezoneDelete { .. } => "access_timezone_delete",
             DeviceCommand::AccessHolidayUpsert { .. } => "access_holiday_upsert",
@@ -483,7 +500,9 @@ impl DeviceCommand {
             | DeviceCommand::AccessUserUpsert { pin, .. }
             | DeviceCommand::AccessUserDelete { pin }
             | DeviceCommand::AccessAuthorizeUpsert { pin, .. }
-            | DeviceCommand::AccessAuthorizeDelete { pin, .. } => Some(pin),
+            | DeviceCommand::AccessAuthorizeDelete { pin, .. }
+            | DeviceCommand::AccessEleAuthorizeUpsert { pin, .. }
+            | DeviceCommand::AccessEleAuthorizeDelete { pin, .. } => Some(pin),
             DeviceCommand::QueryUserinfo { pin } => pin.as_deref(),
             _ => None,
         }
@@ -610,7 +629,18 @@ impl DeviceCommand {
                     return Err(invalid("end_date", FieldProblem::Format("not before start_date")));
                 }
             }
-            DeviceCommand::AccessUserDelete { pin: p } | DeviceCommand::AccessAuthorizeDelete { pin: p, .. } => pin(p)?,
+            DeviceCommand::AccessUserDelete { pin: p }
+            | DeviceCommand::AccessAuthorizeDelete { pin: p, .. }
+            | DeviceCommand::AccessEleAuthorizeDelete { pin: p, .. } => pin(p)?,
+            DeviceCommand::AccessEleAuthorizeUpsert { pin: p, floors, .. } => {
+                pin(p)?;
+                if floors.is_empty() {
+                    return Err(invalid("floors", FieldProblem::Empty));
+                }
+                for floor in floors {
+                    range("floors", u32::from(*floor), 1, u32::from(access::MAX_FLOORS))?;
+                }
+            }
             DeviceCommand::AccessAuthorizeUpsert { pin: p, doors, .. } => {
                 pin(p)?;
                 if *doors == 0 {
@@ -774,6 +804,12 @@ impl DeviceCommand {
             }
             DeviceCommand::AccessAuthorizeDelete { pin, timezone_id } => {
                 access::authorize_delete_line(pin, *timezone_id)
+            }
+            DeviceCommand::AccessEleAuthorizeUpsert { pin, timezone_id, floors } => {
+                access::ele_authorize_line(pin, *timezone_id, floors)
+            }
+            DeviceCommand::AccessEleAuthorizeDelete { pin, timezone_id } => {
+                access::ele_authorize_delete_line(pin, *timezone_id)
             }
             DeviceCommand::AccessTimezoneUpsert { timezone_id, intervals } => {
                 access::timezone_line(*timezone_id, intervals)
