@@ -75,7 +75,8 @@ async fn elevator_levels_keep_their_floors_members_and_rules(engine: Engine) {
     assert_eq!(store.create_ele_level(" ", segment.id).await.unwrap_err().kind(), ErrorKind::Invalid);
 
     // Floors of two controllers: both are concerned by the level's changes.
-    let affected = store.add_ele_level_floors(level.id, &[floors_a[0].id, floors_a[2].id, floors_b[1].id]).await.unwrap();
+    let affected =
+        store.add_ele_level_floors(level.id, &[floors_a[0].id, floors_a[2].id, floors_b[1].id]).await.unwrap();
     assert_eq!(affected.into_iter().collect::<Vec<_>>(), [lift_a, lift_b]);
     assert_eq!(store.add_ele_level_floors(level.id, &[99_999]).await.unwrap_err().kind(), ErrorKind::Invalid);
     assert_eq!(store.add_ele_level_floors(99_999, &[floors_a[0].id]).await.unwrap_err().kind(), ErrorKind::NotFound);
@@ -89,14 +90,20 @@ async fn elevator_levels_keep_their_floors_members_and_rules(engine: Engine) {
     employee(&store, "7", "").await;
     let affected = store.put_ele_level_member(level.id, "7", None, Some("2026-12-31".parse().unwrap())).await.unwrap();
     assert_eq!(affected.len(), 2);
-    assert_eq!(store.put_ele_level_member(level.id, "nobody", None, None).await.unwrap_err().kind(), ErrorKind::Invalid);
+    assert_eq!(
+        store.put_ele_level_member(level.id, "nobody", None, None).await.unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
     let backwards = store
         .put_ele_level_member(level.id, "7", Some("2026-12-31".parse().unwrap()), Some("2026-12-01".parse().unwrap()))
         .await;
     assert_eq!(backwards.unwrap_err().kind(), ErrorKind::Invalid);
     let members = store.ele_level_members(level.id).await.unwrap();
     assert_eq!(members.len(), 1);
-    assert_eq!((members[0].emp_code.as_str(), members[0].valid_until.map(|d| d.to_string())), ("7", Some("2026-12-31".into())));
+    assert_eq!(
+        (members[0].emp_code.as_str(), members[0].valid_until.map(|d| d.to_string())),
+        ("7", Some("2026-12-31".into()))
+    );
     assert_eq!(store.ele_level(level.id).await.unwrap().unwrap().member_count, 1);
     let of_employee = store.access_controllers_of_employee("7").await.unwrap();
     assert_eq!(of_employee.into_iter().collect::<Vec<_>>(), [lift_a, lift_b]);
@@ -157,7 +164,10 @@ async fn an_elevator_controller_is_planned_floor_rights_and_loses_them(engine: E
     // Another floor: only the rights row again, with the new mask.
     store.add_ele_level_floors(level.id, &[floors[0].id]).await.unwrap();
     let plan = store.plan_access_sync(lift, &now()).await.unwrap();
-    assert_eq!(lines(&plan), [format!("DATA UPDATE usereleauthorize Pin=7\tAuthorizeTimezoneId={tz}\tAuthorizeFloors=181")]);
+    assert_eq!(
+        lines(&plan),
+        [format!("DATA UPDATE usereleauthorize Pin=7\tAuthorizeTimezoneId={tz}\tAuthorizeFloors=181")]
+    );
     queue(&store, lift, &plan).await;
 
     // A full re-sync clears usereleauthorize too, on an elevator controller.
