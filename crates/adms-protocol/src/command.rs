@@ -942,6 +942,28 @@ mod tests {
     }
 
     #[test]
+    fn elevator_floor_rights_are_a_hex_mask_of_valid_floors_keyed_like_door_rights() {
+        let rights: DeviceCommand =
+            serde_json::from_str(r#"{"type":"access_ele_authorize_upsert","pin":"7","timezone_id":2,"floors":[9,8]}"#)
+                .unwrap();
+        assert_eq!((rights.kind(), rights.pin()), ("access_ele_authorize_upsert", Some("7")));
+        assert_eq!(
+            rights.encode().unwrap(),
+            "DATA UPDATE usereleauthorize Pin=7\tAuthorizeTimezoneId=2\tAuthorizeFloors=180"
+        );
+        let delete = DeviceCommand::AccessEleAuthorizeDelete { pin: "7".into(), timezone_id: 2 };
+        assert_eq!(delete.encode().unwrap(), "DATA DELETE usereleauthorize Pin=7\tAuthorizeTimezoneId=2");
+        assert_eq!(delete.kind(), "access_ele_authorize_delete");
+        for (pin, floors) in [("7", vec![]), ("7", vec![0]), ("7", vec![257]), ("7\tPin=8", vec![1]), ("", vec![1])] {
+            let command = DeviceCommand::AccessEleAuthorizeUpsert { pin: pin.into(), timezone_id: 1, floors };
+            assert!(command.encode().is_err(), "{command:?}");
+        }
+        assert!(DeviceCommand::AccessEleAuthorizeDelete { pin: "7\n".into(), timezone_id: 1 }.encode().is_err());
+        let clear = DeviceCommand::AccessClear { table: AccessTable::Usereleauthorize };
+        assert_eq!(clear.encode().unwrap(), "DATA DELETE usereleauthorize *");
+    }
+
+    #[test]
     fn return_codes() {
         assert!(return_code_succeeded(0) && return_code_succeeded(12));
         assert!(!return_code_succeeded(-1002));
