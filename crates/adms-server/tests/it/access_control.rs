@@ -278,7 +278,7 @@ async fn an_elevator_level_reaches_the_controller_as_exact_floor_rights_and_leav
     assert!(poll(&dev).await.is_empty(), "declared floors alone put nothing on the controller");
 
     let employee = json!({ "emp_code": "7", "first_name": "Ana", "card_no": "123456", "department": 1, "area": [1] });
-    post(&api, "/personnel/api/employees/", employee).await;
+    let created = post(&api, "/personnel/api/employees/", employee).await;
     let segment = post(
         &api,
         "/api/v1/access/time-segments",
@@ -314,6 +314,22 @@ async fn an_elevator_level_reaches_the_controller_as_exact_floor_rights_and_leav
     );
     acknowledge(&dev, &first).await;
     assert!(poll(&dev).await.is_empty());
+    // The employee's new card follows to the elevator controller as one row.
+    let id = created["id"].as_i64().unwrap();
+    let (status, answer) =
+        api.patch_json(&format!("/personnel/api/employees/{id}/"), &json!({ "card_no": "4242" })).await;
+    assert_eq!(status, 200, "{answer}");
+    let card = poll(&dev).await;
+    assert_eq!(
+        texts(&card),
+        ["DATA UPDATE user CardNo=4242\tPin=7\tPassword=\tGroup=1\tStartTime=0\tEndTime=0\tName=Ana\tPrivilege=0"]
+    );
+    acknowledge(&dev, &card).await;
+    // A read-only key reads elevator levels but changes nothing.
+    let key = crate::users_scopes_audit::integration_key(&server, "reader", &["read"]);
+    let reader = Api { client: api.client.clone(), server_addr: api.server_addr.clone(), token: key };
+    assert_eq!(reader.get_status(&format!("/api/v1/access/elevator-levels/{level}")).await.0, 200);
+    assert_eq!(reader.delete(&format!("/api/v1/access/elevator-levels/{level}/members/7")).await.0, 403);
     let members = api.get(&format!("/api/v1/access/elevator-levels/{level}/members")).await;
     assert_eq!(members["count"], 1, "{members}");
     assert_eq!(api.get(&format!("/api/v1/access/elevator-levels/{level}")).await["member_count"], 1);
