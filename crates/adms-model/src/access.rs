@@ -4,7 +4,9 @@
 //!
 //! An access controller holds four tables the bridge manages: `user` (who exists, with card,
 //! password and validity), `userauthorize` (per person and time zone, the bitmask of this
-//! controller's doors they may open), `timezone` (weekly intervals) and `holiday`. The bridge
+//! controller's doors they may open), `timezone` (weekly intervals) and `holiday`. An elevator
+//! controller (one with floors) holds a fifth, `usereleauthorize` (per person and time zone, the
+//! floors they may select), filled from elevator levels as `userauthorize` is from door levels. The bridge
 //! never reads them back: what a controller holds is what was sent to it, in queue order, minus
 //! what it refused. [`ControllerRows`] is such a table set, keyed by each row's identity on the
 //! controller ([`RowKey`]); [`plan`] compares the rows a controller should hold with the rows it
@@ -12,7 +14,7 @@
 //! each row once, in an order the controller can apply them (a time zone before the rights that
 //! name it, rights deleted before their user).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -294,6 +296,14 @@ pub enum Row {
         timezone_id: u32,
         doors: u32,
     },
+    /// The floors (1–256) `pin` may select during time zone `timezone_id` on an elevator
+    /// controller (`usereleauthorize`; the wire's mask is made from them in
+    /// `adms_protocol::access`).
+    EleAuthorize {
+        pin: String,
+        timezone_id: u32,
+        floors: BTreeSet<u16>,
+    },
     /// A time zone's 30 packed intervals ([`WeeklySchedule::packed`]).
     Timezone {
         timezone_id: u32,
@@ -311,6 +321,7 @@ pub enum Row {
 pub enum Table {
     User,
     Authorize,
+    EleAuthorize,
     Timezone,
     Holiday,
 }
@@ -320,6 +331,7 @@ pub enum Table {
 pub enum RowKey {
     User(String),
     Authorize(String, u32),
+    EleAuthorize(String, u32),
     Timezone(u32),
     Holiday(AccessDate),
 }
@@ -329,6 +341,7 @@ impl RowKey {
         match self {
             RowKey::User(_) => Table::User,
             RowKey::Authorize(..) => Table::Authorize,
+            RowKey::EleAuthorize(..) => Table::EleAuthorize,
             RowKey::Timezone(_) => Table::Timezone,
             RowKey::Holiday(_) => Table::Holiday,
         }
@@ -340,6 +353,7 @@ impl RowKey {
         match self {
             RowKey::User(pin) => format!("access:user:{pin}"),
             RowKey::Authorize(pin, tz) => format!("access:authorize:{pin}:{tz}"),
+            RowKey::EleAuthorize(pin, tz) => format!("access:eleauthorize:{pin}:{tz}"),
             RowKey::Timezone(tz) => format!("access:timezone:{tz}"),
             RowKey::Holiday(date) => format!("access:holiday:{}", date.yyyymmdd()),
         }
@@ -351,6 +365,7 @@ impl Row {
         match self {
             Row::User(u) => RowKey::User(u.pin.clone()),
             Row::Authorize { pin, timezone_id, .. } => RowKey::Authorize(pin.clone(), *timezone_id),
+            Row::EleAuthorize { pin, timezone_id, .. } => RowKey::EleAuthorize(pin.clone(), *timezone_id),
             Row::Timezone { timezone_id, .. } => RowKey::Timezone(*timezone_id),
             Row::Holiday { date, .. } => RowKey::Holiday(*date),
         }
@@ -413,15 +428,15 @@ impl ControllerRows {
 /// The changes that make a controller holding `held` hold exactly `desired`: an upsert for
 /// every desired row it lacks or holds differently, a delete for every row it holds that is not
 /// desired, nothing for rows already right. Ordered so the controller never holds a right
-/// naming a missing user or time zone: rights deletes, user deletes, time zones, holidays,
-/// users, rights, and last the deletes of time zones no longer used.
+/// naming a missing user or time zone: rights deletes (doors and floors), user deletes, time
+/// zones, holidays, users, rights, and last the deletes of time zones no longer used.
 pub fn plan(desired: &ControllerRows, held: &ControllerRows) -> Vec<AccessChange> {
     // Buckets in the order they are sent.
     let mut buckets: [Vec<AccessChange>; 8] = Default::default();
     for key in held.rows.keys() {
         if !desired.rows.contains_key(key) {
             let bucket = match key.table() {
-                Table::Authorize => 0,
+                Table::Authorize | Table::EleAuthorize => 0,
                 Table::User => 1,
                 Table::Holiday => 3,
                 Table::Timezone => 7,
@@ -435,7 +450,7 @@ pub fn plan(desired: &ControllerRows, held: &ControllerRows) -> Vec<AccessChange
                 Table::Timezone => 2,
                 Table::Holiday => 4,
                 Table::User => 5,
-                Table::Authorize => 6,
+                Table::Authorize | Table::EleAuthorize => 6,
             };
             buckets[bucket].push(AccessChange::Upsert(row.clone()));
         }
@@ -452,6 +467,18 @@ pub struct Grant {
     pub door_no: u8,
 }
 
+/// A person with a floor of an elevator controller through an elevator level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloorGrant {
+    pub pin: String,
+    pub timezone_id: u32,
+    /// The controller's floor number (1–256).
+    pub floor_no: u16,
+}
+
+/// Floors an elevator controller's `usereleauthorize` mask can name (32 bytes).
+pub const MAX_FLOOR_NO: u16 = 256;
+
 /// What one controller should hold: a `user` row for every person with at least one grant on
 /// it, one `userauthorize` row per person and time zone with the bitmask of the granted doors,
 /// the time zones the grants name, and every holiday. `users` may list more persons than have
@@ -459,6 +486,20 @@ pub struct Grant {
 pub fn desired_rows(
     users: &BTreeMap<String, ControllerUser>,
     grants: &[Grant],
+    timezones: &BTreeMap<u32, WeeklySchedule>,
+    holidays: &[(AccessDate, u8, bool)],
+) -> ControllerRows {
+    desired_rows_with_floors(users, grants, &[], timezones, holidays)
+}
+
+/// [`desired_rows`] for a controller that may also be an elevator controller: besides, one
+/// `usereleauthorize` row per person and time zone with the set of granted floors, the person's
+/// `user` row (an elevator controller checks the person as a door controller does) and the time
+/// zone. Floors outside 1–256 are left out.
+pub fn desired_rows_with_floors(
+    users: &BTreeMap<String, ControllerUser>,
+    grants: &[Grant],
+    floor_grants: &[FloorGrant],
     timezones: &BTreeMap<u32, WeeklySchedule>,
     holidays: &[(AccessDate, u8, bool)],
 ) -> ControllerRows {
@@ -479,6 +520,25 @@ pub fn desired_rows(
         if let Some(schedule) = timezones.get(timezone_id) {
             out.insert(Row::Timezone { timezone_id: *timezone_id, intervals: schedule.packed() });
         }
+    }
+    let mut floors: BTreeMap<(String, u32), BTreeSet<u16>> = BTreeMap::new();
+    for grant in floor_grants {
+        if !users.contains_key(&grant.pin)
+            || !timezones.contains_key(&grant.timezone_id)
+            || !(1..=MAX_FLOOR_NO).contains(&grant.floor_no)
+        {
+            continue;
+        }
+        floors.entry((grant.pin.clone(), grant.timezone_id)).or_default().insert(grant.floor_no);
+    }
+    for ((pin, timezone_id), floors) in floors {
+        if let Some(user) = users.get(&pin) {
+            out.insert(Row::User(user.clone()));
+        }
+        if let Some(schedule) = timezones.get(&timezone_id) {
+            out.insert(Row::Timezone { timezone_id, intervals: schedule.packed() });
+        }
+        out.insert(Row::EleAuthorize { pin, timezone_id, floors });
     }
     for (date, holiday_type, yearly) in holidays {
         out.insert(Row::Holiday { date: *date, holiday_type: *holiday_type, yearly: *yearly });

@@ -12,6 +12,13 @@
 //! - **Deleting one `userauthorize` row** names both keys: `DATA DELETE userauthorize
 //!   Pin=…\tAuthorizeTimezoneId=…` (a two-field condition, as `DATA DELETE templatev10
 //!   Pin=…\tFingerID=…` is known to work; the two-key form itself is unverified on hardware).
+//! - **Elevator floor rights** (`usereleauthorize`, §7.6: one OCR'd source, no capture, key
+//!   spelling inconsistent there) are sent as `DATA UPDATE usereleauthorize Pin=…\t
+//!   AuthorizeTimezoneId=…\tAuthorizeFloors=<mask>`: the keys of `userauthorize` for the person
+//!   and time zone, and the doc's `AuthorizeFloors` for the floors, whose mask is hexadecimal,
+//!   floor n → bit n-1, without leading zeros (the doc's "floors 8 and 9" → `180`). The doc's
+//!   direct-floor id is not sent. All of it is in [`ele_authorize_line`] and
+//!   [`ELE_AUTHORIZE_KEYS`]; a delete names the same two keys as `userauthorize`'s.
 //! - **Holidays**: `Holiday=YYYYMMDD`, `HolidayType` 1–3, `Loop` 1 (every year on that month and
 //!   day) or 2 (that date only).
 //! - **`CONTROL DEVICE`** operands are four bytes written `%02X` (door 1 for 15 s is
@@ -66,6 +73,8 @@ pub const TIMEZONE_FIELDS: [&str; TIMEZONE_SLOTS] = [
 pub enum AccessTable {
     User,
     Userauthorize,
+    /// Elevator floor rights (elevator controllers only).
+    Usereleauthorize,
     Timezone,
     Holiday,
 }
@@ -76,6 +85,7 @@ impl AccessTable {
         match self {
             AccessTable::User => "user",
             AccessTable::Userauthorize => "userauthorize",
+            AccessTable::Usereleauthorize => "usereleauthorize",
             AccessTable::Timezone => "timezone",
             AccessTable::Holiday => "holiday",
         }
@@ -240,6 +250,39 @@ pub fn authorize_delete_line(pin: &str, timezone_id: u32) -> String {
     format!("DATA DELETE userauthorize Pin={pin}\tAuthorizeTimezoneId={timezone_id}")
 }
 
+/// The table and keys of an elevator floor right: table, person, time zone, floor mask (see
+/// the module docs: the reference is unsure of the spelling; change it here).
+pub const ELE_AUTHORIZE_KEYS: [&str; 4] = ["usereleauthorize", "Pin", "AuthorizeTimezoneId", "AuthorizeFloors"];
+
+/// The floor mask of `usereleauthorize`: floor n → bit n-1 of a number of up to 256 bits,
+/// written in uppercase hexadecimal without leading zeros (floors 8 and 9 → `180`; no floor
+/// → `0`). Floors outside 1–[`MAX_FLOORS`] are ignored.
+pub fn floor_mask_hex(floors: &[u16]) -> String {
+    // Little-endian nibbles: nibble i holds floors 4i+1 … 4i+4.
+    let mut nibbles = [0u8; 64];
+    for floor in floors.iter().filter(|f| (1..=MAX_FLOORS).contains(f)) {
+        let bit = usize::from(floor - 1);
+        nibbles[bit / 4] |= 1 << (bit % 4);
+    }
+    let top = nibbles.iter().rposition(|n| *n != 0).unwrap_or(0);
+    nibbles[..=top].iter().rev().map(|n| format!("{n:X}")).collect()
+}
+
+/// `DATA UPDATE usereleauthorize Pin=…\tAuthorizeTimezoneId=…\tAuthorizeFloors=<hex mask>`.
+pub fn ele_authorize_line(pin: &str, timezone_id: u32, floors: &[u16]) -> String {
+    let [table, pin_key, timezone_key, floors_key] = ELE_AUTHORIZE_KEYS;
+    format!(
+        "DATA UPDATE {table} {pin_key}={pin}\t{timezone_key}={timezone_id}\t{floors_key}={}",
+        floor_mask_hex(floors)
+    )
+}
+
+/// `DATA DELETE usereleauthorize Pin=…\tAuthorizeTimezoneId=…`.
+pub fn ele_authorize_delete_line(pin: &str, timezone_id: u32) -> String {
+    let [table, pin_key, timezone_key, _] = ELE_AUTHORIZE_KEYS;
+    format!("DATA DELETE {table} {pin_key}={pin}\t{timezone_key}={timezone_id}")
+}
+
 /// `DATA UPDATE timezone TimezoneId=…\tSunTime1=…` … `Hol3Time3=…`.
 pub fn timezone_line(timezone_id: u32, intervals: &[u32]) -> String {
     let mut out = format!("DATA UPDATE timezone TimezoneId={timezone_id}");
@@ -321,6 +364,17 @@ mod tests {
             authorize_line("7", 2, 3),
             "DATA UPDATE userauthorize Pin=7\tAuthorizeTimezoneId=2\tAuthorizeDoorId=3"
         );
+        assert_eq!(floor_mask_hex(&[8, 9]), "180", "the reference's example");
+        assert_eq!(floor_mask_hex(&[1]), "1");
+        assert_eq!(floor_mask_hex(&[]), "0");
+        assert_eq!(floor_mask_hex(&[0, 257]), "0");
+        assert_eq!(floor_mask_hex(&[256]), format!("8{}", "0".repeat(63)));
+        assert_eq!(floor_mask_hex(&[1, 2, 3, 4, 5, 16]), "801F");
+        assert_eq!(
+            ele_authorize_line("7", 2, &[8, 9]),
+            "DATA UPDATE usereleauthorize Pin=7\tAuthorizeTimezoneId=2\tAuthorizeFloors=180"
+        );
+        assert_eq!(ele_authorize_delete_line("7", 2), "DATA DELETE usereleauthorize Pin=7\tAuthorizeTimezoneId=2");
         assert_eq!(holiday_line(20261225, 1, true), "DATA UPDATE holiday Holiday=20261225\tHolidayType=1\tLoop=1");
         assert_eq!(clear_line(AccessTable::Userauthorize), "DATA DELETE userauthorize *");
         assert!(is_yyyymmdd(20261231) && !is_yyyymmdd(20261301) && !is_yyyymmdd(19991231));

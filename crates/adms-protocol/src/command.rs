@@ -229,6 +229,21 @@ pub enum DeviceCommand {
         pin: String,
         timezone_id: u32,
     },
+    /// `DATA UPDATE usereleauthorize`: the floors (1-256, at least one) a user may select on
+    /// an elevator controller during one time zone (sent as a mask: see
+    /// [`access::ele_authorize_line`]).
+    AccessEleAuthorizeUpsert {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
+        pin: String,
+        timezone_id: u32,
+        floors: Vec<u16>,
+    },
+    /// `DATA DELETE usereleauthorize Pin=…\tAuthorizeTimezoneId=…`.
+    AccessEleAuthorizeDelete {
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 24, pattern = "^[A-Za-z0-9]+$"))]
+        pin: String,
+        timezone_id: u32,
+    },
     /// `DATA UPDATE timezone`: 30 packed intervals (3 per weekday Sunday first, then 3 per
     /// holiday type), each `(HHMM start << 16) | HHMM end`, 0 for none.
     AccessTimezoneUpsert { timezone_id: u32, intervals: Vec<u32> },
@@ -458,6 +473,8 @@ impl DeviceCommand {
             DeviceCommand::AccessUserDelete { .. } => "access_user_delete",
             DeviceCommand::AccessAuthorizeUpsert { .. } => "access_authorize_upsert",
             DeviceCommand::AccessAuthorizeDelete { .. } => "access_authorize_delete",
+            DeviceCommand::AccessEleAuthorizeUpsert { .. } => "access_ele_authorize_upsert",
+            DeviceCommand::AccessEleAuthorizeDelete { .. } => "access_ele_authorize_delete",
             DeviceCommand::AccessTimezoneUpsert { .. } => "access_timezone_upsert",
             DeviceCommand::AccessTimezoneDelete { .. } => "access_timezone_delete",
             DeviceCommand::AccessHolidayUpsert { .. } => "access_holiday_upsert",
@@ -483,7 +500,9 @@ impl DeviceCommand {
             | DeviceCommand::AccessUserUpsert { pin, .. }
             | DeviceCommand::AccessUserDelete { pin }
             | DeviceCommand::AccessAuthorizeUpsert { pin, .. }
-            | DeviceCommand::AccessAuthorizeDelete { pin, .. } => Some(pin),
+            | DeviceCommand::AccessAuthorizeDelete { pin, .. }
+            | DeviceCommand::AccessEleAuthorizeUpsert { pin, .. }
+            | DeviceCommand::AccessEleAuthorizeDelete { pin, .. } => Some(pin),
             DeviceCommand::QueryUserinfo { pin } => pin.as_deref(),
             _ => None,
         }
@@ -610,7 +629,18 @@ impl DeviceCommand {
                     return Err(invalid("end_date", FieldProblem::Format("not before start_date")));
                 }
             }
-            DeviceCommand::AccessUserDelete { pin: p } | DeviceCommand::AccessAuthorizeDelete { pin: p, .. } => pin(p)?,
+            DeviceCommand::AccessUserDelete { pin: p }
+            | DeviceCommand::AccessAuthorizeDelete { pin: p, .. }
+            | DeviceCommand::AccessEleAuthorizeDelete { pin: p, .. } => pin(p)?,
+            DeviceCommand::AccessEleAuthorizeUpsert { pin: p, floors, .. } => {
+                pin(p)?;
+                if floors.is_empty() {
+                    return Err(invalid("floors", FieldProblem::Empty));
+                }
+                for floor in floors {
+                    range("floors", u32::from(*floor), 1, u32::from(access::MAX_FLOORS))?;
+                }
+            }
             DeviceCommand::AccessAuthorizeUpsert { pin: p, doors, .. } => {
                 pin(p)?;
                 if *doors == 0 {
@@ -775,6 +805,12 @@ impl DeviceCommand {
             DeviceCommand::AccessAuthorizeDelete { pin, timezone_id } => {
                 access::authorize_delete_line(pin, *timezone_id)
             }
+            DeviceCommand::AccessEleAuthorizeUpsert { pin, timezone_id, floors } => {
+                access::ele_authorize_line(pin, *timezone_id, floors)
+            }
+            DeviceCommand::AccessEleAuthorizeDelete { pin, timezone_id } => {
+                access::ele_authorize_delete_line(pin, *timezone_id)
+            }
             DeviceCommand::AccessTimezoneUpsert { timezone_id, intervals } => {
                 access::timezone_line(*timezone_id, intervals)
             }
@@ -903,6 +939,28 @@ mod tests {
             let command = DeviceCommand::AuxOutputControl { output, action, seconds };
             assert!(command.encode().is_err(), "{command:?}");
         }
+    }
+
+    #[test]
+    fn elevator_floor_rights_are_a_hex_mask_of_valid_floors_keyed_like_door_rights() {
+        let rights: DeviceCommand =
+            serde_json::from_str(r#"{"type":"access_ele_authorize_upsert","pin":"7","timezone_id":2,"floors":[9,8]}"#)
+                .unwrap();
+        assert_eq!((rights.kind(), rights.pin()), ("access_ele_authorize_upsert", Some("7")));
+        assert_eq!(
+            rights.encode().unwrap(),
+            "DATA UPDATE usereleauthorize Pin=7\tAuthorizeTimezoneId=2\tAuthorizeFloors=180"
+        );
+        let delete = DeviceCommand::AccessEleAuthorizeDelete { pin: "7".into(), timezone_id: 2 };
+        assert_eq!(delete.encode().unwrap(), "DATA DELETE usereleauthorize Pin=7\tAuthorizeTimezoneId=2");
+        assert_eq!(delete.kind(), "access_ele_authorize_delete");
+        for (pin, floors) in [("7", vec![]), ("7", vec![0]), ("7", vec![257]), ("7\tPin=8", vec![1]), ("", vec![1])] {
+            let command = DeviceCommand::AccessEleAuthorizeUpsert { pin: pin.into(), timezone_id: 1, floors };
+            assert!(command.encode().is_err(), "{command:?}");
+        }
+        assert!(DeviceCommand::AccessEleAuthorizeDelete { pin: "7\n".into(), timezone_id: 1 }.encode().is_err());
+        let clear = DeviceCommand::AccessClear { table: AccessTable::Usereleauthorize };
+        assert_eq!(clear.encode().unwrap(), "DATA DELETE usereleauthorize *");
     }
 
     #[test]

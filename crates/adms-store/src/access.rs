@@ -24,8 +24,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use adms_model::access::{
-    AccessChange, AccessDate, ControllerRows, ControllerUser, Grant, LocalTime, Row, RowKey, Table, WeeklySchedule,
-    desired_rows, plan, visitor_user,
+    AccessChange, AccessDate, ControllerRows, ControllerUser, FloorGrant, Grant, LocalTime, Row, RowKey, Table,
+    WeeklySchedule, desired_rows_with_floors, plan, visitor_user,
 };
 use adms_protocol::DeviceCommand;
 use adms_protocol::access::AccessTable;
@@ -157,7 +157,7 @@ fn read_schedule(id: i64, json: &str) -> Result<WeeklySchedule, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Invalid(format!("stored schedule of time segment {id}: {e}")))
 }
 
-fn read_date(text: Option<String>) -> Result<Option<AccessDate>, StoreError> {
+pub(crate) fn read_date(text: Option<String>) -> Result<Option<AccessDate>, StoreError> {
     text.map(|t| t.parse::<AccessDate>().map_err(|e| StoreError::Invalid(format!("stored date: {e}")))).transpose()
 }
 
@@ -167,7 +167,7 @@ fn schedule_json(schedule: &WeeklySchedule) -> Result<String, StoreError> {
 }
 
 /// A name for a door, a level or a segment: 1 to 100 characters, no control characters.
-fn check_name(name: &str) -> Result<(), StoreError> {
+pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
     if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(StoreError::Invalid("name: 1 to 100 characters, no control characters".into()));
     }
@@ -175,11 +175,13 @@ fn check_name(name: &str) -> Result<(), StoreError> {
 }
 
 /// The command kinds of the access tables, as the queue stores them.
-pub(crate) const ACCESS_KINDS: [&str; 9] = [
+pub(crate) const ACCESS_KINDS: [&str; 11] = [
     "access_user_upsert",
     "access_user_delete",
     "access_authorize_upsert",
     "access_authorize_delete",
+    "access_ele_authorize_upsert",
+    "access_ele_authorize_delete",
     "access_timezone_upsert",
     "access_timezone_delete",
     "access_holiday_upsert",
@@ -191,6 +193,7 @@ fn wire_table(table: Table) -> AccessTable {
     match table {
         Table::User => AccessTable::User,
         Table::Authorize => AccessTable::Userauthorize,
+        Table::EleAuthorize => AccessTable::Usereleauthorize,
         Table::Timezone => AccessTable::Timezone,
         Table::Holiday => AccessTable::Holiday,
     }
@@ -211,6 +214,16 @@ pub fn change_command(change: &AccessChange) -> DeviceCommand {
         },
         AccessChange::Upsert(Row::Authorize { pin, timezone_id, doors }) => {
             DeviceCommand::AccessAuthorizeUpsert { pin: pin.clone(), timezone_id: *timezone_id, doors: *doors }
+        }
+        AccessChange::Upsert(Row::EleAuthorize { pin, timezone_id, floors }) => {
+            DeviceCommand::AccessEleAuthorizeUpsert {
+                pin: pin.clone(),
+                timezone_id: *timezone_id,
+                floors: floors.iter().copied().collect(),
+            }
+        }
+        AccessChange::Delete(RowKey::EleAuthorize(pin, timezone_id)) => {
+            DeviceCommand::AccessEleAuthorizeDelete { pin: pin.clone(), timezone_id: *timezone_id }
         }
         AccessChange::Upsert(Row::Timezone { timezone_id, intervals }) => {
             DeviceCommand::AccessTimezoneUpsert { timezone_id: *timezone_id, intervals: intervals.clone() }
@@ -248,6 +261,16 @@ pub fn command_change(command: &DeviceCommand) -> Option<AccessChange> {
         DeviceCommand::AccessAuthorizeUpsert { pin, timezone_id, doors } => {
             AccessChange::Upsert(Row::Authorize { pin: pin.clone(), timezone_id: *timezone_id, doors: *doors })
         }
+        DeviceCommand::AccessEleAuthorizeUpsert { pin, timezone_id, floors } => {
+            AccessChange::Upsert(Row::EleAuthorize {
+                pin: pin.clone(),
+                timezone_id: *timezone_id,
+                floors: floors.iter().copied().collect(),
+            })
+        }
+        DeviceCommand::AccessEleAuthorizeDelete { pin, timezone_id } => {
+            AccessChange::Delete(RowKey::EleAuthorize(pin.clone(), *timezone_id))
+        }
         DeviceCommand::AccessTimezoneUpsert { timezone_id, intervals } => {
             AccessChange::Upsert(Row::Timezone { timezone_id: *timezone_id, intervals: intervals.clone() })
         }
@@ -263,6 +286,7 @@ pub fn command_change(command: &DeviceCommand) -> Option<AccessChange> {
         DeviceCommand::AccessClear { table } => AccessChange::Clear(match table {
             AccessTable::User => Table::User,
             AccessTable::Userauthorize => Table::Authorize,
+            AccessTable::Usereleauthorize => Table::EleAuthorize,
             AccessTable::Timezone => Table::Timezone,
             AccessTable::Holiday => Table::Holiday,
         }),
@@ -342,6 +366,15 @@ impl Store {
                     .await?;
             let Some((sn, alias)) = device else { return Err(StoreError::NotFound) };
             let device_name = if alias.trim().is_empty() { sn } else { alias };
+            // Elevator levels lose the floors that go (the caller plans the controller again).
+            sqlx::query(
+                "DELETE FROM access_ele_level_floors WHERE floor_id IN \
+                 (SELECT id FROM access_floors WHERE device_id = $1 AND floor_no > $2)",
+            )
+            .bind(device_id)
+            .bind(count)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM access_floors WHERE device_id = $1 AND floor_no > $2")
                 .bind(device_id)
                 .bind(count)
@@ -445,8 +478,10 @@ impl Store {
                 return Err(StoreError::NotFound);
             }
             let devices: Vec<i64> = sqlx::query_scalar(
-                "SELECT DISTINCT d.device_id FROM access_levels AS l JOIN access_level_doors AS ld ON ld.level_id = l.id \
-                 JOIN access_doors AS d ON d.id = ld.door_id WHERE l.time_segment_id = $1",
+                "SELECT d.device_id FROM access_levels AS l JOIN access_level_doors AS ld ON ld.level_id = l.id \
+                 JOIN access_doors AS d ON d.id = ld.door_id WHERE l.time_segment_id = $1 \
+                 UNION SELECT f.device_id FROM access_ele_levels AS l JOIN access_ele_level_floors AS lf \
+                 ON lf.level_id = l.id JOIN access_floors AS f ON f.id = lf.floor_id WHERE l.time_segment_id = $1",
             )
             .bind(id)
             .fetch_all(&mut *tx)
@@ -467,6 +502,14 @@ impl Store {
                     .await?;
             if let Some(level) = used {
                 return Err(StoreError::Conflict(format!("time segment {id} is used by access level {level}")));
+            }
+            let used: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM access_ele_levels WHERE time_segment_id = $1 LIMIT 1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(level) = used {
+                return Err(StoreError::Conflict(format!("time segment {id} is used by elevator level {level}")));
             }
             let deleted =
                 sqlx::query("DELETE FROM access_time_segments WHERE id = $1").bind(id).execute(&mut *tx).await?;
@@ -535,12 +578,14 @@ impl Store {
         if deleted == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
-    /// Approved controllers with at least one door: the ones the access model provisions.
+    /// Approved controllers with at least one door or floor: the ones the access model
+    /// provisions.
     pub async fn access_controller_ids(&self) -> Result<Vec<i64>, StoreError> {
         on_db!(self, |db| {
             Ok(sqlx::query_scalar(
-                "SELECT DISTINCT d.device_id FROM access_doors AS d JOIN devices AS v ON v.id = d.device_id \
-                 WHERE v.approval = 'approved' AND v.deleted_at IS NULL ORDER BY d.device_id",
+                "SELECT v.id FROM devices AS v WHERE v.approval = 'approved' AND v.deleted_at IS NULL \
+                 AND (EXISTS (SELECT 1 FROM access_doors AS d WHERE d.device_id = v.id) \
+                 OR EXISTS (SELECT 1 FROM access_floors AS f WHERE f.device_id = v.id)) ORDER BY v.id",
             )
             .fetch_all(db.pool())
             .await?)
@@ -818,6 +863,9 @@ impl Store {
                 "SELECT d.device_id FROM access_level_members AS m JOIN employees AS e ON e.id = m.employee_id \
                  JOIN access_level_doors AS ld ON ld.level_id = m.level_id JOIN access_doors AS d ON d.id = ld.door_id \
                  WHERE e.emp_code = $1 \
+                 UNION SELECT f.device_id FROM access_ele_level_members AS m JOIN employees AS e ON e.id = m.employee_id \
+                 JOIN access_ele_level_floors AS lf ON lf.level_id = m.level_id \
+                 JOIN access_floors AS f ON f.id = lf.floor_id WHERE e.emp_code = $1 \
                  UNION SELECT device_id FROM device_commands WHERE pin = $1 AND ",
                 in_list!("kind", "$2")
             ))
@@ -832,47 +880,58 @@ impl Store {
     /// The changes that bring one controller to the model's desired state (see the module
     /// docs). `now` (the controllers' local time) drops memberships that ended before its day
     /// and visits that are not in progress. A controller that is not approved, and a device
-    /// without doors, get nothing.
+    /// without doors or floors, get nothing.
     pub async fn plan_access_sync(&self, device_id: i64, now: &LocalTime) -> Result<Vec<AccessChange>, StoreError> {
-        let Some((desired, held)) = self.access_states(device_id, now).await? else { return Ok(Vec::new()) };
-        Ok(plan(&desired, &held))
+        let Some(states) = self.access_states(device_id, now).await? else { return Ok(Vec::new()) };
+        Ok(plan(&states.desired, &states.held))
     }
 
-    /// A full re-sync of one controller: every access table cleared, then everything it should
-    /// hold. Its queued access changes are superseded as the new ones are queued.
+    /// A full re-sync of one controller: every access table cleared (`usereleauthorize` only on
+    /// an elevator controller: a door controller has no such table to refuse), then everything
+    /// it should hold. Its queued access changes are superseded as the new ones are queued.
     pub async fn plan_access_resync(&self, device_id: i64, now: &LocalTime) -> Result<Vec<AccessChange>, StoreError> {
-        let Some((desired, _)) = self.access_states(device_id, now).await? else { return Ok(Vec::new()) };
-        let mut changes: Vec<AccessChange> =
-            [Table::Authorize, Table::User, Table::Timezone, Table::Holiday].map(AccessChange::Clear).into();
-        changes.extend(plan(&desired, &ControllerRows::default()));
+        let Some(states) = self.access_states(device_id, now).await? else { return Ok(Vec::new()) };
+        let mut changes: Vec<AccessChange> = vec![AccessChange::Clear(Table::Authorize)];
+        if states.elevator {
+            changes.push(AccessChange::Clear(Table::EleAuthorize));
+        }
+        changes.extend([Table::User, Table::Timezone, Table::Holiday].map(AccessChange::Clear));
+        changes.extend(plan(&states.desired, &ControllerRows::default()));
         Ok(changes)
     }
 
     /// What a controller should hold and what it holds; `None` when it is not approved, or not
-    /// an access controller (no doors: an attendance terminal gets no holiday either).
-    async fn access_states(
-        &self,
-        device_id: i64,
-        now: &LocalTime,
-    ) -> Result<Option<(ControllerRows, ControllerRows)>, StoreError> {
+    /// an access controller (no doors and no floors: an attendance terminal gets no holiday
+    /// either).
+    async fn access_states(&self, device_id: i64, now: &LocalTime) -> Result<Option<AccessStates>, StoreError> {
         let sealer = self.sealer();
         on_db!(self, |db| {
             let mut conn = db.pool().acquire().await?;
-            let approved: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM devices WHERE id = $1 AND approval = 'approved' AND deleted_at IS NULL \
-                 AND EXISTS (SELECT 1 FROM access_doors WHERE device_id = $1)",
+            let kind: Option<(bool, bool)> = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM access_doors WHERE device_id = $1), \
+                 EXISTS (SELECT 1 FROM access_floors WHERE device_id = $1) \
+                 FROM devices WHERE id = $1 AND approval = 'approved' AND deleted_at IS NULL",
             )
             .bind(device_id)
             .fetch_optional(&mut *conn)
             .await?;
-            if approved.is_none() {
+            let Some((doors, elevator)) = kind else { return Ok(None) };
+            if !doors && !elevator {
                 return Ok(None);
             }
             let desired = dialect::desired_access_rows(&mut conn, sealer, device_id, now).await?;
             let held = dialect::held_access_rows(&mut conn, sealer, device_id).await?;
-            Ok(Some((desired, held)))
+            Ok(Some(AccessStates { desired, held, elevator }))
         })
     }
+}
+
+/// What a controller should hold, what it holds, and whether it is an elevator controller
+/// (has floors).
+struct AccessStates {
+    desired: ControllerRows,
+    held: ControllerRows,
+    elevator: bool,
 }
 
 /// The door list queries (one text for both engines).
@@ -918,7 +977,8 @@ struct GrantRow {
     card_no: String,
     device_password: String,
     time_segment_id: i64,
-    door_no: i64,
+    /// The door's number, or for a grant through an elevator level the floor's.
+    number: i64,
     valid_from: Option<String>,
     valid_until: Option<String>,
 }
@@ -943,6 +1003,7 @@ type Validity = Option<AccessDate>;
 fn fold_desired(
     sealer: Sealer<'_>,
     grants: Vec<GrantRow>,
+    floor_grants: Vec<GrantRow>,
     visitor_grants: Vec<VisitorGrantRow>,
     segments: Vec<(i64, String)>,
     holidays: Vec<(String, i64, bool)>,
@@ -951,7 +1012,9 @@ fn fold_desired(
     // Per person, the starts and ends of their memberships reaching this controller.
     let mut windows: BTreeMap<String, (Vec<Validity>, Vec<Validity>)> = BTreeMap::new();
     let mut model_grants = Vec::new();
-    for g in grants {
+    let mut model_floor_grants = Vec::new();
+    let grants = grants.into_iter().map(|g| (g, false)).chain(floor_grants.into_iter().map(|g| (g, true)));
+    for (g, floor) in grants {
         let window = windows.entry(g.emp_code.clone()).or_default();
         window.0.push(read_date(g.valid_from)?);
         window.1.push(read_date(g.valid_until)?);
@@ -972,7 +1035,12 @@ fn fold_desired(
                 ControllerUser { pin: g.emp_code.clone(), name, card, password, start_date: None, end_date: None },
             );
         }
-        if let (Ok(timezone_id), Ok(door_no)) = (u32::try_from(g.time_segment_id), u8::try_from(g.door_no)) {
+        let Ok(timezone_id) = u32::try_from(g.time_segment_id) else { continue };
+        if floor {
+            if let Ok(floor_no) = u16::try_from(g.number) {
+                model_floor_grants.push(FloorGrant { pin: g.emp_code, timezone_id, floor_no });
+            }
+        } else if let Ok(door_no) = u8::try_from(g.number) {
             model_grants.push(Grant { pin: g.emp_code, timezone_id, door_no });
         }
     }
@@ -1016,7 +1084,7 @@ fn fold_desired(
             Ok((read_date(Some(day))?.ok_or(StoreError::NotFound)?, u8::try_from(t).unwrap_or(1), yearly))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(desired_rows(&users, &model_grants, &timezones, &holidays))
+    Ok(desired_rows_with_floors(&users, &model_grants, &model_floor_grants, &timezones, &holidays))
 }
 
 dual! {
@@ -1129,12 +1197,26 @@ dual! {
         let today = now.date();
         let grants: Vec<GrantRow> = sqlx::query_as(
             "SELECT e.id AS employee_id, e.emp_code, e.first_name, e.last_name, e.card_no, e.device_password, \
-             l.time_segment_id, d.door_no, m.valid_from, m.valid_until \
+             l.time_segment_id, d.door_no AS number, m.valid_from, m.valid_until \
              FROM access_level_members AS m JOIN access_levels AS l ON l.id = m.level_id \
              JOIN access_level_doors AS ld ON ld.level_id = l.id JOIN access_doors AS d ON d.id = ld.door_id \
              JOIN employees AS e ON e.id = m.employee_id \
              WHERE d.device_id = $1 AND e.deleted_at IS NULL AND e.status = 'active' \
              AND (m.valid_until IS NULL OR m.valid_until >= $2) ORDER BY e.emp_code, l.time_segment_id, d.door_no",
+        )
+        .bind(device_id)
+        .bind(today.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+        // Elevator levels: the same persons' rules, floors instead of doors.
+        let floor_grants: Vec<GrantRow> = sqlx::query_as(
+            "SELECT e.id AS employee_id, e.emp_code, e.first_name, e.last_name, e.card_no, e.device_password, \
+             l.time_segment_id, f.floor_no AS number, m.valid_from, m.valid_until \
+             FROM access_ele_level_members AS m JOIN access_ele_levels AS l ON l.id = m.level_id \
+             JOIN access_ele_level_floors AS lf ON lf.level_id = l.id JOIN access_floors AS f ON f.id = lf.floor_id \
+             JOIN employees AS e ON e.id = m.employee_id \
+             WHERE f.device_id = $1 AND e.deleted_at IS NULL AND e.status = 'active' \
+             AND (m.valid_until IS NULL OR m.valid_until >= $2) ORDER BY e.emp_code, l.time_segment_id, f.floor_no",
         )
         .bind(device_id)
         .bind(today.to_string())
@@ -1153,9 +1235,12 @@ dual! {
         .fetch_all(&mut *conn)
         .await?;
         let segments: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT DISTINCT s.id, s.schedule FROM access_time_segments AS s JOIN access_levels AS l \
+            "SELECT s.id, s.schedule FROM access_time_segments AS s JOIN access_levels AS l \
              ON l.time_segment_id = s.id JOIN access_level_doors AS ld ON ld.level_id = l.id \
-             JOIN access_doors AS d ON d.id = ld.door_id WHERE d.device_id = $1",
+             JOIN access_doors AS d ON d.id = ld.door_id WHERE d.device_id = $1 \
+             UNION SELECT s.id, s.schedule FROM access_time_segments AS s JOIN access_ele_levels AS l \
+             ON l.time_segment_id = s.id JOIN access_ele_level_floors AS lf ON lf.level_id = l.id \
+             JOIN access_floors AS f ON f.id = lf.floor_id WHERE f.device_id = $1",
         )
         .bind(device_id)
         .fetch_all(&mut *conn)
@@ -1164,7 +1249,7 @@ dual! {
             sqlx::query_as("SELECT day, holiday_type, yearly FROM access_holidays ORDER BY day")
                 .fetch_all(&mut *conn)
                 .await?;
-        fold_desired(sealer, grants, visitor_grants, segments, holidays)
+        fold_desired(sealer, grants, floor_grants, visitor_grants, segments, holidays)
     }
 
     /// The rows one controller holds: its access commands that were not refused, cancelled or

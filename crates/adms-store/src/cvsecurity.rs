@@ -54,6 +54,9 @@ pub struct AccessEventFilter {
     pub pin: Option<String>,
     pub from: Option<String>,
     pub until: Option<String>,
+    /// Only the events of elevator controllers (devices with declared floors): CVSecurity's
+    /// `eleTransaction/*`.
+    pub elevator: bool,
 }
 
 /// One stored `rtlog` event with what the roster and the access model know about it.
@@ -103,14 +106,15 @@ macro_rules! events_where {
         concat!(
             events_joined!(),
             " AND ($1 IS NULL OR ev.id = $1) AND ($2 IS NULL OR d.sn = $2) \
-             AND ($3 IS NULL OR ev.pin = $3) AND ($4 IS NULL OR ev.local_time >= $4) AND ($5 IS NULL OR ev.local_time <= $5)"
+             AND ($3 IS NULL OR ev.pin = $3) AND ($4 IS NULL OR ev.local_time >= $4) AND ($5 IS NULL OR ev.local_time <= $5) \
+             AND ($6 = FALSE OR EXISTS (SELECT 1 FROM access_floors AS fl WHERE fl.device_id = ev.device_id))"
         )
     };
 }
 
 const COUNT_EVENTS: &str = concat!("SELECT COUNT(*)", events_where!());
 // In the order they were stored: a client paging forward sees new events at the end.
-const SELECT_EVENTS: &str = concat!(event_columns!(), events_where!(), " ORDER BY ev.id LIMIT $6 OFFSET $7");
+const SELECT_EVENTS: &str = concat!(event_columns!(), events_where!(), " ORDER BY ev.id LIMIT $7 OFFSET $8");
 /// A monitor session's next events: after its cursor, received since it started and before
 /// the settling bound.
 const MONITOR_EVENTS: &str = concat!(
@@ -238,6 +242,20 @@ impl Store {
         })
     }
 
+    /// The elevator controllers (devices with declared floors), by id; with `sn`, that one only.
+    pub async fn elevator_devices(&self, sn: Option<&str>) -> Result<Vec<AccessDevice>, StoreError> {
+        on_db!(self, |db| {
+            Ok(sqlx::query_as(
+                "SELECT d.id, d.sn, d.alias, d.model, d.approval = 'approved' AS approved, d.presence FROM devices AS d \
+                 WHERE d.deleted_at IS NULL AND ($1 IS NULL OR d.sn = $1) \
+                 AND EXISTS (SELECT 1 FROM access_floors AS f WHERE f.device_id = d.id) ORDER BY d.id",
+            )
+            .bind(sn)
+            .fetch_all(db.pool())
+            .await?)
+        })
+    }
+
     /// How many access events of approved devices match, and one page of them (`offset`,
     /// `limit`) in the order they were stored.
     pub async fn access_events_page(
@@ -253,6 +271,7 @@ impl Store {
                 .bind(&filter.pin)
                 .bind(&filter.from)
                 .bind(&filter.until)
+                .bind(filter.elevator)
                 .fetch_one(db.pool())
                 .await?;
             if count == 0 || offset >= count || limit <= 0 {
@@ -264,6 +283,7 @@ impl Store {
                     .bind(&filter.pin)
                     .bind(&filter.from)
                     .bind(&filter.until)
+                    .bind(filter.elevator)
                     .bind(limit)
                     .bind(offset)
                     .fetch_all(db.pool())

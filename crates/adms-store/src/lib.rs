@@ -27,6 +27,7 @@ mod console;
 pub mod cvsecurity;
 mod device_events;
 mod devices;
+mod ele_levels;
 mod error;
 pub mod events;
 mod health;
@@ -73,6 +74,7 @@ pub use commands::{
 pub use console::{ConsoleDevice, ConsoleSession, DeviceListFilter, DevicePunch, DeviceState, FleetCounts, HeldBy};
 pub use device_events::{OfflineCheck, PresenceCandidate, SeenAgain};
 pub use devices::{COUNTED_TABLES, Device, DeviceActivity, DeviceFacts, DeviceInfoUpdate, HandshakeUpdate, NewDevice};
+pub use ele_levels::EleLevel;
 pub use error::{ErrorKind, StoreError};
 pub use health::{CensusDevice, CommandCensus, DeviceCensus, MigrationState};
 pub use live_punches::{LiveBatch, LiveFilter, LivePunch, PunchFollower};

@@ -104,7 +104,7 @@ macro_rules! copy_table {
 }
 
 /// Every table, parents before children.
-const TABLES: [CopiedTable; 48] = {
+const TABLES: [CopiedTable; 51] = {
     let mut tables = [
         copy_table!("devices", key "id", [value "id", value "sn", value "alias", value "approval", value "protocol_family", value "device_type", value "model", value "firmware", value "push_version", value "firmware_push_version", value "language", value "ip_address", value "time_zone", value "text_encoding", value "user_count", value "fp_count", value "face_count", value "palm_count", value "transaction_count", value "fp_algorithm", value "face_algorithm", value "attlog_stamp", value "operlog_stamp", value "attphoto_stamp", value "biodata_stamp", value "registry_code", value "last_seq", value "first_seen_at", value "last_handshake_at", value "last_activity_at", value "presence", value "presence_changed_at", value "deleted_at", value "newest_punch_skew", value "newest_punch_local_time", value "day_started_at", value "day_first_seq", value "access_last_seq"]),
         copy_table!("device_options", whole, [value "device_id", value "key", value "value", value "updated_at"]),
@@ -154,6 +154,9 @@ const TABLES: [CopiedTable; 48] = {
         copy_table!("access_visits", key "id", [value "id", value "host_emp_code", value "cert_type", value "cert_num", blob "cert_index", value "name", value "phone", value "company", value "reason", value "visitor_count", value "starts_at", value "ends_at", value "card_no", value "exited_at", value "planned_phase", value "created_at"]),
         copy_table!("access_visit_levels", whole, [value "visit_id", value "level_id"]),
         copy_table!("access_floors", key "id", [value "id", value "device_id", value "floor_no", value "name", value "created_at", value "updated_at"]),
+        copy_table!("access_ele_levels", key "id", [value "id", value "name", value "time_segment_id", value "created_at", value "updated_at"]),
+        copy_table!("access_ele_level_floors", whole, [value "level_id", value "floor_id"]),
+        copy_table!("access_ele_level_members", whole, [value "level_id", value "employee_id", value "valid_from", value "valid_until", value "created_at", value "updated_at"]),
     ];
     tables[9].trigger = Some((
         "ALTER TABLE punches DISABLE TRIGGER punches_need_their_event",

@@ -19,6 +19,57 @@ fn grant(pin: &str, timezone_id: u32, door_no: u8) -> Grant {
     Grant { pin: pin.into(), timezone_id, door_no }
 }
 
+fn floor_grant(pin: &str, timezone_id: u32, floor_no: u16) -> FloorGrant {
+    FloorGrant { pin: pin.into(), timezone_id, floor_no }
+}
+
+#[test]
+fn floor_grants_become_one_elevator_rights_row_per_person_and_time_zone_with_their_users() {
+    let users: BTreeMap<String, ControllerUser> = ["1", "2"].into_iter().map(|p| (p.to_owned(), user(p))).collect();
+    let timezones = BTreeMap::from([(2, WeeklySchedule::always()), (3, WeeklySchedule::default())]);
+    let floors = [
+        floor_grant("1", 2, 8),
+        floor_grant("1", 2, 9),
+        floor_grant("1", 2, 9),
+        floor_grant("1", 3, 256),
+        floor_grant("2", 2, 0),
+        floor_grant("2", 2, 257),
+        floor_grant("9", 2, 1),
+        floor_grant("1", 7, 1),
+    ];
+    let rows = desired_rows_with_floors(&users, &[], &floors, &timezones, &[]);
+    let ele: Vec<(String, u32, Vec<u16>)> = rows
+        .rows
+        .values()
+        .filter_map(|r| match r {
+            Row::EleAuthorize { pin, timezone_id, floors } => {
+                Some((pin.clone(), *timezone_id, floors.iter().copied().collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ele, [("1".into(), 2, vec![8, 9]), ("1".into(), 3, vec![256])]);
+    assert!(rows.rows.contains_key(&RowKey::User("1".into())), "a person with floors is a user");
+    assert!(!rows.rows.contains_key(&RowKey::User("2".into())), "floors out of range grant nothing");
+    assert!(!rows.rows.contains_key(&RowKey::User("9".into())) && !rows.rows.contains_key(&RowKey::Timezone(7)));
+    assert_eq!(rows.len(), 1 + 2 + 2);
+    // Door and floor rights of one person and time zone are two rows, with two keys.
+    let both = desired_rows_with_floors(&users, &[grant("1", 2, 1)], &floors[..1], &timezones, &[]);
+    assert!(both.rows.contains_key(&RowKey::Authorize("1".into(), 2)));
+    assert!(both.rows.contains_key(&RowKey::EleAuthorize("1".into(), 2)));
+    assert_ne!(RowKey::Authorize("1".into(), 2).dedup_key(), RowKey::EleAuthorize("1".into(), 2).dedup_key());
+    let changes = plan(&both, &ControllerRows::default());
+    let tables: Vec<Table> = changes
+        .iter()
+        .filter_map(|c| if let AccessChange::Upsert(r) = c { Some(r.key().table()) } else { None })
+        .collect();
+    assert_eq!(tables, [Table::Timezone, Table::User, Table::Authorize, Table::EleAuthorize]);
+    let mut held = ControllerRows::default();
+    changes.iter().for_each(|c| held.apply(c));
+    let removal = plan(&desired_rows(&users, &[grant("1", 2, 1)], &timezones, &[]), &held);
+    assert_eq!(removal, [AccessChange::Delete(RowKey::EleAuthorize("1".into(), 2))], "the user stays for the door");
+}
+
 #[test]
 fn intervals_and_dates_read_and_write_their_text() {
     let interval: Interval = "08:30-12:00".parse().unwrap();
@@ -101,9 +152,11 @@ fn a_plan_orders_rights_after_what_they_name_and_before_their_removal() {
 fn world_state() -> impl Strategy<Value = ControllerRows> {
     let pins = prop::collection::btree_map(0u8..6, (any::<bool>(), prop::option::of(0u8..3)), 0..6);
     let grants = prop::collection::vec((0u8..6, 1u32..4, 1u8..5), 0..12);
+    // Floors of an elevator controller, 1-256 (the ends of the mask included) and a few beyond.
+    let floor_grants = prop::collection::vec((0u8..6, 1u32..4, prop_oneof![1u16..6, 250u16..258]), 0..12);
     let schedules = prop::collection::btree_map(1u32..4, prop::collection::vec((0u16..600, 0u16..600), 0..3), 0..4);
     let holidays = prop::collection::btree_map(1u32..5, (1u8..4, any::<bool>()), 0..3);
-    (pins, grants, schedules, holidays).prop_map(|(pins, grants, schedules, holidays)| {
+    (pins, grants, floor_grants, schedules, holidays).prop_map(|(pins, grants, floor_grants, schedules, holidays)| {
         let users: BTreeMap<String, ControllerUser> = pins
             .into_iter()
             .map(|(pin, (has_card, end))| {
@@ -116,6 +169,8 @@ fn world_state() -> impl Strategy<Value = ControllerRows> {
             })
             .collect();
         let grants: Vec<Grant> = grants.into_iter().map(|(p, tz, door)| grant(&p.to_string(), tz, door)).collect();
+        let floor_grants: Vec<FloorGrant> =
+            floor_grants.into_iter().map(|(p, tz, floor)| floor_grant(&p.to_string(), tz, floor)).collect();
         let timezones = schedules
             .into_iter()
             .map(|(tz, intervals)| {
@@ -128,7 +183,7 @@ fn world_state() -> impl Strategy<Value = ControllerRows> {
             .into_iter()
             .map(|(day, (t, yearly))| (AccessDate::new(2026, 12, day).unwrap(), t, yearly))
             .collect();
-        desired_rows(&users, &grants, &timezones, &holidays)
+        desired_rows_with_floors(&users, &grants, &floor_grants, &timezones, &holidays)
     })
 }
 
@@ -166,6 +221,22 @@ proptest! {
         }
     }
 
+    /// Applied in order, a plan never leaves the controller holding a right (to doors or
+    /// floors) whose user or time zone it does not hold.
+    #[test]
+    fn rights_never_name_a_missing_user_or_time_zone(before in world_state(), desired in world_state()) {
+        let mut controller = ControllerRows::default();
+        for change in plan(&before, &controller).iter().chain(plan(&desired, &before).iter()) {
+            controller.apply(change);
+            for key in controller.rows.keys() {
+                if let RowKey::Authorize(pin, tz) | RowKey::EleAuthorize(pin, tz) = key {
+                    prop_assert!(controller.rows.contains_key(&RowKey::User(pin.clone())), "{:?} without its user", key);
+                    prop_assert!(controller.rows.contains_key(&RowKey::Timezone(*tz)), "{:?} without its time zone", key);
+                }
+            }
+        }
+    }
+
     /// A controller that took only part of a plan (it went offline, or refused some rows)
     /// converges on the next plan, which re-sends none of the rows it already took.
     #[test]
@@ -200,7 +271,7 @@ proptest! {
             incremental.apply(change);
         }
         let mut resynced = before.clone();
-        for table in [Table::Authorize, Table::User, Table::Timezone, Table::Holiday] {
+        for table in [Table::Authorize, Table::EleAuthorize, Table::User, Table::Timezone, Table::Holiday] {
             resynced.apply(&AccessChange::Clear(table));
         }
         prop_assert!(resynced.is_empty());

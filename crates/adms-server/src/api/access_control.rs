@@ -38,13 +38,13 @@ pub struct List<T> {
 }
 
 impl<T> List<T> {
-    fn of(data: Vec<T>) -> Json<List<T>> {
+    pub(super) fn of(data: Vec<T>) -> Json<List<T>> {
         Json(List { count: data.len(), data })
     }
 }
 
 /// Reads a JSON body strictly (unknown fields refused); a refusal names what is wrong.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(json!({ "non_field_errors": [e.to_string()] })))
 }
 
@@ -53,7 +53,7 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 }
 
 /// Plans and queues for the controllers a change concerns; the number of commands queued.
-async fn provision(state: &SharedState, controllers: AffectedControllers) -> Result<usize, ApiError> {
+pub(super) async fn provision(state: &SharedState, controllers: AffectedControllers) -> Result<usize, ApiError> {
     Ok(provisioning::sync_controllers(state, controllers).await?)
 }
 
@@ -382,6 +382,8 @@ pub async fn set_floors(
     }
     let device = state.store.device_by_sn(&sn).await?.ok_or(ApiError::NotFound)?;
     let floors = state.store.set_elevator_floors(device.id, request.floor_count).await?;
+    // Elevator levels may have lost floors, or the controller become one: plan it again.
+    provision(&state, [device.id].into()).await?;
     Ok(List::of(floors.into_iter().map(FloorView::from).collect()))
 }
 
@@ -854,13 +856,13 @@ pub async fn remove_level_door(
 /// A member of a level.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MemberView {
-    emp_code: String,
+    pub(super) emp_code: String,
     /// First valid day (local date), or `null`: unlimited.
     #[schema(value_type = Option<String>, example = "2026-12-01")]
-    valid_from: Option<AccessDate>,
+    pub(super) valid_from: Option<AccessDate>,
     /// Last valid day (local date), or `null`: unlimited.
     #[schema(value_type = Option<String>, example = "2026-12-31")]
-    valid_until: Option<AccessDate>,
+    pub(super) valid_until: Option<AccessDate>,
 }
 
 impl From<LevelMember> for MemberView {
@@ -875,10 +877,10 @@ impl From<LevelMember> for MemberView {
 pub struct MemberWrite {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "2026-12-01")]
-    valid_from: Option<AccessDate>,
+    pub(super) valid_from: Option<AccessDate>,
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "2026-12-31")]
-    valid_until: Option<AccessDate>,
+    pub(super) valid_until: Option<AccessDate>,
 }
 
 /// List a level's members.

@@ -12,6 +12,7 @@ mod biodatas;
 mod commands;
 pub mod cvsecurity;
 mod diagnostics;
+mod elevator_levels;
 mod native;
 pub mod openapi;
 pub mod openapi_polish;
@@ -150,6 +151,16 @@ pub fn routes(state: &SharedState) -> OpenApiRouter<SharedState> {
         .scoped(Scope::RosterWrite, routes!(access_control::put_member))
         .scoped(Scope::RosterWrite, routes!(access_control::remove_member))
         .scoped(Scope::DevicesControl, routes!(access_control::resync_controller))
+        .scoped(Scope::Read, routes!(elevator_levels::list_ele_levels))
+        .scoped(Scope::RosterWrite, routes!(elevator_levels::create_ele_level))
+        .scoped(Scope::Read, routes!(elevator_levels::get_ele_level))
+        .scoped(Scope::RosterWrite, routes!(elevator_levels::update_ele_level))
+        .scoped(Scope::RosterWrite, routes!(elevator_levels::delete_ele_level))
+        .scoped(Scope::RosterWrite, routes!(elevator_levels::add_ele_level_floors))
+        .scoped(Scope::RosterWrite, routes!(elevator_levels::remove_ele_level_floor))
+        .scoped(Scope::Read, routes!(elevator_levels::list_ele_members))
+        .scoped(Scope::RosterWrite, routes!(elevator_levels::put_ele_member))
+        .scoped(Scope::RosterWrite, routes!(elevator_levels::remove_ele_member))
         .scoped(Scope::Read, routes!(access_control::list_visits))
         .scoped(Scope::RosterWrite, routes!(access_control::create_visit))
         .scoped(Scope::RosterWrite, routes!(access_control::exit_visit))

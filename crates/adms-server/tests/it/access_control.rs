@@ -257,3 +257,139 @@ async fn an_access_event_is_stored_once_and_becomes_one_access_event_webhook() {
     assert_eq!(events.len(), 2, "{:?}", events.iter().map(|e| e.json()).collect::<Vec<_>>());
     assert_eq!(common::count_rows(server.db(), "access_events").await, 2);
 }
+
+/// An elevator controller with `floors` declared floors; the ids of its floors, by number.
+async fn elevator(server: &Server, api: &Api, sn: &str, floors: u32) -> Vec<i64> {
+    let dev = Device { server, sn: sn.into() };
+    assert_eq!(dev.post(&format!("/iclock/registry?SN={sn}"), b"DeviceType=acc,~DeviceName=EC16").await.status, 200);
+    let path = format!("/api/v1/access/controllers/{sn}/floors");
+    let (status, listed) = api.send(reqwest::Method::PUT, &path, Some(&json!({ "floor_count": floors }))).await;
+    assert_eq!(status, 200, "{listed}");
+    listed["data"].as_array().unwrap().iter().map(|f| f["id"].as_i64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn an_elevator_level_reaches_the_controller_as_exact_floor_rights_and_leaves_with_its_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    let floor = elevator(&server, &api, "ELE0001", 16).await;
+    let dev = Device { server: &server, sn: "ELE0001".into() };
+    assert!(poll(&dev).await.is_empty(), "declared floors alone put nothing on the controller");
+
+    let employee = json!({ "emp_code": "7", "first_name": "Ana", "card_no": "123456", "department": 1, "area": [1] });
+    let created = post(&api, "/personnel/api/employees/", employee).await;
+    let segment = post(
+        &api,
+        "/api/v1/access/time-segments",
+        json!({ "name": "Office", "schedule": { "monday": ["08:00-18:00"] } }),
+    )
+    .await;
+    let tz = segment["id"].as_i64().unwrap();
+    let level = post(&api, "/api/v1/access/elevator-levels", json!({ "name": "Upper", "time_segment_id": tz })).await;
+    assert_eq!((level["floor_ids"].as_array().map(Vec::len), level["member_count"].as_i64()), (Some(0), Some(0)));
+    let level = level["id"].as_i64().unwrap();
+    // Floors 8 and 9: the reference's example, mask 180.
+    let with_floors = post(
+        &api,
+        &format!("/api/v1/access/elevator-levels/{level}/floors"),
+        json!({ "floor_ids": [floor[7], floor[8]] }),
+    )
+    .await;
+    assert_eq!(with_floors["floor_ids"], json!([floor[7], floor[8]]));
+    assert!(poll(&dev).await.is_empty(), "a level without members puts nothing on the controller");
+
+    let (status, member) =
+        api.send(reqwest::Method::PUT, &format!("/api/v1/access/elevator-levels/{level}/members/7"), None).await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(member, json!({ "emp_code": "7", "valid_from": null, "valid_until": null }));
+    let first = poll(&dev).await;
+    assert_eq!(
+        texts(&first),
+        [
+            monday_timezone(tz, 1800).as_str(),
+            "DATA UPDATE user CardNo=123456\tPin=7\tPassword=\tGroup=1\tStartTime=0\tEndTime=0\tName=Ana\tPrivilege=0",
+            &format!("DATA UPDATE usereleauthorize Pin=7\tAuthorizeTimezoneId={tz}\tAuthorizeFloors=180"),
+        ]
+    );
+    acknowledge(&dev, &first).await;
+    assert!(poll(&dev).await.is_empty());
+    // The employee's new card follows to the elevator controller as one row.
+    let id = created["id"].as_i64().unwrap();
+    let (status, answer) =
+        api.patch_json(&format!("/personnel/api/employees/{id}/"), &json!({ "card_no": "4242" })).await;
+    assert_eq!(status, 200, "{answer}");
+    let card = poll(&dev).await;
+    assert_eq!(
+        texts(&card),
+        ["DATA UPDATE user CardNo=4242\tPin=7\tPassword=\tGroup=1\tStartTime=0\tEndTime=0\tName=Ana\tPrivilege=0"]
+    );
+    acknowledge(&dev, &card).await;
+    // A read-only key reads elevator levels but changes nothing.
+    let key = crate::users_scopes_audit::integration_key(&server, "reader", &["read"]);
+    let reader = Api { client: api.client.clone(), server_addr: api.server_addr.clone(), token: key };
+    assert_eq!(reader.get_status(&format!("/api/v1/access/elevator-levels/{level}")).await.0, 200);
+    assert_eq!(reader.delete(&format!("/api/v1/access/elevator-levels/{level}/members/7")).await.0, 403);
+    let members = api.get(&format!("/api/v1/access/elevator-levels/{level}/members")).await;
+    assert_eq!(members["count"], 1, "{members}");
+    assert_eq!(api.get(&format!("/api/v1/access/elevator-levels/{level}")).await["member_count"], 1);
+    assert_eq!(api.get("/api/v1/access/elevator-levels").await["count"], 1);
+
+    // Floor 9 leaves: only the rights row again.
+    let (status, _) = api.delete(&format!("/api/v1/access/elevator-levels/{level}/floors/{}", floor[8])).await;
+    assert_eq!(status, 204);
+    let second = poll(&dev).await;
+    assert_eq!(
+        texts(&second),
+        [format!("DATA UPDATE usereleauthorize Pin=7\tAuthorizeTimezoneId={tz}\tAuthorizeFloors=80")]
+    );
+    acknowledge(&dev, &second).await;
+
+    // A full re-sync of an elevator controller clears its floor rights too.
+    let resync = post(&api, "/api/v1/access/controllers/ELE0001/resync", json!({})).await;
+    assert_eq!(resync["queued"], 8, "{resync}");
+    let all = poll(&dev).await;
+    assert_eq!(texts(&all)[..2], ["DATA DELETE userauthorize *", "DATA DELETE usereleauthorize *"]);
+    acknowledge(&dev, &all).await;
+
+    // Out of the level: the floor rights, the user and the unused time zone are deleted.
+    let (status, _) = api.delete(&format!("/api/v1/access/elevator-levels/{level}/members/7")).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        texts(&poll(&dev).await),
+        [
+            format!("DATA DELETE usereleauthorize Pin=7\tAuthorizeTimezoneId={tz}").as_str(),
+            "DATA DELETE user Pin=7",
+            &format!("DATA DELETE timezone TimezoneId={tz}"),
+        ]
+    );
+
+    // What the routes refuse.
+    let (status, _) =
+        api.post_json("/api/v1/access/elevator-levels", &json!({ "name": "Upper", "time_segment_id": tz })).await;
+    assert_eq!(status, 409, "names are unique");
+    let (status, _) =
+        api.post_json("/api/v1/access/elevator-levels", &json!({ "name": "X", "time_segment_id": 999 })).await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .post_json(&format!("/api/v1/access/elevator-levels/{level}/floors"), &json!({ "floor_ids": [99999] }))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api.send(reqwest::Method::PUT, "/api/v1/access/elevator-levels/99999/members/7", None).await;
+    assert_eq!(status, 404);
+    let (status, _) =
+        api.send(reqwest::Method::PUT, &format!("/api/v1/access/elevator-levels/{level}/members/nobody"), None).await;
+    assert_eq!(status, 400);
+    let (status, _) = api.delete(&format!("/api/v1/access/elevator-levels/{level}/members/7")).await;
+    assert_eq!(status, 404);
+    let (status, _) = api.delete(&format!("/api/v1/access/time-segments/{tz}")).await;
+    assert_eq!(status, 409, "a segment an elevator level uses stays");
+    let renamed = json!({ "name": "Upper floors", "time_segment_id": tz });
+    let (status, updated) =
+        api.send(reqwest::Method::PUT, &format!("/api/v1/access/elevator-levels/{level}"), Some(&renamed)).await;
+    assert_eq!((status, updated["name"].as_str()), (200, Some("Upper floors")), "{updated}");
+    let (status, _) = api.delete(&format!("/api/v1/access/elevator-levels/{level}")).await;
+    assert_eq!(status, 204);
+    let (status, _) = api.get_status(&format!("/api/v1/access/elevator-levels/{level}")).await;
+    assert_eq!(status, 404);
+}

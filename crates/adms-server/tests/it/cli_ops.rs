@@ -329,22 +329,19 @@ async fn pending_migrations_at_start_are_preceded_by_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     server.stop();
-    // As the previous release left it: without migration 0024 (its trigger, indexes, columns).
+    // As the previous release left it: without migration 0025 (its tables and indexes).
     for statement in [
-        "DROP TRIGGER access_events_number",
-        "DROP INDEX access_events_device_seq",
-        "DROP INDEX access_events_pin_time",
-        "DROP INDEX access_events_local_time",
-        "ALTER TABLE access_events DROP COLUMN seq",
-        "ALTER TABLE devices DROP COLUMN access_last_seq",
-        "DELETE FROM _sqlx_migrations WHERE version = 24",
+        "DROP TABLE access_ele_level_members",
+        "DROP TABLE access_ele_level_floors",
+        "DROP TABLE access_ele_levels",
+        "DELETE FROM _sqlx_migrations WHERE version = 25",
     ] {
         server.db().execute(statement, &[]).await;
     }
-    let backup = dir.path().join("adms.db.before-0024");
+    let backup = dir.path().join("adms.db.before-0025");
     assert!(!backup.exists());
     let server = Server::start(dir.path(), &[]);
     eventually("the backup is there", async || backup.exists()).await;
-    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 24", &[]).await;
+    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 25", &[]).await;
     assert_eq!(rows, 1, "and the migration ran");
 }

@@ -772,3 +772,151 @@ async fn elevator_floors_are_declared_listed_and_released_through_the_command_qu
         ]
     );
 }
+
+#[tokio::test]
+async fn elevator_devices_levels_and_transactions_from_query_form_and_json_in_both_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[("ADMS_UNKNOWN_DEVICES", "auto")]).await;
+    let api = Api::login(&server).await;
+    // A door controller with employee 7 (whose events are not elevator transactions), and an
+    // elevator controller with 10 floors.
+    access_setup(&server, &api, "ACC0901").await;
+    let lift = Device { server: &server, sn: "ELE0901".into() };
+    assert_eq!(lift.post("/iclock/registry?SN=ELE0901", b"DeviceType=acc,~DeviceName=EC16").await.status, 200);
+    let (status, floors) = api
+        .send(reqwest::Method::PUT, "/api/v1/access/controllers/ELE0901/floors", Some(&json!({ "floor_count": 10 })))
+        .await;
+    assert_eq!(status, 200, "{floors}");
+    let floor: Vec<i64> = floors["data"].as_array().unwrap().iter().map(|f| f["id"].as_i64().unwrap()).collect();
+    let (_, segment) = api
+        .post_json(
+            "/api/v1/access/time-segments",
+            &json!({ "name": "Always", "schedule": { "monday": ["00:00-23:59"] } }),
+        )
+        .await;
+    let tz = segment["id"].as_i64().unwrap();
+    let (_, level) =
+        api.post_json("/api/v1/access/elevator-levels", &json!({ "name": "Lobby", "time_segment_id": tz })).await;
+    let level = level["id"].as_i64().unwrap();
+    let (status, _) = api
+        .post_json(
+            &format!("/api/v1/access/elevator-levels/{level}/floors"),
+            &json!({ "floor_ids": [floor[0], floor[2]] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let cv = Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "lifts"]));
+
+    // Devices: the elevator controller only, CVSecurity's elevator type and module.
+    let bare = cv.get("/api/eleDevice/eleList?pageNo=1&pageSize=10").await;
+    assert_success(&bare);
+    let devices = bare["data"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{bare}");
+    assert_eq!(
+        (
+            devices[0]["sn"].as_str(),
+            devices[0]["type"].as_str(),
+            devices[0]["module"].as_str(),
+            devices[0]["state"].as_str()
+        ),
+        (Some("ELE0901"), Some("EC-100"), Some("ele"), Some("1"))
+    );
+    assert_eq!(devices[0]["id"].as_str().map(str::len), Some(32));
+    let paged = cv.post_form("/api/v2/eleDevice/eleList", &[("pageNo", "1"), ("pageSize", "5")]).await;
+    assert_eq!(
+        (paged["data"]["total"].as_i64(), paged["data"]["data"][0]["status"].as_str()),
+        (Some(1), Some("1")),
+        "{paged}"
+    );
+    assert_eq!(cv.get("/api/eleDevice/getEle?sn=ELE0901").await["data"]["name"], "ELE0901");
+    assert_eq!(code(&cv.get("/api/eleDevice/getEle?sn=ACC0901").await), -102, "a door controller is not an elevator");
+    assert_eq!(code(&cv.get("/api/eleDevice/getEle").await), -200);
+    assert_eq!(code(&cv.get("/api/eleDevice/eleList").await), -92);
+
+    // Levels: {id, name}, bare and paged, by 32-hex id and by name.
+    let bare = cv.get("/api/eleLevel/list?pageNo=1&pageSize=10").await;
+    let hex = bare["data"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!((hex.len(), bare["data"][0]["name"].as_str()), (32, Some("Lobby")), "{bare}");
+    let v2 = cv.post_json("/api/v2/eleLevel/list", &json!({ "pageNo": 1, "pageSize": 10 })).await;
+    assert_eq!(
+        (v2["data"]["total"].as_i64(), v2["data"]["data"][0]["id"].as_str()),
+        (Some(1), Some(hex.as_str())),
+        "{v2}"
+    );
+    assert_eq!(cv.get(&format!("/api/eleLevel/getById/{hex}")).await["data"]["name"], "Lobby");
+    assert_eq!(cv.get("/api/eleLevel/getByName/Lobby").await["data"]["id"], hex.as_str());
+    assert_eq!(code(&cv.get("/api/eleLevel/getById/402856aa000000000000000000000001").await), -24);
+    assert_eq!(code(&cv.get("/api/eleLevel/getByName/Nowhere").await), -24);
+
+    // syncPerson (form): the person is put in the level and the controller gets the rows.
+    assert_success(&cv.post_form("/api/eleLevel/syncPerson", &[("pin", "7"), ("levelIds", &hex)]).await);
+    let first = poll(&lift).await;
+    let lines = texts(&first);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].starts_with(&format!("DATA UPDATE timezone TimezoneId={tz}\t")), "{lines:?}");
+    assert_eq!(
+        lines[1..],
+        [
+            "DATA UPDATE user CardNo=123456\tPin=7\tPassword=\tGroup=1\tStartTime=0\tEndTime=0\tName=Ana Lima\tPrivilege=0",
+            &format!("DATA UPDATE usereleauthorize Pin=7\tAuthorizeTimezoneId={tz}\tAuthorizeFloors=5"),
+        ]
+    );
+    acknowledge(&lift, &first).await;
+    // syncLevel (query) with nothing changed queues nothing; the errors of a membership write.
+    assert_success(&cv.post_form(&format!("/api/eleLevel/syncLevel?levelId={hex}"), &[]).await);
+    assert!(poll(&lift).await.is_empty());
+    assert_eq!(code(&cv.post_form("/api/eleLevel/syncLevel", &[]).await), -43);
+    assert_eq!(code(&cv.post_form("/api/eleLevel/syncPerson", &[("levelIds", &hex)]).await), -20);
+    assert_eq!(code(&cv.post_form("/api/eleLevel/syncPerson", &[("pin", "7")]).await), -42);
+    assert_eq!(code(&cv.post_form("/api/eleLevel/syncPerson", &[("pin", "404"), ("levelIds", &hex)]).await), -22);
+    let unknown = "402856aa000000000000000000000001";
+    assert_eq!(code(&cv.post_form("/api/eleLevel/syncPerson", &[("pin", "7"), ("levelIds", unknown)]).await), -24);
+
+    // deleteLevel (JSON): the rows go.
+    assert_success(&cv.post_json("/api/eleLevel/deleteLevel", &json!({ "pin": "7", "levelIds": hex })).await);
+    assert_eq!(
+        texts(&poll(&lift).await),
+        [
+            format!("DATA DELETE usereleauthorize Pin=7\tAuthorizeTimezoneId={tz}").as_str(),
+            "DATA DELETE user Pin=7",
+            &format!("DATA DELETE timezone TimezoneId={tz}"),
+        ]
+    );
+    assert_success(&cv.post_json("/api/eleLevel/deleteLevel", &json!({ "pin": "7", "levelIds": hex })).await);
+
+    // Transactions: the elevator controller's events only, in transaction/list's shape.
+    let door = Device { server: &server, sn: "ACC0901".into() };
+    let event = |index: u32| {
+        format!(
+            "time=2026-12-06 09:0{index}:00\tpin=7\tcardno=123456\teventaddr=1\tevent=0\tinoutstatus=0\tverifytype=4\tindex={index}\n"
+        )
+    };
+    assert_eq!(door.post("/iclock/cdata?SN=ACC0901&table=rtlog", event(1).as_bytes()).await.status, 200);
+    assert_eq!(lift.post("/iclock/cdata?SN=ELE0901&table=rtlog", event(2).as_bytes()).await.status, 200);
+    let all = cv.get("/api/transaction/list?pageNo=1&pageSize=10").await;
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(2), "{all}");
+    let ele = cv.get("/api/eleTransaction/list?pageNo=1&pageSize=10").await;
+    let rows = ele["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{ele}");
+    assert_eq!((rows[0]["devSn"].as_str(), rows[0]["pin"].as_str()), (Some("ELE0901"), Some("7")));
+    let same_keys = |a: &Value, b: &Value| {
+        a.as_object().unwrap().keys().collect::<Vec<_>>() == b.as_object().unwrap().keys().collect::<Vec<_>>()
+    };
+    assert!(same_keys(&rows[0], &all["data"][0]), "the record shape of transaction/list");
+    let v2 =
+        cv.post_form("/api/v2/eleTransaction/list", &[("pageNo", "1"), ("pageSize", "10"), ("personPin", "7")]).await;
+    assert_eq!((v2["data"]["total"].as_i64(), v2["data"]["lastPage"].as_bool()), (Some(1), Some(true)), "{v2}");
+    assert_eq!(code(&cv.get("/api/eleTransaction/list?pageNo=1&pageSize=10&startDate=bad").await), -100);
+
+    // A read-only client reads but does not write; no token (or another credential) opens nothing.
+    let reader =
+        Cv::new(&server, &token_cli(dir.path(), &["create", "--kind", "cvsecurity", "--name", "siem", "--read-only"]));
+    assert_success(&reader.get("/api/eleLevel/list?pageNo=1&pageSize=10").await);
+    assert_eq!(code(&reader.post_form("/api/eleLevel/syncPerson", &[("pin", "7"), ("levelIds", &hex)]).await), -403);
+    for bad in [Cv::new(&server, ""), Cv::new(&server, &api.token)] {
+        for path in ["/api/eleLevel/list?pageNo=1&pageSize=10", "/api/eleDevice/eleList?pageNo=1&pageSize=10"] {
+            assert_eq!(code(&bad.get(path).await), -401, "{path}");
+        }
+        assert_eq!(code(&bad.post_form("/api/eleLevel/syncLevel", &[("levelId", &hex)]).await), -401);
+    }
+}

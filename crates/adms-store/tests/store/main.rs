@@ -8,6 +8,7 @@ mod common;
 mod console;
 mod cvsecurity;
 mod device_events;
+mod ele_levels;
 mod maintenance;
 mod migrate_data;
 mod outbox;

@@ -74,6 +74,11 @@ async fn a_bridge_moves_to_postgres_with_ids_seq_and_sealed_values_intact_and_a_
     };
     let queued = source.enqueue_commands(&[command], 1).await.unwrap();
     source.upsert_user("erp", "hash").await.unwrap();
+    // An elevator level (migration 0025) with a floor of A1, which is an elevator controller.
+    let floors = source.set_elevator_floors(a.id, 3).await.unwrap();
+    let always = source.create_time_segment("Always", &adms_model::access::WeeklySchedule::always()).await.unwrap();
+    let lift_level = source.create_ele_level("Lobby", always.id).await.unwrap();
+    source.add_ele_level_floors(lift_level.id, &[floors[1].id]).await.unwrap();
 
     let database = FreshDatabase::create().await;
     let target =
@@ -94,6 +99,8 @@ async fn a_bridge_moves_to_postgres_with_ids_seq_and_sealed_values_intact_and_a_
         target.list_transactions(&filter, ALL).await.unwrap()
     );
     assert_eq!(source.device_by_sn("B2").await.unwrap(), target.device_by_sn("B2").await.unwrap());
+    assert_eq!(source.ele_levels().await.unwrap(), target.ele_levels().await.unwrap());
+    assert_eq!(target.ele_level(lift_level.id).await.unwrap().unwrap().floor_ids, [floors[1].id]);
     let copied = target.command(queued[0].id).await.unwrap().expect("the command is there");
     assert_eq!(copied.command, "SET OPTION Delay=30", "sealed under the same key, and still opening");
     // A second run (after an interruption, or to catch up) copies only what is new.
@@ -109,4 +116,7 @@ async fn a_bridge_moves_to_postgres_with_ids_seq_and_sealed_values_intact_and_a_
     let (_, rows) = target.list_transactions(&filter, ALL).await.unwrap();
     let newest = rows.iter().max_by_key(|r| r.id).unwrap();
     assert_eq!((newest.id, newest.seq), (76, 66));
+    // And new elevator levels after the copied ones.
+    let next = target.create_ele_level("Roof", always.id).await.unwrap();
+    assert_eq!(next.id, lift_level.id + 1);
 }

@@ -43,7 +43,7 @@ use crate::services::access as provisioning;
 use crate::state::SharedState;
 
 /// One page of rows already in memory.
-fn page_of<T>(rows: Vec<T>, page: PageRequest) -> (i64, Vec<T>) {
+pub(super) fn page_of<T>(rows: Vec<T>, page: PageRequest) -> (i64, Vec<T>) {
     let total = i64::try_from(rows.len()).unwrap_or(i64::MAX);
     let offset = usize::try_from(page.offset()).unwrap_or(usize::MAX);
     let size = usize::try_from(page.page_size).unwrap_or(usize::MAX);
@@ -78,7 +78,7 @@ pub async fn door_get(State(state): State<SharedState>, request: CvRequest) -> C
     Ok(Envelope::success(door_view(&door_by_id(&state, request.params.get("id")).await?)))
 }
 
-fn device_view(d: &AccessDevice) -> Value {
+pub(super) fn device_view(d: &AccessDevice) -> Value {
     let state = if d.approved { "1" } else { "0" };
     json!({
         "id": ids::encode(d.id),
@@ -221,7 +221,12 @@ async fn add_to_levels(state: &SharedState, pin: &str, levels: &[AccessLevel]) -
 }
 
 /// Runs a write, then audits it under `target`.
-async fn audited(state: &SharedState, request: &CvRequest, target: &str, result: Result<(), CvError>) -> CvResult {
+pub(super) async fn audited(
+    state: &SharedState,
+    request: &CvRequest,
+    target: &str,
+    result: Result<(), CvError>,
+) -> CvResult {
     request.audit(state, target, result.is_ok()).await;
     if let Err(error) = &result {
         tracing::info!(client = %request.client.name, target, code = error.code(), %error, "CVSecurity write refused");

@@ -70,6 +70,8 @@ pub enum CvError {
     CardUsed(String),
     #[error("the access level does not exist")]
     LevelMissing,
+    #[error("the elevator level does not exist")]
+    EleLevelMissing,
     #[error("authorizing the access level failed: {0}")]
     LevelGrantFailed(String),
     #[error("the person or level id is empty")]
@@ -163,7 +165,7 @@ impl CvError {
             CvError::PersonMissing => -22,
             CvError::CardUsed(_) => -23,
             CvError::PinInvalid => -29,
-            CvError::LevelMissing => -24,
+            CvError::LevelMissing | CvError::EleLevelMissing => -24,
             CvError::LevelGrantFailed(_) => -40,
             CvError::PersonOrLevelEmpty => -42,
             CvError::LevelIdEmpty => -43,

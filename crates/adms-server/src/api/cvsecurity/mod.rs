@@ -8,7 +8,7 @@
 //!   the token opens these routes only, and no other credential opens them).
 //! - `envelope`: `{code, message, data}`, and every error code with its meaning.
 //! - `ids`: our integer ids in CVSecurity's 32-hex shape.
-//! - `persons`, `access`, `transactions`, `visitors`: the families; `names`: event and
+//! - `persons`, `access`, `elevators`, `transactions`, `visitors`: the families; `names`: event and
 //!   verify-mode names.
 //!
 //! What a client may do: every read of these families; writes (`person/add`, `person/delete`,
@@ -20,6 +20,7 @@
 //! paths), and the reference advises being liberal.
 
 mod access;
+mod elevators;
 mod envelope;
 mod ids;
 pub mod names;
@@ -144,6 +145,20 @@ pub fn routes() -> Router<SharedState> {
         // The manual's URL and its heading disagree: both are served.
         .route("/api/floor/remoteCloseById", any(|s: St, r: CvRequest| access::floor_control(s, r, FloorAction::Close)))
         .route("/api/floor/remoteoffById", any(|s: St, r: CvRequest| access::floor_control(s, r, FloorAction::Close)))
+        // Elevator controllers and levels, and their transactions.
+        .route("/api/eleDevice/eleList", any(|s: St, r: CvRequest| elevators::device_list(s, r, Bare)))
+        .route("/api/v2/eleDevice/eleList", any(|s: St, r: CvRequest| elevators::device_list(s, r, Paged)))
+        .route("/api/eleDevice/getEle", any(elevators::device_get))
+        .route("/api/eleLevel/list", any(|s: St, r: CvRequest| elevators::level_list(s, r, Bare)))
+        // The manual's URL for this one wrongly shows `v2/accLevel/list`.
+        .route("/api/v2/eleLevel/list", any(|s: St, r: CvRequest| elevators::level_list(s, r, Paged)))
+        .route("/api/eleLevel/getById/{id}", any(elevators::level_by_path))
+        .route("/api/eleLevel/getByName/{name}", any(elevators::level_by_name_path))
+        .route("/api/eleLevel/syncLevel", any(elevators::sync_level))
+        .route("/api/eleLevel/syncPerson", any(elevators::sync_person))
+        .route("/api/eleLevel/deleteLevel", any(elevators::delete_level))
+        .route("/api/eleTransaction/list", any(|s: St, r: CvRequest| transactions::ele_list(s, r, Bare)))
+        .route("/api/v2/eleTransaction/list", any(|s: St, r: CvRequest| transactions::ele_list(s, r, Paged)))
         // Visitors.
         .route("/api/visRegistration/add", any(visitors::add))
         .route("/api/visRegistration/exit", any(visitors::exit))

@@ -75,7 +75,7 @@ fn filter_of(request: &CvRequest, sn: Option<String>, pin: Option<String>) -> Re
     {
         return Err(CvError::StartAfterEnd);
     }
-    Ok(AccessEventFilter { id: None, sn, pin, from, until })
+    Ok(AccessEventFilter { id: None, sn, pin, from, until, elevator: false })
 }
 
 async fn page(state: &SharedState, request: &CvRequest, filter: &AccessEventFilter, shape: Shape) -> CvResult {
@@ -94,6 +94,14 @@ async fn page(state: &SharedState, request: &CvRequest, filter: &AccessEventFilt
 pub async fn list(State(state): State<SharedState>, request: CvRequest, shape: Shape) -> CvResult {
     let pin = request.params.get("personPin").or(request.params.get("pin")).map(str::to_owned);
     let filter = filter_of(&request, None, pin)?;
+    page(&state, &request, &filter, shape).await
+}
+
+/// `eleTransaction/list` (bare), `v2/eleTransaction/list` (paged): as `transaction/list`, the
+/// events of elevator controllers only.
+pub async fn ele_list(State(state): State<SharedState>, request: CvRequest, shape: Shape) -> CvResult {
+    let pin = request.params.get("personPin").or(request.params.get("pin")).map(str::to_owned);
+    let filter = AccessEventFilter { elevator: true, ..filter_of(&request, None, pin)? };
     page(&state, &request, &filter, shape).await
 }
 
