@@ -247,6 +247,7 @@ pub(crate) mod sqlite_fns {
         org_is_ancestor_or_self, pending_changes, write_private_fields,
     };
     pub(crate) use crate::sqlite::access_log::{insert_access_events, insert_access_webhook_events};
+    pub(crate) use crate::sqlite::activity::record_activity_in;
     pub(crate) use crate::sqlite::outbox::{
         apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
         replay_count, replay_fence, replay_read,
@@ -286,6 +287,7 @@ pub(crate) mod postgres_fns {
     pub(crate) use crate::device_events::postgres::insert_event_in;
     pub(crate) use crate::devices::postgres::{store_facts_in, update_info_in};
     pub(crate) use crate::postgres::access_log::{insert_access_events, insert_access_webhook_events};
+    pub(crate) use crate::postgres::activity::record_activity_in;
     pub(crate) use crate::postgres::outbox::{
         apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
         replay_count, replay_fence, replay_read,

@@ -382,22 +382,17 @@ impl Store {
                 return Ok(());
             }
             // In id order, as every transaction that locks several device rows takes them (the
-            // punch writers above all): two of them never wait for each other in a cycle.
+            // punch writers above all): two of them never wait for each other in a cycle. A
+            // device named twice keeps its latest request (one row per device: an `UPDATE …
+            // FROM` with two would pick either).
             let mut activity: Vec<&DeviceActivity> = activity.iter().collect();
-            activity.sort_by_key(|a| a.device_id);
+            activity.sort_by_key(|a| (a.device_id, a.at_micros));
+            activity.reverse();
+            activity.dedup_by_key(|a| a.device_id);
+            activity.reverse();
+            // One statement for the whole batch (see `dialect::record_activity_in`).
             let mut tx = db.begin().await?;
-            for a in activity {
-                sqlx::query(
-                    "UPDATE devices SET last_activity_at = CASE WHEN last_activity_at > $1 THEN last_activity_at ELSE $1 END, \
-                     ip_address = CASE WHEN $2 = '' THEN ip_address ELSE $3 END, deleted_at = NULL WHERE id = $4",
-                )
-                .bind(a.at_micros)
-                .bind(&a.ip_address)
-                .bind(&a.ip_address)
-                .bind(a.device_id)
-                .execute(&mut *tx)
-                .await?;
-            }
+            dialect::record_activity_in(&mut tx, &activity).await?;
             tx.commit().await?;
             Ok(())
         })

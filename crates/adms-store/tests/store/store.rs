@@ -408,7 +408,40 @@ crate::on_both_engines!(
     a_failing_batch_fails_alone_and_leaves_the_writer_usable,
     old_quota_usage_is_purged_and_todays_still_counts,
     statistics_of_a_table_that_doubled_are_refreshed_once,
+    an_activity_flush_writes_every_device_in_one_go,
 );
+
+/// The periodic activity flush (polls are kept in memory): one batch for many devices, a device
+/// named twice keeping its latest request, a time never moving back, an empty address leaving
+/// the known one, and a deleted terminal that polled shown again.
+async fn an_activity_flush_writes_every_device_in_one_go(engine: crate::common::Engine) {
+    use adms_store::{DeviceActivity, TerminalFilter};
+    let store = crate::common::fresh(engine).await;
+    let mut ids = Vec::new();
+    for i in 0..500 {
+        ids.push(crate::common::approved_device(&store, &format!("ACT{i:04}")).await);
+    }
+    store.delete_terminal(ids[2], 1).await.unwrap();
+    // Times after the registrations' own (first contact sets the last activity).
+    let t = |secs: i64| adms_store::now_micros() / 1_000_000 * 1_000_000 + 3_600_000_000 + secs * 1_000_000;
+    let (t1, t2, t25, t3, t4) = (t(1), t(2), t(2) + 500_000, t(3), t(4));
+    let seen = |id: i64, at: i64, ip: &str| DeviceActivity { device_id: id, at_micros: at, ip_address: ip.into() };
+    let mut batch: Vec<DeviceActivity> = ids.iter().map(|&id| seen(id, t2, "10.0.0.1")).collect();
+    batch.push(seen(ids[0], t3, "10.0.0.9"));
+    batch.push(seen(ids[0], t25, "10.0.0.8"));
+    store.record_activity(&batch).await.unwrap();
+    // Later: an older time for device 1 (a flush that lost a race), no address for device 3.
+    store.record_activity(&[seen(ids[1], t1, "10.0.0.2"), seen(ids[3], t4, "")]).await.unwrap();
+
+    let page = adms_store::Page { offset: 0, limit: 1000 };
+    let (count, rows) = store.list_terminals(&TerminalFilter::default(), page).await.unwrap();
+    assert_eq!(count, 500, "the deleted terminal that polled is listed again");
+    let row = |id: i64| rows.iter().find(|r| r.id == id).unwrap();
+    assert_eq!((row(ids[0]).last_activity_at, row(ids[0]).ip_address.as_str()), (Some(t3), "10.0.0.9"));
+    assert_eq!((row(ids[1]).last_activity_at, row(ids[1]).ip_address.as_str()), (Some(t2), "10.0.0.2"));
+    assert_eq!((row(ids[3]).last_activity_at, row(ids[3]).ip_address.as_str()), (Some(t4), "10.0.0.1"));
+    assert!(rows.iter().all(|r| r.last_activity_at >= Some(t2)), "every device of the batch written");
+}
 
 /// A young `punches` table that grew past what the planner believes gets its statistics
 /// refreshed (PostgreSQL), once: right after, the planner's size is current. SQLite has none
