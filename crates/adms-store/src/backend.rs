@@ -15,7 +15,8 @@
 //! (It reads like a closure so that rustfmt formats the body; it is not one: `?` and `return`
 //! act on the enclosing method.) The macro expands the body twice, once per engine, with `db` bound to that engine's
 //! [`SqliteDb`] or [`PgDb`] (same method names: `pool()`, `begin()`, `begin_delivery()`), so the
-//! body type-checks against each driver's concrete types. Inside the body the per-dialect SQL
+//! body type-checks against each driver's concrete types. A single write statement outside a
+//! transaction runs on `&mut *db.writer().await?` (on SQLite it waits for the writers' turn). Inside the body the per-dialect SQL
 //! fragments resolve to that engine's text: `in_list!`, `list_rows!`, `upsert_ignore!`… (see
 //! [`sqlite_dialect!`] and [`postgres_dialect!`]), and `dialect::` names that engine's helpers
 //! (the functions written once with [`dual!`], and `list_param`).
@@ -42,11 +43,12 @@ pub(crate) enum Db {
 }
 
 /// SQLite: one pool for readers and short writers (`BEGIN IMMEDIATE`), one without fsync per
-/// commit for delivery bookkeeping (see `Store::open`).
+/// commit for delivery bookkeeping (see `Store::open`), and the turns its writers take.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteDb {
     pub(crate) pool: SqlitePool,
     pub(crate) delivery_pool: SqlitePool,
+    pub(crate) write_turns: WriteTurns,
 }
 
 impl SqliteDb {
@@ -55,14 +57,112 @@ impl SqliteDb {
     }
 
     /// A write transaction: `BEGIN IMMEDIATE` takes SQLite's write lock up front, so a
-    /// transaction that reads then writes never fails half-way on a lock upgrade.
-    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// transaction that reads then writes never fails half-way on a lock upgrade. Waits for
+    /// this process's turn first (see [`WriteTurns`]).
+    pub(crate) async fn begin(&self) -> Result<SqliteWriteTx, StoreError> {
+        let turn = self.write_turns.take().await?;
+        Ok(SqliteWriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn })
+    }
+
+    /// A pooled connection for a single write statement (its own implicit transaction),
+    /// holding this process's turn (see [`WriteTurns`]) until dropped.
+    pub(crate) async fn writer(&self) -> Result<SqliteWriter, StoreError> {
+        let turn = self.write_turns.take().await?;
+        Ok(SqliteWriter { conn: self.pool.acquire().await?, _turn: turn })
     }
 
     /// A write transaction for delivery bookkeeping (no fsync per commit).
-    pub(crate) async fn begin_delivery(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.delivery_pool.begin_with("BEGIN IMMEDIATE").await?)
+    pub(crate) async fn begin_delivery(&self) -> Result<SqliteWriteTx, StoreError> {
+        let turn = self.write_turns.take().await?;
+        Ok(SqliteWriteTx { tx: self.delivery_pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn })
+    }
+}
+
+/// The order in which this process's SQLite writers take the database's write lock.
+///
+/// SQLite has one writer at a time, and a connection that finds the lock taken sleeps in its
+/// busy handler (1, 2, 5 … 100 ms, then again) and polls. With a few writers that costs
+/// nothing; with hundreds of devices writing at once (access controllers' events, first
+/// contacts of a fleet) most of them sleep while the lock is free, each holding one of the
+/// pool's connections: 1,000 controllers sending one event each got 185 events/s through
+/// (BENCHMARKS.md, 2026-12-07). So writers queue here first, first come first served, and
+/// only the one whose turn it is asks SQLite: the busy handler is left for other processes
+/// (the command line against a running server). The punch writer's thread takes its turn too.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteTurns {
+    lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// How long a writer waits for its turn: the busy timeout, the same bound as before.
+    patience: Duration,
+}
+
+/// One writer's turn: the next writer goes when it is dropped.
+pub(crate) type WriteTurn = tokio::sync::OwnedMutexGuard<()>;
+
+impl WriteTurns {
+    pub(crate) fn new(patience: Duration) -> WriteTurns {
+        WriteTurns { lock: std::sync::Arc::new(tokio::sync::Mutex::new(())), patience }
+    }
+
+    /// Waits for this writer's turn, at most the busy timeout.
+    pub(crate) async fn take(&self) -> Result<WriteTurn, StoreError> {
+        tokio::time::timeout(self.patience, std::sync::Arc::clone(&self.lock).lock_owned())
+            .await
+            .map_err(|_| StoreError::Timeout(self.patience))
+    }
+
+    /// [`Self::take`] from a thread outside the async runtime (the punch writer's), without a
+    /// bound: the turns ahead are each bounded (their statements hold the lock; their wait
+    /// for a pooled connection has the pool's timeout).
+    pub(crate) fn take_blocking(&self) -> WriteTurn {
+        std::sync::Arc::clone(&self.lock).blocking_lock_owned()
+    }
+}
+
+/// A SQLite write transaction holding its writer's turn until it commits, rolls back or is
+/// dropped. It reads as the connection it runs on (`&mut *tx`), as sqlx's transaction does.
+pub(crate) struct SqliteWriteTx {
+    // Dropped before the turn: a transaction dropped unfinished is rolled back by sqlx.
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _turn: WriteTurn,
+}
+
+impl SqliteWriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+/// A pooled connection holding its writer's turn (see [`SqliteDb::writer`]).
+pub(crate) struct SqliteWriter {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    _turn: WriteTurn,
+}
+
+impl std::ops::Deref for SqliteWriter {
+    type Target = sqlx::SqliteConnection;
+
+    fn deref(&self) -> &sqlx::SqliteConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for SqliteWriter {
+    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.conn
+    }
+}
+
+impl std::ops::Deref for SqliteWriteTx {
+    type Target = sqlx::SqliteConnection;
+
+    fn deref(&self) -> &sqlx::SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for SqliteWriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.tx
     }
 }
 
@@ -81,6 +181,11 @@ impl PgDb {
     /// A read-committed transaction.
     pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// A pooled connection for a single write statement (as SQLite's, without turns).
+    pub(crate) async fn writer(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        Ok(self.pool.acquire().await?)
     }
 
     /// A transaction for delivery bookkeeping whose commit does not wait for the WAL flush
@@ -183,8 +288,21 @@ macro_rules! postgres_dialect {
     };
 }
 
-/// Runs `$body` with `$db` bound to the store's engine (see the module documentation).
+/// Runs `$body` with `$db` bound to the store's engine (see the module documentation);
+/// `on_db!(engine ENGINE, |db| …)` for a [`Db`] held outside a store (a writer task's).
 macro_rules! on_db {
+    (engine $engine:expr, |$db:ident| $body:expr) => {
+        match $engine {
+            $crate::backend::Db::Sqlite($db) => {
+                sqlite_dialect!($);
+                $body
+            }
+            $crate::backend::Db::Postgres($db) => {
+                postgres_dialect!($);
+                $body
+            }
+        }
+    };
     ($store:expr, |$db:ident| $body:expr) => {
         match $store.db() {
             $crate::backend::Db::Sqlite($db) => {
@@ -253,7 +371,7 @@ pub(crate) mod sqlite_fns {
         replay_count, replay_fence, replay_read,
     };
     pub(crate) use crate::trust::sqlite::{adopt_device_template_in, adopt_device_user_in};
-    pub(crate) use crate::uploads::sqlite::{charge_operlog_in, insert_raw_in, upsert_user_in};
+    pub(crate) use crate::uploads::sqlite::{charge_operlog_in, insert_raw_in, upsert_user_in, write_access_upload_in};
     pub(crate) use crate::webhook_queries::sqlite::replay_chunk;
     pub(crate) use crate::webhooks::sqlite::{insert_endpoint, insert_secret};
 
@@ -299,7 +417,9 @@ pub(crate) mod postgres_fns {
         org_is_ancestor_or_self, pending_changes, write_private_fields,
     };
     pub(crate) use crate::trust::postgres::{adopt_device_template_in, adopt_device_user_in};
-    pub(crate) use crate::uploads::postgres::{charge_operlog_in, insert_raw_in, upsert_user_in};
+    pub(crate) use crate::uploads::postgres::{
+        charge_operlog_in, insert_raw_in, upsert_user_in, write_access_upload_in,
+    };
     pub(crate) use crate::webhook_queries::postgres::replay_chunk;
     pub(crate) use crate::webhooks::postgres::{insert_endpoint, insert_secret};
 

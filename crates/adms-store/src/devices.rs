@@ -303,7 +303,7 @@ impl Store {
             .bind(now_micros())
             .bind(now_micros())
             .bind(device_id)
-            .execute(db.pool())
+            .execute(&mut *db.writer().await?)
             .await?;
             Ok(())
         })
@@ -312,7 +312,7 @@ impl Store {
     /// Records device facts from `INFO=` (one statement).
     pub async fn update_device_info(&self, device_id: i64, u: &DeviceInfoUpdate) -> Result<(), StoreError> {
         on_db!(self, |db| {
-            let mut conn = db.pool().acquire().await?;
+            let mut conn = db.writer().await?;
             dialect::update_info_in(&mut conn, device_id, u).await
         })
     }
@@ -369,7 +369,7 @@ impl Store {
                 "biodata" => "UPDATE devices SET biodata_stamp = $1 WHERE id = $2",
                 _ => return Ok(()),
             };
-            sqlx::query(sql).bind(stamp).bind(device_id).execute(db.pool()).await?;
+            sqlx::query(sql).bind(stamp).bind(device_id).execute(&mut *db.writer().await?).await?;
             Ok(())
         })
     }

@@ -20,6 +20,7 @@ mod sql;
 
 pub mod access;
 pub mod access_events;
+mod access_writer;
 mod audit;
 mod auth;
 pub mod commands;
@@ -120,6 +121,8 @@ impl Default for StoreOptions {
 pub struct Store {
     db: Db,
     punch_writer: PunchWriter,
+    /// `rtlog` events, by group commit.
+    access_writer: access_writer::AccessWriter,
     /// The keys personal data and credentials are sealed with; set once, after the server
     /// checked the master key against the database ([`Store::seal_with`]). Unset: nothing is
     /// sealed (an in-memory database started without a key).
@@ -192,13 +195,17 @@ impl Store {
             .connect_with(connect.clone().synchronous(SqliteSynchronous::Normal))
             .await?;
         let (path, in_memory) = (connect.get_filename().to_owned(), is_in_memory(url));
+        let write_turns = backend::WriteTurns::new(options.busy_timeout);
+        let writer_turns = write_turns.clone();
         let punch_writer = PunchWriter::start_sqlite(
-            move || sqlite::punch_writer::SqliteGroupWriter::open(&path, in_memory, options.busy_timeout),
+            move || sqlite::punch_writer::SqliteGroupWriter::open(&path, in_memory, options.busy_timeout, writer_turns),
             Arc::clone(&vault),
         )
         .await?;
+        let db = Db::Sqlite(SqliteDb { pool, delivery_pool, write_turns });
         Ok(Store {
-            db: Db::Sqlite(SqliteDb { pool, delivery_pool }),
+            access_writer: access_writer::AccessWriter::start(db.clone(), Arc::clone(&vault)),
+            db,
             punch_writer,
             vault,
             _in_use: in_use,
@@ -226,7 +233,9 @@ impl Store {
             maintenance::schema_state(&maintenance::postgres_applied(&pool).await?, &maintenance::POSTGRES_MIGRATIONS)?;
         maintenance::log_newer_expansions(schema);
         let punch_writer = PunchWriter::start_postgres(connect, Arc::clone(&vault));
-        Ok(Store { db: Db::Postgres(PgDb { pool }), punch_writer, vault, _in_use: None, migration_backup: None })
+        let db = Db::Postgres(PgDb { pool });
+        let access_writer = access_writer::AccessWriter::start(db.clone(), Arc::clone(&vault));
+        Ok(Store { db, punch_writer, access_writer, vault, _in_use: None, migration_backup: None })
     }
 
     /// From now on, every clone of this store (and its punch writer) seals and opens the

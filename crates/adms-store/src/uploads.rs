@@ -131,8 +131,8 @@ pub struct AccessEvent {
 
 /// An `rtlog` event ready to insert: its sealed values and the digest of its line (its
 /// natural key: a re-sent line is the same row).
-pub(crate) struct SealedAccessEvent<'a> {
-    pub event: &'a AccessEvent,
+pub(crate) struct SealedAccessEvent {
+    pub event: AccessEvent,
     pub card_no: String,
     pub raw_line: Vec<u8>,
     pub digest: [u8; 32],
@@ -148,7 +148,7 @@ pub(crate) struct InsertedAccessEvent {
 impl InsertedAccessEvent {
     /// Matches the `(id, digest)` rows an insert returned to the events it was given (a line
     /// twice in one body is one row, matched to its first place).
-    pub(crate) fn matched(rows: Vec<(i64, Vec<u8>)>, events: &[SealedAccessEvent<'_>]) -> Vec<InsertedAccessEvent> {
+    pub(crate) fn matched(rows: Vec<(i64, Vec<u8>)>, events: &[SealedAccessEvent]) -> Vec<InsertedAccessEvent> {
         let mut place: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::with_capacity(events.len());
         for (index, e) in events.iter().enumerate() {
             place.entry(&e.digest[..]).or_insert(index);
@@ -156,6 +156,43 @@ impl InsertedAccessEvent {
         rows.into_iter()
             .filter_map(|(id, digest)| place.get(digest.as_slice()).map(|&index| InsertedAccessEvent { id, index }))
             .collect()
+    }
+}
+
+/// One `rtlog` request ready to write: its events sealed and digested (before any
+/// transaction, so the write lock is held for the statements only).
+pub(crate) struct AccessUpload {
+    pub device_id: i64,
+    pub events: Vec<SealedAccessEvent>,
+    pub rejected: Vec<RejectedLine>,
+    pub received_at: i64,
+    pub default_time_zone: String,
+}
+
+impl AccessUpload {
+    fn seal(
+        sealer: Sealer<'_>,
+        device_id: i64,
+        events: Vec<AccessEvent>,
+        rejected: Vec<RejectedLine>,
+        received_at: i64,
+        default_time_zone: &str,
+    ) -> AccessUpload {
+        let device = device_id.to_string();
+        let events = events
+            .into_iter()
+            .map(|event| {
+                let digest = sealer.digest(sealed::ACCESS_EVENT_RAW.kind, &event.raw_line);
+                let record = sealed::digest_record(&device, &digest);
+                SealedAccessEvent {
+                    card_no: sealer.seal(sealed::ACCESS_EVENT_CARD.kind, &record, &event.card_no),
+                    raw_line: sealer.seal_bytes(sealed::ACCESS_EVENT_RAW.kind, &record, &event.raw_line),
+                    digest,
+                    event,
+                }
+            })
+            .collect();
+        AccessUpload { device_id, events, rejected, received_at, default_time_zone: default_time_zone.to_owned() }
     }
 }
 
@@ -357,90 +394,27 @@ impl Store {
         rejected: &[RejectedLine],
         received_at: i64,
     ) -> Result<(), StoreError> {
-        self.store_access_events_in(device_id, events, rejected, received_at, "UTC").await
+        self.store_access_events_in(device_id, events.to_vec(), rejected.to_vec(), received_at, "UTC").await
     }
 
-    /// Stores `rtlog` events and rejected lines of one request. Each event is stored once (a
-    /// re-sent line is recognised by its digest) and, in the same transaction, becomes an
-    /// `access.event` webhook event (while an endpoint exists) whose id is derived from the
-    /// device and the line, so a re-sent line is neither a second row nor a second event.
-    /// `default_time_zone` is the zone named in the event for a device without its own.
+    /// Stores `rtlog` events and rejected lines of one request; returns once they are
+    /// committed. Each event is stored once (a re-sent line is recognised by its digest) and,
+    /// in the same transaction, becomes an `access.event` webhook event (while an endpoint
+    /// exists) whose id is derived from the device and the line, so a re-sent line is neither
+    /// a second row nor a second event. `default_time_zone` is the zone named in the event for
+    /// a device without its own.
+    ///
+    /// The requests waiting meanwhile share one transaction ([`crate::access_writer`]).
     pub async fn store_access_events_in(
         &self,
         device_id: i64,
-        events: &[AccessEvent],
-        rejected: &[RejectedLine],
+        events: Vec<AccessEvent>,
+        rejected: Vec<RejectedLine>,
         received_at: i64,
         default_time_zone: &str,
     ) -> Result<(), StoreError> {
-        let sealer = self.sealer();
-        // Sealed and digested before the transaction: the write lock is held for the
-        // statements only.
-        let sealed: Vec<SealedAccessEvent<'_>> = events
-            .iter()
-            .map(|e| {
-                let digest = sealer.digest(sealed::ACCESS_EVENT_RAW.kind, &e.raw_line);
-                let record = sealed::digest_record(&device_id.to_string(), &digest);
-                SealedAccessEvent {
-                    event: e,
-                    card_no: sealer.seal(sealed::ACCESS_EVENT_CARD.kind, &record, &e.card_no),
-                    raw_line: sealer.seal_bytes(sealed::ACCESS_EVENT_RAW.kind, &record, &e.raw_line),
-                    digest,
-                }
-            })
-            .collect();
-        on_db!(self, |db| {
-            let mut tx = db.begin().await?;
-            let device: Option<(String, String, Option<String>)> =
-                sqlx::query_as("SELECT sn, alias, time_zone FROM devices WHERE id = $1")
-                    .bind(device_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let mut stored = if sealed.is_empty() {
-                Vec::new()
-            } else {
-                dialect::insert_access_events(&mut tx, device_id, &sealed, received_at).await?
-            };
-            let webhooks_live = !stored.is_empty()
-                && sqlx::query_scalar::<_, bool>(
-                    "SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)",
-                )
-                .fetch_one(&mut *tx)
-                .await?;
-            if let (true, Some((sn, alias, zone))) = (webhooks_live, &device) {
-                // The numbering trigger (migration 0024) gave the new rows consecutive numbers
-                // in id order, under the device row's lock (SQLite: the one writer), so the last
-                // number is enough to know every one.
-                stored.sort_unstable_by_key(|s| s.id);
-                let last_seq: i64 = sqlx::query_scalar("SELECT access_last_seq FROM devices WHERE id = $1")
-                    .bind(device_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let first_seq = last_seq - stored.len() as i64 + 1;
-                let device =
-                    crate::events::EventDevice { sn, alias, time_zone: zone.as_deref().unwrap_or(default_time_zone) };
-                let webhook_events: Vec<(String, Vec<u8>)> = (first_seq..)
-                    .zip(&stored)
-                    .map(|(seq, row)| {
-                        let e = &sealed[row.index];
-                        let event_id = crate::events::event_id(&[
-                            crate::events::event_type::ACCESS_EVENT,
-                            sn,
-                            &hex::encode(e.digest),
-                        ]);
-                        let body =
-                            crate::events::access_event_body(&event_id, &device, (row.id, seq), e.event, received_at);
-                        (event_id, body)
-                    })
-                    .collect();
-                dialect::insert_access_webhook_events(&mut tx, device_id, received_at, &webhook_events).await?;
-            }
-            for r in rejected {
-                dialect::insert_rejected(&mut tx, sealer, device_id, r, received_at).await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
+        let upload = AccessUpload::seal(self.sealer(), device_id, events, rejected, received_at, default_time_zone);
+        self.access_writer.write(upload).await
     }
 
     /// Keeps a whole body as received (unknown tables, registry bodies, ...).
@@ -543,6 +517,62 @@ impl StoredUser {
 }
 
 dual! {
+    /// Writes one `rtlog` request inside the caller's transaction: its new events (one
+    /// statement), their `access.event` webhook events while an endpoint exists (one more), its
+    /// rejected lines.
+    pub(crate) async fn write_access_upload_in(
+        conn: &mut Conn,
+        sealer: Sealer<'_>,
+        u: &AccessUpload,
+    ) -> Result<(), StoreError> {
+        let device: Option<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT sn, alias, time_zone FROM devices WHERE id = $1")
+                .bind(u.device_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let mut stored = if u.events.is_empty() {
+            Vec::new()
+        } else {
+            dialect::insert_access_events(&mut *conn, u.device_id, &u.events, u.received_at).await?
+        };
+        let webhooks_live = !stored.is_empty()
+            && sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)")
+                .fetch_one(&mut *conn)
+                .await?;
+        if let (true, Some((sn, alias, zone))) = (webhooks_live, &device) {
+            // The numbering trigger (migration 0024) gave the new rows consecutive numbers in
+            // id order, under the device row's lock (SQLite: the one writer), so the last number
+            // is enough to know every one.
+            stored.sort_unstable_by_key(|s| s.id);
+            let last_seq: i64 = sqlx::query_scalar("SELECT access_last_seq FROM devices WHERE id = $1")
+                .bind(u.device_id)
+                .fetch_one(&mut *conn)
+                .await?;
+            let first_seq = last_seq - stored.len() as i64 + 1;
+            let device = crate::events::EventDevice {
+                sn,
+                alias,
+                time_zone: zone.as_deref().unwrap_or(&u.default_time_zone),
+            };
+            let webhook_events: Vec<(String, Vec<u8>)> = (first_seq..)
+                .zip(&stored)
+                .map(|(seq, row)| {
+                    let e = &u.events[row.index];
+                    let event_id =
+                        crate::events::event_id(&[crate::events::event_type::ACCESS_EVENT, sn, &hex::encode(e.digest)]);
+                    let body =
+                        crate::events::access_event_body(&event_id, &device, (row.id, seq), &e.event, u.received_at);
+                    (event_id, body)
+                })
+                .collect();
+            dialect::insert_access_webhook_events(&mut *conn, u.device_id, u.received_at, &webhook_events).await?;
+        }
+        for r in &u.rejected {
+            dialect::insert_rejected(&mut *conn, sealer, u.device_id, r, u.received_at).await?;
+        }
+        Ok(())
+    }
+
     /// Stores one `USER` line and, when it enrols a user or changes a stored field, its
     /// `user.enrolled` / `user.updated` event. An identical re-sent line emits nothing.
     pub(crate) async fn upsert_user_in(

@@ -654,8 +654,9 @@ async fn rtlog(state: &SharedState, ctx: &DeviceCtx, body: &[u8]) -> Result<Resp
         }
     }
     let zone = &state.default_zone.name;
-    state.store.store_access_events_in(ctx.entry.id(), &events, &rejected, now_micros(), zone).await?;
-    state.telemetry.lines_rejected(&rejected.iter().map(|r| (r.table, r.reason)).collect::<Vec<_>>());
+    let rejected_reasons: Vec<_> = rejected.iter().map(|r| (r.table, r.reason)).collect();
+    state.store.store_access_events_in(ctx.entry.id(), events, rejected, now_micros(), zone).await?;
+    state.telemetry.lines_rejected(&rejected_reasons);
     Ok(ok("OK"))
 }
 

@@ -12,7 +12,7 @@ use crate::uploads::{InsertedAccessEvent, SealedAccessEvent};
 pub(crate) async fn insert_access_events(
     conn: &mut PgConnection,
     device_id: i64,
-    events: &[SealedAccessEvent<'_>],
+    events: &[SealedAccessEvent],
     received_at: i64,
 ) -> Result<Vec<InsertedAccessEvent>, StoreError> {
     let local_times: Vec<&str> = events.iter().map(|e| e.event.local_time.as_str()).collect();
@@ -20,7 +20,7 @@ pub(crate) async fn insert_access_events(
     let card_nos: Vec<&str> = events.iter().map(|e| e.card_no.as_str()).collect();
     let verify_types: Vec<&str> = events.iter().map(|e| e.event.verify_type.as_str()).collect();
     let number = |f: fn(&crate::uploads::AccessEvent) -> Option<i64>| {
-        events.iter().map(|e| f(e.event)).collect::<Vec<Option<i64>>>()
+        events.iter().map(|e| f(&e.event)).collect::<Vec<Option<i64>>>()
     };
     let raw_lines: Vec<&[u8]> = events.iter().map(|e| e.raw_line.as_slice()).collect();
     let digests: Vec<&[u8]> = events.iter().map(|e| &e.digest[..]).collect();

@@ -12,14 +12,14 @@ use crate::uploads::{InsertedAccessEvent, SealedAccessEvent};
 pub(crate) async fn insert_access_events(
     conn: &mut SqliteConnection,
     device_id: i64,
-    events: &[SealedAccessEvent<'_>],
+    events: &[SealedAccessEvent],
     received_at: i64,
 ) -> Result<Vec<InsertedAccessEvent>, StoreError> {
     // Bytes travel as hex: JSON has no byte strings.
     let rows: Vec<_> = events
         .iter()
         .map(|e| {
-            let ev = e.event;
+            let ev = &e.event;
             (
                 &ev.local_time,
                 &ev.pin,

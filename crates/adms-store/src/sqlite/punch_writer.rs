@@ -22,6 +22,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use adms_vault::Sealer;
 
 use crate::StoreError;
+use crate::backend::WriteTurns;
 use crate::now_micros;
 use crate::punches::{
     GroupPunches, INSERT_REJECTED_LINE, PunchBatch, ROWS_PER_STATEMENT, RejectedLine, group_day, punch_event,
@@ -40,6 +41,8 @@ pub(crate) struct SqliteGroupWriter {
     /// The display day each device was last marked with by this writer ([`MARK_DAYS`] runs
     /// only for a group with a device not yet marked for its day: once a day per device).
     marked_days: HashMap<i64, i64>,
+    /// The process's SQLite writers' turns: a group waits for its turn before `BEGIN IMMEDIATE`.
+    turns: WriteTurns,
 }
 
 impl SqliteGroupWriter {
@@ -47,7 +50,12 @@ impl SqliteGroupWriter {
     /// in-memory database sqlx named `path`, with the settings of the pool's connections:
     /// `synchronous=FULL` (a device is told `OK` only once its rows survive a power loss),
     /// foreign keys, `secure_delete`, the busy timeout.
-    pub(crate) fn open(path: &Path, in_memory: bool, busy_timeout: Duration) -> Result<SqliteGroupWriter, StoreError> {
+    pub(crate) fn open(
+        path: &Path,
+        in_memory: bool,
+        busy_timeout: Duration,
+        turns: WriteTurns,
+    ) -> Result<SqliteGroupWriter, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let conn = if in_memory {
             // sqlx names `sqlite::memory:` databases `file:sqlx-in-memory-N`, and opens a named
@@ -66,7 +74,7 @@ impl SqliteGroupWriter {
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Until the first group tells otherwise, assume endpoints exist (the checked path).
-        Ok(SqliteGroupWriter { conn, endpoints_seen: true, marked_days: HashMap::new() })
+        Ok(SqliteGroupWriter { conn, endpoints_seen: true, marked_days: HashMap::new(), turns })
     }
 
     /// Commits every batch that was waiting when the writer got to them, in one transaction.
@@ -82,6 +90,7 @@ impl SqliteGroupWriter {
         sealer: Sealer<'_>,
         batches: &[&PunchBatch],
     ) -> Result<(u64, bool), StoreError> {
+        let _turn = self.turns.take_blocking();
         let plain = batches.iter().all(|b| b.rejected.is_empty());
         if plain && !self.endpoints_seen {
             let group = GroupPunches::new(batches, false);

@@ -12,6 +12,7 @@ crate::on_both_engines!(
     each_controller_numbers_its_events_once_in_order,
     concurrent_uploads_of_one_controller_number_without_gaps,
     a_large_upload_is_numbered_in_order_and_a_line_sent_twice_is_one_event,
+    many_controllers_at_once_each_get_their_events_and_a_failing_request_fails_alone,
     events_stored_before_0024_are_numbered_by_the_migration,
     controllers_known_before_0023_get_their_aux_outputs_from_the_migration,
 );
@@ -145,6 +146,53 @@ async fn a_large_upload_is_numbered_in_order_and_a_line_sent_twice_is_one_event(
         assert_eq!(body["data"]["seq"].as_i64(), seq_of.get(e.event_id.as_str()).copied(), "{body}");
         let row = stored.iter().find(|s| s.event_id == e.event_id).map(|s| s.id);
         assert_eq!(body["data"]["access_event_id"].as_i64(), row, "{body}");
+    }
+}
+
+/// Many controllers sending at once (their requests share transactions), one request among
+/// them naming a controller that does not exist: that request fails, every other one is stored
+/// whole, each controller numbered 1..=3, each event with its one webhook event.
+async fn many_controllers_at_once_each_get_their_events_and_a_failing_request_fails_alone(engine: Engine) {
+    let store = fresh(engine).await;
+    let settings = EndpointSettings {
+        url: "http://a",
+        description: "",
+        event_types: None,
+        timeout_ms: 5000,
+        batch_max: 1,
+        ordered: false,
+    };
+    store.create_endpoint("ep_a", &settings, "api", "whsec_a").await.unwrap();
+    let mut panels = Vec::new();
+    for i in 0..40 {
+        panels.push(approved_device(&store, &format!("ACCM{i:02}")).await);
+    }
+    let missing = panels.iter().max().unwrap() + 1000;
+    let mut uploads = tokio::task::JoinSet::new();
+    for (i, &panel) in panels.iter().chain([&missing]).enumerate() {
+        let handle = store.store().clone();
+        uploads.spawn(async move {
+            let lines: Vec<AccessEvent> =
+                (0..3).map(|j| event(&format!("2026-12-06 11:{i:02}:{j:02}"), &format!("{i}"), 0)).collect();
+            (panel, handle.store_access_events(panel, &lines, &[], now_micros()).await)
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(done) = uploads.join_next().await {
+        let (panel, result) = done.unwrap();
+        if let Err(error) = result {
+            failed.push((panel, error.to_string()));
+        }
+    }
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, missing);
+    for (i, &panel) in panels.iter().enumerate() {
+        let sn = format!("ACCM{i:02}");
+        let stored = store.access_events_after_seq(panel, &sn, 0, 10).await.unwrap();
+        let numbered: Vec<(i64, &str)> = stored.iter().map(|e| (e.seq, &e.local_time[17..])).collect();
+        assert_eq!(numbered, [(1, "00"), (2, "01"), (3, "02")], "{sn}");
+        let events = store.list_events(Some("access.event"), Some(&sn), 10, None).await.unwrap();
+        assert_eq!(events.len(), 3, "{sn}");
     }
 }
 

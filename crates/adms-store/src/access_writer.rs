@@ -1,0 +1,116 @@
+//! `rtlog` ingest by group commit: the access events of every request waiting when a writer is
+//! free are written in one transaction, so a thousand controllers each sending one event as it
+//! happens cost a commit per group, not per request.
+//!
+//! Each request's statements are the ones it had alone ([`crate::uploads`]'s
+//! `write_access_upload_in`); a request is answered only once its group committed. Should a
+//! group fail (a request naming a device deleted meanwhile), it is rolled back and its requests
+//! are written again one by one, so one request's error is never another's.
+//!
+//! SQLite: one writer (the engine has one at a time). PostgreSQL: [`POSTGRES_WRITERS`] side by
+//! side, each group taking its devices in id order (every device row an event locks, by the
+//! numbering trigger, is locked in that order), so two groups sharing devices take turns and
+//! never deadlock.
+
+use std::sync::{Arc, OnceLock};
+
+use adms_vault::{Sealer, Vault};
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+use crate::backend::Db;
+use crate::uploads::AccessUpload;
+
+/// Requests in one group at most.
+const UPLOADS_PER_GROUP: usize = 256;
+/// Requests queued at most; one beyond waits for room (back-pressure on the controllers).
+const QUEUED_UPLOADS: usize = 4096;
+/// PostgreSQL writers committing groups side by side.
+const POSTGRES_WRITERS: usize = 4;
+
+struct Job {
+    upload: AccessUpload,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The queue to the access event writers.
+#[derive(Debug, Clone)]
+pub(crate) struct AccessWriter {
+    tx: flume::Sender<Job>,
+}
+
+impl AccessWriter {
+    /// Starts the writers on the current runtime. They end once every handle is dropped.
+    pub(crate) fn start(db: Db, vault: Arc<OnceLock<Vault>>) -> AccessWriter {
+        let (tx, rx) = flume::bounded(QUEUED_UPLOADS);
+        let writers = match db {
+            Db::Sqlite(_) => 1,
+            Db::Postgres(_) => POSTGRES_WRITERS,
+        };
+        for _ in 0..writers {
+            tokio::spawn(run(db.clone(), Arc::clone(&vault), rx.clone()));
+        }
+        AccessWriter { tx }
+    }
+
+    /// Writes one request's events; returns once they are committed (or failed).
+    pub(crate) async fn write(&self, upload: AccessUpload) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.tx.send_async(Job { upload, done }).await.map_err(|_| StoreError::WriterStopped)?;
+        wait.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("device_id", &self.upload.device_id).finish()
+    }
+}
+
+/// One writer: takes what is waiting, commits it as one group, answers.
+async fn run(db: Db, vault: Arc<OnceLock<Vault>>, rx: flume::Receiver<Job>) {
+    while let Ok(first) = rx.recv_async().await {
+        let mut jobs = vec![first];
+        while jobs.len() < UPLOADS_PER_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // Devices in id order: the order every group locks them in (see the module docs).
+        jobs.sort_by_key(|job| job.upload.device_id);
+        let sealer = Sealer(vault.get());
+        let uploads: Vec<&AccessUpload> = jobs.iter().map(|job| &job.upload).collect();
+        let committed = commit_group(&db, sealer, &uploads).await;
+        drop(uploads);
+        match committed {
+            Ok(()) => {
+                for job in jobs {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            Err(error) if jobs.len() == 1 => {
+                let _ = jobs.pop().map(|job| job.done.send(Err(error)));
+            }
+            Err(error) => {
+                tracing::debug!(%error, uploads = jobs.len(), "an access event group failed; writing its requests one by one");
+                for job in jobs {
+                    let result = commit_group(&db, sealer, &[&job.upload]).await;
+                    let _ = job.done.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// Writes `uploads` in one transaction.
+async fn commit_group(db: &Db, sealer: Sealer<'_>, uploads: &[&AccessUpload]) -> Result<(), StoreError> {
+    on_db!(engine db, |db| {
+        let mut tx = db.begin().await?;
+        for upload in uploads {
+            dialect::write_access_upload_in(&mut tx, sealer, upload).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
+}
