@@ -120,6 +120,8 @@ pub async fn fleet(run: &Run, bench: FleetBench) -> anyhow::Result<String> {
         sn_prefix: "FLEET".into(),
         seed: 1,
         keep_alive: bench.keep_alive,
+        // The server's default `ErrorDelay`.
+        error_delay: Duration::from_secs(30),
     };
     let report = fleet::run(config, live).await?;
     let (server_cpu, own_cpu) = (cpu_time(&pid)? - server_cpu_before, cpu_time("self")? - own_cpu_before);
@@ -203,6 +205,11 @@ impl std::fmt::Display for FleetFigures {
             format_args!("{} source addresses", b.sources),
         )?;
         writeln!(f, "  requests: {requests} ({:.0}/s), connections opened: {}", requests as f64 / secs, r.connections)?;
+        writeln!(
+            f,
+            "  devices up: {} of {} ({} start-ups tried again after a failure, 30 s later)",
+            r.devices_up, b.devices, r.startup_retries
+        )?;
         writeln!(f, "  whole run (terminals starting over the first {:.0} s):", b.ramp.as_secs_f64())?;
         kinds_table(f, &r.kinds, secs)?;
         writeln!(f, "  steady state (requests started from {:.0} s on):", r.steady_from.as_secs_f64())?;

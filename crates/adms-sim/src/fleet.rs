@@ -95,6 +95,10 @@ pub struct FleetConfig {
     /// Each terminal keeps one connection open between its requests (HTTP/1.1 keep-alive), as
     /// firmware that does not send `Connection: close` does; otherwise a connection per request.
     pub keep_alive: bool,
+    /// How long a terminal whose start-up failed (no answer, an error) waits before it starts
+    /// over, as firmware does after a failed connection (its `ErrorDelay`; the server's default
+    /// hands out 30 s).
+    pub error_delay: Duration,
 }
 
 /// Why the transactions could not be read for [`verify`].
@@ -171,6 +175,10 @@ pub struct FleetReport {
     pub punches_sent: u64,
     pub acknowledged: Vec<Punch>,
     pub access_events_sent: u64,
+    /// Devices whose start-up (handshake …) succeeded, at the first attempt or later.
+    pub devices_up: u64,
+    /// Start-ups tried again after a failure ([`FleetConfig::error_delay`] later).
+    pub startup_retries: u64,
     /// Errors by kind: how many, and the first message.
     pub errors: BTreeMap<Kind, (u64, String)>,
 }
@@ -219,6 +227,8 @@ impl FleetReport {
             "steady_state": { "from_secs": self.steady_from.as_secs_f64(), "requests": steady },
             "punches": { "sent": self.punches_sent, "acknowledged": self.acknowledged.len() },
             "access_events_sent": self.access_events_sent,
+            "devices_up": self.devices_up,
+            "startup_retries": self.startup_retries,
             "errors": errors,
             "verification": verification.map(Verification::to_json),
         })
@@ -226,7 +236,10 @@ impl FleetReport {
 
     pub fn to_text(&self, verification: Option<&Verification>) -> String {
         let secs = self.elapsed.as_secs_f64().max(0.001);
-        let mut out = format!("{} devices for {secs:.1} s, {} connections\n", self.devices, self.connections);
+        let mut out = format!(
+            "{} devices for {secs:.1} s ({} up, {} start-ups tried again), {} connections\n",
+            self.devices, self.devices_up, self.startup_retries, self.connections
+        );
         out.push_str(&format!(
             "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}\n",
             "kind", "requests", "per s", "p50 ms", "p99 ms", "max ms", "errors"
@@ -277,6 +290,8 @@ struct DeviceOutcome {
     acknowledged: Vec<Punch>,
     punches_sent: u64,
     access_events_sent: u64,
+    up: bool,
+    startup_retries: u64,
 }
 
 /// Requests and errors by kind, shared by every terminal of a run. One histogram per kind for
@@ -369,6 +384,8 @@ pub async fn run(config: FleetConfig, live: Arc<Live>) -> Result<FleetReport, Fl
         punches_sent: 0,
         acknowledged: Vec::new(),
         access_events_sent: 0,
+        devices_up: 0,
+        startup_retries: 0,
         errors: BTreeMap::new(),
     };
     while let Some(outcome) = tasks.join_next().await {
@@ -376,6 +393,8 @@ pub async fn run(config: FleetConfig, live: Arc<Live>) -> Result<FleetReport, Fl
         report.connections += outcome.connections;
         report.punches_sent += outcome.punches_sent;
         report.access_events_sent += outcome.access_events_sent;
+        report.devices_up += u64::from(outcome.up);
+        report.startup_retries += outcome.startup_retries;
         report.acknowledged.extend(outcome.acknowledged);
     }
     report.elapsed = started.elapsed();
@@ -444,6 +463,7 @@ struct Terminal {
     /// Its wall clock for the next punch (strictly increasing, so no two punches share a key).
     clock: u64,
     outcome: DeviceOutcome,
+    error_delay: Duration,
     recorder: Arc<Recorder>,
 }
 
@@ -485,7 +505,15 @@ impl Terminal {
             // Punches carry the UTC wall clock of an hour ago, well inside any accepted window
             // (a fresh server keeps punches up to a day ahead and from 2000 on).
             clock: now - 3600,
-            outcome: DeviceOutcome { connections: 0, acknowledged: Vec::new(), punches_sent: 0, access_events_sent: 0 },
+            outcome: DeviceOutcome {
+                connections: 0,
+                acknowledged: Vec::new(),
+                punches_sent: 0,
+                access_events_sent: 0,
+                up: false,
+                startup_retries: 0,
+            },
+            error_delay: config.error_delay,
             recorder,
         }
     }
@@ -493,11 +521,25 @@ impl Terminal {
     async fn live(mut self, live: &Live) -> DeviceOutcome {
         tokio::time::sleep_until(self.start_at.into()).await;
         live.devices_started.fetch_add(1, Ordering::Relaxed);
-        let delay = match self.family {
-            Family::Access => self.register_access_panel(live).await,
-            Family::Push2 | Family::Legacy => self.start_attendance(live).await,
+        // A start-up that fails is tried again from the handshake after the error delay, as
+        // long as the run lasts.
+        let server_delay = loop {
+            let delay = match self.family {
+                Family::Access => self.register_access_panel(live).await,
+                Family::Push2 | Family::Legacy => self.start_attendance(live).await,
+            };
+            if let Some(delay) = delay {
+                break delay;
+            }
+            let again = Instant::now() + self.error_delay;
+            if again >= self.deadline {
+                self.outcome.connections = self.link.opened;
+                return self.outcome;
+            }
+            self.outcome.startup_retries += 1;
+            tokio::time::sleep_until(again.into()).await;
         };
-        let Some(server_delay) = delay else { return self.outcome };
+        self.outcome.up = true;
         // The outage lies in the middle of what is left of the run once the terminal is up, so
         // that it ends in time for the backlog to go out however long start-up took.
         if self.goes_offline {

@@ -61,6 +61,10 @@ struct FleetArgs {
     /// Poll at this interval instead of the `Delay` the server hands out.
     #[arg(long, value_parser = parse_duration)]
     poll_every: Option<Duration>,
+    /// How long a terminal whose start-up failed waits before it starts over (firmware's
+    /// `ErrorDelay`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    error_delay: Duration,
     /// Share of the attendance terminals that go offline once and dump a backlog.
     #[arg(long, default_value_t = 0.1)]
     offline_share: f64,
@@ -290,6 +294,7 @@ async fn fleet(args: FleetArgs) -> anyhow::Result<bool> {
         sn_prefix: args.sn_prefix.clone(),
         seed: args.seed,
         keep_alive: args.keep_alive,
+        error_delay: args.error_delay,
     };
     let live = Arc::new(fleet::Live::default());
     let ticker = (args.progress || std::io::stderr().is_terminal()).then(|| {

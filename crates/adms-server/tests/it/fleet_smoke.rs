@@ -68,6 +68,7 @@ fn a_fleet_smoke_run_stores_every_acknowledged_punch_exactly_once() {
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {shown}"));
     assert_eq!(output.status.code(), Some(0), "{shown}");
     assert_eq!(summary["errors"], serde_json::json!({}), "{shown}");
+    assert_eq!((summary["devices_up"].as_u64(), summary["startup_retries"].as_u64()), (Some(300), Some(0)), "{shown}");
     let verification = &summary["verification"];
     assert_eq!(verification["passed"], true, "{shown}");
     let acknowledged = summary["punches"]["acknowledged"].as_u64().expect("acknowledged");
@@ -112,4 +113,59 @@ fn a_keep_alive_fleet_reuses_its_connections_and_loses_nothing() {
     let connections = summary["connections"].as_u64().expect("connections");
     assert!(connections >= 100, "every terminal connects at least once: {shown}");
     assert!(connections * 2 < requests, "{connections} connections for {requests} requests: {shown}");
+}
+
+/// Terminals that find no server start over after their error delay, as firmware does: a fleet
+/// started before its server (the port refuses connections until the server listens there)
+/// comes up once the server does, and loses nothing.
+#[test]
+fn terminals_that_find_no_server_try_again_after_their_error_delay() {
+    crate::sqlite_run_only!("the simulator's retries do not depend on the engine");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut fleet = Command::new(adms_sim_binary())
+        .args(["fleet", "--devices", "20", "--target", &format!("http://{listen}"), "--duration", "8s"])
+        .args(["--ramp", "100ms", "--error-delay", "1s", "--punch-every", "500ms", "--poll-every", "500ms"])
+        .args(["--sources", "1", "--progress", "--json", "--user", ADMIN_USER, "--password", ADMIN_PASSWORD])
+        .env_remove("ADMS_SIM_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run adms-sim fleet");
+    // The progress line counts errors: wait for the first refused start-up before the server
+    // starts listening.
+    let mut progress = fleet.stderr.take().expect("stderr");
+    let (refused, wait_refused) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut told = false;
+        while let Ok(n) = std::io::Read::read(&mut progress, &mut chunk) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            let errors = text.rsplit('\r').find_map(|line| {
+                line.trim().strip_suffix("errors").and_then(|l| l.trim().rsplit(' ').next()?.parse::<u64>().ok())
+            });
+            if !told && errors.is_some_and(|n| n > 0) {
+                told = true;
+                let _ = refused.send(());
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    wait_refused.recv_timeout(std::time::Duration::from_secs(30)).expect("a start-up refused");
+    let _server = Server::start_on(dir.path(), &[], &listen);
+    let output = fleet.wait_with_output().expect("wait for adms-sim fleet");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let shown = format!("exit {:?}\n{stdout}\n{}", output.status.code(), reader.join().expect("stderr reader"));
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {shown}"));
+    assert_eq!(summary["devices_up"].as_u64(), Some(20), "{shown}");
+    assert!(summary["startup_retries"].as_u64().is_some_and(|n| n >= 1), "{shown}");
+    assert_eq!(summary["verification"]["passed"], true, "{shown}");
+    assert!(summary["punches"]["acknowledged"].as_u64().is_some_and(|n| n > 0), "{shown}");
 }
