@@ -13,8 +13,11 @@
 //! never deadlock.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use adms_vault::{Sealer, Vault};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::oneshot;
 
 use crate::StoreError;
@@ -37,20 +40,47 @@ struct Job {
 #[derive(Debug, Clone)]
 pub(crate) struct AccessWriter {
     tx: flume::Sender<Job>,
+    metrics: Arc<AccessWriterMetrics>,
+}
+
+/// What the access event writers did, for `/metrics`: recorded once per group.
+#[derive(Debug)]
+pub struct AccessWriterMetrics {
+    /// Device requests per committed group.
+    pub group_uploads: Histogram,
+    /// Time from a group's first statement to its commit's return, seconds.
+    pub commit_seconds: Histogram,
+    /// Groups that failed and were retried request by request.
+    pub failed_groups: Counter,
+}
+
+impl Default for AccessWriterMetrics {
+    fn default() -> Self {
+        AccessWriterMetrics {
+            group_uploads: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 14)),
+            failed_groups: Counter::default(),
+        }
+    }
 }
 
 impl AccessWriter {
     /// Starts the writers on the current runtime. They end once every handle is dropped.
     pub(crate) fn start(db: Db, vault: Arc<OnceLock<Vault>>) -> AccessWriter {
         let (tx, rx) = flume::bounded(QUEUED_UPLOADS);
+        let metrics = Arc::new(AccessWriterMetrics::default());
         let writers = match db {
             Db::Sqlite(_) => 1,
             Db::Postgres(_) => POSTGRES_WRITERS,
         };
         for _ in 0..writers {
-            tokio::spawn(run(db.clone(), Arc::clone(&vault), rx.clone()));
+            tokio::spawn(run(db.clone(), Arc::clone(&vault), rx.clone(), Arc::clone(&metrics)));
         }
-        AccessWriter { tx }
+        AccessWriter { tx, metrics }
+    }
+
+    pub(crate) fn metrics(&self) -> &AccessWriterMetrics {
+        &self.metrics
     }
 
     /// Writes one request's events; returns once they are committed (or failed).
@@ -68,7 +98,7 @@ impl std::fmt::Debug for Job {
 }
 
 /// One writer: takes what is waiting, commits it as one group, answers.
-async fn run(db: Db, vault: Arc<OnceLock<Vault>>, rx: flume::Receiver<Job>) {
+async fn run(db: Db, vault: Arc<OnceLock<Vault>>, rx: flume::Receiver<Job>, metrics: Arc<AccessWriterMetrics>) {
     while let Ok(first) = rx.recv_async().await {
         let mut jobs = vec![first];
         while jobs.len() < UPLOADS_PER_GROUP {
@@ -81,7 +111,7 @@ async fn run(db: Db, vault: Arc<OnceLock<Vault>>, rx: flume::Receiver<Job>) {
         jobs.sort_by_key(|job| job.upload.device_id);
         let sealer = Sealer(vault.get());
         let uploads: Vec<&AccessUpload> = jobs.iter().map(|job| &job.upload).collect();
-        let committed = commit_group(&db, sealer, &uploads).await;
+        let committed = commit_group(&db, sealer, &uploads, &metrics).await;
         drop(uploads);
         match committed {
             Ok(()) => {
@@ -93,9 +123,10 @@ async fn run(db: Db, vault: Arc<OnceLock<Vault>>, rx: flume::Receiver<Job>) {
                 let _ = jobs.pop().map(|job| job.done.send(Err(error)));
             }
             Err(error) => {
+                metrics.failed_groups.inc();
                 tracing::debug!(%error, uploads = jobs.len(), "an access event group failed; writing its requests one by one");
                 for job in jobs {
-                    let result = commit_group(&db, sealer, &[&job.upload]).await;
+                    let result = commit_group(&db, sealer, &[&job.upload], &metrics).await;
                     let _ = job.done.send(result);
                 }
             }
@@ -103,14 +134,22 @@ async fn run(db: Db, vault: Arc<OnceLock<Vault>>, rx: flume::Receiver<Job>) {
     }
 }
 
-/// Writes `uploads` in one transaction.
-async fn commit_group(db: &Db, sealer: Sealer<'_>, uploads: &[&AccessUpload]) -> Result<(), StoreError> {
+/// Writes `uploads` in one transaction; a committed group is recorded in `metrics`.
+async fn commit_group(
+    db: &Db,
+    sealer: Sealer<'_>,
+    uploads: &[&AccessUpload],
+    metrics: &AccessWriterMetrics,
+) -> Result<(), StoreError> {
     on_db!(engine db, |db| {
         let mut tx = db.begin().await?;
+        let started = Instant::now();
         for upload in uploads {
             dialect::write_access_upload_in(&mut tx, sealer, upload).await?;
         }
         tx.commit().await?;
+        metrics.group_uploads.observe(uploads.len() as f64);
+        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         Ok(())
     })
 }

@@ -65,6 +65,7 @@ use backend::{Db, PgDb, SqliteDb};
 
 use adms_vault::{Sealer, Vault};
 
+pub use access_writer::AccessWriterMetrics;
 pub use adms_model::{Approval, CommandState, Presence, TokenKind};
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use auth::{ApiToken, ApiUser, BootstrapOutcome, LAST_ADMIN, ROLES, UserChange};
@@ -252,6 +253,11 @@ impl Store {
     /// The punch writer (group commit).
     pub fn punch_writer(&self) -> &PunchWriter {
         &self.punch_writer
+    }
+
+    /// What the `rtlog` writers (group commit) did.
+    pub fn access_writer_metrics(&self) -> &AccessWriterMetrics {
+        self.access_writer.metrics()
     }
 
     /// Closes the pool. Punch batches already queued are still written: the writer task ends

@@ -152,6 +152,7 @@ impl Application {
         let telemetry = crate::telemetry::Telemetry::new(&crate::telemetry::metrics::Sources {
             database: store.engine().as_str(),
             writer: store.punch_writer().metrics(),
+            access_writer: store.access_writer_metrics(),
             deliveries: &webhooks.metrics,
             login_checks: &auth.guard.metrics.password_checks,
             login_failures: &auth.guard.metrics.failures,

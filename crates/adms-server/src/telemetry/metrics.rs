@@ -77,6 +77,7 @@ pub struct Telemetry {
 pub struct Sources<'a> {
     pub database: &'static str,
     pub writer: &'a adms_store::WriterMetrics,
+    pub access_writer: &'a adms_store::AccessWriterMetrics,
     pub deliveries: &'a DeliveryMetrics,
     pub login_checks: &'a Counter,
     pub login_failures: &'a Counter,
@@ -136,6 +137,22 @@ impl Telemetry {
             "adms_punch_groups_failed",
             "Punch-writer transactions that failed (their uploads were retried one by one).",
             w.failed_groups.clone(),
+        );
+        let a = sources.access_writer;
+        registry.register(
+            "adms_access_event_group_uploads",
+            "Access controllers' rtlog uploads committed together in one transaction.",
+            a.group_uploads.clone(),
+        );
+        registry.register(
+            "adms_access_event_commit_duration_seconds",
+            "Time of one rtlog transaction, from its first statement to its commit.",
+            a.commit_seconds.clone(),
+        );
+        registry.register(
+            "adms_access_event_groups_failed",
+            "rtlog transactions that failed (their uploads were retried one by one).",
+            a.failed_groups.clone(),
         );
         registry.register(
             "adms_webhook_delivery_latency_seconds",

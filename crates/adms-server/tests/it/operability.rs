@@ -228,6 +228,31 @@ struct Sample {
 
 /// `/metrics`, checked by the OpenMetrics reference parser (Python's `prometheus_client`) when
 /// it is installed (always in CI), and read into samples.
+/// The `rtlog` writers' groups: two uploads one after the other are two groups of one, each
+/// counted once, none failed.
+#[tokio::test]
+async fn metrics_count_the_access_event_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let api = Api::login(&server).await;
+    let panel = Device { server: &server, sn: "METRICSACC".into() };
+    assert_eq!(panel.post("/iclock/registry?SN=METRICSACC", b"DeviceType=acc,LockCount=1").await.status, 200);
+    for second in 0..2 {
+        let line = format!(
+            "time=2026-12-06 09:00:0{second}\tpin=1\tcardno=0\teventaddr=1\tevent=0\tinoutstatus=0\tverifytype=1\n"
+        );
+        assert_eq!(panel.post("/iclock/cdata?SN=METRICSACC&table=rtlog", line.as_bytes()).await.text(), "OK");
+    }
+    let metrics = scrape(&server, &api).await;
+    let value = |name: &str| -> f64 {
+        metrics.iter().find(|s| s.name == name).map(|s| s.value).unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert_eq!(value("adms_access_event_group_uploads_sum"), 2.0);
+    assert_eq!(value("adms_access_event_group_uploads_count"), 2.0);
+    assert!(value("adms_access_event_commit_duration_seconds_sum") > 0.0);
+    assert_eq!(value("adms_access_event_groups_failed_total"), 0.0);
+}
+
 async fn scrape(server: &Server, api: &Api) -> Vec<Sample> {
     let response = api
         .client
