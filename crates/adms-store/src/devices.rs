@@ -91,6 +91,9 @@ pub struct NewDevice<'a> {
     /// The zone its `device.registered` event names: a new device has no zone of its own yet, so
     /// the server default its times are read in.
     pub default_time_zone: &'a str,
+    /// The handshake this first contact is, recorded with the new row (one commit, not two;
+    /// `protocol_family` and `ip_address` above are the handshake's too).
+    pub handshake: Option<HandshakeUpdate<'a>>,
 }
 
 /// Facts from an attendance or Security PUSH handshake.
@@ -251,9 +254,11 @@ impl Store {
             let approval = new.approval.unwrap_or(Approval::Pending);
             let now = now_micros();
             let mut tx = db.begin().await?;
+            let handshake = new.handshake.as_ref();
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO devices (sn, approval, protocol_family, ip_address, first_seen_at, last_activity_at, \
-                 presence, presence_changed_at) VALUES ($1, $2, $3, $4, $5, $5, 'online', $5) \
+                 presence, presence_changed_at, push_version, language, device_type, last_handshake_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5, 'online', $5, $6, $7, $8, $9) \
                  ON CONFLICT (sn) DO NOTHING RETURNING id",
             )
             .bind(new.sn)
@@ -261,6 +266,10 @@ impl Store {
             .bind(new.protocol_family)
             .bind(new.ip_address)
             .bind(now)
+            .bind(handshake.map_or("", |h| h.push_version))
+            .bind(handshake.map_or("", |h| h.language))
+            .bind(handshake.map_or("", |h| h.device_type))
+            .bind(handshake.map(|_| now))
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(device_id) = inserted {

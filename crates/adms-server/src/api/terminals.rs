@@ -404,6 +404,8 @@ pub async fn create(
         protocol_family: "att",
         ip_address: ip,
         default_time_zone: &state.default_zone.name,
+        // Created through the API: the terminal has not been heard from.
+        handshake: None,
     };
     let device = state.store.register_device(&new).await?;
     state.store.configure_device(sn, alias, zone.as_deref(), None).await?;

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 
+use adms_protocol::query::DeviceQuery;
 use adms_protocol::reply::{self, ServerSettings, Stamps};
 use adms_store::{DeviceFacts, HandshakeUpdate, RawUpload, now_micros};
 
@@ -56,22 +57,15 @@ fn server_version() -> String {
 )]
 pub async fn cdata_get(State(state): State<SharedState>, ctx: DeviceCtx) -> Result<Response, DeviceError> {
     let q = ctx.query();
-    if q.table.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("RemoteAtt")) {
+    if is_remote_att(&q) {
         // Remote attendance: the device asks for a user it lacks; the roster is not served yet.
         return Ok(ok("NONE"));
     }
-    let family = match q.device_type.as_deref() {
-        Some(t) if t.trim().eq_ignore_ascii_case("acc") => "acc",
-        _ => "att",
-    };
-    let update = HandshakeUpdate {
-        push_version: q.pushver.as_deref().unwrap_or(""),
-        language: q.language.as_deref().unwrap_or(""),
-        device_type: q.device_type.as_deref().unwrap_or(""),
-        protocol_family: family,
-        ip_address: &ctx.ip,
-    };
-    state.store.record_handshake(ctx.entry.id(), &update).await?;
+    let family = protocol_family(&q);
+    let update = handshake_update(&q, &ctx.ip);
+    if !ctx.handshake_stored {
+        state.store.record_handshake(ctx.entry.id(), &update).await?;
+    }
     ctx.entry.update(|d| {
         d.push_version = update.push_version.to_owned();
         d.language = update.language.to_owned();
@@ -96,6 +90,30 @@ pub async fn cdata_get(State(state): State<SharedState>, ctx: DeviceCtx) -> Resu
         biodata: &device.biodata_stamp,
     };
     Ok(ok(reply::handshake(&device.sn, stamps, &settings, zone.offset_now())))
+}
+
+/// `acc` for a Security PUSH access controller (`DeviceType=acc`), `att` otherwise.
+pub(super) fn protocol_family(q: &DeviceQuery<'_>) -> &'static str {
+    match q.device_type.as_deref() {
+        Some(t) if t.trim().eq_ignore_ascii_case("acc") => "acc",
+        _ => "att",
+    }
+}
+
+/// A `GET cdata` that is a remote-attendance lookup, not a handshake.
+pub(super) fn is_remote_att(q: &DeviceQuery<'_>) -> bool {
+    q.table.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("RemoteAtt"))
+}
+
+/// What a handshake tells about the device.
+pub(super) fn handshake_update<'a>(q: &'a DeviceQuery<'_>, ip: &'a str) -> HandshakeUpdate<'a> {
+    HandshakeUpdate {
+        push_version: q.pushver.as_deref().unwrap_or(""),
+        language: q.language.as_deref().unwrap_or(""),
+        device_type: q.device_type.as_deref().unwrap_or(""),
+        protocol_family: protocol_family(q),
+        ip_address: ip,
+    }
 }
 
 fn session_id(sn: &str) -> String {

@@ -133,6 +133,9 @@ pub struct DeviceCtx {
     pub sn: String,
     pub query: String,
     pub ip: String,
+    /// This request is a handshake that registered the device, and its facts were stored with
+    /// the new row: the handshake needs no write of its own.
+    pub handshake_stored: bool,
 }
 
 impl DeviceCtx {
@@ -148,10 +151,10 @@ impl FromRequestParts<SharedState> for DeviceCtx {
         let query = parts.uri.query().unwrap_or_default().to_owned();
         let q = DeviceQuery::parse(&query);
         let sn = q.serial().map_err(|e| DeviceError::BadRequest(e.to_string()))?.to_owned();
-        let family = match q.device_type.as_deref() {
-            Some(t) if t.trim().eq_ignore_ascii_case("acc") => "acc",
-            _ => "att",
-        };
+        let family = handshake::protocol_family(&q);
+        let is_handshake = parts.method == axum::http::Method::GET
+            && parts.uri.path().ends_with("/cdata")
+            && !handshake::is_remote_att(&q);
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
         if !state.trust.address_allowed(peer) {
             return Err(DeviceError::Forbidden("device address not allowed"));
@@ -167,12 +170,15 @@ impl FromRequestParts<SharedState> for DeviceCtx {
                         "too many new devices from this address, retry later",
                     ));
                 }
+                let q = DeviceQuery::parse(&query);
                 let new = NewDevice {
                     sn: &sn,
                     approval: Some(state.trust.approval_for_new(&sn, peer, &query)),
                     protocol_family: family,
                     ip_address: &ip,
                     default_time_zone: &state.default_zone.name,
+                    // A first contact is usually the handshake: stored with the row, one commit.
+                    handshake: is_handshake.then(|| handshake::handshake_update(&q, &ip)),
                 };
                 state.devices.register(&state.store, &new).await?
             }
@@ -187,6 +193,6 @@ impl FromRequestParts<SharedState> for DeviceCtx {
         if entry.take_reported_offline() {
             presence::seen_again(state, &entry, now).await;
         }
-        Ok(DeviceCtx { entry, sn, query, ip })
+        Ok(DeviceCtx { entry, sn, query, ip, handshake_stored: registered && is_handshake })
     }
 }

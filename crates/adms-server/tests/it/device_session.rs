@@ -110,6 +110,31 @@ async fn scripted_session_then_erp_reads_every_punch_once() {
     assert_eq!(t["terminal_tz"], 330);
 }
 
+/// A new terminal's first request is its handshake: what it tells (push version, address) is
+/// stored with the new device row, and a later handshake that tells something else updates it.
+/// A first contact that is not a handshake (an upload) registers the device without them.
+#[tokio::test]
+async fn a_first_handshake_is_stored_with_the_new_device_and_a_later_one_updates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::in_process(dir.path(), &[]).await;
+    let api = Api::login(&server).await;
+    let push_ver = |list: &serde_json::Value, sn: &str| {
+        list["data"].as_array().unwrap().iter().find(|t| t["sn"] == sn).map(|t| t["push_ver"].clone())
+    };
+    let dev = Device { server: &server, sn: "FIRSTHS01".into() };
+    assert_eq!(dev.handshake().await.status, 200);
+    let uploader = Device { server: &server, sn: "FIRSTUP01".into() };
+    assert!(uploader.attlog(b"1\t2026-12-01 08:00:00\t0\t1\t0\t0\n").await.text().starts_with("OK"));
+    let terminals = api.get("/iclock/api/terminals/").await;
+    assert_eq!(push_ver(&terminals, "FIRSTHS01"), Some("2.4.1".into()), "{terminals}");
+    assert_eq!(push_ver(&terminals, "FIRSTUP01"), Some("".into()), "{terminals}");
+
+    let r = dev.get("/iclock/cdata?SN=FIRSTHS01&options=all&pushver=2.4.2&language=69").await;
+    assert_eq!(r.status, 200);
+    let terminals = api.get("/iclock/api/terminals/").await;
+    assert_eq!(push_ver(&terminals, "FIRSTHS01"), Some("2.4.2".into()), "{terminals}");
+}
+
 #[tokio::test]
 async fn bad_requests_get_clear_errors_and_the_server_survives() {
     let dir = tempfile::tempdir().unwrap();

@@ -51,6 +51,7 @@ fn new_device(sn: &str) -> NewDevice<'_> {
         protocol_family: "att",
         ip_address: "10.0.0.5",
         default_time_zone: "+05:30",
+        handshake: None,
     }
 }
 
