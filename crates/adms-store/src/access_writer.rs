@@ -2,8 +2,9 @@
 //! free are written in one transaction, so a thousand controllers each sending one event as it
 //! happens cost a commit per group, not per request.
 //!
-//! Each request's statements are the ones it had alone ([`crate::uploads`]'s
-//! `write_access_upload_in`); a request is answered only once its group committed. Should a
+//! A group is a handful of statements however many requests it holds ([`crate::uploads`]'s
+//! `write_access_group_in`: the events of all of them in one insert, their webhook events in
+//! another); a request is answered only once its group committed. Should a
 //! group fail (a request naming a device deleted meanwhile), it is rolled back and its requests
 //! are written again one by one, so one request's error is never another's.
 //!
@@ -144,9 +145,7 @@ async fn commit_group(
     on_db!(engine db, |db| {
         let mut tx = db.begin().await?;
         let started = Instant::now();
-        for upload in uploads {
-            dialect::write_access_upload_in(&mut tx, sealer, upload).await?;
-        }
+        dialect::write_access_group_in(&mut tx, sealer, uploads).await?;
         tx.commit().await?;
         metrics.group_uploads.observe(uploads.len() as f64);
         metrics.commit_seconds.observe(started.elapsed().as_secs_f64());

@@ -59,22 +59,34 @@ impl SqliteDb {
     /// A write transaction: `BEGIN IMMEDIATE` takes SQLite's write lock up front, so a
     /// transaction that reads then writes never fails half-way on a lock upgrade. Waits for
     /// this process's turn first (see [`WriteTurns`]).
-    pub(crate) async fn begin(&self) -> Result<SqliteWriteTx, StoreError> {
-        let turn = self.write_turns.take().await?;
-        Ok(SqliteWriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn })
+    #[track_caller]
+    pub(crate) fn begin(&self) -> impl Future<Output = Result<SqliteWriteTx, StoreError>> + Send + '_ {
+        let turn = self.write_turns.take();
+        async move {
+            let turn = turn.await?;
+            Ok(SqliteWriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn })
+        }
     }
 
     /// A pooled connection for a single write statement (its own implicit transaction),
     /// holding this process's turn (see [`WriteTurns`]) until dropped.
-    pub(crate) async fn writer(&self) -> Result<SqliteWriter, StoreError> {
-        let turn = self.write_turns.take().await?;
-        Ok(SqliteWriter { conn: self.pool.acquire().await?, _turn: turn })
+    #[track_caller]
+    pub(crate) fn writer(&self) -> impl Future<Output = Result<SqliteWriter, StoreError>> + Send + '_ {
+        let turn = self.write_turns.take();
+        async move {
+            let turn = turn.await?;
+            Ok(SqliteWriter { conn: self.pool.acquire().await?, _turn: turn })
+        }
     }
 
     /// A write transaction for delivery bookkeeping (no fsync per commit).
-    pub(crate) async fn begin_delivery(&self) -> Result<SqliteWriteTx, StoreError> {
-        let turn = self.write_turns.take().await?;
-        Ok(SqliteWriteTx { tx: self.delivery_pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn })
+    #[track_caller]
+    pub(crate) fn begin_delivery(&self) -> impl Future<Output = Result<SqliteWriteTx, StoreError>> + Send + '_ {
+        let turn = self.write_turns.take();
+        async move {
+            let turn = turn.await?;
+            Ok(SqliteWriteTx { tx: self.delivery_pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn })
+        }
     }
 }
 
@@ -95,8 +107,30 @@ pub(crate) struct WriteTurns {
     patience: Duration,
 }
 
-/// One writer's turn: the next writer goes when it is dropped.
-pub(crate) type WriteTurn = tokio::sync::OwnedMutexGuard<()>;
+/// One writer's turn: the next writer goes when it is dropped. A turn held long (every other
+/// writer of the process waited meanwhile) is logged with where it was taken.
+pub(crate) struct WriteTurn {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    taken: std::time::Instant,
+    by: &'static std::panic::Location<'static>,
+}
+
+/// A turn held longer than this is logged: a punch group or a request's transaction takes
+/// milliseconds.
+const LONG_TURN: Duration = Duration::from_millis(500);
+
+impl Drop for WriteTurn {
+    fn drop(&mut self) {
+        let held = self.taken.elapsed();
+        if held >= LONG_TURN {
+            tracing::warn!(
+                held_ms = held.as_millis() as u64,
+                taken_at = %self.by,
+                "a SQLite write held the write lock long; the process's other writers waited"
+            );
+        }
+    }
+}
 
 impl WriteTurns {
     pub(crate) fn new(patience: Duration) -> WriteTurns {
@@ -104,17 +138,25 @@ impl WriteTurns {
     }
 
     /// Waits for this writer's turn, at most the busy timeout.
-    pub(crate) async fn take(&self) -> Result<WriteTurn, StoreError> {
-        tokio::time::timeout(self.patience, std::sync::Arc::clone(&self.lock).lock_owned())
-            .await
-            .map_err(|_| StoreError::Timeout(self.patience))
+    #[track_caller]
+    pub(crate) fn take(&self) -> impl Future<Output = Result<WriteTurn, StoreError>> + Send + 'static {
+        let by = std::panic::Location::caller();
+        let (lock, patience) = (std::sync::Arc::clone(&self.lock), self.patience);
+        async move {
+            let guard =
+                tokio::time::timeout(patience, lock.lock_owned()).await.map_err(|_| StoreError::Timeout(patience))?;
+            Ok(WriteTurn { _guard: guard, taken: std::time::Instant::now(), by })
+        }
     }
 
     /// [`Self::take`] from a thread outside the async runtime (the punch writer's), without a
     /// bound: the turns ahead are each bounded (their statements hold the lock; their wait
     /// for a pooled connection has the pool's timeout).
+    #[track_caller]
     pub(crate) fn take_blocking(&self) -> WriteTurn {
-        std::sync::Arc::clone(&self.lock).blocking_lock_owned()
+        let by = std::panic::Location::caller();
+        let guard = std::sync::Arc::clone(&self.lock).blocking_lock_owned();
+        WriteTurn { _guard: guard, taken: std::time::Instant::now(), by }
     }
 }
 
@@ -371,7 +413,7 @@ pub(crate) mod sqlite_fns {
         replay_count, replay_fence, replay_read,
     };
     pub(crate) use crate::trust::sqlite::{adopt_device_template_in, adopt_device_user_in};
-    pub(crate) use crate::uploads::sqlite::{charge_operlog_in, insert_raw_in, upsert_user_in, write_access_upload_in};
+    pub(crate) use crate::uploads::sqlite::{charge_operlog_in, insert_raw_in, upsert_user_in, write_access_group_in};
     pub(crate) use crate::webhook_queries::sqlite::replay_chunk;
     pub(crate) use crate::webhooks::sqlite::{insert_endpoint, insert_secret};
 
@@ -418,7 +460,7 @@ pub(crate) mod postgres_fns {
     };
     pub(crate) use crate::trust::postgres::{adopt_device_template_in, adopt_device_user_in};
     pub(crate) use crate::uploads::postgres::{
-        charge_operlog_in, insert_raw_in, upsert_user_in, write_access_upload_in,
+        charge_operlog_in, insert_raw_in, upsert_user_in, write_access_group_in,
     };
     pub(crate) use crate::webhook_queries::postgres::replay_chunk;
     pub(crate) use crate::webhooks::postgres::{insert_endpoint, insert_secret};

@@ -138,23 +138,35 @@ pub(crate) struct SealedAccessEvent {
     pub digest: [u8; 32],
 }
 
-/// A row one request's insert created: its id, and which of the request's events it is.
+/// A row a group's insert created: its id, its device, and which event of which request it is.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct InsertedAccessEvent {
     pub id: i64,
+    pub device_id: i64,
+    pub upload: usize,
     pub index: usize,
 }
 
 impl InsertedAccessEvent {
-    /// Matches the `(id, digest)` rows an insert returned to the events it was given (a line
-    /// twice in one body is one row, matched to its first place).
-    pub(crate) fn matched(rows: Vec<(i64, Vec<u8>)>, events: &[SealedAccessEvent]) -> Vec<InsertedAccessEvent> {
-        let mut place: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::with_capacity(events.len());
-        for (index, e) in events.iter().enumerate() {
-            place.entry(&e.digest[..]).or_insert(index);
+    /// Matches the `(id, device, digest)` rows an insert returned to the events of `uploads`
+    /// (a line sent twice, in one body or in two requests of the group, is one row, matched to
+    /// its first place).
+    pub(crate) fn matched(rows: Vec<(i64, i64, Vec<u8>)>, uploads: &[&AccessUpload]) -> Vec<InsertedAccessEvent> {
+        let mut place: std::collections::HashMap<(i64, &[u8]), (usize, usize)> = std::collections::HashMap::new();
+        for (upload, u) in uploads.iter().enumerate() {
+            for (index, e) in u.events.iter().enumerate() {
+                place.entry((u.device_id, &e.digest[..])).or_insert((upload, index));
+            }
         }
         rows.into_iter()
-            .filter_map(|(id, digest)| place.get(digest.as_slice()).map(|&index| InsertedAccessEvent { id, index }))
+            .filter_map(|(id, device_id, digest)| {
+                place.get(&(device_id, digest.as_slice())).map(|&(upload, index)| InsertedAccessEvent {
+                    id,
+                    device_id,
+                    upload,
+                    index,
+                })
+            })
             .collect()
     }
 }
@@ -517,58 +529,64 @@ impl StoredUser {
 }
 
 dual! {
-    /// Writes one `rtlog` request inside the caller's transaction: its new events (one
-    /// statement), their `access.event` webhook events while an endpoint exists (one more), its
-    /// rejected lines.
-    pub(crate) async fn write_access_upload_in(
+    /// Writes a group of `rtlog` requests inside the caller's transaction, whatever their
+    /// number: the new events of all of them in one statement, their `access.event` webhook
+    /// events (while an endpoint exists) in one more, plus a read of their devices; then the
+    /// rejected lines. `uploads` come in device id order (the order the rows are locked in).
+    pub(crate) async fn write_access_group_in(
         conn: &mut Conn,
         sealer: Sealer<'_>,
-        u: &AccessUpload,
+        uploads: &[&AccessUpload],
     ) -> Result<(), StoreError> {
-        let device: Option<(String, String, Option<String>)> =
-            sqlx::query_as("SELECT sn, alias, time_zone FROM devices WHERE id = $1")
-                .bind(u.device_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let mut stored = if u.events.is_empty() {
+        let mut stored = if uploads.iter().all(|u| u.events.is_empty()) {
             Vec::new()
         } else {
-            dialect::insert_access_events(&mut *conn, u.device_id, &u.events, u.received_at).await?
+            dialect::insert_access_events(&mut *conn, uploads).await?
         };
         let webhooks_live = !stored.is_empty()
             && sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)")
                 .fetch_one(&mut *conn)
                 .await?;
-        if let (true, Some((sn, alias, zone))) = (webhooks_live, &device) {
-            // The numbering trigger (migration 0024) gave the new rows consecutive numbers in
-            // id order, under the device row's lock (SQLite: the one writer), so the last number
-            // is enough to know every one.
-            stored.sort_unstable_by_key(|s| s.id);
-            let last_seq: i64 = sqlx::query_scalar("SELECT access_last_seq FROM devices WHERE id = $1")
-                .bind(u.device_id)
-                .fetch_one(&mut *conn)
-                .await?;
-            let first_seq = last_seq - stored.len() as i64 + 1;
-            let device = crate::events::EventDevice {
-                sn,
-                alias,
-                time_zone: zone.as_deref().unwrap_or(&u.default_time_zone),
-            };
-            let webhook_events: Vec<(String, Vec<u8>)> = (first_seq..)
-                .zip(&stored)
-                .map(|(seq, row)| {
+        if webhooks_live {
+            let mut device_ids: Vec<i64> = stored.iter().map(|s| s.device_id).collect();
+            device_ids.sort_unstable();
+            device_ids.dedup();
+            let devices: Vec<(i64, String, String, Option<String>, i64)> = sqlx::query_as(concat!(
+                "SELECT id, sn, alias, time_zone, access_last_seq FROM devices WHERE ",
+                in_list!("id", "$1")
+            ))
+            .bind(dialect::list_param(&device_ids))
+            .fetch_all(&mut *conn)
+            .await?;
+            // The numbering trigger (migration 0024) gave each device's new rows consecutive
+            // numbers in id order, under the device row's lock (SQLite: the one writer), so its
+            // last number is enough to know every one.
+            stored.sort_unstable_by_key(|s| (s.device_id, s.id));
+            let mut webhook_events: Vec<(String, i64, i64, Vec<u8>)> = Vec::with_capacity(stored.len());
+            for (device_id, sn, alias, zone, last_seq) in &devices {
+                let rows: Vec<&InsertedAccessEvent> = stored.iter().filter(|s| s.device_id == *device_id).collect();
+                let first_seq = last_seq - rows.len() as i64 + 1;
+                for (seq, row) in (first_seq..).zip(rows) {
+                    let u = uploads[row.upload];
                     let e = &u.events[row.index];
+                    let device = crate::events::EventDevice {
+                        sn,
+                        alias,
+                        time_zone: zone.as_deref().unwrap_or(&u.default_time_zone),
+                    };
                     let event_id =
                         crate::events::event_id(&[crate::events::event_type::ACCESS_EVENT, sn, &hex::encode(e.digest)]);
                     let body =
                         crate::events::access_event_body(&event_id, &device, (row.id, seq), &e.event, u.received_at);
-                    (event_id, body)
-                })
-                .collect();
-            dialect::insert_access_webhook_events(&mut *conn, u.device_id, u.received_at, &webhook_events).await?;
+                    webhook_events.push((event_id, *device_id, u.received_at, body));
+                }
+            }
+            dialect::insert_access_webhook_events(&mut *conn, &webhook_events).await?;
         }
-        for r in &u.rejected {
-            dialect::insert_rejected(&mut *conn, sealer, u.device_id, r, u.received_at).await?;
+        for u in uploads {
+            for r in &u.rejected {
+                dialect::insert_rejected(&mut *conn, sealer, u.device_id, r, u.received_at).await?;
+            }
         }
         Ok(())
     }

@@ -1,44 +1,56 @@
-//! PostgreSQL's side of `rtlog` ingest: a request's events and their webhook events, each in
-//! one statement over `unnest`ed arrays, however many lines it carries.
+//! PostgreSQL's side of `rtlog` ingest: a group of requests' events and their webhook events,
+//! each in one statement over `unnest`ed arrays, however many requests and lines it carries.
 
 use sqlx::PgConnection;
 
 use crate::StoreError;
-use crate::uploads::{InsertedAccessEvent, SealedAccessEvent};
+use crate::uploads::{AccessEvent, AccessUpload, InsertedAccessEvent};
 
-/// Inserts `events` of `device_id` that are not stored yet (a re-sent line has the digest of
-/// the stored one) in one statement; returns the new rows. The statement trigger numbers them
-/// (`seq`) in id order, under the device row's lock.
+/// Inserts the events of `uploads` that are not stored yet (a re-sent line has the digest of
+/// the stored one) in one statement; returns the new rows. The numbering trigger numbers them
+/// (`seq`) per device in id order, under the device rows' locks.
 pub(crate) async fn insert_access_events(
     conn: &mut PgConnection,
-    device_id: i64,
-    events: &[SealedAccessEvent],
-    received_at: i64,
+    uploads: &[&AccessUpload],
 ) -> Result<Vec<InsertedAccessEvent>, StoreError> {
-    let local_times: Vec<&str> = events.iter().map(|e| e.event.local_time.as_str()).collect();
-    let pins: Vec<&str> = events.iter().map(|e| e.event.pin.as_str()).collect();
-    let card_nos: Vec<&str> = events.iter().map(|e| e.card_no.as_str()).collect();
-    let verify_types: Vec<&str> = events.iter().map(|e| e.event.verify_type.as_str()).collect();
-    let number = |f: fn(&crate::uploads::AccessEvent) -> Option<i64>| {
-        events.iter().map(|e| f(&e.event)).collect::<Vec<Option<i64>>>()
-    };
-    let raw_lines: Vec<&[u8]> = events.iter().map(|e| e.raw_line.as_slice()).collect();
-    let digests: Vec<&[u8]> = events.iter().map(|e| &e.digest[..]).collect();
-    let inserted: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+    let rows: Vec<(&AccessUpload, &crate::uploads::SealedAccessEvent)> =
+        uploads.iter().flat_map(|u| u.events.iter().map(move |e| (*u, e))).collect();
+    let device_ids: Vec<i64> = rows.iter().map(|(u, _)| u.device_id).collect();
+    let received: Vec<i64> = rows.iter().map(|(u, _)| u.received_at).collect();
+    let local_times: Vec<&str> = rows.iter().map(|(_, e)| e.event.local_time.as_str()).collect();
+    let pins: Vec<&str> = rows.iter().map(|(_, e)| e.event.pin.as_str()).collect();
+    let card_nos: Vec<&str> = rows.iter().map(|(_, e)| e.card_no.as_str()).collect();
+    let verify_types: Vec<&str> = rows.iter().map(|(_, e)| e.event.verify_type.as_str()).collect();
+    let number =
+        |f: fn(&AccessEvent) -> Option<i64>| rows.iter().map(|(_, e)| f(&e.event)).collect::<Vec<Option<i64>>>();
+    let raw_lines: Vec<&[u8]> = rows.iter().map(|(_, e)| e.raw_line.as_slice()).collect();
+    let digests: Vec<&[u8]> = rows.iter().map(|(_, e)| &e.digest[..]).collect();
+    // The devices locked in id order first, as every transaction that locks several device
+    // rows takes them: the trigger's `UPDATE … FROM` would take them in an order of its plan's
+    // choosing, and two groups sharing devices could then wait for each other in a cycle.
+    let mut locked: Vec<i64> = uploads.iter().map(|u| u.device_id).collect();
+    locked.sort_unstable();
+    locked.dedup();
+    if locked.len() > 1 {
+        sqlx::query("SELECT id FROM devices WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+            .bind(&locked)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let inserted: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
         "INSERT INTO access_events (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, \
                                     raw_line, raw_sha256, received_at) \
-         SELECT $1, n.local_time, n.pin, n.card_no, n.door, n.event_code, n.in_out, n.verify_type, n.raw_line, \
-                n.raw_sha256, $2 \
-         FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], \
-                     $10::bytea[], $11::bytea[]) \
-              WITH ORDINALITY AS n (local_time, pin, card_no, door, event_code, in_out, verify_type, raw_line, \
-                                    raw_sha256, ord) \
+         SELECT n.device_id, n.local_time, n.pin, n.card_no, n.door, n.event_code, n.in_out, n.verify_type, \
+                n.raw_line, n.raw_sha256, n.received_at \
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], \
+                     $8::text[], $9::bytea[], $10::bytea[], $11::bigint[]) \
+              WITH ORDINALITY AS n (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, \
+                                    raw_line, raw_sha256, received_at, ord) \
          ORDER BY n.ord \
          ON CONFLICT DO NOTHING \
-         RETURNING id, raw_sha256",
+         RETURNING id, device_id, raw_sha256",
     )
-    .bind(device_id)
-    .bind(received_at)
+    .bind(&device_ids)
     .bind(&local_times)
     .bind(&pins)
     .bind(&card_nos)
@@ -48,32 +60,34 @@ pub(crate) async fn insert_access_events(
     .bind(&verify_types)
     .bind(&raw_lines)
     .bind(&digests)
+    .bind(&received)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(InsertedAccessEvent::matched(inserted, events))
+    Ok(InsertedAccessEvent::matched(inserted, uploads))
 }
 
-/// Inserts the `access.event` webhook events of one request (ids derived from their lines, so
-/// an event inserted before is left as it is).
+/// Inserts `access.event` webhook events `(event id, device, occurred at, body)` in one
+/// statement (ids derived from their lines, so an event inserted before is left as it is).
 pub(crate) async fn insert_access_webhook_events(
     conn: &mut PgConnection,
-    device_id: i64,
-    occurred_at: i64,
-    events: &[(String, Vec<u8>)],
+    events: &[(String, i64, i64, Vec<u8>)],
 ) -> Result<(), StoreError> {
-    let ids: Vec<&str> = events.iter().map(|(id, _)| id.as_str()).collect();
-    let bodies: Vec<&[u8]> = events.iter().map(|(_, body)| body.as_slice()).collect();
+    let ids: Vec<&str> = events.iter().map(|(id, ..)| id.as_str()).collect();
+    let devices: Vec<i64> = events.iter().map(|(_, device, ..)| *device).collect();
+    let occurred: Vec<i64> = events.iter().map(|(_, _, at, _)| *at).collect();
+    let bodies: Vec<&[u8]> = events.iter().map(|(.., body)| body.as_slice()).collect();
     sqlx::query(
         "INSERT INTO webhook_events (event_id, event_type, device_id, occurred_at, created_at, body) \
-         SELECT n.event_id, $1, $2, $3, $3, n.body \
-         FROM unnest($4::text[], $5::bytea[]) WITH ORDINALITY AS n (event_id, body, ord) \
+         SELECT n.event_id, $1, n.device_id, n.occurred_at, n.occurred_at, n.body \
+         FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bytea[]) \
+              WITH ORDINALITY AS n (event_id, device_id, occurred_at, body, ord) \
          ORDER BY n.ord \
          ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(crate::events::event_type::ACCESS_EVENT)
-    .bind(device_id)
-    .bind(occurred_at)
     .bind(&ids)
+    .bind(&devices)
+    .bind(&occurred)
     .bind(&bodies)
     .execute(&mut *conn)
     .await?;

@@ -1,26 +1,27 @@
-//! SQLite's side of `rtlog` ingest: a request's events and their webhook events, each in one
-//! statement (a JSON array parameter unpacked by `json_each`), however many lines it carries.
+//! SQLite's side of `rtlog` ingest: a group of requests' events and their webhook events, each
+//! in one statement (a JSON array parameter unpacked by `json_each`), however many requests
+//! and lines the group carries.
 
 use sqlx::SqliteConnection;
 
 use crate::StoreError;
-use crate::uploads::{InsertedAccessEvent, SealedAccessEvent};
+use crate::uploads::{AccessUpload, InsertedAccessEvent};
 
-/// Inserts `events` of `device_id` that are not stored yet (a re-sent line has the digest of
+/// Inserts the events of `uploads` that are not stored yet (a re-sent line has the digest of
 /// the stored one) in one statement; returns the new rows. The numbering trigger gives each
 /// row its `seq` as it is inserted, in the array's order.
 pub(crate) async fn insert_access_events(
     conn: &mut SqliteConnection,
-    device_id: i64,
-    events: &[SealedAccessEvent],
-    received_at: i64,
+    uploads: &[&AccessUpload],
 ) -> Result<Vec<InsertedAccessEvent>, StoreError> {
     // Bytes travel as hex: JSON has no byte strings.
-    let rows: Vec<_> = events
+    let rows: Vec<_> = uploads
         .iter()
-        .map(|e| {
+        .flat_map(|u| u.events.iter().map(move |e| (u, e)))
+        .map(|(u, e)| {
             let ev = &e.event;
             (
+                u.device_id,
                 &ev.local_time,
                 &ev.pin,
                 &e.card_no,
@@ -30,48 +31,46 @@ pub(crate) async fn insert_access_events(
                 &ev.verify_type,
                 hex::encode(&e.raw_line),
                 hex::encode(e.digest),
+                u.received_at,
             )
         })
         .collect();
-    let inserted: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+    let inserted: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
         "INSERT INTO access_events (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, \
                                     raw_line, raw_sha256, received_at) \
-         SELECT $1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, \
-                j.value ->> 6, unhex(j.value ->> 7), unhex(j.value ->> 8), $2 \
-         FROM json_each($3) AS j \
+         SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, \
+                j.value ->> 6, j.value ->> 7, unhex(j.value ->> 8), unhex(j.value ->> 9), j.value ->> 10 \
+         FROM json_each($1) AS j \
          WHERE true \
          ORDER BY j.key \
          ON CONFLICT DO NOTHING \
-         RETURNING id, raw_sha256",
+         RETURNING id, device_id, raw_sha256",
     )
-    .bind(device_id)
-    .bind(received_at)
     .bind(serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into()))
     .fetch_all(&mut *conn)
     .await?;
-    Ok(InsertedAccessEvent::matched(inserted, events))
+    Ok(InsertedAccessEvent::matched(inserted, uploads))
 }
 
-/// Inserts the `access.event` webhook events of one request (ids derived from their lines, so
-/// an event inserted before is left as it is).
+/// Inserts `access.event` webhook events `(event id, device, occurred at, body)` in one
+/// statement (ids derived from their lines, so an event inserted before is left as it is).
 pub(crate) async fn insert_access_webhook_events(
     conn: &mut SqliteConnection,
-    device_id: i64,
-    occurred_at: i64,
-    events: &[(String, Vec<u8>)],
+    events: &[(String, i64, i64, Vec<u8>)],
 ) -> Result<(), StoreError> {
-    let rows: Vec<_> = events.iter().map(|(id, body)| (id, String::from_utf8_lossy(body))).collect();
+    let rows: Vec<_> = events
+        .iter()
+        .map(|(id, device_id, occurred_at, body)| (id, device_id, occurred_at, String::from_utf8_lossy(body)))
+        .collect();
     sqlx::query(
         "INSERT INTO webhook_events (event_id, event_type, device_id, occurred_at, created_at, body) \
-         SELECT j.value ->> 0, $1, $2, $3, $3, CAST(j.value ->> 1 AS BLOB) \
-         FROM json_each($4) AS j \
+         SELECT j.value ->> 0, $1, j.value ->> 1, j.value ->> 2, j.value ->> 2, CAST(j.value ->> 3 AS BLOB) \
+         FROM json_each($2) AS j \
          WHERE true \
          ORDER BY j.key \
          ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(crate::events::event_type::ACCESS_EVENT)
-    .bind(device_id)
-    .bind(occurred_at)
     .bind(serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into()))
     .execute(&mut *conn)
     .await?;

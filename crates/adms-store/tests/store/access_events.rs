@@ -191,8 +191,17 @@ async fn many_controllers_at_once_each_get_their_events_and_a_failing_request_fa
         let stored = store.access_events_after_seq(panel, &sn, 0, 10).await.unwrap();
         let numbered: Vec<(i64, &str)> = stored.iter().map(|e| (e.seq, &e.local_time[17..])).collect();
         assert_eq!(numbered, [(1, "00"), (2, "01"), (3, "02")], "{sn}");
+        // Each webhook body names its own row and number, though the group numbered several
+        // controllers in one statement.
         let events = store.list_events(Some("access.event"), Some(&sn), 10, None).await.unwrap();
         assert_eq!(events.len(), 3, "{sn}");
+        for e in &events {
+            let body: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
+            let row = stored.iter().find(|s| s.event_id == e.event_id).expect("the event's row");
+            assert_eq!(body["data"]["seq"].as_i64(), Some(row.seq), "{body}");
+            assert_eq!(body["data"]["access_event_id"].as_i64(), Some(row.id), "{body}");
+            assert_eq!(body["data"]["device"]["sn"].as_str(), Some(sn.as_str()), "{body}");
+        }
     }
 }
 
