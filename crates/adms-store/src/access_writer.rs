@@ -123,6 +123,14 @@ async fn run(db: Db, vault: Arc<OnceLock<Vault>>, rx: flume::Receiver<Job>, metr
             Err(error) if jobs.len() == 1 => {
                 let _ = jobs.pop().map(|job| job.done.send(Err(error)));
             }
+            Err(StoreError::Timeout(waited)) => {
+                // No turn at the write lock in time: the same wait for each request alone
+                // would only lengthen the queue. Every request is refused (the controllers
+                // send again).
+                for job in jobs {
+                    let _ = job.done.send(Err(StoreError::Timeout(waited)));
+                }
+            }
             Err(error) => {
                 metrics.failed_groups.inc();
                 tracing::debug!(%error, uploads = jobs.len(), "an access event group failed; writing its requests one by one");
