@@ -64,7 +64,7 @@ impl SqliteDb {
         let turn = self.write_turns.take();
         async move {
             let turn = turn.await?;
-            Ok(SqliteWriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn })
+            Ok(InTurn { inner: self.pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn })
         }
     }
 
@@ -75,7 +75,7 @@ impl SqliteDb {
         let turn = self.write_turns.take();
         async move {
             let turn = turn.await?;
-            Ok(SqliteWriter { conn: self.pool.acquire().await?, _turn: turn })
+            Ok(InTurn { inner: self.pool.acquire().await?, _turn: turn })
         }
     }
 
@@ -85,7 +85,7 @@ impl SqliteDb {
         let turn = self.write_turns.take();
         async move {
             let turn = turn.await?;
-            Ok(SqliteWriteTx { tx: self.delivery_pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn })
+            Ok(InTurn { inner: self.delivery_pool.begin_with("BEGIN IMMEDIATE").await?, _turn: turn })
         }
     }
 }
@@ -160,51 +160,38 @@ impl WriteTurns {
     }
 }
 
-/// A SQLite write transaction holding its writer's turn until it commits, rolls back or is
-/// dropped. It reads as the connection it runs on (`&mut *tx`), as sqlx's transaction does.
-pub(crate) struct SqliteWriteTx {
+/// A SQLite connection (`inner`: a transaction or a pooled connection) holding its writer's
+/// turn until dropped. It reads as the connection it runs on (`&mut *tx`), as sqlx's
+/// transaction does.
+pub(crate) struct InTurn<C> {
     // Dropped before the turn: a transaction dropped unfinished is rolled back by sqlx.
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    inner: C,
     _turn: WriteTurn,
 }
+
+/// A write transaction in its turn (see [`SqliteDb::begin`]).
+pub(crate) type SqliteWriteTx = InTurn<sqlx::Transaction<'static, sqlx::Sqlite>>;
+
+/// A pooled connection in its turn, for a single write statement (see [`SqliteDb::writer`]).
+pub(crate) type SqliteWriter = InTurn<sqlx::pool::PoolConnection<sqlx::Sqlite>>;
 
 impl SqliteWriteTx {
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.inner.commit().await
     }
 }
 
-/// A pooled connection holding its writer's turn (see [`SqliteDb::writer`]).
-pub(crate) struct SqliteWriter {
-    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    _turn: WriteTurn,
-}
-
-impl std::ops::Deref for SqliteWriter {
+impl<C: std::ops::DerefMut<Target = sqlx::SqliteConnection>> std::ops::Deref for InTurn<C> {
     type Target = sqlx::SqliteConnection;
 
     fn deref(&self) -> &sqlx::SqliteConnection {
-        &self.conn
+        &self.inner
     }
 }
 
-impl std::ops::DerefMut for SqliteWriter {
+impl<C: std::ops::DerefMut<Target = sqlx::SqliteConnection>> std::ops::DerefMut for InTurn<C> {
     fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
-        &mut self.conn
-    }
-}
-
-impl std::ops::Deref for SqliteWriteTx {
-    type Target = sqlx::SqliteConnection;
-
-    fn deref(&self) -> &sqlx::SqliteConnection {
-        &self.tx
-    }
-}
-
-impl std::ops::DerefMut for SqliteWriteTx {
-    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
-        &mut self.tx
+        &mut self.inner
     }
 }
 

@@ -17,6 +17,18 @@ crate::on_both_engines!(
     controllers_known_before_0023_get_their_aux_outputs_from_the_migration,
 );
 
+/// A webhook endpoint for every event type (so access events make webhook events).
+fn endpoint() -> EndpointSettings<'static> {
+    EndpointSettings {
+        url: "http://a",
+        description: "",
+        event_types: None,
+        timeout_ms: 5000,
+        batch_max: 1,
+        ordered: false,
+    }
+}
+
 fn event(time: &str, pin: &str, code: i64) -> AccessEvent {
     AccessEvent {
         local_time: time.into(),
@@ -32,15 +44,7 @@ fn event(time: &str, pin: &str, code: i64) -> AccessEvent {
 
 async fn each_controller_numbers_its_events_once_in_order(engine: Engine) {
     let store = fresh(engine).await;
-    let settings = EndpointSettings {
-        url: "http://a",
-        description: "",
-        event_types: None,
-        timeout_ms: 5000,
-        batch_max: 1,
-        ordered: false,
-    };
-    store.create_endpoint("ep_a", &settings, "api", "whsec_a").await.unwrap();
+    store.create_endpoint("ep_a", &endpoint(), "api", "whsec_a").await.unwrap();
     let a = approved_device(&store, "ACCA").await;
     let b = approved_device(&store, "ACCB").await;
     let now = now_micros();
@@ -118,15 +122,7 @@ async fn concurrent_uploads_of_one_controller_number_without_gaps(engine: Engine
 /// the same number and row.
 async fn a_large_upload_is_numbered_in_order_and_a_line_sent_twice_is_one_event(engine: Engine) {
     let store = fresh(engine).await;
-    let settings = EndpointSettings {
-        url: "http://a",
-        description: "",
-        event_types: None,
-        timeout_ms: 5000,
-        batch_max: 1,
-        ordered: false,
-    };
-    store.create_endpoint("ep_a", &settings, "api", "whsec_a").await.unwrap();
+    store.create_endpoint("ep_a", &endpoint(), "api", "whsec_a").await.unwrap();
     let panel = approved_device(&store, "ACCL").await;
     let mut lines: Vec<AccessEvent> = (0..299)
         .map(|i| event(&format!("2026-12-06 {:02}:{:02}:{:02}", i / 3600, i / 60 % 60, i % 60), &format!("{i}"), 0))
@@ -154,15 +150,7 @@ async fn a_large_upload_is_numbered_in_order_and_a_line_sent_twice_is_one_event(
 /// whole, each controller numbered 1..=3, each event with its one webhook event.
 async fn many_controllers_at_once_each_get_their_events_and_a_failing_request_fails_alone(engine: Engine) {
     let store = fresh(engine).await;
-    let settings = EndpointSettings {
-        url: "http://a",
-        description: "",
-        event_types: None,
-        timeout_ms: 5000,
-        batch_max: 1,
-        ordered: false,
-    };
-    store.create_endpoint("ep_a", &settings, "api", "whsec_a").await.unwrap();
+    store.create_endpoint("ep_a", &endpoint(), "api", "whsec_a").await.unwrap();
     let mut panels = Vec::new();
     for i in 0..40 {
         panels.push(approved_device(&store, &format!("ACCM{i:02}")).await);
