@@ -19,6 +19,10 @@ use anyhow::Context;
 
 use crate::scenarios::{BenchDatabase, Run, ServerProcess};
 
+/// How long a terminal whose start-up failed waits before it starts over: the server's default
+/// `ErrorDelay`.
+const ERROR_DELAY: Duration = Duration::from_secs(30);
+
 /// What the fleet does.
 #[derive(Debug, Clone)]
 pub struct FleetBench {
@@ -120,8 +124,7 @@ pub async fn fleet(run: &Run, bench: FleetBench) -> anyhow::Result<String> {
         sn_prefix: "FLEET".into(),
         seed: 1,
         keep_alive: bench.keep_alive,
-        // The server's default `ErrorDelay`.
-        error_delay: Duration::from_secs(30),
+        error_delay: ERROR_DELAY,
     };
     let report = fleet::run(config, live).await?;
     let (server_cpu, own_cpu) = (cpu_time(&pid)? - server_cpu_before, cpu_time("self")? - own_cpu_before);
@@ -207,8 +210,8 @@ impl std::fmt::Display for FleetFigures {
         writeln!(f, "  requests: {requests} ({:.0}/s), connections opened: {}", requests as f64 / secs, r.connections)?;
         writeln!(
             f,
-            "  devices up: {} of {} ({} start-ups tried again after a failure, 30 s later)",
-            r.devices_up, b.devices, r.startup_retries
+            "  devices up: {} of {} ({} start-ups tried again after a failure, {:?} later)",
+            r.devices_up, b.devices, r.startup_retries, ERROR_DELAY
         )?;
         writeln!(f, "  whole run (terminals starting over the first {:.0} s):", b.ramp.as_secs_f64())?;
         kinds_table(f, &r.kinds, secs)?;

@@ -562,9 +562,12 @@ dual! {
             // numbers in id order, under the device row's lock (SQLite: the one writer), so its
             // last number is enough to know every one.
             stored.sort_unstable_by_key(|s| (s.device_id, s.id));
+            let devices: std::collections::HashMap<i64, (String, String, Option<String>, i64)> =
+                devices.into_iter().map(|(id, sn, alias, zone, last_seq)| (id, (sn, alias, zone, last_seq))).collect();
             let mut webhook_events: Vec<(String, i64, i64, Vec<u8>)> = Vec::with_capacity(stored.len());
-            for (device_id, sn, alias, zone, last_seq) in &devices {
-                let rows: Vec<&InsertedAccessEvent> = stored.iter().filter(|s| s.device_id == *device_id).collect();
+            for rows in stored.chunk_by(|a, b| a.device_id == b.device_id) {
+                let device_id = rows[0].device_id;
+                let Some((sn, alias, zone, last_seq)) = devices.get(&device_id) else { continue };
                 let first_seq = last_seq - rows.len() as i64 + 1;
                 for (seq, row) in (first_seq..).zip(rows) {
                     let u = uploads[row.upload];
@@ -578,7 +581,7 @@ dual! {
                         crate::events::event_id(&[crate::events::event_type::ACCESS_EVENT, sn, &hex::encode(e.digest)]);
                     let body =
                         crate::events::access_event_body(&event_id, &device, (row.id, seq), &e.event, u.received_at);
-                    webhook_events.push((event_id, *device_id, u.received_at, body));
+                    webhook_events.push((event_id, device_id, u.received_at, body));
                 }
             }
             dialect::insert_access_webhook_events(&mut *conn, &webhook_events).await?;
