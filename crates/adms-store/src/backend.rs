@@ -393,14 +393,15 @@ pub(crate) mod sqlite_fns {
         desired_entries, device_state, device_states_for_pin, employee_target_devices, managed_terminals,
         org_is_ancestor_or_self, pending_changes, write_private_fields,
     };
-    pub(crate) use crate::sqlite::access_log::{insert_access_events, insert_access_webhook_events};
+    pub(crate) use crate::sqlite::access_log::insert_access_events;
     pub(crate) use crate::sqlite::activity::record_activity_in;
+    pub(crate) use crate::sqlite::bulk::{insert_webhook_events, upsert_device_options, upsert_device_users};
     pub(crate) use crate::sqlite::outbox::{
         apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
         replay_count, replay_fence, replay_read,
     };
     pub(crate) use crate::trust::sqlite::{adopt_device_template_in, adopt_device_user_in};
-    pub(crate) use crate::uploads::sqlite::{charge_operlog_in, insert_raw_in, upsert_user_in, write_access_group_in};
+    pub(crate) use crate::uploads::sqlite::{charge_operlog_in, insert_raw_in, upsert_users_in, write_access_group_in};
     pub(crate) use crate::webhook_queries::sqlite::replay_chunk;
     pub(crate) use crate::webhooks::sqlite::{insert_endpoint, insert_secret};
 
@@ -433,8 +434,9 @@ pub(crate) mod postgres_fns {
     };
     pub(crate) use crate::device_events::postgres::insert_event_in;
     pub(crate) use crate::devices::postgres::{store_facts_in, update_info_in};
-    pub(crate) use crate::postgres::access_log::{insert_access_events, insert_access_webhook_events};
+    pub(crate) use crate::postgres::access_log::insert_access_events;
     pub(crate) use crate::postgres::activity::record_activity_in;
+    pub(crate) use crate::postgres::bulk::{insert_webhook_events, upsert_device_options, upsert_device_users};
     pub(crate) use crate::postgres::outbox::{
         apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
         replay_count, replay_fence, replay_read,
@@ -447,7 +449,7 @@ pub(crate) mod postgres_fns {
     };
     pub(crate) use crate::trust::postgres::{adopt_device_template_in, adopt_device_user_in};
     pub(crate) use crate::uploads::postgres::{
-        charge_operlog_in, insert_raw_in, upsert_user_in, write_access_group_in,
+        charge_operlog_in, insert_raw_in, upsert_users_in, write_access_group_in,
     };
     pub(crate) use crate::webhook_queries::postgres::replay_chunk;
     pub(crate) use crate::webhooks::postgres::{insert_endpoint, insert_secret};

@@ -154,17 +154,18 @@ dual! {
         facts: &DeviceFacts,
     ) -> Result<(), StoreError> {
         let now = now_micros();
-        for (key, value) in &facts.options {
-            sqlx::query(
-                "INSERT INTO device_options (device_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            )
-            .bind(device_id)
-            .bind(key)
-            .bind(value)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+        if !facts.options.is_empty() {
+            // One statement for the whole dump; a key named twice keeps its last value.
+            let mut seen = std::collections::HashSet::with_capacity(facts.options.len());
+            let mut options: Vec<(&str, &str)> = facts
+                .options
+                .iter()
+                .rev()
+                .filter(|(key, _)| seen.insert(key.as_str()))
+                .map(|(key, value)| (key.as_str(), value.as_str()))
+                .collect();
+            options.reverse();
+            dialect::upsert_device_options(&mut *conn, device_id, &options, now).await?;
         }
         if let Some(info) = &facts.info {
             dialect::update_info_in(conn, device_id, info).await?;

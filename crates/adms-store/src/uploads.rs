@@ -2,6 +2,8 @@
 //! command results and raw bodies. Each request is one transaction; re-sent data is
 //! de-duplicated by natural keys or content hashes.
 
+use std::collections::HashMap;
+
 use sqlx::Connection;
 
 use crate::device_events::NewEvent;
@@ -251,9 +253,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            for u in &b.users {
-                dialect::upsert_user_in(&mut tx, sealer, b, u).await?;
-            }
+            dialect::upsert_users_in(&mut tx, sealer, b).await?;
             for t in &b.templates {
                 sqlx::query(
                     "INSERT INTO biometric_templates (device_id, pin, bio_type, bio_no, bio_index, record_kind, valid, duress, \
@@ -288,67 +288,71 @@ impl Store {
             // Photos and raw records are charged to the device's quotas in a savepoint: over quota,
             // a body that also carries users, templates or operation logs keeps those (they are the
             // product) and loses only the charged part; a body of charged records only is refused
-            // whole. `limited` reports which quota refused.
-            let mut sp = tx.begin().await?;
-            let photo_bytes: u64 = b.photos.iter().map(|p| (p.content.len() + p.url.len()) as u64).sum();
-            let mut raw_bytes = 0u64;
-            for p in &b.photos {
-                sqlx::query(
-                    "INSERT INTO user_photos (device_id, pin, record_kind, photo_type, file_name, size, content, url, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (device_id, pin, record_kind, photo_type) DO UPDATE SET \
-                     file_name = excluded.file_name, size = excluded.size, content = excluded.content, url = excluded.url, \
-                     updated_at = excluded.updated_at",
-                )
-                .bind(b.device_id)
-                .bind(&p.pin)
-                .bind(p.record_kind)
-                .bind(p.photo_type)
-                .bind(&p.file_name)
-                .bind(p.size)
-                .bind(sealer.seal(
-                    sealed::USER_PHOTO.kind,
-                    &format!("{}/{}/{}/{}", b.device_id, p.pin, p.record_kind, p.photo_type),
-                    &p.content,
-                ))
-                .bind(&p.url)
-                .bind(now)
-                .execute(&mut *sp)
-                .await?;
-            }
-            for o in &b.others {
-                let digest = sealer.digest(sealed::DEVICE_RECORD_RAW.kind, &o.raw_line);
-                let record = sealed::digest_record(&format!("{}/{}", b.device_id, b.table), &digest);
-                let inserted = sqlx::query(
-                    "INSERT INTO device_records (device_id, table_name, kind, raw_line, raw_sha256, received_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                )
-                .bind(b.device_id)
-                .bind(b.table)
-                .bind(&o.kind)
-                .bind(sealer.seal_bytes(sealed::DEVICE_RECORD_RAW.kind, &record, &o.raw_line))
-                .bind(&digest[..])
-                .bind(now)
-                .execute(&mut *sp)
-                .await?;
-                // A re-sent line stores nothing and costs nothing.
-                if inserted.rows_affected() > 0 {
-                    raw_bytes += o.raw_line.len() as u64;
+            // whole. `limited` reports which quota refused. A body with neither takes no savepoint.
+            let limited = if b.photos.is_empty() && b.others.is_empty() {
+                None
+            } else {
+                let mut sp = tx.begin().await?;
+                let photo_bytes: u64 = b.photos.iter().map(|p| (p.content.len() + p.url.len()) as u64).sum();
+                let mut raw_bytes = 0u64;
+                for p in &b.photos {
+                    sqlx::query(
+                        "INSERT INTO user_photos (device_id, pin, record_kind, photo_type, file_name, size, content, url, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (device_id, pin, record_kind, photo_type) DO UPDATE SET \
+                         file_name = excluded.file_name, size = excluded.size, content = excluded.content, url = excluded.url, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(b.device_id)
+                    .bind(&p.pin)
+                    .bind(p.record_kind)
+                    .bind(p.photo_type)
+                    .bind(&p.file_name)
+                    .bind(p.size)
+                    .bind(sealer.seal(
+                        sealed::USER_PHOTO.kind,
+                        &format!("{}/{}/{}/{}", b.device_id, p.pin, p.record_kind, p.photo_type),
+                        &p.content,
+                    ))
+                    .bind(&p.url)
+                    .bind(now)
+                    .execute(&mut *sp)
+                    .await?;
                 }
-            }
-            let charged = dialect::charge_operlog_in(&mut sp, b, photo_bytes, raw_bytes).await;
-            let limited = match charged {
-                Ok(()) => {
-                    sp.commit().await?;
-                    None
-                }
-                Err(StoreError::QuotaExceeded(kind)) => {
-                    sp.rollback().await?;
-                    if b.oplogs.is_empty() && b.users.is_empty() && b.templates.is_empty() {
-                        return Err(StoreError::QuotaExceeded(kind));
+                for o in &b.others {
+                    let digest = sealer.digest(sealed::DEVICE_RECORD_RAW.kind, &o.raw_line);
+                    let record = sealed::digest_record(&format!("{}/{}", b.device_id, b.table), &digest);
+                    let inserted = sqlx::query(
+                        "INSERT INTO device_records (device_id, table_name, kind, raw_line, raw_sha256, received_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(b.device_id)
+                    .bind(b.table)
+                    .bind(&o.kind)
+                    .bind(sealer.seal_bytes(sealed::DEVICE_RECORD_RAW.kind, &record, &o.raw_line))
+                    .bind(&digest[..])
+                    .bind(now)
+                    .execute(&mut *sp)
+                    .await?;
+                    // A re-sent line stores nothing and costs nothing.
+                    if inserted.rows_affected() > 0 {
+                        raw_bytes += o.raw_line.len() as u64;
                     }
-                    Some(kind)
                 }
-                Err(e) => return Err(e),
+                let charged = dialect::charge_operlog_in(&mut sp, b, photo_bytes, raw_bytes).await;
+                match charged {
+                    Ok(()) => {
+                        sp.commit().await?;
+                        None
+                    }
+                    Err(StoreError::QuotaExceeded(kind)) => {
+                        sp.rollback().await?;
+                        if b.oplogs.is_empty() && b.users.is_empty() && b.templates.is_empty() {
+                            return Err(StoreError::QuotaExceeded(kind));
+                        }
+                        Some(kind)
+                    }
+                    Err(e) => return Err(e),
+                }
             };
             for r in &b.rejected {
                 dialect::insert_rejected(&mut tx, sealer, b.device_id, r, now).await?;
@@ -499,9 +503,20 @@ impl Store {
     }
 }
 
-/// A user's fields as stored, to tell a change from a re-sent line.
+/// A `USER` line as it is written: its secrets and raw line sealed, with its revision.
+pub(crate) struct DeviceUserWrite<'a> {
+    pub user: &'a UserRow,
+    pub password: String,
+    pub card: String,
+    pub vice_card: String,
+    pub raw_line: Vec<u8>,
+    pub revision: i64,
+}
+
+/// A user's fields as stored (secrets opened), to tell a change from a re-sent line.
 #[derive(sqlx::FromRow)]
 struct StoredUser {
+    pin: String,
     name: String,
     name_raw: Option<Vec<u8>>,
     privilege: Option<i64>,
@@ -515,6 +530,23 @@ struct StoredUser {
 }
 
 impl StoredUser {
+    /// What storing `u` at `revision` leaves.
+    fn of(u: &UserRow, revision: i64) -> Self {
+        StoredUser {
+            pin: u.pin.clone(),
+            name: u.name.clone(),
+            name_raw: u.name_raw.clone(),
+            privilege: u.privilege,
+            password: u.password.clone(),
+            card: u.card.clone(),
+            group_no: u.group.clone(),
+            time_zones: u.time_zones.clone(),
+            verify: u.verify,
+            vice_card: u.vice_card.clone(),
+            revision,
+        }
+    }
+
     fn same_as(&self, u: &UserRow) -> bool {
         self.name == u.name
             && self.name_raw == u.name_raw
@@ -584,7 +616,18 @@ dual! {
                     webhook_events.push((event_id, device_id, u.received_at, body));
                 }
             }
-            dialect::insert_access_webhook_events(&mut *conn, &webhook_events).await?;
+            let webhook_events: Vec<NewEvent<'_>> = webhook_events
+                .iter()
+                .map(|(event_id, device_id, received_at, body)| NewEvent {
+                    event_id,
+                    event_type: crate::events::event_type::ACCESS_EVENT,
+                    device_id: *device_id,
+                    occurred_at: *received_at,
+                    created_at: *received_at,
+                    body,
+                })
+                .collect();
+            dialect::insert_webhook_events(&mut *conn, &webhook_events).await?;
         }
         for u in uploads {
             for r in &u.rejected {
@@ -594,87 +637,106 @@ dual! {
         Ok(())
     }
 
-    /// Stores one `USER` line and, when it enrols a user or changes a stored field, its
-    /// `user.enrolled` / `user.updated` event. An identical re-sent line emits nothing.
-    pub(crate) async fn upsert_user_in(
+    /// Stores the `USER` lines of an OPERLOG body and, for each that enrols a user or changes a
+    /// stored field, its `user.enrolled` / `user.updated` event; an identical re-sent line emits
+    /// nothing. Three statements however many lines (a first contact dumps every user): a read of
+    /// the stored users, one upsert of each PIN's last line, one insert of the events. Lines naming
+    /// one PIN twice are compared in order, each against the one before.
+    pub(crate) async fn upsert_users_in(
         conn: &mut Conn,
         sealer: Sealer<'_>,
         b: &OperlogBatch,
-        u: &UserRow,
     ) -> Result<(), StoreError> {
-        let record = format!("{}/{}", b.device_id, u.pin);
-        let mut stored: Option<StoredUser> = sqlx::query_as(
-            "SELECT name, name_raw, privilege, password, card, group_no, time_zones, verify, vice_card, revision \
-             FROM device_users WHERE device_id = $1 AND pin = $2",
-        )
+        if b.users.is_empty() {
+            return Ok(());
+        }
+        let pins: Vec<&str> = b.users.iter().map(|u| u.pin.as_str()).collect();
+        let stored: Vec<StoredUser> = sqlx::query_as(concat!(
+            "SELECT pin, name, name_raw, privilege, password, card, group_no, time_zones, verify, vice_card, revision \
+             FROM device_users WHERE device_id = $1 AND ",
+            in_list!("pin", "$2")
+        ))
         .bind(b.device_id)
-        .bind(&u.pin)
-        .fetch_optional(&mut *conn)
+        .bind(dialect::list_param(&pins))
+        .fetch_all(&mut *conn)
         .await?;
-        if let Some(s) = &mut stored {
+        let mut current: HashMap<String, StoredUser> = HashMap::with_capacity(b.users.len());
+        for mut s in stored {
+            let record = format!("{}/{}", b.device_id, s.pin);
             s.password = sealer.open(sealed::DEVICE_USER_PASSWORD.kind, &record, &s.password)?;
             s.card = sealer.open(sealed::DEVICE_USER_CARD.kind, &record, &s.card)?;
             s.vice_card = sealer.open(sealed::DEVICE_USER_VICE_CARD.kind, &record, &s.vice_card)?;
+            current.insert(s.pin.clone(), s);
         }
-        let (change, revision) = match &stored {
-            None => (Some(event_type::USER_ENROLLED), 0),
-            Some(s) if s.same_as(u) => (None, s.revision),
-            Some(s) => (Some(event_type::USER_UPDATED), s.revision + 1),
-        };
-        sqlx::query(
-            "INSERT INTO device_users (device_id, pin, name, name_raw, privilege, password, card, group_no, time_zones, \
-             verify, vice_card, raw_line, updated_at, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT (device_id, pin) DO UPDATE SET name = excluded.name, name_raw = excluded.name_raw, \
-             privilege = excluded.privilege, password = excluded.password, card = excluded.card, \
-             group_no = excluded.group_no, time_zones = excluded.time_zones, verify = excluded.verify, \
-             vice_card = excluded.vice_card, raw_line = excluded.raw_line, updated_at = excluded.updated_at, \
-             revision = excluded.revision",
-        )
-        .bind(b.device_id)
-        .bind(&u.pin)
-        .bind(&u.name)
-        .bind(&u.name_raw)
-        .bind(u.privilege)
-        .bind(sealer.seal(sealed::DEVICE_USER_PASSWORD.kind, &record, &u.password))
-        .bind(sealer.seal(sealed::DEVICE_USER_CARD.kind, &record, &u.card))
-        .bind(&u.group)
-        .bind(&u.time_zones)
-        .bind(u.verify)
-        .bind(sealer.seal(sealed::DEVICE_USER_VICE_CARD.kind, &record, &u.vice_card))
-        .bind(sealer.seal_bytes(sealed::DEVICE_USER_RAW.kind, &record, &u.raw_line))
-        .bind(b.received_at)
-        .bind(revision)
-        .execute(&mut *conn)
-        .await?;
-        let Some(kind) = change else { return Ok(()) };
-        // Only a new or changed line may reach the roster: a re-sent old line must not bring back
-        // an employee the ERP deleted, nor undo an edit.
-        dialect::adopt_device_user_in(conn, sealer, b.device_id, u, b.adoption, b.received_at).await?;
-        let event_id = if kind == event_type::USER_ENROLLED {
-            user_enrolled_event_id(&b.device_sn, &u.pin)
-        } else {
-            user_updated_event_id(&b.device_sn, &u.pin, revision, &user_values_sha256_hex(u))
-        };
-        let data = UserData {
-            device: EventDevice { sn: &b.device_sn, alias: &b.device_alias, time_zone: &b.device_time_zone },
-            pin: &u.pin,
-            name: &u.name,
-            privilege: u.privilege,
-            card: &u.card,
-            group: &u.group,
-            time_zone: &u.time_zones,
-            has_password: !u.password.is_empty(),
-        };
-        let body = event_body(&event_id, kind, b.received_at, &data);
-        let event = NewEvent {
-            event_id: &event_id,
-            event_type: kind,
-            device_id: b.device_id,
-            occurred_at: b.received_at,
-            created_at: now_micros(),
-            body: &body,
-        };
-        dialect::insert_event_in(conn, &event).await?;
+        // Each line against what came before it; the last line of a PIN is what is written.
+        let mut changes: Vec<(&UserRow, &'static str, i64)> = Vec::new();
+        let mut last: HashMap<&str, (usize, i64)> = HashMap::with_capacity(b.users.len());
+        for (i, u) in b.users.iter().enumerate() {
+            let (change, revision) = match current.get(&u.pin) {
+                None => (Some(event_type::USER_ENROLLED), 0),
+                Some(s) if s.same_as(u) => (None, s.revision),
+                Some(s) => (Some(event_type::USER_UPDATED), s.revision + 1),
+            };
+            if let Some(kind) = change {
+                changes.push((u, kind, revision));
+            }
+            current.insert(u.pin.clone(), StoredUser::of(u, revision));
+            last.insert(&u.pin, (i, revision));
+        }
+        let mut writes: Vec<(usize, i64)> = last.into_values().collect();
+        writes.sort_unstable();
+        let writes: Vec<DeviceUserWrite<'_>> = writes
+            .into_iter()
+            .map(|(i, revision)| {
+                let u = &b.users[i];
+                let record = format!("{}/{}", b.device_id, u.pin);
+                DeviceUserWrite {
+                    user: u,
+                    password: sealer.seal(sealed::DEVICE_USER_PASSWORD.kind, &record, &u.password),
+                    card: sealer.seal(sealed::DEVICE_USER_CARD.kind, &record, &u.card),
+                    vice_card: sealer.seal(sealed::DEVICE_USER_VICE_CARD.kind, &record, &u.vice_card),
+                    raw_line: sealer.seal_bytes(sealed::DEVICE_USER_RAW.kind, &record, &u.raw_line),
+                    revision,
+                }
+            })
+            .collect();
+        dialect::upsert_device_users(&mut *conn, b.device_id, &writes, b.received_at).await?;
+        let mut events: Vec<(String, &'static str, Vec<u8>)> = Vec::with_capacity(changes.len());
+        for (u, kind, revision) in changes {
+            // Only a new or changed line may reach the roster: a re-sent old line must not bring
+            // back an employee the ERP deleted, nor undo an edit.
+            dialect::adopt_device_user_in(&mut *conn, sealer, b.device_id, u, b.adoption, b.received_at).await?;
+            let event_id = if kind == event_type::USER_ENROLLED {
+                user_enrolled_event_id(&b.device_sn, &u.pin)
+            } else {
+                user_updated_event_id(&b.device_sn, &u.pin, revision, &user_values_sha256_hex(u))
+            };
+            let data = UserData {
+                device: EventDevice { sn: &b.device_sn, alias: &b.device_alias, time_zone: &b.device_time_zone },
+                pin: &u.pin,
+                name: &u.name,
+                privilege: u.privilege,
+                card: &u.card,
+                group: &u.group,
+                time_zone: &u.time_zones,
+                has_password: !u.password.is_empty(),
+            };
+            let body = event_body(&event_id, kind, b.received_at, &data);
+            events.push((event_id, kind, body));
+        }
+        let created_at = now_micros();
+        let events: Vec<NewEvent<'_>> = events
+            .iter()
+            .map(|(event_id, kind, body)| NewEvent {
+                event_id,
+                event_type: kind,
+                device_id: b.device_id,
+                occurred_at: b.received_at,
+                created_at,
+                body,
+            })
+            .collect();
+        dialect::insert_webhook_events(&mut *conn, &events).await?;
         Ok(())
     }
 

@@ -1,5 +1,5 @@
-//! PostgreSQL's side of `rtlog` ingest: a group of requests' events and their webhook events,
-//! each in one statement over `unnest`ed arrays, however many requests and lines it carries.
+//! PostgreSQL's side of `rtlog` ingest: a group of requests' events in one statement over
+//! `unnest`ed arrays, however many requests and lines it carries.
 
 use sqlx::PgConnection;
 
@@ -64,32 +64,4 @@ pub(crate) async fn insert_access_events(
     .fetch_all(&mut *conn)
     .await?;
     Ok(InsertedAccessEvent::matched(inserted, uploads))
-}
-
-/// Inserts `access.event` webhook events `(event id, device, occurred at, body)` in one
-/// statement (ids derived from their lines, so an event inserted before is left as it is).
-pub(crate) async fn insert_access_webhook_events(
-    conn: &mut PgConnection,
-    events: &[(String, i64, i64, Vec<u8>)],
-) -> Result<(), StoreError> {
-    let ids: Vec<&str> = events.iter().map(|(id, ..)| id.as_str()).collect();
-    let devices: Vec<i64> = events.iter().map(|(_, device, ..)| *device).collect();
-    let occurred: Vec<i64> = events.iter().map(|(_, _, at, _)| *at).collect();
-    let bodies: Vec<&[u8]> = events.iter().map(|(.., body)| body.as_slice()).collect();
-    sqlx::query(
-        "INSERT INTO webhook_events (event_id, event_type, device_id, occurred_at, created_at, body) \
-         SELECT n.event_id, $1, n.device_id, n.occurred_at, n.occurred_at, n.body \
-         FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bytea[]) \
-              WITH ORDINALITY AS n (event_id, device_id, occurred_at, body, ord) \
-         ORDER BY n.ord \
-         ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(crate::events::event_type::ACCESS_EVENT)
-    .bind(&ids)
-    .bind(&devices)
-    .bind(&occurred)
-    .bind(&bodies)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

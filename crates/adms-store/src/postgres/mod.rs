@@ -2,6 +2,7 @@
 
 pub(crate) mod access_log;
 pub(crate) mod activity;
+pub(crate) mod bulk;
 pub(crate) mod outbox;
 pub(crate) mod punch_writer;
 pub(crate) mod statistics;

@@ -1,6 +1,5 @@
-//! SQLite's side of `rtlog` ingest: a group of requests' events and their webhook events, each
-//! in one statement (a JSON array parameter unpacked by `json_each`), however many requests
-//! and lines the group carries.
+//! SQLite's side of `rtlog` ingest: a group of requests' events in one statement (a JSON array
+//! parameter unpacked by `json_each`), however many requests and lines the group carries.
 
 use sqlx::SqliteConnection;
 
@@ -50,29 +49,4 @@ pub(crate) async fn insert_access_events(
     .fetch_all(&mut *conn)
     .await?;
     Ok(InsertedAccessEvent::matched(inserted, uploads))
-}
-
-/// Inserts `access.event` webhook events `(event id, device, occurred at, body)` in one
-/// statement (ids derived from their lines, so an event inserted before is left as it is).
-pub(crate) async fn insert_access_webhook_events(
-    conn: &mut SqliteConnection,
-    events: &[(String, i64, i64, Vec<u8>)],
-) -> Result<(), StoreError> {
-    let rows: Vec<_> = events
-        .iter()
-        .map(|(id, device_id, occurred_at, body)| (id, device_id, occurred_at, String::from_utf8_lossy(body)))
-        .collect();
-    sqlx::query(
-        "INSERT INTO webhook_events (event_id, event_type, device_id, occurred_at, created_at, body) \
-         SELECT j.value ->> 0, $1, j.value ->> 1, j.value ->> 2, j.value ->> 2, CAST(j.value ->> 3 AS BLOB) \
-         FROM json_each($2) AS j \
-         WHERE true \
-         ORDER BY j.key \
-         ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(crate::events::event_type::ACCESS_EVENT)
-    .bind(serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into()))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

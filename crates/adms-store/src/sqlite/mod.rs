@@ -2,5 +2,6 @@
 
 pub(crate) mod access_log;
 pub(crate) mod activity;
+pub(crate) mod bulk;
 pub(crate) mod outbox;
 pub(crate) mod punch_writer;

@@ -181,6 +181,18 @@ async fn users_are_enrolled_once_and_updated_only_when_a_stored_field_changes(en
     let after = events(store).await;
     assert_eq!(after.len(), before + 1);
     assert_eq!((after[before].event_type.as_str(), &after[before].body["data"]["pin"]), ("user.enrolled", &json!("8")));
+
+    // One PIN three times in one upload (a user edited before the terminal could send): each
+    // line is compared with the one before it, and the last one is what is stored.
+    let before = events_len(store).await;
+    let lines = vec![user("9", "Cy", ""), user("9", "Cy Ng", ""), user("9", "Cy Ng", "")];
+    store.store_operlog(&operlog(device.id, lines)).await.unwrap();
+    let after = events(store).await;
+    let changes: Vec<(&str, &str)> =
+        after[before..].iter().map(|e| (e.event_type.as_str(), e.body["data"]["name"].as_str().unwrap())).collect();
+    assert_eq!(changes, [("user.enrolled", "Cy"), ("user.updated", "Cy Ng")]);
+    store.store_operlog(&operlog(device.id, vec![user("9", "Cy Ng", "")])).await.unwrap();
+    assert_eq!(events_len(store).await, after.len(), "the last line is the stored one");
 }
 
 async fn events_len(store: &Store) -> usize {

@@ -409,7 +409,31 @@ crate::on_both_engines!(
     old_quota_usage_is_purged_and_todays_still_counts,
     statistics_of_a_table_that_doubled_are_refreshed_once,
     an_activity_flush_writes_every_device_in_one_go,
+    an_options_dump_is_stored_in_one_go_and_a_key_named_twice_keeps_its_last_value,
 );
+
+/// An options dump (every terminal sends one at first contact) is one statement: a key named
+/// twice in it keeps its last value (PostgreSQL refuses to update one row twice in a
+/// statement), and a later dump changes what it names and leaves the rest.
+async fn an_options_dump_is_stored_in_one_go_and_a_key_named_twice_keeps_its_last_value(engine: crate::common::Engine) {
+    use adms_store::DeviceFacts;
+    let store = crate::common::fresh(engine).await;
+    let device = crate::common::approved_device(&store, "OPT1").await;
+    let facts = |pairs: &[(&str, &str)]| DeviceFacts {
+        options: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        ..DeviceFacts::default()
+    };
+    let first =
+        facts(&[("UserCount", "3"), ("~DeviceName", "SpeedFace"), ("UserCount", "4"), ("IPAddress", "10.0.0.2")]);
+    store.store_device_facts(device, None, &first).await.unwrap();
+    let stored = store.device_options(device).await.unwrap();
+    let expected =
+        |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+    assert_eq!(stored, expected(&[("IPAddress", "10.0.0.2"), ("UserCount", "4"), ("~DeviceName", "SpeedFace")]));
+    store.store_device_facts(device, None, &facts(&[("UserCount", "5")])).await.unwrap();
+    let stored = store.device_options(device).await.unwrap();
+    assert_eq!(stored, expected(&[("IPAddress", "10.0.0.2"), ("UserCount", "5"), ("~DeviceName", "SpeedFace")]));
+}
 
 /// The periodic activity flush (polls are kept in memory): one batch for many devices, a device
 /// named twice keeping its latest request, a time never moving back, an empty address leaving
