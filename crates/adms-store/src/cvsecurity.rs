@@ -81,23 +81,35 @@ pub struct AccessEventRow {
     pub dept_name: Option<String>,
     #[sqlx(rename = "raw_sha256")]
     raw_digest: Vec<u8>,
+    /// The controller's number for the event: 1, 2, 3… in commit order (migration 0024).
+    pub seq: i64,
 }
 
 macro_rules! event_columns {
     () => {
         "SELECT ev.id, ev.device_id, d.sn, d.alias, ev.local_time, ev.pin, ev.card_no, ev.door, ev.event_code, ev.in_out, \
-         ev.verify_type, dr.name AS door_name, e.first_name, e.last_name, dp.dept_code, dp.dept_name, ev.raw_sha256"
+         ev.verify_type, dr.name AS door_name, e.first_name, e.last_name, dp.dept_code, dp.dept_name, ev.raw_sha256, \
+         ev.seq"
+    };
+}
+
+/// An event's (`ev`) door, employee and department.
+macro_rules! event_names_joined {
+    () => {
+        " LEFT JOIN access_doors AS dr ON dr.device_id = ev.device_id AND dr.door_no = ev.door \
+          LEFT JOIN employees AS e ON e.emp_code = ev.pin AND e.deleted_at IS NULL \
+          LEFT JOIN departments AS dp ON dp.id = e.department_id"
     };
 }
 
 /// The events of approved devices with their door, employee and department.
 macro_rules! events_joined {
     () => {
-        " FROM access_events AS ev JOIN devices AS d ON d.id = ev.device_id \
-          LEFT JOIN access_doors AS dr ON dr.device_id = ev.device_id AND dr.door_no = ev.door \
-          LEFT JOIN employees AS e ON e.emp_code = ev.pin AND e.deleted_at IS NULL \
-          LEFT JOIN departments AS dp ON dp.id = e.department_id \
-          WHERE d.approval = 'approved'"
+        concat!(
+            " FROM access_events AS ev JOIN devices AS d ON d.id = ev.device_id",
+            event_names_joined!(),
+            " WHERE d.approval = 'approved'"
+        )
     };
 }
 
@@ -117,11 +129,6 @@ const COUNT_EVENTS: &str = concat!("SELECT COUNT(*)", events_where!());
 const SELECT_EVENTS: &str = concat!(event_columns!(), events_where!(), " ORDER BY ev.id LIMIT $7 OFFSET $8");
 /// A monitor session's next events: after its cursor, received since it started and before
 /// the settling bound.
-const MONITOR_EVENTS: &str = concat!(
-    event_columns!(),
-    events_joined!(),
-    " AND ev.id > $1 AND ev.received_at >= $2 AND ev.received_at <= $3 ORDER BY ev.id LIMIT $4"
-);
 
 /// How long a `transaction/monitor` session may stay idle before it is deleted (a later poll
 /// with its timestamp starts it again from the timestamp).
@@ -304,60 +311,124 @@ impl Store {
         Ok(())
     }
 
-    /// One `transaction/monitor` poll of the session (`client_id`, `started_ms`): the next
-    /// `limit` events after the session's cursor (the first poll: those received since
-    /// `started_ms`), received at least `settle_micros` before `now`, and the cursor moved past
-    /// them, in one transaction (two replicas polling one session take turns). The settling
-    /// bound is for PostgreSQL, where ids are not committed in order: an event whose
-    /// transaction commits more than `settle_micros` after it was received is missed by the
-    /// sessions that polled meanwhile (it is in the lists and its webhook all the same). Idle
-    /// sessions ([`MONITOR_IDLE_MICROS`]) are deleted on the way.
+    /// One `transaction/monitor` poll of the session (`client_id`, `started_ms`): the events of
+    /// approved controllers stored since the session's previous poll (the first poll: those
+    /// received since `started_ms`), each once, in one transaction that moves the session past
+    /// them (two replicas polling one session take turns).
+    ///
+    /// The session keeps a cursor per controller, the last `seq` it handed out: a controller's
+    /// events are numbered in commit order under its row's lock, so nothing committed late is
+    /// passed over, on either engine (an id cursor would: PostgreSQL hands out ids at insert).
+    /// A poll hands out at most about `limit` events, shared among the controllers with new
+    /// ones (at least one each), so one controller's backlog does not hold back the others'
+    /// alarms; the next poll continues. A pending controller's events wait for its approval.
+    /// Idle sessions ([`MONITOR_IDLE_MICROS`]) are deleted on the way.
     pub async fn monitor_access_events(
         &self,
         client_id: i64,
         started_ms: i64,
         now: i64,
-        settle_micros: i64,
         limit: i64,
     ) -> Result<Vec<AccessEventRow>, StoreError> {
         let since = started_ms.saturating_mul(1000);
-        let until = now.saturating_sub(settle_micros);
         let mut rows: Vec<AccessEventRow> = on_db!(self, |db| {
             let mut tx = db.begin().await?;
             sqlx::query("DELETE FROM cvsecurity_monitor_sessions WHERE last_poll_at < $1")
                 .bind(now.saturating_sub(MONITOR_IDLE_MICROS))
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
+            let opened: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO cvsecurity_monitor_sessions (client_id, started_ms, cursor_id, last_poll_at) \
-                 VALUES ($1, $2, 0, $3) ON CONFLICT (client_id, started_ms) DO NOTHING",
+                 VALUES ($1, $2, 0, $3) ON CONFLICT (client_id, started_ms) DO NOTHING RETURNING client_id",
             )
             .bind(client_id)
             .bind(started_ms)
             .bind(now)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            let cursor: i64 = sqlx::query_scalar(concat!(
-                "SELECT cursor_id FROM cvsecurity_monitor_sessions WHERE client_id = $1 AND started_ms = $2",
-                for_update!()
-            ))
+            if opened.is_some() {
+                // A new session starts after each controller's events received before its
+                // timestamp (a controller without a cursor starts from its first event).
+                sqlx::query(
+                    "INSERT INTO cvsecurity_monitor_cursors (client_id, started_ms, device_id, last_seq) \
+                     SELECT $1, $2, d.id, (SELECT COALESCE(MAX(ev.seq), 0) FROM access_events AS ev \
+                                           WHERE ev.device_id = d.id AND ev.received_at < $3) \
+                     FROM devices AS d WHERE d.access_last_seq > 0",
+                )
+                .bind(client_id)
+                .bind(started_ms)
+                .bind(since)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query(concat!(
+                    "SELECT client_id FROM cvsecurity_monitor_sessions WHERE client_id = $1 AND started_ms = $2",
+                    for_update!()
+                ))
+                .bind(client_id)
+                .bind(started_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let behind: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT d.id, COALESCE(c.last_seq, 0) FROM devices AS d \
+                 LEFT JOIN cvsecurity_monitor_cursors AS c \
+                        ON c.client_id = $1 AND c.started_ms = $2 AND c.device_id = d.id \
+                 WHERE d.approval = 'approved' AND d.access_last_seq > COALESCE(c.last_seq, 0) ORDER BY d.id",
+            )
             .bind(client_id)
             .bind(started_ms)
-            .fetch_one(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-            let rows: Vec<AccessEventRow> = sqlx::query_as(MONITOR_EVENTS)
-                .bind(cursor)
-                .bind(since)
-                .bind(until)
-                .bind(limit)
+            let mut rows: Vec<AccessEventRow> = Vec::new();
+            if !behind.is_empty() {
+                let share = (limit / behind.len() as i64).max(1);
+                let (devices, cursors): (Vec<i64>, Vec<i64>) = behind.into_iter().unzip();
+                rows = sqlx::query_as(concat!(
+                    event_columns!(),
+                    " FROM ",
+                    list_rows!("$1", "w_device"),
+                    " JOIN ",
+                    list_rows!("$2", "w_cursor"),
+                    " ON w_cursor.key = w_device.key \
+                      JOIN access_events AS ev ON ev.device_id = w_device.value \
+                       AND ev.seq > w_cursor.value AND ev.seq <= w_cursor.value + $3 \
+                      JOIN devices AS d ON d.id = ev.device_id",
+                    event_names_joined!(),
+                    " ORDER BY ev.id"
+                ))
+                .bind(dialect::list_param(&devices))
+                .bind(dialect::list_param(&cursors))
+                .bind(share)
                 .fetch_all(&mut *tx)
                 .await?;
-            let moved = rows.last().map_or(cursor, |row| row.id);
+                // Each controller's cursor moves to the last number handed out (its rows are a
+                // run of consecutive numbers after the cursor: numbers have no gaps).
+                let mut moved: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+                for row in &rows {
+                    let last = moved.entry(row.device_id).or_default();
+                    *last = (*last).max(row.seq);
+                }
+                let (devices, seqs): (Vec<i64>, Vec<i64>) = moved.into_iter().unzip();
+                sqlx::query(concat!(
+                    "INSERT INTO cvsecurity_monitor_cursors (client_id, started_ms, device_id, last_seq) \
+                     SELECT $1, $2, w_device.value, w_seq.value FROM ",
+                    list_rows!("$3", "w_device"),
+                    " JOIN ",
+                    list_rows!("$4", "w_seq"),
+                    " ON w_seq.key = w_device.key WHERE true \
+                      ON CONFLICT (client_id, started_ms, device_id) DO UPDATE SET last_seq = excluded.last_seq"
+                ))
+                .bind(client_id)
+                .bind(started_ms)
+                .bind(dialect::list_param(&devices))
+                .bind(dialect::list_param(&seqs))
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query(
-                "UPDATE cvsecurity_monitor_sessions SET cursor_id = $1, last_poll_at = $2 \
-                 WHERE client_id = $3 AND started_ms = $4",
+                "UPDATE cvsecurity_monitor_sessions SET last_poll_at = $1 WHERE client_id = $2 AND started_ms = $3",
             )
-            .bind(moved)
             .bind(now)
             .bind(client_id)
             .bind(started_ms)

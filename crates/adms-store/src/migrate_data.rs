@@ -104,7 +104,7 @@ macro_rules! copy_table {
 }
 
 /// Every table, parents before children.
-const TABLES: [CopiedTable; 51] = {
+const TABLES: [CopiedTable; 52] = {
     let mut tables = [
         copy_table!("devices", key "id", [value "id", value "sn", value "alias", value "approval", value "protocol_family", value "device_type", value "model", value "firmware", value "push_version", value "firmware_push_version", value "language", value "ip_address", value "time_zone", value "text_encoding", value "user_count", value "fp_count", value "face_count", value "palm_count", value "transaction_count", value "fp_algorithm", value "face_algorithm", value "attlog_stamp", value "operlog_stamp", value "attphoto_stamp", value "biodata_stamp", value "registry_code", value "last_seq", value "first_seen_at", value "last_handshake_at", value "last_activity_at", value "presence", value "presence_changed_at", value "deleted_at", value "newest_punch_skew", value "newest_punch_local_time", value "day_started_at", value "day_first_seq", value "access_last_seq"]),
         copy_table!("device_options", whole, [value "device_id", value "key", value "value", value "updated_at"]),
@@ -157,6 +157,7 @@ const TABLES: [CopiedTable; 51] = {
         copy_table!("access_ele_levels", key "id", [value "id", value "name", value "time_segment_id", value "created_at", value "updated_at"]),
         copy_table!("access_ele_level_floors", whole, [value "level_id", value "floor_id"]),
         copy_table!("access_ele_level_members", whole, [value "level_id", value "employee_id", value "valid_from", value "valid_until", value "created_at", value "updated_at"]),
+        copy_table!("cvsecurity_monitor_cursors", whole, [value "client_id", value "started_ms", value "device_id", value "last_seq"]),
     ];
     tables[9].trigger = Some((
         "ALTER TABLE punches DISABLE TRIGGER punches_need_their_event",

@@ -329,19 +329,14 @@ async fn pending_migrations_at_start_are_preceded_by_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     server.stop();
-    // As the previous release left it: without migration 0025 (its tables and indexes).
-    for statement in [
-        "DROP TABLE access_ele_level_members",
-        "DROP TABLE access_ele_level_floors",
-        "DROP TABLE access_ele_levels",
-        "DELETE FROM _sqlx_migrations WHERE version = 25",
-    ] {
+    // As the previous release left it: without migration 0026 (its table).
+    for statement in ["DROP TABLE cvsecurity_monitor_cursors", "DELETE FROM _sqlx_migrations WHERE version = 26"] {
         server.db().execute(statement, &[]).await;
     }
-    let backup = dir.path().join("adms.db.before-0025");
+    let backup = dir.path().join("adms.db.before-0026");
     assert!(!backup.exists());
     let server = Server::start(dir.path(), &[]);
     eventually("the backup is there", async || backup.exists()).await;
-    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 25", &[]).await;
+    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 26", &[]).await;
     assert_eq!(rows, 1, "and the migration ran");
 }

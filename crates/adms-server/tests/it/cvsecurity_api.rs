@@ -378,7 +378,7 @@ async fn the_monitor_hands_out_each_new_event_once_per_session() {
                 time=2026-12-06 09:05:00\tpin=0\tcardno=0\teventaddr=2\tevent=102\tinoutstatus=0\tverifytype=200\tindex=22\n";
     assert_eq!(dev.post("/iclock/cdata?SN=ACC0401&table=rtlog", body.as_bytes()).await.status, 200);
 
-    // Events are handed out once they settled (two seconds), each once.
+    // Each event is handed out once.
     let mut rows: Vec<Value> = Vec::new();
     common::eventually("both events reach the monitor", async || {
         let answer = cv.get(&url).await;

@@ -11,7 +11,7 @@ use crate::common::{Engine, fresh};
 crate::on_both_engines!(
     clients_are_stored_by_digest_named_once_and_revoked,
     access_events_read_back_as_transactions_with_names_filters_and_pages,
-    a_monitor_session_hands_out_each_settled_event_once_in_batches,
+    a_monitor_session_hands_out_each_event_once_in_batches_shared_by_the_controllers,
     a_controller_keeps_its_newest_door_state,
     an_rtstate_body_and_its_door_state_commit_together,
 );
@@ -120,7 +120,7 @@ async fn access_events_read_back_as_transactions_with_names_filters_and_pages(en
     assert_eq!(store.access_events_page(&AccessEventFilter::default(), 5, 10).await.unwrap().1.len(), 0);
 }
 
-async fn a_monitor_session_hands_out_each_settled_event_once_in_batches(engine: Engine) {
+async fn a_monitor_session_hands_out_each_event_once_in_batches_shared_by_the_controllers(engine: Engine) {
     let store = fresh(engine).await;
     let panel = controller(&store, "ACC1", Approval::Approved).await;
     let client = store.create_cvsecurity_client("siem", &sha256(b"secret"), false).await.unwrap();
@@ -132,34 +132,102 @@ async fn a_monitor_session_hands_out_each_settled_event_once_in_batches(engine: 
     store.store_access_events(panel, &[at(0)], &[], t0 - SECOND).await.unwrap();
     store.store_access_events(panel, &[at(1), at(2), at(3)], &[], t0 + SECOND).await.unwrap();
     let started_ms = t0 / 1000;
-    let settle = 2 * SECOND;
-    let times = |rows: &[adms_store::cvsecurity::AccessEventRow]| -> Vec<String> {
-        rows.iter().map(|r| r.local_time[17..].to_owned()).collect()
+    let polled = |rows: Vec<adms_store::cvsecurity::AccessEventRow>| -> Vec<String> {
+        rows.iter().map(|r| format!("{}:{}", r.sn, &r.local_time[17..])).collect()
+    };
+    let poll = async |store: &Store, client: i64, started_ms: i64, now: i64, limit: i64| {
+        polled(store.monitor_access_events(client, started_ms, now, limit).await.unwrap())
     };
 
-    // Not settled yet at t0 + 2 s: nothing; then in batches of two, each once.
-    assert!(store.monitor_access_events(client, started_ms, t0 + 2 * SECOND, settle, 2).await.unwrap().is_empty());
-    let now = t0 + 4 * SECOND;
-    assert_eq!(times(&store.monitor_access_events(client, started_ms, now, settle, 2).await.unwrap()), ["01", "02"]);
-    assert_eq!(times(&store.monitor_access_events(client, started_ms, now, settle, 2).await.unwrap()), ["03"]);
-    assert!(store.monitor_access_events(client, started_ms, now, settle, 2).await.unwrap().is_empty());
+    // In batches of two, each once.
+    let now = t0 + 2 * SECOND;
+    assert_eq!(poll(&store, client, started_ms, now, 2).await, ["ACC1:01", "ACC1:02"]);
+    assert_eq!(poll(&store, client, started_ms, now, 2).await, ["ACC1:03"]);
+    assert!(poll(&store, client, started_ms, now, 2).await.is_empty());
     store.store_access_events(panel, &[at(4)], &[], now).await.unwrap();
-    let later = now + 3 * SECOND;
-    assert_eq!(times(&store.monitor_access_events(client, started_ms, later, settle, 2).await.unwrap()), ["04"]);
+    let later = now + SECOND;
+    assert_eq!(poll(&store, client, started_ms, later, 2).await, ["ACC1:04"]);
 
     // Sessions are independent: another client, or another timestamp, starts from its own.
-    assert_eq!(store.monitor_access_events(other, started_ms, later, settle, 10).await.unwrap().len(), 4);
+    assert_eq!(poll(&store, other, started_ms, later, 10).await.len(), 4);
     let from_before = (t0 - 2 * SECOND) / 1000;
-    assert_eq!(store.monitor_access_events(client, from_before, later, settle, 10).await.unwrap().len(), 5);
+    assert_eq!(poll(&store, client, from_before, later, 10).await.len(), 5);
     // A second handle (another replica) continues the session where the first left it.
     let replica = store.second_process().await;
     store.store_access_events(panel, &[at(5)], &[], later).await.unwrap();
-    let rows = replica.monitor_access_events(client, started_ms, later + 3 * SECOND, settle, 10).await.unwrap();
-    assert_eq!((times(&rows), rows[0].card_no.as_str()), (vec!["05".to_owned()], "1"));
+    let rows = replica.monitor_access_events(client, started_ms, later + SECOND, 10).await.unwrap();
+    assert_eq!((polled(rows.clone()), rows[0].card_no.as_str()), (vec!["ACC1:05".to_owned()], "1"));
     // A session idle for a day is forgotten: polled again, it starts from its timestamp.
     let next_day = later + adms_store::cvsecurity::MONITOR_IDLE_MICROS + 10 * SECOND;
-    assert_eq!(store.monitor_access_events(other, started_ms + 1, next_day, settle, 10).await.unwrap().len(), 5);
-    assert_eq!(store.monitor_access_events(client, started_ms, next_day, settle, 10).await.unwrap().len(), 5);
+    assert_eq!(poll(&store, other, started_ms + 1, next_day, 10).await.len(), 5);
+    assert_eq!(poll(&store, client, started_ms, next_day, 10).await.len(), 5);
+
+    // A batch is shared by the controllers that have new events (one each of two here), so one
+    // controller's backlog does not hold back another's alarm.
+    let second = controller(&store, "ACC2", Approval::Approved).await;
+    store.store_access_events(panel, &[at(6), at(7), at(8)], &[], next_day).await.unwrap();
+    store.store_access_events(second, &[at(9)], &[], next_day).await.unwrap();
+    assert_eq!(poll(&store, client, started_ms, next_day, 2).await, ["ACC1:06", "ACC2:09"]);
+    assert_eq!(poll(&store, client, started_ms, next_day, 2).await, ["ACC1:07", "ACC1:08"]);
+    // A pending controller's events wait for its approval, then come.
+    let held = controller(&store, "HELD1", Approval::Pending).await;
+    store.store_access_events(held, &[at(10)], &[], next_day).await.unwrap();
+    assert!(poll(&store, client, started_ms, next_day, 10).await.is_empty());
+    assert!(store.set_approval("HELD1", Approval::Approved).await.unwrap());
+    assert_eq!(poll(&store, client, started_ms, next_day, 10).await, ["HELD1:10"]);
+    assert!(poll(&store, client, started_ms, next_day, 10).await.is_empty());
+}
+
+/// PostgreSQL hands out ids at insert and commits in any order: an event whose transaction
+/// commits after a later event's, and after a poll that handed that one out, still reaches the
+/// session, once. (On SQLite, with one writer, commits come in id order.)
+#[tokio::test]
+async fn a_monitor_session_hands_out_an_event_that_committed_late_on_postgres() {
+    use sqlx::Connection as _;
+    let store = fresh(Engine::Postgres).await;
+    let late_panel = controller(&store, "ACC1", Approval::Approved).await;
+    let panel = controller(&store, "ACC2", Approval::Approved).await;
+    let client = store.create_cvsecurity_client("siem", &sha256(b"secret"), false).await.unwrap();
+    let t0 = now_micros();
+    // A stored event whose row the late writer re-inserts (a sealed card opens only under its
+    // own row's digest), before the session starts.
+    store.store_access_events(late_panel, &[event("2027-01-15 08:00:00", "7", "1", 1, 0)], &[], t0 - 10_000_000)
+        .await
+        .unwrap();
+    let started_ms = t0 / 1000;
+    let sns = |rows: Vec<adms_store::cvsecurity::AccessEventRow>| -> Vec<(String, i64)> {
+        rows.into_iter().map(|r| (r.sn, r.seq)).collect()
+    };
+    assert!(store.monitor_access_events(client, started_ms, t0, 10).await.unwrap().is_empty());
+
+    // A writer takes an id for ACC1's event (moving it: delete, insert again as new) and has
+    // not committed yet.
+    let mut late = sqlx::PgConnection::connect(store.url()).await.unwrap();
+    let mut tx = late.begin().await.unwrap();
+    sqlx::query(
+        "WITH gone AS (DELETE FROM access_events WHERE device_id = $1 RETURNING *) \
+         INSERT INTO access_events (device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, \
+                                    raw_line, raw_sha256, received_at) \
+         SELECT device_id, local_time, pin, card_no, door, event_code, in_out, verify_type, raw_line, raw_sha256, $2 \
+         FROM gone",
+    )
+    .bind(late_panel)
+    .bind(t0 + 1_000_000)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    // ACC2's event gets a higher id, commits first and is handed out.
+    store.store_access_events(panel, &[event("2027-01-15 08:00:01", "8", "2", 1, 0)], &[], t0 + 2_000_000)
+        .await
+        .unwrap();
+    let polled = store.monitor_access_events(client, started_ms, t0 + 20_000_000, 10).await.unwrap();
+    assert_eq!(sns(polled), [("ACC2".to_owned(), 1)]);
+    // ACC1's commits now, long after: the next poll hands it out, with its card, and once.
+    tx.commit().await.unwrap();
+    let polled = store.monitor_access_events(client, started_ms, t0 + 30_000_000, 10).await.unwrap();
+    assert_eq!(polled.iter().map(|r| r.card_no.as_str()).collect::<Vec<_>>(), ["1"]);
+    assert_eq!(sns(polled), [("ACC1".to_owned(), 2)]);
+    assert!(store.monitor_access_events(client, started_ms, t0 + 40_000_000, 10).await.unwrap().is_empty());
 }
 
 async fn a_controller_keeps_its_newest_door_state(engine: Engine) {

@@ -160,17 +160,15 @@ pub async fn get(State(state): State<SharedState>, request: CvRequest) -> CvResu
     one(&state, request.params.get("id")).await
 }
 
-/// How long an event has been stored before `transaction/monitor` hands it out (see
-/// `Store::monitor_access_events`: on PostgreSQL, ids are not committed in order).
-const MONITOR_SETTLE_MICROS: i64 = 2_000_000;
-/// Events one monitor poll hands out at most; the next poll continues.
+/// Events one monitor poll hands out (about: at least one per controller with new events);
+/// the next poll continues.
 const MONITOR_BATCH: i64 = 500;
 
 /// `transaction/monitor?timestamp=<ms>`: the SIEM feed. A client picks a timestamp on its
 /// first poll and sends the same one on every poll; each poll answers the events stored since
-/// the session's previous poll (the first: since the timestamp), as a bare array. The session
-/// is the bridge's (`cvsecurity_monitor_sessions`), so a restart or another replica continues
-/// it. Rows have `id: null`, as CVSecurity's ("not stored yet").
+/// the session's previous poll (the first: since the timestamp), each once, as a bare array.
+/// The session is the bridge's (`cvsecurity_monitor_sessions` with a cursor per controller), so
+/// a restart or another replica continues it. Rows have `id: null`, as CVSecurity's ("not stored yet").
 pub async fn monitor(State(state): State<SharedState>, request: CvRequest) -> CvResult {
     let started_ms = request
         .params
@@ -180,7 +178,7 @@ pub async fn monitor(State(state): State<SharedState>, request: CvRequest) -> Cv
         .ok_or(CvError::TimeFormat)?;
     let rows = state
         .store
-        .monitor_access_events(request.client.id, started_ms, now_micros(), MONITOR_SETTLE_MICROS, MONITOR_BATCH)
+        .monitor_access_events(request.client.id, started_ms, now_micros(), MONITOR_BATCH)
         .await?;
     let views = rows
         .iter()
