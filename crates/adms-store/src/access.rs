@@ -32,6 +32,7 @@ use adms_protocol::access::AccessTable;
 use adms_vault::Sealer;
 use sqlx::FromRow;
 
+use crate::level_members::LevelKind;
 use crate::{Store, StoreError, now_micros, sealed};
 
 /// Doors a controller may have (the `access_doors` check and the userauthorize bitmask).
@@ -717,7 +718,7 @@ impl Store {
     ) -> Result<AffectedControllers, StoreError> {
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
-            dialect::lock_level_in(&mut tx, level_id).await?;
+            dialect::lock_level_in(&mut tx, LevelKind::Door, level_id).await?;
             for door_id in door_ids {
                 let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM access_doors WHERE id = $1")
                     .bind(door_id)
@@ -749,7 +750,7 @@ impl Store {
     ) -> Result<AffectedControllers, StoreError> {
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
-            dialect::lock_level_in(&mut tx, level_id).await?;
+            dialect::lock_level_in(&mut tx, LevelKind::Door, level_id).await?;
             let devices = dialect::level_controllers_in(&mut tx, level_id).await?;
             let deleted = sqlx::query("DELETE FROM access_level_doors WHERE level_id = $1 AND door_id = $2")
                 .bind(level_id)
@@ -767,20 +768,7 @@ impl Store {
 
     /// The members of a level, by employee code.
     pub async fn access_level_members(&self, level_id: i64) -> Result<Vec<LevelMember>, StoreError> {
-        let rows: Vec<(i64, String, Option<String>, Option<String>)> = on_db!(self, |db| {
-            sqlx::query_as(
-                "SELECT e.id, e.emp_code, m.valid_from, m.valid_until FROM access_level_members AS m \
-                 JOIN employees AS e ON e.id = m.employee_id WHERE m.level_id = $1 ORDER BY e.emp_code",
-            )
-            .bind(level_id)
-            .fetch_all(db.pool())
-            .await?
-        });
-        rows.into_iter()
-            .map(|(employee_id, emp_code, from, until)| {
-                Ok(LevelMember { employee_id, emp_code, valid_from: read_date(from)?, valid_until: read_date(until)? })
-            })
-            .collect()
+        self.level_members(LevelKind::Door, level_id).await
     }
 
     /// Puts an employee in a level with a validity window (replacing the window when already a
@@ -793,39 +781,7 @@ impl Store {
         valid_from: Option<AccessDate>,
         valid_until: Option<AccessDate>,
     ) -> Result<AffectedControllers, StoreError> {
-        if let (Some(from), Some(until)) = (valid_from, valid_until)
-            && from > until
-        {
-            return Err(StoreError::Invalid("valid_until is before valid_from".into()));
-        }
-        let now = now_micros();
-        on_db!(self, |db| {
-            let mut tx = db.begin().await?;
-            dialect::lock_level_in(&mut tx, level_id).await?;
-            let employee: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM employees WHERE emp_code = $1 AND deleted_at IS NULL")
-                    .bind(emp_code)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let Some(employee_id) = employee else {
-                return Err(StoreError::Invalid(format!("employee {emp_code:?} does not exist")));
-            };
-            sqlx::query(
-                "INSERT INTO access_level_members (level_id, employee_id, valid_from, valid_until, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (level_id, employee_id) DO UPDATE SET \
-                 valid_from = excluded.valid_from, valid_until = excluded.valid_until, updated_at = excluded.updated_at",
-            )
-            .bind(level_id)
-            .bind(employee_id)
-            .bind(valid_from.map(|d| d.to_string()))
-            .bind(valid_until.map(|d| d.to_string()))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let devices = dialect::level_controllers_in(&mut tx, level_id).await?;
-            tx.commit().await?;
-            Ok(devices)
-        })
+        self.put_level_member(LevelKind::Door, level_id, emp_code, valid_from, valid_until).await
     }
 
     /// Takes an employee out of a level; returns the controllers of the level's doors.
@@ -834,24 +790,7 @@ impl Store {
         level_id: i64,
         emp_code: &str,
     ) -> Result<AffectedControllers, StoreError> {
-        on_db!(self, |db| {
-            let mut tx = db.begin().await?;
-            dialect::lock_level_in(&mut tx, level_id).await?;
-            let deleted = sqlx::query(
-                "DELETE FROM access_level_members WHERE level_id = $1 AND employee_id = \
-                 (SELECT id FROM employees WHERE emp_code = $2)",
-            )
-            .bind(level_id)
-            .bind(emp_code)
-            .execute(&mut *tx)
-            .await?;
-            if deleted.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            let devices = dialect::level_controllers_in(&mut tx, level_id).await?;
-            tx.commit().await?;
-            Ok(devices)
-        })
+        self.remove_level_member(LevelKind::Door, level_id, emp_code).await
     }
 
     /// The controllers an employee's record concerns: those of the doors of their levels, and
@@ -1155,17 +1094,6 @@ dual! {
         Ok(())
     }
 
-    /// Locks a level's row for a change of its doors or members (NotFound when it does not
-    /// exist), so two changes of one level plan in the order they committed.
-    pub(crate) async fn lock_level_in(conn: &mut Conn, level_id: i64) -> Result<(), StoreError> {
-        let found: Option<i64> =
-            sqlx::query_scalar(concat!("SELECT id FROM access_levels WHERE id = $1", for_no_key_update!()))
-                .bind(level_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        found.map(|_| ()).ok_or(StoreError::NotFound)
-    }
-
     pub(crate) async fn touch_level_in(conn: &mut Conn, level_id: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE access_levels SET updated_at = $1 WHERE id = $2")
             .bind(now_micros())
@@ -1177,13 +1105,8 @@ dual! {
 
     /// The controllers of a level's doors.
     pub(crate) async fn level_controllers_in(conn: &mut Conn, level_id: i64) -> Result<AffectedControllers, StoreError> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT DISTINCT d.device_id FROM access_level_doors AS ld JOIN access_doors AS d ON d.id = ld.door_id \
-             WHERE ld.level_id = $1",
-        )
-        .bind(level_id)
-        .fetch_all(&mut *conn)
-        .await?;
+        let ids: Vec<i64> =
+            sqlx::query_scalar(LevelKind::Door.controllers_sql()).bind(level_id).fetch_all(&mut *conn).await?;
         Ok(ids.into_iter().collect())
     }
 

@@ -377,7 +377,7 @@ macro_rules! dual {
 /// SQLite's helpers, as `dialect::` in an [`on_db!`] body.
 pub(crate) mod sqlite_fns {
     pub(crate) use crate::access::sqlite::{
-        derive_doors_in, desired_access_rows, held_access_rows, level_controllers_in, lock_level_in, touch_level_in,
+        derive_doors_in, desired_access_rows, held_access_rows, level_controllers_in, touch_level_in,
     };
     pub(crate) use crate::auth::sqlite::{
         ensure_an_admin_remains, revoke_sessions_in, upsert_api_user_in, user_by_id_in,
@@ -387,6 +387,7 @@ pub(crate) mod sqlite_fns {
     };
     pub(crate) use crate::device_events::sqlite::insert_event_in;
     pub(crate) use crate::devices::sqlite::{store_facts_in, update_info_in};
+    pub(crate) use crate::level_members::sqlite::lock_level_in;
     pub(crate) use crate::punches::sqlite::insert_rejected;
     pub(crate) use crate::quotas::sqlite::charge_in;
     pub(crate) use crate::roster::sqlite::{
@@ -424,7 +425,7 @@ pub(crate) mod sqlite_fns {
 /// PostgreSQL's helpers, as `dialect::` in an [`on_db!`] body.
 pub(crate) mod postgres_fns {
     pub(crate) use crate::access::postgres::{
-        derive_doors_in, desired_access_rows, held_access_rows, level_controllers_in, lock_level_in, touch_level_in,
+        derive_doors_in, desired_access_rows, held_access_rows, level_controllers_in, touch_level_in,
     };
     pub(crate) use crate::auth::postgres::{
         ensure_an_admin_remains, revoke_sessions_in, upsert_api_user_in, user_by_id_in,
@@ -434,6 +435,7 @@ pub(crate) mod postgres_fns {
     };
     pub(crate) use crate::device_events::postgres::insert_event_in;
     pub(crate) use crate::devices::postgres::{store_facts_in, update_info_in};
+    pub(crate) use crate::level_members::postgres::lock_level_in;
     pub(crate) use crate::postgres::access_log::insert_access_events;
     pub(crate) use crate::postgres::activity::record_activity_in;
     pub(crate) use crate::postgres::bulk::{insert_webhook_events, upsert_device_options, upsert_device_users};

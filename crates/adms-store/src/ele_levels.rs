@@ -7,7 +7,8 @@
 
 use adms_model::access::AccessDate;
 
-use crate::access::{AffectedControllers, LevelMember, check_name, read_date};
+use crate::access::{AffectedControllers, LevelMember, check_name};
+use crate::level_members::LevelKind;
 use crate::{Store, StoreError, now_micros};
 
 /// An elevator level: a time segment and a set of floors.
@@ -21,10 +22,6 @@ pub struct EleLevel {
     pub created_at: i64,
     pub updated_at: i64,
 }
-
-/// The controllers of a level's floors (`$1` the level), one text for both engines.
-const LEVEL_CONTROLLERS: &str = "SELECT DISTINCT f.device_id FROM access_ele_level_floors AS lf \
-     JOIN access_floors AS f ON f.id = lf.floor_id WHERE lf.level_id = $1 ORDER BY f.device_id";
 
 impl Store {
     /// Every elevator level, by id.
@@ -127,7 +124,8 @@ impl Store {
             if updated == 0 {
                 return Err(StoreError::NotFound);
             }
-            let devices: Vec<i64> = sqlx::query_scalar(LEVEL_CONTROLLERS).bind(id).fetch_all(&mut *tx).await?;
+            let devices: Vec<i64> =
+                sqlx::query_scalar(LevelKind::Elevator.controllers_sql()).bind(id).fetch_all(&mut *tx).await?;
             tx.commit().await?;
             Ok(devices.into_iter().collect())
         })
@@ -137,7 +135,8 @@ impl Store {
     pub async fn delete_ele_level(&self, id: i64) -> Result<AffectedControllers, StoreError> {
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
-            let devices: Vec<i64> = sqlx::query_scalar(LEVEL_CONTROLLERS).bind(id).fetch_all(&mut *tx).await?;
+            let devices: Vec<i64> =
+                sqlx::query_scalar(LevelKind::Elevator.controllers_sql()).bind(id).fetch_all(&mut *tx).await?;
             for sql in [
                 "DELETE FROM access_ele_level_floors WHERE level_id = $1",
                 "DELETE FROM access_ele_level_members WHERE level_id = $1",
@@ -163,14 +162,7 @@ impl Store {
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
             // Locks the level so two changes of it plan in the order they committed.
-            let found: Option<i64> =
-                sqlx::query_scalar(concat!("SELECT id FROM access_ele_levels WHERE id = $1", for_no_key_update!()))
-                    .bind(level_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if found.is_none() {
-                return Err(StoreError::NotFound);
-            }
+            dialect::lock_level_in(&mut tx, LevelKind::Elevator, level_id).await?;
             for floor_id in floor_ids {
                 let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM access_floors WHERE id = $1")
                     .bind(floor_id)
@@ -192,7 +184,8 @@ impl Store {
                 .bind(level_id)
                 .execute(&mut *tx)
                 .await?;
-            let devices: Vec<i64> = sqlx::query_scalar(LEVEL_CONTROLLERS).bind(level_id).fetch_all(&mut *tx).await?;
+            let devices: Vec<i64> =
+                sqlx::query_scalar(LevelKind::Elevator.controllers_sql()).bind(level_id).fetch_all(&mut *tx).await?;
             tx.commit().await?;
             Ok(devices.into_iter().collect())
         })
@@ -206,15 +199,9 @@ impl Store {
     ) -> Result<AffectedControllers, StoreError> {
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
-            let found: Option<i64> =
-                sqlx::query_scalar(concat!("SELECT id FROM access_ele_levels WHERE id = $1", for_no_key_update!()))
-                    .bind(level_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if found.is_none() {
-                return Err(StoreError::NotFound);
-            }
-            let devices: Vec<i64> = sqlx::query_scalar(LEVEL_CONTROLLERS).bind(level_id).fetch_all(&mut *tx).await?;
+            dialect::lock_level_in(&mut tx, LevelKind::Elevator, level_id).await?;
+            let devices: Vec<i64> =
+                sqlx::query_scalar(LevelKind::Elevator.controllers_sql()).bind(level_id).fetch_all(&mut *tx).await?;
             let deleted = sqlx::query("DELETE FROM access_ele_level_floors WHERE level_id = $1 AND floor_id = $2")
                 .bind(level_id)
                 .bind(floor_id)
@@ -235,20 +222,7 @@ impl Store {
 
     /// The members of an elevator level, by employee code.
     pub async fn ele_level_members(&self, level_id: i64) -> Result<Vec<LevelMember>, StoreError> {
-        let rows: Vec<(i64, String, Option<String>, Option<String>)> = on_db!(self, |db| {
-            sqlx::query_as(
-                "SELECT e.id, e.emp_code, m.valid_from, m.valid_until FROM access_ele_level_members AS m \
-                 JOIN employees AS e ON e.id = m.employee_id WHERE m.level_id = $1 ORDER BY e.emp_code",
-            )
-            .bind(level_id)
-            .fetch_all(db.pool())
-            .await?
-        });
-        rows.into_iter()
-            .map(|(employee_id, emp_code, from, until)| {
-                Ok(LevelMember { employee_id, emp_code, valid_from: read_date(from)?, valid_until: read_date(until)? })
-            })
-            .collect()
+        self.level_members(LevelKind::Elevator, level_id).await
     }
 
     /// Puts an employee in an elevator level with a validity window (replacing the window when
@@ -261,46 +235,7 @@ impl Store {
         valid_from: Option<AccessDate>,
         valid_until: Option<AccessDate>,
     ) -> Result<AffectedControllers, StoreError> {
-        if let (Some(from), Some(until)) = (valid_from, valid_until)
-            && from > until
-        {
-            return Err(StoreError::Invalid("valid_until is before valid_from".into()));
-        }
-        let now = now_micros();
-        on_db!(self, |db| {
-            let mut tx = db.begin().await?;
-            let found: Option<i64> =
-                sqlx::query_scalar(concat!("SELECT id FROM access_ele_levels WHERE id = $1", for_no_key_update!()))
-                    .bind(level_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if found.is_none() {
-                return Err(StoreError::NotFound);
-            }
-            let employee: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM employees WHERE emp_code = $1 AND deleted_at IS NULL")
-                    .bind(emp_code)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let Some(employee_id) = employee else {
-                return Err(StoreError::Invalid(format!("employee {emp_code:?} does not exist")));
-            };
-            sqlx::query(
-                "INSERT INTO access_ele_level_members (level_id, employee_id, valid_from, valid_until, created_at, \
-                 updated_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (level_id, employee_id) DO UPDATE SET \
-                 valid_from = excluded.valid_from, valid_until = excluded.valid_until, updated_at = excluded.updated_at",
-            )
-            .bind(level_id)
-            .bind(employee_id)
-            .bind(valid_from.map(|d| d.to_string()))
-            .bind(valid_until.map(|d| d.to_string()))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let devices: Vec<i64> = sqlx::query_scalar(LEVEL_CONTROLLERS).bind(level_id).fetch_all(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(devices.into_iter().collect())
-        })
+        self.put_level_member(LevelKind::Elevator, level_id, emp_code, valid_from, valid_until).await
     }
 
     /// Takes an employee out of an elevator level; returns the controllers of its floors.
@@ -309,31 +244,7 @@ impl Store {
         level_id: i64,
         emp_code: &str,
     ) -> Result<AffectedControllers, StoreError> {
-        on_db!(self, |db| {
-            let mut tx = db.begin().await?;
-            let found: Option<i64> =
-                sqlx::query_scalar(concat!("SELECT id FROM access_ele_levels WHERE id = $1", for_no_key_update!()))
-                    .bind(level_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if found.is_none() {
-                return Err(StoreError::NotFound);
-            }
-            let deleted = sqlx::query(
-                "DELETE FROM access_ele_level_members WHERE level_id = $1 AND employee_id = \
-                 (SELECT id FROM employees WHERE emp_code = $2)",
-            )
-            .bind(level_id)
-            .bind(emp_code)
-            .execute(&mut *tx)
-            .await?;
-            if deleted.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            let devices: Vec<i64> = sqlx::query_scalar(LEVEL_CONTROLLERS).bind(level_id).fetch_all(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(devices.into_iter().collect())
-        })
+        self.remove_level_member(LevelKind::Elevator, level_id, emp_code).await
     }
 
     /// Elevator controllers: approved devices with at least one declared floor, by id.

@@ -32,6 +32,7 @@ mod ele_levels;
 mod error;
 pub mod events;
 mod health;
+mod level_members;
 pub mod live_punches;
 pub mod maintenance;
 mod migrate_data;

@@ -191,7 +191,8 @@ async fn a_monitor_session_hands_out_an_event_that_committed_late_on_postgres() 
     let t0 = now_micros();
     // A stored event whose row the late writer re-inserts (a sealed card opens only under its
     // own row's digest), before the session starts.
-    store.store_access_events(late_panel, &[event("2027-01-15 08:00:00", "7", "1", 1, 0)], &[], t0 - 10_000_000)
+    store
+        .store_access_events(late_panel, &[event("2027-01-15 08:00:00", "7", "1", 1, 0)], &[], t0 - 10_000_000)
         .await
         .unwrap();
     let started_ms = t0 / 1000;
@@ -217,7 +218,8 @@ async fn a_monitor_session_hands_out_an_event_that_committed_late_on_postgres() 
     .await
     .unwrap();
     // ACC2's event gets a higher id, commits first and is handed out.
-    store.store_access_events(panel, &[event("2027-01-15 08:00:01", "8", "2", 1, 0)], &[], t0 + 2_000_000)
+    store
+        .store_access_events(panel, &[event("2027-01-15 08:00:01", "8", "2", 1, 0)], &[], t0 + 2_000_000)
         .await
         .unwrap();
     let polled = store.monitor_access_events(client, started_ms, t0 + 20_000_000, 10).await.unwrap();

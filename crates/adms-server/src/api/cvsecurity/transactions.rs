@@ -176,10 +176,7 @@ pub async fn monitor(State(state): State<SharedState>, request: CvRequest) -> Cv
         .and_then(|t| t.parse::<i64>().ok())
         .filter(|t| *t > 0)
         .ok_or(CvError::TimeFormat)?;
-    let rows = state
-        .store
-        .monitor_access_events(request.client.id, started_ms, now_micros(), MONITOR_BATCH)
-        .await?;
+    let rows = state.store.monitor_access_events(request.client.id, started_ms, now_micros(), MONITOR_BATCH).await?;
     let views = rows
         .iter()
         .map(|row| {
