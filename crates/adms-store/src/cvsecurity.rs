@@ -127,8 +127,6 @@ macro_rules! events_where {
 const COUNT_EVENTS: &str = concat!("SELECT COUNT(*)", events_where!());
 // In the order they were stored: a client paging forward sees new events at the end.
 const SELECT_EVENTS: &str = concat!(event_columns!(), events_where!(), " ORDER BY ev.id LIMIT $7 OFFSET $8");
-/// A monitor session's next events: after its cursor, received since it started and before
-/// the settling bound.
 
 /// How long a `transaction/monitor` session may stay idle before it is deleted (a later poll
 /// with its timestamp starts it again from the timestamp).

@@ -81,7 +81,7 @@ impl Store {
     /// The members of a level, by employee code.
     pub(crate) async fn level_members(&self, kind: LevelKind, level_id: i64) -> Result<Vec<LevelMember>, StoreError> {
         let rows: Vec<(i64, String, Option<String>, Option<String>)> =
-            on_db!(self, |db| { sqlx::query_as(kind.members_sql()).bind(level_id).fetch_all(db.pool()).await? });
+            on_db!(self, |db| sqlx::query_as(kind.members_sql()).bind(level_id).fetch_all(db.pool()).await?);
         rows.into_iter()
             .map(|(employee_id, emp_code, from, until)| {
                 Ok(LevelMember { employee_id, emp_code, valid_from: read_date(from)?, valid_until: read_date(until)? })
