@@ -129,6 +129,12 @@ pub(crate) struct PgGroupWriter {
 
 impl PgGroupWriter {
     pub(crate) fn new(connect: PgConnectOptions) -> PgGroupWriter {
+        // One plan per prepared statement, made once (and again after `statistics` analyzes a
+        // table, which invalidates it): PostgreSQL would otherwise plan [`WRITE_GROUP`], a
+        // statement of seven parts, again for each group, and under 1-line uploads its backends
+        // were out of CPU (from 16 devices: 4,000–4,800 punches/s with a plan per group,
+        // 7,700 with one plan; BENCHMARKS.md, session 20).
+        let connect = connect.options([("plan_cache_mode", "force_generic_plan")]);
         PgGroupWriter { connect, conn: None, endpoints_seen: true }
     }
 
