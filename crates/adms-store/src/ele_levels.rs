@@ -161,7 +161,6 @@ impl Store {
     ) -> Result<AffectedControllers, StoreError> {
         on_db!(self, |db| {
             let mut tx = db.begin().await?;
-            // Locks the level so two changes of it plan in the order they committed.
             dialect::lock_level_in(&mut tx, LevelKind::Elevator, level_id).await?;
             for floor_id in floor_ids {
                 let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM access_floors WHERE id = $1")

@@ -82,21 +82,16 @@ pub(crate) async fn upsert_device_users(
     let vice_cards: Vec<&str> = users.iter().map(|w| w.vice_card.as_str()).collect();
     let raw_lines: Vec<&[u8]> = users.iter().map(|w| w.raw_line.as_slice()).collect();
     let revisions: Vec<i64> = users.iter().map(|w| w.revision).collect();
-    sqlx::query(
-        "INSERT INTO device_users (device_id, pin, name, name_raw, privilege, password, card, group_no, time_zones, \
-                                   verify, vice_card, raw_line, updated_at, revision) \
-         SELECT $1, n.pin, n.name, n.name_raw, n.privilege, n.password, n.card, n.group_no, n.time_zones, \
+    sqlx::query(concat!(
+        device_users_upsert!(columns),
+        "SELECT $1, n.pin, n.name, n.name_raw, n.privilege, n.password, n.card, n.group_no, n.time_zones, \
                 n.verify, n.vice_card, n.raw_line, $2, n.revision \
          FROM unnest($3::text[], $4::text[], $5::bytea[], $6::bigint[], $7::text[], $8::text[], $9::text[], \
                      $10::text[], $11::bigint[], $12::text[], $13::bytea[], $14::bigint[]) \
               AS n (pin, name, name_raw, privilege, password, card, group_no, time_zones, verify, vice_card, \
-                    raw_line, revision) \
-         ON CONFLICT (device_id, pin) DO UPDATE SET name = excluded.name, name_raw = excluded.name_raw, \
-         privilege = excluded.privilege, password = excluded.password, card = excluded.card, \
-         group_no = excluded.group_no, time_zones = excluded.time_zones, verify = excluded.verify, \
-         vice_card = excluded.vice_card, raw_line = excluded.raw_line, updated_at = excluded.updated_at, \
-         revision = excluded.revision",
-    )
+                    raw_line, revision)",
+        device_users_upsert!(on_conflict)
+    ))
     .bind(device_id)
     .bind(now)
     .bind(&pins)

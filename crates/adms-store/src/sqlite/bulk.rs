@@ -82,18 +82,13 @@ pub(crate) async fn upsert_device_users(
             )
         })
         .collect();
-    sqlx::query(
-        "INSERT INTO device_users (device_id, pin, name, name_raw, privilege, password, card, group_no, time_zones, \
-                                   verify, vice_card, raw_line, updated_at, revision) \
-         SELECT $1, j.value ->> 0, j.value ->> 1, unhex(j.value ->> 2), j.value ->> 3, j.value ->> 4, j.value ->> 5, \
+    sqlx::query(concat!(
+        device_users_upsert!(columns),
+        "SELECT $1, j.value ->> 0, j.value ->> 1, unhex(j.value ->> 2), j.value ->> 3, j.value ->> 4, j.value ->> 5, \
                 j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, unhex(j.value ->> 10), $2, j.value ->> 11 \
-         FROM json_each($3) AS j WHERE true \
-         ON CONFLICT (device_id, pin) DO UPDATE SET name = excluded.name, name_raw = excluded.name_raw, \
-         privilege = excluded.privilege, password = excluded.password, card = excluded.card, \
-         group_no = excluded.group_no, time_zones = excluded.time_zones, verify = excluded.verify, \
-         vice_card = excluded.vice_card, raw_line = excluded.raw_line, updated_at = excluded.updated_at, \
-         revision = excluded.revision",
-    )
+         FROM json_each($3) AS j WHERE true",
+        device_users_upsert!(on_conflict)
+    ))
     .bind(device_id)
     .bind(now)
     .bind(serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into()))

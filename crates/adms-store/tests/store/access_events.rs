@@ -3,7 +3,6 @@
 //! numbering existed, and the cursor serves each event once with its webhook's id. Also what
 //! migration 0023 derives for controllers an older database knew (their aux outputs).
 
-use adms_store::webhooks::EndpointSettings;
 use adms_store::{AccessEvent, now_micros};
 
 use crate::common::{Engine, approved_device, fresh};
@@ -16,18 +15,6 @@ crate::on_both_engines!(
     events_stored_before_0024_are_numbered_by_the_migration,
     controllers_known_before_0023_get_their_aux_outputs_from_the_migration,
 );
-
-/// A webhook endpoint for every event type (so access events make webhook events).
-fn endpoint() -> EndpointSettings<'static> {
-    EndpointSettings {
-        url: "http://a",
-        description: "",
-        event_types: None,
-        timeout_ms: 5000,
-        batch_max: 1,
-        ordered: false,
-    }
-}
 
 fn event(time: &str, pin: &str, code: i64) -> AccessEvent {
     AccessEvent {
@@ -44,7 +31,7 @@ fn event(time: &str, pin: &str, code: i64) -> AccessEvent {
 
 async fn each_controller_numbers_its_events_once_in_order(engine: Engine) {
     let store = fresh(engine).await;
-    store.create_endpoint("ep_a", &endpoint(), "api", "whsec_a").await.unwrap();
+    store.create_endpoint("ep_a", &crate::common::endpoint_settings("http://a"), "api", "whsec_a").await.unwrap();
     let a = approved_device(&store, "ACCA").await;
     let b = approved_device(&store, "ACCB").await;
     let now = now_micros();
@@ -122,7 +109,7 @@ async fn concurrent_uploads_of_one_controller_number_without_gaps(engine: Engine
 /// the same number and row.
 async fn a_large_upload_is_numbered_in_order_and_a_line_sent_twice_is_one_event(engine: Engine) {
     let store = fresh(engine).await;
-    store.create_endpoint("ep_a", &endpoint(), "api", "whsec_a").await.unwrap();
+    store.create_endpoint("ep_a", &crate::common::endpoint_settings("http://a"), "api", "whsec_a").await.unwrap();
     let panel = approved_device(&store, "ACCL").await;
     let mut lines: Vec<AccessEvent> = (0..299)
         .map(|i| event(&format!("2026-12-06 {:02}:{:02}:{:02}", i / 3600, i / 60 % 60, i % 60), &format!("{i}"), 0))
@@ -150,7 +137,7 @@ async fn a_large_upload_is_numbered_in_order_and_a_line_sent_twice_is_one_event(
 /// whole, each controller numbered 1..=3, each event with its one webhook event.
 async fn many_controllers_at_once_each_get_their_events_and_a_failing_request_fails_alone(engine: Engine) {
     let store = fresh(engine).await;
-    store.create_endpoint("ep_a", &endpoint(), "api", "whsec_a").await.unwrap();
+    store.create_endpoint("ep_a", &crate::common::endpoint_settings("http://a"), "api", "whsec_a").await.unwrap();
     let mut panels = Vec::new();
     for i in 0..40 {
         panels.push(approved_device(&store, &format!("ACCM{i:02}")).await);

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 pub use adms_store::Engine;
 use adms_store::testing::FreshDatabase;
+use adms_store::webhooks::EndpointSettings;
 use adms_store::{BiometricTemplate, Store, StoreOptions, UserRow};
 use adms_vault::{IndexKey, SecretKey, Vault};
 
@@ -232,4 +233,9 @@ impl OldDatabase {
         use sqlx::Connection as _;
         sqlx::PgConnection::connect(&self.url).await.expect("the old PostgreSQL database")
     }
+}
+
+/// A webhook endpoint at `url` for every event type, delivering one event a request.
+pub fn endpoint_settings(url: &str) -> EndpointSettings<'_> {
+    EndpointSettings { url, description: "", event_types: None, timeout_ms: 5000, batch_max: 1, ordered: false }
 }

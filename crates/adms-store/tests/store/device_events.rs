@@ -3,19 +3,11 @@
 //! `device.online` transitions; each committed with its cause, once per cause, and only while an
 //! endpoint exists.
 
-use adms_store::webhooks::EndpointSettings;
 use adms_store::{NewDevice, OfflineCheck, OperlogBatch, SeenAgain, Store, UserRow, now_micros};
 use serde_json::{Value, json};
 
 async fn add_endpoint(store: &Store) {
-    let settings = EndpointSettings {
-        url: "http://a",
-        description: "",
-        event_types: None,
-        timeout_ms: 5000,
-        batch_max: 1,
-        ordered: false,
-    };
+    let settings = crate::common::endpoint_settings("http://a");
     store.create_endpoint("ep_a", &settings, "api", "whsec_a").await.unwrap();
 }
 

@@ -10,7 +10,7 @@ use adms_store::webhooks::{ClaimedDelivery, Completion, DeliveryOutcome, Endpoin
 use adms_store::{NewPunch, PunchBatch, Store, StoreOptions, now_micros};
 use sqlx::Connection;
 
-use crate::common::{Engine, approved_device, fresh, last_seq};
+use crate::common::{Engine, approved_device, endpoint_settings, fresh, last_seq};
 
 crate::on_both_engines!(
     punches_commit_with_their_events_and_one_delivery_per_endpoint,
@@ -25,10 +25,6 @@ crate::on_both_engines!(
     endpoint_settings_secrets_and_backlog_read_back,
     replicas_starting_together_make_one_env_endpoint,
 );
-
-fn settings(url: &str) -> EndpointSettings<'_> {
-    EndpointSettings { url, description: "", event_types: None, timeout_ms: 5000, batch_max: 1, ordered: false }
-}
 
 fn batch(device_id: i64, sn: &str, pins: &[&str]) -> PunchBatch {
     let mut batch = PunchBatch::new(device_id);
@@ -78,10 +74,10 @@ async fn punches_commit_with_their_events_and_one_delivery_per_endpoint(engine: 
     store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
     assert!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().is_empty());
 
-    store.create_endpoint("ep_a", &settings("http://127.0.0.1:9/a"), "api", "whsec_a").await.unwrap();
-    let punch_only = EndpointSettings { event_types: Some(r#"["attendance.punch"]"#), ..settings("http://b") };
+    store.create_endpoint("ep_a", &endpoint_settings("http://127.0.0.1:9/a"), "api", "whsec_a").await.unwrap();
+    let punch_only = EndpointSettings { event_types: Some(r#"["attendance.punch"]"#), ..endpoint_settings("http://b") };
     store.create_endpoint("ep_b", &punch_only, "api", "whsec_b").await.unwrap();
-    let other = EndpointSettings { event_types: Some(r#"["device.offline"]"#), ..settings("http://c") };
+    let other = EndpointSettings { event_types: Some(r#"["device.offline"]"#), ..endpoint_settings("http://c") };
     store.create_endpoint("ep_c", &other, "api", "whsec_c").await.unwrap();
 
     store.punch_writer().write(batch(dev, "SN1", &["2", "3"])).await.unwrap();
@@ -131,7 +127,7 @@ async fn an_endpoint_created_by_another_process_gets_every_later_punch(engine: E
     store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
 
     let other_process = Store::open(&url, StoreOptions::default()).await.unwrap();
-    other_process.create_endpoint("ep_a", &settings("http://127.0.0.1:9/a"), "api", "whsec_a").await.unwrap();
+    other_process.create_endpoint("ep_a", &endpoint_settings("http://127.0.0.1:9/a"), "api", "whsec_a").await.unwrap();
     store.punch_writer().write(batch(dev, "SN1", &["2", "3"])).await.unwrap();
     store.punch_writer().write(batch(dev, "SN1", &["4"])).await.unwrap();
 
@@ -152,7 +148,7 @@ async fn an_endpoint_created_by_another_process_gets_every_later_punch(engine: E
 
     // The invariant holds for any writer, not only ours: a punch without its event is refused
     // while an endpoint exists.
-    other_process.create_endpoint("ep_b", &settings("http://127.0.0.1:9/b"), "api", "whsec_b").await.unwrap();
+    other_process.create_endpoint("ep_b", &endpoint_settings("http://127.0.0.1:9/b"), "api", "whsec_b").await.unwrap();
     const EVENTLESS_PUNCH: &str = "INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, \
                                    extra, raw_line, received_at) \
                                    VALUES ($1, 99, '9', '2026-11-20 09:00:00', '0', 1, '0', '', '', 0)";
@@ -174,7 +170,7 @@ async fn an_endpoint_created_by_another_process_gets_every_later_punch(engine: E
 async fn a_stale_worker_is_fenced_out_after_its_lease_expires(engine: Engine) {
     let store = fresh(engine).await;
     let dev = approved_device(&store, "SN1").await;
-    store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
+    store.create_endpoint("ep_a", &endpoint_settings("http://a"), "api", "whsec_a").await.unwrap();
     store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
 
     let now = now_micros();
@@ -197,7 +193,7 @@ async fn a_stale_worker_is_fenced_out_after_its_lease_expires(engine: Engine) {
 async fn exhausted_deliveries_are_redriven_on_the_next_success_and_410_pauses(engine: Engine) {
     let store = fresh(engine).await;
     let dev = approved_device(&store, "SN1").await;
-    store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
+    store.create_endpoint("ep_a", &endpoint_settings("http://a"), "api", "whsec_a").await.unwrap();
     store.punch_writer().write(batch(dev, "SN1", &["1", "2"])).await.unwrap();
     let now = now_micros();
     let claims = store.claim_due_deliveries("w", now, 1_000_000, 1).await.unwrap();
@@ -231,7 +227,7 @@ async fn deliveries_waiting_out_a_retry_are_due_once_the_endpoint_answers_again(
     const HOUR: i64 = 3_600_000_000;
     let store = fresh(engine).await;
     let dev = approved_device(&store, "SN1").await;
-    store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
+    store.create_endpoint("ep_a", &endpoint_settings("http://a"), "api", "whsec_a").await.unwrap();
     store.punch_writer().write(batch(dev, "SN1", &["1", "2", "3", "4"])).await.unwrap();
     let now = now_micros();
     // An attempt made at `at` on the dispatcher's clock.
@@ -281,7 +277,7 @@ async fn deliveries_waiting_out_a_retry_are_due_once_the_endpoint_answers_again(
 async fn rotation_signs_with_both_secrets_until_the_old_one_expires(engine: Engine) {
     let store = fresh(engine).await;
     let dev = approved_device(&store, "SN1").await;
-    store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_old").await.unwrap();
+    store.create_endpoint("ep_a", &endpoint_settings("http://a"), "api", "whsec_old").await.unwrap();
     let until = now_micros() + 60_000_000;
     assert!(store.rotate_endpoint_secret("ep_a", "whsec_new", until).await.unwrap());
     store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
@@ -295,7 +291,7 @@ async fn rotation_signs_with_both_secrets_until_the_old_one_expires(engine: Engi
 async fn a_resend_is_recorded_as_manual_and_its_retries_as_scheduled(engine: Engine) {
     let store = fresh(engine).await;
     let dev = approved_device(&store, "SN1").await;
-    store.create_endpoint("ep_a", &settings("http://a"), "api", "whsec_a").await.unwrap();
+    store.create_endpoint("ep_a", &endpoint_settings("http://a"), "api", "whsec_a").await.unwrap();
     store.punch_writer().write(batch(dev, "SN1", &["1"])).await.unwrap();
     let claim = store.claim_due_deliveries("w", now_micros(), 1_000_000, 10).await.unwrap().remove(0);
     assert_eq!(claim.trigger, "scheduled");
@@ -336,9 +332,14 @@ fn event_ids(request: &[ClaimedDelivery]) -> Vec<String> {
 async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_members(engine: Engine) {
     let store = fresh(engine).await;
     let dev = approved_device(&store, "SN1").await;
-    store.create_endpoint("ep_single", &settings("http://a"), "api", "whsec_a").await.unwrap();
+    store.create_endpoint("ep_single", &endpoint_settings("http://a"), "api", "whsec_a").await.unwrap();
     store
-        .create_endpoint("ep_batch", &EndpointSettings { batch_max: 3, ..settings("http://b") }, "api", "whsec_b")
+        .create_endpoint(
+            "ep_batch",
+            &EndpointSettings { batch_max: 3, ..endpoint_settings("http://b") },
+            "api",
+            "whsec_b",
+        )
         .await
         .unwrap();
     let single = store.endpoint_by_uid("ep_single").await.unwrap().unwrap().id;
@@ -422,7 +423,7 @@ async fn batching_endpoints_get_frozen_batches_and_a_retry_resends_the_same_memb
 async fn ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches(engine: Engine) {
     let store = fresh(engine).await;
     let dev = approved_device(&store, "SN1").await;
-    let ordered = EndpointSettings { batch_max: 2, ordered: true, ..settings("http://b") };
+    let ordered = EndpointSettings { batch_max: 2, ordered: true, ..endpoint_settings("http://b") };
     store.create_endpoint("ep_b", &ordered, "api", "whsec_b").await.unwrap();
     store.punch_writer().write(batch(dev, "SN1", &["1", "2", "3", "4", "5"])).await.unwrap();
 
@@ -467,10 +468,10 @@ async fn concurrent_claims_of_two_processes_take_disjoint_deliveries_on_postgres
     let options = StoreOptions { max_connections: 4, ..StoreOptions::default() };
     let other_process = Store::open(store.url(), options).await.unwrap();
     let dev = approved_device(&store, "SN1").await;
-    store.create_endpoint("ep_single", &settings("http://a"), "api", "whsec_a").await.unwrap();
-    let batching = EndpointSettings { batch_max: 4, ..settings("http://b") };
+    store.create_endpoint("ep_single", &endpoint_settings("http://a"), "api", "whsec_a").await.unwrap();
+    let batching = EndpointSettings { batch_max: 4, ..endpoint_settings("http://b") };
     other_process.create_endpoint("ep_batch", &batching, "api", "whsec_b").await.unwrap();
-    let ordered = EndpointSettings { ordered: true, ..settings("http://c") };
+    let ordered = EndpointSettings { ordered: true, ..endpoint_settings("http://c") };
     other_process.create_endpoint("ep_ordered", &ordered, "api", "whsec_c").await.unwrap();
     let pins: Vec<String> = (0..150).map(|i| i.to_string()).collect();
     let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
@@ -558,7 +559,7 @@ async fn an_ordered_endpoint_is_sent_in_seq_order_by_two_processes_on_postgres()
     let options = StoreOptions { max_connections: 4, ..StoreOptions::default() };
     let other_process = Store::open(store.url(), options).await.unwrap();
     let dev = approved_device(&store, "SN1").await;
-    let ordered = EndpointSettings { ordered: true, ..settings("http://c") };
+    let ordered = EndpointSettings { ordered: true, ..endpoint_settings("http://c") };
     store.create_endpoint("ep_ordered", &ordered, "api", "whsec_c").await.unwrap();
     let pins: Vec<String> = (0..30).map(|i| i.to_string()).collect();
     let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
@@ -606,7 +607,8 @@ async fn replicas_starting_together_make_one_env_endpoint(engine: Engine) {
             // SQLite may answer one of two processes racing for its write lock with "busy"; a
             // start-up that meets it fails and is started again, as a supervisor would.
             loop {
-                match process.env_endpoint_or_create(&uid, &settings("http://a"), &format!("whsec_{i}")).await {
+                match process.env_endpoint_or_create(&uid, &endpoint_settings("http://a"), &format!("whsec_{i}")).await
+                {
                     Ok(answer) => return answer,
                     Err(error) if error.to_string().contains("locked") => continue,
                     Err(error) => panic!("{error}"),
@@ -628,16 +630,16 @@ async fn endpoint_settings_secrets_and_backlog_read_back(engine: Engine) {
     let store = fresh(engine).await;
     let dev = approved_device(&store, "SN1").await;
     assert!(store.next_delivery_due_at().await.unwrap().is_none());
-    let created = store.create_endpoint("ep_env", &settings("http://a"), "env", "whsec_a").await.unwrap();
+    let created = store.create_endpoint("ep_env", &endpoint_settings("http://a"), "env", "whsec_a").await.unwrap();
     assert_eq!((created.uid.as_str(), created.source.as_str(), created.ordered), ("ep_env", "env", false));
-    store.create_endpoint("ep_api", &settings("http://b"), "api", "whsec_b").await.unwrap();
+    store.create_endpoint("ep_api", &endpoint_settings("http://b"), "api", "whsec_b").await.unwrap();
     assert_eq!(store.env_endpoint().await.unwrap().map(|e| e.uid), Some("ep_env".to_owned()));
     let changed = EndpointSettings {
         description: "orders",
         event_types: Some(r#"["attendance.punch"]"#),
         batch_max: 5,
         ordered: true,
-        ..settings("http://b2")
+        ..endpoint_settings("http://b2")
     };
     assert!(store.update_endpoint("ep_api", &changed).await.unwrap());
     assert!(!store.update_endpoint("ep_none", &changed).await.unwrap());
