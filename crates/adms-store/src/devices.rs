@@ -186,6 +186,7 @@ dual! {
         sqlx::query(
             "UPDATE devices SET model = COALESCE($1, model), firmware = COALESCE($2, firmware), \
              firmware_push_version = COALESCE($3, firmware_push_version), ip_address = COALESCE($4, ip_address), \
+             ip_address_reported = (ip_address_reported OR $4 IS NOT NULL), \
              user_count = COALESCE($5, user_count), fp_count = COALESCE($6, fp_count), \
              face_count = COALESCE($7, face_count), palm_count = COALESCE($8, palm_count), \
              transaction_count = COALESCE($9, transaction_count), fp_algorithm = COALESCE($10, fp_algorithm), \
@@ -194,7 +195,8 @@ dual! {
         .bind(&u.model)
         .bind(&u.firmware)
         .bind(&u.firmware_push_version)
-        .bind(&u.ip_address)
+        // An empty address is no report (a firmware with the field but no network set up).
+        .bind(u.ip_address.as_deref().filter(|ip| !ip.trim().is_empty()))
         .bind(u.user_count)
         .bind(u.fp_count)
         .bind(u.face_count)
@@ -303,7 +305,8 @@ impl Store {
         on_db!(self, |db| {
             sqlx::query(
                 "UPDATE devices SET push_version = $1, language = $2, device_type = $3, protocol_family = $4, \
-                 ip_address = $5, last_handshake_at = $6, last_activity_at = $7 WHERE id = $8",
+                 ip_address = CASE WHEN ip_address_reported THEN ip_address ELSE $5 END, last_handshake_at = $6, \
+                 last_activity_at = $7 WHERE id = $8",
             )
             .bind(h.push_version)
             .bind(h.language)

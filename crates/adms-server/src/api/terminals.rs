@@ -33,6 +33,8 @@ impl From<AreaRef> for Area {
 pub struct Terminal {
     id: i64,
     sn: String,
+    /// The address the terminal reports for itself (its options, `INFO=`); the address its
+    /// requests come from until it reports one.
     ip_address: String,
     alias: String,
     terminal_name: String,

@@ -177,13 +177,24 @@ pub(crate) async fn poll_and_answer(d: usize, sn: &str, k: usize, addresses: &Ad
     }
     seen.lock().unwrap().handed_out.extend(&ids);
     let results: String = ids.iter().map(|id| format!("ID={id}&Return=0&CMD=DATA\n")).collect();
-    // The results go to the other process.
-    let other = {
-        let addresses = addresses.read().unwrap();
-        addresses[(d + k) % addresses.len()].clone()
-    };
+    // The results go to the other process first and, like a terminal's, are sent again until one
+    // takes them: a result lost with a killed process would have its command handed out again
+    // once `resend_after` (two minutes) passed, and whether the run is that slow is luck.
     let path = format!("/iclock/devicecmd?SN={sn}");
-    let _ = try_request(&other, &head("POST", &other, &path), results.as_bytes()).await;
+    for attempt in 0.. {
+        let addr = {
+            let addresses = addresses.read().unwrap();
+            addresses[(d + k + attempt) % addresses.len()].clone()
+        };
+        match try_request(&addr, &head("POST", &addr, &path), results.as_bytes()).await {
+            Some(r) if r.status == 200 => return,
+            Some(r) => assert!(r.status >= 500, "device {sn} command results: {} {}", r.status, r.text()),
+            None => {}
+        }
+        seen.lock().unwrap().failures += 1;
+        assert!(attempt < 200, "device {sn}: command results never taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits (up to `limit`) until `n` punch events were delivered successfully, reading the

@@ -22,7 +22,7 @@ pub(crate) async fn record_activity_in(
     sqlx::query(
         "UPDATE devices \
          SET last_activity_at = GREATEST(devices.last_activity_at, a.at), \
-             ip_address = CASE WHEN a.ip = '' THEN devices.ip_address ELSE a.ip END, \
+             ip_address = CASE WHEN a.ip = '' OR devices.ip_address_reported THEN devices.ip_address ELSE a.ip END, \
              deleted_at = NULL \
          FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS a (id, at, ip) \
          WHERE devices.id = a.id",

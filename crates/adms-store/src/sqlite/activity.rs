@@ -17,7 +17,7 @@ pub(crate) async fn record_activity_in(
     sqlx::query(
         "UPDATE devices \
          SET last_activity_at = CASE WHEN devices.last_activity_at > a.at THEN devices.last_activity_at ELSE a.at END, \
-             ip_address = CASE WHEN a.ip = '' THEN devices.ip_address ELSE a.ip END, \
+             ip_address = CASE WHEN a.ip = '' OR devices.ip_address_reported THEN devices.ip_address ELSE a.ip END, \
              deleted_at = NULL \
          FROM (SELECT j.value ->> 0 AS id, j.value ->> 1 AS at, j.value ->> 2 AS ip FROM json_each($1) AS j) AS a \
          WHERE devices.id = a.id",

@@ -409,6 +409,7 @@ crate::on_both_engines!(
     old_quota_usage_is_purged_and_todays_still_counts,
     statistics_of_a_table_that_doubled_are_refreshed_once,
     an_activity_flush_writes_every_device_in_one_go,
+    a_reported_address_outlives_the_address_requests_come_from,
     an_options_dump_is_stored_in_one_go_and_a_key_named_twice_keeps_its_last_value,
 );
 
@@ -465,6 +466,43 @@ async fn an_activity_flush_writes_every_device_in_one_go(engine: crate::common::
     assert_eq!((row(ids[1]).last_activity_at, row(ids[1]).ip_address.as_str()), (Some(t2), "10.0.0.2"));
     assert_eq!((row(ids[3]).last_activity_at, row(ids[3]).ip_address.as_str()), (Some(t4), "10.0.0.1"));
     assert!(rows.iter().all(|r| r.last_activity_at >= Some(t2)), "every device of the batch written");
+}
+
+/// The address a device reports for itself (options dump, `INFO=`) is the one kept: the
+/// address its requests come from (a NAT gateway's, say) stands in only until it reports one,
+/// and neither the periodic activity flush nor a later handshake writes over it. An empty report
+/// is no report.
+async fn a_reported_address_outlives_the_address_requests_come_from(engine: crate::common::Engine) {
+    use adms_store::{DeviceActivity, DeviceInfoUpdate, HandshakeUpdate, TerminalFilter};
+    let store = crate::common::fresh(engine).await;
+    let (reporting, silent) =
+        (crate::common::approved_device(&store, "ADDR1").await, crate::common::approved_device(&store, "ADDR2").await);
+    let address = async |id: i64| {
+        let page = adms_store::Page { offset: 0, limit: 10 };
+        let (_, rows) = store.list_terminals(&TerminalFilter::default(), page).await.unwrap();
+        rows.into_iter().find(|r| r.id == id).unwrap().ip_address
+    };
+    let flush = async |ip: &str| {
+        let at = adms_store::now_micros() + 3_600_000_000;
+        let seen = |device_id: i64| DeviceActivity { device_id, at_micros: at, ip_address: ip.into() };
+        store.record_activity(&[seen(reporting), seen(silent)]).await.unwrap();
+    };
+    let report = |ip: &str| DeviceInfoUpdate { ip_address: Some(ip.into()), ..DeviceInfoUpdate::default() };
+
+    flush("203.0.113.7").await;
+    store.update_device_info(reporting, &report("")).await.unwrap();
+    flush("203.0.113.8").await;
+    assert_eq!(address(reporting).await, "203.0.113.8", "before a report the request's address is shown");
+    store.update_device_info(reporting, &report("192.168.1.210")).await.unwrap();
+    flush("203.0.113.9").await;
+    let handshake =
+        HandshakeUpdate { protocol_family: "att", ip_address: "203.0.113.10", ..HandshakeUpdate::default() };
+    store.record_handshake(reporting, &handshake).await.unwrap();
+    store.record_handshake(silent, &handshake).await.unwrap();
+    assert_eq!(address(reporting).await, "192.168.1.210");
+    assert_eq!(address(silent).await, "203.0.113.10", "a device that never reported follows its requests");
+    store.update_device_info(reporting, &report("192.168.1.211")).await.unwrap();
+    assert_eq!(address(reporting).await, "192.168.1.211", "a new report moves it");
 }
 
 /// A young `punches` table that grew past what the planner believes gets its statistics
