@@ -35,6 +35,9 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 2_000;
 const BATCHES_PER_GROUP: usize = 256;
 /// PostgreSQL punch writers committing groups side by side, each with a connection.
 const POSTGRES_WRITERS: usize = 4;
+/// Punches waiting that make another PostgreSQL group start beside those in flight (see
+/// [`run_side_by_side`]).
+const ROWS_FOR_ANOTHER_GROUP: usize = 64;
 
 /// One punch ready to store; built by the server from a parsed ATTLOG line.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -260,9 +263,15 @@ fn run_on_thread(
 
 /// Several PostgreSQL writers, each with its own connection, committing groups side by side (a
 /// group's statement waits mostly for its commit's WAL flush, during which the others run, and
-/// concurrent commits share flushes). A group forms from what is waiting when a writer is
-/// free, so under load the groups grow by themselves. Two groups with batches of the same
-/// device take turns on its row (see `postgres::punch_writer`).
+/// concurrent commits share flushes). Two groups with batches of the same device take turns on
+/// its row (see `postgres::punch_writer`).
+///
+/// A group's statement costs PostgreSQL about the same CPU whether it carries one punch or a
+/// hundred, so small uploads are written by one group at a time: what arrives while it commits
+/// waits and forms the next group. Another group starts beside those in flight only once the
+/// waiting batches hold [`ROWS_FOR_ANOTHER_GROUP`] punches, where the writers' overlap is what
+/// pays (from 16 devices, one writer for every group: 11,000 punches/s at 1-line uploads, 4
+/// writers 7,000; at 500-line uploads 61,000 against 92,000; BENCHMARKS.md, session 21).
 async fn run_side_by_side(
     writers: Vec<PgGroupWriter>,
     rx: flume::Receiver<Job>,
@@ -271,54 +280,35 @@ async fn run_side_by_side(
 ) {
     let mut idle = writers;
     let mut busy: tokio::task::JoinSet<PgGroupWriter> = tokio::task::JoinSet::new();
+    let mut waiting: Vec<Job> = Vec::new();
+    let mut closed = false;
     loop {
-        let Some(mut writer) = idle.pop() else {
-            match busy.join_next().await {
+        take_waiting(&rx, &mut waiting);
+        let rows: usize = waiting.iter().map(|job| job.batch.punches.len()).sum();
+        let start_group = !waiting.is_empty()
+            && !idle.is_empty()
+            && (busy.is_empty() || closed || rows >= ROWS_FOR_ANOTHER_GROUP || waiting.len() >= BATCHES_PER_GROUP);
+        if start_group {
+            let writer = idle.pop().expect("an idle writer");
+            busy.spawn(commit_group(writer, std::mem::take(&mut waiting), Arc::clone(&vault), Arc::clone(&metrics)));
+            continue;
+        }
+        if closed && waiting.is_empty() {
+            break;
+        }
+        tokio::select! {
+            finished = busy.join_next(), if !busy.is_empty() => match finished {
                 Some(Ok(writer)) => idle.push(writer),
                 Some(Err(error)) => tracing::error!(%error, "a punch group task failed"),
-                None => break,
-            }
-            continue;
-        };
-        let first = tokio::select! {
-            finished = busy.join_next(), if !busy.is_empty() => {
-                idle.push(writer);
-                match finished {
-                    Some(Ok(done)) => idle.push(done),
-                    Some(Err(error)) => tracing::error!(%error, "a punch group task failed"),
-                    None => {}
-                }
-                continue;
-            }
-            job = rx.recv_async() => match job {
-                Ok(job) => job,
-                Err(_) => {
-                    idle.push(writer);
-                    break;
-                }
+                None => {}
             },
-        };
-        let mut jobs = vec![first];
-        take_waiting(&rx, &mut jobs);
-        let vault = Arc::clone(&vault);
-        let metrics = Arc::clone(&metrics);
-        busy.spawn(async move {
-            let sealer = Sealer(vault.get());
-            let started = Instant::now();
-            let batches = batches_of(&jobs);
-            let committed = writer.commit_group(sealer, &batches).await;
-            record(&metrics, &batches, &committed, started);
-            drop(batches);
-            if let Some(failed) = answer(&mut jobs, committed) {
-                for job in failed {
-                    let started = Instant::now();
-                    let result = writer.commit_group(sealer, &[&job.batch]).await;
-                    record(&metrics, &[&job.batch], &result, started);
-                    answer_one(job, result);
-                }
-            }
-            writer
-        });
+            job = rx.recv_async(), if !closed && waiting.len() < BATCHES_PER_GROUP => match job {
+                Ok(job) => waiting.push(job),
+                Err(_) => closed = true,
+            },
+            // Every writer lost to a panic: the waiting batches' callers get an error.
+            else => break,
+        }
     }
     while let Some(done) = busy.join_next().await {
         if let Ok(writer) = done {
@@ -328,6 +318,31 @@ async fn run_side_by_side(
     for writer in idle {
         writer.close().await;
     }
+}
+
+/// Commits `jobs` as one group on `writer` (and, if the group fails, each job alone) and
+/// answers them; gives the writer back.
+async fn commit_group(
+    mut writer: PgGroupWriter,
+    mut jobs: Vec<Job>,
+    vault: Arc<OnceLock<Vault>>,
+    metrics: Arc<WriterMetrics>,
+) -> PgGroupWriter {
+    let sealer = Sealer(vault.get());
+    let started = Instant::now();
+    let batches = batches_of(&jobs);
+    let committed = writer.commit_group(sealer, &batches).await;
+    record(&metrics, &batches, &committed, started);
+    drop(batches);
+    if let Some(failed) = answer(&mut jobs, committed) {
+        for job in failed {
+            let started = Instant::now();
+            let result = writer.commit_group(sealer, &[&job.batch]).await;
+            record(&metrics, &[&job.batch], &result, started);
+            answer_one(job, result);
+        }
+    }
+    writer
 }
 
 /// Records a group's outcome in the writer's metrics.
@@ -419,6 +434,27 @@ impl<'a> GroupPunches<'a> {
             }
         }
         group
+    }
+}
+
+/// The distinct devices of a group, ascending (the order their rows are locked in).
+pub(crate) fn device_ids(batches: &[&PunchBatch]) -> Vec<i64> {
+    let mut ids: Vec<i64> = batches.iter().map(|b| b.device_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Fails a group that names a device with no row (`found` of `devices` were found). The
+/// writers' inserts join the device rows, so such a batch would otherwise be answered as
+/// stored with nothing stored; failing, the group is written again batch by batch and only the
+/// batch naming it fails. (No foreign key does it: SQLite's cannot fire behind the join, and
+/// PostgreSQL's is gone, migration 0028.)
+pub(crate) fn check_devices_found(found: i64, devices: &[i64]) -> Result<(), StoreError> {
+    if usize::try_from(found).ok() == Some(devices.len()) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("a punch batch names a device that is not stored (one of {devices:?})")))
     }
 }
 

@@ -27,7 +27,7 @@ use sqlx::{ConnectOptions as _, Connection as _};
 use adms_vault::Sealer;
 
 use crate::punches::postgres::insert_rejected;
-use crate::punches::{GroupPunches, PunchBatch, group_day, punch_event};
+use crate::punches::{GroupPunches, PunchBatch, check_devices_found, device_ids, group_day, punch_event};
 use crate::{StoreError, now_micros};
 
 /// Key of the transaction-level advisory lock between the punch writers (shared) and whatever
@@ -52,7 +52,8 @@ SELECT (SELECT count(*) FROM locked),
 /// `$1` the group's device ids, `$2` [`ENDPOINTS_LOCK`], `$3`–`$16` the punch columns,
 /// `$17`/`$18` the stamps reported (device id, stamp; in group order, a device's last wins),
 /// `$19` the group's display day ([`group_day`]): each device's newest punch's figures and its
-/// first `seq` of the day are kept in its row (migration 0021). Returns each new punch's id, device, `seq` and event id.
+/// first `seq` of the day are kept in its row (migration 0021). Returns a row counting the
+/// device rows found, then each new punch's id, device, `seq` and event id.
 const WRITE_GROUP: &str = "\
 WITH locked AS (
     SELECT d.id, d.last_seq FROM devices AS d
@@ -103,6 +104,9 @@ WITH locked AS (
     RETURNING d.id
 )
 -- `advanced` runs though nothing reads it: PostgreSQL always runs a data-modifying WITH part.
+-- The first row (id 0, never a punch's) counts the device rows found: see `write_group`.
+SELECT 0::bigint, (SELECT count(*) FROM locked), 0::bigint, NULL::text
+UNION ALL
 SELECT i.id, i.device_id, i.seq, i.event_id FROM inserted AS i";
 
 const INSERT_PUNCH_EVENTS: &str = "\
@@ -184,13 +188,6 @@ fn is_event_required(error: &sqlx::Error) -> bool {
     error.as_database_error().is_some_and(|e| e.message().starts_with("punch_event_required"))
 }
 
-fn device_ids(batches: &[&PunchBatch]) -> Vec<i64> {
-    let mut ids: Vec<i64> = batches.iter().map(|b| b.device_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
-
 /// The common group: [`WRITE_GROUP`] alone, in its implicit transaction.
 async fn write_alone(conn: &mut sqlx::PgConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
     let group = GroupPunches::new(batches, false);
@@ -205,8 +202,10 @@ async fn write_checked(
     batches: &[&PunchBatch],
 ) -> Result<(u64, bool), StoreError> {
     let mut tx = conn.begin().await?;
-    let (_, webhooks_on): (i64, bool) =
-        sqlx::query_as(LOCK_DEVICES).bind(device_ids(batches)).bind(ENDPOINTS_LOCK).fetch_one(&mut *tx).await?;
+    let devices = device_ids(batches);
+    let (found, webhooks_on): (i64, bool) =
+        sqlx::query_as(LOCK_DEVICES).bind(&devices).bind(ENDPOINTS_LOCK).fetch_one(&mut *tx).await?;
+    check_devices_found(found, &devices)?;
     for batch in batches {
         for r in &batch.rejected {
             insert_rejected(&mut tx, sealer, batch.device_id, r, batch.received_at).await?;
@@ -221,7 +220,9 @@ async fn write_checked(
     Ok((new_rows.len() as u64, webhooks_on))
 }
 
-/// [`WRITE_GROUP`] for the group's punches and its batches' stamps.
+/// [`WRITE_GROUP`] for the group's punches and its batches' stamps; fails when a device of the
+/// group has no row (the punches of the others may be committed then, when `conn` is not in a
+/// transaction: written again alone, they are found stored).
 async fn write_group(
     conn: &mut sqlx::PgConnection,
     batches: &[&PunchBatch],
@@ -230,8 +231,9 @@ async fn write_group(
     let columns = Columns::of(group);
     let (stamp_devices, stamps): (Vec<i64>, Vec<&str>) =
         batches.iter().filter_map(|b| Some((b.device_id, b.attlog_stamp.as_deref()?))).unzip();
-    Ok(sqlx::query_as(WRITE_GROUP)
-        .bind(device_ids(batches))
+    let devices = device_ids(batches);
+    let mut rows: Vec<NewRow> = sqlx::query_as(WRITE_GROUP)
+        .bind(&devices)
         .bind(ENDPOINTS_LOCK)
         .bind(&columns.device_id)
         .bind(&columns.pin)
@@ -251,7 +253,10 @@ async fn write_group(
         .bind(stamps)
         .bind(group_day(batches))
         .fetch_all(&mut *conn)
-        .await?)
+        .await?;
+    let found = rows.iter().position(|row| row.0 == 0).map_or(0, |at| rows.remove(at).1);
+    check_devices_found(found, &devices)?;
+    Ok(rows)
 }
 
 /// The events of the new punches, found by their event ids.

@@ -25,8 +25,8 @@ use crate::StoreError;
 use crate::backend::WriteTurns;
 use crate::now_micros;
 use crate::punches::{
-    GroupPunches, INSERT_REJECTED_LINE, PunchBatch, ROWS_PER_STATEMENT, RejectedLine, group_day, punch_event,
-    sealed_rejected_line,
+    GroupPunches, INSERT_REJECTED_LINE, PunchBatch, ROWS_PER_STATEMENT, RejectedLine, check_devices_found, device_ids,
+    group_day, punch_event, sealed_rejected_line,
 };
 
 /// Prepared statements kept by the writer's connection (every statement below, with room).
@@ -96,7 +96,8 @@ impl SqliteGroupWriter {
             let group = GroupPunches::new(batches, false);
             if group.sources.len() <= ROWS_PER_STATEMENT {
                 match self.commit_new_punches(batches, &group) {
-                    Ok(()) => return Ok((group.sources.len() as u64, false)),
+                    Ok(true) => return Ok((group.sources.len() as u64, false)),
+                    Ok(false) => tracing::debug!("a punch of the group went in nowhere; checking its devices"),
                     Err(error) if is_event_required(&error) => {
                         tracing::debug!("a webhook endpoint appeared; writing the group with its events");
                     }
@@ -113,12 +114,16 @@ impl SqliteGroupWriter {
     }
 
     /// The cheap path: every punch new, no endpoint. The transaction rolls back when dropped
-    /// on an error.
-    fn commit_new_punches(&mut self, batches: &[&PunchBatch], group: &GroupPunches<'_>) -> rusqlite::Result<()> {
+    /// on an error, or when a punch did not go in (its device has no row: `false`, and
+    /// [`Self::commit_checked`] says which).
+    fn commit_new_punches(&mut self, batches: &[&PunchBatch], group: &GroupPunches<'_>) -> rusqlite::Result<bool> {
         let marks = self.unmarked_days(batches);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         mark_days(&tx, &marks)?;
-        tx.prepare_cached(INSERT_NEW_PUNCHES)?.execute([rows_json(&rows(group))])?;
+        let inserted = tx.prepare_cached(INSERT_NEW_PUNCHES)?.execute([rows_json(&rows(group))])?;
+        if inserted != group.sources.len() {
+            return Ok(false);
+        }
         // Terminals report a new ATTLOG stamp with most uploads: recorded in the same
         // transaction, so such uploads stay on the cheap path.
         let stamps: Vec<(i64, &str)> =
@@ -129,7 +134,7 @@ impl SqliteGroupWriter {
         }
         tx.commit()?;
         self.remember_days(marks);
-        Ok(())
+        Ok(true)
     }
 
     /// The group's day and its devices this writer has not marked with it yet.
@@ -159,9 +164,16 @@ impl SqliteGroupWriter {
     fn commit_checked(&mut self, sealer: Sealer<'_>, batches: &[&PunchBatch]) -> Result<(u64, bool), StoreError> {
         let marks = self.unmarked_days(batches);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let webhooks_on: bool = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)")?
-            .query_row([], |row| row.get(0))?;
+        let devices = device_ids(batches);
+        let (webhooks_on, found): (bool, i64) = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL), \
+                        (SELECT count(*) FROM devices WHERE id IN (SELECT value FROM json_each(?1)))",
+            )?
+            .query_row([serde_json::to_string(&devices).unwrap_or_else(|_| "[]".into())], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        check_devices_found(found, &devices)?;
         mark_days(&tx, &marks)?;
         let inserted = write_batches(&tx, sealer, batches, webhooks_on)?;
         tx.commit()?;

@@ -284,6 +284,25 @@ async fn a_failing_batch_fails_alone_and_leaves_the_writer_usable(engine: crate:
     store.punch_writer().write(later).await.unwrap();
     assert_eq!(stored(store.clone()).await, 8);
     assert_eq!(store.device_by_sn("GOOD1").await.unwrap().unwrap().last_seq, 8);
+
+    // The same with plain batches (no rejected line: PostgreSQL's one-statement path, where no
+    // foreign key stands behind the device; migration 0028).
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let device_id = if i == 3 { 987_654 } else { good.id };
+            let mut batch = PunchBatch::new(device_id);
+            batch.punches.push(punch("8", &format!("2026-02-01 12:{i:02}:00")));
+            (i, store.punch_writer().write(batch).await)
+        }));
+    }
+    for t in tasks {
+        let (i, result) = t.await.unwrap();
+        assert_eq!(result.is_err(), i == 3, "plain batch {i}: {result:?}");
+    }
+    assert_eq!(stored(store.clone()).await, 15);
+    assert_eq!(store.device_by_sn("GOOD1").await.unwrap().unwrap().last_seq, 15);
 }
 
 /// `new_punches_insert` (what `adms-loadgen floor` commits without the writer) is the writer's
