@@ -240,10 +240,12 @@ async fn filters_and_pending_devices(engine: crate::common::Engine) {
     assert_eq!(store.list_transactions(&TransactionFilter::default(), page).await.unwrap().0, 3);
 }
 
-/// A batch that fails inside the group transaction (here: a rejected line for a device that does
-/// not exist, which the foreign key refuses) fails only its own request; the group is rolled back
-/// and retried batch by batch, the others are stored, and the writer's connection is left with no
-/// transaction open, so the next writes commit normally.
+/// A batch that fails inside the group (here: one naming a device that does not exist) fails
+/// only its own request; the group is rolled back or counted short and retried batch by batch,
+/// the others are stored, and the writer's connection is left with no transaction open, so the
+/// next writes commit normally. Twice: with a rejected line in each batch (the general path,
+/// where the rejected line's foreign key refuses it), then plain (the cheap path, whose insert
+/// joins the device rows: the group's count of them refuses it; migration 0028).
 async fn a_failing_batch_fails_alone_and_leaves_the_writer_usable(engine: crate::common::Engine) {
     let store = crate::common::fresh(engine).await;
     let good = store
@@ -254,29 +256,35 @@ async fn a_failing_batch_fails_alone_and_leaves_the_writer_usable(engine: crate:
         })
         .await
         .unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let device_id = if i == 3 { 987_654 } else { good.id };
-            let mut batch = PunchBatch::new(device_id);
-            batch.punches.push(punch("7", &format!("2026-02-01 10:{i:02}:00")));
-            batch.rejected.push(RejectedLine {
-                table: "ATTLOG",
-                line_no: 1,
-                raw: vec![b'x'; i + 1],
-                reason: "bad_time",
-            });
-            (i, store.punch_writer().write(batch).await)
-        }));
-    }
-    for t in tasks {
-        let (i, result) = t.await.unwrap();
-        assert_eq!(result.is_err(), i == 3, "batch {i}: {result:?}");
-    }
+    // Eight batches at once, the fourth naming a device that does not exist.
+    let eight_batches = async |hour: u32, with_rejected_line: bool| {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let device_id = if i == 3 { 987_654 } else { good.id };
+                let mut batch = PunchBatch::new(device_id);
+                batch.punches.push(punch("7", &format!("2026-02-01 {hour:02}:{i:02}:00")));
+                if with_rejected_line {
+                    batch.rejected.push(RejectedLine {
+                        table: "ATTLOG",
+                        line_no: 1,
+                        raw: vec![b'x'; i + 1],
+                        reason: "bad_time",
+                    });
+                }
+                (i, store.punch_writer().write(batch).await)
+            }));
+        }
+        for t in tasks {
+            let (i, result) = t.await.unwrap();
+            assert_eq!(result.is_err(), i == 3, "batch {i} (rejected line: {with_rejected_line}): {result:?}");
+        }
+    };
     let stored = |store: Store| async move {
         store.list_transactions(&TransactionFilter::default(), Page { offset: 0, limit: 100 }).await.unwrap().0
     };
+    eight_batches(10, true).await;
     assert_eq!(stored(store.clone()).await, 7);
     // The writer still commits: nothing was left open by the failed group.
     let mut later = PunchBatch::new(good.id);
@@ -285,22 +293,7 @@ async fn a_failing_batch_fails_alone_and_leaves_the_writer_usable(engine: crate:
     assert_eq!(stored(store.clone()).await, 8);
     assert_eq!(store.device_by_sn("GOOD1").await.unwrap().unwrap().last_seq, 8);
 
-    // The same with plain batches (no rejected line: PostgreSQL's one-statement path, where no
-    // foreign key stands behind the device; migration 0028).
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let device_id = if i == 3 { 987_654 } else { good.id };
-            let mut batch = PunchBatch::new(device_id);
-            batch.punches.push(punch("8", &format!("2026-02-01 12:{i:02}:00")));
-            (i, store.punch_writer().write(batch).await)
-        }));
-    }
-    for t in tasks {
-        let (i, result) = t.await.unwrap();
-        assert_eq!(result.is_err(), i == 3, "plain batch {i}: {result:?}");
-    }
+    eight_batches(12, false).await;
     assert_eq!(stored(store.clone()).await, 15);
     assert_eq!(store.device_by_sn("GOOD1").await.unwrap().unwrap().last_seq, 15);
 }
