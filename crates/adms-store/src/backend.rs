@@ -200,11 +200,26 @@ impl<C: std::ops::DerefMut<Target = sqlx::SqliteConnection>> std::ops::DerefMut 
 #[derive(Debug, Clone)]
 pub(crate) struct PgDb {
     pub(crate) pool: PgPool,
+    /// The outbox's bookkeeping (claims, completions, lease expiry): a few connections whose
+    /// sessions have [`Self::DELIVERY_SETTINGS`].
+    pub(crate) delivery_pool: PgPool,
 }
 
 impl PgDb {
+    /// The settings of [`Self::delivery_pool`]'s sessions (startup parameters): commits that do
+    /// not wait for the WAL flush (see [`Self::begin_delivery`]), and statements outside a
+    /// transaction on their cached generic plan (the claim of `postgres::outbox::
+    /// claim_singles_at_once`, written so that its generic plan is the good one); transactions
+    /// re-plan theirs.
+    pub(crate) const DELIVERY_SETTINGS: [(&str, &str); 2] =
+        [("synchronous_commit", "off"), ("plan_cache_mode", "force_generic_plan")];
+
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    pub(crate) fn delivery_pool(&self) -> &PgPool {
+        &self.delivery_pool
     }
 
     /// A read-committed transaction.
@@ -218,20 +233,17 @@ impl PgDb {
     }
 
     /// A transaction for delivery bookkeeping whose commit does not wait for the WAL flush
-    /// (`synchronous_commit = off`, this transaction only): as on SQLite, the worst a power
-    /// loss does is send a webhook again under its same id.
+    /// (`synchronous_commit = off`, on the delivery pool's sessions only): as on SQLite, the
+    /// worst a power loss does is send a webhook again under its same id.
     ///
     /// Its statements are planned for their parameters each time (`plan_cache_mode`): a claim's
     /// best plan walks the due index and stops at its `LIMIT`, which only a plan that sees the
     /// limit and `now` can know; the generic plan PostgreSQL settles on sorts the whole backlog
     /// (with 20,000 deliveries due: 23 ms against 0.4 ms, each claim). Planning costs well under
     /// a millisecond, once per claim or completion batch of up to 64 deliveries.
-    /// One round trip: `BEGIN` and the settings travel as one simple query.
+    /// One round trip: `BEGIN` and the setting travel as one simple query.
     pub(crate) async fn begin_delivery(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-        Ok(self
-            .pool
-            .begin_with("BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL plan_cache_mode = force_custom_plan")
-            .await?)
+        Ok(self.delivery_pool.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan").await?)
     }
 }
 
@@ -398,8 +410,8 @@ pub(crate) mod sqlite_fns {
     pub(crate) use crate::sqlite::activity::record_activity_in;
     pub(crate) use crate::sqlite::bulk::{insert_webhook_events, upsert_device_options, upsert_device_users};
     pub(crate) use crate::sqlite::outbox::{
-        apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
-        replay_count, replay_fence, replay_read,
+        apply_completions, claim_singles_at_once, claim_units, insert_attempts, insert_replay_events, lock_endpoints,
+        name_punches, replay_count, replay_fence, replay_read,
     };
     pub(crate) use crate::trust::sqlite::{adopt_device_template_in, adopt_device_user_in};
     pub(crate) use crate::uploads::sqlite::{charge_operlog_in, insert_raw_in, upsert_users_in, write_access_group_in};
@@ -440,8 +452,8 @@ pub(crate) mod postgres_fns {
     pub(crate) use crate::postgres::activity::record_activity_in;
     pub(crate) use crate::postgres::bulk::{insert_webhook_events, upsert_device_options, upsert_device_users};
     pub(crate) use crate::postgres::outbox::{
-        apply_completions, claim_units, insert_attempts, insert_replay_events, lock_endpoints, name_punches,
-        replay_count, replay_fence, replay_read,
+        apply_completions, claim_singles_at_once, claim_units, insert_attempts, insert_replay_events, lock_endpoints,
+        name_punches, replay_count, replay_fence, replay_read,
     };
     pub(crate) use crate::punches::postgres::insert_rejected;
     pub(crate) use crate::quotas::postgres::charge_in;

@@ -100,6 +100,11 @@ pub fn now_micros() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// PostgreSQL connections for the outbox's bookkeeping ([`backend::PgDb::delivery_pool`]): a
+/// dispatcher uses two at once (its claims, its completions), plus one for an operator's
+/// resend or lease sweep.
+const DELIVERY_CONNECTIONS: u32 = 4;
+
 /// Tunables for opening the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -234,8 +239,14 @@ impl Store {
         let schema =
             maintenance::schema_state(&maintenance::postgres_applied(&pool).await?, &maintenance::POSTGRES_MIGRATIONS)?;
         maintenance::log_newer_expansions(schema);
+        // Opened as needed: a process that never delivers (role `device,api`) opens none.
+        let delivery_pool = PgPoolOptions::new()
+            .max_connections(DELIVERY_CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(backend::PG_ACQUIRE_TIMEOUT)
+            .connect_lazy_with(connect.clone().options(PgDb::DELIVERY_SETTINGS));
         let punch_writer = PunchWriter::start_postgres(connect, Arc::clone(&vault));
-        let db = Db::Postgres(PgDb { pool });
+        let db = Db::Postgres(PgDb { pool, delivery_pool });
         let access_writer = access_writer::AccessWriter::start(db.clone(), Arc::clone(&vault));
         Ok(Store { db, punch_writer, access_writer, vault, _in_use: None, migration_backup: None })
     }
@@ -269,7 +280,10 @@ impl Store {
                 db.delivery_pool.close().await;
                 db.pool.close().await;
             }
-            Db::Postgres(db) => db.pool.close().await,
+            Db::Postgres(db) => {
+                db.delivery_pool.close().await;
+                db.pool.close().await;
+            }
         }
     }
 

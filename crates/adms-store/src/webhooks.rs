@@ -224,10 +224,18 @@ type ClaimDetail = (i64, String, Vec<u8>, i64, i64, String, String, i64, Option<
 
 /// Whether batch bookkeeping is needed at all: an endpoint that batches, or batches still
 /// waiting (an endpoint's `batch_max` lowered to 1 keeps its formed batches together). When
-/// neither, a claim is a single statement (`CLAIM_SINGLES` of each engine).
-pub(crate) const ANY_BATCHING: &str = "\
-SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE batch_max > 1 AND deleted_at IS NULL)
-    OR EXISTS (SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND batch_row IS NOT NULL)";
+/// neither, a claim is a single statement (`CLAIM_SINGLES` of each engine). As a condition, for
+/// statements that check it themselves; [`ANY_BATCHING`] asks it alone.
+macro_rules! any_batching {
+    () => {
+        "(EXISTS (SELECT 1 FROM webhook_endpoints WHERE batch_max > 1 AND deleted_at IS NULL) \
+          OR EXISTS (SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND batch_row IS NOT NULL))"
+    };
+}
+pub(crate) use any_batching;
+
+/// See [`any_batching`].
+pub(crate) const ANY_BATCHING: &str = concat!("SELECT ", any_batching!());
 
 /// The conditions under which a pending delivery `d` (of endpoint `ep`, event `e`, device `dv`)
 /// may be sent, besides being due: its endpoint is active, its device approved, and on an
@@ -259,14 +267,18 @@ pub(crate) use delivery_joins;
 
 /// What a claim sets on each delivery it takes: `$1` worker, `$2` now, `$3` lease length.
 macro_rules! claim_update {
-    ($($where:tt)+) => {
+    (returning $returning:literal, $($where:tt)+) => {
         concat!(
             "UPDATE webhook_deliveries SET state = 'in_flight', lease_token = lease_token + 1, lease_owner = $1, \
                     lease_expires_at = $2 + $3, attempt_count = attempt_count + 1, \
                     first_attempt_at = COALESCE(first_attempt_at, $2), updated_at = $2 ",
             $($where)+,
-            " RETURNING id, lease_token, attempt_count, first_attempt_at, trigger_kind"
+            " RETURNING id, lease_token, attempt_count, first_attempt_at, trigger_kind",
+            $returning
         )
+    };
+    ($($where:tt)+) => {
+        $crate::webhooks::claim_update!(returning "", $($where)+)
     };
 }
 pub(crate) use claim_update;
@@ -646,6 +658,9 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let (claimed, details, secrets) = on_db!(self, |db| {
+            if let Some(claimed) = dialect::claim_singles_at_once(db, worker, now, lease, limit).await? {
+                return Ok(claimed);
+            }
             let mut tx = db.begin_delivery().await?;
             let claimed: Vec<ClaimedRow> = dialect::claim_units(&mut tx, worker, now, lease, limit).await?;
             let ids: Vec<i64> = claimed.iter().map(|r| r.0).collect();

@@ -128,6 +128,7 @@ impl Dispatcher {
         let writer = tokio::spawn(record_completions(self.store.clone(), done_rx, Arc::clone(&self.wake)));
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut last_sweep = i64::MIN;
+        let mut last_claim_full = false;
         let sweep_every = i64::try_from(self.config.sweep_every.as_micros()).unwrap_or(i64::MAX);
         let lease = i64::try_from(self.config.lease.as_micros()).unwrap_or(i64::MAX / 4);
         while !shutdown.is_cancelled() {
@@ -141,8 +142,15 @@ impl Dispatcher {
                 }
             }
             // A read first: a claim takes the write lock the punch writer needs, so only claim
-            // when something is due.
-            match self.store.next_delivery_due_at().await {
+            // when something is due. Not after a claim that filled at least half the slots it
+            // had (a store may claim in steps of a few sizes): more is most likely due (a
+            // backlog draining), and there the read cost PostgreSQL as much as a claim.
+            let due = if std::mem::take(&mut last_claim_full) {
+                Ok(Some(now))
+            } else {
+                self.store.next_delivery_due_at().await
+            };
+            match due {
                 Ok(Some(due)) if due <= now => {}
                 Ok(Some(due)) => {
                     let wait = Duration::from_micros(u64::try_from(due - now).unwrap_or(0));
@@ -186,8 +194,10 @@ impl Dispatcher {
             }
             // The slots held are used first, one per request, then more as requests finish;
             // those a smaller claim leaves unused are released at the end of the round.
+            let requests = group_requests(claimed);
+            last_claim_full = requests.len() * 2 >= free;
             let mut held = Some(held);
-            for request in group_requests(claimed) {
+            for request in requests {
                 let permit = match held.take() {
                     Some(mut slots) if slots.num_permits() > 1 => {
                         let one = slots.split(1).expect("more than one slot held");

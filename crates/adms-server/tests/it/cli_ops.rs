@@ -329,18 +329,18 @@ async fn pending_migrations_at_start_are_preceded_by_a_backup() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     server.stop();
-    // As the previous release left it: without migrations 0027 (its column) and 0028 (nothing,
+    // As an older release left it: without migrations 0027 (its column), 0028 and 0029 (nothing,
     // on SQLite).
     for statement in [
         "ALTER TABLE devices DROP COLUMN ip_address_reported",
-        "DELETE FROM _sqlx_migrations WHERE version IN (27, 28)",
+        "DELETE FROM _sqlx_migrations WHERE version IN (27, 28, 29)",
     ] {
         server.db().execute(statement, &[]).await;
     }
-    let backup = dir.path().join("adms.db.before-0028");
+    let backup = dir.path().join("adms.db.before-0029");
     assert!(!backup.exists());
     let server = Server::start(dir.path(), &[]);
     eventually("the backup is there", async || backup.exists()).await;
-    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version IN (27, 28)", &[]).await;
-    assert_eq!(rows, 2, "and the migrations ran");
+    let rows = server.db().scalar_i64("SELECT COUNT(*) FROM _sqlx_migrations WHERE version IN (27, 28, 29)", &[]).await;
+    assert_eq!(rows, 3, "and the migrations ran");
 }

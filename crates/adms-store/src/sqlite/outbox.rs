@@ -8,10 +8,11 @@
 use sqlx::SqliteConnection;
 
 use crate::StoreError;
+use crate::backend::SqliteDb;
 use crate::webhook_queries::{ReplayEvent, ReplayPunch, ReplayRange, replay_columns, replay_range};
 use crate::webhooks::{
-    ANY_BATCHING, ClaimedRow, Completion, CompletionUpdate, DUE_SINGLES, batch_candidates, choose_units, claim_singles,
-    claim_update, cut_batches, due_batches,
+    ANY_BATCHING, ClaimedDelivery, ClaimedRow, Completion, CompletionUpdate, DUE_SINGLES, batch_candidates,
+    choose_units, claim_singles, claim_update, cut_batches, due_batches,
 };
 
 /// The claim when nothing batches: up to `$4` due deliveries, oldest due first, in one
@@ -32,6 +33,18 @@ const CLAIM_UNITS: &str = claim_update!(concat!(
 /// before or after every punch group.
 pub(crate) async fn lock_endpoints(_conn: &mut SqliteConnection) -> Result<(), StoreError> {
     Ok(())
+}
+
+/// Never: a claim here holds the database's write lock from its first statement, and its
+/// statements are calls into the same process, not round trips; [`claim_units`] does it all.
+pub(crate) async fn claim_singles_at_once(
+    _db: &SqliteDb,
+    _worker: &str,
+    _now: i64,
+    _lease: i64,
+    _limit: i64,
+) -> Result<Option<Vec<ClaimedDelivery>>, StoreError> {
+    Ok(None)
 }
 
 /// Takes up to `limit` due units (single deliveries or whole batches) for `worker`, forming the

@@ -24,6 +24,7 @@ crate::on_both_engines!(
     ordered_batching_keeps_each_devices_seq_order_inside_and_across_batches,
     endpoint_settings_secrets_and_backlog_read_back,
     replicas_starting_together_make_one_env_endpoint,
+    a_claim_takes_at_most_what_it_asks_oldest_first_each_delivery_once,
 );
 
 fn batch(device_id: i64, sn: &str, pins: &[&str]) -> PunchBatch {
@@ -113,6 +114,36 @@ async fn punches_commit_with_their_events_and_one_delivery_per_endpoint(engine: 
     }
     // Claimed deliveries are not claimable again while leased.
     assert!(store.claim_due_deliveries("w2", now_micros(), 1_000_000, 100).await.unwrap().is_empty());
+}
+
+/// A claim never takes more than its limit (PostgreSQL's claims come in a few sizes and may
+/// take fewer: at least half), takes the oldest due first, and the next claim goes on from
+/// there; each claimed delivery carries what signing it needs.
+async fn a_claim_takes_at_most_what_it_asks_oldest_first_each_delivery_once(engine: Engine) {
+    let store = fresh(engine).await;
+    let dev = approved_device(&store, "SN1").await;
+    store.create_endpoint("ep_a", &endpoint_settings("http://127.0.0.1:9/a"), "api", "whsec_a").await.unwrap();
+    let pins: Vec<String> = (1..=45).map(|pin| pin.to_string()).collect();
+    let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
+    store.punch_writer().write(batch(dev, "SN1", &pins)).await.unwrap();
+    let seq = |c: &ClaimedDelivery| {
+        serde_json::from_slice::<serde_json::Value>(&c.body).unwrap()["data"]["seq"].as_i64().unwrap()
+    };
+
+    assert!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 0).await.unwrap().is_empty());
+    let first = store.claim_due_deliveries("w", now_micros(), 1_000_000, 30).await.unwrap();
+    assert!((15..=30).contains(&first.len()), "took {} of the 30 asked", first.len());
+    let taken = i64::try_from(first.len()).unwrap();
+    assert_eq!(first.iter().map(seq).collect::<Vec<_>>(), (1..=taken).collect::<Vec<_>>(), "oldest first, in order");
+    let rest = store.claim_due_deliveries("w", now_micros(), 1_000_000, 100).await.unwrap();
+    assert_eq!(rest.iter().map(seq).collect::<Vec<_>>(), (taken + 1..=45).collect::<Vec<_>>(), "the rest, once");
+    for claim in first.iter().chain(&rest) {
+        assert_eq!(claim.endpoint_uid, "ep_a");
+        assert_eq!(claim.url, "http://127.0.0.1:9/a");
+        assert_eq!(claim.secrets.len(), 1, "the endpoint's one secret");
+        assert_eq!((claim.attempt_no, claim.batch_row), (1, None));
+    }
+    assert!(store.claim_due_deliveries("w", now_micros(), 1_000_000, 100).await.unwrap().is_empty());
 }
 
 /// The writer commits a group in one round trip, without asking, when the last transaction saw
