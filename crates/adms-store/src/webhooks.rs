@@ -649,7 +649,9 @@ impl Store {
     /// Which deliveries a claim takes is each engine's own (`sqlite::outbox::claim_units`: the
     /// write lock of `BEGIN IMMEDIATE` makes claims take turns; `postgres::outbox::claim_units`:
     /// row locks with `SKIP LOCKED`, so concurrent claimers take disjoint deliveries); what it
-    /// then reads to send them is shared.
+    /// then reads to send them is shared. On PostgreSQL, while no endpoint batches, the claim
+    /// and the reads are one statement instead (`postgres::outbox::claim_singles_at_once`),
+    /// which may take fewer than `limit` (at least half, up to 512).
     pub async fn claim_due_deliveries(
         &self,
         worker: &str,

@@ -82,9 +82,9 @@ macro_rules! claim_at_once {
     };
 }
 
-/// The sizes of claim [`claim_at_once`] has a statement for, smallest first: a claim
-/// takes the largest that fits the slots it has (so at least half of them, and all of the 16,
-/// 32, 48 or 64 a dispatcher usually has), and claims again for the rest.
+/// The sizes of claim [`claim_at_once`] has a statement for, smallest first: a claim takes the
+/// largest that fits its limit (so at least half of a limit up to 512, and all of the 16, 32, 48
+/// or 64 slots a dispatcher often has), and the dispatcher claims again for the rest.
 const CLAIM_SINGLES_AT_ONCE: [(i64, &str); 14] = [
     claim_at_once!(1),
     claim_at_once!(2),
