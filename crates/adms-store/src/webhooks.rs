@@ -73,8 +73,9 @@ pub struct EndpointSettings<'a> {
 }
 
 /// A delivery claimed by a worker, with everything needed to send it. `Debug` leaves out the
-/// secrets and the body.
-#[derive(Clone)]
+/// secrets and the body. Read as a row by PostgreSQL's one-statement claim (its columns are named
+/// as these fields).
+#[derive(Clone, sqlx::FromRow)]
 pub struct ClaimedDelivery {
     pub delivery_id: i64,
     /// The fencing token the completion must present.

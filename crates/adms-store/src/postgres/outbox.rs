@@ -69,11 +69,14 @@ macro_rules! claim_at_once {
                     $limit,
                     " FOR UPDATE OF d SKIP LOCKED))"
                 ),
-                ") SELECT c.id, c.lease_token, c.attempt_count, c.first_attempt_at, c.trigger_kind, \
-                          e.event_id, e.body, e.created_at, ep.id, ep.uid, ep.url, ep.timeout_ms, \
+                ") SELECT c.id AS delivery_id, c.lease_token, c.attempt_count AS attempt_no, \
+                          c.trigger_kind AS trigger, COALESCE(c.first_attempt_at, $2) AS first_attempt_at, \
+                          e.event_id, e.body, e.created_at AS event_created_at, ep.id AS endpoint_id, \
+                          ep.uid AS endpoint_uid, ep.url, ep.timeout_ms, \
                           ARRAY(SELECT s.secret FROM webhook_secrets AS s \
                                 WHERE s.endpoint_id = ep.id AND (s.expires_at IS NULL OR s.expires_at > $2) \
-                                ORDER BY s.id DESC) \
+                                ORDER BY s.id DESC) AS secrets, \
+                          NULL::bigint AS batch_row \
                    FROM claimed AS c JOIN webhook_events AS e ON e.id = c.event_row \
                    JOIN webhook_endpoints AS ep ON ep.id = c.endpoint_id \
                    ORDER BY e.device_id NULLS FIRST, e.seq NULLS FIRST, e.id"
@@ -102,9 +105,6 @@ const CLAIM_SINGLES_AT_ONCE: [(i64, &str); 14] = [
     claim_at_once!(256),
 ];
 
-/// A row of a [`claim_at_once`] statement: the claimed row, then what sending it needs.
-type ClaimedAtOnce = (i64, i64, i64, Option<i64>, String, String, Vec<u8>, i64, i64, String, String, i64, Vec<String>);
-
 /// The claim of singles while nothing batches, in one round trip (see [`claim_at_once`]).
 /// A claim in a transaction took six (`BEGIN`, the batching check, the claim, two reads,
 /// `COMMIT`), and with a backlog to drain the dispatcher's claims were what limited deliveries
@@ -119,47 +119,9 @@ pub(crate) async fn claim_singles_at_once(
     let Some((_, claim)) = CLAIM_SINGLES_AT_ONCE.iter().rev().find(|(size, _)| *size <= limit) else {
         return Ok(None);
     };
-    let rows: Vec<ClaimedAtOnce> =
+    let claimed: Vec<ClaimedDelivery> =
         sqlx::query_as(*claim).bind(worker).bind(now).bind(lease).fetch_all(db.delivery_pool()).await?;
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        rows.into_iter()
-            .map(
-                |(
-                    delivery_id,
-                    lease_token,
-                    attempt_no,
-                    first_attempt_at,
-                    trigger,
-                    event_id,
-                    body,
-                    event_created_at,
-                    endpoint_id,
-                    endpoint_uid,
-                    url,
-                    timeout_ms,
-                    secrets,
-                )| ClaimedDelivery {
-                    delivery_id,
-                    lease_token,
-                    attempt_no,
-                    trigger,
-                    first_attempt_at: first_attempt_at.unwrap_or(now),
-                    event_id,
-                    body,
-                    event_created_at,
-                    endpoint_id,
-                    endpoint_uid,
-                    url,
-                    timeout_ms,
-                    secrets,
-                    batch_row: None,
-                },
-            )
-            .collect(),
-    ))
+    Ok((!claimed.is_empty()).then_some(claimed))
 }
 
 /// The endpoints whose batches this claim forms and sends: live, active ones that batch or
