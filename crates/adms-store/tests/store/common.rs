@@ -92,7 +92,7 @@ pub async fn fresh(engine: Engine) -> TestStore {
             (format!("sqlite://{}", dir.path().join("story.db").display()), Place::File(dir))
         }
         Engine::Postgres => {
-            let database = FreshDatabase::create().await;
+            let database = FreshDatabase::migrated().await;
             (database.url().to_owned(), Place::Database(database))
         }
     };
