@@ -391,7 +391,7 @@ impl Run {
 
     /// What SQLite alone commits in groups shaped like 1-line uploads from `devices` devices: one
     /// punch per device per transaction, the writer's own statement and parameter
-    /// ([`adms_store::new_punches_insert`]) between `BEGIN IMMEDIATE` and `COMMIT`, on one
+    /// ([`adms_store::insert_new_punches`]) between `BEGIN IMMEDIATE` and `COMMIT`, on one
     /// connection driven from one thread (no sqlx, no async, no HTTP), `synchronous=FULL` as
     /// the server's writer. Devices that each wait for their `OK` cannot put more than one line
     /// each into a commit, so this is the ceiling of 1-line ingest on this machine's disk.
@@ -710,7 +710,6 @@ fn commit_in_one_thread(db: &Path, device_ids: &[i64], clock: Clock) -> anyhow::
     conn.pragma_update(None, "journal_mode", "wal")?;
     conn.pragma_update(None, "synchronous", "full")?;
     conn.pragma_update(None, "foreign_keys", "on")?;
-    let mut insert = None;
     let mut tally = Tally::default();
     let mut line = Vec::new();
     let mut next_punch = 0u64;
@@ -726,13 +725,8 @@ fn commit_in_one_thread(db: &Path, device_ids: &[i64], clock: Clock) -> anyhow::
                 batch
             })
             .collect();
-        let (sql, json) = adms_store::new_punches_insert(&batches.iter().collect::<Vec<_>>());
-        let insert = match &mut insert {
-            Some(statement) => statement,
-            None => insert.insert(conn.prepare(sql)?),
-        };
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let inserted = insert.execute([json])?;
+        let inserted = adms_store::insert_new_punches(&conn, &batches.iter().collect::<Vec<_>>())?.unwrap_or(0);
         conn.execute_batch("COMMIT")?;
         ensure!(inserted == batches.len(), "inserted {inserted} of {} punches", batches.len());
         tally.total += inserted as u64;

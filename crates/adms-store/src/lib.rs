@@ -88,7 +88,7 @@ pub use queries::{
     Page, RejectedLineRow, TerminalFilter, TerminalRow, TransactionFilter, TransactionOrder, TransactionRow,
 };
 pub use quotas::{Quota, QuotaKind};
-pub use sqlite::punch_writer::new_punches_insert;
+pub use sqlite::punch_writer::insert_new_punches;
 pub use trust::{AdoptionPolicy, UserAdoption};
 pub use uploads::{
     AccessEvent, AttPhotoUpload, BiometricTemplate, DeviceRecord, OperationLog, OperlogBatch, RawUpload, UserPhoto,

@@ -298,12 +298,11 @@ async fn a_failing_batch_fails_alone_and_leaves_the_writer_usable(engine: crate:
     assert_eq!(store.device_by_sn("GOOD1").await.unwrap().unwrap().last_seq, 15);
 }
 
-/// `new_punches_insert` (what `adms-loadgen floor` commits without the writer) is the writer's
+/// `insert_new_punches` (what `adms-loadgen floor` commits without the writer) is the writer's
 /// own cheap insert: run on a connection of its own it numbers each device's punches from
 /// `last_seq`, and the writer carries on from there.
 #[tokio::test]
 async fn the_floor_benchmarks_statement_stores_punches_as_the_writer_does() {
-    use sqlx::{ConnectOptions, Executor};
     let (dir, store) = open().await;
     let a = store
         .register_device(&NewDevice { approval: Some(adms_store::Approval::Approved), sn: "A1", ..Default::default() })
@@ -325,13 +324,18 @@ async fn the_floor_benchmarks_statement_stores_punches_as_the_writer_does() {
             batch
         })
         .collect();
-    let (sql, json) = adms_store::new_punches_insert(&batches.iter().collect::<Vec<_>>());
-    let mut conn =
-        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("nested/test.db")).connect().await.unwrap();
-    conn.execute("BEGIN IMMEDIATE").await.unwrap();
-    let done = sqlx::query(sql).bind(json).execute(&mut conn).await.unwrap();
-    conn.execute("COMMIT").await.unwrap();
-    assert_eq!(done.rows_affected(), 3);
+    let path = dir.path().join("nested/test.db");
+    let inserted = tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let inserted = adms_store::insert_new_punches(&conn, &batches.iter().collect::<Vec<_>>()).unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        inserted
+    })
+    .await
+    .unwrap();
+    assert_eq!(inserted, Some(3));
 
     let mut next = PunchBatch::new(a.id);
     next.punches.push(punch("5", "2026-01-01 10:00:00"));
