@@ -11,7 +11,9 @@
 //! database that has every migration of this build (`adms_test_template_<digest of the
 //! migrations>`, made once by the first test that needs it, under an advisory lock). Copying it
 //! costs what creating an empty database does; migrating each test's database cost about half a
-//! second of every PostgreSQL test.
+//! second of every PostgreSQL test. A template is kept for later runs; one made for other
+//! migrations is left too (a small database each, never reaped: another checkout's tests may be
+//! copying it at that moment).
 //!
 //! Test databases are named `adms_test_<pid>_<nanos>_<n>` after the process that created them,
 //! and a database made for a folder carries that folder as its comment (`COMMENT ON DATABASE`).
