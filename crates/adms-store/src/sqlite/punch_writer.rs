@@ -360,8 +360,8 @@ fn rows<'a>(group: &'a GroupPunches<'_>) -> Vec<PunchRow<'a>> {
 
 /// The cheap insert of a group of punches that are all new (no webhook endpoint), as the writer
 /// runs it between `BEGIN IMMEDIATE` and `COMMIT`: [`INSERT_NEW_PUNCH`] once per punch, in
-/// upload order; the number inserted, or `None` when a punch went in nowhere (its device has no
-/// row). A punch stored already (a re-send, or the same line twice in the group) fails it on
+/// upload order; the number inserted, or `None` when a punch has no device row to number it
+/// from. A punch stored already (a re-send, or the same line twice in the group) fails it on
 /// the natural key.
 ///
 /// Public only for `adms-loadgen floor`, which runs it on a connection of its own, in one
@@ -397,10 +397,7 @@ pub fn insert_new_punches(conn: &Connection, batches: &[&PunchBatch]) -> rusqlit
                 }
                 row => row?,
             };
-            if row != 1 {
-                return Ok(None);
-            }
-            inserted += 1;
+            inserted += row;
         }
     }
     Ok(Some(inserted))
