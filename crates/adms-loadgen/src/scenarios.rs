@@ -710,6 +710,7 @@ fn commit_in_one_thread(db: &Path, device_ids: &[i64], clock: Clock) -> anyhow::
     conn.pragma_update(None, "journal_mode", "wal")?;
     conn.pragma_update(None, "synchronous", "full")?;
     conn.pragma_update(None, "foreign_keys", "on")?;
+    conn.pragma_update(None, "temp_store", "memory")?;
     let mut tally = Tally::default();
     let mut line = Vec::new();
     let mut next_punch = 0u64;

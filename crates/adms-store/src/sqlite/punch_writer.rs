@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, TransactionBehavior};
 
 use adms_vault::Sealer;
 
@@ -74,7 +74,14 @@ impl SqliteGroupWriter {
             Connection::open_with_flags(path, flags)?
         };
         conn.busy_timeout(busy_timeout)?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")?;
+        // `temp_store = MEMORY` keeps each statement's journal in memory: SQLite keeps one for
+        // every insert into `punches` (a table with triggers) and writes it to a temporary
+        // file once it passes 64 KiB, which a multi-row insert does (a tenth of the writer's
+        // time at 500-line uploads went to those writes; BENCHMARKS.md, session 24).
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
+             PRAGMA temp_store = MEMORY;",
+        )?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Until the first group tells otherwise, assume endpoints exist (the checked path).
         Ok(SqliteGroupWriter { conn, endpoints_seen: true, marked_days: HashMap::new(), turns })
@@ -359,48 +366,121 @@ fn rows<'a>(group: &'a GroupPunches<'_>) -> Vec<PunchRow<'a>> {
 }
 
 /// The cheap insert of a group of punches that are all new (no webhook endpoint), as the writer
-/// runs it between `BEGIN IMMEDIATE` and `COMMIT`: [`INSERT_NEW_PUNCH`] once per punch, in
-/// upload order; the number inserted, or `None` when a punch has no device row to number it
-/// from. A punch stored already (a re-send, or the same line twice in the group) fails it on
-/// the natural key.
+/// runs it between `BEGIN IMMEDIATE` and `COMMIT`: each device's `last_seq` read once, then the
+/// punches in upload order as multi-row `INSERT … VALUES` statements ([`InsertNewPunches`]),
+/// each punch numbered `last_seq` + its place among the device's punches of the group. Returns
+/// the number inserted, or `None` when a device of the group has no row to number from. A punch
+/// stored already (a re-send, or the same line twice in the group) fails it on the natural key.
 ///
 /// Public only for `adms-loadgen floor`, which runs it on a connection of its own, in one
 /// thread, without sqlx or async: what SQLite alone commits on a machine, the ceiling of the
 /// writer for groups of that shape.
 #[doc(hidden)]
 pub fn insert_new_punches(conn: &Connection, batches: &[&PunchBatch]) -> rusqlite::Result<Option<usize>> {
-    let mut insert = conn.prepare_cached(INSERT_NEW_PUNCH)?;
-    let mut inserted = 0;
+    // Each device's next `seq`; a group holds few devices, so a short list beats a map.
+    let mut next_seq: Vec<(i64, i64)> = Vec::new();
+    let mut read_last_seq = conn.prepare_cached("SELECT last_seq FROM devices WHERE id = ?1")?;
+    let mut rows = Vec::with_capacity(batches.iter().map(|b| b.punches.len()).sum());
     for batch in batches {
+        if batch.punches.is_empty() {
+            continue;
+        }
+        let at = match next_seq.iter().position(|(device, _)| *device == batch.device_id) {
+            Some(at) => at,
+            None => {
+                let last: Option<i64> = read_last_seq.query_row([batch.device_id], |row| row.get(0)).optional()?;
+                let Some(last) = last else { return Ok(None) };
+                next_seq.push((batch.device_id, last + 1));
+                next_seq.len() - 1
+            }
+        };
         for p in &batch.punches {
-            let row = match insert.execute(rusqlite::params![
-                batch.device_id,
-                p.pin,
-                p.local_time,
-                p.state,
-                p.verify,
-                p.work_code,
-                p.extra,
-                p.time_zone,
-                p.utc_time,
-                p.mask_flag,
-                p.temperature,
-                p.raw_line,
-                batch.received_at,
-            ]) {
-                // No device row, so no `last_seq`: the `seq` is null.
-                Err(error)
-                    if error.sqlite_error().map(|e| e.extended_code)
-                        == Some(rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL) =>
-                {
-                    return Ok(None);
-                }
-                row => row?,
-            };
-            inserted += row;
+            rows.push((*batch, p, next_seq[at].1));
+            next_seq[at].1 += 1;
         }
     }
+    let mut inserted = 0;
+    let mut rest = &rows[..];
+    while !rest.is_empty() {
+        let size = InsertNewPunches::size_for(rest.len());
+        let (chunk, after) = rest.split_at(size);
+        let mut statement = conn.prepare_cached(InsertNewPunches::sql(size))?;
+        for (i, (batch, p, seq)) in chunk.iter().enumerate() {
+            let at = i * INSERT_NEW_PUNCH_COLUMNS;
+            statement.raw_bind_parameter(at + 1, batch.device_id)?;
+            statement.raw_bind_parameter(at + 2, seq)?;
+            statement.raw_bind_parameter(at + 3, &p.pin)?;
+            statement.raw_bind_parameter(at + 4, &p.local_time)?;
+            statement.raw_bind_parameter(at + 5, &p.state)?;
+            statement.raw_bind_parameter(at + 6, p.verify)?;
+            statement.raw_bind_parameter(at + 7, &p.work_code)?;
+            statement.raw_bind_parameter(at + 8, &p.extra)?;
+            statement.raw_bind_parameter(at + 9, &p.time_zone)?;
+            statement.raw_bind_parameter(at + 10, p.utc_time)?;
+            statement.raw_bind_parameter(at + 11, p.mask_flag)?;
+            statement.raw_bind_parameter(at + 12, p.temperature)?;
+            statement.raw_bind_parameter(at + 13, &p.raw_line)?;
+            statement.raw_bind_parameter(at + 14, batch.received_at)?;
+        }
+        inserted += statement.raw_execute()?;
+        rest = after;
+    }
     Ok(Some(inserted))
+}
+
+/// Columns bound per punch by [`InsertNewPunches`].
+const INSERT_NEW_PUNCH_COLUMNS: usize = 14;
+
+/// The multi-row inserts of new punches without events (no endpoint): one statement per
+/// power-of-two number of rows up to [`InsertNewPunches::MAX_ROWS`], so a group of any size is
+/// a few cached statements (a group of 16 one-line uploads is one). Each row binds device,
+/// `seq`, PIN, local time, state, verify, work code, extra, zone, UTC time, mask flag,
+/// temperature, raw line, received at. No `ON CONFLICT`: a stored punch fails the group on the
+/// natural key, which is then written the general way.
+///
+/// Rows per statement, not a statement per punch: SQLite keeps a statement journal for every
+/// statement on a table with triggers, and bumps `sqlite_sequence` once per statement, so a
+/// statement's fixed cost is paid once for many rows; binding the columns costs SQLite less
+/// than unpacking them from JSON, and the writer less than writing it (BENCHMARKS.md, session
+/// 24). The triggers still run for each row: `punches_advance_last_seq` moves `last_seq` to the
+/// `seq` bound here.
+struct InsertNewPunches;
+
+impl InsertNewPunches {
+    /// Rows of the largest statement (× 14 parameters, well under SQLite's 32,766).
+    const MAX_ROWS: usize = 64;
+
+    /// The largest statement size that fits in `remaining` rows.
+    fn size_for(remaining: usize) -> usize {
+        if remaining >= Self::MAX_ROWS { Self::MAX_ROWS } else { 1 << remaining.ilog2() }
+    }
+
+    /// The statement for `rows` rows (a power of two up to [`Self::MAX_ROWS`]).
+    fn sql(rows: usize) -> &'static str {
+        static STATEMENTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            (0..=InsertNewPunches::MAX_ROWS.ilog2()).map(|k| InsertNewPunches::build(1 << k)).collect()
+        });
+        &STATEMENTS[rows.ilog2() as usize]
+    }
+
+    fn build(rows: usize) -> String {
+        let mut sql = String::from(
+            "INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, \
+             utc_time, mask_flag, temperature, raw_line, received_at) VALUES ",
+        );
+        for row in 0..rows {
+            let first = row * INSERT_NEW_PUNCH_COLUMNS + 1;
+            let placeholders: Vec<String> =
+                (first..first + INSERT_NEW_PUNCH_COLUMNS).map(|n| format!("?{n}")).collect();
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(&placeholders.join(", "));
+            sql.push(')');
+        }
+        sql
+    }
 }
 
 /// The JSON array parameter of one INSERT.
@@ -472,22 +552,6 @@ JOIN devices AS d ON d.id = j.value ->> 0",
 /// SQLite runs an INSERT's SELECT to its end before inserting when the table has triggers
 /// (`punches_advance_last_seq`; the store tests fail if that ever changes).
 const INSERT_NEW_PUNCHES_RETURNING: &str = insert_new_punches!("\nRETURNING id, seq, event_id");
-
-/// One new punch of a group without events (no endpoint), `?1`–`?13`: device, PIN, local time,
-/// state, verify, work code, extra, zone, UTC time, mask flag, temperature, raw line, received
-/// at. Its `seq` follows the device's `last_seq`, which the `punches_advance_last_seq` trigger
-/// has advanced past the group's previous punch of the device, so `seq` stays gapless and in
-/// upload order; no row when the device has none. No `ON CONFLICT`: a stored punch fails the
-/// group on the natural key, which is then written the general way.
-///
-/// A statement per punch, not one statement for the group's JSON (as the general path): on the
-/// writer's own connection a statement is no round trip, only `sqlite3_step` on a cached
-/// statement, and binding the columns costs SQLite less than unpacking them from JSON, and the
-/// writer less than writing it (500-line uploads: BENCHMARKS.md, session 23).
-const INSERT_NEW_PUNCH: &str = "\
-INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, utc_time, \
-                     mask_flag, temperature, raw_line, received_at)
-VALUES (?1, (SELECT last_seq + 1 FROM devices WHERE id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 /// Records the ATTLOG stamps the uploads reported (`$1`: a JSON array of `[device id, stamp]`,
 /// in group order: a device's last one wins).

@@ -347,6 +347,66 @@ async fn the_floor_benchmarks_statement_stores_punches_as_the_writer_does() {
     assert_eq!(stored, [("A1", "1", 1), ("A1", "2", 2), ("B2", "3", 1), ("A1", "4", 3), ("A1", "5", 4)]);
 }
 
+/// A group larger than one statement (101 punches: statements of 64, 32, 4 and 1 rows) from
+/// three devices interleaved: each device's punches numbered 1, 2, … in upload order with ids
+/// ascending the same way, `last_seq` at the count; the same group again fails on the natural
+/// key (the writer then writes it the general way), and a group naming a device without a row
+/// inserts nothing.
+#[tokio::test]
+async fn the_cheap_insert_numbers_a_group_of_several_statements_in_upload_order() {
+    let (dir, store) = open().await;
+    let mut devices = Vec::new();
+    for sn in ["C1", "C2", "C3"] {
+        let new = NewDevice { approval: Some(adms_store::Approval::Approved), sn, ..Default::default() };
+        devices.push(store.register_device(&new).await.unwrap().id);
+    }
+    let batches: Vec<PunchBatch> = (0..101)
+        .map(|i| {
+            let mut batch = PunchBatch::new(devices[i % 3]);
+            batch.punches.push(punch(&i.to_string(), "2026-01-01 09:00:00"));
+            batch
+        })
+        .collect();
+    let path = dir.path().join("nested/test.db");
+    let (inserted, again, nowhere) = tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        let group: Vec<&PunchBatch> = batches.iter().collect();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let inserted = adms_store::insert_new_punches(&conn, &group).unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let again = adms_store::insert_new_punches(&conn, &group).is_err();
+        conn.execute_batch("ROLLBACK").unwrap();
+        let mut elsewhere = PunchBatch::new(i64::MAX);
+        elsewhere.punches.push(punch("X", "2026-01-01 10:00:00"));
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let nowhere = adms_store::insert_new_punches(&conn, &[&batches[0], &elsewhere]).unwrap();
+        conn.execute_batch("ROLLBACK").unwrap();
+        (inserted, again, nowhere)
+    })
+    .await
+    .unwrap();
+    assert_eq!(inserted, Some(101));
+    assert!(again, "a group of stored punches must fail the natural key");
+    assert_eq!(nowhere, None);
+
+    let (_, rows) =
+        store.list_transactions(&TransactionFilter::default(), Page { offset: 0, limit: 200 }).await.unwrap();
+    assert_eq!(rows.len(), 101);
+    let mut by_id: Vec<_> = rows.iter().map(|r| (r.id, r.emp_code.parse::<usize>().unwrap(), r.seq)).collect();
+    by_id.sort_unstable();
+    let uploaded: Vec<usize> = by_id.iter().map(|(_, pin, _)| *pin).collect();
+    assert_eq!(uploaded, (0..101).collect::<Vec<_>>(), "ids follow the upload order");
+    for (_, pin, seq) in &by_id {
+        assert_eq!(*seq, (pin / 3 + 1) as i64, "punch {pin} is its device's {}th", pin / 3 + 1);
+    }
+    for (place, sn) in ["C1", "C2", "C3"].into_iter().enumerate() {
+        let expected = (0..101).filter(|i| i % 3 == place).count() as i64;
+        assert_eq!(store.device_by_sn(sn).await.unwrap().unwrap().last_seq, expected);
+    }
+}
+
 async fn old_quota_usage_is_purged_and_todays_still_counts(engine: crate::common::Engine) {
     use adms_store::{Quota, QuotaKind, RawUpload, StoreError};
     let store = crate::common::fresh(engine).await;
