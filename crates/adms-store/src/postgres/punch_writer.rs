@@ -7,7 +7,8 @@
 //!    the endpoints advisory lock is taken shared (see [`ENDPOINTS_LOCK`]);
 //! 2. the punches go in as one `INSERT … SELECT FROM unnest(arrays)`: new ones only (the natural
 //!    key decides; a re-sent punch inserts nothing and keeps its id and `seq`), `seq` continuing
-//!    the device's `last_seq` in upload order;
+//!    the device's `last_seq` in upload order; a group without events first goes in as
+//!    [`WRITE_NEW_GROUP`], which takes every punch as new and fails on a stored one;
 //! 3. one `UPDATE` moves each device's `last_seq` (and ATTLOG stamp, newest punch's figures,
 //!    first `seq` of the day) forward.
 //!
@@ -48,13 +49,11 @@ SELECT (SELECT count(*) FROM locked),
        AND set_config('adms.punch_events', 'on', true) = 'on'
        AND EXISTS (SELECT 1 FROM webhook_endpoints WHERE deleted_at IS NULL)";
 
-/// A group's punches and device updates in one statement (see the module documentation).
-/// `$1` the group's device ids, `$2` [`ENDPOINTS_LOCK`], `$3`–`$16` the punch columns,
-/// `$17`/`$18` the stamps reported (device id, stamp; in group order, a device's last wins),
-/// `$19` the group's display day ([`group_day`]): each device's newest punch's figures and its
-/// first `seq` of the day are kept in its row (migration 0021). Returns a row counting the
-/// device rows found, then each new punch's id, device, `seq` and event id.
-const WRITE_GROUP: &str = "\
+/// [`WRITE_GROUP`] and [`WRITE_NEW_GROUP`], which differ only in the punches they take as new.
+macro_rules! write_group {
+    ($fresh:literal) => {
+        concat!(
+            "\
 WITH locked AS (
     SELECT d.id, d.last_seq FROM devices AS d
     WHERE d.id = ANY($1) AND pg_advisory_xact_lock_shared($2) IS NOT NULL
@@ -65,11 +64,9 @@ WITH locked AS (
                          $10::text[], $11::bigint[], $12::bigint[], $13::float8[], $14::text[], $15::bigint[], $16::text[])
         WITH ORDINALITY AS n (device_id, pin, local_time, state, verify, work_code, extra, time_zone, utc_time,
                               mask_flag, temperature, raw_line, received_at, event_id, ord)
-), fresh AS (
-    SELECT n.* FROM n
-    WHERE NOT EXISTS (SELECT 1 FROM punches AS p
-                      WHERE p.local_time = n.local_time AND p.device_id = n.device_id AND p.pin = n.pin
-                        AND p.state = n.state AND p.verify = n.verify AND p.work_code = n.work_code)
+), fresh AS (",
+            $fresh,
+            "
 ), inserted AS (
     INSERT INTO punches (device_id, seq, pin, local_time, state, verify, work_code, extra, time_zone, utc_time,
                          mask_flag, temperature, raw_line, received_at, event_id)
@@ -107,7 +104,30 @@ WITH locked AS (
 -- The first row (id 0, never a punch's) counts the device rows found: see `write_group`.
 SELECT 0::bigint, (SELECT count(*) FROM locked), 0::bigint, NULL::text
 UNION ALL
-SELECT i.id, i.device_id, i.seq, i.event_id FROM inserted AS i";
+SELECT i.id, i.device_id, i.seq, i.event_id FROM inserted AS i"
+        )
+    };
+}
+
+/// A group's punches and device updates in one statement (see the module documentation).
+/// `$1` the group's device ids, `$2` [`ENDPOINTS_LOCK`], `$3`–`$16` the punch columns,
+/// `$17`/`$18` the stamps reported (device id, stamp; in group order, a device's last wins),
+/// `$19` the group's display day ([`group_day`]): each device's newest punch's figures and its
+/// first `seq` of the day are kept in its row (migration 0021). Returns a row counting the
+/// device rows found, then each new punch's id, device, `seq` and event id.
+const WRITE_GROUP: &str = write_group!(
+    "
+    SELECT n.* FROM n
+    WHERE NOT EXISTS (SELECT 1 FROM punches AS p
+                      WHERE p.local_time = n.local_time AND p.device_id = n.device_id AND p.pin = n.pin
+                        AND p.state = n.state AND p.verify = n.verify AND p.work_code = n.work_code)"
+);
+
+/// [`WRITE_GROUP`] for a group whose punches are all new, as nearly every group is: without
+/// the look-up of each punch before it goes in (a tenth of PostgreSQL's time at 500-line
+/// uploads; BENCHMARKS.md, session 24). A stored punch then fails the statement on the natural
+/// key (nothing of the group is written), and the group is written again by [`WRITE_GROUP`].
+const WRITE_NEW_GROUP: &str = write_group!("\n    SELECT n.* FROM n");
 
 const INSERT_PUNCH_EVENTS: &str = "\
 INSERT INTO webhook_events (event_id, event_type, device_id, punch_id, seq, occurred_at, created_at, body)
@@ -188,10 +208,23 @@ fn is_event_required(error: &sqlx::Error) -> bool {
     error.as_database_error().is_some_and(|e| e.message().starts_with("punch_event_required"))
 }
 
-/// The common group: [`WRITE_GROUP`] alone, in its implicit transaction.
+/// The common group: [`WRITE_NEW_GROUP`] alone, in its implicit transaction, or
+/// [`WRITE_GROUP`] when a punch of the group is stored already.
 async fn write_alone(conn: &mut sqlx::PgConnection, batches: &[&PunchBatch]) -> Result<u64, StoreError> {
     let group = GroupPunches::new(batches, false);
-    Ok(write_group(conn, batches, &group).await?.len() as u64)
+    match write_group(conn, WRITE_NEW_GROUP, batches, &group).await {
+        Ok(rows) => Ok(rows.len() as u64),
+        Err(StoreError::Database(e)) if is_stored_already(&e) => {
+            tracing::debug!("the group re-sends stored punches; writing only the new ones");
+            Ok(write_group(conn, WRITE_GROUP, batches, &group).await?.len() as u64)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the natural key refused a punch: it is stored already.
+fn is_stored_already(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.is_unique_violation())
 }
 
 /// The general path: `BEGIN`, the endpoint check, rejected lines, the group with its events,
@@ -212,7 +245,7 @@ async fn write_checked(
         }
     }
     let group = GroupPunches::new(batches, webhooks_on);
-    let new_rows = write_group(&mut tx, batches, &group).await?;
+    let new_rows = write_group(&mut tx, WRITE_GROUP, batches, &group).await?;
     if webhooks_on && !new_rows.is_empty() {
         insert_events(&mut tx, &group, &new_rows).await?;
     }
@@ -220,11 +253,13 @@ async fn write_checked(
     Ok((new_rows.len() as u64, webhooks_on))
 }
 
-/// [`WRITE_GROUP`] for the group's punches and its batches' stamps; fails when a device of the
-/// group has no row (the punches of the others may be committed then, when `conn` is not in a
-/// transaction: written again alone, they are found stored).
+/// `statement` ([`WRITE_GROUP`] or [`WRITE_NEW_GROUP`]) for the group's punches and its
+/// batches' stamps; fails when a device of the group has no row (the punches of the others may
+/// be committed then, when `conn` is not in a transaction: written again alone, they are found
+/// stored).
 async fn write_group(
     conn: &mut sqlx::PgConnection,
+    statement: &'static str,
     batches: &[&PunchBatch],
     group: &GroupPunches<'_>,
 ) -> Result<Vec<NewRow>, StoreError> {
@@ -232,7 +267,7 @@ async fn write_group(
     let (stamp_devices, stamps): (Vec<i64>, Vec<&str>) =
         batches.iter().filter_map(|b| Some((b.device_id, b.attlog_stamp.as_deref()?))).unzip();
     let devices = device_ids(batches);
-    let mut rows: Vec<NewRow> = sqlx::query_as(WRITE_GROUP)
+    let mut rows: Vec<NewRow> = sqlx::query_as(statement)
         .bind(&devices)
         .bind(ENDPOINTS_LOCK)
         .bind(&columns.device_id)
