@@ -390,10 +390,10 @@ impl Run {
     }
 
     /// What SQLite alone commits in groups shaped like 1-line uploads from `devices` devices: one
-    /// punch per device per transaction, the writer's own statement and parameter
+    /// punch per device per transaction, the writer's own statements
     /// ([`adms_store::insert_new_punches`]) between `BEGIN IMMEDIATE` and `COMMIT`, on one
-    /// connection driven from one thread (no sqlx, no async, no HTTP), `synchronous=FULL` as
-    /// the server's writer. Devices that each wait for their `OK` cannot put more than one line
+    /// connection driven from one thread (no sqlx, no async, no HTTP), `synchronous=FULL` and
+    /// `temp_store=MEMORY` as the server's writer. Devices that each wait for their `OK` cannot put more than one line
     /// each into a commit, so this is the ceiling of 1-line ingest on this machine's disk.
     pub async fn floor(&self, devices: usize) -> anyhow::Result<Figure> {
         let dir = tempfile::tempdir()?;

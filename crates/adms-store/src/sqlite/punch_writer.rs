@@ -6,15 +6,15 @@
 //! the driver's worker thread and back through the async runtime, about half of what a 1-line
 //! upload cost. Here a group is a few `sqlite3_step` calls on cached statements.
 //!
-//! A group of new punches without events (no webhook endpoint: the common group) is one
-//! cached single-row INSERT per punch, its columns bound ([`insert_new_punches`]): on the
-//! writer's own connection a statement is no round trip, and binding costs less than writing
-//! and unpacking JSON. Every other group (events to make, re-sent punches to skip) travels to
+//! A group of new punches without events (no webhook endpoint: the common group) is a few
+//! cached multi-row INSERTs, columns bound ([`insert_new_punches`]): on the writer's own
+//! connection a statement is no round trip, and binding costs less than writing and unpacking
+//! JSON. Every other group (events to make, re-sent punches to skip) travels to
 //! SQLite as one JSON array bound as a single parameter and unpacked with `jsonb_each`, so it
 //! is one static, fully parameterised INSERT whatever its size. The writer does not wait for
 //! groups to fill: it commits what is waiting, and the next group gathers during that commit.
 //! `seq` continues the device's `last_seq`, in upload order, without gaps (a trigger advances
-//! `last_seq`); SQLite's single writer makes that safe across processes.
+//! `last_seq` as each punch goes in); SQLite's single writer makes that safe across processes.
 
 use std::collections::HashMap;
 use std::path::Path;
