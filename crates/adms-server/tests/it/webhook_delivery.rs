@@ -148,10 +148,8 @@ async fn wait_for_requests(receiver: &Receiver, n: usize) {
 
 #[tokio::test]
 async fn receiver_down_for_two_days_then_up_gets_everything() {
-    // Reserve a port, then leave it closed: connection refused until the receiver starts.
-    let reserved = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = reserved.local_addr().unwrap();
-    drop(reserved);
+    // A port left closed: connection refused until the receiver starts.
+    let addr = common::webhooks::closed_loopback_addr();
     let url = format!("http://{addr}/hook");
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &url, &[]).await;
@@ -196,9 +194,7 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
 /// the oldest undelivered a day old, failures in a row.
 #[tokio::test]
 async fn a_receiver_back_after_a_day_gets_its_backlog_at_once() {
-    let reserved = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = reserved.local_addr().unwrap();
-    drop(reserved);
+    let addr = common::webhooks::closed_loopback_addr();
     let url = format!("http://{addr}/hook");
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &url, &[]).await;
