@@ -48,7 +48,7 @@ impl Drop for Driver {
 }
 
 async fn start_driver(path: &Path) -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
+    let port = crate::common::closed_loopback_addr().port();
     let child = Command::new(path)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())

@@ -122,9 +122,7 @@ fn a_keep_alive_fleet_reuses_its_connections_and_loses_nothing() {
 fn terminals_that_find_no_server_try_again_after_their_error_delay() {
     crate::sqlite_run_only!("the simulator's retries do not depend on the engine");
     let dir = tempfile::tempdir().expect("temp dir");
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = crate::common::closed_loopback_addr().to_string();
     let mut fleet = Command::new(adms_sim_binary())
         .args(["fleet", "--devices", "20", "--target", &format!("http://{listen}"), "--duration", "8s"])
         .args(["--ramp", "100ms", "--error-delay", "1s", "--punch-every", "500ms", "--poll-every", "500ms"])

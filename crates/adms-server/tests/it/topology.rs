@@ -193,9 +193,9 @@ async fn request_from(source: &str, addr: &str, head: &str) -> u16 {
     crate::common::parse_response(&answer).status
 }
 
-/// A free port on loopback (bound, read, released).
+/// A free port on loopback, below the ephemeral range (see [`crate::common::closed_loopback_addr`]).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    crate::common::closed_loopback_addr().port()
 }
 
 /// HAProxy from Debian's package on `deploy/haproxy.cfg`, in the foreground; killed on drop.

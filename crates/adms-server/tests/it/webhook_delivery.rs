@@ -149,7 +149,7 @@ async fn wait_for_requests(receiver: &Receiver, n: usize) {
 #[tokio::test]
 async fn receiver_down_for_two_days_then_up_gets_everything() {
     // A port left closed: connection refused until the receiver starts.
-    let addr = common::webhooks::closed_loopback_addr();
+    let addr = common::closed_loopback_addr();
     let url = format!("http://{addr}/hook");
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &url, &[]).await;
@@ -194,7 +194,7 @@ async fn receiver_down_for_two_days_then_up_gets_everything() {
 /// the oldest undelivered a day old, failures in a row.
 #[tokio::test]
 async fn a_receiver_back_after_a_day_gets_its_backlog_at_once() {
-    let addr = common::webhooks::closed_loopback_addr();
+    let addr = common::closed_loopback_addr();
     let url = format!("http://{addr}/hook");
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path(), &url, &[]).await;

@@ -505,3 +505,26 @@ pub async fn device_option(db: &Database, sn: &str, key: &str) -> Option<String>
     .await
     .map(|(value,)| value)
 }
+
+/// A loopback address no one listens on, for a process or receiver that binds it later
+/// (connections are refused until then). Its port lies below the kernel's ephemeral range,
+/// which a port-0 listener or an outgoing connection of another test could otherwise take
+/// meanwhile (a late receiver's bind once failed with `AddrInUse`); only explicit binds use
+/// these ports.
+pub fn closed_loopback_addr() -> std::net::SocketAddr {
+    use std::hash::BuildHasher as _;
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_from.max(10_001));
+    let random = std::collections::hash_map::RandomState::new();
+    for attempt in 0u32..1000 {
+        let port = low + (random.hash_one(attempt) % u64::from(high - low)) as u16;
+        // Free now (bound and released at once): the receiver binds it when its time comes.
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().unwrap();
+        }
+    }
+    panic!("no free loopback port between {low} and {high}");
+}
