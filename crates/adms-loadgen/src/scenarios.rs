@@ -393,8 +393,9 @@ impl Run {
     /// punch per device per transaction, the writer's own statements
     /// ([`adms_store::insert_new_punches`]) between `BEGIN IMMEDIATE` and `COMMIT`, on one
     /// connection driven from one thread (no sqlx, no async, no HTTP), `synchronous=FULL` and
-    /// `temp_store=MEMORY` as the server's writer. Devices that each wait for their `OK` cannot put more than one line
-    /// each into a commit, so this is the ceiling of 1-line ingest on this machine's disk.
+    /// `temp_store=MEMORY` as the server's writer. Devices that each wait for their `OK` cannot
+    /// put more than one line each into a commit, so this is the ceiling of 1-line ingest on
+    /// this machine's disk.
     pub async fn floor(&self, devices: usize) -> anyhow::Result<Figure> {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("floor.db");
